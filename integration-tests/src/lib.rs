@@ -1,0 +1,80 @@
+//! Shared helpers for tests that run against a real Apache Kafka broker.
+//!
+//! The broker is started by `scripts/test` (or `scripts/kafka up`), which exports
+//! `KAFKA_BOOTSTRAP`. Run by hand without a broker, broker tests skip with a loud
+//! message; under `CI=true` they fail instead.
+#![deny(missing_docs)]
+
+use std::path::PathBuf;
+
+/// The bootstrap address of the test broker, if one is configured.
+///
+/// Looks at `KAFKA_BOOTSTRAP` first, then at the env file that `scripts/kafka up`
+/// writes (`target/kafka/env`). Returns `None` when neither names a broker, after
+/// printing a loud skip message, and panics instead when `CI=true`, so CI can
+/// never pass by skipping.
+pub fn bootstrap() -> Option<String> {
+    if let Ok(addr) = std::env::var("KAFKA_BOOTSTRAP") {
+        if !addr.trim().is_empty() {
+            return Some(addr.trim().to_string());
+        }
+    }
+    if let Some(addr) = bootstrap_from_env_file() {
+        return Some(addr);
+    }
+    let in_ci = std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
+    if in_ci {
+        panic!(
+            "CI=true but no Kafka broker is configured: set KAFKA_BOOTSTRAP or run scripts/test"
+        );
+    }
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!! SKIPPING broker test: no Kafka broker configured.                      !!");
+    eprintln!("!! Run `scripts/test`, or `scripts/kafka up` before `cargo test`.         !!");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    None
+}
+
+/// Reads `KAFKA_BOOTSTRAP=` from the env file of a broker that `scripts/kafka up` started.
+fn bootstrap_from_env_file() -> Option<String> {
+    let path = workspace_root().join("target/kafka/env");
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("KAFKA_BOOTSTRAP="))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The root of the cargo workspace (the parent of this crate's folder).
+pub fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().map(PathBuf::from).unwrap_or(here)
+}
+
+/// Skips the calling test (by returning) when no broker is configured.
+///
+/// ```ignore
+/// let bootstrap = require_broker!();
+/// ```
+#[macro_export]
+macro_rules! require_broker {
+    () => {
+        match $crate::bootstrap() {
+            Some(addr) => addr,
+            None => return,
+        }
+    };
+}
+
+/// A topic name unique to this test run, so tests never collide on a shared broker.
+pub fn random_topic(prefix: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}

@@ -1,0 +1,11 @@
+//! Kafka's wire protocol and client, in pure Rust.
+//!
+//! ```text
+//!  protocol/   generated request/response codecs, headers, api keys, error codes
+//!  records/    record batches (magic v2) and legacy message sets
+//!  compression gzip, snappy, lz4, zstd
+//!  client/     connections, metadata, producer, consumer, groups, transactions, admin
+//! ```
+//!
+//! This crate knows nothing of the strom engine; it is usable on its own.
+#![deny(missing_docs)]
