@@ -9,3 +9,8 @@
 //!
 //! This crate knows nothing of the strom engine; it is usable on its own.
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod protocol;
+
+pub use error::{Error, Result};

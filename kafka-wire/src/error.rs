@@ -1,0 +1,118 @@
+//! The one error type of kafka-wire.
+
+/// Everything that can go wrong in kafka-wire: bad bytes, unsupported versions,
+/// compression failures, and (in the client) I/O and broker errors.
+///
+/// Decoders never panic on input: every malformed frame, batch or field comes back
+/// as one of these, naming what was being read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Fewer bytes remained than the field or length prefix needs.
+    #[error("truncated input reading {context}: needed {needed} bytes, {remaining} remain")]
+    Truncated {
+        /// What was being read.
+        context: &'static str,
+        /// Bytes the read needed.
+        needed: usize,
+        /// Bytes that remained.
+        remaining: usize,
+    },
+    /// A length prefix was negative (where null is not allowed) or larger than allowed.
+    #[error("invalid length {length} for {context}")]
+    InvalidLength {
+        /// What was being read.
+        context: &'static str,
+        /// The length found.
+        length: i64,
+    },
+    /// A varint ran past its maximum width.
+    #[error("malformed varint reading {context}")]
+    InvalidVarint {
+        /// What was being read.
+        context: &'static str,
+    },
+    /// A string field did not hold valid UTF-8.
+    #[error("invalid UTF-8 in {context}")]
+    InvalidUtf8 {
+        /// What was being read.
+        context: &'static str,
+    },
+    /// A field that must not be null was null on the wire, or the caller set null at a
+    /// version where the field is not nullable.
+    #[error("{field} is null but is not nullable at version {version}")]
+    NullNotAllowed {
+        /// The field.
+        field: &'static str,
+        /// The message version.
+        version: i16,
+    },
+    /// Encoding a non-default value in a field that the chosen version does not have
+    /// (and which is not ignorable) would silently lose it.
+    #[error("{field} is not supported at version {version} but holds a non-default value")]
+    FieldNotSupported {
+        /// The field.
+        field: &'static str,
+        /// The message version.
+        version: i16,
+    },
+    /// The api key is not one Kafka defines (or this crate knows).
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// The version is outside the range a message supports.
+    #[error("unsupported version {version} of {message}")]
+    UnsupportedVersion {
+        /// The message name.
+        message: &'static str,
+        /// The version asked for.
+        version: i16,
+    },
+    /// A record batch CRC32C did not match its bytes.
+    #[error(
+        "record batch CRC mismatch at offset {base_offset}: stored {stored:#010x}, computed {computed:#010x}"
+    )]
+    CrcMismatch {
+        /// Base offset of the batch.
+        base_offset: i64,
+        /// CRC stored in the batch.
+        stored: u32,
+        /// CRC computed over the bytes.
+        computed: u32,
+    },
+    /// A record batch or record is malformed in a way the other variants do not cover.
+    #[error("corrupt record data: {0}")]
+    CorruptRecords(String),
+    /// The message format (magic byte) is not 0, 1 or 2.
+    #[error("unsupported record magic {0}")]
+    UnsupportedMagic(i8),
+    /// The compression codec id is not one Kafka defines.
+    #[error("unknown compression codec {0}")]
+    UnknownCompression(u8),
+    /// A codec failed to compress or decompress.
+    #[error("{codec} error: {message}")]
+    Compression {
+        /// The codec.
+        codec: &'static str,
+        /// What the codec said.
+        message: String,
+    },
+    /// Decompressed output would pass the configured limit (decompression bomb guard).
+    #[error("{codec} output exceeds the limit of {limit} bytes")]
+    DecompressedTooLarge {
+        /// The codec.
+        codec: &'static str,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A value given by the caller cannot be encoded (too long, out of range).
+    #[error("cannot encode {context}: {message}")]
+    Encode {
+        /// What was being encoded.
+        context: &'static str,
+        /// Why it cannot be encoded.
+        message: String,
+    },
+}
+
+/// Result with kafka-wire's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
