@@ -1,7 +1,8 @@
 //! Kafka's wire protocol and client, in pure Rust.
 //!
 //! ```text
-//!  protocol/   generated request/response codecs, headers, api keys, error codes
+//!  protocol/   generated request/response codecs, headers, api keys
+//!  error_code  Kafka error codes (generated table), retriable flags
 //!  records/    record batches (magic v2) and legacy message sets
 //!  compression gzip, snappy, lz4, zstd
 //!  client/     connections, metadata, producer, consumer, groups, transactions, admin
@@ -11,6 +12,8 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod error_code;
 pub mod protocol;
 
 pub use error::{Error, Result};
+pub use error_code::ErrorCode;
