@@ -11,9 +11,11 @@
 //! This crate knows nothing of the strom engine; it is usable on its own.
 #![deny(missing_docs)]
 
+pub mod compression;
 pub mod error;
 pub mod error_code;
 pub mod protocol;
+pub mod records;
 
 pub use error::{Error, Result};
 pub use error_code::ErrorCode;

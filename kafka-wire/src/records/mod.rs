@@ -1,0 +1,201 @@
+//! Record batches: the bytes inside Produce requests' and Fetch responses' `records`
+//! fields.
+//!
+//! ```text
+//!  producer:  Record / (ts, key, value, headers)
+//!               -> BatchBuilder::append ... finish()  -> Bytes (one v2 batch, CRC32C)
+//!               -> concatenate batches into a Produce `records` field
+//!
+//!  consumer:  Fetch `records` field (Bytes)
+//!               -> BatchReader (v2 batches, legacy magic 0/1 messages; stops cleanly
+//!                  at a truncated final batch and reports its size)
+//!               -> RecordBatch (header: producer id, transactional, control, lastOffset)
+//!               -> RecordBatch::records() -> Record { offset, timestamp, key, value, headers }
+//! ```
+//!
+//! Decoding never copies keys, values or headers: they are [`bytes::Bytes`] slices of
+//! the input (or of a batch's decompressed buffer).
+
+use bytes::Bytes;
+
+use crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES;
+use crate::error::{Error, Result};
+
+pub mod batch;
+pub mod builder;
+pub mod control;
+pub mod header;
+pub mod legacy;
+pub mod record;
+
+pub use batch::{BatchAttributes, BatchHeader, RecordBatch, Records, TimestampType};
+pub use builder::{BatchBuilder, BatchParams, encode_control_batch};
+pub use control::{ControlRecord, ControlRecordType};
+pub use header::Header;
+pub use record::Record;
+
+use batch::{LOG_OVERHEAD, MAGIC_OFFSET};
+
+/// Limits and checks applied while decoding a `records` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Largest decompressed size of one batch (or legacy wrapper).
+    pub max_decompressed_bytes: usize,
+    /// Largest decompressed size of all batches read by one [`BatchReader`] together.
+    pub max_total_decompressed_bytes: usize,
+    /// Check each batch's CRC (CRC32C for magic 2, CRC32 for magic 0/1).
+    pub verify_crc: bool,
+}
+
+impl Default for DecodeOptions {
+    /// 64 MiB per batch, 1 GiB per reader, CRCs checked.
+    fn default() -> Self {
+        DecodeOptions {
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            max_total_decompressed_bytes: 1024 * 1024 * 1024,
+            verify_crc: true,
+        }
+    }
+}
+
+/// Iterates the batches of a `records` field (any mix of magic 0, 1 and 2).
+///
+/// A final batch whose bytes are not all there (brokers cut fetch responses at the
+/// size limit) ends the iteration without an error; [`BatchReader::remaining`] then
+/// says how many bytes were left. A malformed batch yields its error and ends the
+/// iteration.
+#[derive(Debug, Clone)]
+pub struct BatchReader {
+    data: Bytes,
+    pos: usize,
+    opts: DecodeOptions,
+    decompressed: usize,
+    done: bool,
+}
+
+impl BatchReader {
+    /// A reader over `data` with default options.
+    pub fn new(data: Bytes) -> Self {
+        Self::with_options(data, DecodeOptions::default())
+    }
+
+    /// A reader over `data` with the given options.
+    pub fn with_options(data: Bytes, opts: DecodeOptions) -> Self {
+        BatchReader {
+            data,
+            pos: 0,
+            opts,
+            decompressed: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes not consumed by the batches read so far; after the iteration ends
+    /// without an error, the size of the truncated tail (0 if there is none).
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    /// Index in the input of the next batch.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn read_next(&mut self) -> Result<Option<RecordBatch>> {
+        let rest = self.data.len() - self.pos;
+        if rest < LOG_OVERHEAD {
+            return Ok(None);
+        }
+        let b = &self.data[self.pos..];
+        let size = i32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&s| s >= legacy::MIN_MESSAGE_SIZE_V0)
+            .ok_or(Error::InvalidLength {
+                context: "record batch length",
+                length: i64::from(size),
+            })?;
+        if size > rest - LOG_OVERHEAD {
+            // A partial batch at the end of a fetch: a normal outcome.
+            return Ok(None);
+        }
+        let entry = self.data.slice(self.pos..self.pos + LOG_OVERHEAD + size);
+        let limit = self.opts.max_decompressed_bytes.min(
+            self.opts
+                .max_total_decompressed_bytes
+                .saturating_sub(self.decompressed),
+        );
+        let batch = match b[MAGIC_OFFSET] as i8 {
+            2 => RecordBatch::decode_v2(entry, self.opts.verify_crc, limit)?,
+            0 | 1 => legacy::decode_message(entry, self.opts.verify_crc, limit)?,
+            m => return Err(Error::UnsupportedMagic(m)),
+        };
+        if batch.compression() != crate::compression::Compression::None {
+            self.decompressed += batch.records_bytes().map_or(size, |records| records.len());
+        }
+        self.pos += LOG_OVERHEAD + size;
+        Ok(Some(batch))
+    }
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.read_next() {
+            Ok(Some(batch)) => Some(Ok(batch)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl std::iter::FusedIterator for BatchReader {}
+
+/// All complete batches of a `records` field, and the size of a truncated tail.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSet {
+    /// The complete batches, in order.
+    pub batches: Vec<RecordBatch>,
+    /// Bytes of a final partial batch that were not decoded (0 if none).
+    pub truncated_bytes: usize,
+}
+
+impl RecordSet {
+    /// Offset after the last complete batch, if any.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.batches.last().map(RecordBatch::next_offset)
+    }
+}
+
+/// Decodes every complete batch of `data`; a truncated final batch is reported in
+/// [`RecordSet::truncated_bytes`], not as an error.
+pub fn decode_records(data: Bytes, opts: DecodeOptions) -> Result<RecordSet> {
+    let mut reader = BatchReader::with_options(data, opts);
+    let mut batches = Vec::new();
+    for batch in reader.by_ref() {
+        batches.push(batch?);
+    }
+    Ok(RecordSet {
+        batches,
+        truncated_bytes: reader.remaining(),
+    })
+}
+
+/// Encodes `records` as one batch with `params` (offsets follow slice order).
+pub fn encode_batch(params: BatchParams, records: &[Record]) -> Result<Bytes> {
+    let mut b = BatchBuilder::new(params);
+    for r in records {
+        b.append_record(r)?;
+    }
+    b.finish()
+}
