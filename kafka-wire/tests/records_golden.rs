@@ -22,8 +22,11 @@ fn h(k: &'static str, v: &'static str) -> Header {
     Header::new(k, Some(v))
 }
 
-/// (offset, key, value, headers) the capture script produced.
-fn expected() -> Vec<(i64, Option<String>, Option<String>, Vec<Header>)> {
+/// (offset, key, value, headers) of one produced record.
+type Expected = (i64, Option<String>, Option<String>, Vec<Header>);
+
+/// The records the capture script produced.
+fn expected() -> Vec<Expected> {
     let long = vec!["stream"; 30].join(" ");
     vec![
         (0, Some("k1".into()), Some("hello".into()), vec![]),
