@@ -1,0 +1,405 @@
+//! Tests of the generated codecs: a round trip of every message at every valid
+//! version, hostile bytes fed to every decoder, and known answers from the spec.
+
+use std::fmt::Debug;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+use super::messages::{self, for_all_messages};
+use super::testing::{Arbitrary, Gen};
+use super::*;
+
+/// Encodes `value`, checks `encoded_len`, decodes, compares, and re-encodes the decoded
+/// value to the same bytes.
+fn round_trip_one<T: Message + PartialEq + Debug>(value: &T, version: i16) -> Result<(), String> {
+    let mut buf = BytesMut::new();
+    value
+        .encode(&mut buf, version)
+        .map_err(|e| format!("v{version}: encode failed: {e}\n{value:#?}"))?;
+    let len = value.encoded_len(version).map_err(|e| e.to_string())?;
+    if len != buf.len() {
+        return Err(format!(
+            "v{version}: encoded_len {len} but wrote {}",
+            buf.len()
+        ));
+    }
+    let bytes = buf.freeze();
+    let mut input = bytes.clone();
+    let decoded = T::decode(&mut input, version)
+        .map_err(|e| format!("v{version}: decode failed: {e}\n{value:#?}\n{bytes:?}"))?;
+    if !input.is_empty() {
+        return Err(format!(
+            "v{version}: {} bytes left after decode",
+            input.len()
+        ));
+    }
+    if &decoded != value {
+        return Err(format!(
+            "v{version}: decoded differs\n{value:#?}\n{decoded:#?}"
+        ));
+    }
+    let mut again = BytesMut::new();
+    decoded
+        .encode(&mut again, version)
+        .map_err(|e| e.to_string())?;
+    if again != bytes {
+        return Err(format!("v{version}: re-encoding differs"));
+    }
+    Ok(())
+}
+
+fn round_trips<T: Message + Arbitrary + Default + PartialEq + Debug>(
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    for version in T::VALID_VERSIONS.iter() {
+        let mut g = Gen::new(seed ^ (version as u64) << 48);
+        let value = T::arbitrary(&mut g, version);
+        round_trip_one(&value, version).map_err(TestCaseError::fail)?;
+        round_trip_one(&T::default(), version)
+            .map_err(|e| TestCaseError::fail(format!("default: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Feeds random bytes and mutated valid encodings to the decoder at every version: it
+/// must return (Ok or Err), never panic or allocate from an unchecked length.
+fn survives_hostile_bytes<T: Message + Arbitrary + Debug>(seed: u64) {
+    for version in T::VALID_VERSIONS.iter() {
+        let mut g = Gen::new(seed ^ (version as u64) << 40);
+        let noise: Vec<u8> = (0..g.below(64)).map(|_| g.next_u64() as u8).collect();
+        let _ = T::decode(&mut Bytes::from(noise), version);
+
+        let mut buf = BytesMut::new();
+        if T::arbitrary(&mut g, version)
+            .encode(&mut buf, version)
+            .is_err()
+        {
+            continue;
+        }
+        let valid = buf.freeze();
+        for _ in 0..8 {
+            let mut m = valid.to_vec();
+            match g.below(4) {
+                0 if !m.is_empty() => {
+                    let at = g.below(m.len() as u64) as usize;
+                    m[at] ^= 1 << g.below(8);
+                }
+                1 if !m.is_empty() => {
+                    let at = g.below(m.len() as u64) as usize;
+                    m[at] = [0x00, 0x7f, 0x80, 0xff][g.below(4) as usize];
+                }
+                2 => m.truncate(g.below(m.len() as u64 + 1) as usize),
+                _ => {
+                    let at = g.below(m.len() as u64 + 1) as usize;
+                    m.splice(at..at, [0x7f, 0xff, 0xff, 0xff]);
+                }
+            }
+            let _ = T::decode(&mut Bytes::from(m), version);
+        }
+    }
+}
+
+macro_rules! round_trip_test {
+    ($module:ident, $ty:ident) => {
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+            #[test]
+            fn $module(seed in any::<u64>()) {
+                round_trips::<messages::$ty>(seed)?;
+            }
+        }
+    };
+}
+
+macro_rules! hostile_test {
+    ($module:ident, $ty:ident) => {
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+            #[test]
+            fn $module(seed in any::<u64>()) {
+                survives_hostile_bytes::<messages::$ty>(seed);
+            }
+        }
+    };
+}
+
+/// One test per message: values valid at each version survive encode -> decode ->
+/// encode unchanged.
+mod every_message_round_trips_at_every_version {
+    use super::*;
+    for_all_messages!(round_trip_test);
+}
+
+/// One test per message: random and mutated bytes never panic a decoder.
+mod every_decoder_survives_hostile_bytes {
+    use super::*;
+    for_all_messages!(hostile_test);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// The runtime dispatch by api key never panics on noise.
+    #[test]
+    fn decoding_by_api_key_never_panics(seed in any::<u64>(), data in proptest::collection::vec(any::<u8>(), 0..96)) {
+        for key in ApiKey::ALL {
+            for version in key.valid_versions().iter() {
+                let _ = messages::decode_request_body(key, version, &mut Bytes::from(data.clone()));
+                let _ = messages::decode_response_body(key, version, &mut Bytes::from(data.clone()));
+            }
+        }
+        let _ = seed;
+    }
+}
+
+fn encode<T: Message>(value: &T, version: i16) -> Vec<u8> {
+    let mut out = Vec::new();
+    value.encode(&mut out, version).unwrap();
+    out
+}
+
+#[test]
+fn flexible_request_header_v2_matches_the_spec() {
+    let header = RequestHeader {
+        request_api_key: 18,
+        request_api_version: 3,
+        correlation_id: 7,
+        client_id: Some("ab".into()),
+        ..Default::default()
+    };
+    // api key, api version, correlation id, client id as a classic (non-compact)
+    // nullable string even in v2, then an empty tagged-field section.
+    assert_eq!(
+        encode(&header, 2),
+        [0, 18, 0, 3, 0, 0, 0, 7, 0, 2, b'a', b'b', 0]
+    );
+    let null_client = RequestHeader {
+        client_id: None,
+        ..header.clone()
+    };
+    assert_eq!(
+        encode(&null_client, 1),
+        [0, 18, 0, 3, 0, 0, 0, 7, 0xff, 0xff]
+    );
+    // v0 has no client id at all; it is ignorable, so it is dropped silently.
+    assert_eq!(encode(&header, 0), [0, 18, 0, 3, 0, 0, 0, 7]);
+    let decoded = RequestHeader::decode(&mut &encode(&header, 2)[..], 2).unwrap();
+    assert_eq!(decoded, header);
+}
+
+#[test]
+fn empty_tagged_field_section_is_one_zero_byte() {
+    let header = ResponseHeader {
+        correlation_id: 1,
+        ..Default::default()
+    };
+    assert_eq!(encode(&header, 1), [0, 0, 0, 1, 0]);
+    assert_eq!(encode(&header, 0), [0, 0, 0, 1]);
+}
+
+#[test]
+fn null_arrays_are_zero_compact_and_minus_one_classic() {
+    use messages::MetadataRequest;
+    let all_topics = MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
+    // v1 (classic): topics null = INT32 -1, then nothing else at v1.
+    assert_eq!(encode(&all_topics, 1), [0xff, 0xff, 0xff, 0xff]);
+    // v9 (flexible): topics null = uvarint 0; then allow_auto_topic_creation (true),
+    // include_cluster_authorized_operations and include_topic_authorized_operations
+    // (false), and an empty tagged-field section.
+    assert_eq!(encode(&all_topics, 9), [0, 1, 0, 0, 0]);
+    let back = MetadataRequest::decode(&mut &[0u8, 1, 0, 0, 0][..], 9).unwrap();
+    assert_eq!(back.topics, None);
+}
+
+#[test]
+fn null_where_not_nullable_is_an_error() {
+    use messages::MetadataRequest;
+    let all_topics = MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
+    // Topics is nullable only from v1.
+    assert!(
+        matches!(
+            MetadataRequest::default().encoded_len(0),
+            Err(Error::UnsupportedVersion { .. })
+        ) || MetadataRequest::VALID_VERSIONS.min > 0
+            || all_topics.encode(&mut Vec::new(), 0).is_err()
+    );
+    let header = RequestHeader {
+        client_id: None,
+        ..Default::default()
+    };
+    assert!(header.encode(&mut Vec::new(), 1).is_ok());
+    let produce = messages::ProduceRequest {
+        transactional_id: None,
+        ..Default::default()
+    };
+    // TransactionalId only exists from v3 and is nullable there.
+    assert!(produce.encode(&mut Vec::new(), 3).is_ok());
+    let partition = messages::produce_request::PartitionProduceData {
+        records: None,
+        ..Default::default()
+    };
+    let topic = messages::produce_request::TopicProduceData {
+        name: "t".into(),
+        partition_data: vec![partition],
+        ..Default::default()
+    };
+    let ok = messages::ProduceRequest {
+        topic_data: vec![topic],
+        ..Default::default()
+    };
+    assert!(
+        ok.encode(&mut Vec::new(), 3).is_ok(),
+        "records are nullable"
+    );
+}
+
+#[test]
+fn non_ignorable_field_missing_from_a_version_is_an_error() {
+    // FindCoordinator: KeyType exists from v1 and is not ignorable.
+    let req = messages::FindCoordinatorRequest {
+        key_type: 1,
+        ..Default::default()
+    };
+    assert!(matches!(
+        req.encode(&mut Vec::new(), 0),
+        Err(Error::FieldNotSupported { version: 0, .. })
+    ));
+    assert!(req.encode(&mut Vec::new(), 1).is_ok());
+    // ThrottleTimeMs is ignorable: dropped silently at v0.
+    let resp = messages::ApiVersionsResponse {
+        throttle_time_ms: 5,
+        ..Default::default()
+    };
+    assert_eq!(encode(&resp, 0), [0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn unsupported_versions_are_errors() {
+    let req = messages::ApiVersionsRequest::default();
+    let too_new = messages::ApiVersionsRequest::VALID_VERSIONS.max + 1;
+    assert!(matches!(
+        req.encode(&mut Vec::new(), too_new),
+        Err(Error::UnsupportedVersion { .. })
+    ));
+    assert!(matches!(
+        messages::ApiVersionsRequest::decode(&mut &[][..], -1),
+        Err(Error::UnsupportedVersion { .. })
+    ));
+}
+
+#[test]
+fn hostile_lengths_fail_without_allocating() {
+    // An ApiVersions v0 response claiming 2^31-1 api keys with 6 bytes behind it.
+    let frame = [0u8, 0, 0x7f, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 3];
+    assert!(matches!(
+        messages::ApiVersionsResponse::decode(&mut &frame[..], 0),
+        Err(Error::Truncated { .. })
+    ));
+    // A compact string claiming 2^32-2 bytes (ApiVersions v3 ClientSoftwareName).
+    let name = [0xffu8, 0xff, 0xff, 0xff, 0x0f, b'x'];
+    assert!(matches!(
+        messages::ApiVersionsRequest::decode(&mut &name[..], 3),
+        Err(Error::Truncated {
+            needed: 0xffff_fffe,
+            ..
+        })
+    ));
+    // A tagged field claiming more bytes than remain (request header v2, null client id).
+    let mut buf = BytesMut::new();
+    buf.put_i16(18);
+    buf.put_i16(3);
+    buf.put_i32(1);
+    buf.put_i16(-1);
+    buf.put_slice(&[0x01, 0x00, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        RequestHeader::decode(&mut buf.freeze(), 2),
+        Err(Error::Truncated {
+            context: "tagged field value",
+            ..
+        })
+    ));
+    // A classic nullable string of length -1 is null, -2 is null as well (any negative).
+    let header = [0u8, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xfe];
+    assert_eq!(
+        RequestHeader::decode(&mut &header[..], 1)
+            .unwrap()
+            .client_id,
+        None
+    );
+}
+
+#[test]
+fn unknown_tagged_fields_survive_a_round_trip() {
+    // Response header v1 with tags 5 and 9 that this crate does not know.
+    let wire = [0u8, 0, 0, 42, 2, 5, 1, 0xaa, 9, 2, 0xbb, 0xcc];
+    let header = ResponseHeader::decode(&mut &wire[..], 1).unwrap();
+    assert_eq!(header.correlation_id, 42);
+    assert_eq!(
+        header.unknown_tagged_fields,
+        vec![
+            (5, Bytes::from_static(&[0xaa])),
+            (9, Bytes::from_static(&[0xbb, 0xcc]))
+        ]
+    );
+    assert_eq!(encode(&header, 1), wire);
+}
+
+#[test]
+fn header_versions_follow_flexible_versions_except_api_versions_response() {
+    assert_eq!(ApiKey::Metadata.request_header_version(8), 1);
+    assert_eq!(ApiKey::Metadata.request_header_version(9), 2);
+    assert_eq!(ApiKey::Metadata.response_header_version(8), 0);
+    assert_eq!(ApiKey::Metadata.response_header_version(9), 1);
+    assert_eq!(ApiKey::ApiVersions.request_header_version(3), 2);
+    assert_eq!(ApiKey::ApiVersions.response_header_version(3), 0);
+    assert_eq!(ApiKey::ApiVersions.response_header_version(4), 0);
+    assert_eq!(ApiKey::ControlledShutdown.request_header_version(0), 0);
+    assert_eq!(ApiKey::Produce.code(), 0);
+    assert_eq!(ApiKey::try_from(18).unwrap(), ApiKey::ApiVersions);
+    assert!(matches!(
+        ApiKey::try_from(-5),
+        Err(Error::UnknownApiKey(-5))
+    ));
+    for key in ApiKey::ALL {
+        assert_eq!(ApiKey::try_from(key.code()).unwrap(), key);
+    }
+}
+
+#[test]
+fn defaults_follow_the_spec() {
+    let r = messages::ApiVersionsResponse::default();
+    assert_eq!(r.finalized_features_epoch, -1);
+    let m = messages::MetadataRequest::default();
+    assert!(m.allow_auto_topic_creation);
+    let p = messages::ProduceRequest::default();
+    assert_eq!(p.transactional_id, None);
+}
+
+#[test]
+fn unstable_latest_versions_are_not_offered() {
+    // The specs mark these latest versions unstable: the crate stops one below.
+    for key in [ApiKey::ShareFetch, ApiKey::ShareAcknowledge] {
+        assert!(
+            key.valid_versions().is_empty(),
+            "{key}: {:?}",
+            key.valid_versions()
+        );
+    }
+}
+
+#[test]
+fn request_frame_carries_size_header_and_body() {
+    let frame =
+        encode_request_frame(&messages::ApiVersionsRequest::default(), 0, 9, Some("x")).unwrap();
+    assert_eq!(
+        &frame[..],
+        [0, 0, 0, 11, 0, 18, 0, 0, 0, 0, 0, 9, 0, 1, b'x']
+    );
+}
