@@ -1,0 +1,2 @@
+//! Throughput benchmark (placeholder until the bench lands).
+fn main() {}

@@ -1,0 +1,487 @@
+//! The pipeline builder: [`Pipeline`], [`DataStream`], [`KeyedStream`],
+//! [`WindowedStream`], and the plan that turns them into tasks.
+//!
+//! Building is lazy. Each stream holds a `connect` continuation: "given a factory
+//! for the downstream chain of each subtask, build my tasks". A one-to-one operator
+//! wraps the factory (so it runs fused in the same task); an exchange (`key_by`,
+//! `rebalance`, `union`, sinks) creates channels and starts a new stage. Sinks
+//! register terminals; [`Pipeline::start`] runs them all, then spawns the tasks.
+//!
+//! ```text
+//! source ──map──filter──┐ key_by (hash into key groups)
+//!   [stage 0, fused]    └────────────> window ──map──> sink
+//!                                      [stage 1, fused]  [stage 2]
+//! ```
+
+pub(crate) mod keyed;
+pub(crate) mod stream;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId, TaskId,
+};
+use crate::error::{DeadLetter, EngineError, ErrorPolicy, Result};
+use crate::io::source::Source;
+use crate::operators::OperatorInit;
+use crate::operators::process::{ErasedSide, SideOutputs};
+use crate::runtime::channel::{Outlet, Receiver, Sender, channel};
+use crate::runtime::context::TaskCtx;
+use crate::runtime::gate::InputGate;
+use crate::runtime::job::{JobHandle, JobResult, JobSetup, TaskFuture, TaskSpec, spawn_job};
+use crate::runtime::task::{JobEvent, SourceTask, TaskEnv, run_chain_task, run_source_task};
+use crate::time::clock::Clock;
+use crate::time::watermark::WatermarkStrategy;
+
+pub use keyed::{KeyedStream, WindowedStream};
+pub use stream::{AsyncOptions, DataStream};
+
+/// Settings of a pipeline.
+///
+/// ```
+/// use std::time::Duration;
+/// use engine::{ErrorPolicy, PipelineConfig};
+/// let c = PipelineConfig::default()
+///     .parallelism(2)
+///     .error_policy(ErrorPolicy::DeadLetter)
+///     .checkpoint_interval(Duration::from_secs(10));
+/// assert_eq!(c.parallelism, 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Default parallelism of sources and keyed operators.
+    pub parallelism: usize,
+    /// Number of key groups (upper bound for rescaling keyed state).
+    pub max_parallelism: u16,
+    /// Records per batch between tasks.
+    pub batch_size: usize,
+    /// Batches buffered per channel (bounds memory; backpressure beyond it).
+    pub channel_capacity: usize,
+    /// What happens to records a user function fails.
+    pub error_policy: ErrorPolicy,
+    /// Periodic checkpoints (none by default; trigger by hand with
+    /// [`JobHandle::trigger_checkpoint`]).
+    pub checkpoint_interval: Option<Duration>,
+    /// Processing time at job start (ms); `None` follows the wall clock.
+    pub processing_time_start: Option<i64>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            parallelism: 1,
+            max_parallelism: 128,
+            batch_size: 1024,
+            channel_capacity: 4,
+            error_policy: ErrorPolicy::Fail,
+            checkpoint_interval: None,
+            processing_time_start: None,
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Sets the default parallelism.
+    pub fn parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n.max(1);
+        self
+    }
+    /// Sets the number of key groups.
+    pub fn max_parallelism(mut self, n: u16) -> Self {
+        self.max_parallelism = n.max(1);
+        self
+    }
+    /// Sets the batch size.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+    /// Sets the channel capacity in batches.
+    pub fn channel_capacity(mut self, n: usize) -> Self {
+        self.channel_capacity = n.max(1);
+        self
+    }
+    /// Sets the error policy.
+    pub fn error_policy(mut self, p: ErrorPolicy) -> Self {
+        self.error_policy = p;
+        self
+    }
+    /// Enables periodic checkpoints.
+    pub fn checkpoint_interval(mut self, d: Duration) -> Self {
+        self.checkpoint_interval = Some(d);
+        self
+    }
+    /// Fixes processing time at job start (tests).
+    pub fn processing_time_start(mut self, ms: i64) -> Self {
+        self.processing_time_start = Some(ms);
+        self
+    }
+}
+
+type Terminal = Box<dyn FnOnce(&mut BuildCtx) -> Result<()>>;
+type SideFactory = Box<dyn FnMut(usize, usize) -> Box<dyn ErasedSide>>;
+
+pub(crate) struct Graph {
+    pub(crate) config: PipelineConfig,
+    next_op: u32,
+    terminals: Vec<Terminal>,
+    pub(crate) sides: HashMap<(OperatorId, u64), SideFactory>,
+    dead_letter_tx: Option<Sender<DeadLetter>>,
+    restore: Option<Checkpoint>,
+    store: InMemoryCheckpointStore,
+}
+
+pub(crate) type GraphRef = Rc<RefCell<Graph>>;
+
+impl Graph {
+    pub(crate) fn next_operator(&mut self) -> OperatorId {
+        let id = OperatorId(self.next_op);
+        self.next_op += 1;
+        id
+    }
+    pub(crate) fn add_terminal(&mut self, t: Terminal) {
+        self.terminals.push(t);
+    }
+}
+
+/// Everything tasks are built from, at [`Pipeline::start`].
+pub(crate) struct BuildCtx {
+    pub(crate) config: PipelineConfig,
+    pub(crate) restore: Option<Checkpoint>,
+    pub(crate) epoch: Epoch,
+    pub(crate) clock: Clock,
+    next_stage: u32,
+    tasks: Vec<TaskSpec>,
+    events_tx: mpsc::UnboundedSender<JobEvent>,
+    dead_letter_tx: Option<Sender<DeadLetter>>,
+    sides: HashMap<(OperatorId, u64), SideFactory>,
+}
+
+impl BuildCtx {
+    pub(crate) fn new_stage(&mut self) -> u32 {
+        self.next_stage += 1;
+        self.next_stage - 1
+    }
+
+    pub(crate) fn init(
+        &self,
+        id: OperatorId,
+        name: Arc<str>,
+        subtask: usize,
+        parallelism: usize,
+    ) -> OperatorInit {
+        OperatorInit::new(
+            id,
+            name,
+            subtask,
+            parallelism,
+            self.config.max_parallelism,
+            self.restore.as_ref(),
+        )
+    }
+
+    /// The side outputs some stream consumes from operator `op`.
+    pub(crate) fn side_outputs(&mut self, op: OperatorId, subtask: usize) -> SideOutputs {
+        let batch = self.config.batch_size;
+        let mut outs = SideOutputs::default();
+        for ((o, tag), f) in self.sides.iter_mut() {
+            if *o == op {
+                outs.outputs.push((*tag, f(subtask, batch)));
+            }
+        }
+        outs
+    }
+
+    pub(crate) fn spawn(
+        &mut self,
+        stage: u32,
+        subtask: usize,
+        name: &str,
+        is_source: bool,
+        checkpointed: bool,
+        make: impl FnOnce(TaskEnv) -> TaskFuture,
+    ) {
+        let id = TaskId {
+            stage,
+            subtask: subtask as u32,
+        };
+        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+        let task_name: Arc<str> = format!("{name}#{subtask}").into();
+        let dead_letters = if checkpointed {
+            self.dead_letter_tx.clone().map(Outlet::new)
+        } else {
+            None
+        };
+        let ctx = TaskCtx::new(
+            id,
+            task_name.clone(),
+            subtask,
+            self.clock,
+            self.config.error_policy,
+            dead_letters,
+            self.config.batch_size,
+        );
+        let env = TaskEnv {
+            ctx,
+            control: ctl_rx,
+            events: self.events_tx.clone(),
+            checkpointed,
+            pending_trigger: None,
+        };
+        let future = make(env);
+        self.tasks.push(TaskSpec {
+            id,
+            name: task_name.to_string(),
+            is_source,
+            checkpointed,
+            control: ctl_tx,
+            future,
+        });
+    }
+
+    /// Spawns one chain task per gate.
+    pub(crate) fn spawn_chain_stage<T: Send + 'static>(
+        &mut self,
+        name: &str,
+        gates: Vec<InputGate<T>>,
+        checkpointed: bool,
+        down: &mut stream::ChainFactory<T>,
+    ) -> Result<()> {
+        let stage = self.new_stage();
+        for (j, gate) in gates.into_iter().enumerate() {
+            let chain = down(self, j)?;
+            self.spawn(stage, j, name, false, checkpointed, move |env| {
+                Box::pin(run_chain_task(gate, chain, env))
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A dataflow program: define sources, transformations and sinks, then run it.
+///
+/// ```
+/// use engine::{CollectSink, Pipeline, PipelineConfig, VecSource, WatermarkStrategy};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+/// let sink = CollectSink::new();
+/// p.source(VecSource::with_splits(vec![vec![1, 2], vec![3, 4]]), WatermarkStrategy::no_watermarks())
+///     .map(|x| x + 1)
+///     .sink(sink.clone());
+/// p.run().await.unwrap();
+/// let mut out = sink.values();
+/// out.sort();
+/// assert_eq!(out, vec![2, 3, 4, 5]);
+/// # });
+/// ```
+pub struct Pipeline {
+    graph: GraphRef,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline with the default configuration.
+    pub fn new() -> Self {
+        Self::with_config(PipelineConfig::default())
+    }
+
+    /// A pipeline with `config`.
+    pub fn with_config(config: PipelineConfig) -> Self {
+        Pipeline {
+            graph: Rc::new(RefCell::new(Graph {
+                config,
+                next_op: 0,
+                terminals: Vec::new(),
+                sides: HashMap::new(),
+                dead_letter_tx: None,
+                restore: None,
+                store: InMemoryCheckpointStore::new(3),
+            })),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> PipelineConfig {
+        self.graph.borrow().config.clone()
+    }
+
+    /// Restores every operator's state, source positions and sink transactions from
+    /// `checkpoint` when the job starts. The pipeline must be defined the same way
+    /// as the one that took the checkpoint (operator ids follow definition order).
+    pub fn restore_from(&self, checkpoint: Checkpoint) {
+        self.graph.borrow_mut().restore = Some(checkpoint);
+    }
+
+    /// Uses `store` for completed checkpoints (shared with an earlier run, for example).
+    pub fn checkpoint_store(&self, store: InMemoryCheckpointStore) {
+        self.graph.borrow_mut().store = store;
+    }
+
+    /// Adds a source with the default parallelism.
+    pub fn source<T: Send + 'static, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+    ) -> DataStream<T> {
+        let p = self.graph.borrow().config.parallelism;
+        self.source_with_parallelism(source, strategy, p)
+    }
+
+    /// Adds a source read by `parallelism` tasks; split `i` goes to task
+    /// `i % parallelism`.
+    pub fn source_with_parallelism<T: Send + 'static, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+        parallelism: usize,
+    ) -> DataStream<T> {
+        let par = parallelism.max(1);
+        let id = self.graph.borrow_mut().next_operator();
+        let name: Arc<str> = source.name().into();
+        let mut source = source;
+        DataStream::new(
+            self.graph.clone(),
+            par,
+            true,
+            Some(id),
+            Box::new(move |b: &mut BuildCtx, mut down: stream::ChainFactory<T>| {
+                let splits = source.create_splits()?;
+                let bounded = source.is_bounded();
+                if splits.len() > usize::from(u16::MAX) {
+                    return Err(EngineError::InvalidPipeline(format!(
+                        "source '{name}' has too many splits"
+                    )));
+                }
+                let mut per: Vec<Vec<_>> = (0..par).map(|_| Vec::new()).collect();
+                for (i, s) in splits.into_iter().enumerate() {
+                    per[i % par].push((i as u16, s));
+                }
+                let stage = b.new_stage();
+                for (sub, splits) in per.into_iter().enumerate() {
+                    let chain = down(b, sub)?;
+                    // Split positions are stored per split index, not per subtask.
+                    let restored = b
+                        .restore
+                        .as_ref()
+                        .and_then(|c| c.operators.get(&id).cloned());
+                    let spec = SourceTask {
+                        name: name.clone(),
+                        operator: id,
+                        splits,
+                        strategy: strategy.clone(),
+                        restored,
+                        bounded,
+                    };
+                    b.spawn(stage, sub, &name, true, true, move |env| {
+                        Box::pin(run_source_task(spec, chain, env))
+                    });
+                }
+                Ok(())
+            }),
+        )
+    }
+
+    /// The stream of records failed by user functions under
+    /// [`ErrorPolicy::DeadLetter`] (parallelism 1, not part of checkpoints).
+    pub fn dead_letters(&self) -> DataStream<DeadLetter> {
+        let cap = self.graph.borrow().config.channel_capacity;
+        let (tx, rx) = channel::<DeadLetter>(cap * 16);
+        self.graph.borrow_mut().dead_letter_tx = Some(tx);
+        let mut rx: Option<Receiver<DeadLetter>> = Some(rx);
+        DataStream::new(
+            self.graph.clone(),
+            1,
+            false,
+            None,
+            Box::new(move |b: &mut BuildCtx, mut down| {
+                let gates = vec![InputGate::new(rx.take().into_iter().collect())];
+                b.spawn_chain_stage("dead-letters", gates, false, &mut down)
+            }),
+        )
+    }
+
+    /// Builds every task and starts the job on the current tokio runtime.
+    pub fn start(self) -> Result<JobHandle> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(EngineError::InvalidPipeline(
+                "start() must be called inside a tokio runtime".into(),
+            ));
+        }
+        let mut g = self.graph.borrow_mut();
+        if g.terminals.is_empty() {
+            return Err(EngineError::InvalidPipeline(
+                "the pipeline has no sink".into(),
+            ));
+        }
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let restore = g.restore.clone();
+        let epoch = restore.as_ref().map_or(Epoch(0), |c| Epoch(c.epoch.0 + 1));
+        let clock = match g.config.processing_time_start {
+            Some(ms) => Clock::starting_at(ms),
+            None => Clock::system(),
+        };
+        let mut b = BuildCtx {
+            config: g.config.clone(),
+            restore: restore.clone(),
+            epoch,
+            clock,
+            next_stage: 0,
+            tasks: Vec::new(),
+            events_tx: events_tx.clone(),
+            dead_letter_tx: g.dead_letter_tx.take(),
+            sides: std::mem::take(&mut g.sides),
+        };
+        let terminals = std::mem::take(&mut g.terminals);
+        let store = g.store.clone();
+        drop(g);
+        for t in terminals {
+            t(&mut b)?;
+        }
+        // Unconsumed side outputs and the builder's dead-letter sender must not keep
+        // channels open.
+        b.dead_letter_tx = None;
+        b.sides.clear();
+        let tasks = std::mem::take(&mut b.tasks);
+        let tracker = CheckpointTracker::new(
+            tasks.iter().filter(|t| t.checkpointed).map(|t| t.id),
+            restore.as_ref().map(|c| (c.id, c.epoch)),
+        );
+        tracing::info!(tasks = tasks.len(), epoch = epoch.0, "starting job");
+        Ok(spawn_job(JobSetup {
+            tasks,
+            events_tx,
+            events_rx,
+            tracker,
+            store,
+            interval: b.config.checkpoint_interval,
+            clock,
+        }))
+    }
+
+    /// Starts the job and waits until it ends (bounded inputs run to completion).
+    pub fn run(self) -> impl Future<Output = Result<JobResult>> + Send {
+        let handle = self.start();
+        async move { handle?.wait().await }
+    }
+
+    /// Runs the job to completion on a new multi-threaded tokio runtime.
+    pub fn execute(self) -> Result<JobResult> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::InvalidPipeline(format!("cannot build runtime: {e}")))?;
+        rt.block_on(async move { self.run().await })
+    }
+}

@@ -1,0 +1,60 @@
+//! The sink trait with its two-phase commit hooks.
+//!
+//! ```text
+//! write(batch)*  --barrier n-->  pre_commit(n) (flush; returns state kept in checkpoint n)
+//! checkpoint n complete      -->  commit(n)     (make checkpoint n's writes visible)
+//! restore from checkpoint n  -->  open(ctx.restored = state of n): finish what n pre-committed
+//! end of bounded input       -->  finish()      (flush and commit the rest)
+//! ```
+//! A Kafka sink maps pre-commit to flushing the transaction and commit to
+//! committing it; committing a checkpoint with no writes must succeed.
+
+use std::future::Future;
+
+use crate::checkpoint::{CheckpointId, Epoch};
+use crate::error::Result;
+use crate::record::Record;
+
+/// What a sink instance knows when it opens.
+#[derive(Clone, Debug)]
+pub struct SinkContext {
+    /// Sink subtask index.
+    pub subtask: usize,
+    /// Sink parallelism.
+    pub parallelism: usize,
+    /// Incarnation of the job (fences writers of earlier incarnations).
+    pub epoch: Epoch,
+    /// The state this subtask returned from `pre_commit` in the restored checkpoint.
+    pub restored: Option<Vec<u8>>,
+}
+
+/// A destination for records. Each parallel subtask gets its own clone.
+pub trait Sink<T>: Send + 'static {
+    /// Name used in metrics and errors.
+    fn name(&self) -> &str {
+        "sink"
+    }
+    /// Called once before the first write; on restore, commit what
+    /// `ctx.restored` describes.
+    fn open(&mut self, _ctx: &SinkContext) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Writes a batch.
+    fn write(&mut self, batch: Vec<Record<T>>) -> impl Future<Output = Result<()>> + Send;
+    /// Barrier `checkpoint` reached the sink: flush and prepare to commit; the
+    /// returned bytes are stored in the checkpoint.
+    fn pre_commit(
+        &mut self,
+        _checkpoint: CheckpointId,
+    ) -> impl Future<Output = Result<Vec<u8>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+    /// Checkpoint `checkpoint` completed: commit everything pre-committed up to it.
+    fn commit(&mut self, _checkpoint: CheckpointId) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// The bounded input ended: flush and commit everything.
+    fn finish(&mut self) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+}

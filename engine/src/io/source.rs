@@ -1,0 +1,49 @@
+//! The source traits. A source is cut into splits (a Kafka source: one split per
+//! partition); splits are spread over the source's parallel tasks; each split reports
+//! its position (offset) into every checkpoint and restores from it.
+//!
+//! ```text
+//! Source::create_splits -> [split 0, split 1, split 2]
+//! task 0 polls splits 0 and 2, task 1 polls split 1 (index % parallelism)
+//! each split: poll_next -> Records | End ; position() at barriers ; restore(pos)
+//! ```
+
+use std::task::{Context, Poll};
+
+use crate::error::Result;
+use crate::record::Record;
+
+/// What a split produced.
+#[derive(Debug)]
+pub enum SplitEvent<T> {
+    /// A batch of records. Their `position` holds the offset; the task fills in the
+    /// split index. Their `timestamp` is the source's own timestamp (or none).
+    Records(Vec<Record<T>>),
+    /// The split is exhausted (bounded input).
+    End,
+}
+
+/// One independently readable part of a source.
+pub trait SourceSplit<T>: Send {
+    /// Polls for up to `max` records. `Pending` registers the waker, like a future.
+    fn poll_next(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<SplitEvent<T>>>;
+    /// The offset of the next record this split will produce (stored at barriers).
+    fn position(&self) -> u64;
+    /// Moves the split to `position` (from a checkpoint) before the first poll.
+    fn restore(&mut self, position: u64) -> Result<()>;
+}
+
+/// A source of records: creates its splits when the job starts.
+pub trait Source<T>: Send + 'static {
+    /// Name used in metrics and errors.
+    fn name(&self) -> &str {
+        "source"
+    }
+    /// Whether the source ends by itself (a source task without splits then
+    /// finishes at once instead of idling, waiting for splits).
+    fn is_bounded(&self) -> bool {
+        false
+    }
+    /// Creates all splits; they are assigned to source subtasks by index.
+    fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<T>>>>;
+}

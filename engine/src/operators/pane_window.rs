@@ -1,0 +1,398 @@
+//! Tumbling and sliding windows with incremental, pane-based aggregation.
+//!
+//! State is one accumulator per (pane, key). A record updates exactly one
+//! accumulator, whatever `size / slide` is; when the watermark (or processing time)
+//! passes a window's end, the window's panes are merged per key and one result per
+//! key is emitted. A tumbling window is the special case of one pane per window, and
+//! its pane is dropped right after it fires.
+//!
+//! ```text
+//! record(ts) -> pane_end(ts) -> panes[pane_end][key].add(value)
+//! watermark w -> for each window end e <= w + 1 not yet fired:
+//!                  emit Windowed { key, [e - size, e), merge(panes in (e - size, e]) }
+//!                drop panes no open window (incl. allowed lateness) still needs
+//! ```
+//!
+//! Allowed lateness: a record whose windows fired but are within the lateness is
+//! added and each affected window fires again for that key with the updated result
+//! (as in Flink). A record later than that goes to the late-data side output, or is
+//! dropped and counted in `strom_late_records_dropped_total`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use engine::{CollectSink, Count, Pipeline, VecSource, WatermarkStrategy, Windows};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let p = Pipeline::new();
+//! let sink = CollectSink::new();
+//! p.source(VecSource::new(vec![("a", 1_000i64), ("a", 2_000), ("b", 61_000)]),
+//!          WatermarkStrategy::monotonous().with_timestamp(|e: &(&str, i64)| e.1))
+//!     .key_by(|e| e.0.to_string())
+//!     .window(Windows::tumbling(Duration::from_secs(60)))
+//!     .aggregate(Count)
+//!     .map(|w| (w.key, w.window.start, w.value))
+//!     .sink(sink.clone());
+//! p.run().await.unwrap();
+//! assert_eq!(sink.values(), vec![("a".to_string(), 0, 2), ("b".to_string(), 60_000, 1)]);
+//! # });
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use metrics::Counter;
+
+use crate::aggregate::AggregateFunction;
+use crate::checkpoint::{CheckpointBarrier, OperatorState};
+use crate::error::Result;
+use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
+use crate::record::{NO_TIMESTAMP, Record};
+use crate::state::codec::{StateCodec, decode_exact, encode_to_vec};
+use crate::state::key_group::{FastMap, KeyGroup};
+use crate::state::keyed::{Key, KeyGroupedMap};
+use crate::time::window::{Panes, TimeDomain, TimeWindow};
+
+/// Extracts the key of a value.
+pub type KeyFn<K, T> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// One window result: the key, the window and the aggregated value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Windowed<K, V> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: TimeWindow,
+    /// The aggregate.
+    pub value: V,
+}
+
+/// Tumbling/sliding window operator (see the module docs).
+pub struct PaneWindowOperator<K, T, A: AggregateFunction<T>> {
+    key_fn: KeyFn<K, T>,
+    agg: Arc<A>,
+    geo: Panes,
+    domain: TimeDomain,
+    lateness: i64,
+    panes: BTreeMap<i64, KeyGroupedMap<K, A::Acc>>,
+    /// Every window with `end <= fired_until` has fired.
+    fired_until: i64,
+    progress: i64,
+    late: SideOutput<T>,
+    late_dropped: Option<Counter>,
+    init: Option<OperatorInit>,
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T, A> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key_fn: KeyFn<K, T>,
+        agg: Arc<A>,
+        size: i64,
+        slide: i64,
+        offset: i64,
+        domain: TimeDomain,
+        lateness: i64,
+        late: SideOutput<T>,
+    ) -> Self {
+        PaneWindowOperator {
+            key_fn,
+            agg,
+            geo: Panes::new(size, slide, offset),
+            domain,
+            lateness: lateness.max(0),
+            panes: BTreeMap::new(),
+            fired_until: i64::MIN,
+            progress: i64::MIN,
+            late,
+            late_dropped: None,
+            init: None,
+        }
+    }
+
+    fn new_pane(&self) -> KeyGroupedMap<K, A::Acc> {
+        match &self.init {
+            Some(i) => KeyGroupedMap::new(i.key_groups, i.max_parallelism),
+            None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
+        }
+    }
+
+    /// Window result of `key` for the window ending at `end`.
+    fn window_result_for_key(&self, key: &K, end: i64) -> Option<A::Acc> {
+        let mut acc: Option<A::Acc> = None;
+        for (_, pane) in self.panes.range(end - self.geo.size + 1..=end) {
+            if let Some(a) = pane.get(key) {
+                match &mut acc {
+                    Some(x) => self.agg.merge(x, a),
+                    None => acc = Some(a.clone()),
+                }
+            }
+        }
+        acc
+    }
+
+    fn fire_window(&self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        let window = TimeWindow {
+            start: end - self.geo.size,
+            end,
+        };
+        let ts = window.max_timestamp();
+        let mut range = self.panes.range(end - self.geo.size + 1..=end);
+        if self.geo.pane == self.geo.size {
+            if let Some((_, pane)) = range.next() {
+                for (k, acc) in pane.iter() {
+                    let value = self.agg.result(acc);
+                    out.emit(Record::new(
+                        Windowed {
+                            key: k.clone(),
+                            window,
+                            value,
+                        },
+                        ts,
+                    ));
+                }
+            }
+            return;
+        }
+        let mut merged: FastMap<&K, A::Acc> = FastMap::default();
+        for (_, pane) in range {
+            for (k, acc) in pane.iter() {
+                match merged.get_mut(k) {
+                    Some(m) => self.agg.merge(m, acc),
+                    None => {
+                        merged.insert(k, acc.clone());
+                    }
+                }
+            }
+        }
+        for (k, acc) in merged {
+            let value = self.agg.result(&acc);
+            out.emit(Record::new(
+                Windowed {
+                    key: k.clone(),
+                    window,
+                    value,
+                },
+                ts,
+            ));
+        }
+    }
+
+    /// Fires every window whose end is `<= progress + 1`, then evicts panes.
+    fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if progress <= self.progress {
+            return;
+        }
+        self.progress = progress;
+        let limit = progress.saturating_add(1);
+        if let Some((&first, _)) = self.panes.first_key_value() {
+            let mut e = self.geo.window_end_at_or_after(first);
+            if self.fired_until != i64::MIN {
+                e = e.max(self.fired_until.saturating_add(self.geo.slide));
+            }
+            while e <= limit {
+                let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
+                if has_pane {
+                    self.fire_window(e, out);
+                }
+                if e == i64::MAX {
+                    break;
+                }
+                if has_pane {
+                    e = e.saturating_add(self.geo.slide);
+                } else {
+                    match self.panes.range(e + 1..).next() {
+                        Some((&next, _)) => e = self.geo.window_end_at_or_after(next),
+                        None => break,
+                    }
+                }
+            }
+        }
+        // Every window end <= limit has now fired.
+        let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
+        self.fired_until = self.fired_until.max(limit - r);
+        // Drop panes whose last window is past the allowed lateness.
+        while let Some((&end, _)) = self.panes.first_key_value() {
+            let last = self.geo.last_window_end_for_pane(end);
+            if (last - 1).saturating_add(self.lateness) <= progress {
+                self.panes.pop_first();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn process_record(
+        &mut self,
+        r: Record<T>,
+        out: &mut Output<'_, Windowed<K, A::Out>>,
+    ) -> Result<()> {
+        let pane_end = self.geo.pane_end(r.timestamp);
+        let wm = self.progress;
+        if pane_end - 1 <= wm {
+            // Some window of this pane already fired; is any still open?
+            let last = self.geo.last_window_end_for_pane(pane_end);
+            if (last - 1).saturating_add(self.lateness) <= wm {
+                if let Some(c) = &self.late_dropped {
+                    c.increment(1);
+                }
+                return self.late.emit(r, out.ctx);
+            }
+        }
+        let key = (self.key_fn)(&r.value);
+        if !self.panes.contains_key(&pane_end) {
+            let p = self.new_pane();
+            self.panes.insert(pane_end, p);
+        }
+        let Some(pane) = self.panes.get_mut(&pane_end) else {
+            return Ok(());
+        };
+        let kg: KeyGroup = pane.key_group(&key);
+        let group = pane.group_mut(kg);
+        match group.get_mut(&key) {
+            Some(acc) => self.agg.add(acc, &r.value),
+            None => {
+                let mut acc = self.agg.create();
+                self.agg.add(&mut acc, &r.value);
+                group.insert(key.clone(), acc);
+            }
+        }
+        if pane_end - 1 <= wm {
+            // Late but allowed: fire the already-fired windows of this pane again.
+            let mut e = self.geo.window_end_at_or_after(pane_end);
+            while e <= self.fired_until {
+                if let Some(acc) = self.window_result_for_key(&key, e) {
+                    let window = TimeWindow {
+                        start: e - self.geo.size,
+                        end: e,
+                    };
+                    let value = self.agg.result(&acc);
+                    out.emit(Record::new(
+                        Windowed {
+                            key: key.clone(),
+                            window,
+                            value,
+                        },
+                        window.max_timestamp(),
+                    ));
+                }
+                e += self.geo.slide;
+            }
+        }
+        Ok(())
+    }
+
+    fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if let Some((&first, _)) = self.panes.first_key_value() {
+            let mut e = self.geo.window_end_at_or_after(first);
+            if self.fired_until != i64::MIN {
+                e = e.max(self.fired_until.saturating_add(self.geo.slide));
+            }
+            out.request_processing_timer(e);
+        }
+    }
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
+    for PaneWindowOperator<K, T, A>
+{
+    type Out = Windowed<K, A::Out>;
+
+    fn open(&mut self, init: &OperatorInit) -> Result<()> {
+        self.late_dropped = Some(metrics::counter!(
+            "strom_late_records_dropped_total",
+            "operator" => init.name.to_string()
+        ));
+        self.init = Some(init.clone());
+        if let Some(state) = &init.restored {
+            for bytes in state.key_groups.values() {
+                for (end, group) in decode_exact::<Vec<(i64, Vec<u8>)>>(bytes)? {
+                    if !self.panes.contains_key(&end) {
+                        let p = self.new_pane();
+                        self.panes.insert(end, p);
+                    }
+                    if let Some(p) = self.panes.get_mut(&end) {
+                        p.restore_group(&group)?;
+                    }
+                }
+            }
+            let fired = state
+                .entries
+                .values()
+                .filter_map(|b| decode_exact::<i64>(b).ok())
+                .min();
+            if let Some(f) = fired {
+                self.fired_until = f;
+            }
+        }
+        Ok(())
+    }
+
+    fn process_batch(
+        &mut self,
+        batch: Vec<Record<T>>,
+        out: &mut Output<'_, Self::Out>,
+    ) -> Result<()> {
+        let processing = self.domain == TimeDomain::ProcessingTime;
+        let now = if processing { out.processing_time() } else { 0 };
+        for mut r in batch {
+            if processing {
+                r.timestamp = now;
+            } else if r.timestamp == NO_TIMESTAMP {
+                out.fail(
+                    r.position,
+                    r.timestamp,
+                    "record has no event timestamp (set one in the WatermarkStrategy)",
+                )?;
+                continue;
+            }
+            self.process_record(r, out)?;
+        }
+        if processing {
+            self.request_timer(out);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
+        if self.domain == TimeDomain::EventTime {
+            self.advance(watermark, out);
+        }
+        Ok(())
+    }
+
+    fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
+        if self.domain == TimeDomain::ProcessingTime {
+            self.advance(now - 1, out);
+            self.request_timer(out);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
+        let mut per_group: BTreeMap<u16, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+        for (end, pane) in &self.panes {
+            for (kg, bytes) in pane.snapshot() {
+                per_group.entry(kg).or_default().push((*end, bytes));
+            }
+        }
+        let mut state = OperatorState::default();
+        for (kg, v) in per_group {
+            let mut buf = Vec::new();
+            v.encode(&mut buf);
+            state.key_groups.insert(kg, buf);
+        }
+        let subtask = self.init.as_ref().map_or(0, |i| i.subtask as u32);
+        state
+            .entries
+            .insert(subtask, encode_to_vec(&self.fired_until));
+        Ok(state)
+    }
+
+    fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
+        self.advance(i64::MAX - 1, out);
+        Ok(())
+    }
+
+    fn side_outputs(&mut self) -> Vec<&mut dyn SideControl> {
+        vec![&mut self.late]
+    }
+}

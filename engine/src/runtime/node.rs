@@ -1,0 +1,186 @@
+//! A fused chain: each [`ChainNode`] runs one operator and hands its output batch to
+//! the next node with a plain call; the last node is a channel emitter or a sink
+//! hand-off.
+
+use std::sync::Arc;
+
+use metrics::Counter;
+
+use crate::checkpoint::{CheckpointBarrier, CheckpointId};
+use crate::error::{EngineError, Result};
+use crate::operators::{Operator, OperatorInit, Output};
+use crate::record::Record;
+use crate::runtime::context::TaskCtx;
+
+/// One element of a fused chain, type-erased over the operator.
+pub(crate) trait Node<T>: Send {
+    fn open(&mut self, ctx: &mut TaskCtx) -> Result<()>;
+    fn process_batch(&mut self, batch: Vec<Record<T>>, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_checkpoint_complete(&mut self, id: CheckpointId, ctx: &mut TaskCtx) -> Result<()>;
+    fn flush(&mut self, ctx: &mut TaskCtx) -> Result<()>;
+    fn end_of_input(&mut self, ctx: &mut TaskCtx) -> Result<()>;
+    fn close(&mut self) -> Result<()>;
+}
+
+pub(crate) type BoxNode<T> = Box<dyn Node<T>>;
+
+/// Runs operator `O` and forwards its output and all control events to `next`.
+pub(crate) struct ChainNode<In, O: Operator<In>> {
+    op: O,
+    init: OperatorInit,
+    next: BoxNode<O::Out>,
+    buf: Vec<Record<O::Out>>,
+    records_in: Counter,
+    records_out: Counter,
+    _in: std::marker::PhantomData<fn(In)>,
+}
+
+impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
+    pub(crate) fn new(op: O, init: OperatorInit, next: BoxNode<O::Out>) -> Self {
+        let labels = [
+            ("operator", init.name.to_string()),
+            ("subtask", init.subtask.to_string()),
+        ];
+        ChainNode {
+            records_in: metrics::counter!("strom_records_in_total", &labels),
+            records_out: metrics::counter!("strom_records_out_total", &labels),
+            op,
+            init,
+            next,
+            buf: Vec::new(),
+            _in: std::marker::PhantomData,
+        }
+    }
+
+    fn name(&self) -> Arc<str> {
+        self.init.name.clone()
+    }
+
+    #[inline]
+    fn push_out(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.buf);
+        self.records_out.increment(batch.len() as u64);
+        self.next.process_batch(batch, ctx)
+    }
+
+    fn sides(
+        &mut self,
+        mut f: impl FnMut(&mut dyn crate::operators::SideControl) -> Result<()>,
+    ) -> Result<()> {
+        for s in self.op.side_outputs() {
+            f(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
+    fn open(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        self.op.open(&self.init)?;
+        self.init.restored = None;
+        self.next.open(ctx)
+    }
+
+    #[inline]
+    fn process_batch(&mut self, batch: Vec<Record<In>>, ctx: &mut TaskCtx) -> Result<()> {
+        self.records_in.increment(batch.len() as u64);
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        self.op.process_batch(batch, &mut out)?;
+        self.push_out(ctx)
+    }
+
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        self.op.on_watermark(wm, &mut out)?;
+        self.push_out(ctx)?;
+        self.sides(|s| s.forward_watermark(wm, ctx))?;
+        self.next.on_watermark(wm, ctx)
+    }
+
+    fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()> {
+        self.sides(|s| s.forward_idle(idle, ctx))?;
+        self.next.on_idle(idle, ctx)
+    }
+
+    fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()> {
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        self.op.on_processing_time(now, &mut out)?;
+        self.push_out(ctx)?;
+        self.next.on_processing_time(now, ctx)
+    }
+
+    fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()> {
+        self.push_out(ctx)?;
+        let state = self
+            .op
+            .snapshot(&barrier)
+            .map_err(|e| wrap(&self.init, e))?;
+        if !state.is_empty() {
+            ctx.snapshot.push((self.init.id, state));
+        }
+        self.sides(|s| s.forward_barrier(barrier, ctx))?;
+        self.next.on_barrier(barrier, ctx)
+    }
+
+    fn on_checkpoint_complete(&mut self, id: CheckpointId, ctx: &mut TaskCtx) -> Result<()> {
+        self.op.notify_checkpoint_complete(id)?;
+        self.next.on_checkpoint_complete(id, ctx)
+    }
+
+    fn flush(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        self.push_out(ctx)?;
+        self.sides(|s| s.flush(ctx))?;
+        self.next.flush(ctx)
+    }
+
+    fn end_of_input(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        self.op.end_of_input(&mut out)?;
+        self.push_out(ctx)?;
+        self.sides(|s| s.forward_end(ctx))?;
+        self.next.end_of_input(ctx)
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.op.close()?;
+        self.next.close()
+    }
+}
+
+fn wrap(init: &OperatorInit, e: EngineError) -> EngineError {
+    match e {
+        EngineError::Codec(m) => EngineError::Operator {
+            operator: init.name.to_string(),
+            subtask: init.subtask,
+            message: m,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,479 @@
+//! Task loops: source tasks (splits -> chain), chain tasks (input gate -> chain) and
+//! sink tasks (input gate -> sink). Every loop takes one input step, runs the
+//! synchronous chain, then awaits the deferred sends (backpressure) before the next
+//! step; when no input is ready it flushes partial batches and waits on input,
+//! control messages and timers together.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::checkpoint::{
+    CheckpointBarrier, CheckpointId, Epoch, OperatorId, OperatorState, TaskId,
+};
+use crate::error::{EngineError, Result};
+use crate::io::sink::{Sink, SinkContext};
+use crate::io::source::{SourceSplit, SplitEvent};
+use crate::record::NO_TIMESTAMP;
+use crate::runtime::context::TaskCtx;
+use crate::runtime::gate::{GateEvent, InputGate};
+use crate::runtime::node::BoxNode;
+use crate::state::codec::{decode_exact, encode_to_vec};
+use crate::time::watermark::{SplitWatermark, ValveOutput, WatermarkStrategy, WatermarkValve};
+
+/// Messages from the job coordinator to a task.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Sources only: inject a barrier now.
+    Trigger(CheckpointBarrier),
+    /// The checkpoint completed: commit.
+    Complete(CheckpointId),
+}
+
+/// Messages from tasks to the job coordinator.
+#[derive(Debug)]
+pub(crate) enum JobEvent {
+    Ack {
+        task: TaskId,
+        checkpoint: CheckpointId,
+        state: Vec<(OperatorId, OperatorState)>,
+    },
+    Finished(TaskId),
+    Failed(TaskId, EngineError),
+}
+
+/// What every task gets from the job.
+pub(crate) struct TaskEnv {
+    pub(crate) ctx: TaskCtx,
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) events: mpsc::UnboundedSender<JobEvent>,
+    pub(crate) checkpointed: bool,
+    pub(crate) pending_trigger: Option<CheckpointBarrier>,
+}
+
+impl TaskEnv {
+    fn ack(&mut self, id: CheckpointId) {
+        let state = std::mem::take(&mut self.ctx.snapshot);
+        if self.checkpointed {
+            let _ = self.events.send(JobEvent::Ack {
+                task: self.ctx.task,
+                checkpoint: id,
+                state,
+            });
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fires due processing-time timers; returns whether any fired.
+fn fire_timers<T>(chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<bool> {
+    if let Some(t) = ctx.processing_timer {
+        let now = ctx.clock.now_ms();
+        if now >= t {
+            ctx.processing_timer = None;
+            chain.on_processing_time(now, ctx)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn on_control<T>(
+    c: Control,
+    chain: &mut BoxNode<T>,
+    env: &mut TaskEnv,
+) -> Result<Option<CheckpointBarrier>> {
+    match c {
+        Control::Trigger(b) => Ok(Some(b)),
+        Control::Complete(id) => {
+            chain.on_checkpoint_complete(id, &mut env.ctx)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Input gate -> chain.
+pub(crate) async fn run_chain_task<T: Send + 'static>(
+    mut gate: InputGate<T>,
+    mut chain: BoxNode<T>,
+    mut env: TaskEnv,
+) -> Result<()> {
+    chain.open(&mut env.ctx)?;
+    let mut control_open = true;
+    loop {
+        while control_open {
+            match env.control.try_recv() {
+                Ok(c) => {
+                    on_control(c, &mut chain, &mut env)?;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
+            }
+        }
+        if fire_timers(&mut chain, &mut env.ctx)? {
+            env.ctx.flush_deferred().await?;
+            continue;
+        }
+        let ev = match gate.try_next() {
+            Some(ev) => ev,
+            None => {
+                chain.flush(&mut env.ctx)?;
+                env.ctx.flush_deferred().await?;
+                let timer = env
+                    .ctx
+                    .processing_timer
+                    .map(|t| env.ctx.clock.instant_at(t));
+                tokio::select! {
+                    ev = gate.next() => ev,
+                    c = env.control.recv(), if control_open => {
+                        match c {
+                            Some(c) => { on_control(c, &mut chain, &mut env)?; }
+                            None => control_open = false,
+                        }
+                        env.ctx.flush_deferred().await?;
+                        continue;
+                    }
+                    _ = sleep_until_opt(timer) => continue,
+                }
+            }
+        };
+        match ev {
+            GateEvent::Data(b) => chain.process_batch(b, &mut env.ctx)?,
+            GateEvent::Watermark(w) => {
+                env.ctx.watermark = w;
+                chain.on_watermark(w, &mut env.ctx)?;
+            }
+            GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
+            GateEvent::Barrier(b) => {
+                chain.on_barrier(b, &mut env.ctx)?;
+                env.ctx.flush_deferred().await?;
+                env.ack(b.id);
+            }
+            GateEvent::End => {
+                chain.end_of_input(&mut env.ctx)?;
+                env.ctx.flush_deferred().await?;
+                break;
+            }
+        }
+        env.ctx.flush_deferred().await?;
+    }
+    chain.close()
+}
+
+/// A split with its watermark and idleness bookkeeping.
+struct SplitSlot<T> {
+    index: u16,
+    split: Box<dyn SourceSplit<T>>,
+    wm: SplitWatermark,
+    last_active: Instant,
+    idle: bool,
+    ended: bool,
+}
+
+fn poll_splits<T>(
+    slots: &mut [SplitSlot<T>],
+    rr: &mut usize,
+    cx: &mut Context<'_>,
+    max: usize,
+) -> Poll<(usize, Result<SplitEvent<T>>)> {
+    let n = slots.len();
+    for k in 0..n {
+        let i = (*rr + k) % n;
+        if slots[i].ended {
+            continue;
+        }
+        if let Poll::Ready(r) = slots[i].split.poll_next(cx, max) {
+            *rr = (i + 1) % n;
+            return Poll::Ready((i, r));
+        }
+    }
+    Poll::Pending
+}
+
+fn apply_valve<T>(o: ValveOutput, chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<()> {
+    if o.idle == Some(false) {
+        chain.on_idle(false, ctx)?;
+    }
+    if let Some(w) = o.watermark {
+        ctx.watermark = w;
+        chain.on_watermark(w, ctx)?;
+    }
+    if o.idle == Some(true) {
+        chain.on_idle(true, ctx)?;
+    }
+    Ok(())
+}
+
+/// Configuration of one source subtask.
+pub(crate) struct SourceTask<T> {
+    pub(crate) name: Arc<str>,
+    pub(crate) operator: OperatorId,
+    pub(crate) splits: Vec<(u16, Box<dyn SourceSplit<T>>)>,
+    pub(crate) strategy: WatermarkStrategy<T>,
+    pub(crate) restored: Option<OperatorState>,
+    pub(crate) bounded: bool,
+}
+
+/// Splits -> timestamps and watermarks -> chain.
+pub(crate) async fn run_source_task<T: Send + 'static>(
+    spec: SourceTask<T>,
+    mut chain: BoxNode<T>,
+    mut env: TaskEnv,
+) -> Result<()> {
+    let SourceTask {
+        name,
+        operator,
+        splits,
+        strategy,
+        restored,
+        bounded,
+    } = spec;
+    let now = Instant::now();
+    let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
+    for (index, mut split) in splits {
+        if let Some(bytes) = restored
+            .as_ref()
+            .and_then(|s| s.entries.get(&u32::from(index)))
+        {
+            let pos = decode_exact::<u64>(bytes)?;
+            split.restore(pos).map_err(|e| EngineError::Source {
+                source_name: name.to_string(),
+                split: usize::from(index),
+                message: e.to_string(),
+            })?;
+        }
+        slots.push(SplitSlot {
+            index,
+            split,
+            wm: SplitWatermark::new(strategy.out_of_orderness_ms),
+            last_active: now,
+            idle: false,
+            ended: false,
+        });
+    }
+    let mut valve = WatermarkValve::new(slots.len());
+    let batch = env.ctx.batch_size;
+    let ts_fn = strategy.timestamp.clone();
+    chain.open(&mut env.ctx)?;
+    if slots.is_empty() {
+        // A task without splits must not hold back the watermark downstream; a
+        // bounded source will never get splits, so its task simply ends.
+        chain.on_idle(true, &mut env.ctx)?;
+        if bounded {
+            chain.end_of_input(&mut env.ctx)?;
+            env.ctx.flush_deferred().await?;
+            return chain.close();
+        }
+    }
+    let mut rr = 0usize;
+    let mut control_open = true;
+    let mut remaining = slots.len();
+    while remaining > 0 || slots.is_empty() {
+        let mut trigger = env.pending_trigger.take();
+        while control_open {
+            match env.control.try_recv() {
+                Ok(c) => {
+                    if let Some(b) = on_control(c, &mut chain, &mut env)? {
+                        trigger = Some(b);
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
+            }
+        }
+        if let Some(b) = trigger {
+            let mut state = OperatorState::default();
+            for s in &slots {
+                state
+                    .entries
+                    .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
+            }
+            env.ctx.snapshot.push((operator, state));
+            chain.on_barrier(b, &mut env.ctx)?;
+            env.ctx.flush_deferred().await?;
+            env.ack(b.id);
+            continue;
+        }
+        if fire_timers(&mut chain, &mut env.ctx)? {
+            env.ctx.flush_deferred().await?;
+            continue;
+        }
+        let polled = {
+            let mut cx = Context::from_waker(Waker::noop());
+            match poll_splits(&mut slots, &mut rr, &mut cx, batch) {
+                Poll::Ready(x) => Some(x),
+                Poll::Pending => None,
+            }
+        };
+        let (i, ev) = match polled {
+            Some(x) => x,
+            None => {
+                chain.flush(&mut env.ctx)?;
+                env.ctx.flush_deferred().await?;
+                let timer = env
+                    .ctx
+                    .processing_timer
+                    .map(|t| env.ctx.clock.instant_at(t));
+                let idle_deadline = strategy.idleness.and_then(|d| {
+                    slots
+                        .iter()
+                        .filter(|s| !s.idle && !s.ended)
+                        .map(|s| s.last_active + d)
+                        .min()
+                });
+                let wake = match (timer, idle_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                tokio::select! {
+                    x = std::future::poll_fn(|cx| poll_splits(&mut slots, &mut rr, cx, batch)) => x,
+                    c = env.control.recv(), if control_open => {
+                        match c {
+                            Some(Control::Trigger(b)) => { env.control_push_back(b); }
+                            Some(c) => { on_control(c, &mut chain, &mut env)?; }
+                            None => control_open = false,
+                        }
+                        continue;
+                    }
+                    _ = sleep_until_opt(wake) => {
+                        if let Some(d) = strategy.idleness {
+                            let now = Instant::now();
+                            for (i, s) in slots.iter_mut().enumerate() {
+                                if !s.idle && !s.ended && s.last_active + d <= now {
+                                    s.idle = true;
+                                    let o = valve.idle(i, true);
+                                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                                }
+                            }
+                        }
+                        env.ctx.flush_deferred().await?;
+                        continue;
+                    }
+                }
+            }
+        };
+        match ev {
+            Ok(SplitEvent::Records(mut records)) => {
+                let slot = &mut slots[i];
+                slot.last_active = Instant::now();
+                let split = slot.index;
+                for r in &mut records {
+                    r.position = r.position.with_split(split);
+                    if let Some(f) = &ts_fn {
+                        r.timestamp = f(&r.value, r.timestamp);
+                    }
+                    if r.timestamp != NO_TIMESTAMP {
+                        slot.wm.observe(r.timestamp);
+                    }
+                }
+                let was_idle = std::mem::replace(&mut slot.idle, false);
+                let wm = slot.wm.current();
+                chain.process_batch(records, &mut env.ctx)?;
+                if strategy.watermarks {
+                    let o = valve.watermark(i, wm);
+                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                } else if was_idle {
+                    let o = valve.idle(i, false);
+                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                }
+            }
+            Ok(SplitEvent::End) => {
+                slots[i].ended = true;
+                remaining -= 1;
+                if remaining > 0 {
+                    let o = valve.end(i);
+                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                }
+            }
+            Err(e) => {
+                return Err(EngineError::Source {
+                    source_name: name.to_string(),
+                    split: usize::from(slots[i].index),
+                    message: e.to_string(),
+                });
+            }
+        }
+        env.ctx.flush_deferred().await?;
+    }
+    // Bounded input exhausted: a final watermark fires every remaining window.
+    env.ctx.watermark = i64::MAX;
+    chain.on_watermark(i64::MAX, &mut env.ctx)?;
+    chain.end_of_input(&mut env.ctx)?;
+    env.ctx.flush_deferred().await?;
+    chain.close()
+}
+
+impl TaskEnv {
+    /// Re-queues a trigger received while waiting, so the main loop handles it.
+    fn control_push_back(&mut self, b: CheckpointBarrier) {
+        self.pending_trigger = Some(b);
+    }
+}
+
+/// Input gate -> sink.
+pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
+    mut gate: InputGate<T>,
+    mut sink: S,
+    mut env: TaskEnv,
+    operator: OperatorId,
+    parallelism: usize,
+    epoch: Epoch,
+    restored: Option<OperatorState>,
+) -> Result<()> {
+    let subtask = env.ctx.subtask;
+    let name = sink.name().to_string();
+    let err = |e: EngineError| match e {
+        e @ EngineError::Sink { .. } => e,
+        other => EngineError::Sink {
+            sink: name.clone(),
+            subtask,
+            message: other.to_string(),
+        },
+    };
+    let restored_bytes = restored.and_then(|s| s.entries.get(&(subtask as u32)).cloned());
+    let ctx = SinkContext {
+        subtask,
+        parallelism,
+        epoch,
+        restored: restored_bytes,
+    };
+    sink.open(&ctx).await.map_err(err)?;
+    let records_in = metrics::counter!("strom_records_in_total", "operator" => name.clone(), "subtask" => subtask.to_string());
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            c = env.control.recv(), if control_open => match c {
+                Some(Control::Complete(id)) => sink.commit(id).await.map_err(err)?,
+                Some(Control::Trigger(_)) => {}
+                None => control_open = false,
+            },
+            ev = gate.next() => match ev {
+                GateEvent::Data(b) => {
+                    records_in.increment(b.len() as u64);
+                    sink.write(b).await.map_err(err)?;
+                }
+                GateEvent::Watermark(_) | GateEvent::Idle(_) => {}
+                GateEvent::Barrier(b) => {
+                    let state = sink.pre_commit(b.id).await.map_err(err)?;
+                    let mut s = OperatorState::default();
+                    s.entries.insert(subtask as u32, state);
+                    env.ctx.snapshot.push((operator, s));
+                    env.ack(b.id);
+                }
+                GateEvent::End => {
+                    sink.finish().await.map_err(err)?;
+                    return Ok(());
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+
+use engine::{NO_TIMESTAMP, Position, Record, Result, Source, SourceSplit, SplitEvent};
+
+/// A split that emits scripted batches, then stays pending forever (an unbounded
+/// split that went quiet) unless `end` is set.
+pub struct ScriptedSplit<T> {
+    pub batches: VecDeque<Vec<T>>,
+    pub offset: u64,
+    pub end: bool,
+}
+
+impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
+    fn poll_next(&mut self, _cx: &mut Context<'_>, _max: usize) -> Poll<Result<SplitEvent<T>>> {
+        match self.batches.pop_front() {
+            Some(b) => {
+                let mut out = Vec::new();
+                for v in b {
+                    out.push(Record {
+                        value: v,
+                        timestamp: NO_TIMESTAMP,
+                        position: Position::offset_only(self.offset),
+                    });
+                    self.offset += 1;
+                }
+                Poll::Ready(Ok(SplitEvent::Records(out)))
+            }
+            None if self.end => Poll::Ready(Ok(SplitEvent::End)),
+            // Never woken: behaves like a partition without new data.
+            None => Poll::Pending,
+        }
+    }
+    fn position(&self) -> u64 {
+        self.offset
+    }
+    fn restore(&mut self, position: u64) -> Result<()> {
+        self.offset = position;
+        Ok(())
+    }
+}
+
+/// A source made of scripted splits (unbounded unless every split ends).
+pub struct ScriptedSource<T> {
+    pub splits: Vec<ScriptedSplit<T>>,
+}
+
+impl<T: Send + 'static> ScriptedSource<T> {
+    /// Splits with one batch per inner vec; `end` says whether they end.
+    pub fn new(splits: Vec<Vec<Vec<T>>>, end: bool) -> Self {
+        ScriptedSource {
+            splits: splits
+                .into_iter()
+                .map(|b| ScriptedSplit {
+                    batches: b.into(),
+                    offset: 0,
+                    end,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<T: Send + 'static> Source<T> for ScriptedSource<T> {
+    fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<T>>>> {
+        Ok(std::mem::take(&mut self.splits)
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn SourceSplit<T>>)
+            .collect())
+    }
+}
+
+/// `(key, start, end, value)` tuples, sorted, for comparing window output.
+pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}

@@ -1,0 +1,271 @@
+//! Deterministic window tests: out-of-order input, late data, allowed lateness,
+//! idle splits, session merging, sliding and processing-time windows, batch mode.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ScriptedSource, sorted};
+use engine::*;
+
+type Ev = (u32, i64, u64); // key, event time (ms), value
+
+fn strategy(bound_ms: u64) -> WatermarkStrategy<Ev> {
+    WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(bound_ms))
+        .with_timestamp(|e: &Ev| e.1)
+}
+
+/// One record per batch, so a watermark follows every record (late data is exact).
+fn per_record() -> PipelineConfig {
+    PipelineConfig::default().batch_size(1)
+}
+
+fn flat<V>(w: Windowed<u32, V>) -> (u32, i64, i64, V) {
+    (w.key, w.window.start, w.window.end, w.value)
+}
+
+#[tokio::test]
+async fn tumbling_counts_tolerate_out_of_order_input_within_the_bound() {
+    let events: Vec<Ev> = vec![
+        (1, 5, 1),
+        (1, 2, 1),
+        (2, 8, 1),
+        (1, 12, 1),
+        (1, 9, 1),
+        (1, 11, 1),
+        (2, 25, 1),
+    ];
+    let p = Pipeline::with_config(per_record());
+    let sink = CollectSink::new();
+    p.source(VecSource::new(events), strategy(5))
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(
+        sorted(sink.values()),
+        vec![(1, 0, 10, 3), (1, 10, 20, 2), (2, 0, 10, 1), (2, 20, 30, 1)]
+    );
+}
+
+#[tokio::test]
+async fn records_behind_the_watermark_go_to_the_late_side_output() {
+    // bound 0: after (1, 30) the watermark is 29, so (1, 3) is late for [0, 10).
+    let events: Vec<Ev> = vec![(1, 1, 1), (1, 30, 1), (1, 3, 7), (1, 31, 1)];
+    let p = Pipeline::with_config(per_record());
+    let sink = CollectSink::new();
+    let late_sink = CollectSink::new();
+    let late = OutputTag::<Ev>::new("late");
+    let counts = p
+        .source(VecSource::new(events), strategy(0))
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .side_output_late_data(&late)
+        .aggregate(Count);
+    counts.side_output(&late).sink(late_sink.clone());
+    counts.map(flat).sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sorted(sink.values()), vec![(1, 0, 10, 1), (1, 30, 40, 2)]);
+    assert_eq!(late_sink.values(), vec![(1, 3, 7)]);
+}
+
+#[tokio::test]
+async fn allowed_lateness_refires_the_window_with_the_updated_result() {
+    // Window [0,10) fires at watermark 9 (after ts 10); (1, 4) arrives with watermark
+    // 14: late but within 10 ms lateness, so [0,10) fires again with count 2. After
+    // ts 40 (watermark 39 >= 9 + 10), (1, 5) is dropped.
+    let events: Vec<Ev> = vec![
+        (1, 1, 1),
+        (1, 10, 1),
+        (1, 15, 1),
+        (1, 4, 1),
+        (1, 40, 1),
+        (1, 5, 1),
+    ];
+    let p = Pipeline::with_config(per_record());
+    let sink = CollectSink::new();
+    p.source(VecSource::new(events), strategy(0))
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .allowed_lateness(Duration::from_millis(10))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(
+        sink.values(),
+        vec![(1, 0, 10, 1), (1, 0, 10, 2), (1, 10, 20, 2), (1, 40, 50, 1)]
+    );
+}
+
+#[tokio::test]
+async fn sliding_windows_count_every_window_a_record_belongs_to() {
+    // size 30, slide 10: ts 5 is in windows ending 10, 20, 30.
+    let events: Vec<Ev> = vec![(1, 5, 1), (1, 15, 1), (1, 27, 1)];
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(VecSource::new(events), strategy(0))
+        .key_by(|e| e.0)
+        .window(Windows::sliding(
+            Duration::from_millis(30),
+            Duration::from_millis(10),
+        ))
+        .aggregate(Sum::of(|e: &Ev| e.2))
+        .map(flat)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(
+        sorted(sink.values()),
+        vec![
+            (1, -20, 10, 1),
+            (1, -10, 20, 2),
+            (1, 0, 30, 3),
+            (1, 10, 40, 2),
+            (1, 20, 50, 1)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_split_does_not_freeze_windows() {
+    // Split 0 has data up to ts 25 and then goes quiet; split 1 never has data.
+    // Neither ends. Without idleness split 1 would hold the watermark at -inf.
+    let split0 = vec![vec![(1u32, 1i64, 1u64), (1, 5, 1), (1, 12, 1), (1, 25, 1)]];
+    let source = ScriptedSource::new(vec![split0, vec![]], false);
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(
+        source,
+        strategy(0).with_idleness(Duration::from_millis(100)),
+    )
+    .key_by(|e| e.0)
+    .window(Windows::tumbling(Duration::from_millis(10)))
+    .aggregate(Count)
+    .map(flat)
+    .sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.values(), vec![(1, 0, 10, 2), (1, 10, 20, 1)]);
+    job.cancel();
+    assert!(matches!(job.wait().await, Err(EngineError::Cancelled)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_source_task_without_splits_reports_idle() {
+    // One split, two source tasks: task 1 has no split and must not hold back the
+    // window operator that reads from both.
+    let split0 = vec![vec![(1u32, 1i64, 1u64), (1, 12, 1)]];
+    let source = ScriptedSource::new(vec![split0], false);
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source_with_parallelism(source, strategy(0), 2)
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sink.values(), vec![(1, 0, 10, 1)]);
+    job.cancel();
+    let _ = job.wait().await;
+}
+
+#[tokio::test]
+async fn session_windows_merge_per_key_and_fire_after_the_gap() {
+    let events: Vec<Ev> = vec![
+        (1, 0, 1),
+        (2, 1, 1),
+        (1, 4, 1),
+        (1, 30, 1), // new session for key 1
+        (2, 8, 1),
+        (1, 17, 1), // [17,27) touches neither [0,14) nor [30,40)
+        (1, 24, 1), // [24,34) overlaps [17,27) and [30,40): merges them
+    ];
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(VecSource::new(events), strategy(100))
+        .key_by(|e| e.0)
+        .window(Windows::session(Duration::from_millis(10)))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(
+        sorted(sink.values()),
+        vec![(1, 0, 14, 2), (1, 17, 40, 3), (2, 1, 18, 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn processing_time_windows_fire_on_the_clock() {
+    // 10 records per second for 3 seconds, 1-second processing-time windows.
+    let p = Pipeline::with_config(PipelineConfig::default().processing_time_start(0));
+    let sink = CollectSink::new();
+    p.source(
+        GeneratorSource::new(|i| (i % 2) as u32)
+            .rate_per_second(10.0)
+            .limit(30),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .key_by(|k| *k)
+    .window(Windows::tumbling(Duration::from_secs(1)).processing_time())
+    .aggregate(Count)
+    .map(|w| w.value)
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    let total: u64 = sink.values().iter().sum();
+    assert_eq!(total, 30);
+    assert!(sink.values().iter().all(|c| *c <= 6), "{:?}", sink.values());
+}
+
+#[tokio::test]
+async fn bounded_input_flushes_every_window_and_the_job_ends() {
+    let events: Vec<Ev> = (0..10_000).map(|i| ((i % 7) as u32, i as i64, 1)).collect();
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let sink = CollectSink::new();
+    p.source(
+        VecSource::with_splits(vec![events[..5000].to_vec(), events[5000..].to_vec()]),
+        strategy(10),
+    )
+    .key_by(|e| e.0)
+    .window(Windows::tumbling(Duration::from_millis(1000)))
+    .aggregate(Count)
+    .sink(sink.clone());
+    let result = tokio::time::timeout(Duration::from_secs(20), p.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.last_checkpoint, None);
+    let out = sink.values();
+    assert_eq!(
+        out.len(),
+        7 * 10,
+        "one result per key and window, including the last window"
+    );
+    assert_eq!(out.iter().map(|w| w.value).sum::<u64>(), 10_000);
+}
+
+#[tokio::test]
+async fn count_windows_reduce_and_apply() {
+    let events: Vec<Ev> = (0..6).map(|i| (1, i, i as u64)).collect();
+    let p = Pipeline::new();
+    let reduced = CollectSink::new();
+    let applied = CollectSink::new();
+    let s = p.source(VecSource::new(events.clone()), strategy(0));
+    s.key_by(|e| e.0)
+        .window(Windows::count(3))
+        .reduce(|a, b| (a.0, a.1.max(b.1), a.2 + b.2))
+        .map(|w| w.value.2)
+        .sink(reduced.clone());
+    p.source(VecSource::new(events), strategy(0))
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(4)))
+        .apply(|k, w, items| (*k, w.start, items.len()))
+        .sink(applied.clone());
+    p.run().await.unwrap();
+    assert_eq!(reduced.values(), vec![3, 12]);
+    assert_eq!(sorted(applied.values()), vec![(1, 0, 4), (1, 4, 2)]);
+}
