@@ -1,45 +1,56 @@
-//! Proves that a real broker is there: a raw ApiVersions v0 exchange over TCP.
+//! Proves that a real broker is there: an ApiVersions exchange over a plain TCP socket,
+//! encoded and decoded by kafka-wire's generated codecs.
 //!
-//! Hand-built bytes on purpose: this test does not depend on the codec it is
-//! meant to give a broker to.
+//! ```text
+//!  i32 size | RequestHeader v2 | ApiVersionsRequest v3 (flexible)   ──►  broker
+//!  i32 size | ResponseHeader v0 | ApiVersionsResponse v3            ◄──  (header v0 always)
+//! ```
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use integration_tests::require_broker;
+use kafka_wire::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_wire::protocol::{
+    ApiKey, Message, RequestHeader, ResponseHeader, decode_api_versions_response,
+};
 
-fn api_versions_v0_request(correlation_id: i32, client_id: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&18i16.to_be_bytes()); // api key: ApiVersions
-    body.extend_from_slice(&0i16.to_be_bytes()); // api version
-    body.extend_from_slice(&correlation_id.to_be_bytes());
-    body.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
-    body.extend_from_slice(client_id.as_bytes());
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
+const UNSUPPORTED_VERSION: i16 = 35;
 
-fn i16_at(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn i32_at(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-#[test]
-fn broker_answers_api_versions_v0() {
-    let bootstrap = require_broker!();
-    let addr = bootstrap.split(',').next().unwrap().to_string();
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+/// Sends ApiVersions at `version` and returns the response header, the body and the
+/// version the body was read at (v0 when the broker did not support `version`).
+fn api_versions(
+    stream: &mut TcpStream,
+    version: i16,
+    correlation_id: i32,
+) -> (ResponseHeader, ApiVersionsResponse, i16) {
+    let header = RequestHeader {
+        request_api_key: ApiKey::ApiVersions.code(),
+        request_api_version: version,
+        correlation_id,
+        client_id: Some("strom-it".into()),
+        ..Default::default()
+    };
+    let request = ApiVersionsRequest {
+        client_software_name: "strom-integration-tests".into(),
+        client_software_version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    let mut body = BytesMut::new();
+    header
+        .encode(
+            &mut body,
+            ApiKey::ApiVersions.request_header_version(version),
+        )
         .unwrap();
-    stream
-        .write_all(&api_versions_v0_request(7, "strom-it"))
-        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(&body);
+    stream.write_all(&frame).unwrap();
 
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).unwrap();
@@ -48,33 +59,56 @@ fn broker_answers_api_versions_v0() {
         (10..1_000_000).contains(&len),
         "implausible response size {len}"
     );
-    let mut body = vec![0u8; len as usize];
-    stream.read_exact(&mut body).unwrap();
+    let mut raw = vec![0u8; len as usize];
+    stream.read_exact(&mut raw).unwrap();
+    let mut raw = Bytes::from(raw);
+    let header = ResponseHeader::decode(
+        &mut raw,
+        ApiKey::ApiVersions.response_header_version(version),
+    )
+    .unwrap();
+    let (body, read_at) = decode_api_versions_response(&raw, version).unwrap();
+    (header, body, read_at)
+}
 
-    assert_eq!(i32_at(&body, 0), 7, "correlation id echoed");
-    assert_eq!(i16_at(&body, 4), 0, "error code");
-    let count = i32_at(&body, 6);
-    assert!(count > 0);
-    assert_eq!(
-        body.len(),
-        10 + count as usize * 6,
-        "v0 body is exactly the array"
-    );
-    let keys: Vec<(i16, i16, i16)> = (0..count as usize)
-        .map(|i| {
-            let at = 10 + i * 6;
-            (
-                i16_at(&body, at),
-                i16_at(&body, at + 2),
-                i16_at(&body, at + 4),
-            )
-        })
-        .collect();
-    for needed in [0i16, 1, 3, 18] {
-        let (_, min, max) = keys
+#[test]
+fn broker_answers_api_versions() {
+    let bootstrap = require_broker!();
+    let addr = bootstrap.split(',').next().unwrap().to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+
+    let ours = ApiKey::ApiVersions.valid_versions().max.min(3);
+    let (header, mut resp, mut read_at) = api_versions(&mut stream, ours, 7);
+    assert_eq!(header.correlation_id, 7, "correlation id echoed");
+    if resp.error_code == UNSUPPORTED_VERSION {
+        // An older broker answered at v0 listing only ApiVersions: retry at its version.
+        let theirs = resp
+            .api_keys
             .iter()
-            .find(|(k, _, _)| *k == needed)
+            .find(|k| k.api_key == ApiKey::ApiVersions.code())
+            .map(|k| k.max_version)
+            .expect("an UNSUPPORTED_VERSION answer lists api key 18");
+        let (header, retried, at) = api_versions(&mut stream, theirs.min(ours), 8);
+        assert_eq!(header.correlation_id, 8);
+        (resp, read_at) = (retried, at);
+    }
+    assert_eq!(resp.error_code, 0, "error code");
+    assert!(read_at >= 1, "read at v{read_at}");
+    assert!(!resp.api_keys.is_empty());
+    for needed in [
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::Metadata,
+        ApiKey::ApiVersions,
+    ] {
+        let api = resp
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == needed.code())
             .unwrap_or_else(|| panic!("broker lacks api key {needed}"));
-        assert!(min <= max);
+        assert!(api.min_version <= api.max_version);
     }
 }

@@ -221,6 +221,10 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
 
     let mut tagged: Vec<&FieldModel> = s.fields.iter().filter(|f| f.tagged.is_some()).collect();
     tagged.sort_by_key(|f| f.tagged.map(|t| t.0));
+    let tagged_range = |f: &FieldModel| -> Range {
+        let (_, tv) = f.tagged.unwrap_or((0, Range::NONE));
+        tv.intersect(f.versions)
+    };
     let tagged_cond = |f: &FieldModel| -> String {
         let (_, tv) = f.tagged.unwrap_or((0, Range::NONE));
         tv.intersect(f.versions).cond(flex_within)
@@ -253,8 +257,8 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
     for f in &s.fields {
         let c = Ctx {
             b: "buf",
-            k: f.compact.cond(within),
-            n: f.nullable.cond(within),
+            k: f.compact.cond(f.regular.intersect(within)),
+            n: f.nullable.cond(f.regular.intersect(within)),
             name: &f.json_name,
         };
         let v = format!("self.{}", f.rust_name);
@@ -286,7 +290,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
                 let c = Ctx {
                     b: "buf",
                     k: "true".into(),
-                    n: f.nullable.cond(within),
+                    n: f.nullable.cond(tagged_range(f).intersect(flex_within)),
                     name: &f.json_name,
                 };
                 let body = format!(
@@ -312,8 +316,8 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
     for f in &s.fields {
         let c = Ctx {
             b: "buf",
-            k: f.compact.cond(within),
-            n: f.nullable.cond(within),
+            k: f.compact.cond(f.regular.intersect(within)),
+            n: f.nullable.cond(f.regular.intersect(within)),
             name: &f.json_name,
         };
         let body = format!("this.{} = {};", f.rust_name, read_expr(f, &c));
@@ -348,7 +352,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
                 let c = Ctx {
                     b: "&mut data",
                     k: "true".into(),
-                    n: f.nullable.cond(within),
+                    n: f.nullable.cond(tagged_range(f).intersect(flex_within)),
                     name: &f.json_name,
                 };
                 let _ = writeln!(
@@ -369,7 +373,10 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
     let mut z = String::new();
     for f in &s.fields {
         let v = format!("self.{}", f.rust_name);
-        let body = format!("size += {};", size_expr(f, &v, &f.compact.cond(within)));
+        let body = format!(
+            "size += {};",
+            size_expr(f, &v, &f.compact.cond(f.regular.intersect(within)))
+        );
         wrap_if(&mut z, &f.regular.cond(within), &body);
     }
     if tags {
@@ -446,7 +453,10 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
     for f in &s.fields {
         let present = f.versions.cond(within);
         let expr = if f.optional {
-            format!("g.option({}, version)", f.nullable.cond(within))
+            format!(
+                "g.option({}, version)",
+                f.nullable.cond(f.versions.intersect(within))
+            )
         } else {
             "Arbitrary::arbitrary(g, version)".to_string()
         };

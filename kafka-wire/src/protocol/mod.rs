@@ -189,3 +189,39 @@ pub fn decode_response_frame<R: Response>(
     codec::ensure_consumed(frame, R::NAME)?;
     Ok((header, body))
 }
+
+/// Kafka's `UNSUPPORTED_VERSION` error code.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// Decodes an ApiVersions response body (after its header, which is always v0) sent in
+/// answer to a request at `version`, and returns it with the version it was read at.
+///
+/// A broker that does not support the requested ApiVersions version answers at v0 with
+/// `UNSUPPORTED_VERSION` and only api key 18 listed: the client should retry at the
+/// highest version listed there. Such a body does not parse at the requested version (or
+/// leaves bytes over), so this falls back to v0, as Kafka's own client does.
+pub fn decode_api_versions_response(
+    body: &Bytes,
+    version: i16,
+) -> Result<(messages::ApiVersionsResponse, i16)> {
+    let mut input = body.clone();
+    let first = messages::ApiVersionsResponse::decode(&mut input, version);
+    match first {
+        Ok(resp)
+            if input.is_empty() && (resp.error_code != UNSUPPORTED_VERSION || version == 0) =>
+        {
+            Ok((resp, version))
+        }
+        _ if version != 0 => {
+            let mut input = body.clone();
+            let resp = messages::ApiVersionsResponse::decode(&mut input, 0)?;
+            codec::ensure_consumed(&input, "ApiVersionsResponse")?;
+            Ok((resp, 0))
+        }
+        Ok(_) => Err(Error::InvalidLength {
+            context: "ApiVersionsResponse (bytes left over)",
+            length: input.len() as i64,
+        }),
+        Err(e) => Err(e),
+    }
+}

@@ -403,3 +403,84 @@ fn request_frame_carries_size_header_and_body() {
         [0, 0, 0, 11, 0, 18, 0, 0, 0, 0, 0, 9, 0, 1, b'x']
     );
 }
+
+#[test]
+fn api_versions_falls_back_to_v0_when_the_broker_lacks_the_version() {
+    // What a broker that does not know ApiVersions v3 answers: header v0 (correlation
+    // id 5) and a v0 body: UNSUPPORTED_VERSION (35), api keys [18: 0..2].
+    let frame: &[u8] = &[0, 0, 0, 5, 0, 35, 0, 0, 0, 1, 0, 18, 0, 0, 0, 2];
+    let mut frame = Bytes::from_static(frame);
+    let header =
+        ResponseHeader::decode(&mut frame, ApiKey::ApiVersions.response_header_version(3)).unwrap();
+    assert_eq!(header.correlation_id, 5);
+    let (resp, read_at) = decode_api_versions_response(&frame, 3).unwrap();
+    assert_eq!(read_at, 0);
+    assert_eq!(resp.error_code, 35);
+    assert_eq!(resp.api_keys.len(), 1);
+    let listed = &resp.api_keys[0];
+    assert_eq!(
+        (listed.api_key, listed.min_version, listed.max_version),
+        (18, 0, 2)
+    );
+    // The retry version: the highest the broker lists, capped by ours.
+    let retry = listed
+        .max_version
+        .min(ApiKey::ApiVersions.valid_versions().max);
+    assert_eq!(retry, 2);
+
+    // A proper v3 answer is read at v3.
+    let ok = messages::ApiVersionsResponse {
+        api_keys: vec![messages::api_versions_response::ApiVersion {
+            api_key: 18,
+            min_version: 0,
+            max_version: 4,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let body = Bytes::from(encode(&ok, 3));
+    assert_eq!(decode_api_versions_response(&body, 3).unwrap(), (ok, 3));
+}
+
+#[test]
+fn every_request_spec_has_an_api_key() {
+    let dir = match std::env::var_os("KAFKA_MESSAGES_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/kafka-protocol/messages"),
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "!! SKIPPING: no Kafka message specs at {} (set KAFKA_MESSAGES_DIR)",
+            dir.display()
+        );
+        return;
+    };
+    let mut codes = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with("Request.json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let key_line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//"))
+            .find(|l| l.starts_with("\"apiKey\""));
+        if let Some(line) = key_line {
+            let digits: String = line.chars().filter(|c| c.is_ascii_digit()).collect();
+            codes.push((digits.parse::<i16>().unwrap(), name));
+        }
+    }
+    assert_eq!(
+        codes.len(),
+        ApiKey::ALL.len(),
+        "request specs vs ApiKey variants"
+    );
+    for (code, name) in codes {
+        let key = ApiKey::try_from(code).unwrap_or_else(|_| panic!("{name}: no ApiKey {code}"));
+        assert_eq!(format!("{key}Request.json"), name);
+    }
+}

@@ -98,13 +98,7 @@ impl Codec for AddPartitionsToTxnRequest {
             });
         }
         if version >= 4 {
-            c::write_array(
-                buf,
-                &self.transactions,
-                version,
-                version >= 3,
-                "Transactions",
-            )?;
+            c::write_array(buf, &self.transactions, version, true, "Transactions")?;
         }
         if version <= 3 {
             c::write_string(
@@ -137,7 +131,7 @@ impl Codec for AddPartitionsToTxnRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 4 {
-            this.transactions = c::read_array(buf, version, version >= 3, "Transactions")?;
+            this.transactions = c::read_array(buf, version, true, "Transactions")?;
         }
         if version <= 3 {
             this.v3_and_below_transactional_id =
@@ -161,7 +155,7 @@ impl Codec for AddPartitionsToTxnRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version >= 4 {
-            size += c::array_size(&self.transactions, version, version >= 3);
+            size += c::array_size(&self.transactions, version, true);
         }
         if version <= 3 {
             size += c::string_size(&self.v3_and_below_transactional_id, version >= 3);

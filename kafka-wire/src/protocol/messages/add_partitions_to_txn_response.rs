@@ -82,7 +82,7 @@ impl Codec for AddPartitionsToTxnResponse {
                 buf,
                 &self.results_by_transaction,
                 version,
-                version >= 3,
+                true,
                 "ResultsByTransaction",
             )?;
         }
@@ -108,7 +108,7 @@ impl Codec for AddPartitionsToTxnResponse {
         }
         if version >= 4 {
             this.results_by_transaction =
-                c::read_array(buf, version, version >= 3, "ResultsByTransaction")?;
+                c::read_array(buf, version, true, "ResultsByTransaction")?;
         }
         if version <= 3 {
             this.results_by_topic_v3_and_below =
@@ -126,7 +126,7 @@ impl Codec for AddPartitionsToTxnResponse {
             size += 2;
         }
         if version >= 4 {
-            size += c::array_size(&self.results_by_transaction, version, version >= 3);
+            size += c::array_size(&self.results_by_transaction, version, true);
         }
         if version <= 3 {
             size += c::array_size(&self.results_by_topic_v3_and_below, version, version >= 3);

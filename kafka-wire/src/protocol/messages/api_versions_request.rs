@@ -53,18 +53,13 @@ impl Codec for ApiVersionsRequest {
             });
         }
         if version >= 3 {
-            c::write_string(
-                buf,
-                &self.client_software_name,
-                version >= 3,
-                "ClientSoftwareName",
-            )?;
+            c::write_string(buf, &self.client_software_name, true, "ClientSoftwareName")?;
         }
         if version >= 3 {
             c::write_string(
                 buf,
                 &self.client_software_version,
-                version >= 3,
+                true,
                 "ClientSoftwareVersion",
             )?;
         }
@@ -76,12 +71,11 @@ impl Codec for ApiVersionsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.client_software_name =
-                c::read_string(buf, version >= 3, "ClientSoftwareName", version)?;
+            this.client_software_name = c::read_string(buf, true, "ClientSoftwareName", version)?;
         }
         if version >= 3 {
             this.client_software_version =
-                c::read_string(buf, version >= 3, "ClientSoftwareVersion", version)?;
+                c::read_string(buf, true, "ClientSoftwareVersion", version)?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -91,10 +85,10 @@ impl Codec for ApiVersionsRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version >= 3 {
-            size += c::string_size(&self.client_software_name, version >= 3);
+            size += c::string_size(&self.client_software_name, true);
         }
         if version >= 3 {
-            size += c::string_size(&self.client_software_version, version >= 3);
+            size += c::string_size(&self.client_software_version, true);
         }
         if version >= 3 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

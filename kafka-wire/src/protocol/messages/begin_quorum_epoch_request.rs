@@ -79,7 +79,7 @@ impl Codec for BeginQuorumEpochRequest {
                 buf,
                 &self.leader_endpoints,
                 version,
-                version >= 1,
+                true,
                 "LeaderEndpoints",
             )?;
         }
@@ -96,7 +96,7 @@ impl Codec for BeginQuorumEpochRequest {
         }
         this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
         if version >= 1 {
-            this.leader_endpoints = c::read_array(buf, version, version >= 1, "LeaderEndpoints")?;
+            this.leader_endpoints = c::read_array(buf, version, true, "LeaderEndpoints")?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -111,7 +111,7 @@ impl Codec for BeginQuorumEpochRequest {
         }
         size += c::array_size(&self.topics, version, version >= 1);
         if version >= 1 {
-            size += c::array_size(&self.leader_endpoints, version, version >= 1);
+            size += c::array_size(&self.leader_endpoints, version, true);
         }
         if version >= 1 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -119,7 +119,7 @@ impl Codec for ConsumerGroupHeartbeatRequest {
                 buf,
                 self.subscribed_topic_regex.as_deref(),
                 true,
-                version >= 1,
+                true,
                 "SubscribedTopicRegex",
                 version,
             )?;
@@ -155,7 +155,7 @@ impl Codec for ConsumerGroupHeartbeatRequest {
             c::read_nullable_array(buf, version, true, true, "SubscribedTopicNames")?;
         if version >= 1 {
             this.subscribed_topic_regex =
-                c::read_nullable_string(buf, true, version >= 1, "SubscribedTopicRegex", version)?;
+                c::read_nullable_string(buf, true, true, "SubscribedTopicRegex", version)?;
         }
         this.server_assignor = c::read_nullable_string(buf, true, true, "ServerAssignor", version)?;
         this.topic_partitions =
@@ -195,7 +195,7 @@ impl Arbitrary for ConsumerGroupHeartbeatRequest {
         this.rebalance_timeout_ms = Arbitrary::arbitrary(g, version);
         this.subscribed_topic_names = g.option(true, version);
         if version >= 1 {
-            this.subscribed_topic_regex = g.option(version >= 1, version);
+            this.subscribed_topic_regex = g.option(true, version);
         }
         this.server_assignor = g.option(true, version);
         this.topic_partitions = g.option(true, version);

@@ -77,14 +77,7 @@ impl Codec for ConsumerProtocolSubscription {
             buf.put_i32(self.generation_id);
         }
         if version >= 3 {
-            c::write_nullable_string(
-                buf,
-                self.rack_id.as_deref(),
-                false,
-                version >= 3,
-                "RackId",
-                version,
-            )?;
+            c::write_nullable_string(buf, self.rack_id.as_deref(), false, true, "RackId", version)?;
         }
         Ok(())
     }
@@ -99,7 +92,7 @@ impl Codec for ConsumerProtocolSubscription {
             this.generation_id = c::read_i32(buf, "GenerationId")?;
         }
         if version >= 3 {
-            this.rack_id = c::read_nullable_string(buf, false, version >= 3, "RackId", version)?;
+            this.rack_id = c::read_nullable_string(buf, false, true, "RackId", version)?;
         }
         Ok(this)
     }
@@ -133,7 +126,7 @@ impl Arbitrary for ConsumerProtocolSubscription {
             this.generation_id = Arbitrary::arbitrary(g, version);
         }
         if version >= 3 {
-            this.rack_id = g.option(version >= 3, version);
+            this.rack_id = g.option(true, version);
         }
         this
     }

@@ -79,8 +79,8 @@ impl Codec for CreateDelegationTokenRequest {
             c::write_nullable_string(
                 buf,
                 self.owner_principal_type.as_deref(),
-                version >= 2,
-                version >= 3,
+                true,
+                true,
                 "OwnerPrincipalType",
                 version,
             )?;
@@ -89,8 +89,8 @@ impl Codec for CreateDelegationTokenRequest {
             c::write_nullable_string(
                 buf,
                 self.owner_principal_name.as_deref(),
-                version >= 2,
-                version >= 3,
+                true,
+                true,
                 "OwnerPrincipalName",
                 version,
             )?;
@@ -105,22 +105,12 @@ impl Codec for CreateDelegationTokenRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.owner_principal_type = c::read_nullable_string(
-                buf,
-                version >= 2,
-                version >= 3,
-                "OwnerPrincipalType",
-                version,
-            )?;
+            this.owner_principal_type =
+                c::read_nullable_string(buf, true, true, "OwnerPrincipalType", version)?;
         }
         if version >= 3 {
-            this.owner_principal_name = c::read_nullable_string(
-                buf,
-                version >= 2,
-                version >= 3,
-                "OwnerPrincipalName",
-                version,
-            )?;
+            this.owner_principal_name =
+                c::read_nullable_string(buf, true, true, "OwnerPrincipalName", version)?;
         }
         this.renewers = c::read_array(buf, version, version >= 2, "Renewers")?;
         this.max_lifetime_ms = c::read_i64(buf, "MaxLifetimeMs")?;
@@ -132,10 +122,10 @@ impl Codec for CreateDelegationTokenRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version >= 3 {
-            size += c::nullable_string_size(self.owner_principal_type.as_deref(), version >= 2);
+            size += c::nullable_string_size(self.owner_principal_type.as_deref(), true);
         }
         if version >= 3 {
-            size += c::nullable_string_size(self.owner_principal_name.as_deref(), version >= 2);
+            size += c::nullable_string_size(self.owner_principal_name.as_deref(), true);
         }
         size += c::array_size(&self.renewers, version, version >= 2);
         size += 8;
@@ -152,10 +142,10 @@ impl Arbitrary for CreateDelegationTokenRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 3 {
-            this.owner_principal_type = g.option(version >= 3, version);
+            this.owner_principal_type = g.option(true, version);
         }
         if version >= 3 {
-            this.owner_principal_name = g.option(version >= 3, version);
+            this.owner_principal_name = g.option(true, version);
         }
         this.renewers = Arbitrary::arbitrary(g, version);
         this.max_lifetime_ms = Arbitrary::arbitrary(g, version);

@@ -115,7 +115,7 @@ impl Codec for CreateDelegationTokenResponse {
             c::write_string(
                 buf,
                 &self.token_requester_principal_type,
-                version >= 2,
+                true,
                 "TokenRequesterPrincipalType",
             )?;
         }
@@ -123,7 +123,7 @@ impl Codec for CreateDelegationTokenResponse {
             c::write_string(
                 buf,
                 &self.token_requester_principal_name,
-                version >= 2,
+                true,
                 "TokenRequesterPrincipalName",
             )?;
         }
@@ -145,11 +145,11 @@ impl Codec for CreateDelegationTokenResponse {
         this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
         if version >= 3 {
             this.token_requester_principal_type =
-                c::read_string(buf, version >= 2, "TokenRequesterPrincipalType", version)?;
+                c::read_string(buf, true, "TokenRequesterPrincipalType", version)?;
         }
         if version >= 3 {
             this.token_requester_principal_name =
-                c::read_string(buf, version >= 2, "TokenRequesterPrincipalName", version)?;
+                c::read_string(buf, true, "TokenRequesterPrincipalName", version)?;
         }
         this.issue_timestamp_ms = c::read_i64(buf, "IssueTimestampMs")?;
         this.expiry_timestamp_ms = c::read_i64(buf, "ExpiryTimestampMs")?;
@@ -168,10 +168,10 @@ impl Codec for CreateDelegationTokenResponse {
         size += c::string_size(&self.principal_type, version >= 2);
         size += c::string_size(&self.principal_name, version >= 2);
         if version >= 3 {
-            size += c::string_size(&self.token_requester_principal_type, version >= 2);
+            size += c::string_size(&self.token_requester_principal_type, true);
         }
         if version >= 3 {
-            size += c::string_size(&self.token_requester_principal_name, version >= 2);
+            size += c::string_size(&self.token_requester_principal_name, true);
         }
         size += 8;
         size += 8;

@@ -274,14 +274,7 @@ impl Codec for CreatableTopicResult {
             buf.put_i16(self.replication_factor);
         }
         if version >= 5 {
-            c::write_nullable_array(
-                buf,
-                self.configs.as_deref(),
-                version,
-                version >= 5,
-                version >= 5,
-                "Configs",
-            )?;
+            c::write_nullable_array(buf, self.configs.as_deref(), version, true, true, "Configs")?;
         }
         if version >= 5 {
             let mut count = self.unknown_tagged_fields.len();
@@ -318,8 +311,7 @@ impl Codec for CreatableTopicResult {
             this.replication_factor = c::read_i16(buf, "ReplicationFactor")?;
         }
         if version >= 5 {
-            this.configs =
-                c::read_nullable_array(buf, version, version >= 5, version >= 5, "Configs")?;
+            this.configs = c::read_nullable_array(buf, version, true, true, "Configs")?;
         }
         if version >= 5 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -354,7 +346,7 @@ impl Codec for CreatableTopicResult {
             size += 2;
         }
         if version >= 5 {
-            size += c::nullable_array_size(self.configs.as_deref(), version, version >= 5);
+            size += c::nullable_array_size(self.configs.as_deref(), version, true);
         }
         if version >= 5 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -392,7 +384,7 @@ impl Arbitrary for CreatableTopicResult {
             this.replication_factor = Arbitrary::arbitrary(g, version);
         }
         if version >= 5 {
-            this.configs = g.option(version >= 5, version);
+            this.configs = g.option(true, version);
         }
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(1);

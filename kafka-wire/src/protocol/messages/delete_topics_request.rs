@@ -65,7 +65,7 @@ impl Codec for DeleteTopicsRequest {
             });
         }
         if version >= 6 {
-            c::write_array(buf, &self.topics, version, version >= 4, "Topics")?;
+            c::write_array(buf, &self.topics, version, true, "Topics")?;
         }
         if version <= 5 {
             c::write_array(buf, &self.topic_names, version, version >= 4, "TopicNames")?;
@@ -79,7 +79,7 @@ impl Codec for DeleteTopicsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 6 {
-            this.topics = c::read_array(buf, version, version >= 4, "Topics")?;
+            this.topics = c::read_array(buf, version, true, "Topics")?;
         }
         if version <= 5 {
             this.topic_names = c::read_array(buf, version, version >= 4, "TopicNames")?;
@@ -93,7 +93,7 @@ impl Codec for DeleteTopicsRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version >= 6 {
-            size += c::array_size(&self.topics, version, version >= 4);
+            size += c::array_size(&self.topics, version, true);
         }
         if version <= 5 {
             size += c::array_size(&self.topic_names, version, version >= 4);

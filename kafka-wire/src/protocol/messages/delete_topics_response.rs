@@ -160,8 +160,8 @@ impl Codec for DeletableTopicResult {
             c::write_nullable_string(
                 buf,
                 self.error_message.as_deref(),
-                version >= 4,
-                version >= 5,
+                true,
+                true,
                 "ErrorMessage",
                 version,
             )?;
@@ -179,8 +179,7 @@ impl Codec for DeletableTopicResult {
         }
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         if version >= 5 {
-            this.error_message =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -195,7 +194,7 @@ impl Codec for DeletableTopicResult {
         }
         size += 2;
         if version >= 5 {
-            size += c::nullable_string_size(self.error_message.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.error_message.as_deref(), true);
         }
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -215,7 +214,7 @@ impl Arbitrary for DeletableTopicResult {
         }
         this.error_code = Arbitrary::arbitrary(g, version);
         if version >= 5 {
-            this.error_message = g.option(version >= 5, version);
+            this.error_message = g.option(true, version);
         }
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

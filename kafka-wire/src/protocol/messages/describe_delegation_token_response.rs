@@ -268,7 +268,7 @@ impl Codec for DescribedDelegationToken {
             c::write_string(
                 buf,
                 &self.token_requester_principal_type,
-                version >= 2,
+                true,
                 "TokenRequesterPrincipalType",
             )?;
         }
@@ -276,7 +276,7 @@ impl Codec for DescribedDelegationToken {
             c::write_string(
                 buf,
                 &self.token_requester_principal_name,
-                version >= 2,
+                true,
                 "TokenRequesterPrincipalName",
             )?;
         }
@@ -297,11 +297,11 @@ impl Codec for DescribedDelegationToken {
         this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
         if version >= 3 {
             this.token_requester_principal_type =
-                c::read_string(buf, version >= 2, "TokenRequesterPrincipalType", version)?;
+                c::read_string(buf, true, "TokenRequesterPrincipalType", version)?;
         }
         if version >= 3 {
             this.token_requester_principal_name =
-                c::read_string(buf, version >= 2, "TokenRequesterPrincipalName", version)?;
+                c::read_string(buf, true, "TokenRequesterPrincipalName", version)?;
         }
         this.issue_timestamp = c::read_i64(buf, "IssueTimestamp")?;
         this.expiry_timestamp = c::read_i64(buf, "ExpiryTimestamp")?;
@@ -319,10 +319,10 @@ impl Codec for DescribedDelegationToken {
         size += c::string_size(&self.principal_type, version >= 2);
         size += c::string_size(&self.principal_name, version >= 2);
         if version >= 3 {
-            size += c::string_size(&self.token_requester_principal_type, version >= 2);
+            size += c::string_size(&self.token_requester_principal_type, true);
         }
         if version >= 3 {
-            size += c::string_size(&self.token_requester_principal_name, version >= 2);
+            size += c::string_size(&self.token_requester_principal_name, true);
         }
         size += 8;
         size += 8;

@@ -160,7 +160,7 @@ impl Codec for DescribedGroupMember {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 5,
-                version >= 4,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -183,13 +183,8 @@ impl Codec for DescribedGroupMember {
         let mut this = Self::default();
         this.member_id = c::read_string(buf, version >= 5, "MemberId", version)?;
         if version >= 4 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 5,
-                version >= 4,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 5, true, "GroupInstanceId", version)?;
         }
         this.client_id = c::read_string(buf, version >= 5, "ClientId", version)?;
         this.client_host = c::read_string(buf, version >= 5, "ClientHost", version)?;
@@ -224,7 +219,7 @@ impl Arbitrary for DescribedGroupMember {
         let mut this = Self::default();
         this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 4 {
-            this.group_instance_id = g.option(version >= 4, version);
+            this.group_instance_id = g.option(true, version);
         }
         this.client_id = Arbitrary::arbitrary(g, version);
         this.client_host = Arbitrary::arbitrary(g, version);

@@ -67,7 +67,7 @@ impl Codec for DescribeQuorumResponse {
                 buf,
                 self.error_message.as_deref(),
                 true,
-                version >= 2,
+                true,
                 "ErrorMessage",
                 version,
             )?;
@@ -83,8 +83,7 @@ impl Codec for DescribeQuorumResponse {
         let mut this = Self::default();
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         if version >= 2 {
-            this.error_message =
-                c::read_nullable_string(buf, true, version >= 2, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
         }
         this.topics = c::read_array(buf, version, true, "Topics")?;
         if version >= 2 {
@@ -115,7 +114,7 @@ impl Arbitrary for DescribeQuorumResponse {
         let mut this = Self::default();
         this.error_code = Arbitrary::arbitrary(g, version);
         if version >= 2 {
-            this.error_message = g.option(version >= 2, version);
+            this.error_message = g.option(true, version);
         }
         this.topics = Arbitrary::arbitrary(g, version);
         if version >= 2 {
@@ -309,7 +308,7 @@ impl Codec for PartitionData {
                 buf,
                 self.error_message.as_deref(),
                 true,
-                version >= 2,
+                true,
                 "ErrorMessage",
                 version,
             )?;
@@ -327,8 +326,7 @@ impl Codec for PartitionData {
         this.partition_index = c::read_i32(buf, "PartitionIndex")?;
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         if version >= 2 {
-            this.error_message =
-                c::read_nullable_string(buf, true, version >= 2, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
         }
         this.leader_id = c::read_i32(buf, "LeaderId")?;
         this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
@@ -363,7 +361,7 @@ impl Arbitrary for PartitionData {
         this.partition_index = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
         if version >= 2 {
-            this.error_message = g.option(version >= 2, version);
+            this.error_message = g.option(true, version);
         }
         this.leader_id = Arbitrary::arbitrary(g, version);
         this.leader_epoch = Arbitrary::arbitrary(g, version);

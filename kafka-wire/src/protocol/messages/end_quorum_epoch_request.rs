@@ -71,7 +71,7 @@ impl Codec for EndQuorumEpochRequest {
                 buf,
                 &self.leader_endpoints,
                 version,
-                version >= 1,
+                true,
                 "LeaderEndpoints",
             )?;
         }
@@ -85,7 +85,7 @@ impl Codec for EndQuorumEpochRequest {
         this.cluster_id = c::read_nullable_string(buf, version >= 1, true, "ClusterId", version)?;
         this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
         if version >= 1 {
-            this.leader_endpoints = c::read_array(buf, version, version >= 1, "LeaderEndpoints")?;
+            this.leader_endpoints = c::read_array(buf, version, true, "LeaderEndpoints")?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -97,7 +97,7 @@ impl Codec for EndQuorumEpochRequest {
         size += c::nullable_string_size(self.cluster_id.as_deref(), version >= 1);
         size += c::array_size(&self.topics, version, version >= 1);
         if version >= 1 {
-            size += c::array_size(&self.leader_endpoints, version, version >= 1);
+            size += c::array_size(&self.leader_endpoints, version, true);
         }
         if version >= 1 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -241,7 +241,7 @@ impl Codec for PartitionData {
                 buf,
                 &self.preferred_successors,
                 version,
-                version >= 1,
+                false,
                 "PreferredSuccessors",
             )?;
         }
@@ -250,7 +250,7 @@ impl Codec for PartitionData {
                 buf,
                 &self.preferred_candidates,
                 version,
-                version >= 1,
+                true,
                 "PreferredCandidates",
             )?;
         }
@@ -265,12 +265,10 @@ impl Codec for PartitionData {
         this.leader_id = c::read_i32(buf, "LeaderId")?;
         this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
         if version <= 0 {
-            this.preferred_successors =
-                c::read_array(buf, version, version >= 1, "PreferredSuccessors")?;
+            this.preferred_successors = c::read_array(buf, version, false, "PreferredSuccessors")?;
         }
         if version >= 1 {
-            this.preferred_candidates =
-                c::read_array(buf, version, version >= 1, "PreferredCandidates")?;
+            this.preferred_candidates = c::read_array(buf, version, true, "PreferredCandidates")?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -283,10 +281,10 @@ impl Codec for PartitionData {
         size += 4;
         size += 4;
         if version <= 0 {
-            size += c::array_size(&self.preferred_successors, version, version >= 1);
+            size += c::array_size(&self.preferred_successors, version, false);
         }
         if version >= 1 {
-            size += c::array_size(&self.preferred_candidates, version, version >= 1);
+            size += c::array_size(&self.preferred_candidates, version, true);
         }
         if version >= 1 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -175,7 +175,7 @@ impl Codec for FetchRequest {
                     buf,
                     self.cluster_id.as_deref(),
                     true,
-                    version >= 12,
+                    true,
                     "ClusterId",
                     version,
                 )?;
@@ -226,13 +226,8 @@ impl Codec for FetchRequest {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 => {
-                        this.cluster_id = c::read_nullable_string(
-                            &mut data,
-                            true,
-                            version >= 12,
-                            "ClusterId",
-                            version,
-                        )?;
+                        this.cluster_id =
+                            c::read_nullable_string(&mut data, true, true, "ClusterId", version)?;
                         c::ensure_consumed(&data, "ClusterId")?;
                     }
                     1 if version >= 15 => {
@@ -295,7 +290,7 @@ impl Arbitrary for FetchRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 12 {
-            this.cluster_id = g.option(version >= 12, version);
+            this.cluster_id = g.option(true, version);
         }
         if version <= 14 {
             this.replica_id = Arbitrary::arbitrary(g, version);

@@ -565,7 +565,7 @@ impl Codec for PartitionData {
                 self.aborted_transactions.as_deref(),
                 version,
                 version >= 12,
-                version >= 4,
+                true,
                 "AbortedTransactions",
             )?;
         }
@@ -639,13 +639,8 @@ impl Codec for PartitionData {
             this.log_start_offset = c::read_i64(buf, "LogStartOffset")?;
         }
         if version >= 4 {
-            this.aborted_transactions = c::read_nullable_array(
-                buf,
-                version,
-                version >= 12,
-                version >= 4,
-                "AbortedTransactions",
-            )?;
+            this.aborted_transactions =
+                c::read_nullable_array(buf, version, version >= 12, true, "AbortedTransactions")?;
         }
         if version >= 11 {
             this.preferred_read_replica = c::read_i32(buf, "PreferredReadReplica")?;
@@ -743,7 +738,7 @@ impl Arbitrary for PartitionData {
             this.snapshot_id = Arbitrary::arbitrary(g, version);
         }
         if version >= 4 {
-            this.aborted_transactions = g.option(version >= 4, version);
+            this.aborted_transactions = g.option(true, version);
         }
         if version >= 11 {
             this.preferred_read_replica = Arbitrary::arbitrary(g, version);

@@ -87,7 +87,7 @@ impl Codec for FindCoordinatorRequest {
                 buf,
                 &self.coordinator_keys,
                 version,
-                version >= 3,
+                true,
                 "CoordinatorKeys",
             )?;
         }
@@ -105,7 +105,7 @@ impl Codec for FindCoordinatorRequest {
             this.key_type = c::read_i8(buf, "KeyType")?;
         }
         if version >= 4 {
-            this.coordinator_keys = c::read_array(buf, version, version >= 3, "CoordinatorKeys")?;
+            this.coordinator_keys = c::read_array(buf, version, true, "CoordinatorKeys")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -121,7 +121,7 @@ impl Codec for FindCoordinatorRequest {
             size += 1;
         }
         if version >= 4 {
-            size += c::array_size(&self.coordinator_keys, version, version >= 3);
+            size += c::array_size(&self.coordinator_keys, version, true);
         }
         if version >= 3 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -117,7 +117,7 @@ impl Codec for FindCoordinatorResponse {
                 buf,
                 self.error_message.as_deref(),
                 version >= 3,
-                (1..=3).contains(&version),
+                true,
                 "ErrorMessage",
                 version,
             )?;
@@ -132,13 +132,7 @@ impl Codec for FindCoordinatorResponse {
             buf.put_i32(self.port);
         }
         if version >= 4 {
-            c::write_array(
-                buf,
-                &self.coordinators,
-                version,
-                version >= 3,
-                "Coordinators",
-            )?;
+            c::write_array(buf, &self.coordinators, version, true, "Coordinators")?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -154,13 +148,8 @@ impl Codec for FindCoordinatorResponse {
             this.error_code = c::read_i16(buf, "ErrorCode")?;
         }
         if (1..=3).contains(&version) {
-            this.error_message = c::read_nullable_string(
-                buf,
-                version >= 3,
-                (1..=3).contains(&version),
-                "ErrorMessage",
-                version,
-            )?;
+            this.error_message =
+                c::read_nullable_string(buf, version >= 3, true, "ErrorMessage", version)?;
         }
         if version <= 3 {
             this.node_id = c::read_i32(buf, "NodeId")?;
@@ -172,7 +161,7 @@ impl Codec for FindCoordinatorResponse {
             this.port = c::read_i32(buf, "Port")?;
         }
         if version >= 4 {
-            this.coordinators = c::read_array(buf, version, version >= 3, "Coordinators")?;
+            this.coordinators = c::read_array(buf, version, true, "Coordinators")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -200,7 +189,7 @@ impl Codec for FindCoordinatorResponse {
             size += 4;
         }
         if version >= 4 {
-            size += c::array_size(&self.coordinators, version, version >= 3);
+            size += c::array_size(&self.coordinators, version, true);
         }
         if version >= 3 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -221,7 +210,7 @@ impl Arbitrary for FindCoordinatorResponse {
             this.error_code = Arbitrary::arbitrary(g, version);
         }
         if (1..=3).contains(&version) {
-            this.error_message = g.option((1..=3).contains(&version), version);
+            this.error_message = g.option(true, version);
         }
         if version <= 3 {
             this.node_id = Arbitrary::arbitrary(g, version);

@@ -76,7 +76,7 @@ impl Codec for HeartbeatRequest {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 4,
-                version >= 3,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -92,13 +92,8 @@ impl Codec for HeartbeatRequest {
         this.generation_id = c::read_i32(buf, "GenerationId")?;
         this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
         if version >= 3 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 4,
-                version >= 3,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -129,7 +124,7 @@ impl Arbitrary for HeartbeatRequest {
         this.generation_id = Arbitrary::arbitrary(g, version);
         this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 3 {
-            this.group_instance_id = g.option(version >= 3, version);
+            this.group_instance_id = g.option(true, version);
         }
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

@@ -100,7 +100,7 @@ impl Codec for JoinGroupRequest {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 6,
-                version >= 5,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -108,14 +108,7 @@ impl Codec for JoinGroupRequest {
         c::write_string(buf, &self.protocol_type, version >= 6, "ProtocolType")?;
         c::write_array(buf, &self.protocols, version, version >= 6, "Protocols")?;
         if version >= 8 {
-            c::write_nullable_string(
-                buf,
-                self.reason.as_deref(),
-                version >= 6,
-                version >= 8,
-                "Reason",
-                version,
-            )?;
+            c::write_nullable_string(buf, self.reason.as_deref(), true, true, "Reason", version)?;
         }
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -131,19 +124,13 @@ impl Codec for JoinGroupRequest {
         }
         this.member_id = c::read_string(buf, version >= 6, "MemberId", version)?;
         if version >= 5 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 6,
-                version >= 5,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 6, true, "GroupInstanceId", version)?;
         }
         this.protocol_type = c::read_string(buf, version >= 6, "ProtocolType", version)?;
         this.protocols = c::read_array(buf, version, version >= 6, "Protocols")?;
         if version >= 8 {
-            this.reason =
-                c::read_nullable_string(buf, version >= 6, version >= 8, "Reason", version)?;
+            this.reason = c::read_nullable_string(buf, true, true, "Reason", version)?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -164,7 +151,7 @@ impl Codec for JoinGroupRequest {
         size += c::string_size(&self.protocol_type, version >= 6);
         size += c::array_size(&self.protocols, version, version >= 6);
         if version >= 8 {
-            size += c::nullable_string_size(self.reason.as_deref(), version >= 6);
+            size += c::nullable_string_size(self.reason.as_deref(), true);
         }
         if version >= 6 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -185,12 +172,12 @@ impl Arbitrary for JoinGroupRequest {
         }
         this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 5 {
-            this.group_instance_id = g.option(version >= 5, version);
+            this.group_instance_id = g.option(true, version);
         }
         this.protocol_type = Arbitrary::arbitrary(g, version);
         this.protocols = Arbitrary::arbitrary(g, version);
         if version >= 8 {
-            this.reason = g.option(version >= 8, version);
+            this.reason = g.option(true, version);
         }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

@@ -101,8 +101,8 @@ impl Codec for JoinGroupResponse {
             c::write_nullable_string(
                 buf,
                 self.protocol_type.as_deref(),
-                version >= 6,
-                version >= 7,
+                true,
+                true,
                 "ProtocolType",
                 version,
             )?;
@@ -134,8 +134,7 @@ impl Codec for JoinGroupResponse {
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         this.generation_id = c::read_i32(buf, "GenerationId")?;
         if version >= 7 {
-            this.protocol_type =
-                c::read_nullable_string(buf, version >= 6, version >= 7, "ProtocolType", version)?;
+            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
         }
         this.protocol_name =
             c::read_nullable_string(buf, version >= 6, version >= 7, "ProtocolName", version)?;
@@ -158,7 +157,7 @@ impl Codec for JoinGroupResponse {
         size += 2;
         size += 4;
         if version >= 7 {
-            size += c::nullable_string_size(self.protocol_type.as_deref(), version >= 6);
+            size += c::nullable_string_size(self.protocol_type.as_deref(), true);
         }
         size += c::nullable_string_size(self.protocol_name.as_deref(), version >= 6);
         size += c::string_size(&self.leader, version >= 6);
@@ -185,7 +184,7 @@ impl Arbitrary for JoinGroupResponse {
         this.error_code = Arbitrary::arbitrary(g, version);
         this.generation_id = Arbitrary::arbitrary(g, version);
         if version >= 7 {
-            this.protocol_type = g.option(version >= 7, version);
+            this.protocol_type = g.option(true, version);
         }
         this.protocol_name = g.option(version >= 7, version);
         this.leader = Arbitrary::arbitrary(g, version);
@@ -246,7 +245,7 @@ impl Codec for JoinGroupResponseMember {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 6,
-                version >= 5,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -261,13 +260,8 @@ impl Codec for JoinGroupResponseMember {
         let mut this = Self::default();
         this.member_id = c::read_string(buf, version >= 6, "MemberId", version)?;
         if version >= 5 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 6,
-                version >= 5,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 6, true, "GroupInstanceId", version)?;
         }
         this.metadata = c::read_bytes(buf, version >= 6, "Metadata", version)?;
         if version >= 6 {
@@ -296,7 +290,7 @@ impl Arbitrary for JoinGroupResponseMember {
         let mut this = Self::default();
         this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 5 {
-            this.group_instance_id = g.option(version >= 5, version);
+            this.group_instance_id = g.option(true, version);
         }
         this.metadata = Arbitrary::arbitrary(g, version);
         if version >= 6 {

@@ -122,7 +122,7 @@ impl Codec for LeaderAndIsrRequest {
                 buf,
                 &self.ungrouped_partition_states,
                 version,
-                version >= 4,
+                false,
                 "UngroupedPartitionStates",
             )?;
         }
@@ -162,7 +162,7 @@ impl Codec for LeaderAndIsrRequest {
         }
         if version <= 1 {
             this.ungrouped_partition_states =
-                c::read_array(buf, version, version >= 4, "UngroupedPartitionStates")?;
+                c::read_array(buf, version, false, "UngroupedPartitionStates")?;
         }
         if version >= 2 {
             this.topic_states = c::read_array(buf, version, version >= 4, "TopicStates")?;
@@ -187,7 +187,7 @@ impl Codec for LeaderAndIsrRequest {
             size += 1;
         }
         if version <= 1 {
-            size += c::array_size(&self.ungrouped_partition_states, version, version >= 4);
+            size += c::array_size(&self.ungrouped_partition_states, version, false);
         }
         if version >= 2 {
             size += c::array_size(&self.topic_states, version, version >= 4);
@@ -321,7 +321,7 @@ impl Codec for LeaderAndIsrPartitionState {
             });
         }
         if version <= 1 {
-            c::write_string(buf, &self.topic_name, version >= 4, "TopicName")?;
+            c::write_string(buf, &self.topic_name, false, "TopicName")?;
         }
         buf.put_i32(self.partition_index);
         buf.put_i32(self.controller_epoch);
@@ -362,7 +362,7 @@ impl Codec for LeaderAndIsrPartitionState {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 1 {
-            this.topic_name = c::read_string(buf, version >= 4, "TopicName", version)?;
+            this.topic_name = c::read_string(buf, false, "TopicName", version)?;
         }
         this.partition_index = c::read_i32(buf, "PartitionIndex")?;
         this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
@@ -391,7 +391,7 @@ impl Codec for LeaderAndIsrPartitionState {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version <= 1 {
-            size += c::string_size(&self.topic_name, version >= 4);
+            size += c::string_size(&self.topic_name, false);
         }
         size += 4;
         size += 4;

@@ -79,7 +79,7 @@ impl Codec for LeaderAndIsrResponse {
             )?;
         }
         if version >= 5 {
-            c::write_array(buf, &self.topics, version, version >= 4, "Topics")?;
+            c::write_array(buf, &self.topics, version, true, "Topics")?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -93,7 +93,7 @@ impl Codec for LeaderAndIsrResponse {
             this.partition_errors = c::read_array(buf, version, version >= 4, "PartitionErrors")?;
         }
         if version >= 5 {
-            this.topics = c::read_array(buf, version, version >= 4, "Topics")?;
+            this.topics = c::read_array(buf, version, true, "Topics")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -107,7 +107,7 @@ impl Codec for LeaderAndIsrResponse {
             size += c::array_size(&self.partition_errors, version, version >= 4);
         }
         if version >= 5 {
-            size += c::array_size(&self.topics, version, version >= 4);
+            size += c::array_size(&self.topics, version, true);
         }
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -71,7 +71,7 @@ impl Codec for LeaveGroupRequest {
         }
         c::write_string(buf, &self.group_id, version >= 4, "GroupId")?;
         if version <= 2 {
-            c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
+            c::write_string(buf, &self.member_id, false, "MemberId")?;
         }
         if version >= 3 {
             c::write_array(buf, &self.members, version, version >= 4, "Members")?;
@@ -85,7 +85,7 @@ impl Codec for LeaveGroupRequest {
         let mut this = Self::default();
         this.group_id = c::read_string(buf, version >= 4, "GroupId", version)?;
         if version <= 2 {
-            this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
+            this.member_id = c::read_string(buf, false, "MemberId", version)?;
         }
         if version >= 3 {
             this.members = c::read_array(buf, version, version >= 4, "Members")?;
@@ -99,7 +99,7 @@ impl Codec for LeaveGroupRequest {
         let mut size = 0;
         size += c::string_size(&self.group_id, version >= 4);
         if version <= 2 {
-            size += c::string_size(&self.member_id, version >= 4);
+            size += c::string_size(&self.member_id, false);
         }
         if version >= 3 {
             size += c::array_size(&self.members, version, version >= 4);
@@ -179,14 +179,7 @@ impl Codec for MemberIdentity {
             version,
         )?;
         if version >= 5 {
-            c::write_nullable_string(
-                buf,
-                self.reason.as_deref(),
-                version >= 4,
-                version >= 5,
-                "Reason",
-                version,
-            )?;
+            c::write_nullable_string(buf, self.reason.as_deref(), true, true, "Reason", version)?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -199,8 +192,7 @@ impl Codec for MemberIdentity {
         this.group_instance_id =
             c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
         if version >= 5 {
-            this.reason =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "Reason", version)?;
+            this.reason = c::read_nullable_string(buf, true, true, "Reason", version)?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -212,7 +204,7 @@ impl Codec for MemberIdentity {
         size += c::string_size(&self.member_id, version >= 4);
         size += c::nullable_string_size(self.group_instance_id.as_deref(), version >= 4);
         if version >= 5 {
-            size += c::nullable_string_size(self.reason.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.reason.as_deref(), true);
         }
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -229,7 +221,7 @@ impl Arbitrary for MemberIdentity {
         this.member_id = Arbitrary::arbitrary(g, version);
         this.group_instance_id = g.option(true, version);
         if version >= 5 {
-            this.reason = g.option(version >= 5, version);
+            this.reason = g.option(true, version);
         }
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

@@ -65,22 +65,10 @@ impl Codec for ListGroupsRequest {
             });
         }
         if version >= 4 {
-            c::write_array(
-                buf,
-                &self.states_filter,
-                version,
-                version >= 3,
-                "StatesFilter",
-            )?;
+            c::write_array(buf, &self.states_filter, version, true, "StatesFilter")?;
         }
         if version >= 5 {
-            c::write_array(
-                buf,
-                &self.types_filter,
-                version,
-                version >= 3,
-                "TypesFilter",
-            )?;
+            c::write_array(buf, &self.types_filter, version, true, "TypesFilter")?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -90,10 +78,10 @@ impl Codec for ListGroupsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 4 {
-            this.states_filter = c::read_array(buf, version, version >= 3, "StatesFilter")?;
+            this.states_filter = c::read_array(buf, version, true, "StatesFilter")?;
         }
         if version >= 5 {
-            this.types_filter = c::read_array(buf, version, version >= 3, "TypesFilter")?;
+            this.types_filter = c::read_array(buf, version, true, "TypesFilter")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -103,10 +91,10 @@ impl Codec for ListGroupsRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version >= 4 {
-            size += c::array_size(&self.states_filter, version, version >= 3);
+            size += c::array_size(&self.states_filter, version, true);
         }
         if version >= 5 {
-            size += c::array_size(&self.types_filter, version, version >= 3);
+            size += c::array_size(&self.types_filter, version, true);
         }
         if version >= 3 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

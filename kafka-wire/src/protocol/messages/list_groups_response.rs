@@ -156,10 +156,10 @@ impl Codec for ListedGroup {
         c::write_string(buf, &self.group_id, version >= 3, "GroupId")?;
         c::write_string(buf, &self.protocol_type, version >= 3, "ProtocolType")?;
         if version >= 4 {
-            c::write_string(buf, &self.group_state, version >= 3, "GroupState")?;
+            c::write_string(buf, &self.group_state, true, "GroupState")?;
         }
         if version >= 5 {
-            c::write_string(buf, &self.group_type, version >= 3, "GroupType")?;
+            c::write_string(buf, &self.group_type, true, "GroupType")?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -171,10 +171,10 @@ impl Codec for ListedGroup {
         this.group_id = c::read_string(buf, version >= 3, "GroupId", version)?;
         this.protocol_type = c::read_string(buf, version >= 3, "ProtocolType", version)?;
         if version >= 4 {
-            this.group_state = c::read_string(buf, version >= 3, "GroupState", version)?;
+            this.group_state = c::read_string(buf, true, "GroupState", version)?;
         }
         if version >= 5 {
-            this.group_type = c::read_string(buf, version >= 3, "GroupType", version)?;
+            this.group_type = c::read_string(buf, true, "GroupType", version)?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -186,10 +186,10 @@ impl Codec for ListedGroup {
         size += c::string_size(&self.group_id, version >= 3);
         size += c::string_size(&self.protocol_type, version >= 3);
         if version >= 4 {
-            size += c::string_size(&self.group_state, version >= 3);
+            size += c::string_size(&self.group_state, true);
         }
         if version >= 5 {
-            size += c::string_size(&self.group_type, version >= 3);
+            size += c::string_size(&self.group_type, true);
         }
         if version >= 3 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -185,7 +185,7 @@ impl Codec for ListOffsetsPartitionResponse {
                 buf,
                 &self.old_style_offsets,
                 version,
-                version >= 6,
+                false,
                 "OldStyleOffsets",
             )?;
         }
@@ -208,7 +208,7 @@ impl Codec for ListOffsetsPartitionResponse {
         this.partition_index = c::read_i32(buf, "PartitionIndex")?;
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         if version <= 0 {
-            this.old_style_offsets = c::read_array(buf, version, version >= 6, "OldStyleOffsets")?;
+            this.old_style_offsets = c::read_array(buf, version, false, "OldStyleOffsets")?;
         }
         if version >= 1 {
             this.timestamp = c::read_i64(buf, "Timestamp")?;
@@ -229,7 +229,7 @@ impl Codec for ListOffsetsPartitionResponse {
         size += 4;
         size += 2;
         if version <= 0 {
-            size += c::array_size(&self.old_style_offsets, version, version >= 6);
+            size += c::array_size(&self.old_style_offsets, version, false);
         }
         if version >= 1 {
             size += 8;

@@ -86,7 +86,7 @@ impl Codec for MetadataResponse {
                 buf,
                 self.cluster_id.as_deref(),
                 version >= 9,
-                version >= 2,
+                true,
                 "ClusterId",
                 version,
             )?;
@@ -111,7 +111,7 @@ impl Codec for MetadataResponse {
         this.brokers = c::read_array(buf, version, version >= 9, "Brokers")?;
         if version >= 2 {
             this.cluster_id =
-                c::read_nullable_string(buf, version >= 9, version >= 2, "ClusterId", version)?;
+                c::read_nullable_string(buf, version >= 9, true, "ClusterId", version)?;
         }
         if version >= 1 {
             this.controller_id = c::read_i32(buf, "ControllerId")?;
@@ -158,7 +158,7 @@ impl Arbitrary for MetadataResponse {
         }
         this.brokers = Arbitrary::arbitrary(g, version);
         if version >= 2 {
-            this.cluster_id = g.option(version >= 2, version);
+            this.cluster_id = g.option(true, version);
         }
         if version >= 1 {
             this.controller_id = Arbitrary::arbitrary(g, version);
@@ -226,7 +226,7 @@ impl Codec for MetadataResponseBroker {
                 buf,
                 self.rack.as_deref(),
                 version >= 9,
-                version >= 1,
+                true,
                 "Rack",
                 version,
             )?;
@@ -242,7 +242,7 @@ impl Codec for MetadataResponseBroker {
         this.host = c::read_string(buf, version >= 9, "Host", version)?;
         this.port = c::read_i32(buf, "Port")?;
         if version >= 1 {
-            this.rack = c::read_nullable_string(buf, version >= 9, version >= 1, "Rack", version)?;
+            this.rack = c::read_nullable_string(buf, version >= 9, true, "Rack", version)?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -273,7 +273,7 @@ impl Arbitrary for MetadataResponseBroker {
         this.host = Arbitrary::arbitrary(g, version);
         this.port = Arbitrary::arbitrary(g, version);
         if version >= 1 {
-            this.rack = g.option(version >= 1, version);
+            this.rack = g.option(true, version);
         }
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

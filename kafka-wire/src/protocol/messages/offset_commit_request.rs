@@ -91,7 +91,7 @@ impl Codec for OffsetCommitRequest {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 8,
-                version >= 7,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -115,13 +115,8 @@ impl Codec for OffsetCommitRequest {
             this.member_id = c::read_string(buf, version >= 8, "MemberId", version)?;
         }
         if version >= 7 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 8,
-                version >= 7,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 8, true, "GroupInstanceId", version)?;
         }
         if (2..=4).contains(&version) {
             this.retention_time_ms = c::read_i64(buf, "RetentionTimeMs")?;
@@ -168,7 +163,7 @@ impl Arbitrary for OffsetCommitRequest {
             this.member_id = Arbitrary::arbitrary(g, version);
         }
         if version >= 7 {
-            this.group_instance_id = g.option(version >= 7, version);
+            this.group_instance_id = g.option(true, version);
         }
         if (2..=4).contains(&version) {
             this.retention_time_ms = Arbitrary::arbitrary(g, version);

@@ -96,12 +96,12 @@ impl Codec for OffsetFetchRequest {
                 self.topics.as_deref(),
                 version,
                 version >= 6,
-                (2..=7).contains(&version),
+                version >= 2,
                 "Topics",
             )?;
         }
         if version >= 8 {
-            c::write_array(buf, &self.groups, version, version >= 6, "Groups")?;
+            c::write_array(buf, &self.groups, version, true, "Groups")?;
         }
         if version >= 7 {
             buf.put_u8(u8::from(self.require_stable));
@@ -117,16 +117,11 @@ impl Codec for OffsetFetchRequest {
             this.group_id = c::read_string(buf, version >= 6, "GroupId", version)?;
         }
         if version <= 7 {
-            this.topics = c::read_nullable_array(
-                buf,
-                version,
-                version >= 6,
-                (2..=7).contains(&version),
-                "Topics",
-            )?;
+            this.topics =
+                c::read_nullable_array(buf, version, version >= 6, version >= 2, "Topics")?;
         }
         if version >= 8 {
-            this.groups = c::read_array(buf, version, version >= 6, "Groups")?;
+            this.groups = c::read_array(buf, version, true, "Groups")?;
         }
         if version >= 7 {
             this.require_stable = c::read_bool(buf, "RequireStable")?;
@@ -145,7 +140,7 @@ impl Codec for OffsetFetchRequest {
             size += c::nullable_array_size(self.topics.as_deref(), version, version >= 6);
         }
         if version >= 8 {
-            size += c::array_size(&self.groups, version, version >= 6);
+            size += c::array_size(&self.groups, version, true);
         }
         if version >= 7 {
             size += 1;
@@ -166,7 +161,7 @@ impl Arbitrary for OffsetFetchRequest {
             this.group_id = Arbitrary::arbitrary(g, version);
         }
         if version <= 7 {
-            this.topics = g.option((2..=7).contains(&version), version);
+            this.topics = g.option(version >= 2, version);
         }
         if version >= 8 {
             this.groups = Arbitrary::arbitrary(g, version);
@@ -373,7 +368,7 @@ impl Codec for OffsetFetchRequestGroup {
                 buf,
                 self.member_id.as_deref(),
                 true,
-                version >= 9,
+                true,
                 "MemberId",
                 version,
             )?;
@@ -389,7 +384,7 @@ impl Codec for OffsetFetchRequestGroup {
         let mut this = Self::default();
         this.group_id = c::read_string(buf, true, "GroupId", version)?;
         if version >= 9 {
-            this.member_id = c::read_nullable_string(buf, true, version >= 9, "MemberId", version)?;
+            this.member_id = c::read_nullable_string(buf, true, true, "MemberId", version)?;
         }
         if version >= 9 {
             this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
@@ -420,7 +415,7 @@ impl Arbitrary for OffsetFetchRequestGroup {
         let mut this = Self::default();
         this.group_id = Arbitrary::arbitrary(g, version);
         if version >= 9 {
-            this.member_id = g.option(version >= 9, version);
+            this.member_id = g.option(true, version);
         }
         if version >= 9 {
             this.member_epoch = Arbitrary::arbitrary(g, version);

@@ -83,7 +83,7 @@ impl Codec for OffsetFetchResponse {
             buf.put_i16(self.error_code);
         }
         if version >= 8 {
-            c::write_array(buf, &self.groups, version, version >= 6, "Groups")?;
+            c::write_array(buf, &self.groups, version, true, "Groups")?;
         }
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -102,7 +102,7 @@ impl Codec for OffsetFetchResponse {
             this.error_code = c::read_i16(buf, "ErrorCode")?;
         }
         if version >= 8 {
-            this.groups = c::read_array(buf, version, version >= 6, "Groups")?;
+            this.groups = c::read_array(buf, version, true, "Groups")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -121,7 +121,7 @@ impl Codec for OffsetFetchResponse {
             size += 2;
         }
         if version >= 8 {
-            size += c::array_size(&self.groups, version, version >= 6);
+            size += c::array_size(&self.groups, version, true);
         }
         if version >= 6 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

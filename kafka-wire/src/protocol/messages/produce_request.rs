@@ -74,7 +74,7 @@ impl Codec for ProduceRequest {
                 buf,
                 self.transactional_id.as_deref(),
                 version >= 9,
-                version >= 3,
+                true,
                 "TransactionalId",
                 version,
             )?;
@@ -90,13 +90,8 @@ impl Codec for ProduceRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.transactional_id = c::read_nullable_string(
-                buf,
-                version >= 9,
-                version >= 3,
-                "TransactionalId",
-                version,
-            )?;
+            this.transactional_id =
+                c::read_nullable_string(buf, version >= 9, true, "TransactionalId", version)?;
         }
         this.acks = c::read_i16(buf, "Acks")?;
         this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
@@ -127,7 +122,7 @@ impl Arbitrary for ProduceRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         if version >= 3 {
-            this.transactional_id = g.option(version >= 3, version);
+            this.transactional_id = g.option(true, version);
         }
         this.acks = Arbitrary::arbitrary(g, version);
         this.timeout_ms = Arbitrary::arbitrary(g, version);

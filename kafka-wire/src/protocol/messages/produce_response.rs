@@ -386,7 +386,7 @@ impl Codec for PartitionProduceResponse {
                 buf,
                 self.error_message.as_deref(),
                 version >= 9,
-                version >= 8,
+                true,
                 "ErrorMessage",
                 version,
             )?;
@@ -427,7 +427,7 @@ impl Codec for PartitionProduceResponse {
         }
         if version >= 8 {
             this.error_message =
-                c::read_nullable_string(buf, version >= 9, version >= 8, "ErrorMessage", version)?;
+                c::read_nullable_string(buf, version >= 9, true, "ErrorMessage", version)?;
         }
         if version >= 9 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -492,7 +492,7 @@ impl Arbitrary for PartitionProduceResponse {
             this.record_errors = Arbitrary::arbitrary(g, version);
         }
         if version >= 8 {
-            this.error_message = g.option(version >= 8, version);
+            this.error_message = g.option(true, version);
         }
         if version >= 10 {
             this.current_leader = Arbitrary::arbitrary(g, version);

@@ -68,7 +68,7 @@ impl Codec for RequestHeader {
                 buf,
                 self.client_id.as_deref(),
                 false,
-                version >= 1,
+                true,
                 "ClientId",
                 version,
             )?;
@@ -84,8 +84,7 @@ impl Codec for RequestHeader {
         this.request_api_version = c::read_i16(buf, "RequestApiVersion")?;
         this.correlation_id = c::read_i32(buf, "CorrelationId")?;
         if version >= 1 {
-            this.client_id =
-                c::read_nullable_string(buf, false, version >= 1, "ClientId", version)?;
+            this.client_id = c::read_nullable_string(buf, false, true, "ClientId", version)?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -116,7 +115,7 @@ impl Arbitrary for RequestHeader {
         this.request_api_version = Arbitrary::arbitrary(g, version);
         this.correlation_id = Arbitrary::arbitrary(g, version);
         if version >= 1 {
-            this.client_id = g.option(version >= 1, version);
+            this.client_id = g.option(true, version);
         }
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);

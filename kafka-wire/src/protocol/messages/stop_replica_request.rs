@@ -128,7 +128,7 @@ impl Codec for StopReplicaRequest {
                 buf,
                 &self.ungrouped_partitions,
                 version,
-                version >= 2,
+                false,
                 "UngroupedPartitions",
             )?;
         }
@@ -136,13 +136,7 @@ impl Codec for StopReplicaRequest {
             c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
         }
         if version >= 3 {
-            c::write_array(
-                buf,
-                &self.topic_states,
-                version,
-                version >= 2,
-                "TopicStates",
-            )?;
+            c::write_array(buf, &self.topic_states, version, true, "TopicStates")?;
         }
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -163,14 +157,13 @@ impl Codec for StopReplicaRequest {
             this.delete_partitions = c::read_bool(buf, "DeletePartitions")?;
         }
         if version <= 0 {
-            this.ungrouped_partitions =
-                c::read_array(buf, version, version >= 2, "UngroupedPartitions")?;
+            this.ungrouped_partitions = c::read_array(buf, version, false, "UngroupedPartitions")?;
         }
         if (1..=2).contains(&version) {
             this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
         }
         if version >= 3 {
-            this.topic_states = c::read_array(buf, version, version >= 2, "TopicStates")?;
+            this.topic_states = c::read_array(buf, version, true, "TopicStates")?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -191,13 +184,13 @@ impl Codec for StopReplicaRequest {
             size += 1;
         }
         if version <= 0 {
-            size += c::array_size(&self.ungrouped_partitions, version, version >= 2);
+            size += c::array_size(&self.ungrouped_partitions, version, false);
         }
         if (1..=2).contains(&version) {
             size += c::array_size(&self.topics, version, version >= 2);
         }
         if version >= 3 {
-            size += c::array_size(&self.topic_states, version, version >= 2);
+            size += c::array_size(&self.topic_states, version, true);
         }
         if version >= 2 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);

@@ -91,7 +91,7 @@ impl Codec for SyncGroupRequest {
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 4,
-                version >= 3,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -100,8 +100,8 @@ impl Codec for SyncGroupRequest {
             c::write_nullable_string(
                 buf,
                 self.protocol_type.as_deref(),
-                version >= 4,
-                version >= 5,
+                true,
+                true,
                 "ProtocolType",
                 version,
             )?;
@@ -110,8 +110,8 @@ impl Codec for SyncGroupRequest {
             c::write_nullable_string(
                 buf,
                 self.protocol_name.as_deref(),
-                version >= 4,
-                version >= 5,
+                true,
+                true,
                 "ProtocolName",
                 version,
             )?;
@@ -128,21 +128,14 @@ impl Codec for SyncGroupRequest {
         this.generation_id = c::read_i32(buf, "GenerationId")?;
         this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
         if version >= 3 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 4,
-                version >= 3,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
         }
         if version >= 5 {
-            this.protocol_type =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "ProtocolType", version)?;
+            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
         }
         if version >= 5 {
-            this.protocol_name =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "ProtocolName", version)?;
+            this.protocol_name = c::read_nullable_string(buf, true, true, "ProtocolName", version)?;
         }
         this.assignments = c::read_array(buf, version, version >= 4, "Assignments")?;
         if version >= 4 {
@@ -159,10 +152,10 @@ impl Codec for SyncGroupRequest {
             size += c::nullable_string_size(self.group_instance_id.as_deref(), version >= 4);
         }
         if version >= 5 {
-            size += c::nullable_string_size(self.protocol_type.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.protocol_type.as_deref(), true);
         }
         if version >= 5 {
-            size += c::nullable_string_size(self.protocol_name.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.protocol_name.as_deref(), true);
         }
         size += c::array_size(&self.assignments, version, version >= 4);
         if version >= 4 {
@@ -181,13 +174,13 @@ impl Arbitrary for SyncGroupRequest {
         this.generation_id = Arbitrary::arbitrary(g, version);
         this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 3 {
-            this.group_instance_id = g.option(version >= 3, version);
+            this.group_instance_id = g.option(true, version);
         }
         if version >= 5 {
-            this.protocol_type = g.option(version >= 5, version);
+            this.protocol_type = g.option(true, version);
         }
         if version >= 5 {
-            this.protocol_name = g.option(version >= 5, version);
+            this.protocol_name = g.option(true, version);
         }
         this.assignments = Arbitrary::arbitrary(g, version);
         if version >= 4 {

@@ -74,8 +74,8 @@ impl Codec for SyncGroupResponse {
             c::write_nullable_string(
                 buf,
                 self.protocol_type.as_deref(),
-                version >= 4,
-                version >= 5,
+                true,
+                true,
                 "ProtocolType",
                 version,
             )?;
@@ -84,8 +84,8 @@ impl Codec for SyncGroupResponse {
             c::write_nullable_string(
                 buf,
                 self.protocol_name.as_deref(),
-                version >= 4,
-                version >= 5,
+                true,
+                true,
                 "ProtocolName",
                 version,
             )?;
@@ -103,12 +103,10 @@ impl Codec for SyncGroupResponse {
         }
         this.error_code = c::read_i16(buf, "ErrorCode")?;
         if version >= 5 {
-            this.protocol_type =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "ProtocolType", version)?;
+            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
         }
         if version >= 5 {
-            this.protocol_name =
-                c::read_nullable_string(buf, version >= 4, version >= 5, "ProtocolName", version)?;
+            this.protocol_name = c::read_nullable_string(buf, true, true, "ProtocolName", version)?;
         }
         this.assignment = c::read_bytes(buf, version >= 4, "Assignment", version)?;
         if version >= 4 {
@@ -123,10 +121,10 @@ impl Codec for SyncGroupResponse {
         }
         size += 2;
         if version >= 5 {
-            size += c::nullable_string_size(self.protocol_type.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.protocol_type.as_deref(), true);
         }
         if version >= 5 {
-            size += c::nullable_string_size(self.protocol_name.as_deref(), version >= 4);
+            size += c::nullable_string_size(self.protocol_name.as_deref(), true);
         }
         size += c::bytes_size(&self.assignment, version >= 4);
         if version >= 4 {
@@ -146,10 +144,10 @@ impl Arbitrary for SyncGroupResponse {
         }
         this.error_code = Arbitrary::arbitrary(g, version);
         if version >= 5 {
-            this.protocol_type = g.option(version >= 5, version);
+            this.protocol_type = g.option(true, version);
         }
         if version >= 5 {
-            this.protocol_name = g.option(version >= 5, version);
+            this.protocol_name = g.option(true, version);
         }
         this.assignment = Arbitrary::arbitrary(g, version);
         if version >= 4 {

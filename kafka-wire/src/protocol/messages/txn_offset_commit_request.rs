@@ -108,14 +108,14 @@ impl Codec for TxnOffsetCommitRequest {
             buf.put_i32(self.generation_id);
         }
         if version >= 3 {
-            c::write_string(buf, &self.member_id, version >= 3, "MemberId")?;
+            c::write_string(buf, &self.member_id, true, "MemberId")?;
         }
         if version >= 3 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
-                version >= 3,
-                version >= 3,
+                true,
+                true,
                 "GroupInstanceId",
                 version,
             )?;
@@ -136,16 +136,11 @@ impl Codec for TxnOffsetCommitRequest {
             this.generation_id = c::read_i32(buf, "GenerationId")?;
         }
         if version >= 3 {
-            this.member_id = c::read_string(buf, version >= 3, "MemberId", version)?;
+            this.member_id = c::read_string(buf, true, "MemberId", version)?;
         }
         if version >= 3 {
-            this.group_instance_id = c::read_nullable_string(
-                buf,
-                version >= 3,
-                version >= 3,
-                "GroupInstanceId",
-                version,
-            )?;
+            this.group_instance_id =
+                c::read_nullable_string(buf, true, true, "GroupInstanceId", version)?;
         }
         this.topics = c::read_array(buf, version, version >= 3, "Topics")?;
         if version >= 3 {
@@ -163,10 +158,10 @@ impl Codec for TxnOffsetCommitRequest {
             size += 4;
         }
         if version >= 3 {
-            size += c::string_size(&self.member_id, version >= 3);
+            size += c::string_size(&self.member_id, true);
         }
         if version >= 3 {
-            size += c::nullable_string_size(self.group_instance_id.as_deref(), version >= 3);
+            size += c::nullable_string_size(self.group_instance_id.as_deref(), true);
         }
         size += c::array_size(&self.topics, version, version >= 3);
         if version >= 3 {
@@ -192,7 +187,7 @@ impl Arbitrary for TxnOffsetCommitRequest {
             this.member_id = Arbitrary::arbitrary(g, version);
         }
         if version >= 3 {
-            this.group_instance_id = g.option(version >= 3, version);
+            this.group_instance_id = g.option(true, version);
         }
         this.topics = Arbitrary::arbitrary(g, version);
         if version >= 3 {

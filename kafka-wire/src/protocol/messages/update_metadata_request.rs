@@ -119,7 +119,7 @@ impl Codec for UpdateMetadataRequest {
                 buf,
                 &self.ungrouped_partition_states,
                 version,
-                version >= 6,
+                false,
                 "UngroupedPartitionStates",
             )?;
         }
@@ -168,7 +168,7 @@ impl Codec for UpdateMetadataRequest {
         }
         if version <= 4 {
             this.ungrouped_partition_states =
-                c::read_array(buf, version, version >= 6, "UngroupedPartitionStates")?;
+                c::read_array(buf, version, false, "UngroupedPartitionStates")?;
         }
         if version >= 5 {
             this.topic_states = c::read_array(buf, version, version >= 6, "TopicStates")?;
@@ -200,7 +200,7 @@ impl Codec for UpdateMetadataRequest {
             size += 8;
         }
         if version <= 4 {
-            size += c::array_size(&self.ungrouped_partition_states, version, version >= 6);
+            size += c::array_size(&self.ungrouped_partition_states, version, false);
         }
         if version >= 5 {
             size += c::array_size(&self.topic_states, version, version >= 6);
@@ -319,7 +319,7 @@ impl Codec for UpdateMetadataPartitionState {
             });
         }
         if version <= 4 {
-            c::write_string(buf, &self.topic_name, version >= 6, "TopicName")?;
+            c::write_string(buf, &self.topic_name, false, "TopicName")?;
         }
         buf.put_i32(self.partition_index);
         buf.put_i32(self.controller_epoch);
@@ -345,7 +345,7 @@ impl Codec for UpdateMetadataPartitionState {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 4 {
-            this.topic_name = c::read_string(buf, version >= 6, "TopicName", version)?;
+            this.topic_name = c::read_string(buf, false, "TopicName", version)?;
         }
         this.partition_index = c::read_i32(buf, "PartitionIndex")?;
         this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
@@ -365,7 +365,7 @@ impl Codec for UpdateMetadataPartitionState {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         if version <= 4 {
-            size += c::string_size(&self.topic_name, version >= 6);
+            size += c::string_size(&self.topic_name, false);
         }
         size += 4;
         size += 4;
@@ -659,7 +659,7 @@ impl Codec for UpdateMetadataBroker {
         }
         buf.put_i32(self.id);
         if version <= 0 {
-            c::write_string(buf, &self.v0_host, version >= 6, "V0Host")?;
+            c::write_string(buf, &self.v0_host, false, "V0Host")?;
         }
         if version <= 0 {
             buf.put_i32(self.v0_port);
@@ -686,7 +686,7 @@ impl Codec for UpdateMetadataBroker {
         let mut this = Self::default();
         this.id = c::read_i32(buf, "Id")?;
         if version <= 0 {
-            this.v0_host = c::read_string(buf, version >= 6, "V0Host", version)?;
+            this.v0_host = c::read_string(buf, false, "V0Host", version)?;
         }
         if version <= 0 {
             this.v0_port = c::read_i32(buf, "V0Port")?;
@@ -706,7 +706,7 @@ impl Codec for UpdateMetadataBroker {
         let mut size = 0;
         size += 4;
         if version <= 0 {
-            size += c::string_size(&self.v0_host, version >= 6);
+            size += c::string_size(&self.v0_host, false);
         }
         if version <= 0 {
             size += 4;
