@@ -1,6 +1,8 @@
 //! Deterministic window tests: out-of-order input, late data, allowed lateness,
 //! idle splits, session merging, sliding and processing-time windows, batch mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

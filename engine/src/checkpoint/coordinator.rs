@@ -44,7 +44,11 @@ pub struct CheckpointTracker {
     epoch: Epoch,
     next_id: CheckpointId,
     tasks: BTreeSet<TaskId>,
+    sources: BTreeSet<TaskId>,
     finished: BTreeSet<TaskId>,
+    /// Last state of finished tasks (e.g. end positions of exhausted splits); it is
+    /// part of every later checkpoint.
+    final_state: Vec<(OperatorId, OperatorState)>,
     pending: BTreeMap<CheckpointId, PendingCheckpoint>,
     last_completed: Option<CheckpointId>,
     max_concurrent: usize,
@@ -54,9 +58,10 @@ impl CheckpointTracker {
     /// A tracker for `tasks`; ids continue after `restored_from` and the epoch is one
     /// past the restored checkpoint's.
     pub fn new(
-        tasks: impl IntoIterator<Item = TaskId>,
+        tasks: impl IntoIterator<Item = (TaskId, bool)>,
         restored_from: Option<(CheckpointId, Epoch)>,
     ) -> Self {
+        let tasks: Vec<(TaskId, bool)> = tasks.into_iter().collect();
         let (next_id, epoch) = match restored_from {
             Some((id, e)) => (id.next(), Epoch(e.0 + 1)),
             None => (CheckpointId(1), Epoch(0)),
@@ -64,8 +69,10 @@ impl CheckpointTracker {
         CheckpointTracker {
             epoch,
             next_id,
-            tasks: tasks.into_iter().collect(),
+            sources: tasks.iter().filter(|(_, s)| *s).map(|(t, _)| *t).collect(),
+            tasks: tasks.iter().map(|(t, _)| *t).collect(),
             finished: BTreeSet::new(),
+            final_state: Vec::new(),
             pending: BTreeMap::new(),
             last_completed: restored_from.map(|(id, _)| id),
             max_concurrent: 1,
@@ -82,10 +89,11 @@ impl CheckpointTracker {
         self.last_completed
     }
 
-    /// Whether a new checkpoint may start now: no task has finished (a finished source
-    /// can no longer emit barriers) and fewer than the allowed number are in flight.
+    /// Whether a new checkpoint may start now: some source task still runs (only
+    /// sources inject barriers) and fewer than the allowed number are in flight.
     pub fn can_trigger(&self) -> bool {
-        self.finished.is_empty() && self.pending.len() < self.max_concurrent
+        self.sources.iter().any(|s| !self.finished.contains(s))
+            && self.pending.len() < self.max_concurrent
     }
 
     /// Starts the next checkpoint if allowed and returns its id.
@@ -95,14 +103,13 @@ impl CheckpointTracker {
         }
         let id = self.next_id;
         self.next_id = id.next();
-        self.pending.insert(
-            id,
-            PendingCheckpoint {
-                id,
-                waiting: self.tasks.clone(),
-                state: BTreeMap::new(),
-            },
-        );
+        let waiting = self.tasks.difference(&self.finished).copied().collect();
+        let mut state: BTreeMap<OperatorId, OperatorState> = BTreeMap::new();
+        for (op, s) in &self.final_state {
+            state.entry(*op).or_default().merge(s.clone());
+        }
+        self.pending
+            .insert(id, PendingCheckpoint { id, waiting, state });
         Some(id)
     }
 
@@ -138,20 +145,30 @@ impl CheckpointTracker {
         })
     }
 
-    /// Records that a task finished; pending checkpoints still waiting for it are
-    /// aborted (returned), since it will never acknowledge.
-    pub fn task_finished(&mut self, task: TaskId) -> Vec<CheckpointId> {
+    /// Records that a task finished with its final state. It will never acknowledge
+    /// a barrier, so pending checkpoints take its final state instead (it processed
+    /// everything before its end, which aligned barriers downstream also wait for);
+    /// returns the checkpoints this completed.
+    pub fn task_finished(
+        &mut self,
+        task: TaskId,
+        final_state: Vec<(OperatorId, OperatorState)>,
+    ) -> Vec<Checkpoint> {
         self.finished.insert(task);
-        let aborted: Vec<CheckpointId> = self
+        self.final_state.extend(final_state.iter().cloned());
+        let waiting: Vec<CheckpointId> = self
             .pending
             .iter()
             .filter(|(_, p)| p.waiting.contains(&task))
             .map(|(id, _)| *id)
             .collect();
-        for id in &aborted {
-            self.pending.remove(id);
+        let mut done = Vec::new();
+        for id in waiting {
+            if let AckOutcome::Complete(c) = self.ack(id, task, final_state.clone()) {
+                done.push(c);
+            }
         }
-        aborted
+        done
     }
 
     /// Checkpoints in flight.
@@ -180,7 +197,7 @@ mod tests {
 
     #[test]
     fn completes_only_after_every_task_acked() {
-        let mut tr = CheckpointTracker::new([t(0, 0), t(1, 0)], None);
+        let mut tr = CheckpointTracker::new([(t(0, 0), true), (t(1, 0), false)], None);
         let id = tr.trigger().unwrap();
         assert_eq!(id, CheckpointId(1));
         assert_eq!(tr.trigger(), None, "one checkpoint in flight at a time");
@@ -200,7 +217,7 @@ mod tests {
 
     #[test]
     fn empty_checkpoint_completes() {
-        let mut tr = CheckpointTracker::new([t(0, 0)], None);
+        let mut tr = CheckpointTracker::new([(t(0, 0), true)], None);
         let id = tr.trigger().unwrap();
         assert!(
             matches!(tr.ack(id, t(0, 0), vec![]), AckOutcome::Complete(c) if c.operators.is_empty())
@@ -209,17 +226,37 @@ mod tests {
 
     #[test]
     fn restore_continues_ids_and_bumps_epoch() {
-        let mut tr = CheckpointTracker::new([t(0, 0)], Some((CheckpointId(7), Epoch(2))));
+        let mut tr = CheckpointTracker::new([(t(0, 0), true)], Some((CheckpointId(7), Epoch(2))));
         assert_eq!(tr.epoch(), Epoch(3));
         assert_eq!(tr.trigger(), Some(CheckpointId(8)));
     }
 
     #[test]
-    fn finished_task_aborts_pending_and_blocks_new_checkpoints() {
-        let mut tr = CheckpointTracker::new([t(0, 0), t(1, 0)], None);
+    fn finished_task_contributes_its_final_state_and_sources_gate_triggering() {
+        let (src_a, src_b, sink) = (t(0, 0), t(0, 1), t(1, 0));
+        let mut tr = CheckpointTracker::new([(src_a, true), (src_b, true), (sink, false)], None);
         let id = tr.trigger().unwrap();
-        assert_eq!(tr.task_finished(t(0, 0)), vec![id]);
-        assert!(!tr.can_trigger());
+        let end = OperatorState {
+            entries: [(1, vec![9])].into(),
+            ..Default::default()
+        };
+        assert!(
+            tr.task_finished(src_b, vec![(OperatorId(0), end.clone())])
+                .is_empty()
+        );
+        tr.ack(id, src_a, vec![]);
+        match tr.ack(id, sink, vec![]) {
+            AckOutcome::Complete(c) => assert_eq!(c.operators[&OperatorId(0)], end),
+            o => panic!("{o:?}"),
+        }
+        // The next checkpoint no longer waits for the finished task but keeps its state.
+        let id2 = tr.trigger().unwrap();
+        tr.ack(id2, src_a, vec![]);
+        assert!(
+            matches!(tr.ack(id2, sink, vec![]), AckOutcome::Complete(c) if c.operators[&OperatorId(0)] == end)
+        );
+        tr.task_finished(src_a, vec![]);
+        assert!(!tr.can_trigger(), "no source left to inject barriers");
     }
 
     #[test]

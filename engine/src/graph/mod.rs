@@ -455,7 +455,10 @@ impl Pipeline {
         b.sides.clear();
         let tasks = std::mem::take(&mut b.tasks);
         let tracker = CheckpointTracker::new(
-            tasks.iter().filter(|t| t.checkpointed).map(|t| t.id),
+            tasks
+                .iter()
+                .filter(|t| t.checkpointed)
+                .map(|t| (t.id, t.is_source)),
             restore.as_ref().map(|c| (c.id, c.epoch)),
         );
         tracing::info!(tasks = tasks.len(), epoch = epoch.0, "starting job");

@@ -103,9 +103,11 @@ impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
 
     async fn open(&mut self, ctx: &SinkContext) -> Result<()> {
         self.subtask = ctx.subtask;
-        if let Some(bytes) = &ctx.restored {
-            let id = CheckpointId(decode_exact::<u64>(bytes)?);
-            self.commit_up_to(id);
+        // Finish the transactions the restored checkpoint pre-committed, including
+        // those of subtasks that no longer exist after a rescale.
+        for bytes in &ctx.restored {
+            let (subtask, id) = decode_exact::<(u64, u64)>(bytes)?;
+            self.commit_up_to(subtask as usize, CheckpointId(id));
         }
         Ok(())
     }
@@ -130,16 +132,16 @@ impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
         self.lock()
             .pre_committed
             .insert((self.subtask, checkpoint), staged);
-        Ok(encode_to_vec(&checkpoint.0))
+        Ok(encode_to_vec(&(self.subtask as u64, checkpoint.0)))
     }
 
     async fn commit(&mut self, checkpoint: CheckpointId) -> Result<()> {
-        self.commit_up_to(checkpoint);
+        self.commit_up_to(self.subtask, checkpoint);
         Ok(())
     }
 
     async fn finish(&mut self) -> Result<()> {
-        self.commit_up_to(CheckpointId(u64::MAX));
+        self.commit_up_to(self.subtask, CheckpointId(u64::MAX));
         let staged = std::mem::take(&mut self.staged);
         self.lock().committed.extend(staged);
         Ok(())
@@ -147,12 +149,12 @@ impl<T: Clone + Send + 'static> Sink<T> for CollectSink<T> {
 }
 
 impl<T> CollectSink<T> {
-    fn commit_up_to(&self, id: CheckpointId) {
+    fn commit_up_to(&self, subtask: usize, id: CheckpointId) {
         let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
         let keys: Vec<(usize, CheckpointId)> = s
             .pre_committed
             .keys()
-            .filter(|(sub, c)| *sub == self.subtask && *c <= id)
+            .filter(|(sub, c)| *sub == subtask && *c <= id)
             .copied()
             .collect();
         for k in keys {

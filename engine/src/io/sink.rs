@@ -24,8 +24,9 @@ pub struct SinkContext {
     pub parallelism: usize,
     /// Incarnation of the job (fences writers of earlier incarnations).
     pub epoch: Epoch,
-    /// The state this subtask returned from `pre_commit` in the restored checkpoint.
-    pub restored: Option<Vec<u8>>,
+    /// The states `pre_commit` returned in the restored checkpoint that this subtask
+    /// now owns (more than one after scaling in): finish what they describe.
+    pub restored: Vec<Vec<u8>>,
 }
 
 /// A destination for records. Each parallel subtask gets its own clone.

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
-    AckOutcome, CheckpointBarrier, CheckpointId, CheckpointTracker, Epoch, InMemoryCheckpointStore,
-    TaskId,
+    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointId, CheckpointTracker, Epoch,
+    InMemoryCheckpointStore, OperatorId, OperatorState, TaskId,
 };
 use crate::error::{EngineError, Result};
 use crate::runtime::task::{Control, JobEvent};
@@ -179,6 +179,33 @@ impl Coordinator {
         Some(id)
     }
 
+    fn complete(&mut self, cp: Checkpoint) {
+        let id = cp.id;
+        tracing::info!(
+            checkpoint = id.0,
+            operators = cp.operators.len(),
+            "checkpoint complete"
+        );
+        metrics::counter!("strom_checkpoints_completed_total").increment(1);
+        self.store.add(cp);
+        for (_, _, tx) in &self.controls {
+            let _ = tx.send(Control::Complete(id));
+        }
+        let done: Vec<CheckpointId> = self.waiters.range(..=id).map(|(k, _)| *k).collect();
+        for k in done {
+            for w in self.waiters.remove(&k).unwrap_or_default() {
+                let _ = w.send(if k == id {
+                    Ok(id)
+                } else {
+                    Err(EngineError::Checkpoint {
+                        checkpoint: k,
+                        message: "subsumed".into(),
+                    })
+                });
+            }
+        }
+    }
+
     fn abort_all(&self) {
         for a in &self.aborts {
             a.abort();
@@ -198,6 +225,7 @@ impl Coordinator {
             t
         });
         let mut commands_open = true;
+        let mut final_states: BTreeMap<TaskId, Vec<(OperatorId, OperatorState)>> = BTreeMap::new();
         if running == 0 {
             return Ok(JobResult {
                 epoch: self.tracker.epoch(),
@@ -227,30 +255,19 @@ impl Coordinator {
                 }
                 ev = events.recv() => match ev {
                     Some(JobEvent::Ack { task, checkpoint, state }) => {
-                        if let AckOutcome::Complete(cp) = self.tracker.ack(checkpoint, task, state) {
-                            let id = cp.id;
-                            tracing::info!(checkpoint = id.0, operators = cp.operators.len(), "checkpoint complete");
-                            metrics::counter!("strom_checkpoints_completed_total").increment(1);
-                            self.store.add(cp);
-                            for (_, _, tx) in &self.controls {
-                                let _ = tx.send(Control::Complete(id));
-                            }
-                            let done: Vec<CheckpointId> = self.waiters.range(..=id).map(|(k, _)| *k).collect();
-                            for k in done {
-                                for w in self.waiters.remove(&k).unwrap_or_default() {
-                                    let _ = w.send(if k == id { Ok(id) } else {
-                                        Err(EngineError::Checkpoint { checkpoint: k, message: "subsumed".into() })
-                                    });
-                                }
-                            }
+                        let o = self.tracker.ack(checkpoint, task, state);
+                        if let AckOutcome::Complete(cp) = o {
+                            self.complete(cp);
                         }
+                    }
+                    Some(JobEvent::FinalState { task, state }) => {
+                        final_states.insert(task, state);
                     }
                     Some(JobEvent::Finished(task)) => {
                         running -= 1;
-                        for id in self.tracker.task_finished(task) {
-                            for w in self.waiters.remove(&id).unwrap_or_default() {
-                                let _ = w.send(Err(EngineError::Checkpoint { checkpoint: id, message: "aborted: a task finished".into() }));
-                            }
+                        let state = final_states.remove(&task).unwrap_or_default();
+                        for cp in self.tracker.task_finished(task, state) {
+                            self.complete(cp);
                         }
                         if running == 0 {
                             return Ok(JobResult { epoch: self.tracker.epoch(), last_checkpoint: self.tracker.last_completed() });

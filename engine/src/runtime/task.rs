@@ -40,6 +40,11 @@ pub(crate) enum JobEvent {
         checkpoint: CheckpointId,
         state: Vec<(OperatorId, OperatorState)>,
     },
+    /// The final state of a task about to finish (source end positions).
+    FinalState {
+        task: TaskId,
+        state: Vec<(OperatorId, OperatorState)>,
+    },
     Finished(TaskId),
     Failed(TaskId, EngineError),
 }
@@ -403,6 +408,16 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         }
         env.ctx.flush_deferred().await?;
     }
+    let mut end_state = OperatorState::default();
+    for s in &slots {
+        end_state
+            .entries
+            .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
+    }
+    let _ = env.events.send(JobEvent::FinalState {
+        task: env.ctx.task,
+        state: vec![(operator, end_state)],
+    });
     // Bounded input exhausted: a final watermark fires every remaining window.
     env.ctx.watermark = i64::MAX;
     chain.on_watermark(i64::MAX, &mut env.ctx)?;
@@ -438,7 +453,9 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
             message: other.to_string(),
         },
     };
-    let restored_bytes = restored.and_then(|s| s.entries.get(&(subtask as u32)).cloned());
+    let restored_bytes: Vec<Vec<u8>> = restored
+        .map(|s| s.entries.into_values().collect())
+        .unwrap_or_default();
     let ctx = SinkContext {
         subtask,
         parallelism,

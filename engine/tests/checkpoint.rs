@@ -1,0 +1,142 @@
+//! Checkpoints: a snapshot taken at a barrier in the middle of a run, restored into
+//! a new pipeline, continues to exactly the output of an uninterrupted run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use engine::*;
+
+type Ev = (u32, i64, u64);
+
+const EVENTS: u64 = 20_000;
+
+/// source (2 splits, rate-limited) -> key_by -> 1 s tumbling sum -> sink
+///                                 \-> key_by -> rolling max (process state) -> sink
+fn define(p: &Pipeline, windows: &CollectSink<(u32, i64, u64)>, rolling: &CollectSink<(u32, u64)>) {
+    let events = p.source(
+        GeneratorSource::new(|i| ((i % 13) as u32, (i * 10) as i64, i))
+            .splits(2)
+            .rate_per_second(10_000.0)
+            .limit(EVENTS),
+        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(50))
+            .with_timestamp(|e: &Ev| e.1),
+    );
+    events
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_secs(1)))
+        .aggregate(Sum::of(|e: &Ev| e.2))
+        .map(|w| (w.key, w.window.start, w.value))
+        .sink(windows.clone());
+    let second = p.source(
+        GeneratorSource::new(|i| ((i % 5) as u32, i as i64, i))
+            .rate_per_second(5_000.0)
+            .limit(EVENTS / 2),
+        WatermarkStrategy::monotonous().with_timestamp(|e: &Ev| e.1),
+    );
+    second
+        .key_by(|e| e.0)
+        .reduce(|a, b| if a.2 >= b.2 { *a } else { *b })
+        .map(|e| (e.0, e.2))
+        .sink(rolling.clone());
+}
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+async fn uninterrupted() -> (Vec<(u32, i64, u64)>, Vec<(u32, u64)>) {
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let (w, r) = (CollectSink::transactional(), CollectSink::transactional());
+    define(&p, &w, &r);
+    p.run().await.unwrap();
+    (sorted(w.values()), sorted(r.values()))
+}
+
+async fn interrupted_then_restored(
+    restore_parallelism: usize,
+) -> (Vec<(u32, i64, u64)>, Vec<(u32, u64)>, CheckpointId) {
+    let (w, r) = (CollectSink::transactional(), CollectSink::transactional());
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    define(&p, &w, &r);
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let id = match job.trigger_checkpoint().await {
+        Ok(id) => id,
+        Err(e) => panic!("{e}: job ended with {:?}", job.wait().await),
+    };
+    let checkpoint = job.checkpoints().get(id).unwrap();
+    // Keep running past the checkpoint, then "crash".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    job.cancel();
+    assert!(matches!(job.wait().await, Err(EngineError::Cancelled)));
+    assert!(!checkpoint.operators.is_empty());
+
+    let p2 = Pipeline::with_config(PipelineConfig::default().parallelism(restore_parallelism));
+    define(&p2, &w, &r);
+    p2.restore_from(checkpoint);
+    let result = p2.run().await.unwrap();
+    assert_eq!(result.epoch, Epoch(1));
+    (sorted(w.values()), sorted(r.values()), id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_from_a_mid_run_checkpoint_reproduces_the_uninterrupted_output() {
+    let (w_ref, r_ref) = uninterrupted().await;
+    assert!(!w_ref.is_empty() && !r_ref.is_empty());
+    let (w, r, id) = interrupted_then_restored(2).await;
+    assert_eq!(id, CheckpointId(1));
+    assert_eq!(w, w_ref);
+    assert_eq!(r, r_ref);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restore_into_a_different_parallelism_moves_key_groups() {
+    let (w_ref, r_ref) = uninterrupted().await;
+    let (w, r, _) = interrupted_then_restored(1).await;
+    assert_eq!(w, w_ref);
+    assert_eq!(r, r_ref);
+}
+
+#[tokio::test(start_paused = true)]
+async fn committing_an_empty_checkpoint_works() {
+    // An unbounded source that produces nothing yet: the checkpoint has no data
+    // to commit, and must still complete (FLINK-31363).
+    let p = Pipeline::new();
+    let sink = CollectSink::<u64>::transactional();
+    p.source(
+        GeneratorSource::new(|i| i).rate_per_second(0.5),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .sink(sink.clone());
+    let job = p.start().unwrap();
+    let first = job.trigger_checkpoint().await.unwrap();
+    let second = job.trigger_checkpoint().await.unwrap();
+    assert_eq!((first, second), (CheckpointId(1), CheckpointId(2)));
+    assert_eq!(job.checkpoints().ids(), vec![first, second]);
+    job.cancel();
+    let _ = job.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_checkpoints_commit_output_while_the_job_runs() {
+    let p = Pipeline::with_config(
+        PipelineConfig::default().checkpoint_interval(Duration::from_millis(100)),
+    );
+    let sink = CollectSink::<u64>::transactional();
+    p.source(
+        GeneratorSource::new(|i| i).rate_per_second(1000.0),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let committed = sink.values().len();
+    // Everything up to the last completed checkpoint (~1 s of 1000/s) is visible,
+    // nothing beyond it.
+    assert!((800..=1000).contains(&committed), "{committed}");
+    assert!(job.checkpoints().latest().is_some());
+    job.cancel();
+    let _ = job.wait().await;
+}
