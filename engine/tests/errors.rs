@@ -1,0 +1,118 @@
+//! Bad records: the pipeline's error policy decides between failing the job (with
+//! the operator and the record's position in the error), dropping and counting, or
+//! routing to the dead-letter stream. One bad record never stalls the pipeline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use engine::*;
+
+fn inputs() -> Vec<&'static str> {
+    vec!["1", "2", "x", "4", "y"]
+}
+
+fn parse(s: &str) -> std::result::Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|e| format!("bad number {s:?}: {e}"))
+}
+
+#[tokio::test]
+async fn fail_policy_names_the_operator_and_the_record_position() {
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(VecSource::new(inputs()), WatermarkStrategy::no_watermarks())
+        .try_map_named("parse", parse)
+        .sink(sink.clone());
+    let err = p.run().await.unwrap_err();
+    match &err {
+        EngineError::RecordFailed {
+            operator, position, ..
+        } => {
+            assert_eq!(operator, "parse");
+            assert_eq!(*position, Position::new(0, 2));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("operator 'parse'") && msg.contains("split 0 offset 2"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn drop_policy_skips_bad_records_and_keeps_going() {
+    let p = Pipeline::with_config(PipelineConfig::default().error_policy(ErrorPolicy::Drop));
+    let sink = CollectSink::new();
+    p.source(VecSource::new(inputs()), WatermarkStrategy::no_watermarks())
+        .try_map(parse)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![1, 2, 4]);
+}
+
+#[tokio::test]
+async fn dead_letter_policy_routes_failed_records_with_their_position() {
+    let p = Pipeline::with_config(PipelineConfig::default().error_policy(ErrorPolicy::DeadLetter));
+    let sink = CollectSink::new();
+    let dead = CollectSink::new();
+    p.source(VecSource::new(inputs()), WatermarkStrategy::no_watermarks())
+        .try_map_named("parse", parse)
+        .sink(sink.clone());
+    p.dead_letters().sink(dead.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![1, 2, 4]);
+    let dl = dead.values();
+    assert_eq!(
+        dl.iter().map(|d| d.position.offset()).collect::<Vec<_>>(),
+        vec![Some(2), Some(4)]
+    );
+    assert!(
+        dl.iter()
+            .all(|d| d.operator == "parse" && d.error.starts_with("bad number"))
+    );
+}
+
+#[derive(Clone)]
+struct RejectOdd;
+
+impl KeyedProcessFunction<u8, u64> for RejectOdd {
+    type Out = u64;
+    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, '_, u8, u64>) -> Result<()> {
+        if v % 2 == 1 {
+            return Err(EngineError::Codec(format!("odd {v}")));
+        }
+        ctx.collect(v);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_process_function_follows_the_policy() {
+    let p = Pipeline::with_config(PipelineConfig::default().error_policy(ErrorPolicy::Drop));
+    let sink = CollectSink::new();
+    p.source(
+        VecSource::new(vec![1u64, 2, 3, 4]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .key_by(|_| 0u8)
+    .process(RejectOdd)
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![2, 4]);
+}
+
+#[tokio::test]
+async fn an_event_time_window_without_timestamps_fails_clearly() {
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(
+        VecSource::new(vec![1u64]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .key_by(|_| 0u8)
+    .window(Windows::tumbling(std::time::Duration::from_secs(1)))
+    .aggregate(Count)
+    .sink(sink.clone());
+    let err = p.run().await.unwrap_err().to_string();
+    assert!(err.contains("no event timestamp"), "{err}");
+}

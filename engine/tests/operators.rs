@@ -1,0 +1,258 @@
+//! Operators beyond windows: async enrichment, union, joins, keyed process
+//! functions with timers and side outputs, rolling reduce.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use engine::*;
+
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// A fake external service: answers `x * 10` after `delay(x)` and tracks the
+/// largest number of concurrent calls.
+#[derive(Clone, Default)]
+struct Service {
+    active: Arc<AtomicUsize>,
+    max_active: Arc<AtomicUsize>,
+}
+
+impl Service {
+    async fn call(self, x: u64, delay_ms: u64) -> std::result::Result<u64, String> {
+        let n = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_active.fetch_max(n, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        Ok(x * 10)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ordered_async_map_keeps_input_order_and_respects_capacity() {
+    let svc = Service::default();
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    let s = svc.clone();
+    p.source(
+        VecSource::new((0..50u64).collect()),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .async_map(
+        AsyncOptions {
+            capacity: 8,
+            timeout: Duration::from_secs(1),
+            ordered: true,
+        },
+        move |x| s.clone().call(x, 50 - x),
+    )
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(
+        sink.values(),
+        (0..50u64).map(|x| x * 10).collect::<Vec<_>>()
+    );
+    assert_eq!(svc.max_active.load(Ordering::SeqCst), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unordered_async_map_emits_in_completion_order() {
+    let svc = Service::default();
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    let s = svc.clone();
+    p.source(
+        VecSource::new(vec![3u64, 1, 2]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .async_map(
+        AsyncOptions {
+            capacity: 10,
+            timeout: Duration::from_secs(1),
+            ordered: false,
+        },
+        move |x| s.clone().call(x, x * 10),
+    )
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![10, 20, 30]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn async_calls_that_time_out_follow_the_error_policy() {
+    let svc = Service::default();
+    let p = Pipeline::with_config(PipelineConfig::default().error_policy(ErrorPolicy::Drop));
+    let sink = CollectSink::new();
+    let s = svc.clone();
+    p.source(
+        VecSource::new(vec![1u64, 500, 2]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .async_map(
+        AsyncOptions {
+            capacity: 4,
+            timeout: Duration::from_millis(100),
+            ordered: true,
+        },
+        move |x| s.clone().call(x, x),
+    )
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![10, 20]);
+}
+
+#[tokio::test]
+async fn union_merges_streams_and_holds_the_watermark_at_the_slower_input() {
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    let ts = || WatermarkStrategy::monotonous().with_timestamp(|e: &(u8, i64)| e.1);
+    let a = p.source(VecSource::new(vec![(1u8, 1i64), (1, 15)]), ts());
+    let b = p.source(VecSource::new(vec![(1u8, 5i64), (1, 8)]), ts());
+    a.union(b)
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .aggregate(Count)
+        .map(|w| (w.window.start, w.value))
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sorted(sink.values()), vec![(0, 3), (10, 1)]);
+}
+
+#[tokio::test]
+async fn window_join_pairs_records_of_the_same_key_and_window() {
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let sink = CollectSink::new();
+    let ts = || WatermarkStrategy::monotonous().with_timestamp(|e: &(u8, i64, String)| e.1);
+    let left = p.source(
+        VecSource::new(vec![
+            (1u8, 1i64, "a".to_string()),
+            (2, 2, "b".into()),
+            (1, 12, "c".into()),
+        ]),
+        ts(),
+    );
+    let right = p.source(
+        VecSource::new(vec![
+            (1u8, 3i64, "x".to_string()),
+            (1, 4, "y".into()),
+            (2, 15, "z".into()),
+        ]),
+        ts(),
+    );
+    left.key_by(|e| e.0)
+        .window_join(
+            right.key_by(|e| e.0),
+            Windows::tumbling(Duration::from_millis(10)),
+            |l, r| format!("{}{}", l.2, r.2),
+        )
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sorted(sink.values()), vec!["ax", "ay"]);
+}
+
+/// Counts per key; emits the count when a key has been quiet for 100 ms of
+/// processing time; sends keys seen more than twice to a side output.
+#[derive(Clone)]
+struct QuietDetector {
+    count: Option<ValueState<u64>>,
+    timer: Option<ValueState<i64>>,
+    hot: OutputTag<u8>,
+}
+
+impl KeyedProcessFunction<u8, u8> for QuietDetector {
+    type Out = (u8, u64);
+    fn open(&mut self, state: &mut StateRegistry<'_, u8>) -> Result<()> {
+        self.count = Some(state.value());
+        self.timer = Some(state.value());
+        Ok(())
+    }
+    fn process_element(
+        &mut self,
+        v: u8,
+        ctx: &mut ProcessContext<'_, '_, u8, (u8, u64)>,
+    ) -> Result<()> {
+        let (Some(count), Some(timer)) = (self.count, self.timer) else {
+            return Ok(());
+        };
+        let n = ctx.state().get(count).copied().unwrap_or(0) + 1;
+        ctx.state().set(count, n);
+        if n == 3 {
+            let tag = self.hot.clone();
+            ctx.output(&tag, v)?;
+        }
+        if let Some(old) = ctx.state().get(timer).copied() {
+            ctx.delete_processing_timer(old);
+        }
+        let at = ctx.processing_time() + 100;
+        ctx.register_processing_timer(at);
+        ctx.state().set(timer, at);
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _t: i64,
+        domain: TimeDomain,
+        ctx: &mut ProcessContext<'_, '_, u8, (u8, u64)>,
+    ) -> Result<()> {
+        assert_eq!(domain, TimeDomain::ProcessingTime);
+        let Some(count) = self.count else {
+            return Ok(());
+        };
+        let n = ctx.state().get(count).copied().unwrap_or(0);
+        let k = *ctx.key();
+        ctx.collect((k, n));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_function_with_state_processing_timers_and_a_side_output() {
+    let p = Pipeline::with_config(PipelineConfig::default().processing_time_start(0));
+    let sink = CollectSink::new();
+    let hot_sink = CollectSink::new();
+    let hot = OutputTag::new("hot");
+    // Keys 1,2,1,1 arrive, then the (unbounded) source goes quiet.
+    let source = common::ScriptedSource::new(vec![vec![vec![1u8, 2], vec![1, 1]]], false);
+    let out = p
+        .source(source, WatermarkStrategy::no_watermarks())
+        .key_by(|k| *k)
+        .process(QuietDetector {
+            count: None,
+            timer: None,
+            hot: hot.clone(),
+        });
+    out.side_output(&hot).sink(hot_sink.clone());
+    out.sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(sink.values().is_empty(), "timers are due at 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sorted(sink.values()), vec![(1, 3), (2, 1)]);
+    assert_eq!(hot_sink.values(), vec![1]);
+    job.cancel();
+    let _ = job.wait().await;
+}
+
+#[tokio::test]
+async fn rolling_reduce_emits_the_running_value_per_key() {
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let sink = CollectSink::new();
+    p.source(
+        VecSource::new(vec![(1u8, 5u64), (2, 1), (1, 3), (2, 4)]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .key_by(|e| e.0)
+    .reduce(|a, b| (a.0, a.1 + b.1))
+    .sink(sink.clone());
+    p.run().await.unwrap();
+    let v = sink.values();
+    let ones: Vec<u64> = v.iter().filter(|e| e.0 == 1).map(|e| e.1).collect();
+    let twos: Vec<u64> = v.iter().filter(|e| e.0 == 2).map(|e| e.1).collect();
+    assert_eq!((ones, twos), (vec![5, 8], vec![1, 5]));
+}
