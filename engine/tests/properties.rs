@@ -105,7 +105,14 @@ fn windows(kind: Kind) -> Windows {
     }
 }
 
-fn run(evs: Vec<Ev>, kind: Kind, parallelism: usize, batch: usize, splits: usize) -> Out {
+fn run(
+    evs: Vec<Ev>,
+    kind: Kind,
+    parallelism: usize,
+    batch: usize,
+    splits: usize,
+    lateness: u64,
+) -> Out {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,12 +136,14 @@ fn run(evs: Vec<Ev>, kind: Kind, parallelism: usize, batch: usize, splits: usize
         p.source(VecSource::with_splits(split_vecs.clone()), strategy())
             .key_by(|e| e.0)
             .window(windows(kind))
+            .allowed_lateness(Duration::from_millis(lateness))
             .aggregate(Count)
             .map(|w| ((w.key, w.window.start, w.window.end), w.value))
             .sink(counts.clone());
         p.source(VecSource::with_splits(split_vecs), strategy())
             .key_by(|e| e.0)
             .window(windows(kind))
+            .allowed_lateness(Duration::from_millis(lateness))
             .aggregate(Sum::of(|e: &Ev| e.2))
             .map(|w| ((w.key, w.window.start, w.window.end), w.value))
             .sink(sums.clone());
@@ -154,7 +163,7 @@ fn run(evs: Vec<Ev>, kind: Kind, parallelism: usize, batch: usize, splits: usize
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn windowed_counts_and_sums_match_an_offline_reference(
@@ -163,9 +172,11 @@ proptest! {
         parallelism in 1usize..=2,
         batch in prop::sample::select(vec![1usize, 3, 64]),
         splits in 1usize..=3,
+        // With allowed lateness sliding windows take the pane-major operator.
+        lateness in prop::sample::select(vec![0u64, 5]),
     ) {
         let expected = reference(&evs, kind);
-        let actual = run(evs, kind, parallelism, batch, splits);
+        let actual = run(evs, kind, parallelism, batch, splits, lateness);
         prop_assert_eq!(actual, expected);
     }
 }

@@ -11,6 +11,7 @@ use crate::operators::interval_join::{Either, IntervalJoinOperator};
 use crate::operators::pane_window::{KeyFn, PaneWindowOperator, Windowed};
 use crate::operators::process::{KeyedProcessFunction, OutputTag, ProcessContext, ProcessOperator};
 use crate::operators::session_window::SessionWindowOperator;
+use crate::operators::sliding_window::SlidingWindowOperator;
 use crate::runtime::emitter::Partitioner;
 use crate::state::codec::StateCodec;
 use crate::state::keyed::{Key, StateRegistry, StateValue, ValueState};
@@ -304,7 +305,7 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
                 size,
                 slide,
                 offset,
-            } => stream.chain_with("window", move |b, id, sub| {
+            } if lateness > 0 => stream.chain_with("window", move |b, id, sub| {
                 let late = b.side_outputs(id, sub).take(late_tag.as_ref());
                 PaneWindowOperator::new(
                     key_fn.clone(),
@@ -314,6 +315,22 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
                     offset,
                     domain,
                     lateness,
+                    late,
+                )
+            }),
+            WindowKind::Sliding {
+                size,
+                slide,
+                offset,
+            } => stream.chain_with("window", move |b, id, sub| {
+                let late = b.side_outputs(id, sub).take(late_tag.as_ref());
+                SlidingWindowOperator::new(
+                    key_fn.clone(),
+                    agg.clone(),
+                    size,
+                    slide,
+                    offset,
+                    domain,
                     late,
                 )
             }),

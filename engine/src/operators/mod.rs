@@ -19,6 +19,7 @@ pub mod map;
 pub mod pane_window;
 pub mod process;
 pub mod session_window;
+pub mod sliding_window;
 
 use std::fmt::Display;
 use std::sync::Arc;

@@ -259,6 +259,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             // Late but allowed: fire the already-fired windows of this pane again.
             let mut e = self.geo.window_end_at_or_after(pane_end);
             while e <= self.fired_until {
+                // Only windows still within the allowed lateness fire again.
+                let open = (e - 1).saturating_add(self.lateness) > wm;
+                if !open {
+                    e += self.geo.slide;
+                    continue;
+                }
                 if let Some(acc) = self.window_result_for_key(&key, e) {
                     let window = TimeWindow {
                         start: e - self.geo.size,
