@@ -200,6 +200,20 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_fail_parsing() {
+        let good = r#"{ "type": "data", "name": "X", "validVersions": "0", "flexibleVersions": "none",
+            "fields": [ { "name": "A", "type": "int8", "versions": "0+" } ] }"#;
+        assert!(parse(good).is_ok());
+        let top = good.replace("\"type\": \"data\"", "\"type\": \"data\", \"shiny\": 1");
+        assert!(parse(&top).is_err());
+        let field = good.replace(
+            "\"versions\": \"0+\"",
+            "\"versions\": \"0+\", \"mystery\": true",
+        );
+        assert!(parse(&field).is_err());
+    }
+
+    #[test]
     fn ranges() {
         assert_eq!(
             Range::parse("3+").unwrap(),

@@ -110,7 +110,11 @@ impl std::fmt::Debug for Uuid {
 
 /// A versioned Kafka message: a request or response body, a header, or a data struct
 /// (consumer protocol, KRaft records, ...).
-pub trait Message: Sized {
+///
+/// `Default` honours the spec's defaults; fields a version lacks keep them on decode.
+pub trait Message:
+    Sized + Default + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static
+{
     /// The spec name (`MetadataRequest`).
     const NAME: &'static str;
     /// The versions this crate encodes and decodes.
