@@ -79,7 +79,7 @@ fn survives_hostile_bytes<T: Message + Arbitrary + Debug>(seed: u64) {
             continue;
         }
         let valid = buf.freeze();
-        for _ in 0..8 {
+        for _ in 0..16 {
             let mut m = valid.to_vec();
             match g.below(4) {
                 0 if !m.is_empty() => {
@@ -96,9 +96,27 @@ fn survives_hostile_bytes<T: Message + Arbitrary + Debug>(seed: u64) {
                     m.splice(at..at, [0x7f, 0xff, 0xff, 0xff]);
                 }
             }
-            let _ = T::decode(&mut Bytes::from(m), version);
+            let _ = T::decode(&mut Bytes::from(m.clone()), version);
+            if let Ok(value) = T::decode(&mut Bytes::from(m), version) {
+                reencodes_stably(&value, version);
+            }
         }
     }
+}
+
+/// Whatever a decoder accepts must encode again, and that encoding must be a fixed point
+/// (compared as bytes: a float field may have decoded to NaN).
+fn reencodes_stably<T: Message>(value: &T, version: i16) {
+    let mut first = BytesMut::new();
+    value
+        .encode(&mut first, version)
+        .unwrap_or_else(|e| panic!("v{version}: {e}: {value:?}"));
+    assert_eq!(value.encoded_len(version).unwrap(), first.len());
+    let again = T::decode(&mut first.clone().freeze(), version)
+        .unwrap_or_else(|e| panic!("v{version}: {e}: {value:?}"));
+    let mut second = BytesMut::new();
+    again.encode(&mut second, version).unwrap();
+    assert_eq!(first, second, "v{version}: {value:?}");
 }
 
 /// Runs `check` on `cases` random seeds through proptest (which reports and persists
@@ -106,6 +124,11 @@ fn survives_hostile_bytes<T: Message + Arbitrary + Debug>(seed: u64) {
 /// keeps the per-message test code, and so the compile time, small.
 fn run_seeds(cases: u32, check: fn(u64) -> Result<(), TestCaseError>) {
     use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+    // PROPTEST_CASES raises the count for a deeper run by hand.
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     let config = Config {
         cases,
         source_file: Some(file!()),
@@ -133,7 +156,7 @@ macro_rules! hostile_test {
     ($module:ident, $ty:ident) => {
         #[test]
         fn $module() {
-            run_seeds(8, |seed| {
+            run_seeds(16, |seed| {
                 survives_hostile_bytes::<messages::$ty>(seed);
                 Ok(())
             });
