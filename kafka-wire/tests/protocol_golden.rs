@@ -25,6 +25,7 @@ const TOPIC: &str = "strom-golden";
 const API_VERSIONS_VERSION: i16 = 3;
 const METADATA_VERSION: i16 = 12;
 const PRODUCE_VERSION: i16 = 9;
+const FETCH_VERSION: i16 = 12;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/protocol")
@@ -282,6 +283,22 @@ fn capture_protocol_fixtures() {
     let (_, resp) = exchange(&mut stream, &api_versions, API_VERSIONS_VERSION, 1);
     std::fs::write(dir.join("api_versions_v3_response.bin"), &resp).unwrap();
 
+    // Start from a fresh topic, so offsets in the captures are always 0.
+    use messages::delete_topics_request::DeleteTopicState;
+    let delete = messages::DeleteTopicsRequest {
+        topics: vec![DeleteTopicState {
+            name: Some(TOPIC.into()),
+            ..Default::default()
+        }],
+        timeout_ms: 10_000,
+        ..Default::default()
+    };
+    let (_, resp) = exchange(&mut stream, &delete, 6, 2);
+    let (_, deleted) =
+        decode_response_frame::<messages::DeleteTopicsResponse>(&mut resp.clone(), 6).unwrap();
+    let code = deleted.responses[0].error_code;
+    assert!(code == 0 || code == 3, "DeleteTopics error {code}"); // 3: unknown topic
+
     use messages::create_topics_request::CreatableTopic;
     let create = CreateTopicsRequest {
         topics: vec![CreatableTopic {
@@ -293,11 +310,21 @@ fn capture_protocol_fixtures() {
         timeout_ms: 10_000,
         ..Default::default()
     };
-    let (_, resp) = exchange(&mut stream, &create, 7, 2);
-    let (_, created) =
-        decode_response_frame::<messages::CreateTopicsResponse>(&mut resp.clone(), 7).unwrap();
-    let code = created.topics[0].error_code;
-    assert!(code == 0 || code == 36, "CreateTopics error {code}"); // 36: already exists
+    let mut created_ok = false;
+    for _ in 0..50 {
+        let (_, resp) = exchange(&mut stream, &create, 7, 2);
+        let (_, created) =
+            decode_response_frame::<messages::CreateTopicsResponse>(&mut resp.clone(), 7).unwrap();
+        match created.topics[0].error_code {
+            0 => {
+                created_ok = true;
+                break;
+            }
+            36 => std::thread::sleep(Duration::from_millis(200)), // deletion still running
+            code => panic!("CreateTopics error {code}"),
+        }
+    }
+    assert!(created_ok, "topic {TOPIC} could not be re-created");
 
     use messages::metadata_request::MetadataRequestTopic;
     let metadata = MetadataRequest {
@@ -331,6 +358,56 @@ fn capture_protocol_fixtures() {
     let (req, resp) = exchange(&mut stream, &produce_request(), PRODUCE_VERSION, 4);
     std::fs::write(dir.join("produce_v9_request.bin"), &req).unwrap();
     std::fs::write(dir.join("produce_v9_response.bin"), &resp).unwrap();
+
+    let (_, resp) = exchange(&mut stream, &fetch_request(), FETCH_VERSION, 5);
+    std::fs::write(dir.join("fetch_v12_response.bin"), &resp).unwrap();
+}
+
+fn fetch_request() -> messages::FetchRequest {
+    use messages::fetch_request::{FetchPartition, FetchTopic};
+    messages::FetchRequest {
+        max_wait_ms: 100,
+        min_bytes: 1,
+        topics: vec![FetchTopic {
+            topic: TOPIC.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn fetch_v12_response_from_the_broker_carries_the_produced_batch() {
+    let (header, resp) =
+        decode_lossless::<messages::FetchResponse>("fetch_v12_response.bin", FETCH_VERSION);
+    assert_eq!(header.correlation_id, 5);
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(resp.responses.len(), 1);
+    let topic = &resp.responses[0];
+    assert_eq!(topic.topic, TOPIC);
+    let p = &topic.partitions[0];
+    assert_eq!((p.partition_index, p.error_code), (0, 0));
+    assert_eq!(p.high_watermark, 1);
+    assert_eq!(p.last_stable_offset, 1);
+    assert_eq!(p.aborted_transactions, None, "read_uncommitted: null list");
+    // The broker hands back the batch we produced, with the partition leader epoch
+    // (bytes 12..16, outside the CRC) set to the leader's epoch.
+    let records = p.records.clone().expect("records");
+    let sent = record_batch();
+    assert_eq!(records.len(), sent.len());
+    assert_eq!(records[..12], sent[..12], "base offset 0 and batch length");
+    assert_eq!(records[12..16], [0, 0, 0, 0], "partition leader epoch 0");
+    assert_eq!(
+        records[16..],
+        sent[16..],
+        "magic, CRC and records unchanged"
+    );
 }
 
 #[test]
