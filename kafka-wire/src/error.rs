@@ -112,7 +112,74 @@ pub enum Error {
         /// Why it cannot be encoded.
         message: String,
     },
+    /// A configuration property is missing, unknown or has an invalid value.
+    #[error("config {key}: {message}")]
+    Config {
+        /// The property name (Java client spelling), or the file that could not be read.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection to a broker failed or was closed; requests on it did not complete.
+    #[error("connection to {broker} lost: {reason}")]
+    Disconnected {
+        /// The broker's `host:port`.
+        broker: String,
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// An operation did not finish in time.
+    #[error("timed out: {context}")]
+    Timeout {
+        /// What timed out.
+        context: String,
+    },
+    /// The broker supports no version of an api that this crate supports.
+    #[error("broker {broker} supports no version of {api} that kafka-wire supports")]
+    NoCommonVersion {
+        /// The message name.
+        api: &'static str,
+        /// The broker's `host:port`.
+        broker: String,
+    },
+    /// The broker answered with an error code.
+    #[error("{context}: {code}")]
+    Broker {
+        /// The error code.
+        code: crate::error_code::ErrorCode,
+        /// The request (and topic/partition) it was for.
+        context: String,
+    },
 }
 
 /// Result with kafka-wire's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether retrying the same operation may succeed: lost connections, timeouts,
+    /// and broker error codes Kafka marks retriable (a stale leader, a loading coordinator).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Disconnected { .. } | Error::Timeout { .. } => true,
+            Error::Broker { code, .. } => code.is_retriable(),
+            _ => false,
+        }
+    }
+
+    /// The Kafka error code, when the broker answered with one.
+    pub fn code(&self) -> Option<crate::error_code::ErrorCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! This crate knows nothing of the strom engine; it is usable on its own.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod compression;
 pub mod error;
 pub mod error_code;

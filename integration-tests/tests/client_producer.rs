@@ -1,0 +1,226 @@
+//! Our producer against the real broker, read back by rskafka (a second client).
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use integration_tests::{random_topic, require_broker};
+use kafka_wire::client::admin::NewTopic;
+use kafka_wire::client::config::ProducerConfig;
+use kafka_wire::client::partitioner::partition_for_key;
+use kafka_wire::client::{Admin, Producer, ProducerRecord};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::UnknownTopicHandling;
+
+fn producer_config(bootstrap: &str, compression: &str) -> ProducerConfig {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("compression.type".to_string(), compression.to_string()),
+        ("linger.ms".to_string(), "5".to_string()),
+        ("client.id".to_string(), "strom-it-producer".to_string()),
+    ]);
+    ProducerConfig::from_properties(&props).unwrap()
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let producer_cfg = producer_config(bootstrap, "none");
+    let client = kafka_wire::client::Client::connect(producer_cfg.client)
+        .await
+        .unwrap();
+    Admin::new(client)
+        .create_topics(&[NewTopic::new(topic, partitions)])
+        .await
+        .unwrap();
+}
+
+/// Reads every record of `topic`/`partition` up to `count` records with rskafka.
+async fn read_with_rskafka(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    count: usize,
+) -> Vec<rskafka::record::RecordAndOffset> {
+    let client = ClientBuilder::new(vec![bootstrap.to_string()])
+        .build()
+        .await
+        .unwrap();
+    let pc = client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for _ in 0..1_000 {
+        if out.len() >= count {
+            break;
+        }
+        let (records, _hwm) = pc.fetch_records(offset, 1..4_000_000, 500).await.unwrap();
+        if let Some(last) = records.last() {
+            offset = last.offset + 1;
+        }
+        out.extend(records);
+    }
+    out
+}
+
+#[tokio::test]
+async fn keyed_records_in_every_codec_are_read_back_exactly_by_rskafka() {
+    let bootstrap = require_broker!();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = random_topic(&format!("produce-{codec}"));
+        create_topic(&bootstrap, &topic, 3).await;
+        let producer = Producer::new(producer_config(&bootstrap, codec))
+            .await
+            .unwrap();
+        assert!(
+            producer.identity().producer_id >= 0,
+            "idempotent by default"
+        );
+        let n = 3_000usize;
+        let base_ts = 1_700_000_000_000i64;
+        let mut futures = Vec::with_capacity(n);
+        for i in 0..n {
+            let key = format!("key-{}", i % 97);
+            let record = ProducerRecord::new(&topic, format!("value-{i}"))
+                .key(key)
+                .header("seq", i.to_string())
+                .timestamp(base_ts + i as i64 * 1_000);
+            futures.push(producer.send(record).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        let mut per_partition: BTreeMap<i32, Vec<(i64, usize)>> = BTreeMap::new();
+        for (i, f) in futures.into_iter().enumerate() {
+            let md = f.await.unwrap();
+            let key = format!("key-{}", i % 97);
+            assert_eq!(
+                md.partition,
+                partition_for_key(key.as_bytes(), 3),
+                "murmur2 partition of {key}"
+            );
+            per_partition
+                .entry(md.partition)
+                .or_default()
+                .push((md.offset, i));
+        }
+        for (partition, sent) in &per_partition {
+            for (k, (offset, _)) in sent.iter().enumerate() {
+                assert_eq!(
+                    *offset, k as i64,
+                    "offsets are contiguous in send order ({codec}, partition {partition})"
+                );
+            }
+            let read = read_with_rskafka(&bootstrap, &topic, *partition, sent.len()).await;
+            assert_eq!(read.len(), sent.len(), "{codec} partition {partition}");
+            for (r, (offset, i)) in read.iter().zip(sent) {
+                assert_eq!(r.offset, *offset);
+                assert_eq!(
+                    r.record.key.as_deref(),
+                    Some(format!("key-{}", i % 97).as_bytes())
+                );
+                assert_eq!(
+                    r.record.value.as_deref(),
+                    Some(format!("value-{i}").as_bytes())
+                );
+                assert_eq!(
+                    r.record.headers.get("seq").map(Vec::as_slice),
+                    Some(i.to_string().as_bytes())
+                );
+                assert_eq!(
+                    r.record.timestamp.timestamp_millis(),
+                    base_ts + *i as i64 * 1_000
+                );
+            }
+        }
+        producer.close(Duration::from_secs(5)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn null_keys_tombstones_and_explicit_partitions() {
+    let bootstrap = require_broker!();
+    let topic = random_topic("produce-nulls");
+    create_topic(&bootstrap, &topic, 4).await;
+    let producer = Producer::new(producer_config(&bootstrap, "lz4"))
+        .await
+        .unwrap();
+    let tombstone = ProducerRecord {
+        topic: topic.clone(),
+        key: Some(Bytes::from_static(b"gone")),
+        value: None,
+        partition: Some(2),
+        ..Default::default()
+    };
+    let md = producer.send(tombstone).await.unwrap().await.unwrap();
+    assert_eq!((md.partition, md.offset), (2, 0));
+    let no_key = ProducerRecord {
+        topic: topic.clone(),
+        value: Some(Bytes::from_static(b"v")),
+        partition: Some(2),
+        ..Default::default()
+    };
+    let md = producer.send(no_key).await.unwrap().await.unwrap();
+    assert_eq!((md.partition, md.offset), (2, 1));
+    let read = read_with_rskafka(&bootstrap, &topic, 2, 2).await;
+    assert_eq!(read[0].record.key.as_deref(), Some(&b"gone"[..]));
+    assert_eq!(read[0].record.value, None);
+    assert_eq!(read[1].record.key, None);
+    assert_eq!(read[1].record.value.as_deref(), Some(&b"v"[..]));
+
+    // Unkeyed records stick to one partition per batch (KIP-480).
+    let mut partitions = Vec::new();
+    for i in 0..10 {
+        let f = producer
+            .send(ProducerRecord::new(&topic, format!("u{i}")))
+            .await
+            .unwrap();
+        partitions.push(f);
+    }
+    let mut seen = Vec::new();
+    for f in partitions {
+        seen.push(f.await.unwrap().partition);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "sticky: {seen:?}");
+
+    let err = producer
+        .send(ProducerRecord::new(&topic, "x").partition(99))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("99"), "{err}");
+}
+
+#[tokio::test]
+async fn buffer_memory_applies_backpressure_instead_of_growing() {
+    let bootstrap = require_broker!();
+    let topic = random_topic("produce-backpressure");
+    create_topic(&bootstrap, &topic, 1).await;
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("buffer.memory".to_string(), "65536".to_string()),
+        ("batch.size".to_string(), "16384".to_string()),
+        ("linger.ms".to_string(), "50".to_string()),
+    ]);
+    let producer = Producer::new(ProducerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    let value = Bytes::from(vec![7u8; 1_000]);
+    let mut futures = Vec::new();
+    for _ in 0..2_000 {
+        futures.push(
+            producer
+                .send(ProducerRecord {
+                    topic: topic.clone(),
+                    value: Some(value.clone()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    for f in futures {
+        f.await.unwrap();
+    }
+    // 2 MB went through a 64 KiB buffer: send() waited for acknowledgements.
+    let read = read_with_rskafka(&bootstrap, &topic, 0, 2_000).await;
+    assert_eq!(read.len(), 2_000);
+}

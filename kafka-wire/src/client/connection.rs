@@ -1,0 +1,465 @@
+//! One connection to one broker: pipelined requests matched to responses by
+//! correlation id, a bounded number of requests in flight, request timeouts, and
+//! ApiVersions negotiation.
+//!
+//! ```text
+//!  call() ──encode──► writer queue ──► writer task ──► socket
+//!     │                                                  │
+//!     └──◄── oneshot ◄── pending[correlation id] ◄── reader task
+//! ```
+//!
+//! Frames are written by a task of their own, so a caller that gives up (drops its
+//! future) can never leave half a frame on the socket. When the connection fails
+//! (I/O error, a response too large, an unknown correlation id, a request timeout)
+//! it is poisoned: every pending and later request fails with
+//! [`Error::Disconnected`], and the owner (the broker pool) opens a new one.
+//! A request that timed out closes the connection as the Java client does: its
+//! response might still arrive, and nothing after it can be trusted to be in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::error_code::ErrorCode;
+use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use crate::protocol::{
+    ApiKey, Message, Request, Versions, decode_response_frame, encode_request_frame,
+};
+
+/// Settings of one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    /// Sent as `client_id` in every request header.
+    pub client_id: String,
+    /// How long a request may wait for its response.
+    pub request_timeout: Duration,
+    /// How long establishing the TCP connection may take.
+    pub connect_timeout: Duration,
+    /// Requests written but not yet answered, at most.
+    pub max_in_flight: usize,
+    /// Largest response accepted; larger ones poison the connection.
+    pub max_response_size: usize,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            client_id: "strom".to_string(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            max_response_size: 256 << 20,
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Bytes>>;
+
+#[derive(Default)]
+struct PendingState {
+    waiters: HashMap<i32, Waiter>,
+    closed: Option<String>,
+}
+
+struct Shared {
+    broker: String,
+    options: ConnectionOptions,
+    pending: Mutex<PendingState>,
+    next_correlation_id: AtomicI32,
+    in_flight: Semaphore,
+    api_versions: Mutex<HashMap<i16, Versions>>,
+}
+
+impl Shared {
+    fn disconnected(&self, reason: &str) -> Error {
+        Error::Disconnected {
+            broker: self.broker.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Marks the connection dead and fails every pending request with `reason`.
+    fn poison(&self, reason: &str) {
+        let waiters = {
+            let mut state = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if state.closed.is_none() {
+                state.closed = Some(reason.to_string());
+            }
+            std::mem::take(&mut state.waiters)
+        };
+        if !waiters.is_empty() {
+            debug!(broker = %self.broker, reason, failed = waiters.len(), "connection poisoned");
+        }
+        for (_, waiter) in waiters {
+            let _ = waiter.send(Err(self.disconnected(reason)));
+        }
+    }
+
+    fn closed_reason(&self) -> Option<String> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed
+            .clone()
+    }
+}
+
+/// A connection to one broker. Cheap to clone; all clones share the socket.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    writer: mpsc::UnboundedSender<Bytes>,
+    _tasks: Arc<TaskGuard>,
+}
+
+/// Aborts the reader and writer tasks when the last handle is dropped.
+struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("broker", &self.shared.broker)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects over TCP to `addr` (`host:port`) and negotiates api versions.
+    pub async fn connect(addr: &str, options: ConnectionOptions) -> Result<Connection> {
+        let stream = tokio::time::timeout(
+            options.connect_timeout,
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            context: format!("connecting to {addr}"),
+        })?
+        .map_err(|source| Error::Io {
+            context: format!("connecting to {addr}"),
+            source,
+        })?;
+        stream.set_nodelay(true).map_err(|source| Error::Io {
+            context: format!("configuring {addr}"),
+            source,
+        })?;
+        let conn = Connection::from_stream(stream, addr, options);
+        conn.negotiate_api_versions().await?;
+        Ok(conn)
+    }
+
+    /// Wraps an already open stream (TCP, TLS, or an in-memory duplex in tests). Does
+    /// not negotiate api versions: call [`Connection::negotiate_api_versions`].
+    pub fn from_stream<S>(stream: S, broker: &str, options: ConnectionOptions) -> Connection
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        let shared = Arc::new(Shared {
+            broker: broker.to_string(),
+            in_flight: Semaphore::new(options.max_in_flight.max(1)),
+            options,
+            pending: Mutex::new(PendingState::default()),
+            next_correlation_id: AtomicI32::new(1),
+            api_versions: Mutex::new(HashMap::new()),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(read_loop(read_half, shared.clone()));
+        let writer = tokio::spawn(write_loop(write_half, rx, shared.clone()));
+        Connection {
+            shared,
+            writer: tx,
+            _tasks: Arc::new(TaskGuard(vec![reader, writer])),
+        }
+    }
+
+    /// The `host:port` this connection talks to.
+    pub fn broker(&self) -> &str {
+        &self.shared.broker
+    }
+
+    /// Whether the connection has failed; a failed connection never recovers.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed_reason().is_some()
+    }
+
+    /// The versions of `api` the broker supports, once negotiated.
+    pub fn broker_versions(&self, api: ApiKey) -> Option<Versions> {
+        self.shared
+            .api_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&api.code())
+            .copied()
+    }
+
+    /// The highest version of `R` both this crate and the broker support.
+    pub fn version_for<R: Request>(&self) -> Result<i16> {
+        let theirs = self
+            .broker_versions(R::API_KEY)
+            .ok_or(Error::NoCommonVersion {
+                api: R::NAME,
+                broker: self.shared.broker.clone(),
+            })?;
+        let both = R::VALID_VERSIONS.intersect(theirs);
+        if both.is_empty() {
+            return Err(Error::NoCommonVersion {
+                api: R::NAME,
+                broker: self.shared.broker.clone(),
+            });
+        }
+        Ok(both.max)
+    }
+
+    /// Sends ApiVersions and records the versions the broker supports.
+    ///
+    /// Starts at our highest version; a broker that does not know it answers with a
+    /// v0 body listing its own ApiVersions range, and the request is retried once at
+    /// the highest version both support.
+    pub async fn negotiate_api_versions(&self) -> Result<()> {
+        let request = ApiVersionsRequest {
+            client_software_name: "strom".to_string(),
+            client_software_version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        };
+        let mut version = ApiVersionsRequest::VALID_VERSIONS.max;
+        for _ in 0..2 {
+            let frame = self
+                .round_trip::<ApiVersionsRequest>(&request, version)
+                .await?;
+            let response = decode_api_versions(frame, version)?;
+            let code = ErrorCode::from_code(response.error_code);
+            if code == ErrorCode::UnsupportedVersion {
+                let theirs = response
+                    .api_keys
+                    .iter()
+                    .find(|k| k.api_key == ApiKey::ApiVersions.code())
+                    .map(|k| Versions::new(k.min_version, k.max_version))
+                    .unwrap_or(Versions::new(0, 0));
+                let both = ApiVersionsRequest::VALID_VERSIONS.intersect(theirs);
+                if both.is_empty() || both.max >= version {
+                    break;
+                }
+                version = both.max;
+                continue;
+            }
+            code.into_result().map_err(|code| Error::Broker {
+                code,
+                context: "ApiVersions".to_string(),
+            })?;
+            let map = response
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, Versions::new(k.min_version, k.max_version)))
+                .collect();
+            *self
+                .shared
+                .api_versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = map;
+            return Ok(());
+        }
+        Err(Error::NoCommonVersion {
+            api: ApiVersionsRequest::NAME,
+            broker: self.shared.broker.clone(),
+        })
+    }
+
+    /// Sends `request` at the highest version both sides support and waits for the answer.
+    pub async fn call<R: Request>(&self, request: &R) -> Result<R::Response> {
+        let version = self.version_for::<R>()?;
+        self.call_version(request, version).await
+    }
+
+    /// Sends `request` at `version` and waits for the answer.
+    pub async fn call_version<R: Request>(&self, request: &R, version: i16) -> Result<R::Response> {
+        let mut frame = self.round_trip(request, version).await?;
+        let (_, response) = decode_response_frame::<R::Response>(&mut frame, version)?;
+        Ok(response)
+    }
+
+    /// Sends a request that gets no response (a produce with `acks=0`).
+    pub async fn send_without_response<R: Request>(&self, request: &R, version: i16) -> Result<()> {
+        let _permit = self.acquire().await?;
+        let correlation_id = self.next_correlation_id();
+        let frame = encode_request_frame(
+            request,
+            version,
+            correlation_id,
+            Some(&self.shared.options.client_id),
+        )?;
+        self.enqueue(frame.freeze())
+    }
+
+    fn next_correlation_id(&self) -> i32 {
+        // Wraps at i32::MAX; ids are only compared for equality.
+        self.shared
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed)
+            & i32::MAX
+    }
+
+    async fn acquire(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        if let Some(reason) = self.shared.closed_reason() {
+            return Err(self.shared.disconnected(&reason));
+        }
+        self.shared
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| self.shared.disconnected("closed"))
+    }
+
+    fn enqueue(&self, frame: Bytes) -> Result<()> {
+        self.writer
+            .send(frame)
+            .map_err(|_| self.shared.disconnected("writer stopped"))
+    }
+
+    /// Writes the request and returns the response frame after its size prefix,
+    /// starting with the response header.
+    async fn round_trip<R: Request>(&self, request: &R, version: i16) -> Result<Bytes> {
+        let _permit = self.acquire().await?;
+        let correlation_id = self.next_correlation_id();
+        let frame = encode_request_frame(
+            request,
+            version,
+            correlation_id,
+            Some(&self.shared.options.client_id),
+        )?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut state = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(reason) = &state.closed {
+                return Err(self.shared.disconnected(reason));
+            }
+            state.waiters.insert(correlation_id, tx);
+        }
+        let started = Instant::now();
+        crate::client::metrics::request_sent(R::API_KEY, frame.len());
+        self.enqueue(frame.freeze())?;
+        let timeout = self.shared.options.request_timeout;
+        let frame = match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_)) => return Err(self.shared.disconnected("connection dropped")),
+            Err(_) => {
+                let reason = format!(
+                    "{} (correlation id {correlation_id}) timed out after {timeout:?}",
+                    R::NAME
+                );
+                warn!(broker = %self.shared.broker, api = R::NAME, "request timed out; closing connection");
+                self.shared.poison(&reason);
+                return Err(Error::Timeout {
+                    context: format!("{} to {}", R::NAME, self.shared.broker),
+                });
+            }
+        };
+        crate::client::metrics::response_received(R::API_KEY, frame.len(), started.elapsed());
+        Ok(frame)
+    }
+}
+
+fn decode_api_versions(frame: Bytes, version: i16) -> Result<ApiVersionsResponse> {
+    // A broker that does not support `version` answers with a v0 body, whose error
+    // code sits in the same place as in every later version.
+    let mut peek = frame.clone();
+    peek.advance(4.min(peek.remaining())); // response header v0: correlation id
+    let code = crate::protocol::primitives::read_i16(&mut peek, "ApiVersionsResponse.error_code")?;
+    let decode_as = if code == ErrorCode::UnsupportedVersion.code() {
+        0
+    } else {
+        version
+    };
+    let mut frame = frame;
+    let (_, response) = decode_response_frame::<ApiVersionsResponse>(&mut frame, decode_as)?;
+    Ok(response)
+}
+
+async fn write_loop<W: AsyncWrite>(
+    writer: W,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<Shared>,
+) {
+    let mut writer = std::pin::pin!(writer);
+    while let Some(frame) = frames.recv().await {
+        if let Err(e) = writer.write_all(&frame).await {
+            shared.poison(&format!("write failed: {e}"));
+            return;
+        }
+        // Write whatever else is queued before flushing, to batch small frames.
+        while let Ok(more) = frames.try_recv() {
+            if let Err(e) = writer.write_all(&more).await {
+                shared.poison(&format!("write failed: {e}"));
+                return;
+            }
+        }
+        if let Err(e) = writer.flush().await {
+            shared.poison(&format!("flush failed: {e}"));
+            return;
+        }
+        if shared.closed_reason().is_some() {
+            return;
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
+    let mut reader = std::pin::pin!(reader);
+    let reason = loop {
+        let size = match reader.read_i32().await {
+            Ok(size) => size,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break "closed by the broker".to_string();
+            }
+            Err(e) => break format!("read failed: {e}"),
+        };
+        if size < 4 || size as usize > shared.options.max_response_size {
+            break format!(
+                "response size {size} outside [4, {}] (max response size)",
+                shared.options.max_response_size
+            );
+        }
+        let mut body = BytesMut::zeroed(size as usize);
+        if let Err(e) = reader.read_exact(&mut body).await {
+            break format!("read failed mid-response: {e}");
+        }
+        let body = body.freeze();
+        let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        let waiter = {
+            let mut state = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            state.waiters.remove(&correlation_id)
+        };
+        match waiter {
+            Some(waiter) => {
+                // The caller may have given up; its response is simply dropped.
+                let _ = waiter.send(Ok(body));
+            }
+            None => break format!("response with unknown correlation id {correlation_id}"),
+        }
+        if shared.closed_reason().is_some() {
+            return;
+        }
+    };
+    shared.poison(&reason);
+}
+
+#[cfg(test)]
+mod tests;

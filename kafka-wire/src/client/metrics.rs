@@ -1,0 +1,52 @@
+//! Client metrics through the `metrics` facade: the binary (or any user) installs an
+//! exporter such as Prometheus; without one, recording costs next to nothing.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `kafka_client_requests_total` | counter | `api` |
+//! | `kafka_client_request_bytes_total` | counter | `api` |
+//! | `kafka_client_response_bytes_total` | counter | `api` |
+//! | `kafka_client_request_latency_seconds` | histogram | `api` |
+//! | `kafka_client_retries_total` | counter | `api` |
+//! | `kafka_producer_batches_total` | counter | |
+//! | `kafka_producer_records_per_batch` | histogram | |
+//! | `kafka_producer_batch_bytes` | histogram | |
+//! | `kafka_consumer_records_total` | counter | |
+//! | `kafka_consumer_fetch_bytes_total` | counter | |
+
+use std::time::Duration;
+
+use crate::protocol::ApiKey;
+
+/// Counts a request written to a broker.
+pub fn request_sent(api: ApiKey, bytes: usize) {
+    metrics::counter!("kafka_client_requests_total", "api" => api.name()).increment(1);
+    metrics::counter!("kafka_client_request_bytes_total", "api" => api.name())
+        .increment(bytes as u64);
+}
+
+/// Counts a response and records the request's latency.
+pub fn response_received(api: ApiKey, bytes: usize, latency: Duration) {
+    metrics::counter!("kafka_client_response_bytes_total", "api" => api.name())
+        .increment(bytes as u64);
+    metrics::histogram!("kafka_client_request_latency_seconds", "api" => api.name())
+        .record(latency.as_secs_f64());
+}
+
+/// Counts a retried request.
+pub fn retry(api: ApiKey) {
+    metrics::counter!("kafka_client_retries_total", "api" => api.name()).increment(1);
+}
+
+/// Records a produced batch.
+pub fn batch_sent(records: usize, bytes: usize) {
+    metrics::counter!("kafka_producer_batches_total").increment(1);
+    metrics::histogram!("kafka_producer_records_per_batch").record(records as f64);
+    metrics::histogram!("kafka_producer_batch_bytes").record(bytes as f64);
+}
+
+/// Records consumed records and fetched bytes.
+pub fn fetched(records: usize, bytes: usize) {
+    metrics::counter!("kafka_consumer_records_total").increment(records as u64);
+    metrics::counter!("kafka_consumer_fetch_bytes_total").increment(bytes as u64);
+}

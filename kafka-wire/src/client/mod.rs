@@ -1,0 +1,16 @@
+//! The Kafka client: configuration, connections, metadata, producer, consumer and admin.
+
+pub mod admin;
+pub mod backoff;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod partitioner;
+pub mod producer;
+pub mod properties;
+
+pub use admin::Admin;
+pub use cluster::Client;
+pub use config::{ConsumerConfig, ProducerConfig};
+pub use producer::{Producer, ProducerRecord, RecordMetadata};

@@ -1,0 +1,532 @@
+//! The sender task: drains ready batches into one ProduceRequest per leader and
+//! handles the answers.
+//!
+//! Error handling, per partition batch:
+//!
+//! | answer | what happens |
+//! |---|---|
+//! | NONE | records complete with their offsets |
+//! | DUPLICATE_SEQUENCE_NUMBER | the broker already has the batch: success, offset unknown (-1) |
+//! | connection lost, request timeout, retriable code | retried with the same sequence after backoff; the partition first drains its in-flight batches so retries go out in order |
+//! | NOT_LEADER_OR_FOLLOWER and friends | as above, after applying the leader hint (KIP-951) or refreshing metadata |
+//! | OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch | an earlier batch failed; retried in order |
+//! | OUT_OF_ORDER_SEQUENCE_NUMBER on the head batch | the broker lost data: the batch fails, the epoch is bumped |
+//! | UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH | the epoch is bumped (KIP-360) once nothing is in flight; queued batches are renumbered from 0 |
+//! | other codes | the batch fails with the code |
+//!
+//! A batch that was written but whose answer never came is never failed while a
+//! retry can still resolve it: its outcome is unknown, and retrying with the same
+//! sequence makes the broker either write it or report it as a duplicate. Only
+//! `delivery.timeout.ms` ends the retries; such a batch fails as a timeout (it may
+//! have been written) and the epoch is bumped, since its sequence now leaves a gap.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use super::accumulator::Batch;
+use super::{ProducerIdentity, Shared};
+use crate::client::backoff::Backoff;
+use crate::client::cluster::{BrokerInfo, Lane};
+use crate::client::config::Acks;
+use crate::error::{Error, Result};
+use crate::error_code::ErrorCode;
+use crate::protocol::ApiKey;
+use crate::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use crate::protocol::messages::produce_response::PartitionProduceResponse;
+use crate::protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse};
+
+/// Gets a new producer id, or bumps the epoch of `current` (KIP-360).
+pub(crate) async fn init_producer_id(
+    shared: &Shared,
+    current: ProducerIdentity,
+) -> Result<ProducerIdentity> {
+    let request = InitProducerIdRequest {
+        transactional_id: None,
+        transaction_timeout_ms: shared
+            .config
+            .transaction_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32,
+        producer_id: current.producer_id,
+        producer_epoch: current.producer_epoch,
+        ..Default::default()
+    };
+    let timeout = shared.config.max_block;
+    let response = shared
+        .client
+        .retry("InitProducerId", timeout, || async {
+            let conn = shared.client.any_connection(Lane::Control).await?;
+            let version = conn.version_for::<InitProducerIdRequest>()?;
+            // Bumping an existing id needs v3+; older brokers get a fresh id instead.
+            let request = if version < 3 {
+                InitProducerIdRequest {
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    ..request.clone()
+                }
+            } else {
+                request.clone()
+            };
+            let r = conn.call_version(&request, version).await?;
+            ErrorCode::from_code(r.error_code)
+                .into_result()
+                .map_err(|code| Error::Broker {
+                    code,
+                    context: "InitProducerId".into(),
+                })?;
+            Ok(r)
+        })
+        .await?;
+    let identity = ProducerIdentity {
+        producer_id: response.producer_id,
+        producer_epoch: response.producer_epoch,
+    };
+    debug!(
+        producer_id = identity.producer_id,
+        epoch = identity.producer_epoch,
+        "producer id"
+    );
+    Ok(identity)
+}
+
+struct Sent {
+    leader: i32,
+    batches: Vec<Batch>,
+}
+
+/// The sender loop; runs until the producer is dropped.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut broker_in_flight: HashMap<i32, usize> = HashMap::new();
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(i32, Vec<Batch>, Result<Option<ProduceResponse>>)>(
+        );
+    loop {
+        // Answers that came back since the last round.
+        while let Ok((leader, batches, result)) = done_rx.try_recv() {
+            if let Some(n) = broker_in_flight.get_mut(&leader) {
+                *n = n.saturating_sub(1);
+            }
+            handle_response(&shared, batches, result);
+        }
+        bump_epoch_if_needed(&shared).await;
+        expire(&shared);
+        let (requests, deadline) = drain(&shared, &broker_in_flight);
+        for Sent { leader, batches } in requests {
+            *broker_in_flight.entry(leader).or_default() += 1;
+            let shared = shared.clone();
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                let result = send_request(&shared, leader, &batches).await;
+                let _ = done.send((leader, batches, result));
+                shared.wake.notify_one();
+            });
+        }
+        let wake = shared.wake.notified();
+        match deadline {
+            Some(at) => {
+                tokio::select! {
+                    _ = wake => {}
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+}
+
+async fn bump_epoch_if_needed(shared: &Shared) {
+    let current = {
+        let acc = shared.lock();
+        if !acc.bump_epoch || acc.in_flight_requests > 0 {
+            return;
+        }
+        acc.identity
+    };
+    warn!(
+        producer_id = current.producer_id,
+        epoch = current.producer_epoch,
+        "bumping producer epoch"
+    );
+    match init_producer_id(shared, current).await {
+        Ok(identity) => {
+            let mut acc = shared.lock();
+            acc.identity = identity;
+            acc.reset_sequences();
+            acc.bump_epoch = false;
+        }
+        Err(e) => {
+            let mut acc = shared.lock();
+            acc.fatal = Some(format!("could not bump the producer epoch: {e}"));
+            acc.fail_queued(|| Error::Broker {
+                code: ErrorCode::UnknownProducerId,
+                context: "producer epoch bump failed".into(),
+            });
+            drop(acc);
+            shared.progress.notify_waiters();
+        }
+    }
+}
+
+/// Fails queued batches older than `delivery.timeout.ms`.
+fn expire(shared: &Shared) {
+    let limit = shared.config.delivery_timeout;
+    let now = Instant::now();
+    let mut acc = shared.lock();
+    let mut expired = Vec::new();
+    for q in acc.partitions.values_mut() {
+        let mut keep = std::collections::VecDeque::with_capacity(q.batches.len());
+        while let Some(b) = q.batches.pop_front() {
+            if now.duration_since(b.created) > limit {
+                expired.push(b);
+            } else {
+                keep.push_back(b);
+            }
+        }
+        q.batches = keep;
+    }
+    if expired.is_empty() {
+        return;
+    }
+    let mut gap = false;
+    for mut b in expired {
+        gap |= b.sent && b.base_sequence >= 0;
+        acc.finished(&mut b);
+        let what = if b.sent {
+            "possibly written"
+        } else {
+            "not sent"
+        };
+        b.complete(Err(&Error::Timeout {
+            context: format!("delivery.timeout.ms expired ({what})"),
+        }));
+    }
+    if gap && acc.identity != ProducerIdentity::NONE {
+        acc.bump_epoch = true;
+    }
+    drop(acc);
+    shared.progress.notify_waiters();
+}
+
+/// Takes the ready batches off their queues, grouped into one request per leader.
+/// Returns the requests and when to look again.
+fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>, Option<Instant>) {
+    let config = &shared.config;
+    let now = Instant::now();
+    let mut acc = shared.lock();
+    if acc.bump_epoch {
+        return (Vec::new(), Some(now + Duration::from_millis(10)));
+    }
+    let idempotent = config.enable_idempotence;
+    let identity = acc.identity;
+    let mut by_leader: HashMap<i32, (usize, Vec<Batch>)> = HashMap::new();
+    let mut missing_metadata = Vec::new();
+    let keys: Vec<_> = acc.partitions.keys().cloned().collect();
+    for key in keys {
+        let Some(front) = acc.partitions.get(&key).and_then(|q| q.batches.front()) else {
+            continue;
+        };
+        if !acc.is_ready(front, now) {
+            continue;
+        }
+        let Some(leader) = shared.client.cached_leader(&key.0, key.1) else {
+            missing_metadata.push(key.0.clone());
+            continue;
+        };
+        if broker_in_flight.get(&leader).copied().unwrap_or(0) >= config.max_in_flight {
+            continue;
+        }
+        let Some(q) = acc.partitions.get_mut(&key) else {
+            continue;
+        };
+        if q.draining {
+            if q.in_flight > 0 {
+                continue;
+            }
+            q.draining = false;
+        }
+        if q.in_flight >= config.max_in_flight {
+            continue;
+        }
+        let entry = by_leader.entry(leader).or_default();
+        let Some(mut batch) = q.batches.pop_front() else {
+            continue;
+        };
+        if idempotent && batch.base_sequence < 0 {
+            batch.base_sequence = q.next_sequence;
+            q.next_sequence = q.next_sequence.wrapping_add(batch.record_count() as i32) & i32::MAX;
+        }
+        let bytes = match batch.encoded(identity) {
+            Ok(b) => b,
+            Err(e) => {
+                acc.finished(&mut batch);
+                batch.complete(Err(&e));
+                continue;
+            }
+        };
+        if entry.0 > 0 && entry.0 + bytes.len() > config.max_request_size {
+            // Full request: the batch waits for the next round.
+            if let Some(q) = acc.partitions.get_mut(&key) {
+                q.batches.push_front(batch);
+            }
+            continue;
+        }
+        entry.0 += bytes.len();
+        if let Some(q) = acc.partitions.get_mut(&key) {
+            q.in_flight += 1;
+        }
+        batch.sent = true;
+        batch.retry_at = None;
+        crate::client::metrics::batch_sent(batch.record_count(), bytes.len());
+        entry.1.push(batch);
+    }
+    let requests: Vec<Sent> = by_leader
+        .into_iter()
+        .filter(|(_, (_, b))| !b.is_empty())
+        .map(|(leader, (_, batches))| Sent { leader, batches })
+        .collect();
+    acc.in_flight_requests += requests.len();
+    let deadline = acc.next_deadline();
+    drop(acc);
+    if !missing_metadata.is_empty() {
+        missing_metadata.sort();
+        missing_metadata.dedup();
+        let client = shared.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.refresh_metadata(&missing_metadata).await {
+                debug!(error = %e, "metadata refresh for producer failed");
+            }
+        });
+        return (requests, Some(now + shared.config.client.retry_backoff));
+    }
+    (requests, deadline)
+}
+
+async fn send_request(
+    shared: &Shared,
+    leader: i32,
+    batches: &[Batch],
+) -> Result<Option<ProduceResponse>> {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for b in batches {
+        let records = b.peek_encoded();
+        let data = PartitionProduceData {
+            index: b.partition,
+            records,
+            ..Default::default()
+        };
+        match topics.iter_mut().find(|t| t.name == b.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(TopicProduceData {
+                name: b.topic.clone(),
+                partition_data: vec![data],
+                ..Default::default()
+            }),
+        }
+    }
+    let request = ProduceRequest {
+        transactional_id: None,
+        acks: shared.config.acks.wire_value(),
+        timeout_ms: shared
+            .config
+            .client
+            .request_timeout
+            .as_millis()
+            .min(i32::MAX as u128) as i32,
+        topic_data: topics,
+        ..Default::default()
+    };
+    let conn = shared.client.connection(leader, Lane::Produce).await?;
+    if shared.config.acks == Acks::None {
+        let version = conn.version_for::<ProduceRequest>()?;
+        conn.send_without_response(&request, version).await?;
+        return Ok(None);
+    }
+    conn.call(&request).await.map(Some)
+}
+
+fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<ProduceResponse>>) {
+    let mut acc = shared.lock();
+    acc.in_flight_requests = acc.in_flight_requests.saturating_sub(1);
+    let mut answers: HashMap<(String, i32), PartitionProduceResponse> = HashMap::new();
+    if let Ok(Some(response)) = &result {
+        for t in &response.responses {
+            for p in &t.partition_responses {
+                answers.insert((t.name.clone(), p.index), p.clone());
+            }
+        }
+        for e in &response.node_endpoints {
+            if let Ok(port) = u16::try_from(e.port) {
+                shared.client.add_broker(BrokerInfo {
+                    node_id: e.node_id,
+                    host: e.host.clone(),
+                    port,
+                    rack: e.rack.clone(),
+                });
+            }
+        }
+    }
+    for mut batch in batches {
+        let key = (batch.topic.clone(), batch.partition);
+        if let Some(q) = acc.partitions.get_mut(&key) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
+        let outcome: std::result::Result<(i64, i64), Error> = match &result {
+            Ok(None) => Ok((-1, -1)),
+            Ok(Some(_)) => match answers.remove(&key) {
+                None => Err(Error::Broker {
+                    code: ErrorCode::UnknownServerError,
+                    context: format!("no answer for {}-{}", key.0, key.1),
+                }),
+                Some(p) => {
+                    let code = ErrorCode::from_code(p.error_code);
+                    match code {
+                        ErrorCode::NoError => Ok((p.base_offset, p.log_append_time_ms)),
+                        ErrorCode::DuplicateSequenceNumber => Ok((-1, -1)),
+                        _ => {
+                            if p.current_leader.leader_id >= 0 {
+                                shared.client.update_leader(
+                                    &key.0,
+                                    key.1,
+                                    p.current_leader.leader_id,
+                                    p.current_leader.leader_epoch,
+                                    None,
+                                );
+                            } else if matches!(
+                                code,
+                                ErrorCode::NotLeaderOrFollower
+                                    | ErrorCode::UnknownTopicOrPartition
+                                    | ErrorCode::LeaderNotAvailable
+                                    | ErrorCode::FencedLeaderEpoch
+                            ) {
+                                shared.client.invalidate_topic(&key.0);
+                            }
+                            let mut context = format!("produce to {}-{}", key.0, key.1);
+                            if let Some(m) = p.error_message.as_deref().filter(|m| !m.is_empty()) {
+                                context.push_str(": ");
+                                context.push_str(m);
+                            }
+                            Err(Error::Broker { code, context })
+                        }
+                    }
+                }
+            },
+            Err(e) => Err(clone_for_retry(e)),
+        };
+        match outcome {
+            Ok(done) => {
+                if batch.base_sequence >= 0 {
+                    if let Some(q) = acc.partitions.get_mut(&key) {
+                        q.acked_next = batch
+                            .base_sequence
+                            .wrapping_add(batch.record_count() as i32)
+                            & i32::MAX;
+                    }
+                }
+                acc.finished(&mut batch);
+                batch.complete(Ok(done));
+            }
+            Err(e) => {
+                let code = e.code();
+                let idempotent = acc.identity != ProducerIdentity::NONE;
+                // The head batch is the one the broker expects next: every earlier
+                // sequence of the partition was acknowledged.
+                let head = acc
+                    .partitions
+                    .get(&key)
+                    .is_some_and(|q| q.acked_next == batch.base_sequence);
+                let action = match code {
+                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent && head => {
+                        Action::FailAndBump
+                    }
+                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent => Action::Retry,
+                    Some(ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch)
+                        if idempotent =>
+                    {
+                        Action::RetryAfterBump
+                    }
+                    _ if e.is_retriable() => Action::Retry,
+                    _ => Action::Fail,
+                };
+                let exhausted = batch.attempts >= shared.config.retries
+                    || batch.created.elapsed() >= shared.config.delivery_timeout;
+                match action {
+                    Action::Retry | Action::RetryAfterBump if !exhausted => {
+                        if action == Action::RetryAfterBump {
+                            acc.bump_epoch = true;
+                        }
+                        crate::client::metrics::retry(ApiKey::Produce);
+                        debug!(topic = key.0, partition = key.1, error = %e, attempt = batch.attempts, "retrying batch");
+                        batch.attempts += 1;
+                        let mut backoff = Backoff::new(
+                            shared.config.client.retry_backoff,
+                            shared.config.client.retry_backoff_max,
+                        );
+                        let mut delay = backoff.next_delay();
+                        for _ in 1..batch.attempts.min(16) {
+                            delay = backoff.next_delay();
+                        }
+                        batch.retry_at = Some(Instant::now() + delay);
+                        if let Some(q) = acc.partitions.get_mut(&key) {
+                            q.draining = true;
+                            // Retries go to the front, in sequence order.
+                            let at = q
+                                .batches
+                                .iter()
+                                .position(|b| {
+                                    b.base_sequence < 0 || b.base_sequence > batch.base_sequence
+                                })
+                                .unwrap_or(q.batches.len());
+                            q.batches.insert(at, batch);
+                        }
+                    }
+                    _ => {
+                        if action == Action::FailAndBump || (batch.sent && idempotent && exhausted)
+                        {
+                            acc.bump_epoch = true;
+                        }
+                        warn!(topic = key.0, partition = key.1, error = %e, "batch failed");
+                        acc.finished(&mut batch);
+                        batch.complete(Err(&e));
+                    }
+                }
+            }
+        }
+    }
+    drop(acc);
+    shared.progress.notify_waiters();
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Retry,
+    RetryAfterBump,
+    FailAndBump,
+    Fail,
+}
+
+fn clone_for_retry(e: &Error) -> Error {
+    match e {
+        Error::Broker { code, context } => Error::Broker {
+            code: *code,
+            context: context.clone(),
+        },
+        Error::Timeout { context } => Error::Timeout {
+            context: context.clone(),
+        },
+        Error::Disconnected { broker, reason } => Error::Disconnected {
+            broker: broker.clone(),
+            reason: reason.clone(),
+        },
+        Error::Io { context, source } => Error::Disconnected {
+            broker: context.clone(),
+            reason: source.to_string(),
+        },
+        other => Error::Encode {
+            context: "produce request",
+            message: other.to_string(),
+        },
+    }
+}
