@@ -194,6 +194,42 @@ pub fn decode_response_frame<R: Response>(
     Ok((header, body))
 }
 
+/// Encodes a whole response frame (the broker side, for fakes and tests): the `i32`
+/// size, the response header at the version [`ApiKey::response_header_version`] gives,
+/// then the body at `version`.
+pub fn encode_response_frame<R: Response>(
+    response: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<BytesMut> {
+    let header = ResponseHeader {
+        correlation_id,
+        ..Default::default()
+    };
+    let header_version = R::API_KEY.response_header_version(version);
+    let len = header.encoded_len(header_version)? + response.encoded_len(version)?;
+    let size = i32::try_from(len).map_err(|_| Error::Encode {
+        context: R::NAME,
+        message: format!("response of {len} bytes is too large"),
+    })?;
+    let mut buf = BytesMut::with_capacity(4 + len);
+    buf.put_i32(size);
+    header.encode(&mut buf, header_version)?;
+    response.encode(&mut buf, version)?;
+    Ok(buf)
+}
+
+/// Decodes the header of a request frame's content (after the `i32` size; the broker
+/// side, for fakes and tests), choosing the header version from the api key and version
+/// it starts with. `frame` is left at the start of the body.
+pub fn decode_request_frame_header(frame: &mut Bytes) -> Result<RequestHeader> {
+    let mut peek = &frame[..];
+    let key = primitives::read_i16(&mut peek, "RequestHeader.RequestApiKey")?;
+    let version = primitives::read_i16(&mut peek, "RequestHeader.RequestApiVersion")?;
+    let header_version = ApiKey::try_from(key)?.request_header_version(version);
+    RequestHeader::decode(frame, header_version)
+}
+
 /// Kafka's `UNSUPPORTED_VERSION` error code.
 const UNSUPPORTED_VERSION: i16 = 35;
 

@@ -520,3 +520,33 @@ fn every_request_spec_has_an_api_key() {
         assert_eq!(format!("{key}Request.json"), name);
     }
 }
+
+#[test]
+fn fake_broker_helpers_mirror_the_client_helpers() {
+    let req = messages::MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
+    let frame = encode_request_frame(&req, 12, 77, Some("c")).unwrap();
+    let mut content = frame.freeze().slice(4..);
+    let header = decode_request_frame_header(&mut content).unwrap();
+    assert_eq!(header.request_api_key, ApiKey::Metadata.code());
+    assert_eq!(
+        (header.request_api_version, header.correlation_id),
+        (12, 77)
+    );
+    assert_eq!(header.client_id.as_deref(), Some("c"));
+    assert_eq!(
+        messages::MetadataRequest::decode(&mut content, 12).unwrap(),
+        req
+    );
+
+    let resp = messages::MetadataResponse {
+        controller_id: 3,
+        ..Default::default()
+    };
+    let frame = encode_response_frame(&resp, 12, 77).unwrap();
+    let mut content = frame.freeze().slice(4..);
+    let (h, back) = decode_response_frame::<messages::MetadataResponse>(&mut content, 12).unwrap();
+    assert_eq!((h.correlation_id, back), (77, resp));
+}
