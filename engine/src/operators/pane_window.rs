@@ -239,7 +239,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         }
         let key = (self.key_fn)(&r.value);
         if !self.panes.contains_key(&pane_end) {
-            let p = self.new_pane();
+            // Pre-size new panes like the newest one to avoid rehashing while they fill.
+            let hint = self.panes.last_key_value().map_or(0, |(_, p)| p.len());
+            let mut p = self.new_pane();
+            p.reserve_total(hint);
             self.panes.insert(pane_end, p);
         }
         let Some(pane) = self.panes.get_mut(&pane_end) else {

@@ -1,7 +1,11 @@
-//! Sliding windows without allowed lateness, organised per key so that firing costs
-//! O(1) amortised per key and window instead of O(size / slide).
+//! Sliding windows without allowed lateness: pane-based, and organised per key once
+//! panes are complete, so that firing costs O(1) amortised per key and window
+//! instead of O(size / slide).
 //!
-//! Each key keeps its complete panes in a FIFO with the two-stack aggregation trick:
+//! Records update the accumulator of their (pane, key) in a pane-major map, exactly
+//! like a tumbling window (one hash lookup per record). When the watermark passes a
+//! pane's end, its accumulators move into per-key FIFOs that use the two-stack
+//! aggregation trick:
 //! the back stack holds the newest panes and their running aggregate, the front
 //! stack holds the oldest panes, each with the aggregate of itself and every newer
 //! pane in the front. A window result is `front.top.agg ⊕ back_agg`; sliding by one
@@ -10,16 +14,16 @@
 //! constant number of times over its life).
 //!
 //! ```text
-//! record -> key -> open pane (usually the newest one) .add(value)     O(1)
-//! window end e fires -> for every key: complete panes <= e enter the back,
-//!                       panes <= e - size leave the front,
+//! record -> open[pane_end][key].add(value)                            O(1)
+//! window end e fires -> open panes <= e move into their keys' FIFO backs
+//!                       for every key: panes <= e - size leave the front,
 //!                       emit front.top.agg ⊕ back_agg                    O(1) amortised
 //! ```
 //!
 //! Allowed lateness needs windows that already left the FIFO, so sliding windows with
 //! allowed lateness use [`crate::operators::pane_window`] instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use metrics::Counter;
@@ -30,98 +34,116 @@ use crate::error::Result;
 use crate::operators::pane_window::{KeyFn, Windowed};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::{NO_TIMESTAMP, Record};
-use crate::state::codec::{StateCodec, decode_exact, encode_to_vec};
+use crate::state::codec::{decode_exact, encode_to_vec};
 use crate::state::keyed::{Key, KeyGroupedMap};
 use crate::time::window::{Panes, TimeDomain, TimeWindow};
 
-/// The panes of one key.
+/// The complete panes of one key, as a two-stack FIFO kept in one ring buffer:
+/// entries `[0, front_len)` form the front stack (entry `i` carries the aggregate of
+/// itself and all newer front entries), the rest form the back stack (whose running
+/// aggregate is `back_agg`). One allocation per key keeps memory and cache misses low.
 #[derive(Clone, Debug)]
-pub struct KeyPanes<Acc> {
-    /// Panes the watermark has not passed yet, sorted by end.
-    open: Vec<(i64, Acc)>,
-    /// Oldest complete panes; last = oldest. `(end, pane, aggregate of it and all newer in front)`.
-    front: Vec<(i64, Acc, Acc)>,
-    /// Newest complete panes, oldest first.
-    back: Vec<(i64, Acc)>,
+pub struct KeyFifo<Acc> {
+    /// `(pane end, pane accumulator, front aggregate)`, oldest first.
+    q: VecDeque<(i64, Acc, Acc)>,
+    front_len: usize,
     back_agg: Option<Acc>,
 }
 
-impl<Acc> Default for KeyPanes<Acc> {
+impl<Acc> Default for KeyFifo<Acc> {
     fn default() -> Self {
-        KeyPanes {
-            open: Vec::new(),
-            front: Vec::new(),
-            back: Vec::new(),
+        KeyFifo {
+            q: VecDeque::new(),
+            front_len: 0,
             back_agg: None,
         }
     }
 }
 
-impl<Acc: Clone> KeyPanes<Acc> {
+impl<Acc: Clone> KeyFifo<Acc> {
     fn is_empty(&self) -> bool {
-        self.open.is_empty() && self.front.is_empty() && self.back.is_empty()
+        self.q.is_empty()
     }
 
     /// All panes, oldest first.
     fn all(&self) -> Vec<(i64, Acc)> {
-        let mut v: Vec<(i64, Acc)> = self
-            .front
-            .iter()
-            .rev()
-            .map(|(e, a, _)| (*e, a.clone()))
-            .collect();
-        v.extend(self.back.iter().cloned());
-        v.extend(self.open.iter().cloned());
-        v
+        self.q.iter().map(|(e, a, _)| (*e, a.clone())).collect()
+    }
+
+    fn push<T, A: AggregateFunction<T, Acc = Acc>>(&mut self, end: i64, acc: Acc, agg: &A) {
+        match &mut self.back_agg {
+            Some(b) => agg.merge(b, &acc),
+            None => self.back_agg = Some(acc.clone()),
+        }
+        // The third slot only means something once the entry is in the front stack.
+        self.q.push_back((end, acc.clone(), acc));
     }
 
     fn flip<T, A: AggregateFunction<T, Acc = Acc>>(&mut self, agg: &A) {
-        // Newest first, so each pushed entry aggregates itself and all newer ones.
+        // Newest first, so each entry aggregates itself and all newer ones.
         let mut running: Option<Acc> = None;
-        let back = std::mem::take(&mut self.back);
-        for (end, acc) in back.into_iter().rev() {
-            let total = match &running {
-                Some(newer) => {
-                    let mut t = acc.clone();
-                    agg.merge(&mut t, newer);
-                    t
-                }
-                None => acc.clone(),
-            };
-            running = Some(total.clone());
-            self.front.push((end, acc, total));
+        for (_, acc, total) in self.q.iter_mut().rev() {
+            let mut t = acc.clone();
+            if let Some(newer) = &running {
+                agg.merge(&mut t, newer);
+            }
+            running = Some(t.clone());
+            *total = t;
         }
+        self.front_len = self.q.len();
         self.back_agg = None;
     }
+
+    /// Drops panes ending at or before `until`.
+    fn evict<T, A: AggregateFunction<T, Acc = Acc>>(&mut self, until: i64, agg: &A) {
+        while self.q.front().is_some_and(|(e, _, _)| *e <= until) {
+            if self.front_len == 0 {
+                self.flip(agg);
+            }
+            self.q.pop_front();
+            self.front_len -= 1;
+        }
+    }
+
+    /// Aggregate of every pane in the FIFO.
+    fn query<T, A: AggregateFunction<T, Acc = Acc>>(&self, agg: &A) -> Option<Acc> {
+        let front = if self.front_len > 0 {
+            self.q.front().map(|(_, _, f)| f)
+        } else {
+            None
+        };
+        match (front, &self.back_agg) {
+            (Some(f), Some(b)) => {
+                let mut r = f.clone();
+                agg.merge(&mut r, b);
+                Some(r)
+            }
+            (Some(f), None) => Some(f.clone()),
+            (None, Some(b)) => Some(b.clone()),
+            (None, None) => None,
+        }
+    }
 }
 
-impl<Acc: StateCodec + Clone> StateCodec for KeyPanes<Acc> {
-    fn encode(&self, buf: &mut Vec<u8>) {
-        self.all().encode(buf)
-    }
-    fn decode(buf: &mut &[u8]) -> Result<Self> {
-        // Restored panes start open; the next firing moves them into the FIFO in order.
-        Ok(KeyPanes {
-            open: Vec::decode(buf)?,
-            ..KeyPanes::default()
-        })
-    }
-}
-
-/// Sliding window operator with per-key two-stack aggregation (see module docs).
+/// Sliding window operator (see module docs).
 pub struct SlidingWindowOperator<K, T, A: AggregateFunction<T>> {
     key_fn: KeyFn<K, T>,
     agg: Arc<A>,
     geo: Panes,
     domain: TimeDomain,
-    state: Option<KeyGroupedMap<K, KeyPanes<A::Acc>>>,
-    /// Number of keys holding a pane, per pane end (to skip empty stretches of time).
-    pane_ends: BTreeMap<i64, usize>,
+    /// Panes the watermark has not passed, pane-major.
+    open: BTreeMap<i64, KeyGroupedMap<K, A::Acc>>,
+    /// Complete panes, key-major.
+    fifo: Option<KeyGroupedMap<K, KeyFifo<A::Acc>>>,
+    /// Ends of complete panes some key still holds (to skip empty stretches of time).
+    fifo_ends: BTreeMap<i64, ()>,
+    /// Size of the last completed pane: new panes are pre-sized to it.
+    last_pane_len: usize,
     fired_until: i64,
     progress: i64,
     late: SideOutput<T>,
     late_dropped: Option<Counter>,
-    subtask: usize,
+    init: Option<OperatorInit>,
 }
 
 impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K, T, A> {
@@ -139,13 +161,22 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             agg,
             geo: Panes::new(size, slide, offset),
             domain,
-            state: None,
-            pane_ends: BTreeMap::new(),
+            open: BTreeMap::new(),
+            fifo: None,
+            fifo_ends: BTreeMap::new(),
+            last_pane_len: 0,
             fired_until: i64::MIN,
             progress: i64::MIN,
             late,
             late_dropped: None,
-            subtask: 0,
+            init: None,
+        }
+    }
+
+    fn new_map<V>(&self) -> KeyGroupedMap<K, V> {
+        match &self.init {
+            Some(i) => KeyGroupedMap::new(i.key_groups, i.max_parallelism),
+            None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
         }
     }
 
@@ -159,115 +190,98 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                 }
                 return self.late.emit(r, out.ctx);
             }
+            if pane_end <= self.fired_until {
+                return self.add_to_complete_pane(r, pane_end);
+            }
         }
         let key = (self.key_fn)(&r.value);
-        let Some(state) = self.state.as_mut() else {
+        if !self.open.contains_key(&pane_end) {
+            let mut m = self.new_map();
+            m.reserve_total(self.last_pane_len);
+            self.open.insert(pane_end, m);
+        }
+        let Some(pane) = self.open.get_mut(&pane_end) else {
             return Ok(());
         };
-        let kg = state.key_group(&key);
-        let group = state.group_mut(kg);
-        let panes = match group.get_mut(&key) {
-            Some(p) => p,
-            None => group.entry(key).or_default(),
+        let kg = pane.key_group(&key);
+        let group = pane.group_mut(kg);
+        match group.get_mut(&key) {
+            Some(acc) => self.agg.add(acc, &r.value),
+            None => {
+                let mut acc = self.agg.create();
+                self.agg.add(&mut acc, &r.value);
+                group.insert(key, acc);
+            }
+        }
+        Ok(())
+    }
+
+    /// A record behind the watermark whose pane already moved into the FIFO but
+    /// still belongs to windows that have not fired. Rare: rebuild that key's FIFO.
+    fn add_to_complete_pane(&mut self, r: Record<T>, pane_end: i64) -> Result<()> {
+        let key = (self.key_fn)(&r.value);
+        let agg = &*self.agg;
+        let Some(fifo) = self.fifo.as_mut() else {
+            return Ok(());
         };
-        if let Some((_, acc)) = panes.open.iter_mut().find(|(e, _)| *e == pane_end) {
-            self.agg.add(acc, &r.value);
-            return Ok(());
-        }
-        if pane_end - 1 <= self.progress {
-            // The pane is complete (in the FIFO): a record behind the watermark that
-            // still belongs to unfired windows. Rare: update and rebuild this key.
-            let mut all = panes.all();
-            match all.iter_mut().find(|(e, _)| *e == pane_end) {
-                Some((_, acc)) => self.agg.add(acc, &r.value),
-                None => {
-                    let mut acc = self.agg.create();
-                    self.agg.add(&mut acc, &r.value);
-                    all.push((pane_end, acc));
-                    all.sort_by_key(|(e, _)| *e);
-                    *self.pane_ends.entry(pane_end).or_default() += 1;
-                }
+        let mut all = fifo.get(&key).map(|f| f.all()).unwrap_or_default();
+        match all.iter_mut().find(|(e, _)| *e == pane_end) {
+            Some((_, acc)) => agg.add(acc, &r.value),
+            None => {
+                let mut acc = agg.create();
+                agg.add(&mut acc, &r.value);
+                all.push((pane_end, acc));
+                all.sort_by_key(|(e, _)| *e);
+                self.fifo_ends.insert(pane_end, ());
             }
-            let (done, open): (Vec<_>, Vec<_>) =
-                all.into_iter().partition(|(e, _)| e - 1 <= self.progress);
-            *panes = KeyPanes {
-                open,
-                back: done,
-                ..KeyPanes::default()
-            };
-            let mut back_agg: Option<A::Acc> = None;
-            for (_, a) in &panes.back {
-                match &mut back_agg {
-                    Some(b) => self.agg.merge(b, a),
-                    None => back_agg = Some(a.clone()),
-                }
-            }
-            panes.back_agg = back_agg;
-            return Ok(());
         }
-        let mut acc = self.agg.create();
-        self.agg.add(&mut acc, &r.value);
-        panes.open.push((pane_end, acc));
-        panes.open.sort_by_key(|(e, _)| *e);
-        *self.pane_ends.entry(pane_end).or_default() += 1;
+        let mut rebuilt = KeyFifo::default();
+        for (e, acc) in all {
+            rebuilt.push(e, acc, agg);
+        }
+        fifo.insert(key, rebuilt);
         Ok(())
     }
 
     fn fire(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        let Some(state) = self.state.as_mut() else {
+        if self.fifo.is_none() {
+            let m = self.new_map();
+            self.fifo = Some(m);
+        }
+        let Some(fifo) = self.fifo.as_mut() else {
             return;
         };
         let agg = &*self.agg;
+        // Complete panes move into their keys' FIFOs, oldest first.
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() > end {
+                break;
+            }
+            let (pane_end, pane) = entry.remove_entry();
+            self.last_pane_len = pane.len();
+            self.fifo_ends.insert(pane_end, ());
+            for (k, acc) in pane.into_groups() {
+                let kg = fifo.key_group(&k);
+                let g = fifo.group_mut(kg);
+                match g.get_mut(&k) {
+                    Some(f) => f.push(pane_end, acc, agg),
+                    None => {
+                        let mut f = KeyFifo::default();
+                        f.push(pane_end, acc, agg);
+                        g.insert(k, f);
+                    }
+                }
+            }
+        }
         let window = TimeWindow {
             start: end - self.geo.size,
             end,
         };
         let ts = window.max_timestamp();
         let evict_until = end - self.geo.size;
-        let pane_ends = &mut self.pane_ends;
-        state.retain(|key, p| {
-            // Complete panes enter the FIFO in order.
-            while p.open.first().is_some_and(|(e, _)| *e <= end) {
-                let (e, acc) = p.open.remove(0);
-                match &mut p.back_agg {
-                    Some(b) => agg.merge(b, &acc),
-                    None => p.back_agg = Some(acc.clone()),
-                }
-                p.back.push((e, acc));
-            }
-            // Panes that left the window leave the FIFO.
-            loop {
-                if p.front.is_empty() {
-                    if p.back.first().is_none_or(|(e, _)| *e > evict_until) {
-                        break;
-                    }
-                    p.flip(agg);
-                }
-                match p.front.last() {
-                    Some((e, _, _)) if *e <= evict_until => {
-                        let e = *e;
-                        p.front.pop();
-                        if let Some(c) = pane_ends.get_mut(&e) {
-                            *c -= 1;
-                            if *c == 0 {
-                                pane_ends.remove(&e);
-                            }
-                        }
-                    }
-                    _ => break,
-                }
-            }
-            let result = match (p.front.last(), &p.back_agg) {
-                (Some((_, _, f)), Some(b)) => {
-                    let mut r = f.clone();
-                    agg.merge(&mut r, b);
-                    Some(r)
-                }
-                (Some((_, _, f)), None) => Some(f.clone()),
-                (None, Some(b)) => Some(b.clone()),
-                (None, None) => None,
-            };
-            if let Some(acc) = result {
+        fifo.retain(|key, f| {
+            f.evict(evict_until, agg);
+            if let Some(acc) = f.query(agg) {
                 out.emit(Record::new(
                     Windowed {
                         key: key.clone(),
@@ -277,8 +291,40 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                     ts,
                 ));
             }
-            !p.is_empty()
+            !f.is_empty()
         });
+        // Every FIFO dropped its panes ending at or before `evict_until`.
+        while self
+            .fifo_ends
+            .first_key_value()
+            .is_some_and(|(e, _)| *e <= evict_until)
+        {
+            self.fifo_ends.pop_first();
+        }
+    }
+
+    /// The first window end after `fired_until` that contains any pane.
+    fn has_data_in(&self, e: i64) -> bool {
+        let lo = e - self.geo.size + 1;
+        self.open.range(lo..=e).next().is_some() || self.fifo_ends.range(lo..=e).next().is_some()
+    }
+
+    fn next_pane_after(&self, e: i64) -> Option<i64> {
+        let a = self.open.range(e + 1..).next().map(|(k, _)| *k);
+        let b = self.fifo_ends.range(e + 1..).next().map(|(k, _)| *k);
+        match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
+    }
+
+    fn first_pane(&self) -> Option<i64> {
+        let a = self.open.first_key_value().map(|(k, _)| *k);
+        let b = self.fifo_ends.first_key_value().map(|(k, _)| *k);
+        match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
     }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
@@ -287,17 +333,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         }
         self.progress = progress;
         let limit = progress.saturating_add(1);
-        if let Some((&first, _)) = self.pane_ends.first_key_value() {
+        if let Some(first) = self.first_pane() {
             let mut e = self.geo.window_end_at_or_after(first);
             if self.fired_until != i64::MIN {
                 e = e.max(self.fired_until.saturating_add(self.geo.slide));
             }
             while e <= limit {
-                let has = self
-                    .pane_ends
-                    .range(e - self.geo.size + 1..=e)
-                    .next()
-                    .is_some();
+                let has = self.has_data_in(e);
                 if has {
                     self.fire(e, out);
                 }
@@ -307,8 +349,8 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                 if has {
                     e = e.saturating_add(self.geo.slide);
                 } else {
-                    match self.pane_ends.range(e + 1..).next() {
-                        Some((&next, _)) => e = self.geo.window_end_at_or_after(next),
+                    match self.next_pane_after(e) {
+                        Some(next) => e = self.geo.window_end_at_or_after(next),
                         None => break,
                     }
                 }
@@ -319,7 +361,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     }
 
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if let Some((&first, _)) = self.pane_ends.first_key_value() {
+        if let Some(first) = self.first_pane() {
             let mut e = self.geo.window_end_at_or_after(first);
             if self.fired_until != i64::MIN {
                 e = e.max(self.fired_until.saturating_add(self.geo.slide));
@@ -335,23 +377,26 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        self.subtask = init.subtask;
         self.late_dropped = Some(metrics::counter!(
             "strom_late_records_dropped_total",
             "operator" => init.name.to_string()
         ));
-        let mut map: KeyGroupedMap<K, KeyPanes<A::Acc>> =
-            KeyGroupedMap::new(init.key_groups, init.max_parallelism);
-        if let Some(s) = &init.restored {
-            for bytes in s.key_groups.values() {
-                map.restore_group(bytes)?;
-            }
-            for (_, p) in map.iter() {
-                for (e, _) in &p.open {
-                    *self.pane_ends.entry(*e).or_default() += 1;
+        self.init = Some(init.clone());
+        if let Some(state) = &init.restored {
+            // Every restored pane starts open (pane-major); the first firing moves the
+            // complete ones into the FIFOs in order.
+            for bytes in state.key_groups.values() {
+                for (end, group) in decode_exact::<Vec<(i64, Vec<u8>)>>(bytes)? {
+                    if !self.open.contains_key(&end) {
+                        let m = self.new_map();
+                        self.open.insert(end, m);
+                    }
+                    if let Some(p) = self.open.get_mut(&end) {
+                        p.restore_group(&group)?;
+                    }
                 }
             }
-            if let Some(f) = s
+            if let Some(f) = state
                 .entries
                 .values()
                 .filter_map(|b| decode_exact::<i64>(b).ok())
@@ -360,7 +405,6 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
                 self.fired_until = f;
             }
         }
-        self.state = Some(map);
         Ok(())
     }
 
@@ -406,17 +450,38 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
-        let mut state = OperatorState {
-            key_groups: self
-                .state
-                .as_ref()
-                .map(|m| m.snapshot())
-                .unwrap_or_default(),
-            entries: Default::default(),
-        };
+        // Pane-major like the pane window operator: per key group, (pane end, entries).
+        let mut panes: BTreeMap<i64, KeyGroupedMap<K, A::Acc>> = BTreeMap::new();
+        for (end, pane) in &self.open {
+            let m = panes.entry(*end).or_insert_with(|| self.new_map());
+            for (k, a) in pane.iter() {
+                m.insert(k.clone(), a.clone());
+            }
+        }
+        if let Some(fifo) = &self.fifo {
+            for (k, f) in fifo.iter() {
+                for (end, a) in f.all() {
+                    panes
+                        .entry(end)
+                        .or_insert_with(|| self.new_map())
+                        .insert(k.clone(), a);
+                }
+            }
+        }
+        let mut per_group: BTreeMap<u16, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+        for (end, pane) in &panes {
+            for (kg, bytes) in pane.snapshot() {
+                per_group.entry(kg).or_default().push((*end, bytes));
+            }
+        }
+        let mut state = OperatorState::default();
+        for (kg, v) in per_group {
+            state.key_groups.insert(kg, encode_to_vec(&v));
+        }
+        let subtask = self.init.as_ref().map_or(0, |i| i.subtask as u32);
         state
             .entries
-            .insert(self.subtask as u32, encode_to_vec(&self.fired_until));
+            .insert(subtask, encode_to_vec(&self.fired_until));
         Ok(state)
     }
 

@@ -117,6 +117,19 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         }
     }
 
+    /// Reserves room for about `total` keys spread over the key groups.
+    pub fn reserve_total(&mut self, total: usize) {
+        let per = total / self.groups.len().max(1) + 1;
+        for g in &mut self.groups {
+            g.reserve(per);
+        }
+    }
+
+    /// Consumes the map, yielding every entry.
+    pub fn into_groups(self) -> impl Iterator<Item = (K, V)> {
+        self.groups.into_iter().flatten()
+    }
+
     /// The key groups this map covers.
     pub fn range(&self) -> KeyGroupRange {
         self.range
