@@ -14,6 +14,9 @@ use crate::protocol::Uuid;
 pub struct Gen {
     state: u64,
     depth: u32,
+    /// Lowest tag used for unknown tagged fields (raised for cross-checks with Kafka's
+    /// own codec, which may know tags newer than our specs).
+    pub min_unknown_tag: u32,
 }
 
 impl Gen {
@@ -22,6 +25,7 @@ impl Gen {
         Gen {
             state: seed ^ 0x9e37_79b9_7f4a_7c15,
             depth: 0,
+            min_unknown_tag: 0,
         }
     }
 
@@ -66,7 +70,7 @@ impl Gen {
         if !self.one_in(3) {
             return Vec::new();
         }
-        let mut tag = first_free;
+        let mut tag = first_free.max(self.min_unknown_tag);
         let mut out = Vec::new();
         for _ in 0..=self.below(2) {
             tag += self.below(200) as u32;

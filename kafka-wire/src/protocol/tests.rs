@@ -550,3 +550,120 @@ fn fake_broker_helpers_mirror_the_client_helpers() {
     let (h, back) = decode_response_frame::<messages::MetadataResponse>(&mut content, 12).unwrap();
     assert_eq!((h.correlation_id, back), (77, resp));
 }
+
+/// The jars of the Kafka broker `scripts/kafka` fetched: `STROM_KAFKA_LIBS`, or the
+/// newest `<cache>/strom/kafka-*/libs` holding a kafka-clients jar.
+fn kafka_libs() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("STROM_KAFKA_LIBS") {
+        return Some(dir.into());
+    }
+    let cache = std::env::var_os("STROM_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let base = std::env::var_os("XDG_CACHE_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache"))
+                })?;
+            Some(base.join("strom"))
+        })?;
+    let mut dirs: Vec<_> = std::fs::read_dir(cache)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("libs")))
+        .filter(|libs| {
+            std::fs::read_dir(libs).is_ok_and(|mut it| {
+                it.any(|e| {
+                    e.is_ok_and(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with("kafka-clients-")
+                    })
+                })
+            })
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn add_cross_check_corpus<T: Message + Arbitrary>(out: &mut String, name: &str) {
+    use std::fmt::Write as _;
+    for version in T::VALID_VERSIONS.iter() {
+        for seed in 0..6u64 {
+            let mut g = Gen::new(seed.wrapping_mul(0x1234_5678_9abc) ^ version as u64);
+            g.min_unknown_tag = 10_000;
+            let value = if seed == 0 {
+                T::default()
+            } else {
+                T::arbitrary(&mut g, version)
+            };
+            let mut buf = Vec::new();
+            value.encode(&mut buf, version).unwrap();
+            let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+            let _ = writeln!(out, "{name} {version} {hex}");
+        }
+    }
+}
+
+/// Kafka's own Java message classes (from the broker jars) read every encoding we make,
+/// of every message at every version both know, and write it back byte for byte
+/// (unknown tagged fields included: they use tags from 10000, which Kafka keeps raw).
+#[test]
+fn kafka_java_codec_reads_and_rewrites_our_bytes() {
+    use std::process::Command;
+    let libs = kafka_libs();
+    let javac_ok = Command::new("javac")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (Some(libs), true) = (libs, javac_ok) else {
+        eprintln!(
+            "!! SKIPPING the Java cross-check: needs javac and the Kafka jars (scripts/kafka fetch)"
+        );
+        return;
+    };
+    let mut corpus = String::new();
+    macro_rules! corpus {
+        ($module:ident, $ty:ident) => {
+            add_cross_check_corpus::<messages::$ty>(&mut corpus, stringify!($ty));
+        };
+    }
+    for_all_messages!(corpus);
+
+    let work = std::env::temp_dir().join(format!("strom-wire-cross-check-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let corpus_file = work.join("corpus.txt");
+    std::fs::write(&corpus_file, corpus).unwrap();
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/WireCrossCheck.java");
+    let classpath = format!("{}/*", libs.display());
+    let javac = Command::new("javac")
+        .args(["-nowarn", "-d"])
+        .arg(&work)
+        .arg("-cp")
+        .arg(&classpath)
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(
+        javac.status.success(),
+        "javac: {}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let run = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{classpath}", work.display()))
+        .arg("WireCrossCheck")
+        .arg(&corpus_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        run.status.success(),
+        "Kafka's codec disagrees:\n{}\n{}",
+        stdout.lines().take(40).collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!("Java cross-check: {}", stdout.trim());
+}
