@@ -77,6 +77,9 @@ fn run(messages: &Path, out_dir: &Path) -> Result<()> {
         msgs.push(model::build(s, unstable_latest).with_context(|| format!("in {}", s.name))?);
     }
     check_pairs(&msgs)?;
+    for m in &msgs {
+        check_no_empty_elements(m)?;
+    }
 
     std::fs::create_dir_all(out_dir)?;
     let mut written = Vec::new();
@@ -118,6 +121,43 @@ fn check_pairs(msgs: &[model::Msg]) -> Result<()> {
             .any(|r| r.name == resp && r.api_key == m.api_key)
         {
             bail!("{} has no {resp} with api key {key}", m.name);
+        }
+    }
+    Ok(())
+}
+
+/// Array decoders reject a length larger than the bytes that remain (hostile-input
+/// guard), which assumes every element takes at least one byte. A struct element with no
+/// field at a non-flexible version would break that: refuse to generate it.
+fn check_no_empty_elements(m: &model::Msg) -> Result<()> {
+    use model::Ty;
+    for s in &m.structs {
+        for f in &s.fields {
+            let Ty::Array(elem) = &f.ty else { continue };
+            let Ty::Struct(name) = elem.as_ref() else {
+                continue;
+            };
+            let Some(elem) = m.structs.iter().find(|x| &x.name == name) else {
+                bail!("{}: unknown struct {name}", m.name);
+            };
+            let range = f.versions.intersect(s.within);
+            if range.is_empty() {
+                continue;
+            }
+            for v in range.min..=range.max {
+                let flexible = m.flexible.min <= v && v <= m.flexible.max;
+                let present = elem
+                    .fields
+                    .iter()
+                    .any(|x| x.regular.min <= v && v <= x.regular.max);
+                if !flexible && !present {
+                    bail!(
+                        "{}: {} elements are empty at version {v}",
+                        m.name,
+                        f.json_name
+                    );
+                }
+            }
         }
     }
     Ok(())
