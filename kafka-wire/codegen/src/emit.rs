@@ -17,7 +17,8 @@ const FILE_ALLOWS: &str =
 
 fn doc(out: &mut String, indent: &str, text: &str) {
     for line in text.lines() {
-        let line = line.trim_end();
+        // Spec prose is not Markdown: `Array[0]` must not become an intra-doc link.
+        let line = line.trim_end().replace('[', "\\[").replace(']', "\\]");
         if line.is_empty() {
             let _ = writeln!(out, "{indent}///");
         } else {

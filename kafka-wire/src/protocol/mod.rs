@@ -13,7 +13,25 @@
 //! Every message, header and data struct implements [`Message`]: versioned
 //! `encode` / `decode` / `encoded_len` over `bytes::{Buf, BufMut}`. Requests also
 //! implement [`Request`] (api key, response type), responses [`Response`].
-//! [`encode_request_frame`] and [`decode_response_frame`] put the pieces together.
+//! [`encode_request_frame`] and [`decode_response_frame`] put the pieces together;
+//! [`encode_response_frame`] and [`decode_request_frame_header`] are the broker side, for
+//! fakes; [`decode_api_versions_response`] handles the v0 fallback of ApiVersions.
+//!
+//! Generated code (`messages/`, from Kafka's JSON specs by `kafka-wire-codegen`; run
+//! `scripts/check-generated` to verify it is fresh):
+//!
+//! - one module per spec, `messages::metadata_response`, whose message struct is also
+//!   re-exported as `messages::MetadataResponse`;
+//! - nested structs keep their spec names inside that module
+//!   (`metadata_response::MetadataResponseTopic`, `fetch_request::FetchTopic`), prefixed
+//!   with the message name only where a spec name would clash with a name the generated
+//!   code uses (`Bytes`, `Uuid`, `Result`, ...);
+//! - fields are snake_case; `string` is `String`, `bytes` is `bytes::Bytes`, `records` is
+//!   `Option<Bytes>` (raw batches; defaults to empty, never null), `uuid` is [`Uuid`],
+//!   arrays are `Vec` (map-keyed ones too: duplicates survive), and a field nullable in
+//!   any version is an `Option`;
+//! - `Default` follows the spec defaults; every struct of a message with flexible versions
+//!   keeps `unknown_tagged_fields`, so decode -> encode is lossless.
 
 pub mod codec;
 pub mod messages;
