@@ -233,3 +233,13 @@ fn a_negative_batch_length_is_invalid() {
         Err(Error::InvalidLength { .. })
     ));
 }
+
+#[test]
+fn a_v2_batch_length_below_the_header_size_is_invalid() {
+    let mut b = sample_batches(Compression::None);
+    b[8..12].copy_from_slice(&20i32.to_be_bytes());
+    assert!(matches!(
+        decode_records(Bytes::from(b), DecodeOptions::default()),
+        Err(Error::InvalidLength { length: 20, .. })
+    ));
+}

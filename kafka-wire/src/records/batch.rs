@@ -250,6 +250,13 @@ impl RecordBatch {
     /// Decodes one complete v2 batch (`batch` holds exactly its bytes), checking the
     /// CRC32C if `verify_crc` and decompressing with at most `limit` output bytes.
     pub(crate) fn decode_v2(batch: Bytes, verify_crc: bool, limit: usize) -> Result<Self> {
+        if batch.len() < RECORD_BATCH_OVERHEAD {
+            // The bytes are all there: the declared length is too small for a v2 header.
+            return Err(Error::InvalidLength {
+                context: "record batch length",
+                length: batch.len().saturating_sub(LOG_OVERHEAD) as i64,
+            });
+        }
         let header = BatchHeader::parse_v2(&batch)?;
         if header.magic != 2 {
             return Err(Error::UnsupportedMagic(header.magic));
