@@ -34,24 +34,52 @@ pub trait AggregateFunction<In>: Send + Sync + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: &Self::Acc);
     /// The result of an accumulator.
     fn result(&self, acc: &Self::Acc) -> Self::Out;
+    /// Whether [`AggregateFunction::retract`] exactly undoes a merge. Sliding windows
+    /// then keep one running accumulator per key (add the entering pane, retract the
+    /// leaving one) instead of a per-key queue of panes.
+    fn invertible(&self) -> bool {
+        false
+    }
+    /// Removes `other` (previously merged) from `acc`; only called when
+    /// [`AggregateFunction::invertible`] is true.
+    fn retract(&self, _acc: &mut Self::Acc, _other: &Self::Acc) {}
 }
 
 /// Numbers the built-in sum/min/max work on.
 pub trait Numeric:
     Copy + Default + PartialOrd + Add<Output = Self> + StateCodec + Send + Sync + 'static
 {
+    /// Whether addition is exact (integers), so a sum can be retracted without drift.
+    const EXACT: bool;
     /// Conversion for averages.
     fn to_f64(self) -> f64;
+    /// `self - other` (wrapping for integers); only used when `EXACT`.
+    fn minus(self, other: Self) -> Self;
 }
-macro_rules! numeric {
+macro_rules! numeric_int {
     ($($t:ty),*) => {$(
         impl Numeric for $t {
+            const EXACT: bool = true;
             #[inline]
             fn to_f64(self) -> f64 { self as f64 }
+            #[inline]
+            fn minus(self, other: Self) -> Self { self.wrapping_sub(other) }
         }
     )*};
 }
-numeric!(u8, u16, u32, u64, i8, i16, i32, i64, f32, f64, usize);
+macro_rules! numeric_float {
+    ($($t:ty),*) => {$(
+        impl Numeric for $t {
+            const EXACT: bool = false;
+            #[inline]
+            fn to_f64(self) -> f64 { self as f64 }
+            #[inline]
+            fn minus(self, other: Self) -> Self { self - other }
+        }
+    )*};
+}
+numeric_int!(u8, u16, u32, u64, i8, i16, i32, i64, usize);
+numeric_float!(f32, f64);
 
 /// Counts records.
 #[derive(Clone, Copy, Debug, Default)]
@@ -72,6 +100,12 @@ impl<In> AggregateFunction<In> for Count {
     }
     fn result(&self, acc: &u64) -> u64 {
         *acc
+    }
+    fn invertible(&self) -> bool {
+        true
+    }
+    fn retract(&self, acc: &mut u64, other: &u64) {
+        *acc -= *other;
     }
 }
 
@@ -129,6 +163,13 @@ where
     }
     fn result(&self, acc: &V) -> V {
         *acc
+    }
+    /// Integer sums retract exactly; float sums would drift, so they do not.
+    fn invertible(&self) -> bool {
+        V::EXACT
+    }
+    fn retract(&self, acc: &mut V, other: &V) {
+        *acc = acc.minus(*other);
     }
 }
 
@@ -211,6 +252,14 @@ where
         } else {
             acc.0 / acc.1 as f64
         }
+    }
+    /// Exact while the sum of integer values stays below 2^53.
+    fn invertible(&self) -> bool {
+        V::EXACT
+    }
+    fn retract(&self, acc: &mut (f64, u64), other: &(f64, u64)) {
+        acc.0 -= other.0;
+        acc.1 -= other.1;
     }
 }
 

@@ -11,7 +11,9 @@ use engine::*;
 use proptest::prelude::*;
 
 type Ev = (u8, i64, u64);
-type Out = BTreeMap<(u8, i64, i64), (u64, u64)>;
+/// (count, sum, max) per (key, window start, window end). Max is not invertible, so
+/// sliding windows exercise both the running-accumulator and the two-stack paths.
+type Out = BTreeMap<(u8, i64, i64), (u64, u64, u64)>;
 
 const BOUND: i64 = 25;
 
@@ -52,6 +54,7 @@ fn reference(evs: &[Ev], kind: Kind) -> Out {
                 let e = out.entry((k, start, start + size)).or_default();
                 e.0 += 1;
                 e.1 += v;
+                e.2 = e.2.max(v);
             }
         }
         Kind::Sliding(size, slide) => {
@@ -62,6 +65,7 @@ fn reference(evs: &[Ev], kind: Kind) -> Out {
                     let e = out.entry((k, end - size, end)).or_default();
                     e.0 += 1;
                     e.1 += v;
+                    e.2 = e.2.max(v);
                     end += slide;
                 }
             }
@@ -73,22 +77,22 @@ fn reference(evs: &[Ev], kind: Kind) -> Out {
             }
             for (k, mut list) in per_key {
                 list.sort();
-                let mut cur: Option<(i64, i64, u64, u64)> = None;
+                let mut cur: Option<(i64, i64, u64, u64, u64)> = None;
                 for (ts, v) in list {
                     cur = match cur {
                         // Windows that touch merge (Flink semantics).
-                        Some((s, e, c, sum)) if ts <= e => {
-                            Some((s, e.max(ts + gap), c + 1, sum + v))
+                        Some((s, e, c, sum, m)) if ts <= e => {
+                            Some((s, e.max(ts + gap), c + 1, sum + v, m.max(v)))
                         }
-                        Some((s, e, c, sum)) => {
-                            out.insert((k, s, e), (c, sum));
-                            Some((ts, ts + gap, 1, v))
+                        Some((s, e, c, sum, m)) => {
+                            out.insert((k, s, e), (c, sum, m));
+                            Some((ts, ts + gap, 1, v, v))
                         }
-                        None => Some((ts, ts + gap, 1, v)),
+                        None => Some((ts, ts + gap, 1, v, v)),
                     };
                 }
-                if let Some((s, e, c, sum)) = cur {
-                    out.insert((k, s, e), (c, sum));
+                if let Some((s, e, c, sum, m)) = cur {
+                    out.insert((k, s, e), (c, sum, m));
                 }
             }
         }
@@ -129,6 +133,7 @@ fn run(
         );
         let counts = CollectSink::new();
         let sums = CollectSink::new();
+        let maxes = CollectSink::new();
         let strategy = || {
             WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(BOUND as u64))
                 .with_timestamp(|e: &Ev| e.1)
@@ -140,6 +145,13 @@ fn run(
             .aggregate(Count)
             .map(|w| ((w.key, w.window.start, w.window.end), w.value))
             .sink(counts.clone());
+        p.source(VecSource::with_splits(split_vecs.clone()), strategy())
+            .key_by(|e| e.0)
+            .window(windows(kind))
+            .allowed_lateness(Duration::from_millis(lateness))
+            .aggregate(Max::of(|e: &Ev| e.2))
+            .map(|w| ((w.key, w.window.start, w.window.end), w.value))
+            .sink(maxes.clone());
         p.source(VecSource::with_splits(split_vecs), strategy())
             .key_by(|e| e.0)
             .window(windows(kind))
@@ -153,10 +165,16 @@ fn run(
             .unwrap();
         let mut out = Out::new();
         for (k, c) in counts.values() {
-            assert!(out.insert(k, (c, 0)).is_none(), "window {k:?} fired twice");
+            assert!(
+                out.insert(k, (c, 0, 0)).is_none(),
+                "window {k:?} fired twice"
+            );
         }
         for (k, s) in sums.values() {
             out.entry(k).or_default().1 = s;
+        }
+        for (k, m) in maxes.values() {
+            out.entry(k).or_default().2 = m;
         }
         out
     })

@@ -361,13 +361,18 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
     where
         T: Clone + StateCodec,
     {
-        self.aggregate(Reduce::new(f)).flat_map(|w| {
+        let windowed = self.aggregate(Reduce::new(f));
+        let window_op = windowed.last_op;
+        let mut out = windowed.flat_map(|w| {
             w.value.map(|value| Windowed {
                 key: w.key,
                 window: w.window,
                 value,
             })
-        })
+        });
+        // Side outputs (late data) belong to the window operator, not the adapter.
+        out.last_op = window_op;
+        out
     }
 
     /// Applies `f` to all records of each window (buffers the window's records:
@@ -379,7 +384,10 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
     where
         T: Clone + StateCodec,
     {
-        self.aggregate(crate::aggregate::Collect)
-            .map(move |w| f(&w.key, w.window, w.value))
+        let windowed = self.aggregate(crate::aggregate::Collect);
+        let window_op = windowed.last_op;
+        let mut out = windowed.map(move |w| f(&w.key, w.window, w.value));
+        out.last_op = window_op;
+        out
     }
 }

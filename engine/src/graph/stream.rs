@@ -19,7 +19,7 @@ use crate::operators::map::{MapOperator, TryMapOperator};
 use crate::operators::process::OutputTag;
 use crate::operators::{Operator, SideOutput};
 use crate::runtime::channel::{Receiver, Sender, channel};
-use crate::runtime::emitter::{ChannelEmitter, Partitioner};
+use crate::runtime::emitter::{ChannelEmitter, Partitioner, Tee};
 use crate::runtime::gate::InputGate;
 use crate::runtime::node::{BoxNode, ChainNode};
 use crate::runtime::task::run_sink_task;
@@ -230,15 +230,14 @@ impl<T: Send + 'static> DataStream<T> {
     /// data of a window with [`crate::WindowedStream::side_output_late_data`], or
     /// [`crate::ProcessContext::output`] in a process function).
     pub fn side_output<S: Send + 'static>(&self, tag: &OutputTag<S>) -> DataStream<S> {
-        let par = self.parallelism;
         let cap = self.graph.borrow().config.channel_capacity;
-        let mut senders: Vec<Option<Sender<S>>> = Vec::new();
-        let mut receivers: Vec<Receiver<S>> = Vec::new();
-        for _ in 0..par {
-            let (tx, rx) = channel(cap);
-            senders.push(Some(tx));
-            receivers.push(rx);
-        }
+        let (mut senders, stream) = channel_fed_stream(
+            &self.graph,
+            self.parallelism,
+            self.checkpointed,
+            cap,
+            "side-output",
+        );
         if let Some(op) = self.last_op {
             self.graph.borrow_mut().sides.insert(
                 (op, tag.id),
@@ -251,23 +250,7 @@ impl<T: Send + 'static> DataStream<T> {
                 }),
             );
         }
-        let cp = self.checkpointed;
-        let mut receivers = Some(receivers);
-        DataStream::new(
-            self.graph.clone(),
-            par,
-            cp,
-            None,
-            Box::new(move |b, mut down| {
-                let gates = receivers
-                    .take()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|rx| InputGate::new(vec![rx]))
-                    .collect();
-                b.spawn_chain_stage("side-output", gates, cp, &mut down)
-            }),
-        )
+        stream
     }
 
     /// Enriches every value with an async function (e.g. a lookup in an external
@@ -323,6 +306,53 @@ impl<T: Send + 'static> DataStream<T> {
                 Ok(())
             }),
         )
+    }
+
+    /// Sends every record to two streams (fan-out), e.g. to write one stream to two
+    /// sinks. Each branch is a new stage fed by its own bounded channels. Drop a
+    /// branch you do not use (its copy is then discarded); a branch that is kept
+    /// but never consumed would stall the job through backpressure.
+    ///
+    /// ```
+    /// use engine::{CollectSink, Pipeline, VecSource, WatermarkStrategy};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let p = Pipeline::new();
+    /// let (evens, all) = (CollectSink::new(), CollectSink::new());
+    /// let (a, b) = p.source(VecSource::new(vec![1, 2, 3, 4]), WatermarkStrategy::no_watermarks()).fork();
+    /// a.filter(|x| x % 2 == 0).sink(evens.clone());
+    /// b.sink(all.clone());
+    /// p.run().await.unwrap();
+    /// assert_eq!((evens.values(), all.values()), (vec![2, 4], vec![1, 2, 3, 4]));
+    /// # });
+    /// ```
+    pub fn fork(self) -> (DataStream<T>, DataStream<T>)
+    where
+        T: Clone,
+    {
+        let par = self.parallelism;
+        let cp = self.checkpointed;
+        let graph = self.graph.clone();
+        let cap = graph.borrow().config.channel_capacity;
+        let (tx_a, branch_a) = channel_fed_stream(&graph, par, cp, cap, "fork");
+        let (tx_b, branch_b) = channel_fed_stream(&graph, par, cp, cap, "fork");
+        let mut txs = [tx_a, tx_b];
+        graph.borrow_mut().add_terminal(Box::new(move |b| {
+            let batch = b.config.batch_size;
+            (self.connect)(
+                b,
+                Box::new(move |_b: &mut BuildCtx, sub: usize| {
+                    let outputs = txs
+                        .iter_mut()
+                        .filter_map(|branch| branch.get_mut(sub).and_then(Option::take))
+                        .map(|tx| {
+                            ChannelEmitter::new(vec![tx], Partitioner::Forward, batch).lenient()
+                        })
+                        .collect();
+                    Ok(Box::new(Tee { outputs }) as BoxNode<T>)
+                }),
+            )
+        }));
+        (branch_a, branch_b)
     }
 
     /// Writes the stream to `sink`; each subtask gets a clone.
@@ -412,6 +442,41 @@ pub(crate) fn gates_from<T: Send + 'static>(
         )?;
     }
     Ok(rx_per.into_iter().map(InputGate::new).collect())
+}
+
+/// A stream whose tasks read from channels created now (one per subtask); returns
+/// the sending halves for the producing side.
+fn channel_fed_stream<T: Send + 'static>(
+    graph: &GraphRef,
+    par: usize,
+    checkpointed: bool,
+    capacity: usize,
+    name: &'static str,
+) -> (Vec<Option<Sender<T>>>, DataStream<T>) {
+    let mut senders = Vec::with_capacity(par);
+    let mut receivers = Vec::with_capacity(par);
+    for _ in 0..par {
+        let (tx, rx) = channel(capacity);
+        senders.push(Some(tx));
+        receivers.push(rx);
+    }
+    let mut receivers = Some(receivers);
+    let stream = DataStream::new(
+        graph.clone(),
+        par,
+        checkpointed,
+        None,
+        Box::new(move |b: &mut BuildCtx, mut down: ChainFactory<T>| {
+            let gates = receivers
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|rx| InputGate::new(vec![rx]))
+                .collect();
+            b.spawn_chain_stage(name, gates, checkpointed, &mut down)
+        }),
+    );
+    (senders, stream)
 }
 
 /// Key hash used by keyed exchanges.

@@ -20,6 +20,11 @@
 //!                       emit front.top.agg ⊕ back_agg                    O(1) amortised
 //! ```
 //!
+//! Invertible aggregates (count, integer sum and average) skip the FIFO: each key
+//! keeps one running accumulator; a firing merges the entering pane into it and
+//! retracts the leaving pane, walking the two pane maps sequentially, which is the
+//! cheapest layout for memory and caches.
+//!
 //! Allowed lateness needs windows that already left the FIFO, so sliding windows with
 //! allowed lateness use [`crate::operators::pane_window`] instead.
 
@@ -139,6 +144,12 @@ pub struct SlidingWindowOperator<K, T, A: AggregateFunction<T>> {
     fifo_ends: BTreeMap<i64, ()>,
     /// Size of the last completed pane: new panes are pre-sized to it.
     last_pane_len: usize,
+    /// Invertible aggregates (count, integer sums): one running accumulator per key
+    /// and the number of panes contributing to it; panes stay pane-major.
+    invertible: bool,
+    running: Option<KeyGroupedMap<K, (A::Acc, u32)>>,
+    /// Newest pane end merged into `running`.
+    included_upto: i64,
     fired_until: i64,
     progress: i64,
     late: SideOutput<T>,
@@ -158,6 +169,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     ) -> Self {
         SlidingWindowOperator {
             key_fn,
+            invertible: agg.invertible(),
             agg,
             geo: Panes::new(size, slide, offset),
             domain,
@@ -165,6 +177,8 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             fifo: None,
             fifo_ends: BTreeMap::new(),
             last_pane_len: 0,
+            running: None,
+            included_upto: i64::MIN,
             fired_until: i64::MIN,
             progress: i64::MIN,
             late,
@@ -190,11 +204,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                 }
                 return self.late.emit(r, out.ctx);
             }
-            if pane_end <= self.fired_until {
+            if !self.invertible && pane_end <= self.fired_until {
                 return self.add_to_complete_pane(r, pane_end);
             }
         }
         let key = (self.key_fn)(&r.value);
+        // Behind the watermark but in windows not fired yet, with a running aggregate
+        // that already includes this pane: update both.
+        let late_key = (self.invertible && pane_end <= self.included_upto).then(|| key.clone());
         if !self.open.contains_key(&pane_end) {
             let mut m = self.new_map();
             m.reserve_total(self.last_pane_len);
@@ -205,15 +222,96 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         };
         let kg = pane.key_group(&key);
         let group = pane.group_mut(kg);
-        match group.get_mut(&key) {
-            Some(acc) => self.agg.add(acc, &r.value),
+        let new_entry = match group.get_mut(&key) {
+            Some(acc) => {
+                self.agg.add(acc, &r.value);
+                false
+            }
             None => {
                 let mut acc = self.agg.create();
                 self.agg.add(&mut acc, &r.value);
                 group.insert(key, acc);
+                true
+            }
+        };
+        if let (Some(k), Some(running)) = (late_key, self.running.as_mut()) {
+            let kg = running.key_group(&k);
+            let e = running
+                .group_mut(kg)
+                .entry(k)
+                .or_insert_with(|| (self.agg.create(), 0));
+            self.agg.add(&mut e.0, &r.value);
+            if new_entry {
+                e.1 += 1;
             }
         }
         Ok(())
+    }
+
+    /// Firing for invertible aggregates: merge entering panes into the running
+    /// accumulators, retract leaving panes, emit one result per key.
+    fn fire_invertible(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if self.running.is_none() {
+            let m = self.new_map();
+            self.running = Some(m);
+        }
+        let Some(running) = self.running.as_mut() else {
+            return;
+        };
+        let agg = &*self.agg;
+        for (_, pane) in self.open.range(self.included_upto.saturating_add(1)..=end) {
+            for (k, acc) in pane.iter() {
+                let kg = running.key_group(k);
+                let g = running.group_mut(kg);
+                match g.get_mut(k) {
+                    Some(e) => {
+                        agg.merge(&mut e.0, acc);
+                        e.1 += 1;
+                    }
+                    None => {
+                        g.insert(k.clone(), (acc.clone(), 1));
+                    }
+                }
+            }
+        }
+        self.included_upto = self.included_upto.max(end);
+        let evict_until = end - self.geo.size;
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() > evict_until {
+                break;
+            }
+            let (_, pane) = entry.remove_entry();
+            for (k, acc) in pane.into_groups() {
+                let kg = running.key_group(&k);
+                let g = running.group_mut(kg);
+                let empty = match g.get_mut(&k) {
+                    Some(e) => {
+                        agg.retract(&mut e.0, &acc);
+                        e.1 = e.1.saturating_sub(1);
+                        e.1 == 0
+                    }
+                    None => false,
+                };
+                if empty {
+                    g.remove(&k);
+                }
+            }
+        }
+        let window = TimeWindow {
+            start: end - self.geo.size,
+            end,
+        };
+        let ts = window.max_timestamp();
+        for (k, (acc, _)) in running.iter() {
+            out.emit(Record::new(
+                Windowed {
+                    key: k.clone(),
+                    window,
+                    value: agg.result(acc),
+                },
+                ts,
+            ));
+        }
     }
 
     /// A record behind the watermark whose pane already moved into the FIFO but
@@ -244,6 +342,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     }
 
     fn fire(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if self.invertible {
+            return self.fire_invertible(end, out);
+        }
         if self.fifo.is_none() {
             let m = self.new_map();
             self.fifo = Some(m);

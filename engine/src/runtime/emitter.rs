@@ -205,3 +205,68 @@ impl<T> ChannelEmitter<T> {
         }
     }
 }
+
+/// Copies every batch and control event to several emitters (stream fan-out).
+pub(crate) struct Tee<T> {
+    pub(crate) outputs: Vec<ChannelEmitter<T>>,
+}
+
+impl<T: Clone + Send + 'static> Node<T> for Tee<T> {
+    fn open(&mut self, _ctx: &mut TaskCtx) -> Result<()> {
+        Ok(())
+    }
+
+    fn process_batch(&mut self, batch: Vec<Record<T>>, ctx: &mut TaskCtx) -> Result<()> {
+        let n = self.outputs.len();
+        let mut batch = Some(batch);
+        for (i, o) in self.outputs.iter_mut().enumerate() {
+            let b = if i + 1 == n {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.clone().unwrap_or_default()
+            };
+            o.process_batch(b, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.on_watermark(wm, ctx))
+    }
+
+    fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.on_idle(idle, ctx))
+    }
+
+    fn on_processing_time(&mut self, _now: i64, _ctx: &mut TaskCtx) -> Result<()> {
+        Ok(())
+    }
+
+    fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.on_barrier(barrier, ctx))
+    }
+
+    fn on_checkpoint_complete(&mut self, _id: CheckpointId, _ctx: &mut TaskCtx) -> Result<()> {
+        Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs.iter_mut().try_for_each(|o| o.flush(ctx))
+    }
+
+    fn end_of_input(&mut self, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.end_of_input(ctx))
+    }
+
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -13,14 +13,17 @@
 //!                          (one fused chain, plain calls)     (bounded channels, batches)
 //! ```
 //!
-//! Why tokio and not dedicated threads: measured with `cargo bench -p engine --bench
-//! throughput`, the per-record cost of a fused chain is identical (the chain is plain
-//! synchronous code inside the task); the per-batch channel hand-off costs about a
-//! microsecond either way and is amortised over 1024 records. tokio gives us what
-//! threads would make us build by hand: async sources and sinks (Kafka I/O), async
-//! enrichment (`async_map`) without a thread per request, timers and a controllable
-//! clock (`tokio::time::pause`) for deterministic tests. CPU-heavy chains run between
-//! `.await` points for one batch at a time, so they never block the runtime for long.
+//! Why tokio and not dedicated threads (measured with `cargo bench -p engine --bench
+//! throughput`, scenarios `channel_tokio` / `channel_std`): handing batches of 1024
+//! records between two tokio tasks over a bounded `tokio::sync::mpsc` moved about
+//! 206 M records/s, between two dedicated threads over `std::sync::mpsc::sync_channel`
+//! about 220 M records/s - a difference of well under a nanosecond per record, far
+//! below the cost of any real operator. The fused chain itself is plain synchronous
+//! code, identical either way. tokio then gives what threads would make us build by
+//! hand: async sources and sinks (Kafka I/O), `async_map` enrichment without a thread
+//! per request, timers, and a controllable clock (`tokio::time::pause`) that makes
+//! window, idleness and backpressure tests deterministic. A chain runs one batch
+//! between `.await` points, so CPU-heavy operators never block the runtime for long.
 //!
 //! Backpressure: a task hands its output to the channel with `try_send`; if the
 //! channel is full the send becomes a pending future that the task awaits before it
