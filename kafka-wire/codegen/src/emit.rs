@@ -32,7 +32,8 @@ struct Ctx<'a> {
     b: &'a str,
     k: String,
     n: String,
-    name: &'a str,
+    /// `Struct.Field`, the context of errors.
+    name: String,
 }
 
 fn prim(ty: &Ty) -> Option<(&'static str, usize)> {
@@ -222,6 +223,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
 
     let mut tagged: Vec<&FieldModel> = s.fields.iter().filter(|f| f.tagged.is_some()).collect();
     tagged.sort_by_key(|f| f.tagged.map(|t| t.0));
+    let qn = |f: &FieldModel| format!("{}.{}", s.json_name, f.json_name);
     let tagged_range = |f: &FieldModel| -> Range {
         let (_, tv) = f.tagged.unwrap_or((0, Range::NONE));
         tv.intersect(f.versions)
@@ -260,7 +262,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
             b: "buf",
             k: f.compact.cond(f.regular.intersect(within)),
             n: f.nullable.cond(f.regular.intersect(within)),
-            name: &f.json_name,
+            name: qn(f),
         };
         let v = format!("self.{}", f.rust_name);
         wrap_if(&mut w, &f.regular.cond(within), &write_stmt(f, &v, &c));
@@ -292,7 +294,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
                     b: "buf",
                     k: "true".into(),
                     n: f.nullable.cond(tagged_range(f).intersect(flex_within)),
-                    name: &f.json_name,
+                    name: qn(f),
                 };
                 let body = format!(
                     "next = c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, {tag})?;\n\
@@ -319,7 +321,7 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
             b: "buf",
             k: f.compact.cond(f.regular.intersect(within)),
             n: f.nullable.cond(f.regular.intersect(within)),
-            name: &f.json_name,
+            name: qn(f),
         };
         let body = format!("this.{} = {};", f.rust_name, read_expr(f, &c));
         wrap_if(&mut r, &f.regular.cond(within), &body);
@@ -354,14 +356,14 @@ fn emit_struct(out: &mut String, msg: &Msg, s: &StructModel) {
                     b: "&mut data",
                     k: "true".into(),
                     n: f.nullable.cond(tagged_range(f).intersect(flex_within)),
-                    name: &f.json_name,
+                    name: qn(f),
                 };
                 let _ = writeln!(
                     t,
                     "{tag}{guard} => {{ this.{} = {}; c::ensure_consumed(&data, \"{}\")?; }}",
                     f.rust_name,
                     read_expr(f, &c),
-                    f.json_name
+                    qn(f)
                 );
             }
             let _ = writeln!(t, "_ => this.unknown_tagged_fields.push((tag, data)),");

@@ -265,7 +265,7 @@ fn null_where_not_nullable_is_an_error() {
     assert!(matches!(
         all_topics.encode(&mut Vec::new(), 0),
         Err(Error::NullNotAllowed {
-            field: "Topics",
+            field: "MetadataRequest.Topics",
             version: 0
         })
     ));
@@ -274,7 +274,7 @@ fn null_where_not_nullable_is_an_error() {
     assert!(matches!(
         MetadataRequest::decode(&mut &[0xffu8, 0xff, 0xff, 0xff][..], 0),
         Err(Error::NullNotAllowed {
-            field: "Topics",
+            field: "MetadataRequest.Topics",
             version: 0
         })
     ));

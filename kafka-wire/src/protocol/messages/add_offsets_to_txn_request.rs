@@ -62,10 +62,20 @@ impl Codec for AddOffsetsToTxnRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.transactional_id, version >= 3, "TransactionalId")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            version >= 3,
+            "AddOffsetsToTxnRequest.TransactionalId",
+        )?;
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
-        c::write_string(buf, &self.group_id, version >= 3, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 3,
+            "AddOffsetsToTxnRequest.GroupId",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -73,10 +83,16 @@ impl Codec for AddOffsetsToTxnRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, version >= 3, "TransactionalId", version)?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
-        this.group_id = c::read_string(buf, version >= 3, "GroupId", version)?;
+        this.transactional_id = c::read_string(
+            buf,
+            version >= 3,
+            "AddOffsetsToTxnRequest.TransactionalId",
+            version,
+        )?;
+        this.producer_id = c::read_i64(buf, "AddOffsetsToTxnRequest.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "AddOffsetsToTxnRequest.ProducerEpoch")?;
+        this.group_id =
+            c::read_string(buf, version >= 3, "AddOffsetsToTxnRequest.GroupId", version)?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -60,8 +60,8 @@ impl Codec for AddOffsetsToTxnResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.throttle_time_ms = c::read_i32(buf, "AddOffsetsToTxnResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AddOffsetsToTxnResponse.ErrorCode")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -98,14 +98,20 @@ impl Codec for AddPartitionsToTxnRequest {
             });
         }
         if version >= 4 {
-            c::write_array(buf, &self.transactions, version, true, "Transactions")?;
+            c::write_array(
+                buf,
+                &self.transactions,
+                version,
+                true,
+                "AddPartitionsToTxnRequest.Transactions",
+            )?;
         }
         if version <= 3 {
             c::write_string(
                 buf,
                 &self.v3_and_below_transactional_id,
                 version >= 3,
-                "V3AndBelowTransactionalId",
+                "AddPartitionsToTxnRequest.V3AndBelowTransactionalId",
             )?;
         }
         if version <= 3 {
@@ -120,7 +126,7 @@ impl Codec for AddPartitionsToTxnRequest {
                 &self.v3_and_below_topics,
                 version,
                 version >= 3,
-                "V3AndBelowTopics",
+                "AddPartitionsToTxnRequest.V3AndBelowTopics",
             )?;
         }
         if version >= 3 {
@@ -131,21 +137,32 @@ impl Codec for AddPartitionsToTxnRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 4 {
-            this.transactions = c::read_array(buf, version, true, "Transactions")?;
+            this.transactions =
+                c::read_array(buf, version, true, "AddPartitionsToTxnRequest.Transactions")?;
         }
         if version <= 3 {
-            this.v3_and_below_transactional_id =
-                c::read_string(buf, version >= 3, "V3AndBelowTransactionalId", version)?;
+            this.v3_and_below_transactional_id = c::read_string(
+                buf,
+                version >= 3,
+                "AddPartitionsToTxnRequest.V3AndBelowTransactionalId",
+                version,
+            )?;
         }
         if version <= 3 {
-            this.v3_and_below_producer_id = c::read_i64(buf, "V3AndBelowProducerId")?;
+            this.v3_and_below_producer_id =
+                c::read_i64(buf, "AddPartitionsToTxnRequest.V3AndBelowProducerId")?;
         }
         if version <= 3 {
-            this.v3_and_below_producer_epoch = c::read_i16(buf, "V3AndBelowProducerEpoch")?;
+            this.v3_and_below_producer_epoch =
+                c::read_i16(buf, "AddPartitionsToTxnRequest.V3AndBelowProducerEpoch")?;
         }
         if version <= 3 {
-            this.v3_and_below_topics =
-                c::read_array(buf, version, version >= 3, "V3AndBelowTopics")?;
+            this.v3_and_below_topics = c::read_array(
+                buf,
+                version,
+                version >= 3,
+                "AddPartitionsToTxnRequest.V3AndBelowTopics",
+            )?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -237,8 +254,19 @@ impl Codec for AddPartitionsToTxnTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 3, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 3, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 3,
+            "AddPartitionsToTxnTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 3,
+            "AddPartitionsToTxnTopic.Partitions",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -246,8 +274,13 @@ impl Codec for AddPartitionsToTxnTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 3, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 3, "Partitions")?;
+        this.name = c::read_string(buf, version >= 3, "AddPartitionsToTxnTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 3,
+            "AddPartitionsToTxnTopic.Partitions",
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -321,21 +354,37 @@ impl Default for AddPartitionsToTxnTransaction {
 
 impl Codec for AddPartitionsToTxnTransaction {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.transactional_id, true, "TransactionalId")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "AddPartitionsToTxnTransaction.TransactionalId",
+        )?;
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         buf.put_u8(u8::from(self.verify_only));
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "AddPartitionsToTxnTransaction.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, true, "TransactionalId", version)?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
-        this.verify_only = c::read_bool(buf, "VerifyOnly")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.transactional_id = c::read_string(
+            buf,
+            true,
+            "AddPartitionsToTxnTransaction.TransactionalId",
+            version,
+        )?;
+        this.producer_id = c::read_i64(buf, "AddPartitionsToTxnTransaction.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "AddPartitionsToTxnTransaction.ProducerEpoch")?;
+        this.verify_only = c::read_bool(buf, "AddPartitionsToTxnTransaction.VerifyOnly")?;
+        this.topics = c::read_array(buf, version, true, "AddPartitionsToTxnTransaction.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

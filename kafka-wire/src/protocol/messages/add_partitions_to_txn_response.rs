@@ -83,7 +83,7 @@ impl Codec for AddPartitionsToTxnResponse {
                 &self.results_by_transaction,
                 version,
                 true,
-                "ResultsByTransaction",
+                "AddPartitionsToTxnResponse.ResultsByTransaction",
             )?;
         }
         if version <= 3 {
@@ -92,7 +92,7 @@ impl Codec for AddPartitionsToTxnResponse {
                 &self.results_by_topic_v3_and_below,
                 version,
                 version >= 3,
-                "ResultsByTopicV3AndBelow",
+                "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow",
             )?;
         }
         if version >= 3 {
@@ -102,17 +102,25 @@ impl Codec for AddPartitionsToTxnResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.throttle_time_ms = c::read_i32(buf, "AddPartitionsToTxnResponse.ThrottleTimeMs")?;
         if version >= 4 {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "AddPartitionsToTxnResponse.ErrorCode")?;
         }
         if version >= 4 {
-            this.results_by_transaction =
-                c::read_array(buf, version, true, "ResultsByTransaction")?;
+            this.results_by_transaction = c::read_array(
+                buf,
+                version,
+                true,
+                "AddPartitionsToTxnResponse.ResultsByTransaction",
+            )?;
         }
         if version <= 3 {
-            this.results_by_topic_v3_and_below =
-                c::read_array(buf, version, version >= 3, "ResultsByTopicV3AndBelow")?;
+            this.results_by_topic_v3_and_below = c::read_array(
+                buf,
+                version,
+                version >= 3,
+                "AddPartitionsToTxnResponse.ResultsByTopicV3AndBelow",
+            )?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -203,8 +211,10 @@ impl Codec for AddPartitionsToTxnPartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.partition_error_code = c::read_i16(buf, "PartitionErrorCode")?;
+        this.partition_index =
+            c::read_i32(buf, "AddPartitionsToTxnPartitionResult.PartitionIndex")?;
+        this.partition_error_code =
+            c::read_i16(buf, "AddPartitionsToTxnPartitionResult.PartitionErrorCode")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -269,13 +279,18 @@ impl Codec for AddPartitionsToTxnTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 3, "Name")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 3,
+            "AddPartitionsToTxnTopicResult.Name",
+        )?;
         c::write_array(
             buf,
             &self.results_by_partition,
             version,
             version >= 3,
-            "ResultsByPartition",
+            "AddPartitionsToTxnTopicResult.ResultsByPartition",
         )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -284,9 +299,18 @@ impl Codec for AddPartitionsToTxnTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 3, "Name", version)?;
-        this.results_by_partition =
-            c::read_array(buf, version, version >= 3, "ResultsByPartition")?;
+        this.name = c::read_string(
+            buf,
+            version >= 3,
+            "AddPartitionsToTxnTopicResult.Name",
+            version,
+        )?;
+        this.results_by_partition = c::read_array(
+            buf,
+            version,
+            version >= 3,
+            "AddPartitionsToTxnTopicResult.ResultsByPartition",
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -345,15 +369,32 @@ impl Default for AddPartitionsToTxnResult {
 
 impl Codec for AddPartitionsToTxnResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.transactional_id, true, "TransactionalId")?;
-        c::write_array(buf, &self.topic_results, version, true, "TopicResults")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "AddPartitionsToTxnResult.TransactionalId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topic_results,
+            version,
+            true,
+            "AddPartitionsToTxnResult.TopicResults",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, true, "TransactionalId", version)?;
-        this.topic_results = c::read_array(buf, version, true, "TopicResults")?;
+        this.transactional_id = c::read_string(
+            buf,
+            true,
+            "AddPartitionsToTxnResult.TransactionalId",
+            version,
+        )?;
+        this.topic_results =
+            c::read_array(buf, version, true, "AddPartitionsToTxnResult.TopicResults")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

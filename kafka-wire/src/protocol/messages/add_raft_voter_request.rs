@@ -66,23 +66,30 @@ impl Codec for AddRaftVoterRequest {
             self.cluster_id.as_deref(),
             true,
             true,
-            "ClusterId",
+            "AddRaftVoterRequest.ClusterId",
             version,
         )?;
         buf.put_i32(self.timeout_ms);
         buf.put_i32(self.voter_id);
         buf.put_slice(&self.voter_directory_id.0);
-        c::write_array(buf, &self.listeners, version, true, "Listeners")?;
+        c::write_array(
+            buf,
+            &self.listeners,
+            version,
+            true,
+            "AddRaftVoterRequest.Listeners",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, true, true, "ClusterId", version)?;
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
-        this.voter_id = c::read_i32(buf, "VoterId")?;
-        this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
-        this.listeners = c::read_array(buf, version, true, "Listeners")?;
+        this.cluster_id =
+            c::read_nullable_string(buf, true, true, "AddRaftVoterRequest.ClusterId", version)?;
+        this.timeout_ms = c::read_i32(buf, "AddRaftVoterRequest.TimeoutMs")?;
+        this.voter_id = c::read_i32(buf, "AddRaftVoterRequest.VoterId")?;
+        this.voter_directory_id = c::read_uuid(buf, "AddRaftVoterRequest.VoterDirectoryId")?;
+        this.listeners = c::read_array(buf, version, true, "AddRaftVoterRequest.Listeners")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -146,17 +153,17 @@ impl Default for Listener {
 
 impl Codec for Listener {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Listener.Name")?;
+        c::write_string(buf, &self.host, true, "Listener.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "Listener.Name", version)?;
+        this.host = c::read_string(buf, true, "Listener.Host", version)?;
+        this.port = c::read_u16(buf, "Listener.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -57,7 +57,7 @@ impl Codec for AddRaftVoterResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "AddRaftVoterResponse.ErrorMessage",
             version,
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -65,9 +65,15 @@ impl Codec for AddRaftVoterResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.throttle_time_ms = c::read_i32(buf, "AddRaftVoterResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AddRaftVoterResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "AddRaftVoterResponse.ErrorMessage",
+            version,
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

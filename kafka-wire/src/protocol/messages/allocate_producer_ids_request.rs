@@ -53,8 +53,8 @@ impl Codec for AllocateProducerIdsRequest {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+        this.broker_id = c::read_i32(buf, "AllocateProducerIdsRequest.BrokerId")?;
+        this.broker_epoch = c::read_i64(buf, "AllocateProducerIdsRequest.BrokerEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -64,10 +64,10 @@ impl Codec for AllocateProducerIdsResponse {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.producer_id_start = c::read_i64(buf, "ProducerIdStart")?;
-        this.producer_id_len = c::read_i32(buf, "ProducerIdLen")?;
+        this.throttle_time_ms = c::read_i32(buf, "AllocateProducerIdsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AllocateProducerIdsResponse.ErrorCode")?;
+        this.producer_id_start = c::read_i64(buf, "AllocateProducerIdsResponse.ProducerIdStart")?;
+        this.producer_id_len = c::read_i32(buf, "AllocateProducerIdsResponse.ProducerIdLen")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -52,7 +52,13 @@ impl Codec for AlterClientQuotasRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.entries, version, version >= 1, "Entries")?;
+        c::write_array(
+            buf,
+            &self.entries,
+            version,
+            version >= 1,
+            "AlterClientQuotasRequest.Entries",
+        )?;
         buf.put_u8(u8::from(self.validate_only));
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -61,8 +67,13 @@ impl Codec for AlterClientQuotasRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entries = c::read_array(buf, version, version >= 1, "Entries")?;
-        this.validate_only = c::read_bool(buf, "ValidateOnly")?;
+        this.entries = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "AlterClientQuotasRequest.Entries",
+        )?;
+        this.validate_only = c::read_bool(buf, "AlterClientQuotasRequest.ValidateOnly")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -127,13 +138,18 @@ impl Codec for EntityData {
                 version,
             });
         }
-        c::write_string(buf, &self.entity_type, version >= 1, "EntityType")?;
+        c::write_string(
+            buf,
+            &self.entity_type,
+            version >= 1,
+            "EntityData.EntityType",
+        )?;
         c::write_nullable_string(
             buf,
             self.entity_name.as_deref(),
             version >= 1,
             true,
-            "EntityName",
+            "EntityData.EntityName",
             version,
         )?;
         if version >= 1 {
@@ -143,8 +159,9 @@ impl Codec for EntityData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity_type = c::read_string(buf, version >= 1, "EntityType", version)?;
-        this.entity_name = c::read_nullable_string(buf, version >= 1, true, "EntityName", version)?;
+        this.entity_type = c::read_string(buf, version >= 1, "EntityData.EntityType", version)?;
+        this.entity_name =
+            c::read_nullable_string(buf, version >= 1, true, "EntityData.EntityName", version)?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -214,7 +231,7 @@ impl Codec for OpData {
                 version,
             });
         }
-        c::write_string(buf, &self.key, version >= 1, "Key")?;
+        c::write_string(buf, &self.key, version >= 1, "OpData.Key")?;
         buf.put_f64(self.value);
         buf.put_u8(u8::from(self.remove));
         if version >= 1 {
@@ -224,9 +241,9 @@ impl Codec for OpData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.key = c::read_string(buf, version >= 1, "Key", version)?;
-        this.value = c::read_f64(buf, "Value")?;
-        this.remove = c::read_bool(buf, "Remove")?;
+        this.key = c::read_string(buf, version >= 1, "OpData.Key", version)?;
+        this.value = c::read_f64(buf, "OpData.Value")?;
+        this.remove = c::read_bool(buf, "OpData.Remove")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -293,8 +310,8 @@ impl Codec for EntryData {
                 version,
             });
         }
-        c::write_array(buf, &self.entity, version, version >= 1, "Entity")?;
-        c::write_array(buf, &self.ops, version, version >= 1, "Ops")?;
+        c::write_array(buf, &self.entity, version, version >= 1, "EntryData.Entity")?;
+        c::write_array(buf, &self.ops, version, version >= 1, "EntryData.Ops")?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -302,8 +319,8 @@ impl Codec for EntryData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity = c::read_array(buf, version, version >= 1, "Entity")?;
-        this.ops = c::read_array(buf, version, version >= 1, "Ops")?;
+        this.entity = c::read_array(buf, version, version >= 1, "EntryData.Entity")?;
+        this.ops = c::read_array(buf, version, version >= 1, "EntryData.Ops")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

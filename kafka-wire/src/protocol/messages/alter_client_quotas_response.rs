@@ -52,7 +52,13 @@ impl Codec for AlterClientQuotasResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.entries, version, version >= 1, "Entries")?;
+        c::write_array(
+            buf,
+            &self.entries,
+            version,
+            version >= 1,
+            "AlterClientQuotasResponse.Entries",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,13 @@ impl Codec for AlterClientQuotasResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.entries = c::read_array(buf, version, version >= 1, "Entries")?;
+        this.throttle_time_ms = c::read_i32(buf, "AlterClientQuotasResponse.ThrottleTimeMs")?;
+        this.entries = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "AlterClientQuotasResponse.Entries",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -126,13 +137,18 @@ impl Codec for EntityData {
                 version,
             });
         }
-        c::write_string(buf, &self.entity_type, version >= 1, "EntityType")?;
+        c::write_string(
+            buf,
+            &self.entity_type,
+            version >= 1,
+            "EntityData.EntityType",
+        )?;
         c::write_nullable_string(
             buf,
             self.entity_name.as_deref(),
             version >= 1,
             true,
-            "EntityName",
+            "EntityData.EntityName",
             version,
         )?;
         if version >= 1 {
@@ -142,8 +158,9 @@ impl Codec for EntityData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity_type = c::read_string(buf, version >= 1, "EntityType", version)?;
-        this.entity_name = c::read_nullable_string(buf, version >= 1, true, "EntityName", version)?;
+        this.entity_type = c::read_string(buf, version >= 1, "EntityData.EntityType", version)?;
+        this.entity_name =
+            c::read_nullable_string(buf, version >= 1, true, "EntityData.EntityName", version)?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -219,10 +236,10 @@ impl Codec for EntryData {
             self.error_message.as_deref(),
             version >= 1,
             true,
-            "ErrorMessage",
+            "EntryData.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.entity, version, version >= 1, "Entity")?;
+        c::write_array(buf, &self.entity, version, version >= 1, "EntryData.Entity")?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -230,10 +247,10 @@ impl Codec for EntryData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "EntryData.ErrorCode")?;
         this.error_message =
-            c::read_nullable_string(buf, version >= 1, true, "ErrorMessage", version)?;
-        this.entity = c::read_array(buf, version, version >= 1, "Entity")?;
+            c::read_nullable_string(buf, version >= 1, true, "EntryData.ErrorMessage", version)?;
+        this.entity = c::read_array(buf, version, version >= 1, "EntryData.Entity")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -52,7 +52,13 @@ impl Codec for AlterConfigsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.resources, version, version >= 2, "Resources")?;
+        c::write_array(
+            buf,
+            &self.resources,
+            version,
+            version >= 2,
+            "AlterConfigsRequest.Resources",
+        )?;
         buf.put_u8(u8::from(self.validate_only));
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -61,8 +67,9 @@ impl Codec for AlterConfigsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resources = c::read_array(buf, version, version >= 2, "Resources")?;
-        this.validate_only = c::read_bool(buf, "ValidateOnly")?;
+        this.resources =
+            c::read_array(buf, version, version >= 2, "AlterConfigsRequest.Resources")?;
+        this.validate_only = c::read_bool(buf, "AlterConfigsRequest.ValidateOnly")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -127,13 +134,13 @@ impl Codec for AlterableConfig {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
+        c::write_string(buf, &self.name, version >= 2, "AlterableConfig.Name")?;
         c::write_nullable_string(
             buf,
             self.value.as_deref(),
             version >= 2,
             true,
-            "Value",
+            "AlterableConfig.Value",
             version,
         )?;
         if version >= 2 {
@@ -143,8 +150,9 @@ impl Codec for AlterableConfig {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.value = c::read_nullable_string(buf, version >= 2, true, "Value", version)?;
+        this.name = c::read_string(buf, version >= 2, "AlterableConfig.Name", version)?;
+        this.value =
+            c::read_nullable_string(buf, version >= 2, true, "AlterableConfig.Value", version)?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -215,8 +223,19 @@ impl Codec for AlterConfigsResource {
             });
         }
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 2, "ResourceName")?;
-        c::write_array(buf, &self.configs, version, version >= 2, "Configs")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 2,
+            "AlterConfigsResource.ResourceName",
+        )?;
+        c::write_array(
+            buf,
+            &self.configs,
+            version,
+            version >= 2,
+            "AlterConfigsResource.Configs",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -224,9 +243,14 @@ impl Codec for AlterConfigsResource {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 2, "ResourceName", version)?;
-        this.configs = c::read_array(buf, version, version >= 2, "Configs")?;
+        this.resource_type = c::read_i8(buf, "AlterConfigsResource.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 2,
+            "AlterConfigsResource.ResourceName",
+            version,
+        )?;
+        this.configs = c::read_array(buf, version, version >= 2, "AlterConfigsResource.Configs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -47,14 +47,25 @@ impl Default for AlterPartitionReassignmentsRequest {
 impl Codec for AlterPartitionReassignmentsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.timeout_ms);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "AlterPartitionReassignmentsRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.timeout_ms = c::read_i32(buf, "AlterPartitionReassignmentsRequest.TimeoutMs")?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            true,
+            "AlterPartitionReassignmentsRequest.Topics",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -114,15 +125,16 @@ impl Codec for ReassignablePartition {
             version,
             true,
             true,
-            "Replicas",
+            "ReassignablePartition.Replicas",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.replicas = c::read_nullable_array(buf, version, true, true, "Replicas")?;
+        this.partition_index = c::read_i32(buf, "ReassignablePartition.PartitionIndex")?;
+        this.replicas =
+            c::read_nullable_array(buf, version, true, true, "ReassignablePartition.Replicas")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -175,15 +187,21 @@ impl Default for ReassignableTopic {
 
 impl Codec for ReassignableTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "ReassignableTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ReassignableTopic.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "ReassignableTopic.Name", version)?;
+        this.partitions = c::read_array(buf, version, true, "ReassignableTopic.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -62,19 +62,37 @@ impl Codec for AlterPartitionReassignmentsResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "AlterPartitionReassignmentsResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.responses, version, true, "Responses")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            true,
+            "AlterPartitionReassignmentsResponse.Responses",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.responses = c::read_array(buf, version, true, "Responses")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "AlterPartitionReassignmentsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AlterPartitionReassignmentsResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "AlterPartitionReassignmentsResponse.ErrorMessage",
+            version,
+        )?;
+        this.responses = c::read_array(
+            buf,
+            version,
+            true,
+            "AlterPartitionReassignmentsResponse.Responses",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -143,7 +161,7 @@ impl Codec for ReassignablePartitionResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "ReassignablePartitionResponse.ErrorMessage",
             version,
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -151,9 +169,15 @@ impl Codec for ReassignablePartitionResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.partition_index = c::read_i32(buf, "ReassignablePartitionResponse.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "ReassignablePartitionResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ReassignablePartitionResponse.ErrorMessage",
+            version,
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -208,15 +232,22 @@ impl Default for ReassignableTopicResponse {
 
 impl Codec for ReassignableTopicResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "ReassignableTopicResponse.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ReassignableTopicResponse.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "ReassignableTopicResponse.Name", version)?;
+        this.partitions =
+            c::read_array(buf, version, true, "ReassignableTopicResponse.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

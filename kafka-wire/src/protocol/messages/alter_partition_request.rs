@@ -53,15 +53,21 @@ impl Codec for AlterPartitionRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.broker_id);
         buf.put_i64(self.broker_epoch);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "AlterPartitionRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.broker_id = c::read_i32(buf, "AlterPartitionRequest.BrokerId")?;
+        this.broker_epoch = c::read_i64(buf, "AlterPartitionRequest.BrokerEpoch")?;
+        this.topics = c::read_array(buf, version, true, "AlterPartitionRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -123,8 +129,8 @@ impl Codec for BrokerState {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+        this.broker_id = c::read_i32(buf, "BrokerState.BrokerId")?;
+        this.broker_epoch = c::read_i64(buf, "BrokerState.BrokerEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -218,7 +224,7 @@ impl Codec for PartitionData {
         buf.put_i32(self.partition_index);
         buf.put_i32(self.leader_epoch);
         if version <= 2 {
-            c::write_array(buf, &self.new_isr, version, true, "NewIsr")?;
+            c::write_array(buf, &self.new_isr, version, true, "PartitionData.NewIsr")?;
         }
         if version >= 3 {
             c::write_array(
@@ -226,7 +232,7 @@ impl Codec for PartitionData {
                 &self.new_isr_with_epochs,
                 version,
                 true,
-                "NewIsrWithEpochs",
+                "PartitionData.NewIsrWithEpochs",
             )?;
         }
         if version >= 1 {
@@ -238,18 +244,19 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         if version <= 2 {
-            this.new_isr = c::read_array(buf, version, true, "NewIsr")?;
+            this.new_isr = c::read_array(buf, version, true, "PartitionData.NewIsr")?;
         }
         if version >= 3 {
-            this.new_isr_with_epochs = c::read_array(buf, version, true, "NewIsrWithEpochs")?;
+            this.new_isr_with_epochs =
+                c::read_array(buf, version, true, "PartitionData.NewIsrWithEpochs")?;
         }
         if version >= 1 {
-            this.leader_recovery_state = c::read_i8(buf, "LeaderRecoveryState")?;
+            this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
         }
-        this.partition_epoch = c::read_i32(buf, "PartitionEpoch")?;
+        this.partition_epoch = c::read_i32(buf, "PartitionData.PartitionEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -328,24 +335,24 @@ impl Default for TopicData {
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         if version <= 1 {
-            c::write_string(buf, &self.topic_name, true, "TopicName")?;
+            c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
         }
         if version >= 2 {
             buf.put_slice(&self.topic_id.0);
         }
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 1 {
-            this.topic_name = c::read_string(buf, true, "TopicName", version)?;
+            this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
         }
         if version >= 2 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
         }
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

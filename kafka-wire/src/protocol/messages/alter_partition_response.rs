@@ -52,15 +52,21 @@ impl Codec for AlterPartitionResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "AlterPartitionResponse.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.throttle_time_ms = c::read_i32(buf, "AlterPartitionResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AlterPartitionResponse.ErrorCode")?;
+        this.topics = c::read_array(buf, version, true, "AlterPartitionResponse.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -144,7 +150,7 @@ impl Codec for PartitionData {
         buf.put_i16(self.error_code);
         buf.put_i32(self.leader_id);
         buf.put_i32(self.leader_epoch);
-        c::write_array(buf, &self.isr, version, true, "Isr")?;
+        c::write_array(buf, &self.isr, version, true, "PartitionData.Isr")?;
         if version >= 1 {
             buf.put_i8(self.leader_recovery_state);
         }
@@ -154,15 +160,15 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.isr = c::read_array(buf, version, true, "Isr")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
+        this.isr = c::read_array(buf, version, true, "PartitionData.Isr")?;
         if version >= 1 {
-            this.leader_recovery_state = c::read_i8(buf, "LeaderRecoveryState")?;
+            this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
         }
-        this.partition_epoch = c::read_i32(buf, "PartitionEpoch")?;
+        this.partition_epoch = c::read_i32(buf, "PartitionData.PartitionEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -235,24 +241,24 @@ impl Default for TopicData {
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         if version <= 1 {
-            c::write_string(buf, &self.topic_name, true, "TopicName")?;
+            c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
         }
         if version >= 2 {
             buf.put_slice(&self.topic_id.0);
         }
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 1 {
-            this.topic_name = c::read_string(buf, true, "TopicName", version)?;
+            this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
         }
         if version >= 2 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
         }
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

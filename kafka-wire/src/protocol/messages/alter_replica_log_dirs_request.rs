@@ -48,7 +48,13 @@ impl Codec for AlterReplicaLogDirsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.dirs, version, version >= 2, "Dirs")?;
+        c::write_array(
+            buf,
+            &self.dirs,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirsRequest.Dirs",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -56,7 +62,12 @@ impl Codec for AlterReplicaLogDirsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.dirs = c::read_array(buf, version, version >= 2, "Dirs")?;
+        this.dirs = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirsRequest.Dirs",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -119,8 +130,19 @@ impl Codec for AlterReplicaLogDirTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 2,
+            "AlterReplicaLogDirTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirTopic.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -128,8 +150,13 @@ impl Codec for AlterReplicaLogDirTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.name = c::read_string(buf, version >= 2, "AlterReplicaLogDirTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirTopic.Partitions",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -194,8 +221,14 @@ impl Codec for AlterReplicaLogDir {
                 version,
             });
         }
-        c::write_string(buf, &self.path, version >= 2, "Path")?;
-        c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+        c::write_string(buf, &self.path, version >= 2, "AlterReplicaLogDir.Path")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 2,
+            "AlterReplicaLogDir.Topics",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -203,8 +236,8 @@ impl Codec for AlterReplicaLogDir {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.path = c::read_string(buf, version >= 2, "Path", version)?;
-        this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
+        this.path = c::read_string(buf, version >= 2, "AlterReplicaLogDir.Path", version)?;
+        this.topics = c::read_array(buf, version, version >= 2, "AlterReplicaLogDir.Topics")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -52,7 +52,13 @@ impl Codec for AlterReplicaLogDirsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, version >= 2, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirsResponse.Results",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,13 @@ impl Codec for AlterReplicaLogDirsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, version >= 2, "Results")?;
+        this.throttle_time_ms = c::read_i32(buf, "AlterReplicaLogDirsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirsResponse.Results",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -135,8 +146,9 @@ impl Codec for AlterReplicaLogDirPartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index =
+            c::read_i32(buf, "AlterReplicaLogDirPartitionResult.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "AlterReplicaLogDirPartitionResult.ErrorCode")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -201,8 +213,19 @@ impl Codec for AlterReplicaLogDirTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 2, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            version >= 2,
+            "AlterReplicaLogDirTopicResult.TopicName",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirTopicResult.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -210,8 +233,18 @@ impl Codec for AlterReplicaLogDirTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 2, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.topic_name = c::read_string(
+            buf,
+            version >= 2,
+            "AlterReplicaLogDirTopicResult.TopicName",
+            version,
+        )?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "AlterReplicaLogDirTopicResult.Partitions",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -46,15 +46,37 @@ impl Default for AlterUserScramCredentialsRequest {
 
 impl Codec for AlterUserScramCredentialsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.deletions, version, true, "Deletions")?;
-        c::write_array(buf, &self.upsertions, version, true, "Upsertions")?;
+        c::write_array(
+            buf,
+            &self.deletions,
+            version,
+            true,
+            "AlterUserScramCredentialsRequest.Deletions",
+        )?;
+        c::write_array(
+            buf,
+            &self.upsertions,
+            version,
+            true,
+            "AlterUserScramCredentialsRequest.Upsertions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.deletions = c::read_array(buf, version, true, "Deletions")?;
-        this.upsertions = c::read_array(buf, version, true, "Upsertions")?;
+        this.deletions = c::read_array(
+            buf,
+            version,
+            true,
+            "AlterUserScramCredentialsRequest.Deletions",
+        )?;
+        this.upsertions = c::read_array(
+            buf,
+            version,
+            true,
+            "AlterUserScramCredentialsRequest.Upsertions",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -107,15 +129,15 @@ impl Default for ScramCredentialDeletion {
 
 impl Codec for ScramCredentialDeletion {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "ScramCredentialDeletion.Name")?;
         buf.put_i8(self.mechanism);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.mechanism = c::read_i8(buf, "Mechanism")?;
+        this.name = c::read_string(buf, true, "ScramCredentialDeletion.Name", version)?;
+        this.mechanism = c::read_i8(buf, "ScramCredentialDeletion.Mechanism")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -183,21 +205,31 @@ impl Default for ScramCredentialUpsertion {
 
 impl Codec for ScramCredentialUpsertion {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "ScramCredentialUpsertion.Name")?;
         buf.put_i8(self.mechanism);
         buf.put_i32(self.iterations);
-        c::write_bytes(buf, &self.salt, true, "Salt")?;
-        c::write_bytes(buf, &self.salted_password, true, "SaltedPassword")?;
+        c::write_bytes(buf, &self.salt, true, "ScramCredentialUpsertion.Salt")?;
+        c::write_bytes(
+            buf,
+            &self.salted_password,
+            true,
+            "ScramCredentialUpsertion.SaltedPassword",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.mechanism = c::read_i8(buf, "Mechanism")?;
-        this.iterations = c::read_i32(buf, "Iterations")?;
-        this.salt = c::read_bytes(buf, true, "Salt", version)?;
-        this.salted_password = c::read_bytes(buf, true, "SaltedPassword", version)?;
+        this.name = c::read_string(buf, true, "ScramCredentialUpsertion.Name", version)?;
+        this.mechanism = c::read_i8(buf, "ScramCredentialUpsertion.Mechanism")?;
+        this.iterations = c::read_i32(buf, "ScramCredentialUpsertion.Iterations")?;
+        this.salt = c::read_bytes(buf, true, "ScramCredentialUpsertion.Salt", version)?;
+        this.salted_password = c::read_bytes(
+            buf,
+            true,
+            "ScramCredentialUpsertion.SaltedPassword",
+            version,
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

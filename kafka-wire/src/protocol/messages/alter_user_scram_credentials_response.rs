@@ -46,14 +46,26 @@ impl Default for AlterUserScramCredentialsResponse {
 impl Codec for AlterUserScramCredentialsResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, true, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            true,
+            "AlterUserScramCredentialsResponse.Results",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, true, "Results")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "AlterUserScramCredentialsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            true,
+            "AlterUserScramCredentialsResponse.Results",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -111,14 +123,19 @@ impl Default for AlterUserScramCredentialsResult {
 
 impl Codec for AlterUserScramCredentialsResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.user, true, "User")?;
+        c::write_string(
+            buf,
+            &self.user,
+            true,
+            "AlterUserScramCredentialsResult.User",
+        )?;
         buf.put_i16(self.error_code);
         c::write_nullable_string(
             buf,
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "AlterUserScramCredentialsResult.ErrorMessage",
             version,
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -126,9 +143,15 @@ impl Codec for AlterUserScramCredentialsResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.user = c::read_string(buf, true, "User", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.user = c::read_string(buf, true, "AlterUserScramCredentialsResult.User", version)?;
+        this.error_code = c::read_i16(buf, "AlterUserScramCredentialsResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "AlterUserScramCredentialsResult.ErrorMessage",
+            version,
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -53,14 +53,19 @@ impl Codec for ApiVersionsRequest {
             });
         }
         if version >= 3 {
-            c::write_string(buf, &self.client_software_name, true, "ClientSoftwareName")?;
+            c::write_string(
+                buf,
+                &self.client_software_name,
+                true,
+                "ApiVersionsRequest.ClientSoftwareName",
+            )?;
         }
         if version >= 3 {
             c::write_string(
                 buf,
                 &self.client_software_version,
                 true,
-                "ClientSoftwareVersion",
+                "ApiVersionsRequest.ClientSoftwareVersion",
             )?;
         }
         if version >= 3 {
@@ -71,11 +76,16 @@ impl Codec for ApiVersionsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.client_software_name = c::read_string(buf, true, "ClientSoftwareName", version)?;
+            this.client_software_name =
+                c::read_string(buf, true, "ApiVersionsRequest.ClientSoftwareName", version)?;
         }
         if version >= 3 {
-            this.client_software_version =
-                c::read_string(buf, true, "ClientSoftwareVersion", version)?;
+            this.client_software_version = c::read_string(
+                buf,
+                true,
+                "ApiVersionsRequest.ClientSoftwareVersion",
+                version,
+            )?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

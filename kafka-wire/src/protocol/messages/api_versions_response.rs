@@ -77,7 +77,13 @@ impl Codec for ApiVersionsResponse {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.api_keys, version, version >= 3, "ApiKeys")?;
+        c::write_array(
+            buf,
+            &self.api_keys,
+            version,
+            version >= 3,
+            "ApiVersionsResponse.ApiKeys",
+        )?;
         if version >= 1 {
             buf.put_i32(self.throttle_time_ms);
         }
@@ -112,7 +118,7 @@ impl Codec for ApiVersionsResponse {
                     &self.supported_features,
                     version,
                     true,
-                    "SupportedFeatures",
+                    "ApiVersionsResponse.SupportedFeatures",
                 )?;
             }
             if self.finalized_features_epoch != -1 {
@@ -136,7 +142,7 @@ impl Codec for ApiVersionsResponse {
                     &self.finalized_features,
                     version,
                     true,
-                    "FinalizedFeatures",
+                    "ApiVersionsResponse.FinalizedFeatures",
                 )?;
             }
             if self.zk_migration_ready {
@@ -151,10 +157,10 @@ impl Codec for ApiVersionsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.api_keys = c::read_array(buf, version, version >= 3, "ApiKeys")?;
+        this.error_code = c::read_i16(buf, "ApiVersionsResponse.ErrorCode")?;
+        this.api_keys = c::read_array(buf, version, version >= 3, "ApiVersionsResponse.ApiKeys")?;
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "ApiVersionsResponse.ThrottleTimeMs")?;
         }
         if version >= 3 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -162,23 +168,32 @@ impl Codec for ApiVersionsResponse {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 => {
-                        this.supported_features =
-                            c::read_array(&mut data, version, true, "SupportedFeatures")?;
-                        c::ensure_consumed(&data, "SupportedFeatures")?;
+                        this.supported_features = c::read_array(
+                            &mut data,
+                            version,
+                            true,
+                            "ApiVersionsResponse.SupportedFeatures",
+                        )?;
+                        c::ensure_consumed(&data, "ApiVersionsResponse.SupportedFeatures")?;
                     }
                     1 => {
                         this.finalized_features_epoch =
-                            c::read_i64(&mut data, "FinalizedFeaturesEpoch")?;
-                        c::ensure_consumed(&data, "FinalizedFeaturesEpoch")?;
+                            c::read_i64(&mut data, "ApiVersionsResponse.FinalizedFeaturesEpoch")?;
+                        c::ensure_consumed(&data, "ApiVersionsResponse.FinalizedFeaturesEpoch")?;
                     }
                     2 => {
-                        this.finalized_features =
-                            c::read_array(&mut data, version, true, "FinalizedFeatures")?;
-                        c::ensure_consumed(&data, "FinalizedFeatures")?;
+                        this.finalized_features = c::read_array(
+                            &mut data,
+                            version,
+                            true,
+                            "ApiVersionsResponse.FinalizedFeatures",
+                        )?;
+                        c::ensure_consumed(&data, "ApiVersionsResponse.FinalizedFeatures")?;
                     }
                     3 => {
-                        this.zk_migration_ready = c::read_bool(&mut data, "ZkMigrationReady")?;
-                        c::ensure_consumed(&data, "ZkMigrationReady")?;
+                        this.zk_migration_ready =
+                            c::read_bool(&mut data, "ApiVersionsResponse.ZkMigrationReady")?;
+                        c::ensure_consumed(&data, "ApiVersionsResponse.ZkMigrationReady")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -299,9 +314,9 @@ impl Codec for ApiVersion {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.api_key = c::read_i16(buf, "ApiKey")?;
-        this.min_version = c::read_i16(buf, "MinVersion")?;
-        this.max_version = c::read_i16(buf, "MaxVersion")?;
+        this.api_key = c::read_i16(buf, "ApiVersion.ApiKey")?;
+        this.min_version = c::read_i16(buf, "ApiVersion.MinVersion")?;
+        this.max_version = c::read_i16(buf, "ApiVersion.MaxVersion")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -367,7 +382,7 @@ impl Default for SupportedFeatureKey {
 
 impl Codec for SupportedFeatureKey {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "SupportedFeatureKey.Name")?;
         buf.put_i16(self.min_version);
         buf.put_i16(self.max_version);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -375,9 +390,9 @@ impl Codec for SupportedFeatureKey {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.min_version = c::read_i16(buf, "MinVersion")?;
-        this.max_version = c::read_i16(buf, "MaxVersion")?;
+        this.name = c::read_string(buf, true, "SupportedFeatureKey.Name", version)?;
+        this.min_version = c::read_i16(buf, "SupportedFeatureKey.MinVersion")?;
+        this.max_version = c::read_i16(buf, "SupportedFeatureKey.MaxVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -437,7 +452,7 @@ impl Default for FinalizedFeatureKey {
 
 impl Codec for FinalizedFeatureKey {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "FinalizedFeatureKey.Name")?;
         buf.put_i16(self.max_version_level);
         buf.put_i16(self.min_version_level);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -445,9 +460,9 @@ impl Codec for FinalizedFeatureKey {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.max_version_level = c::read_i16(buf, "MaxVersionLevel")?;
-        this.min_version_level = c::read_i16(buf, "MinVersionLevel")?;
+        this.name = c::read_string(buf, true, "FinalizedFeatureKey.Name", version)?;
+        this.max_version_level = c::read_i16(buf, "FinalizedFeatureKey.MaxVersionLevel")?;
+        this.min_version_level = c::read_i16(buf, "FinalizedFeatureKey.MinVersionLevel")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

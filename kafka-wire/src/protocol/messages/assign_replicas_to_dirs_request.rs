@@ -53,15 +53,26 @@ impl Codec for AssignReplicasToDirsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.broker_id);
         buf.put_i64(self.broker_epoch);
-        c::write_array(buf, &self.directories, version, true, "Directories")?;
+        c::write_array(
+            buf,
+            &self.directories,
+            version,
+            true,
+            "AssignReplicasToDirsRequest.Directories",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
-        this.directories = c::read_array(buf, version, true, "Directories")?;
+        this.broker_id = c::read_i32(buf, "AssignReplicasToDirsRequest.BrokerId")?;
+        this.broker_epoch = c::read_i64(buf, "AssignReplicasToDirsRequest.BrokerEpoch")?;
+        this.directories = c::read_array(
+            buf,
+            version,
+            true,
+            "AssignReplicasToDirsRequest.Directories",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -117,7 +128,7 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -169,14 +180,14 @@ impl Default for TopicData {
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -230,14 +241,14 @@ impl Default for DirectoryData {
 impl Codec for DirectoryData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.id.0);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "DirectoryData.Topics")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.id = c::read_uuid(buf, "Id")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.id = c::read_uuid(buf, "DirectoryData.Id")?;
+        this.topics = c::read_array(buf, version, true, "DirectoryData.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

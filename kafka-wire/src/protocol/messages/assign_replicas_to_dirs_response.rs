@@ -52,15 +52,26 @@ impl Codec for AssignReplicasToDirsResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.directories, version, true, "Directories")?;
+        c::write_array(
+            buf,
+            &self.directories,
+            version,
+            true,
+            "AssignReplicasToDirsResponse.Directories",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.directories = c::read_array(buf, version, true, "Directories")?;
+        this.throttle_time_ms = c::read_i32(buf, "AssignReplicasToDirsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "AssignReplicasToDirsResponse.ErrorCode")?;
+        this.directories = c::read_array(
+            buf,
+            version,
+            true,
+            "AssignReplicasToDirsResponse.Directories",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -122,8 +133,8 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -177,14 +188,14 @@ impl Default for TopicData {
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -238,14 +249,14 @@ impl Default for DirectoryData {
 impl Codec for DirectoryData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.id.0);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "DirectoryData.Topics")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.id = c::read_uuid(buf, "Id")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.id = c::read_uuid(buf, "DirectoryData.Id")?;
+        this.topics = c::read_array(buf, version, true, "DirectoryData.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

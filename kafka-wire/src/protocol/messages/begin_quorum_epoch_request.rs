@@ -67,20 +67,26 @@ impl Codec for BeginQuorumEpochRequest {
             self.cluster_id.as_deref(),
             version >= 1,
             true,
-            "ClusterId",
+            "BeginQuorumEpochRequest.ClusterId",
             version,
         )?;
         if version >= 1 {
             buf.put_i32(self.voter_id);
         }
-        c::write_array(buf, &self.topics, version, version >= 1, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 1,
+            "BeginQuorumEpochRequest.Topics",
+        )?;
         if version >= 1 {
             c::write_array(
                 buf,
                 &self.leader_endpoints,
                 version,
                 true,
-                "LeaderEndpoints",
+                "BeginQuorumEpochRequest.LeaderEndpoints",
             )?;
         }
         if version >= 1 {
@@ -90,13 +96,24 @@ impl Codec for BeginQuorumEpochRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, version >= 1, true, "ClusterId", version)?;
+        this.cluster_id = c::read_nullable_string(
+            buf,
+            version >= 1,
+            true,
+            "BeginQuorumEpochRequest.ClusterId",
+            version,
+        )?;
         if version >= 1 {
-            this.voter_id = c::read_i32(buf, "VoterId")?;
+            this.voter_id = c::read_i32(buf, "BeginQuorumEpochRequest.VoterId")?;
         }
-        this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 1, "BeginQuorumEpochRequest.Topics")?;
         if version >= 1 {
-            this.leader_endpoints = c::read_array(buf, version, true, "LeaderEndpoints")?;
+            this.leader_endpoints = c::read_array(
+                buf,
+                version,
+                true,
+                "BeginQuorumEpochRequest.LeaderEndpoints",
+            )?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -197,12 +214,12 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
         if version >= 1 {
-            this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
+            this.voter_directory_id = c::read_uuid(buf, "PartitionData.VoterDirectoryId")?;
         }
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -275,8 +292,14 @@ impl Codec for TopicData {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 1, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, version >= 1, "Partitions")?;
+        c::write_string(buf, &self.topic_name, version >= 1, "TopicData.TopicName")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 1,
+            "TopicData.Partitions",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -284,8 +307,8 @@ impl Codec for TopicData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 1, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, version >= 1, "Partitions")?;
+        this.topic_name = c::read_string(buf, version >= 1, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, version >= 1, "TopicData.Partitions")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -349,17 +372,17 @@ impl Default for LeaderEndpoint {
 
 impl Codec for LeaderEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "LeaderEndpoint.Name")?;
+        c::write_string(buf, &self.host, true, "LeaderEndpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "LeaderEndpoint.Name", version)?;
+        this.host = c::read_string(buf, true, "LeaderEndpoint.Host", version)?;
+        this.port = c::read_u16(buf, "LeaderEndpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

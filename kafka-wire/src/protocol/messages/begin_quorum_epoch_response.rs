@@ -63,7 +63,13 @@ impl Codec for BeginQuorumEpochResponse {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.topics, version, version >= 1, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 1,
+            "BeginQuorumEpochResponse.Topics",
+        )?;
         if version >= 1 {
             let mut count = self.unknown_tagged_fields.len();
             if !self.node_endpoints.is_empty() {
@@ -81,7 +87,13 @@ impl Codec for BeginQuorumEpochResponse {
                         "tagged field size",
                     )?,
                 );
-                c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+                c::write_array(
+                    buf,
+                    &self.node_endpoints,
+                    version,
+                    true,
+                    "BeginQuorumEpochResponse.NodeEndpoints",
+                )?;
             }
             c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         }
@@ -89,17 +101,26 @@ impl Codec for BeginQuorumEpochResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
+        this.error_code = c::read_i16(buf, "BeginQuorumEpochResponse.ErrorCode")?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "BeginQuorumEpochResponse.Topics",
+        )?;
         if version >= 1 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 => {
-                        this.node_endpoints =
-                            c::read_array(&mut data, version, true, "NodeEndpoints")?;
-                        c::ensure_consumed(&data, "NodeEndpoints")?;
+                        this.node_endpoints = c::read_array(
+                            &mut data,
+                            version,
+                            true,
+                            "BeginQuorumEpochResponse.NodeEndpoints",
+                        )?;
+                        c::ensure_consumed(&data, "BeginQuorumEpochResponse.NodeEndpoints")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -196,10 +217,10 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -268,8 +289,14 @@ impl Codec for TopicData {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 1, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, version >= 1, "Partitions")?;
+        c::write_string(buf, &self.topic_name, version >= 1, "TopicData.TopicName")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 1,
+            "TopicData.Partitions",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -277,8 +304,8 @@ impl Codec for TopicData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 1, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, version >= 1, "Partitions")?;
+        this.topic_name = c::read_string(buf, version >= 1, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, version >= 1, "TopicData.Partitions")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -343,16 +370,16 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_u16(buf, "NodeEndpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -93,26 +93,37 @@ impl Codec for BrokerHeartbeatRequest {
                     "tagged field size",
                 )?,
             );
-            c::write_array(buf, &self.offline_log_dirs, version, true, "OfflineLogDirs")?;
+            c::write_array(
+                buf,
+                &self.offline_log_dirs,
+                version,
+                true,
+                "BrokerHeartbeatRequest.OfflineLogDirs",
+            )?;
         }
         c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
-        this.current_metadata_offset = c::read_i64(buf, "CurrentMetadataOffset")?;
-        this.want_fence = c::read_bool(buf, "WantFence")?;
-        this.want_shut_down = c::read_bool(buf, "WantShutDown")?;
+        this.broker_id = c::read_i32(buf, "BrokerHeartbeatRequest.BrokerId")?;
+        this.broker_epoch = c::read_i64(buf, "BrokerHeartbeatRequest.BrokerEpoch")?;
+        this.current_metadata_offset =
+            c::read_i64(buf, "BrokerHeartbeatRequest.CurrentMetadataOffset")?;
+        this.want_fence = c::read_bool(buf, "BrokerHeartbeatRequest.WantFence")?;
+        this.want_shut_down = c::read_bool(buf, "BrokerHeartbeatRequest.WantShutDown")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 if version >= 1 => {
-                    this.offline_log_dirs =
-                        c::read_array(&mut data, version, true, "OfflineLogDirs")?;
-                    c::ensure_consumed(&data, "OfflineLogDirs")?;
+                    this.offline_log_dirs = c::read_array(
+                        &mut data,
+                        version,
+                        true,
+                        "BrokerHeartbeatRequest.OfflineLogDirs",
+                    )?;
+                    c::ensure_consumed(&data, "BrokerHeartbeatRequest.OfflineLogDirs")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }

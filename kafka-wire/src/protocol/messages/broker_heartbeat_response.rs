@@ -70,11 +70,11 @@ impl Codec for BrokerHeartbeatResponse {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.is_caught_up = c::read_bool(buf, "IsCaughtUp")?;
-        this.is_fenced = c::read_bool(buf, "IsFenced")?;
-        this.should_shut_down = c::read_bool(buf, "ShouldShutDown")?;
+        this.throttle_time_ms = c::read_i32(buf, "BrokerHeartbeatResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "BrokerHeartbeatResponse.ErrorCode")?;
+        this.is_caught_up = c::read_bool(buf, "BrokerHeartbeatResponse.IsCaughtUp")?;
+        this.is_fenced = c::read_bool(buf, "BrokerHeartbeatResponse.IsFenced")?;
+        this.should_shut_down = c::read_bool(buf, "BrokerHeartbeatResponse.ShouldShutDown")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -88,16 +88,46 @@ impl Codec for BrokerRegistrationRequest {
             });
         }
         buf.put_i32(self.broker_id);
-        c::write_string(buf, &self.cluster_id, true, "ClusterId")?;
+        c::write_string(
+            buf,
+            &self.cluster_id,
+            true,
+            "BrokerRegistrationRequest.ClusterId",
+        )?;
         buf.put_slice(&self.incarnation_id.0);
-        c::write_array(buf, &self.listeners, version, true, "Listeners")?;
-        c::write_array(buf, &self.features, version, true, "Features")?;
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_array(
+            buf,
+            &self.listeners,
+            version,
+            true,
+            "BrokerRegistrationRequest.Listeners",
+        )?;
+        c::write_array(
+            buf,
+            &self.features,
+            version,
+            true,
+            "BrokerRegistrationRequest.Features",
+        )?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "BrokerRegistrationRequest.Rack",
+            version,
+        )?;
         if version >= 1 {
             buf.put_u8(u8::from(self.is_migrating_zk_broker));
         }
         if version >= 2 {
-            c::write_array(buf, &self.log_dirs, version, true, "LogDirs")?;
+            c::write_array(
+                buf,
+                &self.log_dirs,
+                version,
+                true,
+                "BrokerRegistrationRequest.LogDirs",
+            )?;
         }
         if version >= 3 {
             buf.put_i64(self.previous_broker_epoch);
@@ -107,20 +137,24 @@ impl Codec for BrokerRegistrationRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.cluster_id = c::read_string(buf, true, "ClusterId", version)?;
-        this.incarnation_id = c::read_uuid(buf, "IncarnationId")?;
-        this.listeners = c::read_array(buf, version, true, "Listeners")?;
-        this.features = c::read_array(buf, version, true, "Features")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.broker_id = c::read_i32(buf, "BrokerRegistrationRequest.BrokerId")?;
+        this.cluster_id =
+            c::read_string(buf, true, "BrokerRegistrationRequest.ClusterId", version)?;
+        this.incarnation_id = c::read_uuid(buf, "BrokerRegistrationRequest.IncarnationId")?;
+        this.listeners = c::read_array(buf, version, true, "BrokerRegistrationRequest.Listeners")?;
+        this.features = c::read_array(buf, version, true, "BrokerRegistrationRequest.Features")?;
+        this.rack =
+            c::read_nullable_string(buf, true, true, "BrokerRegistrationRequest.Rack", version)?;
         if version >= 1 {
-            this.is_migrating_zk_broker = c::read_bool(buf, "IsMigratingZkBroker")?;
+            this.is_migrating_zk_broker =
+                c::read_bool(buf, "BrokerRegistrationRequest.IsMigratingZkBroker")?;
         }
         if version >= 2 {
-            this.log_dirs = c::read_array(buf, version, true, "LogDirs")?;
+            this.log_dirs = c::read_array(buf, version, true, "BrokerRegistrationRequest.LogDirs")?;
         }
         if version >= 3 {
-            this.previous_broker_epoch = c::read_i64(buf, "PreviousBrokerEpoch")?;
+            this.previous_broker_epoch =
+                c::read_i64(buf, "BrokerRegistrationRequest.PreviousBrokerEpoch")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -210,8 +244,8 @@ impl Default for Listener {
 
 impl Codec for Listener {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Listener.Name")?;
+        c::write_string(buf, &self.host, true, "Listener.Host")?;
         buf.put_u16(self.port);
         buf.put_i16(self.security_protocol);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -219,10 +253,10 @@ impl Codec for Listener {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
-        this.security_protocol = c::read_i16(buf, "SecurityProtocol")?;
+        this.name = c::read_string(buf, true, "Listener.Name", version)?;
+        this.host = c::read_string(buf, true, "Listener.Host", version)?;
+        this.port = c::read_u16(buf, "Listener.Port")?;
+        this.security_protocol = c::read_i16(buf, "Listener.SecurityProtocol")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -284,7 +318,7 @@ impl Default for Feature {
 
 impl Codec for Feature {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "Feature.Name")?;
         buf.put_i16(self.min_supported_version);
         buf.put_i16(self.max_supported_version);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -292,9 +326,9 @@ impl Codec for Feature {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.min_supported_version = c::read_i16(buf, "MinSupportedVersion")?;
-        this.max_supported_version = c::read_i16(buf, "MaxSupportedVersion")?;
+        this.name = c::read_string(buf, true, "Feature.Name", version)?;
+        this.min_supported_version = c::read_i16(buf, "Feature.MinSupportedVersion")?;
+        this.max_supported_version = c::read_i16(buf, "Feature.MaxSupportedVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

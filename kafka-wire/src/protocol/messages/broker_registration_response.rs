@@ -58,9 +58,9 @@ impl Codec for BrokerRegistrationResponse {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+        this.throttle_time_ms = c::read_i32(buf, "BrokerRegistrationResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "BrokerRegistrationResponse.ErrorCode")?;
+        this.broker_epoch = c::read_i64(buf, "BrokerRegistrationResponse.BrokerEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

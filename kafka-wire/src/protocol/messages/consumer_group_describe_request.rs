@@ -46,15 +46,25 @@ impl Default for ConsumerGroupDescribeRequest {
 
 impl Codec for ConsumerGroupDescribeRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.group_ids, version, true, "GroupIds")?;
+        c::write_array(
+            buf,
+            &self.group_ids,
+            version,
+            true,
+            "ConsumerGroupDescribeRequest.GroupIds",
+        )?;
         buf.put_u8(u8::from(self.include_authorized_operations));
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_ids = c::read_array(buf, version, true, "GroupIds")?;
-        this.include_authorized_operations = c::read_bool(buf, "IncludeAuthorizedOperations")?;
+        this.group_ids =
+            c::read_array(buf, version, true, "ConsumerGroupDescribeRequest.GroupIds")?;
+        this.include_authorized_operations = c::read_bool(
+            buf,
+            "ConsumerGroupDescribeRequest.IncludeAuthorizedOperations",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -93,18 +93,35 @@ impl Codec for ConsumerGroupHeartbeatRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_string(buf, &self.member_id, true, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "ConsumerGroupHeartbeatRequest.GroupId",
+        )?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            true,
+            "ConsumerGroupHeartbeatRequest.MemberId",
+        )?;
         buf.put_i32(self.member_epoch);
         c::write_nullable_string(
             buf,
             self.instance_id.as_deref(),
             true,
             true,
-            "InstanceId",
+            "ConsumerGroupHeartbeatRequest.InstanceId",
             version,
         )?;
-        c::write_nullable_string(buf, self.rack_id.as_deref(), true, true, "RackId", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack_id.as_deref(),
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.RackId",
+            version,
+        )?;
         buf.put_i32(self.rebalance_timeout_ms);
         c::write_nullable_array(
             buf,
@@ -112,7 +129,7 @@ impl Codec for ConsumerGroupHeartbeatRequest {
             version,
             true,
             true,
-            "SubscribedTopicNames",
+            "ConsumerGroupHeartbeatRequest.SubscribedTopicNames",
         )?;
         if version >= 1 {
             c::write_nullable_string(
@@ -120,7 +137,7 @@ impl Codec for ConsumerGroupHeartbeatRequest {
                 self.subscribed_topic_regex.as_deref(),
                 true,
                 true,
-                "SubscribedTopicRegex",
+                "ConsumerGroupHeartbeatRequest.SubscribedTopicRegex",
                 version,
             )?;
         }
@@ -129,7 +146,7 @@ impl Codec for ConsumerGroupHeartbeatRequest {
             self.server_assignor.as_deref(),
             true,
             true,
-            "ServerAssignor",
+            "ConsumerGroupHeartbeatRequest.ServerAssignor",
             version,
         )?;
         c::write_nullable_array(
@@ -138,28 +155,64 @@ impl Codec for ConsumerGroupHeartbeatRequest {
             version,
             true,
             true,
-            "TopicPartitions",
+            "ConsumerGroupHeartbeatRequest.TopicPartitions",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.member_id = c::read_string(buf, true, "MemberId", version)?;
-        this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
-        this.instance_id = c::read_nullable_string(buf, true, true, "InstanceId", version)?;
-        this.rack_id = c::read_nullable_string(buf, true, true, "RackId", version)?;
-        this.rebalance_timeout_ms = c::read_i32(buf, "RebalanceTimeoutMs")?;
-        this.subscribed_topic_names =
-            c::read_nullable_array(buf, version, true, true, "SubscribedTopicNames")?;
+        this.group_id =
+            c::read_string(buf, true, "ConsumerGroupHeartbeatRequest.GroupId", version)?;
+        this.member_id =
+            c::read_string(buf, true, "ConsumerGroupHeartbeatRequest.MemberId", version)?;
+        this.member_epoch = c::read_i32(buf, "ConsumerGroupHeartbeatRequest.MemberEpoch")?;
+        this.instance_id = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.InstanceId",
+            version,
+        )?;
+        this.rack_id = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.RackId",
+            version,
+        )?;
+        this.rebalance_timeout_ms =
+            c::read_i32(buf, "ConsumerGroupHeartbeatRequest.RebalanceTimeoutMs")?;
+        this.subscribed_topic_names = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.SubscribedTopicNames",
+        )?;
         if version >= 1 {
-            this.subscribed_topic_regex =
-                c::read_nullable_string(buf, true, true, "SubscribedTopicRegex", version)?;
+            this.subscribed_topic_regex = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "ConsumerGroupHeartbeatRequest.SubscribedTopicRegex",
+                version,
+            )?;
         }
-        this.server_assignor = c::read_nullable_string(buf, true, true, "ServerAssignor", version)?;
-        this.topic_partitions =
-            c::read_nullable_array(buf, version, true, true, "TopicPartitions")?;
+        this.server_assignor = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.ServerAssignor",
+            version,
+        )?;
+        this.topic_partitions = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "ConsumerGroupHeartbeatRequest.TopicPartitions",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -233,14 +286,20 @@ impl Default for TopicPartitions {
 impl Codec for TopicPartitions {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicPartitions.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "TopicPartitions.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "TopicPartitions.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -78,7 +78,7 @@ impl Codec for ConsumerGroupHeartbeatResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "ConsumerGroupHeartbeatResponse.ErrorMessage",
             version,
         )?;
         c::write_nullable_string(
@@ -86,24 +86,48 @@ impl Codec for ConsumerGroupHeartbeatResponse {
             self.member_id.as_deref(),
             true,
             true,
-            "MemberId",
+            "ConsumerGroupHeartbeatResponse.MemberId",
             version,
         )?;
         buf.put_i32(self.member_epoch);
         buf.put_i32(self.heartbeat_interval_ms);
-        c::write_nullable_struct(buf, self.assignment.as_ref(), version, true, "Assignment")?;
+        c::write_nullable_struct(
+            buf,
+            self.assignment.as_ref(),
+            version,
+            true,
+            "ConsumerGroupHeartbeatResponse.Assignment",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.member_id = c::read_nullable_string(buf, true, true, "MemberId", version)?;
-        this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
-        this.heartbeat_interval_ms = c::read_i32(buf, "HeartbeatIntervalMs")?;
-        this.assignment = c::read_nullable_struct(buf, version, true, "Assignment")?;
+        this.throttle_time_ms = c::read_i32(buf, "ConsumerGroupHeartbeatResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ConsumerGroupHeartbeatResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatResponse.ErrorMessage",
+            version,
+        )?;
+        this.member_id = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ConsumerGroupHeartbeatResponse.MemberId",
+            version,
+        )?;
+        this.member_epoch = c::read_i32(buf, "ConsumerGroupHeartbeatResponse.MemberEpoch")?;
+        this.heartbeat_interval_ms =
+            c::read_i32(buf, "ConsumerGroupHeartbeatResponse.HeartbeatIntervalMs")?;
+        this.assignment = c::read_nullable_struct(
+            buf,
+            version,
+            true,
+            "ConsumerGroupHeartbeatResponse.Assignment",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -167,14 +191,20 @@ impl Default for TopicPartitions {
 impl Codec for TopicPartitions {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicPartitions.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "TopicPartitions.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "TopicPartitions.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -227,14 +257,14 @@ impl Codec for Assignment {
             &self.topic_partitions,
             version,
             true,
-            "TopicPartitions",
+            "Assignment.TopicPartitions",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_partitions = c::read_array(buf, version, true, "TopicPartitions")?;
+        this.topic_partitions = c::read_array(buf, version, true, "Assignment.TopicPartitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

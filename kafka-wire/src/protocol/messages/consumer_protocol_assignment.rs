@@ -45,22 +45,33 @@ impl Codec for ConsumerProtocolAssignment {
             &self.assigned_partitions,
             version,
             false,
-            "AssignedPartitions",
+            "ConsumerProtocolAssignment.AssignedPartitions",
         )?;
         c::write_nullable_bytes(
             buf,
             self.user_data.as_ref(),
             false,
             true,
-            "UserData",
+            "ConsumerProtocolAssignment.UserData",
             version,
         )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.assigned_partitions = c::read_array(buf, version, false, "AssignedPartitions")?;
-        this.user_data = c::read_nullable_bytes(buf, false, true, "UserData", version)?;
+        this.assigned_partitions = c::read_array(
+            buf,
+            version,
+            false,
+            "ConsumerProtocolAssignment.AssignedPartitions",
+        )?;
+        this.user_data = c::read_nullable_bytes(
+            buf,
+            false,
+            true,
+            "ConsumerProtocolAssignment.UserData",
+            version,
+        )?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
@@ -105,14 +116,20 @@ impl Default for TopicPartition {
 
 impl Codec for TopicPartition {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic, false, "Topic")?;
-        c::write_array(buf, &self.partitions, version, false, "Partitions")?;
+        c::write_string(buf, &self.topic, false, "TopicPartition.Topic")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            false,
+            "TopicPartition.Partitions",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, false, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, false, "Partitions")?;
+        this.topic = c::read_string(buf, false, "TopicPartition.Topic", version)?;
+        this.partitions = c::read_array(buf, version, false, "TopicPartition.Partitions")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {

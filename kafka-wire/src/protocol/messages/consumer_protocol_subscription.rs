@@ -55,13 +55,19 @@ impl Default for ConsumerProtocolSubscription {
 
 impl Codec for ConsumerProtocolSubscription {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.topics, version, false, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            false,
+            "ConsumerProtocolSubscription.Topics",
+        )?;
         c::write_nullable_bytes(
             buf,
             self.user_data.as_ref(),
             false,
             true,
-            "UserData",
+            "ConsumerProtocolSubscription.UserData",
             version,
         )?;
         if version >= 1 {
@@ -70,29 +76,53 @@ impl Codec for ConsumerProtocolSubscription {
                 &self.owned_partitions,
                 version,
                 false,
-                "OwnedPartitions",
+                "ConsumerProtocolSubscription.OwnedPartitions",
             )?;
         }
         if version >= 2 {
             buf.put_i32(self.generation_id);
         }
         if version >= 3 {
-            c::write_nullable_string(buf, self.rack_id.as_deref(), false, true, "RackId", version)?;
+            c::write_nullable_string(
+                buf,
+                self.rack_id.as_deref(),
+                false,
+                true,
+                "ConsumerProtocolSubscription.RackId",
+                version,
+            )?;
         }
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, false, "Topics")?;
-        this.user_data = c::read_nullable_bytes(buf, false, true, "UserData", version)?;
+        this.topics = c::read_array(buf, version, false, "ConsumerProtocolSubscription.Topics")?;
+        this.user_data = c::read_nullable_bytes(
+            buf,
+            false,
+            true,
+            "ConsumerProtocolSubscription.UserData",
+            version,
+        )?;
         if version >= 1 {
-            this.owned_partitions = c::read_array(buf, version, false, "OwnedPartitions")?;
+            this.owned_partitions = c::read_array(
+                buf,
+                version,
+                false,
+                "ConsumerProtocolSubscription.OwnedPartitions",
+            )?;
         }
         if version >= 2 {
-            this.generation_id = c::read_i32(buf, "GenerationId")?;
+            this.generation_id = c::read_i32(buf, "ConsumerProtocolSubscription.GenerationId")?;
         }
         if version >= 3 {
-            this.rack_id = c::read_nullable_string(buf, false, true, "RackId", version)?;
+            this.rack_id = c::read_nullable_string(
+                buf,
+                false,
+                true,
+                "ConsumerProtocolSubscription.RackId",
+                version,
+            )?;
         }
         Ok(this)
     }
@@ -156,14 +186,20 @@ impl Default for TopicPartition {
 
 impl Codec for TopicPartition {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic, false, "Topic")?;
-        c::write_array(buf, &self.partitions, version, false, "Partitions")?;
+        c::write_string(buf, &self.topic, false, "TopicPartition.Topic")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            false,
+            "TopicPartition.Partitions",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, false, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, false, "Partitions")?;
+        this.topic = c::read_string(buf, false, "TopicPartition.Topic", version)?;
+        this.partitions = c::read_array(buf, version, false, "TopicPartition.Partitions")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {

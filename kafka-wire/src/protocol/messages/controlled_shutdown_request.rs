@@ -63,9 +63,9 @@ impl Codec for ControlledShutdownRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
+        this.broker_id = c::read_i32(buf, "ControlledShutdownRequest.BrokerId")?;
         if version >= 2 {
-            this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+            this.broker_epoch = c::read_i64(buf, "ControlledShutdownRequest.BrokerEpoch")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

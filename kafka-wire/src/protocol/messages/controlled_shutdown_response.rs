@@ -57,7 +57,7 @@ impl Codec for ControlledShutdownResponse {
             &self.remaining_partitions,
             version,
             version >= 3,
-            "RemainingPartitions",
+            "ControlledShutdownResponse.RemainingPartitions",
         )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -66,9 +66,13 @@ impl Codec for ControlledShutdownResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.remaining_partitions =
-            c::read_array(buf, version, version >= 3, "RemainingPartitions")?;
+        this.error_code = c::read_i16(buf, "ControlledShutdownResponse.ErrorCode")?;
+        this.remaining_partitions = c::read_array(
+            buf,
+            version,
+            version >= 3,
+            "ControlledShutdownResponse.RemainingPartitions",
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -133,7 +137,12 @@ impl Codec for RemainingPartition {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 3, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            version >= 3,
+            "RemainingPartition.TopicName",
+        )?;
         buf.put_i32(self.partition_index);
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -142,8 +151,9 @@ impl Codec for RemainingPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 3, "TopicName", version)?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.topic_name =
+            c::read_string(buf, version >= 3, "RemainingPartition.TopicName", version)?;
+        this.partition_index = c::read_i32(buf, "RemainingPartition.PartitionIndex")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -64,18 +64,37 @@ impl Codec for ControllerRegistrationRequest {
         buf.put_i32(self.controller_id);
         buf.put_slice(&self.incarnation_id.0);
         buf.put_u8(u8::from(self.zk_migration_ready));
-        c::write_array(buf, &self.listeners, version, true, "Listeners")?;
-        c::write_array(buf, &self.features, version, true, "Features")?;
+        c::write_array(
+            buf,
+            &self.listeners,
+            version,
+            true,
+            "ControllerRegistrationRequest.Listeners",
+        )?;
+        c::write_array(
+            buf,
+            &self.features,
+            version,
+            true,
+            "ControllerRegistrationRequest.Features",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.controller_id = c::read_i32(buf, "ControllerId")?;
-        this.incarnation_id = c::read_uuid(buf, "IncarnationId")?;
-        this.zk_migration_ready = c::read_bool(buf, "ZkMigrationReady")?;
-        this.listeners = c::read_array(buf, version, true, "Listeners")?;
-        this.features = c::read_array(buf, version, true, "Features")?;
+        this.controller_id = c::read_i32(buf, "ControllerRegistrationRequest.ControllerId")?;
+        this.incarnation_id = c::read_uuid(buf, "ControllerRegistrationRequest.IncarnationId")?;
+        this.zk_migration_ready =
+            c::read_bool(buf, "ControllerRegistrationRequest.ZkMigrationReady")?;
+        this.listeners = c::read_array(
+            buf,
+            version,
+            true,
+            "ControllerRegistrationRequest.Listeners",
+        )?;
+        this.features =
+            c::read_array(buf, version, true, "ControllerRegistrationRequest.Features")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -144,8 +163,8 @@ impl Default for Listener {
 
 impl Codec for Listener {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Listener.Name")?;
+        c::write_string(buf, &self.host, true, "Listener.Host")?;
         buf.put_u16(self.port);
         buf.put_i16(self.security_protocol);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -153,10 +172,10 @@ impl Codec for Listener {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
-        this.security_protocol = c::read_i16(buf, "SecurityProtocol")?;
+        this.name = c::read_string(buf, true, "Listener.Name", version)?;
+        this.host = c::read_string(buf, true, "Listener.Host", version)?;
+        this.port = c::read_u16(buf, "Listener.Port")?;
+        this.security_protocol = c::read_i16(buf, "Listener.SecurityProtocol")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -218,7 +237,7 @@ impl Default for Feature {
 
 impl Codec for Feature {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "Feature.Name")?;
         buf.put_i16(self.min_supported_version);
         buf.put_i16(self.max_supported_version);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -226,9 +245,9 @@ impl Codec for Feature {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.min_supported_version = c::read_i16(buf, "MinSupportedVersion")?;
-        this.max_supported_version = c::read_i16(buf, "MaxSupportedVersion")?;
+        this.name = c::read_string(buf, true, "Feature.Name", version)?;
+        this.min_supported_version = c::read_i16(buf, "Feature.MinSupportedVersion")?;
+        this.max_supported_version = c::read_i16(buf, "Feature.MaxSupportedVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

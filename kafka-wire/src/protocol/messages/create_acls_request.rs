@@ -48,7 +48,13 @@ impl Codec for CreateAclsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.creations, version, version >= 2, "Creations")?;
+        c::write_array(
+            buf,
+            &self.creations,
+            version,
+            version >= 2,
+            "CreateAclsRequest.Creations",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -56,7 +62,7 @@ impl Codec for CreateAclsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.creations = c::read_array(buf, version, version >= 2, "Creations")?;
+        this.creations = c::read_array(buf, version, version >= 2, "CreateAclsRequest.Creations")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -151,12 +157,17 @@ impl Codec for AclCreation {
             });
         }
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 2, "ResourceName")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 2,
+            "AclCreation.ResourceName",
+        )?;
         if version >= 1 {
             buf.put_i8(self.resource_pattern_type);
         }
-        c::write_string(buf, &self.principal, version >= 2, "Principal")?;
-        c::write_string(buf, &self.host, version >= 2, "Host")?;
+        c::write_string(buf, &self.principal, version >= 2, "AclCreation.Principal")?;
+        c::write_string(buf, &self.host, version >= 2, "AclCreation.Host")?;
         buf.put_i8(self.operation);
         buf.put_i8(self.permission_type);
         if version >= 2 {
@@ -166,15 +177,16 @@ impl Codec for AclCreation {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 2, "ResourceName", version)?;
+        this.resource_type = c::read_i8(buf, "AclCreation.ResourceType")?;
+        this.resource_name =
+            c::read_string(buf, version >= 2, "AclCreation.ResourceName", version)?;
         if version >= 1 {
-            this.resource_pattern_type = c::read_i8(buf, "ResourcePatternType")?;
+            this.resource_pattern_type = c::read_i8(buf, "AclCreation.ResourcePatternType")?;
         }
-        this.principal = c::read_string(buf, version >= 2, "Principal", version)?;
-        this.host = c::read_string(buf, version >= 2, "Host", version)?;
-        this.operation = c::read_i8(buf, "Operation")?;
-        this.permission_type = c::read_i8(buf, "PermissionType")?;
+        this.principal = c::read_string(buf, version >= 2, "AclCreation.Principal", version)?;
+        this.host = c::read_string(buf, version >= 2, "AclCreation.Host", version)?;
+        this.operation = c::read_i8(buf, "AclCreation.Operation")?;
+        this.permission_type = c::read_i8(buf, "AclCreation.PermissionType")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

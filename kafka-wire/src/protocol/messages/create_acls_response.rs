@@ -52,7 +52,13 @@ impl Codec for CreateAclsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, version >= 2, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 2,
+            "CreateAclsResponse.Results",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,8 @@ impl Codec for CreateAclsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, version >= 2, "Results")?;
+        this.throttle_time_ms = c::read_i32(buf, "CreateAclsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(buf, version, version >= 2, "CreateAclsResponse.Results")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -132,7 +138,7 @@ impl Codec for AclCreationResult {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "AclCreationResult.ErrorMessage",
             version,
         )?;
         if version >= 2 {
@@ -142,9 +148,14 @@ impl Codec for AclCreationResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
+        this.error_code = c::read_i16(buf, "AclCreationResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "AclCreationResult.ErrorMessage",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

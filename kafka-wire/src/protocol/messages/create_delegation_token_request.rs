@@ -81,7 +81,7 @@ impl Codec for CreateDelegationTokenRequest {
                 self.owner_principal_type.as_deref(),
                 true,
                 true,
-                "OwnerPrincipalType",
+                "CreateDelegationTokenRequest.OwnerPrincipalType",
                 version,
             )?;
         }
@@ -91,11 +91,17 @@ impl Codec for CreateDelegationTokenRequest {
                 self.owner_principal_name.as_deref(),
                 true,
                 true,
-                "OwnerPrincipalName",
+                "CreateDelegationTokenRequest.OwnerPrincipalName",
                 version,
             )?;
         }
-        c::write_array(buf, &self.renewers, version, version >= 2, "Renewers")?;
+        c::write_array(
+            buf,
+            &self.renewers,
+            version,
+            version >= 2,
+            "CreateDelegationTokenRequest.Renewers",
+        )?;
         buf.put_i64(self.max_lifetime_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -105,15 +111,30 @@ impl Codec for CreateDelegationTokenRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.owner_principal_type =
-                c::read_nullable_string(buf, true, true, "OwnerPrincipalType", version)?;
+            this.owner_principal_type = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "CreateDelegationTokenRequest.OwnerPrincipalType",
+                version,
+            )?;
         }
         if version >= 3 {
-            this.owner_principal_name =
-                c::read_nullable_string(buf, true, true, "OwnerPrincipalName", version)?;
+            this.owner_principal_name = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "CreateDelegationTokenRequest.OwnerPrincipalName",
+                version,
+            )?;
         }
-        this.renewers = c::read_array(buf, version, version >= 2, "Renewers")?;
-        this.max_lifetime_ms = c::read_i64(buf, "MaxLifetimeMs")?;
+        this.renewers = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "CreateDelegationTokenRequest.Renewers",
+        )?;
+        this.max_lifetime_ms = c::read_i64(buf, "CreateDelegationTokenRequest.MaxLifetimeMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -190,8 +211,18 @@ impl Codec for CreatableRenewers {
                 version,
             });
         }
-        c::write_string(buf, &self.principal_type, version >= 2, "PrincipalType")?;
-        c::write_string(buf, &self.principal_name, version >= 2, "PrincipalName")?;
+        c::write_string(
+            buf,
+            &self.principal_type,
+            version >= 2,
+            "CreatableRenewers.PrincipalType",
+        )?;
+        c::write_string(
+            buf,
+            &self.principal_name,
+            version >= 2,
+            "CreatableRenewers.PrincipalName",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -199,8 +230,18 @@ impl Codec for CreatableRenewers {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.principal_type = c::read_string(buf, version >= 2, "PrincipalType", version)?;
-        this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
+        this.principal_type = c::read_string(
+            buf,
+            version >= 2,
+            "CreatableRenewers.PrincipalType",
+            version,
+        )?;
+        this.principal_name = c::read_string(
+            buf,
+            version >= 2,
+            "CreatableRenewers.PrincipalName",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

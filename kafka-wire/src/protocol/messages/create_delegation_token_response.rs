@@ -109,14 +109,24 @@ impl Codec for CreateDelegationTokenResponse {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_string(buf, &self.principal_type, version >= 2, "PrincipalType")?;
-        c::write_string(buf, &self.principal_name, version >= 2, "PrincipalName")?;
+        c::write_string(
+            buf,
+            &self.principal_type,
+            version >= 2,
+            "CreateDelegationTokenResponse.PrincipalType",
+        )?;
+        c::write_string(
+            buf,
+            &self.principal_name,
+            version >= 2,
+            "CreateDelegationTokenResponse.PrincipalName",
+        )?;
         if version >= 3 {
             c::write_string(
                 buf,
                 &self.token_requester_principal_type,
                 true,
-                "TokenRequesterPrincipalType",
+                "CreateDelegationTokenResponse.TokenRequesterPrincipalType",
             )?;
         }
         if version >= 3 {
@@ -124,14 +134,24 @@ impl Codec for CreateDelegationTokenResponse {
                 buf,
                 &self.token_requester_principal_name,
                 true,
-                "TokenRequesterPrincipalName",
+                "CreateDelegationTokenResponse.TokenRequesterPrincipalName",
             )?;
         }
         buf.put_i64(self.issue_timestamp_ms);
         buf.put_i64(self.expiry_timestamp_ms);
         buf.put_i64(self.max_timestamp_ms);
-        c::write_string(buf, &self.token_id, version >= 2, "TokenId")?;
-        c::write_bytes(buf, &self.hmac, version >= 2, "Hmac")?;
+        c::write_string(
+            buf,
+            &self.token_id,
+            version >= 2,
+            "CreateDelegationTokenResponse.TokenId",
+        )?;
+        c::write_bytes(
+            buf,
+            &self.hmac,
+            version >= 2,
+            "CreateDelegationTokenResponse.Hmac",
+        )?;
         buf.put_i32(self.throttle_time_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -140,23 +160,53 @@ impl Codec for CreateDelegationTokenResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.principal_type = c::read_string(buf, version >= 2, "PrincipalType", version)?;
-        this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
+        this.error_code = c::read_i16(buf, "CreateDelegationTokenResponse.ErrorCode")?;
+        this.principal_type = c::read_string(
+            buf,
+            version >= 2,
+            "CreateDelegationTokenResponse.PrincipalType",
+            version,
+        )?;
+        this.principal_name = c::read_string(
+            buf,
+            version >= 2,
+            "CreateDelegationTokenResponse.PrincipalName",
+            version,
+        )?;
         if version >= 3 {
-            this.token_requester_principal_type =
-                c::read_string(buf, true, "TokenRequesterPrincipalType", version)?;
+            this.token_requester_principal_type = c::read_string(
+                buf,
+                true,
+                "CreateDelegationTokenResponse.TokenRequesterPrincipalType",
+                version,
+            )?;
         }
         if version >= 3 {
-            this.token_requester_principal_name =
-                c::read_string(buf, true, "TokenRequesterPrincipalName", version)?;
+            this.token_requester_principal_name = c::read_string(
+                buf,
+                true,
+                "CreateDelegationTokenResponse.TokenRequesterPrincipalName",
+                version,
+            )?;
         }
-        this.issue_timestamp_ms = c::read_i64(buf, "IssueTimestampMs")?;
-        this.expiry_timestamp_ms = c::read_i64(buf, "ExpiryTimestampMs")?;
-        this.max_timestamp_ms = c::read_i64(buf, "MaxTimestampMs")?;
-        this.token_id = c::read_string(buf, version >= 2, "TokenId", version)?;
-        this.hmac = c::read_bytes(buf, version >= 2, "Hmac", version)?;
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.issue_timestamp_ms =
+            c::read_i64(buf, "CreateDelegationTokenResponse.IssueTimestampMs")?;
+        this.expiry_timestamp_ms =
+            c::read_i64(buf, "CreateDelegationTokenResponse.ExpiryTimestampMs")?;
+        this.max_timestamp_ms = c::read_i64(buf, "CreateDelegationTokenResponse.MaxTimestampMs")?;
+        this.token_id = c::read_string(
+            buf,
+            version >= 2,
+            "CreateDelegationTokenResponse.TokenId",
+            version,
+        )?;
+        this.hmac = c::read_bytes(
+            buf,
+            version >= 2,
+            "CreateDelegationTokenResponse.Hmac",
+            version,
+        )?;
+        this.throttle_time_ms = c::read_i32(buf, "CreateDelegationTokenResponse.ThrottleTimeMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

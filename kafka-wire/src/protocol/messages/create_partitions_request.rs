@@ -57,7 +57,13 @@ impl Codec for CreatePartitionsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 2,
+            "CreatePartitionsRequest.Topics",
+        )?;
         buf.put_i32(self.timeout_ms);
         buf.put_u8(u8::from(self.validate_only));
         if version >= 2 {
@@ -67,9 +73,9 @@ impl Codec for CreatePartitionsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
-        this.validate_only = c::read_bool(buf, "ValidateOnly")?;
+        this.topics = c::read_array(buf, version, version >= 2, "CreatePartitionsRequest.Topics")?;
+        this.timeout_ms = c::read_i32(buf, "CreatePartitionsRequest.TimeoutMs")?;
+        this.validate_only = c::read_bool(buf, "CreatePartitionsRequest.ValidateOnly")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -131,7 +137,13 @@ impl Codec for CreatePartitionsAssignment {
                 version,
             });
         }
-        c::write_array(buf, &self.broker_ids, version, version >= 2, "BrokerIds")?;
+        c::write_array(
+            buf,
+            &self.broker_ids,
+            version,
+            version >= 2,
+            "CreatePartitionsAssignment.BrokerIds",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -139,7 +151,12 @@ impl Codec for CreatePartitionsAssignment {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_ids = c::read_array(buf, version, version >= 2, "BrokerIds")?;
+        this.broker_ids = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "CreatePartitionsAssignment.BrokerIds",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -207,7 +224,7 @@ impl Codec for CreatePartitionsTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
+        c::write_string(buf, &self.name, version >= 2, "CreatePartitionsTopic.Name")?;
         buf.put_i32(self.count);
         c::write_nullable_array(
             buf,
@@ -215,7 +232,7 @@ impl Codec for CreatePartitionsTopic {
             version,
             version >= 2,
             true,
-            "Assignments",
+            "CreatePartitionsTopic.Assignments",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -224,9 +241,15 @@ impl Codec for CreatePartitionsTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.count = c::read_i32(buf, "Count")?;
-        this.assignments = c::read_nullable_array(buf, version, version >= 2, true, "Assignments")?;
+        this.name = c::read_string(buf, version >= 2, "CreatePartitionsTopic.Name", version)?;
+        this.count = c::read_i32(buf, "CreatePartitionsTopic.Count")?;
+        this.assignments = c::read_nullable_array(
+            buf,
+            version,
+            version >= 2,
+            true,
+            "CreatePartitionsTopic.Assignments",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

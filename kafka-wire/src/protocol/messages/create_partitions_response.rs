@@ -52,7 +52,13 @@ impl Codec for CreatePartitionsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, version >= 2, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 2,
+            "CreatePartitionsResponse.Results",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,13 @@ impl Codec for CreatePartitionsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, version >= 2, "Results")?;
+        this.throttle_time_ms = c::read_i32(buf, "CreatePartitionsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "CreatePartitionsResponse.Results",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -131,14 +142,19 @@ impl Codec for CreatePartitionsTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 2,
+            "CreatePartitionsTopicResult.Name",
+        )?;
         buf.put_i16(self.error_code);
         c::write_nullable_string(
             buf,
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "CreatePartitionsTopicResult.ErrorMessage",
             version,
         )?;
         if version >= 2 {
@@ -148,10 +164,20 @@ impl Codec for CreatePartitionsTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
+        this.name = c::read_string(
+            buf,
+            version >= 2,
+            "CreatePartitionsTopicResult.Name",
+            version,
+        )?;
+        this.error_code = c::read_i16(buf, "CreatePartitionsTopicResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "CreatePartitionsTopicResult.ErrorMessage",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

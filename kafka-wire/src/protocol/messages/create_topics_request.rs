@@ -64,7 +64,13 @@ impl Codec for CreateTopicsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.topics, version, version >= 5, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 5,
+            "CreateTopicsRequest.Topics",
+        )?;
         buf.put_i32(self.timeout_ms);
         if version >= 1 {
             buf.put_u8(u8::from(self.validate_only));
@@ -76,10 +82,10 @@ impl Codec for CreateTopicsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, version >= 5, "Topics")?;
-        this.timeout_ms = c::read_i32(buf, "timeoutMs")?;
+        this.topics = c::read_array(buf, version, version >= 5, "CreateTopicsRequest.Topics")?;
+        this.timeout_ms = c::read_i32(buf, "CreateTopicsRequest.timeoutMs")?;
         if version >= 1 {
-            this.validate_only = c::read_bool(buf, "validateOnly")?;
+            this.validate_only = c::read_bool(buf, "CreateTopicsRequest.validateOnly")?;
         }
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -152,7 +158,13 @@ impl Codec for CreatableReplicaAssignment {
             });
         }
         buf.put_i32(self.partition_index);
-        c::write_array(buf, &self.broker_ids, version, version >= 5, "BrokerIds")?;
+        c::write_array(
+            buf,
+            &self.broker_ids,
+            version,
+            version >= 5,
+            "CreatableReplicaAssignment.BrokerIds",
+        )?;
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -160,8 +172,13 @@ impl Codec for CreatableReplicaAssignment {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.broker_ids = c::read_array(buf, version, version >= 5, "BrokerIds")?;
+        this.partition_index = c::read_i32(buf, "CreatableReplicaAssignment.PartitionIndex")?;
+        this.broker_ids = c::read_array(
+            buf,
+            version,
+            version >= 5,
+            "CreatableReplicaAssignment.BrokerIds",
+        )?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -226,13 +243,13 @@ impl Codec for CreatableTopicConfig {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 5, "Name")?;
+        c::write_string(buf, &self.name, version >= 5, "CreatableTopicConfig.Name")?;
         c::write_nullable_string(
             buf,
             self.value.as_deref(),
             version >= 5,
             true,
-            "Value",
+            "CreatableTopicConfig.Value",
             version,
         )?;
         if version >= 5 {
@@ -242,8 +259,14 @@ impl Codec for CreatableTopicConfig {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 5, "Name", version)?;
-        this.value = c::read_nullable_string(buf, version >= 5, true, "Value", version)?;
+        this.name = c::read_string(buf, version >= 5, "CreatableTopicConfig.Name", version)?;
+        this.value = c::read_nullable_string(
+            buf,
+            version >= 5,
+            true,
+            "CreatableTopicConfig.Value",
+            version,
+        )?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -323,11 +346,23 @@ impl Codec for CreatableTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 5, "Name")?;
+        c::write_string(buf, &self.name, version >= 5, "CreatableTopic.Name")?;
         buf.put_i32(self.num_partitions);
         buf.put_i16(self.replication_factor);
-        c::write_array(buf, &self.assignments, version, version >= 5, "Assignments")?;
-        c::write_array(buf, &self.configs, version, version >= 5, "Configs")?;
+        c::write_array(
+            buf,
+            &self.assignments,
+            version,
+            version >= 5,
+            "CreatableTopic.Assignments",
+        )?;
+        c::write_array(
+            buf,
+            &self.configs,
+            version,
+            version >= 5,
+            "CreatableTopic.Configs",
+        )?;
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -335,11 +370,11 @@ impl Codec for CreatableTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 5, "Name", version)?;
-        this.num_partitions = c::read_i32(buf, "NumPartitions")?;
-        this.replication_factor = c::read_i16(buf, "ReplicationFactor")?;
-        this.assignments = c::read_array(buf, version, version >= 5, "Assignments")?;
-        this.configs = c::read_array(buf, version, version >= 5, "Configs")?;
+        this.name = c::read_string(buf, version >= 5, "CreatableTopic.Name", version)?;
+        this.num_partitions = c::read_i32(buf, "CreatableTopic.NumPartitions")?;
+        this.replication_factor = c::read_i16(buf, "CreatableTopic.ReplicationFactor")?;
+        this.assignments = c::read_array(buf, version, version >= 5, "CreatableTopic.Assignments")?;
+        this.configs = c::read_array(buf, version, version >= 5, "CreatableTopic.Configs")?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -54,7 +54,13 @@ impl Codec for CreateTopicsResponse {
         if version >= 2 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.topics, version, version >= 5, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 5,
+            "CreateTopicsResponse.Topics",
+        )?;
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,9 @@ impl Codec for CreateTopicsResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 2 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "CreateTopicsResponse.ThrottleTimeMs")?;
         }
-        this.topics = c::read_array(buf, version, version >= 5, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 5, "CreateTopicsResponse.Topics")?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -143,8 +149,15 @@ impl Default for CreatableTopicConfigs {
 
 impl Codec for CreatableTopicConfigs {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_nullable_string(buf, self.value.as_deref(), true, true, "Value", version)?;
+        c::write_string(buf, &self.name, true, "CreatableTopicConfigs.Name")?;
+        c::write_nullable_string(
+            buf,
+            self.value.as_deref(),
+            true,
+            true,
+            "CreatableTopicConfigs.Value",
+            version,
+        )?;
         buf.put_u8(u8::from(self.read_only));
         buf.put_i8(self.config_source);
         buf.put_u8(u8::from(self.is_sensitive));
@@ -153,11 +166,12 @@ impl Codec for CreatableTopicConfigs {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.value = c::read_nullable_string(buf, true, true, "Value", version)?;
-        this.read_only = c::read_bool(buf, "ReadOnly")?;
-        this.config_source = c::read_i8(buf, "ConfigSource")?;
-        this.is_sensitive = c::read_bool(buf, "IsSensitive")?;
+        this.name = c::read_string(buf, true, "CreatableTopicConfigs.Name", version)?;
+        this.value =
+            c::read_nullable_string(buf, true, true, "CreatableTopicConfigs.Value", version)?;
+        this.read_only = c::read_bool(buf, "CreatableTopicConfigs.ReadOnly")?;
+        this.config_source = c::read_i8(buf, "CreatableTopicConfigs.ConfigSource")?;
+        this.is_sensitive = c::read_bool(buf, "CreatableTopicConfigs.IsSensitive")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -252,7 +266,7 @@ impl Codec for CreatableTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 5, "Name")?;
+        c::write_string(buf, &self.name, version >= 5, "CreatableTopicResult.Name")?;
         if version >= 7 {
             buf.put_slice(&self.topic_id.0);
         }
@@ -263,7 +277,7 @@ impl Codec for CreatableTopicResult {
                 self.error_message.as_deref(),
                 version >= 5,
                 true,
-                "ErrorMessage",
+                "CreatableTopicResult.ErrorMessage",
                 version,
             )?;
         }
@@ -274,7 +288,14 @@ impl Codec for CreatableTopicResult {
             buf.put_i16(self.replication_factor);
         }
         if version >= 5 {
-            c::write_nullable_array(buf, self.configs.as_deref(), version, true, true, "Configs")?;
+            c::write_nullable_array(
+                buf,
+                self.configs.as_deref(),
+                version,
+                true,
+                true,
+                "CreatableTopicResult.Configs",
+            )?;
         }
         if version >= 5 {
             let mut count = self.unknown_tagged_fields.len();
@@ -295,23 +316,29 @@ impl Codec for CreatableTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 5, "Name", version)?;
+        this.name = c::read_string(buf, version >= 5, "CreatableTopicResult.Name", version)?;
         if version >= 7 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "CreatableTopicResult.TopicId")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "CreatableTopicResult.ErrorCode")?;
         if version >= 1 {
-            this.error_message =
-                c::read_nullable_string(buf, version >= 5, true, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(
+                buf,
+                version >= 5,
+                true,
+                "CreatableTopicResult.ErrorMessage",
+                version,
+            )?;
         }
         if version >= 5 {
-            this.num_partitions = c::read_i32(buf, "NumPartitions")?;
+            this.num_partitions = c::read_i32(buf, "CreatableTopicResult.NumPartitions")?;
         }
         if version >= 5 {
-            this.replication_factor = c::read_i16(buf, "ReplicationFactor")?;
+            this.replication_factor = c::read_i16(buf, "CreatableTopicResult.ReplicationFactor")?;
         }
         if version >= 5 {
-            this.configs = c::read_nullable_array(buf, version, true, true, "Configs")?;
+            this.configs =
+                c::read_nullable_array(buf, version, true, true, "CreatableTopicResult.Configs")?;
         }
         if version >= 5 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -320,8 +347,8 @@ impl Codec for CreatableTopicResult {
                 match tag {
                     0 => {
                         this.topic_config_error_code =
-                            c::read_i16(&mut data, "TopicConfigErrorCode")?;
-                        c::ensure_consumed(&data, "TopicConfigErrorCode")?;
+                            c::read_i16(&mut data, "CreatableTopicResult.TopicConfigErrorCode")?;
+                        c::ensure_consumed(&data, "CreatableTopicResult.TopicConfigErrorCode")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }

@@ -49,17 +49,17 @@ impl Default for DefaultPrincipalData {
 
 impl Codec for DefaultPrincipalData {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.r#type, true, "Type")?;
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.r#type, true, "DefaultPrincipalData.Type")?;
+        c::write_string(buf, &self.name, true, "DefaultPrincipalData.Name")?;
         buf.put_u8(u8::from(self.token_authenticated));
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.r#type = c::read_string(buf, true, "Type", version)?;
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.token_authenticated = c::read_bool(buf, "TokenAuthenticated")?;
+        this.r#type = c::read_string(buf, true, "DefaultPrincipalData.Type", version)?;
+        this.name = c::read_string(buf, true, "DefaultPrincipalData.Name", version)?;
+        this.token_authenticated = c::read_bool(buf, "DefaultPrincipalData.TokenAuthenticated")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -48,7 +48,13 @@ impl Codec for DeleteAclsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.filters, version, version >= 2, "Filters")?;
+        c::write_array(
+            buf,
+            &self.filters,
+            version,
+            version >= 2,
+            "DeleteAclsRequest.Filters",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -56,7 +62,7 @@ impl Codec for DeleteAclsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.filters = c::read_array(buf, version, version >= 2, "Filters")?;
+        this.filters = c::read_array(buf, version, version >= 2, "DeleteAclsRequest.Filters")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -156,7 +162,7 @@ impl Codec for DeleteAclsFilter {
             self.resource_name_filter.as_deref(),
             version >= 2,
             true,
-            "ResourceNameFilter",
+            "DeleteAclsFilter.ResourceNameFilter",
             version,
         )?;
         if version >= 1 {
@@ -167,7 +173,7 @@ impl Codec for DeleteAclsFilter {
             self.principal_filter.as_deref(),
             version >= 2,
             true,
-            "PrincipalFilter",
+            "DeleteAclsFilter.PrincipalFilter",
             version,
         )?;
         c::write_nullable_string(
@@ -175,7 +181,7 @@ impl Codec for DeleteAclsFilter {
             self.host_filter.as_deref(),
             version >= 2,
             true,
-            "HostFilter",
+            "DeleteAclsFilter.HostFilter",
             version,
         )?;
         buf.put_i8(self.operation);
@@ -187,17 +193,33 @@ impl Codec for DeleteAclsFilter {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type_filter = c::read_i8(buf, "ResourceTypeFilter")?;
-        this.resource_name_filter =
-            c::read_nullable_string(buf, version >= 2, true, "ResourceNameFilter", version)?;
+        this.resource_type_filter = c::read_i8(buf, "DeleteAclsFilter.ResourceTypeFilter")?;
+        this.resource_name_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DeleteAclsFilter.ResourceNameFilter",
+            version,
+        )?;
         if version >= 1 {
-            this.pattern_type_filter = c::read_i8(buf, "PatternTypeFilter")?;
+            this.pattern_type_filter = c::read_i8(buf, "DeleteAclsFilter.PatternTypeFilter")?;
         }
-        this.principal_filter =
-            c::read_nullable_string(buf, version >= 2, true, "PrincipalFilter", version)?;
-        this.host_filter = c::read_nullable_string(buf, version >= 2, true, "HostFilter", version)?;
-        this.operation = c::read_i8(buf, "Operation")?;
-        this.permission_type = c::read_i8(buf, "PermissionType")?;
+        this.principal_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DeleteAclsFilter.PrincipalFilter",
+            version,
+        )?;
+        this.host_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DeleteAclsFilter.HostFilter",
+            version,
+        )?;
+        this.operation = c::read_i8(buf, "DeleteAclsFilter.Operation")?;
+        this.permission_type = c::read_i8(buf, "DeleteAclsFilter.PermissionType")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -57,7 +57,7 @@ impl Codec for DeleteAclsResponse {
             &self.filter_results,
             version,
             version >= 2,
-            "FilterResults",
+            "DeleteAclsResponse.FilterResults",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -66,8 +66,13 @@ impl Codec for DeleteAclsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.filter_results = c::read_array(buf, version, version >= 2, "FilterResults")?;
+        this.throttle_time_ms = c::read_i32(buf, "DeleteAclsResponse.ThrottleTimeMs")?;
+        this.filter_results = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DeleteAclsResponse.FilterResults",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -179,16 +184,26 @@ impl Codec for DeleteAclsMatchingAcl {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "DeleteAclsMatchingAcl.ErrorMessage",
             version,
         )?;
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 2, "ResourceName")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 2,
+            "DeleteAclsMatchingAcl.ResourceName",
+        )?;
         if version >= 1 {
             buf.put_i8(self.pattern_type);
         }
-        c::write_string(buf, &self.principal, version >= 2, "Principal")?;
-        c::write_string(buf, &self.host, version >= 2, "Host")?;
+        c::write_string(
+            buf,
+            &self.principal,
+            version >= 2,
+            "DeleteAclsMatchingAcl.Principal",
+        )?;
+        c::write_string(buf, &self.host, version >= 2, "DeleteAclsMatchingAcl.Host")?;
         buf.put_i8(self.operation);
         buf.put_i8(self.permission_type);
         if version >= 2 {
@@ -198,18 +213,33 @@ impl Codec for DeleteAclsMatchingAcl {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 2, "ResourceName", version)?;
+        this.error_code = c::read_i16(buf, "DeleteAclsMatchingAcl.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DeleteAclsMatchingAcl.ErrorMessage",
+            version,
+        )?;
+        this.resource_type = c::read_i8(buf, "DeleteAclsMatchingAcl.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 2,
+            "DeleteAclsMatchingAcl.ResourceName",
+            version,
+        )?;
         if version >= 1 {
-            this.pattern_type = c::read_i8(buf, "PatternType")?;
+            this.pattern_type = c::read_i8(buf, "DeleteAclsMatchingAcl.PatternType")?;
         }
-        this.principal = c::read_string(buf, version >= 2, "Principal", version)?;
-        this.host = c::read_string(buf, version >= 2, "Host", version)?;
-        this.operation = c::read_i8(buf, "Operation")?;
-        this.permission_type = c::read_i8(buf, "PermissionType")?;
+        this.principal = c::read_string(
+            buf,
+            version >= 2,
+            "DeleteAclsMatchingAcl.Principal",
+            version,
+        )?;
+        this.host = c::read_string(buf, version >= 2, "DeleteAclsMatchingAcl.Host", version)?;
+        this.operation = c::read_i8(buf, "DeleteAclsMatchingAcl.Operation")?;
+        this.permission_type = c::read_i8(buf, "DeleteAclsMatchingAcl.PermissionType")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -303,7 +333,7 @@ impl Codec for DeleteAclsFilterResult {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "DeleteAclsFilterResult.ErrorMessage",
             version,
         )?;
         c::write_array(
@@ -311,7 +341,7 @@ impl Codec for DeleteAclsFilterResult {
             &self.matching_acls,
             version,
             version >= 2,
-            "MatchingAcls",
+            "DeleteAclsFilterResult.MatchingAcls",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -320,10 +350,20 @@ impl Codec for DeleteAclsFilterResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
-        this.matching_acls = c::read_array(buf, version, version >= 2, "MatchingAcls")?;
+        this.error_code = c::read_i16(buf, "DeleteAclsFilterResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DeleteAclsFilterResult.ErrorMessage",
+            version,
+        )?;
+        this.matching_acls = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DeleteAclsFilterResult.MatchingAcls",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

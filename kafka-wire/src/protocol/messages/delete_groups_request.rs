@@ -53,7 +53,7 @@ impl Codec for DeleteGroupsRequest {
             &self.groups_names,
             version,
             version >= 2,
-            "GroupsNames",
+            "DeleteGroupsRequest.GroupsNames",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -62,7 +62,12 @@ impl Codec for DeleteGroupsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.groups_names = c::read_array(buf, version, version >= 2, "GroupsNames")?;
+        this.groups_names = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DeleteGroupsRequest.GroupsNames",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

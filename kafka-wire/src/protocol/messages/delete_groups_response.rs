@@ -52,7 +52,13 @@ impl Codec for DeleteGroupsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, version >= 2, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 2,
+            "DeleteGroupsResponse.Results",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,8 @@ impl Codec for DeleteGroupsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, version >= 2, "Results")?;
+        this.throttle_time_ms = c::read_i32(buf, "DeleteGroupsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(buf, version, version >= 2, "DeleteGroupsResponse.Results")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -126,7 +132,12 @@ impl Codec for DeletableGroupResult {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 2, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 2,
+            "DeletableGroupResult.GroupId",
+        )?;
         buf.put_i16(self.error_code);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -135,8 +146,8 @@ impl Codec for DeletableGroupResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 2, "GroupId", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.group_id = c::read_string(buf, version >= 2, "DeletableGroupResult.GroupId", version)?;
+        this.error_code = c::read_i16(buf, "DeletableGroupResult.ErrorCode")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

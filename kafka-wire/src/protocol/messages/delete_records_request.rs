@@ -52,7 +52,13 @@ impl Codec for DeleteRecordsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 2,
+            "DeleteRecordsRequest.Topics",
+        )?;
         buf.put_i32(self.timeout_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -61,8 +67,8 @@ impl Codec for DeleteRecordsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
+        this.topics = c::read_array(buf, version, version >= 2, "DeleteRecordsRequest.Topics")?;
+        this.timeout_ms = c::read_i32(buf, "DeleteRecordsRequest.TimeoutMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -136,8 +142,8 @@ impl Codec for DeleteRecordsPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.offset = c::read_i64(buf, "Offset")?;
+        this.partition_index = c::read_i32(buf, "DeleteRecordsPartition.PartitionIndex")?;
+        this.offset = c::read_i64(buf, "DeleteRecordsPartition.Offset")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -202,8 +208,14 @@ impl Codec for DeleteRecordsTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(buf, &self.name, version >= 2, "DeleteRecordsTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "DeleteRecordsTopic.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -211,8 +223,9 @@ impl Codec for DeleteRecordsTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.name = c::read_string(buf, version >= 2, "DeleteRecordsTopic.Name", version)?;
+        this.partitions =
+            c::read_array(buf, version, version >= 2, "DeleteRecordsTopic.Partitions")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

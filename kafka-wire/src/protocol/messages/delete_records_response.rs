@@ -52,7 +52,13 @@ impl Codec for DeleteRecordsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 2,
+            "DeleteRecordsResponse.Topics",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,8 @@ impl Codec for DeleteRecordsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
+        this.throttle_time_ms = c::read_i32(buf, "DeleteRecordsResponse.ThrottleTimeMs")?;
+        this.topics = c::read_array(buf, version, version >= 2, "DeleteRecordsResponse.Topics")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -141,9 +147,9 @@ impl Codec for DeleteRecordsPartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.low_watermark = c::read_i64(buf, "LowWatermark")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "DeleteRecordsPartitionResult.PartitionIndex")?;
+        this.low_watermark = c::read_i64(buf, "DeleteRecordsPartitionResult.LowWatermark")?;
+        this.error_code = c::read_i16(buf, "DeleteRecordsPartitionResult.ErrorCode")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -210,8 +216,19 @@ impl Codec for DeleteRecordsTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 2,
+            "DeleteRecordsTopicResult.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "DeleteRecordsTopicResult.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -219,8 +236,13 @@ impl Codec for DeleteRecordsTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.name = c::read_string(buf, version >= 2, "DeleteRecordsTopicResult.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DeleteRecordsTopicResult.Partitions",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -47,15 +47,26 @@ impl Default for DeleteShareGroupStateRequest {
 
 impl Codec for DeleteShareGroupStateRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "DeleteShareGroupStateRequest.GroupId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DeleteShareGroupStateRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.group_id = c::read_string(buf, true, "DeleteShareGroupStateRequest.GroupId", version)?;
+        this.topics = c::read_array(buf, version, true, "DeleteShareGroupStateRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -109,7 +120,7 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
+        this.partition = c::read_i32(buf, "PartitionData.Partition")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -161,14 +172,20 @@ impl Default for DeleteStateData {
 impl Codec for DeleteStateData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "DeleteStateData.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "DeleteStateData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "DeleteStateData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -65,10 +65,22 @@ impl Codec for DeleteTopicsRequest {
             });
         }
         if version >= 6 {
-            c::write_array(buf, &self.topics, version, true, "Topics")?;
+            c::write_array(
+                buf,
+                &self.topics,
+                version,
+                true,
+                "DeleteTopicsRequest.Topics",
+            )?;
         }
         if version <= 5 {
-            c::write_array(buf, &self.topic_names, version, version >= 4, "TopicNames")?;
+            c::write_array(
+                buf,
+                &self.topic_names,
+                version,
+                version >= 4,
+                "DeleteTopicsRequest.TopicNames",
+            )?;
         }
         buf.put_i32(self.timeout_ms);
         if version >= 4 {
@@ -79,12 +91,13 @@ impl Codec for DeleteTopicsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 6 {
-            this.topics = c::read_array(buf, version, true, "Topics")?;
+            this.topics = c::read_array(buf, version, true, "DeleteTopicsRequest.Topics")?;
         }
         if version <= 5 {
-            this.topic_names = c::read_array(buf, version, version >= 4, "TopicNames")?;
+            this.topic_names =
+                c::read_array(buf, version, version >= 4, "DeleteTopicsRequest.TopicNames")?;
         }
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
+        this.timeout_ms = c::read_i32(buf, "DeleteTopicsRequest.TimeoutMs")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -153,15 +166,22 @@ impl Default for DeleteTopicState {
 
 impl Codec for DeleteTopicState {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_nullable_string(buf, self.name.as_deref(), true, true, "Name", version)?;
+        c::write_nullable_string(
+            buf,
+            self.name.as_deref(),
+            true,
+            true,
+            "DeleteTopicState.Name",
+            version,
+        )?;
         buf.put_slice(&self.topic_id.0);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_nullable_string(buf, true, true, "Name", version)?;
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
+        this.name = c::read_nullable_string(buf, true, true, "DeleteTopicState.Name", version)?;
+        this.topic_id = c::read_uuid(buf, "DeleteTopicState.TopicId")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -54,7 +54,13 @@ impl Codec for DeleteTopicsResponse {
         if version >= 1 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.responses, version, version >= 4, "Responses")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            version >= 4,
+            "DeleteTopicsResponse.Responses",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,10 @@ impl Codec for DeleteTopicsResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "DeleteTopicsResponse.ThrottleTimeMs")?;
         }
-        this.responses = c::read_array(buf, version, version >= 4, "Responses")?;
+        this.responses =
+            c::read_array(buf, version, version >= 4, "DeleteTopicsResponse.Responses")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -149,7 +156,7 @@ impl Codec for DeletableTopicResult {
             self.name.as_deref(),
             version >= 4,
             version >= 6,
-            "Name",
+            "DeletableTopicResult.Name",
             version,
         )?;
         if version >= 6 {
@@ -162,7 +169,7 @@ impl Codec for DeletableTopicResult {
                 self.error_message.as_deref(),
                 true,
                 true,
-                "ErrorMessage",
+                "DeletableTopicResult.ErrorMessage",
                 version,
             )?;
         }
@@ -173,13 +180,25 @@ impl Codec for DeletableTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_nullable_string(buf, version >= 4, version >= 6, "Name", version)?;
+        this.name = c::read_nullable_string(
+            buf,
+            version >= 4,
+            version >= 6,
+            "DeletableTopicResult.Name",
+            version,
+        )?;
         if version >= 6 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "DeletableTopicResult.TopicId")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "DeletableTopicResult.ErrorCode")?;
         if version >= 5 {
-            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "DeletableTopicResult.ErrorMessage",
+                version,
+            )?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -90,7 +90,7 @@ impl Codec for DescribeAclsRequest {
             self.resource_name_filter.as_deref(),
             version >= 2,
             true,
-            "ResourceNameFilter",
+            "DescribeAclsRequest.ResourceNameFilter",
             version,
         )?;
         if version >= 1 {
@@ -101,7 +101,7 @@ impl Codec for DescribeAclsRequest {
             self.principal_filter.as_deref(),
             version >= 2,
             true,
-            "PrincipalFilter",
+            "DescribeAclsRequest.PrincipalFilter",
             version,
         )?;
         c::write_nullable_string(
@@ -109,7 +109,7 @@ impl Codec for DescribeAclsRequest {
             self.host_filter.as_deref(),
             version >= 2,
             true,
-            "HostFilter",
+            "DescribeAclsRequest.HostFilter",
             version,
         )?;
         buf.put_i8(self.operation);
@@ -121,17 +121,33 @@ impl Codec for DescribeAclsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type_filter = c::read_i8(buf, "ResourceTypeFilter")?;
-        this.resource_name_filter =
-            c::read_nullable_string(buf, version >= 2, true, "ResourceNameFilter", version)?;
+        this.resource_type_filter = c::read_i8(buf, "DescribeAclsRequest.ResourceTypeFilter")?;
+        this.resource_name_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DescribeAclsRequest.ResourceNameFilter",
+            version,
+        )?;
         if version >= 1 {
-            this.pattern_type_filter = c::read_i8(buf, "PatternTypeFilter")?;
+            this.pattern_type_filter = c::read_i8(buf, "DescribeAclsRequest.PatternTypeFilter")?;
         }
-        this.principal_filter =
-            c::read_nullable_string(buf, version >= 2, true, "PrincipalFilter", version)?;
-        this.host_filter = c::read_nullable_string(buf, version >= 2, true, "HostFilter", version)?;
-        this.operation = c::read_i8(buf, "Operation")?;
-        this.permission_type = c::read_i8(buf, "PermissionType")?;
+        this.principal_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DescribeAclsRequest.PrincipalFilter",
+            version,
+        )?;
+        this.host_filter = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DescribeAclsRequest.HostFilter",
+            version,
+        )?;
+        this.operation = c::read_i8(buf, "DescribeAclsRequest.Operation")?;
+        this.permission_type = c::read_i8(buf, "DescribeAclsRequest.PermissionType")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

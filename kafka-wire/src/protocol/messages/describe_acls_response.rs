@@ -68,10 +68,16 @@ impl Codec for DescribeAclsResponse {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "DescribeAclsResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.resources, version, version >= 2, "Resources")?;
+        c::write_array(
+            buf,
+            &self.resources,
+            version,
+            version >= 2,
+            "DescribeAclsResponse.Resources",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -79,11 +85,17 @@ impl Codec for DescribeAclsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
-        this.resources = c::read_array(buf, version, version >= 2, "Resources")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeAclsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "DescribeAclsResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "DescribeAclsResponse.ErrorMessage",
+            version,
+        )?;
+        this.resources =
+            c::read_array(buf, version, version >= 2, "DescribeAclsResponse.Resources")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -162,8 +174,13 @@ impl Codec for AclDescription {
                 version,
             });
         }
-        c::write_string(buf, &self.principal, version >= 2, "Principal")?;
-        c::write_string(buf, &self.host, version >= 2, "Host")?;
+        c::write_string(
+            buf,
+            &self.principal,
+            version >= 2,
+            "AclDescription.Principal",
+        )?;
+        c::write_string(buf, &self.host, version >= 2, "AclDescription.Host")?;
         buf.put_i8(self.operation);
         buf.put_i8(self.permission_type);
         if version >= 2 {
@@ -173,10 +190,10 @@ impl Codec for AclDescription {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.principal = c::read_string(buf, version >= 2, "Principal", version)?;
-        this.host = c::read_string(buf, version >= 2, "Host", version)?;
-        this.operation = c::read_i8(buf, "Operation")?;
-        this.permission_type = c::read_i8(buf, "PermissionType")?;
+        this.principal = c::read_string(buf, version >= 2, "AclDescription.Principal", version)?;
+        this.host = c::read_string(buf, version >= 2, "AclDescription.Host", version)?;
+        this.operation = c::read_i8(buf, "AclDescription.Operation")?;
+        this.permission_type = c::read_i8(buf, "AclDescription.PermissionType")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -262,11 +279,22 @@ impl Codec for DescribeAclsResource {
             });
         }
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 2, "ResourceName")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 2,
+            "DescribeAclsResource.ResourceName",
+        )?;
         if version >= 1 {
             buf.put_i8(self.pattern_type);
         }
-        c::write_array(buf, &self.acls, version, version >= 2, "Acls")?;
+        c::write_array(
+            buf,
+            &self.acls,
+            version,
+            version >= 2,
+            "DescribeAclsResource.Acls",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -274,12 +302,17 @@ impl Codec for DescribeAclsResource {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 2, "ResourceName", version)?;
+        this.resource_type = c::read_i8(buf, "DescribeAclsResource.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 2,
+            "DescribeAclsResource.ResourceName",
+            version,
+        )?;
         if version >= 1 {
-            this.pattern_type = c::read_i8(buf, "PatternType")?;
+            this.pattern_type = c::read_i8(buf, "DescribeAclsResource.PatternType")?;
         }
-        this.acls = c::read_array(buf, version, version >= 2, "Acls")?;
+        this.acls = c::read_array(buf, version, version >= 2, "DescribeAclsResource.Acls")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -52,7 +52,13 @@ impl Codec for DescribeClientQuotasRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.components, version, version >= 1, "Components")?;
+        c::write_array(
+            buf,
+            &self.components,
+            version,
+            version >= 1,
+            "DescribeClientQuotasRequest.Components",
+        )?;
         buf.put_u8(u8::from(self.strict));
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -61,8 +67,13 @@ impl Codec for DescribeClientQuotasRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.components = c::read_array(buf, version, version >= 1, "Components")?;
-        this.strict = c::read_bool(buf, "Strict")?;
+        this.components = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "DescribeClientQuotasRequest.Components",
+        )?;
+        this.strict = c::read_bool(buf, "DescribeClientQuotasRequest.Strict")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -132,14 +143,19 @@ impl Codec for ComponentData {
                 version,
             });
         }
-        c::write_string(buf, &self.entity_type, version >= 1, "EntityType")?;
+        c::write_string(
+            buf,
+            &self.entity_type,
+            version >= 1,
+            "ComponentData.EntityType",
+        )?;
         buf.put_i8(self.match_type);
         c::write_nullable_string(
             buf,
             self.r#match.as_deref(),
             version >= 1,
             true,
-            "Match",
+            "ComponentData.Match",
             version,
         )?;
         if version >= 1 {
@@ -149,9 +165,10 @@ impl Codec for ComponentData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity_type = c::read_string(buf, version >= 1, "EntityType", version)?;
-        this.match_type = c::read_i8(buf, "MatchType")?;
-        this.r#match = c::read_nullable_string(buf, version >= 1, true, "Match", version)?;
+        this.entity_type = c::read_string(buf, version >= 1, "ComponentData.EntityType", version)?;
+        this.match_type = c::read_i8(buf, "ComponentData.MatchType")?;
+        this.r#match =
+            c::read_nullable_string(buf, version >= 1, true, "ComponentData.Match", version)?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -68,7 +68,7 @@ impl Codec for DescribeClientQuotasResponse {
             self.error_message.as_deref(),
             version >= 1,
             true,
-            "ErrorMessage",
+            "DescribeClientQuotasResponse.ErrorMessage",
             version,
         )?;
         c::write_nullable_array(
@@ -77,7 +77,7 @@ impl Codec for DescribeClientQuotasResponse {
             version,
             version >= 1,
             true,
-            "Entries",
+            "DescribeClientQuotasResponse.Entries",
         )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -86,11 +86,22 @@ impl Codec for DescribeClientQuotasResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 1, true, "ErrorMessage", version)?;
-        this.entries = c::read_nullable_array(buf, version, version >= 1, true, "Entries")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeClientQuotasResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "DescribeClientQuotasResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 1,
+            true,
+            "DescribeClientQuotasResponse.ErrorMessage",
+            version,
+        )?;
+        this.entries = c::read_nullable_array(
+            buf,
+            version,
+            version >= 1,
+            true,
+            "DescribeClientQuotasResponse.Entries",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -159,13 +170,18 @@ impl Codec for EntityData {
                 version,
             });
         }
-        c::write_string(buf, &self.entity_type, version >= 1, "EntityType")?;
+        c::write_string(
+            buf,
+            &self.entity_type,
+            version >= 1,
+            "EntityData.EntityType",
+        )?;
         c::write_nullable_string(
             buf,
             self.entity_name.as_deref(),
             version >= 1,
             true,
-            "EntityName",
+            "EntityData.EntityName",
             version,
         )?;
         if version >= 1 {
@@ -175,8 +191,9 @@ impl Codec for EntityData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity_type = c::read_string(buf, version >= 1, "EntityType", version)?;
-        this.entity_name = c::read_nullable_string(buf, version >= 1, true, "EntityName", version)?;
+        this.entity_type = c::read_string(buf, version >= 1, "EntityData.EntityType", version)?;
+        this.entity_name =
+            c::read_nullable_string(buf, version >= 1, true, "EntityData.EntityName", version)?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -241,7 +258,7 @@ impl Codec for ValueData {
                 version,
             });
         }
-        c::write_string(buf, &self.key, version >= 1, "Key")?;
+        c::write_string(buf, &self.key, version >= 1, "ValueData.Key")?;
         buf.put_f64(self.value);
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -250,8 +267,8 @@ impl Codec for ValueData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.key = c::read_string(buf, version >= 1, "Key", version)?;
-        this.value = c::read_f64(buf, "Value")?;
+        this.key = c::read_string(buf, version >= 1, "ValueData.Key", version)?;
+        this.value = c::read_f64(buf, "ValueData.Value")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -316,8 +333,8 @@ impl Codec for EntryData {
                 version,
             });
         }
-        c::write_array(buf, &self.entity, version, version >= 1, "Entity")?;
-        c::write_array(buf, &self.values, version, version >= 1, "Values")?;
+        c::write_array(buf, &self.entity, version, version >= 1, "EntryData.Entity")?;
+        c::write_array(buf, &self.values, version, version >= 1, "EntryData.Values")?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -325,8 +342,8 @@ impl Codec for EntryData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.entity = c::read_array(buf, version, version >= 1, "Entity")?;
-        this.values = c::read_array(buf, version, version >= 1, "Values")?;
+        this.entity = c::read_array(buf, version, version >= 1, "EntryData.Entity")?;
+        this.values = c::read_array(buf, version, version >= 1, "EntryData.Values")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -61,10 +61,12 @@ impl Codec for DescribeClusterRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.include_cluster_authorized_operations =
-            c::read_bool(buf, "IncludeClusterAuthorizedOperations")?;
+        this.include_cluster_authorized_operations = c::read_bool(
+            buf,
+            "DescribeClusterRequest.IncludeClusterAuthorizedOperations",
+        )?;
         if version >= 1 {
-            this.endpoint_type = c::read_i8(buf, "EndpointType")?;
+            this.endpoint_type = c::read_i8(buf, "DescribeClusterRequest.EndpointType")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)

@@ -88,31 +88,49 @@ impl Codec for DescribeClusterResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "DescribeClusterResponse.ErrorMessage",
             version,
         )?;
         if version >= 1 {
             buf.put_i8(self.endpoint_type);
         }
-        c::write_string(buf, &self.cluster_id, true, "ClusterId")?;
+        c::write_string(
+            buf,
+            &self.cluster_id,
+            true,
+            "DescribeClusterResponse.ClusterId",
+        )?;
         buf.put_i32(self.controller_id);
-        c::write_array(buf, &self.brokers, version, true, "Brokers")?;
+        c::write_array(
+            buf,
+            &self.brokers,
+            version,
+            true,
+            "DescribeClusterResponse.Brokers",
+        )?;
         buf.put_i32(self.cluster_authorized_operations);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeClusterResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "DescribeClusterResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "DescribeClusterResponse.ErrorMessage",
+            version,
+        )?;
         if version >= 1 {
-            this.endpoint_type = c::read_i8(buf, "EndpointType")?;
+            this.endpoint_type = c::read_i8(buf, "DescribeClusterResponse.EndpointType")?;
         }
-        this.cluster_id = c::read_string(buf, true, "ClusterId", version)?;
-        this.controller_id = c::read_i32(buf, "ControllerId")?;
-        this.brokers = c::read_array(buf, version, true, "Brokers")?;
-        this.cluster_authorized_operations = c::read_i32(buf, "ClusterAuthorizedOperations")?;
+        this.cluster_id = c::read_string(buf, true, "DescribeClusterResponse.ClusterId", version)?;
+        this.controller_id = c::read_i32(buf, "DescribeClusterResponse.ControllerId")?;
+        this.brokers = c::read_array(buf, version, true, "DescribeClusterResponse.Brokers")?;
+        this.cluster_authorized_operations =
+            c::read_i32(buf, "DescribeClusterResponse.ClusterAuthorizedOperations")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -192,18 +210,26 @@ impl Default for DescribeClusterBroker {
 impl Codec for DescribeClusterBroker {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.broker_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "DescribeClusterBroker.Host")?;
         buf.put_i32(self.port);
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "DescribeClusterBroker.Rack",
+            version,
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.broker_id = c::read_i32(buf, "DescribeClusterBroker.BrokerId")?;
+        this.host = c::read_string(buf, true, "DescribeClusterBroker.Host", version)?;
+        this.port = c::read_i32(buf, "DescribeClusterBroker.Port")?;
+        this.rack =
+            c::read_nullable_string(buf, true, true, "DescribeClusterBroker.Rack", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

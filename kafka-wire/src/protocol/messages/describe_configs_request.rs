@@ -70,7 +70,13 @@ impl Codec for DescribeConfigsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.resources, version, version >= 4, "Resources")?;
+        c::write_array(
+            buf,
+            &self.resources,
+            version,
+            version >= 4,
+            "DescribeConfigsRequest.Resources",
+        )?;
         if version >= 1 {
             buf.put_u8(u8::from(self.include_synonyms));
         }
@@ -84,12 +90,18 @@ impl Codec for DescribeConfigsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resources = c::read_array(buf, version, version >= 4, "Resources")?;
+        this.resources = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "DescribeConfigsRequest.Resources",
+        )?;
         if version >= 1 {
-            this.include_synonyms = c::read_bool(buf, "IncludeSynonyms")?;
+            this.include_synonyms = c::read_bool(buf, "DescribeConfigsRequest.IncludeSynonyms")?;
         }
         if version >= 3 {
-            this.include_documentation = c::read_bool(buf, "IncludeDocumentation")?;
+            this.include_documentation =
+                c::read_bool(buf, "DescribeConfigsRequest.IncludeDocumentation")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -171,14 +183,19 @@ impl Codec for DescribeConfigsResource {
             });
         }
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 4, "ResourceName")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 4,
+            "DescribeConfigsResource.ResourceName",
+        )?;
         c::write_nullable_array(
             buf,
             self.configuration_keys.as_deref(),
             version,
             version >= 4,
             true,
-            "ConfigurationKeys",
+            "DescribeConfigsResource.ConfigurationKeys",
         )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -187,10 +204,20 @@ impl Codec for DescribeConfigsResource {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 4, "ResourceName", version)?;
-        this.configuration_keys =
-            c::read_nullable_array(buf, version, version >= 4, true, "ConfigurationKeys")?;
+        this.resource_type = c::read_i8(buf, "DescribeConfigsResource.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 4,
+            "DescribeConfigsResource.ResourceName",
+            version,
+        )?;
+        this.configuration_keys = c::read_nullable_array(
+            buf,
+            version,
+            version >= 4,
+            true,
+            "DescribeConfigsResource.ConfigurationKeys",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

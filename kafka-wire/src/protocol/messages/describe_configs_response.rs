@@ -52,7 +52,13 @@ impl Codec for DescribeConfigsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.results, version, version >= 4, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 4,
+            "DescribeConfigsResponse.Results",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,13 @@ impl Codec for DescribeConfigsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.results = c::read_array(buf, version, version >= 4, "Results")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeConfigsResponse.ThrottleTimeMs")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "DescribeConfigsResponse.Results",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -131,13 +142,13 @@ impl Codec for DescribeConfigsSynonym {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 4, "Name")?;
+        c::write_string(buf, &self.name, version >= 4, "DescribeConfigsSynonym.Name")?;
         c::write_nullable_string(
             buf,
             self.value.as_deref(),
             version >= 4,
             true,
-            "Value",
+            "DescribeConfigsSynonym.Value",
             version,
         )?;
         buf.put_i8(self.source);
@@ -148,9 +159,15 @@ impl Codec for DescribeConfigsSynonym {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 4, "Name", version)?;
-        this.value = c::read_nullable_string(buf, version >= 4, true, "Value", version)?;
-        this.source = c::read_i8(buf, "Source")?;
+        this.name = c::read_string(buf, version >= 4, "DescribeConfigsSynonym.Name", version)?;
+        this.value = c::read_nullable_string(
+            buf,
+            version >= 4,
+            true,
+            "DescribeConfigsSynonym.Value",
+            version,
+        )?;
+        this.source = c::read_i8(buf, "DescribeConfigsSynonym.Source")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -258,13 +275,18 @@ impl Codec for DescribeConfigsResourceResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 4, "Name")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 4,
+            "DescribeConfigsResourceResult.Name",
+        )?;
         c::write_nullable_string(
             buf,
             self.value.as_deref(),
             version >= 4,
             true,
-            "Value",
+            "DescribeConfigsResourceResult.Value",
             version,
         )?;
         buf.put_u8(u8::from(self.read_only));
@@ -276,7 +298,13 @@ impl Codec for DescribeConfigsResourceResult {
         }
         buf.put_u8(u8::from(self.is_sensitive));
         if version >= 1 {
-            c::write_array(buf, &self.synonyms, version, version >= 4, "Synonyms")?;
+            c::write_array(
+                buf,
+                &self.synonyms,
+                version,
+                version >= 4,
+                "DescribeConfigsResourceResult.Synonyms",
+            )?;
         }
         if version >= 3 {
             buf.put_i8(self.config_type);
@@ -287,7 +315,7 @@ impl Codec for DescribeConfigsResourceResult {
                 self.documentation.as_deref(),
                 version >= 4,
                 true,
-                "Documentation",
+                "DescribeConfigsResourceResult.Documentation",
                 version,
             )?;
         }
@@ -298,25 +326,46 @@ impl Codec for DescribeConfigsResourceResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 4, "Name", version)?;
-        this.value = c::read_nullable_string(buf, version >= 4, true, "Value", version)?;
-        this.read_only = c::read_bool(buf, "ReadOnly")?;
+        this.name = c::read_string(
+            buf,
+            version >= 4,
+            "DescribeConfigsResourceResult.Name",
+            version,
+        )?;
+        this.value = c::read_nullable_string(
+            buf,
+            version >= 4,
+            true,
+            "DescribeConfigsResourceResult.Value",
+            version,
+        )?;
+        this.read_only = c::read_bool(buf, "DescribeConfigsResourceResult.ReadOnly")?;
         if version <= 0 {
-            this.is_default = c::read_bool(buf, "IsDefault")?;
+            this.is_default = c::read_bool(buf, "DescribeConfigsResourceResult.IsDefault")?;
         }
         if version >= 1 {
-            this.config_source = c::read_i8(buf, "ConfigSource")?;
+            this.config_source = c::read_i8(buf, "DescribeConfigsResourceResult.ConfigSource")?;
         }
-        this.is_sensitive = c::read_bool(buf, "IsSensitive")?;
+        this.is_sensitive = c::read_bool(buf, "DescribeConfigsResourceResult.IsSensitive")?;
         if version >= 1 {
-            this.synonyms = c::read_array(buf, version, version >= 4, "Synonyms")?;
+            this.synonyms = c::read_array(
+                buf,
+                version,
+                version >= 4,
+                "DescribeConfigsResourceResult.Synonyms",
+            )?;
         }
         if version >= 3 {
-            this.config_type = c::read_i8(buf, "ConfigType")?;
+            this.config_type = c::read_i8(buf, "DescribeConfigsResourceResult.ConfigType")?;
         }
         if version >= 3 {
-            this.documentation =
-                c::read_nullable_string(buf, version >= 4, true, "Documentation", version)?;
+            this.documentation = c::read_nullable_string(
+                buf,
+                version >= 4,
+                true,
+                "DescribeConfigsResourceResult.Documentation",
+                version,
+            )?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -437,12 +486,23 @@ impl Codec for DescribeConfigsResult {
             self.error_message.as_deref(),
             version >= 4,
             true,
-            "ErrorMessage",
+            "DescribeConfigsResult.ErrorMessage",
             version,
         )?;
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 4, "ResourceName")?;
-        c::write_array(buf, &self.configs, version, version >= 4, "Configs")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 4,
+            "DescribeConfigsResult.ResourceName",
+        )?;
+        c::write_array(
+            buf,
+            &self.configs,
+            version,
+            version >= 4,
+            "DescribeConfigsResult.Configs",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -450,12 +510,22 @@ impl Codec for DescribeConfigsResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 4, true, "ErrorMessage", version)?;
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 4, "ResourceName", version)?;
-        this.configs = c::read_array(buf, version, version >= 4, "Configs")?;
+        this.error_code = c::read_i16(buf, "DescribeConfigsResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 4,
+            true,
+            "DescribeConfigsResult.ErrorMessage",
+            version,
+        )?;
+        this.resource_type = c::read_i8(buf, "DescribeConfigsResult.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 4,
+            "DescribeConfigsResult.ResourceName",
+            version,
+        )?;
+        this.configs = c::read_array(buf, version, version >= 4, "DescribeConfigsResult.Configs")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

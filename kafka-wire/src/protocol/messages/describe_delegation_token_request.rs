@@ -54,7 +54,7 @@ impl Codec for DescribeDelegationTokenRequest {
             version,
             version >= 2,
             true,
-            "Owners",
+            "DescribeDelegationTokenRequest.Owners",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -63,7 +63,13 @@ impl Codec for DescribeDelegationTokenRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.owners = c::read_nullable_array(buf, version, version >= 2, true, "Owners")?;
+        this.owners = c::read_nullable_array(
+            buf,
+            version,
+            version >= 2,
+            true,
+            "DescribeDelegationTokenRequest.Owners",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -126,8 +132,18 @@ impl Codec for DescribeDelegationTokenOwner {
                 version,
             });
         }
-        c::write_string(buf, &self.principal_type, version >= 2, "PrincipalType")?;
-        c::write_string(buf, &self.principal_name, version >= 2, "PrincipalName")?;
+        c::write_string(
+            buf,
+            &self.principal_type,
+            version >= 2,
+            "DescribeDelegationTokenOwner.PrincipalType",
+        )?;
+        c::write_string(
+            buf,
+            &self.principal_name,
+            version >= 2,
+            "DescribeDelegationTokenOwner.PrincipalName",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -135,8 +151,18 @@ impl Codec for DescribeDelegationTokenOwner {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.principal_type = c::read_string(buf, version >= 2, "PrincipalType", version)?;
-        this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
+        this.principal_type = c::read_string(
+            buf,
+            version >= 2,
+            "DescribeDelegationTokenOwner.PrincipalType",
+            version,
+        )?;
+        this.principal_name = c::read_string(
+            buf,
+            version >= 2,
+            "DescribeDelegationTokenOwner.PrincipalName",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

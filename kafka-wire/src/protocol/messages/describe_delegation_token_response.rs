@@ -57,7 +57,13 @@ impl Codec for DescribeDelegationTokenResponse {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.tokens, version, version >= 2, "Tokens")?;
+        c::write_array(
+            buf,
+            &self.tokens,
+            version,
+            version >= 2,
+            "DescribeDelegationTokenResponse.Tokens",
+        )?;
         buf.put_i32(self.throttle_time_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -66,9 +72,14 @@ impl Codec for DescribeDelegationTokenResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.tokens = c::read_array(buf, version, version >= 2, "Tokens")?;
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "DescribeDelegationTokenResponse.ErrorCode")?;
+        this.tokens = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DescribeDelegationTokenResponse.Tokens",
+        )?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeDelegationTokenResponse.ThrottleTimeMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -135,8 +146,18 @@ impl Codec for DescribedDelegationTokenRenewer {
                 version,
             });
         }
-        c::write_string(buf, &self.principal_type, version >= 2, "PrincipalType")?;
-        c::write_string(buf, &self.principal_name, version >= 2, "PrincipalName")?;
+        c::write_string(
+            buf,
+            &self.principal_type,
+            version >= 2,
+            "DescribedDelegationTokenRenewer.PrincipalType",
+        )?;
+        c::write_string(
+            buf,
+            &self.principal_name,
+            version >= 2,
+            "DescribedDelegationTokenRenewer.PrincipalName",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -144,8 +165,18 @@ impl Codec for DescribedDelegationTokenRenewer {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.principal_type = c::read_string(buf, version >= 2, "PrincipalType", version)?;
-        this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
+        this.principal_type = c::read_string(
+            buf,
+            version >= 2,
+            "DescribedDelegationTokenRenewer.PrincipalType",
+            version,
+        )?;
+        this.principal_name = c::read_string(
+            buf,
+            version >= 2,
+            "DescribedDelegationTokenRenewer.PrincipalName",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -262,14 +293,24 @@ impl Codec for DescribedDelegationToken {
                 version,
             });
         }
-        c::write_string(buf, &self.principal_type, version >= 2, "PrincipalType")?;
-        c::write_string(buf, &self.principal_name, version >= 2, "PrincipalName")?;
+        c::write_string(
+            buf,
+            &self.principal_type,
+            version >= 2,
+            "DescribedDelegationToken.PrincipalType",
+        )?;
+        c::write_string(
+            buf,
+            &self.principal_name,
+            version >= 2,
+            "DescribedDelegationToken.PrincipalName",
+        )?;
         if version >= 3 {
             c::write_string(
                 buf,
                 &self.token_requester_principal_type,
                 true,
-                "TokenRequesterPrincipalType",
+                "DescribedDelegationToken.TokenRequesterPrincipalType",
             )?;
         }
         if version >= 3 {
@@ -277,15 +318,31 @@ impl Codec for DescribedDelegationToken {
                 buf,
                 &self.token_requester_principal_name,
                 true,
-                "TokenRequesterPrincipalName",
+                "DescribedDelegationToken.TokenRequesterPrincipalName",
             )?;
         }
         buf.put_i64(self.issue_timestamp);
         buf.put_i64(self.expiry_timestamp);
         buf.put_i64(self.max_timestamp);
-        c::write_string(buf, &self.token_id, version >= 2, "TokenId")?;
-        c::write_bytes(buf, &self.hmac, version >= 2, "Hmac")?;
-        c::write_array(buf, &self.renewers, version, version >= 2, "Renewers")?;
+        c::write_string(
+            buf,
+            &self.token_id,
+            version >= 2,
+            "DescribedDelegationToken.TokenId",
+        )?;
+        c::write_bytes(
+            buf,
+            &self.hmac,
+            version >= 2,
+            "DescribedDelegationToken.Hmac",
+        )?;
+        c::write_array(
+            buf,
+            &self.renewers,
+            version,
+            version >= 2,
+            "DescribedDelegationToken.Renewers",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -293,22 +350,50 @@ impl Codec for DescribedDelegationToken {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.principal_type = c::read_string(buf, version >= 2, "PrincipalType", version)?;
-        this.principal_name = c::read_string(buf, version >= 2, "PrincipalName", version)?;
+        this.principal_type = c::read_string(
+            buf,
+            version >= 2,
+            "DescribedDelegationToken.PrincipalType",
+            version,
+        )?;
+        this.principal_name = c::read_string(
+            buf,
+            version >= 2,
+            "DescribedDelegationToken.PrincipalName",
+            version,
+        )?;
         if version >= 3 {
-            this.token_requester_principal_type =
-                c::read_string(buf, true, "TokenRequesterPrincipalType", version)?;
+            this.token_requester_principal_type = c::read_string(
+                buf,
+                true,
+                "DescribedDelegationToken.TokenRequesterPrincipalType",
+                version,
+            )?;
         }
         if version >= 3 {
-            this.token_requester_principal_name =
-                c::read_string(buf, true, "TokenRequesterPrincipalName", version)?;
+            this.token_requester_principal_name = c::read_string(
+                buf,
+                true,
+                "DescribedDelegationToken.TokenRequesterPrincipalName",
+                version,
+            )?;
         }
-        this.issue_timestamp = c::read_i64(buf, "IssueTimestamp")?;
-        this.expiry_timestamp = c::read_i64(buf, "ExpiryTimestamp")?;
-        this.max_timestamp = c::read_i64(buf, "MaxTimestamp")?;
-        this.token_id = c::read_string(buf, version >= 2, "TokenId", version)?;
-        this.hmac = c::read_bytes(buf, version >= 2, "Hmac", version)?;
-        this.renewers = c::read_array(buf, version, version >= 2, "Renewers")?;
+        this.issue_timestamp = c::read_i64(buf, "DescribedDelegationToken.IssueTimestamp")?;
+        this.expiry_timestamp = c::read_i64(buf, "DescribedDelegationToken.ExpiryTimestamp")?;
+        this.max_timestamp = c::read_i64(buf, "DescribedDelegationToken.MaxTimestamp")?;
+        this.token_id = c::read_string(
+            buf,
+            version >= 2,
+            "DescribedDelegationToken.TokenId",
+            version,
+        )?;
+        this.hmac = c::read_bytes(buf, version >= 2, "DescribedDelegationToken.Hmac", version)?;
+        this.renewers = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DescribedDelegationToken.Renewers",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

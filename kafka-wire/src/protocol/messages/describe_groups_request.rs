@@ -58,7 +58,13 @@ impl Codec for DescribeGroupsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.groups, version, version >= 5, "Groups")?;
+        c::write_array(
+            buf,
+            &self.groups,
+            version,
+            version >= 5,
+            "DescribeGroupsRequest.Groups",
+        )?;
         if version >= 3 {
             buf.put_u8(u8::from(self.include_authorized_operations));
         }
@@ -69,9 +75,10 @@ impl Codec for DescribeGroupsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.groups = c::read_array(buf, version, version >= 5, "Groups")?;
+        this.groups = c::read_array(buf, version, version >= 5, "DescribeGroupsRequest.Groups")?;
         if version >= 3 {
-            this.include_authorized_operations = c::read_bool(buf, "IncludeAuthorizedOperations")?;
+            this.include_authorized_operations =
+                c::read_bool(buf, "DescribeGroupsRequest.IncludeAuthorizedOperations")?;
         }
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -54,7 +54,13 @@ impl Codec for DescribeGroupsResponse {
         if version >= 1 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.groups, version, version >= 5, "Groups")?;
+        c::write_array(
+            buf,
+            &self.groups,
+            version,
+            version >= 5,
+            "DescribeGroupsResponse.Groups",
+        )?;
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,9 @@ impl Codec for DescribeGroupsResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "DescribeGroupsResponse.ThrottleTimeMs")?;
         }
-        this.groups = c::read_array(buf, version, version >= 5, "Groups")?;
+        this.groups = c::read_array(buf, version, version >= 5, "DescribeGroupsResponse.Groups")?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -154,25 +160,45 @@ impl Codec for DescribedGroupMember {
                 version,
             });
         }
-        c::write_string(buf, &self.member_id, version >= 5, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 5,
+            "DescribedGroupMember.MemberId",
+        )?;
         if version >= 4 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 5,
                 true,
-                "GroupInstanceId",
+                "DescribedGroupMember.GroupInstanceId",
                 version,
             )?;
         }
-        c::write_string(buf, &self.client_id, version >= 5, "ClientId")?;
-        c::write_string(buf, &self.client_host, version >= 5, "ClientHost")?;
-        c::write_bytes(buf, &self.member_metadata, version >= 5, "MemberMetadata")?;
+        c::write_string(
+            buf,
+            &self.client_id,
+            version >= 5,
+            "DescribedGroupMember.ClientId",
+        )?;
+        c::write_string(
+            buf,
+            &self.client_host,
+            version >= 5,
+            "DescribedGroupMember.ClientHost",
+        )?;
+        c::write_bytes(
+            buf,
+            &self.member_metadata,
+            version >= 5,
+            "DescribedGroupMember.MemberMetadata",
+        )?;
         c::write_bytes(
             buf,
             &self.member_assignment,
             version >= 5,
-            "MemberAssignment",
+            "DescribedGroupMember.MemberAssignment",
         )?;
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -181,15 +207,37 @@ impl Codec for DescribedGroupMember {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, version >= 5, "MemberId", version)?;
+        this.member_id =
+            c::read_string(buf, version >= 5, "DescribedGroupMember.MemberId", version)?;
         if version >= 4 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 5, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 5,
+                true,
+                "DescribedGroupMember.GroupInstanceId",
+                version,
+            )?;
         }
-        this.client_id = c::read_string(buf, version >= 5, "ClientId", version)?;
-        this.client_host = c::read_string(buf, version >= 5, "ClientHost", version)?;
-        this.member_metadata = c::read_bytes(buf, version >= 5, "MemberMetadata", version)?;
-        this.member_assignment = c::read_bytes(buf, version >= 5, "MemberAssignment", version)?;
+        this.client_id =
+            c::read_string(buf, version >= 5, "DescribedGroupMember.ClientId", version)?;
+        this.client_host = c::read_string(
+            buf,
+            version >= 5,
+            "DescribedGroupMember.ClientHost",
+            version,
+        )?;
+        this.member_metadata = c::read_bytes(
+            buf,
+            version >= 5,
+            "DescribedGroupMember.MemberMetadata",
+            version,
+        )?;
+        this.member_assignment = c::read_bytes(
+            buf,
+            version >= 5,
+            "DescribedGroupMember.MemberAssignment",
+            version,
+        )?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -298,11 +346,32 @@ impl Codec for DescribedGroup {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_string(buf, &self.group_id, version >= 5, "GroupId")?;
-        c::write_string(buf, &self.group_state, version >= 5, "GroupState")?;
-        c::write_string(buf, &self.protocol_type, version >= 5, "ProtocolType")?;
-        c::write_string(buf, &self.protocol_data, version >= 5, "ProtocolData")?;
-        c::write_array(buf, &self.members, version, version >= 5, "Members")?;
+        c::write_string(buf, &self.group_id, version >= 5, "DescribedGroup.GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_state,
+            version >= 5,
+            "DescribedGroup.GroupState",
+        )?;
+        c::write_string(
+            buf,
+            &self.protocol_type,
+            version >= 5,
+            "DescribedGroup.ProtocolType",
+        )?;
+        c::write_string(
+            buf,
+            &self.protocol_data,
+            version >= 5,
+            "DescribedGroup.ProtocolData",
+        )?;
+        c::write_array(
+            buf,
+            &self.members,
+            version,
+            version >= 5,
+            "DescribedGroup.Members",
+        )?;
         if version >= 3 {
             buf.put_i32(self.authorized_operations);
         }
@@ -313,14 +382,16 @@ impl Codec for DescribedGroup {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.group_id = c::read_string(buf, version >= 5, "GroupId", version)?;
-        this.group_state = c::read_string(buf, version >= 5, "GroupState", version)?;
-        this.protocol_type = c::read_string(buf, version >= 5, "ProtocolType", version)?;
-        this.protocol_data = c::read_string(buf, version >= 5, "ProtocolData", version)?;
-        this.members = c::read_array(buf, version, version >= 5, "Members")?;
+        this.error_code = c::read_i16(buf, "DescribedGroup.ErrorCode")?;
+        this.group_id = c::read_string(buf, version >= 5, "DescribedGroup.GroupId", version)?;
+        this.group_state = c::read_string(buf, version >= 5, "DescribedGroup.GroupState", version)?;
+        this.protocol_type =
+            c::read_string(buf, version >= 5, "DescribedGroup.ProtocolType", version)?;
+        this.protocol_data =
+            c::read_string(buf, version >= 5, "DescribedGroup.ProtocolData", version)?;
+        this.members = c::read_array(buf, version, version >= 5, "DescribedGroup.Members")?;
         if version >= 3 {
-            this.authorized_operations = c::read_i32(buf, "AuthorizedOperations")?;
+            this.authorized_operations = c::read_i32(buf, "DescribedGroup.AuthorizedOperations")?;
         }
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -54,7 +54,7 @@ impl Codec for DescribeLogDirsRequest {
             version,
             version >= 2,
             true,
-            "Topics",
+            "DescribeLogDirsRequest.Topics",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -63,7 +63,13 @@ impl Codec for DescribeLogDirsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_nullable_array(buf, version, version >= 2, true, "Topics")?;
+        this.topics = c::read_nullable_array(
+            buf,
+            version,
+            version >= 2,
+            true,
+            "DescribeLogDirsRequest.Topics",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -126,8 +132,19 @@ impl Codec for DescribableLogDirTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.topic, version >= 2, "Topic")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.topic,
+            version >= 2,
+            "DescribableLogDirTopic.Topic",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "DescribableLogDirTopic.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -135,8 +152,13 @@ impl Codec for DescribableLogDirTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, version >= 2, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.topic = c::read_string(buf, version >= 2, "DescribableLogDirTopic.Topic", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DescribableLogDirTopic.Partitions",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -60,7 +60,13 @@ impl Codec for DescribeLogDirsResponse {
         if version >= 3 {
             buf.put_i16(self.error_code);
         }
-        c::write_array(buf, &self.results, version, version >= 2, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            version >= 2,
+            "DescribeLogDirsResponse.Results",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -68,11 +74,16 @@ impl Codec for DescribeLogDirsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeLogDirsResponse.ThrottleTimeMs")?;
         if version >= 3 {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "DescribeLogDirsResponse.ErrorCode")?;
         }
-        this.results = c::read_array(buf, version, version >= 2, "Results")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DescribeLogDirsResponse.Results",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -164,10 +175,10 @@ impl Codec for DescribeLogDirsPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.partition_size = c::read_i64(buf, "PartitionSize")?;
-        this.offset_lag = c::read_i64(buf, "OffsetLag")?;
-        this.is_future_key = c::read_bool(buf, "IsFutureKey")?;
+        this.partition_index = c::read_i32(buf, "DescribeLogDirsPartition.PartitionIndex")?;
+        this.partition_size = c::read_i64(buf, "DescribeLogDirsPartition.PartitionSize")?;
+        this.offset_lag = c::read_i64(buf, "DescribeLogDirsPartition.OffsetLag")?;
+        this.is_future_key = c::read_bool(buf, "DescribeLogDirsPartition.IsFutureKey")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -236,8 +247,14 @@ impl Codec for DescribeLogDirsTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(buf, &self.name, version >= 2, "DescribeLogDirsTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "DescribeLogDirsTopic.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -245,8 +262,13 @@ impl Codec for DescribeLogDirsTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.name = c::read_string(buf, version >= 2, "DescribeLogDirsTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "DescribeLogDirsTopic.Partitions",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -327,8 +349,19 @@ impl Codec for DescribeLogDirsResult {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_string(buf, &self.log_dir, version >= 2, "LogDir")?;
-        c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+        c::write_string(
+            buf,
+            &self.log_dir,
+            version >= 2,
+            "DescribeLogDirsResult.LogDir",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 2,
+            "DescribeLogDirsResult.Topics",
+        )?;
         if version >= 4 {
             buf.put_i64(self.total_bytes);
         }
@@ -342,14 +375,14 @@ impl Codec for DescribeLogDirsResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.log_dir = c::read_string(buf, version >= 2, "LogDir", version)?;
-        this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
+        this.error_code = c::read_i16(buf, "DescribeLogDirsResult.ErrorCode")?;
+        this.log_dir = c::read_string(buf, version >= 2, "DescribeLogDirsResult.LogDir", version)?;
+        this.topics = c::read_array(buf, version, version >= 2, "DescribeLogDirsResult.Topics")?;
         if version >= 4 {
-            this.total_bytes = c::read_i64(buf, "TotalBytes")?;
+            this.total_bytes = c::read_i64(buf, "DescribeLogDirsResult.TotalBytes")?;
         }
         if version >= 4 {
-            this.usable_bytes = c::read_i64(buf, "UsableBytes")?;
+            this.usable_bytes = c::read_i64(buf, "DescribeLogDirsResult.UsableBytes")?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

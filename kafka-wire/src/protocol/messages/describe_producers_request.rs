@@ -41,13 +41,19 @@ impl Default for DescribeProducersRequest {
 
 impl Codec for DescribeProducersRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DescribeProducersRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.topics = c::read_array(buf, version, true, "DescribeProducersRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -98,21 +104,22 @@ impl Default for TopicRequest {
 
 impl Codec for TopicRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "TopicRequest.Name")?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             true,
-            "PartitionIndexes",
+            "TopicRequest.PartitionIndexes",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, true, "PartitionIndexes")?;
+        this.name = c::read_string(buf, true, "TopicRequest.Name", version)?;
+        this.partition_indexes =
+            c::read_array(buf, version, true, "TopicRequest.PartitionIndexes")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

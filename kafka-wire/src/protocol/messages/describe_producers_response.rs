@@ -46,14 +46,20 @@ impl Default for DescribeProducersResponse {
 impl Codec for DescribeProducersResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DescribeProducersResponse.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeProducersResponse.ThrottleTimeMs")?;
+        this.topics = c::read_array(buf, version, true, "DescribeProducersResponse.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -137,12 +143,12 @@ impl Codec for ProducerState {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i32(buf, "ProducerEpoch")?;
-        this.last_sequence = c::read_i32(buf, "LastSequence")?;
-        this.last_timestamp = c::read_i64(buf, "LastTimestamp")?;
-        this.coordinator_epoch = c::read_i32(buf, "CoordinatorEpoch")?;
-        this.current_txn_start_offset = c::read_i64(buf, "CurrentTxnStartOffset")?;
+        this.producer_id = c::read_i64(buf, "ProducerState.ProducerId")?;
+        this.producer_epoch = c::read_i32(buf, "ProducerState.ProducerEpoch")?;
+        this.last_sequence = c::read_i32(buf, "ProducerState.LastSequence")?;
+        this.last_timestamp = c::read_i64(buf, "ProducerState.LastTimestamp")?;
+        this.coordinator_epoch = c::read_i32(buf, "ProducerState.CoordinatorEpoch")?;
+        this.current_txn_start_offset = c::read_i64(buf, "ProducerState.CurrentTxnStartOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -220,7 +226,7 @@ impl Codec for PartitionResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "PartitionResponse.ErrorMessage",
             version,
         )?;
         c::write_array(
@@ -228,17 +234,19 @@ impl Codec for PartitionResponse {
             &self.active_producers,
             version,
             true,
-            "ActiveProducers",
+            "PartitionResponse.ActiveProducers",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.active_producers = c::read_array(buf, version, true, "ActiveProducers")?;
+        this.partition_index = c::read_i32(buf, "PartitionResponse.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionResponse.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "PartitionResponse.ErrorMessage", version)?;
+        this.active_producers =
+            c::read_array(buf, version, true, "PartitionResponse.ActiveProducers")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -295,15 +303,21 @@ impl Default for TopicResponse {
 
 impl Codec for TopicResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "TopicResponse.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicResponse.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "TopicResponse.Name", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicResponse.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -68,26 +68,44 @@ impl Codec for DescribeQuorumResponse {
                 self.error_message.as_deref(),
                 true,
                 true,
-                "ErrorMessage",
+                "DescribeQuorumResponse.ErrorMessage",
                 version,
             )?;
         }
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DescribeQuorumResponse.Topics",
+        )?;
         if version >= 2 {
-            c::write_array(buf, &self.nodes, version, true, "Nodes")?;
+            c::write_array(
+                buf,
+                &self.nodes,
+                version,
+                true,
+                "DescribeQuorumResponse.Nodes",
+            )?;
         }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "DescribeQuorumResponse.ErrorCode")?;
         if version >= 2 {
-            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "DescribeQuorumResponse.ErrorMessage",
+                version,
+            )?;
         }
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.topics = c::read_array(buf, version, true, "DescribeQuorumResponse.Topics")?;
         if version >= 2 {
-            this.nodes = c::read_array(buf, version, true, "Nodes")?;
+            this.nodes = c::read_array(buf, version, true, "DescribeQuorumResponse.Nodes")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -190,16 +208,16 @@ impl Codec for ReplicaState {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.replica_id = c::read_i32(buf, "ReplicaId")?;
+        this.replica_id = c::read_i32(buf, "ReplicaState.ReplicaId")?;
         if version >= 2 {
-            this.replica_directory_id = c::read_uuid(buf, "ReplicaDirectoryId")?;
+            this.replica_directory_id = c::read_uuid(buf, "ReplicaState.ReplicaDirectoryId")?;
         }
-        this.log_end_offset = c::read_i64(buf, "LogEndOffset")?;
+        this.log_end_offset = c::read_i64(buf, "ReplicaState.LogEndOffset")?;
         if version >= 1 {
-            this.last_fetch_timestamp = c::read_i64(buf, "LastFetchTimestamp")?;
+            this.last_fetch_timestamp = c::read_i64(buf, "ReplicaState.LastFetchTimestamp")?;
         }
         if version >= 1 {
-            this.last_caught_up_timestamp = c::read_i64(buf, "LastCaughtUpTimestamp")?;
+            this.last_caught_up_timestamp = c::read_i64(buf, "ReplicaState.LastCaughtUpTimestamp")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -309,30 +327,43 @@ impl Codec for PartitionData {
                 self.error_message.as_deref(),
                 true,
                 true,
-                "ErrorMessage",
+                "PartitionData.ErrorMessage",
                 version,
             )?;
         }
         buf.put_i32(self.leader_id);
         buf.put_i32(self.leader_epoch);
         buf.put_i64(self.high_watermark);
-        c::write_array(buf, &self.current_voters, version, true, "CurrentVoters")?;
-        c::write_array(buf, &self.observers, version, true, "Observers")?;
+        c::write_array(
+            buf,
+            &self.current_voters,
+            version,
+            true,
+            "PartitionData.CurrentVoters",
+        )?;
+        c::write_array(
+            buf,
+            &self.observers,
+            version,
+            true,
+            "PartitionData.Observers",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
         if version >= 2 {
-            this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+            this.error_message =
+                c::read_nullable_string(buf, true, true, "PartitionData.ErrorMessage", version)?;
         }
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.high_watermark = c::read_i64(buf, "HighWatermark")?;
-        this.current_voters = c::read_array(buf, version, true, "CurrentVoters")?;
-        this.observers = c::read_array(buf, version, true, "Observers")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
+        this.high_watermark = c::read_i64(buf, "PartitionData.HighWatermark")?;
+        this.current_voters = c::read_array(buf, version, true, "PartitionData.CurrentVoters")?;
+        this.observers = c::read_array(buf, version, true, "PartitionData.Observers")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -401,15 +432,15 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -467,17 +498,17 @@ impl Default for Listener {
 
 impl Codec for Listener {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Listener.Name")?;
+        c::write_string(buf, &self.host, true, "Listener.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "Listener.Name", version)?;
+        this.host = c::read_string(buf, true, "Listener.Host", version)?;
+        this.port = c::read_u16(buf, "Listener.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -533,14 +564,14 @@ impl Default for Node {
 impl Codec for Node {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_array(buf, &self.listeners, version, true, "Listeners")?;
+        c::write_array(buf, &self.listeners, version, true, "Node.Listeners")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.listeners = c::read_array(buf, version, true, "Listeners")?;
+        this.node_id = c::read_i32(buf, "Node.NodeId")?;
+        this.listeners = c::read_array(buf, version, true, "Node.Listeners")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

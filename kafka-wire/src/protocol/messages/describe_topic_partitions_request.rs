@@ -51,17 +51,31 @@ impl Default for DescribeTopicPartitionsRequest {
 
 impl Codec for DescribeTopicPartitionsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DescribeTopicPartitionsRequest.Topics",
+        )?;
         buf.put_i32(self.response_partition_limit);
-        c::write_nullable_struct(buf, self.cursor.as_ref(), version, true, "Cursor")?;
+        c::write_nullable_struct(
+            buf,
+            self.cursor.as_ref(),
+            version,
+            true,
+            "DescribeTopicPartitionsRequest.Cursor",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_array(buf, version, true, "Topics")?;
-        this.response_partition_limit = c::read_i32(buf, "ResponsePartitionLimit")?;
-        this.cursor = c::read_nullable_struct(buf, version, true, "Cursor")?;
+        this.topics = c::read_array(buf, version, true, "DescribeTopicPartitionsRequest.Topics")?;
+        this.response_partition_limit =
+            c::read_i32(buf, "DescribeTopicPartitionsRequest.ResponsePartitionLimit")?;
+        this.cursor =
+            c::read_nullable_struct(buf, version, true, "DescribeTopicPartitionsRequest.Cursor")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -111,13 +125,13 @@ impl Default for TopicRequest {
 
 impl Codec for TopicRequest {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "TopicRequest.Name")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
+        this.name = c::read_string(buf, true, "TopicRequest.Name", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -168,15 +182,15 @@ impl Default for Cursor {
 
 impl Codec for Cursor {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
+        c::write_string(buf, &self.topic_name, true, "Cursor.TopicName")?;
         buf.put_i32(self.partition_index);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.topic_name = c::read_string(buf, true, "Cursor.TopicName", version)?;
+        this.partition_index = c::read_i32(buf, "Cursor.PartitionIndex")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

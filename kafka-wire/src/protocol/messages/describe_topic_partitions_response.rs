@@ -51,16 +51,33 @@ impl Default for DescribeTopicPartitionsResponse {
 impl Codec for DescribeTopicPartitionsResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
-        c::write_nullable_struct(buf, self.next_cursor.as_ref(), version, true, "NextCursor")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "DescribeTopicPartitionsResponse.Topics",
+        )?;
+        c::write_nullable_struct(
+            buf,
+            self.next_cursor.as_ref(),
+            version,
+            true,
+            "DescribeTopicPartitionsResponse.NextCursor",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
-        this.next_cursor = c::read_nullable_struct(buf, version, true, "NextCursor")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeTopicPartitionsResponse.ThrottleTimeMs")?;
+        this.topics = c::read_array(buf, version, true, "DescribeTopicPartitionsResponse.Topics")?;
+        this.next_cursor = c::read_nullable_struct(
+            buf,
+            version,
+            true,
+            "DescribeTopicPartitionsResponse.NextCursor",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -154,15 +171,27 @@ impl Codec for DescribeTopicPartitionsResponsePartition {
         buf.put_i32(self.partition_index);
         buf.put_i32(self.leader_id);
         buf.put_i32(self.leader_epoch);
-        c::write_array(buf, &self.replica_nodes, version, true, "ReplicaNodes")?;
-        c::write_array(buf, &self.isr_nodes, version, true, "IsrNodes")?;
+        c::write_array(
+            buf,
+            &self.replica_nodes,
+            version,
+            true,
+            "DescribeTopicPartitionsResponsePartition.ReplicaNodes",
+        )?;
+        c::write_array(
+            buf,
+            &self.isr_nodes,
+            version,
+            true,
+            "DescribeTopicPartitionsResponsePartition.IsrNodes",
+        )?;
         c::write_nullable_array(
             buf,
             self.eligible_leader_replicas.as_deref(),
             version,
             true,
             true,
-            "EligibleLeaderReplicas",
+            "DescribeTopicPartitionsResponsePartition.EligibleLeaderReplicas",
         )?;
         c::write_nullable_array(
             buf,
@@ -170,30 +199,60 @@ impl Codec for DescribeTopicPartitionsResponsePartition {
             version,
             true,
             true,
-            "LastKnownElr",
+            "DescribeTopicPartitionsResponsePartition.LastKnownElr",
         )?;
         c::write_array(
             buf,
             &self.offline_replicas,
             version,
             true,
-            "OfflineReplicas",
+            "DescribeTopicPartitionsResponsePartition.OfflineReplicas",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.replica_nodes = c::read_array(buf, version, true, "ReplicaNodes")?;
-        this.isr_nodes = c::read_array(buf, version, true, "IsrNodes")?;
-        this.eligible_leader_replicas =
-            c::read_nullable_array(buf, version, true, true, "EligibleLeaderReplicas")?;
-        this.last_known_elr = c::read_nullable_array(buf, version, true, true, "LastKnownElr")?;
-        this.offline_replicas = c::read_array(buf, version, true, "OfflineReplicas")?;
+        this.error_code = c::read_i16(buf, "DescribeTopicPartitionsResponsePartition.ErrorCode")?;
+        this.partition_index = c::read_i32(
+            buf,
+            "DescribeTopicPartitionsResponsePartition.PartitionIndex",
+        )?;
+        this.leader_id = c::read_i32(buf, "DescribeTopicPartitionsResponsePartition.LeaderId")?;
+        this.leader_epoch =
+            c::read_i32(buf, "DescribeTopicPartitionsResponsePartition.LeaderEpoch")?;
+        this.replica_nodes = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTopicPartitionsResponsePartition.ReplicaNodes",
+        )?;
+        this.isr_nodes = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTopicPartitionsResponsePartition.IsrNodes",
+        )?;
+        this.eligible_leader_replicas = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.EligibleLeaderReplicas",
+        )?;
+        this.last_known_elr = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "DescribeTopicPartitionsResponsePartition.LastKnownElr",
+        )?;
+        this.offline_replicas = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTopicPartitionsResponsePartition.OfflineReplicas",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -281,22 +340,49 @@ impl Default for DescribeTopicPartitionsResponseTopic {
 impl Codec for DescribeTopicPartitionsResponseTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.error_code);
-        c::write_nullable_string(buf, self.name.as_deref(), true, true, "Name", version)?;
+        c::write_nullable_string(
+            buf,
+            self.name.as_deref(),
+            true,
+            true,
+            "DescribeTopicPartitionsResponseTopic.Name",
+            version,
+        )?;
         buf.put_slice(&self.topic_id.0);
         buf.put_u8(u8::from(self.is_internal));
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "DescribeTopicPartitionsResponseTopic.Partitions",
+        )?;
         buf.put_i32(self.topic_authorized_operations);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.name = c::read_nullable_string(buf, true, true, "Name", version)?;
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.is_internal = c::read_bool(buf, "IsInternal")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
-        this.topic_authorized_operations = c::read_i32(buf, "TopicAuthorizedOperations")?;
+        this.error_code = c::read_i16(buf, "DescribeTopicPartitionsResponseTopic.ErrorCode")?;
+        this.name = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "DescribeTopicPartitionsResponseTopic.Name",
+            version,
+        )?;
+        this.topic_id = c::read_uuid(buf, "DescribeTopicPartitionsResponseTopic.TopicId")?;
+        this.is_internal = c::read_bool(buf, "DescribeTopicPartitionsResponseTopic.IsInternal")?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTopicPartitionsResponseTopic.Partitions",
+        )?;
+        this.topic_authorized_operations = c::read_i32(
+            buf,
+            "DescribeTopicPartitionsResponseTopic.TopicAuthorizedOperations",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -357,15 +443,15 @@ impl Default for Cursor {
 
 impl Codec for Cursor {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
+        c::write_string(buf, &self.topic_name, true, "Cursor.TopicName")?;
         buf.put_i32(self.partition_index);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.topic_name = c::read_string(buf, true, "Cursor.TopicName", version)?;
+        this.partition_index = c::read_i32(buf, "Cursor.PartitionIndex")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

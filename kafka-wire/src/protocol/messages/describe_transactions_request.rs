@@ -46,14 +46,19 @@ impl Codec for DescribeTransactionsRequest {
             &self.transactional_ids,
             version,
             true,
-            "TransactionalIds",
+            "DescribeTransactionsRequest.TransactionalIds",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_ids = c::read_array(buf, version, true, "TransactionalIds")?;
+        this.transactional_ids = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTransactionsRequest.TransactionalIds",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -51,15 +51,20 @@ impl Codec for DescribeTransactionsResponse {
             &self.transaction_states,
             version,
             true,
-            "TransactionStates",
+            "DescribeTransactionsResponse.TransactionStates",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.transaction_states = c::read_array(buf, version, true, "TransactionStates")?;
+        this.throttle_time_ms = c::read_i32(buf, "DescribeTransactionsResponse.ThrottleTimeMs")?;
+        this.transaction_states = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeTransactionsResponse.TransactionStates",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -112,15 +117,15 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic, true, "Topic")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.topic, true, "TopicData.Topic")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, true, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic = c::read_string(buf, true, "TopicData.Topic", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -204,26 +209,39 @@ impl Default for TransactionState {
 impl Codec for TransactionState {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.error_code);
-        c::write_string(buf, &self.transactional_id, true, "TransactionalId")?;
-        c::write_string(buf, &self.transaction_state, true, "TransactionState")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "TransactionState.TransactionalId",
+        )?;
+        c::write_string(
+            buf,
+            &self.transaction_state,
+            true,
+            "TransactionState.TransactionState",
+        )?;
         buf.put_i32(self.transaction_timeout_ms);
         buf.put_i64(self.transaction_start_time_ms);
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "TransactionState.Topics")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.transactional_id = c::read_string(buf, true, "TransactionalId", version)?;
-        this.transaction_state = c::read_string(buf, true, "TransactionState", version)?;
-        this.transaction_timeout_ms = c::read_i32(buf, "TransactionTimeoutMs")?;
-        this.transaction_start_time_ms = c::read_i64(buf, "TransactionStartTimeMs")?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.error_code = c::read_i16(buf, "TransactionState.ErrorCode")?;
+        this.transactional_id =
+            c::read_string(buf, true, "TransactionState.TransactionalId", version)?;
+        this.transaction_state =
+            c::read_string(buf, true, "TransactionState.TransactionState", version)?;
+        this.transaction_timeout_ms = c::read_i32(buf, "TransactionState.TransactionTimeoutMs")?;
+        this.transaction_start_time_ms =
+            c::read_i64(buf, "TransactionState.TransactionStartTimeMs")?;
+        this.producer_id = c::read_i64(buf, "TransactionState.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "TransactionState.ProducerEpoch")?;
+        this.topics = c::read_array(buf, version, true, "TransactionState.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -41,13 +41,26 @@ impl Default for DescribeUserScramCredentialsRequest {
 
 impl Codec for DescribeUserScramCredentialsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_nullable_array(buf, self.users.as_deref(), version, true, true, "Users")?;
+        c::write_nullable_array(
+            buf,
+            self.users.as_deref(),
+            version,
+            true,
+            true,
+            "DescribeUserScramCredentialsRequest.Users",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.users = c::read_nullable_array(buf, version, true, true, "Users")?;
+        this.users = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "DescribeUserScramCredentialsRequest.Users",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -93,13 +106,13 @@ impl Default for UserName {
 
 impl Codec for UserName {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "UserName.Name")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
+        this.name = c::read_string(buf, true, "UserName.Name", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

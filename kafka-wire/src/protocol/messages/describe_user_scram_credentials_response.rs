@@ -62,19 +62,37 @@ impl Codec for DescribeUserScramCredentialsResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "DescribeUserScramCredentialsResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.results, version, true, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            true,
+            "DescribeUserScramCredentialsResponse.Results",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.results = c::read_array(buf, version, true, "Results")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "DescribeUserScramCredentialsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "DescribeUserScramCredentialsResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "DescribeUserScramCredentialsResponse.ErrorMessage",
+            version,
+        )?;
+        this.results = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeUserScramCredentialsResponse.Results",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -138,8 +156,8 @@ impl Codec for CredentialInfo {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.mechanism = c::read_i8(buf, "Mechanism")?;
-        this.iterations = c::read_i32(buf, "Iterations")?;
+        this.mechanism = c::read_i8(buf, "CredentialInfo.Mechanism")?;
+        this.iterations = c::read_i32(buf, "CredentialInfo.Iterations")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -202,14 +220,19 @@ impl Default for DescribeUserScramCredentialsResult {
 
 impl Codec for DescribeUserScramCredentialsResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.user, true, "User")?;
+        c::write_string(
+            buf,
+            &self.user,
+            true,
+            "DescribeUserScramCredentialsResult.User",
+        )?;
         buf.put_i16(self.error_code);
         c::write_nullable_string(
             buf,
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "DescribeUserScramCredentialsResult.ErrorMessage",
             version,
         )?;
         c::write_array(
@@ -217,17 +240,33 @@ impl Codec for DescribeUserScramCredentialsResult {
             &self.credential_infos,
             version,
             true,
-            "CredentialInfos",
+            "DescribeUserScramCredentialsResult.CredentialInfos",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.user = c::read_string(buf, true, "User", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.credential_infos = c::read_array(buf, version, true, "CredentialInfos")?;
+        this.user = c::read_string(
+            buf,
+            true,
+            "DescribeUserScramCredentialsResult.User",
+            version,
+        )?;
+        this.error_code = c::read_i16(buf, "DescribeUserScramCredentialsResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "DescribeUserScramCredentialsResult.ErrorMessage",
+            version,
+        )?;
+        this.credential_infos = c::read_array(
+            buf,
+            version,
+            true,
+            "DescribeUserScramCredentialsResult.CredentialInfos",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -72,7 +72,7 @@ impl Codec for ElectLeadersRequest {
             version,
             version >= 2,
             true,
-            "TopicPartitions",
+            "ElectLeadersRequest.TopicPartitions",
         )?;
         buf.put_i32(self.timeout_ms);
         if version >= 2 {
@@ -83,11 +83,16 @@ impl Codec for ElectLeadersRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.election_type = c::read_i8(buf, "ElectionType")?;
+            this.election_type = c::read_i8(buf, "ElectLeadersRequest.ElectionType")?;
         }
-        this.topic_partitions =
-            c::read_nullable_array(buf, version, version >= 2, true, "TopicPartitions")?;
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
+        this.topic_partitions = c::read_nullable_array(
+            buf,
+            version,
+            version >= 2,
+            true,
+            "ElectLeadersRequest.TopicPartitions",
+        )?;
+        this.timeout_ms = c::read_i32(buf, "ElectLeadersRequest.TimeoutMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -158,8 +163,14 @@ impl Codec for TopicPartitions {
                 version,
             });
         }
-        c::write_string(buf, &self.topic, version >= 2, "Topic")?;
-        c::write_array(buf, &self.partitions, version, version >= 2, "Partitions")?;
+        c::write_string(buf, &self.topic, version >= 2, "TopicPartitions.Topic")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 2,
+            "TopicPartitions.Partitions",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -167,8 +178,8 @@ impl Codec for TopicPartitions {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, version >= 2, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, version >= 2, "Partitions")?;
+        this.topic = c::read_string(buf, version >= 2, "TopicPartitions.Topic", version)?;
+        this.partitions = c::read_array(buf, version, version >= 2, "TopicPartitions.Partitions")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -71,7 +71,7 @@ impl Codec for ElectLeadersResponse {
             &self.replica_election_results,
             version,
             version >= 2,
-            "ReplicaElectionResults",
+            "ElectLeadersResponse.ReplicaElectionResults",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -80,12 +80,16 @@ impl Codec for ElectLeadersResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.throttle_time_ms = c::read_i32(buf, "ElectLeadersResponse.ThrottleTimeMs")?;
         if version >= 1 {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "ElectLeadersResponse.ErrorCode")?;
         }
-        this.replica_election_results =
-            c::read_array(buf, version, version >= 2, "ReplicaElectionResults")?;
+        this.replica_election_results = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "ElectLeadersResponse.ReplicaElectionResults",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -168,7 +172,7 @@ impl Codec for PartitionResult {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "PartitionResult.ErrorMessage",
             version,
         )?;
         if version >= 2 {
@@ -178,10 +182,15 @@ impl Codec for PartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_id = c::read_i32(buf, "PartitionId")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
+        this.partition_id = c::read_i32(buf, "PartitionResult.PartitionId")?;
+        this.error_code = c::read_i16(buf, "PartitionResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "PartitionResult.ErrorMessage",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -248,13 +257,18 @@ impl Codec for ReplicaElectionResult {
                 version,
             });
         }
-        c::write_string(buf, &self.topic, version >= 2, "Topic")?;
+        c::write_string(
+            buf,
+            &self.topic,
+            version >= 2,
+            "ReplicaElectionResult.Topic",
+        )?;
         c::write_array(
             buf,
             &self.partition_result,
             version,
             version >= 2,
-            "PartitionResult",
+            "ReplicaElectionResult.PartitionResult",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -263,8 +277,13 @@ impl Codec for ReplicaElectionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, version >= 2, "Topic", version)?;
-        this.partition_result = c::read_array(buf, version, version >= 2, "PartitionResult")?;
+        this.topic = c::read_string(buf, version >= 2, "ReplicaElectionResult.Topic", version)?;
+        this.partition_result = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "ReplicaElectionResult.PartitionResult",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -62,17 +62,23 @@ impl Codec for EndQuorumEpochRequest {
             self.cluster_id.as_deref(),
             version >= 1,
             true,
-            "ClusterId",
+            "EndQuorumEpochRequest.ClusterId",
             version,
         )?;
-        c::write_array(buf, &self.topics, version, version >= 1, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 1,
+            "EndQuorumEpochRequest.Topics",
+        )?;
         if version >= 1 {
             c::write_array(
                 buf,
                 &self.leader_endpoints,
                 version,
                 true,
-                "LeaderEndpoints",
+                "EndQuorumEpochRequest.LeaderEndpoints",
             )?;
         }
         if version >= 1 {
@@ -82,10 +88,17 @@ impl Codec for EndQuorumEpochRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, version >= 1, true, "ClusterId", version)?;
-        this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
+        this.cluster_id = c::read_nullable_string(
+            buf,
+            version >= 1,
+            true,
+            "EndQuorumEpochRequest.ClusterId",
+            version,
+        )?;
+        this.topics = c::read_array(buf, version, version >= 1, "EndQuorumEpochRequest.Topics")?;
         if version >= 1 {
-            this.leader_endpoints = c::read_array(buf, version, true, "LeaderEndpoints")?;
+            this.leader_endpoints =
+                c::read_array(buf, version, true, "EndQuorumEpochRequest.LeaderEndpoints")?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -158,8 +171,8 @@ impl Codec for ReplicaInfo {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.candidate_id = c::read_i32(buf, "CandidateId")?;
-        this.candidate_directory_id = c::read_uuid(buf, "CandidateDirectoryId")?;
+        this.candidate_id = c::read_i32(buf, "ReplicaInfo.CandidateId")?;
+        this.candidate_directory_id = c::read_uuid(buf, "ReplicaInfo.CandidateDirectoryId")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -242,7 +255,7 @@ impl Codec for PartitionData {
                 &self.preferred_successors,
                 version,
                 false,
-                "PreferredSuccessors",
+                "PartitionData.PreferredSuccessors",
             )?;
         }
         if version >= 1 {
@@ -251,7 +264,7 @@ impl Codec for PartitionData {
                 &self.preferred_candidates,
                 version,
                 true,
-                "PreferredCandidates",
+                "PartitionData.PreferredCandidates",
             )?;
         }
         if version >= 1 {
@@ -261,14 +274,16 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         if version <= 0 {
-            this.preferred_successors = c::read_array(buf, version, false, "PreferredSuccessors")?;
+            this.preferred_successors =
+                c::read_array(buf, version, false, "PartitionData.PreferredSuccessors")?;
         }
         if version >= 1 {
-            this.preferred_candidates = c::read_array(buf, version, true, "PreferredCandidates")?;
+            this.preferred_candidates =
+                c::read_array(buf, version, true, "PartitionData.PreferredCandidates")?;
         }
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -348,8 +363,14 @@ impl Codec for TopicData {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 1, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, version >= 1, "Partitions")?;
+        c::write_string(buf, &self.topic_name, version >= 1, "TopicData.TopicName")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 1,
+            "TopicData.Partitions",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -357,8 +378,8 @@ impl Codec for TopicData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 1, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, version >= 1, "Partitions")?;
+        this.topic_name = c::read_string(buf, version >= 1, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, version >= 1, "TopicData.Partitions")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -422,17 +443,17 @@ impl Default for LeaderEndpoint {
 
 impl Codec for LeaderEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "LeaderEndpoint.Name")?;
+        c::write_string(buf, &self.host, true, "LeaderEndpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "LeaderEndpoint.Name", version)?;
+        this.host = c::read_string(buf, true, "LeaderEndpoint.Host", version)?;
+        this.port = c::read_u16(buf, "LeaderEndpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

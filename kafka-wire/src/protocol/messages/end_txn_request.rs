@@ -63,7 +63,12 @@ impl Codec for EndTxnRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.transactional_id, version >= 3, "TransactionalId")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            version >= 3,
+            "EndTxnRequest.TransactionalId",
+        )?;
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         buf.put_u8(u8::from(self.committed));
@@ -74,10 +79,11 @@ impl Codec for EndTxnRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, version >= 3, "TransactionalId", version)?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
-        this.committed = c::read_bool(buf, "Committed")?;
+        this.transactional_id =
+            c::read_string(buf, version >= 3, "EndTxnRequest.TransactionalId", version)?;
+        this.producer_id = c::read_i64(buf, "EndTxnRequest.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "EndTxnRequest.ProducerEpoch")?;
+        this.committed = c::read_bool(buf, "EndTxnRequest.Committed")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

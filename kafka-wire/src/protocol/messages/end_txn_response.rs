@@ -77,13 +77,13 @@ impl Codec for EndTxnResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.throttle_time_ms = c::read_i32(buf, "EndTxnResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "EndTxnResponse.ErrorCode")?;
         if version >= 5 {
-            this.producer_id = c::read_i64(buf, "ProducerId")?;
+            this.producer_id = c::read_i64(buf, "EndTxnResponse.ProducerId")?;
         }
         if version >= 5 {
-            this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
+            this.producer_epoch = c::read_i16(buf, "EndTxnResponse.ProducerEpoch")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -51,25 +51,31 @@ impl Default for EnvelopeRequest {
 
 impl Codec for EnvelopeRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_bytes(buf, &self.request_data, true, "RequestData")?;
+        c::write_bytes(buf, &self.request_data, true, "EnvelopeRequest.RequestData")?;
         c::write_nullable_bytes(
             buf,
             self.request_principal.as_ref(),
             true,
             true,
-            "RequestPrincipal",
+            "EnvelopeRequest.RequestPrincipal",
             version,
         )?;
-        c::write_bytes(buf, &self.client_host_address, true, "ClientHostAddress")?;
+        c::write_bytes(
+            buf,
+            &self.client_host_address,
+            true,
+            "EnvelopeRequest.ClientHostAddress",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.request_data = c::read_bytes(buf, true, "RequestData", version)?;
+        this.request_data = c::read_bytes(buf, true, "EnvelopeRequest.RequestData", version)?;
         this.request_principal =
-            c::read_nullable_bytes(buf, true, true, "RequestPrincipal", version)?;
-        this.client_host_address = c::read_bytes(buf, true, "ClientHostAddress", version)?;
+            c::read_nullable_bytes(buf, true, true, "EnvelopeRequest.RequestPrincipal", version)?;
+        this.client_host_address =
+            c::read_bytes(buf, true, "EnvelopeRequest.ClientHostAddress", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -50,7 +50,7 @@ impl Codec for EnvelopeResponse {
             self.response_data.as_ref(),
             true,
             true,
-            "ResponseData",
+            "EnvelopeResponse.ResponseData",
             version,
         )?;
         buf.put_i16(self.error_code);
@@ -59,8 +59,9 @@ impl Codec for EnvelopeResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.response_data = c::read_nullable_bytes(buf, true, true, "ResponseData", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.response_data =
+            c::read_nullable_bytes(buf, true, true, "EnvelopeResponse.ResponseData", version)?;
+        this.error_code = c::read_i16(buf, "EnvelopeResponse.ErrorCode")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

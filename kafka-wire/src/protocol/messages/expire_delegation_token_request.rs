@@ -53,7 +53,12 @@ impl Codec for ExpireDelegationTokenRequest {
                 version,
             });
         }
-        c::write_bytes(buf, &self.hmac, version >= 2, "Hmac")?;
+        c::write_bytes(
+            buf,
+            &self.hmac,
+            version >= 2,
+            "ExpireDelegationTokenRequest.Hmac",
+        )?;
         buf.put_i64(self.expiry_time_period_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -62,8 +67,14 @@ impl Codec for ExpireDelegationTokenRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.hmac = c::read_bytes(buf, version >= 2, "Hmac", version)?;
-        this.expiry_time_period_ms = c::read_i64(buf, "ExpiryTimePeriodMs")?;
+        this.hmac = c::read_bytes(
+            buf,
+            version >= 2,
+            "ExpireDelegationTokenRequest.Hmac",
+            version,
+        )?;
+        this.expiry_time_period_ms =
+            c::read_i64(buf, "ExpireDelegationTokenRequest.ExpiryTimePeriodMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

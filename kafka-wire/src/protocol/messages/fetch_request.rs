@@ -138,18 +138,24 @@ impl Codec for FetchRequest {
         if version >= 7 {
             buf.put_i32(self.session_epoch);
         }
-        c::write_array(buf, &self.topics, version, version >= 12, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 12,
+            "FetchRequest.Topics",
+        )?;
         if version >= 7 {
             c::write_array(
                 buf,
                 &self.forgotten_topics_data,
                 version,
                 version >= 12,
-                "ForgottenTopicsData",
+                "FetchRequest.ForgottenTopicsData",
             )?;
         }
         if version >= 11 {
-            c::write_string(buf, &self.rack_id, version >= 12, "RackId")?;
+            c::write_string(buf, &self.rack_id, version >= 12, "FetchRequest.RackId")?;
         }
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
@@ -176,7 +182,7 @@ impl Codec for FetchRequest {
                     self.cluster_id.as_deref(),
                     true,
                     true,
-                    "ClusterId",
+                    "FetchRequest.ClusterId",
                     version,
                 )?;
             }
@@ -196,29 +202,33 @@ impl Codec for FetchRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 14 {
-            this.replica_id = c::read_i32(buf, "ReplicaId")?;
+            this.replica_id = c::read_i32(buf, "FetchRequest.ReplicaId")?;
         }
-        this.max_wait_ms = c::read_i32(buf, "MaxWaitMs")?;
-        this.min_bytes = c::read_i32(buf, "MinBytes")?;
+        this.max_wait_ms = c::read_i32(buf, "FetchRequest.MaxWaitMs")?;
+        this.min_bytes = c::read_i32(buf, "FetchRequest.MinBytes")?;
         if version >= 3 {
-            this.max_bytes = c::read_i32(buf, "MaxBytes")?;
+            this.max_bytes = c::read_i32(buf, "FetchRequest.MaxBytes")?;
         }
         if version >= 4 {
-            this.isolation_level = c::read_i8(buf, "IsolationLevel")?;
+            this.isolation_level = c::read_i8(buf, "FetchRequest.IsolationLevel")?;
         }
         if version >= 7 {
-            this.session_id = c::read_i32(buf, "SessionId")?;
+            this.session_id = c::read_i32(buf, "FetchRequest.SessionId")?;
         }
         if version >= 7 {
-            this.session_epoch = c::read_i32(buf, "SessionEpoch")?;
+            this.session_epoch = c::read_i32(buf, "FetchRequest.SessionEpoch")?;
         }
-        this.topics = c::read_array(buf, version, version >= 12, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 12, "FetchRequest.Topics")?;
         if version >= 7 {
-            this.forgotten_topics_data =
-                c::read_array(buf, version, version >= 12, "ForgottenTopicsData")?;
+            this.forgotten_topics_data = c::read_array(
+                buf,
+                version,
+                version >= 12,
+                "FetchRequest.ForgottenTopicsData",
+            )?;
         }
         if version >= 11 {
-            this.rack_id = c::read_string(buf, version >= 12, "RackId", version)?;
+            this.rack_id = c::read_string(buf, version >= 12, "FetchRequest.RackId", version)?;
         }
         if version >= 12 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -226,13 +236,18 @@ impl Codec for FetchRequest {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 => {
-                        this.cluster_id =
-                            c::read_nullable_string(&mut data, true, true, "ClusterId", version)?;
-                        c::ensure_consumed(&data, "ClusterId")?;
+                        this.cluster_id = c::read_nullable_string(
+                            &mut data,
+                            true,
+                            true,
+                            "FetchRequest.ClusterId",
+                            version,
+                        )?;
+                        c::ensure_consumed(&data, "FetchRequest.ClusterId")?;
                     }
                     1 if version >= 15 => {
                         this.replica_state = Codec::read(&mut data, version, true)?;
-                        c::ensure_consumed(&data, "ReplicaState")?;
+                        c::ensure_consumed(&data, "FetchRequest.ReplicaState")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -361,8 +376,8 @@ impl Codec for ReplicaState {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.replica_id = c::read_i32(buf, "ReplicaId")?;
-        this.replica_epoch = c::read_i64(buf, "ReplicaEpoch")?;
+        this.replica_id = c::read_i32(buf, "ReplicaState.ReplicaId")?;
+        this.replica_epoch = c::read_i64(buf, "ReplicaState.ReplicaEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -483,26 +498,27 @@ impl Codec for FetchPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
+        this.partition = c::read_i32(buf, "FetchPartition.Partition")?;
         if version >= 9 {
-            this.current_leader_epoch = c::read_i32(buf, "CurrentLeaderEpoch")?;
+            this.current_leader_epoch = c::read_i32(buf, "FetchPartition.CurrentLeaderEpoch")?;
         }
-        this.fetch_offset = c::read_i64(buf, "FetchOffset")?;
+        this.fetch_offset = c::read_i64(buf, "FetchPartition.FetchOffset")?;
         if version >= 12 {
-            this.last_fetched_epoch = c::read_i32(buf, "LastFetchedEpoch")?;
+            this.last_fetched_epoch = c::read_i32(buf, "FetchPartition.LastFetchedEpoch")?;
         }
         if version >= 5 {
-            this.log_start_offset = c::read_i64(buf, "LogStartOffset")?;
+            this.log_start_offset = c::read_i64(buf, "FetchPartition.LogStartOffset")?;
         }
-        this.partition_max_bytes = c::read_i32(buf, "PartitionMaxBytes")?;
+        this.partition_max_bytes = c::read_i32(buf, "FetchPartition.PartitionMaxBytes")?;
         if version >= 12 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 if version >= 17 => {
-                        this.replica_directory_id = c::read_uuid(&mut data, "ReplicaDirectoryId")?;
-                        c::ensure_consumed(&data, "ReplicaDirectoryId")?;
+                        this.replica_directory_id =
+                            c::read_uuid(&mut data, "FetchPartition.ReplicaDirectoryId")?;
+                        c::ensure_consumed(&data, "FetchPartition.ReplicaDirectoryId")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -604,12 +620,18 @@ impl Codec for FetchTopic {
             });
         }
         if version <= 12 {
-            c::write_string(buf, &self.topic, version >= 12, "Topic")?;
+            c::write_string(buf, &self.topic, version >= 12, "FetchTopic.Topic")?;
         }
         if version >= 13 {
             buf.put_slice(&self.topic_id.0);
         }
-        c::write_array(buf, &self.partitions, version, version >= 12, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 12,
+            "FetchTopic.Partitions",
+        )?;
         if version >= 12 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -618,12 +640,12 @@ impl Codec for FetchTopic {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 12 {
-            this.topic = c::read_string(buf, version >= 12, "Topic", version)?;
+            this.topic = c::read_string(buf, version >= 12, "FetchTopic.Topic", version)?;
         }
         if version >= 13 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "FetchTopic.TopicId")?;
         }
-        this.partitions = c::read_array(buf, version, version >= 12, "Partitions")?;
+        this.partitions = c::read_array(buf, version, version >= 12, "FetchTopic.Partitions")?;
         if version >= 12 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -704,12 +726,18 @@ impl Codec for ForgottenTopic {
             });
         }
         if version <= 12 {
-            c::write_string(buf, &self.topic, version >= 12, "Topic")?;
+            c::write_string(buf, &self.topic, version >= 12, "ForgottenTopic.Topic")?;
         }
         if version >= 13 {
             buf.put_slice(&self.topic_id.0);
         }
-        c::write_array(buf, &self.partitions, version, version >= 12, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 12,
+            "ForgottenTopic.Partitions",
+        )?;
         if version >= 12 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -718,12 +746,12 @@ impl Codec for ForgottenTopic {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 12 {
-            this.topic = c::read_string(buf, version >= 12, "Topic", version)?;
+            this.topic = c::read_string(buf, version >= 12, "ForgottenTopic.Topic", version)?;
         }
         if version >= 13 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "ForgottenTopic.TopicId")?;
         }
-        this.partitions = c::read_array(buf, version, version >= 12, "Partitions")?;
+        this.partitions = c::read_array(buf, version, version >= 12, "ForgottenTopic.Partitions")?;
         if version >= 12 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

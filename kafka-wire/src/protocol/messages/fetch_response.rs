@@ -87,7 +87,13 @@ impl Codec for FetchResponse {
         if version >= 7 {
             buf.put_i32(self.session_id);
         }
-        c::write_array(buf, &self.responses, version, version >= 12, "Responses")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            version >= 12,
+            "FetchResponse.Responses",
+        )?;
         if version >= 12 {
             let mut count = self.unknown_tagged_fields.len();
             if version >= 16 && !self.node_endpoints.is_empty() {
@@ -105,7 +111,13 @@ impl Codec for FetchResponse {
                         "tagged field size",
                     )?,
                 );
-                c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+                c::write_array(
+                    buf,
+                    &self.node_endpoints,
+                    version,
+                    true,
+                    "FetchResponse.NodeEndpoints",
+                )?;
             }
             c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         }
@@ -114,15 +126,15 @@ impl Codec for FetchResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "FetchResponse.ThrottleTimeMs")?;
         }
         if version >= 7 {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "FetchResponse.ErrorCode")?;
         }
         if version >= 7 {
-            this.session_id = c::read_i32(buf, "SessionId")?;
+            this.session_id = c::read_i32(buf, "FetchResponse.SessionId")?;
         }
-        this.responses = c::read_array(buf, version, version >= 12, "Responses")?;
+        this.responses = c::read_array(buf, version, version >= 12, "FetchResponse.Responses")?;
         if version >= 12 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
@@ -130,8 +142,8 @@ impl Codec for FetchResponse {
                 match tag {
                     0 if version >= 16 => {
                         this.node_endpoints =
-                            c::read_array(&mut data, version, true, "NodeEndpoints")?;
-                        c::ensure_consumed(&data, "NodeEndpoints")?;
+                            c::read_array(&mut data, version, true, "FetchResponse.NodeEndpoints")?;
+                        c::ensure_consumed(&data, "FetchResponse.NodeEndpoints")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -224,8 +236,8 @@ impl Codec for EpochEndOffset {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.epoch = c::read_i32(buf, "Epoch")?;
-        this.end_offset = c::read_i64(buf, "EndOffset")?;
+        this.epoch = c::read_i32(buf, "EpochEndOffset.Epoch")?;
+        this.end_offset = c::read_i64(buf, "EpochEndOffset.EndOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -285,8 +297,8 @@ impl Codec for LeaderIdAndEpoch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "LeaderIdAndEpoch.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderIdAndEpoch.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -346,8 +358,8 @@ impl Codec for SnapshotId {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.end_offset = c::read_i64(buf, "EndOffset")?;
-        this.epoch = c::read_i32(buf, "Epoch")?;
+        this.end_offset = c::read_i64(buf, "SnapshotId.EndOffset")?;
+        this.epoch = c::read_i32(buf, "SnapshotId.Epoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -415,8 +427,8 @@ impl Codec for AbortedTransaction {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
+        this.producer_id = c::read_i64(buf, "AbortedTransaction.ProducerId")?;
+        this.first_offset = c::read_i64(buf, "AbortedTransaction.FirstOffset")?;
         if version >= 12 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -566,7 +578,7 @@ impl Codec for PartitionData {
                 version,
                 version >= 12,
                 true,
-                "AbortedTransactions",
+                "PartitionData.AbortedTransactions",
             )?;
         }
         if version >= 11 {
@@ -577,7 +589,7 @@ impl Codec for PartitionData {
             self.records.as_ref(),
             version >= 12,
             true,
-            "Records",
+            "PartitionData.Records",
             version,
         )?;
         if version >= 12 {
@@ -629,23 +641,29 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.high_watermark = c::read_i64(buf, "HighWatermark")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.high_watermark = c::read_i64(buf, "PartitionData.HighWatermark")?;
         if version >= 4 {
-            this.last_stable_offset = c::read_i64(buf, "LastStableOffset")?;
+            this.last_stable_offset = c::read_i64(buf, "PartitionData.LastStableOffset")?;
         }
         if version >= 5 {
-            this.log_start_offset = c::read_i64(buf, "LogStartOffset")?;
+            this.log_start_offset = c::read_i64(buf, "PartitionData.LogStartOffset")?;
         }
         if version >= 4 {
-            this.aborted_transactions =
-                c::read_nullable_array(buf, version, version >= 12, true, "AbortedTransactions")?;
+            this.aborted_transactions = c::read_nullable_array(
+                buf,
+                version,
+                version >= 12,
+                true,
+                "PartitionData.AbortedTransactions",
+            )?;
         }
         if version >= 11 {
-            this.preferred_read_replica = c::read_i32(buf, "PreferredReadReplica")?;
+            this.preferred_read_replica = c::read_i32(buf, "PartitionData.PreferredReadReplica")?;
         }
-        this.records = c::read_nullable_bytes(buf, version >= 12, true, "Records", version)?;
+        this.records =
+            c::read_nullable_bytes(buf, version >= 12, true, "PartitionData.Records", version)?;
         if version >= 12 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
@@ -653,15 +671,15 @@ impl Codec for PartitionData {
                 match tag {
                     0 => {
                         this.diverging_epoch = Codec::read(&mut data, version, true)?;
-                        c::ensure_consumed(&data, "DivergingEpoch")?;
+                        c::ensure_consumed(&data, "PartitionData.DivergingEpoch")?;
                     }
                     1 => {
                         this.current_leader = Codec::read(&mut data, version, true)?;
-                        c::ensure_consumed(&data, "CurrentLeader")?;
+                        c::ensure_consumed(&data, "PartitionData.CurrentLeader")?;
                     }
                     2 => {
                         this.snapshot_id = Codec::read(&mut data, version, true)?;
-                        c::ensure_consumed(&data, "SnapshotId")?;
+                        c::ensure_consumed(&data, "PartitionData.SnapshotId")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -791,12 +809,23 @@ impl Codec for FetchableTopicResponse {
             });
         }
         if version <= 12 {
-            c::write_string(buf, &self.topic, version >= 12, "Topic")?;
+            c::write_string(
+                buf,
+                &self.topic,
+                version >= 12,
+                "FetchableTopicResponse.Topic",
+            )?;
         }
         if version >= 13 {
             buf.put_slice(&self.topic_id.0);
         }
-        c::write_array(buf, &self.partitions, version, version >= 12, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 12,
+            "FetchableTopicResponse.Partitions",
+        )?;
         if version >= 12 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -805,12 +834,18 @@ impl Codec for FetchableTopicResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 12 {
-            this.topic = c::read_string(buf, version >= 12, "Topic", version)?;
+            this.topic =
+                c::read_string(buf, version >= 12, "FetchableTopicResponse.Topic", version)?;
         }
         if version >= 13 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "FetchableTopicResponse.TopicId")?;
         }
-        this.partitions = c::read_array(buf, version, version >= 12, "Partitions")?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 12,
+            "FetchableTopicResponse.Partitions",
+        )?;
         if version >= 12 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -890,18 +925,25 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_i32(self.port);
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "NodeEndpoint.Rack",
+            version,
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_i32(buf, "NodeEndpoint.Port")?;
+        this.rack = c::read_nullable_string(buf, true, true, "NodeEndpoint.Rack", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

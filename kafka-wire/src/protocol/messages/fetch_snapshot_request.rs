@@ -58,7 +58,13 @@ impl Codec for FetchSnapshotRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.replica_id);
         buf.put_i32(self.max_bytes);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "FetchSnapshotRequest.Topics",
+        )?;
         let mut count = self.unknown_tagged_fields.len();
         if self.cluster_id.is_some() {
             count += 1;
@@ -80,7 +86,7 @@ impl Codec for FetchSnapshotRequest {
                 self.cluster_id.as_deref(),
                 true,
                 true,
-                "ClusterId",
+                "FetchSnapshotRequest.ClusterId",
                 version,
             )?;
         }
@@ -89,17 +95,22 @@ impl Codec for FetchSnapshotRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.replica_id = c::read_i32(buf, "ReplicaId")?;
-        this.max_bytes = c::read_i32(buf, "MaxBytes")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.replica_id = c::read_i32(buf, "FetchSnapshotRequest.ReplicaId")?;
+        this.max_bytes = c::read_i32(buf, "FetchSnapshotRequest.MaxBytes")?;
+        this.topics = c::read_array(buf, version, true, "FetchSnapshotRequest.Topics")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 => {
-                    this.cluster_id =
-                        c::read_nullable_string(&mut data, true, true, "ClusterId", version)?;
-                    c::ensure_consumed(&data, "ClusterId")?;
+                    this.cluster_id = c::read_nullable_string(
+                        &mut data,
+                        true,
+                        true,
+                        "FetchSnapshotRequest.ClusterId",
+                        version,
+                    )?;
+                    c::ensure_consumed(&data, "FetchSnapshotRequest.ClusterId")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -171,8 +182,8 @@ impl Codec for SnapshotId {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.end_offset = c::read_i64(buf, "EndOffset")?;
-        this.epoch = c::read_i32(buf, "Epoch")?;
+        this.end_offset = c::read_i64(buf, "SnapshotId.EndOffset")?;
+        this.epoch = c::read_i32(buf, "SnapshotId.Epoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -261,17 +272,18 @@ impl Codec for PartitionSnapshot {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.current_leader_epoch = c::read_i32(buf, "CurrentLeaderEpoch")?;
+        this.partition = c::read_i32(buf, "PartitionSnapshot.Partition")?;
+        this.current_leader_epoch = c::read_i32(buf, "PartitionSnapshot.CurrentLeaderEpoch")?;
         this.snapshot_id = Codec::read(buf, version, true)?;
-        this.position = c::read_i64(buf, "Position")?;
+        this.position = c::read_i64(buf, "PartitionSnapshot.Position")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 if version >= 1 => {
-                    this.replica_directory_id = c::read_uuid(&mut data, "ReplicaDirectoryId")?;
-                    c::ensure_consumed(&data, "ReplicaDirectoryId")?;
+                    this.replica_directory_id =
+                        c::read_uuid(&mut data, "PartitionSnapshot.ReplicaDirectoryId")?;
+                    c::ensure_consumed(&data, "PartitionSnapshot.ReplicaDirectoryId")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -340,15 +352,21 @@ impl Default for TopicSnapshot {
 
 impl Codec for TopicSnapshot {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "TopicSnapshot.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicSnapshot.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "TopicSnapshot.Name", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicSnapshot.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -63,7 +63,13 @@ impl Codec for FetchSnapshotResponse {
         }
         buf.put_i32(self.throttle_time_ms);
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "FetchSnapshotResponse.Topics",
+        )?;
         let mut count = self.unknown_tagged_fields.len();
         if version >= 1 && !self.node_endpoints.is_empty() {
             count += 1;
@@ -80,23 +86,34 @@ impl Codec for FetchSnapshotResponse {
                     "tagged field size",
                 )?,
             );
-            c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+            c::write_array(
+                buf,
+                &self.node_endpoints,
+                version,
+                true,
+                "FetchSnapshotResponse.NodeEndpoints",
+            )?;
         }
         c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.throttle_time_ms = c::read_i32(buf, "FetchSnapshotResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "FetchSnapshotResponse.ErrorCode")?;
+        this.topics = c::read_array(buf, version, true, "FetchSnapshotResponse.Topics")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 if version >= 1 => {
-                    this.node_endpoints = c::read_array(&mut data, version, true, "NodeEndpoints")?;
-                    c::ensure_consumed(&data, "NodeEndpoints")?;
+                    this.node_endpoints = c::read_array(
+                        &mut data,
+                        version,
+                        true,
+                        "FetchSnapshotResponse.NodeEndpoints",
+                    )?;
+                    c::ensure_consumed(&data, "FetchSnapshotResponse.NodeEndpoints")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -170,8 +187,8 @@ impl Codec for SnapshotId {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.end_offset = c::read_i64(buf, "EndOffset")?;
-        this.epoch = c::read_i32(buf, "Epoch")?;
+        this.end_offset = c::read_i64(buf, "SnapshotId.EndOffset")?;
+        this.epoch = c::read_i32(buf, "SnapshotId.Epoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -231,8 +248,8 @@ impl Codec for LeaderIdAndEpoch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "LeaderIdAndEpoch.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderIdAndEpoch.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -320,7 +337,7 @@ impl Codec for PartitionSnapshot {
             self.unaligned_records.as_ref(),
             true,
             false,
-            "UnalignedRecords",
+            "PartitionSnapshot.UnalignedRecords",
             version,
         )?;
         let mut count = self.unknown_tagged_fields.len();
@@ -343,20 +360,25 @@ impl Codec for PartitionSnapshot {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.index = c::read_i32(buf, "Index")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.index = c::read_i32(buf, "PartitionSnapshot.Index")?;
+        this.error_code = c::read_i16(buf, "PartitionSnapshot.ErrorCode")?;
         this.snapshot_id = Codec::read(buf, version, true)?;
-        this.size = c::read_i64(buf, "Size")?;
-        this.position = c::read_i64(buf, "Position")?;
-        this.unaligned_records =
-            c::read_nullable_bytes(buf, true, false, "UnalignedRecords", version)?;
+        this.size = c::read_i64(buf, "PartitionSnapshot.Size")?;
+        this.position = c::read_i64(buf, "PartitionSnapshot.Position")?;
+        this.unaligned_records = c::read_nullable_bytes(
+            buf,
+            true,
+            false,
+            "PartitionSnapshot.UnalignedRecords",
+            version,
+        )?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 => {
                     this.current_leader = Codec::read(&mut data, version, true)?;
-                    c::ensure_consumed(&data, "CurrentLeader")?;
+                    c::ensure_consumed(&data, "PartitionSnapshot.CurrentLeader")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -427,15 +449,21 @@ impl Default for TopicSnapshot {
 
 impl Codec for TopicSnapshot {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "TopicSnapshot.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicSnapshot.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "TopicSnapshot.Name", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicSnapshot.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -494,16 +522,16 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_u16(buf, "NodeEndpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

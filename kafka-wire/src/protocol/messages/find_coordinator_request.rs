@@ -77,7 +77,7 @@ impl Codec for FindCoordinatorRequest {
             });
         }
         if version <= 3 {
-            c::write_string(buf, &self.key, version >= 3, "Key")?;
+            c::write_string(buf, &self.key, version >= 3, "FindCoordinatorRequest.Key")?;
         }
         if version >= 1 {
             buf.put_i8(self.key_type);
@@ -88,7 +88,7 @@ impl Codec for FindCoordinatorRequest {
                 &self.coordinator_keys,
                 version,
                 true,
-                "CoordinatorKeys",
+                "FindCoordinatorRequest.CoordinatorKeys",
             )?;
         }
         if version >= 3 {
@@ -99,13 +99,14 @@ impl Codec for FindCoordinatorRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 3 {
-            this.key = c::read_string(buf, version >= 3, "Key", version)?;
+            this.key = c::read_string(buf, version >= 3, "FindCoordinatorRequest.Key", version)?;
         }
         if version >= 1 {
-            this.key_type = c::read_i8(buf, "KeyType")?;
+            this.key_type = c::read_i8(buf, "FindCoordinatorRequest.KeyType")?;
         }
         if version >= 4 {
-            this.coordinator_keys = c::read_array(buf, version, true, "CoordinatorKeys")?;
+            this.coordinator_keys =
+                c::read_array(buf, version, true, "FindCoordinatorRequest.CoordinatorKeys")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -118,7 +118,7 @@ impl Codec for FindCoordinatorResponse {
                 self.error_message.as_deref(),
                 version >= 3,
                 true,
-                "ErrorMessage",
+                "FindCoordinatorResponse.ErrorMessage",
                 version,
             )?;
         }
@@ -126,13 +126,24 @@ impl Codec for FindCoordinatorResponse {
             buf.put_i32(self.node_id);
         }
         if version <= 3 {
-            c::write_string(buf, &self.host, version >= 3, "Host")?;
+            c::write_string(
+                buf,
+                &self.host,
+                version >= 3,
+                "FindCoordinatorResponse.Host",
+            )?;
         }
         if version <= 3 {
             buf.put_i32(self.port);
         }
         if version >= 4 {
-            c::write_array(buf, &self.coordinators, version, true, "Coordinators")?;
+            c::write_array(
+                buf,
+                &self.coordinators,
+                version,
+                true,
+                "FindCoordinatorResponse.Coordinators",
+            )?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -142,26 +153,32 @@ impl Codec for FindCoordinatorResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "FindCoordinatorResponse.ThrottleTimeMs")?;
         }
         if version <= 3 {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "FindCoordinatorResponse.ErrorCode")?;
         }
         if (1..=3).contains(&version) {
-            this.error_message =
-                c::read_nullable_string(buf, version >= 3, true, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(
+                buf,
+                version >= 3,
+                true,
+                "FindCoordinatorResponse.ErrorMessage",
+                version,
+            )?;
         }
         if version <= 3 {
-            this.node_id = c::read_i32(buf, "NodeId")?;
+            this.node_id = c::read_i32(buf, "FindCoordinatorResponse.NodeId")?;
         }
         if version <= 3 {
-            this.host = c::read_string(buf, version >= 3, "Host", version)?;
+            this.host = c::read_string(buf, version >= 3, "FindCoordinatorResponse.Host", version)?;
         }
         if version <= 3 {
-            this.port = c::read_i32(buf, "Port")?;
+            this.port = c::read_i32(buf, "FindCoordinatorResponse.Port")?;
         }
         if version >= 4 {
-            this.coordinators = c::read_array(buf, version, true, "Coordinators")?;
+            this.coordinators =
+                c::read_array(buf, version, true, "FindCoordinatorResponse.Coordinators")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -279,9 +296,9 @@ impl Default for Coordinator {
 
 impl Codec for Coordinator {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.key, true, "Key")?;
+        c::write_string(buf, &self.key, true, "Coordinator.Key")?;
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "Coordinator.Host")?;
         buf.put_i32(self.port);
         buf.put_i16(self.error_code);
         c::write_nullable_string(
@@ -289,7 +306,7 @@ impl Codec for Coordinator {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "Coordinator.ErrorMessage",
             version,
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -297,12 +314,13 @@ impl Codec for Coordinator {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.key = c::read_string(buf, true, "Key", version)?;
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.key = c::read_string(buf, true, "Coordinator.Key", version)?;
+        this.node_id = c::read_i32(buf, "Coordinator.NodeId")?;
+        this.host = c::read_string(buf, true, "Coordinator.Host", version)?;
+        this.port = c::read_i32(buf, "Coordinator.Port")?;
+        this.error_code = c::read_i16(buf, "Coordinator.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "Coordinator.ErrorMessage", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -47,7 +47,8 @@ impl Codec for GetTelemetrySubscriptionsRequest {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.client_instance_id = c::read_uuid(buf, "ClientInstanceId")?;
+        this.client_instance_id =
+            c::read_uuid(buf, "GetTelemetrySubscriptionsRequest.ClientInstanceId")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

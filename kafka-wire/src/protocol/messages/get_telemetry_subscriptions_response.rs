@@ -89,7 +89,7 @@ impl Codec for GetTelemetrySubscriptionsResponse {
             &self.accepted_compression_types,
             version,
             true,
-            "AcceptedCompressionTypes",
+            "GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes",
         )?;
         buf.put_i32(self.push_interval_ms);
         buf.put_i32(self.telemetry_max_bytes);
@@ -99,23 +99,38 @@ impl Codec for GetTelemetrySubscriptionsResponse {
             &self.requested_metrics,
             version,
             true,
-            "RequestedMetrics",
+            "GetTelemetrySubscriptionsResponse.RequestedMetrics",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.client_instance_id = c::read_uuid(buf, "ClientInstanceId")?;
-        this.subscription_id = c::read_i32(buf, "SubscriptionId")?;
-        this.accepted_compression_types =
-            c::read_array(buf, version, true, "AcceptedCompressionTypes")?;
-        this.push_interval_ms = c::read_i32(buf, "PushIntervalMs")?;
-        this.telemetry_max_bytes = c::read_i32(buf, "TelemetryMaxBytes")?;
-        this.delta_temporality = c::read_bool(buf, "DeltaTemporality")?;
-        this.requested_metrics = c::read_array(buf, version, true, "RequestedMetrics")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "GetTelemetrySubscriptionsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "GetTelemetrySubscriptionsResponse.ErrorCode")?;
+        this.client_instance_id =
+            c::read_uuid(buf, "GetTelemetrySubscriptionsResponse.ClientInstanceId")?;
+        this.subscription_id =
+            c::read_i32(buf, "GetTelemetrySubscriptionsResponse.SubscriptionId")?;
+        this.accepted_compression_types = c::read_array(
+            buf,
+            version,
+            true,
+            "GetTelemetrySubscriptionsResponse.AcceptedCompressionTypes",
+        )?;
+        this.push_interval_ms =
+            c::read_i32(buf, "GetTelemetrySubscriptionsResponse.PushIntervalMs")?;
+        this.telemetry_max_bytes =
+            c::read_i32(buf, "GetTelemetrySubscriptionsResponse.TelemetryMaxBytes")?;
+        this.delta_temporality =
+            c::read_bool(buf, "GetTelemetrySubscriptionsResponse.DeltaTemporality")?;
+        this.requested_metrics = c::read_array(
+            buf,
+            version,
+            true,
+            "GetTelemetrySubscriptionsResponse.RequestedMetrics",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -68,16 +68,26 @@ impl Codec for HeartbeatRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 4, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 4,
+            "HeartbeatRequest.GroupId",
+        )?;
         buf.put_i32(self.generation_id);
-        c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 4,
+            "HeartbeatRequest.MemberId",
+        )?;
         if version >= 3 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 4,
                 true,
-                "GroupInstanceId",
+                "HeartbeatRequest.GroupInstanceId",
                 version,
             )?;
         }
@@ -88,12 +98,17 @@ impl Codec for HeartbeatRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 4, "GroupId", version)?;
-        this.generation_id = c::read_i32(buf, "GenerationId")?;
-        this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
+        this.group_id = c::read_string(buf, version >= 4, "HeartbeatRequest.GroupId", version)?;
+        this.generation_id = c::read_i32(buf, "HeartbeatRequest.GenerationId")?;
+        this.member_id = c::read_string(buf, version >= 4, "HeartbeatRequest.MemberId", version)?;
         if version >= 3 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 4,
+                true,
+                "HeartbeatRequest.GroupInstanceId",
+                version,
+            )?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -63,9 +63,9 @@ impl Codec for HeartbeatResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "HeartbeatResponse.ThrottleTimeMs")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "HeartbeatResponse.ErrorCode")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

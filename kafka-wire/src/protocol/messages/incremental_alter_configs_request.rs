@@ -52,7 +52,13 @@ impl Codec for IncrementalAlterConfigsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.resources, version, version >= 1, "Resources")?;
+        c::write_array(
+            buf,
+            &self.resources,
+            version,
+            version >= 1,
+            "IncrementalAlterConfigsRequest.Resources",
+        )?;
         buf.put_u8(u8::from(self.validate_only));
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -61,8 +67,13 @@ impl Codec for IncrementalAlterConfigsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resources = c::read_array(buf, version, version >= 1, "Resources")?;
-        this.validate_only = c::read_bool(buf, "ValidateOnly")?;
+        this.resources = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "IncrementalAlterConfigsRequest.Resources",
+        )?;
+        this.validate_only = c::read_bool(buf, "IncrementalAlterConfigsRequest.ValidateOnly")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -132,14 +143,14 @@ impl Codec for AlterableConfig {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 1, "Name")?;
+        c::write_string(buf, &self.name, version >= 1, "AlterableConfig.Name")?;
         buf.put_i8(self.config_operation);
         c::write_nullable_string(
             buf,
             self.value.as_deref(),
             version >= 1,
             true,
-            "Value",
+            "AlterableConfig.Value",
             version,
         )?;
         if version >= 1 {
@@ -149,9 +160,10 @@ impl Codec for AlterableConfig {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 1, "Name", version)?;
-        this.config_operation = c::read_i8(buf, "ConfigOperation")?;
-        this.value = c::read_nullable_string(buf, version >= 1, true, "Value", version)?;
+        this.name = c::read_string(buf, version >= 1, "AlterableConfig.Name", version)?;
+        this.config_operation = c::read_i8(buf, "AlterableConfig.ConfigOperation")?;
+        this.value =
+            c::read_nullable_string(buf, version >= 1, true, "AlterableConfig.Value", version)?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -224,8 +236,19 @@ impl Codec for AlterConfigsResource {
             });
         }
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 1, "ResourceName")?;
-        c::write_array(buf, &self.configs, version, version >= 1, "Configs")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 1,
+            "AlterConfigsResource.ResourceName",
+        )?;
+        c::write_array(
+            buf,
+            &self.configs,
+            version,
+            version >= 1,
+            "AlterConfigsResource.Configs",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -233,9 +256,14 @@ impl Codec for AlterConfigsResource {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 1, "ResourceName", version)?;
-        this.configs = c::read_array(buf, version, version >= 1, "Configs")?;
+        this.resource_type = c::read_i8(buf, "AlterConfigsResource.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 1,
+            "AlterConfigsResource.ResourceName",
+            version,
+        )?;
+        this.configs = c::read_array(buf, version, version >= 1, "AlterConfigsResource.Configs")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -52,7 +52,13 @@ impl Codec for IncrementalAlterConfigsResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.responses, version, version >= 1, "Responses")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            version >= 1,
+            "IncrementalAlterConfigsResponse.Responses",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,13 @@ impl Codec for IncrementalAlterConfigsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.responses = c::read_array(buf, version, version >= 1, "Responses")?;
+        this.throttle_time_ms = c::read_i32(buf, "IncrementalAlterConfigsResponse.ThrottleTimeMs")?;
+        this.responses = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "IncrementalAlterConfigsResponse.Responses",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -142,11 +153,16 @@ impl Codec for AlterConfigsResourceResponse {
             self.error_message.as_deref(),
             version >= 1,
             true,
-            "ErrorMessage",
+            "AlterConfigsResourceResponse.ErrorMessage",
             version,
         )?;
         buf.put_i8(self.resource_type);
-        c::write_string(buf, &self.resource_name, version >= 1, "ResourceName")?;
+        c::write_string(
+            buf,
+            &self.resource_name,
+            version >= 1,
+            "AlterConfigsResourceResponse.ResourceName",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -154,11 +170,21 @@ impl Codec for AlterConfigsResourceResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 1, true, "ErrorMessage", version)?;
-        this.resource_type = c::read_i8(buf, "ResourceType")?;
-        this.resource_name = c::read_string(buf, version >= 1, "ResourceName", version)?;
+        this.error_code = c::read_i16(buf, "AlterConfigsResourceResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 1,
+            true,
+            "AlterConfigsResourceResponse.ErrorMessage",
+            version,
+        )?;
+        this.resource_type = c::read_i8(buf, "AlterConfigsResourceResponse.ResourceType")?;
+        this.resource_name = c::read_string(
+            buf,
+            version >= 1,
+            "AlterConfigsResourceResponse.ResourceName",
+            version,
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -79,7 +79,7 @@ impl Codec for InitProducerIdRequest {
             self.transactional_id.as_deref(),
             version >= 2,
             true,
-            "TransactionalId",
+            "InitProducerIdRequest.TransactionalId",
             version,
         )?;
         buf.put_i32(self.transaction_timeout_ms);
@@ -96,14 +96,20 @@ impl Codec for InitProducerIdRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id =
-            c::read_nullable_string(buf, version >= 2, true, "TransactionalId", version)?;
-        this.transaction_timeout_ms = c::read_i32(buf, "TransactionTimeoutMs")?;
+        this.transactional_id = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "InitProducerIdRequest.TransactionalId",
+            version,
+        )?;
+        this.transaction_timeout_ms =
+            c::read_i32(buf, "InitProducerIdRequest.TransactionTimeoutMs")?;
         if version >= 3 {
-            this.producer_id = c::read_i64(buf, "ProducerId")?;
+            this.producer_id = c::read_i64(buf, "InitProducerIdRequest.ProducerId")?;
         }
         if version >= 3 {
-            this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
+            this.producer_epoch = c::read_i16(buf, "InitProducerIdRequest.ProducerEpoch")?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

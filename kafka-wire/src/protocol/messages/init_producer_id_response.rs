@@ -72,10 +72,10 @@ impl Codec for InitProducerIdResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
+        this.throttle_time_ms = c::read_i32(buf, "InitProducerIdResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "InitProducerIdResponse.ErrorCode")?;
+        this.producer_id = c::read_i64(buf, "InitProducerIdResponse.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "InitProducerIdResponse.ProducerEpoch")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

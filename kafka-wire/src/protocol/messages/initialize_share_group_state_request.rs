@@ -47,15 +47,36 @@ impl Default for InitializeShareGroupStateRequest {
 
 impl Codec for InitializeShareGroupStateRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "InitializeShareGroupStateRequest.GroupId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "InitializeShareGroupStateRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.group_id = c::read_string(
+            buf,
+            true,
+            "InitializeShareGroupStateRequest.GroupId",
+            version,
+        )?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            true,
+            "InitializeShareGroupStateRequest.Topics",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -121,9 +142,9 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.state_epoch = c::read_i32(buf, "StateEpoch")?;
-        this.start_offset = c::read_i64(buf, "StartOffset")?;
+        this.partition = c::read_i32(buf, "PartitionData.Partition")?;
+        this.state_epoch = c::read_i32(buf, "PartitionData.StateEpoch")?;
+        this.start_offset = c::read_i64(buf, "PartitionData.StartOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -179,14 +200,20 @@ impl Default for InitializeStateData {
 impl Codec for InitializeStateData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "InitializeStateData.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "InitializeStateData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "InitializeStateData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -89,26 +89,54 @@ impl Codec for JoinGroupRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 6, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 6,
+            "JoinGroupRequest.GroupId",
+        )?;
         buf.put_i32(self.session_timeout_ms);
         if version >= 1 {
             buf.put_i32(self.rebalance_timeout_ms);
         }
-        c::write_string(buf, &self.member_id, version >= 6, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 6,
+            "JoinGroupRequest.MemberId",
+        )?;
         if version >= 5 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 6,
                 true,
-                "GroupInstanceId",
+                "JoinGroupRequest.GroupInstanceId",
                 version,
             )?;
         }
-        c::write_string(buf, &self.protocol_type, version >= 6, "ProtocolType")?;
-        c::write_array(buf, &self.protocols, version, version >= 6, "Protocols")?;
+        c::write_string(
+            buf,
+            &self.protocol_type,
+            version >= 6,
+            "JoinGroupRequest.ProtocolType",
+        )?;
+        c::write_array(
+            buf,
+            &self.protocols,
+            version,
+            version >= 6,
+            "JoinGroupRequest.Protocols",
+        )?;
         if version >= 8 {
-            c::write_nullable_string(buf, self.reason.as_deref(), true, true, "Reason", version)?;
+            c::write_nullable_string(
+                buf,
+                self.reason.as_deref(),
+                true,
+                true,
+                "JoinGroupRequest.Reason",
+                version,
+            )?;
         }
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -117,20 +145,27 @@ impl Codec for JoinGroupRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 6, "GroupId", version)?;
-        this.session_timeout_ms = c::read_i32(buf, "SessionTimeoutMs")?;
+        this.group_id = c::read_string(buf, version >= 6, "JoinGroupRequest.GroupId", version)?;
+        this.session_timeout_ms = c::read_i32(buf, "JoinGroupRequest.SessionTimeoutMs")?;
         if version >= 1 {
-            this.rebalance_timeout_ms = c::read_i32(buf, "RebalanceTimeoutMs")?;
+            this.rebalance_timeout_ms = c::read_i32(buf, "JoinGroupRequest.RebalanceTimeoutMs")?;
         }
-        this.member_id = c::read_string(buf, version >= 6, "MemberId", version)?;
+        this.member_id = c::read_string(buf, version >= 6, "JoinGroupRequest.MemberId", version)?;
         if version >= 5 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 6, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 6,
+                true,
+                "JoinGroupRequest.GroupInstanceId",
+                version,
+            )?;
         }
-        this.protocol_type = c::read_string(buf, version >= 6, "ProtocolType", version)?;
-        this.protocols = c::read_array(buf, version, version >= 6, "Protocols")?;
+        this.protocol_type =
+            c::read_string(buf, version >= 6, "JoinGroupRequest.ProtocolType", version)?;
+        this.protocols = c::read_array(buf, version, version >= 6, "JoinGroupRequest.Protocols")?;
         if version >= 8 {
-            this.reason = c::read_nullable_string(buf, true, true, "Reason", version)?;
+            this.reason =
+                c::read_nullable_string(buf, true, true, "JoinGroupRequest.Reason", version)?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -220,8 +255,18 @@ impl Codec for JoinGroupRequestProtocol {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 6, "Name")?;
-        c::write_bytes(buf, &self.metadata, version >= 6, "Metadata")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 6,
+            "JoinGroupRequestProtocol.Name",
+        )?;
+        c::write_bytes(
+            buf,
+            &self.metadata,
+            version >= 6,
+            "JoinGroupRequestProtocol.Metadata",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -229,8 +274,13 @@ impl Codec for JoinGroupRequestProtocol {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 6, "Name", version)?;
-        this.metadata = c::read_bytes(buf, version >= 6, "Metadata", version)?;
+        this.name = c::read_string(buf, version >= 6, "JoinGroupRequestProtocol.Name", version)?;
+        this.metadata = c::read_bytes(
+            buf,
+            version >= 6,
+            "JoinGroupRequestProtocol.Metadata",
+            version,
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -103,7 +103,7 @@ impl Codec for JoinGroupResponse {
                 self.protocol_type.as_deref(),
                 true,
                 true,
-                "ProtocolType",
+                "JoinGroupResponse.ProtocolType",
                 version,
             )?;
         }
@@ -112,15 +112,26 @@ impl Codec for JoinGroupResponse {
             self.protocol_name.as_deref(),
             version >= 6,
             version >= 7,
-            "ProtocolName",
+            "JoinGroupResponse.ProtocolName",
             version,
         )?;
-        c::write_string(buf, &self.leader, version >= 6, "Leader")?;
+        c::write_string(buf, &self.leader, version >= 6, "JoinGroupResponse.Leader")?;
         if version >= 9 {
             buf.put_u8(u8::from(self.skip_assignment));
         }
-        c::write_string(buf, &self.member_id, version >= 6, "MemberId")?;
-        c::write_array(buf, &self.members, version, version >= 6, "Members")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 6,
+            "JoinGroupResponse.MemberId",
+        )?;
+        c::write_array(
+            buf,
+            &self.members,
+            version,
+            version >= 6,
+            "JoinGroupResponse.Members",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -129,21 +140,32 @@ impl Codec for JoinGroupResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 2 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "JoinGroupResponse.ThrottleTimeMs")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.generation_id = c::read_i32(buf, "GenerationId")?;
+        this.error_code = c::read_i16(buf, "JoinGroupResponse.ErrorCode")?;
+        this.generation_id = c::read_i32(buf, "JoinGroupResponse.GenerationId")?;
         if version >= 7 {
-            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
+            this.protocol_type = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "JoinGroupResponse.ProtocolType",
+                version,
+            )?;
         }
-        this.protocol_name =
-            c::read_nullable_string(buf, version >= 6, version >= 7, "ProtocolName", version)?;
-        this.leader = c::read_string(buf, version >= 6, "Leader", version)?;
+        this.protocol_name = c::read_nullable_string(
+            buf,
+            version >= 6,
+            version >= 7,
+            "JoinGroupResponse.ProtocolName",
+            version,
+        )?;
+        this.leader = c::read_string(buf, version >= 6, "JoinGroupResponse.Leader", version)?;
         if version >= 9 {
-            this.skip_assignment = c::read_bool(buf, "SkipAssignment")?;
+            this.skip_assignment = c::read_bool(buf, "JoinGroupResponse.SkipAssignment")?;
         }
-        this.member_id = c::read_string(buf, version >= 6, "MemberId", version)?;
-        this.members = c::read_array(buf, version, version >= 6, "Members")?;
+        this.member_id = c::read_string(buf, version >= 6, "JoinGroupResponse.MemberId", version)?;
+        this.members = c::read_array(buf, version, version >= 6, "JoinGroupResponse.Members")?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -239,18 +261,28 @@ impl Codec for JoinGroupResponseMember {
                 version,
             });
         }
-        c::write_string(buf, &self.member_id, version >= 6, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 6,
+            "JoinGroupResponseMember.MemberId",
+        )?;
         if version >= 5 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 6,
                 true,
-                "GroupInstanceId",
+                "JoinGroupResponseMember.GroupInstanceId",
                 version,
             )?;
         }
-        c::write_bytes(buf, &self.metadata, version >= 6, "Metadata")?;
+        c::write_bytes(
+            buf,
+            &self.metadata,
+            version >= 6,
+            "JoinGroupResponseMember.Metadata",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -258,12 +290,27 @@ impl Codec for JoinGroupResponseMember {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, version >= 6, "MemberId", version)?;
+        this.member_id = c::read_string(
+            buf,
+            version >= 6,
+            "JoinGroupResponseMember.MemberId",
+            version,
+        )?;
         if version >= 5 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 6, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 6,
+                true,
+                "JoinGroupResponseMember.GroupInstanceId",
+                version,
+            )?;
         }
-        this.metadata = c::read_bytes(buf, version >= 6, "Metadata", version)?;
+        this.metadata = c::read_bytes(
+            buf,
+            version >= 6,
+            "JoinGroupResponseMember.Metadata",
+            version,
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

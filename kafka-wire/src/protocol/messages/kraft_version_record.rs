@@ -51,8 +51,8 @@ impl Codec for KRaftVersionRecord {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.version = c::read_i16(buf, "Version")?;
-        this.kraft_version = c::read_i16(buf, "KRaftVersion")?;
+        this.version = c::read_i16(buf, "KRaftVersionRecord.Version")?;
+        this.kraft_version = c::read_i16(buf, "KRaftVersionRecord.KRaftVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -123,7 +123,7 @@ impl Codec for LeaderAndIsrRequest {
                 &self.ungrouped_partition_states,
                 version,
                 false,
-                "UngroupedPartitionStates",
+                "LeaderAndIsrRequest.UngroupedPartitionStates",
             )?;
         }
         if version >= 2 {
@@ -132,7 +132,7 @@ impl Codec for LeaderAndIsrRequest {
                 &self.topic_states,
                 version,
                 version >= 4,
-                "TopicStates",
+                "LeaderAndIsrRequest.TopicStates",
             )?;
         }
         c::write_array(
@@ -140,7 +140,7 @@ impl Codec for LeaderAndIsrRequest {
             &self.live_leaders,
             version,
             version >= 4,
-            "LiveLeaders",
+            "LeaderAndIsrRequest.LiveLeaders",
         )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -149,25 +149,39 @@ impl Codec for LeaderAndIsrRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.controller_id = c::read_i32(buf, "ControllerId")?;
+        this.controller_id = c::read_i32(buf, "LeaderAndIsrRequest.ControllerId")?;
         if version >= 7 {
-            this.is_kraft_controller = c::read_bool(buf, "isKRaftController")?;
+            this.is_kraft_controller = c::read_bool(buf, "LeaderAndIsrRequest.isKRaftController")?;
         }
-        this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
+        this.controller_epoch = c::read_i32(buf, "LeaderAndIsrRequest.ControllerEpoch")?;
         if version >= 2 {
-            this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+            this.broker_epoch = c::read_i64(buf, "LeaderAndIsrRequest.BrokerEpoch")?;
         }
         if version >= 5 {
-            this.r#type = c::read_i8(buf, "Type")?;
+            this.r#type = c::read_i8(buf, "LeaderAndIsrRequest.Type")?;
         }
         if version <= 1 {
-            this.ungrouped_partition_states =
-                c::read_array(buf, version, false, "UngroupedPartitionStates")?;
+            this.ungrouped_partition_states = c::read_array(
+                buf,
+                version,
+                false,
+                "LeaderAndIsrRequest.UngroupedPartitionStates",
+            )?;
         }
         if version >= 2 {
-            this.topic_states = c::read_array(buf, version, version >= 4, "TopicStates")?;
+            this.topic_states = c::read_array(
+                buf,
+                version,
+                version >= 4,
+                "LeaderAndIsrRequest.TopicStates",
+            )?;
         }
-        this.live_leaders = c::read_array(buf, version, version >= 4, "LiveLeaders")?;
+        this.live_leaders = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "LeaderAndIsrRequest.LiveLeaders",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -321,22 +335,39 @@ impl Codec for LeaderAndIsrPartitionState {
             });
         }
         if version <= 1 {
-            c::write_string(buf, &self.topic_name, false, "TopicName")?;
+            c::write_string(
+                buf,
+                &self.topic_name,
+                false,
+                "LeaderAndIsrPartitionState.TopicName",
+            )?;
         }
         buf.put_i32(self.partition_index);
         buf.put_i32(self.controller_epoch);
         buf.put_i32(self.leader);
         buf.put_i32(self.leader_epoch);
-        c::write_array(buf, &self.isr, version, version >= 4, "Isr")?;
+        c::write_array(
+            buf,
+            &self.isr,
+            version,
+            version >= 4,
+            "LeaderAndIsrPartitionState.Isr",
+        )?;
         buf.put_i32(self.partition_epoch);
-        c::write_array(buf, &self.replicas, version, version >= 4, "Replicas")?;
+        c::write_array(
+            buf,
+            &self.replicas,
+            version,
+            version >= 4,
+            "LeaderAndIsrPartitionState.Replicas",
+        )?;
         if version >= 3 {
             c::write_array(
                 buf,
                 &self.adding_replicas,
                 version,
                 version >= 4,
-                "AddingReplicas",
+                "LeaderAndIsrPartitionState.AddingReplicas",
             )?;
         }
         if version >= 3 {
@@ -345,7 +376,7 @@ impl Codec for LeaderAndIsrPartitionState {
                 &self.removing_replicas,
                 version,
                 version >= 4,
-                "RemovingReplicas",
+                "LeaderAndIsrPartitionState.RemovingReplicas",
             )?;
         }
         if version >= 1 {
@@ -362,26 +393,43 @@ impl Codec for LeaderAndIsrPartitionState {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 1 {
-            this.topic_name = c::read_string(buf, false, "TopicName", version)?;
+            this.topic_name =
+                c::read_string(buf, false, "LeaderAndIsrPartitionState.TopicName", version)?;
         }
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
-        this.leader = c::read_i32(buf, "Leader")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.isr = c::read_array(buf, version, version >= 4, "Isr")?;
-        this.partition_epoch = c::read_i32(buf, "PartitionEpoch")?;
-        this.replicas = c::read_array(buf, version, version >= 4, "Replicas")?;
+        this.partition_index = c::read_i32(buf, "LeaderAndIsrPartitionState.PartitionIndex")?;
+        this.controller_epoch = c::read_i32(buf, "LeaderAndIsrPartitionState.ControllerEpoch")?;
+        this.leader = c::read_i32(buf, "LeaderAndIsrPartitionState.Leader")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderAndIsrPartitionState.LeaderEpoch")?;
+        this.isr = c::read_array(buf, version, version >= 4, "LeaderAndIsrPartitionState.Isr")?;
+        this.partition_epoch = c::read_i32(buf, "LeaderAndIsrPartitionState.PartitionEpoch")?;
+        this.replicas = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "LeaderAndIsrPartitionState.Replicas",
+        )?;
         if version >= 3 {
-            this.adding_replicas = c::read_array(buf, version, version >= 4, "AddingReplicas")?;
+            this.adding_replicas = c::read_array(
+                buf,
+                version,
+                version >= 4,
+                "LeaderAndIsrPartitionState.AddingReplicas",
+            )?;
         }
         if version >= 3 {
-            this.removing_replicas = c::read_array(buf, version, version >= 4, "RemovingReplicas")?;
+            this.removing_replicas = c::read_array(
+                buf,
+                version,
+                version >= 4,
+                "LeaderAndIsrPartitionState.RemovingReplicas",
+            )?;
         }
         if version >= 1 {
-            this.is_new = c::read_bool(buf, "IsNew")?;
+            this.is_new = c::read_bool(buf, "LeaderAndIsrPartitionState.IsNew")?;
         }
         if version >= 6 {
-            this.leader_recovery_state = c::read_i8(buf, "LeaderRecoveryState")?;
+            this.leader_recovery_state =
+                c::read_i8(buf, "LeaderAndIsrPartitionState.LeaderRecoveryState")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -492,7 +540,12 @@ impl Codec for LeaderAndIsrTopicState {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 4, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            version >= 4,
+            "LeaderAndIsrTopicState.TopicName",
+        )?;
         if version >= 5 {
             buf.put_slice(&self.topic_id.0);
         }
@@ -501,7 +554,7 @@ impl Codec for LeaderAndIsrTopicState {
             &self.partition_states,
             version,
             version >= 4,
-            "PartitionStates",
+            "LeaderAndIsrTopicState.PartitionStates",
         )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -510,11 +563,21 @@ impl Codec for LeaderAndIsrTopicState {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 4, "TopicName", version)?;
+        this.topic_name = c::read_string(
+            buf,
+            version >= 4,
+            "LeaderAndIsrTopicState.TopicName",
+            version,
+        )?;
         if version >= 5 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "LeaderAndIsrTopicState.TopicId")?;
         }
-        this.partition_states = c::read_array(buf, version, version >= 4, "PartitionStates")?;
+        this.partition_states = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "LeaderAndIsrTopicState.PartitionStates",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -591,7 +654,12 @@ impl Codec for LeaderAndIsrLiveLeader {
             });
         }
         buf.put_i32(self.broker_id);
-        c::write_string(buf, &self.host_name, version >= 4, "HostName")?;
+        c::write_string(
+            buf,
+            &self.host_name,
+            version >= 4,
+            "LeaderAndIsrLiveLeader.HostName",
+        )?;
         buf.put_i32(self.port);
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -600,9 +668,14 @@ impl Codec for LeaderAndIsrLiveLeader {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
-        this.host_name = c::read_string(buf, version >= 4, "HostName", version)?;
-        this.port = c::read_i32(buf, "Port")?;
+        this.broker_id = c::read_i32(buf, "LeaderAndIsrLiveLeader.BrokerId")?;
+        this.host_name = c::read_string(
+            buf,
+            version >= 4,
+            "LeaderAndIsrLiveLeader.HostName",
+            version,
+        )?;
+        this.port = c::read_i32(buf, "LeaderAndIsrLiveLeader.Port")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

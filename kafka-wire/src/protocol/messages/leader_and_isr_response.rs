@@ -75,11 +75,17 @@ impl Codec for LeaderAndIsrResponse {
                 &self.partition_errors,
                 version,
                 version >= 4,
-                "PartitionErrors",
+                "LeaderAndIsrResponse.PartitionErrors",
             )?;
         }
         if version >= 5 {
-            c::write_array(buf, &self.topics, version, true, "Topics")?;
+            c::write_array(
+                buf,
+                &self.topics,
+                version,
+                true,
+                "LeaderAndIsrResponse.Topics",
+            )?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -88,12 +94,17 @@ impl Codec for LeaderAndIsrResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "LeaderAndIsrResponse.ErrorCode")?;
         if version <= 4 {
-            this.partition_errors = c::read_array(buf, version, version >= 4, "PartitionErrors")?;
+            this.partition_errors = c::read_array(
+                buf,
+                version,
+                version >= 4,
+                "LeaderAndIsrResponse.PartitionErrors",
+            )?;
         }
         if version >= 5 {
-            this.topics = c::read_array(buf, version, true, "Topics")?;
+            this.topics = c::read_array(buf, version, true, "LeaderAndIsrResponse.Topics")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -175,7 +186,12 @@ impl Codec for LeaderAndIsrPartitionError {
             });
         }
         if version <= 4 {
-            c::write_string(buf, &self.topic_name, version >= 4, "TopicName")?;
+            c::write_string(
+                buf,
+                &self.topic_name,
+                version >= 4,
+                "LeaderAndIsrPartitionError.TopicName",
+            )?;
         }
         buf.put_i32(self.partition_index);
         buf.put_i16(self.error_code);
@@ -187,10 +203,15 @@ impl Codec for LeaderAndIsrPartitionError {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 4 {
-            this.topic_name = c::read_string(buf, version >= 4, "TopicName", version)?;
+            this.topic_name = c::read_string(
+                buf,
+                version >= 4,
+                "LeaderAndIsrPartitionError.TopicName",
+                version,
+            )?;
         }
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "LeaderAndIsrPartitionError.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "LeaderAndIsrPartitionError.ErrorCode")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -261,15 +282,16 @@ impl Codec for LeaderAndIsrTopicError {
             &self.partition_errors,
             version,
             true,
-            "PartitionErrors",
+            "LeaderAndIsrTopicError.PartitionErrors",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partition_errors = c::read_array(buf, version, true, "PartitionErrors")?;
+        this.topic_id = c::read_uuid(buf, "LeaderAndIsrTopicError.TopicId")?;
+        this.partition_errors =
+            c::read_array(buf, version, true, "LeaderAndIsrTopicError.PartitionErrors")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -56,17 +56,30 @@ impl Codec for LeaderChangeMessage {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.version);
         buf.put_i32(self.leader_id);
-        c::write_array(buf, &self.voters, version, true, "Voters")?;
-        c::write_array(buf, &self.granting_voters, version, true, "GrantingVoters")?;
+        c::write_array(
+            buf,
+            &self.voters,
+            version,
+            true,
+            "LeaderChangeMessage.Voters",
+        )?;
+        c::write_array(
+            buf,
+            &self.granting_voters,
+            version,
+            true,
+            "LeaderChangeMessage.GrantingVoters",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.version = c::read_i16(buf, "Version")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.voters = c::read_array(buf, version, true, "Voters")?;
-        this.granting_voters = c::read_array(buf, version, true, "GrantingVoters")?;
+        this.version = c::read_i16(buf, "LeaderChangeMessage.Version")?;
+        this.leader_id = c::read_i32(buf, "LeaderChangeMessage.LeaderId")?;
+        this.voters = c::read_array(buf, version, true, "LeaderChangeMessage.Voters")?;
+        this.granting_voters =
+            c::read_array(buf, version, true, "LeaderChangeMessage.GrantingVoters")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -138,9 +151,9 @@ impl Codec for Voter {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.voter_id = c::read_i32(buf, "VoterId")?;
+        this.voter_id = c::read_i32(buf, "Voter.VoterId")?;
         if version >= 1 {
-            this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
+            this.voter_directory_id = c::read_uuid(buf, "Voter.VoterDirectoryId")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)

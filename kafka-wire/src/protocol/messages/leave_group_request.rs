@@ -69,12 +69,23 @@ impl Codec for LeaveGroupRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 4, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 4,
+            "LeaveGroupRequest.GroupId",
+        )?;
         if version <= 2 {
-            c::write_string(buf, &self.member_id, false, "MemberId")?;
+            c::write_string(buf, &self.member_id, false, "LeaveGroupRequest.MemberId")?;
         }
         if version >= 3 {
-            c::write_array(buf, &self.members, version, version >= 4, "Members")?;
+            c::write_array(
+                buf,
+                &self.members,
+                version,
+                version >= 4,
+                "LeaveGroupRequest.Members",
+            )?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -83,12 +94,12 @@ impl Codec for LeaveGroupRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 4, "GroupId", version)?;
+        this.group_id = c::read_string(buf, version >= 4, "LeaveGroupRequest.GroupId", version)?;
         if version <= 2 {
-            this.member_id = c::read_string(buf, false, "MemberId", version)?;
+            this.member_id = c::read_string(buf, false, "LeaveGroupRequest.MemberId", version)?;
         }
         if version >= 3 {
-            this.members = c::read_array(buf, version, version >= 4, "Members")?;
+            this.members = c::read_array(buf, version, version >= 4, "LeaveGroupRequest.Members")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -169,17 +180,29 @@ impl Codec for MemberIdentity {
                 version,
             });
         }
-        c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 4,
+            "MemberIdentity.MemberId",
+        )?;
         c::write_nullable_string(
             buf,
             self.group_instance_id.as_deref(),
             version >= 4,
             true,
-            "GroupInstanceId",
+            "MemberIdentity.GroupInstanceId",
             version,
         )?;
         if version >= 5 {
-            c::write_nullable_string(buf, self.reason.as_deref(), true, true, "Reason", version)?;
+            c::write_nullable_string(
+                buf,
+                self.reason.as_deref(),
+                true,
+                true,
+                "MemberIdentity.Reason",
+                version,
+            )?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -188,11 +211,17 @@ impl Codec for MemberIdentity {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
-        this.group_instance_id =
-            c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
+        this.member_id = c::read_string(buf, version >= 4, "MemberIdentity.MemberId", version)?;
+        this.group_instance_id = c::read_nullable_string(
+            buf,
+            version >= 4,
+            true,
+            "MemberIdentity.GroupInstanceId",
+            version,
+        )?;
         if version >= 5 {
-            this.reason = c::read_nullable_string(buf, true, true, "Reason", version)?;
+            this.reason =
+                c::read_nullable_string(buf, true, true, "MemberIdentity.Reason", version)?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

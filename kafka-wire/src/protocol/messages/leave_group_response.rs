@@ -67,7 +67,13 @@ impl Codec for LeaveGroupResponse {
         }
         buf.put_i16(self.error_code);
         if version >= 3 {
-            c::write_array(buf, &self.members, version, version >= 4, "Members")?;
+            c::write_array(
+                buf,
+                &self.members,
+                version,
+                version >= 4,
+                "LeaveGroupResponse.Members",
+            )?;
         }
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -77,11 +83,11 @@ impl Codec for LeaveGroupResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "LeaveGroupResponse.ThrottleTimeMs")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "LeaveGroupResponse.ErrorCode")?;
         if version >= 3 {
-            this.members = c::read_array(buf, version, version >= 4, "Members")?;
+            this.members = c::read_array(buf, version, version >= 4, "LeaveGroupResponse.Members")?;
         }
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -162,13 +168,18 @@ impl Codec for MemberResponse {
                 version,
             });
         }
-        c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 4,
+            "MemberResponse.MemberId",
+        )?;
         c::write_nullable_string(
             buf,
             self.group_instance_id.as_deref(),
             version >= 4,
             true,
-            "GroupInstanceId",
+            "MemberResponse.GroupInstanceId",
             version,
         )?;
         buf.put_i16(self.error_code);
@@ -179,10 +190,15 @@ impl Codec for MemberResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
-        this.group_instance_id =
-            c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.member_id = c::read_string(buf, version >= 4, "MemberResponse.MemberId", version)?;
+        this.group_instance_id = c::read_nullable_string(
+            buf,
+            version >= 4,
+            true,
+            "MemberResponse.GroupInstanceId",
+            version,
+        )?;
+        this.error_code = c::read_i16(buf, "MemberResponse.ErrorCode")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

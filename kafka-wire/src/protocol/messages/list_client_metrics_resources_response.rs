@@ -57,17 +57,22 @@ impl Codec for ListClientMetricsResourcesResponse {
             &self.client_metrics_resources,
             version,
             true,
-            "ClientMetricsResources",
+            "ListClientMetricsResourcesResponse.ClientMetricsResources",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.client_metrics_resources =
-            c::read_array(buf, version, true, "ClientMetricsResources")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "ListClientMetricsResourcesResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ListClientMetricsResourcesResponse.ErrorCode")?;
+        this.client_metrics_resources = c::read_array(
+            buf,
+            version,
+            true,
+            "ListClientMetricsResourcesResponse.ClientMetricsResources",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -117,13 +122,13 @@ impl Default for ClientMetricsResource {
 
 impl Codec for ClientMetricsResource {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "ClientMetricsResource.Name")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
+        this.name = c::read_string(buf, true, "ClientMetricsResource.Name", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

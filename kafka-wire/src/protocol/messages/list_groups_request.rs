@@ -65,10 +65,22 @@ impl Codec for ListGroupsRequest {
             });
         }
         if version >= 4 {
-            c::write_array(buf, &self.states_filter, version, true, "StatesFilter")?;
+            c::write_array(
+                buf,
+                &self.states_filter,
+                version,
+                true,
+                "ListGroupsRequest.StatesFilter",
+            )?;
         }
         if version >= 5 {
-            c::write_array(buf, &self.types_filter, version, true, "TypesFilter")?;
+            c::write_array(
+                buf,
+                &self.types_filter,
+                version,
+                true,
+                "ListGroupsRequest.TypesFilter",
+            )?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -78,10 +90,11 @@ impl Codec for ListGroupsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 4 {
-            this.states_filter = c::read_array(buf, version, true, "StatesFilter")?;
+            this.states_filter =
+                c::read_array(buf, version, true, "ListGroupsRequest.StatesFilter")?;
         }
         if version >= 5 {
-            this.types_filter = c::read_array(buf, version, true, "TypesFilter")?;
+            this.types_filter = c::read_array(buf, version, true, "ListGroupsRequest.TypesFilter")?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

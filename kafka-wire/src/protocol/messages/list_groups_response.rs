@@ -60,7 +60,13 @@ impl Codec for ListGroupsResponse {
             buf.put_i32(self.throttle_time_ms);
         }
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.groups, version, version >= 3, "Groups")?;
+        c::write_array(
+            buf,
+            &self.groups,
+            version,
+            version >= 3,
+            "ListGroupsResponse.Groups",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -69,10 +75,10 @@ impl Codec for ListGroupsResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "ListGroupsResponse.ThrottleTimeMs")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.groups = c::read_array(buf, version, version >= 3, "Groups")?;
+        this.error_code = c::read_i16(buf, "ListGroupsResponse.ErrorCode")?;
+        this.groups = c::read_array(buf, version, version >= 3, "ListGroupsResponse.Groups")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -153,13 +159,18 @@ impl Codec for ListedGroup {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 3, "GroupId")?;
-        c::write_string(buf, &self.protocol_type, version >= 3, "ProtocolType")?;
+        c::write_string(buf, &self.group_id, version >= 3, "ListedGroup.GroupId")?;
+        c::write_string(
+            buf,
+            &self.protocol_type,
+            version >= 3,
+            "ListedGroup.ProtocolType",
+        )?;
         if version >= 4 {
-            c::write_string(buf, &self.group_state, true, "GroupState")?;
+            c::write_string(buf, &self.group_state, true, "ListedGroup.GroupState")?;
         }
         if version >= 5 {
-            c::write_string(buf, &self.group_type, true, "GroupType")?;
+            c::write_string(buf, &self.group_type, true, "ListedGroup.GroupType")?;
         }
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -168,13 +179,14 @@ impl Codec for ListedGroup {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 3, "GroupId", version)?;
-        this.protocol_type = c::read_string(buf, version >= 3, "ProtocolType", version)?;
+        this.group_id = c::read_string(buf, version >= 3, "ListedGroup.GroupId", version)?;
+        this.protocol_type =
+            c::read_string(buf, version >= 3, "ListedGroup.ProtocolType", version)?;
         if version >= 4 {
-            this.group_state = c::read_string(buf, true, "GroupState", version)?;
+            this.group_state = c::read_string(buf, true, "ListedGroup.GroupState", version)?;
         }
         if version >= 5 {
-            this.group_type = c::read_string(buf, true, "GroupType", version)?;
+            this.group_type = c::read_string(buf, true, "ListedGroup.GroupType", version)?;
         }
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -73,7 +73,13 @@ impl Codec for ListOffsetsRequest {
         if version >= 2 {
             buf.put_i8(self.isolation_level);
         }
-        c::write_array(buf, &self.topics, version, version >= 6, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 6,
+            "ListOffsetsRequest.Topics",
+        )?;
         if version >= 10 {
             buf.put_i32(self.timeout_ms);
         }
@@ -84,13 +90,13 @@ impl Codec for ListOffsetsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.replica_id = c::read_i32(buf, "ReplicaId")?;
+        this.replica_id = c::read_i32(buf, "ListOffsetsRequest.ReplicaId")?;
         if version >= 2 {
-            this.isolation_level = c::read_i8(buf, "IsolationLevel")?;
+            this.isolation_level = c::read_i8(buf, "ListOffsetsRequest.IsolationLevel")?;
         }
-        this.topics = c::read_array(buf, version, version >= 6, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 6, "ListOffsetsRequest.Topics")?;
         if version >= 10 {
-            this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
+            this.timeout_ms = c::read_i32(buf, "ListOffsetsRequest.TimeoutMs")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -199,13 +205,14 @@ impl Codec for ListOffsetsPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.partition_index = c::read_i32(buf, "ListOffsetsPartition.PartitionIndex")?;
         if version >= 4 {
-            this.current_leader_epoch = c::read_i32(buf, "CurrentLeaderEpoch")?;
+            this.current_leader_epoch =
+                c::read_i32(buf, "ListOffsetsPartition.CurrentLeaderEpoch")?;
         }
-        this.timestamp = c::read_i64(buf, "Timestamp")?;
+        this.timestamp = c::read_i64(buf, "ListOffsetsPartition.Timestamp")?;
         if version <= 0 {
-            this.max_num_offsets = c::read_i32(buf, "MaxNumOffsets")?;
+            this.max_num_offsets = c::read_i32(buf, "ListOffsetsPartition.MaxNumOffsets")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -283,8 +290,14 @@ impl Codec for ListOffsetsTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 6, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 6, "Partitions")?;
+        c::write_string(buf, &self.name, version >= 6, "ListOffsetsTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 6,
+            "ListOffsetsTopic.Partitions",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -292,8 +305,8 @@ impl Codec for ListOffsetsTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 6, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 6, "Partitions")?;
+        this.name = c::read_string(buf, version >= 6, "ListOffsetsTopic.Name", version)?;
+        this.partitions = c::read_array(buf, version, version >= 6, "ListOffsetsTopic.Partitions")?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -54,7 +54,13 @@ impl Codec for ListOffsetsResponse {
         if version >= 2 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.topics, version, version >= 6, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 6,
+            "ListOffsetsResponse.Topics",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,9 @@ impl Codec for ListOffsetsResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 2 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "ListOffsetsResponse.ThrottleTimeMs")?;
         }
-        this.topics = c::read_array(buf, version, version >= 6, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 6, "ListOffsetsResponse.Topics")?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -186,7 +192,7 @@ impl Codec for ListOffsetsPartitionResponse {
                 &self.old_style_offsets,
                 version,
                 false,
-                "OldStyleOffsets",
+                "ListOffsetsPartitionResponse.OldStyleOffsets",
             )?;
         }
         if version >= 1 {
@@ -205,19 +211,24 @@ impl Codec for ListOffsetsPartitionResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "ListOffsetsPartitionResponse.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "ListOffsetsPartitionResponse.ErrorCode")?;
         if version <= 0 {
-            this.old_style_offsets = c::read_array(buf, version, false, "OldStyleOffsets")?;
+            this.old_style_offsets = c::read_array(
+                buf,
+                version,
+                false,
+                "ListOffsetsPartitionResponse.OldStyleOffsets",
+            )?;
         }
         if version >= 1 {
-            this.timestamp = c::read_i64(buf, "Timestamp")?;
+            this.timestamp = c::read_i64(buf, "ListOffsetsPartitionResponse.Timestamp")?;
         }
         if version >= 1 {
-            this.offset = c::read_i64(buf, "Offset")?;
+            this.offset = c::read_i64(buf, "ListOffsetsPartitionResponse.Offset")?;
         }
         if version >= 4 {
-            this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+            this.leader_epoch = c::read_i32(buf, "ListOffsetsPartitionResponse.LeaderEpoch")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -307,8 +318,19 @@ impl Codec for ListOffsetsTopicResponse {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 6, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 6, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 6,
+            "ListOffsetsTopicResponse.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 6,
+            "ListOffsetsTopicResponse.Partitions",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -316,8 +338,13 @@ impl Codec for ListOffsetsTopicResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 6, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 6, "Partitions")?;
+        this.name = c::read_string(buf, version >= 6, "ListOffsetsTopicResponse.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "ListOffsetsTopicResponse.Partitions",
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -47,14 +47,27 @@ impl Default for ListPartitionReassignmentsRequest {
 impl Codec for ListPartitionReassignmentsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.timeout_ms);
-        c::write_nullable_array(buf, self.topics.as_deref(), version, true, true, "Topics")?;
+        c::write_nullable_array(
+            buf,
+            self.topics.as_deref(),
+            version,
+            true,
+            true,
+            "ListPartitionReassignmentsRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
-        this.topics = c::read_nullable_array(buf, version, true, true, "Topics")?;
+        this.timeout_ms = c::read_i32(buf, "ListPartitionReassignmentsRequest.TimeoutMs")?;
+        this.topics = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "ListPartitionReassignmentsRequest.Topics",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -107,21 +120,31 @@ impl Default for ListPartitionReassignmentsTopics {
 
 impl Codec for ListPartitionReassignmentsTopics {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(
+            buf,
+            &self.name,
+            true,
+            "ListPartitionReassignmentsTopics.Name",
+        )?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             true,
-            "PartitionIndexes",
+            "ListPartitionReassignmentsTopics.PartitionIndexes",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, true, "PartitionIndexes")?;
+        this.name = c::read_string(buf, true, "ListPartitionReassignmentsTopics.Name", version)?;
+        this.partition_indexes = c::read_array(
+            buf,
+            version,
+            true,
+            "ListPartitionReassignmentsTopics.PartitionIndexes",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

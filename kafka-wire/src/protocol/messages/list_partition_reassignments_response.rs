@@ -62,19 +62,37 @@ impl Codec for ListPartitionReassignmentsResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "ListPartitionReassignmentsResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "ListPartitionReassignmentsResponse.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.throttle_time_ms =
+            c::read_i32(buf, "ListPartitionReassignmentsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ListPartitionReassignmentsResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ListPartitionReassignmentsResponse.ErrorMessage",
+            version,
+        )?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            true,
+            "ListPartitionReassignmentsResponse.Topics",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -142,24 +160,46 @@ impl Default for OngoingPartitionReassignment {
 impl Codec for OngoingPartitionReassignment {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.partition_index);
-        c::write_array(buf, &self.replicas, version, true, "Replicas")?;
-        c::write_array(buf, &self.adding_replicas, version, true, "AddingReplicas")?;
+        c::write_array(
+            buf,
+            &self.replicas,
+            version,
+            true,
+            "OngoingPartitionReassignment.Replicas",
+        )?;
+        c::write_array(
+            buf,
+            &self.adding_replicas,
+            version,
+            true,
+            "OngoingPartitionReassignment.AddingReplicas",
+        )?;
         c::write_array(
             buf,
             &self.removing_replicas,
             version,
             true,
-            "RemovingReplicas",
+            "OngoingPartitionReassignment.RemovingReplicas",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.replicas = c::read_array(buf, version, true, "Replicas")?;
-        this.adding_replicas = c::read_array(buf, version, true, "AddingReplicas")?;
-        this.removing_replicas = c::read_array(buf, version, true, "RemovingReplicas")?;
+        this.partition_index = c::read_i32(buf, "OngoingPartitionReassignment.PartitionIndex")?;
+        this.replicas = c::read_array(buf, version, true, "OngoingPartitionReassignment.Replicas")?;
+        this.adding_replicas = c::read_array(
+            buf,
+            version,
+            true,
+            "OngoingPartitionReassignment.AddingReplicas",
+        )?;
+        this.removing_replicas = c::read_array(
+            buf,
+            version,
+            true,
+            "OngoingPartitionReassignment.RemovingReplicas",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -216,15 +256,21 @@ impl Default for OngoingTopicReassignment {
 
 impl Codec for OngoingTopicReassignment {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "OngoingTopicReassignment.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "OngoingTopicReassignment.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "OngoingTopicReassignment.Name", version)?;
+        this.partitions = c::read_array(buf, version, true, "OngoingTopicReassignment.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

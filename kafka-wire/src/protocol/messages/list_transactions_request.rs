@@ -57,13 +57,19 @@ impl Codec for ListTransactionsRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.state_filters, version, true, "StateFilters")?;
+        c::write_array(
+            buf,
+            &self.state_filters,
+            version,
+            true,
+            "ListTransactionsRequest.StateFilters",
+        )?;
         c::write_array(
             buf,
             &self.producer_id_filters,
             version,
             true,
-            "ProducerIdFilters",
+            "ListTransactionsRequest.ProducerIdFilters",
         )?;
         if version >= 1 {
             buf.put_i64(self.duration_filter);
@@ -73,10 +79,16 @@ impl Codec for ListTransactionsRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.state_filters = c::read_array(buf, version, true, "StateFilters")?;
-        this.producer_id_filters = c::read_array(buf, version, true, "ProducerIdFilters")?;
+        this.state_filters =
+            c::read_array(buf, version, true, "ListTransactionsRequest.StateFilters")?;
+        this.producer_id_filters = c::read_array(
+            buf,
+            version,
+            true,
+            "ListTransactionsRequest.ProducerIdFilters",
+        )?;
         if version >= 1 {
-            this.duration_filter = c::read_i64(buf, "DurationFilter")?;
+            this.duration_filter = c::read_i64(buf, "ListTransactionsRequest.DurationFilter")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)

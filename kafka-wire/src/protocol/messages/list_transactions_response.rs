@@ -62,24 +62,34 @@ impl Codec for ListTransactionsResponse {
             &self.unknown_state_filters,
             version,
             true,
-            "UnknownStateFilters",
+            "ListTransactionsResponse.UnknownStateFilters",
         )?;
         c::write_array(
             buf,
             &self.transaction_states,
             version,
             true,
-            "TransactionStates",
+            "ListTransactionsResponse.TransactionStates",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.unknown_state_filters = c::read_array(buf, version, true, "UnknownStateFilters")?;
-        this.transaction_states = c::read_array(buf, version, true, "TransactionStates")?;
+        this.throttle_time_ms = c::read_i32(buf, "ListTransactionsResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ListTransactionsResponse.ErrorCode")?;
+        this.unknown_state_filters = c::read_array(
+            buf,
+            version,
+            true,
+            "ListTransactionsResponse.UnknownStateFilters",
+        )?;
+        this.transaction_states = c::read_array(
+            buf,
+            version,
+            true,
+            "ListTransactionsResponse.TransactionStates",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -141,17 +151,29 @@ impl Default for TransactionState {
 
 impl Codec for TransactionState {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.transactional_id, true, "TransactionalId")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            true,
+            "TransactionState.TransactionalId",
+        )?;
         buf.put_i64(self.producer_id);
-        c::write_string(buf, &self.transaction_state, true, "TransactionState")?;
+        c::write_string(
+            buf,
+            &self.transaction_state,
+            true,
+            "TransactionState.TransactionState",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, true, "TransactionalId", version)?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.transaction_state = c::read_string(buf, true, "TransactionState", version)?;
+        this.transactional_id =
+            c::read_string(buf, true, "TransactionState.TransactionalId", version)?;
+        this.producer_id = c::read_i64(buf, "TransactionState.ProducerId")?;
+        this.transaction_state =
+            c::read_string(buf, true, "TransactionState.TransactionState", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -87,7 +87,7 @@ impl Codec for MetadataRequest {
             version,
             version >= 9,
             version >= 1,
-            "Topics",
+            "MetadataRequest.Topics",
         )?;
         if version >= 4 {
             buf.put_u8(u8::from(self.allow_auto_topic_creation));
@@ -105,17 +105,24 @@ impl Codec for MetadataRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topics = c::read_nullable_array(buf, version, version >= 9, version >= 1, "Topics")?;
+        this.topics = c::read_nullable_array(
+            buf,
+            version,
+            version >= 9,
+            version >= 1,
+            "MetadataRequest.Topics",
+        )?;
         if version >= 4 {
-            this.allow_auto_topic_creation = c::read_bool(buf, "AllowAutoTopicCreation")?;
+            this.allow_auto_topic_creation =
+                c::read_bool(buf, "MetadataRequest.AllowAutoTopicCreation")?;
         }
         if (8..=10).contains(&version) {
             this.include_cluster_authorized_operations =
-                c::read_bool(buf, "IncludeClusterAuthorizedOperations")?;
+                c::read_bool(buf, "MetadataRequest.IncludeClusterAuthorizedOperations")?;
         }
         if version >= 8 {
             this.include_topic_authorized_operations =
-                c::read_bool(buf, "IncludeTopicAuthorizedOperations")?;
+                c::read_bool(buf, "MetadataRequest.IncludeTopicAuthorizedOperations")?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -205,7 +212,7 @@ impl Codec for MetadataRequestTopic {
             self.name.as_deref(),
             version >= 9,
             version >= 10,
-            "Name",
+            "MetadataRequestTopic.Name",
             version,
         )?;
         if version >= 9 {
@@ -216,9 +223,15 @@ impl Codec for MetadataRequestTopic {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 10 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "MetadataRequestTopic.TopicId")?;
         }
-        this.name = c::read_nullable_string(buf, version >= 9, version >= 10, "Name", version)?;
+        this.name = c::read_nullable_string(
+            buf,
+            version >= 9,
+            version >= 10,
+            "MetadataRequestTopic.Name",
+            version,
+        )?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

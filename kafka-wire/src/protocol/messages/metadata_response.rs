@@ -80,21 +80,33 @@ impl Codec for MetadataResponse {
         if version >= 3 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.brokers, version, version >= 9, "Brokers")?;
+        c::write_array(
+            buf,
+            &self.brokers,
+            version,
+            version >= 9,
+            "MetadataResponse.Brokers",
+        )?;
         if version >= 2 {
             c::write_nullable_string(
                 buf,
                 self.cluster_id.as_deref(),
                 version >= 9,
                 true,
-                "ClusterId",
+                "MetadataResponse.ClusterId",
                 version,
             )?;
         }
         if version >= 1 {
             buf.put_i32(self.controller_id);
         }
-        c::write_array(buf, &self.topics, version, version >= 9, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 9,
+            "MetadataResponse.Topics",
+        )?;
         if (8..=10).contains(&version) {
             buf.put_i32(self.cluster_authorized_operations);
         }
@@ -106,19 +118,25 @@ impl Codec for MetadataResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "MetadataResponse.ThrottleTimeMs")?;
         }
-        this.brokers = c::read_array(buf, version, version >= 9, "Brokers")?;
+        this.brokers = c::read_array(buf, version, version >= 9, "MetadataResponse.Brokers")?;
         if version >= 2 {
-            this.cluster_id =
-                c::read_nullable_string(buf, version >= 9, true, "ClusterId", version)?;
+            this.cluster_id = c::read_nullable_string(
+                buf,
+                version >= 9,
+                true,
+                "MetadataResponse.ClusterId",
+                version,
+            )?;
         }
         if version >= 1 {
-            this.controller_id = c::read_i32(buf, "ControllerId")?;
+            this.controller_id = c::read_i32(buf, "MetadataResponse.ControllerId")?;
         }
-        this.topics = c::read_array(buf, version, version >= 9, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 9, "MetadataResponse.Topics")?;
         if (8..=10).contains(&version) {
-            this.cluster_authorized_operations = c::read_i32(buf, "ClusterAuthorizedOperations")?;
+            this.cluster_authorized_operations =
+                c::read_i32(buf, "MetadataResponse.ClusterAuthorizedOperations")?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -219,7 +237,7 @@ impl Codec for MetadataResponseBroker {
             });
         }
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, version >= 9, "Host")?;
+        c::write_string(buf, &self.host, version >= 9, "MetadataResponseBroker.Host")?;
         buf.put_i32(self.port);
         if version >= 1 {
             c::write_nullable_string(
@@ -227,7 +245,7 @@ impl Codec for MetadataResponseBroker {
                 self.rack.as_deref(),
                 version >= 9,
                 true,
-                "Rack",
+                "MetadataResponseBroker.Rack",
                 version,
             )?;
         }
@@ -238,11 +256,17 @@ impl Codec for MetadataResponseBroker {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, version >= 9, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
+        this.node_id = c::read_i32(buf, "MetadataResponseBroker.NodeId")?;
+        this.host = c::read_string(buf, version >= 9, "MetadataResponseBroker.Host", version)?;
+        this.port = c::read_i32(buf, "MetadataResponseBroker.Port")?;
         if version >= 1 {
-            this.rack = c::read_nullable_string(buf, version >= 9, true, "Rack", version)?;
+            this.rack = c::read_nullable_string(
+                buf,
+                version >= 9,
+                true,
+                "MetadataResponseBroker.Rack",
+                version,
+            )?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -352,16 +376,22 @@ impl Codec for MetadataResponsePartition {
             &self.replica_nodes,
             version,
             version >= 9,
-            "ReplicaNodes",
+            "MetadataResponsePartition.ReplicaNodes",
         )?;
-        c::write_array(buf, &self.isr_nodes, version, version >= 9, "IsrNodes")?;
+        c::write_array(
+            buf,
+            &self.isr_nodes,
+            version,
+            version >= 9,
+            "MetadataResponsePartition.IsrNodes",
+        )?;
         if version >= 5 {
             c::write_array(
                 buf,
                 &self.offline_replicas,
                 version,
                 version >= 9,
-                "OfflineReplicas",
+                "MetadataResponsePartition.OfflineReplicas",
             )?;
         }
         if version >= 9 {
@@ -371,16 +401,31 @@ impl Codec for MetadataResponsePartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
+        this.error_code = c::read_i16(buf, "MetadataResponsePartition.ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "MetadataResponsePartition.PartitionIndex")?;
+        this.leader_id = c::read_i32(buf, "MetadataResponsePartition.LeaderId")?;
         if version >= 7 {
-            this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+            this.leader_epoch = c::read_i32(buf, "MetadataResponsePartition.LeaderEpoch")?;
         }
-        this.replica_nodes = c::read_array(buf, version, version >= 9, "ReplicaNodes")?;
-        this.isr_nodes = c::read_array(buf, version, version >= 9, "IsrNodes")?;
+        this.replica_nodes = c::read_array(
+            buf,
+            version,
+            version >= 9,
+            "MetadataResponsePartition.ReplicaNodes",
+        )?;
+        this.isr_nodes = c::read_array(
+            buf,
+            version,
+            version >= 9,
+            "MetadataResponsePartition.IsrNodes",
+        )?;
         if version >= 5 {
-            this.offline_replicas = c::read_array(buf, version, version >= 9, "OfflineReplicas")?;
+            this.offline_replicas = c::read_array(
+                buf,
+                version,
+                version >= 9,
+                "MetadataResponsePartition.OfflineReplicas",
+            )?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -496,7 +541,7 @@ impl Codec for MetadataResponseTopic {
             self.name.as_deref(),
             version >= 9,
             version >= 12,
-            "Name",
+            "MetadataResponseTopic.Name",
             version,
         )?;
         if version >= 10 {
@@ -505,7 +550,13 @@ impl Codec for MetadataResponseTopic {
         if version >= 1 {
             buf.put_u8(u8::from(self.is_internal));
         }
-        c::write_array(buf, &self.partitions, version, version >= 9, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 9,
+            "MetadataResponseTopic.Partitions",
+        )?;
         if version >= 8 {
             buf.put_i32(self.topic_authorized_operations);
         }
@@ -516,17 +567,29 @@ impl Codec for MetadataResponseTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.name = c::read_nullable_string(buf, version >= 9, version >= 12, "Name", version)?;
+        this.error_code = c::read_i16(buf, "MetadataResponseTopic.ErrorCode")?;
+        this.name = c::read_nullable_string(
+            buf,
+            version >= 9,
+            version >= 12,
+            "MetadataResponseTopic.Name",
+            version,
+        )?;
         if version >= 10 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "MetadataResponseTopic.TopicId")?;
         }
         if version >= 1 {
-            this.is_internal = c::read_bool(buf, "IsInternal")?;
+            this.is_internal = c::read_bool(buf, "MetadataResponseTopic.IsInternal")?;
         }
-        this.partitions = c::read_array(buf, version, version >= 9, "Partitions")?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 9,
+            "MetadataResponseTopic.Partitions",
+        )?;
         if version >= 8 {
-            this.topic_authorized_operations = c::read_i32(buf, "TopicAuthorizedOperations")?;
+            this.topic_authorized_operations =
+                c::read_i32(buf, "MetadataResponseTopic.TopicAuthorizedOperations")?;
         }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

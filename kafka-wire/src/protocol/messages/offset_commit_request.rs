@@ -79,12 +79,22 @@ impl Codec for OffsetCommitRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 8, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 8,
+            "OffsetCommitRequest.GroupId",
+        )?;
         if version >= 1 {
             buf.put_i32(self.generation_id_or_member_epoch);
         }
         if version >= 1 {
-            c::write_string(buf, &self.member_id, version >= 8, "MemberId")?;
+            c::write_string(
+                buf,
+                &self.member_id,
+                version >= 8,
+                "OffsetCommitRequest.MemberId",
+            )?;
         }
         if version >= 7 {
             c::write_nullable_string(
@@ -92,14 +102,20 @@ impl Codec for OffsetCommitRequest {
                 self.group_instance_id.as_deref(),
                 version >= 8,
                 true,
-                "GroupInstanceId",
+                "OffsetCommitRequest.GroupInstanceId",
                 version,
             )?;
         }
         if (2..=4).contains(&version) {
             buf.put_i64(self.retention_time_ms);
         }
-        c::write_array(buf, &self.topics, version, version >= 8, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 8,
+            "OffsetCommitRequest.Topics",
+        )?;
         if version >= 8 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -107,21 +123,28 @@ impl Codec for OffsetCommitRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 8, "GroupId", version)?;
+        this.group_id = c::read_string(buf, version >= 8, "OffsetCommitRequest.GroupId", version)?;
         if version >= 1 {
-            this.generation_id_or_member_epoch = c::read_i32(buf, "GenerationIdOrMemberEpoch")?;
+            this.generation_id_or_member_epoch =
+                c::read_i32(buf, "OffsetCommitRequest.GenerationIdOrMemberEpoch")?;
         }
         if version >= 1 {
-            this.member_id = c::read_string(buf, version >= 8, "MemberId", version)?;
+            this.member_id =
+                c::read_string(buf, version >= 8, "OffsetCommitRequest.MemberId", version)?;
         }
         if version >= 7 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 8, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 8,
+                true,
+                "OffsetCommitRequest.GroupInstanceId",
+                version,
+            )?;
         }
         if (2..=4).contains(&version) {
-            this.retention_time_ms = c::read_i64(buf, "RetentionTimeMs")?;
+            this.retention_time_ms = c::read_i64(buf, "OffsetCommitRequest.RetentionTimeMs")?;
         }
-        this.topics = c::read_array(buf, version, version >= 8, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 8, "OffsetCommitRequest.Topics")?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -244,7 +267,7 @@ impl Codec for OffsetCommitRequestPartition {
             self.committed_metadata.as_deref(),
             version >= 8,
             true,
-            "CommittedMetadata",
+            "OffsetCommitRequestPartition.CommittedMetadata",
             version,
         )?;
         if version >= 8 {
@@ -254,16 +277,23 @@ impl Codec for OffsetCommitRequestPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.committed_offset = c::read_i64(buf, "CommittedOffset")?;
+        this.partition_index = c::read_i32(buf, "OffsetCommitRequestPartition.PartitionIndex")?;
+        this.committed_offset = c::read_i64(buf, "OffsetCommitRequestPartition.CommittedOffset")?;
         if version >= 6 {
-            this.committed_leader_epoch = c::read_i32(buf, "CommittedLeaderEpoch")?;
+            this.committed_leader_epoch =
+                c::read_i32(buf, "OffsetCommitRequestPartition.CommittedLeaderEpoch")?;
         }
         if version == 1 {
-            this.commit_timestamp = c::read_i64(buf, "CommitTimestamp")?;
+            this.commit_timestamp =
+                c::read_i64(buf, "OffsetCommitRequestPartition.CommitTimestamp")?;
         }
-        this.committed_metadata =
-            c::read_nullable_string(buf, version >= 8, true, "CommittedMetadata", version)?;
+        this.committed_metadata = c::read_nullable_string(
+            buf,
+            version >= 8,
+            true,
+            "OffsetCommitRequestPartition.CommittedMetadata",
+            version,
+        )?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -342,8 +372,19 @@ impl Codec for OffsetCommitRequestTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 8, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 8, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 8,
+            "OffsetCommitRequestTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 8,
+            "OffsetCommitRequestTopic.Partitions",
+        )?;
         if version >= 8 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -351,8 +392,13 @@ impl Codec for OffsetCommitRequestTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 8, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 8, "Partitions")?;
+        this.name = c::read_string(buf, version >= 8, "OffsetCommitRequestTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 8,
+            "OffsetCommitRequestTopic.Partitions",
+        )?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -54,7 +54,13 @@ impl Codec for OffsetCommitResponse {
         if version >= 3 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.topics, version, version >= 8, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 8,
+            "OffsetCommitResponse.Topics",
+        )?;
         if version >= 8 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,9 @@ impl Codec for OffsetCommitResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "OffsetCommitResponse.ThrottleTimeMs")?;
         }
-        this.topics = c::read_array(buf, version, version >= 8, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 8, "OffsetCommitResponse.Topics")?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -143,8 +149,8 @@ impl Codec for OffsetCommitResponsePartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "OffsetCommitResponsePartition.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "OffsetCommitResponsePartition.ErrorCode")?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -209,8 +215,19 @@ impl Codec for OffsetCommitResponseTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 8, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 8, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 8,
+            "OffsetCommitResponseTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 8,
+            "OffsetCommitResponseTopic.Partitions",
+        )?;
         if version >= 8 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -218,8 +235,13 @@ impl Codec for OffsetCommitResponseTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 8, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 8, "Partitions")?;
+        this.name = c::read_string(buf, version >= 8, "OffsetCommitResponseTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 8,
+            "OffsetCommitResponseTopic.Partitions",
+        )?;
         if version >= 8 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

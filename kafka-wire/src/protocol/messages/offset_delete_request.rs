@@ -42,14 +42,20 @@ impl Default for OffsetDeleteRequest {
 
 impl Codec for OffsetDeleteRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, false, "GroupId")?;
-        c::write_array(buf, &self.topics, version, false, "Topics")?;
+        c::write_string(buf, &self.group_id, false, "OffsetDeleteRequest.GroupId")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            false,
+            "OffsetDeleteRequest.Topics",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, false, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, false, "Topics")?;
+        this.group_id = c::read_string(buf, false, "OffsetDeleteRequest.GroupId", version)?;
+        this.topics = c::read_array(buf, version, false, "OffsetDeleteRequest.Topics")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
@@ -92,7 +98,7 @@ impl Codec for OffsetDeleteRequestPartition {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.partition_index = c::read_i32(buf, "OffsetDeleteRequestPartition.PartitionIndex")?;
         Ok(this)
     }
     fn size(&self, _version: i16, _compact: bool) -> usize {
@@ -135,14 +141,21 @@ impl Default for OffsetDeleteRequestTopic {
 
 impl Codec for OffsetDeleteRequestTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, false, "Name")?;
-        c::write_array(buf, &self.partitions, version, false, "Partitions")?;
+        c::write_string(buf, &self.name, false, "OffsetDeleteRequestTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            false,
+            "OffsetDeleteRequestTopic.Partitions",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, false, "Name", version)?;
-        this.partitions = c::read_array(buf, version, false, "Partitions")?;
+        this.name = c::read_string(buf, false, "OffsetDeleteRequestTopic.Name", version)?;
+        this.partitions =
+            c::read_array(buf, version, false, "OffsetDeleteRequestTopic.Partitions")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {

@@ -48,14 +48,20 @@ impl Codec for OffsetDeleteResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.error_code);
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.topics, version, false, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            false,
+            "OffsetDeleteResponse.Topics",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.topics = c::read_array(buf, version, false, "Topics")?;
+        this.error_code = c::read_i16(buf, "OffsetDeleteResponse.ErrorCode")?;
+        this.throttle_time_ms = c::read_i32(buf, "OffsetDeleteResponse.ThrottleTimeMs")?;
+        this.topics = c::read_array(buf, version, false, "OffsetDeleteResponse.Topics")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
@@ -108,8 +114,8 @@ impl Codec for OffsetDeleteResponsePartition {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "OffsetDeleteResponsePartition.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "OffsetDeleteResponsePartition.ErrorCode")?;
         Ok(this)
     }
     fn size(&self, _version: i16, _compact: bool) -> usize {
@@ -154,14 +160,21 @@ impl Default for OffsetDeleteResponseTopic {
 
 impl Codec for OffsetDeleteResponseTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, false, "Name")?;
-        c::write_array(buf, &self.partitions, version, false, "Partitions")?;
+        c::write_string(buf, &self.name, false, "OffsetDeleteResponseTopic.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            false,
+            "OffsetDeleteResponseTopic.Partitions",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, false, "Name", version)?;
-        this.partitions = c::read_array(buf, version, false, "Partitions")?;
+        this.name = c::read_string(buf, false, "OffsetDeleteResponseTopic.Name", version)?;
+        this.partitions =
+            c::read_array(buf, version, false, "OffsetDeleteResponseTopic.Partitions")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {

@@ -88,7 +88,12 @@ impl Codec for OffsetFetchRequest {
             });
         }
         if version <= 7 {
-            c::write_string(buf, &self.group_id, version >= 6, "GroupId")?;
+            c::write_string(
+                buf,
+                &self.group_id,
+                version >= 6,
+                "OffsetFetchRequest.GroupId",
+            )?;
         }
         if version <= 7 {
             c::write_nullable_array(
@@ -97,11 +102,17 @@ impl Codec for OffsetFetchRequest {
                 version,
                 version >= 6,
                 version >= 2,
-                "Topics",
+                "OffsetFetchRequest.Topics",
             )?;
         }
         if version >= 8 {
-            c::write_array(buf, &self.groups, version, true, "Groups")?;
+            c::write_array(
+                buf,
+                &self.groups,
+                version,
+                true,
+                "OffsetFetchRequest.Groups",
+            )?;
         }
         if version >= 7 {
             buf.put_u8(u8::from(self.require_stable));
@@ -114,17 +125,23 @@ impl Codec for OffsetFetchRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 7 {
-            this.group_id = c::read_string(buf, version >= 6, "GroupId", version)?;
+            this.group_id =
+                c::read_string(buf, version >= 6, "OffsetFetchRequest.GroupId", version)?;
         }
         if version <= 7 {
-            this.topics =
-                c::read_nullable_array(buf, version, version >= 6, version >= 2, "Topics")?;
+            this.topics = c::read_nullable_array(
+                buf,
+                version,
+                version >= 6,
+                version >= 2,
+                "OffsetFetchRequest.Topics",
+            )?;
         }
         if version >= 8 {
-            this.groups = c::read_array(buf, version, true, "Groups")?;
+            this.groups = c::read_array(buf, version, true, "OffsetFetchRequest.Groups")?;
         }
         if version >= 7 {
-            this.require_stable = c::read_bool(buf, "RequireStable")?;
+            this.require_stable = c::read_bool(buf, "OffsetFetchRequest.RequireStable")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -210,13 +227,18 @@ impl Codec for OffsetFetchRequestTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 6, "Name")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 6,
+            "OffsetFetchRequestTopic.Name",
+        )?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             version >= 6,
-            "PartitionIndexes",
+            "OffsetFetchRequestTopic.PartitionIndexes",
         )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -225,8 +247,13 @@ impl Codec for OffsetFetchRequestTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 6, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, version >= 6, "PartitionIndexes")?;
+        this.name = c::read_string(buf, version >= 6, "OffsetFetchRequestTopic.Name", version)?;
+        this.partition_indexes = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "OffsetFetchRequestTopic.PartitionIndexes",
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -285,21 +312,26 @@ impl Default for OffsetFetchRequestTopics {
 
 impl Codec for OffsetFetchRequestTopics {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
+        c::write_string(buf, &self.name, true, "OffsetFetchRequestTopics.Name")?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             true,
-            "PartitionIndexes",
+            "OffsetFetchRequestTopics.PartitionIndexes",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, true, "PartitionIndexes")?;
+        this.name = c::read_string(buf, true, "OffsetFetchRequestTopics.Name", version)?;
+        this.partition_indexes = c::read_array(
+            buf,
+            version,
+            true,
+            "OffsetFetchRequestTopics.PartitionIndexes",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -362,34 +394,48 @@ impl Default for OffsetFetchRequestGroup {
 
 impl Codec for OffsetFetchRequestGroup {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
+        c::write_string(buf, &self.group_id, true, "OffsetFetchRequestGroup.GroupId")?;
         if version >= 9 {
             c::write_nullable_string(
                 buf,
                 self.member_id.as_deref(),
                 true,
                 true,
-                "MemberId",
+                "OffsetFetchRequestGroup.MemberId",
                 version,
             )?;
         }
         if version >= 9 {
             buf.put_i32(self.member_epoch);
         }
-        c::write_nullable_array(buf, self.topics.as_deref(), version, true, true, "Topics")?;
+        c::write_nullable_array(
+            buf,
+            self.topics.as_deref(),
+            version,
+            true,
+            true,
+            "OffsetFetchRequestGroup.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
+        this.group_id = c::read_string(buf, true, "OffsetFetchRequestGroup.GroupId", version)?;
         if version >= 9 {
-            this.member_id = c::read_nullable_string(buf, true, true, "MemberId", version)?;
+            this.member_id = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "OffsetFetchRequestGroup.MemberId",
+                version,
+            )?;
         }
         if version >= 9 {
-            this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
+            this.member_epoch = c::read_i32(buf, "OffsetFetchRequestGroup.MemberEpoch")?;
         }
-        this.topics = c::read_nullable_array(buf, version, true, true, "Topics")?;
+        this.topics =
+            c::read_nullable_array(buf, version, true, true, "OffsetFetchRequestGroup.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -77,13 +77,25 @@ impl Codec for OffsetFetchResponse {
             buf.put_i32(self.throttle_time_ms);
         }
         if version <= 7 {
-            c::write_array(buf, &self.topics, version, version >= 6, "Topics")?;
+            c::write_array(
+                buf,
+                &self.topics,
+                version,
+                version >= 6,
+                "OffsetFetchResponse.Topics",
+            )?;
         }
         if (2..=7).contains(&version) {
             buf.put_i16(self.error_code);
         }
         if version >= 8 {
-            c::write_array(buf, &self.groups, version, true, "Groups")?;
+            c::write_array(
+                buf,
+                &self.groups,
+                version,
+                true,
+                "OffsetFetchResponse.Groups",
+            )?;
         }
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -93,16 +105,16 @@ impl Codec for OffsetFetchResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "OffsetFetchResponse.ThrottleTimeMs")?;
         }
         if version <= 7 {
-            this.topics = c::read_array(buf, version, version >= 6, "Topics")?;
+            this.topics = c::read_array(buf, version, version >= 6, "OffsetFetchResponse.Topics")?;
         }
         if (2..=7).contains(&version) {
-            this.error_code = c::read_i16(buf, "ErrorCode")?;
+            this.error_code = c::read_i16(buf, "OffsetFetchResponse.ErrorCode")?;
         }
         if version >= 8 {
-            this.groups = c::read_array(buf, version, true, "Groups")?;
+            this.groups = c::read_array(buf, version, true, "OffsetFetchResponse.Groups")?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -213,7 +225,7 @@ impl Codec for OffsetFetchResponsePartition {
             self.metadata.as_deref(),
             version >= 6,
             true,
-            "Metadata",
+            "OffsetFetchResponsePartition.Metadata",
             version,
         )?;
         buf.put_i16(self.error_code);
@@ -224,13 +236,20 @@ impl Codec for OffsetFetchResponsePartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.committed_offset = c::read_i64(buf, "CommittedOffset")?;
+        this.partition_index = c::read_i32(buf, "OffsetFetchResponsePartition.PartitionIndex")?;
+        this.committed_offset = c::read_i64(buf, "OffsetFetchResponsePartition.CommittedOffset")?;
         if version >= 5 {
-            this.committed_leader_epoch = c::read_i32(buf, "CommittedLeaderEpoch")?;
+            this.committed_leader_epoch =
+                c::read_i32(buf, "OffsetFetchResponsePartition.CommittedLeaderEpoch")?;
         }
-        this.metadata = c::read_nullable_string(buf, version >= 6, true, "Metadata", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.metadata = c::read_nullable_string(
+            buf,
+            version >= 6,
+            true,
+            "OffsetFetchResponsePartition.Metadata",
+            version,
+        )?;
+        this.error_code = c::read_i16(buf, "OffsetFetchResponsePartition.ErrorCode")?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -305,8 +324,19 @@ impl Codec for OffsetFetchResponseTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 6, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 6, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 6,
+            "OffsetFetchResponseTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 6,
+            "OffsetFetchResponseTopic.Partitions",
+        )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -314,8 +344,13 @@ impl Codec for OffsetFetchResponseTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 6, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 6, "Partitions")?;
+        this.name = c::read_string(buf, version >= 6, "OffsetFetchResponseTopic.Name", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "OffsetFetchResponseTopic.Partitions",
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -397,7 +432,7 @@ impl Codec for OffsetFetchResponsePartitions {
             self.metadata.as_deref(),
             true,
             true,
-            "Metadata",
+            "OffsetFetchResponsePartitions.Metadata",
             version,
         )?;
         buf.put_i16(self.error_code);
@@ -406,11 +441,18 @@ impl Codec for OffsetFetchResponsePartitions {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.committed_offset = c::read_i64(buf, "CommittedOffset")?;
-        this.committed_leader_epoch = c::read_i32(buf, "CommittedLeaderEpoch")?;
-        this.metadata = c::read_nullable_string(buf, true, true, "Metadata", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "OffsetFetchResponsePartitions.PartitionIndex")?;
+        this.committed_offset = c::read_i64(buf, "OffsetFetchResponsePartitions.CommittedOffset")?;
+        this.committed_leader_epoch =
+            c::read_i32(buf, "OffsetFetchResponsePartitions.CommittedLeaderEpoch")?;
+        this.metadata = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "OffsetFetchResponsePartitions.Metadata",
+            version,
+        )?;
+        this.error_code = c::read_i16(buf, "OffsetFetchResponsePartitions.ErrorCode")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -469,15 +511,22 @@ impl Default for OffsetFetchResponseTopics {
 
 impl Codec for OffsetFetchResponseTopics {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.name, true, "OffsetFetchResponseTopics.Name")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "OffsetFetchResponseTopics.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.name = c::read_string(buf, true, "OffsetFetchResponseTopics.Name", version)?;
+        this.partitions =
+            c::read_array(buf, version, true, "OffsetFetchResponseTopics.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -535,17 +584,28 @@ impl Default for OffsetFetchResponseGroup {
 
 impl Codec for OffsetFetchResponseGroup {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "OffsetFetchResponseGroup.GroupId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "OffsetFetchResponseGroup.Topics",
+        )?;
         buf.put_i16(self.error_code);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.group_id = c::read_string(buf, true, "OffsetFetchResponseGroup.GroupId", version)?;
+        this.topics = c::read_array(buf, version, true, "OffsetFetchResponseGroup.Topics")?;
+        this.error_code = c::read_i16(buf, "OffsetFetchResponseGroup.ErrorCode")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

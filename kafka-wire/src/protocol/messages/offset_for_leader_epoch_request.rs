@@ -56,7 +56,13 @@ impl Codec for OffsetForLeaderEpochRequest {
         if version >= 3 {
             buf.put_i32(self.replica_id);
         }
-        c::write_array(buf, &self.topics, version, version >= 4, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 4,
+            "OffsetForLeaderEpochRequest.Topics",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -65,9 +71,14 @@ impl Codec for OffsetForLeaderEpochRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.replica_id = c::read_i32(buf, "ReplicaId")?;
+            this.replica_id = c::read_i32(buf, "OffsetForLeaderEpochRequest.ReplicaId")?;
         }
-        this.topics = c::read_array(buf, version, version >= 4, "Topics")?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "OffsetForLeaderEpochRequest.Topics",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -153,11 +164,12 @@ impl Codec for OffsetForLeaderPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
+        this.partition = c::read_i32(buf, "OffsetForLeaderPartition.Partition")?;
         if version >= 2 {
-            this.current_leader_epoch = c::read_i32(buf, "CurrentLeaderEpoch")?;
+            this.current_leader_epoch =
+                c::read_i32(buf, "OffsetForLeaderPartition.CurrentLeaderEpoch")?;
         }
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_epoch = c::read_i32(buf, "OffsetForLeaderPartition.LeaderEpoch")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -228,8 +240,14 @@ impl Codec for OffsetForLeaderTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.topic, version >= 4, "Topic")?;
-        c::write_array(buf, &self.partitions, version, version >= 4, "Partitions")?;
+        c::write_string(buf, &self.topic, version >= 4, "OffsetForLeaderTopic.Topic")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 4,
+            "OffsetForLeaderTopic.Partitions",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -237,8 +255,13 @@ impl Codec for OffsetForLeaderTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, version >= 4, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, version >= 4, "Partitions")?;
+        this.topic = c::read_string(buf, version >= 4, "OffsetForLeaderTopic.Topic", version)?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "OffsetForLeaderTopic.Partitions",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -54,7 +54,13 @@ impl Codec for OffsetForLeaderEpochResponse {
         if version >= 2 {
             buf.put_i32(self.throttle_time_ms);
         }
-        c::write_array(buf, &self.topics, version, version >= 4, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 4,
+            "OffsetForLeaderEpochResponse.Topics",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -63,9 +69,15 @@ impl Codec for OffsetForLeaderEpochResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 2 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms =
+                c::read_i32(buf, "OffsetForLeaderEpochResponse.ThrottleTimeMs")?;
         }
-        this.topics = c::read_array(buf, version, version >= 4, "Topics")?;
+        this.topics = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "OffsetForLeaderEpochResponse.Topics",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -157,12 +169,12 @@ impl Codec for EpochEndOffset {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.partition = c::read_i32(buf, "Partition")?;
+        this.error_code = c::read_i16(buf, "EpochEndOffset.ErrorCode")?;
+        this.partition = c::read_i32(buf, "EpochEndOffset.Partition")?;
         if version >= 1 {
-            this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+            this.leader_epoch = c::read_i32(buf, "EpochEndOffset.LeaderEpoch")?;
         }
-        this.end_offset = c::read_i64(buf, "EndOffset")?;
+        this.end_offset = c::read_i64(buf, "EpochEndOffset.EndOffset")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -235,8 +247,19 @@ impl Codec for OffsetForLeaderTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.topic, version >= 4, "Topic")?;
-        c::write_array(buf, &self.partitions, version, version >= 4, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.topic,
+            version >= 4,
+            "OffsetForLeaderTopicResult.Topic",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 4,
+            "OffsetForLeaderTopicResult.Partitions",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -244,8 +267,18 @@ impl Codec for OffsetForLeaderTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic = c::read_string(buf, version >= 4, "Topic", version)?;
-        this.partitions = c::read_array(buf, version, version >= 4, "Partitions")?;
+        this.topic = c::read_string(
+            buf,
+            version >= 4,
+            "OffsetForLeaderTopicResult.Topic",
+            version,
+        )?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "OffsetForLeaderTopicResult.Partitions",
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -75,13 +75,19 @@ impl Codec for ProduceRequest {
                 self.transactional_id.as_deref(),
                 version >= 9,
                 true,
-                "TransactionalId",
+                "ProduceRequest.TransactionalId",
                 version,
             )?;
         }
         buf.put_i16(self.acks);
         buf.put_i32(self.timeout_ms);
-        c::write_array(buf, &self.topic_data, version, version >= 9, "TopicData")?;
+        c::write_array(
+            buf,
+            &self.topic_data,
+            version,
+            version >= 9,
+            "ProduceRequest.TopicData",
+        )?;
         if version >= 9 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -90,12 +96,17 @@ impl Codec for ProduceRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 3 {
-            this.transactional_id =
-                c::read_nullable_string(buf, version >= 9, true, "TransactionalId", version)?;
+            this.transactional_id = c::read_nullable_string(
+                buf,
+                version >= 9,
+                true,
+                "ProduceRequest.TransactionalId",
+                version,
+            )?;
         }
-        this.acks = c::read_i16(buf, "Acks")?;
-        this.timeout_ms = c::read_i32(buf, "TimeoutMs")?;
-        this.topic_data = c::read_array(buf, version, version >= 9, "TopicData")?;
+        this.acks = c::read_i16(buf, "ProduceRequest.Acks")?;
+        this.timeout_ms = c::read_i32(buf, "ProduceRequest.TimeoutMs")?;
+        this.topic_data = c::read_array(buf, version, version >= 9, "ProduceRequest.TopicData")?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -174,7 +185,7 @@ impl Codec for PartitionProduceData {
             self.records.as_ref(),
             version >= 9,
             true,
-            "Records",
+            "PartitionProduceData.Records",
             version,
         )?;
         if version >= 9 {
@@ -184,8 +195,14 @@ impl Codec for PartitionProduceData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.index = c::read_i32(buf, "Index")?;
-        this.records = c::read_nullable_bytes(buf, version >= 9, true, "Records", version)?;
+        this.index = c::read_i32(buf, "PartitionProduceData.Index")?;
+        this.records = c::read_nullable_bytes(
+            buf,
+            version >= 9,
+            true,
+            "PartitionProduceData.Records",
+            version,
+        )?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -250,13 +267,13 @@ impl Codec for TopicProduceData {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 9, "Name")?;
+        c::write_string(buf, &self.name, version >= 9, "TopicProduceData.Name")?;
         c::write_array(
             buf,
             &self.partition_data,
             version,
             version >= 9,
-            "PartitionData",
+            "TopicProduceData.PartitionData",
         )?;
         if version >= 9 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -265,8 +282,9 @@ impl Codec for TopicProduceData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 9, "Name", version)?;
-        this.partition_data = c::read_array(buf, version, version >= 9, "PartitionData")?;
+        this.name = c::read_string(buf, version >= 9, "TopicProduceData.Name", version)?;
+        this.partition_data =
+            c::read_array(buf, version, version >= 9, "TopicProduceData.PartitionData")?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

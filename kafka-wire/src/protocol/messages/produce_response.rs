@@ -62,7 +62,13 @@ impl Codec for ProduceResponse {
                 version,
             });
         }
-        c::write_array(buf, &self.responses, version, version >= 9, "Responses")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            version >= 9,
+            "ProduceResponse.Responses",
+        )?;
         if version >= 1 {
             buf.put_i32(self.throttle_time_ms);
         }
@@ -83,7 +89,13 @@ impl Codec for ProduceResponse {
                         "tagged field size",
                     )?,
                 );
-                c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+                c::write_array(
+                    buf,
+                    &self.node_endpoints,
+                    version,
+                    true,
+                    "ProduceResponse.NodeEndpoints",
+                )?;
             }
             c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         }
@@ -91,9 +103,9 @@ impl Codec for ProduceResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.responses = c::read_array(buf, version, version >= 9, "Responses")?;
+        this.responses = c::read_array(buf, version, version >= 9, "ProduceResponse.Responses")?;
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "ProduceResponse.ThrottleTimeMs")?;
         }
         if version >= 9 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -101,9 +113,13 @@ impl Codec for ProduceResponse {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 if version >= 10 => {
-                        this.node_endpoints =
-                            c::read_array(&mut data, version, true, "NodeEndpoints")?;
-                        c::ensure_consumed(&data, "NodeEndpoints")?;
+                        this.node_endpoints = c::read_array(
+                            &mut data,
+                            version,
+                            true,
+                            "ProduceResponse.NodeEndpoints",
+                        )?;
+                        c::ensure_consumed(&data, "ProduceResponse.NodeEndpoints")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -189,7 +205,7 @@ impl Codec for BatchIndexAndErrorMessage {
             self.batch_index_error_message.as_deref(),
             version >= 9,
             true,
-            "BatchIndexErrorMessage",
+            "BatchIndexAndErrorMessage.BatchIndexErrorMessage",
             version,
         )?;
         if version >= 9 {
@@ -199,9 +215,14 @@ impl Codec for BatchIndexAndErrorMessage {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.batch_index = c::read_i32(buf, "BatchIndex")?;
-        this.batch_index_error_message =
-            c::read_nullable_string(buf, version >= 9, true, "BatchIndexErrorMessage", version)?;
+        this.batch_index = c::read_i32(buf, "BatchIndexAndErrorMessage.BatchIndex")?;
+        this.batch_index_error_message = c::read_nullable_string(
+            buf,
+            version >= 9,
+            true,
+            "BatchIndexAndErrorMessage.BatchIndexErrorMessage",
+            version,
+        )?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -267,8 +288,8 @@ impl Codec for LeaderIdAndEpoch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "LeaderIdAndEpoch.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderIdAndEpoch.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -378,7 +399,7 @@ impl Codec for PartitionProduceResponse {
                 &self.record_errors,
                 version,
                 version >= 9,
-                "RecordErrors",
+                "PartitionProduceResponse.RecordErrors",
             )?;
         }
         if version >= 8 {
@@ -387,7 +408,7 @@ impl Codec for PartitionProduceResponse {
                 self.error_message.as_deref(),
                 version >= 9,
                 true,
-                "ErrorMessage",
+                "PartitionProduceResponse.ErrorMessage",
                 version,
             )?;
         }
@@ -413,21 +434,31 @@ impl Codec for PartitionProduceResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.index = c::read_i32(buf, "Index")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.base_offset = c::read_i64(buf, "BaseOffset")?;
+        this.index = c::read_i32(buf, "PartitionProduceResponse.Index")?;
+        this.error_code = c::read_i16(buf, "PartitionProduceResponse.ErrorCode")?;
+        this.base_offset = c::read_i64(buf, "PartitionProduceResponse.BaseOffset")?;
         if version >= 2 {
-            this.log_append_time_ms = c::read_i64(buf, "LogAppendTimeMs")?;
+            this.log_append_time_ms = c::read_i64(buf, "PartitionProduceResponse.LogAppendTimeMs")?;
         }
         if version >= 5 {
-            this.log_start_offset = c::read_i64(buf, "LogStartOffset")?;
+            this.log_start_offset = c::read_i64(buf, "PartitionProduceResponse.LogStartOffset")?;
         }
         if version >= 8 {
-            this.record_errors = c::read_array(buf, version, version >= 9, "RecordErrors")?;
+            this.record_errors = c::read_array(
+                buf,
+                version,
+                version >= 9,
+                "PartitionProduceResponse.RecordErrors",
+            )?;
         }
         if version >= 8 {
-            this.error_message =
-                c::read_nullable_string(buf, version >= 9, true, "ErrorMessage", version)?;
+            this.error_message = c::read_nullable_string(
+                buf,
+                version >= 9,
+                true,
+                "PartitionProduceResponse.ErrorMessage",
+                version,
+            )?;
         }
         if version >= 9 {
             let count = c::read_uvarint(buf, "tagged field count")?;
@@ -436,7 +467,7 @@ impl Codec for PartitionProduceResponse {
                 match tag {
                     0 if version >= 10 => {
                         this.current_leader = Codec::read(&mut data, version, true)?;
-                        c::ensure_consumed(&data, "CurrentLeader")?;
+                        c::ensure_consumed(&data, "PartitionProduceResponse.CurrentLeader")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -538,13 +569,13 @@ impl Codec for TopicProduceResponse {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 9, "Name")?;
+        c::write_string(buf, &self.name, version >= 9, "TopicProduceResponse.Name")?;
         c::write_array(
             buf,
             &self.partition_responses,
             version,
             version >= 9,
-            "PartitionResponses",
+            "TopicProduceResponse.PartitionResponses",
         )?;
         if version >= 9 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -553,8 +584,13 @@ impl Codec for TopicProduceResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 9, "Name", version)?;
-        this.partition_responses = c::read_array(buf, version, version >= 9, "PartitionResponses")?;
+        this.name = c::read_string(buf, version >= 9, "TopicProduceResponse.Name", version)?;
+        this.partition_responses = c::read_array(
+            buf,
+            version,
+            version >= 9,
+            "TopicProduceResponse.PartitionResponses",
+        )?;
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -624,18 +660,25 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_i32(self.port);
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "NodeEndpoint.Rack",
+            version,
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_i32(buf, "NodeEndpoint.Port")?;
+        this.rack = c::read_nullable_string(buf, true, true, "NodeEndpoint.Rack", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

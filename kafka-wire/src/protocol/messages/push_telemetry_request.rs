@@ -65,17 +65,17 @@ impl Codec for PushTelemetryRequest {
         buf.put_i32(self.subscription_id);
         buf.put_u8(u8::from(self.terminating));
         buf.put_i8(self.compression_type);
-        c::write_bytes(buf, &self.metrics, true, "Metrics")?;
+        c::write_bytes(buf, &self.metrics, true, "PushTelemetryRequest.Metrics")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.client_instance_id = c::read_uuid(buf, "ClientInstanceId")?;
-        this.subscription_id = c::read_i32(buf, "SubscriptionId")?;
-        this.terminating = c::read_bool(buf, "Terminating")?;
-        this.compression_type = c::read_i8(buf, "CompressionType")?;
-        this.metrics = c::read_bytes(buf, true, "Metrics", version)?;
+        this.client_instance_id = c::read_uuid(buf, "PushTelemetryRequest.ClientInstanceId")?;
+        this.subscription_id = c::read_i32(buf, "PushTelemetryRequest.SubscriptionId")?;
+        this.terminating = c::read_bool(buf, "PushTelemetryRequest.Terminating")?;
+        this.compression_type = c::read_i8(buf, "PushTelemetryRequest.CompressionType")?;
+        this.metrics = c::read_bytes(buf, true, "PushTelemetryRequest.Metrics", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -52,8 +52,8 @@ impl Codec for PushTelemetryResponse {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.throttle_time_ms = c::read_i32(buf, "PushTelemetryResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "PushTelemetryResponse.ErrorCode")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

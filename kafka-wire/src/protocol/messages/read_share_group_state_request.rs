@@ -47,15 +47,26 @@ impl Default for ReadShareGroupStateRequest {
 
 impl Codec for ReadShareGroupStateRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "ReadShareGroupStateRequest.GroupId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "ReadShareGroupStateRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.group_id = c::read_string(buf, true, "ReadShareGroupStateRequest.GroupId", version)?;
+        this.topics = c::read_array(buf, version, true, "ReadShareGroupStateRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -115,8 +126,8 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.partition = c::read_i32(buf, "PartitionData.Partition")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -170,14 +181,20 @@ impl Default for ReadStateData {
 impl Codec for ReadStateData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ReadStateData.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ReadStateData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "ReadStateData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -41,13 +41,19 @@ impl Default for ReadShareGroupStateResponse {
 
 impl Codec for ReadShareGroupStateResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.results, version, true, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            true,
+            "ReadShareGroupStateResponse.Results",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.results = c::read_array(buf, version, true, "Results")?;
+        this.results = c::read_array(buf, version, true, "ReadShareGroupStateResponse.Results")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -117,10 +123,10 @@ impl Codec for StateBatch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
-        this.delivery_state = c::read_i8(buf, "DeliveryState")?;
-        this.delivery_count = c::read_i16(buf, "DeliveryCount")?;
+        this.first_offset = c::read_i64(buf, "StateBatch.FirstOffset")?;
+        this.last_offset = c::read_i64(buf, "StateBatch.LastOffset")?;
+        this.delivery_state = c::read_i8(buf, "StateBatch.DeliveryState")?;
+        this.delivery_count = c::read_i16(buf, "StateBatch.DeliveryCount")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -204,23 +210,30 @@ impl Codec for PartitionResult {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "PartitionResult.ErrorMessage",
             version,
         )?;
         buf.put_i32(self.state_epoch);
         buf.put_i64(self.start_offset);
-        c::write_array(buf, &self.state_batches, version, true, "StateBatches")?;
+        c::write_array(
+            buf,
+            &self.state_batches,
+            version,
+            true,
+            "PartitionResult.StateBatches",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.state_epoch = c::read_i32(buf, "StateEpoch")?;
-        this.start_offset = c::read_i64(buf, "StartOffset")?;
-        this.state_batches = c::read_array(buf, version, true, "StateBatches")?;
+        this.partition = c::read_i32(buf, "PartitionResult.Partition")?;
+        this.error_code = c::read_i16(buf, "PartitionResult.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "PartitionResult.ErrorMessage", version)?;
+        this.state_epoch = c::read_i32(buf, "PartitionResult.StateEpoch")?;
+        this.start_offset = c::read_i64(buf, "PartitionResult.StartOffset")?;
+        this.state_batches = c::read_array(buf, version, true, "PartitionResult.StateBatches")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -282,14 +295,20 @@ impl Default for ReadStateResult {
 impl Codec for ReadStateResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ReadStateResult.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ReadStateResult.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "ReadStateResult.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

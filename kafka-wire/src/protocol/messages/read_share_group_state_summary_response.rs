@@ -41,13 +41,24 @@ impl Default for ReadShareGroupStateSummaryResponse {
 
 impl Codec for ReadShareGroupStateSummaryResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_array(buf, &self.results, version, true, "Results")?;
+        c::write_array(
+            buf,
+            &self.results,
+            version,
+            true,
+            "ReadShareGroupStateSummaryResponse.Results",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.results = c::read_array(buf, version, true, "Results")?;
+        this.results = c::read_array(
+            buf,
+            version,
+            true,
+            "ReadShareGroupStateSummaryResponse.Results",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -120,7 +131,7 @@ impl Codec for PartitionResult {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "PartitionResult.ErrorMessage",
             version,
         )?;
         buf.put_i32(self.state_epoch);
@@ -130,11 +141,12 @@ impl Codec for PartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.state_epoch = c::read_i32(buf, "StateEpoch")?;
-        this.start_offset = c::read_i64(buf, "StartOffset")?;
+        this.partition = c::read_i32(buf, "PartitionResult.Partition")?;
+        this.error_code = c::read_i16(buf, "PartitionResult.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "PartitionResult.ErrorMessage", version)?;
+        this.state_epoch = c::read_i32(buf, "PartitionResult.StateEpoch")?;
+        this.start_offset = c::read_i64(buf, "PartitionResult.StartOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -194,14 +206,20 @@ impl Default for ReadStateSummaryResult {
 impl Codec for ReadStateSummaryResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ReadStateSummaryResult.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ReadStateSummaryResult.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "ReadStateSummaryResult.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

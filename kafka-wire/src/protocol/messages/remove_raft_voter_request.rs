@@ -56,7 +56,7 @@ impl Codec for RemoveRaftVoterRequest {
             self.cluster_id.as_deref(),
             true,
             true,
-            "ClusterId",
+            "RemoveRaftVoterRequest.ClusterId",
             version,
         )?;
         buf.put_i32(self.voter_id);
@@ -66,9 +66,10 @@ impl Codec for RemoveRaftVoterRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, true, true, "ClusterId", version)?;
-        this.voter_id = c::read_i32(buf, "VoterId")?;
-        this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
+        this.cluster_id =
+            c::read_nullable_string(buf, true, true, "RemoveRaftVoterRequest.ClusterId", version)?;
+        this.voter_id = c::read_i32(buf, "RemoveRaftVoterRequest.VoterId")?;
+        this.voter_directory_id = c::read_uuid(buf, "RemoveRaftVoterRequest.VoterDirectoryId")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

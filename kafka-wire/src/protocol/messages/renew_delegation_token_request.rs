@@ -53,7 +53,12 @@ impl Codec for RenewDelegationTokenRequest {
                 version,
             });
         }
-        c::write_bytes(buf, &self.hmac, version >= 2, "Hmac")?;
+        c::write_bytes(
+            buf,
+            &self.hmac,
+            version >= 2,
+            "RenewDelegationTokenRequest.Hmac",
+        )?;
         buf.put_i64(self.renew_period_ms);
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -62,8 +67,13 @@ impl Codec for RenewDelegationTokenRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.hmac = c::read_bytes(buf, version >= 2, "Hmac", version)?;
-        this.renew_period_ms = c::read_i64(buf, "RenewPeriodMs")?;
+        this.hmac = c::read_bytes(
+            buf,
+            version >= 2,
+            "RenewDelegationTokenRequest.Hmac",
+            version,
+        )?;
+        this.renew_period_ms = c::read_i64(buf, "RenewDelegationTokenRequest.RenewPeriodMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -66,9 +66,10 @@ impl Codec for RenewDelegationTokenResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.expiry_timestamp_ms = c::read_i64(buf, "ExpiryTimestampMs")?;
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "RenewDelegationTokenResponse.ErrorCode")?;
+        this.expiry_timestamp_ms =
+            c::read_i64(buf, "RenewDelegationTokenResponse.ExpiryTimestampMs")?;
+        this.throttle_time_ms = c::read_i32(buf, "RenewDelegationTokenResponse.ThrottleTimeMs")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -69,7 +69,7 @@ impl Codec for RequestHeader {
                 self.client_id.as_deref(),
                 false,
                 true,
-                "ClientId",
+                "RequestHeader.ClientId",
                 version,
             )?;
         }
@@ -80,11 +80,12 @@ impl Codec for RequestHeader {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.request_api_key = c::read_i16(buf, "RequestApiKey")?;
-        this.request_api_version = c::read_i16(buf, "RequestApiVersion")?;
-        this.correlation_id = c::read_i32(buf, "CorrelationId")?;
+        this.request_api_key = c::read_i16(buf, "RequestHeader.RequestApiKey")?;
+        this.request_api_version = c::read_i16(buf, "RequestHeader.RequestApiVersion")?;
+        this.correlation_id = c::read_i32(buf, "RequestHeader.CorrelationId")?;
         if version >= 1 {
-            this.client_id = c::read_nullable_string(buf, false, true, "ClientId", version)?;
+            this.client_id =
+                c::read_nullable_string(buf, false, true, "RequestHeader.ClientId", version)?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -53,7 +53,7 @@ impl Codec for ResponseHeader {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.correlation_id = c::read_i32(buf, "CorrelationId")?;
+        this.correlation_id = c::read_i32(buf, "ResponseHeader.CorrelationId")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -47,7 +47,12 @@ impl Codec for SaslAuthenticateRequest {
                 version,
             });
         }
-        c::write_bytes(buf, &self.auth_bytes, version >= 2, "AuthBytes")?;
+        c::write_bytes(
+            buf,
+            &self.auth_bytes,
+            version >= 2,
+            "SaslAuthenticateRequest.AuthBytes",
+        )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -55,7 +60,12 @@ impl Codec for SaslAuthenticateRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.auth_bytes = c::read_bytes(buf, version >= 2, "AuthBytes", version)?;
+        this.auth_bytes = c::read_bytes(
+            buf,
+            version >= 2,
+            "SaslAuthenticateRequest.AuthBytes",
+            version,
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

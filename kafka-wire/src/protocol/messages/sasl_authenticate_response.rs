@@ -67,10 +67,15 @@ impl Codec for SaslAuthenticateResponse {
             self.error_message.as_deref(),
             version >= 2,
             true,
-            "ErrorMessage",
+            "SaslAuthenticateResponse.ErrorMessage",
             version,
         )?;
-        c::write_bytes(buf, &self.auth_bytes, version >= 2, "AuthBytes")?;
+        c::write_bytes(
+            buf,
+            &self.auth_bytes,
+            version >= 2,
+            "SaslAuthenticateResponse.AuthBytes",
+        )?;
         if version >= 1 {
             buf.put_i64(self.session_lifetime_ms);
         }
@@ -81,12 +86,23 @@ impl Codec for SaslAuthenticateResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message =
-            c::read_nullable_string(buf, version >= 2, true, "ErrorMessage", version)?;
-        this.auth_bytes = c::read_bytes(buf, version >= 2, "AuthBytes", version)?;
+        this.error_code = c::read_i16(buf, "SaslAuthenticateResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 2,
+            true,
+            "SaslAuthenticateResponse.ErrorMessage",
+            version,
+        )?;
+        this.auth_bytes = c::read_bytes(
+            buf,
+            version >= 2,
+            "SaslAuthenticateResponse.AuthBytes",
+            version,
+        )?;
         if version >= 1 {
-            this.session_lifetime_ms = c::read_i64(buf, "SessionLifetimeMs")?;
+            this.session_lifetime_ms =
+                c::read_i64(buf, "SaslAuthenticateResponse.SessionLifetimeMs")?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -38,12 +38,17 @@ impl Default for SaslHandshakeRequest {
 
 impl Codec for SaslHandshakeRequest {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.mechanism, false, "Mechanism")?;
+        c::write_string(
+            buf,
+            &self.mechanism,
+            false,
+            "SaslHandshakeRequest.Mechanism",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.mechanism = c::read_string(buf, false, "Mechanism", version)?;
+        this.mechanism = c::read_string(buf, false, "SaslHandshakeRequest.Mechanism", version)?;
         Ok(this)
     }
     fn size(&self, _version: i16, _compact: bool) -> usize {

@@ -42,13 +42,19 @@ impl Default for SaslHandshakeResponse {
 impl Codec for SaslHandshakeResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.mechanisms, version, false, "Mechanisms")?;
+        c::write_array(
+            buf,
+            &self.mechanisms,
+            version,
+            false,
+            "SaslHandshakeResponse.Mechanisms",
+        )?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.mechanisms = c::read_array(buf, version, false, "Mechanisms")?;
+        this.error_code = c::read_i16(buf, "SaslHandshakeResponse.ErrorCode")?;
+        this.mechanisms = c::read_array(buf, version, false, "SaslHandshakeResponse.Mechanisms")?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {

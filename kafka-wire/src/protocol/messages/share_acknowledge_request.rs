@@ -62,7 +62,7 @@ impl Codec for ShareAcknowledgeRequest {
             self.group_id.as_deref(),
             true,
             true,
-            "GroupId",
+            "ShareAcknowledgeRequest.GroupId",
             version,
         )?;
         c::write_nullable_string(
@@ -70,20 +70,28 @@ impl Codec for ShareAcknowledgeRequest {
             self.member_id.as_deref(),
             true,
             true,
-            "MemberId",
+            "ShareAcknowledgeRequest.MemberId",
             version,
         )?;
         buf.put_i32(self.share_session_epoch);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "ShareAcknowledgeRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_nullable_string(buf, true, true, "GroupId", version)?;
-        this.member_id = c::read_nullable_string(buf, true, true, "MemberId", version)?;
-        this.share_session_epoch = c::read_i32(buf, "ShareSessionEpoch")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.group_id =
+            c::read_nullable_string(buf, true, true, "ShareAcknowledgeRequest.GroupId", version)?;
+        this.member_id =
+            c::read_nullable_string(buf, true, true, "ShareAcknowledgeRequest.MemberId", version)?;
+        this.share_session_epoch = c::read_i32(buf, "ShareAcknowledgeRequest.ShareSessionEpoch")?;
+        this.topics = c::read_array(buf, version, true, "ShareAcknowledgeRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -152,16 +160,17 @@ impl Codec for AcknowledgementBatch {
             &self.acknowledge_types,
             version,
             true,
-            "AcknowledgeTypes",
+            "AcknowledgementBatch.AcknowledgeTypes",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
-        this.acknowledge_types = c::read_array(buf, version, true, "AcknowledgeTypes")?;
+        this.first_offset = c::read_i64(buf, "AcknowledgementBatch.FirstOffset")?;
+        this.last_offset = c::read_i64(buf, "AcknowledgementBatch.LastOffset")?;
+        this.acknowledge_types =
+            c::read_array(buf, version, true, "AcknowledgementBatch.AcknowledgeTypes")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -222,15 +231,20 @@ impl Codec for AcknowledgePartition {
             &self.acknowledgement_batches,
             version,
             true,
-            "AcknowledgementBatches",
+            "AcknowledgePartition.AcknowledgementBatches",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.acknowledgement_batches = c::read_array(buf, version, true, "AcknowledgementBatches")?;
+        this.partition_index = c::read_i32(buf, "AcknowledgePartition.PartitionIndex")?;
+        this.acknowledgement_batches = c::read_array(
+            buf,
+            version,
+            true,
+            "AcknowledgePartition.AcknowledgementBatches",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -284,14 +298,20 @@ impl Default for AcknowledgeTopic {
 impl Codec for AcknowledgeTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "AcknowledgeTopic.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "AcknowledgeTopic.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "AcknowledgeTopic.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

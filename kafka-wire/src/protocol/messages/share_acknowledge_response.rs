@@ -68,21 +68,40 @@ impl Codec for ShareAcknowledgeResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "ShareAcknowledgeResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.responses, version, true, "Responses")?;
-        c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            true,
+            "ShareAcknowledgeResponse.Responses",
+        )?;
+        c::write_array(
+            buf,
+            &self.node_endpoints,
+            version,
+            true,
+            "ShareAcknowledgeResponse.NodeEndpoints",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.responses = c::read_array(buf, version, true, "Responses")?;
-        this.node_endpoints = c::read_array(buf, version, true, "NodeEndpoints")?;
+        this.throttle_time_ms = c::read_i32(buf, "ShareAcknowledgeResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ShareAcknowledgeResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ShareAcknowledgeResponse.ErrorMessage",
+            version,
+        )?;
+        this.responses = c::read_array(buf, version, true, "ShareAcknowledgeResponse.Responses")?;
+        this.node_endpoints =
+            c::read_array(buf, version, true, "ShareAcknowledgeResponse.NodeEndpoints")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -148,8 +167,8 @@ impl Codec for LeaderIdAndEpoch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "LeaderIdAndEpoch.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderIdAndEpoch.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -219,7 +238,7 @@ impl Codec for PartitionData {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "PartitionData.ErrorMessage",
             version,
         )?;
         self.current_leader.write(buf, version, true)?;
@@ -228,9 +247,10 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "PartitionData.ErrorMessage", version)?;
         this.current_leader = Codec::read(buf, version, true)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -289,14 +309,25 @@ impl Default for ShareAcknowledgeTopicResponse {
 impl Codec for ShareAcknowledgeTopicResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ShareAcknowledgeTopicResponse.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ShareAcknowledgeTopicResponse.TopicId")?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            true,
+            "ShareAcknowledgeTopicResponse.Partitions",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -360,18 +391,25 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_i32(self.port);
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "NodeEndpoint.Rack",
+            version,
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_i32(buf, "NodeEndpoint.Port")?;
+        this.rack = c::read_nullable_string(buf, true, true, "NodeEndpoint.Rack", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

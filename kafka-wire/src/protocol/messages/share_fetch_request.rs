@@ -82,7 +82,7 @@ impl Codec for ShareFetchRequest {
             self.group_id.as_deref(),
             true,
             true,
-            "GroupId",
+            "ShareFetchRequest.GroupId",
             version,
         )?;
         c::write_nullable_string(
@@ -90,34 +90,37 @@ impl Codec for ShareFetchRequest {
             self.member_id.as_deref(),
             true,
             true,
-            "MemberId",
+            "ShareFetchRequest.MemberId",
             version,
         )?;
         buf.put_i32(self.share_session_epoch);
         buf.put_i32(self.max_wait_ms);
         buf.put_i32(self.min_bytes);
         buf.put_i32(self.max_bytes);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "ShareFetchRequest.Topics")?;
         c::write_array(
             buf,
             &self.forgotten_topics_data,
             version,
             true,
-            "ForgottenTopicsData",
+            "ShareFetchRequest.ForgottenTopicsData",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_nullable_string(buf, true, true, "GroupId", version)?;
-        this.member_id = c::read_nullable_string(buf, true, true, "MemberId", version)?;
-        this.share_session_epoch = c::read_i32(buf, "ShareSessionEpoch")?;
-        this.max_wait_ms = c::read_i32(buf, "MaxWaitMs")?;
-        this.min_bytes = c::read_i32(buf, "MinBytes")?;
-        this.max_bytes = c::read_i32(buf, "MaxBytes")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
-        this.forgotten_topics_data = c::read_array(buf, version, true, "ForgottenTopicsData")?;
+        this.group_id =
+            c::read_nullable_string(buf, true, true, "ShareFetchRequest.GroupId", version)?;
+        this.member_id =
+            c::read_nullable_string(buf, true, true, "ShareFetchRequest.MemberId", version)?;
+        this.share_session_epoch = c::read_i32(buf, "ShareFetchRequest.ShareSessionEpoch")?;
+        this.max_wait_ms = c::read_i32(buf, "ShareFetchRequest.MaxWaitMs")?;
+        this.min_bytes = c::read_i32(buf, "ShareFetchRequest.MinBytes")?;
+        this.max_bytes = c::read_i32(buf, "ShareFetchRequest.MaxBytes")?;
+        this.topics = c::read_array(buf, version, true, "ShareFetchRequest.Topics")?;
+        this.forgotten_topics_data =
+            c::read_array(buf, version, true, "ShareFetchRequest.ForgottenTopicsData")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -194,16 +197,17 @@ impl Codec for AcknowledgementBatch {
             &self.acknowledge_types,
             version,
             true,
-            "AcknowledgeTypes",
+            "AcknowledgementBatch.AcknowledgeTypes",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
-        this.acknowledge_types = c::read_array(buf, version, true, "AcknowledgeTypes")?;
+        this.first_offset = c::read_i64(buf, "AcknowledgementBatch.FirstOffset")?;
+        this.last_offset = c::read_i64(buf, "AcknowledgementBatch.LastOffset")?;
+        this.acknowledge_types =
+            c::read_array(buf, version, true, "AcknowledgementBatch.AcknowledgeTypes")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -270,16 +274,17 @@ impl Codec for FetchPartition {
             &self.acknowledgement_batches,
             version,
             true,
-            "AcknowledgementBatches",
+            "FetchPartition.AcknowledgementBatches",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.partition_max_bytes = c::read_i32(buf, "PartitionMaxBytes")?;
-        this.acknowledgement_batches = c::read_array(buf, version, true, "AcknowledgementBatches")?;
+        this.partition_index = c::read_i32(buf, "FetchPartition.PartitionIndex")?;
+        this.partition_max_bytes = c::read_i32(buf, "FetchPartition.PartitionMaxBytes")?;
+        this.acknowledgement_batches =
+            c::read_array(buf, version, true, "FetchPartition.AcknowledgementBatches")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -335,14 +340,20 @@ impl Default for FetchTopic {
 impl Codec for FetchTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "FetchTopic.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "FetchTopic.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "FetchTopic.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -396,14 +407,20 @@ impl Default for ForgottenTopic {
 impl Codec for ForgottenTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ForgottenTopic.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ForgottenTopic.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "ForgottenTopic.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -68,21 +68,35 @@ impl Codec for ShareFetchResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "ShareFetchResponse.ErrorMessage",
             version,
         )?;
-        c::write_array(buf, &self.responses, version, true, "Responses")?;
-        c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+        c::write_array(
+            buf,
+            &self.responses,
+            version,
+            true,
+            "ShareFetchResponse.Responses",
+        )?;
+        c::write_array(
+            buf,
+            &self.node_endpoints,
+            version,
+            true,
+            "ShareFetchResponse.NodeEndpoints",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.responses = c::read_array(buf, version, true, "Responses")?;
-        this.node_endpoints = c::read_array(buf, version, true, "NodeEndpoints")?;
+        this.throttle_time_ms = c::read_i32(buf, "ShareFetchResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "ShareFetchResponse.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "ShareFetchResponse.ErrorMessage", version)?;
+        this.responses = c::read_array(buf, version, true, "ShareFetchResponse.Responses")?;
+        this.node_endpoints =
+            c::read_array(buf, version, true, "ShareFetchResponse.NodeEndpoints")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -148,8 +162,8 @@ impl Codec for LeaderIdAndEpoch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
+        this.leader_id = c::read_i32(buf, "LeaderIdAndEpoch.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "LeaderIdAndEpoch.LeaderEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -215,9 +229,9 @@ impl Codec for AcquiredRecords {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
-        this.delivery_count = c::read_i16(buf, "DeliveryCount")?;
+        this.first_offset = c::read_i64(buf, "AcquiredRecords.FirstOffset")?;
+        this.last_offset = c::read_i64(buf, "AcquiredRecords.LastOffset")?;
+        this.delivery_count = c::read_i16(buf, "AcquiredRecords.DeliveryCount")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -309,7 +323,7 @@ impl Codec for PartitionData {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "PartitionData.ErrorMessage",
             version,
         )?;
         buf.put_i16(self.acknowledge_error_code);
@@ -318,32 +332,45 @@ impl Codec for PartitionData {
             self.acknowledge_error_message.as_deref(),
             true,
             true,
-            "AcknowledgeErrorMessage",
+            "PartitionData.AcknowledgeErrorMessage",
             version,
         )?;
         self.current_leader.write(buf, version, true)?;
-        c::write_nullable_bytes(buf, self.records.as_ref(), true, true, "Records", version)?;
+        c::write_nullable_bytes(
+            buf,
+            self.records.as_ref(),
+            true,
+            true,
+            "PartitionData.Records",
+            version,
+        )?;
         c::write_array(
             buf,
             &self.acquired_records,
             version,
             true,
-            "AcquiredRecords",
+            "PartitionData.AcquiredRecords",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.acknowledge_error_code = c::read_i16(buf, "AcknowledgeErrorCode")?;
-        this.acknowledge_error_message =
-            c::read_nullable_string(buf, true, true, "AcknowledgeErrorMessage", version)?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "PartitionData.ErrorMessage", version)?;
+        this.acknowledge_error_code = c::read_i16(buf, "PartitionData.AcknowledgeErrorCode")?;
+        this.acknowledge_error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "PartitionData.AcknowledgeErrorMessage",
+            version,
+        )?;
         this.current_leader = Codec::read(buf, version, true)?;
-        this.records = c::read_nullable_bytes(buf, true, true, "Records", version)?;
-        this.acquired_records = c::read_array(buf, version, true, "AcquiredRecords")?;
+        this.records = c::read_nullable_bytes(buf, true, true, "PartitionData.Records", version)?;
+        this.acquired_records = c::read_array(buf, version, true, "PartitionData.AcquiredRecords")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -409,14 +436,21 @@ impl Default for ShareFetchableTopicResponse {
 impl Codec for ShareFetchableTopicResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "ShareFetchableTopicResponse.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "ShareFetchableTopicResponse.TopicId")?;
+        this.partitions =
+            c::read_array(buf, version, true, "ShareFetchableTopicResponse.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -480,18 +514,25 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_i32(self.port);
-        c::write_nullable_string(buf, self.rack.as_deref(), true, true, "Rack", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack.as_deref(),
+            true,
+            true,
+            "NodeEndpoint.Rack",
+            version,
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
-        this.rack = c::read_nullable_string(buf, true, true, "Rack", version)?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_i32(buf, "NodeEndpoint.Port")?;
+        this.rack = c::read_nullable_string(buf, true, true, "NodeEndpoint.Rack", version)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

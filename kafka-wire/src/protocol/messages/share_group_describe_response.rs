@@ -47,14 +47,20 @@ impl Default for ShareGroupDescribeResponse {
 impl Codec for ShareGroupDescribeResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.groups, version, true, "Groups")?;
+        c::write_array(
+            buf,
+            &self.groups,
+            version,
+            true,
+            "ShareGroupDescribeResponse.Groups",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.groups = c::read_array(buf, version, true, "Groups")?;
+        this.throttle_time_ms = c::read_i32(buf, "ShareGroupDescribeResponse.ThrottleTimeMs")?;
+        this.groups = c::read_array(buf, version, true, "ShareGroupDescribeResponse.Groups")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -113,16 +119,22 @@ impl Default for TopicPartitions {
 impl Codec for TopicPartitions {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.topic_name, true, "TopicPartitions.TopicName")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "TopicPartitions.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "TopicPartitions.TopicId")?;
+        this.topic_name = c::read_string(buf, true, "TopicPartitions.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicPartitions.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -177,14 +189,14 @@ impl Codec for Assignment {
             &self.topic_partitions,
             version,
             true,
-            "TopicPartitions",
+            "Assignment.TopicPartitions",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_partitions = c::read_array(buf, version, true, "TopicPartitions")?;
+        this.topic_partitions = c::read_array(buf, version, true, "Assignment.TopicPartitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -260,17 +272,24 @@ impl Default for Member {
 
 impl Codec for Member {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.member_id, true, "MemberId")?;
-        c::write_nullable_string(buf, self.rack_id.as_deref(), true, true, "RackId", version)?;
+        c::write_string(buf, &self.member_id, true, "Member.MemberId")?;
+        c::write_nullable_string(
+            buf,
+            self.rack_id.as_deref(),
+            true,
+            true,
+            "Member.RackId",
+            version,
+        )?;
         buf.put_i32(self.member_epoch);
-        c::write_string(buf, &self.client_id, true, "ClientId")?;
-        c::write_string(buf, &self.client_host, true, "ClientHost")?;
+        c::write_string(buf, &self.client_id, true, "Member.ClientId")?;
+        c::write_string(buf, &self.client_host, true, "Member.ClientHost")?;
         c::write_array(
             buf,
             &self.subscribed_topic_names,
             version,
             true,
-            "SubscribedTopicNames",
+            "Member.SubscribedTopicNames",
         )?;
         self.assignment.write(buf, version, true)?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -278,12 +297,13 @@ impl Codec for Member {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, true, "MemberId", version)?;
-        this.rack_id = c::read_nullable_string(buf, true, true, "RackId", version)?;
-        this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
-        this.client_id = c::read_string(buf, true, "ClientId", version)?;
-        this.client_host = c::read_string(buf, true, "ClientHost", version)?;
-        this.subscribed_topic_names = c::read_array(buf, version, true, "SubscribedTopicNames")?;
+        this.member_id = c::read_string(buf, true, "Member.MemberId", version)?;
+        this.rack_id = c::read_nullable_string(buf, true, true, "Member.RackId", version)?;
+        this.member_epoch = c::read_i32(buf, "Member.MemberEpoch")?;
+        this.client_id = c::read_string(buf, true, "Member.ClientId", version)?;
+        this.client_host = c::read_string(buf, true, "Member.ClientHost", version)?;
+        this.subscribed_topic_names =
+            c::read_array(buf, version, true, "Member.SubscribedTopicNames")?;
         this.assignment = Codec::read(buf, version, true)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -388,30 +408,36 @@ impl Codec for DescribedGroup {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "DescribedGroup.ErrorMessage",
             version,
         )?;
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_string(buf, &self.group_state, true, "GroupState")?;
+        c::write_string(buf, &self.group_id, true, "DescribedGroup.GroupId")?;
+        c::write_string(buf, &self.group_state, true, "DescribedGroup.GroupState")?;
         buf.put_i32(self.group_epoch);
         buf.put_i32(self.assignment_epoch);
-        c::write_string(buf, &self.assignor_name, true, "AssignorName")?;
-        c::write_array(buf, &self.members, version, true, "Members")?;
+        c::write_string(
+            buf,
+            &self.assignor_name,
+            true,
+            "DescribedGroup.AssignorName",
+        )?;
+        c::write_array(buf, &self.members, version, true, "DescribedGroup.Members")?;
         buf.put_i32(self.authorized_operations);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.group_state = c::read_string(buf, true, "GroupState", version)?;
-        this.group_epoch = c::read_i32(buf, "GroupEpoch")?;
-        this.assignment_epoch = c::read_i32(buf, "AssignmentEpoch")?;
-        this.assignor_name = c::read_string(buf, true, "AssignorName", version)?;
-        this.members = c::read_array(buf, version, true, "Members")?;
-        this.authorized_operations = c::read_i32(buf, "AuthorizedOperations")?;
+        this.error_code = c::read_i16(buf, "DescribedGroup.ErrorCode")?;
+        this.error_message =
+            c::read_nullable_string(buf, true, true, "DescribedGroup.ErrorMessage", version)?;
+        this.group_id = c::read_string(buf, true, "DescribedGroup.GroupId", version)?;
+        this.group_state = c::read_string(buf, true, "DescribedGroup.GroupState", version)?;
+        this.group_epoch = c::read_i32(buf, "DescribedGroup.GroupEpoch")?;
+        this.assignment_epoch = c::read_i32(buf, "DescribedGroup.AssignmentEpoch")?;
+        this.assignor_name = c::read_string(buf, true, "DescribedGroup.AssignorName", version)?;
+        this.members = c::read_array(buf, version, true, "DescribedGroup.Members")?;
+        this.authorized_operations = c::read_i32(buf, "DescribedGroup.AuthorizedOperations")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -62,29 +62,57 @@ impl Default for ShareGroupHeartbeatRequest {
 
 impl Codec for ShareGroupHeartbeatRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_string(buf, &self.member_id, true, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "ShareGroupHeartbeatRequest.GroupId",
+        )?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            true,
+            "ShareGroupHeartbeatRequest.MemberId",
+        )?;
         buf.put_i32(self.member_epoch);
-        c::write_nullable_string(buf, self.rack_id.as_deref(), true, true, "RackId", version)?;
+        c::write_nullable_string(
+            buf,
+            self.rack_id.as_deref(),
+            true,
+            true,
+            "ShareGroupHeartbeatRequest.RackId",
+            version,
+        )?;
         c::write_nullable_array(
             buf,
             self.subscribed_topic_names.as_deref(),
             version,
             true,
             true,
-            "SubscribedTopicNames",
+            "ShareGroupHeartbeatRequest.SubscribedTopicNames",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.member_id = c::read_string(buf, true, "MemberId", version)?;
-        this.member_epoch = c::read_i32(buf, "MemberEpoch")?;
-        this.rack_id = c::read_nullable_string(buf, true, true, "RackId", version)?;
-        this.subscribed_topic_names =
-            c::read_nullable_array(buf, version, true, true, "SubscribedTopicNames")?;
+        this.group_id = c::read_string(buf, true, "ShareGroupHeartbeatRequest.GroupId", version)?;
+        this.member_id = c::read_string(buf, true, "ShareGroupHeartbeatRequest.MemberId", version)?;
+        this.member_epoch = c::read_i32(buf, "ShareGroupHeartbeatRequest.MemberEpoch")?;
+        this.rack_id = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "ShareGroupHeartbeatRequest.RackId",
+            version,
+        )?;
+        this.subscribed_topic_names = c::read_nullable_array(
+            buf,
+            version,
+            true,
+            true,
+            "ShareGroupHeartbeatRequest.SubscribedTopicNames",
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -45,7 +45,7 @@ impl Codec for SnapshotFooterRecord {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.version = c::read_i16(buf, "Version")?;
+        this.version = c::read_i16(buf, "SnapshotFooterRecord.Version")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -51,8 +51,9 @@ impl Codec for SnapshotHeaderRecord {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.version = c::read_i16(buf, "Version")?;
-        this.last_contained_log_timestamp = c::read_i64(buf, "LastContainedLogTimestamp")?;
+        this.version = c::read_i16(buf, "SnapshotHeaderRecord.Version")?;
+        this.last_contained_log_timestamp =
+            c::read_i64(buf, "SnapshotHeaderRecord.LastContainedLogTimestamp")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -129,14 +129,26 @@ impl Codec for StopReplicaRequest {
                 &self.ungrouped_partitions,
                 version,
                 false,
-                "UngroupedPartitions",
+                "StopReplicaRequest.UngroupedPartitions",
             )?;
         }
         if (1..=2).contains(&version) {
-            c::write_array(buf, &self.topics, version, version >= 2, "Topics")?;
+            c::write_array(
+                buf,
+                &self.topics,
+                version,
+                version >= 2,
+                "StopReplicaRequest.Topics",
+            )?;
         }
         if version >= 3 {
-            c::write_array(buf, &self.topic_states, version, true, "TopicStates")?;
+            c::write_array(
+                buf,
+                &self.topic_states,
+                version,
+                true,
+                "StopReplicaRequest.TopicStates",
+            )?;
         }
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -145,25 +157,31 @@ impl Codec for StopReplicaRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.controller_id = c::read_i32(buf, "ControllerId")?;
+        this.controller_id = c::read_i32(buf, "StopReplicaRequest.ControllerId")?;
         if version >= 4 {
-            this.is_kraft_controller = c::read_bool(buf, "isKRaftController")?;
+            this.is_kraft_controller = c::read_bool(buf, "StopReplicaRequest.isKRaftController")?;
         }
-        this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
+        this.controller_epoch = c::read_i32(buf, "StopReplicaRequest.ControllerEpoch")?;
         if version >= 1 {
-            this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+            this.broker_epoch = c::read_i64(buf, "StopReplicaRequest.BrokerEpoch")?;
         }
         if version <= 2 {
-            this.delete_partitions = c::read_bool(buf, "DeletePartitions")?;
+            this.delete_partitions = c::read_bool(buf, "StopReplicaRequest.DeletePartitions")?;
         }
         if version <= 0 {
-            this.ungrouped_partitions = c::read_array(buf, version, false, "UngroupedPartitions")?;
+            this.ungrouped_partitions = c::read_array(
+                buf,
+                version,
+                false,
+                "StopReplicaRequest.UngroupedPartitions",
+            )?;
         }
         if (1..=2).contains(&version) {
-            this.topics = c::read_array(buf, version, version >= 2, "Topics")?;
+            this.topics = c::read_array(buf, version, version >= 2, "StopReplicaRequest.Topics")?;
         }
         if version >= 3 {
-            this.topic_states = c::read_array(buf, version, true, "TopicStates")?;
+            this.topic_states =
+                c::read_array(buf, version, true, "StopReplicaRequest.TopicStates")?;
         }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -255,14 +273,19 @@ impl Default for StopReplicaPartitionV0 {
 
 impl Codec for StopReplicaPartitionV0 {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, false, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            false,
+            "StopReplicaPartitionV0.TopicName",
+        )?;
         buf.put_i32(self.partition_index);
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, false, "TopicName", version)?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
+        this.topic_name = c::read_string(buf, false, "StopReplicaPartitionV0.TopicName", version)?;
+        this.partition_index = c::read_i32(buf, "StopReplicaPartitionV0.PartitionIndex")?;
         Ok(this)
     }
     fn size(&self, _version: i16, _compact: bool) -> usize {
@@ -317,13 +340,13 @@ impl Codec for StopReplicaTopicV1 {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 2, "Name")?;
+        c::write_string(buf, &self.name, version >= 2, "StopReplicaTopicV1.Name")?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             version >= 2,
-            "PartitionIndexes",
+            "StopReplicaTopicV1.PartitionIndexes",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -332,8 +355,13 @@ impl Codec for StopReplicaTopicV1 {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 2, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, version >= 2, "PartitionIndexes")?;
+        this.name = c::read_string(buf, version >= 2, "StopReplicaTopicV1.Name", version)?;
+        this.partition_indexes = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "StopReplicaTopicV1.PartitionIndexes",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -405,9 +433,9 @@ impl Codec for StopReplicaPartitionState {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.delete_partition = c::read_bool(buf, "DeletePartition")?;
+        this.partition_index = c::read_i32(buf, "StopReplicaPartitionState.PartitionIndex")?;
+        this.leader_epoch = c::read_i32(buf, "StopReplicaPartitionState.LeaderEpoch")?;
+        this.delete_partition = c::read_bool(buf, "StopReplicaPartitionState.DeletePartition")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -462,21 +490,27 @@ impl Default for StopReplicaTopicState {
 
 impl Codec for StopReplicaTopicState {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            true,
+            "StopReplicaTopicState.TopicName",
+        )?;
         c::write_array(
             buf,
             &self.partition_states,
             version,
             true,
-            "PartitionStates",
+            "StopReplicaTopicState.PartitionStates",
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partition_states = c::read_array(buf, version, true, "PartitionStates")?;
+        this.topic_name = c::read_string(buf, true, "StopReplicaTopicState.TopicName", version)?;
+        this.partition_states =
+            c::read_array(buf, version, true, "StopReplicaTopicState.PartitionStates")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -57,7 +57,7 @@ impl Codec for StopReplicaResponse {
             &self.partition_errors,
             version,
             version >= 2,
-            "PartitionErrors",
+            "StopReplicaResponse.PartitionErrors",
         )?;
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -66,8 +66,13 @@ impl Codec for StopReplicaResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.partition_errors = c::read_array(buf, version, version >= 2, "PartitionErrors")?;
+        this.error_code = c::read_i16(buf, "StopReplicaResponse.ErrorCode")?;
+        this.partition_errors = c::read_array(
+            buf,
+            version,
+            version >= 2,
+            "StopReplicaResponse.PartitionErrors",
+        )?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -137,7 +142,12 @@ impl Codec for StopReplicaPartitionError {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 2, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            version >= 2,
+            "StopReplicaPartitionError.TopicName",
+        )?;
         buf.put_i32(self.partition_index);
         buf.put_i16(self.error_code);
         if version >= 2 {
@@ -147,9 +157,14 @@ impl Codec for StopReplicaPartitionError {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 2, "TopicName", version)?;
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.topic_name = c::read_string(
+            buf,
+            version >= 2,
+            "StopReplicaPartitionError.TopicName",
+            version,
+        )?;
+        this.partition_index = c::read_i32(buf, "StopReplicaPartitionError.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "StopReplicaPartitionError.ErrorCode")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -83,16 +83,26 @@ impl Codec for SyncGroupRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.group_id, version >= 4, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 4,
+            "SyncGroupRequest.GroupId",
+        )?;
         buf.put_i32(self.generation_id);
-        c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 4,
+            "SyncGroupRequest.MemberId",
+        )?;
         if version >= 3 {
             c::write_nullable_string(
                 buf,
                 self.group_instance_id.as_deref(),
                 version >= 4,
                 true,
-                "GroupInstanceId",
+                "SyncGroupRequest.GroupInstanceId",
                 version,
             )?;
         }
@@ -102,7 +112,7 @@ impl Codec for SyncGroupRequest {
                 self.protocol_type.as_deref(),
                 true,
                 true,
-                "ProtocolType",
+                "SyncGroupRequest.ProtocolType",
                 version,
             )?;
         }
@@ -112,11 +122,17 @@ impl Codec for SyncGroupRequest {
                 self.protocol_name.as_deref(),
                 true,
                 true,
-                "ProtocolName",
+                "SyncGroupRequest.ProtocolName",
                 version,
             )?;
         }
-        c::write_array(buf, &self.assignments, version, version >= 4, "Assignments")?;
+        c::write_array(
+            buf,
+            &self.assignments,
+            version,
+            version >= 4,
+            "SyncGroupRequest.Assignments",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -124,20 +140,28 @@ impl Codec for SyncGroupRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, version >= 4, "GroupId", version)?;
-        this.generation_id = c::read_i32(buf, "GenerationId")?;
-        this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
+        this.group_id = c::read_string(buf, version >= 4, "SyncGroupRequest.GroupId", version)?;
+        this.generation_id = c::read_i32(buf, "SyncGroupRequest.GenerationId")?;
+        this.member_id = c::read_string(buf, version >= 4, "SyncGroupRequest.MemberId", version)?;
         if version >= 3 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, version >= 4, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                version >= 4,
+                true,
+                "SyncGroupRequest.GroupInstanceId",
+                version,
+            )?;
         }
         if version >= 5 {
-            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
+            this.protocol_type =
+                c::read_nullable_string(buf, true, true, "SyncGroupRequest.ProtocolType", version)?;
         }
         if version >= 5 {
-            this.protocol_name = c::read_nullable_string(buf, true, true, "ProtocolName", version)?;
+            this.protocol_name =
+                c::read_nullable_string(buf, true, true, "SyncGroupRequest.ProtocolName", version)?;
         }
-        this.assignments = c::read_array(buf, version, version >= 4, "Assignments")?;
+        this.assignments =
+            c::read_array(buf, version, version >= 4, "SyncGroupRequest.Assignments")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -224,8 +248,18 @@ impl Codec for SyncGroupRequestAssignment {
                 version,
             });
         }
-        c::write_string(buf, &self.member_id, version >= 4, "MemberId")?;
-        c::write_bytes(buf, &self.assignment, version >= 4, "Assignment")?;
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 4,
+            "SyncGroupRequestAssignment.MemberId",
+        )?;
+        c::write_bytes(
+            buf,
+            &self.assignment,
+            version >= 4,
+            "SyncGroupRequestAssignment.Assignment",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -233,8 +267,18 @@ impl Codec for SyncGroupRequestAssignment {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.member_id = c::read_string(buf, version >= 4, "MemberId", version)?;
-        this.assignment = c::read_bytes(buf, version >= 4, "Assignment", version)?;
+        this.member_id = c::read_string(
+            buf,
+            version >= 4,
+            "SyncGroupRequestAssignment.MemberId",
+            version,
+        )?;
+        this.assignment = c::read_bytes(
+            buf,
+            version >= 4,
+            "SyncGroupRequestAssignment.Assignment",
+            version,
+        )?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

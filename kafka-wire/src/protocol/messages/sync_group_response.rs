@@ -76,7 +76,7 @@ impl Codec for SyncGroupResponse {
                 self.protocol_type.as_deref(),
                 true,
                 true,
-                "ProtocolType",
+                "SyncGroupResponse.ProtocolType",
                 version,
             )?;
         }
@@ -86,11 +86,16 @@ impl Codec for SyncGroupResponse {
                 self.protocol_name.as_deref(),
                 true,
                 true,
-                "ProtocolName",
+                "SyncGroupResponse.ProtocolName",
                 version,
             )?;
         }
-        c::write_bytes(buf, &self.assignment, version >= 4, "Assignment")?;
+        c::write_bytes(
+            buf,
+            &self.assignment,
+            version >= 4,
+            "SyncGroupResponse.Assignment",
+        )?;
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -99,16 +104,29 @@ impl Codec for SyncGroupResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
+            this.throttle_time_ms = c::read_i32(buf, "SyncGroupResponse.ThrottleTimeMs")?;
         }
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.error_code = c::read_i16(buf, "SyncGroupResponse.ErrorCode")?;
         if version >= 5 {
-            this.protocol_type = c::read_nullable_string(buf, true, true, "ProtocolType", version)?;
+            this.protocol_type = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "SyncGroupResponse.ProtocolType",
+                version,
+            )?;
         }
         if version >= 5 {
-            this.protocol_name = c::read_nullable_string(buf, true, true, "ProtocolName", version)?;
+            this.protocol_name = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "SyncGroupResponse.ProtocolName",
+                version,
+            )?;
         }
-        this.assignment = c::read_bytes(buf, version >= 4, "Assignment", version)?;
+        this.assignment =
+            c::read_bytes(buf, version >= 4, "SyncGroupResponse.Assignment", version)?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

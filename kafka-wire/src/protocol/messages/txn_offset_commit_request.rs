@@ -100,15 +100,30 @@ impl Codec for TxnOffsetCommitRequest {
                 version,
             });
         }
-        c::write_string(buf, &self.transactional_id, version >= 3, "TransactionalId")?;
-        c::write_string(buf, &self.group_id, version >= 3, "GroupId")?;
+        c::write_string(
+            buf,
+            &self.transactional_id,
+            version >= 3,
+            "TxnOffsetCommitRequest.TransactionalId",
+        )?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            version >= 3,
+            "TxnOffsetCommitRequest.GroupId",
+        )?;
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         if version >= 3 {
             buf.put_i32(self.generation_id);
         }
         if version >= 3 {
-            c::write_string(buf, &self.member_id, true, "MemberId")?;
+            c::write_string(
+                buf,
+                &self.member_id,
+                true,
+                "TxnOffsetCommitRequest.MemberId",
+            )?;
         }
         if version >= 3 {
             c::write_nullable_string(
@@ -116,11 +131,17 @@ impl Codec for TxnOffsetCommitRequest {
                 self.group_instance_id.as_deref(),
                 true,
                 true,
-                "GroupInstanceId",
+                "TxnOffsetCommitRequest.GroupInstanceId",
                 version,
             )?;
         }
-        c::write_array(buf, &self.topics, version, version >= 3, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 3,
+            "TxnOffsetCommitRequest.Topics",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -128,21 +149,32 @@ impl Codec for TxnOffsetCommitRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.transactional_id = c::read_string(buf, version >= 3, "TransactionalId", version)?;
-        this.group_id = c::read_string(buf, version >= 3, "GroupId", version)?;
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
+        this.transactional_id = c::read_string(
+            buf,
+            version >= 3,
+            "TxnOffsetCommitRequest.TransactionalId",
+            version,
+        )?;
+        this.group_id =
+            c::read_string(buf, version >= 3, "TxnOffsetCommitRequest.GroupId", version)?;
+        this.producer_id = c::read_i64(buf, "TxnOffsetCommitRequest.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "TxnOffsetCommitRequest.ProducerEpoch")?;
         if version >= 3 {
-            this.generation_id = c::read_i32(buf, "GenerationId")?;
+            this.generation_id = c::read_i32(buf, "TxnOffsetCommitRequest.GenerationId")?;
         }
         if version >= 3 {
-            this.member_id = c::read_string(buf, true, "MemberId", version)?;
+            this.member_id = c::read_string(buf, true, "TxnOffsetCommitRequest.MemberId", version)?;
         }
         if version >= 3 {
-            this.group_instance_id =
-                c::read_nullable_string(buf, true, true, "GroupInstanceId", version)?;
+            this.group_instance_id = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "TxnOffsetCommitRequest.GroupInstanceId",
+                version,
+            )?;
         }
-        this.topics = c::read_array(buf, version, version >= 3, "Topics")?;
+        this.topics = c::read_array(buf, version, version >= 3, "TxnOffsetCommitRequest.Topics")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -251,7 +283,7 @@ impl Codec for TxnOffsetCommitRequestPartition {
             self.committed_metadata.as_deref(),
             version >= 3,
             true,
-            "CommittedMetadata",
+            "TxnOffsetCommitRequestPartition.CommittedMetadata",
             version,
         )?;
         if version >= 3 {
@@ -261,13 +293,20 @@ impl Codec for TxnOffsetCommitRequestPartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.committed_offset = c::read_i64(buf, "CommittedOffset")?;
+        this.partition_index = c::read_i32(buf, "TxnOffsetCommitRequestPartition.PartitionIndex")?;
+        this.committed_offset =
+            c::read_i64(buf, "TxnOffsetCommitRequestPartition.CommittedOffset")?;
         if version >= 2 {
-            this.committed_leader_epoch = c::read_i32(buf, "CommittedLeaderEpoch")?;
+            this.committed_leader_epoch =
+                c::read_i32(buf, "TxnOffsetCommitRequestPartition.CommittedLeaderEpoch")?;
         }
-        this.committed_metadata =
-            c::read_nullable_string(buf, version >= 3, true, "CommittedMetadata", version)?;
+        this.committed_metadata = c::read_nullable_string(
+            buf,
+            version >= 3,
+            true,
+            "TxnOffsetCommitRequestPartition.CommittedMetadata",
+            version,
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -340,8 +379,19 @@ impl Codec for TxnOffsetCommitRequestTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 3, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 3, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 3,
+            "TxnOffsetCommitRequestTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 3,
+            "TxnOffsetCommitRequestTopic.Partitions",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -349,8 +399,18 @@ impl Codec for TxnOffsetCommitRequestTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 3, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 3, "Partitions")?;
+        this.name = c::read_string(
+            buf,
+            version >= 3,
+            "TxnOffsetCommitRequestTopic.Name",
+            version,
+        )?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 3,
+            "TxnOffsetCommitRequestTopic.Partitions",
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -52,7 +52,13 @@ impl Codec for TxnOffsetCommitResponse {
             });
         }
         buf.put_i32(self.throttle_time_ms);
-        c::write_array(buf, &self.topics, version, version >= 3, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 3,
+            "TxnOffsetCommitResponse.Topics",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -60,8 +66,8 @@ impl Codec for TxnOffsetCommitResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.topics = c::read_array(buf, version, version >= 3, "Topics")?;
+        this.throttle_time_ms = c::read_i32(buf, "TxnOffsetCommitResponse.ThrottleTimeMs")?;
+        this.topics = c::read_array(buf, version, version >= 3, "TxnOffsetCommitResponse.Topics")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -135,8 +141,8 @@ impl Codec for TxnOffsetCommitResponsePartition {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "TxnOffsetCommitResponsePartition.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "TxnOffsetCommitResponsePartition.ErrorCode")?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -201,8 +207,19 @@ impl Codec for TxnOffsetCommitResponseTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 3, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 3, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 3,
+            "TxnOffsetCommitResponseTopic.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 3,
+            "TxnOffsetCommitResponseTopic.Partitions",
+        )?;
         if version >= 3 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -210,8 +227,18 @@ impl Codec for TxnOffsetCommitResponseTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 3, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 3, "Partitions")?;
+        this.name = c::read_string(
+            buf,
+            version >= 3,
+            "TxnOffsetCommitResponseTopic.Name",
+            version,
+        )?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 3,
+            "TxnOffsetCommitResponseTopic.Partitions",
+        )?;
         if version >= 3 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

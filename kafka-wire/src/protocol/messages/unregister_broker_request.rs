@@ -47,7 +47,7 @@ impl Codec for UnregisterBrokerRequest {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.broker_id = c::read_i32(buf, "BrokerId")?;
+        this.broker_id = c::read_i32(buf, "UnregisterBrokerRequest.BrokerId")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

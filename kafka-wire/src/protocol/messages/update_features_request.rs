@@ -58,7 +58,13 @@ impl Codec for UpdateFeaturesRequest {
             });
         }
         buf.put_i32(self.timeout_ms);
-        c::write_array(buf, &self.feature_updates, version, true, "FeatureUpdates")?;
+        c::write_array(
+            buf,
+            &self.feature_updates,
+            version,
+            true,
+            "UpdateFeaturesRequest.FeatureUpdates",
+        )?;
         if version >= 1 {
             buf.put_u8(u8::from(self.validate_only));
         }
@@ -67,10 +73,11 @@ impl Codec for UpdateFeaturesRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.timeout_ms = c::read_i32(buf, "timeoutMs")?;
-        this.feature_updates = c::read_array(buf, version, true, "FeatureUpdates")?;
+        this.timeout_ms = c::read_i32(buf, "UpdateFeaturesRequest.timeoutMs")?;
+        this.feature_updates =
+            c::read_array(buf, version, true, "UpdateFeaturesRequest.FeatureUpdates")?;
         if version >= 1 {
-            this.validate_only = c::read_bool(buf, "ValidateOnly")?;
+            this.validate_only = c::read_bool(buf, "UpdateFeaturesRequest.ValidateOnly")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -152,7 +159,7 @@ impl Codec for FeatureUpdateKey {
                 version,
             });
         }
-        c::write_string(buf, &self.feature, true, "Feature")?;
+        c::write_string(buf, &self.feature, true, "FeatureUpdateKey.Feature")?;
         buf.put_i16(self.max_version_level);
         if version <= 0 {
             buf.put_u8(u8::from(self.allow_downgrade));
@@ -165,13 +172,13 @@ impl Codec for FeatureUpdateKey {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.feature = c::read_string(buf, true, "Feature", version)?;
-        this.max_version_level = c::read_i16(buf, "MaxVersionLevel")?;
+        this.feature = c::read_string(buf, true, "FeatureUpdateKey.Feature", version)?;
+        this.max_version_level = c::read_i16(buf, "FeatureUpdateKey.MaxVersionLevel")?;
         if version <= 0 {
-            this.allow_downgrade = c::read_bool(buf, "AllowDowngrade")?;
+            this.allow_downgrade = c::read_bool(buf, "FeatureUpdateKey.AllowDowngrade")?;
         }
         if version >= 1 {
-            this.upgrade_type = c::read_i8(buf, "UpgradeType")?;
+            this.upgrade_type = c::read_i8(buf, "FeatureUpdateKey.UpgradeType")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)

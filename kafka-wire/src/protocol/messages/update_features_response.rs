@@ -62,22 +62,34 @@ impl Codec for UpdateFeaturesResponse {
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "UpdateFeaturesResponse.ErrorMessage",
             version,
         )?;
         if version <= 1 {
-            c::write_array(buf, &self.results, version, true, "Results")?;
+            c::write_array(
+                buf,
+                &self.results,
+                version,
+                true,
+                "UpdateFeaturesResponse.Results",
+            )?;
         }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.throttle_time_ms = c::read_i32(buf, "UpdateFeaturesResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "UpdateFeaturesResponse.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "UpdateFeaturesResponse.ErrorMessage",
+            version,
+        )?;
         if version <= 1 {
-            this.results = c::read_array(buf, version, true, "Results")?;
+            this.results = c::read_array(buf, version, true, "UpdateFeaturesResponse.Results")?;
         }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -144,14 +156,14 @@ impl Default for UpdatableFeatureResult {
 
 impl Codec for UpdatableFeatureResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.feature, true, "Feature")?;
+        c::write_string(buf, &self.feature, true, "UpdatableFeatureResult.Feature")?;
         buf.put_i16(self.error_code);
         c::write_nullable_string(
             buf,
             self.error_message.as_deref(),
             true,
             true,
-            "ErrorMessage",
+            "UpdatableFeatureResult.ErrorMessage",
             version,
         )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -159,9 +171,15 @@ impl Codec for UpdatableFeatureResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.feature = c::read_string(buf, true, "Feature", version)?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.error_message = c::read_nullable_string(buf, true, true, "ErrorMessage", version)?;
+        this.feature = c::read_string(buf, true, "UpdatableFeatureResult.Feature", version)?;
+        this.error_code = c::read_i16(buf, "UpdatableFeatureResult.ErrorCode")?;
+        this.error_message = c::read_nullable_string(
+            buf,
+            true,
+            true,
+            "UpdatableFeatureResult.ErrorMessage",
+            version,
+        )?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

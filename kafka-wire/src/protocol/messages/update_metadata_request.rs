@@ -120,7 +120,7 @@ impl Codec for UpdateMetadataRequest {
                 &self.ungrouped_partition_states,
                 version,
                 false,
-                "UngroupedPartitionStates",
+                "UpdateMetadataRequest.UngroupedPartitionStates",
             )?;
         }
         if version >= 5 {
@@ -129,7 +129,7 @@ impl Codec for UpdateMetadataRequest {
                 &self.topic_states,
                 version,
                 version >= 6,
-                "TopicStates",
+                "UpdateMetadataRequest.TopicStates",
             )?;
         }
         c::write_array(
@@ -137,7 +137,7 @@ impl Codec for UpdateMetadataRequest {
             &self.live_brokers,
             version,
             version >= 6,
-            "LiveBrokers",
+            "UpdateMetadataRequest.LiveBrokers",
         )?;
         if version >= 6 {
             let mut count = self.unknown_tagged_fields.len();
@@ -158,30 +158,45 @@ impl Codec for UpdateMetadataRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.controller_id = c::read_i32(buf, "ControllerId")?;
+        this.controller_id = c::read_i32(buf, "UpdateMetadataRequest.ControllerId")?;
         if version >= 8 {
-            this.is_kraft_controller = c::read_bool(buf, "isKRaftController")?;
+            this.is_kraft_controller =
+                c::read_bool(buf, "UpdateMetadataRequest.isKRaftController")?;
         }
-        this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
+        this.controller_epoch = c::read_i32(buf, "UpdateMetadataRequest.ControllerEpoch")?;
         if version >= 5 {
-            this.broker_epoch = c::read_i64(buf, "BrokerEpoch")?;
+            this.broker_epoch = c::read_i64(buf, "UpdateMetadataRequest.BrokerEpoch")?;
         }
         if version <= 4 {
-            this.ungrouped_partition_states =
-                c::read_array(buf, version, false, "UngroupedPartitionStates")?;
+            this.ungrouped_partition_states = c::read_array(
+                buf,
+                version,
+                false,
+                "UpdateMetadataRequest.UngroupedPartitionStates",
+            )?;
         }
         if version >= 5 {
-            this.topic_states = c::read_array(buf, version, version >= 6, "TopicStates")?;
+            this.topic_states = c::read_array(
+                buf,
+                version,
+                version >= 6,
+                "UpdateMetadataRequest.TopicStates",
+            )?;
         }
-        this.live_brokers = c::read_array(buf, version, version >= 6, "LiveBrokers")?;
+        this.live_brokers = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "UpdateMetadataRequest.LiveBrokers",
+        )?;
         if version >= 6 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
                 let (tag, mut data) = c::read_tagged_field(buf)?;
                 match tag {
                     0 if version >= 8 => {
-                        this.r#type = c::read_i8(&mut data, "Type")?;
-                        c::ensure_consumed(&data, "Type")?;
+                        this.r#type = c::read_i8(&mut data, "UpdateMetadataRequest.Type")?;
+                        c::ensure_consumed(&data, "UpdateMetadataRequest.Type")?;
                     }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
@@ -319,22 +334,39 @@ impl Codec for UpdateMetadataPartitionState {
             });
         }
         if version <= 4 {
-            c::write_string(buf, &self.topic_name, false, "TopicName")?;
+            c::write_string(
+                buf,
+                &self.topic_name,
+                false,
+                "UpdateMetadataPartitionState.TopicName",
+            )?;
         }
         buf.put_i32(self.partition_index);
         buf.put_i32(self.controller_epoch);
         buf.put_i32(self.leader);
         buf.put_i32(self.leader_epoch);
-        c::write_array(buf, &self.isr, version, version >= 6, "Isr")?;
+        c::write_array(
+            buf,
+            &self.isr,
+            version,
+            version >= 6,
+            "UpdateMetadataPartitionState.Isr",
+        )?;
         buf.put_i32(self.zk_version);
-        c::write_array(buf, &self.replicas, version, version >= 6, "Replicas")?;
+        c::write_array(
+            buf,
+            &self.replicas,
+            version,
+            version >= 6,
+            "UpdateMetadataPartitionState.Replicas",
+        )?;
         if version >= 4 {
             c::write_array(
                 buf,
                 &self.offline_replicas,
                 version,
                 version >= 6,
-                "OfflineReplicas",
+                "UpdateMetadataPartitionState.OfflineReplicas",
             )?;
         }
         if version >= 6 {
@@ -345,17 +377,37 @@ impl Codec for UpdateMetadataPartitionState {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         if version <= 4 {
-            this.topic_name = c::read_string(buf, false, "TopicName", version)?;
+            this.topic_name = c::read_string(
+                buf,
+                false,
+                "UpdateMetadataPartitionState.TopicName",
+                version,
+            )?;
         }
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.controller_epoch = c::read_i32(buf, "ControllerEpoch")?;
-        this.leader = c::read_i32(buf, "Leader")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.isr = c::read_array(buf, version, version >= 6, "Isr")?;
-        this.zk_version = c::read_i32(buf, "ZkVersion")?;
-        this.replicas = c::read_array(buf, version, version >= 6, "Replicas")?;
+        this.partition_index = c::read_i32(buf, "UpdateMetadataPartitionState.PartitionIndex")?;
+        this.controller_epoch = c::read_i32(buf, "UpdateMetadataPartitionState.ControllerEpoch")?;
+        this.leader = c::read_i32(buf, "UpdateMetadataPartitionState.Leader")?;
+        this.leader_epoch = c::read_i32(buf, "UpdateMetadataPartitionState.LeaderEpoch")?;
+        this.isr = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "UpdateMetadataPartitionState.Isr",
+        )?;
+        this.zk_version = c::read_i32(buf, "UpdateMetadataPartitionState.ZkVersion")?;
+        this.replicas = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "UpdateMetadataPartitionState.Replicas",
+        )?;
         if version >= 4 {
-            this.offline_replicas = c::read_array(buf, version, version >= 6, "OfflineReplicas")?;
+            this.offline_replicas = c::read_array(
+                buf,
+                version,
+                version >= 6,
+                "UpdateMetadataPartitionState.OfflineReplicas",
+            )?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -448,7 +500,12 @@ impl Codec for UpdateMetadataTopicState {
                 version,
             });
         }
-        c::write_string(buf, &self.topic_name, version >= 6, "TopicName")?;
+        c::write_string(
+            buf,
+            &self.topic_name,
+            version >= 6,
+            "UpdateMetadataTopicState.TopicName",
+        )?;
         if version >= 7 {
             buf.put_slice(&self.topic_id.0);
         }
@@ -457,7 +514,7 @@ impl Codec for UpdateMetadataTopicState {
             &self.partition_states,
             version,
             version >= 6,
-            "PartitionStates",
+            "UpdateMetadataTopicState.PartitionStates",
         )?;
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -466,11 +523,21 @@ impl Codec for UpdateMetadataTopicState {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, version >= 6, "TopicName", version)?;
+        this.topic_name = c::read_string(
+            buf,
+            version >= 6,
+            "UpdateMetadataTopicState.TopicName",
+            version,
+        )?;
         if version >= 7 {
-            this.topic_id = c::read_uuid(buf, "TopicId")?;
+            this.topic_id = c::read_uuid(buf, "UpdateMetadataTopicState.TopicId")?;
         }
-        this.partition_states = c::read_array(buf, version, version >= 6, "PartitionStates")?;
+        this.partition_states = c::read_array(
+            buf,
+            version,
+            version >= 6,
+            "UpdateMetadataTopicState.PartitionStates",
+        )?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -552,9 +619,14 @@ impl Codec for UpdateMetadataEndpoint {
             });
         }
         buf.put_i32(self.port);
-        c::write_string(buf, &self.host, version >= 6, "Host")?;
+        c::write_string(buf, &self.host, version >= 6, "UpdateMetadataEndpoint.Host")?;
         if version >= 3 {
-            c::write_string(buf, &self.listener, version >= 6, "Listener")?;
+            c::write_string(
+                buf,
+                &self.listener,
+                version >= 6,
+                "UpdateMetadataEndpoint.Listener",
+            )?;
         }
         buf.put_i16(self.security_protocol);
         if version >= 6 {
@@ -564,12 +636,17 @@ impl Codec for UpdateMetadataEndpoint {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.port = c::read_i32(buf, "Port")?;
-        this.host = c::read_string(buf, version >= 6, "Host", version)?;
+        this.port = c::read_i32(buf, "UpdateMetadataEndpoint.Port")?;
+        this.host = c::read_string(buf, version >= 6, "UpdateMetadataEndpoint.Host", version)?;
         if version >= 3 {
-            this.listener = c::read_string(buf, version >= 6, "Listener", version)?;
+            this.listener = c::read_string(
+                buf,
+                version >= 6,
+                "UpdateMetadataEndpoint.Listener",
+                version,
+            )?;
         }
-        this.security_protocol = c::read_i16(buf, "SecurityProtocol")?;
+        this.security_protocol = c::read_i16(buf, "UpdateMetadataEndpoint.SecurityProtocol")?;
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -659,13 +736,19 @@ impl Codec for UpdateMetadataBroker {
         }
         buf.put_i32(self.id);
         if version <= 0 {
-            c::write_string(buf, &self.v0_host, false, "V0Host")?;
+            c::write_string(buf, &self.v0_host, false, "UpdateMetadataBroker.V0Host")?;
         }
         if version <= 0 {
             buf.put_i32(self.v0_port);
         }
         if version >= 1 {
-            c::write_array(buf, &self.endpoints, version, version >= 6, "Endpoints")?;
+            c::write_array(
+                buf,
+                &self.endpoints,
+                version,
+                version >= 6,
+                "UpdateMetadataBroker.Endpoints",
+            )?;
         }
         if version >= 2 {
             c::write_nullable_string(
@@ -673,7 +756,7 @@ impl Codec for UpdateMetadataBroker {
                 self.rack.as_deref(),
                 version >= 6,
                 true,
-                "Rack",
+                "UpdateMetadataBroker.Rack",
                 version,
             )?;
         }
@@ -684,18 +767,25 @@ impl Codec for UpdateMetadataBroker {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.id = c::read_i32(buf, "Id")?;
+        this.id = c::read_i32(buf, "UpdateMetadataBroker.Id")?;
         if version <= 0 {
-            this.v0_host = c::read_string(buf, false, "V0Host", version)?;
+            this.v0_host = c::read_string(buf, false, "UpdateMetadataBroker.V0Host", version)?;
         }
         if version <= 0 {
-            this.v0_port = c::read_i32(buf, "V0Port")?;
+            this.v0_port = c::read_i32(buf, "UpdateMetadataBroker.V0Port")?;
         }
         if version >= 1 {
-            this.endpoints = c::read_array(buf, version, version >= 6, "Endpoints")?;
+            this.endpoints =
+                c::read_array(buf, version, version >= 6, "UpdateMetadataBroker.Endpoints")?;
         }
         if version >= 2 {
-            this.rack = c::read_nullable_string(buf, version >= 6, true, "Rack", version)?;
+            this.rack = c::read_nullable_string(
+                buf,
+                version >= 6,
+                true,
+                "UpdateMetadataBroker.Rack",
+                version,
+            )?;
         }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;

@@ -71,24 +71,31 @@ impl Codec for UpdateRaftVoterRequest {
             self.cluster_id.as_deref(),
             true,
             true,
-            "ClusterId",
+            "UpdateRaftVoterRequest.ClusterId",
             version,
         )?;
         buf.put_i32(self.current_leader_epoch);
         buf.put_i32(self.voter_id);
         buf.put_slice(&self.voter_directory_id.0);
-        c::write_array(buf, &self.listeners, version, true, "Listeners")?;
+        c::write_array(
+            buf,
+            &self.listeners,
+            version,
+            true,
+            "UpdateRaftVoterRequest.Listeners",
+        )?;
         self.kraft_version_feature.write(buf, version, true)?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, true, true, "ClusterId", version)?;
-        this.current_leader_epoch = c::read_i32(buf, "CurrentLeaderEpoch")?;
-        this.voter_id = c::read_i32(buf, "VoterId")?;
-        this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
-        this.listeners = c::read_array(buf, version, true, "Listeners")?;
+        this.cluster_id =
+            c::read_nullable_string(buf, true, true, "UpdateRaftVoterRequest.ClusterId", version)?;
+        this.current_leader_epoch = c::read_i32(buf, "UpdateRaftVoterRequest.CurrentLeaderEpoch")?;
+        this.voter_id = c::read_i32(buf, "UpdateRaftVoterRequest.VoterId")?;
+        this.voter_directory_id = c::read_uuid(buf, "UpdateRaftVoterRequest.VoterDirectoryId")?;
+        this.listeners = c::read_array(buf, version, true, "UpdateRaftVoterRequest.Listeners")?;
         this.kraft_version_feature = Codec::read(buf, version, true)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -155,17 +162,17 @@ impl Default for Listener {
 
 impl Codec for Listener {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Listener.Name")?;
+        c::write_string(buf, &self.host, true, "Listener.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "Listener.Name", version)?;
+        this.host = c::read_string(buf, true, "Listener.Host", version)?;
+        this.port = c::read_u16(buf, "Listener.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -227,8 +234,8 @@ impl Codec for KRaftVersionFeature {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.min_supported_version = c::read_i16(buf, "MinSupportedVersion")?;
-        this.max_supported_version = c::read_i16(buf, "MaxSupportedVersion")?;
+        this.min_supported_version = c::read_i16(buf, "KRaftVersionFeature.MinSupportedVersion")?;
+        this.max_supported_version = c::read_i16(buf, "KRaftVersionFeature.MaxSupportedVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

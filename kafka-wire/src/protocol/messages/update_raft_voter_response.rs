@@ -72,15 +72,15 @@ impl Codec for UpdateRaftVoterResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.throttle_time_ms = c::read_i32(buf, "ThrottleTimeMs")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.throttle_time_ms = c::read_i32(buf, "UpdateRaftVoterResponse.ThrottleTimeMs")?;
+        this.error_code = c::read_i16(buf, "UpdateRaftVoterResponse.ErrorCode")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 => {
                     this.current_leader = Codec::read(&mut data, version, true)?;
-                    c::ensure_consumed(&data, "CurrentLeader")?;
+                    c::ensure_consumed(&data, "UpdateRaftVoterResponse.CurrentLeader")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -155,17 +155,17 @@ impl Codec for CurrentLeader {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.leader_id);
         buf.put_i32(self.leader_epoch);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "CurrentLeader.Host")?;
         buf.put_i32(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_i32(buf, "Port")?;
+        this.leader_id = c::read_i32(buf, "CurrentLeader.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "CurrentLeader.LeaderEpoch")?;
+        this.host = c::read_string(buf, true, "CurrentLeader.Host", version)?;
+        this.port = c::read_i32(buf, "CurrentLeader.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

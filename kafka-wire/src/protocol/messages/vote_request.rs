@@ -56,23 +56,24 @@ impl Codec for VoteRequest {
             self.cluster_id.as_deref(),
             true,
             true,
-            "ClusterId",
+            "VoteRequest.ClusterId",
             version,
         )?;
         if version >= 1 {
             buf.put_i32(self.voter_id);
         }
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "VoteRequest.Topics")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.cluster_id = c::read_nullable_string(buf, true, true, "ClusterId", version)?;
+        this.cluster_id =
+            c::read_nullable_string(buf, true, true, "VoteRequest.ClusterId", version)?;
         if version >= 1 {
-            this.voter_id = c::read_i32(buf, "VoterId")?;
+            this.voter_id = c::read_i32(buf, "VoteRequest.VoterId")?;
         }
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.topics = c::read_array(buf, version, true, "VoteRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -172,17 +173,17 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.candidate_epoch = c::read_i32(buf, "CandidateEpoch")?;
-        this.candidate_id = c::read_i32(buf, "CandidateId")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.candidate_epoch = c::read_i32(buf, "PartitionData.CandidateEpoch")?;
+        this.candidate_id = c::read_i32(buf, "PartitionData.CandidateId")?;
         if version >= 1 {
-            this.candidate_directory_id = c::read_uuid(buf, "CandidateDirectoryId")?;
+            this.candidate_directory_id = c::read_uuid(buf, "PartitionData.CandidateDirectoryId")?;
         }
         if version >= 1 {
-            this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
+            this.voter_directory_id = c::read_uuid(buf, "PartitionData.VoterDirectoryId")?;
         }
-        this.last_offset_epoch = c::read_i32(buf, "LastOffsetEpoch")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
+        this.last_offset_epoch = c::read_i32(buf, "PartitionData.LastOffsetEpoch")?;
+        this.last_offset = c::read_i64(buf, "PartitionData.LastOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -253,15 +254,15 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

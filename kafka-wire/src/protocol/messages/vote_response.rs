@@ -57,7 +57,7 @@ impl Codec for VoteResponse {
             });
         }
         buf.put_i16(self.error_code);
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_array(buf, &self.topics, version, true, "VoteResponse.Topics")?;
         let mut count = self.unknown_tagged_fields.len();
         if version >= 1 && !self.node_endpoints.is_empty() {
             count += 1;
@@ -74,22 +74,29 @@ impl Codec for VoteResponse {
                     "tagged field size",
                 )?,
             );
-            c::write_array(buf, &self.node_endpoints, version, true, "NodeEndpoints")?;
+            c::write_array(
+                buf,
+                &self.node_endpoints,
+                version,
+                true,
+                "VoteResponse.NodeEndpoints",
+            )?;
         }
         c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.error_code = c::read_i16(buf, "VoteResponse.ErrorCode")?;
+        this.topics = c::read_array(buf, version, true, "VoteResponse.Topics")?;
         let count = c::read_uvarint(buf, "tagged field count")?;
         for _ in 0..count {
             let (tag, mut data) = c::read_tagged_field(buf)?;
             match tag {
                 0 if version >= 1 => {
-                    this.node_endpoints = c::read_array(&mut data, version, true, "NodeEndpoints")?;
-                    c::ensure_consumed(&data, "NodeEndpoints")?;
+                    this.node_endpoints =
+                        c::read_array(&mut data, version, true, "VoteResponse.NodeEndpoints")?;
+                    c::ensure_consumed(&data, "VoteResponse.NodeEndpoints")?;
                 }
                 _ => this.unknown_tagged_fields.push((tag, data)),
             }
@@ -179,11 +186,11 @@ impl Codec for PartitionData {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
-        this.leader_id = c::read_i32(buf, "LeaderId")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.vote_granted = c::read_bool(buf, "VoteGranted")?;
+        this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
+        this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
+        this.vote_granted = c::read_bool(buf, "PartitionData.VoteGranted")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -242,15 +249,15 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.topic_name, true, "TopicName")?;
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
+        c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_name = c::read_string(buf, true, "TopicName", version)?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
+        this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -309,16 +316,16 @@ impl Default for NodeEndpoint {
 impl Codec for NodeEndpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.node_id);
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.host, true, "NodeEndpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.node_id = c::read_i32(buf, "NodeId")?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.node_id = c::read_i32(buf, "NodeEndpoint.NodeId")?;
+        this.host = c::read_string(buf, true, "NodeEndpoint.Host", version)?;
+        this.port = c::read_u16(buf, "NodeEndpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

@@ -45,14 +45,14 @@ impl Default for VotersRecord {
 impl Codec for VotersRecord {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i16(self.version);
-        c::write_array(buf, &self.voters, version, true, "Voters")?;
+        c::write_array(buf, &self.voters, version, true, "VotersRecord.Voters")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.version = c::read_i16(buf, "Version")?;
-        this.voters = c::read_array(buf, version, true, "Voters")?;
+        this.version = c::read_i16(buf, "VotersRecord.Version")?;
+        this.voters = c::read_array(buf, version, true, "VotersRecord.Voters")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -110,17 +110,17 @@ impl Default for Endpoint {
 
 impl Codec for Endpoint {
     fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "Name")?;
-        c::write_string(buf, &self.host, true, "Host")?;
+        c::write_string(buf, &self.name, true, "Endpoint.Name")?;
+        c::write_string(buf, &self.host, true, "Endpoint.Host")?;
         buf.put_u16(self.port);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "Name", version)?;
-        this.host = c::read_string(buf, true, "Host", version)?;
-        this.port = c::read_u16(buf, "Port")?;
+        this.name = c::read_string(buf, true, "Endpoint.Name", version)?;
+        this.host = c::read_string(buf, true, "Endpoint.Host", version)?;
+        this.port = c::read_u16(buf, "Endpoint.Port")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -182,8 +182,8 @@ impl Codec for KRaftVersionFeature {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.min_supported_version = c::read_i16(buf, "MinSupportedVersion")?;
-        this.max_supported_version = c::read_i16(buf, "MaxSupportedVersion")?;
+        this.min_supported_version = c::read_i16(buf, "KRaftVersionFeature.MinSupportedVersion")?;
+        this.max_supported_version = c::read_i16(buf, "KRaftVersionFeature.MaxSupportedVersion")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -248,16 +248,16 @@ impl Codec for Voter {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.voter_id);
         buf.put_slice(&self.voter_directory_id.0);
-        c::write_array(buf, &self.endpoints, version, true, "Endpoints")?;
+        c::write_array(buf, &self.endpoints, version, true, "Voter.Endpoints")?;
         self.kraft_version_feature.write(buf, version, true)?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.voter_id = c::read_i32(buf, "VoterId")?;
-        this.voter_directory_id = c::read_uuid(buf, "VoterDirectoryId")?;
-        this.endpoints = c::read_array(buf, version, true, "Endpoints")?;
+        this.voter_id = c::read_i32(buf, "Voter.VoterId")?;
+        this.voter_directory_id = c::read_uuid(buf, "Voter.VoterDirectoryId")?;
+        this.endpoints = c::read_array(buf, version, true, "Voter.Endpoints")?;
         this.kraft_version_feature = Codec::read(buf, version, true)?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)

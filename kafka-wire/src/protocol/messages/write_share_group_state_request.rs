@@ -47,15 +47,26 @@ impl Default for WriteShareGroupStateRequest {
 
 impl Codec for WriteShareGroupStateRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.group_id, true, "GroupId")?;
-        c::write_array(buf, &self.topics, version, true, "Topics")?;
+        c::write_string(
+            buf,
+            &self.group_id,
+            true,
+            "WriteShareGroupStateRequest.GroupId",
+        )?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            true,
+            "WriteShareGroupStateRequest.Topics",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.group_id = c::read_string(buf, true, "GroupId", version)?;
-        this.topics = c::read_array(buf, version, true, "Topics")?;
+        this.group_id = c::read_string(buf, true, "WriteShareGroupStateRequest.GroupId", version)?;
+        this.topics = c::read_array(buf, version, true, "WriteShareGroupStateRequest.Topics")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -127,10 +138,10 @@ impl Codec for StateBatch {
     }
     fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.first_offset = c::read_i64(buf, "FirstOffset")?;
-        this.last_offset = c::read_i64(buf, "LastOffset")?;
-        this.delivery_state = c::read_i8(buf, "DeliveryState")?;
-        this.delivery_count = c::read_i16(buf, "DeliveryCount")?;
+        this.first_offset = c::read_i64(buf, "StateBatch.FirstOffset")?;
+        this.last_offset = c::read_i64(buf, "StateBatch.LastOffset")?;
+        this.delivery_state = c::read_i8(buf, "StateBatch.DeliveryState")?;
+        this.delivery_count = c::read_i16(buf, "StateBatch.DeliveryCount")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -206,17 +217,23 @@ impl Codec for PartitionData {
         buf.put_i32(self.state_epoch);
         buf.put_i32(self.leader_epoch);
         buf.put_i64(self.start_offset);
-        c::write_array(buf, &self.state_batches, version, true, "StateBatches")?;
+        c::write_array(
+            buf,
+            &self.state_batches,
+            version,
+            true,
+            "PartitionData.StateBatches",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition = c::read_i32(buf, "Partition")?;
-        this.state_epoch = c::read_i32(buf, "StateEpoch")?;
-        this.leader_epoch = c::read_i32(buf, "LeaderEpoch")?;
-        this.start_offset = c::read_i64(buf, "StartOffset")?;
-        this.state_batches = c::read_array(buf, version, true, "StateBatches")?;
+        this.partition = c::read_i32(buf, "PartitionData.Partition")?;
+        this.state_epoch = c::read_i32(buf, "PartitionData.StateEpoch")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
+        this.start_offset = c::read_i64(buf, "PartitionData.StartOffset")?;
+        this.state_batches = c::read_array(buf, version, true, "PartitionData.StateBatches")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -276,14 +293,20 @@ impl Default for WriteStateData {
 impl Codec for WriteStateData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_slice(&self.topic_id.0);
-        c::write_array(buf, &self.partitions, version, true, "Partitions")?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            true,
+            "WriteStateData.Partitions",
+        )?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.topic_id = c::read_uuid(buf, "TopicId")?;
-        this.partitions = c::read_array(buf, version, true, "Partitions")?;
+        this.topic_id = c::read_uuid(buf, "WriteStateData.TopicId")?;
+        this.partitions = c::read_array(buf, version, true, "WriteStateData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }

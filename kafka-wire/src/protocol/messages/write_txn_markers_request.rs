@@ -47,7 +47,13 @@ impl Codec for WriteTxnMarkersRequest {
                 version,
             });
         }
-        c::write_array(buf, &self.markers, version, version >= 1, "Markers")?;
+        c::write_array(
+            buf,
+            &self.markers,
+            version,
+            version >= 1,
+            "WriteTxnMarkersRequest.Markers",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -55,7 +61,7 @@ impl Codec for WriteTxnMarkersRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.markers = c::read_array(buf, version, version >= 1, "Markers")?;
+        this.markers = c::read_array(buf, version, version >= 1, "WriteTxnMarkersRequest.Markers")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -118,13 +124,13 @@ impl Codec for WritableTxnMarkerTopic {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 1, "Name")?;
+        c::write_string(buf, &self.name, version >= 1, "WritableTxnMarkerTopic.Name")?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
             version >= 1,
-            "PartitionIndexes",
+            "WritableTxnMarkerTopic.PartitionIndexes",
         )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -133,8 +139,13 @@ impl Codec for WritableTxnMarkerTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 1, "Name", version)?;
-        this.partition_indexes = c::read_array(buf, version, version >= 1, "PartitionIndexes")?;
+        this.name = c::read_string(buf, version >= 1, "WritableTxnMarkerTopic.Name", version)?;
+        this.partition_indexes = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "WritableTxnMarkerTopic.PartitionIndexes",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -217,7 +228,13 @@ impl Codec for WritableTxnMarker {
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         buf.put_u8(u8::from(self.transaction_result));
-        c::write_array(buf, &self.topics, version, version >= 1, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 1,
+            "WritableTxnMarker.Topics",
+        )?;
         buf.put_i32(self.coordinator_epoch);
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -226,11 +243,11 @@ impl Codec for WritableTxnMarker {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.producer_epoch = c::read_i16(buf, "ProducerEpoch")?;
-        this.transaction_result = c::read_bool(buf, "TransactionResult")?;
-        this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
-        this.coordinator_epoch = c::read_i32(buf, "CoordinatorEpoch")?;
+        this.producer_id = c::read_i64(buf, "WritableTxnMarker.ProducerId")?;
+        this.producer_epoch = c::read_i16(buf, "WritableTxnMarker.ProducerEpoch")?;
+        this.transaction_result = c::read_bool(buf, "WritableTxnMarker.TransactionResult")?;
+        this.topics = c::read_array(buf, version, version >= 1, "WritableTxnMarker.Topics")?;
+        this.coordinator_epoch = c::read_i32(buf, "WritableTxnMarker.CoordinatorEpoch")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }

@@ -46,7 +46,13 @@ impl Codec for WriteTxnMarkersResponse {
                 version,
             });
         }
-        c::write_array(buf, &self.markers, version, version >= 1, "Markers")?;
+        c::write_array(
+            buf,
+            &self.markers,
+            version,
+            version >= 1,
+            "WriteTxnMarkersResponse.Markers",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -54,7 +60,12 @@ impl Codec for WriteTxnMarkersResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.markers = c::read_array(buf, version, version >= 1, "Markers")?;
+        this.markers = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "WriteTxnMarkersResponse.Markers",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -126,8 +137,8 @@ impl Codec for WritableTxnMarkerPartitionResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.partition_index = c::read_i32(buf, "PartitionIndex")?;
-        this.error_code = c::read_i16(buf, "ErrorCode")?;
+        this.partition_index = c::read_i32(buf, "WritableTxnMarkerPartitionResult.PartitionIndex")?;
+        this.error_code = c::read_i16(buf, "WritableTxnMarkerPartitionResult.ErrorCode")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -192,8 +203,19 @@ impl Codec for WritableTxnMarkerTopicResult {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 1, "Name")?;
-        c::write_array(buf, &self.partitions, version, version >= 1, "Partitions")?;
+        c::write_string(
+            buf,
+            &self.name,
+            version >= 1,
+            "WritableTxnMarkerTopicResult.Name",
+        )?;
+        c::write_array(
+            buf,
+            &self.partitions,
+            version,
+            version >= 1,
+            "WritableTxnMarkerTopicResult.Partitions",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -201,8 +223,18 @@ impl Codec for WritableTxnMarkerTopicResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 1, "Name", version)?;
-        this.partitions = c::read_array(buf, version, version >= 1, "Partitions")?;
+        this.name = c::read_string(
+            buf,
+            version >= 1,
+            "WritableTxnMarkerTopicResult.Name",
+            version,
+        )?;
+        this.partitions = c::read_array(
+            buf,
+            version,
+            version >= 1,
+            "WritableTxnMarkerTopicResult.Partitions",
+        )?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -268,7 +300,13 @@ impl Codec for WritableTxnMarkerResult {
             });
         }
         buf.put_i64(self.producer_id);
-        c::write_array(buf, &self.topics, version, version >= 1, "Topics")?;
+        c::write_array(
+            buf,
+            &self.topics,
+            version,
+            version >= 1,
+            "WritableTxnMarkerResult.Topics",
+        )?;
         if version >= 1 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -276,8 +314,8 @@ impl Codec for WritableTxnMarkerResult {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.producer_id = c::read_i64(buf, "ProducerId")?;
-        this.topics = c::read_array(buf, version, version >= 1, "Topics")?;
+        this.producer_id = c::read_i64(buf, "WritableTxnMarkerResult.ProducerId")?;
+        this.topics = c::read_array(buf, version, version >= 1, "WritableTxnMarkerResult.Topics")?;
         if version >= 1 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
