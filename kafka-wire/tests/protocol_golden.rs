@@ -437,3 +437,40 @@ fn produce_v9_response_bytes_annotated_field_by_field() {
         decode_response_frame::<ProduceResponse>(&mut Bytes::from_static(expected), 9).unwrap();
     assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
 }
+
+mod mutated_golden_frames {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn mutate(frame: &Bytes, at: usize, byte: u8, cut: usize) -> Bytes {
+        let mut m = frame.to_vec();
+        if !m.is_empty() {
+            let i = at % m.len();
+            m[i] = byte;
+        }
+        let cut = cut % (m.len() + 1);
+        m.truncate(m.len() - cut.min(m.len() / 4));
+        Bytes::from(m)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// Real frames with one byte changed (and maybe a tail cut) never panic the
+        /// response decoders.
+        #[test]
+        fn never_panic_the_decoders(at in any::<usize>(), byte in any::<u8>(), cut in any::<usize>()) {
+            for (name, key, version) in [
+                ("api_versions_v3_response.bin", ApiKey::ApiVersions, API_VERSIONS_VERSION),
+                ("metadata_v12_response.bin", ApiKey::Metadata, METADATA_VERSION),
+                ("produce_v9_response.bin", ApiKey::Produce, PRODUCE_VERSION),
+                ("fetch_v12_response.bin", ApiKey::Fetch, FETCH_VERSION),
+            ] {
+                let mut m = mutate(&fixture(name), at, byte, cut);
+                if ResponseHeader::decode(&mut m, key.response_header_version(version)).is_ok() {
+                    let _ = messages::decode_response_body(key, version, &mut m);
+                }
+            }
+        }
+    }
+}
