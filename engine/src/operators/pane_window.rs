@@ -238,16 +238,19 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             }
         }
         let key = (self.key_fn)(&r.value);
-        if !self.panes.contains_key(&pane_end) {
-            // Pre-size new panes like the newest one to avoid rehashing while they fill.
-            let hint = self.panes.last_key_value().map_or(0, |(_, p)| p.len());
-            let mut p = self.new_pane();
+        // Pre-size new panes like the newest one to avoid rehashing while they fill.
+        let hint = self.panes.last_key_value().map_or(0, |(_, p)| p.len());
+        let (range, max) = self
+            .init
+            .as_ref()
+            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1), |i| {
+                (i.key_groups, i.max_parallelism)
+            });
+        let pane = self.panes.entry(pane_end).or_insert_with(|| {
+            let mut p = KeyGroupedMap::new(range, max);
             p.reserve_total(hint);
-            self.panes.insert(pane_end, p);
-        }
-        let Some(pane) = self.panes.get_mut(&pane_end) else {
-            return Ok(());
-        };
+            p
+        });
         let kg: KeyGroup = pane.key_group(&key);
         let group = pane.group_mut(kg);
         match group.get_mut(&key) {

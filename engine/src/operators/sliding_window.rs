@@ -148,6 +148,8 @@ pub struct SlidingWindowOperator<K, T, A: AggregateFunction<T>> {
     /// and the number of panes contributing to it; panes stay pane-major.
     invertible: bool,
     running: Option<KeyGroupedMap<K, (A::Acc, u32)>>,
+    /// Panes merged into `running` and not yet retracted (invertible mode).
+    included: BTreeMap<i64, KeyGroupedMap<K, A::Acc>>,
     /// Newest pane end merged into `running`.
     included_upto: i64,
     fired_until: i64,
@@ -178,6 +180,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             fifo_ends: BTreeMap::new(),
             last_pane_len: 0,
             running: None,
+            included: BTreeMap::new(),
             included_upto: i64::MIN,
             fired_until: i64::MIN,
             progress: i64::MIN,
@@ -212,14 +215,23 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         // Behind the watermark but in windows not fired yet, with a running aggregate
         // that already includes this pane: update both.
         let late_key = (self.invertible && pane_end <= self.included_upto).then(|| key.clone());
-        if !self.open.contains_key(&pane_end) {
-            let mut m = self.new_map();
-            m.reserve_total(self.last_pane_len);
-            self.open.insert(pane_end, m);
-        }
-        let Some(pane) = self.open.get_mut(&pane_end) else {
-            return Ok(());
+        let (range, max) = self
+            .init
+            .as_ref()
+            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1), |i| {
+                (i.key_groups, i.max_parallelism)
+            });
+        let hint = self.last_pane_len;
+        let target = if late_key.is_some() {
+            &mut self.included
+        } else {
+            &mut self.open
         };
+        let pane = target.entry(pane_end).or_insert_with(|| {
+            let mut m = KeyGroupedMap::new(range, max);
+            m.reserve_total(hint);
+            m
+        });
         let kg = pane.key_group(&key);
         let group = pane.group_mut(kg);
         let new_entry = match group.get_mut(&key) {
@@ -259,7 +271,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             return;
         };
         let agg = &*self.agg;
-        for (_, pane) in self.open.range(self.included_upto.saturating_add(1)..=end) {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() > end {
+                break;
+            }
+            let (pane_end, pane) = entry.remove_entry();
+            self.last_pane_len = pane.len();
             for (k, acc) in pane.iter() {
                 let kg = running.key_group(k);
                 let g = running.group_mut(kg);
@@ -273,10 +290,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                     }
                 }
             }
+            self.included.insert(pane_end, pane);
         }
         self.included_upto = self.included_upto.max(end);
         let evict_until = end - self.geo.size;
-        while let Some(entry) = self.open.first_entry() {
+        while let Some(entry) = self.included.first_entry() {
             if *entry.key() > evict_until {
                 break;
             }
@@ -407,25 +425,23 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     /// The first window end after `fired_until` that contains any pane.
     fn has_data_in(&self, e: i64) -> bool {
         let lo = e - self.geo.size + 1;
-        self.open.range(lo..=e).next().is_some() || self.fifo_ends.range(lo..=e).next().is_some()
+        self.open.range(lo..=e).next().is_some()
+            || self.included.range(lo..=e).next().is_some()
+            || self.fifo_ends.range(lo..=e).next().is_some()
     }
 
     fn next_pane_after(&self, e: i64) -> Option<i64> {
         let a = self.open.range(e + 1..).next().map(|(k, _)| *k);
         let b = self.fifo_ends.range(e + 1..).next().map(|(k, _)| *k);
-        match (a, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        }
+        let c = self.included.range(e + 1..).next().map(|(k, _)| *k);
+        [a, b, c].into_iter().flatten().min()
     }
 
     fn first_pane(&self) -> Option<i64> {
         let a = self.open.first_key_value().map(|(k, _)| *k);
         let b = self.fifo_ends.first_key_value().map(|(k, _)| *k);
-        match (a, b) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        }
+        let c = self.included.first_key_value().map(|(k, _)| *k);
+        [a, b, c].into_iter().flatten().min()
     }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
@@ -553,7 +569,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
         // Pane-major like the pane window operator: per key group, (pane end, entries).
         let mut panes: BTreeMap<i64, KeyGroupedMap<K, A::Acc>> = BTreeMap::new();
-        for (end, pane) in &self.open {
+        for (end, pane) in self.open.iter().chain(self.included.iter()) {
             let m = panes.entry(*end).or_insert_with(|| self.new_map());
             for (k, a) in pane.iter() {
                 m.insert(k.clone(), a.clone());
