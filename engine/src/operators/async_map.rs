@@ -165,8 +165,7 @@ where
                         }
                         match other {
                             GateEvent::Watermark(w) => {
-                                env.ctx.watermark = w;
-                                chain.on_watermark(w, &mut env.ctx)?;
+                                crate::runtime::task::drive_watermark(&mut chain, &mut env.ctx, w).await?;
                             }
                             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
                             GateEvent::Barrier(b) => {

@@ -173,6 +173,12 @@ pub trait Operator<In>: Send + 'static {
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Output<'_, Self::Out>) -> Result<()> {
         Ok(())
     }
+    /// Whether the last [`Operator::on_watermark`] stopped early (it fires a bounded
+    /// number of results per call); the runtime sends them on and calls it again
+    /// with the same watermark before forwarding it.
+    fn watermark_pending(&self) -> bool {
+        false
+    }
     /// A processing-time timer requested with [`Output::request_processing_timer`] is due.
     fn on_processing_time(&mut self, _now: i64, _out: &mut Output<'_, Self::Out>) -> Result<()> {
         Ok(())
@@ -242,7 +248,7 @@ impl<S: Send + 'static> SideControl for SideOutput<S> {
     fn forward_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
         self.emitter
             .as_mut()
-            .map_or(Ok(()), |e| e.on_watermark(wm, ctx))
+            .map_or(Ok(()), |e| e.on_watermark(wm, ctx).map(|_| ()))
     }
     fn forward_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()> {
         self.emitter

@@ -54,6 +54,10 @@ use crate::time::window::{Panes, TimeDomain, TimeWindow};
 /// Extracts the key of a value.
 pub type KeyFn<K, T> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
+/// Results a window operator emits per call before it lets the task send them on
+/// (bounds memory when the watermark jumps over many windows, e.g. at end of input).
+pub(crate) const FIRE_BUDGET: usize = 64 * 1024;
+
 /// One window result: the key, the window and the aggregated value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Windowed<K, V> {
@@ -76,6 +80,8 @@ pub struct PaneWindowOperator<K, T, A: AggregateFunction<T>> {
     /// Every window with `end <= fired_until` has fired.
     fired_until: i64,
     progress: i64,
+    /// `advance` stopped after [`FIRE_BUDGET`] results; more windows are due.
+    pending: bool,
     late: SideOutput<T>,
     late_dropped: Option<Counter>,
     init: Option<OperatorInit>,
@@ -102,6 +108,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             panes: BTreeMap::new(),
             fired_until: i64::MIN,
             progress: i64::MIN,
+            pending: false,
             late,
             late_dropped: None,
             init: None,
@@ -129,7 +136,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         acc
     }
 
-    fn fire_window(&self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+    fn fire_window(&self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
         let window = TimeWindow {
             start: end - self.geo.size,
             end,
@@ -137,7 +144,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         let ts = window.max_timestamp();
         let mut range = self.panes.range(end - self.geo.size + 1..=end);
         if self.geo.pane == self.geo.size {
+            let mut n = 0;
             if let Some((_, pane)) = range.next() {
+                n = pane.len();
                 for (k, acc) in pane.iter() {
                     let value = self.agg.result(acc);
                     out.emit(Record::new(
@@ -150,7 +159,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
                     ));
                 }
             }
-            return;
+            return n;
         }
         let mut merged: FastMap<&K, A::Acc> = FastMap::default();
         for (_, pane) in range {
@@ -163,6 +172,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
                 }
             }
         }
+        let n = merged.len();
         for (k, acc) in merged {
             let value = self.agg.result(&acc);
             out.emit(Record::new(
@@ -174,15 +184,18 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
                 ts,
             ));
         }
+        n
     }
 
     /// Fires every window whose end is `<= progress + 1`, then evicts panes.
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if progress <= self.progress {
+        if progress < self.progress || (progress == self.progress && !self.pending) {
             return;
         }
         self.progress = progress;
+        self.pending = false;
         let limit = progress.saturating_add(1);
+        let mut emitted = 0;
         if let Some((&first, _)) = self.panes.first_key_value() {
             let mut e = self.geo.window_end_at_or_after(first);
             if self.fired_until != i64::MIN {
@@ -191,7 +204,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             while e <= limit {
                 let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
                 if has_pane {
-                    self.fire_window(e, out);
+                    if emitted >= FIRE_BUDGET {
+                        // Let the task send what we have; it calls again with `progress`.
+                        self.pending = true;
+                        return;
+                    }
+                    emitted += self.fire_window(e, out);
+                    self.fired_until = self.fired_until.max(e);
                 }
                 if e == i64::MAX {
                     break;
@@ -374,6 +393,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
         if self.domain == TimeDomain::ProcessingTime {
             self.advance(now - 1, out);
+            while self.pending {
+                self.advance(now - 1, out);
+            }
             self.request_timer(out);
         }
         Ok(())
@@ -401,7 +423,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
         self.advance(i64::MAX - 1, out);
+        while self.pending {
+            self.advance(i64::MAX - 1, out);
+        }
         Ok(())
+    }
+
+    fn watermark_pending(&self) -> bool {
+        self.pending
     }
 
     fn side_outputs(&mut self) -> Vec<&mut dyn SideControl> {

@@ -36,7 +36,7 @@ use metrics::Counter;
 use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
-use crate::operators::pane_window::{KeyFn, Windowed};
+use crate::operators::pane_window::{FIRE_BUDGET, KeyFn, Windowed};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::{NO_TIMESTAMP, Record};
 use crate::state::codec::{decode_exact, encode_to_vec};
@@ -154,6 +154,8 @@ pub struct SlidingWindowOperator<K, T, A: AggregateFunction<T>> {
     included_upto: i64,
     fired_until: i64,
     progress: i64,
+    /// `advance` stopped after [`FIRE_BUDGET`] results; more windows are due.
+    pending: bool,
     late: SideOutput<T>,
     late_dropped: Option<Counter>,
     init: Option<OperatorInit>,
@@ -184,6 +186,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             included_upto: i64::MIN,
             fired_until: i64::MIN,
             progress: i64::MIN,
+            pending: false,
             late,
             late_dropped: None,
             init: None,
@@ -262,13 +265,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
 
     /// Firing for invertible aggregates: merge entering panes into the running
     /// accumulators, retract leaving panes, emit one result per key.
-    fn fire_invertible(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+    fn fire_invertible(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
         if self.running.is_none() {
             let m = self.new_map();
             self.running = Some(m);
         }
         let Some(running) = self.running.as_mut() else {
-            return;
+            return 0;
         };
         let agg = &*self.agg;
         while let Some(entry) = self.open.first_entry() {
@@ -330,6 +333,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
                 ts,
             ));
         }
+        running.len()
     }
 
     /// A record behind the watermark whose pane already moved into the FIFO but
@@ -359,7 +363,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         Ok(())
     }
 
-    fn fire(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+    fn fire(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
         if self.invertible {
             return self.fire_invertible(end, out);
         }
@@ -368,7 +372,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             self.fifo = Some(m);
         }
         let Some(fifo) = self.fifo.as_mut() else {
-            return;
+            return 0;
         };
         let agg = &*self.agg;
         // Complete panes move into their keys' FIFOs, oldest first.
@@ -398,6 +402,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         };
         let ts = window.max_timestamp();
         let evict_until = end - self.geo.size;
+        let n = fifo.len();
         fifo.retain(|key, f| {
             f.evict(evict_until, agg);
             if let Some(acc) = f.query(agg) {
@@ -420,6 +425,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         {
             self.fifo_ends.pop_first();
         }
+        n
     }
 
     /// The first window end after `fired_until` that contains any pane.
@@ -445,11 +451,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if progress <= self.progress {
+        if progress < self.progress || (progress == self.progress && !self.pending) {
             return;
         }
         self.progress = progress;
+        self.pending = false;
         let limit = progress.saturating_add(1);
+        let mut emitted = 0;
         if let Some(first) = self.first_pane() {
             let mut e = self.geo.window_end_at_or_after(first);
             if self.fired_until != i64::MIN {
@@ -458,7 +466,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             while e <= limit {
                 let has = self.has_data_in(e);
                 if has {
-                    self.fire(e, out);
+                    if emitted >= FIRE_BUDGET {
+                        // Let the task send what we have; it calls again with `progress`.
+                        self.pending = true;
+                        return;
+                    }
+                    emitted += self.fire(e, out);
+                    self.fired_until = self.fired_until.max(e);
                 }
                 if e == i64::MAX {
                     break;
@@ -561,6 +575,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
         if self.domain == TimeDomain::ProcessingTime {
             self.advance(now - 1, out);
+            while self.pending {
+                self.advance(now - 1, out);
+            }
             self.request_timer(out);
         }
         Ok(())
@@ -604,7 +621,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
         self.advance(i64::MAX - 1, out);
+        while self.pending {
+            self.advance(i64::MAX - 1, out);
+        }
         Ok(())
+    }
+
+    fn watermark_pending(&self) -> bool {
+        self.pending
     }
 
     fn side_outputs(&mut self) -> Vec<&mut dyn SideControl> {

@@ -151,8 +151,9 @@ impl<T: Send + 'static> Node<T> for ChannelEmitter<T> {
         }
     }
 
-    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
-        self.broadcast(|| Message::Watermark(wm), ctx)
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool> {
+        self.broadcast(|| Message::Watermark(wm), ctx)?;
+        Ok(true)
     }
 
     fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()> {
@@ -230,10 +231,11 @@ impl<T: Clone + Send + 'static> Node<T> for Tee<T> {
         Ok(())
     }
 
-    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
-        self.outputs
-            .iter_mut()
-            .try_for_each(|o| o.on_watermark(wm, ctx))
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool> {
+        for o in &mut self.outputs {
+            o.on_watermark(wm, ctx)?;
+        }
+        Ok(true)
     }
 
     fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()> {

@@ -16,7 +16,10 @@ use crate::runtime::context::TaskCtx;
 pub(crate) trait Node<T>: Send {
     fn open(&mut self, ctx: &mut TaskCtx) -> Result<()>;
     fn process_batch(&mut self, batch: Vec<Record<T>>, ctx: &mut TaskCtx) -> Result<()>;
-    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()>;
+    /// Returns `false` while some operator still has watermark work pending (it fired
+    /// a bounded amount of windows); the task then sends what was produced and calls
+    /// again with the same watermark, so a large jump never buffers every result.
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool>;
     fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()>;
     fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()>;
     fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()>;
@@ -36,6 +39,8 @@ pub(crate) struct ChainNode<In, O: Operator<In>> {
     buf: Vec<Record<O::Out>>,
     records_in: Counter,
     records_out: Counter,
+    /// The last watermark this node's operator finished (see `Node::on_watermark`).
+    watermark_done: Option<i64>,
     _in: std::marker::PhantomData<fn(In)>,
 }
 
@@ -52,6 +57,7 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
             init,
             next,
             buf: Vec::new(),
+            watermark_done: None,
             _in: std::marker::PhantomData,
         }
     }
@@ -101,16 +107,22 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
         self.push_out(ctx)
     }
 
-    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<()> {
-        let name = self.name();
-        let mut out = Output {
-            buf: &mut self.buf,
-            ctx,
-            name: &name,
-        };
-        self.op.on_watermark(wm, &mut out)?;
-        self.push_out(ctx)?;
-        self.sides(|s| s.forward_watermark(wm, ctx))?;
+    fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool> {
+        if self.watermark_done != Some(wm) {
+            let name = self.name();
+            let mut out = Output {
+                buf: &mut self.buf,
+                ctx,
+                name: &name,
+            };
+            self.op.on_watermark(wm, &mut out)?;
+            self.push_out(ctx)?;
+            if self.op.watermark_pending() {
+                return Ok(false);
+            }
+            self.sides(|s| s.forward_watermark(wm, ctx))?;
+            self.watermark_done = Some(wm);
+        }
         self.next.on_watermark(wm, ctx)
     }
 

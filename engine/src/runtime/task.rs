@@ -152,10 +152,7 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
         };
         match ev {
             GateEvent::Data(b) => chain.process_batch(b, &mut env.ctx)?,
-            GateEvent::Watermark(w) => {
-                env.ctx.watermark = w;
-                chain.on_watermark(w, &mut env.ctx)?;
-            }
+            GateEvent::Watermark(w) => drive_watermark(&mut chain, &mut env.ctx, w).await?,
             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
             GateEvent::Barrier(b) => {
                 chain.on_barrier(b, &mut env.ctx)?;
@@ -203,13 +200,26 @@ fn poll_splits<T>(
     Poll::Pending
 }
 
-fn apply_valve<T>(o: ValveOutput, chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<()> {
+/// Delivers a watermark through the chain, sending results in between when an
+/// operator fires in bounded steps.
+pub(crate) async fn drive_watermark<T>(
+    chain: &mut BoxNode<T>,
+    ctx: &mut TaskCtx,
+    w: i64,
+) -> Result<()> {
+    ctx.watermark = w;
+    while !chain.on_watermark(w, ctx)? {
+        ctx.flush_deferred().await?;
+    }
+    Ok(())
+}
+
+async fn apply_valve<T>(o: ValveOutput, chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<()> {
     if o.idle == Some(false) {
         chain.on_idle(false, ctx)?;
     }
     if let Some(w) = o.watermark {
-        ctx.watermark = w;
-        chain.on_watermark(w, ctx)?;
+        drive_watermark(chain, ctx, w).await?;
     }
     if o.idle == Some(true) {
         chain.on_idle(true, ctx)?;
@@ -355,7 +365,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                                 if !s.idle && !s.ended && s.last_active + d <= now {
                                     s.idle = true;
                                     let o = valve.idle(i, true);
-                                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                                    apply_valve(o, &mut chain, &mut env.ctx).await?;
                                 }
                             }
                         }
@@ -384,10 +394,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                 chain.process_batch(records, &mut env.ctx)?;
                 if strategy.watermarks {
                     let o = valve.watermark(i, wm);
-                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                    apply_valve(o, &mut chain, &mut env.ctx).await?;
                 } else if was_idle {
                     let o = valve.idle(i, false);
-                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                    apply_valve(o, &mut chain, &mut env.ctx).await?;
                 }
             }
             Ok(SplitEvent::End) => {
@@ -395,7 +405,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                 remaining -= 1;
                 if remaining > 0 {
                     let o = valve.end(i);
-                    apply_valve(o, &mut chain, &mut env.ctx)?;
+                    apply_valve(o, &mut chain, &mut env.ctx).await?;
                 }
             }
             Err(e) => {
@@ -419,8 +429,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         state: vec![(operator, end_state)],
     });
     // Bounded input exhausted: a final watermark fires every remaining window.
-    env.ctx.watermark = i64::MAX;
-    chain.on_watermark(i64::MAX, &mut env.ctx)?;
+    drive_watermark(&mut chain, &mut env.ctx, i64::MAX).await?;
     chain.end_of_input(&mut env.ctx)?;
     env.ctx.flush_deferred().await?;
     chain.close()
