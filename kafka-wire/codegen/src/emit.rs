@@ -855,7 +855,24 @@ pub fn emit_mod(msgs: &[Msg]) -> String {
     }
     let _ = writeln!(
         out,
-        "}};\n}}\n#[cfg(test)]\npub(crate) use for_all_messages;"
+        "}};\n}}\n#[cfg(test)]\npub(crate) use for_all_messages;\n"
+    );
+    let _ = writeln!(
+        out,
+        "/// Calls `$m!(module_vN, Type, N)` for every valid version of every generated message.\n\
+         #[cfg(test)]\nmacro_rules! for_all_message_versions {{\n($m:ident) => {{"
+    );
+    for m in msgs {
+        if m.valid.is_empty() {
+            continue;
+        }
+        for v in m.valid.min..=m.valid.max {
+            let _ = writeln!(out, "$m!({}_v{v}, {}, {v});", m.module, m.name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "}};\n}}\n#[cfg(test)]\npub(crate) use for_all_message_versions;"
     );
     out
 }

@@ -139,7 +139,7 @@ pub struct Msg {
 }
 
 impl Msg {
-    /// The largest tag any struct of this message knows.
+    /// Whether any declared version is flexible (structs then carry tagged fields).
     pub fn has_tags(&self) -> bool {
         !self.flexible.intersect(self.declared).is_empty()
     }
@@ -202,8 +202,8 @@ struct Builder<'a> {
     defined: BTreeSet<String>,
 }
 
-/// Resolves a parsed spec. `unstable_api_keys` lists api keys whose request spec marks
-/// the latest version unstable (responses follow their request).
+/// Resolves a parsed spec. `unstable_latest` drops the latest declared version (set for
+/// specs marked `latestVersionUnstable` and for the responses of such requests).
 pub fn build(spec: &Spec, unstable_latest: bool) -> Result<Msg> {
     let kind = match spec.kind.as_str() {
         "request" => Kind::Request,

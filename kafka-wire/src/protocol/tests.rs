@@ -50,16 +50,15 @@ fn round_trip_one<T: Message + PartialEq + Debug>(value: &T, version: i16) -> Re
     Ok(())
 }
 
-fn round_trips<T: Message + Arbitrary + Default + PartialEq + Debug>(
+fn round_trips_at<T: Message + Arbitrary + Default + PartialEq + Debug>(
     seed: u64,
+    version: i16,
 ) -> Result<(), TestCaseError> {
-    for version in T::VALID_VERSIONS.iter() {
-        let mut g = Gen::new(seed ^ (version as u64) << 48);
-        let value = T::arbitrary(&mut g, version);
-        round_trip_one(&value, version).map_err(TestCaseError::fail)?;
-        round_trip_one(&T::default(), version)
-            .map_err(|e| TestCaseError::fail(format!("default: {e}")))?;
-    }
+    let mut g = Gen::new(seed);
+    let value = T::arbitrary(&mut g, version);
+    round_trip_one(&value, version).map_err(TestCaseError::fail)?;
+    round_trip_one(&T::default(), version)
+        .map_err(|e| TestCaseError::fail(format!("default: {e}")))?;
     Ok(())
 }
 
@@ -122,7 +121,7 @@ fn reencodes_stably<T: Message>(value: &T, version: i16) {
 /// Runs `check` on `cases` random seeds through proptest (which reports and persists
 /// failing seeds in `proptest-regressions/`). One non-generic runner for every message
 /// keeps the per-message test code, and so the compile time, small.
-fn run_seeds(cases: u32, check: fn(u64) -> Result<(), TestCaseError>) {
+fn run_seeds(cases: u32, version: i16, check: fn(u64, i16) -> Result<(), TestCaseError>) {
     use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
     // PROPTEST_CASES raises the count for a deeper run by hand.
     let cases = std::env::var("PROPTEST_CASES")
@@ -138,16 +137,16 @@ fn run_seeds(cases: u32, check: fn(u64) -> Result<(), TestCaseError>) {
         ..Config::default()
     };
     let mut runner = TestRunner::new(config);
-    if let Err(e) = runner.run(&any::<u64>(), check) {
+    if let Err(e) = runner.run(&any::<u64>(), |seed| check(seed, version)) {
         panic!("{e}");
     }
 }
 
 macro_rules! round_trip_test {
-    ($module:ident, $ty:ident) => {
+    ($test:ident, $ty:ident, $version:literal) => {
         #[test]
-        fn $module() {
-            run_seeds(12, round_trips::<messages::$ty>);
+        fn $test() {
+            run_seeds(12, $version, round_trips_at::<messages::$ty>);
         }
     };
 }
@@ -156,7 +155,7 @@ macro_rules! hostile_test {
     ($module:ident, $ty:ident) => {
         #[test]
         fn $module() {
-            run_seeds(16, |seed| {
+            run_seeds(16, 0, |seed, _| {
                 survives_hostile_bytes::<messages::$ty>(seed);
                 Ok(())
             });
@@ -164,11 +163,12 @@ macro_rules! hostile_test {
     };
 }
 
-/// One test per message: values valid at each version survive encode -> decode ->
-/// encode unchanged.
+/// One test per message and version: values valid at that version survive encode ->
+/// decode -> encode unchanged.
 mod every_message_round_trips_at_every_version {
     use super::*;
-    for_all_messages!(round_trip_test);
+    use crate::protocol::messages::for_all_message_versions;
+    for_all_message_versions!(round_trip_test);
 }
 
 /// One test per message: random and mutated bytes never panic a decoder.

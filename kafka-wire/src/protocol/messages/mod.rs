@@ -2121,3 +2121,1100 @@ macro_rules! for_all_messages {
 }
 #[cfg(test)]
 pub(crate) use for_all_messages;
+
+/// Calls `$m!(module_vN, Type, N)` for every valid version of every generated message.
+#[cfg(test)]
+macro_rules! for_all_message_versions {
+    ($m:ident) => {
+        $m!(add_offsets_to_txn_request_v0, AddOffsetsToTxnRequest, 0);
+        $m!(add_offsets_to_txn_request_v1, AddOffsetsToTxnRequest, 1);
+        $m!(add_offsets_to_txn_request_v2, AddOffsetsToTxnRequest, 2);
+        $m!(add_offsets_to_txn_request_v3, AddOffsetsToTxnRequest, 3);
+        $m!(add_offsets_to_txn_request_v4, AddOffsetsToTxnRequest, 4);
+        $m!(add_offsets_to_txn_response_v0, AddOffsetsToTxnResponse, 0);
+        $m!(add_offsets_to_txn_response_v1, AddOffsetsToTxnResponse, 1);
+        $m!(add_offsets_to_txn_response_v2, AddOffsetsToTxnResponse, 2);
+        $m!(add_offsets_to_txn_response_v3, AddOffsetsToTxnResponse, 3);
+        $m!(add_offsets_to_txn_response_v4, AddOffsetsToTxnResponse, 4);
+        $m!(
+            add_partitions_to_txn_request_v0,
+            AddPartitionsToTxnRequest,
+            0
+        );
+        $m!(
+            add_partitions_to_txn_request_v1,
+            AddPartitionsToTxnRequest,
+            1
+        );
+        $m!(
+            add_partitions_to_txn_request_v2,
+            AddPartitionsToTxnRequest,
+            2
+        );
+        $m!(
+            add_partitions_to_txn_request_v3,
+            AddPartitionsToTxnRequest,
+            3
+        );
+        $m!(
+            add_partitions_to_txn_request_v4,
+            AddPartitionsToTxnRequest,
+            4
+        );
+        $m!(
+            add_partitions_to_txn_request_v5,
+            AddPartitionsToTxnRequest,
+            5
+        );
+        $m!(
+            add_partitions_to_txn_response_v0,
+            AddPartitionsToTxnResponse,
+            0
+        );
+        $m!(
+            add_partitions_to_txn_response_v1,
+            AddPartitionsToTxnResponse,
+            1
+        );
+        $m!(
+            add_partitions_to_txn_response_v2,
+            AddPartitionsToTxnResponse,
+            2
+        );
+        $m!(
+            add_partitions_to_txn_response_v3,
+            AddPartitionsToTxnResponse,
+            3
+        );
+        $m!(
+            add_partitions_to_txn_response_v4,
+            AddPartitionsToTxnResponse,
+            4
+        );
+        $m!(
+            add_partitions_to_txn_response_v5,
+            AddPartitionsToTxnResponse,
+            5
+        );
+        $m!(add_raft_voter_request_v0, AddRaftVoterRequest, 0);
+        $m!(add_raft_voter_response_v0, AddRaftVoterResponse, 0);
+        $m!(
+            allocate_producer_ids_request_v0,
+            AllocateProducerIdsRequest,
+            0
+        );
+        $m!(
+            allocate_producer_ids_response_v0,
+            AllocateProducerIdsResponse,
+            0
+        );
+        $m!(alter_client_quotas_request_v0, AlterClientQuotasRequest, 0);
+        $m!(alter_client_quotas_request_v1, AlterClientQuotasRequest, 1);
+        $m!(
+            alter_client_quotas_response_v0,
+            AlterClientQuotasResponse,
+            0
+        );
+        $m!(
+            alter_client_quotas_response_v1,
+            AlterClientQuotasResponse,
+            1
+        );
+        $m!(alter_configs_request_v0, AlterConfigsRequest, 0);
+        $m!(alter_configs_request_v1, AlterConfigsRequest, 1);
+        $m!(alter_configs_request_v2, AlterConfigsRequest, 2);
+        $m!(alter_configs_response_v0, AlterConfigsResponse, 0);
+        $m!(alter_configs_response_v1, AlterConfigsResponse, 1);
+        $m!(alter_configs_response_v2, AlterConfigsResponse, 2);
+        $m!(
+            alter_partition_reassignments_request_v0,
+            AlterPartitionReassignmentsRequest,
+            0
+        );
+        $m!(
+            alter_partition_reassignments_response_v0,
+            AlterPartitionReassignmentsResponse,
+            0
+        );
+        $m!(alter_partition_request_v0, AlterPartitionRequest, 0);
+        $m!(alter_partition_request_v1, AlterPartitionRequest, 1);
+        $m!(alter_partition_request_v2, AlterPartitionRequest, 2);
+        $m!(alter_partition_request_v3, AlterPartitionRequest, 3);
+        $m!(alter_partition_response_v0, AlterPartitionResponse, 0);
+        $m!(alter_partition_response_v1, AlterPartitionResponse, 1);
+        $m!(alter_partition_response_v2, AlterPartitionResponse, 2);
+        $m!(alter_partition_response_v3, AlterPartitionResponse, 3);
+        $m!(
+            alter_replica_log_dirs_request_v0,
+            AlterReplicaLogDirsRequest,
+            0
+        );
+        $m!(
+            alter_replica_log_dirs_request_v1,
+            AlterReplicaLogDirsRequest,
+            1
+        );
+        $m!(
+            alter_replica_log_dirs_request_v2,
+            AlterReplicaLogDirsRequest,
+            2
+        );
+        $m!(
+            alter_replica_log_dirs_response_v0,
+            AlterReplicaLogDirsResponse,
+            0
+        );
+        $m!(
+            alter_replica_log_dirs_response_v1,
+            AlterReplicaLogDirsResponse,
+            1
+        );
+        $m!(
+            alter_replica_log_dirs_response_v2,
+            AlterReplicaLogDirsResponse,
+            2
+        );
+        $m!(
+            alter_user_scram_credentials_request_v0,
+            AlterUserScramCredentialsRequest,
+            0
+        );
+        $m!(
+            alter_user_scram_credentials_response_v0,
+            AlterUserScramCredentialsResponse,
+            0
+        );
+        $m!(api_versions_request_v0, ApiVersionsRequest, 0);
+        $m!(api_versions_request_v1, ApiVersionsRequest, 1);
+        $m!(api_versions_request_v2, ApiVersionsRequest, 2);
+        $m!(api_versions_request_v3, ApiVersionsRequest, 3);
+        $m!(api_versions_request_v4, ApiVersionsRequest, 4);
+        $m!(api_versions_response_v0, ApiVersionsResponse, 0);
+        $m!(api_versions_response_v1, ApiVersionsResponse, 1);
+        $m!(api_versions_response_v2, ApiVersionsResponse, 2);
+        $m!(api_versions_response_v3, ApiVersionsResponse, 3);
+        $m!(api_versions_response_v4, ApiVersionsResponse, 4);
+        $m!(
+            assign_replicas_to_dirs_request_v0,
+            AssignReplicasToDirsRequest,
+            0
+        );
+        $m!(
+            assign_replicas_to_dirs_response_v0,
+            AssignReplicasToDirsResponse,
+            0
+        );
+        $m!(begin_quorum_epoch_request_v0, BeginQuorumEpochRequest, 0);
+        $m!(begin_quorum_epoch_request_v1, BeginQuorumEpochRequest, 1);
+        $m!(begin_quorum_epoch_response_v0, BeginQuorumEpochResponse, 0);
+        $m!(begin_quorum_epoch_response_v1, BeginQuorumEpochResponse, 1);
+        $m!(broker_heartbeat_request_v0, BrokerHeartbeatRequest, 0);
+        $m!(broker_heartbeat_request_v1, BrokerHeartbeatRequest, 1);
+        $m!(broker_heartbeat_response_v0, BrokerHeartbeatResponse, 0);
+        $m!(broker_heartbeat_response_v1, BrokerHeartbeatResponse, 1);
+        $m!(broker_registration_request_v0, BrokerRegistrationRequest, 0);
+        $m!(broker_registration_request_v1, BrokerRegistrationRequest, 1);
+        $m!(broker_registration_request_v2, BrokerRegistrationRequest, 2);
+        $m!(broker_registration_request_v3, BrokerRegistrationRequest, 3);
+        $m!(broker_registration_request_v4, BrokerRegistrationRequest, 4);
+        $m!(
+            broker_registration_response_v0,
+            BrokerRegistrationResponse,
+            0
+        );
+        $m!(
+            broker_registration_response_v1,
+            BrokerRegistrationResponse,
+            1
+        );
+        $m!(
+            broker_registration_response_v2,
+            BrokerRegistrationResponse,
+            2
+        );
+        $m!(
+            broker_registration_response_v3,
+            BrokerRegistrationResponse,
+            3
+        );
+        $m!(
+            broker_registration_response_v4,
+            BrokerRegistrationResponse,
+            4
+        );
+        $m!(
+            consumer_group_describe_request_v0,
+            ConsumerGroupDescribeRequest,
+            0
+        );
+        $m!(
+            consumer_group_describe_response_v0,
+            ConsumerGroupDescribeResponse,
+            0
+        );
+        $m!(
+            consumer_group_heartbeat_request_v0,
+            ConsumerGroupHeartbeatRequest,
+            0
+        );
+        $m!(
+            consumer_group_heartbeat_response_v0,
+            ConsumerGroupHeartbeatResponse,
+            0
+        );
+        $m!(
+            consumer_protocol_assignment_v0,
+            ConsumerProtocolAssignment,
+            0
+        );
+        $m!(
+            consumer_protocol_assignment_v1,
+            ConsumerProtocolAssignment,
+            1
+        );
+        $m!(
+            consumer_protocol_assignment_v2,
+            ConsumerProtocolAssignment,
+            2
+        );
+        $m!(
+            consumer_protocol_assignment_v3,
+            ConsumerProtocolAssignment,
+            3
+        );
+        $m!(
+            consumer_protocol_subscription_v0,
+            ConsumerProtocolSubscription,
+            0
+        );
+        $m!(
+            consumer_protocol_subscription_v1,
+            ConsumerProtocolSubscription,
+            1
+        );
+        $m!(
+            consumer_protocol_subscription_v2,
+            ConsumerProtocolSubscription,
+            2
+        );
+        $m!(
+            consumer_protocol_subscription_v3,
+            ConsumerProtocolSubscription,
+            3
+        );
+        $m!(controlled_shutdown_request_v0, ControlledShutdownRequest, 0);
+        $m!(controlled_shutdown_request_v1, ControlledShutdownRequest, 1);
+        $m!(controlled_shutdown_request_v2, ControlledShutdownRequest, 2);
+        $m!(controlled_shutdown_request_v3, ControlledShutdownRequest, 3);
+        $m!(
+            controlled_shutdown_response_v0,
+            ControlledShutdownResponse,
+            0
+        );
+        $m!(
+            controlled_shutdown_response_v1,
+            ControlledShutdownResponse,
+            1
+        );
+        $m!(
+            controlled_shutdown_response_v2,
+            ControlledShutdownResponse,
+            2
+        );
+        $m!(
+            controlled_shutdown_response_v3,
+            ControlledShutdownResponse,
+            3
+        );
+        $m!(
+            controller_registration_request_v0,
+            ControllerRegistrationRequest,
+            0
+        );
+        $m!(
+            controller_registration_response_v0,
+            ControllerRegistrationResponse,
+            0
+        );
+        $m!(create_acls_request_v0, CreateAclsRequest, 0);
+        $m!(create_acls_request_v1, CreateAclsRequest, 1);
+        $m!(create_acls_request_v2, CreateAclsRequest, 2);
+        $m!(create_acls_request_v3, CreateAclsRequest, 3);
+        $m!(create_acls_response_v0, CreateAclsResponse, 0);
+        $m!(create_acls_response_v1, CreateAclsResponse, 1);
+        $m!(create_acls_response_v2, CreateAclsResponse, 2);
+        $m!(create_acls_response_v3, CreateAclsResponse, 3);
+        $m!(
+            create_delegation_token_request_v0,
+            CreateDelegationTokenRequest,
+            0
+        );
+        $m!(
+            create_delegation_token_request_v1,
+            CreateDelegationTokenRequest,
+            1
+        );
+        $m!(
+            create_delegation_token_request_v2,
+            CreateDelegationTokenRequest,
+            2
+        );
+        $m!(
+            create_delegation_token_request_v3,
+            CreateDelegationTokenRequest,
+            3
+        );
+        $m!(
+            create_delegation_token_response_v0,
+            CreateDelegationTokenResponse,
+            0
+        );
+        $m!(
+            create_delegation_token_response_v1,
+            CreateDelegationTokenResponse,
+            1
+        );
+        $m!(
+            create_delegation_token_response_v2,
+            CreateDelegationTokenResponse,
+            2
+        );
+        $m!(
+            create_delegation_token_response_v3,
+            CreateDelegationTokenResponse,
+            3
+        );
+        $m!(create_partitions_request_v0, CreatePartitionsRequest, 0);
+        $m!(create_partitions_request_v1, CreatePartitionsRequest, 1);
+        $m!(create_partitions_request_v2, CreatePartitionsRequest, 2);
+        $m!(create_partitions_request_v3, CreatePartitionsRequest, 3);
+        $m!(create_partitions_response_v0, CreatePartitionsResponse, 0);
+        $m!(create_partitions_response_v1, CreatePartitionsResponse, 1);
+        $m!(create_partitions_response_v2, CreatePartitionsResponse, 2);
+        $m!(create_partitions_response_v3, CreatePartitionsResponse, 3);
+        $m!(create_topics_request_v0, CreateTopicsRequest, 0);
+        $m!(create_topics_request_v1, CreateTopicsRequest, 1);
+        $m!(create_topics_request_v2, CreateTopicsRequest, 2);
+        $m!(create_topics_request_v3, CreateTopicsRequest, 3);
+        $m!(create_topics_request_v4, CreateTopicsRequest, 4);
+        $m!(create_topics_request_v5, CreateTopicsRequest, 5);
+        $m!(create_topics_request_v6, CreateTopicsRequest, 6);
+        $m!(create_topics_request_v7, CreateTopicsRequest, 7);
+        $m!(create_topics_response_v0, CreateTopicsResponse, 0);
+        $m!(create_topics_response_v1, CreateTopicsResponse, 1);
+        $m!(create_topics_response_v2, CreateTopicsResponse, 2);
+        $m!(create_topics_response_v3, CreateTopicsResponse, 3);
+        $m!(create_topics_response_v4, CreateTopicsResponse, 4);
+        $m!(create_topics_response_v5, CreateTopicsResponse, 5);
+        $m!(create_topics_response_v6, CreateTopicsResponse, 6);
+        $m!(create_topics_response_v7, CreateTopicsResponse, 7);
+        $m!(default_principal_data_v0, DefaultPrincipalData, 0);
+        $m!(delete_acls_request_v0, DeleteAclsRequest, 0);
+        $m!(delete_acls_request_v1, DeleteAclsRequest, 1);
+        $m!(delete_acls_request_v2, DeleteAclsRequest, 2);
+        $m!(delete_acls_request_v3, DeleteAclsRequest, 3);
+        $m!(delete_acls_response_v0, DeleteAclsResponse, 0);
+        $m!(delete_acls_response_v1, DeleteAclsResponse, 1);
+        $m!(delete_acls_response_v2, DeleteAclsResponse, 2);
+        $m!(delete_acls_response_v3, DeleteAclsResponse, 3);
+        $m!(delete_groups_request_v0, DeleteGroupsRequest, 0);
+        $m!(delete_groups_request_v1, DeleteGroupsRequest, 1);
+        $m!(delete_groups_request_v2, DeleteGroupsRequest, 2);
+        $m!(delete_groups_response_v0, DeleteGroupsResponse, 0);
+        $m!(delete_groups_response_v1, DeleteGroupsResponse, 1);
+        $m!(delete_groups_response_v2, DeleteGroupsResponse, 2);
+        $m!(delete_records_request_v0, DeleteRecordsRequest, 0);
+        $m!(delete_records_request_v1, DeleteRecordsRequest, 1);
+        $m!(delete_records_request_v2, DeleteRecordsRequest, 2);
+        $m!(delete_records_response_v0, DeleteRecordsResponse, 0);
+        $m!(delete_records_response_v1, DeleteRecordsResponse, 1);
+        $m!(delete_records_response_v2, DeleteRecordsResponse, 2);
+        $m!(delete_topics_request_v0, DeleteTopicsRequest, 0);
+        $m!(delete_topics_request_v1, DeleteTopicsRequest, 1);
+        $m!(delete_topics_request_v2, DeleteTopicsRequest, 2);
+        $m!(delete_topics_request_v3, DeleteTopicsRequest, 3);
+        $m!(delete_topics_request_v4, DeleteTopicsRequest, 4);
+        $m!(delete_topics_request_v5, DeleteTopicsRequest, 5);
+        $m!(delete_topics_request_v6, DeleteTopicsRequest, 6);
+        $m!(delete_topics_response_v0, DeleteTopicsResponse, 0);
+        $m!(delete_topics_response_v1, DeleteTopicsResponse, 1);
+        $m!(delete_topics_response_v2, DeleteTopicsResponse, 2);
+        $m!(delete_topics_response_v3, DeleteTopicsResponse, 3);
+        $m!(delete_topics_response_v4, DeleteTopicsResponse, 4);
+        $m!(delete_topics_response_v5, DeleteTopicsResponse, 5);
+        $m!(delete_topics_response_v6, DeleteTopicsResponse, 6);
+        $m!(describe_acls_request_v0, DescribeAclsRequest, 0);
+        $m!(describe_acls_request_v1, DescribeAclsRequest, 1);
+        $m!(describe_acls_request_v2, DescribeAclsRequest, 2);
+        $m!(describe_acls_request_v3, DescribeAclsRequest, 3);
+        $m!(describe_acls_response_v0, DescribeAclsResponse, 0);
+        $m!(describe_acls_response_v1, DescribeAclsResponse, 1);
+        $m!(describe_acls_response_v2, DescribeAclsResponse, 2);
+        $m!(describe_acls_response_v3, DescribeAclsResponse, 3);
+        $m!(
+            describe_client_quotas_request_v0,
+            DescribeClientQuotasRequest,
+            0
+        );
+        $m!(
+            describe_client_quotas_request_v1,
+            DescribeClientQuotasRequest,
+            1
+        );
+        $m!(
+            describe_client_quotas_response_v0,
+            DescribeClientQuotasResponse,
+            0
+        );
+        $m!(
+            describe_client_quotas_response_v1,
+            DescribeClientQuotasResponse,
+            1
+        );
+        $m!(describe_cluster_request_v0, DescribeClusterRequest, 0);
+        $m!(describe_cluster_request_v1, DescribeClusterRequest, 1);
+        $m!(describe_cluster_response_v0, DescribeClusterResponse, 0);
+        $m!(describe_cluster_response_v1, DescribeClusterResponse, 1);
+        $m!(describe_configs_request_v0, DescribeConfigsRequest, 0);
+        $m!(describe_configs_request_v1, DescribeConfigsRequest, 1);
+        $m!(describe_configs_request_v2, DescribeConfigsRequest, 2);
+        $m!(describe_configs_request_v3, DescribeConfigsRequest, 3);
+        $m!(describe_configs_request_v4, DescribeConfigsRequest, 4);
+        $m!(describe_configs_response_v0, DescribeConfigsResponse, 0);
+        $m!(describe_configs_response_v1, DescribeConfigsResponse, 1);
+        $m!(describe_configs_response_v2, DescribeConfigsResponse, 2);
+        $m!(describe_configs_response_v3, DescribeConfigsResponse, 3);
+        $m!(describe_configs_response_v4, DescribeConfigsResponse, 4);
+        $m!(
+            describe_delegation_token_request_v0,
+            DescribeDelegationTokenRequest,
+            0
+        );
+        $m!(
+            describe_delegation_token_request_v1,
+            DescribeDelegationTokenRequest,
+            1
+        );
+        $m!(
+            describe_delegation_token_request_v2,
+            DescribeDelegationTokenRequest,
+            2
+        );
+        $m!(
+            describe_delegation_token_request_v3,
+            DescribeDelegationTokenRequest,
+            3
+        );
+        $m!(
+            describe_delegation_token_response_v0,
+            DescribeDelegationTokenResponse,
+            0
+        );
+        $m!(
+            describe_delegation_token_response_v1,
+            DescribeDelegationTokenResponse,
+            1
+        );
+        $m!(
+            describe_delegation_token_response_v2,
+            DescribeDelegationTokenResponse,
+            2
+        );
+        $m!(
+            describe_delegation_token_response_v3,
+            DescribeDelegationTokenResponse,
+            3
+        );
+        $m!(describe_groups_request_v0, DescribeGroupsRequest, 0);
+        $m!(describe_groups_request_v1, DescribeGroupsRequest, 1);
+        $m!(describe_groups_request_v2, DescribeGroupsRequest, 2);
+        $m!(describe_groups_request_v3, DescribeGroupsRequest, 3);
+        $m!(describe_groups_request_v4, DescribeGroupsRequest, 4);
+        $m!(describe_groups_request_v5, DescribeGroupsRequest, 5);
+        $m!(describe_groups_response_v0, DescribeGroupsResponse, 0);
+        $m!(describe_groups_response_v1, DescribeGroupsResponse, 1);
+        $m!(describe_groups_response_v2, DescribeGroupsResponse, 2);
+        $m!(describe_groups_response_v3, DescribeGroupsResponse, 3);
+        $m!(describe_groups_response_v4, DescribeGroupsResponse, 4);
+        $m!(describe_groups_response_v5, DescribeGroupsResponse, 5);
+        $m!(describe_log_dirs_request_v0, DescribeLogDirsRequest, 0);
+        $m!(describe_log_dirs_request_v1, DescribeLogDirsRequest, 1);
+        $m!(describe_log_dirs_request_v2, DescribeLogDirsRequest, 2);
+        $m!(describe_log_dirs_request_v3, DescribeLogDirsRequest, 3);
+        $m!(describe_log_dirs_request_v4, DescribeLogDirsRequest, 4);
+        $m!(describe_log_dirs_response_v0, DescribeLogDirsResponse, 0);
+        $m!(describe_log_dirs_response_v1, DescribeLogDirsResponse, 1);
+        $m!(describe_log_dirs_response_v2, DescribeLogDirsResponse, 2);
+        $m!(describe_log_dirs_response_v3, DescribeLogDirsResponse, 3);
+        $m!(describe_log_dirs_response_v4, DescribeLogDirsResponse, 4);
+        $m!(describe_producers_request_v0, DescribeProducersRequest, 0);
+        $m!(describe_producers_response_v0, DescribeProducersResponse, 0);
+        $m!(describe_quorum_request_v0, DescribeQuorumRequest, 0);
+        $m!(describe_quorum_request_v1, DescribeQuorumRequest, 1);
+        $m!(describe_quorum_request_v2, DescribeQuorumRequest, 2);
+        $m!(describe_quorum_response_v0, DescribeQuorumResponse, 0);
+        $m!(describe_quorum_response_v1, DescribeQuorumResponse, 1);
+        $m!(describe_quorum_response_v2, DescribeQuorumResponse, 2);
+        $m!(
+            describe_topic_partitions_request_v0,
+            DescribeTopicPartitionsRequest,
+            0
+        );
+        $m!(
+            describe_topic_partitions_response_v0,
+            DescribeTopicPartitionsResponse,
+            0
+        );
+        $m!(
+            describe_transactions_request_v0,
+            DescribeTransactionsRequest,
+            0
+        );
+        $m!(
+            describe_transactions_response_v0,
+            DescribeTransactionsResponse,
+            0
+        );
+        $m!(
+            describe_user_scram_credentials_request_v0,
+            DescribeUserScramCredentialsRequest,
+            0
+        );
+        $m!(
+            describe_user_scram_credentials_response_v0,
+            DescribeUserScramCredentialsResponse,
+            0
+        );
+        $m!(elect_leaders_request_v0, ElectLeadersRequest, 0);
+        $m!(elect_leaders_request_v1, ElectLeadersRequest, 1);
+        $m!(elect_leaders_request_v2, ElectLeadersRequest, 2);
+        $m!(elect_leaders_response_v0, ElectLeadersResponse, 0);
+        $m!(elect_leaders_response_v1, ElectLeadersResponse, 1);
+        $m!(elect_leaders_response_v2, ElectLeadersResponse, 2);
+        $m!(end_quorum_epoch_request_v0, EndQuorumEpochRequest, 0);
+        $m!(end_quorum_epoch_request_v1, EndQuorumEpochRequest, 1);
+        $m!(end_quorum_epoch_response_v0, EndQuorumEpochResponse, 0);
+        $m!(end_quorum_epoch_response_v1, EndQuorumEpochResponse, 1);
+        $m!(end_txn_request_v0, EndTxnRequest, 0);
+        $m!(end_txn_request_v1, EndTxnRequest, 1);
+        $m!(end_txn_request_v2, EndTxnRequest, 2);
+        $m!(end_txn_request_v3, EndTxnRequest, 3);
+        $m!(end_txn_request_v4, EndTxnRequest, 4);
+        $m!(end_txn_response_v0, EndTxnResponse, 0);
+        $m!(end_txn_response_v1, EndTxnResponse, 1);
+        $m!(end_txn_response_v2, EndTxnResponse, 2);
+        $m!(end_txn_response_v3, EndTxnResponse, 3);
+        $m!(end_txn_response_v4, EndTxnResponse, 4);
+        $m!(envelope_request_v0, EnvelopeRequest, 0);
+        $m!(envelope_response_v0, EnvelopeResponse, 0);
+        $m!(
+            expire_delegation_token_request_v0,
+            ExpireDelegationTokenRequest,
+            0
+        );
+        $m!(
+            expire_delegation_token_request_v1,
+            ExpireDelegationTokenRequest,
+            1
+        );
+        $m!(
+            expire_delegation_token_request_v2,
+            ExpireDelegationTokenRequest,
+            2
+        );
+        $m!(
+            expire_delegation_token_response_v0,
+            ExpireDelegationTokenResponse,
+            0
+        );
+        $m!(
+            expire_delegation_token_response_v1,
+            ExpireDelegationTokenResponse,
+            1
+        );
+        $m!(
+            expire_delegation_token_response_v2,
+            ExpireDelegationTokenResponse,
+            2
+        );
+        $m!(fetch_request_v0, FetchRequest, 0);
+        $m!(fetch_request_v1, FetchRequest, 1);
+        $m!(fetch_request_v2, FetchRequest, 2);
+        $m!(fetch_request_v3, FetchRequest, 3);
+        $m!(fetch_request_v4, FetchRequest, 4);
+        $m!(fetch_request_v5, FetchRequest, 5);
+        $m!(fetch_request_v6, FetchRequest, 6);
+        $m!(fetch_request_v7, FetchRequest, 7);
+        $m!(fetch_request_v8, FetchRequest, 8);
+        $m!(fetch_request_v9, FetchRequest, 9);
+        $m!(fetch_request_v10, FetchRequest, 10);
+        $m!(fetch_request_v11, FetchRequest, 11);
+        $m!(fetch_request_v12, FetchRequest, 12);
+        $m!(fetch_request_v13, FetchRequest, 13);
+        $m!(fetch_request_v14, FetchRequest, 14);
+        $m!(fetch_request_v15, FetchRequest, 15);
+        $m!(fetch_request_v16, FetchRequest, 16);
+        $m!(fetch_request_v17, FetchRequest, 17);
+        $m!(fetch_response_v0, FetchResponse, 0);
+        $m!(fetch_response_v1, FetchResponse, 1);
+        $m!(fetch_response_v2, FetchResponse, 2);
+        $m!(fetch_response_v3, FetchResponse, 3);
+        $m!(fetch_response_v4, FetchResponse, 4);
+        $m!(fetch_response_v5, FetchResponse, 5);
+        $m!(fetch_response_v6, FetchResponse, 6);
+        $m!(fetch_response_v7, FetchResponse, 7);
+        $m!(fetch_response_v8, FetchResponse, 8);
+        $m!(fetch_response_v9, FetchResponse, 9);
+        $m!(fetch_response_v10, FetchResponse, 10);
+        $m!(fetch_response_v11, FetchResponse, 11);
+        $m!(fetch_response_v12, FetchResponse, 12);
+        $m!(fetch_response_v13, FetchResponse, 13);
+        $m!(fetch_response_v14, FetchResponse, 14);
+        $m!(fetch_response_v15, FetchResponse, 15);
+        $m!(fetch_response_v16, FetchResponse, 16);
+        $m!(fetch_response_v17, FetchResponse, 17);
+        $m!(fetch_snapshot_request_v0, FetchSnapshotRequest, 0);
+        $m!(fetch_snapshot_request_v1, FetchSnapshotRequest, 1);
+        $m!(fetch_snapshot_response_v0, FetchSnapshotResponse, 0);
+        $m!(fetch_snapshot_response_v1, FetchSnapshotResponse, 1);
+        $m!(find_coordinator_request_v0, FindCoordinatorRequest, 0);
+        $m!(find_coordinator_request_v1, FindCoordinatorRequest, 1);
+        $m!(find_coordinator_request_v2, FindCoordinatorRequest, 2);
+        $m!(find_coordinator_request_v3, FindCoordinatorRequest, 3);
+        $m!(find_coordinator_request_v4, FindCoordinatorRequest, 4);
+        $m!(find_coordinator_request_v5, FindCoordinatorRequest, 5);
+        $m!(find_coordinator_request_v6, FindCoordinatorRequest, 6);
+        $m!(find_coordinator_response_v0, FindCoordinatorResponse, 0);
+        $m!(find_coordinator_response_v1, FindCoordinatorResponse, 1);
+        $m!(find_coordinator_response_v2, FindCoordinatorResponse, 2);
+        $m!(find_coordinator_response_v3, FindCoordinatorResponse, 3);
+        $m!(find_coordinator_response_v4, FindCoordinatorResponse, 4);
+        $m!(find_coordinator_response_v5, FindCoordinatorResponse, 5);
+        $m!(find_coordinator_response_v6, FindCoordinatorResponse, 6);
+        $m!(
+            get_telemetry_subscriptions_request_v0,
+            GetTelemetrySubscriptionsRequest,
+            0
+        );
+        $m!(
+            get_telemetry_subscriptions_response_v0,
+            GetTelemetrySubscriptionsResponse,
+            0
+        );
+        $m!(heartbeat_request_v0, HeartbeatRequest, 0);
+        $m!(heartbeat_request_v1, HeartbeatRequest, 1);
+        $m!(heartbeat_request_v2, HeartbeatRequest, 2);
+        $m!(heartbeat_request_v3, HeartbeatRequest, 3);
+        $m!(heartbeat_request_v4, HeartbeatRequest, 4);
+        $m!(heartbeat_response_v0, HeartbeatResponse, 0);
+        $m!(heartbeat_response_v1, HeartbeatResponse, 1);
+        $m!(heartbeat_response_v2, HeartbeatResponse, 2);
+        $m!(heartbeat_response_v3, HeartbeatResponse, 3);
+        $m!(heartbeat_response_v4, HeartbeatResponse, 4);
+        $m!(
+            incremental_alter_configs_request_v0,
+            IncrementalAlterConfigsRequest,
+            0
+        );
+        $m!(
+            incremental_alter_configs_request_v1,
+            IncrementalAlterConfigsRequest,
+            1
+        );
+        $m!(
+            incremental_alter_configs_response_v0,
+            IncrementalAlterConfigsResponse,
+            0
+        );
+        $m!(
+            incremental_alter_configs_response_v1,
+            IncrementalAlterConfigsResponse,
+            1
+        );
+        $m!(init_producer_id_request_v0, InitProducerIdRequest, 0);
+        $m!(init_producer_id_request_v1, InitProducerIdRequest, 1);
+        $m!(init_producer_id_request_v2, InitProducerIdRequest, 2);
+        $m!(init_producer_id_request_v3, InitProducerIdRequest, 3);
+        $m!(init_producer_id_request_v4, InitProducerIdRequest, 4);
+        $m!(init_producer_id_request_v5, InitProducerIdRequest, 5);
+        $m!(init_producer_id_response_v0, InitProducerIdResponse, 0);
+        $m!(init_producer_id_response_v1, InitProducerIdResponse, 1);
+        $m!(init_producer_id_response_v2, InitProducerIdResponse, 2);
+        $m!(init_producer_id_response_v3, InitProducerIdResponse, 3);
+        $m!(init_producer_id_response_v4, InitProducerIdResponse, 4);
+        $m!(init_producer_id_response_v5, InitProducerIdResponse, 5);
+        $m!(join_group_request_v0, JoinGroupRequest, 0);
+        $m!(join_group_request_v1, JoinGroupRequest, 1);
+        $m!(join_group_request_v2, JoinGroupRequest, 2);
+        $m!(join_group_request_v3, JoinGroupRequest, 3);
+        $m!(join_group_request_v4, JoinGroupRequest, 4);
+        $m!(join_group_request_v5, JoinGroupRequest, 5);
+        $m!(join_group_request_v6, JoinGroupRequest, 6);
+        $m!(join_group_request_v7, JoinGroupRequest, 7);
+        $m!(join_group_request_v8, JoinGroupRequest, 8);
+        $m!(join_group_request_v9, JoinGroupRequest, 9);
+        $m!(join_group_response_v0, JoinGroupResponse, 0);
+        $m!(join_group_response_v1, JoinGroupResponse, 1);
+        $m!(join_group_response_v2, JoinGroupResponse, 2);
+        $m!(join_group_response_v3, JoinGroupResponse, 3);
+        $m!(join_group_response_v4, JoinGroupResponse, 4);
+        $m!(join_group_response_v5, JoinGroupResponse, 5);
+        $m!(join_group_response_v6, JoinGroupResponse, 6);
+        $m!(join_group_response_v7, JoinGroupResponse, 7);
+        $m!(join_group_response_v8, JoinGroupResponse, 8);
+        $m!(join_group_response_v9, JoinGroupResponse, 9);
+        $m!(kraft_version_record_v0, KRaftVersionRecord, 0);
+        $m!(leader_and_isr_request_v0, LeaderAndIsrRequest, 0);
+        $m!(leader_and_isr_request_v1, LeaderAndIsrRequest, 1);
+        $m!(leader_and_isr_request_v2, LeaderAndIsrRequest, 2);
+        $m!(leader_and_isr_request_v3, LeaderAndIsrRequest, 3);
+        $m!(leader_and_isr_request_v4, LeaderAndIsrRequest, 4);
+        $m!(leader_and_isr_request_v5, LeaderAndIsrRequest, 5);
+        $m!(leader_and_isr_request_v6, LeaderAndIsrRequest, 6);
+        $m!(leader_and_isr_request_v7, LeaderAndIsrRequest, 7);
+        $m!(leader_and_isr_response_v0, LeaderAndIsrResponse, 0);
+        $m!(leader_and_isr_response_v1, LeaderAndIsrResponse, 1);
+        $m!(leader_and_isr_response_v2, LeaderAndIsrResponse, 2);
+        $m!(leader_and_isr_response_v3, LeaderAndIsrResponse, 3);
+        $m!(leader_and_isr_response_v4, LeaderAndIsrResponse, 4);
+        $m!(leader_and_isr_response_v5, LeaderAndIsrResponse, 5);
+        $m!(leader_and_isr_response_v6, LeaderAndIsrResponse, 6);
+        $m!(leader_and_isr_response_v7, LeaderAndIsrResponse, 7);
+        $m!(leader_change_message_v0, LeaderChangeMessage, 0);
+        $m!(leader_change_message_v1, LeaderChangeMessage, 1);
+        $m!(leave_group_request_v0, LeaveGroupRequest, 0);
+        $m!(leave_group_request_v1, LeaveGroupRequest, 1);
+        $m!(leave_group_request_v2, LeaveGroupRequest, 2);
+        $m!(leave_group_request_v3, LeaveGroupRequest, 3);
+        $m!(leave_group_request_v4, LeaveGroupRequest, 4);
+        $m!(leave_group_request_v5, LeaveGroupRequest, 5);
+        $m!(leave_group_response_v0, LeaveGroupResponse, 0);
+        $m!(leave_group_response_v1, LeaveGroupResponse, 1);
+        $m!(leave_group_response_v2, LeaveGroupResponse, 2);
+        $m!(leave_group_response_v3, LeaveGroupResponse, 3);
+        $m!(leave_group_response_v4, LeaveGroupResponse, 4);
+        $m!(leave_group_response_v5, LeaveGroupResponse, 5);
+        $m!(
+            list_client_metrics_resources_request_v0,
+            ListClientMetricsResourcesRequest,
+            0
+        );
+        $m!(
+            list_client_metrics_resources_response_v0,
+            ListClientMetricsResourcesResponse,
+            0
+        );
+        $m!(list_groups_request_v0, ListGroupsRequest, 0);
+        $m!(list_groups_request_v1, ListGroupsRequest, 1);
+        $m!(list_groups_request_v2, ListGroupsRequest, 2);
+        $m!(list_groups_request_v3, ListGroupsRequest, 3);
+        $m!(list_groups_request_v4, ListGroupsRequest, 4);
+        $m!(list_groups_request_v5, ListGroupsRequest, 5);
+        $m!(list_groups_response_v0, ListGroupsResponse, 0);
+        $m!(list_groups_response_v1, ListGroupsResponse, 1);
+        $m!(list_groups_response_v2, ListGroupsResponse, 2);
+        $m!(list_groups_response_v3, ListGroupsResponse, 3);
+        $m!(list_groups_response_v4, ListGroupsResponse, 4);
+        $m!(list_groups_response_v5, ListGroupsResponse, 5);
+        $m!(list_offsets_request_v0, ListOffsetsRequest, 0);
+        $m!(list_offsets_request_v1, ListOffsetsRequest, 1);
+        $m!(list_offsets_request_v2, ListOffsetsRequest, 2);
+        $m!(list_offsets_request_v3, ListOffsetsRequest, 3);
+        $m!(list_offsets_request_v4, ListOffsetsRequest, 4);
+        $m!(list_offsets_request_v5, ListOffsetsRequest, 5);
+        $m!(list_offsets_request_v6, ListOffsetsRequest, 6);
+        $m!(list_offsets_request_v7, ListOffsetsRequest, 7);
+        $m!(list_offsets_request_v8, ListOffsetsRequest, 8);
+        $m!(list_offsets_request_v9, ListOffsetsRequest, 9);
+        $m!(list_offsets_request_v10, ListOffsetsRequest, 10);
+        $m!(list_offsets_response_v0, ListOffsetsResponse, 0);
+        $m!(list_offsets_response_v1, ListOffsetsResponse, 1);
+        $m!(list_offsets_response_v2, ListOffsetsResponse, 2);
+        $m!(list_offsets_response_v3, ListOffsetsResponse, 3);
+        $m!(list_offsets_response_v4, ListOffsetsResponse, 4);
+        $m!(list_offsets_response_v5, ListOffsetsResponse, 5);
+        $m!(list_offsets_response_v6, ListOffsetsResponse, 6);
+        $m!(list_offsets_response_v7, ListOffsetsResponse, 7);
+        $m!(list_offsets_response_v8, ListOffsetsResponse, 8);
+        $m!(list_offsets_response_v9, ListOffsetsResponse, 9);
+        $m!(list_offsets_response_v10, ListOffsetsResponse, 10);
+        $m!(
+            list_partition_reassignments_request_v0,
+            ListPartitionReassignmentsRequest,
+            0
+        );
+        $m!(
+            list_partition_reassignments_response_v0,
+            ListPartitionReassignmentsResponse,
+            0
+        );
+        $m!(list_transactions_request_v0, ListTransactionsRequest, 0);
+        $m!(list_transactions_request_v1, ListTransactionsRequest, 1);
+        $m!(list_transactions_response_v0, ListTransactionsResponse, 0);
+        $m!(list_transactions_response_v1, ListTransactionsResponse, 1);
+        $m!(metadata_request_v0, MetadataRequest, 0);
+        $m!(metadata_request_v1, MetadataRequest, 1);
+        $m!(metadata_request_v2, MetadataRequest, 2);
+        $m!(metadata_request_v3, MetadataRequest, 3);
+        $m!(metadata_request_v4, MetadataRequest, 4);
+        $m!(metadata_request_v5, MetadataRequest, 5);
+        $m!(metadata_request_v6, MetadataRequest, 6);
+        $m!(metadata_request_v7, MetadataRequest, 7);
+        $m!(metadata_request_v8, MetadataRequest, 8);
+        $m!(metadata_request_v9, MetadataRequest, 9);
+        $m!(metadata_request_v10, MetadataRequest, 10);
+        $m!(metadata_request_v11, MetadataRequest, 11);
+        $m!(metadata_request_v12, MetadataRequest, 12);
+        $m!(metadata_response_v0, MetadataResponse, 0);
+        $m!(metadata_response_v1, MetadataResponse, 1);
+        $m!(metadata_response_v2, MetadataResponse, 2);
+        $m!(metadata_response_v3, MetadataResponse, 3);
+        $m!(metadata_response_v4, MetadataResponse, 4);
+        $m!(metadata_response_v5, MetadataResponse, 5);
+        $m!(metadata_response_v6, MetadataResponse, 6);
+        $m!(metadata_response_v7, MetadataResponse, 7);
+        $m!(metadata_response_v8, MetadataResponse, 8);
+        $m!(metadata_response_v9, MetadataResponse, 9);
+        $m!(metadata_response_v10, MetadataResponse, 10);
+        $m!(metadata_response_v11, MetadataResponse, 11);
+        $m!(metadata_response_v12, MetadataResponse, 12);
+        $m!(offset_commit_request_v0, OffsetCommitRequest, 0);
+        $m!(offset_commit_request_v1, OffsetCommitRequest, 1);
+        $m!(offset_commit_request_v2, OffsetCommitRequest, 2);
+        $m!(offset_commit_request_v3, OffsetCommitRequest, 3);
+        $m!(offset_commit_request_v4, OffsetCommitRequest, 4);
+        $m!(offset_commit_request_v5, OffsetCommitRequest, 5);
+        $m!(offset_commit_request_v6, OffsetCommitRequest, 6);
+        $m!(offset_commit_request_v7, OffsetCommitRequest, 7);
+        $m!(offset_commit_request_v8, OffsetCommitRequest, 8);
+        $m!(offset_commit_request_v9, OffsetCommitRequest, 9);
+        $m!(offset_commit_response_v0, OffsetCommitResponse, 0);
+        $m!(offset_commit_response_v1, OffsetCommitResponse, 1);
+        $m!(offset_commit_response_v2, OffsetCommitResponse, 2);
+        $m!(offset_commit_response_v3, OffsetCommitResponse, 3);
+        $m!(offset_commit_response_v4, OffsetCommitResponse, 4);
+        $m!(offset_commit_response_v5, OffsetCommitResponse, 5);
+        $m!(offset_commit_response_v6, OffsetCommitResponse, 6);
+        $m!(offset_commit_response_v7, OffsetCommitResponse, 7);
+        $m!(offset_commit_response_v8, OffsetCommitResponse, 8);
+        $m!(offset_commit_response_v9, OffsetCommitResponse, 9);
+        $m!(offset_delete_request_v0, OffsetDeleteRequest, 0);
+        $m!(offset_delete_response_v0, OffsetDeleteResponse, 0);
+        $m!(offset_fetch_request_v0, OffsetFetchRequest, 0);
+        $m!(offset_fetch_request_v1, OffsetFetchRequest, 1);
+        $m!(offset_fetch_request_v2, OffsetFetchRequest, 2);
+        $m!(offset_fetch_request_v3, OffsetFetchRequest, 3);
+        $m!(offset_fetch_request_v4, OffsetFetchRequest, 4);
+        $m!(offset_fetch_request_v5, OffsetFetchRequest, 5);
+        $m!(offset_fetch_request_v6, OffsetFetchRequest, 6);
+        $m!(offset_fetch_request_v7, OffsetFetchRequest, 7);
+        $m!(offset_fetch_request_v8, OffsetFetchRequest, 8);
+        $m!(offset_fetch_request_v9, OffsetFetchRequest, 9);
+        $m!(offset_fetch_response_v0, OffsetFetchResponse, 0);
+        $m!(offset_fetch_response_v1, OffsetFetchResponse, 1);
+        $m!(offset_fetch_response_v2, OffsetFetchResponse, 2);
+        $m!(offset_fetch_response_v3, OffsetFetchResponse, 3);
+        $m!(offset_fetch_response_v4, OffsetFetchResponse, 4);
+        $m!(offset_fetch_response_v5, OffsetFetchResponse, 5);
+        $m!(offset_fetch_response_v6, OffsetFetchResponse, 6);
+        $m!(offset_fetch_response_v7, OffsetFetchResponse, 7);
+        $m!(offset_fetch_response_v8, OffsetFetchResponse, 8);
+        $m!(offset_fetch_response_v9, OffsetFetchResponse, 9);
+        $m!(
+            offset_for_leader_epoch_request_v0,
+            OffsetForLeaderEpochRequest,
+            0
+        );
+        $m!(
+            offset_for_leader_epoch_request_v1,
+            OffsetForLeaderEpochRequest,
+            1
+        );
+        $m!(
+            offset_for_leader_epoch_request_v2,
+            OffsetForLeaderEpochRequest,
+            2
+        );
+        $m!(
+            offset_for_leader_epoch_request_v3,
+            OffsetForLeaderEpochRequest,
+            3
+        );
+        $m!(
+            offset_for_leader_epoch_request_v4,
+            OffsetForLeaderEpochRequest,
+            4
+        );
+        $m!(
+            offset_for_leader_epoch_response_v0,
+            OffsetForLeaderEpochResponse,
+            0
+        );
+        $m!(
+            offset_for_leader_epoch_response_v1,
+            OffsetForLeaderEpochResponse,
+            1
+        );
+        $m!(
+            offset_for_leader_epoch_response_v2,
+            OffsetForLeaderEpochResponse,
+            2
+        );
+        $m!(
+            offset_for_leader_epoch_response_v3,
+            OffsetForLeaderEpochResponse,
+            3
+        );
+        $m!(
+            offset_for_leader_epoch_response_v4,
+            OffsetForLeaderEpochResponse,
+            4
+        );
+        $m!(produce_request_v0, ProduceRequest, 0);
+        $m!(produce_request_v1, ProduceRequest, 1);
+        $m!(produce_request_v2, ProduceRequest, 2);
+        $m!(produce_request_v3, ProduceRequest, 3);
+        $m!(produce_request_v4, ProduceRequest, 4);
+        $m!(produce_request_v5, ProduceRequest, 5);
+        $m!(produce_request_v6, ProduceRequest, 6);
+        $m!(produce_request_v7, ProduceRequest, 7);
+        $m!(produce_request_v8, ProduceRequest, 8);
+        $m!(produce_request_v9, ProduceRequest, 9);
+        $m!(produce_request_v10, ProduceRequest, 10);
+        $m!(produce_request_v11, ProduceRequest, 11);
+        $m!(produce_response_v0, ProduceResponse, 0);
+        $m!(produce_response_v1, ProduceResponse, 1);
+        $m!(produce_response_v2, ProduceResponse, 2);
+        $m!(produce_response_v3, ProduceResponse, 3);
+        $m!(produce_response_v4, ProduceResponse, 4);
+        $m!(produce_response_v5, ProduceResponse, 5);
+        $m!(produce_response_v6, ProduceResponse, 6);
+        $m!(produce_response_v7, ProduceResponse, 7);
+        $m!(produce_response_v8, ProduceResponse, 8);
+        $m!(produce_response_v9, ProduceResponse, 9);
+        $m!(produce_response_v10, ProduceResponse, 10);
+        $m!(produce_response_v11, ProduceResponse, 11);
+        $m!(push_telemetry_request_v0, PushTelemetryRequest, 0);
+        $m!(push_telemetry_response_v0, PushTelemetryResponse, 0);
+        $m!(remove_raft_voter_request_v0, RemoveRaftVoterRequest, 0);
+        $m!(remove_raft_voter_response_v0, RemoveRaftVoterResponse, 0);
+        $m!(
+            renew_delegation_token_request_v0,
+            RenewDelegationTokenRequest,
+            0
+        );
+        $m!(
+            renew_delegation_token_request_v1,
+            RenewDelegationTokenRequest,
+            1
+        );
+        $m!(
+            renew_delegation_token_request_v2,
+            RenewDelegationTokenRequest,
+            2
+        );
+        $m!(
+            renew_delegation_token_response_v0,
+            RenewDelegationTokenResponse,
+            0
+        );
+        $m!(
+            renew_delegation_token_response_v1,
+            RenewDelegationTokenResponse,
+            1
+        );
+        $m!(
+            renew_delegation_token_response_v2,
+            RenewDelegationTokenResponse,
+            2
+        );
+        $m!(request_header_v0, RequestHeader, 0);
+        $m!(request_header_v1, RequestHeader, 1);
+        $m!(request_header_v2, RequestHeader, 2);
+        $m!(response_header_v0, ResponseHeader, 0);
+        $m!(response_header_v1, ResponseHeader, 1);
+        $m!(sasl_authenticate_request_v0, SaslAuthenticateRequest, 0);
+        $m!(sasl_authenticate_request_v1, SaslAuthenticateRequest, 1);
+        $m!(sasl_authenticate_request_v2, SaslAuthenticateRequest, 2);
+        $m!(sasl_authenticate_response_v0, SaslAuthenticateResponse, 0);
+        $m!(sasl_authenticate_response_v1, SaslAuthenticateResponse, 1);
+        $m!(sasl_authenticate_response_v2, SaslAuthenticateResponse, 2);
+        $m!(sasl_handshake_request_v0, SaslHandshakeRequest, 0);
+        $m!(sasl_handshake_request_v1, SaslHandshakeRequest, 1);
+        $m!(sasl_handshake_response_v0, SaslHandshakeResponse, 0);
+        $m!(sasl_handshake_response_v1, SaslHandshakeResponse, 1);
+        $m!(snapshot_footer_record_v0, SnapshotFooterRecord, 0);
+        $m!(snapshot_header_record_v0, SnapshotHeaderRecord, 0);
+        $m!(stop_replica_request_v0, StopReplicaRequest, 0);
+        $m!(stop_replica_request_v1, StopReplicaRequest, 1);
+        $m!(stop_replica_request_v2, StopReplicaRequest, 2);
+        $m!(stop_replica_request_v3, StopReplicaRequest, 3);
+        $m!(stop_replica_request_v4, StopReplicaRequest, 4);
+        $m!(stop_replica_response_v0, StopReplicaResponse, 0);
+        $m!(stop_replica_response_v1, StopReplicaResponse, 1);
+        $m!(stop_replica_response_v2, StopReplicaResponse, 2);
+        $m!(stop_replica_response_v3, StopReplicaResponse, 3);
+        $m!(stop_replica_response_v4, StopReplicaResponse, 4);
+        $m!(sync_group_request_v0, SyncGroupRequest, 0);
+        $m!(sync_group_request_v1, SyncGroupRequest, 1);
+        $m!(sync_group_request_v2, SyncGroupRequest, 2);
+        $m!(sync_group_request_v3, SyncGroupRequest, 3);
+        $m!(sync_group_request_v4, SyncGroupRequest, 4);
+        $m!(sync_group_request_v5, SyncGroupRequest, 5);
+        $m!(sync_group_response_v0, SyncGroupResponse, 0);
+        $m!(sync_group_response_v1, SyncGroupResponse, 1);
+        $m!(sync_group_response_v2, SyncGroupResponse, 2);
+        $m!(sync_group_response_v3, SyncGroupResponse, 3);
+        $m!(sync_group_response_v4, SyncGroupResponse, 4);
+        $m!(sync_group_response_v5, SyncGroupResponse, 5);
+        $m!(txn_offset_commit_request_v0, TxnOffsetCommitRequest, 0);
+        $m!(txn_offset_commit_request_v1, TxnOffsetCommitRequest, 1);
+        $m!(txn_offset_commit_request_v2, TxnOffsetCommitRequest, 2);
+        $m!(txn_offset_commit_request_v3, TxnOffsetCommitRequest, 3);
+        $m!(txn_offset_commit_request_v4, TxnOffsetCommitRequest, 4);
+        $m!(txn_offset_commit_response_v0, TxnOffsetCommitResponse, 0);
+        $m!(txn_offset_commit_response_v1, TxnOffsetCommitResponse, 1);
+        $m!(txn_offset_commit_response_v2, TxnOffsetCommitResponse, 2);
+        $m!(txn_offset_commit_response_v3, TxnOffsetCommitResponse, 3);
+        $m!(txn_offset_commit_response_v4, TxnOffsetCommitResponse, 4);
+        $m!(unregister_broker_request_v0, UnregisterBrokerRequest, 0);
+        $m!(unregister_broker_response_v0, UnregisterBrokerResponse, 0);
+        $m!(update_features_request_v0, UpdateFeaturesRequest, 0);
+        $m!(update_features_request_v1, UpdateFeaturesRequest, 1);
+        $m!(update_features_request_v2, UpdateFeaturesRequest, 2);
+        $m!(update_features_response_v0, UpdateFeaturesResponse, 0);
+        $m!(update_features_response_v1, UpdateFeaturesResponse, 1);
+        $m!(update_features_response_v2, UpdateFeaturesResponse, 2);
+        $m!(update_metadata_request_v0, UpdateMetadataRequest, 0);
+        $m!(update_metadata_request_v1, UpdateMetadataRequest, 1);
+        $m!(update_metadata_request_v2, UpdateMetadataRequest, 2);
+        $m!(update_metadata_request_v3, UpdateMetadataRequest, 3);
+        $m!(update_metadata_request_v4, UpdateMetadataRequest, 4);
+        $m!(update_metadata_request_v5, UpdateMetadataRequest, 5);
+        $m!(update_metadata_request_v6, UpdateMetadataRequest, 6);
+        $m!(update_metadata_request_v7, UpdateMetadataRequest, 7);
+        $m!(update_metadata_request_v8, UpdateMetadataRequest, 8);
+        $m!(update_metadata_response_v0, UpdateMetadataResponse, 0);
+        $m!(update_metadata_response_v1, UpdateMetadataResponse, 1);
+        $m!(update_metadata_response_v2, UpdateMetadataResponse, 2);
+        $m!(update_metadata_response_v3, UpdateMetadataResponse, 3);
+        $m!(update_metadata_response_v4, UpdateMetadataResponse, 4);
+        $m!(update_metadata_response_v5, UpdateMetadataResponse, 5);
+        $m!(update_metadata_response_v6, UpdateMetadataResponse, 6);
+        $m!(update_metadata_response_v7, UpdateMetadataResponse, 7);
+        $m!(update_metadata_response_v8, UpdateMetadataResponse, 8);
+        $m!(update_raft_voter_request_v0, UpdateRaftVoterRequest, 0);
+        $m!(update_raft_voter_response_v0, UpdateRaftVoterResponse, 0);
+        $m!(vote_request_v0, VoteRequest, 0);
+        $m!(vote_request_v1, VoteRequest, 1);
+        $m!(vote_response_v0, VoteResponse, 0);
+        $m!(vote_response_v1, VoteResponse, 1);
+        $m!(voters_record_v0, VotersRecord, 0);
+        $m!(write_txn_markers_request_v0, WriteTxnMarkersRequest, 0);
+        $m!(write_txn_markers_request_v1, WriteTxnMarkersRequest, 1);
+        $m!(write_txn_markers_response_v0, WriteTxnMarkersResponse, 0);
+        $m!(write_txn_markers_response_v1, WriteTxnMarkersResponse, 1);
+    };
+}
+#[cfg(test)]
+pub(crate) use for_all_message_versions;
