@@ -128,6 +128,7 @@ fn re_encoding_the_uncompressed_broker_batches_gives_the_same_bytes() {
             base_offset: hdr.base_offset,
             partition_leader_epoch: hdr.partition_leader_epoch,
             compression: Compression::None,
+            compression_level: None,
             timestamp_type: TimestampType::CreateTime,
             transactional: false,
             control: false,

@@ -79,17 +79,31 @@ impl Compression {
         }
     }
 
-    /// Appends `input` compressed with this codec to `out` (a plain copy for `None`).
+    /// Appends `input` compressed with this codec at its default level to `out` (a
+    /// plain copy for `None`).
     pub fn compress(self, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.compress_with_level(input, None, out)
+    }
+
+    /// Like [`Compression::compress`] at `level` (`None`: the codec's default, as
+    /// Kafka's `compression.<codec>.level`): gzip 1..=9 (default 6), zstd
+    /// -131072..=22 (default 3). Snappy has no levels and LZ4 is always written in
+    /// its fast mode, so both ignore `level`. A level out of range is [`Error::Encode`].
+    pub fn compress_with_level(
+        self,
+        input: &[u8],
+        level: Option<i32>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         match self {
             Compression::None => {
                 out.extend_from_slice(input);
                 Ok(())
             }
-            Compression::Gzip => gzip::compress(input, out),
+            Compression::Gzip => gzip::compress_level(input, level, out),
             Compression::Snappy => snappy::compress(input, out),
             Compression::Lz4 => lz4::compress(input, out),
-            Compression::Zstd => zstd::compress(input, out),
+            Compression::Zstd => zstd::compress_level(input, level, out),
         }
     }
 
@@ -150,6 +164,14 @@ pub(crate) fn read_bounded<R: std::io::Read>(
     Ok(out)
 }
 
+/// The error for a compression level outside `range`.
+pub(crate) fn bad_level(codec: &'static str, level: i32, range: &str) -> Error {
+    Error::Encode {
+        context: codec,
+        message: format!("compression level {level} is outside {range}"),
+    }
+}
+
 /// Wraps a codec's own error as [`Error::Compression`].
 pub(crate) fn codec_error(codec: &'static str, err: impl std::fmt::Display) -> Error {
     Error::Compression {
@@ -189,6 +211,33 @@ mod tests {
                 ),
                 "{c}"
             );
+        }
+    }
+
+    #[test]
+    fn levels_are_applied_and_checked() {
+        let input = b"level level level level".repeat(100);
+        for (codec, level) in [
+            (Compression::Gzip, 1),
+            (Compression::Gzip, 9),
+            (Compression::Zstd, -5),
+            (Compression::Zstd, 19),
+        ] {
+            let mut packed = Vec::new();
+            codec
+                .compress_with_level(&input, Some(level), &mut packed)
+                .unwrap();
+            assert_eq!(codec.decompress(&packed, input.len()).unwrap(), input);
+        }
+        for (codec, level) in [
+            (Compression::Gzip, 0),
+            (Compression::Gzip, 10),
+            (Compression::Zstd, 23),
+        ] {
+            assert!(matches!(
+                codec.compress_with_level(&input, Some(level), &mut Vec::new()),
+                Err(Error::Encode { .. })
+            ));
         }
     }
 

@@ -4,7 +4,7 @@
 //! the bytes that follow: a 60-byte frame can ask for 128 MiB. The decoder's window
 //! is therefore capped at [`max_window_log`] of the output limit.
 
-use super::{codec_error, read_bounded};
+use super::{bad_level, codec_error, read_bounded};
 use crate::error::Result;
 
 /// Compression level used for produced batches (Kafka's default, 3).
@@ -18,8 +18,17 @@ pub const MAX_WINDOW_LOG: u32 = 27;
 
 /// Appends the zstd compression of `input` (one frame, level [`DEFAULT_LEVEL`]) to `out`.
 pub fn compress(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    let packed =
-        ::zstd::bulk::compress(input, DEFAULT_LEVEL).map_err(|e| codec_error("zstd", e))?;
+    compress_level(input, None, out)
+}
+
+/// Appends one zstd frame of `input` at `level` (-131072..=22; `None`:
+/// [`DEFAULT_LEVEL`]) to `out`.
+pub fn compress_level(input: &[u8], level: Option<i32>, out: &mut Vec<u8>) -> Result<()> {
+    let level = level.unwrap_or(DEFAULT_LEVEL);
+    if !(-131_072..=22).contains(&level) {
+        return Err(bad_level("zstd", level, "-131072..=22"));
+    }
+    let packed = ::zstd::bulk::compress(input, level).map_err(|e| codec_error("zstd", e))?;
     out.extend_from_slice(&packed);
     Ok(())
 }

@@ -29,6 +29,8 @@ pub struct BatchParams {
     pub partition_leader_epoch: i32,
     /// Codec for the records region.
     pub compression: Compression,
+    /// Codec level (`None`: the codec's default); see [`Compression::compress_with_level`].
+    pub compression_level: Option<i32>,
     /// Timestamp type (producers write create time).
     pub timestamp_type: TimestampType,
     /// Set the transactional bit.
@@ -50,6 +52,7 @@ impl Default for BatchParams {
             base_offset: 0,
             partition_leader_epoch: -1,
             compression: Compression::None,
+            compression_level: None,
             timestamp_type: TimestampType::CreateTime,
             transactional: false,
             control: false,
@@ -186,7 +189,7 @@ impl BatchBuilder {
                 let records = &self.buf[RECORD_BATCH_OVERHEAD..];
                 let mut out = Vec::with_capacity(RECORD_BATCH_OVERHEAD + records.len() / 2 + 64);
                 out.resize(RECORD_BATCH_OVERHEAD, 0);
-                codec.compress(records, &mut out)?;
+                codec.compress_with_level(records, self.params.compression_level, &mut out)?;
                 out
             }
         };
