@@ -13,7 +13,39 @@ const EVENTS: u64 = 20_000;
 
 /// source (2 splits, rate-limited) -> key_by -> 1 s tumbling sum -> sink
 ///                                 \-> key_by -> rolling max (process state) -> sink
-fn define(p: &Pipeline, windows: &CollectSink<(u32, i64, u64)>, rolling: &CollectSink<(u32, u64)>) {
+/// Registers an event-time timer at the next full second per key and record;
+/// emits `(key, timer)` when it fires (timers are deduplicated per key and time).
+#[derive(Clone)]
+struct SecondTicks;
+
+impl KeyedProcessFunction<u32, Ev> for SecondTicks {
+    type Out = (u32, i64);
+    fn process_element(
+        &mut self,
+        v: Ev,
+        ctx: &mut ProcessContext<'_, '_, u32, (u32, i64)>,
+    ) -> Result<()> {
+        ctx.register_event_timer((v.1 / 1000 + 1) * 1000);
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        t: i64,
+        _d: TimeDomain,
+        ctx: &mut ProcessContext<'_, '_, u32, (u32, i64)>,
+    ) -> Result<()> {
+        let k = *ctx.key();
+        ctx.collect((k, t));
+        Ok(())
+    }
+}
+
+fn define(
+    p: &Pipeline,
+    windows: &CollectSink<(u32, i64, u64)>,
+    rolling: &CollectSink<(u32, u64)>,
+    ticks: &CollectSink<(u32, i64)>,
+) {
     let events = p.source(
         GeneratorSource::new(|i| ((i % 13) as u32, (i * 10) as i64, i))
             .splits(2)
@@ -34,6 +66,11 @@ fn define(p: &Pipeline, windows: &CollectSink<(u32, i64, u64)>, rolling: &Collec
             .limit(EVENTS / 2),
         WatermarkStrategy::monotonous().with_timestamp(|e: &Ev| e.1),
     );
+    let (second, for_timers) = second.fork();
+    for_timers
+        .key_by(|e| e.0)
+        .process(SecondTicks)
+        .sink(ticks.clone());
     second
         .key_by(|e| e.0)
         .reduce(|a, b| if a.2 >= b.2 { *a } else { *b })
@@ -46,20 +83,28 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-async fn uninterrupted() -> (Vec<(u32, i64, u64)>, Vec<(u32, u64)>) {
+type Outputs = (Vec<(u32, i64, u64)>, Vec<(u32, u64)>, Vec<(u32, i64)>);
+
+async fn uninterrupted() -> Outputs {
     let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
-    let (w, r) = (CollectSink::transactional(), CollectSink::transactional());
-    define(&p, &w, &r);
+    let (w, r, t) = (
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+    );
+    define(&p, &w, &r, &t);
     p.run().await.unwrap();
-    (sorted(w.values()), sorted(r.values()))
+    (sorted(w.values()), sorted(r.values()), sorted(t.values()))
 }
 
-async fn interrupted_then_restored(
-    restore_parallelism: usize,
-) -> (Vec<(u32, i64, u64)>, Vec<(u32, u64)>, CheckpointId) {
-    let (w, r) = (CollectSink::transactional(), CollectSink::transactional());
+async fn interrupted_then_restored(restore_parallelism: usize) -> (Outputs, CheckpointId) {
+    let (w, r, t) = (
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+    );
     let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
-    define(&p, &w, &r);
+    define(&p, &w, &r, &t);
     let job = p.start().unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let id = match job.trigger_checkpoint().await {
@@ -74,29 +119,32 @@ async fn interrupted_then_restored(
     assert!(!checkpoint.operators.is_empty());
 
     let p2 = Pipeline::with_config(PipelineConfig::default().parallelism(restore_parallelism));
-    define(&p2, &w, &r);
+    define(&p2, &w, &r, &t);
     p2.restore_from(checkpoint);
     let result = p2.run().await.unwrap();
     assert_eq!(result.epoch, Epoch(1));
-    (sorted(w.values()), sorted(r.values()), id)
+    (
+        (sorted(w.values()), sorted(r.values()), sorted(t.values())),
+        id,
+    )
 }
 
 #[tokio::test(start_paused = true)]
 async fn restore_from_a_mid_run_checkpoint_reproduces_the_uninterrupted_output() {
-    let (w_ref, r_ref) = uninterrupted().await;
-    assert!(!w_ref.is_empty() && !r_ref.is_empty());
-    let (w, r, id) = interrupted_then_restored(2).await;
+    let reference = uninterrupted().await;
+    assert!(!reference.0.is_empty() && !reference.1.is_empty() && !reference.2.is_empty());
+    let (restored, id) = interrupted_then_restored(2).await;
     assert_eq!(id, CheckpointId(1));
-    assert_eq!(w, w_ref);
-    assert_eq!(r, r_ref);
+    assert_eq!(restored.0, reference.0, "window sums");
+    assert_eq!(restored.1, reference.1, "rolling reduce (value state)");
+    assert_eq!(restored.2, reference.2, "event-time timers");
 }
 
 #[tokio::test(start_paused = true)]
 async fn restore_into_a_different_parallelism_moves_key_groups() {
-    let (w_ref, r_ref) = uninterrupted().await;
-    let (w, r, _) = interrupted_then_restored(1).await;
-    assert_eq!(w, w_ref);
-    assert_eq!(r, r_ref);
+    let reference = uninterrupted().await;
+    let (restored, _) = interrupted_then_restored(1).await;
+    assert_eq!(restored, reference);
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,6 +50,7 @@ pub struct IntervalJoinOperator<K, A, B, F> {
     left: Option<KeyGroupedMap<K, Vec<(i64, A)>>>,
     right: Option<KeyGroupedMap<K, Vec<(i64, B)>>>,
     watermark: i64,
+    late_dropped: Option<metrics::Counter>,
 }
 
 impl<K, A, B, F> IntervalJoinOperator<K, A, B, F> {
@@ -62,6 +63,7 @@ impl<K, A, B, F> IntervalJoinOperator<K, A, B, F> {
             left: None,
             right: None,
             watermark: i64::MIN,
+            late_dropped: None,
         }
     }
 }
@@ -77,6 +79,10 @@ where
     type Out = O;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
+        self.late_dropped = Some(metrics::counter!(
+            "strom_late_records_dropped_total",
+            "operator" => init.name.to_string()
+        ));
         let mut left = KeyGroupedMap::new(init.key_groups, init.max_parallelism);
         let mut right = KeyGroupedMap::new(init.key_groups, init.max_parallelism);
         if let Some(s) = &init.restored {
@@ -108,6 +114,9 @@ where
             let ts = r.timestamp;
             if ts < self.watermark {
                 // Late: every partner it could have had is already gone (as in Flink).
+                if let Some(c) = &self.late_dropped {
+                    c.increment(1);
+                }
                 continue;
             }
             match r.value {
