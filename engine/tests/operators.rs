@@ -256,3 +256,40 @@ async fn rolling_reduce_emits_the_running_value_per_key() {
     let twos: Vec<u64> = v.iter().filter(|e| e.0 == 2).map(|e| e.1).collect();
     assert_eq!((ones, twos), (vec![5, 8], vec![1, 5]));
 }
+
+#[test]
+fn execute_runs_a_bounded_job_on_its_own_runtime() {
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let sink = CollectSink::new();
+    p.source(
+        VecSource::with_splits(vec![(0..500u64).collect(), (500..1000).collect()]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .rebalance(3)
+    .key_by(|x| x % 10)
+    .set_parallelism(4)
+    .reduce(|a, b| a + b)
+    .sink(sink.clone());
+    let result = p.execute().unwrap();
+    assert_eq!(result.epoch, Epoch(0));
+    let out = sink.values();
+    assert_eq!(out.len(), 1000, "one running value per input record");
+    let key9: u64 = (0..1000u64).filter(|x| x % 10 == 9).sum();
+    assert_eq!(
+        out.into_iter().max(),
+        Some(key9),
+        "the largest final sum is key 9's"
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_without_sink_is_rejected() {
+    let p = Pipeline::new();
+    let _unused = p
+        .source(
+            VecSource::new(vec![1u8]),
+            WatermarkStrategy::no_watermarks(),
+        )
+        .map(|x| x);
+    assert!(matches!(p.start(), Err(EngineError::InvalidPipeline(_))));
+}
