@@ -116,3 +116,25 @@ async fn an_event_time_window_without_timestamps_fails_clearly() {
     let err = p.run().await.unwrap_err().to_string();
     assert!(err.contains("no event timestamp"), "{err}");
 }
+
+#[tokio::test]
+async fn try_flat_map_failures_go_to_dead_letters_too() {
+    let p = Pipeline::with_config(PipelineConfig::default().error_policy(ErrorPolicy::DeadLetter));
+    let sink = CollectSink::new();
+    let dead = CollectSink::new();
+    p.source(
+        VecSource::new(vec!["1,2", "x", "3"]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .try_flat_map("split", |s: &str| {
+        s.split(',')
+            .map(parse)
+            .collect::<std::result::Result<Vec<u64>, String>>()
+    })
+    .sink(sink.clone());
+    p.dead_letters().sink(dead.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![1, 2, 3]);
+    assert_eq!(dead.values().len(), 1);
+    assert_eq!(dead.values()[0].position, Position::new(0, 1));
+}

@@ -14,7 +14,7 @@ use crate::graph::{BuildCtx, GraphRef};
 use crate::io::sink::Sink;
 use crate::operators::async_map::{AsyncMapSpec, run_async_task};
 use crate::operators::filter::FilterOperator;
-use crate::operators::flat_map::FlatMapOperator;
+use crate::operators::flat_map::{FlatMapOperator, TryFlatMapOperator};
 use crate::operators::map::{MapOperator, TryMapOperator};
 use crate::operators::process::OutputTag;
 use crate::operators::{Operator, SideOutput};
@@ -167,6 +167,21 @@ impl<T: Send + 'static> DataStream<T> {
     {
         let f = Arc::new(f);
         self.chain_with("flat_map", move |_, _, _| FlatMapOperator::new(f.clone()))
+    }
+
+    /// Expands every value with a fallible function; failures follow the pipeline's
+    /// [`crate::ErrorPolicy`] (e.g. parsing a message into several records).
+    pub fn try_flat_map<I, E: Display + 'static>(
+        self,
+        name: &str,
+        f: impl Fn(T) -> std::result::Result<I, E> + Send + Sync + 'static,
+    ) -> DataStream<I::Item>
+    where
+        I: IntoIterator + 'static,
+        I::Item: Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.chain_with(name, move |_, _, _| TryFlatMapOperator::new(f.clone()))
     }
 
     /// Partitions the stream by key: records with equal keys go to the same subtask

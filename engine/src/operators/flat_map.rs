@@ -57,3 +57,48 @@ where
         Ok(())
     }
 }
+
+/// Expands each value with a fallible function; failures follow the pipeline's
+/// error policy.
+pub struct TryFlatMapOperator<F> {
+    f: Arc<F>,
+}
+
+impl<F> TryFlatMapOperator<F> {
+    pub(crate) fn new(f: Arc<F>) -> Self {
+        TryFlatMapOperator { f }
+    }
+}
+
+impl<T, I, E, F> Operator<T> for TryFlatMapOperator<F>
+where
+    T: Send + 'static,
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    E: std::fmt::Display + 'static,
+    F: Fn(T) -> std::result::Result<I, E> + Send + Sync + 'static,
+{
+    type Out = I::Item;
+    fn process_batch(
+        &mut self,
+        batch: Vec<Record<T>>,
+        out: &mut Output<'_, I::Item>,
+    ) -> Result<()> {
+        for r in batch {
+            let (ts, pos) = (r.timestamp, r.position);
+            match (self.f)(r.value) {
+                Ok(items) => {
+                    for v in items {
+                        out.emit(Record {
+                            value: v,
+                            timestamp: ts,
+                            position: pos,
+                        });
+                    }
+                }
+                Err(e) => out.fail(pos, ts, e)?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -291,6 +291,11 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     let mut rr = 0usize;
     let mut control_open = true;
     let mut remaining = slots.len();
+    let records_read = metrics::counter!(
+        "strom_source_records_total",
+        "source" => name.to_string(),
+        "subtask" => env.ctx.subtask.to_string()
+    );
     while remaining > 0 || slots.is_empty() {
         let mut trigger = env.pending_trigger.take();
         while control_open {
@@ -389,6 +394,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                         slot.wm.observe(r.timestamp);
                     }
                 }
+                records_read.increment(records.len() as u64);
                 let was_idle = std::mem::replace(&mut slot.idle, false);
                 let wm = slot.wm.current();
                 chain.process_batch(records, &mut env.ctx)?;
