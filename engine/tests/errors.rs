@@ -138,3 +138,48 @@ async fn try_flat_map_failures_go_to_dead_letters_too() {
     assert_eq!(dead.values().len(), 1);
     assert_eq!(dead.values()[0].position, Position::new(0, 1));
 }
+
+#[tokio::test]
+async fn a_named_operator_appears_in_the_error() {
+    let p = Pipeline::new();
+    let sink = CollectSink::new();
+    p.source(VecSource::new(inputs()), WatermarkStrategy::no_watermarks())
+        .try_map(parse)
+        .name("amounts")
+        .sink(sink.clone());
+    let err = p.run().await.unwrap_err().to_string();
+    assert!(err.contains("operator 'amounts'"), "{err}");
+}
+
+#[derive(Clone)]
+struct StuckSink;
+
+impl Sink<u64> for StuckSink {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    async fn write(&mut self, _batch: Vec<Record<u64>>) -> Result<()> {
+        Ok(())
+    }
+    async fn finish(&mut self) -> Result<()> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sink_that_cannot_finish_fails_the_job_after_the_close_timeout() {
+    let p = Pipeline::with_config(
+        PipelineConfig::default().close_timeout(std::time::Duration::from_secs(5)),
+    );
+    p.source(
+        VecSource::new(vec![1u64]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .sink(StuckSink);
+    let err = p.run().await.unwrap_err().to_string();
+    assert!(
+        err.contains("sink 'stuck'") && err.contains("did not complete within 5s"),
+        "{err}"
+    );
+}

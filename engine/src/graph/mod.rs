@@ -71,6 +71,8 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Option<Duration>,
     /// Processing time at job start (ms); `None` follows the wall clock.
     pub processing_time_start: Option<i64>,
+    /// Longest a sink may take to finish (flush and commit) at the end of input.
+    pub close_timeout: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -83,6 +85,7 @@ impl Default for PipelineConfig {
             error_policy: ErrorPolicy::Fail,
             checkpoint_interval: None,
             processing_time_start: None,
+            close_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -118,6 +121,11 @@ impl PipelineConfig {
         self.checkpoint_interval = Some(d);
         self
     }
+    /// Sets how long a sink may take to finish at the end of input.
+    pub fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
     /// Fixes processing time at job start (tests).
     pub fn processing_time_start(mut self, ms: i64) -> Self {
         self.processing_time_start = Some(ms);
@@ -133,6 +141,8 @@ pub(crate) struct Graph {
     next_op: u32,
     terminals: Vec<Terminal>,
     pub(crate) sides: HashMap<(OperatorId, u64), SideFactory>,
+    /// Names given with [`DataStream::name`].
+    pub(crate) names: HashMap<OperatorId, Arc<str>>,
     dead_letter_tx: Option<Sender<DeadLetter>>,
     restore: Option<Checkpoint>,
     store: InMemoryCheckpointStore,
@@ -162,6 +172,7 @@ pub(crate) struct BuildCtx {
     events_tx: mpsc::UnboundedSender<JobEvent>,
     dead_letter_tx: Option<Sender<DeadLetter>>,
     sides: HashMap<(OperatorId, u64), SideFactory>,
+    names: HashMap<OperatorId, Arc<str>>,
 }
 
 impl BuildCtx {
@@ -177,6 +188,7 @@ impl BuildCtx {
         subtask: usize,
         parallelism: usize,
     ) -> OperatorInit {
+        let name = self.names.get(&id).cloned().unwrap_or(name);
         OperatorInit::new(
             id,
             name,
@@ -305,6 +317,7 @@ impl Pipeline {
                 next_op: 0,
                 terminals: Vec::new(),
                 sides: HashMap::new(),
+                names: HashMap::new(),
                 dead_letter_tx: None,
                 restore: None,
                 store: InMemoryCheckpointStore::new(3),
@@ -442,6 +455,7 @@ impl Pipeline {
             events_tx: events_tx.clone(),
             dead_letter_tx: g.dead_letter_tx.take(),
             sides: std::mem::take(&mut g.sides),
+            names: std::mem::take(&mut g.names),
         };
         let terminals = std::mem::take(&mut g.terminals);
         let store = g.store.clone();

@@ -114,6 +114,15 @@ impl<T: Send + 'static> DataStream<T> {
         }
     }
 
+    /// Names the operator that produced this stream (used in metrics labels, logs and
+    /// errors such as "operator 'parse' failed on the record at split 0 offset 7").
+    pub fn name(self, name: &str) -> Self {
+        if let Some(op) = self.last_op {
+            self.graph.borrow_mut().names.insert(op, name.into());
+        }
+        self
+    }
+
     /// Applies a custom [`Operator`] (one instance per subtask), fused with the
     /// previous operator.
     pub fn transform<O: Operator<T>>(
@@ -389,6 +398,7 @@ impl<T: Send + 'static> DataStream<T> {
                 let name = sink.name().to_string();
                 let init = b.init(id, name.as_str().into(), j, par);
                 let epoch = b.epoch;
+                let close_timeout = b.config.close_timeout;
                 b.spawn(stage, j, &name, false, cp, move |env| {
                     Box::pin(run_sink_task(
                         gate,
@@ -398,6 +408,7 @@ impl<T: Send + 'static> DataStream<T> {
                         par,
                         epoch,
                         init.restored,
+                        close_timeout,
                     ))
                 });
             }

@@ -449,6 +449,7 @@ impl TaskEnv {
 }
 
 /// Input gate -> sink.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
     mut gate: InputGate<T>,
     mut sink: S,
@@ -457,6 +458,7 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
     parallelism: usize,
     epoch: Epoch,
     restored: Option<OperatorState>,
+    close_timeout: std::time::Duration,
 ) -> Result<()> {
     let subtask = env.ctx.subtask;
     let name = sink.name().to_string();
@@ -502,7 +504,18 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                     env.ack(b.id);
                 }
                 GateEvent::End => {
-                    sink.finish().await.map_err(err)?;
+                    // A sink that cannot finish (e.g. a stuck transaction) must not hang
+                    // the job forever.
+                    match tokio::time::timeout(close_timeout, sink.finish()).await {
+                        Ok(r) => r.map_err(err)?,
+                        Err(_) => {
+                            return Err(EngineError::Sink {
+                                sink: name.clone(),
+                                subtask,
+                                message: format!("finish did not complete within {close_timeout:?}"),
+                            });
+                        }
+                    }
                     return Ok(());
                 }
             },
