@@ -314,3 +314,30 @@ async fn a_watermark_jump_over_many_windows_fires_them_all_in_bounded_steps() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn early_firing_emits_partial_results_before_the_window_closes() {
+    // The window [0, 60 s) never closes (the source stays open without passing it);
+    // early firing every 100 ms still reports its running count.
+    let split0 = vec![
+        vec![(1u32, 1_000i64, 1u64), (1, 2_000, 1)],
+        vec![(1, 3_000, 1)],
+    ];
+    let source = ScriptedSource::new(vec![split0], false);
+    let p = Pipeline::with_config(PipelineConfig::default().processing_time_start(0));
+    let sink = CollectSink::new();
+    p.source(source, strategy(0))
+        .key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_secs(60)))
+        .trigger_every(Duration::from_millis(100))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let out = sink.values();
+    assert!(out.len() >= 2, "{out:?}");
+    assert!(out.iter().all(|r| *r == (1, 0, 60_000, 3)), "{out:?}");
+    job.cancel();
+    let _ = job.wait().await;
+}

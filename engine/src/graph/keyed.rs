@@ -60,6 +60,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             windows,
             lateness: 0,
             late_tag: None,
+            early_every: None,
         }
     }
 
@@ -159,6 +160,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             windows,
             lateness: 0,
             late_tag: None,
+            early_every: None,
         };
         ws.aggregate_on(JoinBuffer, false)
             .flat_map(move |w: Windowed<K, (Vec<T>, Vec<B>)>| {
@@ -245,6 +247,7 @@ pub struct WindowedStream<K, T> {
     windows: Windows,
     lateness: i64,
     late_tag: Option<OutputTag<T>>,
+    early_every: Option<i64>,
 }
 
 impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
@@ -259,6 +262,14 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
     /// dropping them; read it with [`DataStream::side_output`] on the result.
     pub fn side_output_late_data(mut self, tag: &OutputTag<T>) -> Self {
         self.late_tag = Some(tag.clone());
+        self
+    }
+
+    /// Early firing (Flink's `ContinuousProcessingTimeTrigger`): every `interval` of
+    /// processing time, emit the current result of each open tumbling or sliding
+    /// window; the final result still comes when the watermark passes the window.
+    pub fn trigger_every(mut self, interval: Duration) -> Self {
+        self.early_every = Some(interval.as_millis() as i64);
         self
     }
 
@@ -277,6 +288,7 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
             windows,
             lateness,
             late_tag,
+            early_every,
         } = self;
         let (stream, key_fn) = if exchange {
             keyed.exchanged()
@@ -299,25 +311,29 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
                         lateness,
                         late,
                     )
+                    .with_early_firing(early_every)
                 })
             }
             WindowKind::Sliding {
                 size,
                 slide,
                 offset,
-            } if lateness > 0 => stream.chain_with("window", move |b, id, sub| {
-                let late = b.side_outputs(id, sub).take(late_tag.as_ref());
-                PaneWindowOperator::new(
-                    key_fn.clone(),
-                    agg.clone(),
-                    size,
-                    slide,
-                    offset,
-                    domain,
-                    lateness,
-                    late,
-                )
-            }),
+            } if lateness > 0 || early_every.is_some() => {
+                stream.chain_with("window", move |b, id, sub| {
+                    let late = b.side_outputs(id, sub).take(late_tag.as_ref());
+                    PaneWindowOperator::new(
+                        key_fn.clone(),
+                        agg.clone(),
+                        size,
+                        slide,
+                        offset,
+                        domain,
+                        lateness,
+                        late,
+                    )
+                    .with_early_firing(early_every)
+                })
+            }
             WindowKind::Sliding {
                 size,
                 slide,

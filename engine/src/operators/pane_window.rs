@@ -82,6 +82,10 @@ pub struct PaneWindowOperator<K, T, A: AggregateFunction<T>> {
     progress: i64,
     /// `advance` stopped after [`FIRE_BUDGET`] results; more windows are due.
     pending: bool,
+    /// Early firing: emit the current result of every open window this often
+    /// (processing time, ms), like Flink's `ContinuousProcessingTimeTrigger`.
+    early_every: Option<i64>,
+    next_early: Option<i64>,
     late: SideOutput<T>,
     late_dropped: Option<Counter>,
     init: Option<OperatorInit>,
@@ -109,6 +113,8 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             fired_until: i64::MIN,
             progress: i64::MIN,
             pending: false,
+            early_every: None,
+            next_early: None,
             late,
             late_dropped: None,
             init: None,
@@ -311,6 +317,32 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         Ok(())
     }
 
+    /// Enables early firing every `every_ms` of processing time.
+    pub(crate) fn with_early_firing(mut self, every_ms: Option<i64>) -> Self {
+        self.early_every = every_ms.filter(|ms| *ms > 0);
+        self
+    }
+
+    /// Emits the current result of every window that has data and has not fired.
+    fn fire_early(&mut self, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        let (Some((&first, _)), Some((&last, _))) =
+            (self.panes.first_key_value(), self.panes.last_key_value())
+        else {
+            return;
+        };
+        let mut e = self.geo.window_end_at_or_after(first);
+        if self.fired_until != i64::MIN {
+            e = e.max(self.fired_until.saturating_add(self.geo.slide));
+        }
+        let end = self.geo.last_window_end_for_pane(last);
+        while e <= end {
+            if self.panes.range(e - self.geo.size + 1..=e).next().is_some() {
+                self.fire_window(e, out);
+            }
+            e = e.saturating_add(self.geo.slide);
+        }
+    }
+
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if let Some((&first, _)) = self.panes.first_key_value() {
             let mut e = self.geo.window_end_at_or_after(first);
@@ -380,6 +412,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         if processing {
             self.request_timer(out);
         }
+        if let (Some(every), None) = (self.early_every, self.next_early) {
+            let at = out.processing_time() + every;
+            self.next_early = Some(at);
+            out.request_processing_timer(at);
+        }
         Ok(())
     }
 
@@ -397,6 +434,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
                 self.advance(now - 1, out);
             }
             self.request_timer(out);
+        }
+        if let (Some(every), Some(due)) = (self.early_every, self.next_early) {
+            if now >= due {
+                self.fire_early(out);
+                self.next_early = Some(now + every);
+            }
+            out.request_processing_timer(self.next_early.unwrap_or(now + every));
         }
         Ok(())
     }
