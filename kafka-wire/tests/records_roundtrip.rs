@@ -330,6 +330,30 @@ fn decompressed_size_limit_is_enforced_per_batch_and_per_reader() {
 }
 
 #[test]
+fn legacy_wrappers_count_against_the_reader_budget() {
+    let records: Vec<Record> = (0..50)
+        .map(|i| Record {
+            offset: i,
+            value: Some(Bytes::from(vec![b'z'; 1000])),
+            ..Record::default()
+        })
+        .collect();
+    let one = legacy_message_set(1, Compression::Gzip, None, &records);
+    let two = Bytes::from([one.clone(), one].concat());
+    let opts = DecodeOptions {
+        max_total_decompressed_bytes: 80_000,
+        ..DecodeOptions::default()
+    };
+    let mut reader = BatchReader::with_options(two, opts);
+    let first = reader.next().unwrap().unwrap();
+    assert!(first.decompressed_len() > 50_000);
+    assert!(matches!(
+        reader.next(),
+        Some(Err(Error::DecompressedTooLarge { .. }))
+    ));
+}
+
+#[test]
 fn decoding_does_not_copy_keys_and_values() {
     let records = vec![Record {
         key: Some(Bytes::from_static(b"key")),

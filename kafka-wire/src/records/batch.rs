@@ -237,13 +237,20 @@ pub struct RecordBatch {
     /// The batch header.
     pub header: BatchHeader,
     body: Body,
+    /// Bytes produced by decompression (0 for uncompressed batches).
+    decompressed: usize,
 }
 
 impl RecordBatch {
-    pub(crate) fn from_legacy(header: BatchHeader, records: Vec<Record>) -> Self {
+    pub(crate) fn from_legacy(
+        header: BatchHeader,
+        records: Vec<Record>,
+        decompressed: usize,
+    ) -> Self {
         RecordBatch {
             header,
             body: Body::Legacy(records),
+            decompressed,
         }
     }
 
@@ -284,9 +291,13 @@ impl RecordBatch {
             });
         }
         let compression = header.attributes.compression()?;
-        let records = match compression {
-            Compression::None => batch.slice(RECORD_BATCH_OVERHEAD..),
-            codec => Bytes::from(codec.decompress(&batch[RECORD_BATCH_OVERHEAD..], limit)?),
+        let (records, decompressed) = match compression {
+            Compression::None => (batch.slice(RECORD_BATCH_OVERHEAD..), 0),
+            codec => {
+                let out = codec.decompress(&batch[RECORD_BATCH_OVERHEAD..], limit)?;
+                let len = out.len();
+                (Bytes::from(out), len)
+            }
         };
         // Every record takes at least 7 bytes; refuse counts the bytes cannot hold.
         if header.record_count as usize > records.len() / 7 {
@@ -300,7 +311,13 @@ impl RecordBatch {
         Ok(RecordBatch {
             header,
             body: Body::V2(records),
+            decompressed,
         })
+    }
+
+    /// Bytes decompression produced for this batch (0 if it was not compressed).
+    pub fn decompressed_len(&self) -> usize {
+        self.decompressed
     }
 
     /// Message format (2, or 0/1 for legacy message sets).

@@ -150,14 +150,17 @@ pub(crate) fn decode_message(entry: Bytes, verify_crc: bool, limit: usize) -> Re
     let msg = parse_message(&entry, verify_crc)?;
     let compression = Compression::from_code((msg.attributes & 0x07) as u8)?;
     let ts_type = timestamp_type(msg.magic, msg.attributes);
-    let records = match compression {
-        Compression::None => vec![Record {
-            offset: msg.offset,
-            timestamp: msg.timestamp,
-            key: msg.key,
-            value: msg.value,
-            headers: Vec::new(),
-        }],
+    let (records, decompressed) = match compression {
+        Compression::None => (
+            vec![Record {
+                offset: msg.offset,
+                timestamp: msg.timestamp,
+                key: msg.key,
+                value: msg.value,
+                headers: Vec::new(),
+            }],
+            0,
+        ),
         codec => decode_wrapper(&msg, codec, ts_type, verify_crc, limit)?,
     };
     let (first, last) = match (records.first(), records.last()) {
@@ -204,18 +207,18 @@ pub(crate) fn decode_message(entry: Bytes, verify_crc: bool, limit: usize) -> Re
         base_sequence: NO_SEQUENCE,
         record_count: i32::try_from(records.len()).unwrap_or(i32::MAX),
     };
-    Ok(RecordBatch::from_legacy(header, records))
+    Ok(RecordBatch::from_legacy(header, records, decompressed))
 }
 
 /// Decompresses a wrapper's value and decodes its inner messages with absolute
-/// offsets and timestamps.
+/// offsets and timestamps; also returns the decompressed size.
 fn decode_wrapper(
     wrapper: &Message,
     codec: Compression,
     ts_type: TimestampType,
     verify_crc: bool,
     limit: usize,
-) -> Result<Vec<Record>> {
+) -> Result<(Vec<Record>, usize)> {
     let value = wrapper.value.as_ref().ok_or_else(|| {
         Error::CorruptRecords(format!(
             "compressed legacy message at offset {} has a null value",
@@ -228,6 +231,7 @@ fn decode_wrapper(
         codec.decompress(value, limit)?
     };
     let inner = Bytes::from(inner);
+    let decompressed = inner.len();
     let mut messages = Vec::new();
     let mut pos = 0;
     while pos < inner.len() {
@@ -267,7 +271,7 @@ fn decode_wrapper(
         Some(last) if wrapper.magic >= 1 => wrapper.offset.wrapping_sub(last.offset),
         _ => 0,
     };
-    Ok(messages
+    let records = messages
         .into_iter()
         .map(|m| Record {
             offset: m.offset.wrapping_add(shift),
@@ -282,5 +286,6 @@ fn decode_wrapper(
             value: m.value,
             headers: Vec::new(),
         })
-        .collect())
+        .collect();
+    Ok((records, decompressed))
 }

@@ -130,9 +130,7 @@ impl BatchReader {
             0 | 1 => legacy::decode_message(entry, self.opts.verify_crc, limit)?,
             m => return Err(Error::UnsupportedMagic(m)),
         };
-        if batch.compression() != crate::compression::Compression::None {
-            self.decompressed += batch.records_bytes().map_or(size, |records| records.len());
-        }
+        self.decompressed = self.decompressed.saturating_add(batch.decompressed_len());
         self.pos += LOG_OVERHEAD + size;
         Ok(Some(batch))
     }
