@@ -44,8 +44,17 @@ async fn topics_partitions_configs_and_offsets_round_trip_through_the_broker() {
         AlterConfigOp::Set("7200000".into()),
     )]);
     admin.alter_topic_configs(&topic, &changes).await.unwrap();
-    let configs = admin.describe_topic_configs(&topic).await.unwrap();
-    assert_eq!(configs["retention.ms"].value.as_deref(), Some("7200000"));
+    // KRaft applies the change through the metadata log: brokers see it shortly after.
+    let mut value = None;
+    for _ in 0..100 {
+        let configs = admin.describe_topic_configs(&topic).await.unwrap();
+        value = configs["retention.ms"].value.clone();
+        if value.as_deref() == Some("7200000") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(value.as_deref(), Some("7200000"));
 
     let latest = admin
         .list_offsets(

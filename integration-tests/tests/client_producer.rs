@@ -66,6 +66,10 @@ async fn read_with_rskafka(
 
 #[tokio::test]
 async fn keyed_records_in_every_codec_are_read_back_exactly_by_rskafka() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let bootstrap = require_broker!();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let topic = random_topic(&format!("produce-{codec}"));

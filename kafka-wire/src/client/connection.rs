@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use crate::protocol::{
-    ApiKey, Message, Request, Versions, decode_response_frame, encode_request_frame,
+    ApiKey, Message, Request, Response, Versions, decode_response_frame, encode_request_frame,
 };
 
 /// Settings of one connection.
@@ -73,7 +73,7 @@ struct Shared {
     options: ConnectionOptions,
     pending: Mutex<PendingState>,
     next_correlation_id: AtomicI32,
-    in_flight: Semaphore,
+    in_flight: Arc<Semaphore>,
     api_versions: Mutex<HashMap<i16, Versions>>,
 }
 
@@ -171,7 +171,7 @@ impl Connection {
         let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
-            in_flight: Semaphore::new(options.max_in_flight.max(1)),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
             pending: Mutex::new(PendingState::default()),
             next_correlation_id: AtomicI32::new(1),
@@ -333,7 +333,37 @@ impl Connection {
     /// Writes the request and returns the response frame after its size prefix,
     /// starting with the response header.
     async fn round_trip<R: Request>(&self, request: &R, version: i16) -> Result<Bytes> {
-        let _permit = self.acquire().await?;
+        self.start::<R>(request, version).await?.frame().await
+    }
+
+    /// Queues `request` for writing and returns a handle to await its response.
+    ///
+    /// Requests are written in the order `send` is called and completes, so a
+    /// caller that must keep requests ordered on the wire (idempotent produce)
+    /// awaits `send` in order and the responses concurrently.
+    pub async fn send<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<PendingResponse<R::Response>> {
+        Ok(PendingResponse {
+            inner: self.start::<R>(request, version).await?,
+            version,
+            _response: std::marker::PhantomData,
+        })
+    }
+
+    async fn start<R: Request>(&self, request: &R, version: i16) -> Result<InFlight> {
+        if let Some(reason) = self.shared.closed_reason() {
+            return Err(self.shared.disconnected(&reason));
+        }
+        let permit = self
+            .shared
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.shared.disconnected("closed"))?;
         let correlation_id = self.next_correlation_id();
         let frame = encode_request_frame(
             request,
@@ -353,27 +383,67 @@ impl Connection {
             }
             state.waiters.insert(correlation_id, tx);
         }
-        let started = Instant::now();
         crate::client::metrics::request_sent(R::API_KEY, frame.len());
         self.enqueue(frame.freeze())?;
+        Ok(InFlight {
+            shared: self.shared.clone(),
+            rx,
+            correlation_id,
+            api: R::API_KEY,
+            started: Instant::now(),
+            _permit: permit,
+        })
+    }
+}
+
+/// A request written (or queued for writing) whose response has not been read yet.
+struct InFlight {
+    shared: Arc<Shared>,
+    rx: oneshot::Receiver<Result<Bytes>>,
+    correlation_id: i32,
+    api: ApiKey,
+    started: Instant,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl InFlight {
+    async fn frame(self) -> Result<Bytes> {
         let timeout = self.shared.options.request_timeout;
-        let frame = match tokio::time::timeout(timeout, rx).await {
+        let frame = match tokio::time::timeout(timeout, self.rx).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(self.shared.disconnected("connection dropped")),
             Err(_) => {
+                let name = self.api.name();
                 let reason = format!(
-                    "{} (correlation id {correlation_id}) timed out after {timeout:?}",
-                    R::NAME
+                    "{name} (correlation id {}) timed out after {timeout:?}",
+                    self.correlation_id
                 );
-                warn!(broker = %self.shared.broker, api = R::NAME, "request timed out; closing connection");
+                warn!(broker = %self.shared.broker, api = name, "request timed out; closing connection");
                 self.shared.poison(&reason);
                 return Err(Error::Timeout {
-                    context: format!("{} to {}", R::NAME, self.shared.broker),
+                    context: format!("{name} to {}", self.shared.broker),
                 });
             }
         };
-        crate::client::metrics::response_received(R::API_KEY, frame.len(), started.elapsed());
+        crate::client::metrics::response_received(self.api, frame.len(), self.started.elapsed());
         Ok(frame)
+    }
+}
+
+/// The response to a request sent with [`Connection::send`].
+pub struct PendingResponse<R> {
+    inner: InFlight,
+    version: i16,
+    _response: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Response> PendingResponse<R> {
+    /// Waits for the response (up to the request timeout) and decodes it.
+    pub async fn response(self) -> Result<R> {
+        let version = self.version;
+        let mut frame = self.inner.frame().await?;
+        let (_, response) = decode_response_frame::<R>(&mut frame, version)?;
+        Ok(response)
     }
 }
 

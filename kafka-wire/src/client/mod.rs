@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod consumer;
 pub mod metrics;
 pub mod partitioner;
 pub mod producer;

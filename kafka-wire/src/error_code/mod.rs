@@ -96,7 +96,13 @@ impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ErrorCode::Unknown(code) => write!(f, "UNKNOWN({code})"),
-            known => write!(f, "{} ({}): {}", known.name(), known.code(), known.description()),
+            known => write!(
+                f,
+                "{} ({}): {}",
+                known.name(),
+                known.code(),
+                known.description()
+            ),
         }
     }
 }

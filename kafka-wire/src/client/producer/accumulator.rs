@@ -338,13 +338,15 @@ impl Accumulator {
             || self.fatal.is_some()
     }
 
-    /// When the earliest not-yet-ready front batch becomes ready.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// When the earliest front batch that is not ready yet becomes ready (a
+    /// draining partition's front included). Fronts that are ready but held back by
+    /// in-flight limits are not deadlines: the answer that frees them wakes the sender.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         self.partitions
             .values()
-            .filter(|q| !q.draining)
             .filter_map(|q| q.batches.front())
             .map(|b| b.retry_at.unwrap_or(b.created + self.linger))
+            .filter(|&at| at > now)
             .min()
     }
 

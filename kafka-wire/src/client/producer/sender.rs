@@ -31,6 +31,7 @@ use super::{ProducerIdentity, Shared};
 use crate::client::backoff::Backoff;
 use crate::client::cluster::{BrokerInfo, Lane};
 use crate::client::config::Acks;
+use crate::client::connection::PendingResponse;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::ApiKey;
@@ -116,10 +117,17 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let (requests, deadline) = drain(&shared, &broker_in_flight);
         for Sent { leader, batches } in requests {
             *broker_in_flight.entry(leader).or_default() += 1;
+            // Written here, in drain order: an idempotent partition's batches must
+            // reach the broker in sequence order. Only the answers are awaited apart.
+            let pending = write_request(&shared, leader, &batches).await;
             let shared = shared.clone();
             let done = done_tx.clone();
             tokio::spawn(async move {
-                let result = send_request(&shared, leader, &batches).await;
+                let result = match pending {
+                    Ok(Some(pending)) => pending.response().await.map(Some),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                };
                 let _ = done.send((leader, batches, result));
                 shared.wake.notify_one();
             });
@@ -288,7 +296,7 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
         .map(|(leader, (_, batches))| Sent { leader, batches })
         .collect();
     acc.in_flight_requests += requests.len();
-    let deadline = acc.next_deadline();
+    let deadline = acc.next_deadline(now);
     drop(acc);
     if !missing_metadata.is_empty() {
         missing_metadata.sort();
@@ -304,11 +312,13 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
     (requests, deadline)
 }
 
-async fn send_request(
+/// Builds the ProduceRequest for `batches` and writes it to `leader`. Returns the
+/// pending answer (None with `acks=0`, which gets no answer).
+async fn write_request(
     shared: &Shared,
     leader: i32,
     batches: &[Batch],
-) -> Result<Option<ProduceResponse>> {
+) -> Result<Option<PendingResponse<ProduceResponse>>> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for b in batches {
         let records = b.peek_encoded();
@@ -339,12 +349,12 @@ async fn send_request(
         ..Default::default()
     };
     let conn = shared.client.connection(leader, Lane::Produce).await?;
+    let version = conn.version_for::<ProduceRequest>()?;
     if shared.config.acks == Acks::None {
-        let version = conn.version_for::<ProduceRequest>()?;
         conn.send_without_response(&request, version).await?;
         return Ok(None);
     }
-    conn.call(&request).await.map(Some)
+    conn.send(&request, version).await.map(Some)
 }
 
 fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<ProduceResponse>>) {
