@@ -79,8 +79,17 @@ async fn topics_partitions_configs_and_offsets_round_trip_through_the_broker() {
     assert_eq!(earliest[&0].offset, 0);
 
     admin.create_partitions(&topic, 5).await.unwrap();
-    let info = client.topic(&topic).await.unwrap();
-    assert_eq!(info.partitions.len(), 5);
+    // As with configs, brokers learn of the new partitions through the metadata log.
+    let mut partitions = 0;
+    for _ in 0..100 {
+        client.invalidate_topic(&topic);
+        partitions = client.topic(&topic).await.unwrap().partitions.len();
+        if partitions == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(partitions, 5);
 
     admin
         .delete_topics(std::slice::from_ref(&topic))

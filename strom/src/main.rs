@@ -1,32 +1,22 @@
 //! The `strom` binary: runs pipelines and works as a Kafka command-line tool.
 //!
-//! Subcommands grow with the crates below it; today it reports its version
-//! and the crates it was built from.
+//! Today it offers the Kafka tool half: `topics` (create, list, describe, delete),
+//! `produce` (lines from stdin) and `consume` (to stdout), on strom's own client.
+//! Every command takes `--bootstrap` (or `KAFKA_BOOTSTRAP`) and `--config FILE`, a
+//! Java-style `.properties` file whose keys use the Java client's names.
 
-use clap::{Parser, Subcommand};
+mod cli;
 
-/// strom: Kafka stream processing in pure Rust.
-#[derive(Parser)]
-#[command(version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Print the version of strom.
-    Version,
-}
+use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Version => println!("strom {}", env!("CARGO_PKG_VERSION")),
-    }
-    Ok(())
+    let args = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(cli::run(args))
 }

@@ -177,6 +177,10 @@ pub(crate) struct PartitionQueue {
     pub next_sequence: i32,
     /// The sequence the broker expects next: every earlier one was acknowledged.
     pub acked_next: i32,
+    /// Whether the broker acknowledged a batch of this partition under the current
+    /// epoch. Until it has, the broker holds no sequence state for us and would accept
+    /// a later batch ahead of an earlier one that failed, so one batch goes at a time.
+    pub confirmed: bool,
     /// A batch failed: nothing more is sent until the in-flight ones come back, so
     /// retries go out in sequence order.
     pub draining: bool,
@@ -226,6 +230,7 @@ impl Accumulator {
             linger: config.linger,
             params: BatchParams {
                 compression,
+                transactional: config.transactional_id.is_some(),
                 ..Default::default()
             },
         }
@@ -392,6 +397,7 @@ impl Accumulator {
         for q in self.partitions.values_mut() {
             q.next_sequence = 0;
             q.acked_next = 0;
+            q.confirmed = false;
             q.draining = false;
             for b in &mut q.batches {
                 b.base_sequence = -1;

@@ -10,9 +10,15 @@
 //! | connection lost, request timeout, retriable code | retried with the same sequence after backoff; the partition first drains its in-flight batches so retries go out in order |
 //! | NOT_LEADER_OR_FOLLOWER and friends | as above, after applying the leader hint (KIP-951) or refreshing metadata |
 //! | OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch | an earlier batch failed; retried in order |
-//! | OUT_OF_ORDER_SEQUENCE_NUMBER on the head batch | the broker lost data: the batch fails, the epoch is bumped |
+//! | OUT_OF_ORDER_SEQUENCE_NUMBER on the head batch (or one behind it) | the broker lost data, or holds later data: the batch fails, the epoch is bumped |
 //! | UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH | the epoch is bumped (KIP-360) once nothing is in flight; queued batches are renumbered from 0 |
 //! | other codes | the batch fails with the code |
+//!
+//! Until the broker has acknowledged one batch of a partition under the current
+//! epoch, only one batch of that partition is in flight: a broker with no sequence
+//! state for the producer accepts any first sequence, so a later batch could
+//! otherwise land ahead of an earlier one that failed (seen on a topic created a
+//! moment before, whose first produce got NOT_LEADER_OR_FOLLOWER).
 //!
 //! A batch that was written but whose answer never came is never failed while a
 //! retry can still resolve it: its outcome is unknown, and retrying with the same
@@ -147,8 +153,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 async fn bump_epoch_if_needed(shared: &Shared) {
     let current = {
-        let acc = shared.lock();
+        let mut acc = shared.lock();
         if !acc.bump_epoch || acc.in_flight_requests > 0 {
+            return;
+        }
+        if shared.config.transactional_id.is_some() {
+            // The transaction coordinator owns a transactional producer's epoch: the
+            // failed record fails the transaction, and `client::transaction` bumps
+            // the epoch before the next one.
+            acc.bump_epoch = false;
             return;
         }
         acc.identity
@@ -255,7 +268,12 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
             }
             q.draining = false;
         }
-        if q.in_flight >= config.max_in_flight {
+        let limit = if idempotent && !q.confirmed {
+            1
+        } else {
+            config.max_in_flight
+        };
+        if q.in_flight >= limit {
             continue;
         }
         let entry = by_leader.entry(leader).or_default();
@@ -337,7 +355,7 @@ async fn write_request(
         }
     }
     let request = ProduceRequest {
-        transactional_id: None,
+        transactional_id: shared.config.transactional_id.clone(),
         acks: shared.config.acks.wire_value(),
         timeout_ms: shared
             .config
@@ -433,6 +451,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                             .base_sequence
                             .wrapping_add(batch.record_count() as i32)
                             & i32::MAX;
+                        q.confirmed = true;
                     }
                 }
                 acc.finished(&mut batch);
@@ -443,17 +462,18 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                 let idempotent = acc.identity != ProducerIdentity::NONE;
                 // The head batch is the one the broker expects next: every earlier
                 // sequence of the partition was acknowledged.
-                let head = acc
-                    .partitions
-                    .get(&key)
-                    .is_some_and(|q| q.acked_next == batch.base_sequence);
+                // A batch behind it can never be accepted: later sequences are in.
+                let (head, behind) = acc.partitions.get(&key).map_or((false, false), |q| {
+                    let ahead = q.acked_next.wrapping_sub(batch.base_sequence);
+                    (ahead == 0, q.confirmed && ahead > 0 && ahead < (1 << 30))
+                });
                 let action = match code {
-                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent && head => {
+                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent && (head || behind) => {
                         Action::FailAndBump
                     }
                     Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent => Action::Retry,
                     Some(ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch)
-                        if idempotent =>
+                        if idempotent && shared.config.transactional_id.is_none() =>
                     {
                         Action::RetryAfterBump
                     }
