@@ -1,0 +1,130 @@
+//! strom's own client, `kafka-wire`.
+//!
+//! Produce: `Producer::send` per record; each `DeliveryFuture` goes to a collector
+//! task that awaits them in any order and records send-to-ack latency.
+//! Consume: `Consumer::assign` every partition from the beginning, `poll_batches`
+//! until N records.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::{ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+use tokio::sync::mpsc;
+
+use crate::common::{Latencies, Measured, Workload, payloads};
+
+fn props(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+/// Produces `w.records` records to `topic`.
+pub async fn produce(w: &Workload, topic: &str) -> Result<Measured> {
+    let config = ProducerConfig::from_properties(&props(&[
+        ("bootstrap.servers", w.bootstrap.clone()),
+        ("acks", "all".into()),
+        ("enable.idempotence", "true".into()),
+        ("compression.type", "lz4".into()),
+        ("linger.ms", w.linger_ms.to_string()),
+        ("batch.size", w.batch_size.to_string()),
+    ]))?;
+    let producer = Producer::new(config).await.context("strom producer")?;
+    let values = payloads(w.record_size);
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, _)>();
+    let collector = tokio::spawn(async move {
+        let mut lat = Latencies::default();
+        let mut errors = 0u64;
+        let mut first_error = None;
+        let mut inflight = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                item = rx.recv(), if open => match item {
+                    Some((sent, fut)) => inflight.push(async move {
+                        let r: kafka_wire::Result<_> = fut.await;
+                        (sent, r)
+                    }),
+                    None => open = false,
+                },
+                Some((sent, r)) = inflight.next() => match r {
+                    Ok(_) => lat.push(sent.elapsed()),
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                },
+                else => break,
+            }
+        }
+        (lat, errors, first_error)
+    });
+
+    let start = Instant::now();
+    for i in 0..w.records {
+        let value = values[i as usize % values.len()].clone();
+        let sent = Instant::now();
+        let fut = producer
+            .send(ProducerRecord::new(topic, value))
+            .await
+            .context("strom send")?;
+        if tx.send((sent, fut)).is_err() {
+            bail!("latency collector stopped");
+        }
+    }
+    drop(tx);
+    producer.flush().await?;
+    let (lat, errors, first_error) = collector.await?;
+    let secs = start.elapsed().as_secs_f64();
+    if errors > 0 {
+        bail!("{errors} records failed, first: {first_error:?}");
+    }
+    producer
+        .close(std::time::Duration::from_secs(10))
+        .await
+        .ok();
+    let (p50_ms, p99_ms) = lat.percentiles();
+    Ok(Measured {
+        records: w.records,
+        bytes: w.records * w.record_size as u64,
+        secs,
+        p50_ms,
+        p99_ms,
+    })
+}
+
+/// Consumes `w.records` records of `topic` from the beginning.
+pub async fn consume(w: &Workload, topic: &str) -> Result<Measured> {
+    let config = ConsumerConfig::from_properties(&props(&[
+        ("bootstrap.servers", w.bootstrap.clone()),
+        ("auto.offset.reset", "earliest".into()),
+    ]))?;
+    let mut consumer = Consumer::new(config).await.context("strom consumer")?;
+    let start = Instant::now();
+    consumer.assign((0..w.partitions).map(|p| (topic, p)));
+    let (mut records, mut bytes) = (0u64, 0u64);
+    while records < w.records {
+        for fetched in consumer.poll_batches().await? {
+            records += fetched.records.len() as u64;
+            bytes += fetched
+                .records
+                .iter()
+                .map(|r| r.value.as_ref().map_or(0, |v| v.len()) as u64)
+                .sum::<u64>();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    consumer.close().await;
+    Ok(Measured {
+        records,
+        bytes,
+        secs,
+        ..Default::default()
+    })
+}
