@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod partitioner;
 pub mod producer;
 pub mod properties;
+pub mod transaction;
 
 pub use admin::Admin;
 pub use cluster::Client;

@@ -194,7 +194,9 @@ impl Producer {
             progress: Notify::new(),
             config,
         });
-        if shared.config.enable_idempotence {
+        // A transactional producer gets its id from the transaction coordinator
+        // (`client::transaction`), which sets it before the first record.
+        if shared.config.enable_idempotence && shared.config.transactional_id.is_none() {
             let identity = sender::init_producer_id(&shared, ProducerIdentity::NONE).await?;
             shared.lock().identity = identity;
         }
@@ -213,6 +215,14 @@ impl Producer {
     /// The client underneath.
     pub fn client(&self) -> &Client {
         &self.shared.client
+    }
+
+    /// Sets the id and epoch the transaction coordinator assigned (or bumped), and
+    /// restarts every partition's sequence at 0. Called with nothing in flight.
+    pub(crate) fn set_transactional_identity(&self, identity: ProducerIdentity) {
+        let mut acc = self.shared.lock();
+        acc.identity = identity;
+        acc.reset_sequences();
     }
 
     /// Queues `record` and returns a future of its partition and offset.

@@ -1,0 +1,508 @@
+//! The transactional producer against the real broker: commit and abort
+//! visibility (our consumer and Java's console consumer), zombie fencing, a
+//! transaction timed out by the coordinator, and offsets committed in a transaction.
+//!
+//! Every test ends by checking that no transaction is left hanging: each output
+//! partition's read_committed end offset (the last stable offset) equals its
+//! read_uncommitted end offset (the high watermark).
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{random_topic, require_broker, workspace_root};
+use kafka_wire::ErrorCode;
+use kafka_wire::client::admin::{NewTopic, OffsetSpec};
+use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::transaction::{
+    ConsumerGroupMetadata, TransactionError, TransactionState, TransactionalProducer,
+};
+use kafka_wire::client::{Admin, Client, ProducerRecord};
+use kafka_wire::protocol::messages::OffsetFetchRequest;
+use kafka_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+
+/// Upper bound for any wait on the broker in these tests.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn client(bootstrap: &str) -> Client {
+    Client::connect(ClientConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn create_topic(client: &Client, prefix: &str, partitions: i32) -> String {
+    let topic = random_topic(prefix);
+    Admin::new(client.clone())
+        .create_topics(&[NewTopic::new(&topic, partitions)])
+        .await
+        .unwrap();
+    topic
+}
+
+fn producer_config(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> ProducerConfig {
+    let mut props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("transactional.id".to_string(), id.to_string()),
+        ("linger.ms".to_string(), "1".to_string()),
+        ("max.block.ms".to_string(), "15000".to_string()),
+        ("request.timeout.ms".to_string(), "10000".to_string()),
+        ("delivery.timeout.ms".to_string(), "12000".to_string()),
+    ]);
+    for (k, v) in extra {
+        props.insert(k.to_string(), v.to_string());
+    }
+    ProducerConfig::from_properties(&props).unwrap()
+}
+
+async fn producer(bootstrap: &str, id: &str) -> TransactionalProducer {
+    TransactionalProducer::new(producer_config(bootstrap, id, &[]))
+        .await
+        .unwrap()
+}
+
+/// Sends `values` to `topic` (keyed by value, so spread over partitions) and waits for each.
+async fn send_all(p: &mut TransactionalProducer, topic: &str, values: &[String]) {
+    let mut deliveries = Vec::new();
+    for v in values {
+        let record = ProducerRecord::new(topic, v.clone()).key(v.clone());
+        deliveries.push(p.send(record).await.unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+}
+
+fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Everything in `topic` up to the high watermark, read with `isolation`.
+async fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("isolation.level".to_string(), isolation.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+    ]);
+    let config = ConsumerConfig::from_properties(&props).unwrap();
+    let admin = Admin::new(client(bootstrap).await);
+    let all: Vec<i32> = (0..partitions).collect();
+    let level = if isolation == "read_committed" {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let ends = admin
+        .list_offsets(topic, &all, OffsetSpec::Latest, level)
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.assign(all.iter().map(|&p| (topic.to_string(), p)));
+    let mut out = Vec::new();
+    let start = Instant::now();
+    loop {
+        let done = ends.iter().all(|(&p, end)| {
+            consumer
+                .partition_offsets(topic, p)
+                .and_then(|o| o.position)
+                .is_some_and(|pos| pos >= end.offset)
+        });
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "did not reach the end offsets {ends:?}"
+        );
+        for r in consumer.poll_for(Duration::from_millis(200)).await.unwrap() {
+            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    consumer.close().await;
+    out.sort();
+    out
+}
+
+/// Asserts that no transaction hangs on `topic`: the last stable offset of every
+/// partition equals its high watermark.
+async fn assert_no_hanging_transaction(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin = Admin::new(client(bootstrap).await);
+    let all: Vec<i32> = (0..partitions).collect();
+    let start = Instant::now();
+    loop {
+        let committed = admin
+            .list_offsets(
+                topic,
+                &all,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap();
+        let uncommitted = admin
+            .list_offsets(
+                topic,
+                &all,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap();
+        let lso: Vec<i64> = committed.values().map(|o| o.offset).collect();
+        let hw: Vec<i64> = uncommitted.values().map(|o| o.offset).collect();
+        if lso == hw {
+            return;
+        }
+        // Markers are written asynchronously after EndTxn answers; give them a moment.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "hanging transaction on {topic}: last stable offsets {lso:?}, high watermarks {hw:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn aborted_records_are_invisible_to_read_committed() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-abort", 3).await;
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    assert_eq!(p.state(), TransactionState::Ready);
+    assert!(p.identity().producer_id >= 0);
+
+    p.begin().await.unwrap();
+    let committed1 = values("committed-a", 30);
+    send_all(&mut p, &topic, &committed1).await;
+    p.commit().await.unwrap();
+
+    p.begin().await.unwrap();
+    let aborted = values("aborted", 30);
+    send_all(&mut p, &topic, &aborted).await;
+    p.abort().await.unwrap();
+
+    p.begin().await.unwrap();
+    let committed2 = values("committed-b", 30);
+    send_all(&mut p, &topic, &committed2).await;
+    p.commit().await.unwrap();
+    assert_eq!(p.state(), TransactionState::Ready);
+
+    let expected_committed = sorted([committed1.clone(), committed2.clone()].concat());
+    let expected_all = sorted([committed1, aborted, committed2].concat());
+    assert_eq!(
+        read_all(&bootstrap, &topic, 3, "read_committed").await,
+        expected_committed
+    );
+    assert_eq!(
+        read_all(&bootstrap, &topic, 3, "read_uncommitted").await,
+        expected_all
+    );
+    assert_no_hanging_transaction(&bootstrap, &topic, 3).await;
+}
+
+#[tokio::test]
+async fn java_console_consumer_read_committed_skips_aborted_records() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-java", 2).await;
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    p.begin().await.unwrap();
+    send_all(&mut p, &topic, &values("gone", 10)).await;
+    p.abort().await.unwrap();
+    p.begin().await.unwrap();
+    let kept = values("kept", 10);
+    send_all(&mut p, &topic, &kept).await;
+    p.commit().await.unwrap();
+    assert_no_hanging_transaction(&bootstrap, &topic, 2).await;
+
+    let out = Command::new(workspace_root().join("scripts/kafka"))
+        .args([
+            "run",
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--max-messages",
+            "10",
+            "--timeout-ms",
+            "15000",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let seen: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(sorted(seen), sorted(kept));
+}
+
+#[tokio::test]
+async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-zombie", 2).await;
+    let id = random_topic("txn-id");
+
+    let mut zombie = producer(&bootstrap, &id).await;
+    zombie.begin().await.unwrap();
+    send_all(&mut zombie, &topic, &values("zombie", 10)).await;
+    let old = zombie.identity();
+
+    // The new incarnation fences the zombie and aborts its open transaction.
+    let mut fresh = producer(&bootstrap, &id).await;
+    assert_eq!(fresh.identity().producer_id, old.producer_id);
+    assert!(fresh.identity().producer_epoch > old.producer_epoch);
+
+    let err = zombie.commit().await.unwrap_err();
+    assert!(
+        matches!(err, TransactionError::Fenced { .. }),
+        "expected fencing, got {err}"
+    );
+    assert!(err.is_fatal());
+    assert_eq!(zombie.state(), TransactionState::FatalError);
+    // A fenced producer refuses everything afterwards.
+    assert!(matches!(
+        zombie.begin().await.unwrap_err(),
+        TransactionError::InvalidState { .. }
+    ));
+
+    fresh.begin().await.unwrap();
+    let good = values("fresh", 10);
+    send_all(&mut fresh, &topic, &good).await;
+    fresh.commit().await.unwrap();
+
+    assert_eq!(
+        read_all(&bootstrap, &topic, 2, "read_committed").await,
+        sorted(good)
+    );
+    assert_no_hanging_transaction(&bootstrap, &topic, 2).await;
+}
+
+#[tokio::test]
+async fn a_transaction_open_past_its_timeout_is_aborted_and_reported() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-timeout", 1).await;
+    let id = random_topic("txn-id");
+    let config = producer_config(
+        &bootstrap,
+        &id,
+        &[
+            ("transaction.timeout.ms", "2000"),
+            ("delivery.timeout.ms", "1500"),
+            ("request.timeout.ms", "1000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    let mut p = TransactionalProducer::new(config.clone()).await.unwrap();
+    p.begin().await.unwrap();
+    send_all(&mut p, &topic, &values("late", 5)).await;
+    // The broker checks for expired transactions every
+    // transaction.abort.timed.out.transaction.cleanup.interval.ms (10 s by default).
+    let start = Instant::now();
+    let admin = Admin::new(c.clone());
+    loop {
+        let lso = admin
+            .list_offsets(
+                &topic,
+                &[0],
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap()[&0]
+            .offset;
+        let hw = admin
+            .list_offsets(
+                &topic,
+                &[0],
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap()[&0]
+            .offset;
+        if lso == hw {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the coordinator never aborted the timed-out transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let err = p.commit().await.unwrap_err();
+    assert!(err.is_fatal(), "{err}");
+    assert!(
+        err.to_string().contains("transaction.timeout.ms"),
+        "the error should name the timeout: {err}"
+    );
+    assert!(
+        matches!(
+            err.code(),
+            Some(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch)
+        ),
+        "{err}"
+    );
+    // Recovery: a new incarnation with the same id starts cleanly.
+    let mut again = TransactionalProducer::new(config).await.unwrap();
+    again.begin().await.unwrap();
+    let kept = values("after-timeout", 5);
+    send_all(&mut again, &topic, &kept).await;
+    again.commit().await.unwrap();
+    assert_eq!(
+        read_all(&bootstrap, &topic, 1, "read_committed").await,
+        sorted(kept)
+    );
+    assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+}
+
+#[tokio::test]
+async fn a_timeout_above_the_broker_maximum_is_a_clear_error() {
+    let bootstrap = require_broker!();
+    let config = producer_config(
+        &bootstrap,
+        &random_topic("txn-id"),
+        &[("transaction.timeout.ms", "86400000")],
+    );
+    let err = TransactionalProducer::new(config).await.unwrap_err();
+    assert!(
+        matches!(err, TransactionError::InvalidTimeout { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("transaction.max.timeout.ms"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn empty_transactions_commit_and_state_errors_are_reported() {
+    let bootstrap = require_broker!();
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    assert!(matches!(
+        p.commit().await.unwrap_err(),
+        TransactionError::InvalidState { .. }
+    ));
+    p.begin().await.unwrap();
+    assert!(matches!(
+        p.begin().await.unwrap_err(),
+        TransactionError::InvalidState { .. }
+    ));
+    p.commit().await.unwrap();
+    p.begin().await.unwrap();
+    p.abort().await.unwrap();
+    assert_eq!(p.state(), TransactionState::Ready);
+}
+
+#[tokio::test]
+async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-offsets", 1).await;
+    let input = create_topic(&c, "txn-input", 1).await;
+    let group = random_topic("txn-group");
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    let meta = ConsumerGroupMetadata::new(&group);
+
+    p.begin().await.unwrap();
+    send_all(&mut p, &topic, &values("x", 3)).await;
+    let offsets = BTreeMap::from([((input.clone(), 0), 17_i64)]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.abort().await.unwrap();
+    assert_eq!(committed_offset(&c, &group, &input).await, -1);
+
+    p.begin().await.unwrap();
+    send_all(&mut p, &topic, &values("y", 3)).await;
+    let offsets = BTreeMap::from([((input.clone(), 0), 42_i64)]);
+    p.send_offsets_to_transaction(&offsets, &meta)
+        .await
+        .unwrap();
+    p.commit().await.unwrap();
+    assert_eq!(committed_offset(&c, &group, &input).await, 42);
+    assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+}
+
+/// The committed offset of partition 0 of `topic` for `group` (-1: none), read
+/// with OffsetFetch v7 (`require_stable`) from the group coordinator.
+async fn committed_offset(c: &Client, group: &str, topic: &str) -> i64 {
+    use kafka_wire::client::transaction::coordinator::{Coordinator, CoordinatorType};
+    let mut coordinator = Coordinator::new(c.clone(), CoordinatorType::Group, group);
+    let request = OffsetFetchRequest {
+        group_id: group.to_string(),
+        topics: Some(vec![OffsetFetchRequestTopic {
+            name: topic.to_string(),
+            partition_indexes: vec![0],
+            ..Default::default()
+        }]),
+        require_stable: true,
+        ..Default::default()
+    };
+    let response = coordinator
+        .call(&request, Some(7), Instant::now() + DEADLINE, |r| {
+            ErrorCode::from_code(r.error_code)
+        })
+        .await
+        .unwrap();
+    response.topics[0].partitions[0].committed_offset
+}
+
+#[tokio::test]
+async fn a_failed_record_makes_the_transaction_abortable_and_the_next_one_commits() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("txn-too-large");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 1).config("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    let epoch = p.identity().producer_epoch;
+    p.begin().await.unwrap();
+    send_all(&mut p, &topic, &values("before", 3)).await;
+    let big = p
+        .send(ProducerRecord::new(&topic, vec![7_u8; 10_000]).partition(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        big.await.unwrap_err().code(),
+        Some(ErrorCode::MessageTooLarge)
+    );
+    let err = p.commit().await.unwrap_err();
+    assert!(err.is_abortable(), "{err}");
+    assert_eq!(p.state(), TransactionState::AbortableError);
+    assert!(matches!(
+        p.send(ProducerRecord::new(&topic, "no")).await.unwrap_err(),
+        TransactionError::InvalidState { .. }
+    ));
+    p.abort().await.unwrap();
+
+    // The failed record may have left a sequence gap: the next transaction runs
+    // under a bumped epoch.
+    p.begin().await.unwrap();
+    assert!(p.identity().producer_epoch > epoch);
+    let kept = values("after", 3);
+    send_all(&mut p, &topic, &kept).await;
+    p.commit().await.unwrap();
+    assert_eq!(
+        read_all(&bootstrap, &topic, 1, "read_committed").await,
+        sorted(kept)
+    );
+    assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+}

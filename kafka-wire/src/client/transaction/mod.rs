@@ -1,0 +1,974 @@
+//! Transactions: a producer whose writes (and consumer offsets) become visible
+//! atomically, or never (KIP-98; consumer-group fencing of KIP-447).
+//!
+//! ```text
+//!  TransactionalProducer
+//!    init ──► FindCoordinator(key type 1) ──► InitProducerId(transactional.id)
+//!    begin        (fences older producers, aborts what they left open)
+//!    send ──► AddPartitionsToTxn (first record of a partition, transaction v1)
+//!         └─► Producer::send ──► ProduceRequest(transactional_id, transactional batches)
+//!    send_offsets_to_transaction ──► AddOffsetsToTxn ──► TxnOffsetCommit (group coordinator)
+//!    commit / abort ──► flush ──► EndTxn(commit | abort)
+//! ```
+//!
+//! The state machine, its transitions and the error classes live in [`state`];
+//! coordinator lookup and retries in [`coordinator`].
+//!
+//! Transaction version: the broker's finalized feature `transaction.version` is read
+//! from ApiVersions at init. Version 2 (KIP-890: the produce itself adds the
+//! partition, EndTxn bumps the epoch) is used only when the broker has it finalized
+//! at 2 or more *and* this crate's codecs offer EndTxn v5 and Produce v12. The specs
+//! the codecs are generated from still mark those versions unstable, so today every
+//! transaction runs as version 1 (explicit AddPartitionsToTxn), which brokers with
+//! version 2 finalized still accept.
+
+pub mod coordinator;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+use tracing::{debug, info, warn};
+
+use self::coordinator::{Coordinator, CoordinatorType};
+pub use self::state::{ErrorClass, Operation, TransactionState};
+use super::cluster::Client;
+use super::config::ProducerConfig;
+use super::partitioner::partition_for_key;
+use super::producer::{Producer, ProducerIdentity, ProducerRecord, RecordMetadata};
+use crate::error::Error;
+use crate::error_code::ErrorCode;
+use crate::protocol::Message;
+use crate::protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use crate::protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use crate::protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    ApiVersionsRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+
+/// Errors of the transactional producer: what went wrong and what the caller may do next.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransactionError {
+    /// Another producer with the same `transactional.id` took over (or the coordinator
+    /// aborted this producer's transaction on timeout and bumped the epoch). Fatal:
+    /// nothing of the open transaction becomes visible; drop the producer.
+    #[error("transactional.id {transactional_id} is fenced: {reason}")]
+    Fenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// PRODUCER_FENCED or INVALID_PRODUCER_EPOCH.
+        code: ErrorCode,
+        /// What the producer was doing, and the likely cause.
+        reason: String,
+    },
+    /// The open transaction cannot commit; call `abort`, then start a new one.
+    #[error("the transaction must be aborted: {reason}")]
+    Abortable {
+        /// The broker's code, if the error came from a broker.
+        code: Option<ErrorCode>,
+        /// What failed.
+        reason: String,
+    },
+    /// The producer cannot continue (not authorized, unsupported, or an earlier fatal error).
+    #[error("transactional producer failed: {reason}")]
+    Fatal {
+        /// The broker's code, if the error came from a broker.
+        code: Option<ErrorCode>,
+        /// What failed.
+        reason: String,
+    },
+    /// `transaction.timeout.ms` is not accepted (above the broker's
+    /// `transaction.max.timeout.ms`, or not positive).
+    #[error(
+        "transaction.timeout.ms = {timeout_ms} is invalid: {reason} (the broker caps it with transaction.max.timeout.ms, 15 minutes by default)"
+    )]
+    InvalidTimeout {
+        /// The configured timeout in ms.
+        timeout_ms: u128,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The operation is not allowed in the current state (e.g. `commit` with no
+    /// transaction open, or `abort` while a commit's outcome is unknown).
+    #[error("{operation:?} is not allowed in state {state:?}{hint}")]
+    InvalidState {
+        /// The operation attempted.
+        operation: Operation,
+        /// The state the producer was in.
+        state: TransactionState,
+        /// What to do instead, if anything.
+        hint: &'static str,
+    },
+    /// A request failed with a retriable error until its deadline; the state is
+    /// unchanged, so the same operation may be called again (for commit and abort:
+    /// the outcome is unknown and only the same decision may be retried).
+    #[error("transaction operation did not complete (retry it): {0}")]
+    Retriable(#[source] Error),
+    /// The configuration is not that of a transactional producer.
+    #[error(transparent)]
+    Config(Error),
+}
+
+impl TransactionError {
+    /// Whether the caller should `abort` and may then continue with a new transaction.
+    pub fn is_abortable(&self) -> bool {
+        matches!(self, TransactionError::Abortable { .. })
+    }
+
+    /// Whether the producer is finished and must be dropped.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            TransactionError::Fenced { .. }
+                | TransactionError::Fatal { .. }
+                | TransactionError::InvalidTimeout { .. }
+                | TransactionError::Config(_)
+        )
+    }
+
+    /// The broker's error code behind this error, if any.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            TransactionError::Fenced { code, .. } => Some(*code),
+            TransactionError::Abortable { code, .. } | TransactionError::Fatal { code, .. } => {
+                *code
+            }
+            TransactionError::Retriable(e) | TransactionError::Config(e) => e.code(),
+            TransactionError::InvalidTimeout { .. } => Some(ErrorCode::InvalidTransactionTimeout),
+            TransactionError::InvalidState { .. } => None,
+        }
+    }
+}
+
+/// Result of transactional operations.
+pub type TxnResult<T> = std::result::Result<T, TransactionError>;
+
+/// A consumer group member's identity, sent with offsets committed in a
+/// transaction so the group coordinator fences zombies of a rebalanced member (KIP-447).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation the member joined (-1 when not a group member).
+    pub generation_id: i32,
+    /// The member id the coordinator gave (empty when not a group member).
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata of a consumer that is not a live group member (manual assignment):
+    /// the coordinator then checks no generation.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
+/// What a record's delivery came to; see [`TransactionalProducer::send`].
+#[derive(Debug)]
+pub struct TxnDelivery {
+    rx: oneshot::Receiver<crate::error::Result<RecordMetadata>>,
+}
+
+impl std::future::Future for TxnDelivery {
+    type Output = crate::error::Result<RecordMetadata>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(Error::Disconnected {
+                    broker: "producer".into(),
+                    reason: "producer dropped".into(),
+                })
+            })
+        })
+    }
+}
+
+/// Deliveries of the open transaction not yet resolved, and the first failure.
+#[derive(Default)]
+struct SendTracker {
+    pending: AtomicUsize,
+    first_error: Mutex<Option<(Option<ErrorCode>, String)>>,
+    idle: Notify,
+}
+
+impl SendTracker {
+    fn failure(&self) -> Option<(Option<ErrorCode>, String)> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn reset(&self) {
+        *self.first_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A producer with a `transactional.id`: `begin`, `send`, `commit` or `abort`.
+///
+/// Operations take `&mut self`: a transaction is one sequence of steps, and with
+/// transaction version 2 nothing may be produced while one transaction ends and
+/// the next begins.
+pub struct TransactionalProducer {
+    producer: Producer,
+    config: ProducerConfig,
+    transactional_id: String,
+    coordinator: Coordinator,
+    group_coordinators: HashMap<String, Coordinator>,
+    state: TransactionState,
+    identity: ProducerIdentity,
+    /// The broker's finalized `transaction.version` (0 when it reports none).
+    broker_transaction_version: i16,
+    tv2: bool,
+    /// Partitions added to the open transaction.
+    partitions: BTreeSet<(String, i32)>,
+    /// Whether offsets were added to the open transaction (AddOffsetsToTxn).
+    offsets_added: bool,
+    /// Partition for unkeyed records without a partition, per topic, per transaction.
+    sticky: HashMap<String, i32>,
+    sends: Arc<SendTracker>,
+    /// A record failed in an earlier transaction: bump the epoch before the next one,
+    /// since its sequence may have left a gap.
+    bump_epoch: bool,
+    started: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl std::fmt::Debug for TransactionalProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalProducer")
+            .field("transactional_id", &self.transactional_id)
+            .field("state", &self.state)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether to run transactions as version 2 (KIP-890): the broker has it finalized
+/// and the codecs offer the versions it needs (EndTxn v5, Produce v12).
+fn use_transaction_v2(finalized: i16) -> bool {
+    let end_txn = EndTxnRequest::VALID_VERSIONS.max;
+    let produce = ProduceRequest::VALID_VERSIONS.max;
+    finalized >= 2 && end_txn >= 5 && produce >= 12
+}
+
+/// The first non-zero per-partition code of an AddPartitionsToTxn (v3 and below) answer.
+fn add_partitions_code(r: &AddPartitionsToTxnResponse) -> ErrorCode {
+    let top = ErrorCode::from_code(r.error_code);
+    if !top.is_ok() {
+        return top;
+    }
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| &t.results_by_partition)
+        .map(|p| ErrorCode::from_code(p.partition_error_code))
+        .find(|c| !c.is_ok())
+        .unwrap_or(ErrorCode::NoError)
+}
+
+/// The first non-zero per-partition code of a TxnOffsetCommit answer.
+fn txn_offset_commit_code(r: &TxnOffsetCommitResponse) -> ErrorCode {
+    r.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| ErrorCode::from_code(p.error_code))
+        .find(|c| !c.is_ok())
+        .unwrap_or(ErrorCode::NoError)
+}
+
+impl TransactionalProducer {
+    /// Connects, finds the transaction coordinator and initializes the producer id
+    /// (fencing older producers with the same `transactional.id`, and finishing
+    /// whatever transaction they left open).
+    pub async fn new(config: ProducerConfig) -> TxnResult<TransactionalProducer> {
+        let client = Client::connect(config.client.clone())
+            .await
+            .map_err(TransactionError::Retriable)?;
+        Self::with_client(client, config).await
+    }
+
+    /// As [`TransactionalProducer::new`], over an existing client.
+    pub async fn with_client(
+        client: Client,
+        config: ProducerConfig,
+    ) -> TxnResult<TransactionalProducer> {
+        let Some(transactional_id) = config.transactional_id.clone() else {
+            return Err(TransactionError::Config(Error::Config {
+                key: "transactional.id".into(),
+                message: "required for a transactional producer".into(),
+            }));
+        };
+        let timeout_ms = config.transaction_timeout.as_millis();
+        if timeout_ms == 0 || timeout_ms > i32::MAX as u128 {
+            return Err(TransactionError::InvalidTimeout {
+                timeout_ms,
+                reason: "must be between 1 ms and 2^31-1 ms".into(),
+            });
+        }
+        if config.delivery_timeout >= config.transaction_timeout {
+            // Records retried past the transaction timeout would only meet a
+            // transaction the coordinator has already aborted (PITFALLS).
+            warn!(
+                transactional_id,
+                "delivery.timeout.ms >= transaction.timeout.ms: a slow record may outlive its transaction"
+            );
+        }
+        let producer = Producer::with_client(client.clone(), config.clone())
+            .await
+            .map_err(TransactionError::Config)?;
+        let mut this = TransactionalProducer {
+            config,
+            coordinator: Coordinator::new(
+                client,
+                CoordinatorType::Transaction,
+                transactional_id.clone(),
+            ),
+            producer,
+            transactional_id,
+            group_coordinators: HashMap::new(),
+            state: TransactionState::Uninitialized,
+            identity: ProducerIdentity::NONE,
+            broker_transaction_version: 0,
+            tv2: false,
+            partitions: BTreeSet::new(),
+            offsets_added: false,
+            sticky: HashMap::new(),
+            sends: Arc::new(SendTracker::default()),
+            bump_epoch: false,
+            started: None,
+            last_error: None,
+        };
+        this.init().await?;
+        Ok(this)
+    }
+
+    /// The state the producer is in.
+    pub fn state(&self) -> TransactionState {
+        self.state
+    }
+
+    /// The producer id and epoch of the open (or next) transaction.
+    pub fn identity(&self) -> ProducerIdentity {
+        self.identity
+    }
+
+    /// The `transactional.id`.
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
+    /// The broker's finalized `transaction.version` feature level (0 when not reported).
+    pub fn broker_transaction_version(&self) -> i16 {
+        self.broker_transaction_version
+    }
+
+    /// Whether transactions run as version 2 (KIP-890); see the module doc.
+    pub fn uses_transaction_v2(&self) -> bool {
+        self.tv2
+    }
+
+    /// The reason of the last fatal or abortable error, if any.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The client underneath.
+    pub fn client(&self) -> &Client {
+        self.producer.client()
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.producer_config().max_block
+    }
+
+    fn producer_config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    fn transition(&mut self, op: Operation) -> TxnResult<TransactionState> {
+        let hint = match (self.state, op) {
+            (TransactionState::Committing, Operation::Abort) => {
+                ": a commit's outcome is unknown; call commit() again"
+            }
+            (TransactionState::Aborting, Operation::Commit) => {
+                ": an abort is in progress; call abort() again"
+            }
+            (TransactionState::AbortableError, _) => ": the transaction must be aborted",
+            (TransactionState::FatalError, _) => ": the producer failed; drop it",
+            (TransactionState::Ready, Operation::Commit | Operation::Abort | Operation::Send) => {
+                ": no transaction is open; call begin() first"
+            }
+            (TransactionState::InTransaction, Operation::Begin) => {
+                ": a transaction is already open"
+            }
+            _ => "",
+        };
+        let next = self.state.start(op).ok_or(TransactionError::InvalidState {
+            operation: op,
+            state: self.state,
+            hint,
+        })?;
+        debug!(transactional_id = self.transactional_id, from = ?self.state, to = ?next, ?op, "transaction state");
+        self.state = next;
+        Ok(next)
+    }
+
+    /// Moves to FatalError or AbortableError per the error, recording why.
+    fn fail(&mut self, what: &str, error: Error) -> TransactionError {
+        let code = error.code();
+        let class = code.map(state::classify);
+        let reason = format!("{what}: {error}");
+        let out = match (code, class) {
+            (Some(code), _) if state::is_fencing(code) => {
+                let mut reason = reason;
+                if let Some(started) = self.started {
+                    let open = started.elapsed();
+                    let limit = self.producer_config().transaction_timeout;
+                    if open >= limit {
+                        reason.push_str(&format!(
+                            "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({limit:?}): the coordinator aborted it"
+                        ));
+                    } else {
+                        reason.push_str(
+                            "; another producer with the same transactional.id has taken over",
+                        );
+                    }
+                }
+                self.state = TransactionState::FatalError;
+                TransactionError::Fenced {
+                    transactional_id: self.transactional_id.clone(),
+                    code,
+                    reason,
+                }
+            }
+            (Some(ErrorCode::InvalidTransactionTimeout), _) => {
+                self.state = TransactionState::FatalError;
+                TransactionError::InvalidTimeout {
+                    timeout_ms: self.producer_config().transaction_timeout.as_millis(),
+                    reason: "the broker rejected it".into(),
+                }
+            }
+            (_, Some(ErrorClass::Fatal)) => {
+                self.state = TransactionState::FatalError;
+                TransactionError::Fatal { code, reason }
+            }
+            (_, Some(ErrorClass::Abortable)) => {
+                self.state = TransactionState::AbortableError;
+                TransactionError::Abortable { code, reason }
+            }
+            // Retriable codes and lost connections that outlived the deadline, and
+            // local errors (encoding): the state stays, the call may be repeated.
+            _ => TransactionError::Retriable(error),
+        };
+        warn!(transactional_id = self.transactional_id, state = ?self.state, error = %out, "transaction error");
+        self.last_error = Some(out.to_string());
+        out
+    }
+
+    /// InitProducerId through the transaction coordinator. With `current` set, bumps
+    /// that id's epoch (KIP-360) instead of fencing and starting over.
+    async fn init_producer_id(&mut self, current: ProducerIdentity) -> crate::Result<()> {
+        let request = InitProducerIdRequest {
+            transactional_id: Some(self.transactional_id.clone()),
+            transaction_timeout_ms: self.producer_config().transaction_timeout.as_millis() as i32,
+            producer_id: current.producer_id,
+            producer_epoch: current.producer_epoch,
+            ..Default::default()
+        };
+        let deadline = self.deadline();
+        let response = self
+            .coordinator
+            .call(&request, None, deadline, |r| {
+                ErrorCode::from_code(r.error_code)
+            })
+            .await?;
+        self.identity = ProducerIdentity {
+            producer_id: response.producer_id,
+            producer_epoch: response.producer_epoch,
+        };
+        self.producer.set_transactional_identity(self.identity);
+        info!(
+            transactional_id = self.transactional_id,
+            producer_id = self.identity.producer_id,
+            epoch = self.identity.producer_epoch,
+            "transactional producer id"
+        );
+        Ok(())
+    }
+
+    async fn init(&mut self) -> TxnResult<()> {
+        self.transition(Operation::Init)?;
+        // The finalized transaction.version, from ApiVersions on the coordinator.
+        let features = async {
+            let conn = self.coordinator.connection().await?;
+            conn.call(&ApiVersionsRequest {
+                client_software_name: "strom".into(),
+                client_software_version: env!("CARGO_PKG_VERSION").into(),
+                ..Default::default()
+            })
+            .await
+        }
+        .await;
+        match features {
+            Ok(r) => {
+                self.broker_transaction_version = r
+                    .finalized_features
+                    .iter()
+                    .find(|f| f.name == "transaction.version")
+                    .map_or(0, |f| f.max_version_level);
+            }
+            Err(e) => {
+                debug!(error = %e, "ApiVersions for features failed; assuming transaction.version 0")
+            }
+        }
+        self.tv2 = use_transaction_v2(self.broker_transaction_version);
+        if let Err(e) = self.init_producer_id(ProducerIdentity::NONE).await {
+            let out = self.fail("InitProducerId", e);
+            if matches!(out, TransactionError::Retriable(_)) {
+                self.state = TransactionState::Uninitialized;
+            }
+            return Err(out);
+        }
+        self.state = TransactionState::Ready;
+        Ok(())
+    }
+
+    /// Retries initialization after [`TransactionError::Retriable`] from `new`... or
+    /// after it was left Uninitialized; a no-op when already initialized.
+    pub async fn ensure_initialized(&mut self) -> TxnResult<()> {
+        if self.state == TransactionState::Uninitialized {
+            self.init().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction (local only: nothing is sent until the first record).
+    pub async fn begin(&mut self) -> TxnResult<()> {
+        if self.state == TransactionState::Ready && self.bump_epoch {
+            // A record of an earlier transaction failed, possibly leaving a gap in
+            // its partition's sequence: start the next one under a new epoch.
+            let current = self.identity;
+            if let Err(e) = self.init_producer_id(current).await {
+                return Err(self.fail("InitProducerId (epoch bump)", e));
+            }
+            self.bump_epoch = false;
+        }
+        self.transition(Operation::Begin)?;
+        self.partitions.clear();
+        self.offsets_added = false;
+        self.sticky.clear();
+        self.sends.reset();
+        self.started = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Sends a record in the open transaction.
+    ///
+    /// Before the first record of a partition, adds the partition to the
+    /// transaction (AddPartitionsToTxn, transaction version 1). Returns a future of
+    /// the record's offset; a record that fails makes `commit` fail (abortable).
+    pub async fn send(&mut self, mut record: ProducerRecord) -> TxnResult<TxnDelivery> {
+        self.transition(Operation::Send)?;
+        let partitions = match self.producer.client().topic(&record.topic).await {
+            Ok(info) if !info.partitions.is_empty() => info.partitions.len() as i32,
+            Ok(_) => {
+                return Err(TransactionError::Retriable(Error::Broker {
+                    code: ErrorCode::LeaderNotAvailable,
+                    context: format!("topic {} has no partitions yet", record.topic),
+                }));
+            }
+            Err(e) => return Err(TransactionError::Retriable(e)),
+        };
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => p,
+            (None, Some(key)) if !self.producer_config().partitioner_ignore_keys => {
+                partition_for_key(key, partitions)
+            }
+            _ => {
+                let seed = self.partitions.len() as u64
+                    ^ crate::client::producer::now_ms() as u64
+                    ^ self.identity.producer_epoch as u64;
+                *self
+                    .sticky
+                    .entry(record.topic.clone())
+                    .or_insert((seed % partitions as u64) as i32)
+            }
+        };
+        record.partition = Some(partition);
+        let key = (record.topic.clone(), partition);
+        if !self.partitions.contains(&key) {
+            if self.tv2 {
+                // Transaction version 2: the produce request adds the partition.
+                self.partitions.insert(key);
+            } else {
+                self.add_partitions(std::slice::from_ref(&key)).await?;
+            }
+        }
+        let delivery = self
+            .producer
+            .send(record)
+            .await
+            .map_err(TransactionError::Retriable)?;
+        let (tx, rx) = oneshot::channel();
+        let sends = self.sends.clone();
+        sends.pending.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            let result = delivery.await;
+            if let Err(e) = &result {
+                let mut first = sends.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() {
+                    *first = Some((e.code(), e.to_string()));
+                }
+            }
+            let _ = tx.send(result);
+            if sends.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                sends.idle.notify_waiters();
+            }
+        });
+        Ok(TxnDelivery { rx })
+    }
+
+    /// AddPartitionsToTxn for `keys` (v3: the last version for clients).
+    async fn add_partitions(&mut self, keys: &[(String, i32)]) -> TxnResult<()> {
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in keys {
+            topics.entry(t).or_default().push(*p);
+        }
+        let request = AddPartitionsToTxnRequest {
+            v3_and_below_transactional_id: self.transactional_id.clone(),
+            v3_and_below_producer_id: self.identity.producer_id,
+            v3_and_below_producer_epoch: self.identity.producer_epoch,
+            v3_and_below_topics: topics
+                .into_iter()
+                .map(|(name, partitions)| AddPartitionsToTxnTopic {
+                    name: name.to_string(),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let deadline = self.deadline();
+        match self
+            .coordinator
+            .call(&request, Some(3), deadline, add_partitions_code)
+            .await
+        {
+            Ok(_) => {
+                self.partitions.extend(keys.iter().cloned());
+                Ok(())
+            }
+            Err(e) => Err(self.fail("AddPartitionsToTxn", e)),
+        }
+    }
+
+    /// Adds consumed offsets to the open transaction: they are committed for
+    /// `group` exactly when the transaction commits (AddOffsetsToTxn, then
+    /// TxnOffsetCommit to the group coordinator with the member's generation, KIP-447).
+    ///
+    /// `offsets` maps `(topic, partition)` to the next offset to consume.
+    pub async fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &BTreeMap<(String, i32), i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> TxnResult<()> {
+        self.transition(Operation::Send)?;
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.deadline();
+        let add = AddOffsetsToTxnRequest {
+            transactional_id: self.transactional_id.clone(),
+            producer_id: self.identity.producer_id,
+            producer_epoch: self.identity.producer_epoch,
+            group_id: group.group_id.clone(),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .coordinator
+            .call(&add, None, deadline, |r| ErrorCode::from_code(r.error_code))
+            .await
+        {
+            return Err(self.fail("AddOffsetsToTxn", e));
+        }
+        self.offsets_added = true;
+        let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((topic, partition), offset) in offsets {
+            topics
+                .entry(topic)
+                .or_default()
+                .push(TxnOffsetCommitRequestPartition {
+                    partition_index: *partition,
+                    committed_offset: *offset,
+                    committed_leader_epoch: -1,
+                    committed_metadata: Some(String::new()),
+                    ..Default::default()
+                });
+        }
+        let commit = TxnOffsetCommitRequest {
+            transactional_id: self.transactional_id.clone(),
+            group_id: group.group_id.clone(),
+            producer_id: self.identity.producer_id,
+            producer_epoch: self.identity.producer_epoch,
+            generation_id: group.generation_id,
+            member_id: group.member_id.clone(),
+            group_instance_id: group.group_instance_id.clone(),
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| TxnOffsetCommitRequestTopic {
+                    name: name.to_string(),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let client = self.producer.client().clone();
+        let coordinator = self
+            .group_coordinators
+            .entry(group.group_id.clone())
+            .or_insert_with(|| Coordinator::new(client, CoordinatorType::Group, &group.group_id));
+        let result = coordinator
+            .call(&commit, None, deadline, txn_offset_commit_code)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail("TxnOffsetCommit", e)),
+        }
+    }
+
+    /// Waits until every record of the transaction is acknowledged or failed.
+    async fn drain_sends(&mut self) -> TxnResult<()> {
+        let config = self.producer_config();
+        let limit = config.delivery_timeout + config.client.request_timeout;
+        let drained = tokio::time::timeout(limit, async {
+            let flushed = self.producer.flush().await;
+            self.sends.wait_idle().await;
+            flushed
+        })
+        .await;
+        match drained {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(TransactionError::Retriable(e)),
+            Err(_) => Err(TransactionError::Retriable(Error::Timeout {
+                context: "waiting for the transaction's records".into(),
+            })),
+        }
+    }
+
+    /// Commits the open transaction: flushes its records, then EndTxn(commit).
+    ///
+    /// A record that failed makes the commit fail with
+    /// [`TransactionError::Abortable`] (call `abort`). When EndTxn's outcome is
+    /// unknown the error is [`TransactionError::Retriable`] and the state stays
+    /// Committing: call `commit` again (never `abort`).
+    pub async fn commit(&mut self) -> TxnResult<()> {
+        self.transition(Operation::Commit)?;
+        self.drain_sends().await?;
+        if let Some((code, reason)) = self.sends.failure() {
+            self.bump_epoch = true;
+            let error = TransactionError::Abortable {
+                code,
+                reason: format!("a record of the transaction failed: {reason}"),
+            };
+            self.state = TransactionState::AbortableError;
+            self.last_error = Some(error.to_string());
+            return Err(error);
+        }
+        self.end(true).await
+    }
+
+    /// Aborts the open transaction: waits for its in-flight records, then
+    /// EndTxn(abort). Nothing it wrote becomes visible to read_committed consumers.
+    ///
+    /// After an abort, a consumer feeding this producer must seek back to its last
+    /// committed offsets itself (KAFKA-17582).
+    pub async fn abort(&mut self) -> TxnResult<()> {
+        self.transition(Operation::Abort)?;
+        self.drain_sends().await?;
+        if self.sends.failure().is_some() {
+            self.bump_epoch = true;
+        }
+        self.end(false).await
+    }
+
+    /// EndTxn with `commit`, retried as the same decision; Ready on success.
+    async fn end(&mut self, commit: bool) -> TxnResult<()> {
+        if self.partitions.is_empty() && !self.offsets_added {
+            // Nothing was added: the coordinator has no transaction to end (an
+            // empty transaction commits trivially, FLINK-31363).
+            self.finish();
+            return Ok(());
+        }
+        let request = EndTxnRequest {
+            transactional_id: self.transactional_id.clone(),
+            producer_id: self.identity.producer_id,
+            producer_epoch: self.identity.producer_epoch,
+            committed: commit,
+            ..Default::default()
+        };
+        let deadline = self.deadline();
+        let what = if commit {
+            "EndTxn(commit)"
+        } else {
+            "EndTxn(abort)"
+        };
+        match self
+            .coordinator
+            .call(&request, None, deadline, |r| {
+                ErrorCode::from_code(r.error_code)
+            })
+            .await
+        {
+            Ok(response) => {
+                if self.tv2 && response.producer_id >= 0 {
+                    // KIP-890: every transaction ends with an epoch bump.
+                    self.identity = ProducerIdentity {
+                        producer_id: response.producer_id,
+                        producer_epoch: response.producer_epoch,
+                    };
+                    self.producer.set_transactional_identity(self.identity);
+                }
+                debug!(
+                    transactional_id = self.transactional_id,
+                    commit, "transaction ended"
+                );
+                self.finish();
+                Ok(())
+            }
+            Err(e) => {
+                let out = self.fail(what, e);
+                if matches!(out, TransactionError::Abortable { .. }) && !commit {
+                    // An abort that the coordinator refuses for a non-fencing reason
+                    // (INVALID_TXN_STATE) cannot be retried into success.
+                    self.state = TransactionState::FatalError;
+                    return Err(TransactionError::Fatal {
+                        code: out.code(),
+                        reason: out.to_string(),
+                    });
+                }
+                if matches!(out, TransactionError::Abortable { .. })
+                    && out.code() == Some(ErrorCode::InvalidTxnState)
+                {
+                    // The coordinator no longer holds this transaction open for
+                    // commit; it cannot be committed, and aborting is the way out.
+                    self.state = TransactionState::AbortableError;
+                }
+                Err(out)
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = TransactionState::Ready;
+        self.partitions.clear();
+        self.offsets_added = false;
+        self.started = None;
+    }
+
+    /// Aborts an open transaction (if any) and flushes, waiting at most `timeout`.
+    pub async fn close(mut self, timeout: Duration) -> TxnResult<()> {
+        let result = tokio::time::timeout(timeout, async {
+            match self.state {
+                TransactionState::InTransaction
+                | TransactionState::AbortableError
+                | TransactionState::Aborting => self.abort().await,
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let _ = self.producer.close(Duration::from_millis(100)).await;
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(TransactionError::Retriable(Error::Timeout {
+                context: "closing the transactional producer".into(),
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+
+    #[test]
+    fn transaction_v2_needs_the_feature_and_the_codec_versions() {
+        assert!(!use_transaction_v2(0));
+        assert!(!use_transaction_v2(1));
+        let codecs =
+            EndTxnRequest::VALID_VERSIONS.max >= 5 && ProduceRequest::VALID_VERSIONS.max >= 12;
+        assert_eq!(use_transaction_v2(2), codecs);
+    }
+
+    #[test]
+    fn add_partitions_reports_the_first_partition_error() {
+        let mut r = AddPartitionsToTxnResponse::default();
+        assert_eq!(add_partitions_code(&r), ErrorCode::NoError);
+        r.results_by_topic_v3_and_below = vec![AddPartitionsToTxnTopicResult {
+            name: "t".into(),
+            results_by_partition: vec![
+                AddPartitionsToTxnPartitionResult {
+                    partition_index: 0,
+                    partition_error_code: 0,
+                    ..Default::default()
+                },
+                AddPartitionsToTxnPartitionResult {
+                    partition_index: 1,
+                    partition_error_code: ErrorCode::ConcurrentTransactions.code(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }];
+        assert_eq!(add_partitions_code(&r), ErrorCode::ConcurrentTransactions);
+    }
+
+    #[test]
+    fn errors_say_whether_to_abort_or_give_up() {
+        let abortable = TransactionError::Abortable {
+            code: Some(ErrorCode::TransactionAbortable),
+            reason: "x".into(),
+        };
+        assert!(abortable.is_abortable() && !abortable.is_fatal());
+        let fenced = TransactionError::Fenced {
+            transactional_id: "t".into(),
+            code: ErrorCode::ProducerFenced,
+            reason: "x".into(),
+        };
+        assert!(fenced.is_fatal() && !fenced.is_abortable());
+        assert_eq!(fenced.code(), Some(ErrorCode::ProducerFenced));
+    }
+}
