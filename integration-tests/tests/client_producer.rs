@@ -1,4 +1,5 @@
-//! Our producer against the real broker, read back by rskafka (a second client).
+//! Our producer against the real broker, read back by rskafka (a second client) and by
+//! our own consumer.
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
 use std::collections::BTreeMap;
@@ -64,8 +65,35 @@ async fn read_with_rskafka(
     out
 }
 
+/// Reads `count` records from partitions `0..partitions` of `topic` with our consumer.
+async fn read_with_our_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+) -> Vec<kafka_wire::client::consumer::ConsumerRecord> {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+    ]);
+    let config = kafka_wire::client::ConsumerConfig::from_properties(&props).unwrap();
+    let mut consumer = kafka_wire::client::consumer::Consumer::new(config)
+        .await
+        .unwrap();
+    consumer.assign((0..partitions).map(|p| (topic.to_string(), p)));
+    let mut out = Vec::new();
+    for _ in 0..500 {
+        if out.len() >= count {
+            break;
+        }
+        out.extend(consumer.poll_for(Duration::from_secs(2)).await.unwrap());
+    }
+    consumer.close().await;
+    out
+}
+
 #[tokio::test]
-async fn keyed_records_in_every_codec_are_read_back_exactly_by_rskafka() {
+async fn keyed_records_in_every_codec_are_read_back_exactly_by_rskafka_and_our_consumer() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -134,6 +162,26 @@ async fn keyed_records_in_every_codec_are_read_back_exactly_by_rskafka() {
                     r.record.timestamp.timestamp_millis(),
                     base_ts + *i as i64 * 1_000
                 );
+            }
+        }
+        // And our own consumer reads the same, partition by partition.
+        let ours = read_with_our_consumer(&bootstrap, &topic, 3, n).await;
+        for (partition, sent) in &per_partition {
+            let got: Vec<_> = ours.iter().filter(|r| r.partition == *partition).collect();
+            assert_eq!(
+                got.len(),
+                sent.len(),
+                "{codec} partition {partition} (our consumer)"
+            );
+            for (r, (offset, i)) in got.iter().zip(sent) {
+                assert_eq!(r.offset, *offset);
+                assert_eq!(r.key.as_deref(), Some(format!("key-{}", i % 97).as_bytes()));
+                assert_eq!(r.value.as_deref(), Some(format!("value-{i}").as_bytes()));
+                assert_eq!(
+                    r.headers[0].value.as_deref(),
+                    Some(i.to_string().as_bytes())
+                );
+                assert_eq!(r.timestamp, base_ts + *i as i64 * 1_000);
             }
         }
         producer.close(Duration::from_secs(5)).await.unwrap();
