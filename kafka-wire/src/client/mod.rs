@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod consumer;
+pub mod group;
 pub mod metrics;
 pub mod partitioner;
 pub mod producer;

@@ -22,7 +22,7 @@ use tracing::debug;
 
 use crate::client::backoff::Backoff;
 use crate::client::cluster::{Client, Lane};
-use crate::client::connection::Connection;
+use crate::client::connection::{Connection, ConnectionOptions};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::Request;
@@ -54,6 +54,9 @@ pub struct Coordinator {
     kind: CoordinatorType,
     key: String,
     connection: Option<Connection>,
+    /// Options of a connection of its own (not the client's shared pool), for
+    /// requests that block longer than the client's request timeout (JoinGroup).
+    dedicated: Option<ConnectionOptions>,
 }
 
 /// Whether a code means "ask FindCoordinator again".
@@ -72,6 +75,22 @@ impl Coordinator {
             kind,
             key: key.into(),
             connection: None,
+            dedicated: None,
+        }
+    }
+
+    /// As [`Coordinator::new`], but talking over a connection of its own opened with
+    /// `options` (so a JoinGroup may wait for the rebalance longer than the client's
+    /// request timeout, without holding up the client's other control requests).
+    pub fn dedicated(
+        client: Client,
+        kind: CoordinatorType,
+        key: impl Into<String>,
+        options: ConnectionOptions,
+    ) -> Self {
+        Coordinator {
+            dedicated: Some(options),
+            ..Coordinator::new(client, kind, key)
         }
     }
 
@@ -141,9 +160,11 @@ impl Coordinator {
                 ),
             })?;
         debug!(kind = ?self.kind, key = self.key, node, host, port, "coordinator found");
-        self.client
-            .connection_to(&format!("{host}:{port}"), Lane::Control)
-            .await
+        let address = format!("{host}:{port}");
+        match &self.dedicated {
+            Some(options) => Connection::connect(&address, options.clone()).await,
+            None => self.client.connection_to(&address, Lane::Control).await,
+        }
     }
 
     /// Sends `request` to the coordinator until it succeeds, fails for good, or

@@ -1,0 +1,334 @@
+//! Consumer groups (classic protocol) against the real broker: members joining
+//! and leaving, partition ownership after every rebalance, committed offsets,
+//! static membership.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use integration_tests::{random_topic, require_broker};
+use kafka_wire::client::admin::{NewTopic, OffsetSpec};
+use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+
+/// Upper bound for any wait on the broker in these tests.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn client(bootstrap: &str) -> Client {
+    Client::connect(ClientConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap()
+}
+
+fn config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
+    let mut props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("group.id".to_string(), group.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("heartbeat.interval.ms".to_string(), "100".to_string()),
+        ("max.poll.interval.ms".to_string(), "10000".to_string()),
+        (
+            "partition.assignment.strategy".to_string(),
+            "range".to_string(),
+        ),
+    ]);
+    for (k, v) in extra {
+        props.insert(k.to_string(), v.to_string());
+    }
+    ConsumerConfig::from_properties(&props).unwrap()
+}
+
+async fn produce(bootstrap: &str, topic: &str, values: &[String]) {
+    let producer = Producer::new(ProducerConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut futures = Vec::new();
+    for v in values {
+        futures.push(
+            producer
+                .send(ProducerRecord::new(topic, v.clone()).key(v.clone()))
+                .await
+                .unwrap(),
+        );
+    }
+    for f in futures {
+        f.await.unwrap();
+    }
+}
+
+fn values(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// What one member last reported: generation, owned partitions, rebalance pending.
+type Report = (i32, Vec<(String, i32)>, bool);
+
+#[derive(Default)]
+struct Shared {
+    reports: Mutex<BTreeMap<String, Report>>,
+    consumed: Mutex<Vec<String>>,
+}
+
+struct Member {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<RebalanceEvent>>,
+}
+
+/// Runs a member that polls, records what it consumes, commits after each poll,
+/// and reports its assignment; stops (commit, leave) when told.
+fn start_member(name: &str, config: ConsumerConfig, topic: &str, shared: Arc<Shared>) -> Member {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (name, topic, flag) = (name.to_string(), topic.to_string(), stop.clone());
+    let task = tokio::spawn(async move {
+        let mut c = GroupConsumer::new(config).await.unwrap();
+        c.subscribe([topic]);
+        let mut events = Vec::new();
+        let started = Instant::now();
+        while !flag.load(Ordering::Acquire) {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "member ran too long"
+            );
+            let records = c.poll_for(Duration::from_millis(100)).await.unwrap();
+            if !records.is_empty() {
+                shared.consumed.lock().unwrap().extend(
+                    records
+                        .iter()
+                        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()),
+                );
+                // A commit racing a rebalance may be refused; the records are then
+                // consumed again by the next owner (at least once).
+                let _ = c.commit().await;
+            }
+            events.extend(c.take_events());
+            shared.reports.lock().unwrap().insert(
+                name.clone(),
+                (
+                    c.generation(),
+                    c.assignment().to_vec(),
+                    c.rebalance_pending(),
+                ),
+            );
+        }
+        shared.reports.lock().unwrap().remove(&name);
+        c.close().await.unwrap();
+        events
+    });
+    Member { stop, task }
+}
+
+impl Member {
+    async fn stop(self) -> Vec<RebalanceEvent> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.unwrap()
+    }
+}
+
+/// Waits until exactly `members` report the same generation, no rebalance is
+/// pending, and every partition of `topic` has exactly one owner. Returns the generation.
+async fn wait_balanced(
+    shared: &Shared,
+    members: &[&str],
+    topic: &str,
+    partitions: i32,
+    after: i32,
+) -> i32 {
+    let start = Instant::now();
+    let all: BTreeSet<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    let mut last = BTreeMap::new();
+    while start.elapsed() < DEADLINE {
+        let reports = shared.reports.lock().unwrap().clone();
+        let names: BTreeSet<&str> = reports.keys().map(String::as_str).collect();
+        let generations: BTreeSet<i32> = reports.values().map(|r| r.0).collect();
+        if names == members.iter().copied().collect() && generations.len() == 1 {
+            let generation = *generations.iter().next().unwrap();
+            let owned: Vec<(String, i32)> = reports.values().flat_map(|r| r.1.clone()).collect();
+            let unique: BTreeSet<(String, i32)> = owned.iter().cloned().collect();
+            let pending = reports.values().any(|r| r.2);
+            if generation > after && !pending && owned.len() == unique.len() && unique == all {
+                return generation;
+            }
+        }
+        last = reports;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("group never balanced over {members:?}; last reports {last:?}");
+}
+
+async fn wait_consumed(shared: &Shared, expected: &BTreeSet<String>) {
+    let start = Instant::now();
+    loop {
+        let seen: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
+        if expected.is_subset(&seen) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "missing {} records",
+            expected.difference(&seen).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn partitions_have_one_owner_through_leaves_and_joins_and_offsets_resume() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 6)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let first = values("a", 60);
+    produce(&bootstrap, &topic, &first).await;
+
+    let shared = Arc::new(Shared::default());
+    let cfg = || config(&bootstrap, &group, &[]);
+    let m1 = start_member("m1", cfg(), &topic, shared.clone());
+    let m2 = start_member("m2", cfg(), &topic, shared.clone());
+    let m3 = start_member("m3", cfg(), &topic, shared.clone());
+    let g1 = wait_balanced(&shared, &["m1", "m2", "m3"], &topic, 6, -1).await;
+    wait_consumed(&shared, &first.iter().cloned().collect()).await;
+
+    // One leaves: the other two take over its partitions.
+    let m2_events = m2.stop().await;
+    assert!(matches!(
+        m2_events.first(),
+        Some(RebalanceEvent::Assigned(_))
+    ));
+    let g2 = wait_balanced(&shared, &["m1", "m3"], &topic, 6, g1).await;
+
+    // One joins: three owners again.
+    let second = values("b", 60);
+    produce(&bootstrap, &topic, &second).await;
+    let m4 = start_member("m4", cfg(), &topic, shared.clone());
+    let _g3 = wait_balanced(&shared, &["m1", "m3", "m4"], &topic, 6, g2).await;
+    wait_consumed(&shared, &second.iter().cloned().collect()).await;
+
+    let mut events = Vec::new();
+    for m in [m1, m3, m4] {
+        events.extend(m.stop().await);
+    }
+    // Orderly rebalances revoke; nothing was lost.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RebalanceEvent::Revoked(_)))
+    );
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+
+    // Every record was consumed; the committed offsets are the end offsets.
+    let consumed: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
+    let all: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(consumed, all);
+    let ends = Admin::new(c.clone())
+        .list_offsets(
+            &topic,
+            &(0..6).collect::<Vec<_>>(),
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    let mut checker = GroupConsumer::new(cfg()).await.unwrap();
+    let partitions: Vec<(String, i32)> = (0..6).map(|p| (topic.clone(), p)).collect();
+    let committed = checker.committed(&partitions).await.unwrap();
+    for (p, end) in &ends {
+        assert_eq!(
+            committed.get(&(topic.clone(), *p)),
+            Some(&end.offset),
+            "partition {p}"
+        );
+    }
+
+    // A new member resumes at the committed offsets: it sees only new records.
+    checker.subscribe([topic.clone()]);
+    let third = values("c", 12);
+    produce(&bootstrap, &topic, &third).await;
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    while seen.len() < third.len() && start.elapsed() < DEADLINE {
+        for r in checker.poll_for(Duration::from_millis(200)).await.unwrap() {
+            seen.insert(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    assert_eq!(seen, third.iter().cloned().collect());
+    assert_eq!(checker.assignment().len(), 6);
+    checker.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn round_robin_spreads_partitions_over_members() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-rr");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 5)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = Arc::new(Shared::default());
+    let cfg = || {
+        config(
+            &bootstrap,
+            &group,
+            &[("partition.assignment.strategy", "roundrobin")],
+        )
+    };
+    let m1 = start_member("m1", cfg(), &topic, shared.clone());
+    let m2 = start_member("m2", cfg(), &topic, shared.clone());
+    wait_balanced(&shared, &["m1", "m2"], &topic, 5, -1).await;
+    let sizes: BTreeSet<usize> = shared
+        .reports
+        .lock()
+        .unwrap()
+        .values()
+        .map(|r| r.1.len())
+        .collect();
+    assert_eq!(sizes, BTreeSet::from([2, 3]));
+    m1.stop().await;
+    m2.stop().await;
+}
+
+#[tokio::test]
+async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-static");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 4)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = Arc::new(Shared::default());
+    let cfg = |instance: &str| config(&bootstrap, &group, &[("group.instance.id", instance)]);
+    let a = start_member("a", cfg("instance-a"), &topic, shared.clone());
+    let b = start_member("b", cfg("instance-b"), &topic, shared.clone());
+    let generation = wait_balanced(&shared, &["a", "b"], &topic, 4, -1).await;
+    let before = shared.reports.lock().unwrap()["a"].1.clone();
+
+    // Static members send no LeaveGroup on close; the restart takes the old place.
+    a.stop().await;
+    let mut again = GroupConsumer::new(cfg("instance-a")).await.unwrap();
+    again.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while again.assignment().is_empty() && start.elapsed() < DEADLINE {
+        again.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(again.assignment(), &before[..]);
+    assert_eq!(
+        again.generation(),
+        generation,
+        "no rebalance for a static rejoin"
+    );
+    assert_eq!(shared.reports.lock().unwrap()["b"].0, generation);
+    b.stop().await;
+    again.close().await.unwrap();
+}

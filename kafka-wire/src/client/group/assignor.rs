@@ -1,0 +1,361 @@
+//! Partition assignors run by the group leader: `range` and `roundrobin`, as the
+//! Java client's RangeAssignor and RoundRobinAssignor define them, and the
+//! embedded consumer protocol (subscription and assignment bytes).
+//!
+//! ```text
+//!  JoinGroup members (subscriptions) ──► assign(members, partition counts)
+//!                                          ──► member id -> [(topic, partition)]
+//!                                          ──► SyncGroup assignments (bytes)
+//! ```
+//!
+//! Members are ordered by `group.instance.id` when they have one, else by member
+//! id, so every leader computes the same plan from the same input.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::{Error, Result};
+use crate::protocol::Message;
+use crate::protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, consumer_protocol_assignment,
+    consumer_protocol_subscription,
+};
+
+/// A topic and partition.
+pub type TopicPartition = (String, i32);
+
+/// One member's subscription, as the leader sees it in JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSubscription {
+    /// The member id.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+}
+
+impl MemberSubscription {
+    fn sort_key(&self) -> (&str, &str) {
+        (
+            self.group_instance_id.as_deref().unwrap_or(""),
+            &self.member_id,
+        )
+    }
+}
+
+/// The assignors this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignor {
+    /// Per topic, contiguous ranges of partitions (`range`).
+    Range,
+    /// All partitions dealt out one by one (`roundrobin`).
+    RoundRobin,
+}
+
+impl Assignor {
+    /// The protocol name sent in JoinGroup.
+    pub fn name(self) -> &'static str {
+        match self {
+            Assignor::Range => "range",
+            Assignor::RoundRobin => "roundrobin",
+        }
+    }
+
+    /// The assignor with this protocol name, if implemented.
+    pub fn from_name(name: &str) -> Option<Assignor> {
+        match name {
+            "range" => Some(Assignor::Range),
+            "roundrobin" => Some(Assignor::RoundRobin),
+            _ => None,
+        }
+    }
+
+    /// Assigns the partitions of every subscribed topic (`partitions`: topic ->
+    /// partition count; unknown topics are skipped). Every member gets an entry.
+    pub fn assign(
+        self,
+        members: &[MemberSubscription],
+        partitions: &BTreeMap<String, i32>,
+    ) -> BTreeMap<String, Vec<TopicPartition>> {
+        let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
+        sorted.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let mut out: BTreeMap<String, Vec<TopicPartition>> = members
+            .iter()
+            .map(|m| (m.member_id.clone(), Vec::new()))
+            .collect();
+        match self {
+            Assignor::Range => {
+                let topics: BTreeSet<&String> = members.iter().flat_map(|m| &m.topics).collect();
+                for topic in topics {
+                    let Some(&count) = partitions.get(topic) else {
+                        continue;
+                    };
+                    let consumers: Vec<&&MemberSubscription> =
+                        sorted.iter().filter(|m| m.topics.contains(topic)).collect();
+                    let n = consumers.len() as i32;
+                    if n == 0 || count <= 0 {
+                        continue;
+                    }
+                    let (per, extra) = (count / n, count % n);
+                    let mut next = 0;
+                    for (i, m) in consumers.iter().enumerate() {
+                        let take = per + i32::from((i as i32) < extra);
+                        let entry = out.entry(m.member_id.clone()).or_default();
+                        entry.extend((next..next + take).map(|p| (topic.clone(), p)));
+                        next += take;
+                    }
+                }
+            }
+            Assignor::RoundRobin => {
+                let all: Vec<TopicPartition> = members
+                    .iter()
+                    .flat_map(|m| &m.topics)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|t| partitions.get(t).map(|&c| (t, c)))
+                    .flat_map(|(t, c)| (0..c).map(move |p| (t.clone(), p)))
+                    .collect();
+                let mut cursor = 0;
+                for (topic, p) in all {
+                    // The next member (circularly) subscribed to the topic.
+                    for _ in 0..sorted.len() {
+                        let m = sorted[cursor % sorted.len()];
+                        cursor += 1;
+                        if m.topics.contains(&topic) {
+                            out.entry(m.member_id.clone())
+                                .or_default()
+                                .push((topic.clone(), p));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The consumer protocol version this crate writes (v3: owned partitions,
+/// generation, rack).
+const PROTOCOL_VERSION: i16 = 3;
+
+/// Encodes a subscription as JoinGroup protocol metadata (version prefix, then the struct).
+pub fn encode_subscription(
+    topics: &[String],
+    owned: &[TopicPartition],
+    generation_id: i32,
+    rack: Option<&str>,
+) -> Result<Bytes> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in owned {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let sub = ConsumerProtocolSubscription {
+        topics: topics.to_vec(),
+        user_data: None,
+        owned_partitions: by_topic
+            .into_iter()
+            .map(
+                |(topic, partitions)| consumer_protocol_subscription::TopicPartition {
+                    topic: topic.to_string(),
+                    partitions,
+                },
+            )
+            .collect(),
+        generation_id,
+        rack_id: rack.map(str::to_string),
+    };
+    let mut buf = BytesMut::new();
+    buf.put_i16(PROTOCOL_VERSION);
+    sub.encode(&mut buf, PROTOCOL_VERSION)?;
+    Ok(buf.freeze())
+}
+
+/// Reads the version prefix of embedded consumer-protocol bytes. Later versions
+/// only add fields at the end, so they are read as the highest version known.
+fn version_prefix(buf: &mut Bytes, what: &'static str, max: i16) -> Result<i16> {
+    if buf.remaining() < 2 {
+        return Err(Error::Truncated {
+            context: what,
+            needed: 2,
+            remaining: buf.remaining(),
+        });
+    }
+    let version = buf.get_i16();
+    if version < 0 {
+        return Err(Error::UnsupportedVersion {
+            message: what,
+            version,
+        });
+    }
+    Ok(version.min(max))
+}
+
+/// Decodes JoinGroup protocol metadata into the subscribed topics.
+pub fn decode_subscription(bytes: &Bytes) -> Result<ConsumerProtocolSubscription> {
+    let mut buf = bytes.clone();
+    let version = version_prefix(
+        &mut buf,
+        "ConsumerProtocolSubscription",
+        ConsumerProtocolSubscription::VALID_VERSIONS.max,
+    )?;
+    ConsumerProtocolSubscription::decode(&mut buf, version)
+}
+
+/// Encodes one member's assignment for SyncGroup.
+pub fn encode_assignment(partitions: &[TopicPartition]) -> Result<Bytes> {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let a = ConsumerProtocolAssignment {
+        assigned_partitions: by_topic
+            .into_iter()
+            .map(
+                |(topic, partitions)| consumer_protocol_assignment::TopicPartition {
+                    topic: topic.to_string(),
+                    partitions,
+                },
+            )
+            .collect(),
+        user_data: None,
+    };
+    let mut buf = BytesMut::new();
+    buf.put_i16(PROTOCOL_VERSION);
+    a.encode(&mut buf, PROTOCOL_VERSION)?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a SyncGroup assignment (empty bytes: nothing assigned).
+pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buf = bytes.clone();
+    let version = version_prefix(
+        &mut buf,
+        "ConsumerProtocolAssignment",
+        ConsumerProtocolAssignment::VALID_VERSIONS.max,
+    )?;
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version)?;
+    let mut out: Vec<TopicPartition> = a
+        .assigned_partitions
+        .into_iter()
+        .flat_map(|t| {
+            let topic = t.topic;
+            t.partitions.into_iter().map(move |p| (topic.clone(), p))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, topics: &[&str]) -> MemberSubscription {
+        MemberSubscription {
+            member_id: id.into(),
+            group_instance_id: None,
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn owners(plan: &BTreeMap<String, Vec<TopicPartition>>) -> BTreeMap<TopicPartition, usize> {
+        let mut out = BTreeMap::new();
+        for ps in plan.values() {
+            for tp in ps {
+                *out.entry(tp.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn range_gives_contiguous_ranges_and_the_first_members_the_extra() {
+        let members = [
+            member("b", &["t"]),
+            member("a", &["t"]),
+            member("c", &["t"]),
+        ];
+        let plan = Assignor::Range.assign(&members, &BTreeMap::from([("t".into(), 7)]));
+        let ps = |id: &str| plan[id].iter().map(|(_, p)| *p).collect::<Vec<_>>();
+        assert_eq!(ps("a"), vec![0, 1, 2]);
+        assert_eq!(ps("b"), vec![3, 4]);
+        assert_eq!(ps("c"), vec![5, 6]);
+    }
+
+    #[test]
+    fn round_robin_deals_partitions_across_topics() {
+        let members = [member("a", &["t", "u"]), member("b", &["t", "u"])];
+        let counts = BTreeMap::from([("t".into(), 3), ("u".into(), 2)]);
+        let plan = Assignor::RoundRobin.assign(&members, &counts);
+        assert_eq!(
+            plan["a"],
+            vec![("t".into(), 0), ("t".into(), 2), ("u".into(), 1)]
+        );
+        assert_eq!(plan["b"], vec![("t".into(), 1), ("u".into(), 0)]);
+    }
+
+    #[test]
+    fn every_partition_has_exactly_one_owner_for_any_group_size() {
+        let counts = BTreeMap::from([("t".into(), 6), ("u".into(), 5)]);
+        for assignor in [Assignor::Range, Assignor::RoundRobin] {
+            for n in 1..=8 {
+                let members: Vec<_> = (0..n)
+                    .map(|i| member(&format!("m{i}"), &["t", "u"]))
+                    .collect();
+                let plan = assignor.assign(&members, &counts);
+                assert_eq!(plan.len(), n);
+                let owners = owners(&plan);
+                assert_eq!(owners.len(), 11, "{assignor:?} {n}");
+                assert!(owners.values().all(|&c| c == 1), "{assignor:?} {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_subscribers_get_a_topic() {
+        let members = [member("a", &["t"]), member("b", &["u"])];
+        let counts = BTreeMap::from([("t".into(), 2), ("u".into(), 2)]);
+        for assignor in [Assignor::Range, Assignor::RoundRobin] {
+            let plan = assignor.assign(&members, &counts);
+            assert!(plan["a"].iter().all(|(t, _)| t == "t"), "{assignor:?}");
+            assert!(plan["b"].iter().all(|(t, _)| t == "u"), "{assignor:?}");
+            assert_eq!(plan["a"].len() + plan["b"].len(), 4);
+        }
+    }
+
+    #[test]
+    fn static_members_are_ordered_by_instance_id() {
+        let mut a = member("zzz", &["t"]);
+        a.group_instance_id = Some("i-1".into());
+        let mut b = member("aaa", &["t"]);
+        b.group_instance_id = Some("i-2".into());
+        let plan = Assignor::Range.assign(&[b, a], &BTreeMap::from([("t".into(), 2)]));
+        assert_eq!(plan["zzz"], vec![("t".into(), 0)]);
+        assert_eq!(plan["aaa"], vec![("t".into(), 1)]);
+    }
+
+    #[test]
+    fn subscriptions_and_assignments_round_trip() {
+        let topics = vec!["t".to_string(), "u".to_string()];
+        let bytes = encode_subscription(&topics, &[("t".into(), 1)], 4, None).unwrap();
+        let sub = decode_subscription(&bytes).unwrap();
+        assert_eq!(sub.topics, topics);
+        assert_eq!(sub.generation_id, 4);
+        let parts = vec![
+            ("t".to_string(), 0),
+            ("t".to_string(), 3),
+            ("u".to_string(), 1),
+        ];
+        let bytes = encode_assignment(&parts).unwrap();
+        assert_eq!(decode_assignment(&bytes).unwrap(), parts);
+        assert_eq!(decode_assignment(&Bytes::new()).unwrap(), Vec::new());
+        assert!(decode_assignment(&Bytes::from_static(&[0])).is_err());
+    }
+}

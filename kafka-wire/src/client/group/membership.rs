@@ -1,0 +1,583 @@
+//! The classic group protocol of one member: JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit and OffsetFetch against the group coordinator.
+//!
+//! ```text
+//!  join ──► JoinGroup ──MEMBER_ID_REQUIRED──► JoinGroup (with the given member id)
+//!             │ leader: run the assignor over every member's subscription
+//!             ▼
+//!           SyncGroup ──► this member's partitions      (REBALANCE_IN_PROGRESS,
+//!             │                                          ILLEGAL_GENERATION,
+//!  heartbeat task: Heartbeat every heartbeat.interval.ms UNKNOWN_MEMBER_ID: join again)
+//!             └─► REBALANCE_IN_PROGRESS ─► rejoin at the next poll
+//!                 ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID ─► partitions lost, rejoin
+//!                 FENCED_INSTANCE_ID ─► fatal
+//! ```
+//!
+//! Requests go to the coordinator over a connection of the member's own, whose
+//! request timeout covers a JoinGroup waiting out the rebalance timeout
+//! (`max.poll.interval.ms`). Coordinator moves (NOT_COORDINATOR,
+//! COORDINATOR_NOT_AVAILABLE) and other retriable codes are retried by
+//! [`Coordinator::call`]; the group codes above are handled here.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::assignor::{self, Assignor, MemberSubscription, TopicPartition};
+use crate::client::cluster::Client;
+use crate::client::config::ConsumerConfig;
+use crate::client::connection::ConnectionOptions;
+use crate::client::transaction::coordinator::{Coordinator, CoordinatorType};
+use crate::error::{Error, Result};
+use crate::error_code::ErrorCode;
+use crate::protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use crate::protocol::messages::leave_group_request::MemberIdentity;
+use crate::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use crate::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use crate::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use crate::protocol::messages::{
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
+};
+
+/// The member's standing in the group.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MemberState {
+    pub member_id: String,
+    pub generation: i32,
+    /// Joined and synced; heartbeats run.
+    pub stable: bool,
+    /// A rebalance is needed (heartbeat said so, or a commit failed with a generation error).
+    pub rejoin: bool,
+    /// The generation was lost (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, session
+    /// expired): the partitions may already belong to someone else.
+    pub lost: bool,
+    pub fatal: Option<String>,
+}
+
+/// One member's protocol state, shared by the consumer and its heartbeat task.
+pub(crate) struct Membership {
+    pub group_id: String,
+    pub instance_id: Option<String>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    assignors: Vec<Assignor>,
+    rack: Option<String>,
+    client: Client,
+    pub coordinator: tokio::sync::Mutex<Coordinator>,
+    pub state: Mutex<MemberState>,
+}
+
+/// Codes the coordinator call retries by itself; group codes come back in the response.
+fn retriable_only(code: i16) -> ErrorCode {
+    let code = ErrorCode::from_code(code);
+    if code.is_retriable() {
+        code
+    } else {
+        ErrorCode::NoError
+    }
+}
+
+fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
+    Error::Broker {
+        code,
+        context: format!("{what} (group {group})"),
+    }
+}
+
+impl Membership {
+    pub fn new(client: Client, config: &ConsumerConfig, group_id: String) -> Result<Membership> {
+        let assignors: Vec<Assignor> = config
+            .partition_assignment_strategy
+            .iter()
+            .filter_map(|s| Assignor::from_name(s))
+            .collect();
+        if assignors.is_empty() {
+            return Err(Error::Config {
+                key: "partition.assignment.strategy".into(),
+                message: "none of the configured assignors is implemented (range, roundrobin)"
+                    .into(),
+            });
+        }
+        let c = client.config();
+        let options = ConnectionOptions {
+            client_id: c.client_id.clone(),
+            request_timeout: config.max_poll_interval.max(c.request_timeout)
+                + Duration::from_secs(5),
+            connect_timeout: c.connection_setup_timeout,
+            max_in_flight: c.max_in_flight_per_connection,
+            max_response_size: c.max_response_size,
+        };
+        Ok(Membership {
+            coordinator: tokio::sync::Mutex::new(Coordinator::dedicated(
+                client.clone(),
+                CoordinatorType::Group,
+                group_id.clone(),
+                options,
+            )),
+            group_id,
+            instance_id: config.group_instance_id.clone(),
+            session_timeout: config.session_timeout,
+            rebalance_timeout: config.max_poll_interval,
+            heartbeat_interval: config.heartbeat_interval,
+            assignors,
+            rack: config.client_rack.clone(),
+            client,
+            state: Mutex::new(MemberState {
+                generation: -1,
+                rejoin: true,
+                ..Default::default()
+            }),
+        })
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, MemberState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.rebalance_timeout + self.session_timeout
+    }
+
+    /// Joins (or rejoins) the group and returns this member's partitions for the
+    /// new generation. Loops through MEMBER_ID_REQUIRED, UNKNOWN_MEMBER_ID and
+    /// rebalances that restart while joining, up to the rebalance timeout.
+    pub async fn join(
+        &self,
+        topics: &[String],
+        owned: &[TopicPartition],
+    ) -> Result<Vec<TopicPartition>> {
+        let deadline = self.deadline();
+        for attempt in 0..50 {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let (member_id, generation) = {
+                let s = self.lock();
+                (s.member_id.clone(), s.generation)
+            };
+            let metadata =
+                assignor::encode_subscription(topics, owned, generation, self.rack.as_deref())?;
+            let request = JoinGroupRequest {
+                group_id: self.group_id.clone(),
+                session_timeout_ms: self.session_timeout.as_millis() as i32,
+                rebalance_timeout_ms: self.rebalance_timeout.as_millis() as i32,
+                member_id: member_id.clone(),
+                group_instance_id: self.instance_id.clone(),
+                protocol_type: "consumer".into(),
+                protocols: self
+                    .assignors
+                    .iter()
+                    .map(|a| JoinGroupRequestProtocol {
+                        name: a.name().into(),
+                        metadata: metadata.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                reason: Some(if attempt == 0 {
+                    "joining".into()
+                } else {
+                    "rejoining".into()
+                }),
+                ..Default::default()
+            };
+            let response = self
+                .coordinator
+                .lock()
+                .await
+                .call(&request, None, deadline, |r| retriable_only(r.error_code))
+                .await?;
+            let code = ErrorCode::from_code(response.error_code);
+            match code {
+                ErrorCode::NoError => {}
+                ErrorCode::MemberIdRequired => {
+                    // KIP-394: the coordinator hands out the id; join again with it.
+                    self.lock().member_id = response.member_id;
+                    continue;
+                }
+                ErrorCode::UnknownMemberId => {
+                    let mut s = self.lock();
+                    s.member_id.clear();
+                    s.generation = -1;
+                    continue;
+                }
+                ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => continue,
+                ErrorCode::FencedInstanceId => {
+                    let e = group_error(code, "JoinGroup", &self.group_id);
+                    self.lock().fatal = Some(e.to_string());
+                    return Err(e);
+                }
+                other => return Err(group_error(other, "JoinGroup", &self.group_id)),
+            }
+            let generation = response.generation_id;
+            let member_id = response.member_id.clone();
+            {
+                let mut s = self.lock();
+                s.member_id = member_id.clone();
+                s.generation = generation;
+            }
+            let protocol = response.protocol_name.clone().unwrap_or_default();
+            let assignments = if response.leader == member_id && !response.skip_assignment {
+                self.assign(&protocol, &response.members).await?
+            } else {
+                Vec::new()
+            };
+            debug!(
+                group = self.group_id,
+                member_id,
+                generation,
+                leader = response.leader == member_id,
+                "joined; syncing"
+            );
+            let sync = SyncGroupRequest {
+                group_id: self.group_id.clone(),
+                generation_id: generation,
+                member_id: member_id.clone(),
+                group_instance_id: self.instance_id.clone(),
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some(protocol),
+                assignments,
+                ..Default::default()
+            };
+            let response = self
+                .coordinator
+                .lock()
+                .await
+                .call(&sync, None, deadline, |r| retriable_only(r.error_code))
+                .await?;
+            match ErrorCode::from_code(response.error_code) {
+                ErrorCode::NoError => {
+                    let partitions = assignor::decode_assignment(&response.assignment)?;
+                    let mut s = self.lock();
+                    s.stable = true;
+                    s.rejoin = false;
+                    s.lost = false;
+                    info!(
+                        group = self.group_id,
+                        member_id,
+                        generation,
+                        partitions = partitions.len(),
+                        "group joined"
+                    );
+                    return Ok(partitions);
+                }
+                ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => continue,
+                ErrorCode::UnknownMemberId => {
+                    let mut s = self.lock();
+                    s.member_id.clear();
+                    s.generation = -1;
+                    continue;
+                }
+                code @ ErrorCode::FencedInstanceId => {
+                    let e = group_error(code, "SyncGroup", &self.group_id);
+                    self.lock().fatal = Some(e.to_string());
+                    return Err(e);
+                }
+                other => return Err(group_error(other, "SyncGroup", &self.group_id)),
+            }
+        }
+        Err(Error::Timeout {
+            context: format!("joining group {}", self.group_id),
+        })
+    }
+
+    /// The leader's assignment for every member.
+    async fn assign(
+        &self,
+        protocol: &str,
+        members: &[crate::protocol::messages::join_group_response::JoinGroupResponseMember],
+    ) -> Result<Vec<SyncGroupRequestAssignment>> {
+        let assignor = Assignor::from_name(protocol).ok_or_else(|| Error::Broker {
+            code: ErrorCode::InconsistentGroupProtocol,
+            context: format!("the group chose assignor {protocol}, which is not implemented"),
+        })?;
+        let mut subscriptions = Vec::with_capacity(members.len());
+        for m in members {
+            let sub = assignor::decode_subscription(&m.metadata)?;
+            subscriptions.push(MemberSubscription {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                topics: sub.topics,
+            });
+        }
+        let mut counts = BTreeMap::new();
+        let topics: std::collections::BTreeSet<&String> =
+            subscriptions.iter().flat_map(|s| &s.topics).collect();
+        for topic in topics {
+            // Fresh metadata: the leader must see partitions added since the last look.
+            self.client.invalidate_topic(topic);
+            match self.client.topic(topic).await {
+                Ok(info) => {
+                    counts.insert(topic.clone(), info.partitions.len() as i32);
+                }
+                Err(e) => {
+                    warn!(topic, error = %e, "subscribed topic has no metadata; not assigned")
+                }
+            }
+        }
+        let plan = assignor.assign(&subscriptions, &counts);
+        plan.into_iter()
+            .map(|(member_id, partitions)| {
+                Ok(SyncGroupRequestAssignment {
+                    member_id,
+                    assignment: assignor::encode_assignment(&partitions)?,
+                    ..Default::default()
+                })
+            })
+            .collect()
+    }
+
+    /// One heartbeat; updates the member state from the answer.
+    pub async fn heartbeat(&self) -> Result<()> {
+        let (member_id, generation) = {
+            let s = self.lock();
+            if !s.stable || s.fatal.is_some() {
+                return Ok(());
+            }
+            (s.member_id.clone(), s.generation)
+        };
+        let request = HeartbeatRequest {
+            group_id: self.group_id.clone(),
+            generation_id: generation,
+            member_id,
+            group_instance_id: self.instance_id.clone(),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + self.heartbeat_interval;
+        let response = self
+            .coordinator
+            .lock()
+            .await
+            .call(&request, None, deadline, |r| retriable_only(r.error_code))
+            .await?;
+        let code = ErrorCode::from_code(response.error_code);
+        self.on_generation_error(code, "Heartbeat");
+        match code {
+            ErrorCode::NoError => Ok(()),
+            other => Err(group_error(other, "Heartbeat", &self.group_id)),
+        }
+    }
+
+    /// Applies a group error code met by a heartbeat or a commit.
+    fn on_generation_error(&self, code: ErrorCode, what: &str) {
+        let mut s = self.lock();
+        match code {
+            ErrorCode::RebalanceInProgress => {
+                s.rejoin = true;
+                s.stable = false;
+            }
+            ErrorCode::IllegalGeneration => {
+                s.rejoin = true;
+                s.stable = false;
+                s.lost = true;
+            }
+            ErrorCode::UnknownMemberId => {
+                s.rejoin = true;
+                s.stable = false;
+                s.lost = true;
+                s.member_id.clear();
+                s.generation = -1;
+            }
+            ErrorCode::FencedInstanceId => {
+                s.stable = false;
+                s.fatal = Some(format!(
+                    "{what}: group.instance.id {:?} was taken over by another member (FENCED_INSTANCE_ID)",
+                    self.instance_id
+                ));
+            }
+            _ => return,
+        }
+        debug!(group = self.group_id, %code, what, "group generation changed");
+    }
+
+    /// Marks the session as expired (no heartbeat answered for `session.timeout.ms`).
+    pub fn session_expired(&self) {
+        let mut s = self.lock();
+        if s.stable {
+            warn!(
+                group = self.group_id,
+                "no heartbeat answer within session.timeout.ms; partitions lost"
+            );
+            s.stable = false;
+            s.rejoin = true;
+            s.lost = true;
+        }
+    }
+
+    /// The session timeout.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
+    }
+
+    /// OffsetCommit (v8 at most: topics by name) under the current generation.
+    pub async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let (member_id, generation) = {
+            let s = self.lock();
+            (s.member_id.clone(), s.generation)
+        };
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((t, p), offset) in offsets {
+            topics
+                .entry(t)
+                .or_default()
+                .push(OffsetCommitRequestPartition {
+                    partition_index: *p,
+                    committed_offset: *offset,
+                    ..Default::default()
+                });
+        }
+        let request = OffsetCommitRequest {
+            group_id: self.group_id.clone(),
+            generation_id_or_member_epoch: generation,
+            member_id,
+            group_instance_id: self.instance_id.clone(),
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| OffsetCommitRequestTopic {
+                    name: name.to_string(),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + self.client.config().request_timeout;
+        let response = self
+            .coordinator
+            .lock()
+            .await
+            .call(&request, Some(8), deadline, |r| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| ErrorCode::from_code(p.error_code))
+                    .find(|c| c.is_retriable())
+                    .unwrap_or(ErrorCode::NoError)
+            })
+            .await?;
+        let code = response
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| ErrorCode::from_code(p.error_code))
+            .find(|c| !c.is_ok())
+            .unwrap_or(ErrorCode::NoError);
+        self.on_generation_error(code, "OffsetCommit");
+        code.into_result()
+            .map_err(|code| group_error(code, "OffsetCommit", &self.group_id))
+    }
+
+    /// OffsetFetch (v7: `require_stable`, so offsets of open transactions are
+    /// waited for). Partitions without a committed offset are left out.
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            topics.entry(t).or_default().push(*p);
+        }
+        let request = OffsetFetchRequest {
+            group_id: self.group_id.clone(),
+            topics: Some(
+                topics
+                    .into_iter()
+                    .map(|(name, partition_indexes)| OffsetFetchRequestTopic {
+                        name: name.to_string(),
+                        partition_indexes,
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            require_stable: true,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + self.rebalance_timeout;
+        let response = self
+            .coordinator
+            .lock()
+            .await
+            .call(&request, Some(7), deadline, |r| {
+                let top = ErrorCode::from_code(r.error_code);
+                if !top.is_ok() {
+                    return top;
+                }
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| ErrorCode::from_code(p.error_code))
+                    .find(|c| !c.is_ok())
+                    .unwrap_or(ErrorCode::NoError)
+            })
+            .await?;
+        let mut out = BTreeMap::new();
+        for t in response.topics {
+            for p in t.partitions {
+                if p.committed_offset >= 0 {
+                    out.insert((t.name.clone(), p.partition_index), p.committed_offset);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// LeaveGroup, so the group rebalances now instead of after the session timeout.
+    pub async fn leave(&self, reason: &str) -> Result<()> {
+        let member_id = {
+            let mut s = self.lock();
+            s.stable = false;
+            std::mem::take(&mut s.member_id)
+        };
+        if member_id.is_empty() {
+            return Ok(());
+        }
+        let request = LeaveGroupRequest {
+            group_id: self.group_id.clone(),
+            member_id: member_id.clone(),
+            members: vec![MemberIdentity {
+                member_id,
+                group_instance_id: self.instance_id.clone(),
+                reason: Some(reason.to_string()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let deadline = Instant::now() + self.client.config().request_timeout;
+        let mut coordinator = self.coordinator.lock().await;
+        // v0-2 carry one member id, v3+ the member list.
+        let version = coordinator
+            .connection()
+            .await?
+            .version_for::<LeaveGroupRequest>()?;
+        let request = if version >= 3 {
+            LeaveGroupRequest {
+                member_id: String::new(),
+                ..request
+            }
+        } else {
+            LeaveGroupRequest {
+                members: Vec::new(),
+                ..request
+            }
+        };
+        let response = coordinator
+            .call(&request, None, deadline, |r| {
+                ErrorCode::from_code(r.error_code)
+            })
+            .await?;
+        info!(group = self.group_id, "left the group");
+        let _ = response;
+        Ok(())
+    }
+}
