@@ -26,6 +26,10 @@ pub struct Workload {
     /// `linger.ms` for every producer.
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
+    /// strom producer: await every DeliveryFuture in a collector task
+    /// (FuturesUnordered) instead of on the sending task.
+    #[arg(long)]
+    pub strom_collector: bool,
 }
 
 /// How many distinct payloads to cycle through. Large enough that a batch never

@@ -133,7 +133,9 @@ fn run_in_process(client: ClientKind, phase: Phase, topic: &str, w: &Workload) -
             .build()
     };
     match (client, phase) {
-        (ClientKind::Strom, Phase::Produce) => rt()?.block_on(strom::produce(w, topic)),
+        (ClientKind::Strom, Phase::Produce) => {
+            rt()?.block_on(strom::produce(w, topic, w.strom_collector))
+        }
         (ClientKind::Strom, Phase::Consume) => rt()?.block_on(strom::consume(w, topic)),
         (ClientKind::Rskafka, Phase::Produce) => rt()?.block_on(rsk::produce(w, topic)),
         (ClientKind::Rskafka, Phase::Consume) => rt()?.block_on(rsk::consume(w, topic)),
@@ -220,6 +222,7 @@ impl Runner {
                     .args(["--partitions", &w.partitions.to_string()])
                     .args(["--batch-size", &w.batch_size.to_string()])
                     .args(["--linger-ms", &w.linger_ms.to_string()])
+                    .args(w.strom_collector.then_some("--strom-collector"))
                     .output()?;
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 if !out.status.success() {

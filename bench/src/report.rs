@@ -146,10 +146,13 @@ impl Row {
     }
 }
 
-fn note(client: ClientKind, phase: Phase) -> &'static str {
+fn note(client: ClientKind, phase: Phase, w: &Workload) -> &'static str {
     match (client, phase) {
+        (ClientKind::Strom, Phase::Produce) if w.strom_collector => {
+            "idempotent; `Producer::send` per record, every `DeliveryFuture` awaited by a collector task (`FuturesUnordered`)"
+        }
         (ClientKind::Strom, Phase::Produce) => {
-            "idempotent; `Producer::send` per record, every `DeliveryFuture` awaited by a collector task"
+            "idempotent; `Producer::send` per record, every `DeliveryFuture` checked on the sending task (oldest first, then awaited in order after `flush`)"
         }
         (ClientKind::Rdkafka, Phase::Produce) => {
             "idempotent; `BaseProducer` + delivery callback, `poll` on QUEUE_FULL and every 1,000 sends (latency includes the wait for `poll`)"
@@ -256,7 +259,7 @@ pub fn render(
                         fmt_opt(m.p99_ms, 1),
                         ratio(r.rate(), rf.and_then(Row::rate)),
                         ratio(r.cpu_per_m(), rf.and_then(Row::cpu_per_m)),
-                        note(r.client, phase)
+                        note(r.client, phase, w)
                     );
                 }
                 Err(why) => {
