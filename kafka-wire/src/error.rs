@@ -175,6 +175,38 @@ impl Error {
         }
     }
 
+    /// A copy for handing one failure to several waiters (`Error` is not `Clone`: it
+    /// can hold an `io::Error`). I/O errors become [`Error::Disconnected`], which is
+    /// what they mean to a request; other variants without a cheap copy become
+    /// [`Error::Encode`] with the original message, keeping them non-retriable.
+    pub fn clone_lossy(&self) -> Error {
+        match self {
+            Error::Broker { code, context } => Error::Broker {
+                code: *code,
+                context: context.clone(),
+            },
+            Error::Timeout { context } => Error::Timeout {
+                context: context.clone(),
+            },
+            Error::Disconnected { broker, reason } => Error::Disconnected {
+                broker: broker.clone(),
+                reason: reason.clone(),
+            },
+            Error::Io { context, source } => Error::Disconnected {
+                broker: context.clone(),
+                reason: source.to_string(),
+            },
+            Error::Config { key, message } => Error::Config {
+                key: key.clone(),
+                message: message.clone(),
+            },
+            other => Error::Encode {
+                context: "copied error",
+                message: other.to_string(),
+            },
+        }
+    }
+
     /// The Kafka error code, when the broker answered with one.
     pub fn code(&self) -> Option<crate::error_code::ErrorCode> {
         match self {

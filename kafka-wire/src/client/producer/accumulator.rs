@@ -117,31 +117,10 @@ impl Batch {
                         timestamp
                     },
                 }),
-                Err(e) => Err(clone_error(e)),
+                Err(e) => Err(e.clone_lossy()),
             };
             let _ = tx.send(outcome);
         }
-    }
-}
-
-/// Errors are not `Clone` (they hold `io::Error`s); each record gets an equivalent.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::Broker { code, context } => Error::Broker {
-            code: *code,
-            context: context.clone(),
-        },
-        Error::Timeout { context } => Error::Timeout {
-            context: context.clone(),
-        },
-        Error::Disconnected { broker, reason } => Error::Disconnected {
-            broker: broker.clone(),
-            reason: reason.clone(),
-        },
-        other => Error::Disconnected {
-            broker: "producer".into(),
-            reason: other.to_string(),
-        },
     }
 }
 

@@ -441,7 +441,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                     }
                 }
             },
-            Err(e) => Err(clone_for_retry(e)),
+            Err(e) => Err(e.clone_lossy()),
         };
         match outcome {
             Ok(done) => {
@@ -535,28 +535,4 @@ enum Action {
     RetryAfterBump,
     FailAndBump,
     Fail,
-}
-
-fn clone_for_retry(e: &Error) -> Error {
-    match e {
-        Error::Broker { code, context } => Error::Broker {
-            code: *code,
-            context: context.clone(),
-        },
-        Error::Timeout { context } => Error::Timeout {
-            context: context.clone(),
-        },
-        Error::Disconnected { broker, reason } => Error::Disconnected {
-            broker: broker.clone(),
-            reason: reason.clone(),
-        },
-        Error::Io { context, source } => Error::Disconnected {
-            broker: context.clone(),
-            reason: source.to_string(),
-        },
-        other => Error::Encode {
-            context: "produce request",
-            message: other.to_string(),
-        },
-    }
 }
