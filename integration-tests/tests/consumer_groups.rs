@@ -332,3 +332,25 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
     b.stop().await;
     again.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn partitions_added_to_a_subscribed_topic_get_assigned() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-grow");
+    let admin = Admin::new(c.clone());
+    admin
+        .create_topics(&[NewTopic::new(&topic, 2)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = Arc::new(Shared::default());
+    let cfg = || config(&bootstrap, &group, &[("metadata.max.age.ms", "500")]);
+    let m1 = start_member("m1", cfg(), &topic, shared.clone());
+    let m2 = start_member("m2", cfg(), &topic, shared.clone());
+    let generation = wait_balanced(&shared, &["m1", "m2"], &topic, 2, -1).await;
+    admin.create_partitions(&topic, 5).await.unwrap();
+    wait_balanced(&shared, &["m1", "m2"], &topic, 5, generation).await;
+    m1.stop().await;
+    m2.stop().await;
+}

@@ -71,6 +71,10 @@ pub(crate) struct Membership {
     client: Client,
     pub coordinator: tokio::sync::Mutex<Coordinator>,
     pub state: Mutex<MemberState>,
+    /// The partition counts the last assignment used, when this member led it:
+    /// a change (topic created, partitions added) calls for a new assignment.
+    pub assigned_counts: Mutex<Option<BTreeMap<String, i32>>>,
+    subscribed: Mutex<Vec<String>>,
 }
 
 /// Codes the coordinator call retries by itself; group codes come back in the response.
@@ -128,6 +132,8 @@ impl Membership {
             assignors,
             rack: config.client_rack.clone(),
             client,
+            assigned_counts: Mutex::new(None),
+            subscribed: Mutex::new(Vec::new()),
             state: Mutex::new(MemberState {
                 generation: -1,
                 rejoin: true,
@@ -153,6 +159,11 @@ impl Membership {
         owned: &[TopicPartition],
     ) -> Result<Vec<TopicPartition>> {
         let deadline = self.deadline();
+        *self
+            .assigned_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        *self.subscribed.lock().unwrap_or_else(|e| e.into_inner()) = topics.to_vec();
         for attempt in 0..50 {
             if Instant::now() >= deadline {
                 break;
@@ -309,17 +320,37 @@ impl Membership {
         let topics: std::collections::BTreeSet<&String> =
             subscriptions.iter().flat_map(|s| &s.topics).collect();
         for topic in topics {
-            // Fresh metadata: the leader must see partitions added since the last look.
+            // Fresh metadata: the leader must see partitions added since the last
+            // look. A topic just created may take a moment to appear everywhere.
             self.client.invalidate_topic(topic);
-            match self.client.topic(topic).await {
-                Ok(info) => {
-                    counts.insert(topic.clone(), info.partitions.len() as i32);
+            let wait = self.session_timeout.min(Duration::from_secs(10));
+            let found = self
+                .client
+                .retry("subscribed topic metadata", wait, || async {
+                    let info = self.client.topic(topic).await?;
+                    if info.partitions.is_empty() {
+                        self.client.invalidate_topic(topic);
+                        return Err(Error::Broker {
+                            code: ErrorCode::LeaderNotAvailable,
+                            context: format!("topic {topic} has no partitions yet"),
+                        });
+                    }
+                    Ok(info.partitions.len() as i32)
+                })
+                .await;
+            match found {
+                Ok(count) => {
+                    counts.insert(topic.clone(), count);
                 }
                 Err(e) => {
                     warn!(topic, error = %e, "subscribed topic has no metadata; not assigned")
                 }
             }
         }
+        *self
+            .assigned_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(counts.clone());
         let plan = assignor.assign(&subscriptions, &counts);
         plan.into_iter()
             .map(|(member_id, partitions)| {
@@ -412,6 +443,49 @@ impl Membership {
     /// The session timeout.
     pub fn session_timeout(&self) -> Duration {
         self.session_timeout
+    }
+
+    /// As leader, asks for a new assignment when a subscribed topic's partition
+    /// count differs from the one the current assignment used (metadata as cached,
+    /// refreshed every `metadata.max.age.ms`). Returns whether a rebalance was requested.
+    pub async fn check_metadata(&self) -> bool {
+        let Some(counts) = self
+            .assigned_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return false;
+        };
+        let mut topics: Vec<String> = counts.keys().cloned().collect();
+        // Subscribed topics without metadata at assignment time count as 0 partitions.
+        let subscribed = self
+            .subscribed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for t in subscribed {
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        for topic in topics {
+            let now = match self.client.topic(&topic).await {
+                Ok(info) => info.partitions.len() as i32,
+                Err(_) => 0,
+            };
+            if now != counts.get(&topic).copied().unwrap_or(0) {
+                info!(
+                    group = self.group_id,
+                    topic,
+                    partitions = now,
+                    "subscribed topic changed; rebalancing"
+                );
+                self.lock().rejoin = true;
+                return true;
+            }
+        }
+        false
     }
 
     /// OffsetCommit (v8 at most: topics by name) under the current generation.

@@ -71,8 +71,13 @@ pub struct GroupConsumer {
     events: VecDeque<RebalanceEvent>,
     auto_commit: Option<Duration>,
     last_commit: Instant,
+    last_metadata_check: Instant,
     _heartbeat: TaskGuard,
 }
+
+/// How often the leader compares subscribed topics' partition counts with the
+/// ones its assignment used.
+const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for GroupConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -145,6 +150,7 @@ impl GroupConsumer {
             events: VecDeque::new(),
             auto_commit,
             last_commit: Instant::now(),
+            last_metadata_check: Instant::now(),
             _heartbeat: TaskGuard(heartbeat),
         })
     }
@@ -256,6 +262,10 @@ impl GroupConsumer {
 
     /// Rebalances if needed, then returns the records fetched within `timeout`.
     pub async fn poll_for(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.last_metadata_check.elapsed() >= METADATA_CHECK_INTERVAL {
+            self.last_metadata_check = Instant::now();
+            self.membership.check_metadata().await;
+        }
         self.ensure_active().await?;
         if let Some(interval) = self.auto_commit {
             if self.last_commit.elapsed() >= interval {

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The state machine, its transitions and the error classes live in [`state`];
-//! coordinator lookup and retries in [`coordinator`].
+//! coordinator lookup and retries in [`coordinator`]; listing, describing and
+//! aborting transactions in [`admin`].
 //!
 //! Transaction version: the broker's finalized feature `transaction.version` is read
 //! from ApiVersions at init. Version 2 (KIP-890: the produce itself adds the
@@ -22,6 +23,7 @@
 //! transaction runs as version 1 (explicit AddPartitionsToTxn), which brokers with
 //! version 2 finalized still accept.
 
+pub mod admin;
 pub mod coordinator;
 pub mod state;
 
@@ -599,16 +601,7 @@ impl TransactionalProducer {
     /// the record's offset; a record that fails makes `commit` fail (abortable).
     pub async fn send(&mut self, mut record: ProducerRecord) -> TxnResult<TxnDelivery> {
         self.transition(Operation::Send)?;
-        let partitions = match self.producer.client().topic(&record.topic).await {
-            Ok(info) if !info.partitions.is_empty() => info.partitions.len() as i32,
-            Ok(_) => {
-                return Err(TransactionError::Retriable(Error::Broker {
-                    code: ErrorCode::LeaderNotAvailable,
-                    context: format!("topic {} has no partitions yet", record.topic),
-                }));
-            }
-            Err(e) => return Err(TransactionError::Retriable(e)),
-        };
+        let partitions = self.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(key)) if !self.producer_config().partitioner_ignore_keys => {
@@ -656,6 +649,30 @@ impl TransactionalProducer {
             }
         });
         Ok(TxnDelivery { rx })
+    }
+
+    /// The partition count of `topic`, retrying retriable metadata errors until
+    /// `max.block.ms` (a topic just created, a leader moving, a broker restarting).
+    async fn partition_count(&self, topic: &str) -> TxnResult<i32> {
+        let client = self.producer.client().clone();
+        let result = client
+            .retry(
+                "topic metadata",
+                self.producer_config().max_block,
+                || async {
+                    let info = client.topic(topic).await?;
+                    if info.partitions.is_empty() {
+                        client.invalidate_topic(topic);
+                        return Err(Error::Broker {
+                            code: ErrorCode::LeaderNotAvailable,
+                            context: format!("topic {topic} has no partitions yet"),
+                        });
+                    }
+                    Ok(info.partitions.len() as i32)
+                },
+            )
+            .await;
+        result.map_err(TransactionError::Retriable)
     }
 
     /// AddPartitionsToTxn for `keys` (v3: the last version for clients).
