@@ -463,6 +463,18 @@ impl Client {
         (p.leader >= 0).then_some(p.leader)
     }
 
+    /// The cached partition count of a topic, without cloning its metadata or
+    /// asking a broker (None when unknown or stale). The producer's per-record path.
+    pub fn cached_partition_count(&self, topic: &str) -> Option<i32> {
+        let cache = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let entry = cache.get(topic)?;
+        if entry.fetched.elapsed() > self.inner.config.metadata_max_age {
+            return None;
+        }
+        let n = entry.info.as_ref()?.partitions.len();
+        (n > 0).then_some(n as i32)
+    }
+
     /// Records a broker's address (from a KIP-951 `node_endpoints` hint).
     pub fn add_broker(&self, broker: BrokerInfo) {
         self.inner

@@ -7,6 +7,7 @@
 //! acknowledged so they are renumbered from 0 under the new epoch.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -41,7 +42,7 @@ pub(crate) struct PendingRecord {
 
 /// One batch of one partition.
 pub(crate) struct Batch {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     builder: Option<BatchBuilder>,
     encoded: Option<Bytes>,
@@ -227,10 +228,18 @@ impl Accumulator {
     ) -> Result<bool> {
         let size = estimated_size(&pending.record);
         let id = self.appended;
-        let queue = self
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_default();
+        // The topic string is cloned once per partition, not once per record.
+        let key = (topic, partition);
+        if !self.partitions.contains_key(&key) {
+            self.partitions
+                .insert(key.clone(), PartitionQueue::default());
+        }
+        let Some(queue) = self.partitions.get_mut(&key) else {
+            return Err(Error::Encode {
+                context: "producer",
+                message: "no partition queue".into(),
+            });
+        };
         let fits = match queue.batches.back() {
             Some(b) if !b.closed => match &b.builder {
                 Some(builder) => {
@@ -251,7 +260,7 @@ impl Accumulator {
                 }
             }
             queue.batches.push_back(Batch {
-                topic: topic.clone(),
+                topic: Arc::from(key.0.as_str()),
                 partition,
                 builder: Some(BatchBuilder::with_capacity(
                     self.params,
@@ -306,7 +315,7 @@ impl Accumulator {
         }
         self.appended += 1;
         if filled && sticky {
-            self.sticky.batch_complete(&topic, partition, partitions);
+            self.sticky.batch_complete(&key.0, partition, partitions);
         }
         Ok(filled || opened || self.linger.is_zero())
     }

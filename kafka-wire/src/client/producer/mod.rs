@@ -91,8 +91,8 @@ impl ProducerRecord {
 /// Where a record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of the batch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset; -1 when unknown (`acks=0`, or a duplicate the broker had already written).
@@ -230,7 +230,7 @@ impl Producer {
     /// Waits (up to `max.block.ms`) for topic metadata and for room in
     /// `buffer.memory`. Errors here mean the record was not queued; errors of the
     /// returned future mean it was queued but not (or not provably) written.
-    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+    pub async fn send(&self, mut record: ProducerRecord) -> Result<DeliveryFuture> {
         let config = &self.shared.config;
         let deadline = Instant::now() + config.max_block;
         let size = accumulator::estimated_size(&record);
@@ -243,12 +243,15 @@ impl Producer {
                 ),
             });
         }
-        let partitions =
-            tokio::time::timeout_at(deadline.into(), self.partition_count(&record.topic))
+        // Fast paths first: cached metadata and free buffer memory need no timer.
+        let partitions = match self.shared.client.cached_partition_count(&record.topic) {
+            Some(n) => n,
+            None => tokio::time::timeout_at(deadline.into(), self.partition_count(&record.topic))
                 .await
                 .map_err(|_| Error::Timeout {
                     context: format!("metadata for {} (max.block.ms)", record.topic),
-                })??;
+                })??,
+        };
         if let Some(p) = record.partition {
             if p < 0 || p >= partitions {
                 return Err(Error::Broker {
@@ -260,18 +263,26 @@ impl Producer {
                 });
             }
         }
-        let permit = tokio::time::timeout_at(
-            deadline.into(),
-            self.shared.memory.clone().acquire_many_owned(size as u32),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            context: "waiting for buffer.memory (max.block.ms)".into(),
-        })?
-        .map_err(|_| Error::Disconnected {
-            broker: "producer".into(),
-            reason: "producer closed".into(),
-        })?;
+        let permit = match self
+            .shared
+            .memory
+            .clone()
+            .try_acquire_many_owned(size as u32)
+        {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout_at(
+                deadline.into(),
+                self.shared.memory.clone().acquire_many_owned(size as u32),
+            )
+            .await
+            .map_err(|_| Error::Timeout {
+                context: "waiting for buffer.memory (max.block.ms)".into(),
+            })?
+            .map_err(|_| Error::Disconnected {
+                broker: "producer".into(),
+                reason: "producer closed".into(),
+            })?,
+        };
         let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let wake = {
@@ -290,8 +301,9 @@ impl Producer {
                 },
             };
             let keyed = record.key.is_some() && !config.partitioner_ignore_keys;
+            let topic = std::mem::take(&mut record.topic);
             acc.append(
-                record.topic.clone(),
+                topic,
                 partition,
                 PendingRecord {
                     record,

@@ -345,10 +345,10 @@ async fn write_request(
             records,
             ..Default::default()
         };
-        match topics.iter_mut().find(|t| t.name == b.topic) {
+        match topics.iter_mut().find(|t| *t.name == *b.topic) {
             Some(t) => t.partition_data.push(data),
             None => topics.push(TopicProduceData {
-                name: b.topic.clone(),
+                name: b.topic.to_string(),
                 partition_data: vec![data],
                 ..Default::default()
             }),
@@ -397,7 +397,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
         }
     }
     for mut batch in batches {
-        let key = (batch.topic.clone(), batch.partition);
+        let key = (batch.topic.to_string(), batch.partition);
         if let Some(q) = acc.partitions.get_mut(&key) {
             q.in_flight = q.in_flight.saturating_sub(1);
         }
