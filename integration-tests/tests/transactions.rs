@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integration_tests::{random_topic, require_broker, workspace_root};
@@ -16,6 +18,7 @@ use kafka_wire::ErrorCode;
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::transaction::admin::{AbortTransactionSpec, TransactionAdmin};
 use kafka_wire::client::transaction::{
     ConsumerGroupMetadata, TransactionError, TransactionState, TransactionalProducer,
@@ -97,8 +100,7 @@ async fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str
     } else {
         IsolationLevel::ReadUncommitted
     };
-    let ends = admin
-        .list_offsets(topic, &all, OffsetSpec::Latest, level)
+    let ends = end_offsets(&admin, topic, &all, OffsetSpec::Latest, level)
         .await
         .unwrap();
     let mut consumer = Consumer::new(config).await.unwrap();
@@ -128,6 +130,28 @@ async fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str
     out
 }
 
+/// `Admin::list_offsets`, retried while leadership of a new topic settles.
+async fn end_offsets(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[i32],
+    spec: OffsetSpec,
+    level: IsolationLevel,
+) -> kafka_wire::Result<BTreeMap<i32, kafka_wire::client::admin::ListedOffset>> {
+    let mut last = None;
+    for _ in 0..50 {
+        match admin.list_offsets(topic, partitions, spec, level).await {
+            Ok(o) => return Ok(o),
+            Err(e) if e.is_retriable() => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap())
+}
+
 /// Asserts that no transaction hangs on `topic`: the last stable offset of every
 /// partition equals its high watermark.
 async fn assert_no_hanging_transaction(bootstrap: &str, topic: &str, partitions: i32) {
@@ -135,24 +159,24 @@ async fn assert_no_hanging_transaction(bootstrap: &str, topic: &str, partitions:
     let all: Vec<i32> = (0..partitions).collect();
     let start = Instant::now();
     loop {
-        let committed = admin
-            .list_offsets(
-                topic,
-                &all,
-                OffsetSpec::Latest,
-                IsolationLevel::ReadCommitted,
-            )
-            .await
-            .unwrap();
-        let uncommitted = admin
-            .list_offsets(
-                topic,
-                &all,
-                OffsetSpec::Latest,
-                IsolationLevel::ReadUncommitted,
-            )
-            .await
-            .unwrap();
+        let committed = end_offsets(
+            &admin,
+            topic,
+            &all,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+        let uncommitted = end_offsets(
+            &admin,
+            topic,
+            &all,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
         let lso: Vec<i64> = committed.values().map(|o| o.offset).collect();
         let hw: Vec<i64> = uncommitted.values().map(|o| o.offset).collect();
         if lso == hw {
@@ -319,25 +343,25 @@ async fn a_transaction_open_past_its_timeout_is_aborted_and_reported() {
     let start = Instant::now();
     let admin = Admin::new(c.clone());
     loop {
-        let lso = admin
-            .list_offsets(
-                &topic,
-                &[0],
-                OffsetSpec::Latest,
-                IsolationLevel::ReadCommitted,
-            )
-            .await
-            .unwrap()[&0]
+        let lso = end_offsets(
+            &admin,
+            &topic,
+            &[0],
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap()[&0]
             .offset;
-        let hw = admin
-            .list_offsets(
-                &topic,
-                &[0],
-                OffsetSpec::Latest,
-                IsolationLevel::ReadUncommitted,
-            )
-            .await
-            .unwrap()[&0]
+        let hw = end_offsets(
+            &admin,
+            &topic,
+            &[0],
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap()[&0]
             .offset;
         if lso == hw {
             break;
@@ -572,4 +596,148 @@ async fn admin_lists_describes_and_aborts_an_open_transaction() {
         sorted(kept)
     );
     assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+}
+
+/// One consume-transform-produce worker: reads `input` in group `group`, writes
+/// each value upper-cased to `output`, and commits its offsets in the same
+/// transaction. The first and then every `abort_every`-th transaction is aborted on purpose (and the
+/// consumer rewound) to show that nothing of it survives.
+async fn eos_worker(
+    bootstrap: String,
+    group: String,
+    input: String,
+    output: String,
+    id: String,
+    abort_every: usize,
+    stop: Arc<AtomicBool>,
+) -> (usize, usize) {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("group.id".to_string(), group),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ("heartbeat.interval.ms".to_string(), "100".to_string()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("max.poll.interval.ms".to_string(), "10000".to_string()),
+        ("max.poll.records".to_string(), "10".to_string()),
+    ]);
+    let mut consumer = GroupConsumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    consumer.subscribe([input]);
+    let mut producer = producer(&bootstrap, &id).await;
+    let (mut transactions, mut aborted) = (0, 0);
+    let start = Instant::now();
+    while !stop.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(60) {
+        let records = consumer.poll_for(Duration::from_millis(100)).await.unwrap();
+        consumer.take_events();
+        if records.is_empty() {
+            continue;
+        }
+        transactions += 1;
+        producer.begin().await.unwrap();
+        for r in &records {
+            let value = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+            let out = ProducerRecord::new(&output, value.to_uppercase()).partition(r.partition);
+            producer.send(out).await.unwrap();
+        }
+        let positions = consumer.positions();
+        let offered = producer
+            .send_offsets_to_transaction(&positions, &consumer.group_metadata())
+            .await;
+        let rebalanced = consumer.rebalance_pending();
+        if offered.is_err() || rebalanced || transactions % abort_every == 1 {
+            aborted += 1;
+            // A rebalance during the transaction (its partitions may move), a fenced
+            // offset commit, or the deliberate abort: abort and rewind.
+            producer.abort().await.unwrap();
+            consumer.seek_to_committed().await.unwrap();
+        } else if let Err(e) = producer.commit().await {
+            assert!(e.is_abortable(), "{e}");
+            aborted += 1;
+            producer.abort().await.unwrap();
+            consumer.seek_to_committed().await.unwrap();
+        }
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    consumer.close().await.unwrap();
+    (transactions, aborted)
+}
+
+#[tokio::test]
+async fn consume_transform_produce_is_exactly_once_with_group_offsets_in_the_transaction() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_topic(&c, "eos-in", 3).await;
+    let output = create_topic(&c, "eos-out", 3).await;
+    let group = random_topic("eos-group");
+    let inputs = values("record", 90);
+    {
+        let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+        p.begin().await.unwrap();
+        send_all(&mut p, &input, &inputs).await;
+        p.commit().await.unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            tokio::spawn(eos_worker(
+                bootstrap.clone(),
+                group.clone(),
+                input.clone(),
+                output.clone(),
+                format!("{group}-worker-{i}"),
+                3 + i,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let expected: Vec<String> = sorted(inputs.iter().map(|v| v.to_uppercase()).collect());
+    let admin = Admin::new(c.clone());
+    let start = Instant::now();
+    loop {
+        let ends = end_offsets(
+            &admin,
+            &output,
+            &[0, 1, 2],
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+        let lso: i64 = ends.values().map(|o| o.offset).sum();
+        // Committed data plus one marker per transaction: at least 90 + markers.
+        if lso > 90
+            && read_all(&bootstrap, &output, 3, "read_committed")
+                .await
+                .len()
+                >= 90
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "workers did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Release);
+    let (mut transactions, mut aborted) = (0, 0);
+    for w in workers {
+        let (t, a) = w.await.unwrap();
+        transactions += t;
+        aborted += a;
+    }
+    eprintln!("{aborted} of {transactions} transactions aborted");
+    assert!(
+        aborted >= 1 && transactions > aborted,
+        "{aborted} of {transactions} transactions aborted"
+    );
+    // Exactly once: every input once in the committed output, despite the aborts.
+    assert_eq!(
+        read_all(&bootstrap, &output, 3, "read_committed").await,
+        expected
+    );
+    assert_no_hanging_transaction(&bootstrap, &output, 3).await;
 }

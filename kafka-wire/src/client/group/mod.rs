@@ -304,6 +304,39 @@ impl GroupConsumer {
         self.membership.commit(offsets).await
     }
 
+    /// Moves every owned partition back to the group's committed offset (per
+    /// `auto.offset.reset` when none is committed). Needed after aborting a
+    /// transaction that carried this consumer's offsets: the records consumed in it
+    /// must be consumed again, and nothing rewinds the consumer by itself (KAFKA-17582).
+    pub async fn seek_to_committed(&mut self) -> Result<()> {
+        let owned = self.assignment.clone();
+        let committed = self.membership.committed(&owned).await?;
+        let (with, without): (Vec<_>, Vec<_>) =
+            owned.iter().partition(|tp| committed.contains_key(*tp));
+        if !without.is_empty() {
+            // Unassigning and reassigning resets their positions to the policy.
+            self.consumer
+                .assign(with.iter().map(|(t, p)| (t.as_str(), *p)));
+            self.consumer
+                .assign(owned.iter().map(|(t, p)| (t.as_str(), *p)));
+        }
+        for (tp, offset) in &committed {
+            self.consumer.seek(&tp.0, tp.1, *offset);
+        }
+        Ok(())
+    }
+
+    /// The positions of the owned partitions (the next offset each hands out):
+    /// what [`GroupConsumer::commit`] commits, and what a transactional
+    /// producer sends with `send_offsets_to_transaction`.
+    pub fn positions(&self) -> BTreeMap<TopicPartition, i64> {
+        let positions = self.consumer.positions();
+        self.assignment
+            .iter()
+            .filter_map(|tp| positions.get(tp).map(|&o| (tp.clone(), o)))
+            .collect()
+    }
+
     /// The group's committed offsets for `partitions` (absent: none committed).
     pub async fn committed(
         &self,
