@@ -989,3 +989,6 @@ mod tests {
         assert_eq!(fenced.code(), Some(ErrorCode::ProducerFenced));
     }
 }
+
+#[cfg(test)]
+mod fake_broker_tests;

@@ -1,0 +1,367 @@
+//! The transactional producer against a scripted fake broker on loopback TCP, for
+//! what a real broker will not do on demand: lose the answer to an EndTxn, move
+//! the coordinator, answer CONCURRENT_TRANSACTIONS.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+use crate::client::config::ProducerConfig;
+use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
+use crate::protocol::messages::metadata_response::MetadataResponseBroker;
+use crate::protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use crate::protocol::messages::{
+    AddOffsetsToTxnResponse, ApiKey, ApiVersionsResponse, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+};
+use crate::protocol::{Response, decode_request_frame_header, encode_response_frame};
+
+/// What the fake does with the n-th EndTxn (0-based).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum EndTxnAnswer {
+    /// Close the connection without answering: the outcome is unknown to the client.
+    Drop,
+    /// Answer with this code.
+    Code(ErrorCode),
+}
+
+struct Fake {
+    port: u16,
+    end_txn: Box<dyn Fn(usize) -> EndTxnAnswer + Send + Sync>,
+    /// How many AddOffsetsToTxn get CONCURRENT_TRANSACTIONS first.
+    concurrent: usize,
+    end_txns: Mutex<Vec<bool>>,
+    add_offsets: AtomicUsize,
+    find_coordinator: AtomicUsize,
+}
+
+fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
+    encode_response_frame(response, version, cid)
+        .unwrap()
+        .freeze()
+}
+
+impl Fake {
+    async fn start(
+        end_txn: Box<dyn Fn(usize) -> EndTxnAnswer + Send + Sync>,
+        concurrent: usize,
+    ) -> Arc<Fake> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Arc::new(Fake {
+            port: listener.local_addr().unwrap().port(),
+            end_txn,
+            concurrent,
+            end_txns: Mutex::new(Vec::new()),
+            add_offsets: AtomicUsize::new(0),
+            find_coordinator: AtomicUsize::new(0),
+        });
+        let f = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(f.clone().serve(stream));
+            }
+        });
+        fake
+    }
+
+    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
+        loop {
+            let Ok(size) = stream.read_i32().await else {
+                return;
+            };
+            let mut frame = BytesMut::zeroed(size as usize);
+            if stream.read_exact(&mut frame).await.is_err() {
+                return;
+            }
+            let mut frame = frame.freeze();
+            let header = decode_request_frame_header(&mut frame).unwrap();
+            let (version, cid) = (header.request_api_version, header.correlation_id);
+            let out = match ApiKey::try_from(header.request_api_key).unwrap() {
+                ApiKey::ApiVersions => {
+                    let keys = [
+                        (ApiKey::ApiVersions, 3),
+                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                        (
+                            ApiKey::FindCoordinator,
+                            FindCoordinatorRequest::VALID_VERSIONS.max,
+                        ),
+                        (
+                            ApiKey::InitProducerId,
+                            InitProducerIdRequest::VALID_VERSIONS.max,
+                        ),
+                        (
+                            ApiKey::AddOffsetsToTxn,
+                            AddOffsetsToTxnRequest::VALID_VERSIONS.max,
+                        ),
+                        (
+                            ApiKey::TxnOffsetCommit,
+                            TxnOffsetCommitRequest::VALID_VERSIONS.max,
+                        ),
+                        (ApiKey::EndTxn, EndTxnRequest::VALID_VERSIONS.max),
+                    ];
+                    let response = ApiVersionsResponse {
+                        api_keys: keys
+                            .iter()
+                            .map(|(k, max)| ApiVersion {
+                                api_key: k.code(),
+                                min_version: 0,
+                                max_version: *max,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version.min(3), cid)
+                }
+                ApiKey::Metadata => {
+                    let response = MetadataResponse {
+                        brokers: vec![MetadataResponseBroker {
+                            node_id: 1,
+                            host: "127.0.0.1".into(),
+                            port: i32::from(self.port),
+                            ..Default::default()
+                        }],
+                        controller_id: 1,
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::FindCoordinator => {
+                    self.find_coordinator.fetch_add(1, Ordering::SeqCst);
+                    let request = FindCoordinatorRequest::decode(&mut frame, version).unwrap();
+                    let response = if version < 4 {
+                        FindCoordinatorResponse {
+                            node_id: 1,
+                            host: "127.0.0.1".into(),
+                            port: i32::from(self.port),
+                            ..Default::default()
+                        }
+                    } else {
+                        FindCoordinatorResponse {
+                            coordinators: request
+                                .coordinator_keys
+                                .iter()
+                                .map(|k| FoundCoordinator {
+                                    key: k.clone(),
+                                    node_id: 1,
+                                    host: "127.0.0.1".into(),
+                                    port: i32::from(self.port),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        }
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::InitProducerId => {
+                    let response = InitProducerIdResponse {
+                        producer_id: 7,
+                        producer_epoch: 3,
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let n = self.add_offsets.fetch_add(1, Ordering::SeqCst);
+                    let code = if n < self.concurrent {
+                        ErrorCode::ConcurrentTransactions
+                    } else {
+                        ErrorCode::NoError
+                    };
+                    let response = AddOffsetsToTxnResponse {
+                        error_code: code.code(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::TxnOffsetCommit => {
+                    let request = TxnOffsetCommitRequest::decode(&mut frame, version).unwrap();
+                    let response = TxnOffsetCommitResponse {
+                        topics: request
+                            .topics
+                            .iter()
+                            .map(|t| TxnOffsetCommitResponseTopic {
+                                name: t.name.clone(),
+                                partitions: t
+                                    .partitions
+                                    .iter()
+                                    .map(|p| TxnOffsetCommitResponsePartition {
+                                        partition_index: p.partition_index,
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::EndTxn => {
+                    let request = EndTxnRequest::decode(&mut frame, version).unwrap();
+                    let n = {
+                        let mut seen = self.end_txns.lock().unwrap();
+                        seen.push(request.committed);
+                        seen.len() - 1
+                    };
+                    match (self.end_txn)(n) {
+                        EndTxnAnswer::Drop => return,
+                        EndTxnAnswer::Code(code) => {
+                            let response = EndTxnResponse {
+                                error_code: code.code(),
+                                producer_id: -1,
+                                producer_epoch: -1,
+                                ..Default::default()
+                            };
+                            frame_of(&response, version, cid)
+                        }
+                    }
+                }
+                other => panic!("fake broker got {other:?}"),
+            };
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn producer(fake: &Fake, max_block_ms: u64) -> TransactionalProducer {
+    let props = BTreeMap::from([
+        (
+            "bootstrap.servers".to_string(),
+            format!("127.0.0.1:{}", fake.port),
+        ),
+        ("transactional.id".to_string(), "t1".to_string()),
+        ("max.block.ms".to_string(), max_block_ms.to_string()),
+        ("retry.backoff.ms".to_string(), "10".to_string()),
+        ("retry.backoff.max.ms".to_string(), "20".to_string()),
+        ("reconnect.backoff.ms".to_string(), "10".to_string()),
+        ("reconnect.backoff.max.ms".to_string(), "20".to_string()),
+    ]);
+    TransactionalProducer::new(ProducerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Opens a transaction holding offsets (so EndTxn has something to end).
+async fn begin_with_offsets(p: &mut TransactionalProducer) {
+    p.begin().await.unwrap();
+    let offsets = BTreeMap::from([(("in".to_string(), 0), 5_i64)]);
+    p.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_end_txn_answer_is_retried_as_the_same_decision() {
+    let fake = Fake::start(
+        Box::new(|n| {
+            if n == 0 {
+                EndTxnAnswer::Drop
+            } else {
+                EndTxnAnswer::Code(ErrorCode::NoError)
+            }
+        }),
+        0,
+    )
+    .await;
+    let mut p = producer(&fake, 5_000).await;
+    assert_eq!(
+        p.identity(),
+        ProducerIdentity {
+            producer_id: 7,
+            producer_epoch: 3
+        }
+    );
+    begin_with_offsets(&mut p).await;
+    p.commit().await.unwrap();
+    assert_eq!(p.state(), TransactionState::Ready);
+    assert_eq!(*fake.end_txns.lock().unwrap(), vec![true, true]);
+}
+
+#[tokio::test]
+async fn an_unknown_commit_outcome_refuses_abort_and_commits_on_retry() {
+    // Every EndTxn's answer is lost until the thirteenth; max.block.ms (50 ms)
+    // ends each commit call after a few of them.
+    let fake = Fake::start(
+        Box::new(|n| {
+            if n < 12 {
+                EndTxnAnswer::Drop
+            } else {
+                EndTxnAnswer::Code(ErrorCode::NoError)
+            }
+        }),
+        0,
+    )
+    .await;
+    let mut p = producer(&fake, 50).await;
+    begin_with_offsets(&mut p).await;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts <= 20, "commit never completed");
+        match p.commit().await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(matches!(e, TransactionError::Retriable(_)), "{e}");
+                assert_eq!(p.state(), TransactionState::Committing);
+                // The coordinator may already have committed: aborting is refused.
+                let refused = p.abort().await.unwrap_err();
+                assert!(
+                    matches!(refused, TransactionError::InvalidState { .. }),
+                    "{refused}"
+                );
+            }
+        }
+    }
+    assert!(attempts >= 2);
+    assert_eq!(p.state(), TransactionState::Ready);
+    let decisions = fake.end_txns.lock().unwrap().clone();
+    assert!(decisions.len() >= 13 && decisions.iter().all(|&c| c));
+}
+
+#[tokio::test]
+async fn not_coordinator_and_concurrent_transactions_are_retried() {
+    let fake = Fake::start(
+        Box::new(|n| {
+            if n == 0 {
+                EndTxnAnswer::Code(ErrorCode::NotCoordinator)
+            } else {
+                EndTxnAnswer::Code(ErrorCode::NoError)
+            }
+        }),
+        2,
+    )
+    .await;
+    let mut p = producer(&fake, 5_000).await;
+    begin_with_offsets(&mut p).await;
+    assert_eq!(fake.add_offsets.load(Ordering::SeqCst), 3);
+    let finds = fake.find_coordinator.load(Ordering::SeqCst);
+    p.abort().await.unwrap();
+    assert_eq!(*fake.end_txns.lock().unwrap(), vec![false, false]);
+    assert!(fake.find_coordinator.load(Ordering::SeqCst) > finds);
+}
+
+#[tokio::test]
+async fn fencing_on_end_txn_is_fatal() {
+    let fake = Fake::start(
+        Box::new(|_| EndTxnAnswer::Code(ErrorCode::ProducerFenced)),
+        0,
+    )
+    .await;
+    let mut p = producer(&fake, 5_000).await;
+    begin_with_offsets(&mut p).await;
+    let e = p.commit().await.unwrap_err();
+    assert!(matches!(e, TransactionError::Fenced { .. }), "{e}");
+    assert_eq!(p.state(), TransactionState::FatalError);
+    assert!(p.begin().await.is_err());
+}
