@@ -354,3 +354,41 @@ async fn partitions_added_to_a_subscribed_topic_get_assigned() {
     m1.stop().await;
     m2.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_member_with_the_same_instance_id_fences_the_first() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-fenced");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 2)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let cfg = || config(&bootstrap, &group, &[("group.instance.id", "same")]);
+    let mut first = GroupConsumer::new(cfg()).await.unwrap();
+    first.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while first.assignment().is_empty() && start.elapsed() < DEADLINE {
+        first.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut second = GroupConsumer::new(cfg()).await.unwrap();
+    second.subscribe([topic.clone()]);
+    while second.assignment().is_empty() && start.elapsed() < DEADLINE {
+        second.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(second.assignment().len(), 2);
+    // The first one learns at its next heartbeat or commit that it was replaced.
+    let mut fenced = None;
+    while fenced.is_none() && start.elapsed() < DEADLINE {
+        match first.poll_for(Duration::from_millis(100)).await {
+            Ok(_) => {}
+            Err(e) => fenced = Some(e),
+        }
+    }
+    assert_eq!(
+        fenced.unwrap().code(),
+        Some(kafka_wire::ErrorCode::FencedInstanceId)
+    );
+    second.close().await.unwrap();
+}

@@ -741,3 +741,47 @@ async fn consume_transform_produce_is_exactly_once_with_group_offsets_in_the_tra
     );
     assert_no_hanging_transaction(&bootstrap, &output, 3).await;
 }
+
+#[tokio::test]
+async fn offsets_from_a_stale_generation_make_the_transaction_abortable() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_topic(&c, "txn-kip447", 1).await;
+    let group = random_topic("txn-group");
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("group.id".to_string(), group.clone()),
+        ("heartbeat.interval.ms".to_string(), "100".to_string()),
+    ]);
+    let mut member = GroupConsumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    member.subscribe([input.clone()]);
+    let start = Instant::now();
+    while member.assignment().is_empty() && start.elapsed() < DEADLINE {
+        member.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut stale = member.group_metadata();
+    assert!(stale.generation_id >= 1);
+    // A zombie of an earlier generation (KIP-447): its offsets are refused.
+    stale.generation_id -= 1;
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    p.begin().await.unwrap();
+    let offsets = BTreeMap::from([((input.clone(), 0), 1_i64)]);
+    let err = p
+        .send_offsets_to_transaction(&offsets, &stale)
+        .await
+        .unwrap_err();
+    assert!(err.is_abortable(), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::IllegalGeneration));
+    p.abort().await.unwrap();
+
+    // The current generation's offsets are accepted.
+    p.begin().await.unwrap();
+    p.send_offsets_to_transaction(&offsets, &member.group_metadata())
+        .await
+        .unwrap();
+    p.commit().await.unwrap();
+    assert_eq!(committed_offset(&c, &group, &input).await, 1);
+    member.close().await.unwrap();
+}
