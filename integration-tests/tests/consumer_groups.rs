@@ -392,3 +392,44 @@ async fn a_second_member_with_the_same_instance_id_fences_the_first() {
     );
     second.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-slow");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 4)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = Arc::new(Shared::default());
+    let cfg = || config(&bootstrap, &group, &[("max.poll.interval.ms", "1500")]);
+    let busy = start_member("busy", cfg(), &topic, shared.clone());
+    let mut slow = GroupConsumer::new(cfg()).await.unwrap();
+    slow.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while (slow.assignment().len() != 2 || slow.rebalance_pending()) && start.elapsed() < DEADLINE {
+        slow.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(slow.assignment().len(), 2);
+    slow.take_events();
+    // Stop polling: the heartbeat task leaves, and "busy" gets every partition.
+    let generation = slow.generation();
+    wait_balanced(&shared, &["busy"], &topic, 4, generation).await;
+    // The next poll reports the partitions lost and joins again.
+    while (slow.assignment().is_empty() || slow.rebalance_pending()) && start.elapsed() < DEADLINE {
+        slow.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let events = slow.take_events();
+    assert!(
+        matches!(events.first(), Some(RebalanceEvent::Lost(p)) if p.len() == 2),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(RebalanceEvent::Assigned(_))),
+        "{events:?}"
+    );
+    slow.close().await.unwrap();
+    busy.stop().await;
+}

@@ -75,6 +75,8 @@ pub(crate) struct Membership {
     /// a change (topic created, partitions added) calls for a new assignment.
     pub assigned_counts: Mutex<Option<BTreeMap<String, i32>>>,
     subscribed: Mutex<Vec<String>>,
+    /// When the application last polled (for `max.poll.interval.ms`).
+    last_poll: Mutex<Instant>,
 }
 
 /// Codes the coordinator call retries by itself; group codes come back in the response.
@@ -134,6 +136,7 @@ impl Membership {
             client,
             assigned_counts: Mutex::new(None),
             subscribed: Mutex::new(Vec::new()),
+            last_poll: Mutex::new(Instant::now()),
             state: Mutex::new(MemberState {
                 generation: -1,
                 rejoin: true,
@@ -438,6 +441,41 @@ impl Membership {
             s.rejoin = true;
             s.lost = true;
         }
+    }
+
+    /// Records that the application polled.
+    pub fn polled(&self) {
+        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Whether the application has not polled for longer than `max.poll.interval.ms`.
+    pub fn poll_expired(&self) -> bool {
+        self.last_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            > self.rebalance_timeout
+    }
+
+    /// Gives up the membership because the application stopped polling: a
+    /// dynamic member sends LeaveGroup so the group rebalances now (a static
+    /// member just stops heartbeating, as the Java client does). The next poll
+    /// reports the partitions lost and joins again.
+    pub async fn leave_for_poll_timeout(&self) {
+        warn!(
+            group = self.group_id,
+            "no poll within max.poll.interval.ms; leaving the group"
+        );
+        if self.instance_id.is_none() {
+            if let Err(e) = self.leave("consumer poll timeout has expired").await {
+                debug!(error = %e, "LeaveGroup after the poll timeout failed");
+            }
+        }
+        let mut s = self.lock();
+        s.stable = false;
+        s.rejoin = true;
+        s.lost = true;
+        s.generation = -1;
     }
 
     /// The session timeout.

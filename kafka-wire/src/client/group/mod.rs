@@ -13,9 +13,9 @@
 //!
 //! Rebalances are eager: every member gives up all its partitions before
 //! rejoining, so a partition never has two owners. They happen inside
-//! `poll_for`, so a member that stops polling holds up the group's rebalances
-//! for at most `max.poll.interval.ms` (the rebalance timeout), after which the
-//! coordinator drops it.
+//! `poll_for`. A member that does not poll for `max.poll.interval.ms` leaves the
+//! group from its heartbeat task (its partitions go to the others; its next poll
+//! reports them lost and joins again), as the Java client does.
 //!
 //! Static members (`group.instance.id`, KIP-345) keep their identity across
 //! restarts; `close` does not send LeaveGroup for them, so a restart within
@@ -101,6 +101,10 @@ async fn heartbeat_loop(membership: Arc<Membership>) {
         };
         if !stable {
             last_ok = Instant::now();
+            continue;
+        }
+        if membership.poll_expired() {
+            membership.leave_for_poll_timeout().await;
             continue;
         }
         match membership.heartbeat().await {
@@ -262,6 +266,7 @@ impl GroupConsumer {
 
     /// Rebalances if needed, then returns the records fetched within `timeout`.
     pub async fn poll_for(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.membership.polled();
         if self.last_metadata_check.elapsed() >= METADATA_CHECK_INTERVAL {
             self.last_metadata_check = Instant::now();
             self.membership.check_metadata().await;
