@@ -434,6 +434,20 @@ async fn empty_transactions_commit_and_state_errors_are_reported() {
     p.begin().await.unwrap();
     p.abort().await.unwrap();
     assert_eq!(p.state(), TransactionState::Ready);
+
+    // A partition the topic does not have is refused up front; the transaction goes on.
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-bad-partition", 1).await;
+    p.begin().await.unwrap();
+    let err = p
+        .send(ProducerRecord::new(&topic, "x").partition(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransactionError::InvalidRecord(_)), "{err}");
+    assert_eq!(p.state(), TransactionState::InTransaction);
+    send_all(&mut p, &topic, &values("ok", 2)).await;
+    p.commit().await.unwrap();
+    assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
 }
 
 #[tokio::test]

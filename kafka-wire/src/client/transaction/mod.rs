@@ -116,6 +116,10 @@ pub enum TransactionError {
     /// The configuration is not that of a transactional producer.
     #[error(transparent)]
     Config(Error),
+    /// The record was refused before anything was sent (a partition the topic
+    /// does not have); the transaction is unaffected.
+    #[error("record refused: {0}")]
+    InvalidRecord(#[source] Error),
 }
 
 impl TransactionError {
@@ -142,7 +146,9 @@ impl TransactionError {
             TransactionError::Abortable { code, .. } | TransactionError::Fatal { code, .. } => {
                 *code
             }
-            TransactionError::Retriable(e) | TransactionError::Config(e) => e.code(),
+            TransactionError::Retriable(e)
+            | TransactionError::Config(e)
+            | TransactionError::InvalidRecord(e) => e.code(),
             TransactionError::InvalidTimeout { .. } => Some(ErrorCode::InvalidTransactionTimeout),
             TransactionError::InvalidState { .. } => None,
         }
@@ -617,6 +623,16 @@ impl TransactionalProducer {
                     .or_insert((seed % partitions as u64) as i32)
             }
         };
+        if partition < 0 || partition >= partitions {
+            // Refused before anything reaches the coordinator: the transaction is intact.
+            return Err(TransactionError::InvalidRecord(Error::Broker {
+                code: ErrorCode::UnknownTopicOrPartition,
+                context: format!(
+                    "{}-{partition}: the topic has {partitions} partitions",
+                    record.topic
+                ),
+            }));
+        }
         record.partition = Some(partition);
         let key = (record.topic.clone(), partition);
         if !self.partitions.contains(&key) {
@@ -627,11 +643,22 @@ impl TransactionalProducer {
                 self.add_partitions(std::slice::from_ref(&key)).await?;
             }
         }
-        let delivery = self
-            .producer
-            .send(record)
-            .await
-            .map_err(TransactionError::Retriable)?;
+        let delivery = match self.producer.send(record).await {
+            Ok(delivery) => delivery,
+            // Not queued for a passing reason (buffer full, metadata): send again.
+            Err(e) if e.is_retriable() => return Err(TransactionError::Retriable(e)),
+            // Not queued for good (too large, producer closed): as the Java client
+            // does, the transaction can no longer commit what the caller meant.
+            Err(e) => {
+                let error = TransactionError::Abortable {
+                    code: e.code(),
+                    reason: format!("record not sent: {e}"),
+                };
+                self.state = TransactionState::AbortableError;
+                self.last_error = Some(error.to_string());
+                return Err(error);
+            }
+        };
         let (tx, rx) = oneshot::channel();
         let sends = self.sends.clone();
         sends.pending.fetch_add(1, Ordering::AcqRel);
