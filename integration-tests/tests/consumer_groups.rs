@@ -433,3 +433,91 @@ async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
     slow.close().await.unwrap();
     busy.stop().await;
 }
+
+/// Owned partitions of each member, as last reported.
+fn owned(shared: &Shared, name: &str) -> BTreeSet<(String, i32)> {
+    shared.reports.lock().unwrap()[name]
+        .1
+        .iter()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-coop");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 6)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = Arc::new(Shared::default());
+    let cfg = || {
+        config(
+            &bootstrap,
+            &group,
+            &[("partition.assignment.strategy", "cooperative-sticky")],
+        )
+    };
+    // Samples every member's reported partitions: never two owners at once.
+    let watching = Arc::new(AtomicBool::new(true));
+    let watcher = {
+        let (shared, watching) = (shared.clone(), watching.clone());
+        tokio::spawn(async move {
+            let mut samples = 0;
+            while watching.load(Ordering::Acquire) {
+                let reports = shared.reports.lock().unwrap().clone();
+                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
+                let unique: BTreeSet<_> = all.iter().collect();
+                assert_eq!(
+                    all.len(),
+                    unique.len(),
+                    "a partition with two owners: {reports:?}"
+                );
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples
+        })
+    };
+    let m1 = start_member("m1", cfg(), &topic, shared.clone());
+    let m2 = start_member("m2", cfg(), &topic, shared.clone());
+    let m3 = start_member("m3", cfg(), &topic, shared.clone());
+    let g1 = wait_balanced(&shared, &["m1", "m2", "m3"], &topic, 6, -1).await;
+    let (a1, a3) = (owned(&shared, "m1"), owned(&shared, "m3"));
+    assert_eq!((a1.len(), a3.len()), (2, 2));
+
+    // m2 leaves: m1 and m3 keep theirs and split m2's.
+    m2.stop().await;
+    let g2 = wait_balanced(&shared, &["m1", "m3"], &topic, 6, g1).await;
+    let (b1, b3) = (owned(&shared, "m1"), owned(&shared, "m3"));
+    assert!(
+        b1.is_superset(&a1) && b3.is_superset(&a3),
+        "{a1:?} {b1:?} {a3:?} {b3:?}"
+    );
+
+    // m4 joins: m1 and m3 give up one each, keep the rest.
+    let m4 = start_member("m4", cfg(), &topic, shared.clone());
+    wait_balanced(&shared, &["m1", "m3", "m4"], &topic, 6, g2).await;
+    let (c1, c3) = (owned(&shared, "m1"), owned(&shared, "m3"));
+    assert!(
+        c1.is_subset(&b1) && c3.is_subset(&b3),
+        "{b1:?} {c1:?} {b3:?} {c3:?}"
+    );
+    assert_eq!((c1.len(), c3.len()), (2, 2));
+
+    let mut events = Vec::new();
+    for m in [m1, m3, m4] {
+        events.extend(m.stop().await);
+    }
+    watching.store(false, Ordering::Release);
+    assert!(watcher.await.unwrap() > 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RebalanceEvent::Revoked(p) if p.len() == 1))
+    );
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+}

@@ -34,6 +34,10 @@ pub struct MemberSubscription {
     pub group_instance_id: Option<String>,
     /// Subscribed topics.
     pub topics: Vec<String>,
+    /// Partitions the member owns now (cooperative protocol; empty otherwise).
+    pub owned: Vec<TopicPartition>,
+    /// The generation in which it owned them (-1 when unknown).
+    pub generation: i32,
 }
 
 impl MemberSubscription {
@@ -52,6 +56,10 @@ pub enum Assignor {
     Range,
     /// All partitions dealt out one by one (`roundrobin`).
     RoundRobin,
+    /// Balanced, keeping owned partitions where it can, and giving a partition to
+    /// a new owner only after its old owner has revoked it (`cooperative-sticky`,
+    /// KIP-429).
+    CooperativeSticky,
 }
 
 impl Assignor {
@@ -60,7 +68,13 @@ impl Assignor {
         match self {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
+            Assignor::CooperativeSticky => "cooperative-sticky",
         }
+    }
+
+    /// Whether the assignor uses the cooperative (incremental) rebalance protocol.
+    pub fn is_cooperative(self) -> bool {
+        self == Assignor::CooperativeSticky
     }
 
     /// The assignor with this protocol name, if implemented.
@@ -68,6 +82,7 @@ impl Assignor {
         match name {
             "range" => Some(Assignor::Range),
             "roundrobin" => Some(Assignor::RoundRobin),
+            "cooperative-sticky" => Some(Assignor::CooperativeSticky),
             _ => None,
         }
     }
@@ -132,9 +147,112 @@ impl Assignor {
                     }
                 }
             }
+            Assignor::CooperativeSticky => {
+                return cooperative_sticky(&sorted, partitions);
+            }
         }
         out
     }
+}
+
+/// The cooperative-sticky plan: see [`Assignor::CooperativeSticky`].
+///
+/// 1. Valid ownership claims: those of the highest generation claimed (older
+///    claims are stale); a partition claimed twice in it belongs to no one.
+/// 2. Each member keeps its claimed partitions that still exist and are
+///    subscribed, up to its quota (total / members, the first `total % members`
+///    members with the most claims may keep one more).
+/// 3. Every other partition goes to the subscribed member with the fewest.
+/// 4. A partition that moves away from a valid owner is left out of the new
+///    owner's assignment this round: the old owner revokes it and rejoins, and
+///    the next round assigns it (KIP-429).
+fn cooperative_sticky(
+    members: &[&MemberSubscription],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<String, Vec<TopicPartition>> {
+    let mut out: BTreeMap<String, Vec<TopicPartition>> = members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect();
+    if members.is_empty() {
+        return out;
+    }
+    let exists = |tp: &TopicPartition| {
+        partitions
+            .get(&tp.0)
+            .is_some_and(|&c| tp.1 >= 0 && tp.1 < c)
+    };
+    let all: BTreeSet<TopicPartition> = members
+        .iter()
+        .flat_map(|m| &m.topics)
+        .filter_map(|t| partitions.get(t).map(|&c| (t, c)))
+        .flat_map(|(t, c)| (0..c).map(move |p| (t.clone(), p)))
+        .collect();
+    // 1. Valid claims.
+    let newest = members.iter().map(|m| m.generation).max().unwrap_or(-1);
+    let mut claims: BTreeMap<TopicPartition, Vec<&str>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.generation == newest) {
+        for tp in &m.owned {
+            claims.entry(tp.clone()).or_default().push(&m.member_id);
+        }
+    }
+    let owner: BTreeMap<TopicPartition, &str> = claims
+        .into_iter()
+        .filter(|(tp, who)| who.len() == 1 && exists(tp))
+        .map(|(tp, who)| (tp, who[0]))
+        .collect();
+    // 2. Keep owned partitions up to the quota.
+    let n = members.len();
+    let (base, mut extra) = (all.len() / n, all.len() % n);
+    let mut by_claims: Vec<&&MemberSubscription> = members.iter().collect();
+    by_claims
+        .sort_by_key(|m| std::cmp::Reverse(owner.values().filter(|o| **o == m.member_id).count()));
+    let mut quota: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &by_claims {
+        let q = if extra > 0 {
+            extra -= 1;
+            base + 1
+        } else {
+            base
+        };
+        quota.insert(&m.member_id, q);
+    }
+    let mut assigned: BTreeMap<&str, Vec<TopicPartition>> = BTreeMap::new();
+    let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
+    for m in members {
+        let keep = owner
+            .iter()
+            .filter(|(tp, o)| **o == m.member_id && m.topics.contains(&tp.0))
+            .map(|(tp, _)| tp.clone())
+            .take(quota.get(m.member_id.as_str()).copied().unwrap_or(0));
+        for tp in keep {
+            taken.insert(tp.clone());
+            assigned.entry(&m.member_id).or_default().push(tp);
+        }
+    }
+    // 3. The rest to the least loaded subscriber.
+    for tp in all.iter().filter(|tp| !taken.contains(*tp)) {
+        let Some(m) = members
+            .iter()
+            .filter(|m| m.topics.contains(&tp.0))
+            .min_by_key(|m| assigned.get(m.member_id.as_str()).map_or(0, Vec::len))
+        else {
+            continue;
+        };
+        assigned.entry(&m.member_id).or_default().push(tp.clone());
+    }
+    // 4. Nothing changes hands in one round.
+    for (member, tps) in assigned {
+        let entry = out.entry(member.to_string()).or_default();
+        for tp in tps {
+            match owner.get(&tp) {
+                Some(o) if *o != member => {}
+                _ => entry.push(tp),
+            }
+        }
+        entry.sort();
+    }
+    out
 }
 
 /// The consumer protocol version this crate writes (v3: owned partitions,
@@ -262,6 +380,8 @@ mod tests {
             member_id: id.into(),
             group_instance_id: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),
+            owned: Vec::new(),
+            generation: -1,
         }
     }
 
@@ -304,7 +424,11 @@ mod tests {
     #[test]
     fn every_partition_has_exactly_one_owner_for_any_group_size() {
         let counts = BTreeMap::from([("t".into(), 6), ("u".into(), 5)]);
-        for assignor in [Assignor::Range, Assignor::RoundRobin] {
+        for assignor in [
+            Assignor::Range,
+            Assignor::RoundRobin,
+            Assignor::CooperativeSticky,
+        ] {
             for n in 1..=8 {
                 let members: Vec<_> = (0..n)
                     .map(|i| member(&format!("m{i}"), &["t", "u"]))
@@ -322,7 +446,11 @@ mod tests {
     fn only_subscribers_get_a_topic() {
         let members = [member("a", &["t"]), member("b", &["u"])];
         let counts = BTreeMap::from([("t".into(), 2), ("u".into(), 2)]);
-        for assignor in [Assignor::Range, Assignor::RoundRobin] {
+        for assignor in [
+            Assignor::Range,
+            Assignor::RoundRobin,
+            Assignor::CooperativeSticky,
+        ] {
             let plan = assignor.assign(&members, &counts);
             assert!(plan["a"].iter().all(|(t, _)| t == "t"), "{assignor:?}");
             assert!(plan["b"].iter().all(|(t, _)| t == "u"), "{assignor:?}");
@@ -339,6 +467,60 @@ mod tests {
         let plan = Assignor::Range.assign(&[b, a], &BTreeMap::from([("t".into(), 2)]));
         assert_eq!(plan["zzz"], vec![("t".into(), 0)]);
         assert_eq!(plan["aaa"], vec![("t".into(), 1)]);
+    }
+
+    fn owning(id: &str, owned: &[i32], generation: i32) -> MemberSubscription {
+        MemberSubscription {
+            owned: owned.iter().map(|&p| ("t".to_string(), p)).collect(),
+            generation,
+            ..member(id, &["t"])
+        }
+    }
+
+    #[test]
+    fn cooperative_sticky_keeps_owned_partitions_and_moves_none_in_one_round() {
+        let counts = BTreeMap::from([("t".to_string(), 6)]);
+        // a and b own everything; c joins.
+        let members = [
+            owning("a", &[0, 1, 2], 3),
+            owning("b", &[3, 4, 5], 3),
+            owning("c", &[], 3),
+        ];
+        let plan = Assignor::CooperativeSticky.assign(&members, &counts);
+        let ps = |id: &str| plan[id].iter().map(|(_, p)| *p).collect::<Vec<_>>();
+        // Each keeps two; the third of each is revoked, and not yet given to c.
+        assert_eq!(ps("a"), vec![0, 1]);
+        assert_eq!(ps("b"), vec![3, 4]);
+        assert!(ps("c").is_empty());
+        // Next round (a and b revoked 2 and 5): c gets them.
+        let members = [
+            owning("a", &[0, 1], 4),
+            owning("b", &[3, 4], 4),
+            owning("c", &[], 4),
+        ];
+        let plan = Assignor::CooperativeSticky.assign(&members, &counts);
+        let ps = |id: &str| plan[id].iter().map(|(_, p)| *p).collect::<Vec<_>>();
+        assert_eq!(ps("a"), vec![0, 1]);
+        assert_eq!(ps("b"), vec![3, 4]);
+        assert_eq!(ps("c"), vec![2, 5]);
+    }
+
+    #[test]
+    fn cooperative_sticky_ignores_stale_and_conflicting_claims() {
+        let counts = BTreeMap::from([("t".to_string(), 4)]);
+        let members = [
+            owning("a", &[0, 1], 5),
+            // A stale claim on 1 (older generation) and a conflicting one on 0.
+            owning("b", &[1, 2], 4),
+            owning("c", &[0, 3], 5),
+        ];
+        let plan = Assignor::CooperativeSticky.assign(&members, &counts);
+        let owners = owners(&plan);
+        assert!(owners.values().all(|&c| c == 1));
+        // 0 was claimed twice: nobody owns it validly, so it can be assigned now.
+        assert!(owners.contains_key(&("t".to_string(), 0)));
+        assert!(plan["a"].contains(&("t".to_string(), 1)));
+        assert!(plan["c"].contains(&("t".to_string(), 3)));
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl Membership {
         if assignors.is_empty() {
             return Err(Error::Config {
                 key: "partition.assignment.strategy".into(),
-                message: "none of the configured assignors is implemented (range, roundrobin)"
+                message: "none of the configured assignors is implemented (range, roundrobin, cooperative-sticky)"
                     .into(),
             });
         }
@@ -317,6 +317,12 @@ impl Membership {
                 member_id: m.member_id.clone(),
                 group_instance_id: m.group_instance_id.clone(),
                 topics: sub.topics,
+                owned: sub
+                    .owned_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|&p| (t.topic.clone(), p)))
+                    .collect(),
+                generation: sub.generation_id,
             });
         }
         let mut counts = BTreeMap::new();
@@ -441,6 +447,12 @@ impl Membership {
             s.rejoin = true;
             s.lost = true;
         }
+    }
+
+    /// Whether rebalances are cooperative (KIP-429): only when every configured
+    /// assignor is, as in the Java client.
+    pub fn cooperative(&self) -> bool {
+        self.assignors.iter().all(|a| a.is_cooperative())
     }
 
     /// Records that the application polled.

@@ -11,8 +11,12 @@
 //!  heartbeat task ──► Heartbeat every heartbeat.interval.ms ──► sets "rebalance needed"
 //! ```
 //!
-//! Rebalances are eager: every member gives up all its partitions before
-//! rejoining, so a partition never has two owners. They happen inside
+//! Rebalances are eager with `range` and `roundrobin`: every member gives up all
+//! its partitions before rejoining, so a partition never has two owners. With
+//! only `cooperative-sticky` configured they are cooperative (KIP-429): members
+//! keep fetching their partitions through the rebalance, report them in
+//! JoinGroup, give up only those that move (`Revoked`), and rejoin at once so a
+//! second round hands those to their new owners (`Assigned` lists only additions). They happen inside
 //! `poll_for`. A member that does not poll for `max.poll.interval.ms` leaves the
 //! group from its heartbeat task (its partitions go to the others; its next poll
 //! reports them lost and joins again), as the Java client does.
@@ -231,7 +235,9 @@ impl GroupConsumer {
         if !rejoin || self.topics.is_empty() {
             return Ok(());
         }
-        if !self.assignment.is_empty() {
+        let cooperative = self.membership.cooperative();
+        if !self.assignment.is_empty() && (lost || !cooperative) {
+            // Eager: give everything up before joining. Lost: it is gone already.
             let old = std::mem::take(&mut self.assignment);
             if lost {
                 self.events.push_back(RebalanceEvent::Lost(old));
@@ -245,8 +251,30 @@ impl GroupConsumer {
             }
             self.consumer.assign(Vec::<(String, i32)>::new());
         }
-        let partitions = self.membership.join(&self.topics, &[]).await?;
-        let committed = self.membership.committed(&partitions).await?;
+        // Cooperative: keep fetching what is owned, and tell the leader about it.
+        let owned = self.assignment.clone();
+        let partitions = self.membership.join(&self.topics, &owned).await?;
+        let revoked: Vec<TopicPartition> = owned
+            .iter()
+            .filter(|tp| !partitions.contains(tp))
+            .cloned()
+            .collect();
+        let added: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|tp| !owned.contains(tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            // KIP-429: give up what moves, then rejoin so it can be reassigned.
+            if self.auto_commit.is_some() {
+                if let Err(e) = self.commit_positions_of(&revoked).await {
+                    warn!(error = %e, "commit of revoked partitions failed");
+                }
+            }
+            self.events.push_back(RebalanceEvent::Revoked(revoked));
+            self.membership.lock().rejoin = true;
+        }
+        let committed = self.membership.committed(&added).await?;
         self.consumer
             .assign(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         for (tp, offset) in &committed {
@@ -255,11 +283,14 @@ impl GroupConsumer {
         debug!(
             group = self.membership.group_id,
             assigned = partitions.len(),
+            added = added.len(),
             committed = committed.len(),
             "assignment applied"
         );
-        self.assignment = partitions.clone();
-        self.events.push_back(RebalanceEvent::Assigned(partitions));
+        self.assignment = partitions;
+        if !added.is_empty() || owned.is_empty() {
+            self.events.push_back(RebalanceEvent::Assigned(added));
+        }
         self.last_commit = Instant::now();
         Ok(())
     }
