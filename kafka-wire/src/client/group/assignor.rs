@@ -1,6 +1,7 @@
 //! Partition assignors run by the group leader: `range` and `roundrobin`, as the
-//! Java client's RangeAssignor and RoundRobinAssignor define them, and the
-//! embedded consumer protocol (subscription and assignment bytes).
+//! Java client's RangeAssignor and RoundRobinAssignor define them,
+//! `cooperative-sticky` (balanced and sticky, moving partitions in two rounds,
+//! KIP-429), and the embedded consumer protocol (subscription and assignment bytes).
 //!
 //! ```text
 //!  JoinGroup members (subscriptions) ──► assign(members, partition counts)
