@@ -216,6 +216,9 @@ async fn aborted_records_are_invisible_to_read_committed() {
     p.abort().await.unwrap();
 
     p.begin().await.unwrap();
+    // All three partitions up front, in one request.
+    let all: Vec<(String, i32)> = (0..3).map(|i| (topic.clone(), i)).collect();
+    p.add_partitions_to_transaction(&all).await.unwrap();
     let committed2 = values("committed-b", 30);
     send_all(&mut p, &topic, &committed2).await;
     p.commit().await.unwrap();

@@ -600,6 +600,31 @@ impl TransactionalProducer {
         result.map_err(TransactionError::Retriable)
     }
 
+    /// Adds partitions to the open transaction in one AddPartitionsToTxn, ahead of
+    /// the records: `send` then skips the round trip per new partition. Partitions
+    /// already added are skipped (with transaction version 2 nothing is sent).
+    pub async fn add_partitions_to_transaction(
+        &mut self,
+        partitions: &[(String, i32)],
+    ) -> TxnResult<()> {
+        self.transition(Operation::Send)?;
+        let mut new: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|k| !self.partitions.contains(*k))
+            .cloned()
+            .collect();
+        new.sort();
+        new.dedup();
+        if new.is_empty() {
+            return Ok(());
+        }
+        if self.tv2 {
+            self.partitions.extend(new);
+            return Ok(());
+        }
+        self.add_partitions(&new).await
+    }
+
     /// AddPartitionsToTxn for `keys` (v3: the last version for clients).
     async fn add_partitions(&mut self, keys: &[(String, i32)]) -> TxnResult<()> {
         let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
