@@ -397,3 +397,6 @@ impl GroupConsumer {
         result
     }
 }
+
+#[cfg(test)]
+mod fake_coordinator_tests;

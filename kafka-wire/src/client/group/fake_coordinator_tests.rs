@@ -1,0 +1,284 @@
+//! The group protocol of one member against a scripted fake coordinator on
+//! loopback TCP, for answers a real broker gives only in rare races: a heartbeat
+//! answered ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID or
+//! NOT_COORDINATOR.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::membership::Membership;
+use crate::client::cluster::Client;
+use crate::client::config::ConsumerConfig;
+use crate::error_code::ErrorCode;
+use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::join_group_response::JoinGroupResponseMember;
+use crate::protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use crate::protocol::messages::{
+    ApiKey, ApiVersionsResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse,
+    SyncGroupRequest, SyncGroupResponse,
+};
+use crate::protocol::{
+    Message, Response, Uuid, decode_request_frame_header, encode_response_frame,
+};
+
+struct Fake {
+    port: u16,
+    /// The code of the n-th heartbeat (0-based).
+    heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>,
+    joins: AtomicUsize,
+    heartbeats: AtomicUsize,
+    finds: AtomicUsize,
+}
+
+fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
+    encode_response_frame(response, version, cid)
+        .unwrap()
+        .freeze()
+}
+
+impl Fake {
+    async fn start(heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>) -> Arc<Fake> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Arc::new(Fake {
+            port: listener.local_addr().unwrap().port(),
+            heartbeat,
+            joins: AtomicUsize::new(0),
+            heartbeats: AtomicUsize::new(0),
+            finds: AtomicUsize::new(0),
+        });
+        let f = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(f.clone().serve(stream));
+            }
+        });
+        fake
+    }
+
+    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
+        loop {
+            let Ok(size) = stream.read_i32().await else {
+                return;
+            };
+            let mut frame = BytesMut::zeroed(size as usize);
+            if stream.read_exact(&mut frame).await.is_err() {
+                return;
+            }
+            let mut frame = frame.freeze();
+            let header = decode_request_frame_header(&mut frame).unwrap();
+            let (version, cid) = (header.request_api_version, header.correlation_id);
+            let out = match ApiKey::try_from(header.request_api_key).unwrap() {
+                ApiKey::ApiVersions => {
+                    let keys = [
+                        (ApiKey::ApiVersions, 3),
+                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                        (ApiKey::FindCoordinator, 3),
+                        (ApiKey::JoinGroup, JoinGroupRequest::VALID_VERSIONS.max),
+                        (ApiKey::SyncGroup, SyncGroupRequest::VALID_VERSIONS.max),
+                        (ApiKey::Heartbeat, HeartbeatRequest::VALID_VERSIONS.max),
+                    ];
+                    let response = ApiVersionsResponse {
+                        api_keys: keys
+                            .iter()
+                            .map(|(k, max)| ApiVersion {
+                                api_key: k.code(),
+                                min_version: 0,
+                                max_version: *max,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version.min(3), cid)
+                }
+                ApiKey::Metadata => {
+                    let response = MetadataResponse {
+                        brokers: vec![MetadataResponseBroker {
+                            node_id: 1,
+                            host: "127.0.0.1".into(),
+                            port: i32::from(self.port),
+                            ..Default::default()
+                        }],
+                        controller_id: 1,
+                        topics: vec![MetadataResponseTopic {
+                            name: Some("t".into()),
+                            topic_id: Uuid([3; 16]),
+                            partitions: (0..2)
+                                .map(|p| MetadataResponsePartition {
+                                    partition_index: p,
+                                    leader_id: 1,
+                                    replica_nodes: vec![1],
+                                    isr_nodes: vec![1],
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::FindCoordinator => {
+                    self.finds.fetch_add(1, Ordering::SeqCst);
+                    let _ = FindCoordinatorRequest::decode(&mut frame, version);
+                    let response = FindCoordinatorResponse {
+                        node_id: 1,
+                        host: "127.0.0.1".into(),
+                        port: i32::from(self.port),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::JoinGroup => {
+                    let request = JoinGroupRequest::decode(&mut frame, version).unwrap();
+                    let n = self.joins.fetch_add(1, Ordering::SeqCst);
+                    let response = if request.member_id.is_empty() {
+                        // KIP-394: the first join of a dynamic member gets its id.
+                        JoinGroupResponse {
+                            error_code: ErrorCode::MemberIdRequired.code(),
+                            member_id: format!("member-{n}"),
+                            ..Default::default()
+                        }
+                    } else {
+                        JoinGroupResponse {
+                            generation_id: n as i32 + 1,
+                            protocol_type: Some("consumer".into()),
+                            protocol_name: Some(request.protocols[0].name.clone()),
+                            leader: request.member_id.clone(),
+                            member_id: request.member_id.clone(),
+                            members: vec![JoinGroupResponseMember {
+                                member_id: request.member_id.clone(),
+                                metadata: request.protocols[0].metadata.clone(),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        }
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::SyncGroup => {
+                    let request = SyncGroupRequest::decode(&mut frame, version).unwrap();
+                    let mine = request
+                        .assignments
+                        .iter()
+                        .find(|a| a.member_id == request.member_id)
+                        .map(|a| a.assignment.clone())
+                        .unwrap_or_default();
+                    let response = SyncGroupResponse {
+                        protocol_type: Some("consumer".into()),
+                        protocol_name: request.protocol_name.clone(),
+                        assignment: mine,
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                ApiKey::Heartbeat => {
+                    let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
+                    let response = HeartbeatResponse {
+                        error_code: (self.heartbeat)(n).code(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                other => panic!("fake coordinator got {other:?}"),
+            };
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn member(fake: &Fake, instance: Option<&str>) -> Membership {
+    let mut props = BTreeMap::from([
+        (
+            "bootstrap.servers".to_string(),
+            format!("127.0.0.1:{}", fake.port),
+        ),
+        ("group.id".to_string(), "g".to_string()),
+        ("retry.backoff.ms".to_string(), "10".to_string()),
+        ("retry.backoff.max.ms".to_string(), "20".to_string()),
+    ]);
+    if let Some(i) = instance {
+        props.insert("group.instance.id".to_string(), i.to_string());
+    }
+    let config = ConsumerConfig::from_properties(&props).unwrap();
+    let client = Client::connect(config.client.clone()).await.unwrap();
+    Membership::new(client, &config, "g".into()).unwrap()
+}
+
+#[tokio::test]
+async fn a_dynamic_member_joins_after_member_id_required_and_gets_every_partition() {
+    let fake = Fake::start(Box::new(|_| ErrorCode::NoError)).await;
+    let m = member(&fake, None).await;
+    let partitions = m.join(&["t".to_string()], &[]).await.unwrap();
+    assert_eq!(partitions, vec![("t".to_string(), 0), ("t".to_string(), 1)]);
+    let s = m.lock().clone();
+    assert_eq!(s.member_id, "member-0");
+    assert_eq!(s.generation, 2);
+    assert!(s.stable && !s.rejoin && !s.lost);
+    m.heartbeat().await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeat_errors_set_rejoin_lost_or_fatal() {
+    let fake = Fake::start(Box::new(|n| match n {
+        0 => ErrorCode::RebalanceInProgress,
+        1 => ErrorCode::IllegalGeneration,
+        2 => ErrorCode::UnknownMemberId,
+        _ => ErrorCode::FencedInstanceId,
+    }))
+    .await;
+    let m = member(&fake, Some("i-1")).await;
+    let topics = ["t".to_string()];
+
+    m.join(&topics, &[]).await.unwrap();
+    assert!(m.heartbeat().await.is_err());
+    let s = m.lock().clone();
+    assert!(
+        s.rejoin && !s.lost,
+        "REBALANCE_IN_PROGRESS: rejoin, keep partitions"
+    );
+
+    m.join(&topics, &[]).await.unwrap();
+    assert!(m.heartbeat().await.is_err());
+    let s = m.lock().clone();
+    assert!(s.rejoin && s.lost, "ILLEGAL_GENERATION: partitions lost");
+
+    m.join(&topics, &[]).await.unwrap();
+    assert!(m.heartbeat().await.is_err());
+    let s = m.lock().clone();
+    assert!(s.rejoin && s.lost && s.member_id.is_empty() && s.generation == -1);
+
+    m.join(&topics, &[]).await.unwrap();
+    let e = m.heartbeat().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedInstanceId));
+    assert!(m.lock().fatal.is_some());
+}
+
+#[tokio::test]
+async fn not_coordinator_on_a_heartbeat_finds_the_coordinator_again() {
+    let fake = Fake::start(Box::new(|n| {
+        if n == 0 {
+            ErrorCode::NotCoordinator
+        } else {
+            ErrorCode::NoError
+        }
+    }))
+    .await;
+    let m = member(&fake, None).await;
+    m.join(&["t".to_string()], &[]).await.unwrap();
+    let finds = fake.finds.load(Ordering::SeqCst);
+    m.heartbeat().await.unwrap();
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 2);
+    assert!(fake.finds.load(Ordering::SeqCst) > finds);
+    assert!(m.lock().stable);
+}
