@@ -1,0 +1,119 @@
+//! A consume-transform-produce copier for the exactly-once tests: reads `input` in a
+//! consumer group, upper-cases nothing but appends `!` to each value, writes to the
+//! same partition of `output`, and commits the input offsets in the same
+//! transaction. About one transaction in three is aborted on purpose (and the
+//! consumer rewound to the committed offsets). The test kills it with SIGKILL and
+//! starts it again; it exits on its own after `idle_ms` without input.
+//!
+//! Usage: `eos_copier BOOTSTRAP GROUP INPUT OUTPUT TRANSACTIONAL_ID IDLE_MS PACE_MS SEED`
+//! (`PACE_MS`: a pause after each transaction, so a test's kills land mid-run).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kafka_wire::client::ProducerRecord;
+use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
+use kafka_wire::client::group::GroupConsumer;
+use kafka_wire::client::transaction::TransactionalProducer;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [
+        _,
+        bootstrap,
+        group,
+        input,
+        output,
+        txn_id,
+        idle_ms,
+        pace_ms,
+        seed,
+    ] = args.as_slice()
+    else {
+        bail!(
+            "usage: eos_copier BOOTSTRAP GROUP INPUT OUTPUT TRANSACTIONAL_ID IDLE_MS PACE_MS SEED"
+        );
+    };
+    let idle = Duration::from_millis(idle_ms.parse().context("IDLE_MS")?);
+    let pace = Duration::from_millis(pace_ms.parse().context("PACE_MS")?);
+    let mut rng: u64 = seed.parse::<u64>().context("SEED")? | 1;
+    let consumer_props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("group.id".to_string(), group.clone()),
+        // Static membership: a restarted copier takes its partitions back at once.
+        ("group.instance.id".to_string(), format!("{txn_id}-member")),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ("heartbeat.interval.ms".to_string(), "200".to_string()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("max.poll.records".to_string(), "500".to_string()),
+    ]);
+    let mut consumer =
+        GroupConsumer::new(ConsumerConfig::from_properties(&consumer_props)?).await?;
+    consumer.subscribe([input.clone()]);
+    let producer_props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("transactional.id".to_string(), txn_id.clone()),
+        ("transaction.timeout.ms".to_string(), "10000".to_string()),
+        ("linger.ms".to_string(), "1".to_string()),
+    ]);
+    let mut producer =
+        TransactionalProducer::new(ProducerConfig::from_properties(&producer_props)?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut last_input = Instant::now();
+    let (mut committed, mut aborted) = (0u64, 0u64);
+    while last_input.elapsed() < idle {
+        let records = consumer.poll_for(Duration::from_millis(200)).await?;
+        consumer.take_events();
+        if records.is_empty() {
+            continue;
+        }
+        last_input = Instant::now();
+        producer.begin().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        for r in &records {
+            let value = r.value.as_deref().context("null value in input")?;
+            let mut out = value.to_vec();
+            out.push(b'!');
+            let record = ProducerRecord::new(output.as_str(), out).partition(r.partition);
+            producer
+                .send(record)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let offered = producer
+            .send_offsets_to_transaction(&consumer.positions(), &consumer.group_metadata())
+            .await;
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let abort_on_purpose = rng % 3 == 0;
+        if offered.is_err() || consumer.rebalance_pending() || abort_on_purpose {
+            producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            consumer.seek_to_committed().await?;
+            aborted += 1;
+        } else if let Err(e) = producer.commit().await {
+            if !e.is_abortable() {
+                bail!("commit failed: {e}");
+            }
+            producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            consumer.seek_to_committed().await?;
+            aborted += 1;
+        } else {
+            committed += 1;
+        }
+        tokio::time::sleep(pace).await;
+    }
+    eprintln!(
+        "eos_copier {txn_id}: {committed} transactions committed, {aborted} aborted; idle, exiting"
+    );
+    producer
+        .close(Duration::from_secs(5))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    consumer.close().await?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Exactly-once under SIGKILL: a child copier (src/bin/eos_copier.rs) reads an input
+//! topic in a group, writes transformed records and commits offsets in one
+//! transaction, aborting about a third of its transactions on purpose. The test
+//! kills it with SIGKILL at random moments and restarts it; afterwards the output,
+//! read with read_committed, holds exactly one transformed copy of every input
+//! record, in input order per partition, and no transaction is left open.
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{random_topic, require_broker};
+use kafka_wire::client::admin::{NewTopic, OffsetSpec};
+use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+
+fn spawn_copier(args: &[String], seed: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_eos_copier"))
+        .args(args)
+        .arg(seed.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn read_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    isolation: &str,
+) -> Vec<String> {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("isolation.level".to_string(), isolation.to_string()),
+    ]);
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    consumer.assign([(topic.to_string(), partition)]);
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 3 {
+        let records = consumer.poll_for(Duration::from_millis(700)).await.unwrap();
+        if records.is_empty() {
+            idle += 1;
+        }
+        out.extend(
+            records.iter().map(|r| {
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+            }),
+        );
+    }
+    consumer.close().await;
+    out
+}
+
+/// The two tests are heavy (a debug-build child process each): they take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn run(partitions: i32, records: usize, kills: usize) {
+    let bootstrap = require_broker!();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let client = Client::connect(ProducerConfig::new(&bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    let admin = Admin::new(client.clone());
+    let input = random_topic("eos-kill-in");
+    let output = random_topic("eos-kill-out");
+    admin
+        .create_topics(&[
+            NewTopic::new(&input, partitions),
+            NewTopic::new(&output, partitions),
+        ])
+        .await
+        .unwrap();
+
+    // The input: record i goes to partition i % partitions.
+    let producer = Producer::with_client(client.clone(), ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for i in 0..records {
+        let p = (i % partitions as usize) as i32;
+        let value = format!("p{p}-{i}");
+        expected.entry(p).or_default().push(format!("{value}!"));
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&input, value).partition(p))
+                .await
+                .unwrap(),
+        );
+    }
+    for f in pending {
+        f.await.unwrap();
+    }
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let args = vec![
+        bootstrap.clone(),
+        random_topic("eos-kill-group"),
+        input.clone(),
+        output.clone(),
+        random_topic("eos-kill-txn"),
+        "4000".to_string(),
+        "15".to_string(),
+    ];
+    let started = Instant::now();
+    let mut child = spawn_copier(&args, next());
+    let parts: Vec<i32> = (0..partitions).collect();
+    let committed_end = || async {
+        let ends = admin
+            .list_offsets(
+                &output,
+                &parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap();
+        ends.values().map(|o| o.offset).sum::<i64>()
+    };
+    let mut killed = 0;
+    let mut committed_at_kill = Vec::new();
+    while killed < kills {
+        // Let it run between 0.5 and 2 s, then SIGKILL it (Child::kill sends SIGKILL).
+        tokio::time::sleep(Duration::from_millis(500 + next() % 1_500)).await;
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before we could kill it again
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed += 1;
+        committed_at_kill.push(committed_end().await);
+        child = spawn_copier(&args, next());
+    }
+    // The last incarnation runs until the input is exhausted and it idles out.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "copier did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(status.success(), "copier failed: {status}");
+
+    let mut total = 0;
+    for p in 0..partitions {
+        let got = read_partition(&bootstrap, &output, p, "read_committed").await;
+        total += got.len();
+        let want = &expected[&p];
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "partition {p}: {} records, {} expected",
+            got.len(),
+            want.len()
+        );
+        assert!(
+            got == *want,
+            "partition {p}: output differs from the transformed input"
+        );
+    }
+    // Kills that landed before the copier was done (committed end offsets, markers
+    // included, still below their final value).
+    let final_end = committed_end().await;
+    let mid_run = committed_at_kill.iter().filter(|&&c| c < final_end).count();
+    eprintln!(
+        "{killed} kills (SIGKILL), {mid_run} of them mid-run (committed end offsets at each kill: {committed_at_kill:?} of {final_end}); {records} input records, {total} committed output records, exactly once, in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(killed, kills, "the copier finished before all kills");
+    assert!(mid_run >= kills / 2, "only {mid_run} kills landed mid-run");
+
+    // No transaction left hanging: read_committed end == read_uncommitted end.
+    let committed = admin
+        .list_offsets(
+            &output,
+            &parts,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    let uncommitted = admin
+        .list_offsets(
+            &output,
+            &parts,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    for p in parts {
+        assert_eq!(
+            committed[&p].offset, uncommitted[&p].offset,
+            "partition {p} has an open transaction"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copier_killed_ten_times_writes_every_record_exactly_once() {
+    run(3, 200_000, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_partition_output_equals_input_despite_kills() {
+    run(1, 100_000, 10).await;
+}
