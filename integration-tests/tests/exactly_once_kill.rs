@@ -223,3 +223,178 @@ async fn copier_killed_ten_times_writes_every_record_exactly_once() {
 async fn single_partition_output_equals_input_despite_kills() {
     run(1, 100_000, 10).await;
 }
+
+/// Sends a signal to a child with the `kill` command (SIGSTOP / SIGCONT).
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
+    let bootstrap = require_broker!();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let client = Client::connect(ProducerConfig::new(&bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    let admin = Admin::new(client.clone());
+    let (input, output) = (random_topic("eos-stall-in"), random_topic("eos-stall-out"));
+    admin
+        .create_topics(&[NewTopic::new(&input, 3), NewTopic::new(&output, 3)])
+        .await
+        .unwrap();
+    let producer = Producer::with_client(client.clone(), ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for i in 0..60_000usize {
+        let p = (i % 3) as i32;
+        let value = format!("p{p}-{i}");
+        expected.entry(p).or_default().push(format!("{value}!"));
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&input, value).partition(p))
+                .await
+                .unwrap(),
+        );
+    }
+    for f in pending {
+        f.await.unwrap();
+    }
+    let group = random_topic("eos-stall-group");
+    let args = |txn: &str| {
+        vec![
+            bootstrap.clone(),
+            group.clone(),
+            input.clone(),
+            output.clone(),
+            txn.to_string(),
+            "4000".to_string(),
+            "15".to_string(),
+            "7".to_string(),
+        ]
+    };
+    let parts = [0, 1, 2];
+    let committed_end = || async {
+        let ends = admin
+            .list_offsets(
+                &output,
+                &parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap();
+        ends.values().map(|o| o.offset).sum::<i64>()
+    };
+
+    // A works a little, then stalls (SIGSTOP) past its session timeout (6 s).
+    let mut zombie = Command::new(env!("CARGO_BIN_EXE_eos_copier"))
+        .args(args(&random_topic("eos-stall-a")))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop it while a transaction of its is open with records written (the end
+    // offsets differ between isolation levels), inside the copier's pause before
+    // it sends offsets and commits.
+    let uncommitted_end = || async {
+        let ends = admin
+            .list_offsets(
+                &output,
+                &parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap();
+        ends.values().map(|o| o.offset).sum::<i64>()
+    };
+    let start = Instant::now();
+    loop {
+        let (c, u) = (committed_end().await, uncommitted_end().await);
+        if c > 0 && u > c {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "A never opened a second transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&zombie, "STOP");
+    let at_stall = committed_end().await;
+
+    // B joins and takes over A's partitions once A's session has expired.
+    let mut successor = Command::new(env!("CARGO_BIN_EXE_eos_copier"))
+        .args(args(&random_topic("eos-stall-b")))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while committed_end().await <= at_stall {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "B never took over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A wakes up: whatever it does next must be refused.
+    signal(&zombie, "CONT");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while successor.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "B did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if zombie.try_wait().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let _ = zombie.kill();
+    }
+    let out = zombie.wait_with_output().unwrap();
+    let zombie_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("zombie's own log:\n{zombie_log}");
+    assert!(
+        zombie_log.contains("offsets refused") || zombie_log.contains("commit failed"),
+        "the zombie was never told it was fenced"
+    );
+
+    for p in 0..3 {
+        let got = read_partition(&bootstrap, &output, p, "read_committed").await;
+        assert!(
+            got == expected[&p],
+            "partition {p}: {} records, {} expected, or out of order",
+            got.len(),
+            expected[&p].len()
+        );
+    }
+    let committed = admin
+        .list_offsets(
+            &output,
+            &parts,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    let uncommitted = admin
+        .list_offsets(
+            &output,
+            &parts,
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    for p in parts {
+        assert_eq!(
+            committed[&p].offset, uncommitted[&p].offset,
+            "partition {p} has an open transaction"
+        );
+    }
+}

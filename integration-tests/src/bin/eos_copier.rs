@@ -6,7 +6,8 @@
 //! starts it again; it exits on its own after `idle_ms` without input.
 //!
 //! Usage: `eos_copier BOOTSTRAP GROUP INPUT OUTPUT TRANSACTIONAL_ID IDLE_MS PACE_MS SEED`
-//! (`PACE_MS`: a pause after each transaction, so a test's kills land mid-run).
+//! (`PACE_MS`: a pause inside each transaction, so a test's kills and stalls land
+//! while one is open).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -84,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        // The pause sits inside the transaction, so a kill or a stall from the test
+        // usually lands while one is open.
+        tokio::time::sleep(pace).await;
         let offered = producer
             .send_offsets_to_transaction(&consumer.positions(), &consumer.group_metadata())
             .await;
@@ -91,11 +95,15 @@ async fn main() -> anyhow::Result<()> {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let abort_on_purpose = rng % 3 == 0;
+        if let Err(e) = &offered {
+            eprintln!("eos_copier {txn_id}: offsets refused, aborting: {e}");
+        }
         if offered.is_err() || consumer.rebalance_pending() || abort_on_purpose {
             producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             consumer.seek_to_committed().await?;
             aborted += 1;
         } else if let Err(e) = producer.commit().await {
+            eprintln!("eos_copier {txn_id}: commit failed: {e}");
             if !e.is_abortable() {
                 bail!("commit failed: {e}");
             }
@@ -105,7 +113,6 @@ async fn main() -> anyhow::Result<()> {
         } else {
             committed += 1;
         }
-        tokio::time::sleep(pace).await;
     }
     eprintln!(
         "eos_copier {txn_id}: {committed} transactions committed, {aborted} aborted; idle, exiting"
