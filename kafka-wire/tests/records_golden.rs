@@ -166,3 +166,50 @@ fn re_encoded_broker_records_round_trip_with_every_codec() {
         }
     }
 }
+
+/// `txn.bin`: one committed transaction (c1..c3), its COMMIT marker, one aborted
+/// transaction (a1, a2) and its ABORT marker, written by our transactional producer
+/// and returned by the broker (captured by `integration-tests/tests/capture_txn_fixture.rs`).
+#[test]
+fn transactional_batches_and_their_control_markers_decode() {
+    use kafka_wire::records::ControlRecordType;
+    let set = decode_records(fixture("txn"), DecodeOptions::default()).unwrap();
+    assert_eq!(set.truncated_bytes, 0);
+    assert_eq!(set.batches.len(), 4);
+    let (data1, commit, data2, abort) = (
+        &set.batches[0],
+        &set.batches[1],
+        &set.batches[2],
+        &set.batches[3],
+    );
+    for b in &set.batches {
+        assert!(b.is_transactional());
+        assert_eq!(b.producer_id(), data1.producer_id());
+        assert!(b.producer_id() >= 0);
+    }
+    assert!(!data1.is_control() && !data2.is_control());
+    assert!(commit.is_control() && abort.is_control());
+    let values = |b: &RecordBatch| -> Vec<String> {
+        b.records()
+            .map(|r| String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    assert_eq!(values(data1), ["c1", "c2", "c3"]);
+    assert_eq!(values(data2), ["a1", "a2"]);
+    assert_eq!(
+        commit.control_record().unwrap().unwrap().kind,
+        ControlRecordType::Commit
+    );
+    assert_eq!(
+        abort.control_record().unwrap().unwrap().kind,
+        ControlRecordType::Abort
+    );
+    // Offsets: 3 records, the marker, 2 records, the marker.
+    assert_eq!(
+        set.batches
+            .iter()
+            .map(|b| (b.base_offset(), b.last_offset()))
+            .collect::<Vec<_>>(),
+        [(0, 2), (3, 3), (4, 5), (6, 6)]
+    );
+}
