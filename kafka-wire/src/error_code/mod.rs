@@ -74,6 +74,16 @@ impl ErrorCode {
         self == ErrorCode::NoError
     }
 
+    /// The first code in `codes` that is not `NONE`, or `NONE` (a response's top-level
+    /// code followed by its per-partition codes, say).
+    pub fn first_error(codes: impl IntoIterator<Item = i16>) -> ErrorCode {
+        codes
+            .into_iter()
+            .map(ErrorCode::from_code)
+            .find(|c| !c.is_ok())
+            .unwrap_or(ErrorCode::NoError)
+    }
+
     /// `Ok(())` for `NONE`, `Err(self)` otherwise.
     pub fn into_result(self) -> Result<(), ErrorCode> {
         if self.is_ok() { Ok(()) } else { Err(self) }

@@ -587,13 +587,13 @@ impl Membership {
                     .unwrap_or(ErrorCode::NoError)
             })
             .await?;
-        let code = response
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .map(|p| ErrorCode::from_code(p.error_code))
-            .find(|c| !c.is_ok())
-            .unwrap_or(ErrorCode::NoError);
+        let code = ErrorCode::first_error(
+            response
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        );
         self.on_generation_error(code, "OffsetCommit");
         code.into_result()
             .map_err(|code| group_error(code, "OffsetCommit", &self.group_id))
@@ -633,16 +633,14 @@ impl Membership {
             .lock()
             .await
             .call(&request, Some(7), deadline, |r| {
-                let top = ErrorCode::from_code(r.error_code);
-                if !top.is_ok() {
-                    return top;
-                }
-                r.topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| ErrorCode::from_code(p.error_code))
-                    .find(|c| !c.is_ok())
-                    .unwrap_or(ErrorCode::NoError)
+                ErrorCode::first_error(
+                    std::iter::once(r.error_code).chain(
+                        r.topics
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .map(|p| p.error_code),
+                    ),
+                )
             })
             .await?;
         let mut out = BTreeMap::new();

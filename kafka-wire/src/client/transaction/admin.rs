@@ -172,11 +172,7 @@ impl TransactionAdmin {
             };
             let response = coordinator
                 .call(&request, None, self.deadline(), |r| {
-                    r.transaction_states
-                        .iter()
-                        .map(|t| ErrorCode::from_code(t.error_code))
-                        .find(|c| !c.is_ok())
-                        .unwrap_or(ErrorCode::NoError)
+                    ErrorCode::first_error(r.transaction_states.iter().map(|t| t.error_code))
                 })
                 .await?;
             for t in response.transaction_states {
@@ -290,14 +286,14 @@ impl TransactionAdmin {
             ..Default::default()
         };
         let response = conn.call(&request).await?;
-        let code = response
-            .markers
-            .iter()
-            .flat_map(|m| &m.topics)
-            .flat_map(|t| &t.partitions)
-            .map(|p| ErrorCode::from_code(p.error_code))
-            .find(|c| !c.is_ok())
-            .unwrap_or(ErrorCode::NoError);
+        let code = ErrorCode::first_error(
+            response
+                .markers
+                .iter()
+                .flat_map(|m| &m.topics)
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code),
+        );
         code.into_result().map_err(|code| Error::Broker {
             code,
             context: format!(

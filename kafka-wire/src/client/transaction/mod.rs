@@ -190,26 +190,24 @@ fn use_transaction_v2(finalized: i16) -> bool {
 
 /// The first non-zero per-partition code of an AddPartitionsToTxn (v3 and below) answer.
 fn add_partitions_code(r: &AddPartitionsToTxnResponse) -> ErrorCode {
-    let top = ErrorCode::from_code(r.error_code);
-    if !top.is_ok() {
-        return top;
-    }
-    r.results_by_topic_v3_and_below
-        .iter()
-        .flat_map(|t| &t.results_by_partition)
-        .map(|p| ErrorCode::from_code(p.partition_error_code))
-        .find(|c| !c.is_ok())
-        .unwrap_or(ErrorCode::NoError)
+    ErrorCode::first_error(
+        std::iter::once(r.error_code).chain(
+            r.results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code),
+        ),
+    )
 }
 
 /// The first non-zero per-partition code of a TxnOffsetCommit answer.
 fn txn_offset_commit_code(r: &TxnOffsetCommitResponse) -> ErrorCode {
-    r.topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .map(|p| ErrorCode::from_code(p.error_code))
-        .find(|c| !c.is_ok())
-        .unwrap_or(ErrorCode::NoError)
+    ErrorCode::first_error(
+        r.topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.error_code),
+    )
 }
 
 impl TransactionalProducer {
