@@ -39,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let idle = Duration::from_millis(idle_ms.parse().context("IDLE_MS")?);
     let pace = Duration::from_millis(pace_ms.parse().context("PACE_MS")?);
-    let mut rng: u64 = seed.parse::<u64>().context("SEED")? | 1;
+    let seed: u64 = seed.parse().context("SEED")?;
+    // Seed 0: no deliberate aborts (the stalled-zombie test wants every abort explained).
+    let deliberate_aborts = seed != 0;
+    let mut rng: u64 = seed | 1;
     let consumer_props = BTreeMap::from([
         ("bootstrap.servers".to_string(), bootstrap.clone()),
         ("group.id".to_string(), group.clone()),
@@ -94,11 +97,15 @@ async fn main() -> anyhow::Result<()> {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let abort_on_purpose = rng % 3 == 0;
+        let abort_on_purpose = deliberate_aborts && rng % 3 == 0;
         if let Err(e) = &offered {
             eprintln!("eos_copier {txn_id}: offsets refused, aborting: {e}");
         }
-        if offered.is_err() || consumer.rebalance_pending() || abort_on_purpose {
+        let rebalancing = consumer.rebalance_pending();
+        if rebalancing {
+            eprintln!("eos_copier {txn_id}: partitions are moving, aborting");
+        }
+        if offered.is_err() || rebalancing || abort_on_purpose {
             producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             consumer.seek_to_committed().await?;
             aborted += 1;
