@@ -9,7 +9,8 @@
 //! Every `*.json` spec in `<messages-dir>` becomes one module in `<out-dir>`
 //! (committed as `kafka-wire/src/protocol/messages/`). The generator owns `<out-dir>`:
 //! `.rs` files there that no spec produced are removed. Any JSON key it does not
-//! understand fails generation.
+//! understand fails generation. Specs of removed APIs (`"validVersions": "none"`)
+//! generate nothing.
 
 mod emit;
 mod model;
@@ -57,6 +58,10 @@ fn run(messages: &Path, out_dir: &Path) -> Result<()> {
                 path.display(),
                 spec.name
             );
+        }
+        if spec.is_removed() {
+            // No versions to offer: the API is gone, and so is its module.
+            continue;
         }
         specs.push(spec);
     }

@@ -16,12 +16,16 @@ pub struct Spec {
     pub kind: String,
     pub name: String,
     pub valid_versions: String,
+    /// Absent only on specs of removed APIs (`validVersions: "none"`).
+    #[serde(default)]
     pub flexible_versions: String,
     #[serde(default)]
     pub latest_version_unstable: bool,
     pub deprecated_versions: Option<String>,
     #[serde(default)]
     pub listeners: Vec<String>,
+    /// Absent only on specs of removed APIs.
+    #[serde(default)]
     pub fields: Vec<Field>,
     #[serde(default)]
     pub common_structs: Vec<CommonStruct>,
@@ -108,7 +112,19 @@ pub fn parse(text: &str) -> Result<Spec> {
     // Through `Value` first: some specs repeat a key with the same value
     // (DescribeTopicPartitionsRequest), which Kafka's own parser accepts (last one wins).
     let value: serde_json::Value = serde_json::from_str(&json).context("parsing spec JSON")?;
-    serde_json::from_value(value).context("reading the spec")
+    let spec: Spec = serde_json::from_value(value).context("reading the spec")?;
+    if !spec.is_removed() && spec.flexible_versions.is_empty() {
+        bail!("missing field `flexibleVersions`");
+    }
+    Ok(spec)
+}
+
+impl Spec {
+    /// A spec kept only to reserve the api key of an API Kafka removed
+    /// (`"validVersions": "none"`, e.g. LeaderAndIsr in Kafka 4.0).
+    pub fn is_removed(&self) -> bool {
+        self.valid_versions.trim() == "none"
+    }
 }
 
 /// An inclusive version range; empty when `min > max`.

@@ -310,7 +310,6 @@ impl Admin {
                             partition_index: p,
                             current_leader_epoch: epoch,
                             timestamp: spec.wire(),
-                            max_num_offsets: 1,
                             ..Default::default()
                         })
                         .collect(),
@@ -343,11 +342,7 @@ impl Admin {
                     check(p.error_code, None, || {
                         format!("list offsets {topic}-{}", p.partition_index)
                     })?;
-                    let offset = if p.offset >= 0 || p.old_style_offsets.is_empty() {
-                        p.offset
-                    } else {
-                        p.old_style_offsets[0]
-                    };
+                    let offset = p.offset;
                     out.insert(
                         p.partition_index,
                         ListedOffset {
@@ -430,7 +425,8 @@ impl Admin {
                     c.name,
                     ConfigEntry {
                         value: c.value,
-                        is_default: c.is_default,
+                        // DescribeConfigs v1+: source 5 is DEFAULT_CONFIG.
+                        is_default: c.config_source == 5,
                         read_only: c.read_only,
                         is_sensitive: c.is_sensitive,
                     },

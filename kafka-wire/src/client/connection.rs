@@ -207,15 +207,28 @@ impl Connection {
             .copied()
     }
 
-    /// The highest version of `R` both this crate and the broker support.
+    /// The highest version of `R` both this client and the broker support (see
+    /// [`client_max_version`]).
     pub fn version_for<R: Request>(&self) -> Result<i16> {
+        self.version_at_most::<R>(i16::MAX)
+    }
+
+    /// As [`Connection::version_for`], but never above `max`.
+    pub fn version_at_most<R: Request>(&self, max: i16) -> Result<i16> {
         let theirs = self
             .broker_versions(R::API_KEY)
             .ok_or(Error::NoCommonVersion {
                 api: R::NAME,
                 broker: self.shared.broker.clone(),
             })?;
-        let both = R::VALID_VERSIONS.intersect(theirs);
+        let ours = Versions::new(
+            R::VALID_VERSIONS.min,
+            R::VALID_VERSIONS
+                .max
+                .min(client_max_version(R::API_KEY))
+                .min(max),
+        );
+        let both = ours.intersect(theirs);
         if both.is_empty() {
             return Err(Error::NoCommonVersion {
                 api: R::NAME,
@@ -529,6 +542,29 @@ async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
         }
     };
     shared.poison(&reason);
+}
+
+/// The highest version of `api` whose meaning this client implements.
+///
+/// The codecs know every version of the pinned Kafka's message definitions, but some
+/// newer versions change what the client must do, not just the bytes: Produce v13,
+/// OffsetCommit v10 and OffsetFetch v10 name topics by id only; Metadata v13 adds a
+/// top-level error; InitProducerId v6 is two-phase commit (KIP-939). Those stay
+/// unused until the client logic handles them. TxnOffsetCommit v5 and Produce v12 are
+/// transaction version 2 (KIP-890), which [`crate::client::transaction`] opts into
+/// per producer.
+pub fn client_max_version(api: ApiKey) -> i16 {
+    match api {
+        ApiKey::Produce => 12,
+        ApiKey::Fetch => 17,
+        ApiKey::Metadata => 12,
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => 9,
+        ApiKey::InitProducerId => 5,
+        ApiKey::DescribeGroups => 5,
+        ApiKey::ListTransactions | ApiKey::DescribeCluster => 1,
+        ApiKey::ConsumerGroupDescribe => 0,
+        _ => i16::MAX,
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //!
 //! Api key 24 (AddPartitionsToTxn).
 //! Valid versions 0-5, flexible versions 3+.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -227,7 +227,7 @@ pub struct AddPartitionsToTxnTopic {
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub name: String,
-    /// The partition indexes to add to the transaction
+    /// The partition indexes to add to the transaction.
     ///
     /// Versions 0+.
     pub partitions: Vec<i32>,

@@ -252,7 +252,7 @@ pub struct AddPartitionsToTxnTopicResult {
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub name: String,
-    /// The results for each partition
+    /// The results for each partition.
     ///
     /// Versions 0+.
     pub results_by_partition: Vec<AddPartitionsToTxnPartitionResult>,

@@ -21,23 +21,23 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `AddRaftVoterRequest`: api key 80 (AddRaftVoter), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AddRaftVoterRequest {
-    /// The `ClusterId` field.
+    /// The cluster id.
     ///
     /// Versions 0+, nullable 0+.
     pub cluster_id: Option<String>,
-    /// The `TimeoutMs` field.
+    /// The maximum time to wait for the request to complete before returning.
     ///
     /// Versions 0+.
     pub timeout_ms: i32,
-    /// The replica id of the voter getting added to the topic partition
+    /// The replica id of the voter getting added to the topic partition.
     ///
     /// Versions 0+.
     pub voter_id: i32,
-    /// The directory id of the voter getting added to the topic partition
+    /// The directory id of the voter getting added to the topic partition.
     ///
     /// Versions 0+.
     pub voter_directory_id: Uuid,
-    /// The endpoints that can be used to communicate with the voter
+    /// The endpoints that can be used to communicate with the voter.
     ///
     /// Versions 0+.
     pub listeners: Vec<Listener>,
@@ -123,15 +123,15 @@ impl Arbitrary for AddRaftVoterRequest {
 /// The `Listener` struct of `AddRaftVoterRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
-    /// The name of the endpoint
+    /// The name of the endpoint.
     ///
     /// Versions 0+, map key.
     pub name: String,
-    /// The hostname
+    /// The hostname.
     ///
     /// Versions 0+.
     pub host: String,
-    /// The port
+    /// The port.
     ///
     /// Versions 0+.
     pub port: u16,

@@ -24,7 +24,7 @@ pub struct AddRaftVoterResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The error code, or 0 if there was no error
+    /// The error code, or 0 if there was no error.
     ///
     /// Versions 0+.
     pub error_code: i16,

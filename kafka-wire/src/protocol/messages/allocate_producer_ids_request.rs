@@ -3,7 +3,7 @@
 //!
 //! Api key 67 (AllocateProducerIds).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: zkBroker, controller.
+//! Listeners: controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -21,11 +21,11 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `AllocateProducerIdsRequest`: api key 67 (AllocateProducerIds), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AllocateProducerIdsRequest {
-    /// The ID of the requesting broker
+    /// The ID of the requesting broker.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub broker_id: i32,
-    /// The epoch of the requesting broker
+    /// The epoch of the requesting broker.
     ///
     /// Versions 0+.
     pub broker_epoch: i64,

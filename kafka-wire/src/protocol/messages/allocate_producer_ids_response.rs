@@ -24,15 +24,15 @@ pub struct AllocateProducerIdsResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The top level response error code
+    /// The top level response error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The first producer ID in this range, inclusive
+    /// The first producer ID in this range, inclusive.
     ///
     /// Versions 0+, entity type `producerId`.
     pub producer_id_start: i64,
-    /// The number of producer IDs in this range
+    /// The number of producer IDs in this range.
     ///
     /// Versions 0+.
     pub producer_id_len: i32,

@@ -3,7 +3,7 @@
 //!
 //! Api key 49 (AlterClientQuotas).
 //! Valid versions 0-1, flexible versions 1+.
-//! Listeners: zkBroker, broker, controller.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

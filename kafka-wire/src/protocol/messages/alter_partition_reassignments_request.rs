@@ -2,8 +2,8 @@
 //! `AlterPartitionReassignmentsRequest`: the request spec `AlterPartitionReassignmentsRequest.json`.
 //!
 //! Api key 45 (AlterPartitionReassignments).
-//! Valid versions 0, flexible versions 0+.
-//! Listeners: broker, controller, zkBroker.
+//! Valid versions 0-1, flexible versions 0+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,13 +18,17 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `AlterPartitionReassignmentsRequest`: api key 45 (AlterPartitionReassignments), versions 0, flexible 0+.
+/// `AlterPartitionReassignmentsRequest`: api key 45 (AlterPartitionReassignments), versions 0-1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPartitionReassignmentsRequest {
     /// The time in ms to wait for the request to complete.
     ///
     /// Versions 0+.
     pub timeout_ms: i32,
+    /// The option indicating whether changing the replication factor of any given partition as part of this request is a valid move.
+    ///
+    /// Versions 1+.
+    pub allow_replication_factor_change: bool,
     /// The topics to reassign.
     ///
     /// Versions 0+.
@@ -38,6 +42,7 @@ impl Default for AlterPartitionReassignmentsRequest {
     fn default() -> Self {
         Self {
             timeout_ms: 60000,
+            allow_replication_factor_change: true,
             topics: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -46,7 +51,16 @@ impl Default for AlterPartitionReassignmentsRequest {
 
 impl Codec for AlterPartitionReassignmentsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if version < 1 && !self.allow_replication_factor_change {
+            return Err(Error::FieldNotSupported {
+                field: "AlterPartitionReassignmentsRequest.AllowReplicationFactorChange",
+                version,
+            });
+        }
         buf.put_i32(self.timeout_ms);
+        if version >= 1 {
+            buf.put_u8(u8::from(self.allow_replication_factor_change));
+        }
         c::write_array(
             buf,
             &self.topics,
@@ -60,6 +74,12 @@ impl Codec for AlterPartitionReassignmentsRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.timeout_ms = c::read_i32(buf, "AlterPartitionReassignmentsRequest.TimeoutMs")?;
+        if version >= 1 {
+            this.allow_replication_factor_change = c::read_bool(
+                buf,
+                "AlterPartitionReassignmentsRequest.AllowReplicationFactorChange",
+            )?;
+        }
         this.topics = c::read_array(
             buf,
             version,
@@ -72,6 +92,9 @@ impl Codec for AlterPartitionReassignmentsRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 4;
+        if version >= 1 {
+            size += 1;
+        }
         size += c::array_size(&self.topics, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -84,6 +107,9 @@ impl Arbitrary for AlterPartitionReassignmentsRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.timeout_ms = Arbitrary::arbitrary(g, version);
+        if version >= 1 {
+            this.allow_replication_factor_change = Arbitrary::arbitrary(g, version);
+        }
         this.topics = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -228,8 +254,8 @@ impl Arbitrary for ReassignableTopic {
 
 impl Message for AlterPartitionReassignmentsRequest {
     const NAME: &'static str = "AlterPartitionReassignmentsRequest";
-    /// Versions 0.
-    const VALID_VERSIONS: Versions = Versions::new(0, 0);
+    /// Versions 0-1.
+    const VALID_VERSIONS: Versions = Versions::new(0, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

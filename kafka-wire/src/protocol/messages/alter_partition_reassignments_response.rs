@@ -2,7 +2,7 @@
 //! `AlterPartitionReassignmentsResponse`: the response spec `AlterPartitionReassignmentsResponse.json`.
 //!
 //! Api key 45 (AlterPartitionReassignments).
-//! Valid versions 0, flexible versions 0+.
+//! Valid versions 0-1, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,13 +17,17 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `AlterPartitionReassignmentsResponse`: api key 45 (AlterPartitionReassignments), versions 0, flexible 0+.
+/// `AlterPartitionReassignmentsResponse`: api key 45 (AlterPartitionReassignments), versions 0-1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPartitionReassignmentsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
+    /// The option indicating whether changing the replication factor of any given partition as part of the request was allowed.
+    ///
+    /// Versions 1+, ignorable.
+    pub allow_replication_factor_change: bool,
     /// The top-level error code, or 0 if there was no error.
     ///
     /// Versions 0+.
@@ -45,6 +49,7 @@ impl Default for AlterPartitionReassignmentsResponse {
     fn default() -> Self {
         Self {
             throttle_time_ms: 0,
+            allow_replication_factor_change: true,
             error_code: 0,
             error_message: Some(String::new()),
             responses: Vec::new(),
@@ -56,6 +61,9 @@ impl Default for AlterPartitionReassignmentsResponse {
 impl Codec for AlterPartitionReassignmentsResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.throttle_time_ms);
+        if version >= 1 {
+            buf.put_u8(u8::from(self.allow_replication_factor_change));
+        }
         buf.put_i16(self.error_code);
         c::write_nullable_string(
             buf,
@@ -79,6 +87,12 @@ impl Codec for AlterPartitionReassignmentsResponse {
         let mut this = Self::default();
         this.throttle_time_ms =
             c::read_i32(buf, "AlterPartitionReassignmentsResponse.ThrottleTimeMs")?;
+        if version >= 1 {
+            this.allow_replication_factor_change = c::read_bool(
+                buf,
+                "AlterPartitionReassignmentsResponse.AllowReplicationFactorChange",
+            )?;
+        }
         this.error_code = c::read_i16(buf, "AlterPartitionReassignmentsResponse.ErrorCode")?;
         this.error_message = c::read_nullable_string(
             buf,
@@ -99,6 +113,9 @@ impl Codec for AlterPartitionReassignmentsResponse {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 4;
+        if version >= 1 {
+            size += 1;
+        }
         size += 2;
         size += c::nullable_string_size(self.error_message.as_deref(), true);
         size += c::array_size(&self.responses, version, true);
@@ -113,6 +130,9 @@ impl Arbitrary for AlterPartitionReassignmentsResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.throttle_time_ms = Arbitrary::arbitrary(g, version);
+        if version >= 1 {
+            this.allow_replication_factor_change = Arbitrary::arbitrary(g, version);
+        }
         this.error_code = Arbitrary::arbitrary(g, version);
         this.error_message = g.option(true, version);
         this.responses = Arbitrary::arbitrary(g, version);
@@ -207,11 +227,11 @@ impl Arbitrary for ReassignablePartitionResponse {
 /// The `ReassignableTopicResponse` struct of `AlterPartitionReassignmentsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReassignableTopicResponse {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,
-    /// The responses to partitions to reassign
+    /// The responses to partitions to reassign.
     ///
     /// Versions 0+.
     pub partitions: Vec<ReassignablePartitionResponse>,
@@ -274,8 +294,8 @@ impl Arbitrary for ReassignableTopicResponse {
 
 impl Message for AlterPartitionReassignmentsResponse {
     const NAME: &'static str = "AlterPartitionReassignmentsResponse";
-    /// Versions 0.
-    const VALID_VERSIONS: Versions = Versions::new(0, 0);
+    /// Versions 0-1.
+    const VALID_VERSIONS: Versions = Versions::new(0, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,8 @@
 //! `AlterPartitionRequest`: the request spec `AlterPartitionRequest.json`.
 //!
 //! Api key 56 (AlterPartition).
-//! Valid versions 0-3, flexible versions 0+.
-//! Listeners: zkBroker, controller.
+//! Valid versions 2-3, flexible versions 0+.
+//! Listeners: controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,18 +18,18 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `AlterPartitionRequest`: api key 56 (AlterPartition), versions 0-3, flexible 0+.
+/// `AlterPartitionRequest`: api key 56 (AlterPartition), versions 2-3, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPartitionRequest {
-    /// The ID of the requesting broker
+    /// The ID of the requesting broker.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub broker_id: i32,
-    /// The epoch of the requesting broker
+    /// The epoch of the requesting broker.
     ///
     /// Versions 0+.
     pub broker_epoch: i64,
-    /// The `Topics` field.
+    /// The topics to alter ISRs for.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
@@ -158,11 +158,11 @@ impl Arbitrary for BrokerState {
 /// The `PartitionData` struct of `AlterPartitionRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionData {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The leader epoch of this partition
+    /// The leader epoch of this partition.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
@@ -170,7 +170,7 @@ pub struct PartitionData {
     ///
     /// Versions 0-2, entity type `brokerId`.
     pub new_isr: Vec<i32>,
-    /// The `NewIsrWithEpochs` field.
+    /// The ISR for this partition.
     ///
     /// Versions 3+.
     pub new_isr_with_epochs: Vec<BrokerState>,
@@ -178,7 +178,7 @@ pub struct PartitionData {
     ///
     /// Versions 1+.
     pub leader_recovery_state: i8,
-    /// The expected epoch of the partition which is being updated. For legacy cluster this is the ZkVersion in the LeaderAndIsr request.
+    /// The expected epoch of the partition which is being updated.
     ///
     /// Versions 0+.
     pub partition_epoch: i32,
@@ -215,12 +215,6 @@ impl Codec for PartitionData {
                 version,
             });
         }
-        if version < 1 && self.leader_recovery_state != 0 {
-            return Err(Error::FieldNotSupported {
-                field: "PartitionData.LeaderRecoveryState",
-                version,
-            });
-        }
         buf.put_i32(self.partition_index);
         buf.put_i32(self.leader_epoch);
         if version <= 2 {
@@ -235,9 +229,7 @@ impl Codec for PartitionData {
                 "PartitionData.NewIsrWithEpochs",
             )?;
         }
-        if version >= 1 {
-            buf.put_i8(self.leader_recovery_state);
-        }
+        buf.put_i8(self.leader_recovery_state);
         buf.put_i32(self.partition_epoch);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
@@ -253,9 +245,7 @@ impl Codec for PartitionData {
             this.new_isr_with_epochs =
                 c::read_array(buf, version, true, "PartitionData.NewIsrWithEpochs")?;
         }
-        if version >= 1 {
-            this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
-        }
+        this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
         this.partition_epoch = c::read_i32(buf, "PartitionData.PartitionEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -270,9 +260,7 @@ impl Codec for PartitionData {
         if version >= 3 {
             size += c::array_size(&self.new_isr_with_epochs, version, true);
         }
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += 4;
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -292,9 +280,7 @@ impl Arbitrary for PartitionData {
         if version >= 3 {
             this.new_isr_with_epochs = Arbitrary::arbitrary(g, version);
         }
-        if version >= 1 {
-            this.leader_recovery_state = Arbitrary::arbitrary(g, version);
-        }
+        this.leader_recovery_state = Arbitrary::arbitrary(g, version);
         this.partition_epoch = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -304,15 +290,11 @@ impl Arbitrary for PartitionData {
 /// The `TopicData` struct of `AlterPartitionRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The name of the topic to alter ISRs for
-    ///
-    /// Versions 0-1, ignorable, entity type `topicName`.
-    pub topic_name: String,
-    /// The ID of the topic to alter ISRs for
+    /// The ID of the topic to alter ISRs for.
     ///
     /// Versions 2+, ignorable.
     pub topic_id: Uuid,
-    /// The `Partitions` field.
+    /// The partitions to alter ISRs for.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -324,7 +306,6 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: String::new(),
             topic_id: Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -334,36 +315,21 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version <= 1 {
-            c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
-        }
-        if version >= 2 {
-            buf.put_slice(&self.topic_id.0);
-        }
+        buf.put_slice(&self.topic_id.0);
         c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version <= 1 {
-            this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
-        }
-        if version >= 2 {
-            this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
-        }
+        this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
         this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version <= 1 {
-            size += c::string_size(&self.topic_name, true);
-        }
-        if version >= 2 {
-            size += 16;
-        }
+        size += 16;
         size += c::array_size(&self.partitions, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -375,12 +341,7 @@ impl Codec for TopicData {
 impl Arbitrary for TopicData {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version <= 1 {
-            this.topic_name = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 2 {
-            this.topic_id = Arbitrary::arbitrary(g, version);
-        }
+        this.topic_id = Arbitrary::arbitrary(g, version);
         this.partitions = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -389,8 +350,8 @@ impl Arbitrary for TopicData {
 
 impl Message for AlterPartitionRequest {
     const NAME: &'static str = "AlterPartitionRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 2-3.
+    const VALID_VERSIONS: Versions = Versions::new(2, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

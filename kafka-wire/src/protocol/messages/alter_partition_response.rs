@@ -2,7 +2,7 @@
 //! `AlterPartitionResponse`: the response spec `AlterPartitionResponse.json`.
 //!
 //! Api key 56 (AlterPartition).
-//! Valid versions 0-3, flexible versions 0+.
+//! Valid versions 2-3, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,18 +17,18 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `AlterPartitionResponse`: api key 56 (AlterPartition), versions 0-3, flexible 0+.
+/// `AlterPartitionResponse`: api key 56 (AlterPartition), versions 2-3, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterPartitionResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The top level response error code
+    /// The top level response error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `Topics` field.
+    /// The responses for each topic.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
@@ -96,11 +96,11 @@ impl Arbitrary for AlterPartitionResponse {
 /// The `PartitionData` struct of `AlterPartitionResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionData {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The partition level error code
+    /// The partition level error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -120,7 +120,7 @@ pub struct PartitionData {
     ///
     /// Versions 1+, ignorable.
     pub leader_recovery_state: i8,
-    /// The current epoch for the partition for KRaft controllers. The current ZK version for the legacy controllers.
+    /// The current epoch for the partition for KRaft controllers.
     ///
     /// Versions 0+.
     pub partition_epoch: i32,
@@ -151,9 +151,7 @@ impl Codec for PartitionData {
         buf.put_i32(self.leader_id);
         buf.put_i32(self.leader_epoch);
         c::write_array(buf, &self.isr, version, true, "PartitionData.Isr")?;
-        if version >= 1 {
-            buf.put_i8(self.leader_recovery_state);
-        }
+        buf.put_i8(self.leader_recovery_state);
         buf.put_i32(self.partition_epoch);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
@@ -165,9 +163,7 @@ impl Codec for PartitionData {
         this.leader_id = c::read_i32(buf, "PartitionData.LeaderId")?;
         this.leader_epoch = c::read_i32(buf, "PartitionData.LeaderEpoch")?;
         this.isr = c::read_array(buf, version, true, "PartitionData.Isr")?;
-        if version >= 1 {
-            this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
-        }
+        this.leader_recovery_state = c::read_i8(buf, "PartitionData.LeaderRecoveryState")?;
         this.partition_epoch = c::read_i32(buf, "PartitionData.PartitionEpoch")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -179,9 +175,7 @@ impl Codec for PartitionData {
         size += 4;
         size += 4;
         size += c::array_size(&self.isr, version, true);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += 4;
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -198,9 +192,7 @@ impl Arbitrary for PartitionData {
         this.leader_id = Arbitrary::arbitrary(g, version);
         this.leader_epoch = Arbitrary::arbitrary(g, version);
         this.isr = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.leader_recovery_state = Arbitrary::arbitrary(g, version);
-        }
+        this.leader_recovery_state = Arbitrary::arbitrary(g, version);
         this.partition_epoch = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -210,15 +202,11 @@ impl Arbitrary for PartitionData {
 /// The `TopicData` struct of `AlterPartitionResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The name of the topic
-    ///
-    /// Versions 0-1, ignorable, entity type `topicName`.
-    pub topic_name: String,
-    /// The ID of the topic
+    /// The ID of the topic.
     ///
     /// Versions 2+, ignorable.
     pub topic_id: Uuid,
-    /// The `Partitions` field.
+    /// The responses for each partition.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -230,7 +218,6 @@ pub struct TopicData {
 impl Default for TopicData {
     fn default() -> Self {
         Self {
-            topic_name: String::new(),
             topic_id: Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -240,36 +227,21 @@ impl Default for TopicData {
 
 impl Codec for TopicData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version <= 1 {
-            c::write_string(buf, &self.topic_name, true, "TopicData.TopicName")?;
-        }
-        if version >= 2 {
-            buf.put_slice(&self.topic_id.0);
-        }
+        buf.put_slice(&self.topic_id.0);
         c::write_array(buf, &self.partitions, version, true, "TopicData.Partitions")?;
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version <= 1 {
-            this.topic_name = c::read_string(buf, true, "TopicData.TopicName", version)?;
-        }
-        if version >= 2 {
-            this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
-        }
+        this.topic_id = c::read_uuid(buf, "TopicData.TopicId")?;
         this.partitions = c::read_array(buf, version, true, "TopicData.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version <= 1 {
-            size += c::string_size(&self.topic_name, true);
-        }
-        if version >= 2 {
-            size += 16;
-        }
+        size += 16;
         size += c::array_size(&self.partitions, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -281,12 +253,7 @@ impl Codec for TopicData {
 impl Arbitrary for TopicData {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version <= 1 {
-            this.topic_name = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 2 {
-            this.topic_id = Arbitrary::arbitrary(g, version);
-        }
+        this.topic_id = Arbitrary::arbitrary(g, version);
         this.partitions = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -295,8 +262,8 @@ impl Arbitrary for TopicData {
 
 impl Message for AlterPartitionResponse {
     const NAME: &'static str = "AlterPartitionResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 2-3.
+    const VALID_VERSIONS: Versions = Versions::new(2, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

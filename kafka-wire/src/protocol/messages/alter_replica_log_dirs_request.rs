@@ -2,9 +2,8 @@
 //! `AlterReplicaLogDirsRequest`: the request spec `AlterReplicaLogDirsRequest.json`.
 //!
 //! Api key 34 (AlterReplicaLogDirs).
-//! Valid versions 0-2, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Valid versions 1-2, flexible versions 2+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `AlterReplicaLogDirsRequest`: api key 34 (AlterReplicaLogDirs), versions 0-2, flexible 2+.
+/// `AlterReplicaLogDirsRequest`: api key 34 (AlterReplicaLogDirs), versions 1-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterReplicaLogDirsRequest {
     /// The alterations to make for each directory.
@@ -270,8 +269,8 @@ impl Arbitrary for AlterReplicaLogDir {
 
 impl Message for AlterReplicaLogDirsRequest {
     const NAME: &'static str = "AlterReplicaLogDirsRequest";
-    /// Versions 0-2.
-    const VALID_VERSIONS: Versions = Versions::new(0, 2);
+    /// Versions 1-2.
+    const VALID_VERSIONS: Versions = Versions::new(1, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `AlterReplicaLogDirsResponse`: the response spec `AlterReplicaLogDirsResponse.json`.
 //!
 //! Api key 34 (AlterReplicaLogDirs).
-//! Valid versions 0-2, flexible versions 2+.
+//! Valid versions 1-2, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `AlterReplicaLogDirsResponse`: api key 34 (AlterReplicaLogDirs), versions 0-2, flexible 2+.
+/// `AlterReplicaLogDirsResponse`: api key 34 (AlterReplicaLogDirs), versions 1-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlterReplicaLogDirsResponse {
     /// Duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -277,8 +277,8 @@ impl Arbitrary for AlterReplicaLogDirTopicResult {
 
 impl Message for AlterReplicaLogDirsResponse {
     const NAME: &'static str = "AlterReplicaLogDirsResponse";
-    /// Versions 0-2.
-    const VALID_VERSIONS: Versions = Versions::new(0, 2);
+    /// Versions 1-2.
+    const VALID_VERSIONS: Versions = Versions::new(1, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

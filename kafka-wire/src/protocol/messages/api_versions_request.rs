@@ -3,7 +3,7 @@
 //!
 //! Api key 18 (ApiVersions).
 //! Valid versions 0-4, flexible versions 3+.
-//! Listeners: zkBroker, broker, controller.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

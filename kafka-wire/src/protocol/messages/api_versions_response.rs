@@ -44,7 +44,7 @@ pub struct ApiVersionsResponse {
     ///
     /// Versions 3+, tag 2 in 3+, ignorable.
     pub finalized_features: Vec<FinalizedFeatureKey>,
-    /// Set by a KRaft controller if the required configurations for ZK migration are present
+    /// Set by a KRaft controller if the required configurations for ZK migration are present.
     ///
     /// Versions 3+, tag 3 in 3+, ignorable.
     pub zk_migration_ready: bool,

@@ -21,15 +21,15 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `AssignReplicasToDirsRequest`: api key 73 (AssignReplicasToDirs), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AssignReplicasToDirsRequest {
-    /// The ID of the requesting broker
+    /// The ID of the requesting broker.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub broker_id: i32,
-    /// The epoch of the requesting broker
+    /// The epoch of the requesting broker.
     ///
     /// Versions 0+.
     pub broker_epoch: i64,
-    /// The `Directories` field.
+    /// The directories to which replicas should be assigned.
     ///
     /// Versions 0+.
     pub directories: Vec<DirectoryData>,
@@ -102,7 +102,7 @@ impl Arbitrary for AssignReplicasToDirsRequest {
 /// The `PartitionData` struct of `AssignReplicasToDirsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionData {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
@@ -154,11 +154,11 @@ impl Arbitrary for PartitionData {
 /// The `TopicData` struct of `AssignReplicasToDirsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The ID of the assigned topic
+    /// The ID of the assigned topic.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
-    /// The `Partitions` field.
+    /// The partitions assigned to the directory.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -215,11 +215,11 @@ impl Arbitrary for TopicData {
 /// The `DirectoryData` struct of `AssignReplicasToDirsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectoryData {
-    /// The ID of the directory
+    /// The ID of the directory.
     ///
     /// Versions 0+.
     pub id: Uuid,
-    /// The `Topics` field.
+    /// The topics assigned to the directory.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,

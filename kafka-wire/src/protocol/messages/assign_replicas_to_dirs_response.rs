@@ -24,11 +24,11 @@ pub struct AssignReplicasToDirsResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The top level response error code
+    /// The top level response error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `Directories` field.
+    /// The list of directories and their assigned partitions.
     ///
     /// Versions 0+.
     pub directories: Vec<DirectoryData>,
@@ -101,11 +101,11 @@ impl Arbitrary for AssignReplicasToDirsResponse {
 /// The `PartitionData` struct of `AssignReplicasToDirsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionData {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The partition level error code
+    /// The partition level error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -162,11 +162,11 @@ impl Arbitrary for PartitionData {
 /// The `TopicData` struct of `AssignReplicasToDirsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The ID of the assigned topic
+    /// The ID of the assigned topic.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
-    /// The `Partitions` field.
+    /// The list of assigned partitions.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -223,11 +223,11 @@ impl Arbitrary for TopicData {
 /// The `DirectoryData` struct of `AssignReplicasToDirsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectoryData {
-    /// The ID of the directory
+    /// The ID of the directory.
     ///
     /// Versions 0+.
     pub id: Uuid,
-    /// The `Topics` field.
+    /// The list of topics and their assigned partitions.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,

@@ -21,19 +21,19 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `BeginQuorumEpochRequest`: api key 53 (BeginQuorumEpoch), versions 0-1, flexible 1+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeginQuorumEpochRequest {
-    /// The `ClusterId` field.
+    /// The cluster id.
     ///
     /// Versions 0+, nullable 0+.
     pub cluster_id: Option<String>,
-    /// The replica id of the voter receiving the request
+    /// The replica id of the voter receiving the request.
     ///
     /// Versions 1+, ignorable, entity type `brokerId`.
     pub voter_id: i32,
-    /// The `Topics` field.
+    /// The topics.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
-    /// Endpoints for the leader
+    /// Endpoints for the leader.
     ///
     /// Versions 1+, ignorable.
     pub leader_endpoints: Vec<LeaderEndpoint>,
@@ -160,19 +160,19 @@ impl Arbitrary for BeginQuorumEpochRequest {
 /// The `PartitionData` struct of `BeginQuorumEpochRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionData {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The directory id of the receiving replica
+    /// The directory id of the receiving replica.
     ///
     /// Versions 1+, ignorable.
     pub voter_directory_id: Uuid,
-    /// The ID of the newly elected leader
+    /// The ID of the newly elected leader.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The epoch of the newly elected leader
+    /// The epoch of the newly elected leader.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
@@ -261,11 +261,11 @@ impl Arbitrary for PartitionData {
 /// The `TopicData` struct of `BeginQuorumEpochRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partitions.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -342,15 +342,15 @@ impl Arbitrary for TopicData {
 /// The `LeaderEndpoint` struct of `BeginQuorumEpochRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderEndpoint {
-    /// The name of the endpoint
+    /// The name of the endpoint.
     ///
     /// Versions 1+, map key.
     pub name: String,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 1+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 1+.
     pub port: u16,

@@ -33,7 +33,7 @@ pub struct BrokerRegistrationRequest {
     ///
     /// Versions 0+.
     pub incarnation_id: Uuid,
-    /// The listeners of this broker
+    /// The listeners of this broker.
     ///
     /// Versions 0+.
     pub listeners: Vec<Listener>,
@@ -45,7 +45,7 @@ pub struct BrokerRegistrationRequest {
     ///
     /// Versions 0+, nullable 0+.
     pub rack: Option<String>,
-    /// If the required configurations for ZK migration are present, this value is set to true
+    /// If the required configurations for ZK migration are present, this value is set to true.
     ///
     /// Versions 1+.
     pub is_migrating_zk_broker: bool,

@@ -2,8 +2,8 @@
 //! `ConsumerGroupDescribeRequest`: the request spec `ConsumerGroupDescribeRequest.json`.
 //!
 //! Api key 69 (ConsumerGroupDescribe).
-//! Valid versions 0, flexible versions 0+.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-1, flexible versions 0+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +18,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ConsumerGroupDescribeRequest`: api key 69 (ConsumerGroupDescribe), versions 0, flexible 0+.
+/// `ConsumerGroupDescribeRequest`: api key 69 (ConsumerGroupDescribe), versions 0-1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerGroupDescribeRequest {
-    /// The ids of the groups to describe
+    /// The ids of the groups to describe.
     ///
     /// Versions 0+, entity type `groupId`.
     pub group_ids: Vec<String>,
@@ -91,8 +91,8 @@ impl Arbitrary for ConsumerGroupDescribeRequest {
 
 impl Message for ConsumerGroupDescribeRequest {
     const NAME: &'static str = "ConsumerGroupDescribeRequest";
-    /// Versions 0.
-    const VALID_VERSIONS: Versions = Versions::new(0, 0);
+    /// Versions 0-1.
+    const VALID_VERSIONS: Versions = Versions::new(0, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `ConsumerGroupDescribeResponse`: the response spec `ConsumerGroupDescribeResponse.json`.
 //!
 //! Api key 69 (ConsumerGroupDescribe).
-//! Valid versions 0, flexible versions 0+.
+//! Valid versions 0-1, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ConsumerGroupDescribeResponse`: api key 69 (ConsumerGroupDescribe), versions 0, flexible 0+.
+/// `ConsumerGroupDescribeResponse`: api key 69 (ConsumerGroupDescribe), versions 0-1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerGroupDescribeResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -261,6 +261,10 @@ pub struct Member {
     ///
     /// Versions 0+.
     pub target_assignment: Assignment,
+    /// -1 for unknown. 0 for classic member. +1 for consumer member.
+    ///
+    /// Versions 1+, ignorable.
+    pub member_type: i8,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -279,6 +283,7 @@ impl Default for Member {
             subscribed_topic_regex: None,
             assignment: Assignment::default(),
             target_assignment: Assignment::default(),
+            member_type: -1,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -323,6 +328,9 @@ impl Codec for Member {
         )?;
         self.assignment.write(buf, version, true)?;
         self.target_assignment.write(buf, version, true)?;
+        if version >= 1 {
+            buf.put_i8(self.member_type);
+        }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
@@ -340,6 +348,9 @@ impl Codec for Member {
             c::read_nullable_string(buf, true, true, "Member.SubscribedTopicRegex", version)?;
         this.assignment = Codec::read(buf, version, true)?;
         this.target_assignment = Codec::read(buf, version, true)?;
+        if version >= 1 {
+            this.member_type = c::read_i8(buf, "Member.MemberType")?;
+        }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -355,6 +366,9 @@ impl Codec for Member {
         size += c::nullable_string_size(self.subscribed_topic_regex.as_deref(), true);
         size += self.assignment.size(version, true);
         size += self.target_assignment.size(version, true);
+        if version >= 1 {
+            size += 1;
+        }
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
@@ -375,6 +389,9 @@ impl Arbitrary for Member {
         this.subscribed_topic_regex = g.option(true, version);
         this.assignment = Arbitrary::arbitrary(g, version);
         this.target_assignment = Arbitrary::arbitrary(g, version);
+        if version >= 1 {
+            this.member_type = Arbitrary::arbitrary(g, version);
+        }
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
@@ -519,8 +536,8 @@ impl Arbitrary for DescribedGroup {
 
 impl Message for ConsumerGroupDescribeResponse {
     const NAME: &'static str = "ConsumerGroupDescribeResponse";
-    /// Versions 0.
-    const VALID_VERSIONS: Versions = Versions::new(0, 0);
+    /// Versions 0-1.
+    const VALID_VERSIONS: Versions = Versions::new(0, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

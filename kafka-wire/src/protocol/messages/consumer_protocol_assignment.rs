@@ -19,11 +19,11 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `ConsumerProtocolAssignment` (data spec), versions 0-3, flexible none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerProtocolAssignment {
-    /// The `AssignedPartitions` field.
+    /// The list of topics and partitions assigned to this consumer.
     ///
     /// Versions 0+.
     pub assigned_partitions: Vec<TopicPartition>,
-    /// The `UserData` field.
+    /// User data.
     ///
     /// Versions 0+, nullable 0+.
     pub user_data: Option<Bytes>,
@@ -95,11 +95,11 @@ impl Arbitrary for ConsumerProtocolAssignment {
 /// The `TopicPartition` struct of `ConsumerProtocolAssignment`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicPartition {
-    /// The `Topic` field.
+    /// The topic name.
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub topic: String,
-    /// The `Partitions` field.
+    /// The list of partitions assigned to this consumer.
     ///
     /// Versions 0+.
     pub partitions: Vec<i32>,

@@ -19,23 +19,23 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `ConsumerProtocolSubscription` (data spec), versions 0-3, flexible none.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerProtocolSubscription {
-    /// The `Topics` field.
+    /// The topics that the member wants to consume.
     ///
     /// Versions 0+.
     pub topics: Vec<String>,
-    /// The `UserData` field.
+    /// User data that will be passed back to the consumer.
     ///
     /// Versions 0+, nullable 0+.
     pub user_data: Option<Bytes>,
-    /// The `OwnedPartitions` field.
+    /// The partitions that the member owns.
     ///
     /// Versions 1+, ignorable.
     pub owned_partitions: Vec<TopicPartition>,
-    /// The `GenerationId` field.
+    /// The generation id of the member.
     ///
     /// Versions 2+, ignorable.
     pub generation_id: i32,
-    /// The `RackId` field.
+    /// The rack id of the member.
     ///
     /// Versions 3+, nullable 3+, ignorable.
     pub rack_id: Option<String>,
@@ -165,11 +165,11 @@ impl Arbitrary for ConsumerProtocolSubscription {
 /// The `TopicPartition` struct of `ConsumerProtocolSubscription`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicPartition {
-    /// The `Topic` field.
+    /// The topic name.
     ///
     /// Versions 1+, map key, entity type `topicName`.
     pub topic: String,
-    /// The `Partitions` field.
+    /// The partition ids.
     ///
     /// Versions 1+.
     pub partitions: Vec<i32>,

@@ -33,11 +33,11 @@ pub struct ControllerRegistrationRequest {
     ///
     /// Versions 0+.
     pub zk_migration_ready: bool,
-    /// The listeners of this controller
+    /// The listeners of this controller.
     ///
     /// Versions 0+.
     pub listeners: Vec<Listener>,
-    /// The features on this controller
+    /// The features on this controller.
     ///
     /// Versions 0+.
     pub features: Vec<Feature>,

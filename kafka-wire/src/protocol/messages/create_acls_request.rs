@@ -2,9 +2,8 @@
 //! `CreateAclsRequest`: the request spec `CreateAclsRequest.json`.
 //!
 //! Api key 30 (CreateAcls).
-//! Valid versions 0-3, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-3, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `CreateAclsRequest`: api key 30 (CreateAcls), versions 0-3, flexible 2+.
+/// `CreateAclsRequest`: api key 30 (CreateAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateAclsRequest {
     /// The ACLs that we want to create.
@@ -144,12 +143,6 @@ impl Default for AclCreation {
 
 impl Codec for AclCreation {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.resource_pattern_type != 3 {
-            return Err(Error::FieldNotSupported {
-                field: "AclCreation.ResourcePatternType",
-                version,
-            });
-        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "AclCreation.unknown_tagged_fields",
@@ -163,9 +156,7 @@ impl Codec for AclCreation {
             version >= 2,
             "AclCreation.ResourceName",
         )?;
-        if version >= 1 {
-            buf.put_i8(self.resource_pattern_type);
-        }
+        buf.put_i8(self.resource_pattern_type);
         c::write_string(buf, &self.principal, version >= 2, "AclCreation.Principal")?;
         c::write_string(buf, &self.host, version >= 2, "AclCreation.Host")?;
         buf.put_i8(self.operation);
@@ -180,9 +171,7 @@ impl Codec for AclCreation {
         this.resource_type = c::read_i8(buf, "AclCreation.ResourceType")?;
         this.resource_name =
             c::read_string(buf, version >= 2, "AclCreation.ResourceName", version)?;
-        if version >= 1 {
-            this.resource_pattern_type = c::read_i8(buf, "AclCreation.ResourcePatternType")?;
-        }
+        this.resource_pattern_type = c::read_i8(buf, "AclCreation.ResourcePatternType")?;
         this.principal = c::read_string(buf, version >= 2, "AclCreation.Principal", version)?;
         this.host = c::read_string(buf, version >= 2, "AclCreation.Host", version)?;
         this.operation = c::read_i8(buf, "AclCreation.Operation")?;
@@ -196,9 +185,7 @@ impl Codec for AclCreation {
         let mut size = 0;
         size += 1;
         size += c::string_size(&self.resource_name, version >= 2);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += c::string_size(&self.principal, version >= 2);
         size += c::string_size(&self.host, version >= 2);
         size += 1;
@@ -217,9 +204,7 @@ impl Arbitrary for AclCreation {
         let mut this = Self::default();
         this.resource_type = Arbitrary::arbitrary(g, version);
         this.resource_name = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.resource_pattern_type = Arbitrary::arbitrary(g, version);
-        }
+        this.resource_pattern_type = Arbitrary::arbitrary(g, version);
         this.principal = Arbitrary::arbitrary(g, version);
         this.host = Arbitrary::arbitrary(g, version);
         this.operation = Arbitrary::arbitrary(g, version);
@@ -233,8 +218,8 @@ impl Arbitrary for AclCreation {
 
 impl Message for CreateAclsRequest {
     const NAME: &'static str = "CreateAclsRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `CreateAclsResponse`: the response spec `CreateAclsResponse.json`.
 //!
 //! Api key 30 (CreateAcls).
-//! Valid versions 0-3, flexible versions 2+.
+//! Valid versions 1-3, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `CreateAclsResponse`: api key 30 (CreateAcls), versions 0-3, flexible 2+.
+/// `CreateAclsResponse`: api key 30 (CreateAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateAclsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -188,8 +188,8 @@ impl Arbitrary for AclCreationResult {
 
 impl Message for CreateAclsResponse {
     const NAME: &'static str = "CreateAclsResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `CreateDelegationTokenRequest`: the request spec `CreateDelegationTokenRequest.json`.
 //!
 //! Api key 38 (CreateDelegationToken).
-//! Valid versions 0-3, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-3, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `CreateDelegationTokenRequest`: api key 38 (CreateDelegationToken), versions 0-3, flexible 2+.
+/// `CreateDelegationTokenRequest`: api key 38 (CreateDelegationToken), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateDelegationTokenRequest {
     /// The principal type of the owner of the token. If it's null it defaults to the token request principal.
@@ -274,8 +273,8 @@ impl Arbitrary for CreatableRenewers {
 
 impl Message for CreateDelegationTokenRequest {
     const NAME: &'static str = "CreateDelegationTokenRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `CreateDelegationTokenResponse`: the response spec `CreateDelegationTokenResponse.json`.
 //!
 //! Api key 38 (CreateDelegationToken).
-//! Valid versions 0-3, flexible versions 2+.
+//! Valid versions 1-3, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `CreateDelegationTokenResponse`: api key 38 (CreateDelegationToken), versions 0-3, flexible 2+.
+/// `CreateDelegationTokenResponse`: api key 38 (CreateDelegationToken), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateDelegationTokenResponse {
     /// The top-level error, or zero if there was no error.
@@ -265,8 +265,8 @@ impl Arbitrary for CreateDelegationTokenResponse {
 
 impl Message for CreateDelegationTokenResponse {
     const NAME: &'static str = "CreateDelegationTokenResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `CreateTopicsRequest`: the request spec `CreateTopicsRequest.json`.
 //!
 //! Api key 19 (CreateTopics).
-//! Valid versions 0-7, flexible versions 5+.
-//! Deprecated versions: 0-1.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 2-7, flexible versions 5+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `CreateTopicsRequest`: api key 19 (CreateTopics), versions 0-7, flexible 5+.
+/// `CreateTopicsRequest`: api key 19 (CreateTopics), versions 2-7, flexible 5+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTopicsRequest {
     /// The topics to create.
@@ -52,12 +51,6 @@ impl Default for CreateTopicsRequest {
 
 impl Codec for CreateTopicsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.validate_only {
-            return Err(Error::FieldNotSupported {
-                field: "CreateTopicsRequest.validateOnly",
-                version,
-            });
-        }
         if version < 5 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "CreateTopicsRequest.unknown_tagged_fields",
@@ -72,9 +65,7 @@ impl Codec for CreateTopicsRequest {
             "CreateTopicsRequest.Topics",
         )?;
         buf.put_i32(self.timeout_ms);
-        if version >= 1 {
-            buf.put_u8(u8::from(self.validate_only));
-        }
+        buf.put_u8(u8::from(self.validate_only));
         if version >= 5 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -84,9 +75,7 @@ impl Codec for CreateTopicsRequest {
         let mut this = Self::default();
         this.topics = c::read_array(buf, version, version >= 5, "CreateTopicsRequest.Topics")?;
         this.timeout_ms = c::read_i32(buf, "CreateTopicsRequest.timeoutMs")?;
-        if version >= 1 {
-            this.validate_only = c::read_bool(buf, "CreateTopicsRequest.validateOnly")?;
-        }
+        this.validate_only = c::read_bool(buf, "CreateTopicsRequest.validateOnly")?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -96,9 +85,7 @@ impl Codec for CreateTopicsRequest {
         let mut size = 0;
         size += c::array_size(&self.topics, version, version >= 5);
         size += 4;
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         if version >= 5 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
             size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -113,9 +100,7 @@ impl Arbitrary for CreateTopicsRequest {
         let mut this = Self::default();
         this.topics = Arbitrary::arbitrary(g, version);
         this.timeout_ms = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.validate_only = Arbitrary::arbitrary(g, version);
-        }
+        this.validate_only = Arbitrary::arbitrary(g, version);
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         }
@@ -413,8 +398,8 @@ impl Arbitrary for CreatableTopic {
 
 impl Message for CreateTopicsRequest {
     const NAME: &'static str = "CreateTopicsRequest";
-    /// Versions 0-7.
-    const VALID_VERSIONS: Versions = Versions::new(0, 7);
+    /// Versions 2-7.
+    const VALID_VERSIONS: Versions = Versions::new(2, 7);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(5, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

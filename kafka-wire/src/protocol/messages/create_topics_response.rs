@@ -2,7 +2,7 @@
 //! `CreateTopicsResponse`: the response spec `CreateTopicsResponse.json`.
 //!
 //! Api key 19 (CreateTopics).
-//! Valid versions 0-7, flexible versions 5+.
+//! Valid versions 2-7, flexible versions 5+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `CreateTopicsResponse`: api key 19 (CreateTopics), versions 0-7, flexible 5+.
+/// `CreateTopicsResponse`: api key 19 (CreateTopics), versions 2-7, flexible 5+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -51,9 +51,7 @@ impl Codec for CreateTopicsResponse {
                 version,
             });
         }
-        if version >= 2 {
-            buf.put_i32(self.throttle_time_ms);
-        }
+        buf.put_i32(self.throttle_time_ms);
         c::write_array(
             buf,
             &self.topics,
@@ -68,9 +66,7 @@ impl Codec for CreateTopicsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = c::read_i32(buf, "CreateTopicsResponse.ThrottleTimeMs")?;
-        }
+        this.throttle_time_ms = c::read_i32(buf, "CreateTopicsResponse.ThrottleTimeMs")?;
         this.topics = c::read_array(buf, version, version >= 5, "CreateTopicsResponse.Topics")?;
         if version >= 5 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -79,9 +75,7 @@ impl Codec for CreateTopicsResponse {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version >= 2 {
-            size += 4;
-        }
+        size += 4;
         size += c::array_size(&self.topics, version, version >= 5);
         if version >= 5 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -95,9 +89,7 @@ impl Codec for CreateTopicsResponse {
 impl Arbitrary for CreateTopicsResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         this.topics = Arbitrary::arbitrary(g, version);
         if version >= 5 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -209,7 +201,7 @@ pub struct CreatableTopicResult {
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub name: String,
-    /// The unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 7+, ignorable.
     pub topic_id: Uuid,
@@ -271,16 +263,14 @@ impl Codec for CreatableTopicResult {
             buf.put_slice(&self.topic_id.0);
         }
         buf.put_i16(self.error_code);
-        if version >= 1 {
-            c::write_nullable_string(
-                buf,
-                self.error_message.as_deref(),
-                version >= 5,
-                true,
-                "CreatableTopicResult.ErrorMessage",
-                version,
-            )?;
-        }
+        c::write_nullable_string(
+            buf,
+            self.error_message.as_deref(),
+            version >= 5,
+            true,
+            "CreatableTopicResult.ErrorMessage",
+            version,
+        )?;
         if version >= 5 {
             buf.put_i32(self.num_partitions);
         }
@@ -321,15 +311,13 @@ impl Codec for CreatableTopicResult {
             this.topic_id = c::read_uuid(buf, "CreatableTopicResult.TopicId")?;
         }
         this.error_code = c::read_i16(buf, "CreatableTopicResult.ErrorCode")?;
-        if version >= 1 {
-            this.error_message = c::read_nullable_string(
-                buf,
-                version >= 5,
-                true,
-                "CreatableTopicResult.ErrorMessage",
-                version,
-            )?;
-        }
+        this.error_message = c::read_nullable_string(
+            buf,
+            version >= 5,
+            true,
+            "CreatableTopicResult.ErrorMessage",
+            version,
+        )?;
         if version >= 5 {
             this.num_partitions = c::read_i32(buf, "CreatableTopicResult.NumPartitions")?;
         }
@@ -363,9 +351,7 @@ impl Codec for CreatableTopicResult {
             size += 16;
         }
         size += 2;
-        if version >= 1 {
-            size += c::nullable_string_size(self.error_message.as_deref(), version >= 5);
-        }
+        size += c::nullable_string_size(self.error_message.as_deref(), version >= 5);
         if version >= 5 {
             size += 4;
         }
@@ -398,9 +384,7 @@ impl Arbitrary for CreatableTopicResult {
             this.topic_id = Arbitrary::arbitrary(g, version);
         }
         this.error_code = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.error_message = g.option(true, version);
-        }
+        this.error_message = g.option(true, version);
         if version >= 5 {
             this.topic_config_error_code = Arbitrary::arbitrary(g, version);
         }
@@ -422,8 +406,8 @@ impl Arbitrary for CreatableTopicResult {
 
 impl Message for CreateTopicsResponse {
     const NAME: &'static str = "CreateTopicsResponse";
-    /// Versions 0-7.
-    const VALID_VERSIONS: Versions = Versions::new(0, 7);
+    /// Versions 2-7.
+    const VALID_VERSIONS: Versions = Versions::new(2, 7);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(5, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

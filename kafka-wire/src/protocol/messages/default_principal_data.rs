@@ -19,11 +19,11 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `DefaultPrincipalData` (data spec), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DefaultPrincipalData {
-    /// The principal type
+    /// The principal type.
     ///
     /// Versions 0+.
     pub r#type: String,
-    /// The principal name
+    /// The principal name.
     ///
     /// Versions 0+.
     pub name: String,

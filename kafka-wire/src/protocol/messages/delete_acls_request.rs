@@ -2,9 +2,8 @@
 //! `DeleteAclsRequest`: the request spec `DeleteAclsRequest.json`.
 //!
 //! Api key 31 (DeleteAcls).
-//! Valid versions 0-3, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-3, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DeleteAclsRequest`: api key 31 (DeleteAcls), versions 0-3, flexible 2+.
+/// `DeleteAclsRequest`: api key 31 (DeleteAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteAclsRequest {
     /// The filters to use when deleting ACLs.
@@ -144,12 +143,6 @@ impl Default for DeleteAclsFilter {
 
 impl Codec for DeleteAclsFilter {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.pattern_type_filter != 3 {
-            return Err(Error::FieldNotSupported {
-                field: "DeleteAclsFilter.PatternTypeFilter",
-                version,
-            });
-        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "DeleteAclsFilter.unknown_tagged_fields",
@@ -165,9 +158,7 @@ impl Codec for DeleteAclsFilter {
             "DeleteAclsFilter.ResourceNameFilter",
             version,
         )?;
-        if version >= 1 {
-            buf.put_i8(self.pattern_type_filter);
-        }
+        buf.put_i8(self.pattern_type_filter);
         c::write_nullable_string(
             buf,
             self.principal_filter.as_deref(),
@@ -201,9 +192,7 @@ impl Codec for DeleteAclsFilter {
             "DeleteAclsFilter.ResourceNameFilter",
             version,
         )?;
-        if version >= 1 {
-            this.pattern_type_filter = c::read_i8(buf, "DeleteAclsFilter.PatternTypeFilter")?;
-        }
+        this.pattern_type_filter = c::read_i8(buf, "DeleteAclsFilter.PatternTypeFilter")?;
         this.principal_filter = c::read_nullable_string(
             buf,
             version >= 2,
@@ -229,9 +218,7 @@ impl Codec for DeleteAclsFilter {
         let mut size = 0;
         size += 1;
         size += c::nullable_string_size(self.resource_name_filter.as_deref(), version >= 2);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += c::nullable_string_size(self.principal_filter.as_deref(), version >= 2);
         size += c::nullable_string_size(self.host_filter.as_deref(), version >= 2);
         size += 1;
@@ -250,9 +237,7 @@ impl Arbitrary for DeleteAclsFilter {
         let mut this = Self::default();
         this.resource_type_filter = Arbitrary::arbitrary(g, version);
         this.resource_name_filter = g.option(true, version);
-        if version >= 1 {
-            this.pattern_type_filter = Arbitrary::arbitrary(g, version);
-        }
+        this.pattern_type_filter = Arbitrary::arbitrary(g, version);
         this.principal_filter = g.option(true, version);
         this.host_filter = g.option(true, version);
         this.operation = Arbitrary::arbitrary(g, version);
@@ -266,8 +251,8 @@ impl Arbitrary for DeleteAclsFilter {
 
 impl Message for DeleteAclsRequest {
     const NAME: &'static str = "DeleteAclsRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `DeleteAclsResponse`: the response spec `DeleteAclsResponse.json`.
 //!
 //! Api key 31 (DeleteAcls).
-//! Valid versions 0-3, flexible versions 2+.
+//! Valid versions 1-3, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DeleteAclsResponse`: api key 31 (DeleteAcls), versions 0-3, flexible 2+.
+/// `DeleteAclsResponse`: api key 31 (DeleteAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteAclsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -166,12 +166,6 @@ impl Default for DeleteAclsMatchingAcl {
 
 impl Codec for DeleteAclsMatchingAcl {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.pattern_type != 3 {
-            return Err(Error::FieldNotSupported {
-                field: "DeleteAclsMatchingAcl.PatternType",
-                version,
-            });
-        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "DeleteAclsMatchingAcl.unknown_tagged_fields",
@@ -194,9 +188,7 @@ impl Codec for DeleteAclsMatchingAcl {
             version >= 2,
             "DeleteAclsMatchingAcl.ResourceName",
         )?;
-        if version >= 1 {
-            buf.put_i8(self.pattern_type);
-        }
+        buf.put_i8(self.pattern_type);
         c::write_string(
             buf,
             &self.principal,
@@ -228,9 +220,7 @@ impl Codec for DeleteAclsMatchingAcl {
             "DeleteAclsMatchingAcl.ResourceName",
             version,
         )?;
-        if version >= 1 {
-            this.pattern_type = c::read_i8(buf, "DeleteAclsMatchingAcl.PatternType")?;
-        }
+        this.pattern_type = c::read_i8(buf, "DeleteAclsMatchingAcl.PatternType")?;
         this.principal = c::read_string(
             buf,
             version >= 2,
@@ -251,9 +241,7 @@ impl Codec for DeleteAclsMatchingAcl {
         size += c::nullable_string_size(self.error_message.as_deref(), version >= 2);
         size += 1;
         size += c::string_size(&self.resource_name, version >= 2);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += c::string_size(&self.principal, version >= 2);
         size += c::string_size(&self.host, version >= 2);
         size += 1;
@@ -274,9 +262,7 @@ impl Arbitrary for DeleteAclsMatchingAcl {
         this.error_message = g.option(true, version);
         this.resource_type = Arbitrary::arbitrary(g, version);
         this.resource_name = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.pattern_type = Arbitrary::arbitrary(g, version);
-        }
+        this.pattern_type = Arbitrary::arbitrary(g, version);
         this.principal = Arbitrary::arbitrary(g, version);
         this.host = Arbitrary::arbitrary(g, version);
         this.operation = Arbitrary::arbitrary(g, version);
@@ -398,8 +384,8 @@ impl Arbitrary for DeleteAclsFilterResult {
 
 impl Message for DeleteAclsResponse {
     const NAME: &'static str = "DeleteAclsResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

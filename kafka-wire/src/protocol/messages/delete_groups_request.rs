@@ -3,8 +3,7 @@
 //!
 //! Api key 42 (DeleteGroups).
 //! Valid versions 0-2, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

@@ -24,7 +24,7 @@ pub struct DeleteGroupsResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The deletion results
+    /// The deletion results.
     ///
     /// Versions 0+.
     pub results: Vec<DeletableGroupResult>,
@@ -101,7 +101,7 @@ impl Arbitrary for DeleteGroupsResponse {
 /// The `DeletableGroupResult` struct of `DeleteGroupsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletableGroupResult {
-    /// The group id
+    /// The group id.
     ///
     /// Versions 0+, map key, entity type `groupId`.
     pub group_id: String,

@@ -2,8 +2,7 @@
 //! `DeleteShareGroupStateRequest`: the request spec `DeleteShareGroupStateRequest.json`.
 //!
 //! Api key 86 (DeleteShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DeleteShareGroupStateRequest`: api key 86 (DeleteShareGroupState), versions none, flexible 0+.
+/// `DeleteShareGroupStateRequest`: api key 86 (DeleteShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteShareGroupStateRequest {
     /// The group identifier.
@@ -212,8 +211,8 @@ impl Arbitrary for DeleteStateData {
 
 impl Message for DeleteShareGroupStateRequest {
     const NAME: &'static str = "DeleteShareGroupStateRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

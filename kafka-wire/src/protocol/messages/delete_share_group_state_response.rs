@@ -2,8 +2,7 @@
 //! `DeleteShareGroupStateResponse`: the response spec `DeleteShareGroupStateResponse.json`.
 //!
 //! Api key 86 (DeleteShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +17,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DeleteShareGroupStateResponse`: api key 86 (DeleteShareGroupState), versions none, flexible 0+.
+/// `DeleteShareGroupStateResponse`: api key 86 (DeleteShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteShareGroupStateResponse {
-    /// The delete results
+    /// The delete results.
     ///
     /// Versions 0+.
     pub results: Vec<DeleteStateResult>,
@@ -157,7 +156,7 @@ impl Arbitrary for PartitionResult {
 /// The `DeleteStateResult` struct of `DeleteShareGroupStateResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteStateResult {
-    /// The topic identifier
+    /// The topic identifier.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
@@ -223,8 +222,8 @@ impl Arbitrary for DeleteStateResult {
 
 impl Message for DeleteShareGroupStateResponse {
     const NAME: &'static str = "DeleteShareGroupStateResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

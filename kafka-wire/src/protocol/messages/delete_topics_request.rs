@@ -2,9 +2,8 @@
 //! `DeleteTopicsRequest`: the request spec `DeleteTopicsRequest.json`.
 //!
 //! Api key 20 (DeleteTopics).
-//! Valid versions 0-6, flexible versions 4+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-6, flexible versions 4+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,14 +18,14 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DeleteTopicsRequest`: api key 20 (DeleteTopics), versions 0-6, flexible 4+.
+/// `DeleteTopicsRequest`: api key 20 (DeleteTopics), versions 1-6, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicsRequest {
-    /// The name or topic ID of the topic
+    /// The name or topic ID of the topic.
     ///
     /// Versions 6+.
     pub topics: Vec<DeleteTopicState>,
-    /// The names of the topics to delete
+    /// The names of the topics to delete.
     ///
     /// Versions 0-5, ignorable, entity type `topicName`.
     pub topic_names: Vec<String>,
@@ -141,11 +140,11 @@ impl Arbitrary for DeleteTopicsRequest {
 /// The `DeleteTopicState` struct of `DeleteTopicsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicState {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 6+, nullable 6+, entity type `topicName`.
     pub name: Option<String>,
-    /// The unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 6+.
     pub topic_id: Uuid,
@@ -208,8 +207,8 @@ impl Arbitrary for DeleteTopicState {
 
 impl Message for DeleteTopicsRequest {
     const NAME: &'static str = "DeleteTopicsRequest";
-    /// Versions 0-6.
-    const VALID_VERSIONS: Versions = Versions::new(0, 6);
+    /// Versions 1-6.
+    const VALID_VERSIONS: Versions = Versions::new(1, 6);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

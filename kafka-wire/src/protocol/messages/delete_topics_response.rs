@@ -2,7 +2,7 @@
 //! `DeleteTopicsResponse`: the response spec `DeleteTopicsResponse.json`.
 //!
 //! Api key 20 (DeleteTopics).
-//! Valid versions 0-6, flexible versions 4+.
+//! Valid versions 1-6, flexible versions 4+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DeleteTopicsResponse`: api key 20 (DeleteTopics), versions 0-6, flexible 4+.
+/// `DeleteTopicsResponse`: api key 20 (DeleteTopics), versions 1-6, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeleteTopicsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -51,9 +51,7 @@ impl Codec for DeleteTopicsResponse {
                 version,
             });
         }
-        if version >= 1 {
-            buf.put_i32(self.throttle_time_ms);
-        }
+        buf.put_i32(self.throttle_time_ms);
         c::write_array(
             buf,
             &self.responses,
@@ -68,9 +66,7 @@ impl Codec for DeleteTopicsResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "DeleteTopicsResponse.ThrottleTimeMs")?;
-        }
+        this.throttle_time_ms = c::read_i32(buf, "DeleteTopicsResponse.ThrottleTimeMs")?;
         this.responses =
             c::read_array(buf, version, version >= 4, "DeleteTopicsResponse.Responses")?;
         if version >= 4 {
@@ -80,9 +76,7 @@ impl Codec for DeleteTopicsResponse {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version >= 1 {
-            size += 4;
-        }
+        size += 4;
         size += c::array_size(&self.responses, version, version >= 4);
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -96,9 +90,7 @@ impl Codec for DeleteTopicsResponse {
 impl Arbitrary for DeleteTopicsResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         this.responses = Arbitrary::arbitrary(g, version);
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -110,11 +102,11 @@ impl Arbitrary for DeleteTopicsResponse {
 /// The `DeletableTopicResult` struct of `DeleteTopicsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeletableTopicResult {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, nullable 6+, map key, entity type `topicName`.
     pub name: Option<String>,
-    /// the unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 6+, ignorable.
     pub topic_id: Uuid,
@@ -244,8 +236,8 @@ impl Arbitrary for DeletableTopicResult {
 
 impl Message for DeleteTopicsResponse {
     const NAME: &'static str = "DeleteTopicsResponse";
-    /// Versions 0-6.
-    const VALID_VERSIONS: Versions = Versions::new(0, 6);
+    /// Versions 1-6.
+    const VALID_VERSIONS: Versions = Versions::new(1, 6);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `DescribeAclsRequest`: the request spec `DescribeAclsRequest.json`.
 //!
 //! Api key 29 (DescribeAcls).
-//! Valid versions 0-3, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-3, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeAclsRequest`: api key 29 (DescribeAcls), versions 0-3, flexible 2+.
+/// `DescribeAclsRequest`: api key 29 (DescribeAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeAclsRequest {
     /// The resource type.
@@ -72,12 +71,6 @@ impl Default for DescribeAclsRequest {
 
 impl Codec for DescribeAclsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.pattern_type_filter != 3 {
-            return Err(Error::FieldNotSupported {
-                field: "DescribeAclsRequest.PatternTypeFilter",
-                version,
-            });
-        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "DescribeAclsRequest.unknown_tagged_fields",
@@ -93,9 +86,7 @@ impl Codec for DescribeAclsRequest {
             "DescribeAclsRequest.ResourceNameFilter",
             version,
         )?;
-        if version >= 1 {
-            buf.put_i8(self.pattern_type_filter);
-        }
+        buf.put_i8(self.pattern_type_filter);
         c::write_nullable_string(
             buf,
             self.principal_filter.as_deref(),
@@ -129,9 +120,7 @@ impl Codec for DescribeAclsRequest {
             "DescribeAclsRequest.ResourceNameFilter",
             version,
         )?;
-        if version >= 1 {
-            this.pattern_type_filter = c::read_i8(buf, "DescribeAclsRequest.PatternTypeFilter")?;
-        }
+        this.pattern_type_filter = c::read_i8(buf, "DescribeAclsRequest.PatternTypeFilter")?;
         this.principal_filter = c::read_nullable_string(
             buf,
             version >= 2,
@@ -157,9 +146,7 @@ impl Codec for DescribeAclsRequest {
         let mut size = 0;
         size += 1;
         size += c::nullable_string_size(self.resource_name_filter.as_deref(), version >= 2);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += c::nullable_string_size(self.principal_filter.as_deref(), version >= 2);
         size += c::nullable_string_size(self.host_filter.as_deref(), version >= 2);
         size += 1;
@@ -178,9 +165,7 @@ impl Arbitrary for DescribeAclsRequest {
         let mut this = Self::default();
         this.resource_type_filter = Arbitrary::arbitrary(g, version);
         this.resource_name_filter = g.option(true, version);
-        if version >= 1 {
-            this.pattern_type_filter = Arbitrary::arbitrary(g, version);
-        }
+        this.pattern_type_filter = Arbitrary::arbitrary(g, version);
         this.principal_filter = g.option(true, version);
         this.host_filter = g.option(true, version);
         this.operation = Arbitrary::arbitrary(g, version);
@@ -194,8 +179,8 @@ impl Arbitrary for DescribeAclsRequest {
 
 impl Message for DescribeAclsRequest {
     const NAME: &'static str = "DescribeAclsRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

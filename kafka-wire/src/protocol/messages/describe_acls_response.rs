@@ -2,7 +2,7 @@
 //! `DescribeAclsResponse`: the response spec `DescribeAclsResponse.json`.
 //!
 //! Api key 29 (DescribeAcls).
-//! Valid versions 0-3, flexible versions 2+.
+//! Valid versions 1-3, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeAclsResponse`: api key 29 (DescribeAcls), versions 0-3, flexible 2+.
+/// `DescribeAclsResponse`: api key 29 (DescribeAcls), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeAclsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -266,12 +266,6 @@ impl Default for DescribeAclsResource {
 
 impl Codec for DescribeAclsResource {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.pattern_type != 3 {
-            return Err(Error::FieldNotSupported {
-                field: "DescribeAclsResource.PatternType",
-                version,
-            });
-        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "DescribeAclsResource.unknown_tagged_fields",
@@ -285,9 +279,7 @@ impl Codec for DescribeAclsResource {
             version >= 2,
             "DescribeAclsResource.ResourceName",
         )?;
-        if version >= 1 {
-            buf.put_i8(self.pattern_type);
-        }
+        buf.put_i8(self.pattern_type);
         c::write_array(
             buf,
             &self.acls,
@@ -309,9 +301,7 @@ impl Codec for DescribeAclsResource {
             "DescribeAclsResource.ResourceName",
             version,
         )?;
-        if version >= 1 {
-            this.pattern_type = c::read_i8(buf, "DescribeAclsResource.PatternType")?;
-        }
+        this.pattern_type = c::read_i8(buf, "DescribeAclsResource.PatternType")?;
         this.acls = c::read_array(buf, version, version >= 2, "DescribeAclsResource.Acls")?;
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -322,9 +312,7 @@ impl Codec for DescribeAclsResource {
         let mut size = 0;
         size += 1;
         size += c::string_size(&self.resource_name, version >= 2);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         size += c::array_size(&self.acls, version, version >= 2);
         if version >= 2 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -340,9 +328,7 @@ impl Arbitrary for DescribeAclsResource {
         let mut this = Self::default();
         this.resource_type = Arbitrary::arbitrary(g, version);
         this.resource_name = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.pattern_type = Arbitrary::arbitrary(g, version);
-        }
+        this.pattern_type = Arbitrary::arbitrary(g, version);
         this.acls = Arbitrary::arbitrary(g, version);
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -353,8 +339,8 @@ impl Arbitrary for DescribeAclsResource {
 
 impl Message for DescribeAclsResponse {
     const NAME: &'static str = "DescribeAclsResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,8 @@
 //! `DescribeClusterRequest`: the request spec `DescribeClusterRequest.json`.
 //!
 //! Api key 60 (DescribeCluster).
-//! Valid versions 0-1, flexible versions 0+.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 0-2, flexible versions 0+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeClusterRequest`: api key 60 (DescribeCluster), versions 0-1, flexible 0+.
+/// `DescribeClusterRequest`: api key 60 (DescribeCluster), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeClusterRequest {
     /// Whether to include cluster authorized operations.
@@ -29,6 +29,10 @@ pub struct DescribeClusterRequest {
     ///
     /// Versions 1+.
     pub endpoint_type: i8,
+    /// Whether to include fenced brokers when listing brokers.
+    ///
+    /// Versions 2+.
+    pub include_fenced_brokers: bool,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -39,6 +43,7 @@ impl Default for DescribeClusterRequest {
         Self {
             include_cluster_authorized_operations: false,
             endpoint_type: 1,
+            include_fenced_brokers: false,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -52,9 +57,18 @@ impl Codec for DescribeClusterRequest {
                 version,
             });
         }
+        if version < 2 && self.include_fenced_brokers {
+            return Err(Error::FieldNotSupported {
+                field: "DescribeClusterRequest.IncludeFencedBrokers",
+                version,
+            });
+        }
         buf.put_u8(u8::from(self.include_cluster_authorized_operations));
         if version >= 1 {
             buf.put_i8(self.endpoint_type);
+        }
+        if version >= 2 {
+            buf.put_u8(u8::from(self.include_fenced_brokers));
         }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
@@ -68,6 +82,10 @@ impl Codec for DescribeClusterRequest {
         if version >= 1 {
             this.endpoint_type = c::read_i8(buf, "DescribeClusterRequest.EndpointType")?;
         }
+        if version >= 2 {
+            this.include_fenced_brokers =
+                c::read_bool(buf, "DescribeClusterRequest.IncludeFencedBrokers")?;
+        }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -75,6 +93,9 @@ impl Codec for DescribeClusterRequest {
         let mut size = 0;
         size += 1;
         if version >= 1 {
+            size += 1;
+        }
+        if version >= 2 {
             size += 1;
         }
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -91,6 +112,9 @@ impl Arbitrary for DescribeClusterRequest {
         if version >= 1 {
             this.endpoint_type = Arbitrary::arbitrary(g, version);
         }
+        if version >= 2 {
+            this.include_fenced_brokers = Arbitrary::arbitrary(g, version);
+        }
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
@@ -98,8 +122,8 @@ impl Arbitrary for DescribeClusterRequest {
 
 impl Message for DescribeClusterRequest {
     const NAME: &'static str = "DescribeClusterRequest";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `DescribeClusterResponse`: the response spec `DescribeClusterResponse.json`.
 //!
 //! Api key 60 (DescribeCluster).
-//! Valid versions 0-1, flexible versions 0+.
+//! Valid versions 0-2, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,14 +17,14 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeClusterResponse`: api key 60 (DescribeCluster), versions 0-1, flexible 0+.
+/// `DescribeClusterResponse`: api key 60 (DescribeCluster), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeClusterResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The top-level error code, or 0 if there was no error
+    /// The top-level error code, or 0 if there was no error.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -190,6 +190,10 @@ pub struct DescribeClusterBroker {
     ///
     /// Versions 0+, nullable 0+.
     pub rack: Option<String>,
+    /// Whether the broker is fenced
+    ///
+    /// Versions 2+.
+    pub is_fenced: bool,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -202,6 +206,7 @@ impl Default for DescribeClusterBroker {
             host: String::new(),
             port: 0,
             rack: None,
+            is_fenced: false,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -209,6 +214,12 @@ impl Default for DescribeClusterBroker {
 
 impl Codec for DescribeClusterBroker {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if version < 2 && self.is_fenced {
+            return Err(Error::FieldNotSupported {
+                field: "DescribeClusterBroker.IsFenced",
+                version,
+            });
+        }
         buf.put_i32(self.broker_id);
         c::write_string(buf, &self.host, true, "DescribeClusterBroker.Host")?;
         buf.put_i32(self.port);
@@ -220,6 +231,9 @@ impl Codec for DescribeClusterBroker {
             "DescribeClusterBroker.Rack",
             version,
         )?;
+        if version >= 2 {
+            buf.put_u8(u8::from(self.is_fenced));
+        }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
@@ -230,15 +244,21 @@ impl Codec for DescribeClusterBroker {
         this.port = c::read_i32(buf, "DescribeClusterBroker.Port")?;
         this.rack =
             c::read_nullable_string(buf, true, true, "DescribeClusterBroker.Rack", version)?;
+        if version >= 2 {
+            this.is_fenced = c::read_bool(buf, "DescribeClusterBroker.IsFenced")?;
+        }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
-    fn size(&self, _version: i16, _compact: bool) -> usize {
+    fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 4;
         size += c::string_size(&self.host, true);
         size += 4;
         size += c::nullable_string_size(self.rack.as_deref(), true);
+        if version >= 2 {
+            size += 1;
+        }
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
@@ -253,6 +273,9 @@ impl Arbitrary for DescribeClusterBroker {
         this.host = Arbitrary::arbitrary(g, version);
         this.port = Arbitrary::arbitrary(g, version);
         this.rack = g.option(true, version);
+        if version >= 2 {
+            this.is_fenced = Arbitrary::arbitrary(g, version);
+        }
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
@@ -260,8 +283,8 @@ impl Arbitrary for DescribeClusterBroker {
 
 impl Message for DescribeClusterResponse {
     const NAME: &'static str = "DescribeClusterResponse";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `DescribeConfigsRequest`: the request spec `DescribeConfigsRequest.json`.
 //!
 //! Api key 32 (DescribeConfigs).
-//! Valid versions 0-4, flexible versions 4+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-4, flexible versions 4+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeConfigsRequest`: api key 32 (DescribeConfigs), versions 0-4, flexible 4+.
+/// `DescribeConfigsRequest`: api key 32 (DescribeConfigs), versions 1-4, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeConfigsRequest {
     /// The resources whose configurations we want to describe.
@@ -52,12 +51,6 @@ impl Default for DescribeConfigsRequest {
 
 impl Codec for DescribeConfigsRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && self.include_synonyms {
-            return Err(Error::FieldNotSupported {
-                field: "DescribeConfigsRequest.IncludeSynonyms",
-                version,
-            });
-        }
         if version < 3 && self.include_documentation {
             return Err(Error::FieldNotSupported {
                 field: "DescribeConfigsRequest.IncludeDocumentation",
@@ -77,9 +70,7 @@ impl Codec for DescribeConfigsRequest {
             version >= 4,
             "DescribeConfigsRequest.Resources",
         )?;
-        if version >= 1 {
-            buf.put_u8(u8::from(self.include_synonyms));
-        }
+        buf.put_u8(u8::from(self.include_synonyms));
         if version >= 3 {
             buf.put_u8(u8::from(self.include_documentation));
         }
@@ -96,9 +87,7 @@ impl Codec for DescribeConfigsRequest {
             version >= 4,
             "DescribeConfigsRequest.Resources",
         )?;
-        if version >= 1 {
-            this.include_synonyms = c::read_bool(buf, "DescribeConfigsRequest.IncludeSynonyms")?;
-        }
+        this.include_synonyms = c::read_bool(buf, "DescribeConfigsRequest.IncludeSynonyms")?;
         if version >= 3 {
             this.include_documentation =
                 c::read_bool(buf, "DescribeConfigsRequest.IncludeDocumentation")?;
@@ -111,9 +100,7 @@ impl Codec for DescribeConfigsRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += c::array_size(&self.resources, version, version >= 4);
-        if version >= 1 {
-            size += 1;
-        }
+        size += 1;
         if version >= 3 {
             size += 1;
         }
@@ -130,9 +117,7 @@ impl Arbitrary for DescribeConfigsRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.resources = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.include_synonyms = Arbitrary::arbitrary(g, version);
-        }
+        this.include_synonyms = Arbitrary::arbitrary(g, version);
         if version >= 3 {
             this.include_documentation = Arbitrary::arbitrary(g, version);
         }
@@ -252,8 +237,8 @@ impl Arbitrary for DescribeConfigsResource {
 
 impl Message for DescribeConfigsRequest {
     const NAME: &'static str = "DescribeConfigsRequest";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 1-4.
+    const VALID_VERSIONS: Versions = Versions::new(1, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `DescribeConfigsResponse`: the response spec `DescribeConfigsResponse.json`.
 //!
 //! Api key 32 (DescribeConfigs).
-//! Valid versions 0-4, flexible versions 4+.
+//! Valid versions 1-4, flexible versions 4+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeConfigsResponse`: api key 32 (DescribeConfigs), versions 0-4, flexible 4+.
+/// `DescribeConfigsResponse`: api key 32 (DescribeConfigs), versions 1-4, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeConfigsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -215,10 +215,6 @@ pub struct DescribeConfigsResourceResult {
     ///
     /// Versions 0+.
     pub read_only: bool,
-    /// True if the configuration is not set.
-    ///
-    /// Versions 0.
-    pub is_default: bool,
     /// The configuration source.
     ///
     /// Versions 1+, ignorable.
@@ -231,7 +227,7 @@ pub struct DescribeConfigsResourceResult {
     ///
     /// Versions 1+, ignorable.
     pub synonyms: Vec<DescribeConfigsSynonym>,
-    /// The configuration data type. Type can be one of the following values - BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD
+    /// The configuration data type. Type can be one of the following values - BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD.
     ///
     /// Versions 3+, ignorable.
     pub config_type: i8,
@@ -250,7 +246,6 @@ impl Default for DescribeConfigsResourceResult {
             name: String::new(),
             value: Some(String::new()),
             read_only: false,
-            is_default: false,
             config_source: -1,
             is_sensitive: false,
             synonyms: Vec::new(),
@@ -263,12 +258,6 @@ impl Default for DescribeConfigsResourceResult {
 
 impl Codec for DescribeConfigsResourceResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version > 0 && self.is_default {
-            return Err(Error::FieldNotSupported {
-                field: "DescribeConfigsResourceResult.IsDefault",
-                version,
-            });
-        }
         if version < 4 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "DescribeConfigsResourceResult.unknown_tagged_fields",
@@ -290,22 +279,15 @@ impl Codec for DescribeConfigsResourceResult {
             version,
         )?;
         buf.put_u8(u8::from(self.read_only));
-        if version <= 0 {
-            buf.put_u8(u8::from(self.is_default));
-        }
-        if version >= 1 {
-            buf.put_i8(self.config_source);
-        }
+        buf.put_i8(self.config_source);
         buf.put_u8(u8::from(self.is_sensitive));
-        if version >= 1 {
-            c::write_array(
-                buf,
-                &self.synonyms,
-                version,
-                version >= 4,
-                "DescribeConfigsResourceResult.Synonyms",
-            )?;
-        }
+        c::write_array(
+            buf,
+            &self.synonyms,
+            version,
+            version >= 4,
+            "DescribeConfigsResourceResult.Synonyms",
+        )?;
         if version >= 3 {
             buf.put_i8(self.config_type);
         }
@@ -340,21 +322,14 @@ impl Codec for DescribeConfigsResourceResult {
             version,
         )?;
         this.read_only = c::read_bool(buf, "DescribeConfigsResourceResult.ReadOnly")?;
-        if version <= 0 {
-            this.is_default = c::read_bool(buf, "DescribeConfigsResourceResult.IsDefault")?;
-        }
-        if version >= 1 {
-            this.config_source = c::read_i8(buf, "DescribeConfigsResourceResult.ConfigSource")?;
-        }
+        this.config_source = c::read_i8(buf, "DescribeConfigsResourceResult.ConfigSource")?;
         this.is_sensitive = c::read_bool(buf, "DescribeConfigsResourceResult.IsSensitive")?;
-        if version >= 1 {
-            this.synonyms = c::read_array(
-                buf,
-                version,
-                version >= 4,
-                "DescribeConfigsResourceResult.Synonyms",
-            )?;
-        }
+        this.synonyms = c::read_array(
+            buf,
+            version,
+            version >= 4,
+            "DescribeConfigsResourceResult.Synonyms",
+        )?;
         if version >= 3 {
             this.config_type = c::read_i8(buf, "DescribeConfigsResourceResult.ConfigType")?;
         }
@@ -377,16 +352,9 @@ impl Codec for DescribeConfigsResourceResult {
         size += c::string_size(&self.name, version >= 4);
         size += c::nullable_string_size(self.value.as_deref(), version >= 4);
         size += 1;
-        if version <= 0 {
-            size += 1;
-        }
-        if version >= 1 {
-            size += 1;
-        }
         size += 1;
-        if version >= 1 {
-            size += c::array_size(&self.synonyms, version, version >= 4);
-        }
+        size += 1;
+        size += c::array_size(&self.synonyms, version, version >= 4);
         if version >= 3 {
             size += 1;
         }
@@ -408,16 +376,9 @@ impl Arbitrary for DescribeConfigsResourceResult {
         this.name = Arbitrary::arbitrary(g, version);
         this.value = g.option(true, version);
         this.read_only = Arbitrary::arbitrary(g, version);
-        if version <= 0 {
-            this.is_default = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 1 {
-            this.config_source = Arbitrary::arbitrary(g, version);
-        }
+        this.config_source = Arbitrary::arbitrary(g, version);
         this.is_sensitive = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.synonyms = Arbitrary::arbitrary(g, version);
-        }
+        this.synonyms = Arbitrary::arbitrary(g, version);
         if version >= 3 {
             this.config_type = Arbitrary::arbitrary(g, version);
         }
@@ -564,8 +525,8 @@ impl Arbitrary for DescribeConfigsResult {
 
 impl Message for DescribeConfigsResponse {
     const NAME: &'static str = "DescribeConfigsResponse";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 1-4.
+    const VALID_VERSIONS: Versions = Versions::new(1, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

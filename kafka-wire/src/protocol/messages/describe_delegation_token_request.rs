@@ -2,9 +2,8 @@
 //! `DescribeDelegationTokenRequest`: the request spec `DescribeDelegationTokenRequest.json`.
 //!
 //! Api key 41 (DescribeDelegationToken).
-//! Valid versions 0-3, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-3, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeDelegationTokenRequest`: api key 41 (DescribeDelegationToken), versions 0-3, flexible 2+.
+/// `DescribeDelegationTokenRequest`: api key 41 (DescribeDelegationToken), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeDelegationTokenRequest {
     /// Each owner that we want to describe delegation tokens for, or null to describe all tokens.
@@ -195,8 +194,8 @@ impl Arbitrary for DescribeDelegationTokenOwner {
 
 impl Message for DescribeDelegationTokenRequest {
     const NAME: &'static str = "DescribeDelegationTokenRequest";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `DescribeDelegationTokenResponse`: the response spec `DescribeDelegationTokenResponse.json`.
 //!
 //! Api key 41 (DescribeDelegationToken).
-//! Valid versions 0-3, flexible versions 2+.
+//! Valid versions 1-3, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeDelegationTokenResponse`: api key 41 (DescribeDelegationToken), versions 0-3, flexible 2+.
+/// `DescribeDelegationTokenResponse`: api key 41 (DescribeDelegationToken), versions 1-3, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeDelegationTokenResponse {
     /// The error code, or 0 if there was no error.
@@ -115,11 +115,11 @@ impl Arbitrary for DescribeDelegationTokenResponse {
 /// The `DescribedDelegationTokenRenewer` struct of `DescribeDelegationTokenResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribedDelegationTokenRenewer {
-    /// The renewer principal type
+    /// The renewer principal type.
     ///
     /// Versions 0+.
     pub principal_type: String,
-    /// The renewer principal name
+    /// The renewer principal name.
     ///
     /// Versions 0+.
     pub principal_name: String,
@@ -450,8 +450,8 @@ impl Arbitrary for DescribedDelegationToken {
 
 impl Message for DescribeDelegationTokenResponse {
     const NAME: &'static str = "DescribeDelegationTokenResponse";
-    /// Versions 0-3.
-    const VALID_VERSIONS: Versions = Versions::new(0, 3);
+    /// Versions 1-3.
+    const VALID_VERSIONS: Versions = Versions::new(1, 3);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,8 @@
 //! `DescribeGroupsRequest`: the request spec `DescribeGroupsRequest.json`.
 //!
 //! Api key 15 (DescribeGroups).
-//! Valid versions 0-5, flexible versions 5+.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-6, flexible versions 5+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +18,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeGroupsRequest`: api key 15 (DescribeGroups), versions 0-5, flexible 5+.
+/// `DescribeGroupsRequest`: api key 15 (DescribeGroups), versions 0-6, flexible 5+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeGroupsRequest {
-    /// The names of the groups to describe
+    /// The names of the groups to describe.
     ///
     /// Versions 0+, entity type `groupId`.
     pub groups: Vec<String>,
@@ -116,8 +116,8 @@ impl Arbitrary for DescribeGroupsRequest {
 
 impl Message for DescribeGroupsRequest {
     const NAME: &'static str = "DescribeGroupsRequest";
-    /// Versions 0-5.
-    const VALID_VERSIONS: Versions = Versions::new(0, 5);
+    /// Versions 0-6.
+    const VALID_VERSIONS: Versions = Versions::new(0, 6);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(5, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `DescribeGroupsResponse`: the response spec `DescribeGroupsResponse.json`.
 //!
 //! Api key 15 (DescribeGroups).
-//! Valid versions 0-5, flexible versions 5+.
+//! Valid versions 0-6, flexible versions 5+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeGroupsResponse`: api key 15 (DescribeGroups), versions 0-5, flexible 5+.
+/// `DescribeGroupsResponse`: api key 15 (DescribeGroups), versions 0-6, flexible 5+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeGroupsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -109,7 +109,7 @@ impl Arbitrary for DescribeGroupsResponse {
 /// The `DescribedGroupMember` struct of `DescribeGroupsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribedGroupMember {
-    /// The member ID assigned by the group coordinator.
+    /// The member id.
     ///
     /// Versions 0+.
     pub member_id: String,
@@ -287,6 +287,10 @@ pub struct DescribedGroup {
     ///
     /// Versions 0+.
     pub error_code: i16,
+    /// The describe error message, or null if there was no error.
+    ///
+    /// Versions 6+, nullable 6+.
+    pub error_message: Option<String>,
     /// The group ID string.
     ///
     /// Versions 0+, entity type `groupId`.
@@ -320,6 +324,7 @@ impl Default for DescribedGroup {
     fn default() -> Self {
         Self {
             error_code: 0,
+            error_message: None,
             group_id: String::new(),
             group_state: String::new(),
             protocol_type: String::new(),
@@ -333,6 +338,12 @@ impl Default for DescribedGroup {
 
 impl Codec for DescribedGroup {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if version < 6 && self.error_message.is_some() {
+            return Err(Error::FieldNotSupported {
+                field: "DescribedGroup.ErrorMessage",
+                version,
+            });
+        }
         if version < 3 && self.authorized_operations != -2147483648 {
             return Err(Error::FieldNotSupported {
                 field: "DescribedGroup.AuthorizedOperations",
@@ -346,6 +357,16 @@ impl Codec for DescribedGroup {
             });
         }
         buf.put_i16(self.error_code);
+        if version >= 6 {
+            c::write_nullable_string(
+                buf,
+                self.error_message.as_deref(),
+                true,
+                true,
+                "DescribedGroup.ErrorMessage",
+                version,
+            )?;
+        }
         c::write_string(buf, &self.group_id, version >= 5, "DescribedGroup.GroupId")?;
         c::write_string(
             buf,
@@ -383,6 +404,10 @@ impl Codec for DescribedGroup {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.error_code = c::read_i16(buf, "DescribedGroup.ErrorCode")?;
+        if version >= 6 {
+            this.error_message =
+                c::read_nullable_string(buf, true, true, "DescribedGroup.ErrorMessage", version)?;
+        }
         this.group_id = c::read_string(buf, version >= 5, "DescribedGroup.GroupId", version)?;
         this.group_state = c::read_string(buf, version >= 5, "DescribedGroup.GroupState", version)?;
         this.protocol_type =
@@ -401,6 +426,9 @@ impl Codec for DescribedGroup {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 2;
+        if version >= 6 {
+            size += c::nullable_string_size(self.error_message.as_deref(), true);
+        }
         size += c::string_size(&self.group_id, version >= 5);
         size += c::string_size(&self.group_state, version >= 5);
         size += c::string_size(&self.protocol_type, version >= 5);
@@ -422,6 +450,9 @@ impl Arbitrary for DescribedGroup {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.error_code = Arbitrary::arbitrary(g, version);
+        if version >= 6 {
+            this.error_message = g.option(true, version);
+        }
         this.group_id = Arbitrary::arbitrary(g, version);
         this.group_state = Arbitrary::arbitrary(g, version);
         this.protocol_type = Arbitrary::arbitrary(g, version);
@@ -439,8 +470,8 @@ impl Arbitrary for DescribedGroup {
 
 impl Message for DescribeGroupsResponse {
     const NAME: &'static str = "DescribeGroupsResponse";
-    /// Versions 0-5.
-    const VALID_VERSIONS: Versions = Versions::new(0, 5);
+    /// Versions 0-6.
+    const VALID_VERSIONS: Versions = Versions::new(0, 6);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(5, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

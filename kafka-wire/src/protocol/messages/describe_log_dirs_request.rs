@@ -2,9 +2,8 @@
 //! `DescribeLogDirsRequest`: the request spec `DescribeLogDirsRequest.json`.
 //!
 //! Api key 35 (DescribeLogDirs).
-//! Valid versions 0-4, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Valid versions 1-4, flexible versions 2+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `DescribeLogDirsRequest`: api key 35 (DescribeLogDirs), versions 0-4, flexible 2+.
+/// `DescribeLogDirsRequest`: api key 35 (DescribeLogDirs), versions 1-4, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeLogDirsRequest {
     /// Each topic that we want to describe log directories for, or null for all topics.
@@ -101,7 +100,7 @@ impl Arbitrary for DescribeLogDirsRequest {
 /// The `DescribableLogDirTopic` struct of `DescribeLogDirsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribableLogDirTopic {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub topic: String,
@@ -191,8 +190,8 @@ impl Arbitrary for DescribableLogDirTopic {
 
 impl Message for DescribeLogDirsRequest {
     const NAME: &'static str = "DescribeLogDirsRequest";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 1-4.
+    const VALID_VERSIONS: Versions = Versions::new(1, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

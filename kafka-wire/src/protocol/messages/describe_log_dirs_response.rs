@@ -2,7 +2,7 @@
 //! `DescribeLogDirsResponse`: the response spec `DescribeLogDirsResponse.json`.
 //!
 //! Api key 35 (DescribeLogDirs).
-//! Valid versions 0-4, flexible versions 2+.
+//! Valid versions 1-4, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `DescribeLogDirsResponse`: api key 35 (DescribeLogDirs), versions 0-4, flexible 2+.
+/// `DescribeLogDirsResponse`: api key 35 (DescribeLogDirs), versions 1-4, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeLogDirsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -131,7 +131,7 @@ pub struct DescribeLogDirsPartition {
     ///
     /// Versions 0+.
     pub partition_size: i64,
-    /// The lag of the log's LEO w.r.t. partition's HW (if it is the current log for the partition) or current replica's LEO (if it is the future log for the partition)
+    /// The lag of the log's LEO w.r.t. partition's HW (if it is the current log for the partition) or current replica's LEO (if it is the future log for the partition).
     ///
     /// Versions 0+.
     pub offset_lag: i64,
@@ -220,7 +220,7 @@ pub struct DescribeLogDirsTopic {
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,
-    /// The `Partitions` field.
+    /// The partitions.
     ///
     /// Versions 0+.
     pub partitions: Vec<DescribeLogDirsPartition>,
@@ -310,7 +310,7 @@ pub struct DescribeLogDirsResult {
     ///
     /// Versions 0+.
     pub log_dir: String,
-    /// Each topic.
+    /// The topics.
     ///
     /// Versions 0+.
     pub topics: Vec<DescribeLogDirsTopic>,
@@ -430,8 +430,8 @@ impl Arbitrary for DescribeLogDirsResult {
 
 impl Message for DescribeLogDirsResponse {
     const NAME: &'static str = "DescribeLogDirsResponse";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 1-4.
+    const VALID_VERSIONS: Versions = Versions::new(1, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

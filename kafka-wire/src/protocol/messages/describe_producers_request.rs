@@ -3,7 +3,7 @@
 //!
 //! Api key 61 (DescribeProducers).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -21,7 +21,7 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `DescribeProducersRequest`: api key 61 (DescribeProducers), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeProducersRequest {
-    /// The `Topics` field.
+    /// The topics to list producers for.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicRequest>,

@@ -87,27 +87,27 @@ impl Arbitrary for DescribeProducersResponse {
 /// The `ProducerState` struct of `DescribeProducersResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProducerState {
-    /// The `ProducerId` field.
+    /// The producer id.
     ///
     /// Versions 0+, entity type `producerId`.
     pub producer_id: i64,
-    /// The `ProducerEpoch` field.
+    /// The producer epoch.
     ///
     /// Versions 0+.
     pub producer_epoch: i32,
-    /// The `LastSequence` field.
+    /// The last sequence number sent by the producer.
     ///
     /// Versions 0+.
     pub last_sequence: i32,
-    /// The `LastTimestamp` field.
+    /// The last timestamp sent by the producer.
     ///
     /// Versions 0+.
     pub last_timestamp: i64,
-    /// The `CoordinatorEpoch` field.
+    /// The current epoch of the producer group.
     ///
     /// Versions 0+.
     pub coordinator_epoch: i32,
-    /// The `CurrentTxnStartOffset` field.
+    /// The current transaction start offset of the producer.
     ///
     /// Versions 0+.
     pub current_txn_start_offset: i64,
@@ -192,11 +192,11 @@ pub struct PartitionResponse {
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The partition error message, which may be null if no additional details are available
+    /// The partition error message, which may be null if no additional details are available.
     ///
     /// Versions 0+, nullable 0+.
     pub error_message: Option<String>,
-    /// The `ActiveProducers` field.
+    /// The active producers for the partition.
     ///
     /// Versions 0+.
     pub active_producers: Vec<ProducerState>,
@@ -278,7 +278,7 @@ impl Arbitrary for PartitionResponse {
 /// The `TopicResponse` struct of `DescribeProducersResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicResponse {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,

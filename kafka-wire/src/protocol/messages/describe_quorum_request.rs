@@ -21,7 +21,7 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `DescribeQuorumRequest`: api key 55 (DescribeQuorum), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DescribeQuorumRequest {
-    /// The `Topics` field.
+    /// The topics to describe.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
@@ -135,7 +135,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partitions to describe.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,

@@ -28,11 +28,11 @@ pub struct DescribeQuorumResponse {
     ///
     /// Versions 2+, nullable 2+, ignorable.
     pub error_message: Option<String>,
-    /// The `Topics` field.
+    /// The response from the describe quorum API.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
-    /// The `Nodes` field.
+    /// The nodes in the quorum.
     ///
     /// Versions 2+.
     pub nodes: Vec<Node>,
@@ -146,23 +146,23 @@ impl Arbitrary for DescribeQuorumResponse {
 /// The common struct `ReplicaState`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaState {
-    /// The `ReplicaId` field.
+    /// The ID of the replica.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub replica_id: i32,
-    /// The `ReplicaDirectoryId` field.
+    /// The replica directory ID of the replica.
     ///
     /// Versions 2+.
     pub replica_directory_id: Uuid,
-    /// The last known log end offset of the follower or -1 if it is unknown
+    /// The last known log end offset of the follower or -1 if it is unknown.
     ///
     /// Versions 0+.
     pub log_end_offset: i64,
-    /// The last known leader wall clock time time when a follower fetched from the leader. This is reported as -1 both for the current leader or if it is unknown for a voter
+    /// The last known leader wall clock time time when a follower fetched from the leader. This is reported as -1 both for the current leader or if it is unknown for a voter.
     ///
     /// Versions 1+, ignorable.
     pub last_fetch_timestamp: i64,
-    /// The leader wall clock append time of the offset for which the follower made the most recent fetch request. This is reported as the current time for the leader and -1 if unknown for a voter
+    /// The leader wall clock append time of the offset for which the follower made the most recent fetch request. This is reported as the current time for the leader and -1 if unknown for a voter.
     ///
     /// Versions 1+, ignorable.
     pub last_caught_up_timestamp: i64,
@@ -268,7 +268,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The `ErrorCode` field.
+    /// The partition error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -280,19 +280,19 @@ pub struct PartitionData {
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
-    /// The `HighWatermark` field.
+    /// The high water mark.
     ///
     /// Versions 0+.
     pub high_watermark: i64,
-    /// The `CurrentVoters` field.
+    /// The current voters of the partition.
     ///
     /// Versions 0+.
     pub current_voters: Vec<ReplicaState>,
-    /// The `Observers` field.
+    /// The observers of the partition.
     ///
     /// Versions 0+.
     pub observers: Vec<ReplicaState>,
@@ -411,7 +411,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partition data.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -468,15 +468,15 @@ impl Arbitrary for TopicData {
 /// The `Listener` struct of `DescribeQuorumResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
-    /// The name of the endpoint
+    /// The name of the endpoint.
     ///
     /// Versions 2+, map key.
     pub name: String,
-    /// The hostname
+    /// The hostname.
     ///
     /// Versions 2+.
     pub host: String,
-    /// The port
+    /// The port.
     ///
     /// Versions 2+.
     pub port: u16,
@@ -538,11 +538,11 @@ impl Arbitrary for Listener {
 /// The `Node` struct of `DescribeQuorumResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    /// The ID of the associated node
+    /// The ID of the associated node.
     ///
     /// Versions 2+, map key, entity type `brokerId`.
     pub node_id: i32,
-    /// The listeners of this controller
+    /// The listeners of this controller.
     ///
     /// Versions 2+.
     pub listeners: Vec<Listener>,

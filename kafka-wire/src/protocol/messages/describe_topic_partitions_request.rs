@@ -105,7 +105,7 @@ impl Arbitrary for DescribeTopicPartitionsRequest {
 /// The `TopicRequest` struct of `DescribeTopicPartitionsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicRequest {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,
@@ -157,11 +157,11 @@ impl Arbitrary for TopicRequest {
 /// The `Cursor` struct of `DescribeTopicPartitionsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    /// The name for the first topic to process
+    /// The name for the first topic to process.
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The partition index to start with
+    /// The partition index to start with.
     ///
     /// Versions 0+.
     pub partition_index: i32,

@@ -418,11 +418,11 @@ impl Arbitrary for DescribeTopicPartitionsResponseTopic {
 /// The `Cursor` struct of `DescribeTopicPartitionsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cursor {
-    /// The name for the first topic to process
+    /// The name for the first topic to process.
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The partition index to start with
+    /// The partition index to start with.
     ///
     /// Versions 0+.
     pub partition_index: i32,

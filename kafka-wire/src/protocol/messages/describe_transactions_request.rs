@@ -3,7 +3,7 @@
 //!
 //! Api key 65 (DescribeTransactions).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

@@ -24,7 +24,7 @@ pub struct DescribeTransactionsResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The `TransactionStates` field.
+    /// The current state of the transaction.
     ///
     /// Versions 0+.
     pub transaction_states: Vec<TransactionState>,
@@ -92,11 +92,11 @@ impl Arbitrary for DescribeTransactionsResponse {
 /// The `TopicData` struct of `DescribeTransactionsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicData {
-    /// The `Topic` field.
+    /// The topic name.
     ///
     /// Versions 0+, map key, entity type `topicName`.
     pub topic: String,
-    /// The `Partitions` field.
+    /// The partition ids included in the current transaction.
     ///
     /// Versions 0+.
     pub partitions: Vec<i32>,
@@ -153,31 +153,31 @@ impl Arbitrary for TopicData {
 /// The `TransactionState` struct of `DescribeTransactionsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransactionState {
-    /// The `ErrorCode` field.
+    /// The error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `TransactionalId` field.
+    /// The transactional id.
     ///
     /// Versions 0+, entity type `transactionalId`.
     pub transactional_id: String,
-    /// The `TransactionState` field.
+    /// The current transaction state of the producer.
     ///
     /// Versions 0+.
     pub transaction_state: String,
-    /// The `TransactionTimeoutMs` field.
+    /// The timeout in milliseconds for the transaction.
     ///
     /// Versions 0+.
     pub transaction_timeout_ms: i32,
-    /// The `TransactionStartTimeMs` field.
+    /// The start time of the transaction in milliseconds.
     ///
     /// Versions 0+.
     pub transaction_start_time_ms: i64,
-    /// The `ProducerId` field.
+    /// The current producer id associated with the transaction.
     ///
     /// Versions 0+, entity type `producerId`.
     pub producer_id: i64,
-    /// The `ProducerEpoch` field.
+    /// The current epoch associated with the producer id.
     ///
     /// Versions 0+.
     pub producer_epoch: i16,

@@ -3,7 +3,7 @@
 //!
 //! Api key 50 (DescribeUserScramCredentials).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: zkBroker, broker, controller.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

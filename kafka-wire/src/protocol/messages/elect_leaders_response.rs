@@ -129,7 +129,7 @@ impl Arbitrary for ElectLeadersResponse {
 /// The `PartitionResult` struct of `ElectLeadersResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionResult {
-    /// The partition id
+    /// The partition id.
     ///
     /// Versions 0+.
     pub partition_id: i32,
@@ -226,11 +226,11 @@ impl Arbitrary for PartitionResult {
 /// The `ReplicaElectionResult` struct of `ElectLeadersResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaElectionResult {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic: String,
-    /// The results for each partition
+    /// The results for each partition.
     ///
     /// Versions 0+.
     pub partition_result: Vec<PartitionResult>,

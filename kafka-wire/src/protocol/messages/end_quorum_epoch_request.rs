@@ -21,15 +21,15 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `EndQuorumEpochRequest`: api key 54 (EndQuorumEpoch), versions 0-1, flexible 1+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndQuorumEpochRequest {
-    /// The `ClusterId` field.
+    /// The cluster id.
     ///
     /// Versions 0+, nullable 0+.
     pub cluster_id: Option<String>,
-    /// The `Topics` field.
+    /// The topics.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
-    /// Endpoints for the leader
+    /// Endpoints for the leader.
     ///
     /// Versions 1+, ignorable.
     pub leader_endpoints: Vec<LeaderEndpoint>,
@@ -139,11 +139,11 @@ impl Arbitrary for EndQuorumEpochRequest {
 /// The `ReplicaInfo` struct of `EndQuorumEpochRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaInfo {
-    /// The `CandidateId` field.
+    /// The ID of the candidate replica.
     ///
     /// Versions 1+, entity type `brokerId`.
     pub candidate_id: i32,
-    /// The `CandidateDirectoryId` field.
+    /// The directory ID of the candidate replica.
     ///
     /// Versions 1+.
     pub candidate_directory_id: Uuid,
@@ -204,19 +204,19 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The current leader ID that is resigning
+    /// The current leader ID that is resigning.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The current epoch
+    /// The current epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
-    /// A sorted list of preferred successors to start the election
+    /// A sorted list of preferred successors to start the election.
     ///
     /// Versions 0, ignorable.
     pub preferred_successors: Vec<i32>,
-    /// A sorted list of preferred candidates to start the election
+    /// A sorted list of preferred candidates to start the election.
     ///
     /// Versions 1+, ignorable.
     pub preferred_candidates: Vec<ReplicaInfo>,
@@ -336,7 +336,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partitions.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -413,15 +413,15 @@ impl Arbitrary for TopicData {
 /// The `LeaderEndpoint` struct of `EndQuorumEpochRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaderEndpoint {
-    /// The name of the endpoint
+    /// The name of the endpoint.
     ///
     /// Versions 1+, map key.
     pub name: String,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 1+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 1+.
     pub port: u16,

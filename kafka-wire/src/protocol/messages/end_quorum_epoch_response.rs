@@ -24,11 +24,11 @@ pub struct EndQuorumEpochResponse {
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `Topics` field.
+    /// The topic data.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
-    /// Endpoints for all leaders enumerated in PartitionData
+    /// Endpoints for all leaders enumerated in PartitionData.
     ///
     /// Versions 1+, tag 0 in 1+.
     pub node_endpoints: Vec<NodeEndpoint>,
@@ -164,7 +164,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The `ErrorCode` field.
+    /// The partition level error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -172,7 +172,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
@@ -257,7 +257,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partition data.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -334,15 +334,15 @@ impl Arbitrary for TopicData {
 /// The `NodeEndpoint` struct of `EndQuorumEpochResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
-    /// The ID of the associated node
+    /// The ID of the associated node.
     ///
     /// Versions 1+, map key, entity type `brokerId`.
     pub node_id: i32,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 1+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 1+.
     pub port: u16,

@@ -2,9 +2,8 @@
 //! `EndTxnRequest`: the request spec `EndTxnRequest.json`.
 //!
 //! Api key 26 (EndTxn).
-//! Valid versions 0-4, flexible versions 3+.
-//! Version 5 is marked unstable in the spec and is not offered.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-5, flexible versions 3+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `EndTxnRequest`: api key 26 (EndTxn), versions 0-4, flexible 3+.
+/// `EndTxnRequest`: api key 26 (EndTxn), versions 0-5, flexible 3+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndTxnRequest {
     /// The ID of the transaction to end.
@@ -120,8 +119,8 @@ impl Arbitrary for EndTxnRequest {
 
 impl Message for EndTxnRequest {
     const NAME: &'static str = "EndTxnRequest";
-    /// Versions 0-4; the spec also declares version 5, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 0-5.
+    const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(3, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

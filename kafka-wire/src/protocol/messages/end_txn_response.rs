@@ -2,8 +2,7 @@
 //! `EndTxnResponse`: the response spec `EndTxnResponse.json`.
 //!
 //! Api key 26 (EndTxn).
-//! Valid versions 0-4, flexible versions 3+.
-//! Version 5 is marked unstable in the spec and is not offered.
+//! Valid versions 0-5, flexible versions 3+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `EndTxnResponse`: api key 26 (EndTxn), versions 0-4, flexible 3+.
+/// `EndTxnResponse`: api key 26 (EndTxn), versions 0-5, flexible 3+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EndTxnResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -129,8 +128,8 @@ impl Arbitrary for EndTxnResponse {
 
 impl Message for EndTxnResponse {
     const NAME: &'static str = "EndTxnResponse";
-    /// Versions 0-4; the spec also declares version 5, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 0-5.
+    const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(3, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

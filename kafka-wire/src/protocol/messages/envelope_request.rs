@@ -3,7 +3,7 @@
 //!
 //! Api key 58 (Envelope).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: controller, zkBroker.
+//! Listeners: controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

@@ -2,9 +2,8 @@
 //! `ExpireDelegationTokenRequest`: the request spec `ExpireDelegationTokenRequest.json`.
 //!
 //! Api key 40 (ExpireDelegationToken).
-//! Valid versions 0-2, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-2, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ExpireDelegationTokenRequest`: api key 40 (ExpireDelegationToken), versions 0-2, flexible 2+.
+/// `ExpireDelegationTokenRequest`: api key 40 (ExpireDelegationToken), versions 1-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpireDelegationTokenRequest {
     /// The HMAC of the delegation token to be expired.
@@ -107,8 +106,8 @@ impl Arbitrary for ExpireDelegationTokenRequest {
 
 impl Message for ExpireDelegationTokenRequest {
     const NAME: &'static str = "ExpireDelegationTokenRequest";
-    /// Versions 0-2.
-    const VALID_VERSIONS: Versions = Versions::new(0, 2);
+    /// Versions 1-2.
+    const VALID_VERSIONS: Versions = Versions::new(1, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `ExpireDelegationTokenResponse`: the response spec `ExpireDelegationTokenResponse.json`.
 //!
 //! Api key 40 (ExpireDelegationToken).
-//! Valid versions 0-2, flexible versions 2+.
+//! Valid versions 1-2, flexible versions 2+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ExpireDelegationTokenResponse`: api key 40 (ExpireDelegationToken), versions 0-2, flexible 2+.
+/// `ExpireDelegationTokenResponse`: api key 40 (ExpireDelegationToken), versions 1-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpireDelegationTokenResponse {
     /// The error code, or 0 if there was no error.
@@ -104,8 +104,8 @@ impl Arbitrary for ExpireDelegationTokenResponse {
 
 impl Message for ExpireDelegationTokenResponse {
     const NAME: &'static str = "ExpireDelegationTokenResponse";
-    /// Versions 0-2.
-    const VALID_VERSIONS: Versions = Versions::new(0, 2);
+    /// Versions 1-2.
+    const VALID_VERSIONS: Versions = Versions::new(1, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `FetchRequest`: the request spec `FetchRequest.json`.
 //!
 //! Api key 1 (Fetch).
-//! Valid versions 0-17, flexible versions 12+.
-//! Deprecated versions: 0-3.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 4-18, flexible versions 12+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `FetchRequest`: api key 1 (Fetch), versions 0-17, flexible 12+.
+/// `FetchRequest`: api key 1 (Fetch), versions 4-18, flexible 12+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchRequest {
     /// The clusterId if known. This is used to validate metadata fetches prior to broker registration.
@@ -30,7 +29,7 @@ pub struct FetchRequest {
     ///
     /// Versions 0-14, entity type `brokerId`.
     pub replica_id: i32,
-    /// The `ReplicaState` field.
+    /// The state of the replica in the follower.
     ///
     /// Versions 15+, tag 1 in 15+.
     pub replica_state: ReplicaState,
@@ -46,7 +45,7 @@ pub struct FetchRequest {
     ///
     /// Versions 3+, ignorable.
     pub max_bytes: i32,
-    /// This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records
+    /// This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records.
     ///
     /// Versions 4+, ignorable.
     pub isolation_level: i8,
@@ -66,7 +65,7 @@ pub struct FetchRequest {
     ///
     /// Versions 7+.
     pub forgotten_topics_data: Vec<ForgottenTopic>,
-    /// Rack ID of the consumer making this request
+    /// Rack ID of the consumer making this request.
     ///
     /// Versions 11+, ignorable.
     pub rack_id: String,
@@ -126,12 +125,8 @@ impl Codec for FetchRequest {
         }
         buf.put_i32(self.max_wait_ms);
         buf.put_i32(self.min_bytes);
-        if version >= 3 {
-            buf.put_i32(self.max_bytes);
-        }
-        if version >= 4 {
-            buf.put_i8(self.isolation_level);
-        }
+        buf.put_i32(self.max_bytes);
+        buf.put_i8(self.isolation_level);
         if version >= 7 {
             buf.put_i32(self.session_id);
         }
@@ -206,12 +201,8 @@ impl Codec for FetchRequest {
         }
         this.max_wait_ms = c::read_i32(buf, "FetchRequest.MaxWaitMs")?;
         this.min_bytes = c::read_i32(buf, "FetchRequest.MinBytes")?;
-        if version >= 3 {
-            this.max_bytes = c::read_i32(buf, "FetchRequest.MaxBytes")?;
-        }
-        if version >= 4 {
-            this.isolation_level = c::read_i8(buf, "FetchRequest.IsolationLevel")?;
-        }
+        this.max_bytes = c::read_i32(buf, "FetchRequest.MaxBytes")?;
+        this.isolation_level = c::read_i8(buf, "FetchRequest.IsolationLevel")?;
         if version >= 7 {
             this.session_id = c::read_i32(buf, "FetchRequest.SessionId")?;
         }
@@ -262,12 +253,8 @@ impl Codec for FetchRequest {
         }
         size += 4;
         size += 4;
-        if version >= 3 {
-            size += 4;
-        }
-        if version >= 4 {
-            size += 1;
-        }
+        size += 4;
+        size += 1;
         if version >= 7 {
             size += 4;
         }
@@ -315,12 +302,8 @@ impl Arbitrary for FetchRequest {
         }
         this.max_wait_ms = Arbitrary::arbitrary(g, version);
         this.min_bytes = Arbitrary::arbitrary(g, version);
-        if version >= 3 {
-            this.max_bytes = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 4 {
-            this.isolation_level = Arbitrary::arbitrary(g, version);
-        }
+        this.max_bytes = Arbitrary::arbitrary(g, version);
+        this.isolation_level = Arbitrary::arbitrary(g, version);
         if version >= 7 {
             this.session_id = Arbitrary::arbitrary(g, version);
         }
@@ -417,7 +400,7 @@ pub struct FetchPartition {
     ///
     /// Versions 0+.
     pub fetch_offset: i64,
-    /// The epoch of the last fetched record or -1 if there is none
+    /// The epoch of the last fetched record or -1 if there is none.
     ///
     /// Versions 12+.
     pub last_fetched_epoch: i32,
@@ -429,10 +412,14 @@ pub struct FetchPartition {
     ///
     /// Versions 0+.
     pub partition_max_bytes: i32,
-    /// The directory id of the follower fetching
+    /// The directory id of the follower fetching.
     ///
     /// Versions 17+, tag 0 in 17+, ignorable.
     pub replica_directory_id: Uuid,
+    /// The high-watermark known by the replica. -1 if the high-watermark is not known and 9223372036854775807 if the feature is not supported.
+    ///
+    /// Versions 18+, tag 1 in 18+, ignorable.
+    pub high_watermark: i64,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -448,6 +435,7 @@ impl Default for FetchPartition {
             log_start_offset: -1,
             partition_max_bytes: 0,
             replica_directory_id: Uuid::ZERO,
+            high_watermark: 9223372036854775807,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -484,6 +472,9 @@ impl Codec for FetchPartition {
             if version >= 17 && self.replica_directory_id != Uuid::ZERO {
                 count += 1;
             }
+            if version >= 18 && self.high_watermark != 9223372036854775807 {
+                count += 1;
+            }
             c::put_uvarint(buf, c::to_u32(count, "tagged field count")?);
             let mut next = 0;
             if version >= 17 && self.replica_directory_id != Uuid::ZERO {
@@ -491,6 +482,12 @@ impl Codec for FetchPartition {
                 c::put_uvarint(buf, 0);
                 c::put_uvarint(buf, c::to_u32(16, "tagged field size")?);
                 buf.put_slice(&self.replica_directory_id.0);
+            }
+            if version >= 18 && self.high_watermark != 9223372036854775807 {
+                next = c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, 1)?;
+                c::put_uvarint(buf, 1);
+                c::put_uvarint(buf, c::to_u32(8, "tagged field size")?);
+                buf.put_i64(self.high_watermark);
             }
             c::write_unknown_tagged_until(buf, &self.unknown_tagged_fields, next, u32::MAX)?;
         }
@@ -520,6 +517,11 @@ impl Codec for FetchPartition {
                             c::read_uuid(&mut data, "FetchPartition.ReplicaDirectoryId")?;
                         c::ensure_consumed(&data, "FetchPartition.ReplicaDirectoryId")?;
                     }
+                    1 if version >= 18 => {
+                        this.high_watermark =
+                            c::read_i64(&mut data, "FetchPartition.HighWatermark")?;
+                        c::ensure_consumed(&data, "FetchPartition.HighWatermark")?;
+                    }
                     _ => this.unknown_tagged_fields.push((tag, data)),
                 }
             }
@@ -548,6 +550,11 @@ impl Codec for FetchPartition {
                 let n = 16;
                 size += c::uvarint_size(0) + c::usize_uvarint_size(n) + n;
             }
+            if version >= 18 && self.high_watermark != 9223372036854775807 {
+                count += 1;
+                let n = 8;
+                size += c::uvarint_size(1) + c::usize_uvarint_size(n) + n;
+            }
             size += c::usize_uvarint_size(count);
         }
         size
@@ -573,8 +580,11 @@ impl Arbitrary for FetchPartition {
         if version >= 17 {
             this.replica_directory_id = Arbitrary::arbitrary(g, version);
         }
+        if version >= 18 {
+            this.high_watermark = Arbitrary::arbitrary(g, version);
+        }
         if version >= 12 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(1);
+            this.unknown_tagged_fields = g.unknown_tagged_fields(2);
         }
         this
     }
@@ -587,7 +597,7 @@ pub struct FetchTopic {
     ///
     /// Versions 0-12, ignorable, entity type `topicName`.
     pub topic: String,
-    /// The unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 13+, ignorable.
     pub topic_id: Uuid,
@@ -693,7 +703,7 @@ pub struct ForgottenTopic {
     ///
     /// Versions 7-12, ignorable, entity type `topicName`.
     pub topic: String,
-    /// The unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 13+, ignorable.
     pub topic_id: Uuid,
@@ -794,8 +804,8 @@ impl Arbitrary for ForgottenTopic {
 
 impl Message for FetchRequest {
     const NAME: &'static str = "FetchRequest";
-    /// Versions 0-17.
-    const VALID_VERSIONS: Versions = Versions::new(0, 17);
+    /// Versions 4-18.
+    const VALID_VERSIONS: Versions = Versions::new(4, 18);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(12, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

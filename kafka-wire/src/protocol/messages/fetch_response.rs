@@ -2,7 +2,7 @@
 //! `FetchResponse`: the response spec `FetchResponse.json`.
 //!
 //! Api key 1 (Fetch).
-//! Valid versions 0-17, flexible versions 12+.
+//! Valid versions 4-18, flexible versions 12+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `FetchResponse`: api key 1 (Fetch), versions 0-17, flexible 12+.
+/// `FetchResponse`: api key 1 (Fetch), versions 4-18, flexible 12+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -78,9 +78,7 @@ impl Codec for FetchResponse {
                 version,
             });
         }
-        if version >= 1 {
-            buf.put_i32(self.throttle_time_ms);
-        }
+        buf.put_i32(self.throttle_time_ms);
         if version >= 7 {
             buf.put_i16(self.error_code);
         }
@@ -125,9 +123,7 @@ impl Codec for FetchResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "FetchResponse.ThrottleTimeMs")?;
-        }
+        this.throttle_time_ms = c::read_i32(buf, "FetchResponse.ThrottleTimeMs")?;
         if version >= 7 {
             this.error_code = c::read_i16(buf, "FetchResponse.ErrorCode")?;
         }
@@ -153,9 +149,7 @@ impl Codec for FetchResponse {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version >= 1 {
-            size += 4;
-        }
+        size += 4;
         if version >= 7 {
             size += 2;
         }
@@ -181,9 +175,7 @@ impl Codec for FetchResponse {
 impl Arbitrary for FetchResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version >= 1 {
-            this.throttle_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         if version >= 7 {
             this.error_code = Arbitrary::arbitrary(g, version);
         }
@@ -204,11 +196,11 @@ impl Arbitrary for FetchResponse {
 /// The `EpochEndOffset` struct of `FetchResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochEndOffset {
-    /// The `Epoch` field.
+    /// The largest epoch.
     ///
     /// Versions 12+.
     pub epoch: i32,
-    /// The `EndOffset` field.
+    /// The end offset of the epoch.
     ///
     /// Versions 12+.
     pub end_offset: i64,
@@ -269,7 +261,7 @@ pub struct LeaderIdAndEpoch {
     ///
     /// Versions 12+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 12+.
     pub leader_epoch: i32,
@@ -326,11 +318,11 @@ impl Arbitrary for LeaderIdAndEpoch {
 /// The `SnapshotId` struct of `FetchResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotId {
-    /// The `EndOffset` field.
+    /// The end offset of the epoch.
     ///
     /// Versions 0+.
     pub end_offset: i64,
-    /// The `Epoch` field.
+    /// The largest epoch.
     ///
     /// Versions 0+.
     pub epoch: i32,
@@ -474,7 +466,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub high_watermark: i64,
-    /// The last stable offset (or LSO) of the partition. This is the last offset such that the state of all transactional records prior to this offset have been decided (ABORTED or COMMITTED)
+    /// The last stable offset (or LSO) of the partition. This is the last offset such that the state of all transactional records prior to this offset have been decided (ABORTED or COMMITTED).
     ///
     /// Versions 4+, ignorable.
     pub last_stable_offset: i64,
@@ -482,11 +474,11 @@ pub struct PartitionData {
     ///
     /// Versions 5+, ignorable.
     pub log_start_offset: i64,
-    /// In case divergence is detected based on the `LastFetchedEpoch` and `FetchOffset` in the request, this field indicates the largest epoch and its end offset such that subsequent records are known to diverge
+    /// In case divergence is detected based on the `LastFetchedEpoch` and `FetchOffset` in the request, this field indicates the largest epoch and its end offset such that subsequent records are known to diverge.
     ///
     /// Versions 12+, tag 0 in 12+.
     pub diverging_epoch: EpochEndOffset,
-    /// The `CurrentLeader` field.
+    /// The current leader of the partition.
     ///
     /// Versions 12+, tag 1 in 12+.
     pub current_leader: LeaderIdAndEpoch,
@@ -498,7 +490,7 @@ pub struct PartitionData {
     ///
     /// Versions 4+, nullable 4+, ignorable.
     pub aborted_transactions: Option<Vec<AbortedTransaction>>,
-    /// The preferred read replica for the consumer to use on its next fetch request
+    /// The preferred read replica for the consumer to use on its next fetch request.
     ///
     /// Versions 11+, entity type `brokerId`.
     pub preferred_read_replica: i32,
@@ -565,22 +557,18 @@ impl Codec for PartitionData {
         buf.put_i32(self.partition_index);
         buf.put_i16(self.error_code);
         buf.put_i64(self.high_watermark);
-        if version >= 4 {
-            buf.put_i64(self.last_stable_offset);
-        }
+        buf.put_i64(self.last_stable_offset);
         if version >= 5 {
             buf.put_i64(self.log_start_offset);
         }
-        if version >= 4 {
-            c::write_nullable_array(
-                buf,
-                self.aborted_transactions.as_deref(),
-                version,
-                version >= 12,
-                true,
-                "PartitionData.AbortedTransactions",
-            )?;
-        }
+        c::write_nullable_array(
+            buf,
+            self.aborted_transactions.as_deref(),
+            version,
+            version >= 12,
+            true,
+            "PartitionData.AbortedTransactions",
+        )?;
         if version >= 11 {
             buf.put_i32(self.preferred_read_replica);
         }
@@ -644,21 +632,17 @@ impl Codec for PartitionData {
         this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
         this.error_code = c::read_i16(buf, "PartitionData.ErrorCode")?;
         this.high_watermark = c::read_i64(buf, "PartitionData.HighWatermark")?;
-        if version >= 4 {
-            this.last_stable_offset = c::read_i64(buf, "PartitionData.LastStableOffset")?;
-        }
+        this.last_stable_offset = c::read_i64(buf, "PartitionData.LastStableOffset")?;
         if version >= 5 {
             this.log_start_offset = c::read_i64(buf, "PartitionData.LogStartOffset")?;
         }
-        if version >= 4 {
-            this.aborted_transactions = c::read_nullable_array(
-                buf,
-                version,
-                version >= 12,
-                true,
-                "PartitionData.AbortedTransactions",
-            )?;
-        }
+        this.aborted_transactions = c::read_nullable_array(
+            buf,
+            version,
+            version >= 12,
+            true,
+            "PartitionData.AbortedTransactions",
+        )?;
         if version >= 11 {
             this.preferred_read_replica = c::read_i32(buf, "PartitionData.PreferredReadReplica")?;
         }
@@ -692,19 +676,12 @@ impl Codec for PartitionData {
         size += 4;
         size += 2;
         size += 8;
-        if version >= 4 {
-            size += 8;
-        }
+        size += 8;
         if version >= 5 {
             size += 8;
         }
-        if version >= 4 {
-            size += c::nullable_array_size(
-                self.aborted_transactions.as_deref(),
-                version,
-                version >= 12,
-            );
-        }
+        size +=
+            c::nullable_array_size(self.aborted_transactions.as_deref(), version, version >= 12);
         if version >= 11 {
             size += 4;
         }
@@ -740,9 +717,7 @@ impl Arbitrary for PartitionData {
         this.partition_index = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
         this.high_watermark = Arbitrary::arbitrary(g, version);
-        if version >= 4 {
-            this.last_stable_offset = Arbitrary::arbitrary(g, version);
-        }
+        this.last_stable_offset = Arbitrary::arbitrary(g, version);
         if version >= 5 {
             this.log_start_offset = Arbitrary::arbitrary(g, version);
         }
@@ -755,9 +730,7 @@ impl Arbitrary for PartitionData {
         if version >= 12 {
             this.snapshot_id = Arbitrary::arbitrary(g, version);
         }
-        if version >= 4 {
-            this.aborted_transactions = g.option(true, version);
-        }
+        this.aborted_transactions = g.option(true, version);
         if version >= 11 {
             this.preferred_read_replica = Arbitrary::arbitrary(g, version);
         }
@@ -776,7 +749,7 @@ pub struct FetchableTopicResponse {
     ///
     /// Versions 0-12, ignorable, entity type `topicName`.
     pub topic: String,
-    /// The unique topic ID
+    /// The unique topic ID.
     ///
     /// Versions 13+, ignorable.
     pub topic_id: Uuid,
@@ -974,8 +947,8 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for FetchResponse {
     const NAME: &'static str = "FetchResponse";
-    /// Versions 0-17.
-    const VALID_VERSIONS: Versions = Versions::new(0, 17);
+    /// Versions 4-18.
+    const VALID_VERSIONS: Versions = Versions::new(4, 18);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(12, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

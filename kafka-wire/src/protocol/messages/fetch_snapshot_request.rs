@@ -21,19 +21,19 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `FetchSnapshotRequest`: api key 59 (FetchSnapshot), versions 0-1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchSnapshotRequest {
-    /// The clusterId if known, this is used to validate metadata fetches prior to broker registration
+    /// The clusterId if known, this is used to validate metadata fetches prior to broker registration.
     ///
     /// Versions 0+, nullable 0+, tag 0 in 0+.
     pub cluster_id: Option<String>,
-    /// The broker ID of the follower
+    /// The broker ID of the follower.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub replica_id: i32,
-    /// The maximum bytes to fetch from all of the snapshots
+    /// The maximum bytes to fetch from all of the snapshots.
     ///
     /// Versions 0+.
     pub max_bytes: i32,
-    /// The topics to fetch
+    /// The topics to fetch.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicSnapshot>,
@@ -150,11 +150,11 @@ impl Arbitrary for FetchSnapshotRequest {
 /// The `SnapshotId` struct of `FetchSnapshotRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotId {
-    /// The `EndOffset` field.
+    /// The end offset of the snapshot.
     ///
     /// Versions 0+.
     pub end_offset: i64,
-    /// The `Epoch` field.
+    /// The epoch of the snapshot.
     ///
     /// Versions 0+.
     pub epoch: i32,
@@ -211,23 +211,23 @@ impl Arbitrary for SnapshotId {
 /// The `PartitionSnapshot` struct of `FetchSnapshotRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionSnapshot {
-    /// The partition index
+    /// The partition index.
     ///
     /// Versions 0+.
     pub partition: i32,
-    /// The current leader epoch of the partition, -1 for unknown leader epoch
+    /// The current leader epoch of the partition, -1 for unknown leader epoch.
     ///
     /// Versions 0+.
     pub current_leader_epoch: i32,
-    /// The snapshot endOffset and epoch to fetch
+    /// The snapshot endOffset and epoch to fetch.
     ///
     /// Versions 0+.
     pub snapshot_id: SnapshotId,
-    /// The byte position within the snapshot to start fetching from
+    /// The byte position within the snapshot to start fetching from.
     ///
     /// Versions 0+.
     pub position: i64,
-    /// The directory id of the follower fetching
+    /// The directory id of the follower fetching.
     ///
     /// Versions 1+, tag 0 in 1+, ignorable.
     pub replica_directory_id: Uuid,
@@ -327,11 +327,11 @@ impl Arbitrary for PartitionSnapshot {
 /// The `TopicSnapshot` struct of `FetchSnapshotRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicSnapshot {
-    /// The name of the topic to fetch
+    /// The name of the topic to fetch.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,
-    /// The partitions to fetch
+    /// The partitions to fetch.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionSnapshot>,

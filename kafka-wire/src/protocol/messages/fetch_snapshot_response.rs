@@ -32,7 +32,7 @@ pub struct FetchSnapshotResponse {
     ///
     /// Versions 0+.
     pub topics: Vec<TopicSnapshot>,
-    /// Endpoints for all current-leaders enumerated in PartitionSnapshot
+    /// Endpoints for all current-leaders enumerated in PartitionSnapshot.
     ///
     /// Versions 1+, tag 0 in 1+.
     pub node_endpoints: Vec<NodeEndpoint>,
@@ -155,11 +155,11 @@ impl Arbitrary for FetchSnapshotResponse {
 /// The `SnapshotId` struct of `FetchSnapshotResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotId {
-    /// The `EndOffset` field.
+    /// The snapshot end offset.
     ///
     /// Versions 0+.
     pub end_offset: i64,
-    /// The `Epoch` field.
+    /// The snapshot epoch.
     ///
     /// Versions 0+.
     pub epoch: i32,
@@ -220,7 +220,7 @@ pub struct LeaderIdAndEpoch {
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
@@ -285,11 +285,11 @@ pub struct PartitionSnapshot {
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The snapshot endOffset and epoch fetched
+    /// The snapshot endOffset and epoch fetched.
     ///
     /// Versions 0+.
     pub snapshot_id: SnapshotId,
-    /// The `CurrentLeader` field.
+    /// The leader of the partition at the time of the snapshot.
     ///
     /// Versions 0+, tag 0 in 0+.
     pub current_leader: LeaderIdAndEpoch,
@@ -301,7 +301,7 @@ pub struct PartitionSnapshot {
     ///
     /// Versions 0+.
     pub position: i64,
-    /// Snapshot data in records format which may not be aligned on an offset boundary
+    /// Snapshot data in records format which may not be aligned on an offset boundary.
     ///
     /// Versions 0+.
     pub unaligned_records: Option<Bytes>,
@@ -491,15 +491,15 @@ impl Arbitrary for TopicSnapshot {
 /// The `NodeEndpoint` struct of `FetchSnapshotResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
-    /// The ID of the associated node
+    /// The ID of the associated node.
     ///
     /// Versions 1+, map key, entity type `brokerId`.
     pub node_id: i32,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 1+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 1+.
     pub port: u16,

@@ -3,8 +3,7 @@
 //!
 //! Api key 10 (FindCoordinator).
 //! Valid versions 0-6, flexible versions 3+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -26,7 +25,7 @@ pub struct FindCoordinatorRequest {
     ///
     /// Versions 0-3.
     pub key: String,
-    /// The coordinator key type. (Group, transaction, etc.)
+    /// The coordinator key type. (group, transaction, share).
     ///
     /// Versions 1+.
     pub key_type: i8,

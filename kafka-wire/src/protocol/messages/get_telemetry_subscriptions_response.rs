@@ -48,7 +48,7 @@ pub struct GetTelemetrySubscriptionsResponse {
     ///
     /// Versions 0+.
     pub telemetry_max_bytes: i32,
-    /// Flag to indicate monotonic/counter metrics are to be emitted as deltas or cumulative values
+    /// Flag to indicate monotonic/counter metrics are to be emitted as deltas or cumulative values.
     ///
     /// Versions 0+.
     pub delta_temporality: bool,

@@ -3,7 +3,7 @@
 //!
 //! Api key 12 (Heartbeat).
 //! Valid versions 0-4, flexible versions 4+.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

@@ -3,7 +3,8 @@
 //!
 //! Api key 22 (InitProducerId).
 //! Valid versions 0-5, flexible versions 2+.
-//! Listeners: zkBroker, broker.
+//! Version 6 is marked unstable in the spec and is not offered.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -37,6 +38,14 @@ pub struct InitProducerIdRequest {
     ///
     /// Versions 3+.
     pub producer_epoch: i16,
+    /// True if the client wants to enable two-phase commit (2PC) protocol for transactions.
+    ///
+    /// Versions 6+.
+    pub enable2_pc: bool,
+    /// True if the client wants to keep the currently ongoing transaction instead of aborting it.
+    ///
+    /// Versions 6+.
+    pub keep_prepared_txn: bool,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -49,6 +58,8 @@ impl Default for InitProducerIdRequest {
             transaction_timeout_ms: 0,
             producer_id: -1,
             producer_epoch: -1,
+            enable2_pc: false,
+            keep_prepared_txn: false,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -65,6 +76,18 @@ impl Codec for InitProducerIdRequest {
         if version < 3 && self.producer_epoch != -1 {
             return Err(Error::FieldNotSupported {
                 field: "InitProducerIdRequest.ProducerEpoch",
+                version,
+            });
+        }
+        if version < 6 && self.enable2_pc {
+            return Err(Error::FieldNotSupported {
+                field: "InitProducerIdRequest.Enable2Pc",
+                version,
+            });
+        }
+        if version < 6 && self.keep_prepared_txn {
+            return Err(Error::FieldNotSupported {
+                field: "InitProducerIdRequest.KeepPreparedTxn",
                 version,
             });
         }
@@ -89,6 +112,12 @@ impl Codec for InitProducerIdRequest {
         if version >= 3 {
             buf.put_i16(self.producer_epoch);
         }
+        if version >= 6 {
+            buf.put_u8(u8::from(self.enable2_pc));
+        }
+        if version >= 6 {
+            buf.put_u8(u8::from(self.keep_prepared_txn));
+        }
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -111,6 +140,12 @@ impl Codec for InitProducerIdRequest {
         if version >= 3 {
             this.producer_epoch = c::read_i16(buf, "InitProducerIdRequest.ProducerEpoch")?;
         }
+        if version >= 6 {
+            this.enable2_pc = c::read_bool(buf, "InitProducerIdRequest.Enable2Pc")?;
+        }
+        if version >= 6 {
+            this.keep_prepared_txn = c::read_bool(buf, "InitProducerIdRequest.KeepPreparedTxn")?;
+        }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -125,6 +160,12 @@ impl Codec for InitProducerIdRequest {
         }
         if version >= 3 {
             size += 2;
+        }
+        if version >= 6 {
+            size += 1;
+        }
+        if version >= 6 {
+            size += 1;
         }
         if version >= 2 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -146,6 +187,12 @@ impl Arbitrary for InitProducerIdRequest {
         if version >= 3 {
             this.producer_epoch = Arbitrary::arbitrary(g, version);
         }
+        if version >= 6 {
+            this.enable2_pc = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 6 {
+            this.keep_prepared_txn = Arbitrary::arbitrary(g, version);
+        }
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         }
@@ -155,7 +202,7 @@ impl Arbitrary for InitProducerIdRequest {
 
 impl Message for InitProducerIdRequest {
     const NAME: &'static str = "InitProducerIdRequest";
-    /// Versions 0-5.
+    /// Versions 0-5; the spec also declares version 6, marked unstable, which is not offered.
     const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {

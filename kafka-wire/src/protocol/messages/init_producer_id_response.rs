@@ -3,6 +3,7 @@
 //!
 //! Api key 22 (InitProducerId).
 //! Valid versions 0-5, flexible versions 2+.
+//! Version 6 is marked unstable in the spec and is not offered.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -36,6 +37,14 @@ pub struct InitProducerIdResponse {
     ///
     /// Versions 0+.
     pub producer_epoch: i16,
+    /// The producer id for ongoing transaction when KeepPreparedTxn is used, -1 if there is no transaction ongoing.
+    ///
+    /// Versions 6+, entity type `producerId`.
+    pub ongoing_txn_producer_id: i64,
+    /// The epoch associated with the  producer id for ongoing transaction when KeepPreparedTxn is used, -1 if there is no transaction ongoing.
+    ///
+    /// Versions 6+.
+    pub ongoing_txn_producer_epoch: i16,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -48,6 +57,8 @@ impl Default for InitProducerIdResponse {
             error_code: 0,
             producer_id: -1,
             producer_epoch: 0,
+            ongoing_txn_producer_id: -1,
+            ongoing_txn_producer_epoch: -1,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -55,6 +66,18 @@ impl Default for InitProducerIdResponse {
 
 impl Codec for InitProducerIdResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if version < 6 && self.ongoing_txn_producer_id != -1 {
+            return Err(Error::FieldNotSupported {
+                field: "InitProducerIdResponse.OngoingTxnProducerId",
+                version,
+            });
+        }
+        if version < 6 && self.ongoing_txn_producer_epoch != -1 {
+            return Err(Error::FieldNotSupported {
+                field: "InitProducerIdResponse.OngoingTxnProducerEpoch",
+                version,
+            });
+        }
         if version < 2 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "InitProducerIdResponse.unknown_tagged_fields",
@@ -65,6 +88,12 @@ impl Codec for InitProducerIdResponse {
         buf.put_i16(self.error_code);
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
+        if version >= 6 {
+            buf.put_i64(self.ongoing_txn_producer_id);
+        }
+        if version >= 6 {
+            buf.put_i16(self.ongoing_txn_producer_epoch);
+        }
         if version >= 2 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -76,6 +105,14 @@ impl Codec for InitProducerIdResponse {
         this.error_code = c::read_i16(buf, "InitProducerIdResponse.ErrorCode")?;
         this.producer_id = c::read_i64(buf, "InitProducerIdResponse.ProducerId")?;
         this.producer_epoch = c::read_i16(buf, "InitProducerIdResponse.ProducerEpoch")?;
+        if version >= 6 {
+            this.ongoing_txn_producer_id =
+                c::read_i64(buf, "InitProducerIdResponse.OngoingTxnProducerId")?;
+        }
+        if version >= 6 {
+            this.ongoing_txn_producer_epoch =
+                c::read_i16(buf, "InitProducerIdResponse.OngoingTxnProducerEpoch")?;
+        }
         if version >= 2 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -87,6 +124,12 @@ impl Codec for InitProducerIdResponse {
         size += 2;
         size += 8;
         size += 2;
+        if version >= 6 {
+            size += 8;
+        }
+        if version >= 6 {
+            size += 2;
+        }
         if version >= 2 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
             size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -103,6 +146,12 @@ impl Arbitrary for InitProducerIdResponse {
         this.error_code = Arbitrary::arbitrary(g, version);
         this.producer_id = Arbitrary::arbitrary(g, version);
         this.producer_epoch = Arbitrary::arbitrary(g, version);
+        if version >= 6 {
+            this.ongoing_txn_producer_id = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 6 {
+            this.ongoing_txn_producer_epoch = Arbitrary::arbitrary(g, version);
+        }
         if version >= 2 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         }
@@ -112,7 +161,7 @@ impl Arbitrary for InitProducerIdResponse {
 
 impl Message for InitProducerIdResponse {
     const NAME: &'static str = "InitProducerIdResponse";
-    /// Versions 0-5.
+    /// Versions 0-5; the spec also declares version 6, marked unstable, which is not offered.
     const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {

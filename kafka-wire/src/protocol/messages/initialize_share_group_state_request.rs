@@ -2,8 +2,7 @@
 //! `InitializeShareGroupStateRequest`: the request spec `InitializeShareGroupStateRequest.json`.
 //!
 //! Api key 83 (InitializeShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `InitializeShareGroupStateRequest`: api key 83 (InitializeShareGroupState), versions none, flexible 0+.
+/// `InitializeShareGroupStateRequest`: api key 83 (InitializeShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitializeShareGroupStateRequest {
     /// The group identifier.
@@ -240,8 +239,8 @@ impl Arbitrary for InitializeStateData {
 
 impl Message for InitializeShareGroupStateRequest {
     const NAME: &'static str = "InitializeShareGroupStateRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `InitializeShareGroupStateResponse`: the response spec `InitializeShareGroupStateResponse.json`.
 //!
 //! Api key 83 (InitializeShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +17,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `InitializeShareGroupStateResponse`: api key 83 (InitializeShareGroupState), versions none, flexible 0+.
+/// `InitializeShareGroupStateResponse`: api key 83 (InitializeShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitializeShareGroupStateResponse {
-    /// The initialization results
+    /// The initialization results.
     ///
     /// Versions 0+.
     pub results: Vec<InitializeStateResult>,
@@ -162,7 +161,7 @@ impl Arbitrary for PartitionResult {
 /// The `InitializeStateResult` struct of `InitializeShareGroupStateResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitializeStateResult {
-    /// The topic identifier
+    /// The topic identifier.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
@@ -228,8 +227,8 @@ impl Arbitrary for InitializeStateResult {
 
 impl Message for InitializeShareGroupStateResponse {
     const NAME: &'static str = "InitializeShareGroupStateResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

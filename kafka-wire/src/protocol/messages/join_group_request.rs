@@ -3,8 +3,7 @@
 //!
 //! Api key 11 (JoinGroup).
 //! Valid versions 0-9, flexible versions 6+.
-//! Deprecated versions: 0-1.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

@@ -52,7 +52,7 @@ pub struct JoinGroupResponse {
     ///
     /// Versions 0+.
     pub member_id: String,
-    /// The `Members` field.
+    /// The group members.
     ///
     /// Versions 0+.
     pub members: Vec<JoinGroupResponseMember>,

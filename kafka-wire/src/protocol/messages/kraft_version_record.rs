@@ -19,11 +19,11 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `KRaftVersionRecord` (data spec), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KRaftVersionRecord {
-    /// The version of the kraft version record
+    /// The version of the kraft version record.
     ///
     /// Versions 0+.
     pub version: i16,
-    /// The kraft protocol version
+    /// The kraft protocol version.
     ///
     /// Versions 0+.
     pub kraft_version: i16,

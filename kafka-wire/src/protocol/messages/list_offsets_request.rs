@@ -2,9 +2,8 @@
 //! `ListOffsetsRequest`: the request spec `ListOffsetsRequest.json`.
 //!
 //! Api key 2 (ListOffsets).
-//! Valid versions 0-10, flexible versions 6+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Valid versions 1-10, flexible versions 6+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,14 +18,14 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ListOffsetsRequest`: api key 2 (ListOffsets), versions 0-10, flexible 6+.
+/// `ListOffsetsRequest`: api key 2 (ListOffsets), versions 1-10, flexible 6+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsRequest {
     /// The broker ID of the requester, or -1 if this request is being made by a normal consumer.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub replica_id: i32,
-    /// This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records
+    /// This setting controls the visibility of transactional records. Using READ_UNCOMMITTED (isolation_level = 0) makes all records visible. With READ_COMMITTED (isolation_level = 1), non-transactional and COMMITTED transactional records are visible. To be more concrete, READ_COMMITTED returns all data from offsets smaller than the current LSO (last stable offset), and enables the inclusion of the list of aborted transactions in the result, which allows consumers to discard ABORTED transactional records.
     ///
     /// Versions 2+.
     pub isolation_level: i8,
@@ -155,10 +154,6 @@ pub struct ListOffsetsPartition {
     ///
     /// Versions 0+.
     pub timestamp: i64,
-    /// The maximum number of offsets to report.
-    ///
-    /// Versions 0.
-    pub max_num_offsets: i32,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -170,7 +165,6 @@ impl Default for ListOffsetsPartition {
             partition_index: 0,
             current_leader_epoch: -1,
             timestamp: 0,
-            max_num_offsets: 1,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -178,12 +172,6 @@ impl Default for ListOffsetsPartition {
 
 impl Codec for ListOffsetsPartition {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version > 0 && self.max_num_offsets != 1 {
-            return Err(Error::FieldNotSupported {
-                field: "ListOffsetsPartition.MaxNumOffsets",
-                version,
-            });
-        }
         if version < 6 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "ListOffsetsPartition.unknown_tagged_fields",
@@ -195,9 +183,6 @@ impl Codec for ListOffsetsPartition {
             buf.put_i32(self.current_leader_epoch);
         }
         buf.put_i64(self.timestamp);
-        if version <= 0 {
-            buf.put_i32(self.max_num_offsets);
-        }
         if version >= 6 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -211,9 +196,6 @@ impl Codec for ListOffsetsPartition {
                 c::read_i32(buf, "ListOffsetsPartition.CurrentLeaderEpoch")?;
         }
         this.timestamp = c::read_i64(buf, "ListOffsetsPartition.Timestamp")?;
-        if version <= 0 {
-            this.max_num_offsets = c::read_i32(buf, "ListOffsetsPartition.MaxNumOffsets")?;
-        }
         if version >= 6 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -226,9 +208,6 @@ impl Codec for ListOffsetsPartition {
             size += 4;
         }
         size += 8;
-        if version <= 0 {
-            size += 4;
-        }
         if version >= 6 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
             size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -246,9 +225,6 @@ impl Arbitrary for ListOffsetsPartition {
             this.current_leader_epoch = Arbitrary::arbitrary(g, version);
         }
         this.timestamp = Arbitrary::arbitrary(g, version);
-        if version <= 0 {
-            this.max_num_offsets = Arbitrary::arbitrary(g, version);
-        }
         if version >= 6 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         }
@@ -339,8 +315,8 @@ impl Arbitrary for ListOffsetsTopic {
 
 impl Message for ListOffsetsRequest {
     const NAME: &'static str = "ListOffsetsRequest";
-    /// Versions 0-10.
-    const VALID_VERSIONS: Versions = Versions::new(0, 10);
+    /// Versions 1-10.
+    const VALID_VERSIONS: Versions = Versions::new(1, 10);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(6, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

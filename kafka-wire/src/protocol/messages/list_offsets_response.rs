@@ -2,7 +2,7 @@
 //! `ListOffsetsResponse`: the response spec `ListOffsetsResponse.json`.
 //!
 //! Api key 2 (ListOffsets).
-//! Valid versions 0-10, flexible versions 6+.
+//! Valid versions 1-10, flexible versions 6+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ListOffsetsResponse`: api key 2 (ListOffsets), versions 0-10, flexible 6+.
+/// `ListOffsetsResponse`: api key 2 (ListOffsets), versions 1-10, flexible 6+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -117,10 +117,6 @@ pub struct ListOffsetsPartitionResponse {
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The result offsets.
-    ///
-    /// Versions 0.
-    pub old_style_offsets: Vec<i64>,
     /// The timestamp associated with the returned offset.
     ///
     /// Versions 1+.
@@ -129,7 +125,7 @@ pub struct ListOffsetsPartitionResponse {
     ///
     /// Versions 1+.
     pub offset: i64,
-    /// The `LeaderEpoch` field.
+    /// The leader epoch associated with the returned offset.
     ///
     /// Versions 4+.
     pub leader_epoch: i32,
@@ -143,7 +139,6 @@ impl Default for ListOffsetsPartitionResponse {
         Self {
             partition_index: 0,
             error_code: 0,
-            old_style_offsets: Vec::new(),
             timestamp: -1,
             offset: -1,
             leader_epoch: -1,
@@ -154,24 +149,6 @@ impl Default for ListOffsetsPartitionResponse {
 
 impl Codec for ListOffsetsPartitionResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version > 0 && !self.old_style_offsets.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "ListOffsetsPartitionResponse.OldStyleOffsets",
-                version,
-            });
-        }
-        if version < 1 && self.timestamp != -1 {
-            return Err(Error::FieldNotSupported {
-                field: "ListOffsetsPartitionResponse.Timestamp",
-                version,
-            });
-        }
-        if version < 1 && self.offset != -1 {
-            return Err(Error::FieldNotSupported {
-                field: "ListOffsetsPartitionResponse.Offset",
-                version,
-            });
-        }
         if version < 4 && self.leader_epoch != -1 {
             return Err(Error::FieldNotSupported {
                 field: "ListOffsetsPartitionResponse.LeaderEpoch",
@@ -186,21 +163,8 @@ impl Codec for ListOffsetsPartitionResponse {
         }
         buf.put_i32(self.partition_index);
         buf.put_i16(self.error_code);
-        if version <= 0 {
-            c::write_array(
-                buf,
-                &self.old_style_offsets,
-                version,
-                false,
-                "ListOffsetsPartitionResponse.OldStyleOffsets",
-            )?;
-        }
-        if version >= 1 {
-            buf.put_i64(self.timestamp);
-        }
-        if version >= 1 {
-            buf.put_i64(self.offset);
-        }
+        buf.put_i64(self.timestamp);
+        buf.put_i64(self.offset);
         if version >= 4 {
             buf.put_i32(self.leader_epoch);
         }
@@ -213,20 +177,8 @@ impl Codec for ListOffsetsPartitionResponse {
         let mut this = Self::default();
         this.partition_index = c::read_i32(buf, "ListOffsetsPartitionResponse.PartitionIndex")?;
         this.error_code = c::read_i16(buf, "ListOffsetsPartitionResponse.ErrorCode")?;
-        if version <= 0 {
-            this.old_style_offsets = c::read_array(
-                buf,
-                version,
-                false,
-                "ListOffsetsPartitionResponse.OldStyleOffsets",
-            )?;
-        }
-        if version >= 1 {
-            this.timestamp = c::read_i64(buf, "ListOffsetsPartitionResponse.Timestamp")?;
-        }
-        if version >= 1 {
-            this.offset = c::read_i64(buf, "ListOffsetsPartitionResponse.Offset")?;
-        }
+        this.timestamp = c::read_i64(buf, "ListOffsetsPartitionResponse.Timestamp")?;
+        this.offset = c::read_i64(buf, "ListOffsetsPartitionResponse.Offset")?;
         if version >= 4 {
             this.leader_epoch = c::read_i32(buf, "ListOffsetsPartitionResponse.LeaderEpoch")?;
         }
@@ -239,15 +191,8 @@ impl Codec for ListOffsetsPartitionResponse {
         let mut size = 0;
         size += 4;
         size += 2;
-        if version <= 0 {
-            size += c::array_size(&self.old_style_offsets, version, false);
-        }
-        if version >= 1 {
-            size += 8;
-        }
-        if version >= 1 {
-            size += 8;
-        }
+        size += 8;
+        size += 8;
         if version >= 4 {
             size += 4;
         }
@@ -265,15 +210,8 @@ impl Arbitrary for ListOffsetsPartitionResponse {
         let mut this = Self::default();
         this.partition_index = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
-        if version <= 0 {
-            this.old_style_offsets = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 1 {
-            this.timestamp = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 1 {
-            this.offset = Arbitrary::arbitrary(g, version);
-        }
+        this.timestamp = Arbitrary::arbitrary(g, version);
+        this.offset = Arbitrary::arbitrary(g, version);
         if version >= 4 {
             this.leader_epoch = Arbitrary::arbitrary(g, version);
         }
@@ -287,7 +225,7 @@ impl Arbitrary for ListOffsetsPartitionResponse {
 /// The `ListOffsetsTopicResponse` struct of `ListOffsetsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListOffsetsTopicResponse {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,
@@ -377,8 +315,8 @@ impl Arbitrary for ListOffsetsTopicResponse {
 
 impl Message for ListOffsetsResponse {
     const NAME: &'static str = "ListOffsetsResponse";
-    /// Versions 0-10.
-    const VALID_VERSIONS: Versions = Versions::new(0, 10);
+    /// Versions 1-10.
+    const VALID_VERSIONS: Versions = Versions::new(1, 10);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(6, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

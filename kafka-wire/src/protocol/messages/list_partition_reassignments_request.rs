@@ -3,7 +3,7 @@
 //!
 //! Api key 46 (ListPartitionReassignments).
 //! Valid versions 0, flexible versions 0+.
-//! Listeners: broker, controller, zkBroker.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -95,7 +95,7 @@ impl Arbitrary for ListPartitionReassignmentsRequest {
 /// The `ListPartitionReassignmentsTopics` struct of `ListPartitionReassignmentsRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListPartitionReassignmentsTopics {
-    /// The topic name
+    /// The topic name.
     ///
     /// Versions 0+, entity type `topicName`.
     pub name: String,

@@ -24,7 +24,7 @@ pub struct ListPartitionReassignmentsResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The top-level error code, or 0 if there was no error
+    /// The top-level error code, or 0 if there was no error.
     ///
     /// Versions 0+.
     pub error_code: i16,

@@ -2,8 +2,8 @@
 //! `ListTransactionsRequest`: the request spec `ListTransactionsRequest.json`.
 //!
 //! Api key 66 (ListTransactions).
-//! Valid versions 0-1, flexible versions 0+.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-2, flexible versions 0+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,21 +18,25 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ListTransactionsRequest`: api key 66 (ListTransactions), versions 0-1, flexible 0+.
+/// `ListTransactionsRequest`: api key 66 (ListTransactions), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListTransactionsRequest {
-    /// The transaction states to filter by: if empty, all transactions are returned; if non-empty, then only transactions matching one of the filtered states will be returned
+    /// The transaction states to filter by: if empty, all transactions are returned; if non-empty, then only transactions matching one of the filtered states will be returned.
     ///
     /// Versions 0+.
     pub state_filters: Vec<String>,
-    /// The producerIds to filter by: if empty, all transactions will be returned; if non-empty, only transactions which match one of the filtered producerIds will be returned
+    /// The producerIds to filter by: if empty, all transactions will be returned; if non-empty, only transactions which match one of the filtered producerIds will be returned.
     ///
     /// Versions 0+, entity type `producerId`.
     pub producer_id_filters: Vec<i64>,
-    /// Duration (in millis) to filter by: if < 0, all transactions will be returned; otherwise, only transactions running longer than this duration will be returned
+    /// Duration (in millis) to filter by: if < 0, all transactions will be returned; otherwise, only transactions running longer than this duration will be returned.
     ///
     /// Versions 1+.
     pub duration_filter: i64,
+    /// The transactional ID regular expression pattern to filter by: if it is empty or null, all transactions are returned; Otherwise then only the transactions matching the given regular expression will be returned.
+    ///
+    /// Versions 2+, nullable 2+.
+    pub transactional_id_pattern: Option<String>,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -44,6 +48,7 @@ impl Default for ListTransactionsRequest {
             state_filters: Vec::new(),
             producer_id_filters: Vec::new(),
             duration_filter: -1,
+            transactional_id_pattern: None,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -54,6 +59,12 @@ impl Codec for ListTransactionsRequest {
         if version < 1 && self.duration_filter != -1 {
             return Err(Error::FieldNotSupported {
                 field: "ListTransactionsRequest.DurationFilter",
+                version,
+            });
+        }
+        if version < 2 && self.transactional_id_pattern.is_some() {
+            return Err(Error::FieldNotSupported {
+                field: "ListTransactionsRequest.TransactionalIdPattern",
                 version,
             });
         }
@@ -74,6 +85,16 @@ impl Codec for ListTransactionsRequest {
         if version >= 1 {
             buf.put_i64(self.duration_filter);
         }
+        if version >= 2 {
+            c::write_nullable_string(
+                buf,
+                self.transactional_id_pattern.as_deref(),
+                true,
+                true,
+                "ListTransactionsRequest.TransactionalIdPattern",
+                version,
+            )?;
+        }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
@@ -90,6 +111,15 @@ impl Codec for ListTransactionsRequest {
         if version >= 1 {
             this.duration_filter = c::read_i64(buf, "ListTransactionsRequest.DurationFilter")?;
         }
+        if version >= 2 {
+            this.transactional_id_pattern = c::read_nullable_string(
+                buf,
+                true,
+                true,
+                "ListTransactionsRequest.TransactionalIdPattern",
+                version,
+            )?;
+        }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -99,6 +129,9 @@ impl Codec for ListTransactionsRequest {
         size += c::array_size(&self.producer_id_filters, version, true);
         if version >= 1 {
             size += 8;
+        }
+        if version >= 2 {
+            size += c::nullable_string_size(self.transactional_id_pattern.as_deref(), true);
         }
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -115,6 +148,9 @@ impl Arbitrary for ListTransactionsRequest {
         if version >= 1 {
             this.duration_filter = Arbitrary::arbitrary(g, version);
         }
+        if version >= 2 {
+            this.transactional_id_pattern = g.option(true, version);
+        }
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
@@ -122,8 +158,8 @@ impl Arbitrary for ListTransactionsRequest {
 
 impl Message for ListTransactionsRequest {
     const NAME: &'static str = "ListTransactionsRequest";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

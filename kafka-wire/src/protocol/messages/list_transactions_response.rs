@@ -2,7 +2,7 @@
 //! `ListTransactionsResponse`: the response spec `ListTransactionsResponse.json`.
 //!
 //! Api key 66 (ListTransactions).
-//! Valid versions 0-1, flexible versions 0+.
+//! Valid versions 0-2, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,22 +17,22 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ListTransactionsResponse`: api key 66 (ListTransactions), versions 0-1, flexible 0+.
+/// `ListTransactionsResponse`: api key 66 (ListTransactions), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListTransactionsResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The `ErrorCode` field.
+    /// The error code, or 0 if there was no error.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// Set of state filters provided in the request which were unknown to the transaction coordinator
+    /// Set of state filters provided in the request which were unknown to the transaction coordinator.
     ///
     /// Versions 0+.
     pub unknown_state_filters: Vec<String>,
-    /// The `TransactionStates` field.
+    /// The current state of the transaction for the transactional id.
     ///
     /// Versions 0+.
     pub transaction_states: Vec<TransactionState>,
@@ -121,15 +121,15 @@ impl Arbitrary for ListTransactionsResponse {
 /// The `TransactionState` struct of `ListTransactionsResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransactionState {
-    /// The `TransactionalId` field.
+    /// The transactional id.
     ///
     /// Versions 0+, entity type `transactionalId`.
     pub transactional_id: String,
-    /// The `ProducerId` field.
+    /// The producer id.
     ///
     /// Versions 0+, entity type `producerId`.
     pub producer_id: i64,
-    /// The current transaction state of the producer
+    /// The current transaction state of the producer.
     ///
     /// Versions 0+.
     pub transaction_state: String,
@@ -202,8 +202,8 @@ impl Arbitrary for TransactionState {
 
 impl Message for ListTransactionsResponse {
     const NAME: &'static str = "ListTransactionsResponse";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

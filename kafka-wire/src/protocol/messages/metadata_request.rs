@@ -2,9 +2,8 @@
 //! `MetadataRequest`: the request spec `MetadataRequest.json`.
 //!
 //! Api key 3 (Metadata).
-//! Valid versions 0-12, flexible versions 9+.
-//! Deprecated versions: 0-3.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-13, flexible versions 9+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `MetadataRequest`: api key 3 (Metadata), versions 0-12, flexible 9+.
+/// `MetadataRequest`: api key 3 (Metadata), versions 0-13, flexible 9+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataRequest {
     /// The topics to fetch metadata for.
@@ -268,8 +267,8 @@ impl Arbitrary for MetadataRequestTopic {
 
 impl Message for MetadataRequest {
     const NAME: &'static str = "MetadataRequest";
-    /// Versions 0-12.
-    const VALID_VERSIONS: Versions = Versions::new(0, 12);
+    /// Versions 0-13.
+    const VALID_VERSIONS: Versions = Versions::new(0, 13);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(9, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

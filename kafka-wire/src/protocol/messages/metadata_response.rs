@@ -2,7 +2,7 @@
 //! `MetadataResponse`: the response spec `MetadataResponse.json`.
 //!
 //! Api key 3 (Metadata).
-//! Valid versions 0-12, flexible versions 9+.
+//! Valid versions 0-13, flexible versions 9+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `MetadataResponse`: api key 3 (Metadata), versions 0-12, flexible 9+.
+/// `MetadataResponse`: api key 3 (Metadata), versions 0-13, flexible 9+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -44,6 +44,10 @@ pub struct MetadataResponse {
     ///
     /// Versions 8-10.
     pub cluster_authorized_operations: i32,
+    /// The top-level error code, or 0 if there was no error.
+    ///
+    /// Versions 13+, ignorable.
+    pub error_code: i16,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -58,6 +62,7 @@ impl Default for MetadataResponse {
             controller_id: -1,
             topics: Vec::new(),
             cluster_authorized_operations: -2147483648,
+            error_code: 0,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -110,6 +115,9 @@ impl Codec for MetadataResponse {
         if (8..=10).contains(&version) {
             buf.put_i32(self.cluster_authorized_operations);
         }
+        if version >= 13 {
+            buf.put_i16(self.error_code);
+        }
         if version >= 9 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         }
@@ -138,6 +146,9 @@ impl Codec for MetadataResponse {
             this.cluster_authorized_operations =
                 c::read_i32(buf, "MetadataResponse.ClusterAuthorizedOperations")?;
         }
+        if version >= 13 {
+            this.error_code = c::read_i16(buf, "MetadataResponse.ErrorCode")?;
+        }
         if version >= 9 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         }
@@ -158,6 +169,9 @@ impl Codec for MetadataResponse {
         size += c::array_size(&self.topics, version, version >= 9);
         if (8..=10).contains(&version) {
             size += 4;
+        }
+        if version >= 13 {
+            size += 2;
         }
         if version >= 9 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -184,6 +198,9 @@ impl Arbitrary for MetadataResponse {
         this.topics = Arbitrary::arbitrary(g, version);
         if (8..=10).contains(&version) {
             this.cluster_authorized_operations = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 13 {
+            this.error_code = Arbitrary::arbitrary(g, version);
         }
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -643,8 +660,8 @@ impl Arbitrary for MetadataResponseTopic {
 
 impl Message for MetadataResponse {
     const NAME: &'static str = "MetadataResponse";
-    /// Versions 0-12.
-    const VALID_VERSIONS: Versions = Versions::new(0, 12);
+    /// Versions 0-13.
+    const VALID_VERSIONS: Versions = Versions::new(0, 13);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(9, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

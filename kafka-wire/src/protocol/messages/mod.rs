@@ -23,6 +23,8 @@ pub mod alter_partition_request;
 pub mod alter_partition_response;
 pub mod alter_replica_log_dirs_request;
 pub mod alter_replica_log_dirs_response;
+pub mod alter_share_group_offsets_request;
+pub mod alter_share_group_offsets_response;
 pub mod alter_user_scram_credentials_request;
 pub mod alter_user_scram_credentials_response;
 pub mod api_versions_request;
@@ -41,8 +43,6 @@ pub mod consumer_group_heartbeat_request;
 pub mod consumer_group_heartbeat_response;
 pub mod consumer_protocol_assignment;
 pub mod consumer_protocol_subscription;
-pub mod controlled_shutdown_request;
-pub mod controlled_shutdown_response;
 pub mod controller_registration_request;
 pub mod controller_registration_response;
 pub mod create_acls_request;
@@ -60,6 +60,8 @@ pub mod delete_groups_request;
 pub mod delete_groups_response;
 pub mod delete_records_request;
 pub mod delete_records_response;
+pub mod delete_share_group_offsets_request;
+pub mod delete_share_group_offsets_response;
 pub mod delete_share_group_state_request;
 pub mod delete_share_group_state_response;
 pub mod delete_topics_request;
@@ -82,6 +84,8 @@ pub mod describe_producers_request;
 pub mod describe_producers_response;
 pub mod describe_quorum_request;
 pub mod describe_quorum_response;
+pub mod describe_share_group_offsets_request;
+pub mod describe_share_group_offsets_response;
 pub mod describe_topic_partitions_request;
 pub mod describe_topic_partitions_response;
 pub mod describe_transactions_request;
@@ -92,6 +96,7 @@ pub mod elect_leaders_request;
 pub mod elect_leaders_response;
 pub mod end_quorum_epoch_request;
 pub mod end_quorum_epoch_response;
+pub mod end_txn_marker;
 pub mod end_txn_request;
 pub mod end_txn_response;
 pub mod envelope_request;
@@ -117,13 +122,11 @@ pub mod initialize_share_group_state_response;
 pub mod join_group_request;
 pub mod join_group_response;
 pub mod kraft_version_record;
-pub mod leader_and_isr_request;
-pub mod leader_and_isr_response;
 pub mod leader_change_message;
 pub mod leave_group_request;
 pub mod leave_group_response;
-pub mod list_client_metrics_resources_request;
-pub mod list_client_metrics_resources_response;
+pub mod list_config_resources_request;
+pub mod list_config_resources_response;
 pub mod list_groups_request;
 pub mod list_groups_response;
 pub mod list_offsets_request;
@@ -170,8 +173,10 @@ pub mod share_group_heartbeat_request;
 pub mod share_group_heartbeat_response;
 pub mod snapshot_footer_record;
 pub mod snapshot_header_record;
-pub mod stop_replica_request;
-pub mod stop_replica_response;
+pub mod streams_group_describe_request;
+pub mod streams_group_describe_response;
+pub mod streams_group_heartbeat_request;
+pub mod streams_group_heartbeat_response;
 pub mod sync_group_request;
 pub mod sync_group_response;
 pub mod txn_offset_commit_request;
@@ -180,8 +185,6 @@ pub mod unregister_broker_request;
 pub mod unregister_broker_response;
 pub mod update_features_request;
 pub mod update_features_response;
-pub mod update_metadata_request;
-pub mod update_metadata_response;
 pub mod update_raft_voter_request;
 pub mod update_raft_voter_response;
 pub mod vote_request;
@@ -210,6 +213,8 @@ pub use alter_partition_request::AlterPartitionRequest;
 pub use alter_partition_response::AlterPartitionResponse;
 pub use alter_replica_log_dirs_request::AlterReplicaLogDirsRequest;
 pub use alter_replica_log_dirs_response::AlterReplicaLogDirsResponse;
+pub use alter_share_group_offsets_request::AlterShareGroupOffsetsRequest;
+pub use alter_share_group_offsets_response::AlterShareGroupOffsetsResponse;
 pub use alter_user_scram_credentials_request::AlterUserScramCredentialsRequest;
 pub use alter_user_scram_credentials_response::AlterUserScramCredentialsResponse;
 pub use api_versions_request::ApiVersionsRequest;
@@ -228,8 +233,6 @@ pub use consumer_group_heartbeat_request::ConsumerGroupHeartbeatRequest;
 pub use consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
 pub use consumer_protocol_assignment::ConsumerProtocolAssignment;
 pub use consumer_protocol_subscription::ConsumerProtocolSubscription;
-pub use controlled_shutdown_request::ControlledShutdownRequest;
-pub use controlled_shutdown_response::ControlledShutdownResponse;
 pub use controller_registration_request::ControllerRegistrationRequest;
 pub use controller_registration_response::ControllerRegistrationResponse;
 pub use create_acls_request::CreateAclsRequest;
@@ -247,6 +250,8 @@ pub use delete_groups_request::DeleteGroupsRequest;
 pub use delete_groups_response::DeleteGroupsResponse;
 pub use delete_records_request::DeleteRecordsRequest;
 pub use delete_records_response::DeleteRecordsResponse;
+pub use delete_share_group_offsets_request::DeleteShareGroupOffsetsRequest;
+pub use delete_share_group_offsets_response::DeleteShareGroupOffsetsResponse;
 pub use delete_share_group_state_request::DeleteShareGroupStateRequest;
 pub use delete_share_group_state_response::DeleteShareGroupStateResponse;
 pub use delete_topics_request::DeleteTopicsRequest;
@@ -269,6 +274,8 @@ pub use describe_producers_request::DescribeProducersRequest;
 pub use describe_producers_response::DescribeProducersResponse;
 pub use describe_quorum_request::DescribeQuorumRequest;
 pub use describe_quorum_response::DescribeQuorumResponse;
+pub use describe_share_group_offsets_request::DescribeShareGroupOffsetsRequest;
+pub use describe_share_group_offsets_response::DescribeShareGroupOffsetsResponse;
 pub use describe_topic_partitions_request::DescribeTopicPartitionsRequest;
 pub use describe_topic_partitions_response::DescribeTopicPartitionsResponse;
 pub use describe_transactions_request::DescribeTransactionsRequest;
@@ -279,6 +286,7 @@ pub use elect_leaders_request::ElectLeadersRequest;
 pub use elect_leaders_response::ElectLeadersResponse;
 pub use end_quorum_epoch_request::EndQuorumEpochRequest;
 pub use end_quorum_epoch_response::EndQuorumEpochResponse;
+pub use end_txn_marker::EndTxnMarker;
 pub use end_txn_request::EndTxnRequest;
 pub use end_txn_response::EndTxnResponse;
 pub use envelope_request::EnvelopeRequest;
@@ -304,13 +312,11 @@ pub use initialize_share_group_state_response::InitializeShareGroupStateResponse
 pub use join_group_request::JoinGroupRequest;
 pub use join_group_response::JoinGroupResponse;
 pub use kraft_version_record::KRaftVersionRecord;
-pub use leader_and_isr_request::LeaderAndIsrRequest;
-pub use leader_and_isr_response::LeaderAndIsrResponse;
 pub use leader_change_message::LeaderChangeMessage;
 pub use leave_group_request::LeaveGroupRequest;
 pub use leave_group_response::LeaveGroupResponse;
-pub use list_client_metrics_resources_request::ListClientMetricsResourcesRequest;
-pub use list_client_metrics_resources_response::ListClientMetricsResourcesResponse;
+pub use list_config_resources_request::ListConfigResourcesRequest;
+pub use list_config_resources_response::ListConfigResourcesResponse;
 pub use list_groups_request::ListGroupsRequest;
 pub use list_groups_response::ListGroupsResponse;
 pub use list_offsets_request::ListOffsetsRequest;
@@ -357,8 +363,10 @@ pub use share_group_heartbeat_request::ShareGroupHeartbeatRequest;
 pub use share_group_heartbeat_response::ShareGroupHeartbeatResponse;
 pub use snapshot_footer_record::SnapshotFooterRecord;
 pub use snapshot_header_record::SnapshotHeaderRecord;
-pub use stop_replica_request::StopReplicaRequest;
-pub use stop_replica_response::StopReplicaResponse;
+pub use streams_group_describe_request::StreamsGroupDescribeRequest;
+pub use streams_group_describe_response::StreamsGroupDescribeResponse;
+pub use streams_group_heartbeat_request::StreamsGroupHeartbeatRequest;
+pub use streams_group_heartbeat_response::StreamsGroupHeartbeatResponse;
 pub use sync_group_request::SyncGroupRequest;
 pub use sync_group_response::SyncGroupResponse;
 pub use txn_offset_commit_request::TxnOffsetCommitRequest;
@@ -367,8 +375,6 @@ pub use unregister_broker_request::UnregisterBrokerRequest;
 pub use unregister_broker_response::UnregisterBrokerResponse;
 pub use update_features_request::UpdateFeaturesRequest;
 pub use update_features_response::UpdateFeaturesResponse;
-pub use update_metadata_request::UpdateMetadataRequest;
-pub use update_metadata_response::UpdateMetadataResponse;
 pub use update_raft_voter_request::UpdateRaftVoterRequest;
 pub use update_raft_voter_response::UpdateRaftVoterResponse;
 pub use vote_request::VoteRequest;
@@ -397,14 +403,6 @@ pub enum ApiKey {
     ListOffsets = 2,
     /// `MetadataRequest` / `MetadataResponse`, api key 3.
     Metadata = 3,
-    /// `LeaderAndIsrRequest` / `LeaderAndIsrResponse`, api key 4.
-    LeaderAndIsr = 4,
-    /// `StopReplicaRequest` / `StopReplicaResponse`, api key 5.
-    StopReplica = 5,
-    /// `UpdateMetadataRequest` / `UpdateMetadataResponse`, api key 6.
-    UpdateMetadata = 6,
-    /// `ControlledShutdownRequest` / `ControlledShutdownResponse`, api key 7.
-    ControlledShutdown = 7,
     /// `OffsetCommitRequest` / `OffsetCommitResponse`, api key 8.
     OffsetCommit = 8,
     /// `OffsetFetchRequest` / `OffsetFetchResponse`, api key 9.
@@ -537,8 +535,8 @@ pub enum ApiKey {
     PushTelemetry = 72,
     /// `AssignReplicasToDirsRequest` / `AssignReplicasToDirsResponse`, api key 73.
     AssignReplicasToDirs = 73,
-    /// `ListClientMetricsResourcesRequest` / `ListClientMetricsResourcesResponse`, api key 74.
-    ListClientMetricsResources = 74,
+    /// `ListConfigResourcesRequest` / `ListConfigResourcesResponse`, api key 74.
+    ListConfigResources = 74,
     /// `DescribeTopicPartitionsRequest` / `DescribeTopicPartitionsResponse`, api key 75.
     DescribeTopicPartitions = 75,
     /// `ShareGroupHeartbeatRequest` / `ShareGroupHeartbeatResponse`, api key 76.
@@ -565,19 +563,25 @@ pub enum ApiKey {
     DeleteShareGroupState = 86,
     /// `ReadShareGroupStateSummaryRequest` / `ReadShareGroupStateSummaryResponse`, api key 87.
     ReadShareGroupStateSummary = 87,
+    /// `StreamsGroupHeartbeatRequest` / `StreamsGroupHeartbeatResponse`, api key 88.
+    StreamsGroupHeartbeat = 88,
+    /// `StreamsGroupDescribeRequest` / `StreamsGroupDescribeResponse`, api key 89.
+    StreamsGroupDescribe = 89,
+    /// `DescribeShareGroupOffsetsRequest` / `DescribeShareGroupOffsetsResponse`, api key 90.
+    DescribeShareGroupOffsets = 90,
+    /// `AlterShareGroupOffsetsRequest` / `AlterShareGroupOffsetsResponse`, api key 91.
+    AlterShareGroupOffsets = 91,
+    /// `DeleteShareGroupOffsetsRequest` / `DeleteShareGroupOffsetsResponse`, api key 92.
+    DeleteShareGroupOffsets = 92,
 }
 
 impl ApiKey {
     /// Every api key, in code order.
-    pub const ALL: [ApiKey; 88] = [
+    pub const ALL: [ApiKey; 89] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
         ApiKey::Metadata,
-        ApiKey::LeaderAndIsr,
-        ApiKey::StopReplica,
-        ApiKey::UpdateMetadata,
-        ApiKey::ControlledShutdown,
         ApiKey::OffsetCommit,
         ApiKey::OffsetFetch,
         ApiKey::FindCoordinator,
@@ -644,7 +648,7 @@ impl ApiKey {
         ApiKey::GetTelemetrySubscriptions,
         ApiKey::PushTelemetry,
         ApiKey::AssignReplicasToDirs,
-        ApiKey::ListClientMetricsResources,
+        ApiKey::ListConfigResources,
         ApiKey::DescribeTopicPartitions,
         ApiKey::ShareGroupHeartbeat,
         ApiKey::ShareGroupDescribe,
@@ -658,6 +662,11 @@ impl ApiKey {
         ApiKey::WriteShareGroupState,
         ApiKey::DeleteShareGroupState,
         ApiKey::ReadShareGroupStateSummary,
+        ApiKey::StreamsGroupHeartbeat,
+        ApiKey::StreamsGroupDescribe,
+        ApiKey::DescribeShareGroupOffsets,
+        ApiKey::AlterShareGroupOffsets,
+        ApiKey::DeleteShareGroupOffsets,
     ];
 
     /// The numeric code.
@@ -672,10 +681,6 @@ impl ApiKey {
             ApiKey::Fetch => "Fetch",
             ApiKey::ListOffsets => "ListOffsets",
             ApiKey::Metadata => "Metadata",
-            ApiKey::LeaderAndIsr => "LeaderAndIsr",
-            ApiKey::StopReplica => "StopReplica",
-            ApiKey::UpdateMetadata => "UpdateMetadata",
-            ApiKey::ControlledShutdown => "ControlledShutdown",
             ApiKey::OffsetCommit => "OffsetCommit",
             ApiKey::OffsetFetch => "OffsetFetch",
             ApiKey::FindCoordinator => "FindCoordinator",
@@ -742,7 +747,7 @@ impl ApiKey {
             ApiKey::GetTelemetrySubscriptions => "GetTelemetrySubscriptions",
             ApiKey::PushTelemetry => "PushTelemetry",
             ApiKey::AssignReplicasToDirs => "AssignReplicasToDirs",
-            ApiKey::ListClientMetricsResources => "ListClientMetricsResources",
+            ApiKey::ListConfigResources => "ListConfigResources",
             ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
             ApiKey::ShareGroupHeartbeat => "ShareGroupHeartbeat",
             ApiKey::ShareGroupDescribe => "ShareGroupDescribe",
@@ -756,100 +761,106 @@ impl ApiKey {
             ApiKey::WriteShareGroupState => "WriteShareGroupState",
             ApiKey::DeleteShareGroupState => "DeleteShareGroupState",
             ApiKey::ReadShareGroupStateSummary => "ReadShareGroupStateSummary",
+            ApiKey::StreamsGroupHeartbeat => "StreamsGroupHeartbeat",
+            ApiKey::StreamsGroupDescribe => "StreamsGroupDescribe",
+            ApiKey::DescribeShareGroupOffsets => "DescribeShareGroupOffsets",
+            ApiKey::AlterShareGroupOffsets => "AlterShareGroupOffsets",
+            ApiKey::DeleteShareGroupOffsets => "DeleteShareGroupOffsets",
         }
     }
 
     /// The request versions this crate offers (an unstable latest version excluded).
     pub const fn valid_versions(self) -> Versions {
         match self {
-            ApiKey::Produce => Versions::new(0, 11),
-            ApiKey::Fetch => Versions::new(0, 17),
-            ApiKey::ListOffsets => Versions::new(0, 10),
-            ApiKey::Metadata => Versions::new(0, 12),
-            ApiKey::LeaderAndIsr => Versions::new(0, 7),
-            ApiKey::StopReplica => Versions::new(0, 4),
-            ApiKey::UpdateMetadata => Versions::new(0, 8),
-            ApiKey::ControlledShutdown => Versions::new(0, 3),
-            ApiKey::OffsetCommit => Versions::new(0, 9),
-            ApiKey::OffsetFetch => Versions::new(0, 9),
+            ApiKey::Produce => Versions::new(3, 13),
+            ApiKey::Fetch => Versions::new(4, 18),
+            ApiKey::ListOffsets => Versions::new(1, 10),
+            ApiKey::Metadata => Versions::new(0, 13),
+            ApiKey::OffsetCommit => Versions::new(2, 9),
+            ApiKey::OffsetFetch => Versions::new(1, 9),
             ApiKey::FindCoordinator => Versions::new(0, 6),
             ApiKey::JoinGroup => Versions::new(0, 9),
             ApiKey::Heartbeat => Versions::new(0, 4),
             ApiKey::LeaveGroup => Versions::new(0, 5),
             ApiKey::SyncGroup => Versions::new(0, 5),
-            ApiKey::DescribeGroups => Versions::new(0, 5),
+            ApiKey::DescribeGroups => Versions::new(0, 6),
             ApiKey::ListGroups => Versions::new(0, 5),
             ApiKey::SaslHandshake => Versions::new(0, 1),
             ApiKey::ApiVersions => Versions::new(0, 4),
-            ApiKey::CreateTopics => Versions::new(0, 7),
-            ApiKey::DeleteTopics => Versions::new(0, 6),
+            ApiKey::CreateTopics => Versions::new(2, 7),
+            ApiKey::DeleteTopics => Versions::new(1, 6),
             ApiKey::DeleteRecords => Versions::new(0, 2),
             ApiKey::InitProducerId => Versions::new(0, 5),
-            ApiKey::OffsetForLeaderEpoch => Versions::new(0, 4),
+            ApiKey::OffsetForLeaderEpoch => Versions::new(2, 4),
             ApiKey::AddPartitionsToTxn => Versions::new(0, 5),
             ApiKey::AddOffsetsToTxn => Versions::new(0, 4),
-            ApiKey::EndTxn => Versions::new(0, 4),
-            ApiKey::WriteTxnMarkers => Versions::new(0, 1),
-            ApiKey::TxnOffsetCommit => Versions::new(0, 4),
-            ApiKey::DescribeAcls => Versions::new(0, 3),
-            ApiKey::CreateAcls => Versions::new(0, 3),
-            ApiKey::DeleteAcls => Versions::new(0, 3),
-            ApiKey::DescribeConfigs => Versions::new(0, 4),
+            ApiKey::EndTxn => Versions::new(0, 5),
+            ApiKey::WriteTxnMarkers => Versions::new(1, 1),
+            ApiKey::TxnOffsetCommit => Versions::new(0, 5),
+            ApiKey::DescribeAcls => Versions::new(1, 3),
+            ApiKey::CreateAcls => Versions::new(1, 3),
+            ApiKey::DeleteAcls => Versions::new(1, 3),
+            ApiKey::DescribeConfigs => Versions::new(1, 4),
             ApiKey::AlterConfigs => Versions::new(0, 2),
-            ApiKey::AlterReplicaLogDirs => Versions::new(0, 2),
-            ApiKey::DescribeLogDirs => Versions::new(0, 4),
+            ApiKey::AlterReplicaLogDirs => Versions::new(1, 2),
+            ApiKey::DescribeLogDirs => Versions::new(1, 4),
             ApiKey::SaslAuthenticate => Versions::new(0, 2),
             ApiKey::CreatePartitions => Versions::new(0, 3),
-            ApiKey::CreateDelegationToken => Versions::new(0, 3),
-            ApiKey::RenewDelegationToken => Versions::new(0, 2),
-            ApiKey::ExpireDelegationToken => Versions::new(0, 2),
-            ApiKey::DescribeDelegationToken => Versions::new(0, 3),
+            ApiKey::CreateDelegationToken => Versions::new(1, 3),
+            ApiKey::RenewDelegationToken => Versions::new(1, 2),
+            ApiKey::ExpireDelegationToken => Versions::new(1, 2),
+            ApiKey::DescribeDelegationToken => Versions::new(1, 3),
             ApiKey::DeleteGroups => Versions::new(0, 2),
             ApiKey::ElectLeaders => Versions::new(0, 2),
             ApiKey::IncrementalAlterConfigs => Versions::new(0, 1),
-            ApiKey::AlterPartitionReassignments => Versions::new(0, 0),
+            ApiKey::AlterPartitionReassignments => Versions::new(0, 1),
             ApiKey::ListPartitionReassignments => Versions::new(0, 0),
             ApiKey::OffsetDelete => Versions::new(0, 0),
             ApiKey::DescribeClientQuotas => Versions::new(0, 1),
             ApiKey::AlterClientQuotas => Versions::new(0, 1),
             ApiKey::DescribeUserScramCredentials => Versions::new(0, 0),
             ApiKey::AlterUserScramCredentials => Versions::new(0, 0),
-            ApiKey::Vote => Versions::new(0, 1),
+            ApiKey::Vote => Versions::new(0, 2),
             ApiKey::BeginQuorumEpoch => Versions::new(0, 1),
             ApiKey::EndQuorumEpoch => Versions::new(0, 1),
             ApiKey::DescribeQuorum => Versions::new(0, 2),
-            ApiKey::AlterPartition => Versions::new(0, 3),
+            ApiKey::AlterPartition => Versions::new(2, 3),
             ApiKey::UpdateFeatures => Versions::new(0, 2),
             ApiKey::Envelope => Versions::new(0, 0),
             ApiKey::FetchSnapshot => Versions::new(0, 1),
-            ApiKey::DescribeCluster => Versions::new(0, 1),
+            ApiKey::DescribeCluster => Versions::new(0, 2),
             ApiKey::DescribeProducers => Versions::new(0, 0),
             ApiKey::BrokerRegistration => Versions::new(0, 4),
             ApiKey::BrokerHeartbeat => Versions::new(0, 1),
             ApiKey::UnregisterBroker => Versions::new(0, 0),
             ApiKey::DescribeTransactions => Versions::new(0, 0),
-            ApiKey::ListTransactions => Versions::new(0, 1),
+            ApiKey::ListTransactions => Versions::new(0, 2),
             ApiKey::AllocateProducerIds => Versions::new(0, 0),
-            ApiKey::ConsumerGroupHeartbeat => Versions::new(0, 0),
-            ApiKey::ConsumerGroupDescribe => Versions::new(0, 0),
+            ApiKey::ConsumerGroupHeartbeat => Versions::new(0, 1),
+            ApiKey::ConsumerGroupDescribe => Versions::new(0, 1),
             ApiKey::ControllerRegistration => Versions::new(0, 0),
             ApiKey::GetTelemetrySubscriptions => Versions::new(0, 0),
             ApiKey::PushTelemetry => Versions::new(0, 0),
             ApiKey::AssignReplicasToDirs => Versions::new(0, 0),
-            ApiKey::ListClientMetricsResources => Versions::new(0, 0),
+            ApiKey::ListConfigResources => Versions::new(0, 1),
             ApiKey::DescribeTopicPartitions => Versions::new(0, 0),
-            ApiKey::ShareGroupHeartbeat => Versions::NONE,
-            ApiKey::ShareGroupDescribe => Versions::NONE,
-            ApiKey::ShareFetch => Versions::NONE,
-            ApiKey::ShareAcknowledge => Versions::NONE,
+            ApiKey::ShareGroupHeartbeat => Versions::new(1, 1),
+            ApiKey::ShareGroupDescribe => Versions::new(1, 1),
+            ApiKey::ShareFetch => Versions::new(1, 1),
+            ApiKey::ShareAcknowledge => Versions::new(1, 1),
             ApiKey::AddRaftVoter => Versions::new(0, 0),
             ApiKey::RemoveRaftVoter => Versions::new(0, 0),
             ApiKey::UpdateRaftVoter => Versions::new(0, 0),
-            ApiKey::InitializeShareGroupState => Versions::NONE,
-            ApiKey::ReadShareGroupState => Versions::NONE,
-            ApiKey::WriteShareGroupState => Versions::NONE,
-            ApiKey::DeleteShareGroupState => Versions::NONE,
-            ApiKey::ReadShareGroupStateSummary => Versions::NONE,
+            ApiKey::InitializeShareGroupState => Versions::new(0, 0),
+            ApiKey::ReadShareGroupState => Versions::new(0, 0),
+            ApiKey::WriteShareGroupState => Versions::new(0, 0),
+            ApiKey::DeleteShareGroupState => Versions::new(0, 0),
+            ApiKey::ReadShareGroupStateSummary => Versions::new(0, 0),
+            ApiKey::StreamsGroupHeartbeat => Versions::NONE,
+            ApiKey::StreamsGroupDescribe => Versions::NONE,
+            ApiKey::DescribeShareGroupOffsets => Versions::new(0, 0),
+            ApiKey::AlterShareGroupOffsets => Versions::new(0, 0),
+            ApiKey::DeleteShareGroupOffsets => Versions::new(0, 0),
         }
     }
 
@@ -860,10 +871,6 @@ impl ApiKey {
             ApiKey::Fetch => Versions::new(12, i16::MAX),
             ApiKey::ListOffsets => Versions::new(6, i16::MAX),
             ApiKey::Metadata => Versions::new(9, i16::MAX),
-            ApiKey::LeaderAndIsr => Versions::new(4, i16::MAX),
-            ApiKey::StopReplica => Versions::new(2, i16::MAX),
-            ApiKey::UpdateMetadata => Versions::new(6, i16::MAX),
-            ApiKey::ControlledShutdown => Versions::new(3, i16::MAX),
             ApiKey::OffsetCommit => Versions::new(8, i16::MAX),
             ApiKey::OffsetFetch => Versions::new(6, i16::MAX),
             ApiKey::FindCoordinator => Versions::new(3, i16::MAX),
@@ -930,7 +937,7 @@ impl ApiKey {
             ApiKey::GetTelemetrySubscriptions => Versions::new(0, i16::MAX),
             ApiKey::PushTelemetry => Versions::new(0, i16::MAX),
             ApiKey::AssignReplicasToDirs => Versions::new(0, i16::MAX),
-            ApiKey::ListClientMetricsResources => Versions::new(0, i16::MAX),
+            ApiKey::ListConfigResources => Versions::new(0, i16::MAX),
             ApiKey::DescribeTopicPartitions => Versions::new(0, i16::MAX),
             ApiKey::ShareGroupHeartbeat => Versions::new(0, i16::MAX),
             ApiKey::ShareGroupDescribe => Versions::new(0, i16::MAX),
@@ -944,6 +951,11 @@ impl ApiKey {
             ApiKey::WriteShareGroupState => Versions::new(0, i16::MAX),
             ApiKey::DeleteShareGroupState => Versions::new(0, i16::MAX),
             ApiKey::ReadShareGroupStateSummary => Versions::new(0, i16::MAX),
+            ApiKey::StreamsGroupHeartbeat => Versions::new(0, i16::MAX),
+            ApiKey::StreamsGroupDescribe => Versions::new(0, i16::MAX),
+            ApiKey::DescribeShareGroupOffsets => Versions::new(0, i16::MAX),
+            ApiKey::AlterShareGroupOffsets => Versions::new(0, i16::MAX),
+            ApiKey::DeleteShareGroupOffsets => Versions::new(0, i16::MAX),
         }
     }
 
@@ -954,10 +966,6 @@ impl ApiKey {
             ApiKey::Fetch => Versions::new(12, i16::MAX),
             ApiKey::ListOffsets => Versions::new(6, i16::MAX),
             ApiKey::Metadata => Versions::new(9, i16::MAX),
-            ApiKey::LeaderAndIsr => Versions::new(4, i16::MAX),
-            ApiKey::StopReplica => Versions::new(2, i16::MAX),
-            ApiKey::UpdateMetadata => Versions::new(6, i16::MAX),
-            ApiKey::ControlledShutdown => Versions::new(3, i16::MAX),
             ApiKey::OffsetCommit => Versions::new(8, i16::MAX),
             ApiKey::OffsetFetch => Versions::new(6, i16::MAX),
             ApiKey::FindCoordinator => Versions::new(3, i16::MAX),
@@ -1024,7 +1032,7 @@ impl ApiKey {
             ApiKey::GetTelemetrySubscriptions => Versions::new(0, i16::MAX),
             ApiKey::PushTelemetry => Versions::new(0, i16::MAX),
             ApiKey::AssignReplicasToDirs => Versions::new(0, i16::MAX),
-            ApiKey::ListClientMetricsResources => Versions::new(0, i16::MAX),
+            ApiKey::ListConfigResources => Versions::new(0, i16::MAX),
             ApiKey::DescribeTopicPartitions => Versions::new(0, i16::MAX),
             ApiKey::ShareGroupHeartbeat => Versions::new(0, i16::MAX),
             ApiKey::ShareGroupDescribe => Versions::new(0, i16::MAX),
@@ -1038,87 +1046,88 @@ impl ApiKey {
             ApiKey::WriteShareGroupState => Versions::new(0, i16::MAX),
             ApiKey::DeleteShareGroupState => Versions::new(0, i16::MAX),
             ApiKey::ReadShareGroupStateSummary => Versions::new(0, i16::MAX),
+            ApiKey::StreamsGroupHeartbeat => Versions::new(0, i16::MAX),
+            ApiKey::StreamsGroupDescribe => Versions::new(0, i16::MAX),
+            ApiKey::DescribeShareGroupOffsets => Versions::new(0, i16::MAX),
+            ApiKey::AlterShareGroupOffsets => Versions::new(0, i16::MAX),
+            ApiKey::DeleteShareGroupOffsets => Versions::new(0, i16::MAX),
         }
     }
 
     /// The listeners (`broker`, `controller`, ...) that serve this api.
     pub const fn listeners(self) -> &'static [&'static str] {
         match self {
-            ApiKey::Produce => &["zkBroker", "broker"],
-            ApiKey::Fetch => &["zkBroker", "broker", "controller"],
-            ApiKey::ListOffsets => &["zkBroker", "broker"],
-            ApiKey::Metadata => &["zkBroker", "broker"],
-            ApiKey::LeaderAndIsr => &["zkBroker"],
-            ApiKey::StopReplica => &["zkBroker"],
-            ApiKey::UpdateMetadata => &["zkBroker"],
-            ApiKey::ControlledShutdown => &["zkBroker", "controller"],
-            ApiKey::OffsetCommit => &["zkBroker", "broker"],
-            ApiKey::OffsetFetch => &["zkBroker", "broker"],
-            ApiKey::FindCoordinator => &["zkBroker", "broker"],
-            ApiKey::JoinGroup => &["zkBroker", "broker"],
-            ApiKey::Heartbeat => &["zkBroker", "broker"],
-            ApiKey::LeaveGroup => &["zkBroker", "broker"],
-            ApiKey::SyncGroup => &["zkBroker", "broker"],
-            ApiKey::DescribeGroups => &["zkBroker", "broker"],
-            ApiKey::ListGroups => &["zkBroker", "broker"],
-            ApiKey::SaslHandshake => &["zkBroker", "broker", "controller"],
-            ApiKey::ApiVersions => &["zkBroker", "broker", "controller"],
-            ApiKey::CreateTopics => &["zkBroker", "broker", "controller"],
-            ApiKey::DeleteTopics => &["zkBroker", "broker", "controller"],
-            ApiKey::DeleteRecords => &["zkBroker", "broker"],
-            ApiKey::InitProducerId => &["zkBroker", "broker"],
-            ApiKey::OffsetForLeaderEpoch => &["zkBroker", "broker"],
-            ApiKey::AddPartitionsToTxn => &["zkBroker", "broker"],
-            ApiKey::AddOffsetsToTxn => &["zkBroker", "broker"],
-            ApiKey::EndTxn => &["zkBroker", "broker"],
-            ApiKey::WriteTxnMarkers => &["zkBroker", "broker"],
-            ApiKey::TxnOffsetCommit => &["zkBroker", "broker"],
-            ApiKey::DescribeAcls => &["zkBroker", "broker", "controller"],
-            ApiKey::CreateAcls => &["zkBroker", "broker", "controller"],
-            ApiKey::DeleteAcls => &["zkBroker", "broker", "controller"],
-            ApiKey::DescribeConfigs => &["zkBroker", "broker", "controller"],
-            ApiKey::AlterConfigs => &["zkBroker", "broker", "controller"],
-            ApiKey::AlterReplicaLogDirs => &["zkBroker", "broker"],
-            ApiKey::DescribeLogDirs => &["zkBroker", "broker"],
-            ApiKey::SaslAuthenticate => &["zkBroker", "broker", "controller"],
-            ApiKey::CreatePartitions => &["zkBroker", "broker", "controller"],
-            ApiKey::CreateDelegationToken => &["zkBroker", "broker", "controller"],
-            ApiKey::RenewDelegationToken => &["zkBroker", "broker", "controller"],
-            ApiKey::ExpireDelegationToken => &["zkBroker", "broker", "controller"],
-            ApiKey::DescribeDelegationToken => &["zkBroker", "broker", "controller"],
-            ApiKey::DeleteGroups => &["zkBroker", "broker"],
-            ApiKey::ElectLeaders => &["zkBroker", "broker", "controller"],
-            ApiKey::IncrementalAlterConfigs => &["zkBroker", "broker", "controller"],
-            ApiKey::AlterPartitionReassignments => &["broker", "controller", "zkBroker"],
-            ApiKey::ListPartitionReassignments => &["broker", "controller", "zkBroker"],
-            ApiKey::OffsetDelete => &["zkBroker", "broker"],
-            ApiKey::DescribeClientQuotas => &["zkBroker", "broker"],
-            ApiKey::AlterClientQuotas => &["zkBroker", "broker", "controller"],
-            ApiKey::DescribeUserScramCredentials => &["zkBroker", "broker", "controller"],
-            ApiKey::AlterUserScramCredentials => &["zkBroker", "broker", "controller"],
+            ApiKey::Produce => &["broker"],
+            ApiKey::Fetch => &["broker", "controller"],
+            ApiKey::ListOffsets => &["broker"],
+            ApiKey::Metadata => &["broker"],
+            ApiKey::OffsetCommit => &["broker"],
+            ApiKey::OffsetFetch => &["broker"],
+            ApiKey::FindCoordinator => &["broker"],
+            ApiKey::JoinGroup => &["broker"],
+            ApiKey::Heartbeat => &["broker"],
+            ApiKey::LeaveGroup => &["broker"],
+            ApiKey::SyncGroup => &["broker"],
+            ApiKey::DescribeGroups => &["broker"],
+            ApiKey::ListGroups => &["broker"],
+            ApiKey::SaslHandshake => &["broker", "controller"],
+            ApiKey::ApiVersions => &["broker", "controller"],
+            ApiKey::CreateTopics => &["broker", "controller"],
+            ApiKey::DeleteTopics => &["broker", "controller"],
+            ApiKey::DeleteRecords => &["broker"],
+            ApiKey::InitProducerId => &["broker"],
+            ApiKey::OffsetForLeaderEpoch => &["broker"],
+            ApiKey::AddPartitionsToTxn => &["broker"],
+            ApiKey::AddOffsetsToTxn => &["broker"],
+            ApiKey::EndTxn => &["broker"],
+            ApiKey::WriteTxnMarkers => &["broker"],
+            ApiKey::TxnOffsetCommit => &["broker"],
+            ApiKey::DescribeAcls => &["broker", "controller"],
+            ApiKey::CreateAcls => &["broker", "controller"],
+            ApiKey::DeleteAcls => &["broker", "controller"],
+            ApiKey::DescribeConfigs => &["broker", "controller"],
+            ApiKey::AlterConfigs => &["broker", "controller"],
+            ApiKey::AlterReplicaLogDirs => &["broker"],
+            ApiKey::DescribeLogDirs => &["broker"],
+            ApiKey::SaslAuthenticate => &["broker", "controller"],
+            ApiKey::CreatePartitions => &["broker", "controller"],
+            ApiKey::CreateDelegationToken => &["broker", "controller"],
+            ApiKey::RenewDelegationToken => &["broker", "controller"],
+            ApiKey::ExpireDelegationToken => &["broker", "controller"],
+            ApiKey::DescribeDelegationToken => &["broker", "controller"],
+            ApiKey::DeleteGroups => &["broker"],
+            ApiKey::ElectLeaders => &["broker", "controller"],
+            ApiKey::IncrementalAlterConfigs => &["broker", "controller"],
+            ApiKey::AlterPartitionReassignments => &["broker", "controller"],
+            ApiKey::ListPartitionReassignments => &["broker", "controller"],
+            ApiKey::OffsetDelete => &["broker"],
+            ApiKey::DescribeClientQuotas => &["broker"],
+            ApiKey::AlterClientQuotas => &["broker", "controller"],
+            ApiKey::DescribeUserScramCredentials => &["broker", "controller"],
+            ApiKey::AlterUserScramCredentials => &["broker", "controller"],
             ApiKey::Vote => &["controller"],
             ApiKey::BeginQuorumEpoch => &["controller"],
             ApiKey::EndQuorumEpoch => &["controller"],
             ApiKey::DescribeQuorum => &["broker", "controller"],
-            ApiKey::AlterPartition => &["zkBroker", "controller"],
-            ApiKey::UpdateFeatures => &["zkBroker", "broker", "controller"],
-            ApiKey::Envelope => &["controller", "zkBroker"],
+            ApiKey::AlterPartition => &["controller"],
+            ApiKey::UpdateFeatures => &["broker", "controller"],
+            ApiKey::Envelope => &["controller"],
             ApiKey::FetchSnapshot => &["controller"],
-            ApiKey::DescribeCluster => &["zkBroker", "broker", "controller"],
-            ApiKey::DescribeProducers => &["zkBroker", "broker"],
+            ApiKey::DescribeCluster => &["broker", "controller"],
+            ApiKey::DescribeProducers => &["broker"],
             ApiKey::BrokerRegistration => &["controller"],
             ApiKey::BrokerHeartbeat => &["controller"],
             ApiKey::UnregisterBroker => &["broker", "controller"],
-            ApiKey::DescribeTransactions => &["zkBroker", "broker"],
-            ApiKey::ListTransactions => &["zkBroker", "broker"],
-            ApiKey::AllocateProducerIds => &["zkBroker", "controller"],
-            ApiKey::ConsumerGroupHeartbeat => &["zkBroker", "broker"],
-            ApiKey::ConsumerGroupDescribe => &["zkBroker", "broker"],
+            ApiKey::DescribeTransactions => &["broker"],
+            ApiKey::ListTransactions => &["broker"],
+            ApiKey::AllocateProducerIds => &["controller"],
+            ApiKey::ConsumerGroupHeartbeat => &["broker"],
+            ApiKey::ConsumerGroupDescribe => &["broker"],
             ApiKey::ControllerRegistration => &["controller"],
             ApiKey::GetTelemetrySubscriptions => &["broker"],
             ApiKey::PushTelemetry => &["broker"],
             ApiKey::AssignReplicasToDirs => &["controller"],
-            ApiKey::ListClientMetricsResources => &["broker"],
+            ApiKey::ListConfigResources => &["broker"],
             ApiKey::DescribeTopicPartitions => &["broker"],
             ApiKey::ShareGroupHeartbeat => &["broker"],
             ApiKey::ShareGroupDescribe => &["broker"],
@@ -1132,15 +1141,17 @@ impl ApiKey {
             ApiKey::WriteShareGroupState => &["broker"],
             ApiKey::DeleteShareGroupState => &["broker"],
             ApiKey::ReadShareGroupStateSummary => &["broker"],
+            ApiKey::StreamsGroupHeartbeat => &["broker"],
+            ApiKey::StreamsGroupDescribe => &["broker"],
+            ApiKey::DescribeShareGroupOffsets => &["broker"],
+            ApiKey::AlterShareGroupOffsets => &["broker"],
+            ApiKey::DeleteShareGroupOffsets => &["broker"],
         }
     }
 
     /// The request header version for a request of this api at `version`: v2 when the
-    /// request is flexible, v1 otherwise (and v0 for ControlledShutdown v0, whose header has no client id).
+    /// request is flexible, v1 otherwise.
     pub const fn request_header_version(self, version: i16) -> i16 {
-        if matches!(self, ApiKey::ControlledShutdown) && version == 0 {
-            return 0;
-        }
         if self.request_flexible_versions().contains(version) {
             2
         } else {
@@ -1171,10 +1182,6 @@ impl TryFrom<i16> for ApiKey {
             1 => ApiKey::Fetch,
             2 => ApiKey::ListOffsets,
             3 => ApiKey::Metadata,
-            4 => ApiKey::LeaderAndIsr,
-            5 => ApiKey::StopReplica,
-            6 => ApiKey::UpdateMetadata,
-            7 => ApiKey::ControlledShutdown,
             8 => ApiKey::OffsetCommit,
             9 => ApiKey::OffsetFetch,
             10 => ApiKey::FindCoordinator,
@@ -1241,7 +1248,7 @@ impl TryFrom<i16> for ApiKey {
             71 => ApiKey::GetTelemetrySubscriptions,
             72 => ApiKey::PushTelemetry,
             73 => ApiKey::AssignReplicasToDirs,
-            74 => ApiKey::ListClientMetricsResources,
+            74 => ApiKey::ListConfigResources,
             75 => ApiKey::DescribeTopicPartitions,
             76 => ApiKey::ShareGroupHeartbeat,
             77 => ApiKey::ShareGroupDescribe,
@@ -1255,6 +1262,11 @@ impl TryFrom<i16> for ApiKey {
             85 => ApiKey::WriteShareGroupState,
             86 => ApiKey::DeleteShareGroupState,
             87 => ApiKey::ReadShareGroupStateSummary,
+            88 => ApiKey::StreamsGroupHeartbeat,
+            89 => ApiKey::StreamsGroupDescribe,
+            90 => ApiKey::DescribeShareGroupOffsets,
+            91 => ApiKey::AlterShareGroupOffsets,
+            92 => ApiKey::DeleteShareGroupOffsets,
             _ => return Err(Error::UnknownApiKey(code)),
         })
     }
@@ -1281,18 +1293,6 @@ pub fn decode_request_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> Re
         }
         ApiKey::Metadata => {
             MetadataRequest::decode(buf, version)?;
-        }
-        ApiKey::LeaderAndIsr => {
-            LeaderAndIsrRequest::decode(buf, version)?;
-        }
-        ApiKey::StopReplica => {
-            StopReplicaRequest::decode(buf, version)?;
-        }
-        ApiKey::UpdateMetadata => {
-            UpdateMetadataRequest::decode(buf, version)?;
-        }
-        ApiKey::ControlledShutdown => {
-            ControlledShutdownRequest::decode(buf, version)?;
         }
         ApiKey::OffsetCommit => {
             OffsetCommitRequest::decode(buf, version)?;
@@ -1492,8 +1492,8 @@ pub fn decode_request_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> Re
         ApiKey::AssignReplicasToDirs => {
             AssignReplicasToDirsRequest::decode(buf, version)?;
         }
-        ApiKey::ListClientMetricsResources => {
-            ListClientMetricsResourcesRequest::decode(buf, version)?;
+        ApiKey::ListConfigResources => {
+            ListConfigResourcesRequest::decode(buf, version)?;
         }
         ApiKey::DescribeTopicPartitions => {
             DescribeTopicPartitionsRequest::decode(buf, version)?;
@@ -1534,6 +1534,21 @@ pub fn decode_request_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> Re
         ApiKey::ReadShareGroupStateSummary => {
             ReadShareGroupStateSummaryRequest::decode(buf, version)?;
         }
+        ApiKey::StreamsGroupHeartbeat => {
+            StreamsGroupHeartbeatRequest::decode(buf, version)?;
+        }
+        ApiKey::StreamsGroupDescribe => {
+            StreamsGroupDescribeRequest::decode(buf, version)?;
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            DescribeShareGroupOffsetsRequest::decode(buf, version)?;
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            AlterShareGroupOffsetsRequest::decode(buf, version)?;
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            DeleteShareGroupOffsetsRequest::decode(buf, version)?;
+        }
     }
     crate::protocol::codec::ensure_consumed(buf, "request body")
 }
@@ -1553,18 +1568,6 @@ pub fn decode_response_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> R
         }
         ApiKey::Metadata => {
             MetadataResponse::decode(buf, version)?;
-        }
-        ApiKey::LeaderAndIsr => {
-            LeaderAndIsrResponse::decode(buf, version)?;
-        }
-        ApiKey::StopReplica => {
-            StopReplicaResponse::decode(buf, version)?;
-        }
-        ApiKey::UpdateMetadata => {
-            UpdateMetadataResponse::decode(buf, version)?;
-        }
-        ApiKey::ControlledShutdown => {
-            ControlledShutdownResponse::decode(buf, version)?;
         }
         ApiKey::OffsetCommit => {
             OffsetCommitResponse::decode(buf, version)?;
@@ -1764,8 +1767,8 @@ pub fn decode_response_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> R
         ApiKey::AssignReplicasToDirs => {
             AssignReplicasToDirsResponse::decode(buf, version)?;
         }
-        ApiKey::ListClientMetricsResources => {
-            ListClientMetricsResourcesResponse::decode(buf, version)?;
+        ApiKey::ListConfigResources => {
+            ListConfigResourcesResponse::decode(buf, version)?;
         }
         ApiKey::DescribeTopicPartitions => {
             DescribeTopicPartitionsResponse::decode(buf, version)?;
@@ -1806,6 +1809,21 @@ pub fn decode_response_body(api_key: ApiKey, version: i16, buf: &mut Bytes) -> R
         ApiKey::ReadShareGroupStateSummary => {
             ReadShareGroupStateSummaryResponse::decode(buf, version)?;
         }
+        ApiKey::StreamsGroupHeartbeat => {
+            StreamsGroupHeartbeatResponse::decode(buf, version)?;
+        }
+        ApiKey::StreamsGroupDescribe => {
+            StreamsGroupDescribeResponse::decode(buf, version)?;
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            DescribeShareGroupOffsetsResponse::decode(buf, version)?;
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            AlterShareGroupOffsetsResponse::decode(buf, version)?;
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            DeleteShareGroupOffsetsResponse::decode(buf, version)?;
+        }
     }
     crate::protocol::codec::ensure_consumed(buf, "response body")
 }
@@ -1838,6 +1856,14 @@ macro_rules! for_all_messages {
         $m!(alter_partition_response, AlterPartitionResponse);
         $m!(alter_replica_log_dirs_request, AlterReplicaLogDirsRequest);
         $m!(alter_replica_log_dirs_response, AlterReplicaLogDirsResponse);
+        $m!(
+            alter_share_group_offsets_request,
+            AlterShareGroupOffsetsRequest
+        );
+        $m!(
+            alter_share_group_offsets_response,
+            AlterShareGroupOffsetsResponse
+        );
         $m!(
             alter_user_scram_credentials_request,
             AlterUserScramCredentialsRequest
@@ -1877,8 +1903,6 @@ macro_rules! for_all_messages {
         );
         $m!(consumer_protocol_assignment, ConsumerProtocolAssignment);
         $m!(consumer_protocol_subscription, ConsumerProtocolSubscription);
-        $m!(controlled_shutdown_request, ControlledShutdownRequest);
-        $m!(controlled_shutdown_response, ControlledShutdownResponse);
         $m!(
             controller_registration_request,
             ControllerRegistrationRequest
@@ -1908,6 +1932,14 @@ macro_rules! for_all_messages {
         $m!(delete_groups_response, DeleteGroupsResponse);
         $m!(delete_records_request, DeleteRecordsRequest);
         $m!(delete_records_response, DeleteRecordsResponse);
+        $m!(
+            delete_share_group_offsets_request,
+            DeleteShareGroupOffsetsRequest
+        );
+        $m!(
+            delete_share_group_offsets_response,
+            DeleteShareGroupOffsetsResponse
+        );
         $m!(
             delete_share_group_state_request,
             DeleteShareGroupStateRequest
@@ -1946,6 +1978,14 @@ macro_rules! for_all_messages {
         $m!(describe_quorum_request, DescribeQuorumRequest);
         $m!(describe_quorum_response, DescribeQuorumResponse);
         $m!(
+            describe_share_group_offsets_request,
+            DescribeShareGroupOffsetsRequest
+        );
+        $m!(
+            describe_share_group_offsets_response,
+            DescribeShareGroupOffsetsResponse
+        );
+        $m!(
             describe_topic_partitions_request,
             DescribeTopicPartitionsRequest
         );
@@ -1967,6 +2007,7 @@ macro_rules! for_all_messages {
         $m!(elect_leaders_response, ElectLeadersResponse);
         $m!(end_quorum_epoch_request, EndQuorumEpochRequest);
         $m!(end_quorum_epoch_response, EndQuorumEpochResponse);
+        $m!(end_txn_marker, EndTxnMarker);
         $m!(end_txn_request, EndTxnRequest);
         $m!(end_txn_response, EndTxnResponse);
         $m!(envelope_request, EnvelopeRequest);
@@ -2016,19 +2057,11 @@ macro_rules! for_all_messages {
         $m!(join_group_request, JoinGroupRequest);
         $m!(join_group_response, JoinGroupResponse);
         $m!(kraft_version_record, KRaftVersionRecord);
-        $m!(leader_and_isr_request, LeaderAndIsrRequest);
-        $m!(leader_and_isr_response, LeaderAndIsrResponse);
         $m!(leader_change_message, LeaderChangeMessage);
         $m!(leave_group_request, LeaveGroupRequest);
         $m!(leave_group_response, LeaveGroupResponse);
-        $m!(
-            list_client_metrics_resources_request,
-            ListClientMetricsResourcesRequest
-        );
-        $m!(
-            list_client_metrics_resources_response,
-            ListClientMetricsResourcesResponse
-        );
+        $m!(list_config_resources_request, ListConfigResourcesRequest);
+        $m!(list_config_resources_response, ListConfigResourcesResponse);
         $m!(list_groups_request, ListGroupsRequest);
         $m!(list_groups_response, ListGroupsResponse);
         $m!(list_offsets_request, ListOffsetsRequest);
@@ -2093,8 +2126,19 @@ macro_rules! for_all_messages {
         $m!(share_group_heartbeat_response, ShareGroupHeartbeatResponse);
         $m!(snapshot_footer_record, SnapshotFooterRecord);
         $m!(snapshot_header_record, SnapshotHeaderRecord);
-        $m!(stop_replica_request, StopReplicaRequest);
-        $m!(stop_replica_response, StopReplicaResponse);
+        $m!(streams_group_describe_request, StreamsGroupDescribeRequest);
+        $m!(
+            streams_group_describe_response,
+            StreamsGroupDescribeResponse
+        );
+        $m!(
+            streams_group_heartbeat_request,
+            StreamsGroupHeartbeatRequest
+        );
+        $m!(
+            streams_group_heartbeat_response,
+            StreamsGroupHeartbeatResponse
+        );
         $m!(sync_group_request, SyncGroupRequest);
         $m!(sync_group_response, SyncGroupResponse);
         $m!(txn_offset_commit_request, TxnOffsetCommitRequest);
@@ -2103,8 +2147,6 @@ macro_rules! for_all_messages {
         $m!(unregister_broker_response, UnregisterBrokerResponse);
         $m!(update_features_request, UpdateFeaturesRequest);
         $m!(update_features_response, UpdateFeaturesResponse);
-        $m!(update_metadata_request, UpdateMetadataRequest);
-        $m!(update_metadata_response, UpdateMetadataResponse);
         $m!(update_raft_voter_request, UpdateRaftVoterRequest);
         $m!(update_raft_voter_response, UpdateRaftVoterResponse);
         $m!(vote_request, VoteRequest);
@@ -2232,23 +2274,24 @@ macro_rules! for_all_message_versions {
             0
         );
         $m!(
+            alter_partition_reassignments_request_v1,
+            AlterPartitionReassignmentsRequest,
+            1
+        );
+        $m!(
             alter_partition_reassignments_response_v0,
             AlterPartitionReassignmentsResponse,
             0
         );
-        $m!(alter_partition_request_v0, AlterPartitionRequest, 0);
-        $m!(alter_partition_request_v1, AlterPartitionRequest, 1);
+        $m!(
+            alter_partition_reassignments_response_v1,
+            AlterPartitionReassignmentsResponse,
+            1
+        );
         $m!(alter_partition_request_v2, AlterPartitionRequest, 2);
         $m!(alter_partition_request_v3, AlterPartitionRequest, 3);
-        $m!(alter_partition_response_v0, AlterPartitionResponse, 0);
-        $m!(alter_partition_response_v1, AlterPartitionResponse, 1);
         $m!(alter_partition_response_v2, AlterPartitionResponse, 2);
         $m!(alter_partition_response_v3, AlterPartitionResponse, 3);
-        $m!(
-            alter_replica_log_dirs_request_v0,
-            AlterReplicaLogDirsRequest,
-            0
-        );
         $m!(
             alter_replica_log_dirs_request_v1,
             AlterReplicaLogDirsRequest,
@@ -2260,11 +2303,6 @@ macro_rules! for_all_message_versions {
             2
         );
         $m!(
-            alter_replica_log_dirs_response_v0,
-            AlterReplicaLogDirsResponse,
-            0
-        );
-        $m!(
             alter_replica_log_dirs_response_v1,
             AlterReplicaLogDirsResponse,
             1
@@ -2273,6 +2311,16 @@ macro_rules! for_all_message_versions {
             alter_replica_log_dirs_response_v2,
             AlterReplicaLogDirsResponse,
             2
+        );
+        $m!(
+            alter_share_group_offsets_request_v0,
+            AlterShareGroupOffsetsRequest,
+            0
+        );
+        $m!(
+            alter_share_group_offsets_response_v0,
+            AlterShareGroupOffsetsResponse,
+            0
         );
         $m!(
             alter_user_scram_credentials_request_v0,
@@ -2348,9 +2396,19 @@ macro_rules! for_all_message_versions {
             0
         );
         $m!(
+            consumer_group_describe_request_v1,
+            ConsumerGroupDescribeRequest,
+            1
+        );
+        $m!(
             consumer_group_describe_response_v0,
             ConsumerGroupDescribeResponse,
             0
+        );
+        $m!(
+            consumer_group_describe_response_v1,
+            ConsumerGroupDescribeResponse,
+            1
         );
         $m!(
             consumer_group_heartbeat_request_v0,
@@ -2358,9 +2416,19 @@ macro_rules! for_all_message_versions {
             0
         );
         $m!(
+            consumer_group_heartbeat_request_v1,
+            ConsumerGroupHeartbeatRequest,
+            1
+        );
+        $m!(
             consumer_group_heartbeat_response_v0,
             ConsumerGroupHeartbeatResponse,
             0
+        );
+        $m!(
+            consumer_group_heartbeat_response_v1,
+            ConsumerGroupHeartbeatResponse,
+            1
         );
         $m!(
             consumer_protocol_assignment_v0,
@@ -2402,30 +2470,6 @@ macro_rules! for_all_message_versions {
             ConsumerProtocolSubscription,
             3
         );
-        $m!(controlled_shutdown_request_v0, ControlledShutdownRequest, 0);
-        $m!(controlled_shutdown_request_v1, ControlledShutdownRequest, 1);
-        $m!(controlled_shutdown_request_v2, ControlledShutdownRequest, 2);
-        $m!(controlled_shutdown_request_v3, ControlledShutdownRequest, 3);
-        $m!(
-            controlled_shutdown_response_v0,
-            ControlledShutdownResponse,
-            0
-        );
-        $m!(
-            controlled_shutdown_response_v1,
-            ControlledShutdownResponse,
-            1
-        );
-        $m!(
-            controlled_shutdown_response_v2,
-            ControlledShutdownResponse,
-            2
-        );
-        $m!(
-            controlled_shutdown_response_v3,
-            ControlledShutdownResponse,
-            3
-        );
         $m!(
             controller_registration_request_v0,
             ControllerRegistrationRequest,
@@ -2436,19 +2480,12 @@ macro_rules! for_all_message_versions {
             ControllerRegistrationResponse,
             0
         );
-        $m!(create_acls_request_v0, CreateAclsRequest, 0);
         $m!(create_acls_request_v1, CreateAclsRequest, 1);
         $m!(create_acls_request_v2, CreateAclsRequest, 2);
         $m!(create_acls_request_v3, CreateAclsRequest, 3);
-        $m!(create_acls_response_v0, CreateAclsResponse, 0);
         $m!(create_acls_response_v1, CreateAclsResponse, 1);
         $m!(create_acls_response_v2, CreateAclsResponse, 2);
         $m!(create_acls_response_v3, CreateAclsResponse, 3);
-        $m!(
-            create_delegation_token_request_v0,
-            CreateDelegationTokenRequest,
-            0
-        );
         $m!(
             create_delegation_token_request_v1,
             CreateDelegationTokenRequest,
@@ -2463,11 +2500,6 @@ macro_rules! for_all_message_versions {
             create_delegation_token_request_v3,
             CreateDelegationTokenRequest,
             3
-        );
-        $m!(
-            create_delegation_token_response_v0,
-            CreateDelegationTokenResponse,
-            0
         );
         $m!(
             create_delegation_token_response_v1,
@@ -2492,16 +2524,12 @@ macro_rules! for_all_message_versions {
         $m!(create_partitions_response_v1, CreatePartitionsResponse, 1);
         $m!(create_partitions_response_v2, CreatePartitionsResponse, 2);
         $m!(create_partitions_response_v3, CreatePartitionsResponse, 3);
-        $m!(create_topics_request_v0, CreateTopicsRequest, 0);
-        $m!(create_topics_request_v1, CreateTopicsRequest, 1);
         $m!(create_topics_request_v2, CreateTopicsRequest, 2);
         $m!(create_topics_request_v3, CreateTopicsRequest, 3);
         $m!(create_topics_request_v4, CreateTopicsRequest, 4);
         $m!(create_topics_request_v5, CreateTopicsRequest, 5);
         $m!(create_topics_request_v6, CreateTopicsRequest, 6);
         $m!(create_topics_request_v7, CreateTopicsRequest, 7);
-        $m!(create_topics_response_v0, CreateTopicsResponse, 0);
-        $m!(create_topics_response_v1, CreateTopicsResponse, 1);
         $m!(create_topics_response_v2, CreateTopicsResponse, 2);
         $m!(create_topics_response_v3, CreateTopicsResponse, 3);
         $m!(create_topics_response_v4, CreateTopicsResponse, 4);
@@ -2509,11 +2537,9 @@ macro_rules! for_all_message_versions {
         $m!(create_topics_response_v6, CreateTopicsResponse, 6);
         $m!(create_topics_response_v7, CreateTopicsResponse, 7);
         $m!(default_principal_data_v0, DefaultPrincipalData, 0);
-        $m!(delete_acls_request_v0, DeleteAclsRequest, 0);
         $m!(delete_acls_request_v1, DeleteAclsRequest, 1);
         $m!(delete_acls_request_v2, DeleteAclsRequest, 2);
         $m!(delete_acls_request_v3, DeleteAclsRequest, 3);
-        $m!(delete_acls_response_v0, DeleteAclsResponse, 0);
         $m!(delete_acls_response_v1, DeleteAclsResponse, 1);
         $m!(delete_acls_response_v2, DeleteAclsResponse, 2);
         $m!(delete_acls_response_v3, DeleteAclsResponse, 3);
@@ -2529,25 +2555,41 @@ macro_rules! for_all_message_versions {
         $m!(delete_records_response_v0, DeleteRecordsResponse, 0);
         $m!(delete_records_response_v1, DeleteRecordsResponse, 1);
         $m!(delete_records_response_v2, DeleteRecordsResponse, 2);
-        $m!(delete_topics_request_v0, DeleteTopicsRequest, 0);
+        $m!(
+            delete_share_group_offsets_request_v0,
+            DeleteShareGroupOffsetsRequest,
+            0
+        );
+        $m!(
+            delete_share_group_offsets_response_v0,
+            DeleteShareGroupOffsetsResponse,
+            0
+        );
+        $m!(
+            delete_share_group_state_request_v0,
+            DeleteShareGroupStateRequest,
+            0
+        );
+        $m!(
+            delete_share_group_state_response_v0,
+            DeleteShareGroupStateResponse,
+            0
+        );
         $m!(delete_topics_request_v1, DeleteTopicsRequest, 1);
         $m!(delete_topics_request_v2, DeleteTopicsRequest, 2);
         $m!(delete_topics_request_v3, DeleteTopicsRequest, 3);
         $m!(delete_topics_request_v4, DeleteTopicsRequest, 4);
         $m!(delete_topics_request_v5, DeleteTopicsRequest, 5);
         $m!(delete_topics_request_v6, DeleteTopicsRequest, 6);
-        $m!(delete_topics_response_v0, DeleteTopicsResponse, 0);
         $m!(delete_topics_response_v1, DeleteTopicsResponse, 1);
         $m!(delete_topics_response_v2, DeleteTopicsResponse, 2);
         $m!(delete_topics_response_v3, DeleteTopicsResponse, 3);
         $m!(delete_topics_response_v4, DeleteTopicsResponse, 4);
         $m!(delete_topics_response_v5, DeleteTopicsResponse, 5);
         $m!(delete_topics_response_v6, DeleteTopicsResponse, 6);
-        $m!(describe_acls_request_v0, DescribeAclsRequest, 0);
         $m!(describe_acls_request_v1, DescribeAclsRequest, 1);
         $m!(describe_acls_request_v2, DescribeAclsRequest, 2);
         $m!(describe_acls_request_v3, DescribeAclsRequest, 3);
-        $m!(describe_acls_response_v0, DescribeAclsResponse, 0);
         $m!(describe_acls_response_v1, DescribeAclsResponse, 1);
         $m!(describe_acls_response_v2, DescribeAclsResponse, 2);
         $m!(describe_acls_response_v3, DescribeAclsResponse, 3);
@@ -2573,23 +2615,18 @@ macro_rules! for_all_message_versions {
         );
         $m!(describe_cluster_request_v0, DescribeClusterRequest, 0);
         $m!(describe_cluster_request_v1, DescribeClusterRequest, 1);
+        $m!(describe_cluster_request_v2, DescribeClusterRequest, 2);
         $m!(describe_cluster_response_v0, DescribeClusterResponse, 0);
         $m!(describe_cluster_response_v1, DescribeClusterResponse, 1);
-        $m!(describe_configs_request_v0, DescribeConfigsRequest, 0);
+        $m!(describe_cluster_response_v2, DescribeClusterResponse, 2);
         $m!(describe_configs_request_v1, DescribeConfigsRequest, 1);
         $m!(describe_configs_request_v2, DescribeConfigsRequest, 2);
         $m!(describe_configs_request_v3, DescribeConfigsRequest, 3);
         $m!(describe_configs_request_v4, DescribeConfigsRequest, 4);
-        $m!(describe_configs_response_v0, DescribeConfigsResponse, 0);
         $m!(describe_configs_response_v1, DescribeConfigsResponse, 1);
         $m!(describe_configs_response_v2, DescribeConfigsResponse, 2);
         $m!(describe_configs_response_v3, DescribeConfigsResponse, 3);
         $m!(describe_configs_response_v4, DescribeConfigsResponse, 4);
-        $m!(
-            describe_delegation_token_request_v0,
-            DescribeDelegationTokenRequest,
-            0
-        );
         $m!(
             describe_delegation_token_request_v1,
             DescribeDelegationTokenRequest,
@@ -2604,11 +2641,6 @@ macro_rules! for_all_message_versions {
             describe_delegation_token_request_v3,
             DescribeDelegationTokenRequest,
             3
-        );
-        $m!(
-            describe_delegation_token_response_v0,
-            DescribeDelegationTokenResponse,
-            0
         );
         $m!(
             describe_delegation_token_response_v1,
@@ -2631,18 +2663,18 @@ macro_rules! for_all_message_versions {
         $m!(describe_groups_request_v3, DescribeGroupsRequest, 3);
         $m!(describe_groups_request_v4, DescribeGroupsRequest, 4);
         $m!(describe_groups_request_v5, DescribeGroupsRequest, 5);
+        $m!(describe_groups_request_v6, DescribeGroupsRequest, 6);
         $m!(describe_groups_response_v0, DescribeGroupsResponse, 0);
         $m!(describe_groups_response_v1, DescribeGroupsResponse, 1);
         $m!(describe_groups_response_v2, DescribeGroupsResponse, 2);
         $m!(describe_groups_response_v3, DescribeGroupsResponse, 3);
         $m!(describe_groups_response_v4, DescribeGroupsResponse, 4);
         $m!(describe_groups_response_v5, DescribeGroupsResponse, 5);
-        $m!(describe_log_dirs_request_v0, DescribeLogDirsRequest, 0);
+        $m!(describe_groups_response_v6, DescribeGroupsResponse, 6);
         $m!(describe_log_dirs_request_v1, DescribeLogDirsRequest, 1);
         $m!(describe_log_dirs_request_v2, DescribeLogDirsRequest, 2);
         $m!(describe_log_dirs_request_v3, DescribeLogDirsRequest, 3);
         $m!(describe_log_dirs_request_v4, DescribeLogDirsRequest, 4);
-        $m!(describe_log_dirs_response_v0, DescribeLogDirsResponse, 0);
         $m!(describe_log_dirs_response_v1, DescribeLogDirsResponse, 1);
         $m!(describe_log_dirs_response_v2, DescribeLogDirsResponse, 2);
         $m!(describe_log_dirs_response_v3, DescribeLogDirsResponse, 3);
@@ -2655,6 +2687,16 @@ macro_rules! for_all_message_versions {
         $m!(describe_quorum_response_v0, DescribeQuorumResponse, 0);
         $m!(describe_quorum_response_v1, DescribeQuorumResponse, 1);
         $m!(describe_quorum_response_v2, DescribeQuorumResponse, 2);
+        $m!(
+            describe_share_group_offsets_request_v0,
+            DescribeShareGroupOffsetsRequest,
+            0
+        );
+        $m!(
+            describe_share_group_offsets_response_v0,
+            DescribeShareGroupOffsetsResponse,
+            0
+        );
         $m!(
             describe_topic_partitions_request_v0,
             DescribeTopicPartitionsRequest,
@@ -2695,23 +2737,21 @@ macro_rules! for_all_message_versions {
         $m!(end_quorum_epoch_request_v1, EndQuorumEpochRequest, 1);
         $m!(end_quorum_epoch_response_v0, EndQuorumEpochResponse, 0);
         $m!(end_quorum_epoch_response_v1, EndQuorumEpochResponse, 1);
+        $m!(end_txn_marker_v0, EndTxnMarker, 0);
         $m!(end_txn_request_v0, EndTxnRequest, 0);
         $m!(end_txn_request_v1, EndTxnRequest, 1);
         $m!(end_txn_request_v2, EndTxnRequest, 2);
         $m!(end_txn_request_v3, EndTxnRequest, 3);
         $m!(end_txn_request_v4, EndTxnRequest, 4);
+        $m!(end_txn_request_v5, EndTxnRequest, 5);
         $m!(end_txn_response_v0, EndTxnResponse, 0);
         $m!(end_txn_response_v1, EndTxnResponse, 1);
         $m!(end_txn_response_v2, EndTxnResponse, 2);
         $m!(end_txn_response_v3, EndTxnResponse, 3);
         $m!(end_txn_response_v4, EndTxnResponse, 4);
+        $m!(end_txn_response_v5, EndTxnResponse, 5);
         $m!(envelope_request_v0, EnvelopeRequest, 0);
         $m!(envelope_response_v0, EnvelopeResponse, 0);
-        $m!(
-            expire_delegation_token_request_v0,
-            ExpireDelegationTokenRequest,
-            0
-        );
         $m!(
             expire_delegation_token_request_v1,
             ExpireDelegationTokenRequest,
@@ -2723,11 +2763,6 @@ macro_rules! for_all_message_versions {
             2
         );
         $m!(
-            expire_delegation_token_response_v0,
-            ExpireDelegationTokenResponse,
-            0
-        );
-        $m!(
             expire_delegation_token_response_v1,
             ExpireDelegationTokenResponse,
             1
@@ -2737,10 +2772,6 @@ macro_rules! for_all_message_versions {
             ExpireDelegationTokenResponse,
             2
         );
-        $m!(fetch_request_v0, FetchRequest, 0);
-        $m!(fetch_request_v1, FetchRequest, 1);
-        $m!(fetch_request_v2, FetchRequest, 2);
-        $m!(fetch_request_v3, FetchRequest, 3);
         $m!(fetch_request_v4, FetchRequest, 4);
         $m!(fetch_request_v5, FetchRequest, 5);
         $m!(fetch_request_v6, FetchRequest, 6);
@@ -2755,10 +2786,7 @@ macro_rules! for_all_message_versions {
         $m!(fetch_request_v15, FetchRequest, 15);
         $m!(fetch_request_v16, FetchRequest, 16);
         $m!(fetch_request_v17, FetchRequest, 17);
-        $m!(fetch_response_v0, FetchResponse, 0);
-        $m!(fetch_response_v1, FetchResponse, 1);
-        $m!(fetch_response_v2, FetchResponse, 2);
-        $m!(fetch_response_v3, FetchResponse, 3);
+        $m!(fetch_request_v18, FetchRequest, 18);
         $m!(fetch_response_v4, FetchResponse, 4);
         $m!(fetch_response_v5, FetchResponse, 5);
         $m!(fetch_response_v6, FetchResponse, 6);
@@ -2773,6 +2801,7 @@ macro_rules! for_all_message_versions {
         $m!(fetch_response_v15, FetchResponse, 15);
         $m!(fetch_response_v16, FetchResponse, 16);
         $m!(fetch_response_v17, FetchResponse, 17);
+        $m!(fetch_response_v18, FetchResponse, 18);
         $m!(fetch_snapshot_request_v0, FetchSnapshotRequest, 0);
         $m!(fetch_snapshot_request_v1, FetchSnapshotRequest, 1);
         $m!(fetch_snapshot_response_v0, FetchSnapshotResponse, 0);
@@ -2843,6 +2872,16 @@ macro_rules! for_all_message_versions {
         $m!(init_producer_id_response_v3, InitProducerIdResponse, 3);
         $m!(init_producer_id_response_v4, InitProducerIdResponse, 4);
         $m!(init_producer_id_response_v5, InitProducerIdResponse, 5);
+        $m!(
+            initialize_share_group_state_request_v0,
+            InitializeShareGroupStateRequest,
+            0
+        );
+        $m!(
+            initialize_share_group_state_response_v0,
+            InitializeShareGroupStateResponse,
+            0
+        );
         $m!(join_group_request_v0, JoinGroupRequest, 0);
         $m!(join_group_request_v1, JoinGroupRequest, 1);
         $m!(join_group_request_v2, JoinGroupRequest, 2);
@@ -2864,22 +2903,6 @@ macro_rules! for_all_message_versions {
         $m!(join_group_response_v8, JoinGroupResponse, 8);
         $m!(join_group_response_v9, JoinGroupResponse, 9);
         $m!(kraft_version_record_v0, KRaftVersionRecord, 0);
-        $m!(leader_and_isr_request_v0, LeaderAndIsrRequest, 0);
-        $m!(leader_and_isr_request_v1, LeaderAndIsrRequest, 1);
-        $m!(leader_and_isr_request_v2, LeaderAndIsrRequest, 2);
-        $m!(leader_and_isr_request_v3, LeaderAndIsrRequest, 3);
-        $m!(leader_and_isr_request_v4, LeaderAndIsrRequest, 4);
-        $m!(leader_and_isr_request_v5, LeaderAndIsrRequest, 5);
-        $m!(leader_and_isr_request_v6, LeaderAndIsrRequest, 6);
-        $m!(leader_and_isr_request_v7, LeaderAndIsrRequest, 7);
-        $m!(leader_and_isr_response_v0, LeaderAndIsrResponse, 0);
-        $m!(leader_and_isr_response_v1, LeaderAndIsrResponse, 1);
-        $m!(leader_and_isr_response_v2, LeaderAndIsrResponse, 2);
-        $m!(leader_and_isr_response_v3, LeaderAndIsrResponse, 3);
-        $m!(leader_and_isr_response_v4, LeaderAndIsrResponse, 4);
-        $m!(leader_and_isr_response_v5, LeaderAndIsrResponse, 5);
-        $m!(leader_and_isr_response_v6, LeaderAndIsrResponse, 6);
-        $m!(leader_and_isr_response_v7, LeaderAndIsrResponse, 7);
         $m!(leader_change_message_v0, LeaderChangeMessage, 0);
         $m!(leader_change_message_v1, LeaderChangeMessage, 1);
         $m!(leave_group_request_v0, LeaveGroupRequest, 0);
@@ -2895,14 +2918,24 @@ macro_rules! for_all_message_versions {
         $m!(leave_group_response_v4, LeaveGroupResponse, 4);
         $m!(leave_group_response_v5, LeaveGroupResponse, 5);
         $m!(
-            list_client_metrics_resources_request_v0,
-            ListClientMetricsResourcesRequest,
+            list_config_resources_request_v0,
+            ListConfigResourcesRequest,
             0
         );
         $m!(
-            list_client_metrics_resources_response_v0,
-            ListClientMetricsResourcesResponse,
+            list_config_resources_request_v1,
+            ListConfigResourcesRequest,
+            1
+        );
+        $m!(
+            list_config_resources_response_v0,
+            ListConfigResourcesResponse,
             0
+        );
+        $m!(
+            list_config_resources_response_v1,
+            ListConfigResourcesResponse,
+            1
         );
         $m!(list_groups_request_v0, ListGroupsRequest, 0);
         $m!(list_groups_request_v1, ListGroupsRequest, 1);
@@ -2916,7 +2949,6 @@ macro_rules! for_all_message_versions {
         $m!(list_groups_response_v3, ListGroupsResponse, 3);
         $m!(list_groups_response_v4, ListGroupsResponse, 4);
         $m!(list_groups_response_v5, ListGroupsResponse, 5);
-        $m!(list_offsets_request_v0, ListOffsetsRequest, 0);
         $m!(list_offsets_request_v1, ListOffsetsRequest, 1);
         $m!(list_offsets_request_v2, ListOffsetsRequest, 2);
         $m!(list_offsets_request_v3, ListOffsetsRequest, 3);
@@ -2927,7 +2959,6 @@ macro_rules! for_all_message_versions {
         $m!(list_offsets_request_v8, ListOffsetsRequest, 8);
         $m!(list_offsets_request_v9, ListOffsetsRequest, 9);
         $m!(list_offsets_request_v10, ListOffsetsRequest, 10);
-        $m!(list_offsets_response_v0, ListOffsetsResponse, 0);
         $m!(list_offsets_response_v1, ListOffsetsResponse, 1);
         $m!(list_offsets_response_v2, ListOffsetsResponse, 2);
         $m!(list_offsets_response_v3, ListOffsetsResponse, 3);
@@ -2950,8 +2981,10 @@ macro_rules! for_all_message_versions {
         );
         $m!(list_transactions_request_v0, ListTransactionsRequest, 0);
         $m!(list_transactions_request_v1, ListTransactionsRequest, 1);
+        $m!(list_transactions_request_v2, ListTransactionsRequest, 2);
         $m!(list_transactions_response_v0, ListTransactionsResponse, 0);
         $m!(list_transactions_response_v1, ListTransactionsResponse, 1);
+        $m!(list_transactions_response_v2, ListTransactionsResponse, 2);
         $m!(metadata_request_v0, MetadataRequest, 0);
         $m!(metadata_request_v1, MetadataRequest, 1);
         $m!(metadata_request_v2, MetadataRequest, 2);
@@ -2965,6 +2998,7 @@ macro_rules! for_all_message_versions {
         $m!(metadata_request_v10, MetadataRequest, 10);
         $m!(metadata_request_v11, MetadataRequest, 11);
         $m!(metadata_request_v12, MetadataRequest, 12);
+        $m!(metadata_request_v13, MetadataRequest, 13);
         $m!(metadata_response_v0, MetadataResponse, 0);
         $m!(metadata_response_v1, MetadataResponse, 1);
         $m!(metadata_response_v2, MetadataResponse, 2);
@@ -2978,8 +3012,7 @@ macro_rules! for_all_message_versions {
         $m!(metadata_response_v10, MetadataResponse, 10);
         $m!(metadata_response_v11, MetadataResponse, 11);
         $m!(metadata_response_v12, MetadataResponse, 12);
-        $m!(offset_commit_request_v0, OffsetCommitRequest, 0);
-        $m!(offset_commit_request_v1, OffsetCommitRequest, 1);
+        $m!(metadata_response_v13, MetadataResponse, 13);
         $m!(offset_commit_request_v2, OffsetCommitRequest, 2);
         $m!(offset_commit_request_v3, OffsetCommitRequest, 3);
         $m!(offset_commit_request_v4, OffsetCommitRequest, 4);
@@ -2988,8 +3021,6 @@ macro_rules! for_all_message_versions {
         $m!(offset_commit_request_v7, OffsetCommitRequest, 7);
         $m!(offset_commit_request_v8, OffsetCommitRequest, 8);
         $m!(offset_commit_request_v9, OffsetCommitRequest, 9);
-        $m!(offset_commit_response_v0, OffsetCommitResponse, 0);
-        $m!(offset_commit_response_v1, OffsetCommitResponse, 1);
         $m!(offset_commit_response_v2, OffsetCommitResponse, 2);
         $m!(offset_commit_response_v3, OffsetCommitResponse, 3);
         $m!(offset_commit_response_v4, OffsetCommitResponse, 4);
@@ -3000,7 +3031,6 @@ macro_rules! for_all_message_versions {
         $m!(offset_commit_response_v9, OffsetCommitResponse, 9);
         $m!(offset_delete_request_v0, OffsetDeleteRequest, 0);
         $m!(offset_delete_response_v0, OffsetDeleteResponse, 0);
-        $m!(offset_fetch_request_v0, OffsetFetchRequest, 0);
         $m!(offset_fetch_request_v1, OffsetFetchRequest, 1);
         $m!(offset_fetch_request_v2, OffsetFetchRequest, 2);
         $m!(offset_fetch_request_v3, OffsetFetchRequest, 3);
@@ -3010,7 +3040,6 @@ macro_rules! for_all_message_versions {
         $m!(offset_fetch_request_v7, OffsetFetchRequest, 7);
         $m!(offset_fetch_request_v8, OffsetFetchRequest, 8);
         $m!(offset_fetch_request_v9, OffsetFetchRequest, 9);
-        $m!(offset_fetch_response_v0, OffsetFetchResponse, 0);
         $m!(offset_fetch_response_v1, OffsetFetchResponse, 1);
         $m!(offset_fetch_response_v2, OffsetFetchResponse, 2);
         $m!(offset_fetch_response_v3, OffsetFetchResponse, 3);
@@ -3020,16 +3049,6 @@ macro_rules! for_all_message_versions {
         $m!(offset_fetch_response_v7, OffsetFetchResponse, 7);
         $m!(offset_fetch_response_v8, OffsetFetchResponse, 8);
         $m!(offset_fetch_response_v9, OffsetFetchResponse, 9);
-        $m!(
-            offset_for_leader_epoch_request_v0,
-            OffsetForLeaderEpochRequest,
-            0
-        );
-        $m!(
-            offset_for_leader_epoch_request_v1,
-            OffsetForLeaderEpochRequest,
-            1
-        );
         $m!(
             offset_for_leader_epoch_request_v2,
             OffsetForLeaderEpochRequest,
@@ -3046,16 +3065,6 @@ macro_rules! for_all_message_versions {
             4
         );
         $m!(
-            offset_for_leader_epoch_response_v0,
-            OffsetForLeaderEpochResponse,
-            0
-        );
-        $m!(
-            offset_for_leader_epoch_response_v1,
-            OffsetForLeaderEpochResponse,
-            1
-        );
-        $m!(
             offset_for_leader_epoch_response_v2,
             OffsetForLeaderEpochResponse,
             2
@@ -3070,9 +3079,6 @@ macro_rules! for_all_message_versions {
             OffsetForLeaderEpochResponse,
             4
         );
-        $m!(produce_request_v0, ProduceRequest, 0);
-        $m!(produce_request_v1, ProduceRequest, 1);
-        $m!(produce_request_v2, ProduceRequest, 2);
         $m!(produce_request_v3, ProduceRequest, 3);
         $m!(produce_request_v4, ProduceRequest, 4);
         $m!(produce_request_v5, ProduceRequest, 5);
@@ -3082,9 +3088,8 @@ macro_rules! for_all_message_versions {
         $m!(produce_request_v9, ProduceRequest, 9);
         $m!(produce_request_v10, ProduceRequest, 10);
         $m!(produce_request_v11, ProduceRequest, 11);
-        $m!(produce_response_v0, ProduceResponse, 0);
-        $m!(produce_response_v1, ProduceResponse, 1);
-        $m!(produce_response_v2, ProduceResponse, 2);
+        $m!(produce_request_v12, ProduceRequest, 12);
+        $m!(produce_request_v13, ProduceRequest, 13);
         $m!(produce_response_v3, ProduceResponse, 3);
         $m!(produce_response_v4, ProduceResponse, 4);
         $m!(produce_response_v5, ProduceResponse, 5);
@@ -3094,15 +3099,32 @@ macro_rules! for_all_message_versions {
         $m!(produce_response_v9, ProduceResponse, 9);
         $m!(produce_response_v10, ProduceResponse, 10);
         $m!(produce_response_v11, ProduceResponse, 11);
+        $m!(produce_response_v12, ProduceResponse, 12);
+        $m!(produce_response_v13, ProduceResponse, 13);
         $m!(push_telemetry_request_v0, PushTelemetryRequest, 0);
         $m!(push_telemetry_response_v0, PushTelemetryResponse, 0);
-        $m!(remove_raft_voter_request_v0, RemoveRaftVoterRequest, 0);
-        $m!(remove_raft_voter_response_v0, RemoveRaftVoterResponse, 0);
         $m!(
-            renew_delegation_token_request_v0,
-            RenewDelegationTokenRequest,
+            read_share_group_state_request_v0,
+            ReadShareGroupStateRequest,
             0
         );
+        $m!(
+            read_share_group_state_response_v0,
+            ReadShareGroupStateResponse,
+            0
+        );
+        $m!(
+            read_share_group_state_summary_request_v0,
+            ReadShareGroupStateSummaryRequest,
+            0
+        );
+        $m!(
+            read_share_group_state_summary_response_v0,
+            ReadShareGroupStateSummaryResponse,
+            0
+        );
+        $m!(remove_raft_voter_request_v0, RemoveRaftVoterRequest, 0);
+        $m!(remove_raft_voter_response_v0, RemoveRaftVoterResponse, 0);
         $m!(
             renew_delegation_token_request_v1,
             RenewDelegationTokenRequest,
@@ -3114,11 +3136,6 @@ macro_rules! for_all_message_versions {
             2
         );
         $m!(
-            renew_delegation_token_response_v0,
-            RenewDelegationTokenResponse,
-            0
-        );
-        $m!(
             renew_delegation_token_response_v1,
             RenewDelegationTokenResponse,
             1
@@ -3128,7 +3145,6 @@ macro_rules! for_all_message_versions {
             RenewDelegationTokenResponse,
             2
         );
-        $m!(request_header_v0, RequestHeader, 0);
         $m!(request_header_v1, RequestHeader, 1);
         $m!(request_header_v2, RequestHeader, 2);
         $m!(response_header_v0, ResponseHeader, 0);
@@ -3143,18 +3159,32 @@ macro_rules! for_all_message_versions {
         $m!(sasl_handshake_request_v1, SaslHandshakeRequest, 1);
         $m!(sasl_handshake_response_v0, SaslHandshakeResponse, 0);
         $m!(sasl_handshake_response_v1, SaslHandshakeResponse, 1);
+        $m!(share_acknowledge_request_v1, ShareAcknowledgeRequest, 1);
+        $m!(share_acknowledge_response_v1, ShareAcknowledgeResponse, 1);
+        $m!(share_fetch_request_v1, ShareFetchRequest, 1);
+        $m!(share_fetch_response_v1, ShareFetchResponse, 1);
+        $m!(
+            share_group_describe_request_v1,
+            ShareGroupDescribeRequest,
+            1
+        );
+        $m!(
+            share_group_describe_response_v1,
+            ShareGroupDescribeResponse,
+            1
+        );
+        $m!(
+            share_group_heartbeat_request_v1,
+            ShareGroupHeartbeatRequest,
+            1
+        );
+        $m!(
+            share_group_heartbeat_response_v1,
+            ShareGroupHeartbeatResponse,
+            1
+        );
         $m!(snapshot_footer_record_v0, SnapshotFooterRecord, 0);
         $m!(snapshot_header_record_v0, SnapshotHeaderRecord, 0);
-        $m!(stop_replica_request_v0, StopReplicaRequest, 0);
-        $m!(stop_replica_request_v1, StopReplicaRequest, 1);
-        $m!(stop_replica_request_v2, StopReplicaRequest, 2);
-        $m!(stop_replica_request_v3, StopReplicaRequest, 3);
-        $m!(stop_replica_request_v4, StopReplicaRequest, 4);
-        $m!(stop_replica_response_v0, StopReplicaResponse, 0);
-        $m!(stop_replica_response_v1, StopReplicaResponse, 1);
-        $m!(stop_replica_response_v2, StopReplicaResponse, 2);
-        $m!(stop_replica_response_v3, StopReplicaResponse, 3);
-        $m!(stop_replica_response_v4, StopReplicaResponse, 4);
         $m!(sync_group_request_v0, SyncGroupRequest, 0);
         $m!(sync_group_request_v1, SyncGroupRequest, 1);
         $m!(sync_group_request_v2, SyncGroupRequest, 2);
@@ -3172,11 +3202,13 @@ macro_rules! for_all_message_versions {
         $m!(txn_offset_commit_request_v2, TxnOffsetCommitRequest, 2);
         $m!(txn_offset_commit_request_v3, TxnOffsetCommitRequest, 3);
         $m!(txn_offset_commit_request_v4, TxnOffsetCommitRequest, 4);
+        $m!(txn_offset_commit_request_v5, TxnOffsetCommitRequest, 5);
         $m!(txn_offset_commit_response_v0, TxnOffsetCommitResponse, 0);
         $m!(txn_offset_commit_response_v1, TxnOffsetCommitResponse, 1);
         $m!(txn_offset_commit_response_v2, TxnOffsetCommitResponse, 2);
         $m!(txn_offset_commit_response_v3, TxnOffsetCommitResponse, 3);
         $m!(txn_offset_commit_response_v4, TxnOffsetCommitResponse, 4);
+        $m!(txn_offset_commit_response_v5, TxnOffsetCommitResponse, 5);
         $m!(unregister_broker_request_v0, UnregisterBrokerRequest, 0);
         $m!(unregister_broker_response_v0, UnregisterBrokerResponse, 0);
         $m!(update_features_request_v0, UpdateFeaturesRequest, 0);
@@ -3185,34 +3217,26 @@ macro_rules! for_all_message_versions {
         $m!(update_features_response_v0, UpdateFeaturesResponse, 0);
         $m!(update_features_response_v1, UpdateFeaturesResponse, 1);
         $m!(update_features_response_v2, UpdateFeaturesResponse, 2);
-        $m!(update_metadata_request_v0, UpdateMetadataRequest, 0);
-        $m!(update_metadata_request_v1, UpdateMetadataRequest, 1);
-        $m!(update_metadata_request_v2, UpdateMetadataRequest, 2);
-        $m!(update_metadata_request_v3, UpdateMetadataRequest, 3);
-        $m!(update_metadata_request_v4, UpdateMetadataRequest, 4);
-        $m!(update_metadata_request_v5, UpdateMetadataRequest, 5);
-        $m!(update_metadata_request_v6, UpdateMetadataRequest, 6);
-        $m!(update_metadata_request_v7, UpdateMetadataRequest, 7);
-        $m!(update_metadata_request_v8, UpdateMetadataRequest, 8);
-        $m!(update_metadata_response_v0, UpdateMetadataResponse, 0);
-        $m!(update_metadata_response_v1, UpdateMetadataResponse, 1);
-        $m!(update_metadata_response_v2, UpdateMetadataResponse, 2);
-        $m!(update_metadata_response_v3, UpdateMetadataResponse, 3);
-        $m!(update_metadata_response_v4, UpdateMetadataResponse, 4);
-        $m!(update_metadata_response_v5, UpdateMetadataResponse, 5);
-        $m!(update_metadata_response_v6, UpdateMetadataResponse, 6);
-        $m!(update_metadata_response_v7, UpdateMetadataResponse, 7);
-        $m!(update_metadata_response_v8, UpdateMetadataResponse, 8);
         $m!(update_raft_voter_request_v0, UpdateRaftVoterRequest, 0);
         $m!(update_raft_voter_response_v0, UpdateRaftVoterResponse, 0);
         $m!(vote_request_v0, VoteRequest, 0);
         $m!(vote_request_v1, VoteRequest, 1);
+        $m!(vote_request_v2, VoteRequest, 2);
         $m!(vote_response_v0, VoteResponse, 0);
         $m!(vote_response_v1, VoteResponse, 1);
+        $m!(vote_response_v2, VoteResponse, 2);
         $m!(voters_record_v0, VotersRecord, 0);
-        $m!(write_txn_markers_request_v0, WriteTxnMarkersRequest, 0);
+        $m!(
+            write_share_group_state_request_v0,
+            WriteShareGroupStateRequest,
+            0
+        );
+        $m!(
+            write_share_group_state_response_v0,
+            WriteShareGroupStateResponse,
+            0
+        );
         $m!(write_txn_markers_request_v1, WriteTxnMarkersRequest, 1);
-        $m!(write_txn_markers_response_v0, WriteTxnMarkersResponse, 0);
         $m!(write_txn_markers_response_v1, WriteTxnMarkersResponse, 1);
     };
 }

@@ -2,9 +2,9 @@
 //! `OffsetCommitRequest`: the request spec `OffsetCommitRequest.json`.
 //!
 //! Api key 8 (OffsetCommit).
-//! Valid versions 0-9, flexible versions 8+.
-//! Deprecated versions: 0-1.
-//! Listeners: zkBroker, broker.
+//! Valid versions 2-9, flexible versions 8+.
+//! Version 10 is marked unstable in the spec and is not offered.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +19,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `OffsetCommitRequest`: api key 8 (OffsetCommit), versions 0-9, flexible 8+.
+/// `OffsetCommitRequest`: api key 8 (OffsetCommit), versions 2-9, flexible 8+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetCommitRequest {
     /// The unique group identifier.
@@ -85,17 +85,13 @@ impl Codec for OffsetCommitRequest {
             version >= 8,
             "OffsetCommitRequest.GroupId",
         )?;
-        if version >= 1 {
-            buf.put_i32(self.generation_id_or_member_epoch);
-        }
-        if version >= 1 {
-            c::write_string(
-                buf,
-                &self.member_id,
-                version >= 8,
-                "OffsetCommitRequest.MemberId",
-            )?;
-        }
+        buf.put_i32(self.generation_id_or_member_epoch);
+        c::write_string(
+            buf,
+            &self.member_id,
+            version >= 8,
+            "OffsetCommitRequest.MemberId",
+        )?;
         if version >= 7 {
             c::write_nullable_string(
                 buf,
@@ -106,7 +102,7 @@ impl Codec for OffsetCommitRequest {
                 version,
             )?;
         }
-        if (2..=4).contains(&version) {
+        if version <= 4 {
             buf.put_i64(self.retention_time_ms);
         }
         c::write_array(
@@ -124,14 +120,10 @@ impl Codec for OffsetCommitRequest {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.group_id = c::read_string(buf, version >= 8, "OffsetCommitRequest.GroupId", version)?;
-        if version >= 1 {
-            this.generation_id_or_member_epoch =
-                c::read_i32(buf, "OffsetCommitRequest.GenerationIdOrMemberEpoch")?;
-        }
-        if version >= 1 {
-            this.member_id =
-                c::read_string(buf, version >= 8, "OffsetCommitRequest.MemberId", version)?;
-        }
+        this.generation_id_or_member_epoch =
+            c::read_i32(buf, "OffsetCommitRequest.GenerationIdOrMemberEpoch")?;
+        this.member_id =
+            c::read_string(buf, version >= 8, "OffsetCommitRequest.MemberId", version)?;
         if version >= 7 {
             this.group_instance_id = c::read_nullable_string(
                 buf,
@@ -141,7 +133,7 @@ impl Codec for OffsetCommitRequest {
                 version,
             )?;
         }
-        if (2..=4).contains(&version) {
+        if version <= 4 {
             this.retention_time_ms = c::read_i64(buf, "OffsetCommitRequest.RetentionTimeMs")?;
         }
         this.topics = c::read_array(buf, version, version >= 8, "OffsetCommitRequest.Topics")?;
@@ -153,16 +145,12 @@ impl Codec for OffsetCommitRequest {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += c::string_size(&self.group_id, version >= 8);
-        if version >= 1 {
-            size += 4;
-        }
-        if version >= 1 {
-            size += c::string_size(&self.member_id, version >= 8);
-        }
+        size += 4;
+        size += c::string_size(&self.member_id, version >= 8);
         if version >= 7 {
             size += c::nullable_string_size(self.group_instance_id.as_deref(), version >= 8);
         }
-        if (2..=4).contains(&version) {
+        if version <= 4 {
             size += 8;
         }
         size += c::array_size(&self.topics, version, version >= 8);
@@ -179,16 +167,12 @@ impl Arbitrary for OffsetCommitRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.group_id = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.generation_id_or_member_epoch = Arbitrary::arbitrary(g, version);
-        }
-        if version >= 1 {
-            this.member_id = Arbitrary::arbitrary(g, version);
-        }
+        this.generation_id_or_member_epoch = Arbitrary::arbitrary(g, version);
+        this.member_id = Arbitrary::arbitrary(g, version);
         if version >= 7 {
             this.group_instance_id = g.option(true, version);
         }
-        if (2..=4).contains(&version) {
+        if version <= 4 {
             this.retention_time_ms = Arbitrary::arbitrary(g, version);
         }
         this.topics = Arbitrary::arbitrary(g, version);
@@ -214,10 +198,6 @@ pub struct OffsetCommitRequestPartition {
     ///
     /// Versions 6+, ignorable.
     pub committed_leader_epoch: i32,
-    /// The timestamp of the commit.
-    ///
-    /// Versions 1.
-    pub commit_timestamp: i64,
     /// Any associated metadata the client wants to keep.
     ///
     /// Versions 0+, nullable 0+.
@@ -233,7 +213,6 @@ impl Default for OffsetCommitRequestPartition {
             partition_index: 0,
             committed_offset: 0,
             committed_leader_epoch: -1,
-            commit_timestamp: -1,
             committed_metadata: Some(String::new()),
             unknown_tagged_fields: Vec::new(),
         }
@@ -242,12 +221,6 @@ impl Default for OffsetCommitRequestPartition {
 
 impl Codec for OffsetCommitRequestPartition {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version != 1 && self.commit_timestamp != -1 {
-            return Err(Error::FieldNotSupported {
-                field: "OffsetCommitRequestPartition.CommitTimestamp",
-                version,
-            });
-        }
         if version < 8 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "OffsetCommitRequestPartition.unknown_tagged_fields",
@@ -258,9 +231,6 @@ impl Codec for OffsetCommitRequestPartition {
         buf.put_i64(self.committed_offset);
         if version >= 6 {
             buf.put_i32(self.committed_leader_epoch);
-        }
-        if version == 1 {
-            buf.put_i64(self.commit_timestamp);
         }
         c::write_nullable_string(
             buf,
@@ -283,10 +253,6 @@ impl Codec for OffsetCommitRequestPartition {
             this.committed_leader_epoch =
                 c::read_i32(buf, "OffsetCommitRequestPartition.CommittedLeaderEpoch")?;
         }
-        if version == 1 {
-            this.commit_timestamp =
-                c::read_i64(buf, "OffsetCommitRequestPartition.CommitTimestamp")?;
-        }
         this.committed_metadata = c::read_nullable_string(
             buf,
             version >= 8,
@@ -306,9 +272,6 @@ impl Codec for OffsetCommitRequestPartition {
         if version >= 6 {
             size += 4;
         }
-        if version == 1 {
-            size += 8;
-        }
         size += c::nullable_string_size(self.committed_metadata.as_deref(), version >= 8);
         if version >= 8 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -327,9 +290,6 @@ impl Arbitrary for OffsetCommitRequestPartition {
         if version >= 6 {
             this.committed_leader_epoch = Arbitrary::arbitrary(g, version);
         }
-        if version == 1 {
-            this.commit_timestamp = Arbitrary::arbitrary(g, version);
-        }
         this.committed_metadata = g.option(true, version);
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -343,8 +303,12 @@ impl Arbitrary for OffsetCommitRequestPartition {
 pub struct OffsetCommitRequestTopic {
     /// The topic name.
     ///
-    /// Versions 0+, entity type `topicName`.
+    /// Versions 0-9, ignorable, entity type `topicName`.
     pub name: String,
+    /// The topic ID.
+    ///
+    /// Versions 10+, ignorable.
+    pub topic_id: Uuid,
     /// Each partition to commit offsets for.
     ///
     /// Versions 0+.
@@ -358,6 +322,7 @@ impl Default for OffsetCommitRequestTopic {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -372,12 +337,17 @@ impl Codec for OffsetCommitRequestTopic {
                 version,
             });
         }
-        c::write_string(
-            buf,
-            &self.name,
-            version >= 8,
-            "OffsetCommitRequestTopic.Name",
-        )?;
+        if version <= 9 {
+            c::write_string(
+                buf,
+                &self.name,
+                version >= 8,
+                "OffsetCommitRequestTopic.Name",
+            )?;
+        }
+        if version >= 10 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partitions,
@@ -392,7 +362,13 @@ impl Codec for OffsetCommitRequestTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 8, "OffsetCommitRequestTopic.Name", version)?;
+        if version <= 9 {
+            this.name =
+                c::read_string(buf, version >= 8, "OffsetCommitRequestTopic.Name", version)?;
+        }
+        if version >= 10 {
+            this.topic_id = c::read_uuid(buf, "OffsetCommitRequestTopic.TopicId")?;
+        }
         this.partitions = c::read_array(
             buf,
             version,
@@ -406,7 +382,12 @@ impl Codec for OffsetCommitRequestTopic {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 8);
+        if version <= 9 {
+            size += c::string_size(&self.name, version >= 8);
+        }
+        if version >= 10 {
+            size += 16;
+        }
         size += c::array_size(&self.partitions, version, version >= 8);
         if version >= 8 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -420,7 +401,12 @@ impl Codec for OffsetCommitRequestTopic {
 impl Arbitrary for OffsetCommitRequestTopic {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 9 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 10 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partitions = Arbitrary::arbitrary(g, version);
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -431,8 +417,8 @@ impl Arbitrary for OffsetCommitRequestTopic {
 
 impl Message for OffsetCommitRequest {
     const NAME: &'static str = "OffsetCommitRequest";
-    /// Versions 0-9.
-    const VALID_VERSIONS: Versions = Versions::new(0, 9);
+    /// Versions 2-9; the spec also declares version 10, marked unstable, which is not offered.
+    const VALID_VERSIONS: Versions = Versions::new(2, 9);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(8, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,8 @@
 //! `OffsetCommitResponse`: the response spec `OffsetCommitResponse.json`.
 //!
 //! Api key 8 (OffsetCommit).
-//! Valid versions 0-9, flexible versions 8+.
+//! Valid versions 2-9, flexible versions 8+.
+//! Version 10 is marked unstable in the spec and is not offered.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `OffsetCommitResponse`: api key 8 (OffsetCommit), versions 0-9, flexible 8+.
+/// `OffsetCommitResponse`: api key 8 (OffsetCommit), versions 2-9, flexible 8+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -186,8 +187,12 @@ impl Arbitrary for OffsetCommitResponsePartition {
 pub struct OffsetCommitResponseTopic {
     /// The topic name.
     ///
-    /// Versions 0+, entity type `topicName`.
+    /// Versions 0-9, ignorable, entity type `topicName`.
     pub name: String,
+    /// The topic ID.
+    ///
+    /// Versions 10+, ignorable.
+    pub topic_id: Uuid,
     /// The responses for each partition in the topic.
     ///
     /// Versions 0+.
@@ -201,6 +206,7 @@ impl Default for OffsetCommitResponseTopic {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -215,12 +221,17 @@ impl Codec for OffsetCommitResponseTopic {
                 version,
             });
         }
-        c::write_string(
-            buf,
-            &self.name,
-            version >= 8,
-            "OffsetCommitResponseTopic.Name",
-        )?;
+        if version <= 9 {
+            c::write_string(
+                buf,
+                &self.name,
+                version >= 8,
+                "OffsetCommitResponseTopic.Name",
+            )?;
+        }
+        if version >= 10 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partitions,
@@ -235,7 +246,13 @@ impl Codec for OffsetCommitResponseTopic {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 8, "OffsetCommitResponseTopic.Name", version)?;
+        if version <= 9 {
+            this.name =
+                c::read_string(buf, version >= 8, "OffsetCommitResponseTopic.Name", version)?;
+        }
+        if version >= 10 {
+            this.topic_id = c::read_uuid(buf, "OffsetCommitResponseTopic.TopicId")?;
+        }
         this.partitions = c::read_array(
             buf,
             version,
@@ -249,7 +266,12 @@ impl Codec for OffsetCommitResponseTopic {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 8);
+        if version <= 9 {
+            size += c::string_size(&self.name, version >= 8);
+        }
+        if version >= 10 {
+            size += 16;
+        }
         size += c::array_size(&self.partitions, version, version >= 8);
         if version >= 8 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -263,7 +285,12 @@ impl Codec for OffsetCommitResponseTopic {
 impl Arbitrary for OffsetCommitResponseTopic {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 9 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 10 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partitions = Arbitrary::arbitrary(g, version);
         if version >= 8 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -274,8 +301,8 @@ impl Arbitrary for OffsetCommitResponseTopic {
 
 impl Message for OffsetCommitResponse {
     const NAME: &'static str = "OffsetCommitResponse";
-    /// Versions 0-9.
-    const VALID_VERSIONS: Versions = Versions::new(0, 9);
+    /// Versions 2-9; the spec also declares version 10, marked unstable, which is not offered.
+    const VALID_VERSIONS: Versions = Versions::new(2, 9);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(8, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

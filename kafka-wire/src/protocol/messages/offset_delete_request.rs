@@ -3,7 +3,7 @@
 //!
 //! Api key 47 (OffsetDelete).
 //! Valid versions 0, flexible versions none.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -25,7 +25,7 @@ pub struct OffsetDeleteRequest {
     ///
     /// Versions 0+, entity type `groupId`.
     pub group_id: String,
-    /// The topics to delete offsets for
+    /// The topics to delete offsets for.
     ///
     /// Versions 0+.
     pub topics: Vec<OffsetDeleteRequestTopic>,

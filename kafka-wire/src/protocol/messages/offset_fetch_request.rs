@@ -2,9 +2,9 @@
 //! `OffsetFetchRequest`: the request spec `OffsetFetchRequest.json`.
 //!
 //! Api key 9 (OffsetFetch).
-//! Valid versions 0-9, flexible versions 6+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker.
+//! Valid versions 1-9, flexible versions 6+.
+//! Version 10 is marked unstable in the spec and is not offered.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +19,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `OffsetFetchRequest`: api key 9 (OffsetFetch), versions 0-9, flexible 6+.
+/// `OffsetFetchRequest`: api key 9 (OffsetFetch), versions 1-9, flexible 6+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchRequest {
     /// The group to fetch offsets for.
@@ -30,7 +30,7 @@ pub struct OffsetFetchRequest {
     ///
     /// Versions 0-7, nullable 2-7.
     pub topics: Option<Vec<OffsetFetchRequestTopic>>,
-    /// Each group we would like to fetch offsets for
+    /// Each group we would like to fetch offsets for.
     ///
     /// Versions 8+.
     pub groups: Vec<OffsetFetchRequestGroup>,
@@ -289,8 +289,12 @@ impl Arbitrary for OffsetFetchRequestTopic {
 pub struct OffsetFetchRequestTopics {
     /// The topic name.
     ///
-    /// Versions 8+, entity type `topicName`.
+    /// Versions 8-9, ignorable, entity type `topicName`.
     pub name: String,
+    /// The topic ID.
+    ///
+    /// Versions 10+, ignorable.
+    pub topic_id: Uuid,
     /// The partition indexes we would like to fetch offsets for.
     ///
     /// Versions 8+.
@@ -304,6 +308,7 @@ impl Default for OffsetFetchRequestTopics {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partition_indexes: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -312,7 +317,12 @@ impl Default for OffsetFetchRequestTopics {
 
 impl Codec for OffsetFetchRequestTopics {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "OffsetFetchRequestTopics.Name")?;
+        if version <= 9 {
+            c::write_string(buf, &self.name, true, "OffsetFetchRequestTopics.Name")?;
+        }
+        if version >= 10 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partition_indexes,
@@ -325,7 +335,12 @@ impl Codec for OffsetFetchRequestTopics {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "OffsetFetchRequestTopics.Name", version)?;
+        if version <= 9 {
+            this.name = c::read_string(buf, true, "OffsetFetchRequestTopics.Name", version)?;
+        }
+        if version >= 10 {
+            this.topic_id = c::read_uuid(buf, "OffsetFetchRequestTopics.TopicId")?;
+        }
         this.partition_indexes = c::read_array(
             buf,
             version,
@@ -337,7 +352,12 @@ impl Codec for OffsetFetchRequestTopics {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, true);
+        if version <= 9 {
+            size += c::string_size(&self.name, true);
+        }
+        if version >= 10 {
+            size += 16;
+        }
         size += c::array_size(&self.partition_indexes, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -349,7 +369,12 @@ impl Codec for OffsetFetchRequestTopics {
 impl Arbitrary for OffsetFetchRequestTopics {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 9 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 10 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partition_indexes = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -363,7 +388,7 @@ pub struct OffsetFetchRequestGroup {
     ///
     /// Versions 8+, entity type `groupId`.
     pub group_id: String,
-    /// The member ID assigned by the group coordinator if using the new consumer protocol (KIP-848).
+    /// The member id.
     ///
     /// Versions 9+, nullable 9+, ignorable.
     pub member_id: Option<String>,
@@ -474,8 +499,8 @@ impl Arbitrary for OffsetFetchRequestGroup {
 
 impl Message for OffsetFetchRequest {
     const NAME: &'static str = "OffsetFetchRequest";
-    /// Versions 0-9.
-    const VALID_VERSIONS: Versions = Versions::new(0, 9);
+    /// Versions 1-9; the spec also declares version 10, marked unstable, which is not offered.
+    const VALID_VERSIONS: Versions = Versions::new(1, 9);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(6, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

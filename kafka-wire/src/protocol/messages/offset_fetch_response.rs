@@ -2,7 +2,8 @@
 //! `OffsetFetchResponse`: the response spec `OffsetFetchResponse.json`.
 //!
 //! Api key 9 (OffsetFetch).
-//! Valid versions 0-9, flexible versions 6+.
+//! Valid versions 1-9, flexible versions 6+.
+//! Version 10 is marked unstable in the spec and is not offered.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `OffsetFetchResponse`: api key 9 (OffsetFetch), versions 0-9, flexible 6+.
+/// `OffsetFetchResponse`: api key 9 (OffsetFetch), versions 1-9, flexible 6+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetFetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -297,7 +298,7 @@ pub struct OffsetFetchResponseTopic {
     ///
     /// Versions 0-7, entity type `topicName`.
     pub name: String,
-    /// The responses per partition
+    /// The responses per partition.
     ///
     /// Versions 0-7.
     pub partitions: Vec<OffsetFetchResponsePartition>,
@@ -488,9 +489,13 @@ impl Arbitrary for OffsetFetchResponsePartitions {
 pub struct OffsetFetchResponseTopics {
     /// The topic name.
     ///
-    /// Versions 8+, entity type `topicName`.
+    /// Versions 8-9, ignorable, entity type `topicName`.
     pub name: String,
-    /// The responses per partition
+    /// The topic ID.
+    ///
+    /// Versions 10+, ignorable.
+    pub topic_id: Uuid,
+    /// The responses per partition.
     ///
     /// Versions 8+.
     pub partitions: Vec<OffsetFetchResponsePartitions>,
@@ -503,6 +508,7 @@ impl Default for OffsetFetchResponseTopics {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partitions: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -511,7 +517,12 @@ impl Default for OffsetFetchResponseTopics {
 
 impl Codec for OffsetFetchResponseTopics {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        c::write_string(buf, &self.name, true, "OffsetFetchResponseTopics.Name")?;
+        if version <= 9 {
+            c::write_string(buf, &self.name, true, "OffsetFetchResponseTopics.Name")?;
+        }
+        if version >= 10 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partitions,
@@ -524,7 +535,12 @@ impl Codec for OffsetFetchResponseTopics {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, true, "OffsetFetchResponseTopics.Name", version)?;
+        if version <= 9 {
+            this.name = c::read_string(buf, true, "OffsetFetchResponseTopics.Name", version)?;
+        }
+        if version >= 10 {
+            this.topic_id = c::read_uuid(buf, "OffsetFetchResponseTopics.TopicId")?;
+        }
         this.partitions =
             c::read_array(buf, version, true, "OffsetFetchResponseTopics.Partitions")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -532,7 +548,12 @@ impl Codec for OffsetFetchResponseTopics {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, true);
+        if version <= 9 {
+            size += c::string_size(&self.name, true);
+        }
+        if version >= 10 {
+            size += 16;
+        }
         size += c::array_size(&self.partitions, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
@@ -544,7 +565,12 @@ impl Codec for OffsetFetchResponseTopics {
 impl Arbitrary for OffsetFetchResponseTopics {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 9 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 10 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partitions = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -634,8 +660,8 @@ impl Arbitrary for OffsetFetchResponseGroup {
 
 impl Message for OffsetFetchResponse {
     const NAME: &'static str = "OffsetFetchResponse";
-    /// Versions 0-9.
-    const VALID_VERSIONS: Versions = Versions::new(0, 9);
+    /// Versions 1-9; the spec also declares version 10, marked unstable, which is not offered.
+    const VALID_VERSIONS: Versions = Versions::new(1, 9);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(6, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `OffsetForLeaderEpochRequest`: the request spec `OffsetForLeaderEpochRequest.json`.
 //!
 //! Api key 23 (OffsetForLeaderEpoch).
-//! Valid versions 0-4, flexible versions 4+.
-//! Deprecated versions: 0-1.
-//! Listeners: zkBroker, broker.
+//! Valid versions 2-4, flexible versions 4+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `OffsetForLeaderEpochRequest`: api key 23 (OffsetForLeaderEpoch), versions 0-4, flexible 4+.
+/// `OffsetForLeaderEpochRequest`: api key 23 (OffsetForLeaderEpoch), versions 2-4, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetForLeaderEpochRequest {
     /// The broker ID of the follower, of -1 if this request is from a consumer.
@@ -153,9 +152,7 @@ impl Codec for OffsetForLeaderPartition {
             });
         }
         buf.put_i32(self.partition);
-        if version >= 2 {
-            buf.put_i32(self.current_leader_epoch);
-        }
+        buf.put_i32(self.current_leader_epoch);
         buf.put_i32(self.leader_epoch);
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -165,10 +162,8 @@ impl Codec for OffsetForLeaderPartition {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.partition = c::read_i32(buf, "OffsetForLeaderPartition.Partition")?;
-        if version >= 2 {
-            this.current_leader_epoch =
-                c::read_i32(buf, "OffsetForLeaderPartition.CurrentLeaderEpoch")?;
-        }
+        this.current_leader_epoch =
+            c::read_i32(buf, "OffsetForLeaderPartition.CurrentLeaderEpoch")?;
         this.leader_epoch = c::read_i32(buf, "OffsetForLeaderPartition.LeaderEpoch")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -178,9 +173,7 @@ impl Codec for OffsetForLeaderPartition {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 4;
-        if version >= 2 {
-            size += 4;
-        }
+        size += 4;
         size += 4;
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -195,9 +188,7 @@ impl Arbitrary for OffsetForLeaderPartition {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.partition = Arbitrary::arbitrary(g, version);
-        if version >= 2 {
-            this.current_leader_epoch = Arbitrary::arbitrary(g, version);
-        }
+        this.current_leader_epoch = Arbitrary::arbitrary(g, version);
         this.leader_epoch = Arbitrary::arbitrary(g, version);
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -294,8 +285,8 @@ impl Arbitrary for OffsetForLeaderTopic {
 
 impl Message for OffsetForLeaderEpochRequest {
     const NAME: &'static str = "OffsetForLeaderEpochRequest";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 2-4.
+    const VALID_VERSIONS: Versions = Versions::new(2, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

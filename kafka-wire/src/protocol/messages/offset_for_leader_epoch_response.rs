@@ -2,7 +2,7 @@
 //! `OffsetForLeaderEpochResponse`: the response spec `OffsetForLeaderEpochResponse.json`.
 //!
 //! Api key 23 (OffsetForLeaderEpoch).
-//! Valid versions 0-4, flexible versions 4+.
+//! Valid versions 2-4, flexible versions 4+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `OffsetForLeaderEpochResponse`: api key 23 (OffsetForLeaderEpoch), versions 0-4, flexible 4+.
+/// `OffsetForLeaderEpochResponse`: api key 23 (OffsetForLeaderEpoch), versions 2-4, flexible 4+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetForLeaderEpochResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -51,9 +51,7 @@ impl Codec for OffsetForLeaderEpochResponse {
                 version,
             });
         }
-        if version >= 2 {
-            buf.put_i32(self.throttle_time_ms);
-        }
+        buf.put_i32(self.throttle_time_ms);
         c::write_array(
             buf,
             &self.topics,
@@ -68,10 +66,7 @@ impl Codec for OffsetForLeaderEpochResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms =
-                c::read_i32(buf, "OffsetForLeaderEpochResponse.ThrottleTimeMs")?;
-        }
+        this.throttle_time_ms = c::read_i32(buf, "OffsetForLeaderEpochResponse.ThrottleTimeMs")?;
         this.topics = c::read_array(
             buf,
             version,
@@ -85,9 +80,7 @@ impl Codec for OffsetForLeaderEpochResponse {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version >= 2 {
-            size += 4;
-        }
+        size += 4;
         size += c::array_size(&self.topics, version, version >= 4);
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -101,9 +94,7 @@ impl Codec for OffsetForLeaderEpochResponse {
 impl Arbitrary for OffsetForLeaderEpochResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version >= 2 {
-            this.throttle_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         this.topics = Arbitrary::arbitrary(g, version);
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -158,9 +149,7 @@ impl Codec for EpochEndOffset {
         }
         buf.put_i16(self.error_code);
         buf.put_i32(self.partition);
-        if version >= 1 {
-            buf.put_i32(self.leader_epoch);
-        }
+        buf.put_i32(self.leader_epoch);
         buf.put_i64(self.end_offset);
         if version >= 4 {
             c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
@@ -171,9 +160,7 @@ impl Codec for EpochEndOffset {
         let mut this = Self::default();
         this.error_code = c::read_i16(buf, "EpochEndOffset.ErrorCode")?;
         this.partition = c::read_i32(buf, "EpochEndOffset.Partition")?;
-        if version >= 1 {
-            this.leader_epoch = c::read_i32(buf, "EpochEndOffset.LeaderEpoch")?;
-        }
+        this.leader_epoch = c::read_i32(buf, "EpochEndOffset.LeaderEpoch")?;
         this.end_offset = c::read_i64(buf, "EpochEndOffset.EndOffset")?;
         if version >= 4 {
             c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -184,9 +171,7 @@ impl Codec for EpochEndOffset {
         let mut size = 0;
         size += 2;
         size += 4;
-        if version >= 1 {
-            size += 4;
-        }
+        size += 4;
         size += 8;
         if version >= 4 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -202,9 +187,7 @@ impl Arbitrary for EpochEndOffset {
         let mut this = Self::default();
         this.error_code = Arbitrary::arbitrary(g, version);
         this.partition = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.leader_epoch = Arbitrary::arbitrary(g, version);
-        }
+        this.leader_epoch = Arbitrary::arbitrary(g, version);
         this.end_offset = Arbitrary::arbitrary(g, version);
         if version >= 4 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -311,8 +294,8 @@ impl Arbitrary for OffsetForLeaderTopicResult {
 
 impl Message for OffsetForLeaderEpochResponse {
     const NAME: &'static str = "OffsetForLeaderEpochResponse";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 2-4.
+    const VALID_VERSIONS: Versions = Versions::new(2, 4);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(4, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,9 +2,8 @@
 //! `ProduceRequest`: the request spec `ProduceRequest.json`.
 //!
 //! Api key 0 (Produce).
-//! Valid versions 0-11, flexible versions 9+.
-//! Deprecated versions: 0-6.
-//! Listeners: zkBroker, broker.
+//! Valid versions 3-13, flexible versions 9+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ProduceRequest`: api key 0 (Produce), versions 0-11, flexible 9+.
+/// `ProduceRequest`: api key 0 (Produce), versions 3-13, flexible 9+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceRequest {
     /// The transactional ID, or null if the producer is not transactional.
@@ -57,28 +56,20 @@ impl Default for ProduceRequest {
 
 impl Codec for ProduceRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 3 && self.transactional_id.is_some() {
-            return Err(Error::FieldNotSupported {
-                field: "ProduceRequest.TransactionalId",
-                version,
-            });
-        }
         if version < 9 && !self.unknown_tagged_fields.is_empty() {
             return Err(Error::FieldNotSupported {
                 field: "ProduceRequest.unknown_tagged_fields",
                 version,
             });
         }
-        if version >= 3 {
-            c::write_nullable_string(
-                buf,
-                self.transactional_id.as_deref(),
-                version >= 9,
-                true,
-                "ProduceRequest.TransactionalId",
-                version,
-            )?;
-        }
+        c::write_nullable_string(
+            buf,
+            self.transactional_id.as_deref(),
+            version >= 9,
+            true,
+            "ProduceRequest.TransactionalId",
+            version,
+        )?;
         buf.put_i16(self.acks);
         buf.put_i32(self.timeout_ms);
         c::write_array(
@@ -95,15 +86,13 @@ impl Codec for ProduceRequest {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        if version >= 3 {
-            this.transactional_id = c::read_nullable_string(
-                buf,
-                version >= 9,
-                true,
-                "ProduceRequest.TransactionalId",
-                version,
-            )?;
-        }
+        this.transactional_id = c::read_nullable_string(
+            buf,
+            version >= 9,
+            true,
+            "ProduceRequest.TransactionalId",
+            version,
+        )?;
         this.acks = c::read_i16(buf, "ProduceRequest.Acks")?;
         this.timeout_ms = c::read_i32(buf, "ProduceRequest.TimeoutMs")?;
         this.topic_data = c::read_array(buf, version, version >= 9, "ProduceRequest.TopicData")?;
@@ -114,9 +103,7 @@ impl Codec for ProduceRequest {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        if version >= 3 {
-            size += c::nullable_string_size(self.transactional_id.as_deref(), version >= 9);
-        }
+        size += c::nullable_string_size(self.transactional_id.as_deref(), version >= 9);
         size += 2;
         size += 4;
         size += c::array_size(&self.topic_data, version, version >= 9);
@@ -132,9 +119,7 @@ impl Codec for ProduceRequest {
 impl Arbitrary for ProduceRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        if version >= 3 {
-            this.transactional_id = g.option(true, version);
-        }
+        this.transactional_id = g.option(true, version);
         this.acks = Arbitrary::arbitrary(g, version);
         this.timeout_ms = Arbitrary::arbitrary(g, version);
         this.topic_data = Arbitrary::arbitrary(g, version);
@@ -238,8 +223,12 @@ impl Arbitrary for PartitionProduceData {
 pub struct TopicProduceData {
     /// The topic name.
     ///
-    /// Versions 0+, map key, entity type `topicName`.
+    /// Versions 0-12, ignorable, map key, entity type `topicName`.
     pub name: String,
+    /// The unique topic ID
+    ///
+    /// Versions 13+, ignorable, map key.
+    pub topic_id: Uuid,
     /// Each partition to produce to.
     ///
     /// Versions 0+.
@@ -253,6 +242,7 @@ impl Default for TopicProduceData {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partition_data: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -267,7 +257,12 @@ impl Codec for TopicProduceData {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 9, "TopicProduceData.Name")?;
+        if version <= 12 {
+            c::write_string(buf, &self.name, version >= 9, "TopicProduceData.Name")?;
+        }
+        if version >= 13 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partition_data,
@@ -282,7 +277,12 @@ impl Codec for TopicProduceData {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 9, "TopicProduceData.Name", version)?;
+        if version <= 12 {
+            this.name = c::read_string(buf, version >= 9, "TopicProduceData.Name", version)?;
+        }
+        if version >= 13 {
+            this.topic_id = c::read_uuid(buf, "TopicProduceData.TopicId")?;
+        }
         this.partition_data =
             c::read_array(buf, version, version >= 9, "TopicProduceData.PartitionData")?;
         if version >= 9 {
@@ -292,7 +292,12 @@ impl Codec for TopicProduceData {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 9);
+        if version <= 12 {
+            size += c::string_size(&self.name, version >= 9);
+        }
+        if version >= 13 {
+            size += 16;
+        }
         size += c::array_size(&self.partition_data, version, version >= 9);
         if version >= 9 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -306,7 +311,12 @@ impl Codec for TopicProduceData {
 impl Arbitrary for TopicProduceData {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 12 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 13 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partition_data = Arbitrary::arbitrary(g, version);
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -317,8 +327,8 @@ impl Arbitrary for TopicProduceData {
 
 impl Message for ProduceRequest {
     const NAME: &'static str = "ProduceRequest";
-    /// Versions 0-11.
-    const VALID_VERSIONS: Versions = Versions::new(0, 11);
+    /// Versions 3-13.
+    const VALID_VERSIONS: Versions = Versions::new(3, 13);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(9, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

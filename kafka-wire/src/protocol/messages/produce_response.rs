@@ -2,7 +2,7 @@
 //! `ProduceResponse`: the response spec `ProduceResponse.json`.
 //!
 //! Api key 0 (Produce).
-//! Valid versions 0-11, flexible versions 9+.
+//! Valid versions 3-13, flexible versions 9+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,10 +17,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ProduceResponse`: api key 0 (Produce), versions 0-11, flexible 9+.
+/// `ProduceResponse`: api key 0 (Produce), versions 3-13, flexible 9+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProduceResponse {
-    /// Each produce response
+    /// Each produce response.
     ///
     /// Versions 0+.
     pub responses: Vec<TopicProduceResponse>,
@@ -69,9 +69,7 @@ impl Codec for ProduceResponse {
             version >= 9,
             "ProduceResponse.Responses",
         )?;
-        if version >= 1 {
-            buf.put_i32(self.throttle_time_ms);
-        }
+        buf.put_i32(self.throttle_time_ms);
         if version >= 9 {
             let mut count = self.unknown_tagged_fields.len();
             if version >= 10 && !self.node_endpoints.is_empty() {
@@ -104,9 +102,7 @@ impl Codec for ProduceResponse {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.responses = c::read_array(buf, version, version >= 9, "ProduceResponse.Responses")?;
-        if version >= 1 {
-            this.throttle_time_ms = c::read_i32(buf, "ProduceResponse.ThrottleTimeMs")?;
-        }
+        this.throttle_time_ms = c::read_i32(buf, "ProduceResponse.ThrottleTimeMs")?;
         if version >= 9 {
             let count = c::read_uvarint(buf, "tagged field count")?;
             for _ in 0..count {
@@ -130,9 +126,7 @@ impl Codec for ProduceResponse {
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += c::array_size(&self.responses, version, version >= 9);
-        if version >= 1 {
-            size += 4;
-        }
+        size += 4;
         if version >= 9 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
             let mut count = self.unknown_tagged_fields.len();
@@ -152,9 +146,7 @@ impl Arbitrary for ProduceResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.responses = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.throttle_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         if version >= 10 {
             this.node_endpoints = Arbitrary::arbitrary(g, version);
         }
@@ -168,11 +160,11 @@ impl Arbitrary for ProduceResponse {
 /// The `BatchIndexAndErrorMessage` struct of `ProduceResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchIndexAndErrorMessage {
-    /// The batch index of the record that cause the batch to be dropped
+    /// The batch index of the record that caused the batch to be dropped.
     ///
     /// Versions 8+.
     pub batch_index: i32,
-    /// The error message of the record that caused the batch to be dropped
+    /// The error message of the record that caused the batch to be dropped.
     ///
     /// Versions 8+, nullable 8+.
     pub batch_index_error_message: Option<String>,
@@ -260,7 +252,7 @@ pub struct LeaderIdAndEpoch {
     ///
     /// Versions 10+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 10+.
     pub leader_epoch: i32,
@@ -337,15 +329,15 @@ pub struct PartitionProduceResponse {
     ///
     /// Versions 5+, ignorable.
     pub log_start_offset: i64,
-    /// The batch indices of records that caused the batch to be dropped
+    /// The batch indices of records that caused the batch to be dropped.
     ///
     /// Versions 8+, ignorable.
     pub record_errors: Vec<BatchIndexAndErrorMessage>,
-    /// The global error message summarizing the common root cause of the records that caused the batch to be dropped
+    /// The global error message summarizing the common root cause of the records that caused the batch to be dropped.
     ///
     /// Versions 8+, nullable 8+, ignorable.
     pub error_message: Option<String>,
-    /// The `CurrentLeader` field.
+    /// The leader broker that the producer should use for future requests.
     ///
     /// Versions 10+, tag 0 in 10+.
     pub current_leader: LeaderIdAndEpoch,
@@ -387,9 +379,7 @@ impl Codec for PartitionProduceResponse {
         buf.put_i32(self.index);
         buf.put_i16(self.error_code);
         buf.put_i64(self.base_offset);
-        if version >= 2 {
-            buf.put_i64(self.log_append_time_ms);
-        }
+        buf.put_i64(self.log_append_time_ms);
         if version >= 5 {
             buf.put_i64(self.log_start_offset);
         }
@@ -437,9 +427,7 @@ impl Codec for PartitionProduceResponse {
         this.index = c::read_i32(buf, "PartitionProduceResponse.Index")?;
         this.error_code = c::read_i16(buf, "PartitionProduceResponse.ErrorCode")?;
         this.base_offset = c::read_i64(buf, "PartitionProduceResponse.BaseOffset")?;
-        if version >= 2 {
-            this.log_append_time_ms = c::read_i64(buf, "PartitionProduceResponse.LogAppendTimeMs")?;
-        }
+        this.log_append_time_ms = c::read_i64(buf, "PartitionProduceResponse.LogAppendTimeMs")?;
         if version >= 5 {
             this.log_start_offset = c::read_i64(buf, "PartitionProduceResponse.LogStartOffset")?;
         }
@@ -480,9 +468,7 @@ impl Codec for PartitionProduceResponse {
         size += 4;
         size += 2;
         size += 8;
-        if version >= 2 {
-            size += 8;
-        }
+        size += 8;
         if version >= 5 {
             size += 8;
         }
@@ -513,9 +499,7 @@ impl Arbitrary for PartitionProduceResponse {
         this.index = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
         this.base_offset = Arbitrary::arbitrary(g, version);
-        if version >= 2 {
-            this.log_append_time_ms = Arbitrary::arbitrary(g, version);
-        }
+        this.log_append_time_ms = Arbitrary::arbitrary(g, version);
         if version >= 5 {
             this.log_start_offset = Arbitrary::arbitrary(g, version);
         }
@@ -538,10 +522,14 @@ impl Arbitrary for PartitionProduceResponse {
 /// The `TopicProduceResponse` struct of `ProduceResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicProduceResponse {
-    /// The topic name
+    /// The topic name.
     ///
-    /// Versions 0+, map key, entity type `topicName`.
+    /// Versions 0-12, ignorable, map key, entity type `topicName`.
     pub name: String,
+    /// The unique topic ID
+    ///
+    /// Versions 13+, ignorable, map key.
+    pub topic_id: Uuid,
     /// Each partition that we produced to within the topic.
     ///
     /// Versions 0+.
@@ -555,6 +543,7 @@ impl Default for TopicProduceResponse {
     fn default() -> Self {
         Self {
             name: String::new(),
+            topic_id: Uuid::ZERO,
             partition_responses: Vec::new(),
             unknown_tagged_fields: Vec::new(),
         }
@@ -569,7 +558,12 @@ impl Codec for TopicProduceResponse {
                 version,
             });
         }
-        c::write_string(buf, &self.name, version >= 9, "TopicProduceResponse.Name")?;
+        if version <= 12 {
+            c::write_string(buf, &self.name, version >= 9, "TopicProduceResponse.Name")?;
+        }
+        if version >= 13 {
+            buf.put_slice(&self.topic_id.0);
+        }
         c::write_array(
             buf,
             &self.partition_responses,
@@ -584,7 +578,12 @@ impl Codec for TopicProduceResponse {
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 9, "TopicProduceResponse.Name", version)?;
+        if version <= 12 {
+            this.name = c::read_string(buf, version >= 9, "TopicProduceResponse.Name", version)?;
+        }
+        if version >= 13 {
+            this.topic_id = c::read_uuid(buf, "TopicProduceResponse.TopicId")?;
+        }
         this.partition_responses = c::read_array(
             buf,
             version,
@@ -598,7 +597,12 @@ impl Codec for TopicProduceResponse {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 9);
+        if version <= 12 {
+            size += c::string_size(&self.name, version >= 9);
+        }
+        if version >= 13 {
+            size += 16;
+        }
         size += c::array_size(&self.partition_responses, version, version >= 9);
         if version >= 9 {
             size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -612,7 +616,12 @@ impl Codec for TopicProduceResponse {
 impl Arbitrary for TopicProduceResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
-        this.name = Arbitrary::arbitrary(g, version);
+        if version <= 12 {
+            this.name = Arbitrary::arbitrary(g, version);
+        }
+        if version >= 13 {
+            this.topic_id = Arbitrary::arbitrary(g, version);
+        }
         this.partition_responses = Arbitrary::arbitrary(g, version);
         if version >= 9 {
             this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -709,8 +718,8 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for ProduceResponse {
     const NAME: &'static str = "ProduceResponse";
-    /// Versions 0-11.
-    const VALID_VERSIONS: Versions = Versions::new(0, 11);
+    /// Versions 3-13.
+    const VALID_VERSIONS: Versions = Versions::new(3, 13);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(9, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `ReadShareGroupStateRequest`: the request spec `ReadShareGroupStateRequest.json`.
 //!
 //! Api key 84 (ReadShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ReadShareGroupStateRequest`: api key 84 (ReadShareGroupState), versions none, flexible 0+.
+/// `ReadShareGroupStateRequest`: api key 84 (ReadShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadShareGroupStateRequest {
     /// The group identifier.
@@ -221,8 +220,8 @@ impl Arbitrary for ReadStateData {
 
 impl Message for ReadShareGroupStateRequest {
     const NAME: &'static str = "ReadShareGroupStateRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `ReadShareGroupStateResponse`: the response spec `ReadShareGroupStateResponse.json`.
 //!
 //! Api key 84 (ReadShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +17,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ReadShareGroupStateResponse`: api key 84 (ReadShareGroupState), versions none, flexible 0+.
+/// `ReadShareGroupStateResponse`: api key 84 (ReadShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadShareGroupStateResponse {
-    /// The read results
+    /// The read results.
     ///
     /// Versions 0+.
     pub results: Vec<ReadStateResult>,
@@ -79,7 +78,7 @@ impl Arbitrary for ReadShareGroupStateResponse {
 /// The `StateBatch` struct of `ReadShareGroupStateResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateBatch {
-    /// The base offset of this state batch.
+    /// The first offset of this state batch.
     ///
     /// Versions 0+.
     pub first_offset: i64,
@@ -87,7 +86,7 @@ pub struct StateBatch {
     ///
     /// Versions 0+.
     pub last_offset: i64,
-    /// The state - 0:Available,2:Acked,4:Archived.
+    /// The delivery state - 0:Available,2:Acked,4:Archived.
     ///
     /// Versions 0+.
     pub delivery_state: i8,
@@ -170,7 +169,7 @@ pub struct PartitionResult {
     ///
     /// Versions 0+, nullable 0+.
     pub error_message: Option<String>,
-    /// The state epoch for this share-partition.
+    /// The state epoch of the share-partition.
     ///
     /// Versions 0+.
     pub state_epoch: i32,
@@ -178,7 +177,7 @@ pub struct PartitionResult {
     ///
     /// Versions 0+.
     pub start_offset: i64,
-    /// The `StateBatches` field.
+    /// The state batches for this share-partition.
     ///
     /// Versions 0+.
     pub state_batches: Vec<StateBatch>,
@@ -269,7 +268,7 @@ impl Arbitrary for PartitionResult {
 /// The `ReadStateResult` struct of `ReadShareGroupStateResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadStateResult {
-    /// The topic identifier
+    /// The topic identifier.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
@@ -335,8 +334,8 @@ impl Arbitrary for ReadStateResult {
 
 impl Message for ReadShareGroupStateResponse {
     const NAME: &'static str = "ReadShareGroupStateResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `ReadShareGroupStateSummaryResponse`: the response spec `ReadShareGroupStateSummaryResponse.json`.
 //!
 //! Api key 87 (ReadShareGroupStateSummary).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,10 +17,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ReadShareGroupStateSummaryResponse`: api key 87 (ReadShareGroupStateSummary), versions none, flexible 0+.
+/// `ReadShareGroupStateSummaryResponse`: api key 87 (ReadShareGroupStateSummary), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadShareGroupStateSummaryResponse {
-    /// The read results
+    /// The read results.
     ///
     /// Versions 0+.
     pub results: Vec<ReadStateSummaryResult>,
@@ -100,6 +99,10 @@ pub struct PartitionResult {
     ///
     /// Versions 0+.
     pub state_epoch: i32,
+    /// The leader epoch of the share-partition.
+    ///
+    /// Versions 0+.
+    pub leader_epoch: i32,
     /// The share-partition start offset.
     ///
     /// Versions 0+.
@@ -116,6 +119,7 @@ impl Default for PartitionResult {
             error_code: 0,
             error_message: None,
             state_epoch: 0,
+            leader_epoch: 0,
             start_offset: 0,
             unknown_tagged_fields: Vec::new(),
         }
@@ -135,6 +139,7 @@ impl Codec for PartitionResult {
             version,
         )?;
         buf.put_i32(self.state_epoch);
+        buf.put_i32(self.leader_epoch);
         buf.put_i64(self.start_offset);
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
@@ -146,6 +151,7 @@ impl Codec for PartitionResult {
         this.error_message =
             c::read_nullable_string(buf, true, true, "PartitionResult.ErrorMessage", version)?;
         this.state_epoch = c::read_i32(buf, "PartitionResult.StateEpoch")?;
+        this.leader_epoch = c::read_i32(buf, "PartitionResult.LeaderEpoch")?;
         this.start_offset = c::read_i64(buf, "PartitionResult.StartOffset")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -155,6 +161,7 @@ impl Codec for PartitionResult {
         size += 4;
         size += 2;
         size += c::nullable_string_size(self.error_message.as_deref(), true);
+        size += 4;
         size += 4;
         size += 8;
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -171,6 +178,7 @@ impl Arbitrary for PartitionResult {
         this.error_code = Arbitrary::arbitrary(g, version);
         this.error_message = g.option(true, version);
         this.state_epoch = Arbitrary::arbitrary(g, version);
+        this.leader_epoch = Arbitrary::arbitrary(g, version);
         this.start_offset = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -180,7 +188,7 @@ impl Arbitrary for PartitionResult {
 /// The `ReadStateSummaryResult` struct of `ReadShareGroupStateSummaryResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadStateSummaryResult {
-    /// The topic identifier
+    /// The topic identifier.
     ///
     /// Versions 0+.
     pub topic_id: Uuid,
@@ -246,8 +254,8 @@ impl Arbitrary for ReadStateSummaryResult {
 
 impl Message for ReadShareGroupStateSummaryResponse {
     const NAME: &'static str = "ReadShareGroupStateSummaryResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -21,15 +21,15 @@ use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 /// `RemoveRaftVoterRequest`: api key 81 (RemoveRaftVoter), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoveRaftVoterRequest {
-    /// The `ClusterId` field.
+    /// The cluster id of the request.
     ///
     /// Versions 0+, nullable 0+.
     pub cluster_id: Option<String>,
-    /// The replica id of the voter getting removed from the topic partition
+    /// The replica id of the voter getting removed from the topic partition.
     ///
     /// Versions 0+.
     pub voter_id: i32,
-    /// The directory id of the voter getting removed from the topic partition
+    /// The directory id of the voter getting removed from the topic partition.
     ///
     /// Versions 0+.
     pub voter_directory_id: Uuid,

@@ -2,9 +2,8 @@
 //! `RenewDelegationTokenRequest`: the request spec `RenewDelegationTokenRequest.json`.
 //!
 //! Api key 39 (RenewDelegationToken).
-//! Valid versions 0-2, flexible versions 2+.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Valid versions 1-2, flexible versions 2+.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `RenewDelegationTokenRequest`: api key 39 (RenewDelegationToken), versions 0-2, flexible 2+.
+/// `RenewDelegationTokenRequest`: api key 39 (RenewDelegationToken), versions 1-2, flexible 2+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenewDelegationTokenRequest {
     /// The HMAC of the delegation token to be renewed.
@@ -106,8 +105,8 @@ impl Arbitrary for RenewDelegationTokenRequest {
 
 impl Message for RenewDelegationTokenRequest {
     const NAME: &'static str = "RenewDelegationTokenRequest";
-    /// Versions 0-2.
-    const VALID_VERSIONS: Versions = Versions::new(0, 2);
+    /// Versions 1-2.
+    const VALID_VERSIONS: Versions = Versions::new(1, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(2, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

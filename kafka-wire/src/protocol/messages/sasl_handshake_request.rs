@@ -3,8 +3,7 @@
 //!
 //! Api key 17 (SaslHandshake).
 //! Valid versions 0-1, flexible versions none.
-//! Deprecated versions: 0.
-//! Listeners: zkBroker, broker, controller.
+//! Listeners: broker, controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

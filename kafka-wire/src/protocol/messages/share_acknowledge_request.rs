@@ -2,8 +2,7 @@
 //! `ShareAcknowledgeRequest`: the request spec `ShareAcknowledgeRequest.json`.
 //!
 //! Api key 79 (ShareAcknowledge).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ShareAcknowledgeRequest`: api key 79 (ShareAcknowledge), versions none, flexible 0+.
+/// `ShareAcknowledgeRequest`: api key 79 (ShareAcknowledge), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareAcknowledgeRequest {
     /// The group identifier.
@@ -202,7 +201,7 @@ impl Arbitrary for AcknowledgementBatch {
 pub struct AcknowledgePartition {
     /// The partition index.
     ///
-    /// Versions 0+.
+    /// Versions 0+, map key.
     pub partition_index: i32,
     /// Record batches to acknowledge.
     ///
@@ -274,7 +273,7 @@ impl Arbitrary for AcknowledgePartition {
 pub struct AcknowledgeTopic {
     /// The unique topic ID.
     ///
-    /// Versions 0+.
+    /// Versions 0+, map key.
     pub topic_id: Uuid,
     /// The partitions containing records to acknowledge.
     ///
@@ -338,8 +337,8 @@ impl Arbitrary for AcknowledgeTopic {
 
 impl Message for ShareAcknowledgeRequest {
     const NAME: &'static str = "ShareAcknowledgeRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `ShareAcknowledgeResponse`: the response spec `ShareAcknowledgeResponse.json`.
 //!
 //! Api key 79 (ShareAcknowledge).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,16 +17,16 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ShareAcknowledgeResponse`: api key 79 (ShareAcknowledge), versions none, flexible 0+.
+/// `ShareAcknowledgeResponse`: api key 79 (ShareAcknowledge), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareAcknowledgeResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
     ///
-    /// Versions 0+, ignorable.
+    /// Versions 0+.
     pub throttle_time_ms: i32,
     /// The top level response error code.
     ///
-    /// Versions 0+, ignorable.
+    /// Versions 0+.
     pub error_code: i16,
     /// The top-level error message, or null if there was no error.
     ///
@@ -208,7 +207,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+, nullable 0+.
     pub error_message: Option<String>,
-    /// The `CurrentLeader` field.
+    /// The current leader of the partition.
     ///
     /// Versions 0+.
     pub current_leader: LeaderIdAndEpoch,
@@ -285,7 +284,7 @@ impl Arbitrary for PartitionData {
 pub struct ShareAcknowledgeTopicResponse {
     /// The unique topic ID.
     ///
-    /// Versions 0+, ignorable.
+    /// Versions 0+, map key.
     pub topic_id: Uuid,
     /// The topic partitions.
     ///
@@ -440,8 +439,8 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for ShareAcknowledgeResponse {
     const NAME: &'static str = "ShareAcknowledgeResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

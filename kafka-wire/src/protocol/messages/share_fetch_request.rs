@@ -2,8 +2,7 @@
 //! `ShareFetchRequest`: the request spec `ShareFetchRequest.json`.
 //!
 //! Api key 78 (ShareFetch).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ShareFetchRequest`: api key 78 (ShareFetch), versions none, flexible 0+.
+/// `ShareFetchRequest`: api key 78 (ShareFetch), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareFetchRequest {
     /// The group identifier.
@@ -42,10 +41,18 @@ pub struct ShareFetchRequest {
     ///
     /// Versions 0+.
     pub min_bytes: i32,
-    /// The maximum bytes to fetch.  See KIP-74 for cases where this limit may not be honored.
+    /// The maximum bytes to fetch. See KIP-74 for cases where this limit may not be honored.
     ///
     /// Versions 0+.
     pub max_bytes: i32,
+    /// The maximum number of records to fetch. This limit can be exceeded for alignment of batch boundaries.
+    ///
+    /// Versions 1+.
+    pub max_records: i32,
+    /// The optimal number of records for batches of acquired records and acknowledgements.
+    ///
+    /// Versions 1+.
+    pub batch_size: i32,
     /// The topics to fetch.
     ///
     /// Versions 0+.
@@ -68,6 +75,8 @@ impl Default for ShareFetchRequest {
             max_wait_ms: 0,
             min_bytes: 0,
             max_bytes: 2147483647,
+            max_records: 0,
+            batch_size: 0,
             topics: Vec::new(),
             forgotten_topics_data: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -97,6 +106,8 @@ impl Codec for ShareFetchRequest {
         buf.put_i32(self.max_wait_ms);
         buf.put_i32(self.min_bytes);
         buf.put_i32(self.max_bytes);
+        buf.put_i32(self.max_records);
+        buf.put_i32(self.batch_size);
         c::write_array(buf, &self.topics, version, true, "ShareFetchRequest.Topics")?;
         c::write_array(
             buf,
@@ -118,6 +129,8 @@ impl Codec for ShareFetchRequest {
         this.max_wait_ms = c::read_i32(buf, "ShareFetchRequest.MaxWaitMs")?;
         this.min_bytes = c::read_i32(buf, "ShareFetchRequest.MinBytes")?;
         this.max_bytes = c::read_i32(buf, "ShareFetchRequest.MaxBytes")?;
+        this.max_records = c::read_i32(buf, "ShareFetchRequest.MaxRecords")?;
+        this.batch_size = c::read_i32(buf, "ShareFetchRequest.BatchSize")?;
         this.topics = c::read_array(buf, version, true, "ShareFetchRequest.Topics")?;
         this.forgotten_topics_data =
             c::read_array(buf, version, true, "ShareFetchRequest.ForgottenTopicsData")?;
@@ -128,6 +141,8 @@ impl Codec for ShareFetchRequest {
         let mut size = 0;
         size += c::nullable_string_size(self.group_id.as_deref(), true);
         size += c::nullable_string_size(self.member_id.as_deref(), true);
+        size += 4;
+        size += 4;
         size += 4;
         size += 4;
         size += 4;
@@ -150,6 +165,8 @@ impl Arbitrary for ShareFetchRequest {
         this.max_wait_ms = Arbitrary::arbitrary(g, version);
         this.min_bytes = Arbitrary::arbitrary(g, version);
         this.max_bytes = Arbitrary::arbitrary(g, version);
+        this.max_records = Arbitrary::arbitrary(g, version);
+        this.batch_size = Arbitrary::arbitrary(g, version);
         this.topics = Arbitrary::arbitrary(g, version);
         this.forgotten_topics_data = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -239,11 +256,11 @@ impl Arbitrary for AcknowledgementBatch {
 pub struct FetchPartition {
     /// The partition index.
     ///
-    /// Versions 0+.
+    /// Versions 0+, map key.
     pub partition_index: i32,
     /// The maximum bytes to fetch from this partition. 0 when only acknowledgement with no fetching is required. See KIP-74 for cases where this limit may not be honored.
     ///
-    /// Versions 0+.
+    /// Versions 0.
     pub partition_max_bytes: i32,
     /// Record batches to acknowledge.
     ///
@@ -267,8 +284,13 @@ impl Default for FetchPartition {
 
 impl Codec for FetchPartition {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if self.partition_max_bytes != 0 {
+            return Err(Error::FieldNotSupported {
+                field: "FetchPartition.PartitionMaxBytes",
+                version,
+            });
+        }
         buf.put_i32(self.partition_index);
-        buf.put_i32(self.partition_max_bytes);
         c::write_array(
             buf,
             &self.acknowledgement_batches,
@@ -282,7 +304,6 @@ impl Codec for FetchPartition {
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.partition_index = c::read_i32(buf, "FetchPartition.PartitionIndex")?;
-        this.partition_max_bytes = c::read_i32(buf, "FetchPartition.PartitionMaxBytes")?;
         this.acknowledgement_batches =
             c::read_array(buf, version, true, "FetchPartition.AcknowledgementBatches")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
@@ -290,7 +311,6 @@ impl Codec for FetchPartition {
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += 4;
         size += 4;
         size += c::array_size(&self.acknowledgement_batches, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -304,7 +324,6 @@ impl Arbitrary for FetchPartition {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.partition_index = Arbitrary::arbitrary(g, version);
-        this.partition_max_bytes = Arbitrary::arbitrary(g, version);
         this.acknowledgement_batches = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -316,7 +335,7 @@ impl Arbitrary for FetchPartition {
 pub struct FetchTopic {
     /// The unique topic ID.
     ///
-    /// Versions 0+.
+    /// Versions 0+, map key.
     pub topic_id: Uuid,
     /// The partitions to fetch.
     ///
@@ -447,8 +466,8 @@ impl Arbitrary for ForgottenTopic {
 
 impl Message for ShareFetchRequest {
     const NAME: &'static str = "ShareFetchRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,7 @@
 //! `ShareFetchResponse`: the response spec `ShareFetchResponse.json`.
 //!
 //! Api key 78 (ShareFetch).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ShareFetchResponse`: api key 78 (ShareFetch), versions none, flexible 0+.
+/// `ShareFetchResponse`: api key 78 (ShareFetch), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareFetchResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -33,6 +32,10 @@ pub struct ShareFetchResponse {
     ///
     /// Versions 0+, nullable 0+.
     pub error_message: Option<String>,
+    /// The time in milliseconds for which the acquired records are locked.
+    ///
+    /// Versions 1+.
+    pub acquisition_lock_timeout_ms: i32,
     /// The response topics.
     ///
     /// Versions 0+.
@@ -52,6 +55,7 @@ impl Default for ShareFetchResponse {
             throttle_time_ms: 0,
             error_code: 0,
             error_message: None,
+            acquisition_lock_timeout_ms: 0,
             responses: Vec::new(),
             node_endpoints: Vec::new(),
             unknown_tagged_fields: Vec::new(),
@@ -71,6 +75,7 @@ impl Codec for ShareFetchResponse {
             "ShareFetchResponse.ErrorMessage",
             version,
         )?;
+        buf.put_i32(self.acquisition_lock_timeout_ms);
         c::write_array(
             buf,
             &self.responses,
@@ -94,6 +99,8 @@ impl Codec for ShareFetchResponse {
         this.error_code = c::read_i16(buf, "ShareFetchResponse.ErrorCode")?;
         this.error_message =
             c::read_nullable_string(buf, true, true, "ShareFetchResponse.ErrorMessage", version)?;
+        this.acquisition_lock_timeout_ms =
+            c::read_i32(buf, "ShareFetchResponse.AcquisitionLockTimeoutMs")?;
         this.responses = c::read_array(buf, version, true, "ShareFetchResponse.Responses")?;
         this.node_endpoints =
             c::read_array(buf, version, true, "ShareFetchResponse.NodeEndpoints")?;
@@ -105,6 +112,7 @@ impl Codec for ShareFetchResponse {
         size += 4;
         size += 2;
         size += c::nullable_string_size(self.error_message.as_deref(), true);
+        size += 4;
         size += c::array_size(&self.responses, version, true);
         size += c::array_size(&self.node_endpoints, version, true);
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
@@ -120,6 +128,7 @@ impl Arbitrary for ShareFetchResponse {
         this.throttle_time_ms = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
         this.error_message = g.option(true, version);
+        this.acquisition_lock_timeout_ms = Arbitrary::arbitrary(g, version);
         this.responses = Arbitrary::arbitrary(g, version);
         this.node_endpoints = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
@@ -281,13 +290,13 @@ pub struct PartitionData {
     ///
     /// Versions 0+, nullable 0+.
     pub acknowledge_error_message: Option<String>,
-    /// The `CurrentLeader` field.
+    /// The current leader of the partition.
     ///
     /// Versions 0+.
     pub current_leader: LeaderIdAndEpoch,
     /// The record data.
     ///
-    /// Versions 0+, nullable 0+.
+    /// Versions 0+, nullable 0.
     pub records: Option<Bytes>,
     /// The acquired records.
     ///
@@ -340,7 +349,7 @@ impl Codec for PartitionData {
             buf,
             self.records.as_ref(),
             true,
-            true,
+            false,
             "PartitionData.Records",
             version,
         )?;
@@ -369,7 +378,7 @@ impl Codec for PartitionData {
             version,
         )?;
         this.current_leader = Codec::read(buf, version, true)?;
-        this.records = c::read_nullable_bytes(buf, true, true, "PartitionData.Records", version)?;
+        this.records = c::read_nullable_bytes(buf, true, false, "PartitionData.Records", version)?;
         this.acquired_records = c::read_array(buf, version, true, "PartitionData.AcquiredRecords")?;
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
@@ -400,7 +409,7 @@ impl Arbitrary for PartitionData {
         this.acknowledge_error_code = Arbitrary::arbitrary(g, version);
         this.acknowledge_error_message = g.option(true, version);
         this.current_leader = Arbitrary::arbitrary(g, version);
-        this.records = g.option(true, version);
+        this.records = g.option(false, version);
         this.acquired_records = Arbitrary::arbitrary(g, version);
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
@@ -412,7 +421,7 @@ impl Arbitrary for PartitionData {
 pub struct ShareFetchableTopicResponse {
     /// The unique topic ID.
     ///
-    /// Versions 0+.
+    /// Versions 0+, map key.
     pub topic_id: Uuid,
     /// The topic partitions.
     ///
@@ -563,8 +572,8 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for ShareFetchResponse {
     const NAME: &'static str = "ShareFetchResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

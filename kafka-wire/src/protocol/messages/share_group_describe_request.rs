@@ -2,8 +2,7 @@
 //! `ShareGroupDescribeRequest`: the request spec `ShareGroupDescribeRequest.json`.
 //!
 //! Api key 77 (ShareGroupDescribe).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,10 +18,10 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `ShareGroupDescribeRequest`: api key 77 (ShareGroupDescribe), versions none, flexible 0+.
+/// `ShareGroupDescribeRequest`: api key 77 (ShareGroupDescribe), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareGroupDescribeRequest {
-    /// The ids of the groups to describe
+    /// The ids of the groups to describe.
     ///
     /// Versions 0+, entity type `groupId`.
     pub group_ids: Vec<String>,
@@ -89,8 +88,8 @@ impl Arbitrary for ShareGroupDescribeRequest {
 
 impl Message for ShareGroupDescribeRequest {
     const NAME: &'static str = "ShareGroupDescribeRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

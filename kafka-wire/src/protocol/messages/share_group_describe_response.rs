@@ -2,8 +2,7 @@
 //! `ShareGroupDescribeResponse`: the response spec `ShareGroupDescribeResponse.json`.
 //!
 //! Api key 77 (ShareGroupDescribe).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 1, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `ShareGroupDescribeResponse`: api key 77 (ShareGroupDescribe), versions none, flexible 0+.
+/// `ShareGroupDescribeResponse`: api key 77 (ShareGroupDescribe), versions 1, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShareGroupDescribeResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -478,8 +477,8 @@ impl Arbitrary for DescribedGroup {
 
 impl Message for ShareGroupDescribeResponse {
     const NAME: &'static str = "ShareGroupDescribeResponse";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -19,7 +19,7 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `SnapshotFooterRecord` (data spec), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotFooterRecord {
-    /// The version of the snapshot footer record
+    /// The version of the snapshot footer record.
     ///
     /// Versions 0+.
     pub version: i16,

@@ -3,7 +3,7 @@
 //!
 //! Api key 14 (SyncGroup).
 //! Valid versions 0-5, flexible versions 4+.
-//! Listeners: zkBroker, broker.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]

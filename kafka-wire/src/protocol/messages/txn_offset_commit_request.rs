@@ -2,8 +2,8 @@
 //! `TxnOffsetCommitRequest`: the request spec `TxnOffsetCommitRequest.json`.
 //!
 //! Api key 28 (TxnOffsetCommit).
-//! Valid versions 0-4, flexible versions 3+.
-//! Listeners: zkBroker, broker.
+//! Valid versions 0-5, flexible versions 3+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `TxnOffsetCommitRequest`: api key 28 (TxnOffsetCommit), versions 0-4, flexible 3+.
+/// `TxnOffsetCommitRequest`: api key 28 (TxnOffsetCommit), versions 0-5, flexible 3+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitRequest {
     /// The ID of the transaction.
@@ -443,8 +443,8 @@ impl Arbitrary for TxnOffsetCommitRequestTopic {
 
 impl Message for TxnOffsetCommitRequest {
     const NAME: &'static str = "TxnOffsetCommitRequest";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 0-5.
+    const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(3, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,7 +2,7 @@
 //! `TxnOffsetCommitResponse`: the response spec `TxnOffsetCommitResponse.json`.
 //!
 //! Api key 28 (TxnOffsetCommit).
-//! Valid versions 0-4, flexible versions 3+.
+//! Valid versions 0-5, flexible versions 3+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `TxnOffsetCommitResponse`: api key 28 (TxnOffsetCommit), versions 0-4, flexible 3+.
+/// `TxnOffsetCommitResponse`: api key 28 (TxnOffsetCommit), versions 0-5, flexible 3+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnOffsetCommitResponse {
     /// The duration in milliseconds for which the request was throttled due to a quota violation, or zero if the request did not violate any quota.
@@ -271,8 +271,8 @@ impl Arbitrary for TxnOffsetCommitResponseTopic {
 
 impl Message for TxnOffsetCommitResponse {
     const NAME: &'static str = "TxnOffsetCommitResponse";
-    /// Versions 0-4.
-    const VALID_VERSIONS: Versions = Versions::new(0, 4);
+    /// Versions 0-5.
+    const VALID_VERSIONS: Versions = Versions::new(0, 5);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(3, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -24,11 +24,11 @@ pub struct UpdateRaftVoterResponse {
     ///
     /// Versions 0+.
     pub throttle_time_ms: i32,
-    /// The error code, or 0 if there was no error
+    /// The error code, or 0 if there was no error.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `CurrentLeader` field.
+    /// Details of the current Raft cluster leader.
     ///
     /// Versions 0+, tag 0 in 0+.
     pub current_leader: CurrentLeader,
@@ -118,19 +118,19 @@ impl Arbitrary for UpdateRaftVoterResponse {
 /// The `CurrentLeader` struct of `UpdateRaftVoterResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurrentLeader {
-    /// The replica id of the current leader or -1 if the leader is unknown
+    /// The replica id of the current leader or -1 if the leader is unknown.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 0+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 0+.
     pub port: i32,

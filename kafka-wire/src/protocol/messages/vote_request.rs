@@ -2,7 +2,7 @@
 //! `VoteRequest`: the request spec `VoteRequest.json`.
 //!
 //! Api key 52 (Vote).
-//! Valid versions 0-1, flexible versions 0+.
+//! Valid versions 0-2, flexible versions 0+.
 //! Listeners: controller.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -18,18 +18,18 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `VoteRequest`: api key 52 (Vote), versions 0-1, flexible 0+.
+/// `VoteRequest`: api key 52 (Vote), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteRequest {
-    /// The `ClusterId` field.
+    /// The cluster id.
     ///
     /// Versions 0+, nullable 0+.
     pub cluster_id: Option<String>,
-    /// The replica id of the voter receiving the request
+    /// The replica id of the voter receiving the request.
     ///
     /// Versions 1+, ignorable, entity type `brokerId`.
     pub voter_id: i32,
-    /// The `Topics` field.
+    /// The topic data.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
@@ -111,30 +111,34 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The bumped epoch of the candidate sending the request
+    /// The epoch of the voter sending the request
     ///
     /// Versions 0+.
-    pub candidate_epoch: i32,
+    pub replica_epoch: i32,
     /// The replica id of the voter sending the request
     ///
     /// Versions 0+, entity type `brokerId`.
-    pub candidate_id: i32,
+    pub replica_id: i32,
     /// The directory id of the voter sending the request
     ///
     /// Versions 1+, ignorable.
-    pub candidate_directory_id: Uuid,
-    /// The ID of the voter sending the request
+    pub replica_directory_id: Uuid,
+    /// The directory id of the voter receiving the request
     ///
     /// Versions 1+, ignorable.
     pub voter_directory_id: Uuid,
-    /// The epoch of the last record written to the metadata log
+    /// The epoch of the last record written to the metadata log.
     ///
     /// Versions 0+.
     pub last_offset_epoch: i32,
-    /// The offset of the last record written to the metadata log
+    /// The log end offset of the metadata log of the voter sending the request.
     ///
     /// Versions 0+.
     pub last_offset: i64,
+    /// Whether the request is a PreVote request (not persisted) or not.
+    ///
+    /// Versions 2+.
+    pub pre_vote: bool,
     /// Tagged fields this codec does not know, as `(tag, raw value)` in wire order,
     /// kept so that decoding and re-encoding is lossless.
     pub unknown_tagged_fields: Vec<(u32, Bytes)>,
@@ -144,12 +148,13 @@ impl Default for PartitionData {
     fn default() -> Self {
         Self {
             partition_index: 0,
-            candidate_epoch: 0,
-            candidate_id: 0,
-            candidate_directory_id: Uuid::ZERO,
+            replica_epoch: 0,
+            replica_id: 0,
+            replica_directory_id: Uuid::ZERO,
             voter_directory_id: Uuid::ZERO,
             last_offset_epoch: 0,
             last_offset: 0,
+            pre_vote: false,
             unknown_tagged_fields: Vec::new(),
         }
     }
@@ -157,33 +162,45 @@ impl Default for PartitionData {
 
 impl Codec for PartitionData {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
+        if version < 2 && self.pre_vote {
+            return Err(Error::FieldNotSupported {
+                field: "PartitionData.PreVote",
+                version,
+            });
+        }
         buf.put_i32(self.partition_index);
-        buf.put_i32(self.candidate_epoch);
-        buf.put_i32(self.candidate_id);
+        buf.put_i32(self.replica_epoch);
+        buf.put_i32(self.replica_id);
         if version >= 1 {
-            buf.put_slice(&self.candidate_directory_id.0);
+            buf.put_slice(&self.replica_directory_id.0);
         }
         if version >= 1 {
             buf.put_slice(&self.voter_directory_id.0);
         }
         buf.put_i32(self.last_offset_epoch);
         buf.put_i64(self.last_offset);
+        if version >= 2 {
+            buf.put_u8(u8::from(self.pre_vote));
+        }
         c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.partition_index = c::read_i32(buf, "PartitionData.PartitionIndex")?;
-        this.candidate_epoch = c::read_i32(buf, "PartitionData.CandidateEpoch")?;
-        this.candidate_id = c::read_i32(buf, "PartitionData.CandidateId")?;
+        this.replica_epoch = c::read_i32(buf, "PartitionData.ReplicaEpoch")?;
+        this.replica_id = c::read_i32(buf, "PartitionData.ReplicaId")?;
         if version >= 1 {
-            this.candidate_directory_id = c::read_uuid(buf, "PartitionData.CandidateDirectoryId")?;
+            this.replica_directory_id = c::read_uuid(buf, "PartitionData.ReplicaDirectoryId")?;
         }
         if version >= 1 {
             this.voter_directory_id = c::read_uuid(buf, "PartitionData.VoterDirectoryId")?;
         }
         this.last_offset_epoch = c::read_i32(buf, "PartitionData.LastOffsetEpoch")?;
         this.last_offset = c::read_i64(buf, "PartitionData.LastOffset")?;
+        if version >= 2 {
+            this.pre_vote = c::read_bool(buf, "PartitionData.PreVote")?;
+        }
         c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
@@ -200,6 +217,9 @@ impl Codec for PartitionData {
         }
         size += 4;
         size += 8;
+        if version >= 2 {
+            size += 1;
+        }
         size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
         size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
@@ -211,16 +231,19 @@ impl Arbitrary for PartitionData {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.partition_index = Arbitrary::arbitrary(g, version);
-        this.candidate_epoch = Arbitrary::arbitrary(g, version);
-        this.candidate_id = Arbitrary::arbitrary(g, version);
+        this.replica_epoch = Arbitrary::arbitrary(g, version);
+        this.replica_id = Arbitrary::arbitrary(g, version);
         if version >= 1 {
-            this.candidate_directory_id = Arbitrary::arbitrary(g, version);
+            this.replica_directory_id = Arbitrary::arbitrary(g, version);
         }
         if version >= 1 {
             this.voter_directory_id = Arbitrary::arbitrary(g, version);
         }
         this.last_offset_epoch = Arbitrary::arbitrary(g, version);
         this.last_offset = Arbitrary::arbitrary(g, version);
+        if version >= 2 {
+            this.pre_vote = Arbitrary::arbitrary(g, version);
+        }
         this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
@@ -233,7 +256,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The partition data.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -289,8 +312,8 @@ impl Arbitrary for TopicData {
 
 impl Message for VoteRequest {
     const NAME: &'static str = "VoteRequest";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

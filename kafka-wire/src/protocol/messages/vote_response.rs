@@ -2,7 +2,7 @@
 //! `VoteResponse`: the response spec `VoteResponse.json`.
 //!
 //! Api key 52 (Vote).
-//! Valid versions 0-1, flexible versions 0+.
+//! Valid versions 0-2, flexible versions 0+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,18 +17,18 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `VoteResponse`: api key 52 (Vote), versions 0-1, flexible 0+.
+/// `VoteResponse`: api key 52 (Vote), versions 0-2, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoteResponse {
     /// The top level error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
-    /// The `Topics` field.
+    /// The results for each topic.
     ///
     /// Versions 0+.
     pub topics: Vec<TopicData>,
-    /// Endpoints for all current-leaders enumerated in PartitionData
+    /// Endpoints for all current-leaders enumerated in PartitionData.
     ///
     /// Versions 1+, tag 0 in 1+.
     pub node_endpoints: Vec<NodeEndpoint>,
@@ -140,7 +140,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition_index: i32,
-    /// The `ErrorCode` field.
+    /// The partition level error code.
     ///
     /// Versions 0+.
     pub error_code: i16,
@@ -148,11 +148,11 @@ pub struct PartitionData {
     ///
     /// Versions 0+, entity type `brokerId`.
     pub leader_id: i32,
-    /// The latest known leader epoch
+    /// The latest known leader epoch.
     ///
     /// Versions 0+.
     pub leader_epoch: i32,
-    /// True if the vote was granted and false otherwise
+    /// True if the vote was granted and false otherwise.
     ///
     /// Versions 0+.
     pub vote_granted: bool,
@@ -228,7 +228,7 @@ pub struct TopicData {
     ///
     /// Versions 0+, entity type `topicName`.
     pub topic_name: String,
-    /// The `Partitions` field.
+    /// The results for each partition.
     ///
     /// Versions 0+.
     pub partitions: Vec<PartitionData>,
@@ -285,15 +285,15 @@ impl Arbitrary for TopicData {
 /// The `NodeEndpoint` struct of `VoteResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeEndpoint {
-    /// The ID of the associated node
+    /// The ID of the associated node.
     ///
     /// Versions 1+, map key, entity type `brokerId`.
     pub node_id: i32,
-    /// The node's hostname
+    /// The node's hostname.
     ///
     /// Versions 1+.
     pub host: String,
-    /// The node's port
+    /// The node's port.
     ///
     /// Versions 1+.
     pub port: u16,
@@ -354,8 +354,8 @@ impl Arbitrary for NodeEndpoint {
 
 impl Message for VoteResponse {
     const NAME: &'static str = "VoteResponse";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 0-2.
+    const VALID_VERSIONS: Versions = Versions::new(0, 2);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -19,11 +19,11 @@ use crate::protocol::{Message, Uuid, Versions};
 /// `VotersRecord` (data spec), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VotersRecord {
-    /// The version of the voters record
+    /// The version of the voters record.
     ///
     /// Versions 0+.
     pub version: i16,
-    /// The `Voters` field.
+    /// The set of voters in the quorum for this epoch.
     ///
     /// Versions 0+.
     pub voters: Vec<Voter>,
@@ -80,15 +80,15 @@ impl Arbitrary for VotersRecord {
 /// The `Endpoint` struct of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
-    /// The name of the endpoint
+    /// The name of the endpoint.
     ///
     /// Versions 0+, map key.
     pub name: String,
-    /// The hostname
+    /// The hostname.
     ///
     /// Versions 0+.
     pub host: String,
-    /// The port
+    /// The port.
     ///
     /// Versions 0+.
     pub port: u16,
@@ -150,11 +150,11 @@ impl Arbitrary for Endpoint {
 /// The `KRaftVersionFeature` struct of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KRaftVersionFeature {
-    /// The minimum supported KRaft protocol version
+    /// The minimum supported KRaft protocol version.
     ///
     /// Versions 0+.
     pub min_supported_version: i16,
-    /// The maximum supported KRaft protocol version
+    /// The maximum supported KRaft protocol version.
     ///
     /// Versions 0+.
     pub max_supported_version: i16,
@@ -211,19 +211,19 @@ impl Arbitrary for KRaftVersionFeature {
 /// The `Voter` struct of `VotersRecord`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Voter {
-    /// The replica id of the voter in the topic partition
+    /// The replica id of the voter in the topic partition.
     ///
     /// Versions 0+, entity type `brokerId`.
     pub voter_id: i32,
-    /// The directory id of the voter in the topic partition
+    /// The directory id of the voter in the topic partition.
     ///
     /// Versions 0+.
     pub voter_directory_id: Uuid,
-    /// The endpoint that can be used to communicate with the voter
+    /// The endpoint that can be used to communicate with the voter.
     ///
     /// Versions 0+.
     pub endpoints: Vec<Endpoint>,
-    /// The range of versions of the protocol that the replica supports
+    /// The range of versions of the protocol that the replica supports.
     ///
     /// Versions 0+.
     pub kraft_version_feature: KRaftVersionFeature,

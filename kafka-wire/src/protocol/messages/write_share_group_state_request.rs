@@ -2,8 +2,7 @@
 //! `WriteShareGroupStateRequest`: the request spec `WriteShareGroupStateRequest.json`.
 //!
 //! Api key 85 (WriteShareGroupState).
-//! Valid versions none, flexible versions 0+.
-//! Version 0 is marked unstable in the spec and is not offered.
+//! Valid versions 0, flexible versions 0+.
 //! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
@@ -19,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `WriteShareGroupStateRequest`: api key 85 (WriteShareGroupState), versions none, flexible 0+.
+/// `WriteShareGroupStateRequest`: api key 85 (WriteShareGroupState), versions 0, flexible 0+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteShareGroupStateRequest {
     /// The group identifier.
@@ -94,7 +93,7 @@ impl Arbitrary for WriteShareGroupStateRequest {
 /// The `StateBatch` struct of `WriteShareGroupStateRequest`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateBatch {
-    /// The base offset of this state batch.
+    /// The first offset of this state batch.
     ///
     /// Versions 0+.
     pub first_offset: i64,
@@ -102,7 +101,7 @@ pub struct StateBatch {
     ///
     /// Versions 0+.
     pub last_offset: i64,
-    /// The state - 0:Available,2:Acked,4:Archived
+    /// The delivery state - 0:Available,2:Acked,4:Archived.
     ///
     /// Versions 0+.
     pub delivery_state: i8,
@@ -177,7 +176,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub partition: i32,
-    /// The state epoch for this share-partition.
+    /// The state epoch of the share-partition.
     ///
     /// Versions 0+.
     pub state_epoch: i32,
@@ -189,7 +188,7 @@ pub struct PartitionData {
     ///
     /// Versions 0+.
     pub start_offset: i64,
-    /// The `StateBatches` field.
+    /// The state batches for the share-partition.
     ///
     /// Versions 0+.
     pub state_batches: Vec<StateBatch>,
@@ -333,8 +332,8 @@ impl Arbitrary for WriteStateData {
 
 impl Message for WriteShareGroupStateRequest {
     const NAME: &'static str = "WriteShareGroupStateRequest";
-    /// Versions none; the spec also declares version 0, marked unstable, which is not offered.
-    const VALID_VERSIONS: Versions = Versions::NONE;
+    /// Versions 0.
+    const VALID_VERSIONS: Versions = Versions::new(0, 0);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(0, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

@@ -2,8 +2,8 @@
 //! `WriteTxnMarkersRequest`: the request spec `WriteTxnMarkersRequest.json`.
 //!
 //! Api key 27 (WriteTxnMarkers).
-//! Valid versions 0-1, flexible versions 1+.
-//! Listeners: zkBroker, broker.
+//! Valid versions 1, flexible versions 1+.
+//! Listeners: broker.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -18,7 +18,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Request, Uuid, Versions};
 
-/// `WriteTxnMarkersRequest`: api key 27 (WriteTxnMarkers), versions 0-1, flexible 1+.
+/// `WriteTxnMarkersRequest`: api key 27 (WriteTxnMarkers), versions 1, flexible 1+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteTxnMarkersRequest {
     /// The transaction markers to be written.
@@ -41,39 +41,27 @@ impl Default for WriteTxnMarkersRequest {
 
 impl Codec for WriteTxnMarkersRequest {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WriteTxnMarkersRequest.unknown_tagged_fields",
-                version,
-            });
-        }
         c::write_array(
             buf,
             &self.markers,
             version,
-            version >= 1,
+            true,
             "WriteTxnMarkersRequest.Markers",
         )?;
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.markers = c::read_array(buf, version, version >= 1, "WriteTxnMarkersRequest.Markers")?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        this.markers = c::read_array(buf, version, true, "WriteTxnMarkersRequest.Markers")?;
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::array_size(&self.markers, version, version >= 1);
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::array_size(&self.markers, version, true);
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -83,9 +71,7 @@ impl Arbitrary for WriteTxnMarkersRequest {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.markers = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
@@ -118,47 +104,35 @@ impl Default for WritableTxnMarkerTopic {
 
 impl Codec for WritableTxnMarkerTopic {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WritableTxnMarkerTopic.unknown_tagged_fields",
-                version,
-            });
-        }
-        c::write_string(buf, &self.name, version >= 1, "WritableTxnMarkerTopic.Name")?;
+        c::write_string(buf, &self.name, true, "WritableTxnMarkerTopic.Name")?;
         c::write_array(
             buf,
             &self.partition_indexes,
             version,
-            version >= 1,
+            true,
             "WritableTxnMarkerTopic.PartitionIndexes",
         )?;
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(buf, version >= 1, "WritableTxnMarkerTopic.Name", version)?;
+        this.name = c::read_string(buf, true, "WritableTxnMarkerTopic.Name", version)?;
         this.partition_indexes = c::read_array(
             buf,
             version,
-            version >= 1,
+            true,
             "WritableTxnMarkerTopic.PartitionIndexes",
         )?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 1);
-        size += c::array_size(&self.partition_indexes, version, version >= 1);
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::string_size(&self.name, true);
+        size += c::array_size(&self.partition_indexes, version, true);
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -169,9 +143,7 @@ impl Arbitrary for WritableTxnMarkerTopic {
         let mut this = Self::default();
         this.name = Arbitrary::arbitrary(g, version);
         this.partition_indexes = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
@@ -195,7 +167,7 @@ pub struct WritableTxnMarker {
     ///
     /// Versions 0+.
     pub topics: Vec<WritableTxnMarkerTopic>,
-    /// Epoch associated with the transaction state partition hosted by this transaction coordinator
+    /// Epoch associated with the transaction state partition hosted by this transaction coordinator.
     ///
     /// Versions 0+.
     pub coordinator_epoch: i32,
@@ -219,26 +191,12 @@ impl Default for WritableTxnMarker {
 
 impl Codec for WritableTxnMarker {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WritableTxnMarker.unknown_tagged_fields",
-                version,
-            });
-        }
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         buf.put_u8(u8::from(self.transaction_result));
-        c::write_array(
-            buf,
-            &self.topics,
-            version,
-            version >= 1,
-            "WritableTxnMarker.Topics",
-        )?;
+        c::write_array(buf, &self.topics, version, true, "WritableTxnMarker.Topics")?;
         buf.put_i32(self.coordinator_epoch);
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
@@ -246,11 +204,9 @@ impl Codec for WritableTxnMarker {
         this.producer_id = c::read_i64(buf, "WritableTxnMarker.ProducerId")?;
         this.producer_epoch = c::read_i16(buf, "WritableTxnMarker.ProducerEpoch")?;
         this.transaction_result = c::read_bool(buf, "WritableTxnMarker.TransactionResult")?;
-        this.topics = c::read_array(buf, version, version >= 1, "WritableTxnMarker.Topics")?;
+        this.topics = c::read_array(buf, version, true, "WritableTxnMarker.Topics")?;
         this.coordinator_epoch = c::read_i32(buf, "WritableTxnMarker.CoordinatorEpoch")?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
@@ -258,12 +214,10 @@ impl Codec for WritableTxnMarker {
         size += 8;
         size += 2;
         size += 1;
-        size += c::array_size(&self.topics, version, version >= 1);
+        size += c::array_size(&self.topics, version, true);
         size += 4;
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -277,17 +231,15 @@ impl Arbitrary for WritableTxnMarker {
         this.transaction_result = Arbitrary::arbitrary(g, version);
         this.topics = Arbitrary::arbitrary(g, version);
         this.coordinator_epoch = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
 
 impl Message for WriteTxnMarkersRequest {
     const NAME: &'static str = "WriteTxnMarkersRequest";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(1, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;

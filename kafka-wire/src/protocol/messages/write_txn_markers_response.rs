@@ -2,7 +2,7 @@
 //! `WriteTxnMarkersResponse`: the response spec `WriteTxnMarkersResponse.json`.
 //!
 //! Api key 27 (WriteTxnMarkers).
-//! Valid versions 0-1, flexible versions 1+.
+//! Valid versions 1, flexible versions 1+.
 #![allow(clippy::field_reassign_with_default, clippy::derivable_impls)]
 
 #[allow(unused_imports)]
@@ -17,7 +17,7 @@ use crate::protocol::testing::{Arbitrary, Gen};
 #[allow(unused_imports)]
 use crate::protocol::{ApiKey, Message, Response, Uuid, Versions};
 
-/// `WriteTxnMarkersResponse`: api key 27 (WriteTxnMarkers), versions 0-1, flexible 1+.
+/// `WriteTxnMarkersResponse`: api key 27 (WriteTxnMarkers), versions 1, flexible 1+.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteTxnMarkersResponse {
     /// The results for writing makers.
@@ -40,44 +40,27 @@ impl Default for WriteTxnMarkersResponse {
 
 impl Codec for WriteTxnMarkersResponse {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WriteTxnMarkersResponse.unknown_tagged_fields",
-                version,
-            });
-        }
         c::write_array(
             buf,
             &self.markers,
             version,
-            version >= 1,
+            true,
             "WriteTxnMarkersResponse.Markers",
         )?;
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.markers = c::read_array(
-            buf,
-            version,
-            version >= 1,
-            "WriteTxnMarkersResponse.Markers",
-        )?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        this.markers = c::read_array(buf, version, true, "WriteTxnMarkersResponse.Markers")?;
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::array_size(&self.markers, version, version >= 1);
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::array_size(&self.markers, version, true);
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -87,9 +70,7 @@ impl Arbitrary for WriteTxnMarkersResponse {
     fn arbitrary(g: &mut Gen, version: i16) -> Self {
         let mut this = Self::default();
         this.markers = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
@@ -121,37 +102,25 @@ impl Default for WritableTxnMarkerPartitionResult {
 }
 
 impl Codec for WritableTxnMarkerPartitionResult {
-    fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WritableTxnMarkerPartitionResult.unknown_tagged_fields",
-                version,
-            });
-        }
+    fn write<B: BufMut>(&self, buf: &mut B, _version: i16, _compact: bool) -> Result<()> {
         buf.put_i32(self.partition_index);
         buf.put_i16(self.error_code);
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
-    fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
+    fn read<B: Buf>(buf: &mut B, _version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.partition_index = c::read_i32(buf, "WritableTxnMarkerPartitionResult.PartitionIndex")?;
         this.error_code = c::read_i16(buf, "WritableTxnMarkerPartitionResult.ErrorCode")?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
-    fn size(&self, version: i16, _compact: bool) -> usize {
+    fn size(&self, _version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 4;
         size += 2;
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -162,9 +131,7 @@ impl Arbitrary for WritableTxnMarkerPartitionResult {
         let mut this = Self::default();
         this.partition_index = Arbitrary::arbitrary(g, version);
         this.error_code = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
@@ -197,57 +164,35 @@ impl Default for WritableTxnMarkerTopicResult {
 
 impl Codec for WritableTxnMarkerTopicResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WritableTxnMarkerTopicResult.unknown_tagged_fields",
-                version,
-            });
-        }
-        c::write_string(
-            buf,
-            &self.name,
-            version >= 1,
-            "WritableTxnMarkerTopicResult.Name",
-        )?;
+        c::write_string(buf, &self.name, true, "WritableTxnMarkerTopicResult.Name")?;
         c::write_array(
             buf,
             &self.partitions,
             version,
-            version >= 1,
+            true,
             "WritableTxnMarkerTopicResult.Partitions",
         )?;
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
-        this.name = c::read_string(
-            buf,
-            version >= 1,
-            "WritableTxnMarkerTopicResult.Name",
-            version,
-        )?;
+        this.name = c::read_string(buf, true, "WritableTxnMarkerTopicResult.Name", version)?;
         this.partitions = c::read_array(
             buf,
             version,
-            version >= 1,
+            true,
             "WritableTxnMarkerTopicResult.Partitions",
         )?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
-        size += c::string_size(&self.name, version >= 1);
-        size += c::array_size(&self.partitions, version, version >= 1);
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::string_size(&self.name, true);
+        size += c::array_size(&self.partitions, version, true);
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -258,9 +203,7 @@ impl Arbitrary for WritableTxnMarkerTopicResult {
         let mut this = Self::default();
         this.name = Arbitrary::arbitrary(g, version);
         this.partitions = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
@@ -293,42 +236,30 @@ impl Default for WritableTxnMarkerResult {
 
 impl Codec for WritableTxnMarkerResult {
     fn write<B: BufMut>(&self, buf: &mut B, version: i16, _compact: bool) -> Result<()> {
-        if version < 1 && !self.unknown_tagged_fields.is_empty() {
-            return Err(Error::FieldNotSupported {
-                field: "WritableTxnMarkerResult.unknown_tagged_fields",
-                version,
-            });
-        }
         buf.put_i64(self.producer_id);
         c::write_array(
             buf,
             &self.topics,
             version,
-            version >= 1,
+            true,
             "WritableTxnMarkerResult.Topics",
         )?;
-        if version >= 1 {
-            c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
-        }
+        c::write_unknown_tagged_fields(buf, &self.unknown_tagged_fields)?;
         Ok(())
     }
     fn read<B: Buf>(buf: &mut B, version: i16, _compact: bool) -> Result<Self> {
         let mut this = Self::default();
         this.producer_id = c::read_i64(buf, "WritableTxnMarkerResult.ProducerId")?;
-        this.topics = c::read_array(buf, version, version >= 1, "WritableTxnMarkerResult.Topics")?;
-        if version >= 1 {
-            c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
-        }
+        this.topics = c::read_array(buf, version, true, "WritableTxnMarkerResult.Topics")?;
+        c::read_unknown_tagged_fields(buf, &mut this.unknown_tagged_fields)?;
         Ok(this)
     }
     fn size(&self, version: i16, _compact: bool) -> usize {
         let mut size = 0;
         size += 8;
-        size += c::array_size(&self.topics, version, version >= 1);
-        if version >= 1 {
-            size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
-            size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
-        }
+        size += c::array_size(&self.topics, version, true);
+        size += c::unknown_tagged_fields_size(&self.unknown_tagged_fields);
+        size += c::usize_uvarint_size(self.unknown_tagged_fields.len());
         size
     }
 }
@@ -339,17 +270,15 @@ impl Arbitrary for WritableTxnMarkerResult {
         let mut this = Self::default();
         this.producer_id = Arbitrary::arbitrary(g, version);
         this.topics = Arbitrary::arbitrary(g, version);
-        if version >= 1 {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
-        }
+        this.unknown_tagged_fields = g.unknown_tagged_fields(0);
         this
     }
 }
 
 impl Message for WriteTxnMarkersResponse {
     const NAME: &'static str = "WriteTxnMarkersResponse";
-    /// Versions 0-1.
-    const VALID_VERSIONS: Versions = Versions::new(0, 1);
+    /// Versions 1.
+    const VALID_VERSIONS: Versions = Versions::new(1, 1);
     const FLEXIBLE_VERSIONS: Versions = Versions::new(1, i16::MAX);
     fn encode<B: BufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
         c::check_version(Self::NAME, Self::VALID_VERSIONS, version)?;
