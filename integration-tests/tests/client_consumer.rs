@@ -108,7 +108,10 @@ async fn produce_batch(
         let attempt = async {
             let (leader, _) = client.leader(topic, partition).await?;
             let conn = client.connection(leader, Lane::Produce).await?;
-            conn.call(&request).await
+            // v11 at most: these transactions are driven as version 1, and a
+            // broker reads Produce v12 in a transaction as a version 2 client.
+            let version = conn.version_at_most::<ProduceRequest>(11)?;
+            conn.call_version(&request, version).await
         };
         let code = match attempt.await {
             Ok(response) => {
@@ -652,7 +655,8 @@ impl Txn {
             committed: commit,
             ..Default::default()
         };
-        call_until_ok(&self.coordinator, &end, None, |r| r.error_code).await;
+        // EndTxn v4: v5 is transaction version 2, which bumps the epoch.
+        call_until_ok(&self.coordinator, &end, Some(4), |r| r.error_code).await;
     }
 }
 
@@ -792,7 +796,7 @@ async fn read_committed_stops_at_an_open_transaction() {
         committed: true,
         ..Default::default()
     };
-    call_until_ok(&txn.coordinator, &end, None, |r| r.error_code).await;
+    call_until_ok(&txn.coordinator, &end, Some(4), |r| r.error_code).await;
     let got = consume(&mut consumer, 3).await;
     let seen: Vec<i64> = got.iter().map(|r| r.offset).collect();
     assert_eq!(seen, [2, 3, 4]);

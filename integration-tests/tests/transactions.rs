@@ -14,18 +14,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integration_tests::{random_topic, require_broker, workspace_root};
-use kafka_wire::ErrorCode;
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::transaction::admin::{AbortTransactionSpec, TransactionAdmin};
+use kafka_wire::client::transaction::pool::{TransactionalIdPool, abort_lingering};
 use kafka_wire::client::transaction::{
-    ConsumerGroupMetadata, TransactionError, TransactionState, TransactionalProducer,
+    ConsumerGroupMetadata, TransactionState, TransactionalProducer,
 };
 use kafka_wire::client::{Admin, Client, ProducerRecord};
 use kafka_wire::protocol::messages::OffsetFetchRequest;
 use kafka_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_wire::{Error, ErrorCode};
 
 /// Upper bound for any wait on the broker in these tests.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -205,15 +206,33 @@ async fn aborted_records_are_invisible_to_read_committed() {
     assert_eq!(p.state(), TransactionState::Ready);
     assert!(p.identity().producer_id >= 0);
 
+    // Transaction version 2 (KIP-890) whenever the broker finalizes it (the pinned
+    // Kafka does on a new cluster): every EndTxn then bumps the epoch.
+    let v2 = p.uses_transaction_v2();
+    assert_eq!(v2, p.broker_transaction_version() >= 2);
+    eprintln!(
+        "transaction.version finalized {}, protocol version {}",
+        p.broker_transaction_version(),
+        if v2 { 2 } else { 1 }
+    );
+    let epoch0 = p.identity().producer_epoch;
+
     p.begin().await.unwrap();
     let committed1 = values("committed-a", 30);
     send_all(&mut p, &topic, &committed1).await;
     p.commit().await.unwrap();
+    let epoch1 = p.identity().producer_epoch;
 
     p.begin().await.unwrap();
     let aborted = values("aborted", 30);
     send_all(&mut p, &topic, &aborted).await;
     p.abort().await.unwrap();
+    let epoch2 = p.identity().producer_epoch;
+    if v2 {
+        assert_eq!((epoch1, epoch2), (epoch0 + 1, epoch0 + 2));
+    } else {
+        assert_eq!((epoch1, epoch2), (epoch0, epoch0));
+    }
 
     p.begin().await.unwrap();
     // All three partitions up front, in one request.
@@ -299,7 +318,7 @@ async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
 
     let err = zombie.commit().await.unwrap_err();
     assert!(
-        matches!(err, TransactionError::Fenced { .. }),
+        matches!(err, Error::Fenced { .. }),
         "expected fencing, got {err}"
     );
     assert!(err.is_fatal());
@@ -307,7 +326,7 @@ async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
     // A fenced producer refuses everything afterwards.
     assert!(matches!(
         zombie.begin().await.unwrap_err(),
-        TransactionError::InvalidState { .. }
+        Error::InvalidTransactionState { .. }
     ));
 
     fresh.begin().await.unwrap();
@@ -376,24 +395,38 @@ async fn a_transaction_open_past_its_timeout_is_aborted_and_reported() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let err = p.commit().await.unwrap_err();
-    assert!(err.is_fatal(), "{err}");
     assert!(
         err.to_string().contains("transaction.timeout.ms"),
         "the error should name the timeout: {err}"
     );
-    assert!(
-        matches!(
-            err.code(),
-            Some(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch)
-        ),
-        "{err}"
-    );
-    // Recovery: a new incarnation with the same id starts cleanly.
-    let mut again = TransactionalProducer::new(config).await.unwrap();
-    again.begin().await.unwrap();
     let kept = values("after-timeout", 5);
-    send_all(&mut again, &topic, &kept).await;
-    again.commit().await.unwrap();
+    if p.uses_transaction_v2() {
+        // Version 2 (KIP-890): the coordinator's abort bumped the epoch; the commit
+        // is refused as abortable, the abort completes it, and the same producer
+        // goes on under the new epoch.
+        assert!(err.is_abortable(), "{err}");
+        assert_eq!(err.code(), Some(ErrorCode::InvalidTxnState), "{err}");
+        let epoch = p.identity().producer_epoch;
+        p.abort().await.unwrap();
+        assert!(p.identity().producer_epoch > epoch);
+        p.begin().await.unwrap();
+        send_all(&mut p, &topic, &kept).await;
+        p.commit().await.unwrap();
+    } else {
+        // Version 1: the timeout fenced this producer; a new incarnation recovers.
+        assert!(err.is_fatal(), "{err}");
+        assert!(
+            matches!(
+                err.code(),
+                Some(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch)
+            ),
+            "{err}"
+        );
+        let mut again = TransactionalProducer::new(config).await.unwrap();
+        again.begin().await.unwrap();
+        send_all(&mut again, &topic, &kept).await;
+        again.commit().await.unwrap();
+    }
     assert_eq!(
         read_all(&bootstrap, &topic, 1, "read_committed").await,
         sorted(kept)
@@ -411,7 +444,7 @@ async fn a_timeout_above_the_broker_maximum_is_a_clear_error() {
     );
     let err = TransactionalProducer::new(config).await.unwrap_err();
     assert!(
-        matches!(err, TransactionError::InvalidTimeout { .. }),
+        matches!(err, Error::InvalidTransactionTimeout { .. }),
         "{err}"
     );
     assert!(
@@ -426,12 +459,12 @@ async fn empty_transactions_commit_and_state_errors_are_reported() {
     let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
     assert!(matches!(
         p.commit().await.unwrap_err(),
-        TransactionError::InvalidState { .. }
+        Error::InvalidTransactionState { .. }
     ));
     p.begin().await.unwrap();
     assert!(matches!(
         p.begin().await.unwrap_err(),
-        TransactionError::InvalidState { .. }
+        Error::InvalidTransactionState { .. }
     ));
     p.commit().await.unwrap();
     p.begin().await.unwrap();
@@ -446,7 +479,18 @@ async fn empty_transactions_commit_and_state_errors_are_reported() {
         .send(ProducerRecord::new(&topic, "x").partition(5))
         .await
         .unwrap_err();
-    assert!(matches!(err, TransactionError::InvalidRecord(_)), "{err}");
+    // Refused before anything was sent: neither abortable nor fatal.
+    assert!(
+        matches!(
+            err,
+            Error::Broker {
+                code: ErrorCode::UnknownTopicOrPartition,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_abortable() && !err.is_fatal(), "{err}");
     assert_eq!(p.state(), TransactionState::InTransaction);
     send_all(&mut p, &topic, &values("ok", 2)).await;
     p.commit().await.unwrap();
@@ -538,7 +582,7 @@ async fn a_failed_record_makes_the_transaction_abortable_and_the_next_one_commit
     assert_eq!(p.state(), TransactionState::AbortableError);
     assert!(matches!(
         p.send(ProducerRecord::new(&topic, "no")).await.unwrap_err(),
-        TransactionError::InvalidState { .. }
+        Error::InvalidTransactionState { .. }
     ));
     p.abort().await.unwrap();
 
@@ -801,4 +845,69 @@ async fn offsets_from_a_stale_generation_make_the_transaction_abortable() {
     p.commit().await.unwrap();
     assert_eq!(committed_offset(&c, &group, &input).await, 1);
     member.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pool_reuses_its_ids_and_start_up_fences_what_an_earlier_incarnation_left_open() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "txn-pool", 1).await;
+    let prefix = random_topic("job");
+    let mut pool = TransactionalIdPool::new(&prefix, 0, 2).unwrap();
+
+    // An earlier incarnation crashed with a transaction open on every id of its pool.
+    for id in pool.ids() {
+        let mut p = producer(&bootstrap, &id).await;
+        p.begin().await.unwrap();
+        send_all(&mut p, &topic, &values(&id, 3)).await;
+        drop(p);
+    }
+    // Another job whose prefix only starts like ours has one open too.
+    let other_id = format!("{prefix}0-0-0");
+    let mut other = producer(&bootstrap, &other_id).await;
+    other.begin().await.unwrap();
+    let other_values = values("other", 3);
+    send_all(&mut other, &topic, &other_values).await;
+
+    let admin = Admin::new(c.clone());
+    let lso = |level| {
+        let admin = &admin;
+        let topic = &topic;
+        async move {
+            end_offsets(admin, topic, &[0], OffsetSpec::Latest, level)
+                .await
+                .unwrap()[&0]
+                .offset
+        }
+    };
+    assert!(lso(IsolationLevel::ReadCommitted).await < lso(IsolationLevel::ReadUncommitted).await);
+
+    // Start-up: fence and abort everything of this job's prefix, and nothing else.
+    let mut fenced = abort_lingering(&c, &producer_config(&bootstrap, "unused", &[]), &prefix)
+        .await
+        .unwrap();
+    fenced.sort();
+    assert_eq!(fenced, pool.ids());
+    other.commit().await.unwrap();
+    assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+
+    // Four transactions over two ids: each id is reused, least recently released first.
+    let mut used = Vec::new();
+    let mut expected = other_values.clone();
+    for round in 0..4 {
+        let id = pool.acquire().unwrap();
+        let mut p = producer(&bootstrap, &id).await;
+        p.begin().await.unwrap();
+        let batch = values(&format!("round{round}"), 2);
+        send_all(&mut p, &topic, &batch).await;
+        p.commit().await.unwrap();
+        pool.release(&id).unwrap();
+        expected.extend(batch);
+        used.push(id);
+    }
+    assert_eq!(used, [pool.id(0), pool.id(1), pool.id(0), pool.id(1)]);
+    assert_eq!(
+        read_all(&bootstrap, &topic, 1, "read_committed").await,
+        sorted(expected)
+    );
 }

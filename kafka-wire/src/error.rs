@@ -1,5 +1,8 @@
 //! The one error type of kafka-wire.
 
+use crate::client::transaction::state::{Operation, TransactionState};
+use crate::error_code::ErrorCode;
+
 /// Everything that can go wrong in kafka-wire: bad bytes, unsupported versions,
 /// compression failures, and (in the client) I/O and broker errors.
 ///
@@ -159,6 +162,70 @@ pub enum Error {
         /// The request (and topic/partition) it was for.
         context: String,
     },
+    /// Transactional producer: another producer with the same `transactional.id`
+    /// took over (or, with transaction version 1, the coordinator aborted the open
+    /// transaction on timeout and bumped the epoch). Fatal: nothing of the open
+    /// transaction becomes visible; drop the producer.
+    #[error("transactional.id {transactional_id} is fenced: {reason}")]
+    Fenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// PRODUCER_FENCED or INVALID_PRODUCER_EPOCH.
+        code: ErrorCode,
+        /// What the producer was doing, and the likely cause.
+        reason: String,
+    },
+    /// Transactional producer: the open transaction cannot commit; call `abort`,
+    /// then begin a new one.
+    #[error("the transaction must be aborted: {reason}")]
+    TransactionAbortable {
+        /// The broker's code, if the error came from a broker.
+        code: Option<ErrorCode>,
+        /// What failed.
+        reason: String,
+    },
+    /// Transactional producer: it cannot continue (not authorized, unsupported, or
+    /// an earlier fatal error); drop it.
+    #[error("transactional producer failed: {reason}")]
+    TransactionFatal {
+        /// The broker's code, if the error came from a broker.
+        code: Option<ErrorCode>,
+        /// What failed.
+        reason: String,
+    },
+    /// `transaction.timeout.ms` is not accepted (above the broker's
+    /// `transaction.max.timeout.ms`, or not positive).
+    #[error(
+        "transaction.timeout.ms = {timeout_ms} is invalid: {reason} (the broker caps it with transaction.max.timeout.ms, 15 minutes by default)"
+    )]
+    InvalidTransactionTimeout {
+        /// The configured timeout in ms.
+        timeout_ms: u128,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// Transactional producer: the operation is not allowed in the current state
+    /// (e.g. `commit` with no transaction open, or `abort` while a commit's outcome
+    /// is unknown).
+    #[error("{operation:?} is not allowed in state {state:?}{hint}")]
+    InvalidTransactionState {
+        /// The operation attempted.
+        operation: Operation,
+        /// The state the producer was in.
+        state: TransactionState,
+        /// What to do instead, if anything.
+        hint: &'static str,
+    },
+    /// Transactional producer: a request failed with a retriable error until its
+    /// deadline; the state is unchanged, so the same operation may be called again
+    /// (for commit and abort the outcome is unknown, and only the same decision may
+    /// be retried).
+    #[error("transaction operation did not complete (retry it): {source}")]
+    TransactionIncomplete {
+        /// The last failure.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// Result with kafka-wire's [`Error`].
@@ -169,7 +236,10 @@ impl Error {
     /// and broker error codes Kafka marks retriable (a stale leader, a loading coordinator).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::Disconnected { .. } | Error::Timeout { .. } => true,
+            Error::Io { .. }
+            | Error::Disconnected { .. }
+            | Error::Timeout { .. }
+            | Error::TransactionIncomplete { .. } => true,
             Error::Broker { code, .. } => code.is_retriable(),
             _ => false,
         }
@@ -208,10 +278,32 @@ impl Error {
     }
 
     /// The Kafka error code, when the broker answered with one.
-    pub fn code(&self) -> Option<crate::error_code::ErrorCode> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Broker { code, .. } => Some(*code),
+            Error::Broker { code, .. } | Error::Fenced { code, .. } => Some(*code),
+            Error::TransactionAbortable { code, .. } | Error::TransactionFatal { code, .. } => {
+                *code
+            }
+            Error::InvalidTransactionTimeout { .. } => Some(ErrorCode::InvalidTransactionTimeout),
+            Error::TransactionIncomplete { source } => source.code(),
             _ => None,
         }
+    }
+
+    /// Transactional producer: whether the caller should `abort`, and may then go
+    /// on with a new transaction.
+    pub fn is_abortable(&self) -> bool {
+        matches!(self, Error::TransactionAbortable { .. })
+    }
+
+    /// Transactional producer: whether it is finished and must be dropped.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Error::Fenced { .. }
+                | Error::TransactionFatal { .. }
+                | Error::InvalidTransactionTimeout { .. }
+                | Error::Config { .. }
+        )
     }
 }

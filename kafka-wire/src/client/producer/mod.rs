@@ -20,6 +20,7 @@ mod accumulator;
 mod sender;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI16;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,9 @@ pub(crate) struct Shared {
     pub(crate) wake: Notify,
     /// Signalled when records complete, for `flush`.
     pub(crate) progress: Notify,
+    /// Highest Produce version to send (a transactional producer caps it; see
+    /// `client::transaction`).
+    pub(crate) max_produce_version: AtomicI16,
 }
 
 /// An async Kafka producer. Cheap to clone; clones share batches and connections.
@@ -192,6 +196,7 @@ impl Producer {
             memory,
             wake: Notify::new(),
             progress: Notify::new(),
+            max_produce_version: AtomicI16::new(i16::MAX),
             config,
         });
         // A transactional producer gets its id from the transaction coordinator
@@ -223,6 +228,13 @@ impl Producer {
         let mut acc = self.shared.lock();
         acc.identity = identity;
         acc.reset_sequences();
+    }
+
+    /// Never sends Produce above `version` (transaction version 1 forbids v12+).
+    pub(crate) fn set_max_produce_version(&self, version: i16) {
+        self.shared
+            .max_produce_version
+            .store(version, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Queues `record` and returns a future of its partition and offset.

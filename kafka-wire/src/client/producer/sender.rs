@@ -367,7 +367,11 @@ async fn write_request(
         ..Default::default()
     };
     let conn = shared.client.connection(leader, Lane::Produce).await?;
-    let version = conn.version_for::<ProduceRequest>()?;
+    let version = conn.version_at_most::<ProduceRequest>(
+        shared
+            .max_produce_version
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )?;
     if shared.config.acks == Acks::None {
         conn.send_without_response(&request, version).await?;
         return Ok(None);

@@ -189,10 +189,7 @@ impl Coordinator {
         loop {
             let attempt = async {
                 let conn = self.connection().await?;
-                let mut version = conn.version_for::<R>()?;
-                if let Some(max) = max_version {
-                    version = version.min(max);
-                }
+                let version = conn.version_at_most::<R>(max_version.unwrap_or(i16::MAX))?;
                 let response = conn.call_version(request, version).await?;
                 Ok::<_, Error>(response)
             }

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::client::config::ProducerConfig;
+use crate::protocol::Message;
 use crate::protocol::messages::api_versions_response::ApiVersion;
 use crate::protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
 use crate::protocol::messages::metadata_response::MetadataResponseBroker;
@@ -312,12 +313,12 @@ async fn an_unknown_commit_outcome_refuses_abort_and_commits_on_retry() {
         match p.commit().await {
             Ok(()) => break,
             Err(e) => {
-                assert!(matches!(e, TransactionError::Retriable(_)), "{e}");
+                assert!(matches!(e, Error::TransactionIncomplete { .. }), "{e}");
                 assert_eq!(p.state(), TransactionState::Committing);
                 // The coordinator may already have committed: aborting is refused.
                 let refused = p.abort().await.unwrap_err();
                 assert!(
-                    matches!(refused, TransactionError::InvalidState { .. }),
+                    matches!(refused, Error::InvalidTransactionState { .. }),
                     "{refused}"
                 );
             }
@@ -361,7 +362,7 @@ async fn fencing_on_end_txn_is_fatal() {
     let mut p = producer(&fake, 5_000).await;
     begin_with_offsets(&mut p).await;
     let e = p.commit().await.unwrap_err();
-    assert!(matches!(e, TransactionError::Fenced { .. }), "{e}");
+    assert!(matches!(e, Error::Fenced { .. }), "{e}");
     assert_eq!(p.state(), TransactionState::FatalError);
     assert!(p.begin().await.is_err());
 }

@@ -5,27 +5,36 @@
 //!  TransactionalProducer
 //!    init ──► FindCoordinator(key type 1) ──► InitProducerId(transactional.id)
 //!    begin        (fences older producers, aborts what they left open)
-//!    send ──► AddPartitionsToTxn (first record of a partition, transaction v1)
+//!    send ──► AddPartitionsToTxn (first record of a partition; version 1 only)
 //!         └─► Producer::send ──► ProduceRequest(transactional_id, transactional batches)
-//!    send_offsets_to_transaction ──► AddOffsetsToTxn ──► TxnOffsetCommit (group coordinator)
+//!    send_offsets_to_transaction ──► AddOffsetsToTxn (version 1 only) ──► TxnOffsetCommit (group coordinator)
 //!    commit / abort ──► flush ──► EndTxn(commit | abort)
 //! ```
 //!
 //! The state machine, its transitions and the error classes live in [`state`];
 //! coordinator lookup and retries in [`coordinator`]; listing, describing and
-//! aborting transactions in [`admin`].
+//! aborting transactions in [`admin`]; a bounded set of reused transactional ids
+//! and start-up fencing in [`pool`].
 //!
 //! Transaction version: the broker's finalized feature `transaction.version` is read
-//! from ApiVersions at init. Version 2 (KIP-890: the produce itself adds the
-//! partition, EndTxn bumps the epoch) is used only when the broker has it finalized
-//! at 2 or more *and* this crate's codecs offer EndTxn v5 and Produce v12. The specs
-//! the codecs are generated from still mark those versions unstable, so today every
-//! transaction runs as version 1 (explicit AddPartitionsToTxn), which brokers with
-//! version 2 finalized still accept.
+//! from ApiVersions at init. Version 2 (KIP-890) is used when it is finalized at 2
+//! or more and the broker offers Produce v12, TxnOffsetCommit v5 and EndTxn v5: the
+//! produce request itself adds its partition and TxnOffsetCommit its group (no
+//! AddPartitionsToTxn or AddOffsetsToTxn), and every EndTxn bumps the epoch, which
+//! the producer takes from the response (so a late write of an ended transaction is
+//! refused). Otherwise every transaction runs as version 1, and no request goes
+//! above the last version-1 version, since the broker reads a higher one as a
+//! version 2 client.
+//!
+//! Errors are the crate's [`Error`]: [`Error::Fenced`], [`Error::TransactionFatal`]
+//! and [`Error::InvalidTransactionTimeout`] end the producer
+//! ([`Error::is_fatal`]); [`Error::TransactionAbortable`] asks for `abort`;
+//! [`Error::TransactionIncomplete`] leaves the state as it was (call again);
+//! [`Error::InvalidTransactionState`] refuses a call out of order.
 
 pub mod admin;
 pub mod coordinator;
-mod error;
+pub mod pool;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,22 +46,21 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info, warn};
 
 use self::coordinator::{Coordinator, CoordinatorType};
-pub use self::error::{TransactionError, TxnResult};
 pub use self::state::{ErrorClass, Operation, TransactionState};
 use super::cluster::Client;
 use super::config::ProducerConfig;
+use super::connection::client_max_version;
 use super::partitioner::partition_for_key;
 use super::producer::{Producer, ProducerIdentity, ProducerRecord, RecordMetadata};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
-use crate::protocol::Message;
 use crate::protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use crate::protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use crate::protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    ApiVersionsRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey,
+    ApiVersionsRequest, ApiVersionsResponse, EndTxnRequest, InitProducerIdRequest,
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
@@ -180,12 +188,34 @@ impl std::fmt::Debug for TransactionalProducer {
     }
 }
 
-/// Whether to run transactions as version 2 (KIP-890): the broker has it finalized
-/// and the codecs offer the versions it needs (EndTxn v5, Produce v12).
-fn use_transaction_v2(finalized: i16) -> bool {
-    let end_txn = EndTxnRequest::VALID_VERSIONS.max;
-    let produce = ProduceRequest::VALID_VERSIONS.max;
-    finalized >= 2 && end_txn >= 5 && produce >= 12
+/// The last versions of the transaction version 1 protocol: a client must not send
+/// a higher one inside a version 1 transaction, since the broker reads Produce v12,
+/// TxnOffsetCommit v5 and EndTxn v5 as "this client runs version 2" (KIP-890).
+const LAST_TV1_PRODUCE: i16 = 11;
+const LAST_TV1_TXN_OFFSET_COMMIT: i16 = 4;
+const LAST_TV1_END_TXN: i16 = 4;
+
+/// Whether to run transactions as version 2 (KIP-890): the broker has the feature
+/// `transaction.version` finalized at 2 or more and offers Produce v12,
+/// TxnOffsetCommit v5 and EndTxn v5 (all within this client's versions).
+fn use_transaction_v2(finalized: i16, broker: &ApiVersionsResponse) -> bool {
+    let offers = |api: ApiKey, version: i16| {
+        broker.api_keys.iter().any(|k| {
+            k.api_key == api.code() && k.min_version <= version && version <= k.max_version
+        }) && version <= client_max_version(api)
+    };
+    finalized >= 2
+        && offers(ApiKey::Produce, LAST_TV1_PRODUCE + 1)
+        && offers(ApiKey::TxnOffsetCommit, LAST_TV1_TXN_OFFSET_COMMIT + 1)
+        && offers(ApiKey::EndTxn, LAST_TV1_END_TXN + 1)
+}
+
+/// A failure that leaves the transaction's state as it was: the same operation may
+/// be called again.
+fn incomplete(error: Error) -> Error {
+    Error::TransactionIncomplete {
+        source: Box::new(error),
+    }
 }
 
 /// The first non-zero per-partition code of an AddPartitionsToTxn (v3 and below) answer.
@@ -214,10 +244,10 @@ impl TransactionalProducer {
     /// Connects, finds the transaction coordinator and initializes the producer id
     /// (fencing older producers with the same `transactional.id`, and finishing
     /// whatever transaction they left open).
-    pub async fn new(config: ProducerConfig) -> TxnResult<TransactionalProducer> {
+    pub async fn new(config: ProducerConfig) -> Result<TransactionalProducer> {
         let client = Client::connect(config.client.clone())
             .await
-            .map_err(TransactionError::Retriable)?;
+            .map_err(incomplete)?;
         Self::with_client(client, config).await
     }
 
@@ -225,16 +255,16 @@ impl TransactionalProducer {
     pub async fn with_client(
         client: Client,
         config: ProducerConfig,
-    ) -> TxnResult<TransactionalProducer> {
+    ) -> Result<TransactionalProducer> {
         let Some(transactional_id) = config.transactional_id.clone() else {
-            return Err(TransactionError::Config(Error::Config {
+            return Err(Error::Config {
                 key: "transactional.id".into(),
                 message: "required for a transactional producer".into(),
-            }));
+            });
         };
         let timeout_ms = config.transaction_timeout.as_millis();
         if timeout_ms == 0 || timeout_ms > i32::MAX as u128 {
-            return Err(TransactionError::InvalidTimeout {
+            return Err(Error::InvalidTransactionTimeout {
                 timeout_ms,
                 reason: "must be between 1 ms and 2^31-1 ms".into(),
             });
@@ -247,9 +277,7 @@ impl TransactionalProducer {
                 "delivery.timeout.ms >= transaction.timeout.ms: a slow record may outlive its transaction"
             );
         }
-        let producer = Producer::with_client(client.clone(), config.clone())
-            .await
-            .map_err(TransactionError::Config)?;
+        let producer = Producer::with_client(client.clone(), config.clone()).await?;
         let mut this = TransactionalProducer {
             config,
             coordinator: Coordinator::new(
@@ -319,7 +347,7 @@ impl TransactionalProducer {
         &self.config
     }
 
-    fn transition(&mut self, op: Operation) -> TxnResult<TransactionState> {
+    fn transition(&mut self, op: Operation) -> Result<TransactionState> {
         let hint = match (self.state, op) {
             (TransactionState::Committing, Operation::Abort) => {
                 ": a commit's outcome is unknown; call commit() again"
@@ -337,7 +365,7 @@ impl TransactionalProducer {
             }
             _ => "",
         };
-        let next = self.state.start(op).ok_or(TransactionError::InvalidState {
+        let next = self.state.start(op).ok_or(Error::InvalidTransactionState {
             operation: op,
             state: self.state,
             hint,
@@ -348,28 +376,25 @@ impl TransactionalProducer {
     }
 
     /// Moves to FatalError or AbortableError per the error, recording why.
-    fn fail(&mut self, what: &str, error: Error) -> TransactionError {
+    fn fail(&mut self, what: &str, error: Error) -> Error {
         let code = error.code();
         let class = code.map(state::classify);
         let reason = format!("{what}: {error}");
         let out = match (code, class) {
             (Some(code), _) if state::is_fencing(code) => {
                 let mut reason = reason;
-                if let Some(started) = self.started {
-                    let open = started.elapsed();
-                    let limit = self.producer_config().transaction_timeout;
-                    if open >= limit {
-                        reason.push_str(&format!(
-                            "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({limit:?}): the coordinator aborted it"
-                        ));
-                    } else {
-                        reason.push_str(
-                            "; another producer with the same transactional.id has taken over",
-                        );
-                    }
+                if let Some(open) = self.open_past_timeout() {
+                    reason.push_str(&format!(
+                        "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({:?}): the coordinator aborted it",
+                        self.producer_config().transaction_timeout
+                    ));
+                } else if self.started.is_some() {
+                    reason.push_str(
+                        "; another producer with the same transactional.id has taken over",
+                    );
                 }
                 self.state = TransactionState::FatalError;
-                TransactionError::Fenced {
+                Error::Fenced {
                     transactional_id: self.transactional_id.clone(),
                     code,
                     reason,
@@ -377,31 +402,46 @@ impl TransactionalProducer {
             }
             (Some(ErrorCode::InvalidTransactionTimeout), _) => {
                 self.state = TransactionState::FatalError;
-                TransactionError::InvalidTimeout {
+                Error::InvalidTransactionTimeout {
                     timeout_ms: self.producer_config().transaction_timeout.as_millis(),
                     reason: "the broker rejected it".into(),
                 }
             }
             (_, Some(ErrorClass::Fatal)) => {
                 self.state = TransactionState::FatalError;
-                TransactionError::Fatal { code, reason }
+                Error::TransactionFatal { code, reason }
             }
             (_, Some(ErrorClass::Abortable)) => {
+                let mut reason = reason;
+                if let Some(open) = self.open_past_timeout() {
+                    // Transaction version 2: the coordinator aborted it (and bumped
+                    // the epoch); aborting here completes that and the producer goes on.
+                    reason.push_str(&format!(
+                        "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({:?}): the coordinator aborted it",
+                        self.producer_config().transaction_timeout
+                    ));
+                }
                 self.state = TransactionState::AbortableError;
-                TransactionError::Abortable { code, reason }
+                Error::TransactionAbortable { code, reason }
             }
             // Retriable codes and lost connections that outlived the deadline, and
             // local errors (encoding): the state stays, the call may be repeated.
-            _ => TransactionError::Retriable(error),
+            _ => incomplete(error),
         };
         warn!(transactional_id = self.transactional_id, state = ?self.state, error = %out, "transaction error");
         self.last_error = Some(out.to_string());
         out
     }
 
+    /// How long the open transaction has been open, if longer than its timeout.
+    fn open_past_timeout(&self) -> Option<Duration> {
+        let open = self.started?.elapsed();
+        (open >= self.producer_config().transaction_timeout).then_some(open)
+    }
+
     /// InitProducerId through the transaction coordinator. With `current` set, bumps
     /// that id's epoch (KIP-360) instead of fencing and starting over.
-    async fn init_producer_id(&mut self, current: ProducerIdentity) -> crate::Result<()> {
+    async fn init_producer_id(&mut self, current: ProducerIdentity) -> Result<()> {
         let request = InitProducerIdRequest {
             transactional_id: Some(self.transactional_id.clone()),
             transaction_timeout_ms: self.producer_config().transaction_timeout.as_millis() as i32,
@@ -430,7 +470,7 @@ impl TransactionalProducer {
         Ok(())
     }
 
-    async fn init(&mut self) -> TxnResult<()> {
+    async fn init(&mut self) -> Result<()> {
         self.transition(Operation::Init)?;
         // The finalized transaction.version, from ApiVersions on the coordinator.
         let features = async {
@@ -443,22 +483,31 @@ impl TransactionalProducer {
             .await
         }
         .await;
-        match features {
+        self.tv2 = match features {
             Ok(r) => {
                 self.broker_transaction_version = r
                     .finalized_features
                     .iter()
                     .find(|f| f.name == "transaction.version")
                     .map_or(0, |f| f.max_version_level);
+                use_transaction_v2(self.broker_transaction_version, &r)
             }
             Err(e) => {
-                debug!(error = %e, "ApiVersions for features failed; assuming transaction.version 0")
+                debug!(error = %e, "ApiVersions for features failed; assuming transaction.version 0");
+                false
             }
-        }
-        self.tv2 = use_transaction_v2(self.broker_transaction_version);
+        };
+        self.producer
+            .set_max_produce_version(if self.tv2 { i16::MAX } else { LAST_TV1_PRODUCE });
+        info!(
+            transactional_id = self.transactional_id,
+            finalized = self.broker_transaction_version,
+            version_2 = self.tv2,
+            "transaction protocol"
+        );
         if let Err(e) = self.init_producer_id(ProducerIdentity::NONE).await {
             let out = self.fail("InitProducerId", e);
-            if matches!(out, TransactionError::Retriable(_)) {
+            if matches!(out, Error::TransactionIncomplete { .. }) {
                 self.state = TransactionState::Uninitialized;
             }
             return Err(out);
@@ -467,9 +516,9 @@ impl TransactionalProducer {
         Ok(())
     }
 
-    /// Retries initialization after [`TransactionError::Retriable`] from `new`... or
+    /// Retries initialization after [`Error::TransactionIncomplete`] from `new`... or
     /// after it was left Uninitialized; a no-op when already initialized.
-    pub async fn ensure_initialized(&mut self) -> TxnResult<()> {
+    pub async fn ensure_initialized(&mut self) -> Result<()> {
         if self.state == TransactionState::Uninitialized {
             self.init().await?;
         }
@@ -477,7 +526,7 @@ impl TransactionalProducer {
     }
 
     /// Starts a transaction (local only: nothing is sent until the first record).
-    pub async fn begin(&mut self) -> TxnResult<()> {
+    pub async fn begin(&mut self) -> Result<()> {
         if self.state == TransactionState::Ready && self.bump_epoch {
             // A record of an earlier transaction failed, possibly leaving a gap in
             // its partition's sequence: start the next one under a new epoch.
@@ -501,7 +550,7 @@ impl TransactionalProducer {
     /// Before the first record of a partition, adds the partition to the
     /// transaction (AddPartitionsToTxn, transaction version 1). Returns a future of
     /// the record's offset; a record that fails makes `commit` fail (abortable).
-    pub async fn send(&mut self, mut record: ProducerRecord) -> TxnResult<TxnDelivery> {
+    pub async fn send(&mut self, mut record: ProducerRecord) -> Result<TxnDelivery> {
         self.transition(Operation::Send)?;
         let partitions = self.partition_count(&record.topic).await?;
         let partition = match (record.partition, &record.key) {
@@ -521,13 +570,13 @@ impl TransactionalProducer {
         };
         if partition < 0 || partition >= partitions {
             // Refused before anything reaches the coordinator: the transaction is intact.
-            return Err(TransactionError::InvalidRecord(Error::Broker {
+            return Err(Error::Broker {
                 code: ErrorCode::UnknownTopicOrPartition,
                 context: format!(
                     "{}-{partition}: the topic has {partitions} partitions",
                     record.topic
                 ),
-            }));
+            });
         }
         record.partition = Some(partition);
         let key = (record.topic.clone(), partition);
@@ -542,11 +591,11 @@ impl TransactionalProducer {
         let delivery = match self.producer.send(record).await {
             Ok(delivery) => delivery,
             // Not queued for a passing reason (buffer full, metadata): send again.
-            Err(e) if e.is_retriable() => return Err(TransactionError::Retriable(e)),
+            Err(e) if e.is_retriable() => return Err(incomplete(e)),
             // Not queued for good (too large, producer closed): as the Java client
             // does, the transaction can no longer commit what the caller meant.
             Err(e) => {
-                let error = TransactionError::Abortable {
+                let error = Error::TransactionAbortable {
                     code: e.code(),
                     reason: format!("record not sent: {e}"),
                 };
@@ -576,7 +625,7 @@ impl TransactionalProducer {
 
     /// The partition count of `topic`, retrying retriable metadata errors until
     /// `max.block.ms` (a topic just created, a leader moving, a broker restarting).
-    async fn partition_count(&self, topic: &str) -> TxnResult<i32> {
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
         let client = self.producer.client().clone();
         let result = client
             .retry(
@@ -595,7 +644,7 @@ impl TransactionalProducer {
                 },
             )
             .await;
-        result.map_err(TransactionError::Retriable)
+        result.map_err(incomplete)
     }
 
     /// Adds partitions to the open transaction in one AddPartitionsToTxn, ahead of
@@ -604,7 +653,7 @@ impl TransactionalProducer {
     pub async fn add_partitions_to_transaction(
         &mut self,
         partitions: &[(String, i32)],
-    ) -> TxnResult<()> {
+    ) -> Result<()> {
         self.transition(Operation::Send)?;
         let mut new: Vec<(String, i32)> = partitions
             .iter()
@@ -624,7 +673,7 @@ impl TransactionalProducer {
     }
 
     /// AddPartitionsToTxn for `keys` (v3: the last version for clients).
-    async fn add_partitions(&mut self, keys: &[(String, i32)]) -> TxnResult<()> {
+    async fn add_partitions(&mut self, keys: &[(String, i32)]) -> Result<()> {
         let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (t, p) in keys {
             topics.entry(t).or_default().push(*p);
@@ -666,25 +715,28 @@ impl TransactionalProducer {
         &mut self,
         offsets: &BTreeMap<(String, i32), i64>,
         group: &ConsumerGroupMetadata,
-    ) -> TxnResult<()> {
+    ) -> Result<()> {
         self.transition(Operation::Send)?;
         if offsets.is_empty() {
             return Ok(());
         }
         let deadline = self.deadline();
-        let add = AddOffsetsToTxnRequest {
-            transactional_id: self.transactional_id.clone(),
-            producer_id: self.identity.producer_id,
-            producer_epoch: self.identity.producer_epoch,
-            group_id: group.group_id.clone(),
-            ..Default::default()
-        };
-        if let Err(e) = self
-            .coordinator
-            .call(&add, None, deadline, |r| ErrorCode::from_code(r.error_code))
-            .await
-        {
-            return Err(self.fail("AddOffsetsToTxn", e));
+        if !self.tv2 {
+            // Version 2: TxnOffsetCommit v5 adds the group to the transaction itself.
+            let add = AddOffsetsToTxnRequest {
+                transactional_id: self.transactional_id.clone(),
+                producer_id: self.identity.producer_id,
+                producer_epoch: self.identity.producer_epoch,
+                group_id: group.group_id.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = self
+                .coordinator
+                .call(&add, None, deadline, |r| ErrorCode::from_code(r.error_code))
+                .await
+            {
+                return Err(self.fail("AddOffsetsToTxn", e));
+            }
         }
         self.offsets_added = true;
         let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
@@ -723,8 +775,9 @@ impl TransactionalProducer {
             .group_coordinators
             .entry(group.group_id.clone())
             .or_insert_with(|| Coordinator::new(client, CoordinatorType::Group, &group.group_id));
+        let max_version = (!self.tv2).then_some(LAST_TV1_TXN_OFFSET_COMMIT);
         let result = coordinator
-            .call(&commit, None, deadline, txn_offset_commit_code)
+            .call(&commit, max_version, deadline, txn_offset_commit_code)
             .await;
         match result {
             Ok(_) => Ok(()),
@@ -733,7 +786,7 @@ impl TransactionalProducer {
     }
 
     /// Waits until every record of the transaction is acknowledged or failed.
-    async fn drain_sends(&mut self) -> TxnResult<()> {
+    async fn drain_sends(&mut self) -> Result<()> {
         let config = self.producer_config();
         let limit = config.delivery_timeout + config.client.request_timeout;
         let drained = tokio::time::timeout(limit, async {
@@ -744,8 +797,8 @@ impl TransactionalProducer {
         .await;
         match drained {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(TransactionError::Retriable(e)),
-            Err(_) => Err(TransactionError::Retriable(Error::Timeout {
+            Ok(Err(e)) => Err(incomplete(e)),
+            Err(_) => Err(incomplete(Error::Timeout {
                 context: "waiting for the transaction's records".into(),
             })),
         }
@@ -754,15 +807,15 @@ impl TransactionalProducer {
     /// Commits the open transaction: flushes its records, then EndTxn(commit).
     ///
     /// A record that failed makes the commit fail with
-    /// [`TransactionError::Abortable`] (call `abort`). When EndTxn's outcome is
-    /// unknown the error is [`TransactionError::Retriable`] and the state stays
+    /// [`Error::TransactionAbortable`] (call `abort`). When EndTxn's outcome is
+    /// unknown the error is [`Error::TransactionIncomplete`] and the state stays
     /// Committing: call `commit` again (never `abort`).
-    pub async fn commit(&mut self) -> TxnResult<()> {
+    pub async fn commit(&mut self) -> Result<()> {
         self.transition(Operation::Commit)?;
         self.drain_sends().await?;
         if let Some((code, reason)) = self.sends.failure() {
             self.bump_epoch = true;
-            let error = TransactionError::Abortable {
+            let error = Error::TransactionAbortable {
                 code,
                 reason: format!("a record of the transaction failed: {reason}"),
             };
@@ -778,7 +831,7 @@ impl TransactionalProducer {
     ///
     /// After an abort, a consumer feeding this producer must seek back to its last
     /// committed offsets itself (KAFKA-17582).
-    pub async fn abort(&mut self) -> TxnResult<()> {
+    pub async fn abort(&mut self) -> Result<()> {
         self.transition(Operation::Abort)?;
         self.drain_sends().await?;
         if self.sends.failure().is_some() {
@@ -788,7 +841,7 @@ impl TransactionalProducer {
     }
 
     /// EndTxn with `commit`, retried as the same decision; Ready on success.
-    async fn end(&mut self, commit: bool) -> TxnResult<()> {
+    async fn end(&mut self, commit: bool) -> Result<()> {
         if self.partitions.is_empty() && !self.offsets_added {
             // Nothing was added: the coordinator has no transaction to end (an
             // empty transaction commits trivially, FLINK-31363).
@@ -808,9 +861,10 @@ impl TransactionalProducer {
         } else {
             "EndTxn(abort)"
         };
+        let max_version = (!self.tv2).then_some(LAST_TV1_END_TXN);
         match self
             .coordinator
-            .call(&request, None, deadline, |r| {
+            .call(&request, max_version, deadline, |r| {
                 ErrorCode::from_code(r.error_code)
             })
             .await
@@ -833,16 +887,16 @@ impl TransactionalProducer {
             }
             Err(e) => {
                 let out = self.fail(what, e);
-                if matches!(out, TransactionError::Abortable { .. }) && !commit {
+                if matches!(out, Error::TransactionAbortable { .. }) && !commit {
                     // An abort that the coordinator refuses for a non-fencing reason
                     // (INVALID_TXN_STATE) cannot be retried into success.
                     self.state = TransactionState::FatalError;
-                    return Err(TransactionError::Fatal {
+                    return Err(Error::TransactionFatal {
                         code: out.code(),
                         reason: out.to_string(),
                     });
                 }
-                if matches!(out, TransactionError::Abortable { .. })
+                if matches!(out, Error::TransactionAbortable { .. })
                     && out.code() == Some(ErrorCode::InvalidTxnState)
                 {
                     // The coordinator no longer holds this transaction open for
@@ -862,7 +916,7 @@ impl TransactionalProducer {
     }
 
     /// Aborts an open transaction (if any) and flushes, waiting at most `timeout`.
-    pub async fn close(mut self, timeout: Duration) -> TxnResult<()> {
+    pub async fn close(mut self, timeout: Duration) -> Result<()> {
         let result = tokio::time::timeout(timeout, async {
             match self.state {
                 TransactionState::InTransaction
@@ -875,7 +929,7 @@ impl TransactionalProducer {
         let _ = self.producer.close(Duration::from_millis(100)).await;
         match result {
             Ok(r) => r,
-            Err(_) => Err(TransactionError::Retriable(Error::Timeout {
+            Err(_) => Err(incomplete(Error::Timeout {
                 context: "closing the transactional producer".into(),
             })),
         }
@@ -888,14 +942,38 @@ mod tests {
     use crate::protocol::messages::add_partitions_to_txn_response::{
         AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
     };
+    use crate::protocol::messages::api_versions_response::ApiVersion;
+
+    fn broker(versions: &[(ApiKey, i16)]) -> ApiVersionsResponse {
+        ApiVersionsResponse {
+            api_keys: versions
+                .iter()
+                .map(|&(api, max)| ApiVersion {
+                    api_key: api.code(),
+                    min_version: 0,
+                    max_version: max,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn transaction_v2_needs_the_feature_and_the_codec_versions() {
-        assert!(!use_transaction_v2(0));
-        assert!(!use_transaction_v2(1));
-        let codecs =
-            EndTxnRequest::VALID_VERSIONS.max >= 5 && ProduceRequest::VALID_VERSIONS.max >= 12;
-        assert_eq!(use_transaction_v2(2), codecs);
+    fn transaction_v2_needs_the_feature_and_every_version_2_request() {
+        use ApiKey::{EndTxn, Produce, TxnOffsetCommit};
+        let full = broker(&[(Produce, 13), (TxnOffsetCommit, 5), (EndTxn, 5)]);
+        assert!(use_transaction_v2(2, &full));
+        assert!(!use_transaction_v2(1, &full));
+        assert!(!use_transaction_v2(0, &full));
+        for missing in [
+            broker(&[(Produce, 11), (TxnOffsetCommit, 5), (EndTxn, 5)]),
+            broker(&[(Produce, 12), (TxnOffsetCommit, 4), (EndTxn, 5)]),
+            broker(&[(Produce, 12), (TxnOffsetCommit, 5), (EndTxn, 4)]),
+            broker(&[(Produce, 12), (TxnOffsetCommit, 5)]),
+        ] {
+            assert!(!use_transaction_v2(2, &missing));
+        }
     }
 
     #[test]
@@ -923,12 +1001,12 @@ mod tests {
 
     #[test]
     fn errors_say_whether_to_abort_or_give_up() {
-        let abortable = TransactionError::Abortable {
+        let abortable = Error::TransactionAbortable {
             code: Some(ErrorCode::TransactionAbortable),
             reason: "x".into(),
         };
         assert!(abortable.is_abortable() && !abortable.is_fatal());
-        let fenced = TransactionError::Fenced {
+        let fenced = Error::Fenced {
             transactional_id: "t".into(),
             code: ErrorCode::ProducerFenced,
             reason: "x".into(),
