@@ -176,6 +176,31 @@ async fn wait_consumed(shared: &Shared, expected: &BTreeSet<String>) {
     }
 }
 
+async fn end_offsets(c: &Client, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let ends = Admin::new(c.clone())
+        .list_offsets(
+            topic,
+            &(0..partitions).collect::<Vec<_>>(),
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    ends.into_iter().map(|(p, o)| (p, o.offset)).collect()
+}
+
+/// The group's committed offsets for partitions 0..`partitions` of `topic`,
+/// read with a consumer that does not join.
+async fn committed_offsets(
+    checker: &GroupConsumer,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    let committed = checker.committed(&all).await.unwrap();
+    committed.into_iter().map(|((_, p), o)| (p, o)).collect()
+}
+
 #[tokio::test]
 async fn partitions_have_one_owner_through_leaves_and_joins_and_offsets_resume() {
     let bootstrap = require_broker!();
@@ -228,25 +253,11 @@ async fn partitions_have_one_owner_through_leaves_and_joins_and_offsets_resume()
     let consumed: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
     let all: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
     assert_eq!(consumed, all);
-    let ends = Admin::new(c.clone())
-        .list_offsets(
-            &topic,
-            &(0..6).collect::<Vec<_>>(),
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
     let mut checker = GroupConsumer::new(cfg()).await.unwrap();
-    let partitions: Vec<(String, i32)> = (0..6).map(|p| (topic.clone(), p)).collect();
-    let committed = checker.committed(&partitions).await.unwrap();
-    for (p, end) in &ends {
-        assert_eq!(
-            committed.get(&(topic.clone(), *p)),
-            Some(&end.offset),
-            "partition {p}"
-        );
-    }
+    assert_eq!(
+        committed_offsets(&checker, &topic, 6).await,
+        end_offsets(&c, &topic, 6).await
+    );
 
     // A new member resumes at the committed offsets: it sees only new records.
     checker.subscribe([topic.clone()]);
@@ -443,6 +454,47 @@ fn owned(shared: &Shared, name: &str) -> BTreeSet<(String, i32)> {
         .collect()
 }
 
+/// Samples every member's reported partitions until stopped: never two owners at
+/// once. Sound for cooperative rebalancing only: a member reports the partitions
+/// it gave up in the first round when that poll returns, before its next poll
+/// joins the second round that hands them on. With eager rebalancing a member's
+/// report stays stale while it waits in JoinGroup, and others may already report
+/// its old partitions.
+struct OwnerWatcher {
+    watching: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl OwnerWatcher {
+    fn start(shared: Arc<Shared>) -> OwnerWatcher {
+        let watching = Arc::new(AtomicBool::new(true));
+        let flag = watching.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = 0;
+            while flag.load(Ordering::Acquire) {
+                let reports = shared.reports.lock().unwrap().clone();
+                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
+                let unique: BTreeSet<_> = all.iter().collect();
+                assert_eq!(
+                    all.len(),
+                    unique.len(),
+                    "a partition with two owners: {reports:?}"
+                );
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples
+        });
+        OwnerWatcher { watching, task }
+    }
+
+    /// Stops sampling; returns how many samples were taken.
+    async fn stop(self) -> usize {
+        self.watching.store(false, Ordering::Release);
+        self.task.await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     let bootstrap = require_broker!();
@@ -461,27 +513,7 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
             &[("partition.assignment.strategy", "cooperative-sticky")],
         )
     };
-    // Samples every member's reported partitions: never two owners at once.
-    let watching = Arc::new(AtomicBool::new(true));
-    let watcher = {
-        let (shared, watching) = (shared.clone(), watching.clone());
-        tokio::spawn(async move {
-            let mut samples = 0;
-            while watching.load(Ordering::Acquire) {
-                let reports = shared.reports.lock().unwrap().clone();
-                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
-                let unique: BTreeSet<_> = all.iter().collect();
-                assert_eq!(
-                    all.len(),
-                    unique.len(),
-                    "a partition with two owners: {reports:?}"
-                );
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            samples
-        })
-    };
+    let watcher = OwnerWatcher::start(shared.clone());
     let m1 = start_member("m1", cfg(), &topic, shared.clone());
     let m2 = start_member("m2", cfg(), &topic, shared.clone());
     let m3 = start_member("m3", cfg(), &topic, shared.clone());
@@ -512,8 +544,7 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     for m in [m1, m3, m4] {
         events.extend(m.stop().await);
     }
-    watching.store(false, Ordering::Release);
-    assert!(watcher.await.unwrap() > 0);
+    assert!(watcher.stop().await > 0);
     assert!(
         events
             .iter()
