@@ -1,9 +1,11 @@
-//! Consumer groups (classic protocol) against the real broker: members joining
-//! and leaving, partition ownership after every rebalance, committed offsets,
-//! static membership.
+//! Consumer groups (classic protocol) against the real broker: members joining,
+//! leaving and being killed, partition ownership after every rebalance, committed
+//! offsets, static membership.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -55,6 +57,27 @@ async fn produce(bootstrap: &str, topic: &str, values: &[String]) {
                 .await
                 .unwrap(),
         );
+    }
+    for f in futures {
+        f.await.unwrap();
+    }
+}
+
+/// Produces `values` to partitions 0, 1, .., `partitions - 1` in turn, so every
+/// partition gets some.
+async fn produce_to_every_partition(
+    bootstrap: &str,
+    topic: &str,
+    values: &[String],
+    partitions: i32,
+) {
+    let producer = Producer::new(ProducerConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut futures = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let record = ProducerRecord::new(topic, v.clone()).partition(i as i32 % partitions);
+        futures.push(producer.send(record).await.unwrap());
     }
     for f in futures {
         f.await.unwrap();
@@ -129,6 +152,98 @@ impl Member {
     }
 }
 
+/// A member in a child process (src/bin/group_member.rs), so that it can be
+/// killed with SIGKILL: it sends no LeaveGroup and commits nothing more, and the
+/// coordinator only notices when its session times out. Its stdout feeds
+/// `Shared` under its name, as an in-process member's reports do. Killed on drop,
+/// so a failing test leaves no process behind.
+struct ChildMember {
+    child: Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long a child member runs at most (it exits on its own after this).
+const CHILD_RUN_MS: &str = "120000";
+/// A child member stops committing once it consumed a value starting with this.
+const HOLD_PREFIX: &str = "hold-";
+
+/// Starts a group_member child in `group` on `topic` with the config of
+/// [`config`] and `partition.assignment.strategy=strategy`.
+fn start_child_member(
+    name: &str,
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    strategy: &str,
+    shared: Arc<Shared>,
+) -> ChildMember {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_group_member"))
+        .args([bootstrap, group, topic, strategy, CHILD_RUN_MS, HOLD_PREFIX])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (name, topic) = (name.to_string(), topic.to_string());
+    // A thread, not a task: reading the pipe blocks. It ends at EOF, when the
+    // child is gone.
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(value) = line.strip_prefix("consumed ") {
+                shared.consumed.lock().unwrap().push(value.to_string());
+            } else if let Some(report) = line.strip_prefix("report ") {
+                let report = parse_report(report, &topic);
+                shared.reports.lock().unwrap().insert(name.clone(), report);
+            }
+        }
+        // Like a stopped in-process member, a dead one reports nothing. (The
+        // coordinator still counts it until its session times out.)
+        shared.reports.lock().unwrap().remove(&name);
+    });
+    ChildMember {
+        child,
+        reader: Some(reader),
+    }
+}
+
+/// `<generation> <pending 0|1> <p,p,...|->` as printed by group_member.
+fn parse_report(line: &str, topic: &str) -> Report {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let [generation, pending, partitions] = fields[..] else {
+        panic!("bad report line from group_member: {line}");
+    };
+    let partitions = match partitions {
+        "-" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|p| (topic.to_string(), p.parse().unwrap()))
+            .collect(),
+    };
+    (generation.parse().unwrap(), partitions, pending == "1")
+}
+
+impl ChildMember {
+    /// Sends SIGKILL (what `Child::kill` does on Unix), waits for the process and
+    /// for its last lines to be read. Returns when the signal was sent.
+    fn kill(&mut self) -> Instant {
+        self.child.kill().unwrap();
+        let at = Instant::now();
+        self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        at
+    }
+}
+
+impl Drop for ChildMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Waits until exactly `members` report the same generation, no rebalance is
 /// pending, and every partition of `topic` has exactly one owner. Returns the generation.
 async fn wait_balanced(
@@ -174,6 +289,51 @@ async fn wait_consumed(shared: &Shared, expected: &BTreeSet<String>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn end_offsets(c: &Client, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let ends = Admin::new(c.clone())
+        .list_offsets(
+            topic,
+            &(0..partitions).collect::<Vec<_>>(),
+            OffsetSpec::Latest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    ends.into_iter().map(|(p, o)| (p, o.offset)).collect()
+}
+
+/// The group's committed offsets for partitions 0..`partitions` of `topic`,
+/// read with a consumer that does not join.
+async fn committed_offsets(
+    checker: &GroupConsumer,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, i64> {
+    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    let committed = checker.committed(&all).await.unwrap();
+    committed.into_iter().map(|((_, p), o)| (p, o)).collect()
+}
+
+/// Waits until the group's committed offsets on `topic` are `expected`
+/// (partition -> offset, for every partition).
+async fn wait_committed(config: ConsumerConfig, topic: &str, expected: &BTreeMap<i32, i64>) {
+    let checker = GroupConsumer::new(config).await.unwrap();
+    let partitions = expected.len() as i32;
+    let start = Instant::now();
+    loop {
+        let committed = committed_offsets(&checker, topic, partitions).await;
+        if &committed == expected {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "committed {committed:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    checker.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -228,25 +388,11 @@ async fn partitions_have_one_owner_through_leaves_and_joins_and_offsets_resume()
     let consumed: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
     let all: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
     assert_eq!(consumed, all);
-    let ends = Admin::new(c.clone())
-        .list_offsets(
-            &topic,
-            &(0..6).collect::<Vec<_>>(),
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
     let mut checker = GroupConsumer::new(cfg()).await.unwrap();
-    let partitions: Vec<(String, i32)> = (0..6).map(|p| (topic.clone(), p)).collect();
-    let committed = checker.committed(&partitions).await.unwrap();
-    for (p, end) in &ends {
-        assert_eq!(
-            committed.get(&(topic.clone(), *p)),
-            Some(&end.offset),
-            "partition {p}"
-        );
-    }
+    assert_eq!(
+        committed_offsets(&checker, &topic, 6).await,
+        end_offsets(&c, &topic, 6).await
+    );
 
     // A new member resumes at the committed offsets: it sees only new records.
     checker.subscribe([topic.clone()]);
@@ -443,6 +589,47 @@ fn owned(shared: &Shared, name: &str) -> BTreeSet<(String, i32)> {
         .collect()
 }
 
+/// Samples every member's reported partitions until stopped: never two owners at
+/// once. Sound for cooperative rebalancing only: a member reports the partitions
+/// it gave up in the first round when that poll returns, before its next poll
+/// joins the second round that hands them on. With eager rebalancing a member's
+/// report stays stale while it waits in JoinGroup, and others may already report
+/// its old partitions.
+struct OwnerWatcher {
+    watching: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<usize>,
+}
+
+impl OwnerWatcher {
+    fn start(shared: Arc<Shared>) -> OwnerWatcher {
+        let watching = Arc::new(AtomicBool::new(true));
+        let flag = watching.clone();
+        let task = tokio::spawn(async move {
+            let mut samples = 0;
+            while flag.load(Ordering::Acquire) {
+                let reports = shared.reports.lock().unwrap().clone();
+                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
+                let unique: BTreeSet<_> = all.iter().collect();
+                assert_eq!(
+                    all.len(),
+                    unique.len(),
+                    "a partition with two owners: {reports:?}"
+                );
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples
+        });
+        OwnerWatcher { watching, task }
+    }
+
+    /// Stops sampling; returns how many samples were taken.
+    async fn stop(self) -> usize {
+        self.watching.store(false, Ordering::Release);
+        self.task.await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     let bootstrap = require_broker!();
@@ -461,27 +648,7 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
             &[("partition.assignment.strategy", "cooperative-sticky")],
         )
     };
-    // Samples every member's reported partitions: never two owners at once.
-    let watching = Arc::new(AtomicBool::new(true));
-    let watcher = {
-        let (shared, watching) = (shared.clone(), watching.clone());
-        tokio::spawn(async move {
-            let mut samples = 0;
-            while watching.load(Ordering::Acquire) {
-                let reports = shared.reports.lock().unwrap().clone();
-                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
-                let unique: BTreeSet<_> = all.iter().collect();
-                assert_eq!(
-                    all.len(),
-                    unique.len(),
-                    "a partition with two owners: {reports:?}"
-                );
-                samples += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            samples
-        })
-    };
+    let watcher = OwnerWatcher::start(shared.clone());
     let m1 = start_member("m1", cfg(), &topic, shared.clone());
     let m2 = start_member("m2", cfg(), &topic, shared.clone());
     let m3 = start_member("m3", cfg(), &topic, shared.clone());
@@ -512,12 +679,193 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     for m in [m1, m3, m4] {
         events.extend(m.stop().await);
     }
-    watching.store(false, Ordering::Release);
-    assert!(watcher.await.unwrap() > 0);
+    assert!(watcher.stop().await > 0);
     assert!(
         events
             .iter()
             .any(|e| matches!(e, RebalanceEvent::Revoked(p) if p.len() == 1))
     );
     assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+}
+
+/// Three members on six partitions, one of them a child process killed with
+/// SIGKILL: it sends no LeaveGroup, so the coordinator rebalances only when its
+/// session times out. The survivors then own every partition, resuming the dead
+/// member's at its committed offsets: what it consumed but had not committed is
+/// consumed again, nothing else is. A third member joins and the group balances
+/// over three again; at the end the committed offsets are the end offsets. With `cooperative-sticky` the survivors keep what
+/// they owned through both rebalances.
+async fn a_killed_member_is_expired_and_its_partitions_resume_elsewhere(strategy: &str) {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-kill");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 6)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let cooperative = strategy == "cooperative-sticky";
+    let shared = Arc::new(Shared::default());
+    let cfg = || {
+        config(
+            &bootstrap,
+            &group,
+            &[("partition.assignment.strategy", strategy)],
+        )
+    };
+    let watcher = cooperative.then(|| OwnerWatcher::start(shared.clone()));
+    let m1 = start_member("m1", cfg(), &topic, shared.clone());
+    let m2 = start_member("m2", cfg(), &topic, shared.clone());
+    let mut doomed = start_child_member(
+        "doomed",
+        &bootstrap,
+        &group,
+        &topic,
+        strategy,
+        shared.clone(),
+    );
+    let g1 = wait_balanced(&shared, &["doomed", "m1", "m2"], &topic, 6, -1).await;
+    let (a1, a2, dead) = (
+        owned(&shared, "m1"),
+        owned(&shared, "m2"),
+        owned(&shared, "doomed"),
+    );
+    assert!(!dead.is_empty(), "the child owns nothing: {dead:?}");
+
+    // Produced into a stable generation, consumed and committed by all three
+    // (the child too) before the kill.
+    let first = values("a", 60);
+    produce_to_every_partition(&bootstrap, &topic, &first, 6).await;
+    wait_consumed(&shared, &first.iter().cloned().collect()).await;
+    let after_first = end_offsets(&c, &topic, 6).await;
+    wait_committed(cfg(), &topic, &after_first).await;
+    // Consumed by all three, committed by the survivors only: the child stops
+    // committing at the first of these.
+    let held = values(HOLD_PREFIX.trim_end_matches('-'), 60);
+    produce_to_every_partition(&bootstrap, &topic, &held, 6).await;
+    wait_consumed(&shared, &held.iter().cloned().collect()).await;
+    let after_held = end_offsets(&c, &topic, 6).await;
+    let dead_partitions: BTreeSet<i32> = dead.iter().map(|(_, p)| *p).collect();
+    let expected: BTreeMap<i32, i64> = (0..6)
+        .map(|p| {
+            let end = if dead_partitions.contains(&p) {
+                after_first[&p]
+            } else {
+                after_held[&p]
+            };
+            (p, end)
+        })
+        .collect();
+    wait_committed(cfg(), &topic, &expected).await;
+    // Value i went to partition i % 6.
+    let uncommitted: BTreeSet<String> = held
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| dead_partitions.contains(&(*i as i32 % 6)))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let consumed_before_kill = shared.consumed.lock().unwrap().len();
+
+    let killed_at = doomed.kill();
+    // Partly onto the dead member's partitions, which nobody fetches until its
+    // session times out.
+    let second = values("b", 60);
+    produce_to_every_partition(&bootstrap, &topic, &second, 6).await;
+    let g2 = wait_balanced(&shared, &["m1", "m2"], &topic, 6, g1).await;
+    let took = killed_at.elapsed();
+    println!(
+        "{strategy}: kill to rebalance over the survivors took {took:?} (session.timeout.ms 6000); generation {g1} -> {g2}"
+    );
+    // Only the session timeout can have ended its membership.
+    assert!(took >= Duration::from_secs(5), "rebalanced after {took:?}");
+    let (b1, b2) = (owned(&shared, "m1"), owned(&shared, "m2"));
+    if cooperative {
+        assert!(
+            b1.is_superset(&a1) && b2.is_superset(&a2),
+            "{a1:?} {b1:?} {a2:?} {b2:?}"
+        );
+    }
+    let third = values("c", 60);
+    produce_to_every_partition(&bootstrap, &topic, &third, 6).await;
+    let expected: BTreeSet<String> = second
+        .iter()
+        .chain(&third)
+        .chain(&uncommitted)
+        .cloned()
+        .collect();
+    let start = Instant::now();
+    loop {
+        let seen: BTreeSet<String> = shared.consumed.lock().unwrap()[consumed_before_kill..]
+            .iter()
+            .cloned()
+            .collect();
+        if expected.is_subset(&seen) {
+            break;
+        }
+        let missing: Vec<&String> = expected.difference(&seen).collect();
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not consumed after the kill: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The survivors resumed exactly at the committed offsets: of what was
+    // produced before the kill, they consumed again just what the dead member
+    // had not committed. (Records of the second round may be consumed twice: a
+    // survivor's commit racing the rebalance may be refused.)
+    let again: BTreeSet<String> = shared.consumed.lock().unwrap()[consumed_before_kill..]
+        .iter()
+        .filter(|v| !v.starts_with("b-") && !v.starts_with("c-"))
+        .cloned()
+        .collect();
+    assert_eq!(again, uncommitted, "consumed again after the kill");
+
+    // One joins: three owners again.
+    let m3 = start_member("m3", cfg(), &topic, shared.clone());
+    wait_balanced(&shared, &["m1", "m2", "m3"], &topic, 6, g2).await;
+    let (c1, c2) = (owned(&shared, "m1"), owned(&shared, "m2"));
+    if cooperative {
+        assert!(
+            c1.is_subset(&b1) && c2.is_subset(&b2),
+            "{b1:?} {c1:?} {b2:?} {c2:?}"
+        );
+    }
+    // Consumed in a stable generation, so every partition's last commit stands.
+    let fourth = values("d", 60);
+    produce_to_every_partition(&bootstrap, &topic, &fourth, 6).await;
+    wait_consumed(&shared, &fourth.iter().cloned().collect()).await;
+
+    let mut events = Vec::new();
+    for m in [m1, m2, m3] {
+        events.extend(m.stop().await);
+    }
+    if let Some(watcher) = watcher {
+        assert!(watcher.stop().await > 0);
+    }
+    // The survivors lost nothing: only the dead member's partitions moved to them.
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+
+    let consumed: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
+    let all: BTreeSet<String> = [&first, &held, &second, &third, &fourth]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    assert_eq!(consumed, all);
+    let checker = GroupConsumer::new(cfg()).await.unwrap();
+    assert_eq!(
+        committed_offsets(&checker, &topic, 6).await,
+        end_offsets(&c, &topic, 6).await
+    );
+    checker.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_killed_member_is_expired_and_its_partitions_resume_elsewhere_range() {
+    a_killed_member_is_expired_and_its_partitions_resume_elsewhere("range").await;
+}
+
+#[tokio::test]
+async fn a_killed_member_is_expired_and_cooperative_survivors_keep_their_partitions() {
+    a_killed_member_is_expired_and_its_partitions_resume_elsewhere("cooperative-sticky").await;
 }
