@@ -871,12 +871,14 @@ impl TransactionalProducer {
         {
             Ok(response) => {
                 if self.tv2 && response.producer_id >= 0 {
-                    // KIP-890: every transaction ends with an epoch bump.
+                    // KIP-890: every transaction ends with an epoch bump, which also
+                    // covers a sequence gap a failed record may have left.
                     self.identity = ProducerIdentity {
                         producer_id: response.producer_id,
                         producer_epoch: response.producer_epoch,
                     };
                     self.producer.set_transactional_identity(self.identity);
+                    self.bump_epoch = false;
                 }
                 debug!(
                     transactional_id = self.transactional_id,
