@@ -285,7 +285,23 @@ impl Admin {
     }
 
     /// Looks up offsets for partitions of `topic`, asking each partition's leader.
+    /// A stale leader (after a leader change or a broker restart) refreshes the
+    /// metadata and asks again, until the admin timeout.
     pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+        isolation: IsolationLevel,
+    ) -> Result<BTreeMap<i32, ListedOffset>> {
+        self.client
+            .retry("ListOffsets", self.timeout, || {
+                self.list_offsets_once(topic, partitions, spec, isolation)
+            })
+            .await
+    }
+
+    async fn list_offsets_once(
         &self,
         topic: &str,
         partitions: &[i32],
@@ -320,13 +336,9 @@ impl Admin {
             };
             let response = self
                 .client
-                .retry("ListOffsets", self.timeout, || async {
-                    self.client
-                        .connection(leader, Lane::Control)
-                        .await?
-                        .call(&request)
-                        .await
-                })
+                .connection(leader, Lane::Control)
+                .await?
+                .call(&request)
                 .await?;
             for t in response.topics {
                 for p in t.partitions {
