@@ -164,6 +164,8 @@ pub struct TransactionalProducer {
     /// The broker's finalized `transaction.version` (0 when it reports none).
     broker_transaction_version: i16,
     tv2: bool,
+    /// When the broker's features were last read.
+    features_checked: Option<Instant>,
     /// Partitions added to the open transaction.
     partitions: BTreeSet<(String, i32)>,
     /// Whether offsets were added to the open transaction (AddOffsetsToTxn).
@@ -194,6 +196,10 @@ impl std::fmt::Debug for TransactionalProducer {
 const LAST_TV1_PRODUCE: i16 = 11;
 const LAST_TV1_TXN_OFFSET_COMMIT: i16 = 4;
 const LAST_TV1_END_TXN: i16 = 4;
+
+/// How often a producer running transaction version 1 looks again whether the
+/// broker now offers version 2 (checked when a transaction begins).
+const FEATURES_RECHECK: Duration = Duration::from_secs(30);
 
 /// Whether to run transactions as version 2 (KIP-890): the broker has the feature
 /// `transaction.version` finalized at 2 or more and offers Produce v12,
@@ -292,6 +298,7 @@ impl TransactionalProducer {
             identity: ProducerIdentity::NONE,
             broker_transaction_version: 0,
             tv2: false,
+            features_checked: None,
             partitions: BTreeSet::new(),
             offsets_added: false,
             sticky: HashMap::new(),
@@ -470,9 +477,10 @@ impl TransactionalProducer {
         Ok(())
     }
 
-    async fn init(&mut self) -> Result<()> {
-        self.transition(Operation::Init)?;
-        // The finalized transaction.version, from ApiVersions on the coordinator.
+    /// Reads the finalized `transaction.version` from ApiVersions on the coordinator
+    /// and picks the protocol version for the next transactions.
+    async fn choose_transaction_version(&mut self) {
+        let first = self.features_checked.replace(Instant::now()).is_none();
         let features = async {
             let conn = self.coordinator.connection().await?;
             conn.call(&ApiVersionsRequest {
@@ -483,7 +491,7 @@ impl TransactionalProducer {
             .await
         }
         .await;
-        self.tv2 = match features {
+        let tv2 = match features {
             Ok(r) => {
                 self.broker_transaction_version = r
                     .finalized_features
@@ -497,14 +505,22 @@ impl TransactionalProducer {
                 false
             }
         };
+        if first || tv2 != self.tv2 {
+            info!(
+                transactional_id = self.transactional_id,
+                finalized = self.broker_transaction_version,
+                version_2 = tv2,
+                "transaction protocol"
+            );
+        }
+        self.tv2 = tv2;
         self.producer
-            .set_max_produce_version(if self.tv2 { i16::MAX } else { LAST_TV1_PRODUCE });
-        info!(
-            transactional_id = self.transactional_id,
-            finalized = self.broker_transaction_version,
-            version_2 = self.tv2,
-            "transaction protocol"
-        );
+            .set_max_produce_version(if tv2 { i16::MAX } else { LAST_TV1_PRODUCE });
+    }
+
+    async fn init(&mut self) -> Result<()> {
+        self.transition(Operation::Init)?;
+        self.choose_transaction_version().await;
         if let Err(e) = self.init_producer_id(ProducerIdentity::NONE).await {
             let out = self.fail("InitProducerId", e);
             if matches!(out, Error::TransactionIncomplete { .. }) {
@@ -535,6 +551,16 @@ impl TransactionalProducer {
                 return Err(self.fail("InitProducerId (epoch bump)", e));
             }
             self.bump_epoch = false;
+        }
+        if self.state == TransactionState::Ready
+            && !self.tv2
+            && self
+                .features_checked
+                .is_none_or(|at| at.elapsed() >= FEATURES_RECHECK)
+        {
+            // A broker that has just started may report no finalized features yet;
+            // the Java client too re-reads them from every ApiVersions answer.
+            self.choose_transaction_version().await;
         }
         self.transition(Operation::Begin)?;
         self.partitions.clear();
