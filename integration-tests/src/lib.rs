@@ -40,7 +40,11 @@ pub fn bootstrap() -> Option<String> {
 
 /// Reads `KAFKA_BOOTSTRAP=` from the env file of a broker that `scripts/kafka up` started.
 fn bootstrap_from_env_file() -> Option<String> {
-    let path = workspace_root().join("target/kafka/env");
+    // scripts/kafka keeps its state in STROM_KAFKA_DIR when set.
+    let dir = std::env::var_os("STROM_KAFKA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/kafka"));
+    let path = dir.join("env");
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("KAFKA_BOOTSTRAP="))
@@ -77,4 +81,21 @@ pub fn random_topic(prefix: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// Whether the broker at `bootstrap` is the one `scripts/kafka` runs here, so a
+/// test may stop and restart it.
+pub fn broker_is_ours(bootstrap: &str) -> bool {
+    bootstrap_from_env_file().is_some_and(|addr| addr == bootstrap)
+}
+
+/// Runs `scripts/kafka ARGS...` (e.g. `stop-node 1 -9`) and panics if it fails.
+pub fn kafka_script(args: &[&str]) {
+    let status = std::process::Command::new(workspace_root().join("scripts/kafka"))
+        .args(args)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => panic!("scripts/kafka {args:?} failed: {other:?}"),
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{random_topic, require_broker};
+use integration_tests::{broker_is_ours, kafka_script, random_topic, require_broker};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
@@ -60,80 +60,139 @@ async fn read_partition(
 /// The two tests are heavy (a debug-build child process each): they take turns.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn run(partitions: i32, records: usize, kills: usize) {
-    let bootstrap = require_broker!();
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let client = Client::connect(ProducerConfig::new(&bootstrap).unwrap().client)
-        .await
-        .unwrap();
-    let admin = Admin::new(client.clone());
-    let input = random_topic("eos-kill-in");
-    let output = random_topic("eos-kill-out");
-    admin
-        .create_topics(&[
-            NewTopic::new(&input, partitions),
-            NewTopic::new(&output, partitions),
-        ])
-        .await
-        .unwrap();
+/// A fresh input topic filled with `records` records (record i in partition
+/// i % partitions), an empty output topic, and the output each partition must
+/// end up with.
+struct Job {
+    admin: Admin,
+    input: String,
+    output: String,
+    partitions: i32,
+    expected: BTreeMap<i32, Vec<String>>,
+}
 
-    // The input: record i goes to partition i % partitions.
-    let producer = Producer::with_client(client.clone(), ProducerConfig::new(&bootstrap).unwrap())
-        .await
-        .unwrap();
-    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    let mut pending = Vec::new();
-    for i in 0..records {
-        let p = (i % partitions as usize) as i32;
-        let value = format!("p{p}-{i}");
-        expected.entry(p).or_default().push(format!("{value}!"));
-        pending.push(
-            producer
-                .send(ProducerRecord::new(&input, value).partition(p))
-                .await
-                .unwrap(),
-        );
-    }
-    for f in pending {
-        f.await.unwrap();
+impl Job {
+    async fn new(bootstrap: &str, name: &str, partitions: i32, records: usize) -> Job {
+        let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+            .await
+            .unwrap();
+        let admin = Admin::new(client.clone());
+        let input = random_topic(&format!("{name}-in"));
+        let output = random_topic(&format!("{name}-out"));
+        admin
+            .create_topics(&[
+                NewTopic::new(&input, partitions),
+                NewTopic::new(&output, partitions),
+            ])
+            .await
+            .unwrap();
+        let producer = Producer::with_client(client, ProducerConfig::new(bootstrap).unwrap())
+            .await
+            .unwrap();
+        let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut pending = Vec::new();
+        for i in 0..records {
+            let p = (i % partitions as usize) as i32;
+            let value = format!("p{p}-{i}");
+            expected.entry(p).or_default().push(format!("{value}!"));
+            pending.push(
+                producer
+                    .send(ProducerRecord::new(&input, value).partition(p))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for f in pending {
+            f.await.unwrap();
+        }
+        Job {
+            admin,
+            input,
+            output,
+            partitions,
+            expected,
+        }
     }
 
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let args = vec![
-        bootstrap.clone(),
-        random_topic("eos-kill-group"),
-        input.clone(),
-        output.clone(),
-        random_topic("eos-kill-txn"),
-        "4000".to_string(),
-        "15".to_string(),
-    ];
-    let started = Instant::now();
-    let mut child = spawn_copier(&args, next());
-    let parts: Vec<i32> = (0..partitions).collect();
-    let committed_end = || async {
-        let ends = admin
+    /// Output offsets summed over partitions, at `isolation`.
+    async fn output_end(&self, isolation: IsolationLevel) -> i64 {
+        let parts: Vec<i32> = (0..self.partitions).collect();
+        let ends = self
+            .admin
+            .list_offsets(&self.output, &parts, OffsetSpec::Latest, isolation)
+            .await
+            .unwrap();
+        ends.values().map(|o| o.offset).sum::<i64>()
+    }
+
+    /// The output read with read_committed is exactly the transformed input, in
+    /// input order per partition, and no transaction is left open. Returns the
+    /// number of output records.
+    async fn check_exactly_once(&self, bootstrap: &str) -> usize {
+        let mut total = 0;
+        for p in 0..self.partitions {
+            let got = read_partition(bootstrap, &self.output, p, "read_committed").await;
+            total += got.len();
+            let want = &self.expected[&p];
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "partition {p}: {} records, {} expected",
+                got.len(),
+                want.len()
+            );
+            assert!(
+                got == *want,
+                "partition {p}: output differs from the transformed input"
+            );
+        }
+        // No transaction left hanging: read_committed end == read_uncommitted end.
+        let parts: Vec<i32> = (0..self.partitions).collect();
+        for (p, committed, uncommitted) in self.ends(&parts).await {
+            assert_eq!(
+                committed, uncommitted,
+                "partition {p} has an open transaction"
+            );
+        }
+        total
+    }
+
+    async fn ends(&self, parts: &[i32]) -> Vec<(i32, i64, i64)> {
+        let committed = self
+            .admin
             .list_offsets(
-                &output,
-                &parts,
+                &self.output,
+                parts,
                 OffsetSpec::Latest,
                 IsolationLevel::ReadCommitted,
             )
             .await
             .unwrap();
-        ends.values().map(|o| o.offset).sum::<i64>()
-    };
+        let uncommitted = self
+            .admin
+            .list_offsets(
+                &self.output,
+                parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap();
+        parts
+            .iter()
+            .map(|p| (*p, committed[p].offset, uncommitted[p].offset))
+            .collect()
+    }
+}
+
+async fn run(partitions: i32, records: usize, kills: usize) {
+    let bootstrap = require_broker!();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let job = Job::new(&bootstrap, "eos-kill", partitions, records).await;
+    let mut next = rng();
+    let args = copier_args(&bootstrap, &job, "eos-kill", "15");
+    let started = Instant::now();
+    let mut child = spawn_copier(&args, next());
     let mut killed = 0;
     let mut committed_at_kill = Vec::new();
     while killed < kills {
@@ -145,40 +204,17 @@ async fn run(partitions: i32, records: usize, kills: usize) {
         child.kill().unwrap();
         child.wait().unwrap();
         killed += 1;
-        committed_at_kill.push(committed_end().await);
+        committed_at_kill.push(job.output_end(IsolationLevel::ReadCommitted).await);
         child = spawn_copier(&args, next());
     }
     // The last incarnation runs until the input is exhausted and it idles out.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "copier did not finish");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(240)).await;
     assert!(status.success(), "copier failed: {status}");
 
-    let mut total = 0;
-    for p in 0..partitions {
-        let got = read_partition(&bootstrap, &output, p, "read_committed").await;
-        total += got.len();
-        let want = &expected[&p];
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "partition {p}: {} records, {} expected",
-            got.len(),
-            want.len()
-        );
-        assert!(
-            got == *want,
-            "partition {p}: output differs from the transformed input"
-        );
-    }
+    let total = job.check_exactly_once(&bootstrap).await;
     // Kills that landed before the copier was done (committed end offsets, markers
     // included, still below their final value).
-    let final_end = committed_end().await;
+    let final_end = job.output_end(IsolationLevel::ReadCommitted).await;
     let mid_run = committed_at_kill.iter().filter(|&&c| c < final_end).count();
     eprintln!(
         "{killed} kills (SIGKILL), {mid_run} of them mid-run (committed end offsets at each kill: {committed_at_kill:?} of {final_end}); {records} input records, {total} committed output records, exactly once, in {:?}",
@@ -186,31 +222,46 @@ async fn run(partitions: i32, records: usize, kills: usize) {
     );
     assert_eq!(killed, kills, "the copier finished before all kills");
     assert!(mid_run >= kills / 2, "only {mid_run} kills landed mid-run");
+}
 
-    // No transaction left hanging: read_committed end == read_uncommitted end.
-    let committed = admin
-        .list_offsets(
-            &output,
-            &parts,
-            OffsetSpec::Latest,
-            IsolationLevel::ReadCommitted,
-        )
-        .await
-        .unwrap();
-    let uncommitted = admin
-        .list_offsets(
-            &output,
-            &parts,
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
-    for p in parts {
-        assert_eq!(
-            committed[&p].offset, uncommitted[&p].offset,
-            "partition {p} has an open transaction"
-        );
+/// A xorshift generator seeded from the clock (the seed is printed).
+fn rng() -> impl FnMut() -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut state = seed | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// The copier's arguments but the seed: 4 s idle exit, `pace_ms` inside each transaction.
+fn copier_args(bootstrap: &str, job: &Job, name: &str, pace_ms: &str) -> Vec<String> {
+    vec![
+        bootstrap.to_string(),
+        random_topic(&format!("{name}-group")),
+        job.input.clone(),
+        job.output.clone(),
+        random_topic(&format!("{name}-txn")),
+        "4000".to_string(),
+        pace_ms.to_string(),
+    ]
+}
+
+/// Waits at most `limit` for `child` to exit.
+async fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "copier did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -238,34 +289,8 @@ fn signal(child: &Child, sig: &str) {
 async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
     let bootstrap = require_broker!();
     let _turn = ONE_AT_A_TIME.lock().await;
-    let client = Client::connect(ProducerConfig::new(&bootstrap).unwrap().client)
-        .await
-        .unwrap();
-    let admin = Admin::new(client.clone());
-    let (input, output) = (random_topic("eos-stall-in"), random_topic("eos-stall-out"));
-    admin
-        .create_topics(&[NewTopic::new(&input, 3), NewTopic::new(&output, 3)])
-        .await
-        .unwrap();
-    let producer = Producer::with_client(client.clone(), ProducerConfig::new(&bootstrap).unwrap())
-        .await
-        .unwrap();
-    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    let mut pending = Vec::new();
-    for i in 0..60_000usize {
-        let p = (i % 3) as i32;
-        let value = format!("p{p}-{i}");
-        expected.entry(p).or_default().push(format!("{value}!"));
-        pending.push(
-            producer
-                .send(ProducerRecord::new(&input, value).partition(p))
-                .await
-                .unwrap(),
-        );
-    }
-    for f in pending {
-        f.await.unwrap();
-    }
+    let job = Job::new(&bootstrap, "eos-stall", 3, 60_000).await;
+    let (input, output) = (&job.input, &job.output);
     let group = random_topic("eos-stall-group");
     // A 300 ms pause inside each transaction, so the stall lands in an open one; seed
     // 0 turns deliberate aborts off for the zombie, so each abort of its is explained.
@@ -281,20 +306,7 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
             seed.to_string(),
         ]
     };
-    let parts = [0, 1, 2];
-    let committed_end = || async {
-        let ends = admin
-            .list_offsets(
-                &output,
-                &parts,
-                OffsetSpec::Latest,
-                IsolationLevel::ReadCommitted,
-            )
-            .await
-            .unwrap();
-        ends.values().map(|o| o.offset).sum::<i64>()
-    };
-
+    let committed_end = || job.output_end(IsolationLevel::ReadCommitted);
     // A works a little, then stalls (SIGSTOP) past its session timeout (6 s).
     let mut zombie = Command::new(env!("CARGO_BIN_EXE_eos_copier"))
         .args(args(&random_topic("eos-stall-a"), "0"))
@@ -305,18 +317,7 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
     // Stop it while a transaction of its is open with records written (the end
     // offsets differ between isolation levels), inside the copier's pause before
     // it sends offsets and commits.
-    let uncommitted_end = || async {
-        let ends = admin
-            .list_offsets(
-                &output,
-                &parts,
-                OffsetSpec::Latest,
-                IsolationLevel::ReadUncommitted,
-            )
-            .await
-            .unwrap();
-        ends.values().map(|o| o.offset).sum::<i64>()
-    };
+    let uncommitted_end = || job.output_end(IsolationLevel::ReadUncommitted);
     let start = Instant::now();
     loop {
         let (c, u) = (committed_end().await, uncommitted_end().await);
@@ -368,37 +369,78 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
         "the zombie was never told it was fenced"
     );
 
-    for p in 0..3 {
-        let got = read_partition(&bootstrap, &output, p, "read_committed").await;
-        assert!(
-            got == expected[&p],
-            "partition {p}: {} records, {} expected, or out of order",
-            got.len(),
-            expected[&p].len()
+    job.check_exactly_once(&bootstrap).await;
+}
+
+/// The broker is killed (SIGKILL) and restarted twice while the copier runs. The
+/// copier rides it out, or, when an error ends it, is started again as a
+/// supervisor would: the output is still exactly the transformed input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_killed_twice_mid_run_leaves_the_output_exactly_once() {
+    let bootstrap = require_broker!();
+    if !broker_is_ours(&bootstrap) {
+        eprintln!(
+            "!! SKIPPING: the broker at {bootstrap} was not started by scripts/kafka, so this test cannot restart it"
         );
+        return;
     }
-    let committed = admin
-        .list_offsets(
-            &output,
-            &parts,
-            OffsetSpec::Latest,
-            IsolationLevel::ReadCommitted,
-        )
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let records = 100_000;
+    let job = Job::new(&bootstrap, "eos-restart", 3, records).await;
+    let mut next = rng();
+    let mut args = copier_args(&bootstrap, &job, "eos-restart", "15");
+    // A long idle exit, so a copier that sees no input while the broker is down
+    // does not take that for the end of the input.
+    args[5] = "20000".to_string();
+    let started = Instant::now();
+    let mut child = spawn_copier(&args, next());
+    let mut copier_restarts = 0;
+    let mut supervise = |child: &mut Child, next: &mut dyn FnMut() -> u64| -> bool {
+        match child.try_wait().unwrap() {
+            Some(status) if status.success() => true,
+            Some(status) => {
+                copier_restarts += 1;
+                eprintln!("copier exited with {status}; starting it again");
+                assert!(copier_restarts <= 20, "the copier keeps failing");
+                *child = spawn_copier(&args, next());
+                false
+            }
+            None => false,
+        }
+    };
+    let mut committed_at_kill = Vec::new();
+    for _ in 0..2 {
+        let run_for = Duration::from_millis(1_000 + next() % 2_000);
+        let until = Instant::now() + run_for;
+        while Instant::now() < until {
+            assert!(
+                !supervise(&mut child, &mut next),
+                "finished before the broker kills"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        committed_at_kill.push(job.output_end(IsolationLevel::ReadCommitted).await);
+        tokio::task::spawn_blocking(|| {
+            kafka_script(&["stop-node", "1", "-9"]);
+            kafka_script(&["start-node", "1"]);
+        })
         .await
         .unwrap();
-    let uncommitted = admin
-        .list_offsets(
-            &output,
-            &parts,
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
-    for p in parts {
-        assert_eq!(
-            committed[&p].offset, uncommitted[&p].offset,
-            "partition {p} has an open transaction"
-        );
     }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !supervise(&mut child, &mut next) {
+        assert!(Instant::now() < deadline, "copier did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let total = job.check_exactly_once(&bootstrap).await;
+    let final_end = job.output_end(IsolationLevel::ReadCommitted).await;
+    eprintln!(
+        "2 broker kills (SIGKILL + restart) at committed end offsets {committed_at_kill:?} of {final_end}; copier restarted {copier_restarts} times after errors; {records} input records, {total} committed output records, exactly once, in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        committed_at_kill.iter().all(|&c| c < final_end),
+        "a broker kill landed after the copier was done"
+    );
 }

@@ -10,28 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use integration_tests::{random_topic, require_broker, workspace_root};
+use integration_tests::{broker_is_ours, kafka_script, random_topic, require_broker};
 use kafka_wire::client::admin::NewTopic;
 use kafka_wire::client::config::ProducerConfig;
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
-
-/// Whether the broker at `bootstrap` is the one `scripts/kafka` runs.
-fn broker_is_ours(bootstrap: &str) -> bool {
-    let env = workspace_root().join("target/kafka/env");
-    std::fs::read_to_string(env)
-        .map(|s| s.contains(&format!("KAFKA_BOOTSTRAP={bootstrap}")))
-        .unwrap_or(false)
-}
-
-fn kafka_script(args: &[&str]) {
-    let status = std::process::Command::new(workspace_root().join("scripts/kafka"))
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "scripts/kafka {args:?} failed");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_gaps_and_no_duplicates_when_the_broker_is_killed_mid_run() {
