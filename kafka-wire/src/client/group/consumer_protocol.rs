@@ -517,10 +517,25 @@ impl ConsumerMember {
     /// epoch the broker has already replaced); see the module doc.
     pub async fn heartbeat(&self) -> Result<()> {
         let mut coordinator = self.coordinator.lock().await;
-        let version = coordinator
+        let version = match coordinator
             .connection()
             .await?
-            .version_for::<ConsumerGroupHeartbeatRequest>()?;
+            .version_for::<ConsumerGroupHeartbeatRequest>()
+        {
+            Ok(version) => version,
+            Err(e @ Error::NoCommonVersion { .. }) => {
+                // A broker before Kafka 4.0 (or with the protocol disabled): no
+                // retry can help, so every poll reports it.
+                self.lock().fatal = Some((
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "{e}: the group coordinator does not offer the consumer group protocol (KIP-848); use group.protocol=classic"
+                    ),
+                ));
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let request = {
             let mut s = self.lock();
             if s.idle() {
