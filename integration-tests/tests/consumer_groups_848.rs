@@ -663,3 +663,97 @@ async fn an_assignor_the_broker_does_not_have_is_a_clear_error() {
     );
     assert!(err.to_string().contains("group.remote.assignor"), "{err}");
 }
+
+#[tokio::test]
+async fn a_static_member_restarting_gets_its_partitions_back_and_the_others_keep_theirs() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "g848-static", 4).await;
+    let group = random_topic("g848-static-id");
+    let shared = Arc::new(Shared::default());
+    let s1 = config(&bootstrap, &group, &[("group.instance.id", "s1")]);
+    let s2 = config(&bootstrap, &group, &[("group.instance.id", "s2")]);
+    let m1 = start_member("s1", s1.clone(), &topic, shared.clone());
+    let m2 = start_member("s2", s2, &topic, shared.clone());
+    let e1 = wait_balanced(&shared, &["s1", "s2"], &topic, 4, 0).await;
+    let (a1, a2) = (owned(&shared, "s1"), owned(&shared, "s2"));
+
+    // s1 leaves with epoch -2: the broker keeps its partitions for it, so the
+    // restarted s1 gets the same ones back and s2 is never rebalanced.
+    let events = m1.stop().await;
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+    let m1 = start_member("s1", s1, &topic, shared.clone());
+    let start = Instant::now();
+    loop {
+        let reports = shared.reports.lock().unwrap().clone();
+        if let Some((_, p, false)) = reports.get("s1") {
+            if p.iter().cloned().collect::<BTreeSet<_>>() == a1 {
+                break;
+            }
+        }
+        assert_eq!(owned(&shared, "s2"), a2, "s2 was rebalanced");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "s1 never got {a1:?} back: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(shared.reports.lock().unwrap()["s2"].0 >= e1);
+    let s1_events = m1.stop().await;
+    let s2_events = m2.stop().await;
+    assert!(
+        !s2_events
+            .iter()
+            .any(|e| matches!(e, RebalanceEvent::Revoked(_))),
+        "{s2_events:?}"
+    );
+    assert!(
+        matches!(s1_events.first(), Some(RebalanceEvent::Assigned(p)) if p.len() == a1.len()),
+        "{s1_events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_member_that_stops_polling_leaves_and_reports_its_partitions_lost_when_it_returns() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_topic(&c, "g848-poll", 2).await;
+    let group = random_topic("g848-poll-id");
+    let cfg = || config(&bootstrap, &group, &[("max.poll.interval.ms", "2000")]);
+    let mut slow = GroupConsumer::new(cfg()).await.unwrap();
+    slow.subscribe([topic.clone()]);
+    poll_until_owning(&mut slow, 2).await;
+    let mut busy = GroupConsumer::new(cfg()).await.unwrap();
+    busy.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while slow.assignment().len() != 1 || busy.assignment().len() != 1 || slow.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "never split over two members");
+        slow.poll_for(Duration::from_millis(50)).await.unwrap();
+        busy.poll_for(Duration::from_millis(50)).await.unwrap();
+    }
+    slow.take_events();
+
+    // slow stops polling: after max.poll.interval.ms it leaves, and busy takes all.
+    poll_until_owning(&mut busy, 2).await;
+    // Back: it reports the partition lost and joins again.
+    let start = Instant::now();
+    let mut events = Vec::new();
+    while !events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_)))
+        || slow.assignment().len() != 1
+        || busy.assignment().len() != 1
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "slow never rejoined: {events:?}"
+        );
+        slow.poll_for(Duration::from_millis(50)).await.unwrap();
+        busy.poll_for(Duration::from_millis(50)).await.unwrap();
+        events.extend(slow.take_events());
+    }
+    assert!(
+        matches!(events.first(), Some(RebalanceEvent::Lost(p)) if p.len() == 1),
+        "{events:?}"
+    );
+    slow.close().await.unwrap();
+    busy.close().await.unwrap();
+}
