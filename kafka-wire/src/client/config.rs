@@ -163,6 +163,9 @@ pub struct ConsumerConfig {
     pub group_instance_id: Option<String>,
     /// `group.protocol`.
     pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor (`uniform`, `range`) the
+    /// consumer protocol asks for; `None` lets the broker use its default.
+    pub group_remote_assignor: Option<String>,
     /// `isolation.level`.
     pub isolation_level: IsolationLevel,
     /// `auto.offset.reset`.
@@ -183,11 +186,14 @@ pub struct ConsumerConfig {
     pub max_poll_records: usize,
     /// `max.poll.interval.ms`.
     pub max_poll_interval: Duration,
-    /// `session.timeout.ms`.
+    /// `session.timeout.ms` (classic protocol; with `group.protocol=consumer` the
+    /// broker's `group.consumer.session.timeout.ms` applies).
     pub session_timeout: Duration,
-    /// `heartbeat.interval.ms`.
+    /// `heartbeat.interval.ms` (classic protocol; with `group.protocol=consumer`
+    /// the broker sets the interval and this only delays the first heartbeat).
     pub heartbeat_interval: Duration,
-    /// `partition.assignment.strategy`, as assignor names (`range`, `roundrobin`, `cooperative-sticky`).
+    /// `partition.assignment.strategy`, as assignor names (`range`, `roundrobin`,
+    /// `cooperative-sticky`); classic protocol only.
     pub partition_assignment_strategy: Vec<String>,
     /// `check.crcs`.
     pub check_crcs: bool,
@@ -233,6 +239,7 @@ const CONSUMER_KEYS: &[&str] = &[
     "group.id",
     "group.instance.id",
     "group.protocol",
+    "group.remote.assignor",
     "isolation.level",
     "auto.offset.reset",
     "enable.auto.commit",
@@ -598,6 +605,7 @@ impl ConsumerConfig {
             group_id: p.string("group.id"),
             group_instance_id: p.string("group.instance.id"),
             group_protocol,
+            group_remote_assignor: p.string("group.remote.assignor"),
             isolation_level,
             auto_offset_reset,
             enable_auto_commit: p.bool("enable.auto.commit", false)?,

@@ -1,7 +1,8 @@
 //! The group protocol of one member against a scripted fake coordinator on
 //! loopback TCP, for answers a real broker gives only in rare races: a heartbeat
 //! answered ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID or
-//! NOT_COORDINATOR.
+//! NOT_COORDINATOR; and for the consumer protocol (KIP-848), a ConsumerGroupHeartbeat
+//! answered FENCED_MEMBER_EPOCH, or a broker that does not offer it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,19 +12,23 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::consumer_protocol::ConsumerMember;
 use super::membership::Membership;
+use super::{GroupConsumer, RebalanceEvent};
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use crate::protocol::messages::join_group_response::JoinGroupResponseMember;
 use crate::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use crate::protocol::messages::{
-    ApiKey, ApiVersionsResponse, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest,
-    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    ApiKey, ApiVersionsResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use crate::protocol::{
     Message, Response, Uuid, decode_request_frame_header, encode_response_frame,
@@ -36,6 +41,10 @@ struct Fake {
     joins: AtomicUsize,
     heartbeats: AtomicUsize,
     finds: AtomicUsize,
+    /// Offers ConsumerGroupHeartbeat (answered with `heartbeat`'s codes).
+    kip848: bool,
+    /// The ConsumerGroupHeartbeat requests received.
+    cgh: std::sync::Mutex<Vec<ConsumerGroupHeartbeatRequest>>,
 }
 
 fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
@@ -46,6 +55,13 @@ fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
 
 impl Fake {
     async fn start(heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>) -> Arc<Fake> {
+        Fake::start_with(heartbeat, false).await
+    }
+
+    async fn start_with(
+        heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>,
+        kip848: bool,
+    ) -> Arc<Fake> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fake = Arc::new(Fake {
             port: listener.local_addr().unwrap().port(),
@@ -53,6 +69,8 @@ impl Fake {
             joins: AtomicUsize::new(0),
             heartbeats: AtomicUsize::new(0),
             finds: AtomicUsize::new(0),
+            kip848,
+            cgh: std::sync::Mutex::new(Vec::new()),
         });
         let f = fake.clone();
         tokio::spawn(async move {
@@ -77,7 +95,7 @@ impl Fake {
             let (version, cid) = (header.request_api_version, header.correlation_id);
             let out = match ApiKey::try_from(header.request_api_key).unwrap() {
                 ApiKey::ApiVersions => {
-                    let keys = [
+                    let mut keys = vec![
                         (ApiKey::ApiVersions, 3),
                         (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
                         (ApiKey::FindCoordinator, 3),
@@ -85,6 +103,9 @@ impl Fake {
                         (ApiKey::SyncGroup, SyncGroupRequest::VALID_VERSIONS.max),
                         (ApiKey::Heartbeat, HeartbeatRequest::VALID_VERSIONS.max),
                     ];
+                    if self.kip848 {
+                        keys.push((ApiKey::ConsumerGroupHeartbeat, 1));
+                    }
                     let response = ApiVersionsResponse {
                         api_keys: keys
                             .iter()
@@ -188,6 +209,31 @@ impl Fake {
                     };
                     frame_of(&response, version, cid)
                 }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    let request =
+                        ConsumerGroupHeartbeatRequest::decode(&mut frame, version).unwrap();
+                    let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
+                    self.cgh.lock().unwrap().push(request.clone());
+                    let code = (self.heartbeat)(n);
+                    let response = ConsumerGroupHeartbeatResponse {
+                        error_code: code.code(),
+                        member_id: Some(request.member_id.clone()),
+                        member_epoch: if code.is_ok() { n as i32 + 1 } else { 0 },
+                        heartbeat_interval_ms: 50,
+                        assignment: (code.is_ok() && request.member_epoch == 0).then(|| {
+                            Assignment {
+                                topic_partitions: vec![TopicPartitions {
+                                    topic_id: Uuid([3; 16]),
+                                    partitions: vec![0, 1],
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            }
+                        }),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
                 other => panic!("fake coordinator got {other:?}"),
             };
             if stream.write_all(&out).await.is_err() {
@@ -281,4 +327,90 @@ async fn not_coordinator_on_a_heartbeat_finds_the_coordinator_again() {
     assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 2);
     assert!(fake.finds.load(Ordering::SeqCst) > finds);
     assert!(m.lock().stable);
+}
+
+fn kip848_config(fake: &Fake) -> ConsumerConfig {
+    ConsumerConfig::from_properties(&BTreeMap::from([
+        (
+            "bootstrap.servers".to_string(),
+            format!("127.0.0.1:{}", fake.port),
+        ),
+        ("group.id".to_string(), "g".to_string()),
+        ("group.protocol".to_string(), "consumer".to_string()),
+        ("retry.backoff.ms".to_string(), "10".to_string()),
+        ("retry.backoff.max.ms".to_string(), "20".to_string()),
+    ]))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_fenced_member_epoch_loses_the_partitions_and_rejoins_with_epoch_zero_and_its_id() {
+    let fake = Fake::start_with(
+        Box::new(|n| {
+            if n == 1 {
+                ErrorCode::FencedMemberEpoch
+            } else {
+                ErrorCode::NoError
+            }
+        }),
+        true,
+    )
+    .await;
+    let config = kip848_config(&fake);
+    let client = Client::connect(config.client.clone()).await.unwrap();
+    let m = ConsumerMember::new(client, &config, "g".into());
+    m.subscribe(&["t".to_string()]);
+    m.heartbeat().await.unwrap();
+    {
+        let s = m.lock();
+        assert_eq!((s.member_epoch, s.in_group, s.joined), (1, true, true));
+        assert_eq!(
+            s.target,
+            Some([(Uuid([3; 16]), 0), (Uuid([3; 16]), 1)].into())
+        );
+        assert_eq!(s.heartbeat_interval, std::time::Duration::from_millis(50));
+    }
+    let e = m.heartbeat().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedMemberEpoch));
+    assert!(m.lock().lost && m.lock().member_epoch == 0);
+    // Quiet until the application has dropped the lost partitions.
+    m.heartbeat().await.unwrap();
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 2);
+    m.release_lost();
+    m.heartbeat().await.unwrap();
+    assert_eq!(m.lock().member_epoch, 3);
+    let sent = fake.cgh.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter().map(|r| r.member_epoch).collect::<Vec<_>>(),
+        vec![0, 1, 0]
+    );
+    // v1: one client-generated id, kept through the rejoin (KIP-1082).
+    assert_eq!(sent[0].member_id.len(), 36);
+    assert!(sent.iter().all(|r| r.member_id == sent[0].member_id));
+    // The plain heartbeat carried no unchanged field; the rejoin carried all.
+    assert_eq!(sent[1].subscribed_topic_names, None);
+    assert_eq!(sent[2].subscribed_topic_names, Some(vec!["t".to_string()]));
+    assert_eq!(sent[2].topic_partitions, Some(Vec::new()));
+}
+
+#[tokio::test]
+async fn the_consumer_protocol_against_a_broker_without_it_is_a_clear_error() {
+    let fake = Fake::start(Box::new(|_| ErrorCode::NoError)).await;
+    let mut c = GroupConsumer::new(kip848_config(&fake)).await.unwrap();
+    c.subscribe(["t"]);
+    let mut result = Ok(Vec::new());
+    for _ in 0..50 {
+        result = c.poll_for(std::time::Duration::from_millis(20)).await;
+        if result.is_err() {
+            break;
+        }
+    }
+    let e = result.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnsupportedVersion), "{e}");
+    assert!(e.to_string().contains("group.protocol=classic"), "{e}");
+    assert!(
+        c.take_events()
+            .iter()
+            .all(|e| !matches!(e, RebalanceEvent::Lost(_)))
+    );
 }

@@ -17,7 +17,8 @@
 //! request timeout covers a JoinGroup waiting out the rebalance timeout
 //! (`max.poll.interval.ms`). Coordinator moves (NOT_COORDINATOR,
 //! COORDINATOR_NOT_AVAILABLE) and other retriable codes are retried by
-//! [`Coordinator::call`]; the group codes above are handled here.
+//! [`Coordinator::call`]; the group codes above are handled here. OffsetCommit
+//! and OffsetFetch are shared with the consumer protocol (`offsets.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::assignor::{self, Assignor, MemberSubscription, TopicPartition};
+use super::offsets;
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::client::connection::ConnectionOptions;
@@ -34,14 +36,9 @@ use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use crate::protocol::messages::leave_group_request::MemberIdentity;
-use crate::protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use crate::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use crate::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use crate::protocol::messages::{
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
 
 /// The member's standing in the group.
@@ -547,53 +544,21 @@ impl Membership {
             let s = self.lock();
             (s.member_id.clone(), s.generation)
         };
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for ((t, p), offset) in offsets {
-            topics
-                .entry(t)
-                .or_default()
-                .push(OffsetCommitRequestPartition {
-                    partition_index: *p,
-                    committed_offset: *offset,
-                    ..Default::default()
-                });
-        }
-        let request = OffsetCommitRequest {
-            group_id: self.group_id.clone(),
-            generation_id_or_member_epoch: generation,
+        let who = offsets::Committer {
+            group_id: &self.group_id,
             member_id,
-            group_instance_id: self.instance_id.clone(),
-            topics: topics
-                .into_iter()
-                .map(|(name, partitions)| OffsetCommitRequestTopic {
-                    name: name.to_string(),
-                    partitions,
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
+            generation_or_epoch: generation,
+            instance_id: self.instance_id.clone(),
         };
         let deadline = Instant::now() + self.client.config().request_timeout;
-        let response = self
-            .coordinator
-            .lock()
-            .await
-            .call(&request, Some(8), deadline, |r| {
-                r.topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .map(|p| ErrorCode::from_code(p.error_code))
-                    .find(|c| c.is_retriable())
-                    .unwrap_or(ErrorCode::NoError)
-            })
-            .await?;
-        let code = ErrorCode::first_error(
-            response
-                .topics
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.error_code),
-        );
+        let code = offsets::commit(
+            &mut *self.coordinator.lock().await,
+            who,
+            offsets,
+            8,
+            deadline,
+        )
+        .await?;
         self.on_generation_error(code, "OffsetCommit");
         code.into_result()
             .map_err(|code| group_error(code, "OffsetCommit", &self.group_id))
@@ -605,53 +570,15 @@ impl Membership {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        if partitions.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (t, p) in partitions {
-            topics.entry(t).or_default().push(*p);
-        }
-        let request = OffsetFetchRequest {
-            group_id: self.group_id.clone(),
-            topics: Some(
-                topics
-                    .into_iter()
-                    .map(|(name, partition_indexes)| OffsetFetchRequestTopic {
-                        name: name.to_string(),
-                        partition_indexes,
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            require_stable: true,
-            ..Default::default()
-        };
         let deadline = Instant::now() + self.rebalance_timeout;
-        let response = self
-            .coordinator
-            .lock()
-            .await
-            .call(&request, Some(7), deadline, |r| {
-                ErrorCode::first_error(
-                    std::iter::once(r.error_code).chain(
-                        r.topics
-                            .iter()
-                            .flat_map(|t| &t.partitions)
-                            .map(|p| p.error_code),
-                    ),
-                )
-            })
-            .await?;
-        let mut out = BTreeMap::new();
-        for t in response.topics {
-            for p in t.partitions {
-                if p.committed_offset >= 0 {
-                    out.insert((t.name.clone(), p.partition_index), p.committed_offset);
-                }
-            }
-        }
-        Ok(out)
+        offsets::fetch(
+            &mut *self.coordinator.lock().await,
+            &self.group_id,
+            None,
+            partitions,
+            deadline,
+        )
+        .await
     }
 
     /// LeaveGroup, so the group rebalances now instead of after the session timeout.

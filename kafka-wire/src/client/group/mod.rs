@@ -1,5 +1,16 @@
-//! Consumer groups, classic protocol: a [`GroupConsumer`] subscribes to topics and
-//! the group coordinator spreads their partitions over the group's members.
+//! Consumer groups: a [`GroupConsumer`] subscribes to topics and the group
+//! coordinator spreads their partitions over the group's members. Two protocols,
+//! chosen with `group.protocol`:
+//!
+//! | `group.protocol` | files | assignment | rebalances |
+//! |---|---|---|---|
+//! | `classic` (default) | `membership.rs`, `assignor.rs` | client side (leader) | eager or cooperative |
+//! | `consumer` (KIP-848) | `consumer_protocol.rs` | broker side | incremental |
+//!
+//! Both share OffsetCommit/OffsetFetch (`offsets.rs`), the partition consumer
+//! underneath, and the [`RebalanceEvent`]s.
+//!
+//! ## Classic protocol
 //!
 //! ```text
 //!  GroupConsumer::poll_for
@@ -24,9 +35,26 @@
 //! Static members (`group.instance.id`, KIP-345) keep their identity across
 //! restarts; `close` does not send LeaveGroup for them, so a restart within
 //! `session.timeout.ms` causes no rebalance.
+//!
+//! ## Consumer protocol (KIP-848)
+//!
+//! ```text
+//!  heartbeat task ──► ConsumerGroupHeartbeat ──► member epoch, target assignment (topic ids)
+//!  GroupConsumer::poll_for
+//!    ├─ lost (fenced)? ──► events: Lost ──► rejoin with epoch 0
+//!    ├─ target != owned? ──► revoke (commit first with auto-commit) ──► events: Revoked ──► ack
+//!    │                       OffsetFetch ──► Consumer::assign + seek ──► events: Assigned ──► ack
+//!    └─ Consumer::poll_for
+//! ```
+//!
+//! The broker assigns and moves only what must move; the member epoch plays the
+//! generation's part in commits and [`GroupConsumer::group_metadata`]. Static
+//! members leave with epoch -2 on close. See `consumer_protocol.rs`.
 
 pub mod assignor;
+mod consumer_protocol;
 mod membership;
+mod offsets;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -35,6 +63,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use self::assignor::TopicPartition;
+use self::consumer_protocol::ConsumerMember;
 use self::membership::Membership;
 use super::cluster::Client;
 use super::config::{ConsumerConfig, GroupProtocol};
@@ -66,10 +95,64 @@ impl Drop for TaskGuard {
     }
 }
 
+/// The member of one protocol (`group.protocol`); see the module doc.
+enum Member {
+    Classic(Arc<Membership>),
+    Consumer(Arc<ConsumerMember>),
+}
+
+impl Member {
+    fn group_id(&self) -> &str {
+        match self {
+            Member::Classic(m) => &m.group_id,
+            Member::Consumer(m) => &m.group_id,
+        }
+    }
+
+    fn instance_id(&self) -> Option<String> {
+        match self {
+            Member::Classic(m) => m.instance_id.clone(),
+            Member::Consumer(m) => m.instance_id.clone(),
+        }
+    }
+
+    /// (generation or member epoch, member id).
+    fn identity(&self) -> (i32, String) {
+        match self {
+            Member::Classic(m) => {
+                let s = m.lock();
+                (s.generation, s.member_id.clone())
+            }
+            Member::Consumer(m) => {
+                let s = m.lock();
+                let epoch = if s.in_group { s.member_epoch } else { -1 };
+                (epoch, s.member_id.clone())
+            }
+        }
+    }
+
+    async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        match self {
+            Member::Classic(m) => m.commit(offsets).await,
+            Member::Consumer(m) => m.commit(offsets).await,
+        }
+    }
+
+    async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        match self {
+            Member::Classic(m) => m.committed(partitions).await,
+            Member::Consumer(m) => m.committed(partitions).await,
+        }
+    }
+}
+
 /// A consumer that is a member of a consumer group; see the module doc.
 pub struct GroupConsumer {
     consumer: Consumer,
-    membership: Arc<Membership>,
+    member: Member,
     topics: Vec<String>,
     assignment: Vec<TopicPartition>,
     events: VecDeque<RebalanceEvent>,
@@ -86,7 +169,7 @@ const METADATA_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 impl std::fmt::Debug for GroupConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupConsumer")
-            .field("group_id", &self.membership.group_id)
+            .field("group_id", &self.member.group_id())
             .field("assignment", &self.assignment)
             .finish_non_exhaustive()
     }
@@ -131,7 +214,9 @@ impl GroupConsumer {
         Self::with_client(client, config)
     }
 
-    /// As [`GroupConsumer::new`], over an existing client.
+    /// As [`GroupConsumer::new`], over an existing client. With
+    /// `group.protocol=consumer` the member speaks KIP-848 (the broker must offer
+    /// ConsumerGroupHeartbeat, as Kafka 4.x brokers do).
     pub fn with_client(client: Client, config: ConsumerConfig) -> Result<GroupConsumer> {
         let Some(group_id) = config.group_id.clone() else {
             return Err(Error::Config {
@@ -139,20 +224,24 @@ impl GroupConsumer {
                 message: "required for a group consumer".into(),
             });
         };
-        if config.group_protocol != GroupProtocol::Classic {
-            return Err(Error::Config {
-                key: "group.protocol".into(),
-                message: "only the classic protocol is implemented".into(),
-            });
-        }
-        let membership = Arc::new(Membership::new(client.clone(), &config, group_id)?);
-        let heartbeat = tokio::spawn(heartbeat_loop(membership.clone()));
+        let (member, heartbeat) = match config.group_protocol {
+            GroupProtocol::Classic => {
+                let membership = Arc::new(Membership::new(client.clone(), &config, group_id)?);
+                let heartbeat = tokio::spawn(heartbeat_loop(membership.clone()));
+                (Member::Classic(membership), heartbeat)
+            }
+            GroupProtocol::Consumer => {
+                let member = Arc::new(ConsumerMember::new(client.clone(), &config, group_id));
+                let heartbeat = tokio::spawn(consumer_protocol::heartbeat_loop(member.clone()));
+                (Member::Consumer(member), heartbeat)
+            }
+        };
         let auto_commit = config
             .enable_auto_commit
             .then_some(config.auto_commit_interval);
         Ok(GroupConsumer {
             consumer: Consumer::with_client(client, config),
-            membership,
+            member,
             topics: Vec::new(),
             assignment: Vec::new(),
             events: VecDeque::new(),
@@ -164,7 +253,7 @@ impl GroupConsumer {
     }
 
     /// Subscribes to `topics` (replacing the previous subscription); the group
-    /// rebalances at the next poll.
+    /// rebalances at the next poll (classic) or heartbeat (consumer protocol).
     pub fn subscribe<I, T>(&mut self, topics: I)
     where
         I: IntoIterator<Item = T>,
@@ -175,7 +264,10 @@ impl GroupConsumer {
         topics.dedup();
         if topics != self.topics {
             self.topics = topics;
-            self.membership.lock().rejoin = true;
+            match &self.member {
+                Member::Classic(m) => m.lock().rejoin = true,
+                Member::Consumer(m) => m.subscribe(&self.topics),
+            }
         }
     }
 
@@ -184,24 +276,27 @@ impl GroupConsumer {
         &self.assignment
     }
 
-    /// The current generation (-1 before the first join).
+    /// The current generation (classic) or member epoch (consumer protocol);
+    /// -1 while not in the group.
     pub fn generation(&self) -> i32 {
-        self.membership.lock().generation
+        self.member.identity().0
     }
 
-    /// The member id the coordinator gave (empty before the first join).
+    /// The member id (empty before the first join with the classic protocol, and
+    /// with ConsumerGroupHeartbeat v0).
     pub fn member_id(&self) -> String {
-        self.membership.lock().member_id.clone()
+        self.member.identity().1
     }
 
-    /// The member's identity for offsets committed in a transaction (KIP-447).
+    /// The member's identity for offsets committed in a transaction (KIP-447):
+    /// with the consumer protocol the generation is the member epoch.
     pub fn group_metadata(&self) -> ConsumerGroupMetadata {
-        let s = self.membership.lock();
+        let (generation_id, member_id) = self.member.identity();
         ConsumerGroupMetadata {
-            group_id: self.membership.group_id.clone(),
-            generation_id: s.generation,
-            member_id: s.member_id.clone(),
-            group_instance_id: self.membership.instance_id.clone(),
+            group_id: self.member.group_id().to_string(),
+            generation_id,
+            member_id,
+            group_instance_id: self.member.instance_id(),
         }
     }
 
@@ -215,15 +310,32 @@ impl GroupConsumer {
         &mut self.consumer
     }
 
-    /// Whether a rebalance is pending (the next poll rejoins).
+    /// Whether a rebalance is pending: the next poll rejoins (classic), or the
+    /// owned partitions differ from the broker's target assignment (consumer protocol).
     pub fn rebalance_pending(&self) -> bool {
-        self.membership.lock().rejoin
+        match &self.member {
+            Member::Classic(m) => m.lock().rejoin,
+            Member::Consumer(m) => m.lock().reconciling(),
+        }
     }
 
     /// Joins or rejoins the group when needed; see the module doc.
     async fn ensure_active(&mut self) -> Result<()> {
+        match &self.member {
+            Member::Classic(m) => {
+                let m = m.clone();
+                self.ensure_active_classic(&m).await
+            }
+            Member::Consumer(m) => {
+                let m = m.clone();
+                self.reconcile(&m).await
+            }
+        }
+    }
+
+    async fn ensure_active_classic(&mut self, membership: &Membership) -> Result<()> {
         let (rejoin, lost, fatal) = {
-            let s = self.membership.lock();
+            let s = membership.lock();
             (s.rejoin, s.lost, s.fatal.clone())
         };
         if let Some(reason) = fatal {
@@ -235,7 +347,7 @@ impl GroupConsumer {
         if !rejoin || self.topics.is_empty() {
             return Ok(());
         }
-        let cooperative = self.membership.cooperative();
+        let cooperative = membership.cooperative();
         if !self.assignment.is_empty() && (lost || !cooperative) {
             // Eager: give everything up before joining. Lost: it is gone already.
             let old = std::mem::take(&mut self.assignment);
@@ -253,7 +365,7 @@ impl GroupConsumer {
         }
         // Cooperative: keep fetching what is owned, and tell the leader about it.
         let owned = self.assignment.clone();
-        let partitions = self.membership.join(&self.topics, &owned).await?;
+        let partitions = membership.join(&self.topics, &owned).await?;
         let revoked: Vec<TopicPartition> = owned
             .iter()
             .filter(|tp| !partitions.contains(tp))
@@ -272,16 +384,16 @@ impl GroupConsumer {
                 }
             }
             self.events.push_back(RebalanceEvent::Revoked(revoked));
-            self.membership.lock().rejoin = true;
+            membership.lock().rejoin = true;
         }
-        let committed = self.membership.committed(&added).await?;
+        let committed = membership.committed(&added).await?;
         self.consumer
             .assign(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         for (tp, offset) in &committed {
             self.consumer.seek(&tp.0, tp.1, *offset);
         }
         debug!(
-            group = self.membership.group_id,
+            group = membership.group_id,
             assigned = partitions.len(),
             added = added.len(),
             committed = committed.len(),
@@ -295,12 +407,101 @@ impl GroupConsumer {
         Ok(())
     }
 
+    /// KIP-848: brings the owned partitions to the broker's target assignment,
+    /// revoking first (acknowledged at once), then adding; see `consumer_protocol.rs`.
+    async fn reconcile(&mut self, member: &ConsumerMember) -> Result<()> {
+        let (fatal, lost, target, joined) = {
+            let s = member.lock();
+            (s.fatal.clone(), s.lost, s.target.clone(), s.joined)
+        };
+        if let Some((code, context)) = fatal {
+            return Err(Error::Broker { code, context });
+        }
+        if lost {
+            // Fenced or expired: another member may own them already; no commit.
+            let old = std::mem::take(&mut self.assignment);
+            if !old.is_empty() {
+                self.events.push_back(RebalanceEvent::Lost(old));
+                self.consumer.assign(Vec::<(String, i32)>::new());
+            }
+            member.release_lost();
+            return Ok(());
+        }
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let (target, unknown) = member.resolve(&target, &self.topics).await;
+        let plan = consumer_protocol::reconcile(&self.assignment, &target);
+        if !plan.revoke.is_empty() {
+            if self.auto_commit.is_some() {
+                if let Err(e) = self.commit_positions_of(&plan.revoke).await {
+                    warn!(error = %e, "commit of revoked partitions failed");
+                }
+            }
+            self.consumer
+                .assign(plan.keep.iter().map(|(t, p)| (t.as_str(), *p)));
+            self.assignment = plan.keep.clone();
+            // Acknowledge now: the broker hands them on only after this.
+            member.set_owned(&self.assignment);
+            debug!(
+                group = member.group_id,
+                revoked = plan.revoke.len(),
+                kept = plan.keep.len(),
+                "partitions revoked"
+            );
+            self.events.push_back(RebalanceEvent::Revoked(plan.revoke));
+        }
+        if !plan.assign.is_empty() {
+            let committed = match member.committed(&plan.assign).await {
+                Ok(committed) => committed,
+                Err(e) => {
+                    // The target stays; the next poll tries again (or handles the
+                    // fencing the error may have revealed).
+                    warn!(group = member.group_id, error = %e, "committed offsets of new partitions");
+                    return Ok(());
+                }
+            };
+            let mut owned = plan.keep;
+            owned.extend(plan.assign.iter().cloned());
+            owned.sort();
+            self.consumer
+                .assign(owned.iter().map(|(t, p)| (t.as_str(), *p)));
+            for (tp, offset) in &committed {
+                self.consumer.seek(&tp.0, tp.1, *offset);
+            }
+            self.assignment = owned;
+            member.set_owned(&self.assignment);
+            debug!(
+                group = member.group_id,
+                assigned = self.assignment.len(),
+                added = plan.assign.len(),
+                committed = committed.len(),
+                unknown_topic_ids = unknown.len(),
+                "assignment applied"
+            );
+            self.events.push_back(RebalanceEvent::Assigned(plan.assign));
+            self.last_commit = Instant::now();
+        } else if joined && self.assignment.is_empty() {
+            self.events.push_back(RebalanceEvent::Assigned(Vec::new()));
+        }
+        if joined {
+            member.lock().joined = false;
+        }
+        Ok(())
+    }
+
     /// Rebalances if needed, then returns the records fetched within `timeout`.
     pub async fn poll_for(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        self.membership.polled();
-        if self.last_metadata_check.elapsed() >= METADATA_CHECK_INTERVAL {
-            self.last_metadata_check = Instant::now();
-            self.membership.check_metadata().await;
+        match &self.member {
+            Member::Classic(m) => {
+                m.polled();
+                if self.last_metadata_check.elapsed() >= METADATA_CHECK_INTERVAL {
+                    self.last_metadata_check = Instant::now();
+                    m.check_metadata().await;
+                }
+            }
+            // The broker watches partition counts itself.
+            Member::Consumer(m) => m.polled(),
         }
         self.ensure_active().await?;
         if let Some(interval) = self.auto_commit {
@@ -325,11 +526,11 @@ impl GroupConsumer {
             .iter()
             .filter_map(|tp| positions.get(tp).map(|&o| (tp.clone(), o)))
             .collect();
-        self.membership.commit(&offsets).await
+        self.member.commit(&offsets).await
     }
 
     /// Commits the positions of every owned partition (the next record each would
-    /// hand out) under the current generation.
+    /// hand out) under the current generation or member epoch.
     pub async fn commit(&mut self) -> Result<()> {
         let owned = self.assignment.clone();
         self.commit_positions_of(&owned).await
@@ -337,7 +538,7 @@ impl GroupConsumer {
 
     /// Commits explicit offsets (`(topic, partition)` -> next offset to consume).
     pub async fn commit_offsets(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        self.membership.commit(offsets).await
+        self.member.commit(offsets).await
     }
 
     /// Moves every owned partition back to the group's committed offset (per
@@ -346,7 +547,7 @@ impl GroupConsumer {
     /// must be consumed again, and nothing rewinds the consumer by itself (KAFKA-17582).
     pub async fn seek_to_committed(&mut self) -> Result<()> {
         let owned = self.assignment.clone();
-        let committed = self.membership.committed(&owned).await?;
+        let committed = self.member.committed(&owned).await?;
         let (with, without): (Vec<_>, Vec<_>) =
             owned.iter().partition(|tp| committed.contains_key(*tp));
         if !without.is_empty() {
@@ -378,19 +579,30 @@ impl GroupConsumer {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        self.membership.committed(partitions).await
+        self.member.committed(partitions).await
     }
 
     /// Leaves the group (committing first with auto-commit) and closes the consumer.
-    /// Static members do not send LeaveGroup; see the module doc.
+    /// Classic static members do not send LeaveGroup; with the consumer protocol a
+    /// static member leaves with epoch -2 (the broker keeps its partitions for the
+    /// session timeout); see the module doc.
     pub async fn close(mut self) -> Result<()> {
         let mut result = Ok(());
         if self.auto_commit.is_some() && !self.assignment.is_empty() {
             result = self.commit().await;
         }
-        if self.membership.instance_id.is_none() {
-            if let Err(e) = self.membership.leave("consumer closed").await {
-                warn!(error = %e, "LeaveGroup failed");
+        match &self.member {
+            Member::Classic(m) => {
+                if m.instance_id.is_none() {
+                    if let Err(e) = m.leave("consumer closed").await {
+                        warn!(error = %e, "LeaveGroup failed");
+                    }
+                }
+            }
+            Member::Consumer(m) => {
+                if let Err(e) = m.leave().await {
+                    warn!(error = %e, "leaving the group failed");
+                }
             }
         }
         self.consumer.close().await;
