@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::OwnedSemaphorePermit;
 
-use super::{PartitionMap, ProducerIdentity, ProducerRecord, RecordMetadata};
+use super::delivery::{BatchCompletion, DeliveryFuture};
+use super::{PartitionMap, ProducerIdentity, ProducerRecord};
 use crate::client::config::{CompressionType, ProducerConfig};
 use crate::client::partitioner::StickyPartitioner;
 use crate::compression::Compression;
@@ -36,7 +37,6 @@ pub(crate) fn estimated_size(record: &ProducerRecord) -> usize {
 pub(crate) struct PendingRecord {
     pub record: ProducerRecord,
     pub timestamp: i64,
-    pub tx: oneshot::Sender<Result<RecordMetadata>>,
     pub permit: OwnedSemaphorePermit,
 }
 
@@ -46,7 +46,9 @@ pub(crate) struct Batch {
     pub partition: i32,
     builder: Option<BatchBuilder>,
     encoded: Option<Bytes>,
-    waiters: Vec<(oneshot::Sender<Result<RecordMetadata>>, i64)>,
+    /// Shared by the delivery futures of the batch's records.
+    completion: BatchCompletion,
+    records: u32,
     permit: Option<OwnedSemaphorePermit>,
     pub created: Instant,
     pub closed: bool,
@@ -64,7 +66,7 @@ pub(crate) struct Batch {
 impl Batch {
     /// Records in the batch.
     pub fn record_count(&self) -> usize {
-        self.waiters.len()
+        self.records as usize
     }
 
     /// Finishes (compresses) the batch if needed and writes the producer id, epoch
@@ -96,32 +98,7 @@ impl Batch {
 
     /// Completes every record of the batch with the broker's answer.
     pub fn complete(self, result: std::result::Result<(i64, i64), &Error>) {
-        let Batch {
-            topic,
-            partition,
-            waiters,
-            ..
-        } = self;
-        for (i, (tx, timestamp)) in waiters.into_iter().enumerate() {
-            let outcome = match result {
-                Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: if base_offset >= 0 {
-                        base_offset + i as i64
-                    } else {
-                        -1
-                    },
-                    timestamp: if log_append_time >= 0 {
-                        log_append_time
-                    } else {
-                        timestamp
-                    },
-                }),
-                Err(e) => Err(e.clone_lossy()),
-            };
-            let _ = tx.send(outcome);
-        }
+        self.completion.complete(result.map_err(Error::clone_lossy));
     }
 }
 
@@ -217,7 +194,8 @@ impl Accumulator {
     }
 
     /// Appends a record to its partition's open batch (opening one when needed).
-    /// Returns whether the sender should wake (a batch opened or filled up, or no linger).
+    /// Returns the record's delivery future and whether the sender should wake (a
+    /// batch opened or filled up, or no linger).
     pub fn append(
         &mut self,
         topic: String,
@@ -225,7 +203,7 @@ impl Accumulator {
         pending: PendingRecord,
         partitions: i32,
         sticky: bool,
-    ) -> Result<bool> {
+    ) -> Result<(DeliveryFuture, bool)> {
         let size = estimated_size(&pending.record);
         let id = self.appended;
         // The topic string is cloned once per partition, not once per record.
@@ -259,15 +237,17 @@ impl Accumulator {
                     filled = true;
                 }
             }
+            let topic: Arc<str> = Arc::from(key.0.as_str());
             queue.batches.push_back(Batch {
-                topic: Arc::from(key.0.as_str()),
+                completion: BatchCompletion::new(topic.clone(), partition),
+                topic,
                 partition,
                 builder: Some(BatchBuilder::with_capacity(
                     self.params,
                     self.batch_size.min(1 << 20),
                 )),
                 encoded: None,
-                waiters: Vec::new(),
+                records: 0,
                 permit: None,
                 created: Instant::now(),
                 closed: false,
@@ -289,7 +269,6 @@ impl Accumulator {
         let PendingRecord {
             record,
             timestamp,
-            tx,
             permit,
         } = pending;
         let Some(builder) = batch.builder.as_mut() else {
@@ -304,7 +283,8 @@ impl Accumulator {
             record.value.as_deref(),
             &record.headers,
         )?;
-        batch.waiters.push((tx, timestamp));
+        let future = batch.completion.future(batch.records, timestamp);
+        batch.records += 1;
         match &mut batch.permit {
             Some(p) => p.merge(permit),
             None => batch.permit = Some(permit),
@@ -317,7 +297,7 @@ impl Accumulator {
         if filled && sticky {
             self.sticky.batch_complete(&key.0, partition, partitions);
         }
-        Ok(filled || opened || self.linger.is_zero())
+        Ok((future, filled || opened || self.linger.is_zero()))
     }
 
     /// Whether a batch (the front of a queue) may go out now.

@@ -17,14 +17,17 @@
 //! space instead of growing the queues, which is the producer's backpressure.
 
 mod accumulator;
+mod delivery;
 mod sender;
+
+pub use self::delivery::DeliveryFuture;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 
 use self::accumulator::{Accumulator, PendingRecord};
 use super::cluster::Client;
@@ -99,31 +102,6 @@ pub struct RecordMetadata {
     pub offset: i64,
     /// The record's timestamp (the broker's when the topic uses log-append time).
     pub timestamp: i64,
-}
-
-/// The outcome of one `send`, resolved when the broker acknowledges (or the
-/// producer gives up on) the record's batch.
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl std::future::Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::Disconnected {
-                    broker: "producer".into(),
-                    reason: "producer dropped".into(),
-                })
-            })
-        })
-    }
 }
 
 /// The producer id and epoch a producer writes with.
@@ -283,9 +261,8 @@ impl Producer {
                 reason: "producer closed".into(),
             })?,
         };
-        let (tx, rx) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let wake = {
+        let (future, wake) = {
             let mut acc = self.shared.lock();
             if let Some(reason) = &acc.fatal {
                 return Err(Error::Disconnected {
@@ -308,7 +285,6 @@ impl Producer {
                 PendingRecord {
                     record,
                     timestamp,
-                    tx,
                     permit,
                 },
                 partitions,
@@ -318,7 +294,7 @@ impl Producer {
         if wake {
             self.shared.wake.notify_one();
         }
-        Ok(DeliveryFuture { rx })
+        Ok(future)
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32> {
