@@ -79,7 +79,8 @@ impl Batch {
         if let Some(builder) = self.builder.take() {
             self.encoded = Some(builder.finish()?);
         }
-        let bytes = self.encoded.clone().ok_or_else(|| Error::Encode {
+        // Taken, not cloned: the only reference lets `restamp` write in place.
+        let bytes = self.encoded.take().ok_or_else(|| Error::Encode {
             context: "producer batch",
             message: "batch has no records".into(),
         })?;
@@ -87,6 +88,7 @@ impl Batch {
         if self.stamped == Some(want)
             || (identity == ProducerIdentity::NONE && self.stamped.is_none())
         {
+            self.encoded = Some(bytes.clone());
             return Ok(bytes);
         }
         let stamped = restamp(bytes, identity, self.base_sequence);
@@ -331,7 +333,7 @@ impl Accumulator {
         &mut self,
         topic: usize,
         partition: i32,
-        record: ProducerRecord,
+        record: &ProducerRecord,
         timestamp: i64,
         size: usize,
         sticky: bool,
@@ -547,7 +549,7 @@ mod tests {
         let record = ProducerRecord::new("t", vec![0u8; 100]);
         let size = estimated_size(&record);
         assert!(acc.try_reserve(size));
-        let (_future, _, opened) = acc.append(t, 1, record, 0, size, true).unwrap();
+        let (_future, _, opened) = acc.append(t, 1, &record, 0, size, true).unwrap();
         assert!(opened);
         acc.release_credit();
         assert_eq!(memory.available_permits(), 65536 - size);

@@ -277,7 +277,7 @@ impl Producer {
                     _ => acc.sticky_partition(topic),
                 };
                 let (future, wake, opened) =
-                    match acc.append(topic, partition, record, timestamp, size, !keyed) {
+                    match acc.append(topic, partition, &record, timestamp, size, !keyed) {
                         Ok(appended) => appended,
                         Err(e) => {
                             acc.add_credit(size);

@@ -198,6 +198,14 @@ fn expire(shared: &Shared) {
     let mut acc = shared.lock();
     let mut expired = Vec::new();
     for q in acc.queues_mut() {
+        // Most rounds expire nothing: only then is the queue rebuilt.
+        if !q
+            .batches
+            .iter()
+            .any(|b| now.duration_since(b.created) > limit)
+        {
+            continue;
+        }
         let mut keep = std::collections::VecDeque::with_capacity(q.batches.len());
         while let Some(b) = q.batches.pop_front() {
             if now.duration_since(b.created) > limit {
