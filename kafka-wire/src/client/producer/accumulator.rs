@@ -75,9 +75,18 @@ impl Batch {
 
     /// Finishes (compresses) the batch if needed and writes the producer id, epoch
     /// and base sequence into its header, fixing the CRC.
-    pub fn encoded(&mut self, identity: ProducerIdentity) -> Result<Bytes> {
+    /// A compressed batch's records buffer goes to `spare` for the next batch.
+    pub fn encoded(
+        &mut self,
+        identity: ProducerIdentity,
+        spare: &mut SpareBuffers,
+    ) -> Result<Bytes> {
         if let Some(builder) = self.builder.take() {
-            self.encoded = Some(builder.finish()?);
+            let (bytes, buffer) = builder.finish_reusing()?;
+            self.encoded = Some(bytes);
+            if let Some(buffer) = buffer {
+                spare.put(buffer);
+            }
         }
         // Taken, not cloned: the only reference lets `restamp` write in place.
         let bytes = self.encoded.take().ok_or_else(|| Error::Encode {
@@ -105,6 +114,33 @@ impl Batch {
     /// Completes every record of the batch with the broker's answer.
     pub fn complete(self, result: std::result::Result<(i64, i64), &Error>) {
         self.completion.complete(result.map_err(Error::clone_lossy));
+    }
+}
+
+/// Records buffers of finished (compressed) batches, for new batches to write into.
+#[derive(Default)]
+pub(crate) struct SpareBuffers {
+    buffers: Vec<Vec<u8>>,
+    /// Capacity a new batch asks for; larger buffers are not kept.
+    capacity: usize,
+}
+
+impl SpareBuffers {
+    /// At most this many are kept (a round of the sender finishes a few batches,
+    /// and new ones take them back at about the same rate).
+    const MAX: usize = 8;
+
+    fn put(&mut self, buffer: Vec<u8>) {
+        if self.buffers.len() < Self::MAX && buffer.capacity() <= 2 * self.capacity {
+            self.buffers.push(buffer);
+        }
+    }
+
+    fn builder(&mut self, params: BatchParams) -> BatchBuilder {
+        match self.buffers.pop() {
+            Some(buffer) => BatchBuilder::with_buffer(params, buffer),
+            None => BatchBuilder::with_capacity(params, self.capacity),
+        }
     }
 }
 
@@ -192,6 +228,7 @@ pub(crate) struct Accumulator {
     /// the semaphore. Counted against `buffer.memory` like the batches' bytes.
     credit: usize,
     memory_chunk: usize,
+    pub spare: SpareBuffers,
 }
 
 impl Accumulator {
@@ -225,6 +262,10 @@ impl Accumulator {
             memory,
             credit: 0,
             memory_chunk: (config.buffer_memory / 16).clamp(1, MEMORY_CHUNK),
+            spare: SpareBuffers {
+                buffers: Vec::new(),
+                capacity: config.batch_size.clamp(1, 1 << 20),
+            },
         }
     }
 
@@ -372,10 +413,7 @@ impl Accumulator {
                 completion: BatchCompletion::new(t.name.clone(), partition),
                 topic: t.name.clone(),
                 partition,
-                builder: Some(BatchBuilder::with_capacity(
-                    self.params,
-                    self.batch_size.min(1 << 20),
-                )),
+                builder: Some(self.spare.builder(self.params)),
                 encoded: None,
                 records: 0,
                 reserved: 0,

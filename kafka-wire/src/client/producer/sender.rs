@@ -297,7 +297,7 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
             batch.base_sequence = q.next_sequence;
             q.next_sequence = q.next_sequence.wrapping_add(batch.record_count() as i32) & i32::MAX;
         }
-        let bytes = match batch.encoded(identity) {
+        let bytes = match batch.encoded(identity, &mut acc.spare) {
             Ok(b) => b,
             Err(e) => {
                 acc.finished(&mut batch);
