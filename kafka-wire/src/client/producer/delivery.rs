@@ -101,8 +101,9 @@ pub struct DeliveryFuture {
     /// The record's offset delta in its batch.
     index: u32,
     timestamp: i64,
-    /// Where this future's waker sits in the slot's list, once registered.
-    waker_at: Option<usize>,
+    /// Where this future's waker sits in the slot's list, once registered, and a
+    /// copy of it: polling again with the same waker then needs no lock.
+    waker_at: Option<(usize, Waker)>,
 }
 
 impl std::fmt::Debug for DeliveryFuture {
@@ -146,6 +147,12 @@ impl Future for DeliveryFuture {
         if let Some(outcome) = this.slot.outcome.get() {
             return Poll::Ready(this.resolve(outcome));
         }
+        if let Some((_, registered)) = &this.waker_at {
+            if registered.will_wake(cx.waker()) {
+                // Our entry in the list is this waker: `complete` will wake it.
+                return Poll::Pending;
+            }
+        }
         let mut wakers = lock(&this.slot.wakers);
         // Re-checked under the lock: `complete` sets the outcome before it takes the
         // wakers, so either the outcome is visible here or our waker is taken later.
@@ -153,15 +160,15 @@ impl Future for DeliveryFuture {
             drop(wakers);
             return Poll::Ready(this.resolve(outcome));
         }
-        match this.waker_at {
-            Some(i) if i < wakers.len() => {
-                if !wakers[i].will_wake(cx.waker()) {
-                    wakers[i] = cx.waker().clone();
-                }
+        let waker = cx.waker().clone();
+        match this.waker_at.as_mut() {
+            Some((i, registered)) if *i < wakers.len() => {
+                wakers[*i] = waker.clone();
+                *registered = waker;
             }
             _ => {
-                this.waker_at = Some(wakers.len());
-                wakers.push(cx.waker().clone());
+                wakers.push(waker.clone());
+                this.waker_at = Some((wakers.len() - 1, waker));
             }
         }
         Poll::Pending
@@ -206,6 +213,14 @@ mod tests {
         assert!(matches!(task.await.unwrap(), Err(Error::Timeout { .. })));
     }
 
+    struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     #[test]
     fn polling_again_with_the_same_waker_registers_it_once() {
         let c = BatchCompletion::new(Arc::from("t"), 0);
@@ -214,7 +229,15 @@ mod tests {
             assert!((&mut f).now_or_never().is_none());
         }
         assert_eq!(lock(&c.slot.wakers).len(), 1);
+        // Another task polling it replaces the entry rather than adding one.
+        let woken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waker = Waker::from(Arc::new(Flag(woken.clone())));
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        assert_eq!(lock(&c.slot.wakers).len(), 1);
         c.complete(Ok((5, -1)));
+        assert!(woken.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(f.now_or_never().unwrap().unwrap().offset, 5);
     }
 
