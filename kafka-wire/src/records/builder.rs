@@ -94,6 +94,21 @@ impl BatchBuilder {
         }
     }
 
+    /// An empty batch that writes into `buf` (cleared first): a producer hands back
+    /// the buffers of finished batches ([`Self::finish_reusing`]) to save allocating
+    /// and faulting in a fresh one per batch.
+    pub fn with_buffer(params: BatchParams, mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.resize(RECORD_BATCH_OVERHEAD, 0);
+        BatchBuilder {
+            params,
+            buf,
+            count: 0,
+            base_timestamp: 0,
+            max_timestamp: i64::MIN,
+        }
+    }
+
     /// The settings this batch was created with.
     pub fn params(&self) -> &BatchParams {
         &self.params
@@ -177,20 +192,26 @@ impl BatchBuilder {
     /// Finishes the batch: compresses the records, writes the header and CRC32C.
     /// An empty batch is an [`Error::Encode`].
     pub fn finish(self) -> Result<Bytes> {
+        self.finish_reusing().map(|(bytes, _)| bytes)
+    }
+
+    /// As [`Self::finish`], also returning the records buffer when compression left
+    /// it unused (for [`Self::with_buffer`]).
+    pub fn finish_reusing(self) -> Result<(Bytes, Option<Vec<u8>>)> {
         if self.count == 0 {
             return Err(Error::Encode {
                 context: "record batch",
                 message: "a batch needs at least one record".into(),
             });
         }
-        let mut buf = match self.params.compression {
-            Compression::None => self.buf,
+        let (mut buf, spare) = match self.params.compression {
+            Compression::None => (self.buf, None),
             codec => {
                 let records = &self.buf[RECORD_BATCH_OVERHEAD..];
                 let mut out = Vec::with_capacity(RECORD_BATCH_OVERHEAD + records.len() / 2 + 64);
                 out.resize(RECORD_BATCH_OVERHEAD, 0);
                 codec.compress_with_level(records, self.params.compression_level, &mut out)?;
-                out
+                (out, Some(self.buf))
             }
         };
         let batch_length = i32::try_from(buf.len() - LOG_OVERHEAD).map_err(|_| Error::Encode {
@@ -221,7 +242,7 @@ impl BatchBuilder {
         header.write_v2(&mut buf[..RECORD_BATCH_OVERHEAD]);
         let crc = crc32c::crc32c(&buf[CRC_START..]);
         buf[17..21].copy_from_slice(&crc.to_be_bytes());
-        Ok(Bytes::from(buf))
+        Ok((Bytes::from(buf), spare))
     }
 }
 
@@ -239,4 +260,31 @@ pub fn encode_control_batch(
     });
     b.append_control(timestamp, control)?;
     b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_buffer_builds_the_same_batch_as_a_fresh_one() {
+        let params = BatchParams {
+            compression: Compression::Lz4,
+            ..Default::default()
+        };
+        let build = |mut b: BatchBuilder| {
+            b.append(7, Some(b"k"), Some(b"value one"), &[]).unwrap();
+            b.append(9, None, Some(b"value two"), &[]).unwrap();
+            b.finish_reusing().unwrap()
+        };
+        let (fresh, spare) = build(BatchBuilder::new(params));
+        let mut dirty = spare.expect("a compressed batch hands its records buffer back");
+        dirty.extend_from_slice(b"left over from the last batch");
+        let (reused, _) = build(BatchBuilder::with_buffer(params, dirty));
+        assert_eq!(fresh, reused);
+        let plain = BatchBuilder::new(BatchParams::default());
+        let mut plain2 = plain.clone();
+        plain2.append(1, None, Some(b"v"), &[]).unwrap();
+        assert!(plain2.finish_reusing().unwrap().1.is_none());
+    }
 }

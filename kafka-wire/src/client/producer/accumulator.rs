@@ -1,19 +1,27 @@
 //! Per-partition queues of batches waiting to be sent.
 //!
+//! ```text
+//!  topics: Vec<TopicQueues>  ◄── index: name -> position (looked up only when the
+//!     │                           topic differs from the previous record's)
+//!     └─ queues: Vec<PartitionQueue>, by partition number
+//!           └─ batches: VecDeque<Batch>
+//! ```
+//!
 //! A partition's queue holds, front to back: batches waiting for a retry (in
 //! sequence order), closed batches, and at most one open batch that still takes
 //! records. A batch gets its sequence number the first time it is drained and keeps
 //! it across retries; an epoch bump clears the sequences of batches not yet
 //! acknowledged so they are renumbered from 0 under the new epoch.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::Semaphore;
 
-use super::{PartitionMap, ProducerIdentity, ProducerRecord, RecordMetadata};
+use super::delivery::{BatchCompletion, DeliveryFuture};
+use super::{ProducerIdentity, ProducerRecord};
 use crate::client::config::{CompressionType, ProducerConfig};
 use crate::client::partitioner::StickyPartitioner;
 use crate::compression::Compression;
@@ -32,13 +40,8 @@ pub(crate) fn estimated_size(record: &ProducerRecord) -> usize {
         + headers
 }
 
-/// A record on its way into a batch.
-pub(crate) struct PendingRecord {
-    pub record: ProducerRecord,
-    pub timestamp: i64,
-    pub tx: oneshot::Sender<Result<RecordMetadata>>,
-    pub permit: OwnedSemaphorePermit,
-}
+/// Most `buffer.memory` the accumulator takes from the semaphore ahead of need.
+const MEMORY_CHUNK: usize = 16 * 1024;
 
 /// One batch of one partition.
 pub(crate) struct Batch {
@@ -46,8 +49,11 @@ pub(crate) struct Batch {
     pub partition: i32,
     builder: Option<BatchBuilder>,
     encoded: Option<Bytes>,
-    waiters: Vec<(oneshot::Sender<Result<RecordMetadata>>, i64)>,
-    permit: Option<OwnedSemaphorePermit>,
+    /// Shared by the delivery futures of the batch's records.
+    completion: BatchCompletion,
+    records: u32,
+    /// `buffer.memory` held by the batch's records, given back when it is finished.
+    reserved: usize,
     pub created: Instant,
     pub closed: bool,
     /// Id of the first record appended (for `flush`).
@@ -64,16 +70,26 @@ pub(crate) struct Batch {
 impl Batch {
     /// Records in the batch.
     pub fn record_count(&self) -> usize {
-        self.waiters.len()
+        self.records as usize
     }
 
     /// Finishes (compresses) the batch if needed and writes the producer id, epoch
     /// and base sequence into its header, fixing the CRC.
-    pub fn encoded(&mut self, identity: ProducerIdentity) -> Result<Bytes> {
+    /// A compressed batch's records buffer goes to `spare` for the next batch.
+    pub fn encoded(
+        &mut self,
+        identity: ProducerIdentity,
+        spare: &mut SpareBuffers,
+    ) -> Result<Bytes> {
         if let Some(builder) = self.builder.take() {
-            self.encoded = Some(builder.finish()?);
+            let (bytes, buffer) = builder.finish_reusing()?;
+            self.encoded = Some(bytes);
+            if let Some(buffer) = buffer {
+                spare.put(buffer);
+            }
         }
-        let bytes = self.encoded.clone().ok_or_else(|| Error::Encode {
+        // Taken, not cloned: the only reference lets `restamp` write in place.
+        let bytes = self.encoded.take().ok_or_else(|| Error::Encode {
             context: "producer batch",
             message: "batch has no records".into(),
         })?;
@@ -81,6 +97,7 @@ impl Batch {
         if self.stamped == Some(want)
             || (identity == ProducerIdentity::NONE && self.stamped.is_none())
         {
+            self.encoded = Some(bytes.clone());
             return Ok(bytes);
         }
         let stamped = restamp(bytes, identity, self.base_sequence);
@@ -96,31 +113,33 @@ impl Batch {
 
     /// Completes every record of the batch with the broker's answer.
     pub fn complete(self, result: std::result::Result<(i64, i64), &Error>) {
-        let Batch {
-            topic,
-            partition,
-            waiters,
-            ..
-        } = self;
-        for (i, (tx, timestamp)) in waiters.into_iter().enumerate() {
-            let outcome = match result {
-                Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: if base_offset >= 0 {
-                        base_offset + i as i64
-                    } else {
-                        -1
-                    },
-                    timestamp: if log_append_time >= 0 {
-                        log_append_time
-                    } else {
-                        timestamp
-                    },
-                }),
-                Err(e) => Err(e.clone_lossy()),
-            };
-            let _ = tx.send(outcome);
+        self.completion.complete(result.map_err(Error::clone_lossy));
+    }
+}
+
+/// Records buffers of finished (compressed) batches, for new batches to write into.
+#[derive(Default)]
+pub(crate) struct SpareBuffers {
+    buffers: Vec<Vec<u8>>,
+    /// Capacity a new batch asks for; larger buffers are not kept.
+    capacity: usize,
+}
+
+impl SpareBuffers {
+    /// At most this many are kept (a round of the sender finishes a few batches,
+    /// and new ones take them back at about the same rate).
+    const MAX: usize = 8;
+
+    fn put(&mut self, buffer: Vec<u8>) {
+        if self.buffers.len() < Self::MAX && buffer.capacity() <= 2 * self.capacity {
+            self.buffers.push(buffer);
+        }
+    }
+
+    fn builder(&mut self, params: BatchParams) -> BatchBuilder {
+        match self.buffers.pop() {
+            Some(buffer) => BatchBuilder::with_buffer(params, buffer),
+            None => BatchBuilder::with_capacity(params, self.capacity),
         }
     }
 }
@@ -166,9 +185,26 @@ pub(crate) struct PartitionQueue {
     pub draining: bool,
 }
 
+/// One topic's partition queues, and what `send` needs to know of the topic.
+pub(crate) struct TopicQueues {
+    pub name: Arc<str>,
+    /// Partition count `send` uses (from the client's metadata cache).
+    pub partition_count: i32,
+    /// The cached metadata was stale when last looked at: the next `send` to the
+    /// topic reads the partition count again (refreshing metadata if needed).
+    pub recheck: bool,
+    /// Current sticky partition for unkeyed records; -1 before the first.
+    sticky: i32,
+    /// Indexed by partition number.
+    pub queues: Vec<PartitionQueue>,
+}
+
 /// Every partition's queue plus producer-wide state; lives behind one mutex.
 pub(crate) struct Accumulator {
-    pub partitions: PartitionMap<PartitionQueue>,
+    pub topics: Vec<TopicQueues>,
+    index: HashMap<Arc<str>, usize>,
+    /// Position of the topic of the previous record (most sends repeat it).
+    last_topic: usize,
     pub sticky: StickyPartitioner,
     pub identity: ProducerIdentity,
     /// Set when the producer can no longer send (closed, fenced).
@@ -185,10 +221,18 @@ pub(crate) struct Accumulator {
     batch_size: usize,
     pub linger: Duration,
     params: BatchParams,
+    /// `buffer.memory`, one permit per byte.
+    memory: Arc<Semaphore>,
+    /// Permits taken from `memory` and not yet held by a batch (at most
+    /// `memory_chunk`): most records reserve their bytes from here, without touching
+    /// the semaphore. Counted against `buffer.memory` like the batches' bytes.
+    credit: usize,
+    memory_chunk: usize,
+    pub spare: SpareBuffers,
 }
 
 impl Accumulator {
-    pub fn new(config: &ProducerConfig, sticky: StickyPartitioner) -> Self {
+    pub fn new(config: &ProducerConfig, sticky: StickyPartitioner, memory: Arc<Semaphore>) -> Self {
         let compression = match config.compression {
             CompressionType::None => Compression::None,
             CompressionType::Gzip => Compression::Gzip,
@@ -197,7 +241,9 @@ impl Accumulator {
             CompressionType::Zstd => Compression::Zstd,
         };
         Accumulator {
-            partitions: PartitionMap::new(),
+            topics: Vec::new(),
+            index: HashMap::new(),
+            last_topic: 0,
             sticky,
             identity: ProducerIdentity::NONE,
             fatal: None,
@@ -213,33 +259,137 @@ impl Accumulator {
                 transactional: config.transactional_id.is_some(),
                 ..Default::default()
             },
+            memory,
+            credit: 0,
+            memory_chunk: (config.buffer_memory / 16).clamp(1, MEMORY_CHUNK),
+            spare: SpareBuffers {
+                buffers: Vec::new(),
+                capacity: config.batch_size.clamp(1, 1 << 20),
+            },
         }
     }
 
-    /// Appends a record to its partition's open batch (opening one when needed).
-    /// Returns whether the sender should wake (a batch opened or filled up, or no linger).
+    /// The position of `topic` in `topics`, if it has one.
+    pub fn topic_index(&mut self, topic: &str) -> Option<usize> {
+        if let Some(t) = self.topics.get(self.last_topic) {
+            if *t.name == *topic {
+                return Some(self.last_topic);
+            }
+        }
+        let i = *self.index.get(topic)?;
+        self.last_topic = i;
+        Some(i)
+    }
+
+    /// Adds `topic` with `partition_count` partitions (or updates its count).
+    pub fn add_topic(&mut self, topic: &str, partition_count: i32) -> usize {
+        if let Some(i) = self.topic_index(topic) {
+            self.topics[i].partition_count = partition_count;
+            self.topics[i].recheck = false;
+            return i;
+        }
+        let name: Arc<str> = Arc::from(topic);
+        let i = self.topics.len();
+        self.topics.push(TopicQueues {
+            name: name.clone(),
+            partition_count,
+            recheck: false,
+            sticky: -1,
+            queues: Vec::new(),
+        });
+        self.index.insert(name, i);
+        self.last_topic = i;
+        i
+    }
+
+    /// The queue of `topic`-`partition`, if it has one.
+    pub fn queue(&self, topic: &str, partition: i32) -> Option<&PartitionQueue> {
+        let i = *self.index.get(topic)?;
+        self.topics[i].queues.get(usize::try_from(partition).ok()?)
+    }
+
+    /// The queue of `topic`-`partition`, if it has one.
+    pub fn queue_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionQueue> {
+        let i = *self.index.get(topic)?;
+        self.topics[i]
+            .queues
+            .get_mut(usize::try_from(partition).ok()?)
+    }
+
+    /// Every partition queue.
+    pub fn queues_mut(&mut self) -> impl Iterator<Item = &mut PartitionQueue> {
+        self.topics.iter_mut().flat_map(|t| t.queues.iter_mut())
+    }
+
+    /// The partition for an unkeyed record of topic `topic` (sticky, KIP-480).
+    pub fn sticky_partition(&mut self, topic: usize) -> i32 {
+        let t = &mut self.topics[topic];
+        if t.sticky < 0 || t.sticky >= t.partition_count {
+            t.sticky = self.sticky.partition(&t.name, t.partition_count);
+        }
+        t.sticky
+    }
+
+    /// Takes `size` bytes of `buffer.memory` for a record without waiting: from the
+    /// credit, else from the semaphore (a chunk ahead when it has one). False when
+    /// the memory is not there; the caller then waits with [`Self::release_credit`]
+    /// and [`Self::add_credit`].
+    pub fn try_reserve(&mut self, size: usize) -> bool {
+        if self.credit >= size {
+            self.credit -= size;
+            return true;
+        }
+        let need = size - self.credit;
+        for take in [need.max(self.memory_chunk), need] {
+            let Ok(n) = u32::try_from(take) else {
+                continue;
+            };
+            if let Ok(permit) = self.memory.try_acquire_many(n) {
+                permit.forget();
+                self.credit = self.credit + take - size;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Gives the credit back to the semaphore, so that a sender about to wait for
+    /// memory does not hold some of it back (with a record as large as
+    /// `buffer.memory`, that would wait forever).
+    pub fn release_credit(&mut self) {
+        self.memory.add_permits(std::mem::take(&mut self.credit));
+    }
+
+    /// Adds permits a waiting sender got from the semaphore (and `forget`).
+    pub fn add_credit(&mut self, permits: usize) {
+        self.credit += permits;
+    }
+
+    /// Appends a record to the open batch of partition `partition` of topic
+    /// `topic` (opening one when needed). The record's `size` bytes of
+    /// `buffer.memory` must be reserved already ([`Self::try_reserve`]). Returns the
+    /// record's delivery future, whether the sender should wake (a batch opened or
+    /// filled up, or no linger) and whether a batch was opened.
     pub fn append(
         &mut self,
-        topic: String,
+        topic: usize,
         partition: i32,
-        pending: PendingRecord,
-        partitions: i32,
+        record: &ProducerRecord,
+        timestamp: i64,
+        size: usize,
         sticky: bool,
-    ) -> Result<bool> {
-        let size = estimated_size(&pending.record);
+    ) -> Result<(DeliveryFuture, bool, bool)> {
         let id = self.appended;
-        // The topic string is cloned once per partition, not once per record.
-        let key = (topic, partition);
-        if !self.partitions.contains_key(&key) {
-            self.partitions
-                .insert(key.clone(), PartitionQueue::default());
-        }
-        let Some(queue) = self.partitions.get_mut(&key) else {
-            return Err(Error::Encode {
-                context: "producer",
-                message: "no partition queue".into(),
-            });
+        let no_queue = || Error::Encode {
+            context: "producer",
+            message: format!("no queue for partition {partition}"),
         };
+        let slot = usize::try_from(partition).map_err(|_| no_queue())?;
+        let t = self.topics.get_mut(topic).ok_or_else(no_queue)?;
+        if t.queues.len() <= slot {
+            t.queues.resize_with(slot + 1, PartitionQueue::default);
+        }
+        let queue = &mut t.queues[slot];
         let fits = match queue.batches.back() {
             Some(b) if !b.closed => match &b.builder {
                 Some(builder) => {
@@ -260,15 +410,13 @@ impl Accumulator {
                 }
             }
             queue.batches.push_back(Batch {
-                topic: Arc::from(key.0.as_str()),
+                completion: BatchCompletion::new(t.name.clone(), partition),
+                topic: t.name.clone(),
                 partition,
-                builder: Some(BatchBuilder::with_capacity(
-                    self.params,
-                    self.batch_size.min(1 << 20),
-                )),
+                builder: Some(self.spare.builder(self.params)),
                 encoded: None,
-                waiters: Vec::new(),
-                permit: None,
+                records: 0,
+                reserved: 0,
                 created: Instant::now(),
                 closed: false,
                 first_id: id,
@@ -281,17 +429,8 @@ impl Accumulator {
             *self.outstanding.entry(id).or_default() += 1;
         }
         let Some(batch) = queue.batches.back_mut() else {
-            return Err(Error::Encode {
-                context: "producer",
-                message: "no open batch".into(),
-            });
+            return Err(no_queue());
         };
-        let PendingRecord {
-            record,
-            timestamp,
-            tx,
-            permit,
-        } = pending;
         let Some(builder) = batch.builder.as_mut() else {
             return Err(Error::Encode {
                 context: "producer",
@@ -304,20 +443,20 @@ impl Accumulator {
             record.value.as_deref(),
             &record.headers,
         )?;
-        batch.waiters.push((tx, timestamp));
-        match &mut batch.permit {
-            Some(p) => p.merge(permit),
-            None => batch.permit = Some(permit),
-        }
+        let future = batch.completion.future(batch.records, timestamp);
+        batch.records += 1;
+        batch.reserved += size;
         if builder.uncompressed_size() >= self.batch_size {
             batch.closed = true;
             filled = true;
         }
         self.appended += 1;
         if filled && sticky {
-            self.sticky.batch_complete(&key.0, partition, partitions);
+            t.sticky = self
+                .sticky
+                .batch_complete(&t.name, partition, t.partition_count);
         }
-        Ok(filled || opened || self.linger.is_zero())
+        Ok((future, filled || opened || self.linger.is_zero(), opened))
     }
 
     /// Whether a batch (the front of a queue) may go out now.
@@ -335,8 +474,9 @@ impl Accumulator {
     /// draining partition's front included). Fronts that are ready but held back by
     /// in-flight limits are not deadlines: the answer that frees them wakes the sender.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        self.partitions
-            .values()
+        self.topics
+            .iter()
+            .flat_map(|t| t.queues.iter())
             .filter_map(|q| q.batches.front())
             .map(|b| b.retry_at.unwrap_or(b.created + self.linger))
             .filter(|&at| at > now)
@@ -351,7 +491,7 @@ impl Accumulator {
                 self.outstanding.remove(&batch.first_id);
             }
         }
-        batch.permit = None;
+        self.memory.add_permits(std::mem::take(&mut batch.reserved));
     }
 
     /// Whether every record with an id below `target` has completed.
@@ -370,7 +510,7 @@ impl Accumulator {
     /// Fails every batch still queued (not in flight).
     pub fn fail_queued(&mut self, error: impl Fn() -> Error) {
         let mut all: Vec<Batch> = Vec::new();
-        for q in self.partitions.values_mut() {
+        for q in self.queues_mut() {
             all.extend(q.batches.drain(..));
         }
         for mut b in all {
@@ -382,7 +522,7 @@ impl Accumulator {
     /// Clears the sequence numbers of every queued batch and restarts each
     /// partition's sequence at 0 (after an epoch bump).
     pub fn reset_sequences(&mut self) {
-        for q in self.partitions.values_mut() {
+        for q in self.queues_mut() {
             q.next_sequence = 0;
             q.acked_next = 0;
             q.confirmed = false;
@@ -391,5 +531,69 @@ impl Accumulator {
                 b.base_sequence = -1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accumulator(buffer_memory: usize) -> (Accumulator, Arc<Semaphore>) {
+        let props = [
+            ("bootstrap.servers", "127.0.0.1:1"),
+            ("buffer.memory", &buffer_memory.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = ProducerConfig::from_properties(&props).unwrap();
+        let memory = Arc::new(Semaphore::new(buffer_memory));
+        let acc = Accumulator::new(&config, StickyPartitioner::new(), memory.clone());
+        (acc, memory)
+    }
+
+    #[test]
+    fn reservations_and_credit_stay_within_buffer_memory() {
+        let (mut acc, memory) = accumulator(65536);
+        let mut reserved = 0;
+        while acc.try_reserve(1000) {
+            reserved += 1000;
+            assert_eq!(reserved + acc.credit + memory.available_permits(), 65536);
+        }
+        // Fails only when less than a record is left, credit included.
+        assert!(acc.credit + memory.available_permits() < 1000);
+        acc.release_credit();
+        assert_eq!(acc.credit, 0);
+        assert_eq!(reserved + memory.available_permits(), 65536);
+    }
+
+    #[test]
+    fn a_sender_waiting_for_memory_can_get_all_of_buffer_memory() {
+        let (mut acc, memory) = accumulator(65536);
+        assert!(acc.try_reserve(100));
+        assert!(acc.credit > 0);
+        assert!(!acc.try_reserve(65536));
+        // What `send` does before it waits on the semaphore for the whole record.
+        acc.release_credit();
+        assert_eq!(acc.credit, 0);
+        memory.add_permits(100); // the small record's batch is finished
+        assert_eq!(memory.available_permits(), 65536);
+    }
+
+    #[test]
+    fn appended_records_count_against_their_batch_until_it_is_finished() {
+        let (mut acc, memory) = accumulator(65536);
+        let t = acc.add_topic("t", 2);
+        let record = ProducerRecord::new("t", vec![0u8; 100]);
+        let size = estimated_size(&record);
+        assert!(acc.try_reserve(size));
+        let (_future, _, opened) = acc.append(t, 1, &record, 0, size, true).unwrap();
+        assert!(opened);
+        acc.release_credit();
+        assert_eq!(memory.available_permits(), 65536 - size);
+        let mut batch = acc.topics[t].queues[1].batches.pop_front().unwrap();
+        acc.finished(&mut batch);
+        assert_eq!(memory.available_permits(), 65536);
+        assert!(acc.is_empty());
     }
 }

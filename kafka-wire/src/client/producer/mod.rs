@@ -17,17 +17,19 @@
 //! space instead of growing the queues, which is the producer's backpressure.
 
 mod accumulator;
+mod delivery;
 mod sender;
 
-use std::collections::HashMap;
+pub use self::delivery::DeliveryFuture;
+
 use std::sync::atomic::AtomicI16;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 
-use self::accumulator::{Accumulator, PendingRecord};
+use self::accumulator::Accumulator;
 use super::cluster::Client;
 use super::config::ProducerConfig;
 use super::partitioner::{StickyPartitioner, partition_for_key};
@@ -102,29 +104,10 @@ pub struct RecordMetadata {
     pub timestamp: i64,
 }
 
-/// The outcome of one `send`, resolved when the broker acknowledges (or the
-/// producer gives up on) the record's batch.
-#[derive(Debug)]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl std::future::Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::Disconnected {
-                    broker: "producer".into(),
-                    reason: "producer dropped".into(),
-                })
-            })
-        })
-    }
+/// What `send` waits for with the accumulator unlocked.
+enum Wait {
+    Metadata,
+    Memory,
 }
 
 /// The producer id and epoch a producer writes with.
@@ -191,7 +174,11 @@ impl Producer {
     pub async fn with_client(client: Client, config: ProducerConfig) -> Result<Producer> {
         let memory = Arc::new(Semaphore::new(config.buffer_memory));
         let shared = Arc::new(Shared {
-            acc: Mutex::new(Accumulator::new(&config, StickyPartitioner::new())),
+            acc: Mutex::new(Accumulator::new(
+                &config,
+                StickyPartitioner::new(),
+                memory.clone(),
+            )),
             client,
             memory,
             wake: Notify::new(),
@@ -242,9 +229,8 @@ impl Producer {
     /// Waits (up to `max.block.ms`) for topic metadata and for room in
     /// `buffer.memory`. Errors here mean the record was not queued; errors of the
     /// returned future mean it was queued but not (or not provably) written.
-    pub async fn send(&self, mut record: ProducerRecord) -> Result<DeliveryFuture> {
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let config = &self.shared.config;
-        let deadline = Instant::now() + config.max_block;
         let size = accumulator::estimated_size(&record);
         if size > config.max_request_size || size > config.buffer_memory {
             return Err(Error::Encode {
@@ -255,82 +241,113 @@ impl Producer {
                 ),
             });
         }
-        // Fast paths first: cached metadata and free buffer memory need no timer.
-        let partitions = match self.shared.client.cached_partition_count(&record.topic) {
-            Some(n) => n,
-            None => tokio::time::timeout_at(deadline.into(), self.partition_count(&record.topic))
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        // The fast path (topic known, memory free) takes the lock once and reads no
+        // clock but the timestamp's; the max.block.ms deadline starts at the first wait.
+        let mut deadline = None;
+        let mut deadline = || *deadline.get_or_insert_with(|| Instant::now() + config.max_block);
+        loop {
+            let wait = 'locked: {
+                let mut acc = self.shared.lock();
+                if let Some(reason) = &acc.fatal {
+                    return Err(Error::Disconnected {
+                        broker: "producer".into(),
+                        reason: reason.clone(),
+                    });
+                }
+                let topic = match acc.topic_index(&record.topic) {
+                    Some(t) if !acc.topics[t].recheck => t,
+                    _ => break 'locked Wait::Metadata,
+                };
+                let mut partitions = acc.topics[topic].partition_count;
+                if let Some(p) = record.partition {
+                    if p >= partitions {
+                        // Partitions may have been added since the count was cached.
+                        if let Some(n) = self.shared.client.cached_partition_count(&record.topic) {
+                            acc.topics[topic].partition_count = n;
+                            partitions = n;
+                        }
+                    }
+                    if p < 0 || p >= partitions {
+                        return Err(Error::Broker {
+                            code: crate::error_code::ErrorCode::UnknownTopicOrPartition,
+                            context: format!(
+                                "{}-{p}: the topic has {partitions} partitions",
+                                record.topic
+                            ),
+                        });
+                    }
+                }
+                if !acc.try_reserve(size) {
+                    acc.release_credit();
+                    break 'locked Wait::Memory;
+                }
+                let keyed = record.key.is_some() && !config.partitioner_ignore_keys;
+                let partition = match (record.partition, &record.key) {
+                    (Some(p), _) => p,
+                    (None, Some(key)) if keyed => partition_for_key(key, partitions),
+                    _ => acc.sticky_partition(topic),
+                };
+                let (future, wake, opened) =
+                    match acc.append(topic, partition, &record, timestamp, size, !keyed) {
+                        Ok(appended) => appended,
+                        Err(e) => {
+                            acc.add_credit(size);
+                            return Err(e);
+                        }
+                    };
+                if opened {
+                    // A batch per partition, not a record, re-reads the metadata cache:
+                    // stale metadata makes the next send refresh it.
+                    let t = &mut acc.topics[topic];
+                    match self.shared.client.cached_partition_count(&t.name) {
+                        Some(n) => t.partition_count = n,
+                        None => t.recheck = true,
+                    }
+                }
+                drop(acc);
+                if wake {
+                    self.shared.wake.notify_one();
+                }
+                return Ok(future);
+            };
+            match wait {
+                Wait::Metadata => {
+                    let n = self.wait_partition_count(&record.topic, deadline()).await?;
+                    self.shared.lock().add_topic(&record.topic, n);
+                }
+                Wait::Memory => {
+                    let permit = tokio::time::timeout_at(
+                        deadline().into(),
+                        self.shared.memory.acquire_many(size as u32),
+                    )
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        context: "waiting for buffer.memory (max.block.ms)".into(),
+                    })?
+                    .map_err(|_| Error::Disconnected {
+                        broker: "producer".into(),
+                        reason: "producer closed".into(),
+                    })?;
+                    // Held as credit, where the next try takes it from.
+                    permit.forget();
+                    self.shared.lock().add_credit(size);
+                }
+            }
+        }
+    }
+
+    /// The topic's partition count from the metadata cache, refreshing it if needed
+    /// (up to `deadline`).
+    async fn wait_partition_count(&self, topic: &str, deadline: Instant) -> Result<i32> {
+        match self.shared.client.cached_partition_count(topic) {
+            Some(n) => Ok(n),
+            None => tokio::time::timeout_at(deadline.into(), self.partition_count(topic))
                 .await
                 .map_err(|_| Error::Timeout {
-                    context: format!("metadata for {} (max.block.ms)", record.topic),
-                })??,
-        };
-        if let Some(p) = record.partition {
-            if p < 0 || p >= partitions {
-                return Err(Error::Broker {
-                    code: crate::error_code::ErrorCode::UnknownTopicOrPartition,
-                    context: format!(
-                        "{}-{p}: the topic has {partitions} partitions",
-                        record.topic
-                    ),
-                });
-            }
+                    context: format!("metadata for {topic} (max.block.ms)"),
+                })?,
         }
-        let permit = match self
-            .shared
-            .memory
-            .clone()
-            .try_acquire_many_owned(size as u32)
-        {
-            Ok(permit) => permit,
-            Err(_) => tokio::time::timeout_at(
-                deadline.into(),
-                self.shared.memory.clone().acquire_many_owned(size as u32),
-            )
-            .await
-            .map_err(|_| Error::Timeout {
-                context: "waiting for buffer.memory (max.block.ms)".into(),
-            })?
-            .map_err(|_| Error::Disconnected {
-                broker: "producer".into(),
-                reason: "producer closed".into(),
-            })?,
-        };
-        let (tx, rx) = oneshot::channel();
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let wake = {
-            let mut acc = self.shared.lock();
-            if let Some(reason) = &acc.fatal {
-                return Err(Error::Disconnected {
-                    broker: "producer".into(),
-                    reason: reason.clone(),
-                });
-            }
-            let partition = match record.partition {
-                Some(p) => p,
-                None => match (&record.key, config.partitioner_ignore_keys) {
-                    (Some(key), false) => partition_for_key(key, partitions),
-                    _ => acc.sticky.partition(&record.topic, partitions),
-                },
-            };
-            let keyed = record.key.is_some() && !config.partitioner_ignore_keys;
-            let topic = std::mem::take(&mut record.topic);
-            acc.append(
-                topic,
-                partition,
-                PendingRecord {
-                    record,
-                    timestamp,
-                    tx,
-                    permit,
-                },
-                partitions,
-                !keyed,
-            )?
-        };
-        if wake {
-            self.shared.wake.notify_one();
-        }
-        Ok(DeliveryFuture { rx })
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32> {
@@ -399,8 +416,3 @@ pub(crate) fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
-
-/// A topic and partition.
-pub(crate) type TopicPartition = (String, i32);
-
-pub(crate) type PartitionMap<T> = HashMap<TopicPartition, T>;

@@ -197,7 +197,15 @@ fn expire(shared: &Shared) {
     let now = Instant::now();
     let mut acc = shared.lock();
     let mut expired = Vec::new();
-    for q in acc.partitions.values_mut() {
+    for q in acc.queues_mut() {
+        // Most rounds expire nothing: only then is the queue rebuilt.
+        if !q
+            .batches
+            .iter()
+            .any(|b| now.duration_since(b.created) > limit)
+        {
+            continue;
+        }
         let mut keep = std::collections::VecDeque::with_capacity(q.batches.len());
         while let Some(b) = q.batches.pop_front() {
             if now.duration_since(b.created) > limit {
@@ -244,24 +252,29 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
     let identity = acc.identity;
     let mut by_leader: HashMap<i32, (usize, Vec<Batch>)> = HashMap::new();
     let mut missing_metadata = Vec::new();
-    let keys: Vec<_> = acc.partitions.keys().cloned().collect();
-    for key in keys {
-        let Some(front) = acc.partitions.get(&key).and_then(|q| q.batches.front()) else {
+    let keys: Vec<(usize, usize)> = acc
+        .topics
+        .iter()
+        .enumerate()
+        .flat_map(|(t, topic)| (0..topic.queues.len()).map(move |p| (t, p)))
+        .collect();
+    for (t, p) in keys {
+        let Some(front) = acc.topics[t].queues[p].batches.front() else {
             continue;
         };
         if !acc.is_ready(front, now) {
             continue;
         }
-        let Some(leader) = shared.client.cached_leader(&key.0, key.1) else {
-            missing_metadata.push(key.0.clone());
+        let name = acc.topics[t].name.clone();
+        let partition = p as i32;
+        let Some(leader) = shared.client.cached_leader(&name, partition) else {
+            missing_metadata.push(name.to_string());
             continue;
         };
         if broker_in_flight.get(&leader).copied().unwrap_or(0) >= config.max_in_flight {
             continue;
         }
-        let Some(q) = acc.partitions.get_mut(&key) else {
-            continue;
-        };
+        let q = &mut acc.topics[t].queues[p];
         if q.draining {
             if q.in_flight > 0 {
                 continue;
@@ -284,7 +297,7 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
             batch.base_sequence = q.next_sequence;
             q.next_sequence = q.next_sequence.wrapping_add(batch.record_count() as i32) & i32::MAX;
         }
-        let bytes = match batch.encoded(identity) {
+        let bytes = match batch.encoded(identity, &mut acc.spare) {
             Ok(b) => b,
             Err(e) => {
                 acc.finished(&mut batch);
@@ -294,15 +307,11 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
         };
         if entry.0 > 0 && entry.0 + bytes.len() > config.max_request_size {
             // Full request: the batch waits for the next round.
-            if let Some(q) = acc.partitions.get_mut(&key) {
-                q.batches.push_front(batch);
-            }
+            acc.topics[t].queues[p].batches.push_front(batch);
             continue;
         }
         entry.0 += bytes.len();
-        if let Some(q) = acc.partitions.get_mut(&key) {
-            q.in_flight += 1;
-        }
+        acc.topics[t].queues[p].in_flight += 1;
         batch.sent = true;
         batch.retry_at = None;
         crate::client::metrics::batch_sent(batch.record_count(), bytes.len());
@@ -402,7 +411,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
     }
     for mut batch in batches {
         let key = (batch.topic.to_string(), batch.partition);
-        if let Some(q) = acc.partitions.get_mut(&key) {
+        if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
             q.in_flight = q.in_flight.saturating_sub(1);
         }
         let outcome: std::result::Result<(i64, i64), Error> = match &result {
@@ -450,7 +459,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
         match outcome {
             Ok(done) => {
                 if batch.base_sequence >= 0 {
-                    if let Some(q) = acc.partitions.get_mut(&key) {
+                    if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
                         q.acked_next = batch
                             .base_sequence
                             .wrapping_add(batch.record_count() as i32)
@@ -467,10 +476,12 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                 // The head batch is the one the broker expects next: every earlier
                 // sequence of the partition was acknowledged.
                 // A batch behind it can never be accepted: later sequences are in.
-                let (head, behind) = acc.partitions.get(&key).map_or((false, false), |q| {
-                    let ahead = q.acked_next.wrapping_sub(batch.base_sequence);
-                    (ahead == 0, q.confirmed && ahead > 0 && ahead < (1 << 30))
-                });
+                let (head, behind) =
+                    acc.queue(&batch.topic, batch.partition)
+                        .map_or((false, false), |q| {
+                            let ahead = q.acked_next.wrapping_sub(batch.base_sequence);
+                            (ahead == 0, q.confirmed && ahead > 0 && ahead < (1 << 30))
+                        });
                 let action = match code {
                     Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent && (head || behind) => {
                         Action::FailAndBump
@@ -503,7 +514,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                             delay = backoff.next_delay();
                         }
                         batch.retry_at = Some(Instant::now() + delay);
-                        if let Some(q) = acc.partitions.get_mut(&key) {
+                        if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
                             q.draining = true;
                             // Retries go to the front, in sequence order.
                             let at = q
