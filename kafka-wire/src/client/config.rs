@@ -586,6 +586,22 @@ impl ConsumerConfig {
             Some("consumer") => GroupProtocol::Consumer,
             Some(v) => return Err(Props::invalid("group.protocol", v, "classic or consumer")),
         };
+        if group_protocol == GroupProtocol::Consumer {
+            // KIP-848: the broker assigns partitions and owns the session and heartbeat
+            // timing; a setting that would be silently ignored is refused (as in Java).
+            for key in [
+                "partition.assignment.strategy",
+                "session.timeout.ms",
+                "heartbeat.interval.ms",
+            ] {
+                if p.str(key).is_some() {
+                    return Err(Error::Config {
+                        key: key.into(),
+                        message: "not used with group.protocol=consumer (the broker decides it; see group.remote.assignor and the broker's group.consumer.* settings)".into(),
+                    });
+                }
+            }
+        }
         let strategies: Vec<String> = p
             .str("partition.assignment.strategy")
             .unwrap_or("range,cooperative-sticky")
@@ -672,6 +688,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn classic_only_settings_are_refused_with_the_consumer_protocol() {
+        let base = [
+            ("bootstrap.servers", "127.0.0.1:9092"),
+            ("group.protocol", "consumer"),
+        ];
+        assert!(ConsumerConfig::from_properties(&props(&base)).is_ok());
+        for key in [
+            "partition.assignment.strategy",
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+        ] {
+            let value = if key.ends_with("strategy") {
+                "range"
+            } else {
+                "1000"
+            };
+            let mut with = props(&base);
+            with.insert(key.to_string(), value.to_string());
+            match ConsumerConfig::from_properties(&with) {
+                Err(Error::Config { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]
