@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::{random_topic, require_broker};
+use kafka_wire::ErrorCode;
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
@@ -499,6 +500,66 @@ async fn partitions_added_to_a_subscribed_topic_get_assigned() {
     wait_balanced(&shared, &["m1", "m2"], &topic, 5, generation).await;
     m1.stop().await;
     m2.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_now_fails_once_a_rebalance_begins_and_succeeds_after_the_rejoin() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-hb");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 2)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let mut first = GroupConsumer::new(config(&bootstrap, &group, &[]))
+        .await
+        .unwrap();
+    first.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while first.assignment().len() != 2 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the first member never got both partitions"
+        );
+        first.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    first.heartbeat_now().await.unwrap();
+
+    // A second member joins; the first does not poll, so it is still in the old
+    // generation when its next heartbeat hears of the rebalance.
+    let shared = Arc::new(Shared::default());
+    let second = start_member(
+        "second",
+        config(&bootstrap, &group, &[]),
+        &topic,
+        shared.clone(),
+    );
+    let start = Instant::now();
+    let err = loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "heartbeat_now never saw the rebalance"
+        );
+        match first.heartbeat_now().await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), Some(ErrorCode::RebalanceInProgress), "{err}");
+
+    // After polling (the rejoin) the member is settled again.
+    let start = Instant::now();
+    while first.rebalance_pending() || first.assignment().len() != 1 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the first member never rejoined"
+        );
+        first.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    first.heartbeat_now().await.unwrap();
+    first.close().await.unwrap();
+    second.stop().await;
 }
 
 #[tokio::test]

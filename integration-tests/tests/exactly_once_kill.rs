@@ -196,8 +196,9 @@ async fn run(partitions: i32, records: usize, kills: usize) {
     let mut killed = 0;
     let mut committed_at_kill = Vec::new();
     while killed < kills {
-        // Let it run between 0.5 and 2 s, then SIGKILL it (Child::kill sends SIGKILL).
-        tokio::time::sleep(Duration::from_millis(500 + next() % 1_500)).await;
+        // Let it run between 0.3 and 1.2 s, then SIGKILL it (Child::kill sends
+        // SIGKILL): all kills land well before a copier run would end on its own.
+        tokio::time::sleep(Duration::from_millis(300 + next() % 900)).await;
         if child.try_wait().unwrap().is_some() {
             break; // finished before we could kill it again
         }

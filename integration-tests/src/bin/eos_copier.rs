@@ -101,10 +101,14 @@ async fn main() -> anyhow::Result<()> {
         if let Err(e) = &offered {
             eprintln!("eos_copier {txn_id}: offsets refused, aborting: {e}");
         }
-        let rebalancing = consumer.rebalance_pending();
-        if rebalancing {
-            eprintln!("eos_copier {txn_id}: partitions are moving, aborting");
-        }
+        // A successful heartbeat just before EndTxn: abort if the partitions move.
+        let rebalancing = match consumer.heartbeat_now().await {
+            Ok(()) => false,
+            Err(e) => {
+                eprintln!("eos_copier {txn_id}: partitions are moving, aborting: {e}");
+                true
+            }
+        };
         if offered.is_err() || rebalancing || abort_on_purpose {
             producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             consumer.seek_to_committed().await?;

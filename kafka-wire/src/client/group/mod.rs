@@ -70,6 +70,7 @@ use super::config::{ConsumerConfig, GroupProtocol};
 use super::consumer::{Consumer, ConsumerRecord};
 use super::transaction::ConsumerGroupMetadata;
 use crate::error::{Error, Result};
+use crate::error_code::ErrorCode;
 
 /// A change of the member's partitions, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +318,28 @@ impl GroupConsumer {
             Member::Classic(m) => m.lock().rejoin,
             Member::Consumer(m) => m.lock().reconciling(),
         }
+    }
+
+    /// Heartbeats now and fails unless this member still holds its partitions in a
+    /// settled group. Call it just before committing a transaction that carries
+    /// this member's offsets, and abort instead when it fails: a rebalance has
+    /// begun or the membership has ended (the KIP-447 practice of a successful
+    /// heartbeat right before EndTxn).
+    pub async fn heartbeat_now(&self) -> Result<()> {
+        match &self.member {
+            Member::Classic(m) => m.heartbeat().await?,
+            Member::Consumer(m) => m.heartbeat().await?,
+        }
+        if self.rebalance_pending() || self.generation() < 0 {
+            return Err(Error::Broker {
+                code: ErrorCode::RebalanceInProgress,
+                context: format!(
+                    "group {}: this member's partitions are moving",
+                    self.member.group_id()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Joins or rejoins the group when needed; see the module doc.
