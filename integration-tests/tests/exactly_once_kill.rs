@@ -3,7 +3,10 @@
 //! transaction, aborting about a third of its transactions on purpose. The test
 //! kills it with SIGKILL at random moments and restarts it; afterwards the output,
 //! read with read_committed, holds exactly one transformed copy of every input
-//! record, in input order per partition, and no transaction is left open.
+//! record, in input order per partition, and no transaction is left open. The
+//! same holds when a copier is stalled (SIGSTOP) and replaced, by a copier with
+//! other ids or with its own `transactional.id`, and when the broker is killed
+//! and restarted under a running copier.
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
 use std::collections::BTreeMap;
@@ -288,9 +291,26 @@ fn signal(child: &Child, sig: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
+    stalled_zombie(false).await;
+}
+
+/// Two processes with the same `transactional.id` (and group instance id): the
+/// successor's InitProducerId fences the stalled one and aborts its open
+/// transaction; on waking, the zombie's next step is refused as fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_zombie_with_the_same_transactional_id_is_fenced_by_its_successor() {
+    stalled_zombie(true).await;
+}
+
+/// Copier A is stopped (SIGSTOP) inside an open transaction; copier B takes over
+/// its partitions (after A's session expires, or at once when it reuses A's ids);
+/// A is woken (SIGCONT) and must be refused, and nothing it wrote after the stall
+/// may become visible.
+async fn stalled_zombie(same_transactional_id: bool) {
     let bootstrap = require_broker!();
     let _turn = ONE_AT_A_TIME.lock().await;
     let job = Job::new(&bootstrap, "eos-stall", 3, 60_000).await;
+    eprintln!("successor reuses the zombie's transactional.id: {same_transactional_id}");
     let (input, output) = (&job.input, &job.output);
     let group = random_topic("eos-stall-group");
     // A 300 ms pause inside each transaction, so the stall lands in an open one; seed
@@ -309,8 +329,14 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
     };
     let committed_end = || job.output_end(IsolationLevel::ReadCommitted);
     // A works a little, then stalls (SIGSTOP) past its session timeout (6 s).
+    let zombie_id = random_topic("eos-stall-a");
+    let successor_id = if same_transactional_id {
+        zombie_id.clone()
+    } else {
+        random_topic("eos-stall-b")
+    };
     let mut zombie = Command::new(env!("CARGO_BIN_EXE_eos_copier"))
-        .args(args(&random_topic("eos-stall-a"), "0"))
+        .args(args(&zombie_id, "0"))
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -334,9 +360,10 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
     signal(&zombie, "STOP");
     let at_stall = committed_end().await;
 
-    // B joins and takes over A's partitions once A's session has expired.
+    // B joins and takes over A's partitions once A's session has expired (or at
+    // once, replacing A's static membership, when it reuses A's ids).
     let mut successor = Command::new(env!("CARGO_BIN_EXE_eos_copier"))
-        .args(args(&random_topic("eos-stall-b"), "7"))
+        .args(args(&successor_id, "7"))
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -369,6 +396,12 @@ async fn a_stalled_zombie_is_fenced_and_its_writes_stay_invisible() {
             || zombie_log.contains("partitions are moving"),
         "the zombie was never told it was fenced"
     );
+    if same_transactional_id {
+        assert!(
+            zombie_log.to_lowercase().contains("fenced"),
+            "the zombie's refusal does not say it was fenced"
+        );
+    }
 
     job.check_exactly_once(&bootstrap).await;
 }
