@@ -625,6 +625,12 @@ impl Txn {
 
     /// One transaction writing `values` to `topic-0`, committed or aborted.
     async fn run(&mut self, topic: &str, values: &[String], commit: bool) {
+        self.write(topic, values).await;
+        self.end(commit).await;
+    }
+
+    /// Adds `topic-0` to the transaction and writes `values` there.
+    async fn write(&mut self, topic: &str, values: &[String]) {
         let add = AddPartitionsToTxnRequest {
             v3_and_below_transactional_id: self.id.clone(),
             v3_and_below_producer_id: self.producer_id,
@@ -648,6 +654,10 @@ impl Txn {
         let data = batch(values, params, |_| ts);
         produce_batch(&self.client, topic, 0, data, Some(&self.id)).await;
         self.sequence += values.len() as i32;
+    }
+
+    /// EndTxn: commits or aborts the open transaction.
+    async fn end(&self, commit: bool) {
         let end = EndTxnRequest {
             transactional_id: self.id.clone(),
             producer_id: self.producer_id,
@@ -731,36 +741,9 @@ async fn read_committed_stops_at_an_open_transaction() {
     let client = client(&bootstrap).await;
     let topic = create_topic(&client, 1).await;
     produce(&client, &topic, 0, &values("before", 0..2)).await; // offsets 0-1
-    let txn = Txn::init(&client, random_topic("txn-open")).await;
+    let mut txn = Txn::init(&client, random_topic("txn-open")).await;
     // Open a transaction and leave it open: write without EndTxn.
-    let add = AddPartitionsToTxnRequest {
-        v3_and_below_transactional_id: txn.id.clone(),
-        v3_and_below_producer_id: txn.producer_id,
-        v3_and_below_producer_epoch: txn.epoch,
-        v3_and_below_topics: vec![AddPartitionsToTxnTopic {
-            name: topic.clone(),
-            partitions: vec![0],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
-    call_until_ok(&txn.coordinator, &add, Some(3), add_partitions_code).await;
-    let params = BatchParams {
-        transactional: true,
-        producer_id: txn.producer_id,
-        producer_epoch: txn.epoch,
-        base_sequence: 0,
-        ..BatchParams::default()
-    };
-    let ts = now_ms();
-    produce_batch(
-        &client,
-        &topic,
-        0,
-        batch(&values("open", 0..2), params, |_| ts),
-        Some(&txn.id),
-    )
-    .await;
+    txn.write(&topic, &values("open", 0..2)).await;
     produce(&client, &topic, 0, &values("after", 0..1)).await; // offset 4, above the LSO
 
     let config = consumer_config(
@@ -789,14 +772,7 @@ async fn read_committed_stops_at_an_open_transaction() {
     assert_eq!(offsets.high_watermark, 5, "{offsets:?}");
 
     // Committing releases the rest.
-    let end = EndTxnRequest {
-        transactional_id: txn.id.clone(),
-        producer_id: txn.producer_id,
-        producer_epoch: txn.epoch,
-        committed: true,
-        ..Default::default()
-    };
-    call_until_ok(&txn.coordinator, &end, Some(4), |r| r.error_code).await;
+    txn.end(true).await;
     let got = consume(&mut consumer, 3).await;
     let seen: Vec<i64> = got.iter().map(|r| r.offset).collect();
     assert_eq!(seen, [2, 3, 4]);

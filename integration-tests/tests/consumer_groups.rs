@@ -3,27 +3,30 @@
 //! offsets, static membership.
 #![allow(clippy::unwrap_used)]
 
+mod group_members;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use group_members::*;
 use integration_tests::{random_topic, require_broker};
 use kafka_wire::ErrorCode;
-use kafka_wire::client::admin::{NewTopic, OffsetSpec};
-use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::admin::NewTopic;
+use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
 use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
-use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+use kafka_wire::client::{Admin, Producer, ProducerRecord};
 
 /// Upper bound for any wait on the broker in these tests.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-async fn client(bootstrap: &str) -> Client {
-    Client::connect(ClientConfig::new(bootstrap).unwrap())
-        .await
-        .unwrap()
+/// The members' shared reports, with this file's bounds (a member runs at most
+/// 90 s).
+fn new_shared() -> Arc<Shared> {
+    Shared::new(DEADLINE, Duration::from_secs(90))
 }
 
 fn config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
@@ -82,74 +85,6 @@ async fn produce_to_every_partition(
     }
     for f in futures {
         f.await.unwrap();
-    }
-}
-
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-/// What one member last reported: generation, owned partitions, rebalance pending.
-type Report = (i32, Vec<(String, i32)>, bool);
-
-#[derive(Default)]
-struct Shared {
-    reports: Mutex<BTreeMap<String, Report>>,
-    consumed: Mutex<Vec<String>>,
-}
-
-struct Member {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<RebalanceEvent>>,
-}
-
-/// Runs a member that polls, records what it consumes, commits after each poll,
-/// and reports its assignment; stops (commit, leave) when told.
-fn start_member(name: &str, config: ConsumerConfig, topic: &str, shared: Arc<Shared>) -> Member {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (name, topic, flag) = (name.to_string(), topic.to_string(), stop.clone());
-    let task = tokio::spawn(async move {
-        let mut c = GroupConsumer::new(config).await.unwrap();
-        c.subscribe([topic]);
-        let mut events = Vec::new();
-        let started = Instant::now();
-        while !flag.load(Ordering::Acquire) {
-            assert!(
-                started.elapsed() < Duration::from_secs(90),
-                "member ran too long"
-            );
-            let records = c.poll_for(Duration::from_millis(100)).await.unwrap();
-            if !records.is_empty() {
-                shared.consumed.lock().unwrap().extend(
-                    records
-                        .iter()
-                        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()),
-                );
-                // A commit racing a rebalance may be refused; the records are then
-                // consumed again by the next owner (at least once).
-                let _ = c.commit().await;
-            }
-            events.extend(c.take_events());
-            shared.reports.lock().unwrap().insert(
-                name.clone(),
-                (
-                    c.generation(),
-                    c.assignment().to_vec(),
-                    c.rebalance_pending(),
-                ),
-            );
-        }
-        shared.reports.lock().unwrap().remove(&name);
-        c.close().await.unwrap();
-        events
-    });
-    Member { stop, task }
-}
-
-impl Member {
-    async fn stop(self) -> Vec<RebalanceEvent> {
-        self.stop.store(true, Ordering::Release);
-        self.task.await.unwrap()
     }
 }
 
@@ -245,78 +180,6 @@ impl Drop for ChildMember {
     }
 }
 
-/// Waits until exactly `members` report the same generation, no rebalance is
-/// pending, and every partition of `topic` has exactly one owner. Returns the generation.
-async fn wait_balanced(
-    shared: &Shared,
-    members: &[&str],
-    topic: &str,
-    partitions: i32,
-    after: i32,
-) -> i32 {
-    let start = Instant::now();
-    let all: BTreeSet<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
-    let mut last = BTreeMap::new();
-    while start.elapsed() < DEADLINE {
-        let reports = shared.reports.lock().unwrap().clone();
-        let names: BTreeSet<&str> = reports.keys().map(String::as_str).collect();
-        let generations: BTreeSet<i32> = reports.values().map(|r| r.0).collect();
-        if names == members.iter().copied().collect() && generations.len() == 1 {
-            let generation = *generations.iter().next().unwrap();
-            let owned: Vec<(String, i32)> = reports.values().flat_map(|r| r.1.clone()).collect();
-            let unique: BTreeSet<(String, i32)> = owned.iter().cloned().collect();
-            let pending = reports.values().any(|r| r.2);
-            if generation > after && !pending && owned.len() == unique.len() && unique == all {
-                return generation;
-            }
-        }
-        last = reports;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("group never balanced over {members:?}; last reports {last:?}");
-}
-
-async fn wait_consumed(shared: &Shared, expected: &BTreeSet<String>) {
-    let start = Instant::now();
-    loop {
-        let seen: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
-        if expected.is_subset(&seen) {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "missing {} records",
-            expected.difference(&seen).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn end_offsets(c: &Client, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let ends = Admin::new(c.clone())
-        .list_offsets(
-            topic,
-            &(0..partitions).collect::<Vec<_>>(),
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
-    ends.into_iter().map(|(p, o)| (p, o.offset)).collect()
-}
-
-/// The group's committed offsets for partitions 0..`partitions` of `topic`,
-/// read with a consumer that does not join.
-async fn committed_offsets(
-    checker: &GroupConsumer,
-    topic: &str,
-    partitions: i32,
-) -> BTreeMap<i32, i64> {
-    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
-    let committed = checker.committed(&all).await.unwrap();
-    committed.into_iter().map(|((_, p), o)| (p, o)).collect()
-}
-
 /// Waits until the group's committed offsets on `topic` are `expected`
 /// (partition -> offset, for every partition).
 async fn wait_committed(config: ConsumerConfig, topic: &str, expected: &BTreeMap<i32, i64>) {
@@ -350,7 +213,7 @@ async fn partitions_have_one_owner_through_leaves_and_joins_and_offsets_resume()
     let first = values("a", 60);
     produce(&bootstrap, &topic, &first).await;
 
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || config(&bootstrap, &group, &[]);
     let m1 = start_member("m1", cfg(), &topic, shared.clone());
     let m2 = start_member("m2", cfg(), &topic, shared.clone());
@@ -421,7 +284,7 @@ async fn round_robin_spreads_partitions_over_members() {
         .await
         .unwrap();
     let group = random_topic("group-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || {
         config(
             &bootstrap,
@@ -454,7 +317,7 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
         .await
         .unwrap();
     let group = random_topic("group-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = |instance: &str| config(&bootstrap, &group, &[("group.instance.id", instance)]);
     let a = start_member("a", cfg("instance-a"), &topic, shared.clone());
     let b = start_member("b", cfg("instance-b"), &topic, shared.clone());
@@ -491,7 +354,7 @@ async fn partitions_added_to_a_subscribed_topic_get_assigned() {
         .await
         .unwrap();
     let group = random_topic("group-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || config(&bootstrap, &group, &[("metadata.max.age.ms", "500")]);
     let m1 = start_member("m1", cfg(), &topic, shared.clone());
     let m2 = start_member("m2", cfg(), &topic, shared.clone());
@@ -528,7 +391,7 @@ async fn heartbeat_now_fails_once_a_rebalance_begins_and_succeeds_after_the_rejo
 
     // A second member joins; the first does not poll, so it is still in the old
     // generation when its next heartbeat hears of the rebalance.
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let second = start_member(
         "second",
         config(&bootstrap, &group, &[]),
@@ -610,7 +473,7 @@ async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
         .await
         .unwrap();
     let group = random_topic("group-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || config(&bootstrap, &group, &[("max.poll.interval.ms", "1500")]);
     let busy = start_member("busy", cfg(), &topic, shared.clone());
     let mut slow = GroupConsumer::new(cfg()).await.unwrap();
@@ -639,15 +502,6 @@ async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
     );
     slow.close().await.unwrap();
     busy.stop().await;
-}
-
-/// Owned partitions of each member, as last reported.
-fn owned(shared: &Shared, name: &str) -> BTreeSet<(String, i32)> {
-    shared.reports.lock().unwrap()[name]
-        .1
-        .iter()
-        .cloned()
-        .collect()
 }
 
 /// Samples every member's reported partitions until stopped: never two owners at
@@ -701,7 +555,7 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
         .await
         .unwrap();
     let group = random_topic("group-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || {
         config(
             &bootstrap,
@@ -766,7 +620,7 @@ async fn a_killed_member_is_expired_and_its_partitions_resume_elsewhere(strategy
         .unwrap();
     let group = random_topic("group-id");
     let cooperative = strategy == "cooperative-sticky";
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || {
         config(
             &bootstrap,

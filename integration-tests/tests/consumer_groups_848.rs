@@ -8,15 +8,18 @@
 //! waits are bounded by [`DEADLINE`], never by sleeps.
 #![allow(clippy::unwrap_used)]
 
+mod group_members;
+
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use group_members::*;
 use integration_tests::{random_topic, require_broker};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::cluster::Lane;
-use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
 use kafka_wire::client::transaction::TransactionalProducer;
@@ -29,10 +32,10 @@ use kafka_wire::{Error, ErrorCode};
 /// few broker-paced heartbeats of 5 s each).
 const DEADLINE: Duration = Duration::from_secs(60);
 
-async fn client(bootstrap: &str) -> Client {
-    Client::connect(ClientConfig::new(bootstrap).unwrap())
-        .await
-        .unwrap()
+/// The members' shared reports, with this file's bounds (a member runs at most
+/// 240 s).
+fn new_shared() -> Arc<Shared> {
+    Shared::new(DEADLINE, Duration::from_secs(240))
 }
 
 async fn create_topic(c: &Client, prefix: &str, partitions: i32) -> String {
@@ -74,158 +77,6 @@ async fn produce(bootstrap: &str, topic: &str, values: &[String], partitions: i3
     }
 }
 
-fn values(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}-{i}")).collect()
-}
-
-fn text(r: &kafka_wire::client::consumer::ConsumerRecord) -> String {
-    String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()
-}
-
-/// What one member last reported: member epoch, owned partitions, reconciling.
-type Report = (i32, Vec<(String, i32)>, bool);
-
-#[derive(Default)]
-struct Shared {
-    reports: Mutex<BTreeMap<String, Report>>,
-    consumed: Mutex<Vec<String>>,
-}
-
-struct Member {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<RebalanceEvent>>,
-}
-
-/// Runs a member that polls, records what it consumes, commits after each poll,
-/// and reports its assignment; stops (commit, leave) when told.
-fn start_member(name: &str, config: ConsumerConfig, topic: &str, shared: Arc<Shared>) -> Member {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (name, topic, flag) = (name.to_string(), topic.to_string(), stop.clone());
-    let task = tokio::spawn(async move {
-        let mut c = GroupConsumer::new(config).await.unwrap();
-        c.subscribe([topic]);
-        let mut events = Vec::new();
-        let started = Instant::now();
-        while !flag.load(Ordering::Acquire) {
-            assert!(
-                started.elapsed() < Duration::from_secs(240),
-                "member ran too long"
-            );
-            let records = c.poll_for(Duration::from_millis(100)).await.unwrap();
-            if !records.is_empty() {
-                shared
-                    .consumed
-                    .lock()
-                    .unwrap()
-                    .extend(records.iter().map(text));
-                // A commit racing a fencing may be refused; the records are then
-                // consumed again by the next owner (at least once).
-                let _ = c.commit().await;
-            }
-            events.extend(c.take_events());
-            shared.reports.lock().unwrap().insert(
-                name.clone(),
-                (
-                    c.generation(),
-                    c.assignment().to_vec(),
-                    c.rebalance_pending(),
-                ),
-            );
-        }
-        shared.reports.lock().unwrap().remove(&name);
-        c.close().await.unwrap();
-        events
-    });
-    Member { stop, task }
-}
-
-impl Member {
-    async fn stop(self) -> Vec<RebalanceEvent> {
-        self.stop.store(true, Ordering::Release);
-        self.task.await.unwrap()
-    }
-}
-
-/// Waits until exactly `members` report, all at one member epoch above `after`,
-/// none reconciling, and every partition of `topic` has exactly one owner.
-/// Returns the epoch.
-async fn wait_balanced(
-    shared: &Shared,
-    members: &[&str],
-    topic: &str,
-    partitions: i32,
-    after: i32,
-) -> i32 {
-    let start = Instant::now();
-    let all: BTreeSet<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
-    let mut last = BTreeMap::new();
-    while start.elapsed() < DEADLINE {
-        let reports = shared.reports.lock().unwrap().clone();
-        let names: BTreeSet<&str> = reports.keys().map(String::as_str).collect();
-        let epochs: BTreeSet<i32> = reports.values().map(|r| r.0).collect();
-        if names == members.iter().copied().collect() && epochs.len() == 1 {
-            let epoch = *epochs.iter().next().unwrap();
-            let owned: Vec<(String, i32)> = reports.values().flat_map(|r| r.1.clone()).collect();
-            let unique: BTreeSet<(String, i32)> = owned.iter().cloned().collect();
-            let pending = reports.values().any(|r| r.2);
-            if epoch > after && !pending && owned.len() == unique.len() && unique == all {
-                return epoch;
-            }
-        }
-        last = reports;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("group never balanced over {members:?}; last reports {last:?}");
-}
-
-fn owned(shared: &Shared, name: &str) -> BTreeSet<(String, i32)> {
-    shared.reports.lock().unwrap()[name]
-        .1
-        .iter()
-        .cloned()
-        .collect()
-}
-
-async fn wait_consumed(shared: &Shared, expected: &BTreeSet<String>) {
-    let start = Instant::now();
-    loop {
-        let seen: BTreeSet<String> = shared.consumed.lock().unwrap().iter().cloned().collect();
-        if expected.is_subset(&seen) {
-            return;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "missing {} records",
-            expected.difference(&seen).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn end_offsets(c: &Client, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-    let ends = Admin::new(c.clone())
-        .list_offsets(
-            topic,
-            &(0..partitions).collect::<Vec<_>>(),
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap();
-    ends.into_iter().map(|(p, o)| (p, o.offset)).collect()
-}
-
-/// The group's committed offsets for partitions 0..`partitions` of `topic`.
-async fn committed_offsets(
-    checker: &GroupConsumer,
-    topic: &str,
-    partitions: i32,
-) -> BTreeMap<i32, i64> {
-    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
-    let committed = checker.committed(&all).await.unwrap();
-    committed.into_iter().map(|((_, p), o)| (p, o)).collect()
-}
-
 #[tokio::test]
 async fn the_broker_offers_the_consumer_group_heartbeat() {
     let bootstrap = require_broker!();
@@ -247,7 +98,7 @@ async fn partitions_move_incrementally_with_one_owner_through_a_leave_and_a_join
     let first = values("a", 60);
     produce(&bootstrap, &topic, &first, 6).await;
 
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let cfg = || config(&bootstrap, &group, &[]);
     let m1 = start_member("m1", cfg(), &topic, shared.clone());
     let m2 = start_member("m2", cfg(), &topic, shared.clone());
@@ -670,7 +521,7 @@ async fn a_static_member_restarting_gets_its_partitions_back_and_the_others_keep
     let c = client(&bootstrap).await;
     let topic = create_topic(&c, "g848-static", 4).await;
     let group = random_topic("g848-static-id");
-    let shared = Arc::new(Shared::default());
+    let shared = new_shared();
     let s1 = config(&bootstrap, &group, &[("group.instance.id", "s1")]);
     let s2 = config(&bootstrap, &group, &[("group.instance.id", "s2")]);
     let m1 = start_member("s1", s1.clone(), &topic, shared.clone());
