@@ -390,11 +390,8 @@ impl TransactionalProducer {
         let out = match (code, class) {
             (Some(code), _) if state::is_fencing(code) => {
                 let mut reason = reason;
-                if let Some(open) = self.open_past_timeout() {
-                    reason.push_str(&format!(
-                        "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({:?}): the coordinator aborted it",
-                        self.producer_config().transaction_timeout
-                    ));
+                if let Some(note) = self.timed_out_note() {
+                    reason.push_str(&note);
                 } else if self.started.is_some() {
                     reason.push_str(
                         "; another producer with the same transactional.id has taken over",
@@ -420,14 +417,9 @@ impl TransactionalProducer {
             }
             (_, Some(ErrorClass::Abortable)) => {
                 let mut reason = reason;
-                if let Some(open) = self.open_past_timeout() {
-                    // Transaction version 2: the coordinator aborted it (and bumped
-                    // the epoch); aborting here completes that and the producer goes on.
-                    reason.push_str(&format!(
-                        "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({:?}): the coordinator aborted it",
-                        self.producer_config().transaction_timeout
-                    ));
-                }
+                // Transaction version 2: the coordinator aborted it (and bumped the
+                // epoch); aborting here completes that and the producer goes on.
+                reason.push_str(&self.timed_out_note().unwrap_or_default());
                 self.state = TransactionState::AbortableError;
                 Error::TransactionAbortable { code, reason }
             }
@@ -440,10 +432,15 @@ impl TransactionalProducer {
         out
     }
 
-    /// How long the open transaction has been open, if longer than its timeout.
-    fn open_past_timeout(&self) -> Option<Duration> {
+    /// Says so, when the open transaction has been open longer than its timeout.
+    fn timed_out_note(&self) -> Option<String> {
         let open = self.started?.elapsed();
-        (open >= self.producer_config().transaction_timeout).then_some(open)
+        let limit = self.producer_config().transaction_timeout;
+        (open >= limit).then(|| {
+            format!(
+                "; the transaction was open for {open:?}, longer than transaction.timeout.ms ({limit:?}): the coordinator aborted it"
+            )
+        })
     }
 
     /// InitProducerId through the transaction coordinator. With `current` set, bumps
