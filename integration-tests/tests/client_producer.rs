@@ -11,28 +11,40 @@ use kafka_wire::client::admin::NewTopic;
 use kafka_wire::client::config::ProducerConfig;
 use kafka_wire::client::partitioner::partition_for_key;
 use kafka_wire::client::{Admin, Producer, ProducerRecord};
+use kafka_wire::error_code::ErrorCode;
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
 
 fn producer_config(bootstrap: &str, compression: &str) -> ProducerConfig {
-    let props = BTreeMap::from([
+    producer_config_with(bootstrap, compression, &[])
+}
+
+/// [`producer_config`] with `extra` properties on top.
+fn producer_config_with(
+    bootstrap: &str,
+    compression: &str,
+    extra: &[(&str, &str)],
+) -> ProducerConfig {
+    let mut props = BTreeMap::from([
         ("bootstrap.servers".to_string(), bootstrap.to_string()),
         ("compression.type".to_string(), compression.to_string()),
         ("linger.ms".to_string(), "5".to_string()),
         ("client.id".to_string(), "strom-it-producer".to_string()),
     ]);
+    props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     ProducerConfig::from_properties(&props).unwrap()
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    create_topics(bootstrap, &[NewTopic::new(topic, partitions)]).await;
+}
+
+async fn create_topics(bootstrap: &str, topics: &[NewTopic]) {
     let producer_cfg = producer_config(bootstrap, "none");
     let client = kafka_wire::client::Client::connect(producer_cfg.client)
         .await
         .unwrap();
-    Admin::new(client)
-        .create_topics(&[NewTopic::new(topic, partitions)])
-        .await
-        .unwrap();
+    Admin::new(client).create_topics(topics).await.unwrap();
 }
 
 /// Reads every record of `topic`/`partition` up to `count` records with rskafka.
@@ -275,4 +287,92 @@ async fn buffer_memory_applies_backpressure_instead_of_growing() {
     // 2 MB went through a 64 KiB buffer: send() waited for acknowledgements.
     let read = read_with_rskafka(&bootstrap, &topic, 0, 2_000).await;
     assert_eq!(read.len(), 2_000);
+}
+
+/// `len` pseudo-random bytes (no codec shrinks them) that start with `i`.
+fn incompressible(i: u64, len: usize) -> Bytes {
+    let mut x = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut out = i.to_be_bytes().to_vec();
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+#[tokio::test]
+async fn batches_over_max_message_bytes_are_split_and_every_record_lands_once_in_order() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let bootstrap = require_broker!();
+    for codec in ["lz4", "none"] {
+        let topic = random_topic(&format!("too-large-{codec}"));
+        create_topics(
+            &bootstrap,
+            &[NewTopic::new(&topic, 3).config("max.message.bytes", "20000")],
+        )
+        .await;
+        let config = producer_config_with(
+            &bootstrap,
+            codec,
+            &[("batch.size", "262144"), ("linger.ms", "50")],
+        );
+        let producer = Producer::new(config).await.unwrap();
+        assert!(producer.identity().producer_id >= 0);
+        let n = 5_000u64;
+        // One record larger than max.message.bytes, in the middle of the others.
+        let big = 2_500u64;
+        let mut futures = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let len = if i == big { 50_000 } else { 1_000 };
+            let record =
+                ProducerRecord::new(&topic, incompressible(i, len)).key(format!("key-{}", i % 101));
+            futures.push(producer.send(record).await.unwrap());
+        }
+        // (partition, offset) -> record index, from the delivery futures.
+        let mut landed = std::collections::HashMap::new();
+        for (i, future) in (0..n).zip(futures) {
+            match future.await {
+                Ok(m) if i != big => assert!(landed.insert((m.partition, m.offset), i).is_none()),
+                Err(e) if i == big => {
+                    assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge), "{e}");
+                    let text = e.to_string();
+                    let partition = partition_for_key(format!("key-{}", big % 101).as_bytes(), 3);
+                    assert!(text.contains(&format!("{topic}-{partition}")), "{text}");
+                    assert!(
+                        text.contains("1 record(s)") && text.contains("bytes"),
+                        "{text}"
+                    );
+                }
+                other => panic!("{codec} record {i}: {other:?}"),
+            }
+        }
+        let records = read_with_our_consumer(&bootstrap, &topic, 3, n as usize - 1).await;
+        assert_eq!(records.len(), n as usize - 1, "{codec}: every record once");
+        let mut last = std::collections::HashMap::new();
+        for r in &records {
+            let value = r.value.as_deref().unwrap();
+            let i = u64::from_be_bytes(value[..8].try_into().unwrap());
+            assert_eq!(value, &incompressible(i, 1_000)[..], "{codec}");
+            assert_eq!(
+                landed.get(&(r.partition, r.offset)),
+                Some(&i),
+                "{codec}: offset from the future"
+            );
+            // Send order within each partition.
+            if let Some(prev) = last.insert(r.partition, i) {
+                assert!(
+                    prev < i,
+                    "{codec} partition {}: {prev} before {i}",
+                    r.partition
+                );
+            }
+        }
+        producer.close(Duration::from_secs(5)).await.unwrap();
+    }
 }

@@ -11,6 +11,7 @@
 //! | `kafka_producer_batches_total` | counter | |
 //! | `kafka_producer_records_per_batch` | histogram | |
 //! | `kafka_producer_batch_bytes` | histogram | |
+//! | `kafka_producer_batch_splits_total` | counter | |
 //! | `kafka_consumer_records_total` | counter | |
 //! | `kafka_consumer_fetch_bytes_total` | counter | |
 
@@ -43,6 +44,11 @@ pub fn batch_sent(records: usize, bytes: usize) {
     metrics::counter!("kafka_producer_batches_total").increment(1);
     metrics::histogram!("kafka_producer_records_per_batch").record(records as f64);
     metrics::histogram!("kafka_producer_batch_bytes").record(bytes as f64);
+}
+
+/// Counts a batch split after the broker refused it as too large.
+pub fn batch_split() {
+    metrics::counter!("kafka_producer_batch_splits_total").increment(1);
 }
 
 /// Records consumed records and fetched bytes.

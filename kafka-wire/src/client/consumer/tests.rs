@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::*;
-use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::client::fake_broker::{accept_all, api_versions, bind, frame_of, read_request};
+use crate::protocol::Message;
 use crate::protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
@@ -22,10 +23,9 @@ use crate::protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use crate::protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    ApiKey, ApiVersionsRequest, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse,
 };
-use crate::protocol::{Message, Response, decode_request_frame_header, encode_response_frame};
 use crate::records::{BatchBuilder, BatchParams};
 
 const TOPIC_ID: Uuid = Uuid([7; 16]);
@@ -47,13 +47,12 @@ impl Fake {
     /// Starts brokers 1 and 2; metadata says broker 1 leads `t-0` at epoch 0.
     async fn start(fetch_max: i16, script: Box<Script>) -> Arc<Fake> {
         let mut listeners = Vec::new();
+        let mut ports = Vec::new();
         for _ in 0..2 {
-            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+            let (listener, port) = bind().await;
+            listeners.push(listener);
+            ports.push(port);
         }
-        let ports = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
         let fake = Arc::new(Fake {
             ports,
             fetch_max,
@@ -62,11 +61,8 @@ impl Fake {
             metadata_requests: AtomicUsize::new(0),
         });
         for (i, listener) in listeners.into_iter().enumerate() {
-            let fake = fake.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(fake.clone().serve(i as i32 + 1, stream));
-                }
+            accept_all(listener, &fake, move |f, stream| {
+                f.serve(i as i32 + 1, stream)
             });
         }
         fake
@@ -77,18 +73,9 @@ impl Fake {
     }
 
     async fn serve(self: Arc<Self>, node: i32, mut stream: TcpStream) {
-        loop {
-            let Ok(size) = stream.read_i32().await else {
-                return;
-            };
-            let mut frame = BytesMut::zeroed(size as usize);
-            if stream.read_exact(&mut frame).await.is_err() {
-                return;
-            }
-            let mut frame = frame.freeze();
-            let header = decode_request_frame_header(&mut frame).unwrap();
-            let (version, cid) = (header.request_api_version, header.correlation_id);
-            let out = match ApiKey::try_from(header.request_api_key).unwrap() {
+        while let Some(request) = read_request(&mut stream).await {
+            let (version, cid, mut frame) = (request.version, request.cid, request.body);
+            let out = match request.api {
                 ApiKey::ApiVersions => {
                     // Answer at v0, which every client reads.
                     let _ = ApiVersionsRequest::decode(&mut frame, version);
@@ -101,19 +88,7 @@ impl Fake {
                         (ApiKey::ListOffsets, ListOffsetsRequest::VALID_VERSIONS.max),
                         (ApiKey::Fetch, self.fetch_max),
                     ];
-                    let response = ApiVersionsResponse {
-                        api_keys: keys
-                            .iter()
-                            .map(|(k, max)| ApiVersion {
-                                api_key: k.code(),
-                                min_version: 0,
-                                max_version: *max,
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version.min(3), cid)
+                    api_versions(&keys, version, cid)
                 }
                 ApiKey::Metadata => {
                     self.metadata_requests.fetch_add(1, Ordering::SeqCst);
@@ -200,12 +175,6 @@ impl Fake {
             ..Default::default()
         }
     }
-}
-
-fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
-    encode_response_frame(response, version, cid)
-        .unwrap()
-        .freeze()
 }
 
 /// A batch of `count` records starting at `base` (values are the offsets as text).

@@ -8,31 +8,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::consumer_protocol::ConsumerMember;
 use super::membership::Membership;
 use super::{GroupConsumer, RebalanceEvent};
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
+use crate::client::fake_broker::{
+    accept_all, api_versions, bind, frame_of, one_broker_metadata, read_request,
+};
 use crate::error_code::ErrorCode;
-use crate::protocol::messages::api_versions_response::ApiVersion;
 use crate::protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use crate::protocol::messages::join_group_response::JoinGroupResponseMember;
-use crate::protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use crate::protocol::messages::{
-    ApiKey, ApiVersionsResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, MetadataRequest, MetadataResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, MetadataRequest, SyncGroupRequest, SyncGroupResponse,
 };
-use crate::protocol::{
-    Message, Response, Uuid, decode_request_frame_header, encode_response_frame,
-};
+use crate::protocol::{Message, Uuid};
 
 struct Fake {
     port: u16,
@@ -47,12 +42,6 @@ struct Fake {
     cgh: std::sync::Mutex<Vec<ConsumerGroupHeartbeatRequest>>,
 }
 
-fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
-    encode_response_frame(response, version, cid)
-        .unwrap()
-        .freeze()
-}
-
 impl Fake {
     async fn start(heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>) -> Arc<Fake> {
         Fake::start_with(heartbeat, false).await
@@ -62,9 +51,9 @@ impl Fake {
         heartbeat: Box<dyn Fn(usize) -> ErrorCode + Send + Sync>,
         kip848: bool,
     ) -> Arc<Fake> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, port) = bind().await;
         let fake = Arc::new(Fake {
-            port: listener.local_addr().unwrap().port(),
+            port,
             heartbeat,
             joins: AtomicUsize::new(0),
             heartbeats: AtomicUsize::new(0),
@@ -72,28 +61,14 @@ impl Fake {
             kip848,
             cgh: std::sync::Mutex::new(Vec::new()),
         });
-        let f = fake.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(f.clone().serve(stream));
-            }
-        });
+        accept_all(listener, &fake, Fake::serve);
         fake
     }
 
     async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        loop {
-            let Ok(size) = stream.read_i32().await else {
-                return;
-            };
-            let mut frame = BytesMut::zeroed(size as usize);
-            if stream.read_exact(&mut frame).await.is_err() {
-                return;
-            }
-            let mut frame = frame.freeze();
-            let header = decode_request_frame_header(&mut frame).unwrap();
-            let (version, cid) = (header.request_api_version, header.correlation_id);
-            let out = match ApiKey::try_from(header.request_api_key).unwrap() {
+        while let Some(request) = read_request(&mut stream).await {
+            let (version, cid, mut frame) = (request.version, request.cid, request.body);
+            let out = match request.api {
                 ApiKey::ApiVersions => {
                     let mut keys = vec![
                         (ApiKey::ApiVersions, 3),
@@ -106,46 +81,11 @@ impl Fake {
                     if self.kip848 {
                         keys.push((ApiKey::ConsumerGroupHeartbeat, 1));
                     }
-                    let response = ApiVersionsResponse {
-                        api_keys: keys
-                            .iter()
-                            .map(|(k, max)| ApiVersion {
-                                api_key: k.code(),
-                                min_version: 0,
-                                max_version: *max,
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version.min(3), cid)
+                    api_versions(&keys, version, cid)
                 }
                 ApiKey::Metadata => {
-                    let response = MetadataResponse {
-                        brokers: vec![MetadataResponseBroker {
-                            node_id: 1,
-                            host: "127.0.0.1".into(),
-                            port: i32::from(self.port),
-                            ..Default::default()
-                        }],
-                        controller_id: 1,
-                        topics: vec![MetadataResponseTopic {
-                            name: Some("t".into()),
-                            topic_id: Uuid([3; 16]),
-                            partitions: (0..2)
-                                .map(|p| MetadataResponsePartition {
-                                    partition_index: p,
-                                    leader_id: 1,
-                                    replica_nodes: vec![1],
-                                    isr_nodes: vec![1],
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
+                    let topics = [("t", Uuid([3; 16]), 2)];
+                    frame_of(&one_broker_metadata(self.port, &topics), version, cid)
                 }
                 ApiKey::FindCoordinator => {
                     self.finds.fetch_add(1, Ordering::SeqCst);

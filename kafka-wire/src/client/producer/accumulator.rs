@@ -12,6 +12,9 @@
 //! records. A batch gets its sequence number the first time it is drained and keeps
 //! it across retries; an epoch bump clears the sequences of batches not yet
 //! acknowledged so they are renumbered from 0 under the new epoch.
+//!
+//! A batch the broker refuses as too large is split ([`Accumulator::split`]) into
+//! parts that take its place at the front of the queue and share its sequence range.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,17 +30,19 @@ use crate::client::partitioner::StickyPartitioner;
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::records::builder::{BatchBuilder, BatchParams};
+use crate::records::{Header, Record, RecordBatch};
 
 /// Bytes a record takes in a batch, roughly (used for `batch.size` and `buffer.memory`).
 pub(crate) fn estimated_size(record: &ProducerRecord) -> usize {
-    let headers: usize = record
-        .headers
+    record_size(record.key.as_ref(), record.value.as_ref(), &record.headers)
+}
+
+fn record_size(key: Option<&Bytes>, value: Option<&Bytes>, headers: &[Header]) -> usize {
+    let headers: usize = headers
         .iter()
         .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 10)
         .sum();
-    21 + record.key.as_ref().map_or(0, Bytes::len)
-        + record.value.as_ref().map_or(0, Bytes::len)
-        + headers
+    21 + key.map_or(0, Bytes::len) + value.map_or(0, Bytes::len) + headers
 }
 
 /// Most `buffer.memory` the accumulator takes from the semaphore ahead of need.
@@ -65,6 +70,8 @@ pub(crate) struct Batch {
     pub retry_at: Option<Instant>,
     /// Whether the batch was ever written to a broker: its outcome may be "persisted".
     pub sent: bool,
+    /// An attempt went unanswered (or timed out): the broker may hold the batch.
+    pub unanswered: bool,
 }
 
 impl Batch {
@@ -109,6 +116,11 @@ impl Batch {
     /// The finished batch bytes, once drained.
     pub fn peek_encoded(&self) -> Option<Bytes> {
         self.encoded.clone()
+    }
+
+    /// Size of the finished batch in bytes (0 before it is drained).
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.as_ref().map_or(0, Bytes::len)
     }
 
     /// Completes every record of the batch with the broker's answer.
@@ -183,6 +195,24 @@ pub(crate) struct PartitionQueue {
     /// A batch failed: nothing more is sent until the in-flight ones come back, so
     /// retries go out in sequence order.
     pub draining: bool,
+    /// A batch the broker did not write failed, leaving a gap in the sequences:
+    /// once drained, the queued batches are renumbered ([`Self::renumber`]).
+    pub renumber: bool,
+}
+
+impl PartitionQueue {
+    /// Gives the queued batches that hold sequences consecutive ones from the next
+    /// the broker expects, closing the gap of failed batches. Only with nothing in
+    /// flight: every batch not yet acknowledged is then in the queue.
+    pub fn renumber(&mut self) {
+        let mut next = self.acked_next;
+        for b in self.batches.iter_mut().filter(|b| b.base_sequence >= 0) {
+            b.base_sequence = next;
+            next = next.wrapping_add(b.records as i32) & i32::MAX;
+        }
+        self.next_sequence = next;
+        self.renumber = false;
+    }
 }
 
 /// One topic's partition queues, and what `send` needs to know of the topic.
@@ -425,6 +455,7 @@ impl Accumulator {
                 attempts: 0,
                 retry_at: None,
                 sent: false,
+                unanswered: false,
             });
             *self.outstanding.entry(id).or_default() += 1;
         }
@@ -519,6 +550,64 @@ impl Accumulator {
         }
     }
 
+    /// Packs the records of a drained batch of more than one record into parts of
+    /// about half its records' bytes each, in record order, compressed with the
+    /// batch's codec (see [`Self::split`]).
+    pub fn split_parts(&self, batch: &Batch) -> Result<Vec<SplitPart>> {
+        split_records(batch, self.params)
+    }
+
+    /// Replaces `batch` by `parts` (from [`Self::split_parts`]). The parts share the
+    /// batch's sequence range (a part starts at the batch's base sequence plus the
+    /// records before it), its delivery futures, memory and age.
+    pub fn split(&mut self, batch: Batch, parts: Vec<SplitPart>) -> Vec<Batch> {
+        if parts.is_empty() {
+            return vec![batch];
+        }
+        let starts: Vec<u32> = parts.iter().map(|p| p.start).collect();
+        let total: usize = parts.iter().map(|p| p.bytes).sum::<usize>().max(1);
+        let mut reserved_left = batch.reserved;
+        let last = parts.len() - 1;
+        let completions = batch.completion.split(&starts);
+        let out: Vec<Batch> = parts
+            .into_iter()
+            .zip(completions)
+            .enumerate()
+            .map(|(i, (part, completion))| {
+                let reserved = if i == last {
+                    reserved_left
+                } else {
+                    (batch.reserved as u128 * part.bytes as u128 / total as u128) as usize
+                };
+                reserved_left -= reserved;
+                Batch {
+                    topic: batch.topic.clone(),
+                    partition: batch.partition,
+                    records: part.builder.len() as u32,
+                    builder: Some(part.builder),
+                    encoded: None,
+                    completion,
+                    reserved,
+                    created: batch.created,
+                    closed: true,
+                    first_id: batch.first_id,
+                    base_sequence: if batch.base_sequence >= 0 {
+                        batch.base_sequence.wrapping_add(part.start as i32) & i32::MAX
+                    } else {
+                        -1
+                    },
+                    stamped: None,
+                    attempts: batch.attempts,
+                    retry_at: None,
+                    sent: batch.sent,
+                    unanswered: batch.unanswered,
+                }
+            })
+            .collect();
+        *self.outstanding.entry(batch.first_id).or_default() += out.len() - 1;
+        out
+    }
+
     /// Clears the sequence numbers of every queued batch and restarts each
     /// partition's sequence at 0 (after an epoch bump).
     pub fn reset_sequences(&mut self) {
@@ -527,11 +616,64 @@ impl Accumulator {
             q.acked_next = 0;
             q.confirmed = false;
             q.draining = false;
+            q.renumber = false;
             for b in &mut q.batches {
                 b.base_sequence = -1;
             }
         }
     }
+}
+
+/// One part of a split batch.
+pub(crate) struct SplitPart {
+    /// Index in the split batch of the part's first record.
+    start: u32,
+    /// Estimated bytes of the part's records.
+    bytes: usize,
+    builder: BatchBuilder,
+}
+
+/// Decodes a drained batch and packs its records into parts of about half their
+/// bytes; at least two parts, none empty.
+fn split_records(batch: &Batch, params: BatchParams) -> Result<Vec<SplitPart>> {
+    let bytes = batch.encoded.clone().ok_or_else(|| Error::Encode {
+        context: "producer batch split",
+        message: "batch was never encoded".into(),
+    })?;
+    // Our own bytes: no CRC check, no decompression limit.
+    let decoded = RecordBatch::decode_v2(bytes, false, usize::MAX)?;
+    let records: Vec<Record> = decoded.records().collect::<Result<_>>()?;
+    if records.len() < 2 {
+        return Err(Error::Encode {
+            context: "producer batch split",
+            message: format!("a batch of {} record cannot be split", records.len()),
+        });
+    }
+    let params = BatchParams {
+        compression: decoded.compression(),
+        transactional: decoded.is_transactional(),
+        ..params
+    };
+    let sizes: Vec<usize> = records
+        .iter()
+        .map(|r| record_size(r.key.as_ref(), r.value.as_ref(), &r.headers))
+        .collect();
+    let target = sizes.iter().sum::<usize>() / 2;
+    let mut parts: Vec<SplitPart> = Vec::new();
+    for (i, (record, size)) in records.iter().zip(sizes).enumerate() {
+        if parts.last().is_none_or(|p| p.bytes + size > target) {
+            parts.push(SplitPart {
+                start: i as u32,
+                bytes: 0,
+                builder: BatchBuilder::with_capacity(params, target + size),
+            });
+        }
+        if let Some(part) = parts.last_mut() {
+            part.builder.append_record(record)?;
+            part.bytes += size;
+        }
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -595,5 +737,45 @@ mod tests {
         acc.finished(&mut batch);
         assert_eq!(memory.available_permits(), 65536);
         assert!(acc.is_empty());
+    }
+
+    #[test]
+    fn split_parts_share_the_batch_sequences_memory_and_flush_entry() {
+        let (mut acc, memory) = accumulator(1 << 20);
+        let t = acc.add_topic("t", 1);
+        let mut futures = Vec::new();
+        for i in 0..10 {
+            let record = ProducerRecord::new("t", vec![i as u8; 100 + 10 * i]);
+            let size = estimated_size(&record);
+            assert!(acc.try_reserve(size));
+            futures.push(acc.append(t, 0, &record, i as i64, size, true).unwrap().0);
+        }
+        acc.release_credit();
+        let mut batch = acc.topics[t].queues[0].batches.pop_front().unwrap();
+        batch.base_sequence = i32::MAX - 3;
+        let identity = ProducerIdentity {
+            producer_id: 7,
+            producer_epoch: 1,
+        };
+        batch.encoded(identity, &mut acc.spare).unwrap();
+        let reserved = batch.reserved;
+        let parts = acc.split_parts(&batch).unwrap();
+        let parts = acc.split(batch, parts);
+        assert!(parts.len() >= 2);
+        let mut next = i32::MAX - 3;
+        for p in &parts {
+            assert!(p.record_count() < 10 && p.record_count() > 0);
+            assert_eq!(p.base_sequence, next);
+            next = next.wrapping_add(p.record_count() as i32) & i32::MAX;
+        }
+        assert_eq!(next, 6);
+        assert_eq!(parts.iter().map(|p| p.reserved).sum::<usize>(), reserved);
+        let target = acc.appended;
+        for mut p in parts {
+            assert!(!acc.completed_through(target));
+            acc.finished(&mut p);
+        }
+        assert!(acc.completed_through(target));
+        assert_eq!(memory.available_permits(), 1 << 20);
     }
 }

@@ -16,6 +16,11 @@
 //! If the batch is dropped without an answer (the producer and its sender task are
 //! gone), dropping its [`BatchCompletion`] completes the slot with an error, so no
 //! future waits forever.
+//!
+//! A batch the broker refused as too large is split ([`BatchCompletion::split`]):
+//! its slot then points to one new slot per part, each with the index its part
+//! starts at. A future that finds its slot split moves to the part holding its
+//! index, with the index made relative to that part, and waits there.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,10 +34,17 @@ use crate::error::{Error, Result};
 /// when unknown, or the error every record of the batch fails with.
 type BatchOutcome = std::result::Result<(i64, i64), Error>;
 
+/// What a slot holds once its batch is settled.
+enum Outcome {
+    Done(BatchOutcome),
+    /// The batch was split: the slot of each part, after the index of its first record.
+    Split(Vec<(u32, Arc<BatchSlot>)>),
+}
+
 struct BatchSlot {
     topic: Arc<str>,
     partition: i32,
-    outcome: OnceLock<BatchOutcome>,
+    outcome: OnceLock<Outcome>,
     /// Wakers of futures polled before the outcome was set. Taken (emptied) when it is.
     wakers: Mutex<Vec<Waker>>,
 }
@@ -54,6 +66,23 @@ impl BatchCompletion {
         }
     }
 
+    /// Splits the batch into parts starting at the record indexes `starts` (0
+    /// first, ascending) and returns a completion per part; each record's future
+    /// follows its part.
+    pub(crate) fn split(self, starts: &[u32]) -> Vec<BatchCompletion> {
+        let parts: Vec<BatchCompletion> = starts
+            .iter()
+            .map(|_| BatchCompletion::new(self.slot.topic.clone(), self.slot.partition))
+            .collect();
+        let slots = starts
+            .iter()
+            .zip(&parts)
+            .map(|(&start, part)| (start, part.slot.clone()))
+            .collect();
+        self.settle(Outcome::Split(slots));
+        parts
+    }
+
     /// The future of the record at `index` in the batch, created at `timestamp`.
     pub(crate) fn future(&self, index: u32, timestamp: i64) -> DeliveryFuture {
         DeliveryFuture {
@@ -66,6 +95,10 @@ impl BatchCompletion {
 
     /// Sets the batch's outcome (the first call wins) and wakes every waiting future.
     pub(crate) fn complete(&self, outcome: BatchOutcome) {
+        self.settle(Outcome::Done(outcome));
+    }
+
+    fn settle(&self, outcome: Outcome) {
         if self.slot.outcome.set(outcome).is_err() {
             return;
         }
@@ -112,12 +145,31 @@ impl std::fmt::Debug for DeliveryFuture {
             .field("topic", &self.slot.topic)
             .field("partition", &self.slot.partition)
             .field("index", &self.index)
-            .field("done", &self.slot.outcome.get().is_some())
+            .field(
+                "done",
+                &matches!(self.slot.outcome.get(), Some(Outcome::Done(_))),
+            )
             .finish()
     }
 }
 
 impl DeliveryFuture {
+    /// Moves from a split batch's slot to the part holding this record; false if
+    /// no part does.
+    fn follow(&mut self) -> bool {
+        let slot = self.slot.clone();
+        let Some(Outcome::Split(parts)) = slot.outcome.get() else {
+            return false;
+        };
+        let Some((start, part)) = parts.iter().rev().find(|(s, _)| *s <= self.index) else {
+            return false;
+        };
+        self.index -= start;
+        self.slot = part.clone();
+        self.waker_at = None;
+        true
+    }
+
     fn resolve(&self, outcome: &BatchOutcome) -> Result<RecordMetadata> {
         match outcome {
             Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
@@ -144,34 +196,60 @@ impl Future for DeliveryFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(outcome) = this.slot.outcome.get() {
-            return Poll::Ready(this.resolve(outcome));
-        }
-        if let Some((_, registered)) = &this.waker_at {
-            if registered.will_wake(cx.waker()) {
-                // Our entry in the list is this waker: `complete` will wake it.
-                return Poll::Pending;
+        loop {
+            match this.slot.outcome.get() {
+                Some(Outcome::Done(outcome)) => return Poll::Ready(this.resolve(outcome)),
+                Some(Outcome::Split(_)) => {
+                    if !this.follow() {
+                        return Poll::Ready(Err(lost_in_split()));
+                    }
+                    continue;
+                }
+                None => {}
             }
-        }
-        let mut wakers = lock(&this.slot.wakers);
-        // Re-checked under the lock: `complete` sets the outcome before it takes the
-        // wakers, so either the outcome is visible here or our waker is taken later.
-        if let Some(outcome) = this.slot.outcome.get() {
-            drop(wakers);
-            return Poll::Ready(this.resolve(outcome));
-        }
-        let waker = cx.waker().clone();
-        match this.waker_at.as_mut() {
-            Some((i, registered)) if *i < wakers.len() => {
-                wakers[*i] = waker.clone();
-                *registered = waker;
+            if let Some((_, registered)) = &this.waker_at {
+                if registered.will_wake(cx.waker()) {
+                    // Our entry in the list is this waker: `complete` will wake it.
+                    return Poll::Pending;
+                }
             }
-            _ => {
-                wakers.push(waker.clone());
-                this.waker_at = Some((wakers.len() - 1, waker));
+            let mut wakers = lock(&this.slot.wakers);
+            // Re-checked under the lock: `settle` sets the outcome before it takes the
+            // wakers, so either the outcome is visible here or our waker is taken later.
+            match this.slot.outcome.get() {
+                Some(Outcome::Done(outcome)) => {
+                    drop(wakers);
+                    return Poll::Ready(this.resolve(outcome));
+                }
+                Some(Outcome::Split(_)) => {
+                    drop(wakers);
+                    if !this.follow() {
+                        return Poll::Ready(Err(lost_in_split()));
+                    }
+                    continue;
+                }
+                None => {}
             }
+            let waker = cx.waker().clone();
+            match this.waker_at.as_mut() {
+                Some((i, registered)) if *i < wakers.len() => {
+                    wakers[*i] = waker.clone();
+                    *registered = waker;
+                }
+                _ => {
+                    wakers.push(waker.clone());
+                    this.waker_at = Some((wakers.len() - 1, waker));
+                }
+            }
+            return Poll::Pending;
         }
-        Poll::Pending
+    }
+}
+
+fn lost_in_split() -> Error {
+    Error::Encode {
+        context: "producer",
+        message: "record missing from the parts of its split batch".into(),
     }
 }
 
@@ -239,6 +317,44 @@ mod tests {
         c.complete(Ok((5, -1)));
         assert!(woken.load(std::sync::atomic::Ordering::SeqCst));
         assert_eq!(f.now_or_never().unwrap().unwrap().offset, 5);
+    }
+
+    #[tokio::test]
+    async fn records_of_a_split_batch_get_their_offsets_from_their_part() {
+        let c = BatchCompletion::new(Arc::from("t"), 2);
+        let futures: Vec<DeliveryFuture> = (0..5).map(|i| c.future(i, 10 + i64::from(i))).collect();
+        // One future waits on the batch before the split.
+        let mut futures = futures.into_iter();
+        let waiting = tokio::spawn(futures.next().unwrap());
+        tokio::task::yield_now().await;
+        let mut parts = c.split(&[0, 3]).into_iter();
+        let (first, second) = (parts.next().unwrap(), parts.next().unwrap());
+        // The first part is split again: records 0 and 1..3.
+        let mut halves = first.split(&[0, 1]).into_iter();
+        let (a, b) = (halves.next().unwrap(), halves.next().unwrap());
+        second.complete(Ok((500, -1)));
+        b.complete(Ok((201, -1)));
+        a.complete(Ok((200, -1)));
+        let m = waiting.await.unwrap().unwrap();
+        assert_eq!((m.partition, m.offset, m.timestamp), (2, 200, 10));
+        let rest: Vec<(i64, i64)> = futures::future::join_all(futures)
+            .await
+            .into_iter()
+            .map(|m| m.map(|m| (m.offset, m.timestamp)).unwrap())
+            .collect();
+        assert_eq!(rest, vec![(201, 11), (202, 12), (500, 13), (501, 14)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_fails_only_its_records() {
+        let c = BatchCompletion::new(Arc::from("t"), 0);
+        let (f0, f1) = (c.future(0, 1), c.future(1, 1));
+        let mut parts = c.split(&[0, 1]).into_iter();
+        let (a, b) = (parts.next().unwrap(), parts.next().unwrap());
+        a.complete(Ok((7, -1)));
+        drop(b);
+        assert_eq!(f0.await.unwrap().offset, 7);
+        assert!(matches!(f1.await, Err(Error::Disconnected { .. })));
     }
 
     #[tokio::test]

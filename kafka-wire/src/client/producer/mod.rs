@@ -20,6 +20,9 @@ mod accumulator;
 mod delivery;
 mod sender;
 
+#[cfg(test)]
+mod fake_broker_tests;
+
 pub use self::delivery::DeliveryFuture;
 
 use std::sync::atomic::AtomicI16;

@@ -12,7 +12,8 @@
 //! | OUT_OF_ORDER_SEQUENCE_NUMBER on a later batch | an earlier batch failed; retried in order |
 //! | OUT_OF_ORDER_SEQUENCE_NUMBER on the head batch (or one behind it) | the broker lost data, or holds later data: the batch fails, the epoch is bumped |
 //! | UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH | the epoch is bumped (KIP-360) once nothing is in flight; queued batches are renumbered from 0 |
-//! | other codes | the batch fails with the code |
+//! | MESSAGE_TOO_LARGE on a batch of several records | split into parts of about half its bytes that take its place (and its sequences) at the front of the queue; sent again once the partition's in-flight batches are back (no retry counted, no epoch bump) |
+//! | other codes (MESSAGE_TOO_LARGE on one record included) | the batch fails with the code; the broker wrote none of it, so once nothing is in flight the partition's queued batches are renumbered to close the gap its sequences leave (the epoch is bumped instead if an earlier attempt went unanswered) |
 //!
 //! Until the broker has acknowledged one batch of a partition under the current
 //! epoch, only one batch of that partition is in flight: a broker with no sequence
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::accumulator::Batch;
+use super::accumulator::{Accumulator, Batch};
 use super::{ProducerIdentity, Shared};
 use crate::client::backoff::Backoff;
 use crate::client::cluster::{BrokerInfo, Lane};
@@ -280,6 +281,9 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
                 continue;
             }
             q.draining = false;
+            if q.renumber {
+                q.renumber();
+            }
         }
         let limit = if idempotent && !q.confirmed {
             1
@@ -414,6 +418,8 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
         if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
             q.in_flight = q.in_flight.saturating_sub(1);
         }
+        // Whether the broker answered for this partition (so an error means it wrote nothing).
+        let mut answered = false;
         let outcome: std::result::Result<(i64, i64), Error> = match &result {
             Ok(None) => Ok((-1, -1)),
             Ok(Some(_)) => match answers.remove(&key) {
@@ -422,6 +428,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                     context: format!("no answer for {}-{}", key.0, key.1),
                 }),
                 Some(p) => {
+                    answered = true;
                     let code = ErrorCode::from_code(p.error_code);
                     match code {
                         ErrorCode::NoError => Ok((p.base_offset, p.log_append_time_ms)),
@@ -449,6 +456,13 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                                 context.push_str(": ");
                                 context.push_str(m);
                             }
+                            if code == ErrorCode::MessageTooLarge {
+                                context.push_str(&format!(
+                                    " (batch of {} record(s), {} bytes, larger than the topic's max.message.bytes)",
+                                    batch.record_count(),
+                                    batch.encoded_len()
+                                ));
+                            }
                             Err(Error::Broker { code, context })
                         }
                     }
@@ -472,6 +486,20 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
             }
             Err(e) => {
                 let code = e.code();
+                if code == Some(ErrorCode::MessageTooLarge) && answered && batch.record_count() > 1
+                {
+                    batch = match split(&mut acc, batch) {
+                        None => continue,
+                        Some(batch) => batch,
+                    };
+                }
+                // A request timeout on the broker, or one after the append, may leave
+                // the batch written.
+                batch.unanswered |= !answered
+                    || matches!(
+                        code,
+                        Some(ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend)
+                    );
                 let idempotent = acc.identity != ProducerIdentity::NONE;
                 // The head batch is the one the broker expects next: every earlier
                 // sequence of the partition was acknowledged.
@@ -514,23 +542,20 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                             delay = backoff.next_delay();
                         }
                         batch.retry_at = Some(Instant::now() + delay);
-                        if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
-                            q.draining = true;
-                            // Retries go to the front, in sequence order.
-                            let at = q
-                                .batches
-                                .iter()
-                                .position(|b| {
-                                    b.base_sequence < 0 || b.base_sequence > batch.base_sequence
-                                })
-                                .unwrap_or(q.batches.len());
-                            q.batches.insert(at, batch);
-                        }
+                        requeue(&mut acc, vec![batch]);
                     }
                     _ => {
-                        if action == Action::FailAndBump || (batch.sent && idempotent && exhausted)
+                        let gap = idempotent && batch.base_sequence >= 0;
+                        if action == Action::FailAndBump
+                            || (batch.sent && idempotent && exhausted)
+                            || (gap && batch.unanswered)
                         {
                             acc.bump_epoch = true;
+                        } else if gap && answered {
+                            if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
+                                q.draining = true;
+                                q.renumber = true;
+                            }
                         }
                         warn!(topic = key.0, partition = key.1, error = %e, "batch failed");
                         acc.finished(&mut batch);
@@ -542,6 +567,53 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
     }
     drop(acc);
     shared.progress.notify_waiters();
+}
+
+/// Puts `batches` (consecutive, in sequence order) back at the front of their
+/// partition's queue, ahead of batches with later sequences, and holds the
+/// partition until its in-flight batches are back, so everything goes out again in
+/// sequence order.
+fn requeue(acc: &mut Accumulator, batches: Vec<Batch>) {
+    let Some(first) = batches.first() else {
+        return;
+    };
+    let (topic, partition, base) = (first.topic.clone(), first.partition, first.base_sequence);
+    let Some(q) = acc.queue_mut(&topic, partition) else {
+        return;
+    };
+    q.draining = true;
+    let at = q
+        .batches
+        .iter()
+        .position(|b| b.base_sequence < 0 || b.base_sequence > base)
+        .unwrap_or(q.batches.len());
+    for (i, b) in batches.into_iter().enumerate() {
+        q.batches.insert(at + i, b);
+    }
+}
+
+/// Splits a batch the broker refused as too large and requeues the parts; gives
+/// the batch back if it cannot be split.
+fn split(acc: &mut Accumulator, batch: Batch) -> Option<Batch> {
+    let parts = match acc.split_parts(&batch) {
+        Ok(parts) => parts,
+        Err(e) => {
+            warn!(topic = &*batch.topic, partition = batch.partition, error = %e, "could not split a batch");
+            return Some(batch);
+        }
+    };
+    crate::client::metrics::batch_split();
+    debug!(
+        topic = &*batch.topic,
+        partition = batch.partition,
+        records = batch.record_count(),
+        bytes = batch.encoded_len(),
+        parts = parts.len(),
+        "MESSAGE_TOO_LARGE: batch split"
+    );
+    let parts = acc.split(batch, parts);
+    requeue(acc, parts);
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,24 +5,23 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::*;
 use crate::client::config::ProducerConfig;
+use crate::client::fake_broker::{
+    accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
+};
 use crate::protocol::Message;
-use crate::protocol::messages::api_versions_response::ApiVersion;
 use crate::protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
-use crate::protocol::messages::metadata_response::MetadataResponseBroker;
 use crate::protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use crate::protocol::messages::{
-    AddOffsetsToTxnResponse, ApiKey, ApiVersionsResponse, EndTxnResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    AddOffsetsToTxnResponse, ApiKey, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdResponse, MetadataRequest,
 };
-use crate::protocol::{Response, decode_request_frame_header, encode_response_frame};
 
 /// What the fake does with the n-th EndTxn (0-based).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,48 +42,28 @@ struct Fake {
     find_coordinator: AtomicUsize,
 }
 
-fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
-    encode_response_frame(response, version, cid)
-        .unwrap()
-        .freeze()
-}
-
 impl Fake {
     async fn start(
         end_txn: Box<dyn Fn(usize) -> EndTxnAnswer + Send + Sync>,
         concurrent: usize,
     ) -> Arc<Fake> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (listener, port) = bind().await;
         let fake = Arc::new(Fake {
-            port: listener.local_addr().unwrap().port(),
+            port,
             end_txn,
             concurrent,
             end_txns: Mutex::new(Vec::new()),
             add_offsets: AtomicUsize::new(0),
             find_coordinator: AtomicUsize::new(0),
         });
-        let f = fake.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(f.clone().serve(stream));
-            }
-        });
+        accept_all(listener, &fake, Fake::serve);
         fake
     }
 
     async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        loop {
-            let Ok(size) = stream.read_i32().await else {
-                return;
-            };
-            let mut frame = BytesMut::zeroed(size as usize);
-            if stream.read_exact(&mut frame).await.is_err() {
-                return;
-            }
-            let mut frame = frame.freeze();
-            let header = decode_request_frame_header(&mut frame).unwrap();
-            let (version, cid) = (header.request_api_version, header.correlation_id);
-            let out = match ApiKey::try_from(header.request_api_key).unwrap() {
+        while let Some(request) = read_request(&mut stream).await {
+            let (version, cid, mut frame) = (request.version, request.cid, request.body);
+            let out = match request.api {
                 ApiKey::ApiVersions => {
                     let keys = [
                         (ApiKey::ApiVersions, 3),
@@ -107,33 +86,9 @@ impl Fake {
                         ),
                         (ApiKey::EndTxn, EndTxnRequest::VALID_VERSIONS.max),
                     ];
-                    let response = ApiVersionsResponse {
-                        api_keys: keys
-                            .iter()
-                            .map(|(k, max)| ApiVersion {
-                                api_key: k.code(),
-                                min_version: 0,
-                                max_version: *max,
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version.min(3), cid)
+                    api_versions(&keys, version, cid)
                 }
-                ApiKey::Metadata => {
-                    let response = MetadataResponse {
-                        brokers: vec![MetadataResponseBroker {
-                            node_id: 1,
-                            host: "127.0.0.1".into(),
-                            port: i32::from(self.port),
-                            ..Default::default()
-                        }],
-                        controller_id: 1,
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
+                ApiKey::Metadata => frame_of(&one_broker_metadata(self.port, &[]), version, cid),
                 ApiKey::FindCoordinator => {
                     self.find_coordinator.fetch_add(1, Ordering::SeqCst);
                     let request = FindCoordinatorRequest::decode(&mut frame, version).unwrap();
@@ -236,18 +191,9 @@ impl Fake {
 }
 
 async fn producer(fake: &Fake, max_block_ms: u64) -> TransactionalProducer {
-    let props = BTreeMap::from([
-        (
-            "bootstrap.servers".to_string(),
-            format!("127.0.0.1:{}", fake.port),
-        ),
-        ("transactional.id".to_string(), "t1".to_string()),
-        ("max.block.ms".to_string(), max_block_ms.to_string()),
-        ("retry.backoff.ms".to_string(), "10".to_string()),
-        ("retry.backoff.max.ms".to_string(), "20".to_string()),
-        ("reconnect.backoff.ms".to_string(), "10".to_string()),
-        ("reconnect.backoff.max.ms".to_string(), "20".to_string()),
-    ]);
+    let mut props = client_props(fake.port);
+    props.insert("transactional.id".to_string(), "t1".to_string());
+    props.insert("max.block.ms".to_string(), max_block_ms.to_string());
     TransactionalProducer::new(ProducerConfig::from_properties(&props).unwrap())
         .await
         .unwrap()

@@ -1,0 +1,136 @@
+//! Pieces of the fake brokers that unit tests run on loopback TCP: accepting
+//! connections, reading request frames, and the ApiVersions and Metadata answers
+//! most fakes give.
+#![allow(clippy::unwrap_used)] // test helpers: a malformed frame should panic
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::protocol::messages::api_versions_response::ApiVersion;
+use crate::protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use crate::protocol::messages::{ApiKey, ApiVersionsResponse, MetadataResponse};
+use crate::protocol::{Response, Uuid, decode_request_frame_header, encode_response_frame};
+
+/// One request a fake broker read: what to answer, and the body to decode.
+pub(crate) struct Request {
+    pub api: ApiKey,
+    pub version: i16,
+    pub cid: i32,
+    pub body: Bytes,
+}
+
+/// Client properties for a fake at `port`: short retry and reconnect backoffs.
+pub(crate) fn client_props(port: u16) -> BTreeMap<String, String> {
+    [
+        ("bootstrap.servers", format!("127.0.0.1:{port}")),
+        ("retry.backoff.ms", "10".into()),
+        ("retry.backoff.max.ms", "20".into()),
+        ("reconnect.backoff.ms", "10".into()),
+        ("reconnect.backoff.max.ms", "20".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A listener on a free loopback port, and the port.
+pub(crate) async fn bind() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Serves every connection `listener` accepts with `serve(fake, stream)`, each in
+/// its own task.
+pub(crate) fn accept_all<T, F, Fut>(listener: TcpListener, fake: &Arc<T>, serve: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let fake = fake.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(fake.clone(), stream));
+        }
+    });
+}
+
+/// The next request on `stream`; None once the client hangs up.
+pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let size = stream.read_i32().await.ok()?;
+    let mut frame = BytesMut::zeroed(size as usize);
+    stream.read_exact(&mut frame).await.ok()?;
+    let mut body = frame.freeze();
+    let header = decode_request_frame_header(&mut body).unwrap();
+    Some(Request {
+        api: ApiKey::try_from(header.request_api_key).unwrap(),
+        version: header.request_api_version,
+        cid: header.correlation_id,
+        body,
+    })
+}
+
+/// `response` as a frame answering correlation id `cid`.
+pub(crate) fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
+    encode_response_frame(response, version, cid)
+        .unwrap()
+        .freeze()
+}
+
+/// An ApiVersions answer offering versions 0 to `max` of each key (at most v3,
+/// which every client reads).
+pub(crate) fn api_versions(keys: &[(ApiKey, i16)], version: i16, cid: i32) -> Bytes {
+    let response = ApiVersionsResponse {
+        api_keys: keys
+            .iter()
+            .map(|(k, max)| ApiVersion {
+                api_key: k.code(),
+                min_version: 0,
+                max_version: *max,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    frame_of(&response, version.min(3), cid)
+}
+
+/// Metadata of one broker, node 1 at `port`, leading every partition of `topics`
+/// (name, id, partition count).
+pub(crate) fn one_broker_metadata(port: u16, topics: &[(&str, Uuid, i32)]) -> MetadataResponse {
+    MetadataResponse {
+        brokers: vec![MetadataResponseBroker {
+            node_id: 1,
+            host: "127.0.0.1".into(),
+            port: i32::from(port),
+            ..Default::default()
+        }],
+        controller_id: 1,
+        topics: topics
+            .iter()
+            .map(|&(name, topic_id, partitions)| MetadataResponseTopic {
+                name: Some(name.into()),
+                topic_id,
+                partitions: (0..partitions)
+                    .map(|p| MetadataResponsePartition {
+                        partition_index: p,
+                        leader_id: 1,
+                        replica_nodes: vec![1],
+                        isr_nodes: vec![1],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
