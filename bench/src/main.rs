@@ -41,7 +41,7 @@ struct Cli {
     #[command(flatten)]
     workload: Workload,
     /// Clients to run, in this order.
-    #[arg(long, value_delimiter = ',', default_values = ["strom", "rdkafka", "rskafka", "java"])]
+    #[arg(long, value_delimiter = ',', default_values = ["strom", "rdkafka", "rskafka", "rskafka-batching", "java"])]
     clients: Vec<ClientKind>,
     /// Whose produced topic every consumer reads back (all read the same data).
     #[arg(long, default_value = "rdkafka")]
@@ -82,8 +82,10 @@ pub enum ClientKind {
     Strom,
     /// librdkafka via the rdkafka crate.
     Rdkafka,
-    /// rskafka.
+    /// rskafka's `PartitionClient`, batches built by the bench.
     Rskafka,
+    /// rskafka's record-level API: `BatchProducer` (linger) and `StreamConsumer`.
+    RskafkaBatching,
     /// Java ProducerPerformance / ConsumerPerformance.
     Java,
 }
@@ -95,6 +97,7 @@ impl ClientKind {
             ClientKind::Strom => "strom",
             ClientKind::Rdkafka => "librdkafka",
             ClientKind::Rskafka => "rskafka",
+            ClientKind::RskafkaBatching => "rskafka-batching",
             ClientKind::Java => "java",
         }
     }
@@ -139,6 +142,12 @@ fn run_in_process(client: ClientKind, phase: Phase, topic: &str, w: &Workload) -
         (ClientKind::Strom, Phase::Consume) => rt()?.block_on(strom::consume(w, topic)),
         (ClientKind::Rskafka, Phase::Produce) => rt()?.block_on(rsk::produce(w, topic)),
         (ClientKind::Rskafka, Phase::Consume) => rt()?.block_on(rsk::consume(w, topic)),
+        (ClientKind::RskafkaBatching, Phase::Produce) => {
+            rt()?.block_on(rsk::produce_batching(w, topic))
+        }
+        (ClientKind::RskafkaBatching, Phase::Consume) => {
+            rt()?.block_on(rsk::consume_stream(w, topic))
+        }
         (ClientKind::Rdkafka, Phase::Produce) => rdk::produce(w, topic),
         (ClientKind::Rdkafka, Phase::Consume) => rdk::consume(w, topic),
         (ClientKind::Java, _) => bail!("the Java tools run as their own processes"),
@@ -177,18 +186,69 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The process listening on the bootstrap address's port (the broker), found
+/// through the socket inode in `/proc/net/tcp{,6}` and the processes' open fds.
+fn broker_pid(bootstrap: &str) -> Option<u32> {
+    let port: u16 = bootstrap.rsplit_once(':')?.1.parse().ok()?;
+    let port_hex = format!(":{port:04X}");
+    let inode = ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|f| {
+        std::fs::read_to_string(f)
+            .ok()?
+            .lines()
+            .skip(1)
+            .find_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let listening = cols.get(3) == Some(&"0A");
+                (listening && cols.get(1)?.ends_with(&port_hex))
+                    .then(|| cols.get(9).map(|s| s.to_string()))?
+            })
+    })?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let fds = std::fs::read_dir(e.path().join("fd")).ok()?;
+            fds.filter_map(|f| f.ok())
+                .any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy() == target))
+                .then_some(pid)
+        })
+}
+
+/// CPU seconds (user + system) process `pid` has used so far.
+fn process_cpu_secs(pid: u32, clk_tck: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck)
+}
+
 struct Runner {
     workload: Workload,
+    broker_pid: Option<u32>,
     clk_tck: f64,
     root: PathBuf,
     run_id: String,
 }
 
 impl Runner {
-    /// Runs one client phase in a child process; returns what it measured and its
-    /// CPU seconds.
-    fn run(&self, client: ClientKind, phase: Phase, topic: &str) -> Result<(Measured, f64)> {
+    /// Runs one client phase in a child process; returns what it measured, its CPU
+    /// seconds and the broker's CPU seconds over the same span.
+    fn run(
+        &self,
+        client: ClientKind,
+        phase: Phase,
+        topic: &str,
+    ) -> Result<(Measured, f64, Option<f64>)> {
         let w = &self.workload;
+        let broker_cpu = || {
+            self.broker_pid
+                .and_then(|pid| process_cpu_secs(pid, self.clk_tck))
+        };
+        let broker_before = broker_cpu();
         let before = children_cpu_secs(self.clk_tck)?;
         let wall = Instant::now();
         let measured = match client {
@@ -237,24 +297,34 @@ impl Runner {
             }
         }?;
         let cpu = children_cpu_secs(self.clk_tck)? - before;
+        let broker = broker_before.zip(broker_cpu()).map(|(b, a)| a - b);
         eprintln!(
-            "[bench] {} {phase:?}: {} records in {:.2}s ({:.0}/s), cpu {:.2}s, process wall {:.2}s",
+            "[bench] {} {phase:?}: {} records in {:.2}s ({:.0}/s), cpu {:.2}s, broker cpu {}, process wall {:.2}s",
             client.name(),
             measured.records,
             measured.secs,
             measured.records as f64 / measured.secs,
             cpu,
+            broker.map_or("n/a".into(), |b| format!("{b:.2}s")),
             wall.elapsed().as_secs_f64()
         );
-        Ok((measured, cpu))
+        Ok((measured, cpu, broker))
     }
 }
 
 fn run_parent(cli: &Cli) -> Result<()> {
     let w = cli.workload.clone();
     let machine = Machine::now(&repo_root());
+    let broker_pid = broker_pid(&w.bootstrap);
+    if broker_pid.is_none() {
+        eprintln!(
+            "[bench] no local process listens on {}: broker CPU not measured",
+            w.bootstrap
+        );
+    }
     let runner = Runner {
         workload: w.clone(),
+        broker_pid,
         clk_tck: clk_tck(),
         root: repo_root(),
         run_id: format!(
@@ -282,9 +352,9 @@ fn run_parent(cli: &Cli) -> Result<()> {
             .with_context(|| format!("creating {topic}"))?;
         created.push(topic.clone());
         match runner.run(client, Phase::Produce, &topic) {
-            Ok((m, cpu)) => {
+            Ok((m, cpu, broker)) => {
                 produced.push(client);
-                rows.push(Row::ok(client, Phase::Produce, m, cpu));
+                rows.push(Row::ok(client, Phase::Produce, m, cpu, broker));
             }
             Err(e) => {
                 eprintln!("[bench] {} produce failed: {e:#}", client.name());
@@ -305,7 +375,9 @@ fn run_parent(cli: &Cli) -> Result<()> {
             consume_topic = Some(topic.clone());
             for &client in &cli.clients {
                 match runner.run(client, Phase::Consume, &topic) {
-                    Ok((m, cpu)) => rows.push(Row::ok(client, Phase::Consume, m, cpu)),
+                    Ok((m, cpu, broker)) => {
+                        rows.push(Row::ok(client, Phase::Consume, m, cpu, broker))
+                    }
                     Err(e) => {
                         eprintln!("[bench] {} consume failed: {e:#}", client.name());
                         rows.push(Row::failed(client, Phase::Consume, format!("{e:#}")));
@@ -315,10 +387,10 @@ fn run_parent(cli: &Cli) -> Result<()> {
         }
     }
 
-    if !cli.keep_topics {
-        if let Err(e) = rt.block_on(admin.delete_topics(&created)) {
-            eprintln!("[bench] could not delete topics {created:?}: {e}");
-        }
+    if !cli.keep_topics
+        && let Err(e) = rt.block_on(admin.delete_topics(&created))
+    {
+        eprintln!("[bench] could not delete topics {created:?}: {e}");
     }
 
     let command: Vec<String> = std::env::args().skip(1).collect();

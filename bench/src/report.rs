@@ -110,15 +110,24 @@ pub struct Row {
     client: ClientKind,
     phase: Phase,
     result: std::result::Result<(Measured, f64), String>,
+    /// The broker's CPU seconds over the client's run, when it could be read.
+    broker_cpu: Option<f64>,
 }
 
 impl Row {
     /// A completed run and its CPU seconds.
-    pub fn ok(client: ClientKind, phase: Phase, m: Measured, cpu: f64) -> Row {
+    pub fn ok(
+        client: ClientKind,
+        phase: Phase,
+        m: Measured,
+        cpu: f64,
+        broker_cpu: Option<f64>,
+    ) -> Row {
         Row {
             client,
             phase,
             result: Ok((m, cpu)),
+            broker_cpu,
         }
     }
 
@@ -128,6 +137,7 @@ impl Row {
             client,
             phase,
             result: Err(why),
+            broker_cpu: None,
         }
     }
 
@@ -159,6 +169,12 @@ fn note(client: ClientKind, phase: Phase, w: &Workload) -> &'static str {
         }
         (ClientKind::Rskafka, Phase::Produce) => {
             "**not idempotent** (rskafka has none); no linger: the bench hands `PartitionClient::produce` batch.size of values per request, 1 in flight per partition; latency per request"
+        }
+        (ClientKind::RskafkaBatching, Phase::Produce) => {
+            "**not idempotent**; `BatchProducer` per partition (linger.ms, batch.size), `produce` per record from one task, round robin, futures awaited through `FuturesUnordered`"
+        }
+        (ClientKind::RskafkaBatching, Phase::Consume) => {
+            "`StreamConsumer` per partition (1 MiB per fetch), records polled one by one from the merged streams"
         }
         (ClientKind::Java, Phase::Produce) => {
             "idempotent; the tool's own figures; CPU includes JVM start-up and JIT"
@@ -216,16 +232,16 @@ pub fn render(
     );
     let _ = writeln!(
         s,
-        "- CPU = the client process's user+system seconds over its whole life (start-up included), from the parent's children counters; MB = 2^20 bytes of values\n"
+        "- CPU = the client process's user+system seconds over its whole life (start-up included), from the parent's children counters; broker CPU = the broker process's user+system seconds over the same span (`/proc/<pid>/stat` of the process listening on the bootstrap port; includes anything else the broker did meanwhile); MB = 2^20 bytes of values\n"
     );
 
     let _ = writeln!(
         s,
-        "| client | phase | records | time s | records/s | MB/s | CPU s / M records | p50 ms | p99 ms | records/s vs librdkafka | CPU/record vs librdkafka | notes |"
+        "| client | phase | records | time s | records/s | MB/s | CPU s / M records | broker CPU s / M | client+broker CPU s / M | p50 ms | p99 ms | records/s vs librdkafka | CPU/record vs librdkafka | notes |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let reference = |phase: Phase| {
         rows.iter()
@@ -247,7 +263,7 @@ pub fn render(
                     };
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.3} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.3} | {} | {} | {} | {} | {} | {} | {} |",
                         r.client.name(),
                         phase_name,
                         m.records,
@@ -255,6 +271,11 @@ pub fn render(
                         rate,
                         m.bytes as f64 / MIB / m.secs,
                         cpu / (m.records as f64 / 1e6),
+                        fmt_opt(r.broker_cpu.map(|b| b / (m.records as f64 / 1e6)), 3),
+                        fmt_opt(
+                            r.broker_cpu.map(|b| (cpu + b) / (m.records as f64 / 1e6)),
+                            3
+                        ),
                         fmt_opt(m.p50_ms, 1),
                         fmt_opt(m.p99_ms, 1),
                         ratio(r.rate(), rf.and_then(Row::rate)),
@@ -266,7 +287,7 @@ pub fn render(
                     let first = why.lines().next().unwrap_or("").replace('|', "/");
                     let _ = writeln!(
                         s,
-                        "| {} | {} | FAILED | | | | | | | | | {} |",
+                        "| {} | {} | FAILED | | | | | | | | | | | {} |",
                         r.client.name(),
                         phase_name,
                         first
@@ -286,6 +307,7 @@ pub fn render(
         let st = get(ClientKind::Strom, phase);
         let rd = get(ClientKind::Rdkafka, phase);
         let rs = get(ClientKind::Rskafka, phase);
+        let rb = get(ClientKind::RskafkaBatching, phase);
         let check =
             |label: String, a: Option<f64>, b: Option<f64>, want: f64, ge: bool| match (a, b) {
                 (Some(a), Some(b)) if b > 0.0 => {
@@ -313,9 +335,16 @@ pub fn render(
             false,
         ));
         s.push_str(&check(
-            format!("strom {name} throughput >= 3x rskafka"),
+            format!("strom {name} throughput >= 3x rskafka (PartitionClient, bench-built batches)"),
             st.and_then(Row::rate),
             rs.and_then(Row::rate),
+            3.0,
+            true,
+        ));
+        s.push_str(&check(
+            format!("strom {name} throughput >= 3x rskafka-batching (record-level API)"),
+            st.and_then(Row::rate),
+            rb.and_then(Row::rate),
             3.0,
             true,
         ));
