@@ -34,7 +34,59 @@ pub use control::{ControlRecord, ControlRecordType};
 pub use header::Header;
 pub use record::Record;
 
-use batch::{LOG_OVERHEAD, MAGIC_OFFSET};
+use batch::{LOG_OVERHEAD, MAGIC_OFFSET, RECORD_BATCH_OVERHEAD};
+
+/// Offset of `lastOffsetDelta` in a magic-2 batch.
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+/// Offset of `recordCount` in a magic-2 batch.
+const RECORD_COUNT_OFFSET: usize = 57;
+
+/// What the batch headers of a `records` field say, read without checking CRCs or
+/// decompressing anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    /// The highest `lastOffset + 1` of the complete batches; `None` if none is complete.
+    pub next_offset: Option<i64>,
+    /// Bytes after the last complete batch (a batch the broker cut at the size limit).
+    pub tail: usize,
+    /// The sum of the complete batches' record counts, as their headers claim.
+    pub records: u64,
+}
+
+/// Reads the offsets of the complete magic-2 batches in `data`. `None` when a batch
+/// has another magic or an impossible length: only a full decode can say more.
+/// The batches' contents are not checked: decoding them may still fail.
+pub fn peek(data: &[u8]) -> Option<Peek> {
+    let mut pos = 0;
+    let mut next_offset = None;
+    let mut records = 0u64;
+    while let Some(b) = data.get(pos..).filter(|b| b.len() >= LOG_OVERHEAD) {
+        let size = usize::try_from(i32::from_be_bytes([b[8], b[9], b[10], b[11]])).ok()?;
+        if size + LOG_OVERHEAD < RECORD_BATCH_OVERHEAD {
+            return None;
+        }
+        if size > b.len() - LOG_OVERHEAD {
+            break;
+        }
+        if b[MAGIC_OFFSET] != 2 {
+            return None;
+        }
+        let base = i64::from_be_bytes(b[..8].try_into().ok()?);
+        let d = LAST_OFFSET_DELTA_OFFSET;
+        let delta = i32::from_be_bytes(b[d..d + 4].try_into().ok()?);
+        let next = base.wrapping_add(i64::from(delta)).wrapping_add(1);
+        next_offset = Some(next_offset.map_or(next, |n: i64| n.max(next)));
+        let c = RECORD_COUNT_OFFSET;
+        let count = i32::from_be_bytes(b[c..c + 4].try_into().ok()?);
+        records += u64::try_from(count).unwrap_or(0);
+        pos += LOG_OVERHEAD + size;
+    }
+    Some(Peek {
+        next_offset,
+        tail: data.len() - pos,
+        records,
+    })
+}
 
 /// Limits and checks applied while decoding a `records` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,4 +248,68 @@ pub fn encode_batch(params: BatchParams, records: &[Record]) -> Result<Bytes> {
         b.append_record(r)?;
     }
     b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base: i64, count: i64) -> Bytes {
+        let mut b = BatchBuilder::new(BatchParams {
+            base_offset: base,
+            ..BatchParams::default()
+        });
+        for _ in 0..count {
+            b.append(0, None, Some(b"v"), &[]).unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn peek_agrees_with_a_full_decode_and_reports_the_cut_tail() {
+        let mut data = batch(10, 3).to_vec();
+        data.extend_from_slice(&batch(13, 4));
+        let third = batch(17, 2);
+        data.extend_from_slice(&third[..third.len() - 5]);
+        let peeked = peek(&data).unwrap();
+        let mut reader = BatchReader::new(Bytes::from(data.clone()));
+        let decoded: Vec<RecordBatch> = reader.by_ref().map(|b| b.unwrap()).collect();
+        assert_eq!(
+            peeked.next_offset,
+            decoded.last().map(RecordBatch::next_offset)
+        );
+        assert_eq!(peeked.next_offset, Some(17));
+        assert_eq!(peeked.records, 7);
+        assert_eq!(peeked.tail, reader.remaining());
+        assert_eq!(peeked.tail, third.len() - 5);
+    }
+
+    #[test]
+    fn peek_gives_up_on_odd_data_and_sees_nothing_in_a_short_tail() {
+        assert_eq!(
+            peek(&[]),
+            Some(Peek {
+                next_offset: None,
+                tail: 0,
+                records: 0
+            })
+        );
+        assert_eq!(
+            peek(&[0; 11]),
+            Some(Peek {
+                next_offset: None,
+                tail: 11,
+                records: 0
+            })
+        );
+        let mut legacy = batch(0, 1).to_vec();
+        legacy[MAGIC_OFFSET] = 1;
+        assert_eq!(peek(&legacy), None, "another magic");
+        let mut short = batch(0, 1).to_vec();
+        short[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert_eq!(peek(&short), None, "a length below a batch header");
+        let mut negative = batch(0, 1).to_vec();
+        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(peek(&negative), None, "a negative length");
+    }
 }

@@ -1,22 +1,32 @@
 //! One fetch loop per leader broker: builds a Fetch request for the partitions that
-//! broker leads, keeps the fetch session, decodes and filters the response, and hands
-//! the records to the consumer through a channel.
+//! broker leads, keeps the fetch session, and hands the records to the consumer
+//! through a channel. Decoding a response overlaps the next fetch.
 //!
 //! ```text
-//!  loop:
+//!  fetch loop (task):
 //!    wanted = my partitions in State (valid position, leader == me, not backing off)
 //!    permit  <── Semaphore(PREFETCH_RESPONSES)     waits while the caller is behind
 //!    plan    = session.plan(wanted)                full or incremental (session.rs)
 //!    Fetch ──► broker (Lane::Fetch) ──► response
-//!    per partition: decode_partition (isolation.rs) ─► advance fetch offset in State
-//!                   errors ─► reset / leader update / backoff in State
-//!    Event::Data { chunks, permit } ──► consumer's channel ──► poll()
+//!    per partition: next fetch offset from the batch headers (records::peek)
+//!                   ─► State; errors ─► reset / leader update / backoff in State
+//!    decode job (blocking thread: decompress, parse, isolation.rs) ──┐
+//!    ... next Fetch goes out at once                                │
+//!  forwarder (task), in response order:                             ▼
+//!    await the decode ─► Event::Data { chunks, permit } ──► consumer's channel ──► poll()
 //! ```
 //!
 //! The permit travels with the data and is released when `poll` has taken it, so a
 //! broker never has more than [`PREFETCH_RESPONSES`] responses fetched but not yet
-//! taken: the next fetch is in flight while the caller works on the previous one,
-//! and memory stays bounded by about `PREFETCH_RESPONSES * fetch.max.bytes` per broker.
+//! taken: the next fetch is in flight while the previous response is decoded and
+//! the caller works on the one before, and memory stays bounded by about
+//! `PREFETCH_RESPONSES * fetch.max.bytes` per broker.
+//!
+//! The fetch offset moves on before the records are decoded. If decoding then
+//! finds a bad batch, the partition's generation is bumped and its fetch offset set
+//! back to that batch: what was fetched after it is dropped, the records before it
+//! are delivered, then the error. Data whose batch headers cannot be read this way
+//! (legacy message formats, impossible lengths) is decoded before the next fetch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,11 +49,12 @@ use crate::protocol::Uuid;
 use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use crate::protocol::messages::fetch_response::{NodeEndpoint, PartitionData};
 use crate::protocol::messages::{FetchRequest, FetchResponse};
+use crate::records::peek;
 
 /// Responses a broker's fetcher may have fetched and not yet handed over, counting
-/// the one being taken by the caller: with 2, one fetch is in flight while the
-/// caller consumes the previous response.
-pub(crate) const PREFETCH_RESPONSES: usize = 2;
+/// the one being taken by the caller: with 3, one fetch is in flight while the
+/// previous response is decoded and the caller consumes the one before.
+pub(crate) const PREFETCH_RESPONSES: usize = 3;
 
 /// How long an idle fetcher sleeps before looking at the state again unprompted.
 const IDLE_RECHECK: Duration = Duration::from_millis(200);
@@ -94,7 +105,10 @@ struct Wanted {
 struct Fetcher {
     shared: Arc<Shared>,
     node: i32,
+    /// The consumer's channel, to notice it closed.
     events: mpsc::Sender<Event>,
+    /// To the forwarder, in response order.
+    forward: mpsc::Sender<Forward>,
     notify: Arc<Notify>,
     permits: Arc<Semaphore>,
     session: FetchSession,
@@ -105,10 +119,13 @@ struct Fetcher {
 pub(crate) fn spawn(shared: Arc<Shared>, node: i32, events: mpsc::Sender<Event>) -> FetcherHandle {
     let notify = Arc::new(Notify::new());
     let backoff = shared.backoff();
+    let (forward, forwarded) = mpsc::channel(PREFETCH_RESPONSES + 1);
+    tokio::spawn(run_forwarder(forwarded, events.clone()));
     let fetcher = Fetcher {
         shared,
         node,
         events,
+        forward,
         notify: notify.clone(),
         permits: Arc::new(Semaphore::new(PREFETCH_RESPONSES)),
         session: FetchSession::default(),
@@ -149,26 +166,42 @@ impl Fetcher {
             }
             match self.fetch_once(&wanted).await {
                 Ok(Outcome {
-                    chunks,
+                    jobs,
                     errors,
                     reroute,
                 }) => {
                     self.backoff.reset();
-                    if !chunks.is_empty()
-                        && self
-                            .events
-                            .send(Event::Data { chunks, permit })
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                    for e in errors {
-                        if self.events.send(Event::Error(e)).await.is_err() {
+                    if !jobs.is_empty() {
+                        let decoding = if jobs.iter().all(|j| j.peeked) {
+                            let shared = self.shared.clone();
+                            Decoding::Running(tokio::task::spawn_blocking(move || {
+                                decode_jobs(&shared, jobs)
+                            }))
+                        } else {
+                            Decoding::Ready(decode_jobs(&self.shared, jobs))
+                        };
+                        let job = Forward::Data { decoding, permit };
+                        if self.forward.send(job).await.is_err() {
                             return;
                         }
                     }
-                    if reroute && self.events.send(Event::Reroute).await.is_err() {
+                    for e in errors {
+                        if self
+                            .forward
+                            .send(Forward::Event(Event::Error(e)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    if reroute
+                        && self
+                            .forward
+                            .send(Forward::Event(Event::Reroute))
+                            .await
+                            .is_err()
+                    {
                         return;
                     }
                 }
@@ -392,27 +425,11 @@ impl Fetcher {
         out
     }
 
+    /// Moves the partition's fetch offset past the complete batches (read from their
+    /// headers) and queues the data for decoding.
     fn apply_records(&self, key: PartitionKey, w: Wanted, p: PartitionData, out: &mut Outcome) {
-        let config = &self.shared.config;
-        let aborted: Vec<AbortedTxn> = p
-            .aborted_transactions
-            .iter()
-            .flatten()
-            .map(|a| AbortedTxn {
-                producer_id: a.producer_id,
-                first_offset: a.first_offset,
-            })
-            .collect();
-        let bytes = p.records.as_ref().map_or(0, |r| r.len());
-        let input = PartitionInput {
-            topic: &key.0,
-            partition: key.1,
-            fetch_offset: w.part.fetch_offset,
-            isolation: config.isolation_level,
-            aborted: &aborted,
-            check_crcs: config.check_crcs,
-        };
-        let decoded = decode_partition(&input, p.records.unwrap_or_default());
+        let data = p.records.unwrap_or_default();
+        let peeked = peek(&data);
         let mut state = self.shared.lock();
         let Some(ps) = state.partitions.get_mut(&key) else {
             return;
@@ -425,59 +442,65 @@ impl Fetcher {
             );
             return;
         }
-        ps.fetch_offset = decoded.next_offset;
         ps.high_watermark = p.high_watermark;
         ps.last_stable_offset = p.last_stable_offset;
         ps.log_start_offset = p.log_start_offset;
-        if let Some(e) = decoded.error {
-            warn!(topic = &*key.0, partition = key.1, offset = decoded.next_offset, error = %e, "bad record data");
-            ps.back_off();
-            out.errors.push(e);
-        } else if decoded.only_partial_batch {
-            // Fetch v3+ always returns a first batch whole, so this is a broker that
-            // cut it anyway; asking again would loop forever.
-            warn!(
-                topic = &*key.0,
-                partition = key.1,
-                offset = w.part.fetch_offset,
-                "fetch returned only a partial batch"
-            );
-            ps.back_off();
-            out.errors.push(Error::Broker {
-                code: ErrorCode::MessageTooLarge,
-                context: format!(
-                    "fetch {}-{} at offset {}: only a partial batch fit in max.partition.fetch.bytes",
-                    key.0, key.1, w.part.fetch_offset
-                ),
-            });
-        } else {
-            ps.succeeded();
-        }
-        crate::client::metrics::fetched(decoded.records.len(), bytes);
-        if !decoded.records.is_empty() || decoded.next_offset != w.part.fetch_offset {
-            debug!(
-                topic = &*key.0,
-                partition = key.1,
-                fetch_offset = w.part.fetch_offset,
-                next_offset = decoded.next_offset,
-                records = decoded.records.len(),
-                high_watermark = p.high_watermark,
-                "fetched"
-            );
-            out.chunks.push(Chunk {
-                generation: w.generation,
-                fetched: Fetched {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    records: decoded.records,
-                    next_offset: decoded.next_offset,
-                    high_watermark: p.high_watermark,
-                    last_stable_offset: p.last_stable_offset,
-                    log_start_offset: p.log_start_offset,
-                },
-                key,
-            });
-        }
+        // Without a peek the offset moves once the data is decoded, before the next fetch.
+        let assumed_next = match peeked {
+            Some(peeked) => {
+                if peeked.next_offset.is_none() && peeked.tail > 0 {
+                    // Fetch v3+ always returns a first batch whole, so this is a broker
+                    // that cut it anyway; asking again would loop forever.
+                    warn!(
+                        topic = &*key.0,
+                        partition = key.1,
+                        offset = w.part.fetch_offset,
+                        "fetch returned only a partial batch"
+                    );
+                    ps.back_off();
+                    out.errors.push(Error::Broker {
+                        code: ErrorCode::MessageTooLarge,
+                        context: format!(
+                            "fetch {}-{} at offset {}: only a partial batch fit in max.partition.fetch.bytes",
+                            key.0, key.1, w.part.fetch_offset
+                        ),
+                    });
+                    return;
+                }
+                let next = peeked
+                    .next_offset
+                    .map_or(w.part.fetch_offset, |n| n.max(w.part.fetch_offset));
+                ps.fetch_offset = next;
+                next
+            }
+            None => w.part.fetch_offset,
+        };
+        ps.succeeded();
+        drop(state);
+        let config = &self.shared.config;
+        let aborted: Vec<AbortedTxn> = p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+            })
+            .collect();
+        out.jobs.push(DecodeJob {
+            key,
+            generation: w.generation,
+            fetch_offset: w.part.fetch_offset,
+            assumed_next,
+            peeked: peeked.is_some(),
+            aborted,
+            data,
+            isolation: config.isolation_level,
+            check_crcs: config.check_crcs,
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            log_start_offset: p.log_start_offset,
+        });
     }
 
     fn apply_error(
@@ -630,9 +653,170 @@ impl Fetcher {
 /// What one response produced.
 #[derive(Debug, Default)]
 struct Outcome {
-    chunks: Vec<Chunk>,
+    jobs: Vec<DecodeJob>,
     errors: Vec<Error>,
     reroute: bool,
+}
+
+/// One partition's data of a response, to decode.
+#[derive(Debug)]
+struct DecodeJob {
+    key: PartitionKey,
+    generation: u64,
+    fetch_offset: i64,
+    /// The fetch offset set from the batch headers (the fetch offset itself when
+    /// they could not be read).
+    assumed_next: i64,
+    /// Whether the batch headers could be read ([`peek`]).
+    peeked: bool,
+    aborted: Vec<AbortedTxn>,
+    data: bytes::Bytes,
+    isolation: crate::client::config::IsolationLevel,
+    check_crcs: bool,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+}
+
+/// A response's decoded chunks and the errors found while decoding.
+type Decoded = (Vec<Chunk>, Vec<Error>);
+
+/// A response being decoded, or decoded already.
+enum Decoding {
+    Running(tokio::task::JoinHandle<Decoded>),
+    Ready(Decoded),
+}
+
+/// What the fetch loop hands the forwarder.
+enum Forward {
+    Data {
+        decoding: Decoding,
+        permit: OwnedSemaphorePermit,
+    },
+    Event(Event),
+}
+
+/// Passes the fetch loop's output to the consumer in order, waiting for each
+/// response's decoding; ends when either side is gone.
+async fn run_forwarder(mut input: mpsc::Receiver<Forward>, events: mpsc::Sender<Event>) {
+    while let Some(item) = input.recv().await {
+        let (decoding, permit) = match item {
+            Forward::Event(event) => {
+                if events.send(event).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Forward::Data { decoding, permit } => (decoding, permit),
+        };
+        let (chunks, errors) = match decoding {
+            Decoding::Ready(done) => done,
+            Decoding::Running(task) => match task.await {
+                Ok(done) => done,
+                Err(e) => {
+                    // A cancelled task means the runtime is shutting down; a panic is a
+                    // decoder bug, reported rather than dropped.
+                    warn!(error = %e, "decoding a fetch response failed");
+                    if e.is_panic() {
+                        let error = Error::CorruptRecords(format!(
+                            "decoding a fetch response panicked: {e}"
+                        ));
+                        let _ = events.send(Event::Error(error)).await;
+                    }
+                    return;
+                }
+            },
+        };
+        if !chunks.is_empty() && events.send(Event::Data { chunks, permit }).await.is_err() {
+            return;
+        }
+        for e in errors {
+            if events.send(Event::Error(e)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Decodes a response's partitions. A bad batch sets the partition's fetch offset
+/// back to it under a new generation, so data fetched after it is dropped while
+/// the records before it are kept.
+fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
+    let mut chunks = Vec::with_capacity(jobs.len());
+    let mut errors = Vec::new();
+    for job in jobs {
+        let input = PartitionInput {
+            topic: &job.key.0,
+            partition: job.key.1,
+            fetch_offset: job.fetch_offset,
+            isolation: job.isolation,
+            aborted: &job.aborted,
+            check_crcs: job.check_crcs,
+        };
+        let bytes = job.data.len();
+        let decoded = decode_partition(&input, job.data);
+        crate::client::metrics::fetched(decoded.records.len(), bytes);
+        let (topic, partition) = (&*job.key.0, job.key.1);
+        let mut generation = job.generation;
+        let failure = decoded.error.or_else(|| {
+            decoded.only_partial_batch.then(|| Error::Broker {
+                code: ErrorCode::MessageTooLarge,
+                context: format!(
+                    "fetch {topic}-{partition} at offset {}: only a partial batch fit in max.partition.fetch.bytes",
+                    job.fetch_offset
+                ),
+            })
+        });
+        if failure.is_some() || decoded.next_offset != job.assumed_next {
+            let mut state = shared.lock();
+            let fresh = state.bump();
+            if let Some(ps) = state
+                .partitions
+                .get_mut(&job.key)
+                .filter(|ps| ps.generation == job.generation)
+            {
+                if let Some(e) = &failure {
+                    warn!(topic, partition, offset = decoded.next_offset, error = %e, "bad record data");
+                    ps.back_off();
+                }
+                if job.peeked {
+                    // The offset moved on already: take it back, and drop what was
+                    // fetched from there.
+                    ps.generation = fresh;
+                    generation = fresh;
+                    ps.fetch_offset = decoded.next_offset;
+                } else if ps.fetch_offset == job.assumed_next {
+                    ps.fetch_offset = decoded.next_offset;
+                }
+            }
+        }
+        errors.extend(failure);
+        if !decoded.records.is_empty() || decoded.next_offset != job.fetch_offset {
+            debug!(
+                topic,
+                partition,
+                fetch_offset = job.fetch_offset,
+                next_offset = decoded.next_offset,
+                records = decoded.records.len(),
+                high_watermark = job.high_watermark,
+                "fetched"
+            );
+            chunks.push(Chunk {
+                generation,
+                fetched: Fetched {
+                    topic: job.key.0.clone(),
+                    partition,
+                    records: decoded.records,
+                    next_offset: decoded.next_offset,
+                    high_watermark: job.high_watermark,
+                    last_stable_offset: job.last_stable_offset,
+                    log_start_offset: job.log_start_offset,
+                },
+                key: job.key,
+            });
+        }
+    }
+    (chunks, errors)
 }
 
 fn duration_ms(d: Duration) -> i32 {

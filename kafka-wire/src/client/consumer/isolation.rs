@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::ConsumerRecord;
 use crate::client::config::IsolationLevel;
 use crate::error::{Error, Result};
-use crate::records::{BatchReader, ControlRecordType, DecodeOptions, RecordBatch};
+use crate::records::{BatchReader, ControlRecordType, DecodeOptions, RecordBatch, peek};
 
 /// An entry of a fetch response's aborted-transactions list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,11 +86,17 @@ pub(crate) fn decode_partition(input: &PartitionInput<'_>, data: Bytes) -> Decod
         verify_crc: input.check_crcs,
         ..DecodeOptions::default()
     };
-    let mut reader = BatchReader::with_options(data, options);
     let mut out = Decoded {
         next_offset: input.fetch_offset,
         ..Decoded::default()
     };
+    // One allocation for the records, sized from the batch headers; the count is
+    // the network's word, so it is capped by the input's size.
+    if let Some(peeked) = peek(&data) {
+        let claimed = usize::try_from(peeked.records).unwrap_or(usize::MAX);
+        out.records.reserve_exact(claimed.min(data.len()));
+    }
+    let mut reader = BatchReader::with_options(data, options);
     let mut saw_batch = false;
     for batch in reader.by_ref() {
         let batch = match batch {
@@ -134,12 +140,12 @@ pub(crate) fn decode_partition(input: &PartitionInput<'_>, data: Bytes) -> Decod
             out.next_offset = out.next_offset.max(batch.next_offset());
             continue;
         }
-        match batch_records(input, &batch) {
-            Ok(records) => {
-                out.records.extend(records);
-                out.next_offset = out.next_offset.max(batch.next_offset());
-            }
+        let kept = out.records.len();
+        match batch_records(input, &batch, &mut out.records) {
+            Ok(()) => out.next_offset = out.next_offset.max(batch.next_offset()),
             Err(e) => {
+                // None of a bad batch's records are handed out.
+                out.records.truncate(kept);
                 out.error = Some(e);
                 break;
             }
@@ -161,10 +167,13 @@ fn abort_marker(batch: &RecordBatch) -> Result<bool> {
 
 /// The records of a data batch at or after the fetch offset. All or nothing: a
 /// malformed record fails the whole batch, so a retry never duplicates records.
-fn batch_records(input: &PartitionInput<'_>, batch: &RecordBatch) -> Result<Vec<ConsumerRecord>> {
+fn batch_records(
+    input: &PartitionInput<'_>,
+    batch: &RecordBatch,
+    records: &mut Vec<ConsumerRecord>,
+) -> Result<()> {
     let leader_epoch = Some(batch.header.partition_leader_epoch).filter(|e| *e >= 0);
     let timestamp_type = batch.timestamp_type();
-    let mut records = Vec::with_capacity(batch.record_count());
     for record in batch.records() {
         let record = record?;
         if record.offset < input.fetch_offset {
@@ -182,7 +191,7 @@ fn batch_records(input: &PartitionInput<'_>, batch: &RecordBatch) -> Result<Vec<
             leader_epoch,
         });
     }
-    Ok(records)
+    Ok(())
 }
 
 #[cfg(test)]

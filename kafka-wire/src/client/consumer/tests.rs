@@ -422,3 +422,94 @@ async fn a_leader_hint_moves_the_partition_to_the_new_broker_without_metadata() 
     );
     c.close().await;
 }
+
+/// `records(base, count)` with its last byte flipped, so its CRC no longer matches.
+fn corrupt_records(base: i64, count: i64) -> Bytes {
+    let mut bytes = records(base, count).to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0xff;
+    }
+    Bytes::from(bytes)
+}
+
+#[tokio::test]
+async fn a_bad_batch_found_after_the_next_fetch_left_is_refetched_without_gaps_or_duplicates() {
+    // The good batch before the bad one is large, so decoding takes longer than the
+    // next fetch's round trip: that fetch (at BAD + 10, from the batch headers) is
+    // answered before the bad batch is found.
+    const BAD: i64 = 20_000;
+    let served_bad = Arc::new(AtomicUsize::new(0));
+    let bad = served_bad.clone();
+    let fake = Fake::start(
+        FetchRequest::VALID_VERSIONS.max,
+        Box::new(move |_, _, request, _| {
+            let data = match fetch_offset(request) {
+                Some(0) if bad.fetch_add(1, Ordering::SeqCst) == 0 => {
+                    let mut b = records(0, BAD).to_vec();
+                    b.extend_from_slice(&corrupt_records(BAD, 5));
+                    b.extend_from_slice(&records(BAD + 5, 5));
+                    b
+                }
+                Some(BAD) => {
+                    let mut b = records(BAD, 10).to_vec();
+                    b.extend_from_slice(&records(BAD + 10, 5));
+                    b
+                }
+                Some(offset @ (BAD..)) if offset == BAD + 10 => records(BAD + 10, 5).to_vec(),
+                _ => return idle(5),
+            };
+            partition_response(
+                5,
+                PartitionData {
+                    records: Some(Bytes::from(data)),
+                    ..Default::default()
+                },
+            )
+        }),
+    )
+    .await;
+    let mut c = consumer(&fake).await;
+    let mut seen = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..50 {
+        if seen.len() >= (BAD + 15) as usize {
+            break;
+        }
+        match c.poll_for(Duration::from_millis(200)).await {
+            Ok(records) => seen.extend(records.iter().map(|r| r.offset)),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert!(
+        seen.iter().copied().eq(0..BAD + 15),
+        "{} records, first out of place: {:?}",
+        seen.len(),
+        seen.iter().zip(0..).find(|(s, i)| **s != *i)
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        matches!(
+            errors[0],
+            Error::CrcMismatch {
+                base_offset: BAD,
+                ..
+            }
+        ),
+        "{:?}",
+        errors[0]
+    );
+    let asked: Vec<Option<i64>> = fake
+        .fetches()
+        .iter()
+        .map(|(_, r)| fetch_offset(r))
+        .collect();
+    assert!(
+        asked.starts_with(&[Some(0), Some(BAD + 10)]),
+        "the next fetch left before the bad batch was found: {asked:?}"
+    );
+    assert!(
+        asked.contains(&Some(BAD)),
+        "refetched from the bad batch: {asked:?}"
+    );
+    c.close().await;
+}
