@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -70,6 +70,7 @@ struct PendingState {
 
 struct Shared {
     broker: String,
+    buffers: Arc<buffers::BufferPool>,
     options: ConnectionOptions,
     pending: Mutex<PendingState>,
     next_correlation_id: AtomicI32,
@@ -171,6 +172,7 @@ impl Connection {
         let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
+            buffers: Arc::default(),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
             pending: Mutex::new(PendingState::default()),
@@ -520,11 +522,23 @@ async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
                 shared.options.max_response_size
             );
         }
-        let mut body = BytesMut::zeroed(size as usize);
-        if let Err(e) = reader.read_exact(&mut body).await {
+        let size = size as usize;
+        let mut body = shared.buffers.take(size);
+        let mut limited = reader.as_mut().take(size as u64);
+        let read = loop {
+            match limited.read_buf(&mut body).await {
+                Ok(0) if body.len() < size => {
+                    break Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                }
+                Ok(_) if body.len() < size => {}
+                Ok(_) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = read {
             break format!("read failed mid-response: {e}");
         }
-        let body = body.freeze();
+        let body = shared.buffers.freeze(body);
         let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         let waiter = {
             let mut state = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -569,3 +583,5 @@ pub fn client_max_version(api: ApiKey) -> i16 {
 
 #[cfg(test)]
 mod tests;
+
+mod buffers;

@@ -1,0 +1,125 @@
+//! Reused buffers for large response frames.
+//!
+//! A fetch response of several MiB is read into a buffer that the records handed
+//! to the caller point into. When the last of them is dropped, the buffer comes
+//! back here instead of going to the allocator, so the next response is read into
+//! memory that is already mapped: no page faults and no zeroing per response.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+
+/// Buffers kept for reuse per connection.
+const KEEP: usize = 4;
+/// Frames smaller than this are left to the allocator.
+const MIN_POOLED: usize = 64 * 1024;
+
+/// The spare buffers of one connection.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// An empty buffer with room for `size` bytes, reused when one is free.
+    pub fn take(&self, size: usize) -> Vec<u8> {
+        if size < MIN_POOLED {
+            return Vec::with_capacity(size);
+        }
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            match free.iter().position(|b| b.capacity() >= size) {
+                Some(i) => Some(free.swap_remove(i)),
+                None => free.pop(),
+            }
+        };
+        let mut buf = reused.unwrap_or_default();
+        buf.reserve_exact(size);
+        buf
+    }
+
+    /// `buf` as [`Bytes`]; a large buffer returns to the pool once every `Bytes`
+    /// pointing into it is gone.
+    pub fn freeze(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        if buf.capacity() < MIN_POOLED {
+            return Bytes::from(buf);
+        }
+        Bytes::from_owner(Pooled {
+            buf,
+            pool: Arc::downgrade(self),
+        })
+    }
+
+    fn give_back(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEEP {
+            free.push(buf);
+        }
+    }
+}
+
+/// A pooled buffer lent out as [`Bytes`].
+struct Pooled {
+    buf: Vec<u8>,
+    pool: Weak<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.give_back(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_buffer_comes_back_when_its_last_slice_is_dropped() {
+        let pool = Arc::new(BufferPool::default());
+        let mut buf = pool.take(MIN_POOLED);
+        buf.extend(std::iter::repeat_n(7u8, MIN_POOLED));
+        let address = buf.as_ptr();
+        let whole = pool.freeze(buf);
+        let slice = whole.slice(10..20);
+        drop(whole);
+        assert!(
+            pool.free.lock().unwrap().is_empty(),
+            "a slice still holds it"
+        );
+        assert_eq!(&slice[..], &[7u8; 10]);
+        drop(slice);
+        let again = pool.take(MIN_POOLED / 2 + MIN_POOLED / 2);
+        assert_eq!(again.as_ptr(), address, "the same memory is reused");
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn small_buffers_are_not_pooled_and_the_pool_stays_bounded() {
+        let pool = Arc::new(BufferPool::default());
+        drop(pool.freeze(pool.take(100)));
+        assert!(pool.free.lock().unwrap().is_empty());
+        let held: Vec<Bytes> = (0..KEEP + 3)
+            .map(|_| pool.freeze(pool.take(MIN_POOLED)))
+            .collect();
+        drop(held);
+        assert_eq!(pool.free.lock().unwrap().len(), KEEP);
+    }
+
+    #[test]
+    fn a_buffer_outliving_its_pool_is_simply_freed() {
+        let pool = Arc::new(BufferPool::default());
+        let bytes = pool.freeze(pool.take(MIN_POOLED));
+        drop(pool);
+        drop(bytes);
+    }
+}
