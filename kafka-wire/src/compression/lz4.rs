@@ -7,7 +7,7 @@
 use lz4_flex::frame::FrameDecoder;
 
 use super::{codec_error, read_bounded};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
 
@@ -57,15 +57,146 @@ pub fn compress(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// FLG bits 7-6: the format version, which must be 01.
+const FLG_VERSION: u8 = 0b1100_0000;
+/// FLG bits that must be zero (bit 1, reserved).
+const FLG_RESERVED: u8 = 0b0000_0010;
+const FLG_INDEPENDENT_BLOCKS: u8 = 0b0010_0000;
+const FLG_BLOCK_CHECKSUM: u8 = 0b0001_0000;
+const FLG_CONTENT_SIZE: u8 = 0b0000_1000;
+const FLG_CONTENT_CHECKSUM: u8 = 0b0000_0100;
+const FLG_DICTIONARY_ID: u8 = 0b0000_0001;
+/// BD bits that must be zero.
+const BD_RESERVED: u8 = 0b1000_1111;
+
 /// Decompresses LZ4 frames, producing at most `limit` bytes
 /// ([`crate::Error::DecompressedTooLarge`] past that).
+///
+/// One frame of independent blocks (what Kafka clients write) is decoded here,
+/// block by block straight into one output buffer sized from the block layout;
+/// anything else (dependent blocks, a dictionary, several frames, a malformed
+/// layout) goes through `lz4_flex`'s frame decoder, which says what is wrong.
 pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
-    read_bounded(
-        FrameDecoder::new(input),
-        "lz4",
+    match decompress_frame(input, limit) {
+        Some(result) => result,
+        None => read_bounded(
+            FrameDecoder::new(input),
+            "lz4",
+            limit,
+            input.len().saturating_mul(4),
+        ),
+    }
+}
+
+/// The block size limit a frame descriptor's BD names.
+fn block_max(bd: u8) -> Option<usize> {
+    match (bd >> 4) & 0x07 {
+        4 => Some(64 * 1024),
+        5 => Some(256 * 1024),
+        6 => Some(1024 * 1024),
+        7 => Some(4 * 1024 * 1024),
+        _ => None,
+    }
+}
+
+fn read_u32(input: &[u8], at: usize) -> Option<u32> {
+    let b = input.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// See [`decompress`]; `None` hands the input to the frame decoder.
+fn decompress_frame(input: &[u8], limit: usize) -> Option<Result<Vec<u8>>> {
+    if input.len() < 7 || input[..4] != MAGIC {
+        return None;
+    }
+    let (flg, bd) = (input[4], input[5]);
+    if flg & FLG_VERSION != 0b0100_0000
+        || flg & (FLG_RESERVED | FLG_DICTIONARY_ID) != 0
+        || flg & FLG_INDEPENDENT_BLOCKS == 0
+        || bd & BD_RESERVED != 0
+    {
+        return None;
+    }
+    let block_max = block_max(bd)?;
+    let block_checksum = flg & FLG_BLOCK_CHECKSUM != 0;
+    let mut pos = if flg & FLG_CONTENT_SIZE != 0 { 14 } else { 6 };
+    let hc = *input.get(pos)?;
+    if hc != (twox_hash::XxHash32::oneshot(0, &input[4..pos]) >> 8) as u8 {
+        return None;
+    }
+    pos += 1;
+    // First pass: the block layout, to size the output once.
+    let blocks = pos;
+    let mut bound = 0usize;
+    loop {
+        let word = read_u32(input, pos)?;
+        pos += 4;
+        if word == 0 {
+            break;
+        }
+        let size = (word & !UNCOMPRESSED) as usize;
+        if size > block_max {
+            return None;
+        }
+        pos = pos.checked_add(size + if block_checksum { 4 } else { 0 })?;
+        bound = bound.saturating_add(if word & UNCOMPRESSED != 0 {
+            size
+        } else {
+            block_max
+        });
+    }
+    let content_checksum = (flg & FLG_CONTENT_CHECKSUM != 0).then_some(pos);
+    if content_checksum.is_some() {
+        pos += 4;
+    }
+    if pos != input.len() {
+        return None;
+    }
+    let too_large = || Error::DecompressedTooLarge {
+        codec: "lz4",
         limit,
-        input.len().saturating_mul(4),
-    )
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(bound.min(limit));
+    let mut pos = blocks;
+    loop {
+        let word = read_u32(input, pos)?;
+        pos += 4;
+        if word == 0 {
+            break;
+        }
+        let size = (word & !UNCOMPRESSED) as usize;
+        let data = input.get(pos..pos + size)?;
+        pos += size;
+        if block_checksum {
+            let sum = read_u32(input, pos)?;
+            pos += 4;
+            if sum != twox_hash::XxHash32::oneshot(0, data) {
+                return Some(Err(codec_error("lz4", "block checksum mismatch")));
+            }
+        }
+        let start = out.len();
+        if word & UNCOMPRESSED != 0 {
+            if start + size > limit {
+                return Some(Err(too_large()));
+            }
+            out.extend_from_slice(data);
+            continue;
+        }
+        out.resize(start + block_max, 0);
+        match lz4_flex::block::decompress_into(data, &mut out[start..]) {
+            Ok(n) => out.truncate(start + n),
+            Err(e) => return Some(Err(codec_error("lz4", e))),
+        }
+        if out.len() > limit {
+            return Some(Err(too_large()));
+        }
+    }
+    if let Some(at) = content_checksum {
+        if read_u32(input, at)? != twox_hash::XxHash32::oneshot(0, &out) {
+            return Some(Err(codec_error("lz4", "content checksum mismatch")));
+        }
+    }
+    Some(Ok(out))
 }
 
 /// Like [`decompress`], for message format magic 0, whose writers computed the header
@@ -138,5 +269,126 @@ mod tests {
         packed[6] = (twox_hash::XxHash32::oneshot(0, &packed[..6]) >> 8) as u8;
         assert!(decompress(&packed, 1 << 20).is_err());
         assert_eq!(decompress_legacy(&packed, 1 << 20).unwrap(), input);
+    }
+
+    /// Frames as `lz4_flex`'s encoder writes them with the given options.
+    fn frame(input: &[u8], info: lz4_flex::frame::FrameInfo) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        encoder.write_all(input).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn by_frame_decoder(input: &[u8], limit: usize) -> Result<Vec<u8>> {
+        read_bounded(FrameDecoder::new(input), "lz4", limit, 0)
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_u32;
+        (0..len)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if i % 3 == 0 {
+                    x as u8
+                } else {
+                    b'a' + (i % 7) as u8
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_with_every_option_decode_as_the_frame_decoder_decodes_them() {
+        use lz4_flex::frame::{BlockMode, BlockSize, FrameInfo};
+        let input = sample(300_000);
+        for size in [BlockSize::Max64KB, BlockSize::Max256KB, BlockSize::Max1MB] {
+            for (block_checksums, content_checksum, content_size) in [
+                (false, false, None),
+                (true, true, Some(300_000)),
+                (true, false, None),
+            ] {
+                for mode in [BlockMode::Independent, BlockMode::Linked] {
+                    let info = FrameInfo::new()
+                        .block_size(size)
+                        .block_mode(mode)
+                        .block_checksums(block_checksums)
+                        .content_checksum(content_checksum)
+                        .content_size(content_size);
+                    let packed = frame(&input, info);
+                    assert_eq!(decompress(&packed, 1 << 20).unwrap(), input);
+                    let fast = decompress_frame(&packed, 1 << 20);
+                    assert_eq!(fast.is_some(), mode == BlockMode::Independent);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_limit_holds_and_bad_checksums_fail() {
+        use lz4_flex::frame::FrameInfo;
+        let input = sample(200_000);
+        let mut packed = Vec::new();
+        compress(&input, &mut packed).unwrap();
+        assert!(matches!(
+            decompress(&packed, 199_999),
+            Err(Error::DecompressedTooLarge { limit: 199_999, .. })
+        ));
+        assert_eq!(decompress(&packed, 200_000).unwrap(), input);
+
+        let info = FrameInfo::new()
+            .block_checksums(true)
+            .content_checksum(true);
+        let good = frame(&input, info);
+        let mut bad_block = good.clone();
+        let last_block_sum = good.len() - 4 - 4 - 4;
+        bad_block[last_block_sum] ^= 1;
+        assert!(decompress(&bad_block, 1 << 20).is_err());
+        let mut bad_content = good.clone();
+        let n = bad_content.len();
+        bad_content[n - 1] ^= 1;
+        assert!(decompress(&bad_content, 1 << 20).is_err());
+        // Two frames back to back go to the frame decoder.
+        let mut two = good.clone();
+        two.extend_from_slice(&good);
+        assert!(decompress_frame(&two, 1 << 20).is_none());
+        assert_eq!(
+            decompress(&two, 1 << 20).ok(),
+            by_frame_decoder(&two, 1 << 20).ok()
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Mangled frames: never a panic, never past the limit, and whatever the
+        /// frame decoder accepts decodes the same here.
+        #[test]
+        fn mangled_frames_decode_as_the_frame_decoder_decodes_them(
+            len in 0usize..150_000,
+            checksums in proptest::bool::ANY,
+            cuts in proptest::collection::vec((0usize..200_000, 0u8..=255), 0..4),
+            truncate in proptest::option::of(0usize..200_000),
+            limit in 1usize..200_000,
+        ) {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_checksums(checksums)
+                .content_checksum(checksums);
+            let mut packed = frame(&sample(len), info);
+            for (at, byte) in cuts {
+                let n = packed.len();
+                packed[at % n] = byte;
+            }
+            if let Some(t) = truncate {
+                packed.truncate(t.min(packed.len()));
+            }
+            let ours = decompress(&packed, limit);
+            if let Ok(out) = &ours {
+                proptest::prop_assert!(out.len() <= limit);
+            }
+            if let Ok(theirs) = by_frame_decoder(&packed, limit) {
+                proptest::prop_assert_eq!(ours.ok(), Some(theirs));
+            }
+        }
     }
 }
