@@ -11,6 +11,7 @@
 //! This crate knows nothing of the strom engine; it is usable on its own.
 #![deny(missing_docs)]
 
+mod buffer_pool;
 pub mod client;
 pub mod compression;
 pub mod error;

@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::buffer_pool::BufferPool;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
@@ -68,9 +69,15 @@ struct PendingState {
     closed: Option<String>,
 }
 
+/// Response frame buffers a connection keeps for reuse.
+const RESPONSE_BUFFERS_KEPT: usize = 4;
+/// Response frames smaller than this are not pooled.
+const MIN_POOLED_RESPONSE: usize = 64 * 1024;
+
 struct Shared {
     broker: String,
-    buffers: Arc<buffers::BufferPool>,
+    /// Buffers for large response frames (fetch responses).
+    buffers: Arc<BufferPool>,
     options: ConnectionOptions,
     pending: Mutex<PendingState>,
     next_correlation_id: AtomicI32,
@@ -172,7 +179,11 @@ impl Connection {
         let (read_half, write_half) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
-            buffers: Arc::default(),
+            buffers: Arc::new(BufferPool::new(
+                RESPONSE_BUFFERS_KEPT,
+                MIN_POOLED_RESPONSE,
+                usize::MAX,
+            )),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
             options,
             pending: Mutex::new(PendingState::default()),
@@ -583,5 +594,3 @@ pub fn client_max_version(api: ApiKey) -> i16 {
 
 #[cfg(test)]
 mod tests;
-
-mod buffers;

@@ -4,6 +4,7 @@
 //! header checksum over the magic number too; [`decompress_legacy`] repairs that
 //! byte before decoding so those messages stay readable.
 
+use bytes::Bytes;
 use lz4_flex::frame::FrameDecoder;
 
 use super::{codec_error, read_bounded};
@@ -77,15 +78,29 @@ const BD_RESERVED: u8 = 0b1000_1111;
 /// anything else (dependent blocks, a dictionary, several frames, a malformed
 /// layout) goes through `lz4_flex`'s frame decoder, which says what is wrong.
 pub fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
-    match decompress_frame(input, limit) {
+    match decompress_frame(input, limit, Vec::with_capacity) {
         Some(result) => result,
-        None => read_bounded(
-            FrameDecoder::new(input),
-            "lz4",
-            limit,
-            input.len().saturating_mul(4),
-        ),
+        None => by_frame_decoder(input, limit),
     }
+}
+
+/// Like [`decompress`], into a buffer of the decompression pool, which it returns
+/// to once the last [`Bytes`] into it is dropped.
+pub(crate) fn decompress_bytes(input: &[u8], limit: usize) -> Result<Bytes> {
+    let pool = super::decompression_pool();
+    match decompress_frame(input, limit, |size| pool.take(size)) {
+        Some(result) => result.map(|out| pool.freeze(out)),
+        None => by_frame_decoder(input, limit).map(Bytes::from),
+    }
+}
+
+fn by_frame_decoder(input: &[u8], limit: usize) -> Result<Vec<u8>> {
+    read_bounded(
+        FrameDecoder::new(input),
+        "lz4",
+        limit,
+        input.len().saturating_mul(4),
+    )
 }
 
 /// The block size limit a frame descriptor's BD names.
@@ -104,8 +119,13 @@ fn read_u32(input: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// See [`decompress`]; `None` hands the input to the frame decoder.
-fn decompress_frame(input: &[u8], limit: usize) -> Option<Result<Vec<u8>>> {
+/// See [`decompress`]; `alloc(n)` gives the empty output buffer with room for `n`
+/// bytes. `None` hands the input to the frame decoder.
+fn decompress_frame(
+    input: &[u8],
+    limit: usize,
+    alloc: impl FnOnce(usize) -> Vec<u8>,
+) -> Option<Result<Vec<u8>>> {
     if input.len() < 7 || input[..4] != MAGIC {
         return None;
     }
@@ -156,7 +176,7 @@ fn decompress_frame(input: &[u8], limit: usize) -> Option<Result<Vec<u8>>> {
         codec: "lz4",
         limit,
     };
-    let mut out: Vec<u8> = Vec::with_capacity(bound.min(limit));
+    let mut out = alloc(bound.min(limit));
     let mut pos = blocks;
     loop {
         let word = read_u32(input, pos)?;
@@ -279,10 +299,6 @@ mod tests {
         encoder.finish().unwrap()
     }
 
-    fn by_frame_decoder(input: &[u8], limit: usize) -> Result<Vec<u8>> {
-        read_bounded(FrameDecoder::new(input), "lz4", limit, 0)
-    }
-
     fn sample(len: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_u32;
         (0..len)
@@ -318,7 +334,7 @@ mod tests {
                         .content_size(content_size);
                     let packed = frame(&input, info);
                     assert_eq!(decompress(&packed, 1 << 20).unwrap(), input);
-                    let fast = decompress_frame(&packed, 1 << 20);
+                    let fast = decompress_frame(&packed, 1 << 20, Vec::with_capacity);
                     assert_eq!(fast.is_some(), mode == BlockMode::Independent);
                 }
             }
@@ -352,7 +368,7 @@ mod tests {
         // Two frames back to back go to the frame decoder.
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        assert!(decompress_frame(&two, 1 << 20).is_none());
+        assert!(decompress_frame(&two, 1 << 20, Vec::with_capacity).is_none());
         assert_eq!(
             decompress(&two, 1 << 20).ok(),
             by_frame_decoder(&two, 1 << 20).ok()
@@ -386,6 +402,8 @@ mod tests {
             if let Ok(out) = &ours {
                 proptest::prop_assert!(out.len() <= limit);
             }
+            let pooled = decompress_bytes(&packed, limit);
+            proptest::prop_assert_eq!(pooled.ok().map(|b| b.to_vec()), ours.as_ref().ok().cloned());
             if let Ok(theirs) = by_frame_decoder(&packed, limit) {
                 proptest::prop_assert_eq!(ours.ok(), Some(theirs));
             }

@@ -9,12 +9,39 @@
 //! [`Error::DecompressedTooLarge`], and no buffer is sized from a length the input
 //! claims before the bytes that back it have been produced.
 
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+
+use crate::buffer_pool::BufferPool;
 use crate::error::{Error, Result};
 
 pub mod gzip;
 pub mod lz4;
 pub mod snappy;
 pub mod zstd;
+
+/// Decompressed batches' buffers kept for reuse, process-wide: a fetch response of
+/// a few MiB holds about a hundred batches of 64 KiB, and the records of the
+/// previous responses are usually dropped just before the next are decoded.
+const DECOMPRESSED_KEPT: usize = 128;
+/// Decompressed buffers smaller than this are left to the allocator.
+const MIN_POOLED_DECOMPRESSED: usize = 16 * 1024;
+/// Decompressed buffers larger than this are freed rather than kept.
+const MAX_POOLED_DECOMPRESSED: usize = 256 * 1024;
+
+/// The pool decompressed batches are written to (at most
+/// `DECOMPRESSED_KEPT * MAX_POOLED_DECOMPRESSED` = 32 MiB kept).
+fn decompression_pool() -> &'static Arc<BufferPool> {
+    static POOL: LazyLock<Arc<BufferPool>> = LazyLock::new(|| {
+        Arc::new(BufferPool::new(
+            DECOMPRESSED_KEPT,
+            MIN_POOLED_DECOMPRESSED,
+            MAX_POOLED_DECOMPRESSED,
+        ))
+    });
+    &POOL
+}
 
 /// Default upper bound on the decompressed size of one batch (64 MiB).
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
@@ -124,6 +151,15 @@ impl Compression {
             Compression::Snappy => snappy::decompress(input, limit),
             Compression::Lz4 => lz4::decompress(input, limit),
             Compression::Zstd => zstd::decompress(input, limit),
+        }
+    }
+
+    /// [`Compression::decompress`] as [`Bytes`]; LZ4 output goes to a buffer that
+    /// is reused once every `Bytes` into it is dropped.
+    pub(crate) fn decompress_bytes(self, input: &[u8], limit: usize) -> Result<Bytes> {
+        match self {
+            Compression::Lz4 => lz4::decompress_bytes(input, limit),
+            codec => codec.decompress(input, limit).map(Bytes::from),
         }
     }
 }

@@ -294,9 +294,9 @@ impl RecordBatch {
         let (records, decompressed) = match compression {
             Compression::None => (batch.slice(RECORD_BATCH_OVERHEAD..), 0),
             codec => {
-                let out = codec.decompress(&batch[RECORD_BATCH_OVERHEAD..], limit)?;
+                let out = codec.decompress_bytes(&batch[RECORD_BATCH_OVERHEAD..], limit)?;
                 let len = out.len();
-                (Bytes::from(out), len)
+                (out, len)
             }
         };
         // Every record takes at least 7 bytes; refuse counts the bytes cannot hold.

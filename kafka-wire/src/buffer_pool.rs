@@ -1,29 +1,43 @@
-//! Reused buffers for large response frames.
+//! Reused buffers for bytes that records point into: response frames and
+//! decompressed batches.
 //!
-//! A fetch response of several MiB is read into a buffer that the records handed
-//! to the caller point into. When the last of them is dropped, the buffer comes
-//! back here instead of going to the allocator, so the next response is read into
-//! memory that is already mapped: no page faults and no zeroing per response.
+//! A fetch response is read into a buffer, and a compressed batch decompressed into
+//! another; the records handed to the caller are slices of them. When the last
+//! slice is dropped, the buffer comes back to its pool instead of going to the
+//! allocator, so the next response or batch lands in memory that is already
+//! mapped. Without this, the allocator hands large buffers back to the kernel
+//! and every new one costs a page fault per 4 KiB.
 
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
-/// Buffers kept for reuse per connection.
-const KEEP: usize = 4;
-/// Frames smaller than this are left to the allocator.
-const MIN_POOLED: usize = 64 * 1024;
-
-/// The spare buffers of one connection.
-#[derive(Debug, Default)]
+/// A bounded set of spare buffers.
+#[derive(Debug)]
 pub(crate) struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
+    /// Buffers kept at most.
+    keep: usize,
+    /// Buffers smaller than this are left to the allocator.
+    min: usize,
+    /// Buffers larger than this are freed rather than kept.
+    max: usize,
 }
 
 impl BufferPool {
+    /// A pool keeping up to `keep` buffers of `min..=max` bytes of capacity.
+    pub fn new(keep: usize, min: usize, max: usize) -> Self {
+        BufferPool {
+            free: Mutex::new(Vec::new()),
+            keep,
+            min,
+            max,
+        }
+    }
+
     /// An empty buffer with room for `size` bytes, reused when one is free.
     pub fn take(&self, size: usize) -> Vec<u8> {
-        if size < MIN_POOLED {
+        if size < self.min {
             return Vec::with_capacity(size);
         }
         let reused = {
@@ -41,7 +55,7 @@ impl BufferPool {
     /// `buf` as [`Bytes`]; a large buffer returns to the pool once every `Bytes`
     /// pointing into it is gone.
     pub fn freeze(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
-        if buf.capacity() < MIN_POOLED {
+        if !(self.min..=self.max).contains(&buf.capacity()) {
             return Bytes::from(buf);
         }
         Bytes::from_owner(Pooled {
@@ -53,7 +67,7 @@ impl BufferPool {
     fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        if free.len() < KEEP {
+        if free.len() < self.keep {
             free.push(buf);
         }
     }
@@ -83,9 +97,16 @@ impl Drop for Pooled {
 mod tests {
     use super::*;
 
+    const KEEP: usize = 4;
+    const MIN_POOLED: usize = 64 * 1024;
+
+    fn pool() -> Arc<BufferPool> {
+        Arc::new(BufferPool::new(KEEP, MIN_POOLED, 1 << 20))
+    }
+
     #[test]
     fn a_large_buffer_comes_back_when_its_last_slice_is_dropped() {
-        let pool = Arc::new(BufferPool::default());
+        let pool = pool();
         let mut buf = pool.take(MIN_POOLED);
         buf.extend(std::iter::repeat_n(7u8, MIN_POOLED));
         let address = buf.as_ptr();
@@ -105,7 +126,7 @@ mod tests {
 
     #[test]
     fn small_buffers_are_not_pooled_and_the_pool_stays_bounded() {
-        let pool = Arc::new(BufferPool::default());
+        let pool = pool();
         drop(pool.freeze(pool.take(100)));
         assert!(pool.free.lock().unwrap().is_empty());
         let held: Vec<Bytes> = (0..KEEP + 3)
@@ -116,8 +137,15 @@ mod tests {
     }
 
     #[test]
+    fn buffers_above_the_largest_kept_are_freed() {
+        let pool = pool();
+        drop(pool.freeze(pool.take((1 << 20) + 1)));
+        assert!(pool.free.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_buffer_outliving_its_pool_is_simply_freed() {
-        let pool = Arc::new(BufferPool::default());
+        let pool = pool();
         let bytes = pool.freeze(pool.take(MIN_POOLED));
         drop(pool);
         drop(bytes);
