@@ -90,11 +90,12 @@ pub(crate) fn decode_partition(input: &PartitionInput<'_>, data: Bytes) -> Decod
         next_offset: input.fetch_offset,
         ..Decoded::default()
     };
-    // One allocation for the records, sized from the batch headers; the count is
-    // the network's word, so it is capped by the input's size.
+    // One allocation for the records, sized from the batch headers. The count is
+    // the network's word, so it is capped at what the bytes could hold uncompressed
+    // (a record takes at least 7 bytes); compressed data may need the vector to grow.
     if let Some(peeked) = peek(&data) {
         let claimed = usize::try_from(peeked.records).unwrap_or(usize::MAX);
-        out.records.reserve_exact(claimed.min(data.len()));
+        out.records.reserve_exact(claimed.min(data.len() / 7));
     }
     let mut reader = BatchReader::with_options(data, options);
     let mut saw_batch = false;
@@ -292,6 +293,26 @@ mod tests {
                 first_offset: first_aborted,
             }],
         )
+    }
+
+    #[test]
+    fn a_claimed_record_count_never_sizes_the_records_beyond_what_the_bytes_hold() {
+        let mut log = Log::default();
+        log.data(None, false, &["a", "b"]);
+        // recordCount (byte 57 of the batch) says i32::MAX; the CRC is not checked here.
+        log.bytes[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let topic: Arc<str> = Arc::from("t");
+        let input = PartitionInput {
+            topic: &topic,
+            partition: 0,
+            fetch_offset: 0,
+            isolation: IsolationLevel::ReadUncommitted,
+            aborted: &[],
+            check_crcs: false,
+        };
+        let decoded = decode_partition(&input, log.bytes());
+        assert!(decoded.error.is_some(), "the count is refused");
+        assert!(decoded.records.capacity() <= log.bytes.len() / 7);
     }
 
     #[test]
