@@ -477,6 +477,10 @@ impl Fetcher {
         };
         ps.succeeded();
         drop(state);
+        if data.is_empty() {
+            // Nothing new (a long poll that timed out): no decoding to wait for.
+            return;
+        }
         let config = &self.shared.config;
         let aborted: Vec<AbortedTxn> = p
             .aborted_transactions
