@@ -172,7 +172,7 @@ impl Fetcher {
                 }) => {
                     self.backoff.reset();
                     if !jobs.is_empty() {
-                        let decoding = if jobs.iter().all(|j| j.peeked) {
+                        let decoding = if jobs.iter().all(|j| j.claimed_records.is_some()) {
                             let shared = self.shared.clone();
                             Decoding::Running(tokio::task::spawn_blocking(move || {
                                 decode_jobs(&shared, jobs)
@@ -458,13 +458,8 @@ impl Fetcher {
                         "fetch returned only a partial batch"
                     );
                     ps.back_off();
-                    out.errors.push(Error::Broker {
-                        code: ErrorCode::MessageTooLarge,
-                        context: format!(
-                            "fetch {}-{} at offset {}: only a partial batch fit in max.partition.fetch.bytes",
-                            key.0, key.1, w.part.fetch_offset
-                        ),
-                    });
+                    out.errors
+                        .push(partial_batch_error(&key, w.part.fetch_offset));
                     return;
                 }
                 let next = peeked
@@ -496,7 +491,7 @@ impl Fetcher {
             generation: w.generation,
             fetch_offset: w.part.fetch_offset,
             assumed_next,
-            peeked: peeked.is_some(),
+            claimed_records: peeked.map(|p| p.records),
             aborted,
             data,
             isolation: config.isolation_level,
@@ -671,8 +666,8 @@ struct DecodeJob {
     /// The fetch offset set from the batch headers (the fetch offset itself when
     /// they could not be read).
     assumed_next: i64,
-    /// Whether the batch headers could be read ([`peek`]).
-    peeked: bool,
+    /// The batches' record counts summed, if their headers could be read ([`peek`]).
+    claimed_records: Option<u64>,
     aborted: Vec<AbortedTxn>,
     data: bytes::Bytes,
     isolation: crate::client::config::IsolationLevel,
@@ -756,6 +751,7 @@ fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
             isolation: job.isolation,
             aborted: &job.aborted,
             check_crcs: job.check_crcs,
+            claimed_records: job.claimed_records,
         };
         let bytes = job.data.len();
         let decoded = decode_partition(&input, job.data);
@@ -763,13 +759,9 @@ fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
         let (topic, partition) = (&*job.key.0, job.key.1);
         let mut generation = job.generation;
         let failure = decoded.error.or_else(|| {
-            decoded.only_partial_batch.then(|| Error::Broker {
-                code: ErrorCode::MessageTooLarge,
-                context: format!(
-                    "fetch {topic}-{partition} at offset {}: only a partial batch fit in max.partition.fetch.bytes",
-                    job.fetch_offset
-                ),
-            })
+            decoded
+                .only_partial_batch
+                .then(|| partial_batch_error(&job.key, job.fetch_offset))
         });
         if failure.is_some() || decoded.next_offset != job.assumed_next {
             let mut state = shared.lock();
@@ -783,7 +775,7 @@ fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
                     warn!(topic, partition, offset = decoded.next_offset, error = %e, "bad record data");
                     ps.back_off();
                 }
-                if job.peeked {
+                if job.claimed_records.is_some() {
                     // The offset moved on already: take it back, and drop what was
                     // fetched from there.
                     ps.generation = fresh;
@@ -821,6 +813,17 @@ fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
         }
     }
     (chunks, errors)
+}
+
+/// A fetch at `offset` that returned only part of a batch.
+fn partial_batch_error(key: &PartitionKey, offset: i64) -> Error {
+    Error::Broker {
+        code: ErrorCode::MessageTooLarge,
+        context: format!(
+            "fetch {}-{} at offset {offset}: only a partial batch fit in max.partition.fetch.bytes",
+            key.0, key.1
+        ),
+    }
 }
 
 fn duration_ms(d: Duration) -> i32 {

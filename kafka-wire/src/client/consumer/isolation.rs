@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::ConsumerRecord;
 use crate::client::config::IsolationLevel;
 use crate::error::{Error, Result};
-use crate::records::{BatchReader, ControlRecordType, DecodeOptions, RecordBatch, peek};
+use crate::records::{BatchReader, ControlRecordType, DecodeOptions, RecordBatch};
 
 /// An entry of a fetch response's aborted-transactions list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,9 @@ pub(crate) struct PartitionInput<'a> {
     pub aborted: &'a [AbortedTxn],
     /// Verify batch CRCs (`check.crcs`).
     pub check_crcs: bool,
+    /// The batches' record counts as their headers claim ([`crate::records::peek`]),
+    /// to size the records vector; `None` when unknown.
+    pub claimed_records: Option<u64>,
 }
 
 /// The result of decoding one partition's records.
@@ -93,8 +96,8 @@ pub(crate) fn decode_partition(input: &PartitionInput<'_>, data: Bytes) -> Decod
     // One allocation for the records, sized from the batch headers. The count is
     // the network's word, so it is capped at what the bytes could hold uncompressed
     // (a record takes at least 7 bytes); compressed data may need the vector to grow.
-    if let Some(peeked) = peek(&data) {
-        let claimed = usize::try_from(peeked.records).unwrap_or(usize::MAX);
+    if let Some(claimed) = input.claimed_records {
+        let claimed = usize::try_from(claimed).unwrap_or(usize::MAX);
         out.records.reserve_exact(claimed.min(data.len() / 7));
     }
     let mut reader = BatchReader::with_options(data, options);
@@ -264,6 +267,7 @@ mod tests {
             isolation,
             aborted,
             check_crcs: true,
+            claimed_records: None,
         };
         decode_partition(&input, log.bytes())
     }
@@ -309,7 +313,9 @@ mod tests {
             isolation: IsolationLevel::ReadUncommitted,
             aborted: &[],
             check_crcs: false,
+            claimed_records: crate::records::peek(&log.bytes).map(|p| p.records),
         };
+        assert_eq!(input.claimed_records, Some(i32::MAX as u64));
         let decoded = decode_partition(&input, log.bytes());
         assert!(decoded.error.is_some(), "the count is refused");
         assert!(decoded.records.capacity() <= log.bytes.len() / 7);
@@ -435,6 +441,7 @@ mod tests {
             isolation: IsolationLevel::ReadUncommitted,
             aborted: &[],
             check_crcs: true,
+            claimed_records: None,
         };
         let d = decode_partition(&input, Bytes::from(bytes));
         assert_eq!(values(&d), ["r0"]);
@@ -459,6 +466,7 @@ mod tests {
             isolation: IsolationLevel::ReadUncommitted,
             aborted: &[],
             check_crcs: true,
+            claimed_records: None,
         };
         let d = decode_partition(&input, Bytes::from(bytes.clone()));
         assert_eq!(values(&d), ["good"]);
