@@ -83,6 +83,25 @@ pub fn random_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
+/// Creates a fresh topic named after `prefix` ([`random_topic`]) with `partitions`
+/// partitions and the broker's default replication; panics if the broker refuses.
+pub async fn create_random_topic(
+    client: &kafka_wire::client::Client,
+    prefix: &str,
+    partitions: i32,
+) -> String {
+    use kafka_wire::client::Admin;
+    use kafka_wire::client::admin::NewTopic;
+    let topic = random_topic(prefix);
+    if let Err(e) = Admin::new(client.clone())
+        .create_topics(&[NewTopic::new(&topic, partitions)])
+        .await
+    {
+        panic!("creating topic {topic}: {e}");
+    }
+    topic
+}
+
 /// Whether the broker at `bootstrap` is the one `scripts/kafka` runs here, so a
 /// test may stop and restart it.
 pub fn broker_is_ours(bootstrap: &str) -> bool {

@@ -10,14 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use integration_tests::{random_topic, require_broker};
+use integration_tests::{create_random_topic, random_topic, require_broker};
 use kafka_wire::ErrorCode;
-use kafka_wire::client::admin::NewTopic;
+use kafka_wire::client::Client;
 use kafka_wire::client::cluster::Lane;
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig};
 use kafka_wire::client::connection::Connection;
 use kafka_wire::client::consumer::{Consumer, ConsumerRecord};
-use kafka_wire::client::{Admin, Client};
 use kafka_wire::compression::Compression;
 use kafka_wire::protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -37,12 +36,7 @@ async fn client(bootstrap: &str) -> Client {
 }
 
 async fn create_topic(client: &Client, partitions: i32) -> String {
-    let topic = random_topic("consumer");
-    Admin::new(client.clone())
-        .create_topics(&[NewTopic::new(&topic, partitions)])
-        .await
-        .unwrap();
-    topic
+    create_random_topic(client, "consumer", partitions).await
 }
 
 fn consumer_config(bootstrap: &str, extra: &[(&str, &str)]) -> ConsumerConfig {

@@ -16,15 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use group_members::*;
-use integration_tests::{random_topic, require_broker};
-use kafka_wire::client::admin::{NewTopic, OffsetSpec};
+use integration_tests::{create_random_topic, random_topic, require_broker};
+use kafka_wire::client::admin::OffsetSpec;
 use kafka_wire::client::cluster::Lane;
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
 use kafka_wire::client::transaction::TransactionalProducer;
 use kafka_wire::client::transaction::coordinator::{Coordinator, CoordinatorType};
-use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+use kafka_wire::client::{Admin, Producer, ProducerRecord};
 use kafka_wire::protocol::messages::ConsumerGroupHeartbeatRequest;
 use kafka_wire::{Error, ErrorCode};
 
@@ -36,15 +36,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// 240 s).
 fn new_shared() -> Arc<Shared> {
     Shared::new(DEADLINE, Duration::from_secs(240))
-}
-
-async fn create_topic(c: &Client, prefix: &str, partitions: i32) -> String {
-    let topic = random_topic(prefix);
-    Admin::new(c.clone())
-        .create_topics(&[NewTopic::new(&topic, partitions)])
-        .await
-        .unwrap();
-    topic
 }
 
 fn config(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
@@ -93,7 +84,7 @@ async fn partitions_move_incrementally_with_one_owner_through_a_leave_and_a_join
  {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "g848", 6).await;
+    let topic = create_random_topic(&c, "g848", 6).await;
     let group = random_topic("g848-id");
     let first = values("a", 60);
     produce(&bootstrap, &topic, &first, 6).await;
@@ -296,8 +287,8 @@ async fn eos_worker(
 async fn consume_transform_produce_commits_offsets_in_the_transaction_under_the_member_epoch() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let input = create_topic(&c, "eos848-in", 3).await;
-    let output = create_topic(&c, "eos848-out", 3).await;
+    let input = create_random_topic(&c, "eos848-in", 3).await;
+    let output = create_random_topic(&c, "eos848-out", 3).await;
     let group = random_topic("eos848-group");
     let inputs = values("record", 90);
     produce(&bootstrap, &input, &inputs, 3).await;
@@ -367,7 +358,7 @@ async fn poll_until_owning(member: &mut GroupConsumer, n: usize) {
 async fn a_member_with_a_stale_epoch_is_fenced() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "g848-fence", 2).await;
+    let topic = create_random_topic(&c, "g848-fence", 2).await;
     let group = random_topic("g848-fence-id");
     let mut a = GroupConsumer::new(config(&bootstrap, &group, &[]))
         .await
@@ -490,7 +481,7 @@ async fn a_member_with_a_stale_epoch_is_fenced() {
 async fn an_assignor_the_broker_does_not_have_is_a_clear_error() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "g848-assignor", 1).await;
+    let topic = create_random_topic(&c, "g848-assignor", 1).await;
     let group = random_topic("g848-assignor-id");
     let cfg = config(&bootstrap, &group, &[("group.remote.assignor", "no-such")]);
     let mut m = GroupConsumer::new(cfg).await.unwrap();
@@ -519,7 +510,7 @@ async fn an_assignor_the_broker_does_not_have_is_a_clear_error() {
 async fn a_static_member_restarting_gets_its_partitions_back_and_the_others_keep_theirs() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "g848-static", 4).await;
+    let topic = create_random_topic(&c, "g848-static", 4).await;
     let group = random_topic("g848-static-id");
     let shared = new_shared();
     let s1 = config(&bootstrap, &group, &[("group.instance.id", "s1")]);
@@ -568,7 +559,7 @@ async fn a_static_member_restarting_gets_its_partitions_back_and_the_others_keep
 async fn a_member_that_stops_polling_leaves_and_reports_its_partitions_lost_when_it_returns() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "g848-poll", 2).await;
+    let topic = create_random_topic(&c, "g848-poll", 2).await;
     let group = random_topic("g848-poll-id");
     let cfg = || config(&bootstrap, &group, &[("max.poll.interval.ms", "2000")]);
     let mut slow = GroupConsumer::new(cfg()).await.unwrap();

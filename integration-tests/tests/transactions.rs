@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use integration_tests::{random_topic, require_broker, workspace_root};
+use integration_tests::{create_random_topic, random_topic, require_broker, workspace_root};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
@@ -35,15 +35,6 @@ async fn client(bootstrap: &str) -> Client {
     Client::connect(ClientConfig::new(bootstrap).unwrap())
         .await
         .unwrap()
-}
-
-async fn create_topic(client: &Client, prefix: &str, partitions: i32) -> String {
-    let topic = random_topic(prefix);
-    Admin::new(client.clone())
-        .create_topics(&[NewTopic::new(&topic, partitions)])
-        .await
-        .unwrap();
-    topic
 }
 
 fn producer_config(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> ProducerConfig {
@@ -201,7 +192,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 async fn aborted_records_are_invisible_to_read_committed() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-abort", 3).await;
+    let topic = create_random_topic(&c, "txn-abort", 3).await;
     let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
     assert_eq!(p.state(), TransactionState::Ready);
     assert!(p.identity().producer_id >= 0);
@@ -260,7 +251,7 @@ async fn aborted_records_are_invisible_to_read_committed() {
 async fn java_console_consumer_read_committed_skips_aborted_records() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-java", 2).await;
+    let topic = create_random_topic(&c, "txn-java", 2).await;
     let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
     p.begin().await.unwrap();
     send_all(&mut p, &topic, &values("gone", 10)).await;
@@ -303,7 +294,7 @@ async fn java_console_consumer_read_committed_skips_aborted_records() {
 async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-zombie", 2).await;
+    let topic = create_random_topic(&c, "txn-zombie", 2).await;
     let id = random_topic("txn-id");
 
     let mut zombie = producer(&bootstrap, &id).await;
@@ -345,7 +336,7 @@ async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
 async fn a_transaction_open_past_its_timeout_is_aborted_and_reported() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-timeout", 1).await;
+    let topic = create_random_topic(&c, "txn-timeout", 1).await;
     let id = random_topic("txn-id");
     let config = producer_config(
         &bootstrap,
@@ -473,7 +464,7 @@ async fn empty_transactions_commit_and_state_errors_are_reported() {
 
     // A partition the topic does not have is refused up front; the transaction goes on.
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-bad-partition", 1).await;
+    let topic = create_random_topic(&c, "txn-bad-partition", 1).await;
     p.begin().await.unwrap();
     let err = p
         .send(ProducerRecord::new(&topic, "x").partition(5))
@@ -501,8 +492,8 @@ async fn empty_transactions_commit_and_state_errors_are_reported() {
 async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-offsets", 1).await;
-    let input = create_topic(&c, "txn-input", 1).await;
+    let topic = create_random_topic(&c, "txn-offsets", 1).await;
+    let input = create_random_topic(&c, "txn-input", 1).await;
     let group = random_topic("txn-group");
     let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
     let meta = ConsumerGroupMetadata::new(&group);
@@ -604,7 +595,7 @@ async fn a_failed_record_makes_the_transaction_abortable_and_the_next_one_commit
 async fn admin_lists_describes_and_aborts_an_open_transaction() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-admin", 1).await;
+    let topic = create_random_topic(&c, "txn-admin", 1).await;
     let id = random_topic("txn-id");
     let mut p = producer(&bootstrap, &id).await;
     p.begin().await.unwrap();
@@ -730,8 +721,8 @@ async fn eos_worker(
 async fn consume_transform_produce_is_exactly_once_with_group_offsets_in_the_transaction() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let input = create_topic(&c, "eos-in", 3).await;
-    let output = create_topic(&c, "eos-out", 3).await;
+    let input = create_random_topic(&c, "eos-in", 3).await;
+    let output = create_random_topic(&c, "eos-out", 3).await;
     let group = random_topic("eos-group");
     let inputs = values("record", 90);
     {
@@ -807,7 +798,7 @@ async fn consume_transform_produce_is_exactly_once_with_group_offsets_in_the_tra
 async fn offsets_from_a_stale_generation_make_the_transaction_abortable() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let input = create_topic(&c, "txn-kip447", 1).await;
+    let input = create_random_topic(&c, "txn-kip447", 1).await;
     let group = random_topic("txn-group");
     let props = BTreeMap::from([
         ("bootstrap.servers".to_string(), bootstrap.clone()),
@@ -851,7 +842,7 @@ async fn offsets_from_a_stale_generation_make_the_transaction_abortable() {
 async fn a_pool_reuses_its_ids_and_start_up_fences_what_an_earlier_incarnation_left_open() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;
-    let topic = create_topic(&c, "txn-pool", 1).await;
+    let topic = create_random_topic(&c, "txn-pool", 1).await;
     let prefix = random_topic("job");
     let mut pool = TransactionalIdPool::new(&prefix, 0, 2).unwrap();
 
