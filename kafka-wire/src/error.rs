@@ -8,7 +8,13 @@ use crate::error_code::ErrorCode;
 ///
 /// Decoders never panic on input: every malformed frame, batch or field comes back
 /// as one of these, naming what was being read.
-#[derive(Debug, thiserror::Error)]
+///
+/// Errors clone without loss (an I/O error is shared behind an `Arc`), so one
+/// failure handed to several waiters keeps its variant, and with it
+/// [`Error::is_retriable`], [`Error::is_fatal`] and [`Error::is_abortable`].
+/// Each variant's message names its cause; a cause kept as `source()` is part of
+/// that message too, so print an error with `{}` (not the chain) to see it once.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Fewer bytes remained than the field or length prefix needs.
@@ -128,9 +134,9 @@ pub enum Error {
     Io {
         /// What was being done.
         context: String,
-        /// The I/O error.
+        /// The I/O error (shared, so the error clones).
         #[source]
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// The connection to a broker failed or was closed; requests on it did not complete.
     #[error("connection to {broker} lost: {reason}")]
@@ -145,6 +151,20 @@ pub enum Error {
     Timeout {
         /// What timed out.
         context: String,
+    },
+    /// Producer: a record's `delivery.timeout.ms` ran out before the broker
+    /// acknowledged it.
+    #[error(
+        "delivery.timeout.ms expired ({outcome}){}",
+        last_error_suffix(last_error)
+    )]
+    DeliveryTimeout {
+        /// `"not sent"`; `"not written"` when every attempt was refused;
+        /// `"possibly written"` when an attempt went unanswered or timed out.
+        outcome: &'static str,
+        /// The error of the last failed attempt (or of the last metadata lookup for
+        /// a record never sent), if any: why the retries did not succeed.
+        last_error: Option<Box<Error>>,
     },
     /// The broker supports no version of an api that this crate supports.
     #[error("broker {broker} supports no version of {api} that kafka-wire supports")]
@@ -228,6 +248,12 @@ pub enum Error {
     },
 }
 
+fn last_error_suffix(last_error: &Option<Box<Error>>) -> String {
+    last_error
+        .as_ref()
+        .map_or_else(String::new, |e| format!("; last error: {e}"))
+}
+
 /// Result with kafka-wire's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -239,41 +265,10 @@ impl Error {
             Error::Io { .. }
             | Error::Disconnected { .. }
             | Error::Timeout { .. }
+            | Error::DeliveryTimeout { .. }
             | Error::TransactionIncomplete { .. } => true,
             Error::Broker { code, .. } => code.is_retriable(),
             _ => false,
-        }
-    }
-
-    /// A copy for handing one failure to several waiters (`Error` is not `Clone`: it
-    /// can hold an `io::Error`). I/O errors become [`Error::Disconnected`], which is
-    /// what they mean to a request; other variants without a cheap copy become
-    /// [`Error::Encode`] with the original message, keeping them non-retriable.
-    pub fn clone_lossy(&self) -> Error {
-        match self {
-            Error::Broker { code, context } => Error::Broker {
-                code: *code,
-                context: context.clone(),
-            },
-            Error::Timeout { context } => Error::Timeout {
-                context: context.clone(),
-            },
-            Error::Disconnected { broker, reason } => Error::Disconnected {
-                broker: broker.clone(),
-                reason: reason.clone(),
-            },
-            Error::Io { context, source } => Error::Disconnected {
-                broker: context.clone(),
-                reason: source.to_string(),
-            },
-            Error::Config { key, message } => Error::Config {
-                key: key.clone(),
-                message: message.clone(),
-            },
-            other => Error::Encode {
-                context: "copied error",
-                message: other.to_string(),
-            },
         }
     }
 
@@ -305,5 +300,65 @@ impl Error {
                 | Error::InvalidTransactionTimeout { .. }
                 | Error::Config { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_failure_reads_as_one_and_clones_unchanged() {
+        let e = Error::Truncated {
+            context: "tagged field value",
+            needed: 9,
+            remaining: 2,
+        };
+        let copy = e.clone().clone();
+        assert_eq!(
+            copy.to_string(),
+            "truncated input reading tagged field value: needed 9 bytes, 2 remain"
+        );
+        assert!(!copy.is_retriable());
+    }
+
+    #[test]
+    fn a_delivery_timeout_names_the_last_failure_once() {
+        let e = Error::DeliveryTimeout {
+            outcome: "possibly written",
+            last_error: Some(Box::new(Error::Disconnected {
+                broker: "127.0.0.1:9092".into(),
+                reason: "response size 2147483632 outside [4, 268435456] (max response size)"
+                    .into(),
+            })),
+        };
+        assert_eq!(
+            e.to_string(),
+            "delivery.timeout.ms expired (possibly written); last error: connection to \
+             127.0.0.1:9092 lost: response size 2147483632 outside [4, 268435456] (max response size)"
+        );
+        let quiet = Error::DeliveryTimeout {
+            outcome: "not sent",
+            last_error: None,
+        };
+        assert_eq!(quiet.to_string(), "delivery.timeout.ms expired (not sent)");
+        assert!(e.clone().is_retriable());
+    }
+
+    #[test]
+    fn an_io_error_keeps_its_variant_when_cloned() {
+        let e = Error::Io {
+            context: "connecting to 127.0.0.1:1".into(),
+            source: std::sync::Arc::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )),
+        };
+        let copy = e.clone();
+        assert!(matches!(copy, Error::Io { .. }));
+        assert_eq!(
+            copy.to_string(),
+            "connecting to 127.0.0.1:1: connection refused"
+        );
+        assert!(copy.is_retriable());
     }
 }

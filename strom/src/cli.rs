@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use kafka_wire::client::admin::NewTopic;
-use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, OffsetReset, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::properties;
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
@@ -18,13 +18,16 @@ use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 #[derive(Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Bootstrap servers (host:port,...); defaults to $KAFKA_BOOTSTRAP.
-    #[arg(long, global = true, env = "KAFKA_BOOTSTRAP")]
+    /// Bootstrap servers (host:port,...). Without it: `bootstrap.servers` from the
+    /// properties, else $KAFKA_BOOTSTRAP.
+    #[arg(long, global = true)]
     bootstrap: Option<String>,
     /// A Java-style .properties file with client settings (Java property names).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Extra client properties, `key=value` (repeatable); they override --config.
+    /// A command's own flags override both when given; when a flag is left out,
+    /// the property decides.
     #[arg(long = "property", short = 'X', global = true)]
     properties: Vec<String>,
     #[command(subcommand)]
@@ -54,7 +57,8 @@ enum Command {
         /// Topic to read.
         #[arg(long)]
         topic: String,
-        /// Start at the earliest offset instead of the end.
+        /// Start at the earliest offset (overrides `auto.offset.reset`, which
+        /// otherwise decides; its default is `latest`).
         #[arg(long)]
         from_beginning: bool,
         /// Stop after this many records.
@@ -63,13 +67,31 @@ enum Command {
         /// Stop after this long without a record (ms).
         #[arg(long, default_value_t = 10_000)]
         timeout_ms: u64,
-        /// read_uncommitted or read_committed.
-        #[arg(long, default_value = "read_uncommitted")]
-        isolation_level: String,
+        /// Overrides `isolation.level`, which otherwise decides (default
+        /// read_uncommitted).
+        #[arg(long, value_enum)]
+        isolation_level: Option<Isolation>,
         /// Print `key<TAB>value` instead of the value alone.
         #[arg(long)]
         print_key: bool,
     },
+}
+
+/// `--isolation-level` values (the Java property's spelling).
+#[derive(Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+impl From<Isolation> for IsolationLevel {
+    fn from(i: Isolation) -> IsolationLevel {
+        match i {
+            Isolation::ReadUncommitted => IsolationLevel::ReadUncommitted,
+            Isolation::ReadCommitted => IsolationLevel::ReadCommitted,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,6 +122,23 @@ enum TopicsAction {
     },
 }
 
+/// An error and its causes on one line, each cause once: a cause whose text the
+/// message already holds (kafka-wire's messages include their sources) is skipped.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
 fn split_pair(s: &str) -> anyhow::Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
@@ -124,9 +163,14 @@ impl Cli {
             props.insert("bootstrap.servers".into(), b.clone());
         }
         if !props.contains_key("bootstrap.servers") {
-            bail!(
-                "no broker: pass --bootstrap host:port, set KAFKA_BOOTSTRAP, or bootstrap.servers in --config"
-            );
+            match std::env::var("KAFKA_BOOTSTRAP") {
+                Ok(b) if !b.trim().is_empty() => {
+                    props.insert("bootstrap.servers".into(), b.trim().to_string());
+                }
+                _ => bail!(
+                    "no broker: pass --bootstrap host:port, set bootstrap.servers in --config or -X, or set KAFKA_BOOTSTRAP"
+                ),
+            }
         }
         props
             .entry("client.id".into())
@@ -152,21 +196,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             isolation_level,
             print_key,
         } => {
-            let isolation = match isolation_level.as_str() {
-                "read_committed" => IsolationLevel::ReadCommitted,
-                "read_uncommitted" => IsolationLevel::ReadUncommitted,
-                other => {
-                    bail!("--isolation-level: {other:?} is not read_committed or read_uncommitted")
-                }
-            };
             consume(
                 &cli,
                 topic,
-                *from_beginning,
-                *max_messages,
-                Duration::from_millis(*timeout_ms),
-                isolation,
-                *print_key,
+                ConsumeFlags {
+                    from_beginning: *from_beginning,
+                    max_messages: *max_messages,
+                    idle_timeout: Duration::from_millis(*timeout_ms),
+                    isolation: isolation_level.map(IsolationLevel::from),
+                    print_key: *print_key,
+                },
             )
             .await?
         }
@@ -246,21 +285,25 @@ async fn produce(cli: &Cli, topic: &str, key_separator: Option<&str>) -> anyhow:
             }
             None => record.value = Some(Bytes::from(line)),
         }
-        pending.push(producer.send(record).await?);
+        let delivery = producer.send(record).await;
+        pending.push(delivery.with_context(|| format!("producing to {topic}"))?);
         sent += 1;
         if pending.len() >= 10_000 {
             for f in pending.drain(..) {
-                f.await?;
+                f.await.with_context(|| format!("producing to {topic}"))?;
             }
         }
     }
     for f in pending {
-        f.await?;
+        f.await.with_context(|| format!("producing to {topic}"))?;
     }
     reader
         .join()
         .map_err(|_| anyhow::anyhow!("stdin reader panicked"))??;
-    producer.close(Duration::from_secs(30)).await?;
+    producer
+        .close(Duration::from_secs(30))
+        .await
+        .context("closing the producer")?;
     eprintln!(
         "produced {sent} records to {topic} in {:.2?}",
         started.elapsed()
@@ -268,41 +311,41 @@ async fn produce(cli: &Cli, topic: &str, key_separator: Option<&str>) -> anyhow:
     Ok(())
 }
 
-async fn consume(
-    cli: &Cli,
-    topic: &str,
+/// `strom consume`'s own flags; `None` and `false` leave the properties in charge.
+struct ConsumeFlags {
     from_beginning: bool,
     max_messages: Option<usize>,
     idle_timeout: Duration,
-    isolation: IsolationLevel,
+    isolation: Option<IsolationLevel>,
     print_key: bool,
-) -> anyhow::Result<()> {
-    let mut props = cli.properties()?;
-    props.insert(
-        "auto.offset.reset".into(),
-        if from_beginning { "earliest" } else { "latest" }.into(),
-    );
-    props.insert(
-        "isolation.level".into(),
-        match isolation {
-            IsolationLevel::ReadCommitted => "read_committed",
-            IsolationLevel::ReadUncommitted => "read_uncommitted",
-        }
-        .into(),
-    );
-    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props)?).await?;
+}
+
+async fn consume(cli: &Cli, topic: &str, flags: ConsumeFlags) -> anyhow::Result<()> {
+    let mut config = ConsumerConfig::from_properties(&cli.properties()?)?;
+    if flags.from_beginning {
+        config.auto_offset_reset = OffsetReset::Earliest;
+    }
+    if let Some(level) = flags.isolation {
+        config.isolation_level = level;
+    }
+    let isolation = config.isolation_level;
+    let mut consumer = Consumer::new(config).await?;
     let partitions = consumer.client().topic(topic).await?.partitions.len() as i32;
     consumer.assign((0..partitions).map(|p| (topic.to_string(), p)));
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0usize;
-    let limit = max_messages.unwrap_or(usize::MAX);
+    let limit = flags.max_messages.unwrap_or(usize::MAX);
     while count < limit {
-        let records = match consumer.poll_for(idle_timeout).await {
-            Ok(r) if r.is_empty() => break,
-            Ok(r) => r,
-            Err(e) => return Err(e.into()),
-        };
+        let records = consumer.poll_for(flags.idle_timeout).await?;
+        if records.is_empty() {
+            out.flush()?;
+            if let Err(e) = caught_up(&consumer, topic, partitions, isolation, flags.idle_timeout) {
+                eprintln!("consumed {count} records from {topic}");
+                return Err(e);
+            }
+            break;
+        }
         for r in records {
             if count >= limit {
                 break;
@@ -312,7 +355,7 @@ async fn consume(
                 .as_deref()
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default();
-            if print_key {
+            if flags.print_key {
                 let key = r
                     .key
                     .as_deref()
@@ -329,4 +372,75 @@ async fn consume(
     eprintln!("consumed {count} records from {topic}");
     consumer.close().await;
     Ok(())
+}
+
+/// After `idle` without a record: Ok when every partition was fetched and its
+/// position reached the end (the high watermark, or the last stable offset under
+/// read_committed), so the topic simply had nothing new; otherwise the error that
+/// kept the consumer from reading.
+fn caught_up(
+    consumer: &Consumer,
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+    idle: Duration,
+) -> anyhow::Result<()> {
+    if let Some(e) = consumer.last_error() {
+        bail!("reading {topic} failed for {} ms: {e}", idle.as_millis());
+    }
+    for p in 0..partitions {
+        let Some(o) = consumer.partition_offsets(topic, p) else {
+            continue;
+        };
+        let end = match isolation {
+            IsolationLevel::ReadCommitted if o.last_stable_offset >= 0 => o.last_stable_offset,
+            _ => o.high_watermark,
+        };
+        match o.position {
+            _ if o.high_watermark < 0 => bail!(
+                "no fetch of {topic}-{p} was answered within {} ms",
+                idle.as_millis()
+            ),
+            Some(position) if position < end => bail!(
+                "{topic}-{p} stayed at offset {position} below its end offset {end} for {} ms",
+                idle.as_millis()
+            ),
+            None => bail!(
+                "{topic}-{p} has no position after {} ms (offset reset not answered)",
+                idle.as_millis()
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_and_its_causes_read_once_on_one_line() {
+        let inner = kafka_wire::Error::TransactionIncomplete {
+            source: Box::new(kafka_wire::Error::Timeout {
+                context: "EndTxn to 127.0.0.1:9092".into(),
+            }),
+        };
+        let e = anyhow::Error::from(inner).context("committing");
+        assert_eq!(
+            one_line(&e),
+            "committing: transaction operation did not complete (retry it): timed out: EndTxn to 127.0.0.1:9092"
+        );
+    }
+
+    #[test]
+    fn a_file_error_keeps_the_path_and_the_os_reason() {
+        let e = std::fs::read_to_string("/nonexistent/strom.properties")
+            .with_context(|| "reading /nonexistent/strom.properties")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&e),
+            "reading /nonexistent/strom.properties: No such file or directory (os error 2)"
+        );
+    }
 }

@@ -159,11 +159,11 @@ impl Connection {
         })?
         .map_err(|source| Error::Io {
             context: format!("connecting to {addr}"),
-            source,
+            source: Arc::new(source),
         })?;
         stream.set_nodelay(true).map_err(|source| Error::Io {
             context: format!("configuring {addr}"),
-            source,
+            source: Arc::new(source),
         })?;
         let conn = Connection::from_stream(stream, addr, options);
         conn.negotiate_api_versions().await?;

@@ -1,6 +1,8 @@
-//! Pieces of the fake brokers that unit tests run on loopback TCP: accepting
+//! Pieces of the fake brokers that tests run on loopback TCP: accepting
 //! connections, reading request frames, and the ApiVersions and Metadata answers
-//! most fakes give.
+//! most fakes give. Built for kafka-wire's unit tests, and for other crates' tests
+//! with the `test-util` feature (a misbehaving peer; never a stand-in for the real
+//! broker of an integration test).
 #![allow(clippy::unwrap_used)] // test helpers: a malformed frame should panic
 
 use std::collections::BTreeMap;
@@ -19,15 +21,19 @@ use crate::protocol::messages::{ApiKey, ApiVersionsResponse, MetadataResponse};
 use crate::protocol::{Response, Uuid, decode_request_frame_header, encode_response_frame};
 
 /// One request a fake broker read: what to answer, and the body to decode.
-pub(crate) struct Request {
+pub struct Request {
+    /// The request's api.
     pub api: ApiKey,
+    /// The request's version.
     pub version: i16,
+    /// The correlation id to answer with.
     pub cid: i32,
+    /// The request body after the header.
     pub body: Bytes,
 }
 
 /// Client properties for a fake at `port`: short retry and reconnect backoffs.
-pub(crate) fn client_props(port: u16) -> BTreeMap<String, String> {
+pub fn client_props(port: u16) -> BTreeMap<String, String> {
     [
         ("bootstrap.servers", format!("127.0.0.1:{port}")),
         ("retry.backoff.ms", "10".into()),
@@ -41,7 +47,7 @@ pub(crate) fn client_props(port: u16) -> BTreeMap<String, String> {
 }
 
 /// A listener on a free loopback port, and the port.
-pub(crate) async fn bind() -> (TcpListener, u16) {
+pub async fn bind() -> (TcpListener, u16) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     (listener, port)
@@ -49,7 +55,7 @@ pub(crate) async fn bind() -> (TcpListener, u16) {
 
 /// Serves every connection `listener` accepts with `serve(fake, stream)`, each in
 /// its own task.
-pub(crate) fn accept_all<T, F, Fut>(listener: TcpListener, fake: &Arc<T>, serve: F)
+pub fn accept_all<T, F, Fut>(listener: TcpListener, fake: &Arc<T>, serve: F)
 where
     T: Send + Sync + 'static,
     F: Fn(Arc<T>, TcpStream) -> Fut + Send + 'static,
@@ -64,7 +70,7 @@ where
 }
 
 /// The next request on `stream`; None once the client hangs up.
-pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let size = stream.read_i32().await.ok()?;
     let mut frame = BytesMut::zeroed(size as usize);
     stream.read_exact(&mut frame).await.ok()?;
@@ -79,7 +85,7 @@ pub(crate) async fn read_request(stream: &mut TcpStream) -> Option<Request> {
 }
 
 /// `response` as a frame answering correlation id `cid`.
-pub(crate) fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
+pub fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Bytes {
     encode_response_frame(response, version, cid)
         .unwrap()
         .freeze()
@@ -87,7 +93,7 @@ pub(crate) fn frame_of<R: Response>(response: &R, version: i16, cid: i32) -> Byt
 
 /// An ApiVersions answer offering versions 0 to `max` of each key (at most v3,
 /// which every client reads).
-pub(crate) fn api_versions(keys: &[(ApiKey, i16)], version: i16, cid: i32) -> Bytes {
+pub fn api_versions(keys: &[(ApiKey, i16)], version: i16, cid: i32) -> Bytes {
     let response = ApiVersionsResponse {
         api_keys: keys
             .iter()
@@ -105,7 +111,7 @@ pub(crate) fn api_versions(keys: &[(ApiKey, i16)], version: i16, cid: i32) -> By
 
 /// Metadata of one broker, node 1 at `port`, leading every partition of `topics`
 /// (name, id, partition count).
-pub(crate) fn one_broker_metadata(port: u16, topics: &[(&str, Uuid, i32)]) -> MetadataResponse {
+pub fn one_broker_metadata(port: u16, topics: &[(&str, Uuid, i32)]) -> MetadataResponse {
     MetadataResponse {
         brokers: vec![MetadataResponseBroker {
             node_id: 1,

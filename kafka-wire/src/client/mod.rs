@@ -6,8 +6,8 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod consumer;
-#[cfg(test)]
-pub(crate) mod fake_broker;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake_broker;
 pub mod group;
 pub mod metrics;
 pub mod partitioner;

@@ -283,3 +283,19 @@ async fn in_flight_requests_are_bounded() {
 async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
     futures::future::join_all(futures).await
 }
+
+#[tokio::test]
+async fn a_refused_connection_reads_as_the_io_error_it_was() {
+    // A port that was free a moment ago: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let e = Connection::connect(&addr, ConnectionOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("connecting to {addr}: Connection refused (os error 111)")
+    );
+    assert!(matches!(e.clone(), Error::Io { .. }));
+}

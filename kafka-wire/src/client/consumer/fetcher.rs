@@ -208,6 +208,7 @@ impl Fetcher {
                 Err(e) => {
                     let delay = self.backoff.next_delay();
                     warn!(node = self.node, error = %e, ?delay, "fetch failed; retrying");
+                    self.shared.retried(&e);
                     let _ = tokio::time::timeout(delay, self.notify.notified()).await;
                 }
             }
@@ -383,6 +384,7 @@ impl Fetcher {
             .collect();
         let by_name: HashMap<&str, Arc<str>> =
             wanted.keys().map(|k| (&*k.0, k.0.clone())).collect();
+        self.shared.fetch_answered();
         let mut out = Outcome::default();
         let endpoints = response.node_endpoints;
         for topic in response.responses {
@@ -601,6 +603,10 @@ impl Fetcher {
             code if code.is_retriable() => {
                 debug!(topic, partition, %code, "retriable fetch error; backing off");
                 ps.back_off();
+                self.shared.retried(&Error::Broker {
+                    code,
+                    context: format!("fetch {topic}-{partition}"),
+                });
             }
             code => {
                 warn!(topic, partition, %code, "fetch error");

@@ -493,6 +493,18 @@ impl Consumer {
         }
     }
 
+    /// The latest error the consumer retried on its own (a failed fetch, leader
+    /// lookup or offset reset) if no fetch answer has arrived intact since: what
+    /// tells a caller that got no records from a quiet topic apart from one it
+    /// cannot read. Errors `poll` returns are not kept here.
+    pub fn last_error(&self) -> Option<Error> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Position and the last watermarks fetched for an assigned partition.
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Option<PartitionOffsets> {
         let state = self.shared.lock();
@@ -778,8 +790,15 @@ impl Consumer {
                         changed = true;
                     }
                     None => {
-                        if let Err(e) = &info {
-                            debug!(topic = &*k.0, partition = k.1, error = %e, "leader lookup failed; backing off");
+                        match &info {
+                            Err(e) => {
+                                debug!(topic = &*k.0, partition = k.1, error = %e, "leader lookup failed; backing off");
+                                self.shared.retried(e);
+                            }
+                            Ok(_) => self.shared.retried(&Error::Broker {
+                                code: ErrorCode::LeaderNotAvailable,
+                                context: format!("no leader for {}-{} in metadata", k.0, k.1),
+                            }),
                         }
                         self.shared.client.invalidate_topic(&k.0);
                         ps.back_off();
@@ -828,6 +847,7 @@ impl Consumer {
                 Ok(listed) => listed,
                 Err(e) if e.is_retriable() => {
                     debug!(topic = &*topic, error = %e, "offset reset failed; backing off");
+                    self.shared.retried(&e);
                     for (k, _) in &keys {
                         if let Some(ps) = state.partitions.get_mut(k) {
                             ps.back_off();

@@ -27,6 +27,7 @@ use super::session::PartitionKey;
 use crate::client::backoff::Backoff;
 use crate::client::cluster::Client;
 use crate::client::config::{ConsumerConfig, OffsetReset};
+use crate::error::Error;
 use crate::protocol::Uuid;
 
 /// Where a partition's consumption stands.
@@ -124,6 +125,9 @@ pub(crate) struct Shared {
     pub closing: AtomicBool,
     /// Counters behind [`super::FetchStats`].
     pub stats: Counters,
+    /// The latest error retried out of the caller's sight (a failed fetch, leader
+    /// lookup or offset reset); cleared when a fetch response arrives intact.
+    pub last_error: Mutex<Option<Error>>,
 }
 
 /// Fetch counters, bumped by the fetchers.
@@ -148,12 +152,23 @@ impl Shared {
             state: Mutex::new(State::default()),
             closing: AtomicBool::new(false),
             stats: Counters::default(),
+            last_error: Mutex::new(None),
         })
     }
 
     /// Locks the state (a poisoned lock is still usable: every section leaves it consistent).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an error the consumer retries on its own.
+    pub(crate) fn retried(&self, error: &Error) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+    }
+
+    /// Forgets the last retried error: a fetch answer arrived intact.
+    pub(crate) fn fetch_answered(&self) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// A backoff with the client's retry settings.

@@ -72,6 +72,9 @@ pub(crate) struct Batch {
     pub sent: bool,
     /// An attempt went unanswered (or timed out): the broker may hold the batch.
     pub unanswered: bool,
+    /// Why the last attempt failed, for the error once `delivery.timeout.ms` ends
+    /// the retries.
+    pub last_error: Option<Error>,
 }
 
 impl Batch {
@@ -125,7 +128,7 @@ impl Batch {
 
     /// Completes every record of the batch with the broker's answer.
     pub fn complete(self, result: std::result::Result<(i64, i64), &Error>) {
-        self.completion.complete(result.map_err(Error::clone_lossy));
+        self.completion.complete(result.map_err(Error::clone));
     }
 }
 
@@ -239,6 +242,9 @@ pub(crate) struct Accumulator {
     pub identity: ProducerIdentity,
     /// Set when the producer can no longer send (closed, fenced).
     pub fatal: Option<String>,
+    /// The last failed metadata lookup for a topic with queued records (cleared
+    /// by a successful one): why records of an unknown topic were never sent.
+    pub metadata_error: Option<Error>,
     /// Records appended so far; the id of the next record.
     pub appended: u64,
     /// Batches holding records up to this id are sent without lingering.
@@ -277,6 +283,7 @@ impl Accumulator {
             sticky,
             identity: ProducerIdentity::NONE,
             fatal: None,
+            metadata_error: None,
             appended: 0,
             flush_up_to: 0,
             bump_epoch: false,
@@ -456,6 +463,7 @@ impl Accumulator {
                 retry_at: None,
                 sent: false,
                 unanswered: false,
+                last_error: None,
             });
             *self.outstanding.entry(id).or_default() += 1;
         }
@@ -601,6 +609,7 @@ impl Accumulator {
                     retry_at: None,
                     sent: batch.sent,
                     unanswered: batch.unanswered,
+                    last_error: batch.last_error.clone(),
                 }
             })
             .collect();

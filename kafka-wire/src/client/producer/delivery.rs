@@ -186,7 +186,7 @@ impl DeliveryFuture {
                     self.timestamp
                 },
             }),
-            Err(e) => Err(e.clone_lossy()),
+            Err(e) => Err(e.clone()),
         }
     }
 }
@@ -289,6 +289,39 @@ mod tests {
             context: "test".into(),
         }));
         assert!(matches!(task.await.unwrap(), Err(Error::Timeout { .. })));
+    }
+
+    #[tokio::test]
+    async fn every_waiter_of_a_failed_batch_gets_the_error_with_its_class() {
+        let cases = [
+            Error::Fenced {
+                transactional_id: "tx".into(),
+                code: crate::ErrorCode::ProducerFenced,
+                reason: "another producer took over".into(),
+            },
+            Error::TransactionAbortable {
+                code: None,
+                reason: "a record failed".into(),
+            },
+            Error::Truncated {
+                context: "ProduceResponse.Responses",
+                needed: 4,
+                remaining: 1,
+            },
+        ];
+        for error in cases {
+            let c = BatchCompletion::new(Arc::from("t"), 0);
+            let waiters: Vec<DeliveryFuture> = (0..3).map(|i| c.future(i, 1)).collect();
+            c.complete(Err(error.clone()));
+            for f in waiters {
+                let e = f.await.unwrap_err();
+                assert_eq!(e.to_string(), error.to_string());
+                assert_eq!(
+                    (e.is_fatal(), e.is_abortable(), e.is_retriable()),
+                    (error.is_fatal(), error.is_abortable(), error.is_retriable())
+                );
+            }
+        }
     }
 
     struct Flag(Arc<std::sync::atomic::AtomicBool>);

@@ -229,8 +229,13 @@ fn expire(shared: &Shared) {
         } else {
             "not sent"
         };
-        b.complete(Err(&Error::Timeout {
-            context: format!("delivery.timeout.ms expired ({what})"),
+        let last_error = b
+            .last_error
+            .take()
+            .or_else(|| (!b.sent).then(|| acc.metadata_error.clone()).flatten());
+        b.complete(Err(&Error::DeliveryTimeout {
+            outcome: what,
+            last_error: last_error.map(Box::new),
         }));
     }
     if gap && acc.identity != ProducerIdentity::NONE {
@@ -242,7 +247,10 @@ fn expire(shared: &Shared) {
 
 /// Takes the ready batches off their queues, grouped into one request per leader.
 /// Returns the requests and when to look again.
-fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>, Option<Instant>) {
+fn drain(
+    shared: &Arc<Shared>,
+    broker_in_flight: &HashMap<i32, usize>,
+) -> (Vec<Sent>, Option<Instant>) {
     let config = &shared.config;
     let now = Instant::now();
     let mut acc = shared.lock();
@@ -332,13 +340,16 @@ fn drain(shared: &Shared, broker_in_flight: &HashMap<i32, usize>) -> (Vec<Sent>,
     if !missing_metadata.is_empty() {
         missing_metadata.sort();
         missing_metadata.dedup();
-        let client = shared.client.clone();
+        let retry_backoff = shared.config.client.retry_backoff;
+        let shared = shared.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.refresh_metadata(&missing_metadata).await {
+            let result = shared.client.refresh_metadata(&missing_metadata).await;
+            if let Err(e) = &result {
                 debug!(error = %e, "metadata refresh for producer failed");
             }
+            shared.lock().metadata_error = result.err();
         });
-        return (requests, Some(now + shared.config.client.retry_backoff));
+        return (requests, Some(now + retry_backoff));
     }
     (requests, deadline)
 }
@@ -468,7 +479,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                     }
                 }
             },
-            Err(e) => Err(e.clone_lossy()),
+            Err(e) => Err(e.clone()),
         };
         match outcome {
             Ok(done) => {
@@ -523,8 +534,8 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                     _ if e.is_retriable() => Action::Retry,
                     _ => Action::Fail,
                 };
-                let exhausted = batch.attempts >= shared.config.retries
-                    || batch.created.elapsed() >= shared.config.delivery_timeout;
+                let expired = batch.created.elapsed() >= shared.config.delivery_timeout;
+                let exhausted = batch.attempts >= shared.config.retries || expired;
                 match action {
                     Action::Retry | Action::RetryAfterBump if !exhausted => {
                         if action == Action::RetryAfterBump {
@@ -533,6 +544,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                         crate::client::metrics::retry(ApiKey::Produce);
                         debug!(topic = key.0, partition = key.1, error = %e, attempt = batch.attempts, "retrying batch");
                         batch.attempts += 1;
+                        batch.last_error = Some(e);
                         let mut backoff = Backoff::new(
                             shared.config.client.retry_backoff,
                             shared.config.client.retry_backoff_max,
@@ -557,6 +569,19 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                                 q.renumber = true;
                             }
                         }
+                        let retriable = matches!(action, Action::Retry | Action::RetryAfterBump);
+                        let e = if retriable && expired {
+                            Error::DeliveryTimeout {
+                                outcome: if batch.unanswered {
+                                    "possibly written"
+                                } else {
+                                    "not written"
+                                },
+                                last_error: Some(Box::new(e)),
+                            }
+                        } else {
+                            e
+                        };
                         warn!(topic = key.0, partition = key.1, error = %e, "batch failed");
                         acc.finished(&mut batch);
                         batch.complete(Err(&e));
