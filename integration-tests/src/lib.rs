@@ -102,6 +102,29 @@ pub async fn create_random_topic(
     topic
 }
 
+/// The metadata of `topic`, waiting (at most 10 s) while brokers do not know it
+/// yet: CreateTopics answers before every metadata cache has the new topic.
+pub async fn topic_metadata(
+    client: &kafka_wire::client::Client,
+    topic: &str,
+) -> kafka_wire::client::cluster::TopicInfo {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match client.topic(topic).await {
+            Ok(info) if !info.partitions.is_empty() => return info,
+            Ok(_) => {}
+            Err(e) if e.code() == Some(kafka_wire::ErrorCode::UnknownTopicOrPartition) => {}
+            Err(e) => panic!("metadata of {topic}: {e}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "topic {topic} not in metadata after 10 s"
+        );
+        client.invalidate_topic(topic);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Whether the broker at `bootstrap` is the one `scripts/kafka` runs here, so a
 /// test may stop and restart it.
 pub fn broker_is_ours(bootstrap: &str) -> bool {

@@ -34,7 +34,8 @@ async fn topics_partitions_configs_and_offsets_round_trip_through_the_broker() {
         .unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::TopicAlreadyExists), "{again}");
 
-    let info = client.topic(&topic).await.unwrap();
+    // CreateTopics answers before every broker's metadata cache has the topic.
+    let info = integration_tests::topic_metadata(&client, &topic).await;
     assert_eq!(info.partitions.len(), 3);
 
     let configs = admin.describe_topic_configs(&topic).await.unwrap();
