@@ -44,10 +44,10 @@ pub mod time;
 
 pub use aggregate::{AggregateFunction, Avg, Collect, Count, Max, Min, Numeric, Reduce, Sum};
 pub use checkpoint::{
-    Checkpoint, CheckpointBarrier, CheckpointId, Epoch, InMemoryCheckpointStore, OperatorId,
-    OperatorState,
+    Checkpoint, CheckpointBarrier, CheckpointId, CheckpointStore, Epoch, InMemoryCheckpointStore,
+    OperatorId, OperatorState, StoreFuture,
 };
-pub use error::{DeadLetter, EngineError, ErrorPolicy, Result};
+pub use error::{DeadLetter, EngineError, ErrorClass, ErrorPolicy, Result};
 pub use graph::{AsyncOptions, DataStream, KeyedStream, Pipeline, PipelineConfig, WindowedStream};
 pub use io::collect::CollectSink;
 pub use io::generator::GeneratorSource;

@@ -114,7 +114,7 @@ async fn interrupted_then_restored(restore_parallelism: usize) -> (Outputs, Chec
     let checkpoint = job.checkpoints().get(id).unwrap();
     // Keep running past the checkpoint, then "crash".
     tokio::time::sleep(Duration::from_millis(300)).await;
-    job.cancel();
+    job.abort();
     assert!(matches!(job.wait().await, Err(EngineError::Cancelled)));
     assert!(!checkpoint.operators.is_empty());
 
@@ -187,4 +187,169 @@ async fn periodic_checkpoints_commit_output_while_the_job_runs() {
     assert!(job.checkpoints().latest().is_some());
     job.cancel();
     let _ = job.wait().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_job_checkpoints_without_flushing_windows_and_resumes_exactly() {
+    let reference = uninterrupted().await;
+    let (w, r, t) = (
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+        CollectSink::transactional(),
+    );
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    define(&p, &w, &r, &t);
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let checkpoints = job.checkpoints();
+    job.stop();
+    let result = job.wait().await.unwrap();
+    assert!(result.stopped);
+    let last = result
+        .last_checkpoint
+        .expect("the stop took a final checkpoint");
+    let checkpoint = checkpoints.get(last).unwrap();
+    // Windows still open at the stop were not fired: their state is in the checkpoint.
+    assert!(w.values().len() < reference.0.len(), "{:?}", w.values());
+
+    let p2 = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    define(&p2, &w, &r, &t);
+    p2.restore_from(checkpoint);
+    p2.run().await.unwrap();
+    assert_eq!(sorted(w.values()), reference.0, "window sums");
+    assert_eq!(sorted(r.values()), reference.1, "rolling reduce");
+    assert_eq!(sorted(t.values()), reference.2, "timers");
+}
+
+/// A durable store that fails its `n`th write, and records what it was given.
+#[derive(Default)]
+struct FlakyStore {
+    fail_at: u64,
+    written: std::sync::Mutex<Vec<CheckpointId>>,
+}
+
+impl CheckpointStore for FlakyStore {
+    fn write(&self, checkpoint: std::sync::Arc<Checkpoint>) -> StoreFuture {
+        let fail = checkpoint.id.0 == self.fail_at;
+        if !fail {
+            self.written.lock().unwrap().push(checkpoint.id);
+        }
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if fail {
+                Err(EngineError::external(
+                    "writing the checkpoint",
+                    std::io::Error::other("disk full"),
+                    ErrorClass::Rollback,
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_completes_only_after_its_durable_write_and_a_failed_write_rolls_back() {
+    let store = std::sync::Arc::new(FlakyStore {
+        fail_at: 3,
+        ..Default::default()
+    });
+    let p = Pipeline::with_config(
+        PipelineConfig::default().checkpoint_interval(Duration::from_millis(100)),
+    );
+    let sink = CollectSink::<u64>::transactional();
+    p.source(
+        GeneratorSource::new(|i| i).rate_per_second(1_000.0),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .sink(sink.clone());
+    p.checkpoint_store(store.clone());
+    let job = p.start().unwrap();
+    let err = job.wait().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Rollback, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "checkpoint #3: durable write failed: writing the checkpoint: disk full"
+    );
+    assert_eq!(
+        *store.written.lock().unwrap(),
+        vec![CheckpointId(1), CheckpointId(2)]
+    );
+    // Records of checkpoint 3 were never committed.
+    let committed = sink.values().len() as u64;
+    assert!(committed > 0 && committed <= 210, "{committed}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_follows_its_uid_into_an_edited_pipeline() {
+    let run = |extra_map: bool, restore: Option<Checkpoint>| async move {
+        let p = Pipeline::new();
+        let sink = CollectSink::<(u32, u64)>::transactional();
+        let mut s = p.source(
+            GeneratorSource::new(|i| ((i % 3) as u32, i))
+                .rate_per_second(1_000.0)
+                .limit(1_000),
+            WatermarkStrategy::no_watermarks(),
+        );
+        if extra_map {
+            s = s.map(|e| e).name("added later");
+        }
+        s.key_by(|e| e.0)
+            .reduce(|a, b| (a.0, a.1 + b.1))
+            .uid("running-sum")
+            .sink(sink.clone());
+        if let Some(cp) = restore {
+            p.restore_from(cp);
+        }
+        (p, sink)
+    };
+    let (p, _) = run(false, None).await;
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = job.trigger_checkpoint().await.unwrap();
+    let checkpoint = job.checkpoints().get(id).unwrap();
+    job.abort();
+    let _ = job.wait().await;
+    assert!(checkpoint.uids.values().any(|u| u == "running-sum"));
+
+    let (p2, sink2) = run(true, Some(checkpoint)).await;
+    p2.run().await.unwrap();
+    // Restored sums continue: the last sum per key covers all 1000 events.
+    let mut last: std::collections::BTreeMap<u32, u64> = Default::default();
+    for (k, v) in sink2.values() {
+        last.insert(k, v);
+    }
+    let expected: std::collections::BTreeMap<u32, u64> = (0..3u32)
+        .map(|k| (k, (0..1000u64).filter(|i| (i % 3) as u32 == k).sum()))
+        .collect();
+    assert_eq!(last, expected);
+}
+
+#[test]
+fn a_checkpoint_survives_its_byte_format_and_refuses_another_version() {
+    let mut state = OperatorState::default();
+    state.key_groups.insert(3, vec![1, 2, 3]);
+    state.entries.insert(0, vec![9; 5]);
+    let cp = Checkpoint {
+        id: CheckpointId(42),
+        epoch: Epoch(2),
+        operators: [(OperatorId(1), state.clone())].into(),
+        uids: [(OperatorId(1), "window".to_string())].into(),
+    };
+    let bytes = cp.encode();
+    assert_eq!(Checkpoint::decode(&bytes).unwrap(), cp);
+    assert_eq!(
+        OperatorState::decode_bytes(&state.encode_bytes()).unwrap(),
+        state
+    );
+    let mut other = bytes.clone();
+    other[0] = 9;
+    assert!(
+        Checkpoint::decode(&other)
+            .unwrap_err()
+            .to_string()
+            .contains("format version 9")
+    );
+    assert!(Checkpoint::decode(&bytes[..bytes.len() - 1]).is_err());
 }

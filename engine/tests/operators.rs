@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::ScriptedSource;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -292,4 +294,61 @@ async fn a_pipeline_without_sink_is_rejected() {
         )
         .map(|x| x);
     assert!(matches!(p.start(), Err(EngineError::InvalidPipeline(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_group() {
+    // Partition 5 holds keys "a" and "b", partition 9 holds "c": as a topic keyed by
+    // them would, written with the default partitioner.
+    let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], true)
+        .with_key_groups(&[5, 9]);
+    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    let sink = CollectSink::<(String, u64)>::transactional();
+    p.source(source, WatermarkStrategy::no_watermarks())
+        .map(|k: &str| (k.to_string(), 1u64))
+        .key_by_source_partition(|e: &(String, u64)| e.0.clone())
+        .reduce(|a, b| (a.0.clone(), a.1 + b.1))
+        .uid("counts")
+        .sink(sink.clone());
+    assert!(p.is_partition_aligned());
+    let uids = p.uids().unwrap();
+    let job = p.start().unwrap();
+    let result = job.wait().await.unwrap();
+    assert!(!result.stopped);
+    let mut out = sink.values();
+    out.sort();
+    assert_eq!(
+        out,
+        vec![
+            ("a".into(), 1),
+            ("a".into(), 2),
+            ("b".into(), 1),
+            ("c".into(), 1),
+            ("c".into(), 2)
+        ]
+    );
+    assert!(uids.values().any(|u| u == "counts"));
+
+    let hashed = Pipeline::new();
+    hashed
+        .source(
+            VecSource::new(vec![1u32]),
+            WatermarkStrategy::no_watermarks(),
+        )
+        .key_by(|x| *x)
+        .reduce(|a, b| a + b)
+        .sink(CollectSink::new());
+    assert!(!hashed.is_partition_aligned());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_beyond_max_parallelism_fails_key_by_source_partition() {
+    let p = Pipeline::new();
+    let source = ScriptedSource::new(vec![vec![vec![1u32]]], true).with_key_groups(&[200]);
+    p.source(source, WatermarkStrategy::no_watermarks())
+        .key_by_source_partition(|x| *x)
+        .reduce(|a, b| a + b)
+        .sink(CollectSink::new());
+    let e = p.run().await.unwrap_err();
+    assert!(e.to_string().contains("not below max_parallelism"), "{e}");
 }

@@ -150,7 +150,7 @@ async fn an_idle_split_does_not_freeze_windows() {
     let job = p.start().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sink.values(), vec![(1, 0, 10, 2), (1, 10, 20, 1)]);
-    job.cancel();
+    job.abort();
     assert!(matches!(job.wait().await, Err(EngineError::Cancelled)));
 }
 

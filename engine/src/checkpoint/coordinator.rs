@@ -142,6 +142,7 @@ impl CheckpointTracker {
             id,
             epoch: self.epoch,
             operators: done.state,
+            uids: BTreeMap::new(),
         })
     }
 

@@ -5,8 +5,11 @@
 //!  barrier n flows with the data; a task with several inputs aligns: it blocks each
 //!  input that delivered barrier n until all have, then snapshots its operators
 //!  every task --ack(n, snapshots)--> coordinator (sinks pre-commit before acking)
-//!  all acks in --> completed checkpoint stored --> notify-complete(n) --> sinks commit
+//!  all acks in --> durable write (CheckpointStore, if set) --> kept in memory
+//!               --> notify-complete(n) --> sinks commit, sources told
 //! ```
+//! A checkpoint counts as complete only once its durable write succeeded; a failed
+//! write fails the job with a rollback-class error (restart from the last one).
 //! The decisions (when to trigger, when a checkpoint is complete, what to commit) are
 //! pure functions in [`coordinator`]; the runtime only moves messages.
 
@@ -17,7 +20,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use coordinator::{AckOutcome, CheckpointTracker, PendingCheckpoint, TaskId};
-pub use store::InMemoryCheckpointStore;
+pub use store::{CheckpointStore, InMemoryCheckpointStore, StoreFuture};
+
+use crate::error::{EngineError, Result};
+use crate::state::codec::StateCodec;
 
 /// Monotonically increasing id of a checkpoint within a job (across restores).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -49,6 +55,9 @@ pub struct CheckpointBarrier {
     pub id: CheckpointId,
     /// Processing time (ms) at which the coordinator triggered it.
     pub timestamp: i64,
+    /// A stop barrier ([`crate::JobHandle::stop`]): sources read nothing after it,
+    /// and the job shuts down once the checkpoint completed.
+    pub stop: bool,
 }
 
 /// Stable identity of an operator in a pipeline, assigned in definition order, so the
@@ -88,9 +97,164 @@ pub struct Checkpoint {
     pub epoch: Epoch,
     /// State per operator.
     pub operators: BTreeMap<OperatorId, OperatorState>,
+    /// The stable uid of every operator of the pipeline that took it (set with
+    /// [`crate::DataStream::uid`], else derived from the operator's kind and
+    /// definition order). Restoring matches state to operators by uid, so a
+    /// pipeline edited around uid-named operators keeps their state.
+    pub uids: BTreeMap<OperatorId, String>,
+}
+
+/// Version of the byte format of [`Checkpoint::encode`] and [`OperatorState::encode_bytes`].
+pub const FORMAT_VERSION: u8 = 1;
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    (bytes.len() as u32).encode(buf);
+    buf.extend_from_slice(bytes);
+}
+
+fn get_bytes(buf: &mut &[u8]) -> Result<Vec<u8>> {
+    let n = u32::decode(buf)? as usize;
+    if buf.len() < n {
+        return Err(EngineError::Codec(format!(
+            "checkpoint bytes: need {n}, {} left",
+            buf.len()
+        )));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head.to_vec())
+}
+
+fn check_version(buf: &mut &[u8], what: &str) -> Result<()> {
+    let v = u8::decode(buf)?;
+    if v != FORMAT_VERSION {
+        return Err(EngineError::Codec(format!(
+            "{what}: format version {v}, this build reads {FORMAT_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+impl OperatorState {
+    /// The state as versioned bytes (what a durable store keeps).
+    pub fn encode_bytes(&self) -> Vec<u8> {
+        let mut buf = vec![FORMAT_VERSION];
+        self.encode_into(&mut buf);
+        buf
+    }
+
+    /// Reads state written by [`OperatorState::encode_bytes`].
+    pub fn decode_bytes(mut buf: &[u8]) -> Result<OperatorState> {
+        check_version(&mut buf, "operator state")?;
+        let s = Self::decode_from(&mut buf)?;
+        if !buf.is_empty() {
+            return Err(EngineError::Codec(format!(
+                "operator state: {} trailing bytes",
+                buf.len()
+            )));
+        }
+        Ok(s)
+    }
+
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        (self.key_groups.len() as u32).encode(buf);
+        for (kg, bytes) in &self.key_groups {
+            kg.encode(buf);
+            put_bytes(buf, bytes);
+        }
+        (self.entries.len() as u32).encode(buf);
+        for (e, bytes) in &self.entries {
+            e.encode(buf);
+            put_bytes(buf, bytes);
+        }
+    }
+
+    fn decode_from(buf: &mut &[u8]) -> Result<OperatorState> {
+        let mut s = OperatorState::default();
+        for _ in 0..u32::decode(buf)? {
+            let kg = u16::decode(buf)?;
+            s.key_groups.insert(kg, get_bytes(buf)?);
+        }
+        for _ in 0..u32::decode(buf)? {
+            let e = u32::decode(buf)?;
+            s.entries.insert(e, get_bytes(buf)?);
+        }
+        Ok(s)
+    }
 }
 
 impl Checkpoint {
+    /// The checkpoint as versioned bytes, operators named by uid.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = vec![FORMAT_VERSION];
+        self.id.0.encode(&mut buf);
+        self.epoch.0.encode(&mut buf);
+        (self.operators.len() as u32).encode(&mut buf);
+        for (op, state) in &self.operators {
+            op.0.encode(&mut buf);
+            self.uids
+                .get(op)
+                .cloned()
+                .unwrap_or_default()
+                .encode(&mut buf);
+            state.encode_into(&mut buf);
+        }
+        buf
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::encode`].
+    pub fn decode(mut buf: &[u8]) -> Result<Checkpoint> {
+        check_version(&mut buf, "checkpoint")?;
+        let mut c = Checkpoint {
+            id: CheckpointId(u64::decode(&mut buf)?),
+            epoch: Epoch(u32::decode(&mut buf)?),
+            ..Default::default()
+        };
+        for _ in 0..u32::decode(&mut buf)? {
+            let op = OperatorId(u32::decode(&mut buf)?);
+            let uid = String::decode(&mut buf)?;
+            let state = OperatorState::decode_from(&mut buf)?;
+            if !uid.is_empty() {
+                c.uids.insert(op, uid);
+            }
+            c.operators.insert(op, state);
+        }
+        if !buf.is_empty() {
+            return Err(EngineError::Codec(format!(
+                "checkpoint: {} trailing bytes",
+                buf.len()
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The same checkpoint with its operators renumbered for a pipeline whose
+    /// operators have the uids `current` (uid -> id): state whose uid the pipeline
+    /// no longer has is returned apart, by uid. A checkpoint without uids is
+    /// returned unchanged (ids are matched as they are).
+    pub fn remap(mut self, current: &BTreeMap<String, OperatorId>) -> (Checkpoint, Vec<String>) {
+        if self.uids.is_empty() {
+            return (self, Vec::new());
+        }
+        let mut orphaned = Vec::new();
+        let mut operators = BTreeMap::new();
+        let mut uids = BTreeMap::new();
+        for (op, state) in std::mem::take(&mut self.operators) {
+            let Some(uid) = self.uids.get(&op).cloned() else {
+                continue;
+            };
+            match current.get(&uid) {
+                Some(id) => {
+                    operators.insert(*id, state);
+                    uids.insert(*id, uid);
+                }
+                None => orphaned.push(uid),
+            }
+        }
+        self.operators = operators;
+        self.uids = uids;
+        (self, orphaned)
+    }
     /// The state of `op` restricted to what one subtask needs: the key groups in
     /// `range` and the entries `e` with `e % parallelism == subtask`.
     pub fn state_for(

@@ -1,11 +1,31 @@
-//! An in-memory store of completed checkpoints; a later issue adds durable stores
-//! behind the same shape.
+//! Where completed checkpoints go: a durable [`CheckpointStore`] (its write decides
+//! whether a checkpoint completed), and the in-memory list of the newest ones that
+//! every job keeps ([`InMemoryCheckpointStore`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::checkpoint::{Checkpoint, CheckpointId};
+use crate::error::Result;
 
-/// Completed checkpoints kept in memory, newest last. Cloning shares the store.
+/// The future a [`CheckpointStore`] write returns.
+pub type StoreFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// Durable storage for checkpoints (a Kafka transaction, files, a database).
+///
+/// The coordinator calls [`CheckpointStore::write`] once every task acknowledged a
+/// checkpoint, and counts the checkpoint as complete (sinks commit, sources are
+/// told) only after the write succeeded. A failed write fails the job; its error's
+/// [`crate::ErrorClass`] says whether rolling back to the last completed checkpoint
+/// can help. No new checkpoint starts while a write is in flight.
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// Makes `checkpoint` durable.
+    fn write(&self, checkpoint: Arc<Checkpoint>) -> StoreFuture;
+}
+
+/// Completed checkpoints kept in memory, newest last. Cloning shares the store. As a
+/// [`CheckpointStore`] its writes always succeed (and add the checkpoint).
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryCheckpointStore {
     inner: Arc<Mutex<Vec<Checkpoint>>>,
@@ -52,5 +72,12 @@ impl InMemoryCheckpointStore {
     /// Ids of the retained checkpoints, oldest first.
     pub fn ids(&self) -> Vec<CheckpointId> {
         self.lock().iter().map(|c| c.id).collect()
+    }
+}
+
+impl CheckpointStore for InMemoryCheckpointStore {
+    fn write(&self, checkpoint: Arc<Checkpoint>) -> StoreFuture {
+        self.add(Checkpoint::clone(&checkpoint));
+        Box::pin(async { Ok(()) })
     }
 }

@@ -22,14 +22,34 @@ pub struct KeyedStream<K, T> {
     stream: DataStream<T>,
     key_fn: KeyFn<K, T>,
     parallelism: usize,
+    /// Key groups are source partitions, not key hashes.
+    by_partition: bool,
 }
 
 impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
-    pub(crate) fn new(stream: DataStream<T>, key_fn: KeyFn<K, T>, parallelism: usize) -> Self {
+    pub(crate) fn new(
+        stream: DataStream<T>,
+        key_fn: KeyFn<K, T>,
+        parallelism: usize,
+        by_partition: bool,
+    ) -> Self {
         KeyedStream {
             stream,
             key_fn,
             parallelism,
+            by_partition,
+        }
+    }
+
+    fn partitioner(&self, hash: crate::runtime::emitter::KeyHashFn<T>) -> Partitioner<T> {
+        let max_parallelism = self.stream.graph.borrow().config.max_parallelism;
+        if self.by_partition {
+            Partitioner::SourcePartition { max_parallelism }
+        } else {
+            Partitioner::Hash {
+                hash,
+                max_parallelism,
+            }
         }
     }
 
@@ -40,16 +60,8 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
     }
 
     fn exchanged(self) -> (DataStream<T>, KeyFn<K, T>) {
-        let max = self.stream.graph.borrow().config.max_parallelism;
-        let hash = key_hasher(self.key_fn.clone());
-        let s = self.stream.exchange(
-            Partitioner::Hash {
-                hash,
-                max_parallelism: max,
-            },
-            self.parallelism,
-            "keyed",
-        );
+        let part = self.partitioner(key_hasher(self.key_fn.clone()));
+        let s = self.stream.exchange(part, self.parallelism, "keyed");
         (s, self.key_fn)
     }
 
@@ -92,20 +104,30 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         });
         let par = self.parallelism;
         let max = self.stream.graph.borrow().config.max_parallelism;
+        let by_partition = self.by_partition && other.by_partition;
         let left = self.stream.map(Either::Left);
         let right = other.stream.map(Either::Right);
         let graph = left.graph.clone();
         let cp = left.checkpointed && right.checkpointed;
         let hash = key_hasher(key_fn.clone());
+        if !by_partition {
+            graph.borrow_mut().hash_keyed = true;
+        }
         let joined = DataStream::new(
             graph,
             par,
             cp,
             None,
             Box::new(move |b, mut down| {
-                let part = Partitioner::Hash {
-                    hash,
-                    max_parallelism: max,
+                let part = if by_partition {
+                    Partitioner::SourcePartition {
+                        max_parallelism: max,
+                    }
+                } else {
+                    Partitioner::Hash {
+                        hash,
+                        max_parallelism: max,
+                    }
                 };
                 let gates = gates_from(b, vec![(left, part.clone()), (right, part)], par)?;
                 b.spawn_chain_stage("join", gates, cp, &mut down)
@@ -153,6 +175,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             stream: joined,
             key_fn,
             parallelism: par,
+            by_partition: false,
         };
         // The union is already partitioned by key; windowing it adds no exchange.
         let ws = WindowedStream {

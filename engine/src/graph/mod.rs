@@ -17,7 +17,7 @@ pub(crate) mod keyed;
 pub(crate) mod stream;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,7 +26,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId, TaskId,
+    Checkpoint, CheckpointStore, CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId,
+    TaskId,
 };
 use crate::error::{DeadLetter, EngineError, ErrorPolicy, Result};
 use crate::io::source::Source;
@@ -71,7 +72,8 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Option<Duration>,
     /// Processing time at job start (ms); `None` follows the wall clock.
     pub processing_time_start: Option<i64>,
-    /// Longest a sink may take to finish (flush and commit) at the end of input.
+    /// Longest a sink may take to finish (flush and commit) at the end of input,
+    /// and a stop's final checkpoint may take.
     pub close_timeout: Duration,
 }
 
@@ -139,22 +141,56 @@ type SideFactory = Box<dyn FnMut(usize, usize) -> Box<dyn ErasedSide>>;
 pub(crate) struct Graph {
     pub(crate) config: PipelineConfig,
     next_op: u32,
+    /// Kind of every operator ("map", "window", a source's name, ...), for default uids.
+    kinds: HashMap<OperatorId, Arc<str>>,
+    /// Uids given with [`DataStream::uid`].
+    pub(crate) uids: HashMap<OperatorId, String>,
+    /// Whether some exchange hashes keys into key groups (state then cannot follow
+    /// source partitions).
+    pub(crate) hash_keyed: bool,
+    durable: Option<Arc<dyn CheckpointStore>>,
     terminals: Vec<Terminal>,
     pub(crate) sides: HashMap<(OperatorId, u64), SideFactory>,
     /// Names given with [`DataStream::name`].
     pub(crate) names: HashMap<OperatorId, Arc<str>>,
     dead_letter_tx: Option<Sender<DeadLetter>>,
     restore: Option<Checkpoint>,
-    store: InMemoryCheckpointStore,
 }
 
 pub(crate) type GraphRef = Rc<RefCell<Graph>>;
 
 impl Graph {
-    pub(crate) fn next_operator(&mut self) -> OperatorId {
+    pub(crate) fn next_operator(&mut self, kind: &str) -> OperatorId {
         let id = OperatorId(self.next_op);
         self.next_op += 1;
+        self.kinds.insert(id, kind.into());
         id
+    }
+
+    /// Every operator's uid: the one given, else `kind-index`.
+    fn uid_table(&self) -> Result<BTreeMap<OperatorId, String>> {
+        let mut table = BTreeMap::new();
+        let mut seen: HashMap<&str, OperatorId> = HashMap::new();
+        for (id, uid) in &self.uids {
+            if let Some(other) = seen.insert(uid.as_str(), *id) {
+                return Err(EngineError::InvalidPipeline(format!(
+                    "uid {uid:?} is given to two operators (#{} and #{})",
+                    other.0, id.0
+                )));
+            }
+        }
+        for n in 0..self.next_op {
+            let id = OperatorId(n);
+            let uid = match self.uids.get(&id) {
+                Some(uid) => uid.clone(),
+                None => {
+                    let kind = self.kinds.get(&id).map_or("operator", |k| &**k);
+                    format!("{kind}-{n}")
+                }
+            };
+            table.insert(id, uid);
+        }
+        Ok(table)
     }
     pub(crate) fn add_terminal(&mut self, t: Terminal) {
         self.terminals.push(t);
@@ -245,7 +281,7 @@ impl BuildCtx {
             control: ctl_rx,
             events: self.events_tx.clone(),
             checkpointed,
-            pending_trigger: None,
+            pending_control: std::collections::VecDeque::new(),
         };
         let future = make(env);
         self.tasks.push(TaskSpec {
@@ -315,12 +351,15 @@ impl Pipeline {
             graph: Rc::new(RefCell::new(Graph {
                 config,
                 next_op: 0,
+                kinds: HashMap::new(),
+                uids: HashMap::new(),
+                hash_keyed: false,
+                durable: None,
                 terminals: Vec::new(),
                 sides: HashMap::new(),
                 names: HashMap::new(),
                 dead_letter_tx: None,
                 restore: None,
-                store: InMemoryCheckpointStore::new(3),
             })),
         }
     }
@@ -331,15 +370,31 @@ impl Pipeline {
     }
 
     /// Restores every operator's state, source positions and sink transactions from
-    /// `checkpoint` when the job starts. The pipeline must be defined the same way
-    /// as the one that took the checkpoint (operator ids follow definition order).
+    /// `checkpoint` when the job starts. State is matched to operators by uid
+    /// ([`DataStream::uid`]); state whose uid this pipeline lacks is dropped with a
+    /// warning. A checkpoint without uids is matched by definition order.
     pub fn restore_from(&self, checkpoint: Checkpoint) {
         self.graph.borrow_mut().restore = Some(checkpoint);
     }
 
-    /// Uses `store` for completed checkpoints (shared with an earlier run, for example).
-    pub fn checkpoint_store(&self, store: InMemoryCheckpointStore) {
-        self.graph.borrow_mut().store = store;
+    /// Writes every checkpoint durably to `store`; a checkpoint completes only once
+    /// that write succeeded.
+    pub fn checkpoint_store(&self, store: Arc<dyn CheckpointStore>) {
+        self.graph.borrow_mut().durable = Some(store);
+    }
+
+    /// Whether all keyed state of the pipeline belongs to source partitions: no
+    /// `key_by` hashes keys into key groups (only
+    /// [`DataStream::key_by_source_partition`] is used, or nothing is keyed). Only
+    /// such a pipeline can run as several processes that share the source's
+    /// partitions, each keeping the state of its own partitions.
+    pub fn is_partition_aligned(&self) -> bool {
+        !self.graph.borrow().hash_keyed
+    }
+
+    /// The uid of every operator defined so far (see [`DataStream::uid`]).
+    pub fn uids(&self) -> Result<BTreeMap<OperatorId, String>> {
+        self.graph.borrow().uid_table()
     }
 
     /// Adds a source with the default parallelism.
@@ -361,7 +416,7 @@ impl Pipeline {
         parallelism: usize,
     ) -> DataStream<T> {
         let par = parallelism.max(1);
-        let id = self.graph.borrow_mut().next_operator();
+        let id = self.graph.borrow_mut().next_operator(source.name());
         let name: Arc<str> = source.name().into();
         let mut source = source;
         DataStream::new(
@@ -439,7 +494,20 @@ impl Pipeline {
             ));
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let restore = g.restore.clone();
+        let uids = g.uid_table()?;
+        let restore = g.restore.take().map(|cp| {
+            let current: BTreeMap<String, OperatorId> =
+                uids.iter().map(|(id, uid)| (uid.clone(), *id)).collect();
+            let (cp, orphaned) = cp.remap(&current);
+            for uid in orphaned {
+                tracing::warn!(
+                    uid,
+                    checkpoint = cp.id.0,
+                    "the checkpoint holds state of an operator this pipeline does not have; it is dropped"
+                );
+            }
+            cp
+        });
         let epoch = restore.as_ref().map_or(Epoch(0), |c| Epoch(c.epoch.0 + 1));
         let clock = match g.config.processing_time_start {
             Some(ms) => Clock::starting_at(ms),
@@ -458,7 +526,7 @@ impl Pipeline {
             names: std::mem::take(&mut g.names),
         };
         let terminals = std::mem::take(&mut g.terminals);
-        let store = g.store.clone();
+        let durable = g.durable.clone();
         drop(g);
         for t in terminals {
             t(&mut b)?;
@@ -481,8 +549,11 @@ impl Pipeline {
             events_tx,
             events_rx,
             tracker,
-            store,
+            store: InMemoryCheckpointStore::new(3),
+            durable,
+            uids,
             interval: b.config.checkpoint_interval,
+            stop_timeout: b.config.close_timeout,
             clock,
         }))
     }

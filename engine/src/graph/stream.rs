@@ -91,7 +91,7 @@ impl<T: Send + 'static> DataStream<T> {
         name: &str,
         mut make: impl FnMut(&mut BuildCtx, OperatorId, usize) -> O + 'static,
     ) -> DataStream<O::Out> {
-        let id = self.graph.borrow_mut().next_operator();
+        let id = self.graph.borrow_mut().next_operator(name);
         let name: Arc<str> = name.into();
         let par = self.parallelism;
         let up = self.connect;
@@ -131,6 +131,17 @@ impl<T: Send + 'static> DataStream<T> {
         mut make: impl FnMut(usize) -> O + 'static,
     ) -> DataStream<O::Out> {
         self.chain_with(name, move |_, _, sub| make(sub))
+    }
+
+    /// Gives the operator that produced this stream a stable uid: its state is
+    /// stored and restored under this name, so the pipeline can change around it
+    /// (operators added or removed before it) without orphaning its state. Without
+    /// one, the uid is the operator's kind and definition index (`window-3`).
+    pub fn uid(self, uid: &str) -> Self {
+        if let Some(op) = self.last_op {
+            self.graph.borrow_mut().uids.insert(op, uid.to_string());
+        }
+        self
     }
 
     /// Transforms every value.
@@ -197,7 +208,24 @@ impl<T: Send + 'static> DataStream<T> {
     /// (via key groups), where keyed state, timers and windows live.
     pub fn key_by<K: Key>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
         let par = self.graph.borrow().config.parallelism;
-        KeyedStream::new(self, Arc::new(f), par)
+        self.graph.borrow_mut().hash_keyed = true;
+        KeyedStream::new(self, Arc::new(f), par, false)
+    }
+
+    /// Keys the stream by `f` when the source already partitioned it by that key
+    /// (a Kafka topic keyed by it, written with the default partitioner): each
+    /// record stays in its source partition's key group instead of being hashed, so
+    /// keyed state belongs to source partitions and moves with them when processes
+    /// share the partitions (see [`crate::Pipeline::is_partition_aligned`]). The
+    /// source's splits must report [`crate::SourceSplit::key_group`]; a record
+    /// without a source partition (made by a window, say) fails under the error
+    /// policy.
+    pub fn key_by_source_partition<K: Key>(
+        self,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> KeyedStream<K, T> {
+        let par = self.graph.borrow().config.parallelism;
+        KeyedStream::new(self, Arc::new(f), par, true)
     }
 
     /// Redistributes batches round-robin over `parallelism` new subtasks.
@@ -303,7 +331,7 @@ impl<T: Send + 'static> DataStream<T> {
         E: Display + Send + 'static,
         Fut: Future<Output = std::result::Result<U, E>> + Send + 'static,
     {
-        let id = self.graph.borrow_mut().next_operator();
+        let id = self.graph.borrow_mut().next_operator("async_map");
         let par = self.parallelism;
         let cp = self.checkpointed;
         let f = Arc::new(f);
@@ -387,7 +415,7 @@ impl<T: Send + 'static> DataStream<T> {
     /// Writes the stream to the sink `make` builds for each subtask.
     pub fn sink_with<S: Sink<T>>(self, mut make: impl FnMut(usize) -> S + 'static) {
         let graph = self.graph.clone();
-        let id = graph.borrow_mut().next_operator();
+        let id = graph.borrow_mut().next_operator("sink");
         let par = self.parallelism;
         let cp = self.checkpointed;
         graph.borrow_mut().add_terminal(Box::new(move |b| {

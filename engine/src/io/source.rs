@@ -5,11 +5,19 @@
 //! ```text
 //! Source::create_splits -> [split 0, split 1, split 2]
 //! task 0 polls splits 0 and 2, task 1 polls split 1 (index % parallelism)
-//! each split: poll_next -> Records | End ; position() at barriers ; restore(pos)
+//! each split: poll_next -> Records | End ; position() and checkpoint(n) at
+//!             barrier n ; checkpoint_complete(n) once n is durable ; restore(pos)
 //! ```
+//!
+//! A split whose position lives outside the engine (a Kafka partition's offset is
+//! committed in the checkpoint's transaction) records it in [`SourceSplit::checkpoint`].
+//! A split that is one partition of keyed data (Kafka's default partitioner puts a
+//! record key in one partition) reports its partition as [`SourceSplit::key_group`],
+//! which lets `key_by_source_partition` keep state with the partition.
 
 use std::task::{Context, Poll};
 
+use crate::checkpoint::CheckpointId;
 use crate::error::Result;
 use crate::record::Record;
 
@@ -31,6 +39,19 @@ pub trait SourceSplit<T>: Send {
     fn position(&self) -> u64;
     /// Moves the split to `position` (from a checkpoint) before the first poll.
     fn restore(&mut self, position: u64) -> Result<()>;
+    /// Barrier `checkpoint` is being injected right after the records polled so
+    /// far: a split that keeps its position elsewhere records it now.
+    fn checkpoint(&mut self, _checkpoint: CheckpointId) -> Result<()> {
+        Ok(())
+    }
+    /// Checkpoint `checkpoint` completed (its durable write succeeded).
+    fn checkpoint_complete(&mut self, _checkpoint: CheckpointId) {}
+    /// The key group records of this split belong to when the data is already
+    /// partitioned by key at the source (a Kafka partition number); records then
+    /// carry it as their split number.
+    fn key_group(&self) -> Option<u16> {
+        None
+    }
 }
 
 /// A source of records: creates its splits when the job starts.

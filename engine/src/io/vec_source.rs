@@ -87,11 +87,10 @@ impl<T: Send> SourceSplit<T> for VecSplit<T> {
     }
     fn restore(&mut self, position: u64) -> Result<()> {
         if position < self.offset {
-            return Err(EngineError::Source {
-                source_name: "vec-source".into(),
-                split: 0,
-                message: format!("cannot rewind from {} to {position}", self.offset),
-            });
+            return Err(EngineError::Unsupported(format!(
+                "a vec source cannot rewind from {} to {position}",
+                self.offset
+            )));
         }
         let skip = (position - self.offset) as usize;
         if skip > 0 {

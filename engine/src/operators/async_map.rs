@@ -132,6 +132,9 @@ where
             c = env.control.recv(), if control_open => match c {
                 Some(Control::Complete(id)) => chain.on_checkpoint_complete(id, &mut env.ctx)?,
                 Some(Control::Trigger(_)) => {}
+                // The stop checkpoint completed: results still in flight belong
+                // after it and are dropped with the task.
+                Some(Control::Shutdown) => return chain.close(),
                 None => control_open = false,
             },
             Some(r) = inflight.next(), if inflight.len() > 0 => {

@@ -27,6 +27,8 @@ pub(crate) enum Partitioner<T> {
         hash: KeyHashFn<T>,
         max_parallelism: u16,
     },
+    /// By the record's source partition, which is its key group.
+    SourcePartition { max_parallelism: u16 },
 }
 
 impl<T> Clone for Partitioner<T> {
@@ -39,6 +41,9 @@ impl<T> Clone for Partitioner<T> {
                 max_parallelism,
             } => Partitioner::Hash {
                 hash: hash.clone(),
+                max_parallelism: *max_parallelism,
+            },
+            Partitioner::SourcePartition { max_parallelism } => Partitioner::SourcePartition {
                 max_parallelism: *max_parallelism,
             },
         }
@@ -74,7 +79,29 @@ impl<T: Send + 'static> ChannelEmitter<T> {
     }
 
     pub(crate) fn push(&mut self, r: Record<T>, ctx: &mut TaskCtx) -> Result<()> {
-        let t = self.target(&r.value);
+        let t = match &self.part {
+            Partitioner::SourcePartition { max_parallelism } => {
+                let max = *max_parallelism;
+                match r.position.split().filter(|kg| *kg < max) {
+                    Some(kg) => subtask_for_key_group(KeyGroup(kg), self.outlets.len(), max),
+                    None => {
+                        let message = match r.position.split() {
+                            Some(kg) => format!(
+                                "key_by_source_partition: source partition {kg} is not below max_parallelism {max} (raise PipelineConfig::max_parallelism to the partition count)"
+                            ),
+                            None => "key_by_source_partition: the record has no source partition (it was not read from a partitioned source)".to_string(),
+                        };
+                        return ctx.record_failed(
+                            "key_by_source_partition",
+                            r.position,
+                            r.timestamp,
+                            message,
+                        );
+                    }
+                }
+            }
+            _ => self.target(&r.value),
+        };
         self.bufs[t].push(r);
         if self.bufs[t].len() >= self.batch_size {
             self.send_buf(t, ctx)?;
@@ -99,6 +126,8 @@ impl<T: Send + 'static> ChannelEmitter<T> {
                 let kg: KeyGroup = key_group_for_hash(hash(v), *max_parallelism);
                 subtask_for_key_group(kg, n, *max_parallelism)
             }
+            // Decided per record in `push`.
+            Partitioner::SourcePartition { .. } => 0,
         }
     }
 
@@ -142,7 +171,7 @@ impl<T: Send + 'static> Node<T> for ChannelEmitter<T> {
                 }
                 Ok(())
             }
-            Partitioner::Hash { .. } => {
+            Partitioner::Hash { .. } | Partitioner::SourcePartition { .. } => {
                 for r in batch {
                     self.push(r, ctx)?;
                 }

@@ -2,22 +2,27 @@
 //! around [`CheckpointTracker`]) and reports the job's outcome.
 //!
 //! ```text
-//! JobHandle --trigger/cancel--> coordinator --Trigger(barrier)--> source tasks
-//!                               coordinator <--Ack/Finished/Failed-- every task
-//!                               coordinator --Complete(n)--> every task (sinks commit)
+//! JobHandle --trigger/stop/abort--> coordinator --Trigger(barrier)--> source tasks
+//!                                   coordinator <--Ack/Finished/Failed-- every task
+//!   all acks in --> durable write (CheckpointStore) --ok--> Complete(n) --> every task
+//!   stop: a stop barrier, its checkpoint completes, then Shutdown --> every task
 //! ```
+//!
+//! A checkpoint is complete only after its durable write succeeded; while a write
+//! is in flight no checkpoint is triggered. A failed write fails the job.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
-    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointId, CheckpointTracker, Epoch,
-    InMemoryCheckpointStore, OperatorId, OperatorState, TaskId,
+    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointId, CheckpointStore, CheckpointTracker,
+    Epoch, InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture, TaskId,
 };
 use crate::error::{EngineError, Result};
 use crate::runtime::task::{Control, JobEvent};
@@ -42,11 +47,15 @@ pub struct JobResult {
     pub epoch: Epoch,
     /// The newest checkpoint that completed, if any.
     pub last_checkpoint: Option<CheckpointId>,
+    /// Whether the job ended through [`JobHandle::stop`] (with a final checkpoint)
+    /// rather than at the end of its input.
+    pub stopped: bool,
 }
 
 enum Command {
     Trigger(oneshot::Sender<Result<CheckpointId>>),
-    Cancel,
+    Stop,
+    Abort,
 }
 
 /// A running job.
@@ -58,7 +67,7 @@ pub struct JobHandle {
 
 impl JobHandle {
     /// Triggers a checkpoint and waits until it completed (all tasks acknowledged
-    /// and it is in the store) or was aborted.
+    /// and its durable write succeeded) or failed.
     pub async fn trigger_checkpoint(&self) -> Result<CheckpointId> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -68,18 +77,34 @@ impl JobHandle {
             .map_err(|_| EngineError::ChannelClosed("job finished before the checkpoint".into()))?
     }
 
-    /// Stops the job: every task is aborted; [`JobHandle::wait`] then returns
-    /// [`EngineError::Cancelled`].
-    pub fn cancel(&self) {
-        let _ = self.commands.send(Command::Cancel);
+    /// Stops the job gracefully: sources stop reading at a final (stop) barrier,
+    /// its checkpoint completes (and is written durably), sinks commit, and every
+    /// task ends without flushing open windows (their state is in the checkpoint).
+    /// [`JobHandle::wait`] then returns a result with `stopped` set. If the final
+    /// checkpoint cannot be taken within the pipeline's `close_timeout`, the tasks
+    /// are aborted and `wait` returns the error.
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
     }
 
-    /// The store completed checkpoints go to.
+    /// The same as [`JobHandle::stop`]: a cancelled job drains to a final
+    /// checkpoint instead of dropping its tasks (use [`JobHandle::abort`] for that).
+    pub fn cancel(&self) {
+        self.stop();
+    }
+
+    /// Stops the job at once: every task is aborted without a final checkpoint (as a
+    /// crash would); [`JobHandle::wait`] then returns [`EngineError::Cancelled`].
+    pub fn abort(&self) {
+        let _ = self.commands.send(Command::Abort);
+    }
+
+    /// The newest completed checkpoints, kept in memory.
     pub fn checkpoints(&self) -> InMemoryCheckpointStore {
         self.store.clone()
     }
 
-    /// Waits for the job to finish (bounded inputs), fail or be cancelled.
+    /// Waits for the job to finish (bounded inputs), stop, fail or be aborted.
     pub async fn wait(self) -> Result<JobResult> {
         match self.done.await {
             Ok(r) => r,
@@ -98,7 +123,10 @@ pub(crate) struct JobSetup {
     pub(crate) events_rx: mpsc::UnboundedReceiver<JobEvent>,
     pub(crate) tracker: CheckpointTracker,
     pub(crate) store: InMemoryCheckpointStore,
+    pub(crate) durable: Option<Arc<dyn CheckpointStore>>,
+    pub(crate) uids: BTreeMap<OperatorId, String>,
     pub(crate) interval: Option<Duration>,
+    pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
 }
 
@@ -110,7 +138,10 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         events_rx,
         tracker,
         store,
+        durable,
+        uids,
         interval,
+        stop_timeout,
         clock,
     } = setup;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -143,8 +174,13 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         aborts,
         tracker,
         store: store.clone(),
+        durable,
+        uids,
         clock,
         waiters: BTreeMap::new(),
+        writing: None,
+        stop: StopState::Running,
+        stop_timeout,
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
@@ -154,23 +190,50 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
     }
 }
 
+/// Where a graceful stop stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopState {
+    Running,
+    /// Asked for; the stop barrier goes out once no checkpoint is in flight.
+    Requested,
+    /// The stop barrier of this checkpoint is out.
+    Triggered(CheckpointId),
+    /// Its checkpoint completed; tasks were told to shut down.
+    ShuttingDown,
+}
+
+/// A durable write in flight.
+struct Writing {
+    checkpoint: Arc<Checkpoint>,
+    future: StoreFuture,
+}
+
 struct Coordinator {
     controls: Vec<(TaskId, bool, mpsc::UnboundedSender<Control>)>,
     aborts: Vec<tokio::task::AbortHandle>,
     tracker: CheckpointTracker,
     store: InMemoryCheckpointStore,
+    durable: Option<Arc<dyn CheckpointStore>>,
+    uids: BTreeMap<OperatorId, String>,
     clock: Clock,
     waiters: BTreeMap<CheckpointId, Vec<oneshot::Sender<Result<CheckpointId>>>>,
+    writing: Option<Writing>,
+    stop: StopState,
+    stop_timeout: Duration,
 }
 
 impl Coordinator {
-    fn trigger(&mut self) -> Option<CheckpointId> {
+    fn trigger(&mut self, stop: bool) -> Option<CheckpointId> {
+        if self.writing.is_some() {
+            return None;
+        }
         let id = self.tracker.trigger()?;
         let barrier = CheckpointBarrier {
             id,
             timestamp: self.clock.now_ms(),
+            stop,
         };
-        tracing::debug!(checkpoint = id.0, "triggering checkpoint");
+        tracing::debug!(checkpoint = id.0, stop, "triggering checkpoint");
         for (_, is_source, tx) in &self.controls {
             if *is_source {
                 let _ = tx.send(Control::Trigger(barrier));
@@ -179,7 +242,23 @@ impl Coordinator {
         Some(id)
     }
 
-    fn complete(&mut self, cp: Checkpoint) {
+    /// Every task acknowledged `cp`: write it durably (or complete it at once).
+    fn acknowledged(&mut self, mut cp: Checkpoint) {
+        cp.uids = self.uids.clone();
+        let cp = Arc::new(cp);
+        match &self.durable {
+            Some(store) => {
+                let future = store.write(cp.clone());
+                self.writing = Some(Writing {
+                    checkpoint: cp,
+                    future,
+                });
+            }
+            None => self.complete(cp),
+        }
+    }
+
+    fn complete(&mut self, cp: Arc<Checkpoint>) {
         let id = cp.id;
         tracing::info!(
             checkpoint = id.0,
@@ -187,7 +266,7 @@ impl Coordinator {
             "checkpoint complete"
         );
         metrics::counter!("strom_checkpoints_completed_total").increment(1);
-        self.store.add(cp);
+        self.store.add(Checkpoint::clone(&cp));
         for (_, _, tx) in &self.controls {
             let _ = tx.send(Control::Complete(id));
         }
@@ -197,11 +276,35 @@ impl Coordinator {
                 let _ = w.send(if k == id {
                     Ok(id)
                 } else {
-                    Err(EngineError::Checkpoint {
-                        checkpoint: k,
-                        message: "subsumed".into(),
-                    })
+                    Err(EngineError::checkpoint(k, "subsumed", None))
                 });
+            }
+        }
+        if self.stop == StopState::Triggered(id) {
+            self.stop = StopState::ShuttingDown;
+            tracing::info!(
+                checkpoint = id.0,
+                "final checkpoint complete; shutting down"
+            );
+            for (_, _, tx) in &self.controls {
+                let _ = tx.send(Control::Shutdown);
+            }
+        }
+    }
+
+    /// Sends the stop barrier once nothing is in flight (when no source can take
+    /// one, they all ended and the job ends by itself).
+    fn advance_stop(&mut self) {
+        if self.stop != StopState::Requested
+            || self.writing.is_some()
+            || self.tracker.pending().next().is_some()
+        {
+            return;
+        }
+        match self.trigger(true) {
+            Some(id) => self.stop = StopState::Triggered(id),
+            None => {
+                tracing::debug!("stop requested but no source runs; waiting for the end")
             }
         }
     }
@@ -209,6 +312,14 @@ impl Coordinator {
     fn abort_all(&self) {
         for a in &self.aborts {
             a.abort();
+        }
+    }
+
+    fn result(&self, stopped: bool) -> JobResult {
+        JobResult {
+            epoch: self.tracker.epoch(),
+            last_checkpoint: self.tracker.last_completed(),
+            stopped,
         }
     }
 
@@ -226,39 +337,72 @@ impl Coordinator {
         });
         let mut commands_open = true;
         let mut final_states: BTreeMap<TaskId, Vec<(OperatorId, OperatorState)>> = BTreeMap::new();
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
         if running == 0 {
-            return Ok(JobResult {
-                epoch: self.tracker.epoch(),
-                last_checkpoint: self.tracker.last_completed(),
-            });
+            return Ok(self.result(false));
         }
         loop {
+            let writing = self.writing.as_mut().map(|w| &mut w.future);
             tokio::select! {
+                written = async { match writing { Some(f) => f.await, None => std::future::pending().await } } => {
+                    let Some(w) = self.writing.take() else { continue };
+                    match written {
+                        Ok(()) => self.complete(w.checkpoint),
+                        Err(e) => {
+                            let id = w.checkpoint.id;
+                            tracing::error!(checkpoint = id.0, error = %e, "durable checkpoint write failed");
+                            metrics::counter!("strom_checkpoints_failed_total").increment(1);
+                            self.abort_all();
+                            return Err(EngineError::checkpoint(id, "durable write failed", Some(e)));
+                        }
+                    }
+                    self.advance_stop();
+                }
                 c = commands.recv(), if commands_open => match c {
-                    Some(Command::Trigger(reply)) => match self.trigger() {
+                    Some(Command::Trigger(reply)) => match self.trigger(false) {
                         Some(id) => self.waiters.entry(id).or_default().push(reply),
                         None => {
-                            let _ = reply.send(Err(EngineError::Checkpoint {
-                                checkpoint: CheckpointId(0),
-                                message: "cannot trigger now (a checkpoint is in flight or a task finished)".into(),
-                            }));
+                            let _ = reply.send(Err(EngineError::checkpoint(
+                                CheckpointId(0),
+                                "cannot trigger now (a checkpoint is in flight, a task finished, or the job is stopping)",
+                                None,
+                            )));
                         }
                     },
-                    Some(Command::Cancel) => {
+                    Some(Command::Stop) => {
+                        if self.stop == StopState::Running {
+                            self.stop = StopState::Requested;
+                            stop_deadline = Some(tokio::time::Instant::now() + self.stop_timeout);
+                            self.advance_stop();
+                        }
+                    }
+                    Some(Command::Abort) => {
                         self.abort_all();
                         return Err(EngineError::Cancelled);
                     }
                     None => commands_open = false,
                 },
                 _ = async { match ticker.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
-                    self.trigger();
+                    if self.stop == StopState::Running {
+                        self.trigger(false);
+                    }
+                }
+                _ = async { match stop_deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                    tracing::error!(timeout = ?self.stop_timeout, "final checkpoint did not complete in time; aborting the job");
+                    self.abort_all();
+                    return Err(EngineError::checkpoint(
+                        self.tracker.last_completed().unwrap_or_default(),
+                        format!("the final checkpoint of a stop did not complete within {:?}", self.stop_timeout),
+                        None,
+                    ));
                 }
                 ev = events.recv() => match ev {
                     Some(JobEvent::Ack { task, checkpoint, state }) => {
                         let o = self.tracker.ack(checkpoint, task, state);
                         if let AckOutcome::Complete(cp) = o {
-                            self.complete(cp);
+                            self.acknowledged(cp);
                         }
+                        self.advance_stop();
                     }
                     Some(JobEvent::FinalState { task, state }) => {
                         final_states.insert(task, state);
@@ -267,11 +411,22 @@ impl Coordinator {
                         running -= 1;
                         let state = final_states.remove(&task).unwrap_or_default();
                         for cp in self.tracker.task_finished(task, state) {
-                            self.complete(cp);
+                            self.acknowledged(cp);
                         }
                         if running == 0 {
-                            return Ok(JobResult { epoch: self.tracker.epoch(), last_checkpoint: self.tracker.last_completed() });
+                            if let Some(w) = self.writing.take() {
+                                // The last task ended while its final checkpoint was
+                                // being written: that write decides the outcome.
+                                let id = w.checkpoint.id;
+                                w.future.await.map_err(|e| {
+                                    EngineError::checkpoint(id, "durable write failed", Some(e))
+                                })?;
+                                self.complete(w.checkpoint);
+                            }
+                            let stopped = self.stop != StopState::Running;
+                            return Ok(self.result(stopped));
                         }
+                        self.advance_stop();
                     }
                     Some(JobEvent::Failed(task, e)) => {
                         tracing::error!(stage = task.stage, subtask = task.subtask, error = %e, "job failed");
@@ -279,7 +434,8 @@ impl Coordinator {
                         return Err(e);
                     }
                     None => {
-                        return Ok(JobResult { epoch: self.tracker.epoch(), last_checkpoint: self.tracker.last_completed() });
+                        let stopped = self.stop != StopState::Running;
+                        return Ok(self.result(stopped));
                     }
                 },
             }

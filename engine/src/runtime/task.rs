@@ -30,6 +30,16 @@ pub(crate) enum Control {
     Trigger(CheckpointBarrier),
     /// The checkpoint completed: commit.
     Complete(CheckpointId),
+    /// The stop checkpoint completed: end now, without flushing open windows
+    /// (their state is in that checkpoint).
+    Shutdown,
+}
+
+/// What a control message asks of the task loop.
+enum ControlAction {
+    None,
+    Trigger(CheckpointBarrier),
+    Shutdown,
 }
 
 /// Messages from tasks to the job coordinator.
@@ -55,7 +65,8 @@ pub(crate) struct TaskEnv {
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) events: mpsc::UnboundedSender<JobEvent>,
     pub(crate) checkpointed: bool,
-    pub(crate) pending_trigger: Option<CheckpointBarrier>,
+    /// Control messages a source task took while waiting, handled next.
+    pub(crate) pending_control: std::collections::VecDeque<Control>,
 }
 
 impl TaskEnv {
@@ -91,17 +102,14 @@ fn fire_timers<T>(chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<bool> {
     Ok(false)
 }
 
-fn on_control<T>(
-    c: Control,
-    chain: &mut BoxNode<T>,
-    env: &mut TaskEnv,
-) -> Result<Option<CheckpointBarrier>> {
+fn on_control<T>(c: Control, chain: &mut BoxNode<T>, env: &mut TaskEnv) -> Result<ControlAction> {
     match c {
-        Control::Trigger(b) => Ok(Some(b)),
+        Control::Trigger(b) => Ok(ControlAction::Trigger(b)),
         Control::Complete(id) => {
             chain.on_checkpoint_complete(id, &mut env.ctx)?;
-            Ok(None)
+            Ok(ControlAction::None)
         }
+        Control::Shutdown => Ok(ControlAction::Shutdown),
     }
 }
 
@@ -117,7 +125,9 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
         while control_open {
             match env.control.try_recv() {
                 Ok(c) => {
-                    on_control(c, &mut chain, &mut env)?;
+                    if let ControlAction::Shutdown = on_control(c, &mut chain, &mut env)? {
+                        return chain.close();
+                    }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
@@ -140,7 +150,11 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
                     ev = gate.next() => ev,
                     c = env.control.recv(), if control_open => {
                         match c {
-                            Some(c) => { on_control(c, &mut chain, &mut env)?; }
+                            Some(c) => {
+                                if let ControlAction::Shutdown = on_control(c, &mut chain, &mut env)? {
+                                    return chain.close();
+                                }
+                            }
                             None => control_open = false,
                         }
                         env.ctx.flush_deferred().await?;
@@ -173,6 +187,9 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
 /// A split with its watermark and idleness bookkeeping.
 struct SplitSlot<T> {
     index: u16,
+    /// What records of this split carry as their split number: its key group if it
+    /// has one, else its index.
+    stamp: u16,
     split: Box<dyn SourceSplit<T>>,
     wm: SplitWatermark,
     last_active: Instant,
@@ -262,11 +279,13 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             split.restore(pos).map_err(|e| EngineError::Source {
                 source_name: name.to_string(),
                 split: usize::from(index),
-                message: e.to_string(),
+                cause: Box::new(e),
             })?;
         }
+        let stamp = split.key_group().unwrap_or(index);
         slots.push(SplitSlot {
             index,
+            stamp,
             split,
             wm: SplitWatermark::new(strategy.out_of_orderness_ms),
             last_active: now,
@@ -296,30 +315,58 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         "source" => name.to_string(),
         "subtask" => env.ctx.subtask.to_string()
     );
+    // Set by a stop barrier: nothing more is read; the task waits for Shutdown.
+    let mut stopped = false;
     while remaining > 0 || slots.is_empty() {
-        let mut trigger = env.pending_trigger.take();
-        while control_open {
-            match env.control.try_recv() {
-                Ok(c) => {
-                    if let Some(b) = on_control(c, &mut chain, &mut env)? {
-                        trigger = Some(b);
+        let mut trigger = None;
+        loop {
+            let next = match env.pending_control.pop_front() {
+                Some(c) => Ok(c),
+                None if control_open => env.control.try_recv(),
+                None => break,
+            };
+            match next {
+                Ok(Control::Complete(id)) => {
+                    for s in &mut slots {
+                        s.split.checkpoint_complete(id);
                     }
+                    chain.on_checkpoint_complete(id, &mut env.ctx)?;
                 }
+                Ok(c) => match on_control(c, &mut chain, &mut env)? {
+                    ControlAction::Trigger(b) => trigger = Some(b),
+                    ControlAction::Shutdown => return chain.close(),
+                    ControlAction::None => {}
+                },
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => control_open = false,
             }
         }
         if let Some(b) = trigger {
             let mut state = OperatorState::default();
-            for s in &slots {
+            for s in &mut slots {
                 state
                     .entries
                     .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
+                s.split.checkpoint(b.id).map_err(|e| EngineError::Source {
+                    source_name: name.to_string(),
+                    split: usize::from(s.index),
+                    cause: Box::new(e),
+                })?;
             }
             env.ctx.snapshot.push((operator, state));
             chain.on_barrier(b, &mut env.ctx)?;
             env.ctx.flush_deferred().await?;
             env.ack(b.id);
+            stopped |= b.stop;
+            continue;
+        }
+        if stopped {
+            chain.flush(&mut env.ctx)?;
+            env.ctx.flush_deferred().await?;
+            match env.control.recv().await {
+                Some(c) => env.control_push_front(c),
+                None => return chain.close(),
+            }
             continue;
         }
         if fire_timers(&mut chain, &mut env.ctx)? {
@@ -357,8 +404,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     x = std::future::poll_fn(|cx| poll_splits(&mut slots, &mut rr, cx, batch)) => x,
                     c = env.control.recv(), if control_open => {
                         match c {
-                            Some(Control::Trigger(b)) => { env.control_push_back(b); }
-                            Some(c) => { on_control(c, &mut chain, &mut env)?; }
+                            Some(c) => env.control_push_front(c),
                             None => control_open = false,
                         }
                         continue;
@@ -384,7 +430,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             Ok(SplitEvent::Records(mut records)) => {
                 let slot = &mut slots[i];
                 slot.last_active = Instant::now();
-                let split = slot.index;
+                let split = slot.stamp;
                 for r in &mut records {
                     r.position = r.position.with_split(split);
                     if let Some(f) = &ts_fn {
@@ -418,7 +464,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                 return Err(EngineError::Source {
                     source_name: name.to_string(),
                     split: usize::from(slots[i].index),
-                    message: e.to_string(),
+                    cause: Box::new(e),
                 });
             }
         }
@@ -442,9 +488,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
 }
 
 impl TaskEnv {
-    /// Re-queues a trigger received while waiting, so the main loop handles it.
-    fn control_push_back(&mut self, b: CheckpointBarrier) {
-        self.pending_trigger = Some(b);
+    /// Keeps a control message received while waiting for the main loop, which
+    /// handles it before anything else.
+    fn control_push_front(&mut self, c: Control) {
+        self.pending_control.push_back(c);
     }
 }
 
@@ -467,7 +514,7 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
         other => EngineError::Sink {
             sink: name.clone(),
             subtask,
-            message: other.to_string(),
+            cause: Box::new(other),
         },
     };
     let restored_bytes: Vec<Vec<u8>> = restored
@@ -488,6 +535,8 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
             c = env.control.recv(), if control_open => match c {
                 Some(Control::Complete(id)) => sink.commit(id).await.map_err(err)?,
                 Some(Control::Trigger(_)) => {}
+                // The stop checkpoint completed (and was committed above).
+                Some(Control::Shutdown) => return Ok(()),
                 None => control_open = false,
             },
             ev = gate.next() => match ev {
@@ -512,7 +561,9 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                             return Err(EngineError::Sink {
                                 sink: name.clone(),
                                 subtask,
-                                message: format!("finish did not complete within {close_timeout:?}"),
+                                cause: Box::new(EngineError::Unsupported(format!(
+                                    "finish did not complete within {close_timeout:?}"
+                                ))),
                             });
                         }
                     }

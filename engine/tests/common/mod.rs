@@ -12,6 +12,8 @@ pub struct ScriptedSplit<T> {
     pub batches: VecDeque<Vec<T>>,
     pub offset: u64,
     pub end: bool,
+    /// Reported as [`SourceSplit::key_group`] (a partition of keyed data).
+    pub key_group: Option<u16>,
 }
 
 impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
@@ -41,6 +43,9 @@ impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
         self.offset = position;
         Ok(())
     }
+    fn key_group(&self) -> Option<u16> {
+        self.key_group
+    }
 }
 
 /// A source made of scripted splits (unbounded unless every split ends).
@@ -58,9 +63,20 @@ impl<T: Send + 'static> ScriptedSource<T> {
                     batches: b.into(),
                     offset: 0,
                     end,
+                    key_group: None,
                 })
                 .collect(),
         }
+    }
+}
+
+impl<T: Send + 'static> ScriptedSource<T> {
+    /// Split `i` reports key group `groups[i]`.
+    pub fn with_key_groups(mut self, groups: &[u16]) -> Self {
+        for (s, g) in self.splits.iter_mut().zip(groups) {
+            s.key_group = Some(*g);
+        }
+        self
     }
 }
 
