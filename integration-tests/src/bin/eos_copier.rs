@@ -1,9 +1,11 @@
 //! A consume-transform-produce copier for the exactly-once tests: reads `input` in a
 //! consumer group, upper-cases nothing but appends `!` to each value, writes to the
 //! same partition of `output`, and commits the input offsets in the same
-//! transaction. About one transaction in three is aborted on purpose (and the
-//! consumer rewound to the committed offsets). The test kills it with SIGKILL and
-//! starts it again; it exits on its own after `idle_ms` without input.
+//! transaction, through a `TransactSession` (`EndPolicy::AbortOnRebalance`: a
+//! transaction is aborted when the partitions move). About one transaction in three
+//! is aborted on purpose (and the consumer rewound to the committed offsets). The
+//! test kills it with SIGKILL and starts it again; it exits on its own after
+//! `idle_ms` without input.
 //!
 //! Usage: `eos_copier BOOTSTRAP GROUP INPUT OUTPUT TRANSACTIONAL_ID IDLE_MS PACE_MS SEED`
 //! (`PACE_MS`: a pause inside each transaction, so a test's kills and stalls land
@@ -16,7 +18,9 @@ use anyhow::{Context, bail};
 use kafka_wire::client::ProducerRecord;
 use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
 use kafka_wire::client::group::GroupConsumer;
-use kafka_wire::client::transaction::TransactionalProducer;
+use kafka_wire::client::transaction::{
+    AbortReason, EndOutcome, EndPolicy, TransactSession, TransactionalProducer,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -64,10 +68,10 @@ async fn main() -> anyhow::Result<()> {
         ("transaction.timeout.ms".to_string(), "10000".to_string()),
         ("linger.ms".to_string(), "1".to_string()),
     ]);
-    let mut producer =
-        TransactionalProducer::new(ProducerConfig::from_properties(&producer_props)?)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let producer = TransactionalProducer::new(ProducerConfig::from_properties(&producer_props)?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut session = TransactSession::new(producer, Some(consumer.handle()));
     let mut last_input = Instant::now();
     let (mut committed, mut aborted) = (0u64, 0u64);
     while last_input.elapsed() < idle {
@@ -77,13 +81,13 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         last_input = Instant::now();
-        producer.begin().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        session.begin().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         for r in &records {
             let value = r.value.as_deref().context("null value in input")?;
             let mut out = value.to_vec();
             out.push(b'!');
             let record = ProducerRecord::new(output.as_str(), out).partition(r.partition);
-            producer
+            session
                 .send(record)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,44 +95,46 @@ async fn main() -> anyhow::Result<()> {
         // The pause sits inside the transaction, so a kill or a stall from the test
         // usually lands while one is open.
         tokio::time::sleep(pace).await;
-        let offered = producer
-            .send_offsets_to_transaction(&consumer.positions(), &consumer.group_metadata())
-            .await;
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let abort_on_purpose = deliberate_aborts && rng % 3 == 0;
-        if let Err(e) = &offered {
-            eprintln!("eos_copier {txn_id}: offsets refused, aborting: {e}");
-        }
-        // A successful heartbeat just before EndTxn: abort if the partitions move.
-        let rebalancing = match consumer.heartbeat_now().await {
-            Ok(()) => false,
-            Err(e) => {
-                eprintln!("eos_copier {txn_id}: partitions are moving, aborting: {e}");
-                true
-            }
+        let policy = if deliberate_aborts && rng % 3 == 0 {
+            EndPolicy::Abort
+        } else {
+            // A successful heartbeat just before EndTxn: abort if the partitions move.
+            EndPolicy::AbortOnRebalance
         };
-        if offered.is_err() || rebalancing || abort_on_purpose {
-            producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            consumer.seek_to_committed().await?;
-            aborted += 1;
-        } else if let Err(e) = producer.commit().await {
-            eprintln!("eos_copier {txn_id}: commit failed: {e}");
-            if !e.is_abortable() {
+        let reason = match session.end(&consumer.positions(), policy).await {
+            Ok(EndOutcome::Committed) => {
+                committed += 1;
+                continue;
+            }
+            Ok(EndOutcome::Aborted { reason }) => reason,
+            Err(e) => {
+                // Fenced, or a commit whose outcome stayed unknown: a supervisor
+                // starts the copier again.
+                eprintln!("eos_copier {txn_id}: commit failed: {e}");
                 bail!("commit failed: {e}");
             }
-            producer.abort().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            consumer.seek_to_committed().await?;
-            aborted += 1;
-        } else {
-            committed += 1;
+        };
+        match &reason {
+            AbortReason::Offsets(e) => {
+                eprintln!("eos_copier {txn_id}: offsets refused, aborting: {e}")
+            }
+            AbortReason::Membership(e) => {
+                eprintln!("eos_copier {txn_id}: partitions are moving, aborting: {e}")
+            }
+            AbortReason::Commit(e) => eprintln!("eos_copier {txn_id}: commit failed: {e}"),
+            // AbortReason::Requested: the deliberate abort.
+            _ => {}
         }
+        consumer.seek_to_committed().await?;
+        aborted += 1;
     }
     eprintln!(
         "eos_copier {txn_id}: {committed} transactions committed, {aborted} aborted; idle, exiting"
     );
-    producer
+    session
         .close(Duration::from_secs(5))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -516,7 +516,33 @@ impl ConsumerMember {
     /// One heartbeat under the coordinator lock (so a commit never reads an
     /// epoch the broker has already replaced); see the module doc.
     pub async fn heartbeat(&self) -> Result<()> {
-        let mut coordinator = self.coordinator.lock().await;
+        let coordinator = self.coordinator.lock().await;
+        self.heartbeat_locked(coordinator).await
+    }
+
+    /// A heartbeat the application asks for (`GroupHandle::heartbeat_now`,
+    /// `GroupHandle::check_membership`), waiting at most `wait` for the coordinator
+    /// connection. The consumer's own task may hold it for long (an OffsetFetch
+    /// with `require_stable` waits for pending transactional offsets, possibly
+    /// those of the transaction the caller is about to end); then nothing is sent
+    /// and the member state is the answer: `Ok` here.
+    pub async fn heartbeat_on_demand(&self, wait: Duration) -> Result<()> {
+        match tokio::time::timeout(wait, self.coordinator.lock()).await {
+            Ok(coordinator) => self.heartbeat_locked(coordinator).await,
+            Err(_) => {
+                debug!(
+                    group = self.group_id,
+                    "coordinator connection busy (offset request in flight); no heartbeat sent"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn heartbeat_locked(
+        &self,
+        mut coordinator: tokio::sync::MutexGuard<'_, Coordinator>,
+    ) -> Result<()> {
         let version = match coordinator
             .connection()
             .await?

@@ -2,7 +2,8 @@
 //! loopback TCP, for answers a real broker gives only in rare races: a heartbeat
 //! answered ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID or
 //! NOT_COORDINATOR; and for the consumer protocol (KIP-848), a ConsumerGroupHeartbeat
-//! answered FENCED_MEMBER_EPOCH, or a broker that does not offer it.
+//! answered FENCED_MEMBER_EPOCH, or a broker that does not offer it; and what a
+//! [`GroupHandle`]'s membership checks make of those answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::consumer_protocol::ConsumerMember;
+use super::handle::Member;
 use super::membership::Membership;
-use super::{GroupConsumer, RebalanceEvent};
+use super::{GroupConsumer, GroupHandle, RebalanceEvent};
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::client::fake_broker::{
@@ -353,4 +355,136 @@ async fn the_consumer_protocol_against_a_broker_without_it_is_a_clear_error() {
             .iter()
             .all(|e| !matches!(e, RebalanceEvent::Lost(_)))
     );
+}
+
+fn handle_of(m: Membership) -> (Arc<Membership>, GroupHandle) {
+    let m = Arc::new(m);
+    (m.clone(), GroupHandle::new(Member::Classic(m)))
+}
+
+#[tokio::test]
+async fn check_membership_passes_while_a_rebalance_is_pending_and_fails_once_the_generation_ended()
+{
+    let fake = Fake::start(Box::new(|n| match n {
+        0 => ErrorCode::NoError,
+        1 | 2 => ErrorCode::RebalanceInProgress,
+        _ => ErrorCode::IllegalGeneration,
+    }))
+    .await;
+    let (m, handle) = handle_of(member(&fake, None).await);
+    let sent = || fake.heartbeats.load(Ordering::SeqCst);
+
+    // Not joined yet: no generation to check, nothing sent.
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownMemberId), "{e}");
+    assert_eq!(sent(), 0);
+
+    m.join(&["t".to_string()], &[]).await.unwrap();
+    assert_eq!(
+        (handle.generation(), handle.member_id()),
+        (2, "member-0".into())
+    );
+    handle.check_membership().await.unwrap();
+    assert_eq!(sent(), 1);
+
+    // The group starts a rebalance: the strict check fails ...
+    let e = handle.heartbeat_now().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RebalanceInProgress), "{e}");
+    assert!(handle.rebalance_pending());
+    // ... the lenient one heartbeats the unchanged generation and passes ...
+    handle.check_membership().await.unwrap();
+    assert_eq!(sent(), 3, "sent although a rejoin is pending");
+    // ... and heartbeat_now keeps failing without asking the coordinator.
+    assert!(handle.heartbeat_now().await.is_err());
+    assert_eq!(sent(), 3);
+
+    // The group moved on without this member.
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::IllegalGeneration), "{e}");
+    assert!(m.lock().lost);
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::IllegalGeneration), "{e}");
+    assert!(e.to_string().contains("partitions are lost"), "{e}");
+    assert_eq!(sent(), 4, "a lost generation is not heartbeated again");
+}
+
+#[tokio::test]
+async fn check_membership_fails_on_unknown_member_and_fenced_instance() {
+    let fake = Fake::start(Box::new(|n| match n {
+        0 => ErrorCode::UnknownMemberId,
+        _ => ErrorCode::FencedInstanceId,
+    }))
+    .await;
+    let (m, handle) = handle_of(member(&fake, Some("i-1")).await);
+    let topics = ["t".to_string()];
+    m.join(&topics, &[]).await.unwrap();
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownMemberId), "{e}");
+    assert_eq!(handle.generation(), -1);
+
+    m.join(&topics, &[]).await.unwrap();
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedInstanceId), "{e}");
+    // Fatal from now on, for both checks, without another heartbeat.
+    let e = handle.heartbeat_now().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedInstanceId), "{e}");
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedInstanceId), "{e}");
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_busy_coordinator_connection_leaves_the_answer_to_the_member_state() {
+    let fake = Fake::start(Box::new(|_| ErrorCode::NoError)).await;
+    let (m, handle) = handle_of(member(&fake, None).await);
+    m.join(&["t".to_string()], &[]).await.unwrap();
+    // The consumer task holds the connection (a JoinGroup, or an OffsetFetch
+    // waiting for this very transaction's offsets): no deadlock, no heartbeat.
+    let busy = m.coordinator.lock().await;
+    let started = std::time::Instant::now();
+    handle.check_membership().await.unwrap();
+    handle.heartbeat_now().await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    m.lock().rejoin = true;
+    assert!(
+        handle.heartbeat_now().await.is_err(),
+        "the state says: rebalancing"
+    );
+    handle.check_membership().await.unwrap();
+    drop(busy);
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn with_the_consumer_protocol_check_membership_passes_while_reconciling_until_fenced() {
+    let fake = Fake::start_with(
+        Box::new(|n| {
+            if n < 3 {
+                ErrorCode::NoError
+            } else {
+                ErrorCode::FencedMemberEpoch
+            }
+        }),
+        true,
+    )
+    .await;
+    let config = kip848_config(&fake);
+    let client = Client::connect(config.client.clone()).await.unwrap();
+    let m = Arc::new(ConsumerMember::new(client, &config, "g".into()));
+    let handle = GroupHandle::new(Member::Consumer(m.clone()));
+    assert!(handle.check_membership().await.is_err(), "not joined");
+    m.subscribe(&["t".to_string()]);
+    m.heartbeat().await.unwrap();
+    assert_eq!(handle.generation(), 1);
+    // The broker assigned partitions this member has not taken yet: a rebalance
+    // is pending, but the member epoch is its own.
+    assert!(handle.rebalance_pending());
+    handle.check_membership().await.unwrap();
+    let e = handle.heartbeat_now().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::RebalanceInProgress), "{e}");
+    let e = handle.check_membership().await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::FencedMemberEpoch), "{e}");
+    assert_eq!(handle.generation(), -1);
+    assert_eq!(handle.group_metadata().generation_id, -1);
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 4);
 }

@@ -369,27 +369,72 @@ impl Membership {
             .collect()
     }
 
-    /// One heartbeat; updates the member state from the answer.
+    /// One heartbeat; updates the member state from the answer. Sent only while
+    /// the member is stable (joined and synced).
     pub async fn heartbeat(&self) -> Result<()> {
-        let (member_id, generation) = {
-            let s = self.lock();
-            if !s.stable || s.fatal.is_some() {
-                return Ok(());
-            }
-            (s.member_id.clone(), s.generation)
+        let Some(request) = self.heartbeat_request(false) else {
+            return Ok(());
         };
-        let request = HeartbeatRequest {
+        let mut coordinator = self.coordinator.lock().await;
+        self.send_heartbeat(&mut coordinator, request).await
+    }
+
+    /// A heartbeat the application asks for (`GroupHandle::heartbeat_now`,
+    /// `GroupHandle::check_membership`). With `while_rebalancing` it is sent even
+    /// while a rejoin is pending: until this member joins again, its generation is
+    /// still the group's, and the answer (REBALANCE_IN_PROGRESS, or
+    /// ILLEGAL_GENERATION once the group moved on without it) says whether it still
+    /// belongs to it.
+    ///
+    /// Waits at most `wait` for the coordinator connection. The consumer's own task
+    /// may hold it for long: a JoinGroup waits out the rebalance, and an OffsetFetch
+    /// with `require_stable` waits for pending transactional offsets, possibly those
+    /// of the transaction the caller is about to end. Then nothing is sent and the
+    /// member state (which that call keeps current) is the answer: `Ok` here.
+    pub async fn heartbeat_on_demand(&self, while_rebalancing: bool, wait: Duration) -> Result<()> {
+        let Ok(mut coordinator) = tokio::time::timeout(wait, self.coordinator.lock()).await else {
+            debug!(
+                group = self.group_id,
+                "coordinator connection busy (join or offset fetch in flight); no heartbeat sent"
+            );
+            return Ok(());
+        };
+        // Read under the lock: a join that just finished has set the new generation.
+        let Some(request) = self.heartbeat_request(while_rebalancing) else {
+            return Ok(());
+        };
+        self.send_heartbeat(&mut coordinator, request).await
+    }
+
+    /// The heartbeat of the current generation, if one is due: while stable, or
+    /// (with `while_rebalancing`) while the member still holds a generation it has
+    /// not lost. None when fatal.
+    fn heartbeat_request(&self, while_rebalancing: bool) -> Option<HeartbeatRequest> {
+        let s = self.lock();
+        let in_generation = if while_rebalancing {
+            s.generation >= 0 && !s.member_id.is_empty() && !s.lost
+        } else {
+            s.stable
+        };
+        if !in_generation || s.fatal.is_some() {
+            return None;
+        }
+        Some(HeartbeatRequest {
             group_id: self.group_id.clone(),
-            generation_id: generation,
-            member_id,
+            generation_id: s.generation,
+            member_id: s.member_id.clone(),
             group_instance_id: self.instance_id.clone(),
             ..Default::default()
-        };
+        })
+    }
+
+    async fn send_heartbeat(
+        &self,
+        coordinator: &mut Coordinator,
+        request: HeartbeatRequest,
+    ) -> Result<()> {
         let deadline = Instant::now() + self.heartbeat_interval;
-        let response = self
-            .coordinator
-            .lock()
-            .await
+        let response = coordinator
             .call(&request, None, deadline, |r| retriable_only(r.error_code))
             .await?;
         let code = ErrorCode::from_code(response.error_code);

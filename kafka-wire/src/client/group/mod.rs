@@ -50,9 +50,17 @@
 //! The broker assigns and moves only what must move; the member epoch plays the
 //! generation's part in commits and [`GroupConsumer::group_metadata`]. Static
 //! members leave with epoch -2 on close. See `consumer_protocol.rs`.
+//!
+//! ## Sharing the member
+//!
+//! [`GroupConsumer::handle`] gives a [`GroupHandle`] (`handle.rs`): a cheap clone
+//! over the same member, for a task that commits the member's offsets in a
+//! transaction while another one polls (its identity, heartbeats on demand,
+//! committed offsets). See `transaction::session` for the loop that uses it.
 
 pub mod assignor;
 mod consumer_protocol;
+mod handle;
 mod membership;
 mod offsets;
 
@@ -64,13 +72,14 @@ use tracing::{debug, warn};
 
 use self::assignor::TopicPartition;
 use self::consumer_protocol::ConsumerMember;
+pub use self::handle::GroupHandle;
+use self::handle::Member;
 use self::membership::Membership;
 use super::cluster::Client;
 use super::config::{ConsumerConfig, GroupProtocol};
-use super::consumer::{Consumer, ConsumerRecord};
+use super::consumer::{Consumer, ConsumerRecord, Fetched};
 use super::transaction::ConsumerGroupMetadata;
 use crate::error::{Error, Result};
-use crate::error_code::ErrorCode;
 
 /// A change of the member's partitions, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,60 +102,6 @@ struct TaskGuard(tokio::task::JoinHandle<()>);
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// The member of one protocol (`group.protocol`); see the module doc.
-enum Member {
-    Classic(Arc<Membership>),
-    Consumer(Arc<ConsumerMember>),
-}
-
-impl Member {
-    fn group_id(&self) -> &str {
-        match self {
-            Member::Classic(m) => &m.group_id,
-            Member::Consumer(m) => &m.group_id,
-        }
-    }
-
-    fn instance_id(&self) -> Option<String> {
-        match self {
-            Member::Classic(m) => m.instance_id.clone(),
-            Member::Consumer(m) => m.instance_id.clone(),
-        }
-    }
-
-    /// (generation or member epoch, member id).
-    fn identity(&self) -> (i32, String) {
-        match self {
-            Member::Classic(m) => {
-                let s = m.lock();
-                (s.generation, s.member_id.clone())
-            }
-            Member::Consumer(m) => {
-                let s = m.lock();
-                let epoch = if s.in_group { s.member_epoch } else { -1 };
-                (epoch, s.member_id.clone())
-            }
-        }
-    }
-
-    async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        match self {
-            Member::Classic(m) => m.commit(offsets).await,
-            Member::Consumer(m) => m.commit(offsets).await,
-        }
-    }
-
-    async fn committed(
-        &self,
-        partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, i64>> {
-        match self {
-            Member::Classic(m) => m.committed(partitions).await,
-            Member::Consumer(m) => m.committed(partitions).await,
-        }
     }
 }
 
@@ -277,6 +232,13 @@ impl GroupConsumer {
         &self.assignment
     }
 
+    /// A cheap, cloneable handle on this member for another task: the group
+    /// identity, heartbeats and committed offsets, without the partitions and
+    /// positions (see [`GroupHandle`]).
+    pub fn handle(&self) -> GroupHandle {
+        GroupHandle::new(self.member.clone())
+    }
+
     /// The current generation (classic) or member epoch (consumer protocol);
     /// -1 while not in the group.
     pub fn generation(&self) -> i32 {
@@ -292,13 +254,7 @@ impl GroupConsumer {
     /// The member's identity for offsets committed in a transaction (KIP-447):
     /// with the consumer protocol the generation is the member epoch.
     pub fn group_metadata(&self) -> ConsumerGroupMetadata {
-        let (generation_id, member_id) = self.member.identity();
-        ConsumerGroupMetadata {
-            group_id: self.member.group_id().to_string(),
-            generation_id,
-            member_id,
-            group_instance_id: self.member.instance_id(),
-        }
+        self.member.group_metadata()
     }
 
     /// Takes the assignment changes since the last call, oldest first.
@@ -314,32 +270,16 @@ impl GroupConsumer {
     /// Whether a rebalance is pending: the next poll rejoins (classic), or the
     /// owned partitions differ from the broker's target assignment (consumer protocol).
     pub fn rebalance_pending(&self) -> bool {
-        match &self.member {
-            Member::Classic(m) => m.lock().rejoin,
-            Member::Consumer(m) => m.lock().reconciling(),
-        }
+        self.member.rebalance_pending()
     }
 
     /// Heartbeats now and fails unless this member still holds its partitions in a
     /// settled group. Call it just before committing a transaction that carries
     /// this member's offsets, and abort instead when it fails: a rebalance has
     /// begun or the membership has ended (the KIP-447 practice of a successful
-    /// heartbeat right before EndTxn).
+    /// heartbeat right before EndTxn). See [`GroupHandle::heartbeat_now`].
     pub async fn heartbeat_now(&self) -> Result<()> {
-        match &self.member {
-            Member::Classic(m) => m.heartbeat().await?,
-            Member::Consumer(m) => m.heartbeat().await?,
-        }
-        if self.rebalance_pending() || self.generation() < 0 {
-            return Err(Error::Broker {
-                code: ErrorCode::RebalanceInProgress,
-                context: format!(
-                    "group {}: this member's partitions are moving",
-                    self.member.group_id()
-                ),
-            });
-        }
-        Ok(())
+        self.member.heartbeat_now().await
     }
 
     /// Joins or rejoins the group when needed; see the module doc.
@@ -515,6 +455,28 @@ impl GroupConsumer {
 
     /// Rebalances if needed, then returns the records fetched within `timeout`.
     pub async fn poll_for(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if !self.before_fetch(timeout).await? {
+            return Ok(Vec::new());
+        }
+        self.consumer.poll_for(timeout).await
+    }
+
+    /// As [`GroupConsumer::poll_for`], but hands out everything fetched so far as
+    /// it came, one [`Fetched`] per partition and response (ignoring
+    /// `max.poll.records`): each carries the partition's position after it, which
+    /// also moves past transaction markers and aborted records.
+    pub async fn poll_batches_for(&mut self, timeout: Duration) -> Result<Vec<Fetched>> {
+        if !self.before_fetch(timeout).await? {
+            return Ok(Vec::new());
+        }
+        tokio::time::timeout(timeout, self.consumer.poll_batches())
+            .await
+            .unwrap_or_else(|_| Ok(Vec::new()))
+    }
+
+    /// The group's part of a poll: records the poll, rebalances when needed,
+    /// auto-commits. False (after a bounded wait) when nothing is assigned.
+    async fn before_fetch(&mut self, timeout: Duration) -> Result<bool> {
         match &self.member {
             Member::Classic(m) => {
                 m.polled();
@@ -538,9 +500,9 @@ impl GroupConsumer {
         if self.assignment.is_empty() {
             // Nothing to fetch: wait (bounded), so the caller's loop does not spin.
             tokio::time::sleep(timeout.min(Duration::from_millis(100))).await;
-            return Ok(Vec::new());
+            return Ok(false);
         }
-        self.consumer.poll_for(timeout).await
+        Ok(true)
     }
 
     async fn commit_positions_of(&mut self, partitions: &[TopicPartition]) -> Result<()> {

@@ -1,6 +1,7 @@
 //! The transactional producer against a scripted fake broker on loopback TCP, for
 //! what a real broker will not do on demand: lose the answer to an EndTxn, move
-//! the coordinator, answer CONCURRENT_TRANSACTIONS.
+//! the coordinator, answer CONCURRENT_TRANSACTIONS; and what a [`TransactSession`]
+//! makes of those answers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::session::MAX_COMMIT_ATTEMPTS;
 use super::*;
 use crate::client::config::ProducerConfig;
 use crate::client::fake_broker::{
@@ -311,4 +313,157 @@ async fn fencing_on_end_txn_is_fatal() {
     assert!(matches!(e, Error::Fenced { .. }), "{e}");
     assert_eq!(p.state(), TransactionState::FatalError);
     assert!(p.begin().await.is_err());
+}
+
+async fn session(fake: &Fake, max_block_ms: u64) -> TransactSession {
+    TransactSession::new(producer(fake, max_block_ms).await, None)
+}
+
+#[tokio::test]
+async fn a_session_commits_an_empty_transaction_without_asking_the_coordinator() {
+    let fake = Fake::start(Box::new(|_| EndTxnAnswer::Code(ErrorCode::NoError)), 0).await;
+    let mut s = session(&fake, 5_000).await;
+    // Without begin(): end() opens one.
+    let outcome = s.end(&BTreeMap::new(), EndPolicy::AbortOnRebalance).await;
+    assert!(matches!(outcome, Ok(EndOutcome::Committed)), "{outcome:?}");
+    s.begin().await.unwrap();
+    s.begin().await.unwrap(); // idempotent
+    let outcome = s.end(&BTreeMap::new(), EndPolicy::CommitWhileMember).await;
+    assert!(matches!(outcome, Ok(EndOutcome::Committed)), "{outcome:?}");
+    assert!(fake.end_txns.lock().unwrap().is_empty());
+    assert_eq!(s.state(), TransactionState::Ready);
+    s.abort().await.unwrap(); // nothing open: a no-op
+}
+
+#[tokio::test]
+async fn offsets_without_a_group_are_refused_and_leave_the_transaction_open() {
+    let fake = Fake::start(Box::new(|_| EndTxnAnswer::Code(ErrorCode::NoError)), 0).await;
+    let mut s = session(&fake, 5_000).await;
+    s.begin().await.unwrap();
+    let offsets = BTreeMap::from([(("in".to_string(), 0), 5_i64)]);
+    let e = s
+        .end(&offsets, EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidTransactionState { .. }), "{e}");
+    assert!(!e.is_fatal() && !e.is_abortable());
+    assert_eq!(s.state(), TransactionState::InTransaction);
+    assert_eq!(fake.add_offsets.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn end_with_the_abort_policy_aborts_on_purpose() {
+    let fake = Fake::start(Box::new(|_| EndTxnAnswer::Code(ErrorCode::NoError)), 0).await;
+    let mut s = session(&fake, 5_000).await;
+    begin_with_offsets(s.producer()).await;
+    let outcome = s.end(&BTreeMap::new(), EndPolicy::Abort).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            EndOutcome::Aborted {
+                reason: AbortReason::Requested
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(*fake.end_txns.lock().unwrap(), vec![false]);
+    assert_eq!(s.state(), TransactionState::Ready);
+}
+
+#[tokio::test]
+async fn a_session_commits_again_while_the_outcome_is_unknown_and_never_aborts() {
+    // EndTxn answers are lost until `answer` is set.
+    let answer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = answer.clone();
+    let fake = Fake::start(
+        Box::new(move |_| {
+            if flag.load(Ordering::SeqCst) {
+                EndTxnAnswer::Code(ErrorCode::NoError)
+            } else {
+                EndTxnAnswer::Drop
+            }
+        }),
+        0,
+    )
+    .await;
+    let mut s = session(&fake, 50).await;
+    s.begin().await.unwrap();
+    let offsets = BTreeMap::from([(("in".to_string(), 0), 5_i64)]);
+    s.producer()
+        .send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new("g"))
+        .await
+        .unwrap();
+    // Every attempt is lost: end() gives up after its bounded retries ...
+    let e = s
+        .end(&BTreeMap::new(), EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::TransactionIncomplete { .. }), "{e}");
+    assert_eq!(s.state(), TransactionState::Committing);
+    let tried = fake.end_txns.lock().unwrap().len();
+    assert!(tried >= MAX_COMMIT_ATTEMPTS as usize, "{tried} EndTxn sent");
+    // ... an abort is refused, since the coordinator may have committed ...
+    let refused = s.abort().await.unwrap_err();
+    assert!(
+        matches!(refused, Error::InvalidTransactionState { .. }),
+        "{refused}"
+    );
+    // ... and end() resumes the commit (whatever the policy says now).
+    answer.store(true, Ordering::SeqCst);
+    let outcome = s.end(&BTreeMap::new(), EndPolicy::Abort).await.unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    assert!(fake.end_txns.lock().unwrap().iter().all(|&commit| commit));
+    assert_eq!(s.state(), TransactionState::Ready);
+}
+
+#[tokio::test]
+async fn fencing_ends_the_session_with_a_fatal_error() {
+    let fake = Fake::start(
+        Box::new(|_| EndTxnAnswer::Code(ErrorCode::ProducerFenced)),
+        0,
+    )
+    .await;
+    let mut s = session(&fake, 5_000).await;
+    begin_with_offsets(s.producer()).await;
+    let e = s
+        .end(&BTreeMap::new(), EndPolicy::CommitWhileMember)
+        .await
+        .unwrap_err();
+    assert!(e.is_fatal(), "{e}");
+    assert_eq!(s.state(), TransactionState::FatalError);
+    // Every later call says so too.
+    let e = s.begin().await.unwrap_err();
+    assert!(e.is_fatal() && e.to_string().contains("fenced"), "{e}");
+    let e = s.end(&BTreeMap::new(), EndPolicy::Abort).await.unwrap_err();
+    assert!(e.is_fatal(), "{e}");
+}
+
+#[tokio::test]
+async fn an_abortable_commit_is_aborted_and_reported() {
+    let fake = Fake::start(
+        Box::new(|n| {
+            if n == 0 {
+                EndTxnAnswer::Code(ErrorCode::InvalidTxnState)
+            } else {
+                EndTxnAnswer::Code(ErrorCode::NoError)
+            }
+        }),
+        0,
+    )
+    .await;
+    let mut s = session(&fake, 5_000).await;
+    begin_with_offsets(s.producer()).await;
+    let outcome = s
+        .end(&BTreeMap::new(), EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap();
+    let EndOutcome::Aborted {
+        reason: AbortReason::Commit(e),
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(e.code(), Some(ErrorCode::InvalidTxnState), "{e}");
+    assert_eq!(*fake.end_txns.lock().unwrap(), vec![true, false]);
+    assert_eq!(s.state(), TransactionState::Ready);
 }

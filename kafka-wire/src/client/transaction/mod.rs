@@ -14,7 +14,8 @@
 //! The state machine, its transitions and the error classes live in [`state`];
 //! coordinator lookup and retries in [`coordinator`]; listing, describing and
 //! aborting transactions in [`admin`]; a bounded set of reused transactional ids
-//! and start-up fencing in [`pool`].
+//! and start-up fencing in [`pool`]; the consume-transform-produce loop (offsets,
+//! membership check, commit or abort) as a [`TransactSession`] in [`session`].
 //!
 //! Transaction version: the broker's finalized feature `transaction.version` is read
 //! from ApiVersions at init. Version 2 (KIP-890) is used when it is finalized at 2
@@ -35,6 +36,7 @@
 pub mod admin;
 pub mod coordinator;
 pub mod pool;
+pub mod session;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -46,6 +48,7 @@ use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info, warn};
 
 use self::coordinator::{Coordinator, CoordinatorType};
+pub use self::session::{AbortReason, EndOutcome, EndPolicy, TransactSession};
 pub use self::state::{ErrorClass, Operation, TransactionState};
 use super::cluster::Client;
 use super::config::ProducerConfig;
@@ -334,6 +337,12 @@ impl TransactionalProducer {
     /// Whether transactions run as version 2 (KIP-890); see the module doc.
     pub fn uses_transaction_v2(&self) -> bool {
         self.tv2
+    }
+
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay
+    /// open before it aborts it.
+    pub fn transaction_timeout(&self) -> Duration {
+        self.config.transaction_timeout
     }
 
     /// The reason of the last fatal or abortable error, if any.

@@ -1,0 +1,519 @@
+//! `TransactSession` against the real broker: records and a consumer group's
+//! offsets committed together (with the session in another task than the
+//! consumer, through a `GroupHandle`), an abort on purpose, an empty transaction,
+//! fencing by a newer producer with the same `transactional.id`, and the two
+//! membership policies while the group prepares a rebalance.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use integration_tests::{create_random_topic, random_topic, require_broker};
+use kafka_wire::client::admin::OffsetSpec;
+use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::consumer::{Consumer, ConsumerRecord};
+use kafka_wire::client::group::GroupConsumer;
+use kafka_wire::client::group::assignor::TopicPartition;
+use kafka_wire::client::transaction::{
+    AbortReason, EndOutcome, EndPolicy, TransactSession, TransactionState, TransactionalProducer,
+};
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+use kafka_wire::{Error, ErrorCode};
+
+/// Upper bound for any wait on the broker in these tests.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn client(bootstrap: &str) -> Client {
+    Client::connect(ClientConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn producer(bootstrap: &str, id: &str) -> TransactionalProducer {
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("transactional.id".to_string(), id.to_string()),
+        ("linger.ms".to_string(), "1".to_string()),
+        ("max.block.ms".to_string(), "15000".to_string()),
+        ("request.timeout.ms".to_string(), "10000".to_string()),
+        ("delivery.timeout.ms".to_string(), "12000".to_string()),
+    ]);
+    TransactionalProducer::new(ProducerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap()
+}
+
+fn consumer_config(bootstrap: &str, group: &str) -> ConsumerConfig {
+    ConsumerConfig::from_properties(&BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("group.id".to_string(), group.to_string()),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ("heartbeat.interval.ms".to_string(), "100".to_string()),
+        ("session.timeout.ms".to_string(), "6000".to_string()),
+        ("max.poll.interval.ms".to_string(), "20000".to_string()),
+    ]))
+    .unwrap()
+}
+
+/// Writes `n` values `{prefix}-{i}` to partition 0 of `topic` (not transactional).
+async fn fill(bootstrap: &str, topic: &str, prefix: &str, n: usize) -> Vec<String> {
+    let producer = Producer::with_client(
+        client(bootstrap).await,
+        ProducerConfig::new(bootstrap).unwrap(),
+    )
+    .await
+    .unwrap();
+    let values: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let mut pending = Vec::new();
+    for v in &values {
+        pending.push(
+            producer
+                .send(ProducerRecord::new(topic, v.clone()).partition(0))
+                .await
+                .unwrap(),
+        );
+    }
+    for d in pending {
+        d.await.unwrap();
+    }
+    values
+}
+
+/// A member of `group` subscribed to `topic`, polled until it holds `n` records.
+async fn member_with_records(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    n: usize,
+) -> (GroupConsumer, Vec<ConsumerRecord>) {
+    let mut consumer = GroupConsumer::new(consumer_config(bootstrap, group))
+        .await
+        .unwrap();
+    consumer.subscribe([topic.to_string()]);
+    let mut records = Vec::new();
+    let start = Instant::now();
+    while records.len() < n {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "got {} of {n} records",
+            records.len()
+        );
+        records.extend(consumer.poll_for(Duration::from_millis(200)).await.unwrap());
+    }
+    (consumer, records)
+}
+
+fn upper(records: &[ConsumerRecord], output: &str) -> Vec<ProducerRecord> {
+    records
+        .iter()
+        .map(|r| {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap()).to_uppercase();
+            ProducerRecord::new(output, value).partition(0)
+        })
+        .collect()
+}
+
+/// Everything in partition 0 of `topic` up to its end at `isolation`, and that end.
+async fn read_partition(
+    bootstrap: &str,
+    topic: &str,
+    isolation: IsolationLevel,
+) -> (Vec<String>, i64) {
+    let admin = Admin::new(client(bootstrap).await);
+    let end = loop {
+        match admin
+            .list_offsets(topic, &[0], OffsetSpec::Latest, isolation)
+            .await
+        {
+            Ok(ends) => break ends[&0].offset,
+            Err(e) if e.is_retriable() => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("list_offsets: {e}"),
+        }
+    };
+    let level = match isolation {
+        IsolationLevel::ReadCommitted => "read_committed",
+        _ => "read_uncommitted",
+    };
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("isolation.level".to_string(), level.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+    ]);
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    consumer.assign([(topic.to_string(), 0)]);
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while consumer
+        .partition_offsets(topic, 0)
+        .and_then(|o| o.position)
+        .is_none_or(|position| position < end)
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "did not reach offset {end} of {topic}"
+        );
+        for r in consumer.poll_for(Duration::from_millis(200)).await.unwrap() {
+            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+        }
+    }
+    consumer.close().await;
+    (out, end)
+}
+
+/// The last stable offset equals the high watermark: no transaction left open.
+async fn assert_no_open_transaction(bootstrap: &str, topic: &str) {
+    let admin = Admin::new(client(bootstrap).await);
+    let start = Instant::now();
+    loop {
+        let stable = admin
+            .list_offsets(
+                topic,
+                &[0],
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap()[&0]
+            .offset;
+        let high = admin
+            .list_offsets(
+                topic,
+                &[0],
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap()[&0]
+            .offset;
+        if stable == high {
+            return;
+        }
+        // Markers are written after EndTxn answers; give them a moment.
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{topic}: last stable offset {stable}, high watermark {high}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn input_partition(topic: &str) -> TopicPartition {
+    (topic.to_string(), 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_another_task_commits_records_and_the_groups_offsets_together() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-in", 1).await;
+    let output = create_random_topic(&c, "session-out", 1).await;
+    let group = random_topic("session-group");
+    let values = fill(&bootstrap, &input, "v", 20).await;
+    let (consumer, records) = member_with_records(&bootstrap, &group, &input, 20).await;
+    let handle = consumer.handle();
+    assert_eq!(handle.group_id(), group);
+    assert!(handle.generation() >= 1);
+    assert_eq!(handle.group_metadata(), consumer.group_metadata());
+
+    // The producer lives in its own task and knows the member only by its handle.
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<(Vec<ProducerRecord>, BTreeMap<TopicPartition, i64>)>(1);
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
+    let mut session = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-txn")).await,
+        Some(handle.clone()),
+    );
+    let producer_task = tokio::spawn(async move {
+        while let Some((batch, offsets)) = rx.recv().await {
+            session.begin().await.unwrap();
+            for record in batch {
+                session.send(record).await.unwrap();
+            }
+            let outcome = session
+                .end(&offsets, EndPolicy::CommitWhileMember)
+                .await
+                .unwrap();
+            done_tx.send(outcome).await.unwrap();
+        }
+        session.close(Duration::from_secs(5)).await.unwrap();
+    });
+    tx.send((upper(&records, &output), consumer.positions()))
+        .await
+        .unwrap();
+    let outcome = done_rx.recv().await.unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    drop(tx);
+    producer_task.await.unwrap();
+
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    let expected: Vec<String> = values.iter().map(|v| v.to_uppercase()).collect();
+    assert_eq!(seen, expected);
+    let tp = input_partition(&input);
+    let committed = handle.committed(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(committed.get(&tp), Some(&20));
+    assert_eq!(
+        consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .unwrap()
+            .get(&tp),
+        Some(&20)
+    );
+    assert_no_open_transaction(&bootstrap, &output).await;
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_abort_policy_leaves_nothing_visible_and_the_offsets_unchanged() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-abort-in", 1).await;
+    let output = create_random_topic(&c, "session-abort-out", 1).await;
+    let group = random_topic("session-abort-group");
+    fill(&bootstrap, &input, "v", 10).await;
+    let (mut consumer, records) = member_with_records(&bootstrap, &group, &input, 10).await;
+    let mut session = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-txn")).await,
+        Some(consumer.handle()),
+    );
+    for record in upper(&records, &output) {
+        session.send(record).await.unwrap();
+    }
+    let positions = consumer.positions();
+    assert_eq!(positions.get(&input_partition(&input)), Some(&10));
+    let outcome = session.end(&positions, EndPolicy::Abort).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            EndOutcome::Aborted {
+                reason: AbortReason::Requested
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(session.state(), TransactionState::Ready);
+
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    assert!(seen.is_empty(), "aborted records visible: {seen:?}");
+    let (written, high) =
+        read_partition(&bootstrap, &output, IsolationLevel::ReadUncommitted).await;
+    assert_eq!(written.len(), 10, "the records were written, then aborted");
+    assert!(high > 10, "an abort marker follows them");
+    let tp = input_partition(&input);
+    assert_eq!(
+        consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .unwrap()
+            .get(&tp),
+        None
+    );
+    // As after any abort, the consumer goes back to the committed offsets (none:
+    // auto.offset.reset) and hands the same records out again.
+    consumer.seek_to_committed().await.unwrap();
+    let start = Instant::now();
+    let again = loop {
+        let records = consumer.poll_for(Duration::from_millis(200)).await.unwrap();
+        if !records.is_empty() {
+            break records;
+        }
+        assert!(start.elapsed() < DEADLINE, "nothing consumed again");
+    };
+    assert_eq!(again[0].offset, 0);
+    assert_no_open_transaction(&bootstrap, &output).await;
+    session.close(Duration::from_secs(5)).await.unwrap();
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_transaction_commits_with_or_without_a_group() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-empty-in", 1).await;
+    let group = random_topic("session-empty-group");
+    fill(&bootstrap, &input, "v", 1).await;
+    let (consumer, _) = member_with_records(&bootstrap, &group, &input, 1).await;
+
+    let mut alone = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-txn")).await,
+        None,
+    );
+    alone.begin().await.unwrap();
+    let outcome = alone
+        .end(&BTreeMap::new(), EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    // end() without begin() opens and commits an empty one too.
+    let outcome = alone
+        .end(&BTreeMap::new(), EndPolicy::CommitWhileMember)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+
+    let mut member = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-txn")).await,
+        Some(consumer.handle()),
+    );
+    for policy in [EndPolicy::AbortOnRebalance, EndPolicy::CommitWhileMember] {
+        member.begin().await.unwrap();
+        let outcome = member.end(&BTreeMap::new(), policy).await.unwrap();
+        assert!(
+            matches!(outcome, EndOutcome::Committed),
+            "{policy:?}: {outcome:?}"
+        );
+    }
+    // The session goes on with a real transaction afterwards.
+    let outcome = member
+        .end(&consumer.positions(), EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    let tp = input_partition(&input);
+    assert_eq!(
+        consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .unwrap()
+            .get(&tp),
+        Some(&1)
+    );
+    alone.close(Duration::from_secs(5)).await.unwrap();
+    member.close(Duration::from_secs(5)).await.unwrap();
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_producer_with_the_same_transactional_id_makes_end_fail_fatally() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-fence-in", 1).await;
+    let output = create_random_topic(&c, "session-fence-out", 1).await;
+    let group = random_topic("session-fence-group");
+    fill(&bootstrap, &input, "v", 5).await;
+    let (consumer, records) = member_with_records(&bootstrap, &group, &input, 5).await;
+    let id = random_topic("session-txn");
+    let mut zombie = TransactSession::new(producer(&bootstrap, &id).await, Some(consumer.handle()));
+    for record in upper(&records, &output) {
+        zombie.send(record).await.unwrap();
+    }
+    // The successor's InitProducerId fences the zombie and aborts its transaction.
+    let successor = producer(&bootstrap, &id).await;
+    let e = zombie
+        .end(&consumer.positions(), EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap_err();
+    assert!(e.is_fatal(), "{e}");
+    assert!(matches!(e, Error::Fenced { .. }), "{e}");
+    assert_eq!(zombie.state(), TransactionState::FatalError);
+
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    assert!(
+        seen.is_empty(),
+        "a fenced transaction's records are visible: {seen:?}"
+    );
+    let tp = input_partition(&input);
+    assert_eq!(
+        consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .unwrap()
+            .get(&tp),
+        None
+    );
+    assert_no_open_transaction(&bootstrap, &output).await;
+    successor.close(Duration::from_secs(5)).await.unwrap();
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_rebalance_aborts() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-rebalance-in", 2).await;
+    let output = create_random_topic(&c, "session-rebalance-out", 1).await;
+    let group = random_topic("session-rebalance-group");
+    fill(&bootstrap, &input, "v", 7).await;
+    let (mut a, _) = member_with_records(&bootstrap, &group, &input, 0).await;
+    let start = Instant::now();
+    while a.assignment().len() != 2 {
+        assert!(start.elapsed() < DEADLINE, "a never got both partitions");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let generation = a.generation();
+    let mut session = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-txn")).await,
+        Some(a.handle()),
+    );
+    session.begin().await.unwrap();
+    session
+        .send(ProducerRecord::new(&output, "kept").partition(0))
+        .await
+        .unwrap();
+
+    // b joins; its JoinGroup waits until a joins again, which a does only when it
+    // polls: until then a's generation is still the group's.
+    let b_config = consumer_config(&bootstrap, &group);
+    let b_topic = input.clone();
+    let b = tokio::spawn(async move {
+        let mut b = GroupConsumer::new(b_config).await.unwrap();
+        b.subscribe([b_topic]);
+        let start = Instant::now();
+        while b.assignment().is_empty() {
+            assert!(start.elapsed() < DEADLINE, "b never got a partition");
+            b.poll_for(Duration::from_millis(100)).await.unwrap();
+        }
+        b
+    });
+    let start = Instant::now();
+    while !a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "a never heard of the rebalance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offsets = BTreeMap::from([((input.clone(), 0), 7_i64), ((input.clone(), 1), 0_i64)]);
+    let outcome = session
+        .end(&offsets, EndPolicy::CommitWhileMember)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    assert_eq!(a.generation(), generation, "still the same generation");
+
+    session
+        .send(ProducerRecord::new(&output, "dropped").partition(0))
+        .await
+        .unwrap();
+    let outcome = session
+        .end(&offsets, EndPolicy::AbortOnRebalance)
+        .await
+        .unwrap();
+    let EndOutcome::Aborted {
+        reason: AbortReason::Membership(e),
+    } = &outcome
+    else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(e.code(), Some(ErrorCode::RebalanceInProgress), "{e}");
+
+    // a joins again; the rebalance completes and b starts from what a committed.
+    let start = Instant::now();
+    while a.assignment().len() != 1 || a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "the rebalance never completed");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut b = b.await.unwrap();
+    assert!(a.generation() > generation);
+    let all = [input_partition(&input), (input.clone(), 1)];
+    let committed = b.committed(&all).await.unwrap();
+    assert_eq!(committed, offsets);
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    assert_eq!(seen, vec!["kept".to_string()]);
+    session.close(Duration::from_secs(5)).await.unwrap();
+    b.poll_for(Duration::from_millis(10)).await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
