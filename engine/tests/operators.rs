@@ -302,7 +302,13 @@ async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_
     // them would, written with the default partitioner.
     let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], true)
         .with_key_groups(&[5, 9]);
-    let p = Pipeline::with_config(PipelineConfig::default().parallelism(2));
+    // How the source partitioned: "a" and "b" in 5, "c" in 9.
+    let partitioner = |k: &[u8]| if k == b"c" { 9 } else { 5 };
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .parallelism(2)
+            .source_partitioner(partitioner),
+    );
     let sink = CollectSink::<(String, u64)>::transactional();
     p.source(source, WatermarkStrategy::no_watermarks())
         .map(|k: &str| (k.to_string(), 1u64))
@@ -342,13 +348,36 @@ async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_partition_beyond_max_parallelism_fails_key_by_source_partition() {
+async fn key_by_source_partition_refuses_keys_of_another_partition_and_partitions_beyond_max_parallelism()
+ {
+    let run = |group: u16, split: u16| async move {
+        let p = Pipeline::with_config(PipelineConfig::default().source_partitioner(move |_| group));
+        let source =
+            ScriptedSource::new(vec![vec![vec!["k".to_string()]]], true).with_key_groups(&[split]);
+        p.source(source, WatermarkStrategy::no_watermarks())
+            .key_by_source_partition(|x: &String| x.clone())
+            .reduce(|a, _| a.clone())
+            .sink(CollectSink::new());
+        p.run().await.unwrap_err().to_string()
+    };
+    let e = run(200, 200).await;
+    assert!(e.contains("not below max_parallelism"), "{e}");
+    let e = run(3, 4).await;
+    assert!(
+        e.contains("belongs to partition 3 but the record came from partition 4"),
+        "{e}"
+    );
     let p = Pipeline::new();
-    let source = ScriptedSource::new(vec![vec![vec![1u32]]], true).with_key_groups(&[200]);
-    p.source(source, WatermarkStrategy::no_watermarks())
-        .key_by_source_partition(|x| *x)
-        .reduce(|a, b| a + b)
-        .sink(CollectSink::new());
-    let e = p.run().await.unwrap_err();
-    assert!(e.to_string().contains("not below max_parallelism"), "{e}");
+    p.source(
+        VecSource::new(vec!["k".to_string()]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .key_by_source_partition(|x: &String| x.clone())
+    .reduce(|a, _| a.clone())
+    .sink(CollectSink::new());
+    let e = p.run().await.unwrap_err().to_string();
+    assert!(
+        e.contains("needs PipelineConfig::source_partitioner"),
+        "{e}"
+    );
 }

@@ -341,3 +341,126 @@ async fn early_firing_emits_partial_results_before_the_window_closes() {
     job.cancel();
     let _ = job.wait().await;
 }
+
+/// Keys by a string made of the event's key, for `key_by_source_partition`.
+type Keyed = (String, i64);
+
+async fn partitioned_run(
+    windows: Windows,
+    splits: Vec<Vec<Vec<Keyed>>>,
+    groups: &[u16],
+    restore: Option<Checkpoint>,
+) -> (Vec<(String, i64, u64)>, Option<Checkpoint>) {
+    // Keys "a*" live in partition 0, the others in partition 1.
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .batch_size(1)
+            .source_partitioner(|k: &[u8]| if k.starts_with(b"a") { 0 } else { 1 }),
+    );
+    let sink = CollectSink::new();
+    p.source(
+        ScriptedSource::new(splits, false).with_key_groups(groups),
+        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO).with_timestamp(|e: &Keyed| e.1),
+    )
+    .key_by_source_partition(|e: &Keyed| e.0.clone())
+    .window(windows)
+    .aggregate(Count)
+    .uid("counts")
+    .map(|w| (w.key, w.window.start, w.value))
+    .sink(sink.clone());
+    if let Some(cp) = restore {
+        p.restore_from(cp);
+    }
+    let job = p.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = match job.trigger_checkpoint().await {
+        Ok(id) => id,
+        Err(e) => panic!("{e}: {:?}", job.wait().await),
+    };
+    let cp = job.checkpoints().get(id);
+    job.abort();
+    let _ = job.wait().await;
+    (sorted(sink.values()), cp)
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_state_from_two_processes_fires_each_window_once() {
+    let ev = |k: &str, t: i64| (k.to_string(), t);
+    let tumbling = || Windows::tumbling(Duration::from_millis(10));
+    // Process X owns partition 0 and has fired [0,10) and [10,20) for "a".
+    let (x_out, x_cp) = partitioned_run(
+        tumbling(),
+        vec![vec![vec![ev("a", 1), ev("a", 12), ev("a", 25)]]],
+        &[0],
+        None,
+    )
+    .await;
+    assert_eq!(x_out, vec![("a".into(), 0, 1), ("a".into(), 10, 1)]);
+    // Process Y owns partition 1 and has fired nothing of "b" yet (its watermark
+    // stayed low).
+    let (y_out, y_cp) = partitioned_run(
+        tumbling(),
+        vec![vec![vec![ev("b", 2), ev("b", 3)]]],
+        &[1],
+        None,
+    )
+    .await;
+    assert!(y_out.is_empty());
+    // Both partitions move to one process: the merged state must fire "b" [0,10)
+    // but not "a"'s windows again.
+    let (x_cp, y_cp) = (x_cp.unwrap(), y_cp.unwrap());
+    let mut merged = x_cp.clone();
+    for (op, state) in y_cp.operators {
+        merged.operators.entry(op).or_default().merge(state);
+    }
+    let (out, _) = partitioned_run(
+        tumbling(),
+        vec![vec![vec![ev("a", 31)]], vec![vec![ev("b", 32)]]],
+        &[0, 1],
+        Some(merged),
+    )
+    .await;
+    assert_eq!(
+        out,
+        vec![("a".into(), 20, 1), ("b".into(), 0, 2)],
+        "each window exactly once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sliding_window_that_fired_in_one_process_does_not_fire_again_after_a_merge() {
+    let ev = |k: &str, t: i64| (k.to_string(), t);
+    let sliding = || Windows::sliding(Duration::from_millis(20), Duration::from_millis(10));
+    // X fired the windows ending 10 and 20 of "a"; its pane [10,20) is still
+    // needed by the window ending 30.
+    let (x_out, x_cp) = partitioned_run(
+        sliding(),
+        vec![vec![vec![ev("a", 1), ev("a", 15), ev("a", 25)]]],
+        &[0],
+        None,
+    )
+    .await;
+    assert_eq!(x_out, vec![("a".into(), -10, 1), ("a".into(), 0, 2)]);
+    let (_, y_cp) = partitioned_run(sliding(), vec![vec![vec![ev("b", 2)]]], &[1], None).await;
+    let mut merged = x_cp.unwrap();
+    for (op, state) in y_cp.unwrap().operators {
+        merged.operators.entry(op).or_default().merge(state);
+    }
+    let (out, _) = partitioned_run(
+        sliding(),
+        vec![vec![vec![ev("a", 40)]], vec![vec![ev("b", 41)]]],
+        &[0, 1],
+        Some(merged),
+    )
+    .await;
+    assert_eq!(
+        out,
+        vec![
+            ("a".into(), 10, 2),
+            ("a".into(), 20, 1),
+            ("b".into(), -10, 1),
+            ("b".into(), 0, 1)
+        ],
+        "a's windows ending 10 and 20 fired in X already"
+    );
+}

@@ -14,6 +14,7 @@ use crate::operators::session_window::SessionWindowOperator;
 use crate::operators::sliding_window::SlidingWindowOperator;
 use crate::runtime::emitter::Partitioner;
 use crate::state::codec::StateCodec;
+use crate::state::key_group::KeyGroupFn;
 use crate::state::keyed::{Key, StateRegistry, StateValue, ValueState};
 use crate::time::window::{WindowKind, Windows};
 
@@ -22,8 +23,9 @@ pub struct KeyedStream<K, T> {
     stream: DataStream<T>,
     key_fn: KeyFn<K, T>,
     parallelism: usize,
-    /// Key groups are source partitions, not key hashes.
-    by_partition: bool,
+    /// Key groups are source partitions (this maps a key to its partition), not
+    /// key hashes.
+    grouper: Option<KeyGroupFn<K>>,
 }
 
 impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
@@ -31,25 +33,13 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         stream: DataStream<T>,
         key_fn: KeyFn<K, T>,
         parallelism: usize,
-        by_partition: bool,
+        grouper: Option<KeyGroupFn<K>>,
     ) -> Self {
         KeyedStream {
             stream,
             key_fn,
             parallelism,
-            by_partition,
-        }
-    }
-
-    fn partitioner(&self, hash: crate::runtime::emitter::KeyHashFn<T>) -> Partitioner<T> {
-        let max_parallelism = self.stream.graph.borrow().config.max_parallelism;
-        if self.by_partition {
-            Partitioner::SourcePartition { max_parallelism }
-        } else {
-            Partitioner::Hash {
-                hash,
-                max_parallelism,
-            }
+            grouper,
         }
     }
 
@@ -59,8 +49,24 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         self
     }
 
+    /// The exchange into the keyed operator; with a source partitioner, also hands
+    /// the key-to-key-group function to that operator.
     fn exchanged(self) -> (DataStream<T>, KeyFn<K, T>) {
-        let part = self.partitioner(key_hasher(self.key_fn.clone()));
+        let max_parallelism = self.stream.graph.borrow().config.max_parallelism;
+        let part = match &self.grouper {
+            Some(grouper) => {
+                let (g, k) = (grouper.clone(), self.key_fn.clone());
+                self.stream.graph.borrow_mut().pending_grouper = Some(Arc::new(grouper.clone()));
+                Partitioner::SourcePartition {
+                    group: Arc::new(move |v: &T| g(&k(v))),
+                    max_parallelism,
+                }
+            }
+            None => Partitioner::Hash {
+                hash: key_hasher(self.key_fn.clone()),
+                max_parallelism,
+            },
+        };
         let s = self.stream.exchange(part, self.parallelism, "keyed");
         (s, self.key_fn)
     }
@@ -104,23 +110,29 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         });
         let par = self.parallelism;
         let max = self.stream.graph.borrow().config.max_parallelism;
-        let by_partition = self.by_partition && other.by_partition;
+        let grouper = match (&self.grouper, &other.grouper) {
+            (Some(g), Some(_)) => Some(g.clone()),
+            _ => None,
+        };
         let left = self.stream.map(Either::Left);
         let right = other.stream.map(Either::Right);
         let graph = left.graph.clone();
         let cp = left.checkpointed && right.checkpointed;
         let hash = key_hasher(key_fn.clone());
-        if !by_partition {
-            graph.borrow_mut().hash_keyed = true;
+        match &grouper {
+            Some(g) => graph.borrow_mut().pending_grouper = Some(Arc::new(g.clone())),
+            None => graph.borrow_mut().hash_keyed = true,
         }
+        let join_key = key_fn.clone();
         let joined = DataStream::new(
             graph,
             par,
             cp,
             None,
             Box::new(move |b, mut down| {
-                let part = if by_partition {
+                let part = if let Some(g) = grouper {
                     Partitioner::SourcePartition {
+                        group: Arc::new(move |e: &Either<T, B>| g(&join_key(e))),
                         max_parallelism: max,
                     }
                 } else {
@@ -175,7 +187,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             stream: joined,
             key_fn,
             parallelism: par,
-            by_partition: false,
+            grouper: None,
         };
         // The union is already partitioned by key; windowing it adds no exchange.
         let ws = WindowedStream {
@@ -313,6 +325,9 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
             late_tag,
             early_every,
         } = self;
+        // State that moves with source partitions needs per-key-group firing
+        // marks, which the pane operator keeps.
+        let by_partition = keyed.grouper.is_some();
         let (stream, key_fn) = if exchange {
             keyed.exchanged()
         } else {
@@ -341,7 +356,7 @@ impl<K: Key, T: Send + 'static> WindowedStream<K, T> {
                 size,
                 slide,
                 offset,
-            } if lateness > 0 || early_every.is_some() => {
+            } if lateness > 0 || early_every.is_some() || by_partition => {
                 stream.chain_with("window", move |b, id, sub| {
                     let late = b.side_outputs(id, sub).take(late_tag.as_ref());
                     PaneWindowOperator::new(

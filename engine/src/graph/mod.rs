@@ -75,6 +75,10 @@ pub struct PipelineConfig {
     /// Longest a sink may take to finish (flush and commit) at the end of input,
     /// and a stop's final checkpoint may take.
     pub close_timeout: Duration,
+    /// How the source partitioned records by key, for
+    /// [`DataStream::key_by_source_partition`] (a Kafka job sets Kafka's default
+    /// partitioner over its input's partition count).
+    pub source_partitioner: Option<crate::state::key_group::SourcePartitioner>,
 }
 
 impl Default for PipelineConfig {
@@ -88,6 +92,7 @@ impl Default for PipelineConfig {
             checkpoint_interval: None,
             processing_time_start: None,
             close_timeout: Duration::from_secs(60),
+            source_partitioner: None,
         }
     }
 }
@@ -128,6 +133,11 @@ impl PipelineConfig {
         self.close_timeout = d;
         self
     }
+    /// Sets how the source partitioned records by key.
+    pub fn source_partitioner(mut self, f: impl Fn(&[u8]) -> u16 + Send + Sync + 'static) -> Self {
+        self.source_partitioner = Some(crate::state::key_group::SourcePartitioner(Arc::new(f)));
+        self
+    }
     /// Fixes processing time at job start (tests).
     pub fn processing_time_start(mut self, ms: i64) -> Self {
         self.processing_time_start = Some(ms);
@@ -148,6 +158,13 @@ pub(crate) struct Graph {
     /// Whether some exchange hashes keys into key groups (state then cannot follow
     /// source partitions).
     pub(crate) hash_keyed: bool,
+    /// A key-to-key-group function the next keyed operator takes (set by a
+    /// source-partitioned keyed stream).
+    pub(crate) pending_grouper: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Key-to-key-group functions of keyed operators, by operator.
+    pub(crate) groupers: HashMap<OperatorId, Arc<dyn std::any::Any + Send + Sync>>,
+    /// A mistake found while the pipeline was defined, reported by `start`.
+    pub(crate) definition_error: Option<String>,
     durable: Option<Arc<dyn CheckpointStore>>,
     terminals: Vec<Terminal>,
     pub(crate) sides: HashMap<(OperatorId, u64), SideFactory>,
@@ -209,6 +226,7 @@ pub(crate) struct BuildCtx {
     dead_letter_tx: Option<Sender<DeadLetter>>,
     sides: HashMap<(OperatorId, u64), SideFactory>,
     names: HashMap<OperatorId, Arc<str>>,
+    groupers: HashMap<OperatorId, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl BuildCtx {
@@ -225,14 +243,16 @@ impl BuildCtx {
         parallelism: usize,
     ) -> OperatorInit {
         let name = self.names.get(&id).cloned().unwrap_or(name);
-        OperatorInit::new(
+        let mut init = OperatorInit::new(
             id,
             name,
             subtask,
             parallelism,
             self.config.max_parallelism,
             self.restore.as_ref(),
-        )
+        );
+        init.grouper = self.groupers.get(&id).cloned();
+        init
     }
 
     /// The side outputs some stream consumes from operator `op`.
@@ -354,6 +374,9 @@ impl Pipeline {
                 kinds: HashMap::new(),
                 uids: HashMap::new(),
                 hash_keyed: false,
+                pending_grouper: None,
+                groupers: HashMap::new(),
+                definition_error: None,
                 durable: None,
                 terminals: Vec::new(),
                 sides: HashMap::new(),
@@ -427,6 +450,7 @@ impl Pipeline {
             Box::new(move |b: &mut BuildCtx, mut down: stream::ChainFactory<T>| {
                 let splits = source.create_splits()?;
                 let bounded = source.is_bounded();
+                let keep_positions = source.checkpoints_positions();
                 if splits.len() > usize::from(u16::MAX) {
                     return Err(EngineError::InvalidPipeline(format!(
                         "source '{name}' has too many splits"
@@ -451,6 +475,7 @@ impl Pipeline {
                         strategy: strategy.clone(),
                         restored,
                         bounded,
+                        keep_positions,
                     };
                     b.spawn(stage, sub, &name, true, true, move |env| {
                         Box::pin(run_source_task(spec, chain, env))
@@ -488,6 +513,9 @@ impl Pipeline {
             ));
         }
         let mut g = self.graph.borrow_mut();
+        if let Some(e) = g.definition_error.take() {
+            return Err(EngineError::InvalidPipeline(e));
+        }
         if g.terminals.is_empty() {
             return Err(EngineError::InvalidPipeline(
                 "the pipeline has no sink".into(),
@@ -524,6 +552,7 @@ impl Pipeline {
             dead_letter_tx: g.dead_letter_tx.take(),
             sides: std::mem::take(&mut g.sides),
             names: std::mem::take(&mut g.names),
+            groupers: std::mem::take(&mut g.groupers),
         };
         let terminals = std::mem::take(&mut g.terminals);
         let durable = g.durable.clone();

@@ -91,7 +91,14 @@ impl<T: Send + 'static> DataStream<T> {
         name: &str,
         mut make: impl FnMut(&mut BuildCtx, OperatorId, usize) -> O + 'static,
     ) -> DataStream<O::Out> {
-        let id = self.graph.borrow_mut().next_operator(name);
+        let id = {
+            let mut g = self.graph.borrow_mut();
+            let id = g.next_operator(name);
+            if let Some(grouper) = g.pending_grouper.take() {
+                g.groupers.insert(id, grouper);
+            }
+            id
+        };
         let name: Arc<str> = name.into();
         let par = self.parallelism;
         let up = self.connect;
@@ -209,7 +216,7 @@ impl<T: Send + 'static> DataStream<T> {
     pub fn key_by<K: Key>(self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
         let par = self.graph.borrow().config.parallelism;
         self.graph.borrow_mut().hash_keyed = true;
-        KeyedStream::new(self, Arc::new(f), par, false)
+        KeyedStream::new(self, Arc::new(f), par, None)
     }
 
     /// Keys the stream by `f` when the source already partitioned it by that key
@@ -220,12 +227,24 @@ impl<T: Send + 'static> DataStream<T> {
     /// source's splits must report [`crate::SourceSplit::key_group`]; a record
     /// without a source partition (made by a window, say) fails under the error
     /// policy.
-    pub fn key_by_source_partition<K: Key>(
+    pub fn key_by_source_partition<K: Key + AsRef<[u8]>>(
         self,
         f: impl Fn(&T) -> K + Send + Sync + 'static,
     ) -> KeyedStream<K, T> {
-        let par = self.graph.borrow().config.parallelism;
-        KeyedStream::new(self, Arc::new(f), par, true)
+        let (par, partitioner) = {
+            let g = self.graph.borrow();
+            (g.config.parallelism, g.config.source_partitioner.clone())
+        };
+        let grouper: crate::state::key_group::KeyGroupFn<K> = match partitioner {
+            Some(p) => Arc::new(move |k: &K| crate::KeyGroup((p.0)(k.as_ref()))),
+            None => {
+                self.graph.borrow_mut().definition_error = Some(
+                    "key_by_source_partition needs PipelineConfig::source_partitioner (a Kafka job sets it)".into(),
+                );
+                Arc::new(|_: &K| crate::KeyGroup(0))
+            }
+        };
+        KeyedStream::new(self, Arc::new(f), par, Some(grouper))
     }
 
     /// Redistributes batches round-robin over `parallelism` new subtasks.

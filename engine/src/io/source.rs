@@ -65,6 +65,12 @@ pub trait Source<T>: Send + 'static {
     fn is_bounded(&self) -> bool {
         false
     }
+    /// Whether the checkpoint keeps the splits' positions (restored with
+    /// [`SourceSplit::restore`]); `false` for a source whose positions live
+    /// elsewhere (Kafka: the group's committed offsets).
+    fn checkpoints_positions(&self) -> bool {
+        true
+    }
     /// Creates all splits; they are assigned to source subtasks by index.
     fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<T>>>>;
 }

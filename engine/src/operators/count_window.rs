@@ -54,7 +54,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        let mut map = KeyGroupedMap::new(init.key_groups, init.max_parallelism);
+        let mut map = KeyGroupedMap::for_init(init);
         if let Some(s) = &init.restored {
             for bytes in s.key_groups.values() {
                 map.restore_group(bytes)?;

@@ -83,8 +83,8 @@ where
             "strom_late_records_dropped_total",
             "operator" => init.name.to_string()
         ));
-        let mut left = KeyGroupedMap::new(init.key_groups, init.max_parallelism);
-        let mut right = KeyGroupedMap::new(init.key_groups, init.max_parallelism);
+        let mut left = KeyGroupedMap::for_init(init);
+        let mut right = KeyGroupedMap::for_init(init);
         if let Some(s) = &init.restored {
             for bytes in s.key_groups.values() {
                 let (l, r) = decode_exact::<(Vec<u8>, Vec<u8>)>(bytes)?;

@@ -49,6 +49,9 @@ pub struct OperatorInit {
     pub key_groups: KeyGroupRange,
     /// State restored from a checkpoint, if the job was restored.
     pub restored: Option<OperatorState>,
+    /// The keyed stream's key-to-key-group function (a `KeyGroupFn<K>`), when key
+    /// groups are source partitions rather than key hashes.
+    pub(crate) grouper: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl OperatorInit {
@@ -70,7 +73,16 @@ impl OperatorInit {
             max_parallelism,
             key_groups,
             restored,
+            grouper: None,
         }
+    }
+
+    /// How this keyed operator maps keys of type `K` to key groups (`None`: by hash).
+    pub fn grouper<K: 'static>(&self) -> Option<crate::state::key_group::KeyGroupFn<K>> {
+        self.grouper
+            .as_ref()
+            .and_then(|g| g.downcast_ref::<crate::state::key_group::KeyGroupFn<K>>())
+            .cloned()
     }
 }
 

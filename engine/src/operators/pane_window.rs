@@ -46,7 +46,7 @@ use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::{NO_TIMESTAMP, Record};
-use crate::state::codec::{StateCodec, decode_exact, encode_to_vec};
+use crate::state::codec::{StateCodec, decode_exact};
 use crate::state::key_group::{FastMap, KeyGroup};
 use crate::state::keyed::{Key, KeyGroupedMap};
 use crate::time::window::{Panes, TimeDomain, TimeWindow};
@@ -60,6 +60,7 @@ pub(crate) const FIRE_BUDGET: usize = 64 * 1024;
 
 /// One window result: the key, the window and the aggregated value.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Windowed<K, V> {
     /// The key.
     pub key: K,
@@ -79,6 +80,10 @@ pub struct PaneWindowOperator<K, T, A: AggregateFunction<T>> {
     panes: BTreeMap<i64, KeyGroupedMap<K, A::Acc>>,
     /// Every window with `end <= fired_until` has fired.
     fired_until: i64,
+    /// Key groups restored with a later `fired_until` than this subtask's (state of
+    /// a source partition that another process had advanced further): their
+    /// windows up to that end fired there already.
+    kg_fired: BTreeMap<u16, i64>,
     progress: i64,
     /// `advance` stopped after [`FIRE_BUDGET`] results; more windows are due.
     pending: bool,
@@ -111,6 +116,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             lateness: lateness.max(0),
             panes: BTreeMap::new(),
             fired_until: i64::MIN,
+            kg_fired: BTreeMap::new(),
             progress: i64::MIN,
             pending: false,
             early_every: None,
@@ -123,7 +129,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
 
     fn new_pane(&self) -> KeyGroupedMap<K, A::Acc> {
         match &self.init {
-            Some(i) => KeyGroupedMap::new(i.key_groups, i.max_parallelism),
+            Some(i) => KeyGroupedMap::for_init(i),
             None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
         }
     }
@@ -149,11 +155,15 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         };
         let ts = window.max_timestamp();
         let mut range = self.panes.range(end - self.geo.size + 1..=end);
+        let fired_elsewhere = |kg: KeyGroup| self.kg_fired.get(&kg.0).is_some_and(|f| end <= *f);
         if self.geo.pane == self.geo.size {
             let mut n = 0;
             if let Some((_, pane)) = range.next() {
-                n = pane.len();
-                for (k, acc) in pane.iter() {
+                for (kg, k, acc) in pane.iter_with_groups() {
+                    if fired_elsewhere(kg) {
+                        continue;
+                    }
+                    n += 1;
                     let value = self.agg.result(acc);
                     out.emit(Record::new(
                         Windowed {
@@ -169,7 +179,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         }
         let mut merged: FastMap<&K, A::Acc> = FastMap::default();
         for (_, pane) in range {
-            for (k, acc) in pane.iter() {
+            for (kg, k, acc) in pane.iter_with_groups() {
+                if fired_elsewhere(kg) {
+                    continue;
+                }
                 match merged.get_mut(k) {
                     Some(m) => self.agg.merge(m, acc),
                     None => {
@@ -234,6 +247,8 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         // Every window end <= limit has now fired.
         let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
         self.fired_until = self.fired_until.max(limit - r);
+        let fired_until = self.fired_until;
+        self.kg_fired.retain(|_, f| *f > fired_until);
         // Drop panes whose last window is past the allowed lateness.
         while let Some((&end, _)) = self.panes.first_key_value() {
             let last = self.geo.last_window_end_for_pane(end);
@@ -265,14 +280,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         let key = (self.key_fn)(&r.value);
         // Pre-size new panes like the newest one to avoid rehashing while they fill.
         let hint = self.panes.last_key_value().map_or(0, |(_, p)| p.len());
-        let (range, max) = self
+        let (range, max, grouper) = self
             .init
             .as_ref()
-            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1), |i| {
-                (i.key_groups, i.max_parallelism)
+            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1, None), |i| {
+                (i.key_groups, i.max_parallelism, i.grouper::<K>())
             });
         let pane = self.panes.entry(pane_end).or_insert_with(|| {
-            let mut p = KeyGroupedMap::new(range, max);
+            let mut p = KeyGroupedMap::with_grouper(range, max, grouper);
             p.reserve_total(hint);
             p
         });
@@ -366,8 +381,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         ));
         self.init = Some(init.clone());
         if let Some(state) = &init.restored {
-            for bytes in state.key_groups.values() {
-                for (end, group) in decode_exact::<Vec<(i64, Vec<u8>)>>(bytes)? {
+            let mut fired: BTreeMap<u16, i64> = BTreeMap::new();
+            for (kg, bytes) in &state.key_groups {
+                let (f, panes) = decode_exact::<(i64, Vec<(i64, Vec<u8>)>)>(bytes)?;
+                fired.insert(*kg, f);
+                for (end, group) in panes {
                     if !self.panes.contains_key(&end) {
                         let p = self.new_pane();
                         self.panes.insert(end, p);
@@ -377,13 +395,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
                     }
                 }
             }
-            let fired = state
-                .entries
-                .values()
-                .filter_map(|b| decode_exact::<i64>(b).ok())
-                .min();
-            if let Some(f) = fired {
-                self.fired_until = f;
+            // Key groups may come from processes that had fired windows up to
+            // different ends: fire from the earliest, skipping per key group what
+            // fired already.
+            if let Some(min) = fired.values().copied().min() {
+                self.fired_until = min;
+                self.kg_fired = fired.into_iter().filter(|(_, f)| *f > min).collect();
             }
         }
         Ok(())
@@ -452,16 +469,17 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
                 per_group.entry(kg).or_default().push((*end, bytes));
             }
         }
+        // Per key group: the end up to which its windows fired, and its panes.
         let mut state = OperatorState::default();
         for (kg, v) in per_group {
+            let fired = self
+                .kg_fired
+                .get(&kg)
+                .map_or(self.fired_until, |f| (*f).max(self.fired_until));
             let mut buf = Vec::new();
-            v.encode(&mut buf);
+            (fired, v).encode(&mut buf);
             state.key_groups.insert(kg, buf);
         }
-        let subtask = self.init.as_ref().map_or(0, |i| i.subtask as u32);
-        state
-            .entries
-            .insert(subtask, encode_to_vec(&self.fired_until));
         Ok(state)
     }
 

@@ -263,6 +263,8 @@ pub struct ProcessOperator<K, T, F> {
     timers: Timers<K>,
     sides: SideOutputs,
     max_parallelism: u16,
+    /// Key groups from the source partitioner (else key hashes).
+    grouper: Option<crate::state::key_group::KeyGroupFn<K>>,
 }
 
 impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> ProcessOperator<K, T, F> {
@@ -277,6 +279,7 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> ProcessOperator<K
             },
             sides,
             max_parallelism: 128,
+            grouper: None,
         }
     }
 
@@ -311,7 +314,8 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
         self.max_parallelism = init.max_parallelism;
-        let mut store = KeyedStateStore::new(init.key_groups, init.max_parallelism);
+        self.grouper = init.grouper::<K>();
+        let mut store = KeyedStateStore::for_init(init);
         self.f.open(&mut store.registry())?;
         if let Some(s) = &init.restored {
             for bytes in s.key_groups.values() {
@@ -374,10 +378,16 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
                 groups.entry(kg).or_default().0 = b;
             }
         }
-        for (kg, b) in self.timers.event.snapshot(self.max_parallelism) {
+        let grouper = self.grouper.clone();
+        let max = self.max_parallelism;
+        let group = |k: &K| match &grouper {
+            Some(g) => g(k).0,
+            None => crate::state::key_group::key_group_of(k, max).0,
+        };
+        for (kg, b) in self.timers.event.snapshot_by(group) {
             groups.entry(kg).or_default().1 = b;
         }
-        for (kg, b) in self.timers.processing.snapshot(self.max_parallelism) {
+        for (kg, b) in self.timers.processing.snapshot_by(group) {
             groups.entry(kg).or_default().2 = b;
         }
         Ok(OperatorState {

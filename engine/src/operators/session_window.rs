@@ -218,8 +218,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
             "strom_late_records_dropped_total",
             "operator" => init.name.to_string()
         ));
-        let mut map: KeyGroupedMap<K, Vec<Session<A::Acc>>> =
-            KeyGroupedMap::new(init.key_groups, init.max_parallelism);
+        let mut map: KeyGroupedMap<K, Vec<Session<A::Acc>>> = KeyGroupedMap::for_init(init);
         if let Some(state) = &init.restored {
             for bytes in state.key_groups.values() {
                 map.restore_group(bytes)?;

@@ -195,7 +195,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
 
     fn new_map<V>(&self) -> KeyGroupedMap<K, V> {
         match &self.init {
-            Some(i) => KeyGroupedMap::new(i.key_groups, i.max_parallelism),
+            Some(i) => KeyGroupedMap::for_init(i),
             None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
         }
     }
@@ -218,11 +218,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         // Behind the watermark but in windows not fired yet, with a running aggregate
         // that already includes this pane: update both.
         let late_key = (self.invertible && pane_end <= self.included_upto).then(|| key.clone());
-        let (range, max) = self
+        let (range, max, grouper) = self
             .init
             .as_ref()
-            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1), |i| {
-                (i.key_groups, i.max_parallelism)
+            .map_or((crate::KeyGroupRange { start: 0, end: 1 }, 1, None), |i| {
+                (i.key_groups, i.max_parallelism, i.grouper::<K>())
             });
         let hint = self.last_pane_len;
         let target = if late_key.is_some() {
@@ -231,7 +231,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
             &mut self.open
         };
         let pane = target.entry(pane_end).or_insert_with(|| {
-            let mut m = KeyGroupedMap::new(range, max);
+            let mut m = KeyGroupedMap::with_grouper(range, max, grouper);
             m.reserve_total(hint);
             m
         });

@@ -27,8 +27,12 @@ pub(crate) enum Partitioner<T> {
         hash: KeyHashFn<T>,
         max_parallelism: u16,
     },
-    /// By the record's source partition, which is its key group.
-    SourcePartition { max_parallelism: u16 },
+    /// By the key group of the key's source partition (which must be the
+    /// partition the record came from).
+    SourcePartition {
+        group: Arc<dyn Fn(&T) -> KeyGroup + Send + Sync>,
+        max_parallelism: u16,
+    },
 }
 
 impl<T> Clone for Partitioner<T> {
@@ -43,7 +47,11 @@ impl<T> Clone for Partitioner<T> {
                 hash: hash.clone(),
                 max_parallelism: *max_parallelism,
             },
-            Partitioner::SourcePartition { max_parallelism } => Partitioner::SourcePartition {
+            Partitioner::SourcePartition {
+                group,
+                max_parallelism,
+            } => Partitioner::SourcePartition {
+                group: group.clone(),
                 max_parallelism: *max_parallelism,
             },
         }
@@ -80,25 +88,35 @@ impl<T: Send + 'static> ChannelEmitter<T> {
 
     pub(crate) fn push(&mut self, r: Record<T>, ctx: &mut TaskCtx) -> Result<()> {
         let t = match &self.part {
-            Partitioner::SourcePartition { max_parallelism } => {
+            Partitioner::SourcePartition {
+                group,
+                max_parallelism,
+            } => {
                 let max = *max_parallelism;
-                match r.position.split().filter(|kg| *kg < max) {
-                    Some(kg) => subtask_for_key_group(KeyGroup(kg), self.outlets.len(), max),
-                    None => {
-                        let message = match r.position.split() {
-                            Some(kg) => format!(
-                                "key_by_source_partition: source partition {kg} is not below max_parallelism {max} (raise PipelineConfig::max_parallelism to the partition count)"
-                            ),
-                            None => "key_by_source_partition: the record has no source partition (it was not read from a partitioned source)".to_string(),
-                        };
-                        return ctx.record_failed(
-                            "key_by_source_partition",
-                            r.position,
-                            r.timestamp,
-                            message,
-                        );
+                let kg = group(&r.value);
+                let failure = if kg.0 >= max {
+                    Some(format!(
+                        "key_by_source_partition: partition {} is not below max_parallelism {max} (raise PipelineConfig::max_parallelism to the partition count)",
+                        kg.0
+                    ))
+                } else {
+                    match r.position.split() {
+                        Some(split) if split != kg.0 => Some(format!(
+                            "key_by_source_partition: the key belongs to partition {} but the record came from partition {split}: key by the record's Kafka key (written with the default partitioner), or use key_by",
+                            kg.0
+                        )),
+                        _ => None,
                     }
+                };
+                if let Some(message) = failure {
+                    return ctx.record_failed(
+                        "key_by_source_partition",
+                        r.position,
+                        r.timestamp,
+                        message,
+                    );
                 }
+                subtask_for_key_group(kg, self.outlets.len(), max)
             }
             _ => self.target(&r.value),
         };

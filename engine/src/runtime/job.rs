@@ -58,6 +58,25 @@ enum Command {
     Abort,
 }
 
+/// Stops or checkpoints a running job from anywhere (a clone of the job's command
+/// channel), while another task waits on its [`JobHandle`].
+#[derive(Clone)]
+pub struct JobController {
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl JobController {
+    /// See [`JobHandle::stop`].
+    pub fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    /// See [`JobHandle::abort`].
+    pub fn abort(&self) {
+        let _ = self.commands.send(Command::Abort);
+    }
+}
+
 /// A running job.
 pub struct JobHandle {
     commands: mpsc::UnboundedSender<Command>,
@@ -97,6 +116,13 @@ impl JobHandle {
     /// crash would); [`JobHandle::wait`] then returns [`EngineError::Cancelled`].
     pub fn abort(&self) {
         let _ = self.commands.send(Command::Abort);
+    }
+
+    /// A controller that stops or aborts this job while [`JobHandle::wait`] runs.
+    pub fn controller(&self) -> JobController {
+        JobController {
+            commands: self.commands.clone(),
+        }
     }
 
     /// The newest completed checkpoints, kept in memory.
@@ -427,6 +453,17 @@ impl Coordinator {
                             return Ok(self.result(stopped));
                         }
                         self.advance_stop();
+                    }
+                    Some(JobEvent::Failed(task, EngineError::ChannelClosed(what)))
+                        if self.stop == StopState::ShuttingDown =>
+                    {
+                        // Shutting down after the final checkpoint: a peer that
+                        // already ended closed this task's channel. Nothing is lost.
+                        tracing::debug!(stage = task.stage, subtask = task.subtask, what, "task ended by a closed channel during shutdown");
+                        running -= 1;
+                        if running == 0 {
+                            return Ok(self.result(true));
+                        }
                     }
                     Some(JobEvent::Failed(task, e)) => {
                         tracing::error!(stage = task.stage, subtask = task.subtask, error = %e, "job failed");

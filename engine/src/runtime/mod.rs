@@ -42,4 +42,4 @@ pub(crate) mod job;
 pub(crate) mod node;
 pub(crate) mod task;
 
-pub use job::{JobHandle, JobResult};
+pub use job::{JobController, JobHandle, JobResult};

@@ -252,6 +252,8 @@ pub(crate) struct SourceTask<T> {
     pub(crate) strategy: WatermarkStrategy<T>,
     pub(crate) restored: Option<OperatorState>,
     pub(crate) bounded: bool,
+    /// Whether positions go into checkpoints.
+    pub(crate) keep_positions: bool,
 }
 
 /// Splits -> timestamps and watermarks -> chain.
@@ -267,6 +269,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         strategy,
         restored,
         bounded,
+        keep_positions,
     } = spec;
     let now = Instant::now();
     let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
@@ -344,16 +347,20 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         if let Some(b) = trigger {
             let mut state = OperatorState::default();
             for s in &mut slots {
-                state
-                    .entries
-                    .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
+                if keep_positions {
+                    state
+                        .entries
+                        .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
+                }
                 s.split.checkpoint(b.id).map_err(|e| EngineError::Source {
                     source_name: name.to_string(),
                     split: usize::from(s.index),
                     cause: Box::new(e),
                 })?;
             }
-            env.ctx.snapshot.push((operator, state));
+            if !state.is_empty() {
+                env.ctx.snapshot.push((operator, state));
+            }
             chain.on_barrier(b, &mut env.ctx)?;
             env.ctx.flush_deferred().await?;
             env.ack(b.id);
@@ -471,7 +478,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         env.ctx.flush_deferred().await?;
     }
     let mut end_state = OperatorState::default();
-    for s in &slots {
+    for s in slots.iter().filter(|_| keep_positions) {
         end_state
             .entries
             .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
@@ -547,9 +554,12 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                 GateEvent::Watermark(_) | GateEvent::Idle(_) => {}
                 GateEvent::Barrier(b) => {
                     let state = sink.pre_commit(b.id).await.map_err(err)?;
-                    let mut s = OperatorState::default();
-                    s.entries.insert(subtask as u32, state);
-                    env.ctx.snapshot.push((operator, s));
+                    // A sink with nothing to finish on restore stores nothing.
+                    if !state.is_empty() {
+                        let mut s = OperatorState::default();
+                        s.entries.insert(subtask as u32, state);
+                        env.ctx.snapshot.push((operator, s));
+                    }
                     env.ack(b.id);
                 }
                 GateEvent::End => {

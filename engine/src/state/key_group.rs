@@ -62,6 +62,23 @@ impl KeyGroupRange {
     }
 }
 
+/// Maps a key to its key group when key groups are not key hashes (keys
+/// partitioned at the source: the key group is the key's source partition).
+pub type KeyGroupFn<K> = std::sync::Arc<dyn Fn(&K) -> KeyGroup + Send + Sync>;
+
+/// How the source partitioned its records by key: the partition of a key's bytes
+/// (for Kafka, the default partitioner: murmur2 of the key modulo the partition
+/// count). Set with [`crate::PipelineConfig::source_partitioner`]; used by
+/// [`crate::DataStream::key_by_source_partition`].
+#[derive(Clone)]
+pub struct SourcePartitioner(pub std::sync::Arc<dyn Fn(&[u8]) -> u16 + Send + Sync>);
+
+impl std::fmt::Debug for SourcePartitioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourcePartitioner")
+    }
+}
+
 /// The subtask that owns key group `kg`.
 #[inline]
 pub fn subtask_for_key_group(kg: KeyGroup, parallelism: usize, max_parallelism: u16) -> usize {

@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 
 use crate::error::Result;
 use crate::state::codec::StateCodec;
-use crate::state::key_group::{FastMap, KeyGroup, KeyGroupRange, key_group_of};
+use crate::state::key_group::{FastMap, KeyGroup, KeyGroupFn, KeyGroupRange, key_group_of};
 
 /// Bounds every key type satisfies: hashable, comparable, cloneable and serializable.
 pub trait Key: Hash + Eq + Clone + Send + Sync + StateCodec + 'static {}
@@ -27,11 +27,21 @@ pub trait StateValue: Clone + Send + StateCodec + 'static {}
 impl<T: Clone + Send + StateCodec + 'static> StateValue for T {}
 
 /// A map from key to value, split into one hash map per owned key group.
-#[derive(Debug)]
 pub struct KeyGroupedMap<K, V> {
     range: KeyGroupRange,
     max_parallelism: u16,
     groups: Vec<FastMap<K, V>>,
+    /// Key groups from a source partitioner instead of key hashes.
+    grouper: Option<KeyGroupFn<K>>,
+}
+
+impl<K, V> std::fmt::Debug for KeyGroupedMap<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyGroupedMap")
+            .field("range", &self.range)
+            .field("groups", &self.groups.len())
+            .finish()
+    }
 }
 
 impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
@@ -44,13 +54,38 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
             range,
             max_parallelism,
             groups,
+            grouper: None,
         }
+    }
+
+    /// An empty map whose key groups come from `grouper` (hashes when `None`).
+    pub fn with_grouper(
+        range: KeyGroupRange,
+        max_parallelism: u16,
+        grouper: Option<KeyGroupFn<K>>,
+    ) -> Self {
+        KeyGroupedMap {
+            grouper,
+            ..Self::new(range, max_parallelism)
+        }
+    }
+
+    /// An empty map for the key groups an operator subtask owns, grouping keys as
+    /// its keyed stream does.
+    pub fn for_init(init: &crate::OperatorInit) -> Self
+    where
+        K: 'static,
+    {
+        Self::with_grouper(init.key_groups, init.max_parallelism, init.grouper::<K>())
     }
 
     /// The key group of `key`.
     #[inline]
     pub fn key_group(&self, key: &K) -> KeyGroup {
-        key_group_of(key, self.max_parallelism)
+        match &self.grouper {
+            Some(g) => g(key),
+            None => key_group_of(key, self.max_parallelism),
+        }
     }
 
     #[inline]
@@ -103,6 +138,15 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// All entries.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.groups.iter().flat_map(|g| g.iter())
+    }
+
+    /// All entries with their key group.
+    pub fn iter_with_groups(&self) -> impl Iterator<Item = (KeyGroup, &K, &V)> {
+        let start = self.range.start;
+        self.groups.iter().enumerate().flat_map(move |(i, g)| {
+            g.iter()
+                .map(move |(k, v)| (KeyGroup(start + i as u16), k, v))
+        })
     }
 
     /// All entries, mutably.
@@ -264,9 +308,12 @@ impl<K: Key> StateRegistry<'_, K> {
     fn add<V: StateValue>(&mut self) -> usize {
         let range = self.store.range;
         let max = self.store.max_parallelism;
+        let grouper = self.store.grouper.clone();
         self.store
             .tables
-            .push(Box::new(KeyGroupedMap::<K, V>::new(range, max)));
+            .push(Box::new(KeyGroupedMap::<K, V>::with_grouper(
+                range, max, grouper,
+            )));
         self.store.tables.len() - 1
     }
     /// Declares a [`ValueState`].
@@ -297,6 +344,7 @@ pub struct KeyedStateStore<K> {
     range: KeyGroupRange,
     max_parallelism: u16,
     tables: Vec<Box<dyn StateTable<K>>>,
+    grouper: Option<KeyGroupFn<K>>,
 }
 
 impl<K: Key> KeyedStateStore<K> {
@@ -306,6 +354,15 @@ impl<K: Key> KeyedStateStore<K> {
             range,
             max_parallelism,
             tables: Vec::new(),
+            grouper: None,
+        }
+    }
+
+    /// An empty store for an operator subtask, grouping keys as its keyed stream does.
+    pub fn for_init(init: &crate::OperatorInit) -> Self {
+        KeyedStateStore {
+            grouper: init.grouper::<K>(),
+            ..Self::new(init.key_groups, init.max_parallelism)
         }
     }
 

@@ -66,14 +66,17 @@ impl<K: Key> TimerQueue<K> {
         self.by_time.is_empty()
     }
 
-    /// One byte string per key group.
+    /// One byte string per key group (groups by key hash).
     pub fn snapshot(&self, max_parallelism: u16) -> BTreeMap<u16, Vec<u8>> {
+        self.snapshot_by(|k| key_group_of(k, max_parallelism).0)
+    }
+
+    /// One byte string per key group, `group` naming each key's.
+    pub fn snapshot_by(&self, group: impl Fn(&K) -> u16) -> BTreeMap<u16, Vec<u8>> {
         let mut per: BTreeMap<u16, Vec<(i64, K)>> = BTreeMap::new();
         for (t, keys) in &self.by_time {
             for k in keys {
-                per.entry(key_group_of(k, max_parallelism).0)
-                    .or_default()
-                    .push((*t, k.clone()));
+                per.entry(group(k)).or_default().push((*t, k.clone()));
             }
         }
         per.into_iter()

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 /// A time window `[start, end)` in milliseconds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TimeWindow {
     /// Inclusive start.
     pub start: i64,
