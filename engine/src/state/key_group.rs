@@ -71,7 +71,10 @@ pub type KeyGroupFn<K> = std::sync::Arc<dyn Fn(&K) -> KeyGroup + Send + Sync>;
 /// count). Set with [`crate::PipelineConfig::source_partitioner`]; used by
 /// [`crate::DataStream::key_by_source_partition`].
 #[derive(Clone)]
-pub struct SourcePartitioner(pub std::sync::Arc<dyn Fn(&[u8]) -> u16 + Send + Sync>);
+pub struct SourcePartitioner(pub PartitionOf);
+
+/// The partition of a key's bytes.
+pub type PartitionOf = std::sync::Arc<dyn Fn(&[u8]) -> u16 + Send + Sync>;
 
 impl std::fmt::Debug for SourcePartitioner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
