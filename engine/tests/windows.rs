@@ -464,3 +464,29 @@ async fn a_sliding_window_that_fired_in_one_process_does_not_fire_again_after_a_
         "a's windows ending 10 and 20 fired in X already"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_partition_without_new_records_keeps_its_watermark() {
+    let ev = |k: &str, t: i64| (k.to_string(), t);
+    let tumbling = || Windows::tumbling(Duration::from_millis(10));
+    let (_, cp) = partitioned_run(
+        tumbling(),
+        vec![
+            vec![vec![ev("a", 1), ev("a", 12)]],
+            vec![vec![ev("b", 3), ev("b", 22)]],
+        ],
+        &[0, 1],
+        None,
+    )
+    .await;
+    // After the restart partition 1 has nothing new; its watermark (21) still
+    // counts, so "a"'s window [10,20) fires once partition 0 moves past it.
+    let (out, _) = partitioned_run(
+        tumbling(),
+        vec![vec![vec![ev("a", 25)]], vec![]],
+        &[0, 1],
+        cp,
+    )
+    .await;
+    assert_eq!(out, vec![("a".into(), 10, 1)]);
+}

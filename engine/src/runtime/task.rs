@@ -285,12 +285,23 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                 cause: Box::new(e),
             })?;
         }
+        let partitioned = split.key_group().is_some();
         let stamp = split.key_group().unwrap_or(index);
         slots.push(SplitSlot {
             index,
             stamp,
             split,
-            wm: SplitWatermark::new(strategy.out_of_orderness_ms),
+            wm: {
+                // A partition's watermark survives a restart, so a partition with
+                // nothing new does not hold every window back.
+                let mut wm = SplitWatermark::new(strategy.out_of_orderness_ms);
+                if let Some(bytes) = restored.as_ref().and_then(|s| s.key_groups.get(&stamp)) {
+                    if partitioned {
+                        wm.observe(decode_exact::<i64>(bytes)?);
+                    }
+                }
+                wm
+            },
             last_active: now,
             idle: false,
             ended: false,
@@ -300,6 +311,18 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     let batch = env.ctx.batch_size;
     let ts_fn = strategy.timestamp.clone();
     chain.open(&mut env.ctx)?;
+    if strategy.watermarks {
+        let restored: Vec<(usize, i64)> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.wm.max_timestamp() != NO_TIMESTAMP)
+            .map(|(i, s)| (i, s.wm.current()))
+            .collect();
+        for (i, wm) in restored {
+            let o = valve.watermark(i, wm);
+            apply_valve(o, &mut chain, &mut env.ctx).await?;
+        }
+    }
     if slots.is_empty() {
         // A task without splits must not hold back the watermark downstream; a
         // bounded source will never get splits, so its task simply ends.
@@ -347,6 +370,11 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         if let Some(b) = trigger {
             let mut state = OperatorState::default();
             for s in &mut slots {
+                if s.split.key_group().is_some() && s.wm.max_timestamp() != NO_TIMESTAMP {
+                    state
+                        .key_groups
+                        .insert(s.stamp, encode_to_vec(&s.wm.max_timestamp()));
+                }
                 if keep_positions {
                     state
                         .entries

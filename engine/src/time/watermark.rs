@@ -108,6 +108,10 @@ impl SplitWatermark {
             self.max_ts = ts;
         }
     }
+    /// The largest timestamp seen (what a checkpoint keeps).
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_ts
+    }
     pub(crate) fn current(&self) -> i64 {
         if self.max_ts == NO_TIMESTAMP {
             NO_TIMESTAMP
