@@ -187,7 +187,13 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
                     let _ = events.send(JobEvent::Finished(id));
                 }
                 Err(e) => {
-                    tracing::warn!(task = %name, error = %e, "task failed");
+                    // A closed channel follows another task's end or failure, which
+                    // the coordinator reports.
+                    if matches!(e, EngineError::ChannelClosed(_)) {
+                        tracing::debug!(task = %name, error = %e, "task ended");
+                    } else {
+                        tracing::warn!(task = %name, error = %e, "task failed");
+                    }
                     let _ = events.send(JobEvent::Failed(id, e));
                 }
             }

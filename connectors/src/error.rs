@@ -1,0 +1,91 @@
+//! The connectors' error type, and how Kafka client errors become engine errors
+//! that keep their cause and say whether to retry, roll back or fail.
+
+use engine::{EngineError, ErrorClass};
+use kafka_wire::ErrorCode;
+
+/// What can go wrong while setting up or running a connector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectorError {
+    /// A setting is missing or invalid.
+    #[error("config {key}: {message}")]
+    Config {
+        /// The property (or builder option) concerned.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The Kafka client failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: kafka_wire::Error,
+    },
+    /// The pipeline failed.
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    /// The pipeline cannot run the way it was asked to (e.g. a second process of
+    /// a pipeline whose state is not partitioned like its input).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ConnectorError {
+    /// A Kafka client error with what was being done.
+    pub fn kafka(context: impl Into<String>, source: kafka_wire::Error) -> ConnectorError {
+        ConnectorError::Kafka {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// How the job gets past a Kafka client error met while running.
+///
+/// | error | class |
+/// |---|---|
+/// | authorization, unsupported version, invalid config or topic | fatal |
+/// | fenced producer, failed or abortable transaction, bad fetched data | rollback |
+/// | lost connection, timeout, retriable broker code | retriable |
+pub fn classify(error: &kafka_wire::Error) -> ErrorClass {
+    use kafka_wire::Error as E;
+    if let Some(code) = error.code() {
+        if matches!(
+            code,
+            ErrorCode::TopicAuthorizationFailed
+                | ErrorCode::GroupAuthorizationFailed
+                | ErrorCode::ClusterAuthorizationFailed
+                | ErrorCode::TransactionalIdAuthorizationFailed
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::InvalidConfig
+                | ErrorCode::InvalidTopicException
+                | ErrorCode::UnsupportedForMessageFormat
+                | ErrorCode::InvalidTransactionTimeout
+        ) {
+            return ErrorClass::Fatal;
+        }
+    }
+    match error {
+        E::Config { .. } | E::NoCommonVersion { .. } | E::UnknownApiKey(_) => ErrorClass::Fatal,
+        E::Fenced { .. }
+        | E::TransactionAbortable { .. }
+        | E::TransactionFatal { .. }
+        | E::InvalidTransactionState { .. }
+        | E::CrcMismatch { .. }
+        | E::CorruptRecords(_) => ErrorClass::Rollback,
+        e if e.is_retriable() => ErrorClass::Retriable,
+        // Non-retriable broker codes and decode failures of an answer: the work of
+        // the checkpoint cannot be trusted to have happened.
+        _ => ErrorClass::Rollback,
+    }
+}
+
+/// A Kafka client error as an engine error with its class.
+pub(crate) fn engine_error(context: impl Into<String>, error: kafka_wire::Error) -> EngineError {
+    let class = classify(&error);
+    EngineError::external(context, error, class)
+}

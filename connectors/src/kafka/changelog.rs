@@ -1,0 +1,638 @@
+//! Operator state in compacted changelog topics, written inside the checkpoint's
+//! transaction and read back on restore.
+//!
+//! One topic per stateful operator, `{application.id}-{uid}-changelog`, with as
+//! many partitions as the pipeline's widest input topic. A checkpoint writes only
+//! what changed since the last committed one, at key-group granularity: each key
+//! group's snapshot (and each non-keyed entry) is one item, split into chunks of
+//! at most [`CHUNK`] bytes; an item whose bytes did not change is not written, one
+//! that disappeared gets tombstones. Key group `g` goes to partition `g` when key
+//! groups are source partitions (`key_by_source_partition`), else to `g % N`;
+//! entries go to partition 0.
+//!
+//! ```text
+//! record key:   [1][b'k' | b'e'][id: u32 BE][chunk: u16 BE]      (version 1)
+//! record value: [1][chunks: u16 BE][payload]                      null: deleted
+//! ```
+//!
+//! Restore reads a partition from its start to its last stable offset with
+//! read_committed, keeps the newest value per key, and reassembles the items.
+//! The process keeps the state it committed last, so a restart inside the
+//! process (rebalance, rollback) reads from Kafka only the partitions it did not
+//! own before.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::{Checkpoint, CheckpointId, OperatorId, OperatorState};
+use kafka_wire::client::ProducerRecord;
+use kafka_wire::client::admin::{Admin, OffsetSpec};
+use kafka_wire::client::config::IsolationLevel;
+use kafka_wire::client::consumer::Consumer;
+
+use super::config::KafkaConfig;
+use super::topics;
+use crate::error::ConnectorError;
+
+/// Largest payload of one changelog record.
+pub(crate) const CHUNK: usize = 512 * 1024;
+const VERSION: u8 = 1;
+
+/// One item of an operator's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Item {
+    KeyGroup(u16),
+    Entry(u32),
+}
+
+impl Item {
+    fn tag(self) -> (u8, u32) {
+        match self {
+            Item::KeyGroup(g) => (b'k', u32::from(g)),
+            Item::Entry(e) => (b'e', e),
+        }
+    }
+}
+
+fn record_key(item: Item, chunk: u16) -> Bytes {
+    let (tag, id) = item.tag();
+    let mut k = Vec::with_capacity(8);
+    k.push(VERSION);
+    k.push(tag);
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(&chunk.to_be_bytes());
+    Bytes::from(k)
+}
+
+fn parse_key(key: &[u8]) -> Option<(Item, u16)> {
+    if key.len() != 8 || key[0] != VERSION {
+        return None;
+    }
+    let id = u32::from_be_bytes([key[2], key[3], key[4], key[5]]);
+    let chunk = u16::from_be_bytes([key[6], key[7]]);
+    let item = match key[1] {
+        b'k' => Item::KeyGroup(u16::try_from(id).ok()?),
+        b'e' => Item::Entry(id),
+        _ => return None,
+    };
+    Some((item, chunk))
+}
+
+/// The topic name of an operator uid's changelog (characters Kafka does not
+/// allow in names become `_`).
+pub(crate) fn topic_for(application_id: &str, uid: &str) -> String {
+    let clean: String = uid
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{application_id}-{clean}-changelog")
+}
+
+/// What the last committed checkpoint holds of one item.
+#[derive(Debug, Clone)]
+struct Written {
+    crc: u32,
+    chunks: u16,
+    bytes: Arc<Vec<u8>>,
+}
+
+/// Changes of one checkpoint, applied to the cache once its transaction committed.
+pub(crate) struct Pending {
+    put: Vec<(String, Item, Written)>,
+    removed: Vec<(String, Item)>,
+    /// Bytes written (for metrics).
+    pub bytes: usize,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Per operator uid and item: what is committed.
+    written: BTreeMap<String, BTreeMap<Item, Written>>,
+    /// Key groups whose state the cache holds (owned in the last incarnation).
+    owned: BTreeSet<u16>,
+    /// Changelog topics known to exist.
+    topics: BTreeSet<String>,
+}
+
+/// The changelogs of one pipeline in this process (see the module doc).
+pub(crate) struct Changelog {
+    config: KafkaConfig,
+    /// Partitions of every changelog topic.
+    partitions: i32,
+    /// Key groups are source partitions.
+    aligned: bool,
+    cache: Mutex<Cache>,
+}
+
+impl Changelog {
+    pub(crate) fn new(config: KafkaConfig, partitions: i32, aligned: bool) -> Changelog {
+        Changelog {
+            config,
+            partitions: partitions.max(1),
+            aligned,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// The changelog topic of operator `uid`.
+    pub(crate) fn topic(&self, uid: &str) -> String {
+        topic_for(self.config.application_id(), uid)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn partition_of(&self, item: Item) -> i32 {
+        match item {
+            Item::KeyGroup(g) if self.aligned => i32::from(g),
+            Item::KeyGroup(g) => i32::from(g) % self.partitions,
+            Item::Entry(_) => 0,
+        }
+    }
+
+    /// Whether this process owns `item` now (only owned items are written or
+    /// deleted: the others belong to other processes).
+    fn owns(owned: &BTreeSet<u16>, aligned: bool, item: Item) -> bool {
+        match item {
+            Item::KeyGroup(g) => !aligned || owned.contains(&g),
+            Item::Entry(_) => true,
+        }
+    }
+
+    /// The records that bring the changelogs from the last committed checkpoint to
+    /// `cp`, and the cache update to apply once they committed.
+    pub(crate) fn diff(&self, cp: &Checkpoint) -> (Vec<ProducerRecord>, Pending) {
+        let cache = self.lock();
+        let app = self.config.application_id();
+        let mut records = Vec::new();
+        let mut pending = Pending {
+            put: Vec::new(),
+            removed: Vec::new(),
+            bytes: 0,
+        };
+        let empty = BTreeMap::new();
+        let no_state = OperatorState::default();
+        // An operator whose state became empty is left out of the checkpoint: its
+        // items written before must go too.
+        for (op, uid) in &cp.uids {
+            let state = cp.operators.get(op).unwrap_or(&no_state);
+            if state.is_empty() && !cache.written.contains_key(uid) {
+                continue;
+            }
+            let topic = topic_for(app, uid);
+            let before = cache.written.get(uid).unwrap_or(&empty);
+            let items = state
+                .key_groups
+                .iter()
+                .map(|(g, b)| (Item::KeyGroup(*g), b))
+                .chain(state.entries.iter().map(|(e, b)| (Item::Entry(*e), b)));
+            let mut now = BTreeSet::new();
+            for (item, bytes) in items {
+                now.insert(item);
+                let crc = crc32c::crc32c(bytes);
+                let old = before.get(&item);
+                if old.is_some_and(|w| w.crc == crc && w.bytes.len() == bytes.len()) {
+                    continue;
+                }
+                let chunks: Vec<&[u8]> = if bytes.is_empty() {
+                    vec![&[][..]]
+                } else {
+                    bytes.chunks(CHUNK).collect()
+                };
+                let n = chunks.len().min(usize::from(u16::MAX)) as u16;
+                for (i, c) in chunks.iter().enumerate() {
+                    let mut v = Vec::with_capacity(3 + c.len());
+                    v.push(VERSION);
+                    v.extend_from_slice(&n.to_be_bytes());
+                    v.extend_from_slice(c);
+                    pending.bytes += v.len();
+                    records.push(self.record(&topic, item, i as u16, Some(Bytes::from(v))));
+                }
+                for i in n..old.map_or(0, |w| w.chunks) {
+                    records.push(self.record(&topic, item, i, None));
+                }
+                pending.put.push((
+                    uid.clone(),
+                    item,
+                    Written {
+                        crc,
+                        chunks: n,
+                        bytes: Arc::new(bytes.clone()),
+                    },
+                ));
+            }
+            for (item, w) in before {
+                if now.contains(item) || !Self::owns(&cache.owned, self.aligned, *item) {
+                    continue;
+                }
+                for i in 0..w.chunks {
+                    records.push(self.record(&topic, *item, i, None));
+                }
+                pending.removed.push((uid.clone(), *item));
+            }
+        }
+        (records, pending)
+    }
+
+    fn record(&self, topic: &str, item: Item, chunk: u16, value: Option<Bytes>) -> ProducerRecord {
+        ProducerRecord {
+            topic: topic.to_string(),
+            partition: Some(self.partition_of(item)),
+            key: Some(record_key(item, chunk)),
+            value,
+            ..Default::default()
+        }
+    }
+
+    /// Applies a committed checkpoint's changes to the cache.
+    pub(crate) fn committed(&self, pending: Pending) {
+        let mut cache = self.lock();
+        for (uid, item, w) in pending.put {
+            cache.written.entry(uid).or_default().insert(item, w);
+        }
+        for (uid, item) in pending.removed {
+            if let Some(m) = cache.written.get_mut(&uid) {
+                m.remove(&item);
+            }
+        }
+    }
+
+    /// Creates the changelog topics of `uids` that do not exist (compacted, with
+    /// this pipeline's partition count), and checks those that do.
+    pub(crate) async fn ensure_topics(
+        &self,
+        admin: &Admin,
+        uids: impl Iterator<Item = &String>,
+    ) -> Result<(), ConnectorError> {
+        let app = self.config.application_id().to_string();
+        let wanted: Vec<String> = {
+            let cache = self.lock();
+            uids.map(|u| topic_for(&app, u))
+                .filter(|t| !cache.topics.contains(t))
+                .collect()
+        };
+        for topic in wanted {
+            topics::ensure_compacted(admin, &self.config, &topic, self.partitions).await?;
+            self.lock().topics.insert(topic);
+        }
+        Ok(())
+    }
+
+    /// The committed state of the key groups `owned` (every key group when key
+    /// groups are not source partitions) for the operators `uids`, as a
+    /// checkpoint with id `id`: from the cache where this process owned them
+    /// before, else read from the changelogs. Sets the cache to exactly that.
+    pub(crate) async fn restore(
+        &self,
+        admin: &Admin,
+        uids: &BTreeMap<OperatorId, String>,
+        owned: &BTreeSet<u16>,
+        id: CheckpointId,
+    ) -> Result<(Checkpoint, Duration, usize), ConnectorError> {
+        let started = Instant::now();
+        let app = self.config.application_id().to_string();
+        let (cached_groups, mut written) = {
+            let cache = self.lock();
+            (cache.owned.clone(), cache.written.clone())
+        };
+        // Key groups this process no longer owns leave the cache; their state is
+        // another process's now.
+        for items in written.values_mut() {
+            items.retain(|item, _| Self::owns(owned, self.aligned, *item));
+        }
+        let missing: BTreeSet<u16> = if self.aligned {
+            owned.difference(&cached_groups).copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let first = cached_groups.is_empty() && written.is_empty();
+        let mut bytes_read = 0usize;
+        for uid in uids.values() {
+            let topic = topic_for(&app, uid);
+            if !topics::exists(admin, &topic).await? {
+                continue;
+            }
+            let partitions: Vec<i32> = if first {
+                (0..self.partitions).collect()
+            } else {
+                missing.iter().map(|g| i32::from(*g)).collect()
+            };
+            let partitions: Vec<i32> = if self.aligned {
+                let mut p: Vec<i32> = partitions
+                    .into_iter()
+                    .filter(|p| owned.contains(&(*p as u16)))
+                    .collect();
+                p.sort();
+                p.dedup();
+                p
+            } else {
+                partitions
+            };
+            if partitions.is_empty() {
+                continue;
+            }
+            let (items, read) = self.read(admin, &topic, &partitions).await?;
+            bytes_read += read;
+            let target = written.entry(uid.clone()).or_default();
+            for (item, bytes) in items {
+                if !Self::owns(owned, self.aligned, item) {
+                    continue;
+                }
+                // Entries already cached are this process's newer view.
+                if matches!(item, Item::Entry(_)) && target.contains_key(&item) {
+                    continue;
+                }
+                let chunks = bytes
+                    .len()
+                    .div_ceil(CHUNK)
+                    .max(1)
+                    .min(usize::from(u16::MAX)) as u16;
+                target.insert(
+                    item,
+                    Written {
+                        crc: crc32c::crc32c(&bytes),
+                        chunks,
+                        bytes: Arc::new(bytes),
+                    },
+                );
+            }
+        }
+        let mut cp = Checkpoint {
+            id,
+            ..Default::default()
+        };
+        for (n, (uid, items)) in written.iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let op = OperatorId(n as u32);
+            let mut state = OperatorState::default();
+            for (item, w) in items {
+                match item {
+                    Item::KeyGroup(g) => {
+                        state.key_groups.insert(*g, w.bytes.to_vec());
+                    }
+                    Item::Entry(e) => {
+                        state.entries.insert(*e, w.bytes.to_vec());
+                    }
+                }
+            }
+            cp.operators.insert(op, state);
+            cp.uids.insert(op, uid.clone());
+        }
+        let mut cache = self.lock();
+        cache.written = written;
+        cache.owned = owned.clone();
+        Ok((cp, started.elapsed(), bytes_read))
+    }
+
+    /// Every item of `partitions` of `topic`, read with read_committed up to the
+    /// last stable offset, newest value per key, chunks reassembled.
+    async fn read(
+        &self,
+        admin: &Admin,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<(BTreeMap<Item, Vec<u8>>, usize), ConnectorError> {
+        let ends = settled_ends(admin, topic, partitions).await?;
+        let starts = admin
+            .list_offsets(
+                topic,
+                partitions,
+                OffsetSpec::Earliest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .map_err(|e| ConnectorError::kafka(format!("start offsets of {topic}"), e))?;
+        let mut todo: BTreeMap<i32, (i64, i64)> = partitions
+            .iter()
+            .filter_map(|p| {
+                let end = ends.get(p)?.offset;
+                let start = starts.get(p).map_or(0, |o| o.offset.max(0));
+                (end > start).then_some((*p, (start, end)))
+            })
+            .collect();
+        let mut latest: HashMap<(Item, u16), Option<Bytes>> = HashMap::new();
+        let mut bytes_read = 0usize;
+        if !todo.is_empty() {
+            let config = self.config.consumer_config(&[
+                ("isolation.level", "read_committed".into()),
+                ("group.id", String::new()),
+                ("enable.auto.commit", "false".into()),
+                ("auto.offset.reset", "earliest".into()),
+            ])?;
+            let mut consumer = Consumer::new(config)
+                .await
+                .map_err(|e| ConnectorError::kafka("restore consumer", e))?;
+            consumer.assign(todo.keys().map(|p| (topic.to_string(), *p)));
+            for (p, (start, _)) in &todo {
+                consumer.seek(topic, *p, *start);
+            }
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !todo.is_empty() {
+                if Instant::now() > deadline {
+                    return Err(ConnectorError::Refused(format!(
+                        "restoring {topic}: partitions {:?} not read to their end within 300 s",
+                        todo.keys().collect::<Vec<_>>()
+                    )));
+                }
+                let batches = tokio::time::timeout(Duration::from_secs(1), consumer.poll_batches())
+                    .await
+                    .unwrap_or(Ok(Vec::new()))
+                    .map_err(|e| ConnectorError::kafka(format!("reading {topic}"), e))?;
+                for b in batches {
+                    let Some((_, end)) = todo.get(&b.partition).copied() else {
+                        continue;
+                    };
+                    for r in b.records {
+                        if r.offset >= end {
+                            break;
+                        }
+                        let Some(key) = r.key.as_deref().and_then(parse_key) else {
+                            continue;
+                        };
+                        bytes_read += r.value.as_ref().map_or(0, Bytes::len);
+                        latest.insert(key, r.value);
+                    }
+                    if b.next_offset >= end {
+                        todo.remove(&b.partition);
+                    }
+                }
+            }
+            consumer.close().await;
+        }
+        let mut parts: BTreeMap<Item, BTreeMap<u16, Bytes>> = BTreeMap::new();
+        for ((item, chunk), value) in latest {
+            if let Some(v) = value {
+                parts.entry(item).or_default().insert(chunk, v);
+            }
+        }
+        let mut items = BTreeMap::new();
+        for (item, chunks) in parts {
+            let Some(first) = chunks.get(&0) else {
+                continue;
+            };
+            if first.len() < 3 || first[0] != VERSION {
+                return Err(ConnectorError::Refused(format!(
+                    "{topic}: changelog record of {item:?} has an unknown format"
+                )));
+            }
+            let n = u16::from_be_bytes([first[1], first[2]]);
+            let mut bytes = Vec::new();
+            for i in 0..n {
+                let Some(c) = chunks.get(&i).filter(|c| c.len() >= 3) else {
+                    return Err(ConnectorError::Refused(format!(
+                        "{topic}: chunk {i} of {n} of {item:?} is missing"
+                    )));
+                };
+                bytes.extend_from_slice(&c[3..]);
+            }
+            items.insert(item, bytes);
+        }
+        Ok((items, bytes_read))
+    }
+}
+
+/// The end offsets of `partitions` once no transaction is open on them: the
+/// previous owner's last commit may still be writing its markers here (the
+/// offsets it committed are already stable), or its unfinished transaction may
+/// not be aborted yet. Only this process writes these partitions now, so the
+/// wait ends with the previous owner's transaction (at most its timeout).
+async fn settled_ends(
+    admin: &Admin,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, kafka_wire::client::admin::ListedOffset>, ConnectorError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let committed = admin
+            .list_offsets(
+                topic,
+                partitions,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .map_err(|e| ConnectorError::kafka(format!("end offsets of {topic}"), e))?;
+        let written = admin
+            .list_offsets(
+                topic,
+                partitions,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .map_err(|e| ConnectorError::kafka(format!("end offsets of {topic}"), e))?;
+        let open: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| committed.get(p).map(|o| o.offset) != written.get(p).map(|o| o.offset))
+            .collect();
+        if open.is_empty() {
+            return Ok(committed);
+        }
+        if Instant::now() > deadline {
+            return Err(ConnectorError::Refused(format!(
+                "restoring {topic}: partitions {open:?} still have an open transaction after 120 s"
+            )));
+        }
+        tracing::debug!(
+            topic,
+            ?open,
+            "waiting for an open transaction on the changelog to end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(groups: &[(u16, Vec<u8>)]) -> Checkpoint {
+        let mut state = OperatorState::default();
+        for (g, b) in groups {
+            state.key_groups.insert(*g, b.clone());
+        }
+        Checkpoint {
+            id: CheckpointId(1),
+            operators: [(OperatorId(3), state)].into(),
+            uids: [(OperatorId(3), "window".to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_changed_items_are_written_and_vanished_ones_get_tombstones() {
+        let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, false);
+        let (records, pending) = c.diff(&checkpoint(&[(1, vec![1; 10]), (6, vec![2; 10])]));
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].topic, "app-window-changelog");
+        assert_eq!(records[1].partition, Some(2), "key group 6 of 4 partitions");
+        c.committed(pending);
+        let (records, pending) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
+        assert_eq!(records.len(), 1, "group 1 unchanged, group 6 deleted");
+        assert_eq!(records[0].value, None);
+        assert_eq!(
+            parse_key(records[0].key.as_deref().unwrap()),
+            Some((Item::KeyGroup(6), 0))
+        );
+        c.committed(pending);
+        let (records, _) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
+        assert!(records.is_empty());
+    }
+
+    #[test]
+    fn an_operator_whose_state_emptied_gets_tombstones() {
+        let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, false);
+        let (_, pending) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
+        c.committed(pending);
+        let mut empty = checkpoint(&[]);
+        empty.operators.clear();
+        let (records, _) = c.diff(&empty);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].value, None);
+    }
+
+    #[test]
+    fn a_large_item_is_chunked_and_shrinking_deletes_the_extra_chunks() {
+        let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 1, false);
+        let (records, pending) = c.diff(&checkpoint(&[(0, vec![7; CHUNK * 2 + 1])]));
+        assert_eq!(records.len(), 3);
+        c.committed(pending);
+        let (records, _) = c.diff(&checkpoint(&[(0, vec![8; 5])]));
+        assert_eq!(records.len(), 3);
+        assert!(records[0].value.is_some());
+        assert!(records[1].value.is_none() && records[2].value.is_none());
+    }
+
+    #[test]
+    fn key_groups_of_other_processes_are_never_deleted() {
+        let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, true);
+        c.lock().owned = [0, 1].into();
+        let (_, pending) = c.diff(&checkpoint(&[(0, vec![1]), (1, vec![2])]));
+        c.committed(pending);
+        // Partition 1 moved away: the cache is narrowed on the next restore; until
+        // then an unowned group is left alone.
+        c.lock().owned = [0].into();
+        let (records, _) = c.diff(&checkpoint(&[(0, vec![1])]));
+        assert!(records.is_empty(), "{records:?}");
+    }
+
+    #[test]
+    fn uids_become_valid_topic_names() {
+        assert_eq!(
+            topic_for("app", "count by url"),
+            "app-count_by_url-changelog"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! [`KafkaConfig`]: the settings a pipeline uses for Kafka, under the Java
+//! client's property names, plus the few of strom's own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
+
+use crate::error::ConnectorError;
+
+/// Kafka settings of a pipeline: one `.properties` file (or map) with the Java
+/// client's keys, shared by its sources, sinks, state and offsets.
+///
+/// strom's own keys:
+///
+/// | key | meaning | default |
+/// |---|---|---|
+/// | `application.id` | the pipeline's name: its consumer group, the prefix of its transactional ids and internal topics (as in Kafka Streams) | required |
+/// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
+/// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
+///
+/// Every other key goes to the consumer and producer as the Java client reads it
+/// (`group.id` defaults to `application.id`).
+///
+/// ```
+/// use connectors::kafka::KafkaConfig;
+/// let c = KafkaConfig::new("127.0.0.1:9092", "clicks-app")
+///     .set("transaction.timeout.ms", "10000");
+/// assert_eq!(c.application_id(), "clicks-app");
+/// assert_eq!(c.instance(), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    props: BTreeMap<String, String>,
+}
+
+/// Keys only strom reads; never handed to the Kafka client.
+fn is_strom_key(key: &str) -> bool {
+    key == "application.id" || key.starts_with("strom.")
+}
+
+impl KafkaConfig {
+    /// Settings with `bootstrap.servers` and `application.id`.
+    pub fn new(bootstrap_servers: &str, application_id: &str) -> KafkaConfig {
+        KafkaConfig {
+            props: BTreeMap::from([
+                (
+                    "bootstrap.servers".to_string(),
+                    bootstrap_servers.to_string(),
+                ),
+                ("application.id".to_string(), application_id.to_string()),
+            ]),
+        }
+    }
+
+    /// Settings from a map of properties.
+    pub fn from_properties(props: BTreeMap<String, String>) -> Result<KafkaConfig, ConnectorError> {
+        let c = KafkaConfig { props };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Settings from a Java-style `.properties` file.
+    pub fn from_properties_file(path: impl AsRef<Path>) -> Result<KafkaConfig, ConnectorError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConnectorError::Config {
+            key: path.display().to_string(),
+            message: format!("cannot read the properties file: {e}"),
+        })?;
+        Self::from_properties(kafka_wire::client::properties::parse(&text))
+    }
+
+    /// Sets one property.
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> KafkaConfig {
+        self.props.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// A property's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+
+    /// Checks strom's keys and that the client accepts the rest.
+    pub fn validate(&self) -> Result<(), ConnectorError> {
+        if self.application_id().is_empty() {
+            return Err(ConnectorError::Config {
+                key: "application.id".into(),
+                message:
+                    "required: it names the pipeline's group, transactional ids and internal topics"
+                        .into(),
+            });
+        }
+        if let Some(v) = self.get("strom.instance") {
+            v.parse::<u32>().map_err(|_| ConnectorError::Config {
+                key: "strom.instance".into(),
+                message: format!("{v:?} is not a number"),
+            })?;
+        }
+        self.consumer_config(&[])?;
+        self.producer_config(&[])?;
+        Ok(())
+    }
+
+    /// `application.id`.
+    pub fn application_id(&self) -> &str {
+        self.get("application.id").unwrap_or("")
+    }
+
+    /// `strom.instance` (0 when unset or invalid; [`KafkaConfig::validate`] rejects invalid).
+    pub fn instance(&self) -> u32 {
+        self.get("strom.instance")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `bootstrap.servers`.
+    pub fn bootstrap(&self) -> &str {
+        self.get("bootstrap.servers").unwrap_or("")
+    }
+
+    /// The consumer group: `group.id`, else `application.id`.
+    pub fn group_id(&self) -> &str {
+        self.get("group.id").unwrap_or(self.application_id())
+    }
+
+    /// `{application.id}-{instance}`: the transactional id and static member id.
+    pub fn instance_name(&self) -> String {
+        format!("{}-{}", self.application_id(), self.instance())
+    }
+
+    /// `transaction.timeout.ms` as set (the producer's default otherwise).
+    pub fn transaction_timeout(&self) -> Option<Duration> {
+        self.get("transaction.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    }
+
+    fn client_props(&self, overrides: &[(&str, String)]) -> BTreeMap<String, String> {
+        let mut props: BTreeMap<String, String> = self
+            .props
+            .iter()
+            .filter(|(k, _)| !is_strom_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in overrides {
+            props.insert(k.to_string(), v.clone());
+        }
+        props
+    }
+
+    /// A consumer config: these settings, then `overrides`.
+    pub fn consumer_config(
+        &self,
+        overrides: &[(&str, String)],
+    ) -> Result<ConsumerConfig, ConnectorError> {
+        ConsumerConfig::from_properties(&self.client_props(overrides))
+            .map_err(|e| ConnectorError::kafka("consumer settings", e))
+    }
+
+    /// A producer config: these settings, then `overrides`.
+    pub fn producer_config(
+        &self,
+        overrides: &[(&str, String)],
+    ) -> Result<ProducerConfig, ConnectorError> {
+        ProducerConfig::from_properties(&self.client_props(overrides))
+            .map_err(|e| ConnectorError::kafka("producer settings", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strom_keys_stay_out_of_the_client_configs() {
+        let c = KafkaConfig::new("127.0.0.1:9092", "app")
+            .set("strom.instance", "3")
+            .set("isolation.level", "read_committed");
+        c.validate().unwrap();
+        assert_eq!(c.instance_name(), "app-3");
+        assert_eq!(c.group_id(), "app");
+        let consumer = c.consumer_config(&[]).unwrap();
+        assert_eq!(
+            consumer.isolation_level,
+            kafka_wire::client::config::IsolationLevel::ReadCommitted
+        );
+    }
+
+    #[test]
+    fn a_missing_application_id_and_a_typo_are_named() {
+        let e = KafkaConfig::from_properties(BTreeMap::from([(
+            "bootstrap.servers".into(),
+            "127.0.0.1:9092".into(),
+        )]))
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("config application.id: required"),
+            "{e}"
+        );
+        let e = KafkaConfig::new("127.0.0.1:9092", "app")
+            .set("isolation.levle", "read_committed")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("isolation.levle"), "{e}");
+    }
+}

@@ -1,0 +1,724 @@
+//! [`KafkaJob`]: runs a pipeline whose sources and sinks are Kafka topics as one
+//! process of a consumer group, with every checkpoint a Kafka transaction.
+//!
+//! ```text
+//!  start: join the group (static member {app}-{instance})
+//!         → producer (transactional.id {app}-{instance}: fences the previous
+//!           incarnation and aborts what it left open)
+//!  ┌─► incarnation: settle the assignment → seek to the committed offsets
+//!  │     → restore the owned key groups from the changelogs (cached after the first)
+//!  │     → define + start the pipeline, fetch task feeding its splits
+//!  │     ├─ rebalance pending → stop (final checkpoint commits) ─────────────┐
+//!  │     ├─ failure (aborted / fenced transaction, broker gone) → abort,     │
+//!  │     │    replace the producer if it is fenced and still ours ──────────┤
+//!  │     ├─ stop requested (SIGTERM) → stop (final checkpoint) → leave ─► end│
+//!  │     └─ bounded input ended → final commit ─► end                        │
+//!  └──────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Why a restart per change instead of splits that come and go inside one running
+//! job: an incarnation restores exactly the state of the partitions it owns, and a
+//! rollback (an aborted transaction) has to reset every operator's state and drop
+//! the records in flight between tasks anyway; restarting the tasks does both with
+//! one mechanism. The process keeps what it committed last, so only partitions new
+//! to it are read from the changelogs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine::state::key_group::SourcePartitioner;
+use engine::{
+    Checkpoint, CheckpointId, ErrorClass, JobHandle, OperatorId, Pipeline, PipelineConfig,
+};
+use kafka_wire::client::admin::{Admin, OffsetSpec};
+use kafka_wire::client::config::IsolationLevel;
+use kafka_wire::client::group::GroupConsumer;
+use kafka_wire::client::group::assignor::TopicPartition;
+use kafka_wire::client::partitioner::partition_for_key;
+use kafka_wire::client::transaction::TransactionalProducer;
+use kafka_wire::client::transaction::coordinator::{Coordinator, CoordinatorType};
+use kafka_wire::client::transaction::session::TransactSession;
+use kafka_wire::client::{Client, Producer};
+use kafka_wire::protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use tokio::sync::{mpsc, watch};
+
+use super::changelog::Changelog;
+use super::config::KafkaConfig;
+use super::fetch::{self, FetchEvent};
+use super::scope::{Incarnation, KafkaScope, PartitionFeed};
+use super::store::{KafkaCheckpointStore, dead_letter_record};
+use super::topics;
+use super::writer::Writer;
+use crate::error::{ConnectorError, classify};
+
+/// Chunks a partition's queue holds before the fetch task waits.
+const FEED_CAPACITY: usize = 4;
+/// Rollbacks in a row (without a checkpoint in between) before the job gives up.
+const MAX_ROLLBACKS_IN_A_ROW: u32 = 10;
+
+/// Asks a running [`KafkaJob`] to stop: a final checkpoint commits, the process
+/// leaves the group (a static member keeps its partitions for the session timeout),
+/// and `run` returns.
+#[derive(Clone, Debug)]
+pub struct StopHandle(watch::Sender<bool>);
+
+impl StopHandle {
+    /// Requests the stop.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// How a [`KafkaJob`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Its bounded input was read and committed.
+    Bounded,
+    /// It was stopped.
+    Stopped,
+}
+
+/// One restore of state at the start of an incarnation.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// How long it took (changelog reads included).
+    pub duration: Duration,
+    /// Bytes read from the changelogs.
+    pub bytes_read: usize,
+    /// Key groups restored.
+    pub key_groups: usize,
+}
+
+/// What a finished [`KafkaJob`] did.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    /// How it ended.
+    pub end: JobEnd,
+    /// Incarnations run (1 + restarts for rebalances and rollbacks).
+    pub incarnations: u32,
+    /// Rollbacks to the last checkpoint.
+    pub rollbacks: u32,
+    /// Every restore, in order.
+    pub restores: Vec<Restore>,
+    /// The last checkpoint committed.
+    pub last_checkpoint: CheckpointId,
+}
+
+/// Runs a pipeline over Kafka (see the module doc).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), connectors::ConnectorError> {
+/// use std::time::Duration;
+/// use connectors::kafka::{Json, KafkaConfig, KafkaJob};
+/// use engine::{Count, PipelineConfig, WatermarkStrategy, Windows};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Click { url: String, status: u16, ts: i64 }
+///
+/// let kafka = KafkaConfig::from_properties_file("kafka.properties")?; // application.id=errors
+/// let job = KafkaJob::new(kafka, PipelineConfig::default().checkpoint_interval(Duration::from_secs(1)));
+/// job.run(|p, k| {
+///     p.source(
+///         k.source().topics(["clicks"]).format(Json::<Click>::new()),
+///         WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
+///             .with_timestamp(|c: &Click| c.ts)
+///             .with_idleness(Duration::from_secs(30)),
+///     )
+///     .filter(|c| c.status >= 500)
+///     .key_by(|c| c.url.clone())
+///     .window(Windows::tumbling(Duration::from_secs(60)))
+///     .aggregate(Count)
+///     .sink(k.sink("error-counts").exactly_once());
+///     Ok(())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub struct KafkaJob {
+    config: KafkaConfig,
+    pipeline: PipelineConfig,
+    stop: watch::Sender<bool>,
+}
+
+/// What the pipeline definition asks for, learnt by defining it once.
+struct Plan {
+    topics: Vec<String>,
+    sink_topics: Vec<String>,
+    bounded: bool,
+    exactly_once: bool,
+    aligned: bool,
+    uids: BTreeMap<OperatorId, String>,
+}
+
+/// Why an incarnation ended.
+enum Outcome {
+    Ended(engine::Result<engine::JobResult>),
+    FetchFailed(kafka_wire::Error),
+}
+
+impl KafkaJob {
+    /// A job with these Kafka settings and pipeline settings.
+    pub fn new(config: KafkaConfig, pipeline: PipelineConfig) -> KafkaJob {
+        KafkaJob {
+            config,
+            pipeline,
+            stop: watch::Sender::new(false),
+        }
+    }
+
+    /// A handle that stops the job (e.g. from a SIGTERM handler).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Runs the pipeline `define` builds (it is called once per incarnation, and
+    /// once more up front to learn the topics) until its bounded input ends or the
+    /// job is stopped.
+    pub async fn run<F>(self, define: F) -> Result<JobReport, ConnectorError>
+    where
+        F: Fn(&Pipeline, &KafkaScope) -> engine::Result<()>,
+    {
+        let KafkaJob {
+            config,
+            pipeline,
+            stop,
+        } = self;
+        config.validate()?;
+        let scope = KafkaScope::new(config.clone());
+        let plan = probe(&define, &scope, &pipeline)?;
+        tracing::info!(
+            application = config.application_id(),
+            instance = config.instance(),
+            topics = ?plan.topics,
+            exactly_once = plan.exactly_once,
+            aligned = plan.aligned,
+            bounded = plan.bounded,
+            "starting Kafka job"
+        );
+        let client = Client::connect(config.producer_config(&[])?.client)
+            .await
+            .map_err(|e| ConnectorError::kafka("connecting", e))?;
+        let admin = Admin::new(client);
+        let mut widest = 1;
+        let mut all_partitions = BTreeSet::new();
+        for t in &plan.topics {
+            let n = topics::partitions(&admin, t).await?;
+            widest = widest.max(n);
+            all_partitions.extend((0..n).map(|p| (t.clone(), p)));
+        }
+        for t in &plan.sink_topics {
+            if !topics::exists(&admin, t).await? {
+                return Err(ConnectorError::Refused(format!(
+                    "sink topic {t} does not exist: create it first"
+                )));
+            }
+        }
+        let mut pipeline = pipeline;
+        if plan.aligned && i64::from(pipeline.max_parallelism) < i64::from(widest) {
+            pipeline.max_parallelism = u16::try_from(widest).unwrap_or(u16::MAX);
+        }
+        if pipeline.source_partitioner.is_none() {
+            // What the Java client's default partitioner does with a record key:
+            // key_by_source_partition keeps each key in that partition's key group.
+            pipeline.source_partitioner = Some(SourcePartitioner(Arc::new(move |key: &[u8]| {
+                u16::try_from(partition_for_key(key, widest)).unwrap_or(0)
+            })));
+        }
+        if !plan.aligned {
+            refuse_second_process(&admin, &config).await?;
+        }
+        let mut group = join_group(&config, &plan).await?;
+        let mut stop_rx = stop.subscribe();
+        let mut writer = Arc::new(make_writer(&config, &group, plan.exactly_once).await?);
+        let changelog = Arc::new(Changelog::new(config.clone(), widest, plan.aligned));
+        let mut report = JobReport {
+            end: JobEnd::Stopped,
+            incarnations: 0,
+            rollbacks: 0,
+            restores: Vec::new(),
+            last_checkpoint: CheckpointId(0),
+        };
+        let mut rollbacks_in_a_row = 0u32;
+        loop {
+            let Some(assignment) = settle(&mut group, &mut stop_rx).await? else {
+                break;
+            };
+            if !plan.aligned && !assignment.is_empty() {
+                let owned: BTreeSet<TopicPartition> = assignment.iter().cloned().collect();
+                if owned != all_partitions {
+                    let _ = group.close().await;
+                    return Err(ConnectorError::Refused(format!(
+                        "this pipeline keys its state by something other than the input partitions (key_by), so it runs as one process; group {} has another member holding partitions of {:?} (use key_by_source_partition, or stop the other process)",
+                        config.group_id(),
+                        plan.topics
+                    )));
+                }
+            }
+            group
+                .seek_to_committed()
+                .await
+                .map_err(|e| ConnectorError::kafka("seeking to the committed offsets", e))?;
+            group
+                .consumer()
+                .resume(assignment.iter().map(|(t, p)| (t.as_str(), *p)));
+            let mut starts = BTreeMap::new();
+            for (t, p) in &assignment {
+                let position = group
+                    .consumer()
+                    .position(t, *p)
+                    .await
+                    .map_err(|e| ConnectorError::kafka(format!("position of {t}-{p}"), e))?
+                    .unwrap_or(0);
+                starts.insert((t.clone(), *p), position);
+            }
+            tracing::debug!(?starts, "incarnation starts at");
+            let ends = if plan.bounded {
+                Some(end_offsets(&admin, &assignment, &config).await?)
+            } else {
+                None
+            };
+            let owned: BTreeSet<u16> = if plan.aligned {
+                assignment
+                    .iter()
+                    .filter_map(|(_, p)| u16::try_from(*p).ok())
+                    .collect()
+            } else {
+                (0..pipeline.max_parallelism).collect()
+            };
+            let (checkpoint, took, bytes_read) = changelog
+                .restore(&admin, &plan.uids, &owned, report.last_checkpoint)
+                .await?;
+            let key_groups = checkpoint
+                .operators
+                .values()
+                .map(|s| s.key_groups.len())
+                .sum();
+            tracing::info!(
+                partitions = assignment.len(),
+                key_groups,
+                bytes_read,
+                took_ms = took.as_millis() as u64,
+                "state restored"
+            );
+            metrics::histogram!("strom_restore_seconds").record(took.as_secs_f64());
+            report.restores.push(Restore {
+                duration: took,
+                bytes_read,
+                key_groups,
+            });
+            report.incarnations += 1;
+
+            let mut feeds = HashMap::new();
+            let mut senders = HashMap::new();
+            for tp in &assignment {
+                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+                let start = starts.get(tp).copied().unwrap_or(0);
+                let end = ends.as_ref().and_then(|e| e.get(tp).copied());
+                feeds.insert(tp.clone(), PartitionFeed { rx, start, end });
+                senders.insert(tp.clone(), tx);
+            }
+            let incarnation = Arc::new(Incarnation::new(feeds, writer.clone()));
+            writer.set_committed(report.last_checkpoint);
+            scope.bind(Some(incarnation.clone()));
+            let store = Arc::new(KafkaCheckpointStore {
+                incarnation: incarnation.clone(),
+                changelog: changelog.clone(),
+                admin: admin.clone(),
+            });
+            let handle = start(&define, &scope, &pipeline, checkpoint, store);
+            let handle = match handle {
+                Ok(h) => h,
+                Err(e) => {
+                    scope.bind(None);
+                    let _ = group.close().await;
+                    return Err(e);
+                }
+            };
+            let controller = handle.controller();
+            let (stop_fetch, stop_fetch_rx) = watch::channel(false);
+            let (events_tx, mut events) = mpsc::unbounded_channel();
+            let fetcher = tokio::spawn(fetch::run(group, senders, stop_fetch_rx, events_tx));
+            let mut stopping = false;
+            let mut stop_requested = *stop_rx.borrow();
+            if stop_requested {
+                controller.stop();
+                stopping = true;
+            }
+            let wait = handle.wait();
+            tokio::pin!(wait);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut wait => break Outcome::Ended(r),
+                    ev = events.recv() => match ev {
+                        Some(FetchEvent::AssignmentChanged(changes)) => {
+                            // Revoked or lost inside a poll: the open transaction's
+                            // offsets would be refused; roll back.
+                            tracing::warn!(?changes, "partitions moved before a checkpoint; rolling back");
+                            controller.abort();
+                            stopping = true;
+                        }
+                        Some(FetchEvent::RebalancePending) if !stopping => {
+                            tracing::info!("partitions are moving: stopping the incarnation with a final checkpoint");
+                            controller.stop();
+                            stopping = true;
+                        }
+                        Some(FetchEvent::Failed(e)) => {
+                            controller.abort();
+                            let _ = (&mut wait).await;
+                            break Outcome::FetchFailed(e);
+                        }
+                        Some(FetchEvent::RebalancePending) | None => {}
+                    },
+                    changed = stop_rx.changed(), if !stop_requested => {
+                        if changed.is_err() || *stop_rx.borrow() {
+                            tracing::info!("stop requested: final checkpoint");
+                            stop_requested = true;
+                            if !stopping {
+                                controller.stop();
+                                stopping = true;
+                            }
+                        }
+                    }
+                }
+            };
+            stop_fetch.send_replace(true);
+            group = fetcher
+                .await
+                .map_err(|e| ConnectorError::Refused(format!("the fetch task failed: {e}")))?;
+            scope.bind(None);
+            let last = CheckpointId(writer.last_committed());
+            report.last_checkpoint = last;
+            match outcome {
+                Outcome::Ended(Ok(result)) if !result.stopped => {
+                    // Bounded input read to its end: commit what is left.
+                    let offsets = incarnation.final_positions();
+                    let records = incarnation
+                        .take_dead_letters(None)
+                        .into_iter()
+                        .map(dead_letter_record)
+                        .collect();
+                    let id = last.next();
+                    writer.commit(id, records, &offsets).await?;
+                    report.last_checkpoint = id;
+                    report.end = JobEnd::Bounded;
+                    break;
+                }
+                Outcome::Ended(Ok(_)) => {
+                    rollbacks_in_a_row = 0;
+                    if stop_requested {
+                        break;
+                    }
+                }
+                Outcome::Ended(Err(e)) => {
+                    let class = e.class();
+                    tracing::warn!(error = %e, ?class, "incarnation failed");
+                    if class == ErrorClass::Fatal {
+                        let _ = writer.abort().await;
+                        let _ = group.close().await;
+                        return Err(e.into());
+                    }
+                    rollbacks_in_a_row += 1;
+                    report.rollbacks += 1;
+                    metrics::counter!("strom_rollbacks_total").increment(1);
+                    if rollbacks_in_a_row > MAX_ROLLBACKS_IN_A_ROW {
+                        let _ = group.close().await;
+                        return Err(ConnectorError::Refused(format!(
+                            "{MAX_ROLLBACKS_IN_A_ROW} rollbacks in a row without a checkpoint; last error: {e}"
+                        )));
+                    }
+                    writer = recover(&config, &group, writer, plan.exactly_once).await?;
+                    if stop_requested {
+                        break;
+                    }
+                }
+                Outcome::FetchFailed(e) => {
+                    let class = classify(&e);
+                    tracing::warn!(error = %e, ?class, "fetching failed");
+                    if class == ErrorClass::Fatal {
+                        let _ = group.close().await;
+                        return Err(ConnectorError::kafka("fetching", e));
+                    }
+                    report.rollbacks += 1;
+                    rollbacks_in_a_row += 1;
+                    writer = recover(&config, &group, writer, plan.exactly_once).await?;
+                }
+            }
+        }
+        if let Err(e) = group.close().await {
+            tracing::warn!(error = %e, "leaving the group failed");
+        }
+        if let Ok(w) = Arc::try_unwrap(writer) {
+            if let Err(e) = w.close(Duration::from_secs(10)).await {
+                tracing::warn!(error = %e, "closing the producer failed");
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Defines the pipeline once to learn what it reads and writes.
+fn probe<F>(define: &F, scope: &KafkaScope, config: &PipelineConfig) -> Result<Plan, ConnectorError>
+where
+    F: Fn(&Pipeline, &KafkaScope) -> engine::Result<()>,
+{
+    scope.clear_specs();
+    let p = Pipeline::with_config(config.clone());
+    define(&p, scope)?;
+    let sources = scope.source_specs();
+    let sinks = scope.sink_specs();
+    let mut topics: Vec<String> = sources.iter().flat_map(|s| s.topics.clone()).collect();
+    topics.sort();
+    topics.dedup();
+    if topics.is_empty() {
+        return Err(ConnectorError::Config {
+            key: "sources".into(),
+            message: "the pipeline reads no Kafka topic (KafkaScope::source().topics([...]))"
+                .into(),
+        });
+    }
+    let bounded = sources.iter().all(|s| s.bounded);
+    if !bounded && sources.iter().any(|s| s.bounded) {
+        return Err(ConnectorError::Config {
+            key: "sources".into(),
+            message: "either every Kafka source of a job is bounded or none is".into(),
+        });
+    }
+    let mut sink_topics: Vec<String> = sinks.iter().map(|s| s.topic.clone()).collect();
+    for s in &sources {
+        if let super::BadRecordPolicy::DeadLetter(t) = &s.bad_records {
+            sink_topics.push(t.clone());
+        }
+    }
+    sink_topics.sort();
+    sink_topics.dedup();
+    Ok(Plan {
+        topics,
+        sink_topics,
+        bounded,
+        exactly_once: sinks.iter().any(|s| s.exactly_once),
+        aligned: p.is_partition_aligned(),
+        uids: p.uids()?,
+    })
+}
+
+/// Defines and starts one incarnation's pipeline.
+fn start<F>(
+    define: &F,
+    scope: &KafkaScope,
+    config: &PipelineConfig,
+    checkpoint: Checkpoint,
+    store: Arc<KafkaCheckpointStore>,
+) -> Result<JobHandle, ConnectorError>
+where
+    F: Fn(&Pipeline, &KafkaScope) -> engine::Result<()>,
+{
+    scope.clear_specs();
+    let p = Pipeline::with_config(config.clone());
+    define(&p, scope)?;
+    p.restore_from(checkpoint);
+    p.checkpoint_store(store);
+    Ok(p.start()?)
+}
+
+/// A pipeline whose state is keyed by hash runs as one process: refuses to join
+/// a group that has a member other than this instance.
+async fn refuse_second_process(admin: &Admin, config: &KafkaConfig) -> Result<(), ConnectorError> {
+    let mut coordinator = Coordinator::new(
+        admin.client().clone(),
+        CoordinatorType::Group,
+        config.group_id(),
+    );
+    let request = DescribeGroupsRequest {
+        groups: vec![config.group_id().to_string()],
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let response = coordinator
+        .call(&request, None, deadline, |r: &DescribeGroupsResponse| {
+            r.groups
+                .first()
+                .map_or(kafka_wire::ErrorCode::NoError, |g| {
+                    kafka_wire::ErrorCode::from_code(g.error_code)
+                })
+        })
+        .await;
+    let Ok(response) = response else {
+        // A group the classic DescribeGroups cannot describe: the assignment
+        // check after joining still refuses a partial one.
+        return Ok(());
+    };
+    let me = config.instance_name();
+    let others: Vec<String> = response
+        .groups
+        .iter()
+        .flat_map(|g| g.members.iter())
+        .filter(|m| m.group_instance_id.as_deref() != Some(me.as_str()))
+        .map(|m| {
+            m.group_instance_id
+                .clone()
+                .unwrap_or_else(|| m.member_id.clone())
+        })
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(ConnectorError::Refused(format!(
+        "this pipeline keys its state by something other than the input partitions (key_by), so it runs as one process, and group {} already has {} running; stop it first, or use key_by_source_partition to share partitions",
+        config.group_id(),
+        others.join(", ")
+    )))
+}
+
+async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, ConnectorError> {
+    let mut overrides = vec![
+        ("group.id", config.group_id().to_string()),
+        ("group.instance.id", config.instance_name()),
+        ("enable.auto.commit", "false".to_string()),
+    ];
+    let defaults = [
+        ("isolation.level", "read_committed"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+        ("auto.offset.reset", "earliest"),
+    ];
+    let group_protocol_consumer = config.get("group.protocol") == Some("consumer");
+    for (k, v) in defaults {
+        let per_member = matches!(
+            k,
+            "partition.assignment.strategy" | "session.timeout.ms" | "heartbeat.interval.ms"
+        );
+        if config.get(k).is_none() && !(group_protocol_consumer && per_member) {
+            overrides.push((k, v.to_string()));
+        }
+    }
+    let mut group = GroupConsumer::new(config.consumer_config(&overrides)?)
+        .await
+        .map_err(|e| ConnectorError::kafka("creating the group consumer", e))?;
+    group.subscribe(plan.topics.iter().cloned());
+    Ok(group)
+}
+
+async fn make_writer(
+    config: &KafkaConfig,
+    group: &GroupConsumer,
+    exactly_once: bool,
+) -> Result<Writer, ConnectorError> {
+    if exactly_once {
+        let mut overrides = vec![("transactional.id", config.instance_name())];
+        if config.get("transaction.timeout.ms").is_none() {
+            overrides.push(("transaction.timeout.ms", "10000".to_string()));
+        }
+        if config.get("delivery.timeout.ms").is_none() {
+            overrides.push(("delivery.timeout.ms", "9000".to_string()));
+            overrides.push(("request.timeout.ms", "5000".to_string()));
+        }
+        let producer = TransactionalProducer::new(config.producer_config(&overrides)?)
+            .await
+            .map_err(|e| ConnectorError::kafka("creating the transactional producer", e))?;
+        Ok(Writer::transactional(
+            TransactSession::new(producer, Some(group.handle())),
+            CheckpointId(0),
+        ))
+    } else {
+        let producer =
+            Producer::new(config.producer_config(&[("enable.idempotence", "true".into())])?)
+                .await
+                .map_err(|e| ConnectorError::kafka("creating the producer", e))?;
+        Ok(Writer::idempotent(producer, Some(group.handle())))
+    }
+}
+
+/// After a failed incarnation: aborts the open transaction; a producer that can
+/// no longer abort (fenced, fatal) is replaced, unless this process lost its
+/// group membership to another process with the same instance name.
+async fn recover(
+    config: &KafkaConfig,
+    group: &GroupConsumer,
+    writer: Arc<Writer>,
+    exactly_once: bool,
+) -> Result<Arc<Writer>, ConnectorError> {
+    match writer.abort().await {
+        Ok(()) => Ok(writer),
+        Err(e) => {
+            tracing::warn!(error = %e, "the producer cannot abort; replacing it");
+            if let Err(m) = group.handle().check_membership().await {
+                if m.code() == Some(kafka_wire::ErrorCode::FencedInstanceId) {
+                    return Err(ConnectorError::Refused(format!(
+                        "another process took over instance {}: {m}",
+                        config.instance_name()
+                    )));
+                }
+            }
+            drop(writer);
+            Ok(Arc::new(make_writer(config, group, exactly_once).await?))
+        }
+    }
+}
+
+/// Polls until the group has given this member a settled assignment; `None` when
+/// a stop was requested first.
+async fn settle(
+    group: &mut GroupConsumer,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
+    let mut quiet = 0;
+    let started = Instant::now();
+    loop {
+        if *stop.borrow() {
+            return Ok(None);
+        }
+        match group.poll_batches_for(Duration::from_millis(100)).await {
+            Ok(_) => {}
+            Err(e) if e.is_retriable() => {
+                tracing::debug!(error = %e, "joining the group: retrying");
+            }
+            Err(e) => return Err(ConnectorError::kafka("joining the group", e)),
+        }
+        let changes = group.take_events();
+        if !changes.is_empty() {
+            tracing::info!(?changes, "assignment");
+            quiet = 0;
+            continue;
+        }
+        let handle = group.handle();
+        if handle.generation() >= 0 && !group.rebalance_pending() {
+            quiet += 1;
+            if quiet >= 2 {
+                let mut owned = group.assignment().to_vec();
+                owned.sort();
+                tracing::info!(partitions = ?owned, waited_ms = started.elapsed().as_millis() as u64, "assignment settled");
+                return Ok(Some(owned));
+            }
+        } else {
+            quiet = 0;
+        }
+    }
+}
+
+/// Where each partition ends now (the last stable offset under read_committed).
+async fn end_offsets(
+    admin: &Admin,
+    assignment: &[TopicPartition],
+    config: &KafkaConfig,
+) -> Result<BTreeMap<TopicPartition, i64>, ConnectorError> {
+    let isolation = match config.get("isolation.level") {
+        Some("read_uncommitted") => IsolationLevel::ReadUncommitted,
+        _ => IsolationLevel::ReadCommitted,
+    };
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in assignment {
+        by_topic.entry(t.as_str()).or_default().push(*p);
+    }
+    let mut out = BTreeMap::new();
+    for (t, parts) in by_topic {
+        let listed = admin
+            .list_offsets(t, &parts, OffsetSpec::Latest, isolation)
+            .await
+            .map_err(|e| ConnectorError::kafka(format!("end offsets of {t}"), e))?;
+        for (p, o) in listed {
+            out.insert((t.to_string(), p), o.offset);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,214 @@
+//! What a job's Kafka sources, sinks and checkpoint store share.
+//!
+//! ```text
+//!  KafkaScope (one per KafkaJob)
+//!    ├─ specs: what each KafkaSource / KafkaSink asked for (read by the runner)
+//!    └─ incarnation (replaced on every restart, rebalance or rollback)
+//!         ├─ feeds: one chunk queue per assigned partition (taken by the splits)
+//!         ├─ writer: the process's one producer (transactional or idempotent)
+//!         ├─ positions: (topic, partition) -> next offset, per checkpoint
+//!         └─ dead letters waiting for their checkpoint's transaction
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use engine::CheckpointId;
+use kafka_wire::client::group::assignor::TopicPartition;
+use kafka_wire::records::Header;
+use tokio::sync::mpsc;
+
+use super::config::KafkaConfig;
+use super::sink::{KafkaSink, SinkSpec};
+use super::source::{Chunk, KafkaSource, SourceSpec};
+use super::writer::Writer;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates the Kafka sources and sinks of a job (handed to the closure of
+/// [`super::KafkaJob::run`]); they share the job's consumer group membership,
+/// producer and checkpoints.
+#[derive(Clone)]
+pub struct KafkaScope {
+    inner: Arc<ScopeInner>,
+}
+
+struct ScopeInner {
+    config: KafkaConfig,
+    sources: Mutex<Vec<Arc<Mutex<SourceSpec>>>>,
+    sinks: Mutex<Vec<Arc<Mutex<SinkSpec>>>>,
+    incarnation: Mutex<Option<Arc<Incarnation>>>,
+}
+
+impl KafkaScope {
+    pub(crate) fn new(config: KafkaConfig) -> KafkaScope {
+        KafkaScope {
+            inner: Arc::new(ScopeInner {
+                config,
+                sources: Mutex::new(Vec::new()),
+                sinks: Mutex::new(Vec::new()),
+                incarnation: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The job's Kafka settings.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.config
+    }
+
+    /// A source of raw record values; pick topics and a format on it.
+    pub fn source(&self) -> KafkaSource<Bytes> {
+        let spec = Arc::new(Mutex::new(SourceSpec::default()));
+        lock(&self.inner.sources).push(spec.clone());
+        KafkaSource::new(self.clone(), spec)
+    }
+
+    /// A sink writing JSON values to `topic` (see [`KafkaSink`] for keys, formats
+    /// and the delivery guarantee).
+    pub fn sink<T>(&self, topic: &str) -> KafkaSink<T>
+    where
+        T: serde::Serialize + Send + 'static,
+    {
+        let spec = Arc::new(Mutex::new(SinkSpec::new(topic)));
+        lock(&self.inner.sinks).push(spec.clone());
+        KafkaSink::new(self.clone(), spec)
+    }
+
+    /// What the sources asked for so far.
+    pub(crate) fn source_specs(&self) -> Vec<SourceSpec> {
+        lock(&self.inner.sources)
+            .iter()
+            .map(|s| lock(s).clone())
+            .collect()
+    }
+
+    /// What the sinks asked for so far.
+    pub(crate) fn sink_specs(&self) -> Vec<SinkSpec> {
+        lock(&self.inner.sinks)
+            .iter()
+            .map(|s| lock(s).clone())
+            .collect()
+    }
+
+    /// Forgets the specs (before the pipeline is defined again).
+    pub(crate) fn clear_specs(&self) {
+        lock(&self.inner.sources).clear();
+        lock(&self.inner.sinks).clear();
+    }
+
+    pub(crate) fn bind(&self, incarnation: Option<Arc<Incarnation>>) {
+        *lock(&self.inner.incarnation) = incarnation;
+    }
+
+    pub(crate) fn incarnation(&self) -> Option<Arc<Incarnation>> {
+        lock(&self.inner.incarnation).clone()
+    }
+}
+
+/// The records of one partition as the fetch task hands them over.
+pub(crate) struct PartitionFeed {
+    pub rx: mpsc::Receiver<Chunk>,
+    /// The first offset to hand out.
+    pub start: i64,
+    /// Bounded: where the partition ends.
+    pub end: Option<i64>,
+}
+
+/// A record that did not decode, waiting for its checkpoint's transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct DeadLetterRecord {
+    pub topic: String,
+    pub source: TopicPartition,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    pub timestamp: i64,
+    pub error: String,
+}
+
+/// One run of the pipeline between two restarts.
+pub(crate) struct Incarnation {
+    feeds: Mutex<HashMap<TopicPartition, PartitionFeed>>,
+    pub writer: Arc<Writer>,
+    positions: Mutex<BTreeMap<CheckpointId, BTreeMap<TopicPartition, i64>>>,
+    finals: Mutex<BTreeMap<TopicPartition, i64>>,
+    dead_letters: Mutex<Vec<DeadLetterRecord>>,
+}
+
+impl Incarnation {
+    pub(crate) fn new(feeds: HashMap<TopicPartition, PartitionFeed>, writer: Arc<Writer>) -> Self {
+        Incarnation {
+            feeds: Mutex::new(feeds),
+            writer,
+            positions: Mutex::new(BTreeMap::new()),
+            finals: Mutex::new(BTreeMap::new()),
+            dead_letters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The feeds of `topics`' partitions (each can be taken once).
+    pub(crate) fn take_feeds(&self, topics: &[String]) -> Vec<(TopicPartition, PartitionFeed)> {
+        let mut feeds = lock(&self.feeds);
+        let keys: Vec<TopicPartition> = feeds
+            .keys()
+            .filter(|tp| topics.contains(&tp.0))
+            .cloned()
+            .collect();
+        let mut out: Vec<(TopicPartition, PartitionFeed)> = keys
+            .into_iter()
+            .filter_map(|tp| feeds.remove(&tp).map(|f| (tp, f)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub(crate) fn record_position(&self, checkpoint: CheckpointId, tp: TopicPartition, next: i64) {
+        lock(&self.positions)
+            .entry(checkpoint)
+            .or_default()
+            .insert(tp, next);
+    }
+
+    /// The positions the splits recorded at barrier `checkpoint` (older ones are
+    /// dropped: a checkpoint that completes covers them).
+    pub(crate) fn take_positions(&self, checkpoint: CheckpointId) -> BTreeMap<TopicPartition, i64> {
+        let mut all = lock(&self.positions);
+        let mine = all.remove(&checkpoint).unwrap_or_default();
+        all.retain(|id, _| *id > checkpoint);
+        mine
+    }
+
+    pub(crate) fn record_final(&self, tp: TopicPartition, next: i64) {
+        lock(&self.finals).insert(tp, next);
+    }
+
+    /// Where each split stood when it ended (bounded input) or was dropped.
+    pub(crate) fn final_positions(&self) -> BTreeMap<TopicPartition, i64> {
+        lock(&self.finals).clone()
+    }
+
+    pub(crate) fn dead_letter(&self, record: DeadLetterRecord) {
+        lock(&self.dead_letters).push(record);
+    }
+
+    /// The dead letters read before `positions` (every one, without positions).
+    pub(crate) fn take_dead_letters(
+        &self,
+        positions: Option<&BTreeMap<TopicPartition, i64>>,
+    ) -> Vec<DeadLetterRecord> {
+        let mut all = lock(&self.dead_letters);
+        let Some(positions) = positions else {
+            return std::mem::take(&mut *all);
+        };
+        let (due, later): (Vec<_>, Vec<_>) = all
+            .drain(..)
+            .partition(|d| positions.get(&d.source).is_some_and(|p| d.offset < *p));
+        *all = later;
+        due
+    }
+}

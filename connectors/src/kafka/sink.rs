@@ -1,0 +1,216 @@
+//! [`KafkaSink`]: writes a stream to a topic through the process's producer.
+//!
+//! Exactly-once: records go into the open transaction; at barrier n the sink
+//! waits for its records' acknowledgements, and the records that reach it after
+//! barrier n wait (the sink stops reading its input: backpressure) until
+//! checkpoint n's transaction committed. At-least-once: records go out with the
+//! idempotent producer and the barrier waits for their acknowledgements.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use engine::{CheckpointId, EngineError, ErrorClass, NO_TIMESTAMP, Record, Sink, SinkContext};
+use kafka_wire::client::ProducerRecord;
+use serde::Serialize;
+
+use super::format::{Format, FormatError, to_json};
+use super::scope::KafkaScope;
+use super::writer::{Delivery, Writer};
+use crate::error::engine_error;
+
+/// Encodes a value into its record's value bytes.
+type ValueEncoder<T> = Arc<dyn Fn(&T) -> Result<Option<Bytes>, FormatError> + Send + Sync>;
+/// A record's key from its value.
+type KeyFn<T> = Arc<dyn Fn(&T) -> Option<Bytes> + Send + Sync>;
+
+/// Deliveries a sink keeps in flight before it waits for the oldest.
+const MAX_IN_FLIGHT: usize = 20_000;
+
+/// What a sink asked for, read by the job runner.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkSpec {
+    pub topic: String,
+    pub exactly_once: bool,
+}
+
+impl SinkSpec {
+    pub(crate) fn new(topic: &str) -> SinkSpec {
+        SinkSpec {
+            topic: topic.to_string(),
+            exactly_once: false,
+        }
+    }
+}
+
+/// A Kafka sink (one instance per sink subtask). At-least-once unless
+/// [`KafkaSink::exactly_once`]: then every checkpoint commits the process's one
+/// transaction, holding this sink's records, the pipeline's state changes and its
+/// input offsets.
+pub struct KafkaSink<T> {
+    scope: KafkaScope,
+    spec: Arc<Mutex<SinkSpec>>,
+    topic: String,
+    value: ValueEncoder<T>,
+    key: Option<KeyFn<T>>,
+    writer: Option<Arc<Writer>>,
+    in_flight: VecDeque<Delivery>,
+    /// Exactly-once: the checkpoint whose commit the next record waits for.
+    gate: Option<CheckpointId>,
+    records: metrics::Counter,
+}
+
+impl<T> Clone for KafkaSink<T> {
+    fn clone(&self) -> Self {
+        KafkaSink {
+            scope: self.scope.clone(),
+            spec: self.spec.clone(),
+            topic: self.topic.clone(),
+            value: self.value.clone(),
+            key: self.key.clone(),
+            writer: None,
+            in_flight: VecDeque::new(),
+            gate: None,
+            records: self.records.clone(),
+        }
+    }
+}
+
+impl<T: Serialize + Send + 'static> KafkaSink<T> {
+    pub(crate) fn new(scope: KafkaScope, spec: Arc<Mutex<SinkSpec>>) -> KafkaSink<T> {
+        let topic = spec.lock().unwrap_or_else(|e| e.into_inner()).topic.clone();
+        KafkaSink {
+            scope,
+            spec,
+            records: metrics::counter!("strom_kafka_sink_records_total", "topic" => topic.clone()),
+            topic,
+            value: Arc::new(|v: &T| to_json(v)),
+            key: None,
+            writer: None,
+            in_flight: VecDeque::new(),
+            gate: None,
+        }
+    }
+}
+
+/// What a sink promises about its records when the job fails and restarts
+/// (Flink's `sink.delivery-guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeliveryGuarantee {
+    /// Every record arrives; some may arrive twice after a failure.
+    #[default]
+    AtLeastOnce,
+    /// Every record arrives once for read_committed readers.
+    ExactlyOnce,
+}
+
+impl<T: Send + 'static> KafkaSink<T> {
+    /// Every checkpoint is one Kafka transaction (records, state, offsets).
+    pub fn exactly_once(self) -> Self {
+        self.delivery(DeliveryGuarantee::ExactlyOnce)
+    }
+
+    /// Sets the delivery guarantee (at-least-once by default). One exactly-once
+    /// sink makes the whole process transactional: its other Kafka sinks then
+    /// write inside the same transactions.
+    pub fn delivery(self, guarantee: DeliveryGuarantee) -> Self {
+        self.spec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .exactly_once = guarantee == DeliveryGuarantee::ExactlyOnce;
+        self
+    }
+
+    /// Values are encoded with `format` (JSON by default).
+    pub fn format(self, format: impl Format<T>) -> Self {
+        let value: ValueEncoder<T> = Arc::new(move |v: &T| format.serialize(v));
+        KafkaSink { value, ..self }
+    }
+
+    /// The record key of each value (the default partitioner then sends equal
+    /// keys to one partition); no key by default.
+    pub fn key(self, key: impl Fn(&T) -> Option<Bytes> + Send + Sync + 'static) -> Self {
+        KafkaSink {
+            key: Some(Arc::new(key)),
+            ..self
+        }
+    }
+
+    fn fail(&self, context: &str, e: kafka_wire::Error) -> EngineError {
+        engine_error(format!("writing to {}: {context}", self.topic), e)
+    }
+
+    async fn await_oldest(&mut self, keep: usize) -> engine::Result<()> {
+        while self.in_flight.len() > keep {
+            if let Some(d) = self.in_flight.pop_front() {
+                d.await.map_err(|e| self.fail("a record failed", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
+    fn name(&self) -> &str {
+        "kafka-sink"
+    }
+
+    async fn open(&mut self, _ctx: &SinkContext) -> engine::Result<()> {
+        let incarnation = self.scope.incarnation().ok_or_else(|| {
+            EngineError::InvalidPipeline("a KafkaSink runs inside KafkaJob::run".into())
+        })?;
+        self.writer = Some(incarnation.writer.clone());
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: Vec<Record<T>>) -> engine::Result<()> {
+        let Some(writer) = self.writer.clone() else {
+            return Err(EngineError::InvalidPipeline(
+                "KafkaSink written before open".into(),
+            ));
+        };
+        if let Some(n) = self.gate.take() {
+            writer.wait_committed(n).await;
+        }
+        let mut records = Vec::with_capacity(batch.len());
+        for r in &batch {
+            let value = (self.value)(&r.value).map_err(|e| {
+                EngineError::external(
+                    format!("encoding a record for {}", self.topic),
+                    e,
+                    ErrorClass::Fatal,
+                )
+            })?;
+            let key = self.key.as_ref().and_then(|k| k(&r.value));
+            records.push(ProducerRecord {
+                topic: self.topic.clone(),
+                key,
+                value,
+                timestamp: (r.timestamp != NO_TIMESTAMP && r.timestamp >= 0).then_some(r.timestamp),
+                ..Default::default()
+            });
+        }
+        self.records.increment(records.len() as u64);
+        let sent = writer
+            .send_all(records)
+            .await
+            .map_err(|e| self.fail("sending", e))?;
+        self.in_flight.extend(sent);
+        if self.in_flight.len() > MAX_IN_FLIGHT {
+            self.await_oldest(MAX_IN_FLIGHT / 2).await?;
+        }
+        Ok(())
+    }
+
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> engine::Result<Vec<u8>> {
+        self.await_oldest(0).await?;
+        if self.writer.as_ref().is_some_and(|w| w.exactly_once()) {
+            self.gate = Some(checkpoint);
+        }
+        Ok(Vec::new())
+    }
+
+    async fn finish(&mut self) -> engine::Result<()> {
+        self.await_oldest(0).await
+    }
+}

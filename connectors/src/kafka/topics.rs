@@ -1,0 +1,97 @@
+//! Internal topics: created on first use with the settings they need, and checked
+//! when they exist already.
+
+use kafka_wire::ErrorCode;
+use kafka_wire::client::admin::{Admin, NewTopic};
+
+use super::config::KafkaConfig;
+use crate::error::ConnectorError;
+
+/// Whether `topic` exists.
+pub(crate) async fn exists(admin: &Admin, topic: &str) -> Result<bool, ConnectorError> {
+    match admin.client().topic(topic).await {
+        Ok(info) => Ok(!info.partitions.is_empty()),
+        Err(e) if e.code() == Some(ErrorCode::UnknownTopicOrPartition) => Ok(false),
+        Err(e) => Err(ConnectorError::kafka(format!("looking up {topic}"), e)),
+    }
+}
+
+/// The partition count of `topic`.
+pub(crate) async fn partitions(admin: &Admin, topic: &str) -> Result<i32, ConnectorError> {
+    let info = admin
+        .client()
+        .topic(topic)
+        .await
+        .map_err(|e| ConnectorError::kafka(format!("looking up {topic}"), e))?;
+    Ok(info.partitions.len() as i32)
+}
+
+/// Creates `topic` compacted with `partitions` partitions, or checks that the
+/// existing one is compacted and has that many.
+pub(crate) async fn ensure_compacted(
+    admin: &Admin,
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), ConnectorError> {
+    let replication = config
+        .get("strom.changelog.replication.factor")
+        .and_then(|v| v.parse::<i16>().ok())
+        .unwrap_or(-1);
+    let new = NewTopic::new(topic, partitions)
+        .replication_factor(replication)
+        .config("cleanup.policy", "compact")
+        // Small segments and a low dirty ratio keep a restore close to the live
+        // state: the cleaner only compacts closed segments.
+        .config("segment.bytes", (64 << 20).to_string())
+        .config("min.cleanable.dirty.ratio", "0.1");
+    match admin.create_topics(&[new]).await {
+        Ok(_) => {
+            tracing::info!(topic, partitions, "changelog topic created");
+            wait_until_known(admin, topic).await
+        }
+        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
+            let have = partitions_of(admin, topic).await?;
+            if have != partitions {
+                return Err(ConnectorError::Refused(format!(
+                    "changelog topic {topic} has {have} partitions, the pipeline needs {partitions} (its widest input topic): delete it or fix the input"
+                )));
+            }
+            let configs = admin
+                .describe_topic_configs(topic)
+                .await
+                .map_err(|e| ConnectorError::kafka(format!("configs of {topic}"), e))?;
+            let policy = configs
+                .get("cleanup.policy")
+                .and_then(|c| c.value.clone())
+                .unwrap_or_default();
+            if !policy.contains("compact") {
+                return Err(ConnectorError::Refused(format!(
+                    "changelog topic {topic} has cleanup.policy={policy:?}; it must be compact"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(ConnectorError::kafka(format!("creating {topic}"), e)),
+    }
+}
+
+async fn partitions_of(admin: &Admin, topic: &str) -> Result<i32, ConnectorError> {
+    wait_until_known(admin, topic).await?;
+    partitions(admin, topic).await
+}
+
+/// Waits (at most 30 s) until metadata knows a topic just created.
+async fn wait_until_known(admin: &Admin, topic: &str) -> Result<(), ConnectorError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !exists(admin, topic).await? {
+        if std::time::Instant::now() > deadline {
+            return Err(ConnectorError::Refused(format!(
+                "topic {topic} was created but is not in the metadata after 30 s"
+            )));
+        }
+        admin.client().invalidate_topic(topic);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}

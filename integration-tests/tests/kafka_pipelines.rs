@@ -1,0 +1,907 @@
+//! strom pipelines over Kafka against the real broker, judged by Kafka's own Java
+//! console consumer (read_committed): exactly-once windowed counts under SIGKILL
+//! and broker restarts, running statistics checked record by record (as Kafka
+//! Streams' EosTestDriver does), two processes sharing partitions and state, a
+//! fenced instance, at-least-once under kills, bounded reads and dead letters.
+//!
+//! The pipelines run as child processes (src/bin/strom_pipeline.rs). The CI sizes
+//! are small; `scripts/soak` runs the full figures of the exactly-once issue.
+#![allow(clippy::unwrap_used)] // test harness: a failed setup step should panic
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    broker_is_ours, kafka_script, random_topic, require_broker, workspace_root,
+};
+use kafka_wire::client::admin::{NewTopic, OffsetSpec};
+use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::transaction::admin::TransactionAdmin;
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+
+/// The pipelines are heavy (debug-build child processes): one test at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const PARTITIONS: i32 = 4;
+const WINDOW_MS: i64 = 60_000;
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Topics of one test run and clients to fill and check them.
+struct Run {
+    bootstrap: String,
+    admin: Admin,
+    producer: Producer,
+    app: String,
+    input: String,
+    output: String,
+}
+
+impl Run {
+    async fn new(bootstrap: &str, name: &str) -> Run {
+        let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+            .await
+            .unwrap();
+        let admin = Admin::new(client.clone());
+        let input = random_topic(&format!("{name}-in"));
+        let output = random_topic(&format!("{name}-out"));
+        admin
+            .create_topics(&[
+                NewTopic::new(&input, PARTITIONS),
+                NewTopic::new(&output, PARTITIONS),
+            ])
+            .await
+            .unwrap();
+        for t in [&input, &output] {
+            integration_tests::topic_metadata(&client, t).await;
+        }
+        let mut props = BTreeMap::from([
+            ("bootstrap.servers".to_string(), bootstrap.to_string()),
+            ("linger.ms".to_string(), "5".to_string()),
+        ]);
+        props.insert("compression.type".into(), "lz4".into());
+        let producer =
+            Producer::with_client(client, ProducerConfig::from_properties(&props).unwrap())
+                .await
+                .unwrap();
+        Run {
+            bootstrap: bootstrap.to_string(),
+            admin,
+            producer,
+            app: random_topic(&format!("{name}-app")),
+            input,
+            output,
+        }
+    }
+
+    async fn send_all(&self, records: Vec<ProducerRecord>) {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            pending.push(self.producer.send(r).await.unwrap());
+            if pending.len() >= 50_000 {
+                for f in pending.drain(..) {
+                    f.await.unwrap();
+                }
+            }
+        }
+        for f in pending {
+            f.await.unwrap();
+        }
+    }
+
+    /// `n` clicks (keyed by url, so the default partitioner puts a url in one
+    /// partition), 5% of them up to 4 s out of order (within the 5 s watermark
+    /// bound, so nothing is ever late), then one far-future click per partition
+    /// that moves the watermark past every window. Returns the expected counts of
+    /// status >= 500 per (url, window start).
+    async fn clicks(&self, n: usize, seed: u64) -> BTreeMap<(String, i64), u64> {
+        let (records, expected) = self.click_records(n, seed);
+        self.send_all(records).await;
+        expected
+    }
+
+    /// [`Run::clicks`] written in 20 slices over `over`, so a test can kill the
+    /// pipeline while input keeps arriving.
+    async fn clicks_paced(&self, records: Vec<ProducerRecord>, over: Duration) {
+        let slice = records.len().div_ceil(20).max(1);
+        let mut records = records.into_iter();
+        loop {
+            let part: Vec<ProducerRecord> = records.by_ref().take(slice).collect();
+            if part.is_empty() {
+                return;
+            }
+            self.send_all(part).await;
+            tokio::time::sleep(over / 20).await;
+        }
+    }
+
+    /// The records of [`Run::clicks`] and the expected counts.
+    fn click_records(
+        &self,
+        n: usize,
+        seed: u64,
+    ) -> (Vec<ProducerRecord>, BTreeMap<(String, i64), u64>) {
+        let mut rng = Rng(seed | 1);
+        // Recent event times: the broker's retention deletes older ones.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let base = now - now.rem_euclid(WINDOW_MS) - 3 * 3_600_000;
+        let mut expected = BTreeMap::new();
+        let mut records = Vec::with_capacity(n + PARTITIONS as usize);
+        for i in 0..n {
+            let url = format!("/u{}", rng.next() % 50);
+            let mut ts = base + i as i64 * 10;
+            if rng.next() % 100 < 5 {
+                ts -= (rng.next() % 4_000) as i64;
+            }
+            let status = if rng.next() % 10 < 3 {
+                500 + (rng.next() % 4) as u16
+            } else {
+                200
+            };
+            if status >= 500 {
+                *expected
+                    .entry((url.clone(), ts - ts.rem_euclid(WINDOW_MS)))
+                    .or_default() += 1;
+            }
+            let value = serde_json::json!({"url": url, "status": status, "ts": ts}).to_string();
+            records.push(ProducerRecord::new(&self.input, value).key(url));
+        }
+        for p in 0..PARTITIONS {
+            let value =
+                serde_json::json!({"url": "/end", "status": 200, "ts": base + 400 * 86_400_000i64})
+                    .to_string();
+            records.push(ProducerRecord::new(&self.input, value).partition(p));
+        }
+        (records, expected)
+    }
+
+    /// The output's committed records as `key<TAB>value` lines, read with
+    /// read_committed up to the last stable offsets.
+    async fn read_output(&self) -> Vec<String> {
+        let parts: Vec<i32> = (0..PARTITIONS).collect();
+        let ends = self
+            .admin
+            .list_offsets(
+                &self.output,
+                &parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadCommitted,
+            )
+            .await
+            .unwrap();
+        let props = BTreeMap::from([
+            ("bootstrap.servers".to_string(), self.bootstrap.clone()),
+            ("auto.offset.reset".to_string(), "earliest".to_string()),
+            ("isolation.level".to_string(), "read_committed".to_string()),
+        ]);
+        let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+            .await
+            .unwrap();
+        let mut todo: BTreeSet<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| ends[p].offset > 0)
+            .collect();
+        consumer.assign(todo.iter().map(|p| (self.output.clone(), *p)));
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let text = |v: &Option<bytes::Bytes>| {
+            String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned()
+        };
+        while !todo.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "output not read to its end in 30 s"
+            );
+            let batches = tokio::time::timeout(Duration::from_secs(1), consumer.poll_batches())
+                .await
+                .unwrap_or(Ok(Vec::new()))
+                .unwrap();
+            for b in batches {
+                let end = ends[&b.partition].offset;
+                for r in b.records.iter().filter(|r| r.offset < end) {
+                    out.push(format!("{}\t{}", text(&r.key), text(&r.value)));
+                }
+                if b.next_offset >= end {
+                    todo.remove(&b.partition);
+                }
+            }
+        }
+        consumer.close().await;
+        out
+    }
+
+    /// Records committed in the output.
+    async fn committed_output(&self) -> i64 {
+        self.read_output().await.len() as i64
+    }
+
+    fn spawn(&self, pipeline: &str, instance: u32, extra: &[(&str, String)]) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom_pipeline"));
+        cmd.arg(pipeline)
+            .env("KAFKA_BOOTSTRAP", &self.bootstrap)
+            .env("APP", &self.app)
+            .env("INSTANCE", instance.to_string())
+            .env("INPUT", &self.input)
+            .env("OUTPUT", &self.output)
+            .env(
+                "RUST_LOG",
+                std::env::var("PIPELINE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// Waits until the output holds `want` committed records (panics after `limit`).
+    async fn wait_for_output(&self, want: i64, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let have = self.committed_output().await;
+            if have >= want {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "output has {have} of {want} records after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Once the output holds every expected window: stops `child` with SIGTERM
+    /// (it must exit 0), then checks the output read by the Java consumer
+    /// against `expected` and that nothing is left open.
+    async fn finish_windows(&self, child: &mut Child, expected: &BTreeMap<(String, i64), u64>) {
+        let want = expected.len() as i64;
+        self.wait_for_output(want, Duration::from_secs(300)).await;
+        // Let a straggling duplicate show up, if there were one.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status = terminate(child, Duration::from_secs(60));
+        assert!(
+            status.success(),
+            "the pipeline exited with {status} on SIGTERM"
+        );
+        assert_eq!(self.committed_output().await, want, "output records");
+        let lines = java_read_committed(&self.bootstrap, &self.output, want as usize);
+        assert_eq!(
+            &window_counts(&lines),
+            expected,
+            "window counts read by the Java consumer"
+        );
+        self.assert_nothing_hanging().await;
+    }
+
+    /// Every topic of the run (input, output, changelogs) has its read_committed
+    /// end equal to its read_uncommitted end, and no transaction of the
+    /// application is open.
+    async fn assert_nothing_hanging(&self) {
+        let client = self.admin.client().clone();
+        let mut topics = vec![self.output.clone()];
+        for uid in ["error-counts", "running-stats"] {
+            let t = format!("{}-{uid}-changelog", self.app);
+            if client.topic(&t).await.is_ok() {
+                topics.push(t);
+            }
+        }
+        for t in &topics {
+            let n = client.topic(t).await.unwrap().partitions.len() as i32;
+            let parts: Vec<i32> = (0..n).collect();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let lso = self
+                    .admin
+                    .list_offsets(t, &parts, OffsetSpec::Latest, IsolationLevel::ReadCommitted)
+                    .await
+                    .unwrap();
+                let hw = self
+                    .admin
+                    .list_offsets(
+                        t,
+                        &parts,
+                        OffsetSpec::Latest,
+                        IsolationLevel::ReadUncommitted,
+                    )
+                    .await
+                    .unwrap();
+                if lso == hw {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{t}: read_committed ends {lso:?} != high watermarks {hw:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let open = TransactionAdmin::new(client)
+            .list_transactions(
+                &[
+                    "Ongoing",
+                    "PrepareCommit",
+                    "PrepareAbort",
+                    "PrepareEpochFence",
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        let mine: Vec<_> = open
+            .iter()
+            .filter(|t| t.transactional_id.starts_with(&self.app))
+            .collect();
+        assert!(
+            mine.is_empty(),
+            "open transactions of the pipeline: {mine:?}"
+        );
+    }
+}
+
+/// Everything in `topic` read with Kafka's Java console consumer (read_committed),
+/// as `key<TAB>value` lines.
+fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
+    let out = Command::new(workspace_root().join("scripts/kafka"))
+        .args([
+            "run",
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--property",
+            "print.key=true",
+            "--max-messages",
+            &(expected + 1).to_string(),
+            "--timeout-ms",
+            "15000",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Window counts from output lines `key<TAB>{"key","window":{"start","end"},"value"}`;
+/// panics on a duplicate window.
+fn window_counts(lines: &[String]) -> BTreeMap<(String, i64), u64> {
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let (_, json) = line.split_once('\t').unwrap_or(("", line));
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let key = v["key"].as_str().unwrap().to_string();
+        let start = v["window"]["start"].as_i64().unwrap();
+        let count = v["value"].as_u64().unwrap();
+        assert!(
+            out.insert((key.clone(), start), count).is_none(),
+            "duplicate window {key} {start}: {line}"
+        );
+    }
+    out
+}
+
+/// A size the soak script raises (`scripts/soak`), else the CI default.
+fn soak_size(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            kill(child);
+            panic!("the pipeline did not stop within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `pipeline` (instance 0), writes `input` over a stretch of time and
+/// meanwhile SIGKILLs and restarts the pipeline `kills` times at random moments
+/// after 20% of it, killing and restarting the broker `broker_restarts` times
+/// among them; returns the running pipeline.
+async fn feed_under_kills(
+    run: &Run,
+    pipeline: &str,
+    extra: &[(&str, String)],
+    input: Vec<ProducerRecord>,
+    kills: u32,
+    broker_restarts: u32,
+    seed: u64,
+) -> Child {
+    let mut child = run.spawn(pipeline, 0, extra);
+    // The input arrives over the kills, so every kill lands mid-stream.
+    let feeding = Duration::from_millis(u64::from(kills + 2 * broker_restarts) * 1_500 + 3_000);
+    let kill_loop = async {
+        let mut rng = Rng(seed ^ 0x5eed);
+        tokio::time::sleep(feeding / 5).await;
+        let started = Instant::now();
+        let every = (kills / broker_restarts.max(1)).max(1);
+        let mut broker_kills = 0;
+        for k in 0..kills {
+            tokio::time::sleep(Duration::from_millis(300 + rng.next() % 1_200)).await;
+            kill(&mut child);
+            child = run.spawn(pipeline, 0, extra);
+            if broker_kills < broker_restarts && k % every == every - 1 {
+                broker_kills += 1;
+                kafka_script(&["stop-node", "1", "-9"]);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                kafka_script(&["start-node", "1"]);
+            }
+        }
+        eprintln!(
+            "{kills} kills, {broker_kills} broker restarts in {:?}",
+            started.elapsed()
+        );
+    };
+    tokio::join!(run.clicks_paced(input, feeding), kill_loop);
+    child
+}
+
+/// Runs the window-count pipeline over `records` clicks, SIGKILLing it `kills`
+/// times at random moments after 20% of the output, and checks the output.
+async fn windowed_counts_under_kills(
+    run: &Run,
+    pipeline: &str,
+    records: usize,
+    kills: u32,
+    broker_restarts: u32,
+    seed: u64,
+) {
+    let (input, expected) = run.click_records(records, seed);
+    let want = expected.len() as i64;
+    eprintln!(
+        "app {} input {} output {}: {want} windows expected",
+        run.app, run.input, run.output
+    );
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+    ];
+    let mut child =
+        feed_under_kills(run, pipeline, &extra, input, kills, broker_restarts, seed).await;
+    run.finish_windows(&mut child, &expected).await;
+}
+
+#[tokio::test]
+async fn exactly_once_window_counts_survive_sigkill() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-window").await;
+    let records = soak_size("STROM_SOAK_RECORDS", 60_000);
+    let kills = soak_size("STROM_SOAK_KILLS", 5) as u32;
+    windowed_counts_under_kills(&run, "window-count", records, kills, 0, 11).await;
+}
+
+#[tokio::test]
+async fn exactly_once_window_counts_survive_broker_restarts() {
+    let bootstrap = require_broker!();
+    if !broker_is_ours(&bootstrap) {
+        eprintln!("skipping: the broker at {bootstrap} is not one scripts/kafka runs here");
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-broker").await;
+    let records = soak_size("STROM_SOAK_RECORDS", 40_000);
+    let kills = soak_size("STROM_SOAK_KILLS", 2) as u32;
+    windowed_counts_under_kills(&run, "window-count", records, kills, 2, 23).await;
+}
+
+#[tokio::test]
+async fn a_stopped_pipeline_commits_and_a_second_run_resumes_without_duplicates() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-stop").await;
+    let expected = run.clicks(20_000, 5).await;
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut child = run.spawn("window-count", 0, &extra);
+    run.wait_for_output(expected.len() as i64 / 3, Duration::from_secs(120))
+        .await;
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    run.assert_nothing_hanging().await;
+    let mut child = run.spawn("window-count", 0, &extra);
+    run.wait_for_output(expected.len() as i64, Duration::from_secs(180))
+        .await;
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, expected.len());
+    assert_eq!(window_counts(&lines), expected);
+}
+
+#[tokio::test]
+async fn bounded_reads_what_was_there_at_start_and_ends() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "bounded").await;
+    let expected = run.clicks(10_000, 7).await;
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("BOUNDED", "1".to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    // Once output appears the job has taken its end offsets: what is written
+    // after that is not read.
+    run.wait_for_output(1, Duration::from_secs(120)).await;
+    let late =
+        serde_json::json!({"url": "/late", "status": 500, "ts": 1_700_000_000_000i64}).to_string();
+    run.send_all(vec![ProducerRecord::new(&run.input, late).key("/late")])
+        .await;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "bounded job did not end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    let lines = java_read_committed(&run.bootstrap, &run.output, expected.len());
+    let got = window_counts(&lines);
+    // The far-future sentinels were read too: their windows are flushed at the
+    // end of bounded input, but their status (200) filters them out.
+    assert_eq!(got, expected);
+    run.assert_nothing_hanging().await;
+}
+
+/// `[key, count, min, max, sum]` after every input record of each key, in input
+/// order: what the running-stats pipeline must emit, record by record.
+type Stats = BTreeMap<String, Vec<(u64, i64, i64, i64)>>;
+
+impl Run {
+    /// `n` records over `keys` keys (`k<i>`), values in -1000..1000; returns the
+    /// records and the stats each must produce.
+    fn stats_records(&self, n: usize, keys: u64, seed: u64) -> (Vec<ProducerRecord>, Stats) {
+        let mut rng = Rng(seed | 1);
+        let mut expected: Stats = BTreeMap::new();
+        let mut records = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = format!("k{}", rng.next() % keys);
+            let v = (rng.next() % 2001) as i64 - 1000;
+            let seq = expected.entry(key.clone()).or_default();
+            let next = match seq.last() {
+                Some(&(c, lo, hi, sum)) => (c + 1, lo.min(v), hi.max(v), sum + v),
+                None => (1, v, v, v),
+            };
+            seq.push(next);
+            records.push(ProducerRecord::new(&self.input, v.to_string()).key(key));
+        }
+        (records, expected)
+    }
+}
+
+/// Checks running-stats output lines against `expected`: per key, exactly the
+/// expected sequence (output keys share the input's partitioning, so per-key
+/// order is input order).
+fn check_stats(lines: &[String], expected: &Stats) {
+    let mut got: Stats = BTreeMap::new();
+    for line in lines {
+        let (_, json) = line.split_once('\t').unwrap();
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let key = v[0].as_str().unwrap().to_string();
+        let s = (
+            v[1].as_u64().unwrap(),
+            v[2].as_i64().unwrap(),
+            v[3].as_i64().unwrap(),
+            v[4].as_i64().unwrap(),
+        );
+        got.entry(key).or_default().push(s);
+    }
+    assert_eq!(got.len(), expected.len(), "keys in the output");
+    for (key, want) in expected {
+        let have = &got[key];
+        assert_eq!(
+            have.len(),
+            want.len(),
+            "{key}: {} outputs for {} inputs",
+            have.len(),
+            want.len()
+        );
+        for (i, (h, w)) in have.iter().zip(want).enumerate() {
+            assert_eq!(h, w, "{key}: output {i} is not recomputed from the input");
+        }
+    }
+}
+
+#[tokio::test]
+async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-stats").await;
+    let keys = soak_size("STROM_SOAK_KEYS", 2_000) as u64;
+    let records = soak_size("STROM_SOAK_STATS_RECORDS", 40_000);
+    let kills = soak_size("STROM_SOAK_KILLS", 4) as u32;
+    let (input, expected) = run.stats_records(records, keys, 29);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut child = feed_under_kills(&run, "running-stats", &extra, input, kills, 0, 99).await;
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    assert_eq!(
+        lines.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    check_stats(&lines, &expected);
+    run.assert_nothing_hanging().await;
+}
+
+#[tokio::test]
+async fn a_surviving_process_takes_over_the_partitions_and_state_of_a_killed_one() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-two").await;
+    let (input, expected) = run.click_records(40_000, 31);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut a = run.spawn("window-count-aligned", 0, &extra);
+    let mut b = run.spawn("window-count-aligned", 1, &extra);
+    let feeding = Duration::from_secs(12);
+    let killer = async {
+        // Both process their share for a while, then one dies for good.
+        tokio::time::sleep(feeding / 3).await;
+        kill(&mut b);
+    };
+    tokio::join!(run.clicks_paced(input, feeding), killer);
+    // The survivor gets b's partitions after b's session times out, and reads
+    // their state from the changelog.
+    run.finish_windows(&mut a, &expected).await;
+}
+
+#[tokio::test]
+async fn a_process_fenced_by_one_with_its_instance_stops_and_its_late_writes_stay_invisible() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-fence").await;
+    let (input, expected) = run.click_records(30_000, 37);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut old = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(10);
+    let mut new = None;
+    let takeover = async {
+        tokio::time::sleep(feeding / 3).await;
+        // Same application and instance: the newcomer fences the running one.
+        new = Some(run.spawn("window-count", 0, &extra));
+    };
+    tokio::join!(run.clicks_paced(input, feeding), takeover);
+    let mut new = new.unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = old.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fenced process still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        !status.success(),
+        "the fenced process should stop with an error"
+    );
+    run.finish_windows(&mut new, &expected).await;
+}
+
+#[tokio::test]
+async fn at_least_once_loses_nothing_under_kills() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "alo").await;
+    let (input, expected) = run.click_records(40_000, 41);
+    let extra = [("GUARANTEE", "alo".to_string())];
+    let mut child = feed_under_kills(&run, "window-count", &extra, input, 4, 0, 7).await;
+    // Every window appears at least once, with at least its count (a window
+    // replayed after a kill may count some records twice).
+    let started = Instant::now();
+    let (seen, duplicates) = loop {
+        let lines = run.read_output().await;
+        let mut seen: BTreeMap<(String, i64), u64> = BTreeMap::new();
+        let mut duplicates = 0;
+        for line in &lines {
+            let (_, json) = line.split_once('\t').unwrap();
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            let key = (
+                v["key"].as_str().unwrap().to_string(),
+                v["window"]["start"].as_i64().unwrap(),
+            );
+            let count = v["value"].as_u64().unwrap();
+            match seen.get_mut(&key) {
+                Some(c) => {
+                    duplicates += 1;
+                    *c = (*c).max(count);
+                }
+                None => {
+                    seen.insert(key, count);
+                }
+            }
+        }
+        let complete = expected
+            .iter()
+            .all(|(k, n)| seen.get(k).is_some_and(|c| c >= n));
+        if complete {
+            break (seen, duplicates);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "windows missing after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    eprintln!(
+        "at-least-once: {} windows, {duplicates} duplicate outputs",
+        seen.len()
+    );
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "no window appears that should not"
+    );
+}
+
+#[tokio::test]
+async fn records_that_do_not_decode_go_to_the_dead_letter_topic_with_their_origin() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "dlq").await;
+    let dlq = random_topic("dlq-dead");
+    run.admin
+        .create_topics(&[NewTopic::new(&dlq, 1)])
+        .await
+        .unwrap();
+    integration_tests::topic_metadata(run.admin.client(), &dlq).await;
+    let (mut input, expected) = run.click_records(5_000, 43);
+    let poison: Vec<String> = (0..5).map(|i| format!("{{not json {i}")).collect();
+    for (i, p) in poison.iter().enumerate() {
+        let mut r = ProducerRecord::new(&run.input, p.clone()).key(format!("bad-{i}"));
+        r.headers
+            .push(kafka_wire::records::Header::new("origin", Some("test")));
+        input.insert(i * 700, r);
+    }
+    run.send_all(input).await;
+    let extra = [("GUARANTEE", "eos".to_string()), ("DLQ", dlq.clone())];
+    let mut child = run.spawn("window-count", 0, &extra);
+    run.wait_for_output(expected.len() as i64, Duration::from_secs(180))
+        .await;
+    assert!(child.try_wait().unwrap().is_none(), "the job keeps running");
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, expected.len());
+    assert_eq!(
+        window_counts(&lines),
+        expected,
+        "bad records are not counted"
+    );
+
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+    ]);
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    consumer.assign([(dlq.clone(), 0)]);
+    let mut dead = Vec::new();
+    let started = Instant::now();
+    while dead.len() < poison.len() && started.elapsed() < Duration::from_secs(30) {
+        dead.extend(consumer.poll_for(Duration::from_secs(1)).await.unwrap());
+    }
+    assert_eq!(dead.len(), poison.len(), "one dead letter per bad record");
+    // One dead-letter partition, several input partitions: order by key.
+    dead.sort_by(|a, b| a.key.cmp(&b.key));
+    for (i, r) in dead.iter().enumerate() {
+        assert_eq!(
+            r.value.as_deref(),
+            Some(poison[i].as_bytes()),
+            "original value"
+        );
+        assert_eq!(
+            r.key.as_deref(),
+            Some(format!("bad-{i}").as_bytes()),
+            "original key"
+        );
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|h| h.key.as_ref() == name.as_bytes())
+                .and_then(|h| h.value.clone())
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        assert_eq!(
+            header("origin").as_deref(),
+            Some("test"),
+            "original headers"
+        );
+        assert_eq!(
+            header("strom.source.topic").as_deref(),
+            Some(run.input.as_str())
+        );
+        assert!(
+            header("strom.source.offset").is_some() && header("strom.source.partition").is_some()
+        );
+        assert!(
+            header("strom.error").unwrap().starts_with("json: "),
+            "{:?}",
+            header("strom.error")
+        );
+    }
+    consumer.close().await;
+    run.assert_nothing_hanging().await;
+}
+
+#[tokio::test]
+async fn a_second_process_of_a_hash_keyed_pipeline_is_refused() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "refuse").await;
+    let (input, expected) = run.click_records(2_000, 47);
+    run.send_all(input).await;
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut first = run.spawn("window-count", 0, &extra);
+    run.wait_for_output(expected.len() as i64, Duration::from_secs(120))
+        .await;
+    let second = Command::new(env!("CARGO_BIN_EXE_strom_pipeline"))
+        .arg("window-count")
+        .env("KAFKA_BOOTSTRAP", &run.bootstrap)
+        .env("APP", &run.app)
+        .env("INSTANCE", "1")
+        .env("INPUT", &run.input)
+        .env("OUTPUT", &run.output)
+        .env("GUARANTEE", "eos")
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        stderr.contains("runs as one process") && stderr.contains("key_by_source_partition"),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first process keeps running"
+    );
+    assert!(terminate(&mut first, Duration::from_secs(60)).success());
+}
