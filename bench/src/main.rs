@@ -17,6 +17,7 @@
 
 mod common;
 mod java;
+mod pipelines;
 mod rdk;
 mod report;
 mod rsk;
@@ -61,6 +62,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum ChildCmd {
+    /// End-to-end strom pipelines over Kafka (see `pipelines.rs`).
+    Pipelines(pipelines::Args),
+    /// Internal: one pipeline process of `pipelines`.
+    #[command(hide = true)]
+    PipelineChild(pipelines::ChildArgs),
     /// Internal: run one client's phase in this process and print BENCH-RESULT.
     #[command(hide = true)]
     Child {
@@ -125,6 +131,8 @@ fn main() -> Result<()> {
             println!("{}", m.to_line());
             Ok(())
         }
+        Some(ChildCmd::Pipelines(args)) => pipelines::run(args),
+        Some(ChildCmd::PipelineChild(args)) => pipelines::child(args),
         None => run_parent(&cli),
     }
 }

@@ -265,6 +265,8 @@ pub(crate) struct Accumulator {
     credit: usize,
     memory_chunk: usize,
     pub spare: SpareBuffers,
+    /// Records the first failed batch (transactional producers: what commit checks).
+    pub failures: Option<Arc<super::delivery::FailureLatch>>,
 }
 
 impl Accumulator {
@@ -303,6 +305,10 @@ impl Accumulator {
                 buffers: Vec::new(),
                 capacity: config.batch_size.clamp(1, 1 << 20),
             },
+            failures: config
+                .transactional_id
+                .is_some()
+                .then(|| Arc::new(super::delivery::FailureLatch::default())),
         }
     }
 
@@ -447,7 +453,11 @@ impl Accumulator {
                 }
             }
             queue.batches.push_back(Batch {
-                completion: BatchCompletion::new(t.name.clone(), partition),
+                completion: BatchCompletion::watched(
+                    t.name.clone(),
+                    partition,
+                    self.failures.clone(),
+                ),
                 topic: t.name.clone(),
                 partition,
                 builder: Some(self.spare.builder(self.params)),

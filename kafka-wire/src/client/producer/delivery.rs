@@ -49,12 +49,47 @@ struct BatchSlot {
     wakers: Mutex<Vec<Waker>>,
 }
 
+/// The first failure among the batches it watches (a transaction's records):
+/// what a transactional commit checks instead of awaiting every record's future.
+#[derive(Debug, Default)]
+pub(crate) struct FailureLatch {
+    first: Mutex<Option<Error>>,
+}
+
+impl FailureLatch {
+    fn record(&self, error: &Error) {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(error.clone());
+        }
+    }
+
+    /// The first failure recorded since the last reset.
+    pub(crate) fn get(&self) -> Option<Error> {
+        self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets the recorded failure.
+    pub(crate) fn reset(&self) {
+        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// The batch's side of the slot: completes it once.
 pub(crate) struct BatchCompletion {
     slot: Arc<BatchSlot>,
+    /// Told of a failed outcome.
+    latch: Option<Arc<FailureLatch>>,
 }
 
 impl BatchCompletion {
+    /// The completion of a batch whose failures `latch` records.
+    pub(crate) fn watched(topic: Arc<str>, partition: i32, latch: Option<Arc<FailureLatch>>) -> Self {
+        let mut c = Self::new(topic, partition);
+        c.latch = latch;
+        c
+    }
+
     pub(crate) fn new(topic: Arc<str>, partition: i32) -> Self {
         BatchCompletion {
             slot: Arc::new(BatchSlot {
@@ -63,6 +98,7 @@ impl BatchCompletion {
                 outcome: OnceLock::new(),
                 wakers: Mutex::new(Vec::new()),
             }),
+            latch: None,
         }
     }
 
@@ -72,7 +108,13 @@ impl BatchCompletion {
     pub(crate) fn split(self, starts: &[u32]) -> Vec<BatchCompletion> {
         let parts: Vec<BatchCompletion> = starts
             .iter()
-            .map(|_| BatchCompletion::new(self.slot.topic.clone(), self.slot.partition))
+            .map(|_| {
+                BatchCompletion::watched(
+                    self.slot.topic.clone(),
+                    self.slot.partition,
+                    self.latch.clone(),
+                )
+            })
             .collect();
         let slots = starts
             .iter()
@@ -95,6 +137,9 @@ impl BatchCompletion {
 
     /// Sets the batch's outcome (the first call wins) and wakes every waiting future.
     pub(crate) fn complete(&self, outcome: BatchOutcome) {
+        if let (Err(e), Some(latch)) = (&outcome, &self.latch) {
+            latch.record(e);
+        }
         self.settle(Outcome::Done(outcome));
     }
 

@@ -17,7 +17,7 @@
 //! space instead of growing the queues, which is the producer's backpressure.
 
 mod accumulator;
-mod delivery;
+pub(crate) mod delivery;
 mod sender;
 
 #[cfg(test)]
@@ -404,6 +404,13 @@ impl Producer {
         flushed.map_err(|_| Error::Timeout {
             context: "producer close".into(),
         })?
+    }
+}
+
+impl Producer {
+    /// The latch that records the first failed batch (transactional producers).
+    pub(crate) fn failures(&self) -> Option<Arc<delivery::FailureLatch>> {
+        self.shared.lock().failures.clone()
     }
 }
 

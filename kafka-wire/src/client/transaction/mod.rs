@@ -40,11 +40,9 @@ pub mod session;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot};
 use tracing::{debug, info, warn};
 
 use self::coordinator::{Coordinator, CoordinatorType};
@@ -97,7 +95,7 @@ impl ConsumerGroupMetadata {
 /// What a record's delivery came to; see [`TransactionalProducer::send`].
 #[derive(Debug)]
 pub struct TxnDelivery {
-    rx: oneshot::Receiver<crate::error::Result<RecordMetadata>>,
+    inner: crate::client::producer::DeliveryFuture,
 }
 
 impl std::future::Future for TxnDelivery {
@@ -107,47 +105,7 @@ impl std::future::Future for TxnDelivery {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(Error::Disconnected {
-                    broker: "producer".into(),
-                    reason: "producer dropped".into(),
-                })
-            })
-        })
-    }
-}
-
-/// Deliveries of the open transaction not yet resolved, and the first failure.
-#[derive(Default)]
-struct SendTracker {
-    pending: AtomicUsize,
-    first_error: Mutex<Option<(Option<ErrorCode>, String)>>,
-    idle: Notify,
-}
-
-impl SendTracker {
-    fn failure(&self) -> Option<(Option<ErrorCode>, String)> {
-        self.first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn reset(&self) {
-        *self.first_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.pending.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        std::pin::Pin::new(&mut self.inner).poll(cx)
     }
 }
 
@@ -175,7 +133,16 @@ pub struct TransactionalProducer {
     offsets_added: bool,
     /// Partition for unkeyed records without a partition, per topic, per transaction.
     sticky: HashMap<String, i32>,
-    sends: Arc<SendTracker>,
+    /// The first failure among the transaction's records (set by the producer).
+    failures: Arc<crate::client::producer::delivery::FailureLatch>,
+    /// Partition counts of the topics written in the open transaction (read once
+    /// per transaction).
+    partition_counts: HashMap<String, i32>,
+    /// Per topic, whether each partition is in `partitions` (the per-record check).
+    partitions_by_topic: HashMap<String, Vec<bool>>,
+    /// Records the producer partitioned went into the open transaction
+    /// (transaction version 2).
+    sent_unkeyed: bool,
     /// A record failed in an earlier transaction: bump the epoch before the next one,
     /// since its sequence may have left a gap.
     bump_epoch: bool,
@@ -287,6 +254,7 @@ impl TransactionalProducer {
             );
         }
         let producer = Producer::with_client(client.clone(), config.clone()).await?;
+        let failures = producer.failures().unwrap_or_default();
         let mut this = TransactionalProducer {
             config,
             coordinator: Coordinator::new(
@@ -305,7 +273,10 @@ impl TransactionalProducer {
             partitions: BTreeSet::new(),
             offsets_added: false,
             sticky: HashMap::new(),
-            sends: Arc::new(SendTracker::default()),
+            failures,
+            partition_counts: HashMap::new(),
+            partitions_by_topic: HashMap::new(),
+            sent_unkeyed: false,
             bump_epoch: false,
             started: None,
             last_error: None,
@@ -572,7 +543,10 @@ impl TransactionalProducer {
         self.partitions.clear();
         self.offsets_added = false;
         self.sticky.clear();
-        self.sends.reset();
+        self.failures.reset();
+        self.partition_counts.clear();
+        self.partitions_by_topic.clear();
+        self.sent_unkeyed = false;
         self.started = Some(Instant::now());
         Ok(())
     }
@@ -584,7 +558,23 @@ impl TransactionalProducer {
     /// the record's offset; a record that fails makes `commit` fail (abortable).
     pub async fn send(&mut self, mut record: ProducerRecord) -> Result<TxnDelivery> {
         self.transition(Operation::Send)?;
-        let partitions = self.partition_count(&record.topic).await?;
+        let unkeyed = record.partition.is_none()
+            && (record.key.is_none() || self.producer_config().partitioner_ignore_keys);
+        if self.tv2 && unkeyed {
+            // Transaction version 2 adds partitions with the produce request: the
+            // producer's sticky partitioner spreads unkeyed records over the
+            // partitions batch by batch, as it does outside transactions.
+            self.sent_unkeyed = true;
+            return self.hand_to_producer(record).await;
+        }
+        let partitions = match self.partition_counts.get(&record.topic) {
+            Some(n) => *n,
+            None => {
+                let n = self.partition_count(&record.topic).await?;
+                self.partition_counts.insert(record.topic.clone(), n);
+                n
+            }
+        };
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => p,
             (None, Some(key)) if !self.producer_config().partitioner_ignore_keys => {
@@ -611,15 +601,38 @@ impl TransactionalProducer {
             });
         }
         record.partition = Some(partition);
-        let key = (record.topic.clone(), partition);
-        if !self.partitions.contains(&key) {
-            if self.tv2 {
+        // Most records go to a partition already in the transaction: checked
+        // without building a key.
+        let known = self
+            .partitions_by_topic
+            .get(&record.topic)
+            .and_then(|added| added.get(partition as usize))
+            .copied()
+            .unwrap_or(false);
+        if !known {
+            let key = (record.topic.clone(), partition);
+            let added = self
+                .partitions_by_topic
+                .entry(record.topic.clone())
+                .or_insert_with(|| vec![false; partitions as usize]);
+            if let Some(slot) = added.get_mut(partition as usize) {
+                *slot = true;
+            }
+            if self.partitions.contains(&key) {
+                // Added with add_partitions_to_transaction.
+            } else if self.tv2 {
                 // Transaction version 2: the produce request adds the partition.
                 self.partitions.insert(key);
             } else {
                 self.add_partitions(std::slice::from_ref(&key)).await?;
             }
         }
+        self.hand_to_producer(record).await
+    }
+
+    /// Appends a record to the producer; a record it cannot take for good makes
+    /// the transaction abortable.
+    async fn hand_to_producer(&mut self, record: ProducerRecord) -> Result<TxnDelivery> {
         let delivery = match self.producer.send(record).await {
             Ok(delivery) => delivery,
             // Not queued for a passing reason (buffer full, metadata): send again.
@@ -636,23 +649,7 @@ impl TransactionalProducer {
                 return Err(error);
             }
         };
-        let (tx, rx) = oneshot::channel();
-        let sends = self.sends.clone();
-        sends.pending.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
-            let result = delivery.await;
-            if let Err(e) = &result {
-                let mut first = sends.first_error.lock().unwrap_or_else(|e| e.into_inner());
-                if first.is_none() {
-                    *first = Some((e.code(), e.to_string()));
-                }
-            }
-            let _ = tx.send(result);
-            if sends.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                sends.idle.notify_waiters();
-            }
-        });
-        Ok(TxnDelivery { rx })
+        Ok(TxnDelivery { inner: delivery })
     }
 
     /// The partition count of `topic`, retrying retriable metadata errors until
@@ -821,12 +818,7 @@ impl TransactionalProducer {
     async fn drain_sends(&mut self) -> Result<()> {
         let config = self.producer_config();
         let limit = config.delivery_timeout + config.client.request_timeout;
-        let drained = tokio::time::timeout(limit, async {
-            let flushed = self.producer.flush().await;
-            self.sends.wait_idle().await;
-            flushed
-        })
-        .await;
+        let drained = tokio::time::timeout(limit, self.producer.flush()).await;
         match drained {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(incomplete(e)),
@@ -845,11 +837,11 @@ impl TransactionalProducer {
     pub async fn commit(&mut self) -> Result<()> {
         self.transition(Operation::Commit)?;
         self.drain_sends().await?;
-        if let Some((code, reason)) = self.sends.failure() {
+        if let Some(failed) = self.failures.get() {
             self.bump_epoch = true;
             let error = Error::TransactionAbortable {
-                code,
-                reason: format!("a record of the transaction failed: {reason}"),
+                code: failed.code(),
+                reason: format!("a record of the transaction failed: {failed}"),
             };
             self.state = TransactionState::AbortableError;
             self.last_error = Some(error.to_string());
@@ -866,7 +858,7 @@ impl TransactionalProducer {
     pub async fn abort(&mut self) -> Result<()> {
         self.transition(Operation::Abort)?;
         self.drain_sends().await?;
-        if self.sends.failure().is_some() {
+        if self.failures.get().is_some() {
             self.bump_epoch = true;
         }
         self.end(false).await
@@ -874,7 +866,7 @@ impl TransactionalProducer {
 
     /// EndTxn with `commit`, retried as the same decision; Ready on success.
     async fn end(&mut self, commit: bool) -> Result<()> {
-        if self.partitions.is_empty() && !self.offsets_added {
+        if self.partitions.is_empty() && !self.sent_unkeyed && !self.offsets_added {
             // Nothing was added: the coordinator has no transaction to end (an
             // empty transaction commits trivially, FLINK-31363).
             self.finish();
@@ -945,6 +937,7 @@ impl TransactionalProducer {
     fn finish(&mut self) {
         self.state = TransactionState::Ready;
         self.partitions.clear();
+        self.sent_unkeyed = false;
         self.offsets_added = false;
         self.started = None;
     }
