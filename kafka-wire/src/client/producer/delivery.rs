@@ -84,7 +84,11 @@ pub(crate) struct BatchCompletion {
 
 impl BatchCompletion {
     /// The completion of a batch whose failures `latch` records.
-    pub(crate) fn watched(topic: Arc<str>, partition: i32, latch: Option<Arc<FailureLatch>>) -> Self {
+    pub(crate) fn watched(
+        topic: Arc<str>,
+        partition: i32,
+        latch: Option<Arc<FailureLatch>>,
+    ) -> Self {
         let mut c = Self::new(topic, partition);
         c.latch = latch;
         c
