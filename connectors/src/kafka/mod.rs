@@ -13,7 +13,7 @@
 //! | file | what |
 //! |---|---|
 //! | `config.rs` | [`KafkaConfig`]: Java property names plus `application.id`, `strom.instance` |
-//! | `format.rs` | [`Format`]: raw, UTF-8, JSON; [`KafkaMessage`] |
+//! | `message.rs` | [`KafkaMessage`]; the value formats ([`Format`]: raw, UTF-8, JSON) are [`crate::format`], re-exported here |
 //! | `scope.rs` | [`KafkaScope`]: what the sources, sinks and store of a job share |
 //! | `source.rs`, `fetch.rs` | [`KafkaSource`] and its splits; the fetch task |
 //! | `sink.rs` | [`KafkaSink`] |
@@ -25,8 +25,8 @@
 mod changelog;
 mod config;
 mod fetch;
-mod format;
 mod job;
+mod message;
 mod scope;
 mod sink;
 mod source;
@@ -34,9 +34,10 @@ mod store;
 mod topics;
 mod writer;
 
+pub use crate::format::{Format, FormatError, Json, Raw, Utf8};
 pub use config::KafkaConfig;
-pub use format::{Format, FormatError, Json, KafkaMessage, Raw, Utf8};
 pub use job::{JobEnd, JobReport, KafkaJob, Restore, StopHandle};
+pub use message::KafkaMessage;
 pub use scope::KafkaScope;
 pub use sink::{DeliveryGuarantee, KafkaSink};
 pub use source::{BadRecordPolicy, KafkaSource};

@@ -14,10 +14,10 @@ use engine::{CheckpointId, EngineError, ErrorClass, NO_TIMESTAMP, Record, Sink, 
 use kafka_wire::client::ProducerRecord;
 use serde::Serialize;
 
-use super::format::{Format, FormatError, to_json};
 use super::scope::KafkaScope;
 use super::writer::{Delivery, Writer};
 use crate::error::engine_error;
+use crate::format::{Format, FormatError, to_json};
 
 /// Encodes a value into its record's value bytes.
 type ValueEncoder<T> = Arc<dyn Fn(&T) -> Result<Option<Bytes>, FormatError> + Send + Sync>;

@@ -26,8 +26,9 @@ use kafka_wire::client::consumer::ConsumerRecord;
 use kafka_wire::client::group::assignor::TopicPartition;
 use tokio::sync::mpsc;
 
-use super::format::{Format, FormatError, KafkaMessage, Raw};
+use super::message::KafkaMessage;
 use super::scope::{DeadLetterRecord, Incarnation, KafkaScope, PartitionFeed};
+use crate::format::{Format, FormatError, Raw};
 
 /// Decodes one consumed record into a stream value.
 type Decoder<T> = Arc<dyn Fn(&ConsumerRecord) -> Result<T, FormatError> + Send + Sync>;

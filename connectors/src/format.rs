@@ -1,9 +1,19 @@
-//! Record formats: how a Kafka record's key and value bytes become a value of the
-//! stream and back. Raw bytes, UTF-8 text and JSON (serde); [`KafkaMessage`]
-//! carries the key, headers, timestamp and source offset along with the value.
+//! Record formats shared by the connectors: how the bytes of one Kafka record
+//! value, or of one line of a file, become a value of the stream and back. Raw
+//! bytes ([`Raw`]), UTF-8 text ([`Utf8`]) and JSON through serde ([`Json`]).
+//!
+//! ```text
+//!  bytes (record value, file line) --Format::deserialize--> T --Format::serialize--> bytes
+//! ```
+//!
+//! ```
+//! use connectors::format::{Format, Json, Utf8};
+//! let f = Json::<Vec<u32>>::new();
+//! assert_eq!(f.deserialize(Some(b"[1,2]")).unwrap(), vec![1, 2]);
+//! assert_eq!(Utf8.serialize(&"hi".to_string()).unwrap().unwrap(), "hi");
+//! ```
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -19,7 +29,8 @@ pub struct FormatError {
     pub message: String,
 }
 
-/// How values of type `T` are stored in a record's bytes.
+/// How values of type `T` are stored in a record's bytes (a Kafka record value, one
+/// line of a file).
 pub trait Format<T>: Send + Sync + 'static {
     /// Decodes a value (`None`: a null value, a tombstone).
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, FormatError>;
@@ -111,25 +122,6 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Option<Bytes>,
             format: "json",
             message: e.to_string(),
         })
-}
-
-/// A decoded record with everything Kafka knows about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KafkaMessage<T> {
-    /// The decoded value.
-    pub value: T,
-    /// The key bytes.
-    pub key: Option<Bytes>,
-    /// Headers in wire order.
-    pub headers: Vec<(String, Option<Bytes>)>,
-    /// The record timestamp (ms).
-    pub timestamp: i64,
-    /// Topic read from.
-    pub topic: Arc<str>,
-    /// Partition read from.
-    pub partition: i32,
-    /// Offset read from.
-    pub offset: i64,
 }
 
 #[cfg(test)]
