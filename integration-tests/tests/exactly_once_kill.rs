@@ -28,6 +28,9 @@ fn spawn_copier(args: &[String], seed: u64) -> Child {
         .unwrap()
 }
 
+/// Every record of `topic`-`partition` at `isolation`, read up to the partition's
+/// end offset at that isolation (within 120 s): a slow fetch after a broker
+/// restart must not cut the read short.
 async fn read_partition(
     bootstrap: &str,
     topic: &str,
@@ -39,24 +42,47 @@ async fn read_partition(
         ("auto.offset.reset".to_string(), "earliest".to_string()),
         ("isolation.level".to_string(), isolation.to_string()),
     ]);
+    let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    let level = if isolation == "read_committed" {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let end = Admin::new(client)
+        .list_offsets(topic, &[partition], OffsetSpec::Latest, level)
+        .await
+        .unwrap()
+        .values()
+        .map(|o| o.offset)
+        .sum::<i64>();
     let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
         .await
         .unwrap();
     consumer.assign([(topic.to_string(), partition)]);
     let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 3 {
-        let records = consumer.poll_for(Duration::from_millis(700)).await.unwrap();
-        if records.is_empty() {
-            idle += 1;
-        }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = consumer.poll_for(Duration::from_millis(500)).await.unwrap();
         out.extend(
             records.iter().map(|r| {
                 String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
             }),
         );
+        let at = consumer
+            .positions()
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0);
+        if at >= end {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-{partition}: read up to offset {at} of {end} in 120 s"
+        );
     }
-    consumer.close().await;
     out
 }
 
