@@ -1,0 +1,523 @@
+//! The `WITH` options of tables: which connector a table reads or writes, and
+//! with which settings. Every option is checked when the script is planned, so an
+//! unknown or malformed option fails before anything runs.
+//!
+//! | connector | source | sink | options |
+//! |---|---|---|---|
+//! | `kafka` | yes | yes | `topic`, `format`, `properties.file`, `properties.*`, `scan.startup.mode`, `scan.watermark.idle-timeout`, `scan.bad-records`, `scan.bad-records.topic`, `key.fields`, `sink.delivery-guarantee` |
+//! | `filesystem` | yes (bounded) | yes | `path`, `format`, `csv.header`, `scan.bad-records`, `sink.rolling-policy.file-size` |
+//! | `print` | | yes | `print-identifier`, `standard-error` |
+//! | `postgres` | | yes | `url`, `table-name`, `username`, `password`, `sink.delivery-guarantee`, `sink.create-table` |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Result, SqlError};
+use crate::format::RowFormat;
+use crate::parse::TableDef;
+use crate::plan::table_time;
+use crate::types::{DataType, Schema};
+
+/// Where a source table's rows come from.
+#[derive(Clone, Debug)]
+pub enum SourceConnector {
+    /// Kafka topics read by the job's consumer group.
+    Kafka {
+        /// Topics.
+        topics: Vec<String>,
+        /// Value format.
+        format: RowFormat,
+        /// Dead-letter topic for records that do not decode (else `skip`).
+        dead_letter: Option<String>,
+        /// Skip bad records (counted) instead of failing.
+        skip_bad: bool,
+        /// Watermark idleness.
+        idle: Option<Duration>,
+    },
+    /// Files, read once (bounded).
+    File {
+        /// A file or directory.
+        path: String,
+        /// Line format.
+        format: RowFormat,
+        /// Skip the first line of each file.
+        header: bool,
+        /// Skip bad lines (counted) instead of failing.
+        skip_bad: bool,
+    },
+}
+
+/// Where a sink table's rows go.
+#[derive(Clone, Debug)]
+pub enum SinkConnector {
+    /// A Kafka topic.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// Value format.
+        format: RowFormat,
+        /// Columns whose JSON object is the record key.
+        key_fields: Vec<usize>,
+        /// Whether writes are part of the checkpoint's transaction.
+        exactly_once: bool,
+    },
+    /// Rolling files in a directory.
+    File {
+        /// The directory.
+        path: String,
+        /// Line format.
+        format: RowFormat,
+        /// Roll at this size.
+        max_file_size: Option<u64>,
+    },
+    /// Standard output.
+    Print {
+        /// Line prefix.
+        prefix: Option<String>,
+        /// Standard error instead.
+        stderr: bool,
+    },
+    /// A PostgreSQL table.
+    Postgres {
+        /// tokio-postgres connection string.
+        connection: String,
+        /// The table.
+        table: String,
+        /// Two-phase commit with the checkpoint.
+        exactly_once: bool,
+        /// Create the table if missing.
+        create: bool,
+    },
+}
+
+fn check_known(t: &TableDef, known: &[&str]) -> Result<()> {
+    for k in t.options.keys() {
+        let ok = known.contains(&k.as_str())
+            || (k.starts_with("properties.") && known.contains(&"properties.*"))
+            || (k.starts_with("csv.") && known.contains(&"csv.*"));
+        if !ok {
+            return Err(SqlError::options(
+                &t.name,
+                format!(
+                    "unknown option '{k}'; {} tables take: {}",
+                    t.option("connector").unwrap_or("?"),
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn connector(t: &TableDef) -> Result<&str> {
+    t.option("connector").ok_or_else(|| {
+        SqlError::options(
+            &t.name,
+            "missing 'connector': use 'kafka', 'filesystem', 'print' or 'postgres'",
+        )
+    })
+}
+
+/// Parses `30 s`, `30s`, `500 ms`, `1 min`, `2 h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" | "milli" | "millis" | "milliseconds" => 1.0,
+        "" | "s" | "sec" | "second" | "seconds" => 1000.0,
+        "min" | "minute" | "minutes" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        _ => return None,
+    };
+    Some(Duration::from_millis((n * ms) as u64))
+}
+
+fn bool_option(t: &TableDef, key: &str) -> Result<bool> {
+    match t.option(key) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(SqlError::options(
+            &t.name,
+            format!("'{key}' = '{v}': use 'true' or 'false'"),
+        )),
+    }
+}
+
+/// The row format a table's `format` option names.
+pub fn row_format(t: &TableDef) -> Result<RowFormat> {
+    let schema = Arc::new(t.schema.clone());
+    let required = table_time(t);
+    let char_opt = |key: &str, default: char| -> Result<char> {
+        match t.option(key) {
+            None => Ok(default),
+            Some("\\t") => Ok('\t'),
+            Some(v) if v.chars().count() == 1 => Ok(v.chars().next().unwrap_or(default)),
+            Some(v) => Err(SqlError::options(
+                &t.name,
+                format!("'{key}' = '{v}': one character"),
+            )),
+        }
+    };
+    match t.option("format").or(t.option("value.format")) {
+        None | Some("json") => Ok(RowFormat::Json { schema, required }),
+        Some("csv") => Ok(RowFormat::Csv {
+            schema,
+            required,
+            delimiter: char_opt("csv.field-delimiter", ',')?,
+            quote: char_opt("csv.quote-character", '"')?,
+        }),
+        Some("raw") => {
+            if t.schema.len() != 1 || t.schema.fields[0].ty != DataType::String {
+                return Err(SqlError::options(
+                    &t.name,
+                    "format 'raw' needs exactly one STRING column",
+                ));
+            }
+            Ok(RowFormat::Raw)
+        }
+        Some(other) => Err(SqlError::options(
+            &t.name,
+            format!(
+                "unknown format '{other}': use 'json', 'csv' or 'raw' (Avro with a schema registry is not supported yet)"
+            ),
+        )),
+    }
+}
+
+fn bad_records(t: &TableDef) -> Result<(bool, Option<String>)> {
+    let topic = t.option("scan.bad-records.topic").map(str::to_string);
+    match t.option("scan.bad-records") {
+        None | Some("fail") if topic.is_none() => Ok((false, None)),
+        None | Some("dead-letter") if topic.is_some() => Ok((false, topic)),
+        Some("skip") if topic.is_none() => Ok((true, None)),
+        Some(v) => Err(SqlError::options(
+            &t.name,
+            format!(
+                "'scan.bad-records' = '{v}': use 'fail', 'skip', or 'dead-letter' with 'scan.bad-records.topic'"
+            ),
+        )),
+        None => Err(SqlError::options(&t.name, "bad records")),
+    }
+}
+
+/// The source connector of table `t`.
+pub fn source(t: &TableDef) -> Result<SourceConnector> {
+    match connector(t)? {
+        "kafka" => {
+            check_known(t, KAFKA_OPTIONS)?;
+            let topics: Vec<String> = t
+                .option("topic")
+                .ok_or_else(|| SqlError::options(&t.name, "missing 'topic'"))?
+                .split(';')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            let (skip_bad, dead_letter) = bad_records(t)?;
+            if let Some(mode) = t.option("scan.startup.mode") {
+                if !["group-offsets", "earliest-offset", "latest-offset"].contains(&mode) {
+                    return Err(SqlError::options(
+                        &t.name,
+                        format!(
+                            "'scan.startup.mode' = '{mode}': use 'group-offsets', 'earliest-offset' or 'latest-offset'"
+                        ),
+                    ));
+                }
+            }
+            let idle = match t.option("scan.watermark.idle-timeout") {
+                Some(v) => Some(parse_duration(v).ok_or_else(|| {
+                    SqlError::options(
+                        &t.name,
+                        format!("'scan.watermark.idle-timeout' = '{v}': write e.g. '30 s'"),
+                    )
+                })?),
+                None => None,
+            };
+            Ok(SourceConnector::Kafka {
+                topics,
+                format: row_format(t)?,
+                dead_letter,
+                skip_bad,
+                idle,
+            })
+        }
+        "filesystem" => {
+            check_known(t, FILE_OPTIONS)?;
+            let (skip_bad, dlq) = bad_records(t)?;
+            if dlq.is_some() {
+                return Err(SqlError::options(
+                    &t.name,
+                    "files have no dead-letter topic: use 'fail' or 'skip'",
+                ));
+            }
+            Ok(SourceConnector::File {
+                path: t
+                    .option("path")
+                    .ok_or_else(|| SqlError::options(&t.name, "missing 'path'"))?
+                    .to_string(),
+                format: row_format(t)?,
+                header: bool_option(t, "csv.header")?,
+                skip_bad,
+            })
+        }
+        other => Err(SqlError::options(
+            &t.name,
+            format!("connector '{other}' cannot be read: sources are 'kafka' and 'filesystem'"),
+        )),
+    }
+}
+
+fn exactly_once(t: &TableDef) -> Result<bool> {
+    match t.option("sink.delivery-guarantee") {
+        None | Some("at-least-once") | Some("none") => Ok(false),
+        Some("exactly-once") => Ok(true),
+        Some(v) => Err(SqlError::options(
+            &t.name,
+            format!("'sink.delivery-guarantee' = '{v}': use 'exactly-once' or 'at-least-once'"),
+        )),
+    }
+}
+
+fn columns(t: &TableDef, names: &[String], what: &str) -> Result<Vec<usize>> {
+    names
+        .iter()
+        .map(|n| {
+            t.schema
+                .find(None, n)
+                .map_err(|_| SqlError::options(&t.name, format!("{what}: no column {n}")))
+        })
+        .collect()
+}
+
+/// The sink connector of table `t`.
+pub fn sink(t: &TableDef) -> Result<SinkConnector> {
+    match connector(t)? {
+        "kafka" => {
+            check_known(t, KAFKA_OPTIONS)?;
+            let topic = t
+                .option("topic")
+                .ok_or_else(|| SqlError::options(&t.name, "missing 'topic'"))?;
+            if topic.contains(';') {
+                return Err(SqlError::options(&t.name, "a sink writes one topic"));
+            }
+            let key_names: Vec<String> = match t.option("key.fields") {
+                Some(v) => v.split(';').map(|s| s.trim().to_string()).collect(),
+                None => t.primary_key.clone(),
+            };
+            Ok(SinkConnector::Kafka {
+                topic: topic.to_string(),
+                format: row_format(t)?,
+                key_fields: columns(t, &key_names, "key.fields")?,
+                exactly_once: exactly_once(t)?,
+            })
+        }
+        "filesystem" => {
+            check_known(t, FILE_OPTIONS)?;
+            let max_file_size = match t.option("sink.rolling-policy.file-size") {
+                Some(v) => Some(parse_size(v).ok_or_else(|| {
+                    SqlError::options(
+                        &t.name,
+                        format!("'sink.rolling-policy.file-size' = '{v}': write e.g. '128MB'"),
+                    )
+                })?),
+                None => None,
+            };
+            Ok(SinkConnector::File {
+                path: t
+                    .option("path")
+                    .ok_or_else(|| SqlError::options(&t.name, "missing 'path'"))?
+                    .to_string(),
+                format: row_format(t)?,
+                max_file_size,
+            })
+        }
+        "print" => {
+            check_known(t, PRINT_OPTIONS)?;
+            Ok(SinkConnector::Print {
+                prefix: t.option("print-identifier").map(str::to_string),
+                stderr: bool_option(t, "standard-error")?,
+            })
+        }
+        "postgres" | "jdbc" => {
+            check_known(t, POSTGRES_OPTIONS)?;
+            let url = t
+                .option("url")
+                .ok_or_else(|| SqlError::options(&t.name, "missing 'url'"))?;
+            let mut connection =
+                jdbc_to_connection(url).map_err(|m| SqlError::options(&t.name, m))?;
+            if let Some(u) = t.option("username") {
+                connection.push_str(&format!(" user={u}"));
+            }
+            if let Some(p) = t.option("password") {
+                connection.push_str(&format!(" password={p}"));
+            }
+            Ok(SinkConnector::Postgres {
+                connection,
+                table: t.option("table-name").unwrap_or(&t.name).to_string(),
+                exactly_once: exactly_once(t)?,
+                create: t.option("sink.create-table").is_none_or(|v| v == "true"),
+            })
+        }
+        other => Err(SqlError::options(
+            &t.name,
+            format!(
+                "unknown connector '{other}': sinks are 'kafka', 'filesystem', 'print' and 'postgres'"
+            ),
+        )),
+    }
+}
+
+fn parse_size(v: &str) -> Option<u64> {
+    let t = v.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// `jdbc:postgresql://host:port/db?..` (or a key=value string) as a tokio-postgres
+/// connection string.
+pub fn jdbc_to_connection(url: &str) -> std::result::Result<String, String> {
+    let Some(rest) = url
+        .strip_prefix("jdbc:postgresql://")
+        .or(url.strip_prefix("postgresql://"))
+        .or(url.strip_prefix("postgres://"))
+    else {
+        if url.contains('=') {
+            return Ok(url.to_string());
+        }
+        return Err(format!(
+            "'url' = '{url}': write jdbc:postgresql://host:port/database"
+        ));
+    };
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, "postgres"));
+    let db = db.split('?').next().unwrap_or("postgres");
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+    Ok(format!("host={host} port={port} dbname={db}"))
+}
+
+/// Kafka settings of the script: `properties.file` then `properties.*` of every
+/// Kafka table, which must agree.
+pub fn kafka_properties(tables: &[&TableDef]) -> Result<BTreeMap<String, String>> {
+    let mut props = BTreeMap::new();
+    let mut from: BTreeMap<String, String> = BTreeMap::new();
+    for t in tables {
+        let mut mine = BTreeMap::new();
+        if let Some(file) = t.option("properties.file") {
+            let text = std::fs::read_to_string(file).map_err(|e| SqlError::Io {
+                path: file.to_string(),
+                source: e,
+            })?;
+            mine.extend(kafka_wire::client::properties::parse(&text));
+        }
+        for (k, v) in &t.options {
+            if let Some(key) = k.strip_prefix("properties.") {
+                if key != "file" {
+                    mine.insert(key.to_string(), v.clone());
+                }
+            }
+        }
+        if let Some(mode) = t.option("scan.startup.mode") {
+            let reset = match mode {
+                "earliest-offset" => "earliest",
+                "latest-offset" => "latest",
+                _ => "",
+            };
+            if !reset.is_empty() {
+                mine.insert("auto.offset.reset".into(), reset.into());
+            }
+        }
+        for (k, v) in mine {
+            match props.get(&k) {
+                Some(old)
+                    if *old != v
+                        && (k == "bootstrap.servers"
+                            || k == "group.id"
+                            || k == "auto.offset.reset") =>
+                {
+                    return Err(SqlError::options(
+                        &t.name,
+                        format!(
+                            "'{k}' is '{v}' here but '{old}' in table {}: a pipeline uses one Kafka cluster and one group",
+                            from[&k]
+                        ),
+                    ));
+                }
+                _ => {
+                    from.insert(k.clone(), t.name.clone());
+                    props.insert(k, v);
+                }
+            }
+        }
+    }
+    Ok(props)
+}
+
+const KAFKA_OPTIONS: &[&str] = &[
+    "connector",
+    "topic",
+    "format",
+    "value.format",
+    "key.fields",
+    "properties.file",
+    "properties.*",
+    "csv.*",
+    "scan.startup.mode",
+    "scan.watermark.idle-timeout",
+    "scan.bad-records",
+    "scan.bad-records.topic",
+    "sink.delivery-guarantee",
+];
+const FILE_OPTIONS: &[&str] = &[
+    "connector",
+    "path",
+    "format",
+    "csv.*",
+    "scan.bad-records",
+    "sink.rolling-policy.file-size",
+];
+const PRINT_OPTIONS: &[&str] = &["connector", "print-identifier", "standard-error"];
+const POSTGRES_OPTIONS: &[&str] = &[
+    "connector",
+    "url",
+    "table-name",
+    "username",
+    "password",
+    "sink.delivery-guarantee",
+    "sink.create-table",
+];
+
+/// A schema's column list for messages.
+pub fn describe(schema: &Schema) -> String {
+    schema.describe()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_sizes_and_urls_parse() {
+        assert_eq!(parse_duration("30 s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2 min"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_size("128MB"), Some(128 << 20));
+        assert_eq!(
+            jdbc_to_connection("jdbc:postgresql://127.0.0.1:5433/strom?x=1").as_deref(),
+            Ok("host=127.0.0.1 port=5433 dbname=strom")
+        );
+    }
+}

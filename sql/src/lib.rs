@@ -1,0 +1,17 @@
+//! strom's SQL: Flink-dialect pipelines planned onto the engine's operators.
+#![deny(missing_docs)]
+
+pub mod aggregate;
+pub mod connect;
+pub mod error;
+pub mod expr;
+pub mod format;
+pub mod functions;
+pub mod parse;
+pub mod plan;
+pub mod run;
+pub mod time;
+pub mod types;
+
+pub use error::{Result, SqlError};
+pub use run::{RunOptions, RunSummary, SqlJob, StopSignal};

@@ -1,0 +1,575 @@
+//! From SQL text to the script's statements: tables, views and inserts.
+//!
+//! The parser is `sqlparser`'s generic dialect. Flink's DDL and table-valued
+//! function syntax goes beyond it in three places, which a token pass rewrites
+//! first, in place and with blanks of the same length so every position the
+//! parser reports is still a position in the user's file:
+//!
+//! ```text
+//! CREATE TABLE t (.., WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)   the clause is cut out
+//!                                                                     and parsed on its own
+//! PRIMARY KEY (id) NOT ENFORCED                                       NOT ENFORCED blanked
+//! TABLE(TUMBLE(TABLE logs, DESCRIPTOR(ts), ..))                       the inner TABLE blanked
+//! SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), ..)                 PARTITION BY k blanked
+//! ```
+
+use std::collections::BTreeMap;
+
+use sqlparser::ast::{
+    ColumnOption, CreateTableOptions, Expr, ObjectName, Query, SqlOption, Statement,
+    TableConstraint, TableObject,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
+
+use crate::error::{Result, SqlError};
+use crate::types::{DataType, Field, Schema};
+
+/// `WATERMARK FOR column AS expression` of a table.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: String,
+    /// The watermark expression (usually `column - INTERVAL '..' ..`).
+    pub expr: Expr,
+}
+
+/// A `CREATE TABLE`.
+#[derive(Debug, Clone)]
+pub struct TableDef {
+    /// Table name.
+    pub name: String,
+    /// Columns.
+    pub schema: Schema,
+    /// The watermark clause, if any.
+    pub watermark: Option<WatermarkDef>,
+    /// Primary key columns (`PRIMARY KEY (..) NOT ENFORCED`).
+    pub primary_key: Vec<String>,
+    /// `WITH` options, keys as written.
+    pub options: BTreeMap<String, String>,
+    /// Where the statement starts.
+    pub span: Span,
+}
+
+impl TableDef {
+    /// An option's value.
+    pub fn option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+}
+
+/// A `CREATE VIEW`.
+#[derive(Debug, Clone)]
+pub struct ViewDef {
+    /// View name.
+    pub name: String,
+    /// Its query.
+    pub query: Query,
+}
+
+/// An `INSERT INTO target SELECT ..`.
+#[derive(Debug, Clone)]
+pub struct InsertDef {
+    /// The sink table.
+    pub target: String,
+    /// Explicit target columns, if listed.
+    pub columns: Vec<String>,
+    /// The query.
+    pub query: Query,
+    /// Where the statement starts.
+    pub span: Span,
+}
+
+/// Everything a SQL file declares, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// Tables by declaration order.
+    pub tables: Vec<TableDef>,
+    /// Views by declaration order.
+    pub views: Vec<ViewDef>,
+    /// The inserts: each is one pipeline branch ending in a sink.
+    pub inserts: Vec<InsertDef>,
+}
+
+impl Script {
+    /// The table called `name` (case-insensitive).
+    pub fn table(&self, name: &str) -> Option<&TableDef> {
+        self.tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The view called `name` (case-insensitive).
+    pub fn view(&self, name: &str) -> Option<&ViewDef> {
+        self.views
+            .iter()
+            .find(|v| v.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Parses a SQL script.
+pub fn parse_script(sql: &str) -> Result<Script> {
+    let (text, watermarks) = rewrite(sql)?;
+    let dialect = GenericDialect {};
+    let statements = Parser::parse_sql(&dialect, &text).map_err(syntax_error)?;
+    let mut script = Script::default();
+    for statement in statements {
+        let span = sqlparser::ast::Spanned::span(&statement);
+        match statement {
+            Statement::CreateTable(ct) => {
+                let name = object_name(&ct.name);
+                if script.table(&name).is_some() || script.view(&name).is_some() {
+                    return Err(SqlError::at(span, format!("{name} is declared twice")));
+                }
+                let mut fields = Vec::new();
+                let mut primary_key = Vec::new();
+                for col in &ct.columns {
+                    let ty =
+                        data_type(&col.data_type).map_err(|m| SqlError::at(col.name.span, m))?;
+                    if col
+                        .options
+                        .iter()
+                        .any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)))
+                    {
+                        primary_key.push(col.name.value.clone());
+                    }
+                    fields.push(Field::new(&col.name.value, ty));
+                }
+                for c in &ct.constraints {
+                    if let TableConstraint::PrimaryKey(pk) = c {
+                        primary_key.extend(pk.columns.iter().map(|c| c.column.expr.to_string()));
+                    }
+                }
+                let options = match &ct.table_options {
+                    CreateTableOptions::With(opts) => sql_options(opts, &name)?,
+                    CreateTableOptions::None => BTreeMap::new(),
+                    _ => {
+                        return Err(SqlError::at(
+                            span,
+                            "table options go in WITH ('key' = 'value', ...)",
+                        ));
+                    }
+                };
+                let schema = Schema::new(fields);
+                let watermark = match watermarks.iter().find(|w| w.0.eq_ignore_ascii_case(&name)) {
+                    Some((_, wm)) => {
+                        if schema.find(None, &wm.column).is_err() {
+                            return Err(SqlError::at(
+                                span,
+                                format!("WATERMARK FOR {}: no such column in {name}", wm.column),
+                            ));
+                        }
+                        Some(wm.clone())
+                    }
+                    None => None,
+                };
+                script.tables.push(TableDef {
+                    name,
+                    schema,
+                    watermark,
+                    primary_key,
+                    options,
+                    span,
+                });
+            }
+            Statement::CreateView(cv) => {
+                let name = object_name(&cv.name);
+                if script.table(&name).is_some() || script.view(&name).is_some() {
+                    return Err(SqlError::at(span, format!("{name} is declared twice")));
+                }
+                script.views.push(ViewDef {
+                    name,
+                    query: (*cv.query).clone(),
+                });
+            }
+            Statement::Insert(insert) => {
+                let TableObject::TableName(target) = &insert.table else {
+                    return Err(SqlError::at(span, "INSERT INTO needs a table name"));
+                };
+                let Some(query) = insert.source else {
+                    return Err(SqlError::at(span, "INSERT INTO .. needs a SELECT"));
+                };
+                script.inserts.push(InsertDef {
+                    target: object_name(target),
+                    columns: insert.columns.iter().map(|c| c.to_string()).collect(),
+                    query: *query,
+                    span,
+                });
+            }
+            other => {
+                return Err(SqlError::at(
+                    span,
+                    format!(
+                        "unsupported statement `{}`: strom runs CREATE TABLE, CREATE VIEW and INSERT INTO .. SELECT",
+                        first_words(&other.to_string())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(script)
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn syntax_error(e: sqlparser::parser::ParserError) -> SqlError {
+    let text = e.to_string();
+    let text = text
+        .strip_prefix("sql parser error: ")
+        .unwrap_or(&text)
+        .to_string();
+    // The parser appends " at Line: L, Column: C".
+    if let Some(at) = text.rfind(" at Line: ") {
+        let (message, pos) = text.split_at(at);
+        let nums: Vec<u64> = pos
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        if let [line, column] = nums[..] {
+            return SqlError::Syntax {
+                line,
+                column,
+                message: message.to_string(),
+            };
+        }
+    }
+    SqlError::Syntax {
+        line: 0,
+        column: 0,
+        message: text,
+    }
+}
+
+/// The last part of a (possibly qualified) name, unquoted.
+pub fn object_name(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map_or_else(|| name.to_string(), |i| i.value.clone())
+}
+
+fn sql_options(opts: &[SqlOption], table: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for o in opts {
+        let SqlOption::KeyValue { key, value } = o else {
+            return Err(SqlError::options(
+                table,
+                format!("`{o}` is not 'key' = 'value'"),
+            ));
+        };
+        let key = object_name(key);
+        let value = match value {
+            Expr::Value(v) => match &v.value {
+                sqlparser::ast::Value::SingleQuotedString(s) => s.clone(),
+                sqlparser::ast::Value::Number(n, _) => n.clone(),
+                sqlparser::ast::Value::Boolean(b) => b.to_string(),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        };
+        if out.insert(key.clone(), value).is_some() {
+            return Err(SqlError::options(
+                table,
+                format!("option '{key}' is given twice"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A SQL type as strom knows it.
+pub fn data_type(dt: &sqlparser::ast::DataType) -> Result<DataType, String> {
+    let text = dt.to_string().to_ascii_uppercase();
+    let (base, args) = match text.split_once('(') {
+        Some((b, rest)) => (b.trim().to_string(), rest.trim_end_matches(')').to_string()),
+        None => (text.trim().to_string(), String::new()),
+    };
+    let nums: Vec<u8> = args
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    Ok(match base.as_str() {
+        "BOOLEAN" | "BOOL" => DataType::Boolean,
+        "INT" | "INTEGER" | "SMALLINT" | "TINYINT" => DataType::Int,
+        "BIGINT" => DataType::BigInt,
+        "DOUBLE" | "DOUBLE PRECISION" | "FLOAT" | "REAL" => DataType::Double,
+        "DECIMAL" | "NUMERIC" | "DEC" => match nums[..] {
+            [] => DataType::Decimal(10, 0),
+            [p] => DataType::Decimal(p, 0),
+            [p, s] if s <= p && p <= 38 => DataType::Decimal(p, s),
+            _ => return Err(format!("{text}: precision up to 38, scale up to precision")),
+        },
+        "STRING" | "VARCHAR" | "CHAR" | "TEXT" | "CHARACTER VARYING" => DataType::String,
+        "BYTES" | "VARBINARY" | "BINARY" | "BYTEA" => DataType::Bytes,
+        "TIMESTAMP" | "TIMESTAMP_LTZ" | "TIMESTAMP WITHOUT TIME ZONE" => DataType::Timestamp,
+        _ => {
+            return Err(format!(
+                "unsupported type {text}: use BOOLEAN, INT, BIGINT, DOUBLE, DECIMAL(p, s), STRING, BYTES or TIMESTAMP(3)"
+            ));
+        }
+    })
+}
+
+/// Positions in the text by (line, column).
+struct Positions {
+    chars: Vec<char>,
+    line_starts: Vec<usize>,
+}
+
+impl Positions {
+    fn new(text: &str) -> Positions {
+        let chars: Vec<char> = text.chars().collect();
+        let mut line_starts = vec![0];
+        for (i, c) in chars.iter().enumerate() {
+            if *c == '\n' {
+                line_starts.push(i + 1);
+            }
+        }
+        Positions { chars, line_starts }
+    }
+
+    fn index(&self, loc: Location) -> usize {
+        let line = (loc.line as usize).saturating_sub(1);
+        let start = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(self.chars.len());
+        (start + (loc.column as usize).saturating_sub(1)).min(self.chars.len())
+    }
+
+    fn blank(&mut self, from: Location, to: Location) {
+        let (a, b) = (self.index(from), self.index(to));
+        for c in &mut self.chars[a..b] {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+    }
+
+    fn slice(&self, from: Location, to: Location) -> String {
+        self.chars[self.index(from)..self.index(to)]
+            .iter()
+            .collect()
+    }
+}
+
+fn word_is(t: &Token, w: &str) -> bool {
+    matches!(t, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w))
+}
+
+/// Rewrites Flink-only syntax (see the module docs); returns the text to parse and
+/// the watermark clauses by table name.
+fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
+    let dialect = GenericDialect {};
+    let tokens: Vec<TokenWithSpan> = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::Syntax {
+            line: e.location.line,
+            column: e.location.column,
+            message: e.message.clone(),
+        })?
+        .into_iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let mut pos = Positions::new(sql);
+    let mut watermarks = Vec::new();
+    let mut table: Option<String> = None;
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i].token;
+        match t {
+            Token::SemiColon => {
+                table = None;
+                depth = 0;
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        // CREATE TABLE name
+        if word_is(t, "CREATE")
+            && tokens
+                .get(i + 1)
+                .is_some_and(|n| word_is(&n.token, "TABLE"))
+        {
+            if let Some(Token::Word(w)) = tokens.get(i + 2).map(|t| &t.token) {
+                table = Some(w.value.clone());
+            }
+        }
+        if table.is_some() && depth == 1 && word_is(t, "WATERMARK") {
+            let start = i;
+            let for_ok = tokens.get(i + 1).is_some_and(|n| word_is(&n.token, "FOR"));
+            let column = match tokens.get(i + 2).map(|t| &t.token) {
+                Some(Token::Word(w)) if for_ok => w.value.clone(),
+                _ => {
+                    return Err(SqlError::at(
+                        tokens[i].span,
+                        "expected WATERMARK FOR <column> AS <expression>",
+                    ));
+                }
+            };
+            if !tokens.get(i + 3).is_some_and(|n| word_is(&n.token, "AS")) {
+                return Err(SqlError::at(
+                    tokens[i].span,
+                    "expected WATERMARK FOR <column> AS <expression>",
+                ));
+            }
+            let expr_start = i + 4;
+            let mut j = expr_start;
+            let mut d = 0;
+            while j < tokens.len() {
+                match tokens[j].token {
+                    Token::LParen => d += 1,
+                    Token::RParen if d == 0 => break,
+                    Token::RParen => d -= 1,
+                    Token::Comma if d == 0 => break,
+                    Token::SemiColon | Token::EOF => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j == expr_start || j >= tokens.len() {
+                return Err(SqlError::at(
+                    tokens[i].span,
+                    "WATERMARK clause without an expression",
+                ));
+            }
+            let from = tokens[expr_start].span.start;
+            let to = tokens[j - 1].span.end;
+            let expr_text = pos.slice(from, to);
+            let expr = Parser::new(&dialect)
+                .try_with_sql(&expr_text)
+                .and_then(|mut p| p.parse_expr())
+                .map_err(|e| SqlError::Syntax {
+                    line: from.line,
+                    column: from.column,
+                    message: format!("in WATERMARK expression: {e}"),
+                })?;
+            // Cut the clause with the comma that separates it from its neighbours.
+            let prev_comma = start > 0 && tokens[start - 1].token == Token::Comma;
+            let cut_from = if prev_comma {
+                tokens[start - 1].span.start
+            } else {
+                tokens[start].span.start
+            };
+            let cut_to = if !prev_comma && tokens[j].token == Token::Comma {
+                tokens[j].span.end
+            } else {
+                to
+            };
+            pos.blank(cut_from, cut_to);
+            if let Some(name) = &table {
+                watermarks.push((name.clone(), WatermarkDef { column, expr }));
+            }
+            i = j;
+            continue;
+        }
+        if table.is_some()
+            && word_is(t, "NOT")
+            && tokens
+                .get(i + 1)
+                .is_some_and(|n| word_is(&n.token, "ENFORCED"))
+        {
+            pos.blank(tokens[i].span.start, tokens[i + 1].span.end);
+            i += 2;
+            continue;
+        }
+        // TUMBLE( TABLE x ...  /  SESSION( TABLE x PARTITION BY k, ...
+        if word_is(t, "TABLE")
+            && i >= 2
+            && tokens[i - 1].token == Token::LParen
+            && ["TUMBLE", "HOP", "SESSION", "CUMULATE"]
+                .iter()
+                .any(|f| word_is(&tokens[i - 2].token, f))
+        {
+            pos.blank(tokens[i].span.start, tokens[i].span.end);
+            if tokens
+                .get(i + 2)
+                .is_some_and(|n| word_is(&n.token, "PARTITION"))
+                && tokens.get(i + 3).is_some_and(|n| word_is(&n.token, "BY"))
+            {
+                let mut j = i + 4;
+                let mut d = 0;
+                while j < tokens.len() {
+                    match tokens[j].token {
+                        Token::LParen => d += 1,
+                        Token::RParen => d -= 1,
+                        Token::Comma if d == 0 => break,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if j < tokens.len() {
+                    pos.blank(tokens[i + 2].span.start, tokens[j - 1].span.end);
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok((pos.chars.into_iter().collect(), watermarks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DDL: &str = "CREATE TABLE logs (\n  ts TIMESTAMP(3), url STRING, status INT, bytes BIGINT,\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND\n) WITH ('connector' = 'kafka', 'topic' = 'log_topic');\n";
+
+    #[test]
+    fn create_table_reads_columns_watermark_and_options() {
+        let s = parse_script(DDL).expect("parses");
+        let t = &s.tables[0];
+        assert_eq!(t.name, "logs");
+        assert_eq!(
+            t.schema.describe(),
+            "ts TIMESTAMP(3), url STRING, status INT, bytes BIGINT"
+        );
+        let wm = t.watermark.as_ref().expect("watermark");
+        assert_eq!(wm.column, "ts");
+        assert_eq!(wm.expr.to_string(), "ts - INTERVAL '5' SECOND");
+        assert_eq!(t.option("topic"), Some("log_topic"));
+    }
+
+    #[test]
+    fn window_table_functions_parse_after_the_rewrite() {
+        let sql = format!(
+            "{DDL}INSERT INTO out SELECT window_end, COUNT(*) FROM TABLE(\n  SESSION(TABLE logs PARTITION BY url, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;"
+        );
+        let s = parse_script(&sql).expect("parses");
+        assert_eq!(s.inserts.len(), 1);
+        assert!(
+            s.inserts[0]
+                .query
+                .to_string()
+                .contains("SESSION(logs, DESCRIPTOR(ts)")
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let err = parse_script("CREATE TABLE t (a INT);\nSELEC 1;").expect_err("bad");
+        assert!(err.to_string().starts_with("line 2, column 1:"), "{err}");
+        let err = parse_script("CREATE TABLE t (a MONEY);").expect_err("bad");
+        assert!(err.to_string().contains("unsupported type MONEY"), "{err}");
+        let err = parse_script("DROP TABLE t;").expect_err("bad");
+        assert!(
+            err.to_string()
+                .contains("unsupported statement `DROP TABLE t`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn primary_keys_not_enforced_are_read() {
+        let s = parse_script(
+            "CREATE TABLE t (id BIGINT, n BIGINT, PRIMARY KEY (id) NOT ENFORCED) WITH ('connector' = 'print');",
+        )
+        .expect("parses");
+        assert_eq!(s.tables[0].primary_key, vec!["id"]);
+    }
+}

@@ -1,0 +1,907 @@
+//! The query planner: SELECT statements to a tree of [`Plan`] nodes over the
+//! engine's operators.
+//!
+//! ```text
+//! INSERT INTO sink SELECT ..          Sink
+//!   FROM TABLE(TUMBLE(t, ..))    ->     Calc (SELECT list, HAVING)
+//!   WHERE ..                              WindowAggregate (keys, window, aggregates)
+//!   GROUP BY window_start, ..               Calc (WHERE, pre-computed keys and arguments)
+//!                                             Scan t
+//! ```
+//!
+//! Every expression is compiled here (see [`crate::expr`]), so a plan that builds
+//! runs without further checks. Each node knows its output schema, which column
+//! (if any) is the event-time attribute the engine's record timestamps carry, and
+//! whether it emits updates (a non-windowed GROUP BY) with which key columns.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use sqlparser::ast::{
+    Expr, FunctionArguments, GroupByExpr, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
+    TableWithJoins,
+};
+
+use crate::aggregate::{AggKind, AggSpec};
+use crate::error::{Result, SqlError};
+use crate::expr::{
+    AGGREGATES, CExpr, Scope, column_name, compile, function_args, has_aggregate, interval_ms,
+    visit,
+};
+use crate::parse::{Script, TableDef, object_name};
+use crate::types::{DataType, Field, Schema};
+
+/// A window of a window table function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// `TUMBLE(.., size)`.
+    Tumble {
+        /// Size in ms.
+        size: i64,
+    },
+    /// `HOP(.., slide, size)`.
+    Hop {
+        /// Slide in ms.
+        slide: i64,
+        /// Size in ms.
+        size: i64,
+    },
+    /// `SESSION(.., gap)`.
+    Session {
+        /// Gap in ms.
+        gap: i64,
+    },
+}
+
+impl std::fmt::Display for WindowSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = |ms: i64| {
+            if ms % 60_000 == 0 {
+                format!("{} min", ms / 60_000)
+            } else if ms % 1000 == 0 {
+                format!("{} s", ms / 1000)
+            } else {
+                format!("{ms} ms")
+            }
+        };
+        match self {
+            WindowSpec::Tumble { size } => write!(f, "TUMBLE(size {})", d(*size)),
+            WindowSpec::Hop { slide, size } => {
+                write!(f, "HOP(size {}, slide {})", d(*size), d(*slide))
+            }
+            WindowSpec::Session { gap } => write!(f, "SESSION(gap {})", d(*gap)),
+        }
+    }
+}
+
+/// One operator of a plan.
+#[derive(Debug, Clone)]
+pub enum Node {
+    /// Reads a source table.
+    Scan {
+        /// The table.
+        table: String,
+    },
+    /// Filters and projects rows.
+    Calc {
+        /// Input.
+        input: Box<Plan>,
+        /// Rows pass when this is TRUE.
+        filter: Option<CExpr>,
+        /// The output columns.
+        project: Vec<CExpr>,
+    },
+    /// Assigns each row its windows (a window table function without GROUP BY).
+    WindowAssign {
+        /// Input.
+        input: Box<Plan>,
+        /// The window.
+        window: WindowSpec,
+    },
+    /// A GROUP BY over a window table function.
+    WindowAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// The window.
+        window: WindowSpec,
+        /// Group keys then aggregate arguments, computed on input rows.
+        pre: Vec<CExpr>,
+        /// How many of `pre` are keys.
+        keys: usize,
+        /// The aggregates.
+        aggs: Vec<AggSpec>,
+    },
+    /// A GROUP BY without window: emits the updated result of a key per input row.
+    GroupAggregate {
+        /// Input.
+        input: Box<Plan>,
+        /// Group keys then aggregate arguments, computed on input rows.
+        pre: Vec<CExpr>,
+        /// How many of `pre` are keys.
+        keys: usize,
+        /// The aggregates.
+        aggs: Vec<AggSpec>,
+    },
+}
+
+/// A planned query: a node with its output.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The operator.
+    pub node: Node,
+    /// Output columns.
+    pub schema: Schema,
+    /// The output column whose value is the records' event time, if any.
+    pub time: Option<usize>,
+    /// The key columns of an updating result (a non-windowed GROUP BY's keys), if
+    /// the output is a stream of updates rather than of appends.
+    pub upsert_key: Option<Vec<usize>>,
+}
+
+impl Plan {
+    fn explain_into(&self, out: &mut String, depth: usize) {
+        let pad = "  ".repeat(depth);
+        let cols = |es: &[CExpr]| {
+            es.iter()
+                .map(|e| e.text.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &self.node {
+            Node::Scan { table } => {
+                let _ = writeln!(out, "{pad}Scan {table} [{}]", self.schema.describe());
+            }
+            Node::Calc {
+                input,
+                filter,
+                project,
+            } => {
+                let _ = write!(out, "{pad}Calc [{}]", cols(project));
+                if let Some(f) = filter {
+                    let _ = write!(out, " where {}", f.text);
+                }
+                out.push('\n');
+                input.explain_into(out, depth + 1);
+            }
+            Node::WindowAssign { input, window } => {
+                let _ = writeln!(out, "{pad}WindowAssign {window}");
+                input.explain_into(out, depth + 1);
+            }
+            Node::WindowAggregate {
+                input,
+                window,
+                pre,
+                keys,
+                aggs,
+            } => {
+                let what = format!("WindowAggregate {window}");
+                let _ = writeln!(
+                    out,
+                    "{pad}{}",
+                    aggregate_line(&what, &pre[..*keys], aggs, "exchange by key")
+                );
+                input.explain_into(out, depth + 1);
+            }
+            Node::GroupAggregate {
+                input,
+                pre,
+                keys,
+                aggs,
+            } => {
+                let note = "exchange by key, emits updates";
+                let _ = writeln!(
+                    out,
+                    "{pad}{}",
+                    aggregate_line("GroupAggregate", &pre[..*keys], aggs, note)
+                );
+                input.explain_into(out, depth + 1);
+            }
+        }
+    }
+
+    /// The plan as an indented operator tree.
+    pub fn explain(&self) -> String {
+        let mut s = String::new();
+        self.explain_into(&mut s, 0);
+        s
+    }
+
+    /// The source tables the plan reads.
+    pub fn scans(&self, out: &mut Vec<String>) {
+        match &self.node {
+            Node::Scan { table } => out.push(table.clone()),
+            Node::Calc { input, .. }
+            | Node::WindowAssign { input, .. }
+            | Node::WindowAggregate { input, .. }
+            | Node::GroupAggregate { input, .. } => input.scans(out),
+        }
+    }
+}
+
+/// `what by [keys] compute [aggregates]  (note)` for explain.
+fn aggregate_line(what: &str, keys: &[CExpr], aggs: &[AggSpec], note: &str) -> String {
+    let keys: Vec<&str> = keys.iter().map(|k| k.text.as_str()).collect();
+    let aggs: Vec<&str> = aggs.iter().map(|a| a.text.as_str()).collect();
+    format!(
+        "{what} by [{}] compute [{}]  ({note})",
+        keys.join(", "),
+        aggs.join(", ")
+    )
+}
+
+/// Names visible while planning one query: CTEs (innermost last).
+struct Ctx<'s> {
+    script: &'s Script,
+    ctes: Vec<(String, Query)>,
+    /// Views being expanded (cycle check).
+    expanding: Vec<String>,
+}
+
+/// Plans a query of `script`.
+pub fn plan_query(script: &Script, query: &Query) -> Result<Plan> {
+    let mut ctx = Ctx {
+        script,
+        ctes: Vec::new(),
+        expanding: Vec::new(),
+    };
+    ctx.query(query)
+}
+
+fn err_at(e: &impl Spanned, msg: impl Into<String>) -> SqlError {
+    SqlError::at(e.span(), msg)
+}
+
+/// The time attribute of a table: its WATERMARK column.
+pub fn table_time(t: &TableDef) -> Option<usize> {
+    t.watermark
+        .as_ref()
+        .and_then(|w| t.schema.find(None, &w.column).ok())
+}
+
+impl<'s> Ctx<'s> {
+    fn query(&mut self, q: &Query) -> Result<Plan> {
+        if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+            return Err(err_at(
+                q,
+                "ORDER BY, LIMIT and FETCH are not supported on unbounded streams",
+            ));
+        }
+        let pushed = q.with.as_ref().map_or(0, |w| w.cte_tables.len());
+        if let Some(w) = &q.with {
+            for cte in &w.cte_tables {
+                self.ctes
+                    .push((cte.alias.name.value.clone(), (*cte.query).clone()));
+            }
+        }
+        let out = match q.body.as_ref() {
+            SetExpr::Select(s) => self.select(s),
+            SetExpr::Query(inner) => self.query(inner),
+            other => Err(err_at(
+                other,
+                "only SELECT queries are supported (no UNION, VALUES or set operations yet)",
+            )),
+        };
+        self.ctes.truncate(self.ctes.len() - pushed);
+        out
+    }
+
+    /// A named relation: a CTE, a view or a table.
+    fn named(&mut self, name: &str, at: &impl Spanned) -> Result<Plan> {
+        if let Some(pos) = self
+            .ctes
+            .iter()
+            .rposition(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            let (_, q) = self.ctes[pos].clone();
+            // A CTE sees only the CTEs declared before it.
+            let saved = self.ctes.split_off(pos);
+            let out = self.query(&q);
+            self.ctes.extend(saved);
+            return out;
+        }
+        if let Some(v) = self.script.view(name) {
+            if self.expanding.iter().any(|x| x.eq_ignore_ascii_case(name)) {
+                return Err(err_at(at, format!("view {name} refers to itself")));
+            }
+            self.expanding.push(name.to_string());
+            let saved = std::mem::take(&mut self.ctes);
+            let out = self.query(&v.query.clone());
+            self.ctes = saved;
+            self.expanding.pop();
+            return out;
+        }
+        if let Some(t) = self.script.table(name) {
+            return Ok(Plan {
+                node: Node::Scan {
+                    table: t.name.clone(),
+                },
+                schema: t.schema.clone(),
+                time: table_time(t),
+                upsert_key: None,
+            });
+        }
+        Err(err_at(at, format!("unknown table or view {name}")))
+    }
+
+    fn relation(&mut self, twj: &TableWithJoins) -> Result<(Plan, Option<(WindowSpec, usize)>)> {
+        if !twj.joins.is_empty() {
+            return Err(err_at(
+                &twj.joins[0].relation,
+                "joins are not supported yet: strom plans one table, view, subquery or window table function per SELECT",
+            ));
+        }
+        match &twj.relation {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let n = object_name(name);
+                let mut p = self.named(&n, name)?;
+                let q = alias.as_ref().map_or(n, |a| a.name.value.clone());
+                p.schema = p.schema.qualified(&q);
+                Ok((p, None))
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let mut p = self.query(subquery)?;
+                if let Some(a) = alias {
+                    p.schema = p.schema.qualified(&a.name.value);
+                }
+                Ok((p, None))
+            }
+            TableFactor::TableFunction { expr, alias } => {
+                let (mut p, spec, time) = self.window_tvf(expr)?;
+                if let Some(a) = alias {
+                    p.schema = p.schema.qualified(&a.name.value);
+                }
+                Ok((p, Some((spec, time))))
+            }
+            other => Err(err_at(
+                other,
+                "unsupported FROM item: use a table, a view, a CTE, a subquery or TABLE(TUMBLE|HOP|SESSION(..))",
+            )),
+        }
+    }
+
+    /// `TUMBLE|HOP|SESSION(t, DESCRIPTOR(col), ..)`: the input plan (with the three
+    /// window columns appended to its schema), the window, and the time column.
+    fn window_tvf(&mut self, e: &Expr) -> Result<(Plan, WindowSpec, usize)> {
+        let Expr::Function(f) = e else {
+            return Err(err_at(e, "TABLE(..) takes TUMBLE, HOP or SESSION"));
+        };
+        let name = f.name.to_string().to_ascii_uppercase();
+        let args = function_args(e, f)?;
+        let usage = "TUMBLE(TABLE t, DESCRIPTOR(ts), size), HOP(TABLE t, DESCRIPTOR(ts), slide, size) or SESSION(TABLE t, DESCRIPTOR(ts), gap)";
+        let want = match name.as_str() {
+            "TUMBLE" | "SESSION" => 3,
+            "HOP" => 4,
+            "CUMULATE" => {
+                return Err(err_at(
+                    e,
+                    format!("CUMULATE windows are not supported; use {usage}"),
+                ));
+            }
+            _ => {
+                return Err(err_at(
+                    e,
+                    format!("unknown window function {name}; use {usage}"),
+                ));
+            }
+        };
+        if args.len() != want {
+            return Err(err_at(e, format!("{name} takes {want} arguments: {usage}")));
+        }
+        let input_name = match args[0] {
+            Expr::Identifier(i) => i.value.clone(),
+            Expr::CompoundIdentifier(parts) => {
+                parts.last().map(|i| i.value.clone()).unwrap_or_default()
+            }
+            other => {
+                return Err(err_at(
+                    other,
+                    format!("the first argument of {name} is TABLE <name>"),
+                ));
+            }
+        };
+        let mut input = self.named(&input_name, args[0])?;
+        input.schema = input.schema.qualified(&input_name);
+        let col = match args[1] {
+            Expr::Function(d) if d.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => {
+                let a = function_args(args[1], d)?;
+                match a.as_slice() {
+                    [c] => column_name(c),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+        .ok_or_else(|| err_at(args[1], "the second argument is DESCRIPTOR(<time column>)"))?;
+        let idx = input
+            .schema
+            .find(None, &col)
+            .map_err(|_| err_at(args[1], format!("DESCRIPTOR({col}): no such column")))?;
+        if input.time != Some(idx) {
+            return Err(err_at(
+                args[1],
+                format!(
+                    "DESCRIPTOR({col}): {col} is not a time attribute (a column with WATERMARK FOR in its table, or window_time of a window aggregate kept in the output)"
+                ),
+            ));
+        }
+        let dur = |x: &Expr| -> Result<i64> {
+            match x {
+                Expr::Interval(iv) => interval_ms(iv).map_err(|m| err_at(x, m)),
+                other => Err(err_at(
+                    other,
+                    "expected an INTERVAL, e.g. INTERVAL '1' MINUTE",
+                )),
+            }
+        };
+        let spec = match name.as_str() {
+            "TUMBLE" => WindowSpec::Tumble {
+                size: dur(args[2])?,
+            },
+            "HOP" => {
+                let (slide, size) = (dur(args[2])?, dur(args[3])?);
+                if slide <= 0 || size % slide != 0 {
+                    return Err(err_at(
+                        e,
+                        "HOP: the size must be a positive multiple of the slide",
+                    ));
+                }
+                WindowSpec::Hop { slide, size }
+            }
+            _ => WindowSpec::Session { gap: dur(args[2])? },
+        };
+        let bad = match spec {
+            WindowSpec::Tumble { size } => size <= 0,
+            WindowSpec::Hop { size, .. } => size <= 0,
+            WindowSpec::Session { gap } => gap <= 0,
+        };
+        if bad {
+            return Err(err_at(e, "window sizes must be positive"));
+        }
+        Ok((input, spec, idx))
+    }
+
+    fn select(&mut self, s: &Select) -> Result<Plan> {
+        if s.distinct.is_some() {
+            return Err(SqlError::at(
+                s.select_token.0.span,
+                "SELECT DISTINCT is not supported; use GROUP BY",
+            ));
+        }
+        let (input, window) = match s.from.as_slice() {
+            [one] => self.relation(one)?,
+            [] => return Err(SqlError::at(s.select_token.0.span, "SELECT needs a FROM")),
+            [_, more, ..] => {
+                return Err(err_at(
+                    &more.relation,
+                    "joins are not supported yet: one table, view, subquery or window table function per SELECT",
+                ));
+            }
+        };
+        let group_by: Vec<Expr> = match &s.group_by {
+            GroupByExpr::Expressions(exprs, mods) if mods.is_empty() => exprs.clone(),
+            other => {
+                return Err(err_at(
+                    other,
+                    "GROUP BY ALL and grouping modifiers are not supported",
+                ));
+            }
+        };
+        let aggregating = !group_by.is_empty()
+            || s.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    has_aggregate(e)
+                }
+                _ => false,
+            });
+        if let Some(w) = &s.selection {
+            if has_aggregate(w) {
+                return Err(err_at(w, "aggregates are not allowed in WHERE; use HAVING"));
+            }
+        }
+        if !aggregating {
+            if let Some(h) = &s.having {
+                return Err(err_at(h, "HAVING needs GROUP BY"));
+            }
+            let input = match window {
+                Some((spec, _)) => {
+                    if matches!(spec, WindowSpec::Session { .. }) {
+                        return Err(SqlError::at(
+                            s.select_token.0.span,
+                            "SESSION windows need a GROUP BY window_start, window_end",
+                        ));
+                    }
+                    // The rows keep their own event time (window_time is not a
+                    // time attribute here).
+                    let time = input.time;
+                    let mut p = with_window_columns(Plan {
+                        schema: input.schema.clone(),
+                        time,
+                        upsert_key: None,
+                        node: Node::WindowAssign {
+                            input: Box::new(input),
+                            window: spec,
+                        },
+                    });
+                    p.time = time;
+                    p
+                }
+                None => input,
+            };
+            return self.calc(input, s, &[]);
+        }
+        // WHERE filters the input rows before they are grouped.
+        let input = match &s.selection {
+            Some(w) => {
+                let filter = bool_expr(w, &input.schema, &[])?;
+                let project = input
+                    .schema
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| CExpr::column(i, f.ty, f.name.clone()))
+                    .collect();
+                Plan {
+                    schema: input.schema.clone(),
+                    time: input.time,
+                    upsert_key: input.upsert_key.clone(),
+                    node: Node::Calc {
+                        input: Box::new(input),
+                        filter: Some(filter),
+                        project,
+                    },
+                }
+            }
+            None => input,
+        };
+        // Group keys: the window columns, and expressions over the input.
+        let mut keys = Vec::new();
+        let mut window_cols: Vec<(String, &'static str)> = Vec::new();
+        for g in &group_by {
+            let wname = column_name(g).map(|c| c.to_ascii_lowercase()).filter(|c| {
+                window.is_some()
+                    && ["window_start", "window_end", "window_time"].contains(&c.as_str())
+            });
+            match wname {
+                Some(c) => {
+                    let w: &'static str = match c.as_str() {
+                        "window_start" => "window_start",
+                        "window_end" => "window_end",
+                        _ => "window_time",
+                    };
+                    window_cols.push((g.to_string(), w));
+                }
+                None => keys.push(compile(g, &Scope::of(&input.schema)).map_err(|e| match e {
+                    SqlError::Plan { line, column, message } if window.is_some() => SqlError::Plan {
+                        line,
+                        column,
+                        message: format!("{message} (group keys of a window aggregate are input columns or window_start/window_end)"),
+                    },
+                    other => other,
+                })?),
+            }
+        }
+        if window.is_some() {
+            let has = |w: &str| window_cols.iter().any(|(_, x)| *x == w);
+            if !(has("window_start") && has("window_end")) {
+                return Err(err_at(
+                    &group_by[0],
+                    "a GROUP BY over a window table function must include window_start and window_end",
+                ));
+            }
+        }
+        // Aggregate calls of the SELECT list and HAVING.
+        let mut calls: Vec<(String, AggKind, Option<Expr>)> = Vec::new();
+        let mut collect = |e: &Expr| -> Result<()> {
+            let mut found: Vec<Result<(String, AggKind, Option<Expr>)>> = Vec::new();
+            visit(e, &mut |x| {
+                if let Expr::Function(f) = x {
+                    let name = f.name.to_string().to_ascii_uppercase();
+                    if AGGREGATES.contains(&name.as_str()) {
+                        found.push(agg_call(x, f, &name));
+                    }
+                }
+            });
+            for c in found {
+                let c = c?;
+                if !calls.iter().any(|(t, ..)| *t == c.0) {
+                    calls.push(c);
+                }
+            }
+            Ok(())
+        };
+        for item in &s.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                    collect(e)?
+                }
+                other => {
+                    return Err(err_at(
+                        other,
+                        "SELECT * is not allowed with GROUP BY; list the columns",
+                    ));
+                }
+            }
+        }
+        if let Some(h) = &s.having {
+            collect(h)?;
+        }
+        let nkeys = keys.len();
+        let mut pre = keys;
+        let mut aggs = Vec::new();
+        for (text, kind, arg) in &calls {
+            let (idx, ty) = match arg {
+                Some(a) => {
+                    if has_aggregate(a) {
+                        return Err(err_at(a, "aggregates cannot be nested"));
+                    }
+                    let c = compile(a, &Scope::of(&input.schema))?;
+                    let ty = c.ty;
+                    pre.push(c);
+                    (pre.len() - 1, ty)
+                }
+                None => (0, DataType::BigInt),
+            };
+            aggs.push(AggSpec::new(*kind, idx, ty, text.clone()).map_err(SqlError::plan)?);
+        }
+        // The aggregate's output: keys, [window_start, window_end, window_time], aggregates.
+        let mut fields: Vec<Field> = pre[..nkeys]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let name = k.column.map_or_else(
+                    || format!("key${i}"),
+                    |c| input.schema.fields[c].name.clone(),
+                );
+                Field::new(&name, k.ty)
+            })
+            .collect();
+        let mut subst: Vec<(String, usize)> = group_by
+            .iter()
+            .filter(|g| !window_cols.iter().any(|(t, _)| *t == g.to_string()))
+            .enumerate()
+            .map(|(i, g)| (g.to_string(), i))
+            .collect();
+        let mut time = None;
+        if window.is_some() {
+            for w in ["window_start", "window_end", "window_time"] {
+                subst.push((w.to_string(), fields.len()));
+                fields.push(Field::new(w, DataType::Timestamp));
+            }
+            time = Some(nkeys + 2);
+        }
+        for (j, (text, _, _)) in calls.iter().enumerate() {
+            subst.push((text.clone(), fields.len() + j));
+        }
+        for a in &aggs {
+            fields.push(Field::new(&a.text, a.output));
+        }
+        let schema = Schema::new(fields);
+        let agg_plan = match window {
+            Some((spec, _)) => Plan {
+                node: Node::WindowAggregate {
+                    input: Box::new(input),
+                    window: spec,
+                    pre,
+                    keys: nkeys,
+                    aggs,
+                },
+                schema,
+                time,
+                upsert_key: None,
+            },
+            None => Plan {
+                node: Node::GroupAggregate {
+                    input: Box::new(input),
+                    pre,
+                    keys: nkeys,
+                    aggs,
+                },
+                schema,
+                time: None,
+                upsert_key: Some((0..nkeys).collect()),
+            },
+        };
+        self.calc_having(agg_plan, s, &subst)
+    }
+
+    /// SELECT list and WHERE over `input` (no aggregation).
+    fn calc(&mut self, input: Plan, s: &Select, subst: &[(String, usize)]) -> Result<Plan> {
+        let filter = match &s.selection {
+            Some(w) => Some(bool_expr(w, &input.schema, subst)?),
+            None => None,
+        };
+        self.project(input, s, filter, subst)
+    }
+
+    /// SELECT list and HAVING over an aggregate's output.
+    fn calc_having(&mut self, input: Plan, s: &Select, subst: &[(String, usize)]) -> Result<Plan> {
+        let filter = match &s.having {
+            Some(h) => Some(bool_expr(h, &input.schema, subst)?),
+            None => None,
+        };
+        self.project(input, s, filter, subst)
+    }
+
+    fn project(
+        &mut self,
+        input: Plan,
+        s: &Select,
+        filter: Option<CExpr>,
+        subst: &[(String, usize)],
+    ) -> Result<Plan> {
+        let scope = Scope {
+            schema: &input.schema,
+            subst,
+        };
+        let mut project = Vec::new();
+        let mut fields = Vec::new();
+        for (i, item) in s.projection.iter().enumerate() {
+            match item {
+                SelectItem::Wildcard(_) => {
+                    for (j, f) in input.schema.fields.iter().enumerate() {
+                        project.push(CExpr::column(j, f.ty, f.name.clone()));
+                        fields.push(Field::new(&f.name, f.ty));
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = kind.to_string();
+                    let mut any = false;
+                    for (j, f) in input.schema.fields.iter().enumerate() {
+                        if f.qualifier
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(&q))
+                        {
+                            project.push(CExpr::column(j, f.ty, f.name.clone()));
+                            fields.push(Field::new(&f.name, f.ty));
+                            any = true;
+                        }
+                    }
+                    if !any {
+                        return Err(err_at(item, format!("{q}.*: no such table in FROM")));
+                    }
+                }
+                SelectItem::UnnamedExpr(e) => {
+                    let c = compile(e, &scope)?;
+                    let name = column_name(e).unwrap_or_else(|| match e {
+                        Expr::Function(f) if matches!(f.args, FunctionArguments::List(_)) => {
+                            c.text.clone()
+                        }
+                        _ => format!("EXPR${i}"),
+                    });
+                    fields.push(Field::new(&name, c.ty));
+                    project.push(c);
+                }
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    let c = compile(expr, &scope)?;
+                    fields.push(Field::new(&alias.value, c.ty));
+                    project.push(c);
+                }
+                other => return Err(err_at(other, "unsupported SELECT item")),
+            }
+        }
+        let time = input
+            .time
+            .and_then(|t| project.iter().position(|c| c.column == Some(t)));
+        let upsert_key = match &input.upsert_key {
+            Some(keys) => {
+                let mut out = Vec::new();
+                for k in keys {
+                    match project.iter().position(|c| c.column == Some(*k)) {
+                        Some(p) => out.push(p),
+                        None => {
+                            return Err(SqlError::at(
+                                s.select_token.0.span,
+                                format!(
+                                    "a GROUP BY without a window emits updates keyed by its group keys: keep `{}` in the SELECT list",
+                                    input.schema.fields[*k].name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        // A projection that keeps every column in order and filters nothing is
+        // the input itself.
+        let identity = filter.is_none()
+            && project.len() == input.schema.len()
+            && project.iter().enumerate().all(|(i, c)| c.column == Some(i));
+        if identity {
+            let mut p = input;
+            p.schema = Schema::new(fields);
+            return Ok(p);
+        }
+        Ok(Plan {
+            schema: Schema::new(fields),
+            time,
+            upsert_key,
+            node: Node::Calc {
+                input: Box::new(input),
+                filter,
+                project,
+            },
+        })
+    }
+}
+
+fn bool_expr(e: &Expr, schema: &Schema, subst: &[(String, usize)]) -> Result<CExpr> {
+    let c = compile(e, &Scope { schema, subst })?;
+    if !matches!(c.ty, DataType::Boolean | DataType::Null) {
+        return Err(err_at(e, format!("`{}` is {}, not BOOLEAN", c.text, c.ty)));
+    }
+    Ok(c)
+}
+
+/// The input schema plus window_start, window_end, window_time; window_time is the
+/// time attribute.
+fn with_window_columns(mut p: Plan) -> Plan {
+    for w in ["window_start", "window_end", "window_time"] {
+        p.schema.fields.push(Field::new(w, DataType::Timestamp));
+    }
+    p.time = Some(p.schema.len() - 1);
+    p
+}
+
+fn agg_call(
+    e: &Expr,
+    f: &sqlparser::ast::Function,
+    name: &str,
+) -> Result<(String, AggKind, Option<Expr>)> {
+    if f.over.is_some() || f.filter.is_some() {
+        return Err(err_at(e, "OVER and FILTER on aggregates are not supported"));
+    }
+    let distinct = match &f.args {
+        FunctionArguments::List(l) => matches!(
+            l.duplicate_treatment,
+            Some(sqlparser::ast::DuplicateTreatment::Distinct)
+        ),
+        _ => false,
+    };
+    let star = matches!(&f.args, FunctionArguments::List(l)
+        if matches!(l.args.as_slice(), [sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Wildcard)]));
+    if star {
+        return if name == "COUNT" && !distinct {
+            Ok((e.to_string(), AggKind::CountStar, None))
+        } else {
+            Err(err_at(e, format!("{name}(*) is not valid; only COUNT(*)")))
+        };
+    }
+    let args = function_args(e, f)?;
+    let [arg] = args.as_slice() else {
+        return Err(err_at(e, format!("{name} takes one argument")));
+    };
+    let kind = match (name, distinct) {
+        ("COUNT", false) => AggKind::Count,
+        ("COUNT", true) => AggKind::CountDistinct,
+        ("SUM", false) => AggKind::Sum,
+        ("MIN", _) => AggKind::Min,
+        ("MAX", _) => AggKind::Max,
+        ("AVG", false) => AggKind::Avg,
+        _ => {
+            return Err(err_at(
+                e,
+                format!("{name}(DISTINCT ..) is not supported; only COUNT(DISTINCT ..)"),
+            ));
+        }
+    };
+    Ok((e.to_string(), kind, Some((*arg).clone())))
+}
+
+/// Column names of a table or plan, for messages.
+pub fn names(schema: &Schema) -> HashMap<String, usize> {
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
+        .collect()
+}

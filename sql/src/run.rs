@@ -1,0 +1,865 @@
+//! A SQL script as a running job: [`SqlJob::compile`] parses and plans every
+//! `INSERT INTO` (one branch each), checks every table's options, and builds the
+//! engine pipeline; [`SqlJob::run`] runs it until its bounded inputs end or it is
+//! stopped.
+//!
+//! ```text
+//! script ──parse──> tables, views, inserts ──plan──> one Plan per INSERT
+//!                                                        │ build (per incarnation)
+//! Kafka tables present?  yes: KafkaJob (group member, transactions, changelogs)
+//!                        no:  a plain engine Pipeline (files, print)
+//! ```
+//!
+//! A table read by several branches is read once and forked. All Kafka tables of
+//! a script share one cluster and one consumer group (`application.id`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use connectors::file::{BadRecordPolicy as FileBadRecords, FileSink, FileSource};
+use connectors::kafka::{BadRecordPolicy, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope};
+use connectors::postgres::{PgColumn, PgType, PgValue, PostgresSink, WriteMode};
+use connectors::stdout::PrintSink;
+use engine::{
+    DataStream, NO_TIMESTAMP, Pipeline, PipelineConfig, WatermarkStrategy, Windowed, Windows,
+};
+use tokio::sync::watch;
+
+use crate::aggregate::{Acc, RowAggregate};
+use crate::connect::{self, SinkConnector, SourceConnector};
+use crate::error::{Result, SqlError};
+use crate::expr::{EvalError, cast_value};
+use crate::format::row_to_json_text;
+use crate::parse::{Script, TableDef, parse_script};
+use crate::plan::{Node, Plan, WindowSpec, plan_query, table_time};
+use crate::types::{DataType, Row, Schema, Value};
+
+/// How a script runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Read what the sources hold now, then end (flushing every window).
+    pub bounded: bool,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Duration,
+    /// Parallelism of the operators.
+    pub parallelism: usize,
+    /// `application.id` (group, transactional ids, internal topics) when the
+    /// Kafka properties do not set one.
+    pub application_id: String,
+    /// `strom.instance` of this process (several processes of one pipeline).
+    pub instance: Option<u32>,
+    /// Kafka properties the tables' own `properties.*` override (e.g. the
+    /// command line's `bootstrap.servers`).
+    pub kafka_defaults: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            bounded: false,
+            checkpoint_interval: Duration::from_secs(1),
+            parallelism: 1,
+            application_id: "strom-sql".into(),
+            instance: None,
+            kafka_defaults: Default::default(),
+        }
+    }
+}
+
+/// One INSERT: its plan and sink.
+#[derive(Debug, Clone)]
+struct Branch {
+    target: TableDef,
+    sink: SinkConnector,
+    plan: Plan,
+    /// Per sink column: the type to cast the query's column to, if it differs.
+    casts: Vec<Option<DataType>>,
+}
+
+/// A planned SQL script.
+#[derive(Debug, Clone)]
+pub struct SqlJob {
+    script: Script,
+    branches: Vec<Branch>,
+    sources: HashMap<String, SourceConnector>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Restarts of a Kafka job (rebalances, rollbacks) plus one.
+    pub incarnations: u32,
+    /// Last checkpoint completed (Kafka jobs).
+    pub last_checkpoint: u64,
+    /// Whether it ended by a stop request (else its bounded input ended).
+    pub stopped: bool,
+}
+
+/// Stops a running job gracefully (final checkpoint, then exit).
+#[derive(Clone)]
+pub struct StopSignal(watch::Sender<bool>);
+
+impl StopSignal {
+    /// Asks the job to stop.
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+fn assignable(from: DataType, to: DataType) -> bool {
+    from == to
+        || from == DataType::Null
+        || (from.is_numeric() && to.is_numeric())
+        || to == DataType::String
+}
+
+impl SqlJob {
+    /// Parses and plans `sql`.
+    pub fn compile(sql: &str) -> Result<SqlJob> {
+        let script = parse_script(sql)?;
+        if script.inserts.is_empty() {
+            return Err(SqlError::plan(
+                "the script has no INSERT INTO .. SELECT: nothing would run",
+            ));
+        }
+        let mut branches = Vec::new();
+        let mut sources = HashMap::new();
+        for ins in &script.inserts {
+            let target = script
+                .table(&ins.target)
+                .ok_or_else(|| {
+                    SqlError::at(
+                        ins.span,
+                        format!("INSERT INTO {}: no such table", ins.target),
+                    )
+                })?
+                .clone();
+            let sink = connect::sink(&target)?;
+            let plan = plan_query(&script, &ins.query)?;
+            let sink_cols: Vec<usize> = if ins.columns.is_empty() {
+                (0..target.schema.len()).collect()
+            } else {
+                if ins.columns.len() != target.schema.len() {
+                    return Err(SqlError::at(
+                        ins.span,
+                        "INSERT INTO t (columns): list every column of the table",
+                    ));
+                }
+                ins.columns
+                    .iter()
+                    .map(|c| {
+                        target.schema.find(None, c).map_err(|_| {
+                            SqlError::at(ins.span, format!("{}: no column {c}", target.name))
+                        })
+                    })
+                    .collect::<Result<_>>()?
+            };
+            if plan.schema.len() != target.schema.len() {
+                return Err(SqlError::at(
+                    ins.span,
+                    format!(
+                        "the query has {} columns, table {} has {} ({})",
+                        plan.schema.len(),
+                        target.name,
+                        target.schema.len(),
+                        target.schema.describe()
+                    ),
+                ));
+            }
+            let mut casts = vec![None; target.schema.len()];
+            for (q, &s) in sink_cols.iter().enumerate() {
+                let (from, to) = (plan.schema.fields[q].ty, target.schema.fields[s].ty);
+                if !assignable(from, to) {
+                    return Err(SqlError::at(
+                        ins.span,
+                        format!(
+                            "column {} of the query (`{}`) is {from}, but {}.{} is {to}; CAST it",
+                            q + 1,
+                            plan.schema.fields[q].name,
+                            target.name,
+                            target.schema.fields[s].name
+                        ),
+                    ));
+                }
+                if from != to {
+                    casts[q] = Some(to);
+                }
+            }
+            if sink_cols.iter().enumerate().any(|(q, s)| q != *s) {
+                return Err(SqlError::at(
+                    ins.span,
+                    "INSERT INTO t (columns) must list the columns in table order",
+                ));
+            }
+            if plan.upsert_key.is_some() {
+                if let SinkConnector::Kafka { key_fields, .. } = &sink {
+                    if key_fields.is_empty() {
+                        return Err(SqlError::at(
+                            ins.span,
+                            format!(
+                                "the query emits updates (GROUP BY without a window), so {} needs a key: declare PRIMARY KEY (..) NOT ENFORCED or 'key.fields'",
+                                target.name
+                            ),
+                        ));
+                    }
+                }
+                if let SinkConnector::File { .. } = &sink {
+                    return Err(SqlError::at(
+                        ins.span,
+                        "the query emits updates (GROUP BY without a window); files take only appends: use a window, or a Kafka, PostgreSQL or print sink",
+                    ));
+                }
+            }
+            let mut scans = Vec::new();
+            plan.scans(&mut scans);
+            for t in scans {
+                if let Some(def) = script.table(&t) {
+                    sources.insert(t.clone(), connect::source(def)?);
+                }
+            }
+            branches.push(Branch {
+                target,
+                sink,
+                plan,
+                casts,
+            });
+        }
+        Ok(SqlJob {
+            script,
+            branches,
+            sources,
+        })
+    }
+
+    /// Reads and compiles a SQL file.
+    pub fn from_file(path: &Path) -> Result<SqlJob> {
+        let text = std::fs::read_to_string(path).map_err(|e| SqlError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Self::compile(&text)
+    }
+
+    /// The operator graph, one tree per INSERT.
+    pub fn explain(&self) -> String {
+        let mut out = String::new();
+        for (i, b) in self.branches.iter().enumerate() {
+            let sink = match &b.sink {
+                SinkConnector::Kafka {
+                    topic,
+                    exactly_once,
+                    ..
+                } => {
+                    format!(
+                        "kafka topic={topic} {}",
+                        if *exactly_once {
+                            "exactly-once"
+                        } else {
+                            "at-least-once"
+                        }
+                    )
+                }
+                SinkConnector::File { path, .. } => format!("filesystem path={path}"),
+                SinkConnector::Print { .. } => "print".into(),
+                SinkConnector::Postgres {
+                    table,
+                    exactly_once,
+                    ..
+                } => {
+                    format!(
+                        "postgres table={table} {}",
+                        if *exactly_once {
+                            "exactly-once"
+                        } else {
+                            "at-least-once"
+                        }
+                    )
+                }
+            };
+            let mode = if b.plan.upsert_key.is_some() {
+                "upsert"
+            } else {
+                "append"
+            };
+            out.push_str(&format!(
+                "INSERT #{} Sink {} [{sink}, {mode}]\n",
+                i + 1,
+                b.target.name
+            ));
+            for line in b.plan.explain().lines() {
+                out.push_str("  ");
+                out.push_str(line);
+                if let Some(rest) = line.trim_start().strip_prefix("Scan ") {
+                    let name = rest.split_whitespace().next().unwrap_or_default();
+                    if let Some(src) = self.sources.get(name) {
+                        out.push_str(&match src {
+                            SourceConnector::Kafka { topics, .. } => {
+                                format!(" <- kafka {}", topics.join(","))
+                            }
+                            SourceConnector::File { path, .. } => format!(" <- filesystem {path}"),
+                        });
+                    }
+                    if let Some(wm) = self.script.table(name).and_then(|t| t.watermark.as_ref()) {
+                        out.push_str(&format!(" watermark {} AS {}", wm.column, wm.expr));
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Whether any table is a Kafka table.
+    fn uses_kafka(&self) -> bool {
+        self.sources
+            .values()
+            .any(|s| matches!(s, SourceConnector::Kafka { .. }))
+            || self
+                .branches
+                .iter()
+                .any(|b| matches!(b.sink, SinkConnector::Kafka { .. }))
+    }
+
+    /// A signal and the receiver the run watches.
+    pub fn stop_signal() -> (StopSignal, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (StopSignal(tx), rx)
+    }
+
+    /// Runs the script until its bounded input ends or `stop` fires.
+    pub async fn run(
+        self,
+        options: RunOptions,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<RunSummary> {
+        let config = PipelineConfig::default()
+            .checkpoint_interval(options.checkpoint_interval)
+            .parallelism(options.parallelism.max(1));
+        let job = Arc::new(self);
+        if job.uses_kafka() {
+            let kafka_tables: Vec<&TableDef> = job
+                .script
+                .tables
+                .iter()
+                .filter(|t| t.option("connector") == Some("kafka"))
+                .collect();
+            let mut props = options.kafka_defaults.clone();
+            props.extend(connect::kafka_properties(&kafka_tables)?);
+            if !props.contains_key("application.id") {
+                let app = props
+                    .get("group.id")
+                    .cloned()
+                    .unwrap_or_else(|| options.application_id.clone());
+                props.insert("application.id".into(), app);
+            }
+            props.remove("group.id");
+            if let Some(i) = options.instance {
+                props.insert("strom.instance".into(), i.to_string());
+            }
+            let kafka = KafkaConfig::from_properties(props)?;
+            let kjob = KafkaJob::new(kafka, config);
+            let handle = kjob.stop_handle();
+            let watcher = tokio::spawn(async move {
+                while stop.changed().await.is_ok() {
+                    if *stop.borrow() {
+                        handle.stop();
+                        return;
+                    }
+                }
+            });
+            let bounded = options.bounded;
+            let j = job.clone();
+            let report = kjob.run(move |p, k| j.build(p, Some(k), bounded)).await;
+            watcher.abort();
+            let report = report?;
+            Ok(RunSummary {
+                incarnations: report.incarnations,
+                last_checkpoint: report.last_checkpoint.0,
+                stopped: matches!(report.end, connectors::kafka::JobEnd::Stopped),
+            })
+        } else {
+            let p = Pipeline::with_config(config);
+            job.build(&p, None, true)?;
+            let handle = p.start()?;
+            let controller = handle.controller();
+            let watcher = tokio::spawn(async move {
+                while stop.changed().await.is_ok() {
+                    if *stop.borrow() {
+                        controller.stop();
+                        return;
+                    }
+                }
+            });
+            let result = handle.wait().await;
+            watcher.abort();
+            let result = result?;
+            Ok(RunSummary {
+                incarnations: 1,
+                last_checkpoint: 0,
+                stopped: result.stopped,
+            })
+        }
+    }
+
+    /// Defines the pipeline on `p` (called once per incarnation of a Kafka job).
+    fn build(&self, p: &Pipeline, k: Option<&KafkaScope>, bounded: bool) -> engine::Result<()> {
+        let b = Builder {
+            job: self,
+            p,
+            k,
+            bounded,
+            scans: RefCell::new(HashMap::new()),
+            uses: RefCell::new(HashMap::new()),
+        };
+        // How often each table is read, so a table read twice is forked.
+        for br in &self.branches {
+            let mut scans = Vec::new();
+            br.plan.scans(&mut scans);
+            for s in scans {
+                *b.uses.borrow_mut().entry(s).or_insert(0usize) += 1;
+            }
+        }
+        for (i, br) in self.branches.iter().enumerate() {
+            let stream = b.stream(&br.plan, &format!("q{}", i + 1), &mut 0)?;
+            let casts = br.casts.clone();
+            let stream = if casts.iter().any(Option::is_some) {
+                stream.try_map_named("insert-cast", move |mut row: Row| {
+                    for (v, c) in row.iter_mut().zip(&casts) {
+                        if let Some(to) = c {
+                            *v = cast_value(std::mem::replace(v, Value::Null), *to)?;
+                        }
+                    }
+                    Ok::<_, EvalError>(row)
+                })
+            } else {
+                stream
+            };
+            b.sink(stream, br, i)?;
+        }
+        Ok(())
+    }
+}
+
+struct Builder<'a> {
+    job: &'a SqlJob,
+    p: &'a Pipeline,
+    k: Option<&'a KafkaScope>,
+    bounded: bool,
+    scans: RefCell<HashMap<String, DataStream<Row>>>,
+    uses: RefCell<HashMap<String, usize>>,
+}
+
+fn invalid(m: impl Into<String>) -> engine::EngineError {
+    engine::EngineError::InvalidPipeline(m.into())
+}
+
+fn windows(spec: WindowSpec) -> Windows {
+    match spec {
+        WindowSpec::Tumble { size } => Windows::tumbling(Duration::from_millis(size as u64)),
+        WindowSpec::Hop { slide, size } => Windows::sliding(
+            Duration::from_millis(size as u64),
+            Duration::from_millis(slide as u64),
+        ),
+        WindowSpec::Session { gap } => Windows::session(Duration::from_millis(gap as u64)),
+    }
+}
+
+/// The watermark delay of `WATERMARK FOR ts AS ts - INTERVAL ..`.
+fn watermark_delay(t: &TableDef) -> engine::Result<Option<(usize, i64)>> {
+    let Some(wm) = &t.watermark else {
+        return Ok(None);
+    };
+    let idx =
+        table_time(t).ok_or_else(|| invalid(format!("{}: no column {}", t.name, wm.column)))?;
+    if t.schema.fields[idx].ty != DataType::Timestamp {
+        return Err(invalid(format!(
+            "{}: WATERMARK FOR {}: the column must be TIMESTAMP(3)",
+            t.name, wm.column
+        )));
+    }
+    use sqlparser::ast::{BinaryOperator, Expr};
+    let delay = match &wm.expr {
+        Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&wm.column) => 0,
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } => match (left.as_ref(), right.as_ref()) {
+            (Expr::Identifier(i), Expr::Interval(iv))
+                if i.value.eq_ignore_ascii_case(&wm.column) =>
+            {
+                crate::expr::interval_ms(iv).map_err(invalid)?
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{}: WATERMARK FOR {c} AS {c} - INTERVAL '..' unit is supported",
+                    t.name,
+                    c = wm.column
+                )));
+            }
+        },
+        _ => {
+            return Err(invalid(format!(
+                "{}: WATERMARK FOR {c} AS {c} - INTERVAL '..' unit is supported",
+                t.name,
+                c = wm.column
+            )));
+        }
+    };
+    Ok(Some((idx, delay)))
+}
+
+impl Builder<'_> {
+    fn source(&self, table: &str) -> engine::Result<DataStream<Row>> {
+        let t = self
+            .job
+            .script
+            .table(table)
+            .ok_or_else(|| invalid(format!("no table {table}")))?;
+        let conn = self
+            .job
+            .sources
+            .get(table)
+            .ok_or_else(|| invalid(format!("{table} is not a source")))?;
+        let mut wm = match watermark_delay(t)? {
+            Some((idx, delay)) => WatermarkStrategy::bounded_out_of_orderness(
+                Duration::from_millis(delay.max(0) as u64),
+            )
+            .with_timestamp(move |r: &Row| {
+                r.get(idx).and_then(Value::as_i64).unwrap_or(NO_TIMESTAMP)
+            }),
+            None => WatermarkStrategy::no_watermarks(),
+        };
+        Ok(match conn {
+            SourceConnector::Kafka {
+                topics,
+                format,
+                dead_letter,
+                skip_bad,
+                idle,
+            } => {
+                let k = self
+                    .k
+                    .ok_or_else(|| invalid("a Kafka table outside a Kafka job"))?;
+                if let Some(d) = idle {
+                    wm = wm.with_idleness(*d);
+                }
+                let policy = match (dead_letter, skip_bad) {
+                    (Some(t), _) => BadRecordPolicy::DeadLetter(t.clone()),
+                    (None, true) => BadRecordPolicy::Skip,
+                    _ => BadRecordPolicy::Fail,
+                };
+                let mut src = k.source().topics(topics.clone()).on_bad_record(policy);
+                if self.bounded {
+                    src = src.bounded();
+                }
+                self.p
+                    .source(src.format(format.clone()), wm)
+                    .name(&format!("scan {table}"))
+            }
+            SourceConnector::File {
+                path,
+                format,
+                header,
+                skip_bad,
+            } => {
+                let src = FileSource::new(path.clone())
+                    .format(format.clone())
+                    .skip_header_lines(u64::from(*header))
+                    .on_bad_record(if *skip_bad {
+                        FileBadRecords::Skip
+                    } else {
+                        FileBadRecords::Fail
+                    })
+                    .named(format!("scan {table}"));
+                self.p.source(src, wm)
+            }
+        })
+    }
+
+    fn scan(&self, table: &str) -> engine::Result<DataStream<Row>> {
+        let cached = self.scans.borrow_mut().remove(table);
+        let stream = match cached {
+            Some(s) => s,
+            None => self.source(table)?,
+        };
+        let mut uses = self.uses.borrow_mut();
+        let left = uses.entry(table.to_string()).or_insert(1);
+        *left = left.saturating_sub(1);
+        if *left > 0 {
+            let (a, b) = stream.fork();
+            self.scans.borrow_mut().insert(table.to_string(), a);
+            Ok(b)
+        } else {
+            Ok(stream)
+        }
+    }
+
+    fn stream(&self, plan: &Plan, branch: &str, n: &mut usize) -> engine::Result<DataStream<Row>> {
+        Ok(match &plan.node {
+            Node::Scan { table } => self.scan(table)?,
+            Node::Calc {
+                input,
+                filter,
+                project,
+            } => {
+                let input = self.stream(input, branch, n)?;
+                let filter = filter.as_ref().map(|f| f.eval.clone());
+                let project: Vec<_> = project.iter().map(|c| c.eval.clone()).collect();
+                input.try_flat_map(
+                    "calc",
+                    move |row: Row| -> std::result::Result<Option<Row>, EvalError> {
+                        if let Some(f) = &filter {
+                            if !f(&row)?.is_true() {
+                                return Ok(None);
+                            }
+                        }
+                        project
+                            .iter()
+                            .map(|p| p(&row))
+                            .collect::<std::result::Result<Row, _>>()
+                            .map(Some)
+                    },
+                )
+            }
+            Node::WindowAssign { input, window } => {
+                let time = input
+                    .time
+                    .ok_or_else(|| invalid("window over a stream without time"))?;
+                let input = self.stream(input, branch, n)?;
+                let spec = *window;
+                input.flat_map(move |row: Row| {
+                    let ts = row.get(time).and_then(Value::as_i64).unwrap_or(0);
+                    let (size, slide) = match spec {
+                        WindowSpec::Tumble { size } => (size, size),
+                        WindowSpec::Hop { slide, size } => (size, slide),
+                        WindowSpec::Session { gap } => (gap, gap),
+                    };
+                    let last = ts - ts.rem_euclid(slide);
+                    let mut out = Vec::new();
+                    let mut start = last;
+                    while start > ts - size {
+                        let mut r = row.clone();
+                        r.extend([
+                            Value::Timestamp(start),
+                            Value::Timestamp(start + size),
+                            Value::Timestamp(start + size - 1),
+                        ]);
+                        out.push(r);
+                        start -= slide;
+                    }
+                    out.reverse();
+                    out
+                })
+            }
+            Node::WindowAggregate {
+                input,
+                window,
+                pre,
+                keys,
+                aggs,
+            } => {
+                let input = self.stream(input, branch, n)?;
+                *n += 1;
+                let uid = format!("{branch}-window{n}");
+                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let k = *keys;
+                input
+                    .try_map_named("group-keys", move |row: Row| {
+                        pre.iter()
+                            .map(|p| p(&row))
+                            .collect::<std::result::Result<Row, EvalError>>()
+                    })
+                    .key_by(move |r: &Row| r[..k].to_vec())
+                    .window(windows(*window))
+                    .aggregate(RowAggregate::new(aggs.clone()))
+                    .uid(&uid)
+                    .map(|w: Windowed<Row, Row>| {
+                        let mut out = w.key;
+                        out.push(Value::Timestamp(w.window.start));
+                        out.push(Value::Timestamp(w.window.end));
+                        out.push(Value::Timestamp(w.window.end - 1));
+                        out.extend(w.value);
+                        out
+                    })
+            }
+            Node::GroupAggregate {
+                input,
+                pre,
+                keys,
+                aggs,
+            } => {
+                let input = self.stream(input, branch, n)?;
+                *n += 1;
+                let uid = format!("{branch}-group{n}");
+                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let k = *keys;
+                let agg = RowAggregate::new(aggs.clone());
+                let (a1, a2, a3) = (agg.clone(), agg.clone(), agg);
+                input
+                    .try_map_named(
+                        "group-keys",
+                        move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
+                            let vals =
+                                pre.iter()
+                                    .map(|p| p(&row))
+                                    .collect::<std::result::Result<Row, EvalError>>()?;
+                            let mut accs = a1.create_accs();
+                            a1.add_row(&mut accs, &vals);
+                            Ok((vals[..k].to_vec(), accs))
+                        },
+                    )
+                    .key_by(|t: &(Row, Vec<Acc>)| t.0.clone())
+                    .reduce(move |a, b| {
+                        let mut accs = a.1.clone();
+                        a2.merge_accs(&mut accs, &b.1);
+                        (a.0.clone(), accs)
+                    })
+                    .uid(&uid)
+                    .map(move |(key, accs): (Row, Vec<Acc>)| {
+                        let mut out = key;
+                        out.extend(a3.results(&accs));
+                        out
+                    })
+            }
+        })
+    }
+
+    fn sink(&self, stream: DataStream<Row>, br: &Branch, i: usize) -> engine::Result<()> {
+        let schema: Arc<Schema> = Arc::new(br.target.schema.clone());
+        let upsert = br.plan.upsert_key.clone();
+        match &br.sink {
+            SinkConnector::Kafka {
+                topic,
+                format,
+                key_fields,
+                exactly_once,
+            } => {
+                let k = self
+                    .k
+                    .ok_or_else(|| invalid("a Kafka table outside a Kafka job"))?;
+                let key_fields = if key_fields.is_empty() {
+                    upsert.unwrap_or_default()
+                } else {
+                    key_fields.clone()
+                };
+                let mut sink =
+                    k.sink::<Row>(topic)
+                        .format(format.clone())
+                        .delivery(if *exactly_once {
+                            DeliveryGuarantee::ExactlyOnce
+                        } else {
+                            DeliveryGuarantee::AtLeastOnce
+                        });
+                if !key_fields.is_empty() {
+                    let key_schema = Schema::new(
+                        key_fields
+                            .iter()
+                            .map(|&c| schema.fields[c].clone())
+                            .collect(),
+                    );
+                    sink = sink.key(move |row: &Row| {
+                        let vals: Row = key_fields
+                            .iter()
+                            .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+                            .collect();
+                        Some(Bytes::from(row_to_json_text(&key_schema, &vals)))
+                    });
+                }
+                stream.sink(sink);
+            }
+            SinkConnector::File {
+                path,
+                format,
+                max_file_size,
+            } => {
+                let mut sink = FileSink::<Row>::new(path.clone()).format(format.clone());
+                if let Some(m) = max_file_size {
+                    sink = sink.max_file_size(*m);
+                }
+                stream.sink(sink);
+            }
+            SinkConnector::Print { prefix, stderr } => {
+                let tag = if upsert.is_some() { "+U" } else { "+I" };
+                let mut sink = PrintSink::new(move |row: &Row| {
+                    format!(
+                        "{tag}[{}]",
+                        row.iter()
+                            .map(Value::to_text)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
+                .to_stderr(*stderr);
+                if let Some(p) = prefix {
+                    sink = sink.prefix(p.clone());
+                }
+                stream.sink(sink);
+            }
+            SinkConnector::Postgres {
+                connection,
+                table,
+                exactly_once,
+                create,
+            } => {
+                let columns: Vec<PgColumn> = schema
+                    .fields
+                    .iter()
+                    .map(|f| PgColumn::new(f.name.clone(), pg_type(f.ty)))
+                    .collect();
+                let mut sink = PostgresSink::new(connection, table, columns, |row: &Row| {
+                    row.iter().map(pg_value).collect()
+                })
+                .create_table(*create);
+                let key: Vec<String> = if !br.target.primary_key.is_empty() {
+                    br.target.primary_key.clone()
+                } else {
+                    upsert
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|&c| schema.fields[c].name.clone())
+                        .collect()
+                };
+                if !key.is_empty() {
+                    sink = sink.mode(WriteMode::Upsert { key });
+                }
+                if *exactly_once {
+                    sink = sink.exactly_once(&format!("{}-{}", br.target.name, i + 1));
+                }
+                stream.sink(sink);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pg_type(t: DataType) -> PgType {
+    match t {
+        DataType::Boolean => PgType::Boolean,
+        DataType::Int => PgType::Integer,
+        DataType::BigInt | DataType::Interval => PgType::BigInt,
+        DataType::Double => PgType::Double,
+        DataType::Decimal(..) => PgType::Numeric,
+        DataType::String | DataType::Null => PgType::Text,
+        DataType::Bytes => PgType::Bytea,
+        DataType::Timestamp => PgType::Timestamp,
+    }
+}
+
+fn pg_value(v: &Value) -> PgValue {
+    match v {
+        Value::Null => PgValue::Null,
+        Value::Bool(b) => PgValue::Bool(*b),
+        Value::Int(i) => PgValue::Int(*i),
+        Value::BigInt(i) | Value::Interval(i) => PgValue::BigInt(*i),
+        Value::Double(d) => PgValue::Double(*d),
+        Value::Decimal(..) => PgValue::Numeric(v.to_string()),
+        Value::String(s) => PgValue::Text(s.to_string()),
+        Value::Bytes(b) => PgValue::Bytes(b.to_vec()),
+        Value::Timestamp(ms) => PgValue::Timestamp(*ms),
+    }
+}

@@ -1,0 +1,540 @@
+//! SQL data types, values and rows.
+//!
+//! A row is a `Vec<Value>` laid out by a [`Schema`]; expressions are compiled
+//! against the schema into closures over rows (see [`crate::expr`]). Values have a
+//! total order and hash (doubles by their bits, NaN equal to itself) so that any
+//! column can be a grouping key or a `COUNT(DISTINCT ..)` element.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use engine::StateCodec;
+
+use crate::time::format_timestamp;
+
+/// A column type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    /// `BOOLEAN`.
+    Boolean,
+    /// `INT` (32-bit).
+    Int,
+    /// `BIGINT` (64-bit).
+    BigInt,
+    /// `DOUBLE`.
+    Double,
+    /// `DECIMAL(p, s)`: precision and scale.
+    Decimal(u8, u8),
+    /// `STRING` (`VARCHAR`).
+    String,
+    /// `BYTES`.
+    Bytes,
+    /// `TIMESTAMP(3)`: milliseconds since the epoch, no time zone.
+    Timestamp,
+    /// An `INTERVAL` (milliseconds); only inside expressions.
+    Interval,
+    /// The type of a bare `NULL` literal.
+    Null,
+}
+
+impl DataType {
+    /// Whether the type is a number.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            DataType::Int | DataType::BigInt | DataType::Double | DataType::Decimal(..)
+        )
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataType::Boolean => f.write_str("BOOLEAN"),
+            DataType::Int => f.write_str("INT"),
+            DataType::BigInt => f.write_str("BIGINT"),
+            DataType::Double => f.write_str("DOUBLE"),
+            DataType::Decimal(p, s) => write!(f, "DECIMAL({p}, {s})"),
+            DataType::String => f.write_str("STRING"),
+            DataType::Bytes => f.write_str("BYTES"),
+            DataType::Timestamp => f.write_str("TIMESTAMP(3)"),
+            DataType::Interval => f.write_str("INTERVAL"),
+            DataType::Null => f.write_str("NULL"),
+        }
+    }
+}
+
+/// One value of a row.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An `INT`.
+    Int(i32),
+    /// A `BIGINT`.
+    BigInt(i64),
+    /// A `DOUBLE`.
+    Double(f64),
+    /// A `DECIMAL`: unscaled value and scale.
+    Decimal(i128, u8),
+    /// A `STRING`.
+    String(Arc<str>),
+    /// `BYTES`.
+    Bytes(bytes::Bytes),
+    /// A `TIMESTAMP(3)` in epoch milliseconds.
+    Timestamp(i64),
+    /// An interval in milliseconds.
+    Interval(i64),
+}
+
+impl Value {
+    /// A string value.
+    pub fn str(s: &str) -> Value {
+        Value::String(Arc::from(s))
+    }
+
+    /// Whether this is `NULL`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as an i64 (integers, timestamps, intervals).
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(v) => Some(i64::from(*v)),
+            Value::BigInt(v) | Value::Timestamp(v) | Value::Interval(v) => Some(*v),
+            Value::Decimal(v, s) => i64::try_from(*v / 10i128.pow(u32::from(*s))).ok(),
+            Value::Double(v) => Some(*v as i64),
+            _ => None,
+        }
+    }
+
+    /// The value as an f64 (any number).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(v) => Some(f64::from(*v)),
+            Value::BigInt(v) => Some(*v as f64),
+            Value::Double(v) => Some(*v),
+            Value::Decimal(v, s) => Some(*v as f64 / 10f64.powi(i32::from(*s))),
+            _ => None,
+        }
+    }
+
+    /// The string of a `STRING` value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// `TRUE` is true; `FALSE` and `NULL` are not.
+    pub fn is_true(&self) -> bool {
+        matches!(self, Value::Bool(true))
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) | Value::BigInt(_) | Value::Double(_) | Value::Decimal(..) => 2,
+            Value::String(_) => 3,
+            Value::Bytes(_) => 4,
+            Value::Timestamp(_) => 5,
+            Value::Interval(_) => 6,
+        }
+    }
+
+    /// SQL comparison: `None` when either side is `NULL` or the types differ.
+    pub fn sql_cmp(&self, other: &Value) -> Option<Ordering> {
+        if self.is_null() || other.is_null() || self.rank() != other.rank() {
+            return None;
+        }
+        Some(self.cmp(other))
+    }
+
+    /// The value as it prints in text formats and `print` output.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => "NULL".into(),
+            Value::String(s) => s.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The value as a JSON value (timestamps as `yyyy-MM-dd HH:mm:ss.SSS`, bytes as
+    /// base64-free arrays of numbers are avoided: bytes become a UTF-8-lossy string).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(v) => J::from(*v),
+            Value::BigInt(v) => J::from(*v),
+            Value::Double(v) => serde_json::Number::from_f64(*v).map_or(J::Null, J::Number),
+            Value::Decimal(..) => {
+                let text = self.to_string();
+                text.parse::<serde_json::Number>()
+                    .map_or(J::String(text), J::Number)
+            }
+            Value::String(s) => J::String(s.to_string()),
+            Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+            Value::Timestamp(ms) => J::String(format_timestamp(*ms)),
+            Value::Interval(ms) => J::from(*ms),
+        }
+    }
+}
+
+impl serde::Serialize for Value {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// Decimal text: unscaled `v` with `scale` digits after the point.
+pub fn decimal_to_string(v: i128, scale: u8) -> String {
+    if scale == 0 {
+        return v.to_string();
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let s = usize::from(scale);
+    let padded = if digits.len() <= s {
+        format!("{}{digits}", "0".repeat(s + 1 - digits.len()))
+    } else {
+        digits
+    };
+    let (int, frac) = padded.split_at(padded.len() - s);
+    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+}
+
+/// Rescales an unscaled decimal from scale `from` to `to` (truncating).
+pub fn rescale(v: i128, from: u8, to: u8) -> Option<i128> {
+    match from.cmp(&to) {
+        Ordering::Equal => Some(v),
+        Ordering::Less => v.checked_mul(10i128.checked_pow(u32::from(to - from))?),
+        Ordering::Greater => Some(v / 10i128.checked_pow(u32::from(from - to))?),
+    }
+}
+
+/// Parses decimal text into an unscaled value at `scale`.
+pub fn parse_decimal(text: &str, scale: u8) -> Option<i128> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let s = usize::from(scale);
+    let mut frac = frac.to_string();
+    frac.truncate(s);
+    while frac.len() < s {
+        frac.push('0');
+    }
+    let joined = format!("{int}{frac}");
+    let v: i128 = if joined.is_empty() {
+        0
+    } else {
+        joined.parse().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => f.write_str(if *b { "TRUE" } else { "FALSE" }),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::BigInt(v) => write!(f, "{v}"),
+            Value::Double(v) => write!(f, "{v:?}"),
+            Value::Decimal(v, s) => f.write_str(&decimal_to_string(*v, *s)),
+            Value::String(s) => write!(f, "'{s}'"),
+            Value::Bytes(b) => write!(
+                f,
+                "x'{}'",
+                b.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            Value::Timestamp(ms) => f.write_str(&format_timestamp(*ms)),
+            Value::Interval(ms) => write!(f, "INTERVAL {ms} ms"),
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Value) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    /// A total order: by type class, numbers by value (across integer, decimal and
+    /// double), doubles with `total_cmp`.
+    fn cmp(&self, other: &Value) -> Ordering {
+        use Value::*;
+        match (self, other) {
+            (Bool(a), Bool(b)) => a.cmp(b),
+            (Int(a), Int(b)) => a.cmp(b),
+            (BigInt(a), BigInt(b)) | (Timestamp(a), Timestamp(b)) | (Interval(a), Interval(b)) => {
+                a.cmp(b)
+            }
+            (Int(a), BigInt(b)) => i64::from(*a).cmp(b),
+            (BigInt(a), Int(b)) => a.cmp(&i64::from(*b)),
+            (Decimal(a, sa), Decimal(b, sb)) if sa == sb => a.cmp(b),
+            (String(a), String(b)) => a.cmp(b),
+            (Bytes(a), Bytes(b)) => a.cmp(b),
+            (a, b) if a.rank() == 2 && b.rank() == 2 => {
+                let (x, y) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+                x.total_cmp(&y)
+            }
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Value::Null => 0u8.hash(state),
+            Value::Bool(b) => b.hash(state),
+            // Equal numbers hash equally whatever their type.
+            Value::Int(_) | Value::BigInt(_) | Value::Decimal(..) | Value::Double(_) => {
+                let f = self.as_f64().unwrap_or(0.0);
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    (f as i64).hash(state)
+                } else {
+                    f.to_bits().hash(state)
+                }
+            }
+            Value::String(s) => s.hash(state),
+            Value::Bytes(b) => b.hash(state),
+            Value::Timestamp(v) | Value::Interval(v) => v.hash(state),
+        }
+    }
+}
+
+impl StateCodec for Value {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            Value::Null => buf.push(0),
+            Value::Bool(b) => {
+                buf.push(1);
+                b.encode(buf)
+            }
+            Value::Int(v) => {
+                buf.push(2);
+                v.encode(buf)
+            }
+            Value::BigInt(v) => {
+                buf.push(3);
+                v.encode(buf)
+            }
+            Value::Double(v) => {
+                buf.push(4);
+                v.encode(buf)
+            }
+            Value::Decimal(v, s) => {
+                buf.push(5);
+                v.encode(buf);
+                s.encode(buf)
+            }
+            Value::String(s) => {
+                buf.push(6);
+                s.to_string().encode(buf)
+            }
+            Value::Bytes(b) => {
+                buf.push(7);
+                b.to_vec().encode(buf)
+            }
+            Value::Timestamp(v) => {
+                buf.push(8);
+                v.encode(buf)
+            }
+            Value::Interval(v) => {
+                buf.push(9);
+                v.encode(buf)
+            }
+        }
+    }
+
+    fn decode(buf: &mut &[u8]) -> engine::Result<Self> {
+        Ok(match u8::decode(buf)? {
+            0 => Value::Null,
+            1 => Value::Bool(bool::decode(buf)?),
+            2 => Value::Int(i32::decode(buf)?),
+            3 => Value::BigInt(i64::decode(buf)?),
+            4 => Value::Double(f64::decode(buf)?),
+            5 => Value::Decimal(i128::decode(buf)?, u8::decode(buf)?),
+            6 => Value::String(Arc::from(String::decode(buf)?)),
+            7 => Value::Bytes(bytes::Bytes::from(Vec::<u8>::decode(buf)?)),
+            8 => Value::Timestamp(i64::decode(buf)?),
+            9 => Value::Interval(i64::decode(buf)?),
+            tag => {
+                return Err(engine::EngineError::Codec(format!(
+                    "unknown value tag {tag}"
+                )));
+            }
+        })
+    }
+}
+
+/// A row of values.
+pub type Row = Vec<Value>;
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    /// The table (or alias) the column belongs to, for `t.col` references.
+    pub qualifier: Option<String>,
+    /// Column name.
+    pub name: String,
+    /// Column type.
+    pub ty: DataType,
+}
+
+impl Field {
+    /// A field without qualifier.
+    pub fn new(name: &str, ty: DataType) -> Field {
+        Field {
+            qualifier: None,
+            name: name.to_string(),
+            ty,
+        }
+    }
+}
+
+/// The columns of a row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Schema {
+    /// The columns in row order.
+    pub fields: Vec<Field>,
+}
+
+impl Schema {
+    /// A schema of these fields.
+    pub fn new(fields: Vec<Field>) -> Schema {
+        Schema { fields }
+    }
+
+    /// Column count.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The index of column `name` (case-insensitive), optionally of `qualifier`.
+    /// `Err(true)` when ambiguous, `Err(false)` when absent.
+    pub fn find(&self, qualifier: Option<&str>, name: &str) -> Result<usize, bool> {
+        let matches: Vec<usize> = self
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.name.eq_ignore_ascii_case(name)
+                    && qualifier.is_none_or(|q| {
+                        f.qualifier
+                            .as_deref()
+                            .is_some_and(|fq| fq.eq_ignore_ascii_case(q))
+                    })
+            })
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [i] => Ok(*i),
+            [] => Err(false),
+            _ => Err(true),
+        }
+    }
+
+    /// The same columns with every qualifier set to `q`.
+    pub fn qualified(&self, q: &str) -> Schema {
+        Schema::new(
+            self.fields
+                .iter()
+                .map(|f| Field {
+                    qualifier: Some(q.to_string()),
+                    ..f.clone()
+                })
+                .collect(),
+        )
+    }
+
+    /// `name TYPE, ...` for explain output.
+    pub fn describe(&self) -> String {
+        self.fields
+            .iter()
+            .map(|f| format!("{} {}", f.name, f.ty))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_compare_and_hash_across_types() {
+        use std::collections::hash_map::DefaultHasher;
+        let h = |v: &Value| {
+            let mut s = DefaultHasher::new();
+            v.hash(&mut s);
+            s.finish()
+        };
+        assert_eq!(Value::Int(3), Value::BigInt(3));
+        assert_eq!(h(&Value::Int(3)), h(&Value::BigInt(3)));
+        assert_eq!(h(&Value::Double(3.0)), h(&Value::Decimal(300, 2)));
+        assert!(Value::Double(2.5) < Value::Int(3));
+        assert_eq!(Value::Int(1).sql_cmp(&Value::Null), None);
+        assert_eq!(Value::str("a").sql_cmp(&Value::Int(1)), None);
+    }
+
+    #[test]
+    fn values_survive_the_state_codec() {
+        let row = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-4),
+            Value::BigInt(1 << 40),
+            Value::Double(1.5),
+            Value::Decimal(-12345, 2),
+            Value::str("héllo"),
+            Value::Bytes(bytes::Bytes::from_static(b"\0\x01")),
+            Value::Timestamp(1_700_000_000_000),
+        ];
+        let mut buf = Vec::new();
+        row.encode(&mut buf);
+        let back = Vec::<Value>::decode(&mut buf.as_slice()).expect("decodes");
+        assert_eq!(format!("{back:?}"), format!("{row:?}"));
+    }
+
+    #[test]
+    fn decimals_print_and_parse() {
+        assert_eq!(decimal_to_string(-12345, 2), "-123.45");
+        assert_eq!(decimal_to_string(5, 3), "0.005");
+        assert_eq!(parse_decimal("-123.456", 2), Some(-12345));
+        assert_eq!(parse_decimal("7", 2), Some(700));
+        assert_eq!(parse_decimal("x", 2), None);
+    }
+}
