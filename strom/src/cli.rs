@@ -38,6 +38,33 @@ pub struct Cli {
 enum Command {
     /// Print the version of strom.
     Version,
+    /// Run the pipeline of a SQL file until it is stopped (SIGTERM or Ctrl-C: a
+    /// final checkpoint, then exit 0) or, with --bounded, until its input ends.
+    Run {
+        /// The SQL file (CREATE TABLE .. WITH (..), CREATE VIEW, INSERT INTO .. SELECT).
+        file: PathBuf,
+        /// Read what the sources hold now, flush every window, and end.
+        #[arg(long)]
+        bounded: bool,
+        /// Checkpoint interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_interval_ms: u64,
+        /// Parallelism of the operators.
+        #[arg(long, default_value_t = 1)]
+        parallelism: usize,
+        /// `application.id` (consumer group, transactional ids, internal topics)
+        /// when the Kafka properties set none; default `strom-<file name>`.
+        #[arg(long)]
+        application_id: Option<String>,
+        /// This process's `strom.instance` (processes of one pipeline differ in it).
+        #[arg(long)]
+        instance: Option<u32>,
+    },
+    /// Print the operator graph of a SQL file's pipeline.
+    Explain {
+        /// The SQL file.
+        file: PathBuf,
+    },
     /// Manage topics.
     Topics {
         #[command(subcommand)]
@@ -183,6 +210,36 @@ impl Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Version => println!("strom {}", env!("CARGO_PKG_VERSION")),
+        Command::Explain { file } => crate::pipeline::explain(file)?,
+        Command::Run {
+            file,
+            bounded,
+            checkpoint_interval_ms,
+            parallelism,
+            application_id,
+            instance,
+        } => {
+            let mut defaults = BTreeMap::new();
+            if let Some(b) = cli
+                .bootstrap
+                .clone()
+                .or_else(|| std::env::var("KAFKA_BOOTSTRAP").ok())
+            {
+                defaults.insert("bootstrap.servers".to_string(), b);
+            }
+            crate::pipeline::run(
+                file,
+                crate::pipeline::RunFlags {
+                    bounded: *bounded,
+                    checkpoint_interval: Duration::from_millis(*checkpoint_interval_ms),
+                    parallelism: *parallelism,
+                    application_id: application_id.clone(),
+                    instance: *instance,
+                },
+                defaults,
+            )
+            .await?
+        }
         Command::Topics { action } => topics(&cli, action).await?,
         Command::Produce {
             topic,

@@ -1,0 +1,90 @@
+//! `strom run` and `strom explain`: pipelines from SQL files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sql::{RunOptions, SqlJob};
+
+/// Flags of `strom run`.
+pub struct RunFlags {
+    /// Read what is there and end.
+    pub bounded: bool,
+    /// Checkpoint interval.
+    pub checkpoint_interval: Duration,
+    /// Operator parallelism.
+    pub parallelism: usize,
+    /// `application.id` when the Kafka properties do not set one.
+    pub application_id: Option<String>,
+    /// `strom.instance`.
+    pub instance: Option<u32>,
+}
+
+fn compile(file: &Path) -> anyhow::Result<SqlJob> {
+    SqlJob::from_file(file).with_context(|| file.display().to_string())
+}
+
+/// Prints the operator graph of a SQL file.
+pub fn explain(file: &Path) -> anyhow::Result<()> {
+    print!("{}", compile(file)?.explain());
+    Ok(())
+}
+
+/// Runs a SQL file until its bounded input ends or SIGTERM/SIGINT (final
+/// checkpoint, then exit 0).
+pub async fn run(
+    file: &Path,
+    flags: RunFlags,
+    kafka_defaults: BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    let job = compile(file)?;
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "sql".into(), |s| s.to_string_lossy().into_owned());
+    let options = RunOptions {
+        bounded: flags.bounded,
+        checkpoint_interval: flags.checkpoint_interval,
+        parallelism: flags.parallelism,
+        application_id: flags
+            .application_id
+            .unwrap_or_else(|| format!("strom-{stem}")),
+        instance: flags.instance,
+        kafka_defaults,
+    };
+    let (stop, watch) = SqlJob::stop_signal();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("strom: stopping (final checkpoint)");
+        stop.stop();
+    });
+    let summary = job
+        .run(options, watch)
+        .await
+        .with_context(|| format!("running {}", file.display()))?;
+    eprintln!(
+        "strom: {} after {} incarnation(s){}",
+        if summary.stopped {
+            "stopped"
+        } else {
+            "finished"
+        },
+        summary.incarnations,
+        if summary.last_checkpoint > 0 {
+            format!(", last checkpoint #{}", summary.last_checkpoint)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
