@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, SqlError};
-use crate::format::RowFormat;
+use crate::format::{RowFormat, TableRows};
 use crate::parse::TableDef;
 use crate::plan::table_time;
 use crate::types::{DataType, Schema};
@@ -27,7 +27,7 @@ pub enum SourceConnector {
         /// Topics.
         topics: Vec<String>,
         /// Value format.
-        format: RowFormat,
+        format: TableRows,
         /// Dead-letter topic for records that do not decode (else `skip`).
         dead_letter: Option<String>,
         /// Skip bad records (counted) instead of failing.
@@ -40,7 +40,7 @@ pub enum SourceConnector {
         /// A file or directory.
         path: String,
         /// Line format.
-        format: RowFormat,
+        format: TableRows,
         /// Skip the first line of each file.
         header: bool,
         /// Skip bad lines (counted) instead of failing.
@@ -149,10 +149,24 @@ fn bool_option(t: &TableDef, key: &str) -> Result<bool> {
     }
 }
 
-/// The row format a table's `format` option names.
+/// The rows of source table `t`: its format plus computed columns.
+pub fn table_rows(t: &TableDef) -> Result<TableRows> {
+    Ok(TableRows {
+        physical: row_format(t)?,
+        computed: Arc::new(
+            t.computed
+                .iter()
+                .map(|c| (c.position, c.expr.eval.clone()))
+                .collect(),
+        ),
+        required: table_time(t).map(|i| (i, t.schema.fields[i].name.clone())),
+    })
+}
+
+/// The row format a table's `format` option names (physical columns).
 pub fn row_format(t: &TableDef) -> Result<RowFormat> {
-    let schema = Arc::new(t.schema.clone());
-    let required = table_time(t);
+    let schema = Arc::new(t.physical.clone());
+    let required = None;
     let char_opt = |key: &str, default: char| -> Result<char> {
         match t.option(key) {
             None => Ok(default),
@@ -173,7 +187,7 @@ pub fn row_format(t: &TableDef) -> Result<RowFormat> {
             quote: char_opt("csv.quote-character", '"')?,
         }),
         Some("raw") => {
-            if t.schema.len() != 1 || t.schema.fields[0].ty != DataType::String {
+            if t.physical.len() != 1 || t.physical.fields[0].ty != DataType::String {
                 return Err(SqlError::options(
                     &t.name,
                     "format 'raw' needs exactly one STRING column",
@@ -240,7 +254,7 @@ pub fn source(t: &TableDef) -> Result<SourceConnector> {
             };
             Ok(SourceConnector::Kafka {
                 topics,
-                format: row_format(t)?,
+                format: table_rows(t)?,
                 dead_letter,
                 skip_bad,
                 idle,
@@ -260,7 +274,7 @@ pub fn source(t: &TableDef) -> Result<SourceConnector> {
                     .option("path")
                     .ok_or_else(|| SqlError::options(&t.name, "missing 'path'"))?
                     .to_string(),
-                format: row_format(t)?,
+                format: table_rows(t)?,
                 header: bool_option(t, "csv.header")?,
                 skip_bad,
             })
@@ -296,6 +310,12 @@ fn columns(t: &TableDef, names: &[String], what: &str) -> Result<Vec<usize>> {
 
 /// The sink connector of table `t`.
 pub fn sink(t: &TableDef) -> Result<SinkConnector> {
+    if !t.computed.is_empty() {
+        return Err(SqlError::options(
+            &t.name,
+            "computed columns cannot be written: declare every column of a sink table",
+        ));
+    }
     match connector(t)? {
         "kafka" => {
             check_known(t, KAFKA_OPTIONS)?;

@@ -208,6 +208,56 @@ pub fn row_to_json_text(schema: &Schema, row: &[Value]) -> String {
     out
 }
 
+/// A source table's rows: the physical columns decoded by a [`RowFormat`], then
+/// the computed columns evaluated in place; a NULL event time or a failing
+/// computed column makes the record bad.
+#[derive(Clone)]
+pub struct TableRows {
+    /// Decodes the physical columns.
+    pub physical: RowFormat,
+    /// Computed columns: position in the row, and expression over the physical row.
+    pub computed: Arc<Vec<(usize, crate::expr::EvalFn)>>,
+    /// The event-time column, which must not be NULL.
+    pub required: Option<(usize, String)>,
+}
+
+impl std::fmt::Debug for TableRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} with {} computed column(s)",
+            self.physical,
+            self.computed.len()
+        )
+    }
+}
+
+impl Format<Row> for TableRows {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
+        let mut row = self.physical.deserialize(bytes)?;
+        if !self.computed.is_empty() {
+            let physical = row.clone();
+            for (at, eval) in self.computed.iter() {
+                let v = eval(&physical).map_err(|e| bad("computed column", e.0))?;
+                row.insert((*at).min(row.len()), v);
+            }
+        }
+        if let Some((i, name)) = &self.required {
+            if row.get(*i).is_none_or(Value::is_null) {
+                return Err(bad(
+                    "row",
+                    format!("the event-time column {name} is NULL or missing"),
+                ));
+            }
+        }
+        Ok(row)
+    }
+
+    fn serialize(&self, row: &Row) -> Result<Option<Bytes>, FormatError> {
+        self.physical.serialize(row)
+    }
+}
+
 impl Format<Row> for RowFormat {
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
         match self {

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod run;
 pub mod time;
 pub mod types;
+pub mod vars;
 
 pub use error::{Result, SqlError};
 pub use run::{RunOptions, RunSummary, SqlJob, StopSignal};

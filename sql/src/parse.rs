@@ -24,6 +24,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{Result, SqlError};
+use crate::expr::{CExpr, Scope, compile};
 use crate::types::{DataType, Field, Schema};
 
 /// `WATERMARK FOR column AS expression` of a table.
@@ -35,13 +36,26 @@ pub struct WatermarkDef {
     pub expr: Expr,
 }
 
+/// A computed column `name AS expression` of a source table.
+#[derive(Debug, Clone)]
+pub struct ComputedColumn {
+    /// Its index in the table's schema.
+    pub position: usize,
+    /// The expression over the physical columns.
+    pub expr: CExpr,
+}
+
 /// A `CREATE TABLE`.
 #[derive(Debug, Clone)]
 pub struct TableDef {
     /// Table name.
     pub name: String,
-    /// Columns.
+    /// Columns, computed ones included.
     pub schema: Schema,
+    /// The columns stored in the records (the schema without computed columns).
+    pub physical: Schema,
+    /// Computed columns, by position.
+    pub computed: Vec<ComputedColumn>,
     /// The watermark clause, if any.
     pub watermark: Option<WatermarkDef>,
     /// Primary key columns (`PRIMARY KEY (..) NOT ENFORCED`).
@@ -110,7 +124,8 @@ impl Script {
 
 /// Parses a SQL script.
 pub fn parse_script(sql: &str) -> Result<Script> {
-    let (text, watermarks) = rewrite(sql)?;
+    let (text, cut) = rewrite(sql)?;
+    let watermarks = &cut.watermarks;
     let dialect = GenericDialect {};
     let statements = Parser::parse_sql(&dialect, &text).map_err(syntax_error)?;
     let mut script = Script::default();
@@ -151,6 +166,17 @@ pub fn parse_script(sql: &str) -> Result<Script> {
                         ));
                     }
                 };
+                let physical = Schema::new(fields.clone());
+                let mut computed = Vec::new();
+                for (t, item, col, expr) in &cut.computed {
+                    if !t.eq_ignore_ascii_case(&name) {
+                        continue;
+                    }
+                    let c = compile(expr, &Scope::of(&physical))?;
+                    let position = (*item).min(fields.len());
+                    fields.insert(position, Field::new(col, c.ty));
+                    computed.push(ComputedColumn { position, expr: c });
+                }
                 let schema = Schema::new(fields);
                 let watermark = match watermarks.iter().find(|w| w.0.eq_ignore_ascii_case(&name)) {
                     Some((_, wm)) => {
@@ -167,6 +193,8 @@ pub fn parse_script(sql: &str) -> Result<Script> {
                 script.tables.push(TableDef {
                     name,
                     schema,
+                    physical,
+                    computed,
                     watermark,
                     primary_key,
                     options,
@@ -361,9 +389,74 @@ fn word_is(t: &Token, w: &str) -> bool {
     matches!(t, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w))
 }
 
+/// What the token pass cut out of the text.
+#[derive(Default)]
+struct Cut {
+    /// Watermark clauses by table name.
+    watermarks: Vec<(String, WatermarkDef)>,
+    /// Computed columns `name AS expr`: table, position among the columns, name, expression.
+    computed: Vec<(String, usize, String, Expr)>,
+}
+
+/// The index of the comma or closing parenthesis that ends the clause starting at
+/// `from` (same nesting level), or `tokens.len()`.
+fn clause_end(tokens: &[TokenWithSpan], from: usize) -> usize {
+    let mut j = from;
+    let mut d = 0;
+    while j < tokens.len() {
+        match tokens[j].token {
+            Token::LParen => d += 1,
+            Token::RParen if d == 0 => break,
+            Token::RParen => d -= 1,
+            Token::Comma if d == 0 => break,
+            Token::SemiColon | Token::EOF => break,
+            _ => {}
+        }
+        j += 1;
+    }
+    j
+}
+
+/// Blanks the list item `tokens[start..end]` with the comma that separates it
+/// from its neighbours.
+fn cut_item(pos: &mut Positions, tokens: &[TokenWithSpan], start: usize, end: usize) {
+    let prev_comma = start > 0 && tokens[start - 1].token == Token::Comma;
+    let from = if prev_comma {
+        tokens[start - 1].span.start
+    } else {
+        tokens[start].span.start
+    };
+    let to = if !prev_comma && tokens.get(end).is_some_and(|t| t.token == Token::Comma) {
+        tokens[end].span.end
+    } else {
+        tokens[end - 1].span.end
+    };
+    pos.blank(from, to);
+}
+
+/// Parses the expression in `tokens[from..to]`.
+fn sub_expr(
+    pos: &Positions,
+    tokens: &[TokenWithSpan],
+    from: usize,
+    to: usize,
+    what: &str,
+) -> Result<Expr> {
+    let (a, b) = (tokens[from].span.start, tokens[to - 1].span.end);
+    let text = pos.slice(a, b);
+    Parser::new(&GenericDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| SqlError::Syntax {
+            line: a.line,
+            column: a.column,
+            message: format!("in {what}: {e}"),
+        })
+}
+
 /// Rewrites Flink-only syntax (see the module docs); returns the text to parse and
-/// the watermark clauses by table name.
-fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
+/// what was cut out.
+fn rewrite(sql: &str) -> Result<(String, Cut)> {
     let dialect = GenericDialect {};
     let tokens: Vec<TokenWithSpan> = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
@@ -376,9 +469,11 @@ fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .collect();
     let mut pos = Positions::new(sql);
-    let mut watermarks = Vec::new();
+    let mut cut = Cut::default();
     let mut table: Option<String> = None;
     let mut depth = 0i32;
+    // The column-list item the scan is in (commas at depth 1 of a CREATE TABLE).
+    let mut item = 0usize;
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i].token;
@@ -387,9 +482,40 @@ fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
                 table = None;
                 depth = 0;
             }
-            Token::LParen => depth += 1,
+            Token::LParen => {
+                depth += 1;
+                if depth == 1 {
+                    item = 0;
+                }
+            }
             Token::RParen => depth -= 1,
+            Token::Comma if depth == 1 => item += 1,
             _ => {}
+        }
+        // `name AS expression` in a column list: a computed column.
+        let item_start = i > 0 && matches!(tokens[i - 1].token, Token::LParen | Token::Comma);
+        if table.is_some()
+            && depth == 1
+            && item_start
+            && matches!(t, Token::Word(_))
+            && tokens.get(i + 1).is_some_and(|n| word_is(&n.token, "AS"))
+        {
+            let Token::Word(w) = t else { unreachable!() };
+            let end = clause_end(&tokens, i + 2);
+            if end == i + 2 || end >= tokens.len() {
+                return Err(SqlError::at(
+                    tokens[i].span,
+                    "computed column without an expression",
+                ));
+            }
+            let expr = sub_expr(&pos, &tokens, i + 2, end, "computed column")?;
+            if let Some(name) = &table {
+                cut.computed
+                    .push((name.clone(), item, w.value.clone(), expr));
+            }
+            cut_item(&mut pos, &tokens, i, end);
+            i = end;
+            continue;
         }
         // CREATE TABLE name
         if word_is(t, "CREATE")
@@ -420,51 +546,18 @@ fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
                 ));
             }
             let expr_start = i + 4;
-            let mut j = expr_start;
-            let mut d = 0;
-            while j < tokens.len() {
-                match tokens[j].token {
-                    Token::LParen => d += 1,
-                    Token::RParen if d == 0 => break,
-                    Token::RParen => d -= 1,
-                    Token::Comma if d == 0 => break,
-                    Token::SemiColon | Token::EOF => break,
-                    _ => {}
-                }
-                j += 1;
-            }
+            let j = clause_end(&tokens, expr_start);
             if j == expr_start || j >= tokens.len() {
                 return Err(SqlError::at(
                     tokens[i].span,
                     "WATERMARK clause without an expression",
                 ));
             }
-            let from = tokens[expr_start].span.start;
-            let to = tokens[j - 1].span.end;
-            let expr_text = pos.slice(from, to);
-            let expr = Parser::new(&dialect)
-                .try_with_sql(&expr_text)
-                .and_then(|mut p| p.parse_expr())
-                .map_err(|e| SqlError::Syntax {
-                    line: from.line,
-                    column: from.column,
-                    message: format!("in WATERMARK expression: {e}"),
-                })?;
-            // Cut the clause with the comma that separates it from its neighbours.
-            let prev_comma = start > 0 && tokens[start - 1].token == Token::Comma;
-            let cut_from = if prev_comma {
-                tokens[start - 1].span.start
-            } else {
-                tokens[start].span.start
-            };
-            let cut_to = if !prev_comma && tokens[j].token == Token::Comma {
-                tokens[j].span.end
-            } else {
-                to
-            };
-            pos.blank(cut_from, cut_to);
+            let expr = sub_expr(&pos, &tokens, expr_start, j, "WATERMARK expression")?;
+            cut_item(&mut pos, &tokens, start, j);
             if let Some(name) = &table {
-                watermarks.push((name.clone(), WatermarkDef { column, expr }));
+                cut.watermarks
+                    .push((name.clone(), WatermarkDef { column, expr }));
             }
             i = j;
             continue;
@@ -511,7 +604,7 @@ fn rewrite(sql: &str) -> Result<(String, Vec<(String, WatermarkDef)>)> {
         }
         i += 1;
     }
-    Ok((pos.chars.into_iter().collect(), watermarks))
+    Ok((pos.chars.into_iter().collect(), cut))
 }
 
 #[cfg(test)]
@@ -562,6 +655,19 @@ mod tests {
                 .contains("unsupported statement `DROP TABLE t`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn computed_columns_take_their_place_and_type() {
+        let s = parse_script(
+            "CREATE TABLE t (line STRING, ts AS TO_TIMESTAMP(SPLIT_INDEX(line, '|', 0)), n INT,\n  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'print');",
+        )
+        .expect("parses");
+        let t = &s.tables[0];
+        assert_eq!(t.schema.describe(), "line STRING, ts TIMESTAMP(3), n INT");
+        assert_eq!(t.physical.describe(), "line STRING, n INT");
+        assert_eq!(t.computed[0].position, 1);
+        assert!(t.watermark.is_some());
     }
 
     #[test]

@@ -235,13 +235,14 @@ impl SqlJob {
         })
     }
 
-    /// Reads and compiles a SQL file.
+    /// Reads a SQL file, replaces its `${VARIABLES}` from the environment (see
+    /// [`crate::vars`]) and compiles it.
     pub fn from_file(path: &Path) -> Result<SqlJob> {
         let text = std::fs::read_to_string(path).map_err(|e| SqlError::Io {
             path: path.display().to_string(),
             source: e,
         })?;
-        Self::compile(&text)
+        Self::compile(&crate::vars::substitute(&text, |n| std::env::var(n).ok())?)
     }
 
     /// The operator graph, one tree per INSERT.
@@ -280,10 +281,12 @@ impl SqlJob {
                     )
                 }
             };
-            let mode = if b.plan.upsert_key.is_some() {
-                "upsert"
+            let mode = if !b.target.primary_key.is_empty() {
+                format!("upsert by ({})", b.target.primary_key.join(", "))
+            } else if b.plan.upsert_key.is_some() {
+                "upsert by the group key".to_string()
             } else {
-                "append"
+                "append".to_string()
             };
             out.push_str(&format!(
                 "INSERT #{} Sink {} [{sink}, {mode}]\n",
