@@ -52,6 +52,39 @@ fn bootstrap_from_env_file() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The connection string of the test PostgreSQL server, if one is configured:
+/// `POSTGRES_URL`, else the env file `scripts/postgres up` writes
+/// (`target/postgres/env`). Like [`bootstrap`], `None` after a loud skip message,
+/// and a panic under `CI=true`.
+pub fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("POSTGRES_URL") {
+        if !url.trim().is_empty() {
+            return Some(url.trim().to_string());
+        }
+    }
+    let dir = std::env::var_os("STROM_POSTGRES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/postgres"));
+    let from_file = std::fs::read_to_string(dir.join("env"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("POSTGRES_URL="))
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        });
+    if from_file.is_some() {
+        return from_file;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI=true but no PostgreSQL is configured: set POSTGRES_URL or run scripts/test");
+    }
+    eprintln!(
+        "!! SKIPPING PostgreSQL test: no server configured (POSTGRES_URL unset); run scripts/test !!"
+    );
+    None
+}
+
 /// The root of the cargo workspace (the parent of this crate's folder).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

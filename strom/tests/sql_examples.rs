@@ -1,0 +1,378 @@
+//! Every pipeline of `examples/` run by `strom run --bounded` against the real
+//! broker (and PostgreSQL), its output compared with a reference computed
+//! independently: `scripts/logdemo.py` for the log-processing pipelines, the
+//! test itself for click analytics.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use integration_tests::{postgres_url, random_topic, require_broker, workspace_root};
+use kafka_wire::client::admin::NewTopic;
+use kafka_wire::client::config::ProducerConfig;
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+
+fn strom() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strom"));
+    c.current_dir(workspace_root());
+    c
+}
+
+/// Runs a command to completion (within 5 min), panicking with its stderr if it fails.
+fn run(mut cmd: Command, what: &str) -> String {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(random_topic(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
+    let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    let new: Vec<NewTopic> = topics.iter().map(|(t, p)| NewTopic::new(*t, *p)).collect();
+    Admin::new(client).create_topics(&new).await.unwrap();
+}
+
+fn consume(bootstrap: &str, topic: &str) -> String {
+    let mut c = strom();
+    c.args([
+        "--bootstrap",
+        bootstrap,
+        "consume",
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--isolation-level",
+        "read_committed",
+        "--timeout-ms",
+        "3000",
+    ]);
+    run(c, "strom consume")
+}
+
+fn psql(url: &str, query: &str) -> String {
+    let mut c = Command::new("psql");
+    c.args([url, "-At", "-F", "\t", "-c", query]);
+    run(c, "psql")
+}
+
+fn logdemo(args: &[&str]) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(workspace_root().join("scripts/logdemo.py"))
+        .args(args);
+    c
+}
+
+fn generate_log(dir: &Path, lines: usize) -> PathBuf {
+    let path = dir.join("access.log");
+    let text = run(
+        logdemo(&["generate", &lines.to_string(), "42"]),
+        "logdemo generate",
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_processing_example_matches_an_independent_computation() {
+    let bootstrap = require_broker!();
+    let Some(pg) = postgres_url() else { return };
+    let dir = temp_dir("sql-example-logs");
+    let log = generate_log(&dir, 20_000);
+    let (input, output, dlq) = (
+        random_topic("log-topic"),
+        random_topic("log-processed"),
+        random_topic("log-dlq"),
+    );
+    create_topics(&bootstrap, &[(&input, 3), (&output, 3), (&dlq, 1)]).await;
+    let mut produce = strom();
+    produce
+        .args(["--bootstrap", &bootstrap, "produce", "--topic", &input])
+        .stdin(std::fs::File::open(&log).unwrap());
+    run(produce, "strom produce");
+
+    let suffix = input.replace(['-', '.'], "_");
+    let (status_table, hits_table) = (format!("sb_{suffix}"), format!("uh_{suffix}"));
+    let mut pipeline = strom();
+    pipeline
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "run",
+            "--bounded",
+            "examples/log-processing.sql",
+        ])
+        .env("LOG_TOPIC", &input)
+        .env("OUTPUT_TOPIC", &output)
+        .env("DEAD_LETTER_TOPIC", &dlq)
+        .env("APP", random_topic("log-app"))
+        .env("POSTGRES_URL", &pg)
+        .env("STATUS_TABLE", &status_table)
+        .env("HITS_TABLE", &hits_table);
+    run(pipeline, "strom run examples/log-processing.sql");
+
+    std::fs::write(dir.join("errors.jsonl"), consume(&bootstrap, &output)).unwrap();
+    let dead = consume(&bootstrap, &dlq).lines().count();
+    std::fs::write(
+        dir.join("status.tsv"),
+        psql(
+            &pg,
+            &format!("SELECT window_end, status_class, requests, bytes FROM \"{status_table}\""),
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("hits.tsv"),
+        psql(
+            &pg,
+            &format!("SELECT window_end, url, hits FROM \"{hits_table}\""),
+        ),
+    )
+    .unwrap();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let report = run(
+        logdemo(&[
+            "check",
+            &d("access.log"),
+            &d("errors.jsonl"),
+            &d("status.tsv"),
+            &d("hits.tsv"),
+            &dead.to_string(),
+        ]),
+        "logdemo check (strom's output differs from the reference)",
+    );
+    eprintln!("{report}");
+    let left = psql(
+        &pg,
+        &format!(
+            "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE '%{status_table}%' OR gid LIKE '%{hits_table}%'"
+        ),
+    );
+    assert_eq!(left.trim(), "0", "prepared transactions left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_file_example_matches_an_independent_computation() {
+    let dir = temp_dir("sql-example-file");
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    generate_log(&logs, 20_000);
+    let out = dir.join("out");
+    let mut pipeline = strom();
+    pipeline
+        .args(["run", "examples/log-file.sql"])
+        .env("LOG_DIR", &logs)
+        .env("OUT_DIR", &out);
+    run(pipeline, "strom run examples/log-file.sql");
+    let reference = dir.join("reference");
+    std::fs::create_dir_all(&reference).unwrap();
+    run(
+        logdemo(&[
+            "reference",
+            &logs.join("access.log").display().to_string(),
+            &reference.display().to_string(),
+        ]),
+        "logdemo reference",
+    );
+    let parse = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{} {} {}", v["window_end"], v["url"], v["errors"])
+            })
+            .collect()
+    };
+    let mut got = BTreeSet::new();
+    let mut files = 0;
+    for f in std::fs::read_dir(&out).unwrap() {
+        let f = f.unwrap().path();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("part-"),
+            "unexpected file {name} in the output"
+        );
+        got.extend(parse(&std::fs::read_to_string(&f).unwrap()));
+        files += 1;
+    }
+    let want = parse(&std::fs::read_to_string(reference.join("error_counts.jsonl")).unwrap());
+    assert!(files > 0);
+    assert_eq!(got.len(), want.len(), "error-count rows");
+    assert_eq!(got, want);
+}
+
+/// One click of the click-analytics example.
+struct Click {
+    ts: i64,
+    user: u64,
+    page: String,
+    country: Option<&'static str>,
+    dwell: i32,
+}
+
+fn fmt_ts(ms: i64) -> String {
+    // Days since the epoch to a civil date (proleptic Gregorian).
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_analytics_example_matches_a_reference() {
+    let bootstrap = require_broker!();
+    let (clicks_topic, totals_topic) = (random_topic("clicks"), random_topic("country-totals"));
+    create_topics(&bootstrap, &[(&clicks_topic, 2), (&totals_topic, 2)]).await;
+    // 6,000 clicks over 10 minutes, 10% up to 1.5 s out of order (bound: 2 s).
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let start = 1_796_292_000_000i64;
+    let countries = [Some("de"), Some("fr"), Some("us"), Some("jp"), None];
+    let clicks: Vec<Click> = (0..6000)
+        .map(|i| {
+            let mut ts = start + i * 100;
+            if next() % 10 == 0 {
+                ts -= (next() % 1500) as i64;
+            }
+            Click {
+                ts,
+                user: next() % 300,
+                page: format!("/page/{}", next() % 12),
+                country: countries[(next() % 5) as usize],
+                dwell: (next() % 30_000) as i32,
+            }
+        })
+        .collect();
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for c in &clicks {
+        let value = serde_json::json!({
+            "ts": fmt_ts(c.ts), "user_id": c.user, "page": c.page, "country": c.country, "dwell_ms": c.dwell,
+        });
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&clicks_topic, value.to_string()))
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let mut pipeline = strom();
+    pipeline
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "run",
+            "--bounded",
+            "examples/click-analytics.sql",
+        ])
+        .env("CLICK_TOPIC", &clicks_topic)
+        .env("COUNTRY_TOPIC", &totals_topic)
+        .env("APP", random_topic("clicks-app"));
+    let stdout = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::task::spawn_blocking(move || {
+            run(pipeline, "strom run examples/click-analytics.sql")
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // HOP(10 s slide, 1 min size) per page: clicks, distinct users, AVG(INT) truncated.
+    let mut windows: BTreeMap<(i64, String), (u64, BTreeSet<u64>, i64)> = BTreeMap::new();
+    for c in &clicks {
+        let last = c.ts - c.ts.rem_euclid(10_000);
+        let mut s = last;
+        while s > c.ts - 60_000 {
+            let e = windows.entry((s, c.page.clone())).or_default();
+            e.0 += 1;
+            e.1.insert(c.user);
+            e.2 += i64::from(c.dwell);
+            s -= 10_000;
+        }
+    }
+    let want: BTreeSet<String> = windows
+        .iter()
+        .map(|((s, page), (n, users, sum))| {
+            format!(
+                "pages> +I[{}, {}, {page}, {n}, {}, {}]",
+                fmt_ts(*s),
+                fmt_ts(s + 60_000),
+                users.len(),
+                sum / *n as i64
+            )
+        })
+        .collect();
+    let got: BTreeSet<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("pages> "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got.len(), want.len(), "page-stat windows");
+    assert_eq!(got, want);
+
+    // Running totals per country: the last update of each key is the total.
+    let mut totals: HashMap<&str, u64> = HashMap::new();
+    for c in &clicks {
+        if let Some(k) = c.country {
+            *totals.entry(k).or_default() += 1;
+        }
+    }
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for line in consume(&bootstrap, &totals_topic).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (k, n) = (
+            v["country"].as_str().unwrap().to_string(),
+            v["clicks"].as_u64().unwrap(),
+        );
+        let e = last.entry(k).or_default();
+        *e = (*e).max(n);
+    }
+    let want: HashMap<String, u64> = totals
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    assert_eq!(last, want);
+}
