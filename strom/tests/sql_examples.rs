@@ -1,7 +1,9 @@
 //! Every pipeline of `examples/` run by `strom run --bounded` against the real
 //! broker (and PostgreSQL), its output compared with a reference computed
 //! independently: `scripts/logdemo.py` for the log-processing pipelines, the
-//! test itself for click analytics.
+//! test itself for click analytics. And the log-processing pipeline killed with
+//! SIGKILL ten times: its Kafka output (Java console consumer, read_committed)
+//! and PostgreSQL tables still equal the reference, nothing left prepared.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -91,82 +93,195 @@ fn generate_log(dir: &Path, lines: usize) -> PathBuf {
     path
 }
 
+/// One run of examples/log-processing.sql: its topics, tables and input.
+struct LogRun {
+    bootstrap: String,
+    pg: String,
+    dir: PathBuf,
+    input: String,
+    output: String,
+    dlq: String,
+    app: String,
+    status_table: String,
+    hits_table: String,
+}
+
+impl LogRun {
+    /// Fresh topics holding `lines` generated log lines.
+    async fn new(bootstrap: &str, pg: &str, lines: usize) -> LogRun {
+        let dir = temp_dir("sql-example-logs");
+        let log = generate_log(&dir, lines);
+        let (input, output, dlq) = (
+            random_topic("log-topic"),
+            random_topic("log-processed"),
+            random_topic("log-dlq"),
+        );
+        create_topics(bootstrap, &[(&input, 3), (&output, 3), (&dlq, 1)]).await;
+        let mut produce = strom();
+        produce
+            .args(["--bootstrap", bootstrap, "produce", "--topic", &input])
+            .stdin(std::fs::File::open(&log).unwrap());
+        run(produce, "strom produce");
+        let suffix = input.replace(['-', '.'], "_");
+        LogRun {
+            bootstrap: bootstrap.to_string(),
+            pg: pg.to_string(),
+            dir,
+            app: random_topic("log-app"),
+            status_table: format!("sb_{suffix}"),
+            hits_table: format!("uh_{suffix}"),
+            input,
+            output,
+            dlq,
+        }
+    }
+
+    /// `strom run --bounded examples/log-processing.sql` with this run's names.
+    fn command(&self) -> Command {
+        let mut c = strom();
+        c.args([
+            "--bootstrap",
+            &self.bootstrap,
+            "run",
+            "--bounded",
+            "--checkpoint-interval-ms",
+            "500",
+            "examples/log-processing.sql",
+        ])
+        .env("LOG_TOPIC", &self.input)
+        .env("OUTPUT_TOPIC", &self.output)
+        .env("DEAD_LETTER_TOPIC", &self.dlq)
+        .env("APP", &self.app)
+        .env("POSTGRES_URL", &self.pg)
+        .env("STATUS_TABLE", &self.status_table)
+        .env("HITS_TABLE", &self.hits_table);
+        c
+    }
+
+    /// Compares the outputs with scripts/logdemo.py's reference (panics on a
+    /// difference) and checks that no prepared transaction is left.
+    fn check(&self, errors_jsonl: String) {
+        let dir = &self.dir;
+        std::fs::write(dir.join("errors.jsonl"), errors_jsonl).unwrap();
+        let dead = consume(&self.bootstrap, &self.dlq).lines().count();
+        let status = psql(
+            &self.pg,
+            &format!(
+                "SELECT window_end, status_class, requests, bytes FROM \"{}\"",
+                self.status_table
+            ),
+        );
+        std::fs::write(dir.join("status.tsv"), status).unwrap();
+        let hits = psql(
+            &self.pg,
+            &format!("SELECT window_end, url, hits FROM \"{}\"", self.hits_table),
+        );
+        std::fs::write(dir.join("hits.tsv"), hits).unwrap();
+        let d = |f: &str| dir.join(f).display().to_string();
+        let report = run(
+            logdemo(&[
+                "check",
+                &d("access.log"),
+                &d("errors.jsonl"),
+                &d("status.tsv"),
+                &d("hits.tsv"),
+                &dead.to_string(),
+            ]),
+            "logdemo check (strom's output differs from the reference)",
+        );
+        eprintln!("{report}");
+        let left = psql(
+            &self.pg,
+            &format!(
+                "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE '%{}%' OR gid LIKE '%{}%'",
+                self.status_table, self.hits_table
+            ),
+        );
+        assert_eq!(left.trim(), "0", "prepared transactions left behind");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_processing_example_matches_an_independent_computation() {
     let bootstrap = require_broker!();
     let Some(pg) = postgres_url() else { return };
-    let dir = temp_dir("sql-example-logs");
-    let log = generate_log(&dir, 20_000);
-    let (input, output, dlq) = (
-        random_topic("log-topic"),
-        random_topic("log-processed"),
-        random_topic("log-dlq"),
-    );
-    create_topics(&bootstrap, &[(&input, 3), (&output, 3), (&dlq, 1)]).await;
-    let mut produce = strom();
-    produce
-        .args(["--bootstrap", &bootstrap, "produce", "--topic", &input])
-        .stdin(std::fs::File::open(&log).unwrap());
-    run(produce, "strom produce");
+    let job = LogRun::new(&bootstrap, &pg, 20_000).await;
+    run(job.command(), "strom run examples/log-processing.sql");
+    job.check(consume(&bootstrap, &job.output));
+}
 
-    let suffix = input.replace(['-', '.'], "_");
-    let (status_table, hits_table) = (format!("sb_{suffix}"), format!("uh_{suffix}"));
-    let mut pipeline = strom();
-    pipeline
-        .args([
-            "--bootstrap",
-            &bootstrap,
-            "run",
-            "--bounded",
-            "examples/log-processing.sql",
-        ])
-        .env("LOG_TOPIC", &input)
-        .env("OUTPUT_TOPIC", &output)
-        .env("DEAD_LETTER_TOPIC", &dlq)
-        .env("APP", random_topic("log-app"))
-        .env("POSTGRES_URL", &pg)
-        .env("STATUS_TABLE", &status_table)
-        .env("HITS_TABLE", &hits_table);
-    run(pipeline, "strom run examples/log-processing.sql");
+/// The output topic read with Kafka's Java console consumer, read_committed.
+fn java_read_committed(bootstrap: &str, topic: &str) -> String {
+    let mut c = Command::new(workspace_root().join("scripts/kafka"));
+    c.args([
+        "run",
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--isolation-level",
+        "read_committed",
+        "--timeout-ms",
+        "15000",
+    ])
+    .stdin(std::process::Stdio::null());
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The console consumer exits non-zero when its timeout ends the read.
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
 
-    std::fs::write(dir.join("errors.jsonl"), consume(&bootstrap, &output)).unwrap();
-    let dead = consume(&bootstrap, &dlq).lines().count();
-    std::fs::write(
-        dir.join("status.tsv"),
-        psql(
-            &pg,
-            &format!("SELECT window_end, status_class, requests, bytes FROM \"{status_table}\""),
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("hits.tsv"),
-        psql(
-            &pg,
-            &format!("SELECT window_end, url, hits FROM \"{hits_table}\""),
-        ),
-    )
-    .unwrap();
-    let d = |f: &str| dir.join(f).display().to_string();
-    let report = run(
-        logdemo(&[
-            "check",
-            &d("access.log"),
-            &d("errors.jsonl"),
-            &d("status.tsv"),
-            &d("hits.tsv"),
-            &dead.to_string(),
-        ]),
-        "logdemo check (strom's output differs from the reference)",
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_processing_killed_ten_times_still_writes_everything_exactly_once() {
+    let bootstrap = require_broker!();
+    let Some(pg) = postgres_url() else { return };
+    let job = LogRun::new(&bootstrap, &pg, 300_000).await;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let started = std::time::Instant::now();
+    let (mut kills, mut runs) = (0, 0);
+    // Kill a running pipeline at a random moment (0.8-3 s after its start) ten
+    // times; a run that finished before its kill ends the killing early.
+    let mut finished = false;
+    while kills < 10 && runs < 20 {
+        runs += 1;
+        let mut child = job
+            .command()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait = Duration::from_millis(800 + next() % 2200);
+        tokio::time::sleep(wait).await;
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    // The last run goes to the end of the input.
+    run(job.command(), "strom run after the kills");
+    eprintln!(
+        "{kills} SIGKILLs in {runs} runs (input finished before a kill: {finished}), {:?} in all",
+        started.elapsed()
     );
-    eprintln!("{report}");
-    let left = psql(
-        &pg,
-        &format!(
-            "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE '%{status_table}%' OR gid LIKE '%{hits_table}%'"
-        ),
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed while the pipeline ran"
     );
-    assert_eq!(left.trim(), "0", "prepared transactions left behind");
+    job.check(java_read_committed(&bootstrap, &job.output));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
