@@ -7,6 +7,7 @@ pub mod error;
 pub mod expr;
 pub mod format;
 pub mod functions;
+pub mod join;
 pub mod parse;
 pub mod plan;
 pub mod run;

@@ -111,6 +111,42 @@ pub enum Node {
         /// The aggregates.
         aggs: Vec<AggSpec>,
     },
+    /// An inner join of rows with equal keys whose event times are at most a
+    /// bounded interval apart: `lower <= right.ts - left.ts <= upper`.
+    IntervalJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Key expressions over left rows.
+        left_keys: Vec<CExpr>,
+        /// Key expressions over right rows (same order).
+        right_keys: Vec<CExpr>,
+        /// Bounds of `right.ts - left.ts` in ms.
+        lower: i64,
+        /// Upper bound.
+        upper: i64,
+        /// The rest of the ON condition, over the joined row.
+        filter: Option<CExpr>,
+    },
+    /// An inner join of the rows of two tumbling window table functions with equal
+    /// keys in the same window.
+    WindowJoin {
+        /// Left input (without window columns).
+        left: Box<Plan>,
+        /// Right input (without window columns).
+        right: Box<Plan>,
+        /// Window size in ms.
+        size: i64,
+        /// The time column of each side.
+        times: (usize, usize),
+        /// Key expressions over left rows.
+        left_keys: Vec<CExpr>,
+        /// Key expressions over right rows.
+        right_keys: Vec<CExpr>,
+        /// The rest of the ON condition, over the joined row.
+        filter: Option<CExpr>,
+    },
     /// A GROUP BY without window: emits the updated result of a key per input row.
     GroupAggregate {
         /// Input.
@@ -182,6 +218,49 @@ impl Plan {
                 );
                 input.explain_into(out, depth + 1);
             }
+            Node::IntervalJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                lower,
+                upper,
+                filter,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "{pad}IntervalJoin on [{}] = [{}], right time - left time in [{lower} ms, {upper} ms]{}  (exchange by key)",
+                    cols(left_keys),
+                    cols(right_keys),
+                    filter
+                        .as_ref()
+                        .map_or_else(String::new, |f| format!(" where {}", f.text))
+                );
+                left.explain_into(out, depth + 1);
+                right.explain_into(out, depth + 1);
+            }
+            Node::WindowJoin {
+                left,
+                right,
+                size,
+                left_keys,
+                right_keys,
+                filter,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "{pad}WindowJoin {} on [{}] = [{}]{}  (exchange by key)",
+                    WindowSpec::Tumble { size: *size },
+                    cols(left_keys),
+                    cols(right_keys),
+                    filter
+                        .as_ref()
+                        .map_or_else(String::new, |f| format!(" where {}", f.text))
+                );
+                left.explain_into(out, depth + 1);
+                right.explain_into(out, depth + 1);
+            }
             Node::GroupAggregate {
                 input,
                 pre,
@@ -214,6 +293,10 @@ impl Plan {
             | Node::WindowAssign { input, .. }
             | Node::WindowAggregate { input, .. }
             | Node::GroupAggregate { input, .. } => input.scans(out),
+            Node::IntervalJoin { left, right, .. } | Node::WindowJoin { left, right, .. } => {
+                left.scans(out);
+                right.scans(out);
+            }
         }
     }
 }
@@ -324,13 +407,24 @@ impl<'s> Ctx<'s> {
     }
 
     fn relation(&mut self, twj: &TableWithJoins) -> Result<(Plan, Option<(WindowSpec, usize)>)> {
-        if !twj.joins.is_empty() {
-            return Err(err_at(
-                &twj.joins[0].relation,
-                "joins are not supported yet: strom plans one table, view, subquery or window table function per SELECT",
-            ));
+        match twj.joins.as_slice() {
+            [] => self.factor(&twj.relation),
+            [join] => {
+                let left = self.factor(&twj.relation)?;
+                let right = self.factor(&join.relation)?;
+                Ok((crate::join::plan_join(left, right, join)?, None))
+            }
+            [_, more, ..] => Err(err_at(
+                &more.relation,
+                "one JOIN per SELECT: join the result of a subquery to join three inputs",
+            )),
         }
-        match &twj.relation {
+    }
+
+    /// One FROM item: a table, view or CTE, a subquery, or a window table function
+    /// (then its input plan, the window and the time column).
+    fn factor(&mut self, f: &TableFactor) -> Result<(Plan, Option<(WindowSpec, usize)>)> {
+        match f {
             TableFactor::Table {
                 name,
                 alias,
@@ -843,7 +937,7 @@ fn bool_expr(e: &Expr, schema: &Schema, subst: &[(String, usize)]) -> Result<CEx
 
 /// The input schema plus window_start, window_end, window_time; window_time is the
 /// time attribute.
-fn with_window_columns(mut p: Plan) -> Plan {
+pub(crate) fn with_window_columns(mut p: Plan) -> Plan {
     for w in ["window_start", "window_end", "window_time"] {
         p.schema.fields.push(Field::new(w, DataType::Timestamp));
     }

@@ -690,6 +690,65 @@ impl Builder<'_> {
                         out
                     })
             }
+            Node::IntervalJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                lower,
+                upper,
+                filter,
+            } => {
+                let l = keyed_side(self.stream(left, branch, n)?, left_keys);
+                let r = keyed_side(self.stream(right, branch, n)?, right_keys);
+                *n += 1;
+                let joined = l
+                    .interval_join(r, *lower, *upper, |a: &(Row, Row), b: &(Row, Row)| {
+                        let mut row = a.1.clone();
+                        row.extend(b.1.iter().cloned());
+                        row
+                    })
+                    .uid(&format!("{branch}-join{n}"));
+                filtered(joined, filter)
+            }
+            Node::WindowJoin {
+                left,
+                right,
+                size,
+                times,
+                left_keys,
+                right_keys,
+                filter,
+            } => {
+                let l = keyed_side(self.stream(left, branch, n)?, left_keys);
+                let r = keyed_side(self.stream(right, branch, n)?, right_keys);
+                *n += 1;
+                let (size, (lt, rt)) = (*size, *times);
+                // Both rows lie in the same tumbling window: the one of their time.
+                let with_window = move |row: &Row, t: usize| {
+                    let ts = row.get(t).and_then(Value::as_i64).unwrap_or(0);
+                    let start = ts - ts.rem_euclid(size);
+                    let mut out = row.clone();
+                    out.extend([
+                        Value::Timestamp(start),
+                        Value::Timestamp(start + size),
+                        Value::Timestamp(start + size - 1),
+                    ]);
+                    out
+                };
+                let joined = l
+                    .window_join(
+                        r,
+                        Windows::tumbling(Duration::from_millis(size as u64)),
+                        move |a: &(Row, Row), b: &(Row, Row)| {
+                            let mut row = with_window(&a.1, lt);
+                            row.extend(with_window(&b.1, rt));
+                            row
+                        },
+                    )
+                    .uid(&format!("{branch}-join{n}"));
+                filtered(joined, filter)
+            }
             Node::GroupAggregate {
                 input,
                 pre,
@@ -837,6 +896,42 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Rows keyed by their join key (rows with a NULL key join nothing).
+fn keyed_side(
+    stream: DataStream<Row>,
+    keys: &[crate::expr::CExpr],
+) -> engine::KeyedStream<Row, (Row, Row)> {
+    let keys: Vec<_> = keys.iter().map(|k| k.eval.clone()).collect();
+    stream
+        .try_flat_map(
+            "join-keys",
+            move |row: Row| -> std::result::Result<Option<(Row, Row)>, EvalError> {
+                let k = keys
+                    .iter()
+                    .map(|f| f(&row))
+                    .collect::<std::result::Result<Row, _>>()?;
+                Ok((!k.iter().any(Value::is_null)).then_some((k, row)))
+            },
+        )
+        .key_by(|t: &(Row, Row)| t.0.clone())
+}
+
+/// The rows of `stream` for which `filter` is TRUE.
+fn filtered(stream: DataStream<Row>, filter: &Option<crate::expr::CExpr>) -> DataStream<Row> {
+    match filter {
+        Some(f) => {
+            let f = f.eval.clone();
+            stream.try_flat_map(
+                "join-filter",
+                move |row: Row| -> std::result::Result<Option<Row>, EvalError> {
+                    Ok(f(&row)?.is_true().then_some(row))
+                },
+            )
+        }
+        None => stream,
     }
 }
 

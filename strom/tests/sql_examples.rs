@@ -491,3 +491,135 @@ async fn click_analytics_example_matches_a_reference() {
         .collect();
     assert_eq!(last, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_payments_example_joins_like_a_reference() {
+    let bootstrap = require_broker!();
+    let (orders_topic, payments_topic, paid_topic) = (
+        random_topic("orders"),
+        random_topic("payments"),
+        random_topic("paid-orders"),
+    );
+    create_topics(
+        &bootstrap,
+        &[(&orders_topic, 2), (&payments_topic, 2), (&paid_topic, 2)],
+    )
+    .await;
+    let mut seed = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let start = 1_796_292_000_000i64;
+    let methods = ["card", "paypal", "invoice"];
+    // 2,000 orders over 30 minutes; each paid 0-2 times, 0-15 minutes later,
+    // in full or (one time in five) short.
+    let mut orders = Vec::new();
+    let mut payments = Vec::new();
+    for id in 0..2000i64 {
+        let ts = start + id * 900;
+        let cents = 100 + (next() % 100_000) as i64;
+        orders.push((ts, id, format!("c{}", next() % 50), cents));
+        for _ in 0..next() % 3 {
+            let pts = ts + (next() % 900_000) as i64;
+            let paid = if next() % 5 == 0 { cents - 1 } else { cents };
+            payments.push((pts, id, paid, methods[(next() % 3) as usize]));
+        }
+    }
+    payments.sort();
+    let money = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for (ts, id, customer, cents) in &orders {
+        let v = format!(
+            r#"{{"ts":"{}","order_id":{id},"customer":"{customer}","amount":{}}}"#,
+            fmt_ts(*ts),
+            money(*cents)
+        );
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&orders_topic, v))
+                .await
+                .unwrap(),
+        );
+    }
+    for (ts, id, paid, method) in &payments {
+        let v = format!(
+            r#"{{"ts":"{}","order_id":{id},"paid":{},"method":"{method}"}}"#,
+            fmt_ts(*ts),
+            money(*paid)
+        );
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&payments_topic, v))
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let mut pipeline = strom();
+    pipeline
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "run",
+            "--bounded",
+            "examples/order-payments.sql",
+        ])
+        .env("ORDER_TOPIC", &orders_topic)
+        .env("PAYMENT_TOPIC", &payments_topic)
+        .env("PAID_TOPIC", &paid_topic)
+        .env("APP", random_topic("orders-app"));
+    let stdout =
+        tokio::task::spawn_blocking(move || run(pipeline, "strom run examples/order-payments.sql"))
+            .await
+            .unwrap();
+
+    let mut want_paid = Vec::new();
+    let mut want_same = BTreeSet::new();
+    for (ots, id, customer, cents) in &orders {
+        for (pts, pid, paid, method) in &payments {
+            if pid != id {
+                continue;
+            }
+            if *pts >= *ots && *pts - *ots <= 600_000 && paid >= cents {
+                let v: serde_json::Value = serde_json::from_str(&format!(
+                    r#"{{"order_id":{id},"customer":"{customer}","amount":{},"method":"{method}","seconds_to_pay":{}}}"#,
+                    money(*cents),
+                    (pts - ots) / 1000
+                ))
+                .unwrap();
+                want_paid.push(v.to_string());
+            }
+            if ots - ots.rem_euclid(60_000) == pts - pts.rem_euclid(60_000) {
+                let end = ots - ots.rem_euclid(60_000) + 60_000;
+                want_same.insert(format!("same-minute> +I[{}, {id}, {method}]", fmt_ts(end)));
+            }
+        }
+    }
+    want_paid.sort();
+    let mut got_paid: Vec<String> = consume(&bootstrap, &paid_topic)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    got_paid.sort();
+    assert!(!want_paid.is_empty());
+    assert_eq!(got_paid.len(), want_paid.len(), "paid orders");
+    assert_eq!(got_paid, want_paid);
+    let got_same: BTreeSet<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("same-minute> "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got_same, want_same);
+}

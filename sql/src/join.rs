@@ -1,0 +1,383 @@
+//! Planning `a JOIN b ON ..`: the two joins that stay bounded in state on
+//! unbounded streams.
+//!
+//! ```text
+//! ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND a.ts + INTERVAL '2' MINUTE
+//!    └ keys ┘     └ interval join: -60000 <= b.ts - a.ts <= 120000 ┘
+//!
+//! FROM TABLE(TUMBLE(TABLE a, ..)) x JOIN TABLE(TUMBLE(TABLE b, ..)) y
+//! ON x.window_start = y.window_start AND x.window_end = y.window_end AND x.k = y.k
+//!    └──────────── window join: pairs with equal keys in the same window ────────┘
+//! ```
+//!
+//! The ON condition is split at AND: equalities between a left-only and a
+//! right-only expression are the keys; comparisons between the two time
+//! attributes (plus or minus an interval) bound the interval; the rest filters
+//! the joined rows. Rows with a NULL key join nothing (SQL equality).
+
+use sqlparser::ast::{BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Spanned};
+
+use crate::error::{Result, SqlError};
+use crate::expr::{CExpr, Scope, column_name, compile, interval_ms};
+use crate::plan::{Node, Plan, WindowSpec, with_window_columns};
+use crate::types::{DataType, Schema};
+
+fn err(e: &impl Spanned, m: impl Into<String>) -> SqlError {
+    SqlError::at(e.span(), m)
+}
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// Which side(s) an expression reads: it compiles against one schema only.
+fn side_of(e: &Expr, left: &Schema, right: &Schema) -> Option<bool> {
+    let l = compile(e, &Scope::of(left)).is_ok();
+    let r = compile(e, &Scope::of(right)).is_ok();
+    match (l, r) {
+        (true, false) => Some(true),
+        (false, true) => Some(false),
+        _ => None,
+    }
+}
+
+/// `x.ts`, `x.ts + INTERVAL ..` or `x.ts - INTERVAL ..` over a time attribute:
+/// (is left, offset ms).
+fn time_term(e: &Expr, left: &Plan, right: &Plan) -> Option<(bool, i64)> {
+    let (base, offset) = match e {
+        Expr::BinaryOp {
+            left: b,
+            op,
+            right: i,
+        } => match (op, i.as_ref()) {
+            (BinaryOperator::Plus, Expr::Interval(iv)) => (b.as_ref(), interval_ms(iv).ok()?),
+            (BinaryOperator::Minus, Expr::Interval(iv)) => (b.as_ref(), -interval_ms(iv).ok()?),
+            _ => return None,
+        },
+        Expr::Nested(inner) => return time_term(inner, left, right),
+        other => (other, 0),
+    };
+    let is_left = side_of(base, &left.schema, &right.schema)?;
+    let plan = if is_left { left } else { right };
+    let c = compile(base, &Scope::of(&plan.schema)).ok()?;
+    (c.column.is_some() && c.column == plan.time).then_some((is_left, offset))
+}
+
+/// Bounds on `right.ts - left.ts` from `p op q` over time terms, if it is one.
+fn time_bound(
+    p: &Expr,
+    op: &BinaryOperator,
+    q: &Expr,
+    left: &Plan,
+    right: &Plan,
+) -> Option<(Option<i64>, Option<i64>)> {
+    let (ps, po) = time_term(p, left, right)?;
+    let (qs, qo) = time_term(q, left, right)?;
+    if ps == qs {
+        return None;
+    }
+    // p.ts + po  op  q.ts + qo  <=>  p.ts - q.ts  op  qo - po
+    let c = qo - po;
+    let (lo, hi) = match op {
+        BinaryOperator::GtEq => (Some(c), None),
+        BinaryOperator::Gt => (Some(c + 1), None),
+        BinaryOperator::LtEq => (None, Some(c)),
+        BinaryOperator::Lt => (None, Some(c - 1)),
+        _ => return None,
+    };
+    // Expressed for right - left: negate when p is the left side.
+    Some(if ps {
+        (hi.map(|h| -h), lo.map(|l| -l))
+    } else {
+        (lo, hi)
+    })
+}
+
+/// Plans `left JOIN right ON ..`.
+pub fn plan_join(
+    left: (Plan, Option<(WindowSpec, usize)>),
+    right: (Plan, Option<(WindowSpec, usize)>),
+    join: &Join,
+) -> Result<Plan> {
+    let on = match &join.join_operator {
+        JoinOperator::Join(JoinConstraint::On(e)) | JoinOperator::Inner(JoinConstraint::On(e)) => e,
+        JoinOperator::Left(_)
+        | JoinOperator::LeftOuter(_)
+        | JoinOperator::Right(_)
+        | JoinOperator::RightOuter(_)
+        | JoinOperator::FullOuter(_) => {
+            return Err(err(
+                &join.relation,
+                "outer joins are not supported yet: strom runs inner interval joins and window joins",
+            ));
+        }
+        _ => {
+            return Err(err(
+                &join.relation,
+                "a join needs ON <condition> (INNER JOIN .. ON)",
+            ));
+        }
+    };
+    let ((mut lp, lw), (mut rp, rw)) = (left, right);
+    let windowed = match (lw, rw) {
+        (Some((ls, lt)), Some((rs, rt))) => {
+            let WindowSpec::Tumble { size } = ls else {
+                return Err(err(
+                    on,
+                    "window joins support TUMBLE windows (HOP and SESSION joins are not supported yet)",
+                ));
+            };
+            if ls != rs {
+                return Err(err(on, "a window join needs the same window on both sides"));
+            }
+            let keep = |p: Plan| {
+                let q = p.schema.fields.first().and_then(|f| f.qualifier.clone());
+                let mut p = with_window_columns(p);
+                if let Some(q) = q {
+                    p.schema = p.schema.qualified(&q);
+                }
+                p
+            };
+            let (l0, r0) = (lp.clone(), rp.clone());
+            lp = keep(lp);
+            rp = keep(rp);
+            Some((size, lt, rt, l0, r0))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(err(
+                on,
+                "join a window table function with another one of the same window (window join), or two tables by an interval of their time attributes (interval join)",
+            ));
+        }
+    };
+    let mut parts = Vec::new();
+    conjuncts(on, &mut parts);
+    let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
+    let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
+    let (mut start_eq, mut end_eq) = (false, false);
+    let mut rest: Vec<&Expr> = Vec::new();
+    for c in parts {
+        if let Expr::BinaryOp {
+            left: a,
+            op,
+            right: b,
+        } = c
+        {
+            if *op == BinaryOperator::Eq {
+                if windowed.is_some() {
+                    let (an, bn) = (
+                        column_name(a).map(|n| n.to_ascii_lowercase()),
+                        column_name(b).map(|n| n.to_ascii_lowercase()),
+                    );
+                    if an == bn && an.as_deref() == Some("window_start") {
+                        start_eq = true;
+                        continue;
+                    }
+                    if an == bn && an.as_deref() == Some("window_end") {
+                        end_eq = true;
+                        continue;
+                    }
+                }
+                match (
+                    side_of(a, &lp.schema, &rp.schema),
+                    side_of(b, &lp.schema, &rp.schema),
+                ) {
+                    (Some(true), Some(false)) => {
+                        left_keys.push(compile(a, &Scope::of(&lp.schema))?);
+                        right_keys.push(compile(b, &Scope::of(&rp.schema))?);
+                        continue;
+                    }
+                    (Some(false), Some(true)) => {
+                        left_keys.push(compile(b, &Scope::of(&lp.schema))?);
+                        right_keys.push(compile(a, &Scope::of(&rp.schema))?);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            if windowed.is_none() {
+                if let Some((lo, hi)) = time_bound(a, op, b, &lp, &rp) {
+                    lower = max_opt(lower, lo);
+                    upper = min_opt(upper, hi);
+                    continue;
+                }
+            }
+        }
+        if let Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } = c
+        {
+            if windowed.is_none() {
+                let lo = time_bound(expr, &BinaryOperator::GtEq, low, &lp, &rp);
+                let hi = time_bound(expr, &BinaryOperator::LtEq, high, &lp, &rp);
+                if let (Some(lo), Some(hi)) = (lo, hi) {
+                    lower = max_opt(max_opt(lower, lo.0), hi.0);
+                    upper = min_opt(min_opt(upper, lo.1), hi.1);
+                    continue;
+                }
+            }
+        }
+        rest.push(c);
+    }
+    if left_keys.is_empty() {
+        return Err(err(
+            on,
+            "a join needs at least one equality between a left and a right column (the join key)",
+        ));
+    }
+    for (l, r) in left_keys.iter().zip(&right_keys) {
+        let ok = l.ty == r.ty
+            || (l.ty.is_numeric() && r.ty.is_numeric())
+            || l.ty == DataType::Null
+            || r.ty == DataType::Null;
+        if !ok {
+            return Err(err(
+                on,
+                format!(
+                    "join keys `{}` ({}) and `{}` ({}) have different types",
+                    l.text, l.ty, r.text, r.ty
+                ),
+            ));
+        }
+    }
+    let mut schema = lp.schema.clone();
+    schema.fields.extend(rp.schema.fields.iter().cloned());
+    let filter = if rest.is_empty() {
+        None
+    } else {
+        let mut cs = Vec::new();
+        for c in rest {
+            let x = compile(c, &Scope::of(&schema))?;
+            if !matches!(x.ty, DataType::Boolean | DataType::Null) {
+                return Err(err(c, format!("`{}` is {}, not BOOLEAN", x.text, x.ty)));
+            }
+            cs.push(x);
+        }
+        Some(all(cs))
+    };
+    match windowed {
+        Some((size, lt, rt, l0, r0)) => {
+            if !(start_eq && end_eq) {
+                return Err(err(
+                    on,
+                    "a window join needs a.window_start = b.window_start AND a.window_end = b.window_end",
+                ));
+            }
+            let time = Some(l0.schema.len() + 2);
+            Ok(Plan {
+                node: Node::WindowJoin {
+                    left: Box::new(l0),
+                    right: Box::new(r0),
+                    size,
+                    times: (lt, rt),
+                    left_keys,
+                    right_keys,
+                    filter,
+                },
+                schema,
+                time,
+                upsert_key: None,
+            })
+        }
+        None => {
+            let (Some(lower), Some(upper)) = (lower, upper) else {
+                return Err(err(
+                    on,
+                    "unbounded joins are not supported: bound the time attributes on both sides, e.g. b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND a.ts + INTERVAL '1' MINUTE (interval join), or join two window table functions (window join)",
+                ));
+            };
+            if lower > upper {
+                return Err(err(
+                    on,
+                    format!("the time interval is empty ({lower} ms > {upper} ms)"),
+                ));
+            }
+            if lp.upsert_key.is_some() || rp.upsert_key.is_some() {
+                return Err(err(
+                    on,
+                    "an interval join reads appends only, not the updates of a GROUP BY without window",
+                ));
+            }
+            Ok(Plan {
+                node: Node::IntervalJoin {
+                    left: Box::new(lp),
+                    right: Box::new(rp),
+                    left_keys,
+                    right_keys,
+                    lower,
+                    upper,
+                    filter,
+                },
+                schema,
+                // Joined rows carry the later of the two event times; neither
+                // column is a time attribute downstream.
+                time: None,
+                upsert_key: None,
+            })
+        }
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The AND of boolean expressions.
+fn all(cs: Vec<CExpr>) -> CExpr {
+    let text = cs
+        .iter()
+        .map(|c| c.text.clone())
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let fs: Vec<_> = cs.into_iter().map(|c| c.eval).collect();
+    CExpr {
+        eval: std::sync::Arc::new(move |row| {
+            let mut null = false;
+            for f in &fs {
+                match f(row)? {
+                    crate::types::Value::Bool(false) => {
+                        return Ok(crate::types::Value::Bool(false));
+                    }
+                    crate::types::Value::Bool(true) => {}
+                    _ => null = true,
+                }
+            }
+            Ok(if null {
+                crate::types::Value::Null
+            } else {
+                crate::types::Value::Bool(true)
+            })
+        }),
+        ty: DataType::Boolean,
+        text,
+        column: None,
+        constant: None,
+    }
+}
