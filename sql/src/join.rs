@@ -52,8 +52,9 @@ fn side_of(e: &Expr, left: &Schema, right: &Schema) -> Option<bool> {
     }
 }
 
-/// `x.ts`, `x.ts + INTERVAL ..` or `x.ts - INTERVAL ..` over a time attribute:
-/// (is left, offset ms).
+/// `x.ts`, `x.ts + INTERVAL ..` or `x.ts - INTERVAL ..` over a time attribute
+/// (or a column that is the time plus a constant, like a window's window_end):
+/// (is left, offset of the term from the record time, ms).
 fn time_term(e: &Expr, left: &Plan, right: &Plan) -> Option<(bool, i64)> {
     let (base, offset) = match e {
         Expr::BinaryOp {
@@ -70,8 +71,12 @@ fn time_term(e: &Expr, left: &Plan, right: &Plan) -> Option<(bool, i64)> {
     };
     let is_left = side_of(base, &left.schema, &right.schema)?;
     let plan = if is_left { left } else { right };
-    let c = compile(base, &Scope::of(&plan.schema)).ok()?;
-    (c.column.is_some() && c.column == plan.time).then_some((is_left, offset))
+    let col = compile(base, &Scope::of(&plan.schema)).ok()?.column?;
+    if plan.time == Some(col) {
+        return Some((is_left, offset));
+    }
+    let (_, o) = plan.time_offsets.iter().find(|(c, _)| *c == col)?;
+    Some((is_left, offset + o))
 }
 
 /// Bounds on `right.ts - left.ts` from `p op q` over time terms, if it is one.
@@ -90,6 +95,7 @@ fn time_bound(
     // p.ts + po  op  q.ts + qo  <=>  p.ts - q.ts  op  qo - po
     let c = qo - po;
     let (lo, hi) = match op {
+        BinaryOperator::Eq => (Some(c), Some(c)),
         BinaryOperator::GtEq => (Some(c), None),
         BinaryOperator::Gt => (Some(c + 1), None),
         BinaryOperator::LtEq => (None, Some(c)),
@@ -109,6 +115,7 @@ pub fn plan_join(
     left: (Plan, Option<(WindowSpec, usize)>),
     right: (Plan, Option<(WindowSpec, usize)>),
     join: &Join,
+    selection: Option<&Expr>,
 ) -> Result<Plan> {
     let on = match &join.join_operator {
         JoinOperator::Join(JoinConstraint::On(e)) | JoinOperator::Inner(JoinConstraint::On(e)) => e,
@@ -164,6 +171,9 @@ pub fn plan_join(
     };
     let mut parts = Vec::new();
     conjuncts(on, &mut parts);
+    if let Some(w) = selection {
+        conjuncts(w, &mut parts);
+    }
     let (mut left_keys, mut right_keys) = (Vec::new(), Vec::new());
     let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
     let (mut start_eq, mut end_eq) = (false, false);
@@ -176,6 +186,14 @@ pub fn plan_join(
         } = c
         {
             if *op == BinaryOperator::Eq {
+                if windowed.is_none() {
+                    // Equal times (a.window_end = b.window_end) bound the interval
+                    // to one instant; the columns are join keys as well.
+                    if let Some((lo, hi)) = time_bound(a, op, b, &lp, &rp) {
+                        lower = max_opt(lower, lo);
+                        upper = min_opt(upper, hi);
+                    }
+                }
                 if windowed.is_some() {
                     let (an, bn) = (
                         column_name(a).map(|n| n.to_ascii_lowercase()),
@@ -278,8 +296,16 @@ pub fn plan_join(
                     "a window join needs a.window_start = b.window_start AND a.window_end = b.window_end",
                 ));
             }
-            let time = Some(l0.schema.len() + 2);
+            let (ln, rn) = (l0.schema.len(), r0.schema.len());
+            let time = Some(ln + 2);
+            // Both sides' window columns relate to the joined record's time (its
+            // window's window_time).
+            let off = |at: usize| vec![(at, 1 - size), (at + 1, 1), (at + 2, 0)];
+            let mut time_offsets = off(ln);
+            time_offsets.extend(off(ln + 3 + rn));
             Ok(Plan {
+                time_offsets,
+                window_cols: Some((ln, ln + 1, size)),
                 node: Node::WindowJoin {
                     left: Box::new(l0),
                     right: Box::new(r0),
@@ -328,6 +354,8 @@ pub fn plan_join(
                 // column is a time attribute downstream.
                 time: None,
                 upsert_key: None,
+                time_offsets: Vec::new(),
+                window_cols: None,
             })
         }
     }

@@ -172,6 +172,30 @@ pub struct Plan {
     /// The key columns of an updating result (a non-windowed GROUP BY's keys), if
     /// the output is a stream of updates rather than of appends.
     pub upsert_key: Option<Vec<usize>>,
+    /// Columns whose value is the record's event time plus a constant (a window
+    /// aggregate's window_end is its window_time + 1 ms): join bounds may use them
+    /// as time attributes.
+    pub time_offsets: Vec<(usize, i64)>,
+    /// A window aggregate's window_start and window_end columns, and the tumbling
+    /// size that finds the window again from the record time (a HOP's slide): a
+    /// GROUP BY over both is a window aggregate again (Flink's window propagation).
+    pub window_cols: Option<(usize, usize, i64)>,
+}
+
+/// Where the time offsets and window columns of `input` land in a projection.
+type Carried = (Vec<(usize, i64)>, Option<(usize, usize, i64)>);
+
+fn carry(input: &Plan, project: &[CExpr]) -> Carried {
+    let at = |c: usize| project.iter().position(|p| p.column == Some(c));
+    let offsets = input
+        .time_offsets
+        .iter()
+        .filter_map(|&(c, o)| at(c).map(|p| (p, o)))
+        .collect();
+    let window = input
+        .window_cols
+        .and_then(|(a, b, size)| Some((at(a)?, at(b)?, size)));
+    (offsets, window)
 }
 
 impl Plan {
@@ -401,18 +425,24 @@ impl<'s> Ctx<'s> {
                 schema: t.schema.clone(),
                 time: table_time(t),
                 upsert_key: None,
+                time_offsets: Vec::new(),
+                window_cols: None,
             });
         }
         Err(err_at(at, format!("unknown table or view {name}")))
     }
 
-    fn relation(&mut self, twj: &TableWithJoins) -> Result<(Plan, Option<(WindowSpec, usize)>)> {
+    fn relation(
+        &mut self,
+        twj: &TableWithJoins,
+        selection: Option<&Expr>,
+    ) -> Result<(Plan, Option<(WindowSpec, usize)>)> {
         match twj.joins.as_slice() {
             [] => self.factor(&twj.relation),
             [join] => {
                 let left = self.factor(&twj.relation)?;
                 let right = self.factor(&join.relation)?;
-                Ok((crate::join::plan_join(left, right, join)?, None))
+                Ok((crate::join::plan_join(left, right, join, selection)?, None))
             }
             [_, more, ..] => Err(err_at(
                 &more.relation,
@@ -568,8 +598,11 @@ impl<'s> Ctx<'s> {
                 "SELECT DISTINCT is not supported; use GROUP BY",
             ));
         }
+        // The WHERE of a join is part of its condition (time bounds may be there).
+        let joined = s.from.first().is_some_and(|f| !f.joins.is_empty());
+        let selection = if joined { None } else { s.selection.as_ref() };
         let (input, window) = match s.from.as_slice() {
-            [one] => self.relation(one)?,
+            [one] => self.relation(one, s.selection.as_ref())?,
             [] => return Err(SqlError::at(s.select_token.0.span, "SELECT needs a FROM")),
             [_, more, ..] => {
                 return Err(err_at(
@@ -594,7 +627,7 @@ impl<'s> Ctx<'s> {
                 }
                 _ => false,
             });
-        if let Some(w) = &s.selection {
+        if let Some(w) = selection {
             if has_aggregate(w) {
                 return Err(err_at(w, "aggregates are not allowed in WHERE; use HAVING"));
             }
@@ -618,6 +651,8 @@ impl<'s> Ctx<'s> {
                         schema: input.schema.clone(),
                         time,
                         upsert_key: None,
+                        time_offsets: Vec::new(),
+                        window_cols: None,
                         node: Node::WindowAssign {
                             input: Box::new(input),
                             window: spec,
@@ -628,10 +663,10 @@ impl<'s> Ctx<'s> {
                 }
                 None => input,
             };
-            return self.calc(input, s, &[]);
+            return self.calc(input, s, selection, &[]);
         }
         // WHERE filters the input rows before they are grouped.
-        let input = match &s.selection {
+        let input = match selection {
             Some(w) => {
                 let filter = bool_expr(w, &input.schema, &[])?;
                 let project = input
@@ -645,6 +680,8 @@ impl<'s> Ctx<'s> {
                     schema: input.schema.clone(),
                     time: input.time,
                     upsert_key: input.upsert_key.clone(),
+                    time_offsets: input.time_offsets.clone(),
+                    window_cols: input.window_cols,
                     node: Node::Calc {
                         input: Box::new(input),
                         filter: Some(filter),
@@ -681,6 +718,16 @@ impl<'s> Ctx<'s> {
                 })?),
             }
         }
+        // A GROUP BY over the window_start and window_end of a window aggregate's
+        // result is a window aggregate again: its records' time finds the window.
+        let propagated = match (window, input.window_cols) {
+            (None, Some((ws, we, bucket))) => {
+                let ks = keys.iter().position(|k| k.column == Some(ws));
+                let ke = keys.iter().position(|k| k.column == Some(we));
+                ks.zip(ke).map(|(a, b)| (a, b, bucket))
+            }
+            _ => None,
+        };
         if window.is_some() {
             let has = |w: &str| window_cols.iter().any(|(_, x)| *x == w);
             if !(has("window_start") && has("window_end")) {
@@ -763,12 +810,55 @@ impl<'s> Ctx<'s> {
             .map(|(i, g)| (g.to_string(), i))
             .collect();
         let mut time = None;
-        if window.is_some() {
-            for w in ["window_start", "window_end", "window_time"] {
-                subst.push((w.to_string(), fields.len()));
-                fields.push(Field::new(w, DataType::Timestamp));
+        let node_window = match (window, propagated) {
+            (Some((spec, _)), _) => Some(spec),
+            (None, Some((_, _, bucket))) => Some(WindowSpec::Tumble { size: bucket }),
+            _ => None,
+        };
+        let mut time_offsets = Vec::new();
+        let mut window_out = None;
+        if let Some(spec) = node_window {
+            if propagated.is_none() {
+                for w in ["window_start", "window_end", "window_time"] {
+                    subst.push((w.to_string(), fields.len()));
+                    fields.push(Field::new(w, DataType::Timestamp));
+                }
+            } else {
+                for w in ["window_start", "window_end", "window_time"] {
+                    fields.push(Field::new(&format!("{w}$"), DataType::Timestamp));
+                }
             }
             time = Some(nkeys + 2);
+            // window_end = window_time + 1; window_start = window_end - size.
+            let (len, bucket) = match spec {
+                WindowSpec::Tumble { size } => (Some(size), Some(size)),
+                WindowSpec::Hop { slide, size } => (Some(size), Some(slide)),
+                WindowSpec::Session { .. } => (None, None),
+            };
+            match propagated {
+                Some((ks, ke, bucket)) => {
+                    // The keys that were the input's window columns keep their offsets.
+                    for (k, key) in pre[..nkeys].iter().enumerate() {
+                        if let Some(o) = key.column.and_then(|c| {
+                            input
+                                .time_offsets
+                                .iter()
+                                .find(|(x, _)| *x == c)
+                                .map(|(_, o)| *o)
+                        }) {
+                            time_offsets.push((k, o));
+                        }
+                    }
+                    window_out = Some((ks, ke, bucket));
+                }
+                None => {
+                    time_offsets.push((nkeys + 1, 1));
+                    if let Some(len) = len {
+                        time_offsets.push((nkeys, 1 - len));
+                    }
+                    window_out = bucket.map(|b| (nkeys, nkeys + 1, b));
+                }
+            }
         }
         for (j, (text, _, _)) in calls.iter().enumerate() {
             subst.push((text.clone(), fields.len() + j));
@@ -777,8 +867,8 @@ impl<'s> Ctx<'s> {
             fields.push(Field::new(&a.text, a.output));
         }
         let schema = Schema::new(fields);
-        let agg_plan = match window {
-            Some((spec, _)) => Plan {
+        let agg_plan = match node_window {
+            Some(spec) => Plan {
                 node: Node::WindowAggregate {
                     input: Box::new(input),
                     window: spec,
@@ -789,6 +879,8 @@ impl<'s> Ctx<'s> {
                 schema,
                 time,
                 upsert_key: None,
+                time_offsets,
+                window_cols: window_out,
             },
             None => Plan {
                 node: Node::GroupAggregate {
@@ -800,14 +892,22 @@ impl<'s> Ctx<'s> {
                 schema,
                 time: None,
                 upsert_key: Some((0..nkeys).collect()),
+                time_offsets: Vec::new(),
+                window_cols: None,
             },
         };
         self.calc_having(agg_plan, s, &subst)
     }
 
     /// SELECT list and WHERE over `input` (no aggregation).
-    fn calc(&mut self, input: Plan, s: &Select, subst: &[(String, usize)]) -> Result<Plan> {
-        let filter = match &s.selection {
+    fn calc(
+        &mut self,
+        input: Plan,
+        s: &Select,
+        selection: Option<&Expr>,
+        subst: &[(String, usize)],
+    ) -> Result<Plan> {
+        let filter = match selection {
             Some(w) => Some(bool_expr(w, &input.schema, subst)?),
             None => None,
         };
@@ -914,10 +1014,13 @@ impl<'s> Ctx<'s> {
             p.schema = Schema::new(fields);
             return Ok(p);
         }
+        let (time_offsets, window_cols) = carry(&input, &project);
         Ok(Plan {
             schema: Schema::new(fields),
             time,
             upsert_key,
+            time_offsets,
+            window_cols,
             node: Node::Calc {
                 input: Box::new(input),
                 filter,
