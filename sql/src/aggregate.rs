@@ -183,6 +183,8 @@ impl Acc {
         match self {
             Acc::Count(n) => Value::BigInt(*n),
             Acc::Distinct(m) => Value::BigInt(m.len() as i64),
+            // SUM of INT is INT and wraps on overflow, as Java's int (Flink) does.
+            Acc::Sum(Value::BigInt(v)) if spec.output == DataType::Int => Value::Int(*v as i32),
             Acc::Sum(s) => cast_value(s.clone(), spec.output).unwrap_or(Value::Null),
             Acc::Min(v) | Acc::Max(v) => v.clone(),
             Acc::Avg(_, 0) => Value::Null,
@@ -360,6 +362,17 @@ mod tests {
         let mut buf = Vec::new();
         x.encode(&mut buf);
         assert_eq!(Vec::<Acc>::decode(&mut buf.as_slice()).expect("decodes"), x);
+    }
+
+    #[test]
+    fn a_sum_of_int_wraps_on_overflow_like_java() {
+        let a = RowAggregate::new(vec![
+            AggSpec::new(AggKind::Sum, 0, DataType::Int, "SUM(x)".into()).expect("valid"),
+        ]);
+        let mut x = a.create();
+        a.add(&mut x, &vec![Value::Int(i32::MAX)]);
+        a.add(&mut x, &vec![Value::Int(1)]);
+        assert_eq!(a.result(&x), vec![Value::Int(i32::MIN)]);
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn check_known(t: &TableDef, known: &[&str]) -> Result<()> {
     for k in t.options.keys() {
         let ok = known.contains(&k.as_str())
             || (k.starts_with("properties.") && known.contains(&"properties.*"))
-            || (k.starts_with("csv.") && known.contains(&"csv.*"));
+            || (CSV_OPTIONS.contains(&k.as_str()) && known.contains(&"csv.*"));
         if !ok {
             return Err(SqlError::options(
                 &t.name,
@@ -500,6 +500,8 @@ const KAFKA_OPTIONS: &[&str] = &[
     "scan.bad-records.topic",
     "sink.delivery-guarantee",
 ];
+/// The CSV options strom reads (`csv.*` in the lists below).
+const CSV_OPTIONS: &[&str] = &["csv.field-delimiter", "csv.quote-character", "csv.header"];
 const FILE_OPTIONS: &[&str] = &[
     "connector",
     "path",

@@ -789,7 +789,11 @@ impl<'s> Ctx<'s> {
                 }
                 None => (0, DataType::BigInt),
             };
-            aggs.push(AggSpec::new(*kind, idx, ty, text.clone()).map_err(SqlError::plan)?);
+            let spec = AggSpec::new(*kind, idx, ty, text.clone()).map_err(|m| match arg {
+                Some(a) => err_at(a, m),
+                None => SqlError::plan(m),
+            })?;
+            aggs.push(spec);
         }
         // The aggregate's output: keys, [window_start, window_end, window_time], aggregates.
         let mut fields: Vec<Field> = pre[..nkeys]
