@@ -4,13 +4,16 @@
 //! makes every checkpoint one Kafka transaction; and files ([`file`](mod@file)), read line by
 //! line and written as rolling files committed at checkpoints. Both share the
 //! record formats of [`format`](mod@format). PostgreSQL tables ([`postgres`]) take rows
-//! at-least-once or exactly-once through two-phase commit.
+//! at-least-once or exactly-once through two-phase commit. [`nexmark`] generates
+//! the Nexmark benchmark's auction events in process, as a source.
 #![deny(missing_docs)]
 
+pub mod blackhole;
 pub mod error;
 pub mod file;
 pub mod format;
 pub mod kafka;
+pub mod nexmark;
 pub mod postgres;
 pub mod stdout;
 

@@ -6,7 +6,9 @@
 //! |---|---|---|---|
 //! | `kafka` | yes | yes | `topic`, `format`, `properties.file`, `properties.*`, `scan.startup.mode`, `scan.watermark.idle-timeout`, `scan.bad-records`, `scan.bad-records.topic`, `key.fields`, `sink.delivery-guarantee` |
 //! | `filesystem` | yes (bounded) | yes | `path`, `format`, `csv.header`, `scan.bad-records`, `sink.rolling-policy.file-size` |
+//! | `nexmark` | yes | | `nexmark.table` (person, auction, bid; default the table name), `events.num` (bounded), `first-event.rate`, `next-event.rate`, `person.proportion`, `auction.proportion`, `bid.proportion`, `base-time` |
 //! | `print` | | yes | `print-identifier`, `standard-error` |
+//! | `blackhole` | | yes | |
 //! | `postgres` | | yes | `url`, `table-name`, `username`, `password`, `sink.delivery-guarantee`, `sink.create-table` |
 
 use std::collections::BTreeMap;
@@ -35,6 +37,15 @@ pub enum SourceConnector {
         /// Watermark idleness.
         idle: Option<Duration>,
     },
+    /// Generated Nexmark events of one kind (persons, auctions or bids).
+    Nexmark {
+        /// Generator settings.
+        config: connectors::nexmark::NexmarkConfig,
+        /// Which events the table holds.
+        kind: connectors::nexmark::EventKind,
+        /// For each column, the event field it reads.
+        fields: Vec<NexmarkField>,
+    },
     /// Files, read once (bounded).
     File {
         /// A file or directory.
@@ -46,6 +57,167 @@ pub enum SourceConnector {
         /// Skip bad lines (counted) instead of failing.
         skip_bad: bool,
     },
+}
+
+/// A field of a Nexmark event, as a table column reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NexmarkField {
+    /// person.id / auction.id
+    Id,
+    /// person.name
+    Name,
+    /// person.emailAddress
+    EmailAddress,
+    /// person.creditCard
+    CreditCard,
+    /// person.city
+    City,
+    /// person.state
+    State,
+    /// auction.itemName
+    ItemName,
+    /// auction.description
+    Description,
+    /// auction.initialBid
+    InitialBid,
+    /// auction.reserve
+    Reserve,
+    /// auction.expires
+    Expires,
+    /// auction.seller
+    Seller,
+    /// auction.category
+    Category,
+    /// bid.auction
+    Auction,
+    /// bid.bidder
+    Bidder,
+    /// bid.price
+    Price,
+    /// bid.channel
+    Channel,
+    /// bid.url
+    Url,
+    /// the event time
+    DateTime,
+    /// the padding string
+    Extra,
+}
+
+fn nexmark_field(
+    kind: connectors::nexmark::EventKind,
+    column: &str,
+) -> Option<(NexmarkField, DataType)> {
+    use NexmarkField as F;
+    use connectors::nexmark::EventKind as K;
+    let norm: String = column
+        .chars()
+        .filter(|c| *c != '_')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let (f, ty) = match (kind, norm.as_str()) {
+        (K::Person | K::Auction, "id") => (F::Id, DataType::BigInt),
+        (K::Person, "name") => (F::Name, DataType::String),
+        (K::Person, "emailaddress") => (F::EmailAddress, DataType::String),
+        (K::Person, "creditcard") => (F::CreditCard, DataType::String),
+        (K::Person, "city") => (F::City, DataType::String),
+        (K::Person, "state") => (F::State, DataType::String),
+        (K::Auction, "itemname") => (F::ItemName, DataType::String),
+        (K::Auction, "description") => (F::Description, DataType::String),
+        (K::Auction, "initialbid") => (F::InitialBid, DataType::BigInt),
+        (K::Auction, "reserve") => (F::Reserve, DataType::BigInt),
+        (K::Auction, "expires") => (F::Expires, DataType::Timestamp),
+        (K::Auction, "seller") => (F::Seller, DataType::BigInt),
+        (K::Auction, "category") => (F::Category, DataType::BigInt),
+        (K::Bid, "auction") => (F::Auction, DataType::BigInt),
+        (K::Bid, "bidder") => (F::Bidder, DataType::BigInt),
+        (K::Bid, "price") => (F::Price, DataType::BigInt),
+        (K::Bid, "channel") => (F::Channel, DataType::String),
+        (K::Bid, "url") => (F::Url, DataType::String),
+        (_, "datetime" | "customtime") => (F::DateTime, DataType::Timestamp),
+        (_, "extra") => (F::Extra, DataType::String),
+        _ => return None,
+    };
+    Some((f, ty))
+}
+
+fn nexmark_source(t: &TableDef) -> Result<SourceConnector> {
+    use connectors::nexmark::{EventKind, NexmarkConfig};
+    check_known(t, NEXMARK_OPTIONS)?;
+    let which = t
+        .option("nexmark.table")
+        .unwrap_or(&t.name)
+        .to_ascii_lowercase();
+    let kind = match which.as_str() {
+        "person" => EventKind::Person,
+        "auction" => EventKind::Auction,
+        "bid" => EventKind::Bid,
+        other => {
+            return Err(SqlError::options(
+                &t.name,
+                format!("'nexmark.table' = '{other}': use 'person', 'auction' or 'bid'"),
+            ));
+        }
+    };
+    let num = |key: &str| -> Result<Option<u64>> {
+        t.option(key)
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| {
+                    SqlError::options(&t.name, format!("'{key}' = '{v}': a whole number"))
+                })
+            })
+            .transpose()
+    };
+    let mut config = NexmarkConfig::new();
+    match num("events.num")? {
+        Some(n) if n > 0 => config = config.max_events(n),
+        _ => config = config.unbounded(),
+    }
+    if let Some(r) = num("first-event.rate")? {
+        config = config.first_event_rate(u32::try_from(r).unwrap_or(u32::MAX));
+    }
+    if let Some(r) = num("next-event.rate")? {
+        config = config.next_event_rate(u32::try_from(r).unwrap_or(u32::MAX));
+    }
+    let p = [
+        num("person.proportion")?,
+        num("auction.proportion")?,
+        num("bid.proportion")?,
+    ];
+    if p.iter().any(Option::is_some) {
+        let get = |i: usize, d: u32| p[i].map_or(d, |v| u32::try_from(v).unwrap_or(u32::MAX));
+        config = config.proportions(get(0, 1), get(1, 3), get(2, 46));
+    }
+    if let Some(ms) = num("base-time")? {
+        config = config.base_time(i64::try_from(ms).unwrap_or(i64::MAX));
+    }
+    config
+        .validate()
+        .map_err(|e| SqlError::options(&t.name, e.to_string()))?;
+    let mut fields = Vec::new();
+    for f in &t.physical.fields {
+        let (field, ty) = nexmark_field(kind, &f.name).ok_or_else(|| {
+            SqlError::options(
+                &t.name,
+                format!("column {}: no such field of a Nexmark {which}", f.name),
+            )
+        })?;
+        if ty != f.ty {
+            return Err(SqlError::options(
+                &t.name,
+                format!(
+                    "column {}: Nexmark gives {ty}, the table says {}",
+                    f.name, f.ty
+                ),
+            ));
+        }
+        fields.push(field);
+    }
+    Ok(SourceConnector::Nexmark {
+        config,
+        kind,
+        fields,
+    })
 }
 
 /// Where a sink table's rows go.
@@ -71,6 +243,8 @@ pub enum SinkConnector {
         /// Roll at this size.
         max_file_size: Option<u64>,
     },
+    /// Discards the rows (benchmarks).
+    Blackhole,
     /// Standard output.
     Print {
         /// Line prefix.
@@ -279,9 +453,12 @@ pub fn source(t: &TableDef) -> Result<SourceConnector> {
                 skip_bad,
             })
         }
+        "nexmark" => nexmark_source(t),
         other => Err(SqlError::options(
             &t.name,
-            format!("connector '{other}' cannot be read: sources are 'kafka' and 'filesystem'"),
+            format!(
+                "connector '{other}' cannot be read: sources are 'kafka', 'filesystem' and 'nexmark'"
+            ),
         )),
     }
 }
@@ -355,6 +532,10 @@ pub fn sink(t: &TableDef) -> Result<SinkConnector> {
                 format: row_format(t)?,
                 max_file_size,
             })
+        }
+        "blackhole" => {
+            check_known(t, &["connector"])?;
+            Ok(SinkConnector::Blackhole)
         }
         "print" => {
             check_known(t, PRINT_OPTIONS)?;
@@ -509,6 +690,17 @@ const FILE_OPTIONS: &[&str] = &[
     "csv.*",
     "scan.bad-records",
     "sink.rolling-policy.file-size",
+];
+const NEXMARK_OPTIONS: &[&str] = &[
+    "connector",
+    "nexmark.table",
+    "events.num",
+    "first-event.rate",
+    "next-event.rate",
+    "person.proportion",
+    "auction.proportion",
+    "bid.proportion",
+    "base-time",
 ];
 const PRINT_OPTIONS: &[&str] = &["connector", "print-identifier", "standard-error"];
 const POSTGRES_OPTIONS: &[&str] = &[

@@ -266,6 +266,7 @@ impl SqlJob {
                 }
                 SinkConnector::File { path, .. } => format!("filesystem path={path}"),
                 SinkConnector::Print { .. } => "print".into(),
+                SinkConnector::Blackhole => "blackhole".into(),
                 SinkConnector::Postgres {
                     table,
                     exactly_once,
@@ -304,6 +305,13 @@ impl SqlJob {
                                 format!(" <- kafka {}", topics.join(","))
                             }
                             SourceConnector::File { path, .. } => format!(" <- filesystem {path}"),
+                            SourceConnector::Nexmark { kind, config, .. } => format!(
+                                " <- nexmark {kind:?} events ({})",
+                                config.max_events.map_or_else(
+                                    || "unbounded".to_string(),
+                                    |n| format!("{n} in all")
+                                )
+                            ),
                         });
                     }
                     if let Some(wm) = self.script.table(name).and_then(|t| t.watermark.as_ref()) {
@@ -563,6 +571,27 @@ impl Builder<'_> {
                 self.p
                     .source(src.format(format.clone()), wm)
                     .name(&format!("scan {table}"))
+            }
+            SourceConnector::Nexmark {
+                config,
+                kind,
+                fields,
+            } => {
+                let fields = fields.clone();
+                let src = connectors::nexmark::NexmarkSource::new(config.clone())
+                    .only(*kind)
+                    .splits(self.p.config().parallelism.max(1))
+                    .named(format!("scan {table}"));
+                let wm = match watermark_delay(t)? {
+                    Some((_, delay)) => WatermarkStrategy::bounded_out_of_orderness(
+                        Duration::from_millis(delay.max(0) as u64),
+                    )
+                    .with_timestamp(|e: &connectors::nexmark::Event| e.date_time()),
+                    None => WatermarkStrategy::no_watermarks(),
+                };
+                self.p
+                    .source(src, wm)
+                    .map(move |e| nexmark_row(&e, &fields))
             }
             SourceConnector::File {
                 path,
@@ -845,6 +874,7 @@ impl Builder<'_> {
                 }
                 stream.sink(sink);
             }
+            SinkConnector::Blackhole => stream.sink(connectors::blackhole::BlackholeSink),
             SinkConnector::Print { prefix, stderr } => {
                 let tag = if upsert.is_some() { "+U" } else { "+I" };
                 let mut sink = PrintSink::new(move |row: &Row| {
@@ -933,6 +963,42 @@ fn filtered(stream: DataStream<Row>, filter: &Option<crate::expr::CExpr>) -> Dat
         }
         None => stream,
     }
+}
+
+/// The row of a Nexmark event under a table's column mapping.
+fn nexmark_row(e: &connectors::nexmark::Event, fields: &[connect::NexmarkField]) -> Row {
+    use connect::NexmarkField as F;
+    use connectors::nexmark::Event;
+    let s = |x: &str| Value::str(x);
+    fields
+        .iter()
+        .map(|f| match (e, f) {
+            (_, F::DateTime) => Value::Timestamp(e.date_time()),
+            (Event::Person(p), F::Id) => Value::BigInt(p.id),
+            (Event::Person(p), F::Name) => s(&p.name),
+            (Event::Person(p), F::EmailAddress) => s(&p.email_address),
+            (Event::Person(p), F::CreditCard) => s(&p.credit_card),
+            (Event::Person(p), F::City) => s(&p.city),
+            (Event::Person(p), F::State) => s(&p.state),
+            (Event::Person(p), F::Extra) => s(&p.extra),
+            (Event::Auction(a), F::Id) => Value::BigInt(a.id),
+            (Event::Auction(a), F::ItemName) => s(&a.item_name),
+            (Event::Auction(a), F::Description) => s(&a.description),
+            (Event::Auction(a), F::InitialBid) => Value::BigInt(a.initial_bid),
+            (Event::Auction(a), F::Reserve) => Value::BigInt(a.reserve),
+            (Event::Auction(a), F::Expires) => Value::Timestamp(a.expires),
+            (Event::Auction(a), F::Seller) => Value::BigInt(a.seller),
+            (Event::Auction(a), F::Category) => Value::BigInt(a.category),
+            (Event::Auction(a), F::Extra) => s(&a.extra),
+            (Event::Bid(b), F::Auction) => Value::BigInt(b.auction),
+            (Event::Bid(b), F::Bidder) => Value::BigInt(b.bidder),
+            (Event::Bid(b), F::Price) => Value::BigInt(b.price),
+            (Event::Bid(b), F::Channel) => s(&b.channel),
+            (Event::Bid(b), F::Url) => s(&b.url),
+            (Event::Bid(b), F::Extra) => s(&b.extra),
+            _ => Value::Null,
+        })
+        .collect()
 }
 
 fn pg_type(t: DataType) -> PgType {
