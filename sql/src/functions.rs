@@ -422,6 +422,17 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
         "TO_TIMESTAMP" => {
             arity(1, 2)?;
             want(0, &is_str, "STRING")?;
+            // Only the default layouts are read; a pattern must not be ignored silently.
+            if let Some(p) = args.get(1) {
+                let default = matches!(&p.constant, Some(Value::String(x))
+                    if ["yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm:ss.SSS", "yyyy-MM-dd'T'HH:mm:ss"].contains(&x.as_ref()));
+                if !default {
+                    return Err(fail(format!(
+                        "TO_TIMESTAMP(s, {}): strom reads yyyy-MM-dd HH:mm:ss[.SSS] and ISO-8601 only; other patterns are not supported yet",
+                        p.text
+                    )));
+                }
+            }
             strict(T::Timestamp, text, &args, |v| {
                 parse_timestamp(s(&v[0]))
                     .map(Value::Timestamp)
