@@ -16,5 +16,6 @@ pub mod kafka;
 pub mod nexmark;
 pub mod postgres;
 pub mod stdout;
+mod sync;
 
 pub use error::ConnectorError;

@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::sync::lock;
 use bytes::Bytes;
 
 /// A bounded set of spare buffers.
@@ -41,7 +42,7 @@ impl BufferPool {
             return Vec::with_capacity(size);
         }
         let reused = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let mut free = lock(&self.free);
             match free.iter().position(|b| b.capacity() >= size) {
                 Some(i) => Some(free.swap_remove(i)),
                 None => free.pop(),
@@ -66,7 +67,7 @@ impl BufferPool {
 
     fn give_back(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = lock(&self.free);
         if free.len() < self.keep {
             free.push(buf);
         }

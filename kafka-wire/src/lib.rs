@@ -18,6 +18,7 @@ pub mod error;
 pub mod error_code;
 pub mod protocol;
 pub mod records;
+mod sync;
 
 pub use error::{Error, Result};
 pub use error_code::ErrorCode;

@@ -35,6 +35,7 @@ use kafka_wire::client::consumer::Consumer;
 use super::config::KafkaConfig;
 use super::topics;
 use crate::error::ConnectorError;
+use crate::sync::lock;
 
 /// Largest payload of one changelog record.
 pub(crate) const CHUNK: usize = 512 * 1024;
@@ -148,7 +149,7 @@ impl Changelog {
     }
 
     fn lock(&self) -> MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.cache)
     }
 
     fn partition_of(&self, item: Item) -> i32 {

@@ -11,7 +11,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use engine::CheckpointId;
@@ -23,10 +23,7 @@ use super::config::KafkaConfig;
 use super::sink::{KafkaSink, SinkSpec};
 use super::source::{Chunk, KafkaSource, SourceSpec};
 use super::writer::Writer;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// Creates the Kafka sources and sinks of a job (handed to the closure of
 /// [`super::KafkaJob::run`]); they share the job's consumer group membership,

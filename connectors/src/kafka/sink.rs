@@ -18,6 +18,7 @@ use super::scope::KafkaScope;
 use super::writer::{Delivery, Writer};
 use crate::error::engine_error;
 use crate::format::{Format, FormatError, to_json};
+use crate::sync::lock;
 
 /// Encodes a value into its record's value bytes.
 type ValueEncoder<T> = Arc<dyn Fn(&T) -> Result<Option<Bytes>, FormatError> + Send + Sync>;
@@ -78,7 +79,7 @@ impl<T> Clone for KafkaSink<T> {
 
 impl<T: Serialize + Send + 'static> KafkaSink<T> {
     pub(crate) fn new(scope: KafkaScope, spec: Arc<Mutex<SinkSpec>>) -> KafkaSink<T> {
-        let topic = spec.lock().unwrap_or_else(|e| e.into_inner()).topic.clone();
+        let topic = lock(&spec).topic.clone();
         KafkaSink {
             scope,
             spec,
@@ -114,10 +115,7 @@ impl<T: Send + 'static> KafkaSink<T> {
     /// sink makes the whole process transactional: its other Kafka sinks then
     /// write inside the same transactions.
     pub fn delivery(self, guarantee: DeliveryGuarantee) -> Self {
-        self.spec
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .exactly_once = guarantee == DeliveryGuarantee::ExactlyOnce;
+        lock(&self.spec).exactly_once = guarantee == DeliveryGuarantee::ExactlyOnce;
         self
     }
 

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use super::message::KafkaMessage;
 use super::scope::{DeadLetterRecord, Incarnation, KafkaScope, PartitionFeed};
 use crate::format::{Format, FormatError, Raw};
+use crate::sync::lock;
 
 /// Decodes one consumed record into a stream value.
 type Decoder<T> = Arc<dyn Fn(&ConsumerRecord) -> Result<T, FormatError> + Send + Sync>;
@@ -83,7 +84,7 @@ impl KafkaSource<Bytes> {
 
 impl<T: Send + 'static> KafkaSource<T> {
     fn spec(&self) -> std::sync::MutexGuard<'_, SourceSpec> {
-        self.spec.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.spec)
     }
 
     /// The topics to read.

@@ -31,6 +31,7 @@ use crate::error_code::ErrorCode;
 use crate::protocol::Uuid;
 use crate::protocol::messages::MetadataRequest;
 use crate::protocol::messages::metadata_request::MetadataRequestTopic;
+use crate::sync::{lock, read, write};
 
 /// Which kind of traffic a connection carries; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,7 +180,7 @@ impl Client {
     /// backoff, if the last attempt failed) when there is none or it has failed.
     pub async fn connection_to(&self, address: &str, lane: Lane) -> Result<Connection> {
         let slot = {
-            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = lock(&self.inner.pool);
             pool.entry((address.to_string(), lane))
                 .or_insert_with(|| {
                     Arc::new(tokio::sync::Mutex::new(Slot {
@@ -226,20 +227,11 @@ impl Client {
     }
 
     async fn broker_address(&self, node_id: i32) -> Result<String> {
-        if let Some(b) = self
-            .inner
-            .brokers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&node_id)
-        {
+        if let Some(b) = read(&self.inner.brokers).get(&node_id) {
             return Ok(b.address());
         }
         self.refresh_metadata(&[]).await?;
-        self.inner
-            .brokers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        read(&self.inner.brokers)
             .get(&node_id)
             .map(BrokerInfo::address)
             .ok_or_else(|| Error::Broker {
@@ -251,7 +243,7 @@ impl Client {
     /// A connection to any live broker (known brokers first, then the bootstrap list).
     pub async fn any_connection(&self, lane: Lane) -> Result<Connection> {
         let mut candidates: Vec<String> = {
-            let brokers = self.inner.brokers.read().unwrap_or_else(|e| e.into_inner());
+            let brokers = read(&self.inner.brokers);
             let mut ids: Vec<_> = brokers.keys().copied().collect();
             ids.sort_unstable();
             ids.iter()
@@ -329,20 +321,11 @@ impl Client {
             })
             .collect();
         if !brokers.is_empty() {
-            *self
-                .inner
-                .brokers
-                .write()
-                .unwrap_or_else(|e| e.into_inner()) = brokers;
+            *write(&self.inner.brokers) = brokers;
         }
-        *self
-            .inner
-            .cluster
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) =
-            (response.cluster_id.clone(), response.controller_id);
+        *write(&self.inner.cluster) = (response.cluster_id.clone(), response.controller_id);
         let now = Instant::now();
-        let mut cache = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        let mut cache = write(&self.inner.topics);
         for t in response.topics {
             let Some(name) = t.name.clone() else { continue };
             let code = ErrorCode::from_code(t.error_code);
@@ -390,7 +373,7 @@ impl Client {
     }
 
     fn cached_topic(&self, topic: &str) -> Option<TopicInfo> {
-        let cache = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let cache = read(&self.inner.topics);
         let entry = cache.get(topic)?;
         if entry.fetched.elapsed() > self.inner.config.metadata_max_age {
             return None;
@@ -401,11 +384,7 @@ impl Client {
     /// Forgets the cached metadata of `topic`, so the next lookup asks a broker
     /// (after NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, a fenced leader epoch).
     pub fn invalidate_topic(&self, topic: &str) {
-        self.inner
-            .topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(topic);
+        write(&self.inner.topics).remove(topic);
     }
 
     /// Applies a leader hint (KIP-951): the new leader and epoch of one partition, and
@@ -423,13 +402,9 @@ impl Client {
             return;
         }
         if let Some(b) = endpoint {
-            self.inner
-                .brokers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(b.node_id, b);
+            write(&self.inner.brokers).insert(b.node_id, b);
         }
-        let mut cache = self.inner.topics.write().unwrap_or_else(|e| e.into_inner());
+        let mut cache = write(&self.inner.topics);
         if let Some(p) = cache
             .get_mut(topic)
             .and_then(|e| e.info.as_mut())
@@ -449,7 +424,7 @@ impl Client {
     /// The cached leader of a partition, without asking a broker (None when unknown,
     /// stale, or leaderless).
     pub fn cached_leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        let cache = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let cache = read(&self.inner.topics);
         let entry = cache.get(topic)?;
         if entry.fetched.elapsed() > self.inner.config.metadata_max_age {
             return None;
@@ -466,7 +441,7 @@ impl Client {
     /// The cached partition count of a topic, without cloning its metadata or
     /// asking a broker (None when unknown or stale). The producer's per-record path.
     pub fn cached_partition_count(&self, topic: &str) -> Option<i32> {
-        let cache = self.inner.topics.read().unwrap_or_else(|e| e.into_inner());
+        let cache = read(&self.inner.topics);
         let entry = cache.get(topic)?;
         if entry.fetched.elapsed() > self.inner.config.metadata_max_age {
             return None;
@@ -477,11 +452,7 @@ impl Client {
 
     /// Records a broker's address (from a KIP-951 `node_endpoints` hint).
     pub fn add_broker(&self, broker: BrokerInfo) {
-        self.inner
-            .brokers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(broker.node_id, broker);
+        write(&self.inner.brokers).insert(broker.node_id, broker);
     }
 
     /// The leader node and epoch of a partition.
@@ -507,26 +478,12 @@ impl Client {
 
     /// What the client knows about the cluster now.
     pub fn metadata(&self) -> ClusterMetadata {
-        let (cluster_id, controller_id) = self
-            .inner
-            .cluster
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let (cluster_id, controller_id) = read(&self.inner.cluster).clone();
         ClusterMetadata {
             cluster_id,
             controller_id,
-            brokers: self
-                .inner
-                .brokers
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-            topics: self
-                .inner
-                .topics
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
+            brokers: read(&self.inner.brokers).clone(),
+            topics: read(&self.inner.topics)
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.info.clone()?)))
                 .collect(),

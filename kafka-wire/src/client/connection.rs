@@ -33,6 +33,7 @@ use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use crate::protocol::{
     ApiKey, Message, Request, Response, Versions, decode_response_frame, encode_request_frame,
 };
+use crate::sync::lock;
 
 /// Settings of one connection.
 #[derive(Debug, Clone)]
@@ -96,7 +97,7 @@ impl Shared {
     /// Marks the connection dead and fails every pending request with `reason`.
     fn poison(&self, reason: &str) {
         let waiters = {
-            let mut state = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = lock(&self.pending);
             if state.closed.is_none() {
                 state.closed = Some(reason.to_string());
             }
@@ -111,11 +112,7 @@ impl Shared {
     }
 
     fn closed_reason(&self) -> Option<String> {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed
-            .clone()
+        lock(&self.pending).closed.clone()
     }
 }
 
@@ -212,12 +209,7 @@ impl Connection {
 
     /// The versions of `api` the broker supports, once negotiated.
     pub fn broker_versions(&self, api: ApiKey) -> Option<Versions> {
-        self.shared
-            .api_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&api.code())
-            .copied()
+        lock(&self.shared.api_versions).get(&api.code()).copied()
     }
 
     /// The highest version of `R` both this client and the broker support (see
@@ -292,11 +284,7 @@ impl Connection {
                 .iter()
                 .map(|k| (k.api_key, Versions::new(k.min_version, k.max_version)))
                 .collect();
-            *self
-                .shared
-                .api_versions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = map;
+            *lock(&self.shared.api_versions) = map;
             return Ok(());
         }
         Err(Error::NoCommonVersion {
@@ -399,11 +387,7 @@ impl Connection {
         )?;
         let (tx, rx) = oneshot::channel();
         {
-            let mut state = self
-                .shared
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut state = lock(&self.shared.pending);
             if let Some(reason) = &state.closed {
                 return Err(self.shared.disconnected(reason));
             }
@@ -552,7 +536,7 @@ async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
         let body = shared.buffers.freeze(body);
         let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         let waiter = {
-            let mut state = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = lock(&shared.pending);
             state.waiters.remove(&correlation_id)
         };
         match waiter {

@@ -54,6 +54,7 @@ use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::Uuid;
 use crate::records::{Header, TimestampType};
+use crate::sync::lock;
 
 /// A partition and the generation an operation started under.
 type Stamped = (PartitionKey, u64);
@@ -498,11 +499,7 @@ impl Consumer {
     /// tells a caller that got no records from a quiet topic apart from one it
     /// cannot read. Errors `poll` returns are not kept here.
     pub fn last_error(&self) -> Option<Error> {
-        self.shared
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.shared.last_error).clone()
     }
 
     /// Position and the last watermarks fetched for an assigned partition.

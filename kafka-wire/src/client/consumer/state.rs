@@ -29,6 +29,7 @@ use crate::client::cluster::Client;
 use crate::client::config::{ConsumerConfig, OffsetReset};
 use crate::error::Error;
 use crate::protocol::Uuid;
+use crate::sync::lock;
 
 /// Where a partition's consumption stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,17 +159,17 @@ impl Shared {
 
     /// Locks the state (a poisoned lock is still usable: every section leaves it consistent).
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Records an error the consumer retries on its own.
     pub(crate) fn retried(&self, error: &Error) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+        *lock(&self.last_error) = Some(error.clone());
     }
 
     /// Forgets the last retried error: a fetch answer arrived intact.
     pub(crate) fn fetch_answered(&self) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.last_error) = None;
     }
 
     /// A backoff with the client's retry settings.

@@ -56,6 +56,7 @@ use crate::protocol::Uuid;
 use crate::protocol::messages::ConsumerGroupHeartbeatRequest;
 use crate::protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use crate::protocol::messages::consumer_group_heartbeat_response::ConsumerGroupHeartbeatResponse;
+use crate::sync::lock;
 
 /// The member epoch that joins (or rejoins) the group.
 const JOIN_EPOCH: i32 = 0;
@@ -383,10 +384,6 @@ pub(crate) struct ConsumerMember {
 
 /// How often an unknown topic id may force a metadata refresh.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl ConsumerMember {
     pub fn new(client: Client, config: &ConsumerConfig, group_id: String) -> ConsumerMember {

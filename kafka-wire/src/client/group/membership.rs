@@ -40,6 +40,7 @@ use crate::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use crate::protocol::messages::{
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
 };
+use crate::sync::lock;
 
 /// The member's standing in the group.
 #[derive(Debug, Clone, Default)]
@@ -143,7 +144,7 @@ impl Membership {
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, MemberState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn deadline(&self) -> Instant {
@@ -159,11 +160,8 @@ impl Membership {
         owned: &[TopicPartition],
     ) -> Result<Vec<TopicPartition>> {
         let deadline = self.deadline();
-        *self
-            .assigned_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
-        *self.subscribed.lock().unwrap_or_else(|e| e.into_inner()) = topics.to_vec();
+        *lock(&self.assigned_counts) = None;
+        *lock(&self.subscribed) = topics.to_vec();
         for attempt in 0..50 {
             if Instant::now() >= deadline {
                 break;
@@ -353,10 +351,7 @@ impl Membership {
                 }
             }
         }
-        *self
-            .assigned_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(counts.clone());
+        *lock(&self.assigned_counts) = Some(counts.clone());
         let plan = assignor.assign(&subscriptions, &counts);
         plan.into_iter()
             .map(|(member_id, partitions)| {
@@ -499,16 +494,12 @@ impl Membership {
 
     /// Records that the application polled.
     pub fn polled(&self) {
-        *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *lock(&self.last_poll) = Instant::now();
     }
 
     /// Whether the application has not polled for longer than `max.poll.interval.ms`.
     pub fn poll_expired(&self) -> bool {
-        self.last_poll
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed()
-            > self.rebalance_timeout
+        lock(&self.last_poll).elapsed() > self.rebalance_timeout
     }
 
     /// Gives up the membership because the application stopped polling: a
@@ -541,21 +532,12 @@ impl Membership {
     /// count differs from the one the current assignment used (metadata as cached,
     /// refreshed every `metadata.max.age.ms`). Returns whether a rebalance was requested.
     pub async fn check_metadata(&self) -> bool {
-        let Some(counts) = self
-            .assigned_counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let Some(counts) = lock(&self.assigned_counts).clone() else {
             return false;
         };
         let mut topics: Vec<String> = counts.keys().cloned().collect();
         // Subscribed topics without metadata at assignment time count as 0 partitions.
-        let subscribed = self
-            .subscribed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let subscribed = lock(&self.subscribed).clone();
         for t in subscribed {
             if !topics.contains(&t) {
                 topics.push(t);

@@ -29,6 +29,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::RecordMetadata;
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// The broker's answer for a whole batch: (base offset, log-append time), each -1
 /// when unknown, or the error every record of the batch fails with.
@@ -58,7 +59,7 @@ pub(crate) struct FailureLatch {
 
 impl FailureLatch {
     fn record(&self, error: &Error) {
-        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = lock(&self.first);
         if first.is_none() {
             *first = Some(error.clone());
         }
@@ -66,12 +67,12 @@ impl FailureLatch {
 
     /// The first failure recorded since the last reset.
     pub(crate) fn get(&self) -> Option<Error> {
-        self.first.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        lock(&self.first).clone()
     }
 
     /// Forgets the recorded failure.
     pub(crate) fn reset(&self) {
-        *self.first.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.first) = None;
     }
 }
 
@@ -169,10 +170,6 @@ impl Drop for BatchCompletion {
             }));
         }
     }
-}
-
-fn lock(wakers: &Mutex<Vec<Waker>>) -> std::sync::MutexGuard<'_, Vec<Waker>> {
-    wakers.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The outcome of one `send`, resolved when the broker acknowledges (or the

@@ -38,6 +38,7 @@ use super::config::ProducerConfig;
 use super::partitioner::{StickyPartitioner, partition_for_key};
 use crate::error::{Error, Result};
 pub use crate::records::header::Header;
+use crate::sync::lock;
 
 /// A record to send.
 #[derive(Debug, Clone, Default)]
@@ -416,7 +417,7 @@ impl Producer {
 
 impl Shared {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Accumulator> {
-        self.acc.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.acc)
     }
 }
 
