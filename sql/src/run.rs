@@ -52,9 +52,11 @@ pub struct RunOptions {
     pub application_id: String,
     /// `strom.instance` of this process (several processes of one pipeline).
     pub instance: Option<u32>,
-    /// Kafka properties the tables' own `properties.*` override (e.g. the
-    /// command line's `bootstrap.servers`).
+    /// Kafka properties the tables' own `properties.*` override (e.g.
+    /// `bootstrap.servers` from the environment).
     pub kafka_defaults: std::collections::BTreeMap<String, String>,
+    /// Kafka properties that override the tables' (an explicit command-line flag).
+    pub kafka_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RunOptions {
@@ -66,6 +68,7 @@ impl Default for RunOptions {
             application_id: "strom-sql".into(),
             instance: None,
             kafka_defaults: Default::default(),
+            kafka_overrides: Default::default(),
         }
     }
 }
@@ -360,6 +363,7 @@ impl SqlJob {
                 .collect();
             let mut props = options.kafka_defaults.clone();
             props.extend(connect::kafka_properties(&kafka_tables)?);
+            props.extend(options.kafka_overrides.clone());
             if !props.contains_key("application.id") {
                 let app = props
                     .get("group.id")

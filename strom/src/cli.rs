@@ -219,12 +219,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             application_id,
             instance,
         } => {
+            // An explicit --bootstrap wins over the tables' properties, which win
+            // over $KAFKA_BOOTSTRAP.
             let mut defaults = BTreeMap::new();
-            if let Some(b) = cli
-                .bootstrap
-                .clone()
-                .or_else(|| std::env::var("KAFKA_BOOTSTRAP").ok())
-            {
+            let mut overrides = BTreeMap::new();
+            if let Some(b) = &cli.bootstrap {
+                overrides.insert("bootstrap.servers".to_string(), b.clone());
+            } else if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
                 defaults.insert("bootstrap.servers".to_string(), b);
             }
             crate::pipeline::run(
@@ -237,6 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     instance: *instance,
                 },
                 defaults,
+                overrides,
             )
             .await?
         }

@@ -37,6 +37,7 @@ pub async fn run(
     file: &Path,
     flags: RunFlags,
     kafka_defaults: BTreeMap<String, String>,
+    kafka_overrides: BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     let job = compile(file)?;
     let stem = file
@@ -51,6 +52,7 @@ pub async fn run(
             .unwrap_or_else(|| format!("strom-{stem}")),
         instance: flags.instance,
         kafka_defaults,
+        kafka_overrides,
     };
     let (stop, watch) = SqlJob::stop_signal();
     tokio::spawn(async move {

@@ -6,12 +6,18 @@ use std::process::Command;
 
 /// Runs `strom run` on `sql`; returns (exit success, stderr).
 fn strom_run(name: &str, sql: &str) -> (bool, String) {
+    strom_run_with(name, sql, &[])
+}
+
+/// Runs `strom [global] run` on `sql`; returns (exit success, stderr).
+fn strom_run_with(name: &str, sql: &str, global: &[&str]) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("strom-sql-errors-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("in.txt"), "a\nb\n").unwrap();
     let file = dir.join("p.sql");
     std::fs::write(&file, sql.replace("$DIR", &dir.display().to_string())).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(global)
         .args(["run", &file.display().to_string()])
         .env_remove("KAFKA_BOOTSTRAP")
         .output()
@@ -88,4 +94,12 @@ fn an_unreachable_database_fails_naming_the_table() {
         "{FILE_SOURCE}CREATE TABLE o (line STRING) WITH ('connector' = 'postgres', 'url' = 'host=127.0.0.1 port=1 user=postgres dbname=strom');\nINSERT INTO o SELECT line FROM t;"
     );
     assert_one_error("database", &sql, "postgres table o: connecting");
+}
+
+#[test]
+fn an_explicit_bootstrap_flag_wins_over_the_tables_properties() {
+    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '2000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
+    let (ok, stderr) = strom_run_with("flag", sql, &["--bootstrap", "127.0.0.1:2"]);
+    assert!(!ok);
+    assert!(stderr.contains("connecting to 127.0.0.1:2"), "{stderr}");
 }
