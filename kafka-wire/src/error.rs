@@ -146,6 +146,13 @@ pub enum Error {
         /// Why the connection ended.
         reason: String,
     },
+    /// The producer was closed or dropped, or an earlier fatal error stopped it:
+    /// nothing more is sent through it (retrying on it cannot help).
+    #[error("producer closed: {reason}")]
+    Closed {
+        /// Why it is closed.
+        reason: String,
+    },
     /// An operation did not finish in time.
     #[error("timed out: {context}")]
     Timeout {

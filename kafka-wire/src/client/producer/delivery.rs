@@ -164,9 +164,8 @@ impl BatchCompletion {
 impl Drop for BatchCompletion {
     fn drop(&mut self) {
         if self.slot.outcome.get().is_none() {
-            self.complete(Err(Error::Disconnected {
-                broker: "producer".into(),
-                reason: "producer dropped".into(),
+            self.complete(Err(Error::Closed {
+                reason: "dropped before the batch was answered".into(),
             }));
         }
     }
@@ -433,7 +432,7 @@ mod tests {
         a.complete(Ok((7, -1)));
         drop(b);
         assert_eq!(f0.await.unwrap().offset, 7);
-        assert!(matches!(f1.await, Err(Error::Disconnected { .. })));
+        assert!(matches!(f1.await, Err(Error::Closed { .. })));
     }
 
     #[tokio::test]
@@ -441,6 +440,11 @@ mod tests {
         let c = BatchCompletion::new(Arc::from("t"), 0);
         let f = c.future(0, 1);
         drop(c);
-        assert!(matches!(f.await, Err(Error::Disconnected { .. })));
+        let e = f.await.expect_err("dropped");
+        assert_eq!(
+            e.to_string(),
+            "producer closed: dropped before the batch was answered"
+        );
+        assert!(!e.is_retriable());
     }
 }

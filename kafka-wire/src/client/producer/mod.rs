@@ -254,8 +254,7 @@ impl Producer {
             let wait = 'locked: {
                 let mut acc = self.shared.lock();
                 if let Some(reason) = &acc.fatal {
-                    return Err(Error::Disconnected {
-                        broker: "producer".into(),
+                    return Err(Error::Closed {
                         reason: reason.clone(),
                     });
                 }
@@ -329,9 +328,8 @@ impl Producer {
                     .map_err(|_| Error::Timeout {
                         context: "waiting for buffer.memory (max.block.ms)".into(),
                     })?
-                    .map_err(|_| Error::Disconnected {
-                        broker: "producer".into(),
-                        reason: "producer closed".into(),
+                    .map_err(|_| Error::Closed {
+                        reason: "its memory pool is gone".into(),
                     })?;
                     // Held as credit, where the next try takes it from.
                     permit.forget();
@@ -396,7 +394,7 @@ impl Producer {
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let flushed = tokio::time::timeout(timeout, self.flush()).await;
         let mut acc = self.shared.lock();
-        acc.fatal = Some("producer closed".into());
+        acc.fatal = Some("close() was called".into());
         acc.fail_queued(|| Error::Timeout {
             context: "producer closed before the record was sent".into(),
         });
