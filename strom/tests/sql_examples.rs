@@ -15,6 +15,17 @@ use integration_tests::{postgres_url, random_topic, require_broker, workspace_ro
 use kafka_wire::client::admin::NewTopic;
 use kafka_wire::client::config::ProducerConfig;
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+use sql::time::format_timestamp;
+
+/// A seeded xorshift64 generator, so every run draws the same inputs.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
 
 fn strom() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strom"));
@@ -241,13 +252,7 @@ async fn log_processing_killed_ten_times_still_writes_everything_exactly_once() 
     let bootstrap = require_broker!();
     let Some(pg) = postgres_url() else { return };
     let job = LogRun::new(&bootstrap, &pg, 300_000).await;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     let started = std::time::Instant::now();
     let (mut kills, mut runs) = (0, 0);
     // Kill a running pipeline at a random moment (0.8-3 s after its start) ten
@@ -343,41 +348,13 @@ struct Click {
     dwell: i32,
 }
 
-fn fmt_ts(ms: i64) -> String {
-    // Days since the epoch to a civil date (proleptic Gregorian).
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_analytics_example_matches_a_reference() {
     let bootstrap = require_broker!();
     let (clicks_topic, totals_topic) = (random_topic("clicks"), random_topic("country-totals"));
     create_topics(&bootstrap, &[(&clicks_topic, 2), (&totals_topic, 2)]).await;
     // 6,000 clicks over 10 minutes, 10% up to 1.5 s out of order (bound: 2 s).
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
     let start = 1_796_292_000_000i64;
     let countries = [Some("de"), Some("fr"), Some("us"), Some("jp"), None];
     let clicks: Vec<Click> = (0..6000)
@@ -401,7 +378,7 @@ async fn click_analytics_example_matches_a_reference() {
     let mut pending = Vec::new();
     for c in &clicks {
         let value = serde_json::json!({
-            "ts": fmt_ts(c.ts), "user_id": c.user, "page": c.page, "country": c.country, "dwell_ms": c.dwell,
+            "ts": format_timestamp(c.ts), "user_id": c.user, "page": c.page, "country": c.country, "dwell_ms": c.dwell,
         });
         pending.push(
             producer
@@ -453,8 +430,8 @@ async fn click_analytics_example_matches_a_reference() {
         .map(|((s, page), (n, users, sum))| {
             format!(
                 "pages> +I[{}, {}, {page}, {n}, {}, {}]",
-                fmt_ts(*s),
-                fmt_ts(s + 60_000),
+                format_timestamp(*s),
+                format_timestamp(s + 60_000),
                 users.len(),
                 sum / *n as i64
             )
@@ -505,13 +482,7 @@ async fn order_payments_example_joins_like_a_reference() {
         &[(&orders_topic, 2), (&payments_topic, 2), (&paid_topic, 2)],
     )
     .await;
-    let mut seed = 0x1234_5678_9abc_def1u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def1u64);
     let start = 1_796_292_000_000i64;
     let methods = ["card", "paypal", "invoice"];
     // 2,000 orders over 30 minutes; each paid 0-2 times, 0-15 minutes later,
@@ -537,7 +508,7 @@ async fn order_payments_example_joins_like_a_reference() {
     for (ts, id, customer, cents) in &orders {
         let v = format!(
             r#"{{"ts":"{}","order_id":{id},"customer":"{customer}","amount":{}}}"#,
-            fmt_ts(*ts),
+            format_timestamp(*ts),
             money(*cents)
         );
         pending.push(
@@ -550,7 +521,7 @@ async fn order_payments_example_joins_like_a_reference() {
     for (ts, id, paid, method) in &payments {
         let v = format!(
             r#"{{"ts":"{}","order_id":{id},"paid":{},"method":"{method}"}}"#,
-            fmt_ts(*ts),
+            format_timestamp(*ts),
             money(*paid)
         );
         pending.push(
@@ -599,7 +570,10 @@ async fn order_payments_example_joins_like_a_reference() {
             }
             if ots - ots.rem_euclid(60_000) == pts - pts.rem_euclid(60_000) {
                 let end = ots - ots.rem_euclid(60_000) + 60_000;
-                want_same.insert(format!("same-minute> +I[{}, {id}, {method}]", fmt_ts(end)));
+                want_same.insert(format!(
+                    "same-minute> +I[{}, {id}, {method}]",
+                    format_timestamp(end)
+                ));
             }
         }
     }
