@@ -1,18 +1,13 @@
 //! Command-line parsing and the Kafka tool commands.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use kafka_wire::client::admin::NewTopic;
-use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, OffsetReset, ProducerConfig};
-use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::config::IsolationLevel;
 use kafka_wire::client::properties;
-use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 
 /// strom: Kafka stream processing in pure Rust.
 #[derive(Parser)]
@@ -206,6 +201,14 @@ impl Cli {
     }
 }
 
+mod consume;
+mod produce;
+mod topics;
+
+use consume::{ConsumeFlags, consume};
+use produce::produce;
+use topics::topics;
+
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
@@ -267,208 +270,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await?
-        }
-    }
-    Ok(())
-}
-
-async fn topics(cli: &Cli, action: &TopicsAction) -> anyhow::Result<()> {
-    let props = cli.properties()?;
-    let config = ProducerConfig::from_properties(&props)?;
-    let client = Client::connect(config.client).await?;
-    let admin = Admin::new(client.clone());
-    match action {
-        TopicsAction::Create {
-            topic,
-            partitions,
-            replication_factor,
-            configs,
-        } => {
-            let mut new = NewTopic::new(topic, *partitions).replication_factor(*replication_factor);
-            for c in configs {
-                let (k, v) = split_pair(c)?;
-                new = new.config(k, v);
-            }
-            admin.create_topics(&[new]).await?;
-            println!("created topic {topic}");
-        }
-        TopicsAction::Describe { topics } => {
-            for t in topics {
-                let info = client.topic(t).await?;
-                println!(
-                    "{} id={} partitions={}",
-                    info.name,
-                    info.id,
-                    info.partitions.len()
-                );
-                for p in &info.partitions {
-                    println!(
-                        "  partition {} leader {} epoch {} replicas {:?} isr {:?}",
-                        p.partition, p.leader, p.leader_epoch, p.replicas, p.isr
-                    );
-                }
-            }
-        }
-        TopicsAction::Delete { topics } => {
-            admin.delete_topics(topics).await?;
-            println!("deleted {}", topics.join(", "));
-        }
-    }
-    Ok(())
-}
-
-async fn produce(cli: &Cli, topic: &str, key_separator: Option<&str>) -> anyhow::Result<()> {
-    let props = cli.properties()?;
-    let producer = Producer::new(ProducerConfig::from_properties(&props)?).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
-    let reader = std::thread::spawn(move || -> std::io::Result<()> {
-        for line in std::io::stdin().lock().lines() {
-            if tx.blocking_send(line?).is_err() {
-                break;
-            }
-        }
-        Ok(())
-    });
-    let started = Instant::now();
-    let mut pending = Vec::new();
-    let mut sent = 0usize;
-    while let Some(line) = rx.recv().await {
-        let mut record = ProducerRecord {
-            topic: topic.to_string(),
-            ..Default::default()
-        };
-        match key_separator.and_then(|sep| line.split_once(sep)) {
-            Some((k, v)) => {
-                record.key = Some(Bytes::from(k.to_string()));
-                record.value = Some(Bytes::from(v.to_string()));
-            }
-            None => record.value = Some(Bytes::from(line)),
-        }
-        let delivery = producer.send(record).await;
-        pending.push(delivery.with_context(|| format!("producing to {topic}"))?);
-        sent += 1;
-        if pending.len() >= 10_000 {
-            for f in pending.drain(..) {
-                f.await.with_context(|| format!("producing to {topic}"))?;
-            }
-        }
-    }
-    for f in pending {
-        f.await.with_context(|| format!("producing to {topic}"))?;
-    }
-    reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("stdin reader panicked"))??;
-    producer
-        .close(Duration::from_secs(30))
-        .await
-        .context("closing the producer")?;
-    eprintln!(
-        "produced {sent} records to {topic} in {:.2?}",
-        started.elapsed()
-    );
-    Ok(())
-}
-
-/// `strom consume`'s own flags; `None` and `false` leave the properties in charge.
-struct ConsumeFlags {
-    from_beginning: bool,
-    max_messages: Option<usize>,
-    idle_timeout: Duration,
-    isolation: Option<IsolationLevel>,
-    print_key: bool,
-}
-
-async fn consume(cli: &Cli, topic: &str, flags: ConsumeFlags) -> anyhow::Result<()> {
-    let mut config = ConsumerConfig::from_properties(&cli.properties()?)?;
-    if flags.from_beginning {
-        config.auto_offset_reset = OffsetReset::Earliest;
-    }
-    if let Some(level) = flags.isolation {
-        config.isolation_level = level;
-    }
-    let isolation = config.isolation_level;
-    let mut consumer = Consumer::new(config).await?;
-    let partitions = consumer.client().topic(topic).await?.partitions.len() as i32;
-    consumer.assign((0..partitions).map(|p| (topic.to_string(), p)));
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut count = 0usize;
-    let limit = flags.max_messages.unwrap_or(usize::MAX);
-    while count < limit {
-        let records = consumer.poll_for(flags.idle_timeout).await?;
-        if records.is_empty() {
-            out.flush()?;
-            if let Err(e) = caught_up(&consumer, topic, partitions, isolation, flags.idle_timeout) {
-                eprintln!("consumed {count} records from {topic}");
-                return Err(e);
-            }
-            break;
-        }
-        for r in records {
-            if count >= limit {
-                break;
-            }
-            let value = r
-                .value
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            if flags.print_key {
-                let key = r
-                    .key
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                writeln!(out, "{key}\t{value}")?;
-            } else {
-                writeln!(out, "{value}")?;
-            }
-            count += 1;
-        }
-        out.flush()?;
-    }
-    eprintln!("consumed {count} records from {topic}");
-    consumer.close().await;
-    Ok(())
-}
-
-/// After `idle` without a record: Ok when every partition was fetched and its
-/// position reached the end (the high watermark, or the last stable offset under
-/// read_committed), so the topic simply had nothing new; otherwise the error that
-/// kept the consumer from reading.
-fn caught_up(
-    consumer: &Consumer,
-    topic: &str,
-    partitions: i32,
-    isolation: IsolationLevel,
-    idle: Duration,
-) -> anyhow::Result<()> {
-    if let Some(e) = consumer.last_error() {
-        bail!("reading {topic} failed for {} ms: {e}", idle.as_millis());
-    }
-    for p in 0..partitions {
-        let Some(o) = consumer.partition_offsets(topic, p) else {
-            continue;
-        };
-        let end = match isolation {
-            IsolationLevel::ReadCommitted if o.last_stable_offset >= 0 => o.last_stable_offset,
-            _ => o.high_watermark,
-        };
-        match o.position {
-            _ if o.high_watermark < 0 => bail!(
-                "no fetch of {topic}-{p} was answered within {} ms",
-                idle.as_millis()
-            ),
-            Some(position) if position < end => bail!(
-                "{topic}-{p} stayed at offset {position} below its end offset {end} for {} ms",
-                idle.as_millis()
-            ),
-            None => bail!(
-                "{topic}-{p} has no position after {} ms (offset reset not answered)",
-                idle.as_millis()
-            ),
-            Some(_) => {}
         }
     }
     Ok(())
