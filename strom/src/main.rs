@@ -1,9 +1,10 @@
 //! The `strom` binary: runs pipelines and works as a Kafka command-line tool.
 //!
 //! `run FILE.sql` runs a pipeline written in Flink-dialect SQL (see the `sql`
-//! crate) and `explain FILE.sql` prints its operator graph. The Kafka tool half:
-//! `topics` (create, list, describe, delete), `produce` (lines from stdin) and
-//! `consume` (to stdout), on strom's own client.
+//! crate) and `explain FILE.sql` prints its operator graph. The Kafka tool half,
+//! on strom's own client: `topics`, `produce` (lines from stdin or a file, with
+//! keys, headers and a rate) and `consume` (to stdout as values, a format string
+//! or JSON; from partitions or in a consumer group).
 //! Every command takes `--bootstrap` (or `KAFKA_BOOTSTRAP`) and `--config FILE`, a
 //! Java-style `.properties` file whose keys use the Java client's names.
 
@@ -15,11 +16,14 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
     let args = cli::Cli::parse();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr);
+    match args.log_format() {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +32,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", cli::one_line(&e));
+            match cli::advice(&e) {
+                Some(hint) => eprintln!("error: {} (hint: {hint})", cli::one_line(&e)),
+                None => eprintln!("error: {}", cli::one_line(&e)),
+            }
             ExitCode::FAILURE
         }
     }

@@ -11,7 +11,12 @@ use kafka_wire::client::properties;
 
 /// strom: Kafka stream processing in pure Rust.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 on success; 1 on an error, printed as one line on stderr \
+                  (`error: <what failed>: <cause> (hint: <what to do>)`); 2 on bad usage."
+)]
 pub struct Cli {
     /// Bootstrap servers (host:port,...). Without it: `bootstrap.servers` from the
     /// properties, else $KAFKA_BOOTSTRAP.
@@ -25,6 +30,10 @@ pub struct Cli {
     /// the property decides.
     #[arg(long = "property", short = 'X', global = true)]
     properties: Vec<String>,
+    /// Log lines on stderr as text or as one JSON object per line; which lines
+    /// is set by RUST_LOG (e.g. `info`, `kafka_wire=debug,warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,24 +74,49 @@ enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
-    /// Produce lines from stdin, one record per line.
+    /// Produce lines from stdin (or --file), one record per line.
     Produce {
         /// Topic to write to.
         #[arg(long)]
         topic: String,
         /// Split each line at the first occurrence of this separator into key and value.
-        #[arg(long)]
+        #[arg(long, short = 'K')]
         key_separator: Option<String>,
+        /// A header `key=value` on every record (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Write every record to this partition (default: the partitioner's choice).
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// Read the lines from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Send at most this many records per second.
+        #[arg(long)]
+        rate: Option<f64>,
     },
-    /// Consume records and print them, one per line.
+    /// Consume records and print them, one per line: from every partition (or
+    /// those given), or as a member of a consumer group (`--group`, or `group.id`
+    /// in the properties) that commits the offsets of what it printed.
     Consume {
         /// Topic to read.
         #[arg(long)]
         topic: String,
-        /// Start at the earliest offset (overrides `auto.offset.reset`, which
-        /// otherwise decides; its default is `latest`).
+        /// Start at the earliest offset (the same as `--from beginning`).
         #[arg(long)]
         from_beginning: bool,
+        /// Where to start: `beginning`, `end`, an offset, `-N` (N before the end),
+        /// `@MS` (epoch ms) or a UTC time `2026-12-03T10:00:00Z`. Without it
+        /// `auto.offset.reset` decides (default `latest`); in a group, the group's
+        /// committed offsets come first.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<StartAt>,
+        /// Read only these partitions (repeatable; not with a group).
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<i32>,
+        /// Consume as a member of this consumer group and commit what was printed.
+        #[arg(long, short = 'g')]
+        group: Option<String>,
         /// Stop after this many records.
         #[arg(long)]
         max_messages: Option<usize>,
@@ -96,7 +130,26 @@ enum Command {
         /// Print `key<TAB>value` instead of the value alone.
         #[arg(long)]
         print_key: bool,
+        /// Print with a format string, as kcat's -f: %t topic, %p partition,
+        /// %o offset, %k key, %K key length, %s value, %S value length, %T
+        /// timestamp (ms), %h headers, %%; \n \t \r \\ escapes. No newline is
+        /// added.
+        #[arg(long = "format", short = 'f', conflicts_with_all = ["json", "print_key"])]
+        format: Option<String>,
+        /// Print one JSON object per record: topic, partition, offset, timestamp,
+        /// timestamp_type, key, value, headers (non-UTF-8 bytes in base64).
+        #[arg(long, conflicts_with = "print_key")]
+        json: bool,
     },
+}
+
+/// `--log-format` values.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `--isolation-level` values (the Java property's spelling).
@@ -169,6 +222,11 @@ fn split_pair(s: &str) -> anyhow::Result<(String, String)> {
 }
 
 impl Cli {
+    /// How log lines are written.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
     fn properties(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut props = match &self.config {
             Some(path) => properties::parse(
@@ -201,12 +259,16 @@ impl Cli {
     }
 }
 
+mod advice;
 mod consume;
+mod output;
 mod produce;
 mod topics;
 
-use consume::{ConsumeFlags, consume};
-use produce::produce;
+pub use advice::advice;
+use consume::{ConsumeFlags, StartAt, consume};
+use output::RecordOutput;
+use produce::{ProduceFlags, produce};
 use topics::topics;
 
 /// Runs the parsed command.
@@ -249,24 +311,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce {
             topic,
             key_separator,
-        } => produce(&cli, topic, key_separator.as_deref()).await?,
+            headers,
+            partition,
+            file,
+            rate,
+        } => {
+            produce(
+                &cli,
+                topic,
+                ProduceFlags {
+                    key_separator: key_separator.clone(),
+                    headers: headers.clone(),
+                    partition: *partition,
+                    file: file.clone(),
+                    rate: *rate,
+                },
+            )
+            .await?
+        }
         Command::Consume {
             topic,
             from_beginning,
+            from,
+            partitions,
+            group,
             max_messages,
             timeout_ms,
             isolation_level,
             print_key,
+            format,
+            json,
         } => {
+            let output = match (format, json, print_key) {
+                (Some(f), _, _) => RecordOutput::format(f)?,
+                (None, true, _) => RecordOutput::Json,
+                (None, false, true) => RecordOutput::KeyValue,
+                (None, false, false) => RecordOutput::Value,
+            };
             consume(
                 &cli,
                 topic,
                 ConsumeFlags {
                     from_beginning: *from_beginning,
+                    from: *from,
+                    partitions: partitions.clone(),
+                    group: group.clone(),
                     max_messages: *max_messages,
                     idle_timeout: Duration::from_millis(*timeout_ms),
                     isolation: isolation_level.map(IsolationLevel::from),
-                    print_key: *print_key,
+                    output,
                 },
             )
             .await?
