@@ -54,13 +54,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        let mut map = KeyGroupedMap::for_init(init);
-        if let Some(s) = &init.restored {
-            for bytes in s.key_groups.values() {
-                map.restore_group(bytes)?;
-            }
-        }
-        self.state = Some(map);
+        self.state = Some(KeyGroupedMap::restored(init)?);
         Ok(())
     }
 

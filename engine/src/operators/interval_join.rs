@@ -33,6 +33,7 @@ use std::sync::Arc;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::pane_window::KeyFn;
+use crate::operators::windowing::late_dropped_counter;
 use crate::operators::{Operator, OperatorInit, Output};
 use crate::record::Record;
 use crate::state::codec::{decode_exact, encode_to_vec};
@@ -123,10 +124,7 @@ where
     type Out = O;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        self.late_dropped = Some(metrics::counter!(
-            "strom_late_records_dropped_total",
-            "operator" => init.name.to_string()
-        ));
+        self.late_dropped = Some(late_dropped_counter(init));
         let mut left: KeyGroupedMap<K, Vec<(i64, A)>> = KeyGroupedMap::for_init(init);
         let mut right: KeyGroupedMap<K, Vec<(i64, B)>> = KeyGroupedMap::for_init(init);
         if let Some(s) = &init.restored {

@@ -20,6 +20,7 @@ pub mod pane_window;
 pub mod process;
 pub mod session_window;
 pub mod sliding_window;
+mod windowing;
 
 use std::fmt::Display;
 use std::sync::Arc;

@@ -44,8 +44,11 @@ use metrics::Counter;
 use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
+use crate::operators::windowing::{
+    MISSING_TIMESTAMP, for_each_timed, late_dropped_counter, restore_windows,
+};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
-use crate::record::{NO_TIMESTAMP, Record};
+use crate::record::Record;
 use crate::state::codec::{StateCodec, decode_exact};
 use crate::state::key_group::{FastMap, KeyGroup};
 use crate::state::keyed::{Key, KeyGroupedMap};
@@ -124,13 +127,6 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             late,
             late_dropped: None,
             init: None,
-        }
-    }
-
-    fn new_pane(&self) -> KeyGroupedMap<K, A::Acc> {
-        match &self.init {
-            Some(i) => KeyGroupedMap::for_init(i),
-            None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
         }
     }
 
@@ -375,25 +371,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        self.late_dropped = Some(metrics::counter!(
-            "strom_late_records_dropped_total",
-            "operator" => init.name.to_string()
-        ));
+        self.late_dropped = Some(late_dropped_counter(init));
         self.init = Some(init.clone());
         if let Some(state) = &init.restored {
             let mut fired: BTreeMap<u16, i64> = BTreeMap::new();
             for (kg, bytes) in &state.key_groups {
                 let (f, panes) = decode_exact::<(i64, Vec<(i64, Vec<u8>)>)>(bytes)?;
                 fired.insert(*kg, f);
-                for (end, group) in panes {
-                    if !self.panes.contains_key(&end) {
-                        let p = self.new_pane();
-                        self.panes.insert(end, p);
-                    }
-                    if let Some(p) = self.panes.get_mut(&end) {
-                        p.restore_group(&group)?;
-                    }
-                }
+                restore_windows(&mut self.panes, init, panes)?;
             }
             // Key groups may come from processes that had fired windows up to
             // different ends: fire from the earliest, skipping per key group what
@@ -411,22 +396,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         batch: Vec<Record<T>>,
         out: &mut Output<'_, Self::Out>,
     ) -> Result<()> {
-        let processing = self.domain == TimeDomain::ProcessingTime;
-        let now = if processing { out.processing_time() } else { 0 };
-        for mut r in batch {
-            if processing {
-                r.timestamp = now;
-            } else if r.timestamp == NO_TIMESTAMP {
-                out.fail(
-                    r.position,
-                    r.timestamp,
-                    "record has no event timestamp (set one in the WatermarkStrategy)",
-                )?;
-                continue;
-            }
-            self.process_record(r, out)?;
-        }
-        if processing {
+        for_each_timed(self.domain, batch, out, MISSING_TIMESTAMP, |r, out| {
+            self.process_record(r, out)
+        })?;
+        if self.domain == TimeDomain::ProcessingTime {
             self.request_timer(out);
         }
         if let (Some(every), None) = (self.early_every, self.next_early) {

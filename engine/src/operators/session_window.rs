@@ -36,8 +36,9 @@ use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::pane_window::{KeyFn, Windowed};
+use crate::operators::windowing::{for_each_timed, late_dropped_counter};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
-use crate::record::{NO_TIMESTAMP, Record};
+use crate::record::Record;
 use crate::state::codec::StateCodec;
 use crate::state::keyed::{Key, KeyGroupedMap};
 use crate::time::timers::TimerQueue;
@@ -214,15 +215,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        self.late_dropped = Some(metrics::counter!(
-            "strom_late_records_dropped_total",
-            "operator" => init.name.to_string()
-        ));
-        let mut map: KeyGroupedMap<K, Vec<Session<A::Acc>>> = KeyGroupedMap::for_init(init);
-        if let Some(state) = &init.restored {
-            for bytes in state.key_groups.values() {
-                map.restore_group(bytes)?;
-            }
+        self.late_dropped = Some(late_dropped_counter(init));
+        let map: KeyGroupedMap<K, Vec<Session<A::Acc>>> = KeyGroupedMap::restored(init)?;
+        if init.restored.is_some() {
             for (k, list) in map.iter() {
                 for s in list {
                     let t = if s.fired {
@@ -243,18 +238,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         batch: Vec<Record<T>>,
         out: &mut Output<'_, Self::Out>,
     ) -> Result<()> {
-        let processing = self.domain == TimeDomain::ProcessingTime;
-        let now = if processing { out.processing_time() } else { 0 };
-        for mut r in batch {
-            if processing {
-                r.timestamp = now;
-            } else if r.timestamp == NO_TIMESTAMP {
-                out.fail(r.position, r.timestamp, "record has no event timestamp")?;
-                continue;
-            }
-            self.add(r, out)?;
-        }
-        if processing {
+        for_each_timed(
+            self.domain,
+            batch,
+            out,
+            "record has no event timestamp",
+            |r, out| self.add(r, out),
+        )?;
+        if self.domain == TimeDomain::ProcessingTime {
             if let Some(t) = self.timers.next_time() {
                 out.request_processing_timer(t.saturating_add(1));
             }

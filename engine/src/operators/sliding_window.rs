@@ -37,8 +37,11 @@ use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::pane_window::{FIRE_BUDGET, KeyFn, Windowed};
+use crate::operators::windowing::{
+    MISSING_TIMESTAMP, for_each_timed, key_grouped_map, late_dropped_counter, restore_windows,
+};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
-use crate::record::{NO_TIMESTAMP, Record};
+use crate::record::Record;
 use crate::state::codec::{decode_exact, encode_to_vec};
 use crate::state::keyed::{Key, KeyGroupedMap};
 use crate::time::window::{Panes, TimeDomain, TimeWindow};
@@ -194,10 +197,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
     }
 
     fn new_map<V>(&self) -> KeyGroupedMap<K, V> {
-        match &self.init {
-            Some(i) => KeyGroupedMap::for_init(i),
-            None => KeyGroupedMap::new(crate::KeyGroupRange { start: 0, end: 1 }, 1),
-        }
+        key_grouped_map(self.init.as_ref())
     }
 
     fn add(&mut self, r: Record<T>, out: &mut Output<'_, Windowed<K, A::Out>>) -> Result<()> {
@@ -508,24 +508,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     type Out = Windowed<K, A::Out>;
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
-        self.late_dropped = Some(metrics::counter!(
-            "strom_late_records_dropped_total",
-            "operator" => init.name.to_string()
-        ));
+        self.late_dropped = Some(late_dropped_counter(init));
         self.init = Some(init.clone());
         if let Some(state) = &init.restored {
             // Every restored pane starts open (pane-major); the first firing moves the
             // complete ones into the FIFOs in order.
             for bytes in state.key_groups.values() {
-                for (end, group) in decode_exact::<Vec<(i64, Vec<u8>)>>(bytes)? {
-                    if !self.open.contains_key(&end) {
-                        let m = self.new_map();
-                        self.open.insert(end, m);
-                    }
-                    if let Some(p) = self.open.get_mut(&end) {
-                        p.restore_group(&group)?;
-                    }
-                }
+                let panes = decode_exact::<Vec<(i64, Vec<u8>)>>(bytes)?;
+                restore_windows(&mut self.open, init, panes)?;
             }
             if let Some(f) = state
                 .entries
@@ -544,22 +534,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         batch: Vec<Record<T>>,
         out: &mut Output<'_, Self::Out>,
     ) -> Result<()> {
-        let processing = self.domain == TimeDomain::ProcessingTime;
-        let now = if processing { out.processing_time() } else { 0 };
-        for mut r in batch {
-            if processing {
-                r.timestamp = now;
-            } else if r.timestamp == NO_TIMESTAMP {
-                out.fail(
-                    r.position,
-                    r.timestamp,
-                    "record has no event timestamp (set one in the WatermarkStrategy)",
-                )?;
-                continue;
-            }
-            self.add(r, out)?;
-        }
-        if processing {
+        for_each_timed(self.domain, batch, out, MISSING_TIMESTAMP, |r, out| {
+            self.add(r, out)
+        })?;
+        if self.domain == TimeDomain::ProcessingTime {
             self.request_timer(out);
         }
         Ok(())

@@ -199,6 +199,19 @@ impl<K: Key, V: StateCodec> KeyGroupedMap<K, V> {
         out
     }
 
+    /// The map of an operator subtask as [`KeyGroupedMap::for_init`], holding
+    /// every key group of the subtask's restored state (each written by
+    /// [`KeyGroupedMap::snapshot`]).
+    pub fn restored(init: &crate::OperatorInit) -> Result<Self> {
+        let mut map = Self::for_init(init);
+        if let Some(state) = &init.restored {
+            for bytes in state.key_groups.values() {
+                map.restore_group(bytes)?;
+            }
+        }
+        Ok(map)
+    }
+
     /// Restores the entries of one key group from [`KeyGroupedMap::snapshot`] bytes.
     pub fn restore_group(&mut self, mut bytes: &[u8]) -> Result<()> {
         let n = u32::decode(&mut bytes)?;
