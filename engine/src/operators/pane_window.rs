@@ -45,7 +45,8 @@ use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::windowing::{
-    MISSING_TIMESTAMP, for_each_timed, late_dropped_counter, restore_windows,
+    self, FireWindows, MISSING_TIMESTAMP, for_each_timed, late_dropped_counter, restore_windows,
+    snapshot_windows,
 };
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::Record;
@@ -202,60 +203,6 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         n
     }
 
-    /// Fires every window whose end is `<= progress + 1`, then evicts panes.
-    fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if progress < self.progress || (progress == self.progress && !self.pending) {
-            return;
-        }
-        self.progress = progress;
-        self.pending = false;
-        let limit = progress.saturating_add(1);
-        let mut emitted = 0;
-        if let Some((&first, _)) = self.panes.first_key_value() {
-            let mut e = self.geo.window_end_at_or_after(first);
-            if self.fired_until != i64::MIN {
-                e = e.max(self.fired_until.saturating_add(self.geo.slide));
-            }
-            while e <= limit {
-                let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
-                if has_pane {
-                    if emitted >= FIRE_BUDGET {
-                        // Let the task send what we have; it calls again with `progress`.
-                        self.pending = true;
-                        return;
-                    }
-                    emitted += self.fire_window(e, out);
-                    self.fired_until = self.fired_until.max(e);
-                }
-                if e == i64::MAX {
-                    break;
-                }
-                if has_pane {
-                    e = e.saturating_add(self.geo.slide);
-                } else {
-                    match self.panes.range(e + 1..).next() {
-                        Some((&next, _)) => e = self.geo.window_end_at_or_after(next),
-                        None => break,
-                    }
-                }
-            }
-        }
-        // Every window end <= limit has now fired.
-        let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
-        self.fired_until = self.fired_until.max(limit - r);
-        let fired_until = self.fired_until;
-        self.kg_fired.retain(|_, f| *f > fired_until);
-        // Drop panes whose last window is past the allowed lateness.
-        while let Some((&end, _)) = self.panes.first_key_value() {
-            let last = self.geo.last_window_end_for_pane(end);
-            if (last - 1).saturating_add(self.lateness) <= progress {
-                self.panes.pop_first();
-            } else {
-                break;
-            }
-        }
-    }
-
     fn process_record(
         &mut self,
         r: Record<T>,
@@ -353,6 +300,72 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             e = e.saturating_add(self.geo.slide);
         }
     }
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K, A::Out>>
+    for PaneWindowOperator<K, T, A>
+{
+    fn domain(&self) -> TimeDomain {
+        self.domain
+    }
+
+    /// Fires every window whose end is `<= progress + 1`, then evicts panes.
+    fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if progress < self.progress || (progress == self.progress && !self.pending) {
+            return;
+        }
+        self.progress = progress;
+        self.pending = false;
+        let limit = progress.saturating_add(1);
+        let mut emitted = 0;
+        if let Some((&first, _)) = self.panes.first_key_value() {
+            let mut e = self.geo.window_end_at_or_after(first);
+            if self.fired_until != i64::MIN {
+                e = e.max(self.fired_until.saturating_add(self.geo.slide));
+            }
+            while e <= limit {
+                let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
+                if has_pane {
+                    if emitted >= FIRE_BUDGET {
+                        // Let the task send what we have; it calls again with `progress`.
+                        self.pending = true;
+                        return;
+                    }
+                    emitted += self.fire_window(e, out);
+                    self.fired_until = self.fired_until.max(e);
+                }
+                if e == i64::MAX {
+                    break;
+                }
+                if has_pane {
+                    e = e.saturating_add(self.geo.slide);
+                } else {
+                    match self.panes.range(e + 1..).next() {
+                        Some((&next, _)) => e = self.geo.window_end_at_or_after(next),
+                        None => break,
+                    }
+                }
+            }
+        }
+        // Every window end <= limit has now fired.
+        let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
+        self.fired_until = self.fired_until.max(limit - r);
+        let fired_until = self.fired_until;
+        self.kg_fired.retain(|_, f| *f > fired_until);
+        // Drop panes whose last window is past the allowed lateness.
+        while let Some((&end, _)) = self.panes.first_key_value() {
+            let last = self.geo.last_window_end_for_pane(end);
+            if (last - 1).saturating_add(self.lateness) <= progress {
+                self.panes.pop_first();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.pending
+    }
 
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if let Some((&first, _)) = self.panes.first_key_value() {
@@ -411,20 +424,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::EventTime {
-            self.advance(watermark, out);
-        }
+        windowing::on_watermark(self, watermark, out);
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::ProcessingTime {
-            self.advance(now - 1, out);
-            while self.pending {
-                self.advance(now - 1, out);
-            }
-            self.request_timer(out);
-        }
+        windowing::on_processing_time(self, now, out);
         if let (Some(every), Some(due)) = (self.early_every, self.next_early) {
             if now >= due {
                 self.fire_early(out);
@@ -436,12 +441,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
-        let mut per_group: BTreeMap<u16, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
-        for (end, pane) in &self.panes {
-            for (kg, bytes) in pane.snapshot() {
-                per_group.entry(kg).or_default().push((*end, bytes));
-            }
-        }
+        let per_group = snapshot_windows(&self.panes);
         // Per key group: the end up to which its windows fired, and its panes.
         let mut state = OperatorState::default();
         for (kg, v) in per_group {
@@ -457,10 +457,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        self.advance(i64::MAX - 1, out);
-        while self.pending {
-            self.advance(i64::MAX - 1, out);
-        }
+        windowing::end_of_input(self, out);
         Ok(())
     }
 

@@ -36,7 +36,7 @@ use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::pane_window::{KeyFn, Windowed};
-use crate::operators::windowing::{for_each_timed, late_dropped_counter};
+use crate::operators::windowing::{self, FireWindows, for_each_timed, late_dropped_counter};
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::Record;
 use crate::state::codec::StateCodec;
@@ -176,6 +176,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SessionWindowOperator<K
         }
         Ok(())
     }
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K, A::Out>>
+    for SessionWindowOperator<K, T, A>
+{
+    fn domain(&self) -> TimeDomain {
+        self.domain
+    }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if progress <= self.progress {
@@ -206,6 +214,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SessionWindowOperator<K
             }
         }
         self.sessions = Some(map);
+    }
+
+    fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
+        if let Some(t) = self.timers.next_time() {
+            out.request_processing_timer(t.saturating_add(1));
+        }
     }
 }
 
@@ -246,27 +260,18 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
             |r, out| self.add(r, out),
         )?;
         if self.domain == TimeDomain::ProcessingTime {
-            if let Some(t) = self.timers.next_time() {
-                out.request_processing_timer(t.saturating_add(1));
-            }
+            FireWindows::request_timer(self, out);
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::EventTime {
-            self.advance(watermark, out);
-        }
+        windowing::on_watermark(self, watermark, out);
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::ProcessingTime {
-            self.advance(now - 1, out);
-            if let Some(t) = self.timers.next_time() {
-                out.request_processing_timer(t.saturating_add(1));
-            }
-        }
+        windowing::on_processing_time(self, now, out);
         Ok(())
     }
 
@@ -282,7 +287,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        self.advance(i64::MAX - 1, out);
+        windowing::end_of_input(self, out);
         Ok(())
     }
 

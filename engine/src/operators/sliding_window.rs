@@ -38,7 +38,8 @@ use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::pane_window::{FIRE_BUDGET, KeyFn, Windowed};
 use crate::operators::windowing::{
-    MISSING_TIMESTAMP, for_each_timed, key_grouped_map, late_dropped_counter, restore_windows,
+    self, FireWindows, MISSING_TIMESTAMP, for_each_timed, key_grouped_map, late_dropped_counter,
+    restore_windows, snapshot_windows,
 };
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::Record;
@@ -449,6 +450,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         let c = self.included.first_key_value().map(|(k, _)| *k);
         [a, b, c].into_iter().flatten().min()
     }
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K, A::Out>>
+    for SlidingWindowOperator<K, T, A>
+{
+    fn domain(&self) -> TimeDomain {
+        self.domain
+    }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if progress < self.progress || (progress == self.progress && !self.pending) {
@@ -489,6 +498,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         }
         let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
         self.fired_until = self.fired_until.max(limit - r);
+    }
+
+    fn pending(&self) -> bool {
+        self.pending
     }
 
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
@@ -544,20 +557,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::EventTime {
-            self.advance(watermark, out);
-        }
+        windowing::on_watermark(self, watermark, out);
         Ok(())
     }
 
     fn on_processing_time(&mut self, now: i64, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        if self.domain == TimeDomain::ProcessingTime {
-            self.advance(now - 1, out);
-            while self.pending {
-                self.advance(now - 1, out);
-            }
-            self.request_timer(out);
-        }
+        windowing::on_processing_time(self, now, out);
         Ok(())
     }
 
@@ -580,12 +585,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
                 }
             }
         }
-        let mut per_group: BTreeMap<u16, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
-        for (end, pane) in &panes {
-            for (kg, bytes) in pane.snapshot() {
-                per_group.entry(kg).or_default().push((*end, bytes));
-            }
-        }
+        let per_group = snapshot_windows(&panes);
         let mut state = OperatorState::default();
         for (kg, v) in per_group {
             state.key_groups.insert(kg, encode_to_vec(&v));
@@ -598,10 +598,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
-        self.advance(i64::MAX - 1, out);
-        while self.pending {
-            self.advance(i64::MAX - 1, out);
-        }
+        windowing::end_of_input(self, out);
         Ok(())
     }
 

@@ -75,3 +75,68 @@ pub(crate) fn restore_windows<K: Key, V: StateCodec>(
     }
     Ok(())
 }
+
+/// The firing half of a time-window operator, which [`on_watermark`],
+/// [`on_processing_time`] and [`end_of_input`] drive the same way for each.
+pub(crate) trait FireWindows<O> {
+    /// The time the windows are defined in.
+    fn domain(&self) -> TimeDomain;
+    /// Fires (a bounded number of) the windows that end at or before `progress`.
+    fn advance(&mut self, progress: i64, out: &mut Output<'_, O>);
+    /// Whether [`FireWindows::advance`] left windows up to its progress unfired.
+    fn pending(&self) -> bool {
+        false
+    }
+    /// Asks for the processing-time timer of the next window to fire.
+    fn request_timer(&self, out: &mut Output<'_, O>);
+}
+
+/// Fires the windows a watermark completes (event time only); windows beyond the
+/// operator's budget stay pending for the task to offer again.
+pub(crate) fn on_watermark<O>(
+    op: &mut impl FireWindows<O>,
+    watermark: i64,
+    out: &mut Output<'_, O>,
+) {
+    if op.domain() == TimeDomain::EventTime {
+        op.advance(watermark, out);
+    }
+}
+
+/// Fires every window that ended before `now` (processing time only), then asks
+/// for the next timer.
+pub(crate) fn on_processing_time<O>(
+    op: &mut impl FireWindows<O>,
+    now: i64,
+    out: &mut Output<'_, O>,
+) {
+    if op.domain() == TimeDomain::ProcessingTime {
+        op.advance(now - 1, out);
+        while op.pending() {
+            op.advance(now - 1, out);
+        }
+        op.request_timer(out);
+    }
+}
+
+/// Fires every window left at the end of a bounded input.
+pub(crate) fn end_of_input<O>(op: &mut impl FireWindows<O>, out: &mut Output<'_, O>) {
+    op.advance(i64::MAX - 1, out);
+    while op.pending() {
+        op.advance(i64::MAX - 1, out);
+    }
+}
+
+/// The key groups of per-window maps, pane-major as [`restore_windows`] reads
+/// them: per key group, `(window end, that group's snapshot bytes)` in end order.
+pub(crate) fn snapshot_windows<K: Key, V: StateCodec>(
+    windows: &BTreeMap<i64, KeyGroupedMap<K, V>>,
+) -> BTreeMap<u16, Vec<(i64, Vec<u8>)>> {
+    let mut per_group: BTreeMap<u16, Vec<(i64, Vec<u8>)>> = BTreeMap::new();
+    for (end, map) in windows {
+        for (kg, bytes) in map.snapshot() {
+            per_group.entry(kg).or_default().push((*end, bytes));
+        }
+    }
+    per_group
+}
