@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use connectors::file::{BadRecordPolicy as FileBadRecords, FileSink, FileSource};
+use connectors::file::{BadLinePolicy, FileSink, FileSource};
 use connectors::kafka::{BadRecordPolicy, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope};
 use connectors::postgres::{PgColumn, PgType, PgValue, PostgresSink, WriteMode};
 use connectors::stdout::PrintSink;
@@ -606,10 +606,10 @@ impl Builder<'_> {
                 let src = FileSource::new(path.clone())
                     .format(format.clone())
                     .skip_header_lines(u64::from(*header))
-                    .on_bad_record(if *skip_bad {
-                        FileBadRecords::Skip
+                    .on_bad_line(if *skip_bad {
+                        BadLinePolicy::Skip
                     } else {
-                        FileBadRecords::Fail
+                        BadLinePolicy::Fail
                     })
                     .named(format!("scan {table}"));
                 self.p.source(src, wm)

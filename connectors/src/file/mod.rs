@@ -22,14 +22,14 @@
 //! checkpoint ([`engine::ErrorClass::Rollback`]): the source re-reads from the
 //! checkpointed positions, the sink's uncommitted in-progress files are deleted when
 //! it opens again. A missing path, a denied permission, a line over the limit or a
-//! bad line under [`BadRecordPolicy::Fail`] fails the job
+//! bad line under [`BadLinePolicy::Fail`] fails the job
 //! ([`engine::ErrorClass::Fatal`]): running again would meet the same file.
 
 mod sink;
 mod source;
 
 pub use sink::{DEFAULT_MAX_FILE_SIZE, FileSink};
-pub use source::{BadRecordPolicy, DEFAULT_MAX_LINE_BYTES, FileSource};
+pub use source::{BadLinePolicy, DEFAULT_MAX_LINE_BYTES, FileSource};
 
 use std::io;
 use std::path::Path;

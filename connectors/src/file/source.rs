@@ -67,7 +67,7 @@ const KEEP_LINE_BUFFER: usize = 1024 * 1024;
 
 /// What happens to a line that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BadRecordPolicy {
+pub enum BadLinePolicy {
     /// Fail the job (the default) with an error naming the file, the line number and
     /// the format's error.
     #[default]
@@ -80,14 +80,14 @@ pub enum BadRecordPolicy {
 /// A bounded source over a file or the files of a directory, one record per line.
 ///
 /// ```no_run
-/// use connectors::file::{BadRecordPolicy, FileSource};
+/// use connectors::file::{BadLinePolicy, FileSource};
 /// use connectors::format::Json;
 /// # #[derive(serde::Serialize, serde::Deserialize)]
 /// # struct Click { url: String }
 /// // Every file of `clicks/`, one JSON document per line.
 /// let clicks = FileSource::new("clicks/")
 ///     .format(Json::<Click>::new())
-///     .on_bad_record(BadRecordPolicy::Skip);
+///     .on_bad_line(BadLinePolicy::Skip);
 /// // A CSV file read as text, without its header line.
 /// let rows = FileSource::new("orders.csv").skip_header_lines(1);
 /// # let _ = (clicks, rows);
@@ -96,7 +96,7 @@ pub struct FileSource<T> {
     path: PathBuf,
     format: Arc<dyn Format<T>>,
     header_lines: u64,
-    policy: BadRecordPolicy,
+    policy: BadLinePolicy,
     max_line_bytes: usize,
     name: String,
 }
@@ -111,7 +111,7 @@ impl FileSource<String> {
             path,
             format: Arc::new(Utf8),
             header_lines: 0,
-            policy: BadRecordPolicy::Fail,
+            policy: BadLinePolicy::Fail,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
         }
     }
@@ -138,8 +138,8 @@ impl<T: Send + 'static> FileSource<T> {
         }
     }
 
-    /// What to do with lines that do not decode ([`BadRecordPolicy::Fail`] by default).
-    pub fn on_bad_record(self, policy: BadRecordPolicy) -> Self {
+    /// What to do with lines that do not decode ([`BadLinePolicy::Fail`] by default).
+    pub fn on_bad_line(self, policy: BadLinePolicy) -> Self {
         FileSource { policy, ..self }
     }
 
@@ -203,8 +203,8 @@ impl<T: Send + 'static> Source<T> for FileSource<T> {
         tracing::debug!(path = %self.path.display(), files = files.len(), "file source splits");
         let open_files = Arc::new(OpenFiles::default());
         let policy_label = match self.policy {
-            BadRecordPolicy::Fail => "fail",
-            BadRecordPolicy::Skip => "skip",
+            BadLinePolicy::Fail => "fail",
+            BadLinePolicy::Skip => "skip",
         };
         let bad = metrics::counter!(
             "strom_file_source_bad_records_total",
@@ -285,7 +285,7 @@ struct LineCount {
 struct FileSplit<T> {
     path: PathBuf,
     format: Arc<dyn Format<T>>,
-    policy: BadRecordPolicy,
+    policy: BadLinePolicy,
     max_line_bytes: usize,
     header_lines: u64,
     /// Header lines still to skip (none when resuming past the start).
@@ -426,12 +426,12 @@ impl<T: Send + 'static> FileSplit<T> {
         self.bad.increment(1);
         let at = self.describe_line(offset);
         match self.policy {
-            BadRecordPolicy::Fail => Err(EngineError::external(
+            BadLinePolicy::Fail => Err(EngineError::external(
                 format!("file {} {at} does not decode", self.path.display()),
                 error,
                 ErrorClass::Fatal,
             )),
-            BadRecordPolicy::Skip => {
+            BadLinePolicy::Skip => {
                 tracing::warn!(file = %self.path.display(), at, error = %error, "bad record skipped");
                 Ok(())
             }
@@ -717,7 +717,7 @@ mod tests {
         let file = write_readings(&dir);
         let mut splits = FileSource::new(&file)
             .format(Json::<Reading>::new())
-            .on_bad_record(BadRecordPolicy::Skip)
+            .on_bad_line(BadLinePolicy::Skip)
             .create_splits()
             .unwrap();
         let records = read_all(&mut splits, 10).await.unwrap();
