@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Manage consumer groups: list, describe (lag), delete, reset or delete offsets.
+    Groups {
+        #[command(subcommand)]
+        action: GroupsAction,
+    },
     /// Produce lines from stdin, one record per line.
     Produce {
         /// Topic to write to.
@@ -202,10 +207,12 @@ impl Cli {
 }
 
 mod consume;
+mod groups;
 mod produce;
 mod topics;
 
 use consume::{ConsumeFlags, consume};
+use groups::{GroupsAction, groups};
 use produce::produce;
 use topics::topics;
 
@@ -246,6 +253,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?
         }
         Command::Topics { action } => topics(&cli, action).await?,
+        Command::Groups { action } => groups(&cli, action).await?,
         Command::Produce {
             topic,
             key_separator,
