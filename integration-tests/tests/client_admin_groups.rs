@@ -154,7 +154,10 @@ async fn a_group_through_its_life(protocol: &str, expected_type: GroupType) {
     // Kafka 4.1 answers UNKNOWN_MEMBER_ID for both protocols.
     assert_eq!(e.code(), Some(ErrorCode::UnknownMemberId), "{e}");
     assert!(e.to_string().contains("active members"), "{e}");
-    let e = admin.delete_groups(&[group.clone()]).await.unwrap_err();
+    let e = admin
+        .delete_groups(std::slice::from_ref(&group))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NonEmptyGroup), "{e}");
     let e = admin
         .delete_group_offsets(&group, &[tp(&topic, 0)])
@@ -188,7 +191,10 @@ async fn a_group_through_its_life(protocol: &str, expected_type: GroupType) {
         BTreeMap::from([(tp(&topic, 0), 2)])
     );
 
-    admin.delete_groups(&[group.clone()]).await.unwrap();
+    admin
+        .delete_groups(std::slice::from_ref(&group))
+        .await
+        .unwrap();
     let e = admin.describe_group(&group).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::GroupIdNotFound), "{e}");
     assert!(admin.list_group_offsets(&group).await.unwrap().is_empty());
@@ -221,7 +227,10 @@ async fn an_unknown_group_is_not_found() {
     assert_eq!(e.code(), Some(ErrorCode::GroupIdNotFound), "{e}");
     let e = admin.group_lag(&group).await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::GroupIdNotFound), "{e}");
-    let e = admin.delete_groups(&[group.clone()]).await.unwrap_err();
+    let e = admin
+        .delete_groups(std::slice::from_ref(&group))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::GroupIdNotFound), "{e}");
     // OffsetFetch answers an unknown group with no offsets, not an error.
     assert!(admin.list_group_offsets(&group).await.unwrap().is_empty());

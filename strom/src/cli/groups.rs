@@ -216,7 +216,7 @@ fn with_hint(e: kafka_wire::Error, hint: &str) -> anyhow::Error {
 fn explain(e: kafka_wire::Error) -> anyhow::Error {
     match e.code() {
         Some(ErrorCode::GroupIdNotFound) => {
-            with_hint(e, "no such group; `strom groups list` shows the groups")
+            with_hint(e, "check the name (`strom groups list` shows the groups)")
         }
         Some(ErrorCode::NonEmptyGroup) => with_hint(e, "stop the group's consumers first"),
         Some(ErrorCode::GroupSubscribedToTopic) => with_hint(

@@ -429,7 +429,6 @@ impl Admin {
                 .or_default()
                 .push(OffsetDeleteRequestPartition {
                     partition_index: *p,
-                    ..Default::default()
                 });
         }
         let request = OffsetDeleteRequest {
@@ -439,10 +438,8 @@ impl Admin {
                 .map(|(name, partitions)| OffsetDeleteRequestTopic {
                     name: name.to_string(),
                     partitions,
-                    ..Default::default()
                 })
                 .collect(),
-            ..Default::default()
         };
         let mut coordinator = self.coordinator(group);
         let response = coordinator
