@@ -2,6 +2,9 @@
 //! group protocols: the classic one commits under a generation (OffsetCommit v8,
 //! OffsetFetch v7), the consumer protocol (KIP-848) under a member epoch
 //! (OffsetCommit v9, OffsetFetch v9 with the member id and epoch).
+//! The admin (`admin/groups.rs`) reads and sets a group's offsets through the
+//! same calls, as no member (OffsetFetch v7 for all topics, OffsetCommit with
+//! generation -1).
 //!
 //! Topics are named, not identified by id: OffsetCommit v10 and OffsetFetch v10
 //! (topic ids only) stay unused, see `client_max_version`.
