@@ -174,3 +174,169 @@ pub fn kafka_script(args: &[&str]) {
         other => panic!("scripts/kafka {args:?} failed: {other:?}"),
     }
 }
+
+/// What a Java tool printed, and how it ended.
+#[derive(Debug)]
+pub struct JavaToolOutput {
+    /// The exit status (a tool killed at its time limit has none).
+    pub status: Option<std::process::ExitStatus>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl JavaToolOutput {
+    /// Whether the tool exited with status 0.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+}
+
+/// Runs a Java class of the Kafka distribution that `scripts/kafka` fetches (e.g.
+/// `org.apache.kafka.tools.consumer.group.ConsumerGroupCommand`), with `args`,
+/// `stdin` fed to it when given, through `scripts/kafka run CLASS ARGS...` (the
+/// broker's classpath and Java). Killed after `limit`; panics if it cannot start.
+pub fn java_tool(
+    class: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    limit: std::time::Duration,
+) -> JavaToolOutput {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(workspace_root().join("scripts/kafka"))
+        .arg("run")
+        .arg(class)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start scripts/kafka run {class}: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    JavaToolOutput {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A group member that polls in a task of its own until stopped, committing
+/// nothing by itself: a live member for tests of group administration.
+pub struct PollingMember {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    handle: kafka_wire::client::group::GroupHandle,
+}
+
+impl PollingMember {
+    /// Joins `group` with `properties` (e.g. `group.protocol`, `client.id`) over
+    /// `bootstrap`, subscribed to `topics`, and polls every 100 ms for at most
+    /// `limit`; auto-commit is off. Panics if the consumer cannot be created.
+    pub async fn start(
+        bootstrap: &str,
+        group: &str,
+        topics: &[&str],
+        properties: &[(&str, &str)],
+        limit: std::time::Duration,
+    ) -> PollingMember {
+        use kafka_wire::client::config::ConsumerConfig;
+        use kafka_wire::client::group::GroupConsumer;
+        use std::sync::atomic::Ordering;
+        let mut props = std::collections::BTreeMap::from([
+            ("bootstrap.servers".to_string(), bootstrap.to_string()),
+            ("group.id".to_string(), group.to_string()),
+            ("enable.auto.commit".to_string(), "false".to_string()),
+            ("auto.offset.reset".to_string(), "earliest".to_string()),
+            ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ]);
+        for (k, v) in properties {
+            props.insert(k.to_string(), v.to_string());
+        }
+        let config = match ConsumerConfig::from_properties(&props) {
+            Ok(c) => c,
+            Err(e) => panic!("consumer config {props:?}: {e}"),
+        };
+        let mut consumer = match GroupConsumer::new(config).await {
+            Ok(c) => c,
+            Err(e) => panic!("group consumer of {group}: {e}"),
+        };
+        consumer.subscribe(topics.iter().copied());
+        let handle = consumer.handle();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while !flag.load(Ordering::Acquire) && started.elapsed() < limit {
+                if let Err(e) = consumer
+                    .poll_for(std::time::Duration::from_millis(100))
+                    .await
+                {
+                    eprintln!("polling member: {e}");
+                }
+            }
+            if let Err(e) = consumer.close().await {
+                eprintln!("closing polling member: {e}");
+            }
+        });
+        PollingMember { stop, task, handle }
+    }
+
+    /// The member, seen from outside its task (identity, commits).
+    pub fn handle(&self) -> &kafka_wire::client::group::GroupHandle {
+        &self.handle
+    }
+
+    /// Stops polling and leaves the group (close); waits for the task.
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Err(e) = self.task.await {
+            panic!("polling member task: {e}");
+        }
+    }
+}

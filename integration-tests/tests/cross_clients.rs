@@ -4,11 +4,9 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use integration_tests::{random_topic, require_broker, workspace_root};
+use integration_tests::{java_tool, random_topic, require_broker};
 use kafka_wire::client::admin::NewTopic;
 use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
 use kafka_wire::client::consumer::{Consumer, ConsumerRecord};
@@ -52,30 +50,9 @@ async fn read_all(
 }
 
 fn kafka_tool(class: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(workspace_root().join("scripts/kafka"))
-        .arg("run")
-        .arg(class)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{class} failed");
-    String::from_utf8(out.stdout).unwrap()
+    let out = java_tool(class, args, stdin, Duration::from_secs(120));
+    assert!(out.success(), "{class} failed: {}", out.stderr);
+    out.stdout
 }
 
 #[tokio::test]

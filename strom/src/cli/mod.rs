@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Manage consumer groups: list, describe (lag), delete, reset or delete offsets.
+    Groups {
+        #[command(subcommand)]
+        action: GroupsAction,
+    },
     /// Produce lines from stdin (or --file), one record per line.
     Produce {
         /// Topic to write to.
@@ -261,12 +266,14 @@ impl Cli {
 
 mod advice;
 mod consume;
+mod groups;
 mod output;
 mod produce;
 mod topics;
 
 pub use advice::advice;
 use consume::{ConsumeFlags, StartAt, consume};
+use groups::{GroupsAction, groups};
 use output::RecordOutput;
 use produce::{ProduceFlags, produce};
 use topics::topics;
@@ -308,6 +315,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?
         }
         Command::Topics { action } => topics(&cli, action).await?,
+        Command::Groups { action } => groups(&cli, action).await?,
         Command::Produce {
             topic,
             key_separator,

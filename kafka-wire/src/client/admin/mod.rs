@@ -1,9 +1,14 @@
-//! Admin operations: topics, partitions, offsets, cluster and configs.
+//! Admin operations: topics, partitions, offsets, cluster and configs; consumer
+//! groups in `groups.rs`.
 //!
 //! Topic and config changes go to the controller id that metadata reports (with
 //! KRaft that is any broker, which forwards to the quorum), with retries on
 //! NOT_CONTROLLER and other retriable errors. Offset lookups go to each partition's
 //! leader.
+
+mod groups;
+
+pub use groups::{GroupDescription, GroupLag, GroupListing, GroupMember, GroupType, PartitionLag};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

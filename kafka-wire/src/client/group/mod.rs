@@ -62,7 +62,7 @@ pub mod assignor;
 mod consumer_protocol;
 mod handle;
 mod membership;
-mod offsets;
+pub(crate) mod offsets;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

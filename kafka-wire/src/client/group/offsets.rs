@@ -2,6 +2,9 @@
 //! group protocols: the classic one commits under a generation (OffsetCommit v8,
 //! OffsetFetch v7), the consumer protocol (KIP-848) under a member epoch
 //! (OffsetCommit v9, OffsetFetch v9 with the member id and epoch).
+//! The admin (`admin/groups.rs`) reads and sets a group's offsets through the
+//! same calls, as no member (OffsetFetch v7 for all topics, OffsetCommit with
+//! generation -1).
 //!
 //! Topics are named, not identified by id: OffsetCommit v10 and OffsetFetch v10
 //! (topic ids only) stay unused, see `client_max_version`.
@@ -111,42 +114,15 @@ pub(crate) async fn fetch(
         topics.entry(t).or_default().push(*p);
     }
     let Some(member) = member else {
-        let request = OffsetFetchRequest {
-            group_id: group_id.to_string(),
-            topics: Some(
-                topics
-                    .into_iter()
-                    .map(|(name, partition_indexes)| OffsetFetchRequestTopic {
-                        name: name.to_string(),
-                        partition_indexes,
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            require_stable: true,
-            ..Default::default()
-        };
-        let response = coordinator
-            .call(&request, Some(7), deadline, |r| {
-                ErrorCode::first_error(
-                    std::iter::once(r.error_code).chain(
-                        r.topics
-                            .iter()
-                            .flat_map(|t| &t.partitions)
-                            .map(|p| p.error_code),
-                    ),
-                )
+        let topics = topics
+            .into_iter()
+            .map(|(name, partition_indexes)| OffsetFetchRequestTopic {
+                name: name.to_string(),
+                partition_indexes,
+                ..Default::default()
             })
-            .await?;
-        let mut out = BTreeMap::new();
-        for t in response.topics {
-            for p in t.partitions {
-                if p.committed_offset >= 0 {
-                    out.insert((t.name.clone(), p.partition_index), p.committed_offset);
-                }
-            }
-        }
-        return Ok(out);
+            .collect();
+        return fetch_v7(coordinator, group_id, Some(topics), true, deadline).await;
     };
     // The `groups` layout exists from v8 on; the member fields from v9 on.
     let version = coordinator
@@ -199,6 +175,55 @@ pub(crate) async fn fetch(
                 if p.committed_offset >= 0 {
                     out.insert((t.name.clone(), p.partition_index), p.committed_offset);
                 }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every committed offset of `group_id` (OffsetFetch v7 without a member, all
+/// topics), as an admin reads them. With `require_stable`, offsets of open
+/// transactions are waited for; without, the last stable ones are returned.
+pub(crate) async fn fetch_all(
+    coordinator: &mut Coordinator,
+    group_id: &str,
+    require_stable: bool,
+    deadline: Instant,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    fetch_v7(coordinator, group_id, None, require_stable, deadline).await
+}
+
+/// OffsetFetch (at most v7, one group, no member): `topics` None asks for all.
+async fn fetch_v7(
+    coordinator: &mut Coordinator,
+    group_id: &str,
+    topics: Option<Vec<OffsetFetchRequestTopic>>,
+    require_stable: bool,
+    deadline: Instant,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    let request = OffsetFetchRequest {
+        group_id: group_id.to_string(),
+        topics,
+        require_stable,
+        ..Default::default()
+    };
+    let response = coordinator
+        .call(&request, Some(7), deadline, |r| {
+            ErrorCode::first_error(
+                std::iter::once(r.error_code).chain(
+                    r.topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .map(|p| p.error_code),
+                ),
+            )
+        })
+        .await?;
+    let mut out = BTreeMap::new();
+    for t in response.topics {
+        for p in t.partitions {
+            if p.committed_offset >= 0 {
+                out.insert((t.name.clone(), p.partition_index), p.committed_offset);
             }
         }
     }
