@@ -2,8 +2,9 @@
 //!
 //! `run FILE.sql` runs a pipeline written in Flink-dialect SQL (see the `sql`
 //! crate) and `explain FILE.sql` prints its operator graph. The Kafka tool half:
-//! `topics` (create, list, describe, delete), `produce` (lines from stdin) and
-//! `consume` (to stdout), on strom's own client.
+//! `topics` (list, describe, create, delete, alter-config, delete-records),
+//! `txns` (list, describe, find-hanging, abort), `cluster describe`, `produce`
+//! (lines from stdin) and `consume` (to stdout), on strom's own client.
 //! Every command takes `--bootstrap` (or `KAFKA_BOOTSTRAP`) and `--config FILE`, a
 //! Java-style `.properties` file whose keys use the Java client's names.
 
