@@ -130,6 +130,13 @@ async fn topics_are_created_listed_described_altered_and_deleted() {
     .await;
     assert_eq!(created, [format!("created topic {topic}")]);
     topic_metadata(&c, &topic).await;
+    let again = fails(&bootstrap, &["topics", "create", &topic]).await;
+    assert!(
+        again.starts_with(&format!(
+            "error: topic {topic} already exists (TOPIC_ALREADY_EXISTS): "
+        )),
+        "{again}"
+    );
 
     eventually(&bootstrap, &["topics", "list"], |l| l.contains(&topic)).await;
     let internal = ok(&bootstrap, &["topics", "list", "--internal"]).await;

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use kafka_wire::client::admin::{AlterConfigOp, ConfigSource, DELETE_ALL_RECORDS, NewTopic};
+use kafka_wire::ErrorCode;
+use kafka_wire::client::admin::{
+    AlterConfigOp, ConfigEntry, ConfigSource, DELETE_ALL_RECORDS, NewTopic,
+};
 use kafka_wire::client::cluster::TopicInfo;
 use kafka_wire::client::{Admin, Client};
 use kafka_wire::protocol::Uuid;
@@ -47,7 +50,8 @@ pub(super) async fn topics(cli: &Cli, action: &TopicsAction) -> anyhow::Result<(
             }
         }
         TopicsAction::Describe { topics, internal } => {
-            let infos = if topics.is_empty() {
+            let every = topics.is_empty();
+            let infos = if every {
                 all_topics(&client, *internal).await?
             } else {
                 let mut infos = Vec::new();
@@ -57,7 +61,14 @@ pub(super) async fn topics(cli: &Cli, action: &TopicsAction) -> anyhow::Result<(
                 infos
             };
             for info in infos {
-                describe(&admin, &info).await?;
+                let configs = match admin.describe_topic_configs(&info.name).await {
+                    // Deleted since it was listed.
+                    Err(e) if every && e.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
+                        continue;
+                    }
+                    r => r.about(Subject::Topic(&info.name))?,
+                };
+                describe(&info, &configs);
             }
         }
         TopicsAction::Delete { topics } => {
@@ -145,11 +156,7 @@ fn replication_factor(t: &TopicInfo) -> usize {
 
 /// Prints one topic in the layout of kafka-topics.sh --describe (tab-separated):
 /// the topic with the configs set on it, then its partitions.
-async fn describe(admin: &Admin, info: &TopicInfo) -> anyhow::Result<()> {
-    let configs = admin
-        .describe_topic_configs(&info.name)
-        .await
-        .about(Subject::Topic(&info.name))?;
+fn describe(info: &TopicInfo, configs: &BTreeMap<String, ConfigEntry>) {
     let own: Vec<String> = configs
         .iter()
         .filter(|(_, c)| c.source == ConfigSource::Topic)
@@ -182,7 +189,6 @@ async fn describe(admin: &Admin, info: &TopicInfo) -> anyhow::Result<()> {
             ids(&p.isr)
         );
     }
-    Ok(())
 }
 
 fn ids(nodes: &[i32]) -> String {
