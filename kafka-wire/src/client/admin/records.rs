@@ -107,3 +107,128 @@ impl Admin {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::client::Client;
+    use crate::client::config::ProducerConfig;
+    use crate::client::fake_broker::{
+        accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
+    };
+    use crate::protocol::messages::delete_records_response::{
+        DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+    };
+    use crate::protocol::messages::{ApiKey, DeleteRecordsResponse, MetadataRequest};
+    use crate::protocol::{Message, Uuid};
+
+    /// One broker leading `t` (2 partitions) that refuses the first DeleteRecords
+    /// with NOT_LEADER_OR_FOLLOWER, then deletes as asked (-1: up to offset 50).
+    struct Fake {
+        port: u16,
+        metadata: AtomicUsize,
+        deletes: AtomicUsize,
+    }
+
+    impl Fake {
+        async fn serve(self: Arc<Self>, mut stream: TcpStream) {
+            while let Some(request) = read_request(&mut stream).await {
+                let (version, cid, mut body) = (request.version, request.cid, request.body);
+                let out = match request.api {
+                    ApiKey::ApiVersions => api_versions(
+                        &[
+                            (ApiKey::ApiVersions, 3),
+                            (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                            (
+                                ApiKey::DeleteRecords,
+                                DeleteRecordsRequest::VALID_VERSIONS.max,
+                            ),
+                        ],
+                        version,
+                        cid,
+                    ),
+                    ApiKey::Metadata => {
+                        self.metadata.fetch_add(1, Ordering::SeqCst);
+                        let metadata = one_broker_metadata(self.port, &[("t", Uuid::ZERO, 2)]);
+                        frame_of(&metadata, version, cid)
+                    }
+                    ApiKey::DeleteRecords => {
+                        let first = self.deletes.fetch_add(1, Ordering::SeqCst) == 0;
+                        let request = DeleteRecordsRequest::decode(&mut body, version).unwrap();
+                        let response = DeleteRecordsResponse {
+                            topics: request
+                                .topics
+                                .iter()
+                                .map(|t| DeleteRecordsTopicResult {
+                                    name: t.name.clone(),
+                                    partitions: t
+                                        .partitions
+                                        .iter()
+                                        .map(|p| DeleteRecordsPartitionResult {
+                                            partition_index: p.partition_index,
+                                            low_watermark: if first {
+                                                -1
+                                            } else if p.offset == DELETE_ALL_RECORDS {
+                                                50
+                                            } else {
+                                                p.offset
+                                            },
+                                            error_code: if first {
+                                                ErrorCode::NotLeaderOrFollower.code()
+                                            } else {
+                                                0
+                                            },
+                                            ..Default::default()
+                                        })
+                                        .collect(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        };
+                        frame_of(&response, version, cid)
+                    }
+                    other => panic!("unexpected {other:?}"),
+                };
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stale_leader_refreshes_metadata_and_deletes_again() {
+        let (listener, port) = bind().await;
+        let fake = Arc::new(Fake {
+            port,
+            metadata: AtomicUsize::new(0),
+            deletes: AtomicUsize::new(0),
+        });
+        accept_all(listener, &fake, Fake::serve);
+        let config = ProducerConfig::from_properties(&client_props(port)).unwrap();
+        let admin = Admin::new(Client::connect(config.client).await.unwrap());
+
+        let before = BTreeMap::from([
+            (("t".to_string(), 0), 7),
+            (("t".to_string(), 1), DELETE_ALL_RECORDS),
+        ]);
+        let low = admin.delete_records(&before).await.unwrap();
+        assert_eq!(
+            low,
+            BTreeMap::from([(("t".to_string(), 0), 7), (("t".to_string(), 1), 50)])
+        );
+        assert_eq!(fake.deletes.load(Ordering::SeqCst), 2);
+        // The fake names t in every answer, so connecting cached it; the second
+        // lookup is the one after NOT_LEADER_OR_FOLLOWER.
+        assert_eq!(fake.metadata.load(Ordering::SeqCst), 2);
+    }
+}
