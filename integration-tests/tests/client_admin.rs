@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use integration_tests::{random_topic, require_broker};
 use kafka_wire::ErrorCode;
-use kafka_wire::client::admin::{AlterConfigOp, NewTopic, OffsetSpec};
-use kafka_wire::client::config::{ClientConfig, IsolationLevel};
-use kafka_wire::client::{Admin, Client};
+use kafka_wire::client::admin::{AlterConfigOp, DELETE_ALL_RECORDS, NewTopic, OffsetSpec};
+use kafka_wire::client::config::{ClientConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 
 #[tokio::test]
 async fn topics_partitions_configs_and_offsets_round_trip_through_the_broker() {
@@ -110,4 +110,100 @@ async fn unknown_topic_is_a_typed_error() {
         Some(ErrorCode::UnknownTopicOrPartition),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_offset() {
+    let bootstrap = require_broker!();
+    let client = Client::connect(ClientConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let admin = Admin::new(client.clone());
+    let topic = integration_tests::create_random_topic(&client, "delete-records", 2).await;
+    integration_tests::topic_metadata(&client, &topic).await;
+
+    let producer = Producer::with_client(client.clone(), ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    for (partition, count) in [(0, 10), (1, 5)] {
+        for i in 0..count {
+            let record = ProducerRecord::new(&topic, format!("r{i}")).partition(partition);
+            deliveries.push(producer.send(record).await.unwrap());
+        }
+    }
+    for d in deliveries {
+        d.await.unwrap();
+    }
+
+    let before = BTreeMap::from([
+        ((topic.clone(), 0), 4),
+        ((topic.clone(), 1), DELETE_ALL_RECORDS),
+    ]);
+    let low = admin.delete_records(&before).await.unwrap();
+    assert_eq!(
+        low,
+        BTreeMap::from([((topic.clone(), 0), 4), ((topic.clone(), 1), 5)])
+    );
+    let earliest = admin
+        .list_offsets(
+            &topic,
+            &[0, 1],
+            OffsetSpec::Earliest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(earliest[&0].offset, 4);
+    assert_eq!(earliest[&1].offset, 5);
+
+    // Deleting before an offset the log already starts after changes nothing.
+    let again = admin
+        .delete_records(&BTreeMap::from([((topic.clone(), 0), 2)]))
+        .await
+        .unwrap();
+    assert_eq!(again[&(topic.clone(), 0)], 4);
+
+    // Past the high watermark is refused.
+    let past = admin
+        .delete_records(&BTreeMap::from([((topic.clone(), 0), 11)]))
+        .await
+        .unwrap_err();
+    assert_eq!(past.code(), Some(ErrorCode::OffsetOutOfRange), "{past}");
+
+    producer
+        .close(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    admin
+        .delete_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn list_topics_returns_every_topic_with_its_partitions() {
+    let bootstrap = require_broker!();
+    let client = Client::connect(ClientConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let topic = integration_tests::create_random_topic(&client, "list-topics", 3).await;
+    integration_tests::topic_metadata(&client, &topic).await;
+    let mut listed = None;
+    for _ in 0..100 {
+        let all = client.list_topics().await.unwrap();
+        assert!(all.windows(2).all(|w| w[0].name < w[1].name));
+        listed = all.into_iter().find(|t| t.name == topic);
+        if listed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let listed = listed.unwrap();
+    assert_eq!(listed.partitions.len(), 3);
+    assert!(!listed.is_internal);
+    Admin::new(client)
+        .delete_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
 }

@@ -2,10 +2,12 @@
 //!
 //! `run FILE.sql` runs a pipeline written in Flink-dialect SQL (see the `sql`
 //! crate) and `explain FILE.sql` prints its operator graph. The Kafka tool half,
-//! on strom's own client: `topics`, `groups` (list, describe with lag, delete,
-//! reset and delete offsets), `produce` (lines from stdin or a file, with keys,
-//! headers and a rate) and `consume` (to stdout as values, a format string or
-//! JSON; from partitions or in a consumer group).
+//! on strom's own client: `topics` (list, describe, create, delete, alter-config,
+//! delete-records), `groups` (list, describe with lag, delete, reset and delete
+//! offsets), `txns` (list, describe, find-hanging, abort), `cluster describe`,
+//! `produce` (lines from stdin or a file, with keys, headers and a rate) and
+//! `consume` (to stdout as values, a format string or JSON; from partitions or in
+//! a consumer group).
 //! Every command takes `--bootstrap` (or `KAFKA_BOOTSTRAP`) and `--config FILE`, a
 //! Java-style `.properties` file whose keys use the Java client's names.
 

@@ -274,17 +274,34 @@ impl Client {
     /// Fetches metadata for `topics` (only brokers when empty) and updates the cache.
     /// Concurrent refreshes are coalesced.
     pub async fn refresh_metadata(&self, topics: &[String]) -> Result<()> {
+        let topics = topics
+            .iter()
+            .map(|t| MetadataRequestTopic {
+                name: Some(t.clone()),
+                ..Default::default()
+            })
+            .collect();
+        self.fetch_metadata(Some(topics)).await.map(drop)
+    }
+
+    /// Every topic of the cluster (a Metadata request with no topic list), internal
+    /// ones included, sorted by name; the cache is updated with them.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let mut topics = self.fetch_metadata(None).await?;
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// One Metadata request (`None`: every topic), retried until the request
+    /// timeout; updates brokers, cluster and topic caches and returns the topics
+    /// the broker answered without error.
+    async fn fetch_metadata(
+        &self,
+        topics: Option<Vec<MetadataRequestTopic>>,
+    ) -> Result<Vec<TopicInfo>> {
         let _guard = self.inner.refresh.lock().await;
         let request = MetadataRequest {
-            topics: Some(
-                topics
-                    .iter()
-                    .map(|t| MetadataRequestTopic {
-                        name: Some(t.clone()),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
+            topics,
             allow_auto_topic_creation: false,
             ..Default::default()
         };
@@ -326,6 +343,7 @@ impl Client {
         *write(&self.inner.cluster) = (response.cluster_id.clone(), response.controller_id);
         let now = Instant::now();
         let mut cache = write(&self.inner.topics);
+        let mut answered = Vec::new();
         for t in response.topics {
             let Some(name) = t.name.clone() else { continue };
             let code = ErrorCode::from_code(t.error_code);
@@ -353,9 +371,10 @@ impl Client {
                 debug!(topic = name, %code, "topic metadata error");
                 None
             };
+            answered.extend(info.clone());
             cache.insert(name, TopicEntry { info, fetched: now });
         }
-        Ok(())
+        Ok(answered)
     }
 
     /// The metadata of `topic`, from the cache when fresh, else from a broker.

@@ -79,6 +79,16 @@ enum Command {
         #[command(subcommand)]
         action: GroupsAction,
     },
+    /// Inspect transactions and abort hanging ones (kafka-transactions.sh).
+    Txns {
+        #[command(subcommand)]
+        action: TxnsAction,
+    },
+    /// Describe the cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Produce lines from stdin (or --file), one record per line.
     Produce {
         /// Topic to write to.
@@ -190,15 +200,55 @@ enum TopicsAction {
         #[arg(long = "topic-config")]
         configs: Vec<String>,
     },
-    /// List topics known to metadata (those given, with partition leaders).
+    /// List the cluster's topics, one name per line.
+    List {
+        /// Include internal topics (`__consumer_offsets`, `__transaction_state`).
+        #[arg(long)]
+        internal: bool,
+        /// Follow each name with its partition count and replication factor.
+        #[arg(long)]
+        counts: bool,
+    },
+    /// Describe topics as kafka-topics.sh --describe does: the topic (with its own
+    /// configs), then one line per partition.
     Describe {
-        /// Names.
+        /// Names (all topics when none is given).
         topics: Vec<String>,
+        /// With no names: include internal topics.
+        #[arg(long)]
+        internal: bool,
     },
     /// Delete topics.
     Delete {
         /// Names.
+        #[arg(required = true)]
         topics: Vec<String>,
+    },
+    /// Change a topic's configs; the others stay as they are.
+    AlterConfig {
+        /// Name.
+        topic: String,
+        /// Set a config, `key=value` (repeatable).
+        #[arg(long = "set", required_unless_present = "delete")]
+        set: Vec<String>,
+        /// Revert a config to its default (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
+    /// Delete the records before an offset: the partitions' log start offsets
+    /// move forward to it.
+    DeleteRecords {
+        /// Name.
+        topic: String,
+        /// Partitions (repeatable; all partitions when none is given).
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
+        /// Delete the records before this offset.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        before_offset: Option<i64>,
+        /// Delete every record up to the high watermark.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -264,19 +314,24 @@ impl Cli {
     }
 }
 
+mod admin;
 mod advice;
+mod cluster;
 mod consume;
 mod groups;
 mod output;
 mod produce;
 mod topics;
+mod txns;
 
 pub use advice::advice;
+use cluster::{ClusterAction, cluster};
 use consume::{ConsumeFlags, StartAt, consume};
 use groups::{GroupsAction, groups};
 use output::RecordOutput;
 use produce::{ProduceFlags, produce};
 use topics::topics;
+use txns::{TxnsAction, txns};
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -316,6 +371,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Topics { action } => topics(&cli, action).await?,
         Command::Groups { action } => groups(&cli, action).await?,
+        Command::Txns { action } => txns(&cli, action).await?,
+        Command::Cluster { action } => cluster(&cli, action).await?,
         Command::Produce {
             topic,
             key_separator,

@@ -1,10 +1,10 @@
 //! Admin operations: topics, partitions, offsets, cluster and configs; consumer
-//! groups in `groups.rs`.
+//! groups in `groups.rs`; deleting records in `records.rs`.
 //!
 //! Topic and config changes go to the controller id that metadata reports (with
 //! KRaft that is any broker, which forwards to the quorum), with retries on
-//! NOT_CONTROLLER and other retriable errors. Offset lookups go to each partition's
-//! leader.
+//! NOT_CONTROLLER and other retriable errors. Offset lookups and record deletion go
+//! to each partition's leader.
 
 mod groups;
 
@@ -111,6 +111,38 @@ pub struct ConfigEntry {
     pub read_only: bool,
     /// Whether the value is sensitive (hidden).
     pub is_sensitive: bool,
+    /// Where the value comes from.
+    pub source: ConfigSource,
+}
+
+/// Where a config's value comes from (DescribeConfigs' `ConfigSource`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic itself (`DYNAMIC_TOPIC_CONFIG`): what `alter_topic_configs` changes.
+    Topic,
+    /// A dynamic config of one broker (`DYNAMIC_BROKER_CONFIG`).
+    DynamicBroker,
+    /// A dynamic default of all brokers (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    DynamicDefaultBroker,
+    /// The broker's `server.properties` (`STATIC_BROKER_CONFIG`).
+    StaticBroker,
+    /// Kafka's default (`DEFAULT_CONFIG`).
+    Default,
+    /// Any other source, by its wire value (0 is `UNKNOWN`).
+    Other(i8),
+}
+
+impl ConfigSource {
+    fn from_wire(v: i8) -> Self {
+        match v {
+            1 => ConfigSource::Topic,
+            2 => ConfigSource::DynamicBroker,
+            3 => ConfigSource::DynamicDefaultBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            other => ConfigSource::Other(other),
+        }
+    }
 }
 
 /// How [`Admin::alter_topic_configs`] changes one config.
@@ -134,6 +166,10 @@ pub struct ClusterDescription {
 }
 
 const TOPIC_RESOURCE: i8 = 2;
+
+mod records;
+
+pub use records::DELETE_ALL_RECORDS;
 
 /// Admin operations over a [`Client`].
 #[derive(Debug, Clone)]
@@ -446,6 +482,7 @@ impl Admin {
                         is_default: c.config_source == 5,
                         read_only: c.read_only,
                         is_sensitive: c.is_sensitive,
+                        source: ConfigSource::from_wire(c.config_source),
                     },
                 );
             }

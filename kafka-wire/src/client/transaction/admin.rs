@@ -42,6 +42,8 @@ pub struct TransactionListing {
     pub producer_id: i64,
     /// The coordinator's state name (`Ongoing`, `PrepareCommit`, `CompleteAbort`, `Empty`, ...).
     pub state: String,
+    /// The node id of the broker that coordinates it (the one that listed it).
+    pub coordinator_id: i32,
 }
 
 /// A transaction as its coordinator describes it.
@@ -61,6 +63,8 @@ pub struct TransactionDescription {
     pub producer_epoch: i16,
     /// Partitions in the open transaction.
     pub partitions: Vec<(String, i32)>,
+    /// The node id of its coordinator (-1 when its address is not in the metadata).
+    pub coordinator_id: i32,
 }
 
 /// A producer with state on a partition (DescribeProducers).
@@ -149,6 +153,7 @@ impl TransactionAdmin {
                         transactional_id: t.transactional_id,
                         producer_id: t.producer_id,
                         state: t.transaction_state,
+                        coordinator_id: node,
                     }),
             );
         }
@@ -175,6 +180,14 @@ impl TransactionAdmin {
                     ErrorCode::first_error(r.transaction_states.iter().map(|t| t.error_code))
                 })
                 .await?;
+            let address = coordinator.connection().await?.broker().to_string();
+            let coordinator_id = self
+                .client
+                .metadata()
+                .brokers
+                .values()
+                .find(|b| b.address() == address)
+                .map_or(-1, |b| b.node_id);
             for t in response.transaction_states {
                 let partitions = t
                     .topics
@@ -196,6 +209,7 @@ impl TransactionAdmin {
                         producer_id: t.producer_id,
                         producer_epoch: t.producer_epoch,
                         partitions,
+                        coordinator_id,
                     },
                 );
             }
