@@ -1,5 +1,6 @@
-//! What the admin commands (`topics`, `txns`, `cluster`) share: the client, and
-//! Kafka errors told on one line with what to do about them.
+//! What the admin commands (`topics`, `groups`, `txns`, `cluster`) share: the
+//! client, and the Kafka errors a wrong name causes told as one sentence about
+//! that name (other errors get the generic hint of `advice.rs` in `main`).
 
 use anyhow::anyhow;
 use kafka_wire::ErrorCode;

@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use kafka_wire::ErrorCode;
 use kafka_wire::client::admin::{GroupDescription, OffsetSpec};
-use kafka_wire::client::config::{ConsumerConfig, IsolationLevel};
+use kafka_wire::client::config::IsolationLevel;
 use kafka_wire::client::group::assignor::TopicPartition;
 use kafka_wire::client::{Admin, Client};
 
@@ -212,24 +212,6 @@ fn with_hint(e: kafka_wire::Error, hint: &str) -> anyhow::Error {
     anyhow!("{}: {hint}", text.trim_end_matches('.'))
 }
 
-/// Adds the hint that fits an error's Kafka code, if one does.
-fn explain(e: kafka_wire::Error) -> anyhow::Error {
-    match e.code() {
-        Some(ErrorCode::GroupIdNotFound) => {
-            with_hint(e, "check the name (`strom groups list` shows the groups)")
-        }
-        Some(ErrorCode::NonEmptyGroup) => with_hint(e, "stop the group's consumers first"),
-        Some(ErrorCode::GroupSubscribedToTopic) => with_hint(
-            e,
-            "the group's members are subscribed to the topic: stop its consumers first",
-        ),
-        Some(ErrorCode::GroupAuthorizationFailed) => {
-            with_hint(e, "the principal lacks rights on the group")
-        }
-        _ => anyhow!(e),
-    }
-}
-
 /// Prints rows as columns padded to their widest cell.
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -280,9 +262,7 @@ fn assignment_text(parts: &[TopicPartition]) -> String {
 }
 
 pub(super) async fn groups(cli: &Cli, action: &GroupsAction) -> anyhow::Result<()> {
-    let props = cli.properties()?;
-    let config = ConsumerConfig::from_properties(&props)?;
-    let client = Client::connect(config.client).await?;
+    let client = super::admin::connect(cli).await?;
     let admin = Admin::new(client.clone());
     match action {
         GroupsAction::List => list(&admin).await,
@@ -304,7 +284,7 @@ pub(super) async fn groups(cli: &Cli, action: &GroupsAction) -> anyhow::Result<(
                 admin
                     .delete_groups(std::slice::from_ref(g))
                     .await
-                    .map_err(explain)?;
+                    ?;
                 println!("deleted group {g}");
             }
             Ok(())
@@ -325,7 +305,7 @@ pub(super) async fn groups(cli: &Cli, action: &GroupsAction) -> anyhow::Result<(
             admin
                 .delete_group_offsets(group, &partitions)
                 .await
-                .map_err(explain)?;
+                ?;
             let rows: Vec<Vec<String>> = partitions
                 .iter()
                 .map(|(t, p)| vec![t.clone(), p.to_string(), "Successful".into()])
@@ -366,7 +346,7 @@ fn no_members_note(d: &GroupDescription) {
 async fn describe_lag(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for g in groups {
-        let lag = admin.group_lag(g).await.map_err(explain)?;
+        let lag = admin.group_lag(g).await?;
         no_members_note(&lag.description);
         for p in lag.partitions {
             let member = p
@@ -406,7 +386,7 @@ async fn describe_lag(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
 async fn describe_members(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for g in groups {
-        let d = admin.describe_group(g).await.map_err(explain)?;
+        let d = admin.describe_group(g).await?;
         no_members_note(&d);
         for m in &d.members {
             rows.push(vec![
@@ -436,7 +416,7 @@ async fn describe_members(admin: &Admin, groups: &[String]) -> anyhow::Result<()
 async fn describe_state(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for g in groups {
-        let d = admin.describe_group(g).await.map_err(explain)?;
+        let d = admin.describe_group(g).await?;
         rows.push(vec![
             g.clone(),
             d.group_type.to_string(),
@@ -506,9 +486,9 @@ async fn reset_offsets(
         Ok(_) => {}
         // Offsets may be set for a group that does not exist yet, as Kafka's tool allows.
         Err(e) if e.code() == Some(ErrorCode::GroupIdNotFound) => {}
-        Err(e) => return Err(explain(e)),
+        Err(e) => return Err(anyhow::Error::from(e)),
     }
-    let committed = admin.list_group_offsets(group).await.map_err(explain)?;
+    let committed = admin.list_group_offsets(group).await?;
     let partitions = if all_topics {
         if committed.is_empty() {
             bail!("group {group} has no committed offsets: name the topics with --topic");
@@ -560,7 +540,7 @@ async fn reset_offsets(
                     | ErrorCode::StaleMemberEpoch
                     | ErrorCode::FencedMemberEpoch,
                 ) => with_hint(e, "stop the group's consumers before resetting offsets"),
-                _ => explain(e),
+                _ => anyhow::Error::from(e),
             })?;
     } else {
         eprintln!("dry run: nothing changed; add --execute to commit these offsets");
