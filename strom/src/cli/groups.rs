@@ -281,10 +281,7 @@ pub(super) async fn groups(cli: &Cli, action: &GroupsAction) -> anyhow::Result<(
         }
         GroupsAction::Delete { groups } => {
             for g in groups {
-                admin
-                    .delete_groups(std::slice::from_ref(g))
-                    .await
-                    ?;
+                admin.delete_groups(std::slice::from_ref(g)).await?;
                 println!("deleted group {g}");
             }
             Ok(())
@@ -302,10 +299,7 @@ pub(super) async fn groups(cli: &Cli, action: &GroupsAction) -> anyhow::Result<(
         }
         GroupsAction::DeleteOffsets { group, topics } => {
             let partitions = partitions_of(&client, topics).await?;
-            admin
-                .delete_group_offsets(group, &partitions)
-                .await
-                ?;
+            admin.delete_group_offsets(group, &partitions).await?;
             let rows: Vec<Vec<String>> = partitions
                 .iter()
                 .map(|(t, p)| vec![t.clone(), p.to_string(), "Successful".into()])

@@ -17,7 +17,6 @@ use super::cluster::{BrokerInfo, Client, Lane};
 use super::config::IsolationLevel;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
-use crate::protocol::Uuid;
 use crate::protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use crate::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use crate::protocol::messages::delete_topics_request::DeleteTopicState;
@@ -30,6 +29,7 @@ use crate::protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
 };
+use crate::protocol::{Request, Uuid};
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -213,6 +213,55 @@ impl Admin {
         self.client.any_connection(Lane::Control).await
     }
 
+    /// `request.timeout.ms` as the `timeout_ms` field of a request.
+    fn timeout_ms(&self) -> i32 {
+        self.timeout.as_millis().min(i32::MAX as u128) as i32
+    }
+
+    /// Sends `request` to the controller, retried on retriable errors (a moved
+    /// controller included) until the admin timeout.
+    async fn call_controller<R: Request>(&self, api: &str, request: &R) -> Result<R::Response> {
+        self.client
+            .retry(api, self.timeout, || async {
+                self.controller().await?.call(request).await
+            })
+            .await
+    }
+
+    /// Sends `request` to any broker, retried like [`Admin::call_controller`].
+    async fn call_any<R: Request>(&self, api: &str, request: &R) -> Result<R::Response> {
+        self.client
+            .retry(api, self.timeout, || async {
+                self.client
+                    .any_connection(Lane::Control)
+                    .await?
+                    .call(request)
+                    .await
+            })
+            .await
+    }
+
+    /// Checks one partition's answer from its leader; a stale leader (a leader
+    /// change, a restarted broker, a topic not yet known there) drops the topic's
+    /// cached metadata first, so that the caller's retry asks the new leader.
+    fn check_leader_answer(
+        &self,
+        topic: &str,
+        code: i16,
+        context: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if matches!(
+            ErrorCode::from_code(code),
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::UnknownTopicOrPartition
+        ) {
+            self.client.invalidate_topic(topic);
+        }
+        check(code, None, context)
+    }
+
     /// Creates topics; fails if any could not be created (TOPIC_ALREADY_EXISTS included).
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<HashMap<String, Uuid>> {
         let request = CreateTopicsRequest {
@@ -234,7 +283,7 @@ impl Admin {
                     ..Default::default()
                 })
                 .collect(),
-            timeout_ms: self.timeout.as_millis().min(i32::MAX as u128) as i32,
+            timeout_ms: self.timeout_ms(),
             validate_only: false,
             ..Default::default()
         };
@@ -278,15 +327,10 @@ impl Admin {
                 })
                 .collect(),
             topic_names: names.to_vec(),
-            timeout_ms: self.timeout.as_millis().min(i32::MAX as u128) as i32,
+            timeout_ms: self.timeout_ms(),
             ..Default::default()
         };
-        let response = self
-            .client
-            .retry("DeleteTopics", self.timeout, || async {
-                self.controller().await?.call(&request).await
-            })
-            .await?;
+        let response = self.call_controller("DeleteTopics", &request).await?;
         for r in response.responses {
             let name = r.name.clone().unwrap_or_default();
             check(r.error_code, r.error_message.as_deref(), || {
@@ -306,16 +350,11 @@ impl Admin {
                 assignments: None,
                 ..Default::default()
             }],
-            timeout_ms: self.timeout.as_millis().min(i32::MAX as u128) as i32,
+            timeout_ms: self.timeout_ms(),
             validate_only: false,
             ..Default::default()
         };
-        let response = self
-            .client
-            .retry("CreatePartitions", self.timeout, || async {
-                self.controller().await?.call(&request).await
-            })
-            .await?;
+        let response = self.call_controller("CreatePartitions", &request).await?;
         for r in response.results {
             check(r.error_code, r.error_message.as_deref(), || {
                 format!("create partitions of {}", r.name)
@@ -372,7 +411,7 @@ impl Admin {
                         .collect(),
                     ..Default::default()
                 }],
-                timeout_ms: self.timeout.as_millis().min(i32::MAX as u128) as i32,
+                timeout_ms: self.timeout_ms(),
                 ..Default::default()
             };
             let response = self
@@ -383,16 +422,7 @@ impl Admin {
                 .await?;
             for t in response.topics {
                 for p in t.partitions {
-                    let code = ErrorCode::from_code(p.error_code);
-                    if matches!(
-                        code,
-                        ErrorCode::NotLeaderOrFollower
-                            | ErrorCode::FencedLeaderEpoch
-                            | ErrorCode::UnknownLeaderEpoch
-                    ) {
-                        self.client.invalidate_topic(topic);
-                    }
-                    check(p.error_code, None, || {
+                    self.check_leader_answer(topic, p.error_code, || {
                         format!("list offsets {topic}-{}", p.partition_index)
                     })?;
                     let offset = p.offset;
@@ -413,16 +443,7 @@ impl Admin {
     /// Describes the cluster: id, controller, brokers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let request = DescribeClusterRequest::default();
-        let r = self
-            .client
-            .retry("DescribeCluster", self.timeout, || async {
-                self.client
-                    .any_connection(Lane::Control)
-                    .await?
-                    .call(&request)
-                    .await
-            })
-            .await?;
+        let r = self.call_any("DescribeCluster", &request).await?;
         check(r.error_code, r.error_message.as_deref(), || {
             "describe cluster".to_string()
         })?;
@@ -458,16 +479,7 @@ impl Admin {
             }],
             ..Default::default()
         };
-        let response = self
-            .client
-            .retry("DescribeConfigs", self.timeout, || async {
-                self.client
-                    .any_connection(Lane::Control)
-                    .await?
-                    .call(&request)
-                    .await
-            })
-            .await?;
+        let response = self.call_any("DescribeConfigs", &request).await?;
         let mut out = BTreeMap::new();
         for r in response.results {
             check(r.error_code, r.error_message.as_deref(), || {
@@ -521,10 +533,7 @@ impl Admin {
             ..Default::default()
         };
         let response = self
-            .client
-            .retry("IncrementalAlterConfigs", self.timeout, || async {
-                self.controller().await?.call(&request).await
-            })
+            .call_controller("IncrementalAlterConfigs", &request)
             .await?;
         for r in response.responses {
             check(r.error_code, r.error_message.as_deref(), || {

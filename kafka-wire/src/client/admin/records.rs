@@ -11,10 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Admin, check};
+use super::Admin;
 use crate::client::cluster::Lane;
 use crate::error::Result;
-use crate::error_code::ErrorCode;
 use crate::protocol::messages::DeleteRecordsRequest;
 use crate::protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -76,7 +75,7 @@ impl Admin {
                         ..Default::default()
                     })
                     .collect(),
-                timeout_ms: self.timeout.as_millis().min(i32::MAX as u128) as i32,
+                timeout_ms: self.timeout_ms(),
                 ..Default::default()
             };
             let response = self
@@ -87,17 +86,7 @@ impl Admin {
                 .await?;
             for t in response.topics {
                 for p in t.partitions {
-                    let code = ErrorCode::from_code(p.error_code);
-                    if matches!(
-                        code,
-                        ErrorCode::NotLeaderOrFollower
-                            | ErrorCode::FencedLeaderEpoch
-                            | ErrorCode::UnknownLeaderEpoch
-                            | ErrorCode::UnknownTopicOrPartition
-                    ) {
-                        self.client.invalidate_topic(&t.name);
-                    }
-                    check(p.error_code, None, || {
+                    self.check_leader_answer(&t.name, p.error_code, || {
                         format!("delete records of {}-{}", t.name, p.partition_index)
                     })?;
                     out.insert((t.name.clone(), p.partition_index), p.low_watermark);
@@ -124,6 +113,7 @@ mod tests {
     use crate::client::fake_broker::{
         accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
     };
+    use crate::error_code::ErrorCode;
     use crate::protocol::messages::delete_records_response::{
         DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
     };
