@@ -19,3 +19,7 @@ pub use admin::Admin;
 pub use cluster::Client;
 pub use config::{ConsumerConfig, ProducerConfig};
 pub use producer::{Producer, ProducerRecord, RecordMetadata};
+
+/// A topic and a partition of it: the one name for a partition across the
+/// consumer, groups, fetch sessions and transactions.
+pub type TopicPartition = (String, i32);

@@ -21,9 +21,10 @@ use std::fmt;
 use std::time::Instant;
 
 use super::{Admin, OffsetSpec, check};
+use crate::client::TopicPartition;
 use crate::client::cluster::Lane;
 use crate::client::config::IsolationLevel;
-use crate::client::group::assignor::{TopicPartition, decode_assignment};
+use crate::client::group::assignor::decode_assignment;
 use crate::client::group::offsets::{self, Committer};
 use crate::client::transaction::coordinator::{Coordinator, CoordinatorType};
 use crate::error::{Error, Result};

@@ -44,6 +44,8 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{debug, info};
 
+use crate::client::TopicPartition;
+
 use self::fetcher::{Chunk, Event, FetcherHandle};
 use self::session::PartitionKey;
 use self::state::{Leader, PartitionState, Position, Shared};
@@ -257,7 +259,7 @@ impl Consumer {
     }
 
     /// The assigned partitions, sorted.
-    pub fn assignment(&self) -> Vec<(String, i32)> {
+    pub fn assignment(&self) -> Vec<TopicPartition> {
         let mut out: Vec<(String, i32)> = self
             .shared
             .lock()
@@ -318,7 +320,7 @@ impl Consumer {
     }
 
     /// The paused partitions, sorted.
-    pub fn paused(&self) -> Vec<(String, i32)> {
+    pub fn paused(&self) -> Vec<TopicPartition> {
         let state = self.shared.lock();
         let mut out: Vec<(String, i32)> = state
             .partitions
@@ -471,7 +473,7 @@ impl Consumer {
     }
 
     /// The valid positions of all assigned partitions (what a group would commit).
-    pub fn positions(&self) -> BTreeMap<(String, i32), i64> {
+    pub fn positions(&self) -> BTreeMap<TopicPartition, i64> {
         self.shared
             .lock()
             .partitions

@@ -23,8 +23,7 @@ use crate::protocol::messages::{
     consumer_protocol_subscription,
 };
 
-/// A topic and partition.
-pub type TopicPartition = (String, i32);
+pub use crate::client::TopicPartition;
 
 /// One member's subscription, as the leader sees it in JoinGroup.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //!    ConsumerGroupHeartbeat(member id, member epoch, changed fields only)
 //!      ├─ epoch 0: join with every field (subscription, rebalance timeout,
 //!      │           instance id, rack, server assignor, no owned partitions)
-//!      ├─ answer: member epoch, interval, new target assignment (topic ids) ──► MemberState.target
+//!      ├─ answer: member epoch, interval, new target assignment (topic ids) ──► ConsumerMemberState.target
 //!      ├─ FENCED_MEMBER_EPOCH / UNKNOWN_MEMBER_ID ──► lost; rejoin with epoch 0 once
 //!      │           the application has dropped its partitions (next poll: Lost)
 //!      ├─ NOT_COORDINATOR, COORDINATOR_* ──► find the coordinator again, retry
@@ -44,8 +44,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::assignor::TopicPartition;
 use super::offsets;
+use crate::client::TopicPartition;
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::client::connection::ConnectionOptions;
@@ -158,7 +158,7 @@ struct Settings {
 
 /// The member's standing in the group, shared by the consumer and its heartbeat task.
 #[derive(Debug, Clone)]
-pub(crate) struct MemberState {
+pub(crate) struct ConsumerMemberState {
     /// Empty until generated (v1) or handed out by the broker (v0).
     pub member_id: String,
     /// 0 while joining; the broker's answer afterwards.
@@ -191,9 +191,9 @@ pub(crate) struct MemberState {
     pub closed: bool,
 }
 
-impl MemberState {
-    fn new(heartbeat_interval: Duration) -> MemberState {
-        MemberState {
+impl ConsumerMemberState {
+    fn new(heartbeat_interval: Duration) -> ConsumerMemberState {
+        ConsumerMemberState {
             member_id: String::new(),
             member_epoch: JOIN_EPOCH,
             in_group: false,
@@ -371,7 +371,7 @@ pub(crate) struct ConsumerMember {
     rebalance_timeout: Duration,
     client: Client,
     coordinator: tokio::sync::Mutex<Coordinator>,
-    state: Mutex<MemberState>,
+    state: Mutex<ConsumerMemberState>,
     /// Wakes the heartbeat task (subscription changed, partitions released).
     wake: tokio::sync::Notify,
     /// Topic ids met so far, by id and by name.
@@ -415,7 +415,7 @@ impl ConsumerMember {
             instance_id: config.group_instance_id.clone(),
             rebalance_timeout: config.max_poll_interval,
             client,
-            state: Mutex::new(MemberState::new(config.heartbeat_interval)),
+            state: Mutex::new(ConsumerMemberState::new(config.heartbeat_interval)),
             wake: tokio::sync::Notify::new(),
             names: Mutex::new((BTreeMap::new(), BTreeMap::new())),
             last_refresh: Mutex::new(None),
@@ -423,7 +423,7 @@ impl ConsumerMember {
         }
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, MemberState> {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, ConsumerMemberState> {
         lock(&self.state)
     }
 
@@ -870,7 +870,7 @@ mod tests {
     #[test]
     fn joining_sends_every_field_and_later_heartbeats_only_what_changed() {
         let t = Uuid([7; 16]);
-        let mut s = MemberState::new(Duration::from_millis(100));
+        let mut s = ConsumerMemberState::new(Duration::from_millis(100));
         s.member_id = "m".into();
         s.subscription = vec!["a".into()];
         let join = s.request(&settings());
@@ -913,7 +913,7 @@ mod tests {
 
     #[test]
     fn a_failed_heartbeat_makes_the_next_one_full() {
-        let mut s = MemberState::new(Duration::from_millis(100));
+        let mut s = ConsumerMemberState::new(Duration::from_millis(100));
         s.subscription = vec!["a".into()];
         let join = s.request(&settings());
         s.apply(&join, &ok(1, Some(Vec::new())));
@@ -928,7 +928,7 @@ mod tests {
     fn fenced_or_unknown_member_loses_the_partitions_and_rejoins_with_epoch_zero() {
         for code in [ErrorCode::FencedMemberEpoch, ErrorCode::UnknownMemberId] {
             let t = Uuid([1; 16]);
-            let mut s = MemberState::new(Duration::from_millis(100));
+            let mut s = ConsumerMemberState::new(Duration::from_millis(100));
             s.subscription = vec!["a".into()];
             let join = s.request(&settings());
             s.apply(&join, &ok(4, Some(vec![(t, vec![0])])));
@@ -953,7 +953,7 @@ mod tests {
 
     #[test]
     fn membership_errors_are_fatal_with_a_clear_message() {
-        let mut s = MemberState::new(Duration::from_millis(100));
+        let mut s = ConsumerMemberState::new(Duration::from_millis(100));
         s.subscription = vec!["a".into()];
         let join = s.request(&settings());
         let refused = ConsumerGroupHeartbeatResponse {
@@ -970,7 +970,7 @@ mod tests {
 
     #[test]
     fn a_member_with_no_subscription_does_not_join() {
-        let s = MemberState::new(Duration::from_millis(100));
+        let s = ConsumerMemberState::new(Duration::from_millis(100));
         assert!(s.idle());
         assert!(!s.reconciling());
     }

@@ -33,10 +33,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::assignor::TopicPartition;
+use super::ConsumerGroupMetadata;
 use super::consumer_protocol::ConsumerMember;
 use super::membership::Membership;
-use crate::client::transaction::ConsumerGroupMetadata;
+use crate::client::TopicPartition;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 

@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::assignor::{self, Assignor, MemberSubscription, TopicPartition};
+use super::assignor::{self, Assignor, MemberSubscription};
 use super::offsets;
+use crate::client::TopicPartition;
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::client::connection::ConnectionOptions;
@@ -44,7 +45,7 @@ use crate::sync::lock;
 
 /// The member's standing in the group.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct MemberState {
+pub(crate) struct ClassicMemberState {
     pub member_id: String,
     pub generation: i32,
     /// Joined and synced; heartbeats run.
@@ -68,7 +69,7 @@ pub(crate) struct Membership {
     rack: Option<String>,
     client: Client,
     pub coordinator: tokio::sync::Mutex<Coordinator>,
-    pub state: Mutex<MemberState>,
+    pub state: Mutex<ClassicMemberState>,
     /// The partition counts the last assignment used, when this member led it:
     /// a change (topic created, partitions added) calls for a new assignment.
     pub assigned_counts: Mutex<Option<BTreeMap<String, i32>>>,
@@ -135,7 +136,7 @@ impl Membership {
             assigned_counts: Mutex::new(None),
             subscribed: Mutex::new(Vec::new()),
             last_poll: Mutex::new(Instant::now()),
-            state: Mutex::new(MemberState {
+            state: Mutex::new(ClassicMemberState {
                 generation: -1,
                 rejoin: true,
                 ..Default::default()
@@ -143,7 +144,7 @@ impl Membership {
         })
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, MemberState> {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, ClassicMemberState> {
         lock(&self.state)
     }
 

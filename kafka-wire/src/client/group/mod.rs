@@ -70,7 +70,6 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use self::assignor::TopicPartition;
 use self::consumer_protocol::ConsumerMember;
 pub use self::handle::GroupHandle;
 use self::handle::Member;
@@ -78,8 +77,35 @@ use self::membership::Membership;
 use super::cluster::Client;
 use super::config::{ConsumerConfig, GroupProtocol};
 use super::consumer::{Consumer, ConsumerRecord, Fetched};
-use super::transaction::ConsumerGroupMetadata;
+use crate::client::TopicPartition;
 use crate::error::{Error, Result};
+
+/// A consumer group member's identity, sent with offsets committed in a
+/// transaction so the group coordinator fences zombies of a rebalanced member (KIP-447).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The generation the member joined (-1 when not a group member).
+    pub generation_id: i32,
+    /// The member id the coordinator gave (empty when not a group member).
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata of a consumer that is not a live group member (manual assignment):
+    /// the coordinator then checks no generation.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
 
 /// A change of the member's partitions, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::assignor::TopicPartition;
+use crate::client::TopicPartition;
 use crate::client::transaction::coordinator::Coordinator;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::coordinator::{Coordinator, CoordinatorType};
+use crate::client::TopicPartition;
 use crate::client::cluster::{Client, Lane};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
@@ -62,7 +63,7 @@ pub struct TransactionDescription {
     /// The producer epoch.
     pub producer_epoch: i16,
     /// Partitions in the open transaction.
-    pub partitions: Vec<(String, i32)>,
+    pub partitions: Vec<TopicPartition>,
     /// The node id of its coordinator (-1 when its address is not in the metadata).
     pub coordinator_id: i32,
 }

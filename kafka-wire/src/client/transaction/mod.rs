@@ -53,6 +53,7 @@ use super::config::ProducerConfig;
 use super::connection::client_max_version;
 use super::partitioner::partition_for_key;
 use super::producer::{Producer, ProducerIdentity, ProducerRecord, RecordMetadata};
+pub use crate::client::group::ConsumerGroupMetadata;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
@@ -64,33 +65,6 @@ use crate::protocol::messages::{
     ApiVersionsRequest, ApiVersionsResponse, EndTxnRequest, InitProducerIdRequest,
     TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-
-/// A consumer group member's identity, sent with offsets committed in a
-/// transaction so the group coordinator fences zombies of a rebalanced member (KIP-447).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerGroupMetadata {
-    /// `group.id`.
-    pub group_id: String,
-    /// The generation the member joined (-1 when not a group member).
-    pub generation_id: i32,
-    /// The member id the coordinator gave (empty when not a group member).
-    pub member_id: String,
-    /// `group.instance.id` of a static member.
-    pub group_instance_id: Option<String>,
-}
-
-impl ConsumerGroupMetadata {
-    /// Metadata of a consumer that is not a live group member (manual assignment):
-    /// the coordinator then checks no generation.
-    pub fn new(group_id: impl Into<String>) -> Self {
-        ConsumerGroupMetadata {
-            group_id: group_id.into(),
-            generation_id: -1,
-            member_id: String::new(),
-            group_instance_id: None,
-        }
-    }
-}
 
 /// What a record's delivery came to; see [`TransactionalProducer::send`].
 #[derive(Debug)]

@@ -89,8 +89,8 @@ use tracing::{debug, info, warn};
 use super::{
     ConsumerGroupMetadata, Operation, TransactionState, TransactionalProducer, TxnDelivery,
 };
+use crate::client::TopicPartition;
 use crate::client::group::GroupHandle;
-use crate::client::group::assignor::TopicPartition;
 use crate::client::producer::ProducerRecord;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
