@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::offsets;
+use super::offsets::{self, group_error};
 use crate::client::TopicPartition;
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
@@ -746,13 +746,6 @@ impl ConsumerMember {
             deadline,
         )
         .await
-    }
-}
-
-fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
-    Error::Broker {
-        code,
-        context: format!("{what} (group {group})"),
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::assignor::{self, Assignor, MemberSubscription};
-use super::offsets;
+use super::offsets::{self, group_error};
 use crate::client::TopicPartition;
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
@@ -85,13 +85,6 @@ fn retriable_only(code: i16) -> ErrorCode {
         code
     } else {
         ErrorCode::NoError
-    }
-}
-
-fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
-    Error::Broker {
-        code,
-        context: format!("{what} (group {group})"),
     }
 }
 

@@ -24,6 +24,14 @@ use crate::protocol::messages::offset_fetch_request::{
 };
 use crate::protocol::messages::{OffsetCommitRequest, OffsetFetchRequest};
 
+/// A group-level error code as an error naming the request and the group.
+pub(crate) fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
+    Error::Broker {
+        code,
+        context: format!("{what} (group {group})"),
+    }
+}
+
 /// Who commits: the member's identity as the coordinator checks it.
 #[derive(Debug, Clone)]
 pub(crate) struct Committer<'a> {
