@@ -772,3 +772,29 @@ async fn read_committed_stops_at_an_open_transaction() {
     assert_eq!(seen, [2, 3, 4]);
     consumer.close().await;
 }
+
+#[tokio::test]
+async fn end_offsets_and_at_end_tell_a_drained_partition() {
+    let bootstrap = require_broker!();
+    let client = client(&bootstrap).await;
+    let topic = create_topic(&client, 2).await;
+    produce(&client, &topic, 0, &values("a", 0..5)).await;
+    produce(&client, &topic, 1, &values("b", 0..3)).await;
+    let config = consumer_config(&bootstrap, &[("auto.offset.reset", "earliest")]);
+    let mut consumer = Consumer::with_client(client.clone(), config);
+    consumer.assign((0..2).map(|p| (topic.as_str(), p)));
+    assert_eq!(consumer.at_end(&topic, 0), None, "nothing fetched yet");
+    let partitions = [(topic.clone(), 0), (topic.clone(), 1)];
+    let ends = consumer.end_offsets(&partitions).await.unwrap();
+    assert_eq!(
+        ends,
+        BTreeMap::from([(partitions[0].clone(), 5), (partitions[1].clone(), 3)])
+    );
+    consume(&mut consumer, 8).await;
+    assert_eq!(consumer.at_end(&topic, 0), Some(true));
+    assert_eq!(consumer.at_end(&topic, 1), Some(true));
+    produce(&client, &topic, 0, &values("c", 0..2)).await;
+    let ends = consumer.end_offsets(&partitions[..1]).await.unwrap();
+    assert_eq!(ends[&partitions[0]], 7);
+    consumer.close().await;
+}

@@ -51,7 +51,7 @@ use self::session::PartitionKey;
 use self::state::{Leader, PartitionState, Position, Shared};
 use super::admin::{Admin, OffsetSpec};
 use super::cluster::Client;
-use super::config::{ConsumerConfig, OffsetReset};
+use super::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::Uuid;
@@ -517,6 +517,39 @@ impl Consumer {
             last_stable_offset: p.last_stable_offset,
             log_start_offset: p.log_start_offset,
         })
+    }
+
+    /// The end offset of each of `partitions` as the consumer's isolation level
+    /// sees it, asked of the leaders now (Java's `endOffsets`): the high
+    /// watermark, or the last stable offset under read_committed. A consumer whose
+    /// [`Consumer::positions`] reached these has read everything written so far.
+    pub async fn end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let keys: Vec<PartitionKey> = partitions.iter().map(|(t, p)| key(t, *p)).collect();
+        Ok(self
+            .list_offsets(&keys, OffsetSpec::Latest)
+            .await?
+            .into_iter()
+            .map(|((t, p), o)| ((t.to_string(), p), o))
+            .collect())
+    }
+
+    /// Whether an assigned partition's position reached its end offset as the
+    /// last fetch reported it (kcat's end-of-partition, without a request);
+    /// `None` before the partition was fetched once or while its position is
+    /// unknown.
+    pub fn at_end(&self, topic: &str, partition: i32) -> Option<bool> {
+        let o = self.partition_offsets(topic, partition)?;
+        let end = match self.shared.config.isolation_level {
+            IsolationLevel::ReadCommitted if o.last_stable_offset >= 0 => o.last_stable_offset,
+            _ => o.high_watermark,
+        };
+        if end < 0 {
+            return None;
+        }
+        Some(o.position? >= end)
     }
 
     /// Waits for records and returns at most `max.poll.records` of them, in offset

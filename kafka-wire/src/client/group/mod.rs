@@ -57,6 +57,25 @@
 //! over the same member, for a task that commits the member's offsets in a
 //! transaction while another one polls (its identity, heartbeats on demand,
 //! committed offsets). See `transaction::session` for the loop that uses it.
+//!
+//! ## Consume, transform, produce
+//!
+//! [`crate::client::transaction::TransactSession`] is the exactly-once loop: it
+//! heartbeats before each commit (aborting when a rebalance began) and finishes
+//! a commit whose outcome was unknown instead of aborting it. The transactional
+//! producer and the group consumer may be created in either order; the producer
+//! needs the member's identity only when a transaction carries offsets.
+//! [`GroupConsumer::end_offsets`] against [`GroupConsumer::positions`] tells a
+//! drained input, and [`GroupConsumer::admin`] gives an admin client over the
+//! same connections:
+//!
+//! ```no_run
+//! # async fn drained(consumer: &kafka_wire::client::group::GroupConsumer) -> kafka_wire::Result<bool> {
+//! let ends = consumer.end_offsets().await?;
+//! let positions = consumer.positions();
+//! Ok(ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|p| p >= end)))
+//! # }
+//! ```
 
 pub mod assignor;
 mod consumer_protocol;
@@ -74,6 +93,7 @@ use self::consumer_protocol::ConsumerMember;
 pub use self::handle::GroupHandle;
 use self::handle::Member;
 use self::membership::Membership;
+use super::admin::Admin;
 use super::cluster::Client;
 use super::config::{ConsumerConfig, GroupProtocol};
 use super::consumer::{Consumer, ConsumerRecord, Fetched};
@@ -281,6 +301,18 @@ impl GroupConsumer {
     /// with the consumer protocol the generation is the member epoch.
     pub fn group_metadata(&self) -> ConsumerGroupMetadata {
         self.member.group_metadata()
+    }
+
+    /// An admin client over this consumer's connections (cheap: it shares them).
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.consumer.client().clone())
+    }
+
+    /// The end offsets of the owned partitions at the consumer's isolation level
+    /// (see [`Consumer::end_offsets`]); compare with [`GroupConsumer::positions`]
+    /// to tell a drained input.
+    pub async fn end_offsets(&self) -> Result<BTreeMap<TopicPartition, i64>> {
+        self.consumer.end_offsets(&self.assignment).await
     }
 
     /// Takes the assignment changes since the last call, oldest first.
