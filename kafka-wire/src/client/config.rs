@@ -440,7 +440,6 @@ impl ProducerConfig {
         let p = Props { map };
         p.check_keys(PRODUCER_KEYS, CONSUMER_KEYS)?;
         let client = ClientConfig::read(&p)?;
-        let acks_given = p.str("acks").is_some();
         let acks = match p.str("acks").unwrap_or("all") {
             "0" => Acks::None,
             "1" => Acks::Leader,
@@ -474,48 +473,9 @@ impl ProducerConfig {
                     || transactional_id.is_some()
             }
         };
-        if enable_idempotence {
-            if acks != Acks::All {
-                let key = if acks_given {
-                    "acks"
-                } else {
-                    "enable.idempotence"
-                };
-                return Err(Error::Config {
-                    key: key.into(),
-                    message: "idempotence requires acks=all".into(),
-                });
-            }
-            if max_in_flight > 5 {
-                return Err(Error::Config {
-                    key: "max.in.flight.requests.per.connection".into(),
-                    message: "idempotence allows at most 5 requests in flight".into(),
-                });
-            }
-            if retries == 0 {
-                return Err(Error::Config {
-                    key: "retries".into(),
-                    message: "idempotence requires retries > 0".into(),
-                });
-            }
-        } else if transactional_id.is_some() {
-            return Err(Error::Config {
-                key: "enable.idempotence".into(),
-                message: "a transactional.id requires idempotence".into(),
-            });
-        }
         let linger = p.ms("linger.ms", 5)?;
         let delivery_timeout = p.ms("delivery.timeout.ms", 120_000)?;
-        if delivery_timeout < linger + client.request_timeout {
-            return Err(Error::Config {
-                key: "delivery.timeout.ms".into(),
-                message: format!(
-                    "must be at least linger.ms + request.timeout.ms ({} ms)",
-                    (linger + client.request_timeout).as_millis()
-                ),
-            });
-        }
-        Ok(ProducerConfig {
+        let config = ProducerConfig {
             acks,
             linger,
             batch_size: p.bounded("batch.size", 16_384, 0, 1 << 30)? as usize,
@@ -531,7 +491,60 @@ impl ProducerConfig {
             transaction_timeout: p.ms("transaction.timeout.ms", 60_000)?,
             partitioner_ignore_keys: p.bool("partitioner.ignore.keys", false)?,
             client,
-        })
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that tie settings together, naming the key to change:
+    /// idempotence needs `acks=all`, at most 5 requests in flight and retries; a
+    /// `transactional.id` needs idempotence; `delivery.timeout.ms` covers
+    /// `linger.ms` + `request.timeout.ms`. [`ProducerConfig::from_properties`]
+    /// and the producers' constructors call it, so a config built in code is
+    /// checked as one read from a file.
+    pub fn validate(&self) -> Result<()> {
+        let refuse = |key: &str, message: String| {
+            Err(Error::Config {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.max_in_flight == 0 {
+            return refuse(
+                "max.in.flight.requests.per.connection",
+                "must be at least 1".into(),
+            );
+        }
+        if self.enable_idempotence {
+            if self.acks != Acks::All {
+                return refuse("acks", "idempotence requires acks=all".into());
+            }
+            if self.max_in_flight > 5 {
+                return refuse(
+                    "max.in.flight.requests.per.connection",
+                    "idempotence allows at most 5 requests in flight".into(),
+                );
+            }
+            if self.retries == 0 {
+                return refuse("retries", "idempotence requires retries > 0".into());
+            }
+        } else if self.transactional_id.is_some() {
+            return refuse(
+                "enable.idempotence",
+                "a transactional.id requires idempotence".into(),
+            );
+        }
+        let floor = self.linger + self.client.request_timeout;
+        if self.delivery_timeout < floor {
+            return refuse(
+                "delivery.timeout.ms",
+                format!(
+                    "must be at least linger.ms + request.timeout.ms ({} ms)",
+                    floor.as_millis()
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// Reads a producer config from a Java `.properties` file.
@@ -610,14 +623,8 @@ impl ConsumerConfig {
             .collect::<Result<_>>()?;
         let session_timeout = p.ms("session.timeout.ms", 45_000)?;
         let heartbeat_interval = p.ms("heartbeat.interval.ms", 3_000)?;
-        if heartbeat_interval >= session_timeout {
-            return Err(Error::Config {
-                key: "heartbeat.interval.ms".into(),
-                message: "must be lower than session.timeout.ms".into(),
-            });
-        }
         let i32_max = i32::MAX as u64;
-        Ok(ConsumerConfig {
+        let config = ConsumerConfig {
             group_id: p.string("group.id"),
             group_instance_id: p.string("group.instance.id"),
             group_protocol,
@@ -643,7 +650,44 @@ impl ConsumerConfig {
             check_crcs: p.bool("check.crcs", true)?,
             client_rack: p.string("client.rack"),
             client,
-        })
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that tie settings together, naming the key to change:
+    /// heartbeats more often than the session timeout, at least one record per
+    /// poll, known assignors. [`ConsumerConfig::from_properties`] and the group
+    /// consumer's constructors call it, so a config built in code is checked as
+    /// one read from a file.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(Error::Config {
+                key: "heartbeat.interval.ms".into(),
+                message: "must be lower than session.timeout.ms".into(),
+            });
+        }
+        if self.max_poll_records == 0 {
+            return Err(Error::Config {
+                key: "max.poll.records".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.partition_assignment_strategy.is_empty() {
+            return Err(Error::Config {
+                key: "partition.assignment.strategy".into(),
+                message: "names no assignor".into(),
+            });
+        }
+        for name in &self.partition_assignment_strategy {
+            if assignor_name(name)? != *name {
+                return Err(Error::Config {
+                    key: "partition.assignment.strategy".into(),
+                    message: format!("{name:?}: use the short name {:?}", assignor_name(name)?),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Reads a consumer config from a Java `.properties` file.
@@ -785,6 +829,40 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("acks"), "{err}");
+    }
+
+    #[test]
+    fn a_config_built_in_code_is_checked_like_one_read_from_properties() {
+        let mut p = ProducerConfig::new("127.0.0.1:9092").unwrap();
+        assert!(p.validate().is_ok());
+        p.acks = Acks::Leader;
+        let err = p.validate().unwrap_err().to_string();
+        assert!(err.contains("acks") && err.contains("idempotence"), "{err}");
+        p.enable_idempotence = false;
+        p.transactional_id = Some("t".into());
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("enable.idempotence")
+        );
+        let mut c = ConsumerConfig::new("127.0.0.1:9092").unwrap();
+        assert!(c.validate().is_ok());
+        c.heartbeat_interval = c.session_timeout;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("heartbeat.interval.ms")
+        );
+        c.heartbeat_interval = Duration::from_secs(1);
+        c.partition_assignment_strategy = vec!["magic".into()];
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("partition.assignment.strategy")
+        );
     }
 
     #[test]

@@ -182,6 +182,7 @@ fn no_position(key: &PartitionKey) -> Error {
 impl Consumer {
     /// Connects a new client and creates a consumer with nothing assigned.
     pub async fn new(config: ConsumerConfig) -> Result<Consumer> {
+        config.validate()?;
         let client = Client::connect(config.client.clone()).await?;
         Ok(Consumer::with_client(client, config))
     }

@@ -212,6 +212,7 @@ impl GroupConsumer {
     /// Connects a client and creates a member of `group.id` (not joined until the
     /// first poll after [`GroupConsumer::subscribe`]).
     pub async fn new(config: ConsumerConfig) -> Result<GroupConsumer> {
+        config.validate()?;
         let client = Client::connect(config.client.clone()).await?;
         Self::with_client(client, config)
     }
@@ -220,6 +221,7 @@ impl GroupConsumer {
     /// `group.protocol=consumer` the member speaks KIP-848 (the broker must offer
     /// ConsumerGroupHeartbeat, as Kafka 4.x brokers do).
     pub fn with_client(client: Client, config: ConsumerConfig) -> Result<GroupConsumer> {
+        config.validate()?;
         let Some(group_id) = config.group_id.clone() else {
             return Err(Error::Config {
                 key: "group.id".into(),

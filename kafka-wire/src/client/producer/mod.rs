@@ -169,6 +169,7 @@ impl std::fmt::Debug for Producer {
 impl Producer {
     /// Connects a producer (and its own [`Client`]) with `config`.
     pub async fn new(config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
         let client = Client::connect(config.client.clone()).await?;
         Self::with_client(client, config).await
     }
@@ -176,6 +177,7 @@ impl Producer {
     /// A producer over an existing client (sharing its connections and metadata).
     /// With idempotence, fetches a producer id before returning.
     pub async fn with_client(client: Client, config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
         let memory = Arc::new(Semaphore::new(config.buffer_memory));
         let shared = Arc::new(Shared {
             acc: Mutex::new(Accumulator::new(

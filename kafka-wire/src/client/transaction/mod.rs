@@ -195,6 +195,7 @@ impl TransactionalProducer {
     /// (fencing older producers with the same `transactional.id`, and finishing
     /// whatever transaction they left open).
     pub async fn new(config: ProducerConfig) -> Result<TransactionalProducer> {
+        config.validate()?;
         let client = Client::connect(config.client.clone())
             .await
             .map_err(incomplete)?;
@@ -206,6 +207,7 @@ impl TransactionalProducer {
         client: Client,
         config: ProducerConfig,
     ) -> Result<TransactionalProducer> {
+        config.validate()?;
         let Some(transactional_id) = config.transactional_id.clone() else {
             return Err(Error::Config {
                 key: "transactional.id".into(),
