@@ -8,6 +8,7 @@
 //! Java-style `.properties` file whose keys use the Java client's names.
 
 mod cli;
+mod http;
 mod pipeline;
 
 use clap::Parser;
