@@ -863,7 +863,7 @@ impl Builder<'_> {
             .config()
             .status
             .unwrap_or_else(|| JobStatus::new("sql"));
-        let table = br.target.name.clone();
+        let table: &str = &br.target.name;
         let upsert = br.plan.upsert_key.clone();
         match &br.sink {
             SinkConnector::Kafka {
@@ -903,7 +903,7 @@ impl Builder<'_> {
                         Some(Bytes::from(row_to_json_text(&key_schema, &vals)))
                     });
                 }
-                stream.sink(Tapped::new(sink, &table, &schema, &status));
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
             SinkConnector::File {
                 path,
@@ -914,11 +914,11 @@ impl Builder<'_> {
                 if let Some(m) = max_file_size {
                     sink = sink.max_file_size(*m);
                 }
-                stream.sink(Tapped::new(sink, &table, &schema, &status));
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
             SinkConnector::Blackhole => stream.sink(Tapped::new(
                 connectors::blackhole::BlackholeSink,
-                &table,
+                table,
                 &schema,
                 &status,
             )),
@@ -937,7 +937,7 @@ impl Builder<'_> {
                 if let Some(p) = prefix {
                     sink = sink.prefix(p.clone());
                 }
-                stream.sink(Tapped::new(sink, &table, &schema, &status));
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
             SinkConnector::Postgres {
                 connection,
@@ -969,7 +969,7 @@ impl Builder<'_> {
                 if *exactly_once {
                     sink = sink.exactly_once(&format!("{}-{}", br.target.name, i + 1));
                 }
-                stream.sink(Tapped::new(sink, &table, &schema, &status));
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
         }
         Ok(())
