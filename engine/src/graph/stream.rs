@@ -402,11 +402,12 @@ impl<T: Send + 'static> DataStream<T> {
                 let stage = b.new_stage();
                 for (j, gate) in gates.into_iter().enumerate() {
                     let chain = down(b, j)?;
-                    b.subtask_stats(id, j);
+                    let stats = b.subtask_stats(id, j);
                     let spec = AsyncMapSpec {
                         name: "async_map".into(),
                         f: f.clone(),
                         opts,
+                        stats,
                     };
                     b.spawn(stage, j, "async_map", false, cp, move |env| {
                         Box::pin(run_async_task(gate, spec, chain, env))

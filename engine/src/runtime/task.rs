@@ -413,7 +413,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         if stopped {
             chain.flush(&mut env.ctx)?;
             env.ctx.flush_deferred().await?;
-            match env.control.recv().await {
+            env.ctx.timer.wait_start();
+            let c = env.control.recv().await;
+            env.ctx.timer.wait_end();
+            match c {
                 Some(c) => env.control_push_front(c),
                 None => return chain.close(),
             }
