@@ -12,6 +12,10 @@ impl<T: Send + 'static> Sink<T> for BlackholeSink {
         "blackhole"
     }
 
+    fn kind(&self) -> &str {
+        "blackhole"
+    }
+
     async fn write(&mut self, _batch: Vec<Record<T>>) -> engine::Result<()> {
         Ok(())
     }

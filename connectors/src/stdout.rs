@@ -55,6 +55,10 @@ impl<T: Send + 'static> Sink<T> for PrintSink<T> {
         "print"
     }
 
+    fn kind(&self) -> &str {
+        "stdout"
+    }
+
     async fn write(&mut self, batch: Vec<Record<T>>) -> engine::Result<()> {
         let mut text = String::new();
         for r in &batch {

@@ -59,7 +59,12 @@ pub use operators::pane_window::Windowed;
 pub use operators::process::{KeyedProcessFunction, OutputTag, ProcessContext};
 pub use operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 pub use record::{NO_TIMESTAMP, Position, Record};
-pub use runtime::{JobController, JobHandle, JobResult};
+pub use runtime::status;
+pub use runtime::status::{
+    EdgeKind, JobState, JobStatusSnapshot, OperatorKind, PartitionStatus, ResultRing, ResultValue,
+    SinkStatus,
+};
+pub use runtime::{JobController, JobHandle, JobResult, JobStatus};
 pub use state::codec::StateCodec;
 pub use state::key_group::{KeyGroup, KeyGroupRange, stable_hash};
 pub use state::keyed::{

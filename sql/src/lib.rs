@@ -11,6 +11,7 @@ pub mod join;
 pub mod parse;
 pub mod plan;
 pub mod run;
+mod tap;
 pub mod time;
 pub mod types;
 pub mod vars;

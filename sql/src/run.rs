@@ -19,13 +19,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tap::Tapped;
 use bytes::Bytes;
 use connectors::file::{BadLinePolicy, FileSink, FileSource};
 use connectors::kafka::{BadRecordPolicy, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope};
 use connectors::postgres::{PgColumn, PgType, PgValue, PostgresSink, WriteMode};
 use connectors::stdout::PrintSink;
 use engine::{
-    DataStream, NO_TIMESTAMP, Pipeline, PipelineConfig, WatermarkStrategy, Windowed, Windows,
+    DataStream, JobState, JobStatus, NO_TIMESTAMP, Pipeline, PipelineConfig, WatermarkStrategy,
+    Windowed, Windows,
 };
 use tokio::sync::watch;
 
@@ -57,6 +59,9 @@ pub struct RunOptions {
     pub kafka_defaults: std::collections::BTreeMap<String, String>,
     /// Kafka properties that override the tables' (an explicit command-line flag).
     pub kafka_overrides: std::collections::BTreeMap<String, String>,
+    /// Where the job reports its live status (operators, partitions, checkpoints,
+    /// recent rows of every sink table); a new registry when unset.
+    pub status: Option<JobStatus>,
 }
 
 impl Default for RunOptions {
@@ -69,6 +74,7 @@ impl Default for RunOptions {
             instance: None,
             kafka_defaults: Default::default(),
             kafka_overrides: Default::default(),
+            status: None,
         }
     }
 }
@@ -345,14 +351,36 @@ impl SqlJob {
     }
 
     /// Runs the script until its bounded input ends or `stop` fires.
-    pub async fn run(
+    pub async fn run(self, options: RunOptions, stop: watch::Receiver<bool>) -> Result<RunSummary> {
+        let status = options
+            .status
+            .clone()
+            .unwrap_or_else(|| JobStatus::new(&options.application_id));
+        let config = PipelineConfig::default()
+            .checkpoint_interval(options.checkpoint_interval)
+            .parallelism(options.parallelism.max(1))
+            .status(status.clone());
+        let result = self.run_with(options, stop, config).await;
+        match &result {
+            Ok(s) => status.set_state(if s.stopped {
+                JobState::Stopped
+            } else {
+                JobState::Finished
+            }),
+            Err(e) => {
+                status.set_state(JobState::Failed);
+                status.error(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn run_with(
         self,
         options: RunOptions,
         mut stop: watch::Receiver<bool>,
+        config: PipelineConfig,
     ) -> Result<RunSummary> {
-        let config = PipelineConfig::default()
-            .checkpoint_interval(options.checkpoint_interval)
-            .parallelism(options.parallelism.max(1));
         let job = Arc::new(self);
         if job.uses_kafka() {
             let kafka_tables: Vec<&TableDef> = job
@@ -374,6 +402,9 @@ impl SqlJob {
             props.remove("group.id");
             if let Some(i) = options.instance {
                 props.insert("strom.instance".into(), i.to_string());
+            }
+            if let (Some(app), Some(status)) = (props.get("application.id"), &config.status) {
+                status.set_name(app);
             }
             let kafka = KafkaConfig::from_properties(props)?;
             let kjob = KafkaJob::new(kafka, config);
@@ -400,6 +431,7 @@ impl SqlJob {
             let p = Pipeline::with_config(config);
             job.build(&p, None, true)?;
             let handle = p.start()?;
+            handle.status().next_incarnation();
             let controller = handle.controller();
             let watcher = tokio::spawn(async move {
                 while stop.changed().await.is_ok() {
@@ -826,6 +858,12 @@ impl Builder<'_> {
 
     fn sink(&self, stream: DataStream<Row>, br: &Branch, i: usize) -> engine::Result<()> {
         let schema: Arc<Schema> = Arc::new(br.target.schema.clone());
+        let status = self
+            .p
+            .config()
+            .status
+            .unwrap_or_else(|| JobStatus::new("sql"));
+        let table: &str = &br.target.name;
         let upsert = br.plan.upsert_key.clone();
         match &br.sink {
             SinkConnector::Kafka {
@@ -865,7 +903,7 @@ impl Builder<'_> {
                         Some(Bytes::from(row_to_json_text(&key_schema, &vals)))
                     });
                 }
-                stream.sink(sink);
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
             SinkConnector::File {
                 path,
@@ -876,9 +914,14 @@ impl Builder<'_> {
                 if let Some(m) = max_file_size {
                     sink = sink.max_file_size(*m);
                 }
-                stream.sink(sink);
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
-            SinkConnector::Blackhole => stream.sink(connectors::blackhole::BlackholeSink),
+            SinkConnector::Blackhole => stream.sink(Tapped::new(
+                connectors::blackhole::BlackholeSink,
+                table,
+                &schema,
+                &status,
+            )),
             SinkConnector::Print { prefix, stderr } => {
                 let tag = if upsert.is_some() { "+U" } else { "+I" };
                 let mut sink = PrintSink::new(move |row: &Row| {
@@ -894,7 +937,7 @@ impl Builder<'_> {
                 if let Some(p) = prefix {
                     sink = sink.prefix(p.clone());
                 }
-                stream.sink(sink);
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
             SinkConnector::Postgres {
                 connection,
@@ -926,7 +969,7 @@ impl Builder<'_> {
                 if *exactly_once {
                     sink = sink.exactly_once(&format!("{}-{}", br.target.name, i + 1));
                 }
-                stream.sink(sink);
+                stream.sink(Tapped::new(sink, table, &schema, &status));
             }
         }
         Ok(())

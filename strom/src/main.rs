@@ -12,8 +12,6 @@
 //! Java-style `.properties` file whose keys use the Java client's names.
 
 mod cli;
-// The status server lands with the backend; until then only the page's assets exist.
-#[allow(dead_code)]
 mod http;
 mod pipeline;
 

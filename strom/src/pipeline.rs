@@ -19,6 +19,8 @@ pub struct RunFlags {
     pub application_id: Option<String>,
     /// `strom.instance`.
     pub instance: Option<u32>,
+    /// Where the status server listens (`None`: no server).
+    pub http_addr: Option<String>,
 }
 
 fn compile(file: &Path) -> anyhow::Result<SqlJob> {
@@ -43,16 +45,22 @@ pub async fn run(
     let stem = file
         .file_stem()
         .map_or_else(|| "sql".into(), |s| s.to_string_lossy().into_owned());
+    let application_id = flags
+        .application_id
+        .unwrap_or_else(|| format!("strom-{stem}"));
+    let status = engine::JobStatus::new(&application_id);
+    if let Some(addr) = &flags.http_addr {
+        crate::http::serve(addr, vec![status.clone()]).await?;
+    }
     let options = RunOptions {
         bounded: flags.bounded,
         checkpoint_interval: flags.checkpoint_interval,
         parallelism: flags.parallelism,
-        application_id: flags
-            .application_id
-            .unwrap_or_else(|| format!("strom-{stem}")),
+        application_id,
         instance: flags.instance,
         kafka_defaults,
         kafka_overrides,
+        status: Some(status),
     };
     let (stop, watch) = SqlJob::stop_signal();
     tokio::spawn(async move {

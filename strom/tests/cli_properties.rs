@@ -52,6 +52,7 @@ async fn strom_consume(args: &[&str]) -> Vec<String> {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .env("STROM_HTTP_ADDR", "127.0.0.1:0")
             .args(args)
             .env_remove("KAFKA_BOOTSTRAP")
             .kill_on_drop(true)
@@ -204,6 +205,7 @@ async fn bootstrap_servers_from_the_file_wins_over_kafka_bootstrap_in_the_enviro
     let topic = topic_with_an_aborted_transaction(&bootstrap).await;
     let file = PropertiesFile::new(&[format!("bootstrap.servers={bootstrap}")]);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .env("STROM_HTTP_ADDR", "127.0.0.1:0")
         .args(["--config", file.path(), "consume", "--topic", &topic])
         .args(["--from-beginning", "--max-messages", "1"])
         // Nothing listens on port 1: used only if the file were ignored.

@@ -189,6 +189,7 @@ async fn run_strom(args: &[String], stdin: &str, limit: Duration) -> Run {
         .args(args)
         .env_remove("KAFKA_BOOTSTRAP")
         .env("RUST_LOG", "off")
+        .env("STROM_HTTP_ADDR", "127.0.0.1:0")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -20,6 +20,7 @@ fn strom_run_with(name: &str, sql: &str, global: &[&str]) -> (bool, String) {
         .args(global)
         .args(["run", &file.display().to_string()])
         .env_remove("KAFKA_BOOTSTRAP")
+        .env("STROM_HTTP_ADDR", "127.0.0.1:0")
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -30,6 +30,8 @@ fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
 fn strom() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strom"));
     c.current_dir(workspace_root());
+    // A free port each: several runs at once must not collide on the default.
+    c.env("STROM_HTTP_ADDR", "127.0.0.1:0");
     c
 }
 

@@ -189,6 +189,10 @@ impl<T: Send + 'static> Sink<T> for FileSink<T> {
         "file-sink"
     }
 
+    fn kind(&self) -> &str {
+        "file"
+    }
+
     async fn open(&mut self, ctx: &SinkContext) -> engine::Result<()> {
         let mut restored = Vec::new();
         for bytes in &ctx.restored {

@@ -4,6 +4,9 @@
 //! under the current generation before the partitions move.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use engine::PartitionStatus;
 use std::time::Duration;
 
 use kafka_wire::client::group::assignor::TopicPartition;
@@ -31,6 +34,7 @@ const POLL: Duration = Duration::from_millis(100);
 pub(crate) async fn run(
     mut group: GroupConsumer,
     mut feeds: HashMap<TopicPartition, mpsc::Sender<Chunk>>,
+    status: HashMap<TopicPartition, Arc<PartitionStatus>>,
     mut stop: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<FetchEvent>,
 ) -> GroupConsumer {
@@ -65,6 +69,17 @@ pub(crate) async fn run(
                 continue;
             }
         };
+        // Where each partition ends now, for its lag: the last stable offset
+        // (the job reads with read_committed), else the high watermark.
+        for (tp, s) in &status {
+            if let Some(o) = group.consumer().partition_offsets(&tp.0, tp.1) {
+                s.set_log_end(if o.last_stable_offset >= 0 {
+                    o.last_stable_offset
+                } else {
+                    o.high_watermark
+                });
+            }
+        }
         let changes = group.take_events();
         if !changes.is_empty() {
             tracing::info!(?changes, "assignment changed during a poll");

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use engine::state::key_group::SourcePartitioner;
 use engine::{
-    Checkpoint, CheckpointId, ErrorClass, JobHandle, OperatorId, Pipeline, PipelineConfig,
+    Checkpoint, CheckpointId, ErrorClass, JobHandle, JobState, JobStatus, OperatorId, Pipeline,
+    PipelineConfig,
 };
 use kafka_wire::client::admin::{Admin, OffsetSpec};
 use kafka_wire::client::config::IsolationLevel;
@@ -157,13 +158,25 @@ enum Outcome {
 }
 
 impl KafkaJob {
-    /// A job with these Kafka settings and pipeline settings.
-    pub fn new(config: KafkaConfig, pipeline: PipelineConfig) -> KafkaJob {
+    /// A job with these Kafka settings and pipeline settings (a status registry
+    /// named after the application id when `pipeline.status` is unset).
+    pub fn new(config: KafkaConfig, mut pipeline: PipelineConfig) -> KafkaJob {
+        if pipeline.status.is_none() {
+            pipeline.status = Some(JobStatus::new(config.application_id()));
+        }
         KafkaJob {
             config,
             pipeline,
             stop: watch::Sender::new(false),
         }
+    }
+
+    /// The job's live status, kept across incarnations.
+    pub fn status(&self) -> JobStatus {
+        self.pipeline
+            .status
+            .clone()
+            .unwrap_or_else(|| JobStatus::new(self.config.application_id()))
     }
 
     /// A handle that stops the job (e.g. from a SIGTERM handler).
@@ -184,6 +197,10 @@ impl KafkaJob {
             stop,
         } = self;
         config.validate()?;
+        let status = pipeline
+            .status
+            .clone()
+            .unwrap_or_else(|| JobStatus::new(config.application_id()));
         let scope = KafkaScope::new(config.clone());
         let plan = probe(&define, &scope, &pipeline)?;
         tracing::info!(
@@ -272,6 +289,9 @@ impl KafkaJob {
                 starts.insert((t.clone(), *p), position);
             }
             tracing::debug!(?starts, "incarnation starts at");
+            status.set_state(JobState::Restoring);
+            status.next_incarnation();
+            status.retain_partitions(&assignment.iter().cloned().collect());
             let ends = if plan.bounded {
                 Some(end_offsets(&admin, &assignment, &config).await?)
             } else {
@@ -301,6 +321,7 @@ impl KafkaJob {
                 "state restored"
             );
             metrics::histogram!("strom_restore_seconds").record(took.as_secs_f64());
+            status.restored(took);
             report.restores.push(Restore {
                 duration: took,
                 bytes_read,
@@ -310,14 +331,25 @@ impl KafkaJob {
 
             let mut feeds = HashMap::new();
             let mut senders = HashMap::new();
+            let mut partition_status = HashMap::new();
             for tp in &assignment {
                 let (tx, rx) = mpsc::channel(FEED_CAPACITY);
                 let start = starts.get(tp).copied().unwrap_or(0);
                 let end = ends.as_ref().and_then(|e| e.get(tp).copied());
-                feeds.insert(tp.clone(), PartitionFeed { rx, start, end });
+                let ps = status.partition(&tp.0, tp.1);
+                partition_status.insert(tp.clone(), ps.clone());
+                feeds.insert(
+                    tp.clone(),
+                    PartitionFeed {
+                        rx,
+                        start,
+                        end,
+                        status: ps,
+                    },
+                );
                 senders.insert(tp.clone(), tx);
             }
-            let incarnation = Arc::new(Incarnation::new(feeds, writer.clone()));
+            let incarnation = Arc::new(Incarnation::new(feeds, writer.clone(), status.clone()));
             writer.set_committed(report.last_checkpoint);
             scope.bind(Some(incarnation.clone()));
             let store = Arc::new(KafkaCheckpointStore {
@@ -327,8 +359,12 @@ impl KafkaJob {
             });
             let handle = start(&define, &scope, &pipeline, checkpoint, store);
             let handle = match handle {
-                Ok(h) => h,
+                Ok(h) => {
+                    status.set_state(JobState::Running);
+                    h
+                }
                 Err(e) => {
+                    status.error(e.to_string());
                     scope.bind(None);
                     let _ = group.close().await;
                     return Err(e);
@@ -337,7 +373,13 @@ impl KafkaJob {
             let controller = handle.controller();
             let (stop_fetch, stop_fetch_rx) = watch::channel(false);
             let (events_tx, mut events) = mpsc::unbounded_channel();
-            let fetcher = tokio::spawn(fetch::run(group, senders, stop_fetch_rx, events_tx));
+            let fetcher = tokio::spawn(fetch::run(
+                group,
+                senders,
+                partition_status,
+                stop_fetch_rx,
+                events_tx,
+            ));
             let mut stopping = false;
             let mut stop_requested = *stop_rx.borrow();
             if stop_requested {
@@ -408,10 +450,13 @@ impl KafkaJob {
                     if stop_requested {
                         break;
                     }
+                    status.set_state(JobState::Starting);
                 }
                 Outcome::Ended(Err(e)) => {
                     let class = e.class();
                     tracing::warn!(error = %e, ?class, "incarnation failed");
+                    status.error(format!("incarnation failed: {e}"));
+                    status.set_state(JobState::Starting);
                     if class == ErrorClass::Fatal {
                         let _ = writer.abort().await;
                         let _ = group.close().await;
@@ -420,6 +465,7 @@ impl KafkaJob {
                     rollbacks_in_a_row += 1;
                     report.rollbacks += 1;
                     metrics::counter!("strom_rollbacks_total").increment(1);
+                    status.sinks_aborted();
                     if rollbacks_in_a_row > MAX_ROLLBACKS_IN_A_ROW {
                         let _ = group.close().await;
                         return Err(ConnectorError::Refused(format!(
@@ -434,6 +480,9 @@ impl KafkaJob {
                 Outcome::FetchFailed(e) => {
                     let class = classify(&e);
                     tracing::warn!(error = %e, ?class, "fetching failed");
+                    status.error(format!("fetching failed: {e}"));
+                    status.set_state(JobState::Starting);
+                    status.sinks_aborted();
                     if class == ErrorClass::Fatal {
                         let _ = group.close().await;
                         return Err(ConnectorError::kafka("fetching", e));
@@ -444,6 +493,10 @@ impl KafkaJob {
                 }
             }
         }
+        status.set_state(match report.end {
+            JobEnd::Bounded => JobState::Finished,
+            JobEnd::Stopped => JobState::Stopped,
+        });
         if let Err(e) = group.close().await {
             tracing::warn!(error = %e, "leaving the group failed");
         }

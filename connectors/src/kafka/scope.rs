@@ -113,6 +113,8 @@ pub(crate) struct PartitionFeed {
     pub start: i64,
     /// Bounded: where the partition ends.
     pub end: Option<i64>,
+    /// Its live status (position, log end, watermark, idleness).
+    pub status: Arc<engine::PartitionStatus>,
 }
 
 /// A record that did not decode, waiting for its checkpoint's transaction.
@@ -135,16 +137,22 @@ pub(crate) struct Incarnation {
     positions: Mutex<BTreeMap<CheckpointId, BTreeMap<TopicPartition, i64>>>,
     finals: Mutex<BTreeMap<TopicPartition, i64>>,
     dead_letters: Mutex<Vec<DeadLetterRecord>>,
+    status: engine::JobStatus,
 }
 
 impl Incarnation {
-    pub(crate) fn new(feeds: HashMap<TopicPartition, PartitionFeed>, writer: Arc<Writer>) -> Self {
+    pub(crate) fn new(
+        feeds: HashMap<TopicPartition, PartitionFeed>,
+        writer: Arc<Writer>,
+        status: engine::JobStatus,
+    ) -> Self {
         Incarnation {
             feeds: Mutex::new(feeds),
             writer,
             positions: Mutex::new(BTreeMap::new()),
             finals: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(Vec::new()),
+            status,
         }
     }
 
@@ -190,6 +198,7 @@ impl Incarnation {
     }
 
     pub(crate) fn dead_letter(&self, record: DeadLetterRecord) {
+        self.status.dead_letter();
         lock(&self.dead_letters).push(record);
     }
 

@@ -153,6 +153,10 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
         "kafka-sink"
     }
 
+    fn kind(&self) -> &str {
+        "kafka"
+    }
+
     async fn open(&mut self, _ctx: &SinkContext) -> engine::Result<()> {
         let incarnation = self.scope.incarnation().ok_or_else(|| {
             EngineError::InvalidPipeline("a KafkaSink runs inside KafkaJob::run".into())

@@ -208,6 +208,8 @@ struct KafkaSplit<T> {
     policy: BadRecordPolicy,
     incarnation: Arc<Incarnation>,
     bad: metrics::Counter,
+    bytes: metrics::Counter,
+    status: Arc<engine::PartitionStatus>,
 }
 
 /// Records of one partition from one fetch.
@@ -232,6 +234,11 @@ impl<T: Send + 'static> KafkaSplit<T> {
         };
         KafkaSplit {
             bad: metrics::counter!("strom_kafka_bad_records_total", "topic" => tp.0.clone(), "policy" => policy_label),
+            bytes: metrics::counter!("strom_source_bytes_total", "topic" => tp.0.clone(), "partition" => tp.1.to_string()),
+            status: {
+                feed.status.set_position(feed.start);
+                feed.status.clone()
+            },
             label,
             tp,
             rx: Some(feed.rx),
@@ -304,6 +311,7 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
                         self.chunk_next = chunk.next_offset;
                         if self.buf.is_empty() {
                             self.position = self.position.max(self.chunk_next);
+                            self.status.set_position(self.position);
                         }
                         continue;
                     }
@@ -323,6 +331,10 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
                     break;
                 }
                 self.position = r.offset + 1;
+                self.bytes.increment(
+                    (r.key.as_ref().map_or(0, |k| k.len())
+                        + r.value.as_ref().map_or(0, |v| v.len())) as u64,
+                );
                 match (self.decode)(&r) {
                     Ok(value) => out.push(Record {
                         value,
@@ -339,6 +351,7 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
             if self.buf.is_empty() {
                 self.position = self.position.max(self.chunk_next);
             }
+            self.status.set_position(self.position);
             if !out.is_empty() {
                 return Poll::Ready(Ok(SplitEvent::Records(out)));
             }
@@ -362,6 +375,10 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
 
     fn key_group(&self) -> Option<u16> {
         u16::try_from(self.tp.1).ok()
+    }
+
+    fn status(&self) -> Option<Arc<engine::PartitionStatus>> {
+        Some(self.status.clone())
     }
 }
 

@@ -589,6 +589,10 @@ impl<T: Send + 'static> Sink<T> for PostgresSink<T> {
         "postgres-sink"
     }
 
+    fn kind(&self) -> &str {
+        "postgres"
+    }
+
     async fn open(&mut self, ctx: &SinkContext) -> engine::Result<()> {
         self.run = None;
         let r = self.do_open(ctx).await;

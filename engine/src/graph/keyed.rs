@@ -124,7 +124,13 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
             None => graph.borrow_mut().hash_keyed = true,
         }
         let join_key = key_fn.clone();
-        let joined = DataStream::new(
+        let feeds: Vec<_> = left
+            .feeds
+            .iter()
+            .chain(&right.feeds)
+            .map(|(o, _)| (*o, crate::runtime::status::EdgeKind::Hash))
+            .collect();
+        let mut joined = DataStream::new(
             graph,
             par,
             cp,
@@ -145,6 +151,7 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
                 b.spawn_chain_stage("join", gates, cp, &mut down)
             }),
         );
+        joined.feeds = feeds;
         (joined, key_fn)
     }
 

@@ -17,7 +17,7 @@ pub(crate) mod keyed;
 pub(crate) mod stream;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,6 +37,9 @@ use crate::runtime::channel::{Outlet, Receiver, Sender, channel};
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::InputGate;
 use crate::runtime::job::{JobHandle, JobResult, JobSetup, TaskFuture, TaskSpec, spawn_job};
+use crate::runtime::status::{
+    EdgeKind, JobStatus, OperatorDef, OperatorKind, SubtaskStats, TaskTimer,
+};
 use crate::runtime::task::{JobEvent, SourceTask, TaskEnv, run_chain_task, run_source_task};
 use crate::time::clock::Clock;
 use crate::time::watermark::WatermarkStrategy;
@@ -79,6 +82,9 @@ pub struct PipelineConfig {
     /// [`DataStream::key_by_source_partition`] (a Kafka job sets Kafka's default
     /// partitioner over its input's partition count).
     pub source_partitioner: Option<crate::state::key_group::SourcePartitioner>,
+    /// Where the job reports its live status (a new registry per start when unset;
+    /// give one to keep it across restarts and read it from elsewhere).
+    pub status: Option<JobStatus>,
 }
 
 impl Default for PipelineConfig {
@@ -93,6 +99,7 @@ impl Default for PipelineConfig {
             processing_time_start: None,
             close_timeout: Duration::from_secs(60),
             source_partitioner: None,
+            status: None,
         }
     }
 }
@@ -138,6 +145,11 @@ impl PipelineConfig {
         self.source_partitioner = Some(crate::state::key_group::SourcePartitioner(Arc::new(f)));
         self
     }
+    /// Reports the job's live status to `status`.
+    pub fn status(mut self, status: JobStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
     /// Fixes processing time at job start (tests).
     pub fn processing_time_start(mut self, ms: i64) -> Self {
         self.processing_time_start = Some(ms);
@@ -172,6 +184,9 @@ pub(crate) struct Graph {
     pub(crate) names: HashMap<OperatorId, Arc<str>>,
     dead_letter_tx: Option<Sender<DeadLetter>>,
     restore: Option<Checkpoint>,
+    /// The operator graph as the status reports it.
+    pub(crate) defs: BTreeMap<OperatorId, OperatorDef>,
+    pub(crate) edges: BTreeSet<(OperatorId, OperatorId, EdgeKind)>,
 }
 
 pub(crate) type GraphRef = Rc<RefCell<Graph>>;
@@ -209,6 +224,28 @@ impl Graph {
         }
         Ok(table)
     }
+    /// Records operator `id` for the status, fed by `feeds`.
+    pub(crate) fn define(
+        &mut self,
+        id: OperatorId,
+        kind: OperatorKind,
+        parallelism: usize,
+        feeds: &[(OperatorId, EdgeKind)],
+    ) {
+        let name = self.kinds.get(&id).map_or("operator", |k| &**k).to_string();
+        self.defs.insert(
+            id,
+            OperatorDef {
+                name,
+                kind,
+                parallelism,
+            },
+        );
+        for (from, edge) in feeds {
+            self.edges.insert((*from, id, *edge));
+        }
+    }
+
     pub(crate) fn add_terminal(&mut self, t: Terminal) {
         self.terminals.push(t);
     }
@@ -227,9 +264,21 @@ pub(crate) struct BuildCtx {
     sides: HashMap<(OperatorId, u64), SideFactory>,
     names: HashMap<OperatorId, Arc<str>>,
     groupers: HashMap<OperatorId, Arc<dyn std::any::Any + Send + Sync>>,
+    pub(crate) status: JobStatus,
+    /// Counters of the operators of the task being built (its chain), taken by
+    /// the next `spawn`.
+    members: Vec<Arc<SubtaskStats>>,
 }
 
 impl BuildCtx {
+    /// The counters of subtask `sub` of operator `id`, which belongs to the task
+    /// spawned next.
+    pub(crate) fn subtask_stats(&mut self, id: OperatorId, sub: usize) -> Arc<SubtaskStats> {
+        let s = self.status.subtask(id, sub);
+        self.members.push(s.clone());
+        s
+    }
+
     pub(crate) fn new_stage(&mut self) -> u32 {
         self.next_stage += 1;
         self.next_stage - 1
@@ -287,7 +336,7 @@ impl BuildCtx {
         } else {
             None
         };
-        let ctx = TaskCtx::new(
+        let mut ctx = TaskCtx::new(
             id,
             task_name.clone(),
             subtask,
@@ -296,6 +345,8 @@ impl BuildCtx {
             dead_letters,
             self.config.batch_size,
         );
+        ctx.timer = TaskTimer::new(std::mem::take(&mut self.members));
+        ctx.status = Some(self.status.clone());
         let env = TaskEnv {
             ctx,
             control: ctl_rx,
@@ -383,6 +434,8 @@ impl Pipeline {
                 names: HashMap::new(),
                 dead_letter_tx: None,
                 restore: None,
+                defs: BTreeMap::new(),
+                edges: BTreeSet::new(),
             })),
         }
     }
@@ -439,7 +492,12 @@ impl Pipeline {
         parallelism: usize,
     ) -> DataStream<T> {
         let par = parallelism.max(1);
-        let id = self.graph.borrow_mut().next_operator(source.name());
+        let id = {
+            let mut g = self.graph.borrow_mut();
+            let id = g.next_operator(source.name());
+            g.define(id, OperatorKind::Source, par, &[]);
+            id
+        };
         let name: Arc<str> = source.name().into();
         let mut source = source;
         DataStream::new(
@@ -462,6 +520,7 @@ impl Pipeline {
                 }
                 let stage = b.new_stage();
                 for (sub, splits) in per.into_iter().enumerate() {
+                    let stats = b.subtask_stats(id, sub);
                     let chain = down(b, sub)?;
                     // Split positions are stored per split index, not per subtask.
                     let restored = b
@@ -476,6 +535,7 @@ impl Pipeline {
                         restored,
                         bounded,
                         keep_positions,
+                        stats,
                     };
                     b.spawn(stage, sub, &name, true, true, move |env| {
                         Box::pin(run_source_task(spec, chain, env))
@@ -537,6 +597,18 @@ impl Pipeline {
             cp
         });
         let epoch = restore.as_ref().map_or(Epoch(0), |c| Epoch(c.epoch.0 + 1));
+        let status = g
+            .config
+            .status
+            .clone()
+            .unwrap_or_else(|| JobStatus::new("job"));
+        let mut defs = g.defs.clone();
+        for (id, d) in defs.iter_mut() {
+            if let Some(n) = g.names.get(id) {
+                d.name = n.to_string();
+            }
+        }
+        status.set_graph(defs, g.edges.clone());
         let clock = match g.config.processing_time_start {
             Some(ms) => Clock::starting_at(ms),
             None => Clock::system(),
@@ -553,6 +625,8 @@ impl Pipeline {
             sides: std::mem::take(&mut g.sides),
             names: std::mem::take(&mut g.names),
             groupers: std::mem::take(&mut g.groupers),
+            status: status.clone(),
+            members: Vec::new(),
         };
         let terminals = std::mem::take(&mut g.terminals);
         let durable = g.durable.clone();
@@ -573,6 +647,7 @@ impl Pipeline {
             restore.as_ref().map(|c| (c.id, c.epoch)),
         );
         tracing::info!(tasks = tasks.len(), epoch = epoch.0, "starting job");
+        status.set_state(crate::runtime::status::JobState::Running);
         Ok(spawn_job(JobSetup {
             tasks,
             events_tx,
@@ -584,6 +659,7 @@ impl Pipeline {
             interval: b.config.checkpoint_interval,
             stop_timeout: b.config.close_timeout,
             clock,
+            status,
         }))
     }
 

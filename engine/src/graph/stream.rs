@@ -22,7 +22,8 @@ use crate::runtime::channel::{Receiver, Sender, channel};
 use crate::runtime::emitter::{ChannelEmitter, Partitioner, Tee};
 use crate::runtime::gate::InputGate;
 use crate::runtime::node::{BoxNode, ChainNode};
-use crate::runtime::task::run_sink_task;
+use crate::runtime::status::{EdgeKind, OperatorKind};
+use crate::runtime::task::{SinkTaskSpec, run_sink_task};
 use crate::state::keyed::Key;
 
 /// Builds the downstream chain of one subtask.
@@ -38,6 +39,9 @@ pub struct DataStream<T> {
     pub(crate) parallelism: usize,
     pub(crate) checkpointed: bool,
     pub(crate) last_op: Option<OperatorId>,
+    /// The operators whose output this stream is, and how it reaches the next one
+    /// (edges of the status graph).
+    pub(crate) feeds: Vec<(OperatorId, EdgeKind)>,
     pub(crate) connect: Connect<T>,
 }
 
@@ -76,6 +80,10 @@ impl<T: Send + 'static> DataStream<T> {
             parallelism,
             checkpointed,
             last_op,
+            feeds: last_op
+                .map(|o| (o, EdgeKind::Forward))
+                .into_iter()
+                .collect(),
             connect,
         }
     }
@@ -97,6 +105,7 @@ impl<T: Send + 'static> DataStream<T> {
             if let Some(grouper) = g.pending_grouper.take() {
                 g.groupers.insert(id, grouper);
             }
+            g.define(id, OperatorKind::Operator, self.parallelism, &self.feeds);
             id
         };
         let name: Arc<str> = name.into();
@@ -107,6 +116,7 @@ impl<T: Send + 'static> DataStream<T> {
             parallelism: par,
             checkpointed: self.checkpointed,
             last_op: Some(id),
+            feeds: vec![(id, EdgeKind::Forward)],
             connect: Box::new(move |b, mut down: ChainFactory<O::Out>| {
                 up(
                     b,
@@ -114,7 +124,8 @@ impl<T: Send + 'static> DataStream<T> {
                         let next = down(b, sub)?;
                         let init = b.init(id, name.clone(), sub, par);
                         let op = make(b, id, sub);
-                        Ok(Box::new(ChainNode::new(op, init, next)) as BoxNode<T>)
+                        let stats = b.subtask_stats(id, sub);
+                        Ok(Box::new(ChainNode::new(op, init, next, stats)) as BoxNode<T>)
                     }),
                 )
             }),
@@ -261,7 +272,13 @@ impl<T: Send + 'static> DataStream<T> {
         let par = self.parallelism.max(other.parallelism);
         let graph = self.graph.clone();
         let cp = self.checkpointed && other.checkpointed;
-        DataStream::new(
+        let feeds = self
+            .feeds
+            .iter()
+            .chain(&other.feeds)
+            .map(|(o, _)| (*o, EdgeKind::Repartition))
+            .collect();
+        let mut s = DataStream::new(
             graph,
             par,
             cp,
@@ -274,7 +291,9 @@ impl<T: Send + 'static> DataStream<T> {
                 let gates = gates_from(b, inputs, par)?;
                 b.spawn_chain_stage("union", gates, cp, &mut down)
             }),
-        )
+        );
+        s.feeds = feeds;
+        s
     }
 
     pub(crate) fn exchange(
@@ -285,7 +304,13 @@ impl<T: Send + 'static> DataStream<T> {
     ) -> DataStream<T> {
         let graph = self.graph.clone();
         let cp = self.checkpointed;
-        DataStream::new(
+        let edge = match &part {
+            Partitioner::Forward => EdgeKind::Forward,
+            Partitioner::RoundRobin { .. } => EdgeKind::Repartition,
+            Partitioner::Hash { .. } | Partitioner::SourcePartition { .. } => EdgeKind::Hash,
+        };
+        let feeds = self.feeds.iter().map(|(o, _)| (*o, edge)).collect();
+        let mut s = DataStream::new(
             graph,
             par,
             cp,
@@ -294,7 +319,9 @@ impl<T: Send + 'static> DataStream<T> {
                 let gates = gates_from(b, vec![(self, part)], par)?;
                 b.spawn_chain_stage(name, gates, cp, &mut down)
             }),
-        )
+        );
+        s.feeds = feeds;
+        s
     }
 
     /// The side output `tag` of the operator that produced this stream (e.g. late
@@ -302,13 +329,18 @@ impl<T: Send + 'static> DataStream<T> {
     /// [`crate::ProcessContext::output`] in a process function).
     pub fn side_output<S: Send + 'static>(&self, tag: &OutputTag<S>) -> DataStream<S> {
         let cap = self.graph.borrow().config.channel_capacity;
-        let (mut senders, stream) = channel_fed_stream(
+        let (mut senders, mut stream) = channel_fed_stream(
             &self.graph,
             self.parallelism,
             self.checkpointed,
             cap,
             "side-output",
         );
+        stream.feeds = self
+            .last_op
+            .map(|o| (o, EdgeKind::Forward))
+            .into_iter()
+            .collect();
         if let Some(op) = self.last_op {
             self.graph.borrow_mut().sides.insert(
                 (op, tag.id),
@@ -350,7 +382,12 @@ impl<T: Send + 'static> DataStream<T> {
         E: Display + Send + 'static,
         Fut: Future<Output = std::result::Result<U, E>> + Send + 'static,
     {
-        let id = self.graph.borrow_mut().next_operator("async_map");
+        let id = {
+            let mut g = self.graph.borrow_mut();
+            let id = g.next_operator("async_map");
+            g.define(id, OperatorKind::Operator, self.parallelism, &self.feeds);
+            id
+        };
         let par = self.parallelism;
         let cp = self.checkpointed;
         let f = Arc::new(f);
@@ -365,10 +402,12 @@ impl<T: Send + 'static> DataStream<T> {
                 let stage = b.new_stage();
                 for (j, gate) in gates.into_iter().enumerate() {
                     let chain = down(b, j)?;
+                    let stats = b.subtask_stats(id, j);
                     let spec = AsyncMapSpec {
                         name: "async_map".into(),
                         f: f.clone(),
                         opts,
+                        stats,
                     };
                     b.spawn(stage, j, "async_map", false, cp, move |env| {
                         Box::pin(run_async_task(gate, spec, chain, env))
@@ -404,8 +443,15 @@ impl<T: Send + 'static> DataStream<T> {
         let cp = self.checkpointed;
         let graph = self.graph.clone();
         let cap = graph.borrow().config.channel_capacity;
-        let (tx_a, branch_a) = channel_fed_stream(&graph, par, cp, cap, "fork");
-        let (tx_b, branch_b) = channel_fed_stream(&graph, par, cp, cap, "fork");
+        let (tx_a, mut branch_a) = channel_fed_stream(&graph, par, cp, cap, "fork");
+        let (tx_b, mut branch_b) = channel_fed_stream(&graph, par, cp, cap, "fork");
+        let feeds: Vec<_> = self
+            .feeds
+            .iter()
+            .map(|(o, _)| (*o, EdgeKind::Broadcast))
+            .collect();
+        branch_a.feeds = feeds.clone();
+        branch_b.feeds = feeds;
         let mut txs = [tx_a, tx_b];
         graph.borrow_mut().add_terminal(Box::new(move |b| {
             let batch = b.config.batch_size;
@@ -434,8 +480,13 @@ impl<T: Send + 'static> DataStream<T> {
     /// Writes the stream to the sink `make` builds for each subtask.
     pub fn sink_with<S: Sink<T>>(self, mut make: impl FnMut(usize) -> S + 'static) {
         let graph = self.graph.clone();
-        let id = graph.borrow_mut().next_operator("sink");
         let par = self.parallelism;
+        let id = {
+            let mut g = graph.borrow_mut();
+            let id = g.next_operator("sink");
+            g.define(id, OperatorKind::Sink, par, &self.feeds);
+            id
+        };
         let cp = self.checkpointed;
         graph.borrow_mut().add_terminal(Box::new(move |b| {
             let gates = gates_from(b, vec![(self, Partitioner::Forward)], par)?;
@@ -444,6 +495,9 @@ impl<T: Send + 'static> DataStream<T> {
                 let sink = make(j);
                 let name = sink.name().to_string();
                 let init = b.init(id, name.as_str().into(), j, par);
+                b.status.name_operator(id, &name);
+                let stats = b.subtask_stats(id, j);
+                let status = b.status.sink(&name, sink.kind());
                 let epoch = b.epoch;
                 let close_timeout = b.config.close_timeout;
                 b.spawn(stage, j, &name, false, cp, move |env| {
@@ -451,11 +505,15 @@ impl<T: Send + 'static> DataStream<T> {
                         gate,
                         sink,
                         env,
-                        id,
-                        par,
-                        epoch,
-                        init.restored,
-                        close_timeout,
+                        SinkTaskSpec {
+                            operator: id,
+                            parallelism: par,
+                            epoch,
+                            restored: init.restored,
+                            close_timeout,
+                            stats,
+                            status,
+                        },
                     ))
                 });
             }

@@ -35,6 +35,11 @@ pub trait Sink<T>: Send + 'static {
     fn name(&self) -> &str {
         "sink"
     }
+    /// What the sink writes to, for the status API: kafka, postgres, file,
+    /// stdout, blackhole, ...
+    fn kind(&self) -> &str {
+        "custom"
+    }
     /// Called once before the first write; on restore, commit what
     /// `ctx.restored` describes.
     fn open(&mut self, _ctx: &SinkContext) -> impl Future<Output = Result<()>> + Send {

@@ -52,6 +52,11 @@ pub trait SourceSplit<T>: Send {
     fn key_group(&self) -> Option<u16> {
         None
     }
+    /// Where this split reports its position, log end, watermark and idleness
+    /// (a Kafka partition); the source task sets the watermark and idleness.
+    fn status(&self) -> Option<std::sync::Arc<crate::runtime::status::PartitionStatus>> {
+        None
+    }
 }
 
 /// A source of records: creates its splits when the job starts.

@@ -34,6 +34,8 @@ pub(crate) struct AsyncMapSpec<F> {
     pub(crate) name: Arc<str>,
     pub(crate) f: Arc<F>,
     pub(crate) opts: AsyncOptions,
+    /// Records in and out, for the job's status.
+    pub(crate) stats: Arc<crate::runtime::status::SubtaskStats>,
 }
 
 enum InFlight<U> {
@@ -94,7 +96,12 @@ where
     Fut: Future<Output = std::result::Result<U, E>> + Send + 'static,
     F: Fn(T) -> Fut + Send + Sync + 'static,
 {
-    let AsyncMapSpec { name, f, opts } = spec;
+    let AsyncMapSpec {
+        name,
+        f,
+        opts,
+        stats,
+    } = spec;
     let capacity = opts.capacity.max(1);
     let mut inflight: InFlight<U> = if opts.ordered {
         InFlight::Ordered(FuturesOrdered::new())
@@ -142,7 +149,10 @@ where
             }
             ev = gate.next(), if accept_input => {
                 match ev {
-                    GateEvent::Data(b) => pending_input.extend(b),
+                    GateEvent::Data(b) => {
+                        stats.add_in(b.len() as u64);
+                        pending_input.extend(b)
+                    }
                     other => {
                         // Control events wait for every call in flight (and buffered input).
                         while !pending_input.is_empty() || inflight.len() > 0 {
@@ -164,6 +174,7 @@ where
                             }
                         }
                         if !results.is_empty() {
+                            stats.add_out(results.len() as u64);
                             chain.process_batch(std::mem::take(&mut results), &mut env.ctx)?;
                         }
                         match other {
@@ -195,6 +206,7 @@ where
             }
         }
         if !results.is_empty() && (results.len() >= env.ctx.batch_size || inflight.len() == 0) {
+            stats.add_out(results.len() as u64);
             chain.process_batch(std::mem::take(&mut results), &mut env.ctx)?;
             chain.flush(&mut env.ctx)?;
         }

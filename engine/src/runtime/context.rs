@@ -10,6 +10,7 @@ use crate::checkpoint::{OperatorId, OperatorState, TaskId};
 use crate::error::{DeadLetter, EngineError, ErrorPolicy, Result};
 use crate::record::{Position, Record};
 use crate::runtime::channel::{Message, Outlet};
+use crate::runtime::status::{JobStatus, TaskTimer};
 use crate::time::clock::Clock;
 
 pub(crate) type SendFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -30,6 +31,10 @@ pub struct TaskCtx {
     pub(crate) dead_letters: Option<Outlet<DeadLetter>>,
     pub(crate) snapshot: Vec<(OperatorId, OperatorState)>,
     pub(crate) batch_size: usize,
+    /// Busy and backpressured time of the task's operators.
+    pub(crate) timer: TaskTimer,
+    /// The job's status (dead letters).
+    pub(crate) status: Option<JobStatus>,
 }
 
 impl TaskCtx {
@@ -56,6 +61,8 @@ impl TaskCtx {
             dead_letters,
             snapshot: Vec::new(),
             batch_size: batch_size.max(1),
+            timer: TaskTimer::new(Vec::new()),
+            status: None,
         }
     }
 
@@ -67,9 +74,11 @@ impl TaskCtx {
     /// starts a new step.
     pub(crate) async fn flush_deferred(&mut self) -> Result<()> {
         if !self.deferred.is_empty() {
+            let since = std::time::Instant::now();
             for f in std::mem::take(&mut self.deferred) {
                 f.await?;
             }
+            self.timer.backpressured(since);
         }
         self.step += 1;
         Ok(())
@@ -102,6 +111,9 @@ impl TaskCtx {
                 Ok(())
             }
             ErrorPolicy::DeadLetter => {
+                if let Some(s) = &self.status {
+                    s.dead_letter();
+                }
                 let dl = DeadLetter {
                     operator: operator.to_string(),
                     subtask: self.subtask,

@@ -25,6 +25,7 @@ use crate::checkpoint::{
     Epoch, InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture, TaskId,
 };
 use crate::error::{EngineError, Result};
+use crate::runtime::status::JobStatus;
 use crate::runtime::task::{Control, JobEvent};
 use crate::time::clock::Clock;
 
@@ -82,9 +83,15 @@ pub struct JobHandle {
     commands: mpsc::UnboundedSender<Command>,
     done: JoinHandle<Result<JobResult>>,
     store: InMemoryCheckpointStore,
+    status: JobStatus,
 }
 
 impl JobHandle {
+    /// The job's live status registry (see [`JobStatus::snapshot`]).
+    pub fn status(&self) -> JobStatus {
+        self.status.clone()
+    }
+
     /// Triggers a checkpoint and waits until it completed (all tasks acknowledged
     /// and its durable write succeeded) or failed.
     pub async fn trigger_checkpoint(&self) -> Result<CheckpointId> {
@@ -154,6 +161,7 @@ pub(crate) struct JobSetup {
     pub(crate) interval: Option<Duration>,
     pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
+    pub(crate) status: JobStatus,
 }
 
 /// Spawns all tasks and the coordinator on the current tokio runtime.
@@ -169,6 +177,7 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         interval,
         stop_timeout,
         clock,
+        status,
     } = setup;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let mut controls = Vec::new();
@@ -213,12 +222,14 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         writing: None,
         stop: StopState::Running,
         stop_timeout,
+        status: status.clone(),
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
         commands: cmd_tx,
         done,
         store,
+        status,
     }
 }
 
@@ -252,6 +263,7 @@ struct Coordinator {
     writing: Option<Writing>,
     stop: StopState,
     stop_timeout: Duration,
+    status: JobStatus,
 }
 
 impl Coordinator {
@@ -266,6 +278,7 @@ impl Coordinator {
             stop,
         };
         tracing::debug!(checkpoint = id.0, stop, "triggering checkpoint");
+        self.status.checkpoint_started(id.0);
         for (_, is_source, tx) in &self.controls {
             if *is_source {
                 let _ = tx.send(Control::Trigger(barrier));
@@ -297,7 +310,7 @@ impl Coordinator {
             operators = cp.operators.len(),
             "checkpoint complete"
         );
-        metrics::counter!("strom_checkpoints_completed_total").increment(1);
+        self.status.checkpoint_completed(&cp);
         self.store.add(Checkpoint::clone(&cp));
         for (_, _, tx) in &self.controls {
             let _ = tx.send(Control::Complete(id));
@@ -383,7 +396,8 @@ impl Coordinator {
                         Err(e) => {
                             let id = w.checkpoint.id;
                             tracing::error!(checkpoint = id.0, error = %e, "durable checkpoint write failed");
-                            metrics::counter!("strom_checkpoints_failed_total").increment(1);
+                            self.status.checkpoint_failed(id.0);
+                            self.status.error(format!("checkpoint {} failed: durable write failed: {e}", id.0));
                             self.abort_all();
                             return Err(EngineError::checkpoint(id, "durable write failed", Some(e)));
                         }
@@ -473,6 +487,10 @@ impl Coordinator {
                     }
                     Some(JobEvent::Failed(task, e)) => {
                         tracing::error!(stage = task.stage, subtask = task.subtask, error = %e, "job failed");
+                        self.status.error(e.to_string());
+                        for id in self.tracker.pending().collect::<Vec<_>>() {
+                            self.status.checkpoint_failed(id.0);
+                        }
                         self.abort_all();
                         return Err(e);
                     }

@@ -40,6 +40,8 @@ pub(crate) mod emitter;
 pub(crate) mod gate;
 pub(crate) mod job;
 pub(crate) mod node;
+pub mod status;
 pub(crate) mod task;
 
 pub use job::{JobController, JobHandle, JobResult};
+pub use status::JobStatus;

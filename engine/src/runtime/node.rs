@@ -11,6 +11,7 @@ use crate::error::{EngineError, Result};
 use crate::operators::{Operator, OperatorInit, Output};
 use crate::record::Record;
 use crate::runtime::context::TaskCtx;
+use crate::runtime::status::SubtaskStats;
 
 /// One element of a fused chain, type-erased over the operator.
 pub(crate) trait Node<T>: Send {
@@ -39,13 +40,19 @@ pub(crate) struct ChainNode<In, O: Operator<In>> {
     buf: Vec<Record<O::Out>>,
     records_in: Counter,
     records_out: Counter,
+    stats: Arc<SubtaskStats>,
     /// The last watermark this node's operator finished (see `Node::on_watermark`).
     watermark_done: Option<i64>,
     _in: std::marker::PhantomData<fn(In)>,
 }
 
 impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
-    pub(crate) fn new(op: O, init: OperatorInit, next: BoxNode<O::Out>) -> Self {
+    pub(crate) fn new(
+        op: O,
+        init: OperatorInit,
+        next: BoxNode<O::Out>,
+        stats: Arc<SubtaskStats>,
+    ) -> Self {
         let labels = [
             ("operator", init.name.to_string()),
             ("subtask", init.subtask.to_string()),
@@ -56,6 +63,7 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
             op,
             init,
             next,
+            stats,
             buf: Vec::new(),
             watermark_done: None,
             _in: std::marker::PhantomData,
@@ -73,6 +81,7 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
         }
         let batch = std::mem::take(&mut self.buf);
         self.records_out.increment(batch.len() as u64);
+        self.stats.add_out(batch.len() as u64);
         self.next.process_batch(batch, ctx)
     }
 
@@ -97,6 +106,7 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     #[inline]
     fn process_batch(&mut self, batch: Vec<Record<In>>, ctx: &mut TaskCtx) -> Result<()> {
         self.records_in.increment(batch.len() as u64);
+        self.stats.add_in(batch.len() as u64);
         let name = self.name();
         let mut out = Output {
             buf: &mut self.buf,

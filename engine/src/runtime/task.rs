@@ -20,6 +20,7 @@ use crate::record::NO_TIMESTAMP;
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::node::BoxNode;
+use crate::runtime::status::{PartitionStatus, SinkStatus, SubtaskStats};
 use crate::state::codec::{decode_exact, encode_to_vec};
 use crate::time::watermark::{SplitWatermark, ValveOutput, WatermarkStrategy, WatermarkValve};
 
@@ -146,9 +147,14 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
                     .ctx
                     .processing_timer
                     .map(|t| env.ctx.clock.instant_at(t));
+                env.ctx.timer.wait_start();
                 tokio::select! {
-                    ev = gate.next() => ev,
+                    ev = gate.next() => {
+                        env.ctx.timer.wait_end();
+                        ev
+                    }
                     c = env.control.recv(), if control_open => {
+                        env.ctx.timer.wait_end();
                         match c {
                             Some(c) => {
                                 if let ControlAction::Shutdown = on_control(c, &mut chain, &mut env)? {
@@ -160,7 +166,10 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
                         env.ctx.flush_deferred().await?;
                         continue;
                     }
-                    _ = sleep_until_opt(timer) => continue,
+                    _ = sleep_until_opt(timer) => {
+                        env.ctx.timer.wait_end();
+                        continue;
+                    }
                 }
             }
         };
@@ -191,6 +200,7 @@ struct SplitSlot<T> {
     /// has one, else its index.
     stamp: u16,
     split: Box<dyn SourceSplit<T>>,
+    status: Option<Arc<PartitionStatus>>,
     wm: SplitWatermark,
     last_active: Instant,
     idle: bool,
@@ -254,6 +264,8 @@ pub(crate) struct SourceTask<T> {
     pub(crate) bounded: bool,
     /// Whether positions go into checkpoints.
     pub(crate) keep_positions: bool,
+    /// Records read, for the status.
+    pub(crate) stats: Arc<SubtaskStats>,
 }
 
 /// Splits -> timestamps and watermarks -> chain.
@@ -270,6 +282,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         restored,
         bounded,
         keep_positions,
+        stats,
     } = spec;
     let now = Instant::now();
     let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
@@ -286,11 +299,13 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             })?;
         }
         let partitioned = split.key_group().is_some();
+        let status = split.status();
         let stamp = split.key_group().unwrap_or(index);
         slots.push(SplitSlot {
             index,
             stamp,
             split,
+            status,
             wm: {
                 // A partition's watermark survives a restart, so a partition with
                 // nothing new does not hold every window back.
@@ -398,7 +413,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         if stopped {
             chain.flush(&mut env.ctx)?;
             env.ctx.flush_deferred().await?;
-            match env.control.recv().await {
+            env.ctx.timer.wait_start();
+            let c = env.control.recv().await;
+            env.ctx.timer.wait_end();
+            match c {
                 Some(c) => env.control_push_front(c),
                 None => return chain.close(),
             }
@@ -435,9 +453,14 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                env.ctx.timer.wait_start();
                 tokio::select! {
-                    x = std::future::poll_fn(|cx| poll_splits(&mut slots, &mut rr, cx, batch)) => x,
+                    x = std::future::poll_fn(|cx| poll_splits(&mut slots, &mut rr, cx, batch)) => {
+                        env.ctx.timer.wait_end();
+                        x
+                    }
                     c = env.control.recv(), if control_open => {
+                        env.ctx.timer.wait_end();
                         match c {
                             Some(c) => env.control_push_front(c),
                             None => control_open = false,
@@ -445,11 +468,15 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                         continue;
                     }
                     _ = sleep_until_opt(wake) => {
+                        env.ctx.timer.wait_end();
                         if let Some(d) = strategy.idleness {
                             let now = Instant::now();
                             for (i, s) in slots.iter_mut().enumerate() {
                                 if !s.idle && !s.ended && s.last_active + d <= now {
                                     s.idle = true;
+                                    if let Some(st) = &s.status {
+                                        st.set_idle(true);
+                                    }
                                     let o = valve.idle(i, true);
                                     apply_valve(o, &mut chain, &mut env.ctx).await?;
                                 }
@@ -476,8 +503,18 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     }
                 }
                 records_read.increment(records.len() as u64);
+                stats.add_in(records.len() as u64);
+                stats.add_out(records.len() as u64);
                 let was_idle = std::mem::replace(&mut slot.idle, false);
                 let wm = slot.wm.current();
+                if let Some(st) = &slot.status {
+                    if was_idle {
+                        st.set_idle(false);
+                    }
+                    if strategy.watermarks && slot.wm.max_timestamp() != NO_TIMESTAMP {
+                        st.set_watermark(wm);
+                    }
+                }
                 chain.process_batch(records, &mut env.ctx)?;
                 if strategy.watermarks {
                     let o = valve.watermark(i, wm);
@@ -530,18 +567,33 @@ impl TaskEnv {
     }
 }
 
+/// What a sink task is given besides its sink.
+pub(crate) struct SinkTaskSpec {
+    pub(crate) operator: OperatorId,
+    pub(crate) parallelism: usize,
+    pub(crate) epoch: Epoch,
+    pub(crate) restored: Option<OperatorState>,
+    pub(crate) close_timeout: std::time::Duration,
+    pub(crate) stats: Arc<SubtaskStats>,
+    pub(crate) status: Arc<SinkStatus>,
+}
+
 /// Input gate -> sink.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
     mut gate: InputGate<T>,
     mut sink: S,
     mut env: TaskEnv,
-    operator: OperatorId,
-    parallelism: usize,
-    epoch: Epoch,
-    restored: Option<OperatorState>,
-    close_timeout: std::time::Duration,
+    spec: SinkTaskSpec,
 ) -> Result<()> {
+    let SinkTaskSpec {
+        operator,
+        parallelism,
+        epoch,
+        restored,
+        close_timeout,
+        stats,
+        status,
+    } = spec;
     let subtask = env.ctx.subtask;
     let name = sink.name().to_string();
     let err = |e: EngineError| match e {
@@ -565,49 +617,65 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
     let records_in = metrics::counter!("strom_records_in_total", "operator" => name.clone(), "subtask" => subtask.to_string());
     let mut control_open = true;
     loop {
+        env.ctx.timer.wait_start();
         tokio::select! {
             biased;
-            c = env.control.recv(), if control_open => match c {
-                Some(Control::Complete(id)) => sink.commit(id).await.map_err(err)?,
-                Some(Control::Trigger(_)) => {}
-                // The stop checkpoint completed (and was committed above).
-                Some(Control::Shutdown) => return Ok(()),
-                None => control_open = false,
-            },
-            ev = gate.next() => match ev {
-                GateEvent::Data(b) => {
-                    records_in.increment(b.len() as u64);
-                    sink.write(b).await.map_err(err)?;
-                }
-                GateEvent::Watermark(_) | GateEvent::Idle(_) => {}
-                GateEvent::Barrier(b) => {
-                    let state = sink.pre_commit(b.id).await.map_err(err)?;
-                    // A sink with nothing to finish on restore stores nothing.
-                    if !state.is_empty() {
-                        let mut s = OperatorState::default();
-                        s.entries.insert(subtask as u32, state);
-                        env.ctx.snapshot.push((operator, s));
+            c = env.control.recv(), if control_open => {
+                env.ctx.timer.wait_end();
+                match c {
+                    Some(Control::Complete(id)) => {
+                        sink.commit(id).await.map_err(err)?;
+                        status.committed();
                     }
-                    env.ack(b.id);
+                    Some(Control::Trigger(_)) => {}
+                    // The stop checkpoint completed (and was committed above).
+                    Some(Control::Shutdown) => return Ok(()),
+                    None => control_open = false,
                 }
-                GateEvent::End => {
-                    // A sink that cannot finish (e.g. a stuck transaction) must not hang
-                    // the job forever.
-                    match tokio::time::timeout(close_timeout, sink.finish()).await {
-                        Ok(r) => r.map_err(err)?,
-                        Err(_) => {
-                            return Err(EngineError::Sink {
-                                sink: name.clone(),
-                                subtask,
-                                cause: Box::new(EngineError::Unsupported(format!(
-                                    "finish did not complete within {close_timeout:?}"
-                                ))),
-                            });
+            }
+            ev = gate.next() => {
+                env.ctx.timer.wait_end();
+                match ev {
+                    GateEvent::Data(b) => {
+                        let n = b.len() as u64;
+                        records_in.increment(n);
+                        stats.add_in(n);
+                        sink.write(b).await.map_err(err)?;
+                        stats.add_out(n);
+                        status.add_records(n);
+                    }
+                    GateEvent::Watermark(_) | GateEvent::Idle(_) => {}
+                    GateEvent::Barrier(b) => {
+                        let started = std::time::Instant::now();
+                        let state = sink.pre_commit(b.id).await.map_err(err)?;
+                        status.flushed(started.elapsed());
+                        // A sink with nothing to finish on restore stores nothing.
+                        if !state.is_empty() {
+                            let mut s = OperatorState::default();
+                            s.entries.insert(subtask as u32, state);
+                            env.ctx.snapshot.push((operator, s));
                         }
+                        env.ack(b.id);
                     }
-                    return Ok(());
+                    GateEvent::End => {
+                        // A sink that cannot finish (e.g. a stuck transaction) must not hang
+                        // the job forever.
+                        match tokio::time::timeout(close_timeout, sink.finish()).await {
+                            Ok(r) => r.map_err(err)?,
+                            Err(_) => {
+                                return Err(EngineError::Sink {
+                                    sink: name.clone(),
+                                    subtask,
+                                    cause: Box::new(EngineError::Unsupported(format!(
+                                        "finish did not complete within {close_timeout:?}"
+                                    ))),
+                                });
+                            }
+                        }
+                        return Ok(());
+                    }
                 }
-            },
+            }
         }
     }
 }

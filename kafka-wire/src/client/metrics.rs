@@ -14,6 +14,8 @@
 //! | `kafka_producer_batch_splits_total` | counter | |
 //! | `kafka_consumer_records_total` | counter | |
 //! | `kafka_consumer_fetch_bytes_total` | counter | |
+//! | `kafka_consumer_fetch_requests_total` | counter | `session` (`full`, `incremental`) |
+//! | `kafka_consumer_fetch_session_resets_total` | counter | |
 
 use std::time::Duration;
 
@@ -55,4 +57,18 @@ pub fn batch_split() {
 pub fn fetched(records: usize, bytes: usize) {
     metrics::counter!("kafka_consumer_records_total").increment(records as u64);
     metrics::counter!("kafka_consumer_fetch_bytes_total").increment(bytes as u64);
+}
+
+/// Counts a fetch request of a fetch session (KIP-227): full, or only the changes.
+pub fn fetch_request(full: bool) {
+    metrics::counter!(
+        "kafka_consumer_fetch_requests_total",
+        "session" => if full { "full" } else { "incremental" }
+    )
+    .increment(1);
+}
+
+/// Counts a fetch session started over (an error, or the broker forgot it).
+pub fn fetch_session_reset() {
+    metrics::counter!("kafka_consumer_fetch_session_resets_total").increment(1);
 }

@@ -63,6 +63,10 @@ enum Command {
         /// This process's `strom.instance` (processes of one pipeline differ in it).
         #[arg(long)]
         instance: Option<u32>,
+        /// Where to serve the status page, /metrics, /healthz, /readyz and /api/jobs
+        /// (HOST:PORT; port 0 picks a free one; `off` serves nothing).
+        #[arg(long, env = "STROM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+        http_addr: String,
     },
     /// Print the operator graph of a SQL file's pipeline.
     Explain {
@@ -345,6 +349,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             parallelism,
             application_id,
             instance,
+            http_addr,
         } => {
             // An explicit --bootstrap wins over the tables' properties, which win
             // over $KAFKA_BOOTSTRAP.
@@ -363,6 +368,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     parallelism: *parallelism,
                     application_id: application_id.clone(),
                     instance: *instance,
+                    http_addr: crate::http::parse_addr(http_addr),
                 },
                 defaults,
                 overrides,

@@ -83,6 +83,7 @@ impl FetchSession {
             self.next_epoch = 0;
             self.uses_topic_ids = Some(uses_topic_ids);
         }
+        crate::client::metrics::fetch_request(self.next_epoch == 0);
         if self.next_epoch == 0 {
             self.partitions = wanted.iter().map(|(k, v)| (k.clone(), *v)).collect();
             return Plan {
@@ -138,11 +139,13 @@ impl FetchSession {
     /// The request failed or the broker refused the epoch: the broker's view is
     /// unknown, so the next request is full and closes the old session.
     pub(crate) fn on_error(&mut self) {
+        crate::client::metrics::fetch_session_reset();
         self.next_epoch = 0;
     }
 
     /// The broker no longer knows the session (FETCH_SESSION_ID_NOT_FOUND).
     pub(crate) fn on_session_not_found(&mut self) {
+        crate::client::metrics::fetch_session_reset();
         self.id = 0;
         self.next_epoch = 0;
     }
