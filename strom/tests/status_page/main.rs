@@ -193,10 +193,12 @@ fn check_page(base_url: &str, expected: &Value) -> String {
     if let (Some(&newest), Some(&oldest)) = (history.iter().max(), history.iter().min()) {
         let newest_shown = shown.iter().copied().max().expect("no checkpoint rows");
         assert!(
-            newest_shown + 5 >= newest && newest_shown <= newest,
+            newest_shown + 5 >= newest && newest_shown <= newest + LIVE_CHECKPOINTS_AHEAD,
             "newest checkpoint shown {newest_shown}, expected {newest}"
         );
-        for id in shown.iter().filter(|&&id| id >= oldest) {
+        // A live job checkpoints on while the page loads: ids past the expected
+        // newest are new, not wrong.
+        for id in shown.iter().filter(|&&id| id >= oldest && id <= newest) {
             assert!(
                 history.contains(id),
                 "checkpoint {id} was not in {history:?}"
@@ -558,12 +560,14 @@ fn status_page_says_when_the_backend_is_unreachable() {
     );
 }
 
-/// `strom run` with its status server, while the log-processing example runs.
-///
-/// Enabled when the backend lands (`--http-addr`, /api/jobs): remove the
-/// `#[ignore]`. Needs Kafka and PostgreSQL like `sql_examples.rs`.
+/// How many checkpoints a live job may complete between the /api/jobs fetch and
+/// the page's own last poll (5 virtual seconds at 2 per second, with room).
+const LIVE_CHECKPOINTS_AHEAD: u64 = 30;
+
+/// `strom run` with its status server, while the log-processing example runs:
+/// the page against the live /api/jobs. Needs Kafka and PostgreSQL like
+/// `sql_examples.rs`.
 #[test]
-#[ignore = "enabled when the backend lands"]
 fn status_page_shows_the_running_log_processing_example() {
     let bootstrap = integration_tests::require_broker!();
     let Some(pg) = integration_tests::postgres_url() else {
