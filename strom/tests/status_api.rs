@@ -225,8 +225,11 @@ async fn status_api_reports_a_running_kafka_pipeline() {
     poll("/readyz 200", || {
         (get(&addr, "/readyz").0 == 200).then_some(())
     });
-    let completed = total(&final_scrape, "strom_checkpoints_completed_total");
-    assert!(completed >= 1.0, "no checkpoint completed");
+    // The backlog may drain before the first checkpoint completes (a loaded machine).
+    let completed = poll("a completed checkpoint", || {
+        let n = total(&scrape(&addr), "strom_checkpoints_completed_total");
+        (n >= 1.0).then_some(n)
+    });
     poll("more checkpoints to complete", || {
         (total(&scrape(&addr), "strom_checkpoints_completed_total") > completed).then_some(())
     });
