@@ -288,10 +288,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         else {
             return;
         };
-        let mut e = self.geo.window_end_at_or_after(first);
-        if self.fired_until != i64::MIN {
-            e = e.max(self.fired_until.saturating_add(self.geo.slide));
-        }
+        let mut e = self.geo.next_window_end(first, self.fired_until);
         let end = self.geo.last_window_end_for_pane(last);
         while e <= end {
             if self.panes.range(e - self.geo.size + 1..=e).next().is_some() {
@@ -319,10 +316,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
         let limit = progress.saturating_add(1);
         let mut emitted = 0;
         if let Some((&first, _)) = self.panes.first_key_value() {
-            let mut e = self.geo.window_end_at_or_after(first);
-            if self.fired_until != i64::MIN {
-                e = e.max(self.fired_until.saturating_add(self.geo.slide));
-            }
+            let mut e = self.geo.next_window_end(first, self.fired_until);
             while e <= limit {
                 let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
                 if has_pane {
@@ -369,11 +363,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
 
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if let Some((&first, _)) = self.panes.first_key_value() {
-            let mut e = self.geo.window_end_at_or_after(first);
-            if self.fired_until != i64::MIN {
-                e = e.max(self.fired_until.saturating_add(self.geo.slide));
-            }
-            out.request_processing_timer(e);
+            out.request_processing_timer(self.geo.next_window_end(first, self.fired_until));
         }
     }
 }

@@ -468,10 +468,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
         let limit = progress.saturating_add(1);
         let mut emitted = 0;
         if let Some(first) = self.first_pane() {
-            let mut e = self.geo.window_end_at_or_after(first);
-            if self.fired_until != i64::MIN {
-                e = e.max(self.fired_until.saturating_add(self.geo.slide));
-            }
+            let mut e = self.geo.next_window_end(first, self.fired_until);
             while e <= limit {
                 let has = self.has_data_in(e);
                 if has {
@@ -506,11 +503,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
 
     fn request_timer(&self, out: &mut Output<'_, Windowed<K, A::Out>>) {
         if let Some(first) = self.first_pane() {
-            let mut e = self.geo.window_end_at_or_after(first);
-            if self.fired_until != i64::MIN {
-                e = e.max(self.fired_until.saturating_add(self.geo.slide));
-            }
-            out.request_processing_timer(e);
+            out.request_processing_timer(self.geo.next_window_end(first, self.fired_until));
         }
     }
 }

@@ -209,6 +209,19 @@ impl Panes {
         if r == 0 { t } else { t + (self.slide - r) }
     }
 
+    /// The end of the next window to fire over panes starting with the one that
+    /// ends at `first_pane`: the first window containing it, but never one at or
+    /// before `fired_until` (`i64::MIN`: none fired yet).
+    #[inline]
+    pub(crate) fn next_window_end(&self, first_pane: i64, fired_until: i64) -> i64 {
+        let e = self.window_end_at_or_after(first_pane);
+        if fired_until == i64::MIN {
+            e
+        } else {
+            e.max(fired_until.saturating_add(self.slide))
+        }
+    }
+
     /// The last window end that contains the pane ending at `pane_end`.
     #[inline]
     pub(crate) fn last_window_end_for_pane(&self, pane_end: i64) -> i64 {
