@@ -332,3 +332,50 @@ async fn bad_input_is_refused_in_one_line() {
     assert!(e.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{e}");
     assert!(e.contains("strom topics list"), "{e}");
 }
+
+#[tokio::test]
+async fn log_format_json_writes_one_object_per_line() {
+    // A closed loopback port: the client logs its retries, then the command fails.
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args([
+                "--log-format",
+                "json",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "-X",
+                "request.timeout.ms=2000",
+                "cluster",
+                "describe",
+            ])
+            .env("RUST_LOG", "warn")
+            .env_remove("KAFKA_BOOTSTRAP")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("strom did not end within 60 s")
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("error: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(!logs.is_empty(), "no log lines in {stderr}");
+    for l in &logs {
+        assert_eq!(l["level"], "WARN", "{l}");
+        assert!(l["fields"]["message"].is_string(), "{l}");
+        assert!(
+            l["target"].as_str().unwrap().starts_with("kafka_wire"),
+            "{l}"
+        );
+    }
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{stderr}"
+    );
+}
