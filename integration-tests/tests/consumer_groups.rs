@@ -784,3 +784,76 @@ async fn a_killed_member_is_expired_and_its_partitions_resume_elsewhere_range() 
 async fn a_killed_member_is_expired_and_cooperative_survivors_keep_their_partitions() {
     a_killed_member_is_expired_and_its_partitions_resume_elsewhere("cooperative-sticky").await;
 }
+
+#[tokio::test]
+async fn a_rebalance_listener_hears_every_assignment_change_in_order() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-listener");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 2)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut first = GroupConsumer::new(config(&bootstrap, &group, &[]))
+        .await
+        .unwrap();
+    first.subscribe([topic.as_str()]);
+    let sink = heard.clone();
+    first.set_rebalance_listener(move |e| sink.lock().unwrap().push(e.clone()));
+    let owned = |events: &[RebalanceEvent]| {
+        let mut owned = BTreeSet::new();
+        for e in events {
+            match e {
+                RebalanceEvent::Assigned(p) => owned.extend(p.iter().cloned()),
+                RebalanceEvent::Revoked(p) | RebalanceEvent::Lost(p) => {
+                    for tp in p {
+                        owned.remove(tp);
+                    }
+                }
+            }
+        }
+        owned
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned(&heard.lock().unwrap()).len() < 2 {
+        assert!(Instant::now() < deadline, "never assigned both partitions");
+        first.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    // A second member, polling in its own task, takes one partition: the first
+    // hears it go.
+    let mut second = GroupConsumer::new(config(&bootstrap, &group, &[]))
+        .await
+        .unwrap();
+    second.subscribe([topic.as_str()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let second = tokio::spawn(async move {
+        while !stopping.load(Ordering::Relaxed) {
+            second.poll_for(Duration::from_millis(100)).await.unwrap();
+        }
+        second
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owned(&heard.lock().unwrap()).len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the partitions were never split: heard {:?}",
+            heard.lock().unwrap()
+        );
+        first.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let second = second.await.unwrap();
+    assert_eq!(
+        owned(&heard.lock().unwrap()),
+        first.assignment().iter().cloned().collect::<BTreeSet<_>>()
+    );
+    assert!(
+        first.take_events().is_empty(),
+        "events went to the listener"
+    );
+    second.close().await.unwrap();
+    first.close().await.unwrap();
+}

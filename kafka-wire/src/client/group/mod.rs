@@ -142,6 +142,10 @@ pub enum RebalanceEvent {
     Lost(Vec<TopicPartition>),
 }
 
+/// Called with each [`RebalanceEvent`] inside the poll that caused it; see
+/// [`GroupConsumer::set_rebalance_listener`].
+pub type RebalanceListener = Box<dyn FnMut(&RebalanceEvent) + Send>;
+
 /// Aborts the heartbeat task when the consumer is dropped.
 struct TaskGuard(tokio::task::JoinHandle<()>);
 
@@ -158,6 +162,7 @@ pub struct GroupConsumer {
     topics: Vec<String>,
     assignment: Vec<TopicPartition>,
     events: VecDeque<RebalanceEvent>,
+    listener: Option<RebalanceListener>,
     auto_commit: Option<Duration>,
     last_commit: Instant,
     last_metadata_check: Instant,
@@ -249,6 +254,7 @@ impl GroupConsumer {
             topics: Vec::new(),
             assignment: Vec::new(),
             events: VecDeque::new(),
+            listener: None,
             auto_commit,
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
@@ -317,6 +323,28 @@ impl GroupConsumer {
         self.consumer.end_offsets(&self.assignment).await
     }
 
+    /// Calls `listener` with every assignment change from now on, in order,
+    /// inside the poll that made it (after the offsets of revoked partitions were
+    /// committed with auto-commit, before records of assigned ones are fetched).
+    /// With a listener the changes are not also queued for
+    /// [`GroupConsumer::take_events`].
+    pub fn set_rebalance_listener(
+        &mut self,
+        listener: impl FnMut(&RebalanceEvent) + Send + 'static,
+    ) {
+        self.listener = Some(Box::new(listener));
+        for e in std::mem::take(&mut self.events) {
+            self.emit(e);
+        }
+    }
+
+    fn emit(&mut self, event: RebalanceEvent) {
+        match &mut self.listener {
+            Some(listener) => listener(&event),
+            None => self.events.push_back(event),
+        }
+    }
+
     /// Takes the assignment changes since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<RebalanceEvent> {
         self.events.drain(..).collect()
@@ -375,14 +403,14 @@ impl GroupConsumer {
             // Eager: give everything up before joining. Lost: it is gone already.
             let old = std::mem::take(&mut self.assignment);
             if lost {
-                self.events.push_back(RebalanceEvent::Lost(old));
+                self.emit(RebalanceEvent::Lost(old));
             } else {
                 if self.auto_commit.is_some() {
                     if let Err(e) = self.commit_positions_of(&old).await {
                         warn!(error = %e, "commit before the rebalance failed");
                     }
                 }
-                self.events.push_back(RebalanceEvent::Revoked(old));
+                self.emit(RebalanceEvent::Revoked(old));
             }
             self.consumer.assign(Vec::<(String, i32)>::new());
         }
@@ -406,7 +434,7 @@ impl GroupConsumer {
                     warn!(error = %e, "commit of revoked partitions failed");
                 }
             }
-            self.events.push_back(RebalanceEvent::Revoked(revoked));
+            self.emit(RebalanceEvent::Revoked(revoked));
             membership.lock().rejoin = true;
         }
         let committed = membership.committed(&added).await?;
@@ -424,7 +452,7 @@ impl GroupConsumer {
         );
         self.assignment = partitions;
         if !added.is_empty() || owned.is_empty() {
-            self.events.push_back(RebalanceEvent::Assigned(added));
+            self.emit(RebalanceEvent::Assigned(added));
         }
         self.last_commit = Instant::now();
         Ok(())
@@ -444,7 +472,7 @@ impl GroupConsumer {
             // Fenced or expired: another member may own them already; no commit.
             let old = std::mem::take(&mut self.assignment);
             if !old.is_empty() {
-                self.events.push_back(RebalanceEvent::Lost(old));
+                self.emit(RebalanceEvent::Lost(old));
                 self.consumer.assign(Vec::<(String, i32)>::new());
             }
             member.release_lost();
@@ -472,7 +500,7 @@ impl GroupConsumer {
                 kept = plan.keep.len(),
                 "partitions revoked"
             );
-            self.events.push_back(RebalanceEvent::Revoked(plan.revoke));
+            self.emit(RebalanceEvent::Revoked(plan.revoke));
         }
         if !plan.assign.is_empty() {
             let committed = match member.committed(&plan.assign).await {
@@ -502,10 +530,10 @@ impl GroupConsumer {
                 unknown_topic_ids = unknown.len(),
                 "assignment applied"
             );
-            self.events.push_back(RebalanceEvent::Assigned(plan.assign));
+            self.emit(RebalanceEvent::Assigned(plan.assign));
             self.last_commit = Instant::now();
         } else if joined && self.assignment.is_empty() {
-            self.events.push_back(RebalanceEvent::Assigned(Vec::new()));
+            self.emit(RebalanceEvent::Assigned(Vec::new()));
         }
         if joined {
             member.lock().joined = false;
