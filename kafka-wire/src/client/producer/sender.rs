@@ -521,19 +521,16 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                             let ahead = q.acked_next.wrapping_sub(batch.base_sequence);
                             (ahead == 0, q.confirmed && ahead > 0 && ahead < (1 << 30))
                         });
-                let action = match code {
-                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent && (head || behind) => {
-                        Action::FailAndBump
-                    }
-                    Some(ErrorCode::OutOfOrderSequenceNumber) if idempotent => Action::Retry,
-                    Some(ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch)
-                        if idempotent && shared.config.transactional_id.is_none() =>
-                    {
-                        Action::RetryAfterBump
-                    }
-                    _ if e.is_retriable() => Action::Retry,
-                    _ => Action::Fail,
-                };
+                let action = Action::of(
+                    code,
+                    e.is_retriable(),
+                    Producing {
+                        idempotent,
+                        transactional: shared.config.transactional_id.is_some(),
+                        head,
+                        behind,
+                    },
+                );
                 let expired = batch.created.elapsed() >= shared.config.delivery_timeout;
                 let exhausted = batch.attempts >= shared.config.retries || expired;
                 match action {
@@ -557,17 +554,21 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                         requeue(&mut acc, vec![batch]);
                     }
                     _ => {
-                        let gap = idempotent && batch.base_sequence >= 0;
-                        if action == Action::FailAndBump
-                            || (batch.sent && idempotent && exhausted)
-                            || (gap && batch.unanswered)
-                        {
-                            acc.bump_epoch = true;
-                        } else if gap && answered {
-                            if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
-                                q.draining = true;
-                                q.renumber = true;
+                        let failed = FailedBatch {
+                            sent: batch.sent,
+                            sequenced: idempotent && batch.base_sequence >= 0,
+                            unanswered: batch.unanswered,
+                            answered,
+                        };
+                        match failed.aftermath(action, idempotent, exhausted) {
+                            Aftermath::BumpEpoch => acc.bump_epoch = true,
+                            Aftermath::Renumber => {
+                                if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
+                                    q.draining = true;
+                                    q.renumber = true;
+                                }
                             }
+                            Aftermath::Nothing => {}
                         }
                         let retriable = matches!(action, Action::Retry | Action::RetryAfterBump);
                         let e = if retriable && expired {
@@ -647,4 +648,194 @@ enum Action {
     RetryAfterBump,
     FailAndBump,
     Fail,
+}
+
+/// What the producer knows of a failed batch's partition when it decides.
+#[derive(Debug, Clone, Copy)]
+struct Producing {
+    /// The producer has an id (idempotence or transactions).
+    idempotent: bool,
+    /// It is transactional: the coordinator, not the producer, bumps its epoch.
+    transactional: bool,
+    /// The batch is the one the broker expects next in its partition.
+    head: bool,
+    /// The batch is behind sequences the broker already took: never accepted.
+    behind: bool,
+}
+
+impl Action {
+    /// What to do with a batch the broker refused with `code` (or that failed
+    /// without an answer, `None`).
+    ///
+    /// | error | producer | action |
+    /// |---|---|---|
+    /// | OUT_OF_ORDER_SEQUENCE_NUMBER | idempotent, batch at or behind the head | fail, bump the epoch |
+    /// | OUT_OF_ORDER_SEQUENCE_NUMBER | idempotent, batch ahead | retry (an earlier batch failed) |
+    /// | UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH | idempotent, not transactional | retry after bumping the epoch |
+    /// | any retriable error | | retry |
+    /// | anything else | | fail |
+    fn of(code: Option<ErrorCode>, retriable: bool, p: Producing) -> Action {
+        match code {
+            Some(ErrorCode::OutOfOrderSequenceNumber) if p.idempotent && (p.head || p.behind) => {
+                Action::FailAndBump
+            }
+            Some(ErrorCode::OutOfOrderSequenceNumber) if p.idempotent => Action::Retry,
+            Some(ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch)
+                if p.idempotent && !p.transactional =>
+            {
+                Action::RetryAfterBump
+            }
+            _ if retriable => Action::Retry,
+            _ => Action::Fail,
+        }
+    }
+}
+
+/// A batch that fails for good, as far as its partition's sequences care.
+#[derive(Debug, Clone, Copy)]
+struct FailedBatch {
+    /// It went out at least once.
+    sent: bool,
+    /// It carries sequence numbers (an idempotent producer numbered it).
+    sequenced: bool,
+    /// It may have been written (an attempt went unanswered or timed out).
+    unanswered: bool,
+    /// The broker answered this attempt for its partition.
+    answered: bool,
+}
+
+/// What a batch failing for good leaves to do to its partition's sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aftermath {
+    /// The broker's view of the sequences is unknown or wrong: bump the epoch, so
+    /// every partition starts again at sequence 0.
+    BumpEpoch,
+    /// The broker refused it and wrote nothing: drain the partition's in-flight
+    /// batches and renumber the ones behind it.
+    Renumber,
+    /// No sequences to mend.
+    Nothing,
+}
+
+impl FailedBatch {
+    /// The sequence repair after failing this batch with `action`.
+    fn aftermath(self, action: Action, idempotent: bool, exhausted: bool) -> Aftermath {
+        if action == Action::FailAndBump
+            || (self.sent && idempotent && exhausted)
+            || (self.sequenced && self.unanswered)
+        {
+            Aftermath::BumpEpoch
+        } else if self.sequenced && self.answered {
+            Aftermath::Renumber
+        } else {
+            Aftermath::Nothing
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: Producing = Producing {
+        idempotent: false,
+        transactional: false,
+        head: false,
+        behind: false,
+    };
+
+    #[test]
+    fn out_of_order_fails_at_the_head_or_behind_it_and_retries_ahead_of_it() {
+        let ooo = Some(ErrorCode::OutOfOrderSequenceNumber);
+        let idem = Producing {
+            idempotent: true,
+            ..PLAIN
+        };
+        let at = |head, behind| {
+            Action::of(
+                ooo,
+                false,
+                Producing {
+                    head,
+                    behind,
+                    ..idem
+                },
+            )
+        };
+        assert_eq!(at(true, false), Action::FailAndBump);
+        assert_eq!(at(false, true), Action::FailAndBump);
+        assert_eq!(at(false, false), Action::Retry);
+        assert_eq!(Action::of(ooo, false, PLAIN), Action::Fail);
+    }
+
+    #[test]
+    fn a_lost_producer_id_is_bumped_only_without_a_transactional_id() {
+        let idem = Producing {
+            idempotent: true,
+            ..PLAIN
+        };
+        for code in [
+            ErrorCode::UnknownProducerId,
+            ErrorCode::InvalidProducerEpoch,
+        ] {
+            assert_eq!(Action::of(Some(code), false, idem), Action::RetryAfterBump);
+            let txn = Producing {
+                transactional: true,
+                ..idem
+            };
+            assert_eq!(Action::of(Some(code), false, txn), Action::Fail);
+        }
+    }
+
+    #[test]
+    fn other_errors_retry_exactly_when_retriable() {
+        let code = Some(ErrorCode::NotLeaderOrFollower);
+        assert_eq!(Action::of(code, true, PLAIN), Action::Retry);
+        assert_eq!(Action::of(None, true, PLAIN), Action::Retry);
+        assert_eq!(
+            Action::of(Some(ErrorCode::MessageTooLarge), false, PLAIN),
+            Action::Fail
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_bumps_when_the_sequences_are_in_doubt_and_renumbers_when_refused() {
+        let refused = FailedBatch {
+            sent: true,
+            sequenced: true,
+            unanswered: false,
+            answered: true,
+        };
+        assert_eq!(
+            refused.aftermath(Action::Fail, true, false),
+            Aftermath::Renumber
+        );
+        assert_eq!(
+            refused.aftermath(Action::FailAndBump, true, false),
+            Aftermath::BumpEpoch
+        );
+        assert_eq!(
+            refused.aftermath(Action::Retry, true, true),
+            Aftermath::BumpEpoch,
+            "retries ran out on a sent batch"
+        );
+        let maybe_written = FailedBatch {
+            unanswered: true,
+            answered: false,
+            ..refused
+        };
+        assert_eq!(
+            maybe_written.aftermath(Action::Fail, true, false),
+            Aftermath::BumpEpoch
+        );
+        let unsequenced = FailedBatch {
+            sequenced: false,
+            unanswered: true,
+            ..refused
+        };
+        assert_eq!(
+            unsequenced.aftermath(Action::Fail, false, false),
+            Aftermath::Nothing
+        );
+    }
 }
