@@ -16,13 +16,15 @@ use crate::checkpoint::{
 use crate::error::{EngineError, Result};
 use crate::io::sink::{Sink, SinkContext};
 use crate::io::source::{SourceSplit, SplitEvent};
-use crate::record::NO_TIMESTAMP;
+use crate::record::{NO_TIMESTAMP, Record};
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::node::BoxNode;
 use crate::runtime::status::{PartitionStatus, SinkStatus, SubtaskStats};
 use crate::state::codec::{decode_exact, encode_to_vec};
-use crate::time::watermark::{SplitWatermark, ValveOutput, WatermarkStrategy, WatermarkValve};
+use crate::time::watermark::{
+    SplitWatermark, TimestampFn, ValveOutput, WatermarkStrategy, WatermarkValve,
+};
 
 /// Messages from the job coordinator to a task.
 #[derive(Debug)]
@@ -207,6 +209,91 @@ struct SplitSlot<T> {
     ended: bool,
 }
 
+impl<T> SplitSlot<T> {
+    /// A split at its restored position, with its partition's restored watermark
+    /// (so a partition with nothing new does not hold every window back).
+    fn restore(
+        source: &str,
+        index: u16,
+        mut split: Box<dyn SourceSplit<T>>,
+        restored: Option<&OperatorState>,
+        out_of_orderness_ms: i64,
+        now: Instant,
+    ) -> Result<SplitSlot<T>> {
+        if let Some(bytes) = restored.and_then(|s| s.entries.get(&u32::from(index))) {
+            let pos = decode_exact::<u64>(bytes)?;
+            split
+                .restore(pos)
+                .map_err(|e| source_error(source, index, e))?;
+        }
+        let stamp = split.key_group().unwrap_or(index);
+        let mut wm = SplitWatermark::new(out_of_orderness_ms);
+        if split.key_group().is_some() {
+            if let Some(bytes) = restored.and_then(|s| s.key_groups.get(&stamp)) {
+                wm.observe(decode_exact::<i64>(bytes)?);
+            }
+        }
+        Ok(SplitSlot {
+            index,
+            stamp,
+            status: split.status(),
+            split,
+            wm,
+            last_active: now,
+            idle: false,
+            ended: false,
+        })
+    }
+
+    /// Adds this split's part of a checkpoint to `state` (its partition's
+    /// watermark; its position when positions are kept) and tells the split.
+    fn checkpoint(
+        &mut self,
+        source: &str,
+        id: CheckpointId,
+        keep_positions: bool,
+        state: &mut OperatorState,
+    ) -> Result<()> {
+        if self.split.key_group().is_some() && self.wm.max_timestamp() != NO_TIMESTAMP {
+            state
+                .key_groups
+                .insert(self.stamp, encode_to_vec(&self.wm.max_timestamp()));
+        }
+        if keep_positions {
+            state
+                .entries
+                .insert(u32::from(self.index), encode_to_vec(&self.split.position()));
+        }
+        self.split
+            .checkpoint(id)
+            .map_err(|e| source_error(source, self.index, e))
+    }
+
+    /// Marks records read from this split: its number in their positions, their
+    /// event time (from `ts_fn` when the strategy has one), which the split's
+    /// watermark observes.
+    fn stamp_records(&mut self, records: &mut [Record<T>], ts_fn: Option<&TimestampFn<T>>) {
+        self.last_active = Instant::now();
+        for r in records {
+            r.position = r.position.with_split(self.stamp);
+            if let Some(f) = ts_fn {
+                r.timestamp = f(&r.value, r.timestamp);
+            }
+            if r.timestamp != NO_TIMESTAMP {
+                self.wm.observe(r.timestamp);
+            }
+        }
+    }
+}
+
+fn source_error(source: &str, index: u16, cause: EngineError) -> EngineError {
+    EngineError::Source {
+        source_name: source.to_string(),
+        split: usize::from(index),
+        cause: Box::new(cause),
+    }
+}
+
 fn poll_splits<T>(
     slots: &mut [SplitSlot<T>],
     rr: &mut usize,
@@ -286,41 +373,15 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     } = spec;
     let now = Instant::now();
     let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
-    for (index, mut split) in splits {
-        if let Some(bytes) = restored
-            .as_ref()
-            .and_then(|s| s.entries.get(&u32::from(index)))
-        {
-            let pos = decode_exact::<u64>(bytes)?;
-            split.restore(pos).map_err(|e| EngineError::Source {
-                source_name: name.to_string(),
-                split: usize::from(index),
-                cause: Box::new(e),
-            })?;
-        }
-        let partitioned = split.key_group().is_some();
-        let status = split.status();
-        let stamp = split.key_group().unwrap_or(index);
-        slots.push(SplitSlot {
+    for (index, split) in splits {
+        slots.push(SplitSlot::restore(
+            &name,
             index,
-            stamp,
             split,
-            status,
-            wm: {
-                // A partition's watermark survives a restart, so a partition with
-                // nothing new does not hold every window back.
-                let mut wm = SplitWatermark::new(strategy.out_of_orderness_ms);
-                if let Some(bytes) = restored.as_ref().and_then(|s| s.key_groups.get(&stamp)) {
-                    if partitioned {
-                        wm.observe(decode_exact::<i64>(bytes)?);
-                    }
-                }
-                wm
-            },
-            last_active: now,
-            idle: false,
-            ended: false,
-        });
+            restored.as_ref(),
+            strategy.out_of_orderness_ms,
+            now,
+        )?);
     }
     let mut valve = WatermarkValve::new(slots.len());
     let batch = env.ctx.batch_size;
@@ -385,21 +446,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         if let Some(b) = trigger {
             let mut state = OperatorState::default();
             for s in &mut slots {
-                if s.split.key_group().is_some() && s.wm.max_timestamp() != NO_TIMESTAMP {
-                    state
-                        .key_groups
-                        .insert(s.stamp, encode_to_vec(&s.wm.max_timestamp()));
-                }
-                if keep_positions {
-                    state
-                        .entries
-                        .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
-                }
-                s.split.checkpoint(b.id).map_err(|e| EngineError::Source {
-                    source_name: name.to_string(),
-                    split: usize::from(s.index),
-                    cause: Box::new(e),
-                })?;
+                s.checkpoint(&name, b.id, keep_positions, &mut state)?;
             }
             if !state.is_empty() {
                 env.ctx.snapshot.push((operator, state));
@@ -491,17 +538,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         match ev {
             Ok(SplitEvent::Records(mut records)) => {
                 let slot = &mut slots[i];
-                slot.last_active = Instant::now();
-                let split = slot.stamp;
-                for r in &mut records {
-                    r.position = r.position.with_split(split);
-                    if let Some(f) = &ts_fn {
-                        r.timestamp = f(&r.value, r.timestamp);
-                    }
-                    if r.timestamp != NO_TIMESTAMP {
-                        slot.wm.observe(r.timestamp);
-                    }
-                }
+                slot.stamp_records(&mut records, ts_fn.as_ref());
                 records_read.increment(records.len() as u64);
                 stats.add_in(records.len() as u64);
                 stats.add_out(records.len() as u64);
@@ -532,13 +569,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     apply_valve(o, &mut chain, &mut env.ctx).await?;
                 }
             }
-            Err(e) => {
-                return Err(EngineError::Source {
-                    source_name: name.to_string(),
-                    split: usize::from(slots[i].index),
-                    cause: Box::new(e),
-                });
-            }
+            Err(e) => return Err(source_error(&name, slots[i].index, e)),
         }
         env.ctx.flush_deferred().await?;
     }
