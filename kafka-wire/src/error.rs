@@ -153,6 +153,41 @@ pub enum Error {
         /// Why it is closed.
         reason: String,
     },
+    /// The TLS handshake with a broker failed (unknown CA, hostname mismatch, a
+    /// peer that does not speak TLS, a bad client certificate). Not retriable:
+    /// the same handshake fails the same way.
+    #[error("TLS with {broker} failed: {reason}")]
+    Tls {
+        /// The broker's `host:port`.
+        broker: String,
+        /// Why the handshake failed.
+        reason: String,
+    },
+    /// SASL authentication with a broker failed (wrong password, unknown user,
+    /// a mechanism the broker does not enable, a rejected token). Not retriable.
+    #[error("SASL {mechanism} authentication with {broker} failed: {reason}")]
+    Authentication {
+        /// The broker's `host:port`.
+        broker: String,
+        /// The SASL mechanism, e.g. `SCRAM-SHA-512`.
+        mechanism: String,
+        /// What the broker (or the client's check of the broker) said.
+        reason: String,
+    },
+    /// The broker refused an operation on a resource the principal has no rights
+    /// on (TOPIC_, GROUP_, TRANSACTIONAL_ID_ or CLUSTER_AUTHORIZATION_FAILED). Not
+    /// retriable: grant the right (an ACL) and call again.
+    #[error("not authorized to {operation} {resource_type} {resource_name}: {code}")]
+    Authorization {
+        /// The broker's code.
+        code: ErrorCode,
+        /// `topic`, `group`, `transactional id` or `cluster`.
+        resource_type: &'static str,
+        /// The resource's name (`kafka-cluster` for the cluster).
+        resource_name: String,
+        /// The operation that was refused, e.g. `write`, `read`, `describe`.
+        operation: &'static str,
+    },
     /// An operation did not finish in time.
     #[error("timed out: {context}")]
     Timeout {
@@ -282,7 +317,9 @@ impl Error {
     /// The Kafka error code, when the broker answered with one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Error::Broker { code, .. } | Error::Fenced { code, .. } => Some(*code),
+            Error::Broker { code, .. }
+            | Error::Fenced { code, .. }
+            | Error::Authorization { code, .. } => Some(*code),
             Error::TransactionAbortable { code, .. } | Error::TransactionFatal { code, .. } => {
                 *code
             }

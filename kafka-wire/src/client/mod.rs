@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod partitioner;
 pub mod producer;
 pub mod properties;
+pub mod security;
 pub mod transaction;
 
 pub use admin::Admin;

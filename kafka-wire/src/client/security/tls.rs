@@ -1,0 +1,1 @@
+//! TLS for broker connections, with rustls.
