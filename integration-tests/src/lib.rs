@@ -22,18 +22,22 @@ pub fn bootstrap() -> Option<String> {
     if let Some(addr) = bootstrap_from_env_file() {
         return Some(addr);
     }
-    let in_ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if in_ci {
-        panic!(
-            "CI=true but no Kafka broker is configured: set KAFKA_BOOTSTRAP or run scripts/test"
-        );
+    missing(
+        "no Kafka broker configured",
+        "set KAFKA_BOOTSTRAP, or run scripts/test or `scripts/kafka up` before `cargo test`",
+    )
+}
+
+/// What a test helper returns when a server it needs is not configured: a panic
+/// under `CI=true` (CI must never pass by skipping), else a loud skip message.
+fn missing<T>(what: &str, fix: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI=true but {what}: {fix}");
     }
     eprintln!();
     eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!! SKIPPING broker test: no Kafka broker configured.                      !!");
-    eprintln!("!! Run `scripts/test`, or `scripts/kafka up` before `cargo test`.         !!");
+    eprintln!("!! SKIPPING test: {what}");
+    eprintln!("!! {fix}");
     eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     None
 }
@@ -103,20 +107,10 @@ pub fn secure_broker() -> Option<SecureBroker> {
             certs: PathBuf::from(certs),
         });
     }
-    let in_ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if in_ci {
-        panic!(
-            "CI=true but the broker has no secured listeners: run scripts/test (it starts `scripts/kafka up --secure`)"
-        );
-    }
-    eprintln!();
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!! SKIPPING secured-broker test: no SSL/SASL_SSL listeners configured.    !!");
-    eprintln!("!! Run `scripts/test`, or `scripts/kafka up --secure` before `cargo test`. !!");
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    None
+    missing(
+        "the broker has no secured listeners",
+        "run scripts/test, or `scripts/kafka up --secure` before `cargo test`",
+    )
 }
 
 /// Skips the calling test (by returning) when the broker has no secured listeners.
@@ -158,13 +152,10 @@ pub fn postgres_url() -> Option<String> {
     if from_file.is_some() {
         return from_file;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("CI=true but no PostgreSQL is configured: set POSTGRES_URL or run scripts/test");
-    }
-    eprintln!(
-        "!! SKIPPING PostgreSQL test: no server configured (POSTGRES_URL unset); run scripts/test !!"
-    );
-    None
+    missing(
+        "no PostgreSQL server configured",
+        "set POSTGRES_URL, or run scripts/test or `scripts/postgres up` before `cargo test`",
+    )
 }
 
 /// The root of the cargo workspace (the parent of this crate's folder).
