@@ -5,6 +5,8 @@
 //! message; under `CI=true` they fail instead.
 #![deny(missing_docs)]
 
+pub mod proxy;
+
 use std::path::PathBuf;
 
 /// The bootstrap address of the test broker, if one is configured.
