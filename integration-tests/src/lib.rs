@@ -5,6 +5,7 @@
 //! message; under `CI=true` they fail instead.
 #![deny(missing_docs)]
 
+pub mod checkers;
 pub mod proxy;
 
 use std::path::PathBuf;
