@@ -525,6 +525,70 @@ async fn exactly_once_window_counts_survive_broker_restarts() {
     windowed_counts_under_kills(&run, "window-count", records, kills, 2, 23).await;
 }
 
+/// The window-count pipeline reaches the broker only through a proxy that, while
+/// the input arrives, cycles through network faults: added latency, Produce and
+/// EndTxn requests held back 1.5 s (control records arriving late, the
+/// KAFKA-17754 pattern), Produce, EndTxn and TxnOffsetCommit requests cut in the
+/// middle, every connection dropped, and connections hanging. The output, read
+/// directly from the broker, must hold every window exactly once.
+///
+/// Multi-threaded: the proxy's tasks must keep running while the test blocks in
+/// `terminate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_window_counts_survive_network_faults() {
+    use integration_tests::proxy::KafkaProxy;
+    use kafka_wire::protocol::ApiKey;
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-network").await;
+    let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
+    let (input, expected) = run.click_records(soak_size("STROM_SOAK_RECORDS", 40_000), 31);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(16);
+    let faults = async {
+        tokio::time::sleep(feeding / 5).await;
+        for round in 0..2 {
+            let steps: [(&str, &dyn Fn()); 9] = [
+                ("latency", &|| proxy.set_latency(Duration::from_millis(40))),
+                ("hold Produce", &|| {
+                    proxy.hold(ApiKey::Produce, Duration::from_millis(1500))
+                }),
+                ("hold EndTxn", &|| {
+                    proxy.hold(ApiKey::EndTxn, Duration::from_millis(1500))
+                }),
+                ("cut Produce", &|| proxy.cut_next(ApiKey::Produce)),
+                ("cut EndTxn", &|| proxy.cut_next(ApiKey::EndTxn)),
+                ("cut TxnOffsetCommit", &|| {
+                    proxy.cut_next(ApiKey::TxnOffsetCommit)
+                }),
+                ("drop connections", &|| proxy.drop_connections()),
+                ("hang", &|| proxy.hang(true)),
+                ("heal", &|| proxy.heal()),
+            ];
+            for (name, fault) in steps {
+                eprintln!("round {round}: {name}");
+                fault();
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                proxy.heal();
+            }
+        }
+        eprintln!(
+            "{} requests cut, {} connections accepted",
+            proxy.cuts(),
+            proxy.accepted()
+        );
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    proxy.heal();
+    run.finish_windows(&mut child, &expected).await;
+    assert!(proxy.cuts() >= 2, "the faults never cut a request");
+}
+
 #[tokio::test]
 async fn a_stopped_pipeline_commits_and_a_second_run_resumes_without_duplicates() {
     let bootstrap = require_broker!();
