@@ -731,6 +731,49 @@ async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
     run.assert_nothing_hanging().await;
 }
 
+/// Scale out and back in while input arrives: one process of the running-stats
+/// pipeline, then two more join (partitions and their state move to them), then
+/// those two stop with SIGTERM (final checkpoint, exit 0) and the first takes
+/// everything back. Every output record is recomputed from the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_processes_and_back() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-scale").await;
+    let records = 30_000;
+    let (input, expected) = run.stats_records(records, 2_000, 43);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut first = run.spawn("running-stats", 0, &extra);
+    let feeding = Duration::from_secs(20);
+    let scaler = async {
+        tokio::time::sleep(feeding / 5).await;
+        let added: Vec<Child> = (1..=2)
+            .map(|i| run.spawn("running-stats", i, &extra))
+            .collect();
+        tokio::time::sleep(feeding * 2 / 5).await;
+        for mut child in added {
+            let status =
+                tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+            assert!(status.success(), "an added process exited with {status}");
+        }
+    };
+    tokio::join!(run.clicks_paced(input, feeding), scaler);
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(terminate(&mut first, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    assert_eq!(
+        lines.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    check_stats(&lines, &expected);
+    run.assert_nothing_hanging().await;
+}
+
 #[tokio::test]
 async fn a_surviving_process_takes_over_the_partitions_and_state_of_a_killed_one() {
     let bootstrap = require_broker!();
