@@ -59,8 +59,9 @@ const FEED_CAPACITY: usize = 4;
 const MAX_ROLLBACKS_IN_A_ROW: u32 = 10;
 
 /// Asks a running [`KafkaJob`] to stop: a final checkpoint commits, the process
-/// leaves the group (a static member keeps its partitions for the session timeout),
-/// and `run` returns.
+/// leaves the group (unless `strom.leave.group.on.stop=false`, with which its
+/// static membership keeps its partitions for the session timeout), and `run`
+/// returns.
 #[derive(Clone, Debug)]
 pub struct StopHandle(watch::Sender<bool>);
 
@@ -497,7 +498,12 @@ impl KafkaJob {
             JobEnd::Bounded => JobState::Finished,
             JobEnd::Stopped => JobState::Stopped,
         });
-        if let Err(e) = group.close().await {
+        let closed = if config.leave_group_on_stop() {
+            group.close_and_leave().await
+        } else {
+            group.close().await
+        };
+        if let Err(e) = closed {
             tracing::warn!(error = %e, "leaving the group failed");
         }
         if let Ok(w) = Arc::try_unwrap(writer) {
