@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    broker_is_ours, kafka_script, random_topic, require_broker, workspace_root,
+    Cluster, broker_is_ours, kafka_script, random_topic, require_broker, workspace_root,
 };
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
@@ -587,6 +587,73 @@ async fn exactly_once_window_counts_survive_network_faults() {
     proxy.heal();
     run.finish_windows(&mut child, &expected).await;
     assert!(proxy.cuts() >= 2, "the faults never cut a request");
+}
+
+/// The leader of partition `partition` of `topic` in `bootstrap`'s cluster.
+async fn leader(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    client.topic(topic).await.unwrap().partitions[partition as usize].leader
+}
+
+/// The node id of the transaction coordinator of `transactional_id`.
+async fn transaction_coordinator(bootstrap: &str, transactional_id: &str) -> i32 {
+    use kafka_wire::client::connection::{Connection, ConnectionOptions};
+    use kafka_wire::protocol::messages::FindCoordinatorRequest;
+    for addr in bootstrap.split(',') {
+        let Ok(conn) = Connection::connect(addr, ConnectionOptions::default()).await else {
+            continue;
+        };
+        let request = FindCoordinatorRequest {
+            key_type: 1,
+            coordinator_keys: vec![transactional_id.to_string()],
+            ..Default::default()
+        };
+        if let Some(c) = conn.call(&request).await.unwrap().coordinators.first() {
+            return c.node_id;
+        }
+    }
+    panic!("no transaction coordinator found for {transactional_id}");
+}
+
+/// On a cluster of three brokers (replication 3, min.insync.replicas 2), while
+/// the input arrives: the leader of an input partition, the leader of an output
+/// partition and the pipeline's transaction coordinator are each killed with -9
+/// and restarted. Every window must be in the output exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_window_counts_survive_leader_and_coordinator_kills_on_three_brokers() {
+    let _shared = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = tokio::task::spawn_blocking(|| Cluster::up("kafka-three", 3, "512m"))
+        .await
+        .unwrap();
+    let run = Run::new(&cluster.bootstrap, "eos-three").await;
+    let (input, expected) = run.click_records(soak_size("STROM_SOAK_RECORDS", 30_000), 47);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(24);
+    let faults = async {
+        tokio::time::sleep(feeding / 5).await;
+        for what in ["input leader", "output leader", "transaction coordinator"] {
+            let node = match what {
+                "input leader" => leader(&run.bootstrap, &run.input, 0).await,
+                "output leader" => leader(&run.bootstrap, &run.output, 1).await,
+                _ => transaction_coordinator(&run.bootstrap, &format!("{}-0", run.app)).await,
+            };
+            eprintln!("killing node {node}, the {what}");
+            let node = node.to_string();
+            tokio::task::block_in_place(|| cluster.script(&["stop-node", &node, "-9"]));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::task::block_in_place(|| cluster.script(&["start-node", &node]));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    run.finish_windows(&mut child, &expected).await;
 }
 
 #[tokio::test]
