@@ -589,6 +589,42 @@ async fn exactly_once_window_counts_survive_network_faults() {
     assert!(proxy.cuts() >= 2, "the faults never cut a request");
 }
 
+/// The pipeline is stopped (SIGSTOP) for 12 s, past its `transaction.timeout.ms`
+/// (2 s: the broker aborts its open transaction) and its session timeout (10 s:
+/// the group expires it), then resumed: it finds its transaction aborted and its
+/// membership gone, rolls back, rejoins, and the output still holds every
+/// window exactly once.
+#[tokio::test]
+async fn exactly_once_window_counts_survive_a_stall_past_the_transaction_and_session_timeouts() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-stall").await;
+    let (input, expected) = run.click_records(30_000, 53);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_PROPS", "transaction.timeout.ms=2000".to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(20);
+    let stall = async {
+        tokio::time::sleep(feeding / 4).await;
+        signal(&child, "STOP");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        signal(&child, "CONT");
+    };
+    tokio::join!(run.clicks_paced(input, feeding), stall);
+    run.finish_windows(&mut child, &expected).await;
+}
+
+/// Sends `SIG<name>` to `child`.
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+}
+
 /// The leader of partition `partition` of `topic` in `bootstrap`'s cluster.
 async fn leader(bootstrap: &str, topic: &str, partition: i32) -> i32 {
     let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
