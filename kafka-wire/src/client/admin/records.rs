@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use super::Admin;
-use crate::client::cluster::Lane;
 use crate::error::Result;
 use crate::protocol::messages::DeleteRecordsRequest;
 use crate::protocol::messages::delete_records_request::{
@@ -78,17 +77,16 @@ impl Admin {
                 timeout_ms: self.timeout_ms(),
                 ..Default::default()
             };
-            let response = self
-                .client
-                .connection(leader, Lane::Control)
-                .await?
-                .call(&request)
-                .await?;
+            let response = self.call_leader(leader, &request).await?;
             for t in response.topics {
                 for p in t.partitions {
-                    self.check_leader_answer(&t.name, p.error_code, || {
-                        format!("delete records of {}-{}", t.name, p.partition_index)
-                    })?;
+                    let at = (t.name.as_str(), p.partition_index);
+                    self.check_leader_answer::<DeleteRecordsRequest>(
+                        at,
+                        leader,
+                        p.error_code,
+                        || format!("delete records of {}-{}", t.name, p.partition_index),
+                    )?;
                     out.insert((t.name.clone(), p.partition_index), p.low_watermark);
                 }
             }
