@@ -247,15 +247,59 @@ struct Props<'a> {
 /// The keys `read` asks for, found by running it over a map holding only the
 /// required `bootstrap.servers` (every other key at its default).
 fn keys_read_by<T>(read: impl FnOnce(&Props<'_>) -> Result<T>) -> BTreeSet<String> {
-    let map = BTreeMap::from([(
-        "bootstrap.servers".to_string(),
-        "localhost:9092".to_string(),
-    )]);
+    let map = bootstrap_only("localhost:9092");
     let p = Props::new(&map);
     // The defaults always parse (a unit test holds this); were one to fail, the
     // keys asked for up to it are still known.
     let _ = read(&p);
     p.asked.into_inner()
+}
+
+/// A property map holding only `bootstrap.servers`.
+fn bootstrap_only(servers: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("bootstrap.servers".to_string(), servers.to_string())])
+}
+
+/// A client role read from properties: its parser, its rules, and the other
+/// role, whose keys it accepts and ignores (as in a shared `kafka.properties`).
+trait Role: Sized {
+    /// The other role.
+    type Other: Role;
+    /// Parses every key of the role (and the client's), each at its default when
+    /// absent.
+    fn parse(p: &Props<'_>) -> Result<Self>;
+    /// The rules that tie the role's settings together.
+    fn rules(&self) -> Result<()>;
+}
+
+/// Reads a config of role `R` from `map`: refuses unknown keys, parses, then
+/// checks the rules.
+fn from_map<R: Role>(map: &BTreeMap<String, String>) -> Result<R> {
+    let p = Props::new(map);
+    p.check_keys(&keys_read_by(R::parse), &keys_read_by(R::Other::parse))?;
+    let config = R::parse(&p)?;
+    config.rules()?;
+    Ok(config)
+}
+
+impl Role for ProducerConfig {
+    type Other = ConsumerConfig;
+    fn parse(p: &Props<'_>) -> Result<Self> {
+        Self::read(p)
+    }
+    fn rules(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
+impl Role for ConsumerConfig {
+    type Other = ProducerConfig;
+    fn parse(p: &Props<'_>) -> Result<Self> {
+        Self::read(p)
+    }
+    fn rules(&self) -> Result<()> {
+        self.validate()
+    }
 }
 
 impl<'a> Props<'a> {
@@ -351,12 +395,7 @@ fn read_properties_file(path: &Path) -> Result<BTreeMap<String, String>> {
 impl ClientConfig {
     /// A config for the given bootstrap servers with every other setting at its default.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        let mut map = BTreeMap::new();
-        map.insert(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        );
-        Self::read(&Props::new(&map))
+        Self::read(&Props::new(&bootstrap_only(bootstrap_servers)))
     }
 
     fn read(p: &Props<'_>) -> Result<Self> {
@@ -413,14 +452,7 @@ impl ClientConfig {
 impl ProducerConfig {
     /// Reads a producer config from Java-style properties.
     pub fn from_properties(map: &BTreeMap<String, String>) -> Result<Self> {
-        let p = Props::new(map);
-        p.check_keys(
-            &keys_read_by(ProducerConfig::read),
-            &keys_read_by(ConsumerConfig::read),
-        )?;
-        let config = Self::read(&p)?;
-        config.validate()?;
-        Ok(config)
+        from_map(map)
     }
 
     /// Parses every producer key (and the client's), each at its Java default
@@ -534,29 +566,19 @@ impl ProducerConfig {
 
     /// Reads a producer config from a Java `.properties` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_properties(&read_properties_file(path.as_ref())?)
+        from_map(&read_properties_file(path.as_ref())?)
     }
 
     /// A producer config for the given bootstrap servers with Java defaults.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        Self::from_properties(&BTreeMap::from([(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        )]))
+        from_map(&bootstrap_only(bootstrap_servers))
     }
 }
 
 impl ConsumerConfig {
     /// Reads a consumer config from Java-style properties.
     pub fn from_properties(map: &BTreeMap<String, String>) -> Result<Self> {
-        let p = Props::new(map);
-        p.check_keys(
-            &keys_read_by(ConsumerConfig::read),
-            &keys_read_by(ProducerConfig::read),
-        )?;
-        let config = Self::read(&p)?;
-        config.validate()?;
-        Ok(config)
+        from_map(map)
     }
 
     /// Parses every consumer key (and the client's), each at its default when
@@ -686,15 +708,12 @@ impl ConsumerConfig {
 
     /// Reads a consumer config from a Java `.properties` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_properties(&read_properties_file(path.as_ref())?)
+        from_map(&read_properties_file(path.as_ref())?)
     }
 
     /// A consumer config for the given bootstrap servers with defaults.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        Self::from_properties(&BTreeMap::from([(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        )]))
+        from_map(&bootstrap_only(bootstrap_servers))
     }
 }
 
