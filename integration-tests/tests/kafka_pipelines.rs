@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    Cluster, broker_is_ours, kafka_script, random_topic, require_broker, workspace_root,
+    Cluster, broker_is_ours, java_tool, kafka_script, random_topic, require_broker,
 };
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
@@ -357,10 +357,10 @@ impl Run {
 /// Everything in `topic` read with Kafka's Java console consumer (read_committed),
 /// as `key<TAB>value` lines.
 fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
-    let out = Command::new(workspace_root().join("scripts/kafka"))
-        .args([
-            "run",
-            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    let max = (expected + 1).to_string();
+    let out = java_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
             "--bootstrap-server",
             bootstrap,
             "--topic",
@@ -371,19 +371,16 @@ fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<Str
             "--property",
             "print.key=true",
             "--max-messages",
-            &(expected + 1).to_string(),
+            &max,
             "--timeout-ms",
             "15000",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+        ],
+        None,
+        // The consumer stops itself 15 s after the last record; this bounds a
+        // JVM that does not.
+        Duration::from_secs(180),
+    );
+    out.stdout.lines().map(str::to_string).collect()
 }
 
 /// Window counts from output lines `key<TAB>{"key","window":{"start","end"},"value"}`;

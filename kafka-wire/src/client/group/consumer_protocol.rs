@@ -624,10 +624,7 @@ impl ConsumerMember {
                     .as_ref()
                     .map(|(_, c)| c.clone())
                     .unwrap_or_else(|| format!("ConsumerGroupHeartbeat (group {})", self.group_id));
-                Err(Error::Broker {
-                    code: other,
-                    context,
-                })
+                Err(Error::broker(other, context))
             }
         }
     }

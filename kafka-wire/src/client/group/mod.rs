@@ -390,10 +390,10 @@ impl GroupConsumer {
             (s.rejoin, s.lost, s.fatal.clone())
         };
         if let Some(reason) = fatal {
-            return Err(Error::Broker {
-                code: crate::error_code::ErrorCode::FencedInstanceId,
-                context: reason,
-            });
+            return Err(Error::broker(
+                crate::error_code::ErrorCode::FencedInstanceId,
+                reason,
+            ));
         }
         if !rejoin || self.topics.is_empty() {
             return Ok(());
@@ -466,7 +466,7 @@ impl GroupConsumer {
             (s.fatal.clone(), s.lost, s.target.clone(), s.joined)
         };
         if let Some((code, context)) = fatal {
-            return Err(Error::Broker { code, context });
+            return Err(Error::broker(code, context));
         }
         if lost {
             // Fenced or expired: another member may own them already; no commit.
