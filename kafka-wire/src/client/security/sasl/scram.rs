@@ -250,11 +250,11 @@ impl ScramClient {
             .map_err(|_| "the server-final message is not UTF-8".to_string())?;
         let attrs = attributes(text, "server-final")?;
         match attrs.first() {
-            Some(('e', reason)) => Err(format!(
+            Some(("e", reason)) => Err(format!(
                 "the server refused the client proof: {}",
                 super::server_text(reason.as_bytes())
             )),
-            Some(('v', signature)) => {
+            Some(("v", signature)) => {
                 let signature = LENIENT_BASE64
                     .decode(signature)
                     .map_err(|_| "the server signature (v=) is not valid base64".to_string())?;
@@ -286,17 +286,17 @@ struct ServerFirst<'a> {
 
 fn parse_server_first<'a>(text: &'a str, client_nonce: &str) -> Result<ServerFirst<'a>, String> {
     let attrs = attributes(text, "server-first")?;
-    let get = |name: char| attrs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-    if let Some(reason) = get('e') {
+    let get = |name: &str| attrs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    if let Some(reason) = get("e") {
         return Err(format!(
             "the server refused the client-first message: {}",
             super::server_text(reason.as_bytes())
         ));
     }
-    if get('m').is_some() {
+    if get("m").is_some() {
         return Err("the server requires an extension (m=) this client does not know".into());
     }
-    let nonce = get('r').ok_or("the server-first message has no nonce (r=)")?;
+    let nonce = get("r").ok_or("the server-first message has no nonce (r=)")?;
     if !nonce.starts_with(client_nonce) || nonce.len() <= client_nonce.len() {
         return Err("the server nonce does not extend the client nonce".into());
     }
@@ -306,14 +306,14 @@ fn parse_server_first<'a>(text: &'a str, client_nonce: &str) -> Result<ServerFir
     {
         return Err("the server nonce has characters outside printable ASCII".into());
     }
-    let salt = get('s').ok_or("the server-first message has no salt (s=)")?;
+    let salt = get("s").ok_or("the server-first message has no salt (s=)")?;
     let salt = LENIENT_BASE64
         .decode(salt)
         .map_err(|_| "the salt (s=) is not valid base64".to_string())?;
     if salt.is_empty() {
         return Err("the salt (s=) is empty".into());
     }
-    let iterations = get('i').ok_or("the server-first message has no iteration count (i=)")?;
+    let iterations = get("i").ok_or("the server-first message has no iteration count (i=)")?;
     let iterations: u32 = iterations
         .parse()
         .ok()
@@ -342,20 +342,21 @@ fn parse_server_first<'a>(text: &'a str, client_nonce: &str) -> Result<ServerFir
     })
 }
 
-/// Splits `a=value,b=value` into its attributes; each must be one ASCII letter,
-/// `=`, and a value.
-fn attributes<'a>(text: &'a str, what: &str) -> Result<Vec<(char, &'a str)>, String> {
+/// Splits `a=value,b=value` into its attributes. RFC 5802 names are one letter;
+/// longer ASCII names (Kafka's extensions, e.g. `tokenauth`) are kept and ignored.
+fn attributes<'a>(text: &'a str, what: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
     text.split(',')
         .enumerate()
-        .map(|(i, part)| {
-            let mut chars = part.chars();
-            match (chars.next(), chars.next()) {
-                (Some(name), Some('=')) if name.is_ascii_alphabetic() => Ok((name, &part[2..])),
-                _ => Err(format!(
-                    "the {what} message is malformed: attribute {} is not `<letter>=<value>`",
-                    i + 1
-                )),
+        .map(|(i, part)| match part.split_once('=') {
+            Some((name, value))
+                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphabetic()) =>
+            {
+                Ok((name, value))
             }
+            _ => Err(format!(
+                "the {what} message is malformed: attribute {} is not `<name>=<value>`",
+                i + 1
+            )),
         })
         .collect()
 }

@@ -153,6 +153,25 @@ fn scram_escapes_equals_and_comma_in_the_user_name_and_marks_delegation_tokens()
 }
 
 #[test]
+fn scram_ignores_extensions_the_server_adds() {
+    let config = SaslConfig::scram(SaslMechanism::ScramSha256, "user", "pencil").unwrap();
+    let mut session = config.scram_session_with_nonce("rOprNGfwEbeRWgbNEkqO");
+    session.step(None).unwrap();
+    let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,tokenauth=true";
+    let client_final = text(session.step(Some(server_first)).unwrap());
+    assert!(client_final.starts_with("c=biws,r="), "{client_final}");
+}
+
+#[test]
+fn the_session_future_can_move_to_another_task() {
+    fn assert_send<T: Send>(_: &T) {}
+    let config = SaslConfig::oauthbearer(Arc::new(UnsecuredJwsToken::new("admin")));
+    let future = config.session();
+    assert_send(&future);
+    assert_send(&SaslConfig::plain("u", "p"));
+}
+
+#[test]
 fn scram_only_accepts_scram_mechanisms() {
     let err = SaslConfig::scram(SaslMechanism::Plain, "u", "p").unwrap_err();
     assert!(err.to_string().contains("not SCRAM"), "{err}");
@@ -194,6 +213,7 @@ fn malformed_server_first_messages_each_give_a_clear_error() {
             "refused the client-first message: unknown-user",
         ),
         (b"r=NS,,i=4096", "attribute 2"),
+        (b"r=NS,s=c2FsdA==,i=4096,=x", "attribute 4"),
         (b"\xff\xfe", "not UTF-8"),
     ];
     for (message, expected) in cases {
