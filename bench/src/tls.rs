@@ -358,7 +358,13 @@ fn render(
                 );
             }
             Err(why) => {
-                let first = why.lines().next().unwrap_or("").replace('|', "/");
+                // The child's own error line, else the first line (not a backtrace).
+                let first = why
+                    .lines()
+                    .find(|l| l.starts_with("Error: "))
+                    .or_else(|| why.lines().next())
+                    .unwrap_or("")
+                    .replace('|', "/");
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | FAILED: {first} | | | | | |",
