@@ -1,13 +1,18 @@
 //! Admin operations: topics, partitions, offsets, cluster and configs; consumer
-//! groups in `groups.rs`; deleting records in `records.rs`.
+//! groups in `groups.rs`; deleting records in `records.rs`; ACLs in `acls.rs`.
 //!
 //! Topic and config changes go to the controller id that metadata reports (with
 //! KRaft that is any broker, which forwards to the quorum), with retries on
 //! NOT_CONTROLLER and other retriable errors. Offset lookups and record deletion go
 //! to each partition's leader.
 
+mod acls;
 mod groups;
 
+pub use acls::{
+    AccessControlEntry, AclBinding, AclBindingFilter, AclOperation, AclPermission, PatternType,
+    PatternTypeFilter, ResourcePattern, ResourceType,
+};
 pub use groups::{GroupDescription, GroupLag, GroupListing, GroupMember, GroupType, PartitionLag};
 
 use std::collections::{BTreeMap, HashMap};
