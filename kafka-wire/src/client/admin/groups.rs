@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Instant;
 
-use super::{Admin, OffsetSpec, check};
+use super::{Admin, OffsetSpec, check, check_on};
 use crate::client::TopicPartition;
 use crate::client::cluster::Lane;
 use crate::client::config::IsolationLevel;
@@ -288,7 +288,7 @@ impl Admin {
         };
         match ErrorCode::from_code(g.error_code) {
             ErrorCode::GroupIdNotFound | ErrorCode::UnsupportedVersion => return Ok(None),
-            _ => check(g.error_code, g.error_message.as_deref(), || {
+            _ => check_on(g.error_code, g.error_message.as_deref(), group, "describe", || {
                 format!("describe consumer group {group}")
             })?,
         }
@@ -348,7 +348,7 @@ impl Admin {
         let Some(g) = response.groups.into_iter().find(|g| g.group_id == group) else {
             return Err(not_found(group, "DescribeGroups did not answer for it"));
         };
-        check(g.error_code, g.error_message.as_deref(), || {
+        check_on(g.error_code, g.error_message.as_deref(), group, "describe", || {
             format!("describe group {group}")
         })?;
         if g.group_state == DEAD {
@@ -407,7 +407,7 @@ impl Admin {
                 })
                 .await?;
             for r in response.results {
-                check(r.error_code, None, || {
+                check_on(r.error_code, None, &r.group_id, "delete", || {
                     format!("delete group {}", r.group_id)
                 })?;
             }
@@ -455,12 +455,12 @@ impl Admin {
                 )
             })
             .await?;
-        check(response.error_code, None, || {
+        check_on(response.error_code, None, group, "delete", || {
             format!("delete offsets of group {group}")
         })?;
         for t in response.topics {
             for p in t.partitions {
-                check(p.error_code, None, || {
+                check_on(p.error_code, None, &t.name, "read", || {
                     format!(
                         "delete offset of group {group} for {}-{}",
                         t.name, p.partition_index

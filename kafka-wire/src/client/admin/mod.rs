@@ -184,16 +184,30 @@ pub struct Admin {
 }
 
 fn check(code: i16, message: Option<&str>, context: impl FnOnce() -> String) -> Result<()> {
+    check_on(code, message, "", "", context)
+}
+
+/// [`check`] for an operation on a named resource: an authorization code becomes
+/// [`Error::Authorization`] naming `resource` and `operation`.
+fn check_on(
+    code: i16,
+    message: Option<&str>,
+    resource: &str,
+    operation: &'static str,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
     let code = ErrorCode::from_code(code);
     if code.is_ok() {
         return Ok(());
     }
-    let mut context = context();
-    if let Some(m) = message.filter(|m| !m.is_empty()) {
-        context.push_str(": ");
-        context.push_str(m);
-    }
-    Err(Error::Broker { code, context })
+    Err(Error::from_refusal(code, resource, operation, || {
+        let mut context = context();
+        if let Some(m) = message.filter(|m| !m.is_empty()) {
+            context.push_str(": ");
+            context.push_str(m);
+        }
+        context
+    }))
 }
 
 impl Admin {
@@ -253,6 +267,7 @@ impl Admin {
         &self,
         topic: &str,
         code: i16,
+        operation: &'static str,
         context: impl FnOnce() -> String,
     ) -> Result<()> {
         if matches!(
@@ -264,7 +279,7 @@ impl Admin {
         ) {
             self.client.invalidate_topic(topic);
         }
-        check(code, None, context)
+        check_on(code, None, topic, operation, context)
     }
 
     /// Creates topics; fails if any could not be created (TOPIC_ALREADY_EXISTS included).
@@ -310,9 +325,13 @@ impl Admin {
             .await?;
         let mut ids = HashMap::new();
         for t in response.topics {
-            check(t.error_code, t.error_message.as_deref(), || {
-                format!("create topic {}", t.name)
-            })?;
+            check_on(
+                t.error_code,
+                t.error_message.as_deref(),
+                &t.name,
+                "create",
+                || format!("create topic {}", t.name),
+            )?;
             ids.insert(t.name, t.topic_id);
         }
         for t in topics {
@@ -338,9 +357,13 @@ impl Admin {
         let response = self.call_controller("DeleteTopics", &request).await?;
         for r in response.responses {
             let name = r.name.clone().unwrap_or_default();
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("delete topic {name}")
-            })?;
+            check_on(
+                r.error_code,
+                r.error_message.as_deref(),
+                &name,
+                "delete",
+                || format!("delete topic {name}"),
+            )?;
             self.client.invalidate_topic(&name);
         }
         Ok(())
@@ -361,9 +384,13 @@ impl Admin {
         };
         let response = self.call_controller("CreatePartitions", &request).await?;
         for r in response.results {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("create partitions of {}", r.name)
-            })?;
+            check_on(
+                r.error_code,
+                r.error_message.as_deref(),
+                &r.name,
+                "alter",
+                || format!("create partitions of {}", r.name),
+            )?;
         }
         self.client.invalidate_topic(topic);
         Ok(())
@@ -427,7 +454,7 @@ impl Admin {
                 .await?;
             for t in response.topics {
                 for p in t.partitions {
-                    self.check_leader_answer(topic, p.error_code, || {
+                    self.check_leader_answer(topic, p.error_code, "describe", || {
                         format!("list offsets {topic}-{}", p.partition_index)
                     })?;
                     let offset = p.offset;
@@ -487,9 +514,13 @@ impl Admin {
         let response = self.call_any("DescribeConfigs", &request).await?;
         let mut out = BTreeMap::new();
         for r in response.results {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("describe configs of {topic}")
-            })?;
+            check_on(
+                r.error_code,
+                r.error_message.as_deref(),
+                topic,
+                "describe configs",
+                || format!("describe configs of {topic}"),
+            )?;
             for c in r.configs {
                 out.insert(
                     c.name,
@@ -541,9 +572,13 @@ impl Admin {
             .call_controller("IncrementalAlterConfigs", &request)
             .await?;
         for r in response.responses {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("alter configs of {topic}")
-            })?;
+            check_on(
+                r.error_code,
+                r.error_message.as_deref(),
+                topic,
+                "alter configs",
+                || format!("alter configs of {topic}"),
+            )?;
         }
         Ok(())
     }

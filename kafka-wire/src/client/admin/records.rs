@@ -86,7 +86,7 @@ impl Admin {
                 .await?;
             for t in response.topics {
                 for p in t.partitions {
-                    self.check_leader_answer(&t.name, p.error_code, || {
+                    self.check_leader_answer(&t.name, p.error_code, "delete", || {
                         format!("delete records of {}-{}", t.name, p.partition_index)
                     })?;
                     out.insert((t.name.clone(), p.partition_index), p.low_watermark);

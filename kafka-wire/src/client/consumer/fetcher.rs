@@ -611,10 +611,9 @@ impl Fetcher {
             code => {
                 warn!(topic, partition, %code, "fetch error");
                 ps.back_off();
-                out.errors.push(Error::Broker {
-                    code,
-                    context: format!("fetch {topic}-{partition}"),
-                });
+                out.errors.push(Error::from_refusal(code, topic, "read", || {
+                    format!("fetch {topic}-{partition}")
+                }));
             }
         }
     }

@@ -106,11 +106,11 @@ impl Member {
                 code: ErrorCode::FencedInstanceId,
                 context,
             }),
-            Member::Consumer(m) => m
-                .lock()
-                .fatal
-                .clone()
-                .map(|(code, context)| Error::Broker { code, context }),
+            Member::Consumer(m) => {
+                m.lock().fatal.clone().map(|(code, context)| {
+                    super::offsets::member_fatal(code, context, self.group_id())
+                })
+            }
         }
     }
 

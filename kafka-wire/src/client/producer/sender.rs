@@ -81,9 +81,10 @@ pub(crate) async fn init_producer_id(
             let r = conn.call_version(&request, version).await?;
             ErrorCode::from_code(r.error_code)
                 .into_result()
-                .map_err(|code| Error::Broker {
-                    code,
-                    context: "InitProducerId".into(),
+                .map_err(|code| {
+                    // CLUSTER_AUTHORIZATION_FAILED: no IdempotentWrite on the
+                    // cluster and (Kafka 3.0+) no Write on any topic.
+                    Error::from_refusal(code, "", "idempotent write", || "InitProducerId".into())
                 })?;
             Ok(r)
         })
@@ -474,7 +475,9 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                                     batch.encoded_len()
                                 ));
                             }
-                            Err(Error::Broker { code, context })
+                            // Not authorized to write the topic: Error::Authorization,
+                            // not retriable, so Action::of fails the batch at once.
+                            Err(Error::from_refusal(code, &key.0, "write", || context))
                         }
                     }
                 }
