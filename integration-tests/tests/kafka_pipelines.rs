@@ -525,6 +525,70 @@ async fn exactly_once_window_counts_survive_broker_restarts() {
     windowed_counts_under_kills(&run, "window-count", records, kills, 2, 23).await;
 }
 
+/// The window-count pipeline reaches the broker only through a proxy that, while
+/// the input arrives, cycles through network faults: added latency, Produce and
+/// EndTxn requests held back 1.5 s (control records arriving late, the
+/// KAFKA-17754 pattern), Produce, EndTxn and TxnOffsetCommit requests cut in the
+/// middle, every connection dropped, and connections hanging. The output, read
+/// directly from the broker, must hold every window exactly once.
+///
+/// Multi-threaded: the proxy's tasks must keep running while the test blocks in
+/// `terminate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_window_counts_survive_network_faults() {
+    use integration_tests::proxy::KafkaProxy;
+    use kafka_wire::protocol::ApiKey;
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-network").await;
+    let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
+    let (input, expected) = run.click_records(soak_size("STROM_SOAK_RECORDS", 40_000), 31);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(16);
+    let faults = async {
+        tokio::time::sleep(feeding / 5).await;
+        for round in 0..2 {
+            let steps: [(&str, &dyn Fn()); 9] = [
+                ("latency", &|| proxy.set_latency(Duration::from_millis(40))),
+                ("hold Produce", &|| {
+                    proxy.hold(ApiKey::Produce, Duration::from_millis(1500))
+                }),
+                ("hold EndTxn", &|| {
+                    proxy.hold(ApiKey::EndTxn, Duration::from_millis(1500))
+                }),
+                ("cut Produce", &|| proxy.cut_next(ApiKey::Produce)),
+                ("cut EndTxn", &|| proxy.cut_next(ApiKey::EndTxn)),
+                ("cut TxnOffsetCommit", &|| {
+                    proxy.cut_next(ApiKey::TxnOffsetCommit)
+                }),
+                ("drop connections", &|| proxy.drop_connections()),
+                ("hang", &|| proxy.hang(true)),
+                ("heal", &|| proxy.heal()),
+            ];
+            for (name, fault) in steps {
+                eprintln!("round {round}: {name}");
+                fault();
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                proxy.heal();
+            }
+        }
+        eprintln!(
+            "{} requests cut, {} connections accepted",
+            proxy.cuts(),
+            proxy.accepted()
+        );
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    proxy.heal();
+    run.finish_windows(&mut child, &expected).await;
+    assert!(proxy.cuts() >= 2, "the faults never cut a request");
+}
+
 #[tokio::test]
 async fn a_stopped_pipeline_commits_and_a_second_run_resumes_without_duplicates() {
     let bootstrap = require_broker!();
@@ -657,6 +721,49 @@ async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    assert_eq!(
+        lines.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    check_stats(&lines, &expected);
+    run.assert_nothing_hanging().await;
+}
+
+/// Scale out and back in while input arrives: one process of the running-stats
+/// pipeline, then two more join (partitions and their state move to them), then
+/// those two stop with SIGTERM (final checkpoint, exit 0) and the first takes
+/// everything back. Every output record is recomputed from the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_processes_and_back() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-scale").await;
+    let records = 30_000;
+    let (input, expected) = run.stats_records(records, 2_000, 43);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut first = run.spawn("running-stats", 0, &extra);
+    let feeding = Duration::from_secs(20);
+    let scaler = async {
+        tokio::time::sleep(feeding / 5).await;
+        let added: Vec<Child> = (1..=2)
+            .map(|i| run.spawn("running-stats", i, &extra))
+            .collect();
+        tokio::time::sleep(feeding * 2 / 5).await;
+        for mut child in added {
+            let status =
+                tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+            assert!(status.success(), "an added process exited with {status}");
+        }
+    };
+    tokio::join!(run.clicks_paced(input, feeding), scaler);
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(terminate(&mut first, Duration::from_secs(60)).success());
     let lines = java_read_committed(&run.bootstrap, &run.output, records);
     assert_eq!(
         lines.len(),
