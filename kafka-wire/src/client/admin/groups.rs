@@ -288,9 +288,13 @@ impl Admin {
         };
         match ErrorCode::from_code(g.error_code) {
             ErrorCode::GroupIdNotFound | ErrorCode::UnsupportedVersion => return Ok(None),
-            _ => check_on(g.error_code, g.error_message.as_deref(), group, "describe", || {
-                format!("describe consumer group {group}")
-            })?,
+            _ => check_on(
+                g.error_code,
+                g.error_message.as_deref(),
+                group,
+                "describe",
+                || format!("describe consumer group {group}"),
+            )?,
         }
         let mut members: Vec<GroupMember> = g
             .members
@@ -348,9 +352,13 @@ impl Admin {
         let Some(g) = response.groups.into_iter().find(|g| g.group_id == group) else {
             return Err(not_found(group, "DescribeGroups did not answer for it"));
         };
-        check_on(g.error_code, g.error_message.as_deref(), group, "describe", || {
-            format!("describe group {group}")
-        })?;
+        check_on(
+            g.error_code,
+            g.error_message.as_deref(),
+            group,
+            "describe",
+            || format!("describe group {group}"),
+        )?;
         if g.group_state == DEAD {
             return Err(not_found(group, "no such group (state Dead)"));
         }

@@ -611,9 +611,10 @@ impl Fetcher {
             code => {
                 warn!(topic, partition, %code, "fetch error");
                 ps.back_off();
-                out.errors.push(Error::from_refusal(code, topic, "read", || {
-                    format!("fetch {topic}-{partition}")
-                }));
+                out.errors
+                    .push(Error::from_refusal(code, topic, "read", || {
+                        format!("fetch {topic}-{partition}")
+                    }));
             }
         }
     }

@@ -106,11 +106,9 @@ impl Member {
                 code: ErrorCode::FencedInstanceId,
                 context,
             }),
-            Member::Consumer(m) => {
-                m.lock().fatal.clone().map(|(code, context)| {
-                    super::offsets::member_fatal(code, context, self.group_id())
-                })
-            }
+            Member::Consumer(m) => m.lock().fatal.clone().map(|(code, context)| {
+                super::offsets::member_fatal(code, context, self.group_id())
+            }),
         }
     }
 

@@ -273,7 +273,10 @@ fn refused_operation(api: &str, code: ErrorCode) -> &'static str {
     let api = api.strip_suffix("Request").unwrap_or(api);
     match code {
         ErrorCode::GroupAuthorizationFailed
-            if matches!(api, "OffsetFetch" | "DescribeGroups" | "ConsumerGroupDescribe") =>
+            if matches!(
+                api,
+                "OffsetFetch" | "DescribeGroups" | "ConsumerGroupDescribe"
+            ) =>
         {
             "describe"
         }

@@ -657,7 +657,13 @@ impl TransactionalProducer {
             )
             .await;
         // A refusal (TOPIC_AUTHORIZATION_FAILED) is no passing trouble: as it is.
-        result.map_err(|e| if e.is_authorization() { e } else { incomplete(e) })
+        result.map_err(|e| {
+            if e.is_authorization() {
+                e
+            } else {
+                incomplete(e)
+            }
+        })
     }
 
     /// Adds partitions to the open transaction in one AddPartitionsToTxn, ahead of
