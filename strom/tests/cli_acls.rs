@@ -433,7 +433,7 @@ async fn a_principal_without_acls_is_refused_at_once_and_served_after_strom_acls
         );
         got = consumer.poll_for(Duration::from_secs(1)).await.unwrap();
     }
-    assert_eq!(&got[0].value.as_deref().unwrap()[..], b"granted");
+    assert_eq!(got[0].value.as_deref(), Some(&b"granted"[..]));
     consumer.commit().await.unwrap();
 
     let mut txp = TransactionalProducer::new(ProducerConfig::from_properties(&txn_props).unwrap())

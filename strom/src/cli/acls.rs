@@ -2,11 +2,12 @@
 //! `kafka-acls.sh` (`--allow-principal`, `--operation`, `--topic`, `--producer`,
 //! `--resource-pattern-type`, ...).
 //!
-//! ACLs print in `kafka-acls.sh --list`'s layout, which scripts grep:
+//! ACLs print in `kafka-acls.sh --list`'s layout, which scripts grep (the entry
+//! lines start with a tab):
 //!
 //! ```text
 //! Current ACLs for resource `ResourcePattern(resourceType=TOPIC, name=orders, patternType=LITERAL)`:
-//! 	(principal=User:alice, host=*, operation=READ, permissionType=ALLOW)
+//!     (principal=User:alice, host=*, operation=READ, permissionType=ALLOW)
 //!
 //! ```
 //!
