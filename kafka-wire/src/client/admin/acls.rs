@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use super::{Admin, check};
+use super::{Admin, check_on};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::create_acls_request::AclCreation;
@@ -417,9 +417,14 @@ impl Admin {
             .iter()
             .zip(bindings)
             .map(|(r, b)| {
-                check(r.error_code, r.error_message.as_deref(), || {
-                    format!("create ACL {b}")
-                })
+                // Creating and deleting ACLs needs Alter on the cluster.
+                check_on(
+                    r.error_code,
+                    r.error_message.as_deref(),
+                    "",
+                    "alter",
+                    || format!("create ACL {b}"),
+                )
             })
             .collect())
     }
@@ -437,9 +442,11 @@ impl Admin {
             ..Default::default()
         };
         let response = self.call_any("DescribeAcls", &request).await?;
-        check(
+        check_on(
             response.error_code,
             response.error_message.as_deref(),
+            "",
+            "describe",
             || format!("describe ACLs {filter}"),
         )?;
         let mut out = Vec::new();
@@ -498,9 +505,13 @@ impl Admin {
             .into_iter()
             .zip(filters)
             .map(|(r, f)| {
-                check(r.error_code, r.error_message.as_deref(), || {
-                    format!("delete ACLs {f}")
-                })?;
+                check_on(
+                    r.error_code,
+                    r.error_message.as_deref(),
+                    "",
+                    "alter",
+                    || format!("delete ACLs {f}"),
+                )?;
                 let mut deleted = Vec::new();
                 for m in r.matching_acls {
                     let binding = binding_of(
@@ -512,9 +523,13 @@ impl Admin {
                         m.operation,
                         m.permission_type,
                     );
-                    check(m.error_code, m.error_message.as_deref(), || {
-                        format!("delete ACL {binding}")
-                    })?;
+                    check_on(
+                        m.error_code,
+                        m.error_message.as_deref(),
+                        "",
+                        "alter",
+                        || format!("delete ACL {binding}"),
+                    )?;
                     deleted.push(binding);
                 }
                 deleted.sort();

@@ -184,7 +184,22 @@ pub struct Admin {
 }
 
 fn check(code: i16, message: Option<&str>, context: impl FnOnce() -> String) -> Result<()> {
-    check_on(code, message, "", "", context)
+    let code = ErrorCode::from_code(code);
+    if code.is_ok() {
+        return Ok(());
+    }
+    Err(Error::Broker {
+        code,
+        context: with_message(context(), message),
+    })
+}
+
+fn with_message(mut context: String, message: Option<&str>) -> String {
+    if let Some(m) = message.filter(|m| !m.is_empty()) {
+        context.push_str(": ");
+        context.push_str(m);
+    }
+    context
 }
 
 /// [`check`] for an operation on a named resource: an authorization code becomes
@@ -201,12 +216,7 @@ fn check_on(
         return Ok(());
     }
     Err(Error::from_refusal(code, resource, operation, || {
-        let mut context = context();
-        if let Some(m) = message.filter(|m| !m.is_empty()) {
-            context.push_str(": ");
-            context.push_str(m);
-        }
-        context
+        with_message(context(), message)
     }))
 }
 
