@@ -171,14 +171,25 @@ impl Writer {
         Ok(())
     }
 
-    /// Aborts the open transaction (exactly-once); nothing to do otherwise.
+    /// Aborts the open transaction (exactly-once); nothing to do otherwise. Fails
+    /// when the producer is in its fatal state, so that the caller replaces it.
     pub(crate) async fn abort(&self) -> kafka_wire::Result<()> {
+        use kafka_wire::client::transaction::TransactionState as S;
         if let Kind::Transactional(session) = &self.kind {
             let mut s = session.lock().await;
-            if s.state() == kafka_wire::client::transaction::TransactionState::InTransaction
-                || s.state() == kafka_wire::client::transaction::TransactionState::AbortableError
-            {
-                s.abort().await?;
+            match s.state() {
+                S::InTransaction | S::AbortableError => s.abort().await?,
+                // Fenced (by a successor, or by the coordinator aborting a
+                // transaction open past transaction.timeout.ms): this producer
+                // can do nothing more; the caller replaces it.
+                S::FatalError => {
+                    return Err(kafka_wire::Error::TransactionFatal {
+                        code: None,
+                        reason: "the transactional producer failed earlier; it must be replaced"
+                            .into(),
+                    });
+                }
+                _ => {}
             }
         }
         Ok(())

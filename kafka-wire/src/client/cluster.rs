@@ -236,12 +236,11 @@ impl Client {
         read(&self.inner.brokers)
             .get(&node_id)
             .map(BrokerInfo::address)
-            .ok_or_else(|| {
-                Error::broker(
-                    ErrorCode::BrokerNotAvailable,
-                    format!("node {node_id} is not in the cluster metadata"),
-                )
-                .with_node(node_id)
+            // Retriable: the broker left the cluster (killed, fenced) and its
+            // partitions get new leaders, which a later metadata refresh names.
+            .ok_or_else(|| Error::Disconnected {
+                broker: format!("node {node_id}"),
+                reason: "not in the cluster metadata (the broker left the cluster)".into(),
             })
     }
 
