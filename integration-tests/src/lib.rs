@@ -5,6 +5,8 @@
 //! message; under `CI=true` they fail instead.
 #![deny(missing_docs)]
 
+pub mod proxy;
+
 use std::path::PathBuf;
 
 /// The bootstrap address of the test broker, if one is configured.
@@ -22,34 +24,110 @@ pub fn bootstrap() -> Option<String> {
     if let Some(addr) = bootstrap_from_env_file() {
         return Some(addr);
     }
-    let in_ci = std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false);
-    if in_ci {
-        panic!(
-            "CI=true but no Kafka broker is configured: set KAFKA_BOOTSTRAP or run scripts/test"
-        );
+    missing(
+        "no Kafka broker configured",
+        "set KAFKA_BOOTSTRAP, or run scripts/test or `scripts/kafka up` before `cargo test`",
+    )
+}
+
+/// What a test helper returns when a server it needs is not configured: a panic
+/// under `CI=true` (CI must never pass by skipping), else a loud skip message.
+fn missing<T>(what: &str, fix: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI=true but {what}: {fix}");
     }
     eprintln!();
     eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!! SKIPPING broker test: no Kafka broker configured.                      !!");
-    eprintln!("!! Run `scripts/test`, or `scripts/kafka up` before `cargo test`.         !!");
+    eprintln!("!! SKIPPING test: {what}");
+    eprintln!("!! {fix}");
     eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     None
 }
 
 /// Reads `KAFKA_BOOTSTRAP=` from the env file of a broker that `scripts/kafka up` started.
 fn bootstrap_from_env_file() -> Option<String> {
-    // scripts/kafka keeps its state in STROM_KAFKA_DIR when set.
+    env_file_value("KAFKA_BOOTSTRAP")
+}
+
+/// The value of `NAME=` in the env file `scripts/kafka up` writes (in
+/// `STROM_KAFKA_DIR` when set, else `target/kafka`).
+fn env_file_value(name: &str) -> Option<String> {
     let dir = std::env::var_os("STROM_KAFKA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/kafka"));
-    let path = dir.join("env");
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = std::fs::read_to_string(dir.join("env")).ok()?;
     text.lines()
-        .find_map(|line| line.strip_prefix("KAFKA_BOOTSTRAP="))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// The listeners and certificates of a broker started with `scripts/kafka up --secure`.
+#[derive(Debug, Clone)]
+pub struct SecureBroker {
+    /// PLAINTEXT bootstrap; its principal, ANONYMOUS, is a super user.
+    pub plaintext: String,
+    /// SSL bootstrap: TLS with a client certificate required (principal = its CN).
+    pub ssl: String,
+    /// SASL_SSL bootstrap: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER over TLS.
+    pub sasl_ssl: String,
+    /// The folder of `ca.pem`, `other-ca.pem`, `admin.pem`/`admin.key`,
+    /// `alice.pem`/`alice.key` and `admin.p12` (password `changeit`).
+    pub certs: PathBuf,
+}
+
+impl SecureBroker {
+    /// The path of a file in [`SecureBroker::certs`].
+    pub fn cert(&self, name: &str) -> String {
+        self.certs.join(name).display().to_string()
+    }
+}
+
+/// The secured listeners of the test broker, if it was started with `--secure`.
+///
+/// Reads `KAFKA_SSL_BOOTSTRAP`, `KAFKA_SASL_SSL_BOOTSTRAP` and `KAFKA_CERTS` from the
+/// environment, else from the env file of `scripts/kafka up --secure`. Like
+/// [`bootstrap`], `None` after a loud skip message, and a panic under `CI=true`.
+pub fn secure_broker() -> Option<SecureBroker> {
+    let value = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .or_else(|| env_file_value(name))
+    };
+    let plaintext = bootstrap()?;
+    if let (Some(ssl), Some(sasl_ssl), Some(certs)) = (
+        value("KAFKA_SSL_BOOTSTRAP"),
+        value("KAFKA_SASL_SSL_BOOTSTRAP"),
+        value("KAFKA_CERTS"),
+    ) {
+        return Some(SecureBroker {
+            plaintext,
+            ssl,
+            sasl_ssl,
+            certs: PathBuf::from(certs),
+        });
+    }
+    missing(
+        "the broker has no secured listeners",
+        "run scripts/test, or `scripts/kafka up --secure` before `cargo test`",
+    )
+}
+
+/// Skips the calling test (by returning) when the broker has no secured listeners.
+///
+/// ```ignore
+/// let broker = require_secure_broker!();
+/// ```
+#[macro_export]
+macro_rules! require_secure_broker {
+    () => {
+        match $crate::secure_broker() {
+            Some(broker) => broker,
+            None => return,
+        }
+    };
 }
 
 /// The connection string of the test PostgreSQL server, if one is configured:
@@ -76,13 +154,10 @@ pub fn postgres_url() -> Option<String> {
     if from_file.is_some() {
         return from_file;
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("CI=true but no PostgreSQL is configured: set POSTGRES_URL or run scripts/test");
-    }
-    eprintln!(
-        "!! SKIPPING PostgreSQL test: no server configured (POSTGRES_URL unset); run scripts/test !!"
-    );
-    None
+    missing(
+        "no PostgreSQL server configured",
+        "set POSTGRES_URL, or run scripts/test or `scripts/postgres up` before `cargo test`",
+    )
 }
 
 /// The root of the cargo workspace (the parent of this crate's folder).
