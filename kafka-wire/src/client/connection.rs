@@ -221,19 +221,28 @@ impl Connection {
             .map_err(|_| Error::Timeout {
                 context: format!("connecting to {addr}"),
             })??;
-        conn.negotiate_api_versions().await?;
+        conn.establish().await?;
+        Ok(conn)
+    }
+
+    /// Negotiates api versions, then, when the options' `security.protocol` uses
+    /// SASL, authenticates and keeps re-authenticating before each session ends.
+    /// [`Connection::connect`] calls it; call it after [`Connection::from_stream`].
+    pub async fn establish(&self) -> Result<()> {
+        self.negotiate_api_versions().await?;
+        let security = &self.shared.options.security;
         if let Some(sasl) = security.sasl().filter(|_| security.protocol().uses_sasl()) {
-            let lifetime = authenticate::authenticate(&conn, sasl).await?;
+            let lifetime = authenticate::authenticate(self, sasl).await?;
             if let Some(lifetime) = lifetime {
                 let task = tokio::spawn(authenticate::reauthenticate(
-                    conn.detached(),
+                    self.detached(),
                     sasl.clone(),
                     lifetime,
                 ));
-                lock(&conn._tasks.0).push(task);
+                lock(&self._tasks.0).push(task);
             }
         }
-        Ok(conn)
+        Ok(())
     }
 
     /// A handle that shares the socket but does not keep its tasks alive (for the

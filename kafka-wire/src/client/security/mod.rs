@@ -25,6 +25,16 @@ pub use tls::TlsConfig;
 
 use crate::error::{Error, Result};
 
+/// Whether a property's value is a secret (a password, a private key, a token or
+/// a JAAS line holding one), to be left out of `Debug` output and logs.
+pub fn is_secret_property(key: &str) -> bool {
+    key.ends_with(".password")
+        || key == "sasl.jaas.config"
+        || key == "ssl.keystore.key"
+        || key == "sasl.oauthbearer.token"
+        || key.contains("secret")
+}
+
 /// `security.protocol`: how a client talks to the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecurityProtocol {
