@@ -81,8 +81,7 @@ fn mtls(broker: &SecureBroker, client_id: &str) -> Props {
 
 /// Base64url without padding, for unsecured JWS tokens.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -137,7 +136,11 @@ async fn read_n(props: &Props, topic: &str, n: usize, isolation: &str) -> Vec<St
     let mut out = Vec::new();
     let start = Instant::now();
     while out.len() < n {
-        assert!(start.elapsed() < DEADLINE, "read {} of {n} records", out.len());
+        assert!(
+            start.elapsed() < DEADLINE,
+            "read {} of {n} records",
+            out.len()
+        );
         for r in consumer.poll_for(Duration::from_millis(200)).await.unwrap() {
             out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
         }
@@ -169,14 +172,20 @@ async fn all_clients_work(props: Props) {
     }
 
     // Produce.
-    let producer =
-        Producer::new(ProducerConfig::from_properties(&with(&props, &[("linger.ms", "1")])).unwrap())
-            .await
-            .unwrap();
+    let producer = Producer::new(
+        ProducerConfig::from_properties(&with(&props, &[("linger.ms", "1")])).unwrap(),
+    )
+    .await
+    .unwrap();
     let sent = values("plain", 10);
     let mut deliveries = Vec::new();
     for v in &sent {
-        deliveries.push(producer.send(ProducerRecord::new(&topic, v.clone())).await.unwrap());
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(&topic, v.clone()))
+                .await
+                .unwrap(),
+        );
     }
     for d in deliveries {
         d.await.unwrap();
@@ -203,7 +212,11 @@ async fn all_clients_work(props: Props) {
     let start = Instant::now();
     while seen < 10 {
         assert!(start.elapsed() < DEADLINE, "group member read {seen} of 10");
-        seen += member.poll_for(Duration::from_millis(200)).await.unwrap().len();
+        seen += member
+            .poll_for(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
     }
     member.commit().await.unwrap();
     let tp = (topic.clone(), 0);
@@ -214,10 +227,7 @@ async fn all_clients_work(props: Props) {
     // A transaction, read with read_committed.
     let txn_props = with(
         &props,
-        &[
-            ("transactional.id", &unique("sec-txn")),
-            ("linger.ms", "1"),
-        ],
+        &[("transactional.id", &unique("sec-txn")), ("linger.ms", "1")],
     );
     let mut txn = TransactionalProducer::new(ProducerConfig::from_properties(&txn_props).unwrap())
         .await
@@ -242,7 +252,13 @@ async fn all_clients_work(props: Props) {
 async fn everything_works_over_sasl_ssl_with_plain() {
     let broker = require_secure_broker!();
     let id = unique("sec-plain");
-    all_clients_work(sasl_ssl(&broker, &id, "PLAIN", &plain_jaas("admin", "admin-secret"))).await;
+    all_clients_work(sasl_ssl(
+        &broker,
+        &id,
+        "PLAIN",
+        &plain_jaas("admin", "admin-secret"),
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -346,7 +362,10 @@ async fn fails_fast(props: Props, causes: &[&str]) -> String {
     };
     let attempts = connection_attempts(&client_id, &address);
     eprintln!("failed in {elapsed:?} after {attempts} connection attempt(s): {error}");
-    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}: {error}");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "took {elapsed:?}: {error}"
+    );
     for cause in causes {
         assert!(error.contains(cause), "{error:?} does not name {cause:?}");
     }
@@ -371,7 +390,10 @@ async fn a_wrong_password_fails_fast_naming_the_cause() {
             &["authentication", mechanism],
         )
         .await;
-        assert!(!error.contains("wrong-secret"), "the password leaked: {error}");
+        assert!(
+            !error.contains("wrong-secret"),
+            "the password leaked: {error}"
+        );
     }
 }
 
@@ -384,6 +406,61 @@ async fn an_unknown_ca_fails_fast_naming_the_cause() {
         &[("ssl.truststore.location", &broker.cert("other-ca.pem"))],
     );
     fails_fast(props, &["TLS", "unknown authority"]).await;
+}
+
+#[tokio::test]
+async fn no_client_certificate_on_the_mutual_tls_port_fails_fast() {
+    let broker = require_secure_broker!();
+    let id = unique("sec-nocert");
+    let mut props = mtls(&broker, &id);
+    props.remove("ssl.keystore.certificate.chain");
+    props.remove("ssl.keystore.key");
+    fails_fast(props, &["TLS", "client certificate"]).await;
+}
+
+/// A PKCS#8 key encrypted with a password (`ssl.key.password`), made with openssl.
+#[tokio::test]
+async fn an_encrypted_private_key_is_opened_with_ssl_key_password() {
+    let broker = require_secure_broker!();
+    let dir = std::env::temp_dir().join(unique("sec-encrypted"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("admin-encrypted.key");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:key-pw-42",
+        ])
+        .arg("-in")
+        .arg(broker.cert("admin.key"))
+        .arg("-out")
+        .arg(&key)
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let id = unique("sec-encrypted");
+    let props = with(
+        &mtls(&broker, &id),
+        &[
+            ("ssl.keystore.key", &std::fs::read_to_string(&key).unwrap()),
+            ("ssl.key.password", "key-pw-42"),
+        ],
+    );
+    let client = Client::connect(client_config(&props)).await.unwrap();
+    client.list_topics().await.unwrap();
+    // A wrong password is a configuration error naming ssl.key.password.
+    let wrong = with(&props, &[("ssl.key.password", "nope")]);
+    let error = ConsumerConfig::from_properties(&wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("ssl.key.password") && !error.contains("nope"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test]
@@ -434,7 +511,10 @@ async fn a_plaintext_client_on_the_ssl_port_fails_fast() {
 async fn an_ssl_client_on_the_plaintext_port_fails_fast() {
     let broker = require_secure_broker!();
     let id = unique("sec-ssl-on-plain");
-    let props = with(&mtls(&broker, &id), &[("bootstrap.servers", &broker.plaintext)]);
+    let props = with(
+        &mtls(&broker, &id),
+        &[("bootstrap.servers", &broker.plaintext)],
+    );
     fails_fast(props, &["TLS", "PLAINTEXT listener"]).await;
 }
 
@@ -465,7 +545,10 @@ async fn sessions_are_reauthenticated_on_the_same_connections() {
     .unwrap();
     let consumer_config = ConsumerConfig::from_properties(&with(
         &props,
-        &[("auto.offset.reset", "earliest"), ("fetch.max.wait.ms", "200")],
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("fetch.max.wait.ms", "200"),
+        ],
     ))
     .unwrap();
     let mut consumer = Consumer::new(consumer_config).await.unwrap();
@@ -481,7 +564,11 @@ async fn sessions_are_reauthenticated_on_the_same_connections() {
     let mut read = 0usize;
     while read < 1 {
         assert!(start.elapsed() < DEADLINE, "warm-up record not read");
-        read += consumer.poll_for(Duration::from_millis(200)).await.unwrap().len();
+        read += consumer
+            .poll_for(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
     }
     let attempts_before = connection_attempts(&id, &broker.sasl_ssl);
     let start = Instant::now();
@@ -494,12 +581,20 @@ async fn sessions_are_reauthenticated_on_the_same_connections() {
             .await
             .unwrap();
         sent += 1;
-        read += consumer.poll_for(Duration::from_millis(100)).await.unwrap().len();
+        read += consumer
+            .poll_for(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .len();
     }
     let deadline = Instant::now() + DEADLINE;
     while read < sent {
         assert!(Instant::now() < deadline, "read {read} of {sent}");
-        read += consumer.poll_for(Duration::from_millis(200)).await.unwrap().len();
+        read += consumer
+            .poll_for(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .len();
     }
     let attempts_after = connection_attempts(&id, &broker.sasl_ssl);
     eprintln!("{sent} records in 35 s; connection attempts {attempts_before} -> {attempts_after}");

@@ -212,7 +212,10 @@ mod tests {
             assert_eq!(client.security.sasl().unwrap().mechanism().name(), "PLAIN");
         }
         let shown = format!("{c:?}");
-        assert!(!shown.contains("pw-9f3k") && shown.contains("SASL_SSL"), "{shown}");
+        assert!(
+            !shown.contains("pw-9f3k") && shown.contains("SASL_SSL"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -37,10 +37,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::buffer_pool::BufferPool;
+use crate::client::security::{SecurityConfig, authenticate, tls};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
-use crate::client::security::{SecurityConfig, authenticate, tls};
 use crate::protocol::{
     ApiKey, Message, Request, Response, Versions, decode_response_frame, encode_request_frame,
 };
@@ -278,7 +278,11 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<R::Response> {
-        let mut frame = self.start::<R>(request, version, None).await?.frame().await?;
+        let mut frame = self
+            .start::<R>(request, version, None)
+            .await?
+            .frame()
+            .await?;
         let (_, response) = decode_response_frame::<R::Response>(&mut frame, version)?;
         Ok(response)
     }
@@ -290,7 +294,9 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read_half, write_half) = tokio::io::split(stream);
-        let permits = options.max_in_flight.clamp(1, Semaphore::MAX_PERMITS.min(1 << 20));
+        let permits = options
+            .max_in_flight
+            .clamp(1, Semaphore::MAX_PERMITS.min(1 << 20));
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
             buffers: Arc::new(BufferPool::new(
@@ -652,7 +658,16 @@ fn looks_like_tls_record(size: i32) -> bool {
 fn read_failure(shared: &Shared, e: &std::io::Error) -> Option<Error> {
     tls::rustls_error(e).map(|_| Error::Tls {
         broker: shared.broker.clone(),
-        reason: tls::describe_io(e, tls::host_of(&shared.broker), false),
+        reason: tls::describe_io(
+            e,
+            tls::host_of(&shared.broker),
+            false,
+            shared
+                .options
+                .security
+                .tls()
+                .is_some_and(|t| t.has_client_identity()),
+        ),
     })
 }
 

@@ -398,7 +398,6 @@ async fn a_mechanism_the_listener_does_not_enable_is_named_with_the_enabled_ones
         let handshake = SaslHandshakeResponse {
             error_code: ErrorCode::UnsupportedSaslMechanism.code(),
             mechanisms: vec!["SCRAM-SHA-512".into()],
-            ..Default::default()
         };
         write_response(&mut peer, cid, false, &encode(&handshake, version)).await;
         peer
@@ -488,7 +487,11 @@ async fn a_failed_reauthentication_poisons_the_connection_with_the_authenticatio
 #[test]
 fn a_tls_record_in_place_of_a_response_size_is_recognised() {
     // An alert (0x15) or handshake (0x16) record of TLS 1.2.
-    assert!(looks_like_tls_record(i32::from_be_bytes([0x15, 0x03, 0x03, 0x00])));
-    assert!(looks_like_tls_record(i32::from_be_bytes([0x16, 0x03, 0x01, 0x02])));
+    assert!(looks_like_tls_record(i32::from_be_bytes([
+        0x15, 0x03, 0x03, 0x00
+    ])));
+    assert!(looks_like_tls_record(i32::from_be_bytes([
+        0x16, 0x03, 0x01, 0x02
+    ])));
     assert!(!looks_like_tls_record(64));
 }

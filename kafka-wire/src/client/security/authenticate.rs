@@ -49,7 +49,6 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
         .call_exclusive(
             &SaslHandshakeRequest {
                 mechanism: mechanism.to_string(),
-                ..Default::default()
             },
             handshake_version,
         )
@@ -70,7 +69,10 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
     let mut lifetime_ms = 0i64;
     for _ in 0..MAX_ROUNDS {
         let Some(bytes) = session.step(server.as_deref()).map_err(from_mechanism)? else {
-            debug!(broker = conn.broker(), mechanism, lifetime_ms, "authenticated");
+            debug!(
+                broker = conn.broker(),
+                mechanism, lifetime_ms, "authenticated"
+            );
             return Ok((lifetime_ms > 0).then(|| Duration::from_millis(lifetime_ms as u64)));
         };
         let response = conn
@@ -134,7 +136,10 @@ pub(crate) async fn reauthenticate(conn: Connection, sasl: SaslConfig, mut lifet
                 lifetime = next;
             }
             Ok(None) => {
-                info!(broker = conn.broker(), "re-authenticated; the session no longer expires");
+                info!(
+                    broker = conn.broker(),
+                    "re-authenticated; the session no longer expires"
+                );
                 return;
             }
             Err(e) => {
@@ -155,7 +160,10 @@ mod tests {
         let lifetime = Duration::from_secs(100);
         for seed in 0..1_000 {
             let d = reauthentication_delay(lifetime, seed);
-            assert!(d >= Duration::from_secs(85) && d <= Duration::from_secs(95), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(85) && d <= Duration::from_secs(95),
+                "{d:?}"
+            );
         }
     }
 }

@@ -12,8 +12,8 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -81,7 +81,8 @@ fn config_error(key: &str, message: impl Into<String>) -> Error {
 }
 
 fn read_file(key: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| config_error(key, format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| config_error(key, format!("cannot read {}: {e}", path.display())))
 }
 
 /// The kind of store a file holds, from `ssl.*.type` or, when not given, its bytes.
@@ -142,7 +143,11 @@ fn pem_certificates(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>
 
 /// The private key in `pem`: PKCS#8, RSA (PKCS#1) or SEC1 EC, or an encrypted
 /// PKCS#8 key (`ENCRYPTED PRIVATE KEY`) opened with `password`.
-fn pem_private_key(key: &str, pem: &[u8], password: Option<&str>) -> Result<PrivateKeyDer<'static>> {
+fn pem_private_key(
+    key: &str,
+    pem: &[u8],
+    password: Option<&str>,
+) -> Result<PrivateKeyDer<'static>> {
     let text = String::from_utf8_lossy(pem);
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         let Some(password) = password else {
@@ -159,8 +164,9 @@ fn pem_private_key(key: &str, pem: &[u8], password: Option<&str>) -> Result<Priv
             .find(end_marker)
             .map(|i| start + i + end_marker.len())
             .ok_or_else(|| config_error(key, "invalid PEM: no END ENCRYPTED PRIVATE KEY line"))?;
-        use pkcs8::der::DecodePem;
-        let encrypted = pkcs8::EncryptedPrivateKeyInfoOwned::from_pem(&text[start..end])
+        let (_, der) = pkcs8::der::pem::decode_vec(text[start..end].as_bytes())
+            .map_err(|e| config_error(key, format!("invalid PEM: {e}")))?;
+        let encrypted = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
             .map_err(|e| config_error(key, format!("invalid encrypted private key: {e}")))?;
         let document = encrypted.decrypt(password).map_err(|_| {
             config_error(
@@ -316,6 +322,11 @@ impl TlsConfig {
         self.changed()
     }
 
+    /// Whether a client certificate is presented (mutual TLS).
+    pub fn has_client_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// Whether the host name is checked.
     pub fn verifies_hostname(&self) -> bool {
         self.verify_hostname
@@ -327,7 +338,11 @@ impl TlsConfig {
     /// `.password`, `ssl.keystore.certificate.chain` + `ssl.keystore.key`,
     /// `ssl.key.password` and `ssl.endpoint.identification.algorithm`.
     pub fn from_properties(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let mut tls = TlsConfig::new();
         if let Some(pem) = get("ssl.truststore.certificates") {
             tls.trust = Trust::Certificates(pem_certificates(
@@ -360,7 +375,10 @@ impl TlsConfig {
         let key_password = get("ssl.key.password");
         if let Some(chain) = get("ssl.keystore.certificate.chain") {
             let key = get("ssl.keystore.key").ok_or_else(|| {
-                config_error("ssl.keystore.key", "required with ssl.keystore.certificate.chain")
+                config_error(
+                    "ssl.keystore.key",
+                    "required with ssl.keystore.certificate.chain",
+                )
             })?;
             tls = tls.with_client_identity_pem(
                 chain.as_bytes(),
@@ -409,7 +427,8 @@ impl TlsConfig {
             }
         }
         // Fail on a key that does not match its certificate now, not at connect time.
-        tls.rustls().map_err(|message| config_error("ssl.keystore.location", message))?;
+        tls.rustls()
+            .map_err(|message| config_error("ssl.keystore.location", message))?;
         Ok(tls)
     }
 
@@ -471,7 +490,7 @@ impl TlsConfig {
         TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| tls_error(describe_io(&e, host, true)))
+            .map_err(|e| tls_error(describe_io(&e, host, true, self.identity.is_some())))
     }
 }
 
@@ -540,9 +559,15 @@ pub(crate) fn rustls_error(e: &std::io::Error) -> Option<&rustls::Error> {
 
 /// Describes a TLS failure (`e` from the handshake, or from a read just after it)
 /// in a user's words; `host` is the name the certificate was checked against.
-pub(crate) fn describe_io(e: &std::io::Error, host: &str, in_handshake: bool) -> String {
+/// `with_certificate`: whether this client presented a certificate.
+pub(crate) fn describe_io(
+    e: &std::io::Error,
+    host: &str,
+    in_handshake: bool,
+    with_certificate: bool,
+) -> String {
     if let Some(inner) = rustls_error(e) {
-        return describe(inner, host);
+        return describe(inner, host, with_certificate);
     }
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof
@@ -557,7 +582,7 @@ pub(crate) fn describe_io(e: &std::io::Error, host: &str, in_handshake: bool) ->
     }
 }
 
-fn describe(e: &rustls::Error, host: &str) -> String {
+fn describe(e: &rustls::Error, host: &str, with_certificate: bool) -> String {
     use rustls::Error as E;
     match e {
         E::InvalidCertificate(c) => match c {
@@ -582,6 +607,16 @@ fn describe(e: &rustls::Error, host: &str) -> String {
             other => format!("the broker's certificate was refused: {other:?}"),
         },
         E::AlertReceived(alert) => match alert {
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::HandshakeFailure
+                if !with_certificate =>
+            {
+                format!(
+                    "the broker requires a client certificate (mutual TLS; TLS alert {alert:?}): \
+                     set ssl.keystore.location, or ssl.keystore.certificate.chain and ssl.keystore.key"
+                )
+            }
             AlertDescription::CertificateRequired => "the broker requires a client certificate \
                  (mutual TLS): set ssl.keystore.location, or ssl.keystore.certificate.chain and \
                  ssl.keystore.key"
@@ -605,9 +640,9 @@ fn describe(e: &rustls::Error, host: &str) -> String {
             ),
             other => format!("the broker ended the handshake with TLS alert {other:?}"),
         },
-        E::InvalidMessage(_) | E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
-            PLAINTEXT_HINT.to_string()
-        }
+        E::InvalidMessage(_)
+        | E::InappropriateMessage { .. }
+        | E::InappropriateHandshakeMessage { .. } => PLAINTEXT_HINT.to_string(),
         E::NoCertificatesPresented => "the broker presented no certificate".to_string(),
         other => other.to_string(),
     }
@@ -629,26 +664,37 @@ mod tests {
         let unknown = describe(
             &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
             "127.0.0.1",
+            true,
         );
         assert!(unknown.contains("unknown authority"), "{unknown}");
         let name = describe(
             &rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
             "localhost",
+            true,
         );
-        assert!(name.contains("\"localhost\"") && name.contains("does not cover"), "{name}");
+        assert!(
+            name.contains("\"localhost\"") && name.contains("does not cover"),
+            "{name}"
+        );
         let expired = describe(
             &rustls::Error::InvalidCertificate(CertificateError::Expired),
             "h",
+            true,
         );
         assert!(expired.contains("expired"), "{expired}");
         let refused = describe(
             &rustls::Error::AlertReceived(AlertDescription::BadCertificate),
             "h",
+            true,
         );
-        assert!(refused.contains("rejected the client certificate"), "{refused}");
+        assert!(
+            refused.contains("rejected the client certificate"),
+            "{refused}"
+        );
         let eof = describe_io(
             &std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
             "h",
+            true,
             true,
         );
         assert!(eof.contains("PLAINTEXT listener"), "{eof}");
@@ -660,6 +706,9 @@ mod tests {
             .map(|t| assert_eq!(t, StoreType::Jks));
         assert!(err.is_ok());
         let err = jks_error("ssl.truststore.location", Path::new("/x/store.jks")).to_string();
-        assert!(err.contains("keytool -importkeystore") && err.contains("openssl pkcs12"), "{err}");
+        assert!(
+            err.contains("keytool -importkeystore") && err.contains("openssl pkcs12"),
+            "{err}"
+        );
     }
 }
