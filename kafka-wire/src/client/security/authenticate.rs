@@ -90,7 +90,12 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
                 .error_message
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| code.to_string());
-            return Err(failed(message));
+            // OAUTHBEARER: the error JSON the server sent before ending the
+            // exchange says why the token was refused.
+            return Err(failed(match session.server_error() {
+                Some(why) => format!("{message} (the broker refused the token: {why})"),
+                None => message,
+            }));
         }
         lifetime_ms = response.session_lifetime_ms;
         server = Some(response.auth_bytes);

@@ -103,6 +103,11 @@ impl SaslSession {
         "PLAIN"
     }
 
+    /// OAUTHBEARER: the server's error for a refused token (never, for PLAIN).
+    pub fn server_error(&self) -> Option<&str> {
+        None
+    }
+
     /// The bytes to send next given the server's last bytes; `Ok(None)` when done.
     pub fn step(&mut self, _server: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
         if self.sent {
