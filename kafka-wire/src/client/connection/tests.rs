@@ -306,6 +306,7 @@ fn sasl_options() -> ConnectionOptions {
     let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
                 username=\"admin\" password=\"admin-secret\";";
     let sasl = SaslConfig::from_properties(&|key| match key {
+        "security.protocol" => Some("SASL_PLAINTEXT".into()),
         "sasl.mechanism" => Some("PLAIN".into()),
         "sasl.jaas.config" => Some(jaas.into()),
         _ => None,

@@ -92,10 +92,9 @@ pub(crate) async fn authenticate(conn: &Connection, sasl: &SaslConfig) -> Result
                 .unwrap_or_else(|| code.to_string());
             // OAUTHBEARER: the error JSON the server sent before ending the
             // exchange says why the token was refused.
-            return Err(failed(match session.server_error() {
-                Some(why) => format!("{message} (the broker refused the token: {why})"),
-                None => message,
-            }));
+            return Err(failed(
+                session.server_error().map_or(message, str::to_string),
+            ));
         }
         lifetime_ms = response.session_lifetime_ms;
         server = Some(response.auth_bytes);
