@@ -14,6 +14,7 @@ use kafka_wire::client::config::{ClientConfig, ConsumerConfig, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::metrics::connection_attempts;
+use kafka_wire::client::security::{SecurityConfig, TlsConfig};
 use kafka_wire::client::transaction::TransactionalProducer;
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 
@@ -343,6 +344,21 @@ async fn a_pkcs12_keystore_and_a_pem_keystore_file_work_for_mutual_tls() {
     let client = Client::connect(client_config(&props)).await.unwrap();
     client.list_topics().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A client configured in code (no properties): mutual TLS from PEM files.
+#[tokio::test]
+async fn a_security_config_built_in_code_connects() {
+    let broker = require_secure_broker!();
+    let tls = TlsConfig::new()
+        .with_trusted_pem_file(broker.cert("ca.pem"))
+        .unwrap()
+        .with_client_identity_pem_files(broker.cert("admin.pem"), broker.cert("admin.key"), None)
+        .unwrap();
+    let mut config = ClientConfig::new(&broker.ssl).unwrap();
+    config.security = SecurityConfig::ssl(tls);
+    let client = Client::connect(config).await.unwrap();
+    client.list_topics().await.unwrap();
 }
 
 /// Connects a client with `props`, expecting a failure within two seconds whose
