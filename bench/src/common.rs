@@ -1,8 +1,10 @@
 //! What every client run shares: the workload parameters, the payloads, the result
 //! line a child prints for the parent, and latency percentiles.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
 /// The workload one child process runs (passed on its command line).
@@ -30,6 +32,160 @@ pub struct Workload {
     /// (FuturesUnordered) instead of on the sending task.
     #[arg(long)]
     pub strom_collector: bool,
+    #[command(flatten)]
+    pub security: Security,
+}
+
+/// How the clients connect: `security.protocol` and the files TLS needs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Security {
+    /// `security.protocol`: PLAINTEXT, SSL (TLS; mutual TLS with --ssl-cert and
+    /// --ssl-key) or SASL_SSL (TLS plus SASL --sasl-mechanism). strom and librdkafka
+    /// only: rskafka and the Java tools run over PLAINTEXT.
+    #[arg(long, default_value = "PLAINTEXT")]
+    pub security_protocol: String,
+    /// PEM file of the CA that signed the broker's certificate.
+    #[arg(long)]
+    pub ssl_ca: Option<PathBuf>,
+    /// PEM client certificate, for mutual TLS.
+    #[arg(long)]
+    pub ssl_cert: Option<PathBuf>,
+    /// PEM (PKCS#8, unencrypted) private key of --ssl-cert.
+    #[arg(long)]
+    pub ssl_key: Option<PathBuf>,
+    /// SASL mechanism with SASL_SSL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, default_value = "PLAIN")]
+    pub sasl_mechanism: String,
+    /// SASL user name.
+    #[arg(long, default_value = "admin")]
+    pub sasl_username: String,
+    /// SASL password.
+    #[arg(long, default_value = "admin-secret")]
+    pub sasl_password: String,
+}
+
+impl Security {
+    /// `security.protocol`, upper case.
+    pub fn protocol(&self) -> String {
+        self.security_protocol.trim().to_ascii_uppercase()
+    }
+
+    /// Whether anything but PLAINTEXT is asked for.
+    pub fn is_secured(&self) -> bool {
+        self.protocol() != "PLAINTEXT"
+    }
+
+    /// The label in reports: `PLAINTEXT`, `SSL (mTLS)`, `SASL_SSL (PLAIN)`.
+    pub fn label(&self) -> String {
+        match self.protocol().as_str() {
+            "SSL" if self.ssl_cert.is_some() => "SSL (mTLS)".into(),
+            "SASL_SSL" => format!("SASL_SSL ({})", self.sasl_mechanism),
+            p => p.into(),
+        }
+    }
+
+    /// The arguments that hand these settings to a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--security-protocol".to_string(),
+            self.security_protocol.clone(),
+        ];
+        for (flag, path) in [
+            ("--ssl-ca", &self.ssl_ca),
+            ("--ssl-cert", &self.ssl_cert),
+            ("--ssl-key", &self.ssl_key),
+        ] {
+            if let Some(path) = path {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+        }
+        for (flag, value) in [
+            ("--sasl-mechanism", &self.sasl_mechanism),
+            ("--sasl-username", &self.sasl_username),
+            ("--sasl-password", &self.sasl_password),
+        ] {
+            args.push(flag.into());
+            args.push(value.clone());
+        }
+        args
+    }
+
+    /// The Java client properties strom reads (`ProducerConfig::from_properties`
+    /// and `ConsumerConfig::from_properties`): the one place the bench passes
+    /// security settings to strom. The CA as `ssl.truststore.location` of type
+    /// PEM; the client identity inline as `ssl.keystore.certificate.chain` and
+    /// `ssl.keystore.key` (KIP-651), since the certificate and key are two files.
+    pub fn java_properties(&self) -> Result<Vec<(String, String)>> {
+        let protocol = self.protocol();
+        let mut props = vec![("security.protocol".to_string(), protocol.clone())];
+        if protocol == "PLAINTEXT" {
+            return Ok(props);
+        }
+        if !matches!(protocol.as_str(), "SSL" | "SASL_SSL") {
+            bail!("--security-protocol {protocol}: expected PLAINTEXT, SSL or SASL_SSL");
+        }
+        if let Some(ca) = &self.ssl_ca {
+            props.push(("ssl.truststore.location".into(), ca.display().to_string()));
+            props.push(("ssl.truststore.type".into(), "PEM".into()));
+        }
+        match (&self.ssl_cert, &self.ssl_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &PathBuf| {
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+                };
+                props.push(("ssl.keystore.type".into(), "PEM".into()));
+                props.push(("ssl.keystore.certificate.chain".into(), read(cert)?));
+                props.push(("ssl.keystore.key".into(), read(key)?));
+            }
+            (None, None) => {}
+            _ => bail!("--ssl-cert and --ssl-key go together"),
+        }
+        if protocol == "SASL_SSL" {
+            let module = if self
+                .sasl_mechanism
+                .to_ascii_uppercase()
+                .starts_with("SCRAM")
+            {
+                "org.apache.kafka.common.security.scram.ScramLoginModule"
+            } else {
+                "org.apache.kafka.common.security.plain.PlainLoginModule"
+            };
+            props.push(("sasl.mechanism".into(), self.sasl_mechanism.clone()));
+            props.push((
+                "sasl.jaas.config".into(),
+                format!(
+                    "{module} required username=\"{}\" password=\"{}\";",
+                    self.sasl_username, self.sasl_password
+                ),
+            ));
+        }
+        Ok(props)
+    }
+
+    /// The same settings under librdkafka's names.
+    pub fn librdkafka_properties(&self) -> Vec<(String, String)> {
+        let protocol = self.protocol();
+        let mut props = vec![(
+            "security.protocol".to_string(),
+            protocol.to_ascii_lowercase(),
+        )];
+        for (key, path) in [
+            ("ssl.ca.location", &self.ssl_ca),
+            ("ssl.certificate.location", &self.ssl_cert),
+            ("ssl.key.location", &self.ssl_key),
+        ] {
+            if let Some(path) = path.as_ref().filter(|_| protocol != "PLAINTEXT") {
+                props.push((key.into(), path.display().to_string()));
+            }
+        }
+        if protocol == "SASL_SSL" {
+            props.push(("sasl.mechanisms".into(), self.sasl_mechanism.clone()));
+            props.push(("sasl.username".into(), self.sasl_username.clone()));
+            props.push(("sasl.password".into(), self.sasl_password.clone()));
+        }
+        props
+    }
 }
 
 /// How many distinct payloads to cycle through. Large enough that a batch never

@@ -22,6 +22,7 @@ mod rdk;
 mod report;
 mod rsk;
 mod strom;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,8 +31,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_wire::client::admin::NewTopic;
-use kafka_wire::client::config::ClientConfig;
-use kafka_wire::client::{Admin, Client};
 
 use crate::common::{Measured, Workload};
 use crate::report::{Machine, Row};
@@ -64,6 +63,9 @@ struct Cli {
 enum ChildCmd {
     /// End-to-end strom pipelines over Kafka (see `pipelines.rs`).
     Pipelines(pipelines::Args),
+    /// Producer and consumer throughput over TLS against PLAINTEXT, strom and
+    /// librdkafka (see `tls.rs`).
+    Tls(tls::Args),
     /// Internal: one pipeline process of `pipelines`.
     #[command(hide = true)]
     PipelineChild(pipelines::ChildArgs),
@@ -132,6 +134,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some(ChildCmd::Pipelines(args)) => pipelines::run(args),
+        Some(ChildCmd::Tls(args)) => tls::run(args),
         Some(ChildCmd::PipelineChild(args)) => pipelines::child(args),
         None => run_parent(&cli),
     }
@@ -291,6 +294,7 @@ impl Runner {
                     .args(["--batch-size", &w.batch_size.to_string()])
                     .args(["--linger-ms", &w.linger_ms.to_string()])
                     .args(w.strom_collector.then_some("--strom-collector"))
+                    .args(w.security.to_args())
                     .output()?;
                 let stdout = String::from_utf8_lossy(&out.stdout);
                 if !out.status.success() {
@@ -322,6 +326,18 @@ impl Runner {
 
 fn run_parent(cli: &Cli) -> Result<()> {
     let w = cli.workload.clone();
+    if w.security.is_secured()
+        && let Some(c) = cli
+            .clients
+            .iter()
+            .find(|c| !matches!(c, ClientKind::Strom | ClientKind::Rdkafka))
+    {
+        bail!(
+            "{} runs over PLAINTEXT only in this bench; with --security-protocol {} pick --clients strom,rdkafka",
+            c.name(),
+            w.security.protocol()
+        );
+    }
     let machine = Machine::now(&repo_root());
     let broker_pid = broker_pid(&w.bootstrap);
     if broker_pid.is_none() {
@@ -345,10 +361,7 @@ fn run_parent(cli: &Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let admin = rt.block_on(async {
-        let client = Client::connect(ClientConfig::new(&w.bootstrap)?).await?;
-        anyhow::Ok(Admin::new(client))
-    })?;
+    let admin = rt.block_on(strom::admin(&w))?;
     let topic_of = |c: ClientKind| format!("bench-{}-{}", c.name(), runner.run_id);
 
     let mut rows: Vec<Row> = Vec::new();

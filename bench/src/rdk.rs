@@ -48,6 +48,15 @@ impl ProducerContext for Ctx {
     }
 }
 
+/// A librdkafka config with the workload's security settings.
+fn config(w: &Workload) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in w.security.librdkafka_properties() {
+        config.set(key, value);
+    }
+    config
+}
+
 /// Produces `w.records` records to `topic`.
 pub fn produce(w: &Workload, topic: &str) -> Result<Measured> {
     let ctx = Ctx {
@@ -56,7 +65,7 @@ pub fn produce(w: &Workload, topic: &str) -> Result<Measured> {
         delivered: AtomicU64::new(0),
         failed: AtomicU64::new(0),
     };
-    let producer: BaseProducer<Ctx> = ClientConfig::new()
+    let producer: BaseProducer<Ctx> = config(w)
         .set("bootstrap.servers", &w.bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")
@@ -114,7 +123,7 @@ pub fn produce(w: &Workload, topic: &str) -> Result<Measured> {
 
 /// Consumes `w.records` records of `topic` from the beginning.
 pub fn consume(w: &Workload, topic: &str) -> Result<Measured> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = config(w)
         .set("bootstrap.servers", &w.bootstrap)
         .set("group.id", format!("bench-rdkafka-{}", std::process::id()))
         .set("enable.auto.commit", "false")

@@ -45,6 +45,27 @@ impl Machine {
         }
     }
 
+    /// When the run started.
+    pub fn date(&self) -> &str {
+        &self.date
+    }
+
+    /// The report's machine, broker and client lines (Markdown bullets).
+    pub fn bullets(&self, load_at_end: &str, bootstrap: &str) -> String {
+        format!(
+            "- Machine: {} CPUs (`nproc`), {}; load average (1/5/15 min) at start {}, at end {}\n\
+             - Broker: {} at {}\n\
+             - strom client: {}\n",
+            self.nproc,
+            self.cpu,
+            self.load_at_start,
+            load_at_end,
+            self.broker,
+            bootstrap,
+            self.source
+        )
+    }
+
     /// The 1, 5 and 15 minute load averages.
     pub fn load_average() -> String {
         std::fs::read_to_string("/proc/loadavg")
@@ -210,13 +231,10 @@ pub fn render(
         "- Command: `cargo run --release --manifest-path bench/Cargo.toml -- {}`",
         command.join(" ")
     );
-    let _ = writeln!(
-        s,
-        "- Machine: {} CPUs (`nproc`), {}; load average (1/5/15 min) at start {}, at end {}",
-        machine.nproc, machine.cpu, machine.load_at_start, load_at_end
-    );
-    let _ = writeln!(s, "- Broker: {} at {}", machine.broker, w.bootstrap);
-    let _ = writeln!(s, "- strom client: {}", machine.source);
+    s.push_str(&machine.bullets(load_at_end, &w.bootstrap));
+    if w.security.is_secured() {
+        let _ = writeln!(s, "- Transport: {}", w.security.label());
+    }
     let _ = writeln!(
         s,
         "- Workload: {} records of {} bytes (random A-Z, no key), acks=all, lz4, linger.ms={}, batch.size={}, fresh topic of {} partitions per producer (broker default replication); every consumer reads back {}",

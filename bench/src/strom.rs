@@ -13,28 +13,43 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use kafka_wire::client::consumer::Consumer;
-use kafka_wire::client::{ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
+use kafka_wire::client::{Admin, Client, ConsumerConfig, Producer, ProducerConfig, ProducerRecord};
 use tokio::sync::mpsc;
 
 use crate::common::{Latencies, Measured, Workload, payloads};
 
-fn props(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs
+/// The properties of a strom client: `pairs` plus the workload's security
+/// settings (`Security::java_properties`).
+fn props(w: &Workload, pairs: &[(&str, String)]) -> Result<BTreeMap<String, String>> {
+    let mut map: BTreeMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+        .collect();
+    map.extend(w.security.java_properties()?);
+    Ok(map)
+}
+
+/// An admin client for the workload's broker and security settings (topics are
+/// made and deleted through it).
+pub async fn admin(w: &Workload) -> Result<Admin> {
+    let config =
+        ProducerConfig::from_properties(&props(w, &[("bootstrap.servers", w.bootstrap.clone())])?)?;
+    Ok(Admin::new(Client::connect(config.client).await?))
 }
 
 /// Produces `w.records` records to `topic`.
 pub async fn produce(w: &Workload, topic: &str, collector: bool) -> Result<Measured> {
-    let config = ProducerConfig::from_properties(&props(&[
-        ("bootstrap.servers", w.bootstrap.clone()),
-        ("acks", "all".into()),
-        ("enable.idempotence", "true".into()),
-        ("compression.type", "lz4".into()),
-        ("linger.ms", w.linger_ms.to_string()),
-        ("batch.size", w.batch_size.to_string()),
-    ]))?;
+    let config = ProducerConfig::from_properties(&props(
+        w,
+        &[
+            ("bootstrap.servers", w.bootstrap.clone()),
+            ("acks", "all".into()),
+            ("enable.idempotence", "true".into()),
+            ("compression.type", "lz4".into()),
+            ("linger.ms", w.linger_ms.to_string()),
+            ("batch.size", w.batch_size.to_string()),
+        ],
+    )?)?;
     let producer = Producer::new(config).await.context("strom producer")?;
     let values = payloads(w.record_size);
 
@@ -64,10 +79,13 @@ pub async fn produce(w: &Workload, topic: &str, collector: bool) -> Result<Measu
 
 /// Consumes `w.records` records of `topic` from the beginning.
 pub async fn consume(w: &Workload, topic: &str) -> Result<Measured> {
-    let config = ConsumerConfig::from_properties(&props(&[
-        ("bootstrap.servers", w.bootstrap.clone()),
-        ("auto.offset.reset", "earliest".into()),
-    ]))?;
+    let config = ConsumerConfig::from_properties(&props(
+        w,
+        &[
+            ("bootstrap.servers", w.bootstrap.clone()),
+            ("auto.offset.reset", "earliest".into()),
+        ],
+    )?)?;
     let mut consumer = Consumer::new(config).await.context("strom consumer")?;
     let start = Instant::now();
     consumer.assign((0..w.partitions).map(|p| (topic, p)));

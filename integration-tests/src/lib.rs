@@ -5,6 +5,7 @@
 //! message; under `CI=true` they fail instead.
 #![deny(missing_docs)]
 
+pub mod checkers;
 pub mod proxy;
 
 use std::path::PathBuf;
@@ -247,6 +248,64 @@ pub fn kafka_script(args: &[&str]) {
     match status {
         Ok(s) if s.success() => {}
         other => panic!("scripts/kafka {args:?} failed: {other:?}"),
+    }
+}
+
+/// A Kafka cluster of its own for one test (`scripts/kafka up --brokers N` with
+/// its state in `target/<name>`), beside the shared test broker; stopped when
+/// dropped. For faults that need several brokers (leader and coordinator kills).
+pub struct Cluster {
+    dir: PathBuf,
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+}
+
+impl Cluster {
+    /// Starts `brokers` nodes (replication 3 and min.insync.replicas 2 from three
+    /// nodes up), with `heap` per node (e.g. `512m`); panics if they do not start.
+    pub fn up(name: &str, brokers: u32, heap: &str) -> Cluster {
+        let dir = workspace_root().join("target").join(name);
+        let out = std::process::Command::new(workspace_root().join("scripts/kafka"))
+            .args(["up", "--brokers", &brokers.to_string()])
+            .env("STROM_KAFKA_DIR", &dir)
+            .env("STROM_KAFKA_HEAP", heap)
+            .env_remove("STROM_KAFKA_PORT")
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        let bootstrap = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            other => panic!("scripts/kafka up --brokers {brokers} failed: {other:?}"),
+        };
+        Cluster { dir, bootstrap }
+    }
+
+    /// Runs `scripts/kafka ARGS...` on this cluster (e.g. `stop-node 2 -9`).
+    pub fn script(&self, args: &[&str]) {
+        let status = std::process::Command::new(workspace_root().join("scripts/kafka"))
+            .args(args)
+            .env("STROM_KAFKA_DIR", &self.dir)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            other => panic!(
+                "scripts/kafka {args:?} on {} failed: {other:?}",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(workspace_root().join("scripts/kafka"))
+            .arg("down")
+            .env("STROM_KAFKA_DIR", &self.dir)
+            .status();
     }
 }
 

@@ -344,6 +344,19 @@ async fn a_static_member_restarting_keeps_its_partitions_without_a_rebalance() {
 }
 
 #[tokio::test]
+async fn a_static_member_that_closes_and_leaves_hands_its_partitions_over_at_once() {
+    let bootstrap = require_broker!();
+    // A session far longer than the test's 10 s wait: only a LeaveGroup can
+    // move the leaving member's partitions in time.
+    static_member_leaves_at_once(&bootstrap, "group-static-leave", |group, extra| {
+        let mut extra = extra.to_vec();
+        extra.push(("session.timeout.ms", "30000"));
+        config(&bootstrap, group, &extra)
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn partitions_added_to_a_subscribed_topic_get_assigned() {
     let bootstrap = require_broker!();
     let c = client(&bootstrap).await;

@@ -599,3 +599,12 @@ async fn a_member_that_stops_polling_leaves_and_reports_its_partitions_lost_when
     slow.close().await.unwrap();
     busy.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_static_member_that_closes_and_leaves_hands_its_partitions_over_at_once() {
+    let bootstrap = require_broker!();
+    static_member_leaves_at_once(&bootstrap, "group848-static-leave", |group, extra| {
+        config(&bootstrap, group, extra)
+    })
+    .await;
+}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    broker_is_ours, kafka_script, random_topic, require_broker, workspace_root,
+    Cluster, broker_is_ours, java_tool, kafka_script, random_topic, require_broker,
 };
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
@@ -357,10 +357,10 @@ impl Run {
 /// Everything in `topic` read with Kafka's Java console consumer (read_committed),
 /// as `key<TAB>value` lines.
 fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
-    let out = Command::new(workspace_root().join("scripts/kafka"))
-        .args([
-            "run",
-            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    let max = (expected + 1).to_string();
+    let out = java_tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
             "--bootstrap-server",
             bootstrap,
             "--topic",
@@ -371,19 +371,16 @@ fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<Str
             "--property",
             "print.key=true",
             "--max-messages",
-            &(expected + 1).to_string(),
+            &max,
             "--timeout-ms",
             "15000",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+        ],
+        None,
+        // The consumer stops itself 15 s after the last record; this bounds a
+        // JVM that does not.
+        Duration::from_secs(180),
+    );
+    out.stdout.lines().map(str::to_string).collect()
 }
 
 /// Window counts from output lines `key<TAB>{"key","window":{"start","end"},"value"}`;
@@ -525,6 +522,173 @@ async fn exactly_once_window_counts_survive_broker_restarts() {
     windowed_counts_under_kills(&run, "window-count", records, kills, 2, 23).await;
 }
 
+/// The window-count pipeline reaches the broker only through a proxy that, while
+/// the input arrives, cycles through network faults: added latency, Produce and
+/// EndTxn requests held back 1.5 s (control records arriving late, the
+/// KAFKA-17754 pattern), Produce, EndTxn and TxnOffsetCommit requests cut in the
+/// middle, every connection dropped, and connections hanging. The output, read
+/// directly from the broker, must hold every window exactly once.
+///
+/// Multi-threaded: the proxy's tasks must keep running while the test blocks in
+/// `terminate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_window_counts_survive_network_faults() {
+    use integration_tests::proxy::KafkaProxy;
+    use kafka_wire::protocol::ApiKey;
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-network").await;
+    let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
+    let (input, expected) = run.click_records(soak_size("STROM_SOAK_RECORDS", 40_000), 31);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(16);
+    let faults = async {
+        tokio::time::sleep(feeding / 5).await;
+        for round in 0..2 {
+            let steps: [(&str, &dyn Fn()); 9] = [
+                ("latency", &|| proxy.set_latency(Duration::from_millis(40))),
+                ("hold Produce", &|| {
+                    proxy.hold(ApiKey::Produce, Duration::from_millis(1500))
+                }),
+                ("hold EndTxn", &|| {
+                    proxy.hold(ApiKey::EndTxn, Duration::from_millis(1500))
+                }),
+                ("cut Produce", &|| proxy.cut_next(ApiKey::Produce)),
+                ("cut EndTxn", &|| proxy.cut_next(ApiKey::EndTxn)),
+                ("cut TxnOffsetCommit", &|| {
+                    proxy.cut_next(ApiKey::TxnOffsetCommit)
+                }),
+                ("drop connections", &|| proxy.drop_connections()),
+                ("hang", &|| proxy.hang(true)),
+                ("heal", &|| proxy.heal()),
+            ];
+            for (name, fault) in steps {
+                eprintln!("round {round}: {name}");
+                fault();
+                tokio::time::sleep(Duration::from_millis(900)).await;
+                proxy.heal();
+            }
+        }
+        eprintln!(
+            "{} requests cut, {} connections accepted",
+            proxy.cuts(),
+            proxy.accepted()
+        );
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    proxy.heal();
+    run.finish_windows(&mut child, &expected).await;
+    assert!(proxy.cuts() >= 2, "the faults never cut a request");
+}
+
+/// The pipeline is stopped (SIGSTOP) for 12 s, past its `transaction.timeout.ms`
+/// (2 s: the broker aborts its open transaction) and its session timeout (10 s:
+/// the group expires it), then resumed: it finds its transaction aborted and its
+/// membership gone, rolls back, rejoins, and the output still holds every
+/// window exactly once.
+#[tokio::test]
+async fn exactly_once_window_counts_survive_a_stall_past_the_transaction_and_session_timeouts() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-stall").await;
+    let (input, expected) = run.click_records(30_000, 53);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_PROPS", "transaction.timeout.ms=2000".to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(20);
+    let stall = async {
+        tokio::time::sleep(feeding / 4).await;
+        signal(&child, "STOP");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        signal(&child, "CONT");
+    };
+    tokio::join!(run.clicks_paced(input, feeding), stall);
+    run.finish_windows(&mut child, &expected).await;
+}
+
+/// Sends `SIG<name>` to `child`.
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+}
+
+/// The leader of partition `partition` of `topic` in `bootstrap`'s cluster.
+async fn leader(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    client.topic(topic).await.unwrap().partitions[partition as usize].leader
+}
+
+/// The node id of the transaction coordinator of `transactional_id`.
+async fn transaction_coordinator(bootstrap: &str, transactional_id: &str) -> i32 {
+    use kafka_wire::client::connection::{Connection, ConnectionOptions};
+    use kafka_wire::protocol::messages::FindCoordinatorRequest;
+    for addr in bootstrap.split(',') {
+        let Ok(conn) = Connection::connect(addr, ConnectionOptions::default()).await else {
+            continue;
+        };
+        let request = FindCoordinatorRequest {
+            key_type: 1,
+            coordinator_keys: vec![transactional_id.to_string()],
+            ..Default::default()
+        };
+        if let Some(c) = conn.call(&request).await.unwrap().coordinators.first() {
+            return c.node_id;
+        }
+    }
+    panic!("no transaction coordinator found for {transactional_id}");
+}
+
+/// On a cluster of three brokers (replication 3, min.insync.replicas 2), while
+/// the input arrives: the leader of an input partition, the leader of an output
+/// partition and the pipeline's transaction coordinator are each killed with -9
+/// and restarted. Every window must be in the output exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_window_counts_survive_leader_and_coordinator_kills_on_three_brokers() {
+    let _shared = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let cluster = tokio::task::spawn_blocking(|| Cluster::up("kafka-three", 3, "512m"))
+        .await
+        .unwrap();
+    let run = Run::new(&cluster.bootstrap, "eos-three").await;
+    let (input, expected) = run.click_records(soak_size("STROM_SOAK_RECORDS", 30_000), 47);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+    ];
+    let mut child = run.spawn("window-count", 0, &extra);
+    let feeding = Duration::from_secs(24);
+    let faults = async {
+        tokio::time::sleep(feeding / 5).await;
+        for what in ["input leader", "output leader", "transaction coordinator"] {
+            let node = match what {
+                "input leader" => leader(&run.bootstrap, &run.input, 0).await,
+                "output leader" => leader(&run.bootstrap, &run.output, 1).await,
+                _ => transaction_coordinator(&run.bootstrap, &format!("{}-0", run.app)).await,
+            };
+            eprintln!("killing node {node}, the {what}");
+            let node = node.to_string();
+            tokio::task::block_in_place(|| cluster.script(&["stop-node", &node, "-9"]));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::task::block_in_place(|| cluster.script(&["start-node", &node]));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    run.finish_windows(&mut child, &expected).await;
+}
+
 #[tokio::test]
 async fn a_stopped_pipeline_commits_and_a_second_run_resumes_without_duplicates() {
     let bootstrap = require_broker!();
@@ -657,6 +821,49 @@ async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    assert_eq!(
+        lines.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    check_stats(&lines, &expected);
+    run.assert_nothing_hanging().await;
+}
+
+/// Scale out and back in while input arrives: one process of the running-stats
+/// pipeline, then two more join (partitions and their state move to them), then
+/// those two stop with SIGTERM (final checkpoint, exit 0) and the first takes
+/// everything back. Every output record is recomputed from the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_processes_and_back() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-scale").await;
+    let records = 30_000;
+    let (input, expected) = run.stats_records(records, 2_000, 43);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut first = run.spawn("running-stats", 0, &extra);
+    let feeding = Duration::from_secs(20);
+    let scaler = async {
+        tokio::time::sleep(feeding / 5).await;
+        let added: Vec<Child> = (1..=2)
+            .map(|i| run.spawn("running-stats", i, &extra))
+            .collect();
+        tokio::time::sleep(feeding * 2 / 5).await;
+        for mut child in added {
+            let status =
+                tokio::task::spawn_blocking(move || terminate(&mut child, Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+            assert!(status.success(), "an added process exited with {status}");
+        }
+    };
+    tokio::join!(run.clicks_paced(input, feeding), scaler);
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(terminate(&mut first, Duration::from_secs(60)).success());
     let lines = java_read_committed(&run.bootstrap, &run.output, records);
     assert_eq!(
         lines.len(),

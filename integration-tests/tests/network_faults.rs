@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use integration_tests::checkers::{Outcome, Read, Reader, Write, check};
 use integration_tests::proxy::KafkaProxy;
 use integration_tests::{create_random_topic, random_topic, require_broker};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, ProducerConfig};
@@ -93,6 +94,19 @@ async fn read_all(
     }
     consumer.close().await;
     out
+}
+
+/// The end offset of partition 0 of `topic` at `isolation`.
+async fn end_offset(bootstrap: &str, topic: &str, isolation: &str) -> i64 {
+    let p = props(bootstrap, &[("isolation.level", isolation)]);
+    let consumer = Consumer::new(ConsumerConfig::from_properties(&p).unwrap())
+        .await
+        .unwrap();
+    let tp = (topic.to_string(), 0);
+    consumer
+        .end_offsets(std::slice::from_ref(&tp))
+        .await
+        .unwrap()[&tp]
 }
 
 /// Asserts every value of `expected` was read exactly once, and nothing else.
@@ -248,12 +262,50 @@ async fn a_produce_held_past_its_abort_never_becomes_visible() {
     proxy.heal();
     producer.close(Duration::from_secs(10)).await.unwrap();
     let read = read_all(&bootstrap, &topic, 1, "read_committed").await;
-    assert_exactly_once(&read, &committed);
-    // No transaction hangs: read_committed reaches the same end as read_uncommitted.
     let all = read_all(&bootstrap, &topic, 1, "read_uncommitted").await;
-    assert!(
-        all.iter()
-            .all(|(_, _, v)| v.starts_with("aborted-") || committed.contains(v))
+    // Ids: aborted-i is i, committed-i is 1000 + i.
+    let id = |v: &str| -> u64 {
+        let (kind, i) = v.split_once('-').unwrap();
+        i.parse::<u64>().unwrap() + if kind == "committed" { 1000 } else { 0 }
+    };
+    let writes: Vec<Write> = (0..20)
+        .map(|i| (i, Outcome::Aborted))
+        .chain((1000..1020).map(|i| (i, Outcome::Committed)))
+        .map(|(id, outcome)| Write {
+            id,
+            partition: 0,
+            outcome,
+        })
+        .collect();
+    let reads = |records: &[(i32, i64, String)]| -> Vec<Read> {
+        records
+            .iter()
+            .map(|(partition, offset, v)| Read {
+                partition: *partition,
+                offset: *offset,
+                id: id(v),
+            })
+            .collect()
+    };
+    let readers = [
+        Reader {
+            read_committed: true,
+            drained: true,
+            reads: reads(&read),
+        },
+        Reader {
+            read_committed: false,
+            drained: false,
+            reads: reads(&all),
+        },
+    ];
+    let report = check(&writes, &readers);
+    assert!(report.is_clean(), "{report}");
+    assert_exactly_once(&read, &committed);
+    // No transaction hangs: the last stable offset reaches the high watermark.
+    assert_eq!(
+        end_offset(&bootstrap, &topic, "read_committed").await,
+        end_offset(&bootstrap, &topic, "read_uncommitted").await
     );
 }
 

@@ -1,7 +1,9 @@
 //! The one error type of kafka-wire.
 
+use crate::client::TopicPartition;
 use crate::client::transaction::state::{Operation, TransactionState};
 use crate::error_code::ErrorCode;
+use crate::protocol::ApiKey;
 
 /// Everything that can go wrong in kafka-wire: bad bytes, unsupported versions,
 /// compression failures, and (in the client) I/O and broker errors.
@@ -216,12 +218,21 @@ pub enum Error {
         /// The broker's `host:port`.
         broker: String,
     },
-    /// The broker answered with an error code.
+    /// The broker answered with an error code (or the client stands in for one, e.g.
+    /// UNKNOWN_TOPIC_OR_PARTITION for a partition its metadata does not list). Build
+    /// it with [`Error::broker`]; ask [`Error::api`], [`Error::topic_partition`] and
+    /// [`Error::node`] what it concerns rather than reading the message.
     #[error("{context}: {code}")]
     Broker {
         /// The error code.
         code: crate::error_code::ErrorCode,
-        /// The request (and topic/partition) it was for.
+        /// The request that was answered with the code, when known.
+        api: Option<ApiKey>,
+        /// The topic-partition the code is about, when it is about one.
+        topic_partition: Option<TopicPartition>,
+        /// The broker node that answered, when known.
+        node: Option<i32>,
+        /// The request (and topic/partition) it was for, as the message says it.
         context: String,
     },
     /// Transactional producer: another producer with the same `transactional.id`
@@ -300,6 +311,81 @@ fn last_error_suffix(last_error: &Option<Box<Error>>) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A broker error code with the text that names what it was for; add what it
+    /// concerns with [`Error::with_api`], [`Error::with_partition`] and
+    /// [`Error::with_node`].
+    pub fn broker(code: ErrorCode, context: impl Into<String>) -> Error {
+        Error::Broker {
+            code,
+            api: None,
+            topic_partition: None,
+            node: None,
+            context: context.into(),
+        }
+    }
+
+    /// The same error, marked as the answer to `api` (only [`Error::Broker`] keeps it).
+    #[must_use]
+    pub fn with_api(mut self, api: ApiKey) -> Error {
+        if let Error::Broker { api: a, .. } = &mut self {
+            *a = Some(api);
+        }
+        self
+    }
+
+    /// The same error, marked as about `topic`-`partition` (only [`Error::Broker`]
+    /// keeps it).
+    #[must_use]
+    pub fn with_partition(mut self, topic: impl Into<String>, partition: i32) -> Error {
+        if let Error::Broker {
+            topic_partition, ..
+        } = &mut self
+        {
+            *topic_partition = Some((topic.into(), partition));
+        }
+        self
+    }
+
+    /// The same error, marked as answered by broker node `node` (only
+    /// [`Error::Broker`] keeps it).
+    #[must_use]
+    pub fn with_node(mut self, node: i32) -> Error {
+        if let Error::Broker { node: n, .. } = &mut self {
+            *n = Some(node);
+        }
+        self
+    }
+
+    /// The request a broker error code answered, when known.
+    pub fn api(&self) -> Option<ApiKey> {
+        match self {
+            Error::Broker { api, .. } => *api,
+            Error::TransactionIncomplete { source } => source.api(),
+            _ => None,
+        }
+    }
+
+    /// The topic-partition a broker error code is about, when it is about one.
+    pub fn topic_partition(&self) -> Option<(&str, i32)> {
+        match self {
+            Error::Broker {
+                topic_partition: Some((topic, partition)),
+                ..
+            } => Some((topic.as_str(), *partition)),
+            Error::TransactionIncomplete { source } => source.topic_partition(),
+            _ => None,
+        }
+    }
+
+    /// The broker node that answered with an error code, when known.
+    pub fn node(&self) -> Option<i32> {
+        match self {
+            Error::Broker { node, .. } => *node,
+            Error::TransactionIncomplete { source } => source.node(),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same operation may succeed: lost connections, timeouts,
     /// and broker error codes Kafka marks retriable (a stale leader, a loading coordinator).
     pub fn is_retriable(&self) -> bool {
@@ -402,6 +488,37 @@ mod tests {
         };
         assert_eq!(quiet.to_string(), "delivery.timeout.ms expired (not sent)");
         assert!(e.clone().is_retriable());
+    }
+
+    #[test]
+    fn a_broker_error_reads_as_before_and_answers_what_it_concerns() {
+        let e = Error::broker(ErrorCode::NotLeaderOrFollower, "fetch t-3 at offset 7")
+            .with_api(ApiKey::Fetch)
+            .with_partition("t", 3)
+            .with_node(2);
+        assert_eq!(
+            e.to_string(),
+            format!("fetch t-3 at offset 7: {}", ErrorCode::NotLeaderOrFollower)
+        );
+        let wrapped = Error::TransactionIncomplete {
+            source: Box::new(e.clone()),
+        };
+        for e in [e, wrapped] {
+            assert_eq!(e.api(), Some(ApiKey::Fetch));
+            assert_eq!(e.topic_partition(), Some(("t", 3)));
+            assert_eq!(e.node(), Some(2));
+            assert_eq!(e.code(), Some(ErrorCode::NotLeaderOrFollower));
+        }
+        let plain = Error::broker(ErrorCode::CoordinatorNotAvailable, "FindCoordinator");
+        assert_eq!(
+            (plain.api(), plain.topic_partition(), plain.node()),
+            (None, None, None)
+        );
+        let other = Error::Timeout {
+            context: "x".into(),
+        }
+        .with_api(ApiKey::Fetch);
+        assert_eq!(other.api(), None);
     }
 
     #[test]

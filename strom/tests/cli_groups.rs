@@ -199,6 +199,21 @@ async fn live_member(
     }
 }
 
+/// Waits (at most 60 s) until `group` has no members, e.g. after its member stopped.
+async fn wait_until_empty(admin: &Admin, group: &str) {
+    let start = Instant::now();
+    while !admin
+        .describe_group(group)
+        .await
+        .unwrap()
+        .members
+        .is_empty()
+    {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn offsets(topic: &str, pairs: &[(i32, i64)]) -> BTreeMap<(String, i32), i64> {
     pairs
         .iter()
@@ -282,17 +297,7 @@ async fn groups_are_listed_described_and_deleted() {
     assert!(e.contains("GROUP_SUBSCRIBED_TO_TOPIC"), "{e}");
 
     member.stop().await;
-    let start = Instant::now();
-    while !admin
-        .describe_group(&group)
-        .await
-        .unwrap()
-        .members
-        .is_empty()
-    {
-        assert!(start.elapsed() < Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_empty(&admin, &group).await;
     let rows = lag_rows(&ok(&bootstrap, &["describe", &group]).await);
     assert_eq!(rows[&format!("{topic}-0")][3], "-");
 
@@ -539,17 +544,7 @@ async fn describe_matches_kafkas_tool(protocol: &str) {
 
     // Without members: the committed partitions only, no owner.
     member.stop().await;
-    let start = Instant::now();
-    while !admin
-        .describe_group(&group)
-        .await
-        .unwrap()
-        .members
-        .is_empty()
-    {
-        assert!(start.elapsed() < Duration::from_secs(60));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_empty(&admin, &group).await;
     let ours = lag_rows(&ok(&bootstrap, &["describe", &group]).await);
     let java = lag_rows(&java_describe(&bootstrap, &group));
     assert_eq!(ours, java);

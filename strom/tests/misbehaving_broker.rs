@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_wire::client::fake_broker::{
-    accept_all, api_versions, bind, frame_of, one_broker_metadata, read_request,
+    Answer, Request, api_versions, bind, frame_of, one_broker_metadata, serve_all,
 };
 use kafka_wire::protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -22,7 +22,6 @@ use kafka_wire::protocol::messages::{
 };
 use kafka_wire::protocol::{Message, Uuid};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 const TOPIC: &str = "t";
 
@@ -53,55 +52,51 @@ impl Fake {
             broken,
             breakage,
         });
-        accept_all(listener, &fake, Fake::serve);
+        serve_all(listener, &fake, Fake::answer);
         port
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        while let Some(request) = read_request(&mut stream).await {
-            let (version, cid, mut body) = (request.version, request.cid, request.body);
-            let out = match request.api {
-                ApiKey::ApiVersions => {
-                    let keys = [
-                        (ApiKey::ApiVersions, 3),
-                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                        (ApiKey::ListOffsets, ListOffsetsRequest::VALID_VERSIONS.max),
-                        (
-                            ApiKey::InitProducerId,
-                            InitProducerIdRequest::VALID_VERSIONS.max,
-                        ),
-                        // Topic names, not ids.
-                        (ApiKey::Fetch, 12),
-                        (ApiKey::Produce, 11),
-                    ];
-                    api_versions(&keys, version, cid)
-                }
-                ApiKey::Metadata => {
-                    let topics = [(TOPIC, Uuid::default(), 1)];
-                    frame_of(&one_broker_metadata(self.port, &topics), version, cid)
-                }
-                ApiKey::ListOffsets => {
-                    let request = ListOffsetsRequest::decode(&mut body, version).unwrap();
-                    frame_of(&list_offsets_at_zero(&request), version, cid)
-                }
-                ApiKey::InitProducerId => {
-                    let response = InitProducerIdResponse {
-                        producer_id: 7,
-                        producer_epoch: 0,
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                api if api == self.broken => match self.broken_answer(api, version, cid) {
-                    Some(out) => out,
-                    None => continue,
-                },
-                other => panic!("fake broker got {other:?}"),
-            };
-            if stream.write_all(&out).await.is_err() {
-                return;
+    async fn answer(self: Arc<Self>, request: Request) -> Answer {
+        let (version, cid, mut body) = (request.version, request.cid, request.body);
+        let out = match request.api {
+            ApiKey::ApiVersions => {
+                let keys = [
+                    (ApiKey::ApiVersions, 3),
+                    (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                    (ApiKey::ListOffsets, ListOffsetsRequest::VALID_VERSIONS.max),
+                    (
+                        ApiKey::InitProducerId,
+                        InitProducerIdRequest::VALID_VERSIONS.max,
+                    ),
+                    // Topic names, not ids.
+                    (ApiKey::Fetch, 12),
+                    (ApiKey::Produce, 11),
+                ];
+                api_versions(&keys, version, cid)
             }
-        }
+            ApiKey::Metadata => {
+                let topics = [(TOPIC, Uuid::default(), 1)];
+                frame_of(&one_broker_metadata(self.port, &topics), version, cid)
+            }
+            ApiKey::ListOffsets => {
+                let request = ListOffsetsRequest::decode(&mut body, version).unwrap();
+                frame_of(&list_offsets_at_zero(&request), version, cid)
+            }
+            ApiKey::InitProducerId => {
+                let response = InitProducerIdResponse {
+                    producer_id: 7,
+                    producer_epoch: 0,
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            api if api == self.broken => match self.broken_answer(api, version, cid) {
+                Some(out) => out,
+                None => return Answer::Silence,
+            },
+            other => panic!("fake broker got {other:?}"),
+        };
+        out.into()
     }
 
     /// The broken answer to a request of `api`; None to stay silent.

@@ -20,6 +20,7 @@ use crate::error::ConnectorError;
 /// | `application.id` | the pipeline's name: its consumer group, the prefix of its transactional ids and internal topics (as in Kafka Streams) | required |
 /// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
+/// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it
 /// (`group.id` defaults to `application.id`).
@@ -116,9 +117,20 @@ impl KafkaConfig {
                 message: format!("{v:?} is not a number"),
             })?;
         }
+        if let Some(v) = self.get("strom.leave.group.on.stop") {
+            v.parse::<bool>().map_err(|_| ConnectorError::Config {
+                key: "strom.leave.group.on.stop".into(),
+                message: format!("{v:?}: true or false"),
+            })?;
+        }
         self.consumer_config(&[])?;
         self.producer_config(&[])?;
         Ok(())
+    }
+
+    /// `strom.leave.group.on.stop` (true when unset).
+    pub fn leave_group_on_stop(&self) -> bool {
+        self.get("strom.leave.group.on.stop") != Some("false")
     }
 
     /// `application.id`.

@@ -57,10 +57,28 @@ use crate::error::{ConnectorError, classify};
 const FEED_CAPACITY: usize = 4;
 /// Rollbacks in a row (without a checkpoint in between) before the job gives up.
 const MAX_ROLLBACKS_IN_A_ROW: u32 = 10;
+/// Pause before starting an incarnation again after a retriable failure, times
+/// the failures in a row (at most 10).
+const SETUP_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// How long starting an incarnation may keep failing with retriable errors (a
+/// broker down, leaders moving) before the job gives up, as Kafka Streams'
+/// `task.timeout.ms` default.
+const SETUP_RETRY_LIMIT: Duration = Duration::from_secs(300);
+
+/// How the job gets past an error met while starting an incarnation: Kafka
+/// errors by [`classify`], everything else (configuration, refusals) is fatal.
+fn setup_class(e: &ConnectorError) -> ErrorClass {
+    match e {
+        ConnectorError::Kafka { source, .. } => classify(source),
+        ConnectorError::Engine(e) => e.class(),
+        _ => ErrorClass::Fatal,
+    }
+}
 
 /// Asks a running [`KafkaJob`] to stop: a final checkpoint commits, the process
-/// leaves the group (a static member keeps its partitions for the session timeout),
-/// and `run` returns.
+/// leaves the group (unless `strom.leave.group.on.stop=false`, with which its
+/// static membership keeps its partitions for the session timeout), and `run`
+/// returns.
 #[derive(Clone, Debug)]
 pub struct StopHandle(watch::Sender<bool>);
 
@@ -256,6 +274,9 @@ impl KafkaJob {
             last_checkpoint: CheckpointId(0),
         };
         let mut rollbacks_in_a_row = 0u32;
+        // Failures in a row to start an incarnation, and since when.
+        let mut setup_failures = 0u32;
+        let mut failing_since: Option<Instant> = None;
         loop {
             let Some(assignment) = settle(&mut group, &mut stop_rx).await? else {
                 break;
@@ -271,43 +292,74 @@ impl KafkaJob {
                     )));
                 }
             }
-            group
-                .seek_to_committed()
-                .await
-                .map_err(|e| ConnectorError::kafka("seeking to the committed offsets", e))?;
-            group
-                .consumer()
-                .resume(assignment.iter().map(|(t, p)| (t.as_str(), *p)));
-            let mut starts = BTreeMap::new();
-            for (t, p) in &assignment {
-                let position = group
-                    .consumer()
-                    .position(t, *p)
+            // Where each partition starts and the state to restore. A broker
+            // that is down or a leader that moves fails this with a retriable
+            // error: settle the group again and retry, as after a rollback.
+            let setup = async {
+                group
+                    .seek_to_committed()
                     .await
-                    .map_err(|e| ConnectorError::kafka(format!("position of {t}-{p}"), e))?
-                    .unwrap_or(0);
-                starts.insert((t.clone(), *p), position);
-            }
-            tracing::debug!(?starts, "incarnation starts at");
-            status.set_state(JobState::Restoring);
+                    .map_err(|e| ConnectorError::kafka("seeking to the committed offsets", e))?;
+                group
+                    .consumer()
+                    .resume(assignment.iter().map(|(t, p)| (t.as_str(), *p)));
+                let mut starts = BTreeMap::new();
+                for (t, p) in &assignment {
+                    let position = group
+                        .consumer()
+                        .position(t, *p)
+                        .await
+                        .map_err(|e| ConnectorError::kafka(format!("position of {t}-{p}"), e))?
+                        .unwrap_or(0);
+                    starts.insert((t.clone(), *p), position);
+                }
+                tracing::debug!(?starts, "incarnation starts at");
+                status.set_state(JobState::Restoring);
+                let ends = if plan.bounded {
+                    Some(end_offsets(&admin, &assignment, &config).await?)
+                } else {
+                    None
+                };
+                let owned: BTreeSet<u16> = if plan.aligned {
+                    assignment
+                        .iter()
+                        .filter_map(|(_, p)| u16::try_from(*p).ok())
+                        .collect()
+                } else {
+                    (0..pipeline.max_parallelism).collect()
+                };
+                let restored = changelog
+                    .restore(&admin, &plan.uids, &owned, report.last_checkpoint)
+                    .await?;
+                Ok::<_, ConnectorError>((starts, ends, restored))
+            };
+            let (starts, ends, (checkpoint, took, bytes_read)) = match setup.await {
+                Ok(done) => {
+                    failing_since = None;
+                    setup_failures = 0;
+                    done
+                }
+                Err(e) if setup_class(&e) != ErrorClass::Fatal => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > SETUP_RETRY_LIMIT {
+                        let _ = group.close().await;
+                        return Err(e);
+                    }
+                    setup_failures += 1;
+                    tracing::warn!(error = %e, "starting the incarnation failed; retrying");
+                    status.error(format!("starting the incarnation failed: {e}"));
+                    status.set_state(JobState::Starting);
+                    let backoff = SETUP_RETRY_BACKOFF * setup_failures.min(10);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                Err(e) => {
+                    let _ = group.close().await;
+                    return Err(e);
+                }
+            };
             status.next_incarnation();
             status.retain_partitions(&assignment.iter().cloned().collect());
-            let ends = if plan.bounded {
-                Some(end_offsets(&admin, &assignment, &config).await?)
-            } else {
-                None
-            };
-            let owned: BTreeSet<u16> = if plan.aligned {
-                assignment
-                    .iter()
-                    .filter_map(|(_, p)| u16::try_from(*p).ok())
-                    .collect()
-            } else {
-                (0..pipeline.max_parallelism).collect()
-            };
-            let (checkpoint, took, bytes_read) = changelog
-                .restore(&admin, &plan.uids, &owned, report.last_checkpoint)
-                .await?;
             let key_groups = checkpoint
                 .operators
                 .values()
@@ -497,7 +549,12 @@ impl KafkaJob {
             JobEnd::Bounded => JobState::Finished,
             JobEnd::Stopped => JobState::Stopped,
         });
-        if let Err(e) = group.close().await {
+        let closed = if config.leave_group_on_stop() {
+            group.close_and_leave().await
+        } else {
+            group.close().await
+        };
+        if let Err(e) = closed {
             tracing::warn!(error = %e, "leaving the group failed");
         }
         if let Ok(w) = Arc::try_unwrap(writer) {

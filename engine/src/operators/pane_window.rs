@@ -45,8 +45,8 @@ use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::windowing::{
-    self, FireWindows, MISSING_TIMESTAMP, for_each_timed, late_dropped_counter, restore_windows,
-    snapshot_windows,
+    self, FireWindows, MISSING_TIMESTAMP, PaneStore, begin_advance, fire_due, for_each_timed,
+    late_dropped_counter, restore_windows, snapshot_windows,
 };
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::Record;
@@ -299,6 +299,37 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
     }
 }
 
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneStore<Windowed<K, A::Out>>
+    for PaneWindowOperator<K, T, A>
+{
+    fn geo(&self) -> Panes {
+        self.geo
+    }
+
+    fn first_pane(&self) -> Option<i64> {
+        self.panes.first_key_value().map(|(&end, _)| end)
+    }
+
+    fn has_data_in(&self, end: i64) -> bool {
+        self.panes
+            .range(end - self.geo.size + 1..=end)
+            .next()
+            .is_some()
+    }
+
+    fn next_pane_after(&self, end: i64) -> Option<i64> {
+        self.panes.range(end + 1..).next().map(|(&next, _)| next)
+    }
+
+    fn fire_at(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
+        self.fire_window(end, out)
+    }
+
+    fn fired_until(&mut self) -> &mut i64 {
+        &mut self.fired_until
+    }
+}
+
 impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K, A::Out>>
     for PaneWindowOperator<K, T, A>
 {
@@ -308,42 +339,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
 
     /// Fires every window whose end is `<= progress + 1`, then evicts panes.
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if progress < self.progress || (progress == self.progress && !self.pending) {
+        if !begin_advance(&mut self.progress, &mut self.pending, progress) {
             return;
         }
-        self.progress = progress;
-        self.pending = false;
-        let limit = progress.saturating_add(1);
-        let mut emitted = 0;
-        if let Some((&first, _)) = self.panes.first_key_value() {
-            let mut e = self.geo.next_window_end(first, self.fired_until);
-            while e <= limit {
-                let has_pane = self.panes.range(e - self.geo.size + 1..=e).next().is_some();
-                if has_pane {
-                    if emitted >= FIRE_BUDGET {
-                        // Let the task send what we have; it calls again with `progress`.
-                        self.pending = true;
-                        return;
-                    }
-                    emitted += self.fire_window(e, out);
-                    self.fired_until = self.fired_until.max(e);
-                }
-                if e == i64::MAX {
-                    break;
-                }
-                if has_pane {
-                    e = e.saturating_add(self.geo.slide);
-                } else {
-                    match self.panes.range(e + 1..).next() {
-                        Some((&next, _)) => e = self.geo.window_end_at_or_after(next),
-                        None => break,
-                    }
-                }
-            }
+        if !fire_due(self, progress, out) {
+            self.pending = true;
+            return;
         }
-        // Every window end <= limit has now fired.
-        let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
-        self.fired_until = self.fired_until.max(limit - r);
         let fired_until = self.fired_until;
         self.kg_fired.retain(|_, f| *f > fired_until);
         // Drop panes whose last window is past the allowed lateness.

@@ -36,10 +36,10 @@ use metrics::Counter;
 use crate::aggregate::AggregateFunction;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
-use crate::operators::pane_window::{FIRE_BUDGET, KeyFn, Windowed};
+use crate::operators::pane_window::{KeyFn, Windowed};
 use crate::operators::windowing::{
-    self, FireWindows, MISSING_TIMESTAMP, for_each_timed, key_grouped_map, late_dropped_counter,
-    restore_windows, snapshot_windows,
+    self, FireWindows, MISSING_TIMESTAMP, PaneStore, begin_advance, fire_due, for_each_timed,
+    key_grouped_map, late_dropped_counter, restore_windows, snapshot_windows,
 };
 use crate::operators::{Operator, OperatorInit, Output, SideControl, SideOutput};
 use crate::record::Record;
@@ -428,8 +428,15 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         }
         n
     }
+}
 
-    /// The first window end after `fired_until` that contains any pane.
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneStore<Windowed<K, A::Out>>
+    for SlidingWindowOperator<K, T, A>
+{
+    fn geo(&self) -> Panes {
+        self.geo
+    }
+
     fn has_data_in(&self, e: i64) -> bool {
         let lo = e - self.geo.size + 1;
         self.open.range(lo..=e).next().is_some()
@@ -450,6 +457,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> SlidingWindowOperator<K
         let c = self.included.first_key_value().map(|(k, _)| *k);
         [a, b, c].into_iter().flatten().min()
     }
+
+    fn fire_at(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
+        self.fire(end, out)
+    }
+
+    fn fired_until(&mut self) -> &mut i64 {
+        &mut self.fired_until
+    }
 }
 
 impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K, A::Out>>
@@ -460,41 +475,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
     }
 
     fn advance(&mut self, progress: i64, out: &mut Output<'_, Windowed<K, A::Out>>) {
-        if progress < self.progress || (progress == self.progress && !self.pending) {
-            return;
+        if begin_advance(&mut self.progress, &mut self.pending, progress) {
+            self.pending = !fire_due(self, progress, out);
         }
-        self.progress = progress;
-        self.pending = false;
-        let limit = progress.saturating_add(1);
-        let mut emitted = 0;
-        if let Some(first) = self.first_pane() {
-            let mut e = self.geo.next_window_end(first, self.fired_until);
-            while e <= limit {
-                let has = self.has_data_in(e);
-                if has {
-                    if emitted >= FIRE_BUDGET {
-                        // Let the task send what we have; it calls again with `progress`.
-                        self.pending = true;
-                        return;
-                    }
-                    emitted += self.fire(e, out);
-                    self.fired_until = self.fired_until.max(e);
-                }
-                if e == i64::MAX {
-                    break;
-                }
-                if has {
-                    e = e.saturating_add(self.geo.slide);
-                } else {
-                    match self.next_pane_after(e) {
-                        Some(next) => e = self.geo.window_end_at_or_after(next),
-                        None => break,
-                    }
-                }
-            }
-        }
-        let r = (limit - self.geo.offset).rem_euclid(self.geo.slide);
-        self.fired_until = self.fired_until.max(limit - r);
     }
 
     fn pending(&self) -> bool {

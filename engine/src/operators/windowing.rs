@@ -1,18 +1,19 @@
 //! What the time-window operators (pane, sliding, session) share: the counter of
 //! late records they drop (the interval join counts its own there too), stamping
-//! each record with the time it is windowed by, and the key-grouped maps per
-//! window that their checkpoints hold.
+//! each record with the time it is windowed by, firing due windows over panes,
+//! and the key-grouped maps per window that their checkpoints hold.
 
 use std::collections::BTreeMap;
 
 use metrics::Counter;
 
 use crate::error::Result;
+use crate::operators::pane_window::FIRE_BUDGET;
 use crate::operators::{OperatorInit, Output};
 use crate::record::{NO_TIMESTAMP, Record};
 use crate::state::codec::StateCodec;
 use crate::state::keyed::{Key, KeyGroupedMap};
-use crate::time::window::TimeDomain;
+use crate::time::window::{Panes, TimeDomain};
 
 /// Why a record without an event timestamp fails in an event-time window.
 pub(crate) const MISSING_TIMESTAMP: &str =
@@ -89,6 +90,81 @@ pub(crate) trait FireWindows<O> {
     }
     /// Asks for the processing-time timer of the next window to fire.
     fn request_timer(&self, out: &mut Output<'_, O>);
+}
+
+/// A pane-based window operator (pane, sliding) as [`fire_due`] walks it: where
+/// its panes are, and how it fires one window.
+pub(crate) trait PaneStore<O> {
+    /// The pane geometry.
+    fn geo(&self) -> Panes;
+    /// The end of the first pane held, if any.
+    fn first_pane(&self) -> Option<i64>;
+    /// Whether the window ending at `end` holds any pane.
+    fn has_data_in(&self, end: i64) -> bool;
+    /// The end of the first pane held after `end`, if any.
+    fn next_pane_after(&self, end: i64) -> Option<i64>;
+    /// Fires the window ending at `end`; how many results it sent.
+    fn fire_at(&mut self, end: i64, out: &mut Output<'_, O>) -> usize;
+    /// The end of the last window fired (every window ending at or before it has).
+    fn fired_until(&mut self) -> &mut i64;
+}
+
+/// Whether an `advance` to `progress` has anything to do: the progress moved on,
+/// or the last call stopped at the budget. If so, records `progress` in `last`
+/// and clears `pending`.
+pub(crate) fn begin_advance(last: &mut i64, pending: &mut bool, progress: i64) -> bool {
+    if progress < *last || (progress == *last && !*pending) {
+        return false;
+    }
+    *last = progress;
+    *pending = false;
+    true
+}
+
+/// Fires, in end order, each window that ends at or before `progress + 1`, ends
+/// after the last one fired and holds a pane, skipping the empty stretches
+/// between panes. Stops after [`FIRE_BUDGET`] results and returns false (call
+/// again with the same progress); once all fired, moves the fired mark to the last
+/// window end at or before `progress + 1` and returns true.
+pub(crate) fn fire_due<O>(
+    op: &mut impl PaneStore<O>,
+    progress: i64,
+    out: &mut Output<'_, O>,
+) -> bool {
+    let geo = op.geo();
+    let limit = progress.saturating_add(1);
+    let mut emitted = 0;
+    if let Some(first) = op.first_pane() {
+        let mut e = geo.next_window_end(first, *op.fired_until());
+        while e <= limit {
+            let has = op.has_data_in(e);
+            if has {
+                if emitted >= FIRE_BUDGET {
+                    // Let the task send what we have; it calls again with `progress`.
+                    return false;
+                }
+                emitted += op.fire_at(e, out);
+                let fired = op.fired_until();
+                *fired = (*fired).max(e);
+            }
+            if e == i64::MAX {
+                break;
+            }
+            if has {
+                e = e.saturating_add(geo.slide);
+            } else {
+                match op.next_pane_after(e) {
+                    Some(next) => e = geo.window_end_at_or_after(next),
+                    None => break,
+                }
+            }
+        }
+    }
+    // Every window end <= limit has now fired.
+    let r = (limit - geo.offset).rem_euclid(geo.slide);
+    let fired = op.fired_until();
+    *fired = (*fired).max(limit - r);
+    true
 }
 
 /// Fires the windows a watermark completes (event time only); windows beyond the

@@ -12,8 +12,9 @@
 //! (default 0), `INPUT`, `OUTPUT`, `GUARANTEE` (`eos` | `alo`), `CHECKPOINT_MS`
 //! (default 1000), `BOUNDED` (`1`: read what is there and end), `DLQ` (a
 //! dead-letter topic for records that do not decode; else they fail the job),
-//! `PARALLELISM` (default 1). It prints one stderr line per restore and a summary
-//! at the end.
+//! `PARALLELISM` (default 1), `KAFKA_PROPS` (more Kafka properties,
+//! `key=value` separated by commas). It prints one stderr line per restore and a
+//! summary at the end.
 //!
 //! Usage: `strom_pipeline PIPELINE`
 
@@ -63,9 +64,18 @@ async fn main() -> anyhow::Result<()> {
         Ok(topic) => BadRecordPolicy::DeadLetter(topic),
         Err(_) => BadRecordPolicy::Fail,
     };
-    let kafka = KafkaConfig::new(&env("KAFKA_BOOTSTRAP")?, &env("APP")?)
+    let mut kafka = KafkaConfig::new(&env("KAFKA_BOOTSTRAP")?, &env("APP")?)
         .set("strom.instance", env_or("INSTANCE", "0"))
         .set("fetch.max.wait.ms", "100");
+    for pair in env_or("KAFKA_PROPS", "")
+        .split(',')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("KAFKA_PROPS: {pair:?} is not key=value"))?;
+        kafka = kafka.set(k.trim(), v.trim());
+    }
     let checkpoint = Duration::from_millis(env_or("CHECKPOINT_MS", "1000").parse()?);
     let parallelism: usize = env_or("PARALLELISM", "1").parse()?;
     let config = PipelineConfig::default()

@@ -191,3 +191,58 @@ pub async fn committed_offsets(
     let committed = checker.committed(&all).await.unwrap();
     committed.into_iter().map(|((_, p), o)| (p, o)).collect()
 }
+
+/// A static member (instance-a) that calls `close_and_leave` hands its
+/// partitions of a 4-partition topic to the other static member (instance-b)
+/// within 10 s, though their session timeout is longer (30 s in the classic
+/// protocol's config, the broker's 45 s default with KIP-848).
+/// `config(group, extra)` builds a member's config for the protocol under test.
+pub async fn static_member_leaves_at_once(
+    bootstrap: &str,
+    prefix: &str,
+    config: impl Fn(&str, &[(&str, &str)]) -> ConsumerConfig,
+) {
+    use kafka_wire::client::admin::NewTopic;
+    let topic = integration_tests::random_topic(prefix);
+    Admin::new(client(bootstrap).await)
+        .create_topics(&[NewTopic::new(&topic, 4)])
+        .await
+        .unwrap();
+    let group = integration_tests::random_topic("group-id");
+    let shared = Shared::new(Duration::from_secs(30), Duration::from_secs(90));
+    let cfg = |instance: &str| config(&group, &[("group.instance.id", instance)]);
+    let b = start_member("b", cfg("instance-b"), &topic, shared.clone());
+    let mut a = GroupConsumer::new(cfg("instance-a")).await.unwrap();
+    a.subscribe([topic.clone()]);
+    let start = Instant::now();
+    loop {
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+        let theirs = shared
+            .reports
+            .lock()
+            .unwrap()
+            .get("b")
+            .filter(|r| r.0 == a.generation() && !r.2)
+            .map(|r| r.1.len());
+        if !a.assignment().is_empty()
+            && !a.rebalance_pending()
+            && theirs.is_some_and(|n| n + a.assignment().len() == 4)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < shared.deadline,
+            "a and b never shared the topic"
+        );
+    }
+    let generation = a.generation();
+    let left = Instant::now();
+    a.close_and_leave().await.unwrap();
+    wait_balanced(&shared, &["b"], &topic, 4, generation).await;
+    assert!(
+        left.elapsed() < Duration::from_secs(10),
+        "b got a's partitions only after {:?}",
+        left.elapsed()
+    );
+    b.stop().await;
+}

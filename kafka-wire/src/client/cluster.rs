@@ -28,9 +28,9 @@ use super::config::ClientConfig;
 use super::connection::{Connection, ConnectionOptions};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
-use crate::protocol::Uuid;
 use crate::protocol::messages::MetadataRequest;
 use crate::protocol::messages::metadata_request::MetadataRequestTopic;
+use crate::protocol::{ApiKey, Uuid};
 use crate::sync::{lock, read, write};
 
 /// Which kind of traffic a connection carries; see the module doc.
@@ -235,9 +235,12 @@ impl Client {
         read(&self.inner.brokers)
             .get(&node_id)
             .map(BrokerInfo::address)
-            .ok_or_else(|| Error::Broker {
-                code: ErrorCode::BrokerNotAvailable,
-                context: format!("node {node_id} is not in the cluster metadata"),
+            .ok_or_else(|| {
+                Error::broker(
+                    ErrorCode::BrokerNotAvailable,
+                    format!("node {node_id} is not in the cluster metadata"),
+                )
+                .with_node(node_id)
             })
     }
 
@@ -388,9 +391,12 @@ impl Client {
             return Ok(info);
         }
         self.refresh_metadata(&[topic.to_string()]).await?;
-        self.cached_topic(topic).ok_or_else(|| Error::Broker {
-            code: ErrorCode::UnknownTopicOrPartition,
-            context: format!("metadata for topic {topic}"),
+        self.cached_topic(topic).ok_or_else(|| {
+            Error::broker(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("metadata for topic {topic}"),
+            )
+            .with_api(ApiKey::Metadata)
         })
     }
 
@@ -484,16 +490,20 @@ impl Client {
             .partitions
             .iter()
             .find(|p| p.partition == partition)
-            .ok_or_else(|| Error::Broker {
-                code: ErrorCode::UnknownTopicOrPartition,
-                context: format!("{topic}-{partition}"),
+            .ok_or_else(|| {
+                Error::broker(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("{topic}-{partition}"),
+                )
+                .with_partition(topic, partition)
             })?;
         if p.leader < 0 {
             self.invalidate_topic(topic);
-            return Err(Error::Broker {
-                code: ErrorCode::LeaderNotAvailable,
-                context: format!("{topic}-{partition}"),
-            });
+            return Err(Error::broker(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic}-{partition}"),
+            )
+            .with_partition(topic, partition));
         }
         Ok((p.leader, p.leader_epoch))
     }

@@ -8,6 +8,7 @@
 //! as in a shared `kafka.properties`) or that only makes sense in Java
 //! (`key.serializer`, `interceptor.classes`, ...) is ignored with a debug log.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -203,65 +204,12 @@ pub struct ConsumerConfig {
     pub client_rack: Option<String>,
 }
 
-const COMMON_KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "client.id",
-    "request.timeout.ms",
-    "retry.backoff.ms",
-    "retry.backoff.max.ms",
-    "reconnect.backoff.ms",
-    "reconnect.backoff.max.ms",
-    "socket.connection.setup.timeout.ms",
-    "socket.connection.setup.timeout.max.ms",
-    "metadata.max.age.ms",
-    "connections.max.idle.ms",
-    "security.protocol",
-    "strom.max.response.bytes",
-    "strom.max.in.flight.requests",
-];
-
-const PRODUCER_KEYS: &[&str] = &[
-    "acks",
-    "linger.ms",
-    "batch.size",
-    "compression.type",
-    "enable.idempotence",
-    "max.in.flight.requests.per.connection",
-    "retries",
-    "delivery.timeout.ms",
-    "buffer.memory",
-    "max.request.size",
-    "max.block.ms",
-    "transactional.id",
-    "transaction.timeout.ms",
-    "partitioner.ignore.keys",
-];
-
-const CONSUMER_KEYS: &[&str] = &[
-    "group.id",
-    "group.instance.id",
-    "group.protocol",
-    "group.remote.assignor",
-    "isolation.level",
-    "auto.offset.reset",
-    "enable.auto.commit",
-    "auto.commit.interval.ms",
-    "fetch.min.bytes",
-    "fetch.max.bytes",
-    "fetch.max.wait.ms",
-    "max.partition.fetch.bytes",
-    "max.poll.records",
-    "max.poll.interval.ms",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "partition.assignment.strategy",
-    "check.crcs",
-    "client.rack",
-];
-
 /// Keys of the Java clients that have no meaning here (serializer classes, JMX,
-/// socket buffer sizes the OS chooses): accepted and ignored.
+/// socket buffer sizes the OS chooses, idle and setup limits this client does
+/// not apply): accepted and ignored.
 const JAVA_ONLY_KEYS: &[&str] = &[
+    "socket.connection.setup.timeout.max.ms",
+    "connections.max.idle.ms",
     "key.serializer",
     "value.serializer",
     "key.deserializer",
@@ -289,11 +237,81 @@ const JAVA_ONLY_KEYS: &[&str] = &[
 ];
 
 /// A property map being read, with typed getters that name the key in errors.
+/// It records every key asked for: the readers' own reads are the table of known
+/// keys (see [`keys_read_by`]), so the keys accepted and the keys parsed cannot
+/// drift apart. A reader therefore asks for each of its keys whatever the other
+/// values are (a key read only under some setting would be unknown otherwise).
 struct Props<'a> {
     map: &'a BTreeMap<String, String>,
+    asked: RefCell<BTreeSet<String>>,
+}
+
+/// The keys `read` asks for, found by running it over a map holding only the
+/// required `bootstrap.servers` (every other key at its default).
+fn keys_read_by<T>(read: impl FnOnce(&Props<'_>) -> Result<T>) -> BTreeSet<String> {
+    let map = bootstrap_only("localhost:9092");
+    let p = Props::new(&map);
+    // The defaults always parse (a unit test holds this); were one to fail, the
+    // keys asked for up to it are still known.
+    let _ = read(&p);
+    p.asked.into_inner()
+}
+
+/// A property map holding only `bootstrap.servers`.
+fn bootstrap_only(servers: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("bootstrap.servers".to_string(), servers.to_string())])
+}
+
+/// A client role read from properties: its parser, its rules, and the other
+/// role, whose keys it accepts and ignores (as in a shared `kafka.properties`).
+trait Role: Sized {
+    /// The other role.
+    type Other: Role;
+    /// Parses every key of the role (and the client's), each at its default when
+    /// absent.
+    fn parse(p: &Props<'_>) -> Result<Self>;
+    /// The rules that tie the role's settings together.
+    fn rules(&self) -> Result<()>;
+}
+
+/// Reads a config of role `R` from `map`: refuses unknown keys, parses, then
+/// checks the rules.
+fn from_map<R: Role>(map: &BTreeMap<String, String>) -> Result<R> {
+    let p = Props::new(map);
+    p.check_keys(&keys_read_by(R::parse), &keys_read_by(R::Other::parse))?;
+    let config = R::parse(&p)?;
+    config.rules()?;
+    Ok(config)
+}
+
+impl Role for ProducerConfig {
+    type Other = ConsumerConfig;
+    fn parse(p: &Props<'_>) -> Result<Self> {
+        Self::read(p)
+    }
+    fn rules(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
+impl Role for ConsumerConfig {
+    type Other = ProducerConfig;
+    fn parse(p: &Props<'_>) -> Result<Self> {
+        Self::read(p)
+    }
+    fn rules(&self) -> Result<()> {
+        self.validate()
+    }
 }
 
 impl<'a> Props<'a> {
+    fn new(map: &'a BTreeMap<String, String>) -> Self {
+        Props {
+            map,
+            asked: RefCell::new(BTreeSet::new()),
+        }
+    }
+
     fn invalid(key: &str, value: &str, expected: &str) -> Error {
         Error::Config {
             key: key.to_string(),
@@ -302,6 +320,7 @@ impl<'a> Props<'a> {
     }
 
     fn str(&self, key: &str) -> Option<&'a str> {
+        self.asked.borrow_mut().insert(key.to_string());
         self.map.get(key).map(|v| v.trim())
     }
 
@@ -342,14 +361,15 @@ impl<'a> Props<'a> {
         }
     }
 
-    fn check_keys(&self, own: &[&str], other: &[&str]) -> Result<()> {
-        let known: BTreeSet<&str> = COMMON_KEYS.iter().chain(own).copied().collect();
+    /// Refuses a key that neither `own` (this role's reader) nor `other` (the
+    /// other role's) asks for, unless it is Java-only or a TLS/SASL setting.
+    fn check_keys(&self, own: &BTreeSet<String>, other: &BTreeSet<String>) -> Result<()> {
         for key in self.map.keys() {
-            let key = key.as_str();
-            if known.contains(key) {
+            if own.contains(key) {
                 continue;
             }
-            if other.contains(&key)
+            let key = key.as_str();
+            if other.contains(key)
                 || JAVA_ONLY_KEYS.contains(&key)
                 || key.starts_with("ssl.")
                 || key.starts_with("sasl.")
@@ -377,12 +397,7 @@ fn read_properties_file(path: &Path) -> Result<BTreeMap<String, String>> {
 impl ClientConfig {
     /// A config for the given bootstrap servers with every other setting at its default.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        let mut map = BTreeMap::new();
-        map.insert(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        );
-        Self::read(&Props { map: &map })
+        Self::read(&Props::new(&bootstrap_only(bootstrap_servers)))
     }
 
     fn read(p: &Props<'_>) -> Result<Self> {
@@ -429,9 +444,13 @@ impl ClientConfig {
 impl ProducerConfig {
     /// Reads a producer config from Java-style properties.
     pub fn from_properties(map: &BTreeMap<String, String>) -> Result<Self> {
-        let p = Props { map };
-        p.check_keys(PRODUCER_KEYS, CONSUMER_KEYS)?;
-        let client = ClientConfig::read(&p)?;
+        from_map(map)
+    }
+
+    /// Parses every producer key (and the client's), each at its Java default
+    /// when absent.
+    fn read(p: &Props<'_>) -> Result<Self> {
+        let client = ClientConfig::read(p)?;
         let acks = match p.str("acks").unwrap_or("all") {
             "0" => Acks::None,
             "1" => Acks::Leader,
@@ -467,7 +486,7 @@ impl ProducerConfig {
         };
         let linger = p.ms("linger.ms", 5)?;
         let delivery_timeout = p.ms("delivery.timeout.ms", 120_000)?;
-        let config = ProducerConfig {
+        Ok(ProducerConfig {
             acks,
             linger,
             batch_size: p.bounded("batch.size", 16_384, 0, 1 << 30)? as usize,
@@ -483,9 +502,7 @@ impl ProducerConfig {
             transaction_timeout: p.ms("transaction.timeout.ms", 60_000)?,
             partitioner_ignore_keys: p.bool("partitioner.ignore.keys", false)?,
             client,
-        };
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     /// Checks the rules that tie settings together, naming the key to change:
@@ -541,24 +558,25 @@ impl ProducerConfig {
 
     /// Reads a producer config from a Java `.properties` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_properties(&read_properties_file(path.as_ref())?)
+        from_map(&read_properties_file(path.as_ref())?)
     }
 
     /// A producer config for the given bootstrap servers with Java defaults.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        Self::from_properties(&BTreeMap::from([(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        )]))
+        from_map(&bootstrap_only(bootstrap_servers))
     }
 }
 
 impl ConsumerConfig {
     /// Reads a consumer config from Java-style properties.
     pub fn from_properties(map: &BTreeMap<String, String>) -> Result<Self> {
-        let p = Props { map };
-        p.check_keys(CONSUMER_KEYS, PRODUCER_KEYS)?;
-        let client = ClientConfig::read(&p)?;
+        from_map(map)
+    }
+
+    /// Parses every consumer key (and the client's), each at its default when
+    /// absent.
+    fn read(p: &Props<'_>) -> Result<Self> {
+        let client = ClientConfig::read(p)?;
         let isolation_level = match p.str("isolation.level").unwrap_or("read_uncommitted") {
             "read_uncommitted" => IsolationLevel::ReadUncommitted,
             "read_committed" => IsolationLevel::ReadCommitted,
@@ -616,7 +634,7 @@ impl ConsumerConfig {
         let session_timeout = p.ms("session.timeout.ms", 45_000)?;
         let heartbeat_interval = p.ms("heartbeat.interval.ms", 3_000)?;
         let i32_max = i32::MAX as u64;
-        let config = ConsumerConfig {
+        Ok(ConsumerConfig {
             group_id: p.string("group.id"),
             group_instance_id: p.string("group.instance.id"),
             group_protocol,
@@ -642,9 +660,7 @@ impl ConsumerConfig {
             check_crcs: p.bool("check.crcs", true)?,
             client_rack: p.string("client.rack"),
             client,
-        };
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     /// Checks the rules that tie settings together, naming the key to change:
@@ -684,15 +700,12 @@ impl ConsumerConfig {
 
     /// Reads a consumer config from a Java `.properties` file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_properties(&read_properties_file(path.as_ref())?)
+        from_map(&read_properties_file(path.as_ref())?)
     }
 
     /// A consumer config for the given bootstrap servers with defaults.
     pub fn new(bootstrap_servers: &str) -> Result<Self> {
-        Self::from_properties(&BTreeMap::from([(
-            "bootstrap.servers".to_string(),
-            bootstrap_servers.to_string(),
-        )]))
+        from_map(&bootstrap_only(bootstrap_servers))
     }
 }
 
@@ -724,6 +737,31 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_known_keys_are_the_keys_each_reader_asks_for() {
+        let map = props(&[("bootstrap.servers", "localhost:9092")]);
+        // keys_read_by relies on the defaults parsing all the way through.
+        ProducerConfig::read(&Props::new(&map)).unwrap();
+        ConsumerConfig::read(&Props::new(&map)).unwrap();
+        let producer = keys_read_by(ProducerConfig::read);
+        let consumer = keys_read_by(ConsumerConfig::read);
+        for key in [
+            "bootstrap.servers",
+            "security.protocol",
+            "strom.max.response.bytes",
+        ] {
+            assert!(producer.contains(key) && consumer.contains(key), "{key}");
+        }
+        assert!(producer.contains("transactional.id") && !consumer.contains("transactional.id"));
+        assert!(consumer.contains("isolation.level") && !producer.contains("isolation.level"));
+        for key in JAVA_ONLY_KEYS {
+            assert!(
+                !producer.contains(*key) && !consumer.contains(*key),
+                "{key}"
+            );
+        }
     }
 
     #[test]

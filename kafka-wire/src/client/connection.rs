@@ -400,10 +400,8 @@ impl Connection {
                 version = both.max;
                 continue;
             }
-            code.into_result().map_err(|code| Error::Broker {
-                code,
-                context: "ApiVersions".to_string(),
-            })?;
+            code.into_result()
+                .map_err(|code| Error::broker(code, "ApiVersions").with_api(ApiKey::ApiVersions))?;
             let map = response
                 .api_keys
                 .iter()

@@ -1,5 +1,5 @@
-//! Pieces of the fake brokers that tests run on loopback TCP: accepting
-//! connections, reading request frames, and the ApiVersions and Metadata answers
+//! Pieces of the fake brokers that tests run on loopback TCP: the serving loop
+//! (accept, read a request frame, write the fake's answer), and the ApiVersions and Metadata answers
 //! most fakes give. Built for kafka-wire's unit tests, and for other crates' tests
 //! with the `test-util` feature (a misbehaving peer; never a stand-in for the real
 //! broker of an integration test).
@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::protocol::messages::api_versions_response::ApiVersion;
@@ -65,6 +65,49 @@ where
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(serve(fake.clone(), stream));
+        }
+    });
+}
+
+/// What a fake does with one request it read.
+pub enum Answer {
+    /// Writes this frame back.
+    Frame(Bytes),
+    /// Writes nothing and reads the next request (a broker that never answers).
+    Silence,
+    /// Closes the connection (a broker that drops it).
+    HangUp,
+}
+
+impl From<Bytes> for Answer {
+    fn from(frame: Bytes) -> Self {
+        Answer::Frame(frame)
+    }
+}
+
+/// Serves every connection `listener` accepts, each in its own task: each request
+/// read goes to `answer`, and what it returns is done, until the client hangs up,
+/// the fake does, or a write fails.
+pub fn serve_all<T, F, Fut>(listener: TcpListener, fake: &Arc<T>, answer: F)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>, Request) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    accept_all(listener, fake, move |fake, mut stream| {
+        let answer = answer.clone();
+        async move {
+            while let Some(request) = read_request(&mut stream).await {
+                match answer(fake.clone(), request).await {
+                    Answer::Frame(out) => {
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                    Answer::Silence => {}
+                    Answer::HangUp => return,
+                }
+            }
         }
     });
 }

@@ -58,6 +58,12 @@ fn explain(e: kafka_wire::Error, subject: Subject<'_>) -> anyhow::Error {
         return e.into();
     };
     let name = code.name();
+    // A request about several partitions of a topic fails on one of them: the
+    // error names which, so the sentence can too.
+    let subject = match (subject, e.topic_partition()) {
+        (Subject::Topic(t), Some((topic, p))) if topic == t => Subject::Partition(t, p),
+        _ => subject,
+    };
     match (code, subject) {
         (ErrorCode::UnknownTopicOrPartition, Subject::Topic(t)) => {
             anyhow!("topic {t} does not exist ({name}): check the name with `strom topics list`")
@@ -81,10 +87,33 @@ fn explain(e: kafka_wire::Error, subject: Subject<'_>) -> anyhow::Error {
 /// The error for a partition the topic's metadata does not list.
 pub(super) fn no_such_partition(topic: &str, partition: i32) -> anyhow::Error {
     explain(
-        kafka_wire::Error::Broker {
-            code: ErrorCode::UnknownTopicOrPartition,
-            context: format!("{topic}-{partition}"),
-        },
+        kafka_wire::Error::broker(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("{topic}-{partition}"),
+        )
+        .with_partition(topic, partition),
         Subject::Partition(topic, partition),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_about_one_partition_of_a_topic_is_told_about_that_partition() {
+        let e = kafka_wire::Error::broker(ErrorCode::OffsetOutOfRange, "delete records of t-2")
+            .with_partition("t", 2);
+        assert_eq!(
+            explain(e, Subject::Topic("t")).to_string(),
+            "the offset is past the end of partition 2 of topic t (OFFSET_OUT_OF_RANGE): use --all to delete every record"
+        );
+        let other =
+            kafka_wire::Error::broker(ErrorCode::OffsetOutOfRange, "x").with_partition("u", 2);
+        assert!(
+            explain(other, Subject::Topic("t"))
+                .to_string()
+                .starts_with("x: ")
+        );
+    }
 }

@@ -89,10 +89,10 @@ mod tests {
 
     #[test]
     fn a_broker_error_code_deep_in_the_chain_gets_its_hint() {
-        let e = anyhow::Error::from(kafka_wire::Error::Broker {
-            code: ErrorCode::UnknownTopicOrPartition,
-            context: "DeleteTopics nope".into(),
-        })
+        let e = anyhow::Error::from(kafka_wire::Error::broker(
+            ErrorCode::UnknownTopicOrPartition,
+            "DeleteTopics nope",
+        ))
         .context("deleting topics");
         assert_eq!(
             advice(&e),
@@ -109,10 +109,10 @@ mod tests {
     #[test]
     fn errors_without_a_known_remedy_get_no_hint() {
         assert_eq!(advice(&anyhow::anyhow!("something else")), None);
-        let e = anyhow::Error::from(kafka_wire::Error::Broker {
-            code: ErrorCode::NotLeaderOrFollower,
-            context: "Produce".into(),
-        });
+        let e = anyhow::Error::from(kafka_wire::Error::broker(
+            ErrorCode::NotLeaderOrFollower,
+            "Produce",
+        ));
         assert_eq!(advice(&e), None);
     }
 }

@@ -29,6 +29,7 @@ use crate::client::group::offsets::{self, Committer};
 use crate::client::transaction::coordinator::{Coordinator, CoordinatorType};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
+use crate::protocol::ApiKey;
 use crate::protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
@@ -179,10 +180,10 @@ fn retriable(codes: impl IntoIterator<Item = i16>) -> ErrorCode {
 }
 
 fn not_found(group: &str, detail: &str) -> Error {
-    Error::Broker {
-        code: ErrorCode::GroupIdNotFound,
-        context: format!("describe group {group}: {detail}"),
-    }
+    Error::broker(
+        ErrorCode::GroupIdNotFound,
+        format!("describe group {group}: {detail}"),
+    )
 }
 
 impl Admin {
@@ -210,7 +211,7 @@ impl Admin {
                     let response = conn
                         .call_version(&ListGroupsRequest::default(), version)
                         .await?;
-                    check(response.error_code, None, || {
+                    check(ApiKey::ListGroups, response.error_code, None, || {
                         format!("list groups on node {id}")
                     })?;
                     Ok((version, response.groups))
@@ -288,9 +289,12 @@ impl Admin {
         };
         match ErrorCode::from_code(g.error_code) {
             ErrorCode::GroupIdNotFound | ErrorCode::UnsupportedVersion => return Ok(None),
-            _ => check(g.error_code, g.error_message.as_deref(), || {
-                format!("describe consumer group {group}")
-            })?,
+            _ => check(
+                ApiKey::ConsumerGroupDescribe,
+                g.error_code,
+                g.error_message.as_deref(),
+                || format!("describe consumer group {group}"),
+            )?,
         }
         let mut members: Vec<GroupMember> = g
             .members
@@ -348,9 +352,12 @@ impl Admin {
         let Some(g) = response.groups.into_iter().find(|g| g.group_id == group) else {
             return Err(not_found(group, "DescribeGroups did not answer for it"));
         };
-        check(g.error_code, g.error_message.as_deref(), || {
-            format!("describe group {group}")
-        })?;
+        check(
+            ApiKey::DescribeGroups,
+            g.error_code,
+            g.error_message.as_deref(),
+            || format!("describe group {group}"),
+        )?;
         if g.group_state == DEAD {
             return Err(not_found(group, "no such group (state Dead)"));
         }
@@ -407,7 +414,7 @@ impl Admin {
                 })
                 .await?;
             for r in response.results {
-                check(r.error_code, None, || {
+                check(ApiKey::DeleteGroups, r.error_code, None, || {
                     format!("delete group {}", r.group_id)
                 })?;
             }
@@ -455,17 +462,18 @@ impl Admin {
                 )
             })
             .await?;
-        check(response.error_code, None, || {
+        check(ApiKey::OffsetDelete, response.error_code, None, || {
             format!("delete offsets of group {group}")
         })?;
         for t in response.topics {
             for p in t.partitions {
-                check(p.error_code, None, || {
+                check(ApiKey::OffsetDelete, p.error_code, None, || {
                     format!(
                         "delete offset of group {group} for {}-{}",
                         t.name, p.partition_index
                     )
-                })?;
+                })
+                .map_err(|e| e.with_partition(&t.name, p.partition_index))?;
             }
         }
         Ok(())
@@ -496,16 +504,17 @@ impl Admin {
             ErrorCode::UnknownMemberId
             | ErrorCode::IllegalGeneration
             | ErrorCode::StaleMemberEpoch
-            | ErrorCode::FencedMemberEpoch => Err(Error::Broker {
+            | ErrorCode::FencedMemberEpoch => Err(Error::broker(
                 code,
-                context: format!(
+                format!(
                     "alter offsets of group {group}: the group has active members (only an empty group's offsets can be altered)"
                 ),
-            }),
-            code => Err(Error::Broker {
-                code,
-                context: format!("alter offsets of group {group}"),
-            }),
+            )
+            .with_api(ApiKey::OffsetCommit)),
+            code => Err(
+                Error::broker(code, format!("alter offsets of group {group}"))
+                    .with_api(ApiKey::OffsetCommit),
+            ),
         }
     }
 

@@ -29,7 +29,7 @@ use crate::protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest,
 };
-use crate::protocol::{Request, Uuid};
+use crate::protocol::{ApiKey, Request, Uuid};
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -178,7 +178,14 @@ pub struct Admin {
     timeout: Duration,
 }
 
-fn check(code: i16, message: Option<&str>, context: impl FnOnce() -> String) -> Result<()> {
+/// A broker's answer to `api` as a result: its error code, with the broker's
+/// message (if any) after the context.
+fn check(
+    api: ApiKey,
+    code: i16,
+    message: Option<&str>,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
     let code = ErrorCode::from_code(code);
     if code.is_ok() {
         return Ok(());
@@ -188,7 +195,7 @@ fn check(code: i16, message: Option<&str>, context: impl FnOnce() -> String) -> 
         context.push_str(": ");
         context.push_str(m);
     }
-    Err(Error::Broker { code, context })
+    Err(Error::broker(code, context).with_api(api))
 }
 
 impl Admin {
@@ -241,12 +248,24 @@ impl Admin {
             .await
     }
 
-    /// Checks one partition's answer from its leader; a stale leader (a leader
-    /// change, a restarted broker, a topic not yet known there) drops the topic's
-    /// cached metadata first, so that the caller's retry asks the new leader.
-    fn check_leader_answer(
+    /// Sends `request` once to broker `leader` (the leader of the partitions it
+    /// names); the caller retries and checks each partition's answer with
+    /// [`Admin::check_leader_answer`].
+    async fn call_leader<R: Request>(&self, leader: i32, request: &R) -> Result<R::Response> {
+        self.client
+            .connection(leader, Lane::Control)
+            .await?
+            .call(request)
+            .await
+    }
+
+    /// Checks one partition's answer from its leader `node`; a stale leader (a
+    /// leader change, a restarted broker, a topic not yet known there) drops the
+    /// topic's cached metadata first, so that the caller's retry asks the new leader.
+    fn check_leader_answer<R: Request>(
         &self,
-        topic: &str,
+        (topic, partition): (&str, i32),
+        node: i32,
         code: i16,
         context: impl FnOnce() -> String,
     ) -> Result<()> {
@@ -259,7 +278,8 @@ impl Admin {
         ) {
             self.client.invalidate_topic(topic);
         }
-        check(code, None, context)
+        check(R::API_KEY, code, None, context)
+            .map_err(|e| e.with_partition(topic, partition).with_node(node))
     }
 
     /// Creates topics; fails if any could not be created (TOPIC_ALREADY_EXISTS included).
@@ -294,10 +314,8 @@ impl Admin {
                 for t in &response.topics {
                     if ErrorCode::from_code(t.error_code) == ErrorCode::NotController {
                         self.client.refresh_metadata(&[]).await?;
-                        return Err(Error::Broker {
-                            code: ErrorCode::NotController,
-                            context: "CreateTopics".into(),
-                        });
+                        return Err(Error::broker(ErrorCode::NotController, "CreateTopics")
+                            .with_api(ApiKey::CreateTopics));
                     }
                 }
                 Ok(response)
@@ -305,9 +323,12 @@ impl Admin {
             .await?;
         let mut ids = HashMap::new();
         for t in response.topics {
-            check(t.error_code, t.error_message.as_deref(), || {
-                format!("create topic {}", t.name)
-            })?;
+            check(
+                ApiKey::CreateTopics,
+                t.error_code,
+                t.error_message.as_deref(),
+                || format!("create topic {}", t.name),
+            )?;
             ids.insert(t.name, t.topic_id);
         }
         for t in topics {
@@ -333,9 +354,12 @@ impl Admin {
         let response = self.call_controller("DeleteTopics", &request).await?;
         for r in response.responses {
             let name = r.name.clone().unwrap_or_default();
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("delete topic {name}")
-            })?;
+            check(
+                ApiKey::DeleteTopics,
+                r.error_code,
+                r.error_message.as_deref(),
+                || format!("delete topic {name}"),
+            )?;
             self.client.invalidate_topic(&name);
         }
         Ok(())
@@ -356,9 +380,12 @@ impl Admin {
         };
         let response = self.call_controller("CreatePartitions", &request).await?;
         for r in response.results {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("create partitions of {}", r.name)
-            })?;
+            check(
+                ApiKey::CreatePartitions,
+                r.error_code,
+                r.error_message.as_deref(),
+                || format!("create partitions of {}", r.name),
+            )?;
         }
         self.client.invalidate_topic(topic);
         Ok(())
@@ -414,17 +441,16 @@ impl Admin {
                 timeout_ms: self.timeout_ms(),
                 ..Default::default()
             };
-            let response = self
-                .client
-                .connection(leader, Lane::Control)
-                .await?
-                .call(&request)
-                .await?;
+            let response = self.call_leader(leader, &request).await?;
             for t in response.topics {
                 for p in t.partitions {
-                    self.check_leader_answer(topic, p.error_code, || {
-                        format!("list offsets {topic}-{}", p.partition_index)
-                    })?;
+                    let at = (topic, p.partition_index);
+                    self.check_leader_answer::<ListOffsetsRequest>(
+                        at,
+                        leader,
+                        p.error_code,
+                        || format!("list offsets {topic}-{}", p.partition_index),
+                    )?;
                     let offset = p.offset;
                     out.insert(
                         p.partition_index,
@@ -444,9 +470,12 @@ impl Admin {
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let request = DescribeClusterRequest::default();
         let r = self.call_any("DescribeCluster", &request).await?;
-        check(r.error_code, r.error_message.as_deref(), || {
-            "describe cluster".to_string()
-        })?;
+        check(
+            ApiKey::DescribeCluster,
+            r.error_code,
+            r.error_message.as_deref(),
+            || "describe cluster".to_string(),
+        )?;
         Ok(ClusterDescription {
             cluster_id: r.cluster_id,
             controller_id: r.controller_id,
@@ -482,9 +511,12 @@ impl Admin {
         let response = self.call_any("DescribeConfigs", &request).await?;
         let mut out = BTreeMap::new();
         for r in response.results {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("describe configs of {topic}")
-            })?;
+            check(
+                ApiKey::DescribeConfigs,
+                r.error_code,
+                r.error_message.as_deref(),
+                || format!("describe configs of {topic}"),
+            )?;
             for c in r.configs {
                 out.insert(
                     c.name,
@@ -536,9 +568,12 @@ impl Admin {
             .call_controller("IncrementalAlterConfigs", &request)
             .await?;
         for r in response.responses {
-            check(r.error_code, r.error_message.as_deref(), || {
-                format!("alter configs of {topic}")
-            })?;
+            check(
+                ApiKey::IncrementalAlterConfigs,
+                r.error_code,
+                r.error_message.as_deref(),
+                || format!("alter configs of {topic}"),
+            )?;
         }
         Ok(())
     }

@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 
 use super::Admin;
-use crate::client::cluster::Lane;
 use crate::error::Result;
 use crate::protocol::messages::DeleteRecordsRequest;
 use crate::protocol::messages::delete_records_request::{
@@ -78,17 +77,16 @@ impl Admin {
                 timeout_ms: self.timeout_ms(),
                 ..Default::default()
             };
-            let response = self
-                .client
-                .connection(leader, Lane::Control)
-                .await?
-                .call(&request)
-                .await?;
+            let response = self.call_leader(leader, &request).await?;
             for t in response.topics {
                 for p in t.partitions {
-                    self.check_leader_answer(&t.name, p.error_code, || {
-                        format!("delete records of {}-{}", t.name, p.partition_index)
-                    })?;
+                    let at = (t.name.as_str(), p.partition_index);
+                    self.check_leader_answer::<DeleteRecordsRequest>(
+                        at,
+                        leader,
+                        p.error_code,
+                        || format!("delete records of {}-{}", t.name, p.partition_index),
+                    )?;
                     out.insert((t.name.clone(), p.partition_index), p.low_watermark);
                 }
             }
@@ -104,14 +102,11 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpStream;
-
     use super::*;
     use crate::client::Client;
     use crate::client::config::ProducerConfig;
     use crate::client::fake_broker::{
-        accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
+        Answer, Request, api_versions, bind, client_props, frame_of, one_broker_metadata, serve_all,
     };
     use crate::error_code::ErrorCode;
     use crate::protocol::messages::delete_records_response::{
@@ -129,69 +124,65 @@ mod tests {
     }
 
     impl Fake {
-        async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-            while let Some(request) = read_request(&mut stream).await {
-                let (version, cid, mut body) = (request.version, request.cid, request.body);
-                let out = match request.api {
-                    ApiKey::ApiVersions => api_versions(
-                        &[
-                            (ApiKey::ApiVersions, 3),
-                            (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                            (
-                                ApiKey::DeleteRecords,
-                                DeleteRecordsRequest::VALID_VERSIONS.max,
-                            ),
-                        ],
-                        version,
-                        cid,
-                    ),
-                    ApiKey::Metadata => {
-                        self.metadata.fetch_add(1, Ordering::SeqCst);
-                        let metadata = one_broker_metadata(self.port, &[("t", Uuid::ZERO, 2)]);
-                        frame_of(&metadata, version, cid)
-                    }
-                    ApiKey::DeleteRecords => {
-                        let first = self.deletes.fetch_add(1, Ordering::SeqCst) == 0;
-                        let request = DeleteRecordsRequest::decode(&mut body, version).unwrap();
-                        let response = DeleteRecordsResponse {
-                            topics: request
-                                .topics
-                                .iter()
-                                .map(|t| DeleteRecordsTopicResult {
-                                    name: t.name.clone(),
-                                    partitions: t
-                                        .partitions
-                                        .iter()
-                                        .map(|p| DeleteRecordsPartitionResult {
-                                            partition_index: p.partition_index,
-                                            low_watermark: if first {
-                                                -1
-                                            } else if p.offset == DELETE_ALL_RECORDS {
-                                                50
-                                            } else {
-                                                p.offset
-                                            },
-                                            error_code: if first {
-                                                ErrorCode::NotLeaderOrFollower.code()
-                                            } else {
-                                                0
-                                            },
-                                            ..Default::default()
-                                        })
-                                        .collect(),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            ..Default::default()
-                        };
-                        frame_of(&response, version, cid)
-                    }
-                    other => panic!("unexpected {other:?}"),
-                };
-                if stream.write_all(&out).await.is_err() {
-                    return;
+        async fn answer(self: Arc<Self>, request: Request) -> Answer {
+            let (version, cid, mut body) = (request.version, request.cid, request.body);
+            let out = match request.api {
+                ApiKey::ApiVersions => api_versions(
+                    &[
+                        (ApiKey::ApiVersions, 3),
+                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                        (
+                            ApiKey::DeleteRecords,
+                            DeleteRecordsRequest::VALID_VERSIONS.max,
+                        ),
+                    ],
+                    version,
+                    cid,
+                ),
+                ApiKey::Metadata => {
+                    self.metadata.fetch_add(1, Ordering::SeqCst);
+                    let metadata = one_broker_metadata(self.port, &[("t", Uuid::ZERO, 2)]);
+                    frame_of(&metadata, version, cid)
                 }
-            }
+                ApiKey::DeleteRecords => {
+                    let first = self.deletes.fetch_add(1, Ordering::SeqCst) == 0;
+                    let request = DeleteRecordsRequest::decode(&mut body, version).unwrap();
+                    let response = DeleteRecordsResponse {
+                        topics: request
+                            .topics
+                            .iter()
+                            .map(|t| DeleteRecordsTopicResult {
+                                name: t.name.clone(),
+                                partitions: t
+                                    .partitions
+                                    .iter()
+                                    .map(|p| DeleteRecordsPartitionResult {
+                                        partition_index: p.partition_index,
+                                        low_watermark: if first {
+                                            -1
+                                        } else if p.offset == DELETE_ALL_RECORDS {
+                                            50
+                                        } else {
+                                            p.offset
+                                        },
+                                        error_code: if first {
+                                            ErrorCode::NotLeaderOrFollower.code()
+                                        } else {
+                                            0
+                                        },
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    frame_of(&response, version, cid)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            out.into()
         }
     }
 
@@ -203,7 +194,7 @@ mod tests {
             metadata: AtomicUsize::new(0),
             deletes: AtomicUsize::new(0),
         });
-        accept_all(listener, &fake, Fake::serve);
+        serve_all(listener, &fake, Fake::answer);
         let config = ProducerConfig::from_properties(&client_props(port)).unwrap();
         let admin = Admin::new(Client::connect(config.client).await.unwrap());
 

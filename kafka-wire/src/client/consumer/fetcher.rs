@@ -45,10 +45,10 @@ use crate::client::cluster::{BrokerInfo, Lane};
 use crate::client::config::OffsetReset;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
-use crate::protocol::Uuid;
 use crate::protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use crate::protocol::messages::fetch_response::{NodeEndpoint, PartitionData};
 use crate::protocol::messages::{FetchRequest, FetchResponse};
+use crate::protocol::{ApiKey, Uuid};
 use crate::records::peek;
 
 /// Responses a broker's fetcher may have fetched and not yet handed over, counting
@@ -328,10 +328,11 @@ impl Fetcher {
             }
             code => {
                 self.session.on_error();
-                return Err(Error::Broker {
-                    code,
-                    context: format!("fetch from node {}", self.node),
-                });
+                return Err(
+                    Error::broker(code, format!("fetch from node {}", self.node))
+                        .with_api(ApiKey::Fetch)
+                        .with_node(self.node),
+                );
             }
         }
         Ok(self.apply(response, wanted, uses_topic_ids))
@@ -520,6 +521,20 @@ impl Fetcher {
         });
     }
 
+    /// A partition's error code in this fetcher's answer, as an error that names
+    /// the api, the node and the partition.
+    fn partition_error(
+        &self,
+        code: ErrorCode,
+        context: String,
+        (topic, partition): (&str, i32),
+    ) -> Error {
+        Error::broker(code, context)
+            .with_api(ApiKey::Fetch)
+            .with_node(self.node)
+            .with_partition(topic, partition)
+    }
+
     fn apply_error(
         &self,
         key: PartitionKey,
@@ -551,13 +566,14 @@ impl Fetcher {
                 ps.generation = generation;
                 ps.position = match policy {
                     OffsetReset::None => {
-                        out.errors.push(Error::Broker {
+                        out.errors.push(self.partition_error(
                             code,
-                            context: format!(
+                            format!(
                                 "fetch {topic}-{partition} at offset {}",
                                 w.part.fetch_offset
                             ),
-                        });
+                            (topic, partition),
+                        ));
                         Position::Failed
                     }
                     policy => Position::Reset(policy),
@@ -619,18 +635,21 @@ impl Fetcher {
             code if code.is_retriable() => {
                 debug!(topic, partition, %code, "retriable fetch error; backing off");
                 ps.back_off();
-                self.shared.retried(&Error::Broker {
+                let e = self.partition_error(
                     code,
-                    context: format!("fetch {topic}-{partition}"),
-                });
+                    format!("fetch {topic}-{partition}"),
+                    (topic, partition),
+                );
+                self.shared.retried(&e);
             }
             code => {
                 warn!(topic, partition, %code, "fetch error");
                 ps.back_off();
-                out.errors.push(Error::Broker {
+                out.errors.push(self.partition_error(
                     code,
-                    context: format!("fetch {topic}-{partition}"),
-                });
+                    format!("fetch {topic}-{partition}"),
+                    (topic, partition),
+                ));
             }
         }
     }
@@ -839,13 +858,15 @@ fn decode_jobs(shared: &Shared, jobs: Vec<DecodeJob>) -> Decoded {
 
 /// A fetch at `offset` that returned only part of a batch.
 fn partial_batch_error(key: &PartitionKey, offset: i64) -> Error {
-    Error::Broker {
-        code: ErrorCode::MessageTooLarge,
-        context: format!(
+    Error::broker(
+        ErrorCode::MessageTooLarge,
+        format!(
             "fetch {}-{} at offset {offset}: only a partial batch fit in max.partition.fetch.bytes",
             key.0, key.1
         ),
-    }
+    )
+    .with_api(ApiKey::Fetch)
+    .with_partition(&*key.0, key.1)
 }
 
 fn duration_ms(d: Duration) -> i32 {

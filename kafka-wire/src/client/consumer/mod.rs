@@ -170,13 +170,14 @@ fn key(topic: &str, partition: i32) -> PartitionKey {
 }
 
 fn no_position(key: &PartitionKey) -> Error {
-    Error::Broker {
-        code: ErrorCode::OffsetOutOfRange,
-        context: format!(
+    Error::broker(
+        ErrorCode::OffsetOutOfRange,
+        format!(
             "{}-{} has no valid position and auto.offset.reset is none: seek first",
             key.0, key.1
         ),
-    }
+    )
+    .with_partition(&*key.0, key.1)
 }
 
 impl Consumer {
@@ -828,10 +829,13 @@ impl Consumer {
                                 debug!(topic = &*k.0, partition = k.1, error = %e, "leader lookup failed; backing off");
                                 self.shared.retried(e);
                             }
-                            Ok(_) => self.shared.retried(&Error::Broker {
-                                code: ErrorCode::LeaderNotAvailable,
-                                context: format!("no leader for {}-{} in metadata", k.0, k.1),
-                            }),
+                            Ok(_) => self.shared.retried(
+                                &Error::broker(
+                                    ErrorCode::LeaderNotAvailable,
+                                    format!("no leader for {}-{} in metadata", k.0, k.1),
+                                )
+                                .with_partition(&*k.0, k.1),
+                            ),
                         }
                         self.shared.client.invalidate_topic(&k.0);
                         ps.back_off();

@@ -7,11 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::*;
-use crate::client::fake_broker::{accept_all, api_versions, bind, frame_of, read_request};
+use crate::client::fake_broker::{Answer, Request, api_versions, bind, frame_of, serve_all};
 use crate::protocol::Message;
 use crate::protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -61,8 +59,8 @@ impl Fake {
             metadata_requests: AtomicUsize::new(0),
         });
         for (i, listener) in listeners.into_iter().enumerate() {
-            accept_all(listener, &fake, move |f, stream| {
-                f.serve(i as i32 + 1, stream)
+            serve_all(listener, &fake, move |f, request| {
+                f.answer(i as i32 + 1, request)
             });
         }
         fake
@@ -72,76 +70,72 @@ impl Fake {
         self.fetches.lock().unwrap().clone()
     }
 
-    async fn serve(self: Arc<Self>, node: i32, mut stream: TcpStream) {
-        while let Some(request) = read_request(&mut stream).await {
-            let (version, cid, mut frame) = (request.version, request.cid, request.body);
-            let out = match request.api {
-                ApiKey::ApiVersions => {
-                    // Answer at v0, which every client reads.
-                    let _ = ApiVersionsRequest::decode(&mut frame, version);
-                    let keys = [
-                        (
-                            ApiKey::ApiVersions,
-                            ApiVersionsRequest::VALID_VERSIONS.max.min(3),
-                        ),
-                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                        (ApiKey::ListOffsets, ListOffsetsRequest::VALID_VERSIONS.max),
-                        (ApiKey::Fetch, self.fetch_max),
-                    ];
-                    api_versions(&keys, version, cid)
-                }
-                ApiKey::Metadata => {
-                    self.metadata_requests.fetch_add(1, Ordering::SeqCst);
-                    frame_of(&self.metadata(), version, cid)
-                }
-                ApiKey::ListOffsets => {
-                    let request = ListOffsetsRequest::decode(&mut frame, version).unwrap();
-                    let response = ListOffsetsResponse {
-                        topics: request
-                            .topics
-                            .iter()
-                            .map(|t| ListOffsetsTopicResponse {
-                                name: t.name.clone(),
-                                partitions: vec![ListOffsetsPartitionResponse {
-                                    partition_index: 0,
-                                    offset: 0,
-                                    timestamp: -1,
-                                    ..Default::default()
-                                }],
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::Fetch => {
-                    let request = FetchRequest::decode(&mut frame, version).unwrap();
-                    let nth = {
-                        let mut fetches = self.fetches.lock().unwrap();
-                        fetches.push((node, request.clone()));
-                        fetches.len() - 1
-                    };
-                    let response = (self.script)(&self.ports, node, &request, nth);
-                    if response.throttle_time_ms < 0 {
-                        // "Nothing new": long-poll like a broker would.
-                        tokio::time::sleep(Duration::from_millis(request.max_wait_ms as u64)).await;
-                    }
-                    frame_of(
-                        &FetchResponse {
-                            throttle_time_ms: 0,
-                            ..response
-                        },
-                        version,
-                        cid,
-                    )
-                }
-                other => panic!("fake broker got {other:?}"),
-            };
-            if stream.write_all(&out).await.is_err() {
-                return;
+    async fn answer(self: Arc<Self>, node: i32, request: Request) -> Answer {
+        let (version, cid, mut frame) = (request.version, request.cid, request.body);
+        let out = match request.api {
+            ApiKey::ApiVersions => {
+                // Answer at v0, which every client reads.
+                let _ = ApiVersionsRequest::decode(&mut frame, version);
+                let keys = [
+                    (
+                        ApiKey::ApiVersions,
+                        ApiVersionsRequest::VALID_VERSIONS.max.min(3),
+                    ),
+                    (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                    (ApiKey::ListOffsets, ListOffsetsRequest::VALID_VERSIONS.max),
+                    (ApiKey::Fetch, self.fetch_max),
+                ];
+                api_versions(&keys, version, cid)
             }
-        }
+            ApiKey::Metadata => {
+                self.metadata_requests.fetch_add(1, Ordering::SeqCst);
+                frame_of(&self.metadata(), version, cid)
+            }
+            ApiKey::ListOffsets => {
+                let request = ListOffsetsRequest::decode(&mut frame, version).unwrap();
+                let response = ListOffsetsResponse {
+                    topics: request
+                        .topics
+                        .iter()
+                        .map(|t| ListOffsetsTopicResponse {
+                            name: t.name.clone(),
+                            partitions: vec![ListOffsetsPartitionResponse {
+                                partition_index: 0,
+                                offset: 0,
+                                timestamp: -1,
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::Fetch => {
+                let request = FetchRequest::decode(&mut frame, version).unwrap();
+                let nth = {
+                    let mut fetches = self.fetches.lock().unwrap();
+                    fetches.push((node, request.clone()));
+                    fetches.len() - 1
+                };
+                let response = (self.script)(&self.ports, node, &request, nth);
+                if response.throttle_time_ms < 0 {
+                    // "Nothing new": long-poll like a broker would.
+                    tokio::time::sleep(Duration::from_millis(request.max_wait_ms as u64)).await;
+                }
+                frame_of(
+                    &FetchResponse {
+                        throttle_time_ms: 0,
+                        ..response
+                    },
+                    version,
+                    cid,
+                )
+            }
+            other => panic!("fake broker got {other:?}"),
+        };
+        out.into()
     }
 
     fn metadata(&self) -> MetadataResponse {

@@ -625,17 +625,15 @@ impl ConsumerMember {
                     .as_ref()
                     .map(|(_, c)| c.clone())
                     .unwrap_or_else(|| format!("ConsumerGroupHeartbeat (group {})", self.group_id));
-                Err(Error::Broker {
-                    code: other,
-                    context,
-                })
+                Err(Error::broker(other, context))
             }
         }
     }
 
-    /// Leaves the group: member epoch -1 (dynamic) or -2 (static: the broker keeps
-    /// its partitions for the session timeout, waiting for it to come back).
-    async fn send_leave(&self) -> Result<()> {
+    /// Leaves the group: member epoch -1 (dynamic, or static when `static_leaves`)
+    /// or -2 (static: the broker keeps its partitions for the session timeout,
+    /// waiting for it to come back).
+    async fn send_leave(&self, static_leaves: bool) -> Result<()> {
         let mut coordinator = self.coordinator.lock().await;
         let (member_id, epoch) = {
             let s = self.lock();
@@ -647,7 +645,7 @@ impl ConsumerMember {
         let request = ConsumerGroupHeartbeatRequest {
             group_id: self.group_id.clone(),
             member_id,
-            member_epoch: if self.instance_id.is_some() {
+            member_epoch: if self.instance_id.is_some() && !static_leaves {
                 STATIC_LEAVE_EPOCH
             } else {
                 LEAVE_EPOCH
@@ -665,10 +663,11 @@ impl ConsumerMember {
             .map_err(|code| group_error(code, "ConsumerGroupHeartbeat (leave)", &self.group_id))
     }
 
-    /// Leaves the group for good (the consumer closes).
-    pub async fn leave(&self) -> Result<()> {
+    /// Leaves the group for good (the consumer closes); a static member only
+    /// when `static_leaves`, else the broker keeps its assignment for its return.
+    pub async fn leave(&self, static_leaves: bool) -> Result<()> {
         self.lock().closed = true;
-        let result = self.send_leave().await;
+        let result = self.send_leave(static_leaves).await;
         let mut s = self.lock();
         s.member_epoch = LEAVE_EPOCH;
         s.in_group = false;
@@ -682,7 +681,7 @@ impl ConsumerMember {
             group = self.group_id,
             "no poll within max.poll.interval.ms; leaving the group"
         );
-        if let Err(e) = self.send_leave().await {
+        if let Err(e) = self.send_leave(false).await {
             debug!(error = %e, "leaving after the poll timeout failed");
         }
         self.lock().fence();

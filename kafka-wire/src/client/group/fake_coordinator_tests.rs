@@ -9,9 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
 use super::consumer_protocol::ConsumerMember;
 use super::handle::Member;
 use super::membership::Membership;
@@ -19,7 +16,7 @@ use super::{GroupConsumer, GroupHandle, RebalanceEvent};
 use crate::client::cluster::Client;
 use crate::client::config::ConsumerConfig;
 use crate::client::fake_broker::{
-    accept_all, api_versions, bind, frame_of, one_broker_metadata, read_request,
+    Answer, Request, api_versions, bind, frame_of, one_broker_metadata, serve_all,
 };
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
@@ -63,125 +60,118 @@ impl Fake {
             kip848,
             cgh: std::sync::Mutex::new(Vec::new()),
         });
-        accept_all(listener, &fake, Fake::serve);
+        serve_all(listener, &fake, Fake::answer);
         fake
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        while let Some(request) = read_request(&mut stream).await {
-            let (version, cid, mut frame) = (request.version, request.cid, request.body);
-            let out = match request.api {
-                ApiKey::ApiVersions => {
-                    let mut keys = vec![
-                        (ApiKey::ApiVersions, 3),
-                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                        (ApiKey::FindCoordinator, 3),
-                        (ApiKey::JoinGroup, JoinGroupRequest::VALID_VERSIONS.max),
-                        (ApiKey::SyncGroup, SyncGroupRequest::VALID_VERSIONS.max),
-                        (ApiKey::Heartbeat, HeartbeatRequest::VALID_VERSIONS.max),
-                    ];
-                    if self.kip848 {
-                        keys.push((ApiKey::ConsumerGroupHeartbeat, 1));
-                    }
-                    api_versions(&keys, version, cid)
+    async fn answer(self: Arc<Self>, request: Request) -> Answer {
+        let (version, cid, mut frame) = (request.version, request.cid, request.body);
+        let out = match request.api {
+            ApiKey::ApiVersions => {
+                let mut keys = vec![
+                    (ApiKey::ApiVersions, 3),
+                    (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                    (ApiKey::FindCoordinator, 3),
+                    (ApiKey::JoinGroup, JoinGroupRequest::VALID_VERSIONS.max),
+                    (ApiKey::SyncGroup, SyncGroupRequest::VALID_VERSIONS.max),
+                    (ApiKey::Heartbeat, HeartbeatRequest::VALID_VERSIONS.max),
+                ];
+                if self.kip848 {
+                    keys.push((ApiKey::ConsumerGroupHeartbeat, 1));
                 }
-                ApiKey::Metadata => {
-                    let topics = [("t", Uuid([3; 16]), 2)];
-                    frame_of(&one_broker_metadata(self.port, &topics), version, cid)
-                }
-                ApiKey::FindCoordinator => {
-                    self.finds.fetch_add(1, Ordering::SeqCst);
-                    let _ = FindCoordinatorRequest::decode(&mut frame, version);
-                    let response = FindCoordinatorResponse {
-                        node_id: 1,
-                        host: "127.0.0.1".into(),
-                        port: i32::from(self.port),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::JoinGroup => {
-                    let request = JoinGroupRequest::decode(&mut frame, version).unwrap();
-                    let n = self.joins.fetch_add(1, Ordering::SeqCst);
-                    let response = if request.member_id.is_empty() {
-                        // KIP-394: the first join of a dynamic member gets its id.
-                        JoinGroupResponse {
-                            error_code: ErrorCode::MemberIdRequired.code(),
-                            member_id: format!("member-{n}"),
-                            ..Default::default()
-                        }
-                    } else {
-                        JoinGroupResponse {
-                            generation_id: n as i32 + 1,
-                            protocol_type: Some("consumer".into()),
-                            protocol_name: Some(request.protocols[0].name.clone()),
-                            leader: request.member_id.clone(),
-                            member_id: request.member_id.clone(),
-                            members: vec![JoinGroupResponseMember {
-                                member_id: request.member_id.clone(),
-                                metadata: request.protocols[0].metadata.clone(),
-                                ..Default::default()
-                            }],
-                            ..Default::default()
-                        }
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::SyncGroup => {
-                    let request = SyncGroupRequest::decode(&mut frame, version).unwrap();
-                    let mine = request
-                        .assignments
-                        .iter()
-                        .find(|a| a.member_id == request.member_id)
-                        .map(|a| a.assignment.clone())
-                        .unwrap_or_default();
-                    let response = SyncGroupResponse {
-                        protocol_type: Some("consumer".into()),
-                        protocol_name: request.protocol_name.clone(),
-                        assignment: mine,
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::Heartbeat => {
-                    let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
-                    let response = HeartbeatResponse {
-                        error_code: (self.heartbeat)(n).code(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::ConsumerGroupHeartbeat => {
-                    let request =
-                        ConsumerGroupHeartbeatRequest::decode(&mut frame, version).unwrap();
-                    let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
-                    self.cgh.lock().unwrap().push(request.clone());
-                    let code = (self.heartbeat)(n);
-                    let response = ConsumerGroupHeartbeatResponse {
-                        error_code: code.code(),
-                        member_id: Some(request.member_id.clone()),
-                        member_epoch: if code.is_ok() { n as i32 + 1 } else { 0 },
-                        heartbeat_interval_ms: 50,
-                        assignment: (code.is_ok() && request.member_epoch == 0).then(|| {
-                            Assignment {
-                                topic_partitions: vec![TopicPartitions {
-                                    topic_id: Uuid([3; 16]),
-                                    partitions: vec![0, 1],
-                                    ..Default::default()
-                                }],
-                                ..Default::default()
-                            }
-                        }),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                other => panic!("fake coordinator got {other:?}"),
-            };
-            if stream.write_all(&out).await.is_err() {
-                return;
+                api_versions(&keys, version, cid)
             }
-        }
+            ApiKey::Metadata => {
+                let topics = [("t", Uuid([3; 16]), 2)];
+                frame_of(&one_broker_metadata(self.port, &topics), version, cid)
+            }
+            ApiKey::FindCoordinator => {
+                self.finds.fetch_add(1, Ordering::SeqCst);
+                let _ = FindCoordinatorRequest::decode(&mut frame, version);
+                let response = FindCoordinatorResponse {
+                    node_id: 1,
+                    host: "127.0.0.1".into(),
+                    port: i32::from(self.port),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::JoinGroup => {
+                let request = JoinGroupRequest::decode(&mut frame, version).unwrap();
+                let n = self.joins.fetch_add(1, Ordering::SeqCst);
+                let response = if request.member_id.is_empty() {
+                    // KIP-394: the first join of a dynamic member gets its id.
+                    JoinGroupResponse {
+                        error_code: ErrorCode::MemberIdRequired.code(),
+                        member_id: format!("member-{n}"),
+                        ..Default::default()
+                    }
+                } else {
+                    JoinGroupResponse {
+                        generation_id: n as i32 + 1,
+                        protocol_type: Some("consumer".into()),
+                        protocol_name: Some(request.protocols[0].name.clone()),
+                        leader: request.member_id.clone(),
+                        member_id: request.member_id.clone(),
+                        members: vec![JoinGroupResponseMember {
+                            member_id: request.member_id.clone(),
+                            metadata: request.protocols[0].metadata.clone(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::SyncGroup => {
+                let request = SyncGroupRequest::decode(&mut frame, version).unwrap();
+                let mine = request
+                    .assignments
+                    .iter()
+                    .find(|a| a.member_id == request.member_id)
+                    .map(|a| a.assignment.clone())
+                    .unwrap_or_default();
+                let response = SyncGroupResponse {
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: request.protocol_name.clone(),
+                    assignment: mine,
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::Heartbeat => {
+                let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
+                let response = HeartbeatResponse {
+                    error_code: (self.heartbeat)(n).code(),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::ConsumerGroupHeartbeat => {
+                let request = ConsumerGroupHeartbeatRequest::decode(&mut frame, version).unwrap();
+                let n = self.heartbeats.fetch_add(1, Ordering::SeqCst);
+                self.cgh.lock().unwrap().push(request.clone());
+                let code = (self.heartbeat)(n);
+                let response = ConsumerGroupHeartbeatResponse {
+                    error_code: code.code(),
+                    member_id: Some(request.member_id.clone()),
+                    member_epoch: if code.is_ok() { n as i32 + 1 } else { 0 },
+                    heartbeat_interval_ms: 50,
+                    assignment: (code.is_ok() && request.member_epoch == 0).then(|| Assignment {
+                        topic_partitions: vec![TopicPartitions {
+                            topic_id: Uuid([3; 16]),
+                            partitions: vec![0, 1],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            other => panic!("fake coordinator got {other:?}"),
+        };
+        out.into()
     }
 }
 

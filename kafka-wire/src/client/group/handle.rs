@@ -102,15 +102,16 @@ impl Member {
     /// if any: every poll returns it.
     fn fatal(&self) -> Option<Error> {
         match self {
-            Member::Classic(m) => m.lock().fatal.clone().map(|context| Error::Broker {
-                code: ErrorCode::FencedInstanceId,
-                context,
-            }),
+            Member::Classic(m) => m
+                .lock()
+                .fatal
+                .clone()
+                .map(|context| Error::broker(ErrorCode::FencedInstanceId, context)),
             Member::Consumer(m) => m
                 .lock()
                 .fatal
                 .clone()
-                .map(|(code, context)| Error::Broker { code, context }),
+                .map(|(code, context)| Error::broker(code, context)),
         }
     }
 
@@ -156,10 +157,7 @@ impl Member {
                 }
             }
         };
-        Some(Error::Broker {
-            code,
-            context: format!("group {group}: {why}"),
-        })
+        Some(Error::broker(code, format!("group {group}: {why}")))
     }
 
     async fn heartbeat_on_demand(&self, while_rebalancing: bool) -> Result<()> {
@@ -178,13 +176,13 @@ impl Member {
             return Err(fatal);
         }
         if self.rebalance_pending() || self.identity().0 < 0 {
-            return Err(Error::Broker {
-                code: ErrorCode::RebalanceInProgress,
-                context: format!(
+            return Err(Error::broker(
+                ErrorCode::RebalanceInProgress,
+                format!(
                     "group {}: this member's partitions are moving",
                     self.group_id()
                 ),
-            });
+            ));
         }
         Ok(())
     }

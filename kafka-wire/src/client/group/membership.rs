@@ -296,9 +296,11 @@ impl Membership {
         protocol: &str,
         members: &[crate::protocol::messages::join_group_response::JoinGroupResponseMember],
     ) -> Result<Vec<SyncGroupRequestAssignment>> {
-        let assignor = Assignor::from_name(protocol).ok_or_else(|| Error::Broker {
-            code: ErrorCode::InconsistentGroupProtocol,
-            context: format!("the group chose assignor {protocol}, which is not implemented"),
+        let assignor = Assignor::from_name(protocol).ok_or_else(|| {
+            Error::broker(
+                ErrorCode::InconsistentGroupProtocol,
+                format!("the group chose assignor {protocol}, which is not implemented"),
+            )
         })?;
         let mut subscriptions = Vec::with_capacity(members.len());
         for m in members {
@@ -329,10 +331,10 @@ impl Membership {
                     let info = self.client.topic(topic).await?;
                     if info.partitions.is_empty() {
                         self.client.invalidate_topic(topic);
-                        return Err(Error::Broker {
-                            code: ErrorCode::LeaderNotAvailable,
-                            context: format!("topic {topic} has no partitions yet"),
-                        });
+                        return Err(Error::broker(
+                            ErrorCode::LeaderNotAvailable,
+                            format!("topic {topic} has no partitions yet"),
+                        ));
                     }
                     Ok(info.partitions.len() as i32)
                 })

@@ -390,10 +390,10 @@ impl GroupConsumer {
             (s.rejoin, s.lost, s.fatal.clone())
         };
         if let Some(reason) = fatal {
-            return Err(Error::Broker {
-                code: crate::error_code::ErrorCode::FencedInstanceId,
-                context: reason,
-            });
+            return Err(Error::broker(
+                crate::error_code::ErrorCode::FencedInstanceId,
+                reason,
+            ));
         }
         if !rejoin || self.topics.is_empty() {
             return Ok(());
@@ -466,7 +466,7 @@ impl GroupConsumer {
             (s.fatal.clone(), s.lost, s.target.clone(), s.joined)
         };
         if let Some((code, context)) = fatal {
-            return Err(Error::Broker { code, context });
+            return Err(Error::broker(code, context));
         }
         if lost {
             // Fenced or expired: another member may own them already; no commit.
@@ -659,21 +659,33 @@ impl GroupConsumer {
     /// Classic static members do not send LeaveGroup; with the consumer protocol a
     /// static member leaves with epoch -2 (the broker keeps its partitions for the
     /// session timeout); see the module doc.
-    pub async fn close(mut self) -> Result<()> {
+    pub async fn close(self) -> Result<()> {
+        self.close_with(false).await
+    }
+
+    /// As [`GroupConsumer::close`], but a static member (`group.instance.id`)
+    /// leaves the group too, so its partitions move to the other members now
+    /// rather than after `session.timeout.ms`: for a process that is removed for
+    /// good (scale-in), not one about to restart.
+    pub async fn close_and_leave(self) -> Result<()> {
+        self.close_with(true).await
+    }
+
+    async fn close_with(mut self, static_leaves: bool) -> Result<()> {
         let mut result = Ok(());
         if self.auto_commit.is_some() && !self.assignment.is_empty() {
             result = self.commit().await;
         }
         match &self.member {
             Member::Classic(m) => {
-                if m.instance_id.is_none() {
+                if m.instance_id.is_none() || static_leaves {
                     if let Err(e) = m.leave("consumer closed").await {
                         warn!(error = %e, "LeaveGroup failed");
                     }
                 }
             }
             Member::Consumer(m) => {
-                if let Err(e) = m.leave().await {
+                if let Err(e) = m.leave(static_leaves).await {
                     warn!(error = %e, "leaving the group failed");
                 }
             }

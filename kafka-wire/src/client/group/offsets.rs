@@ -26,10 +26,7 @@ use crate::protocol::messages::{OffsetCommitRequest, OffsetFetchRequest};
 
 /// A group-level error code as an error naming the request and the group.
 pub(crate) fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
-    Error::Broker {
-        code,
-        context: format!("{what} (group {group})"),
-    }
+    Error::broker(code, format!("{what} (group {group})"))
 }
 
 /// Who commits: the member's identity as the coordinator checks it.

@@ -8,12 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 use super::*;
 use crate::client::fake_broker::{
-    accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
+    Answer, Request, api_versions, bind, client_props, frame_of, one_broker_metadata, serve_all,
 };
 use crate::compression::Compression;
 use crate::error_code::ErrorCode;
@@ -55,52 +53,48 @@ impl Fake {
             max_message_bytes,
             ..Default::default()
         });
-        accept_all(listener, &fake, Fake::serve);
+        serve_all(listener, &fake, Fake::answer);
         fake
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        while let Some(request) = read_request(&mut stream).await {
-            let (version, cid, mut body) = (request.version, request.cid, request.body);
-            let out = match request.api {
-                ApiKey::ApiVersions => {
-                    let keys = [
-                        (ApiKey::ApiVersions, 3),
-                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                        (
-                            ApiKey::InitProducerId,
-                            InitProducerIdRequest::VALID_VERSIONS.max,
-                        ),
-                        // Topic names, not ids.
-                        (ApiKey::Produce, 11),
-                    ];
-                    api_versions(&keys, version, cid)
-                }
-                ApiKey::Metadata => {
-                    let topics = [(TOPIC, Uuid::default(), PARTITIONS)];
-                    frame_of(&one_broker_metadata(self.port, &topics), version, cid)
-                }
-                ApiKey::InitProducerId => {
-                    self.init_producer_ids.fetch_add(1, Ordering::SeqCst);
-                    let response = InitProducerIdResponse {
-                        producer_id: 7,
-                        producer_epoch: 0,
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::Produce => {
-                    // Slow answers keep several batches of a partition in flight.
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    let request = ProduceRequest::decode(&mut body, version).unwrap();
-                    frame_of(&self.produce(&request), version, cid)
-                }
-                other => panic!("fake broker got {other:?}"),
-            };
-            if stream.write_all(&out).await.is_err() {
-                return;
+    async fn answer(self: Arc<Self>, request: Request) -> Answer {
+        let (version, cid, mut body) = (request.version, request.cid, request.body);
+        let out = match request.api {
+            ApiKey::ApiVersions => {
+                let keys = [
+                    (ApiKey::ApiVersions, 3),
+                    (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                    (
+                        ApiKey::InitProducerId,
+                        InitProducerIdRequest::VALID_VERSIONS.max,
+                    ),
+                    // Topic names, not ids.
+                    (ApiKey::Produce, 11),
+                ];
+                api_versions(&keys, version, cid)
             }
-        }
+            ApiKey::Metadata => {
+                let topics = [(TOPIC, Uuid::default(), PARTITIONS)];
+                frame_of(&one_broker_metadata(self.port, &topics), version, cid)
+            }
+            ApiKey::InitProducerId => {
+                self.init_producer_ids.fetch_add(1, Ordering::SeqCst);
+                let response = InitProducerIdResponse {
+                    producer_id: 7,
+                    producer_epoch: 0,
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::Produce => {
+                // Slow answers keep several batches of a partition in flight.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let request = ProduceRequest::decode(&mut body, version).unwrap();
+                frame_of(&self.produce(&request), version, cid)
+            }
+            other => panic!("fake broker got {other:?}"),
+        };
+        out.into()
     }
 
     /// Appends each partition's batch as a broker would: size check first, then the

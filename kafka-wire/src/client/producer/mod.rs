@@ -274,13 +274,14 @@ impl Producer {
                         }
                     }
                     if p < 0 || p >= partitions {
-                        return Err(Error::Broker {
-                            code: crate::error_code::ErrorCode::UnknownTopicOrPartition,
-                            context: format!(
+                        return Err(Error::broker(
+                            crate::error_code::ErrorCode::UnknownTopicOrPartition,
+                            format!(
                                 "{}-{p}: the topic has {partitions} partitions",
                                 record.topic
                             ),
-                        });
+                        )
+                        .with_partition(record.topic.as_str(), p));
                     }
                 }
                 if !acc.try_reserve(size) {

@@ -81,9 +81,8 @@ pub(crate) async fn init_producer_id(
             let r = conn.call_version(&request, version).await?;
             ErrorCode::from_code(r.error_code)
                 .into_result()
-                .map_err(|code| Error::Broker {
-                    code,
-                    context: "InitProducerId".into(),
+                .map_err(|code| {
+                    Error::broker(code, "InitProducerId").with_api(ApiKey::InitProducerId)
                 })?;
             Ok(r)
         })
@@ -182,9 +181,8 @@ async fn bump_epoch_if_needed(shared: &Shared) {
         Err(e) => {
             let mut acc = shared.lock();
             acc.fatal = Some(format!("could not bump the producer epoch: {e}"));
-            acc.fail_queued(|| Error::Broker {
-                code: ErrorCode::UnknownProducerId,
-                context: "producer epoch bump failed".into(),
+            acc.fail_queued(|| {
+                Error::broker(ErrorCode::UnknownProducerId, "producer epoch bump failed")
             });
             drop(acc);
             shared.progress.notify_waiters();
@@ -434,10 +432,12 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
         let outcome: std::result::Result<(i64, i64), Error> = match &result {
             Ok(None) => Ok((-1, -1)),
             Ok(Some(_)) => match answers.remove(&key) {
-                None => Err(Error::Broker {
-                    code: ErrorCode::UnknownServerError,
-                    context: format!("no answer for {}-{}", key.0, key.1),
-                }),
+                None => Err(Error::broker(
+                    ErrorCode::UnknownServerError,
+                    format!("no answer for {}-{}", key.0, key.1),
+                )
+                .with_api(ApiKey::Produce)
+                .with_partition(&*key.0, key.1)),
                 Some(p) => {
                     answered = true;
                     let code = ErrorCode::from_code(p.error_code);
@@ -474,7 +474,9 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                                     batch.encoded_len()
                                 ));
                             }
-                            Err(Error::Broker { code, context })
+                            Err(Error::broker(code, context)
+                                .with_api(ApiKey::Produce)
+                                .with_partition(&*key.0, key.1))
                         }
                     }
                 }

@@ -16,11 +16,9 @@
 
 pub(crate) mod authenticate;
 pub mod sasl;
-#[doc(hidden)]
-pub mod sasl_standin;
 pub mod tls;
 
-pub use sasl_standin::{SaslConfig, SaslMechanism};
+pub use sasl::{SaslConfig, SaslMechanism};
 pub use tls::TlsConfig;
 
 use crate::error::{Error, Result};

@@ -25,6 +25,7 @@ use crate::client::TopicPartition;
 use crate::client::cluster::{Client, Lane};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
+use crate::protocol::ApiKey;
 use crate::protocol::messages::describe_producers_request::TopicRequest;
 use crate::protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -142,9 +143,10 @@ impl TransactionAdmin {
             let response = conn.call_version(&request, version).await?;
             ErrorCode::from_code(response.error_code)
                 .into_result()
-                .map_err(|code| Error::Broker {
-                    code,
-                    context: format!("ListTransactions on node {node}"),
+                .map_err(|code| {
+                    Error::broker(code, format!("ListTransactions on node {node}"))
+                        .with_api(ApiKey::ListTransactions)
+                        .with_node(node)
                 })?;
             out.extend(
                 response
@@ -240,15 +242,20 @@ impl TransactionAdmin {
             .into_iter()
             .flat_map(|t| t.partitions)
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| Error::Broker {
-                code: ErrorCode::UnknownServerError,
-                context: format!("DescribeProducers: no answer for {topic}-{partition}"),
+            .ok_or_else(|| {
+                Error::broker(
+                    ErrorCode::UnknownServerError,
+                    format!("DescribeProducers: no answer for {topic}-{partition}"),
+                )
+                .with_api(ApiKey::DescribeProducers)
+                .with_partition(topic, partition)
             })?;
         ErrorCode::from_code(p.error_code)
             .into_result()
-            .map_err(|code| Error::Broker {
-                code,
-                context: format!("DescribeProducers {topic}-{partition}"),
+            .map_err(|code| {
+                Error::broker(code, format!("DescribeProducers {topic}-{partition}"))
+                    .with_api(ApiKey::DescribeProducers)
+                    .with_partition(topic, partition)
             })?;
         Ok(p.active_producers
             .into_iter()
@@ -309,12 +316,16 @@ impl TransactionAdmin {
                 .flat_map(|t| &t.partitions)
                 .map(|p| p.error_code),
         );
-        code.into_result().map_err(|code| Error::Broker {
-            code,
-            context: format!(
-                "WriteTxnMarkers(abort) for producer {} on {}-{}",
-                spec.producer_id, spec.topic, spec.partition
-            ),
+        code.into_result().map_err(|code| {
+            Error::broker(
+                code,
+                format!(
+                    "WriteTxnMarkers(abort) for producer {} on {}-{}",
+                    spec.producer_id, spec.topic, spec.partition
+                ),
+            )
+            .with_api(ApiKey::WriteTxnMarkers)
+            .with_partition(spec.topic.as_str(), spec.partition)
         })
     }
 }

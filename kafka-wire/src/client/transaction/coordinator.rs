@@ -25,8 +25,8 @@ use crate::client::cluster::{Client, Lane};
 use crate::client::connection::{Connection, ConnectionOptions};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
-use crate::protocol::Request;
 use crate::protocol::messages::FindCoordinatorRequest;
+use crate::protocol::{ApiKey, Request};
 
 /// What a coordinator coordinates (FindCoordinator `key_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,9 +134,12 @@ impl Coordinator {
                 .coordinators
                 .into_iter()
                 .find(|c| c.key == self.key)
-                .ok_or_else(|| Error::Broker {
-                    code: ErrorCode::CoordinatorNotAvailable,
-                    context: format!("FindCoordinator({}): no answer for the key", self.key),
+                .ok_or_else(|| {
+                    Error::broker(
+                        ErrorCode::CoordinatorNotAvailable,
+                        format!("FindCoordinator({}): no answer for the key", self.key),
+                    )
+                    .with_api(ApiKey::FindCoordinator)
                 })?;
             (c.error_code, c.error_message, c.host, c.port, c.node_id)
         } else {
@@ -148,17 +151,18 @@ impl Coordinator {
                 response.node_id,
             )
         };
-        ErrorCode::from_code(code)
-            .into_result()
-            .map_err(|code| Error::Broker {
+        ErrorCode::from_code(code).into_result().map_err(|code| {
+            Error::broker(
                 code,
-                context: format!(
+                format!(
                     "FindCoordinator({:?} {}){}",
                     self.kind,
                     self.key,
                     message.map(|m| format!(": {m}")).unwrap_or_default()
                 ),
-            })?;
+            )
+            .with_api(ApiKey::FindCoordinator)
+        })?;
         debug!(kind = ?self.kind, key = self.key, node, host, port, "coordinator found");
         let address = format!("{host}:{port}");
         match &self.dedicated {
@@ -200,10 +204,11 @@ impl Coordinator {
                     if code.is_ok() {
                         return Ok(response);
                     }
-                    Error::Broker {
+                    Error::broker(
                         code,
-                        context: format!("{} ({} {})", R::NAME, kind_word(self.kind), self.key),
-                    }
+                        format!("{} ({} {})", R::NAME, kind_word(self.kind), self.key),
+                    )
+                    .with_api(R::API_KEY)
                 }
                 Err(e) => e,
             };

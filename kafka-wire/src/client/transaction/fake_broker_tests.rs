@@ -6,14 +6,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-
 use super::session::MAX_COMMIT_ATTEMPTS;
 use super::*;
 use crate::client::config::ProducerConfig;
 use crate::client::fake_broker::{
-    accept_all, api_versions, bind, client_props, frame_of, one_broker_metadata, read_request,
+    Answer, Request, api_versions, bind, client_props, frame_of, one_broker_metadata, serve_all,
 };
 use crate::protocol::Message;
 use crate::protocol::messages::find_coordinator_response::Coordinator as FoundCoordinator;
@@ -58,137 +55,133 @@ impl Fake {
             add_offsets: AtomicUsize::new(0),
             find_coordinator: AtomicUsize::new(0),
         });
-        accept_all(listener, &fake, Fake::serve);
+        serve_all(listener, &fake, Fake::answer);
         fake
     }
 
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) {
-        while let Some(request) = read_request(&mut stream).await {
-            let (version, cid, mut frame) = (request.version, request.cid, request.body);
-            let out = match request.api {
-                ApiKey::ApiVersions => {
-                    let keys = [
-                        (ApiKey::ApiVersions, 3),
-                        (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
-                        (
-                            ApiKey::FindCoordinator,
-                            FindCoordinatorRequest::VALID_VERSIONS.max,
-                        ),
-                        (
-                            ApiKey::InitProducerId,
-                            InitProducerIdRequest::VALID_VERSIONS.max,
-                        ),
-                        (
-                            ApiKey::AddOffsetsToTxn,
-                            AddOffsetsToTxnRequest::VALID_VERSIONS.max,
-                        ),
-                        (
-                            ApiKey::TxnOffsetCommit,
-                            TxnOffsetCommitRequest::VALID_VERSIONS.max,
-                        ),
-                        (ApiKey::EndTxn, EndTxnRequest::VALID_VERSIONS.max),
-                    ];
-                    api_versions(&keys, version, cid)
-                }
-                ApiKey::Metadata => frame_of(&one_broker_metadata(self.port, &[]), version, cid),
-                ApiKey::FindCoordinator => {
-                    self.find_coordinator.fetch_add(1, Ordering::SeqCst);
-                    let request = FindCoordinatorRequest::decode(&mut frame, version).unwrap();
-                    let response = if version < 4 {
-                        FindCoordinatorResponse {
-                            node_id: 1,
-                            host: "127.0.0.1".into(),
-                            port: i32::from(self.port),
-                            ..Default::default()
-                        }
-                    } else {
-                        FindCoordinatorResponse {
-                            coordinators: request
-                                .coordinator_keys
-                                .iter()
-                                .map(|k| FoundCoordinator {
-                                    key: k.clone(),
-                                    node_id: 1,
-                                    host: "127.0.0.1".into(),
-                                    port: i32::from(self.port),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            ..Default::default()
-                        }
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::InitProducerId => {
-                    let response = InitProducerIdResponse {
-                        producer_id: 7,
-                        producer_epoch: 3,
+    async fn answer(self: Arc<Self>, request: Request) -> Answer {
+        let (version, cid, mut frame) = (request.version, request.cid, request.body);
+        let out = match request.api {
+            ApiKey::ApiVersions => {
+                let keys = [
+                    (ApiKey::ApiVersions, 3),
+                    (ApiKey::Metadata, MetadataRequest::VALID_VERSIONS.max),
+                    (
+                        ApiKey::FindCoordinator,
+                        FindCoordinatorRequest::VALID_VERSIONS.max,
+                    ),
+                    (
+                        ApiKey::InitProducerId,
+                        InitProducerIdRequest::VALID_VERSIONS.max,
+                    ),
+                    (
+                        ApiKey::AddOffsetsToTxn,
+                        AddOffsetsToTxnRequest::VALID_VERSIONS.max,
+                    ),
+                    (
+                        ApiKey::TxnOffsetCommit,
+                        TxnOffsetCommitRequest::VALID_VERSIONS.max,
+                    ),
+                    (ApiKey::EndTxn, EndTxnRequest::VALID_VERSIONS.max),
+                ];
+                api_versions(&keys, version, cid)
+            }
+            ApiKey::Metadata => frame_of(&one_broker_metadata(self.port, &[]), version, cid),
+            ApiKey::FindCoordinator => {
+                self.find_coordinator.fetch_add(1, Ordering::SeqCst);
+                let request = FindCoordinatorRequest::decode(&mut frame, version).unwrap();
+                let response = if version < 4 {
+                    FindCoordinatorResponse {
+                        node_id: 1,
+                        host: "127.0.0.1".into(),
+                        port: i32::from(self.port),
                         ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::AddOffsetsToTxn => {
-                    let n = self.add_offsets.fetch_add(1, Ordering::SeqCst);
-                    let code = if n < self.concurrent {
-                        ErrorCode::ConcurrentTransactions
-                    } else {
-                        ErrorCode::NoError
-                    };
-                    let response = AddOffsetsToTxnResponse {
-                        error_code: code.code(),
-                        ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::TxnOffsetCommit => {
-                    let request = TxnOffsetCommitRequest::decode(&mut frame, version).unwrap();
-                    let response = TxnOffsetCommitResponse {
-                        topics: request
-                            .topics
+                    }
+                } else {
+                    FindCoordinatorResponse {
+                        coordinators: request
+                            .coordinator_keys
                             .iter()
-                            .map(|t| TxnOffsetCommitResponseTopic {
-                                name: t.name.clone(),
-                                partitions: t
-                                    .partitions
-                                    .iter()
-                                    .map(|p| TxnOffsetCommitResponsePartition {
-                                        partition_index: p.partition_index,
-                                        ..Default::default()
-                                    })
-                                    .collect(),
+                            .map(|k| FoundCoordinator {
+                                key: k.clone(),
+                                node_id: 1,
+                                host: "127.0.0.1".into(),
+                                port: i32::from(self.port),
                                 ..Default::default()
                             })
                             .collect(),
                         ..Default::default()
-                    };
-                    frame_of(&response, version, cid)
-                }
-                ApiKey::EndTxn => {
-                    let request = EndTxnRequest::decode(&mut frame, version).unwrap();
-                    let n = {
-                        let mut seen = self.end_txns.lock().unwrap();
-                        seen.push(request.committed);
-                        seen.len() - 1
-                    };
-                    match (self.end_txn)(n) {
-                        EndTxnAnswer::Drop => return,
-                        EndTxnAnswer::Code(code) => {
-                            let response = EndTxnResponse {
-                                error_code: code.code(),
-                                producer_id: -1,
-                                producer_epoch: -1,
-                                ..Default::default()
-                            };
-                            frame_of(&response, version, cid)
-                        }
+                    }
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::InitProducerId => {
+                let response = InitProducerIdResponse {
+                    producer_id: 7,
+                    producer_epoch: 3,
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::AddOffsetsToTxn => {
+                let n = self.add_offsets.fetch_add(1, Ordering::SeqCst);
+                let code = if n < self.concurrent {
+                    ErrorCode::ConcurrentTransactions
+                } else {
+                    ErrorCode::NoError
+                };
+                let response = AddOffsetsToTxnResponse {
+                    error_code: code.code(),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::TxnOffsetCommit => {
+                let request = TxnOffsetCommitRequest::decode(&mut frame, version).unwrap();
+                let response = TxnOffsetCommitResponse {
+                    topics: request
+                        .topics
+                        .iter()
+                        .map(|t| TxnOffsetCommitResponseTopic {
+                            name: t.name.clone(),
+                            partitions: t
+                                .partitions
+                                .iter()
+                                .map(|p| TxnOffsetCommitResponsePartition {
+                                    partition_index: p.partition_index,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                };
+                frame_of(&response, version, cid)
+            }
+            ApiKey::EndTxn => {
+                let request = EndTxnRequest::decode(&mut frame, version).unwrap();
+                let n = {
+                    let mut seen = self.end_txns.lock().unwrap();
+                    seen.push(request.committed);
+                    seen.len() - 1
+                };
+                match (self.end_txn)(n) {
+                    EndTxnAnswer::Drop => return Answer::HangUp,
+                    EndTxnAnswer::Code(code) => {
+                        let response = EndTxnResponse {
+                            error_code: code.code(),
+                            producer_id: -1,
+                            producer_epoch: -1,
+                            ..Default::default()
+                        };
+                        frame_of(&response, version, cid)
                     }
                 }
-                other => panic!("fake broker got {other:?}"),
-            };
-            if stream.write_all(&out).await.is_err() {
-                return;
             }
-        }
+            other => panic!("fake broker got {other:?}"),
+        };
+        out.into()
     }
 }
 

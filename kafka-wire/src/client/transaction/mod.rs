@@ -568,13 +568,14 @@ impl TransactionalProducer {
         };
         if partition < 0 || partition >= partitions {
             // Refused before anything reaches the coordinator: the transaction is intact.
-            return Err(Error::Broker {
-                code: ErrorCode::UnknownTopicOrPartition,
-                context: format!(
+            return Err(Error::broker(
+                ErrorCode::UnknownTopicOrPartition,
+                format!(
                     "{}-{partition}: the topic has {partitions} partitions",
                     record.topic
                 ),
-            });
+            )
+            .with_partition(record.topic.as_str(), partition));
         }
         record.partition = Some(partition);
         // Most records go to a partition already in the transaction: checked
@@ -640,10 +641,10 @@ impl TransactionalProducer {
                     let info = client.topic(topic).await?;
                     if info.partitions.is_empty() {
                         client.invalidate_topic(topic);
-                        return Err(Error::Broker {
-                            code: ErrorCode::LeaderNotAvailable,
-                            context: format!("topic {topic} has no partitions yet"),
-                        });
+                        return Err(Error::broker(
+                            ErrorCode::LeaderNotAvailable,
+                            format!("topic {topic} has no partitions yet"),
+                        ));
                     }
                     Ok(info.partitions.len() as i32)
                 },

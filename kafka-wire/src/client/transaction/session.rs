@@ -197,13 +197,13 @@ fn same_member(sent: &ConsumerGroupMetadata, now: &ConsumerGroupMetadata) -> Res
     if sent.generation_id == now.generation_id && sent.member_id == now.member_id {
         return Ok(());
     }
-    Err(Error::Broker {
-        code: ErrorCode::IllegalGeneration,
-        context: format!(
+    Err(Error::broker(
+        ErrorCode::IllegalGeneration,
+        format!(
             "group {}: the offsets were sent under generation {} (member {:?}); the member is now in generation {} (member {:?})",
             sent.group_id, sent.generation_id, sent.member_id, now.generation_id, now.member_id
         ),
-    })
+    ))
 }
 
 impl TransactSession {
@@ -313,13 +313,13 @@ impl TransactSession {
             if member.generation_id < 0 {
                 // Offsets without a generation would not be fenced (KIP-447 checks
                 // nothing then); the member was not in the group when it began.
-                let error = Error::Broker {
-                    code: ErrorCode::UnknownMemberId,
-                    context: format!(
+                let error = Error::broker(
+                    ErrorCode::UnknownMemberId,
+                    format!(
                         "group {}: the member held no generation when the transaction began",
                         member.group_id
                     ),
-                };
+                );
                 let reason = match policy {
                     EndPolicy::Abort => AbortReason::Requested,
                     _ => AbortReason::Membership(error),
@@ -472,10 +472,7 @@ mod tests {
 
     #[test]
     fn abort_reasons_name_their_step_and_keep_their_error() {
-        let e = Error::Broker {
-            code: ErrorCode::IllegalGeneration,
-            context: "TxnOffsetCommit".into(),
-        };
+        let e = Error::broker(ErrorCode::IllegalGeneration, "TxnOffsetCommit");
         let reason = AbortReason::Offsets(e);
         assert!(reason.to_string().starts_with("offsets refused: "));
         assert_eq!(
