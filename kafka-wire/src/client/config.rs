@@ -420,8 +420,9 @@ impl ClientConfig {
                 return Err(Props::invalid("bootstrap.servers", s, "host:port"));
             }
         }
-        let security =
-            super::security::SecurityConfig::from_properties(&|key| p.map.get(key).cloned())?;
+        let security = super::security::SecurityConfig::from_properties(&|key| {
+            p.str(key).map(str::to_string)
+        })?;
         Ok(ClientConfig {
             bootstrap_servers: servers,
             client_id: p.string("client.id").unwrap_or_else(|| "strom".to_string()),
