@@ -430,17 +430,57 @@ impl Error {
         }
     }
 
+    /// The error for a broker's refusal `code` of an operation on a resource:
+    /// [`Error::Authorization`] for TOPIC_, GROUP_, TRANSACTIONAL_ID_ and
+    /// CLUSTER_AUTHORIZATION_FAILED (naming `resource_name` and `operation`; the
+    /// cluster is `kafka-cluster`), [`Error::Broker`] with `context` for any other
+    /// code. The caller passes the name that matches the code it met.
+    pub fn from_refusal(
+        code: ErrorCode,
+        resource_name: &str,
+        operation: &'static str,
+        context: impl FnOnce() -> String,
+    ) -> Error {
+        let resource_type = match code {
+            ErrorCode::TopicAuthorizationFailed => "topic",
+            ErrorCode::GroupAuthorizationFailed => "group",
+            ErrorCode::TransactionalIdAuthorizationFailed => "transactional id",
+            ErrorCode::ClusterAuthorizationFailed => "cluster",
+            _ => {
+                return Error::broker(code, context());
+            }
+        };
+        let resource_name = if code == ErrorCode::ClusterAuthorizationFailed {
+            "kafka-cluster".to_string()
+        } else {
+            resource_name.to_string()
+        };
+        Error::Authorization {
+            code,
+            resource_type,
+            resource_name,
+            operation,
+        }
+    }
+
+    /// Whether the broker refused the operation for lack of rights (an ACL).
+    pub fn is_authorization(&self) -> bool {
+        matches!(self, Error::Authorization { .. })
+    }
+
     /// Transactional producer: whether the caller should `abort`, and may then go
     /// on with a new transaction.
     pub fn is_abortable(&self) -> bool {
         matches!(self, Error::TransactionAbortable { .. })
     }
 
-    /// Transactional producer: whether it is finished and must be dropped.
+    /// Transactional producer: whether it is finished and must be dropped (an
+    /// authorization refusal included: grant the right, then make a new one).
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
             Error::Fenced { .. }
+                | Error::Authorization { .. }
                 | Error::TransactionFatal { .. }
                 | Error::InvalidTransactionTimeout { .. }
                 | Error::Config { .. }
@@ -519,6 +559,57 @@ mod tests {
         }
         .with_api(ApiKey::Fetch);
         assert_eq!(other.api(), None);
+    }
+
+    #[test]
+    fn the_four_authorization_codes_name_the_resource_and_the_operation() {
+        let topic = Error::from_refusal(
+            ErrorCode::TopicAuthorizationFailed,
+            "orders",
+            "write",
+            || unreachable!(),
+        );
+        assert_eq!(
+            topic.to_string(),
+            "not authorized to write topic orders: TOPIC_AUTHORIZATION_FAILED (29): Topic authorization failed."
+        );
+        assert!(topic.is_authorization() && !topic.is_retriable());
+        assert_eq!(topic.code(), Some(ErrorCode::TopicAuthorizationFailed));
+        let cases = [
+            (ErrorCode::GroupAuthorizationFailed, "group", "g1"),
+            (
+                ErrorCode::TransactionalIdAuthorizationFailed,
+                "transactional id",
+                "g1",
+            ),
+            (
+                ErrorCode::ClusterAuthorizationFailed,
+                "cluster",
+                "kafka-cluster",
+            ),
+        ];
+        for (code, kind, name) in cases {
+            match Error::from_refusal(code, "g1", "read", String::new) {
+                Error::Authorization {
+                    resource_type,
+                    resource_name,
+                    operation,
+                    ..
+                } => {
+                    assert_eq!(
+                        (resource_type, resource_name.as_str(), operation),
+                        (kind, name, "read")
+                    );
+                }
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        let other = Error::from_refusal(ErrorCode::NotLeaderOrFollower, "t", "write", || {
+            "produce to t-0".into()
+        });
+        assert!(
+            matches!(other, Error::Broker { code: ErrorCode::NotLeaderOrFollower, ref context, .. } if context == "produce to t-0")
+        );
     }
 
     #[test]

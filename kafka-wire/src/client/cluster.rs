@@ -109,6 +109,8 @@ pub struct ClusterMetadata {
 
 struct TopicEntry {
     info: Option<TopicInfo>,
+    /// The topic-level code of the answer (NONE when `info` is set).
+    error: ErrorCode,
     fetched: Instant,
 }
 
@@ -378,25 +380,42 @@ impl Client {
                 None
             };
             answered.extend(info.clone());
-            cache.insert(name, TopicEntry { info, fetched: now });
+            cache.insert(
+                name,
+                TopicEntry {
+                    info,
+                    error: code,
+                    fetched: now,
+                },
+            );
         }
         Ok(answered)
     }
 
     /// The metadata of `topic`, from the cache when fresh, else from a broker.
     ///
-    /// Fails with UNKNOWN_TOPIC_OR_PARTITION when the topic does not exist.
+    /// Fails with UNKNOWN_TOPIC_OR_PARTITION when the topic does not exist, and
+    /// at once with [`Error::Authorization`] when the broker refused to describe it
+    /// (TOPIC_AUTHORIZATION_FAILED: the principal has no right on the topic).
     pub async fn topic(&self, topic: &str) -> Result<TopicInfo> {
         if let Some(info) = self.cached_topic(topic) {
             return Ok(info);
         }
         self.refresh_metadata(&[topic.to_string()]).await?;
-        self.cached_topic(topic).ok_or_else(|| {
-            Error::broker(
+        if let Some(info) = self.cached_topic(topic) {
+            return Ok(info);
+        }
+        let refused = read(&self.inner.topics)
+            .get(topic)
+            .map(|e| e.error)
+            .filter(|c| *c == ErrorCode::TopicAuthorizationFailed);
+        Err(match refused {
+            Some(code) => Error::from_refusal(code, topic, "describe", String::new),
+            None => Error::broker(
                 ErrorCode::UnknownTopicOrPartition,
                 format!("metadata for topic {topic}"),
             )
-            .with_api(ApiKey::Metadata)
+            .with_api(ApiKey::Metadata),
         })
     }
 

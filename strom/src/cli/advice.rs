@@ -59,6 +59,9 @@ fn for_code(code: ErrorCode) -> Option<&'static str> {
         | C::TransactionalIdAuthorizationFailed => {
             "the principal lacks an ACL for this operation: ask an administrator to grant it"
         }
+        C::SecurityDisabled => {
+            "the broker has no authorizer: set authorizer.class.name (e.g. org.apache.kafka.metadata.authorizer.StandardAuthorizer) to use ACLs"
+        }
         C::SaslAuthenticationFailed => "check the user name, password and sasl.mechanism",
         C::MessageTooLarge => "raise max.message.bytes on the topic or send smaller records",
         C::OffsetOutOfRange => "start from a valid offset (`--from beginning` or `--from end`)",

@@ -88,6 +88,11 @@ enum Command {
         #[command(subcommand)]
         action: TxnsAction,
     },
+    /// List, create and delete ACLs (kafka-acls.sh).
+    Acls {
+        #[command(subcommand)]
+        action: AclsAction,
+    },
     /// Describe the cluster.
     Cluster {
         #[command(subcommand)]
@@ -318,6 +323,7 @@ impl Cli {
     }
 }
 
+mod acls;
 mod admin;
 mod advice;
 mod cluster;
@@ -328,6 +334,7 @@ mod produce;
 mod topics;
 mod txns;
 
+use acls::{AclsAction, acls};
 pub use advice::advice;
 use cluster::{ClusterAction, cluster};
 use consume::{ConsumeFlags, StartAt, consume};
@@ -379,6 +386,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Groups { action } => groups(&cli, action).await?,
         Command::Txns { action } => txns(&cli, action).await?,
         Command::Cluster { action } => cluster(&cli, action).await?,
+        Command::Acls { action } => acls(&cli, action).await?,
         Command::Produce {
             topic,
             key_separator,

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Instant;
 
-use super::{Admin, OffsetSpec, check};
+use super::{Admin, OffsetSpec, check, check_on};
 use crate::client::TopicPartition;
 use crate::client::cluster::Lane;
 use crate::client::config::IsolationLevel;
@@ -289,10 +289,12 @@ impl Admin {
         };
         match ErrorCode::from_code(g.error_code) {
             ErrorCode::GroupIdNotFound | ErrorCode::UnsupportedVersion => return Ok(None),
-            _ => check(
+            _ => check_on(
                 ApiKey::ConsumerGroupDescribe,
                 g.error_code,
                 g.error_message.as_deref(),
+                group,
+                "describe",
                 || format!("describe consumer group {group}"),
             )?,
         }
@@ -352,10 +354,12 @@ impl Admin {
         let Some(g) = response.groups.into_iter().find(|g| g.group_id == group) else {
             return Err(not_found(group, "DescribeGroups did not answer for it"));
         };
-        check(
+        check_on(
             ApiKey::DescribeGroups,
             g.error_code,
             g.error_message.as_deref(),
+            group,
+            "describe",
             || format!("describe group {group}"),
         )?;
         if g.group_state == DEAD {
@@ -414,9 +418,14 @@ impl Admin {
                 })
                 .await?;
             for r in response.results {
-                check(ApiKey::DeleteGroups, r.error_code, None, || {
-                    format!("delete group {}", r.group_id)
-                })?;
+                check_on(
+                    ApiKey::DeleteGroups,
+                    r.error_code,
+                    None,
+                    &r.group_id,
+                    "delete",
+                    || format!("delete group {}", r.group_id),
+                )?;
             }
         }
         Ok(())
@@ -462,17 +471,29 @@ impl Admin {
                 )
             })
             .await?;
-        check(ApiKey::OffsetDelete, response.error_code, None, || {
-            format!("delete offsets of group {group}")
-        })?;
+        check_on(
+            ApiKey::OffsetDelete,
+            response.error_code,
+            None,
+            group,
+            "delete",
+            || format!("delete offsets of group {group}"),
+        )?;
         for t in response.topics {
             for p in t.partitions {
-                check(ApiKey::OffsetDelete, p.error_code, None, || {
-                    format!(
-                        "delete offset of group {group} for {}-{}",
-                        t.name, p.partition_index
-                    )
-                })
+                check_on(
+                    ApiKey::OffsetDelete,
+                    p.error_code,
+                    None,
+                    &t.name,
+                    "read",
+                    || {
+                        format!(
+                            "delete offset of group {group} for {}-{}",
+                            t.name, p.partition_index
+                        )
+                    },
+                )
                 .map_err(|e| e.with_partition(&t.name, p.partition_index))?;
             }
         }

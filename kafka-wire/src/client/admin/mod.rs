@@ -1,13 +1,18 @@
 //! Admin operations: topics, partitions, offsets, cluster and configs; consumer
-//! groups in `groups.rs`; deleting records in `records.rs`.
+//! groups in `groups.rs`; deleting records in `records.rs`; ACLs in `acls.rs`.
 //!
 //! Topic and config changes go to the controller id that metadata reports (with
 //! KRaft that is any broker, which forwards to the quorum), with retries on
 //! NOT_CONTROLLER and other retriable errors. Offset lookups and record deletion go
 //! to each partition's leader.
 
+mod acls;
 mod groups;
 
+pub use acls::{
+    AccessControlEntry, AclBinding, AclBindingFilter, AclOperation, AclPermission, PatternType,
+    PatternTypeFilter, ResourcePattern, ResourceType,
+};
 pub use groups::{GroupDescription, GroupLag, GroupListing, GroupMember, GroupType, PartitionLag};
 
 use std::collections::{BTreeMap, HashMap};
@@ -190,12 +195,35 @@ fn check(
     if code.is_ok() {
         return Ok(());
     }
-    let mut context = context();
+    Err(Error::broker(code, with_message(context(), message)).with_api(api))
+}
+
+fn with_message(mut context: String, message: Option<&str>) -> String {
     if let Some(m) = message.filter(|m| !m.is_empty()) {
         context.push_str(": ");
         context.push_str(m);
     }
-    Err(Error::broker(code, context).with_api(api))
+    context
+}
+
+/// [`check`] for an operation on a named resource: an authorization code becomes
+/// [`Error::Authorization`] naming `resource` and `operation`.
+fn check_on(
+    api: ApiKey,
+    code: i16,
+    message: Option<&str>,
+    resource: &str,
+    operation: &'static str,
+    context: impl FnOnce() -> String,
+) -> Result<()> {
+    let code = ErrorCode::from_code(code);
+    if code.is_ok() {
+        return Ok(());
+    }
+    Err(Error::from_refusal(code, resource, operation, || {
+        with_message(context(), message)
+    })
+    .with_api(api))
 }
 
 impl Admin {
@@ -267,6 +295,7 @@ impl Admin {
         (topic, partition): (&str, i32),
         node: i32,
         code: i16,
+        operation: &'static str,
         context: impl FnOnce() -> String,
     ) -> Result<()> {
         if matches!(
@@ -278,7 +307,7 @@ impl Admin {
         ) {
             self.client.invalidate_topic(topic);
         }
-        check(R::API_KEY, code, None, context)
+        check_on(R::API_KEY, code, None, topic, operation, context)
             .map_err(|e| e.with_partition(topic, partition).with_node(node))
     }
 
@@ -323,10 +352,12 @@ impl Admin {
             .await?;
         let mut ids = HashMap::new();
         for t in response.topics {
-            check(
+            check_on(
                 ApiKey::CreateTopics,
                 t.error_code,
                 t.error_message.as_deref(),
+                &t.name,
+                "create",
                 || format!("create topic {}", t.name),
             )?;
             ids.insert(t.name, t.topic_id);
@@ -354,10 +385,12 @@ impl Admin {
         let response = self.call_controller("DeleteTopics", &request).await?;
         for r in response.responses {
             let name = r.name.clone().unwrap_or_default();
-            check(
+            check_on(
                 ApiKey::DeleteTopics,
                 r.error_code,
                 r.error_message.as_deref(),
+                &name,
+                "delete",
                 || format!("delete topic {name}"),
             )?;
             self.client.invalidate_topic(&name);
@@ -380,10 +413,12 @@ impl Admin {
         };
         let response = self.call_controller("CreatePartitions", &request).await?;
         for r in response.results {
-            check(
+            check_on(
                 ApiKey::CreatePartitions,
                 r.error_code,
                 r.error_message.as_deref(),
+                &r.name,
+                "alter",
                 || format!("create partitions of {}", r.name),
             )?;
         }
@@ -449,6 +484,7 @@ impl Admin {
                         at,
                         leader,
                         p.error_code,
+                        "describe",
                         || format!("list offsets {topic}-{}", p.partition_index),
                     )?;
                     let offset = p.offset;
@@ -511,10 +547,12 @@ impl Admin {
         let response = self.call_any("DescribeConfigs", &request).await?;
         let mut out = BTreeMap::new();
         for r in response.results {
-            check(
+            check_on(
                 ApiKey::DescribeConfigs,
                 r.error_code,
                 r.error_message.as_deref(),
+                topic,
+                "describe configs",
                 || format!("describe configs of {topic}"),
             )?;
             for c in r.configs {
@@ -568,10 +606,12 @@ impl Admin {
             .call_controller("IncrementalAlterConfigs", &request)
             .await?;
         for r in response.responses {
-            check(
+            check_on(
                 ApiKey::IncrementalAlterConfigs,
                 r.error_code,
                 r.error_message.as_deref(),
+                topic,
+                "alter configs",
                 || format!("alter configs of {topic}"),
             )?;
         }

@@ -85,6 +85,7 @@ impl Admin {
                         at,
                         leader,
                         p.error_code,
+                        "delete",
                         || format!("delete records of {}-{}", t.name, p.partition_index),
                     )?;
                     out.insert((t.name.clone(), p.partition_index), p.low_watermark);

@@ -645,11 +645,14 @@ impl Fetcher {
             code => {
                 warn!(topic, partition, %code, "fetch error");
                 ps.back_off();
-                out.errors.push(self.partition_error(
-                    code,
-                    format!("fetch {topic}-{partition}"),
-                    (topic, partition),
-                ));
+                out.errors.push(
+                    Error::from_refusal(code, topic, "read", || {
+                        format!("fetch {topic}-{partition}")
+                    })
+                    .with_api(ApiKey::Fetch)
+                    .with_node(self.node)
+                    .with_partition(topic, partition),
+                );
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::client::config::ConsumerConfig;
 use crate::client::fake_broker::{
     Answer, Request, api_versions, bind, frame_of, one_broker_metadata, serve_all,
 };
+use crate::error::Error;
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use crate::protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -240,6 +241,24 @@ async fn heartbeat_errors_set_rejoin_lost_or_fatal() {
     let e = m.heartbeat().await.unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::FencedInstanceId));
     assert!(m.lock().fatal.is_some());
+}
+
+#[tokio::test]
+async fn a_refused_heartbeat_names_the_group_and_is_not_retried() {
+    let fake = Fake::start(Box::new(|_| ErrorCode::GroupAuthorizationFailed)).await;
+    let m = member(&fake, None).await;
+    m.join(&["t".to_string()], &[]).await.unwrap();
+    let e = m.heartbeat().await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            Error::Authorization { resource_type: "group", resource_name, operation: "read", .. }
+                if resource_name == "g"
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_retriable());
+    assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 1, "retried");
 }
 
 #[tokio::test]

@@ -107,11 +107,9 @@ impl Member {
                 .fatal
                 .clone()
                 .map(|context| Error::broker(ErrorCode::FencedInstanceId, context)),
-            Member::Consumer(m) => m
-                .lock()
-                .fatal
-                .clone()
-                .map(|(code, context)| Error::broker(code, context)),
+            Member::Consumer(m) => m.lock().fatal.clone().map(|(code, context)| {
+                super::offsets::member_fatal(code, context, self.group_id())
+            }),
         }
     }
 

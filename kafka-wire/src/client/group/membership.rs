@@ -343,6 +343,9 @@ impl Membership {
                 Ok(count) => {
                     counts.insert(topic.clone(), count);
                 }
+                // Not allowed to describe a subscribed topic: the member's poll
+                // fails naming it, rather than leaving the topic unassigned.
+                Err(e) if e.is_authorization() => return Err(e),
                 Err(e) => {
                     warn!(topic, error = %e, "subscribed topic has no metadata; not assigned")
                 }

@@ -466,7 +466,7 @@ impl GroupConsumer {
             (s.fatal.clone(), s.lost, s.target.clone(), s.joined)
         };
         if let Some((code, context)) = fatal {
-            return Err(Error::broker(code, context));
+            return Err(offsets::member_fatal(code, context, self.member.group_id()));
         }
         if lost {
             // Fenced or expired: another member may own them already; no commit.

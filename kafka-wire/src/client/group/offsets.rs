@@ -24,9 +24,30 @@ use crate::protocol::messages::offset_fetch_request::{
 };
 use crate::protocol::messages::{OffsetCommitRequest, OffsetFetchRequest};
 
-/// A group-level error code as an error naming the request and the group.
+/// A group-level error code as an error naming the request and the group;
+/// GROUP_AUTHORIZATION_FAILED as [`Error::Authorization`] (describe for
+/// OffsetFetch, read for membership and commits).
 pub(crate) fn group_error(code: ErrorCode, what: &str, group: &str) -> Error {
-    Error::broker(code, format!("{what} (group {group})"))
+    let context = || format!("{what} (group {group})");
+    if code != ErrorCode::GroupAuthorizationFailed {
+        return Error::broker(code, context());
+    }
+    let operation = if what.starts_with("OffsetFetch") {
+        "describe"
+    } else {
+        "read"
+    };
+    Error::from_refusal(code, group, operation, context)
+}
+
+/// A member's fatal error (a refused KIP-848 membership) as the error every poll
+/// returns: GROUP_AUTHORIZATION_FAILED as [`Error::Authorization`] on the group.
+pub(crate) fn member_fatal(code: ErrorCode, context: String, group: &str) -> Error {
+    if code == ErrorCode::GroupAuthorizationFailed {
+        Error::from_refusal(code, group, "read", || context)
+    } else {
+        Error::broker(code, context)
+    }
 }
 
 /// Who commits: the member's identity as the coordinator checks it.
@@ -85,6 +106,19 @@ pub(crate) async fn commit(
                 .unwrap_or(ErrorCode::NoError)
         })
         .await?;
+    // A topic the principal may not read fails the commit naming that topic.
+    for t in &response.topics {
+        for p in &t.partitions {
+            if ErrorCode::from_code(p.error_code) == ErrorCode::TopicAuthorizationFailed {
+                return Err(Error::from_refusal(
+                    ErrorCode::TopicAuthorizationFailed,
+                    &t.name,
+                    "read",
+                    String::new,
+                ));
+            }
+        }
+    }
     Ok(ErrorCode::first_error(
         response
             .topics

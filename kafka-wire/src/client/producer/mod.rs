@@ -21,6 +21,8 @@ pub(crate) mod delivery;
 mod sender;
 
 #[cfg(test)]
+mod authorization_tests;
+#[cfg(test)]
 mod fake_broker_tests;
 
 pub use self::delivery::DeliveryFuture;

@@ -82,7 +82,10 @@ pub(crate) async fn init_producer_id(
             ErrorCode::from_code(r.error_code)
                 .into_result()
                 .map_err(|code| {
-                    Error::broker(code, "InitProducerId").with_api(ApiKey::InitProducerId)
+                    // CLUSTER_AUTHORIZATION_FAILED: no IdempotentWrite on the
+                    // cluster and (Kafka 3.0+) no Write on any topic.
+                    Error::from_refusal(code, "", "idempotent write", || "InitProducerId".into())
+                        .with_api(ApiKey::InitProducerId)
                 })?;
             Ok(r)
         })
@@ -474,7 +477,9 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, result: Result<Option<P
                                     batch.encoded_len()
                                 ));
                             }
-                            Err(Error::broker(code, context)
+                            // Not authorized to write the topic: Error::Authorization,
+                            // not retriable, so Action::of fails the batch at once.
+                            Err(Error::from_refusal(code, &key.0, "write", || context)
                                 .with_api(ApiKey::Produce)
                                 .with_partition(&*key.0, key.1))
                         }

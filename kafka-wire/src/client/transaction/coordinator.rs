@@ -152,15 +152,15 @@ impl Coordinator {
             )
         };
         ErrorCode::from_code(code).into_result().map_err(|code| {
-            Error::broker(
-                code,
+            // Finding the coordinator needs Describe on the group or transactional id.
+            self.refusal(code, "describe", || {
                 format!(
                     "FindCoordinator({:?} {}){}",
                     self.kind,
                     self.key,
                     message.map(|m| format!(": {m}")).unwrap_or_default()
-                ),
-            )
+                )
+            })
             .with_api(ApiKey::FindCoordinator)
         })?;
         debug!(kind = ?self.kind, key = self.key, node, host, port, "coordinator found");
@@ -204,10 +204,9 @@ impl Coordinator {
                     if code.is_ok() {
                         return Ok(response);
                     }
-                    Error::broker(
-                        code,
-                        format!("{} ({} {})", R::NAME, kind_word(self.kind), self.key),
-                    )
+                    self.refusal(code, refused_operation(R::NAME, code), || {
+                        format!("{} ({} {})", R::NAME, kind_word(self.kind), self.key)
+                    })
                     .with_api(R::API_KEY)
                 }
                 Err(e) => e,
@@ -237,6 +236,58 @@ impl Coordinator {
     }
 }
 
+impl Coordinator {
+    /// The error for `code` from this coordinator: [`Error::Authorization`] when
+    /// the code refuses this coordinator's own resource (GROUP_ for a group,
+    /// TRANSACTIONAL_ID_ or CLUSTER_ for a transactional id), else
+    /// [`Error::Broker`] (a topic's refusal names no topic here).
+    fn refusal(
+        &self,
+        code: ErrorCode,
+        operation: &'static str,
+        context: impl FnOnce() -> String,
+    ) -> Error {
+        let own = match self.kind {
+            CoordinatorType::Group => code == ErrorCode::GroupAuthorizationFailed,
+            CoordinatorType::Transaction => matches!(
+                code,
+                ErrorCode::TransactionalIdAuthorizationFailed
+                    | ErrorCode::ClusterAuthorizationFailed
+            ),
+        };
+        if own {
+            Error::from_refusal(code, &self.key, operation, context)
+        } else {
+            Error::broker(code, context())
+        }
+    }
+}
+
+/// The operation the broker refused when `api` failed with an authorization code.
+///
+/// | api | refused |
+/// |---|---|
+/// | OffsetFetch, DescribeGroups | describe (group) |
+/// | other group requests (join, sync, heartbeat, commit) | read (group) |
+/// | InitProducerId with CLUSTER_AUTHORIZATION_FAILED | idempotent write (cluster) |
+/// | transaction requests | write (transactional id) |
+fn refused_operation(api: &str, code: ErrorCode) -> &'static str {
+    let api = api.strip_suffix("Request").unwrap_or(api);
+    match code {
+        ErrorCode::GroupAuthorizationFailed
+            if matches!(
+                api,
+                "OffsetFetch" | "DescribeGroups" | "ConsumerGroupDescribe"
+            ) =>
+        {
+            "describe"
+        }
+        ErrorCode::GroupAuthorizationFailed => "read",
+        ErrorCode::ClusterAuthorizationFailed => "idempotent write",
+        _ => "write",
+    }
+}
+
 fn kind_word(kind: CoordinatorType) -> &'static str {
     match kind {
         CoordinatorType::Group => "group",
@@ -252,6 +303,21 @@ mod tests {
     fn key_types_match_the_protocol() {
         assert_eq!(CoordinatorType::Group.key_type(), 0);
         assert_eq!(CoordinatorType::Transaction.key_type(), 1);
+    }
+
+    #[test]
+    fn a_refusal_names_the_operation_the_request_needed() {
+        let group = ErrorCode::GroupAuthorizationFailed;
+        assert_eq!(refused_operation("OffsetFetchRequest", group), "describe");
+        assert_eq!(refused_operation("JoinGroupRequest", group), "read");
+        assert_eq!(refused_operation("OffsetCommit", group), "read");
+        let txn = ErrorCode::TransactionalIdAuthorizationFailed;
+        assert_eq!(refused_operation("InitProducerId", txn), "write");
+        assert_eq!(refused_operation("EndTxn", txn), "write");
+        assert_eq!(
+            refused_operation("InitProducerId", ErrorCode::ClusterAuthorizationFailed),
+            "idempotent write"
+        );
     }
 
     #[test]

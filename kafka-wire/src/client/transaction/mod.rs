@@ -344,6 +344,13 @@ impl TransactionalProducer {
         let class = code.map(state::classify);
         let reason = format!("{what}: {error}");
         let out = match (code, class) {
+            // Not authorized (the transactional id, the cluster): fatal, as the
+            // Java client has it, and kept as Error::Authorization so the caller
+            // sees which resource and operation were refused.
+            _ if error.is_authorization() => {
+                self.state = TransactionState::FatalError;
+                error
+            }
             (Some(code), _) if state::is_fencing(code) => {
                 let mut reason = reason;
                 if let Some(note) = self.timed_out_note() {
@@ -650,7 +657,14 @@ impl TransactionalProducer {
                 },
             )
             .await;
-        result.map_err(incomplete)
+        // A refusal (TOPIC_AUTHORIZATION_FAILED) is no passing trouble: as it is.
+        result.map_err(|e| {
+            if e.is_authorization() {
+                e
+            } else {
+                incomplete(e)
+            }
+        })
     }
 
     /// Adds partitions to the open transaction in one AddPartitionsToTxn, ahead of
