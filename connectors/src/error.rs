@@ -71,6 +71,9 @@ pub fn classify(error: &kafka_wire::Error) -> ErrorClass {
     }
     match error {
         E::Config { .. } | E::NoCommonVersion { .. } | E::UnknownApiKey(_) => ErrorClass::Fatal,
+        // A TLS or SASL failure repeats on every reconnect: a setting or a
+        // credential must change, restarting the pipeline cannot help.
+        e if e.is_security_failure() => ErrorClass::Fatal,
         E::Fenced { .. }
         | E::TransactionAbortable { .. }
         | E::TransactionFatal { .. }
@@ -88,4 +91,24 @@ pub fn classify(error: &kafka_wire::Error) -> ErrorClass {
 pub(crate) fn engine_error(context: impl Into<String>, error: kafka_wire::Error) -> EngineError {
     let class = classify(&error);
     EngineError::external(context, error, class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_and_authentication_failures_fail_the_job() {
+        let tls = kafka_wire::Error::Tls {
+            broker: "127.0.0.1:9093".into(),
+            reason: "certificate signed by an unknown authority".into(),
+        };
+        let auth = kafka_wire::Error::Authentication {
+            broker: "127.0.0.1:9094".into(),
+            mechanism: "SCRAM-SHA-512".into(),
+            reason: "Authentication failed".into(),
+        };
+        assert_eq!(classify(&tls), ErrorClass::Fatal);
+        assert_eq!(classify(&auth), ErrorClass::Fatal);
+    }
 }

@@ -400,6 +400,21 @@ impl Error {
         }
     }
 
+    /// Whether a connection could not be secured or authenticated ([`Error::Tls`],
+    /// [`Error::Authentication`]): a setting or a credential is wrong, and
+    /// reconnecting fails the same way, so clients report it at once.
+    pub fn is_security_failure(&self) -> bool {
+        match self {
+            Error::Tls { .. } | Error::Authentication { .. } => true,
+            Error::DeliveryTimeout {
+                last_error: Some(e),
+                ..
+            } => e.is_security_failure(),
+            Error::TransactionIncomplete { source } => source.is_security_failure(),
+            _ => false,
+        }
+    }
+
     /// The Kafka error code, when the broker answered with one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
+use kafka_wire::client::security::is_secret_property;
 
 use crate::error::ConnectorError;
 
@@ -31,9 +32,26 @@ use crate::error::ConnectorError;
 /// assert_eq!(c.application_id(), "clicks-app");
 /// assert_eq!(c.instance(), 0);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     props: BTreeMap<String, String>,
+}
+
+/// Shows every property, with secrets (passwords, keys, tokens, JAAS lines) redacted.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.props.iter().map(|(k, v)| {
+            let v = if is_secret_property(k) {
+                "<redacted>"
+            } else {
+                v.as_str()
+            };
+            (k, v)
+        });
+        f.debug_struct("KafkaConfig")
+            .field("props", &shown.collect::<BTreeMap<_, _>>())
+            .finish()
+    }
 }
 
 /// Keys only strom reads; never handed to the Kafka client.
@@ -184,6 +202,33 @@ impl KafkaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_settings_reach_the_clients_and_stay_out_of_debug() {
+        use kafka_wire::client::security::SecurityProtocol;
+        let c = KafkaConfig::new("127.0.0.1:9092", "app")
+            .set("security.protocol", "SASL_SSL")
+            .set("ssl.endpoint.identification.algorithm", "")
+            .set("sasl.mechanism", "PLAIN")
+            .set(
+                "sasl.jaas.config",
+                "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"pw-9f3k\";",
+            );
+        c.validate().unwrap();
+        for client in [
+            c.consumer_config(&[]).unwrap().client,
+            c.producer_config(&[]).unwrap().client,
+        ] {
+            assert_eq!(client.security.protocol(), SecurityProtocol::SaslSsl);
+            assert!(!client.security.tls().unwrap().verifies_hostname());
+            assert_eq!(client.security.sasl().unwrap().mechanism().name(), "PLAIN");
+        }
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("pw-9f3k") && shown.contains("SASL_SSL"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn strom_keys_stay_out_of_the_client_configs() {

@@ -175,6 +175,7 @@ impl Client {
             connect_timeout: c.connection_setup_timeout,
             max_in_flight: c.max_in_flight_per_connection,
             max_response_size: c.max_response_size,
+            security: c.security.clone(),
         }
     }
 
@@ -263,6 +264,8 @@ impl Client {
         for address in candidates {
             match self.connection_to(&address, lane).await {
                 Ok(conn) => return Ok(conn),
+                // The same TLS and SASL settings fail the same way on every broker.
+                Err(e) if e.is_security_failure() => return Err(e),
                 Err(e) => {
                     debug!(address, error = %e, "broker unreachable");
                     last = Some(e);
@@ -297,7 +300,7 @@ impl Client {
     }
 
     /// One Metadata request (`None`: every topic), retried until the request
-    /// timeout; updates brokers, cluster and topic caches and returns the topics
+    /// timeout (a TLS or authentication failure is not retried); updates brokers, cluster and topic caches and returns the topics
     /// the broker answered without error.
     async fn fetch_metadata(
         &self,
@@ -321,7 +324,7 @@ impl Client {
             };
             match attempt.await {
                 Ok(r) => break r,
-                Err(e) if Instant::now() < deadline => {
+                Err(e) if Instant::now() < deadline && !e.is_security_failure() => {
                     warn!(error = %e, "metadata request failed; retrying");
                     tokio::time::sleep(backoff.next_delay()).await;
                 }

@@ -116,6 +116,8 @@ pub struct ClientConfig {
     pub max_response_size: usize,
     /// `strom.max.in.flight.requests`: pipelined requests per connection.
     pub max_in_flight_per_connection: usize,
+    /// `security.protocol` with its `ssl.*` and `sasl.*` settings.
+    pub security: super::security::SecurityConfig,
 }
 
 /// Producer settings (`acks`, `linger.ms`, `batch.size`, ...).
@@ -418,19 +420,9 @@ impl ClientConfig {
                 return Err(Props::invalid("bootstrap.servers", s, "host:port"));
             }
         }
-        match p
-            .str("security.protocol")
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("PLAINTEXT") => {}
-            Some(other) => {
-                return Err(Error::Config {
-                    key: "security.protocol".into(),
-                    message: format!("{other} is not supported yet; only PLAINTEXT is"),
-                });
-            }
-        }
+        let security = super::security::SecurityConfig::from_properties(&|key| {
+            p.str(key).map(str::to_string)
+        })?;
         Ok(ClientConfig {
             bootstrap_servers: servers,
             client_id: p.string("client.id").unwrap_or_else(|| "strom".to_string()),
@@ -445,6 +437,7 @@ impl ClientConfig {
                 as usize,
             max_in_flight_per_connection: p.bounded("strom.max.in.flight.requests", 64, 1, 4096)?
                 as usize,
+            security,
         })
     }
 }

@@ -12,7 +12,17 @@
 //! future) can never leave half a frame on the socket. When the connection fails
 //! (I/O error, a response too large, an unknown correlation id, a request timeout)
 //! it is poisoned: every pending and later request fails with
-//! [`Error::Disconnected`], and the owner (the broker pool) opens a new one.
+//! [`Error::Disconnected`], and the owner (the broker pool) opens a new one. A
+//! TLS failure after the handshake (a client certificate the broker refused) or a
+//! failed re-authentication poisons it with [`Error::Tls`] or
+//! [`Error::Authentication`] instead, which callers do not retry.
+//!
+//! With `security.protocol` SSL or SASL_SSL the stream is TLS
+//! ([`crate::client::security::tls`]); with SASL the connection authenticates after
+//! ApiVersions and re-authenticates before the session the broker granted ends
+//! (KIP-368): a task takes every in-flight permit (so the requests already sent
+//! get their responses and no new one is written), runs SaslHandshake and
+//! SaslAuthenticate, and gives the permits back.
 //! A request that timed out closes the connection as the Java client does: its
 //! response might still arrive, and nothing after it can be trusted to be in order.
 
@@ -27,6 +37,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::buffer_pool::BufferPool;
+use crate::client::security::{SecurityConfig, authenticate, tls};
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 use crate::protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
@@ -48,6 +59,8 @@ pub struct ConnectionOptions {
     pub max_in_flight: usize,
     /// Largest response accepted; larger ones poison the connection.
     pub max_response_size: usize,
+    /// TLS and SASL (`security.protocol`, `ssl.*`, `sasl.*`).
+    pub security: SecurityConfig,
 }
 
 impl Default for ConnectionOptions {
@@ -58,6 +71,7 @@ impl Default for ConnectionOptions {
             connect_timeout: Duration::from_secs(10),
             max_in_flight: 64,
             max_response_size: 256 << 20,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -68,6 +82,9 @@ type Waiter = oneshot::Sender<Result<Bytes>>;
 struct PendingState {
     waiters: HashMap<i32, Waiter>,
     closed: Option<String>,
+    /// The error pending and later requests fail with, when it is not
+    /// [`Error::Disconnected`] (a TLS alert, a failed re-authentication).
+    fatal: Option<Error>,
 }
 
 /// Response frame buffers a connection keeps for reuse.
@@ -83,6 +100,10 @@ struct Shared {
     pending: Mutex<PendingState>,
     next_correlation_id: AtomicI32,
     in_flight: Arc<Semaphore>,
+    /// All permits of `in_flight`.
+    permits: u32,
+    /// Whether the stream is plain TCP (a TLS record in answer means the wrong port).
+    plaintext: bool,
     api_versions: Mutex<HashMap<i16, Versions>>,
 }
 
@@ -96,23 +117,46 @@ impl Shared {
 
     /// Marks the connection dead and fails every pending request with `reason`.
     fn poison(&self, reason: &str) {
-        let waiters = {
+        self.poison_with(reason, None);
+    }
+
+    /// Marks the connection dead; pending and later requests fail with `fatal`,
+    /// or with [`Error::Disconnected`] naming `reason` when it is `None`.
+    fn poison_with(&self, reason: &str, fatal: Option<Error>) {
+        let (waiters, error) = {
             let mut state = lock(&self.pending);
             if state.closed.is_none() {
                 state.closed = Some(reason.to_string());
+                state.fatal = fatal;
             }
-            std::mem::take(&mut state.waiters)
+            let error = state
+                .fatal
+                .clone()
+                .unwrap_or_else(|| self.disconnected(reason));
+            (std::mem::take(&mut state.waiters), error)
         };
         if !waiters.is_empty() {
             debug!(broker = %self.broker, reason, failed = waiters.len(), "connection poisoned");
         }
         for (_, waiter) in waiters {
-            let _ = waiter.send(Err(self.disconnected(reason)));
+            let _ = waiter.send(Err(error.clone()));
         }
     }
 
     fn closed_reason(&self) -> Option<String> {
         lock(&self.pending).closed.clone()
+    }
+
+    /// The error a request on a dead connection fails with; `None` while it lives.
+    fn closed_error(&self) -> Option<Error> {
+        let state = lock(&self.pending);
+        let reason = state.closed.as_ref()?;
+        Some(
+            state
+                .fatal
+                .clone()
+                .unwrap_or_else(|| self.disconnected(reason)),
+        )
     }
 }
 
@@ -124,12 +168,13 @@ pub struct Connection {
     _tasks: Arc<TaskGuard>,
 }
 
-/// Aborts the reader and writer tasks when the last handle is dropped.
-struct TaskGuard(Vec<tokio::task::JoinHandle<()>>);
+/// Aborts the reader, writer and re-authentication tasks when the last handle is
+/// dropped.
+struct TaskGuard(Mutex<Vec<tokio::task::JoinHandle<()>>>);
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for task in lock(&self.0).iter() {
             task.abort();
         }
     }
@@ -144,27 +189,102 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects over TCP to `addr` (`host:port`) and negotiates api versions.
+    /// Connects to `addr` (`host:port`): TCP, the TLS handshake when
+    /// `security.protocol` asks for TLS (both within the connect timeout),
+    /// ApiVersions, then SASL authentication when it asks for SASL.
     pub async fn connect(addr: &str, options: ConnectionOptions) -> Result<Connection> {
-        let stream = tokio::time::timeout(
-            options.connect_timeout,
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            context: format!("connecting to {addr}"),
-        })?
-        .map_err(|source| Error::Io {
-            context: format!("connecting to {addr}"),
-            source: Arc::new(source),
-        })?;
-        stream.set_nodelay(true).map_err(|source| Error::Io {
-            context: format!("configuring {addr}"),
-            source: Arc::new(source),
-        })?;
-        let conn = Connection::from_stream(stream, addr, options);
-        conn.negotiate_api_versions().await?;
+        crate::client::metrics::connection_attempt(&options.client_id, addr);
+        let security = options.security.clone();
+        let timeout = options.connect_timeout;
+        let open = async {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("connecting to {addr}"),
+                    source: Arc::new(source),
+                })?;
+            stream.set_nodelay(true).map_err(|source| Error::Io {
+                context: format!("configuring {addr}"),
+                source: Arc::new(source),
+            })?;
+            let conn = match security.tls() {
+                Some(tls) if security.protocol().uses_tls() => {
+                    let stream = tls.handshake(stream, addr).await?;
+                    Connection::from_stream(stream, addr, options)
+                }
+                _ => Connection::from_stream(stream, addr, options),
+            };
+            Ok::<_, Error>(conn)
+        };
+        let conn = tokio::time::timeout(timeout, open)
+            .await
+            .map_err(|_| Error::Timeout {
+                context: format!("connecting to {addr}"),
+            })??;
+        conn.establish().await?;
         Ok(conn)
+    }
+
+    /// Negotiates api versions, then, when the options' `security.protocol` uses
+    /// SASL, authenticates and keeps re-authenticating before each session ends.
+    /// [`Connection::connect`] calls it; call it after [`Connection::from_stream`].
+    pub async fn establish(&self) -> Result<()> {
+        self.negotiate_api_versions().await?;
+        let security = &self.shared.options.security;
+        if let Some(sasl) = security.sasl().filter(|_| security.protocol().uses_sasl()) {
+            let lifetime = authenticate::authenticate(self, sasl).await?;
+            if let Some(lifetime) = lifetime {
+                let task = tokio::spawn(authenticate::reauthenticate(
+                    self.detached(),
+                    sasl.clone(),
+                    lifetime,
+                ));
+                lock(&self._tasks.0).push(task);
+            }
+        }
+        Ok(())
+    }
+
+    /// A handle that shares the socket but does not keep its tasks alive (for the
+    /// connection's own re-authentication task).
+    fn detached(&self) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+            writer: self.writer.clone(),
+            _tasks: Arc::new(TaskGuard(Mutex::new(Vec::new()))),
+        }
+    }
+
+    /// Waits until no request is in flight and holds every permit, so no request
+    /// is sent until the guard drops (re-authentication).
+    pub(crate) async fn exclusive(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        self.shared
+            .in_flight
+            .clone()
+            .acquire_many_owned(self.shared.permits)
+            .await
+            .map_err(|_| self.shared.disconnected("closed"))
+    }
+
+    /// Fails every pending and later request with `error`.
+    pub(crate) fn poison_with(&self, error: Error) {
+        self.shared.poison_with(&error.to_string(), Some(error));
+    }
+
+    /// Sends `request` at `version` without taking an in-flight permit (the caller
+    /// holds them all: the SASL exchange) and waits for the answer.
+    pub(crate) async fn call_exclusive<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response> {
+        let mut frame = self
+            .start::<R>(request, version, None)
+            .await?
+            .frame()
+            .await?;
+        let (_, response) = decode_response_frame::<R::Response>(&mut frame, version)?;
+        Ok(response)
     }
 
     /// Wraps an already open stream (TCP, TLS, or an in-memory duplex in tests). Does
@@ -174,6 +294,9 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read_half, write_half) = tokio::io::split(stream);
+        let permits = options
+            .max_in_flight
+            .clamp(1, Semaphore::MAX_PERMITS.min(1 << 20));
         let shared = Arc::new(Shared {
             broker: broker.to_string(),
             buffers: Arc::new(BufferPool::new(
@@ -181,7 +304,9 @@ impl Connection {
                 MIN_POOLED_RESPONSE,
                 usize::MAX,
             )),
-            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            in_flight: Arc::new(Semaphore::new(permits)),
+            permits: permits as u32,
+            plaintext: !options.security.protocol().uses_tls(),
             options,
             pending: Mutex::new(PendingState::default()),
             next_correlation_id: AtomicI32::new(1),
@@ -193,7 +318,7 @@ impl Connection {
         Connection {
             shared,
             writer: tx,
-            _tasks: Arc::new(TaskGuard(vec![reader, writer])),
+            _tasks: Arc::new(TaskGuard(Mutex::new(vec![reader, writer]))),
         }
     }
 
@@ -326,8 +451,8 @@ impl Connection {
     }
 
     async fn acquire(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        if let Some(reason) = self.shared.closed_reason() {
-            return Err(self.shared.disconnected(&reason));
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
         }
         self.shared
             .in_flight
@@ -345,7 +470,11 @@ impl Connection {
     /// Writes the request and returns the response frame after its size prefix,
     /// starting with the response header.
     async fn round_trip<R: Request>(&self, request: &R, version: i16) -> Result<Bytes> {
-        self.start::<R>(request, version).await?.frame().await
+        let permit = self.acquire_owned().await?;
+        self.start::<R>(request, version, Some(permit))
+            .await?
+            .frame()
+            .await
     }
 
     /// Queues `request` for writing and returns a handle to await its response.
@@ -358,24 +487,35 @@ impl Connection {
         request: &R,
         version: i16,
     ) -> Result<PendingResponse<R::Response>> {
+        let permit = self.acquire_owned().await?;
         Ok(PendingResponse {
-            inner: self.start::<R>(request, version).await?,
+            inner: self.start::<R>(request, version, Some(permit)).await?,
             version,
             _response: std::marker::PhantomData,
         })
     }
 
-    async fn start<R: Request>(&self, request: &R, version: i16) -> Result<InFlight> {
-        if let Some(reason) = self.shared.closed_reason() {
-            return Err(self.shared.disconnected(&reason));
+    async fn acquire_owned(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
         }
-        let permit = self
-            .shared
+        self.shared
             .in_flight
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.shared.disconnected("closed"))?;
+            .map_err(|_| self.shared.disconnected("closed"))
+    }
+
+    async fn start<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<InFlight> {
+        if let Some(error) = self.shared.closed_error() {
+            return Err(error);
+        }
         let correlation_id = self.next_correlation_id();
         let frame = encode_request_frame(
             request,
@@ -386,8 +526,12 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         {
             let mut state = lock(&self.shared.pending);
-            if let Some(reason) = &state.closed {
-                return Err(self.shared.disconnected(reason));
+            if state.closed.is_some() {
+                drop(state);
+                return Err(self
+                    .shared
+                    .closed_error()
+                    .unwrap_or_else(|| self.shared.disconnected("closed")));
             }
             state.waiters.insert(correlation_id, tx);
         }
@@ -411,7 +555,7 @@ struct InFlight {
     correlation_id: i32,
     api: ApiKey,
     started: Instant,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl InFlight {
@@ -499,16 +643,58 @@ async fn write_loop<W: AsyncWrite>(
     }
 }
 
+/// Whether the first bytes of a "size" are a TLS record header (handshake or
+/// alert, TLS 1.x): a TLS listener answering a plaintext client.
+fn looks_like_tls_record(size: i32) -> bool {
+    let [content_type, major, ..] = size.to_be_bytes();
+    matches!(content_type, 0x15 | 0x16) && major == 0x03
+}
+
+/// The error a read failure poisons the connection with: [`Error::Tls`] for a
+/// TLS alert or failure (e.g. the broker refused the client certificate after the
+/// TLS 1.3 handshake), else `None` (disconnected).
+fn read_failure(shared: &Shared, e: &std::io::Error) -> Option<Error> {
+    tls::rustls_error(e).map(|_| Error::Tls {
+        broker: shared.broker.clone(),
+        reason: tls::describe_io(
+            e,
+            tls::host_of(&shared.broker),
+            false,
+            shared
+                .options
+                .security
+                .tls()
+                .is_some_and(|t| t.has_client_identity()),
+        ),
+    })
+}
+
 async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
     let mut reader = std::pin::pin!(reader);
+    let mut fatal = None;
     let reason = loop {
         let size = match reader.read_i32().await {
             Ok(size) => size,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 break "closed by the broker".to_string();
             }
-            Err(e) => break format!("read failed: {e}"),
+            Err(e) => {
+                fatal = read_failure(&shared, &e);
+                break format!("read failed: {e}");
+            }
         };
+        if shared.plaintext && looks_like_tls_record(size) {
+            let error = Error::Tls {
+                broker: shared.broker.clone(),
+                reason: format!(
+                    "the broker answered with TLS — is this an SSL listener? set \
+                     security.protocol=SSL or SASL_SSL (it is {})",
+                    shared.options.security.protocol().name()
+                ),
+            };
+            fatal = Some(error);
+            break "the broker answered with TLS".to_string();
+        }
         if size < 4 || size as usize > shared.options.max_response_size {
             break format!(
                 "response size {size} outside [4, {}] (max response size)",
@@ -529,6 +715,7 @@ async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
             }
         };
         if let Err(e) = read {
+            fatal = read_failure(&shared, &e);
             break format!("read failed mid-response: {e}");
         }
         let body = shared.buffers.freeze(body);
@@ -548,7 +735,7 @@ async fn read_loop<R: AsyncRead>(reader: R, shared: Arc<Shared>) {
             return;
         }
     };
-    shared.poison(&reason);
+    shared.poison_with(&reason, fatal);
 }
 
 /// The highest version of `api` whose meaning this client implements.

@@ -16,7 +16,14 @@
 //! | `kafka_consumer_fetch_bytes_total` | counter | |
 //! | `kafka_consumer_fetch_requests_total` | counter | `session` (`full`, `incremental`) |
 //! | `kafka_consumer_fetch_session_resets_total` | counter | |
+//! | `kafka_client_connection_attempts_total` | counter | `broker` |
+//!
+//! Connection attempts are also counted per client id and broker in the process,
+//! readable with [`connection_attempts`] (tests use it to prove a failure is not
+//! retried in a storm).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::protocol::ApiKey;
@@ -71,4 +78,31 @@ pub fn fetch_request(full: bool) {
 /// Counts a fetch session started over (an error, or the broker forgot it).
 pub fn fetch_session_reset() {
     metrics::counter!("kafka_consumer_fetch_session_resets_total").increment(1);
+}
+
+type AttemptTable = Mutex<HashMap<(String, String), u64>>;
+
+fn attempt_table() -> &'static AttemptTable {
+    static TABLE: OnceLock<AttemptTable> = OnceLock::new();
+    TABLE.get_or_init(AttemptTable::default)
+}
+
+/// Counts an attempt to open a connection to `broker` (`host:port`) by the
+/// client with `client_id`.
+pub fn connection_attempt(client_id: &str, broker: &str) {
+    metrics::counter!("kafka_client_connection_attempts_total", "broker" => broker.to_string())
+        .increment(1);
+    let mut table = crate::sync::lock(attempt_table());
+    *table
+        .entry((client_id.to_string(), broker.to_string()))
+        .or_default() += 1;
+}
+
+/// How many connections clients with `client_id` tried to open to `broker` in
+/// this process so far (every lane and coordinator connection counts).
+pub fn connection_attempts(client_id: &str, broker: &str) -> u64 {
+    crate::sync::lock(attempt_table())
+        .get(&(client_id.to_string(), broker.to_string()))
+        .copied()
+        .unwrap_or(0)
 }

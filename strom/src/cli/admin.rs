@@ -10,13 +10,15 @@ use kafka_wire::client::config::ProducerConfig;
 use super::Cli;
 
 /// A client of the cluster the command line names. When no broker answers (after
-/// `request.timeout.ms`), the error names the addresses tried.
+/// `request.timeout.ms`), the error names the addresses tried; a TLS or SASL
+/// failure is told as itself.
 pub(super) async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let props = cli.properties()?;
     let config = ProducerConfig::from_properties(&props)?;
     let servers = config.client.bootstrap_servers.join(",");
     Client::connect(config.client).await.map_err(|e| {
-        if e.code().is_some() {
+        // A TLS or SASL failure names its cause and the setting to change.
+        if e.code().is_some() || e.is_security_failure() {
             anyhow::Error::from(e)
         } else {
             anyhow!(

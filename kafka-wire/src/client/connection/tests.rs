@@ -299,3 +299,200 @@ async fn a_refused_connection_reads_as_the_io_error_it_was() {
     );
     assert!(matches!(e.clone(), Error::Io { .. }));
 }
+
+/// Options of a SASL_PLAINTEXT connection authenticating as `admin` with PLAIN.
+fn sasl_options() -> ConnectionOptions {
+    use crate::client::security::{SaslConfig, SecurityConfig};
+    let jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required \
+                username=\"admin\" password=\"admin-secret\";";
+    let sasl = SaslConfig::from_properties(&|key| match key {
+        "security.protocol" => Some("SASL_PLAINTEXT".into()),
+        "sasl.mechanism" => Some("PLAIN".into()),
+        "sasl.jaas.config" => Some(jaas.into()),
+        _ => None,
+    })
+    .unwrap()
+    .unwrap();
+    ConnectionOptions {
+        security: SecurityConfig::sasl_plaintext(sasl),
+        ..options()
+    }
+}
+
+fn sasl_api_versions_body(version: i16) -> Bytes {
+    let api = |key: ApiKey, max_version| ApiVersion {
+        api_key: key.code(),
+        min_version: 0,
+        max_version,
+        ..Default::default()
+    };
+    let response = ApiVersionsResponse {
+        api_keys: vec![
+            api(ApiKey::ApiVersions, 4),
+            api(ApiKey::Metadata, 12),
+            api(ApiKey::SaslHandshake, 1),
+            api(ApiKey::SaslAuthenticate, 2),
+        ],
+        ..Default::default()
+    };
+    encode(&response, version)
+}
+
+/// Plays a broker's side of SaslHandshake + one SaslAuthenticate round (PLAIN),
+/// granting `lifetime_ms`, or failing with `error`.
+async fn serve_sasl(peer: &mut DuplexStream, lifetime_ms: i64, error: Option<&str>) {
+    use crate::protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+    let (key, version, cid) = read_request(peer).await.unwrap();
+    assert_eq!(key, ApiKey::SaslHandshake.code());
+    assert_eq!(version, 1);
+    let handshake = SaslHandshakeResponse {
+        mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-512".into()],
+        ..Default::default()
+    };
+    write_response(peer, cid, false, &encode(&handshake, version)).await;
+    let (key, version, cid) = read_request(peer).await.unwrap();
+    assert_eq!(key, ApiKey::SaslAuthenticate.code());
+    let response = SaslAuthenticateResponse {
+        error_code: if error.is_some() {
+            ErrorCode::SaslAuthenticationFailed.code()
+        } else {
+            0
+        },
+        error_message: error.map(str::to_string),
+        session_lifetime_ms: lifetime_ms,
+        ..Default::default()
+    };
+    write_response(peer, cid, version >= 2, &encode(&response, version)).await;
+}
+
+#[tokio::test]
+async fn a_refused_sasl_authentication_is_an_authentication_error_with_the_brokers_words() {
+    let (client, mut peer) = tokio::io::duplex(1 << 16);
+    let conn = Connection::from_stream(client, "duplex", sasl_options());
+    let server = tokio::spawn(async move {
+        let (_, version, cid) = read_request(&mut peer).await.unwrap();
+        write_response(&mut peer, cid, false, &sasl_api_versions_body(version)).await;
+        serve_sasl(&mut peer, 0, Some("Invalid username or password")).await;
+        peer
+    });
+    let error = conn.establish().await.unwrap_err();
+    let _peer = server.await.unwrap();
+    assert!(
+        matches!(&error, Error::Authentication { mechanism, .. } if mechanism == "PLAIN"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("Invalid username or password"), "{text}");
+    assert!(!text.contains("admin-secret"), "{text}");
+    assert!(error.is_security_failure() && !error.is_retriable());
+}
+
+#[tokio::test]
+async fn a_mechanism_the_listener_does_not_enable_is_named_with_the_enabled_ones() {
+    use crate::protocol::messages::SaslHandshakeResponse;
+    let (client, mut peer) = tokio::io::duplex(1 << 16);
+    let conn = Connection::from_stream(client, "duplex", sasl_options());
+    let server = tokio::spawn(async move {
+        let (_, version, cid) = read_request(&mut peer).await.unwrap();
+        write_response(&mut peer, cid, false, &sasl_api_versions_body(version)).await;
+        let (_, version, cid) = read_request(&mut peer).await.unwrap();
+        let handshake = SaslHandshakeResponse {
+            error_code: ErrorCode::UnsupportedSaslMechanism.code(),
+            mechanisms: vec!["SCRAM-SHA-512".into()],
+        };
+        write_response(&mut peer, cid, false, &encode(&handshake, version)).await;
+        peer
+    });
+    let error = conn.establish().await.unwrap_err().to_string();
+    let _peer = server.await.unwrap();
+    assert!(
+        error.contains("does not enable PLAIN") && error.contains("SCRAM-SHA-512"),
+        "{error}"
+    );
+}
+
+/// KIP-368: before the session ends the connection re-authenticates, after the
+/// request in flight got its answer and before the next request is written.
+#[tokio::test(start_paused = true)]
+async fn reauthentication_waits_for_requests_in_flight_and_holds_back_new_ones() {
+    let (client, mut peer) = tokio::io::duplex(1 << 16);
+    let conn = Connection::from_stream(client, "duplex", sasl_options());
+    let (order_tx, mut order) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(async move {
+        let (_, version, cid) = read_request(&mut peer).await.unwrap();
+        write_response(&mut peer, cid, false, &sasl_api_versions_body(version)).await;
+        serve_sasl(&mut peer, 1_000, None).await;
+        // The first Metadata request: answered only after the session's end
+        // passed, so re-authentication has to wait for it.
+        let (key, version, cid) = read_request(&mut peer).await.unwrap();
+        assert_eq!(key, ApiKey::Metadata.code());
+        order_tx.send("metadata 1 read").unwrap();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let response = MetadataResponse::default();
+        write_response(&mut peer, cid, version >= 9, &encode(&response, version)).await;
+        order_tx.send("metadata 1 answered").unwrap();
+        // Then the re-authentication, before any other request.
+        serve_sasl(&mut peer, 1_000, None).await;
+        order_tx.send("re-authenticated").unwrap();
+        let (key, version, cid) = read_request(&mut peer).await.unwrap();
+        assert_eq!(key, ApiKey::Metadata.code());
+        order_tx.send("metadata 2 read").unwrap();
+        write_response(&mut peer, cid, version >= 9, &encode(&response, version)).await;
+        peer
+    });
+    conn.establish().await.unwrap();
+    let request = MetadataRequest::default();
+    let first = {
+        let conn = conn.clone();
+        let request = request.clone();
+        tokio::spawn(async move { conn.call_version(&request, 12).await })
+    };
+    assert_eq!(order.recv().await, Some("metadata 1 read"));
+    // Past 95% of the session: re-authentication is due, waiting for request 1.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let second = conn.call_version(&request, 12).await;
+    first.await.unwrap().unwrap();
+    second.unwrap();
+    assert_eq!(order.recv().await, Some("metadata 1 answered"));
+    assert_eq!(order.recv().await, Some("re-authenticated"));
+    assert_eq!(order.recv().await, Some("metadata 2 read"));
+    let _peer = server.await.unwrap();
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_reauthentication_poisons_the_connection_with_the_authentication_error() {
+    let (client, mut peer) = tokio::io::duplex(1 << 16);
+    let conn = Connection::from_stream(client, "duplex", sasl_options());
+    let server = tokio::spawn(async move {
+        let (_, version, cid) = read_request(&mut peer).await.unwrap();
+        write_response(&mut peer, cid, false, &sasl_api_versions_body(version)).await;
+        serve_sasl(&mut peer, 1_000, None).await;
+        serve_sasl(&mut peer, 0, Some("password changed")).await;
+        peer
+    });
+    conn.establish().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let _peer = server.await.unwrap();
+    assert!(conn.is_closed());
+    let error = conn
+        .call_version(&MetadataRequest::default(), 12)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Authentication { reason, .. } if reason.contains("password changed")),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_tls_record_in_place_of_a_response_size_is_recognised() {
+    // An alert (0x15) or handshake (0x16) record of TLS 1.2.
+    assert!(looks_like_tls_record(i32::from_be_bytes([
+        0x15, 0x03, 0x03, 0x00
+    ])));
+    assert!(looks_like_tls_record(i32::from_be_bytes([
+        0x16, 0x03, 0x01, 0x02
+    ])));
+    assert!(!looks_like_tls_record(64));
+}

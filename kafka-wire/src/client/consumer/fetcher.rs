@@ -205,6 +205,22 @@ impl Fetcher {
                         return;
                     }
                 }
+                Err(e) if e.is_security_failure() => {
+                    // A TLS or SASL failure repeats on every attempt: the caller
+                    // hears of it at once, and the next attempt waits the longest
+                    // backoff instead of reconnecting in a loop.
+                    warn!(node = self.node, error = %e, "fetch connection refused; not retrying soon");
+                    if self
+                        .forward
+                        .send(Forward::Event(Event::Error(e)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let delay = (0..16).fold(Duration::ZERO, |_, _| self.backoff.next_delay());
+                    let _ = tokio::time::timeout(delay, self.notify.notified()).await;
+                }
                 Err(e) => {
                     let delay = self.backoff.next_delay();
                     warn!(node = self.node, error = %e, ?delay, "fetch failed; retrying");

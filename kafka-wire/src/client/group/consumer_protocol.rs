@@ -394,6 +394,7 @@ impl ConsumerMember {
             connect_timeout: c.connection_setup_timeout,
             max_in_flight: c.max_in_flight_per_connection,
             max_response_size: c.max_response_size,
+            security: c.security.clone(),
         };
         let rebalance_timeout_ms =
             i32::try_from(config.max_poll_interval.as_millis()).unwrap_or(i32::MAX);

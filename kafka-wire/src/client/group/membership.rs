@@ -110,6 +110,7 @@ impl Membership {
             connect_timeout: c.connection_setup_timeout,
             max_in_flight: c.max_in_flight_per_connection,
             max_response_size: c.max_response_size,
+            security: c.security.clone(),
         };
         Ok(Membership {
             coordinator: tokio::sync::Mutex::new(Coordinator::dedicated(
