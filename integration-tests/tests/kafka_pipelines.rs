@@ -622,6 +622,35 @@ fn signal(child: &Child, name: &str) {
     assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
 }
 
+/// The exactly-once window count against the secured broker: the pipeline
+/// connects over SASL_SSL (SCRAM-SHA-512, the broker's certificate checked
+/// against the test CA) and is SIGKILLed once mid-run; the output, read over
+/// PLAINTEXT by the Java consumer, holds every window exactly once.
+#[tokio::test]
+async fn exactly_once_window_counts_over_sasl_ssl() {
+    let broker = integration_tests::require_secure_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&broker.plaintext, "eos-sasl").await;
+    let (input, expected) = run.click_records(20_000, 59);
+    let security = [
+        "security.protocol=SASL_SSL".to_string(),
+        "sasl.mechanism=SCRAM-SHA-512".to_string(),
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+         username=\"admin\" password=\"admin-secret\";"
+            .to_string(),
+        "ssl.truststore.type=PEM".to_string(),
+        format!("ssl.truststore.location={}", broker.cert("ca.pem")),
+    ];
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "1000".to_string()),
+        ("KAFKA_BOOTSTRAP", broker.sasl_ssl.clone()),
+        ("KAFKA_PROPS", security.join(",")),
+    ];
+    let mut child = feed_under_kills(&run, "window-count", &extra, input, 1, 0, 61).await;
+    run.finish_windows(&mut child, &expected).await;
+}
+
 /// The leader of partition `partition` of `topic` in `bootstrap`'s cluster.
 async fn leader(bootstrap: &str, topic: &str, partition: i32) -> i32 {
     let client = Client::connect(ProducerConfig::new(bootstrap).unwrap().client)

@@ -316,7 +316,6 @@ async fn refused<T: std::fmt::Debug>(
 }
 
 #[tokio::test]
-#[ignore = "needs SASL client support (tls/sasl helpers)"]
 async fn a_principal_without_acls_is_refused_at_once_and_served_after_strom_acls_create() {
     let broker = require_secure_broker!();
     let topic = random_topic("alice-topic");
