@@ -658,7 +658,7 @@ mod tests {
 
     #[test]
     fn producer_and_consumer_expand_as_kafka_acls_does() {
-        let b = created(&[
+        let args = [
             "create",
             "--allow-principal",
             "User:alice",
@@ -672,24 +672,9 @@ mod tests {
             "tx",
             "--resource-pattern-type",
             "prefixed",
-        ]);
-        let ops: BTreeSet<(String, String)> = match plan(&[
-            "create",
-            "--allow-principal",
-            "User:alice",
-            "--producer",
-            "--consumer",
-            "--topic",
-            "t",
-            "--group",
-            "g",
-            "--transactional-id",
-            "tx",
-            "--resource-pattern-type",
-            "prefixed",
-        ])
-        .unwrap()
-        {
+        ];
+        let b = created(&args);
+        let ops: BTreeSet<(String, String)> = match plan(&args).unwrap() {
             Plan::Create(b) => b
                 .iter()
                 .map(|b| {
