@@ -52,7 +52,7 @@ pub use graph::{AsyncOptions, DataStream, KeyedStream, Pipeline, PipelineConfig,
 pub use io::collect::CollectSink;
 pub use io::generator::GeneratorSource;
 pub use io::sink::{Sink, SinkContext};
-pub use io::source::{Source, SourceSplit, SplitEvent};
+pub use io::source::{Source, SourceSplit, SplitEvent, SplitTime};
 pub use io::vec_source::VecSource;
 pub use operators::interval_join::Either;
 pub use operators::pane_window::Windowed;

@@ -303,8 +303,12 @@ impl Run {
     async fn assert_nothing_hanging(&self) {
         let client = self.admin.client().clone();
         let mut topics = vec![self.output.clone()];
-        for uid in ["error-counts", "running-stats"] {
-            let t = format!("{}-{uid}-changelog", self.app);
+        let internal = [
+            format!("{}-error-counts-changelog", self.app),
+            format!("{}-running-stats-changelog", self.app),
+            format!("{}-by-url-repartition", self.app),
+        ];
+        for t in internal {
             if client.topic(&t).await.is_ok() {
                 topics.push(t);
             }
@@ -909,6 +913,41 @@ async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_pr
     );
     check_stats(&lines, &expected);
     run.assert_nothing_hanging().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_keyed_through_a_repartition_topic_stay_exact_while_processes_die_and_join() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-repartition").await;
+    let (input, expected) = run.click_records(40_000, 37);
+    eprintln!(
+        "app {} input {} output {}: {} windows expected",
+        run.app,
+        run.input,
+        run.output,
+        expected.len()
+    );
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let pipeline = "window-count-repartition";
+    let mut a = run.spawn(pipeline, 0, &extra);
+    let mut b = run.spawn(pipeline, 1, &extra);
+    let feeding = Duration::from_secs(15);
+    let mut c = None;
+    let faults = async {
+        // Both run their share; one dies mid-transaction; a third joins later.
+        tokio::time::sleep(feeding / 3).await;
+        kill(&mut b);
+        tokio::time::sleep(feeding / 3).await;
+        c = Some(run.spawn(pipeline, 2, &extra));
+    };
+    tokio::join!(run.clicks_paced(input, feeding), faults);
+    let mut c = c.unwrap();
+    run.wait_for_output(expected.len() as i64, Duration::from_secs(240))
+        .await;
+    let status = terminate(&mut c, Duration::from_secs(60));
+    assert!(status.success(), "the third process exited with {status}");
+    run.finish_windows(&mut a, &expected).await;
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, watch};
 use super::changelog::Changelog;
 use super::config::KafkaConfig;
 use super::fetch::{self, FetchEvent};
-use super::scope::{Incarnation, KafkaScope, PartitionFeed};
+use super::scope::{Claim, Incarnation, KafkaScope, PartitionFeed};
 use super::store::{KafkaCheckpointStore, dead_letter_record};
 use super::topics;
 use super::writer::Writer;
@@ -162,6 +162,8 @@ pub struct KafkaJob {
 /// What the pipeline definition asks for, learnt by defining it once.
 struct Plan {
     topics: Vec<String>,
+    /// The repartition topics among `topics` (made by [`KafkaScope::key_by`]).
+    repartition_topics: Vec<String>,
     sink_topics: Vec<String>,
     bounded: bool,
     exactly_once: bool,
@@ -236,11 +238,25 @@ impl KafkaJob {
         let admin = Admin::new(client);
         let mut widest = 1;
         let mut all_partitions = BTreeSet::new();
-        for t in &plan.topics {
+        for t in plan
+            .topics
+            .iter()
+            .filter(|t| !plan.repartition_topics.contains(t))
+        {
             let n = topics::partitions(&admin, t).await?;
             widest = widest.max(n);
             all_partitions.extend((0..n).map(|p| (t.clone(), p)));
         }
+        // A repartition topic has a partition per input partition number, so a
+        // process owning partition n of the input owns partition n of it.
+        for t in &plan.repartition_topics {
+            topics::ensure_repartition(&admin, &config, t, widest).await?;
+            all_partitions.extend((0..widest).map(|p| (t.clone(), p)));
+        }
+        scope.repartition_partitions().store(
+            u16::try_from(widest).unwrap_or(u16::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for t in &plan.sink_topics {
             if !topics::exists(&admin, t).await? {
                 return Err(ConnectorError::Refused(format!(
@@ -281,6 +297,12 @@ impl KafkaJob {
             let Some(assignment) = settle(&mut group, &mut stop_rx).await? else {
                 break;
             };
+            if plan.aligned && plan.topics.len() > 1 {
+                if let Err(e) = check_co_partitioned(&assignment, &all_partitions) {
+                    let _ = group.close().await;
+                    return Err(e);
+                }
+            }
             if !plan.aligned && !assignment.is_empty() {
                 let owned: BTreeSet<TopicPartition> = assignment.iter().cloned().collect();
                 if owned != all_partitions {
@@ -401,7 +423,22 @@ impl KafkaJob {
                 );
                 senders.insert(tp.clone(), tx);
             }
-            let incarnation = Arc::new(Incarnation::new(feeds, writer.clone(), status.clone()));
+            let claim = Claim {
+                writer: config.instance_name(),
+                owns: assignment
+                    .iter()
+                    .filter_map(|(_, p)| u16::try_from(*p).ok())
+                    .collect::<BTreeSet<u16>>()
+                    .into_iter()
+                    .collect(),
+                of: u16::try_from(widest).unwrap_or(u16::MAX),
+            };
+            let incarnation = Arc::new(Incarnation::new(
+                feeds,
+                writer.clone(),
+                status.clone(),
+                claim,
+            ));
             writer.set_committed(report.last_checkpoint);
             scope.bind(Some(incarnation.clone()));
             let store = Arc::new(KafkaCheckpointStore {
@@ -593,6 +630,22 @@ where
             message: "either every Kafka source of a job is bounded or none is".into(),
         });
     }
+    let mut repartition_topics: Vec<String> = sources
+        .iter()
+        .filter(|s| s.repartition)
+        .flat_map(|s| s.topics.clone())
+        .collect();
+    repartition_topics.sort();
+    repartition_topics.dedup();
+    if bounded && !repartition_topics.is_empty() {
+        return Err(ConnectorError::Config {
+            key: "sources".into(),
+            message: format!(
+                "a bounded job cannot key through a repartition topic ({}): use key_by in one process",
+                repartition_topics.join(", ")
+            ),
+        });
+    }
     let mut sink_topics: Vec<String> = sinks.iter().map(|s| s.topic.clone()).collect();
     for s in &sources {
         if let super::BadRecordPolicy::DeadLetter(t) = &s.bad_records {
@@ -603,6 +656,7 @@ where
     sink_topics.dedup();
     Ok(Plan {
         topics,
+        repartition_topics,
         sink_topics,
         bounded,
         exactly_once: sinks.iter().any(|s| s.exactly_once),
@@ -628,6 +682,28 @@ where
     p.restore_from(checkpoint);
     p.checkpoint_store(store);
     Ok(p.start()?)
+}
+
+/// State keyed by partition number over several topics needs every partition
+/// number a process owns to be its own in every topic that has it.
+fn check_co_partitioned(
+    assignment: &[TopicPartition],
+    all: &BTreeSet<TopicPartition>,
+) -> Result<(), ConnectorError> {
+    let numbers: BTreeSet<i32> = assignment.iter().map(|(_, p)| *p).collect();
+    let owned: BTreeSet<&TopicPartition> = assignment.iter().collect();
+    let missing: Vec<String> = all
+        .iter()
+        .filter(|tp| numbers.contains(&tp.1) && !owned.contains(tp))
+        .map(|(t, p)| format!("{t}-{p}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ConnectorError::Refused(format!(
+        "the group assigned this process some partition numbers without the same partitions of every topic (missing {}): keyed state spans topics, which then need equal partition counts and partition.assignment.strategy=range (group.remote.assignor=range with group.protocol=consumer), the job's default",
+        missing.join(", ")
+    )))
 }
 
 /// A pipeline whose state is keyed by hash runs as one process: refuses to join
@@ -693,6 +769,20 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
         ("auto.offset.reset", "earliest"),
     ];
     let group_protocol_consumer = config.get("group.protocol") == Some("consumer");
+    // State keyed by partition number over several topics (input and
+    // repartition topics, or joined inputs) needs each process to own the same
+    // partition numbers of every topic: the range assignors give that to
+    // members subscribed to the same topics of equal partition counts.
+    let co_partitioned = plan.aligned && plan.topics.len() > 1;
+    if co_partitioned {
+        if group_protocol_consumer {
+            if config.get("group.remote.assignor").is_none() {
+                overrides.push(("group.remote.assignor", "range".to_string()));
+            }
+        } else if config.get("partition.assignment.strategy").is_none() {
+            overrides.push(("partition.assignment.strategy", "range".to_string()));
+        }
+    }
     for (k, v) in defaults {
         let per_member = matches!(
             k,

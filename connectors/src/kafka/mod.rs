@@ -17,6 +17,7 @@
 //! | `scope.rs` | [`KafkaScope`]: what the sources, sinks and store of a job share |
 //! | `source.rs`, `fetch.rs` | [`KafkaSource`] and its splits; the fetch task |
 //! | `sink.rs` | [`KafkaSink`] |
+//! | `repartition.rs` | [`KafkaScope::key_by`]: a repartition topic between two stages, with watermark markers |
 //! | `writer.rs` | the process's one producer and the commit of a checkpoint |
 //! | `changelog.rs`, `topics.rs` | state in compacted changelog topics; internal topics |
 //! | `store.rs` | the checkpoint store: the transaction of a checkpoint |
@@ -27,6 +28,7 @@ mod config;
 mod fetch;
 mod job;
 mod message;
+mod repartition;
 mod scope;
 mod sink;
 mod source;

@@ -11,6 +11,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -20,9 +21,11 @@ use kafka_wire::records::Header;
 use tokio::sync::mpsc;
 
 use super::config::KafkaConfig;
-use super::sink::{KafkaSink, SinkSpec};
+use super::repartition::{Marker, SinkTime, process_time};
+use super::sink::{KafkaSink, KeyBytes, SinkSpec};
 use super::source::{Chunk, KafkaSource, SourceSpec};
 use super::writer::Writer;
+use crate::format::Format;
 use crate::sync::lock;
 
 /// Creates the Kafka sources and sinks of a job (handed to the closure of
@@ -38,6 +41,9 @@ struct ScopeInner {
     sources: Mutex<Vec<Arc<Mutex<SourceSpec>>>>,
     sinks: Mutex<Vec<Arc<Mutex<SinkSpec>>>>,
     incarnation: Mutex<Option<Arc<Incarnation>>>,
+    /// The partition count of the repartition topics (the widest input topic),
+    /// set by the job before the pipeline is defined for an incarnation.
+    repartition_partitions: Arc<AtomicU16>,
 }
 
 impl KafkaScope {
@@ -48,6 +54,7 @@ impl KafkaScope {
                 sources: Mutex::new(Vec::new()),
                 sinks: Mutex::new(Vec::new()),
                 incarnation: Mutex::new(None),
+                repartition_partitions: Arc::new(AtomicU16::new(1)),
             }),
         }
     }
@@ -73,6 +80,38 @@ impl KafkaScope {
         let spec = Arc::new(Mutex::new(SinkSpec::new(topic)));
         lock(&self.inner.sinks).push(spec.clone());
         KafkaSink::new(self.clone(), spec)
+    }
+
+    /// A sink writing `topic` as a repartition topic: keyed by `key`, to the
+    /// partition of that key, with watermark markers.
+    pub(crate) fn repartition_sink<T: Send + 'static>(
+        &self,
+        topic: &str,
+        format: impl Format<T>,
+        key: KeyBytes<T>,
+    ) -> KafkaSink<T> {
+        let mut spec = SinkSpec::new(topic);
+        spec.repartition = true;
+        let spec = Arc::new(Mutex::new(spec));
+        lock(&self.inner.sinks).push(spec.clone());
+        KafkaSink::repartition(self.clone(), spec, format, key)
+    }
+
+    /// A source reading `topic` as a repartition topic (event time from its
+    /// markers).
+    pub(crate) fn repartition_source(&self, topic: &str) -> KafkaSource<Bytes> {
+        let spec = SourceSpec {
+            repartition: true,
+            ..SourceSpec::default()
+        };
+        let spec = Arc::new(Mutex::new(spec));
+        lock(&self.inner.sources).push(spec.clone());
+        KafkaSource::new(self.clone(), spec).topics([topic.to_string()])
+    }
+
+    /// The partition count of the repartition topics, as the job set it.
+    pub(crate) fn repartition_partitions(&self) -> Arc<AtomicU16> {
+        self.inner.repartition_partitions.clone()
     }
 
     /// What the sources asked for so far.
@@ -138,6 +177,22 @@ pub(crate) struct Incarnation {
     finals: Mutex<BTreeMap<TopicPartition, i64>>,
     dead_letters: Mutex<Vec<DeadLetterRecord>>,
     status: engine::JobStatus,
+    /// Who this process is to the readers of its repartition topics, and the
+    /// input partition numbers it owns.
+    claim: Claim,
+    /// Per repartition topic, what each sink subtask knows of event time.
+    sink_times: Mutex<HashMap<String, Vec<SinkTime>>>,
+}
+
+/// What a process's watermark markers say about it besides the time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Claim {
+    /// `{application.id}-{instance}`.
+    pub writer: String,
+    /// The input partition numbers this incarnation owns.
+    pub owns: Vec<u16>,
+    /// How many there are (the widest input topic's partition count).
+    pub of: u16,
 }
 
 impl Incarnation {
@@ -145,6 +200,7 @@ impl Incarnation {
         feeds: HashMap<TopicPartition, PartitionFeed>,
         writer: Arc<Writer>,
         status: engine::JobStatus,
+        claim: Claim,
     ) -> Self {
         Incarnation {
             feeds: Mutex::new(feeds),
@@ -153,7 +209,51 @@ impl Incarnation {
             finals: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(Vec::new()),
             status,
+            claim,
+            sink_times: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sink subtask `subtask` of `parallelism` writing repartition topic `topic`
+    /// learnt `time`.
+    pub(crate) fn sink_time(
+        &self,
+        topic: &str,
+        subtask: usize,
+        parallelism: usize,
+        time: SinkTime,
+    ) {
+        let mut all = lock(&self.sink_times);
+        let times = all
+            .entry(topic.to_string())
+            .or_insert_with(|| vec![SinkTime::default(); parallelism.max(1)]);
+        if let Some(t) = times.get_mut(subtask) {
+            *t = time;
+        }
+    }
+
+    /// What sink subtask `subtask` of `topic` reported last.
+    pub(crate) fn sink_time_of(&self, topic: &str, subtask: usize) -> SinkTime {
+        lock(&self.sink_times)
+            .get(topic)
+            .and_then(|t| t.get(subtask).copied())
+            .unwrap_or_default()
+    }
+
+    /// The marker this process writes into `topic` now: `None` while a sink
+    /// subtask knows no time yet, or when the process owns no input partition.
+    pub(crate) fn marker(&self, topic: &str) -> Option<Marker> {
+        if self.claim.owns.is_empty() {
+            return None;
+        }
+        let (watermark, idle) = process_time(lock(&self.sink_times).get(topic)?)?;
+        Some(Marker {
+            writer: self.claim.writer.clone(),
+            watermark,
+            idle,
+            owns: self.claim.owns.clone(),
+            of: self.claim.of,
+        })
     }
 
     /// The feeds of `topics`' partitions (each can be taken once).

@@ -14,16 +14,20 @@ use engine::{CheckpointId, EngineError, ErrorClass, NO_TIMESTAMP, Record, Sink, 
 use kafka_wire::client::ProducerRecord;
 use serde::Serialize;
 
+use super::repartition::{MARKER_HEADER, SinkTime, partition_of};
 use super::scope::KafkaScope;
 use super::writer::{Delivery, Writer};
 use crate::error::engine_error;
 use crate::format::{Format, FormatError, to_json};
 use crate::sync::lock;
+use kafka_wire::records::Header;
 
 /// Encodes a value into its record's value bytes.
 type ValueEncoder<T> = Arc<dyn Fn(&T) -> Result<Option<Bytes>, FormatError> + Send + Sync>;
 /// A record's key from its value.
 type KeyFn<T> = Arc<dyn Fn(&T) -> Option<Bytes> + Send + Sync>;
+/// The bytes of a value's key on a repartition topic.
+pub(crate) type KeyBytes<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 
 /// Deliveries a sink keeps in flight before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 20_000;
@@ -33,6 +37,8 @@ const MAX_IN_FLIGHT: usize = 20_000;
 pub(crate) struct SinkSpec {
     pub topic: String,
     pub exactly_once: bool,
+    /// A repartition topic (created by the job, its partition count set).
+    pub repartition: bool,
 }
 
 impl SinkSpec {
@@ -40,6 +46,7 @@ impl SinkSpec {
         SinkSpec {
             topic: topic.to_string(),
             exactly_once: false,
+            repartition: false,
         }
     }
 }
@@ -54,6 +61,11 @@ pub struct KafkaSink<T> {
     topic: String,
     value: ValueEncoder<T>,
     key: Option<KeyFn<T>>,
+    /// A repartition topic's key: it also picks the partition.
+    repartition: Option<KeyBytes<T>>,
+    /// This instance's subtask and the sink's parallelism (from `open`).
+    subtask: usize,
+    parallelism: usize,
     writer: Option<Arc<Writer>>,
     in_flight: VecDeque<Delivery>,
     /// Exactly-once: the checkpoint whose commit the next record waits for.
@@ -69,6 +81,9 @@ impl<T> Clone for KafkaSink<T> {
             topic: self.topic.clone(),
             value: self.value.clone(),
             key: self.key.clone(),
+            repartition: self.repartition.clone(),
+            subtask: 0,
+            parallelism: 1,
             writer: None,
             in_flight: VecDeque::new(),
             gate: None,
@@ -79,17 +94,94 @@ impl<T> Clone for KafkaSink<T> {
 
 impl<T: Serialize + Send + 'static> KafkaSink<T> {
     pub(crate) fn new(scope: KafkaScope, spec: Arc<Mutex<SinkSpec>>) -> KafkaSink<T> {
+        KafkaSink::with_value(scope, spec, Arc::new(|v: &T| to_json(v)))
+    }
+}
+
+impl<T: Send + 'static> KafkaSink<T> {
+    fn with_value(
+        scope: KafkaScope,
+        spec: Arc<Mutex<SinkSpec>>,
+        value: ValueEncoder<T>,
+    ) -> KafkaSink<T> {
         let topic = lock(&spec).topic.clone();
         KafkaSink {
             scope,
             spec,
             records: metrics::counter!("strom_kafka_sink_records_total", "topic" => topic.clone()),
             topic,
-            value: Arc::new(|v: &T| to_json(v)),
+            value,
             key: None,
+            repartition: None,
+            subtask: 0,
+            parallelism: 1,
             writer: None,
             in_flight: VecDeque::new(),
             gate: None,
+        }
+    }
+
+    /// The writing end of a repartition topic (see `repartition.rs`).
+    pub(crate) fn repartition(
+        scope: KafkaScope,
+        spec: Arc<Mutex<SinkSpec>>,
+        format: impl Format<T>,
+        key: KeyBytes<T>,
+    ) -> KafkaSink<T> {
+        let value: ValueEncoder<T> = Arc::new(move |v: &T| format.serialize(v));
+        KafkaSink {
+            repartition: Some(key),
+            ..KafkaSink::with_value(scope, spec, value)
+        }
+    }
+
+    /// Writes this process's watermark marker into every partition of the
+    /// repartition topic (once per process: subtask 0 writes it).
+    async fn write_markers(&mut self) -> engine::Result<()> {
+        if self.repartition.is_none() || self.subtask != 0 {
+            return Ok(());
+        }
+        let (Some(writer), Some(incarnation)) = (self.writer.clone(), self.scope.incarnation())
+        else {
+            return Ok(());
+        };
+        let Some(marker) = incarnation.marker(&self.topic) else {
+            return Ok(());
+        };
+        let value = marker.encode().map_err(|e| {
+            EngineError::external(
+                format!("encoding a marker for {}", self.topic),
+                e,
+                ErrorClass::Fatal,
+            )
+        })?;
+        let partitions = self
+            .scope
+            .repartition_partitions()
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let records = (0..i32::from(partitions))
+            .map(|p| ProducerRecord {
+                topic: self.topic.clone(),
+                partition: Some(p),
+                value: Some(value.clone()),
+                headers: vec![Header::new(MARKER_HEADER, Some(Bytes::from_static(b"1")))],
+                ..Default::default()
+            })
+            .collect();
+        let sent = writer
+            .send_all(records)
+            .await
+            .map_err(|e| self.fail("sending watermark markers", e))?;
+        self.in_flight.extend(sent);
+        Ok(())
+    }
+
+    fn report_time(&self, time: SinkTime) {
+        if self.repartition.is_none() {
+            return;
+        }
+        if let Some(incarnation) = self.scope.incarnation() {
+            incarnation.sink_time(&self.topic, self.subtask, self.parallelism, time);
         }
     }
 }
@@ -157,7 +249,9 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
         "kafka"
     }
 
-    async fn open(&mut self, _ctx: &SinkContext) -> engine::Result<()> {
+    async fn open(&mut self, ctx: &SinkContext) -> engine::Result<()> {
+        self.subtask = ctx.subtask;
+        self.parallelism = ctx.parallelism;
         let incarnation = self.scope.incarnation().ok_or_else(|| {
             EngineError::InvalidPipeline("a KafkaSink runs inside KafkaJob::run".into())
         })?;
@@ -183,9 +277,17 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
                     ErrorClass::Fatal,
                 )
             })?;
-            let key = self.key.as_ref().and_then(|k| k(&r.value));
+            let (key, partition) = match &self.repartition {
+                Some(key_bytes) => {
+                    let key = key_bytes(&r.value);
+                    let partition = partition_of(&key, &self.scope.repartition_partitions());
+                    (Some(Bytes::from(key)), Some(i32::from(partition)))
+                }
+                None => (self.key.as_ref().and_then(|k| k(&r.value)), None),
+            };
             records.push(ProducerRecord {
                 topic: self.topic.clone(),
+                partition,
                 key,
                 value,
                 timestamp: (r.timestamp != NO_TIMESTAMP && r.timestamp >= 0).then_some(r.timestamp),
@@ -204,7 +306,25 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
         Ok(())
     }
 
+    async fn watermark(&mut self, watermark: i64) -> engine::Result<()> {
+        self.report_time(SinkTime {
+            watermark: Some(watermark),
+            idle: false,
+        });
+        Ok(())
+    }
+
+    async fn idle(&mut self, idle: bool) -> engine::Result<()> {
+        if let Some(incarnation) = self.scope.incarnation() {
+            let mut time = incarnation.sink_time_of(&self.topic, self.subtask);
+            time.idle = idle;
+            self.report_time(time);
+        }
+        Ok(())
+    }
+
     async fn pre_commit(&mut self, checkpoint: CheckpointId) -> engine::Result<Vec<u8>> {
+        self.write_markers().await?;
         self.await_oldest(0).await?;
         if self.writer.as_ref().is_some_and(|w| w.exactly_once()) {
             self.gate = Some(checkpoint);

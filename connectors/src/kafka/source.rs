@@ -21,12 +21,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use engine::{
     CheckpointId, EngineError, ErrorClass, Position, Record, Source, SourceSplit, SplitEvent,
+    SplitTime,
 };
 use kafka_wire::client::consumer::ConsumerRecord;
 use kafka_wire::client::group::assignor::TopicPartition;
 use tokio::sync::mpsc;
 
 use super::message::KafkaMessage;
+use super::repartition::{MARKER_HEADER, Marker, MarkerClock};
 use super::scope::{DeadLetterRecord, Incarnation, KafkaScope, PartitionFeed};
 use crate::format::{Format, FormatError, Raw};
 use crate::sync::lock;
@@ -55,6 +57,8 @@ pub(crate) struct SourceSpec {
     pub topics: Vec<String>,
     pub bounded: bool,
     pub bad_records: BadRecordPolicy,
+    /// A repartition topic: watermark markers set the splits' event time.
+    pub repartition: bool,
 }
 
 /// A Kafka source: reads its topics through the pipeline's consumer group (or,
@@ -180,13 +184,17 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
         let feeds = incarnation.take_feeds(&spec.topics);
         let mut splits: Vec<Box<dyn SourceSplit<T>>> = Vec::with_capacity(feeds.len());
         for (tp, feed) in feeds {
-            splits.push(Box::new(KafkaSplit::new(
+            let mut split = KafkaSplit::new(
                 tp,
                 feed,
                 self.decode.clone(),
                 spec.bad_records.clone(),
                 incarnation.clone(),
-            )));
+            );
+            if spec.repartition {
+                split.clock = Some(MarkerClock::default());
+            }
+            splits.push(Box::new(split));
         }
         Ok(splits)
     }
@@ -210,6 +218,8 @@ struct KafkaSplit<T> {
     bad: metrics::Counter,
     bytes: metrics::Counter,
     status: Arc<engine::PartitionStatus>,
+    /// A repartition topic's partition: its event time, from the markers.
+    clock: Option<MarkerClock>,
 }
 
 /// Records of one partition from one fetch.
@@ -249,7 +259,32 @@ impl<T: Send + 'static> KafkaSplit<T> {
             decode,
             policy,
             incarnation,
+            clock: None,
         }
+    }
+
+    /// Takes in a repartition topic's watermark marker; `false` when `r` is
+    /// not one.
+    fn marker(&mut self, r: &ConsumerRecord) -> engine::Result<bool> {
+        let Some(clock) = self.clock.as_mut() else {
+            return Ok(false);
+        };
+        if !r
+            .headers
+            .iter()
+            .any(|h| h.key.as_ref() == MARKER_HEADER.as_bytes())
+        {
+            return Ok(false);
+        }
+        let marker = Marker::decode(r.value.as_deref()).map_err(|e| {
+            EngineError::external(
+                format!("record {} at offset {}", self.label, r.offset),
+                e,
+                ErrorClass::Fatal,
+            )
+        })?;
+        clock.observe(marker);
+        Ok(true)
     }
 
     fn ended(&self) -> bool {
@@ -320,6 +355,8 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
                 }
             }
             let mut out = Vec::with_capacity(max.min(self.buf.len()));
+            // Whether a marker moved the split's event time.
+            let mut moved = false;
             while out.len() < max {
                 let Some(r) = self.buf.pop_front() else { break };
                 if r.offset < self.position {
@@ -331,6 +368,14 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
                     break;
                 }
                 self.position = r.offset + 1;
+                match self.marker(&r) {
+                    Ok(true) => {
+                        moved = true;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
                 self.bytes.increment(
                     (r.key.as_ref().map_or(0, |k| k.len())
                         + r.value.as_ref().map_or(0, |v| v.len())) as u64,
@@ -352,7 +397,7 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
                 self.position = self.position.max(self.chunk_next);
             }
             self.status.set_position(self.position);
-            if !out.is_empty() {
+            if !out.is_empty() || moved {
                 return Poll::Ready(Ok(SplitEvent::Records(out)));
             }
         }
@@ -379,6 +424,10 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
 
     fn status(&self) -> Option<Arc<engine::PartitionStatus>> {
         Some(self.status.clone())
+    }
+
+    fn event_time(&self) -> Option<SplitTime> {
+        self.clock.as_ref().map(MarkerClock::time)
     }
 }
 

@@ -34,12 +34,8 @@ pub(crate) async fn ensure_compacted(
     topic: &str,
     partitions: i32,
 ) -> Result<(), ConnectorError> {
-    let replication = config
-        .get("strom.changelog.replication.factor")
-        .and_then(|v| v.parse::<i16>().ok())
-        .unwrap_or(-1);
     let new = NewTopic::new(topic, partitions)
-        .replication_factor(replication)
+        .replication_factor(replication(config))
         .config("cleanup.policy", "compact")
         // Small segments and a low dirty ratio keep a restore close to the live
         // state: the cleaner only compacts closed segments.
@@ -74,6 +70,41 @@ pub(crate) async fn ensure_compacted(
         }
         Err(e) => Err(ConnectorError::kafka(format!("creating {topic}"), e)),
     }
+}
+
+/// Creates the repartition topic `topic` with `partitions` partitions, or checks
+/// that the existing one has that many.
+pub(crate) async fn ensure_repartition(
+    admin: &Admin,
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), ConnectorError> {
+    let new = NewTopic::new(topic, partitions).replication_factor(replication(config));
+    match admin.create_topics(&[new]).await {
+        Ok(_) => {
+            tracing::info!(topic, partitions, "repartition topic created");
+            wait_until_known(admin, topic).await
+        }
+        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
+            let have = partitions_of(admin, topic).await?;
+            if have != partitions {
+                return Err(ConnectorError::Refused(format!(
+                    "repartition topic {topic} has {have} partitions, the pipeline needs {partitions} (its widest input topic): delete it (its records are in flight between stages) or fix the input"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => Err(ConnectorError::kafka(format!("creating {topic}"), e)),
+    }
+}
+
+/// `strom.changelog.replication.factor`, or the broker's default.
+fn replication(config: &KafkaConfig) -> i16 {
+    config
+        .get("strom.changelog.replication.factor")
+        .and_then(|v| v.parse::<i16>().ok())
+        .unwrap_or(-1)
 }
 
 async fn partitions_of(admin: &Admin, topic: &str) -> Result<i32, ConnectorError> {

@@ -440,6 +440,10 @@ impl Pipeline {
         }
     }
 
+    pub(crate) fn from_graph(graph: GraphRef) -> Self {
+        Pipeline { graph }
+    }
+
     /// The configuration.
     pub fn config(&self) -> PipelineConfig {
         self.graph.borrow().config.clone()

@@ -258,6 +258,26 @@ impl<T: Send + 'static> DataStream<T> {
         KeyedStream::new(self, Arc::new(f), par, Some(grouper))
     }
 
+    /// The pipeline this stream belongs to (to add a source to it).
+    pub fn pipeline(&self) -> crate::Pipeline {
+        crate::Pipeline::from_graph(self.graph.clone())
+    }
+
+    /// Keys the stream by `f` when the source partitioned it by
+    /// `partition_of(key)` (a repartition topic written with that function):
+    /// like [`DataStream::key_by_source_partition`], for keys that are not
+    /// bytes. Each record must come from the partition `partition_of` names.
+    pub fn key_by_partitioned<K: Key>(
+        self,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+        partition_of: impl Fn(&K) -> u16 + Send + Sync + 'static,
+    ) -> KeyedStream<K, T> {
+        let par = self.graph.borrow().config.parallelism;
+        let grouper: crate::state::key_group::KeyGroupFn<K> =
+            Arc::new(move |k: &K| crate::KeyGroup(partition_of(k)));
+        KeyedStream::new(self, Arc::new(f), par, Some(grouper))
+    }
+
     /// Redistributes batches round-robin over `parallelism` new subtasks.
     pub fn rebalance(self, parallelism: usize) -> DataStream<T> {
         self.exchange(

@@ -55,6 +55,16 @@ pub trait Sink<T>: Send + 'static {
     ) -> impl Future<Output = Result<Vec<u8>>> + Send {
         async { Ok(Vec::new()) }
     }
+    /// The watermark of the sink's input advanced to `watermark` (`i64::MAX`
+    /// when bounded input ends): a sink that carries event time on (a
+    /// repartition topic) records it.
+    fn watermark(&mut self, _watermark: i64) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// The sink's input became idle (`true`) or active again.
+    fn idle(&mut self, _idle: bool) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
     /// Checkpoint `checkpoint` completed: commit everything pre-committed up to it.
     fn commit(&mut self, _checkpoint: CheckpointId) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }

@@ -31,6 +31,19 @@ pub enum SplitEvent<T> {
     End,
 }
 
+/// Event time as a split that carries it in its data reports it (see
+/// [`SourceSplit::event_time`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitTime {
+    /// Not known yet: the split holds the watermark back.
+    Unknown,
+    /// Every later record of the split is at or after this time (late records
+    /// aside).
+    Watermark(i64),
+    /// Nothing is coming: the split does not hold the watermark back.
+    Idle,
+}
+
 /// One independently readable part of a source.
 pub trait SourceSplit<T>: Send {
     /// Polls for up to `max` records. `Pending` registers the waker, like a future.
@@ -55,6 +68,13 @@ pub trait SourceSplit<T>: Send {
     /// Where this split reports its position, log end, watermark and idleness
     /// (a Kafka partition); the source task sets the watermark and idleness.
     fn status(&self) -> Option<std::sync::Arc<crate::runtime::status::PartitionStatus>> {
+        None
+    }
+    /// Event time the split reads from its data (a repartition topic's
+    /// watermark markers), asked after every poll; `None` (the default) leaves
+    /// the watermark to the source's [`crate::WatermarkStrategy`]. A split that
+    /// reports it may return an empty batch to say only its time moved.
+    fn event_time(&self) -> Option<SplitTime> {
         None
     }
 }

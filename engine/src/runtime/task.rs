@@ -15,7 +15,7 @@ use crate::checkpoint::{
 };
 use crate::error::{EngineError, Result};
 use crate::io::sink::{Sink, SinkContext};
-use crate::io::source::{SourceSplit, SplitEvent};
+use crate::io::source::{SourceSplit, SplitEvent, SplitTime};
 use crate::record::{NO_TIMESTAMP, Record};
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::{GateEvent, InputGate};
@@ -228,7 +228,8 @@ impl<T> SplitSlot<T> {
         }
         let stamp = split.key_group().unwrap_or(index);
         let mut wm = SplitWatermark::new(out_of_orderness_ms);
-        if split.key_group().is_some() {
+        // A split that reads event time from its data learns it again there.
+        if split.key_group().is_some() && split.event_time().is_none() {
             if let Some(bytes) = restored.and_then(|s| s.key_groups.get(&stamp)) {
                 wm.observe(decode_exact::<i64>(bytes)?);
             }
@@ -267,6 +268,34 @@ impl<T> SplitSlot<T> {
         self.split
             .checkpoint(id)
             .map_err(|e| source_error(source, self.index, e))
+    }
+
+    /// Applies the event time a split read from its data to the valve (input
+    /// `i`) and the partition's status.
+    fn event_time(&mut self, i: usize, time: SplitTime, valve: &mut WatermarkValve) -> ValveOutput {
+        match time {
+            SplitTime::Unknown => ValveOutput::default(),
+            SplitTime::Idle => {
+                if self.idle {
+                    return ValveOutput::default();
+                }
+                self.idle = true;
+                if let Some(st) = &self.status {
+                    st.set_idle(true);
+                }
+                valve.idle(i, true)
+            }
+            SplitTime::Watermark(w) => {
+                if let Some(st) = &self.status {
+                    if self.idle {
+                        st.set_idle(false);
+                    }
+                    st.set_watermark(w);
+                }
+                self.idle = false;
+                valve.watermark(i, w)
+            }
+        }
     }
 
     /// Marks records read from this split: its number in their positions, their
@@ -542,6 +571,15 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                 records_read.increment(records.len() as u64);
                 stats.add_in(records.len() as u64);
                 stats.add_out(records.len() as u64);
+                if let Some(time) = slot.split.event_time() {
+                    if !records.is_empty() {
+                        chain.process_batch(records, &mut env.ctx)?;
+                    }
+                    let o = slot.event_time(i, time, &mut valve);
+                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    env.ctx.flush_deferred().await?;
+                    continue;
+                }
                 let was_idle = std::mem::replace(&mut slot.idle, false);
                 let wm = slot.wm.current();
                 if let Some(st) = &slot.status {
@@ -675,7 +713,8 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                         stats.add_out(n);
                         status.add_records(n);
                     }
-                    GateEvent::Watermark(_) | GateEvent::Idle(_) => {}
+                    GateEvent::Watermark(w) => sink.watermark(w).await.map_err(err)?,
+                    GateEvent::Idle(i) => sink.idle(i).await.map_err(err)?,
                     GateEvent::Barrier(b) => {
                         let started = std::time::Instant::now();
                         let state = sink.pre_commit(b.id).await.map_err(err)?;

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `window-count` | JSON clicks `{"url","status","ts"}` keyed by url | per url and 1-minute event-time window, the number of clicks with status >= 500 (`key_by`: one process) |
 //! | `window-count-aligned` | the same | the same with `key_by_source_partition` (several processes) |
+//! | `window-count-repartition` | the same | the same keyed through the repartition topic `{APP}-by-url-repartition` (`KafkaScope::key_by`: several processes) |
 //! | `running-stats` | key `k<n>`, value a decimal integer | per input record, the running `[key, count, min, max, sum]` of its key |
 //!
 //! Settings come from the environment: `KAFKA_BOOTSTRAP`, `APP`, `INSTANCE`
@@ -102,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
             source = source.bounded();
         }
         match pipeline.as_str() {
-            "window-count" | "window-count-aligned" => {
+            "window-count" | "window-count-aligned" | "window-count-repartition" => {
                 let clicks = p
                     .source(
                         source.format(Json::<Click>::new()),
@@ -110,10 +111,10 @@ async fn main() -> anyhow::Result<()> {
                             .with_timestamp(|c: &Click| c.ts),
                     )
                     .filter(|c| c.status >= 500);
-                let keyed = if pipeline == "window-count" {
-                    clicks.key_by(|c| c.url.clone())
-                } else {
-                    clicks.key_by_source_partition(|c| c.url.clone())
+                let keyed = match pipeline.as_str() {
+                    "window-count" => clicks.key_by(|c| c.url.clone()),
+                    "window-count-aligned" => clicks.key_by_source_partition(|c| c.url.clone()),
+                    _ => k.key_by(clicks, "by-url", |c: &Click| c.url.clone(), Json::new()),
                 };
                 let counts = keyed
                     .window(Windows::tumbling(Duration::from_secs(60)))
