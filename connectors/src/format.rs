@@ -16,6 +16,7 @@
 use std::marker::PhantomData;
 
 use bytes::Bytes;
+use engine::StateCodec;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -114,6 +115,33 @@ impl<T: Serialize + DeserializeOwned + 'static> Format<T> for Json<T> {
     }
 }
 
+/// The engine's own compact encoding ([`StateCodec`], as keyed state is
+/// stored): for topics only strom reads, such as repartition topics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Codec;
+
+impl<T: StateCodec + 'static> Format<T> for Codec {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, FormatError> {
+        let mut buf = bytes.unwrap_or_default();
+        let value = T::decode(&mut buf).map_err(|e| FormatError {
+            format: "codec",
+            message: e.to_string(),
+        })?;
+        if !buf.is_empty() {
+            return Err(FormatError {
+                format: "codec",
+                message: format!("{} bytes left after the value", buf.len()),
+            });
+        }
+        Ok(value)
+    }
+    fn serialize(&self, value: &T) -> Result<Option<Bytes>, FormatError> {
+        let mut buf = Vec::new();
+        value.encode(&mut buf);
+        Ok(Some(Bytes::from(buf)))
+    }
+}
+
 /// `value` as one JSON document.
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Option<Bytes>, FormatError> {
     serde_json::to_vec(value)
@@ -127,6 +155,20 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Option<Bytes>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codec_round_trips_and_refuses_short_or_long_bytes() {
+        let v = (String::from("k"), vec![1i64, -2]);
+        let bytes = Codec.serialize(&v).unwrap().unwrap();
+        let back: (String, Vec<i64>) = Codec.deserialize(Some(&bytes)).unwrap();
+        assert_eq!(back, v);
+        assert!(
+            <Codec as Format<(String, Vec<i64>)>>::deserialize(&Codec, Some(&bytes[..3])).is_err()
+        );
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(<Codec as Format<(String, Vec<i64>)>>::deserialize(&Codec, Some(&long)).is_err());
+    }
 
     #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
     struct Click {

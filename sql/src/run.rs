@@ -22,7 +22,9 @@ use std::time::Duration;
 use crate::tap::Tapped;
 use bytes::Bytes;
 use connectors::file::{BadLinePolicy, FileSink, FileSource};
-use connectors::kafka::{BadRecordPolicy, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope};
+use connectors::kafka::{
+    BadRecordPolicy, Codec, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope,
+};
 use connectors::postgres::{PgColumn, PgType, PgValue, PostgresSink, WriteMode};
 use connectors::stdout::PrintSink;
 use engine::{
@@ -330,7 +332,27 @@ impl SqlJob {
                 out.push('\n');
             }
         }
+        if out.contains("(exchange by key") {
+            out.push_str(if self.scales_out() {
+                "keyed exchanges: through repartition topics {application.id}-q<INSERT>-key<n>-repartition (strom.scale.out=true: several processes share the pipeline)\n"
+            } else {
+                "keyed exchanges: in memory (the pipeline runs as one process; strom.scale.out=true routes them through repartition topics)\n"
+            });
+        }
         out
+    }
+
+    /// Whether the Kafka tables' properties set `strom.scale.out=true`.
+    fn scales_out(&self) -> bool {
+        let tables: Vec<&TableDef> = self
+            .script
+            .tables
+            .iter()
+            .filter(|t| t.option("connector") == Some("kafka"))
+            .collect();
+        self.uses_kafka()
+            && connect::kafka_properties(&tables)
+                .is_ok_and(|p| p.get("strom.scale.out").is_some_and(|v| v == "true"))
     }
 
     /// Whether any table is a Kafka table.
@@ -461,6 +483,7 @@ impl SqlJob {
             bounded,
             scans: RefCell::new(HashMap::new()),
             uses: RefCell::new(HashMap::new()),
+            exchanges: std::cell::Cell::new(0),
         };
         // How often each table is read, so a table read twice is forked.
         for br in &self.branches {
@@ -498,6 +521,8 @@ struct Builder<'a> {
     bounded: bool,
     scans: RefCell<HashMap<String, DataStream<Row>>>,
     uses: RefCell<HashMap<String, usize>>,
+    /// Keyed exchanges built so far (they name the repartition topics).
+    exchanges: std::cell::Cell<usize>,
 }
 
 fn invalid(m: impl Into<String>) -> engine::EngineError {
@@ -736,13 +761,12 @@ impl Builder<'_> {
                 let uid = format!("{branch}-window{n}");
                 let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
                 let k = *keys;
-                input
-                    .try_map_named("group-keys", move |row: Row| {
-                        pre.iter()
-                            .map(|p| p(&row))
-                            .collect::<std::result::Result<Row, EvalError>>()
-                    })
-                    .key_by(move |r: &Row| r[..k].to_vec())
+                let rows = input.try_map_named("group-keys", move |row: Row| {
+                    pre.iter()
+                        .map(|p| p(&row))
+                        .collect::<std::result::Result<Row, EvalError>>()
+                });
+                self.key_by(rows, branch, move |r: &Row| r[..k].to_vec())
                     .window(windows(*window))
                     .aggregate(RowAggregate::new(aggs.clone()))
                     .uid(&uid)
@@ -764,8 +788,8 @@ impl Builder<'_> {
                 upper,
                 filter,
             } => {
-                let l = keyed_side(self.stream(left, branch, n)?, left_keys);
-                let r = keyed_side(self.stream(right, branch, n)?, right_keys);
+                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let joined = l
                     .interval_join(r, *lower, *upper, |a: &(Row, Row), b: &(Row, Row)| {
@@ -785,8 +809,8 @@ impl Builder<'_> {
                 right_keys,
                 filter,
             } => {
-                let l = keyed_side(self.stream(left, branch, n)?, left_keys);
-                let r = keyed_side(self.stream(right, branch, n)?, right_keys);
+                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let (size, (lt, rt)) = (*size, *times);
                 // Both rows lie in the same tumbling window: the one of their time.
@@ -827,20 +851,19 @@ impl Builder<'_> {
                 let k = *keys;
                 let agg = RowAggregate::new(aggs.clone());
                 let (a1, a2, a3) = (agg.clone(), agg.clone(), agg);
-                input
-                    .try_map_named(
-                        "group-keys",
-                        move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
-                            let vals =
-                                pre.iter()
-                                    .map(|p| p(&row))
-                                    .collect::<std::result::Result<Row, EvalError>>()?;
-                            let mut accs = a1.create_accs();
-                            a1.add_row(&mut accs, &vals);
-                            Ok((vals[..k].to_vec(), accs))
-                        },
-                    )
-                    .key_by(|t: &(Row, Vec<Acc>)| t.0.clone())
+                let rows = input.try_map_named(
+                    "group-keys",
+                    move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
+                        let vals = pre
+                            .iter()
+                            .map(|p| p(&row))
+                            .collect::<std::result::Result<Row, EvalError>>()?;
+                        let mut accs = a1.create_accs();
+                        a1.add_row(&mut accs, &vals);
+                        Ok((vals[..k].to_vec(), accs))
+                    },
+                );
+                self.key_by(rows, branch, |t: &(Row, Vec<Acc>)| t.0.clone())
                     .reduce(move |a, b| {
                         let mut accs = a.1.clone();
                         a2.merge_accs(&mut accs, &b.1);
@@ -977,13 +1000,35 @@ impl Builder<'_> {
 }
 
 /// Rows keyed by their join key (rows with a NULL key join nothing).
-fn keyed_side(
-    stream: DataStream<Row>,
-    keys: &[crate::expr::CExpr],
-) -> engine::KeyedStream<Row, (Row, Row)> {
-    let keys: Vec<_> = keys.iter().map(|k| k.eval.clone()).collect();
-    stream
-        .try_flat_map(
+impl Builder<'_> {
+    /// Keys `stream` by `key`: in memory, or through a repartition topic when
+    /// the Kafka properties set `strom.scale.out=true` (several processes).
+    fn key_by<T>(
+        &self,
+        stream: DataStream<T>,
+        branch: &str,
+        key: impl Fn(&T) -> Row + Send + Sync + 'static,
+    ) -> engine::KeyedStream<Row, T>
+    where
+        T: engine::StateCodec + Send + 'static,
+    {
+        let i = self.exchanges.get() + 1;
+        self.exchanges.set(i);
+        match self.k.filter(|k| scale_out(k.config())) {
+            Some(k) => k.key_by(stream, &format!("{branch}-key{i}"), key, Codec),
+            None => stream.key_by(key),
+        }
+    }
+
+    /// One side of a join keyed by its join keys (rows with a NULL key dropped).
+    fn keyed_side(
+        &self,
+        stream: DataStream<Row>,
+        keys: &[crate::expr::CExpr],
+        branch: &str,
+    ) -> engine::KeyedStream<Row, (Row, Row)> {
+        let keys: Vec<_> = keys.iter().map(|k| k.eval.clone()).collect();
+        let pairs = stream.try_flat_map(
             "join-keys",
             move |row: Row| -> std::result::Result<Option<(Row, Row)>, EvalError> {
                 let k = keys
@@ -992,8 +1037,14 @@ fn keyed_side(
                     .collect::<std::result::Result<Row, _>>()?;
                 Ok((!k.iter().any(Value::is_null)).then_some((k, row)))
             },
-        )
-        .key_by(|t: &(Row, Row)| t.0.clone())
+        );
+        self.key_by(pairs, branch, |t: &(Row, Row)| t.0.clone())
+    }
+}
+
+/// Whether the Kafka properties ask for repartition topics (`strom.scale.out`).
+fn scale_out(config: &KafkaConfig) -> bool {
+    config.get("strom.scale.out") == Some("true")
 }
 
 /// The rows of `stream` for which `filter` is TRUE.

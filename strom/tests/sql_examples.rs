@@ -599,3 +599,186 @@ async fn order_payments_example_joins_like_a_reference() {
         .collect();
     assert_eq!(got_same, want_same);
 }
+
+/// Event time, user, page, country, and the partition of a far-future click.
+type ScaleOutClick = (i64, u64, String, Option<&'static str>, Option<i32>);
+
+/// A windowed count and a running total keyed by columns that are not the Kafka
+/// key, with `strom.scale.out=true`: two `strom run` processes of one pipeline
+/// share the input through repartition topics, and the exactly-once output read
+/// with read_committed holds every window once with the reference's counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_pipeline_keyed_by_columns_scales_out_to_two_processes_through_repartition_topics() {
+    let bootstrap = require_broker!();
+    let (clicks_topic, pages_topic, totals_topic) = (
+        random_topic("so-clicks"),
+        random_topic("so-pages"),
+        random_topic("so-totals"),
+    );
+    create_topics(
+        &bootstrap,
+        &[(&clicks_topic, 2), (&pages_topic, 2), (&totals_topic, 2)],
+    )
+    .await;
+    let dir = temp_dir("scale-out");
+    let sql = dir.join("scale-out.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE clicks (
+  ts TIMESTAMP(3), user_id BIGINT, page STRING, country STRING,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (
+  'connector' = 'kafka', 'topic' = '${CLICK_TOPIC}', 'format' = 'json',
+  'properties.group.id' = '${APP}', 'scan.startup.mode' = 'earliest-offset',
+  'properties.strom.scale.out' = 'true'
+);
+CREATE TABLE page_counts (window_start TIMESTAMP(3), page STRING, clicks BIGINT) WITH (
+  'connector' = 'kafka', 'topic' = '${PAGE_TOPIC}', 'format' = 'json',
+  'sink.delivery-guarantee' = 'exactly-once'
+);
+CREATE TABLE country_totals (country STRING, clicks BIGINT, PRIMARY KEY (country) NOT ENFORCED) WITH (
+  'connector' = 'kafka', 'topic' = '${COUNTRY_TOPIC}', 'format' = 'json',
+  'sink.delivery-guarantee' = 'exactly-once'
+);
+INSERT INTO page_counts
+SELECT window_start, page, COUNT(*)
+FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end, page;
+INSERT INTO country_totals
+SELECT country, COUNT(*) FROM clicks WHERE country IS NOT NULL GROUP BY country;
+",
+    )
+    .unwrap();
+    let explained = {
+        let mut c = strom();
+        c.args(["explain", sql.to_str().unwrap()])
+            .env("CLICK_TOPIC", &clicks_topic)
+            .env("PAGE_TOPIC", &pages_topic)
+            .env("COUNTRY_TOPIC", &totals_topic)
+            .env("APP", "x");
+        run(c, "strom explain")
+    };
+    assert!(
+        explained.contains("keyed exchanges: through repartition topics"),
+        "{explained}"
+    );
+
+    // 4,000 clicks over 400 s, 10% up to 1.5 s out of order, keyed by user (the
+    // pipeline keys by page and by country), then one far-future click per
+    // partition that fires every window.
+    let mut next = xorshift(0x5ca1_e007_0000_0001u64);
+    let start = 1_796_292_000_000i64;
+    let countries = [Some("de"), Some("fr"), Some("us"), None];
+    let mut clicks: Vec<ScaleOutClick> = (0..4000)
+        .map(|i| {
+            let mut ts = start + i * 100;
+            if next() % 10 == 0 {
+                ts -= (next() % 1500) as i64;
+            }
+            let user = next() % 300;
+            let page = format!("/page/{}", next() % 12);
+            (ts, user, page, countries[(next() % 4) as usize], None)
+        })
+        .collect();
+    for p in 0..2 {
+        clicks.push((start + 86_400_000, 0, "/end".into(), None, Some(p)));
+    }
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for (ts, user, page, country, partition) in &clicks {
+        let value = serde_json::json!({
+            "ts": format_timestamp(*ts), "user_id": user, "page": page, "country": country,
+        })
+        .to_string();
+        let mut r = ProducerRecord::new(&clicks_topic, value).key(user.to_string());
+        if let Some(p) = partition {
+            r = r.partition(*p);
+        }
+        pending.push(producer.send(r).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+
+    let mut windows: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    let mut totals: HashMap<String, u64> = HashMap::new();
+    // The far-future clicks' own windows never fire.
+    for (ts, _, page, country, _) in clicks.iter().filter(|c| c.4.is_none()) {
+        *windows
+            .entry((ts - ts.rem_euclid(60_000), page.clone()))
+            .or_default() += 1;
+        if let Some(c) = country {
+            *totals.entry(c.to_string()).or_default() += 1;
+        }
+    }
+    let app = random_topic("scale-out-app");
+    let spawn = |instance: &str| {
+        let mut c = strom();
+        c.args([
+            "--bootstrap",
+            &bootstrap,
+            "run",
+            "--instance",
+            instance,
+            sql.to_str().unwrap(),
+        ])
+        .env("CLICK_TOPIC", &clicks_topic)
+        .env("PAGE_TOPIC", &pages_topic)
+        .env("COUNTRY_TOPIC", &totals_topic)
+        .env("APP", &app)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let mut processes = [spawn("0"), spawn("1")];
+    let read_windows = || -> Vec<String> {
+        consume(&bootstrap, &pages_topic)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut got = read_windows();
+    while got.len() < windows.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        got = read_windows();
+    }
+    for p in &mut processes {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status();
+    }
+    for p in processes {
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "strom run exited with {}:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let got_windows: BTreeMap<(i64, String), u64> = read_windows()
+        .iter()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let start = sql::time::parse_timestamp(v["window_start"].as_str().unwrap()).unwrap();
+            (
+                (start, v["page"].as_str().unwrap().to_string()),
+                v["clicks"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(read_windows().len(), windows.len(), "each window once");
+    assert_eq!(got_windows, windows);
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for line in consume(&bootstrap, &totals_topic).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let e = last
+            .entry(v["country"].as_str().unwrap().to_string())
+            .or_default();
+        *e = (*e).max(v["clicks"].as_u64().unwrap());
+    }
+    assert_eq!(last, totals);
+}

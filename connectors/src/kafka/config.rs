@@ -20,6 +20,7 @@ use crate::error::ConnectorError;
 /// | `application.id` | the pipeline's name: its consumer group, the prefix of its transactional ids and internal topics (as in Kafka Streams) | required |
 /// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
+/// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process | `false` |
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it

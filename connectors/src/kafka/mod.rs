@@ -36,7 +36,7 @@ mod store;
 mod topics;
 mod writer;
 
-pub use crate::format::{Format, FormatError, Json, Raw, Utf8};
+pub use crate::format::{Codec, Format, FormatError, Json, Raw, Utf8};
 pub use config::KafkaConfig;
 pub use job::{JobEnd, JobReport, KafkaJob, Restore, StopHandle};
 pub use message::KafkaMessage;

@@ -80,7 +80,14 @@ pub(crate) async fn ensure_repartition(
     topic: &str,
     partitions: i32,
 ) -> Result<(), ConnectorError> {
-    let new = NewTopic::new(topic, partitions).replication_factor(replication(config));
+    // Records carry their event time, which may lie far in the past or the
+    // future: time-based retention and the broker's timestamp bounds must not
+    // delete or refuse records still in flight between the stages.
+    let new = NewTopic::new(topic, partitions)
+        .replication_factor(replication(config))
+        .config("retention.ms", "-1")
+        .config("message.timestamp.after.max.ms", i64::MAX.to_string())
+        .config("message.timestamp.before.max.ms", i64::MAX.to_string());
     match admin.create_topics(&[new]).await {
         Ok(_) => {
             tracing::info!(topic, partitions, "repartition topic created");
