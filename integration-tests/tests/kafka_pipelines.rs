@@ -928,7 +928,13 @@ async fn windows_keyed_through_a_repartition_topic_stay_exact_while_processes_di
         run.output,
         expected.len()
     );
-    let extra = [("GUARANTEE", "eos".to_string())];
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        (
+            "KAFKA_PROPS",
+            "strom.repartition.purge.interval.ms=1000".to_string(),
+        ),
+    ];
     let pipeline = "window-count-repartition";
     let mut a = run.spawn(pipeline, 0, &extra);
     let mut b = run.spawn(pipeline, 1, &extra);
@@ -948,6 +954,23 @@ async fn windows_keyed_through_a_repartition_topic_stay_exact_while_processes_di
     let status = terminate(&mut c, Duration::from_secs(60));
     assert!(status.success(), "the third process exited with {status}");
     run.finish_windows(&mut a, &expected).await;
+    // What the checkpoints consumed was deleted from the repartition topic.
+    let repartition = format!("{}-by-url-repartition", run.app);
+    let parts: Vec<i32> = (0..PARTITIONS).collect();
+    let starts = run
+        .admin
+        .list_offsets(
+            &repartition,
+            &parts,
+            OffsetSpec::Earliest,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    assert!(
+        starts.values().all(|s| s.offset > 0),
+        "{repartition} was not purged: {starts:?}"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ use crate::error::ConnectorError;
 /// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
 /// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process | `false` |
+/// | `strom.repartition.purge.interval.ms` | how often the records of repartition topics that committed checkpoints consumed are deleted (DeleteRecords) | `30000` |
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it
@@ -118,15 +119,32 @@ impl KafkaConfig {
                 message: format!("{v:?} is not a number"),
             })?;
         }
-        if let Some(v) = self.get("strom.leave.group.on.stop") {
-            v.parse::<bool>().map_err(|_| ConnectorError::Config {
-                key: "strom.leave.group.on.stop".into(),
-                message: format!("{v:?}: true or false"),
+        for key in ["strom.leave.group.on.stop", "strom.scale.out"] {
+            if let Some(v) = self.get(key) {
+                v.parse::<bool>().map_err(|_| ConnectorError::Config {
+                    key: key.into(),
+                    message: format!("{v:?}: true or false"),
+                })?;
+            }
+        }
+        if let Some(v) = self.get("strom.repartition.purge.interval.ms") {
+            v.parse::<u64>().map_err(|_| ConnectorError::Config {
+                key: "strom.repartition.purge.interval.ms".into(),
+                message: format!("{v:?} is not a number of milliseconds"),
             })?;
         }
         self.consumer_config(&[])?;
         self.producer_config(&[])?;
         Ok(())
+    }
+
+    /// `strom.repartition.purge.interval.ms` (30 s when unset; validated).
+    pub fn repartition_purge_interval(&self) -> Duration {
+        let ms = self
+            .get("strom.repartition.purge.interval.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(30_000);
+        Duration::from_millis(ms)
     }
 
     /// `strom.leave.group.on.stop` (true when unset).

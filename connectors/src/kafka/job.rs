@@ -48,7 +48,7 @@ use super::changelog::Changelog;
 use super::config::KafkaConfig;
 use super::fetch::{self, FetchEvent};
 use super::scope::{Claim, Incarnation, KafkaScope, PartitionFeed};
-use super::store::{KafkaCheckpointStore, dead_letter_record};
+use super::store::{KafkaCheckpointStore, RepartitionPurge, dead_letter_record};
 use super::topics;
 use super::writer::Writer;
 use crate::error::{ConnectorError, classify};
@@ -282,6 +282,10 @@ impl KafkaJob {
         let mut stop_rx = stop.subscribe();
         let mut writer = Arc::new(make_writer(&config, &group, plan.exactly_once).await?);
         let changelog = Arc::new(Changelog::new(config.clone(), widest, plan.aligned));
+        let purge = Arc::new(RepartitionPurge::new(
+            plan.repartition_topics.clone(),
+            config.repartition_purge_interval(),
+        ));
         let mut report = JobReport {
             end: JobEnd::Stopped,
             incarnations: 0,
@@ -445,6 +449,7 @@ impl KafkaJob {
                 incarnation: incarnation.clone(),
                 changelog: changelog.clone(),
                 admin: admin.clone(),
+                purge: purge.clone(),
             });
             let handle = start(&define, &scope, &pipeline, checkpoint, store);
             let handle = match handle {

@@ -3,22 +3,74 @@
 //! sent by the sinks), the state changes since n-1 (changelog.rs), the dead
 //! letters read before barrier n, and the input offsets at barrier n.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use engine::{Checkpoint, CheckpointStore, EngineError, ErrorClass, StoreFuture};
 use kafka_wire::client::ProducerRecord;
 use kafka_wire::client::admin::Admin;
+use kafka_wire::client::group::assignor::TopicPartition;
 use kafka_wire::records::Header;
 
 use super::changelog::Changelog;
 use super::scope::{DeadLetterRecord, Incarnation};
+use crate::sync::lock;
 
 /// See the module doc.
 pub(crate) struct KafkaCheckpointStore {
     pub incarnation: Arc<Incarnation>,
     pub changelog: Arc<Changelog>,
     pub admin: Admin,
+    pub purge: Arc<RepartitionPurge>,
+}
+
+/// Deletes from the job's repartition topics what its checkpoints consumed and
+/// committed, at most once per interval (`strom.repartition.purge.interval.ms`,
+/// as Kafka Streams' `repartition.purge.interval.ms`), so the topics, kept
+/// without time-based retention, do not grow without bound.
+pub(crate) struct RepartitionPurge {
+    topics: Vec<String>,
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl RepartitionPurge {
+    pub(crate) fn new(topics: Vec<String>, interval: Duration) -> RepartitionPurge {
+        RepartitionPurge {
+            topics,
+            interval,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// After a commit of `offsets`: deletes the repartition records before them
+    /// in the background when a purge is due.
+    fn committed(&self, admin: &Admin, offsets: &BTreeMap<TopicPartition, i64>) {
+        let due: BTreeMap<TopicPartition, i64> = offsets
+            .iter()
+            .filter(|((t, _), o)| **o > 0 && self.topics.contains(t))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        {
+            let mut last = lock(&self.last);
+            if last.is_some_and(|t| t.elapsed() < self.interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            match admin.delete_records(&due).await {
+                Ok(_) => tracing::debug!(partitions = due.len(), "repartition topics purged"),
+                Err(e) => tracing::warn!(error = %e, "purging the repartition topics failed"),
+            }
+        });
+    }
 }
 
 /// A dead letter as the record written to its topic: the original key, value and
@@ -51,6 +103,7 @@ impl CheckpointStore for KafkaCheckpointStore {
         let incarnation = self.incarnation.clone();
         let changelog = self.changelog.clone();
         let admin = self.admin.clone();
+        let purge = self.purge.clone();
         Box::pin(async move {
             let id = checkpoint.id;
             let offsets = incarnation.take_positions(id);
@@ -86,6 +139,7 @@ impl CheckpointStore for KafkaCheckpointStore {
             );
             incarnation.writer.commit(id, records, &offsets).await?;
             changelog.committed(pending);
+            purge.committed(&admin, &offsets);
             tracing::debug!(
                 checkpoint = id.0,
                 partitions = offsets.len(),
