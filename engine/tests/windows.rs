@@ -52,6 +52,59 @@ async fn tumbling_counts_tolerate_out_of_order_input_within_the_bound() {
     );
 }
 
+/// A sink that records the watermarks and idleness it is told of.
+#[derive(Clone, Default)]
+struct TimeSink(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<T: Send + 'static> Sink<T> for TimeSink {
+    async fn write(&mut self, _batch: Vec<Record<T>>) -> Result<()> {
+        Ok(())
+    }
+    async fn watermark(&mut self, watermark: i64) -> Result<()> {
+        self.0.lock().unwrap().push(format!("wm {watermark}"));
+        Ok(())
+    }
+    async fn idle(&mut self, idle: bool) -> Result<()> {
+        self.0.lock().unwrap().push(format!("idle {idle}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_split_that_reads_event_time_from_its_data_drives_the_watermark_and_sinks_hear_it() {
+    // The split says 1000 after its first batch: (1, 20) is then late, though
+    // the records' own timestamps would have let it in.
+    let source = ScriptedSource::new(
+        vec![vec![vec![(1, 5, 1), (1, 8, 1)], vec![(1, 20, 1)]]],
+        true,
+    )
+    .with_times(vec![vec![SplitTime::Watermark(1000), SplitTime::Idle]]);
+    let p = Pipeline::with_config(per_record());
+    let sink = CollectSink::new();
+    let times = TimeSink::default();
+    let events = p.source(source, strategy(0));
+    let (a, b) = events.fork();
+    b.sink(times.clone());
+    a.key_by(|e| e.0)
+        .window(Windows::tumbling(Duration::from_millis(10)))
+        .aggregate(Count)
+        .map(flat)
+        .sink(sink.clone());
+    p.run().await.unwrap();
+    assert_eq!(sink.values(), vec![(1, 0, 10, 2)]);
+    let told = times.0.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        [
+            "wm 1000",
+            "idle true",
+            "idle false",
+            &format!("wm {}", i64::MAX)
+        ],
+        "{told:?}"
+    );
+}
+
 #[tokio::test]
 async fn records_behind_the_watermark_go_to_the_late_side_output() {
     // bound 0: after (1, 30) the watermark is 29, so (1, 3) is late for [0, 10).

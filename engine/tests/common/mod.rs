@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-use engine::{NO_TIMESTAMP, Position, Record, Result, Source, SourceSplit, SplitEvent};
+use engine::{NO_TIMESTAMP, Position, Record, Result, Source, SourceSplit, SplitEvent, SplitTime};
 
 /// A split that emits scripted batches, then stays pending forever (an unbounded
 /// split that went quiet) unless `end` is set.
@@ -14,12 +14,19 @@ pub struct ScriptedSplit<T> {
     pub end: bool,
     /// Reported as [`SourceSplit::key_group`] (a partition of keyed data).
     pub key_group: Option<u16>,
+    /// Event time the split reads from its data, one per batch (a repartition
+    /// topic's markers); empty: the strategy's watermarks.
+    pub times: VecDeque<SplitTime>,
+    now: Option<SplitTime>,
 }
 
 impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
     fn poll_next(&mut self, _cx: &mut Context<'_>, _max: usize) -> Poll<Result<SplitEvent<T>>> {
         match self.batches.pop_front() {
             Some(b) => {
+                if let Some(t) = self.times.pop_front() {
+                    self.now = Some(t);
+                }
                 let mut out = Vec::new();
                 for v in b {
                     out.push(Record {
@@ -46,6 +53,9 @@ impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
     fn key_group(&self) -> Option<u16> {
         self.key_group
     }
+    fn event_time(&self) -> Option<SplitTime> {
+        self.now
+    }
 }
 
 /// A source made of scripted splits (unbounded unless every split ends).
@@ -64,6 +74,8 @@ impl<T: Send + 'static> ScriptedSource<T> {
                     offset: 0,
                     end,
                     key_group: None,
+                    times: VecDeque::new(),
+                    now: None,
                 })
                 .collect(),
         }
@@ -71,6 +83,15 @@ impl<T: Send + 'static> ScriptedSource<T> {
 }
 
 impl<T: Send + 'static> ScriptedSource<T> {
+    /// Split `i` reports `times[i][b]` as its event time after batch `b`.
+    pub fn with_times(mut self, times: Vec<Vec<SplitTime>>) -> Self {
+        for (s, t) in self.splits.iter_mut().zip(times) {
+            s.times = t.into();
+            s.now = Some(SplitTime::Unknown);
+        }
+        self
+    }
+
     /// Split `i` reports key group `groups[i]`.
     pub fn with_key_groups(mut self, groups: &[u16]) -> Self {
         for (s, g) in self.splits.iter_mut().zip(groups) {
