@@ -928,11 +928,15 @@ async fn windows_keyed_through_a_repartition_topic_stay_exact_while_processes_di
         run.output,
         expected.len()
     );
+    // STROM_TEST_KAFKA_PROPS adds properties (e.g. group.protocol=consumer).
     let extra = [
         ("GUARANTEE", "eos".to_string()),
         (
             "KAFKA_PROPS",
-            "strom.repartition.purge.interval.ms=1000".to_string(),
+            std::env::var("STROM_TEST_KAFKA_PROPS").map_or_else(
+                |_| "strom.repartition.purge.interval.ms=1000".to_string(),
+                |p| format!("strom.repartition.purge.interval.ms=1000,{p}"),
+            ),
         ),
     ];
     let pipeline = "window-count-repartition";
