@@ -344,15 +344,18 @@ impl SqlJob {
 
     /// Whether the Kafka tables' properties set `strom.scale.out=true`.
     fn scales_out(&self) -> bool {
-        let tables: Vec<&TableDef> = self
-            .script
+        self.uses_kafka()
+            && connect::kafka_properties(&self.kafka_tables())
+                .is_ok_and(|p| p.get("strom.scale.out").is_some_and(|v| v == "true"))
+    }
+
+    /// The Kafka tables of the script.
+    fn kafka_tables(&self) -> Vec<&TableDef> {
+        self.script
             .tables
             .iter()
             .filter(|t| t.option("connector") == Some("kafka"))
-            .collect();
-        self.uses_kafka()
-            && connect::kafka_properties(&tables)
-                .is_ok_and(|p| p.get("strom.scale.out").is_some_and(|v| v == "true"))
+            .collect()
     }
 
     /// Whether any table is a Kafka table.
@@ -405,14 +408,8 @@ impl SqlJob {
     ) -> Result<RunSummary> {
         let job = Arc::new(self);
         if job.uses_kafka() {
-            let kafka_tables: Vec<&TableDef> = job
-                .script
-                .tables
-                .iter()
-                .filter(|t| t.option("connector") == Some("kafka"))
-                .collect();
             let mut props = options.kafka_defaults.clone();
-            props.extend(connect::kafka_properties(&kafka_tables)?);
+            props.extend(connect::kafka_properties(&job.kafka_tables())?);
             props.extend(options.kafka_overrides.clone());
             if !props.contains_key("application.id") {
                 let app = props

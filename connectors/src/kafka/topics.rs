@@ -41,35 +41,23 @@ pub(crate) async fn ensure_compacted(
         // state: the cleaner only compacts closed segments.
         .config("segment.bytes", (64 << 20).to_string())
         .config("min.cleanable.dirty.ratio", "0.1");
-    match admin.create_topics(&[new]).await {
-        Ok(_) => {
-            tracing::info!(topic, partitions, "changelog topic created");
-            wait_until_known(admin, topic).await
-        }
-        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
-            let have = partitions_of(admin, topic).await?;
-            if have != partitions {
-                return Err(ConnectorError::Refused(format!(
-                    "changelog topic {topic} has {have} partitions, the pipeline needs {partitions} (its widest input topic): delete it or fix the input"
-                )));
-            }
-            let configs = admin
-                .describe_topic_configs(topic)
-                .await
-                .map_err(|e| ConnectorError::kafka(format!("configs of {topic}"), e))?;
-            let policy = configs
-                .get("cleanup.policy")
-                .and_then(|c| c.value.clone())
-                .unwrap_or_default();
-            if !policy.contains("compact") {
-                return Err(ConnectorError::Refused(format!(
-                    "changelog topic {topic} has cleanup.policy={policy:?}; it must be compact"
-                )));
-            }
-            Ok(())
-        }
-        Err(e) => Err(ConnectorError::kafka(format!("creating {topic}"), e)),
+    if ensure(admin, new, "changelog", "delete it or fix the input").await? {
+        return Ok(());
     }
+    let configs = admin
+        .describe_topic_configs(topic)
+        .await
+        .map_err(|e| ConnectorError::kafka(format!("configs of {topic}"), e))?;
+    let policy = configs
+        .get("cleanup.policy")
+        .and_then(|c| c.value.clone())
+        .unwrap_or_default();
+    if !policy.contains("compact") {
+        return Err(ConnectorError::Refused(format!(
+            "changelog topic {topic} has cleanup.policy={policy:?}; it must be compact"
+        )));
+    }
+    Ok(())
 }
 
 /// Creates the repartition topic `topic` with `partitions` partitions, or checks
@@ -88,19 +76,33 @@ pub(crate) async fn ensure_repartition(
         .config("retention.ms", "-1")
         .config("message.timestamp.after.max.ms", i64::MAX.to_string())
         .config("message.timestamp.before.max.ms", i64::MAX.to_string());
+    let advice = "delete it (its records are in flight between stages) or fix the input";
+    ensure(admin, new, "repartition", advice).await.map(|_| ())
+}
+
+/// Creates the internal topic `new` describes (`true`), or checks that the
+/// existing one has its partition count (`false`).
+async fn ensure(
+    admin: &Admin,
+    new: NewTopic,
+    kind: &str,
+    advice: &str,
+) -> Result<bool, ConnectorError> {
+    let (topic, partitions) = (new.name.clone(), new.partitions);
     match admin.create_topics(&[new]).await {
         Ok(_) => {
-            tracing::info!(topic, partitions, "repartition topic created");
-            wait_until_known(admin, topic).await
+            tracing::info!(topic, partitions, "{kind} topic created");
+            wait_until_known(admin, &topic).await?;
+            Ok(true)
         }
         Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
-            let have = partitions_of(admin, topic).await?;
+            let have = partitions_of(admin, &topic).await?;
             if have != partitions {
                 return Err(ConnectorError::Refused(format!(
-                    "repartition topic {topic} has {have} partitions, the pipeline needs {partitions} (its widest input topic): delete it (its records are in flight between stages) or fix the input"
+                    "{kind} topic {topic} has {have} partitions, the pipeline needs {partitions} (its widest input topic): {advice}"
                 )));
             }
-            Ok(())
+            Ok(false)
         }
         Err(e) => Err(ConnectorError::kafka(format!("creating {topic}"), e)),
     }
