@@ -766,28 +766,27 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
         ("group.instance.id", config.instance_name()),
         ("enable.auto.commit", "false".to_string()),
     ];
-    let defaults = [
-        ("isolation.level", "read_committed"),
-        ("partition.assignment.strategy", "cooperative-sticky"),
-        ("session.timeout.ms", "10000"),
-        ("heartbeat.interval.ms", "1000"),
-        ("auto.offset.reset", "earliest"),
-    ];
     let group_protocol_consumer = config.get("group.protocol") == Some("consumer");
     // State keyed by partition number over several topics (input and
     // repartition topics, or joined inputs) needs each process to own the same
     // partition numbers of every topic: the range assignors give that to
     // members subscribed to the same topics of equal partition counts.
     let co_partitioned = plan.aligned && plan.topics.len() > 1;
-    if co_partitioned {
-        if group_protocol_consumer {
-            if config.get("group.remote.assignor").is_none() {
-                overrides.push(("group.remote.assignor", "range".to_string()));
-            }
-        } else if config.get("partition.assignment.strategy").is_none() {
-            overrides.push(("partition.assignment.strategy", "range".to_string()));
-        }
+    let assignor = if co_partitioned {
+        "range"
+    } else {
+        "cooperative-sticky"
+    };
+    if co_partitioned && group_protocol_consumer && config.get("group.remote.assignor").is_none() {
+        overrides.push(("group.remote.assignor", "range".to_string()));
     }
+    let defaults = [
+        ("isolation.level", "read_committed"),
+        ("partition.assignment.strategy", assignor),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+        ("auto.offset.reset", "earliest"),
+    ];
     for (k, v) in defaults {
         let per_member = matches!(
             k,
