@@ -1,0 +1,498 @@
+//! strom against Apache Flink and Kafka Streams: the same pipelines, on the same
+//! broker, over the same pre-loaded input, in one run. A benchmark, not a test:
+//! not in CI, not a workspace member.
+//!
+//! ```text
+//!  driver (this binary, `run`)                     child process, one per run
+//!  ───────────────────────────                     ──────────────────────────
+//!  load the input topic once ───────────────────►  strom:    this binary `strom-child` (KafkaJob)
+//!  per system × pipeline × guarantee: spawn ────►  Flink:    java strom.bench.Main flink (MiniCluster)
+//!  read the output topic (read_committed) ◄──────  KStreams: java strom.bench.Main kstreams
+//!  at the expected count: /proc CPU, VmHWM; kill
+//!  Markdown ──► stdout and RESULTS.md (appended)
+//! ```
+//!
+//! Every child runs unbounded, from a fresh consumer group at the earliest
+//! offsets; a run ends when the output holds as many records as the driver
+//! computed from the input. Its figures are taken at that moment, before the
+//! child is killed.
+
+mod data;
+mod procfs;
+mod report;
+mod strom_job;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use kafka_wire::client::admin::NewTopic;
+use kafka_wire::client::config::{ConsumerConfig, ProducerConfig};
+use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+
+use crate::data::{Digest, Expected, Spec};
+use crate::report::Row;
+
+#[derive(Debug, Parser)]
+#[command(about = "strom vs Apache Flink vs Kafka Streams on one broker")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Load the input, run every system × pipeline × guarantee, append the results.
+    Run(RunArgs),
+    /// Internal: one strom pipeline process, run until killed.
+    #[command(hide = true)]
+    StromChild(strom_job::ChildArgs),
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// Bootstrap broker, host:port (never started or stopped here).
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Input records (plus one end marker per partition).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// Event time the input covers, seconds.
+    #[arg(long, default_value_t = 300)]
+    span_secs: i64,
+    /// Partitions of the input and output topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Parallelism of every system (strom and Flink subtasks, Kafka Streams threads).
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Systems, in this order: strom, flink, kstreams.
+    #[arg(long, value_delimiter = ',', default_values = ["strom", "flink", "kstreams"])]
+    systems: Vec<String>,
+    /// Pipelines: passthrough, filtermap, count.
+    #[arg(long, value_delimiter = ',', default_values = ["passthrough", "filtermap", "count"])]
+    pipelines: Vec<String>,
+    /// Guarantee and checkpoint (commit) interval: alo-1s, eos-1s, eos-10s, ...
+    #[arg(long, value_delimiter = ',', default_values = ["alo-1s", "eos-1s", "eos-10s"])]
+    guarantees: Vec<String>,
+    /// Java classpath of bench/engines/java (its jar and dependencies).
+    #[arg(long, default_value = "")]
+    java_cp: String,
+    /// Maximum heap of each JVM.
+    #[arg(long, default_value = "2g")]
+    java_heap: String,
+    /// Flink's state backend: hashmap or rocksdb.
+    #[arg(long, default_value = "hashmap")]
+    flink_state_backend: String,
+    /// Seconds one run may take before it counts as failed.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    /// State directories and child logs (each run's removed after it, logs kept).
+    #[arg(long, default_value = "/tmp/strom-engines")]
+    work_dir: PathBuf,
+    /// Where to append the results (Markdown).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
+    results: PathBuf,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run(args) => run(&args),
+        Cmd::StromChild(args) => strom_job::run(&args),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A guarantee label as `alo-1s`: (exactly-once, checkpoint ms).
+fn parse_guarantee(label: &str) -> Result<(bool, u64)> {
+    let (g, interval) = label
+        .split_once('-')
+        .with_context(|| format!("guarantee {label}: expected alo-1s, eos-10s, ..."))?;
+    let secs: f64 = interval
+        .strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("guarantee {label}: interval in seconds, e.g. 1s"))?;
+    let eos = match g {
+        "alo" => false,
+        "eos" => true,
+        _ => bail!("guarantee {label}: alo or eos"),
+    };
+    Ok((eos, (secs * 1000.0) as u64))
+}
+
+/// One child to start.
+struct Launch<'a> {
+    system: &'a str,
+    pipeline: &'a str,
+    eos: bool,
+    checkpoint_ms: u64,
+    app: String,
+    output: String,
+    /// Checkpoints or state stores (JVMs).
+    state: PathBuf,
+    /// Its stdout and stderr.
+    log: PathBuf,
+}
+
+/// The driver's clients, the input and what it must produce.
+struct Driver {
+    args: RunArgs,
+    run_id: String,
+    client: Client,
+    admin: Admin,
+    input: String,
+    expected: Expected,
+    broker: Option<u32>,
+    clk_tck: f64,
+}
+
+impl Driver {
+    async fn create_topic(&self, topic: &str) -> Result<()> {
+        self.admin
+            .create_topics(&[NewTopic::new(topic, self.args.partitions)])
+            .await
+            .with_context(|| format!("creating {topic}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.client.topic(topic).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("{topic} not in metadata after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes every topic whose name starts with `prefix` (output and internal topics).
+    async fn delete_topics(&self, prefix: &str) {
+        let names: Vec<String> = match self.client.list_topics().await {
+            Ok(topics) => topics
+                .into_iter()
+                .map(|t| t.name)
+                .filter(|n| n.starts_with(prefix))
+                .collect(),
+            Err(e) => {
+                eprintln!("[engines] listing topics: {e}");
+                return;
+            }
+        };
+        if !names.is_empty()
+            && let Err(e) = self.admin.delete_topics(&names).await
+        {
+            eprintln!("[engines] deleting {names:?}: {e}");
+        }
+    }
+
+    /// Starts `run`'s child, its stdout and stderr into `run.log`.
+    fn spawn(&self, run: &Launch) -> Result<Child> {
+        let (system, state, log) = (run.system, &run.state, &run.log);
+        let common = [
+            ("--bootstrap", self.args.bootstrap.clone()),
+            ("--input", self.input.clone()),
+            ("--output", run.output.clone()),
+            ("--app", run.app.clone()),
+            ("--pipeline", run.pipeline.to_string()),
+            (
+                "--guarantee",
+                if run.eos { "eos" } else { "alo" }.to_string(),
+            ),
+            ("--checkpoint-ms", run.checkpoint_ms.to_string()),
+            ("--parallelism", self.args.parallelism.to_string()),
+        ];
+        let mut cmd = match system {
+            "strom" => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.arg("strom-child");
+                c
+            }
+            "flink" | "kstreams" => {
+                if self.args.java_cp.is_empty() {
+                    bail!("{system} needs --java-cp (bench/engines/run builds it)");
+                }
+                let mut c = Command::new("java");
+                c.arg(format!("-Xmx{}", self.args.java_heap))
+                    .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+                    .args(["-cp", &self.args.java_cp, "strom.bench.Main", system])
+                    .args(["--state-dir", &state.display().to_string()])
+                    .args(["--state-backend", &self.args.flink_state_backend]);
+                c
+            }
+            other => bail!("unknown system {other}"),
+        };
+        for (flag, value) in common {
+            cmd.args([flag, &value]);
+        }
+        let log_file = std::fs::File::create(log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        Ok(cmd.spawn()?)
+    }
+
+    /// One system × pipeline × guarantee.
+    async fn measure(&self, system: &str, pipeline: &str, guarantee: &str) -> Result<Row> {
+        let (eos, checkpoint_ms) = parse_guarantee(guarantee)?;
+        let name = format!("{system}-{pipeline}-{guarantee}");
+        let prefix = format!("engines-{}-{name}", self.run_id);
+        let output = format!("{prefix}-out");
+        let app = format!("{prefix}-app");
+        self.create_topic(&output).await?;
+        let run_dir = self.args.work_dir.join(&self.run_id);
+        let state = run_dir.join(&name);
+        std::fs::create_dir_all(&state)?;
+        let log = run_dir.join(format!("{name}.log"));
+        let expected = self.expected.of_pipeline(pipeline);
+
+        let props = BTreeMap::from([
+            ("bootstrap.servers".to_string(), self.args.bootstrap.clone()),
+            ("isolation.level".to_string(), "read_committed".to_string()),
+            ("auto.offset.reset".to_string(), "earliest".to_string()),
+            ("fetch.max.wait.ms".to_string(), "100".to_string()),
+        ]);
+        let mut out = Consumer::new(ConsumerConfig::from_properties(&props)?).await?;
+        let parts: Vec<(String, i32)> = (0..self.args.partitions)
+            .map(|p| (output.clone(), p))
+            .collect();
+        out.assign(parts.clone());
+        out.seek_to_beginning(parts).await?;
+
+        let broker_before = self
+            .broker
+            .and_then(|pid| procfs::cpu_secs(pid, self.clk_tck));
+        let started = Instant::now();
+        let mut child = self.spawn(&Launch {
+            system,
+            pipeline,
+            eos,
+            checkpoint_ms,
+            app,
+            output: output.clone(),
+            state: state.clone(),
+            log: log.clone(),
+        })?;
+        let pid = child.id();
+        let mut got = Digest::default();
+        let mut first = None;
+        let deadline = started + Duration::from_secs(self.args.timeout_secs);
+        let outcome: Result<()> = loop {
+            match out.poll_for(Duration::from_millis(100)).await {
+                Ok(records) => {
+                    for r in records {
+                        first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                        got.add(
+                            r.key.as_deref().unwrap_or_default(),
+                            r.value.as_deref().unwrap_or_default(),
+                        );
+                    }
+                }
+                Err(e) => break Err(e.into()),
+            }
+            if got.count >= expected.count {
+                break Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                break Err(anyhow::anyhow!("exited with {status}"));
+            }
+            if Instant::now() > deadline {
+                break Err(anyhow::anyhow!(
+                    "{} of {} records after {} s",
+                    got.count,
+                    expected.count,
+                    self.args.timeout_secs
+                ));
+            }
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = procfs::cpu_secs(pid, self.clk_tck);
+        let rss = procfs::peak_rss(pid);
+        let broker_cpu = broker_before
+            .zip(
+                self.broker
+                    .and_then(|pid| procfs::cpu_secs(pid, self.clk_tck)),
+            )
+            .map(|(b, a)| a - b);
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(out);
+        self.delete_topics(&prefix).await;
+        let _ = std::fs::remove_dir_all(&state);
+
+        let error = outcome.err().map(|e| {
+            let tail = std::fs::read_to_string(&log)
+                .map(|t| {
+                    t.lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+            eprintln!("[engines] {name} failed: {e:#}\n{tail}");
+            format!("{e:#}")
+        });
+        let row = Row {
+            system: system.to_string(),
+            pipeline: pipeline.to_string(),
+            guarantee: guarantee.to_string(),
+            records: self.args.records,
+            secs,
+            first_output: first,
+            cpu,
+            broker_cpu,
+            rss,
+            got,
+            expected,
+            error,
+        };
+        eprintln!("[engines] {}", row.summary());
+        Ok(row)
+    }
+}
+
+/// This process's arguments, the Java classpath shortened.
+fn command_line() -> String {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "strom-engines-bench".into();
+    }
+    for i in 1..args.len() {
+        if args[i - 1] == "--java-cp" {
+            args[i] = "<bench/engines/java classpath>".into();
+        }
+    }
+    args.join(" ")
+}
+
+/// Loads the input, runs the matrix, appends the report.
+fn run(args: &RunArgs) -> Result<()> {
+    for g in &args.guarantees {
+        parse_guarantee(g)?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let load_before = procfs::load_average();
+        let run_id = format!("{:x}", now_ms());
+        let client = Client::connect(ProducerConfig::new(&args.bootstrap)?.client).await?;
+        let props = BTreeMap::from([
+            ("bootstrap.servers".to_string(), args.bootstrap.clone()),
+            ("linger.ms".to_string(), "5".to_string()),
+            ("batch.size".to_string(), "262144".to_string()),
+            ("compression.type".to_string(), "lz4".to_string()),
+        ]);
+        let producer = Producer::with_client(client.clone(), ProducerConfig::from_properties(&props)?).await?;
+        let port: u16 = args
+            .bootstrap
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .context("--bootstrap host:port")?;
+        let broker = procfs::listening_pid(port);
+        if broker.is_none() {
+            eprintln!("[engines] no local process listens on {}: broker CPU not measured", args.bootstrap);
+        }
+        let now = now_ms();
+        let spec = Spec {
+            records: args.records,
+            keys: args.keys,
+            span_ms: args.span_secs * 1000,
+            // Two hours back, on a whole minute: within every retention, never in the future.
+            base_ms: (now - 2 * 3_600_000) / 60_000 * 60_000,
+            partitions: args.partitions,
+        };
+        let mut driver = Driver {
+            args: args.clone(),
+            input: format!("engines-{run_id}-input"),
+            run_id,
+            admin: Admin::new(client.clone()),
+            client,
+            expected: Expected::default(),
+            broker,
+            clk_tck: procfs::clk_tck(),
+        };
+        driver.create_topic(&driver.input).await?;
+        let loaded = Instant::now();
+        let records: Vec<data::Record> = data::records(spec).collect();
+        driver.expected = Expected::of(&records);
+        let mut pending = Vec::new();
+        for r in &records {
+            let mut rec = ProducerRecord::new(&driver.input, r.value()).key(r.key.clone());
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
+            }
+            pending.push(producer.send(rec).await?);
+            if pending.len() >= 100_000 {
+                for f in pending.drain(..) {
+                    f.await?;
+                }
+            }
+        }
+        for f in pending {
+            f.await?;
+        }
+        drop(records);
+        eprintln!(
+            "[engines] {} records in {} in {:.1} s; expected outputs: passthrough {}, filtermap {}, count {}",
+            args.records,
+            driver.input,
+            loaded.elapsed().as_secs_f64(),
+            driver.expected.passthrough.count,
+            driver.expected.filtermap.count,
+            driver.expected.count.count
+        );
+
+        let mut rows = Vec::new();
+        let mut failure = None;
+        'matrix: for pipeline in &args.pipelines {
+            for guarantee in &args.guarantees {
+                for system in &args.systems {
+                    match driver.measure(system, pipeline, guarantee).await {
+                        Ok(row) => rows.push(row),
+                        Err(e) => {
+                            failure = Some(e);
+                            break 'matrix;
+                        }
+                    }
+                }
+            }
+        }
+        driver.delete_topics(&driver.input).await;
+        let md = report::render(&report::Header {
+            command: command_line(),
+            machine: procfs::machine(),
+            load_before,
+            load_after: procfs::load_average(),
+            records: args.records,
+            keys: args.keys,
+            span_secs: args.span_secs,
+            partitions: args.partitions,
+            parallelism: args.parallelism,
+            java_heap: args.java_heap.clone(),
+            flink_state_backend: args.flink_state_backend.clone(),
+            broker_measured: broker.is_some(),
+        }, &rows);
+        print!("{md}");
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&args.results)?;
+        std::io::Write::write_all(&mut f, md.as_bytes())?;
+        eprintln!("[engines] appended to {}", args.results.display());
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })
+}
