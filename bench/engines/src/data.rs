@@ -17,6 +17,10 @@ use kafka_wire::client::partitioner;
 pub const KEEP_BELOW: u64 = 700;
 /// Tumbling window of the count pipeline.
 pub const WINDOW_MS: i64 = 60_000;
+/// Sliding window of the sliding pipeline, and its slide.
+pub const SLIDING_SIZE_MS: i64 = 600_000;
+/// The slide of the sliding pipeline's windows.
+pub const SLIDING_SLIDE_MS: i64 = 10_000;
 /// Watermark bound (strom, Flink) and grace (Kafka Streams) of the count pipeline.
 pub const OUT_OF_ORDER_MS: i64 = 30_000;
 /// How far back an out-of-order record is moved, at most.
@@ -90,7 +94,7 @@ pub fn records(spec: Spec) -> impl Iterator<Item = Record> {
             amount,
         }
     });
-    let end_ts = spec.base_ms + spec.span_ms + 10 * WINDOW_MS;
+    let end_ts = spec.base_ms + spec.span_ms + 15 * WINDOW_MS;
     let markers = (0..spec.partitions).map(move |p| Record {
         partition: Some(p),
         key: end_key(p, spec.partitions),
@@ -108,6 +112,16 @@ fn end_key(partition: i32, partitions: i32) -> String {
         .map(|j| format!("end{j}"))
         .find(|k| partitioner::partition_for_key(k.as_bytes(), partitions) == partition)
         .unwrap_or_default()
+}
+
+/// The sliding pipeline's grouping key: `r` and the key's last three digits (1,000
+/// regions), an end marker's own key (so the markers reach every partition of a
+/// repartition topic too).
+pub fn region(key: &str) -> String {
+    match key.strip_prefix('k') {
+        Some(digits) => format!("r{}", &digits[digits.len().saturating_sub(3)..]),
+        None => key.to_string(),
+    }
 }
 
 /// What an output topic must hold: a record count and an order-independent
@@ -142,6 +156,8 @@ pub struct Expected {
     pub filtermap: Digest,
     /// `key,window_start,count` of every window the end markers close.
     pub count: Digest,
+    /// `region,window_start,sum of amounts` of every sliding window they close.
+    pub sliding: Digest,
 }
 
 impl Expected {
@@ -149,6 +165,7 @@ impl Expected {
     pub fn of(records: &[Record]) -> Expected {
         let mut e = Expected::default();
         let mut windows: HashMap<(&str, i64), u64> = HashMap::new();
+        let mut sliding: HashMap<(String, i64), u64> = HashMap::new();
         let end_ts = records.iter().map(|r| r.ts).max().unwrap_or(0);
         for r in records {
             let value = r.value();
@@ -162,6 +179,20 @@ impl Expected {
             if start + WINDOW_MS + OUT_OF_ORDER_MS <= end_ts {
                 *windows.entry((r.key.as_str(), start)).or_default() += 1;
             }
+            let last = r.ts.div_euclid(SLIDING_SLIDE_MS) * SLIDING_SLIDE_MS;
+            let mut start = last;
+            while start > r.ts - SLIDING_SIZE_MS {
+                if start + SLIDING_SIZE_MS + OUT_OF_ORDER_MS <= end_ts {
+                    *sliding.entry((region(&r.key), start)).or_default() += r.amount;
+                }
+                start -= SLIDING_SLIDE_MS;
+            }
+        }
+        for ((region, start), sum) in sliding {
+            e.sliding.add(
+                region.as_bytes(),
+                format!("{region},{start},{sum}").as_bytes(),
+            );
         }
         for ((key, start), n) in windows {
             e.count
@@ -175,6 +206,7 @@ impl Expected {
         match pipeline {
             "passthrough" => self.passthrough,
             "filtermap" => self.filtermap,
+            "sliding" => self.sliding,
             _ => self.count,
         }
     }
@@ -204,6 +236,9 @@ mod tests {
         }
         let windowed: u64 = a.iter().filter(|r| !r.key.starts_with("end")).count() as u64;
         assert!(e.count.count > 0 && e.count.count <= windowed);
+        assert!(e.sliding.count > 0);
+        assert_eq!(region("k012345"), "r345");
+        assert_eq!(region("end3"), "end3");
         let late = a.windows(2).filter(|w| w[1].ts < w[0].ts).count();
         assert!(late > 200 && late < 1_000, "{late} out of order");
     }

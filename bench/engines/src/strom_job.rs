@@ -8,9 +8,11 @@ use bytes::Bytes;
 use connectors::kafka::{
     DeliveryGuarantee, Format, FormatError, KafkaConfig, KafkaJob, KafkaScope, Raw,
 };
-use engine::{Count, Pipeline, PipelineConfig, WatermarkStrategy, Windowed, Windows};
+use engine::{Count, Pipeline, PipelineConfig, Sum, WatermarkStrategy, Windowed, Windows};
 
-use crate::data::{KEEP_BELOW, OUT_OF_ORDER_MS, WINDOW_MS};
+use crate::data::{
+    KEEP_BELOW, OUT_OF_ORDER_MS, SLIDING_SIZE_MS, SLIDING_SLIDE_MS, WINDOW_MS, region,
+};
 
 /// What the child runs (its command line).
 #[derive(Debug, Clone, clap::Args)]
@@ -33,6 +35,9 @@ pub struct ChildArgs {
     pub checkpoint_ms: u64,
     #[arg(long)]
     pub parallelism: usize,
+    /// Extra Kafka properties, `key=value` (repeatable).
+    #[arg(long = "property")]
+    pub properties: Vec<String>,
 }
 
 /// An output record: key and value bytes.
@@ -128,9 +133,15 @@ pub fn run(args: &ChildArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let kafka = KafkaConfig::new(&args.bootstrap, &args.app)
+        let mut kafka = KafkaConfig::new(&args.bootstrap, &args.app)
             .set("compression.type", "lz4")
             .set("linger.ms", "5");
+        for p in &args.properties {
+            let (k, v) = p
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--property {p}: expected key=value"))?;
+            kafka = kafka.set(k, v);
+        }
         let config = PipelineConfig::default()
             .checkpoint_interval(Duration::from_millis(args.checkpoint_ms))
             .parallelism(args.parallelism);
@@ -179,6 +190,27 @@ pub fn run(args: &ChildArgs) -> Result<()> {
                         .key_by_source_partition(|r| r.key.clone())
                         .window(Windows::tumbling(Duration::from_millis(WINDOW_MS as u64)))
                         .aggregate(Count)
+                        .sink(
+                            k.sink(&a.output)
+                                .format(WindowCsv)
+                                .key(|w: &Windowed<String, u64>| Some(Bytes::from(w.key.clone())))
+                                .delivery(guarantee),
+                        ),
+                    "sliding" => p
+                        .source(
+                            source.format(Csv),
+                            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
+                                OUT_OF_ORDER_MS as u64,
+                            ))
+                            .with_timestamp(|r: &Parsed| r.ts),
+                        )
+                        .map(|r| (region(&r.key), r.amount))
+                        .key_by(|t: &(String, u64)| t.0.clone())
+                        .window(Windows::sliding(
+                            Duration::from_millis(SLIDING_SIZE_MS as u64),
+                            Duration::from_millis(SLIDING_SLIDE_MS as u64),
+                        ))
+                        .aggregate(Sum::of(|t: &(String, u64)| t.1))
                         .sink(
                             k.sink(&a.output)
                                 .format(WindowCsv)

@@ -21,6 +21,7 @@ import org.apache.flink.core.execution.CheckpointingMode;
 import org.apache.flink.streaming.api.datastream.DataStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
+import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.windows.TimeWindow;
 import org.apache.flink.util.Collector;
@@ -98,6 +99,21 @@ final class FlinkJob {
                     .window(TumblingEventTimeWindows.of(Duration.ofMillis(Records.WINDOW_MS)))
                     .aggregate(new Count(), new WithWindow())
                     .returns(RAW);
+            case "sliding" -> out = env.fromSource(source,
+                            WatermarkStrategy.<Tuple2<byte[], byte[]>>forBoundedOutOfOrderness(
+                                            Duration.ofMillis(Records.OUT_OF_ORDER_MS))
+                                    .withTimestampAssigner((t, ts) -> Records.eventTime(t.f1)),
+                            "kafka")
+                    .map(t -> {
+                        Records.Parsed p = Records.parse(t.f1);
+                        return Tuple2.of(Records.region(p.key), p.amount);
+                    })
+                    .returns(Types.TUPLE(Types.STRING, Types.LONG))
+                    .keyBy(t -> t.f0)
+                    .window(SlidingEventTimeWindows.of(Duration.ofMillis(Records.SLIDING_SIZE_MS),
+                            Duration.ofMillis(Records.SLIDING_SLIDE_MS)))
+                    .aggregate(new SumAmounts(), new WithWindow())
+                    .returns(RAW);
             default -> throw new IllegalArgumentException("unknown pipeline " + a.pipeline);
         }
         out.sinkTo(sink);
@@ -154,7 +170,30 @@ final class FlinkJob {
         }
     }
 
-    /** The count with its key and window start, as an output record. */
+    /** SUM(amount). */
+    static final class SumAmounts implements AggregateFunction<Tuple2<String, Long>, Long, Long> {
+        @Override
+        public Long createAccumulator() {
+            return 0L;
+        }
+
+        @Override
+        public Long add(Tuple2<String, Long> value, Long acc) {
+            return acc + value.f1;
+        }
+
+        @Override
+        public Long getResult(Long acc) {
+            return acc;
+        }
+
+        @Override
+        public Long merge(Long a, Long b) {
+            return a + b;
+        }
+    }
+
+    /** The aggregate with its key and window start, as an output record. */
     static final class WithWindow extends ProcessWindowFunction<Long, Tuple2<byte[], byte[]>, String, TimeWindow> {
         @Override
         public void process(String key, Context ctx, Iterable<Long> counts, Collector<Tuple2<byte[], byte[]>> out) {

@@ -13,6 +13,10 @@ final class Records {
     static final long KEEP_BELOW = 700;
     /** Tumbling window size of the count pipeline. */
     static final long WINDOW_MS = 60_000;
+    /** Sliding window size of the sliding pipeline. */
+    static final long SLIDING_SIZE_MS = 600_000;
+    /** Slide of the sliding pipeline's windows. */
+    static final long SLIDING_SLIDE_MS = 10_000;
     /** Watermark bound (Flink, strom) and grace (Kafka Streams) of the count pipeline. */
     static final long OUT_OF_ORDER_MS = 30_000;
 
@@ -47,6 +51,11 @@ final class Records {
             ts = ts * 10 + (value[i] - '0');
         }
         return ts;
+    }
+
+    /** The sliding pipeline's grouping key: {@code r} and the key's last three digits; an end marker's own key. */
+    static String region(String key) {
+        return key.startsWith("k") ? "r" + key.substring(Math.max(1, key.length() - 3)) : key;
     }
 
     /** filter+map's output value: the amount doubled. */

@@ -22,7 +22,8 @@ import org.apache.kafka.streams.kstream.TimeWindows;
 /**
  * The pipelines on Kafka Streams: one application with {@code parallelism} stream
  * threads; the window count keeps its state in RocksDB with a changelog topic (the
- * default) and emits final results only (suppress until the window closes).
+ * default) and emits final results only (suppress until the window closes); the
+ * sliding window re-keys by region, which repartitions through an internal topic.
  */
 final class StreamsJob {
     private StreamsJob() {}
@@ -60,6 +61,24 @@ final class StreamsJob {
                         .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
                         .toStream()
                         .map((w, c) -> KeyValue.pair(w.key(), Records.windowCount(w.key(), w.window().start(), c)))
+                        .to(a.output, Produced.with(Serdes.String(), Serdes.ByteArray()));
+            }
+            case "sliding" -> {
+                KStream<String, byte[]> in = b.stream(a.input,
+                        Consumed.with(Serdes.String(), Serdes.ByteArray())
+                                .withTimestampExtractor((r, prev) -> Records.eventTime((byte[]) r.value())));
+                in.map((k, v) -> {
+                            Records.Parsed r = Records.parse(v);
+                            return KeyValue.pair(Records.region(r.key), r.amount);
+                        })
+                        .groupByKey(Grouped.with(Serdes.String(), Serdes.Long()))
+                        .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofMillis(Records.SLIDING_SIZE_MS),
+                                        Duration.ofMillis(Records.OUT_OF_ORDER_MS))
+                                .advanceBy(Duration.ofMillis(Records.SLIDING_SLIDE_MS)))
+                        .reduce(Long::sum, Materialized.with(Serdes.String(), Serdes.Long()))
+                        .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
+                        .toStream()
+                        .map((w, s) -> KeyValue.pair(w.key(), Records.windowCount(w.key(), w.window().start(), s)))
                         .to(a.output, Produced.with(Serdes.String(), Serdes.ByteArray()));
             }
             default -> throw new IllegalArgumentException("unknown pipeline " + a.pipeline);
