@@ -141,6 +141,22 @@ fn parse_guarantee(label: &str) -> Result<(bool, u64)> {
     Ok((eos, (secs * 1000.0) as u64))
 }
 
+/// The classpath for `system`: Flink's RocksDB backend runs on its own fork of
+/// RocksDB (`frocksdbjni`), Kafka Streams on `rocksdbjni`; both hold the
+/// `org.rocksdb` classes, so each JVM gets only its own (with both, Flink's
+/// checkpoints of RocksDB state fail with "streamStateHandle cannot be null").
+fn java_classpath(all: &str, system: &str) -> String {
+    let foreign = if system == "flink" {
+        "/rocksdbjni-"
+    } else {
+        "/frocksdbjni-"
+    };
+    all.split(':')
+        .filter(|entry| !entry.contains(foreign))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// One child to start.
 struct Launch<'a> {
     system: &'a str,
@@ -235,7 +251,12 @@ impl Driver {
                 let mut c = Command::new("java");
                 c.arg(format!("-Xmx{}", self.args.java_heap))
                     .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-                    .args(["-cp", &self.args.java_cp, "strom.bench.Main", system])
+                    .args([
+                        "-cp",
+                        &java_classpath(&self.args.java_cp, system),
+                        "strom.bench.Main",
+                        system,
+                    ])
                     .args(["--state-dir", &state.display().to_string()])
                     .args(["--state-backend", &self.args.flink_state_backend]);
                 c
