@@ -77,7 +77,7 @@ struct RunArgs {
     /// Systems, in this order: strom, flink, kstreams.
     #[arg(long, value_delimiter = ',', default_values = ["strom", "flink", "kstreams"])]
     systems: Vec<String>,
-    /// Pipelines: passthrough, filtermap, count, sliding.
+    /// Pipelines: passthrough, filtermap, count, sliding; `none` for the latency part only.
     #[arg(long, value_delimiter = ',', default_values = ["passthrough", "filtermap", "count"])]
     pipelines: Vec<String>,
     /// Guarantee and checkpoint (commit) interval: alo-1s, eos-1s, eos-10s, ...
@@ -101,6 +101,13 @@ struct RunArgs {
     /// Where to append the results (Markdown).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/RESULTS.md"))]
     results: PathBuf,
+    /// Seconds of paced input per latency run (pass-through, every system and
+    /// guarantee); 0 skips the latency part.
+    #[arg(long, default_value_t = 0)]
+    latency_secs: u64,
+    /// Records per second of the latency runs.
+    #[arg(long, default_value_t = 5_000)]
+    latency_rate: usize,
     /// Run Kafka Streams on the sliding pipeline too (its output falls short: the
     /// stream time of the repartitioned window task runs ahead of the merge).
     #[arg(long)]
@@ -160,6 +167,7 @@ fn java_classpath(all: &str, system: &str) -> String {
 /// One child to start.
 struct Launch<'a> {
     system: &'a str,
+    input: String,
     pipeline: &'a str,
     eos: bool,
     checkpoint_ms: u64,
@@ -181,6 +189,7 @@ struct Driver {
     expected: Expected,
     broker: Option<u32>,
     clk_tck: f64,
+    producer: Producer,
 }
 
 impl Driver {
@@ -224,7 +233,7 @@ impl Driver {
         let (system, state, log) = (run.system, &run.state, &run.log);
         let common = [
             ("--bootstrap", self.args.bootstrap.clone()),
-            ("--input", self.input.clone()),
+            ("--input", run.input.clone()),
             ("--output", run.output.clone()),
             ("--app", run.app.clone()),
             ("--pipeline", run.pipeline.to_string()),
@@ -273,6 +282,152 @@ impl Driver {
         Ok(cmd.spawn()?)
     }
 
+    /// Append-to-visible latency of the pass-through pipeline under a paced input:
+    /// each value carries its send time as its event time; the latency is from
+    /// then to the record being readable with read_committed. (p50 ms, p99 ms,
+    /// records seen).
+    async fn latency(&self, system: &str, guarantee: &str) -> Result<report::Latency> {
+        let (eos, checkpoint_ms) = parse_guarantee(guarantee)?;
+        let name = format!("latency-{system}-{guarantee}");
+        let prefix = format!("engines-{}-{name}", self.run_id);
+        let input = format!("{prefix}-in");
+        let output = format!("{prefix}-out");
+        self.create_topic(&input).await?;
+        self.create_topic(&output).await?;
+        let run_dir = self.args.work_dir.join(&self.run_id);
+        let state = run_dir.join(&name);
+        std::fs::create_dir_all(&state)?;
+        let log = run_dir.join(format!("{name}.log"));
+        let props = BTreeMap::from([
+            ("bootstrap.servers".to_string(), self.args.bootstrap.clone()),
+            ("isolation.level".to_string(), "read_committed".to_string()),
+            ("auto.offset.reset".to_string(), "earliest".to_string()),
+            ("fetch.max.wait.ms".to_string(), "20".to_string()),
+        ]);
+        let mut out = Consumer::new(ConsumerConfig::from_properties(&props)?).await?;
+        let parts: Vec<(String, i32)> = (0..self.args.partitions)
+            .map(|p| (output.clone(), p))
+            .collect();
+        out.assign(parts.clone());
+        out.seek_to_beginning(parts).await?;
+        let mut child = self.spawn(&Launch {
+            system,
+            input: input.clone(),
+            pipeline: "passthrough",
+            eos,
+            checkpoint_ms,
+            app: format!("{prefix}-app"),
+            output: output.clone(),
+            state: state.clone(),
+            log,
+        })?;
+        let result = self.paced(&input, &mut out, &mut child).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(out);
+        self.delete_topics(&prefix).await;
+        let _ = std::fs::remove_dir_all(&state);
+        let mut latencies = match result {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("[engines] {name} failed: {e:#}");
+                return Ok(report::Latency {
+                    system: system.into(),
+                    guarantee: guarantee.into(),
+                    p50: None,
+                    p99: None,
+                    records: 0,
+                    error: Some(format!("{e:#}")),
+                });
+            }
+        };
+        latencies.sort_unstable();
+        let pct = |q: f64| {
+            let i =
+                ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+            latencies.get(i).map(|&ms| ms as f64)
+        };
+        let l = report::Latency {
+            system: system.into(),
+            guarantee: guarantee.into(),
+            p50: pct(0.5),
+            p99: pct(0.99),
+            records: latencies.len(),
+            error: None,
+        };
+        eprintln!(
+            "[engines] {name}: p50 {:?} ms, p99 {:?} ms over {} records",
+            l.p50, l.p99, l.records
+        );
+        Ok(l)
+    }
+
+    /// Warms the child up (one record every 500 ms until one comes out), then
+    /// sends `latency_rate` records/s for `latency_secs` and collects latencies (ms).
+    async fn paced(&self, input: &str, out: &mut Consumer, child: &mut Child) -> Result<Vec<i64>> {
+        let send = |key: &str| {
+            let value = format!("{key},{},1", now_ms());
+            ProducerRecord::new(input, value).key(key.to_string())
+        };
+        let warm = Instant::now();
+        loop {
+            self.producer.send(send("warm")).await?.await?;
+            if !out.poll_for(Duration::from_millis(500)).await?.is_empty() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("exited with {status}");
+            }
+            if warm.elapsed() > Duration::from_secs(120) {
+                bail!("no output within 120 s");
+            }
+        }
+        let total = self.args.latency_rate * self.args.latency_secs as usize;
+        let per_tick = (self.args.latency_rate / 100).max(1);
+        let producer = self.producer.clone();
+        let topic = input.to_string();
+        let sender = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut pending = Vec::new();
+            let mut sent = 0;
+            while sent < total {
+                tick.tick().await;
+                for i in 0..per_tick {
+                    let key = format!("k{:06}", (sent + i) % 100_000);
+                    let value = format!("{key},{},1", now_ms());
+                    if let Ok(f) = producer
+                        .send(ProducerRecord::new(&topic, value).key(key))
+                        .await
+                    {
+                        pending.push(f);
+                    }
+                }
+                sent += per_tick;
+            }
+            for f in pending {
+                let _ = f.await;
+            }
+        });
+        let mut latencies = Vec::with_capacity(total);
+        let deadline = Instant::now() + Duration::from_secs(self.args.latency_secs + 60);
+        while latencies.len() < total && Instant::now() < deadline {
+            for r in out.poll_for(Duration::from_millis(200)).await? {
+                let seen = now_ms();
+                let value = r.value.as_deref().unwrap_or_default();
+                let text = String::from_utf8_lossy(value);
+                let mut fields = text.split(',');
+                if fields.next() == Some("warm") {
+                    continue;
+                }
+                if let Some(ts) = fields.next().and_then(|t| t.parse::<i64>().ok()) {
+                    latencies.push(seen - ts);
+                }
+            }
+        }
+        sender.await?;
+        Ok(latencies)
+    }
+
     /// One system × pipeline × guarantee.
     async fn measure(&self, system: &str, pipeline: &str, guarantee: &str) -> Result<Row> {
         let (eos, checkpoint_ms) = parse_guarantee(guarantee)?;
@@ -306,6 +461,7 @@ impl Driver {
         let started = Instant::now();
         let mut child = self.spawn(&Launch {
             system,
+            input: self.input.clone(),
             pipeline,
             eos,
             checkpoint_ms,
@@ -456,6 +612,7 @@ fn run(args: &RunArgs) -> Result<()> {
             expected: Expected::default(),
             broker,
             clk_tck: procfs::clk_tck(),
+            producer: producer.clone(),
         };
         driver.create_topic(&driver.input).await?;
         let loaded = Instant::now();
@@ -491,7 +648,7 @@ fn run(args: &RunArgs) -> Result<()> {
 
         let mut rows = Vec::new();
         let mut failure = None;
-        'matrix: for pipeline in &args.pipelines {
+        'matrix: for pipeline in args.pipelines.iter().filter(|p| p.as_str() != "none") {
             for guarantee in &args.guarantees {
                 for system in &args.systems {
                     if system == "kstreams" && pipeline == "sliding" && !args.kstreams_sliding {
@@ -509,6 +666,14 @@ fn run(args: &RunArgs) -> Result<()> {
             }
         }
         driver.delete_topics(&driver.input).await;
+        let mut latencies = Vec::new();
+        if args.latency_secs > 0 && failure.is_none() {
+            for guarantee in &args.guarantees {
+                for system in &args.systems {
+                    latencies.push(driver.latency(system, guarantee).await?);
+                }
+            }
+        }
         let md = report::render(&report::Header {
             command: command_line(),
             machine: procfs::machine(),
@@ -522,7 +687,8 @@ fn run(args: &RunArgs) -> Result<()> {
             java_heap: args.java_heap.clone(),
             flink_state_backend: args.flink_state_backend.clone(),
             broker_measured: broker.is_some(),
-        }, &rows);
+            latency_rate: args.latency_rate,
+        }, &rows, &latencies);
         print!("{md}");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&args.results)?;
         std::io::Write::write_all(&mut f, md.as_bytes())?;

@@ -83,6 +83,21 @@ impl Row {
     }
 }
 
+/// Append-to-visible latency of one system and guarantee (pass-through).
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub system: String,
+    pub guarantee: String,
+    /// Median, ms.
+    pub p50: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99: Option<f64>,
+    /// Records measured.
+    pub records: usize,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
 /// The run's settings and machine.
 pub struct Header {
     pub command: String,
@@ -97,6 +112,8 @@ pub struct Header {
     pub java_heap: String,
     pub flink_state_backend: String,
     pub broker_measured: bool,
+    /// Records/s of the latency runs.
+    pub latency_rate: usize,
 }
 
 fn f0(v: Option<f64>) -> String {
@@ -115,7 +132,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 }
 
 /// The section appended to RESULTS.md.
-pub fn render(h: &Header, rows: &[Row]) -> String {
+pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
     let mut md = format!(
         "\n## {} — {} records, {} keys, {} partitions, parallelism {}\n\n\
          Command: `{}`  \nMachine: {}; load average {} before, {} after.  \n\
@@ -217,6 +234,28 @@ pub fn render(h: &Header, rows: &[Row]) -> String {
                     ratio(Some(e.rate()), Some(a.rate())),
                     ratio(e.per_core(), a.per_core())
                 ));
+            }
+        }
+    }
+    if !latencies.is_empty() {
+        md.push_str(&format!(
+            "\n### latency (passthrough, {} records/s, append to visible with read_committed)\n\n| system | guarantee | p50 ms | p99 ms | records |\n|---|---|---|---|---|\n",
+            h.latency_rate
+        ));
+        for l in latencies {
+            match &l.error {
+                Some(e) => md.push_str(&format!(
+                    "| {} | {} | — | — | FAILED: {e} |\n",
+                    l.system, l.guarantee
+                )),
+                None => md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    l.system,
+                    l.guarantee,
+                    f0(l.p50),
+                    f0(l.p99),
+                    l.records
+                )),
             }
         }
     }
