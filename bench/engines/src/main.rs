@@ -282,7 +282,7 @@ impl Driver {
         Ok(cmd.spawn()?)
     }
 
-    /// Append-to-visible latency of the pass-through pipeline under a paced input:
+    /// Send-to-visible latency of the pass-through pipeline under a paced input:
     /// each value carries its send time as its event time; the latency is from
     /// then to the record being readable with read_committed. (p50 ms, p99 ms,
     /// records seen).

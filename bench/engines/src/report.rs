@@ -83,7 +83,7 @@ impl Row {
     }
 }
 
-/// Append-to-visible latency of one system and guarantee (pass-through).
+/// Send-to-visible latency of one system and guarantee (pass-through).
 #[derive(Debug, Clone)]
 pub struct Latency {
     pub system: String,
@@ -239,7 +239,7 @@ pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
     }
     if !latencies.is_empty() {
         md.push_str(&format!(
-            "\n### latency (passthrough, {} records/s, append to visible with read_committed)\n\n| system | guarantee | p50 ms | p99 ms | records |\n|---|---|---|---|---|\n",
+            "\n### latency (passthrough, {} records/s, send to visible with read_committed)\n\n| system | guarantee | p50 ms | p99 ms | records |\n|---|---|---|---|---|\n",
             h.latency_rate
         ));
         for l in latencies {
