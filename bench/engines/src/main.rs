@@ -665,7 +665,8 @@ fn run(args: &RunArgs) -> Result<()> {
                 }
             }
         }
-        driver.delete_topics(&driver.input).await;
+        // Everything of this run: the input, and anything a run's own sweep missed.
+        driver.delete_topics(&format!("engines-{}-", driver.run_id)).await;
         let mut latencies = Vec::new();
         if args.latency_secs > 0 && failure.is_none() {
             for guarantee in &args.guarantees {
@@ -674,6 +675,7 @@ fn run(args: &RunArgs) -> Result<()> {
                 }
             }
         }
+        driver.delete_topics(&format!("engines-{}-", driver.run_id)).await;
         let md = report::render(&report::Header {
             command: command_line(),
             machine: procfs::machine(),
