@@ -7,6 +7,7 @@
 
 pub mod checkers;
 pub mod proxy;
+pub mod txn_log;
 
 use std::path::PathBuf;
 

@@ -39,6 +39,15 @@ impl Rng {
     }
 }
 
+/// One record of the output as a reader saw it.
+#[derive(Debug, Clone)]
+struct OutputRecord {
+    partition: i32,
+    offset: i64,
+    key: String,
+    value: String,
+}
+
 /// Topics of one test run and clients to fill and check them.
 struct Run {
     bootstrap: String,
@@ -173,6 +182,16 @@ impl Run {
     /// The output's committed records as `key<TAB>value` lines, read with
     /// read_committed up to the last stable offsets.
     async fn read_output(&self) -> Vec<String> {
+        self.read_output_at()
+            .await
+            .into_iter()
+            .map(|r| format!("{}\t{}", r.key, r.value))
+            .collect()
+    }
+
+    /// The output's committed records with their partitions and offsets, read
+    /// with read_committed up to the last stable offsets.
+    async fn read_output_at(&self) -> Vec<OutputRecord> {
         let parts: Vec<i32> = (0..PARTITIONS).collect();
         let ends = self
             .admin
@@ -215,7 +234,12 @@ impl Run {
             for b in batches {
                 let end = ends[&b.partition].offset;
                 for r in b.records.iter().filter(|r| r.offset < end) {
-                    out.push(format!("{}\t{}", text(&r.key), text(&r.value)));
+                    out.push(OutputRecord {
+                        partition: b.partition,
+                        offset: r.offset,
+                        key: text(&r.key),
+                        value: text(&r.value),
+                    });
                 }
                 if b.next_offset >= end {
                     todo.remove(&b.partition);
@@ -365,6 +389,44 @@ impl Run {
 /// Everything in `topic` read with Kafka's Java console consumer (read_committed),
 /// as `key<TAB>value` lines.
 fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<String> {
+    java_console_consumer(bootstrap, topic, expected, &[])
+}
+
+/// [`java_read_committed`] with each record's partition and offset.
+fn java_read_committed_at(bootstrap: &str, topic: &str, expected: usize) -> Vec<OutputRecord> {
+    let props = [
+        "--property",
+        "print.partition=true",
+        "--property",
+        "print.offset=true",
+    ];
+    java_console_consumer(bootstrap, topic, expected, &props)
+        .iter()
+        .map(|line| {
+            // Partition:P<TAB>Offset:O<TAB>key<TAB>value
+            let mut fields = line.splitn(4, '\t');
+            let mut next = || fields.next().unwrap_or_default();
+            let partition = next().trim_start_matches("Partition:").parse().unwrap();
+            let offset = next().trim_start_matches("Offset:").parse().unwrap();
+            OutputRecord {
+                partition,
+                offset,
+                key: next().to_string(),
+                value: next().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The lines the Java console consumer prints for `topic` (read_committed, keys
+/// printed, `more` options added), stopping at `expected` + 1 records or 15 s
+/// after the last.
+fn java_console_consumer(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    more: &[&str],
+) -> Vec<String> {
     let max = (expected + 1).to_string();
     let out = java_tool(
         "org.apache.kafka.tools.consumer.ConsoleConsumer",
@@ -382,7 +444,10 @@ fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<Str
             &max,
             "--timeout-ms",
             "15000",
-        ],
+        ]
+        .into_iter()
+        .chain(more.iter().copied())
+        .collect::<Vec<_>>(),
         None,
         // The consumer stops itself 15 s after the last record; this bounds a
         // JVM that does not.
@@ -1148,4 +1213,221 @@ async fn a_second_process_of_a_hash_keyed_pipeline_is_refused() {
         "the first process keeps running"
     );
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
+}
+
+/// What [`judge_stats`] found in the output log.
+struct Judged {
+    /// Data records in the log, committed and aborted.
+    records: usize,
+    /// Records of aborted transactions.
+    aborted: usize,
+    /// ABORT and COMMIT markers.
+    aborts: usize,
+    commits: usize,
+}
+
+/// Judges a running-stats output of `records` records: the Java console consumer
+/// (read_committed) and our consumer (read_committed) must each read exactly
+/// the records that the log's own markers say committed (no aborted read, no
+/// lost write, nothing unseen, one record per offset, offsets rising), every
+/// expected `(key, count)` exactly once, and every output recomputed from the
+/// input ([`check_stats`]). Prints the checkers' counts.
+async fn judge_stats(run: &Run, expected: &Stats, records: usize) -> Judged {
+    use integration_tests::checkers::{Outcome, Read, Reader, Write, check};
+    use integration_tests::txn_log::read_log;
+    use kafka_wire::client::partitioner::partition_for_key;
+    let java = java_read_committed_at(&run.bootstrap, &run.output, records);
+    let ours = run.read_output_at().await;
+    let log = read_log(run.admin.client(), &run.output, PARTITIONS).await;
+    let judged = Judged {
+        records: log.records.len(),
+        aborted: log.count(Outcome::Aborted),
+        aborts: log.aborts,
+        commits: log.commits,
+    };
+    eprintln!(
+        "output log: {} records ({} committed, {} aborted, {} open), {} commit and {} abort markers",
+        judged.records,
+        log.count(Outcome::Committed),
+        judged.aborted,
+        log.count(Outcome::Unknown),
+        judged.commits,
+        judged.aborts
+    );
+    // Physical: one id per (partition, offset), outcomes from the markers.
+    let at = |p: i32, o: i64| (u64::from(p as u32) << 40) | o as u64;
+    let writes: Vec<Write> = log
+        .records
+        .iter()
+        .map(|r| Write {
+            id: at(r.partition, r.offset),
+            partition: r.partition,
+            outcome: r.outcome,
+        })
+        .collect();
+    let reader = |read_committed: bool, drained: bool, reads: Vec<Read>| Reader {
+        read_committed,
+        drained,
+        reads,
+    };
+    let physical = |rs: &[OutputRecord]| -> Vec<Read> {
+        rs.iter()
+            .map(|r| Read {
+                partition: r.partition,
+                offset: r.offset,
+                id: at(r.partition, r.offset),
+            })
+            .collect()
+    };
+    let raw: Vec<Read> = log
+        .records
+        .iter()
+        .map(|r| Read {
+            partition: r.partition,
+            offset: r.offset,
+            id: at(r.partition, r.offset),
+        })
+        .collect();
+    let by_offset = check(
+        &writes,
+        &[
+            reader(true, true, physical(&java)),
+            reader(true, true, physical(&ours)),
+            reader(false, false, raw),
+        ],
+    );
+    eprintln!("checkers by offset (Java, ours, the raw log):\n{by_offset}");
+    // Logical: one id per expected output (key k<n>, count c).
+    let logical_id = |key: &str, count: u64| {
+        let n: u64 = key.trim_start_matches('k').parse().unwrap();
+        (n << 32) | count
+    };
+    let mut wanted = Vec::new();
+    for (key, seq) in expected {
+        let partition = partition_for_key(key.as_bytes(), PARTITIONS);
+        for (count, ..) in seq {
+            wanted.push(Write {
+                id: logical_id(key, *count),
+                partition,
+                outcome: Outcome::Committed,
+            });
+        }
+    }
+    let logical = |rs: &[OutputRecord]| -> Vec<Read> {
+        rs.iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+                Read {
+                    partition: r.partition,
+                    offset: r.offset,
+                    id: logical_id(v[0].as_str().unwrap(), v[1].as_u64().unwrap()),
+                }
+            })
+            .collect()
+    };
+    let by_output = check(
+        &wanted,
+        &[
+            reader(true, true, logical(&java)),
+            reader(true, true, logical(&ours)),
+        ],
+    );
+    eprintln!("checkers by output (key, count) (Java, ours):\n{by_output}");
+    assert!(by_offset.is_clean(), "{by_offset}");
+    assert!(by_output.is_clean(), "{by_output}");
+    assert_eq!(
+        log.count(Outcome::Unknown),
+        0,
+        "records of open transactions"
+    );
+    assert_eq!(
+        java.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    let lines: Vec<String> = java
+        .iter()
+        .map(|r| format!("{}\t{}", r.key, r.value))
+        .collect();
+    check_stats(&lines, expected);
+    judged
+}
+
+/// Picks the kind of each fault: SIGKILL and SIGTERM alternately.
+fn fault_kind(k: u32) -> &'static str {
+    if k % 2 == 0 { "KILL" } else { "TERM" }
+}
+
+/// Running min, max, sum and count per key, every output recomputed from the
+/// input, while two processes of the pipeline are SIGKILLed and SIGTERMed in
+/// turn at random moments after 20% of the input (3 of each in CI) and about a
+/// third of the checkpoints abort their transaction on purpose
+/// (`STROM_ABORT_FRACTION`). Judged by the Java console consumer and the
+/// checkers against the log's own transaction markers: aborted records exist and
+/// none is ever read, nothing committed is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-faults").await;
+    let keys = soak_size("STROM_SOAK_KEYS", 2_000) as u64;
+    let records = soak_size("STROM_SOAK_FAULT_RECORDS", 20_000);
+    let faults = soak_size("STROM_SOAK_FAULT_KILLS", 6) as u32;
+    let processes = soak_size("STROM_SOAK_PROCESSES", 2) as u32;
+    eprintln!(
+        "app {} input {} output {}: {records} records, {keys} keys, {faults} faults, {processes} processes",
+        run.app, run.input, run.output
+    );
+    let (input, expected) = run.stats_records(records, keys, 67);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("CHECKPOINT_MS", "500".to_string()),
+        ("STROM_ABORT_FRACTION", "0.33".to_string()),
+    ];
+    let mut children: Vec<Child> = (0..processes)
+        .map(|i| run.spawn("running-stats", i, &extra))
+        .collect();
+    let feeding = Duration::from_millis(u64::from(faults) * 1_500 + 4_000)
+        .max(Duration::from_secs_f64(records as f64 / 20_000.0));
+    let started = Instant::now();
+    let fault_loop = async {
+        let mut rng = Rng(0xfa17);
+        tokio::time::sleep(feeding / 5).await;
+        let mut done = BTreeMap::<&str, u32>::new();
+        let pause = (feeding * 4 / 5).as_millis() as u64 / u64::from(faults.max(1));
+        for k in 0..faults {
+            tokio::time::sleep(Duration::from_millis(pause / 3 + rng.next() % pause)).await;
+            let i = (rng.next() % u64::from(processes)) as usize;
+            let kind = fault_kind(k);
+            let child = &mut children[i];
+            if kind == "KILL" {
+                kill(child);
+            } else {
+                let status =
+                    tokio::task::block_in_place(|| terminate(child, Duration::from_secs(60)));
+                assert!(
+                    status.success(),
+                    "instance {i} exited with {status} on SIGTERM"
+                );
+            }
+            *done.entry(kind).or_default() += 1;
+            *child = run.spawn("running-stats", i as u32, &extra);
+        }
+        eprintln!("faults {done:?} in {:?}", started.elapsed());
+    };
+    tokio::join!(run.clicks_paced(input, feeding), fault_loop);
+    run.wait_for_output(records as i64, Duration::from_secs(600))
+        .await;
+    eprintln!("output complete after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (i, child) in children.iter_mut().enumerate() {
+        let status = tokio::task::block_in_place(|| terminate(child, Duration::from_secs(60)));
+        assert!(status.success(), "instance {i} exited with {status}");
+    }
+    let judged = judge_stats(&run, &expected, records).await;
+    assert!(
+        judged.aborted > 0 && judged.aborts > 0,
+        "no transaction was aborted: the faults did not bite"
+    );
+    run.assert_nothing_hanging().await;
 }
