@@ -1431,3 +1431,84 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
     );
     run.assert_nothing_hanging().await;
 }
+
+/// Crash during scale-in: three processes share the running-stats pipeline
+/// while input flows; then one is SIGTERMed and another SIGKILLed at the same
+/// moment, and the third takes everything over. At the end no transaction of a
+/// removed process is open (DescribeTransactions), every partition's
+/// read_committed end equals its read_uncommitted end (the last stable offset
+/// advanced past the killed process's open transaction), and the output passes
+/// the checkers and is recomputed exactly from the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_offsets_advance() {
+    use kafka_wire::client::transaction::admin::TransactionAdmin;
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-scale-in").await;
+    let records = soak_size("STROM_SOAK_FAULT_RECORDS", 20_000);
+    let keys = soak_size("STROM_SOAK_KEYS", 2_000) as u64;
+    let (input, expected) = run.stats_records(records, keys, 71);
+    let extra = [("GUARANTEE", "eos".to_string())];
+    let mut children: Vec<Child> = (0..3)
+        .map(|i| run.spawn("running-stats", i, &extra))
+        .collect();
+    let feeding = Duration::from_secs(12).max(Duration::from_secs_f64(records as f64 / 20_000.0));
+    let started = Instant::now();
+    let txns = TransactionAdmin::new(run.admin.client().clone());
+    let crash = async {
+        tokio::time::sleep(feeding * 2 / 5).await;
+        // The SIGKILL lands inside an open transaction of instance 2.
+        let killed = format!("{}-2", run.app);
+        let waiting = Instant::now();
+        while waiting.elapsed() < Duration::from_secs(10) {
+            let state = txns.describe_transactions(&[&killed]).await.ok();
+            if state.is_some_and(|d| d.values().any(|t| t.state == "Ongoing")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        signal(&children[1], "TERM");
+        kill(&mut children[2]);
+        eprintln!(
+            "SIGTERM to instance 1 and SIGKILL to instance 2 at {:?}",
+            started.elapsed()
+        );
+        let status =
+            tokio::task::block_in_place(|| terminate(&mut children[1], Duration::from_secs(60)));
+        assert!(
+            status.success(),
+            "instance 1 exited with {status} on SIGTERM"
+        );
+    };
+    tokio::join!(run.clicks_paced(input, feeding), crash);
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    eprintln!("output complete after {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status =
+        tokio::task::block_in_place(|| terminate(&mut children[0], Duration::from_secs(60)));
+    assert!(status.success(), "instance 0 exited with {status}");
+    let removed = [format!("{}-1", run.app), format!("{}-2", run.app)];
+    let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
+    let described = txns.describe_transactions(&ids).await.unwrap();
+    for (id, t) in &described {
+        eprintln!(
+            "{id}: {} (producer {} epoch {})",
+            t.state, t.producer_id, t.producer_epoch
+        );
+        assert!(
+            !matches!(
+                t.state.as_str(),
+                "Ongoing" | "PrepareCommit" | "PrepareAbort"
+            ),
+            "{id} of a removed process is {}",
+            t.state
+        );
+    }
+    run.assert_nothing_hanging().await;
+    let judged = judge_stats(&run, &expected, records).await;
+    assert!(
+        judged.aborted > 0,
+        "the killed process left no aborted records: it had no open transaction"
+    );
+}
