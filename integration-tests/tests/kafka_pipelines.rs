@@ -218,15 +218,13 @@ impl Run {
             .collect();
         consumer.assign(todo.iter().map(|p| (self.output.clone(), *p)));
         let mut out = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let total: i64 = ends.values().map(|e| e.offset).sum();
+        let deadline = Instant::now() + Duration::from_secs(30 + total as u64 / 20_000);
         let text = |v: &Option<bytes::Bytes>| {
             String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned()
         };
         while !todo.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "output not read to its end in 30 s"
-            );
+            assert!(Instant::now() < deadline, "output not read to its end");
             let batches = tokio::time::timeout(Duration::from_secs(1), consumer.poll_batches())
                 .await
                 .unwrap_or(Ok(Vec::new()))
@@ -280,6 +278,45 @@ impl Run {
             cmd.env(k, v);
         }
         cmd.spawn().unwrap()
+    }
+
+    /// Waits until the pipeline's group has committed the input's end offsets
+    /// (panics after `limit`): the input is all processed and committed, without
+    /// reading the output (which a big soak cannot afford every 250 ms).
+    async fn wait_for_consumed(&self, limit: Duration) {
+        let parts: Vec<i32> = (0..PARTITIONS).collect();
+        let ends = self
+            .admin
+            .list_offsets(
+                &self.input,
+                &parts,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            let committed = self.admin.list_group_offsets(&self.app).await.unwrap();
+            let behind: i64 = parts
+                .iter()
+                .map(|p| {
+                    let at = committed
+                        .get(&(self.input.clone(), *p))
+                        .copied()
+                        .unwrap_or(0);
+                    (ends[p].offset - at).max(0)
+                })
+                .sum();
+            if behind == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{behind} input records not committed after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Waits until the output holds `want` committed records (panics after `limit`).
@@ -451,7 +488,7 @@ fn java_console_consumer(
         None,
         // The consumer stops itself 15 s after the last record; this bounds a
         // JVM that does not.
-        Duration::from_secs(180),
+        Duration::from_secs(180 + expected as u64 / 10_000),
     );
     out.stdout.lines().map(str::to_string).collect()
 }
@@ -1353,6 +1390,32 @@ async fn judge_stats(run: &Run, expected: &Stats, records: usize) -> Judged {
     judged
 }
 
+/// Starts network fault number `pick` (modulo the kinds) on `proxy`; returns its name.
+fn network_fault(proxy: &integration_tests::proxy::KafkaProxy, pick: u64) -> &'static str {
+    use kafka_wire::protocol::ApiKey;
+    let hold = Duration::from_millis(1_500);
+    match pick % 8 {
+        0 => proxy.set_latency(Duration::from_millis(40)),
+        1 => proxy.hold(ApiKey::Produce, hold),
+        2 => proxy.hold(ApiKey::EndTxn, hold),
+        3 => proxy.cut_next(ApiKey::Produce),
+        4 => proxy.cut_next(ApiKey::EndTxn),
+        5 => proxy.cut_next(ApiKey::TxnOffsetCommit),
+        6 => proxy.drop_connections(),
+        _ => proxy.hang(true),
+    }
+    [
+        "latency",
+        "hold Produce",
+        "hold EndTxn",
+        "cut Produce",
+        "cut EndTxn",
+        "cut TxnOffsetCommit",
+        "drop connections",
+        "hang",
+    ][(pick % 8) as usize]
+}
+
 /// Picks the kind of each fault: SIGKILL and SIGTERM alternately.
 fn fault_kind(k: u32) -> &'static str {
     if k % 2 == 0 { "KILL" } else { "TERM" }
@@ -1362,11 +1425,15 @@ fn fault_kind(k: u32) -> &'static str {
 /// input, while two processes of the pipeline are SIGKILLed and SIGTERMed in
 /// turn at random moments after 20% of the input (3 of each in CI) and about a
 /// third of the checkpoints abort their transaction on purpose
-/// (`STROM_ABORT_FRACTION`). Judged by the Java console consumer and the
+/// (`STROM_ABORT_FRACTION`). With `STROM_SOAK_PROXY=1` (the soak) the processes
+/// reach the broker through the fault proxy, and before each kill a network
+/// fault (latency, Produce or EndTxn held back, a request cut, connections
+/// dropped or hanging) lasts a while. Judged by the Java console consumer and the
 /// checkers against the log's own transaction markers: aborted records exist and
 /// none is ever read, nothing committed is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions() {
+    use integration_tests::proxy::KafkaProxy;
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
     let run = Run::new(&bootstrap, "eos-faults").await;
@@ -1379,11 +1446,19 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
         run.app, run.input, run.output
     );
     let (input, expected) = run.stats_records(records, keys, 67);
-    let extra = [
+    let proxy = if soak_size("STROM_SOAK_PROXY", 0) == 1 {
+        Some(KafkaProxy::start(&bootstrap).await.unwrap())
+    } else {
+        None
+    };
+    let mut extra = vec![
         ("GUARANTEE", "eos".to_string()),
         ("CHECKPOINT_MS", "500".to_string()),
         ("STROM_ABORT_FRACTION", "0.33".to_string()),
     ];
+    if let Some(proxy) = &proxy {
+        extra.push(("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()));
+    }
     let mut children: Vec<Child> = (0..processes)
         .map(|i| run.spawn("running-stats", i, &extra))
         .collect();
@@ -1396,7 +1471,16 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
         let mut done = BTreeMap::<&str, u32>::new();
         let pause = (feeding * 4 / 5).as_millis() as u64 / u64::from(faults.max(1));
         for k in 0..faults {
-            tokio::time::sleep(Duration::from_millis(pause / 3 + rng.next() % pause)).await;
+            let wait = Duration::from_millis(pause / 3 + rng.next() % pause);
+            if let Some(proxy) = &proxy {
+                let fault = network_fault(proxy, rng.next());
+                *done.entry(fault).or_default() += 1;
+                tokio::time::sleep(wait / 2).await;
+                proxy.heal();
+                tokio::time::sleep(wait / 2).await;
+            } else {
+                tokio::time::sleep(wait).await;
+            }
             let i = (rng.next() % u64::from(processes)) as usize;
             let kind = fault_kind(k);
             let child = &mut children[i];
@@ -1416,9 +1500,17 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
         eprintln!("faults {done:?} in {:?}", started.elapsed());
     };
     tokio::join!(run.clicks_paced(input, feeding), fault_loop);
-    run.wait_for_output(records as i64, Duration::from_secs(600))
+    if let Some(proxy) = &proxy {
+        proxy.heal();
+        eprintln!(
+            "proxy: {} requests cut, {} connections accepted",
+            proxy.cuts(),
+            proxy.accepted()
+        );
+    }
+    run.wait_for_consumed(Duration::from_secs(300 + records as u64 / 5_000))
         .await;
-    eprintln!("output complete after {:?}", started.elapsed());
+    eprintln!("input consumed after {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, child) in children.iter_mut().enumerate() {
         let status = tokio::task::block_in_place(|| terminate(child, Duration::from_secs(60)));
@@ -1481,7 +1573,7 @@ async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_
         );
     };
     tokio::join!(run.clicks_paced(input, feeding), crash);
-    run.wait_for_output(records as i64, Duration::from_secs(300))
+    run.wait_for_consumed(Duration::from_secs(300 + records as u64 / 5_000))
         .await;
     eprintln!("output complete after {:?}", started.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
