@@ -1537,7 +1537,7 @@ async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
     let run = Run::new(&bootstrap, "eos-scale-in").await;
-    let records = soak_size("STROM_SOAK_FAULT_RECORDS", 20_000);
+    let records = soak_size("STROM_SOAK_SCALE_IN_RECORDS", 20_000);
     let keys = soak_size("STROM_SOAK_KEYS", 2_000) as u64;
     let (input, expected) = run.stats_records(records, keys, 71);
     let extra = [("GUARANTEE", "eos".to_string())];
