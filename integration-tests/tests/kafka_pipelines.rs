@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    Cluster, broker_is_ours, java_tool, kafka_script, random_topic, require_broker,
+    Cluster, broker_is_ours, java_tool, kafka_script, random_topic, require_broker, signal,
 };
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
@@ -722,14 +722,6 @@ async fn exactly_once_window_counts_survive_a_stall_past_the_transaction_and_ses
     };
     tokio::join!(run.clicks_paced(input, feeding), stall);
     run.finish_windows(&mut child, &expected).await;
-}
-
-/// Sends `SIG<name>` to `child`.
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
 }
 
 /// The exactly-once window count against the secured broker: the pipeline
