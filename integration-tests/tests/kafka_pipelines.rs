@@ -2,7 +2,11 @@
 //! console consumer (read_committed): exactly-once windowed counts under SIGKILL
 //! and broker restarts, running statistics checked record by record (as Kafka
 //! Streams' EosTestDriver does), two processes sharing partitions and state, a
-//! fenced instance, at-least-once under kills, bounded reads and dead letters.
+//! fenced instance, at-least-once under kills, bounded reads and dead letters;
+//! and the fault matrix of #16: SIGKILL and SIGTERM with a third of the
+//! transactions aborted on purpose, a crash during scale-in, each output judged
+//! by the checkers (`integration_tests::checkers`) against the transaction
+//! markers of the output's own log (`integration_tests::txn_log`).
 //!
 //! The pipelines run as child processes (src/bin/strom_pipeline.rs). The CI sizes
 //! are small; `scripts/soak` runs the full figures of the exactly-once issue.
