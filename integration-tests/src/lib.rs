@@ -7,6 +7,7 @@
 
 pub mod checkers;
 pub mod proxy;
+pub mod txn_log;
 
 use std::path::PathBuf;
 
@@ -473,4 +474,77 @@ impl PollingMember {
             panic!("polling member task: {e}");
         }
     }
+}
+
+/// Every record of `topic` (partitions `0..partitions`) up to its end offsets at
+/// `isolation` (`read_committed`: the last stable offsets; `read_uncommitted`:
+/// the high watermarks), read directly from the broker: `(partition, offset,
+/// value)` in read order. Panics on an error or after 30 s.
+pub async fn read_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> Vec<(i32, i64, String)> {
+    use kafka_wire::client::config::ConsumerConfig;
+    use kafka_wire::client::consumer::Consumer;
+    use std::time::{Duration, Instant};
+    let limit = Duration::from_secs(30);
+    let props = std::collections::BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("isolation.level".to_string(), isolation.to_string()),
+        ("auto.offset.reset".to_string(), "earliest".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+    ]);
+    let config = match ConsumerConfig::from_properties(&props) {
+        Ok(c) => c,
+        Err(e) => panic!("consumer config {props:?}: {e}"),
+    };
+    let mut consumer = match Consumer::new(config).await {
+        Ok(c) => c,
+        Err(e) => panic!("consumer of {topic}: {e}"),
+    };
+    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    consumer.assign(all.clone());
+    let start = Instant::now();
+    // Retried while the leadership of a new topic settles.
+    let ends = loop {
+        match consumer.end_offsets(&all).await {
+            Ok(ends) => break ends,
+            Err(e) if e.is_retriable() && start.elapsed() < limit => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("end offsets of {topic}: {e}"),
+        }
+    };
+    let mut out = Vec::new();
+    while !ends.iter().all(|((t, p), end)| {
+        consumer
+            .partition_offsets(t, *p)
+            .and_then(|o| o.position)
+            .is_some_and(|pos| pos >= *end)
+    }) {
+        assert!(
+            start.elapsed() < limit,
+            "{topic}: did not reach the end offsets {ends:?} in {limit:?}"
+        );
+        let records = match consumer.poll_for(Duration::from_millis(200)).await {
+            Ok(r) => r,
+            Err(e) => panic!("reading {topic}: {e}"),
+        };
+        for r in records {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+            out.push((r.partition, r.offset, value.into_owned()));
+        }
+    }
+    consumer.close().await;
+    out
+}
+
+/// Sends `SIG<name>` (e.g. `TERM`, `STOP`, `CONT`) to `child`; panics if `kill` fails.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{broker_is_ours, kafka_script, random_topic, require_broker};
+use integration_tests::{broker_is_ours, kafka_script, random_topic, require_broker, signal};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
@@ -303,16 +303,6 @@ async fn copier_killed_ten_times_writes_every_record_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_partition_output_equals_input_despite_kills() {
     run(1, 100_000, 10).await;
-}
-
-/// Sends a signal to a child with the `kill` command (SIGSTOP / SIGCONT).
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{sig} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::checkers::{Outcome, Read, Reader, Write, check};
 use integration_tests::proxy::KafkaProxy;
-use integration_tests::{create_random_topic, random_topic, require_broker};
+use integration_tests::{create_random_topic, random_topic, read_all, require_broker};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, ProducerConfig};
 use kafka_wire::client::connection::{Connection, ConnectionOptions};
 use kafka_wire::client::consumer::Consumer;
@@ -51,49 +51,6 @@ async fn idempotent_producer(bootstrap: &str) -> Producer {
     Producer::new(ProducerConfig::from_properties(&config).unwrap())
         .await
         .unwrap()
-}
-
-/// Every value in `topic` up to its end offsets, read directly from the broker
-/// at `isolation`, with its partition and offset.
-async fn read_all(
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-    isolation: &str,
-) -> Vec<(i32, i64, String)> {
-    let p = props(
-        bootstrap,
-        &[
-            ("isolation.level", isolation),
-            ("auto.offset.reset", "earliest"),
-            ("fetch.max.wait.ms", "100"),
-        ],
-    );
-    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&p).unwrap())
-        .await
-        .unwrap();
-    let all: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
-    consumer.assign(all.clone());
-    let ends = consumer.end_offsets(&all).await.unwrap();
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while !ends.iter().all(|((t, p), end)| {
-        consumer
-            .partition_offsets(t, *p)
-            .and_then(|o| o.position)
-            .is_some_and(|pos| pos >= *end)
-    }) {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "did not reach the end offsets {ends:?}"
-        );
-        for r in consumer.poll_for(Duration::from_millis(200)).await.unwrap() {
-            let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
-            out.push((r.partition, r.offset, value));
-        }
-    }
-    consumer.close().await;
-    out
 }
 
 /// The end offset of partition 0 of `topic` at `isolation`.

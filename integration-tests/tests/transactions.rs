@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use integration_tests::{create_random_topic, random_topic, require_broker, workspace_root};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
-use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::transaction::admin::{AbortTransactionSpec, TransactionAdmin};
 use kafka_wire::client::transaction::pool::{TransactionalIdPool, abort_lingering};
@@ -76,48 +75,13 @@ fn values(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
-/// Everything in `topic` up to the high watermark, read with `isolation`.
+/// The values of `topic` up to its end offsets at `isolation`, sorted.
 async fn read_all(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
-    let props = BTreeMap::from([
-        ("bootstrap.servers".to_string(), bootstrap.to_string()),
-        ("isolation.level".to_string(), isolation.to_string()),
-        ("auto.offset.reset".to_string(), "earliest".to_string()),
-        ("fetch.max.wait.ms".to_string(), "100".to_string()),
-    ]);
-    let config = ConsumerConfig::from_properties(&props).unwrap();
-    let admin = Admin::new(client(bootstrap).await);
-    let all: Vec<i32> = (0..partitions).collect();
-    let level = if isolation == "read_committed" {
-        IsolationLevel::ReadCommitted
-    } else {
-        IsolationLevel::ReadUncommitted
-    };
-    let ends = end_offsets(&admin, topic, &all, OffsetSpec::Latest, level)
+    let mut out: Vec<String> = integration_tests::read_all(bootstrap, topic, partitions, isolation)
         .await
-        .unwrap();
-    let mut consumer = Consumer::new(config).await.unwrap();
-    consumer.assign(all.iter().map(|&p| (topic.to_string(), p)));
-    let mut out = Vec::new();
-    let start = Instant::now();
-    loop {
-        let done = ends.iter().all(|(&p, end)| {
-            consumer
-                .partition_offsets(topic, p)
-                .and_then(|o| o.position)
-                .is_some_and(|pos| pos >= end.offset)
-        });
-        if done {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "did not reach the end offsets {ends:?}"
-        );
-        for r in consumer.poll_for(Duration::from_millis(200)).await.unwrap() {
-            out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
-        }
-    }
-    consumer.close().await;
+        .into_iter()
+        .map(|(_, _, value)| value)
+        .collect();
     out.sort();
     out
 }

@@ -14,11 +14,20 @@
 //! (default 1000), `BOUNDED` (`1`: read what is there and end), `DLQ` (a
 //! dead-letter topic for records that do not decode; else they fail the job),
 //! `PARALLELISM` (default 1), `KAFKA_PROPS` (more Kafka properties,
-//! `key=value` separated by commas). It prints one stderr line per restore and a
-//! summary at the end.
+//! `key=value` separated by commas), `STROM_ABORT_FRACTION` (default 0: the
+//! fraction of checkpoints whose transaction is aborted on purpose: the sink's
+//! pre-commit flushes its records into the transaction, then fails with a
+//! rollback error, so the job aborts the transaction and rolls back),
+//! `STROM_ABORT_SEED` (default 1, mixed with the process id) and
+//! `STROM_ABORT_MAX` (default 8: aborts one process injects at most, under the
+//! job's limit of 10 rollbacks, which only a rebalance or a stop resets). It
+//! prints one stderr line per restore and per injected abort, and a summary at
+//! the end.
 //!
 //! Usage: `strom_pipeline PIPELINE`
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -26,7 +35,108 @@ use bytes::Bytes;
 use connectors::kafka::{
     BadRecordPolicy, DeliveryGuarantee, Json, KafkaConfig, KafkaJob, KafkaScope, Utf8,
 };
-use engine::{Count, Pipeline, PipelineConfig, WatermarkStrategy, Windows};
+use engine::{
+    CheckpointId, Count, EngineError, ErrorClass, Pipeline, PipelineConfig, Record, Sink,
+    SinkContext, WatermarkStrategy, Windows,
+};
+
+/// The aborts a process injects (`STROM_ABORT_*`): one random sequence and one
+/// budget shared by every sink subtask of every incarnation.
+#[derive(Clone)]
+struct Aborts {
+    fraction: f64,
+    rng: Arc<Mutex<u64>>,
+    left: Arc<AtomicU32>,
+}
+
+impl Aborts {
+    fn from_env() -> anyhow::Result<Aborts> {
+        let seed: u64 = env_or("STROM_ABORT_SEED", "1").parse()?;
+        Ok(Aborts {
+            fraction: env_or("STROM_ABORT_FRACTION", "0").parse()?,
+            rng: Arc::new(Mutex::new(
+                (seed ^ u64::from(std::process::id()).rotate_left(32)) | 1,
+            )),
+            left: Arc::new(AtomicU32::new(env_or("STROM_ABORT_MAX", "8").parse()?)),
+        })
+    }
+
+    /// Whether this pre-commit fails: a draw under the fraction while the budget lasts.
+    fn strike(&self) -> bool {
+        if self.fraction <= 0.0 {
+            return false;
+        }
+        let draw = {
+            let mut x = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            (*x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        draw < self.fraction
+            && self
+                .left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    fn wrap<S>(&self, inner: S) -> AbortingSink<S> {
+        AbortingSink {
+            inner,
+            aborts: self.clone(),
+        }
+    }
+}
+
+/// A sink whose pre-commit, after the inner sink's (its records are then in the
+/// transaction), fails with a rollback error when [`Aborts::strike`] says so.
+#[derive(Clone)]
+struct AbortingSink<S> {
+    inner: S,
+    aborts: Aborts,
+}
+
+impl<T: Send + 'static, S: Sink<T>> Sink<T> for AbortingSink<S> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn kind(&self) -> &str {
+        self.inner.kind()
+    }
+
+    async fn open(&mut self, ctx: &SinkContext) -> engine::Result<()> {
+        self.inner.open(ctx).await
+    }
+
+    async fn write(&mut self, batch: Vec<Record<T>>) -> engine::Result<()> {
+        self.inner.write(batch).await
+    }
+
+    async fn pre_commit(&mut self, checkpoint: CheckpointId) -> engine::Result<Vec<u8>> {
+        let state = self.inner.pre_commit(checkpoint).await?;
+        if self.aborts.strike() {
+            eprintln!(
+                "strom_pipeline: injected abort of checkpoint {}",
+                checkpoint.0
+            );
+            return Err(EngineError::external(
+                format!("checkpoint {} aborted on purpose", checkpoint.0),
+                std::io::Error::other("STROM_ABORT_FRACTION"),
+                ErrorClass::Rollback,
+            ));
+        }
+        Ok(state)
+    }
+
+    async fn commit(&mut self, checkpoint: CheckpointId) -> engine::Result<()> {
+        self.inner.commit(checkpoint).await
+    }
+
+    async fn finish(&mut self) -> engine::Result<()> {
+        self.inner.finish().await
+    }
+}
 
 /// One click of the log-processing input.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -82,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
     let config = PipelineConfig::default()
         .checkpoint_interval(checkpoint)
         .parallelism(parallelism);
+    let aborts = Aborts::from_env()?;
     let job = KafkaJob::new(kafka, config);
     let stop = job.stop_handle();
     tokio::spawn(async move {
@@ -121,9 +232,13 @@ async fn main() -> anyhow::Result<()> {
                     .aggregate(Count)
                     .uid("error-counts");
                 counts.sink(
-                    k.sink(&output)
-                        .key(|w: &engine::Windowed<String, u64>| Some(Bytes::from(w.key.clone())))
-                        .delivery(guarantee),
+                    aborts.wrap(
+                        k.sink(&output)
+                            .key(|w: &engine::Windowed<String, u64>| {
+                                Some(Bytes::from(w.key.clone()))
+                            })
+                            .delivery(guarantee),
+                    ),
                 );
             }
             "running-stats" => {
@@ -148,9 +263,11 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .uid("running-stats")
                 .sink(
-                    k.sink(&output)
-                        .key(|s: &(String, u64, i64, i64, i64)| Some(Bytes::from(s.0.clone())))
-                        .delivery(guarantee),
+                    aborts.wrap(
+                        k.sink(&output)
+                            .key(|s: &(String, u64, i64, i64, i64)| Some(Bytes::from(s.0.clone())))
+                            .delivery(guarantee),
+                    ),
                 );
             }
             other => {
