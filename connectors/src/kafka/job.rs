@@ -171,6 +171,27 @@ struct Plan {
     uids: BTreeMap<OperatorId, String>,
 }
 
+/// Rollbacks in a row: a checkpoint committed between two rollbacks ends a run.
+#[derive(Default)]
+struct RollbackRun {
+    in_a_row: u32,
+    /// The last checkpoint committed at the previous rollback.
+    committed_at: CheckpointId,
+}
+
+impl RollbackRun {
+    /// Counts a rollback with `last` the last checkpoint committed; returns the
+    /// rollbacks in a row.
+    fn record(&mut self, last: CheckpointId) -> u32 {
+        if last > self.committed_at {
+            self.in_a_row = 0;
+        }
+        self.committed_at = last;
+        self.in_a_row += 1;
+        self.in_a_row
+    }
+}
+
 /// Why an incarnation ended.
 enum Outcome {
     Ended(engine::Result<engine::JobResult>),
@@ -293,7 +314,7 @@ impl KafkaJob {
             restores: Vec::new(),
             last_checkpoint: CheckpointId(0),
         };
-        let mut rollbacks_in_a_row = 0u32;
+        let mut rollbacks = RollbackRun::default();
         // Failures in a row to start an incarnation, and since when.
         let mut setup_failures = 0u32;
         let mut failing_since: Option<Instant> = None;
@@ -540,7 +561,7 @@ impl KafkaJob {
                     break;
                 }
                 Outcome::Ended(Ok(_)) => {
-                    rollbacks_in_a_row = 0;
+                    rollbacks.in_a_row = 0;
                     if stop_requested {
                         break;
                     }
@@ -556,11 +577,11 @@ impl KafkaJob {
                         let _ = group.close().await;
                         return Err(e.into());
                     }
-                    rollbacks_in_a_row += 1;
+                    let in_a_row = rollbacks.record(last);
                     report.rollbacks += 1;
                     metrics::counter!("strom_rollbacks_total").increment(1);
                     status.sinks_aborted();
-                    if rollbacks_in_a_row > MAX_ROLLBACKS_IN_A_ROW {
+                    if in_a_row > MAX_ROLLBACKS_IN_A_ROW {
                         let _ = group.close().await;
                         return Err(ConnectorError::Refused(format!(
                             "{MAX_ROLLBACKS_IN_A_ROW} rollbacks in a row without a checkpoint; last error: {e}"
@@ -581,8 +602,8 @@ impl KafkaJob {
                         let _ = group.close().await;
                         return Err(ConnectorError::kafka("fetching", e));
                     }
+                    rollbacks.record(last);
                     report.rollbacks += 1;
-                    rollbacks_in_a_row += 1;
                     writer = recover(&config, &group, writer, plan.exactly_once).await?;
                 }
             }
@@ -925,4 +946,20 @@ async fn end_offsets(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_committed_checkpoint_ends_a_run_of_rollbacks() {
+        let mut run = RollbackRun::default();
+        assert_eq!(run.record(CheckpointId(0)), 1);
+        assert_eq!(run.record(CheckpointId(0)), 2);
+        // Checkpoint 3 committed since: the next rollback starts a new run.
+        assert_eq!(run.record(CheckpointId(3)), 1);
+        assert_eq!(run.record(CheckpointId(3)), 2);
+        assert_eq!(run.record(CheckpointId(4)), 1);
+    }
 }
