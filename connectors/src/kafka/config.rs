@@ -25,7 +25,11 @@ use crate::error::ConnectorError;
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it
-/// (`group.id` defaults to `application.id`).
+/// (`group.id` defaults to `application.id`). A job's group consumer changes
+/// some defaults: `isolation.level=read_committed`, `auto.offset.reset=earliest`,
+/// `session.timeout.ms=10000`, `heartbeat.interval.ms=1000`,
+/// `max.partition.fetch.bytes=262144`, and `partition.assignment.strategy`
+/// `cooperative-sticky` (`range` when keyed state spans several topics).
 ///
 /// ```
 /// use connectors::kafka::KafkaConfig;
