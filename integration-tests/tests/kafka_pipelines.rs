@@ -1644,20 +1644,41 @@ async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_
     assert!(status.success(), "instance 0 exited with {status}");
     let removed = [format!("{}-1", run.app), format!("{}-2", run.app)];
     let ids: Vec<&str> = removed.iter().map(String::as_str).collect();
-    let described = txns.describe_transactions(&ids).await.unwrap();
-    for (id, t) in &described {
-        eprintln!(
-            "{id}: {} (producer {} epoch {})",
-            t.state, t.producer_id, t.producer_epoch
-        );
+    // The killed process's transaction ends when the coordinator aborts it:
+    // transaction.timeout.ms (10 s) after its last write, found by a scan that
+    // runs every transaction.abort.timed.out.transaction.cleanup.interval.ms
+    // (10 s). Nothing may keep it open past both.
+    let limit = Duration::from_secs(45);
+    let since = Instant::now();
+    loop {
+        let described = txns.describe_transactions(&ids).await.unwrap();
+        let open: Vec<String> = described
+            .iter()
+            .filter(|(_, t)| {
+                matches!(
+                    t.state.as_str(),
+                    "Ongoing" | "PrepareCommit" | "PrepareAbort"
+                )
+            })
+            .map(|(id, t)| format!("{id}: {}", t.state))
+            .collect();
+        if open.is_empty() {
+            for (id, t) in &described {
+                eprintln!(
+                    "{id}: {} (producer {} epoch {}) {:?} after instance 0 stopped",
+                    t.state,
+                    t.producer_id,
+                    t.producer_epoch,
+                    since.elapsed()
+                );
+            }
+            break;
+        }
         assert!(
-            !matches!(
-                t.state.as_str(),
-                "Ongoing" | "PrepareCommit" | "PrepareAbort"
-            ),
-            "{id} of a removed process is {}",
-            t.state
+            since.elapsed() < limit,
+            "transactions of removed processes still open {limit:?} after the run: {open:?}"
         );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     run.assert_nothing_hanging().await;
     let judged = judge_stats(&run, &expected, records).await;
