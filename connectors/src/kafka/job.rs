@@ -75,6 +75,30 @@ fn setup_class(e: &ConnectorError) -> ErrorClass {
     }
 }
 
+/// Runs `step` until it succeeds, fails for good, or has kept failing with
+/// retriable errors (a broker down) for [`SETUP_RETRY_LIMIT`].
+async fn retry_setup<T, F, Fut>(what: &str, mut step: F) -> Result<T, ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
+    let since = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e)
+                if setup_class(&e) != ErrorClass::Fatal && since.elapsed() < SETUP_RETRY_LIMIT =>
+            {
+                failures += 1;
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                tokio::time::sleep(SETUP_RETRY_BACKOFF * failures.min(10)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Asks a running [`KafkaJob`] to stop: a final checkpoint commits, the process
 /// leaves the group (unless `strom.leave.group.on.stop=false`, with which its
 /// static membership keeps its partitions for the session timeout), and `run`
@@ -253,9 +277,16 @@ impl KafkaJob {
             bounded = plan.bounded,
             "starting Kafka job"
         );
-        let client = Client::connect(config.producer_config(&[])?.client)
-            .await
-            .map_err(|e| ConnectorError::kafka("connecting", e))?;
+        // A process may start while a broker restarts: what it does before
+        // its first incarnation waits for the cluster like the setup of an
+        // incarnation does (retriable errors, SETUP_RETRY_LIMIT).
+        let client_config = config.producer_config(&[])?.client;
+        let client = retry_setup("connecting", || async {
+            Client::connect(client_config.clone())
+                .await
+                .map_err(|e| ConnectorError::kafka("connecting", e))
+        })
+        .await?;
         let admin = Admin::new(client);
         let mut widest = 1;
         let mut all_partitions = BTreeSet::new();
@@ -264,14 +295,17 @@ impl KafkaJob {
             .iter()
             .filter(|t| !plan.repartition_topics.contains(t))
         {
-            let n = topics::partitions(&admin, t).await?;
+            let n = retry_setup("looking up the input", || topics::partitions(&admin, t)).await?;
             widest = widest.max(n);
             all_partitions.extend((0..n).map(|p| (t.clone(), p)));
         }
         // A repartition topic has a partition per input partition number, so a
         // process owning partition n of the input owns partition n of it.
         for t in &plan.repartition_topics {
-            topics::ensure_repartition(&admin, &config, t, widest).await?;
+            retry_setup("creating a repartition topic", || {
+                topics::ensure_repartition(&admin, &config, t, widest)
+            })
+            .await?;
             all_partitions.extend((0..widest).map(|p| (t.clone(), p)));
         }
         scope.repartition_partitions().store(
@@ -279,7 +313,7 @@ impl KafkaJob {
             std::sync::atomic::Ordering::Relaxed,
         );
         for t in &plan.sink_topics {
-            if !topics::exists(&admin, t).await? {
+            if !retry_setup("looking up the output", || topics::exists(&admin, t)).await? {
                 return Err(ConnectorError::Refused(format!(
                     "sink topic {t} does not exist: create it first"
                 )));
@@ -297,11 +331,24 @@ impl KafkaJob {
             })));
         }
         if !plan.aligned {
-            refuse_second_process(&admin, &config).await?;
+            retry_setup("checking the group", || {
+                refuse_second_process(&admin, &config)
+            })
+            .await?;
         }
-        let mut group = join_group(&config, &plan).await?;
+        let mut group = retry_setup("joining the group", || join_group(&config, &plan)).await?;
         let mut stop_rx = stop.subscribe();
-        let mut writer = Arc::new(make_writer(&config, &group, plan.exactly_once).await?);
+        let writer = retry_setup("creating the producer", || {
+            make_writer(&config, &group, plan.exactly_once)
+        })
+        .await;
+        let mut writer = match writer {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                let _ = group.close().await;
+                return Err(e);
+            }
+        };
         let changelog = Arc::new(Changelog::new(config.clone(), widest, plan.aligned));
         let purge = Arc::new(RepartitionPurge::new(
             plan.repartition_topics.clone(),
