@@ -78,8 +78,8 @@ fn a_type_error_names_both_types() {
 }
 
 #[test]
-fn an_unreachable_broker_fails_within_the_request_timeout() {
-    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '2000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
+fn an_unreachable_broker_fails_after_the_setup_timeout() {
+    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '2000', 'properties.strom.setup.timeout.ms' = '3000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
     let started = std::time::Instant::now();
     assert_one_error("broker", sql, "connecting to 127.0.0.1:1");
     assert!(
@@ -99,7 +99,7 @@ fn an_unreachable_database_fails_naming_the_table() {
 
 #[test]
 fn an_explicit_bootstrap_flag_wins_over_the_tables_properties() {
-    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '2000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
+    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '2000', 'properties.strom.setup.timeout.ms' = '3000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
     let (ok, stderr) = strom_run_with("flag", sql, &["--bootstrap", "127.0.0.1:2"]);
     assert!(!ok);
     assert!(stderr.contains("connecting to 127.0.0.1:2"), "{stderr}");

@@ -22,6 +22,7 @@ use crate::error::ConnectorError;
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
 /// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process | `false` |
 /// | `strom.repartition.purge.interval.ms` | how often the records of repartition topics that committed checkpoints consumed are deleted (DeleteRecords) | `30000` |
+/// | `strom.setup.timeout.ms` | how long starting the process or an incarnation keeps retrying retriable errors (a broker down, leaders moving) before the job fails, as Kafka Streams' `task.timeout.ms` | `300000` |
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it
@@ -131,11 +132,16 @@ impl KafkaConfig {
                 })?;
             }
         }
-        if let Some(v) = self.get("strom.repartition.purge.interval.ms") {
-            v.parse::<u64>().map_err(|_| ConnectorError::Config {
-                key: "strom.repartition.purge.interval.ms".into(),
-                message: format!("{v:?} is not a number of milliseconds"),
-            })?;
+        for key in [
+            "strom.repartition.purge.interval.ms",
+            "strom.setup.timeout.ms",
+        ] {
+            if let Some(v) = self.get(key) {
+                v.parse::<u64>().map_err(|_| ConnectorError::Config {
+                    key: key.into(),
+                    message: format!("{v:?} is not a number of milliseconds"),
+                })?;
+            }
         }
         self.consumer_config(&[])?;
         self.producer_config(&[])?;
@@ -148,6 +154,15 @@ impl KafkaConfig {
             .get("strom.repartition.purge.interval.ms")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(30_000);
+        Duration::from_millis(ms)
+    }
+
+    /// `strom.setup.timeout.ms` (5 min when unset; validated).
+    pub fn setup_timeout(&self) -> Duration {
+        let ms = self
+            .get("strom.setup.timeout.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(300_000);
         Duration::from_millis(ms)
     }
 

@@ -60,10 +60,6 @@ const MAX_ROLLBACKS_IN_A_ROW: u32 = 10;
 /// Pause before starting an incarnation again after a retriable failure, times
 /// the failures in a row (at most 10).
 const SETUP_RETRY_BACKOFF: Duration = Duration::from_millis(500);
-/// How long starting an incarnation may keep failing with retriable errors (a
-/// broker down, leaders moving) before the job gives up, as Kafka Streams'
-/// `task.timeout.ms` default.
-const SETUP_RETRY_LIMIT: Duration = Duration::from_secs(300);
 
 /// How the job gets past an error met while starting an incarnation: Kafka
 /// errors by [`classify`], everything else (configuration, refusals) is fatal.
@@ -76,8 +72,12 @@ fn setup_class(e: &ConnectorError) -> ErrorClass {
 }
 
 /// Runs `step` until it succeeds, fails for good, or has kept failing with
-/// retriable errors (a broker down) for [`SETUP_RETRY_LIMIT`].
-async fn retry_setup<T, F, Fut>(what: &str, mut step: F) -> Result<T, ConnectorError>
+/// retriable errors (a broker down) for `limit` (`strom.setup.timeout.ms`).
+async fn retry_setup<T, F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut step: F,
+) -> Result<T, ConnectorError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ConnectorError>>,
@@ -87,9 +87,7 @@ where
     loop {
         match step().await {
             Ok(v) => return Ok(v),
-            Err(e)
-                if setup_class(&e) != ErrorClass::Fatal && since.elapsed() < SETUP_RETRY_LIMIT =>
-            {
+            Err(e) if setup_class(&e) != ErrorClass::Fatal && since.elapsed() < limit => {
                 failures += 1;
                 tracing::warn!(error = %e, "{what} failed; retrying");
                 tokio::time::sleep(SETUP_RETRY_BACKOFF * failures.min(10)).await;
@@ -279,9 +277,10 @@ impl KafkaJob {
         );
         // A process may start while a broker restarts: what it does before
         // its first incarnation waits for the cluster like the setup of an
-        // incarnation does (retriable errors, SETUP_RETRY_LIMIT).
+        // incarnation does (retriable errors, `strom.setup.timeout.ms`).
+        let setup_timeout = config.setup_timeout();
         let client_config = config.producer_config(&[])?.client;
-        let client = retry_setup("connecting", || async {
+        let client = retry_setup("connecting", setup_timeout, || async {
             Client::connect(client_config.clone())
                 .await
                 .map_err(|e| ConnectorError::kafka("connecting", e))
@@ -295,14 +294,17 @@ impl KafkaJob {
             .iter()
             .filter(|t| !plan.repartition_topics.contains(t))
         {
-            let n = retry_setup("looking up the input", || topics::partitions(&admin, t)).await?;
+            let n = retry_setup("looking up the input", setup_timeout, || {
+                topics::partitions(&admin, t)
+            })
+            .await?;
             widest = widest.max(n);
             all_partitions.extend((0..n).map(|p| (t.clone(), p)));
         }
         // A repartition topic has a partition per input partition number, so a
         // process owning partition n of the input owns partition n of it.
         for t in &plan.repartition_topics {
-            retry_setup("creating a repartition topic", || {
+            retry_setup("creating a repartition topic", setup_timeout, || {
                 topics::ensure_repartition(&admin, &config, t, widest)
             })
             .await?;
@@ -313,7 +315,11 @@ impl KafkaJob {
             std::sync::atomic::Ordering::Relaxed,
         );
         for t in &plan.sink_topics {
-            if !retry_setup("looking up the output", || topics::exists(&admin, t)).await? {
+            if !retry_setup("looking up the output", setup_timeout, || {
+                topics::exists(&admin, t)
+            })
+            .await?
+            {
                 return Err(ConnectorError::Refused(format!(
                     "sink topic {t} does not exist: create it first"
                 )));
@@ -331,14 +337,17 @@ impl KafkaJob {
             })));
         }
         if !plan.aligned {
-            retry_setup("checking the group", || {
+            retry_setup("checking the group", setup_timeout, || {
                 refuse_second_process(&admin, &config)
             })
             .await?;
         }
-        let mut group = retry_setup("joining the group", || join_group(&config, &plan)).await?;
+        let mut group = retry_setup("joining the group", setup_timeout, || {
+            join_group(&config, &plan)
+        })
+        .await?;
         let mut stop_rx = stop.subscribe();
-        let writer = retry_setup("creating the producer", || {
+        let writer = retry_setup("creating the producer", setup_timeout, || {
             make_writer(&config, &group, plan.exactly_once)
         })
         .await;
@@ -435,7 +444,7 @@ impl KafkaJob {
                 }
                 Err(e) if setup_class(&e) != ErrorClass::Fatal => {
                     let since = *failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > SETUP_RETRY_LIMIT {
+                    if since.elapsed() > setup_timeout {
                         let _ = group.close().await;
                         return Err(e);
                     }
