@@ -247,14 +247,6 @@ impl Run {
                     todo.remove(&b.partition);
                 }
             }
-            // A tail of aborted records and markers yields no batch, but moves
-            // the position past them.
-            todo.retain(|p| {
-                consumer
-                    .partition_offsets(&self.output, *p)
-                    .and_then(|o| o.position)
-                    .is_none_or(|pos| pos < ends[p].offset)
-            });
         }
         consumer.close().await;
         out

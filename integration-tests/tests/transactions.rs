@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use integration_tests::{create_random_topic, random_topic, require_broker, workspace_root};
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
+use kafka_wire::client::consumer::Consumer;
 use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::transaction::admin::{AbortTransactionSpec, TransactionAdmin};
 use kafka_wire::client::transaction::pool::{TransactionalIdPool, abort_lingering};
@@ -106,6 +107,15 @@ async fn end_offsets(
         }
     }
     Err(last.unwrap())
+}
+
+/// The end offset of partition 0 of `topic` at `level` (the last stable offset
+/// under read_committed, the high watermark under read_uncommitted).
+async fn end_of_first_partition(admin: &Admin, topic: &str, level: IsolationLevel) -> i64 {
+    end_offsets(admin, topic, &[0], OffsetSpec::Latest, level)
+        .await
+        .unwrap()[&0]
+        .offset
 }
 
 /// Asserts that no transaction hangs on `topic`: the last stable offset of every
@@ -254,6 +264,60 @@ async fn java_console_consumer_read_committed_skips_aborted_records() {
     assert_eq!(sorted(seen), sorted(kept));
 }
 
+/// A partition that ends in an aborted transaction: `poll_batches` under
+/// read_committed reports the position moving past the aborted records and the
+/// abort marker (a `Fetched` without records), so a reader waiting for the end
+/// offset gets there (a changelog restore waited 300 s for it).
+#[tokio::test]
+async fn read_committed_batches_move_past_an_aborted_tail() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_random_topic(&c, "txn-tail", 1).await;
+    let admin = Admin::new(c.clone());
+    let mut p = producer(&bootstrap, &random_topic("txn-id")).await;
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+    ]);
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    consumer.assign([(topic.as_str(), 0)]);
+    consumer.seek(&topic, 0, 0);
+    let mut seen = Vec::new();
+    // First a committed transaction (5 records and a marker), then an aborted
+    // one, which the reader meets on its own, as the only data of a fetch.
+    for (prefix, commit) in [("kept", true), ("gone", false)] {
+        p.begin().await.unwrap();
+        send_all(&mut p, &topic, &values(prefix, 5)).await;
+        if commit {
+            p.commit().await.unwrap();
+        } else {
+            p.abort().await.unwrap();
+        }
+        assert_no_hanging_transaction(&bootstrap, &topic, 1).await;
+        let end = end_of_first_partition(&admin, &topic, IsolationLevel::ReadCommitted).await;
+        let deadline = Instant::now() + DEADLINE;
+        let mut next = 0;
+        while next < end {
+            assert!(Instant::now() < deadline, "at {next} of {end}: {seen:?}");
+            let batches = tokio::time::timeout(Duration::from_secs(1), consumer.poll_batches())
+                .await
+                .unwrap_or(Ok(Vec::new()))
+                .unwrap();
+            for b in batches {
+                seen.extend(b.records.iter().map(|r| {
+                    String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+                }));
+                next = next.max(b.next_offset);
+            }
+        }
+        assert_eq!(next, end);
+    }
+    consumer.close().await;
+    assert_eq!(sorted(seen), sorted(values("kept", 5)));
+}
+
 #[tokio::test]
 async fn an_older_producer_is_fenced_and_its_records_never_become_visible() {
     let bootstrap = require_broker!();
@@ -320,26 +384,8 @@ async fn a_transaction_open_past_its_timeout_is_aborted_and_reported() {
     let start = Instant::now();
     let admin = Admin::new(c.clone());
     loop {
-        let lso = end_offsets(
-            &admin,
-            &topic,
-            &[0],
-            OffsetSpec::Latest,
-            IsolationLevel::ReadCommitted,
-        )
-        .await
-        .unwrap()[&0]
-            .offset;
-        let hw = end_offsets(
-            &admin,
-            &topic,
-            &[0],
-            OffsetSpec::Latest,
-            IsolationLevel::ReadUncommitted,
-        )
-        .await
-        .unwrap()[&0]
-            .offset;
+        let lso = end_of_first_partition(&admin, &topic, IsolationLevel::ReadCommitted).await;
+        let hw = end_of_first_partition(&admin, &topic, IsolationLevel::ReadUncommitted).await;
         if lso == hw {
             break;
         }

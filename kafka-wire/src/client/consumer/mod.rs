@@ -586,6 +586,10 @@ impl Consumer {
 
     /// Waits for records and returns everything fetched so far, one [`Fetched`] per
     /// partition and response (ignores `max.poll.records`). Cancel-safe.
+    ///
+    /// A [`Fetched`] may hold no records: its batches were aborted transactions
+    /// or control records (read_committed), and its `next_offset` still moves
+    /// the position past them, so a reader waiting for an end offset sees it.
     pub async fn poll_batches(&mut self) -> Result<Vec<Fetched>> {
         loop {
             let out = self.take_batches();
@@ -664,10 +668,8 @@ impl Consumer {
                 continue;
             };
             ps.position = Position::Valid(chunk.fetched.next_offset);
-            if !chunk.records.is_empty() {
-                chunk.fetched.records = chunk.records.into();
-                out.push(chunk.fetched);
-            }
+            chunk.fetched.records = chunk.records.into();
+            out.push(chunk.fetched);
         }
         out
     }
