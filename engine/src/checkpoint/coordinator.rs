@@ -1,11 +1,53 @@
 //! Pure checkpoint decisions over typed values, unit-testable without any runtime.
 //!
 //! [`CheckpointTracker`] decides when to trigger, collects acknowledgements and says
-//! when a checkpoint is complete; the runtime performs the I/O it asks for.
+//! when a checkpoint is complete; [`CheckpointGaps`] spaces periodic checkpoints;
+//! the runtime performs the I/O they ask for.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::checkpoint::{Checkpoint, CheckpointId, Epoch, OperatorId, OperatorState};
+
+/// The shortest gap [`CheckpointGaps`] ramps up from.
+const RAMP_FLOOR: Duration = Duration::from_millis(100);
+
+/// The gaps between periodic checkpoints: the first after an eighth of the
+/// interval (at least 100 ms, at most the interval), each next gap twice the
+/// last up to the interval. A transactional sink's output is visible only once
+/// a checkpoint commits it, so the ramp makes a job's first output visible soon
+/// after it starts (or restarts) at the cost of a few more checkpoints.
+///
+/// ```
+/// use std::time::Duration;
+/// use engine::checkpoint::CheckpointGaps;
+/// let ms = |g: Duration| g.as_millis();
+/// let mut gaps = CheckpointGaps::new(Duration::from_secs(1));
+/// let first: Vec<u128> = (0..5).map(|_| ms(gaps.next_gap())).collect();
+/// assert_eq!(first, [125, 250, 500, 1000, 1000]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct CheckpointGaps {
+    interval: Duration,
+    gap: Duration,
+}
+
+impl CheckpointGaps {
+    /// The gaps for checkpoints every `interval`.
+    pub fn new(interval: Duration) -> Self {
+        CheckpointGaps {
+            interval,
+            gap: (interval / 8).max(RAMP_FLOOR).min(interval),
+        }
+    }
+
+    /// The gap before the next checkpoint.
+    pub fn next_gap(&mut self) -> Duration {
+        let gap = self.gap;
+        self.gap = (self.gap * 2).min(self.interval);
+        gap
+    }
+}
 
 /// Identity of a running task: stage index and subtask.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,6 +236,23 @@ mod tests {
 
     fn t(stage: u32, subtask: u32) -> TaskId {
         TaskId { stage, subtask }
+    }
+
+    #[test]
+    fn checkpoint_gaps_ramp_up_from_a_floor_and_never_exceed_the_interval() {
+        let gaps = |interval_ms: u64, n: usize| -> Vec<u128> {
+            let mut g = CheckpointGaps::new(Duration::from_millis(interval_ms));
+            (0..n).map(|_| g.next_gap().as_millis()).collect()
+        };
+        assert_eq!(
+            gaps(10_000, 9),
+            [
+                1250, 2500, 5000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000
+            ]
+        );
+        assert_eq!(gaps(400, 4), [100, 200, 400, 400]);
+        assert_eq!(gaps(100, 2), [100, 100]);
+        assert_eq!(gaps(5, 2), [5, 5], "an interval under the floor is kept");
     }
 
     #[test]

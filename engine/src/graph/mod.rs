@@ -71,7 +71,8 @@ pub struct PipelineConfig {
     /// What happens to records a user function fails.
     pub error_policy: ErrorPolicy,
     /// Periodic checkpoints (none by default; trigger by hand with
-    /// [`JobHandle::trigger_checkpoint`]).
+    /// [`JobHandle::trigger_checkpoint`]). The first ones of a job come sooner
+    /// and ramp up to the interval ([`CheckpointGaps`](crate::checkpoint::CheckpointGaps)).
     pub checkpoint_interval: Option<Duration>,
     /// Processing time at job start (ms); `None` follows the wall clock.
     pub processing_time_start: Option<i64>,

@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
-    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointId, CheckpointStore, CheckpointTracker,
-    Epoch, InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture, TaskId,
+    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointGaps, CheckpointId, CheckpointStore,
+    CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture,
+    TaskId,
 };
 use crate::error::{EngineError, Result};
 use crate::runtime::status::JobStatus;
@@ -375,11 +376,10 @@ impl Coordinator {
         interval: Option<Duration>,
     ) -> Result<JobResult> {
         let mut running = self.controls.len();
-        let mut ticker = interval.map(|d| {
-            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + d, d);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
+        let mut gaps = interval.map(CheckpointGaps::new);
+        let mut next_tick = gaps
+            .as_mut()
+            .map(|g| tokio::time::Instant::now() + g.next_gap());
         let mut commands_open = true;
         let mut final_states: BTreeMap<TaskId, Vec<(OperatorId, OperatorState)>> = BTreeMap::new();
         let mut stop_deadline: Option<tokio::time::Instant> = None;
@@ -428,9 +428,15 @@ impl Coordinator {
                     }
                     None => commands_open = false,
                 },
-                _ = async { match ticker.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending::<()>().await } } => {
+                _ = async { match next_tick { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending::<()>().await } } => {
                     if self.stop == StopState::Running {
                         self.trigger(false);
+                    }
+                    // A tick missed (a slow checkpoint) delays the ones after it.
+                    if let (Some(t), Some(g)) = (next_tick.as_mut(), gaps.as_mut()) {
+                        let gap = g.next_gap();
+                        let now = tokio::time::Instant::now();
+                        *t = if *t + gap < now { now + gap } else { *t + gap };
                     }
                 }
                 _ = async { match stop_deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
