@@ -246,7 +246,18 @@ impl Driver {
         ];
         let mut cmd = match system {
             "strom" => {
-                let mut c = Command::new(std::env::current_exe()?);
+                // STROM_CHILD_WRAPPER runs the child under a profiler, e.g.
+                // `heaptrack -o /tmp/strom-child` or `perf record -g -o /tmp/perf.data`.
+                let wrapper = std::env::var("STROM_CHILD_WRAPPER").unwrap_or_default();
+                let mut words = wrapper.split_whitespace();
+                let mut c = match words.next() {
+                    Some(program) => {
+                        let mut c = Command::new(program);
+                        c.args(words).arg(std::env::current_exe()?);
+                        c
+                    }
+                    None => Command::new(std::env::current_exe()?),
+                };
                 c.arg("strom-child");
                 for p in &self.args.strom_properties {
                     c.args(["--property", p]);

@@ -29,7 +29,7 @@ use crate::error::ConnectorError;
 /// (`group.id` defaults to `application.id`). A job's group consumer changes
 /// some defaults: `isolation.level=read_committed`, `auto.offset.reset=earliest`,
 /// `session.timeout.ms=10000`, `heartbeat.interval.ms=1000`,
-/// `max.partition.fetch.bytes=262144`, and `partition.assignment.strategy`
+/// `max.partition.fetch.bytes=65536`, and `partition.assignment.strategy`
 /// `cooperative-sticky` (`range` when keyed state spans several topics).
 ///
 /// ```
