@@ -150,20 +150,19 @@ impl KafkaConfig {
 
     /// `strom.repartition.purge.interval.ms` (30 s when unset; validated).
     pub fn repartition_purge_interval(&self) -> Duration {
-        let ms = self
-            .get("strom.repartition.purge.interval.ms")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(30_000);
-        Duration::from_millis(ms)
+        self.millis("strom.repartition.purge.interval.ms", 30_000)
     }
 
     /// `strom.setup.timeout.ms` (5 min when unset; validated).
     pub fn setup_timeout(&self) -> Duration {
-        let ms = self
-            .get("strom.setup.timeout.ms")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(300_000);
-        Duration::from_millis(ms)
+        self.millis("strom.setup.timeout.ms", 300_000)
+    }
+
+    /// A duration key in milliseconds, `default_ms` when unset or invalid
+    /// ([`KafkaConfig::validate`] rejects invalid).
+    fn millis(&self, key: &str, default_ms: u64) -> Duration {
+        let ms = self.get(key).and_then(|v| v.parse::<u64>().ok());
+        Duration::from_millis(ms.unwrap_or(default_ms))
     }
 
     /// `strom.leave.group.on.stop` (true when unset).

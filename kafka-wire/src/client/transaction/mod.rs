@@ -105,8 +105,6 @@ pub struct TransactionalProducer {
     partitions: BTreeSet<(String, i32)>,
     /// Whether offsets were added to the open transaction (AddOffsetsToTxn).
     offsets_added: bool,
-    /// Partition for unkeyed records without a partition, per topic, per transaction.
-    sticky: HashMap<String, i32>,
     /// The first failure among the transaction's records (set by the producer).
     failures: Arc<crate::client::producer::delivery::FailureLatch>,
     /// The topics written in the open transaction (their partition counts read
@@ -246,7 +244,6 @@ impl TransactionalProducer {
             features_checked: None,
             partitions: BTreeSet::new(),
             offsets_added: false,
-            sticky: HashMap::new(),
             failures,
             topics: TopicsInTransaction::default(),
             sent_unkeyed: false,
@@ -522,7 +519,6 @@ impl TransactionalProducer {
         self.transition(Operation::Begin)?;
         self.partitions.clear();
         self.offsets_added = false;
-        self.sticky.clear();
         self.failures.reset();
         self.topics.clear();
         self.sent_unkeyed = false;
@@ -563,10 +559,7 @@ impl TransactionalProducer {
                 let seed = self.partitions.len() as u64
                     ^ crate::client::producer::now_ms() as u64
                     ^ self.identity.producer_epoch as u64;
-                *self
-                    .sticky
-                    .entry(record.topic.clone())
-                    .or_insert((seed % partitions as u64) as i32)
+                self.topics.sticky(topic, (seed % partitions as u64) as i32)
             }
         };
         if partition < 0 || partition >= partitions {
@@ -953,6 +946,8 @@ struct TopicEntry {
     name: String,
     partitions: i32,
     added: Vec<bool>,
+    /// The partition for unkeyed records without one (transaction version 1).
+    sticky: Option<i32>,
 }
 
 impl TopicsInTransaction {
@@ -979,6 +974,7 @@ impl TopicsInTransaction {
             name: name.to_string(),
             partitions,
             added: vec![false; usize::try_from(partitions).unwrap_or(0)],
+            sticky: None,
         });
         self.by_name.insert(name.to_string(), i);
         self.last = i;
@@ -987,6 +983,14 @@ impl TopicsInTransaction {
 
     fn partitions(&self, topic: usize) -> i32 {
         self.entries.get(topic).map_or(0, |e| e.partitions)
+    }
+
+    /// The sticky partition of `topic` for this transaction, `first` if none yet.
+    fn sticky(&mut self, topic: usize, first: i32) -> i32 {
+        match self.entries.get_mut(topic) {
+            Some(e) => *e.sticky.get_or_insert(first),
+            None => first,
+        }
     }
 
     /// Marks `partition` of `topic` as in the transaction; whether it was already.
@@ -1020,6 +1024,9 @@ mod tests {
         assert!(t.mark_added(a, 1), "still added after switching topics");
         assert!(!t.mark_added(b, 1));
         assert!(!t.mark_added(b, 5), "out of range is never added");
+        assert_eq!(t.sticky(a, 2), 2);
+        assert_eq!(t.sticky(a, 0), 2, "the first choice sticks");
+        assert_eq!(t.sticky(b, 1), 1, "per topic");
         t.clear();
         assert_eq!(t.find("a"), None);
     }
