@@ -517,6 +517,68 @@ async fn a_member_that_stops_polling_leaves_and_its_partitions_move() {
     busy.stop().await;
 }
 
+/// Work run through `GroupHandle::while_polling` (a state restore) may take
+/// longer than `max.poll.interval.ms` without the member leaving, and gives way
+/// as soon as another member's join starts a rebalance.
+#[tokio::test]
+async fn work_between_polls_keeps_the_membership_and_yields_to_a_rebalance() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("group-work");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 4)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let cfg = || config(&bootstrap, &group, &[("max.poll.interval.ms", "1500")]);
+    let mut worker = GroupConsumer::new(cfg()).await.unwrap();
+    worker.subscribe([topic.clone()]);
+    let start = Instant::now();
+    while (worker.assignment().len() != 4 || worker.rebalance_pending())
+        && start.elapsed() < DEADLINE
+    {
+        worker.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(worker.assignment().len(), 4);
+    worker.take_events();
+    let generation = worker.generation();
+
+    // Alone in the group: work twice as long as max.poll.interval.ms finishes,
+    // and the member still holds its partitions in the same generation.
+    let member = worker.handle();
+    let done = member
+        .while_polling(tokio::time::sleep(Duration::from_secs(3)))
+        .await;
+    assert_eq!(done, Some(()));
+    worker.poll_for(Duration::from_millis(100)).await.unwrap();
+    assert_eq!(worker.generation(), generation);
+    assert_eq!(worker.assignment().len(), 4);
+    assert!(worker.take_events().is_empty());
+
+    // A second member joins: the work is dropped long before it would end.
+    let shared = new_shared();
+    let second = start_member("second", cfg(), &topic, shared.clone());
+    let started = Instant::now();
+    let done = member
+        .while_polling(tokio::time::sleep(Duration::from_secs(60)))
+        .await;
+    assert_eq!(done, None);
+    assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
+    while (worker.assignment().len() != 2 || worker.rebalance_pending())
+        && start.elapsed() < 2 * DEADLINE
+    {
+        worker.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(worker.assignment().len(), 2);
+    let events = worker.take_events();
+    assert!(
+        !events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))),
+        "{events:?}"
+    );
+    worker.close().await.unwrap();
+    second.stop().await;
+}
+
 /// Samples every member's reported partitions until stopped: never two owners at
 /// once. Sound for cooperative rebalancing only: a member reports the partitions
 /// it gave up in the first round when that poll returns, before its next poll

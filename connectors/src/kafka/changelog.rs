@@ -40,6 +40,8 @@ use crate::sync::lock;
 /// Largest payload of one changelog record.
 pub(crate) const CHUNK: usize = 512 * 1024;
 const VERSION: u8 = 1;
+/// How long reading a changelog may go without a fetch moving it forward.
+const RESTORE_STALL: Duration = Duration::from_secs(300);
 
 /// One item of an operator's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -438,12 +440,14 @@ impl Changelog {
             for (p, (start, _)) in &todo {
                 consumer.seek(topic, *p, *start);
             }
-            let deadline = Instant::now() + Duration::from_secs(300);
+            // However large the state, reading goes on while it moves forward.
+            let mut last_progress = Instant::now();
             while !todo.is_empty() {
-                if Instant::now() > deadline {
+                if last_progress.elapsed() > RESTORE_STALL {
                     return Err(ConnectorError::Refused(format!(
-                        "restoring {topic}: partitions {:?} not read to their end within 300 s",
-                        todo.keys().collect::<Vec<_>>()
+                        "restoring {topic}: partitions {:?} did not move towards their end for {} s",
+                        todo.keys().collect::<Vec<_>>(),
+                        RESTORE_STALL.as_secs()
                     )));
                 }
                 let batches = tokio::time::timeout(Duration::from_secs(1), consumer.poll_batches())
@@ -454,6 +458,7 @@ impl Changelog {
                     let Some((_, end)) = todo.get(&b.partition).copied() else {
                         continue;
                     };
+                    last_progress = Instant::now();
                     for r in b.records {
                         if r.offset >= end {
                             break;

@@ -6,7 +6,8 @@
 //!         → producer (transactional.id {app}-{instance}: fences the previous
 //!           incarnation and aborts what it left open)
 //!  ┌─► incarnation: settle the assignment → seek to the committed offsets
-//!  │     → restore the owned key groups from the changelogs (cached after the first)
+//!  │     → restore the owned key groups from the changelogs (cached after the first;
+//!  │       counts as polling the group, and a rebalance interrupts it)
 //!  │     → define + start the pipeline, fetch task feeding its splits
 //!  │     ├─ rebalance pending → stop (final checkpoint commits) ─────────────┐
 //!  │     ├─ failure (aborted / fenced transaction, broker gone) → abort,     │
@@ -398,6 +399,7 @@ impl KafkaJob {
             // Where each partition starts and the state to restore. A broker
             // that is down or a leader that moves fails this with a retriable
             // error: settle the group again and retry, as after a rollback.
+            let member = group.handle();
             let setup = async {
                 group
                     .seek_to_committed()
@@ -431,13 +433,25 @@ impl KafkaJob {
                 } else {
                     (0..pipeline.max_parallelism).collect()
                 };
-                let restored = changelog
-                    .restore(&admin, &plan.uids, &owned, report.last_checkpoint)
-                    .await?;
-                Ok::<_, ConnectorError>((starts, ends, restored))
+                // A long restore must not cost the membership: it runs as part
+                // of the poll loop, and gives way to a rebalance.
+                let restored = member
+                    .while_polling(changelog.restore(
+                        &admin,
+                        &plan.uids,
+                        &owned,
+                        report.last_checkpoint,
+                    ))
+                    .await
+                    .transpose()?;
+                Ok::<_, ConnectorError>(restored.map(|r| (starts, ends, r)))
             };
             let (starts, ends, (checkpoint, took, bytes_read)) = match setup.await {
-                Ok(done) => {
+                Ok(None) => {
+                    tracing::info!("a rebalance began while restoring state; settling it first");
+                    continue;
+                }
+                Ok(Some(done)) => {
                     failing_since = None;
                     setup_failures = 0;
                     done

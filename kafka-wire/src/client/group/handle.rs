@@ -44,6 +44,9 @@ use crate::error_code::ErrorCode;
 /// coordinator connection before the member state answers instead.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(1);
 
+/// How often [`GroupHandle::while_polling`] looks for a pending rebalance.
+const WORK_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The member of one protocol (`group.protocol`); see the module doc of `group`.
 #[derive(Clone)]
 pub(super) enum Member {
@@ -56,6 +59,14 @@ impl Member {
         match self {
             Member::Classic(m) => &m.group_id,
             Member::Consumer(m) => &m.group_id,
+        }
+    }
+
+    /// Records that the application polled (for `max.poll.interval.ms`).
+    pub(super) fn polled(&self) {
+        match self {
+            Member::Classic(m) => m.polled(),
+            Member::Consumer(m) => m.polled(),
         }
     }
 
@@ -338,6 +349,27 @@ impl GroupHandle {
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>> {
         self.member.committed(partitions).await
+    }
+
+    /// Runs `work` that belongs to the poll loop but does not poll (restoring the
+    /// state of partitions just assigned, as Kafka Streams does between polls).
+    /// While it runs the member counts as polling, so a long `work` does not
+    /// exceed `max.poll.interval.ms`; as soon as a rebalance is pending, `work` is
+    /// dropped and this returns `None`, so the application polls and rejoins
+    /// instead of holding up the group's rebalance (the other members wait for it
+    /// up to the rebalance timeout). `work` must therefore be safe to drop.
+    pub async fn while_polling<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = std::pin::pin!(work);
+        loop {
+            if self.member.rebalance_pending() {
+                return None;
+            }
+            self.member.polled();
+            tokio::select! {
+                done = &mut work => return Some(done),
+                () = tokio::time::sleep(WORK_CHECK_INTERVAL) => {}
+            }
+        }
     }
 }
 
