@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use super::security;
 use crate::error::{Error, Result};
 
 /// How many acknowledgements the producer waits for (`acks`).
@@ -362,7 +363,8 @@ impl<'a> Props<'a> {
     }
 
     /// Refuses a key that neither `own` (this role's reader) nor `other` (the
-    /// other role's) asks for, unless it is Java-only or a TLS/SASL setting.
+    /// other role's) asks for, unless it is Java-only or a TLS/SASL setting (read
+    /// only under the `security.protocol` that needs it).
     fn check_keys(&self, own: &BTreeSet<String>, other: &BTreeSet<String>) -> Result<()> {
         for key in self.map.keys() {
             if own.contains(key) {
@@ -371,15 +373,23 @@ impl<'a> Props<'a> {
             let key = key.as_str();
             if other.contains(key)
                 || JAVA_ONLY_KEYS.contains(&key)
-                || key.starts_with("ssl.")
-                || key.starts_with("sasl.")
+                || security::SECURITY_KEYS.contains(&key)
             {
                 tracing::debug!(key, "ignoring property that does not apply to this client");
                 continue;
             }
+            let message = match security::LIBRDKAFKA_SECURITY_KEYS
+                .iter()
+                .find(|(theirs, _)| *theirs == key)
+            {
+                Some((_, ours)) => {
+                    format!("unknown property (librdkafka's name; this client reads {ours})")
+                }
+                None => "unknown property".to_string(),
+            };
             return Err(Error::Config {
                 key: key.to_string(),
-                message: "unknown property".to_string(),
+                message,
             });
         }
         Ok(())
@@ -843,6 +853,36 @@ mod tests {
                 .as_deref(),
             Some("g")
         );
+    }
+
+    #[test]
+    fn misspelled_and_librdkafka_security_keys_are_refused() {
+        let base = [
+            ("bootstrap.servers", "127.0.0.1:9092"),
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.enabled.protocols", "TLSv1.3"),
+            ("sasl.kerberos.service.name", "kafka"),
+        ];
+        assert!(ProducerConfig::from_properties(&props(&base)).is_ok());
+        assert!(ConsumerConfig::from_properties(&props(&base)).is_ok());
+        for (key, hint) in [
+            ("ssl.truststore.locaton", None),
+            ("sasl.mechansim", None),
+            ("sasl.username", Some("sasl.jaas.config")),
+            ("ssl.ca.location", Some("ssl.truststore.location")),
+        ] {
+            let mut with = props(&base);
+            with.insert(key.to_string(), "x".to_string());
+            match ConsumerConfig::from_properties(&with) {
+                Err(Error::Config { key: k, message }) => {
+                    assert_eq!(k, key);
+                    if let Some(hint) = hint {
+                        assert!(message.contains(hint), "{message}");
+                    }
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
     }
 
     #[test]
