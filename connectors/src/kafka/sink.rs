@@ -31,6 +31,8 @@ pub(crate) type KeyBytes<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 
 /// Deliveries a sink keeps in flight before it waits for the oldest.
 const MAX_IN_FLIGHT: usize = 20_000;
+/// Records of a batch encoded and sent at a time.
+const SEND_CHUNK: usize = 1024;
 
 /// What a sink asked for, read by the job runner.
 #[derive(Debug, Clone)]
@@ -230,6 +232,43 @@ impl<T: Send + 'static> KafkaSink<T> {
         engine_error(format!("writing to {}: {context}", self.topic), e)
     }
 
+    /// Encodes `chunk` and hands it to the producer, keeping its deliveries.
+    async fn send_chunk(&mut self, writer: &Writer, chunk: Vec<Record<T>>) -> engine::Result<()> {
+        let mut records = Vec::with_capacity(chunk.len());
+        for r in &chunk {
+            let value = (self.value)(&r.value).map_err(|e| {
+                EngineError::external(
+                    format!("encoding a record for {}", self.topic),
+                    e,
+                    ErrorClass::Fatal,
+                )
+            })?;
+            let (key, partition) = match &self.repartition {
+                Some(key_bytes) => {
+                    let key = key_bytes(&r.value);
+                    let partition = partition_of(&key, &self.scope.repartition_partitions());
+                    (Some(Bytes::from(key)), Some(i32::from(partition)))
+                }
+                None => (self.key.as_ref().and_then(|k| k(&r.value)), None),
+            };
+            records.push(ProducerRecord {
+                topic: self.topic.clone(),
+                partition,
+                key,
+                value,
+                timestamp: (r.timestamp != NO_TIMESTAMP && r.timestamp >= 0).then_some(r.timestamp),
+                ..Default::default()
+            });
+        }
+        self.records.increment(records.len() as u64);
+        let sent = writer
+            .send_all(records)
+            .await
+            .map_err(|e| self.fail("sending", e))?;
+        self.in_flight.extend(sent);
+        Ok(())
+    }
+
     async fn await_oldest(&mut self, keep: usize) -> engine::Result<()> {
         while self.in_flight.len() > keep {
             if let Some(d) = self.in_flight.pop_front() {
@@ -268,38 +307,17 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
         if let Some(n) = self.gate.take() {
             writer.wait_committed(n).await;
         }
-        let mut records = Vec::with_capacity(batch.len());
-        for r in &batch {
-            let value = (self.value)(&r.value).map_err(|e| {
-                EngineError::external(
-                    format!("encoding a record for {}", self.topic),
-                    e,
-                    ErrorClass::Fatal,
-                )
-            })?;
-            let (key, partition) = match &self.repartition {
-                Some(key_bytes) => {
-                    let key = key_bytes(&r.value);
-                    let partition = partition_of(&key, &self.scope.repartition_partitions());
-                    (Some(Bytes::from(key)), Some(i32::from(partition)))
-                }
-                None => (self.key.as_ref().and_then(|k| k(&r.value)), None),
-            };
-            records.push(ProducerRecord {
-                topic: self.topic.clone(),
-                partition,
-                key,
-                value,
-                timestamp: (r.timestamp != NO_TIMESTAMP && r.timestamp >= 0).then_some(r.timestamp),
-                ..Default::default()
-            });
+        // Encoded and sent a chunk at a time: a window firing hands over every
+        // key's result in one batch, and its producer records need not all exist
+        // at once.
+        let mut rest = batch.into_iter();
+        loop {
+            let chunk: Vec<Record<T>> = rest.by_ref().take(SEND_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            self.send_chunk(&writer, chunk).await?;
         }
-        self.records.increment(records.len() as u64);
-        let sent = writer
-            .send_all(records)
-            .await
-            .map_err(|e| self.fail("sending", e))?;
-        self.in_flight.extend(sent);
         if self.in_flight.len() > MAX_IN_FLIGHT {
             self.await_oldest(MAX_IN_FLIGHT / 2).await?;
         }
