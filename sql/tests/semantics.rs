@@ -1485,15 +1485,27 @@ fn type_errors_are_found_when_the_query_is_planned() {
 }
 
 #[test]
-fn unbounded_and_outer_joins_and_order_by_are_refused_as_unsupported() {
-    // Interval and window joins are supported; a join without time bounds would
-    // keep both sides forever.
-    let sql = with_logs("INSERT INTO out SELECT a.url FROM logs a JOIN logs b ON a.ip = b.ip;");
+fn keyless_updating_and_outer_joins_and_order_by_are_refused_as_unsupported() {
+    // Regular, interval and window joins are supported; a join needs a key.
+    let sql = with_logs("INSERT INTO out SELECT a.url FROM logs a JOIN logs b ON a.ip <> b.ip;");
+    let err = compile_error(&sql);
+    let (line, column) = position(&sql, "a.ip <> b.ip");
+    assert!(
+        err.starts_with(&format!(
+            "line {line}, column {column}: a join needs at least one equality"
+        )),
+        "{err}"
+    );
+    // A GROUP BY without window emits updates, which a join cannot take back.
+    let sql = with_logs(
+        "INSERT INTO out SELECT a.url FROM logs a JOIN \
+         (SELECT ip, COUNT(*) AS n FROM logs GROUP BY ip) b ON a.ip = b.ip;",
+    );
     let err = compile_error(&sql);
     let (line, column) = position(&sql, "a.ip = b.ip");
     assert!(
         err.starts_with(&format!(
-            "line {line}, column {column}: unbounded joins are not supported"
+            "line {line}, column {column}: a join reads appends only"
         )),
         "{err}"
     );
