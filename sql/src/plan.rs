@@ -735,6 +735,14 @@ impl<'s> Ctx<'s> {
             };
             return self.calc(input, s, selection, &[]);
         }
+        // Updates arrive as the new row of a key; aggregating them again would count
+        // every version of a row, not its current one (that takes retractions).
+        if input.upsert_key.is_some() {
+            return Err(SqlError::at(
+                s.select_token.0.span,
+                "an aggregate over the updates of a GROUP BY without window is not supported yet (it needs retractions): aggregate appends, or over a window",
+            ));
+        }
         // WHERE filters the input rows before they are grouped.
         let input = match selection {
             Some(w) => {
