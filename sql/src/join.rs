@@ -554,6 +554,28 @@ CREATE TABLE bid (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
     }
 
     #[test]
+    fn a_comma_join_takes_its_condition_from_where() {
+        let plan = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A, person P \
+             WHERE A.seller = P.id AND P.state = 'CA'",
+        )
+        .expect("plans");
+        assert!(
+            plan.contains("RegularJoin on [A.seller] = [P.id], state TTL 90 s"),
+            "{plan}"
+        );
+        assert!(plan.contains("where P.state = 'CA'"), "{plan}");
+        let err = explain("SELECT P.id, P.name, P.state, A.ts FROM auction A, person P")
+            .expect_err("no condition");
+        assert!(err.contains("FROM a, b is a join"), "{err}");
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A, person P, bid B WHERE A.seller = P.id",
+        )
+        .expect_err("three");
+        assert!(err.contains("one join per SELECT"), "{err}");
+    }
+
+    #[test]
     fn joins_without_a_key_outer_joins_and_updating_inputs_are_refused() {
         let err = explain(
             "SELECT P.id, P.name, P.state, A.ts FROM auction A JOIN person P ON A.seller > P.id",

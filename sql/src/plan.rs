@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
-    TableWithJoins,
+    Expr, FunctionArguments, GroupByExpr, Join, JoinConstraint, JoinOperator, Query, Select,
+    SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins,
 };
 
 use crate::aggregate::{AggKind, AggSpec};
@@ -669,15 +669,33 @@ impl<'s> Ctx<'s> {
             ));
         }
         // The WHERE of a join is part of its condition (time bounds may be there).
-        let joined = s.from.first().is_some_and(|f| !f.joins.is_empty());
+        let joined = s.from.len() > 1 || s.from.first().is_some_and(|f| !f.joins.is_empty());
         let selection = if joined { None } else { s.selection.as_ref() };
         let (input, window) = match s.from.as_slice() {
             [one] => self.relation(one, s.selection.as_ref())?,
             [] => return Err(SqlError::at(s.select_token.0.span, "SELECT needs a FROM")),
+            [a, b] if a.joins.is_empty() && b.joins.is_empty() => {
+                // `FROM a, b WHERE ..` is `FROM a JOIN b ON ..`.
+                let Some(on) = &s.selection else {
+                    return Err(err_at(
+                        &b.relation,
+                        "FROM a, b is a join: give its condition in WHERE (at least a.key = b.key)",
+                    ));
+                };
+                let join = Join {
+                    relation: b.relation.clone(),
+                    global: false,
+                    join_operator: JoinOperator::Inner(JoinConstraint::On(on.clone())),
+                };
+                let left = self.factor(&a.relation)?;
+                let right = self.factor(&b.relation)?;
+                let ttl = self.script.settings.state_ttl;
+                (crate::join::plan_join(left, right, &join, None, ttl)?, None)
+            }
             [_, more, ..] => {
                 return Err(err_at(
                     &more.relation,
-                    "joins are not supported yet: one table, view, subquery or window table function per SELECT",
+                    "one join per SELECT: FROM a, b or FROM a JOIN b; join the result of a subquery to join three inputs",
                 ));
             }
         };
