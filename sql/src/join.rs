@@ -1,7 +1,11 @@
-//! Planning `a JOIN b ON ..`: the two joins that stay bounded in state on
-//! unbounded streams.
+//! Planning `a JOIN b ON ..`: two joins that stay bounded in state on unbounded
+//! streams, and the regular join, whose state grows unless a state TTL is set.
 //!
 //! ```text
+//! ON a.seller = b.id AND a.category = 10
+//!    └ keys ──────┘     └ regular join: every pair with equal keys; a.category = 10
+//!                         reads only a, so it filters a before the join
+//!
 //! ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND a.ts + INTERVAL '2' MINUTE
 //!    └ keys ┘     └ interval join: -60000 <= b.ts - a.ts <= 120000 ┘
 //!
@@ -13,13 +17,16 @@
 //! The ON condition is split at AND: equalities between a left-only and a
 //! right-only expression are the keys; comparisons between the two time
 //! attributes (plus or minus an interval) bound the interval; the rest filters
-//! the joined rows. Rows with a NULL key join nothing (SQL equality).
+//! the joined rows. Rows with a NULL key join nothing (SQL equality). Without
+//! an interval (both bounds) or windows, the join is a regular join; in a
+//! regular or interval join a condition that reads one side only filters that
+//! side before the join. Every join reads appends only.
 
 use sqlparser::ast::{BinaryOperator, Expr, Join, JoinConstraint, JoinOperator, Spanned};
 
 use crate::error::{Result, SqlError};
 use crate::expr::{CExpr, Scope, column_name, compile, interval_ms};
-use crate::plan::{Node, Plan, WindowSpec, with_window_columns};
+use crate::plan::{Node, Plan, WindowSpec, filtered, with_window_columns};
 use crate::types::{DataType, Schema};
 
 fn err(e: &impl Spanned, m: impl Into<String>) -> SqlError {
@@ -110,12 +117,40 @@ fn time_bound(
     })
 }
 
-/// Plans `left JOIN right ON ..`.
+/// The AND of `conds` compiled over `schema` (`None` when there are none); each
+/// must be BOOLEAN.
+fn conjunction(conds: &[&Expr], schema: &Schema) -> Result<Option<CExpr>> {
+    if conds.is_empty() {
+        return Ok(None);
+    }
+    let mut cs = Vec::new();
+    for c in conds {
+        let x = compile(c, &Scope::of(schema))?;
+        if !matches!(x.ty, DataType::Boolean | DataType::Null) {
+            return Err(err(*c, format!("`{}` is {}, not BOOLEAN", x.text, x.ty)));
+        }
+        cs.push(x);
+    }
+    Ok(Some(all(cs)))
+}
+
+/// `plan` filtered by `conds` (conditions of an inner join that read only this
+/// side), or `plan` itself when there are none.
+fn push_down(plan: Plan, conds: &[&Expr]) -> Result<Plan> {
+    Ok(match conjunction(conds, &plan.schema)? {
+        Some(f) => filtered(plan, f),
+        None => plan,
+    })
+}
+
+/// Plans `left JOIN right ON ..` (the WHERE of the SELECT is part of the
+/// condition); a regular join keeps its rows for `state_ttl` (forever: `None`).
 pub fn plan_join(
     left: (Plan, Option<(WindowSpec, usize)>),
     right: (Plan, Option<(WindowSpec, usize)>),
     join: &Join,
     selection: Option<&Expr>,
+    state_ttl: Option<std::time::Duration>,
 ) -> Result<Plan> {
     let on = match &join.join_operator {
         JoinOperator::Join(JoinConstraint::On(e)) | JoinOperator::Inner(JoinConstraint::On(e)) => e,
@@ -126,7 +161,7 @@ pub fn plan_join(
         | JoinOperator::FullOuter(_) => {
             return Err(err(
                 &join.relation,
-                "outer joins are not supported yet: strom runs inner interval joins and window joins",
+                "outer joins are not supported yet: strom runs inner joins (regular, interval and window joins)",
             ));
         }
         _ => {
@@ -178,6 +213,8 @@ pub fn plan_join(
     let (mut lower, mut upper): (Option<i64>, Option<i64>) = (None, None);
     let (mut start_eq, mut end_eq) = (false, false);
     let mut rest: Vec<&Expr> = Vec::new();
+    // The conditions that bounded the interval (a regular join filters by them).
+    let mut bounds: Vec<&Expr> = Vec::new();
     for c in parts {
         if let Expr::BinaryOp {
             left: a,
@@ -192,6 +229,7 @@ pub fn plan_join(
                     if let Some((lo, hi)) = time_bound(a, op, b, &lp, &rp) {
                         lower = max_opt(lower, lo);
                         upper = min_opt(upper, hi);
+                        bounds.push(c);
                     }
                 }
                 if windowed.is_some() {
@@ -229,6 +267,7 @@ pub fn plan_join(
                 if let Some((lo, hi)) = time_bound(a, op, b, &lp, &rp) {
                     lower = max_opt(lower, lo);
                     upper = min_opt(upper, hi);
+                    bounds.push(c);
                     continue;
                 }
             }
@@ -246,6 +285,7 @@ pub fn plan_join(
                 if let (Some(lo), Some(hi)) = (lo, hi) {
                     lower = max_opt(max_opt(lower, lo.0), hi.0);
                     upper = min_opt(min_opt(upper, lo.1), hi.1);
+                    bounds.push(c);
                     continue;
                 }
             }
@@ -273,74 +313,46 @@ pub fn plan_join(
             ));
         }
     }
+    if windowed.is_none() && (lp.upsert_key.is_some() || rp.upsert_key.is_some()) {
+        return Err(err(
+            on,
+            "a join reads appends only, not the updates of a GROUP BY without window (join before aggregating, or aggregate over a window)",
+        ));
+    }
     let mut schema = lp.schema.clone();
     schema.fields.extend(rp.schema.fields.iter().cloned());
-    let filter = if rest.is_empty() {
-        None
-    } else {
-        let mut cs = Vec::new();
+    let Some((size, lt, rt, l0, r0)) = windowed else {
+        let interval = match (lower, upper) {
+            (Some(lower), Some(upper)) => Some((lower, upper)),
+            // One bound only: no interval to evict by, so a regular join whose
+            // condition includes the bound (as Flink plans it).
+            _ => {
+                rest.extend(bounds);
+                None
+            }
+        };
+        // An inner join drops a row that fails a condition on its side whatever
+        // it would have met: filter it before the join, so state holds only rows
+        // that can join.
+        let (mut on_left, mut on_right, mut on_both) = (Vec::new(), Vec::new(), Vec::new());
         for c in rest {
-            let x = compile(c, &Scope::of(&schema))?;
-            if !matches!(x.ty, DataType::Boolean | DataType::Null) {
-                return Err(err(c, format!("`{}` is {}, not BOOLEAN", x.text, x.ty)));
+            match side_of(c, &lp.schema, &rp.schema) {
+                Some(true) => on_left.push(c),
+                Some(false) => on_right.push(c),
+                None => on_both.push(c),
             }
-            cs.push(x);
         }
-        Some(all(cs))
-    };
-    match windowed {
-        Some((size, lt, rt, l0, r0)) => {
-            if !(start_eq && end_eq) {
-                return Err(err(
-                    on,
-                    "a window join needs a.window_start = b.window_start AND a.window_end = b.window_end",
-                ));
-            }
-            let (ln, rn) = (l0.schema.len(), r0.schema.len());
-            let time = Some(ln + 2);
-            // Both sides' window columns relate to the joined record's time (its
-            // window's window_time).
-            let off = |at: usize| vec![(at, 1 - size), (at + 1, 1), (at + 2, 0)];
-            let mut time_offsets = off(ln);
-            time_offsets.extend(off(ln + 3 + rn));
-            Ok(Plan {
-                time_offsets,
-                window_cols: Some((ln, ln + 1, size)),
-                node: Node::WindowJoin {
-                    left: Box::new(l0),
-                    right: Box::new(r0),
-                    size,
-                    times: (lt, rt),
-                    left_keys,
-                    right_keys,
-                    filter,
-                },
-                schema,
-                time,
-                upsert_key: None,
-            })
-        }
-        None => {
-            let (Some(lower), Some(upper)) = (lower, upper) else {
-                return Err(err(
-                    on,
-                    "unbounded joins are not supported: bound the time attributes on both sides, e.g. b.ts BETWEEN a.ts - INTERVAL '1' MINUTE AND a.ts + INTERVAL '1' MINUTE (interval join), or join two window table functions (window join)",
-                ));
-            };
-            if lower > upper {
-                return Err(err(
-                    on,
-                    format!("the time interval is empty ({lower} ms > {upper} ms)"),
-                ));
-            }
-            if lp.upsert_key.is_some() || rp.upsert_key.is_some() {
-                return Err(err(
-                    on,
-                    "an interval join reads appends only, not the updates of a GROUP BY without window",
-                ));
-            }
-            Ok(Plan {
-                node: Node::IntervalJoin {
+        let filter = conjunction(&on_both, &schema)?;
+        let (lp, rp) = (push_down(lp, &on_left)?, push_down(rp, &on_right)?);
+        let node = match interval {
+            Some((lower, upper)) => {
+                if lower > upper {
+                    return Err(err(
+                        on,
+                        format!("the time interval is empty ({lower} ms > {upper} ms)"),
+                    ));
+                }
+                Node::IntervalJoin {
                     left: Box::new(lp),
                     right: Box::new(rp),
                     left_keys,
@@ -348,17 +360,58 @@ pub fn plan_join(
                     lower,
                     upper,
                     filter,
-                },
-                schema,
-                // Joined rows carry the later of the two event times; neither
-                // column is a time attribute downstream.
-                time: None,
-                upsert_key: None,
-                time_offsets: Vec::new(),
-                window_cols: None,
-            })
-        }
+                }
+            }
+            None => Node::RegularJoin {
+                left: Box::new(lp),
+                right: Box::new(rp),
+                left_keys,
+                right_keys,
+                filter,
+                state_ttl,
+            },
+        };
+        return Ok(Plan {
+            node,
+            schema,
+            // Joined rows carry the later of the two event times; neither
+            // column is a time attribute downstream.
+            time: None,
+            upsert_key: None,
+            time_offsets: Vec::new(),
+            window_cols: None,
+        });
+    };
+    let filter = conjunction(&rest, &schema)?;
+    if !(start_eq && end_eq) {
+        return Err(err(
+            on,
+            "a window join needs a.window_start = b.window_start AND a.window_end = b.window_end",
+        ));
     }
+    let (ln, rn) = (l0.schema.len(), r0.schema.len());
+    let time = Some(ln + 2);
+    // Both sides' window columns relate to the joined record's time (its
+    // window's window_time).
+    let off = |at: usize| vec![(at, 1 - size), (at + 1, 1), (at + 2, 0)];
+    let mut time_offsets = off(ln);
+    time_offsets.extend(off(ln + 3 + rn));
+    Ok(Plan {
+        time_offsets,
+        window_cols: Some((ln, ln + 1, size)),
+        node: Node::WindowJoin {
+            left: Box::new(l0),
+            right: Box::new(r0),
+            size,
+            times: (lt, rt),
+            left_keys,
+            right_keys,
+            filter,
+        },
+        schema,
+        time,
+        upsert_key: None,
+    })
 }
 
 fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -407,5 +460,143 @@ fn all(cs: Vec<CExpr>) -> CExpr {
         text,
         column: None,
         constant: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::parse_script;
+    use crate::plan::plan_query;
+
+    const DDL: &str = "SET 'table.exec.state.ttl' = '90 s';
+CREATE TABLE auction (id BIGINT, seller BIGINT, category BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'print');
+CREATE TABLE person (id BIGINT, name STRING, state STRING, ts TIMESTAMP(3)) WITH ('connector' = 'print');
+CREATE TABLE bid (auction BIGINT, price BIGINT, ts TIMESTAMP(3),
+  WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH ('connector' = 'print');
+";
+
+    /// The plan of `query` over [`DDL`] as `strom explain` shows it, or the error.
+    fn explain(query: &str) -> Result<String, String> {
+        explain_with(DDL, query)
+    }
+
+    fn explain_with(ddl: &str, query: &str) -> Result<String, String> {
+        let script = parse_script(&format!("{ddl}INSERT INTO person {query};"))
+            .map_err(|e| e.to_string())?;
+        plan_query(&script, &script.inserts[0].query)
+            .map(|p| p.explain())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_equi_join_without_time_bounds_is_a_regular_join_with_side_filters_pushed_down() {
+        let plan = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction AS A INNER JOIN person AS P \
+             ON A.seller = P.id WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID') \
+             AND A.id < P.id",
+        )
+        .expect("plans");
+        let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+        assert!(
+            lines[1].starts_with(
+                "RegularJoin on [A.seller] = [P.id] where A.id < P.id, state TTL 90 s"
+            ),
+            "{plan}"
+        );
+        assert!(
+            lines[2].starts_with("Calc [") && lines[2].ends_with("where A.category = 10"),
+            "{plan}"
+        );
+        assert!(lines[3].starts_with("Scan auction"), "{plan}");
+        assert!(lines[5].starts_with("Scan person"), "{plan}");
+        assert!(
+            lines[4].ends_with("where P.state = 'OR' OR P.state = 'ID'"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn without_set_the_state_is_kept_forever() {
+        let ddl = DDL.replace("SET 'table.exec.state.ttl' = '90 s';", "");
+        let plan = explain_with(
+            &ddl,
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A JOIN person P ON A.seller = P.id",
+        )
+        .expect("plans");
+        assert!(
+            plan.starts_with("Calc")
+                && plan.contains("RegularJoin on [A.seller] = [P.id], state kept forever"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn both_time_bounds_make_an_interval_join_and_one_bound_a_regular_join_filter() {
+        let q = |cond: &str| {
+            explain(&format!(
+                "SELECT B.auction, 'x', 'y', B.ts FROM auction A JOIN bid B ON A.id = B.auction AND {cond}"
+            ))
+            .expect("plans")
+        };
+        let plan = q("B.ts BETWEEN A.ts AND A.ts + INTERVAL '1' MINUTE AND B.price > 5");
+        assert!(
+            plan.contains(
+                "IntervalJoin on [A.id] = [B.auction], right time - left time in [0 ms, 60000 ms]  "
+            ) && plan.contains("where B.price > 5"),
+            "{plan}"
+        );
+        let plan = q("B.ts >= A.ts");
+        assert!(
+            plan.contains("RegularJoin on [A.id] = [B.auction] where B.ts >= A.ts"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn a_comma_join_takes_its_condition_from_where() {
+        let plan = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A, person P \
+             WHERE A.seller = P.id AND P.state = 'CA'",
+        )
+        .expect("plans");
+        assert!(
+            plan.contains("RegularJoin on [A.seller] = [P.id], state TTL 90 s"),
+            "{plan}"
+        );
+        assert!(plan.contains("where P.state = 'CA'"), "{plan}");
+        let err = explain("SELECT P.id, P.name, P.state, A.ts FROM auction A, person P")
+            .expect_err("no condition");
+        assert!(err.contains("FROM a, b is a join"), "{err}");
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A, person P, bid B WHERE A.seller = P.id",
+        )
+        .expect_err("three");
+        assert!(err.contains("one join per SELECT"), "{err}");
+    }
+
+    #[test]
+    fn joins_without_a_key_outer_joins_and_updating_inputs_are_refused() {
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A JOIN person P ON A.seller > P.id",
+        )
+        .expect_err("no key");
+        assert!(err.contains("a join needs at least one equality"), "{err}");
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A LEFT JOIN person P ON A.seller = P.id",
+        )
+        .expect_err("outer");
+        assert!(err.contains("outer joins are not supported yet"), "{err}");
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A JOIN \
+             (SELECT id, COUNT(*) AS n FROM person GROUP BY id) P ON A.seller = P.id",
+        )
+        .expect_err("updating");
+        assert!(err.contains("a join reads appends only"), "{err}");
+        let err = explain(
+            "SELECT P.id, P.name, P.state, A.ts FROM auction A JOIN person P ON A.seller = P.name",
+        )
+        .expect_err("types");
+        assert!(err.contains("have different types"), "{err}");
     }
 }

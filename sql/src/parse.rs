@@ -11,6 +11,8 @@
 //! PRIMARY KEY (id) NOT ENFORCED                                       NOT ENFORCED blanked
 //! TABLE(TUMBLE(TABLE logs, DESCRIPTOR(ts), ..))                       the inner TABLE blanked
 //! SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), ..)                 PARTITION BY k blanked
+//! SET 'table.exec.state.ttl' = '1 h';                                 cut out, into the
+//!                                                                     script's settings
 //! ```
 
 use std::collections::BTreeMap;
@@ -95,6 +97,58 @@ pub struct InsertDef {
     pub span: Span,
 }
 
+/// Job-level settings from `SET 'key' = 'value';` statements (Flink's SQL
+/// client syntax), each key checked and typed when the script is parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `table.exec.state.ttl`: how long a regular join keeps a row after it
+    /// arrived (processing time); `None` (the default, or `'0'`) keeps rows
+    /// forever, as Flink.
+    pub state_ttl: Option<std::time::Duration>,
+}
+
+/// The keys `SET` accepts.
+const SETTING_KEYS: &[&str] = &["table.exec.state.ttl"];
+
+impl Settings {
+    fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
+        match key {
+            "table.exec.state.ttl" => {
+                let d = parse_duration(value)?;
+                self.state_ttl = (!d.is_zero()).then_some(d);
+                Ok(())
+            }
+            _ => Err(format!(
+                "unknown setting '{key}': SET takes {}",
+                SETTING_KEYS.join(", ")
+            )),
+        }
+    }
+}
+
+/// A duration as Flink writes one: a number and an optional unit (`ms`, `s`,
+/// `min`, `h`, `d` and their long forms), milliseconds without one.
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!("'{text}' is not a duration: a number and a unit (ms, s, min, h, d), e.g. '1 h'")
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms_per = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1000,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms_per)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(bad)
+}
+
 /// Everything a SQL file declares, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
@@ -104,6 +158,8 @@ pub struct Script {
     pub views: Vec<ViewDef>,
     /// The inserts: each is one pipeline branch ending in a sink.
     pub inserts: Vec<InsertDef>,
+    /// The `SET` statements' settings.
+    pub settings: Settings,
 }
 
 impl Script {
@@ -129,6 +185,12 @@ pub fn parse_script(sql: &str) -> Result<Script> {
     let dialect = GenericDialect {};
     let statements = Parser::parse_sql(&dialect, &text).map_err(syntax_error)?;
     let mut script = Script::default();
+    for (key, value, span) in &cut.settings {
+        script
+            .settings
+            .set(key, value)
+            .map_err(|m| SqlError::at(*span, m))?;
+    }
     for statement in statements {
         let span = sqlparser::ast::Spanned::span(&statement);
         match statement {
@@ -396,6 +458,8 @@ struct Cut {
     watermarks: Vec<(String, WatermarkDef)>,
     /// Computed columns `name AS expr`: table, position among the columns, name, expression.
     computed: Vec<(String, usize, String, Expr)>,
+    /// `SET 'key' = 'value'`: key, value, where the statement is.
+    settings: Vec<(String, String, Span)>,
 }
 
 /// The index of the comma or closing parenthesis that ends the clause starting at
@@ -491,6 +555,35 @@ fn rewrite(sql: &str) -> Result<(String, Cut)> {
             Token::RParen => depth -= 1,
             Token::Comma if depth == 1 => item += 1,
             _ => {}
+        }
+        // SET 'key' = 'value' as a statement of its own.
+        let statement_start = i == 0 || tokens[i - 1].token == Token::SemiColon;
+        if statement_start && word_is(t, "SET") {
+            let setting = match (
+                tokens.get(i + 1).map(|t| &t.token),
+                tokens.get(i + 2).map(|t| &t.token),
+                tokens.get(i + 3).map(|t| &t.token),
+                tokens.get(i + 4).map(|t| &t.token),
+            ) {
+                (
+                    Some(Token::SingleQuotedString(k)),
+                    Some(Token::Eq),
+                    Some(Token::SingleQuotedString(v)),
+                    Some(Token::SemiColon | Token::EOF) | None,
+                ) => Some((k.clone(), v.clone())),
+                _ => None,
+            };
+            let Some((key, value)) = setting else {
+                return Err(SqlError::at(
+                    tokens[i].span,
+                    "expected SET 'key' = 'value';",
+                ));
+            };
+            let span = Span::new(tokens[i].span.start, tokens[i + 3].span.end);
+            pos.blank(span.start, span.end);
+            cut.settings.push((key, value, span));
+            i += 4;
+            continue;
         }
         // `name AS expression` in a column list: a computed column.
         let item_start = i > 0 && matches!(tokens[i - 1].token, Token::LParen | Token::Comma);
@@ -668,6 +761,41 @@ mod tests {
         assert_eq!(t.physical.describe(), "line STRING, n INT");
         assert_eq!(t.computed[0].position, 1);
         assert!(t.watermark.is_some());
+    }
+
+    #[test]
+    fn set_statements_are_settings() {
+        let s = parse_script(&format!("SET 'table.exec.state.ttl' = '90 min';\n{DDL}"))
+            .expect("parses");
+        assert_eq!(
+            s.settings.state_ttl,
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(s.tables.len(), 1);
+        let s = parse_script("SET 'table.exec.state.ttl' = '0';").expect("parses");
+        assert_eq!(s.settings.state_ttl, None);
+        let err = parse_script("SET 'table.exec.state.tl' = '1 h';").expect_err("typo");
+        assert!(
+            err.to_string()
+                .contains("unknown setting 'table.exec.state.tl'"),
+            "{err}"
+        );
+        let err = parse_script("SET 'table.exec.state.ttl' = 'soon';").expect_err("bad");
+        assert!(err.to_string().contains("is not a duration"), "{err}");
+        let err = parse_script("SET table.exec.state.ttl = 1;").expect_err("unquoted");
+        assert!(err.to_string().contains("SET 'key' = 'value'"), "{err}");
+    }
+
+    #[test]
+    fn durations_read_flink_units() {
+        let ms = |t: &str| parse_duration(t).map(|d| d.as_millis());
+        assert_eq!(ms("1500"), Ok(1500));
+        assert_eq!(ms("10 s"), Ok(10_000));
+        assert_eq!(ms("2min"), Ok(120_000));
+        assert_eq!(ms("1 h"), Ok(3_600_000));
+        assert_eq!(ms("1 d"), Ok(86_400_000));
+        assert!(ms("h").is_err());
+        assert!(ms("-1 s").is_err());
     }
 
     #[test]

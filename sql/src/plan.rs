@@ -18,8 +18,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use sqlparser::ast::{
-    Expr, FunctionArguments, GroupByExpr, Query, Select, SelectItem, SetExpr, Spanned, TableFactor,
-    TableWithJoins,
+    Expr, FunctionArguments, GroupByExpr, Join, JoinConstraint, JoinOperator, Query, Select,
+    SelectItem, SetExpr, Spanned, TableFactor, TableWithJoins,
 };
 
 use crate::aggregate::{AggKind, AggSpec};
@@ -53,17 +53,20 @@ pub enum WindowSpec {
     },
 }
 
+/// `ms` in the largest unit that divides it (min, s or ms).
+fn duration_text(ms: i64) -> String {
+    if ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
 impl std::fmt::Display for WindowSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = |ms: i64| {
-            if ms % 60_000 == 0 {
-                format!("{} min", ms / 60_000)
-            } else if ms % 1000 == 0 {
-                format!("{} s", ms / 1000)
-            } else {
-                format!("{ms} ms")
-            }
-        };
+        let d = duration_text;
         match self {
             WindowSpec::Tumble { size } => write!(f, "TUMBLE(size {})", d(*size)),
             WindowSpec::Hop { slide, size } => {
@@ -128,6 +131,23 @@ pub enum Node {
         upper: i64,
         /// The rest of the ON condition, over the joined row.
         filter: Option<CExpr>,
+    },
+    /// An inner join of every pair of rows with equal keys, whatever their times
+    /// (Flink's regular join); each side's rows are kept until the state TTL.
+    RegularJoin {
+        /// Left input.
+        left: Box<Plan>,
+        /// Right input.
+        right: Box<Plan>,
+        /// Key expressions over left rows.
+        left_keys: Vec<CExpr>,
+        /// Key expressions over right rows (same order).
+        right_keys: Vec<CExpr>,
+        /// The rest of the ON condition that reads both sides, over the joined row.
+        filter: Option<CExpr>,
+        /// How long a row is kept after it arrived (`SET 'table.exec.state.ttl'`);
+        /// `None`: forever.
+        state_ttl: Option<std::time::Duration>,
     },
     /// An inner join of the rows of two tumbling window table functions with equal
     /// keys in the same window.
@@ -207,6 +227,11 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let on = |l: &[CExpr], r: &[CExpr]| format!("on [{}] = [{}]", cols(l), cols(r));
+        let filter_text = |f: &Option<CExpr>| {
+            f.as_ref()
+                .map_or_else(String::new, |f| format!(" where {}", f.text))
+        };
         match &self.node {
             Node::Scan { table } => {
                 let _ = writeln!(out, "{pad}Scan {table} [{}]", self.schema.describe());
@@ -253,12 +278,30 @@ impl Plan {
             } => {
                 let _ = writeln!(
                     out,
-                    "{pad}IntervalJoin on [{}] = [{}], right time - left time in [{lower} ms, {upper} ms]{}  (exchange by key)",
-                    cols(left_keys),
-                    cols(right_keys),
-                    filter
-                        .as_ref()
-                        .map_or_else(String::new, |f| format!(" where {}", f.text))
+                    "{pad}IntervalJoin {}, right time - left time in [{lower} ms, {upper} ms]{}  (exchange by key)",
+                    on(left_keys, right_keys),
+                    filter_text(filter)
+                );
+                left.explain_into(out, depth + 1);
+                right.explain_into(out, depth + 1);
+            }
+            Node::RegularJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                state_ttl,
+            } => {
+                let state = match state_ttl {
+                    Some(d) => format!("state TTL {}", duration_text(d.as_millis() as i64)),
+                    None => "state kept forever".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{pad}RegularJoin {}{}, {state}  (exchange by key)",
+                    on(left_keys, right_keys),
+                    filter_text(filter)
                 );
                 left.explain_into(out, depth + 1);
                 right.explain_into(out, depth + 1);
@@ -274,13 +317,10 @@ impl Plan {
             } => {
                 let _ = writeln!(
                     out,
-                    "{pad}WindowJoin {} on [{}] = [{}]{}  (exchange by key)",
+                    "{pad}WindowJoin {} {}{}  (exchange by key)",
                     WindowSpec::Tumble { size: *size },
-                    cols(left_keys),
-                    cols(right_keys),
-                    filter
-                        .as_ref()
-                        .map_or_else(String::new, |f| format!(" where {}", f.text))
+                    on(left_keys, right_keys),
+                    filter_text(filter)
                 );
                 left.explain_into(out, depth + 1);
                 right.explain_into(out, depth + 1);
@@ -317,11 +357,37 @@ impl Plan {
             | Node::WindowAssign { input, .. }
             | Node::WindowAggregate { input, .. }
             | Node::GroupAggregate { input, .. } => input.scans(out),
-            Node::IntervalJoin { left, right, .. } | Node::WindowJoin { left, right, .. } => {
+            Node::IntervalJoin { left, right, .. }
+            | Node::RegularJoin { left, right, .. }
+            | Node::WindowJoin { left, right, .. } => {
                 left.scans(out);
                 right.scans(out);
             }
         }
+    }
+}
+
+/// `input` with only the rows where `filter` is TRUE: a Calc that keeps every
+/// column (and so the time attribute, window columns and upsert key).
+pub fn filtered(input: Plan, filter: CExpr) -> Plan {
+    let project = input
+        .schema
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| CExpr::column(i, f.ty, f.name.clone()))
+        .collect();
+    Plan {
+        schema: input.schema.clone(),
+        time: input.time,
+        upsert_key: input.upsert_key.clone(),
+        time_offsets: input.time_offsets.clone(),
+        window_cols: input.window_cols,
+        node: Node::Calc {
+            input: Box::new(input),
+            filter: Some(filter),
+            project,
+        },
     }
 }
 
@@ -442,7 +508,11 @@ impl<'s> Ctx<'s> {
             [join] => {
                 let left = self.factor(&twj.relation)?;
                 let right = self.factor(&join.relation)?;
-                Ok((crate::join::plan_join(left, right, join, selection)?, None))
+                let ttl = self.script.settings.state_ttl;
+                Ok((
+                    crate::join::plan_join(left, right, join, selection, ttl)?,
+                    None,
+                ))
             }
             [_, more, ..] => Err(err_at(
                 &more.relation,
@@ -599,15 +669,33 @@ impl<'s> Ctx<'s> {
             ));
         }
         // The WHERE of a join is part of its condition (time bounds may be there).
-        let joined = s.from.first().is_some_and(|f| !f.joins.is_empty());
+        let joined = s.from.len() > 1 || s.from.first().is_some_and(|f| !f.joins.is_empty());
         let selection = if joined { None } else { s.selection.as_ref() };
         let (input, window) = match s.from.as_slice() {
             [one] => self.relation(one, s.selection.as_ref())?,
             [] => return Err(SqlError::at(s.select_token.0.span, "SELECT needs a FROM")),
+            [a, b] if a.joins.is_empty() && b.joins.is_empty() => {
+                // `FROM a, b WHERE ..` is `FROM a JOIN b ON ..`.
+                let Some(on) = &s.selection else {
+                    return Err(err_at(
+                        &b.relation,
+                        "FROM a, b is a join: give its condition in WHERE (at least a.key = b.key)",
+                    ));
+                };
+                let join = Join {
+                    relation: b.relation.clone(),
+                    global: false,
+                    join_operator: JoinOperator::Inner(JoinConstraint::On(on.clone())),
+                };
+                let left = self.factor(&a.relation)?;
+                let right = self.factor(&b.relation)?;
+                let ttl = self.script.settings.state_ttl;
+                (crate::join::plan_join(left, right, &join, None, ttl)?, None)
+            }
             [_, more, ..] => {
                 return Err(err_at(
                     &more.relation,
-                    "joins are not supported yet: one table, view, subquery or window table function per SELECT",
+                    "one join per SELECT: FROM a, b or FROM a JOIN b; join the result of a subquery to join three inputs",
                 ));
             }
         };
@@ -665,29 +753,19 @@ impl<'s> Ctx<'s> {
             };
             return self.calc(input, s, selection, &[]);
         }
+        // Updates arrive as the new row of a key; aggregating them again would count
+        // every version of a row, not its current one (that takes retractions).
+        if input.upsert_key.is_some() {
+            return Err(SqlError::at(
+                s.select_token.0.span,
+                "an aggregate over the updates of a GROUP BY without window is not supported yet (it needs retractions): aggregate appends, or over a window",
+            ));
+        }
         // WHERE filters the input rows before they are grouped.
         let input = match selection {
             Some(w) => {
                 let filter = bool_expr(w, &input.schema, &[])?;
-                let project = input
-                    .schema
-                    .fields
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| CExpr::column(i, f.ty, f.name.clone()))
-                    .collect();
-                Plan {
-                    schema: input.schema.clone(),
-                    time: input.time,
-                    upsert_key: input.upsert_key.clone(),
-                    time_offsets: input.time_offsets.clone(),
-                    window_cols: input.window_cols,
-                    node: Node::Calc {
-                        input: Box::new(input),
-                        filter: Some(filter),
-                        project,
-                    },
-                }
+                filtered(input, filter)
             }
             None => input,
         };

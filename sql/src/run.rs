@@ -789,11 +789,23 @@ impl Builder<'_> {
                 let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let joined = l
-                    .interval_join(r, *lower, *upper, |a: &(Row, Row), b: &(Row, Row)| {
-                        let mut row = a.1.clone();
-                        row.extend(b.1.iter().cloned());
-                        row
-                    })
+                    .interval_join(r, *lower, *upper, concat_rows)
+                    .uid(&format!("{branch}-join{n}"));
+                filtered(joined, filter)
+            }
+            Node::RegularJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                state_ttl,
+            } => {
+                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
+                *n += 1;
+                let joined = l
+                    .regular_join(r, *state_ttl, concat_rows)
                     .uid(&format!("{branch}-join{n}"));
                 filtered(joined, filter)
             }
@@ -1037,6 +1049,14 @@ impl Builder<'_> {
         );
         self.key_by(pairs, branch, |t: &(Row, Row)| t.0.clone())
     }
+}
+
+/// The joined row of a left and a right (key, row) pair: left columns, then right.
+fn concat_rows(a: &(Row, Row), b: &(Row, Row)) -> Row {
+    let mut row = Vec::with_capacity(a.1.len() + b.1.len());
+    row.extend(a.1.iter().cloned());
+    row.extend(b.1.iter().cloned());
+    row
 }
 
 /// Whether the Kafka properties ask for repartition topics (`strom.scale.out`).

@@ -1372,6 +1372,75 @@ FROM logs WHERE status <> 404;",
     assert_same_rows("CSV with header", &read_rows(&out, &cols), &expected);
 }
 
+/// A regular join emits every pair of rows with equal keys once, whatever the
+/// order they arrive in: here the left input has no watermark at all, the
+/// right one is out of order by more than its watermark bound, and ips repeat
+/// on both sides (duplicates). NULL keys join nothing; conditions on one side
+/// and on both follow SQL's three-valued logic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regular_join_pairs_every_matching_row_in_any_order_without_watermarks() {
+    let dir = TempDir::new("regular-join");
+    let left = web_log(21, 300, 5 * SEC, 20, 8);
+    let right = web_log(22, 200, 60 * SEC, 30, 8);
+    assert!(out_of_order(&right) > 5);
+    write_events(&dir.join("left.json"), &left);
+    write_events(&dir.join("right.json"), &right);
+    let out = dir.join("out");
+    let cols = ["lts", "rts", "ip", "lbytes", "rbytes"];
+    let sql = format!(
+        "{}{}{}INSERT INTO out
+SELECT a.ts, b.ts, b.ip, a.bytes, b.bytes
+FROM l a JOIN r b ON a.ip = b.ip
+WHERE a.status = 200 AND b.bytes > 1000 AND a.bytes < b.bytes;",
+        logs_table("l", &dir.join("left.json"), None),
+        logs_table("r", &dir.join("right.json"), Some("'1' SECOND")),
+        sink_table(
+            "out",
+            "lts TIMESTAMP(3), rts TIMESTAMP(3), ip STRING, lbytes INT, rbytes INT",
+            &out
+        ),
+    );
+    let plan = SqlJob::compile(&sql).unwrap().explain();
+    assert!(
+        plan.contains("RegularJoin on [a.ip] = [b.ip] where a.bytes < b.bytes"),
+        "{plan}"
+    );
+    run(&sql).await.unwrap();
+    let mut expected = Vec::new();
+    for a in &left {
+        for b in &right {
+            let (Some(ip), Some(bip)) = (&a.ip, &b.ip) else {
+                continue;
+            };
+            let (Some(ab), Some(bb)) = (a.bytes, b.bytes) else {
+                continue;
+            };
+            if ip == bip && a.status == Some(200) && bb > 1000 && ab < bb {
+                expected.push(vec![
+                    J::from(ts_text(a.ts)),
+                    J::from(ts_text(b.ts)),
+                    J::from(bip.clone()),
+                    J::from(ab),
+                    J::from(bb),
+                ]);
+            }
+        }
+    }
+    assert!(expected.len() > 100, "{}", expected.len());
+    assert_same_rows("regular join", &read_rows(&out, &cols), &expected);
+    // A state TTL longer than the run expires nothing.
+    std::fs::remove_dir_all(&out).unwrap();
+    let sql = format!("SET 'table.exec.state.ttl' = '1 h';\n{sql}");
+    let plan = SqlJob::compile(&sql).unwrap().explain();
+    assert!(plan.contains("state TTL 60 min"), "{plan}");
+    run(&sql).await.unwrap();
+    assert_same_rows(
+        "regular join with a TTL",
+        &read_rows(&out, &cols),
+        &expected,
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 9. Errors: one clear message, never a panic
 // ---------------------------------------------------------------------------
@@ -1485,15 +1554,40 @@ fn type_errors_are_found_when_the_query_is_planned() {
 }
 
 #[test]
-fn unbounded_and_outer_joins_and_order_by_are_refused_as_unsupported() {
-    // Interval and window joins are supported; a join without time bounds would
-    // keep both sides forever.
-    let sql = with_logs("INSERT INTO out SELECT a.url FROM logs a JOIN logs b ON a.ip = b.ip;");
+fn keyless_updating_and_outer_joins_and_order_by_are_refused_as_unsupported() {
+    // Regular, interval and window joins are supported; a join needs a key.
+    let sql = with_logs("INSERT INTO out SELECT a.url FROM logs a JOIN logs b ON a.ip <> b.ip;");
+    let err = compile_error(&sql);
+    let (line, column) = position(&sql, "a.ip <> b.ip");
+    assert!(
+        err.starts_with(&format!(
+            "line {line}, column {column}: a join needs at least one equality"
+        )),
+        "{err}"
+    );
+    // A GROUP BY without window emits updates, which a join cannot take back.
+    let sql = with_logs(
+        "INSERT INTO out SELECT a.url FROM logs a JOIN \
+         (SELECT ip, COUNT(*) AS n FROM logs GROUP BY ip) b ON a.ip = b.ip;",
+    );
     let err = compile_error(&sql);
     let (line, column) = position(&sql, "a.ip = b.ip");
     assert!(
         err.starts_with(&format!(
-            "line {line}, column {column}: unbounded joins are not supported"
+            "line {line}, column {column}: a join reads appends only"
+        )),
+        "{err}"
+    );
+    // Nor can an aggregate over those updates (it would count every version).
+    let sql = with_logs(
+        "INSERT INTO out SELECT CAST(AVG(n) AS STRING) FROM \
+         (SELECT ip, COUNT(*) AS n FROM logs GROUP BY ip) c;",
+    );
+    let err = compile_error(&sql);
+    let (line, column) = position(&sql, "SELECT CAST(AVG");
+    assert!(
+        err.starts_with(&format!(
+            "line {line}, column {column}: an aggregate over the updates of a GROUP BY"
         )),
         "{err}"
     );

@@ -10,6 +10,7 @@ use crate::operators::count_window::CountWindowOperator;
 use crate::operators::interval_join::{Either, IntervalJoinOperator};
 use crate::operators::pane_window::{KeyFn, PaneWindowOperator, Windowed};
 use crate::operators::process::{KeyedProcessFunction, OutputTag, ProcessContext, ProcessOperator};
+use crate::operators::regular_join::RegularJoinOperator;
 use crate::operators::session_window::SessionWindowOperator;
 use crate::operators::sliding_window::SlidingWindowOperator;
 use crate::runtime::emitter::Partitioner;
@@ -173,6 +174,28 @@ impl<K: Key, T: Send + 'static> KeyedStream<K, T> {
         let f = Arc::new(f);
         joined.chain_with("interval_join", move |_, _, _| {
             IntervalJoinOperator::new(key_fn.clone(), lower_ms, upper_ms, f.clone())
+        })
+    }
+
+    /// Regular join: joins `a` with every `b` of the same key, in whichever order
+    /// they arrive and whatever their event times; both sides are kept until `ttl`
+    /// of processing time after their arrival (forever with `None`). Output records
+    /// carry the later of the two timestamps.
+    pub fn regular_join<B, O>(
+        self,
+        other: KeyedStream<K, B>,
+        ttl: Option<Duration>,
+        f: impl Fn(&T, &B) -> O + Send + Sync + 'static,
+    ) -> DataStream<O>
+    where
+        T: StateValue + Sync,
+        B: StateValue + Sync,
+        O: Send + 'static,
+    {
+        let (joined, key_fn) = self.connect(other);
+        let f = Arc::new(f);
+        joined.chain_with("regular_join", move |_, _, _| {
+            RegularJoinOperator::new(key_fn.clone(), ttl, f.clone())
         })
     }
 

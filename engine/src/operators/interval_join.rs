@@ -49,7 +49,7 @@ pub enum Either<A, B> {
 }
 
 /// Notes that `key` has an entry expiring at `at`.
-fn index<K: Clone + PartialEq>(expiry: &mut BTreeMap<i64, Vec<K>>, at: i64, key: &K) {
+pub(crate) fn index<K: Clone + PartialEq>(expiry: &mut BTreeMap<i64, Vec<K>>, at: i64, key: &K) {
     let keys = expiry.entry(at).or_default();
     // A run of one key at one time is noted once.
     if keys.last() != Some(key) {
@@ -59,7 +59,7 @@ fn index<K: Clone + PartialEq>(expiry: &mut BTreeMap<i64, Vec<K>>, at: i64, key:
 
 /// Drops the entries whose expiry is below `watermark`, visiting only the keys
 /// the index names for the expired times.
-fn expire<K: Key, V>(
+pub(crate) fn expire<K: Key, V>(
     map: &mut KeyGroupedMap<K, Vec<(i64, V)>>,
     expiry: &mut BTreeMap<i64, Vec<K>>,
     watermark: i64,
@@ -77,6 +77,53 @@ fn expire<K: Key, V>(
                 }
             }
         }
+    }
+}
+
+/// The state of a two-input keyed operator restored from `init`: per key group
+/// the encoded left and right maps (what [`snapshot_sides`] writes).
+#[allow(clippy::type_complexity)]
+pub(crate) fn restore_sides<K: Key, L: StateValue, R: StateValue>(
+    init: &OperatorInit,
+) -> Result<(KeyGroupedMap<K, L>, KeyGroupedMap<K, R>)> {
+    let mut left: KeyGroupedMap<K, L> = KeyGroupedMap::for_init(init);
+    let mut right: KeyGroupedMap<K, R> = KeyGroupedMap::for_init(init);
+    if let Some(s) = &init.restored {
+        for bytes in s.key_groups.values() {
+            let (l, r) = decode_exact::<(Vec<u8>, Vec<u8>)>(bytes)?;
+            if !l.is_empty() {
+                left.restore_group(&l)?;
+            }
+            if !r.is_empty() {
+                right.restore_group(&r)?;
+            }
+        }
+    }
+    Ok((left, right))
+}
+
+/// Both sides' maps as one byte string per key group: (left bytes, right bytes).
+pub(crate) fn snapshot_sides<K: Key, L: StateValue, R: StateValue>(
+    left: Option<&KeyGroupedMap<K, L>>,
+    right: Option<&KeyGroupedMap<K, R>>,
+) -> OperatorState {
+    let mut groups: BTreeMap<u16, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+    if let Some(l) = left {
+        for (kg, b) in l.snapshot() {
+            groups.entry(kg).or_default().0 = b;
+        }
+    }
+    if let Some(r) = right {
+        for (kg, b) in r.snapshot() {
+            groups.entry(kg).or_default().1 = b;
+        }
+    }
+    OperatorState {
+        key_groups: groups
+            .into_iter()
+            .map(|(k, v)| (k, encode_to_vec(&v)))
+            .collect(),
+        entries: Default::default(),
     }
 }
 
@@ -125,19 +172,7 @@ where
 
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
         self.late_dropped = Some(late_dropped_counter(init));
-        let mut left: KeyGroupedMap<K, Vec<(i64, A)>> = KeyGroupedMap::for_init(init);
-        let mut right: KeyGroupedMap<K, Vec<(i64, B)>> = KeyGroupedMap::for_init(init);
-        if let Some(s) = &init.restored {
-            for bytes in s.key_groups.values() {
-                let (l, r) = decode_exact::<(Vec<u8>, Vec<u8>)>(bytes)?;
-                if !l.is_empty() {
-                    left.restore_group(&l)?;
-                }
-                if !r.is_empty() {
-                    right.restore_group(&r)?;
-                }
-            }
-        }
+        let (left, right) = restore_sides::<K, Vec<(i64, A)>, Vec<(i64, B)>>(init)?;
         let (upper, lower) = (self.upper, self.lower);
         for (k, v) in left.iter() {
             for (ts, _) in v.iter() {
@@ -221,24 +256,7 @@ where
     }
 
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
-        let mut groups: std::collections::BTreeMap<u16, (Vec<u8>, Vec<u8>)> = Default::default();
-        if let Some(l) = &self.left {
-            for (kg, b) in l.snapshot() {
-                groups.entry(kg).or_default().0 = b;
-            }
-        }
-        if let Some(r) = &self.right {
-            for (kg, b) in r.snapshot() {
-                groups.entry(kg).or_default().1 = b;
-            }
-        }
-        Ok(OperatorState {
-            key_groups: groups
-                .into_iter()
-                .map(|(k, v)| (k, encode_to_vec(&v)))
-                .collect(),
-            entries: Default::default(),
-        })
+        Ok(snapshot_sides(self.left.as_ref(), self.right.as_ref()))
     }
 }
 

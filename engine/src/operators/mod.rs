@@ -18,6 +18,7 @@ pub mod interval_join;
 pub mod map;
 pub mod pane_window;
 pub mod process;
+pub mod regular_join;
 pub mod session_window;
 pub mod sliding_window;
 mod windowing;
