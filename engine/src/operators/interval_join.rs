@@ -212,8 +212,10 @@ where
             match r.value {
                 Either::Left(a) => {
                     if let Some(bs) = right.get(&key) {
+                        let (lo, hi) =
+                            (ts.saturating_add(self.lower), ts.saturating_add(self.upper));
                         for (bts, b) in bs {
-                            if *bts >= ts + self.lower && *bts <= ts + self.upper {
+                            if (lo..=hi).contains(bts) {
                                 out.collect((self.f)(&a, b), ts.max(*bts));
                             }
                         }
@@ -225,7 +227,9 @@ where
                 Either::Right(b) => {
                     if let Some(as_) = left.get(&key) {
                         for (ats, a) in as_ {
-                            if ts >= ats + self.lower && ts <= ats + self.upper {
+                            if ts >= ats.saturating_add(self.lower)
+                                && ts <= ats.saturating_add(self.upper)
+                            {
                                 out.collect((self.f)(a, &b), ts.max(*ats));
                             }
                         }
@@ -302,5 +306,27 @@ mod tests {
         want.sort();
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
+    }
+
+    /// Bounds around timestamps at the ends of the i64 range saturate instead
+    /// of overflowing.
+    #[tokio::test]
+    async fn bounds_at_the_ends_of_time_do_not_overflow() {
+        let left = vec![(1u8, i64::MIN + 5), (2, i64::MAX - 10)];
+        let right = vec![(1u8, i64::MIN + 10), (1, i64::MAX - 3), (2, i64::MAX - 1)];
+        let p = Pipeline::new();
+        let sink = CollectSink::new();
+        let wm = || WatermarkStrategy::monotonous().with_timestamp(|e: &(u8, i64)| e.1);
+        let l = p.source(VecSource::new(left), wm()).key_by(|e| e.0);
+        let r = p.source(VecSource::new(right), wm()).key_by(|e| e.0);
+        l.interval_join(r, -20, 35, |a, b| (a.1, b.1))
+            .sink(sink.clone());
+        p.run().await.expect("runs");
+        let mut got = sink.values();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(i64::MIN + 5, i64::MIN + 10), (i64::MAX - 10, i64::MAX - 1)]
+        );
     }
 }
