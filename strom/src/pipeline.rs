@@ -29,7 +29,7 @@ fn compile(file: &Path) -> anyhow::Result<SqlJob> {
 
 /// Prints the operator graph of a SQL file.
 pub fn explain(file: &Path) -> anyhow::Result<()> {
-    print!("{}", compile(file)?.explain());
+    println!("{}", compile(file)?.explain().trim_end());
     Ok(())
 }
 
