@@ -517,3 +517,98 @@ async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_r
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+/// KIP-848: a member's epoch moves on when it only gains partitions (another
+/// member left). A transaction begun under the old epoch still commits offsets of
+/// partitions the member owned throughout (under the current epoch, the only one
+/// the coordinator takes); offsets of a partition gained since it began abort it.
+#[tokio::test]
+async fn under_the_consumer_protocol_an_epoch_moved_on_by_gains_alone_keeps_the_transaction() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let input = create_random_topic(&c, "session-848-in", 2).await;
+    let output = create_random_topic(&c, "session-848-out", 1).await;
+    let group = random_topic("session-848-group");
+    let config = || {
+        ConsumerConfig::from_properties(&BTreeMap::from([
+            ("bootstrap.servers".to_string(), bootstrap.clone()),
+            ("group.id".to_string(), group.clone()),
+            ("group.protocol".to_string(), "consumer".to_string()),
+            ("isolation.level".to_string(), "read_committed".to_string()),
+            ("auto.offset.reset".to_string(), "earliest".to_string()),
+            ("fetch.max.wait.ms".to_string(), "100".to_string()),
+            ("max.poll.interval.ms".to_string(), "20000".to_string()),
+        ]))
+        .unwrap()
+    };
+    let mut a = GroupConsumer::new(config()).await.unwrap();
+    a.subscribe([input.clone()]);
+    let mut b = GroupConsumer::new(config()).await.unwrap();
+    b.subscribe([input.clone()]);
+    let start = Instant::now();
+    while a.assignment().len() != 1
+        || b.assignment().len() != 1
+        || a.rebalance_pending()
+        || b.rebalance_pending()
+    {
+        assert!(start.elapsed() < DEADLINE, "the two members never settled");
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+        b.poll_for(Duration::from_millis(50)).await.unwrap();
+    }
+    let kept = a.assignment()[0].clone();
+    let gained = b.assignment()[0].clone();
+    let epoch = a.generation();
+    let mut owned_throughout = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-848-txn")).await,
+        Some(a.handle()),
+    );
+    owned_throughout.begin().await.unwrap();
+    owned_throughout
+        .send(ProducerRecord::new(&output, "kept").partition(0))
+        .await
+        .unwrap();
+    let mut with_gained = TransactSession::new(
+        producer(&bootstrap, &random_topic("session-848-txn")).await,
+        Some(a.handle()),
+    );
+    with_gained.begin().await.unwrap();
+    with_gained
+        .send(ProducerRecord::new(&output, "dropped").partition(0))
+        .await
+        .unwrap();
+
+    b.close_and_leave().await.unwrap();
+    let start = Instant::now();
+    while a.assignment().len() != 2 || a.rebalance_pending() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "a never took over the second partition"
+        );
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+    }
+    assert!(a.generation() > epoch, "{} -> {}", epoch, a.generation());
+
+    let offsets = BTreeMap::from([(kept.clone(), 0_i64)]);
+    let outcome = owned_throughout
+        .end(&offsets, EndPolicy::CommitWhileMember)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    let outcome = with_gained
+        .end(
+            &BTreeMap::from([(kept.clone(), 0_i64), (gained.clone(), 0_i64)]),
+            EndPolicy::CommitWhileMember,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Aborted { .. }), "{outcome:?}");
+    assert_eq!(a.committed(&[kept.clone(), gained]).await.unwrap(), offsets);
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    assert_eq!(seen, vec!["kept".to_string()]);
+    owned_throughout
+        .close(Duration::from_secs(5))
+        .await
+        .unwrap();
+    with_gained.close(Duration::from_secs(5)).await.unwrap();
+    a.close().await.unwrap();
+}

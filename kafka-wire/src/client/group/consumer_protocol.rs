@@ -171,6 +171,9 @@ pub(crate) struct ConsumerMemberState {
     pub subscription: Vec<String>,
     /// The partitions the application owns now (set by the poll side).
     pub owned: BTreeSet<IdPartition>,
+    /// Per owned partition, the member epoch since which this membership has
+    /// owned it without a break (see [`ConsumerMember::owned_throughout`]).
+    owned_since: BTreeMap<IdPartition, i32>,
     /// The latest assignment the broker sent.
     pub target: Option<BTreeSet<IdPartition>>,
     /// What the coordinator knows from the last successful heartbeat; `None`
@@ -200,6 +203,7 @@ impl ConsumerMemberState {
             heartbeat_interval,
             subscription: Vec::new(),
             owned: BTreeSet::new(),
+            owned_since: BTreeMap::new(),
             target: None,
             sent_subscription: None,
             sent_owned: None,
@@ -318,6 +322,7 @@ impl ConsumerMemberState {
         self.full = true;
         self.sent_subscription = None;
         self.sent_owned = None;
+        self.owned_since.clear();
         self.lost = true;
     }
 
@@ -444,8 +449,43 @@ impl ConsumerMember {
                 .filter_map(|(t, p)| names.1.get(t).map(|id| (*id, *p)))
                 .collect()
         };
-        self.lock().owned = ids;
+        {
+            let mut s = self.lock();
+            // A partition gained while joining or after the membership ended
+            // has no epoch to count from.
+            let epoch = (s.in_group && !s.lost && s.member_epoch > 0).then_some(s.member_epoch);
+            let before = std::mem::take(&mut s.owned_since);
+            s.owned_since = ids
+                .iter()
+                .filter_map(|id| Some((*id, before.get(id).copied().or(epoch)?)))
+                .collect();
+            s.owned = ids;
+        }
         self.wake.notify_one();
+    }
+
+    /// Whether this membership has owned every one of `partitions` without a
+    /// break since member epoch `epoch` (or earlier) and owns them now: then no
+    /// other member can have owned them since, and offsets of records read from
+    /// them under `epoch` may be committed under the current epoch (the
+    /// coordinator takes offsets only with the member's current epoch).
+    pub fn owned_throughout(&self, partitions: &[TopicPartition], epoch: i32) -> bool {
+        let ids: Option<Vec<IdPartition>> = {
+            let names = lock(&self.names);
+            partitions
+                .iter()
+                .map(|(t, p)| names.1.get(t).map(|id| (*id, *p)))
+                .collect()
+        };
+        let Some(ids) = ids else {
+            return false;
+        };
+        let s = self.lock();
+        s.in_group
+            && !s.lost
+            && ids
+                .iter()
+                .all(|id| s.owned_since.get(id).is_some_and(|since| *since <= epoch))
     }
 
     /// The application dropped the lost partitions: rejoin now.
@@ -453,6 +493,7 @@ impl ConsumerMember {
         {
             let mut s = self.lock();
             s.owned.clear();
+            s.owned_since.clear();
             s.lost = false;
         }
         self.wake.notify_one();

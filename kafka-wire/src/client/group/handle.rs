@@ -62,6 +62,15 @@ impl Member {
         }
     }
 
+    /// See [`ConsumerMember::owned_throughout`]; a classic member answers no (its
+    /// offsets go with the generation they were read under).
+    pub(super) fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
+        match self {
+            Member::Classic(_) => false,
+            Member::Consumer(m) => m.owned_throughout(partitions, generation),
+        }
+    }
+
     /// Records that the application polled (for `max.poll.interval.ms`).
     pub(super) fn polled(&self) {
         match self {
@@ -287,6 +296,14 @@ impl GroupHandle {
     /// owned partitions differ from the broker's target assignment (consumer protocol).
     pub fn rebalance_pending(&self) -> bool {
         self.member.rebalance_pending()
+    }
+
+    /// Whether this member (consumer protocol) has owned `partitions` without a
+    /// break since member epoch `generation` and owns them now: offsets read
+    /// under that epoch may then be committed under the current one. Always
+    /// false for a classic member.
+    pub fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
+        self.member.owned_throughout(partitions, generation)
     }
 
     /// Heartbeats now and fails unless this member still holds its partitions in a

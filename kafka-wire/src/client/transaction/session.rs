@@ -67,6 +67,15 @@
 //! (ILLEGAL_GENERATION, a stale epoch) and the transaction abort, instead of
 //! committing offsets of partitions that moved under the new generation. The
 //! membership check then also requires the member to still be in that generation.
+//!
+//! One exception, for the consumer protocol (KIP-848): a member's epoch also
+//! moves when it only gains partitions, and the coordinator takes offsets only
+//! under the current epoch. When the member has owned every partition of the
+//! offsets without a break since the epoch the transaction began under
+//! ([`GroupHandle::owned_throughout`]), no other member can have read them
+//! meanwhile, so the offsets go under the current epoch and the transaction
+//! commits instead of aborting.
+//!
 //! What the session cannot see: records polled under one generation and handed
 //! over after the next transaction began. The consumer task should end the open
 //! transaction (or drop such records) when it reports partitions `Revoked` or `Lost`.
@@ -306,10 +315,28 @@ impl TransactSession {
 
         let mut sent_under = None;
         if let (Some(group), false) = (&self.group, offsets.is_empty()) {
-            let member = self
-                .begun_as
-                .clone()
-                .unwrap_or_else(|| group.group_metadata());
+            let now = group.group_metadata();
+            let member = match self.begun_as.clone() {
+                Some(begun)
+                    if begun.member_id == now.member_id
+                        && begun.generation_id >= 0
+                        && now.generation_id > begun.generation_id
+                        && group.owned_throughout(
+                            &offsets.keys().cloned().collect::<Vec<_>>(),
+                            begun.generation_id,
+                        ) =>
+                {
+                    debug!(
+                        group = now.group_id,
+                        from = begun.generation_id,
+                        to = now.generation_id,
+                        "the member epoch moved on while the partitions stayed: offsets under the current epoch"
+                    );
+                    now
+                }
+                Some(begun) => begun,
+                None => now,
+            };
             if member.generation_id < 0 {
                 // Offsets without a generation would not be fenced (KIP-447 checks
                 // nothing then); the member was not in the group when it began.
