@@ -84,19 +84,15 @@ impl Batch {
     }
 
     /// Finishes (compresses) the batch if needed and writes the producer id, epoch
-    /// and base sequence into its header, fixing the CRC.
-    /// A compressed batch's records buffer goes to `spare` for the next batch.
-    pub fn encoded(
-        &mut self,
-        identity: ProducerIdentity,
-        spare: &mut SpareBuffers,
-    ) -> Result<Bytes> {
+    /// and base sequence into its header, fixing the CRC. Returns the bytes and
+    /// the records buffer a compressed batch no longer needs (for
+    /// [`SpareBuffers`]); the sender calls it outside the accumulator's lock.
+    pub fn seal(&mut self, identity: ProducerIdentity) -> Result<(Bytes, Option<Vec<u8>>)> {
+        let mut spare = None;
         if let Some(builder) = self.builder.take() {
             let (bytes, buffer) = builder.finish_reusing()?;
             self.encoded = Some(bytes);
-            if let Some(buffer) = buffer {
-                spare.put(buffer);
-            }
+            spare = buffer;
         }
         // Taken, not cloned: the only reference lets `restamp` write in place.
         let bytes = self.encoded.take().ok_or_else(|| Error::Encode {
@@ -108,12 +104,25 @@ impl Batch {
             || (identity == ProducerIdentity::NONE && self.stamped.is_none())
         {
             self.encoded = Some(bytes.clone());
-            return Ok(bytes);
+            return Ok((bytes, spare));
         }
         let stamped = restamp(bytes, identity, self.base_sequence);
         self.encoded = Some(stamped.clone());
         self.stamped = Some(want);
-        Ok(stamped)
+        Ok((stamped, spare))
+    }
+
+    /// At least the batch's size once sealed: its encoded size, or before that its
+    /// size uncompressed plus the most any codec can grow it (snappy: n/6 + 32).
+    pub fn size_bound(&self) -> usize {
+        match (&self.encoded, &self.builder) {
+            (Some(bytes), _) => bytes.len(),
+            (None, Some(builder)) => {
+                let n = builder.uncompressed_size();
+                n + n / 6 + 64
+            }
+            (None, None) => 0,
+        }
     }
 
     /// The finished batch bytes, once drained.
@@ -145,7 +154,7 @@ impl SpareBuffers {
     /// and new ones take them back at about the same rate).
     const MAX: usize = 8;
 
-    fn put(&mut self, buffer: Vec<u8>) {
+    pub(crate) fn put(&mut self, buffer: Vec<u8>) {
         if self.buffers.len() < Self::MAX && buffer.capacity() <= 2 * self.capacity {
             self.buffers.push(buffer);
         }
@@ -776,7 +785,7 @@ mod tests {
             producer_id: 7,
             producer_epoch: 1,
         };
-        batch.encoded(identity, &mut acc.spare).unwrap();
+        batch.seal(identity).unwrap();
         let reserved = batch.reserved;
         let parts = acc.split_parts(&batch).unwrap();
         let parts = acc.split(batch, parts);

@@ -310,34 +310,70 @@ fn drain(
             batch.base_sequence = q.next_sequence;
             q.next_sequence = q.next_sequence.wrapping_add(batch.record_count() as i32) & i32::MAX;
         }
-        let bytes = match batch.encoded(identity, &mut acc.spare) {
-            Ok(b) => b,
-            Err(e) => {
-                acc.finished(&mut batch);
-                batch.complete(Err(&e));
-                continue;
-            }
-        };
-        if entry.0 > 0 && entry.0 + bytes.len() > config.max_request_size {
+        // Compressed outside the lock (below); until then its size is bounded.
+        let bound = batch.size_bound();
+        if entry.0 > 0 && entry.0 + bound > config.max_request_size {
             // Full request: the batch waits for the next round.
             acc.topics[t].queues[p].batches.push_front(batch);
             continue;
         }
-        entry.0 += bytes.len();
+        entry.0 += bound;
         acc.topics[t].queues[p].in_flight += 1;
         batch.sent = true;
         batch.retry_at = None;
-        crate::client::metrics::batch_sent(batch.record_count(), bytes.len());
         entry.1.push(batch);
     }
-    let requests: Vec<Sent> = by_leader
+    let picked: Vec<(i32, Vec<Batch>)> = by_leader
         .into_iter()
         .filter(|(_, (_, b))| !b.is_empty())
-        .map(|(leader, (_, batches))| Sent { leader, batches })
+        .map(|(leader, (_, batches))| (leader, batches))
         .collect();
-    acc.in_flight_requests += requests.len();
+    // Counted now, so an epoch bump waits for these requests too.
+    acc.in_flight_requests += picked.len();
     let deadline = acc.next_deadline(now);
     drop(acc);
+    // Compression and the header stamp run without the lock, so the application
+    // keeps appending meanwhile.
+    let mut spare = Vec::new();
+    let mut failed = Vec::new();
+    let mut requests: Vec<Sent> = Vec::with_capacity(picked.len());
+    for (leader, batches) in picked {
+        let mut ready = Vec::with_capacity(batches.len());
+        for mut batch in batches {
+            match batch.seal(identity) {
+                Ok((bytes, buffer)) => {
+                    spare.extend(buffer);
+                    crate::client::metrics::batch_sent(batch.record_count(), bytes.len());
+                    ready.push(batch);
+                }
+                Err(e) => failed.push((batch, e)),
+            }
+        }
+        requests.push(Sent {
+            leader,
+            batches: ready,
+        });
+    }
+    let empty = requests.iter().filter(|r| r.batches.is_empty()).count();
+    if !spare.is_empty() || !failed.is_empty() || empty > 0 {
+        let mut acc = shared.lock();
+        for buffer in spare {
+            acc.spare.put(buffer);
+        }
+        for (mut batch, e) in failed {
+            if let Some(q) = acc.queue_mut(&batch.topic, batch.partition) {
+                q.in_flight = q.in_flight.saturating_sub(1);
+            }
+            acc.finished(&mut batch);
+            batch.complete(Err(&e));
+        }
+        acc.in_flight_requests = acc.in_flight_requests.saturating_sub(empty);
+        requests.retain(|r| !r.batches.is_empty());
+        drop(acc);
+        if empty > 0 {
+            shared.progress.notify_waiters();
+        }
+    }
     if !missing_metadata.is_empty() {
         missing_metadata.sort();
         missing_metadata.dedup();
