@@ -64,10 +64,11 @@ pub struct Spec {
 }
 
 /// xorshift64*: a fixed seed makes every run's input the same (up to `base_ms`).
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -158,6 +159,8 @@ pub struct Expected {
     pub count: Digest,
     /// `region,window_start,sum of amounts` of every sliding window they close.
     pub sliding: Digest,
+    /// Every joined order and payment (`crate::join`).
+    pub join: Digest,
 }
 
 impl Expected {
@@ -207,6 +210,7 @@ impl Expected {
             "passthrough" => self.passthrough,
             "filtermap" => self.filtermap,
             "sliding" => self.sliding,
+            "join" => self.join,
             _ => self.count,
         }
     }

@@ -18,6 +18,7 @@
 //! child is killed.
 
 mod data;
+mod join;
 mod procfs;
 mod report;
 mod strom_job;
@@ -77,7 +78,7 @@ struct RunArgs {
     /// Systems, in this order: strom, flink, kstreams.
     #[arg(long, value_delimiter = ',', default_values = ["strom", "flink", "kstreams"])]
     systems: Vec<String>,
-    /// Pipelines: passthrough, filtermap, count, sliding; `none` for the latency part only.
+    /// Pipelines: passthrough, filtermap, count, sliding, join; `none` for the latency part only.
     #[arg(long, value_delimiter = ',', default_values = ["passthrough", "filtermap", "count"])]
     pipelines: Vec<String>,
     /// Guarantee and checkpoint (commit) interval: alo-1s, eos-1s, eos-10s, ...
@@ -186,6 +187,10 @@ struct Driver {
     client: Client,
     admin: Admin,
     input: String,
+    /// The join's second input topic.
+    payments: String,
+    /// Its records, end markers not counted.
+    payment_records: usize,
     expected: Expected,
     broker: Option<u32>,
     clk_tck: f64,
@@ -285,6 +290,9 @@ impl Driver {
         };
         for (flag, value) in common {
             cmd.args([flag, &value]);
+        }
+        if run.pipeline == "join" {
+            cmd.args(["--payments", &self.payments]);
         }
         let log_file = std::fs::File::create(log)?;
         cmd.stdin(Stdio::null())
@@ -548,7 +556,12 @@ impl Driver {
             system: system.to_string(),
             pipeline: pipeline.to_string(),
             guarantee: guarantee.to_string(),
-            records: self.args.records,
+            records: self.args.records
+                + if pipeline == "join" {
+                    self.payment_records
+                } else {
+                    0
+                },
             secs,
             first_output: first,
             cpu,
@@ -575,6 +588,27 @@ fn command_line() -> String {
         }
     }
     args.join(" ")
+}
+
+/// Writes `records` to `topic`, each to its own partition or by key.
+async fn load(producer: &Producer, topic: &str, records: &[data::Record]) -> Result<()> {
+    let mut pending = Vec::new();
+    for r in records {
+        let mut rec = ProducerRecord::new(topic, r.value()).key(r.key.clone());
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        pending.push(producer.send(rec).await?);
+        if pending.len() >= 100_000 {
+            for f in pending.drain(..) {
+                f.await?;
+            }
+        }
+    }
+    for f in pending {
+        f.await?;
+    }
+    Ok(())
 }
 
 /// Loads the input, runs the matrix, appends the report.
@@ -617,6 +651,8 @@ fn run(args: &RunArgs) -> Result<()> {
         let mut driver = Driver {
             args: args.clone(),
             input: format!("engines-{run_id}-input"),
+            payments: format!("engines-{run_id}-payments"),
+            payment_records: 0,
             run_id,
             admin: Admin::new(client.clone()),
             client,
@@ -629,32 +665,27 @@ fn run(args: &RunArgs) -> Result<()> {
         let loaded = Instant::now();
         let records: Vec<data::Record> = data::records(spec).collect();
         driver.expected = Expected::of(&records);
-        let mut pending = Vec::new();
-        for r in &records {
-            let mut rec = ProducerRecord::new(&driver.input, r.value()).key(r.key.clone());
-            if let Some(p) = r.partition {
-                rec = rec.partition(p);
-            }
-            pending.push(producer.send(rec).await?);
-            if pending.len() >= 100_000 {
-                for f in pending.drain(..) {
-                    f.await?;
-                }
-            }
-        }
-        for f in pending {
-            f.await?;
+        load(&producer, &driver.input, &records).await?;
+        if args.pipelines.iter().any(|p| p == "join") {
+            let payments = join::payments(&records);
+            driver.expected.join = join::expected(&records, &payments);
+            driver.payment_records = payments.iter().filter(|p| p.partition.is_none()).count();
+            driver.create_topic(&driver.payments).await?;
+            load(&producer, &driver.payments, &payments).await?;
         }
         drop(records);
         eprintln!(
-            "[engines] {} records in {} in {:.1} s; expected outputs: passthrough {}, filtermap {}, count {}, sliding {}",
+            "[engines] {} records in {} ({} in {}) in {:.1} s; expected outputs: passthrough {}, filtermap {}, count {}, sliding {}, join {}",
             args.records,
             driver.input,
+            driver.payment_records,
+            driver.payments,
             loaded.elapsed().as_secs_f64(),
             driver.expected.passthrough.count,
             driver.expected.filtermap.count,
             driver.expected.count.count,
-            driver.expected.sliding.count
+            driver.expected.sliding.count,
+            driver.expected.join.count
         );
 
         let mut rows = Vec::new();

@@ -8,11 +8,14 @@ use bytes::Bytes;
 use connectors::kafka::{
     DeliveryGuarantee, Format, FormatError, KafkaConfig, KafkaJob, KafkaScope, Raw,
 };
-use engine::{Count, Pipeline, PipelineConfig, Sum, WatermarkStrategy, Windowed, Windows};
+use engine::{
+    Count, Pipeline, PipelineConfig, StateCodec, Sum, WatermarkStrategy, Windowed, Windows,
+};
 
 use crate::data::{
     KEEP_BELOW, OUT_OF_ORDER_MS, SLIDING_SIZE_MS, SLIDING_SLIDE_MS, WINDOW_MS, region,
 };
+use crate::join::{JOIN_LOWER_MS, JOIN_UPPER_MS, joined};
 
 /// What the child runs (its command line).
 #[derive(Debug, Clone, clap::Args)]
@@ -25,9 +28,12 @@ pub struct ChildArgs {
     pub output: String,
     #[arg(long)]
     pub app: String,
-    /// passthrough | filtermap | count
+    /// passthrough | filtermap | count | sliding | join
     #[arg(long)]
     pub pipeline: String,
+    /// The join's second input.
+    #[arg(long, default_value = "")]
+    pub payments: String,
     /// alo | eos
     #[arg(long)]
     pub guarantee: String,
@@ -68,6 +74,19 @@ struct Parsed {
     key: String,
     ts: i64,
     amount: u64,
+}
+
+/// Kept in the join's state.
+impl StateCodec for Parsed {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        self.key.encode(buf);
+        self.ts.encode(buf);
+        self.amount.encode(buf);
+    }
+    fn decode(buf: &mut &[u8]) -> engine::Result<Self> {
+        let (key, ts, amount) = <(String, i64, u64)>::decode(buf)?;
+        Ok(Parsed { key, ts, amount })
+    }
 }
 
 /// Parses input values (a malformed one is a bad record).
@@ -217,6 +236,33 @@ pub fn run(args: &ChildArgs) -> Result<()> {
                                 .key(|w: &Windowed<String, u64>| Some(Bytes::from(w.key.clone())))
                                 .delivery(guarantee),
                         ),
+                    "join" => {
+                        let bounded = || {
+                            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(
+                                OUT_OF_ORDER_MS as u64,
+                            ))
+                            .with_timestamp(|r: &Parsed| r.ts)
+                        };
+                        let orders = p
+                            .source(source.format(Csv), bounded())
+                            .key_by_source_partition(|r| r.key.clone());
+                        let payments = p
+                            .source(
+                                k.source().topics([a.payments.clone()]).format(Csv),
+                                bounded(),
+                            )
+                            .key_by_source_partition(|r| r.key.clone());
+                        orders
+                            .interval_join(payments, JOIN_LOWER_MS, JOIN_UPPER_MS, |o, pay| Out {
+                                key: Bytes::from(o.key.clone()),
+                                value: Bytes::from(joined(
+                                    &o.key,
+                                    (o.ts, o.amount),
+                                    (pay.ts, pay.amount),
+                                )),
+                            })
+                            .sink(sink())
+                    }
                     other => {
                         return Err(engine::EngineError::InvalidPipeline(format!(
                             "unknown pipeline {other}"

@@ -10,8 +10,10 @@ final class Args {
     final String output;
     /** Application id, consumer group and transactional id prefix. */
     final String app;
-    /** passthrough | filtermap | count */
+    /** passthrough | filtermap | count | sliding | join */
     final String pipeline;
+    /** The join's second input topic (join only). */
+    final String payments;
     final boolean exactlyOnce;
     final long checkpointMs;
     final int parallelism;
@@ -33,6 +35,7 @@ final class Args {
         output = need(m, "output");
         app = need(m, "app");
         pipeline = need(m, "pipeline");
+        payments = pipeline.equals("join") ? need(m, "payments") : null;
         String g = need(m, "guarantee");
         if (!g.equals("alo") && !g.equals("eos")) {
             throw new IllegalArgumentException("--guarantee alo|eos, got " + g);

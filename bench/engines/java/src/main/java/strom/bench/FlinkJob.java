@@ -19,7 +19,9 @@ import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsIni
 import org.apache.flink.connector.kafka.source.reader.deserializer.KafkaRecordDeserializationSchema;
 import org.apache.flink.core.execution.CheckpointingMode;
 import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.KeyedStream;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.co.ProcessJoinFunction;
 import org.apache.flink.streaming.api.functions.windowing.ProcessWindowFunction;
 import org.apache.flink.streaming.api.windowing.assigners.SlidingEventTimeWindows;
 import org.apache.flink.streaming.api.windowing.assigners.TumblingEventTimeWindows;
@@ -50,13 +52,7 @@ final class FlinkJob {
         env.enableCheckpointing(a.checkpointMs,
                 a.exactlyOnce ? CheckpointingMode.EXACTLY_ONCE : CheckpointingMode.AT_LEAST_ONCE);
 
-        KafkaSource<Tuple2<byte[], byte[]>> source = KafkaSource.<Tuple2<byte[], byte[]>>builder()
-                .setBootstrapServers(a.bootstrap)
-                .setTopics(a.input)
-                .setGroupId(a.app)
-                .setStartingOffsets(OffsetsInitializer.earliest())
-                .setDeserializer(new RawDeserializer())
-                .build();
+        KafkaSource<Tuple2<byte[], byte[]>> source = source(a, a.input);
         Properties producer = new Properties();
         producer.setProperty("compression.type", "lz4");
         producer.setProperty("linger.ms", "5");
@@ -114,10 +110,46 @@ final class FlinkJob {
                             Duration.ofMillis(Records.SLIDING_SLIDE_MS)))
                     .aggregate(new SumAmounts(), new WithWindow())
                     .returns(RAW);
+            case "join" -> {
+                KeyedStream<Tuple3<String, Long, Long>, String> orders =
+                        env.fromSource(source, byEventTime(), "orders")
+                                .map(t -> parsed(t.f1)).returns(PARSED).keyBy(t -> t.f0);
+                KeyedStream<Tuple3<String, Long, Long>, String> payments =
+                        env.fromSource(source(a, a.payments), byEventTime(), "payments")
+                                .map(t -> parsed(t.f1)).returns(PARSED).keyBy(t -> t.f0);
+                out = orders.intervalJoin(payments)
+                        .between(Duration.ofMillis(Records.JOIN_LOWER_MS), Duration.ofMillis(Records.JOIN_UPPER_MS))
+                        .process(new Joined(), RAW);
+            }
             default -> throw new IllegalArgumentException("unknown pipeline " + a.pipeline);
         }
         out.sinkTo(sink);
         env.execute("engines-bench-" + a.pipeline);
+    }
+
+    /** key, event time, amount. */
+    static final TypeInformation<Tuple3<String, Long, Long>> PARSED = Types.TUPLE(Types.STRING, Types.LONG, Types.LONG);
+
+    /** {@code topic} from the earliest offsets, key and value bytes. */
+    static KafkaSource<Tuple2<byte[], byte[]>> source(Args a, String topic) {
+        return KafkaSource.<Tuple2<byte[], byte[]>>builder()
+                .setBootstrapServers(a.bootstrap)
+                .setTopics(topic)
+                .setGroupId(a.app)
+                .setStartingOffsets(OffsetsInitializer.earliest())
+                .setDeserializer(new RawDeserializer())
+                .build();
+    }
+
+    /** Event time from the value, watermarks {@link Records#OUT_OF_ORDER_MS} behind the largest. */
+    static WatermarkStrategy<Tuple2<byte[], byte[]>> byEventTime() {
+        return WatermarkStrategy.<Tuple2<byte[], byte[]>>forBoundedOutOfOrderness(Duration.ofMillis(Records.OUT_OF_ORDER_MS))
+                .withTimestampAssigner((t, ts) -> Records.eventTime(t.f1));
+    }
+
+    static Tuple3<String, Long, Long> parsed(byte[] value) {
+        Records.Parsed p = Records.parse(value);
+        return Tuple3.of(p.key, p.ts, p.amount);
     }
 
     /** Key and value bytes as they are. */
@@ -190,6 +222,17 @@ final class FlinkJob {
         @Override
         public Long merge(Long a, Long b) {
             return a + b;
+        }
+    }
+
+    /** One joined order and payment, as an output record. */
+    static final class Joined
+            extends ProcessJoinFunction<Tuple3<String, Long, Long>, Tuple3<String, Long, Long>, Tuple2<byte[], byte[]>> {
+        @Override
+        public void processElement(Tuple3<String, Long, Long> o, Tuple3<String, Long, Long> p, Context ctx,
+                Collector<Tuple2<byte[], byte[]>> out) {
+            out.collect(Tuple2.of(o.f0.getBytes(StandardCharsets.US_ASCII),
+                    Records.joined(o.f0, o.f1, o.f2, p.f1, p.f2)));
         }
     }
 

@@ -7,7 +7,7 @@ public final class Main {
     public static void main(String[] argv) throws Exception {
         if (argv.length < 1) {
             System.err.println("usage: Main flink|kstreams --bootstrap B --input T --output T --app A "
-                    + "--pipeline passthrough|filtermap|count --guarantee alo|eos --checkpoint-ms N "
+                    + "--pipeline passthrough|filtermap|count|sliding|join [--payments T] --guarantee alo|eos --checkpoint-ms N "
                     + "--parallelism P --state-dir DIR [--state-backend hashmap|rocksdb]");
             System.exit(2);
         }

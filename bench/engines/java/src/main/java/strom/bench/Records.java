@@ -20,6 +20,16 @@ final class Records {
     /** Watermark bound (Flink, strom) and grace (Kafka Streams) of the count pipeline. */
     static final long OUT_OF_ORDER_MS = 30_000;
 
+    /** Inclusive bounds of the join's {@code payment.ts - order.ts}. */
+    static final long JOIN_LOWER_MS = -5_000;
+    static final long JOIN_UPPER_MS = 10_000;
+    /**
+     * Kafka Streams' grace of the join window: long enough that no record's
+     * partner has left the window stores (the stores keep before + after + grace
+     * behind the latest time each has seen).
+     */
+    static final long JOIN_GRACE_MS = 60_000;
+
     private Records() {}
 
     /** One parsed input value. */
@@ -66,5 +76,18 @@ final class Records {
     /** The count pipeline's output value. */
     static byte[] windowCount(String key, long windowStart, long count) {
         return (key + "," + windowStart + "," + count).getBytes(StandardCharsets.US_ASCII);
+    }
+
+    /** The join's output value: {@code key,order_ts,order_amount,payment_ts,payment_amount}. */
+    static byte[] joined(String key, long orderTs, long orderAmount, long paymentTs, long paymentAmount) {
+        return (key + "," + orderTs + "," + orderAmount + "," + paymentTs + "," + paymentAmount)
+                .getBytes(StandardCharsets.US_ASCII);
+    }
+
+    /** The join's output value from an order's and a payment's values. */
+    static byte[] joined(byte[] order, byte[] payment) {
+        Parsed o = parse(order);
+        Parsed p = parse(payment);
+        return joined(o.key, o.ts, o.amount, p.ts, p.amount);
     }
 }

@@ -13,9 +13,11 @@ import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.JoinWindows;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.StreamJoined;
 import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
 
@@ -23,7 +25,8 @@ import org.apache.kafka.streams.kstream.TimeWindows;
  * The pipelines on Kafka Streams: one application with {@code parallelism} stream
  * threads; the window count keeps its state in RocksDB with a changelog topic (the
  * default) and emits final results only (suppress until the window closes); the
- * sliding window re-keys by region, which repartitions through an internal topic.
+ * sliding window re-keys by region, which repartitions through an internal topic;
+ * the join keeps both inputs in RocksDB window stores with changelog topics.
  */
 final class StreamsJob {
     private StreamsJob() {}
@@ -79,6 +82,19 @@ final class StreamsJob {
                         .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
                         .toStream()
                         .map((w, s) -> KeyValue.pair(w.key(), Records.windowCount(w.key(), w.window().start(), s)))
+                        .to(a.output, Produced.with(Serdes.String(), Serdes.ByteArray()));
+            }
+            case "join" -> {
+                Consumed<String, byte[]> byEventTime = Consumed.with(Serdes.String(), Serdes.ByteArray())
+                        .withTimestampExtractor((r, prev) -> Records.eventTime((byte[]) r.value()));
+                KStream<String, byte[]> orders = b.stream(a.input, byEventTime);
+                KStream<String, byte[]> payments = b.stream(a.payments, byEventTime);
+                // before/after: payment.ts in [order.ts - before, order.ts + after], both inclusive.
+                orders.join(payments, Records::joined,
+                                JoinWindows.ofTimeDifferenceAndGrace(Duration.ofMillis(Records.JOIN_UPPER_MS),
+                                                Duration.ofMillis(Records.JOIN_GRACE_MS))
+                                        .before(Duration.ofMillis(-Records.JOIN_LOWER_MS)),
+                                StreamJoined.with(Serdes.String(), Serdes.ByteArray(), Serdes.ByteArray()))
                         .to(a.output, Produced.with(Serdes.String(), Serdes.ByteArray()));
             }
             default -> throw new IllegalArgumentException("unknown pipeline " + a.pipeline);
