@@ -266,7 +266,10 @@ async fn a_checkpoint_completes_only_after_its_durable_write_and_a_failed_write_
     .sink(sink.clone());
     p.checkpoint_store(store.clone());
     let job = p.start().unwrap();
+    // The durable store holds the completed checkpoints; memory keeps no copy.
+    let in_memory = job.checkpoints();
     let err = job.wait().await.unwrap_err();
+    assert!(in_memory.ids().is_empty(), "{:?}", in_memory.ids());
     assert_eq!(err.class(), ErrorClass::Rollback, "{err}");
     assert_eq!(
         err.to_string(),

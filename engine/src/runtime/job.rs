@@ -133,7 +133,9 @@ impl JobHandle {
         }
     }
 
-    /// The newest completed checkpoints, kept in memory.
+    /// The newest completed checkpoints, kept in memory; empty when the pipeline
+    /// writes them to a durable store ([`crate::Pipeline::checkpoint_store`]),
+    /// which then holds them.
     pub fn checkpoints(&self) -> InMemoryCheckpointStore {
         self.store.clone()
     }
@@ -312,7 +314,10 @@ impl Coordinator {
             "checkpoint complete"
         );
         self.status.checkpoint_completed(&cp);
-        self.store.add(Checkpoint::clone(&cp));
+        // A durable store has it; a copy here would double the state held.
+        if self.durable.is_none() {
+            self.store.add(Checkpoint::clone(&cp));
+        }
         for (_, _, tx) in &self.controls {
             let _ = tx.send(Control::Complete(id));
         }
