@@ -57,6 +57,14 @@ pub(crate) fn index<K: Clone + PartialEq>(expiry: &mut BTreeMap<i64, Vec<K>>, at
     }
 }
 
+/// `at` rounded up to a multiple of `tick` (saturating).
+fn round_up(at: i64, tick: i64) -> i64 {
+    match at.rem_euclid(tick) {
+        0 => at,
+        r => at.saturating_add(tick - r),
+    }
+}
+
 /// Drops the entries whose expiry is below `watermark`, visiting only the keys
 /// the index names for the expired times.
 pub(crate) fn expire<K: Key, V>(
@@ -139,6 +147,10 @@ pub struct IntervalJoinOperator<K, A, B, F> {
     left_expiry: BTreeMap<i64, Vec<K>>,
     /// Expiry time (ts - lower) -> keys with a right entry expiring then.
     right_expiry: BTreeMap<i64, Vec<K>>,
+    /// Expiry times are rounded up to a multiple of this (ms): an entry may stay
+    /// up to a tick past its expiry, and the index holds one slot per tick
+    /// instead of one per millisecond.
+    tick: i64,
     watermark: i64,
     late_dropped: Option<metrics::Counter>,
 }
@@ -154,6 +166,7 @@ impl<K, A, B, F> IntervalJoinOperator<K, A, B, F> {
             right: None,
             left_expiry: BTreeMap::new(),
             right_expiry: BTreeMap::new(),
+            tick: (upper.saturating_sub(lower) / 16).clamp(1, 1000),
             watermark: i64::MIN,
             late_dropped: None,
         }
@@ -173,17 +186,25 @@ where
     fn open(&mut self, init: &OperatorInit) -> Result<()> {
         self.late_dropped = Some(late_dropped_counter(init));
         let (left, right) = restore_sides::<K, Vec<(i64, A)>, Vec<(i64, B)>>(init)?;
-        let (upper, lower) = (self.upper, self.lower);
+        let (upper, lower, tick) = (self.upper, self.lower, self.tick);
         for (k, v) in left.iter() {
             for (ts, _) in v.iter() {
                 let ts: i64 = *ts;
-                index(&mut self.left_expiry, ts.saturating_add(upper), k);
+                index(
+                    &mut self.left_expiry,
+                    round_up(ts.saturating_add(upper), tick),
+                    k,
+                );
             }
         }
         for (k, v) in right.iter() {
             for (ts, _) in v.iter() {
                 let ts: i64 = *ts;
-                index(&mut self.right_expiry, ts.saturating_sub(lower), k);
+                index(
+                    &mut self.right_expiry,
+                    round_up(ts.saturating_sub(lower), tick),
+                    k,
+                );
             }
         }
         self.left = Some(left);
@@ -220,7 +241,8 @@ where
                             }
                         }
                     }
-                    index(&mut self.left_expiry, ts.saturating_add(self.upper), &key);
+                    let at = round_up(ts.saturating_add(self.upper), self.tick);
+                    index(&mut self.left_expiry, at, &key);
                     let kg = left.key_group(&key);
                     left.group_mut(kg).entry(key).or_default().push((ts, a));
                 }
@@ -234,7 +256,8 @@ where
                             }
                         }
                     }
-                    index(&mut self.right_expiry, ts.saturating_sub(self.lower), &key);
+                    let at = round_up(ts.saturating_sub(self.lower), self.tick);
+                    index(&mut self.right_expiry, at, &key);
                     let kg = right.key_group(&key);
                     right.group_mut(kg).entry(key).or_default().push((ts, b));
                 }
@@ -306,6 +329,16 @@ mod tests {
         want.sort();
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn expiry_slots_round_up_and_saturate() {
+        use super::round_up;
+        assert_eq!(round_up(5, 3), 6);
+        assert_eq!(round_up(6, 3), 6);
+        assert_eq!(round_up(-5, 3), -3);
+        assert_eq!(round_up(i64::MAX - 1, 1000), i64::MAX);
+        assert_eq!(round_up(i64::MIN, 1000), i64::MIN + 808);
     }
 
     /// Bounds around timestamps at the ends of the i64 range saturate instead
