@@ -11,7 +11,9 @@
 //! ```
 //!
 //! A table read by several branches is read once and forked. All Kafka tables of
-//! a script share one cluster and one consumer group (`application.id`).
+//! a script share one cluster and one consumer group (`application.id`). A branch
+//! whose plan is updating carries [`Change`]s from its GroupAggregate to its sink
+//! (every other branch carries rows).
 
 use std::cell::RefCell;
 use std::collections::HashMap;

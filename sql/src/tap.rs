@@ -1,6 +1,7 @@
 //! [`Tapped`]: a sink that keeps the last rows it writes in the job's status
 //! ([`engine::ResultRing`]), with the sink table's column names and types, for the
-//! status page's chart; everything else goes to the sink it wraps.
+//! status page's chart (a delete of an updating result is no row of it, and is not
+//! kept); everything else goes to the sink it wraps.
 
 use std::future::Future;
 use std::sync::Arc;
