@@ -86,7 +86,8 @@ pub enum Node {
         table: String,
     },
     /// Filters and projects rows. Over an updating input, a version that fails
-    /// the filter becomes a delete of its key, and deletes pass through.
+    /// the filter deletes its key's row if the version it replaces passed (and is
+    /// dropped if not); a delete passes if the row it deletes passed.
     Calc {
         /// Input.
         input: Box<Plan>,
@@ -247,7 +248,7 @@ impl Plan {
                 if let Some(f) = filter {
                     let _ = write!(out, " where {}", f.text);
                     if input.upsert_key.is_some() {
-                        out.push_str("  (a version failing it deletes its key)");
+                        out.push_str("  (a version failing it deletes its key's row)");
                     }
                 }
                 out.push('\n');
@@ -1225,7 +1226,7 @@ CREATE TABLE out (k STRING, c BIGINT) WITH ('connector' = 'print');
         let text = p.explain();
         assert!(
             text.starts_with(
-                "Calc [k, COUNT(*)] where COUNT(*) < 10  (a version failing it deletes its key)"
+                "Calc [k, COUNT(*)] where COUNT(*) < 10  (a version failing it deletes its key's row)"
             ),
             "{text}"
         );

@@ -36,7 +36,7 @@ use engine::{
 };
 use tokio::sync::watch;
 
-use crate::aggregate::{Acc, RowAggregate};
+use crate::aggregate::{Acc, GroupUpdates, RowAggregate};
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
@@ -496,7 +496,7 @@ impl SqlJob {
         for (i, br) in self.branches.iter().enumerate() {
             let name = format!("q{}", i + 1);
             if br.plan.upsert_key.is_some() {
-                let changes = b.changes(&br.plan, &name, &mut 0)?;
+                let changes = b.changes(&br.plan, &name, &mut 0, false)?;
                 b.sink(insert_casts(changes, &br.casts), br, i)?;
             } else {
                 let rows = insert_casts(b.stream(&br.plan, &name, &mut 0)?, &br.casts);
@@ -524,7 +524,7 @@ impl SqlJob {
 /// What a branch hands its sink: rows (appends), or the [`Change`]s of an
 /// updating result.
 pub(crate) trait SinkRecord: serde::Serialize + Send + Sync + 'static {
-    /// The row (a delete's: the version that removed its key).
+    /// The row upserted, or the row a delete removes.
     fn row(&self) -> &Row;
     /// The row, to cast in place.
     fn row_mut(&mut self) -> &mut Row;
@@ -554,15 +554,13 @@ impl SinkRecord for Change {
         Change::row(self)
     }
     fn row_mut(&mut self) -> &mut Row {
-        match self {
-            Change::Upsert(r) | Change::Delete(r) => r,
-        }
+        Change::row_mut(self)
     }
     fn is_delete(&self) -> bool {
         Change::is_delete(self)
     }
     fn upsert(row: Row) -> Self {
-        Change::Upsert(row)
+        Change::Upsert { before: None, row }
     }
 }
 
@@ -593,16 +591,9 @@ fn insert_casts<T: SinkRecord>(stream: DataStream<T>, casts: &[Option<DataType>]
     }
     let casts = casts.to_vec();
     stream.try_map_named("insert-cast", move |mut record: T| {
-        let delete = record.is_delete();
         for (v, c) in record.row_mut().iter_mut().zip(&casts) {
             if let Some(to) = c {
-                let cast = cast_value(std::mem::replace(v, Value::Null), *to);
-                // A delete's columns outside its key are not written (see `deleted`).
-                *v = if delete {
-                    cast.unwrap_or(Value::Null)
-                } else {
-                    cast?
-                };
+                *v = cast_value(std::mem::replace(v, Value::Null), *to)?;
             }
         }
         Ok::<_, EvalError>(record)
@@ -956,15 +947,17 @@ impl Builder<'_> {
     }
 
     /// The changes of an updating plan: a GROUP BY without window, and filters
-    /// and projections over it. A version that fails a filter deletes its key's
-    /// row; a delete passes every filter. Without state for the previous version
-    /// of a key, a key whose earlier versions failed the filter too is deleted
-    /// again: a no-op for an upsert sink.
+    /// and projections over it. A filter passes a version that passes it; a
+    /// version that fails it deletes the key's row if the version it replaces
+    /// passed, and is dropped if not (as Flink retracts); a delete passes if the
+    /// row it deletes passed. `before`: whether a filter above reads the version
+    /// an upsert replaces (kept per key by the GroupAggregate's state anyway).
     fn changes(
         &self,
         plan: &Plan,
         branch: &str,
         n: &mut usize,
+        before: bool,
     ) -> engine::Result<DataStream<Change>> {
         Ok(match &plan.node {
             Node::Calc {
@@ -972,28 +965,50 @@ impl Builder<'_> {
                 filter,
                 project,
             } => {
-                let input = self.changes(input, branch, n)?;
+                let input = self.changes(input, branch, n, before || filter.is_some())?;
                 let filter = filter.as_ref().map(|f| f.eval.clone());
                 let project: Vec<_> = project.iter().map(|c| c.eval.clone()).collect();
-                input.try_map_named(
+                let passes = move |row: &Row| -> std::result::Result<bool, EvalError> {
+                    match &filter {
+                        Some(f) => Ok(f(row)?.is_true()),
+                        None => Ok(true),
+                    }
+                };
+                let projected = move |row: &Row| -> std::result::Result<Row, EvalError> {
+                    project.iter().map(|p| p(row)).collect()
+                };
+                input.try_flat_map(
                     "calc",
-                    move |change: Change| -> std::result::Result<Change, EvalError> {
-                        let row = match change {
-                            Change::Upsert(row) => row,
+                    move |change: Change| -> std::result::Result<Option<Change>, EvalError> {
+                        Ok(match change {
                             Change::Delete(row) => {
-                                return Ok(Change::Delete(deleted(&project, &row)));
+                                if passes(&row)? {
+                                    Some(Change::Delete(projected(&row)?))
+                                } else {
+                                    None
+                                }
                             }
-                        };
-                        if let Some(f) = &filter {
-                            if !f(&row)?.is_true() {
-                                return Ok(Change::Delete(deleted(&project, &row)));
+                            Change::Upsert { before: old, row } => {
+                                let old = match old {
+                                    Some(old) if passes(&old)? => Some(old),
+                                    _ => None,
+                                };
+                                if passes(&row)? {
+                                    Some(Change::Upsert {
+                                        before: match old.filter(|_| before) {
+                                            Some(old) => Some(projected(&old)?),
+                                            None => None,
+                                        },
+                                        row: projected(&row)?,
+                                    })
+                                } else {
+                                    match old {
+                                        Some(old) => Some(Change::Delete(projected(&old)?)),
+                                        None => None,
+                                    }
+                                }
                             }
-                        }
-                        project
-                            .iter()
-                            .map(|p| p(&row))
-                            .collect::<std::result::Result<Row, _>>()
-                            .map(Change::Upsert)
+                        })
                     },
                 )
             }
@@ -1009,7 +1024,7 @@ impl Builder<'_> {
                 let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
                 let k = *keys;
                 let agg = RowAggregate::new(aggs.clone());
-                let (a1, a2, a3) = (agg.clone(), agg.clone(), agg);
+                let a1 = agg.clone();
                 let rows = input.try_map_named(
                     "group-keys",
                     move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
@@ -1023,17 +1038,8 @@ impl Builder<'_> {
                     },
                 );
                 self.key_by(rows, branch, |t: &(Row, Vec<Acc>)| t.0.clone())
-                    .reduce(move |a, b| {
-                        let mut accs = a.1.clone();
-                        a2.merge_accs(&mut accs, &b.1);
-                        (a.0.clone(), accs)
-                    })
+                    .process(GroupUpdates::new(agg, before))
                     .uid(&uid)
-                    .map(move |(key, accs): (Row, Vec<Acc>)| {
-                        let mut out = key;
-                        out.extend(a3.results(&accs));
-                        Change::Upsert(out)
-                    })
             }
             _ => return Err(invalid("an appending plan where updates are expected")),
         })
@@ -1299,13 +1305,4 @@ fn pg_value(v: &Value) -> PgValue {
         Value::Bytes(b) => PgValue::Bytes(b.to_vec()),
         Value::Timestamp(ms) => PgValue::Timestamp(*ms),
     }
-}
-
-/// The row of a delete: `row` projected, a column that fails to evaluate NULL
-/// (a sink reads only the key columns, plain column references that cannot fail).
-fn deleted(project: &[crate::expr::EvalFn], row: &Row) -> Row {
-    project
-        .iter()
-        .map(|p| p(row).unwrap_or(Value::Null))
-        .collect()
 }

@@ -404,19 +404,31 @@ pub type Row = Vec<Value>;
 /// key columns (see [`crate::plan::Plan::upsert_key`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    /// The row of its key is now this one (Flink's `+I`/`+U`).
-    Upsert(Row),
-    /// The key has no row any more (Flink's `-D`): the version that failed a
-    /// filter, projected like an upsert (a column that fails to evaluate is
-    /// NULL). Sinks read only its key.
+    /// The row of its key is now `row` (Flink's `+I`/`+U`).
+    Upsert {
+        /// The row it replaces, if the key had one in the result; `None` also
+        /// where nothing above reads it (no filter), which then skips computing it.
+        before: Option<Row>,
+        /// The new row.
+        row: Row,
+    },
+    /// The key has no row any more (Flink's `-D`): the row it had. Sinks read
+    /// only its key.
     Delete(Row),
 }
 
 impl Change {
-    /// The row, upserted or deleted.
+    /// The row upserted or deleted.
     pub fn row(&self) -> &Row {
         match self {
-            Change::Upsert(r) | Change::Delete(r) => r,
+            Change::Upsert { row, .. } | Change::Delete(row) => row,
+        }
+    }
+
+    /// The row upserted or deleted, to change in place.
+    pub fn row_mut(&mut self) -> &mut Row {
+        match self {
+            Change::Upsert { row, .. } | Change::Delete(row) => row,
         }
     }
 
@@ -430,7 +442,7 @@ impl Change {
 impl serde::Serialize for Change {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
-            Change::Upsert(row) => row.serialize(s),
+            Change::Upsert { row, .. } => row.serialize(s),
             Change::Delete(_) => s.serialize_none(),
         }
     }

@@ -1091,8 +1091,14 @@ const FILTERED_SUBQUERY: &str = "SELECT cnt, url
 FROM (SELECT url, COUNT(*) AS cnt, SUM(bytes) AS total FROM logs GROUP BY url)
 WHERE total % 2 = 0";
 
+/// A WHERE over a HAVING, into print sink `two`: the outer filter sees the
+/// inner one's changes (upserts that replace a row, deletes of one).
+const TWO_FILTERS: &str = "SELECT url, cnt
+FROM (SELECT url, COUNT(*) AS cnt, SUM(bytes) AS total FROM logs GROUP BY url HAVING COUNT(*) % 3 <> 0)
+WHERE total % 2 = 0";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runs as the child process of filters_over_updates_delete_the_keys_whose_new_version_fails_them"]
+#[ignore = "runs as the child process of filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed"]
 async fn filtered_updates_print_child() {
     let Ok(input) = std::env::var(CHILD_INPUT) else {
         return;
@@ -1100,8 +1106,10 @@ async fn filtered_updates_print_child() {
     let sql = format!(
         "{}CREATE TABLE hav (url STRING, cnt BIGINT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'hav');
 CREATE TABLE sub (cnt BIGINT, url STRING) WITH ('connector' = 'print', 'print-identifier' = 'sub');
+CREATE TABLE two (url STRING, cnt BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'two');
 INSERT INTO hav {HAVING};
-INSERT INTO sub {FILTERED_SUBQUERY};",
+INSERT INTO sub {FILTERED_SUBQUERY};
+INSERT INTO two {TWO_FILTERS};",
         logs_table("logs", Path::new(&input), None)
     );
     run(&sql).await.unwrap();
@@ -1152,24 +1160,41 @@ fn upsert_table(changes: &BTreeMap<String, Vec<(bool, String)>>) -> BTreeMap<Str
 }
 
 #[test]
-fn filters_over_updates_delete_the_keys_whose_new_version_fails_them() {
+fn filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed() {
     let dir = TempDir::new("filtered-updates");
     let events = web_log(11, 1200, 5 * SEC, 8, 10);
     let input = dir.join("input.json");
     write_events(&input, &events);
     let stdout = print_child("filtered_updates_print_child", &input);
-    let (hav, sub) = (
+    let (hav, sub, two) = (
         printed_changes(&stdout, "hav", 0),
         printed_changes(&stdout, "sub", 1),
+        printed_changes(&stdout, "two", 0),
     );
 
     // Reference: the running aggregates of each url after each of its rows, and
-    // the change each filter makes of that version (no state of whether the
-    // previous version passed: a failing version is always a delete).
+    // the change each filter makes of that version: an upsert if it passes, else a
+    // delete of the previous version if that passed, else nothing.
     let text = |v: Option<i64>| v.map_or_else(|| "NULL".to_string(), |x| x.to_string());
     let mut state: BTreeMap<String, (i64, Option<i32>, Option<i64>)> = BTreeMap::new();
     let mut want_hav: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
     let mut want_sub: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    let mut want_two: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    // Per sink and url: the row it holds now.
+    let mut held: BTreeMap<(&str, String), String> = BTreeMap::new();
+    let mut change = |want: &mut BTreeMap<String, Vec<(bool, String)>>,
+                      sink: &'static str,
+                      url: &str,
+                      pass: bool,
+                      row: String| {
+        let key = (sink, url.to_string());
+        if pass {
+            held.insert(key, row.clone());
+            want.entry(url.to_string()).or_default().push((true, row));
+        } else if let Some(old) = held.remove(&key) {
+            want.entry(url.to_string()).or_default().push((false, old));
+        }
+    };
     for e in &events {
         let url = e.url.clone().unwrap();
         let s = state.entry(url.clone()).or_default();
@@ -1184,19 +1209,17 @@ fn filters_over_updates_delete_the_keys_whose_new_version_fails_them() {
         let worst_text = text(worst.map(i64::from));
         // COUNT(*) % 3 <> 0 OR MAX(status) < 400, with NULL < 400 unknown.
         let pass = cnt % 3 != 0 || worst.is_some_and(|w| w < 400);
-        want_hav
-            .entry(url.clone())
-            .or_default()
-            .push((pass, format!("{url}, {cnt}, {worst_text}")));
+        let row = format!("{url}, {cnt}, {worst_text}");
+        change(&mut want_hav, "hav", &url, pass, row);
         // total % 2 = 0, with a NULL total unknown.
         let pass = total.is_some_and(|t| t % 2 == 0);
-        want_sub
-            .entry(url.clone())
-            .or_default()
-            .push((pass, format!("{cnt}, {url}")));
+        change(&mut want_sub, "sub", &url, pass, format!("{cnt}, {url}"));
+        let pass = cnt % 3 != 0 && pass;
+        change(&mut want_two, "two", &url, pass, format!("{url}, {cnt}"));
     }
     assert_eq!(hav, want_hav, "HAVING: the changes per key");
     assert_eq!(sub, want_sub, "WHERE over a subquery: the changes per key");
+    assert_eq!(two, want_two, "WHERE over a HAVING: the changes per key");
 
     // The final tables equal the filters of the final aggregates.
     let final_hav: BTreeMap<String, String> = state
@@ -1216,8 +1239,23 @@ fn filters_over_updates_delete_the_keys_whose_new_version_fails_them() {
         .collect();
     assert_eq!(upsert_table(&hav), final_hav, "HAVING: the final table");
     assert_eq!(upsert_table(&sub), final_sub, "WHERE: the final table");
+    let final_two: BTreeMap<String, String> = state
+        .iter()
+        .filter(|(_, (cnt, _, total))| cnt % 3 != 0 && total.is_some_and(|t| t % 2 == 0))
+        .map(|(url, (cnt, _, _))| (url.clone(), format!("{url}, {cnt}")))
+        .collect();
+    assert_eq!(upsert_table(&two), final_two, "both: the final table");
+    // A key is deleted only while it has a row.
+    for (what, changes) in [("HAVING", &hav), ("WHERE", &sub), ("both", &two)] {
+        for (k, cs) in changes {
+            assert!(
+                cs.first().is_none_or(|c| c.0) && !cs.windows(2).any(|w| !w[0].0 && !w[1].0),
+                "{what}: {k} deleted without a row: {cs:?}"
+            );
+        }
+    }
     // The input makes both filters drop and readmit keys.
-    for (what, changes) in [("HAVING", &hav), ("WHERE", &sub)] {
+    for (what, changes) in [("HAVING", &hav), ("WHERE", &sub), ("both", &two)] {
         let readmitted = changes
             .values()
             .filter(|cs| cs.windows(2).any(|w| !w[0].0 && w[1].0))
