@@ -200,6 +200,59 @@ async fn upsert_keeps_the_last_row_per_key_within_and_across_checkpoints() {
     );
 }
 
+/// An upsert sink whose records with an empty name delete their id.
+fn deleting_sink(url: &str, table: &str) -> PostgresSink<Row> {
+    sink(url, table)
+        .mode(WriteMode::Upsert {
+            key: vec!["id".into()],
+        })
+        .deletes(|r: &Row| r.1.is_empty())
+}
+
+#[tokio::test]
+async fn deletes_remove_their_key_in_the_checkpoint_transaction_and_the_last_change_per_key_wins() {
+    let url = require_pg!();
+    let table = unique("delete");
+    let name = unique("delete");
+    let c = client(&url).await;
+    let mut s = deleting_sink(&url, &table).exactly_once(&name);
+    s.open(&ctx(vec![])).await.expect("open");
+    s.write(batch(&[(1, "a"), (2, "b"), (3, "c")]))
+        .await
+        .expect("write");
+    s.pre_commit(CheckpointId(1)).await.expect("pre_commit");
+    s.commit(CheckpointId(1)).await.expect("commit");
+    assert_eq!(
+        rows(&c, &table).await,
+        owned(&[(1, "a"), (2, "b"), (3, "c")])
+    );
+    // 1 deleted; 2 deleted then written again; 3 written then deleted; 4 never
+    // existed (a no-op). Nothing is visible before the checkpoint commits.
+    s.write(batch(&[(1, ""), (2, ""), (3, "d"), (4, "")]))
+        .await
+        .expect("write");
+    s.write(batch(&[(2, "e"), (3, "")])).await.expect("write");
+    s.pre_commit(CheckpointId(2)).await.expect("pre_commit");
+    assert_eq!(
+        rows(&c, &table).await,
+        owned(&[(1, "a"), (2, "b"), (3, "c")]),
+        "deletes are prepared with the upserts, invisible until the commit"
+    );
+    s.commit(CheckpointId(2)).await.expect("commit");
+    assert_eq!(rows(&c, &table).await, owned(&[(2, "e")]));
+    s.finish().await.expect("finish");
+}
+
+#[tokio::test]
+async fn a_delete_reaching_an_append_sink_fails_it() {
+    let url = require_pg!();
+    let table = unique("append_delete");
+    let mut s = sink(&url, &table).deletes(|r: &Row| r.1.is_empty());
+    s.open(&ctx(vec![])).await.expect("open");
+    let err = s.write(batch(&[(1, "")])).await.expect_err("a delete");
+    assert!(err.to_string().contains("no key to delete by"), "{err}");
+}
+
 #[tokio::test]
 async fn exactly_once_rows_are_invisible_after_pre_commit_and_visible_after_commit() {
     let url = require_pg!();

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use engine::{AggregateFunction, StateCodec};
+use engine::{
+    AggregateFunction, KeyedProcessFunction, ProcessContext, StateCodec, StateRegistry, ValueState,
+};
 
 use crate::expr::{arith, cast_value};
-use crate::types::{DataType, Row, Value};
+use crate::types::{Change, DataType, Row, Value};
 
 /// Which aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +296,66 @@ impl RowAggregate {
             .zip(self.specs.iter())
             .map(|(a, s)| a.result(s))
             .collect()
+    }
+}
+
+/// A GROUP BY without window: per key, the accumulators of its rows so far (one
+/// value state, as the engine's rolling reduce keeps it); after each row, the
+/// key's new result row as a [`Change::Upsert`], with the result it replaces
+/// when `before` is asked for (a filter above reads it).
+#[derive(Clone)]
+pub(crate) struct GroupUpdates {
+    agg: RowAggregate,
+    before: bool,
+    state: Option<ValueState<(Row, Vec<Acc>)>>,
+}
+
+impl GroupUpdates {
+    /// The updates of `agg` over (key, accumulators of one row) pairs.
+    pub(crate) fn new(agg: RowAggregate, before: bool) -> GroupUpdates {
+        GroupUpdates {
+            agg,
+            before,
+            state: None,
+        }
+    }
+
+    fn result_row(&self, key: &Row, accs: &[Acc]) -> Row {
+        let mut row = key.clone();
+        row.extend(self.agg.results(accs));
+        row
+    }
+}
+
+impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
+    type Out = Change;
+
+    fn open(&mut self, state: &mut StateRegistry<'_, Row>) -> engine::Result<()> {
+        self.state = Some(state.value());
+        Ok(())
+    }
+
+    fn process_element(
+        &mut self,
+        value: (Row, Vec<Acc>),
+        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+    ) -> engine::Result<()> {
+        let Some(s) = self.state else {
+            return Ok(());
+        };
+        let (next, before) = match ctx.state().get(s) {
+            Some((key, accs)) => {
+                let before = self.before.then(|| self.result_row(key, accs));
+                let mut merged = accs.clone();
+                self.agg.merge_accs(&mut merged, &value.1);
+                ((key.clone(), merged), before)
+            }
+            None => (value, None),
+        };
+        let row = self.result_row(&next.0, &next.1);
+        ctx.state().set(s, next);
+        ctx.collect(Change::Upsert { before, row });
+        Ok(())
     }
 }
 

@@ -10,6 +10,12 @@
 //! | `print` | | yes | `print-identifier`, `standard-error` |
 //! | `blackhole` | | yes | |
 //! | `postgres` | | yes | `url`, `table-name`, `username`, `password`, `sink.delivery-guarantee`, `sink.create-table` |
+//!
+//! An updating result (a GROUP BY without window) goes to every sink but files,
+//! keyed by the table's PRIMARY KEY (or `key.fields`), else by the group keys: an
+//! upsert as a row (print: `+U`), a delete of a key as a tombstone (Kafka: the key
+//! with a null value), a `DELETE` by key (PostgreSQL, in the checkpoint's
+//! transaction), or `-D` (print).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -85,7 +85,9 @@ pub enum Node {
         /// The table.
         table: String,
     },
-    /// Filters and projects rows.
+    /// Filters and projects rows. Over an updating input, a version that fails
+    /// the filter deletes its key's row if the version it replaces passed (and is
+    /// dropped if not); a delete passes if the row it deletes passed.
     Calc {
         /// Input.
         input: Box<Plan>,
@@ -190,7 +192,8 @@ pub struct Plan {
     /// The output column whose value is the records' event time, if any.
     pub time: Option<usize>,
     /// The key columns of an updating result (a non-windowed GROUP BY's keys), if
-    /// the output is a stream of updates rather than of appends.
+    /// the output is a stream of changes (new versions of a key's row, and deletes
+    /// of it: [`crate::types::Change`]) rather than of appends.
     pub upsert_key: Option<Vec<usize>>,
     /// Columns whose value is the record's event time plus a constant (a window
     /// aggregate's window_end is its window_time + 1 ms): join bounds may use them
@@ -244,6 +247,9 @@ impl Plan {
                 let _ = write!(out, "{pad}Calc [{}]", cols(project));
                 if let Some(f) = filter {
                     let _ = write!(out, " where {}", f.text);
+                    if input.upsert_key.is_some() {
+                        out.push_str("  (a version failing it deletes its key's row)");
+                    }
                 }
                 out.push('\n');
                 input.explain_into(out, depth + 1);
@@ -1183,4 +1189,72 @@ pub fn names(schema: &Schema) -> HashMap<String, usize> {
         .enumerate()
         .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse::parse_script;
+    use crate::plan::{Node, Plan, plan_query};
+
+    const DDL: &str = "CREATE TABLE t (k STRING, v BIGINT) WITH ('connector' = 'print');
+CREATE TABLE out (k STRING, c BIGINT) WITH ('connector' = 'print');
+";
+
+    fn plan(query: &str) -> Result<Plan, String> {
+        let script =
+            parse_script(&format!("{DDL}INSERT INTO out {query};")).map_err(|e| e.to_string())?;
+        plan_query(&script, &script.inserts[0].query).map_err(|e| e.to_string())
+    }
+
+    /// The filter of the plan's top Calc, and whether its input is updating.
+    fn top_filter(p: &Plan) -> Option<(String, bool)> {
+        match &p.node {
+            Node::Calc {
+                input,
+                filter: Some(f),
+                ..
+            } => Some((f.text.clone(), input.upsert_key.is_some())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn having_over_a_group_by_filters_its_updates_and_keeps_the_upsert_key() {
+        let p = plan("SELECT k, COUNT(*) AS c FROM t GROUP BY k HAVING COUNT(*) < 10").unwrap();
+        assert_eq!(p.upsert_key, Some(vec![0]));
+        assert_eq!(top_filter(&p), Some(("COUNT(*) < 10".into(), true)));
+        let text = p.explain();
+        assert!(
+            text.starts_with(
+                "Calc [k, COUNT(*)] where COUNT(*) < 10  (a version failing it deletes its key's row)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn where_over_an_updating_subquery_filters_its_updates_with_the_key_moved() {
+        let p = plan(
+            "SELECT k, c FROM (SELECT COUNT(*) AS c, k FROM t GROUP BY k) WHERE c < 10 AND k <> 'x'",
+        )
+        .unwrap();
+        assert_eq!(p.upsert_key, Some(vec![0]), "k is the first output column");
+        let (text, updating) = top_filter(&p).unwrap();
+        assert!(updating && text.contains("c < 10"), "{text}");
+    }
+
+    #[test]
+    fn a_filter_over_appends_deletes_nothing() {
+        let p = plan("SELECT k, v FROM t WHERE v < 10").unwrap();
+        assert_eq!(p.upsert_key, None);
+        assert_eq!(top_filter(&p), Some(("v < 10".into(), false)));
+        assert!(!p.explain().contains("deletes"), "{}", p.explain());
+    }
+
+    #[test]
+    fn a_projection_over_updates_that_drops_the_key_is_refused() {
+        let err = plan("SELECT c, c FROM (SELECT k, COUNT(*) AS c FROM t GROUP BY k) WHERE c < 10")
+            .unwrap_err();
+        assert!(err.contains("keep `k` in the SELECT list"), "{err}");
+    }
 }

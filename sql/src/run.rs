@@ -11,7 +11,9 @@
 //! ```
 //!
 //! A table read by several branches is read once and forked. All Kafka tables of
-//! a script share one cluster and one consumer group (`application.id`).
+//! a script share one cluster and one consumer group (`application.id`). A branch
+//! whose plan is updating carries [`Change`]s from its GroupAggregate to its sink
+//! (every other branch carries rows).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use crate::tap::Tapped;
 use bytes::Bytes;
 use connectors::file::{BadLinePolicy, FileSink, FileSource};
+use connectors::format::{Format, FormatError};
 use connectors::kafka::{
     BadRecordPolicy, Codec, DeliveryGuarantee, KafkaConfig, KafkaJob, KafkaScope,
 };
@@ -33,14 +36,14 @@ use engine::{
 };
 use tokio::sync::watch;
 
-use crate::aggregate::{Acc, RowAggregate};
+use crate::aggregate::{Acc, GroupUpdates, RowAggregate};
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
-use crate::format::row_to_json_text;
+use crate::format::{RowFormat, row_to_json_text};
 use crate::parse::{Script, TableDef, parse_script};
 use crate::plan::{Node, Plan, WindowSpec, plan_query, table_time};
-use crate::types::{DataType, Row, Schema, Value};
+use crate::types::{Change, DataType, Row, Schema, Value};
 
 /// How a script runs.
 #[derive(Debug, Clone)]
@@ -491,24 +494,110 @@ impl SqlJob {
             }
         }
         for (i, br) in self.branches.iter().enumerate() {
-            let stream = b.stream(&br.plan, &format!("q{}", i + 1), &mut 0)?;
-            let casts = br.casts.clone();
-            let stream = if casts.iter().any(Option::is_some) {
-                stream.try_map_named("insert-cast", move |mut row: Row| {
-                    for (v, c) in row.iter_mut().zip(&casts) {
-                        if let Some(to) = c {
-                            *v = cast_value(std::mem::replace(v, Value::Null), *to)?;
-                        }
-                    }
-                    Ok::<_, EvalError>(row)
-                })
+            let name = format!("q{}", i + 1);
+            if br.plan.upsert_key.is_some() {
+                let changes = b.changes(&br.plan, &name, &mut 0, false)?;
+                b.sink(insert_casts(changes, &br.casts), br, i)?;
             } else {
-                stream
-            };
-            b.sink(stream, br, i)?;
+                let rows = insert_casts(b.stream(&br.plan, &name, &mut 0)?, &br.casts);
+                match &br.sink {
+                    SinkConnector::File {
+                        path,
+                        format,
+                        max_file_size,
+                    } => {
+                        let mut sink = FileSink::<Row>::new(path.clone()).format(format.clone());
+                        if let Some(m) = max_file_size {
+                            sink = sink.max_file_size(*m);
+                        }
+                        let schema = br.target.schema.clone();
+                        rows.sink(Tapped::new(sink, &br.target.name, &schema, &b.status()));
+                    }
+                    _ => b.sink(rows, br, i)?,
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// What a branch hands its sink: rows (appends), or the [`Change`]s of an
+/// updating result.
+pub(crate) trait SinkRecord: serde::Serialize + Send + Sync + 'static {
+    /// The row upserted, or the row a delete removes.
+    fn row(&self) -> &Row;
+    /// The row, to cast in place.
+    fn row_mut(&mut self) -> &mut Row;
+    /// Whether this deletes its key's row.
+    fn is_delete(&self) -> bool;
+    /// A row read back (a sink format's decoding side).
+    fn upsert(row: Row) -> Self;
+}
+
+impl SinkRecord for Row {
+    fn row(&self) -> &Row {
+        self
+    }
+    fn row_mut(&mut self) -> &mut Row {
+        self
+    }
+    fn is_delete(&self) -> bool {
+        false
+    }
+    fn upsert(row: Row) -> Self {
+        row
+    }
+}
+
+impl SinkRecord for Change {
+    fn row(&self) -> &Row {
+        Change::row(self)
+    }
+    fn row_mut(&mut self) -> &mut Row {
+        Change::row_mut(self)
+    }
+    fn is_delete(&self) -> bool {
+        Change::is_delete(self)
+    }
+    fn upsert(row: Row) -> Self {
+        Change::Upsert { before: None, row }
+    }
+}
+
+/// A sink table's row format over [`SinkRecord`]s: a delete is a null value,
+/// a tombstone of its key (what compacted topics, Kafka Streams and Flink's
+/// upsert-kafka read as the end of the key's row).
+#[derive(Clone)]
+struct SinkFormat(RowFormat);
+
+impl<T: SinkRecord> Format<T> for SinkFormat {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> std::result::Result<T, FormatError> {
+        self.0.deserialize(bytes).map(T::upsert)
+    }
+
+    fn serialize(&self, record: &T) -> std::result::Result<Option<Bytes>, FormatError> {
+        if record.is_delete() {
+            return Ok(None);
+        }
+        self.0.serialize(record.row())
+    }
+}
+
+/// `stream` with the query's columns cast to the sink table's types where they
+/// differ (`casts`: per column, the type to cast to).
+fn insert_casts<T: SinkRecord>(stream: DataStream<T>, casts: &[Option<DataType>]) -> DataStream<T> {
+    if casts.iter().all(Option::is_none) {
+        return stream;
+    }
+    let casts = casts.to_vec();
+    stream.try_map_named("insert-cast", move |mut record: T| {
+        for (v, c) in record.row_mut().iter_mut().zip(&casts) {
+            if let Some(to) = c {
+                *v = cast_value(std::mem::replace(v, Value::Null), *to)?;
+            }
+        }
+        Ok::<_, EvalError>(record)
+    })
 }
 
 struct Builder<'a> {
@@ -689,7 +778,11 @@ impl Builder<'_> {
         }
     }
 
+    /// The rows of an appending plan.
     fn stream(&self, plan: &Plan, branch: &str, n: &mut usize) -> engine::Result<DataStream<Row>> {
+        if plan.upsert_key.is_some() {
+            return Err(invalid("an updating result where the plan expects appends"));
+        }
         Ok(match &plan.node {
             Node::Scan { table } => self.scan(table)?,
             Node::Calc {
@@ -847,6 +940,78 @@ impl Builder<'_> {
                     .uid(&format!("{branch}-join{n}"));
                 filtered(joined, filter)
             }
+            Node::GroupAggregate { .. } => {
+                return Err(invalid("a GROUP BY without window emits updates"));
+            }
+        })
+    }
+
+    /// The changes of an updating plan: a GROUP BY without window, and filters
+    /// and projections over it. A filter passes a version that passes it; a
+    /// version that fails it deletes the key's row if the version it replaces
+    /// passed, and is dropped if not (as Flink retracts); a delete passes if the
+    /// row it deletes passed. `before`: whether a filter above reads the version
+    /// an upsert replaces (kept per key by the GroupAggregate's state anyway).
+    fn changes(
+        &self,
+        plan: &Plan,
+        branch: &str,
+        n: &mut usize,
+        before: bool,
+    ) -> engine::Result<DataStream<Change>> {
+        Ok(match &plan.node {
+            Node::Calc {
+                input,
+                filter,
+                project,
+            } => {
+                let input = self.changes(input, branch, n, before || filter.is_some())?;
+                let filter = filter.as_ref().map(|f| f.eval.clone());
+                let project: Vec<_> = project.iter().map(|c| c.eval.clone()).collect();
+                let passes = move |row: &Row| -> std::result::Result<bool, EvalError> {
+                    match &filter {
+                        Some(f) => Ok(f(row)?.is_true()),
+                        None => Ok(true),
+                    }
+                };
+                let projected = move |row: &Row| -> std::result::Result<Row, EvalError> {
+                    project.iter().map(|p| p(row)).collect()
+                };
+                input.try_flat_map(
+                    "calc",
+                    move |change: Change| -> std::result::Result<Option<Change>, EvalError> {
+                        Ok(match change {
+                            Change::Delete(row) => {
+                                if passes(&row)? {
+                                    Some(Change::Delete(projected(&row)?))
+                                } else {
+                                    None
+                                }
+                            }
+                            Change::Upsert { before: old, row } => {
+                                let old = match old {
+                                    Some(old) if passes(&old)? => Some(old),
+                                    _ => None,
+                                };
+                                if passes(&row)? {
+                                    Some(Change::Upsert {
+                                        before: match old.filter(|_| before) {
+                                            Some(old) => Some(projected(&old)?),
+                                            None => None,
+                                        },
+                                        row: projected(&row)?,
+                                    })
+                                } else {
+                                    match old {
+                                        Some(old) => Some(Change::Delete(projected(&old)?)),
+                                        None => None,
+                                    }
+                                }
+                            }
+                        })
+                    },
+                )
+            }
             Node::GroupAggregate {
                 input,
                 pre,
@@ -859,7 +1024,7 @@ impl Builder<'_> {
                 let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
                 let k = *keys;
                 let agg = RowAggregate::new(aggs.clone());
-                let (a1, a2, a3) = (agg.clone(), agg.clone(), agg);
+                let a1 = agg.clone();
                 let rows = input.try_map_named(
                     "group-keys",
                     move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
@@ -873,28 +1038,31 @@ impl Builder<'_> {
                     },
                 );
                 self.key_by(rows, branch, |t: &(Row, Vec<Acc>)| t.0.clone())
-                    .reduce(move |a, b| {
-                        let mut accs = a.1.clone();
-                        a2.merge_accs(&mut accs, &b.1);
-                        (a.0.clone(), accs)
-                    })
+                    .process(GroupUpdates::new(agg, before))
                     .uid(&uid)
-                    .map(move |(key, accs): (Row, Vec<Acc>)| {
-                        let mut out = key;
-                        out.extend(a3.results(&accs));
-                        out
-                    })
             }
+            _ => return Err(invalid("an appending plan where updates are expected")),
         })
     }
 
-    fn sink(&self, stream: DataStream<Row>, br: &Branch, i: usize) -> engine::Result<()> {
-        let schema: Arc<Schema> = Arc::new(br.target.schema.clone());
-        let status = self
-            .p
+    /// The job's status registry (a new one when the pipeline has none).
+    fn status(&self) -> JobStatus {
+        self.p
             .config()
             .status
-            .unwrap_or_else(|| JobStatus::new("sql"));
+            .unwrap_or_else(|| JobStatus::new("sql"))
+    }
+
+    /// Writes `stream` into the branch's sink table (every sink but files, which
+    /// take only appends and are built by the caller).
+    fn sink<T: SinkRecord>(
+        &self,
+        stream: DataStream<T>,
+        br: &Branch,
+        i: usize,
+    ) -> engine::Result<()> {
+        let schema: Arc<Schema> = Arc::new(br.target.schema.clone());
+        let status = self.status();
         let table: &str = &br.target.name;
         let upsert = br.plan.upsert_key.clone();
         match &br.sink {
@@ -912,14 +1080,14 @@ impl Builder<'_> {
                 } else {
                     key_fields.clone()
                 };
-                let mut sink =
-                    k.sink::<Row>(topic)
-                        .format(format.clone())
-                        .delivery(if *exactly_once {
-                            DeliveryGuarantee::ExactlyOnce
-                        } else {
-                            DeliveryGuarantee::AtLeastOnce
-                        });
+                let mut sink = k
+                    .sink::<T>(topic)
+                    .format(SinkFormat(format.clone()))
+                    .delivery(if *exactly_once {
+                        DeliveryGuarantee::ExactlyOnce
+                    } else {
+                        DeliveryGuarantee::AtLeastOnce
+                    });
                 if !key_fields.is_empty() {
                     let key_schema = Schema::new(
                         key_fields
@@ -927,26 +1095,18 @@ impl Builder<'_> {
                             .map(|&c| schema.fields[c].clone())
                             .collect(),
                     );
-                    sink = sink.key(move |row: &Row| {
+                    sink = sink.key(move |record: &T| {
                         let vals: Row = key_fields
                             .iter()
-                            .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+                            .map(|&c| record.row().get(c).cloned().unwrap_or(Value::Null))
                             .collect();
                         Some(Bytes::from(row_to_json_text(&key_schema, &vals)))
                     });
                 }
                 stream.sink(Tapped::new(sink, table, &schema, &status));
             }
-            SinkConnector::File {
-                path,
-                format,
-                max_file_size,
-            } => {
-                let mut sink = FileSink::<Row>::new(path.clone()).format(format.clone());
-                if let Some(m) = max_file_size {
-                    sink = sink.max_file_size(*m);
-                }
-                stream.sink(Tapped::new(sink, table, &schema, &status));
+            SinkConnector::File { .. } => {
+                return Err(invalid("files take only appends"));
             }
             SinkConnector::Blackhole => stream.sink(Tapped::new(
                 connectors::blackhole::BlackholeSink,
@@ -956,10 +1116,13 @@ impl Builder<'_> {
             )),
             SinkConnector::Print { prefix, stderr } => {
                 let tag = if upsert.is_some() { "+U" } else { "+I" };
-                let mut sink = PrintSink::new(move |row: &Row| {
+                let mut sink = PrintSink::new(move |record: &T| {
                     format!(
-                        "{tag}[{}]",
-                        row.iter()
+                        "{}[{}]",
+                        if record.is_delete() { "-D" } else { tag },
+                        record
+                            .row()
+                            .iter()
                             .map(Value::to_text)
                             .collect::<Vec<_>>()
                             .join(", ")
@@ -982,9 +1145,10 @@ impl Builder<'_> {
                     .iter()
                     .map(|f| PgColumn::new(f.name.clone(), pg_type(f.ty)))
                     .collect();
-                let mut sink = PostgresSink::new(connection, table, columns, |row: &Row| {
-                    row.iter().map(pg_value).collect()
+                let mut sink = PostgresSink::new(connection, table, columns, |record: &T| {
+                    record.row().iter().map(pg_value).collect()
                 })
+                .deletes(|record: &T| record.is_delete())
                 .create_table(*create);
                 let key: Vec<String> = if !br.target.primary_key.is_empty() {
                     br.target.primary_key.clone()

@@ -1,12 +1,14 @@
 //! [`Tapped`]: a sink that keeps the last rows it writes in the job's status
 //! ([`engine::ResultRing`]), with the sink table's column names and types, for the
-//! status page's chart; everything else goes to the sink it wraps.
+//! status page's chart (a delete of an updating result is no row of it, and is not
+//! kept); everything else goes to the sink it wraps.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use engine::{CheckpointId, Record, ResultRing, ResultValue, Sink, SinkContext};
 
+use crate::run::SinkRecord;
 use crate::types::{DataType, Row, Schema, Value};
 
 /// A sink named after its SQL table that feeds a [`ResultRing`].
@@ -62,7 +64,7 @@ fn result_value(v: &Value) -> ResultValue {
     }
 }
 
-impl<S: Sink<Row>> Sink<Row> for Tapped<S> {
+impl<T: SinkRecord, S: Sink<T>> Sink<T> for Tapped<S> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -75,12 +77,15 @@ impl<S: Sink<Row>> Sink<Row> for Tapped<S> {
         self.inner.open(ctx)
     }
 
-    fn write(
-        &mut self,
-        batch: Vec<Record<Row>>,
-    ) -> impl Future<Output = engine::Result<()>> + Send {
+    fn write(&mut self, batch: Vec<Record<T>>) -> impl Future<Output = engine::Result<()>> + Send {
+        // A delete is no row of the result (the chart shows rows).
+        let rows: Vec<&Row> = batch
+            .iter()
+            .filter(|r| !r.value.is_delete())
+            .map(|r| r.value.row())
+            .collect();
         self.ring
-            .push_batch(&batch, |r| r.value.iter().map(result_value).collect());
+            .push_batch(&rows, |r| r.iter().map(result_value).collect());
         self.inner.write(batch)
     }
 

@@ -1,7 +1,9 @@
 //! SQL data types, values and rows.
 //!
 //! A row is a `Vec<Value>` laid out by a [`Schema`]; expressions are compiled
-//! against the schema into closures over rows (see [`crate::expr`]). Values have a
+//! against the schema into closures over rows (see [`crate::expr`]). An updating
+//! result (a GROUP BY without window, and filters and projections over it) is a
+//! stream of [`Change`]s: new versions of the row of a key, and deletes of it. Values have a
 //! total order and hash (doubles by their bits, NaN equal to itself) so that any
 //! column can be a grouping key or a `COUNT(DISTINCT ..)` element.
 
@@ -397,6 +399,54 @@ impl StateCodec for Value {
 
 /// A row of values.
 pub type Row = Vec<Value>;
+
+/// One element of an updating result, whose rows are identified by its upsert
+/// key columns (see [`crate::plan::Plan::upsert_key`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// The row of its key is now `row` (Flink's `+I`/`+U`).
+    Upsert {
+        /// The row it replaces, if the key had one in the result; `None` also
+        /// where nothing above reads it (no filter), which then skips computing it.
+        before: Option<Row>,
+        /// The new row.
+        row: Row,
+    },
+    /// The key has no row any more (Flink's `-D`): the row it had. Sinks read
+    /// only its key.
+    Delete(Row),
+}
+
+impl Change {
+    /// The row upserted or deleted.
+    pub fn row(&self) -> &Row {
+        match self {
+            Change::Upsert { row, .. } | Change::Delete(row) => row,
+        }
+    }
+
+    /// The row upserted or deleted, to change in place.
+    pub fn row_mut(&mut self) -> &mut Row {
+        match self {
+            Change::Upsert { row, .. } | Change::Delete(row) => row,
+        }
+    }
+
+    /// Whether this deletes its key's row.
+    pub fn is_delete(&self) -> bool {
+        matches!(self, Change::Delete(_))
+    }
+}
+
+/// An upsert as its row, a delete as a null.
+impl serde::Serialize for Change {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Change::Upsert { row, .. } => row.serialize(s),
+            Change::Delete(_) => s.serialize_none(),
+        }
+    }
+}
 
 /// A named, typed column.
 #[derive(Debug, Clone, PartialEq)]

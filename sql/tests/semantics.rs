@@ -1003,29 +1003,36 @@ async fn updating_group_by_print_child() {
     run(&sql).await.unwrap();
 }
 
+/// Runs the ignored test `name` in a child process with [`CHILD_INPUT`] set to
+/// `input`, and returns its standard output (what its print sinks wrote).
+fn print_child(name: &str, input: &Path) -> String {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_INPUT, input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout).into_owned();
+    assert!(
+        child.status.success(),
+        "child failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn updating_group_by_emits_the_running_aggregate_per_row() {
     let dir = TempDir::new("updates");
     let events = web_log(6, 1500, 5 * SEC, 8, 5);
     let input = dir.join("input.json");
     write_events(&input, &events);
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "updating_group_by_print_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_INPUT, &input)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "child failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
+    let stdout = print_child("updating_group_by_print_child", &input);
     // `upd> +U[url, cnt, total, worst]`, per url in the order emitted.
     let mut actual: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in stdout.lines() {
@@ -1071,6 +1078,197 @@ fn updating_group_by_emits_the_running_aggregate_per_row() {
     for (url, want) in &expected {
         assert_eq!(actual.get(url), Some(want), "updates of {url}");
     }
+}
+
+/// HAVING over a GROUP BY, into print sink `hav`: keys drop out when their count
+/// becomes a multiple of 3 and their worst status reaches 400, and come back.
+const HAVING: &str = "SELECT url, COUNT(*) AS cnt, MAX(status) AS worst FROM logs GROUP BY url
+HAVING COUNT(*) % 3 <> 0 OR MAX(status) < 400";
+
+/// WHERE over an updating subquery, into print sink `sub`: the key is the second
+/// column, and the filtered column is not projected.
+const FILTERED_SUBQUERY: &str = "SELECT cnt, url
+FROM (SELECT url, COUNT(*) AS cnt, SUM(bytes) AS total FROM logs GROUP BY url)
+WHERE total % 2 = 0";
+
+/// A WHERE over a HAVING, into print sink `two`: the outer filter sees the
+/// inner one's changes (upserts that replace a row, deletes of one).
+const TWO_FILTERS: &str = "SELECT url, cnt
+FROM (SELECT url, COUNT(*) AS cnt, SUM(bytes) AS total FROM logs GROUP BY url HAVING COUNT(*) % 3 <> 0)
+WHERE total % 2 = 0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs as the child process of filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed"]
+async fn filtered_updates_print_child() {
+    let Ok(input) = std::env::var(CHILD_INPUT) else {
+        return;
+    };
+    let sql = format!(
+        "{}CREATE TABLE hav (url STRING, cnt BIGINT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'hav');
+CREATE TABLE sub (cnt BIGINT, url STRING) WITH ('connector' = 'print', 'print-identifier' = 'sub');
+CREATE TABLE two (url STRING, cnt BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'two');
+INSERT INTO hav {HAVING};
+INSERT INTO sub {FILTERED_SUBQUERY};
+INSERT INTO two {TWO_FILTERS};",
+        logs_table("logs", Path::new(&input), None)
+    );
+    run(&sql).await.unwrap();
+}
+
+/// The changes a print sink `prefix` wrote, per key (the `key` column of its
+/// rows) in the order written: `(true, row)` an upsert, `(false, row)` a delete.
+fn printed_changes(
+    stdout: &str,
+    prefix: &str,
+    key: usize,
+) -> BTreeMap<String, Vec<(bool, String)>> {
+    let mut out: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    let tag = format!("{prefix}> ");
+    for line in stdout.lines() {
+        let Some(at) = line.find(&tag) else {
+            continue;
+        };
+        let change = &line[at + tag.len()..];
+        let (upsert, fields) = if let Some(f) = change.strip_prefix("+U[") {
+            (true, f)
+        } else if let Some(f) = change.strip_prefix("-D[") {
+            (false, f)
+        } else {
+            panic!("neither +U nor -D: {line}");
+        };
+        let fields = fields.strip_suffix(']').unwrap();
+        let k = fields.split(", ").nth(key).unwrap().to_string();
+        out.entry(k).or_default().push((upsert, fields.to_string()));
+    }
+    out
+}
+
+/// The table an upsert sink ends with after `changes`: the last upsert of each
+/// key not deleted after it.
+fn upsert_table(changes: &BTreeMap<String, Vec<(bool, String)>>) -> BTreeMap<String, String> {
+    let mut table = BTreeMap::new();
+    for (k, cs) in changes {
+        for (upsert, row) in cs {
+            if *upsert {
+                table.insert(k.clone(), row.clone());
+            } else {
+                table.remove(k);
+            }
+        }
+    }
+    table
+}
+
+#[test]
+fn filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed() {
+    let dir = TempDir::new("filtered-updates");
+    let events = web_log(11, 1200, 5 * SEC, 8, 10);
+    let input = dir.join("input.json");
+    write_events(&input, &events);
+    let stdout = print_child("filtered_updates_print_child", &input);
+    let (hav, sub, two) = (
+        printed_changes(&stdout, "hav", 0),
+        printed_changes(&stdout, "sub", 1),
+        printed_changes(&stdout, "two", 0),
+    );
+
+    // Reference: the running aggregates of each url after each of its rows, and
+    // the change each filter makes of that version: an upsert if it passes, else a
+    // delete of the previous version if that passed, else nothing.
+    let text = |v: Option<i64>| v.map_or_else(|| "NULL".to_string(), |x| x.to_string());
+    let mut state: BTreeMap<String, (i64, Option<i32>, Option<i64>)> = BTreeMap::new();
+    let mut want_hav: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    let mut want_sub: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    let mut want_two: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
+    // Per sink and url: the row it holds now.
+    let mut held: BTreeMap<(&str, String), String> = BTreeMap::new();
+    let mut change = |want: &mut BTreeMap<String, Vec<(bool, String)>>,
+                      sink: &'static str,
+                      url: &str,
+                      pass: bool,
+                      row: String| {
+        let key = (sink, url.to_string());
+        if pass {
+            held.insert(key, row.clone());
+            want.entry(url.to_string()).or_default().push((true, row));
+        } else if let Some(old) = held.remove(&key) {
+            want.entry(url.to_string()).or_default().push((false, old));
+        }
+    };
+    for e in &events {
+        let url = e.url.clone().unwrap();
+        let s = state.entry(url.clone()).or_default();
+        s.0 += 1;
+        if let Some(st) = e.status {
+            s.1 = Some(s.1.map_or(st, |m| m.max(st)));
+        }
+        if let Some(b) = e.bytes {
+            s.2 = Some(s.2.unwrap_or(0) + i64::from(b));
+        }
+        let (cnt, worst, total) = *s;
+        let worst_text = text(worst.map(i64::from));
+        // COUNT(*) % 3 <> 0 OR MAX(status) < 400, with NULL < 400 unknown.
+        let pass = cnt % 3 != 0 || worst.is_some_and(|w| w < 400);
+        let row = format!("{url}, {cnt}, {worst_text}");
+        change(&mut want_hav, "hav", &url, pass, row);
+        // total % 2 = 0, with a NULL total unknown.
+        let pass = total.is_some_and(|t| t % 2 == 0);
+        change(&mut want_sub, "sub", &url, pass, format!("{cnt}, {url}"));
+        let pass = cnt % 3 != 0 && pass;
+        change(&mut want_two, "two", &url, pass, format!("{url}, {cnt}"));
+    }
+    assert_eq!(hav, want_hav, "HAVING: the changes per key");
+    assert_eq!(sub, want_sub, "WHERE over a subquery: the changes per key");
+    assert_eq!(two, want_two, "WHERE over a HAVING: the changes per key");
+
+    // The final tables equal the filters of the final aggregates.
+    let final_hav: BTreeMap<String, String> = state
+        .iter()
+        .filter(|(_, (cnt, worst, _))| cnt % 3 != 0 || worst.is_some_and(|w| w < 400))
+        .map(|(url, (cnt, worst, _))| {
+            (
+                url.clone(),
+                format!("{url}, {cnt}, {}", text(worst.map(i64::from))),
+            )
+        })
+        .collect();
+    let final_sub: BTreeMap<String, String> = state
+        .iter()
+        .filter(|(_, (_, _, total))| total.is_some_and(|t| t % 2 == 0))
+        .map(|(url, (cnt, _, _))| (url.clone(), format!("{cnt}, {url}")))
+        .collect();
+    assert_eq!(upsert_table(&hav), final_hav, "HAVING: the final table");
+    assert_eq!(upsert_table(&sub), final_sub, "WHERE: the final table");
+    let final_two: BTreeMap<String, String> = state
+        .iter()
+        .filter(|(_, (cnt, _, total))| cnt % 3 != 0 && total.is_some_and(|t| t % 2 == 0))
+        .map(|(url, (cnt, _, _))| (url.clone(), format!("{url}, {cnt}")))
+        .collect();
+    assert_eq!(upsert_table(&two), final_two, "both: the final table");
+    // A key is deleted only while it has a row.
+    for (what, changes) in [("HAVING", &hav), ("WHERE", &sub), ("both", &two)] {
+        for (k, cs) in changes {
+            assert!(
+                cs.first().is_none_or(|c| c.0) && !cs.windows(2).any(|w| !w[0].0 && !w[1].0),
+                "{what}: {k} deleted without a row: {cs:?}"
+            );
+        }
+    }
+    // The input makes both filters drop and readmit keys.
+    for (what, changes) in [("HAVING", &hav), ("WHERE", &sub), ("both", &two)] {
+        let readmitted = changes
+            .values()
+            .filter(|cs| cs.windows(2).any(|w| !w[0].0 && w[1].0))
+            .count();
+        assert!(
+            readmitted > 0,
+            "{what}: no key was deleted and upserted again"
+        );
+    }
+    assert!(
+        final_hav.len() < state.len() && final_sub.len() < state.len(),
+        "some keys end deleted: {final_hav:?} {final_sub:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 //! independently: `scripts/logdemo.py` for the log-processing pipelines, the
 //! test itself for click analytics. And the log-processing pipeline killed with
 //! SIGKILL ten times: its Kafka output (Java console consumer, read_committed)
-//! and PostgreSQL tables still equal the reference, nothing left prepared.
+//! and PostgreSQL tables still equal the reference, nothing left prepared. And a
+//! filter over an updating GROUP BY whose deletes arrive as tombstones and as
+//! deleted PostgreSQL rows.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -781,4 +783,123 @@ SELECT country, COUNT(*) FROM clicks WHERE country IS NOT NULL GROUP BY country;
         *e = (*e).max(v["clicks"].as_u64().unwrap());
     }
     assert_eq!(last, totals);
+}
+
+/// A HAVING over a GROUP BY into an exactly-once Kafka table and an exactly-once
+/// PostgreSQL table: a key whose count reaches the bound ends as a tombstone in
+/// the topic (read_committed) and as no row in the table; the other keys keep
+/// their last count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_having_that_drops_a_key_writes_a_tombstone_and_deletes_its_row() {
+    let bootstrap = require_broker!();
+    let pg = postgres_url();
+    let (input, output) = (random_topic("having-in"), random_topic("having-out"));
+    create_topics(&bootstrap, &[(&input, 2), (&output, 2)]).await;
+    // `gone` counts up to 5 (deleted at its 3rd row, once), `kept` to 2, `once` to 1.
+    let keys = [
+        "gone", "kept", "gone", "once", "gone", "kept", "gone", "gone",
+    ];
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for k in keys {
+        let value = serde_json::json!({ "k": k }).to_string();
+        pending.push(
+            producer
+                .send(ProducerRecord::new(&input, value))
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    let table = random_topic("having_counts").replace('-', "_");
+    let pg_sink = match &pg {
+        Some(url) => format!(
+            "CREATE TABLE pg_counts (k STRING, c BIGINT, PRIMARY KEY (k) NOT ENFORCED) WITH (
+  'connector' = 'postgres', 'url' = '{url}', 'table-name' = '{table}',
+  'sink.delivery-guarantee' = 'exactly-once');
+INSERT INTO pg_counts SELECT k, COUNT(*) AS c FROM events GROUP BY k HAVING COUNT(*) < 3;\n"
+        ),
+        None => String::new(),
+    };
+    let script = format!(
+        "CREATE TABLE events (k STRING) WITH ('connector' = 'kafka', 'topic' = '{input}',
+  'format' = 'json', 'properties.group.id' = '{}', 'scan.startup.mode' = 'earliest-offset');
+CREATE TABLE counts (k STRING, c BIGINT, PRIMARY KEY (k) NOT ENFORCED) WITH (
+  'connector' = 'kafka', 'topic' = '{output}', 'format' = 'json',
+  'sink.delivery-guarantee' = 'exactly-once');
+INSERT INTO counts SELECT k, c FROM (SELECT k, COUNT(*) AS c FROM events GROUP BY k) WHERE c < 3;
+{pg_sink}",
+        random_topic("having-app")
+    );
+    let dir = temp_dir("having");
+    let path = dir.join("having.sql");
+    std::fs::write(&path, script).unwrap();
+    let mut pipeline = strom();
+    pipeline.args([
+        "--bootstrap",
+        &bootstrap,
+        "run",
+        "--bounded",
+        path.to_str().unwrap(),
+    ]);
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::task::spawn_blocking(move || run(pipeline, "strom run having.sql")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Per key, in offset order (one key, one partition): its counts, None for a
+    // tombstone.
+    let mut c = strom();
+    c.args([
+        "--bootstrap",
+        &bootstrap,
+        "consume",
+        "--topic",
+        &output,
+        "--from-beginning",
+        "--isolation-level",
+        "read_committed",
+        "--timeout-ms",
+        "3000",
+        "--json",
+    ]);
+    let mut got: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
+    let mut records: Vec<serde_json::Value> = run(c, "strom consume --json")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+    for r in &records {
+        let key: serde_json::Value = serde_json::from_str(r["key"].as_str().unwrap()).unwrap();
+        let k = key["k"].as_str().unwrap().to_string();
+        let count = r["value"].as_str().map(|v| {
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            assert_eq!(v["k"].as_str(), Some(k.as_str()), "{r}");
+            v["c"].as_u64().unwrap()
+        });
+        got.entry(k).or_default().push(count);
+    }
+    let want = BTreeMap::from([
+        ("gone".to_string(), vec![Some(1), Some(2), None]),
+        ("kept".to_string(), vec![Some(1), Some(2)]),
+        ("once".to_string(), vec![Some(1)]),
+    ]);
+    assert_eq!(got, want, "updates and tombstones per key");
+
+    if let Some(url) = pg {
+        let rows = psql(&url, &format!("SELECT k, c FROM \"{table}\" ORDER BY k"));
+        assert_eq!(rows, "kept\t2\nonce\t1\n", "the PostgreSQL table");
+        let left = psql(
+            &url,
+            "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE '%pg_counts%'",
+        );
+        assert_eq!(left.trim(), "0", "prepared transactions left behind");
+    }
 }

@@ -2,8 +2,9 @@
 //! exactly-once through two-phase commit (`PREPARE TRANSACTION`).
 //!
 //! ```text
-//!  write(batch) --to_row, fit to columns--> RowBuffer (upsert: last row per key wins)
-//!       | every batch_size rows: BEGIN (once) + multi-row INSERT [ON CONFLICT DO UPDATE]
+//!  write(batch) --to_row, fit to columns--> RowBuffer (upsert: last row or delete per key wins)
+//!       | every batch_size rows: BEGIN (once) + multi-row DELETE by key (upsert: the
+//!       | records `deletes` picks) + multi-row INSERT [ON CONFLICT DO UPDATE]
 //!       v
 //!  one open transaction per checkpoint, on the subtask's own connection
 //!       | barrier n: pre_commit(n)
@@ -86,8 +87,8 @@ use engine::{CheckpointId, EngineError, Record, Sink, SinkContext};
 pub use session::PostgresError;
 pub use value::{PgColumn, PgType, PgValue};
 
-use buffer::RowBuffer;
-use session::{Session, invalid, sql_error};
+use buffer::{Pending, RowBuffer};
+use session::{Session, StatementKind, invalid, sql_error};
 use sql::quote_literal;
 
 /// Rows per insert batch unless [`PostgresSink::batch_size`] says otherwise.
@@ -105,7 +106,8 @@ pub enum WriteMode {
     Append,
     /// Insert, or update the row with the same key (`ON CONFLICT (key) DO UPDATE`).
     /// The key columns need a unique index or primary key (`create_table` makes
-    /// them the primary key). Within a checkpoint the last row for a key wins.
+    /// them the primary key). Within a checkpoint the last row for a key wins;
+    /// a record [`PostgresSink::deletes`] picks deletes the row of its key instead.
     Upsert {
         /// Names of the key columns.
         key: Vec<String>,
@@ -114,6 +116,8 @@ pub enum WriteMode {
 
 /// The row a value becomes.
 type RowFn<T> = Arc<dyn Fn(&T) -> Vec<PgValue> + Send + Sync>;
+/// Whether a value deletes the row of its key.
+type DeleteFn<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -198,6 +202,7 @@ struct Running {
 pub struct PostgresSink<T> {
     settings: Arc<Settings>,
     to_row: RowFn<T>,
+    is_delete: Option<DeleteFn<T>>,
     run: Option<Running>,
     rows_total: metrics::Counter,
 }
@@ -207,6 +212,7 @@ impl<T> Clone for PostgresSink<T> {
         PostgresSink {
             settings: self.settings.clone(),
             to_row: self.to_row.clone(),
+            is_delete: self.is_delete.clone(),
             run: None,
             rows_total: self.rows_total.clone(),
         }
@@ -235,6 +241,7 @@ impl<T> PostgresSink<T> {
                 batch_rows: DEFAULT_BATCH_ROWS,
             }),
             to_row: Arc::new(to_row),
+            is_delete: None,
             run: None,
             rows_total: metrics::counter!("strom_postgres_sink_rows_total", "table" => table.to_string()),
         }
@@ -243,6 +250,15 @@ impl<T> PostgresSink<T> {
     /// Append (the default) or upsert by key.
     pub fn mode(mut self, mode: WriteMode) -> Self {
         Arc::make_mut(&mut self.settings).mode = mode;
+        self
+    }
+
+    /// Upsert mode: a record for which `is_delete` is true deletes the row with its
+    /// key (`DELETE .. WHERE (key) IN ..`, in the same transaction as the upserts),
+    /// an updating result's retraction of a key (Flink's `-D`). Its columns outside
+    /// the key are not read. A delete reaching an append sink fails it.
+    pub fn deletes(mut self, is_delete: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.is_delete = Some(Arc::new(is_delete));
         self
     }
 
@@ -299,11 +315,40 @@ impl<T> PostgresSink<T> {
                 .map_err(|e| sql_error(table, "BEGIN", e, false))?;
             run.in_txn = true;
         }
-        let rows = run.buffer.take();
+        let key = settings.key_positions();
+        let mut rows = Vec::new();
+        let mut deletes = Vec::new();
+        for pending in run.buffer.take() {
+            match pending {
+                Pending::Write(row) => rows.push(row),
+                // Only the key columns, in the key's order (the buffer keeps one
+                // entry per key, so these keys differ from every upserted one).
+                Pending::Delete(row) => {
+                    deletes.push(key.iter().filter_map(|&i| row.get(i).cloned()).collect())
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            let key_columns: Vec<&PgColumn> = key.iter().map(|&i| &settings.columns[i]).collect();
+            let per_statement = sql::rows_per_statement(settings.batch_rows, key_columns.len());
+            for chunk in deletes.chunks(per_statement) {
+                run.session
+                    .bind_rows(
+                        StatementKind::Delete,
+                        |n| sql::delete(table, &key_columns, n),
+                        chunk,
+                    )
+                    .await
+                    .map_err(|e| {
+                        sql_error(table, &format!("deleting {} keys", chunk.len()), e, true)
+                    })?;
+            }
+        }
         let per_statement = sql::rows_per_statement(settings.batch_rows, settings.columns.len());
         for chunk in rows.chunks(per_statement) {
             run.session
-                .insert(
+                .bind_rows(
+                    StatementKind::Insert,
                     |n| sql::insert(table, &settings.columns, n, &settings.mode),
                     chunk,
                 )
@@ -312,8 +357,14 @@ impl<T> PostgresSink<T> {
                     sql_error(table, &format!("inserting {} rows", chunk.len()), e, true)
                 })?;
         }
-        rows_total.increment(rows.len() as u64);
-        tracing::debug!(table, subtask = run.subtask, rows = rows.len(), "rows sent");
+        rows_total.increment((rows.len() + deletes.len()) as u64);
+        tracing::debug!(
+            table,
+            subtask = run.subtask,
+            rows = rows.len(),
+            deletes = deletes.len(),
+            "rows sent"
+        );
         Ok(())
     }
 
@@ -453,9 +504,21 @@ impl<T> PostgresSink<T> {
     async fn do_write(&mut self, batch: Vec<Record<T>>) -> engine::Result<()> {
         let settings = self.settings.clone();
         let to_row = self.to_row.clone();
+        let is_delete = self.is_delete.clone();
         let table = settings.table.as_str();
+        let key = settings.key_positions();
         let run = self.running()?;
         for record in &batch {
+            let delete = is_delete.as_ref().is_some_and(|d| d(&record.value));
+            if delete && key.is_empty() {
+                return Err(invalid(
+                    table,
+                    format!(
+                        "the record at {} deletes a row, but an append sink has no key to delete by: use WriteMode::Upsert",
+                        record.position
+                    ),
+                ));
+            }
             let row = to_row(&record.value);
             if row.len() != settings.columns.len() {
                 return Err(invalid(
@@ -469,7 +532,12 @@ impl<T> PostgresSink<T> {
                 ));
             }
             let mut fitted = Vec::with_capacity(row.len());
-            for (value, column) in row.into_iter().zip(&settings.columns) {
+            for (i, (value, column)) in row.into_iter().zip(&settings.columns).enumerate() {
+                // A delete reads its key alone: the rest need not fit.
+                if delete && !key.contains(&i) {
+                    fitted.push(PgValue::Null);
+                    continue;
+                }
                 let value = column.ty.fit(value).map_err(|m| {
                     invalid(
                         table,
@@ -481,7 +549,11 @@ impl<T> PostgresSink<T> {
                 })?;
                 fitted.push(value);
             }
-            run.buffer.push(fitted);
+            run.buffer.push(if delete {
+                Pending::Delete(fitted)
+            } else {
+                Pending::Write(fitted)
+            });
         }
         // Exactly-once, while a prepared transaction awaits its commit, rows wait
         // here (see "Locks held by a prepared transaction" in the module doc).

@@ -19,8 +19,17 @@ use super::value::PgValue;
 
 /// How long connecting may take unless the connection string sets `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Insert statements kept prepared per connection (one per distinct row count).
+/// Statements kept prepared per connection (one per kind and distinct row count).
 const MAX_CACHED_STATEMENTS: usize = 8;
+
+/// What a cached statement does to the rows it binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum StatementKind {
+    /// `INSERT` (or upsert) of whole rows.
+    Insert,
+    /// `DELETE` by the key columns.
+    Delete,
+}
 
 /// A PostgreSQL failure, kept as the cause of an [`EngineError::External`].
 #[derive(Debug, thiserror::Error)]
@@ -125,11 +134,11 @@ pub(crate) fn classify(error: &tokio_postgres::Error, in_txn: bool) -> ErrorClas
     }
 }
 
-/// A connection with its prepared insert statements.
+/// A connection with its prepared insert and delete statements.
 pub(crate) struct Session {
     client: Client,
-    /// Insert statements by row count.
-    statements: HashMap<usize, Statement>,
+    /// Prepared statements by kind and row count.
+    statements: HashMap<(StatementKind, usize), Statement>,
 }
 
 impl Session {
@@ -181,21 +190,22 @@ impl Session {
         rows.iter().map(|r| r.try_get::<_, String>(0)).collect()
     }
 
-    /// Inserts `rows` with the statement `sql(rows.len())`, prepared once per row
-    /// count and kept.
-    pub(crate) async fn insert(
+    /// Runs the statement `sql(rows.len())` of `kind` binding every value of
+    /// `rows`, prepared once per kind and row count and kept.
+    pub(crate) async fn bind_rows(
         &mut self,
+        kind: StatementKind,
         sql: impl Fn(usize) -> String,
         rows: &[Vec<PgValue>],
     ) -> Result<u64, tokio_postgres::Error> {
-        let statement = match self.statements.get(&rows.len()) {
+        let statement = match self.statements.get(&(kind, rows.len())) {
             Some(s) => s.clone(),
             None => {
                 let s = self.client.prepare(&sql(rows.len())).await?;
                 if self.statements.len() >= MAX_CACHED_STATEMENTS {
                     self.statements.clear();
                 }
-                self.statements.insert(rows.len(), s.clone());
+                self.statements.insert((kind, rows.len()), s.clone());
                 s
             }
         };

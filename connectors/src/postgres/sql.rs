@@ -59,23 +59,7 @@ pub(crate) fn insert(table: &str, columns: &[PgColumn], rows: usize, mode: &Writ
         quote_table(table),
         ident_list(columns.iter().map(|c| c.name.as_str()))
     );
-    let mut n = 0;
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for (i, c) in columns.iter().enumerate() {
-            n += 1;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&n.to_string());
-            sql.push_str(c.ty.placeholder_cast());
-        }
-        sql.push(')');
-    }
+    push_tuples(&mut sql, columns.iter(), rows);
     if let WriteMode::Upsert { key } = mode {
         let set: Vec<String> = columns
             .iter()
@@ -95,6 +79,46 @@ pub(crate) fn insert(table: &str, columns: &[PgColumn], rows: usize, mode: &Writ
         }
     }
     sql
+}
+
+/// A multi-row delete by key of `rows` keys: `DELETE FROM t WHERE ("a", "b") IN
+/// (($1::int8, $2::text), ($3::int8, $4::text))`, binding the `key` columns of
+/// each row in the order of `key`.
+pub(crate) fn delete(table: &str, key: &[&PgColumn], rows: usize) -> String {
+    let mut sql = format!(
+        "DELETE FROM {} WHERE ({}) IN (",
+        quote_table(table),
+        ident_list(key.iter().map(|c| c.name.as_str()))
+    );
+    push_tuples(&mut sql, key.iter().copied(), rows);
+    sql.push(')');
+    sql
+}
+
+/// `rows` tuples of numbered placeholders, one per column, each cast to its
+/// column's type: `($1::int8, $2::text), ($3::int8, $4::text)`.
+fn push_tuples<'a>(
+    sql: &mut String,
+    columns: impl Iterator<Item = &'a PgColumn> + Clone,
+    rows: usize,
+) {
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for (i, c) in columns.clone().enumerate() {
+            n += 1;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+            sql.push_str(c.ty.placeholder_cast());
+        }
+        sql.push(')');
+    }
 }
 
 /// Rows per insert statement: `batch_rows`, fewer if that would bind more than
@@ -156,6 +180,21 @@ mod tests {
         assert_eq!(
             create_table("s.t", &columns(), &key),
             "CREATE TABLE IF NOT EXISTS \"s\".\"t\" (\"id\" bigint, \"Name\" text, \"amount\" numeric, PRIMARY KEY (\"id\"))"
+        );
+    }
+
+    #[test]
+    fn deletes_bind_the_key_columns_of_each_row() {
+        let cols = columns();
+        let key = [&cols[0], &cols[1]];
+        assert_eq!(
+            delete("s.t", &key, 2),
+            "DELETE FROM \"s\".\"t\" WHERE (\"id\", \"Name\") IN \
+             (($1::int8, $2::text), ($3::int8, $4::text))"
+        );
+        assert_eq!(
+            delete("t", &key[..1], 1),
+            "DELETE FROM \"t\" WHERE (\"id\") IN (($1::int8))"
         );
     }
 
