@@ -376,3 +376,54 @@ async fn batches_over_max_message_bytes_are_split_and_every_record_lands_once_in
         producer.close(Duration::from_secs(5)).await.unwrap();
     }
 }
+
+/// Large compressible batches of several partitions that do not all fit one
+/// request (by their size bound before compression): the batch left for the next
+/// round keeps taking records, and every partition's sequence stays in order, so
+/// the idempotent producer delivers everything, exactly once and in order.
+#[tokio::test]
+async fn batches_left_out_of_a_full_request_keep_their_partition_in_sequence() {
+    let bootstrap = require_broker!();
+    let topic = random_topic("producer-full-request");
+    create_topic(&bootstrap, &topic, 4).await;
+    let config = producer_config_with(
+        &bootstrap,
+        "lz4",
+        &[("batch.size", "262144"), ("max.request.size", "300000")],
+    );
+    let producer = Producer::new(config).await.unwrap();
+    let per_partition = 40_000;
+    let mut pending = Vec::new();
+    // In bursts with pauses about the linger: batches fall ready half full, and a
+    // request holds one of them at most.
+    for burst in 0..per_partition / 1_000 {
+        for i in burst * 1_000..(burst + 1) * 1_000 {
+            for p in 0..4 {
+                let value = format!("partition {p} record {i:08} of a compressible run of text");
+                pending.push(
+                    producer
+                        .send(ProducerRecord::new(&topic, value).partition(p))
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    for d in pending {
+        d.await.unwrap();
+    }
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    for p in 0..4 {
+        let records = read_with_rskafka(&bootstrap, &topic, p, per_partition).await;
+        assert_eq!(records.len(), per_partition, "partition {p}");
+        for (i, r) in records.iter().enumerate() {
+            let want = format!("partition {p} record {i:08} of a compressible run of text");
+            assert_eq!(
+                r.record.value.as_deref(),
+                Some(want.as_bytes()),
+                "partition {p}"
+            );
+        }
+    }
+}

@@ -303,6 +303,13 @@ fn drain(
             continue;
         }
         let entry = by_leader.entry(leader).or_default();
+        // Compressed outside the lock (below); until then its size is bounded.
+        let bound = q.batches.front().map_or(0, Batch::size_bound);
+        if entry.0 > 0 && entry.0 + bound > config.max_request_size {
+            // Full request: the batch waits for the next round, open to appends
+            // (its records, and so its sequence, are not fixed yet).
+            continue;
+        }
         let Some(mut batch) = q.batches.pop_front() else {
             continue;
         };
@@ -310,15 +317,8 @@ fn drain(
             batch.base_sequence = q.next_sequence;
             q.next_sequence = q.next_sequence.wrapping_add(batch.record_count() as i32) & i32::MAX;
         }
-        // Compressed outside the lock (below); until then its size is bounded.
-        let bound = batch.size_bound();
-        if entry.0 > 0 && entry.0 + bound > config.max_request_size {
-            // Full request: the batch waits for the next round.
-            acc.topics[t].queues[p].batches.push_front(batch);
-            continue;
-        }
         entry.0 += bound;
-        acc.topics[t].queues[p].in_flight += 1;
+        q.in_flight += 1;
         batch.sent = true;
         batch.retry_at = None;
         entry.1.push(batch);
