@@ -33,6 +33,9 @@ pub(crate) type KeyBytes<T> = Arc<dyn Fn(&T) -> Vec<u8> + Send + Sync>;
 const MAX_IN_FLIGHT: usize = 20_000;
 /// Records of a batch encoded and sent at a time.
 const SEND_CHUNK: usize = 1024;
+/// Records an exactly-once sink holds while the previous checkpoint commits
+/// before it waits for the commit.
+const MAX_HELD: usize = 16 * SEND_CHUNK;
 
 /// What a sink asked for, read by the job runner.
 #[derive(Debug, Clone)]
@@ -72,6 +75,10 @@ pub struct KafkaSink<T> {
     in_flight: VecDeque<Delivery>,
     /// Exactly-once: the checkpoint whose commit the next record waits for.
     gate: Option<CheckpointId>,
+    /// Exactly-once: records that came after the gate's barrier, held (at most
+    /// [`MAX_HELD`]) while its checkpoint commits, so the pipeline runs on
+    /// meanwhile; sent, into the next transaction, once it committed.
+    held: Vec<ProducerRecord>,
     records: metrics::Counter,
 }
 
@@ -89,6 +96,7 @@ impl<T> Clone for KafkaSink<T> {
             writer: None,
             in_flight: VecDeque::new(),
             gate: None,
+            held: Vec::new(),
             records: self.records.clone(),
         }
     }
@@ -120,6 +128,7 @@ impl<T: Send + 'static> KafkaSink<T> {
             writer: None,
             in_flight: VecDeque::new(),
             gate: None,
+            held: Vec::new(),
         }
     }
 
@@ -232,8 +241,8 @@ impl<T: Send + 'static> KafkaSink<T> {
         engine_error(format!("writing to {}: {context}", self.topic), e)
     }
 
-    /// Encodes `chunk` and hands it to the producer, keeping its deliveries.
-    async fn send_chunk(&mut self, writer: &Writer, chunk: Vec<Record<T>>) -> engine::Result<()> {
+    /// Encodes `chunk` as producer records.
+    fn encode(&self, chunk: Vec<Record<T>>) -> engine::Result<Vec<ProducerRecord>> {
         let mut records = Vec::with_capacity(chunk.len());
         for r in &chunk {
             let value = (self.value)(&r.value).map_err(|e| {
@@ -260,6 +269,14 @@ impl<T: Send + 'static> KafkaSink<T> {
                 ..Default::default()
             });
         }
+        Ok(records)
+    }
+
+    /// Hands `records` to the producer, keeping their deliveries.
+    async fn send(&mut self, writer: &Writer, records: Vec<ProducerRecord>) -> engine::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         self.records.increment(records.len() as u64);
         let sent = writer
             .send_all(records)
@@ -267,6 +284,23 @@ impl<T: Send + 'static> KafkaSink<T> {
             .map_err(|e| self.fail("sending", e))?;
         self.in_flight.extend(sent);
         Ok(())
+    }
+
+    /// Exactly-once: once the gate's checkpoint committed (waiting for it with
+    /// `wait`), opens the gate and sends the held records.
+    async fn open_gate(&mut self, writer: &Writer, wait: bool) -> engine::Result<bool> {
+        let Some(n) = self.gate else {
+            return Ok(true);
+        };
+        if wait {
+            writer.wait_committed(n).await;
+        } else if !writer.is_committed(n) {
+            return Ok(false);
+        }
+        self.gate = None;
+        let held = std::mem::take(&mut self.held);
+        self.send(writer, held).await?;
+        Ok(true)
     }
 
     async fn await_oldest(&mut self, keep: usize) -> engine::Result<()> {
@@ -304,9 +338,6 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
                 "KafkaSink written before open".into(),
             ));
         };
-        if let Some(n) = self.gate.take() {
-            writer.wait_committed(n).await;
-        }
         // Encoded and sent a chunk at a time: a window firing hands over every
         // key's result in one batch, and its producer records need not all exist
         // at once.
@@ -316,7 +347,13 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
             if chunk.is_empty() {
                 break;
             }
-            self.send_chunk(&writer, chunk).await?;
+            let records = self.encode(chunk)?;
+            let full = self.held.len() + records.len() > MAX_HELD;
+            if !self.open_gate(&writer, full).await? {
+                self.held.extend(records);
+                continue;
+            }
+            self.send(&writer, records).await?;
         }
         if self.in_flight.len() > MAX_IN_FLIGHT {
             self.await_oldest(MAX_IN_FLIGHT / 2).await?;
@@ -342,6 +379,9 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
     }
 
     async fn pre_commit(&mut self, checkpoint: CheckpointId) -> engine::Result<Vec<u8>> {
+        if let Some(writer) = self.writer.clone() {
+            self.open_gate(&writer, true).await?;
+        }
         self.write_markers().await?;
         self.await_oldest(0).await?;
         if self.writer.as_ref().is_some_and(|w| w.exactly_once()) {
@@ -351,6 +391,9 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
     }
 
     async fn finish(&mut self) -> engine::Result<()> {
+        if let Some(writer) = self.writer.clone() {
+            self.open_gate(&writer, true).await?;
+        }
         self.await_oldest(0).await
     }
 }

@@ -77,6 +77,11 @@ impl Writer {
         matches!(self.kind, Kind::Transactional(_))
     }
 
+    /// Whether checkpoint `checkpoint` committed (always, when not exactly-once).
+    pub(crate) fn is_committed(&self, checkpoint: CheckpointId) -> bool {
+        !self.exactly_once() || *self.committed.borrow() >= checkpoint.0
+    }
+
     /// Waits until checkpoint `checkpoint` committed (exactly-once; at once otherwise).
     pub(crate) async fn wait_committed(&self, checkpoint: CheckpointId) {
         if !self.exactly_once() {
