@@ -141,10 +141,12 @@ impl Format<Windowed<String, u64>> for WindowCsv {
     }
 }
 
-/// Runs the pipeline until the process is killed.
+/// Runs the pipeline until the process is killed. Logs at `STROM_CHILD_LOG`
+/// (a tracing filter; default `warn`) to the child's log file.
 pub fn run(args: &ChildArgs) -> Result<()> {
+    let filter = std::env::var("STROM_CHILD_LOG").unwrap_or_else(|_| "warn".to_string());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
