@@ -16,8 +16,12 @@
 //! offsets; a run ends when the output holds as many records as the driver
 //! computed from the input. Its figures are taken at that moment, before the
 //! child is killed.
+//!
+//! `nexmark` (`nexmark.rs`) runs the Nexmark queries of `examples/nexmark/` on
+//! `strom run` and Flink SQL instead.
 
 mod data;
+mod nexmark;
 mod procfs;
 mod report;
 mod strom_job;
@@ -48,6 +52,8 @@ struct Cli {
 enum Cmd {
     /// Load the input, run every system × pipeline × guarantee, append the results.
     Run(RunArgs),
+    /// Nexmark queries on strom (`strom run`) and Flink SQL over the same events.
+    Nexmark(nexmark::Args),
     /// Internal: one strom pipeline process, run until killed.
     #[command(hide = true)]
     StromChild(strom_job::ChildArgs),
@@ -121,6 +127,7 @@ struct RunArgs {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(args) => run(&args),
+        Cmd::Nexmark(args) => nexmark::run(&args),
         Cmd::StromChild(args) => strom_job::run(&args),
     }
 }
@@ -164,6 +171,22 @@ fn java_classpath(all: &str, system: &str) -> String {
         .join(":")
 }
 
+/// Creates `topic` and waits (up to 30 s) until the metadata knows it.
+async fn create_topic(client: &Client, admin: &Admin, topic: &str, partitions: i32) -> Result<()> {
+    admin
+        .create_topics(&[NewTopic::new(topic, partitions)])
+        .await
+        .with_context(|| format!("creating {topic}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.topic(topic).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("{topic} not in metadata after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// One child to start.
 struct Launch<'a> {
     system: &'a str,
@@ -194,18 +217,7 @@ struct Driver {
 
 impl Driver {
     async fn create_topic(&self, topic: &str) -> Result<()> {
-        self.admin
-            .create_topics(&[NewTopic::new(topic, self.args.partitions)])
-            .await
-            .with_context(|| format!("creating {topic}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.client.topic(topic).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("{topic} not in metadata after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        create_topic(&self.client, &self.admin, topic, self.args.partitions).await
     }
 
     /// Deletes every topic whose name starts with `prefix` (output and internal topics).
