@@ -187,6 +187,26 @@ async fn create_topic(client: &Client, admin: &Admin, topic: &str, partitions: i
     Ok(())
 }
 
+/// Deletes every topic whose name starts with `prefix`; failures are printed.
+async fn delete_topics(client: &Client, admin: &Admin, prefix: &str) {
+    let names: Vec<String> = match client.list_topics().await {
+        Ok(topics) => topics
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| n.starts_with(prefix))
+            .collect(),
+        Err(e) => {
+            eprintln!("[engines] listing topics: {e}");
+            return;
+        }
+    };
+    if !names.is_empty()
+        && let Err(e) = admin.delete_topics(&names).await
+    {
+        eprintln!("[engines] deleting {names:?}: {e}");
+    }
+}
+
 /// One child to start.
 struct Launch<'a> {
     system: &'a str,
@@ -222,22 +242,7 @@ impl Driver {
 
     /// Deletes every topic whose name starts with `prefix` (output and internal topics).
     async fn delete_topics(&self, prefix: &str) {
-        let names: Vec<String> = match self.client.list_topics().await {
-            Ok(topics) => topics
-                .into_iter()
-                .map(|t| t.name)
-                .filter(|n| n.starts_with(prefix))
-                .collect(),
-            Err(e) => {
-                eprintln!("[engines] listing topics: {e}");
-                return;
-            }
-        };
-        if !names.is_empty()
-            && let Err(e) = self.admin.delete_topics(&names).await
-        {
-            eprintln!("[engines] deleting {names:?}: {e}");
-        }
+        delete_topics(&self.client, &self.admin, prefix).await
     }
 
     /// Starts `run`'s child, its stdout and stderr into `run.log`.

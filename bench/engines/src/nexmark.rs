@@ -546,10 +546,9 @@ impl Driver<'_> {
             (true, "strom-gen") => Some(lines(&out_dir)?),
             (true, _) => Some(self.records(&out_topic).await?),
         };
-        if self.args.check {
-            let _ = std::fs::remove_dir_all(&out_dir);
-            let _ = self.admin.delete_topics(&[out_topic]).await;
-        }
+        let _ = std::fs::remove_dir_all(&out_dir);
+        // The output topic, and the changelog topics strom made under its application id.
+        crate::delete_topics(&self.client, &self.admin, &app).await;
         let row = Row {
             query: query.to_string(),
             system: system.to_string(),
