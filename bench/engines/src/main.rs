@@ -16,9 +16,13 @@
 //! offsets; a run ends when the output holds as many records as the driver
 //! computed from the input. Its figures are taken at that moment, before the
 //! child is killed.
+//!
+//! `nexmark` (`nexmark.rs`) runs the Nexmark queries of `examples/nexmark/` on
+//! `strom run` and Flink SQL instead.
 
 mod data;
 mod join;
+mod nexmark;
 mod procfs;
 mod report;
 mod strom_job;
@@ -49,6 +53,8 @@ struct Cli {
 enum Cmd {
     /// Load the input, run every system × pipeline × guarantee, append the results.
     Run(RunArgs),
+    /// Nexmark queries on strom (`strom run`) and Flink SQL over the same events.
+    Nexmark(nexmark::Args),
     /// Internal: one strom pipeline process, run until killed.
     #[command(hide = true)]
     StromChild(strom_job::ChildArgs),
@@ -122,6 +128,7 @@ struct RunArgs {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(args) => run(&args),
+        Cmd::Nexmark(args) => nexmark::run(&args),
         Cmd::StromChild(args) => strom_job::run(&args),
     }
 }
@@ -165,6 +172,42 @@ fn java_classpath(all: &str, system: &str) -> String {
         .join(":")
 }
 
+/// Creates `topic` and waits (up to 30 s) until the metadata knows it.
+async fn create_topic(client: &Client, admin: &Admin, topic: &str, partitions: i32) -> Result<()> {
+    admin
+        .create_topics(&[NewTopic::new(topic, partitions)])
+        .await
+        .with_context(|| format!("creating {topic}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.topic(topic).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("{topic} not in metadata after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Deletes every topic whose name starts with `prefix`; failures are printed.
+async fn delete_topics(client: &Client, admin: &Admin, prefix: &str) {
+    let names: Vec<String> = match client.list_topics().await {
+        Ok(topics) => topics
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| n.starts_with(prefix))
+            .collect(),
+        Err(e) => {
+            eprintln!("[engines] listing topics: {e}");
+            return;
+        }
+    };
+    if !names.is_empty()
+        && let Err(e) = admin.delete_topics(&names).await
+    {
+        eprintln!("[engines] deleting {names:?}: {e}");
+    }
+}
+
 /// One child to start.
 struct Launch<'a> {
     system: &'a str,
@@ -199,38 +242,12 @@ struct Driver {
 
 impl Driver {
     async fn create_topic(&self, topic: &str) -> Result<()> {
-        self.admin
-            .create_topics(&[NewTopic::new(topic, self.args.partitions)])
-            .await
-            .with_context(|| format!("creating {topic}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.client.topic(topic).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("{topic} not in metadata after 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        create_topic(&self.client, &self.admin, topic, self.args.partitions).await
     }
 
     /// Deletes every topic whose name starts with `prefix` (output and internal topics).
     async fn delete_topics(&self, prefix: &str) {
-        let names: Vec<String> = match self.client.list_topics().await {
-            Ok(topics) => topics
-                .into_iter()
-                .map(|t| t.name)
-                .filter(|n| n.starts_with(prefix))
-                .collect(),
-            Err(e) => {
-                eprintln!("[engines] listing topics: {e}");
-                return;
-            }
-        };
-        if !names.is_empty()
-            && let Err(e) = self.admin.delete_topics(&names).await
-        {
-            eprintln!("[engines] deleting {names:?}: {e}");
-        }
+        delete_topics(&self.client, &self.admin, prefix).await
     }
 
     /// Starts `run`'s child, its stdout and stderr into `run.log`.
