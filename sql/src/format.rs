@@ -13,6 +13,8 @@ use bytes::Bytes;
 use connectors::format::{Format, FormatError};
 use serde_json::Value as J;
 
+mod json;
+
 use crate::time::{format_timestamp, parse_timestamp};
 use crate::types::{DataType, Row, Schema, Value, parse_decimal};
 
@@ -43,49 +45,6 @@ pub enum RowFormat {
 
 fn bad(format: &'static str, message: String) -> FormatError {
     FormatError { format, message }
-}
-
-/// Converts a JSON value to a column value.
-fn from_json(v: &J, ty: DataType) -> Result<Value, String> {
-    let mismatch = || format!("expected {ty}, got {v}");
-    Ok(match (v, ty) {
-        (J::Null, _) => Value::Null,
-        (J::Bool(b), DataType::Boolean) => Value::Bool(*b),
-        (J::String(s), DataType::Boolean) => match s.as_str() {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => return Err(mismatch()),
-        },
-        (J::Number(n), DataType::Int) => Value::Int(
-            n.as_i64()
-                .and_then(|i| i32::try_from(i).ok())
-                .ok_or_else(mismatch)?,
-        ),
-        (J::Number(n), DataType::BigInt) => Value::BigInt(n.as_i64().ok_or_else(mismatch)?),
-        (J::String(s), DataType::Int) => Value::Int(s.trim().parse().map_err(|_| mismatch())?),
-        (J::String(s), DataType::BigInt) => {
-            Value::BigInt(s.trim().parse().map_err(|_| mismatch())?)
-        }
-        (J::Number(n), DataType::Double) => Value::Double(n.as_f64().ok_or_else(mismatch)?),
-        (J::String(s), DataType::Double) => {
-            Value::Double(s.trim().parse().map_err(|_| mismatch())?)
-        }
-        (J::Number(n), DataType::Decimal(_, sc)) => {
-            Value::Decimal(parse_decimal(&n.to_string(), sc).ok_or_else(mismatch)?, sc)
-        }
-        (J::String(s), DataType::Decimal(_, sc)) => {
-            Value::Decimal(parse_decimal(s, sc).ok_or_else(mismatch)?, sc)
-        }
-        (J::String(s), DataType::String) => Value::str(s),
-        (J::Number(n), DataType::String) => Value::str(&n.to_string()),
-        (J::Bool(b), DataType::String) => Value::str(&b.to_string()),
-        (J::String(s), DataType::Bytes) => Value::Bytes(Bytes::from(s.clone().into_bytes())),
-        (J::String(s), DataType::Timestamp) => {
-            Value::Timestamp(parse_timestamp(s).ok_or_else(mismatch)?)
-        }
-        (J::Number(n), DataType::Timestamp) => Value::Timestamp(n.as_i64().ok_or_else(mismatch)?),
-        _ => return Err(mismatch()),
-    })
 }
 
 /// Converts CSV text to a column value (empty text is NULL).
@@ -268,22 +227,7 @@ impl Format<Row> for RowFormat {
             }
             RowFormat::Json { schema, required } => {
                 let b = bytes.ok_or_else(|| bad("json", "null value".into()))?;
-                let doc: J = serde_json::from_slice(b).map_err(|e| bad("json", e.to_string()))?;
-                let J::Object(obj) = doc else {
-                    return Err(bad(
-                        "json",
-                        format!("expected an object, got {}", short(&doc)),
-                    ));
-                };
-                let mut row = Vec::with_capacity(schema.len());
-                for f in &schema.fields {
-                    let v = match obj.get(&f.name) {
-                        Some(v) => from_json(v, f.ty)
-                            .map_err(|m| bad("json", format!("field {}: {m}", f.name)))?,
-                        None => Value::Null,
-                    };
-                    row.push(v);
-                }
+                let row = json::decode_row(b, schema).map_err(|m| bad("json", m))?;
                 check_required(&row, *required, schema, "json")?;
                 Ok(row)
             }
@@ -337,18 +281,6 @@ impl Format<Row> for RowFormat {
                     .join(&delimiter.to_string()),
             ),
         }))
-    }
-}
-
-fn short(v: &J) -> String {
-    let s = v.to_string();
-    if s.len() > 60 {
-        format!(
-            "{}...",
-            &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
     }
 }
 
