@@ -103,6 +103,19 @@ impl<'de> DeserializeSeed<'de> for ValueOf {
     }
 }
 
+/// An integer (its digits and nearest double) in a column that is not an
+/// integer column.
+fn integer(ty: DataType, digits: String, x: f64) -> Result<Value, String> {
+    match ty {
+        DataType::Double => Ok(Value::Double(x)),
+        DataType::Decimal(_, sc) => parse_decimal(&digits, sc)
+            .map(|d| Value::Decimal(d, sc))
+            .ok_or(digits),
+        DataType::String => Ok(Value::str(&digits)),
+        _ => Err(digits),
+    }
+}
+
 fn quoted(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
@@ -131,26 +144,14 @@ impl<'de> Visitor<'de> for ValueOf {
             DataType::Int => i32::try_from(n).map(Value::Int).map_err(|_| n.to_string()),
             DataType::BigInt => Ok(Value::BigInt(n)),
             DataType::Timestamp => Ok(Value::Timestamp(n)),
-            DataType::Double => Ok(Value::Double(n as f64)),
-            DataType::Decimal(_, sc) => parse_decimal(&n.to_string(), sc)
-                .map(|d| Value::Decimal(d, sc))
-                .ok_or_else(|| n.to_string()),
-            DataType::String => Ok(Value::str(&n.to_string())),
-            _ => Err(n.to_string()),
+            _ => integer(self.0, n.to_string(), n as f64),
         })
     }
 
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
         match i64::try_from(n) {
             Ok(n) => self.visit_i64(n),
-            Err(_) => Ok(match self.0 {
-                DataType::Double => Ok(Value::Double(n as f64)),
-                DataType::Decimal(_, sc) => parse_decimal(&n.to_string(), sc)
-                    .map(|d| Value::Decimal(d, sc))
-                    .ok_or_else(|| n.to_string()),
-                DataType::String => Ok(Value::str(&n.to_string())),
-                _ => Err(n.to_string()),
-            }),
+            Err(_) => Ok(integer(self.0, n.to_string(), n as f64)),
         }
     }
 
