@@ -36,7 +36,7 @@ use engine::{
 };
 use tokio::sync::watch;
 
-use crate::aggregate::{Acc, GroupUpdates, RowAggregate};
+use crate::aggregate::{Acc, GroupRetractions, GroupUpdates, Retraction, RowAggregate};
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
@@ -209,7 +209,16 @@ impl SqlJob {
                     "INSERT INTO t (columns) must list the columns in table order",
                 ));
             }
-            if plan.upsert_key.is_some() {
+            if plan.updating && plan.upsert_key.is_none() {
+                return Err(SqlError::at(
+                    ins.span,
+                    format!(
+                        "the query emits updates (GROUP BY without a window) but its SELECT list leaves a group key out, so {} could not tell which row a change replaces: keep every GROUP BY column in the SELECT list, or aggregate the result again",
+                        target.name
+                    ),
+                ));
+            }
+            if plan.updating {
                 if let SinkConnector::Kafka { key_fields, .. } = &sink {
                     if key_fields.is_empty() {
                         return Err(SqlError::at(
@@ -495,7 +504,7 @@ impl SqlJob {
         }
         for (i, br) in self.branches.iter().enumerate() {
             let name = format!("q{}", i + 1);
-            if br.plan.upsert_key.is_some() {
+            if br.plan.updating {
                 let changes = b.changes(&br.plan, &name, &mut 0, false)?;
                 b.sink(insert_casts(changes, &br.casts), br, i)?;
             } else {
@@ -780,7 +789,7 @@ impl Builder<'_> {
 
     /// The rows of an appending plan.
     fn stream(&self, plan: &Plan, branch: &str, n: &mut usize) -> engine::Result<DataStream<Row>> {
-        if plan.upsert_key.is_some() {
+        if plan.updating {
             return Err(invalid("an updating result where the plan expects appends"));
         }
         Ok(match &plan.node {
@@ -1017,6 +1026,40 @@ impl Builder<'_> {
                 pre,
                 keys,
                 aggs,
+            } if input.updating => {
+                // Every change must carry the row it replaces, to take it back.
+                let input = self.changes(input, branch, n, true)?;
+                *n += 1;
+                let uid = format!("{branch}-group{n}");
+                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let k = *keys;
+                let computed = move |row: &Row| -> std::result::Result<Row, EvalError> {
+                    pre.iter().map(|p| p(row)).collect()
+                };
+                let records = input.try_flat_map(
+                    "group-keys",
+                    move |change: Change| -> std::result::Result<Vec<Retraction>, EvalError> {
+                        let (old, new) = match change {
+                            Change::Upsert { before, row } => (
+                                before.map(|b| computed(&b)).transpose()?,
+                                Some(computed(&row)?),
+                            ),
+                            Change::Delete(row) => (Some(computed(&row)?), None),
+                        };
+                        Ok(retractions(old, new, k))
+                    },
+                );
+                self.key_by(records, branch, |t: &Retraction| t.0.clone())
+                    .process(GroupRetractions::new(RowAggregate::retracting(
+                        aggs.clone(),
+                    )))
+                    .uid(&uid)
+            }
+            Node::GroupAggregate {
+                input,
+                pre,
+                keys,
+                aggs,
             } => {
                 let input = self.stream(input, branch, n)?;
                 *n += 1;
@@ -1221,6 +1264,21 @@ fn concat_rows(a: &(Row, Row), b: &(Row, Row)) -> Row {
     row.extend(a.1.iter().cloned());
     row.extend(b.1.iter().cloned());
     row
+}
+
+/// The records of one input change for a GROUP BY over updates (pre-computed
+/// rows, their first `keys` values the group key): one when the old and new
+/// rows fall in the same group, else one per group.
+fn retractions(old: Option<Row>, new: Option<Row>, keys: usize) -> Vec<Retraction> {
+    let key = |r: &Row| r[..keys.min(r.len())].to_vec();
+    match (old, new) {
+        (Some(o), Some(n)) if key(&o) == key(&n) => vec![(key(&n), Some(o), Some(n))],
+        (old, new) => old
+            .map(|o| (key(&o), Some(o), None))
+            .into_iter()
+            .chain(new.map(|n| (key(&n), None, Some(n))))
+            .collect(),
+    }
 }
 
 /// Whether the Kafka properties ask for repartition topics (`strom.scale.out`).
