@@ -264,7 +264,11 @@ impl Plan {
                     .iter()
                     .flatten()
                     .filter(|&&k| !project.iter().any(|c| c.column == Some(k)))
-                    .map(|&k| input.schema.fields[k].name.as_str())
+                    .map(|&k| match &input.node {
+                        // The key as the GROUP BY wrote it (`A.id`).
+                        Node::GroupAggregate { pre, .. } if k < pre.len() => pre[k].text.as_str(),
+                        _ => input.schema.fields[k].name.as_str(),
+                    })
                     .collect();
                 if !dropped.is_empty() {
                     let _ = write!(
