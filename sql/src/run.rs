@@ -36,7 +36,9 @@ use engine::{
 };
 use tokio::sync::watch;
 
-use crate::aggregate::{Acc, GroupRetractions, GroupUpdates, Retraction, RowAggregate};
+use crate::aggregate::{
+    Acc, GroupRetractions, GroupUpdates, Retraction, RowAggregate, retractions,
+};
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
@@ -1264,21 +1266,6 @@ fn concat_rows(a: &(Row, Row), b: &(Row, Row)) -> Row {
     row.extend(a.1.iter().cloned());
     row.extend(b.1.iter().cloned());
     row
-}
-
-/// The records of one input change for a GROUP BY over updates (pre-computed
-/// rows, their first `keys` values the group key): one when the old and new
-/// rows fall in the same group, else one per group.
-fn retractions(old: Option<Row>, new: Option<Row>, keys: usize) -> Vec<Retraction> {
-    let key = |r: &Row| r[..keys.min(r.len())].to_vec();
-    match (old, new) {
-        (Some(o), Some(n)) if key(&o) == key(&n) => vec![(key(&n), Some(o), Some(n))],
-        (old, new) => old
-            .map(|o| (key(&o), Some(o), None))
-            .into_iter()
-            .chain(new.map(|n| (key(&n), None, Some(n))))
-            .collect(),
-    }
 }
 
 /// Whether the Kafka properties ask for repartition topics (`strom.scale.out`).
