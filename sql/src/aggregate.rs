@@ -8,7 +8,7 @@
 //! Result types follow Flink: SUM and AVG of an integer type keep that type.
 //!
 //! Over an updating input (the changes of another GROUP BY without window),
-//! [`GroupRetractions`] takes a changed row's old version back before it adds
+//! `GroupRetractions` takes a changed row's old version back before it adds
 //! the new one, so every aggregate must be able to forget a value:
 //!
 //! ```text
