@@ -313,7 +313,7 @@ pub fn plan_join(
             ));
         }
     }
-    if windowed.is_none() && (lp.upsert_key.is_some() || rp.upsert_key.is_some()) {
+    if windowed.is_none() && (lp.updating || rp.updating) {
         return Err(err(
             on,
             "a join reads appends only, not the updates of a GROUP BY without window (join before aggregating, or aggregate over a window)",
@@ -378,6 +378,7 @@ pub fn plan_join(
             // column is a time attribute downstream.
             time: None,
             upsert_key: None,
+            updating: false,
             time_offsets: Vec::new(),
             window_cols: None,
         });
@@ -411,6 +412,7 @@ pub fn plan_join(
         schema,
         time,
         upsert_key: None,
+        updating: false,
     })
 }
 

@@ -170,6 +170,9 @@ pub enum Node {
         filter: Option<CExpr>,
     },
     /// A GROUP BY without window: emits the updated result of a key per input row.
+    /// Over an updating input, each change takes back the row it replaces (or
+    /// deletes) before it adds its new one, and a key whose group is left empty
+    /// is deleted.
     GroupAggregate {
         /// Input.
         input: Box<Plan>,
@@ -193,8 +196,13 @@ pub struct Plan {
     pub time: Option<usize>,
     /// The key columns of an updating result (a non-windowed GROUP BY's keys), if
     /// the output is a stream of changes (new versions of a key's row, and deletes
-    /// of it: [`crate::types::Change`]) rather than of appends.
+    /// of it: [`crate::types::Change`]) rather than of appends, and the SELECT
+    /// list kept every key column.
     pub upsert_key: Option<Vec<usize>>,
+    /// Whether the output is a stream of changes: with `upsert_key` `None`, a
+    /// SELECT list left a group key out, so only an aggregate above (which
+    /// retracts each change's old row) can read it, not a sink.
+    pub updating: bool,
     /// Columns whose value is the record's event time plus a constant (a window
     /// aggregate's window_end is its window_time + 1 ms): join bounds may use them
     /// as time attributes.
@@ -247,9 +255,27 @@ impl Plan {
                 let _ = write!(out, "{pad}Calc [{}]", cols(project));
                 if let Some(f) = filter {
                     let _ = write!(out, " where {}", f.text);
-                    if input.upsert_key.is_some() {
+                    if input.updating {
                         out.push_str("  (a version failing it deletes its key's row)");
                     }
+                }
+                let dropped: Vec<&str> = input
+                    .upsert_key
+                    .iter()
+                    .flatten()
+                    .filter(|&&k| !project.iter().any(|c| c.column == Some(k)))
+                    .map(|&k| match &input.node {
+                        // The key as the GROUP BY wrote it (`A.id`).
+                        Node::GroupAggregate { pre, .. } if k < pre.len() => pre[k].text.as_str(),
+                        _ => input.schema.fields[k].name.as_str(),
+                    })
+                    .collect();
+                if !dropped.is_empty() {
+                    let _ = write!(
+                        out,
+                        "  (leaves group key {} out: updates without a key, each with the row it replaces)",
+                        dropped.join(", ")
+                    );
                 }
                 out.push('\n');
                 input.explain_into(out, depth + 1);
@@ -337,7 +363,11 @@ impl Plan {
                 keys,
                 aggs,
             } => {
-                let note = "exchange by key, emits updates";
+                let note = if input.updating {
+                    "exchange by key, retracts the row each input change replaces, emits updates"
+                } else {
+                    "exchange by key, emits updates"
+                };
                 let _ = writeln!(
                     out,
                     "{pad}{}",
@@ -387,6 +417,7 @@ pub fn filtered(input: Plan, filter: CExpr) -> Plan {
         schema: input.schema.clone(),
         time: input.time,
         upsert_key: input.upsert_key.clone(),
+        updating: input.updating,
         time_offsets: input.time_offsets.clone(),
         window_cols: input.window_cols,
         node: Node::Calc {
@@ -497,6 +528,7 @@ impl<'s> Ctx<'s> {
                 schema: t.schema.clone(),
                 time: table_time(t),
                 upsert_key: None,
+                updating: false,
                 time_offsets: Vec::new(),
                 window_cols: None,
             });
@@ -745,6 +777,7 @@ impl<'s> Ctx<'s> {
                         schema: input.schema.clone(),
                         time,
                         upsert_key: None,
+                        updating: false,
                         time_offsets: Vec::new(),
                         window_cols: None,
                         node: Node::WindowAssign {
@@ -759,12 +792,13 @@ impl<'s> Ctx<'s> {
             };
             return self.calc(input, s, selection, &[]);
         }
-        // Updates arrive as the new row of a key; aggregating them again would count
-        // every version of a row, not its current one (that takes retractions).
-        if input.upsert_key.is_some() {
+        // Over updates, a GROUP BY retracts each change's old row (see
+        // `aggregate::GroupRetractions`); a window's rows are final when it fires,
+        // and an updating result has no time attribute to window by anyway.
+        if input.updating && window.is_some() {
             return Err(SqlError::at(
                 s.select_token.0.span,
-                "an aggregate over the updates of a GROUP BY without window is not supported yet (it needs retractions): aggregate appends, or over a window",
+                "a window aggregate over the updates of a GROUP BY without window is not supported: aggregate them with a GROUP BY without window",
             ));
         }
         // WHERE filters the input rows before they are grouped.
@@ -967,6 +1001,7 @@ impl<'s> Ctx<'s> {
                 schema,
                 time,
                 upsert_key: None,
+                updating: false,
                 time_offsets,
                 window_cols: window_out,
             },
@@ -980,6 +1015,7 @@ impl<'s> Ctx<'s> {
                 schema,
                 time: None,
                 upsert_key: Some((0..nkeys).collect()),
+                updating: true,
                 time_offsets: Vec::new(),
                 window_cols: None,
             },
@@ -1071,27 +1107,15 @@ impl<'s> Ctx<'s> {
         let time = input
             .time
             .and_then(|t| project.iter().position(|c| c.column == Some(t)));
-        let upsert_key = match &input.upsert_key {
-            Some(keys) => {
-                let mut out = Vec::new();
-                for k in keys {
-                    match project.iter().position(|c| c.column == Some(*k)) {
-                        Some(p) => out.push(p),
-                        None => {
-                            return Err(SqlError::at(
-                                s.select_token.0.span,
-                                format!(
-                                    "a GROUP BY without a window emits updates keyed by its group keys: keep `{}` in the SELECT list",
-                                    input.schema.fields[*k].name
-                                ),
-                            ));
-                        }
-                    }
-                }
-                Some(out)
-            }
-            None => None,
-        };
+        // Updates whose key the SELECT list leaves out (Nexmark q4's inner
+        // `GROUP BY A.id, A.category` selecting only the category) stay updates
+        // without a key: an aggregate above retracts their old rows, a sink
+        // refuses them.
+        let upsert_key = input.upsert_key.as_ref().and_then(|keys| {
+            keys.iter()
+                .map(|k| project.iter().position(|c| c.column == Some(*k)))
+                .collect::<Option<Vec<usize>>>()
+        });
         // A projection that keeps every column in order and filters nothing is
         // the input itself.
         let identity = filter.is_none()
@@ -1107,6 +1131,7 @@ impl<'s> Ctx<'s> {
             schema: Schema::new(fields),
             time,
             upsert_key,
+            updating: input.updating,
             time_offsets,
             window_cols,
             node: Node::Calc {
@@ -1252,9 +1277,46 @@ CREATE TABLE out (k STRING, c BIGINT) WITH ('connector' = 'print');
     }
 
     #[test]
-    fn a_projection_over_updates_that_drops_the_key_is_refused() {
-        let err = plan("SELECT c, c FROM (SELECT k, COUNT(*) AS c FROM t GROUP BY k) WHERE c < 10")
-            .unwrap_err();
-        assert!(err.contains("keep `k` in the SELECT list"), "{err}");
+    fn a_projection_over_updates_that_drops_the_key_gives_updates_without_a_key() {
+        let p = plan("SELECT c, c FROM (SELECT k, COUNT(*) AS c FROM t GROUP BY k) WHERE c < 10")
+            .unwrap();
+        assert!(p.updating && p.upsert_key.is_none());
+        assert!(
+            p.explain()
+                .contains("(leaves group key k out: updates without a key"),
+            "{}",
+            p.explain()
+        );
+    }
+
+    #[test]
+    fn an_aggregate_over_updates_retracts_and_emits_updates_by_its_own_keys() {
+        let p = plan("SELECT c, COUNT(*) FROM (SELECT COUNT(*) AS c FROM t GROUP BY k) GROUP BY c")
+            .unwrap();
+        assert_eq!(p.upsert_key, Some(vec![0]));
+        let text = p.explain();
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert!(
+            lines[0].starts_with("GroupAggregate by [c] compute [COUNT(*)]")
+                && lines[0].contains("retracts the row each input change replaces"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("Calc [COUNT(*)]") && lines[1].contains("leaves group key k out"),
+            "{text}"
+        );
+        assert!(
+            lines[2].starts_with("GroupAggregate by [k]") && !lines[2].contains("retracts"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_join_over_updates_is_still_refused() {
+        let err = plan(
+            "SELECT a.k, b.c FROM t a JOIN (SELECT k, COUNT(*) AS c FROM t GROUP BY k) b ON a.k = b.k",
+        )
+        .unwrap_err();
+        assert!(err.contains("a join reads appends only"), "{err}");
     }
 }

@@ -36,7 +36,9 @@ use engine::{
 };
 use tokio::sync::watch;
 
-use crate::aggregate::{Acc, GroupUpdates, RowAggregate};
+use crate::aggregate::{
+    Acc, GroupRetractions, GroupUpdates, Retraction, RowAggregate, retractions,
+};
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
@@ -209,7 +211,16 @@ impl SqlJob {
                     "INSERT INTO t (columns) must list the columns in table order",
                 ));
             }
-            if plan.upsert_key.is_some() {
+            if plan.updating && plan.upsert_key.is_none() {
+                return Err(SqlError::at(
+                    ins.span,
+                    format!(
+                        "the query emits updates (GROUP BY without a window) but its SELECT list leaves a group key out, so {} could not tell which row a change replaces: keep every GROUP BY column in the SELECT list, or aggregate the result again",
+                        target.name
+                    ),
+                ));
+            }
+            if plan.updating {
                 if let SinkConnector::Kafka { key_fields, .. } = &sink {
                     if key_fields.is_empty() {
                         return Err(SqlError::at(
@@ -495,7 +506,7 @@ impl SqlJob {
         }
         for (i, br) in self.branches.iter().enumerate() {
             let name = format!("q{}", i + 1);
-            if br.plan.upsert_key.is_some() {
+            if br.plan.updating {
                 let changes = b.changes(&br.plan, &name, &mut 0, false)?;
                 b.sink(insert_casts(changes, &br.casts), br, i)?;
             } else {
@@ -780,7 +791,7 @@ impl Builder<'_> {
 
     /// The rows of an appending plan.
     fn stream(&self, plan: &Plan, branch: &str, n: &mut usize) -> engine::Result<DataStream<Row>> {
-        if plan.upsert_key.is_some() {
+        if plan.updating {
             return Err(invalid("an updating result where the plan expects appends"));
         }
         Ok(match &plan.node {
@@ -1011,6 +1022,40 @@ impl Builder<'_> {
                         })
                     },
                 )
+            }
+            Node::GroupAggregate {
+                input,
+                pre,
+                keys,
+                aggs,
+            } if input.updating => {
+                // Every change must carry the row it replaces, to take it back.
+                let input = self.changes(input, branch, n, true)?;
+                *n += 1;
+                let uid = format!("{branch}-group{n}");
+                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let k = *keys;
+                let computed = move |row: &Row| -> std::result::Result<Row, EvalError> {
+                    pre.iter().map(|p| p(row)).collect()
+                };
+                let records = input.try_flat_map(
+                    "group-keys",
+                    move |change: Change| -> std::result::Result<Vec<Retraction>, EvalError> {
+                        let (old, new) = match change {
+                            Change::Upsert { before, row } => (
+                                before.map(|b| computed(&b)).transpose()?,
+                                Some(computed(&row)?),
+                            ),
+                            Change::Delete(row) => (Some(computed(&row)?), None),
+                        };
+                        Ok(retractions(old, new, k))
+                    },
+                );
+                self.key_by(records, branch, |t: &Retraction| t.0.clone())
+                    .process(GroupRetractions::new(RowAggregate::retracting(
+                        aggs.clone(),
+                    )))
+                    .uid(&uid)
             }
             Node::GroupAggregate {
                 input,

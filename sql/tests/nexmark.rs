@@ -1,6 +1,7 @@
-//! Nexmark q0, q1, q2, q3, q5, q7 and q8 as published (examples/nexmark/, sink swapped
-//! from `blackhole` to files) over the `nexmark` connector, each compared with a
-//! reference computed here from the same generator's events.
+//! Nexmark q0, q1, q2, q3, q4, q5, q7 and q8 as published (examples/nexmark/, sink
+//! swapped from `blackhole` to files, or to `print` for q4's updates) over the
+//! `nexmark` connector, each compared with a reference computed here from the
+//! same generator's events.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,6 +13,9 @@ use connectors::nexmark::{Bid, Event, Generator, NexmarkConfig};
 use serde_json::{Value as J, json};
 use sql::time::format_timestamp;
 use sql::{RunOptions, SqlJob};
+
+mod common;
+use common::{print_child, printed_changes, upsert_table};
 
 const EVENTS: u64 = 50_000;
 const TPS: u32 = 2_000;
@@ -45,6 +49,17 @@ fn bids() -> Vec<Bid> {
 async fn run_query(query: &str) -> Vec<String> {
     let dir = std::env::temp_dir().join(format!("strom-nexmark-{query}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let sink = format!("'connector' = 'filesystem', 'path' = '{}'", dir.display());
+    run_job(query, &sink).await;
+    let mut rows = read_rows(&dir);
+    rows.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    rows
+}
+
+/// Runs examples/nexmark/ddl.sql + `query` with its blackhole sink's options
+/// replaced by `sink`, until the generator's events end.
+async fn run_job(query: &str, sink: &str) {
     let vars = |n: &str| match n {
         "EVENTS_NUM" => Some(EVENTS.to_string()),
         "TPS" => Some(TPS.to_string()),
@@ -52,8 +67,7 @@ async fn run_query(query: &str) -> Vec<String> {
     };
     let ddl = std::fs::read_to_string(root().join("examples/nexmark/ddl.sql")).unwrap();
     let q = std::fs::read_to_string(root().join(format!("examples/nexmark/{query}.sql"))).unwrap();
-    let sink = format!("'connector' = 'filesystem', 'path' = '{}'", dir.display());
-    let q = q.replace("'connector' = 'blackhole'", &sink);
+    let q = q.replace("'connector' = 'blackhole'", sink);
     let text = sql::vars::substitute(&format!("{ddl}\n{q}"), vars).unwrap();
     let job = SqlJob::compile(&text).unwrap();
     let (_stop, watch) = SqlJob::stop_signal();
@@ -66,10 +80,6 @@ async fn run_query(query: &str) -> Vec<String> {
     )
     .await
     .unwrap();
-    let mut rows = read_rows(&dir);
-    rows.sort();
-    let _ = std::fs::remove_dir_all(&dir);
-    rows
 }
 
 fn read_rows(dir: &Path) -> Vec<String> {
@@ -150,6 +160,66 @@ async fn q3_joins_category_10_auctions_with_their_sellers_in_or_id_and_ca() {
     let want = sorted(want);
     assert!(want.len() >= 50, "{}", want.len());
     assert_eq!(run_query("q3").await, want);
+}
+
+/// Set in the child process that runs q4 into a print sink (its updates).
+const Q4_CHILD: &str = "STROM_NEXMARK_Q4_CHILD";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs as the child process of q4_averages_the_highest_bid_of_each_auction_per_category"]
+async fn q4_print_child() {
+    if std::env::var(Q4_CHILD).is_err() {
+        return;
+    }
+    run_job("q4", "'connector' = 'print', 'print-identifier' = 'q4'").await;
+}
+
+#[test]
+fn q4_averages_the_highest_bid_of_each_auction_per_category() {
+    // Reference: per auction, the highest price of its bids made between its
+    // start and its expiry (both included), whatever the order they arrived in;
+    // per category, the integer average of those prices (AVG of BIGINT).
+    let (mut auctions, mut bids) = (HashMap::new(), Vec::new());
+    for e in events() {
+        match e {
+            Event::Auction(a) => {
+                auctions.insert(a.id, a);
+            }
+            Event::Bid(b) => bids.push(b),
+            Event::Person(_) => {}
+        }
+    }
+    let mut highest: HashMap<i64, (i64, i64)> = HashMap::new();
+    for b in &bids {
+        let Some(a) = auctions.get(&b.auction) else {
+            continue;
+        };
+        if a.date_time <= b.date_time && b.date_time <= a.expires {
+            let h = highest.entry(a.id).or_insert((a.category, b.price));
+            h.1 = h.1.max(b.price);
+        }
+    }
+    let mut per_category: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for (category, price) in highest.values() {
+        let c = per_category.entry(*category).or_default();
+        c.0 += price;
+        c.1 += 1;
+    }
+    let want: BTreeMap<String, String> = per_category
+        .iter()
+        .map(|(c, (sum, n))| (c.to_string(), format!("{c}, {}", sum / n)))
+        .collect();
+    assert!(want.len() >= 3 && highest.len() >= 100, "{want:?}");
+
+    let stdout = print_child("q4_print_child", &[(Q4_CHILD, "1")]);
+    let changes = printed_changes(&stdout, "q4", 0);
+    assert_eq!(upsert_table(&changes), want);
+    // The average moved as auctions' highest bids rose: updates, not one row
+    // per category.
+    assert!(
+        changes.values().map(Vec::len).sum::<usize>() > 2 * want.len(),
+        "{changes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

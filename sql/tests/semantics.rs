@@ -20,6 +20,9 @@ use std::time::Duration;
 use serde_json::{Value as J, json};
 use sql::{RunOptions, RunSummary, SqlJob};
 
+mod common;
+use common::{print_child, printed_changes, upsert_table};
+
 const DAY: &str = "2024-03-01";
 const SEC: i64 = 1_000;
 const MIN: i64 = 60 * SEC;
@@ -987,52 +990,43 @@ fn updating_group_by_is_planned_as_upserts_and_refused_by_file_sinks() {
 /// Names the input file for [`updating_group_by_print_child`].
 const CHILD_INPUT: &str = "STROM_SQL_SEMANTICS_UPDATES_INPUT";
 
+/// Writes `events` as the input of the ignored test `child` (in a temporary
+/// directory named after `test`), runs it in a child process and returns its
+/// standard output.
+fn print_child_over(test: &str, child: &str, events: &[Event]) -> String {
+    let dir = TempDir::new(test);
+    let input = dir.join("input.json");
+    write_events(&input, events);
+    print_child(child, &[(CHILD_INPUT, &input.display().to_string())])
+}
+
+/// In a child process [`print_child_over`] started: runs `script` (print sink
+/// tables and INSERTs) over its input as table `logs`; in a plain test run,
+/// nothing.
+async fn run_over_child_input(script: &str) {
+    let Ok(input) = std::env::var(CHILD_INPUT) else {
+        return;
+    };
+    let logs = logs_table("logs", Path::new(&input), None);
+    run(&format!("{logs}{script}")).await.unwrap();
+}
+
 /// The print sink writes to the process's standard output (not through the test
 /// harness's capture), so its update stream is read by running this test in a
 /// child process: the parent below sets [`CHILD_INPUT`] and reads its stdout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs as the child process of updating_group_by_emits_the_running_aggregate_per_row"]
 async fn updating_group_by_print_child() {
-    let Ok(input) = std::env::var(CHILD_INPUT) else {
-        return;
-    };
-    let sql = format!(
-        "{}CREATE TABLE out (url STRING, cnt BIGINT, total INT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'upd');\nINSERT INTO out {UPDATES};",
-        logs_table("logs", Path::new(&input), None)
-    );
-    run(&sql).await.unwrap();
-}
-
-/// Runs the ignored test `name` in a child process with [`CHILD_INPUT`] set to
-/// `input`, and returns its standard output (what its print sinks wrote).
-fn print_child(name: &str, input: &Path) -> String {
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_INPUT, input)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout).into_owned();
-    assert!(
-        child.status.success(),
-        "child failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    stdout
+    run_over_child_input(&format!(
+        "CREATE TABLE out (url STRING, cnt BIGINT, total INT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'upd');\nINSERT INTO out {UPDATES};"
+    ))
+    .await;
 }
 
 #[test]
 fn updating_group_by_emits_the_running_aggregate_per_row() {
-    let dir = TempDir::new("updates");
     let events = web_log(6, 1500, 5 * SEC, 8, 5);
-    let input = dir.join("input.json");
-    write_events(&input, &events);
-    let stdout = print_child("updating_group_by_print_child", &input);
+    let stdout = print_child_over("updates", "updating_group_by_print_child", &events);
     // `upd> +U[url, cnt, total, worst]`, per url in the order emitted.
     let mut actual: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in stdout.lines() {
@@ -1100,72 +1094,21 @@ WHERE total % 2 = 0";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs as the child process of filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed"]
 async fn filtered_updates_print_child() {
-    let Ok(input) = std::env::var(CHILD_INPUT) else {
-        return;
-    };
-    let sql = format!(
-        "{}CREATE TABLE hav (url STRING, cnt BIGINT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'hav');
+    run_over_child_input(&format!(
+        "CREATE TABLE hav (url STRING, cnt BIGINT, worst INT) WITH ('connector' = 'print', 'print-identifier' = 'hav');
 CREATE TABLE sub (cnt BIGINT, url STRING) WITH ('connector' = 'print', 'print-identifier' = 'sub');
 CREATE TABLE two (url STRING, cnt BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'two');
 INSERT INTO hav {HAVING};
 INSERT INTO sub {FILTERED_SUBQUERY};
-INSERT INTO two {TWO_FILTERS};",
-        logs_table("logs", Path::new(&input), None)
-    );
-    run(&sql).await.unwrap();
-}
-
-/// The changes a print sink `prefix` wrote, per key (the `key` column of its
-/// rows) in the order written: `(true, row)` an upsert, `(false, row)` a delete.
-fn printed_changes(
-    stdout: &str,
-    prefix: &str,
-    key: usize,
-) -> BTreeMap<String, Vec<(bool, String)>> {
-    let mut out: BTreeMap<String, Vec<(bool, String)>> = BTreeMap::new();
-    let tag = format!("{prefix}> ");
-    for line in stdout.lines() {
-        let Some(at) = line.find(&tag) else {
-            continue;
-        };
-        let change = &line[at + tag.len()..];
-        let (upsert, fields) = if let Some(f) = change.strip_prefix("+U[") {
-            (true, f)
-        } else if let Some(f) = change.strip_prefix("-D[") {
-            (false, f)
-        } else {
-            panic!("neither +U nor -D: {line}");
-        };
-        let fields = fields.strip_suffix(']').unwrap();
-        let k = fields.split(", ").nth(key).unwrap().to_string();
-        out.entry(k).or_default().push((upsert, fields.to_string()));
-    }
-    out
-}
-
-/// The table an upsert sink ends with after `changes`: the last upsert of each
-/// key not deleted after it.
-fn upsert_table(changes: &BTreeMap<String, Vec<(bool, String)>>) -> BTreeMap<String, String> {
-    let mut table = BTreeMap::new();
-    for (k, cs) in changes {
-        for (upsert, row) in cs {
-            if *upsert {
-                table.insert(k.clone(), row.clone());
-            } else {
-                table.remove(k);
-            }
-        }
-    }
-    table
+INSERT INTO two {TWO_FILTERS};"
+    ))
+    .await;
 }
 
 #[test]
 fn filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one_passed() {
-    let dir = TempDir::new("filtered-updates");
     let events = web_log(11, 1200, 5 * SEC, 8, 10);
-    let input = dir.join("input.json");
-    write_events(&input, &events);
-    let stdout = print_child("filtered_updates_print_child", &input);
+    let stdout = print_child_over("filtered-updates", "filtered_updates_print_child", &events);
     let (hav, sub, two) = (
         printed_changes(&stdout, "hav", 0),
         printed_changes(&stdout, "sub", 1),
@@ -1269,6 +1212,156 @@ fn filters_over_updates_delete_a_key_when_its_new_version_fails_and_its_last_one
         final_hav.len() < state.len() && final_sub.len() < state.len(),
         "some keys end deleted: {final_hav:?} {final_sub:?}"
     );
+}
+
+/// Aggregates over updates whose group key (ip) the inner SELECT list leaves
+/// out, as Nexmark q4 does, into print sink `ret`: the inner HAVING deletes an
+/// (url, ip) row when its count becomes a multiple of 3 and brings it back.
+const RETRACTED: &str = "SELECT url, COUNT(*) AS ips, SUM(n) AS total, AVG(n) AS mean,
+  MIN(big) AS low, MAX(big) AS high, COUNT(DISTINCT n) AS counts
+FROM (SELECT url, COUNT(*) AS n, MAX(bytes) AS big FROM logs GROUP BY url, ip
+      HAVING COUNT(*) % 3 <> 0)
+GROUP BY url";
+
+/// A histogram of the running counts, into print sink `his`: every row moves
+/// its url from the group of its old count to the group of its new one, and a
+/// group left without urls is deleted.
+const HISTOGRAM: &str = "SELECT n, COUNT(*) AS urls, MIN(url) AS first_url, MAX(url) AS last_url
+FROM (SELECT url, COUNT(*) AS n FROM logs GROUP BY url)
+GROUP BY n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs as the child process of aggregates_over_updates_retract_the_row_each_change_replaces"]
+async fn retracting_aggregates_print_child() {
+    run_over_child_input(&format!(
+        "CREATE TABLE ret (url STRING, ips BIGINT, total BIGINT, mean BIGINT, low INT, high INT, counts BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'ret');
+CREATE TABLE his (n BIGINT, urls BIGINT, first_url STRING, last_url STRING) WITH ('connector' = 'print', 'print-identifier' = 'his');
+INSERT INTO ret {RETRACTED};
+INSERT INTO his {HISTOGRAM};"
+    ))
+    .await;
+}
+
+/// The change an upsert sink gets when a key's result goes from `held` to
+/// `now` (`None`: the key has no row): an upsert of a new result, a delete of a
+/// row no longer there, nothing when the result did not change.
+fn expect_change(
+    want: &mut BTreeMap<String, Vec<(bool, String)>>,
+    held: &mut BTreeMap<String, String>,
+    key: &str,
+    now: Option<String>,
+) {
+    match now {
+        Some(row) if held.get(key) != Some(&row) => {
+            held.insert(key.to_string(), row.clone());
+            want.entry(key.to_string()).or_default().push((true, row));
+        }
+        Some(_) => {}
+        None => {
+            if let Some(old) = held.remove(key) {
+                want.entry(key.to_string()).or_default().push((false, old));
+            }
+        }
+    }
+}
+
+#[test]
+fn aggregates_over_updates_retract_the_row_each_change_replaces() {
+    let events = web_log(23, 1500, 5 * SEC, 8, 10);
+    let stdout = print_child_over("retracting", "retracting_aggregates_print_child", &events);
+    let (ret, his) = (
+        printed_changes(&stdout, "ret", 0),
+        printed_changes(&stdout, "his", 0),
+    );
+
+    // Reference: after each row, the outer results recomputed from scratch over
+    // the inner rows as they are now (no retraction involved).
+    let text = |v: Option<i64>| v.map_or_else(|| "NULL".to_string(), |x| x.to_string());
+    // (url, ip) -> (count, max bytes); url -> count.
+    let mut inner: BTreeMap<(String, Option<String>), (i64, Option<i32>)> = BTreeMap::new();
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let (mut want_ret, mut held_ret) = (BTreeMap::new(), BTreeMap::new());
+    let (mut want_his, mut held_his) = (BTreeMap::new(), BTreeMap::new());
+    for e in &events {
+        let url = e.url.clone().unwrap();
+        let g = inner.entry((url.clone(), e.ip.clone())).or_default();
+        g.0 += 1;
+        if let Some(b) = e.bytes {
+            g.1 = Some(g.1.map_or(b, |m| m.max(b)));
+        }
+        // The rows of this url that pass the inner HAVING.
+        let rows: Vec<(i64, Option<i32>)> = inner
+            .iter()
+            .filter(|((u, _), (n, _))| *u == url && n % 3 != 0)
+            .map(|(_, r)| *r)
+            .collect();
+        let now = (!rows.is_empty()).then(|| {
+            let total: i64 = rows.iter().map(|r| r.0).sum();
+            let bigs: Vec<i64> = rows.iter().filter_map(|r| r.1.map(i64::from)).collect();
+            let distinct: BTreeSet<i64> = rows.iter().map(|r| r.0).collect();
+            format!(
+                "{url}, {}, {total}, {}, {}, {}, {}",
+                rows.len(),
+                total / rows.len() as i64,
+                text(bigs.iter().min().copied()),
+                text(bigs.iter().max().copied()),
+                distinct.len()
+            )
+        });
+        expect_change(&mut want_ret, &mut held_ret, &url, now);
+
+        let n = counts.entry(url.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        // The url left the group of n - 1 (retracted first) and joined that of n.
+        for group in [n - 1, n] {
+            let urls: Vec<&String> = counts
+                .iter()
+                .filter(|(_, c)| **c == group)
+                .map(|(u, _)| u)
+                .collect();
+            let now = match (urls.first(), urls.last()) {
+                (Some(first), Some(last)) if group > 0 => {
+                    Some(format!("{group}, {}, {first}, {last}", urls.len()))
+                }
+                _ => None,
+            };
+            expect_change(&mut want_his, &mut held_his, &group.to_string(), now);
+        }
+    }
+    assert_eq!(
+        ret, want_ret,
+        "aggregates over keyless updates: the changes per url"
+    );
+    assert_eq!(his, want_his, "histogram of counts: the changes per count");
+
+    // The final tables: the aggregates of the final inner results.
+    assert_eq!(upsert_table(&ret), held_ret, "the final table per url");
+    assert_eq!(upsert_table(&his), held_his, "the final histogram");
+    let final_counts: BTreeSet<String> = counts.values().map(|c| c.to_string()).collect();
+    assert_eq!(
+        upsert_table(&his).keys().cloned().collect::<BTreeSet<_>>(),
+        final_counts
+    );
+    // The input makes the inner HAVING delete rows the outer aggregates took
+    // back, and empties histogram groups.
+    let deletes = |c: &BTreeMap<String, Vec<(bool, String)>>| {
+        c.values().flatten().filter(|(upsert, _)| !upsert).count()
+    };
+    assert!(
+        deletes(&his) > 10,
+        "histogram groups deleted: {}",
+        deletes(&his)
+    );
+    let shrank = ret
+        .values()
+        .flat_map(|cs| cs.windows(2))
+        .filter(|w| {
+            let ips = |r: &str| r.split(", ").nth(1).unwrap().parse::<i64>().unwrap();
+            ips(&w[1].1) < ips(&w[0].1)
+        })
+        .count();
+    assert!(shrank > 0, "no url lost an (url, ip) row to the HAVING");
 }
 
 // ---------------------------------------------------------------------------
@@ -1776,16 +1869,18 @@ fn keyless_updating_and_outer_joins_and_order_by_are_refused_as_unsupported() {
         )),
         "{err}"
     );
-    // Nor can an aggregate over those updates (it would count every version).
+    // An aggregate over those updates retracts (see
+    // aggregates_over_updates_retract_the_row_each_change_replaces), but a sink
+    // cannot take updates whose group key the SELECT list left out.
     let sql = with_logs(
-        "INSERT INTO out SELECT CAST(AVG(n) AS STRING) FROM \
+        "INSERT INTO out SELECT CAST(n AS STRING) FROM \
          (SELECT ip, COUNT(*) AS n FROM logs GROUP BY ip) c;",
     );
     let err = compile_error(&sql);
-    let (line, column) = position(&sql, "SELECT CAST(AVG");
+    let (line, column) = position(&sql, "INSERT INTO out");
     assert!(
         err.starts_with(&format!(
-            "line {line}, column {column}: an aggregate over the updates of a GROUP BY"
+            "line {line}, column {column}: the query emits updates (GROUP BY without a window) but its SELECT list leaves a group key out"
         )),
         "{err}"
     );

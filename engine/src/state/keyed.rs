@@ -447,6 +447,11 @@ impl<K: Key> KeyedState<'_, K> {
             t.insert(key, value);
         }
     }
+    /// Removes the value of `state` for the current key and returns it (to
+    /// change it without a copy, then [`KeyedState::set`] it again).
+    pub fn take<V: StateValue>(&mut self, state: ValueState<V>) -> Option<V> {
+        self.store.table_mut::<V>(state.id)?.remove(self.key)
+    }
     /// Clears `state` for the current key.
     pub fn clear<V: StateValue>(&mut self, state: ValueState<V>) {
         if let Some(t) = self.store.table_mut::<V>(state.id) {
@@ -573,5 +578,20 @@ mod tests {
             }
         }
         assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn a_taken_value_is_gone_until_set_again_and_left_out_of_snapshots() {
+        let mut store = KeyedStateStore::<u64>::new(KeyGroupRange::for_subtask(0, 1, 4), 4);
+        let v = store.registry().value::<String>();
+        let mut s = KeyedState {
+            store: &mut store,
+            key: &7,
+        };
+        assert_eq!(s.take(v), None);
+        s.set(v, "a".to_string());
+        assert_eq!(s.take(v), Some("a".to_string()));
+        assert_eq!(s.get(v), None);
+        assert!(store.snapshot().is_empty());
     }
 }
