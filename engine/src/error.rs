@@ -120,6 +120,14 @@ pub enum EngineError {
     /// A channel between tasks closed while a task still needed it (a peer task ended early).
     #[error("channel closed: {0}")]
     ChannelClosed(String),
+    /// A task panicked (a bug in an operator, source or sink).
+    #[error("task {task} panicked: {message}")]
+    Panicked {
+        /// The task's name.
+        task: String,
+        /// The panic's message.
+        message: String,
+    },
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,

@@ -183,3 +183,64 @@ async fn a_sink_that_cannot_finish_fails_the_job_after_the_close_timeout() {
         "{err}"
     );
 }
+
+fn many_with_a_bad_one() -> Vec<String> {
+    (0..20_000u64)
+        .map(|i| {
+            if i == 15_000 {
+                "x".into()
+            } else {
+                i.to_string()
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upstream_task_does_not_let_a_sink_finish() {
+    for _ in 0..5 {
+        let p = Pipeline::new();
+        let sink = CollectSink::transactional();
+        p.source(
+            VecSource::new(many_with_a_bad_one()),
+            WatermarkStrategy::no_watermarks(),
+        )
+        .try_map_named("parse", |s: String| parse(&s))
+        .rebalance(2)
+        .sink(sink.clone());
+        let err = p.run().await.unwrap_err();
+        assert!(
+            matches!(err, EngineError::RecordFailed { .. }),
+            "the cause, not the closed channel it left behind: {err}"
+        );
+        let committed = sink.values().len();
+        assert_eq!(
+            committed, 0,
+            "no checkpoint completed: a sink must commit nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_operator_fails_the_job_with_its_message() {
+    let p = Pipeline::new();
+    let sink = CollectSink::transactional();
+    p.source(
+        VecSource::new((0..20_000u64).collect()),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .map(|v: u64| {
+        assert!(v != 15_000, "operator bug at {v}");
+        v
+    })
+    .rebalance(2)
+    .sink(sink.clone());
+    let err = p.run().await.unwrap_err();
+    match &err {
+        EngineError::Panicked { message, .. } => {
+            assert!(message.contains("operator bug at 15000"), "{message}")
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    assert_eq!(sink.values().len(), 0);
+}

@@ -564,7 +564,7 @@ impl Pipeline {
             false,
             None,
             Box::new(move |b: &mut BuildCtx, mut down| {
-                let gates = vec![InputGate::new(rx.take().into_iter().collect())];
+                let gates = vec![InputGate::ended_by_close(rx.take().into_iter().collect())];
                 b.spawn_chain_stage("dead-letters", gates, false, &mut down)
             }),
         )

@@ -199,6 +199,9 @@ where
                                 env.ctx.flush_deferred().await?;
                                 return chain.close();
                             }
+                            GateEvent::Broken => {
+                                return Err(crate::runtime::gate::broken_input());
+                            }
                             GateEvent::Data(_) => {}
                         }
                     }

@@ -23,6 +23,17 @@ pub(crate) enum GateEvent<T> {
     Idle(bool),
     Barrier(CheckpointBarrier),
     End,
+    /// An input's channel closed without its end of input: the upstream task
+    /// failed or was aborted, so this task must not finish (a sink would commit
+    /// output of no checkpoint).
+    Broken,
+}
+
+/// The error of a task whose gate reported [`GateEvent::Broken`].
+pub(crate) fn broken_input() -> crate::EngineError {
+    crate::EngineError::ChannelClosed(
+        "an input closed without its end of input (an upstream task failed or was aborted)".into(),
+    )
 }
 
 struct Input<T> {
@@ -39,6 +50,9 @@ pub(crate) struct InputGate<T> {
     next: usize,
     open: usize,
     end_sent: bool,
+    /// A closed channel ends its input (a stream whose senders never send an
+    /// end, such as the dead letters); otherwise it is [`GateEvent::Broken`].
+    close_ends: bool,
 }
 
 impl<T> InputGate<T> {
@@ -59,6 +73,16 @@ impl<T> InputGate<T> {
             next: 0,
             open: n,
             end_sent: false,
+            close_ends: false,
+        }
+    }
+
+    /// A gate whose inputs end when their senders are dropped: for streams
+    /// outside checkpoints, whose senders never send an end of input.
+    pub(crate) fn ended_by_close(receivers: Vec<Receiver<T>>) -> Self {
+        InputGate {
+            close_ends: true,
+            ..InputGate::new(receivers)
         }
     }
 
@@ -99,6 +123,7 @@ impl<T> InputGate<T> {
                 return Poll::Ready(GateEvent::End);
             }
             let n = self.inputs.len();
+            let close_ends = self.close_ends;
             let mut got = None;
             for k in 0..n {
                 let i = (self.next + k) % n;
@@ -111,10 +136,11 @@ impl<T> InputGate<T> {
                         got = Some((i, m));
                         break;
                     }
-                    Poll::Ready(None) => {
+                    Poll::Ready(None) if close_ends => {
                         got = Some((i, Message::End));
                         break;
                     }
+                    Poll::Ready(None) => return Poll::Ready(GateEvent::Broken),
                     Poll::Pending => {}
                 }
             }

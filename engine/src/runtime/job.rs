@@ -11,6 +11,7 @@
 //! A checkpoint is complete only after its durable write succeeded; while a write
 //! is in flight no checkpoint is triggered. A failed write fails the job.
 
+use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -192,7 +193,13 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         controls.push((t.id, t.is_source, t.control));
         let fut = t.future;
         let h = tokio::spawn(async move {
-            let r = fut.await;
+            let r = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(r) => r,
+                Err(panic) => Err(EngineError::Panicked {
+                    task: name.clone(),
+                    message: panic_message(panic.as_ref()),
+                }),
+            };
             match r {
                 Ok(()) => {
                     tracing::debug!(task = %name, "task finished");
@@ -497,12 +504,18 @@ impl Coordinator {
                         }
                     }
                     Some(JobEvent::Failed(task, e)) => {
+                        self.abort_all();
+                        // A closed channel follows the failure of a peer task, whose
+                        // own report may come just after: that one is the cause.
+                        let e = match e {
+                            EngineError::ChannelClosed(_) => cause_after(&mut events, e).await,
+                            e => e,
+                        };
                         tracing::error!(stage = task.stage, subtask = task.subtask, error = %e, "job failed");
                         self.status.error(e.to_string());
                         for id in self.tracker.pending().collect::<Vec<_>>() {
                             self.status.checkpoint_failed(id.0);
                         }
-                        self.abort_all();
                         return Err(e);
                     }
                     None => {
@@ -513,4 +526,34 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// How long a job that failed by a closed channel waits for the failure behind it.
+const CAUSE_WAIT: Duration = Duration::from_millis(500);
+
+/// The first failure other than a closed channel reported within [`CAUSE_WAIT`],
+/// else `closed`.
+async fn cause_after(
+    events: &mut mpsc::UnboundedReceiver<JobEvent>,
+    closed: EngineError,
+) -> EngineError {
+    let deadline = tokio::time::Instant::now() + CAUSE_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(JobEvent::Failed(_, e))) if !matches!(e, EngineError::ChannelClosed(_)) => {
+                return e;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return closed,
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -189,6 +189,7 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
                 env.ctx.flush_deferred().await?;
                 break;
             }
+            GateEvent::Broken => return Err(crate::runtime::gate::broken_input()),
         }
         env.ctx.flush_deferred().await?;
     }
@@ -744,6 +745,7 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                         }
                         return Ok(());
                     }
+                    GateEvent::Broken => return Err(crate::runtime::gate::broken_input()),
                 }
             }
         }
