@@ -5,9 +5,10 @@
 //! ```text
 //!  driver (this binary, `run`)                     child process, one per run
 //!  ───────────────────────────                     ──────────────────────────
-//!  load the input topic once ───────────────────►  strom:    this binary `strom-child` (KafkaJob)
-//!  per system × pipeline × guarantee: spawn ────►  Flink:    java strom.bench.Main flink (MiniCluster)
-//!  read the output topic (read_committed) ◄──────  KStreams: java strom.bench.Main kstreams
+//!  load the input topic once ───────────────────►  strom:     this binary `strom-child` (KafkaJob)
+//!  per system × pipeline × guarantee: spawn ────►  strom-sql: `strom run` of a SQL file (strom_sql.rs)
+//!                                                  Flink:     java strom.bench.Main flink (MiniCluster)
+//!  read the output topic (read_committed) ◄──────  KStreams:  java strom.bench.Main kstreams
 //!  at the expected count: /proc CPU, VmHWM; kill
 //!  Markdown ──► stdout and RESULTS.md (appended)
 //! ```
@@ -26,9 +27,10 @@ mod nexmark;
 mod procfs;
 mod report;
 mod strom_job;
+mod strom_sql;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -81,8 +83,9 @@ struct RunArgs {
     /// Parallelism of every system (strom and Flink subtasks, Kafka Streams threads).
     #[arg(long, default_value_t = 2)]
     parallelism: usize,
-    /// Systems, in this order: strom, flink, kstreams.
-    #[arg(long, value_delimiter = ',', default_values = ["strom", "flink", "kstreams"])]
+    /// Systems, in this order: strom (Rust API), strom-sql (`strom run` of SQL),
+    /// flink, kstreams.
+    #[arg(long, value_delimiter = ',', default_values = ["strom", "strom-sql", "flink", "kstreams"])]
     systems: Vec<String>,
     /// Pipelines: passthrough, filtermap, count, sliding, join; `none` for the latency part only.
     #[arg(long, value_delimiter = ',', default_values = ["passthrough", "filtermap", "count"])]
@@ -93,6 +96,9 @@ struct RunArgs {
     /// Java classpath of bench/engines/java (its jar and dependencies).
     #[arg(long, default_value = "")]
     java_cp: String,
+    /// The `strom` binary strom-sql runs (bench/engines/run builds it).
+    #[arg(long)]
+    strom: Option<PathBuf>,
     /// Maximum heap of each JVM.
     #[arg(long, default_value = "2g")]
     java_heap: String,
@@ -119,8 +125,8 @@ struct RunArgs {
     /// stream time of the repartitioned window task runs ahead of the merge).
     #[arg(long)]
     kstreams_sliding: bool,
-    /// An extra Kafka property for strom's pipeline, `key=value` (repeatable),
-    /// e.g. `max.partition.fetch.bytes=262144`.
+    /// An extra Kafka property for strom's pipeline (strom and strom-sql),
+    /// `key=value` (repeatable), e.g. `max.partition.fetch.bytes=262144`.
     #[arg(long = "strom-property")]
     strom_properties: Vec<String>,
 }
@@ -268,24 +274,14 @@ impl Driver {
         ];
         let mut cmd = match system {
             "strom" => {
-                // STROM_CHILD_WRAPPER runs the child under a profiler, e.g.
-                // `heaptrack -o /tmp/strom-child` or `perf record -g -o /tmp/perf.data`.
-                let wrapper = std::env::var("STROM_CHILD_WRAPPER").unwrap_or_default();
-                let mut words = wrapper.split_whitespace();
-                let mut c = match words.next() {
-                    Some(program) => {
-                        let mut c = Command::new(program);
-                        c.args(words).arg(std::env::current_exe()?);
-                        c
-                    }
-                    None => Command::new(std::env::current_exe()?),
-                };
+                let mut c = wrapped(&std::env::current_exe()?);
                 c.arg("strom-child");
                 for p in &self.args.strom_properties {
                     c.args(["--property", p]);
                 }
                 c
             }
+            "strom-sql" => self.strom_sql(run)?,
             "flink" | "kstreams" => {
                 if self.args.java_cp.is_empty() {
                     bail!("{system} needs --java-cp (bench/engines/run builds it)");
@@ -305,17 +301,46 @@ impl Driver {
             }
             other => bail!("unknown system {other}"),
         };
-        for (flag, value) in common {
-            cmd.args([flag, &value]);
-        }
-        if run.pipeline == "join" {
-            cmd.args(["--payments", &self.payments]);
+        if system != "strom-sql" {
+            for (flag, value) in common {
+                cmd.args([flag, &value]);
+            }
+            if run.pipeline == "join" {
+                cmd.args(["--payments", &self.payments]);
+            }
         }
         let log_file = std::fs::File::create(log)?;
         cmd.stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
         Ok(cmd.spawn()?)
+    }
+
+    /// `strom run` of `run`'s pipeline, its SQL written beside its log.
+    fn strom_sql(&self, run: &Launch) -> Result<Command> {
+        let Some(strom) = &self.args.strom else {
+            bail!("strom-sql needs --strom, the strom binary (bench/engines/run builds it)");
+        };
+        let script = strom_sql::Tables {
+            bootstrap: &self.args.bootstrap,
+            input: &run.input,
+            payments: &self.payments,
+            output: &run.output,
+            eos: run.eos,
+            properties: &self.args.strom_properties,
+        }
+        .script(run.pipeline)?;
+        let sql = run.log.with_extension("sql");
+        std::fs::write(&sql, script).with_context(|| format!("writing {}", sql.display()))?;
+        let mut c = wrapped(strom);
+        c.args(strom_sql::run_args(
+            &sql,
+            &run.app,
+            self.args.parallelism,
+            run.checkpoint_ms,
+            false,
+        ));
+        Ok(c)
     }
 
     /// Send-to-visible latency of the pass-through pipeline under a paced input:
@@ -515,10 +540,14 @@ impl Driver {
                 Ok(records) => {
                     for r in records {
                         first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                        got.add(
-                            r.key.as_deref().unwrap_or_default(),
-                            r.value.as_deref().unwrap_or_default(),
-                        );
+                        let key = r.key.as_deref().unwrap_or_default();
+                        // SQL writes the key as a JSON object (strom_sql.rs).
+                        let key = if system == "strom-sql" {
+                            strom_sql::record_key(key)
+                        } else {
+                            key
+                        };
+                        got.add(key, r.value.as_deref().unwrap_or_default());
                     }
                 }
                 Err(e) => break Err(e.into()),
@@ -593,6 +622,21 @@ impl Driver {
     }
 }
 
+/// `program` under STROM_CHILD_WRAPPER when it is set, a profiler for
+/// example (`heaptrack -o /tmp/strom-child`, `perf record -g -o /tmp/perf.data`).
+fn wrapped(program: &Path) -> Command {
+    let wrapper = std::env::var("STROM_CHILD_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.args(words).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// This process's arguments, the Java classpath shortened.
 fn command_line() -> String {
     let mut args: Vec<String> = std::env::args().collect();
@@ -632,6 +676,9 @@ async fn load(producer: &Producer, topic: &str, records: &[data::Record]) -> Res
 fn run(args: &RunArgs) -> Result<()> {
     for g in &args.guarantees {
         parse_guarantee(g)?;
+    }
+    if args.systems.iter().any(|s| s == "strom-sql") && args.strom.is_none() {
+        bail!("strom-sql needs --strom, the strom binary (bench/engines/run builds it)");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

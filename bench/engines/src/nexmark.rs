@@ -347,16 +347,15 @@ impl Driver<'_> {
 
     fn strom(&self, sql: &Path, app: &str, parallelism: usize) -> Command {
         let mut c = Command::new(&self.args.strom);
-        c.args(["run", "--bounded", "--http-addr", "off"])
-            .args(["--parallelism", &parallelism.to_string()])
-            .args([
-                "--checkpoint-interval-ms",
-                &self.args.checkpoint_ms.to_string(),
-            ])
-            .args(["--application-id", app])
-            .arg(sql)
-            .env("EVENTS_NUM", self.args.events.to_string())
-            .env("TPS", self.args.tps.to_string());
+        c.args(crate::strom_sql::run_args(
+            sql,
+            app,
+            parallelism,
+            self.args.checkpoint_ms,
+            true,
+        ))
+        .env("EVENTS_NUM", self.args.events.to_string())
+        .env("TPS", self.args.tps.to_string());
         c
     }
 

@@ -208,12 +208,20 @@ pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
         md.push_str(
             "\n| guarantee | vs | records/s ratio | per-core ratio (target ≥ 5 Flink, ≥ 3 KStreams) | peak RSS ratio (target ≤ 0.10 Flink) |\n|---|---|---|---|---|\n",
         );
+        let pairs = [
+            ("strom", "flink"),
+            ("strom", "kstreams"),
+            ("strom-sql", "strom"),
+            ("strom-sql", "flink"),
+            ("strom-sql", "kstreams"),
+        ];
         for g in &guarantees {
-            let Some(s) = find("strom", g) else { continue };
-            for other in ["flink", "kstreams"] {
-                let Some(o) = find(other, g) else { continue };
+            for (system, other) in pairs {
+                let (Some(s), Some(o)) = (find(system, g), find(other, g)) else {
+                    continue;
+                };
                 md.push_str(&format!(
-                    "| {g} | strom / {other} | {} | {} | {} |\n",
+                    "| {g} | {system} / {other} | {} | {} | {} |\n",
                     ratio(Some(s.rate()), Some(o.rate())),
                     ratio(s.per_core(), o.per_core()),
                     ratio(s.rss.map(|b| b as f64), o.rss.map(|b| b as f64)),
