@@ -68,6 +68,8 @@ pub enum SourceConnector {
 /// A field of a Nexmark event, as a table column reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NexmarkField {
+    /// A column no query reads: NULL.
+    Unread,
     /// person.id / auction.id
     Id,
     /// person.name
@@ -340,6 +342,7 @@ pub fn table_rows(t: &TableDef) -> Result<TableRows> {
                 .collect(),
         ),
         required: table_time(t).map(|i| (i, t.schema.fields[i].name.clone())),
+        read: None,
     })
 }
 

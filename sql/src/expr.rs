@@ -48,6 +48,9 @@ pub struct CExpr {
     pub column: Option<usize>,
     /// The value, if the expression is a constant.
     pub constant: Option<Value>,
+    /// The input columns the expression reads, sorted; `None` when not known
+    /// (an expression built outside [`compile`]), which counts as all of them.
+    pub reads: Option<Arc<[usize]>>,
 }
 
 impl std::fmt::Debug for CExpr {
@@ -68,6 +71,7 @@ impl CExpr {
             text,
             column: None,
             constant: None,
+            reads: None,
         }
     }
 
@@ -80,17 +84,24 @@ impl CExpr {
             text,
             column: None,
             constant: Some(v),
+            reads: Some(Arc::new([])),
         }
     }
 
     /// A column reference.
     pub fn column(index: usize, ty: DataType, text: String) -> CExpr {
+        READS.with(|r| {
+            if let Some(r) = r.borrow_mut().as_mut() {
+                r.push(index);
+            }
+        });
         CExpr {
             eval: Arc::new(move |row: &[Value]| Ok(row.get(index).cloned().unwrap_or(Value::Null))),
             ty,
             text,
             column: Some(index),
             constant: None,
+            reads: Some(Arc::new([index])),
         }
     }
 }
@@ -214,8 +225,36 @@ pub fn column_name(e: &Expr) -> Option<String> {
     }
 }
 
-/// Compiles `e` against `scope`.
+thread_local! {
+    /// The columns read by the expression [`compile`] is compiling, collected
+    /// by [`CExpr::column`] (the only expression that reads the row).
+    static READS: std::cell::RefCell<Option<Vec<usize>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compiles `e` against `scope`, noting the columns it reads ([`CExpr::reads`]).
 pub fn compile(e: &Expr, scope: &Scope<'_>) -> Result<CExpr> {
+    let outermost = READS.with(|r| {
+        let mut r = r.borrow_mut();
+        let fresh = r.is_none();
+        if fresh {
+            *r = Some(Vec::new());
+        }
+        fresh
+    });
+    let compiled = compile_expr(e, scope);
+    if !outermost {
+        return compiled;
+    }
+    let mut reads = READS.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    reads.sort_unstable();
+    reads.dedup();
+    compiled.map(|mut c| {
+        c.reads = Some(reads.into());
+        c
+    })
+}
+
+fn compile_expr(e: &Expr, scope: &Scope<'_>) -> Result<CExpr> {
     let text = e.to_string();
     if let Some((_, i)) = scope.subst.iter().find(|(t, _)| *t == text) {
         return Ok(CExpr::column(*i, scope.schema.fields[*i].ty, text));

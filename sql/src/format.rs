@@ -178,6 +178,10 @@ pub struct TableRows {
     pub computed: Arc<Vec<(usize, crate::expr::EvalFn)>>,
     /// The event-time column, which must not be NULL.
     pub required: Option<(usize, String)>,
+    /// The physical columns the queries read (`None`: all); the others are
+    /// skipped and read as NULL (values not checked against their type; JSON
+    /// syntax still is).
+    pub read: Option<Arc<[bool]>>,
 }
 
 impl std::fmt::Debug for TableRows {
@@ -193,7 +197,7 @@ impl std::fmt::Debug for TableRows {
 
 impl Format<Row> for TableRows {
     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
-        let mut row = self.physical.deserialize(bytes)?;
+        let mut row = self.physical.decode(bytes, self.read.as_deref())?;
         if !self.computed.is_empty() {
             let physical = row.clone();
             for (at, eval) in self.computed.iter() {
@@ -217,8 +221,10 @@ impl Format<Row> for TableRows {
     }
 }
 
-impl Format<Row> for RowFormat {
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
+impl RowFormat {
+    /// Decodes a row; with `read`, only the columns marked in it (the others
+    /// are NULL).
+    fn decode(&self, bytes: Option<&[u8]>, read: Option<&[bool]>) -> Result<Row, FormatError> {
         match self {
             RowFormat::Raw => {
                 let b = bytes.unwrap_or_default();
@@ -227,7 +233,7 @@ impl Format<Row> for RowFormat {
             }
             RowFormat::Json { schema, required } => {
                 let b = bytes.ok_or_else(|| bad("json", "null value".into()))?;
-                let row = json::decode_row(b, schema).map_err(|m| bad("json", m))?;
+                let row = json::decode_row(b, schema, read).map_err(|m| bad("json", m))?;
                 check_required(&row, *required, schema, "json")?;
                 Ok(row)
             }
@@ -254,15 +260,23 @@ impl Format<Row> for RowFormat {
                 let row = parts
                     .iter()
                     .zip(&schema.fields)
-                    .map(|(p, f)| {
-                        from_text(p, f.ty)
-                            .map_err(|m| bad("csv", format!("column {}: {m}", f.name)))
+                    .enumerate()
+                    .map(|(i, (p, f))| match read.and_then(|r| r.get(i)) {
+                        Some(false) => Ok(Value::Null),
+                        _ => from_text(p, f.ty)
+                            .map_err(|m| bad("csv", format!("column {}: {m}", f.name))),
                     })
                     .collect::<Result<Row, _>>()?;
                 check_required(&row, *required, schema, "csv")?;
                 Ok(row)
             }
         }
+    }
+}
+
+impl Format<Row> for RowFormat {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
+        self.decode(bytes, None)
     }
 
     fn serialize(&self, row: &Row) -> Result<Option<Bytes>, FormatError> {

@@ -46,6 +46,7 @@ fn strict(
         text,
         column: None,
         constant: None,
+        reads: None,
     }
 }
 
@@ -60,6 +61,7 @@ fn lazy(
         text,
         column: None,
         constant: None,
+        reads: None,
     }
 }
 

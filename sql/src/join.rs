@@ -439,6 +439,16 @@ fn all(cs: Vec<CExpr>) -> CExpr {
         .map(|c| c.text.clone())
         .collect::<Vec<_>>()
         .join(" AND ");
+    let reads = cs
+        .iter()
+        .map(|c| c.reads.as_deref())
+        .collect::<Option<Vec<_>>>()
+        .map(|r| {
+            let mut r: Vec<usize> = r.concat();
+            r.sort_unstable();
+            r.dedup();
+            r.into()
+        });
     let fs: Vec<_> = cs.into_iter().map(|c| c.eval).collect();
     CExpr {
         eval: std::sync::Arc::new(move |row| {
@@ -462,6 +472,7 @@ fn all(cs: Vec<CExpr>) -> CExpr {
         text,
         column: None,
         constant: None,
+        reads,
     }
 }
 

@@ -14,7 +14,7 @@
 //! (if any) is the event-time attribute the engine's record timestamps carry, and
 //! whether it emits updates (a non-windowed GROUP BY) with which key columns.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use sqlparser::ast::{
@@ -401,6 +401,130 @@ impl Plan {
             }
         }
     }
+}
+
+/// The columns of each source table a set of plans reads (`None`: all of them),
+/// for reading only those from the records. A Calc passes on what its kept
+/// outputs and its filter read; any other operator reads every column of its
+/// input.
+#[derive(Debug, Default)]
+pub struct ColumnsRead(
+    pub std::collections::HashMap<String, Option<std::collections::BTreeSet<usize>>>,
+);
+
+impl ColumnsRead {
+    /// Adds what `plan` reads of its source tables.
+    pub fn add(&mut self, plan: &Plan) {
+        self.visit(plan, None);
+    }
+
+    /// `needed`: the output columns of `plan` its parent reads (`None`: all).
+    fn visit(&mut self, plan: &Plan, needed: Option<BTreeSet<usize>>) {
+        match &plan.node {
+            Node::Scan { table } => {
+                let entry = self
+                    .0
+                    .entry(table.clone())
+                    .or_insert_with(|| Some(Default::default()));
+                match (entry.as_mut(), needed) {
+                    (Some(have), Some(n)) => have.extend(n),
+                    _ => *entry = None,
+                }
+            }
+            Node::Calc {
+                input,
+                filter,
+                project,
+            } => {
+                let kept: Vec<&CExpr> = match &needed {
+                    Some(n) => n.iter().filter_map(|&i| project.get(i)).collect(),
+                    None => project.iter().collect(),
+                };
+                let mut reads = BTreeSet::new();
+                let known = filter.iter().chain(kept).all(|c| match &c.reads {
+                    Some(r) => {
+                        reads.extend(r.iter().copied());
+                        true
+                    }
+                    None => false,
+                });
+                self.visit(input, known.then_some(reads));
+            }
+            Node::WindowAssign { input, .. } => {
+                let below = input.schema.len();
+                let needs = needed.map(|n| n.into_iter().filter(|&i| i < below).collect());
+                self.visit(input, with_time(needs, input));
+            }
+            Node::WindowAggregate { input, pre, .. } | Node::GroupAggregate { input, pre, .. } => {
+                let mut needs = BTreeSet::new();
+                let known = pre.iter().all(|c| add_reads(&mut needs, c, 0, usize::MAX));
+                self.visit(input, with_time(known.then_some(needs), input));
+            }
+            Node::IntervalJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                ..
+            }
+            | Node::RegularJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                filter,
+                ..
+            } => {
+                // The joined row is the left row then the right one.
+                let split = left.schema.len();
+                let side = |keys: &[CExpr], from: usize, to: usize| {
+                    let mut needs: BTreeSet<usize> = needed
+                        .as_ref()?
+                        .iter()
+                        .filter(|&&i| (from..to).contains(&i))
+                        .map(|&i| i - from)
+                        .collect();
+                    let known = keys.iter().all(|c| add_reads(&mut needs, c, 0, usize::MAX))
+                        && filter.iter().all(|c| add_reads(&mut needs, c, from, to));
+                    known.then_some(needs)
+                };
+                let (l, r) = (
+                    side(left_keys, 0, split),
+                    side(right_keys, split, usize::MAX),
+                );
+                self.visit(left, with_time(l, left));
+                self.visit(right, with_time(r, right));
+            }
+            Node::WindowJoin { left, right, .. } => {
+                self.visit(left, None);
+                self.visit(right, None);
+            }
+        }
+    }
+}
+
+/// Adds to `needs` the columns in `from..to` that `c` reads, less `from`;
+/// false when what `c` reads is not known.
+fn add_reads(needs: &mut BTreeSet<usize>, c: &CExpr, from: usize, to: usize) -> bool {
+    match &c.reads {
+        Some(r) => {
+            needs.extend(
+                r.iter()
+                    .filter(|&&i| (from..to).contains(&i))
+                    .map(|&i| i - from),
+            );
+            true
+        }
+        None => false,
+    }
+}
+
+/// `needs` and the event-time column of `input`, which its operator reads.
+fn with_time(needs: Option<BTreeSet<usize>>, input: &Plan) -> Option<BTreeSet<usize>> {
+    let mut needs = needs?;
+    needs.extend(input.time);
+    Some(needs)
 }
 
 /// `input` with only the rows where `filter` is TRUE: a Calc that keeps every

@@ -16,7 +16,7 @@
 //! (every other branch carries rows).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,7 @@ use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
 use crate::format::{RowFormat, row_to_json_text};
 use crate::parse::{Script, TableDef, parse_script};
-use crate::plan::{Node, Plan, WindowSpec, plan_query, table_time};
+use crate::plan::{ColumnsRead, Node, Plan, WindowSpec, plan_query, table_time};
 use crate::types::{Change, DataType, Row, Schema, Value};
 
 /// How a script runs.
@@ -253,6 +253,15 @@ impl SqlJob {
                 casts,
             });
         }
+        let mut read = ColumnsRead::default();
+        for b in &branches {
+            read.add(&b.plan);
+        }
+        for (table, conn) in sources.iter_mut() {
+            if let (Some(Some(columns)), Some(def)) = (read.0.get(table), script.table(table)) {
+                read_only(conn, def, columns);
+            }
+        }
         Ok(SqlJob {
             script,
             branches,
@@ -341,6 +350,12 @@ impl SqlJob {
                     }
                     if let Some(wm) = self.script.table(name).and_then(|t| t.watermark.as_ref()) {
                         out.push_str(&format!(" watermark {} AS {}", wm.column, wm.expr));
+                    }
+                    if let (Some(src), Some(t)) = (self.sources.get(name), self.script.table(name))
+                    {
+                        if let Some(cols) = columns_decoded(src, t) {
+                            out.push_str(&format!(" decodes only [{}]", cols.join(", ")));
+                        }
                     }
                 }
                 out.push('\n');
@@ -1290,6 +1305,53 @@ fn filtered(stream: DataStream<Row>, filter: &Option<crate::expr::CExpr>) -> Dat
 }
 
 /// The row of a Nexmark event under a table's column mapping.
+/// Makes `conn` decode only `columns` of table `def` (and its event time), the
+/// others read as NULL. Tables with computed columns are read whole.
+fn read_only(conn: &mut SourceConnector, def: &TableDef, columns: &BTreeSet<usize>) {
+    if !def.computed.is_empty() {
+        return;
+    }
+    let time = table_time(def);
+    let wanted = |i: usize| columns.contains(&i) || time == Some(i);
+    match conn {
+        SourceConnector::Kafka { format, .. } | SourceConnector::File { format, .. } => {
+            format.read = Some((0..def.physical.len()).map(wanted).collect());
+        }
+        SourceConnector::Nexmark { fields, .. } => {
+            for (i, f) in fields.iter_mut().enumerate() {
+                if !wanted(i) {
+                    *f = connect::NexmarkField::Unread;
+                }
+            }
+        }
+    }
+}
+
+/// The columns `conn` decodes of table `def`, when [`read_only`] left some out.
+fn columns_decoded(conn: &SourceConnector, def: &TableDef) -> Option<Vec<String>> {
+    let read: Vec<bool> = match conn {
+        SourceConnector::Kafka { format, .. } | SourceConnector::File { format, .. } => {
+            format.read.as_deref()?.to_vec()
+        }
+        SourceConnector::Nexmark { fields, .. } => fields
+            .iter()
+            .map(|f| *f != connect::NexmarkField::Unread)
+            .collect(),
+    };
+    if read.iter().all(|r| *r) {
+        return None;
+    }
+    Some(
+        def.physical
+            .fields
+            .iter()
+            .zip(read)
+            .filter(|(_, r)| *r)
+            .map(|(f, _)| f.name.clone())
+            .collect(),
+    )
+}
+
 fn nexmark_row(e: &connectors::nexmark::Event, fields: &[connect::NexmarkField]) -> Row {
     use connect::NexmarkField as F;
     use connectors::nexmark::Event;

@@ -297,3 +297,57 @@ async fn q8_finds_the_people_who_opened_an_auction_in_the_window_they_registered
     assert!(want.len() >= 10, "{want:?}");
     assert_eq!(run_query("q8").await, want);
 }
+
+/// Each query's sources decode only the columns it reads (and the event time).
+#[test]
+fn each_query_decodes_only_the_columns_it_reads() {
+    let ddl = std::fs::read_to_string(root().join("examples/nexmark/ddl.sql")).unwrap();
+    for (query, expected) in [
+        (
+            "q0",
+            vec!["bid decodes only [auction, bidder, price, dateTime, extra]"],
+        ),
+        ("q2", vec!["bid decodes only [auction, price, dateTime]"]),
+        (
+            "q3",
+            vec![
+                "auction decodes only [id, dateTime, seller, category]",
+                "person decodes only [id, name, city, state, dateTime]",
+            ],
+        ),
+        (
+            "q4",
+            vec![
+                "auction decodes only [id, dateTime, expires, category]",
+                "bid decodes only [auction, price, dateTime]",
+            ],
+        ),
+        ("q5", vec!["bid decodes only [auction, dateTime]"]),
+        (
+            "q8",
+            vec![
+                "person decodes only [id, name, dateTime]",
+                "auction decodes only [dateTime, seller]",
+            ],
+        ),
+    ] {
+        let sql =
+            std::fs::read_to_string(root().join(format!("examples/nexmark/{query}.sql"))).unwrap();
+        let text = sql::vars::substitute(&format!("{ddl}\n{sql}"), |_| None).unwrap();
+        let explain = SqlJob::compile(&text).unwrap().explain();
+        let scans: Vec<String> = explain
+            .lines()
+            .filter_map(|l| {
+                let l = l.trim_start().strip_prefix("Scan ")?;
+                let table = l.split_whitespace().next()?;
+                Some(format!("{table} {}", &l[l.find("decodes only")?..]))
+            })
+            .collect();
+        for e in expected {
+            assert!(
+                scans.iter().any(|s| s == e),
+                "{query}: {e} not in {scans:?}"
+            );
+        }
+    }
+}

@@ -11,15 +11,21 @@ use crate::time::parse_timestamp;
 use crate::types::{DataType, Row, Schema, Value, parse_decimal};
 
 /// Decodes one JSON object into a row of `schema`'s columns; a missing field is
-/// NULL. The error is the JSON syntax error, or `field NAME: expected TYPE, got
-/// VALUE` for a value that does not fit its column.
-pub(super) fn decode_row(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
+/// NULL, and so is a column `read` leaves out (its value skipped). The error is
+/// the JSON syntax error, or `field NAME: expected TYPE, got VALUE` for a value
+/// that does not fit its column.
+pub(super) fn decode_row(
+    bytes: &[u8],
+    schema: &Schema,
+    read: Option<&[bool]>,
+) -> Result<Row, String> {
     let mut row = vec![Value::Null; schema.len()];
     let mut mismatch = None;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let read = de
         .deserialize_map(RowVisitor {
             schema,
+            read,
             row: &mut row,
             mismatch: &mut mismatch,
         })
@@ -33,6 +39,7 @@ pub(super) fn decode_row(bytes: &[u8], schema: &Schema) -> Result<Row, String> {
 
 struct RowVisitor<'a> {
     schema: &'a Schema,
+    read: Option<&'a [bool]>,
     row: &'a mut Row,
     /// Set, with the field's name, when a value does not fit its column; the
     /// read is then stopped with an empty serde error.
@@ -48,6 +55,7 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(column) = map.next_key_seed(ColumnOf(self.schema))? {
+            let column = column.filter(|&i| self.read.is_none_or(|r| r.get(i) != Some(&false)));
             let Some(i) = column else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -245,9 +253,13 @@ mod tests {
                 (J::Number(n), DataType::String) => Value::str(&n.to_string()),
                 (J::String(s), ty) => {
                     let one = format!("{{\"v\":{}}}", J::String(s.clone()));
-                    decode_row(one.as_bytes(), &Schema::new(vec![Field::new("v", ty)]))
-                        .ok()?
-                        .pop()?
+                    decode_row(
+                        one.as_bytes(),
+                        &Schema::new(vec![Field::new("v", ty)]),
+                        None,
+                    )
+                    .ok()?
+                    .pop()?
                 }
                 _ => return None,
             });
@@ -261,6 +273,7 @@ mod tests {
         let row = decode_row(
             br#"{"b":"true","i":"7","l":-9007199254740993,"d":2,"m":1.5,"s":12,"y":"ab","t":"2023-11-14 22:13:20.123","x":{"b":[1,{"i":2}]}}"#,
             &s,
+            None,
         )
         .expect("decodes");
         assert_eq!(
@@ -276,8 +289,12 @@ mod tests {
                 Value::Timestamp(1_700_000_000_123),
             ]
         );
-        let row = decode_row(br#"{"m":1e3,"s":1e20,"l":null,"t":5,"\u0069":3,"i":4}"#, &s)
-            .expect("decodes");
+        let row = decode_row(
+            br#"{"m":1e3,"s":1e20,"l":null,"t":5,"\u0069":3,"i":4}"#,
+            &s,
+            None,
+        )
+        .expect("decodes");
         assert_eq!(row[4], Value::Decimal(100_000, 2));
         assert_eq!(row[5], Value::str("1e+20"));
         assert_eq!(row[2], Value::Null);
@@ -292,7 +309,7 @@ mod tests {
     #[test]
     fn a_value_that_does_not_fit_names_its_field() {
         let s = schema();
-        let err = |json: &str| decode_row(json.as_bytes(), &s).expect_err(json);
+        let err = |json: &str| decode_row(json.as_bytes(), &s, None).expect_err(json);
         assert_eq!(err(r#"{"i":"x"}"#), "field i: expected INT, got \"x\"");
         assert_eq!(
             err(r#"{"i":3000000000}"#),
@@ -317,6 +334,25 @@ mod tests {
         assert!(
             err(r#"{"x":[1,}"#).contains("expected value"),
             "skipped fields are still checked"
+        );
+    }
+
+    #[test]
+    fn columns_left_out_read_as_null_and_are_not_checked() {
+        let s = schema();
+        let read = [false, true, false, false, false, true, false, false];
+        let row = decode_row(
+            br#"{"b":"nope","i":7,"s":"x","t":{"a":[1]}}"#,
+            &s,
+            Some(&read),
+        )
+        .expect("decodes");
+        assert_eq!(row[1], Value::Int(7));
+        assert_eq!(row[5], Value::str("x"));
+        assert!(row[0].is_null() && row[7].is_null());
+        assert!(
+            decode_row(br#"{"b":[1,}"#, &s, Some(&read)).is_err(),
+            "syntax still checked"
         );
     }
 
@@ -354,12 +390,12 @@ mod tests {
             }
             text.push('}');
             let s = schema();
-            prop_assert_eq!(decode_row(text.as_bytes(), &s).ok(), reference(text.as_bytes(), &s));
+            prop_assert_eq!(decode_row(text.as_bytes(), &s, None).ok(), reference(text.as_bytes(), &s));
         }
 
         #[test]
         fn any_bytes_give_a_row_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode_row(&bytes, &schema());
+            let _ = decode_row(&bytes, &schema(), None);
         }
     }
 }
