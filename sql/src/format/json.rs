@@ -379,7 +379,8 @@ mod tests {
     proptest! {
         #[test]
         fn decoding_agrees_with_the_document_oracle(
-            fields in prop::collection::vec(("[bildmsytx]", json_value()), 0..10)
+            // Unique keys: which of two equal keys counts is not JSON's to say.
+            fields in prop::collection::btree_map("[bildmsytx]", json_value(), 0..10)
         ) {
             let mut text = String::from("{");
             for (n, (k, v)) in fields.iter().enumerate() {
