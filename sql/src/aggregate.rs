@@ -1004,6 +1004,33 @@ mod tests {
         }
     }
 
+    /// The bytes of the `group` operator's keyed state in a checkpoint of `job`
+    /// taken now.
+    async fn group_state_bytes(job: &engine::JobHandle) -> usize {
+        let id = job.trigger_checkpoint().await.expect("checkpoints");
+        let c = job.checkpoints().get(id).expect("kept");
+        let (op, _) = c.uids.iter().find(|(_, u)| *u == "group").expect("group");
+        c.operators
+            .get(op)
+            .map_or(0, |s| s.key_groups.values().map(Vec::len).sum())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_key_leaves_the_checkpoint() {
+        let sink = engine::CollectSink::transactional();
+        let start = tokio::time::Instant::now();
+        let job = ttl_job(true, &sink).start().expect("starts");
+        // The idle key (rows at 0 and 100 ms) is held at 250 ms, gone at 1 s.
+        tokio::time::sleep_until(start + Duration::from_millis(250)).await;
+        let held = group_state_bytes(&job).await;
+        tokio::time::sleep_until(start + Duration::from_millis(1_000)).await;
+        let expired = group_state_bytes(&job).await;
+        job.abort();
+        let _ = job.wait().await;
+        assert!(held > 0, "no state held");
+        assert_eq!(expired, 0, "expired state still in the checkpoint");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn over_updates_an_expired_key_starts_afresh_without_taking_rows_back() {
         // Key `k` gets value 5 at 0 ms, is replaced by 7 at 1 s (its state
