@@ -10,7 +10,8 @@
 -- upsert per category). Join and aggregate state is kept forever, as in Flink;
 -- a line
 --   SET 'table.exec.state.ttl' = '1 h';
--- forgets a joined row an hour after it arrived.
+-- forgets a joined row an hour after it arrived, and an aggregate's key an
+-- hour after its last change (its result then starts over).
 CREATE TABLE nexmark_q4 (id BIGINT, final BIGINT) WITH ('connector' = 'blackhole');
 
 INSERT INTO nexmark_q4

@@ -23,9 +23,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use engine::{
-    AggregateFunction, KeyedProcessFunction, ProcessContext, StateCodec, StateRegistry, ValueState,
+    AggregateFunction, KeyedProcessFunction, ProcessContext, StateCodec, StateRegistry, StateValue,
+    TimeDomain, ValueState,
 };
 
 use crate::expr::{arith, cast_value};
@@ -411,15 +413,18 @@ pub(crate) struct GroupUpdates {
     agg: RowAggregate,
     before: bool,
     state: Option<ValueState<(Row, Vec<Acc>)>>,
+    ttl: Option<StateTtl>,
 }
 
 impl GroupUpdates {
-    /// The updates of `agg` over (key, accumulators of one row) pairs.
-    pub(crate) fn new(agg: RowAggregate, before: bool) -> GroupUpdates {
+    /// The updates of `agg` over (key, accumulators of one row) pairs; a key's
+    /// state is dropped after `ttl` without a row (kept forever with `None`).
+    pub(crate) fn new(agg: RowAggregate, before: bool, ttl: Option<Duration>) -> GroupUpdates {
         GroupUpdates {
             agg,
             before,
             state: None,
+            ttl: ttl.map(StateTtl::new),
         }
     }
 }
@@ -429,6 +434,9 @@ impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
 
     fn open(&mut self, state: &mut StateRegistry<'_, Row>) -> engine::Result<()> {
         self.state = Some(state.value());
+        if let Some(t) = self.ttl.as_mut() {
+            t.open(state);
+        }
         Ok(())
     }
 
@@ -440,6 +448,9 @@ impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
         let Some(s) = self.state else {
             return Ok(());
         };
+        if let Some(t) = &self.ttl {
+            t.touch(ctx);
+        }
         let (next, before) = match ctx.state().get(s) {
             Some((key, accs)) => {
                 let before = self.before.then(|| self.agg.result_row(key, accs));
@@ -453,6 +464,98 @@ impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
         ctx.state().set(s, next);
         ctx.collect(Change::Upsert { before, row });
         Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        at: i64,
+        domain: TimeDomain,
+        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+    ) -> engine::Result<()> {
+        if let Some(t) = &self.ttl {
+            t.on_timer(at, domain, self.state, ctx);
+        }
+        Ok(())
+    }
+}
+
+/// Idle state retention of a GROUP BY without window (`SET
+/// 'table.exec.state.ttl'`, as Flink's): a key's state is dropped once no row
+/// has reached it for the TTL, in processing time; a later row starts the key
+/// afresh. Dropping emits nothing.
+///
+/// Each key keeps the processing time of its last row (a second value state)
+/// and one processing-time timer, set when the key's state is created. A timer
+/// that finds a later row re-arms itself for that row's expiry instead of one
+/// timer per row. State and timers are both in the operator's checkpoint, so a
+/// restored job expires the same keys.
+///
+/// ```text
+/// row at 0      last 0, timer at 300
+/// row at 200    last 200              (no new timer)
+/// timer at 300  200 + 300 > 300: timer at 500
+/// timer at 500  idle for 300: state and last dropped
+/// ```
+#[derive(Clone, Copy)]
+struct StateTtl {
+    /// TTL in ms (at least 1).
+    ttl: i64,
+    /// Processing time of the key's last row.
+    last: Option<ValueState<i64>>,
+}
+
+impl StateTtl {
+    fn new(ttl: Duration) -> StateTtl {
+        StateTtl {
+            ttl: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1),
+            last: None,
+        }
+    }
+
+    /// Declares the last-row state (after the aggregate's own, so a checkpoint
+    /// without TTL keeps its layout).
+    fn open(&mut self, state: &mut StateRegistry<'_, Row>) {
+        self.last = Some(state.value());
+    }
+
+    /// A row reached the current key: its state lives another TTL.
+    fn touch<O>(&self, ctx: &mut ProcessContext<'_, '_, Row, O>) {
+        let Some(last) = self.last else {
+            return;
+        };
+        let now = ctx.processing_time();
+        if ctx.state().get(last).is_none() {
+            ctx.register_processing_timer(now.saturating_add(self.ttl));
+        }
+        ctx.state().set(last, now);
+    }
+
+    /// A timer of the current key fired at `at`: drops the key's `state` and
+    /// last-row time if it had no row for the TTL; else re-arms the timer
+    /// for the key's current expiry.
+    fn on_timer<V: StateValue, O>(
+        &self,
+        at: i64,
+        domain: TimeDomain,
+        state: Option<ValueState<V>>,
+        ctx: &mut ProcessContext<'_, '_, Row, O>,
+    ) {
+        let (Some(last), Some(state)) = (self.last, state) else {
+            return;
+        };
+        if domain != TimeDomain::ProcessingTime {
+            return;
+        }
+        match ctx.state().get(last).copied() {
+            Some(l) if l.saturating_add(self.ttl) > at => {
+                ctx.register_processing_timer(l.saturating_add(self.ttl));
+            }
+            Some(_) => {
+                ctx.state().clear(last);
+                ctx.state().clear(state);
+            }
+            None => {}
+        }
     }
 }
 
@@ -491,12 +594,18 @@ pub(crate) fn retractions(old: Option<Row>, new: Option<Row>, keys: usize) -> Ve
 pub(crate) struct GroupRetractions {
     agg: RowAggregate,
     state: Option<ValueState<(i64, Vec<Acc>)>>,
+    ttl: Option<StateTtl>,
 }
 
 impl GroupRetractions {
-    /// The updates of `agg` (made by [`RowAggregate::retracting`]).
-    pub(crate) fn new(agg: RowAggregate) -> GroupRetractions {
-        GroupRetractions { agg, state: None }
+    /// The updates of `agg` (made by [`RowAggregate::retracting`]); a key's
+    /// state is dropped after `ttl` without a change (kept forever with `None`).
+    pub(crate) fn new(agg: RowAggregate, ttl: Option<Duration>) -> GroupRetractions {
+        GroupRetractions {
+            agg,
+            state: None,
+            ttl: ttl.map(StateTtl::new),
+        }
     }
 }
 
@@ -505,6 +614,9 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
 
     fn open(&mut self, state: &mut StateRegistry<'_, Row>) -> engine::Result<()> {
         self.state = Some(state.value());
+        if let Some(t) = self.ttl.as_mut() {
+            t.open(state);
+        }
         Ok(())
     }
 
@@ -516,6 +628,9 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
         let Some(s) = self.state else {
             return Ok(());
         };
+        if let Some(t) = &self.ttl {
+            t.touch(ctx);
+        }
         let (mut rows, mut accs, before) = match ctx.state().take(s) {
             Some((rows, accs)) => {
                 let before = self.agg.result_row(&key, &accs);
@@ -523,6 +638,10 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
             }
             None => (0, self.agg.create_accs(), None),
         };
+        // A key without state has no row to take back: its state expired (or
+        // never held the row), and the change starts it afresh, as Flink's
+        // group aggregate ignores a retraction without accumulators.
+        let old = old.filter(|_| before.is_some());
         if let Some(old) = &old {
             self.agg.retract_row(&mut accs, old);
             rows -= 1;
@@ -543,6 +662,18 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
         // maximum changes nothing above it).
         if before.as_ref() != Some(&row) {
             ctx.collect(Change::Upsert { before, row });
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        at: i64,
+        domain: TimeDomain,
+        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+    ) -> engine::Result<()> {
+        if let Some(t) = &self.ttl {
+            t.on_timer(at, domain, self.state, ctx);
         }
         Ok(())
     }
@@ -707,7 +838,7 @@ mod tests {
         )
         .flat_map(|v| v)
         .key_by(|r: &Retraction| r.0.clone())
-        .process(GroupRetractions::new(RowAggregate::retracting(specs)))
+        .process(GroupRetractions::new(RowAggregate::retracting(specs), None))
         .uid("retractions")
         .sink(sink.clone());
     }
@@ -762,6 +893,193 @@ mod tests {
             "the checkpoint came after the input"
         );
         assert_eq!(final_table(sink.values()), reference);
+    }
+
+    /// Ten rows a second (row `i` at `i * 100` ms): key `idle` at rows 0, 1
+    /// and 30, key `busy` at every other row (never 300 ms without one), or
+    /// no row there when `quiet`.
+    fn ttl_rows(i: u64, quiet: bool) -> Option<(Row, Vec<Acc>)> {
+        let key = if matches!(i, 0 | 1 | 30) {
+            "idle"
+        } else if quiet {
+            return None;
+        } else {
+            "busy"
+        };
+        let agg = count_star();
+        let mut accs = agg.create_accs();
+        agg.add_row(&mut accs, &[]);
+        Some((vec![Value::String(key.into())], accs))
+    }
+
+    fn count_star() -> RowAggregate {
+        RowAggregate::new(vec![
+            AggSpec::new(AggKind::CountStar, 0, DataType::Int, "COUNT(*)".into()).expect("valid"),
+        ])
+    }
+
+    /// [`ttl_rows`] through a COUNT(*) GROUP BY key with a 300 ms state TTL,
+    /// processing time starting at 0.
+    fn ttl_job(quiet: bool, sink: &engine::CollectSink<Change>) -> engine::Pipeline {
+        let p = engine::Pipeline::with_config(
+            engine::PipelineConfig::default()
+                .parallelism(1)
+                .processing_time_start(0),
+        );
+        p.source_with_parallelism(
+            engine::GeneratorSource::new(move |i| ttl_rows(i, quiet))
+                .rate_per_second(10.0)
+                .limit(40),
+            engine::WatermarkStrategy::no_watermarks(),
+            1,
+        )
+        .flat_map(|r| r)
+        .key_by(|r: &(Row, Vec<Acc>)| r.0.clone())
+        .process(GroupUpdates::new(
+            count_star(),
+            false,
+            Some(Duration::from_millis(300)),
+        ))
+        .uid("group")
+        .sink(sink.clone());
+        p
+    }
+
+    /// The counts `key` was upserted with, in order.
+    fn counts(changes: &[Change], key: &str) -> Vec<i64> {
+        changes
+            .iter()
+            .filter(|c| c.row()[0] == Value::String(key.into()))
+            .filter_map(|c| c.row()[1].as_i64())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_key_restarts_after_its_state_ttl_and_a_busy_one_never_expires() {
+        let sink = engine::CollectSink::new();
+        ttl_job(false, &sink).run().await.expect("runs");
+        let changes = sink.values();
+        // Idle from 100 ms to 3 s: its state went, its count starts over.
+        assert_eq!(counts(&changes, "idle"), vec![1, 2, 1]);
+        assert_eq!(counts(&changes, "busy"), (1..=37).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_ttl_timers_restored_from_a_checkpoint_still_expire_idle_keys() {
+        for quiet in [false, true] {
+            restored_ttl_run(quiet).await;
+        }
+    }
+
+    /// Checkpoints [`ttl_job`] at 250 ms and runs it again from there, `quiet`
+    /// after the restore or not.
+    async fn restored_ttl_run(quiet: bool) {
+        let sink = engine::CollectSink::transactional();
+        let job = ttl_job(false, &sink).start().expect("starts");
+        // After the idle key's two rows, before its expiry at 400 ms.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let id = job.trigger_checkpoint().await.expect("checkpoints");
+        let checkpoint = job.checkpoints().get(id).expect("kept");
+        job.abort();
+        let _ = job.wait().await;
+        assert_eq!(counts(&sink.values(), "idle"), vec![1, 2]);
+
+        // The restored job replays from the checkpoint's position; the idle
+        // key's state comes back with its timer, which drops it 300 ms after
+        // its last row (processing time restarts at 0 here), also when no row
+        // follows the restore before it is due.
+        let restored = engine::CollectSink::transactional();
+        let p = ttl_job(quiet, &restored);
+        p.restore_from(checkpoint);
+        p.run().await.expect("runs restored");
+        let changes = restored.values();
+        assert_eq!(
+            counts(&changes, "idle"),
+            vec![1],
+            "quiet {quiet}: {changes:?}"
+        );
+        let busy = counts(&changes, "busy");
+        if !quiet {
+            assert_eq!(busy.last(), Some(&37), "{busy:?}");
+        }
+    }
+
+    /// The bytes of the `group` operator's keyed state in a checkpoint of `job`
+    /// taken now.
+    async fn group_state_bytes(job: &engine::JobHandle) -> usize {
+        let id = job.trigger_checkpoint().await.expect("checkpoints");
+        let c = job.checkpoints().get(id).expect("kept");
+        let (op, _) = c.uids.iter().find(|(_, u)| *u == "group").expect("group");
+        c.operators
+            .get(op)
+            .map_or(0, |s| s.key_groups.values().map(Vec::len).sum())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_key_leaves_the_checkpoint() {
+        let sink = engine::CollectSink::transactional();
+        let start = tokio::time::Instant::now();
+        let job = ttl_job(true, &sink).start().expect("starts");
+        // The idle key (rows at 0 and 100 ms) is held at 250 ms, gone at 1 s.
+        tokio::time::sleep_until(start + Duration::from_millis(250)).await;
+        let held = group_state_bytes(&job).await;
+        tokio::time::sleep_until(start + Duration::from_millis(1_000)).await;
+        let expired = group_state_bytes(&job).await;
+        job.abort();
+        let _ = job.wait().await;
+        assert!(held > 0, "no state held");
+        assert_eq!(expired, 0, "expired state still in the checkpoint");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_updates_an_expired_key_starts_afresh_without_taking_rows_back() {
+        // Key `k` gets value 5 at 0 ms, is replaced by 7 at 1 s (its state
+        // expired at 300 ms), then by 9 at 1.1 s.
+        let p = engine::Pipeline::with_config(
+            engine::PipelineConfig::default()
+                .parallelism(1)
+                .processing_time_start(0),
+        );
+        let sink = engine::CollectSink::new();
+        let row = |v: i64| Some(vec![Value::String("k".into()), Value::BigInt(v)]);
+        p.source_with_parallelism(
+            engine::GeneratorSource::new(move |i| match i {
+                0 => retractions(None, row(5), 1),
+                10 => retractions(row(5), row(7), 1),
+                11 => retractions(row(7), row(9), 1),
+                _ => Vec::new(),
+            })
+            .rate_per_second(10.0)
+            .limit(12),
+            engine::WatermarkStrategy::no_watermarks(),
+            1,
+        )
+        .flat_map(|v| v)
+        .key_by(|r: &Retraction| r.0.clone())
+        .process(GroupRetractions::new(
+            RowAggregate::retracting(vec![
+                AggSpec::new(AggKind::Sum, 1, DataType::BigInt, "SUM(v)".into()).expect("valid"),
+            ]),
+            Some(Duration::from_millis(300)),
+        ))
+        .sink(sink.clone());
+        p.run().await.expect("runs");
+        let changes = sink.values();
+        assert_eq!(counts(&changes, "k"), vec![5, 7, 9]);
+        // 7 is a new row for the key, not an update of 5.
+        let replaced: Vec<bool> = changes
+            .iter()
+            .map(|c| {
+                matches!(
+                    c,
+                    Change::Upsert {
+                        before: Some(_),
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(replaced, vec![false, false, true], "{changes:?}");
     }
 
     #[test]

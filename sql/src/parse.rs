@@ -102,8 +102,9 @@ pub struct InsertDef {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// `table.exec.state.ttl`: how long a regular join keeps a row after it
-    /// arrived (processing time); `None` (the default, or `'0'`) keeps rows
-    /// forever, as Flink.
+    /// arrived, and a GROUP BY without window a key's state after its last row
+    /// (processing time; an expired key starts over); `None` (the default, or
+    /// `'0'`) keeps state forever, as Flink.
     pub state_ttl: Option<std::time::Duration>,
 }
 

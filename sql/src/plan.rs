@@ -53,6 +53,11 @@ pub enum WindowSpec {
     },
 }
 
+/// `state TTL 90 s`: a state TTL as `strom explain` shows it.
+fn ttl_text(d: &std::time::Duration) -> String {
+    format!("state TTL {}", duration_text(d.as_millis() as i64))
+}
+
 /// `ms` in the largest unit that divides it (min, s or ms).
 fn duration_text(ms: i64) -> String {
     if ms % 60_000 == 0 {
@@ -182,6 +187,9 @@ pub enum Node {
         keys: usize,
         /// The aggregates.
         aggs: Vec<AggSpec>,
+        /// How long a key's state is kept without a row reaching it (`SET
+        /// 'table.exec.state.ttl'`); `None`: forever.
+        state_ttl: Option<std::time::Duration>,
     },
 }
 
@@ -326,7 +334,7 @@ impl Plan {
                 state_ttl,
             } => {
                 let state = match state_ttl {
-                    Some(d) => format!("state TTL {}", duration_text(d.as_millis() as i64)),
+                    Some(d) => ttl_text(d),
                     None => "state kept forever".to_string(),
                 };
                 let _ = writeln!(
@@ -362,16 +370,21 @@ impl Plan {
                 pre,
                 keys,
                 aggs,
+                state_ttl,
             } => {
                 let note = if input.updating {
                     "exchange by key, retracts the row each input change replaces, emits updates"
                 } else {
                     "exchange by key, emits updates"
                 };
+                let note = match state_ttl {
+                    Some(d) => format!("{note}, {}", ttl_text(d)),
+                    None => note.to_string(),
+                };
                 let _ = writeln!(
                     out,
                     "{pad}{}",
-                    aggregate_line("GroupAggregate", &pre[..*keys], aggs, note)
+                    aggregate_line("GroupAggregate", &pre[..*keys], aggs, &note)
                 );
                 input.explain_into(out, depth + 1);
             }
@@ -1135,6 +1148,7 @@ impl<'s> Ctx<'s> {
                     pre,
                     keys: nkeys,
                     aggs,
+                    state_ttl: self.script.settings.state_ttl,
                 },
                 schema,
                 time: None,
@@ -1433,6 +1447,35 @@ CREATE TABLE out (k STRING, c BIGINT) WITH ('connector' = 'print');
             lines[2].starts_with("GroupAggregate by [k]") && !lines[2].contains("retracts"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn explain_shows_the_state_ttl_of_every_group_aggregate() {
+        let query = "INSERT INTO out SELECT c, COUNT(*) FROM \
+                     (SELECT COUNT(*) AS c FROM t GROUP BY k) GROUP BY c;";
+        let script = parse_script(&format!(
+            "SET 'table.exec.state.ttl' = '300 ms';\n{DDL}{query}"
+        ))
+        .unwrap();
+        let text = plan_query(&script, &script.inserts[0].query)
+            .unwrap()
+            .explain();
+        let groups: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("GroupAggregate"))
+            .collect();
+        assert_eq!(groups.len(), 2, "{text}");
+        assert!(
+            groups
+                .iter()
+                .all(|l| l.ends_with("emits updates, state TTL 300 ms)")),
+            "{text}"
+        );
+        // Without SET the line is as before: state is kept forever.
+        let text = plan("SELECT k, COUNT(*) FROM t GROUP BY k")
+            .unwrap()
+            .explain();
+        assert!(!text.contains("TTL"), "{text}");
     }
 
     #[test]

@@ -1043,6 +1043,7 @@ impl Builder<'_> {
                 pre,
                 keys,
                 aggs,
+                state_ttl,
             } if input.updating => {
                 // Every change must carry the row it replaces, to take it back.
                 let input = self.changes(input, branch, n, true)?;
@@ -1067,9 +1068,10 @@ impl Builder<'_> {
                     },
                 );
                 self.key_by(records, branch, |t: &Retraction| t.0.clone())
-                    .process(GroupRetractions::new(RowAggregate::retracting(
-                        aggs.clone(),
-                    )))
+                    .process(GroupRetractions::new(
+                        RowAggregate::retracting(aggs.clone()),
+                        *state_ttl,
+                    ))
                     .uid(&uid)
             }
             Node::GroupAggregate {
@@ -1077,6 +1079,7 @@ impl Builder<'_> {
                 pre,
                 keys,
                 aggs,
+                state_ttl,
             } => {
                 let input = self.stream(input, branch, n)?;
                 *n += 1;
@@ -1098,7 +1101,7 @@ impl Builder<'_> {
                     },
                 );
                 self.key_by(rows, branch, |t: &(Row, Vec<Acc>)| t.0.clone())
-                    .process(GroupUpdates::new(agg, before))
+                    .process(GroupUpdates::new(agg, before, *state_ttl))
                     .uid(&uid)
             }
             _ => return Err(invalid("an appending plan where updates are expected")),

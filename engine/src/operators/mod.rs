@@ -177,6 +177,12 @@ pub trait Operator<In>: Send + 'static {
     fn open(&mut self, _init: &OperatorInit) -> Result<()> {
         Ok(())
     }
+    /// The first processing-time timer the state restored by
+    /// [`Operator::open`] needs, asked for before any record arrives (so a
+    /// restored timer fires even if no input follows).
+    fn restored_processing_timer(&self) -> Option<i64> {
+        None
+    }
     /// Processes a batch of records.
     fn process_batch(
         &mut self,

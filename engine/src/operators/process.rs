@@ -335,6 +335,10 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         Ok(())
     }
 
+    fn restored_processing_timer(&self) -> Option<i64> {
+        self.timers.processing.next_time()
+    }
+
     fn process_batch(&mut self, batch: Vec<Record<T>>, out: &mut Output<'_, F::Out>) -> Result<()> {
         let Some(store) = self.store.as_mut() else {
             return Ok(());

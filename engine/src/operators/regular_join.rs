@@ -96,13 +96,18 @@ impl<K: Key, A, B, F> RegularJoinOperator<K, A, B, F> {
         if let Some(r) = self.right.as_mut() {
             expire(r, &mut self.right_expiry, now, until);
         }
-        let next = [&self.left_expiry, &self.right_expiry]
+        if let Some(t) = self.next_expiry() {
+            out.request_processing_timer(t);
+        }
+    }
+
+    /// When the next stored row expires.
+    fn next_expiry(&self) -> Option<i64> {
+        [&self.left_expiry, &self.right_expiry]
             .iter()
             .filter_map(|e| e.keys().next().copied())
-            .min();
-        if let Some(t) = next {
-            out.request_processing_timer(t.saturating_add(1));
-        }
+            .min()
+            .map(|t| t.saturating_add(1))
     }
 }
 
@@ -133,6 +138,10 @@ where
         self.left = Some(left);
         self.right = Some(right);
         Ok(())
+    }
+
+    fn restored_processing_timer(&self) -> Option<i64> {
+        self.next_expiry()
     }
 
     fn process_batch(
@@ -368,6 +377,19 @@ mod tests {
         assert_eq!(again.push(r(1, "b")), pairs(&[("a", "b")]));
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(again.push(r(1, "c")).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restored_join_asks_for_its_first_expiry_before_any_input() {
+        let mut h = Harness::new(Some(Duration::from_secs(10)), None);
+        assert_eq!(h.op.restored_processing_timer(), None);
+        h.push(l(1, "a"));
+        let state = h.snapshot();
+        let again = Harness::new(Some(Duration::from_secs(10)), Some(state));
+        // "a" arrived at 0: gone at 10 s.
+        assert_eq!(again.op.restored_processing_timer(), Some(10_000));
+        let forever = Harness::new(None, Some(h.snapshot()));
+        assert_eq!(forever.op.restored_processing_timer(), None);
     }
 
     /// Through a pipeline whose sources have no watermark: the right rows come

@@ -99,6 +99,9 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
 impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     fn open(&mut self, ctx: &mut TaskCtx) -> Result<()> {
         self.op.open(&self.init)?;
+        if let Some(t) = self.op.restored_processing_timer() {
+            ctx.request_processing_timer(t);
+        }
         self.init.restored = None;
         self.next.open(ctx)
     }
