@@ -832,7 +832,7 @@ mod tests {
         p.source_with_parallelism(
             engine::GeneratorSource::new(inner_changes)
                 .rate_per_second(10_000.0)
-                .limit(5_000),
+                .limit(20_000),
             engine::WatermarkStrategy::no_watermarks(),
             1,
         )
@@ -873,10 +873,25 @@ mod tests {
         let p = engine::Pipeline::with_config(config());
         retracting_job(&p, &sink);
         let job = p.start().expect("starts");
-        // At 10,000 rows a second, past row 1,000.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let id = job.trigger_checkpoint().await.expect("checkpoints");
-        let checkpoint = job.checkpoints().get(id).expect("kept");
+        // A checkpoint that committed some output, well before the input's end
+        // (the sink commits just after the job reports the checkpoint complete).
+        let ms = std::time::Duration::from_millis;
+        let mut checkpoint = None;
+        for _ in 0..20 {
+            tokio::time::sleep(ms(100)).await;
+            let id = job.trigger_checkpoint().await.expect("checkpoints");
+            for _ in 0..80 {
+                if !sink.values().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(ms(25)).await;
+            }
+            if !sink.values().is_empty() {
+                checkpoint = job.checkpoints().get(id);
+                break;
+            }
+        }
+        let checkpoint = checkpoint.expect("a checkpoint committed output");
         job.abort();
         let _ = job.wait().await;
         let before = sink.values().len();
