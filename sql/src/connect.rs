@@ -15,7 +15,8 @@
 //! keyed by the table's PRIMARY KEY (or `key.fields`), else by the group keys: an
 //! upsert as a row (print: `+U`), a delete of a key as a tombstone (Kafka: the key
 //! with a null value), a `DELETE` by key (PostgreSQL, in the checkpoint's
-//! transaction), or `-D` (print).
+//! transaction), or `-D` (print). That key must be the group keys themselves:
+//! a sink key with other columns (or fewer) is refused when the script is planned.
 //!
 //! A Kafka record key holds the `key.fields` columns (a sink: else the PRIMARY
 //! KEY), encoded by `key.format`: `json` (default, `{"k":"v"}`), `csv` or `raw`

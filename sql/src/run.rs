@@ -221,6 +221,7 @@ impl SqlJob {
                 ));
             }
             if plan.updating {
+                check_sink_key(&target, &sink, &plan, ins.span)?;
                 if let SinkConnector::Kafka { key_fields, .. } = &sink {
                     if key_fields.is_empty() {
                         return Err(SqlError::at(
@@ -597,6 +598,53 @@ impl<T: SinkRecord> Format<T> for SinkFormat {
             Some(cols) => self.0.serialize(&pick(record.row(), cols)),
         }
     }
+}
+
+/// Refuses a sink key (`key.fields` or PRIMARY KEY) that is not exactly the
+/// group keys of an updating result: an upsert or a tombstone keyed by other
+/// columns would not replace the row of the group it belongs to (a column
+/// outside the group keys changes between versions; a subset merges groups).
+fn check_sink_key(
+    target: &TableDef,
+    sink: &SinkConnector,
+    plan: &Plan,
+    span: sqlparser::tokenizer::Span,
+) -> Result<()> {
+    let mut declared: Vec<usize> = match sink {
+        SinkConnector::Kafka { key_fields, .. } => key_fields.clone(),
+        SinkConnector::Postgres { .. } => target
+            .primary_key
+            .iter()
+            .filter_map(|n| target.schema.find(None, n).ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let Some(group) = &plan.upsert_key else {
+        return Ok(());
+    };
+    let mut group = group.clone();
+    declared.sort_unstable();
+    declared.dedup();
+    group.sort_unstable();
+    if declared.is_empty() || declared == group {
+        return Ok(());
+    }
+    let names = |cols: &[usize]| {
+        cols.iter()
+            .map(|&c| target.schema.fields.get(c).map_or("?", |f| f.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(SqlError::at(
+        span,
+        format!(
+            "table {} is keyed by ({}) but the query's updates are keyed by its GROUP BY columns ({}): an update or delete keyed by other columns would not replace the right row; key the table by ({}) (PRIMARY KEY or 'key.fields'), or drop its key",
+            target.name,
+            names(&declared),
+            names(&group),
+            names(&group)
+        ),
+    ))
 }
 
 /// The values of columns `cols` of `row` (NULL past its end).
