@@ -4,7 +4,7 @@
 //!
 //! | connector | source | sink | options |
 //! |---|---|---|---|
-//! | `kafka` | yes | yes | `topic`, `format`, `properties.file`, `properties.*`, `scan.startup.mode`, `scan.watermark.idle-timeout`, `scan.bad-records`, `scan.bad-records.topic`, `key.fields`, `sink.delivery-guarantee` |
+//! | `kafka` | yes | yes | `topic`, `format`, `properties.file`, `properties.*`, `scan.startup.mode`, `scan.watermark.idle-timeout`, `scan.bad-records`, `scan.bad-records.topic`, `key.fields`, `key.format` (json, csv, raw), `value.fields-include` (ALL, EXCEPT_KEY), `sink.delivery-guarantee` |
 //! | `filesystem` | yes (bounded) | yes | `path`, `format`, `csv.header`, `scan.bad-records`, `sink.rolling-policy.file-size` |
 //! | `nexmark` | yes | | `nexmark.table` (person, auction, bid; default the table name), `events.num` (bounded), `first-event.rate`, `next-event.rate`, `person.proportion`, `auction.proportion`, `bid.proportion`, `base-time` |
 //! | `print` | | yes | `print-identifier`, `standard-error` |
@@ -15,14 +15,21 @@
 //! keyed by the table's PRIMARY KEY (or `key.fields`), else by the group keys: an
 //! upsert as a row (print: `+U`), a delete of a key as a tombstone (Kafka: the key
 //! with a null value), a `DELETE` by key (PostgreSQL, in the checkpoint's
-//! transaction), or `-D` (print).
+//! transaction), or `-D` (print). That key must be the group keys themselves:
+//! a sink key with other columns (or fewer) is refused when the script is planned.
+//!
+//! A Kafka record key holds the `key.fields` columns (a sink: else the PRIMARY
+//! KEY), encoded by `key.format`: `json` (default, `{"k":"v"}`), `csv` or `raw`
+//! (one STRING column, its bare text). The value holds every column
+//! (`'value.fields-include' = 'ALL'`, default) or, with `EXCEPT_KEY`, only the
+//! others; a source then reads the key columns from the record key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, SqlError};
-use crate::format::{RowFormat, TableRows};
+use crate::format::{KeyValueSplit, RowFormat, TableRows};
 use crate::parse::TableDef;
 use crate::plan::table_time;
 use crate::types::{DataType, Schema};
@@ -237,8 +244,14 @@ pub enum SinkConnector {
         topic: String,
         /// Value format.
         format: RowFormat,
-        /// Columns whose JSON object is the record key.
+        /// The columns the record key holds (`key.fields`, else the PRIMARY
+        /// KEY; empty: the group keys of an updating result, or no key).
         key_fields: Vec<usize>,
+        /// How the key columns are encoded (`key.format`, json by default).
+        key_format: RowFormat,
+        /// With `'value.fields-include' = 'EXCEPT_KEY'`, the columns the value
+        /// holds; `None`: all of them.
+        value_fields: Option<Vec<usize>>,
         /// Whether writes are part of the checkpoint's transaction.
         exactly_once: bool,
     },
@@ -343,12 +356,30 @@ pub fn table_rows(t: &TableDef) -> Result<TableRows> {
         ),
         required: table_time(t).map(|i| (i, t.schema.fields[i].name.clone())),
         read: None,
+        key: None,
     })
 }
 
 /// The row format a table's `format` option names (physical columns).
 pub fn row_format(t: &TableDef) -> Result<RowFormat> {
-    let schema = Arc::new(t.physical.clone());
+    named_format(
+        t,
+        t.option("format").or(t.option("value.format")),
+        &t.physical,
+        "format",
+    )
+}
+
+/// The row format `name` (json when `None`) over `schema`; `what` names the
+/// option in errors.
+fn named_format(
+    t: &TableDef,
+    name: Option<&str>,
+    schema: &Schema,
+    what: &str,
+) -> Result<RowFormat> {
+    let columns = schema;
+    let schema = Arc::new(schema.clone());
     let required = None;
     let char_opt = |key: &str, default: char| -> Result<char> {
         match t.option(key) {
@@ -361,7 +392,7 @@ pub fn row_format(t: &TableDef) -> Result<RowFormat> {
             )),
         }
     };
-    match t.option("format").or(t.option("value.format")) {
+    match name {
         None | Some("json") => Ok(RowFormat::Json { schema, required }),
         Some("csv") => Ok(RowFormat::Csv {
             schema,
@@ -370,10 +401,13 @@ pub fn row_format(t: &TableDef) -> Result<RowFormat> {
             quote: char_opt("csv.quote-character", '"')?,
         }),
         Some("raw") => {
-            if t.physical.len() != 1 || t.physical.fields[0].ty != DataType::String {
+            if columns.len() != 1 || columns.fields[0].ty != DataType::String {
                 return Err(SqlError::options(
                     &t.name,
-                    "format 'raw' needs exactly one STRING column",
+                    format!(
+                        "{what} 'raw' needs exactly one STRING column, not ({})",
+                        columns.describe()
+                    ),
                 ));
             }
             Ok(RowFormat::Raw)
@@ -381,10 +415,90 @@ pub fn row_format(t: &TableDef) -> Result<RowFormat> {
         Some(other) => Err(SqlError::options(
             &t.name,
             format!(
-                "unknown format '{other}': use 'json', 'csv' or 'raw' (Avro with a schema registry is not supported yet)"
+                "unknown {what} '{other}': use 'json', 'csv' or 'raw' (Avro with a schema registry is not supported yet)"
             ),
         )),
     }
+}
+
+/// How a Kafka table lays its columns out in a record: the key columns
+/// (`key.fields`, for a sink else the PRIMARY KEY) with their `key.format`, and
+/// with `'value.fields-include' = 'EXCEPT_KEY'` the value columns.
+#[derive(Clone, Debug)]
+pub struct KafkaLayout {
+    /// Key columns (physical positions), empty without a key.
+    pub key_columns: Vec<usize>,
+    /// Encodes and decodes the key (json by default).
+    pub key_format: RowFormat,
+    /// `Some(columns)` with EXCEPT_KEY: the value holds only these; `None`:
+    /// every column (ALL).
+    pub value_columns: Option<Vec<usize>>,
+    /// The value format, over the value columns.
+    pub value_format: RowFormat,
+}
+
+/// The key and value layout of Kafka table `t`; `sink` lets the PRIMARY KEY
+/// stand for `key.fields`.
+pub fn kafka_layout(t: &TableDef, sink: bool) -> Result<KafkaLayout> {
+    let key_names: Vec<String> = match t.option("key.fields") {
+        Some(v) => v.split(';').map(|s| s.trim().to_string()).collect(),
+        None if sink => t.primary_key.clone(),
+        None => Vec::new(),
+    };
+    let key_columns = columns(t, &key_names, "key.fields")?;
+    if key_columns.is_empty() {
+        for opt in ["key.format", "value.fields-include"] {
+            if t.option(opt).is_some() {
+                return Err(SqlError::options(
+                    &t.name,
+                    format!("'{opt}' needs 'key.fields' (the columns the record key holds)"),
+                ));
+            }
+        }
+    }
+    let key_schema = Schema::new(
+        key_columns
+            .iter()
+            .map(|&c| t.physical.fields[c].clone())
+            .collect(),
+    );
+    let key_format = named_format(t, t.option("key.format"), &key_schema, "key.format")?;
+    let value_columns = match t.option("value.fields-include") {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("ALL") => None,
+        Some(v) if v.eq_ignore_ascii_case("EXCEPT_KEY") => Some(
+            (0..t.physical.len())
+                .filter(|c| !key_columns.contains(c))
+                .collect::<Vec<_>>(),
+        ),
+        Some(v) => {
+            return Err(SqlError::options(
+                &t.name,
+                format!("'value.fields-include' = '{v}': use 'ALL' or 'EXCEPT_KEY'"),
+            ));
+        }
+    };
+    let value_format = match &value_columns {
+        None => row_format(t)?,
+        Some(cols) if cols.is_empty() => {
+            return Err(SqlError::options(
+                &t.name,
+                "'value.fields-include' = 'EXCEPT_KEY' leaves no column for the value: every column is a key field",
+            ));
+        }
+        Some(cols) => named_format(
+            t,
+            t.option("format").or(t.option("value.format")),
+            &Schema::new(cols.iter().map(|&c| t.physical.fields[c].clone()).collect()),
+            "format",
+        )?,
+    };
+    Ok(KafkaLayout {
+        key_columns,
+        key_format,
+        value_columns,
+        value_format,
+    })
 }
 
 fn bad_records(t: &TableDef) -> Result<(bool, Option<String>)> {
@@ -435,9 +549,19 @@ pub fn source(t: &TableDef) -> Result<SourceConnector> {
                 })?),
                 None => None,
             };
+            let layout = kafka_layout(t, false)?;
+            let mut format = table_rows(t)?;
+            if let Some(value_columns) = layout.value_columns {
+                format.physical = layout.value_format;
+                format.key = Some(Arc::new(KeyValueSplit {
+                    key_columns: layout.key_columns,
+                    key_format: layout.key_format,
+                    value_columns,
+                }));
+            }
             Ok(SourceConnector::Kafka {
                 topics,
-                format: table_rows(t)?,
+                format,
                 dead_letter,
                 skip_bad,
                 idle,
@@ -487,7 +611,7 @@ fn columns(t: &TableDef, names: &[String], what: &str) -> Result<Vec<usize>> {
     names
         .iter()
         .map(|n| {
-            t.schema
+            t.physical
                 .find(None, n)
                 .map_err(|_| SqlError::options(&t.name, format!("{what}: no column {n}")))
         })
@@ -511,14 +635,13 @@ pub fn sink(t: &TableDef) -> Result<SinkConnector> {
             if topic.contains(';') {
                 return Err(SqlError::options(&t.name, "a sink writes one topic"));
             }
-            let key_names: Vec<String> = match t.option("key.fields") {
-                Some(v) => v.split(';').map(|s| s.trim().to_string()).collect(),
-                None => t.primary_key.clone(),
-            };
+            let layout = kafka_layout(t, true)?;
             Ok(SinkConnector::Kafka {
                 topic: topic.to_string(),
-                format: row_format(t)?,
-                key_fields: columns(t, &key_names, "key.fields")?,
+                format: layout.value_format,
+                key_fields: layout.key_columns,
+                key_format: layout.key_format,
+                value_fields: layout.value_columns,
                 exactly_once: exactly_once(t)?,
             })
         }
@@ -681,6 +804,8 @@ const KAFKA_OPTIONS: &[&str] = &[
     "format",
     "value.format",
     "key.fields",
+    "key.format",
+    "value.fields-include",
     "properties.file",
     "properties.*",
     "csv.*",
@@ -730,6 +855,92 @@ pub fn describe(schema: &Schema) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Table `t` (columns `cols`) with Kafka options `opts`.
+    fn kafka_table(cols: &str, opts: &str) -> TableDef {
+        let sql =
+            format!("CREATE TABLE t ({cols}) WITH ('connector' = 'kafka', 'topic' = 'x'{opts});");
+        let script = crate::parse::parse_script(&sql).unwrap();
+        script.table("t").unwrap().clone()
+    }
+
+    fn layout_error(cols: &str, opts: &str, sink: bool) -> String {
+        kafka_layout(&kafka_table(cols, opts), sink)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn key_format_and_value_fields_include_lay_out_key_and_value() {
+        let t = kafka_table(
+            "k STRING, n BIGINT, s STRING",
+            ", 'key.fields' = 'k', 'key.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY', 'format' = 'csv'",
+        );
+        let l = kafka_layout(&t, false).unwrap();
+        assert_eq!(l.key_columns, vec![0]);
+        assert!(matches!(l.key_format, RowFormat::Raw));
+        assert_eq!(l.value_columns, Some(vec![1, 2]));
+        assert!(matches!(l.value_format, RowFormat::Csv { ref schema, .. } if schema.len() == 2));
+        let t = kafka_table("k STRING, n BIGINT, PRIMARY KEY (k) NOT ENFORCED", "");
+        let l = kafka_layout(&t, true).unwrap();
+        assert_eq!(l.key_columns, vec![0], "a sink is keyed by its PRIMARY KEY");
+        assert!(matches!(l.key_format, RowFormat::Json { .. }));
+        assert_eq!(l.value_columns, None);
+        let l = kafka_layout(&t, false).unwrap();
+        assert!(
+            l.key_columns.is_empty(),
+            "a source reads no key without key.fields"
+        );
+    }
+
+    #[test]
+    fn bad_key_options_are_refused_naming_the_option() {
+        let e = layout_error(
+            "k STRING",
+            ", 'key.fields' = 'k', 'key.format' = 'avro'",
+            true,
+        );
+        assert!(e.contains("unknown key.format 'avro'"), "{e}");
+        let e = layout_error(
+            "k BIGINT",
+            ", 'key.fields' = 'k', 'key.format' = 'raw'",
+            true,
+        );
+        assert!(
+            e.contains("key.format 'raw' needs exactly one STRING column"),
+            "{e}"
+        );
+        let e = layout_error(
+            "k STRING, j STRING",
+            ", 'key.fields' = 'k;j', 'key.format' = 'raw'",
+            true,
+        );
+        assert!(
+            e.contains("key.format 'raw' needs exactly one STRING column"),
+            "{e}"
+        );
+        let e = layout_error("k STRING", ", 'key.format' = 'raw'", false);
+        assert!(e.contains("'key.format' needs 'key.fields'"), "{e}");
+        let e = layout_error("k STRING", ", 'value.fields-include' = 'EXCEPT_KEY'", true);
+        assert!(
+            e.contains("'value.fields-include' needs 'key.fields'"),
+            "{e}"
+        );
+        let e = layout_error(
+            "k STRING, n BIGINT",
+            ", 'key.fields' = 'k', 'value.fields-include' = 'SOME'",
+            true,
+        );
+        assert!(e.contains("use 'ALL' or 'EXCEPT_KEY'"), "{e}");
+        let e = layout_error(
+            "k STRING",
+            ", 'key.fields' = 'k', 'value.fields-include' = 'EXCEPT_KEY'",
+            true,
+        );
+        assert!(e.contains("leaves no column for the value"), "{e}");
+        let e = layout_error("k STRING", ", 'key.fields' = 'q'", true);
+        assert!(e.contains("key.fields: no column q"), "{e}");
+    }
 
     #[test]
     fn durations_sizes_and_urls_parse() {

@@ -182,6 +182,41 @@ pub struct TableRows {
     /// skipped and read as NULL (values not checked against their type; JSON
     /// syntax still is).
     pub read: Option<Arc<[bool]>>,
+    /// With `'value.fields-include' = 'EXCEPT_KEY'`: the key columns come from
+    /// the record key and `physical` decodes only the other columns.
+    pub key: Option<Arc<KeyValueSplit>>,
+}
+
+/// Which physical columns a Kafka record's key holds and which its value holds
+/// (`'value.fields-include' = 'EXCEPT_KEY'`).
+#[derive(Clone, Debug)]
+pub struct KeyValueSplit {
+    /// The key columns, in `key.fields` order.
+    pub key_columns: Vec<usize>,
+    /// Decodes (and encodes) the key columns.
+    pub key_format: RowFormat,
+    /// The other physical columns, in table order.
+    pub value_columns: Vec<usize>,
+}
+
+impl KeyValueSplit {
+    /// The physical row of a record: key columns from `key`, the others from
+    /// `value` (already decoded).
+    fn merge(&self, key: Option<&[u8]>, value: Row) -> Result<Row, FormatError> {
+        let key = self.key_format.deserialize(key)?;
+        let mut row = vec![Value::Null; self.key_columns.len() + self.value_columns.len()];
+        for (&at, v) in self.key_columns.iter().zip(key) {
+            if let Some(slot) = row.get_mut(at) {
+                *slot = v;
+            }
+        }
+        for (&at, v) in self.value_columns.iter().zip(value) {
+            if let Some(slot) = row.get_mut(at) {
+                *slot = v;
+            }
+        }
+        Ok(row)
+    }
 }
 
 impl std::fmt::Debug for TableRows {
@@ -195,9 +230,23 @@ impl std::fmt::Debug for TableRows {
     }
 }
 
-impl Format<Row> for TableRows {
-    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
-        let mut row = self.physical.decode(bytes, self.read.as_deref())?;
+impl TableRows {
+    /// Decodes a Kafka record: its value, and its key when the table reads key
+    /// columns from it (`EXCEPT_KEY`).
+    pub fn decode_record(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Row, FormatError> {
+        let physical = match &self.key {
+            Some(split) => split.merge(key, self.physical.deserialize(value)?)?,
+            None => self.physical.decode(value, self.read.as_deref())?,
+        };
+        self.complete(physical)
+    }
+
+    /// Adds the computed columns to a physical row and checks the event time.
+    fn complete(&self, mut row: Row) -> Result<Row, FormatError> {
         if !self.computed.is_empty() {
             let physical = row.clone();
             for (at, eval) in self.computed.iter() {
@@ -214,6 +263,12 @@ impl Format<Row> for TableRows {
             }
         }
         Ok(row)
+    }
+}
+
+impl Format<Row> for TableRows {
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Row, FormatError> {
+        self.decode_record(None, bytes)
     }
 
     fn serialize(&self, row: &Row) -> Result<Option<Bytes>, FormatError> {

@@ -42,7 +42,7 @@ use crate::aggregate::{
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
 use crate::expr::{EvalError, cast_value};
-use crate::format::{RowFormat, row_to_json_text};
+use crate::format::RowFormat;
 use crate::parse::{Script, TableDef, parse_script};
 use crate::plan::{ColumnsRead, Node, Plan, WindowSpec, plan_query, table_time};
 use crate::types::{Change, DataType, Row, Schema, Value};
@@ -221,6 +221,7 @@ impl SqlJob {
                 ));
             }
             if plan.updating {
+                check_sink_key(&target, &sink, &plan, ins.span)?;
                 if let SinkConnector::Kafka { key_fields, .. } = &sink {
                     if key_fields.is_empty() {
                         return Err(SqlError::at(
@@ -594,19 +595,78 @@ impl SinkRecord for Change {
 /// a tombstone of its key (what compacted topics, Kafka Streams and Flink's
 /// upsert-kafka read as the end of the key's row).
 #[derive(Clone)]
-struct SinkFormat(RowFormat);
+struct SinkFormat(RowFormat, Option<Vec<usize>>);
 
 impl<T: SinkRecord> Format<T> for SinkFormat {
     fn deserialize(&self, bytes: Option<&[u8]>) -> std::result::Result<T, FormatError> {
         self.0.deserialize(bytes).map(T::upsert)
     }
 
+    /// A delete is a tombstone; with EXCEPT_KEY (`self.1`) the value holds only
+    /// the non-key columns.
     fn serialize(&self, record: &T) -> std::result::Result<Option<Bytes>, FormatError> {
         if record.is_delete() {
             return Ok(None);
         }
-        self.0.serialize(record.row())
+        match &self.1 {
+            None => self.0.serialize(record.row()),
+            Some(cols) => self.0.serialize(&pick(record.row(), cols)),
+        }
     }
+}
+
+/// Refuses a sink key (`key.fields` or PRIMARY KEY) that is not exactly the
+/// group keys of an updating result: an upsert or a tombstone keyed by other
+/// columns would not replace the row of the group it belongs to (a column
+/// outside the group keys changes between versions; a subset merges groups).
+fn check_sink_key(
+    target: &TableDef,
+    sink: &SinkConnector,
+    plan: &Plan,
+    span: sqlparser::tokenizer::Span,
+) -> Result<()> {
+    let mut declared: Vec<usize> = match sink {
+        SinkConnector::Kafka { key_fields, .. } => key_fields.clone(),
+        SinkConnector::Postgres { .. } => target
+            .primary_key
+            .iter()
+            .filter_map(|n| target.schema.find(None, n).ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let Some(group) = &plan.upsert_key else {
+        return Ok(());
+    };
+    let mut group = group.clone();
+    declared.sort_unstable();
+    declared.dedup();
+    group.sort_unstable();
+    if declared.is_empty() || declared == group {
+        return Ok(());
+    }
+    let names = |cols: &[usize]| {
+        cols.iter()
+            .map(|&c| target.schema.fields.get(c).map_or("?", |f| f.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(SqlError::at(
+        span,
+        format!(
+            "table {} is keyed by ({}) but the query's updates are keyed by its GROUP BY columns ({}): an update or delete keyed by other columns would not replace the right row; key the table by ({}) (PRIMARY KEY or 'key.fields'), or drop its key",
+            target.name,
+            names(&declared),
+            names(&group),
+            names(&group)
+        ),
+    ))
+}
+
+/// The values of columns `cols` of `row` (NULL past its end).
+fn pick(row: &[Value], cols: &[usize]) -> Row {
+    cols.iter()
+        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+        .collect()
 }
 
 /// `stream` with the query's columns cast to the sink table's types where they
@@ -741,9 +801,11 @@ impl Builder<'_> {
                 if self.bounded {
                     src = src.bounded();
                 }
-                self.p
-                    .source(src.format(format.clone()), wm)
-                    .name(&format!("scan {table}"))
+                let rows = format.clone();
+                let src = src.decode_records(move |r| {
+                    rows.decode_record(r.key.as_deref(), r.value.as_deref())
+                });
+                self.p.source(src, wm).name(&format!("scan {table}"))
             }
             SourceConnector::Nexmark {
                 config,
@@ -1133,37 +1195,41 @@ impl Builder<'_> {
                 topic,
                 format,
                 key_fields,
+                key_format,
+                value_fields,
                 exactly_once,
             } => {
                 let k = self
                     .k
                     .ok_or_else(|| invalid("a Kafka table outside a Kafka job"))?;
-                let key_fields = if key_fields.is_empty() {
-                    upsert.unwrap_or_default()
+                // Without key.fields or a PRIMARY KEY, an updating result is
+                // keyed by its group keys as a JSON object.
+                let (key_fields, key_format) = if key_fields.is_empty() {
+                    let cols = upsert.unwrap_or_default();
+                    let key_schema =
+                        Schema::new(cols.iter().map(|&c| schema.fields[c].clone()).collect());
+                    let json = RowFormat::Json {
+                        schema: Arc::new(key_schema),
+                        required: None,
+                    };
+                    (cols, json)
                 } else {
-                    key_fields.clone()
+                    (key_fields.clone(), key_format.clone())
                 };
                 let mut sink = k
                     .sink::<T>(topic)
-                    .format(SinkFormat(format.clone()))
+                    .format(SinkFormat(format.clone(), value_fields.clone()))
                     .delivery(if *exactly_once {
                         DeliveryGuarantee::ExactlyOnce
                     } else {
                         DeliveryGuarantee::AtLeastOnce
                     });
                 if !key_fields.is_empty() {
-                    let key_schema = Schema::new(
-                        key_fields
-                            .iter()
-                            .map(|&c| schema.fields[c].clone())
-                            .collect(),
-                    );
                     sink = sink.key(move |record: &T| {
-                        let vals: Row = key_fields
-                            .iter()
-                            .map(|&c| record.row().get(c).cloned().unwrap_or(Value::Null))
-                            .collect();
-                        Some(Bytes::from(row_to_json_text(&key_schema, &vals)))
+                        key_format
+                            .serialize(&pick(record.row(), &key_fields))
+                            .ok()
+                            .flatten()
                     });
                 }
                 stream.sink(Tapped::new(sink, table, &schema, &status));
@@ -1317,9 +1383,14 @@ fn read_only(conn: &mut SourceConnector, def: &TableDef, columns: &BTreeSet<usiz
     let time = table_time(def);
     let wanted = |i: usize| columns.contains(&i) || time == Some(i);
     match conn {
-        SourceConnector::Kafka { format, .. } | SourceConnector::File { format, .. } => {
+        // With the key columns in the record key, the value holds only the
+        // others: read whole.
+        SourceConnector::Kafka { format, .. } | SourceConnector::File { format, .. }
+            if format.key.is_none() =>
+        {
             format.read = Some((0..def.physical.len()).map(wanted).collect());
         }
+        SourceConnector::Kafka { .. } | SourceConnector::File { .. } => {}
         SourceConnector::Nexmark { fields, .. } => {
             for (i, f) in fields.iter_mut().enumerate() {
                 if !wanted(i) {

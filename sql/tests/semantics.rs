@@ -987,6 +987,45 @@ fn updating_group_by_is_planned_as_upserts_and_refused_by_file_sinks() {
     );
 }
 
+#[test]
+fn a_sink_key_other_than_the_group_keys_of_an_updating_result_is_refused() {
+    let input = Path::new("/nonexistent/input.json");
+    let kafka = |key: &str| {
+        format!(
+            "{}CREATE TABLE out (url STRING, cnt BIGINT, total INT, worst INT{key}) WITH ('connector' = 'kafka', 'topic' = 'o', 'properties.bootstrap.servers' = '127.0.0.1:1'{});\nINSERT INTO out {UPDATES};",
+            logs_table("logs", input, None),
+            if key.is_empty() {
+                ", 'key.fields' = 'url;cnt'"
+            } else {
+                ""
+            }
+        )
+    };
+    // key.fields (url, cnt): a superset with a column that changes per version.
+    let err = SqlJob::compile(&kafka("")).unwrap_err().to_string();
+    assert!(
+        err.contains("table out is keyed by (url, cnt)")
+            && err.contains("keyed by its GROUP BY columns (url)"),
+        "{err}"
+    );
+    // PRIMARY KEY (worst): not the group key at all.
+    let err = SqlJob::compile(&kafka(", PRIMARY KEY (worst) NOT ENFORCED"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("keyed by (worst)") && err.contains("GROUP BY columns (url)"),
+        "{err}"
+    );
+    // The group key itself is accepted.
+    SqlJob::compile(&kafka(", PRIMARY KEY (url) NOT ENFORCED")).unwrap();
+    let postgres = format!(
+        "{}CREATE TABLE out (url STRING, cnt BIGINT, total INT, worst INT, PRIMARY KEY (url, worst) NOT ENFORCED) WITH ('connector' = 'postgres', 'url' = 'host=127.0.0.1 port=1');\nINSERT INTO out {UPDATES};",
+        logs_table("logs", input, None)
+    );
+    let err = SqlJob::compile(&postgres).unwrap_err().to_string();
+    assert!(err.contains("keyed by (url, worst)"), "{err}");
+}
+
 /// Names the input file for [`updating_group_by_print_child`].
 const CHILD_INPUT: &str = "STROM_SQL_SEMANTICS_UPDATES_INPUT";
 

@@ -104,3 +104,20 @@ fn an_explicit_bootstrap_flag_wins_over_the_tables_properties() {
     assert!(!ok);
     assert!(stderr.contains("connecting to 127.0.0.1:2"), "{stderr}");
 }
+
+#[test]
+fn run_takes_the_broker_from_x_properties_and_the_config_file() {
+    let sql = "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.request.timeout.ms' = '2000', 'properties.strom.setup.timeout.ms' = '3000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;";
+    let (ok, stderr) = strom_run_with("x-flag", sql, &["-X", "bootstrap.servers=127.0.0.1:3"]);
+    assert!(!ok);
+    assert!(stderr.contains("connecting to 127.0.0.1:3"), "{stderr}");
+    let config = std::env::temp_dir().join(format!(
+        "strom-run-config-{}.properties",
+        std::process::id()
+    ));
+    std::fs::write(&config, "bootstrap.servers=127.0.0.1:4\n").unwrap();
+    let (ok, stderr) = strom_run_with("config", sql, &["--config", &config.display().to_string()]);
+    let _ = std::fs::remove_file(&config);
+    assert!(!ok);
+    assert!(stderr.contains("connecting to 127.0.0.1:4"), "{stderr}");
+}

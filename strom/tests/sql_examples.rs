@@ -69,6 +69,11 @@ async fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) {
 }
 
 fn consume(bootstrap: &str, topic: &str) -> String {
+    consume_with(bootstrap, topic, &[])
+}
+
+/// `strom consume` of what `topic` holds (read_committed), with `extra` flags.
+fn consume_with(bootstrap: &str, topic: &str, extra: &[&str]) -> String {
     let mut c = strom();
     c.args([
         "--bootstrap",
@@ -82,6 +87,7 @@ fn consume(bootstrap: &str, topic: &str) -> String {
         "--timeout-ms",
         "3000",
     ]);
+    c.args(extra);
     run(c, "strom consume")
 }
 
@@ -799,22 +805,8 @@ async fn a_having_that_drops_a_key_writes_a_tombstone_and_deletes_its_row() {
     let keys = [
         "gone", "kept", "gone", "once", "gone", "kept", "gone", "gone",
     ];
-    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
-        .await
-        .unwrap();
-    let mut pending = Vec::new();
-    for k in keys {
-        let value = serde_json::json!({ "k": k }).to_string();
-        pending.push(
-            producer
-                .send(ProducerRecord::new(&input, value))
-                .await
-                .unwrap(),
-        );
-    }
-    for p in pending {
-        p.await.unwrap();
-    }
+    let values = keys.map(|k| serde_json::json!({ "k": k }).to_string());
+    produce_values(&bootstrap, &input, values).await;
     let table = random_topic("having_counts").replace('-', "_");
     let pg_sink = match &pg {
         Some(url) => format!(
@@ -902,4 +894,125 @@ INSERT INTO counts SELECT k, c FROM (SELECT k, COUNT(*) AS c FROM events GROUP B
         );
         assert_eq!(left.trim(), "0", "prepared transactions left behind");
     }
+}
+
+/// Writes `values` (no key) to `topic` and waits until each is acknowledged.
+async fn produce_values(bootstrap: &str, topic: &str, values: impl IntoIterator<Item = String>) {
+    let producer = Producer::new(ProducerConfig::new(bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for value in values {
+        pending.push(
+            producer
+                .send(ProducerRecord::new(topic, value))
+                .await
+                .unwrap(),
+        );
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+}
+
+/// Writes `script` to a file and runs it with `strom run --bounded`.
+async fn run_bounded(bootstrap: &str, name: &str, script: String) {
+    let path = temp_dir(name).join(format!("{name}.sql"));
+    std::fs::write(&path, script).unwrap();
+    let mut pipeline = strom();
+    pipeline.args([
+        "--bootstrap",
+        bootstrap,
+        "run",
+        "--bounded",
+        path.to_str().unwrap(),
+    ]);
+    let what = format!("strom run {name}.sql");
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::task::spawn_blocking(move || run(pipeline, &what)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+/// `strom consume --json` of `topic`: (key, value) per record, in offset order.
+fn consume_pairs(bootstrap: &str, topic: &str) -> Vec<(Option<String>, Option<String>)> {
+    let mut records: Vec<serde_json::Value> = consume_with(bootstrap, topic, &["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().map(str::to_string),
+                r["value"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_raw_key_format_writes_bare_keys_and_reads_them_back_with_except_key() {
+    let bootstrap = require_broker!();
+    let (input, keyed, output) = (
+        random_topic("rawkey-in"),
+        random_topic("rawkey-keyed"),
+        random_topic("rawkey-out"),
+    );
+    create_topics(&bootstrap, &[(&input, 1), (&keyed, 1), (&output, 1)]).await;
+    let values = [("a", 1), ("b", 2), ("a", 3)]
+        .map(|(k, n)| serde_json::json!({ "k": k, "n": n }).to_string());
+    produce_values(&bootstrap, &input, values).await;
+
+    run_bounded(
+        &bootstrap,
+        "rawkey-write",
+        format!(
+            "CREATE TABLE events (k STRING, n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{input}',
+  'format' = 'json', 'properties.group.id' = '{}', 'scan.startup.mode' = 'earliest-offset');
+CREATE TABLE keyed (k STRING, n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{keyed}',
+  'key.fields' = 'k', 'key.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY', 'format' = 'json');
+INSERT INTO keyed SELECT k, n FROM events;",
+            random_topic("rawkey-app1")
+        ),
+    )
+    .await;
+    let written = consume_pairs(&bootstrap, &keyed);
+    let text = |k: &str, v: &str| (Some(k.to_string()), Some(v.to_string()));
+    assert_eq!(
+        written,
+        vec![
+            text("a", r#"{"n":1}"#),
+            text("b", r#"{"n":2}"#),
+            text("a", r#"{"n":3}"#),
+        ],
+        "bare keys, values without the key column"
+    );
+
+    run_bounded(
+        &bootstrap,
+        "rawkey-read",
+        format!(
+            "CREATE TABLE keyed (k STRING, n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{keyed}',
+  'key.fields' = 'k', 'key.format' = 'raw', 'value.fields-include' = 'EXCEPT_KEY', 'format' = 'json',
+  'properties.group.id' = '{}', 'scan.startup.mode' = 'earliest-offset');
+CREATE TABLE out (k STRING, n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{output}', 'format' = 'csv');
+INSERT INTO out SELECT k, n FROM keyed;",
+            random_topic("rawkey-app2")
+        ),
+    )
+    .await;
+    let values: Vec<Option<String>> = consume_pairs(&bootstrap, &output)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        values,
+        vec![Some("a,1".into()), Some("b,2".into()), Some("a,3".into())],
+        "the key column read back from the record key"
+    );
 }

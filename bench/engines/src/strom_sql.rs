@@ -11,8 +11,8 @@
 //! Every pipeline reads the input as CSV text into `k STRING, ms BIGINT, amount
 //! BIGINT` and writes CSV, so the values are the bytes the other systems write.
 //! The record key is the one thing SQL cannot write as they do: a Kafka sink's
-//! `key.fields` are always written as a JSON object (`{"k":"k000123"}`), and no
-//! format writes a bare key (`raw` takes one column, the value). The driver
+//! `key.fields` are written as a JSON object (`{"k":"k000123"}`, the default
+//! `'key.format'`; `'raw'` writes a bare key but is not used here yet). The driver
 //! unwraps that object ([`record_key`]) before the check, which then compares
 //! the same bytes as for the other systems.
 

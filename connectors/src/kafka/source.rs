@@ -118,12 +118,19 @@ impl<T: Send + 'static> KafkaSource<T> {
 
     /// Decodes values with `format`.
     pub fn format<U: Send + 'static>(self, format: impl Format<U>) -> KafkaSource<U> {
-        let decode: Decoder<U> =
-            Arc::new(move |r: &ConsumerRecord| format.deserialize(r.value.as_deref()));
+        self.decode_records(move |r: &ConsumerRecord| format.deserialize(r.value.as_deref()))
+    }
+
+    /// Decodes each record with `decode`, which sees its key as well as its
+    /// value (key columns of a SQL table, for instance).
+    pub fn decode_records<U: Send + 'static>(
+        self,
+        decode: impl Fn(&ConsumerRecord) -> Result<U, FormatError> + Send + Sync + 'static,
+    ) -> KafkaSource<U> {
         KafkaSource {
             scope: self.scope,
             spec: self.spec,
-            decode,
+            decode: Arc::new(decode),
             name: self.name,
         }
     }

@@ -291,14 +291,19 @@ impl Cli {
         self.log_format
     }
 
-    fn properties(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let mut props = match &self.config {
-            Some(path) => properties::parse(
+    /// The properties of the `--config` file (none without one).
+    fn config_file(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        match &self.config {
+            Some(path) => Ok(properties::parse(
                 &std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?,
-            ),
-            None => BTreeMap::new(),
-        };
+            )),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    fn properties(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut props = self.config_file()?;
         for p in &self.properties {
             let (k, v) = split_pair(p)?;
             props.insert(k, v);
@@ -320,6 +325,31 @@ impl Cli {
             .entry("client.id".into())
             .or_insert_with(|| "strom-cli".into());
         Ok(props)
+    }
+
+    /// The Kafka properties of `strom run`: (defaults the tables' properties may
+    /// override, overrides that win over them). `--config` and $KAFKA_BOOTSTRAP
+    /// are defaults; `-X` and `--bootstrap`, given for this run, are overrides.
+    fn run_properties(
+        &self,
+    ) -> anyhow::Result<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let mut defaults = self.config_file()?;
+        if !defaults.contains_key("bootstrap.servers") {
+            if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
+                if !b.trim().is_empty() {
+                    defaults.insert("bootstrap.servers".to_string(), b.trim().to_string());
+                }
+            }
+        }
+        let mut overrides = BTreeMap::new();
+        for p in &self.properties {
+            let (k, v) = split_pair(p)?;
+            overrides.insert(k, v);
+        }
+        if let Some(b) = &self.bootstrap {
+            overrides.insert("bootstrap.servers".to_string(), b.clone());
+        }
+        Ok((defaults, overrides))
     }
 }
 
@@ -358,15 +388,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             instance,
             http_addr,
         } => {
-            // An explicit --bootstrap wins over the tables' properties, which win
-            // over $KAFKA_BOOTSTRAP.
-            let mut defaults = BTreeMap::new();
-            let mut overrides = BTreeMap::new();
-            if let Some(b) = &cli.bootstrap {
-                overrides.insert("bootstrap.servers".to_string(), b.clone());
-            } else if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
-                defaults.insert("bootstrap.servers".to_string(), b);
-            }
+            // Explicit flags (-X, then --bootstrap) win over the tables'
+            // properties, which win over the --config file and $KAFKA_BOOTSTRAP.
+            let (defaults, overrides) = cli.run_properties()?;
             crate::pipeline::run(
                 file,
                 crate::pipeline::RunFlags {
