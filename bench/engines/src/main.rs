@@ -540,14 +540,10 @@ impl Driver {
                 Ok(records) => {
                     for r in records {
                         first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                        let key = r.key.as_deref().unwrap_or_default();
-                        // SQL writes the key as a JSON object (strom_sql.rs).
-                        let key = if system == "strom-sql" {
-                            strom_sql::record_key(key)
-                        } else {
-                            key
-                        };
-                        got.add(key, r.value.as_deref().unwrap_or_default());
+                        got.add(
+                            r.key.as_deref().unwrap_or_default(),
+                            r.value.as_deref().unwrap_or_default(),
+                        );
                     }
                 }
                 Err(e) => break Err(e.into()),

@@ -4,17 +4,12 @@
 //! ```text
 //!  driver ── script(pipeline) ──► <run dir>/<system>-<pipeline>-<guarantee>.sql
 //!         ── strom run FILE ────► child: Kafka source (csv) ─► SQL operators ─► Kafka sink (csv)
-//!  output record: key {"k":"k000123"}  value k000123,1700000000000,42
-//!                     └ record_key() ─► k000123, then the same check as every system
+//!  output record: key k000123 ('key.format' = 'raw')  value k000123,1700000000000,42
 //! ```
 //!
 //! Every pipeline reads the input as CSV text into `k STRING, ms BIGINT, amount
-//! BIGINT` and writes CSV, so the values are the bytes the other systems write.
-//! The record key is the one thing SQL cannot write as they do: a Kafka sink's
-//! `key.fields` are written as a JSON object (`{"k":"k000123"}`, the default
-//! `'key.format'`; `'raw'` writes a bare key but is not used here yet). The driver
-//! unwraps that object ([`record_key`]) before the check, which then compares
-//! the same bytes as for the other systems.
+//! BIGINT` and writes CSV with the key column `k` as a raw record key, so keys
+//! and values are the bytes the other systems write and the check is theirs.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -54,17 +49,6 @@ pub fn run_args(
     }
     args.push(sql.into());
     args
-}
-
-/// The key an output record of `strom-sql` stands for: the value of the JSON
-/// object `{"k":"..."}` its sink writes, else the bytes as they are (which then
-/// fail the check).
-pub fn record_key(key: &[u8]) -> &[u8] {
-    let prefix = format!("{{\"{KEY_COLUMN}\":\"");
-    key.strip_prefix(prefix.as_bytes())
-        .and_then(|rest| rest.strip_suffix(b"\"}"))
-        .filter(|inner| !inner.contains(&b'"') && !inner.contains(&b'\\'))
-        .unwrap_or(key)
 }
 
 /// What a script reads and writes.
@@ -151,7 +135,8 @@ impl Tables<'_> {
     fn output_table(&self, columns: &str) -> String {
         format!(
             "CREATE TABLE output (\n  {columns}\n) WITH (\n  'connector' = 'kafka', 'topic' = {}, \
-             'format' = 'csv', 'key.fields' = '{KEY_COLUMN}',\n  'sink.delivery-guarantee' = '{}'\n);\n\n",
+             'format' = 'csv', 'key.fields' = '{KEY_COLUMN}', 'key.format' = 'raw',\n  \
+             'sink.delivery-guarantee' = '{}'\n);\n\n",
             literal(self.output),
             if self.eos {
                 "exactly-once"
@@ -221,14 +206,6 @@ impl Tables<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn record_key_unwraps_only_the_key_column_object() {
-        assert_eq!(record_key(br#"{"k":"k000123"}"#), b"k000123");
-        assert_eq!(record_key(b"k000123"), b"k000123");
-        assert_eq!(record_key(br#"{"x":"k1"}"#), br#"{"x":"k1"}"#);
-        assert_eq!(record_key(br#"{"k":"a\"b"}"#), br#"{"k":"a\"b"}"#);
-    }
 
     #[test]
     fn every_pipeline_has_a_script_and_quotes_its_literals() {
