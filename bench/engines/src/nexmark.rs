@@ -203,21 +203,47 @@ fn flink_dialect(sql: &str) -> String {
     out
 }
 
-/// The streams a query reads: the table names that follow FROM, JOIN or TABLE.
+/// The streams a query reads: the table names that follow FROM, JOIN or TABLE,
+/// or a comma of a FROM list (`FROM auction A, bid B`).
 fn streams_read(query: &str) -> Vec<&'static str> {
     let lower = query.to_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| !w.is_empty())
-        .collect();
+    let mut tokens: Vec<&str> = Vec::new();
+    let mut start = None;
+    for (i, c) in lower.char_indices() {
+        let word = c.is_ascii_alphanumeric() || c == '_';
+        match (word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                tokens.push(&lower[s..i]);
+                start = None;
+            }
+            _ => {}
+        }
+        if c == ',' {
+            tokens.push(",");
+        }
+    }
+    if let Some(s) = start {
+        tokens.push(&lower[s..]);
+    }
+    // Whether each token is inside a FROM list (after FROM, before the next clause).
+    let mut in_from = false;
+    let mut read = Vec::new();
+    for w in tokens.windows(2) {
+        match w[0] {
+            "from" => in_from = true,
+            "where" | "group" | "select" | "on" | "having" | "window" | "order" => in_from = false,
+            _ => {}
+        }
+        let opens = ["from", "join", "table"].contains(&w[0]) || (w[0] == "," && in_from);
+        if opens {
+            read.push(w[1]);
+        }
+    }
     TABLES
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| {
-            words
-                .windows(2)
-                .any(|w| ["from", "join", "table"].contains(&w[0]) && w[1] == *name)
-        })
+        .filter(|name| read.contains(name))
         .collect()
 }
 
@@ -796,4 +822,26 @@ fn render(d: &Driver, load: &str, rows: &[Row], load_before: &str, uptime_before
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streams_of_every_query_are_found() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/nexmark");
+        for (query, streams) in [
+            ("q0", vec!["bid"]),
+            ("q3", vec!["person", "auction"]),
+            ("q4", vec!["auction", "bid"]),
+            ("q5", vec!["bid"]),
+            ("q7", vec!["bid"]),
+            ("q8", vec!["person", "auction"]),
+        ] {
+            let text =
+                std::fs::read_to_string(dir.join(format!("{query}.sql"))).unwrap_or_default();
+            assert_eq!(streams_read(&text), streams, "{query}");
+        }
+    }
 }
