@@ -19,6 +19,12 @@ use clap::Parser;
 
 use std::process::ExitCode;
 
+/// Records, rows and their values are small, short-lived allocations freed on
+/// other threads than the ones that made them; jemalloc serves them with less
+/// CPU than glibc's malloc (`bench/engines/RESULTS.md`, 2026-12-05).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let logs = tracing_subscriber::fmt()
