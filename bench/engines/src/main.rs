@@ -131,6 +131,11 @@ struct RunArgs {
     strom_properties: Vec<String>,
 }
 
+/// The allocator the `strom` binary uses, so the Rust-API child and `strom run`
+/// compare on equal terms.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(args) => run(&args),
