@@ -20,6 +20,22 @@ pub trait StateCodec: Sized {
     fn encode(&self, buf: &mut Vec<u8>);
     /// Reads one value from the front of `buf`, advancing it.
     fn decode(buf: &mut &[u8]) -> Result<Self>;
+    /// Appends the encodings of `items` one after another (how a `Vec<Self>`
+    /// writes its items; bytes override it with one copy).
+    fn encode_all(items: &[Self], buf: &mut Vec<u8>) {
+        for v in items {
+            v.encode(buf);
+        }
+    }
+    /// Reads `n` values written by [`StateCodec::encode_all`].
+    fn decode_n(n: usize, buf: &mut &[u8]) -> Result<Vec<Self>> {
+        // Never size an allocation from untrusted length alone: cap by remaining bytes.
+        let mut out = Vec::with_capacity(n.min(buf.len()));
+        for _ in 0..n {
+            out.push(Self::decode(buf)?);
+        }
+        Ok(out)
+    }
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
@@ -49,7 +65,23 @@ macro_rules! int_codec {
         }
     )*};
 }
-int_codec!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+int_codec!(u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+
+/// A byte is itself; a byte string is copied whole, not byte by byte.
+impl StateCodec for u8 {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        buf.push(*self);
+    }
+    fn decode(buf: &mut &[u8]) -> Result<Self> {
+        Ok(take(buf, 1)?[0])
+    }
+    fn encode_all(items: &[u8], buf: &mut Vec<u8>) {
+        buf.extend_from_slice(items);
+    }
+    fn decode_n(n: usize, buf: &mut &[u8]) -> Result<Vec<u8>> {
+        Ok(take(buf, n)?.to_vec())
+    }
+}
 
 impl StateCodec for usize {
     fn encode(&self, buf: &mut Vec<u8>) {
@@ -100,18 +132,11 @@ impl StateCodec for String {
 impl<T: StateCodec> StateCodec for Vec<T> {
     fn encode(&self, buf: &mut Vec<u8>) {
         encode_len(self.len(), buf);
-        for v in self {
-            v.encode(buf);
-        }
+        T::encode_all(self, buf);
     }
     fn decode(buf: &mut &[u8]) -> Result<Self> {
         let n = decode_len(buf)?;
-        // Never size an allocation from untrusted length alone: cap by remaining bytes.
-        let mut out = Vec::with_capacity(n.min(buf.len()));
-        for _ in 0..n {
-            out.push(T::decode(buf)?);
-        }
-        Ok(out)
+        T::decode_n(n, buf)
     }
 }
 
@@ -198,6 +223,20 @@ mod tests {
         assert_eq!(
             decode_exact::<Vec<(String, Option<i64>, f64)>>(&encode_to_vec(&v)).unwrap(),
             v
+        );
+    }
+
+    #[test]
+    fn byte_strings_are_their_length_and_bytes() {
+        let v: (Vec<u8>, Vec<u8>) = (vec![7, 0, 255], Vec::new());
+        let bytes = encode_to_vec(&v);
+        assert_eq!(bytes, [3, 0, 0, 0, 7, 0, 255, 0, 0, 0, 0]);
+        assert_eq!(decode_exact::<(Vec<u8>, Vec<u8>)>(&bytes).unwrap(), v);
+        assert!(decode_exact::<Vec<u8>>(&bytes[..6]).is_err());
+        assert!(decode_exact::<Vec<u8>>(&[255, 255, 255, 255, 1]).is_err());
+        assert_eq!(
+            decode_exact::<Vec<Vec<u8>>>(&encode_to_vec(&vec![vec![1u8], vec![]])).unwrap(),
+            vec![vec![1u8], vec![]]
         );
     }
 }
