@@ -22,7 +22,7 @@
 //! own before.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -104,7 +104,23 @@ pub(crate) fn topic_for(application_id: &str, uid: &str) -> String {
 struct Written {
     crc: u32,
     chunks: u16,
-    bytes: Arc<Vec<u8>>,
+    /// The item's bytes, in parts: the payloads of the changelog records that
+    /// wrote it (sharing their buffers), or one part read back from the topic.
+    parts: Vec<Bytes>,
+}
+
+impl Written {
+    fn len(&self) -> usize {
+        self.parts.iter().map(Bytes::len).sum()
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
 }
 
 /// Changes of one checkpoint, applied to the cache once its transaction committed.
@@ -203,7 +219,7 @@ impl Changelog {
                 now.insert(item);
                 let crc = crc32c::crc32c(bytes);
                 let old = before.get(&item);
-                if old.is_some_and(|w| w.crc == crc && w.bytes.len() == bytes.len()) {
+                if old.is_some_and(|w| w.crc == crc && w.len() == bytes.len()) {
                     continue;
                 }
                 let chunks: Vec<&[u8]> = if bytes.is_empty() {
@@ -212,13 +228,18 @@ impl Changelog {
                     bytes.chunks(CHUNK).collect()
                 };
                 let n = chunks.len().min(usize::from(u16::MAX)) as u16;
+                // The cache keeps the records' payloads rather than a copy of
+                // the whole item: one copy of the state less at every checkpoint.
+                let mut parts = Vec::with_capacity(chunks.len());
                 for (i, c) in chunks.iter().enumerate() {
                     let mut v = Vec::with_capacity(3 + c.len());
                     v.push(VERSION);
                     v.extend_from_slice(&n.to_be_bytes());
                     v.extend_from_slice(c);
                     pending.bytes += v.len();
-                    records.push(self.record(&topic, item, i as u16, Some(Bytes::from(v))));
+                    let v = Bytes::from(v);
+                    parts.push(v.slice(3..));
+                    records.push(self.record(&topic, item, i as u16, Some(v)));
                 }
                 for i in n..old.map_or(0, |w| w.chunks) {
                     records.push(self.record(&topic, item, i, None));
@@ -229,7 +250,7 @@ impl Changelog {
                     Written {
                         crc,
                         chunks: n,
-                        bytes: Arc::new(bytes.clone()),
+                        parts,
                     },
                 ));
             }
@@ -364,7 +385,7 @@ impl Changelog {
                     Written {
                         crc: crc32c::crc32c(&bytes),
                         chunks,
-                        bytes: Arc::new(bytes),
+                        parts: vec![Bytes::from(bytes)],
                     },
                 );
             }
@@ -382,10 +403,10 @@ impl Changelog {
             for (item, w) in items {
                 match item {
                     Item::KeyGroup(g) => {
-                        state.key_groups.insert(*g, w.bytes.to_vec());
+                        state.key_groups.insert(*g, w.to_vec());
                     }
                     Item::Entry(e) => {
-                        state.entries.insert(*e, w.bytes.to_vec());
+                        state.entries.insert(*e, w.to_vec());
                     }
                 }
             }
