@@ -5,7 +5,8 @@
 //! SIGKILL ten times: its Kafka output (Java console consumer, read_committed)
 //! and PostgreSQL tables still equal the reference, nothing left prepared. And a
 //! filter over an updating GROUP BY whose deletes arrive as tombstones and as
-//! deleted PostgreSQL rows.
+//! deleted PostgreSQL rows. And a generator writing Kafka exactly once (no
+//! Kafka source) under SIGKILLs.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -1014,5 +1015,96 @@ INSERT INTO out SELECT k, n FROM keyed;",
         values,
         vec![Some("a,1".into()), Some("b,2".into()), Some("a,3".into())],
         "the key column read back from the record key"
+    );
+}
+
+/// A script writing `events` Nexmark events' bids to `topic`, exactly once.
+fn bids_to_kafka(bootstrap: &str, topic: &str, events: usize) -> String {
+    format!(
+        "CREATE TABLE bid (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+  dateTime TIMESTAMP(3), extra STRING
+) WITH ('connector' = 'nexmark', 'events.num' = '{events}');
+CREATE TABLE out_bids (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+  dateTime TIMESTAMP(3), extra STRING
+) WITH ('connector' = 'kafka', 'topic' = '{topic}', 'format' = 'json',
+        'properties.bootstrap.servers' = '{bootstrap}',
+        'sink.delivery-guarantee' = 'exactly-once');
+INSERT INTO out_bids SELECT * FROM bid;
+"
+    )
+}
+
+/// A pipeline that reads no Kafka topic (a generator) and writes one exactly
+/// once keeps its generator's position in its checkpoints: SIGKILLed again and
+/// again, it still writes exactly what one uninterrupted run writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generator_writing_kafka_exactly_once_survives_kills() {
+    let bootstrap = require_broker!();
+    let (reference, output) = (random_topic("gen-ref"), random_topic("gen-out"));
+    create_topics(&bootstrap, &[(&reference, 2), (&output, 2)]).await;
+    let events = 300_000;
+    run_bounded(
+        &bootstrap,
+        &random_topic("gen-reference"),
+        bids_to_kafka(&bootstrap, &reference, events),
+    )
+    .await;
+    let dir = temp_dir("gen-killed");
+    let script = dir.join("gen-killed.sql");
+    std::fs::write(&script, bids_to_kafka(&bootstrap, &output, events)).unwrap();
+    // Its state (the generator's position) lives in changelog topics named
+    // after the application id: one of its own.
+    let app = random_topic("gen-killed");
+    let command = || {
+        let mut c = strom();
+        c.args([
+            "--bootstrap",
+            &bootstrap,
+            "run",
+            "--application-id",
+            &app,
+            "--checkpoint-interval-ms",
+            "300",
+            script.to_str().unwrap(),
+        ]);
+        c
+    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let (mut kills, mut runs) = (0, 0);
+    while kills < 5 && runs < 10 {
+        runs += 1;
+        let mut child = command()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400 + next() % 1200)).await;
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    run(command(), "strom run after the kills");
+    eprintln!("{kills} SIGKILLs in {runs} runs");
+    let sorted = |text: String| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    let expected = sorted(consume(&bootstrap, &reference));
+    assert!(expected.len() > events / 2, "{} bids", expected.len());
+    let got = sorted(java_read_committed(&bootstrap, &output));
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "bids written after {kills} kills"
+    );
+    assert!(
+        got == expected,
+        "the bids differ from the uninterrupted run's"
     );
 }

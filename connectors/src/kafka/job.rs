@@ -17,6 +17,11 @@
 //!  └──────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! A pipeline that writes Kafka but reads no Kafka topic (a generator, files)
+//! runs the same loop without joining the group: nothing is assigned, its
+//! sources' positions are kept in its checkpoints (changelogs), and its
+//! transactions are fenced by their transactional.id alone.
+//!
 //! Why a restart per change instead of splits that come and go inside one running
 //! job: an incarnation restores exactly the state of the partitions it owns, and a
 //! rollback (an aborted transaction) has to reset every operator's state and drop
@@ -350,7 +355,7 @@ impl KafkaJob {
         .await?;
         let mut stop_rx = stop.subscribe();
         let writer = retry_setup("creating the producer", setup_timeout, || {
-            make_writer(&config, &group, plan.exactly_once)
+            make_writer(&config, &group, &plan)
         })
         .await;
         let mut writer = match writer {
@@ -377,7 +382,7 @@ impl KafkaJob {
         let mut setup_failures = 0u32;
         let mut failing_since: Option<Instant> = None;
         loop {
-            let Some(assignment) = settle(&mut group, &mut stop_rx).await? else {
+            let Some(assignment) = settle(&mut group, &plan, &mut stop_rx).await? else {
                 break;
             };
             if plan.aligned && plan.topics.len() > 1 {
@@ -436,15 +441,13 @@ impl KafkaJob {
                 };
                 // A long restore must not cost the membership: it runs as part
                 // of the poll loop, and gives way to a rebalance.
-                let restored = member
-                    .while_polling(changelog.restore(
-                        &admin,
-                        &plan.uids,
-                        &owned,
-                        report.last_checkpoint,
-                    ))
-                    .await
-                    .transpose()?;
+                let restore = changelog.restore(&admin, &plan.uids, &owned, report.last_checkpoint);
+                let restored = if plan.topics.is_empty() {
+                    // Not a member of the group: nothing to keep alive.
+                    Some(restore.await?)
+                } else {
+                    member.while_polling(restore).await.transpose()?
+                };
                 Ok::<_, ConnectorError>(restored.map(|r| (starts, ends, r)))
             };
             let (starts, ends, (checkpoint, took, bytes_read)) = match setup.await {
@@ -559,13 +562,28 @@ impl KafkaJob {
             let controller = handle.controller();
             let (stop_fetch, stop_fetch_rx) = watch::channel(false);
             let (events_tx, mut events) = mpsc::unbounded_channel();
-            let fetcher = tokio::spawn(fetch::run(
-                group,
-                senders,
-                partition_status,
-                stop_fetch_rx,
-                events_tx,
-            ));
+            let fetcher = if plan.topics.is_empty() {
+                // Nothing to fetch and no group to follow: hold the consumer
+                // (and the event channel open) until the incarnation ends.
+                tokio::spawn(async move {
+                    let mut stop = stop_fetch_rx;
+                    let _events = events_tx;
+                    while !*stop.borrow() {
+                        if stop.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    group
+                })
+            } else {
+                tokio::spawn(fetch::run(
+                    group,
+                    senders,
+                    partition_status,
+                    stop_fetch_rx,
+                    events_tx,
+                ))
+            };
             let mut stopping = false;
             let mut stop_requested = *stop_rx.borrow();
             if stop_requested {
@@ -658,7 +676,7 @@ impl KafkaJob {
                             "{MAX_ROLLBACKS_IN_A_ROW} rollbacks in a row without a checkpoint; last error: {e}"
                         )));
                     }
-                    writer = recover(&config, &group, writer, plan.exactly_once).await?;
+                    writer = recover(&config, &group, writer, &plan).await?;
                     if stop_requested {
                         break;
                     }
@@ -675,7 +693,7 @@ impl KafkaJob {
                     }
                     rollbacks.record(last);
                     report.rollbacks += 1;
-                    writer = recover(&config, &group, writer, plan.exactly_once).await?;
+                    writer = recover(&config, &group, writer, &plan).await?;
                 }
             }
         }
@@ -713,10 +731,10 @@ where
     let mut topics: Vec<String> = sources.iter().flat_map(|s| s.topics.clone()).collect();
     topics.sort();
     topics.dedup();
-    if topics.is_empty() {
+    if topics.is_empty() && sinks.is_empty() {
         return Err(ConnectorError::Config {
             key: "sources".into(),
-            message: "the pipeline reads no Kafka topic (KafkaScope::source().topics([...]))"
+            message: "the pipeline neither reads nor writes a Kafka topic (KafkaScope::source().topics([...]), KafkaScope::sink(..))"
                 .into(),
         });
     }
@@ -751,13 +769,16 @@ where
     }
     sink_topics.sort();
     sink_topics.dedup();
+    // Without Kafka input there are no partitions to keep state with: the one
+    // process owns every key group.
+    let aligned = p.is_partition_aligned() && !topics.is_empty();
     Ok(Plan {
         topics,
         repartition_topics,
         sink_topics,
         bounded,
         exactly_once: sinks.iter().any(|s| s.exactly_once),
-        aligned: p.is_partition_aligned(),
+        aligned,
         uids: p.uids()?,
     })
 }
@@ -905,8 +926,12 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
 async fn make_writer(
     config: &KafkaConfig,
     group: &GroupConsumer,
-    exactly_once: bool,
+    plan: &Plan,
 ) -> Result<Writer, ConnectorError> {
+    // A job that reads no Kafka topic has no offsets to commit and never joins
+    // its group: its transactions are fenced by their transactional.id alone.
+    let member = (!plan.topics.is_empty()).then(|| group.handle());
+    let exactly_once = plan.exactly_once;
     if exactly_once {
         let mut overrides = vec![("transactional.id", config.instance_name())];
         if config.get("transaction.timeout.ms").is_none() {
@@ -920,7 +945,7 @@ async fn make_writer(
             .await
             .map_err(|e| ConnectorError::kafka("creating the transactional producer", e))?;
         Ok(Writer::transactional(
-            TransactSession::new(producer, Some(group.handle())),
+            TransactSession::new(producer, member),
             CheckpointId(0),
         ))
     } else {
@@ -928,7 +953,7 @@ async fn make_writer(
             Producer::new(config.producer_config(&[("enable.idempotence", "true".into())])?)
                 .await
                 .map_err(|e| ConnectorError::kafka("creating the producer", e))?;
-        Ok(Writer::idempotent(producer, Some(group.handle())))
+        Ok(Writer::idempotent(producer, member))
     }
 }
 
@@ -939,13 +964,18 @@ async fn recover(
     config: &KafkaConfig,
     group: &GroupConsumer,
     writer: Arc<Writer>,
-    exactly_once: bool,
+    plan: &Plan,
 ) -> Result<Arc<Writer>, ConnectorError> {
     match writer.abort().await {
         Ok(()) => Ok(writer),
         Err(e) => {
             tracing::warn!(error = %e, "the producer cannot abort; replacing it");
-            if let Err(m) = group.handle().check_membership().await {
+            let member = if plan.topics.is_empty() {
+                Ok(())
+            } else {
+                group.handle().check_membership().await
+            };
+            if let Err(m) = member {
                 if m.code() == Some(kafka_wire::ErrorCode::FencedInstanceId) {
                     return Err(ConnectorError::Refused(format!(
                         "another process took over instance {}: {m}",
@@ -954,17 +984,22 @@ async fn recover(
                 }
             }
             drop(writer);
-            Ok(Arc::new(make_writer(config, group, exactly_once).await?))
+            Ok(Arc::new(make_writer(config, group, plan).await?))
         }
     }
 }
 
 /// Polls until the group has given this member a settled assignment; `None` when
-/// a stop was requested first.
+/// a stop was requested first. A job that reads no Kafka topic is never
+/// assigned anything and does not wait.
 async fn settle(
     group: &mut GroupConsumer,
+    plan: &Plan,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
+    if plan.topics.is_empty() {
+        return Ok((!*stop.borrow()).then(Vec::new));
+    }
     let mut quiet = 0;
     let started = Instant::now();
     loop {
