@@ -1043,7 +1043,16 @@ INSERT INTO out_bids SELECT * FROM bid;
 async fn a_generator_writing_kafka_exactly_once_survives_kills() {
     let bootstrap = require_broker!();
     let (reference, output) = (random_topic("gen-ref"), random_topic("gen-out"));
-    create_topics(&bootstrap, &[(&reference, 2), (&output, 2)]).await;
+    // The records keep the generator's event times (2015 by default): without
+    // this the broker's time retention deletes them within a check interval.
+    let client = Client::connect(ProducerConfig::new(&bootstrap).unwrap().client)
+        .await
+        .unwrap();
+    let topics: Vec<NewTopic> = [&reference, &output]
+        .into_iter()
+        .map(|t| NewTopic::new(t.as_str(), 2).config("retention.ms", "-1"))
+        .collect();
+    Admin::new(client).create_topics(&topics).await.unwrap();
     let events = 300_000;
     run_bounded(
         &bootstrap,
