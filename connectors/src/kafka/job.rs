@@ -200,6 +200,14 @@ struct Plan {
     uids: BTreeMap<OperatorId, String>,
 }
 
+impl Plan {
+    /// Whether the job reads Kafka and so joins its consumer group; a job that
+    /// reads no Kafka topic is never assigned anything and has no offsets.
+    fn joins_group(&self) -> bool {
+        !self.topics.is_empty()
+    }
+}
+
 /// Rollbacks in a row: a checkpoint committed between two rollbacks ends a run.
 #[derive(Default)]
 struct RollbackRun {
@@ -442,7 +450,7 @@ impl KafkaJob {
                 // A long restore must not cost the membership: it runs as part
                 // of the poll loop, and gives way to a rebalance.
                 let restore = changelog.restore(&admin, &plan.uids, &owned, report.last_checkpoint);
-                let restored = if plan.topics.is_empty() {
+                let restored = if !plan.joins_group() {
                     // Not a member of the group: nothing to keep alive.
                     Some(restore.await?)
                 } else {
@@ -562,17 +570,14 @@ impl KafkaJob {
             let controller = handle.controller();
             let (stop_fetch, stop_fetch_rx) = watch::channel(false);
             let (events_tx, mut events) = mpsc::unbounded_channel();
-            let fetcher = if plan.topics.is_empty() {
+            let fetcher = if !plan.joins_group() {
                 // Nothing to fetch and no group to follow: hold the consumer
                 // (and the event channel open) until the incarnation ends.
                 tokio::spawn(async move {
                     let mut stop = stop_fetch_rx;
                     let _events = events_tx;
-                    while !*stop.borrow() {
-                        if stop.changed().await.is_err() {
-                            break;
-                        }
-                    }
+                    // Ends on the stop, or when its sender is gone.
+                    let _ = stop.wait_for(|stopped| *stopped).await;
                     group
                 })
             } else {
@@ -930,7 +935,7 @@ async fn make_writer(
 ) -> Result<Writer, ConnectorError> {
     // A job that reads no Kafka topic has no offsets to commit and never joins
     // its group: its transactions are fenced by their transactional.id alone.
-    let member = (!plan.topics.is_empty()).then(|| group.handle());
+    let member = plan.joins_group().then(|| group.handle());
     let exactly_once = plan.exactly_once;
     if exactly_once {
         let mut overrides = vec![("transactional.id", config.instance_name())];
@@ -970,7 +975,7 @@ async fn recover(
         Ok(()) => Ok(writer),
         Err(e) => {
             tracing::warn!(error = %e, "the producer cannot abort; replacing it");
-            let member = if plan.topics.is_empty() {
+            let member = if !plan.joins_group() {
                 Ok(())
             } else {
                 group.handle().check_membership().await
@@ -997,7 +1002,7 @@ async fn settle(
     plan: &Plan,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
-    if plan.topics.is_empty() {
+    if !plan.joins_group() {
         return Ok((!*stop.borrow()).then(Vec::new));
     }
     let mut quiet = 0;
