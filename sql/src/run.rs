@@ -966,11 +966,11 @@ impl Builder<'_> {
                 upper,
                 filter,
             } => {
-                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
-                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
+                let (l, la) = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let (r, ra) = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let joined = l
-                    .interval_join(r, *lower, *upper, concat_rows)
+                    .interval_join(r, *lower, *upper, concat_rows(la, ra))
                     .uid(&format!("{branch}-join{n}"));
                 filtered(joined, filter)
             }
@@ -982,11 +982,11 @@ impl Builder<'_> {
                 filter,
                 state_ttl,
             } => {
-                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
-                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
+                let (l, la) = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let (r, ra) = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let joined = l
-                    .regular_join(r, *state_ttl, concat_rows)
+                    .regular_join(r, *state_ttl, concat_rows(la, ra))
                     .uid(&format!("{branch}-join{n}"));
                 filtered(joined, filter)
             }
@@ -999,15 +999,15 @@ impl Builder<'_> {
                 right_keys,
                 filter,
             } => {
-                let l = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
-                let r = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
+                let (l, la) = self.keyed_side(self.stream(left, branch, n)?, left_keys, branch);
+                let (r, ra) = self.keyed_side(self.stream(right, branch, n)?, right_keys, branch);
                 *n += 1;
                 let (size, (lt, rt)) = (*size, *times);
                 // Both rows lie in the same tumbling window: the one of their time.
-                let with_window = move |row: &Row, t: usize| {
+                let with_window = move |row: &[Value], t: usize| {
                     let ts = row.get(t).and_then(Value::as_i64).unwrap_or(0);
                     let start = ts - ts.rem_euclid(size);
-                    let mut out = row.clone();
+                    let mut out = row.to_vec();
                     out.extend([
                         Value::Timestamp(start),
                         Value::Timestamp(start + size),
@@ -1019,9 +1019,9 @@ impl Builder<'_> {
                     .window_join(
                         r,
                         Windows::tumbling(Duration::from_millis(size as u64)),
-                        move |a: &(Row, Row), b: &(Row, Row)| {
-                            let mut row = with_window(&a.1, lt);
-                            row.extend(with_window(&b.1, rt));
+                        move |a: &Row, b: &Row| {
+                            let mut row = with_window(own_columns(a, la), lt);
+                            row.extend(with_window(own_columns(b, ra), rt));
                             row
                         },
                     )
@@ -1322,34 +1322,73 @@ impl Builder<'_> {
         }
     }
 
-    /// One side of a join keyed by its join keys (rows with a NULL key dropped).
+    /// One side of a join keyed by its join keys (rows with a NULL key dropped),
+    /// and how many values were appended to each row for its key. Keys that are
+    /// plain columns are read from the row; other keys are computed once and
+    /// appended after its columns, so the state holds one row per record
+    /// rather than a (key, row) pair.
     fn keyed_side(
         &self,
         stream: DataStream<Row>,
         keys: &[crate::expr::CExpr],
         branch: &str,
-    ) -> engine::KeyedStream<Row, (Row, Row)> {
+    ) -> (engine::KeyedStream<Row, Row>, usize) {
+        let columns: Option<Vec<usize>> = keys.iter().map(|k| k.column).collect();
+        if let Some(columns) = columns {
+            let read = columns.clone();
+            let rows = stream.try_flat_map(
+                "join-keys",
+                move |row: Row| -> std::result::Result<Option<Row>, EvalError> {
+                    let null = read.iter().any(|i| row.get(*i).is_none_or(Value::is_null));
+                    Ok((!null).then_some(row))
+                },
+            );
+            let keyed = self.key_by(rows, branch, move |row: &Row| {
+                columns
+                    .iter()
+                    .map(|i| row.get(*i).cloned().unwrap_or(Value::Null))
+                    .collect()
+            });
+            return (keyed, 0);
+        }
+        let appended = keys.len();
         let keys: Vec<_> = keys.iter().map(|k| k.eval.clone()).collect();
-        let pairs = stream.try_flat_map(
+        let rows = stream.try_flat_map(
             "join-keys",
-            move |row: Row| -> std::result::Result<Option<(Row, Row)>, EvalError> {
+            move |mut row: Row| -> std::result::Result<Option<Row>, EvalError> {
                 let k = keys
                     .iter()
                     .map(|f| f(&row))
                     .collect::<std::result::Result<Row, _>>()?;
-                Ok((!k.iter().any(Value::is_null)).then_some((k, row)))
+                if k.iter().any(Value::is_null) {
+                    return Ok(None);
+                }
+                row.extend(k);
+                Ok(Some(row))
             },
         );
-        self.key_by(pairs, branch, |t: &(Row, Row)| t.0.clone())
+        let keyed = self.key_by(rows, branch, move |row: &Row| {
+            row[row.len().saturating_sub(appended)..].to_vec()
+        });
+        (keyed, appended)
     }
 }
 
-/// The joined row of a left and a right (key, row) pair: left columns, then right.
-fn concat_rows(a: &(Row, Row), b: &(Row, Row)) -> Row {
-    let mut row = Vec::with_capacity(a.1.len() + b.1.len());
-    row.extend(a.1.iter().cloned());
-    row.extend(b.1.iter().cloned());
-    row
+/// The columns of a keyed join side's row, without the key values
+/// [`Builder::keyed_side`] appended.
+fn own_columns(row: &Row, appended: usize) -> &[Value] {
+    &row[..row.len().saturating_sub(appended)]
+}
+
+/// The joined row of a left and a right row: left columns, then right.
+fn concat_rows(la: usize, ra: usize) -> impl Fn(&Row, &Row) -> Row + Clone + Send + Sync {
+    move |a: &Row, b: &Row| {
+        let (a, b) = (own_columns(a, la), own_columns(b, ra));
+        let mut row = Vec::with_capacity(a.len() + b.len());
+        row.extend_from_slice(a);
+        row.extend_from_slice(b);
+        row
+    }
 }
 
 /// Whether the Kafka properties ask for repartition topics (`strom.scale.out`).

@@ -359,11 +359,13 @@ impl StateCodec for Value {
             }
             Value::String(s) => {
                 buf.push(6);
-                s.to_string().encode(buf)
+                s.encode(buf)
             }
             Value::Bytes(b) => {
                 buf.push(7);
-                b.to_vec().encode(buf)
+                // A `Vec<u8>`'s layout: its length, then the bytes.
+                (b.len() as u32).encode(buf);
+                u8::encode_all(b, buf)
             }
             Value::Timestamp(v) => {
                 buf.push(8);
@@ -384,7 +386,7 @@ impl StateCodec for Value {
             3 => Value::BigInt(i64::decode(buf)?),
             4 => Value::Double(f64::decode(buf)?),
             5 => Value::Decimal(i128::decode(buf)?, u8::decode(buf)?),
-            6 => Value::String(Arc::from(String::decode(buf)?)),
+            6 => Value::String(Arc::<str>::decode(buf)?),
             7 => Value::Bytes(bytes::Bytes::from(Vec::<u8>::decode(buf)?)),
             8 => Value::Timestamp(i64::decode(buf)?),
             9 => Value::Interval(i64::decode(buf)?),
@@ -577,6 +579,22 @@ mod tests {
         row.encode(&mut buf);
         let back = Vec::<Value>::decode(&mut buf.as_slice()).expect("decodes");
         assert_eq!(format!("{back:?}"), format!("{row:?}"));
+        // Strings and bytes keep the layout snapshots were written with: a tag,
+        // then a String's or a Vec<u8>'s encoding.
+        let mut text = vec![6];
+        String::from("héllo").encode(&mut text);
+        assert_eq!(
+            engine::state::codec::encode_to_vec(&Value::str("héllo")),
+            text
+        );
+        let mut raw = vec![7];
+        vec![0u8, 1].encode(&mut raw);
+        assert_eq!(
+            engine::state::codec::encode_to_vec(&Value::Bytes(bytes::Bytes::from_static(
+                b"\0\x01"
+            ))),
+            raw
+        );
     }
 
     #[test]

@@ -1769,6 +1769,21 @@ WHERE a.status = 200 AND b.bytes > 1000 AND a.bytes < b.bytes;",
         &read_rows(&out, &cols),
         &expected,
     );
+    // Computed keys (kept after the row's own columns in the join's state) pair
+    // the same rows, and the output has only the selected columns.
+    std::fs::remove_dir_all(&out).unwrap();
+    let sql = sql.replace(
+        "ON a.ip = b.ip",
+        "ON CONCAT(a.ip, '/') = CONCAT(b.ip, '/') AND a.status + 0 = a.status",
+    );
+    let plan = SqlJob::compile(&sql).unwrap().explain();
+    assert!(plan.contains("RegularJoin on [CONCAT("), "{plan}");
+    run(&sql).await.unwrap();
+    assert_same_rows(
+        "regular join on computed keys",
+        &read_rows(&out, &cols),
+        &expected,
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -129,6 +129,21 @@ impl StateCodec for String {
     }
 }
 
+/// The same bytes as a `String`, written without a copy of the text.
+impl StateCodec for std::sync::Arc<str> {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        encode_len(self.len(), buf);
+        buf.extend_from_slice(self.as_bytes());
+    }
+    fn decode(buf: &mut &[u8]) -> Result<Self> {
+        let n = decode_len(buf)?;
+        let bytes = take(buf, n)?;
+        std::str::from_utf8(bytes)
+            .map(std::sync::Arc::from)
+            .map_err(|e| EngineError::Codec(e.to_string()))
+    }
+}
+
 impl<T: StateCodec> StateCodec for Vec<T> {
     fn encode(&self, buf: &mut Vec<u8>) {
         encode_len(self.len(), buf);
@@ -238,5 +253,15 @@ mod tests {
             decode_exact::<Vec<Vec<u8>>>(&encode_to_vec(&vec![vec![1u8], vec![]])).unwrap(),
             vec![vec![1u8], vec![]]
         );
+    }
+
+    #[test]
+    fn shared_strings_encode_as_strings() {
+        let shared: std::sync::Arc<str> = std::sync::Arc::from("kö");
+        let bytes = encode_to_vec(&shared);
+        assert_eq!(bytes, encode_to_vec(&String::from("kö")));
+        assert_eq!(decode_exact::<std::sync::Arc<str>>(&bytes).unwrap(), shared);
+        assert!(decode_exact::<std::sync::Arc<str>>(&[2, 0, 0, 0, 0xff, 0xfe]).is_err());
+        assert!(decode_exact::<std::sync::Arc<str>>(&bytes[..4]).is_err());
     }
 }
