@@ -117,30 +117,34 @@ fn decode_len(buf: &mut &[u8]) -> Result<usize> {
     Ok(u32::decode(buf)? as usize)
 }
 
+/// A string's text as [`StateCodec`] writes it: its length, then its bytes.
+fn encode_str(text: &str, buf: &mut Vec<u8>) {
+    encode_len(text.len(), buf);
+    buf.extend_from_slice(text.as_bytes());
+}
+
+/// Reads the text [`encode_str`] wrote, refusing bytes that are not UTF-8.
+fn decode_str<'a>(buf: &mut &'a [u8]) -> Result<&'a str> {
+    let n = decode_len(buf)?;
+    std::str::from_utf8(take(buf, n)?).map_err(|e| EngineError::Codec(e.to_string()))
+}
+
 impl StateCodec for String {
     fn encode(&self, buf: &mut Vec<u8>) {
-        encode_len(self.len(), buf);
-        buf.extend_from_slice(self.as_bytes());
+        encode_str(self, buf)
     }
     fn decode(buf: &mut &[u8]) -> Result<Self> {
-        let n = decode_len(buf)?;
-        let bytes = take(buf, n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| EngineError::Codec(e.to_string()))
+        decode_str(buf).map(str::to_string)
     }
 }
 
 /// The same bytes as a `String`, written without a copy of the text.
 impl StateCodec for std::sync::Arc<str> {
     fn encode(&self, buf: &mut Vec<u8>) {
-        encode_len(self.len(), buf);
-        buf.extend_from_slice(self.as_bytes());
+        encode_str(self, buf)
     }
     fn decode(buf: &mut &[u8]) -> Result<Self> {
-        let n = decode_len(buf)?;
-        let bytes = take(buf, n)?;
-        std::str::from_utf8(bytes)
-            .map(std::sync::Arc::from)
-            .map_err(|e| EngineError::Codec(e.to_string()))
+        decode_str(buf).map(std::sync::Arc::from)
     }
 }
 
