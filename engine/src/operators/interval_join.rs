@@ -36,7 +36,7 @@ use crate::operators::pane_window::KeyFn;
 use crate::operators::windowing::late_dropped_counter;
 use crate::operators::{Operator, OperatorInit, Output};
 use crate::record::Record;
-use crate::state::codec::{decode_exact, encode_to_vec};
+use crate::state::codec::decode_exact;
 use crate::state::keyed::{Key, KeyGroupedMap, StateValue};
 
 /// A value from the left or the right input of a two-input operator.
@@ -110,27 +110,39 @@ pub(crate) fn restore_sides<K: Key, L: StateValue, R: StateValue>(
     Ok((left, right))
 }
 
-/// Both sides' maps as one byte string per key group: (left bytes, right bytes).
+/// Both sides' maps as one byte string per key group: (left bytes, right bytes),
+/// each side encoded in place (no intermediate copy of either).
 pub(crate) fn snapshot_sides<K: Key, L: StateValue, R: StateValue>(
     left: Option<&KeyGroupedMap<K, L>>,
     right: Option<&KeyGroupedMap<K, R>>,
 ) -> OperatorState {
-    let mut groups: BTreeMap<u16, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
-    if let Some(l) = left {
-        for (kg, b) in l.snapshot() {
-            groups.entry(kg).or_default().0 = b;
-        }
+    let mut groups = std::collections::BTreeSet::new();
+    groups.extend(left.into_iter().flat_map(|l| l.non_empty_groups()));
+    groups.extend(right.into_iter().flat_map(|r| r.non_empty_groups()));
+    // What `encode_to_vec(&(left bytes, right bytes))` writes: each side as a
+    // byte string, its u32 length first (empty for a side without the key group).
+    fn side(buf: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>)) {
+        let at = buf.len();
+        buf.extend_from_slice(&[0; 4]);
+        encode(buf);
+        let len = u32::try_from(buf.len() - at - 4).unwrap_or(u32::MAX);
+        buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
-    if let Some(r) = right {
-        for (kg, b) in r.snapshot() {
-            groups.entry(kg).or_default().1 = b;
-        }
-    }
+    let key_groups = groups
+        .into_iter()
+        .map(|kg| {
+            let mut buf = Vec::new();
+            side(&mut buf, |b| {
+                left.into_iter().for_each(|l| l.encode_group(kg, b))
+            });
+            side(&mut buf, |b| {
+                right.into_iter().for_each(|r| r.encode_group(kg, b))
+            });
+            (kg, buf)
+        })
+        .collect();
     OperatorState {
-        key_groups: groups
-            .into_iter()
-            .map(|(k, v)| (k, encode_to_vec(&v)))
-            .collect(),
+        key_groups,
         entries: Default::default(),
     }
 }
@@ -290,6 +302,44 @@ where
 #[cfg(test)]
 mod tests {
     use crate::{CollectSink, Pipeline, VecSource, WatermarkStrategy};
+
+    /// The sides are encoded in place, in the layout of a `(Vec<u8>, Vec<u8>)`
+    /// of each side's snapshot (what snapshots written before held).
+    #[test]
+    fn both_sides_snapshot_as_a_pair_of_byte_strings() {
+        use super::{KeyGroupedMap, snapshot_sides};
+        use crate::state::codec::encode_to_vec;
+        use crate::state::key_group::KeyGroupRange;
+        let range = KeyGroupRange::for_subtask(0, 1, 16);
+        let mut left: KeyGroupedMap<u64, Vec<(i64, u64)>> = KeyGroupedMap::new(range, 16);
+        let mut right: KeyGroupedMap<u64, Vec<(i64, String)>> = KeyGroupedMap::new(range, 16);
+        for k in 0..40u64 {
+            left.insert(k, vec![(k as i64, k * 3)]);
+            if k % 3 == 0 {
+                right.insert(k + 100, vec![(1, format!("r{k}")), (2, String::new())]);
+            }
+        }
+        let state = snapshot_sides(Some(&left), Some(&right));
+        let (l, r) = (left.snapshot(), right.snapshot());
+        let groups: std::collections::BTreeSet<u16> = l.keys().chain(r.keys()).copied().collect();
+        assert_eq!(state.key_groups.len(), groups.len());
+        for kg in groups {
+            let pair = (
+                l.get(&kg).cloned().unwrap_or_default(),
+                r.get(&kg).cloned().unwrap_or_default(),
+            );
+            assert_eq!(
+                state.key_groups[&kg],
+                encode_to_vec(&pair),
+                "key group {kg}"
+            );
+        }
+        assert!(
+            snapshot_sides::<u64, u64, u64>(None, None)
+                .key_groups
+                .is_empty()
+        );
+    }
 
     /// Joins with the expiry index equal a brute-force join over the same
     /// records (in time order, so nothing is late).

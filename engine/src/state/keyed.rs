@@ -184,19 +184,40 @@ impl<K: Key, V: StateCodec> KeyGroupedMap<K, V> {
     /// One encoded byte string per non-empty key group.
     pub fn snapshot(&self) -> BTreeMap<u16, Vec<u8>> {
         let mut out = BTreeMap::new();
-        for (i, g) in self.groups.iter().enumerate() {
-            if g.is_empty() {
-                continue;
-            }
+        for kg in self.non_empty_groups() {
             let mut buf = Vec::new();
-            (g.len() as u32).encode(&mut buf);
-            for (k, v) in g {
-                k.encode(&mut buf);
-                v.encode(&mut buf);
-            }
-            out.insert(self.range.start + i as u16, buf);
+            self.encode_group(kg, &mut buf);
+            out.insert(kg, buf);
         }
         out
+    }
+
+    /// The owned key groups that hold an entry, in order.
+    pub fn non_empty_groups(&self) -> impl Iterator<Item = u16> + '_ {
+        let start = self.range.start;
+        self.groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(move |(i, _)| start + i as u16)
+    }
+
+    /// Appends key group `kg` as [`KeyGroupedMap::snapshot`] encodes it (an
+    /// entry count, then the entries) to `buf`; nothing for a key group that
+    /// holds no entry or that this map does not own.
+    pub fn encode_group(&self, kg: u16, buf: &mut Vec<u8>) {
+        if !self.range.contains(KeyGroup(kg)) {
+            return;
+        }
+        let g = &self.groups[self.index(KeyGroup(kg))];
+        if g.is_empty() {
+            return;
+        }
+        (g.len() as u32).encode(buf);
+        for (k, v) in g {
+            k.encode(buf);
+            v.encode(buf);
+        }
     }
 
     /// The map of an operator subtask as [`KeyGroupedMap::for_init`], holding
