@@ -987,7 +987,7 @@ pub fn cast_value(v: Value, to: DataType) -> EvalResult {
                     _ => return Err(bad()),
                 },
                 T::Timestamp => Value::Timestamp(parse_timestamp(s).ok_or_else(bad)?),
-                T::Bytes => Value::Bytes(bytes::Bytes::from(s.to_string())),
+                T::Bytes => Value::Bytes(Arc::from(s.as_bytes())),
                 _ => return Err(bad()),
             }
         }

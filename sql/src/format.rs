@@ -64,7 +64,7 @@ pub fn from_text(s: &str, ty: DataType) -> Result<Value, String> {
         DataType::Double => Value::Double(s.trim().parse().map_err(|_| mismatch())?),
         DataType::Decimal(_, sc) => Value::Decimal(parse_decimal(s, sc).ok_or_else(mismatch)?, sc),
         DataType::String => Value::str(s),
-        DataType::Bytes => Value::Bytes(Bytes::from(s.to_string().into_bytes())),
+        DataType::Bytes => Value::Bytes(Arc::from(s.as_bytes())),
         DataType::Timestamp => Value::Timestamp(parse_timestamp(s).ok_or_else(mismatch)?),
         DataType::Interval | DataType::Null => return Err(mismatch()),
     })

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use bytes::Bytes;
+use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::time::parse_timestamp;
@@ -189,7 +189,7 @@ impl<'de> Visitor<'de> for ValueOf {
             DataType::BigInt => s.trim().parse().ok().map(Value::BigInt),
             DataType::Double => s.trim().parse().ok().map(Value::Double),
             DataType::Decimal(_, sc) => parse_decimal(s, sc).map(|d| Value::Decimal(d, sc)),
-            DataType::Bytes => Some(Value::Bytes(Bytes::copy_from_slice(s.as_bytes()))),
+            DataType::Bytes => Some(Value::Bytes(Arc::from(s.as_bytes()))),
             DataType::Timestamp => parse_timestamp(s).map(Value::Timestamp),
             DataType::Interval | DataType::Null => None,
         };
@@ -285,7 +285,7 @@ mod tests {
                 Value::Double(2.0),
                 Value::Decimal(150, 2),
                 Value::str("12"),
-                Value::Bytes(Bytes::from_static(b"ab")),
+                Value::Bytes(Arc::from(&b"ab"[..])),
                 Value::Timestamp(1_700_000_000_123),
             ]
         );
