@@ -106,6 +106,68 @@ impl CExpr {
     }
 }
 
+/// The output columns of a projection, evaluated together: plain columns of an
+/// owned input row are moved into the output (cloned only where a column is
+/// output more than once), computed ones evaluated before any column moves.
+#[derive(Clone)]
+pub struct Projection {
+    slots: Arc<[Slot]>,
+}
+
+#[derive(Clone)]
+enum Slot {
+    /// Input column `index`; `last` when no later slot outputs it again.
+    Column {
+        index: usize,
+        last: bool,
+    },
+    Computed(EvalFn),
+}
+
+impl Projection {
+    /// The projection of these output expressions.
+    pub fn new(exprs: &[CExpr]) -> Projection {
+        let mut slots: Vec<Slot> = exprs
+            .iter()
+            .map(|e| match e.column {
+                Some(index) => Slot::Column { index, last: true },
+                None => Slot::Computed(e.eval.clone()),
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for slot in slots.iter_mut().rev() {
+            if let Slot::Column { index, last } = slot {
+                *last = seen.insert(*index);
+            }
+        }
+        Projection {
+            slots: slots.into(),
+        }
+    }
+
+    /// The output row of an input row it may consume.
+    pub fn apply(&self, mut row: Vec<Value>) -> std::result::Result<Vec<Value>, EvalError> {
+        let mut out = vec![Value::Null; self.slots.len()];
+        for (o, slot) in out.iter_mut().zip(self.slots.iter()) {
+            if let Slot::Computed(f) = slot {
+                *o = f(&row)?;
+            }
+        }
+        for (o, slot) in out.iter_mut().zip(self.slots.iter()) {
+            if let Slot::Column { index, last } = *slot {
+                if let Some(v) = row.get_mut(index) {
+                    *o = if last {
+                        std::mem::replace(v, Value::Null)
+                    } else {
+                        v.clone()
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// What names resolve to while compiling.
 pub struct Scope<'a> {
     /// The input row's columns.
@@ -1024,4 +1086,43 @@ pub fn cast_value(v: Value, to: DataType) -> EvalResult {
         },
         (v, _) => v,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_projection_moves_columns_after_computing_from_them() {
+        let a = CExpr::column(0, DataType::String, "a".into());
+        let b = CExpr::column(1, DataType::BigInt, "b".into());
+        let twice_b = CExpr {
+            eval: Arc::new(|row: &[Value]| match &row[1] {
+                Value::BigInt(n) => Ok(Value::BigInt(2 * n)),
+                other => Err(EvalError(format!("not a number: {other:?}"))),
+            }),
+            ty: DataType::BigInt,
+            text: "2 * b".into(),
+            column: None,
+            constant: None,
+            reads: Some(Arc::new([1])),
+        };
+        let p = Projection::new(&[b.clone(), a.clone(), twice_b, a, b]);
+        let out = p
+            .apply(vec![Value::str("x"), Value::BigInt(21)])
+            .expect("projects");
+        assert_eq!(
+            out,
+            vec![
+                Value::BigInt(21),
+                Value::str("x"),
+                Value::BigInt(42),
+                Value::str("x"),
+                Value::BigInt(21)
+            ]
+        );
+        assert!(p.apply(vec![Value::str("x"), Value::Null]).is_err());
+        let short = Projection::new(&[CExpr::column(3, DataType::BigInt, "d".into())]);
+        assert_eq!(short.apply(vec![]).expect("projects"), vec![Value::Null]);
+    }
 }

@@ -41,7 +41,7 @@ use crate::aggregate::{
 };
 use crate::connect::{self, SinkConnector, SourceConnector};
 use crate::error::{Result, SqlError};
-use crate::expr::{EvalError, cast_value};
+use crate::expr::{EvalError, Projection, cast_value};
 use crate::format::RowFormat;
 use crate::parse::{Script, TableDef, parse_script};
 use crate::plan::{ColumnsRead, Node, Plan, WindowSpec, plan_query, table_time};
@@ -880,7 +880,7 @@ impl Builder<'_> {
             } => {
                 let input = self.stream(input, branch, n)?;
                 let filter = filter.as_ref().map(|f| f.eval.clone());
-                let project: Vec<_> = project.iter().map(|c| c.eval.clone()).collect();
+                let project = Projection::new(project);
                 input.try_flat_map(
                     "calc",
                     move |row: Row| -> std::result::Result<Option<Row>, EvalError> {
@@ -889,11 +889,7 @@ impl Builder<'_> {
                                 return Ok(None);
                             }
                         }
-                        project
-                            .iter()
-                            .map(|p| p(&row))
-                            .collect::<std::result::Result<Row, _>>()
-                            .map(Some)
+                        project.apply(row).map(Some)
                     },
                 )
             }
@@ -937,13 +933,9 @@ impl Builder<'_> {
                 let input = self.stream(input, branch, n)?;
                 *n += 1;
                 let uid = format!("{branch}-window{n}");
-                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let pre = Projection::new(pre);
                 let k = *keys;
-                let rows = input.try_map_named("group-keys", move |row: Row| {
-                    pre.iter()
-                        .map(|p| p(&row))
-                        .collect::<std::result::Result<Row, EvalError>>()
-                });
+                let rows = input.try_map_named("group-keys", move |row: Row| pre.apply(row));
                 self.key_by(rows, branch, move |r: &Row| r[..k].to_vec())
                     .window(windows(*window))
                     .aggregate(RowAggregate::new(aggs.clone()))
@@ -1055,23 +1047,21 @@ impl Builder<'_> {
             } => {
                 let input = self.changes(input, branch, n, before || filter.is_some())?;
                 let filter = filter.as_ref().map(|f| f.eval.clone());
-                let project: Vec<_> = project.iter().map(|c| c.eval.clone()).collect();
+                let project = Projection::new(project);
                 let passes = move |row: &Row| -> std::result::Result<bool, EvalError> {
                     match &filter {
                         Some(f) => Ok(f(row)?.is_true()),
                         None => Ok(true),
                     }
                 };
-                let projected = move |row: &Row| -> std::result::Result<Row, EvalError> {
-                    project.iter().map(|p| p(row)).collect()
-                };
+                let projected = move |row: Row| project.apply(row);
                 input.try_flat_map(
                     "calc",
                     move |change: Change| -> std::result::Result<Option<Change>, EvalError> {
                         Ok(match change {
                             Change::Delete(row) => {
                                 if passes(&row)? {
-                                    Some(Change::Delete(projected(&row)?))
+                                    Some(Change::Delete(projected(row)?))
                                 } else {
                                     None
                                 }
@@ -1084,14 +1074,14 @@ impl Builder<'_> {
                                 if passes(&row)? {
                                     Some(Change::Upsert {
                                         before: match old.filter(|_| before) {
-                                            Some(old) => Some(projected(&old)?),
+                                            Some(old) => Some(projected(old)?),
                                             None => None,
                                         },
-                                        row: projected(&row)?,
+                                        row: projected(row)?,
                                     })
                                 } else {
                                     match old {
-                                        Some(old) => Some(Change::Delete(projected(&old)?)),
+                                        Some(old) => Some(Change::Delete(projected(old)?)),
                                         None => None,
                                     }
                                 }
@@ -1111,20 +1101,17 @@ impl Builder<'_> {
                 let input = self.changes(input, branch, n, true)?;
                 *n += 1;
                 let uid = format!("{branch}-group{n}");
-                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let pre = Projection::new(pre);
                 let k = *keys;
-                let computed = move |row: &Row| -> std::result::Result<Row, EvalError> {
-                    pre.iter().map(|p| p(row)).collect()
-                };
+                let computed = move |row: Row| pre.apply(row);
                 let records = input.try_flat_map(
                     "group-keys",
                     move |change: Change| -> std::result::Result<Vec<Retraction>, EvalError> {
                         let (old, new) = match change {
-                            Change::Upsert { before, row } => (
-                                before.map(|b| computed(&b)).transpose()?,
-                                Some(computed(&row)?),
-                            ),
-                            Change::Delete(row) => (Some(computed(&row)?), None),
+                            Change::Upsert { before, row } => {
+                                (before.map(&computed).transpose()?, Some(computed(row)?))
+                            }
+                            Change::Delete(row) => (Some(computed(row)?), None),
                         };
                         Ok(retractions(old, new, k))
                     },
@@ -1146,17 +1133,14 @@ impl Builder<'_> {
                 let input = self.stream(input, branch, n)?;
                 *n += 1;
                 let uid = format!("{branch}-group{n}");
-                let pre: Vec<_> = pre.iter().map(|c| c.eval.clone()).collect();
+                let pre = Projection::new(pre);
                 let k = *keys;
                 let agg = RowAggregate::new(aggs.clone());
                 let a1 = agg.clone();
                 let rows = input.try_map_named(
                     "group-keys",
                     move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
-                        let vals = pre
-                            .iter()
-                            .map(|p| p(&row))
-                            .collect::<std::result::Result<Row, EvalError>>()?;
+                        let vals = pre.apply(row)?;
                         let mut accs = a1.create_accs();
                         a1.add_row(&mut accs, &vals);
                         Ok((vals[..k].to_vec(), accs))

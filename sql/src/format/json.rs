@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::sync::Arc;
 
 use crate::time::parse_timestamp;
 use crate::types::{DataType, Row, Schema, Value, parse_decimal};
@@ -54,7 +54,9 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(column) = map.next_key_seed(ColumnOf(self.schema))? {
+        let mut next = 0;
+        while let Some(column) = map.next_key_seed(ColumnOf(self.schema, next))? {
+            next = column.map_or(0, |i| i + 1);
             let column = column.filter(|&i| self.read.is_none_or(|r| r.get(i) != Some(&false)));
             let Some(i) = column else {
                 map.next_value::<IgnoredAny>()?;
@@ -76,8 +78,9 @@ impl<'de> Visitor<'de> for RowVisitor<'_> {
     }
 }
 
-/// A key: the index of the column of that name, if any.
-struct ColumnOf<'a>(&'a Schema);
+/// A key: the index of the column of that name, if any; the column at the
+/// index given is tried first (objects usually list their fields in column order).
+struct ColumnOf<'a>(&'a Schema, usize);
 
 impl<'de> DeserializeSeed<'de> for ColumnOf<'_> {
     type Value = Option<usize>;
@@ -95,6 +98,9 @@ impl<'de> Visitor<'de> for ColumnOf<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        if self.0.fields.get(self.1).is_some_and(|f| f.name == key) {
+            return Ok(Some(self.1));
+        }
         Ok(self.0.fields.iter().position(|f| f.name == key))
     }
 }
