@@ -2,7 +2,8 @@
 //! when they exist already.
 
 use kafka_wire::ErrorCode;
-use kafka_wire::client::admin::{Admin, NewTopic};
+use kafka_wire::client::admin::{Admin, NewTopic, OffsetSpec};
+use kafka_wire::client::config::IsolationLevel;
 
 use super::config::KafkaConfig;
 use crate::error::ConnectorError;
@@ -93,6 +94,7 @@ async fn ensure(
         Ok(_) => {
             tracing::info!(topic, partitions, "{kind} topic created");
             wait_until_known(admin, &topic).await?;
+            wait_until_led(admin, &topic, partitions).await;
             Ok(true)
         }
         Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {
@@ -119,6 +121,42 @@ fn replication(config: &KafkaConfig) -> i16 {
 async fn partitions_of(admin: &Admin, topic: &str) -> Result<i32, ConnectorError> {
     wait_until_known(admin, topic).await?;
     partitions(admin, topic).await
+}
+
+/// Waits (at most 1 s, then gives up quietly) until each partition of a topic
+/// just created answers at its leader. The metadata names a leader before that
+/// broker has taken the partition on, and a produce in between is refused
+/// (`NOT_LEADER_OR_FOLLOWER`) and retried only after the producer's backoff:
+/// the first checkpoint of a new job writes to its new changelog topics at once.
+async fn wait_until_led(admin: &Admin, topic: &str, partitions: i32) {
+    let all: Vec<i32> = (0..partitions).collect();
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        let answer = admin
+            .list_offsets_once(
+                topic,
+                &all,
+                OffsetSpec::Latest,
+                IsolationLevel::ReadUncommitted,
+            )
+            .await;
+        match answer {
+            Ok(_) => {
+                tracing::debug!(
+                    topic,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "topic led"
+                );
+                return;
+            }
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(1) => {
+                tracing::debug!(topic, error = %e, "topic not led yet");
+                admin.client().invalidate_topic(topic);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Waits (at most 30 s) until metadata knows a topic just created.

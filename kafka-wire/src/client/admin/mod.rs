@@ -443,7 +443,9 @@ impl Admin {
             .await
     }
 
-    async fn list_offsets_once(
+    /// [`Admin::list_offsets`] in one attempt: a partition whose broker does not
+    /// (yet) lead it is an error, with no metadata refresh and no retry.
+    pub async fn list_offsets_once(
         &self,
         topic: &str,
         partitions: &[i32],
