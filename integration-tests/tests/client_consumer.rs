@@ -483,6 +483,49 @@ async fn fetch_sessions_stay_incremental_and_forget_removed_partitions() {
     consumer.close().await;
 }
 
+/// Polls until the consumer knows where `partition` ends (at most 3 s).
+async fn log_end_of(consumer: &mut Consumer, topic: &str, partition: i32) -> i64 {
+    let started = Instant::now();
+    loop {
+        let hw = consumer
+            .partition_offsets(topic, partition)
+            .map_or(-1, |o| o.high_watermark);
+        if hw >= 0 || started.elapsed() > Duration::from_secs(3) {
+            return hw;
+        }
+        consumer.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_idle_partition_assigned_again_still_learns_where_its_log_ends() {
+    let bootstrap = require_broker!();
+    let client = client(&bootstrap).await;
+    let topic = create_topic(&client, 2).await;
+    produce(&client, &topic, 0, &values("a", 0..3)).await;
+    let config = consumer_config(
+        &bootstrap,
+        &[
+            ("auto.offset.reset", "earliest"),
+            ("fetch.max.wait.ms", "100"),
+        ],
+    );
+    let mut consumer = Consumer::with_client(client.clone(), config);
+    let both = [(topic.as_str(), 0), (topic.as_str(), 1)];
+    consumer.assign(both);
+    assert_eq!(consume(&mut consumer, 3).await.len(), 3);
+    assert_eq!(log_end_of(&mut consumer, &topic, 1).await, 0);
+    // Taken away and given back (a rebalance): the partition's state is new,
+    // while the broker's fetch session still holds it unchanged and would not
+    // report it in an incremental response.
+    consumer.assign(Vec::<(&str, i32)>::new());
+    consumer.assign(both);
+    assert_eq!(consume(&mut consumer, 3).await.len(), 3);
+    assert_eq!(log_end_of(&mut consumer, &topic, 1).await, 0);
+    assert_eq!(log_end_of(&mut consumer, &topic, 0).await, 3);
+    consumer.close().await;
+}
+
 #[tokio::test]
 async fn paused_partitions_are_not_fetched_until_resumed() {
     let bootstrap = require_broker!();

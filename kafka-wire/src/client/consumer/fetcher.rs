@@ -100,6 +100,8 @@ pub(crate) struct FetcherHandle {
 struct Wanted {
     part: SessionPartition,
     generation: u64,
+    /// Whether a response told where the partition's log ends.
+    log_end_known: bool,
 }
 
 struct Fetcher {
@@ -256,6 +258,7 @@ impl Fetcher {
                     Wanted {
                         part,
                         generation: p.generation,
+                        log_end_known: p.high_watermark >= 0,
                     },
                 )
             })
@@ -277,6 +280,15 @@ impl Fetcher {
         let uses_topic_ids = version >= 13;
         let parts: BTreeMap<PartitionKey, SessionPartition> =
             wanted.iter().map(|(k, w)| (k.clone(), w.part)).collect();
+        // A partition assigned anew after the broker last reported it: an
+        // incremental response would leave it out until it changes, so only a
+        // full one tells where its log ends (its lag).
+        if wanted
+            .iter()
+            .any(|(k, w)| !w.log_end_known && self.session.holds(k, &w.part))
+        {
+            self.session.restart();
+        }
         let plan = self.session.plan(&parts, uses_topic_ids);
         let request = self.request(&plan);
         debug!(
@@ -453,6 +465,12 @@ impl Fetcher {
         let Some(ps) = state.partitions.get_mut(&key) else {
             return;
         };
+        // Where the log ends holds whatever offset was asked for. An incremental
+        // fetch session leaves an unchanged partition out of its next
+        // responses, so this one may be the only word on it for a long time.
+        ps.high_watermark = p.high_watermark;
+        ps.last_stable_offset = p.last_stable_offset;
+        ps.log_start_offset = p.log_start_offset;
         if ps.generation != w.generation || ps.fetch_offset != w.part.fetch_offset {
             debug!(
                 topic = &*key.0,
@@ -461,9 +479,6 @@ impl Fetcher {
             );
             return;
         }
-        ps.high_watermark = p.high_watermark;
-        ps.last_stable_offset = p.last_stable_offset;
-        ps.log_start_offset = p.log_start_offset;
         // Without a peek the offset moves once the data is decoded, before the next fetch.
         let assumed_next = match peeked {
             Some(peeked) => {

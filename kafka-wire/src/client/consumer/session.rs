@@ -143,6 +143,18 @@ impl FetchSession {
         self.next_epoch = 0;
     }
 
+    /// Whether the session holds `key` as `part` (an incremental request would
+    /// not send it).
+    pub(crate) fn holds(&self, key: &PartitionKey, part: &SessionPartition) -> bool {
+        self.next_epoch != 0 && self.partitions.get(key) == Some(part)
+    }
+
+    /// Makes the next request full (in the same session), so that its response
+    /// lists every partition.
+    pub(crate) fn restart(&mut self) {
+        self.next_epoch = 0;
+    }
+
     /// The broker no longer knows the session (FETCH_SESSION_ID_NOT_FOUND).
     pub(crate) fn on_session_not_found(&mut self) {
         crate::client::metrics::fetch_session_reset();
@@ -175,6 +187,25 @@ mod tests {
             leader_epoch: 0,
             max_bytes: 1024,
         }
+    }
+
+    #[test]
+    fn a_restart_sends_every_partition_in_a_full_request_of_the_same_session() {
+        let mut s = FetchSession::default();
+        let wanted = BTreeMap::from([(key("t", 0), part(0)), (key("t", 1), part(5))]);
+        assert!(!s.holds(&key("t", 1), &part(5)), "nothing was sent yet");
+        let plan = s.plan(&wanted, true);
+        s.on_response(&plan, 42);
+        assert!(s.holds(&key("t", 1), &part(5)));
+        assert!(
+            !s.holds(&key("t", 1), &part(6)),
+            "a moved offset is sent again"
+        );
+        s.restart();
+        assert!(!s.holds(&key("t", 1), &part(5)));
+        let plan = s.plan(&wanted, true);
+        assert!(plan.full);
+        assert_eq!((plan.session_id, plan.epoch, plan.send.len()), (42, 0, 2));
     }
 
     #[test]
