@@ -412,3 +412,122 @@ async fn a_regular_join_restored_into_another_parallelism_emits_every_pair_once(
     p2.run().await.unwrap();
     assert_eq!(sorted(sink.values()), want);
 }
+
+/// A split that releases each batch at its time after the job starts, and then
+/// stays pending (an unbounded input that pauses).
+struct TimedSplit {
+    batches: std::collections::VecDeque<(Duration, Vec<u64>)>,
+    start: tokio::time::Instant,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    offset: u64,
+}
+
+impl SourceSplit<u64> for TimedSplit {
+    fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _max: usize,
+    ) -> std::task::Poll<Result<SplitEvent<u64>>> {
+        use std::task::Poll;
+        let Some((at, _)) = self.batches.front() else {
+            return Poll::Pending;
+        };
+        let due = self.start + *at;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.sleep = None;
+        let (_, values) = self.batches.pop_front().unwrap();
+        let records = values
+            .into_iter()
+            .map(|v| {
+                self.offset += 1;
+                Record {
+                    value: v,
+                    timestamp: NO_TIMESTAMP,
+                    position: Position::offset_only(self.offset - 1),
+                }
+            })
+            .collect();
+        Poll::Ready(Ok(SplitEvent::Records(records)))
+    }
+    fn position(&self) -> u64 {
+        self.offset
+    }
+    fn restore(&mut self, position: u64) -> Result<()> {
+        self.offset = position;
+        Ok(())
+    }
+}
+
+struct TimedSource(Vec<TimedSplit>);
+
+impl Source<u64> for TimedSource {
+    fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<u64>>>> {
+        Ok(std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn SourceSplit<u64>>)
+            .collect())
+    }
+}
+
+/// Runs two splits with batches at 0 s and 4 s under a 10 s interval (periodic
+/// checkpoints at 1.25, 3.75, 8.75 s): the committed output at 6 s and the
+/// checkpoints completed by 9.5 s.
+async fn paused_input(when_caught_up: bool) -> (Vec<u64>, Vec<CheckpointId>) {
+    let start = tokio::time::Instant::now();
+    let split = |base: u64| TimedSplit {
+        batches: [
+            (Duration::ZERO, vec![base, base + 1]),
+            (Duration::from_secs(4), vec![base + 2]),
+        ]
+        .into(),
+        start,
+        sleep: None,
+        offset: 0,
+    };
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .parallelism(2)
+            .checkpoint_interval(Duration::from_secs(10))
+            .checkpoint_when_caught_up(when_caught_up),
+    );
+    let sink = CollectSink::<u64>::transactional();
+    p.source(
+        TimedSource(vec![split(0), split(10)]),
+        WatermarkStrategy::no_watermarks(),
+    )
+    .sink(sink.clone());
+    let job = p.start().unwrap();
+    tokio::time::sleep_until(start + Duration::from_secs(6)).await;
+    let mut at_6s = sink.values();
+    at_6s.sort();
+    tokio::time::sleep_until(start + Duration::from_millis(9500)).await;
+    let checkpoints = job.checkpoints().ids();
+    job.abort();
+    let _ = job.wait().await;
+    (at_6s, checkpoints)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_checkpoint_comes_early_when_the_input_pauses() {
+    // Off: the records of 4 s wait for the periodic checkpoint of 8.75 s.
+    let (output, checkpoints) = paused_input(false).await;
+    assert_eq!(output, [0, 1, 10, 11]);
+    assert_eq!(
+        checkpoints,
+        [CheckpointId(1), CheckpointId(2), CheckpointId(3)]
+    );
+    // On: they are committed 1.25 s after the last checkpoint (3.75 s), and the
+    // next periodic one counts from there (10 s). Nothing was read after the
+    // checkpoints of 1.25 s and 3.75 s, so neither was followed by an early one.
+    let (output, checkpoints) = paused_input(true).await;
+    assert_eq!(output, [0, 1, 2, 10, 11, 12]);
+    assert_eq!(
+        checkpoints,
+        [CheckpointId(1), CheckpointId(2), CheckpointId(3)]
+    );
+}

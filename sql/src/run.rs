@@ -54,6 +54,10 @@ pub struct RunOptions {
     pub bounded: bool,
     /// Checkpoint interval.
     pub checkpoint_interval: Duration,
+    /// Whether a checkpoint comes early once the sources caught up
+    /// ([`engine::PipelineConfig::checkpoint_when_caught_up`]); `None`: when
+    /// some sink is exactly-once.
+    pub checkpoint_when_caught_up: Option<bool>,
     /// Parallelism of the operators.
     pub parallelism: usize,
     /// `application.id` (group, transactional ids, internal topics) when the
@@ -76,6 +80,7 @@ impl Default for RunOptions {
         RunOptions {
             bounded: false,
             checkpoint_interval: Duration::from_secs(1),
+            checkpoint_when_caught_up: None,
             parallelism: 1,
             application_id: "strom-sql".into(),
             instance: None,
@@ -411,10 +416,11 @@ impl SqlJob {
             .status
             .clone()
             .unwrap_or_else(|| JobStatus::new(&options.application_id));
-        let config = PipelineConfig::default()
+        let mut config = PipelineConfig::default()
             .checkpoint_interval(options.checkpoint_interval)
             .parallelism(options.parallelism.max(1))
             .status(status.clone());
+        config.checkpoint_when_caught_up = options.checkpoint_when_caught_up;
         let result = self.run_with(options, stop, config).await;
         match &result {
             Ok(s) => status.set_state(if s.stopped {

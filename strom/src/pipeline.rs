@@ -13,6 +13,9 @@ pub struct RunFlags {
     pub bounded: bool,
     /// Checkpoint interval.
     pub checkpoint_interval: Duration,
+    /// Whether to checkpoint early once the sources caught up (`None`: when a
+    /// sink is exactly-once).
+    pub checkpoint_when_caught_up: Option<bool>,
     /// Operator parallelism.
     pub parallelism: usize,
     /// `application.id` when the Kafka properties do not set one.
@@ -55,6 +58,7 @@ pub async fn run(
     let options = RunOptions {
         bounded: flags.bounded,
         checkpoint_interval: flags.checkpoint_interval,
+        checkpoint_when_caught_up: flags.checkpoint_when_caught_up,
         parallelism: flags.parallelism,
         application_id,
         instance: flags.instance,

@@ -1117,3 +1117,89 @@ async fn a_generator_writing_kafka_exactly_once_survives_kills() {
         "the bids differ from the uninterrupted run's"
     );
 }
+
+/// Records of `topic` (partitions `0..partitions`) visible to read_committed
+/// once there are `n`, or `None` after `limit`.
+async fn wait_committed(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    limit: Duration,
+) -> Option<Duration> {
+    use kafka_wire::client::config::ConsumerConfig;
+    use kafka_wire::client::consumer::Consumer;
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), bootstrap.to_string()),
+        ("isolation.level".to_string(), "read_committed".to_string()),
+        ("fetch.max.wait.ms".to_string(), "100".to_string()),
+    ]);
+    let mut consumer = Consumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    let parts: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    consumer.assign(parts.clone());
+    consumer.seek_to_beginning(parts).await.unwrap();
+    let start = std::time::Instant::now();
+    let mut seen = 0;
+    while start.elapsed() < limit {
+        seen += consumer
+            .poll_for(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .len();
+        if seen >= n {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_output_shows_once_the_input_pauses_not_at_the_interval_end() {
+    let bootstrap = require_broker!();
+    let (input, output) = (random_topic("caughtup-in"), random_topic("caughtup-out"));
+    create_topics(&bootstrap, &[(&input, 2), (&output, 2)]).await;
+    produce_values(&bootstrap, &input, (0..10).map(|i| i.to_string())).await;
+    let dir = temp_dir("caughtup");
+    let path = dir.join("caughtup.sql");
+    std::fs::write(
+        &path,
+        format!(
+            "CREATE TABLE input (n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{input}',
+  'format' = 'csv', 'scan.startup.mode' = 'earliest-offset');
+CREATE TABLE output (n BIGINT) WITH ('connector' = 'kafka', 'topic' = '{output}',
+  'format' = 'csv', 'sink.delivery-guarantee' = 'exactly-once');
+INSERT INTO output SELECT n FROM input;"
+        ),
+    )
+    .unwrap();
+    // Checkpoints every 30 s: the first comes 3.75 s after the start, the next
+    // periodic one 7.5 s after that; an early one 3.75 s after the first.
+    let mut pipeline = strom();
+    pipeline
+        .args(["--bootstrap", &bootstrap, "run", "--checkpoint-interval-ms"])
+        .arg("30000")
+        .args(["--application-id", &random_topic("caughtup-app")])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("strom.log")).unwrap());
+    let mut child = pipeline.spawn().unwrap();
+    let first = wait_committed(&bootstrap, &output, 2, 10, Duration::from_secs(60)).await;
+    let second = match first {
+        Some(_) => {
+            produce_values(&bootstrap, &input, (10..20).map(|i| i.to_string())).await;
+            wait_committed(&bootstrap, &output, 2, 20, Duration::from_secs(30)).await
+        }
+        None => None,
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("strom.log")).unwrap_or_default();
+    assert!(first.is_some(), "the first records never showed:\n{log}");
+    let second = second.unwrap_or_else(|| panic!("the second records never showed:\n{log}"));
+    assert!(
+        second < Duration::from_secs(6),
+        "the second records took {second:?}, as if waiting for the periodic checkpoint:\n{log}"
+    );
+}

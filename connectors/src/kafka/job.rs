@@ -281,6 +281,12 @@ impl KafkaJob {
             .unwrap_or_else(|| JobStatus::new(config.application_id()));
         let scope = KafkaScope::new(config.clone());
         let plan = probe(&define, &scope, &pipeline)?;
+        let mut pipeline = pipeline;
+        // Output under exactly-once is visible only once a checkpoint commits
+        // it: commit as soon as the input pauses rather than at the interval.
+        pipeline
+            .checkpoint_when_caught_up
+            .get_or_insert(plan.exactly_once);
         tracing::info!(
             application = config.application_id(),
             instance = config.instance(),

@@ -414,6 +414,10 @@ impl<T: Send + 'static> SourceSplit<T> for KafkaSplit<T> {
         self.position.max(0) as u64
     }
 
+    fn caught_up(&self) -> bool {
+        self.buf.is_empty() && self.status.lag() == Some(0)
+    }
+
     fn restore(&mut self, _position: u64) -> engine::Result<()> {
         // Positions come from the group's committed offsets, not the checkpoint.
         Ok(())

@@ -37,7 +37,7 @@ impl CheckpointGaps {
     pub fn new(interval: Duration) -> Self {
         CheckpointGaps {
             interval,
-            gap: (interval / 8).max(RAMP_FLOOR).min(interval),
+            gap: early_checkpoint_gap(interval),
         }
     }
 
@@ -47,6 +47,22 @@ impl CheckpointGaps {
         self.gap = (self.gap * 2).min(self.interval);
         gap
     }
+}
+
+/// The shortest gap between an early checkpoint (one taken because the
+/// sources caught up, see [`crate::PipelineConfig::checkpoint_when_caught_up`])
+/// and the checkpoint before it: an eighth of `interval`, at least 100 ms and at
+/// most the interval.
+///
+/// ```
+/// use std::time::Duration;
+/// use engine::checkpoint::early_checkpoint_gap;
+/// assert_eq!(early_checkpoint_gap(Duration::from_secs(1)), Duration::from_millis(125));
+/// assert_eq!(early_checkpoint_gap(Duration::from_millis(400)), Duration::from_millis(100));
+/// assert_eq!(early_checkpoint_gap(Duration::from_millis(50)), Duration::from_millis(50));
+/// ```
+pub fn early_checkpoint_gap(interval: Duration) -> Duration {
+    (interval / 8).max(RAMP_FLOOR).min(interval)
 }
 
 /// Identity of a running task: stage index and subtask.

@@ -19,7 +19,9 @@ pub mod store;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use coordinator::{AckOutcome, CheckpointGaps, CheckpointTracker, PendingCheckpoint, TaskId};
+pub use coordinator::{
+    AckOutcome, CheckpointGaps, CheckpointTracker, PendingCheckpoint, TaskId, early_checkpoint_gap,
+};
 pub use store::{CheckpointStore, InMemoryCheckpointStore, StoreFuture};
 
 use crate::error::{EngineError, Result};

@@ -74,6 +74,14 @@ pub struct PipelineConfig {
     /// [`JobHandle::trigger_checkpoint`]). The first ones of a job come sooner
     /// and ramp up to the interval ([`CheckpointGaps`](crate::checkpoint::CheckpointGaps)).
     pub checkpoint_interval: Option<Duration>,
+    /// Whether a periodic checkpoint also comes early, as soon as every source
+    /// has read all its input so far and read something since the last
+    /// checkpoint, but at most once per [`early_checkpoint_gap`](crate::checkpoint::early_checkpoint_gap) (an eighth of
+    /// the interval, at least 100 ms): a transactional sink's output is then
+    /// visible when the input pauses instead of at the interval's end, at the
+    /// cost of more transactions while input trickles. `None`: off, unless the
+    /// runner decides (a Kafka job with an exactly-once sink turns it on).
+    pub checkpoint_when_caught_up: Option<bool>,
     /// Processing time at job start (ms); `None` follows the wall clock.
     pub processing_time_start: Option<i64>,
     /// Longest a sink may take to finish (flush and commit) at the end of input,
@@ -97,6 +105,7 @@ impl Default for PipelineConfig {
             channel_capacity: 4,
             error_policy: ErrorPolicy::Fail,
             checkpoint_interval: None,
+            checkpoint_when_caught_up: None,
             processing_time_start: None,
             close_timeout: Duration::from_secs(60),
             source_partitioner: None,
@@ -134,6 +143,12 @@ impl PipelineConfig {
     /// Enables periodic checkpoints.
     pub fn checkpoint_interval(mut self, d: Duration) -> Self {
         self.checkpoint_interval = Some(d);
+        self
+    }
+    /// Sets whether checkpoints come early once the sources caught up (see
+    /// [`PipelineConfig::checkpoint_when_caught_up`]).
+    pub fn checkpoint_when_caught_up(mut self, on: bool) -> Self {
+        self.checkpoint_when_caught_up = Some(on);
         self
     }
     /// Sets how long a sink may take to finish at the end of input.
@@ -662,6 +677,11 @@ impl Pipeline {
             durable,
             uids,
             interval: b.config.checkpoint_interval,
+            early_gap: b
+                .config
+                .checkpoint_interval
+                .filter(|_| b.config.checkpoint_when_caught_up == Some(true))
+                .map(crate::checkpoint::early_checkpoint_gap),
             stop_timeout: b.config.close_timeout,
             clock,
             status,

@@ -77,6 +77,13 @@ pub trait SourceSplit<T>: Send {
     fn event_time(&self) -> Option<SplitTime> {
         None
     }
+    /// Whether the split has handed over all the input there is for now, asked
+    /// when it returned `Pending`. The default says yes; a split that can be
+    /// pending while more input waits (a Kafka partition whose next fetch is in
+    /// flight behind the log end) says whether it reached the end it knows of.
+    fn caught_up(&self) -> bool {
+        true
+    }
 }
 
 /// A source of records: creates its splits when the job starts.

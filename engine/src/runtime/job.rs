@@ -163,6 +163,8 @@ pub(crate) struct JobSetup {
     pub(crate) durable: Option<Arc<dyn CheckpointStore>>,
     pub(crate) uids: BTreeMap<OperatorId, String>,
     pub(crate) interval: Option<Duration>,
+    /// Checkpoints come early, at most this often, once every source caught up.
+    pub(crate) early_gap: Option<Duration>,
     pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
     pub(crate) status: JobStatus,
@@ -179,6 +181,7 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         durable,
         uids,
         interval,
+        early_gap,
         stop_timeout,
         clock,
         status,
@@ -220,6 +223,15 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         aborts.push(h.abort_handle());
     }
     drop(events_tx);
+    let early = early_gap.map(|gap| EarlyCheckpoints {
+        gap,
+        behind: controls
+            .iter()
+            .filter(|(_, is_source, _)| *is_source)
+            .map(|(id, _, _)| *id)
+            .collect(),
+        read: false,
+    });
     let coord = Coordinator {
         controls,
         aborts,
@@ -233,6 +245,8 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         stop: StopState::Running,
         stop_timeout,
         status: status.clone(),
+        early,
+        last_trigger: tokio::time::Instant::now(),
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
@@ -261,6 +275,17 @@ struct Writing {
     future: StoreFuture,
 }
 
+/// What decides an early checkpoint (see
+/// [`crate::PipelineConfig::checkpoint_when_caught_up`]).
+struct EarlyCheckpoints {
+    /// The shortest time from the last trigger.
+    gap: Duration,
+    /// Source tasks that have not caught up.
+    behind: std::collections::BTreeSet<TaskId>,
+    /// Whether a source read records the last checkpoint does not hold.
+    read: bool,
+}
+
 struct Coordinator {
     controls: Vec<(TaskId, bool, mpsc::UnboundedSender<Control>)>,
     aborts: Vec<tokio::task::AbortHandle>,
@@ -274,6 +299,8 @@ struct Coordinator {
     stop: StopState,
     stop_timeout: Duration,
     status: JobStatus,
+    early: Option<EarlyCheckpoints>,
+    last_trigger: tokio::time::Instant,
 }
 
 impl Coordinator {
@@ -282,6 +309,10 @@ impl Coordinator {
             return None;
         }
         let id = self.tracker.trigger()?;
+        self.last_trigger = tokio::time::Instant::now();
+        if let Some(e) = self.early.as_mut() {
+            e.read = false;
+        }
         let barrier = CheckpointBarrier {
             id,
             timestamp: self.clock.now_ms(),
@@ -367,6 +398,18 @@ impl Coordinator {
         }
     }
 
+    /// When an early checkpoint is due: every source caught up after reading
+    /// something the last checkpoint lacks, and none is in flight.
+    fn early_due(&self) -> Option<tokio::time::Instant> {
+        let e = self.early.as_ref()?;
+        (e.read
+            && e.behind.is_empty()
+            && self.stop == StopState::Running
+            && self.writing.is_none()
+            && self.tracker.pending().next().is_none())
+        .then_some(self.last_trigger + e.gap)
+    }
+
     fn abort_all(&self) {
         for a in &self.aborts {
             a.abort();
@@ -399,6 +442,7 @@ impl Coordinator {
             return Ok(self.result(false));
         }
         loop {
+            let early_at = self.early_due();
             let writing = self.writing.as_mut().map(|w| &mut w.future);
             tokio::select! {
                 written = async { match writing { Some(f) => f.await, None => std::future::pending().await } } => {
@@ -451,6 +495,15 @@ impl Coordinator {
                         *t = if *t + gap < now { now + gap } else { *t + gap };
                     }
                 }
+                _ = async { match early_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                    if let Some(id) = self.trigger(false) {
+                        tracing::debug!(checkpoint = id.0, "sources caught up: checkpoint early");
+                        // The next periodic checkpoint counts from this one.
+                        if let (Some(t), Some(g)) = (next_tick.as_mut(), gaps.as_mut()) {
+                            *t = tokio::time::Instant::now() + g.next_gap();
+                        }
+                    }
+                }
                 _ = async { match stop_deadline { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                     tracing::error!(timeout = ?self.stop_timeout, "final checkpoint did not complete in time; aborting the job");
                     self.abort_all();
@@ -471,7 +524,20 @@ impl Coordinator {
                     Some(JobEvent::FinalState { task, state }) => {
                         final_states.insert(task, state);
                     }
+                    Some(JobEvent::CaughtUp { task, caught_up, read }) => {
+                        if let Some(e) = self.early.as_mut() {
+                            e.read |= read;
+                            if caught_up {
+                                e.behind.remove(&task);
+                            } else {
+                                e.behind.insert(task);
+                            }
+                        }
+                    }
                     Some(JobEvent::Finished(task)) => {
+                        if let Some(e) = self.early.as_mut() {
+                            e.behind.remove(&task);
+                        }
                         running -= 1;
                         let state = final_states.remove(&task).unwrap_or_default();
                         for cp in self.tracker.task_finished(task, state) {

@@ -58,6 +58,13 @@ pub(crate) enum JobEvent {
         task: TaskId,
         state: Vec<(OperatorId, OperatorState)>,
     },
+    /// A source task's splits all caught up (`caught_up`, with `read` telling
+    /// whether it read records since it last did) or no longer are.
+    CaughtUp {
+        task: TaskId,
+        caught_up: bool,
+        read: bool,
+    },
     Finished(TaskId),
     Failed(TaskId, EngineError),
 }
@@ -449,6 +456,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     );
     // Set by a stop barrier: nothing more is read; the task waits for Shutdown.
     let mut stopped = false;
+    // What the coordinator was last told about this task having caught up, and
+    // whether records came since it was told so.
+    let mut caught_up = false;
+    let mut read = false;
     while remaining > 0 || slots.is_empty() {
         let mut trigger = None;
         loop {
@@ -515,6 +526,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             None => {
                 chain.flush(&mut env.ctx)?;
                 env.ctx.flush_deferred().await?;
+                if !caught_up && slots.iter().all(|s| s.ended || s.split.caught_up()) {
+                    caught_up = true;
+                    env.caught_up(true, std::mem::take(&mut read));
+                }
                 let timer = env
                     .ctx
                     .processing_timer
@@ -567,6 +582,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         };
         match ev {
             Ok(SplitEvent::Records(mut records)) => {
+                read = true;
+                if std::mem::take(&mut caught_up) {
+                    env.caught_up(false, false);
+                }
                 let slot = &mut slots[i];
                 slot.stamp_records(&mut records, ts_fn.as_ref());
                 records_read.increment(records.len() as u64);
@@ -630,6 +649,15 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
 }
 
 impl TaskEnv {
+    /// Tells the coordinator whether this source task caught up.
+    fn caught_up(&self, caught_up: bool, read: bool) {
+        let _ = self.events.send(JobEvent::CaughtUp {
+            task: self.ctx.task,
+            caught_up,
+            read,
+        });
+    }
+
     /// Keeps a control message received while waiting for the main loop, which
     /// handles it before anything else.
     fn control_push_front(&mut self, c: Control) {

@@ -53,6 +53,12 @@ enum Command {
         /// Checkpoint interval in milliseconds.
         #[arg(long, default_value_t = 1000)]
         checkpoint_interval_ms: u64,
+        /// Whether a checkpoint also comes as soon as every source has read all
+        /// its input, at most every eighth of the interval (default: when a sink
+        /// is exactly-once, whose output then shows without waiting for the
+        /// interval).
+        #[arg(long, value_name = "BOOL")]
+        checkpoint_when_caught_up: Option<bool>,
         /// Parallelism of the operators.
         #[arg(long, default_value_t = 1)]
         parallelism: usize,
@@ -383,6 +389,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             bounded,
             checkpoint_interval_ms,
+            checkpoint_when_caught_up,
             parallelism,
             application_id,
             instance,
@@ -396,6 +403,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::pipeline::RunFlags {
                     bounded: *bounded,
                     checkpoint_interval: Duration::from_millis(*checkpoint_interval_ms),
+                    checkpoint_when_caught_up: *checkpoint_when_caught_up,
                     parallelism: *parallelism,
                     application_id: application_id.clone(),
                     instance: *instance,
