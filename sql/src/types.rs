@@ -274,8 +274,17 @@ impl fmt::Display for Value {
 }
 
 impl PartialEq for Value {
+    #[inline]
     fn eq(&self, other: &Value) -> bool {
-        self.cmp(other) == Ordering::Equal
+        use Value::*;
+        // The common cases (join and group keys of one type) without the total
+        // order's dispatch; the rest as the order says.
+        match (self, other) {
+            (BigInt(a), BigInt(b)) | (Timestamp(a), Timestamp(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (String(a), String(b)) => a == b,
+            _ => self.cmp(other) == Ordering::Equal,
+        }
     }
 }
 impl Eq for Value {}
@@ -316,8 +325,12 @@ impl Hash for Value {
         match self {
             Value::Null => 0u8.hash(state),
             Value::Bool(b) => b.hash(state),
-            // Equal numbers hash equally whatever their type.
-            Value::Int(_) | Value::BigInt(_) | Value::Decimal(..) | Value::Double(_) => {
+            // Equal numbers hash equally whatever their type: as the integer
+            // they equal when they are whole and below 9e15, which every INT
+            // and such a BIGINT is (exactly, as a double too).
+            Value::Int(v) => i64::from(*v).hash(state),
+            Value::BigInt(v) if v.unsigned_abs() < 9_000_000_000_000_000 => v.hash(state),
+            Value::BigInt(_) | Value::Decimal(..) | Value::Double(_) => {
                 let f = self.as_f64().unwrap_or(0.0);
                 if f.fract() == 0.0 && f.abs() < 9.0e15 {
                     (f as i64).hash(state)
@@ -558,6 +571,22 @@ mod tests {
         assert_eq!(h(&Value::Int(3)), h(&Value::BigInt(3)));
         assert_eq!(h(&Value::Double(3.0)), h(&Value::Decimal(300, 2)));
         assert!(Value::Double(2.5) < Value::Int(3));
+        // Around the bound of the integer fast path, and past it.
+        for v in [
+            -8_999_999_999_999_999i64,
+            8_999_999_999_999_999,
+            9_000_000_000_000_000,
+            -(1 << 60),
+        ] {
+            let d = Value::Double(v as f64);
+            assert_eq!(Value::BigInt(v) == d, v as f64 as i64 == v, "{v}");
+            if Value::BigInt(v) == d {
+                assert_eq!(h(&Value::BigInt(v)), h(&d), "{v}");
+            }
+        }
+        assert_eq!(h(&Value::Int(-7)), h(&Value::Decimal(-700, 2)));
+        assert_ne!(Value::Timestamp(5), Value::BigInt(5));
+        assert_ne!(Value::str("a"), Value::str("ab"));
         assert_eq!(Value::Int(1).sql_cmp(&Value::Null), None);
         assert_eq!(Value::str("a").sql_cmp(&Value::Int(1)), None);
     }
