@@ -79,8 +79,16 @@ pub async fn run(
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("strom: stopping (final checkpoint)");
+        eprintln!("strom: stopping (final checkpoint; a second signal exits at once)");
         stop.stop();
+        // Ending without the final checkpoint is a crash as far as the output
+        // is concerned: the next start resumes from the last one.
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = int.recv() => 128 + 2,
+        };
+        eprintln!("strom: second signal: exiting without a final checkpoint");
+        std::process::exit(code);
     });
     let summary = job
         .run(options, watch)

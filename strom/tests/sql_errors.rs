@@ -121,3 +121,38 @@ fn run_takes_the_broker_from_x_properties_and_the_config_file() {
     assert!(!ok);
     assert!(stderr.contains("connecting to 127.0.0.1:4"), "{stderr}");
 }
+
+#[test]
+fn sigterm_while_waiting_for_an_unreachable_broker_stops_at_once() {
+    let dir = std::env::temp_dir().join(format!("strom-sql-errors-{}-term", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.sql");
+    // Setup would keep retrying for a minute.
+    std::fs::write(&file, "CREATE TABLE t (line STRING) WITH ('connector' = 'kafka', 'topic' = 'x', 'format' = 'raw', 'properties.bootstrap.servers' = '127.0.0.1:1', 'properties.request.timeout.ms' = '1000', 'properties.strom.setup.timeout.ms' = '60000');\nCREATE TABLE o (line STRING) WITH ('connector' = 'print');\nINSERT INTO o SELECT line FROM t;").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["run", &file.display().to_string()])
+        .env_remove("KAFKA_BOOTSTRAP")
+        .env("STROM_HTTP_ADDR", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let signalled = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(10),
+        "{:?} after SIGTERM\n{stderr}",
+        signalled.elapsed()
+    );
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    assert!(
+        stderr.contains("stopped after 0 incarnation(s)"),
+        "{stderr}"
+    );
+}

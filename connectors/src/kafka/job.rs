@@ -79,25 +79,35 @@ fn setup_class(e: &ConnectorError) -> ErrorClass {
 }
 
 /// Runs `step` until it succeeds, fails for good, or has kept failing with
-/// retriable errors (a broker down) for `limit` (`strom.setup.timeout.ms`).
+/// retriable errors (a broker down) for `limit` (`strom.setup.timeout.ms`);
+/// `None` when a stop is requested before it succeeds.
 async fn retry_setup<T, F, Fut>(
     what: &str,
     limit: Duration,
+    stop: &watch::Receiver<bool>,
     mut step: F,
-) -> Result<T, ConnectorError>
+) -> Result<Option<T>, ConnectorError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ConnectorError>>,
 {
     let since = Instant::now();
     let mut failures = 0u32;
+    let mut stop = stop.clone();
     loop {
+        if *stop.borrow() {
+            tracing::info!("stop requested while {what}: ending before the job started");
+            return Ok(None);
+        }
         match step().await {
-            Ok(v) => return Ok(v),
+            Ok(v) => return Ok(Some(v)),
             Err(e) if setup_class(&e) != ErrorClass::Fatal && since.elapsed() < limit => {
                 failures += 1;
                 tracing::warn!(error = %e, "{what} failed; retrying");
-                tokio::time::sleep(SETUP_RETRY_BACKOFF * failures.min(10)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(SETUP_RETRY_BACKOFF * failures.min(10)) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                }
             }
             Err(e) => return Err(e),
         }
@@ -151,6 +161,19 @@ pub struct JobReport {
     pub restores: Vec<Restore>,
     /// The last checkpoint committed.
     pub last_checkpoint: CheckpointId,
+}
+
+impl JobReport {
+    /// A job stopped before its first incarnation.
+    fn not_started() -> JobReport {
+        JobReport {
+            end: JobEnd::Stopped,
+            incarnations: 0,
+            rollbacks: 0,
+            restores: Vec::new(),
+            last_checkpoint: CheckpointId(0),
+        }
+    }
 }
 
 /// Runs a pipeline over Kafka (see the module doc).
@@ -300,13 +323,17 @@ impl KafkaJob {
         // its first incarnation waits for the cluster like the setup of an
         // incarnation does (retriable errors, `strom.setup.timeout.ms`).
         let setup_timeout = config.setup_timeout();
+        let mut stop_rx = stop.subscribe();
         let client_config = config.producer_config(&[])?.client;
-        let client = retry_setup("connecting", setup_timeout, || async {
+        let Some(client) = retry_setup("connecting", setup_timeout, &stop_rx, || async {
             Client::connect(client_config.clone())
                 .await
                 .map_err(|e| ConnectorError::kafka("connecting", e))
         })
-        .await?;
+        .await?
+        else {
+            return Ok(JobReport::not_started());
+        };
         let admin = Admin::new(client);
         let mut widest = 1;
         let mut all_partitions = BTreeSet::new();
@@ -315,20 +342,30 @@ impl KafkaJob {
             .iter()
             .filter(|t| !plan.repartition_topics.contains(t))
         {
-            let n = retry_setup("looking up the input", setup_timeout, || {
+            let Some(n) = retry_setup("looking up the input", setup_timeout, &stop_rx, || {
                 topics::partitions(&admin, t)
             })
-            .await?;
+            .await?
+            else {
+                return Ok(JobReport::not_started());
+            };
             widest = widest.max(n);
             all_partitions.extend((0..n).map(|p| (t.clone(), p)));
         }
         // A repartition topic has a partition per input partition number, so a
         // process owning partition n of the input owns partition n of it.
         for t in &plan.repartition_topics {
-            retry_setup("creating a repartition topic", setup_timeout, || {
-                topics::ensure_repartition(&admin, &config, t, widest)
-            })
-            .await?;
+            if retry_setup(
+                "creating a repartition topic",
+                setup_timeout,
+                &stop_rx,
+                || topics::ensure_repartition(&admin, &config, t, widest),
+            )
+            .await?
+            .is_none()
+            {
+                return Ok(JobReport::not_started());
+            }
             all_partitions.extend((0..widest).map(|p| (t.clone(), p)));
         }
         scope.repartition_partitions().store(
@@ -336,14 +373,18 @@ impl KafkaJob {
             std::sync::atomic::Ordering::Relaxed,
         );
         for t in &plan.sink_topics {
-            if !retry_setup("looking up the output", setup_timeout, || {
+            match retry_setup("looking up the output", setup_timeout, &stop_rx, || {
                 topics::exists(&admin, t)
             })
             .await?
             {
-                return Err(ConnectorError::Refused(format!(
-                    "sink topic {t} does not exist: create it first"
-                )));
+                None => return Ok(JobReport::not_started()),
+                Some(false) => {
+                    return Err(ConnectorError::Refused(format!(
+                        "sink topic {t} does not exist: create it first"
+                    )));
+                }
+                Some(true) => {}
             }
         }
         let mut pipeline = pipeline;
@@ -357,23 +398,32 @@ impl KafkaJob {
                 u16::try_from(partition_for_key(key, widest)).unwrap_or(0)
             })));
         }
-        if !plan.aligned {
-            retry_setup("checking the group", setup_timeout, || {
+        if !plan.aligned
+            && retry_setup("checking the group", setup_timeout, &stop_rx, || {
                 refuse_second_process(&admin, &config)
             })
-            .await?;
+            .await?
+            .is_none()
+        {
+            return Ok(JobReport::not_started());
         }
-        let mut group = retry_setup("joining the group", setup_timeout, || {
+        let Some(mut group) = retry_setup("joining the group", setup_timeout, &stop_rx, || {
             join_group(&config, &plan)
         })
-        .await?;
-        let mut stop_rx = stop.subscribe();
-        let writer = retry_setup("creating the producer", setup_timeout, || {
+        .await?
+        else {
+            return Ok(JobReport::not_started());
+        };
+        let writer = retry_setup("creating the producer", setup_timeout, &stop_rx, || {
             make_writer(&config, &group, &plan)
         })
         .await;
         let mut writer = match writer {
-            Ok(w) => Arc::new(w),
+            Ok(Some(w)) => Arc::new(w),
+            Ok(None) => {
+                let _ = group.close().await;
+                return Ok(JobReport::not_started());
+            }
             Err(e) => {
                 let _ = group.close().await;
                 return Err(e);
@@ -384,13 +434,7 @@ impl KafkaJob {
             plan.repartition_topics.clone(),
             config.repartition_purge_interval(),
         ));
-        let mut report = JobReport {
-            end: JobEnd::Stopped,
-            incarnations: 0,
-            rollbacks: 0,
-            restores: Vec::new(),
-            last_checkpoint: CheckpointId(0),
-        };
+        let mut report = JobReport::not_started();
         let mut rollbacks = RollbackRun::default();
         // Failures in a row to start an incarnation, and since when.
         let mut setup_failures = 0u32;
