@@ -414,9 +414,11 @@ async fn a_regular_join_restored_into_another_parallelism_emits_every_pair_once(
 }
 
 /// A split that releases each batch at its time after the job starts, and then
-/// stays pending (an unbounded input that pauses).
+/// stays pending (an unbounded input that pauses) or ends at `end_at`.
 struct TimedSplit {
     batches: std::collections::VecDeque<(Duration, Vec<u64>)>,
+    /// When the split ends (after its batches); `None`: it stays pending.
+    end_at: Option<Duration>,
     start: tokio::time::Instant,
     sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     offset: u64,
@@ -429,10 +431,11 @@ impl SourceSplit<u64> for TimedSplit {
         _max: usize,
     ) -> std::task::Poll<Result<SplitEvent<u64>>> {
         use std::task::Poll;
-        let Some((at, _)) = self.batches.front() else {
-            return Poll::Pending;
+        let (due, batch) = match (self.batches.front(), self.end_at) {
+            (Some((at, _)), _) => (self.start + *at, true),
+            (None, Some(end)) => (self.start + end, false),
+            (None, None) => return Poll::Pending,
         };
-        let due = self.start + *at;
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
@@ -440,7 +443,9 @@ impl SourceSplit<u64> for TimedSplit {
             return Poll::Pending;
         }
         self.sleep = None;
-        let (_, values) = self.batches.pop_front().unwrap();
+        let Some((_, values)) = self.batches.pop_front().filter(|_| batch) else {
+            return Poll::Ready(Ok(SplitEvent::End));
+        };
         let records = values
             .into_iter()
             .map(|v| {
@@ -463,9 +468,13 @@ impl SourceSplit<u64> for TimedSplit {
     }
 }
 
-struct TimedSource(Vec<TimedSplit>);
+/// Timed splits; bounded when the flag says every split ends.
+struct TimedSource(Vec<TimedSplit>, bool);
 
 impl Source<u64> for TimedSource {
+    fn is_bounded(&self) -> bool {
+        self.1
+    }
     fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<u64>>>> {
         Ok(std::mem::take(&mut self.0)
             .into_iter()
@@ -485,6 +494,7 @@ async fn paused_input(when_caught_up: bool) -> (Vec<u64>, Vec<CheckpointId>) {
             (Duration::from_secs(4), vec![base + 2]),
         ]
         .into(),
+        end_at: None,
         start,
         sleep: None,
         offset: 0,
@@ -497,7 +507,7 @@ async fn paused_input(when_caught_up: bool) -> (Vec<u64>, Vec<CheckpointId>) {
     );
     let sink = CollectSink::<u64>::transactional();
     p.source(
-        TimedSource(vec![split(0), split(10)]),
+        TimedSource(vec![split(0), split(10)], false),
         WatermarkStrategy::no_watermarks(),
     )
     .sink(sink.clone());
@@ -530,4 +540,54 @@ async fn a_checkpoint_comes_early_when_the_input_pauses() {
         checkpoints,
         [CheckpointId(1), CheckpointId(2), CheckpointId(3)]
     );
+}
+
+#[test]
+fn a_job_whose_sources_ended_does_not_retry_an_early_checkpoint_it_cannot_take() {
+    // The source reads a batch, catches up, and ends 100 ms later, while a slow
+    // asynchronous step still works on the batch: from then on no checkpoint
+    // can be taken. A coordinator that kept asking for the early one would keep
+    // the paused clock from reaching the step's sleep, and the job would never
+    // end; the job runs on its own thread so that the test can give up.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let out = rt.block_on(async {
+            let split = TimedSplit {
+                batches: [(Duration::ZERO, vec![1, 2, 3])].into(),
+                end_at: Some(Duration::from_millis(100)),
+                start: tokio::time::Instant::now(),
+                sleep: None,
+                offset: 0,
+            };
+            let p = Pipeline::with_config(
+                PipelineConfig::default()
+                    .checkpoint_interval(Duration::from_secs(1))
+                    .checkpoint_when_caught_up(true),
+            );
+            let sink = CollectSink::<u64>::transactional();
+            p.source(
+                TimedSource(vec![split], true),
+                WatermarkStrategy::no_watermarks(),
+            )
+            .async_map(AsyncOptions::default(), |v: u64| async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok::<u64, String>(v * 10)
+            })
+            .sink(sink.clone());
+            p.run().await.unwrap();
+            let mut out = sink.values();
+            out.sort();
+            out
+        });
+        let _ = done_tx.send(out);
+    });
+    let out = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the job ended");
+    assert_eq!(out, [10, 20, 30]);
 }

@@ -399,14 +399,16 @@ impl Coordinator {
     }
 
     /// When an early checkpoint is due: every source caught up after reading
-    /// something the last checkpoint lacks, and none is in flight.
+    /// something the last checkpoint lacks, none is in flight, and one can be
+    /// taken (not once every source has ended).
     fn early_due(&self) -> Option<tokio::time::Instant> {
         let e = self.early.as_ref()?;
         (e.read
             && e.behind.is_empty()
             && self.stop == StopState::Running
             && self.writing.is_none()
-            && self.tracker.pending().next().is_none())
+            && self.tracker.pending().next().is_none()
+            && self.tracker.can_trigger())
         .then_some(self.last_trigger + e.gap)
     }
 
@@ -496,11 +498,19 @@ impl Coordinator {
                     }
                 }
                 _ = async { match early_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
-                    if let Some(id) = self.trigger(false) {
-                        tracing::debug!(checkpoint = id.0, "sources caught up: checkpoint early");
-                        // The next periodic checkpoint counts from this one.
-                        if let (Some(t), Some(g)) = (next_tick.as_mut(), gaps.as_mut()) {
-                            *t = tokio::time::Instant::now() + g.next_gap();
+                    match self.trigger(false) {
+                        Some(id) => {
+                            tracing::debug!(checkpoint = id.0, "sources caught up: checkpoint early");
+                            // The next periodic checkpoint counts from this one.
+                            if let (Some(t), Some(g)) = (next_tick.as_mut(), gaps.as_mut()) {
+                                *t = tokio::time::Instant::now() + g.next_gap();
+                            }
+                        }
+                        // Not now: wait for more input rather than ask again at once.
+                        None => {
+                            if let Some(e) = self.early.as_mut() {
+                                e.read = false;
+                            }
                         }
                     }
                 }
