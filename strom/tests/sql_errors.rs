@@ -138,10 +138,7 @@ fn sigterm_while_waiting_for_an_unreachable_broker_stops_at_once() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let signalled = std::time::Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    integration_tests::signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
