@@ -387,7 +387,6 @@ impl KafkaJob {
                 Some(true) => {}
             }
         }
-        let mut pipeline = pipeline;
         if plan.aligned && i64::from(pipeline.max_parallelism) < i64::from(widest) {
             pipeline.max_parallelism = u16::try_from(widest).unwrap_or(u16::MAX);
         }
