@@ -356,6 +356,48 @@ async fn a_static_member_that_closes_and_leaves_hands_its_partitions_over_at_onc
     .await;
 }
 
+/// A poll while every owned partition is paused waits out its timeout, as the
+/// Java consumer's does, rather than returning at once: a loop that polls to keep
+/// its membership would otherwise spin and starve the other tasks.
+#[tokio::test]
+async fn a_poll_with_every_partition_paused_waits_its_timeout() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = random_topic("paused-poll");
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&topic, 1)])
+        .await
+        .unwrap();
+    let mut member = GroupConsumer::new(config(&bootstrap, &random_topic("paused-poll-g"), &[]))
+        .await
+        .unwrap();
+    member.subscribe([topic.clone()]);
+    let started = Instant::now();
+    while member.assignment().is_empty() {
+        assert!(started.elapsed() < DEADLINE, "no assignment");
+        member
+            .poll_batches_for(Duration::from_millis(100))
+            .await
+            .unwrap();
+    }
+    member.consumer().pause([(topic.as_str(), 0)]);
+    let polls = 5;
+    let started = Instant::now();
+    for _ in 0..polls {
+        let got = member
+            .poll_batches_for(Duration::from_millis(100))
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(100 * polls - 20),
+        "{polls} polls of 100 ms with everything paused took {took:?}"
+    );
+    member.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn partitions_added_to_a_subscribed_topic_get_assigned() {
     let bootstrap = require_broker!();

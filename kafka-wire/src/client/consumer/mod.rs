@@ -321,6 +321,11 @@ impl Consumer {
         self.wake_fetchers();
     }
 
+    /// Whether no partition would be fetched: none assigned, or all paused.
+    pub fn nothing_to_fetch(&self) -> bool {
+        self.shared.lock().partitions.values().all(|p| p.paused)
+    }
+
     /// The paused partitions, sorted.
     pub fn paused(&self) -> Vec<TopicPartition> {
         let state = self.shared.lock();

@@ -563,7 +563,8 @@ impl GroupConsumer {
     }
 
     /// The group's part of a poll: records the poll, rebalances when needed,
-    /// auto-commits. False (after a bounded wait) when nothing is assigned.
+    /// auto-commits. False (after a bounded wait) when nothing is assigned or
+    /// every assigned partition is paused.
     async fn before_fetch(&mut self, timeout: Duration) -> Result<bool> {
         match &self.member {
             Member::Classic(m) => {
@@ -585,8 +586,9 @@ impl GroupConsumer {
                 }
             }
         }
-        if self.assignment.is_empty() {
-            // Nothing to fetch: wait (bounded), so the caller's loop does not spin.
+        if self.assignment.is_empty() || self.consumer.nothing_to_fetch() {
+            // Nothing to fetch (nothing assigned, or all of it paused): wait
+            // (bounded), so the caller's loop does not spin.
             tokio::time::sleep(timeout.min(Duration::from_millis(100))).await;
             return Ok(false);
         }
