@@ -364,6 +364,7 @@ impl Run {
             format!("{}-error-counts-changelog", self.app),
             format!("{}-running-stats-changelog", self.app),
             format!("{}-by-url-repartition", self.app),
+            format!("{}-sequence-changelog", self.app),
         ];
         for t in internal {
             if client.topic(&t).await.is_ok() {
@@ -1304,6 +1305,82 @@ async fn a_second_process_of_a_hash_keyed_pipeline_is_refused() {
         "the first process keeps running"
     );
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
+}
+
+/// A pipeline without Kafka input (a generator) runs in one process of its
+/// group: a second process stands by, takes over from the last checkpoint when
+/// the first is killed, and hands over to a third when stopped; the output holds
+/// every number once.
+#[tokio::test]
+async fn a_pipeline_without_kafka_input_runs_once_and_a_standby_takes_over() {
+    const COUNT: i64 = 4_000;
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "standby").await;
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("COUNT", COUNT.to_string()),
+        ("RATE", "200".to_string()),
+        (
+            "KAFKA_PROPS",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500".to_string(),
+        ),
+    ];
+    let numbers = |lines: &[String]| -> BTreeMap<i64, usize> {
+        let mut seen = BTreeMap::new();
+        for l in lines {
+            let v = l.rsplit('\t').next().unwrap_or_default();
+            let n: i64 = v.parse().unwrap_or_else(|_| panic!("not a number: {l:?}"));
+            *seen.entry(n).or_insert(0) += 1;
+        }
+        seen
+    };
+    let mut first = run.spawn("sequence", 0, &extra);
+    run.wait_for_output(400, Duration::from_secs(60)).await;
+    let mut second = run.spawn("sequence", 1, &extra);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(second.try_wait().unwrap().is_none(), "the standby waits");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first keeps running"
+    );
+    kill(&mut first);
+    let killed_at = run.committed_output().await;
+    assert!(killed_at < COUNT / 2, "killed at {killed_at}: too late");
+    // The standby takes over after the session timeout; the killed process's
+    // open transaction holds back read_committed until the broker aborts it.
+    run.wait_for_output(killed_at + 600, Duration::from_secs(120))
+        .await;
+    let mut third = run.spawn("sequence", 2, &extra);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(third.try_wait().unwrap().is_none(), "the new standby waits");
+    let handed_at = run.committed_output().await;
+    assert!(handed_at < COUNT, "the second process finished too soon");
+    assert!(terminate(&mut second, Duration::from_secs(60)).success());
+    let stopped = Instant::now();
+    loop {
+        if let Some(status) = third.try_wait().unwrap() {
+            assert!(status.success(), "the third process failed: {status}");
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(120),
+            "the third process did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "killed at {killed_at}, handed over at {handed_at}, third finished {:?} after the stop",
+        stopped.elapsed()
+    );
+    run.wait_for_output(COUNT, Duration::from_secs(60)).await;
+    let seen = numbers(&run.read_output().await);
+    let twice: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "duplicates: {twice:?}");
+    let missing: Vec<i64> = (0..COUNT).filter(|n| !seen.contains_key(n)).collect();
+    assert!(missing.is_empty(), "missing: {missing:?}");
+    assert_eq!(seen.len() as i64, COUNT);
+    run.assert_nothing_hanging().await;
 }
 
 /// What [`judge_stats`] found in the output log.

@@ -18,9 +18,13 @@
 //! ```
 //!
 //! A pipeline that writes Kafka but reads no Kafka topic (a generator, files)
-//! runs the same loop without joining the group: nothing is assigned, its
-//! sources' positions are kept in its checkpoints (changelogs), and its
-//! transactions are fenced by their transactional.id alone.
+//! runs in one process of its group at a time: its member subscribes to the
+//! owner topic `{application.id}-owner` (one partition, never written), and the
+//! process assigned that partition runs the pipeline while the others stand by
+//! ([`JobState::Standby`]) to take over when it leaves or its session expires.
+//! Its sources' positions are kept in its checkpoints (changelogs), and every
+//! checkpoint commits offset 0 of the owner partition under the member's
+//! generation, which fences a process that lost it (stalled past its session).
 //!
 //! Why a restart per change instead of splits that come and go inside one running
 //! job: an incarnation restores exactly the state of the partitions it owns, and a
@@ -221,13 +225,22 @@ struct Plan {
     exactly_once: bool,
     aligned: bool,
     uids: BTreeMap<OperatorId, String>,
+    /// The owner topic, when the job reads no Kafka topic (see the module doc).
+    owner: Option<String>,
 }
 
 impl Plan {
-    /// Whether the job reads Kafka and so joins its consumer group; a job that
-    /// reads no Kafka topic is never assigned anything and has no offsets.
-    fn joins_group(&self) -> bool {
-        !self.topics.is_empty()
+    /// What the job's group member subscribes to: its input, else its owner topic.
+    fn group_topics(&self) -> Vec<String> {
+        match &self.owner {
+            Some(owner) => vec![owner.clone()],
+            None => self.topics.clone(),
+        }
+    }
+
+    /// The partition whose owner runs the job, when it reads no Kafka topic.
+    fn owner_partition(&self) -> Option<TopicPartition> {
+        self.owner.as_ref().map(|t| (t.clone(), 0))
     }
 }
 
@@ -303,7 +316,10 @@ impl KafkaJob {
             .clone()
             .unwrap_or_else(|| JobStatus::new(config.application_id()));
         let scope = KafkaScope::new(config.clone());
-        let plan = probe(&define, &scope, &pipeline)?;
+        let mut plan = probe(&define, &scope, &pipeline)?;
+        if plan.topics.is_empty() {
+            plan.owner = Some(topics::owner_topic(config.application_id()));
+        }
         let mut pipeline = pipeline;
         // Output under exactly-once is visible only once a checkpoint commits
         // it: commit as soon as the input pauses rather than at the interval.
@@ -387,6 +403,16 @@ impl KafkaJob {
                 Some(true) => {}
             }
         }
+        if let Some(owner) = &plan.owner {
+            if retry_setup("creating the owner topic", setup_timeout, &stop_rx, || {
+                topics::ensure_owner(&admin, &config, owner)
+            })
+            .await?
+            .is_none()
+            {
+                return Ok(JobReport::not_started());
+            }
+        }
         if plan.aligned && i64::from(pipeline.max_parallelism) < i64::from(widest) {
             pipeline.max_parallelism = u16::try_from(widest).unwrap_or(u16::MAX);
         }
@@ -398,6 +424,7 @@ impl KafkaJob {
             })));
         }
         if !plan.aligned
+            && plan.owner.is_none()
             && retry_setup("checking the group", setup_timeout, &stop_rx, || {
                 refuse_second_process(&admin, &config)
             })
@@ -439,8 +466,19 @@ impl KafkaJob {
         let mut setup_failures = 0u32;
         let mut failing_since: Option<Instant> = None;
         loop {
-            let Some(assignment) = settle(&mut group, &plan, &mut stop_rx).await? else {
+            let Some(mut assignment) = settle(&mut group, &plan, &status, &mut stop_rx).await?
+            else {
                 break;
+            };
+            // The owner partition is no input: it holds no records, and its
+            // offset (0) goes with every checkpoint, so that a process that lost
+            // it (stalled past its session) cannot commit.
+            let held: BTreeMap<TopicPartition, i64> = match plan.owner_partition() {
+                Some(owner) => {
+                    assignment.retain(|tp| *tp != owner);
+                    BTreeMap::from([(owner, 0)])
+                }
+                None => BTreeMap::new(),
             };
             if plan.aligned && plan.topics.len() > 1 {
                 if let Err(e) = check_co_partitioned(&assignment, &all_partitions) {
@@ -448,7 +486,7 @@ impl KafkaJob {
                     return Err(e);
                 }
             }
-            if !plan.aligned && !assignment.is_empty() {
+            if !plan.aligned && plan.owner.is_none() && !assignment.is_empty() {
                 let owned: BTreeSet<TopicPartition> = assignment.iter().cloned().collect();
                 if owned != all_partitions {
                     let _ = group.close().await;
@@ -499,12 +537,7 @@ impl KafkaJob {
                 // A long restore must not cost the membership: it runs as part
                 // of the poll loop, and gives way to a rebalance.
                 let restore = changelog.restore(&admin, &plan.uids, &owned, report.last_checkpoint);
-                let restored = if !plan.joins_group() {
-                    // Not a member of the group: nothing to keep alive.
-                    Some(restore.await?)
-                } else {
-                    member.while_polling(restore).await.transpose()?
-                };
+                let restored = member.while_polling(restore).await.transpose()?;
                 Ok::<_, ConnectorError>(restored.map(|r| (starts, ends, r)))
             };
             let (starts, ends, (checkpoint, took, bytes_read)) = match setup.await {
@@ -594,6 +627,7 @@ impl KafkaJob {
                 writer.clone(),
                 status.clone(),
                 claim,
+                held,
             ));
             writer.set_committed(report.last_checkpoint);
             scope.bind(Some(incarnation.clone()));
@@ -619,25 +653,18 @@ impl KafkaJob {
             let controller = handle.controller();
             let (stop_fetch, stop_fetch_rx) = watch::channel(false);
             let (events_tx, mut events) = mpsc::unbounded_channel();
-            let fetcher = if !plan.joins_group() {
-                // Nothing to fetch and no group to follow: hold the consumer
-                // (and the event channel open) until the incarnation ends.
-                tokio::spawn(async move {
-                    let mut stop = stop_fetch_rx;
-                    let _events = events_tx;
-                    // Ends on the stop, or when its sender is gone.
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                    group
-                })
-            } else {
-                tokio::spawn(fetch::run(
-                    group,
-                    senders,
-                    partition_status,
-                    stop_fetch_rx,
-                    events_tx,
-                ))
-            };
+            if let Some(owner) = plan.owner_partition() {
+                // The owner partition holds no records: the fetch task only keeps
+                // the membership that makes this process the one running the job.
+                group.consumer().pause([(owner.0.as_str(), owner.1)]);
+            }
+            let fetcher = tokio::spawn(fetch::run(
+                group,
+                senders,
+                partition_status,
+                stop_fetch_rx,
+                events_tx,
+            ));
             let mut stopping = false;
             let mut stop_requested = *stop_rx.borrow();
             if stop_requested {
@@ -834,6 +861,7 @@ where
         exactly_once: sinks.iter().any(|s| s.exactly_once),
         aligned,
         uids: p.uids()?,
+        owner: None,
     })
 }
 
@@ -973,7 +1001,7 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
     let mut group = GroupConsumer::new(config.consumer_config(&overrides)?)
         .await
         .map_err(|e| ConnectorError::kafka("creating the group consumer", e))?;
-    group.subscribe(plan.topics.iter().cloned());
+    group.subscribe(plan.group_topics());
     Ok(group)
 }
 
@@ -982,9 +1010,7 @@ async fn make_writer(
     group: &GroupConsumer,
     plan: &Plan,
 ) -> Result<Writer, ConnectorError> {
-    // A job that reads no Kafka topic has no offsets to commit and never joins
-    // its group: its transactions are fenced by their transactional.id alone.
-    let member = plan.joins_group().then(|| group.handle());
+    let member = Some(group.handle());
     let exactly_once = plan.exactly_once;
     if exactly_once {
         let mut overrides = vec![("transactional.id", config.instance_name())];
@@ -1024,12 +1050,7 @@ async fn recover(
         Ok(()) => Ok(writer),
         Err(e) => {
             tracing::warn!(error = %e, "the producer cannot abort; replacing it");
-            let member = if !plan.joins_group() {
-                Ok(())
-            } else {
-                group.handle().check_membership().await
-            };
-            if let Err(m) = member {
+            if let Err(m) = group.handle().check_membership().await {
                 if m.code() == Some(kafka_wire::ErrorCode::FencedInstanceId) {
                     return Err(ConnectorError::Refused(format!(
                         "another process took over instance {}: {m}",
@@ -1044,17 +1065,17 @@ async fn recover(
 }
 
 /// Polls until the group has given this member a settled assignment; `None` when
-/// a stop was requested first. A job that reads no Kafka topic is never
-/// assigned anything and does not wait.
+/// a stop was requested first. A job that reads no Kafka topic waits, as
+/// [`JobState::Standby`], until its assignment holds the owner partition.
 async fn settle(
     group: &mut GroupConsumer,
     plan: &Plan,
+    status: &JobStatus,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
-    if !plan.joins_group() {
-        return Ok((!*stop.borrow()).then(Vec::new));
-    }
+    let owner = plan.owner_partition();
     let mut quiet = 0;
+    let mut standing_by = false;
     let started = Instant::now();
     loop {
         if *stop.borrow() {
@@ -1076,15 +1097,29 @@ async fn settle(
         let handle = group.handle();
         if handle.generation() >= 0 && !group.rebalance_pending() {
             quiet += 1;
-            if quiet >= 2 {
-                let mut owned = group.assignment().to_vec();
-                owned.sort();
-                tracing::info!(partitions = ?owned, waited_ms = started.elapsed().as_millis() as u64, "assignment settled");
-                return Ok(Some(owned));
+            if quiet < 2 {
+                continue;
             }
-        } else {
-            quiet = 0;
+            let mut owned = group.assignment().to_vec();
+            owned.sort();
+            if owner.as_ref().is_some_and(|o| !owned.contains(o)) {
+                if !standing_by {
+                    standing_by = true;
+                    tracing::info!(
+                        group = handle.group_id(),
+                        "another process runs this pipeline: standing by to take over"
+                    );
+                    status.set_state(JobState::Standby);
+                }
+                continue;
+            }
+            if standing_by {
+                status.set_state(JobState::Starting);
+            }
+            tracing::info!(partitions = ?owned, waited_ms = started.elapsed().as_millis() as u64, "assignment settled");
+            return Ok(Some(owned));
         }
+        quiet = 0;
     }
 }
 

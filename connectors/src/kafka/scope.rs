@@ -182,6 +182,9 @@ pub(crate) struct Incarnation {
     claim: Claim,
     /// Per repartition topic, what each sink subtask knows of event time.
     sink_times: Mutex<HashMap<String, Vec<SinkTime>>>,
+    /// Offsets every checkpoint commits besides the splits' positions (the owner
+    /// partition of a pipeline that reads no Kafka topic, which fences it).
+    held: BTreeMap<TopicPartition, i64>,
 }
 
 /// What a process's watermark markers say about it besides the time.
@@ -201,6 +204,7 @@ impl Incarnation {
         writer: Arc<Writer>,
         status: engine::JobStatus,
         claim: Claim,
+        held: BTreeMap<TopicPartition, i64>,
     ) -> Self {
         Incarnation {
             feeds: Mutex::new(feeds),
@@ -211,6 +215,7 @@ impl Incarnation {
             status,
             claim,
             sink_times: Mutex::new(HashMap::new()),
+            held,
         }
     }
 
@@ -283,8 +288,9 @@ impl Incarnation {
     /// dropped: a checkpoint that completes covers them).
     pub(crate) fn take_positions(&self, checkpoint: CheckpointId) -> BTreeMap<TopicPartition, i64> {
         let mut all = lock(&self.positions);
-        let mine = all.remove(&checkpoint).unwrap_or_default();
+        let mut mine = all.remove(&checkpoint).unwrap_or_default();
         all.retain(|id, _| *id > checkpoint);
+        mine.extend(self.held.iter().map(|(tp, o)| (tp.clone(), *o)));
         mine
     }
 
@@ -294,7 +300,9 @@ impl Incarnation {
 
     /// Where each split stood when it ended (bounded input) or was dropped.
     pub(crate) fn final_positions(&self) -> BTreeMap<TopicPartition, i64> {
-        lock(&self.finals).clone()
+        let mut finals = lock(&self.finals).clone();
+        finals.extend(self.held.iter().map(|(tp, o)| (tp.clone(), *o)));
+        finals
     }
 
     pub(crate) fn dead_letter(&self, record: DeadLetterRecord) {

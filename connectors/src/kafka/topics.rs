@@ -81,6 +81,23 @@ pub(crate) async fn ensure_repartition(
     ensure(admin, new, "repartition", advice).await.map(|_| ())
 }
 
+/// The owner topic of a pipeline that reads no Kafka topic: `{application.id}-owner`.
+pub(crate) fn owner_topic(application_id: &str) -> String {
+    format!("{application_id}-owner")
+}
+
+/// Creates the owner topic `topic` (one partition, never written: the process
+/// its group assigns that partition runs the pipeline), or checks the existing one.
+pub(crate) async fn ensure_owner(
+    admin: &Admin,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<(), ConnectorError> {
+    let new = NewTopic::new(topic, 1).replication_factor(replication(config));
+    let advice = "delete it: it holds no data";
+    ensure(admin, new, "owner", advice).await.map(|_| ())
+}
+
 /// Creates the internal topic `new` describes (`true`), or checks that the
 /// existing one has its partition count (`false`).
 async fn ensure(

@@ -62,6 +62,9 @@ pub enum JobState {
     Failed,
     /// It was stopped.
     Stopped,
+    /// Waiting while another process of its group runs the pipeline (one that
+    /// runs as a single process), to take over when that one leaves.
+    Standby,
 }
 
 impl JobState {
@@ -72,6 +75,7 @@ impl JobState {
             3 => JobState::Finished,
             4 => JobState::Failed,
             5 => JobState::Stopped,
+            6 => JobState::Standby,
             _ => JobState::Starting,
         }
     }
@@ -532,6 +536,7 @@ impl JobStatus {
             JobState::Finished => Err("finished".into()),
             JobState::Failed => Err("failed".into()),
             JobState::Stopped => Err("stopped".into()),
+            JobState::Standby => Err("standing by: another process runs the pipeline".into()),
         }
     }
 

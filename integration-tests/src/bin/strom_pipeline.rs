@@ -8,6 +8,7 @@
 //! | `window-count-aligned` | the same | the same with `key_by_source_partition` (several processes) |
 //! | `window-count-repartition` | the same | the same keyed through the repartition topic `{APP}-by-url-repartition` (`KafkaScope::key_by`: several processes) |
 //! | `running-stats` | key `k<n>`, value a decimal integer | per input record, the running `[key, count, min, max, sum]` of its key |
+//! | `sequence` | none: a generator of `COUNT` numbers at `RATE` per second (no Kafka input: one process runs it, the others stand by) | each number, as JSON |
 //!
 //! Settings come from the environment: `KAFKA_BOOTSTRAP`, `APP`, `INSTANCE`
 //! (default 0), `INPUT`, `OUTPUT`, `GUARANTEE` (`eos` | `alo`), `CHECKPOINT_MS`
@@ -36,8 +37,8 @@ use connectors::kafka::{
     BadRecordPolicy, DeliveryGuarantee, Json, KafkaConfig, KafkaJob, KafkaScope, Utf8,
 };
 use engine::{
-    CheckpointId, Count, EngineError, ErrorClass, Pipeline, PipelineConfig, Record, Sink,
-    SinkContext, WatermarkStrategy, Windows,
+    CheckpointId, Count, EngineError, ErrorClass, GeneratorSource, Pipeline, PipelineConfig,
+    Record, Sink, SinkContext, WatermarkStrategy, Windows,
 };
 
 /// The aborts a process injects (`STROM_ABORT_*`): one random sequence and one
@@ -206,18 +207,20 @@ async fn main() -> anyhow::Result<()> {
         stop.stop();
     });
     let define = move |p: &Pipeline, k: &KafkaScope| -> engine::Result<()> {
-        let mut source = k
-            .source()
-            .topics([input.clone()])
-            .on_bad_record(bad.clone());
-        if bounded {
-            source = source.bounded();
-        }
+        // A Kafka source counts as input once made: only the pipelines that
+        // read INPUT make one.
+        let kafka_source = || {
+            let source = k
+                .source()
+                .topics([input.clone()])
+                .on_bad_record(bad.clone());
+            if bounded { source.bounded() } else { source }
+        };
         match pipeline.as_str() {
             "window-count" | "window-count-aligned" | "window-count-repartition" => {
                 let clicks = p
                     .source(
-                        source.format(Json::<Click>::new()),
+                        kafka_source().format(Json::<Click>::new()),
                         WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(5))
                             .with_timestamp(|c: &Click| c.ts),
                     )
@@ -243,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
             }
             "running-stats" => {
                 p.source(
-                    source.format(Utf8).with_metadata(),
+                    kafka_source().format(Utf8).with_metadata(),
                     WatermarkStrategy::no_watermarks(),
                 )
                 .try_map_named("parse", |m| {
@@ -269,6 +272,22 @@ async fn main() -> anyhow::Result<()> {
                             .delivery(guarantee),
                     ),
                 );
+            }
+            "sequence" => {
+                let count: u64 = env_or("COUNT", "1000")
+                    .parse()
+                    .map_err(|e| engine::EngineError::InvalidPipeline(format!("COUNT: {e}")))?;
+                let rate: f64 = env_or("RATE", "100")
+                    .parse()
+                    .map_err(|e| engine::EngineError::InvalidPipeline(format!("RATE: {e}")))?;
+                p.source(
+                    GeneratorSource::new(|i| i)
+                        .rate_per_second(rate)
+                        .limit(count),
+                    WatermarkStrategy::no_watermarks(),
+                )
+                .uid("sequence")
+                .sink(aborts.wrap(k.sink(&output).delivery(guarantee)));
             }
             other => {
                 return Err(engine::EngineError::InvalidPipeline(format!(
