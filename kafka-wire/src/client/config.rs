@@ -197,7 +197,7 @@ pub struct ConsumerConfig {
     /// the broker sets the interval and this only delays the first heartbeat).
     pub heartbeat_interval: Duration,
     /// `partition.assignment.strategy`, as assignor names (`range`, `roundrobin`,
-    /// `cooperative-sticky`); classic protocol only.
+    /// `cooperative-sticky`, `exclusive`); classic protocol only.
     pub partition_assignment_strategy: Vec<String>,
     /// `check.crcs`.
     pub check_crcs: bool,
@@ -728,11 +728,12 @@ fn assignor_name(s: &str) -> Result<String> {
         "roundrobin" | "RoundRobinAssignor" => "roundrobin",
         "cooperative-sticky" | "CooperativeStickyAssignor" => "cooperative-sticky",
         "sticky" | "StickyAssignor" => "sticky",
+        "exclusive" => "exclusive",
         _ => {
             return Err(Props::invalid(
                 "partition.assignment.strategy",
                 s,
-                "range, roundrobin, sticky or cooperative-sticky",
+                "range, roundrobin, sticky, cooperative-sticky or exclusive",
             ));
         }
     };

@@ -1,7 +1,8 @@
 //! Partition assignors run by the group leader: `range` and `roundrobin`, as the
 //! Java client's RangeAssignor and RoundRobinAssignor define them,
 //! `cooperative-sticky` (balanced and sticky, moving partitions in two rounds,
-//! KIP-429), and the embedded consumer protocol (subscription and assignment bytes).
+//! KIP-429), `exclusive` (every partition to one member, the others stand by),
+//! and the embedded consumer protocol (subscription and assignment bytes).
 //!
 //! ```text
 //!  JoinGroup members (subscriptions) ──► assign(members, partition counts)
@@ -60,6 +61,11 @@ pub enum Assignor {
     /// a new owner only after its old owner has revoked it (`cooperative-sticky`,
     /// KIP-429).
     CooperativeSticky,
+    /// Every partition to one member, the others none (`exclusive`): the member
+    /// that owns partitions now keeps them all, else the first member takes
+    /// them; the others stand by until it leaves. Cooperative: a partition owned
+    /// by another member moves only after that member revoked it.
+    Exclusive,
 }
 
 impl Assignor {
@@ -69,12 +75,13 @@ impl Assignor {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
             Assignor::CooperativeSticky => "cooperative-sticky",
+            Assignor::Exclusive => "exclusive",
         }
     }
 
     /// Whether the assignor uses the cooperative (incremental) rebalance protocol.
     pub fn is_cooperative(self) -> bool {
-        self == Assignor::CooperativeSticky
+        matches!(self, Assignor::CooperativeSticky | Assignor::Exclusive)
     }
 
     /// The assignor with this protocol name, if implemented.
@@ -83,6 +90,7 @@ impl Assignor {
             "range" => Some(Assignor::Range),
             "roundrobin" => Some(Assignor::RoundRobin),
             "cooperative-sticky" => Some(Assignor::CooperativeSticky),
+            "exclusive" => Some(Assignor::Exclusive),
             _ => None,
         }
     }
@@ -150,9 +158,58 @@ impl Assignor {
             Assignor::CooperativeSticky => {
                 return cooperative_sticky(&sorted, partitions);
             }
+            Assignor::Exclusive => {
+                let owner = valid_owners(&sorted, partitions);
+                // The member with the most valid claims (the first in order
+                // among equals, and when nobody claims anything).
+                let chosen = sorted.iter().copied().max_by_key(|m| {
+                    let claims = owner.values().filter(|o| **o == m.member_id).count();
+                    (claims, std::cmp::Reverse(m.sort_key()))
+                });
+                if let Some(m) = chosen {
+                    let entry = out.entry(m.member_id.clone()).or_default();
+                    for topic in &m.topics {
+                        let Some(&count) = partitions.get(topic) else {
+                            continue;
+                        };
+                        for p in 0..count {
+                            let tp = (topic.clone(), p);
+                            if owner.get(&tp).is_none_or(|o| *o == m.member_id) {
+                                entry.push(tp);
+                            }
+                        }
+                    }
+                    entry.sort();
+                }
+            }
         }
         out
     }
+}
+
+/// Partitions with one valid owner: claimed in the highest generation claimed
+/// (older claims are stale) by exactly one member, and existing.
+fn valid_owners<'a>(
+    members: &[&'a MemberSubscription],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<TopicPartition, &'a str> {
+    let exists = |tp: &TopicPartition| {
+        partitions
+            .get(&tp.0)
+            .is_some_and(|&c| tp.1 >= 0 && tp.1 < c)
+    };
+    let newest = members.iter().map(|m| m.generation).max().unwrap_or(-1);
+    let mut claims: BTreeMap<TopicPartition, Vec<&str>> = BTreeMap::new();
+    for m in members.iter().filter(|m| m.generation == newest) {
+        for tp in &m.owned {
+            claims.entry(tp.clone()).or_default().push(&m.member_id);
+        }
+    }
+    claims
+        .into_iter()
+        .filter(|(tp, who)| who.len() == 1 && exists(tp))
+        .map(|(tp, who)| (tp, who[0]))
+        .collect()
 }
 
 /// The cooperative-sticky plan: see [`Assignor::CooperativeSticky`].
@@ -177,11 +234,6 @@ fn cooperative_sticky(
     if members.is_empty() {
         return out;
     }
-    let exists = |tp: &TopicPartition| {
-        partitions
-            .get(&tp.0)
-            .is_some_and(|&c| tp.1 >= 0 && tp.1 < c)
-    };
     let all: BTreeSet<TopicPartition> = members
         .iter()
         .flat_map(|m| &m.topics)
@@ -189,18 +241,7 @@ fn cooperative_sticky(
         .flat_map(|(t, c)| (0..c).map(move |p| (t.clone(), p)))
         .collect();
     // 1. Valid claims.
-    let newest = members.iter().map(|m| m.generation).max().unwrap_or(-1);
-    let mut claims: BTreeMap<TopicPartition, Vec<&str>> = BTreeMap::new();
-    for m in members.iter().filter(|m| m.generation == newest) {
-        for tp in &m.owned {
-            claims.entry(tp.clone()).or_default().push(&m.member_id);
-        }
-    }
-    let owner: BTreeMap<TopicPartition, &str> = claims
-        .into_iter()
-        .filter(|(tp, who)| who.len() == 1 && exists(tp))
-        .map(|(tp, who)| (tp, who[0]))
-        .collect();
+    let owner = valid_owners(members, partitions);
     // 2. Keep owned partitions up to the quota.
     let n = members.len();
     let (base, mut extra) = (all.len() / n, all.len() % n);
@@ -428,6 +469,7 @@ mod tests {
             Assignor::Range,
             Assignor::RoundRobin,
             Assignor::CooperativeSticky,
+            Assignor::Exclusive,
         ] {
             for n in 1..=8 {
                 let members: Vec<_> = (0..n)
@@ -521,6 +563,35 @@ mod tests {
         assert!(owners.contains_key(&("t".to_string(), 0)));
         assert!(plan["a"].contains(&("t".to_string(), 1)));
         assert!(plan["c"].contains(&("t".to_string(), 3)));
+    }
+
+    #[test]
+    fn exclusive_gives_everything_to_the_owner_and_hands_over_only_what_was_revoked() {
+        let counts = BTreeMap::from([("t".to_string(), 4)]);
+        let ps = |plan: &BTreeMap<String, Vec<TopicPartition>>, id: &str| {
+            plan[id].iter().map(|(_, p)| *p).collect::<Vec<_>>()
+        };
+        // Nobody owns anything: the first member takes all.
+        let plan =
+            Assignor::Exclusive.assign(&[owning("b", &[], -1), owning("a", &[], -1)], &counts);
+        assert_eq!(ps(&plan, "a"), vec![0, 1, 2, 3]);
+        assert!(ps(&plan, "b").is_empty());
+        // The owner keeps everything when members come before it in order.
+        let members = [owning("c", &[0, 1, 2, 3], 2), owning("a", &[], 2)];
+        let plan = Assignor::Exclusive.assign(&members, &counts);
+        assert_eq!(ps(&plan, "c"), vec![0, 1, 2, 3]);
+        assert!(ps(&plan, "a").is_empty());
+        // Split ownership (another assignor before): the larger owner gets the
+        // rest, and the other's partitions only once it revoked them.
+        let members = [owning("a", &[0], 3), owning("b", &[1, 2], 3)];
+        let plan = Assignor::Exclusive.assign(&members, &counts);
+        assert_eq!(ps(&plan, "b"), vec![1, 2, 3]);
+        assert!(ps(&plan, "a").is_empty());
+        let members = [owning("a", &[], 4), owning("b", &[1, 2, 3], 4)];
+        let plan = Assignor::Exclusive.assign(&members, &counts);
+        assert_eq!(ps(&plan, "b"), vec![0, 1, 2, 3]);
+        assert!(Assignor::Exclusive.is_cooperative());
+        assert_eq!(Assignor::from_name("exclusive"), Some(Assignor::Exclusive));
     }
 
     #[test]
