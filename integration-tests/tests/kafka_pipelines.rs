@@ -1271,40 +1271,47 @@ async fn records_that_do_not_decode_go_to_the_dead_letter_topic_with_their_origi
     run.assert_nothing_hanging().await;
 }
 
+/// A pipeline keyed by hash runs in one process of its group: a second process
+/// stands by (the `exclusive` assignor gives it nothing), and when the first is
+/// killed mid-input it takes over every partition and the state from the last
+/// checkpoint; the windows come out exact.
 #[tokio::test]
-async fn a_second_process_of_a_hash_keyed_pipeline_is_refused() {
+async fn a_second_process_of_a_hash_keyed_pipeline_stands_by_and_takes_over() {
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
-    let run = Run::new(&bootstrap, "refuse").await;
-    let (input, expected) = run.click_records(2_000, 47);
-    run.send_all(input).await;
-    let extra = [("GUARANTEE", "eos".to_string())];
+    let run = Run::new(&bootstrap, "standby-keyed").await;
+    let (input, expected) = run.click_records(6_000, 47);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        (
+            "KAFKA_PROPS",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500".to_string(),
+        ),
+    ];
     let mut first = run.spawn("window-count", 0, &extra);
-    run.wait_for_output(expected.len() as i64, Duration::from_secs(120))
-        .await;
-    let second = Command::new(env!("CARGO_BIN_EXE_strom_pipeline"))
-        .arg("window-count")
-        .env("KAFKA_BOOTSTRAP", &run.bootstrap)
-        .env("APP", &run.app)
-        .env("INSTANCE", "1")
-        .env("INPUT", &run.input)
-        .env("OUTPUT", &run.output)
-        .env("GUARANTEE", "eos")
-        .env("RUST_LOG", "off")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success());
-    assert!(
-        stderr.contains("runs as one process") && stderr.contains("key_by_source_partition"),
-        "{stderr}"
-    );
+    // Running once its first checkpoint committed offsets for every partition.
+    let started = Instant::now();
+    while run.admin.list_group_offsets(&run.app).await.unwrap().len() < PARTITIONS as usize {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut second = run.spawn("window-count", 1, &extra);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(second.try_wait().unwrap().is_none(), "the second stands by");
     assert!(
         first.try_wait().unwrap().is_none(),
-        "the first process keeps running"
+        "the first keeps running"
     );
-    assert!(terminate(&mut first, Duration::from_secs(60)).success());
+    let feeding = run.clicks_paced(input, Duration::from_secs(8));
+    let killing = async {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        kill(&mut first);
+    };
+    tokio::join!(feeding, killing);
+    run.finish_windows(&mut second, &expected).await;
 }
 
 /// A pipeline without Kafka input (a generator) runs in one process of its

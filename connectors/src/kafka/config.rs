@@ -20,7 +20,7 @@ use crate::error::ConnectorError;
 /// | `application.id` | the pipeline's name: its consumer group, the prefix of its transactional ids and internal topics (as in Kafka Streams) | required |
 /// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
-/// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process | `false` |
+/// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process (more processes stand by) | `false` |
 /// | `strom.repartition.purge.interval.ms` | how often the records of repartition topics that committed checkpoints consumed are deleted (DeleteRecords) | `30000` |
 /// | `strom.setup.timeout.ms` | how long starting the process or an incarnation keeps retrying retriable errors (a broker down, leaders moving) before the job fails, as Kafka Streams' `task.timeout.ms` | `300000` |
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
@@ -30,7 +30,8 @@ use crate::error::ConnectorError;
 /// some defaults: `isolation.level=read_committed`, `auto.offset.reset=earliest`,
 /// `session.timeout.ms=10000`, `heartbeat.interval.ms=1000`,
 /// `max.partition.fetch.bytes=65536`, and `partition.assignment.strategy`
-/// `cooperative-sticky` (`range` when keyed state spans several topics).
+/// `cooperative-sticky` (`range` when keyed state spans several topics, `exclusive`
+/// when the pipeline runs as one process: keyed by hash, or no Kafka input).
 ///
 /// ```
 /// use connectors::kafka::KafkaConfig;

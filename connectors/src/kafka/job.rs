@@ -17,14 +17,20 @@
 //!  └──────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! A pipeline whose state is keyed by hash (`key_by`) needs every input
+//! partition in one process: the group's `exclusive` assignor gives them all to
+//! one member, and the other processes stand by ([`JobState::Standby`]) to take
+//! over from the last checkpoint when it leaves or its session expires (with
+//! `group.protocol=consumer` the broker assigns, and a second process is
+//! refused).
+//!
 //! A pipeline that writes Kafka but reads no Kafka topic (a generator, files)
-//! runs in one process of its group at a time: its member subscribes to the
-//! owner topic `{application.id}-owner` (one partition, never written), and the
-//! process assigned that partition runs the pipeline while the others stand by
-//! ([`JobState::Standby`]) to take over when it leaves or its session expires.
-//! Its sources' positions are kept in its checkpoints (changelogs), and every
-//! checkpoint commits offset 0 of the owner partition under the member's
-//! generation, which fences a process that lost it (stalled past its session).
+//! runs the same way: its member subscribes to the owner topic
+//! `{application.id}-owner` (one partition, never written), and the process
+//! assigned that partition runs the pipeline. Its sources' positions are kept in
+//! its checkpoints (changelogs), and every checkpoint commits offset 0 of the
+//! owner partition under the member's generation, which fences a process that
+//! lost it (stalled past its session).
 //!
 //! Why a restart per change instead of splits that come and go inside one running
 //! job: an incarnation restores exactly the state of the partitions it owns, and a
@@ -423,8 +429,13 @@ impl KafkaJob {
                 u16::try_from(partition_for_key(key, widest)).unwrap_or(0)
             })));
         }
+        // The classic protocol's `exclusive` assignor makes a second process of a
+        // one-process pipeline stand by; with the consumer protocol the broker
+        // assigns, and a second process is refused instead.
+        let group_protocol_consumer = config.get("group.protocol") == Some("consumer");
         if !plan.aligned
             && plan.owner.is_none()
+            && group_protocol_consumer
             && retry_setup("checking the group", setup_timeout, &stop_rx, || {
                 refuse_second_process(&admin, &config)
             })
@@ -967,7 +978,10 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
     // partition numbers of every topic: the range assignors give that to
     // members subscribed to the same topics of equal partition counts.
     let co_partitioned = plan.aligned && plan.topics.len() > 1;
-    let assignor = if co_partitioned {
+    let assignor = if !plan.aligned {
+        // One process runs the pipeline; the others stand by.
+        "exclusive"
+    } else if co_partitioned {
         "range"
     } else {
         "cooperative-sticky"
@@ -1065,15 +1079,15 @@ async fn recover(
 }
 
 /// Polls until the group has given this member a settled assignment; `None` when
-/// a stop was requested first. A job that reads no Kafka topic waits, as
-/// [`JobState::Standby`], until its assignment holds the owner partition.
+/// a stop was requested first. A job that runs as one process (keyed by hash,
+/// or reading no Kafka topic) waits, as [`JobState::Standby`], while it is
+/// assigned nothing.
 async fn settle(
     group: &mut GroupConsumer,
     plan: &Plan,
     status: &JobStatus,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
-    let owner = plan.owner_partition();
     let mut quiet = 0;
     let mut standing_by = false;
     let started = Instant::now();
@@ -1102,7 +1116,7 @@ async fn settle(
             }
             let mut owned = group.assignment().to_vec();
             owned.sort();
-            if owner.as_ref().is_some_and(|o| !owned.contains(o)) {
+            if !plan.aligned && owned.is_empty() {
                 if !standing_by {
                     standing_by = true;
                     tracing::info!(
