@@ -1093,6 +1093,9 @@ async fn settle(
     let started = Instant::now();
     loop {
         if *stop.borrow() {
+            if standing_by {
+                metrics::gauge!("strom_standby").set(0.0);
+            }
             return Ok(None);
         }
         match group.poll_batches_for(Duration::from_millis(100)).await {
@@ -1124,11 +1127,17 @@ async fn settle(
                         "another process runs this pipeline: standing by to take over"
                     );
                     status.set_state(JobState::Standby);
+                    metrics::gauge!("strom_standby").set(1.0);
                 }
                 continue;
             }
             if standing_by {
                 status.set_state(JobState::Starting);
+                metrics::gauge!("strom_standby").set(0.0);
+                tracing::info!(
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "taking over the pipeline"
+                );
             }
             tracing::info!(partitions = ?owned, waited_ms = started.elapsed().as_millis() as u64, "assignment settled");
             return Ok(Some(owned));
