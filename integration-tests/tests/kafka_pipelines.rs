@@ -1352,10 +1352,29 @@ async fn a_pipeline_without_kafka_input_runs_once_and_a_standby_takes_over() {
         "the first keeps running"
     );
     kill(&mut first);
+    let killed = Instant::now();
     let killed_at = run.committed_output().await;
     assert!(killed_at < COUNT / 2, "killed at {killed_at}: too late");
-    // The standby takes over after the session timeout; the killed process's
-    // open transaction holds back read_committed until the broker aborts it.
+    // The standby takes over once the session (6 s) expired; its producer shares
+    // the transactional id, so it aborts the killed process's open transaction
+    // at once instead of read_committed waiting for transaction.timeout.ms (10 s)
+    // and the broker's scan for expired transactions (up to 10 s more).
+    // Output moved on: every number up to 200 past the kill point is visible (a
+    // partition held back by an open transaction hides the numbers after it).
+    loop {
+        let seen = numbers(&run.read_output().await);
+        let prefix = (0..).take_while(|n| seen.contains_key(n)).count() as i64;
+        if prefix >= killed_at + 200 {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(120), "no failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failover = killed.elapsed();
+    assert!(
+        failover < Duration::from_secs(14),
+        "output moved on {failover:?} after the kill"
+    );
     run.wait_for_output(killed_at + 600, Duration::from_secs(120))
         .await;
     let mut third = run.spawn("sequence", 2, &extra);
@@ -1377,7 +1396,7 @@ async fn a_pipeline_without_kafka_input_runs_once_and_a_standby_takes_over() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
-        "killed at {killed_at}, handed over at {handed_at}, third finished {:?} after the stop",
+        "killed at {killed_at}, output moved on {failover:?} after the kill, handed over at {handed_at}, third finished {:?} after the stop",
         stopped.elapsed()
     );
     run.wait_for_output(COUNT, Duration::from_secs(60)).await;

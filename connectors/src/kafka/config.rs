@@ -18,7 +18,7 @@ use crate::error::ConnectorError;
 /// | key | meaning | default |
 /// |---|---|---|
 /// | `application.id` | the pipeline's name: its consumer group, the prefix of its transactional ids and internal topics (as in Kafka Streams) | required |
-/// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation | `0` |
+/// | `strom.instance` | this process's instance number: with `application.id` it names the transactional id and the static group member (`{application.id}-{instance}`), so a restarted process fences its previous incarnation (a pipeline that runs as one process, keyed by hash or without Kafka input, uses `{application.id}` as its processes' shared transactional id) | `0` |
 /// | `strom.changelog.replication.factor` | replication of the internal topics | the broker's default |
 /// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process (more processes stand by) | `false` |
 /// | `strom.repartition.purge.interval.ms` | how often the records of repartition topics that committed checkpoints consumed are deleted (DeleteRecords) | `30000` |

@@ -4,7 +4,8 @@
 //! ```text
 //!  start: join the group (static member {app}-{instance})
 //!         → producer (transactional.id {app}-{instance}: fences the previous
-//!           incarnation and aborts what it left open)
+//!           incarnation and aborts what it left open; a one-process pipeline's
+//!           is {app}, made once the process owns the pipeline)
 //!  ┌─► incarnation: settle the assignment → seek to the committed offsets
 //!  │     → restore the owned key groups from the changelogs (cached after the first;
 //!  │       counts as polling the group, and a rebalance interrupts it)
@@ -31,6 +32,12 @@
 //! its checkpoints (changelogs), and every checkpoint commits offset 0 of the
 //! owner partition under the member's generation, which fences a process that
 //! lost it (stalled past its session).
+//!
+//! The processes of such a pipeline share one transactional id,
+//! `{application.id}`, and a process makes its producer only once it owns the
+//! pipeline: the one taking over fences the one before and aborts its open
+//! transaction at once, so read_committed output does not wait for
+//! `transaction.timeout.ms`.
 //!
 //! Why a restart per change instead of splits that come and go inside one running
 //! job: an incarnation restores exactly the state of the partitions it owns, and a
@@ -244,6 +251,12 @@ impl Plan {
         }
     }
 
+    /// Whether one process runs the whole pipeline (state keyed by hash, or no
+    /// Kafka input), the others standing by.
+    fn single(&self) -> bool {
+        !self.aligned
+    }
+
     /// The partition whose owner runs the job, when it reads no Kafka topic.
     fn owner_partition(&self) -> Option<TopicPartition> {
         self.owner.as_ref().map(|t| (t.clone(), 0))
@@ -451,21 +464,9 @@ impl KafkaJob {
         else {
             return Ok(JobReport::not_started());
         };
-        let writer = retry_setup("creating the producer", setup_timeout, &stop_rx, || {
-            make_writer(&config, &group, &plan)
-        })
-        .await;
-        let mut writer = match writer {
-            Ok(Some(w)) => Arc::new(w),
-            Ok(None) => {
-                let _ = group.close().await;
-                return Ok(JobReport::not_started());
-            }
-            Err(e) => {
-                let _ = group.close().await;
-                return Err(e);
-            }
-        };
+        // A one-process pipeline makes its producer once it owns the pipeline:
+        // the transactional id is shared by its processes (see `make_writer`).
+        let mut writer: Option<Arc<Writer>> = None;
         let changelog = Arc::new(Changelog::new(config.clone(), widest, plan.aligned));
         let purge = Arc::new(RepartitionPurge::new(
             plan.repartition_topics.clone(),
@@ -508,6 +509,24 @@ impl KafkaJob {
                     )));
                 }
             }
+            let writer_now = match &writer {
+                Some(w) => w.clone(),
+                None => {
+                    let made =
+                        retry_setup("creating the producer", setup_timeout, &stop_rx, || {
+                            make_writer(&config, &group, &plan)
+                        })
+                        .await;
+                    match made {
+                        Ok(Some(w)) => writer.insert(Arc::new(w)).clone(),
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = group.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
+            };
             // Where each partition starts and the state to restore. A broker
             // that is down or a leader that moves fails this with a retriable
             // error: settle the group again and retry, as after a rollback.
@@ -635,12 +654,12 @@ impl KafkaJob {
             };
             let incarnation = Arc::new(Incarnation::new(
                 feeds,
-                writer.clone(),
+                writer_now.clone(),
                 status.clone(),
                 claim,
                 held,
             ));
-            writer.set_committed(report.last_checkpoint);
+            writer_now.set_committed(report.last_checkpoint);
             scope.bind(Some(incarnation.clone()));
             let store = Arc::new(KafkaCheckpointStore {
                 incarnation: incarnation.clone(),
@@ -724,7 +743,7 @@ impl KafkaJob {
                 .await
                 .map_err(|e| ConnectorError::Refused(format!("the fetch task failed: {e}")))?;
             scope.bind(None);
-            let last = CheckpointId(writer.last_committed());
+            let last = CheckpointId(writer_now.last_committed());
             report.last_checkpoint = last;
             match outcome {
                 Outcome::Ended(Ok(result)) if !result.stopped => {
@@ -736,7 +755,7 @@ impl KafkaJob {
                         .map(dead_letter_record)
                         .collect();
                     let id = last.next();
-                    writer.commit(id, records, &offsets).await?;
+                    writer_now.commit(id, records, &offsets).await?;
                     report.last_checkpoint = id;
                     report.end = JobEnd::Bounded;
                     break;
@@ -754,7 +773,7 @@ impl KafkaJob {
                     status.error(format!("incarnation failed: {e}"));
                     status.set_state(JobState::Starting);
                     if class == ErrorClass::Fatal {
-                        let _ = writer.abort().await;
+                        let _ = writer_now.abort().await;
                         let _ = group.close().await;
                         return Err(e.into());
                     }
@@ -768,7 +787,7 @@ impl KafkaJob {
                             "{MAX_ROLLBACKS_IN_A_ROW} rollbacks in a row without a checkpoint; last error: {e}"
                         )));
                     }
-                    writer = recover(&config, &group, writer, &plan).await?;
+                    writer = recover(&config, &group, writer_now, &plan).await?;
                     if stop_requested {
                         break;
                     }
@@ -785,7 +804,7 @@ impl KafkaJob {
                     }
                     rollbacks.record(last);
                     report.rollbacks += 1;
-                    writer = recover(&config, &group, writer, &plan).await?;
+                    writer = recover(&config, &group, writer_now, &plan).await?;
                 }
             }
         }
@@ -801,7 +820,7 @@ impl KafkaJob {
         if let Err(e) = closed {
             tracing::warn!(error = %e, "leaving the group failed");
         }
-        if let Ok(w) = Arc::try_unwrap(writer) {
+        if let Some(Ok(w)) = writer.map(Arc::try_unwrap) {
             if let Err(e) = w.close(Duration::from_secs(10)).await {
                 tracing::warn!(error = %e, "closing the producer failed");
             }
@@ -978,7 +997,7 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
     // partition numbers of every topic: the range assignors give that to
     // members subscribed to the same topics of equal partition counts.
     let co_partitioned = plan.aligned && plan.topics.len() > 1;
-    let assignor = if !plan.aligned {
+    let assignor = if plan.single() {
         // One process runs the pipeline; the others stand by.
         "exclusive"
     } else if co_partitioned {
@@ -1027,7 +1046,16 @@ async fn make_writer(
     let member = Some(group.handle());
     let exactly_once = plan.exactly_once;
     if exactly_once {
-        let mut overrides = vec![("transactional.id", config.instance_name())];
+        // One process at a time runs a one-process pipeline, so its processes
+        // share one transactional id: the process taking over fences the one
+        // before at once and aborts its open transaction, rather than waiting
+        // out transaction.timeout.ms for read_committed output to move on.
+        let transactional_id = if plan.single() {
+            config.application_id().to_string()
+        } else {
+            config.instance_name()
+        };
+        let mut overrides = vec![("transactional.id", transactional_id)];
         if config.get("transaction.timeout.ms").is_none() {
             overrides.push(("transaction.timeout.ms", "10000".to_string()));
         }
@@ -1053,15 +1081,18 @@ async fn make_writer(
 
 /// After a failed incarnation: aborts the open transaction; a producer that can
 /// no longer abort (fenced, fatal) is replaced, unless this process lost its
-/// group membership to another process with the same instance name.
+/// group membership to another process with the same instance name. A
+/// one-process pipeline's is dropped instead (`None`): another process may own
+/// the pipeline now, and a new producer with the shared transactional id would
+/// fence it; the next one is made once this process owns the pipeline again.
 async fn recover(
     config: &KafkaConfig,
     group: &GroupConsumer,
     writer: Arc<Writer>,
     plan: &Plan,
-) -> Result<Arc<Writer>, ConnectorError> {
+) -> Result<Option<Arc<Writer>>, ConnectorError> {
     match writer.abort().await {
-        Ok(()) => Ok(writer),
+        Ok(()) => Ok(Some(writer)),
         Err(e) => {
             tracing::warn!(error = %e, "the producer cannot abort; replacing it");
             if let Err(m) = group.handle().check_membership().await {
@@ -1073,7 +1104,10 @@ async fn recover(
                 }
             }
             drop(writer);
-            Ok(Arc::new(make_writer(config, group, plan).await?))
+            if plan.single() {
+                return Ok(None);
+            }
+            Ok(Some(Arc::new(make_writer(config, group, plan).await?)))
         }
     }
 }
@@ -1119,7 +1153,7 @@ async fn settle(
             }
             let mut owned = group.assignment().to_vec();
             owned.sort();
-            if !plan.aligned && owned.is_empty() {
+            if plan.single() && owned.is_empty() {
                 if !standing_by {
                     standing_by = true;
                     tracing::info!(

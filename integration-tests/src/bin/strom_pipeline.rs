@@ -8,7 +8,7 @@
 //! | `window-count-aligned` | the same | the same with `key_by_source_partition` (several processes) |
 //! | `window-count-repartition` | the same | the same keyed through the repartition topic `{APP}-by-url-repartition` (`KafkaScope::key_by`: several processes) |
 //! | `running-stats` | key `k<n>`, value a decimal integer | per input record, the running `[key, count, min, max, sum]` of its key |
-//! | `sequence` | none: a generator of `COUNT` numbers at `RATE` per second (no Kafka input: one process runs it, the others stand by) | each number, as JSON |
+//! | `sequence` | none: a generator of `COUNT` numbers at `RATE` per second (no Kafka input: one process runs it, the others stand by) | each number, as JSON, keyed by itself (spread over the partitions) |
 //!
 //! Settings come from the environment: `KAFKA_BOOTSTRAP`, `APP`, `INSTANCE`
 //! (default 0), `INPUT`, `OUTPUT`, `GUARANTEE` (`eos` | `alo`), `CHECKPOINT_MS`
@@ -287,7 +287,13 @@ async fn main() -> anyhow::Result<()> {
                     WatermarkStrategy::no_watermarks(),
                 )
                 .uid("sequence")
-                .sink(aborts.wrap(k.sink(&output).delivery(guarantee)));
+                .sink(
+                    aborts.wrap(
+                        k.sink(&output)
+                            .key(|n: &u64| Some(Bytes::from(n.to_string())))
+                            .delivery(guarantee),
+                    ),
+                );
             }
             other => {
                 return Err(engine::EngineError::InvalidPipeline(format!(
