@@ -1314,6 +1314,49 @@ async fn a_second_process_of_a_hash_keyed_pipeline_stands_by_and_takes_over() {
     run.finish_windows(&mut second, &expected).await;
 }
 
+/// With `group.protocol=consumer` the broker assigns the partitions, so no
+/// process can stand by: a second process of a pipeline keyed by hash is
+/// refused and leaves, and the running one gets every partition back and goes
+/// on; the windows come out exact.
+#[tokio::test]
+async fn a_second_process_of_a_hash_keyed_pipeline_is_refused_under_the_consumer_protocol() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "refuse-848").await;
+    let (mut input, expected) = run.click_records(2_000, 47);
+    // The clicks that close every window come after the second process.
+    let closing = input.split_off(input.len() - PARTITIONS as usize);
+    run.send_all(input).await;
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("KAFKA_PROPS", "group.protocol=consumer".to_string()),
+    ];
+    let mut first = run.spawn("window-count", 0, &extra);
+    run.wait_for_consumed(Duration::from_secs(120)).await;
+    let second = Command::new(env!("CARGO_BIN_EXE_strom_pipeline"))
+        .arg("window-count")
+        .env("KAFKA_BOOTSTRAP", &run.bootstrap)
+        .env("APP", &run.app)
+        .env("INSTANCE", "1")
+        .env("INPUT", &run.input)
+        .env("OUTPUT", &run.output)
+        .env("GUARANTEE", "eos")
+        .env("KAFKA_PROPS", "group.protocol=consumer")
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(stderr.contains("runs as one process"), "{stderr}");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first process keeps running"
+    );
+    run.send_all(closing).await;
+    run.finish_windows(&mut first, &expected).await;
+}
+
 /// A pipeline without Kafka input (a generator) runs in one process of its
 /// group: a second process stands by, takes over from the last checkpoint when
 /// the first is killed, and hands over to a third when stopped; the output holds

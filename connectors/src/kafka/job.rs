@@ -22,8 +22,8 @@
 //! partition in one process: the group's `exclusive` assignor gives them all to
 //! one member, and the other processes stand by ([`JobState::Standby`]) to take
 //! over from the last checkpoint when it leaves or its session expires (with
-//! `group.protocol=consumer` the broker assigns, and a second process is
-//! refused).
+//! `group.protocol=consumer` the broker assigns: a second process is refused
+//! and leaves, and the running one waits until it has every partition back).
 //!
 //! A pipeline that writes Kafka but reads no Kafka topic (a generator, files)
 //! runs the same way: its member subscribes to the owner topic
@@ -474,11 +474,14 @@ impl KafkaJob {
         ));
         let mut report = JobReport::not_started();
         let mut rollbacks = RollbackRun::default();
+        // A running one-process pipeline whose input the broker split.
+        let mut waiting_for_all = false;
         // Failures in a row to start an incarnation, and since when.
         let mut setup_failures = 0u32;
         let mut failing_since: Option<Instant> = None;
         loop {
-            let Some(mut assignment) = settle(&mut group, &plan, &status, &mut stop_rx).await?
+            let Some(mut assignment) =
+                settle(&mut group, &plan, &status, &mut stop_rx, waiting_for_all).await?
             else {
                 break;
             };
@@ -500,8 +503,28 @@ impl KafkaJob {
             }
             if !plan.aligned && plan.owner.is_none() && !assignment.is_empty() {
                 let owned: BTreeSet<TopicPartition> = assignment.iter().cloned().collect();
+                if owned != all_partitions && report.incarnations > 0 {
+                    // The broker split the input (group.protocol=consumer) because
+                    // another process joined: that one is refused and leaves,
+                    // and this one gets every partition back.
+                    if !waiting_for_all {
+                        tracing::warn!(
+                            partitions = owned.len(),
+                            of = all_partitions.len(),
+                            "another process joined this one-process pipeline; waiting until every partition is back"
+                        );
+                        waiting_for_all = true;
+                        status.set_state(JobState::Starting);
+                    }
+                    continue;
+                }
+                if waiting_for_all && owned == all_partitions {
+                    tracing::info!("every partition is back");
+                }
+                waiting_for_all = false;
                 if owned != all_partitions {
-                    let _ = group.close().await;
+                    // Leaving at once hands the partitions back to the running process.
+                    let _ = group.close_and_leave().await;
                     return Err(ConnectorError::Refused(format!(
                         "this pipeline keys its state by something other than the input partitions (key_by), so it runs as one process; group {} has another member holding partitions of {:?} (use key_by_source_partition, or stop the other process)",
                         config.group_id(),
@@ -1113,7 +1136,8 @@ async fn recover(
 }
 
 /// Polls until the group has given this member a settled assignment; `None` when
-/// a stop was requested first. A job that runs as one process (keyed by hash,
+/// a stop was requested first (`log_quietly`: logged at debug level, for a caller
+/// that asks again and again). A job that runs as one process (keyed by hash,
 /// or reading no Kafka topic) waits, as [`JobState::Standby`], while it is
 /// assigned nothing.
 async fn settle(
@@ -1121,6 +1145,7 @@ async fn settle(
     plan: &Plan,
     status: &JobStatus,
     stop: &mut watch::Receiver<bool>,
+    log_quietly: bool,
 ) -> Result<Option<Vec<TopicPartition>>, ConnectorError> {
     let mut quiet = 0;
     let mut standing_by = false;
@@ -1173,7 +1198,12 @@ async fn settle(
                     "taking over the pipeline"
                 );
             }
-            tracing::info!(partitions = ?owned, waited_ms = started.elapsed().as_millis() as u64, "assignment settled");
+            let waited_ms = started.elapsed().as_millis() as u64;
+            if log_quietly {
+                tracing::debug!(partitions = ?owned, waited_ms, "assignment settled");
+            } else {
+                tracing::info!(partitions = ?owned, waited_ms, "assignment settled");
+            }
             return Ok(Some(owned));
         }
         quiet = 0;
