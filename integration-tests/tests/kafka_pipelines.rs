@@ -1740,7 +1740,12 @@ async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_
     let records = soak_size("STROM_SOAK_SCALE_IN_RECORDS", 20_000);
     let keys = soak_size("STROM_SOAK_KEYS", 2_000) as u64;
     let (input, expected) = run.stats_records(records, keys, 71);
-    let extra = [("GUARANTEE", "eos".to_string())];
+    // Transactions open for the whole interval (not ended early whenever the
+    // paced input pauses), so that the SIGKILL below lands inside one.
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("EARLY_CHECKPOINTS", "0".to_string()),
+    ];
     let mut children: Vec<Child> = (0..3)
         .map(|i| run.spawn("running-stats", i, &extra))
         .collect();
@@ -1759,8 +1764,11 @@ async fn a_crash_during_scale_in_leaves_no_transaction_open_and_the_last_stable_
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The SIGKILL first: signalling goes through a `kill` process, which
+        // takes long enough for the transaction to end in between.
+        let _ = children[2].kill();
         signal(&children[1], "TERM");
-        kill(&mut children[2]);
+        let _ = children[2].wait();
         eprintln!(
             "SIGTERM to instance 1 and SIGKILL to instance 2 at {:?}",
             started.elapsed()

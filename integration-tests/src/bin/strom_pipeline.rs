@@ -14,7 +14,8 @@
 //! (default 0), `INPUT`, `OUTPUT`, `GUARANTEE` (`eos` | `alo`), `CHECKPOINT_MS`
 //! (default 1000), `BOUNDED` (`1`: read what is there and end), `DLQ` (a
 //! dead-letter topic for records that do not decode; else they fail the job),
-//! `PARALLELISM` (default 1), `KAFKA_PROPS` (more Kafka properties,
+//! `PARALLELISM` (default 1), `EARLY_CHECKPOINTS` (`1` | `0`: checkpoint as
+//! soon as the input pauses or not; default: the job decides), `KAFKA_PROPS` (more Kafka properties,
 //! `key=value` separated by commas), `STROM_ABORT_FRACTION` (default 0: the
 //! fraction of checkpoints whose transaction is aborted on purpose: the sink's
 //! pre-commit flushes its records into the transaction, then fails with a
@@ -190,9 +191,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let checkpoint = Duration::from_millis(env_or("CHECKPOINT_MS", "1000").parse()?);
     let parallelism: usize = env_or("PARALLELISM", "1").parse()?;
-    let config = PipelineConfig::default()
+    let mut config = PipelineConfig::default()
         .checkpoint_interval(checkpoint)
         .parallelism(parallelism);
+    if let Ok(v) = std::env::var("EARLY_CHECKPOINTS") {
+        config = config.checkpoint_when_caught_up(v == "1");
+    }
     let aborts = Aborts::from_env()?;
     let job = KafkaJob::new(kafka, config);
     let stop = job.stop_handle();
