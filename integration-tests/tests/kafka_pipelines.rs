@@ -1315,9 +1315,9 @@ async fn a_second_process_of_a_hash_keyed_pipeline_stands_by_and_takes_over() {
 }
 
 /// With `group.protocol=consumer` the broker assigns the partitions, so no
-/// process can stand by: a second process of a pipeline keyed by hash is
-/// refused and leaves, and the running one gets every partition back and goes
-/// on; the windows come out exact.
+/// process can stand by: a second process of a pipeline keyed by hash sees the
+/// running member (ConsumerGroupDescribe) and is refused before it joins, so the
+/// broker takes no partition from the running one; the windows come out exact.
 #[tokio::test]
 async fn a_second_process_of_a_hash_keyed_pipeline_is_refused_under_the_consumer_protocol() {
     let bootstrap = require_broker!();
@@ -1349,6 +1349,10 @@ async fn a_second_process_of_a_hash_keyed_pipeline_is_refused_under_the_consumer
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(stderr.contains("runs as one process"), "{stderr}");
+    assert!(
+        stderr.contains("already has"),
+        "refused before joining the group: {stderr}"
+    );
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first process keeps running"

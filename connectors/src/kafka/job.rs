@@ -23,7 +23,9 @@
 //! one member, and the other processes stand by ([`JobState::Standby`]) to take
 //! over from the last checkpoint when it leaves or its session expires (with
 //! `group.protocol=consumer` the broker assigns: a second process is refused
-//! and leaves, and the running one waits until it has every partition back).
+//! before it joins when the group describes a member already; one that joined
+//! anyway is refused and leaves, and the running one waits until it has every
+//! partition back).
 //!
 //! A pipeline that writes Kafka but reads no Kafka topic (a generator, files)
 //! runs the same way: its member subscribes to the owner topic
@@ -61,10 +63,8 @@ use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::group::assignor::TopicPartition;
 use kafka_wire::client::partitioner::partition_for_key;
 use kafka_wire::client::transaction::TransactionalProducer;
-use kafka_wire::client::transaction::coordinator::{Coordinator, CoordinatorType};
 use kafka_wire::client::transaction::session::TransactSession;
 use kafka_wire::client::{Client, Producer};
-use kafka_wire::protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use tokio::sync::{mpsc, watch};
 
 use super::changelog::Changelog;
@@ -959,44 +959,22 @@ fn check_co_partitioned(
     )))
 }
 
-/// A pipeline whose state is keyed by hash runs as one process: refuses to join
-/// a group that has a member other than this instance.
+/// A pipeline whose state is keyed by hash runs as one process: under
+/// `group.protocol=consumer` the broker would split its input with a second
+/// process, so a process refuses to join a group another member holds
+/// partitions of (ConsumerGroupDescribe), before the broker can take any from it.
 async fn refuse_second_process(admin: &Admin, config: &KafkaConfig) -> Result<(), ConnectorError> {
-    let mut coordinator = Coordinator::new(
-        admin.client().clone(),
-        CoordinatorType::Group,
-        config.group_id(),
-    );
-    let request = DescribeGroupsRequest {
-        groups: vec![config.group_id().to_string()],
-        ..Default::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let response = coordinator
-        .call(&request, None, deadline, |r: &DescribeGroupsResponse| {
-            r.groups
-                .first()
-                .map_or(kafka_wire::ErrorCode::NoError, |g| {
-                    kafka_wire::ErrorCode::from_code(g.error_code)
-                })
-        })
-        .await;
-    let Ok(response) = response else {
-        // A group the classic DescribeGroups cannot describe: the assignment
-        // check after joining still refuses a partial one.
-        return Ok(());
+    let described = match admin.describe_group(config.group_id()).await {
+        Ok(d) => d,
+        Err(e) if e.code() == Some(kafka_wire::ErrorCode::GroupIdNotFound) => return Ok(()),
+        Err(e) => return Err(ConnectorError::kafka("describing the group", e)),
     };
     let me = config.instance_name();
-    let others: Vec<String> = response
-        .groups
+    let others: Vec<String> = described
+        .members
         .iter()
-        .flat_map(|g| g.members.iter())
-        .filter(|m| m.group_instance_id.as_deref() != Some(me.as_str()))
-        .map(|m| {
-            m.group_instance_id
-                .clone()
-                .unwrap_or_else(|| m.member_id.clone())
-        })
+        .filter(|m| m.instance_id.as_deref() != Some(me.as_str()))
+        .map(|m| m.instance_id.clone().unwrap_or_else(|| m.member_id.clone()))
         .collect();
     if others.is_empty() {
         return Ok(());
