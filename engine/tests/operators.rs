@@ -296,11 +296,11 @@ async fn a_pipeline_without_sink_is_rejected() {
     assert!(matches!(p.start(), Err(EngineError::InvalidPipeline(_))));
 }
 
-#[tokio::test(start_paused = true)]
-async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_group() {
-    // Partition 5 holds keys "a" and "b", partition 9 holds "c": as a topic keyed by
-    // them would, written with the default partitioner.
-    let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], true)
+/// Counts per key of two source partitions: partition 5 holds keys "a" and
+/// "b", partition 9 holds "c" (as a topic keyed by them would, written with the
+/// default partitioner); `end` says whether they end.
+fn counts_of_partitions_5_and_9(end: bool, sink: CollectSink<(String, u64)>) -> Pipeline {
+    let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], end)
         .with_key_groups(&[5, 9]);
     // How the source partitioned: "a" and "b" in 5, "c" in 9.
     let partitioner = |k: &[u8]| if k == b"c" { 9 } else { 5 };
@@ -309,13 +309,19 @@ async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_
             .parallelism(2)
             .source_partitioner(partitioner),
     );
-    let sink = CollectSink::<(String, u64)>::transactional();
     p.source(source, WatermarkStrategy::no_watermarks())
         .map(|k: &str| (k.to_string(), 1u64))
         .key_by_source_partition(|e: &(String, u64)| e.0.clone())
         .reduce(|a, b| (a.0.clone(), a.1 + b.1))
         .uid("counts")
-        .sink(sink.clone());
+        .sink(sink);
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_state_of_a_source_partitioned_stream_stays_in_its_partitions_key_group() {
+    let sink = CollectSink::<(String, u64)>::transactional();
+    let p = counts_of_partitions_5_and_9(true, sink.clone());
     assert!(p.is_partition_aligned());
     let uids = p.uids().unwrap();
     let job = p.start().unwrap();
@@ -380,4 +386,50 @@ async fn key_by_source_partition_refuses_keys_of_another_partition_and_partition
         e.contains("needs PipelineConfig::source_partitioner"),
         "{e}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_released_key_group_leaves_after_its_checkpoint_and_the_others_go_on() {
+    let sink = CollectSink::<(String, u64)>::new();
+    let p = counts_of_partitions_5_and_9(false, sink.clone());
+    let uids = p.uids().unwrap();
+    let counts = *uids.iter().find(|(_, u)| *u == "counts").unwrap().0;
+    let job = p.start().unwrap();
+    for _ in 0..100 {
+        if sink.values().len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.values().len(), 5);
+    let groups = |cp: &Checkpoint| -> Vec<u16> {
+        cp.operators
+            .get(&counts)
+            .map(|s| s.key_groups.keys().copied().collect())
+            .unwrap_or_default()
+    };
+
+    let released = job
+        .controller()
+        .release(std::collections::BTreeSet::from([9]))
+        .await
+        .unwrap();
+    let cp = job.checkpoints().get(released).unwrap();
+    assert_eq!(
+        groups(&cp),
+        vec![5, 9],
+        "the releasing checkpoint holds both"
+    );
+    assert_eq!(cp.released, std::collections::BTreeSet::from([9]));
+
+    let next = job.trigger_checkpoint().await.unwrap();
+    let cp = job.checkpoints().get(next).unwrap();
+    assert_eq!(
+        groups(&cp),
+        vec![5],
+        "key group 9 left after its checkpoint"
+    );
+    assert!(cp.released.is_empty());
+    job.stop();
+    assert!(job.wait().await.unwrap().stopped);
 }

@@ -594,6 +594,7 @@ mod tests {
             id: CheckpointId(1),
             operators: [(OperatorId(3), state)].into(),
             uids: [(OperatorId(3), "window".to_string())].into(),
+            released: Default::default(),
             ..Default::default()
         }
     }

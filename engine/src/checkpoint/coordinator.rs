@@ -201,6 +201,7 @@ impl CheckpointTracker {
             epoch: self.epoch,
             operators: done.state,
             uids: BTreeMap::new(),
+            released: Default::default(),
         })
     }
 

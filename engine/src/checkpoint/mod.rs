@@ -16,8 +16,9 @@
 pub mod coordinator;
 pub mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 pub use coordinator::{
     AckOutcome, CheckpointGaps, CheckpointTracker, PendingCheckpoint, TaskId, early_checkpoint_gap,
@@ -51,7 +52,7 @@ pub struct Epoch(pub u32);
 
 /// The marker that flows with the data and cuts the stream into "before checkpoint n"
 /// and "after".
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointBarrier {
     /// The checkpoint this barrier belongs to.
     pub id: CheckpointId,
@@ -60,6 +61,10 @@ pub struct CheckpointBarrier {
     /// A stop barrier ([`crate::JobHandle::stop`]): sources read nothing after it,
     /// and the job shuts down once the checkpoint completed.
     pub stop: bool,
+    /// Key groups the job gives up at this checkpoint
+    /// ([`crate::JobController::release`]): every operator snapshots them as
+    /// usual, then drops them, and source splits of them read no more.
+    pub release: Option<Arc<BTreeSet<u16>>>,
 }
 
 /// Stable identity of an operator in a pipeline, assigned in definition order, so the
@@ -104,6 +109,10 @@ pub struct Checkpoint {
     /// definition order). Restoring matches state to operators by uid, so a
     /// pipeline edited around uid-named operators keeps their state.
     pub uids: BTreeMap<OperatorId, String>,
+    /// The key groups given up at this checkpoint (see
+    /// [`CheckpointBarrier::release`]): its state still holds them, the job's
+    /// operators no longer do. Not encoded.
+    pub released: BTreeSet<u16>,
 }
 
 /// Version of the byte format of [`Checkpoint::encode`] and [`OperatorState::encode_bytes`].

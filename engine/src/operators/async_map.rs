@@ -183,7 +183,7 @@ where
                             }
                             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
                             GateEvent::Barrier(b) => {
-                                chain.on_barrier(b, &mut env.ctx)?;
+                                chain.on_barrier(b.clone(), &mut env.ctx)?;
                                 env.ctx.flush_deferred().await?;
                                 let state = std::mem::take(&mut env.ctx.snapshot);
                                 if env.checkpointed {

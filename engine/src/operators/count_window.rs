@@ -101,4 +101,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
             entries: Default::default(),
         })
     }
+
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        if let Some(m) = &mut self.state {
+            m.release(key_groups);
+        }
+        Ok(true)
+    }
 }

@@ -112,6 +112,21 @@ pub(crate) fn restore_sides<K: Key, L: StateValue, R: StateValue>(
 
 /// Both sides' maps as one byte string per key group: (left bytes, right bytes),
 /// each side encoded in place (no intermediate copy of either).
+/// Drops both sides' keys of `key_groups`. The expiry indexes keep them:
+/// expiring a key that is not in its map does nothing.
+pub(crate) fn release_sides<K: Key, L, R>(
+    left: Option<&mut KeyGroupedMap<K, L>>,
+    right: Option<&mut KeyGroupedMap<K, R>>,
+    key_groups: &std::collections::BTreeSet<u16>,
+) {
+    if let Some(l) = left {
+        l.release(key_groups);
+    }
+    if let Some(r) = right {
+        r.release(key_groups);
+    }
+}
+
 pub(crate) fn snapshot_sides<K: Key, L: StateValue, R: StateValue>(
     left: Option<&KeyGroupedMap<K, L>>,
     right: Option<&KeyGroupedMap<K, R>>,
@@ -296,6 +311,11 @@ where
 
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
         Ok(snapshot_sides(self.left.as_ref(), self.right.as_ref()))
+    }
+
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        release_sides(self.left.as_mut(), self.right.as_mut(), key_groups);
+        Ok(true)
     }
 }
 

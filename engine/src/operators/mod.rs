@@ -23,6 +23,7 @@ pub mod session_window;
 pub mod sliding_window;
 mod windowing;
 
+use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -206,6 +207,14 @@ pub trait Operator<In>: Send + 'static {
     /// Checkpoint barrier: write this subtask's state (snapshot and pre-commit).
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
         Ok(OperatorState::default())
+    }
+    /// Drops the state of `key_groups` (and its timers), right after the snapshot
+    /// of a checkpoint that gives them up ([`CheckpointBarrier::release`]): another
+    /// process restores them from that snapshot. Returns whether it did; the
+    /// default keeps everything and returns false, which fails the release when
+    /// the snapshot held any of those key groups.
+    fn release(&mut self, _key_groups: &BTreeSet<u16>) -> Result<bool> {
+        Ok(false)
     }
     /// The checkpoint completed everywhere (commit side effects here).
     fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {

@@ -448,6 +448,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         Ok(state)
     }
 
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        for pane in self.panes.values_mut() {
+            pane.release(key_groups);
+        }
+        self.kg_fired.retain(|g, _| !key_groups.contains(g));
+        Ok(true)
+    }
+
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
         windowing::end_of_input(self, out);
         Ok(())

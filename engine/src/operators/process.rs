@@ -40,7 +40,7 @@
 //! ```
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
@@ -401,6 +401,24 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
                 .collect(),
             entries: Default::default(),
         })
+    }
+
+    fn release(&mut self, key_groups: &BTreeSet<u16>) -> Result<bool> {
+        if let Some(store) = &mut self.store {
+            store.release(key_groups);
+        }
+        let grouper = self.grouper.clone();
+        let max = self.max_parallelism;
+        let keep = |k: &K| {
+            let g = match &grouper {
+                Some(g) => g(k).0,
+                None => crate::state::key_group::key_group_of(k, max).0,
+            };
+            !key_groups.contains(&g)
+        };
+        self.timers.event.retain_keys(keep);
+        self.timers.processing.retain_keys(keep);
+        Ok(true)
     }
 
     fn side_outputs(&mut self) -> Vec<&mut dyn SideControl> {

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
-use crate::operators::interval_join::{Either, expire, index, restore_sides, snapshot_sides};
+use crate::operators::interval_join::{
+    Either, expire, index, release_sides, restore_sides, snapshot_sides,
+};
 use crate::operators::pane_window::KeyFn;
 use crate::operators::{Operator, OperatorInit, Output};
 use crate::record::Record;
@@ -207,6 +209,11 @@ where
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
         Ok(snapshot_sides(self.left.as_ref(), self.right.as_ref()))
     }
+
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        release_sides(self.left.as_mut(), self.right.as_mut(), key_groups);
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +307,7 @@ mod tests {
                 id: CheckpointId(1),
                 timestamp: 0,
                 stop: false,
+                release: None,
             };
             self.op.snapshot(&barrier).unwrap()
         }

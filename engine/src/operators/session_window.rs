@@ -286,6 +286,15 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         })
     }
 
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        if let Some(m) = &mut self.sessions {
+            m.release(key_groups);
+            self.timers
+                .retain_keys(|k| !key_groups.contains(&m.key_group(k).0));
+        }
+        Ok(true)
+    }
+
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
         windowing::end_of_input(self, out);
         Ok(())

@@ -573,6 +573,19 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         Ok(state)
     }
 
+    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+        for pane in self.open.values_mut().chain(self.included.values_mut()) {
+            pane.release(key_groups);
+        }
+        for m in [&mut self.fifo].into_iter().flatten() {
+            m.release(key_groups);
+        }
+        if let Some(m) = &mut self.running {
+            m.release(key_groups);
+        }
+        Ok(true)
+    }
+
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
         windowing::end_of_input(self, out);
         Ok(())

@@ -212,7 +212,7 @@ impl<T: Send + 'static> Node<T> for ChannelEmitter<T> {
     }
 
     fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()> {
-        self.broadcast(|| Message::Barrier(barrier), ctx)
+        self.broadcast(|| Message::Barrier(barrier.clone()), ctx)
     }
 
     fn on_checkpoint_complete(&mut self, _id: CheckpointId, _ctx: &mut TaskCtx) -> Result<()> {
@@ -298,7 +298,7 @@ impl<T: Clone + Send + 'static> Node<T> for Tee<T> {
     fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()> {
         self.outputs
             .iter_mut()
-            .try_for_each(|o| o.on_barrier(barrier, ctx))
+            .try_for_each(|o| o.on_barrier(barrier.clone(), ctx))
     }
 
     fn on_checkpoint_complete(&mut self, _id: CheckpointId, _ctx: &mut TaskCtx) -> Result<()> {

@@ -99,7 +99,7 @@ impl<T> InputGate<T> {
     }
 
     fn check_alignment(&mut self) {
-        if let Some(b) = self.aligning {
+        if let Some(b) = self.aligning.clone() {
             if self.inputs.iter().all(|i| i.ended || i.blocked) {
                 for i in &mut self.inputs {
                     i.blocked = false;
@@ -160,7 +160,7 @@ impl<T> InputGate<T> {
                 }
                 Message::Barrier(b) => {
                     self.inputs[i].blocked = true;
-                    match self.aligning {
+                    match &self.aligning {
                         Some(cur) if cur.id >= b.id => {}
                         _ => self.aligning = Some(b),
                     }

@@ -12,7 +12,7 @@
 //! is in flight no checkpoint is triggered. A failed write fails the job.
 
 use futures::FutureExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -55,8 +55,12 @@ pub struct JobResult {
     pub stopped: bool,
 }
 
+/// Who waits for a checkpoint to complete.
+type Waiter = oneshot::Sender<Result<CheckpointId>>;
+
 enum Command {
     Trigger(oneshot::Sender<Result<CheckpointId>>),
+    Release(BTreeSet<u16>, oneshot::Sender<Result<CheckpointId>>),
     Stop,
     Abort,
 }
@@ -77,6 +81,24 @@ impl JobController {
     /// See [`JobHandle::abort`].
     pub fn abort(&self) {
         let _ = self.commands.send(Command::Abort);
+    }
+
+    /// Gives up `key_groups` at the next checkpoint, taken as soon as none is in
+    /// flight: its snapshot holds their state as usual, then every operator drops
+    /// them and the source splits of them read no more (their positions stay at
+    /// that checkpoint's). Resolves with the checkpoint's id once it completed
+    /// (durably written), or with its failure; [`Checkpoint::released`] carries
+    /// the key groups to the durable store. A partition a process hands to
+    /// another one leaves this way while the others go on.
+    ///
+    /// [`Checkpoint::released`]: crate::Checkpoint::released
+    pub async fn release(&self, key_groups: BTreeSet<u16>) -> Result<CheckpointId> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Release(key_groups, tx))
+            .map_err(|_| EngineError::ChannelClosed("job already finished".into()))?;
+        rx.await
+            .map_err(|_| EngineError::ChannelClosed("job finished before the checkpoint".into()))?
     }
 }
 
@@ -247,6 +269,8 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         status: status.clone(),
         early,
         last_trigger: tokio::time::Instant::now(),
+        release: None,
+        releasing: BTreeMap::new(),
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
@@ -301,10 +325,22 @@ struct Coordinator {
     status: JobStatus,
     early: Option<EarlyCheckpoints>,
     last_trigger: tokio::time::Instant,
+    /// A release asked for, waiting for its checkpoint to be triggered.
+    release: Option<(Arc<BTreeSet<u16>>, Vec<Waiter>)>,
+    /// The key groups released at each triggered checkpoint.
+    releasing: BTreeMap<CheckpointId, BTreeSet<u16>>,
 }
 
 impl Coordinator {
     fn trigger(&mut self, stop: bool) -> Option<CheckpointId> {
+        self.trigger_releasing(stop, None)
+    }
+
+    fn trigger_releasing(
+        &mut self,
+        stop: bool,
+        release: Option<Arc<BTreeSet<u16>>>,
+    ) -> Option<CheckpointId> {
         if self.writing.is_some() {
             return None;
         }
@@ -313,16 +349,20 @@ impl Coordinator {
         if let Some(e) = self.early.as_mut() {
             e.read = false;
         }
+        if let Some(r) = &release {
+            self.releasing.insert(id, BTreeSet::clone(r));
+        }
         let barrier = CheckpointBarrier {
             id,
             timestamp: self.clock.now_ms(),
             stop,
+            release,
         };
         tracing::debug!(checkpoint = id.0, stop, "triggering checkpoint");
         self.status.checkpoint_started(id.0);
         for (_, is_source, tx) in &self.controls {
             if *is_source {
-                let _ = tx.send(Control::Trigger(barrier));
+                let _ = tx.send(Control::Trigger(barrier.clone()));
             }
         }
         Some(id)
@@ -331,6 +371,10 @@ impl Coordinator {
     /// Every task acknowledged `cp`: write it durably (or complete it at once).
     fn acknowledged(&mut self, mut cp: Checkpoint) {
         cp.uids = self.uids.clone();
+        self.releasing.retain(|id, _| *id >= cp.id);
+        if let Some(r) = self.releasing.remove(&cp.id) {
+            cp.released = r;
+        }
         let cp = Arc::new(cp);
         match &self.durable {
             Some(store) => {
@@ -398,6 +442,41 @@ impl Coordinator {
         }
     }
 
+    /// Sends a queued release's barrier once nothing is in flight.
+    fn advance_release(&mut self) {
+        if self.release.is_none()
+            || self.writing.is_some()
+            || self.tracker.pending().next().is_some()
+        {
+            return;
+        }
+        if self.stop != StopState::Running {
+            for w in self.release.take().map(|(_, w)| w).unwrap_or_default() {
+                let _ = w.send(Err(EngineError::checkpoint(
+                    CheckpointId(0),
+                    "the job is stopping",
+                    None,
+                )));
+            }
+            return;
+        }
+        let Some((groups, waiters)) = self.release.take() else {
+            return;
+        };
+        match self.trigger_releasing(false, Some(groups.clone())) {
+            Some(id) => self.waiters.entry(id).or_default().extend(waiters),
+            None => {
+                for w in waiters {
+                    let _ = w.send(Err(EngineError::checkpoint(
+                        CheckpointId(0),
+                        "no source runs",
+                        None,
+                    )));
+                }
+            }
+        }
+    }
+
     /// When an early checkpoint is due: every source caught up after reading
     /// something the last checkpoint lacks, none is in flight, and one can be
     /// taken (not once every source has ended).
@@ -461,6 +540,7 @@ impl Coordinator {
                         }
                     }
                     self.advance_stop();
+                    self.advance_release();
                 }
                 c = commands.recv(), if commands_open => match c {
                     Some(Command::Trigger(reply)) => match self.trigger(false) {
@@ -473,11 +553,23 @@ impl Coordinator {
                             )));
                         }
                     },
+                    Some(Command::Release(groups, reply)) => {
+                        let groups = Arc::new(groups);
+                        match &mut self.release {
+                            Some((queued, waiters)) => {
+                                *queued = Arc::new(queued.union(&groups).copied().collect());
+                                waiters.push(reply);
+                            }
+                            None => self.release = Some((groups, vec![reply])),
+                        }
+                        self.advance_release();
+                    }
                     Some(Command::Stop) => {
                         if self.stop == StopState::Running {
                             self.stop = StopState::Requested;
                             stop_deadline = Some(tokio::time::Instant::now() + self.stop_timeout);
                             self.advance_stop();
+                        self.advance_release();
                         }
                     }
                     Some(Command::Abort) => {
@@ -530,6 +622,7 @@ impl Coordinator {
                             self.acknowledged(cp);
                         }
                         self.advance_stop();
+                        self.advance_release();
                     }
                     Some(JobEvent::FinalState { task, state }) => {
                         final_states.insert(task, state);
@@ -567,6 +660,7 @@ impl Coordinator {
                             return Ok(self.result(stopped));
                         }
                         self.advance_stop();
+                        self.advance_release();
                     }
                     Some(JobEvent::Failed(task, EngineError::ChannelClosed(what)))
                         if self.stop == StopState::ShuttingDown =>

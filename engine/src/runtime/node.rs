@@ -162,10 +162,22 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
             .op
             .snapshot(&barrier)
             .map_err(|e| wrap(&self.init, e))?;
+        if let Some(groups) = &barrier.release {
+            let dropped = self.op.release(groups).map_err(|e| wrap(&self.init, e))?;
+            if !dropped && state.key_groups.keys().any(|g| groups.contains(g)) {
+                return Err(wrap(
+                    &self.init,
+                    EngineError::Unsupported(format!(
+                        "checkpoint {}: this operator keeps keyed state but cannot release key groups",
+                        barrier.id.0
+                    )),
+                ));
+            }
+        }
         if !state.is_empty() {
             ctx.snapshot.push((self.init.id, state));
         }
-        self.sides(|s| s.forward_barrier(barrier, ctx))?;
+        self.sides(|s| s.forward_barrier(barrier.clone(), ctx))?;
         self.next.on_barrier(barrier, ctx)
     }
 

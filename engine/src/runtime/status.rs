@@ -1110,6 +1110,7 @@ mod tests {
                 epoch: crate::Epoch(0),
                 operators: BTreeMap::new(),
                 uids: BTreeMap::new(),
+                released: Default::default(),
             };
             s.checkpoint_completed(&cp);
         }

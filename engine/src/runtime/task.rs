@@ -187,7 +187,7 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
             GateEvent::Watermark(w) => drive_watermark(&mut chain, &mut env.ctx, w).await?,
             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
             GateEvent::Barrier(b) => {
-                chain.on_barrier(b, &mut env.ctx)?;
+                chain.on_barrier(b.clone(), &mut env.ctx)?;
                 env.ctx.flush_deferred().await?;
                 env.ack(b.id);
             }
@@ -449,6 +449,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     let mut rr = 0usize;
     let mut control_open = true;
     let mut remaining = slots.len();
+    // Splits given up at a checkpoint (`CheckpointBarrier::release`): an
+    // unbounded source task without splits left keeps running (idle), as one
+    // that never had any does.
+    let mut released = 0usize;
     let records_read = metrics::counter!(
         "strom_source_records_total",
         "source" => name.to_string(),
@@ -460,7 +464,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     // whether records came since it was told so.
     let mut caught_up = false;
     let mut read = false;
-    while remaining > 0 || slots.is_empty() {
+    while remaining > 0 || slots.is_empty() || (released > 0 && !bounded) {
         let mut trigger = None;
         loop {
             let next = match env.pending_control.pop_front() {
@@ -492,7 +496,23 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             if !state.is_empty() {
                 env.ctx.snapshot.push((operator, state));
             }
-            chain.on_barrier(b, &mut env.ctx)?;
+            chain.on_barrier(b.clone(), &mut env.ctx)?;
+            if let Some(groups) = &b.release {
+                for (i, s) in slots.iter_mut().enumerate() {
+                    let gone = s.split.key_group().is_some_and(|g| groups.contains(&g));
+                    if gone && !s.ended {
+                        s.ended = true;
+                        s.idle = true;
+                        remaining -= 1;
+                        released += 1;
+                        if let Some(st) = &s.status {
+                            st.set_idle(true);
+                        }
+                        let o = valve.idle(i, true);
+                        apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    }
+                }
+            }
             env.ctx.flush_deferred().await?;
             env.ack(b.id);
             stopped |= b.stop;

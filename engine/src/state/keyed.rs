@@ -10,7 +10,7 @@
 //! different parallelism by handing each subtask the key groups it now owns.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::marker::PhantomData;
 
@@ -105,6 +105,17 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// Value for `key`, if any.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.groups[self.index(self.key_group(key))].get(key)
+    }
+
+    /// Drops every key of the key groups in `groups` (those outside this map's
+    /// range are not here).
+    pub fn release(&mut self, groups: &BTreeSet<u16>) {
+        for &g in groups {
+            if self.range.contains(KeyGroup(g)) {
+                let i = self.index(KeyGroup(g));
+                self.groups[i] = FastMap::default();
+            }
+        }
     }
 
     /// Mutable value for `key`, if any.
@@ -316,6 +327,7 @@ trait StateTable<K>: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn snapshot(&self) -> BTreeMap<u16, Vec<u8>>;
     fn restore_group(&mut self, bytes: &[u8]) -> Result<()>;
+    fn release(&mut self, groups: &BTreeSet<u16>);
 }
 
 impl<K: Key, V: StateValue> StateTable<K> for KeyGroupedMap<K, V> {
@@ -330,6 +342,9 @@ impl<K: Key, V: StateValue> StateTable<K> for KeyGroupedMap<K, V> {
     }
     fn restore_group(&mut self, bytes: &[u8]) -> Result<()> {
         KeyGroupedMap::restore_group(self, bytes)
+    }
+    fn release(&mut self, groups: &BTreeSet<u16>) {
+        KeyGroupedMap::release(self, groups)
     }
 }
 
@@ -425,6 +440,21 @@ impl<K: Key> KeyedStateStore<K> {
             }
         }
         per_group
+    }
+
+    /// Drops every table's keys of the key groups in `groups`.
+    pub fn release(&mut self, groups: &BTreeSet<u16>) {
+        for table in &mut self.tables {
+            table.release(groups);
+        }
+    }
+
+    /// The key group of `key`, as the tables group it.
+    pub fn key_group(&self, key: &K) -> KeyGroup {
+        match &self.grouper {
+            Some(g) => g(key),
+            None => key_group_of(key, self.max_parallelism),
+        }
     }
 
     /// Restores one key group written by [`KeyedStateStore::snapshot`].

@@ -38,6 +38,14 @@ impl<K: Key> TimerQueue<K> {
         }
     }
 
+    /// Keeps the timers of the keys `keep` says yes to.
+    pub fn retain_keys(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.by_time.retain(|_, keys| {
+            keys.retain(|k| keep(k));
+            !keys.is_empty()
+        });
+    }
+
     /// The earliest timer time.
     pub fn next_time(&self) -> Option<i64> {
         self.by_time.keys().next().copied()
