@@ -62,11 +62,10 @@ impl Member {
         }
     }
 
-    /// See [`ConsumerMember::owned_throughout`]; a classic member answers no (its
-    /// offsets go with the generation they were read under).
+    /// See [`ConsumerMember::owned_throughout`] and [`Membership::owned_throughout`].
     pub(super) fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
         match self {
-            Member::Classic(_) => false,
+            Member::Classic(m) => m.owned_throughout(partitions, generation),
             Member::Consumer(m) => m.owned_throughout(partitions, generation),
         }
     }
@@ -298,10 +297,12 @@ impl GroupHandle {
         self.member.rebalance_pending()
     }
 
-    /// Whether this member (consumer protocol) has owned `partitions` without a
-    /// break since member epoch `generation` and owns them now: offsets read
-    /// under that epoch may then be committed under the current one. Always
-    /// false for a classic member.
+    /// Whether this member has owned `partitions` without a break since member
+    /// epoch (consumer protocol) or generation (classic) `generation` and owns
+    /// them now: offsets read under it may then be committed under the current
+    /// one. A classic member keeps partitions across generations only with a
+    /// cooperative assignor, and still owns a partition that the current
+    /// generation revoked until it joins again (no other member gets it before).
     pub fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
         self.member.owned_throughout(partitions, generation)
     }

@@ -56,6 +56,19 @@ pub(crate) struct ClassicMemberState {
     /// expired): the partitions may already belong to someone else.
     pub lost: bool,
     pub fatal: Option<String>,
+    /// The partitions this member holds, since which generation without a break
+    /// (see [`Membership::owned_throughout`]).
+    pub held: BTreeMap<TopicPartition, Held>,
+}
+
+/// How long a member has held a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// The generation since which it holds it without a break.
+    pub since: i32,
+    /// Revoked by this generation's assignment (cooperative): still held, since no
+    /// other member gets it before this member joins again.
+    pub until: Option<i32>,
 }
 
 /// One member's protocol state, shared by the consumer and its heartbeat task.
@@ -76,6 +89,43 @@ pub(crate) struct Membership {
     subscribed: Mutex<Vec<String>>,
     /// When the application last polled (for `max.poll.interval.ms`).
     last_poll: Mutex<Instant>,
+}
+
+/// What a member holds after the assignment `assigned` of `generation`, having
+/// joined with `owned` (empty for eager assignors, which give everything up
+/// first): what it kept keeps its `since`, what is new starts at `generation`,
+/// and what it owned but was not assigned stays held through `generation` only.
+fn held_after(
+    before: &BTreeMap<TopicPartition, Held>,
+    owned: &[TopicPartition],
+    assigned: &[TopicPartition],
+    generation: i32,
+) -> BTreeMap<TopicPartition, Held> {
+    let kept = |tp: &TopicPartition| {
+        before
+            .get(tp)
+            .filter(|h| h.until.is_none() && owned.contains(tp))
+            .map(|h| h.since)
+    };
+    let mut held: BTreeMap<TopicPartition, Held> = assigned
+        .iter()
+        .map(|tp| {
+            let since = kept(tp).unwrap_or(generation);
+            (tp.clone(), Held { since, until: None })
+        })
+        .collect();
+    for tp in owned.iter().filter(|tp| !assigned.contains(tp)) {
+        if let Some(since) = kept(tp) {
+            held.insert(
+                tp.clone(),
+                Held {
+                    since,
+                    until: Some(generation),
+                },
+            );
+        }
+    }
+    held
 }
 
 /// Codes the coordinator call retries by itself; group codes come back in the response.
@@ -140,6 +190,24 @@ impl Membership {
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, ClassicMemberState> {
         lock(&self.state)
+    }
+
+    /// Whether this member has held every one of `partitions` without a break
+    /// since `generation` (or earlier) and still holds them in its current one:
+    /// kept through cooperative rebalances, or revoked by the current
+    /// generation's assignment and not yet given up by joining again. No other
+    /// member can have owned them since, so offsets of records read under
+    /// `generation` may be committed under the current one.
+    pub fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
+        let s = self.lock();
+        s.generation >= 0
+            && !s.lost
+            && s.fatal.is_none()
+            && partitions.iter().all(|tp| {
+                s.held.get(tp).is_some_and(|h| {
+                    h.since <= generation && h.until.is_none_or(|u| u == s.generation)
+                })
+            })
     }
 
     fn deadline(&self) -> Instant {
@@ -261,6 +329,7 @@ impl Membership {
                     s.stable = true;
                     s.rejoin = false;
                     s.lost = false;
+                    s.held = held_after(&s.held, owned, &partitions, generation);
                     info!(
                         group = self.group_id,
                         member_id,
@@ -655,5 +724,43 @@ impl Membership {
         info!(group = self.group_id, "left the group");
         let _ = response;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Held, held_after};
+    use crate::client::TopicPartition;
+    use std::collections::BTreeMap;
+
+    fn tp(p: i32) -> TopicPartition {
+        ("t".to_string(), p)
+    }
+
+    fn held(since: i32, until: Option<i32>) -> Held {
+        Held { since, until }
+    }
+
+    #[test]
+    fn a_partition_is_held_from_its_assignment_until_the_join_after_its_revocation() {
+        // Generation 3: partitions 0..3 assigned to a member that owned nothing.
+        let g3 = held_after(&BTreeMap::new(), &[], &[tp(0), tp(1), tp(2)], 3);
+        assert_eq!(g3[&tp(1)], held(3, None));
+        // Generation 4 (cooperative): 1 is revoked, 0 and 2 are kept.
+        let g4 = held_after(&g3, &[tp(0), tp(1), tp(2)], &[tp(0), tp(2)], 4);
+        assert_eq!(g4[&tp(0)], held(3, None));
+        assert_eq!(g4[&tp(1)], held(3, Some(4)), "still held through 4");
+        // Generation 5: joined again without 1, which is gone; 3 is new.
+        let g5 = held_after(&g4, &[tp(0), tp(2)], &[tp(0), tp(2), tp(3)], 5);
+        assert_eq!(g5.get(&tp(1)), None);
+        assert_eq!(g5[&tp(0)], held(3, None));
+        assert_eq!(g5[&tp(3)], held(5, None));
+        // 1 comes back later: a new stretch, not the old one.
+        let g6 = held_after(&g5, &[tp(0), tp(2), tp(3)], &[tp(0), tp(1)], 6);
+        assert_eq!(g6[&tp(1)], held(6, None));
+        // Eager (joined owning nothing): everything starts again.
+        let g7 = held_after(&g6, &[], &[tp(0), tp(1)], 7);
+        assert_eq!(g7[&tp(0)], held(7, None));
+        assert_eq!(g7.len(), 2);
     }
 }

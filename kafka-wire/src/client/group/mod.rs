@@ -355,6 +355,15 @@ impl GroupConsumer {
         &mut self.consumer
     }
 
+    /// Whether this member keeps its partitions through a classic rebalance (every
+    /// configured assignor is cooperative) and gives up only what moves.
+    pub fn classic_cooperative(&self) -> bool {
+        match &self.member {
+            Member::Classic(m) => m.cooperative(),
+            Member::Consumer(_) => false,
+        }
+    }
+
     /// Whether a rebalance is pending: the next poll rejoins (classic), or the
     /// owned partitions differ from the broker's target assignment (consumer protocol).
     pub fn rebalance_pending(&self) -> bool {

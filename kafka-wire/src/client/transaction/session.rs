@@ -201,9 +201,17 @@ pub struct TransactSession {
 }
 
 /// Fails unless the member is still in the generation (or member epoch) and
-/// member id the offsets were sent under.
-fn same_member(sent: &ConsumerGroupMetadata, now: &ConsumerGroupMetadata) -> Result<()> {
-    if sent.generation_id == now.generation_id && sent.member_id == now.member_id {
+/// member id the offsets were sent under, or (`kept`) a later one of the same
+/// member that has held the offsets' partitions without a break since then.
+fn same_member(
+    sent: &ConsumerGroupMetadata,
+    now: &ConsumerGroupMetadata,
+    kept: impl FnOnce() -> bool,
+) -> Result<()> {
+    if sent.member_id == now.member_id
+        && (sent.generation_id == now.generation_id
+            || (now.generation_id > sent.generation_id && kept()))
+    {
         return Ok(());
     }
     Err(Error::broker(
@@ -373,7 +381,10 @@ impl TransactSession {
                 EndPolicy::AbortOnRebalance => group.heartbeat_now().await,
                 _ => group.check_membership().await,
             };
-            if let Err(e) = checked.and_then(|()| same_member(sent, &group.group_metadata())) {
+            let partitions: Vec<TopicPartition> = offsets.keys().cloned().collect();
+            let kept = || group.owned_throughout(&partitions, sent.generation_id);
+            if let Err(e) = checked.and_then(|()| same_member(sent, &group.group_metadata(), kept))
+            {
                 return self.abort_for(AbortReason::Membership(e)).await;
             }
         }
@@ -489,11 +500,16 @@ mod tests {
 
     #[test]
     fn the_member_must_still_be_in_the_generation_of_its_offsets() {
-        assert!(same_member(&member(4, "m"), &member(4, "m")).is_ok());
+        assert!(same_member(&member(4, "m"), &member(4, "m"), || false).is_ok());
         for now in [member(5, "m"), member(-1, ""), member(4, "other")] {
-            let e = same_member(&member(4, "m"), &now).unwrap_err();
+            let e = same_member(&member(4, "m"), &now, || false).unwrap_err();
             assert_eq!(e.code(), Some(ErrorCode::IllegalGeneration));
             assert!(e.to_string().contains("generation 4"), "{e}");
+        }
+        // A later generation of the member that kept the partitions throughout.
+        assert!(same_member(&member(4, "m"), &member(5, "m"), || true).is_ok());
+        for now in [member(3, "m"), member(-1, ""), member(5, "other")] {
+            assert!(same_member(&member(4, "m"), &now, || true).is_err());
         }
     }
 
