@@ -215,6 +215,8 @@ struct SplitSlot<T> {
     last_active: Instant,
     idle: bool,
     ended: bool,
+    /// Given up at a checkpoint: no longer read, and no longer in checkpoints.
+    released: bool,
 }
 
 impl<T> SplitSlot<T> {
@@ -251,6 +253,7 @@ impl<T> SplitSlot<T> {
             last_active: now,
             idle: false,
             ended: false,
+            released: false,
         })
     }
 
@@ -490,7 +493,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         }
         if let Some(b) = trigger {
             let mut state = OperatorState::default();
-            for s in &mut slots {
+            for s in slots.iter_mut().filter(|s| !s.released) {
                 s.checkpoint(&name, b.id, keep_positions, &mut state)?;
             }
             if !state.is_empty() {
@@ -502,6 +505,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     let gone = s.split.key_group().is_some_and(|g| groups.contains(&g));
                     if gone && !s.ended {
                         s.ended = true;
+                        s.released = true;
                         s.idle = true;
                         remaining -= 1;
                         released += 1;
@@ -652,7 +656,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         env.ctx.flush_deferred().await?;
     }
     let mut end_state = OperatorState::default();
-    for s in slots.iter().filter(|_| keep_positions) {
+    for s in slots.iter().filter(|s| keep_positions && !s.released) {
         end_state
             .entries
             .insert(u32::from(s.index), encode_to_vec(&s.split.position()));
