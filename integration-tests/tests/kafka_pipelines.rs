@@ -905,6 +905,20 @@ impl Run {
     }
 }
 
+/// Reads the output back with the Java console consumer (read_committed):
+/// exactly `records` records, each the running stats recomputed from the
+/// input; no transaction left open.
+async fn read_back_exact_stats(run: &Run, records: usize, expected: &Stats) {
+    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    assert_eq!(
+        lines.len(),
+        records,
+        "output records read by the Java consumer"
+    );
+    check_stats(&lines, expected);
+    run.assert_nothing_hanging().await;
+}
+
 /// Checks running-stats output lines against `expected`: per key, exactly the
 /// expected sequence (output keys share the input's partitioning, so per-key
 /// order is input order).
@@ -953,14 +967,7 @@ async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(terminate(&mut child, Duration::from_secs(60)).success());
-    let lines = java_read_committed(&run.bootstrap, &run.output, records);
-    assert_eq!(
-        lines.len(),
-        records,
-        "output records read by the Java consumer"
-    );
-    check_stats(&lines, &expected);
-    run.assert_nothing_hanging().await;
+    read_back_exact_stats(&run, records, &expected).await;
 }
 
 /// Scale out and back in while input arrives: one process of the running-stats
@@ -996,14 +1003,63 @@ async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_pr
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
-    let lines = java_read_committed(&run.bootstrap, &run.output, records);
+    read_back_exact_stats(&run, records, &expected).await;
+}
+
+/// The `REPORT` file a `strom_pipeline` process wrote at its end, as
+/// `(incarnations, released partitions)`.
+fn pipeline_report(path: &std::path::Path) -> (u32, u32) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let field = |name: &str| -> u32 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (field("incarnations"), field("released"))
+}
+
+/// Cooperative rebalancing: when a second process joins, the first gives it
+/// half of the partitions at a checkpoint and goes on with the others in the
+/// same incarnation (no restart); the output stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_hands_partitions_to_a_newcomer_and_goes_on_with_the_others() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "in-place").await;
+    let records = 20_000;
+    let (input, expected) = run.stats_records(records, 2_000, 47);
+    let reports = std::env::temp_dir().join(format!("strom-in-place-{}", run.app));
+    std::fs::create_dir_all(&reports).unwrap();
+    let report = |i: u32| reports.join(format!("{i}.txt"));
+    let with_report = |i: u32| {
+        [
+            ("GUARANTEE", "eos".to_string()),
+            ("REPORT", report(i).display().to_string()),
+        ]
+    };
+    let mut first = run.spawn("running-stats", 0, &with_report(0));
+    let feeding = Duration::from_secs(12);
+    let joiner = async {
+        tokio::time::sleep(feeding / 3).await;
+        run.spawn("running-stats", 1, &with_report(1))
+    };
+    let ((), mut second) = tokio::join!(run.clicks_paced(input, feeding), joiner);
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    // The first stops before it could get anything back.
+    assert!(terminate(&mut first, Duration::from_secs(60)).success());
+    assert!(terminate(&mut second, Duration::from_secs(60)).success());
+    let (incarnations, released) = pipeline_report(&report(0));
+    assert_eq!(incarnations, 1, "the first process never restarted");
     assert_eq!(
-        lines.len(),
-        records,
-        "output records read by the Java consumer"
+        released,
+        PARTITIONS as u32 / 2,
+        "it released half its partitions"
     );
-    check_stats(&lines, &expected);
-    run.assert_nothing_hanging().await;
+    read_back_exact_stats(&run, records, &expected).await;
+    let _ = std::fs::remove_dir_all(&reports);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

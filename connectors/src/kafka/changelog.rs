@@ -216,6 +216,16 @@ impl Changelog {
                 .chain(state.entries.iter().map(|(e, b)| (Item::Entry(*e), b)));
             let mut now = BTreeSet::new();
             for (item, bytes) in items {
+                if !Self::owns(&cache.owned, self.aligned, item) {
+                    // Another process's now (released): writing it would
+                    // overwrite that process's state.
+                    tracing::warn!(
+                        uid,
+                        ?item,
+                        "state of a key group this process does not own; not written"
+                    );
+                    continue;
+                }
                 now.insert(item);
                 let crc = crc32c::crc32c(bytes);
                 let old = before.get(&item);
@@ -274,6 +284,19 @@ impl Changelog {
             key: Some(record_key(item, chunk)),
             value,
             ..Default::default()
+        }
+    }
+
+    /// Key groups this process gave up at a committed checkpoint: it no longer
+    /// writes or deletes their items, and the cache forgets them.
+    pub(crate) fn release(&self, groups: &BTreeSet<u16>) {
+        if !self.aligned {
+            return;
+        }
+        let mut cache = self.lock();
+        cache.owned.retain(|g| !groups.contains(g));
+        for items in cache.written.values_mut() {
+            items.retain(|item, _| !matches!(item, Item::KeyGroup(g) if groups.contains(g)));
         }
     }
 

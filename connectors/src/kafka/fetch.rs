@@ -1,7 +1,15 @@
 //! The fetch task of one incarnation: polls the group consumer and hands each
-//! partition's records to its split's bounded queue; stops polling (and tells the
-//! runner) as soon as a rebalance is pending, so the open checkpoint can commit
-//! under the current generation before the partitions move.
+//! partition's records to its split's bounded queue.
+//!
+//! A rebalance, eager (or under the consumer protocol): the task stops polling
+//! and tells the runner as soon as one is pending, so the open checkpoint can
+//! commit under the current generation before the partitions move.
+//!
+//! A rebalance, cooperative (classic protocol): the task keeps polling, so the
+//! member joins while the job goes on with what it holds. Partitions the new
+//! generation revokes go to the runner, which releases them at a checkpoint;
+//! the task polls (and so joins again, handing them on) only once that
+//! checkpoint committed their offsets. Partitions it adds restart the job.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +26,12 @@ use super::source::Chunk;
 /// What the fetch task tells the runner.
 #[derive(Debug)]
 pub(crate) enum FetchEvent {
-    /// A rebalance is pending: stop the job (final checkpoint), then rejoin.
+    /// A rebalance is pending (or, cooperative, brought partitions): stop the job
+    /// (final checkpoint), then rejoin.
     RebalancePending,
+    /// Cooperative: the new generation revoked these partitions; the task polls
+    /// again once the runner resumes it (their offsets committed).
+    Revoked(Vec<TopicPartition>),
     /// The assignment changed inside a poll (partitions revoked or lost before the
     /// job could checkpoint).
     AssignmentChanged(Vec<RebalanceEvent>),
@@ -34,10 +46,12 @@ const POLL: Duration = Duration::from_millis(100);
 pub(crate) async fn run(
     mut group: GroupConsumer,
     mut feeds: HashMap<TopicPartition, mpsc::Sender<Chunk>>,
-    status: HashMap<TopicPartition, Arc<PartitionStatus>>,
+    mut status: HashMap<TopicPartition, Arc<PartitionStatus>>,
     mut stop: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<FetchEvent>,
+    mut resume: Option<mpsc::UnboundedReceiver<()>>,
 ) -> GroupConsumer {
+    let cooperative = resume.is_some();
     let mut halted = false;
     loop {
         if *stop.borrow() {
@@ -49,7 +63,7 @@ pub(crate) async fn run(
             }
             continue;
         }
-        if group.rebalance_pending() {
+        if !cooperative && group.rebalance_pending() {
             tracing::info!("rebalance pending: pausing the fetch until the job checkpoints");
             let _ = events.send(FetchEvent::RebalancePending);
             halted = true;
@@ -81,11 +95,31 @@ pub(crate) async fn run(
             }
         }
         let changes = group.take_events();
-        if !changes.is_empty() {
+        let lost = changes.iter().any(|c| matches!(c, RebalanceEvent::Lost(_)));
+        if !changes.is_empty() && (!cooperative || lost) {
             tracing::info!(?changes, "assignment changed during a poll");
             let _ = events.send(FetchEvent::AssignmentChanged(changes));
             halted = true;
             continue;
+        }
+        let mut revoked = Vec::new();
+        let mut added = false;
+        for c in changes {
+            match c {
+                RebalanceEvent::Revoked(tps) => revoked.extend(tps),
+                RebalanceEvent::Assigned(tps) => added |= !tps.is_empty(),
+                RebalanceEvent::Lost(_) => {}
+            }
+        }
+        if added {
+            tracing::info!("partitions added: stopping the job to start it with them");
+            let _ = events.send(FetchEvent::RebalancePending);
+            halted = true;
+            continue;
+        }
+        for tp in &revoked {
+            feeds.remove(tp);
+            status.remove(tp);
         }
         for fetched in batches {
             let tp: TopicPartition = (fetched.topic.to_string(), fetched.partition);
@@ -100,6 +134,24 @@ pub(crate) async fn run(
                         // The split ended (bounded input): fetch it no more.
                         feeds.remove(&tp);
                         group.consumer().pause([(tp.0.as_str(), tp.1)]);
+                    }
+                }
+                _ = stop.changed() => return group,
+            }
+        }
+        if !revoked.is_empty() {
+            tracing::info!(
+                ?revoked,
+                "partitions revoked: releasing them at a checkpoint"
+            );
+            let _ = events.send(FetchEvent::Revoked(revoked));
+            let Some(resume) = resume.as_mut() else {
+                continue;
+            };
+            tokio::select! {
+                r = resume.recv() => {
+                    if r.is_none() {
+                        halted = true;
                     }
                 }
                 _ = stop.changed() => return group,

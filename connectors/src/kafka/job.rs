@@ -10,6 +10,7 @@
 //!  │     → restore the owned key groups from the changelogs (cached after the first;
 //!  │       counts as polling the group, and a rebalance interrupts it)
 //!  │     → define + start the pipeline, fetch task feeding its splits
+//!  │     ├─ cooperative revocation → release them at a checkpoint, go on     │
 //!  │     ├─ rebalance pending → stop (final checkpoint commits) ─────────────┐
 //!  │     ├─ failure (aborted / fenced transaction, broker gone) → abort,     │
 //!  │     │    replace the producer if it is fenced and still ours ──────────┤
@@ -41,12 +42,19 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! Why a restart per change instead of splits that come and go inside one running
-//! job: an incarnation restores exactly the state of the partitions it owns, and a
-//! rollback (an aborted transaction) has to reset every operator's state and drop
-//! the records in flight between tasks anyway; restarting the tasks does both with
-//! one mechanism. The process keeps what it committed last, so only partitions new
-//! to it are read from the changelogs.
+//! A cooperative rebalance that only takes partitions away (partition-aligned
+//! state over one input topic, `cooperative-sticky`) does not restart: the fetch
+//! task joins while the job goes on, and the revoked partitions leave the running
+//! job at a checkpoint that commits their offsets and state
+//! ([`engine::JobController::release`]) before the member joins again to hand
+//! them on.
+//!
+//! Why a restart for everything else instead of splits that come and go inside
+//! one running job: an incarnation restores exactly the state of the partitions
+//! it owns, and a rollback (an aborted transaction) has to reset every operator's
+//! state and drop the records in flight between tasks anyway; restarting the
+//! tasks does both with one mechanism. The process keeps what it committed last,
+//! so only partitions new to it are read from the changelogs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -174,6 +182,9 @@ pub struct JobReport {
     pub incarnations: u32,
     /// Rollbacks to the last checkpoint.
     pub rollbacks: u32,
+    /// Partitions a cooperative rebalance took away while the incarnation went
+    /// on with the others (released at a checkpoint, no restart).
+    pub released: u32,
     /// Every restore, in order.
     pub restores: Vec<Restore>,
     /// The last checkpoint committed.
@@ -187,6 +198,7 @@ impl JobReport {
             end: JobEnd::Stopped,
             incarnations: 0,
             rollbacks: 0,
+            released: 0,
             restores: Vec::new(),
             last_checkpoint: CheckpointId(0),
         }
@@ -711,12 +723,24 @@ impl KafkaJob {
                 // the membership that makes this process the one running the job.
                 group.consumer().pause([(owner.0.as_str(), owner.1)]);
             }
+            // A cooperative rebalance that only takes partitions away releases
+            // them at a checkpoint while the others go on (partition-aligned
+            // state over one input topic: a partition is a key group).
+            let in_place = plan.aligned
+                && !plan.bounded
+                && plan.owner.is_none()
+                && plan.topics.len() == 1
+                && plan.repartition_topics.is_empty()
+                && group.classic_cooperative();
+            let (resume_tx, resume_rx) = mpsc::unbounded_channel();
+            let (released_tx, mut released) = mpsc::unbounded_channel();
             let fetcher = tokio::spawn(fetch::run(
                 group,
                 senders,
                 partition_status,
                 stop_fetch_rx,
                 events_tx,
+                in_place.then_some(resume_rx),
             ));
             let mut stopping = false;
             let mut stop_requested = *stop_rx.borrow();
@@ -747,7 +771,43 @@ impl KafkaJob {
                             let _ = (&mut wait).await;
                             break Outcome::FetchFailed(e);
                         }
-                        Some(FetchEvent::RebalancePending) | None => {}
+                        Some(FetchEvent::Revoked(revoked)) if !stopping => {
+                            let groups: BTreeSet<u16> = revoked
+                                .iter()
+                                .filter_map(|(_, p)| u16::try_from(*p).ok())
+                                .collect();
+                            let controller = controller.clone();
+                            let done = released_tx.clone();
+                            tokio::spawn(async move {
+                                let r = controller.release(groups).await;
+                                let _ = done.send((revoked, r));
+                            });
+                        }
+                        // Stopping: the final checkpoint commits them, and the
+                        // next incarnation settles without them.
+                        Some(FetchEvent::RebalancePending | FetchEvent::Revoked(_)) | None => {}
+                    },
+                    Some((revoked, r)) = released.recv() => match r {
+                        Ok(id) => {
+                            tracing::info!(
+                                checkpoint = id.0,
+                                partitions = ?revoked,
+                                "partitions released at a checkpoint; the others go on"
+                            );
+                            assignment.retain(|tp| !revoked.contains(tp));
+                            status.retain_partitions(&assignment.iter().cloned().collect());
+                            metrics::counter!("strom_partitions_released_total")
+                                .increment(revoked.len() as u64);
+                            report.released += u32::try_from(revoked.len()).unwrap_or(u32::MAX);
+                            let _ = resume_tx.send(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, partitions = ?revoked, "releasing partitions failed; rolling back");
+                            if !stopping {
+                                controller.abort();
+                                stopping = true;
+                            }
+                        }
                     },
                     changed = stop_rx.changed(), if !stop_requested => {
                         if changed.is_err() || *stop_rx.borrow() {

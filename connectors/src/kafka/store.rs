@@ -139,6 +139,11 @@ impl CheckpointStore for KafkaCheckpointStore {
             );
             incarnation.writer.commit(id, records, &offsets).await?;
             changelog.committed(pending);
+            if !checkpoint.released.is_empty() {
+                // Their state and offsets are in this checkpoint; from now on
+                // they are another process's.
+                changelog.release(&checkpoint.released);
+            }
             purge.committed(&admin, &offsets);
             tracing::debug!(
                 checkpoint = id.0,

@@ -24,7 +24,8 @@
 //! `STROM_ABORT_MAX` (default 8: aborts one process injects at most, under the
 //! job's limit of 10 rollbacks, which only a rebalance or a stop resets). It
 //! prints one stderr line per restore and per injected abort, and a summary at
-//! the end.
+//! the end, which it also writes to the file `REPORT` when set
+//! (`incarnations=N rollbacks=N released=N`).
 //!
 //! Usage: `strom_pipeline PIPELINE`
 
@@ -317,8 +318,17 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "strom_pipeline: ended {:?} after {} incarnations, {} rollbacks, last checkpoint {}",
-        report.end, report.incarnations, report.rollbacks, report.last_checkpoint
+        "strom_pipeline: ended {:?} after {} incarnations, {} rollbacks, {} partitions released in place, last checkpoint {}",
+        report.end, report.incarnations, report.rollbacks, report.released, report.last_checkpoint
     );
+    if let Ok(path) = std::env::var("REPORT") {
+        std::fs::write(
+            path,
+            format!(
+                "incarnations={} rollbacks={} released={}\n",
+                report.incarnations, report.rollbacks, report.released
+            ),
+        )?;
+    }
     Ok(())
 }
