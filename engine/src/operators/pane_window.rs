@@ -469,3 +469,75 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         vec![&mut self.late]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::PaneWindowOperator;
+    use crate::aggregate::Count;
+    use crate::checkpoint::{OperatorId, TaskId};
+    use crate::error::ErrorPolicy;
+    use crate::operators::{Operator, OperatorInit, Output, SideOutput};
+    use crate::record::Record;
+    use crate::runtime::context::TaskCtx;
+    use crate::state::key_group::key_group_of;
+    use crate::time::clock::Clock;
+    use crate::time::window::TimeDomain;
+
+    #[test]
+    fn a_released_key_group_fires_no_window() {
+        let mut op: PaneWindowOperator<u8, u8, Count> = PaneWindowOperator::new(
+            Arc::new(|k: &u8| *k),
+            Arc::new(Count),
+            10,
+            10,
+            0,
+            TimeDomain::EventTime,
+            0,
+            SideOutput::disconnected(),
+        );
+        op.open(&OperatorInit::new(
+            OperatorId(1),
+            "w".into(),
+            0,
+            1,
+            128,
+            None,
+        ))
+        .unwrap();
+        let mut ctx = TaskCtx::new(
+            TaskId {
+                stage: 0,
+                subtask: 0,
+            },
+            "w#0".into(),
+            0,
+            Clock::starting_at(0),
+            ErrorPolicy::Fail,
+            None,
+            64,
+        );
+        // Two keys of different key groups, both in window [0, 10).
+        let a = 1u8;
+        let b = (2..=255u8)
+            .find(|k| key_group_of(k, 128) != key_group_of(&a, 128))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
+        };
+        let records = vec![Record::new(a, 1), Record::new(b, 2), Record::new(b, 3)];
+        op.process_batch(records, &mut out).unwrap();
+        let released = BTreeSet::from([key_group_of(&b, 128).0]);
+        assert!(op.release(&released).unwrap());
+        op.on_watermark(100, &mut out).unwrap();
+        let fired: Vec<(u8, u64)> = buf.iter().map(|r| (r.value.key, r.value.value)).collect();
+        assert_eq!(fired, vec![(a, 1)], "only the kept key group's window");
+    }
+}
