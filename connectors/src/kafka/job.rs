@@ -42,8 +42,9 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! A cooperative rebalance that only takes partitions away (partition-aligned
-//! state over one input topic, `cooperative-sticky`) does not restart: the fetch
+//! In an exactly-once job, a cooperative rebalance that only takes partitions
+//! away (partition-aligned state over one input topic, `cooperative-sticky`)
+//! does not restart: the fetch
 //! task joins while the job goes on, and the revoked partitions leave the running
 //! job at a checkpoint that commits their offsets and state
 //! ([`engine::JobController::release`]) before the member joins again to hand
@@ -725,8 +726,11 @@ impl KafkaJob {
             }
             // A cooperative rebalance that only takes partitions away releases
             // them at a checkpoint while the others go on (partition-aligned
-            // state over one input topic: a partition is a key group).
-            let in_place = plan.aligned
+            // state over one input topic: a partition is a key group). Under
+            // exactly-once only: a plain OffsetCommit is refused while the group
+            // completes the rebalance, which would roll an at-least-once job back.
+            let in_place = plan.exactly_once
+                && plan.aligned
                 && !plan.bounded
                 && plan.owner.is_none()
                 && plan.topics.len() == 1
