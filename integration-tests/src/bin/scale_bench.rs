@@ -13,7 +13,7 @@
 //!              first output written after it (record timestamp past the kill)
 //! ```
 //!
-//! Usage: `scale_bench [--records N] [--rate N] [--results FILE]` with
+//! Usage: `scale_bench [--records N] [--rate N] [--pauses-only] [--results FILE]` with
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `scripts/bench-scale` builds it in
 //! release and appends to `bench/RESULTS-pipelines.md`. Needs the
 //! `strom_pipeline` binary next to it.
@@ -233,7 +233,8 @@ async fn throughput(bootstrap: &str, processes: u32, records: u64) -> Result<(f6
 }
 
 /// When output arrived at a read_committed reader: (local time, record timestamps).
-type Arrivals = Arc<Mutex<Vec<(Instant, i64)>>>;
+/// When output arrived: (when, newest record timestamp, output partition).
+type Arrivals = Arc<Mutex<Vec<(Instant, i64, i32)>>>;
 
 /// Reads the output with read_committed until `stop`, noting each arrival.
 async fn watch_output(
@@ -252,23 +253,31 @@ async fn watch_output(
     while !stop.load(std::sync::atomic::Ordering::Acquire) {
         let records = consumer.poll_for(Duration::from_millis(50)).await?;
         let at = Instant::now();
-        let newest = records.iter().map(|r| r.timestamp).max();
-        if let Some(ts) = newest {
-            arrivals.lock().unwrap().push((at, ts));
+        let mut newest: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in &records {
+            let ts = newest.entry(r.partition).or_insert(r.timestamp);
+            *ts = (*ts).max(r.timestamp);
         }
+        let mut all = arrivals.lock().unwrap();
+        all.extend(newest.into_iter().map(|(p, ts)| (at, ts, p)));
     }
     consumer.close().await;
     Ok(())
 }
 
-/// The longest time without output in `from..from+window`, counted from `from`.
-fn pause_after(arrivals: &[(Instant, i64)], from: Instant, window: Duration) -> Duration {
+/// The longest time without output in `from..from+window`, counted from `from`
+/// (of output partition `partition` only, when given).
+fn pause_after(
+    arrivals: &[(Instant, i64, i32)],
+    from: Instant,
+    window: Duration,
+    partition: Option<i32>,
+) -> Duration {
     let mut last = from;
     let mut longest = Duration::ZERO;
-    for (at, _) in arrivals
-        .iter()
-        .filter(|(at, _)| *at > from && *at < from + window)
-    {
+    for (at, _, _) in arrivals.iter().filter(|(at, _, p)| {
+        *at > from && *at < from + window && partition.is_none_or(|want| want == *p)
+    }) {
         longest = longest.max(*at - last);
         last = *at;
     }
@@ -308,21 +317,40 @@ async fn pauses(bootstrap: &str, rate: u64) -> Result<Vec<(String, Duration)>> {
     tokio::time::sleep(window).await;
     let mut out = vec![(
         "steady state (longest gap, 1 s checkpoints)".to_string(),
-        pause_after(&arrivals.lock().unwrap(), steady_from, window),
+        pause_after(&arrivals.lock().unwrap(), steady_from, window, None),
     )];
     let joined = Instant::now();
     let mut second = setup.spawn(1)?;
     tokio::time::sleep(window).await;
     out.push((
         "a second process joins".to_string(),
-        pause_after(&arrivals.lock().unwrap(), joined, window),
+        pause_after(&arrivals.lock().unwrap(), joined, window, None),
+    ));
+    // Per output partition (the pipeline keeps keys in their input partition's
+    // number): the half with the shortest gaps are the ones the first process
+    // kept, the others moved to the second.
+    let mut gaps: Vec<Duration> = (0..PARTITIONS)
+        .map(|p| pause_after(&arrivals.lock().unwrap(), joined, window, Some(p)))
+        .collect();
+    gaps.sort();
+    let half = gaps.len() / 2;
+    out.push((
+        format!("a second process joins: the {half} partitions with the shortest gaps (kept), the longest of them"),
+        gaps[half - 1],
+    ));
+    out.push((
+        format!(
+            "a second process joins: the other {} (moved), the longest",
+            gaps.len() - half
+        ),
+        gaps[gaps.len() - 1],
     ));
     let left = Instant::now();
     tokio::task::block_in_place(|| terminate(&mut second));
     tokio::time::sleep(window).await;
     out.push((
         "the second process leaves (SIGTERM)".to_string(),
-        pause_after(&arrivals.lock().unwrap(), left, window),
+        pause_after(&arrivals.lock().unwrap(), left, window, None),
     ));
     let killed = Instant::now();
     let killed_ms = now_ms();
@@ -334,8 +362,8 @@ async fn pauses(bootstrap: &str, rate: u64) -> Result<Vec<(String, Duration)>> {
         .lock()
         .unwrap()
         .iter()
-        .find(|(at, ts)| *at > killed && *ts > killed_ms)
-        .map_or(window, |(at, _)| *at - killed);
+        .find(|(at, ts, _)| *at > killed && *ts > killed_ms)
+        .map_or(window, |(at, _, _)| *at - killed);
     out.push((
         "SIGKILL and restart: first output after the kill".to_string(),
         recovery,
@@ -351,6 +379,7 @@ async fn pauses(bootstrap: &str, rate: u64) -> Result<Vec<(String, Duration)>> {
 async fn main() -> Result<()> {
     let mut records: u64 = 1_000_000;
     let mut rate: u64 = 20_000;
+    let mut pauses_only = false;
     let mut results = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../bench/RESULTS-pipelines.md"
@@ -362,6 +391,7 @@ async fn main() -> Result<()> {
             "--records" => records = value()?.parse()?,
             "--rate" => rate = value()?.parse()?,
             "--results" => results = PathBuf::from(value()?),
+            "--pauses-only" => pauses_only = true,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -372,8 +402,10 @@ async fn main() -> Result<()> {
         chrono_like_now(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    text.push_str("| processes | records | records/s | CPU s / M records (processes, user+system) |\n|---|---|---|---|\n");
-    for n in 1..=3 {
+    if !pauses_only {
+        text.push_str("| processes | records | records/s | CPU s / M records (processes, user+system) |\n|---|---|---|---|\n");
+    }
+    for n in (1..=3).filter(|_| !pauses_only) {
         let (per_s, cpu) = throughput(&bootstrap, n, records).await?;
         let row = format!("| {n} | {records} | {per_s:.0} | {cpu:.2} |\n");
         eprint!("{row}");
