@@ -258,13 +258,21 @@ impl Membership {
                 }),
                 ..Default::default()
             };
-            let response = self
-                .coordinator
-                .lock()
-                .await
+            let mut coordinator = self.coordinator.lock().await;
+            let response = coordinator
                 .call(&request, None, deadline, |r| retriable_only(r.error_code))
                 .await?;
             let code = ErrorCode::from_code(response.error_code);
+            if code == ErrorCode::NoError {
+                // Still holding the coordinator connection: a heartbeat the
+                // application asks for after this answer carries the new
+                // generation (`heartbeat_on_demand` reads it under that lock);
+                // one with the old generation would be ILLEGAL_GENERATION.
+                let mut s = self.lock();
+                s.member_id = response.member_id.clone();
+                s.generation = response.generation_id;
+            }
+            drop(coordinator);
             match code {
                 ErrorCode::NoError => {}
                 ErrorCode::MemberIdRequired => {
@@ -436,10 +444,11 @@ impl Membership {
     /// One heartbeat; updates the member state from the answer. Sent only while
     /// the member is stable (joined and synced).
     pub async fn heartbeat(&self) -> Result<()> {
+        let mut coordinator = self.coordinator.lock().await;
+        // Read under the lock: a join that held it may have moved the generation.
         let Some(request) = self.heartbeat_request(false) else {
             return Ok(());
         };
-        let mut coordinator = self.coordinator.lock().await;
         self.send_heartbeat(&mut coordinator, request).await
     }
 
@@ -502,6 +511,11 @@ impl Membership {
             .call(&request, None, deadline, |r| retriable_only(r.error_code))
             .await?;
         let code = ErrorCode::from_code(response.error_code);
+        if code != ErrorCode::NoError && self.lock().generation != request.generation_id {
+            // A join finished meanwhile: the answer is about a generation this
+            // member has already left behind.
+            return Ok(());
+        }
         self.on_generation_error(code, "Heartbeat");
         match code {
             ErrorCode::NoError => Ok(()),

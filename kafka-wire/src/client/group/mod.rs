@@ -28,7 +28,9 @@
 //! keep fetching their partitions through the rebalance, report them in
 //! JoinGroup, give up only those that move (`Revoked`), and rejoin at once so a
 //! second round hands those to their new owners (`Assigned` lists only additions). They happen inside
-//! `poll_for`. A member that does not poll for `max.poll.interval.ms` leaves the
+//! `poll_for`; a member that owns partitions joins in a task of its own (JoinGroup
+//! waits for every member), so its polls go on returning records meanwhile, and
+//! the first poll after the join applies it. A member that does not poll for `max.poll.interval.ms` leaves the
 //! group from its heartbeat task (its partitions go to the others; its next poll
 //! reports them lost and joins again), as the Java client does.
 //!
@@ -166,7 +168,20 @@ pub struct GroupConsumer {
     auto_commit: Option<Duration>,
     last_commit: Instant,
     last_metadata_check: Instant,
+    /// A cooperative rejoin running in its own task (JoinGroup waits for every
+    /// member), with what this member owned when it began: polls fetch on
+    /// meanwhile, and the first poll after it finished applies its assignment.
+    joining: Option<(Vec<TopicPartition>, JoinTask)>,
     _heartbeat: TaskGuard,
+}
+
+/// A join in its own task, aborted when dropped.
+struct JoinTask(tokio::task::JoinHandle<Result<Vec<TopicPartition>>>);
+
+impl Drop for JoinTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How often the leader compares subscribed topics' partition counts with the
@@ -258,6 +273,7 @@ impl GroupConsumer {
             auto_commit,
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
+            joining: None,
             _heartbeat: TaskGuard(heartbeat),
         })
     }
@@ -364,10 +380,12 @@ impl GroupConsumer {
         }
     }
 
-    /// Whether a rebalance is pending: the next poll rejoins (classic), or the
-    /// owned partitions differ from the broker's target assignment (consumer protocol).
+    /// Whether a rebalance is pending: the next poll rejoins (classic), a join
+    /// runs in its own task or its assignment is not applied yet (classic,
+    /// cooperative), or the owned partitions differ from the broker's target
+    /// assignment (consumer protocol).
     pub fn rebalance_pending(&self) -> bool {
-        self.member.rebalance_pending()
+        self.joining.is_some() || self.member.rebalance_pending()
     }
 
     /// Heartbeats now and fails unless this member still holds its partitions in a
@@ -393,7 +411,26 @@ impl GroupConsumer {
         }
     }
 
-    async fn ensure_active_classic(&mut self, membership: &Membership) -> Result<()> {
+    async fn ensure_active_classic(&mut self, membership: &Arc<Membership>) -> Result<()> {
+        if let Some((owned, task)) = self.joining.take() {
+            if !task.0.is_finished() {
+                self.joining = Some((owned, task));
+                return Ok(());
+            }
+            let mut task = task;
+            let joined = match (&mut task.0).await {
+                Ok(r) => r?,
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => {
+                        // Cancelled: join again at the next poll.
+                        membership.lock().rejoin = true;
+                        return Ok(());
+                    }
+                },
+            };
+            return self.apply_join(membership, owned, joined).await;
+        }
         let (rejoin, lost, fatal) = {
             let s = membership.lock();
             (s.rejoin, s.lost, s.fatal.clone())
@@ -425,7 +462,26 @@ impl GroupConsumer {
         }
         // Cooperative: keep fetching what is owned, and tell the leader about it.
         let owned = self.assignment.clone();
+        if cooperative && !owned.is_empty() {
+            // JoinGroup waits until every member has joined: fetch on meanwhile.
+            let m = membership.clone();
+            let topics = self.topics.clone();
+            let join_owned = owned.clone();
+            let task = tokio::spawn(async move { m.join(&topics, &join_owned).await });
+            self.joining = Some((owned, JoinTask(task)));
+            return Ok(());
+        }
         let partitions = membership.join(&self.topics, &owned).await?;
+        self.apply_join(membership, owned, partitions).await
+    }
+
+    /// Applies the assignment of a join made while owning `owned`.
+    async fn apply_join(
+        &mut self,
+        membership: &Membership,
+        owned: Vec<TopicPartition>,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<()> {
         let revoked: Vec<TopicPartition> = owned
             .iter()
             .filter(|tp| !partitions.contains(tp))
@@ -683,6 +739,8 @@ impl GroupConsumer {
     }
 
     async fn close_with(mut self, static_leaves: bool) -> Result<()> {
+        // A join in flight holds the coordinator connection: drop it first.
+        self.joining = None;
         let mut result = Ok(());
         if self.auto_commit.is_some() && !self.assignment.is_empty() {
             result = self.commit().await;
