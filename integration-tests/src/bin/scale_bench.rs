@@ -127,7 +127,10 @@ impl Setup {
             .env("OUTPUT", &self.output)
             .env("GUARANTEE", "eos")
             .env("CHECKPOINT_MS", "1000")
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("PIPELINE_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .spawn()?)
     }

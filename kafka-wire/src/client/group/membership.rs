@@ -59,6 +59,18 @@ pub(crate) struct ClassicMemberState {
     /// The partitions this member holds, since which generation without a break
     /// (see [`Membership::owned_throughout`]).
     pub held: BTreeMap<TopicPartition, Held>,
+    /// A JoinGroup or SyncGroup is in flight (it holds the coordinator connection
+    /// until every member has joined).
+    pub joining: bool,
+}
+
+/// Marks a join in flight for as long as it lives (also when the join is dropped).
+struct Joining<'a>(&'a Membership);
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        self.0.lock().joining = false;
+    }
 }
 
 /// How long a member has held a partition.
@@ -225,6 +237,8 @@ impl Membership {
         let deadline = self.deadline();
         *lock(&self.assigned_counts) = None;
         *lock(&self.subscribed) = topics.to_vec();
+        self.lock().joining = true;
+        let _joining = Joining(self);
         for attempt in 0..50 {
             if Instant::now() >= deadline {
                 break;
@@ -465,6 +479,12 @@ impl Membership {
     /// of the transaction the caller is about to end. Then nothing is sent and the
     /// member state (which that call keeps current) is the answer: `Ok` here.
     pub async fn heartbeat_on_demand(&self, while_rebalancing: bool, wait: Duration) -> Result<()> {
+        if while_rebalancing && self.lock().joining {
+            // The join holds the connection until every member has joined (a
+            // cooperative member keeps working meanwhile): the state answers.
+            debug!(group = self.group_id, "join in flight; no heartbeat sent");
+            return Ok(());
+        }
         let Ok(mut coordinator) = tokio::time::timeout(wait, self.coordinator.lock()).await else {
             debug!(
                 group = self.group_id,
