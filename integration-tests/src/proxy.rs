@@ -1,7 +1,8 @@
 //! A loopback TCP proxy between Kafka clients and a real broker, for network-fault
 //! tests: added latency, requests of one api held back (late Produce or EndTxn, the
-//! KAFKA-17754 pattern), a request cut in the middle, every connection dropped, and
-//! connections that hang.
+//! KAFKA-17754 pattern), responses of one api held back (a JoinGroup the broker has
+//! completed and the client has not heard of), a request cut in the middle, every
+//! connection dropped, and connections that hang.
 //!
 //! The proxy reads Kafka frames in both directions. It rewrites the broker addresses
 //! in Metadata, FindCoordinator, DescribeCluster and the `node_endpoints` of Produce
@@ -43,6 +44,9 @@ struct Faults {
     latency: Duration,
     /// Requests of these api keys wait this long before they are forwarded.
     hold: HashMap<i16, Duration>,
+    /// Responses to requests of these api keys wait this long before they are
+    /// forwarded.
+    hold_responses: HashMap<i16, Duration>,
     /// The next request of each of these api keys is cut after half its bytes,
     /// and its connection closed.
     cut_next: HashSet<i16>,
@@ -125,6 +129,15 @@ impl KafkaProxy {
     /// TCP connection, the requests behind it on the same connection).
     pub fn hold(&self, api: ApiKey, delay: Duration) {
         lock(&self.inner.faults).hold.insert(api.code(), delay);
+    }
+
+    /// Holds every response to a request of `api` for `delay` before forwarding
+    /// it (and the responses behind it on the same connection): the broker has
+    /// acted on the request, the client does not know yet.
+    pub fn hold_responses(&self, api: ApiKey, delay: Duration) {
+        lock(&self.inner.faults)
+            .hold_responses
+            .insert(api.code(), delay);
     }
 
     /// Cuts the next request of `api`: half of its bytes reach the broker, then
@@ -263,7 +276,8 @@ where
     }
 }
 
-/// Broker → client: rewrites broker addresses, waits out hangs.
+/// Broker → client: rewrites broker addresses, applies response holds, waits
+/// out hangs.
 async fn responses<R, W>(inner: &Arc<Inner>, mut from: R, mut to: W, in_flight: &InFlight)
 where
     R: AsyncRead + Unpin,
@@ -274,6 +288,11 @@ where
             .get(4..8)
             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let request = correlation_id.and_then(|id| lock(in_flight).remove(&id));
+        let hold =
+            request.and_then(|(api, _)| lock(&inner.faults).hold_responses.get(&api).copied());
+        if let Some(delay) = hold {
+            tokio::time::sleep(delay).await;
+        }
         let frame = match request {
             Some((api, version)) => match rewrite_addresses(inner, api, version, &frame) {
                 Ok(Some(rewritten)) => rewritten,

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use integration_tests::proxy::KafkaProxy;
 use integration_tests::{create_random_topic, random_topic, require_broker};
 use kafka_wire::client::admin::OffsetSpec;
 use kafka_wire::client::config::{ClientConfig, ConsumerConfig, IsolationLevel, ProducerConfig};
@@ -18,6 +19,7 @@ use kafka_wire::client::transaction::{
     AbortReason, EndOutcome, EndPolicy, TransactSession, TransactionState, TransactionalProducer,
 };
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
+use kafka_wire::protocol::ApiKey;
 use kafka_wire::{Error, ErrorCode};
 
 /// Upper bound for any wait on the broker in these tests.
@@ -44,7 +46,11 @@ async fn producer(bootstrap: &str, id: &str) -> TransactionalProducer {
 }
 
 fn consumer_config(bootstrap: &str, group: &str) -> ConsumerConfig {
-    ConsumerConfig::from_properties(&BTreeMap::from([
+    consumer_config_with(bootstrap, group, &[])
+}
+
+fn consumer_config_with(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> ConsumerConfig {
+    let mut props = BTreeMap::from([
         ("bootstrap.servers".to_string(), bootstrap.to_string()),
         ("group.id".to_string(), group.to_string()),
         ("isolation.level".to_string(), "read_committed".to_string()),
@@ -53,8 +59,9 @@ fn consumer_config(bootstrap: &str, group: &str) -> ConsumerConfig {
         ("heartbeat.interval.ms".to_string(), "100".to_string()),
         ("session.timeout.ms".to_string(), "6000".to_string()),
         ("max.poll.interval.ms".to_string(), "20000".to_string()),
-    ]))
-    .unwrap()
+    ]);
+    props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    ConsumerConfig::from_properties(&props).unwrap()
 }
 
 /// Writes `n` values `{prefix}-{i}` to partition 0 of `topic` (not transactional).
@@ -199,6 +206,68 @@ async fn assert_no_open_transaction(bootstrap: &str, topic: &str) {
             "{topic}: last stable offset {stable}, high watermark {high}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An input topic of two partitions with 7 records in partition 0, an output
+/// topic and a group name, all named after `name`.
+async fn two_partitions_of_seven(bootstrap: &str, name: &str) -> (String, String, String) {
+    let c = client(bootstrap).await;
+    let input = create_random_topic(&c, &format!("{name}-in"), 2).await;
+    let output = create_random_topic(&c, &format!("{name}-out"), 1).await;
+    fill(bootstrap, &input, "v", 7).await;
+    (input, output, random_topic(&format!("{name}-group")))
+}
+
+/// Polls `a` until it holds both input partitions in a settled group, then
+/// opens a session on its handle with one record, "kept", in `output`.
+async fn holding_both_partitions(
+    bootstrap: &str,
+    a: &mut GroupConsumer,
+    output: &str,
+) -> TransactSession {
+    let start = Instant::now();
+    while a.assignment().len() != 2 || a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "a never got both partitions");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut session = TransactSession::new(
+        producer(bootstrap, &random_topic("session-txn")).await,
+        Some(a.handle()),
+    );
+    session.begin().await.unwrap();
+    session
+        .send(ProducerRecord::new(output, "kept").partition(0))
+        .await
+        .unwrap();
+    session
+}
+
+/// A second member (b) of `config`'s group, joining in its own task until it
+/// holds a partition of `topic`: its JoinGroup waits until the others join again.
+fn join_until_assigned(
+    config: ConsumerConfig,
+    topic: &str,
+) -> tokio::task::JoinHandle<GroupConsumer> {
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        let mut b = GroupConsumer::new(config).await.unwrap();
+        b.subscribe([topic]);
+        let start = Instant::now();
+        while b.assignment().is_empty() {
+            assert!(start.elapsed() < DEADLINE, "b never got a partition");
+            b.poll_for(Duration::from_millis(100)).await.unwrap();
+        }
+        b
+    })
+}
+
+/// Waits until `a`'s heartbeat has heard of a rebalance.
+async fn wait_for_rebalance(a: &GroupConsumer) {
+    let start = Instant::now();
+    while !a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "a never heard of the rebalance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -434,47 +503,15 @@ async fn a_newer_producer_with_the_same_transactional_id_makes_end_fail_fatally(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_rebalance_aborts() {
     let bootstrap = require_broker!();
-    let c = client(&bootstrap).await;
-    let input = create_random_topic(&c, "session-rebalance-in", 2).await;
-    let output = create_random_topic(&c, "session-rebalance-out", 1).await;
-    let group = random_topic("session-rebalance-group");
-    fill(&bootstrap, &input, "v", 7).await;
+    let (input, output, group) = two_partitions_of_seven(&bootstrap, "session-rebalance").await;
     let (mut a, _) = member_with_records(&bootstrap, &group, &input, 0).await;
-    let start = Instant::now();
-    while a.assignment().len() != 2 {
-        assert!(start.elapsed() < DEADLINE, "a never got both partitions");
-        a.poll_for(Duration::from_millis(100)).await.unwrap();
-    }
+    let mut session = holding_both_partitions(&bootstrap, &mut a, &output).await;
     let generation = a.generation();
-    let mut session = TransactSession::new(
-        producer(&bootstrap, &random_topic("session-txn")).await,
-        Some(a.handle()),
-    );
-    session.begin().await.unwrap();
-    session
-        .send(ProducerRecord::new(&output, "kept").partition(0))
-        .await
-        .unwrap();
 
     // b joins; its JoinGroup waits until a joins again, which a does only when it
     // polls: until then a's generation is still the group's.
-    let b_config = consumer_config(&bootstrap, &group);
-    let b_topic = input.clone();
-    let b = tokio::spawn(async move {
-        let mut b = GroupConsumer::new(b_config).await.unwrap();
-        b.subscribe([b_topic]);
-        let start = Instant::now();
-        while b.assignment().is_empty() {
-            assert!(start.elapsed() < DEADLINE, "b never got a partition");
-            b.poll_for(Duration::from_millis(100)).await.unwrap();
-        }
-        b
-    });
-    let start = Instant::now();
-    while !a.rebalance_pending() {
-        assert!(start.elapsed() < DEADLINE, "a never heard of the rebalance");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let b = join_until_assigned(consumer_config(&bootstrap, &group), &input);
+    wait_for_rebalance(&a).await;
     let offsets = BTreeMap::from([((input.clone(), 0), 7_i64), ((input.clone(), 1), 0_i64)]);
     let outcome = session
         .end(&offsets, EndPolicy::CommitWhileMember)
@@ -510,6 +547,70 @@ async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_r
     let all = [input_partition(&input), (input.clone(), 1)];
     let committed = b.committed(&all).await.unwrap();
     assert_eq!(committed, offsets);
+    let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
+    assert_eq!(seen, vec!["kept".to_string()]);
+    session.close(Duration::from_secs(5)).await.unwrap();
+    b.poll_for(Duration::from_millis(10)).await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// The coordinator moves a classic group to its next generation when the last
+/// member has joined, before this member has read the answer to its own
+/// JoinGroup (held back here by the proxy). Offsets sent in between come back
+/// ILLEGAL_GENERATION; a cooperative member that keeps its partitions sends them
+/// again under the new generation once its join has it, and the transaction
+/// commits. (Seen once in CI as a rolled-back checkpoint while a second process
+/// joined a pipeline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_refused_while_the_members_join_completes_go_again_under_the_new_generation() {
+    let bootstrap = require_broker!();
+    let (input, output, group) = two_partitions_of_seven(&bootstrap, "session-join-race").await;
+    let cooperative = [("partition.assignment.strategy", "cooperative-sticky")];
+    let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
+    let mut a = GroupConsumer::new(consumer_config_with(
+        proxy.bootstrap(),
+        &group,
+        &cooperative,
+    ))
+    .await
+    .unwrap();
+    a.subscribe([input.clone()]);
+    let mut session = holding_both_partitions(&bootstrap, &mut a, &output).await;
+    let generation = a.generation();
+
+    proxy.hold_responses(ApiKey::JoinGroup, Duration::from_secs(2));
+    let b = join_until_assigned(
+        consumer_config_with(&bootstrap, &group, &cooperative),
+        &input,
+    );
+    // a hears of the rebalance and joins in the background; b is waiting in its
+    // JoinGroup, so a's completes the group's next generation at once.
+    wait_for_rebalance(&a).await;
+    a.poll_for(Duration::from_millis(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.generation(), generation, "the answer is held back");
+
+    let offsets = BTreeMap::from([((input.clone(), 0), 7_i64), ((input.clone(), 1), 0_i64)]);
+    let outcome = session
+        .end(&offsets, EndPolicy::CommitWhileMember)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    assert!(
+        a.generation() > generation,
+        "committed under the new generation"
+    );
+    proxy.heal();
+
+    let start = Instant::now();
+    while a.assignment().len() != 1 || a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "the rebalance never completed");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let mut b = b.await.unwrap();
+    let all = [input_partition(&input), (input.clone(), 1)];
+    assert_eq!(b.committed(&all).await.unwrap(), offsets);
     let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
     assert_eq!(seen, vec!["kept".to_string()]);
     session.close(Duration::from_secs(5)).await.unwrap();

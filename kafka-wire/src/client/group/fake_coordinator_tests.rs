@@ -418,6 +418,68 @@ async fn check_membership_passes_while_a_rebalance_is_pending_and_fails_once_the
 }
 
 #[tokio::test]
+async fn generation_after_waits_for_the_join_in_flight_and_only_for_it() {
+    let fake = Fake::start(Box::new(|_| ErrorCode::NoError)).await;
+    let (m, handle) = handle_of(member(&fake, None).await);
+    let topics = ["t".to_string()];
+    m.join(&topics, &[]).await.unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    let started = std::time::Instant::now();
+
+    // No join in flight: nothing to wait for.
+    assert!(handle.generation_after(2, wait).await.is_none());
+    // Already past it.
+    assert_eq!(
+        handle
+            .generation_after(1, wait)
+            .await
+            .unwrap()
+            .generation_id,
+        2
+    );
+
+    // A join in flight (as a cooperative member's background join): the answer
+    // comes when it sets the next generation.
+    m.lock().joining = true;
+    let joiner = {
+        let m = m.clone();
+        let topics = topics.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            m.join(&topics, &[]).await.unwrap();
+        })
+    };
+    let next = handle.generation_after(2, wait).await.unwrap();
+    assert_eq!(
+        (next.generation_id, next.member_id.as_str()),
+        (3, "member-0")
+    );
+    joiner.await.unwrap();
+    assert!(
+        started.elapsed() < wait,
+        "woken by the join, not by the timeout"
+    );
+
+    // A join that ends without a later generation (here: dropped) ends the wait.
+    m.lock().joining = true;
+    let quitter = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            m.lock().joining = false;
+            m.notify_join_progress();
+        })
+    };
+    assert!(handle.generation_after(3, wait).await.is_none());
+    quitter.await.unwrap();
+    assert!(started.elapsed() < wait);
+
+    // A lost generation is never waited past.
+    m.lock().lost = true;
+    assert!(handle.generation_after(1, wait).await.is_none());
+}
+
+#[tokio::test]
 async fn check_membership_fails_on_unknown_member_and_fenced_instance() {
     let fake = Fake::start(Box::new(|n| match n {
         0 => ErrorCode::UnknownMemberId,

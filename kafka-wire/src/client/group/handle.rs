@@ -110,6 +110,23 @@ impl Member {
         }
     }
 
+    async fn generation_after(
+        &self,
+        generation: i32,
+        wait: Duration,
+    ) -> Option<ConsumerGroupMetadata> {
+        let (generation_id, member_id) = match self {
+            Member::Classic(m) => m.generation_after(generation, wait).await?,
+            Member::Consumer(_) => return None,
+        };
+        Some(ConsumerGroupMetadata {
+            group_id: self.group_id().to_string(),
+            generation_id,
+            member_id,
+            group_instance_id: self.instance_id(),
+        })
+    }
+
     pub(super) fn rebalance_pending(&self) -> bool {
         match self {
             Member::Classic(m) => m.lock().rejoin,
@@ -305,6 +322,23 @@ impl GroupHandle {
     /// generation revoked until it joins again (no other member gets it before).
     pub fn owned_throughout(&self, partitions: &[TopicPartition], generation: i32) -> bool {
         self.member.owned_throughout(partitions, generation)
+    }
+
+    /// Waits (at most `wait`) for a join in flight to move this member past
+    /// `generation` (classic protocol), and returns its identity then; `None` when
+    /// no join is in flight, the join ended without a later generation, the
+    /// membership was lost, or the wait ran out. With the consumer protocol:
+    /// `None` at once.
+    ///
+    /// For offsets refused with ILLEGAL_GENERATION: the coordinator moves to the
+    /// new generation when the last member has joined, before this member has
+    /// read the answer to its own JoinGroup.
+    pub async fn generation_after(
+        &self,
+        generation: i32,
+        wait: Duration,
+    ) -> Option<ConsumerGroupMetadata> {
+        self.member.generation_after(generation, wait).await
     }
 
     /// Heartbeats now and fails unless this member still holds its partitions in a

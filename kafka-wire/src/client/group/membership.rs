@@ -70,6 +70,7 @@ struct Joining<'a>(&'a Membership);
 impl Drop for Joining<'_> {
     fn drop(&mut self) {
         self.0.lock().joining = false;
+        self.0.notify_join_progress();
     }
 }
 
@@ -101,6 +102,8 @@ pub(crate) struct Membership {
     subscribed: Mutex<Vec<String>>,
     /// When the application last polled (for `max.poll.interval.ms`).
     last_poll: Mutex<Instant>,
+    /// Woken when a join sets a generation and when it ends.
+    join_progress: tokio::sync::Notify,
 }
 
 /// What a member holds after the assignment `assigned` of `generation`, having
@@ -192,6 +195,7 @@ impl Membership {
             assigned_counts: Mutex::new(None),
             subscribed: Mutex::new(Vec::new()),
             last_poll: Mutex::new(Instant::now()),
+            join_progress: tokio::sync::Notify::new(),
             state: Mutex::new(ClassicMemberState {
                 generation: -1,
                 rejoin: true,
@@ -224,6 +228,41 @@ impl Membership {
 
     fn deadline(&self) -> Instant {
         Instant::now() + self.rebalance_timeout + self.session_timeout
+    }
+
+    /// Wakes [`Membership::generation_after`]: a join set a generation or ended.
+    pub fn notify_join_progress(&self) {
+        self.join_progress.notify_waiters();
+    }
+
+    /// Waits (at most `wait`) for the join in flight to move this member past
+    /// `generation`, and returns its generation and member id then. `None` when
+    /// no join is in flight, the join ended without a later generation, the
+    /// generation was lost, or the wait ran out.
+    ///
+    /// The coordinator answers every member's JoinGroup once all have joined, and
+    /// from then on refuses the old generation: a TxnOffsetCommit sent in between
+    /// comes back ILLEGAL_GENERATION although this member is in the new one.
+    pub async fn generation_after(&self, generation: i32, wait: Duration) -> Option<(i32, String)> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let progress = self.join_progress.notified();
+            let mut progress = std::pin::pin!(progress);
+            progress.as_mut().enable();
+            {
+                let s = self.lock();
+                if s.lost || s.fatal.is_some() || s.member_id.is_empty() {
+                    return None;
+                }
+                if s.generation > generation {
+                    return Some((s.generation, s.member_id.clone()));
+                }
+                if !s.joining {
+                    return None;
+                }
+            }
+            tokio::time::timeout_at(deadline, progress).await.ok()?;
+        }
     }
 
     /// Joins (or rejoins) the group and returns this member's partitions for the
@@ -285,6 +324,7 @@ impl Membership {
                 let mut s = self.lock();
                 s.member_id = response.member_id.clone();
                 s.generation = response.generation_id;
+                self.notify_join_progress();
             }
             drop(coordinator);
             match code {

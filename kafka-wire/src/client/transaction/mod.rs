@@ -712,11 +712,27 @@ impl TransactionalProducer {
         offsets: &BTreeMap<(String, i32), i64>,
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
-        self.transition(Operation::Send)?;
-        if offsets.is_empty() {
+        if !self.add_offsets(offsets, group).await? {
             return Ok(());
         }
-        let deadline = self.deadline();
+        match self.txn_offset_commit(offsets, group).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.offsets_refused(e)),
+        }
+    }
+
+    /// The first half of [`TransactionalProducer::send_offsets_to_transaction`]:
+    /// checks the state and adds the group to the transaction (AddOffsetsToTxn,
+    /// before transactions v2). `false` when there are no offsets to send.
+    pub(super) async fn add_offsets(
+        &mut self,
+        offsets: &BTreeMap<(String, i32), i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<bool> {
+        self.transition(Operation::Send)?;
+        if offsets.is_empty() {
+            return Ok(false);
+        }
         if !self.tv2 {
             // Version 2: TxnOffsetCommit v5 adds the group to the transaction itself.
             let add = AddOffsetsToTxnRequest {
@@ -726,6 +742,7 @@ impl TransactionalProducer {
                 group_id: group.group_id.clone(),
                 ..Default::default()
             };
+            let deadline = self.deadline();
             if let Err(e) = self
                 .coordinator
                 .call(&add, None, deadline, |r| ErrorCode::from_code(r.error_code))
@@ -735,6 +752,18 @@ impl TransactionalProducer {
             }
         }
         self.offsets_added = true;
+        Ok(true)
+    }
+
+    /// The second half: one TxnOffsetCommit under `group`'s generation and member
+    /// id. An error leaves the transaction's state as it was: the offsets may be
+    /// sent again (under a later generation), else the error goes through
+    /// [`TransactionalProducer::offsets_refused`].
+    pub(super) async fn txn_offset_commit(
+        &mut self,
+        offsets: &BTreeMap<(String, i32), i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
         let mut topics: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
         for ((topic, partition), offset) in offsets {
             topics
@@ -766,19 +795,23 @@ impl TransactionalProducer {
                 .collect(),
             ..Default::default()
         };
+        let deadline = self.deadline();
         let client = self.producer.client().clone();
         let coordinator = self
             .group_coordinators
             .entry(group.group_id.clone())
             .or_insert_with(|| Coordinator::new(client, CoordinatorType::Group, &group.group_id));
         let max_version = (!self.tv2).then_some(LAST_TV1_TXN_OFFSET_COMMIT);
-        let result = coordinator
+        coordinator
             .call(&commit, max_version, deadline, txn_offset_commit_code)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.fail("TxnOffsetCommit", e)),
-        }
+            .await
+            .map(|_| ())
+    }
+
+    /// Applies a TxnOffsetCommit error that is not retried to the transaction's
+    /// state (abortable, or fatal when fenced) and returns the error to report.
+    pub(super) fn offsets_refused(&mut self, error: Error) -> Error {
+        self.fail("TxnOffsetCommit", error)
     }
 
     /// Waits until every record of the transaction is acknowledged or failed.

@@ -21,6 +21,7 @@
 //!
 //! | step | error | outcome |
 //! |---|---|---|
+//! | offsets | ILLEGAL_GENERATION while the member's join completes, partitions owned throughout | sent again under the new generation |
 //! | offsets | abortable, or outcome unknown | `abort`, `Aborted(Offsets)` |
 //! | membership check | any failure, or a generation other than the offsets' | `abort`, `Aborted(Membership)` |
 //! | commit | outcome unknown ([`Error::TransactionIncomplete`]) | commit again, at most 5 attempts within `transaction.timeout.ms`; then `Err` (state Committing: `end` again resumes the commit, never an abort) |
@@ -68,13 +69,22 @@
 //! committing offsets of partitions that moved under the new generation. The
 //! membership check then also requires the member to still be in that generation.
 //!
-//! One exception, for the consumer protocol (KIP-848): a member's epoch also
-//! moves when it only gains partitions, and the coordinator takes offsets only
-//! under the current epoch. When the member has owned every partition of the
-//! offsets without a break since the epoch the transaction began under
-//! ([`GroupHandle::owned_throughout`]), no other member can have read them
-//! meanwhile, so the offsets go under the current epoch and the transaction
-//! commits instead of aborting.
+//! One exception: a member can move to a later generation (or KIP-848 member
+//! epoch) and keep its partitions: a KIP-848 member whose epoch moves when it
+//! only gains partitions, a classic member with a cooperative assignor through a
+//! rebalance. The coordinator takes offsets only under the current one. When the
+//! member has owned every partition of the offsets without a break since the
+//! generation the transaction began under ([`GroupHandle::owned_throughout`]),
+//! no other member can have read them meanwhile, so the offsets go under the
+//! current generation and the transaction commits instead of aborting.
+//!
+//! The same holds in a race a classic member's join cannot avoid: the
+//! coordinator moves to the next generation when the last member has joined,
+//! while this member has yet to read the answer to its own JoinGroup. Offsets
+//! sent in between come back ILLEGAL_GENERATION. The session then waits for the
+//! join in flight ([`GroupHandle::generation_after`]) and, when the partitions
+//! were owned throughout, sends them again under the new generation (counted in
+//! `kafka_transaction_offsets_resent_total`).
 //!
 //! What the session cannot see: records polled under one generation and handed
 //! over after the next transaction began. The consumer task should end the open
@@ -87,6 +97,7 @@
 //! | `kafka_transactions_committed_total` | counter | |
 //! | `kafka_transactions_aborted_total` | counter | `reason`: `requested`, `offsets`, `membership`, `commit` |
 //! | `kafka_transaction_commit_retries_total` | counter | |
+//! | `kafka_transaction_offsets_resent_total` | counter | |
 //!
 //! [`GroupConsumer::seek_to_committed`]: crate::client::group::GroupConsumer::seek_to_committed
 
@@ -107,6 +118,14 @@ use crate::error_code::ErrorCode;
 /// How many times [`TransactSession::end`] sends a commit whose outcome stays
 /// unknown before it gives up (each attempt retries within `max.block.ms` itself).
 pub(super) const MAX_COMMIT_ATTEMPTS: u32 = 5;
+
+/// How many times [`TransactSession::end`] sends offsets again under a later
+/// generation of the same member (see [`send_offsets`]).
+const MAX_OFFSET_RESENDS: u32 = 2;
+
+/// How long offsets refused for a generation wait for the member's join in
+/// flight to bring the next one (the coordinator has answered it already).
+const JOIN_WAIT: Duration = Duration::from_secs(5);
 
 /// What [`TransactSession::end`] checks of the group member before it commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +240,46 @@ fn same_member(
             sent.group_id, sent.generation_id, sent.member_id, now.generation_id, now.member_id
         ),
     ))
+}
+
+/// Sends `offsets` under `member` with TxnOffsetCommit. When the coordinator
+/// answers ILLEGAL_GENERATION while this member's join is in flight, waits for
+/// the join's generation and sends them again under it, provided the member
+/// id is the same and `still_owned` holds then (at most [`MAX_OFFSET_RESENDS`] times). Returns the
+/// identity the coordinator accepted them under; an error is the last refusal,
+/// not yet applied to the transaction's state.
+async fn send_offsets(
+    producer: &mut TransactionalProducer,
+    group: &GroupHandle,
+    offsets: &BTreeMap<TopicPartition, i64>,
+    mut member: ConsumerGroupMetadata,
+    still_owned: impl Fn() -> bool,
+) -> Result<ConsumerGroupMetadata> {
+    let mut resends = 0;
+    loop {
+        let error = match producer.txn_offset_commit(offsets, &member).await {
+            Ok(()) => return Ok(member),
+            Err(e) => e,
+        };
+        if error.code() != Some(ErrorCode::IllegalGeneration) || resends >= MAX_OFFSET_RESENDS {
+            return Err(error);
+        }
+        let wait = producer.producer_config().max_block.min(JOIN_WAIT);
+        match group.generation_after(member.generation_id, wait).await {
+            Some(next) if next.member_id == member.member_id && still_owned() => {
+                debug!(
+                    group = next.group_id,
+                    from = member.generation_id,
+                    to = next.generation_id,
+                    "offsets refused while this member's join completed; sent again under the new generation"
+                );
+                metrics::counter!("kafka_transaction_offsets_resent_total").increment(1);
+                member = next;
+                resends += 1;
+            }
+            _ => return Err(error),
+        }
+    }
 }
 
 impl TransactSession {
@@ -361,12 +420,24 @@ impl TransactSession {
                 };
                 return self.abort_for(reason).await;
             }
-            match self
-                .producer
-                .send_offsets_to_transaction(offsets, &member)
+            // The generation the offsets' records were read under, at the latest.
+            let read_under = match &self.begun_as {
+                Some(begun) if begun.member_id == member.member_id => {
+                    begun.generation_id.min(member.generation_id)
+                }
+                _ => member.generation_id,
+            };
+            let partitions: Vec<TopicPartition> = offsets.keys().cloned().collect();
+            let sent = match self.producer.add_offsets(offsets, &member).await {
+                Ok(_) => send_offsets(&mut self.producer, group, offsets, member, || {
+                    group.owned_throughout(&partitions, read_under)
+                })
                 .await
-            {
-                Ok(()) => sent_under = Some(member),
+                .map_err(|e| self.producer.offsets_refused(e)),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(member) => sent_under = Some(member),
                 Err(e) if e.is_fatal() => return Err(e),
                 // Refused, or unknown (the transaction is still open): abort covers both.
                 Err(e) => return self.abort_for(AbortReason::Offsets(e)).await,
