@@ -299,7 +299,8 @@ async fn a_pipeline_without_sink_is_rejected() {
 /// Counts per key of two source partitions: partition 5 holds keys "a" and
 /// "b", partition 9 holds "c" (as a topic keyed by them would, written with the
 /// default partitioner); `end` says whether they end.
-fn counts_of_partitions_5_and_9(end: bool, sink: CollectSink<(String, u64)>) -> Pipeline {
+/// `(word, 1)` of two source splits, key groups 5 ("a", "b", "a") and 9 ("c", "c").
+fn pairs_of_partitions_5_and_9(end: bool) -> (Pipeline, DataStream<(String, u64)>) {
     let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], end)
         .with_key_groups(&[5, 9]);
     // How the source partitioned: "a" and "b" in 5, "c" in 9.
@@ -309,13 +310,78 @@ fn counts_of_partitions_5_and_9(end: bool, sink: CollectSink<(String, u64)>) -> 
             .parallelism(2)
             .source_partitioner(partitioner),
     );
-    p.source(source, WatermarkStrategy::no_watermarks())
-        .map(|k: &str| (k.to_string(), 1u64))
+    let pairs = p
+        .source(source, WatermarkStrategy::no_watermarks())
+        .map(|k: &str| (k.to_string(), 1u64));
+    (p, pairs)
+}
+
+/// Waits (a bounded number of times) until `sink` holds `n` values.
+async fn wait_for_values(sink: &CollectSink<(String, u64)>, n: usize) {
+    for _ in 0..100 {
+        if sink.values().len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sink.values().len(), n);
+}
+
+fn counts_of_partitions_5_and_9(end: bool, sink: CollectSink<(String, u64)>) -> Pipeline {
+    let (p, pairs) = pairs_of_partitions_5_and_9(end);
+    pairs
         .key_by_source_partition(|e: &(String, u64)| e.0.clone())
         .reduce(|a, b| (a.0.clone(), a.1 + b.1))
         .uid("counts")
         .sink(sink);
     p
+}
+
+/// Counts records per key group of the source split they came from, and cannot
+/// release any (the default [`Operator::release`]).
+struct KeepsItsState(std::collections::BTreeMap<u16, u64>);
+
+impl Operator<(String, u64)> for KeepsItsState {
+    type Out = (String, u64);
+    fn process_batch(
+        &mut self,
+        batch: Vec<Record<(String, u64)>>,
+        out: &mut Output<'_, (String, u64)>,
+    ) -> engine::Result<()> {
+        for r in batch {
+            let group = if r.value.0 == "c" { 9 } else { 5 };
+            *self.0.entry(group).or_default() += 1;
+            out.emit(r);
+        }
+        Ok(())
+    }
+    fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> engine::Result<OperatorState> {
+        let mut state = OperatorState::default();
+        for (g, n) in &self.0 {
+            state.key_groups.insert(*g, n.to_le_bytes().to_vec());
+        }
+        Ok(state)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_that_cannot_release_its_key_groups_rolls_the_checkpoint_back() {
+    let sink = CollectSink::<(String, u64)>::new();
+    let (p, pairs) = pairs_of_partitions_5_and_9(false);
+    pairs
+        .transform("keeps-its-state", |_| KeepsItsState(Default::default()))
+        .sink(sink.clone());
+    let job = p.start().unwrap();
+    wait_for_values(&sink, 5).await;
+    assert!(
+        job.controller()
+            .release(std::collections::BTreeSet::from([9]))
+            .await
+            .is_err()
+    );
+    let e = job.wait().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Rollback, "{e}");
+    assert!(e.to_string().contains("'keeps-its-state'"), "{e}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -395,13 +461,7 @@ async fn a_released_key_group_leaves_after_its_checkpoint_and_the_others_go_on()
     let uids = p.uids().unwrap();
     let counts = *uids.iter().find(|(_, u)| *u == "counts").unwrap().0;
     let job = p.start().unwrap();
-    for _ in 0..100 {
-        if sink.values().len() == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(sink.values().len(), 5);
+    wait_for_values(&sink, 5).await;
     let groups = |cp: &Checkpoint| -> Vec<u16> {
         cp.operators
             .get(&counts)

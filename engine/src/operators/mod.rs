@@ -211,8 +211,9 @@ pub trait Operator<In>: Send + 'static {
     /// Drops the state of `key_groups` (and its timers), right after the snapshot
     /// of a checkpoint that gives them up ([`CheckpointBarrier::release`]): another
     /// process restores them from that snapshot. Returns whether it did; the
-    /// default keeps everything and returns false, which fails the release when
-    /// the snapshot held any of those key groups.
+    /// default keeps everything and returns false. When the snapshot held any of
+    /// those key groups, that fails the checkpoint ([`crate::ErrorClass::Rollback`]):
+    /// a Kafka job then restarts without them.
     fn release(&mut self, _key_groups: &BTreeSet<u16>) -> Result<bool> {
         Ok(false)
     }

@@ -165,12 +165,14 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
         if let Some(groups) = &barrier.release {
             let dropped = self.op.release(groups).map_err(|e| wrap(&self.init, e))?;
             if !dropped && state.key_groups.keys().any(|g| groups.contains(g)) {
-                return Err(wrap(
-                    &self.init,
-                    EngineError::Unsupported(format!(
-                        "checkpoint {}: this operator keeps keyed state but cannot release key groups",
-                        barrier.id.0
-                    )),
+                // A rollback: the job restarts without those key groups instead.
+                return Err(EngineError::checkpoint(
+                    barrier.id,
+                    format!(
+                        "operator '{}' (subtask {}) keeps keyed state of the key groups to release but cannot release them",
+                        self.init.name, self.init.subtask
+                    ),
+                    None,
                 ));
             }
         }

@@ -452,10 +452,6 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     let mut rr = 0usize;
     let mut control_open = true;
     let mut remaining = slots.len();
-    // Splits given up at a checkpoint (`CheckpointBarrier::release`): an
-    // unbounded source task without splits left keeps running (idle), as one
-    // that never had any does.
-    let mut released = 0usize;
     let records_read = metrics::counter!(
         "strom_source_records_total",
         "source" => name.to_string(),
@@ -467,7 +463,10 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
     // whether records came since it was told so.
     let mut caught_up = false;
     let mut read = false;
-    while remaining > 0 || slots.is_empty() || (released > 0 && !bounded) {
+    // An unbounded source task whose splits were all given up at a checkpoint
+    // (`CheckpointBarrier::release`) keeps running (idle), as one that never had
+    // any does.
+    while remaining > 0 || slots.is_empty() || (!bounded && slots.iter().any(|s| s.released)) {
         let mut trigger = None;
         loop {
             let next = match env.pending_control.pop_front() {
@@ -508,7 +507,6 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                         s.released = true;
                         s.idle = true;
                         remaining -= 1;
-                        released += 1;
                         if let Some(st) = &s.status {
                             st.set_idle(true);
                         }
