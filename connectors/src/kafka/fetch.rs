@@ -145,11 +145,8 @@ pub(crate) async fn run(
                 "partitions revoked: releasing them at a checkpoint"
             );
             let _ = events.send(FetchEvent::Revoked(revoked));
-            let Some(resume) = resume.as_mut() else {
-                continue;
-            };
             tokio::select! {
-                r = resume.recv() => {
+                r = recv_resume(&mut resume) => {
                     if r.is_none() {
                         halted = true;
                     }
@@ -157,5 +154,14 @@ pub(crate) async fn run(
                 _ = stop.changed() => return group,
             }
         }
+    }
+}
+
+/// The runner's go-ahead after a release; `None` when the runner is gone. Only
+/// a cooperative fetch (one with a `resume` channel) learns of revocations.
+async fn recv_resume(resume: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match resume {
+        Some(resume) => resume.recv().await,
+        None => None,
     }
 }

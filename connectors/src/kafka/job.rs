@@ -732,7 +732,6 @@ impl KafkaJob {
             let in_place = plan.exactly_once
                 && plan.aligned
                 && !plan.bounded
-                && plan.owner.is_none()
                 && plan.topics.len() == 1
                 && plan.repartition_topics.is_empty()
                 && group.classic_cooperative();

@@ -148,10 +148,10 @@ pub enum RebalanceEvent {
 /// [`GroupConsumer::set_rebalance_listener`].
 pub type RebalanceListener = Box<dyn FnMut(&RebalanceEvent) + Send>;
 
-/// Aborts the heartbeat task when the consumer is dropped.
-struct TaskGuard(tokio::task::JoinHandle<()>);
+/// A task of the consumer's own (the heartbeat, a join), aborted when dropped.
+struct TaskGuard<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for TaskGuard {
+impl<T> Drop for TaskGuard<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -172,17 +172,11 @@ pub struct GroupConsumer {
     /// member), with what this member owned when it began: polls fetch on
     /// meanwhile, and the first poll after it finished applies its assignment.
     joining: Option<(Vec<TopicPartition>, JoinTask)>,
-    _heartbeat: TaskGuard,
+    _heartbeat: TaskGuard<()>,
 }
 
-/// A join in its own task, aborted when dropped.
-struct JoinTask(tokio::task::JoinHandle<Result<Vec<TopicPartition>>>);
-
-impl Drop for JoinTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// A join in its own task: the partitions it assigns.
+type JoinTask = TaskGuard<Result<Vec<TopicPartition>>>;
 
 /// How often the leader compares subscribed topics' partition counts with the
 /// ones its assignment used.
@@ -468,7 +462,7 @@ impl GroupConsumer {
             let topics = self.topics.clone();
             let join_owned = owned.clone();
             let task = tokio::spawn(async move { m.join(&topics, &join_owned).await });
-            self.joining = Some((owned, JoinTask(task)));
+            self.joining = Some((owned, TaskGuard(task)));
             return Ok(());
         }
         let partitions = membership.join(&self.topics, &owned).await?;
