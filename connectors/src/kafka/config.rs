@@ -28,7 +28,7 @@ use crate::error::ConnectorError;
 /// Every other key goes to the consumer and producer as the Java client reads it
 /// (`group.id` defaults to `application.id`). A job's group consumer changes
 /// some defaults: `isolation.level=read_committed`, `auto.offset.reset=earliest`,
-/// `session.timeout.ms=10000`, `heartbeat.interval.ms=1000`,
+/// `session.timeout.ms=10000`, `heartbeat.interval.ms=250`,
 /// `max.partition.fetch.bytes=65536`, and `partition.assignment.strategy`
 /// `cooperative-sticky` (`range` when keyed state spans several topics, `exclusive`
 /// when the pipeline runs as one process: keyed by hash, or no Kafka input).
