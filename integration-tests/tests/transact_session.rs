@@ -262,6 +262,24 @@ fn join_until_assigned(
     })
 }
 
+/// Ends `session` (CommitWhileMember) with offsets 7 and 0 for partitions 0
+/// and 1 of `input`, asserts it committed, and returns those offsets.
+async fn commit_both_partitions(
+    session: &mut TransactSession,
+    input: &str,
+) -> BTreeMap<TopicPartition, i64> {
+    let offsets = BTreeMap::from([
+        ((input.to_string(), 0), 7_i64),
+        ((input.to_string(), 1), 0_i64),
+    ]);
+    let outcome = session
+        .end(&offsets, EndPolicy::CommitWhileMember)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    offsets
+}
+
 /// Waits until `a`'s heartbeat has heard of a rebalance.
 async fn wait_for_rebalance(a: &GroupConsumer) {
     let start = Instant::now();
@@ -512,12 +530,7 @@ async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_r
     // polls: until then a's generation is still the group's.
     let b = join_until_assigned(consumer_config(&bootstrap, &group), &input);
     wait_for_rebalance(&a).await;
-    let offsets = BTreeMap::from([((input.clone(), 0), 7_i64), ((input.clone(), 1), 0_i64)]);
-    let outcome = session
-        .end(&offsets, EndPolicy::CommitWhileMember)
-        .await
-        .unwrap();
-    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    let offsets = commit_both_partitions(&mut session, &input).await;
     assert_eq!(a.generation(), generation, "still the same generation");
 
     session
@@ -591,12 +604,7 @@ async fn offsets_refused_while_the_members_join_completes_go_again_under_the_new
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(a.generation(), generation, "the answer is held back");
 
-    let offsets = BTreeMap::from([((input.clone(), 0), 7_i64), ((input.clone(), 1), 0_i64)]);
-    let outcome = session
-        .end(&offsets, EndPolicy::CommitWhileMember)
-        .await
-        .unwrap();
-    assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
+    let offsets = commit_both_partitions(&mut session, &input).await;
     assert!(
         a.generation() > generation,
         "committed under the new generation"

@@ -101,7 +101,11 @@ impl Member {
     }
 
     pub(super) fn group_metadata(&self) -> ConsumerGroupMetadata {
-        let (generation_id, member_id) = self.identity();
+        self.metadata_as(self.identity())
+    }
+
+    /// This member's identity under `generation_id` and `member_id`.
+    fn metadata_as(&self, (generation_id, member_id): (i32, String)) -> ConsumerGroupMetadata {
         ConsumerGroupMetadata {
             group_id: self.group_id().to_string(),
             generation_id,
@@ -115,16 +119,11 @@ impl Member {
         generation: i32,
         wait: Duration,
     ) -> Option<ConsumerGroupMetadata> {
-        let (generation_id, member_id) = match self {
+        let identity = match self {
             Member::Classic(m) => m.generation_after(generation, wait).await?,
             Member::Consumer(_) => return None,
         };
-        Some(ConsumerGroupMetadata {
-            group_id: self.group_id().to_string(),
-            generation_id,
-            member_id,
-            group_instance_id: self.instance_id(),
-        })
+        Some(self.metadata_as(identity))
     }
 
     pub(super) fn rebalance_pending(&self) -> bool {

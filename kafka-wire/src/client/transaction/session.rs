@@ -420,11 +420,10 @@ impl TransactSession {
                 };
                 return self.abort_for(reason).await;
             }
-            // The generation the offsets' records were read under, at the latest.
+            // The generation the offsets' records were read under, at the latest
+            // (`member` is `begun_as` or, for the same member, a later generation).
             let read_under = match &self.begun_as {
-                Some(begun) if begun.member_id == member.member_id => {
-                    begun.generation_id.min(member.generation_id)
-                }
+                Some(begun) if begun.member_id == member.member_id => begun.generation_id,
                 _ => member.generation_id,
             };
             let partitions: Vec<TopicPartition> = offsets.keys().cloned().collect();
