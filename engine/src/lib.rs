@@ -44,8 +44,8 @@ pub mod time;
 
 pub use aggregate::{AggregateFunction, Avg, Collect, Count, Max, Min, Numeric, Reduce, Sum};
 pub use checkpoint::{
-    Checkpoint, CheckpointBarrier, CheckpointId, CheckpointStore, Epoch, InMemoryCheckpointStore,
-    OperatorId, OperatorState, StoreFuture,
+    Adoption, Checkpoint, CheckpointBarrier, CheckpointId, CheckpointStore, Epoch,
+    InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture,
 };
 pub use error::{DeadLetter, EngineError, ErrorClass, ErrorPolicy, Result};
 pub use graph::{AsyncOptions, DataStream, KeyedStream, Pipeline, PipelineConfig, WindowedStream};

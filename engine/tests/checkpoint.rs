@@ -340,6 +340,7 @@ fn a_checkpoint_survives_its_byte_format_and_refuses_another_version() {
         operators: [(OperatorId(1), state.clone())].into(),
         uids: [(OperatorId(1), "window".to_string())].into(),
         released: Default::default(),
+        adopted: Default::default(),
     };
     let bytes = cp.encode();
     assert_eq!(Checkpoint::decode(&bytes).unwrap(), cp);

@@ -493,3 +493,107 @@ async fn a_released_key_group_leaves_after_its_checkpoint_and_the_others_go_on()
     job.stop();
     assert!(job.wait().await.unwrap().stopped);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
+    // Another process counted "c" twice in key group 9 and gave it up.
+    let sink = CollectSink::<(String, u64)>::new();
+    let first = counts_of_partitions_5_and_9(false, sink.clone())
+        .start()
+        .unwrap();
+    wait_for_values(&sink, 5).await;
+    let released = first
+        .controller()
+        .release(std::collections::BTreeSet::from([9]))
+        .await
+        .unwrap();
+    let given = first.checkpoints().get(released).unwrap();
+    first.stop();
+    first.wait().await.unwrap();
+
+    // This job reads only partition 5, then takes on 9 while it runs.
+    let sink = CollectSink::<(String, u64)>::new();
+    let source = ScriptedSource::new(vec![vec![vec!["a", "b", "a"]]], false)
+        .with_key_groups(&[5])
+        .with_later_split(9, vec!["c", "c"]);
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .parallelism(2)
+            .source_partitioner(|k: &[u8]| if k == b"c" { 9 } else { 5 }),
+    );
+    p.source(source, WatermarkStrategy::no_watermarks())
+        .map(|k: &str| (k.to_string(), 1u64))
+        .key_by_source_partition(|e: &(String, u64)| e.0.clone())
+        .reduce(|a, b| (a.0.clone(), a.1 + b.1))
+        .uid("counts")
+        .sink(sink.clone());
+    let counts = *p
+        .uids()
+        .unwrap()
+        .iter()
+        .find(|(_, u)| *u == "counts")
+        .unwrap()
+        .0;
+    let job = p.start().unwrap();
+    wait_for_values(&sink, 3).await;
+    let groups = |cp: &Checkpoint| -> Vec<u16> {
+        cp.operators
+            .get(&counts)
+            .map(|s| s.key_groups.keys().copied().collect())
+            .unwrap_or_default()
+    };
+
+    let adopted = job
+        .controller()
+        .adopt(
+            std::collections::BTreeSet::from([9]),
+            Checkpoint::clone(&given),
+        )
+        .await
+        .unwrap();
+    let cp = job.checkpoints().get(adopted).unwrap();
+    assert_eq!(
+        groups(&cp),
+        vec![5],
+        "the adopting checkpoint holds only its own"
+    );
+    assert_eq!(cp.adopted, std::collections::BTreeSet::from([9]));
+    wait_for_values(&sink, 5).await;
+    let c: Vec<(String, u64)> = sink.values().into_iter().filter(|v| v.0 == "c").collect();
+    assert_eq!(
+        c,
+        vec![("c".to_string(), 3), ("c".to_string(), 4)],
+        "the counts of c go on from the adopted state"
+    );
+    let next = job.trigger_checkpoint().await.unwrap();
+    let cp = job.checkpoints().get(next).unwrap();
+    assert_eq!(
+        groups(&cp),
+        vec![5, 9],
+        "key group 9 is this job's after its checkpoint"
+    );
+    assert!(cp.adopted.is_empty());
+    job.stop();
+    assert!(job.wait().await.unwrap().stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_with_event_time_refuses_to_adopt() {
+    let source = ScriptedSource::new(vec![vec![vec!["a"]]], false).with_key_groups(&[5]);
+    let p = Pipeline::with_config(PipelineConfig::default().source_partitioner(|_: &[u8]| 5));
+    p.source(
+        source,
+        WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)),
+    )
+    .map(|k: &str| k.to_string())
+    .sink(CollectSink::new());
+    let job = p.start().unwrap();
+    let e = job
+        .controller()
+        .adopt(std::collections::BTreeSet::from([9]), Checkpoint::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+    job.stop();
+    job.wait().await.unwrap();
+}

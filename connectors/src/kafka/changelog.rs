@@ -618,6 +618,7 @@ mod tests {
             operators: [(OperatorId(3), state)].into(),
             uids: [(OperatorId(3), "window".to_string())].into(),
             released: Default::default(),
+            adopted: Default::default(),
             ..Default::default()
         }
     }

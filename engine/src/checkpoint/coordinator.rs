@@ -202,6 +202,7 @@ impl CheckpointTracker {
             operators: done.state,
             uids: BTreeMap::new(),
             released: Default::default(),
+            adopted: Default::default(),
         })
     }
 

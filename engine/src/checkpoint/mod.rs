@@ -65,6 +65,20 @@ pub struct CheckpointBarrier {
     /// ([`crate::JobController::release`]): every operator snapshots them as
     /// usual, then drops them, and source splits of them read no more.
     pub release: Option<Arc<BTreeSet<u16>>>,
+    /// Key groups the job takes on at this checkpoint
+    /// ([`crate::JobController::adopt`]): every operator snapshots as usual,
+    /// then loads their state, and source tasks add splits of them.
+    pub adopt: Option<Arc<Adoption>>,
+}
+
+/// Key groups a running job takes on, with their state (from another process's
+/// checkpoint), carried by a [`CheckpointBarrier`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adoption {
+    /// The key groups.
+    pub key_groups: BTreeSet<u16>,
+    /// Their state, by the running job's operator ids (only these key groups).
+    pub state: Checkpoint,
 }
 
 /// Stable identity of an operator in a pipeline, assigned in definition order, so the
@@ -73,7 +87,7 @@ pub struct CheckpointBarrier {
 pub struct OperatorId(pub u32);
 
 /// State one operator subtask wrote at a barrier.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OperatorState {
     /// Keyed state: one byte string per key group.
     pub key_groups: BTreeMap<u16, Vec<u8>>,
@@ -96,7 +110,7 @@ impl OperatorState {
 }
 
 /// A completed checkpoint: the state of every operator, merged over its subtasks.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Its id.
     pub id: CheckpointId,
@@ -113,6 +127,10 @@ pub struct Checkpoint {
     /// [`CheckpointBarrier::release`]): its state still holds them, the job's
     /// operators no longer do. Not encoded.
     pub released: BTreeSet<u16>,
+    /// The key groups taken on at this checkpoint (see
+    /// [`CheckpointBarrier::adopt`]): its state does not hold them yet, the
+    /// job's operators do from then on. Not encoded.
+    pub adopted: BTreeSet<u16>,
 }
 
 /// Version of the byte format of [`Checkpoint::encode`] and [`OperatorState::encode_bytes`].

@@ -40,7 +40,9 @@ use crate::runtime::job::{JobHandle, JobResult, JobSetup, TaskFuture, TaskSpec, 
 use crate::runtime::status::{
     EdgeKind, JobStatus, OperatorDef, OperatorKind, SubtaskStats, TaskTimer,
 };
-use crate::runtime::task::{JobEvent, SourceTask, TaskEnv, run_chain_task, run_source_task};
+use crate::runtime::task::{
+    AdoptSplits, JobEvent, SourceTask, TaskEnv, run_chain_task, run_source_task,
+};
 use crate::time::clock::Clock;
 use crate::time::watermark::WatermarkStrategy;
 
@@ -186,6 +188,8 @@ pub(crate) struct Graph {
     /// Whether some exchange hashes keys into key groups (state then cannot follow
     /// source partitions).
     pub(crate) hash_keyed: bool,
+    /// Whether some source has event time (watermarks).
+    pub(crate) event_time: bool,
     /// A key-to-key-group function the next keyed operator takes (set by a
     /// source-partitioned keyed stream).
     pub(crate) pending_grouper: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -441,6 +445,7 @@ impl Pipeline {
                 kinds: HashMap::new(),
                 uids: HashMap::new(),
                 hash_keyed: false,
+                event_time: false,
                 pending_grouper: None,
                 groupers: HashMap::new(),
                 definition_error: None,
@@ -516,6 +521,7 @@ impl Pipeline {
             let mut g = self.graph.borrow_mut();
             let id = g.next_operator(source.name());
             g.define(id, OperatorKind::Source, par, &[]);
+            g.event_time |= strategy.watermarks;
             id
         };
         let name: Arc<str> = source.name().into();
@@ -538,6 +544,8 @@ impl Pipeline {
                 for (i, s) in splits.into_iter().enumerate() {
                     per[i % par].push((i as u16, s));
                 }
+                // Kept for splits of key groups adopted while the job runs.
+                let source: AdoptSplits<T> = Arc::new(std::sync::Mutex::new(source));
                 let stage = b.new_stage();
                 for (sub, splits) in per.into_iter().enumerate() {
                     let stats = b.subtask_stats(id, sub);
@@ -556,6 +564,8 @@ impl Pipeline {
                         bounded,
                         keep_positions,
                         stats,
+                        source: source.clone(),
+                        parallelism: par,
                     };
                     b.spawn(stage, sub, &name, true, true, move |env| {
                         Box::pin(run_source_task(spec, chain, env))
@@ -603,6 +613,7 @@ impl Pipeline {
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let uids = g.uid_table()?;
+        let g_event_time = g.event_time;
         let restore = g.restore.take().map(|cp| {
             let current: BTreeMap<String, OperatorId> =
                 uids.iter().map(|(id, uid)| (uid.clone(), *id)).collect();
@@ -685,6 +696,7 @@ impl Pipeline {
             stop_timeout: b.config.close_timeout,
             clock,
             status,
+            event_time: g_event_time,
         }))
     }
 

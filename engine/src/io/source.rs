@@ -15,6 +15,7 @@
 //! record key in one partition) reports its partition as [`SourceSplit::key_group`],
 //! which lets `key_by_source_partition` keep state with the partition.
 
+use std::collections::BTreeSet;
 use std::task::{Context, Poll};
 
 use crate::checkpoint::CheckpointId;
@@ -105,4 +106,17 @@ pub trait Source<T>: Send + 'static {
     }
     /// Creates all splits; they are assigned to source subtasks by index.
     fn create_splits(&mut self) -> Result<Vec<Box<dyn SourceSplit<T>>>>;
+    /// Creates the splits of `key_groups` that a running job takes on
+    /// ([`crate::JobController::adopt`]); each must report its key group. Asked by
+    /// every source task for the key groups it reads (`group % parallelism`).
+    /// The default has none to give and refuses.
+    fn adopt_splits(
+        &mut self,
+        _key_groups: &BTreeSet<u16>,
+    ) -> Result<Vec<Box<dyn SourceSplit<T>>>> {
+        Err(crate::EngineError::Unsupported(format!(
+            "source '{}' cannot add splits while the job runs",
+            self.name()
+        )))
+    }
 }

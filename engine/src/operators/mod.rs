@@ -217,6 +217,14 @@ pub trait Operator<In>: Send + 'static {
     fn release(&mut self, _key_groups: &BTreeSet<u16>) -> Result<bool> {
         Ok(false)
     }
+    /// Loads the keyed state of key groups this subtask takes on while the job
+    /// runs ([`CheckpointBarrier::adopt`]), right after the snapshot of that
+    /// checkpoint: `state` holds only those key groups, in the form
+    /// [`Operator::snapshot`] writes. Returns whether it did; the default
+    /// returns false, which fails the adoption (the job restarts with them).
+    fn adopt(&mut self, _state: &OperatorState) -> Result<bool> {
+        Ok(false)
+    }
     /// The checkpoint completed everywhere (commit side effects here).
     fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
         Ok(())

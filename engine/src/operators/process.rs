@@ -283,6 +283,24 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> ProcessOperator<K
         }
     }
 
+    /// Loads the key groups of `state` (as [`Operator::snapshot`] wrote them)
+    /// next to what the operator holds.
+    fn load(&mut self, state: &OperatorState) -> Result<()> {
+        for bytes in state.key_groups.values() {
+            let (st, ev, pr) = decode_exact::<(Vec<u8>, Vec<u8>, Vec<u8>)>(bytes)?;
+            if let (false, Some(store)) = (st.is_empty(), self.store.as_mut()) {
+                store.restore_group(&st)?;
+            }
+            if !ev.is_empty() {
+                self.timers.event.restore_group(&ev)?;
+            }
+            if !pr.is_empty() {
+                self.timers.processing.restore_group(&pr)?;
+            }
+        }
+        Ok(())
+    }
+
     fn fire(
         &mut self,
         due: Vec<(i64, K)>,
@@ -317,21 +335,10 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         self.grouper = init.grouper::<K>();
         let mut store = KeyedStateStore::for_init(init);
         self.f.open(&mut store.registry())?;
-        if let Some(s) = &init.restored {
-            for bytes in s.key_groups.values() {
-                let (st, ev, pr) = decode_exact::<(Vec<u8>, Vec<u8>, Vec<u8>)>(bytes)?;
-                if !st.is_empty() {
-                    store.restore_group(&st)?;
-                }
-                if !ev.is_empty() {
-                    self.timers.event.restore_group(&ev)?;
-                }
-                if !pr.is_empty() {
-                    self.timers.processing.restore_group(&pr)?;
-                }
-            }
-        }
         self.store = Some(store);
+        if let Some(s) = &init.restored {
+            self.load(s)?;
+        }
         Ok(())
     }
 
@@ -418,6 +425,11 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         };
         self.timers.event.retain_keys(keep);
         self.timers.processing.retain_keys(keep);
+        Ok(true)
+    }
+
+    fn adopt(&mut self, state: &OperatorState) -> Result<bool> {
+        self.load(state)?;
         Ok(true)
     }
 

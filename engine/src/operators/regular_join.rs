@@ -308,6 +308,7 @@ mod tests {
                 timestamp: 0,
                 stop: false,
                 release: None,
+                adopt: None,
             };
             self.op.snapshot(&barrier).unwrap()
         }

@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{
-    AckOutcome, Checkpoint, CheckpointBarrier, CheckpointGaps, CheckpointId, CheckpointStore,
-    CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId, OperatorState, StoreFuture,
-    TaskId,
+    AckOutcome, Adoption, Checkpoint, CheckpointBarrier, CheckpointGaps, CheckpointId,
+    CheckpointStore, CheckpointTracker, Epoch, InMemoryCheckpointStore, OperatorId, OperatorState,
+    StoreFuture, TaskId,
 };
 use crate::error::{EngineError, Result};
 use crate::runtime::status::JobStatus;
@@ -61,6 +61,7 @@ type Waiter = oneshot::Sender<Result<CheckpointId>>;
 enum Command {
     Trigger(oneshot::Sender<Result<CheckpointId>>),
     Release(BTreeSet<u16>, oneshot::Sender<Result<CheckpointId>>),
+    Adopt(Box<Adoption>, oneshot::Sender<Result<CheckpointId>>),
     Stop,
     Abort,
 }
@@ -96,6 +97,32 @@ impl JobController {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Release(key_groups, tx))
+            .map_err(|_| EngineError::ChannelClosed("job already finished".into()))?;
+        rx.await
+            .map_err(|_| EngineError::ChannelClosed("job finished before the checkpoint".into()))?
+    }
+
+    /// Takes on `key_groups` at the next checkpoint, taken as soon as none is in
+    /// flight: its snapshot does not hold them, then every operator loads their
+    /// state from `state` (a checkpoint of another process, matched to this
+    /// job's operators by uid) and every source adds its splits of them
+    /// ([`crate::Source::adopt_splits`]). Resolves with the checkpoint's id once it
+    /// completed, or with its failure; [`Checkpoint::adopted`] carries the key
+    /// groups to the durable store. A partition a process gains joins the
+    /// running job this way. Refused at once (`Unsupported`) in a job whose
+    /// sources have event time: an adopted partition's watermark would lag the
+    /// job's, and its records would be late here but not in a restarted job.
+    ///
+    /// [`Checkpoint::adopted`]: crate::Checkpoint::adopted
+    pub async fn adopt(
+        &self,
+        key_groups: BTreeSet<u16>,
+        state: Checkpoint,
+    ) -> Result<CheckpointId> {
+        let (tx, rx) = oneshot::channel();
+        let adoption = Box::new(Adoption { key_groups, state });
+        self.commands
+            .send(Command::Adopt(adoption, tx))
             .map_err(|_| EngineError::ChannelClosed("job already finished".into()))?;
         rx.await
             .map_err(|_| EngineError::ChannelClosed("job finished before the checkpoint".into()))?
@@ -190,6 +217,9 @@ pub(crate) struct JobSetup {
     pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
     pub(crate) status: JobStatus,
+    /// Whether a source has event time (watermarks): such a job adopts no key
+    /// groups.
+    pub(crate) event_time: bool,
 }
 
 /// Spawns all tasks and the coordinator on the current tokio runtime.
@@ -207,6 +237,7 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         stop_timeout,
         clock,
         status,
+        event_time,
     } = setup;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let mut controls = Vec::new();
@@ -269,8 +300,9 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         status: status.clone(),
         early,
         last_trigger: tokio::time::Instant::now(),
-        release: None,
-        releasing: BTreeMap::new(),
+        reshape: None,
+        reshaping: BTreeMap::new(),
+        event_time,
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
@@ -325,21 +357,48 @@ struct Coordinator {
     status: JobStatus,
     early: Option<EarlyCheckpoints>,
     last_trigger: tokio::time::Instant,
-    /// A release asked for, waiting for its checkpoint to be triggered.
-    release: Option<(Arc<BTreeSet<u16>>, Vec<Waiter>)>,
-    /// The key groups released at each triggered checkpoint.
-    releasing: BTreeMap<CheckpointId, BTreeSet<u16>>,
+    /// Key groups to release and adopt, waiting for their checkpoint to be
+    /// triggered.
+    reshape: Option<Reshape>,
+    /// The key groups released and adopted at each triggered checkpoint.
+    reshaping: BTreeMap<CheckpointId, (BTreeSet<u16>, BTreeSet<u16>)>,
+    event_time: bool,
+}
+
+/// Key groups to give up and to take on at the next checkpoint, and who waits
+/// for it.
+#[derive(Default)]
+struct Reshape {
+    release: BTreeSet<u16>,
+    adopt: Option<Adoption>,
+    waiters: Vec<Waiter>,
+}
+
+impl Reshape {
+    fn add_adoption(&mut self, a: Adoption) {
+        match &mut self.adopt {
+            None => self.adopt = Some(a),
+            Some(queued) => {
+                queued.key_groups.extend(a.key_groups);
+                for (op, state) in a.state.operators {
+                    queued.state.operators.entry(op).or_default().merge(state);
+                }
+                queued.state.uids.extend(a.state.uids);
+            }
+        }
+    }
 }
 
 impl Coordinator {
     fn trigger(&mut self, stop: bool) -> Option<CheckpointId> {
-        self.trigger_releasing(stop, None)
+        self.trigger_reshaping(stop, None, None)
     }
 
-    fn trigger_releasing(
+    fn trigger_reshaping(
         &mut self,
         stop: bool,
         release: Option<Arc<BTreeSet<u16>>>,
+        adopt: Option<Arc<Adoption>>,
     ) -> Option<CheckpointId> {
         if self.writing.is_some() {
             return None;
@@ -349,14 +408,18 @@ impl Coordinator {
         if let Some(e) = self.early.as_mut() {
             e.read = false;
         }
-        if let Some(r) = &release {
-            self.releasing.insert(id, BTreeSet::clone(r));
+        if release.is_some() || adopt.is_some() {
+            let released = release.as_deref().cloned().unwrap_or_default();
+            let adopted = adopt.as_ref().map(|a| a.key_groups.clone());
+            self.reshaping
+                .insert(id, (released, adopted.unwrap_or_default()));
         }
         let barrier = CheckpointBarrier {
             id,
             timestamp: self.clock.now_ms(),
             stop,
             release,
+            adopt,
         };
         tracing::debug!(checkpoint = id.0, stop, "triggering checkpoint");
         self.status.checkpoint_started(id.0);
@@ -371,9 +434,10 @@ impl Coordinator {
     /// Every task acknowledged `cp`: write it durably (or complete it at once).
     fn acknowledged(&mut self, mut cp: Checkpoint) {
         cp.uids = self.uids.clone();
-        self.releasing.retain(|id, _| *id >= cp.id);
-        if let Some(r) = self.releasing.remove(&cp.id) {
-            cp.released = r;
+        self.reshaping.retain(|id, _| *id >= cp.id);
+        if let Some((released, adopted)) = self.reshaping.remove(&cp.id) {
+            cp.released = released;
+            cp.adopted = adopted;
         }
         let cp = Arc::new(cp);
         match &self.durable {
@@ -442,16 +506,16 @@ impl Coordinator {
         }
     }
 
-    /// Sends a queued release's barrier once nothing is in flight.
-    fn advance_release(&mut self) {
-        if self.release.is_none()
+    /// Sends a queued release's or adoption's barrier once nothing is in flight.
+    fn advance_reshape(&mut self) {
+        if self.reshape.is_none()
             || self.writing.is_some()
             || self.tracker.pending().next().is_some()
         {
             return;
         }
         if self.stop != StopState::Running {
-            for w in self.release.take().map(|(_, w)| w).unwrap_or_default() {
+            for w in self.reshape.take().map(|r| r.waiters).unwrap_or_default() {
                 let _ = w.send(Err(EngineError::checkpoint(
                     CheckpointId(0),
                     "the job is stopping",
@@ -460,10 +524,16 @@ impl Coordinator {
             }
             return;
         }
-        let Some((groups, waiters)) = self.release.take() else {
+        let Some(Reshape {
+            release,
+            adopt,
+            waiters,
+        }) = self.reshape.take()
+        else {
             return;
         };
-        match self.trigger_releasing(false, Some(groups.clone())) {
+        let release = (!release.is_empty()).then(|| Arc::new(release));
+        match self.trigger_reshaping(false, release, adopt.map(Arc::new)) {
             Some(id) => self.waiters.entry(id).or_default().extend(waiters),
             None => {
                 for w in waiters {
@@ -475,6 +545,38 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// `a` with its state renumbered to this job's operators and cut to its key
+    /// groups; refused in a job with event time.
+    fn adoption(&self, a: Adoption) -> Result<Adoption> {
+        if self.event_time {
+            return Err(EngineError::Unsupported(
+                "a job whose sources have event time cannot take on key groups while it runs"
+                    .into(),
+            ));
+        }
+        let current: BTreeMap<String, OperatorId> = self
+            .uids
+            .iter()
+            .map(|(id, uid)| (uid.clone(), *id))
+            .collect();
+        let (mut state, orphaned) = a.state.remap(&current);
+        for uid in orphaned {
+            tracing::warn!(
+                uid,
+                "adopted state of an operator this pipeline does not have; it is dropped"
+            );
+        }
+        for s in state.operators.values_mut() {
+            s.key_groups.retain(|g, _| a.key_groups.contains(g));
+            s.entries.clear();
+        }
+        state.operators.retain(|_, s| !s.is_empty());
+        Ok(Adoption {
+            key_groups: a.key_groups,
+            state,
+        })
     }
 
     /// When an early checkpoint is due: every source caught up after reading
@@ -540,7 +642,7 @@ impl Coordinator {
                         }
                     }
                     self.advance_stop();
-                    self.advance_release();
+                    self.advance_reshape();
                 }
                 c = commands.recv(), if commands_open => match c {
                     Some(Command::Trigger(reply)) => match self.trigger(false) {
@@ -554,22 +656,30 @@ impl Coordinator {
                         }
                     },
                     Some(Command::Release(groups, reply)) => {
-                        let groups = Arc::new(groups);
-                        match &mut self.release {
-                            Some((queued, waiters)) => {
-                                *queued = Arc::new(queued.union(&groups).copied().collect());
-                                waiters.push(reply);
+                        let r = self.reshape.get_or_insert_with(Reshape::default);
+                        r.release.extend(groups);
+                        r.waiters.push(reply);
+                        self.advance_reshape();
+                    }
+                    Some(Command::Adopt(adoption, reply)) => {
+                        match self.adoption(*adoption) {
+                            Ok(a) => {
+                                let r = self.reshape.get_or_insert_with(Reshape::default);
+                                r.add_adoption(a);
+                                r.waiters.push(reply);
+                                self.advance_reshape();
                             }
-                            None => self.release = Some((groups, vec![reply])),
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
                         }
-                        self.advance_release();
                     }
                     Some(Command::Stop) => {
                         if self.stop == StopState::Running {
                             self.stop = StopState::Requested;
                             stop_deadline = Some(tokio::time::Instant::now() + self.stop_timeout);
                             self.advance_stop();
-                        self.advance_release();
+                        self.advance_reshape();
                         }
                     }
                     Some(Command::Abort) => {
@@ -622,7 +732,7 @@ impl Coordinator {
                             self.acknowledged(cp);
                         }
                         self.advance_stop();
-                        self.advance_release();
+                        self.advance_reshape();
                     }
                     Some(JobEvent::FinalState { task, state }) => {
                         final_states.insert(task, state);
@@ -660,7 +770,7 @@ impl Coordinator {
                             return Ok(self.result(stopped));
                         }
                         self.advance_stop();
-                        self.advance_release();
+                        self.advance_reshape();
                     }
                     Some(JobEvent::Failed(task, EngineError::ChannelClosed(what)))
                         if self.stop == StopState::ShuttingDown =>

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use metrics::Counter;
 
-use crate::checkpoint::{CheckpointBarrier, CheckpointId};
+use crate::checkpoint::{Adoption, CheckpointBarrier, CheckpointId};
 use crate::error::{EngineError, Result};
 use crate::operators::{Operator, OperatorInit, Output};
 use crate::record::Record;
@@ -179,6 +179,9 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
         if !state.is_empty() {
             ctx.snapshot.push((self.init.id, state));
         }
+        if let Some(adoption) = &barrier.adopt {
+            self.adopt(adoption, barrier.id, ctx)?;
+        }
         self.sides(|s| s.forward_barrier(barrier.clone(), ctx))?;
         self.next.on_barrier(barrier, ctx)
     }
@@ -210,6 +213,40 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     fn close(&mut self) -> Result<()> {
         self.op.close()?;
         self.next.close()
+    }
+}
+
+impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
+    /// Loads this subtask's part of an adoption's state into the operator, after
+    /// the snapshot of checkpoint `id`; an operator that cannot fails that
+    /// checkpoint (a rollback: the job restarts with the key groups instead).
+    fn adopt(&mut self, adoption: &Adoption, id: CheckpointId, ctx: &mut TaskCtx) -> Result<()> {
+        let Some(state) = adoption.state.state_for(
+            self.init.id,
+            self.init.key_groups,
+            self.init.subtask,
+            self.init.parallelism,
+        ) else {
+            return Ok(());
+        };
+        if state.key_groups.is_empty() {
+            return Ok(());
+        }
+        let loaded = self.op.adopt(&state).map_err(|e| wrap(&self.init, e))?;
+        if !loaded {
+            return Err(EngineError::checkpoint(
+                id,
+                format!(
+                    "operator '{}' (subtask {}) cannot take on the keyed state of adopted key groups",
+                    self.init.name, self.init.subtask
+                ),
+                None,
+            ));
+        }
+        if let Some(t) = self.op.restored_processing_timer() {
+            ctx.request_processing_timer(t);
+        }
+        Ok(())
     }
 }
 

@@ -1111,6 +1111,7 @@ mod tests {
                 operators: BTreeMap::new(),
                 uids: BTreeMap::new(),
                 released: Default::default(),
+                adopted: Default::default(),
             };
             s.checkpoint_completed(&cp);
         }

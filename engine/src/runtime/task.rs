@@ -4,6 +4,7 @@
 //! step; when no input is ready it flushes partial batches and waits on input,
 //! control messages and timers together.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -15,7 +16,7 @@ use crate::checkpoint::{
 };
 use crate::error::{EngineError, Result};
 use crate::io::sink::{Sink, SinkContext};
-use crate::io::source::{SourceSplit, SplitEvent, SplitTime};
+use crate::io::source::{Source, SourceSplit, SplitEvent, SplitTime};
 use crate::record::{NO_TIMESTAMP, Record};
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::{GateEvent, InputGate};
@@ -326,6 +327,72 @@ impl<T> SplitSlot<T> {
     }
 }
 
+/// The splits a source task adds at an adoption's barrier.
+struct Adopting<'a, T> {
+    source: &'a AdoptSplits<T>,
+    name: &'a str,
+    key_groups: &'a BTreeSet<u16>,
+    parallelism: usize,
+    /// The source operator's adopted state (its partitions' watermarks).
+    restored: Option<&'a OperatorState>,
+    out_of_orderness_ms: i64,
+}
+
+impl<T: Send + 'static> Adopting<'_, T> {
+    /// Adds the splits of the adopted key groups this task reads (`group %
+    /// parallelism == subtask`) to `slots`, with their partitions' watermarks;
+    /// returns how many, and whether the valve turned active (it told the
+    /// chain so).
+    fn add_splits(
+        &self,
+        slots: &mut Vec<SplitSlot<T>>,
+        valve: &mut WatermarkValve,
+        chain: &mut BoxNode<T>,
+        ctx: &mut TaskCtx,
+    ) -> Result<(usize, bool)> {
+        let name = self.name;
+        let mine: BTreeSet<u16> = self
+            .key_groups
+            .iter()
+            .copied()
+            .filter(|g| usize::from(*g) % self.parallelism.max(1) == ctx.subtask)
+            .collect();
+        if mine.is_empty() {
+            return Ok((0, false));
+        }
+        let splits = self
+            .source
+            .lock()
+            .map_err(|_| EngineError::Unsupported(format!("source '{name}' poisoned")))?
+            .adopt_splits(&mine)?;
+        let now = Instant::now();
+        let mut added = 0;
+        let mut active = false;
+        for split in splits {
+            let Some(group) = split.key_group().filter(|g| mine.contains(g)) else {
+                return Err(EngineError::Unsupported(format!(
+                    "source '{name}' made a split of no adopted key group"
+                )));
+            };
+            // Positions of adopted splits are their own (the source's), not the
+            // checkpoint's: only the partition's watermark comes from `restored`.
+            let mut slot =
+                SplitSlot::restore(name, group, split, None, self.out_of_orderness_ms, now)?;
+            if let Some(bytes) = self.restored.and_then(|s| s.key_groups.get(&group)) {
+                slot.wm.observe(decode_exact::<i64>(bytes)?);
+            }
+            slots.push(slot);
+            let o = valve.add_input();
+            if o.idle == Some(false) {
+                active = true;
+                chain.on_idle(false, ctx)?;
+            }
+            added += 1;
+        }
+        Ok((added, active))
+    }
+}
+
 fn source_error(source: &str, index: u16, cause: EngineError) -> EngineError {
     EngineError::Source {
         source_name: source.to_string(),
@@ -393,7 +460,15 @@ pub(crate) struct SourceTask<T> {
     pub(crate) keep_positions: bool,
     /// Records read, for the status.
     pub(crate) stats: Arc<SubtaskStats>,
+    /// The source, shared by its tasks, for the splits of adopted key groups.
+    pub(crate) source: AdoptSplits<T>,
+    /// How many tasks read the source.
+    pub(crate) parallelism: usize,
 }
+
+/// A source shared by its tasks once its splits are made: each asks it for the
+/// splits of the key groups it adopts.
+pub(crate) type AdoptSplits<T> = Arc<std::sync::Mutex<dyn Source<T>>>;
 
 /// Splits -> timestamps and watermarks -> chain.
 pub(crate) async fn run_source_task<T: Send + 'static>(
@@ -410,6 +485,8 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         bounded,
         keep_positions,
         stats,
+        source,
+        parallelism,
     } = spec;
     let now = Instant::now();
     let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
@@ -513,6 +590,25 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                         let o = valve.idle(i, true);
                         apply_valve(o, &mut chain, &mut env.ctx).await?;
                     }
+                }
+            }
+            if let Some(adoption) = &b.adopt {
+                let adopting = Adopting {
+                    source: &source,
+                    name: &name,
+                    key_groups: &adoption.key_groups,
+                    parallelism,
+                    restored: adoption.state.operators.get(&operator),
+                    out_of_orderness_ms: strategy.out_of_orderness_ms,
+                };
+                let (added, active) =
+                    adopting.add_splits(&mut slots, &mut valve, &mut chain, &mut env.ctx)?;
+                if added > 0 {
+                    // A task that had no split to read was idle.
+                    if remaining == 0 && !active {
+                        chain.on_idle(false, &mut env.ctx)?;
+                    }
+                    remaining += added;
                 }
             }
             env.ctx.flush_deferred().await?;

@@ -199,6 +199,17 @@ impl WatermarkValve {
         self.recompute()
     }
 
+    /// Adds an input, active at -infinity (a split adopted while the job runs);
+    /// an idle valve becomes active.
+    pub fn add_input(&mut self) -> ValveOutput {
+        self.inputs.push(InputState {
+            watermark: NO_TIMESTAMP,
+            idle: false,
+            ended: false,
+        });
+        self.recompute()
+    }
+
     /// Input `i` ended: it no longer holds back the watermark.
     pub fn end(&mut self, i: usize) -> ValveOutput {
         if let Some(s) = self.inputs.get_mut(i) {

@@ -61,6 +61,8 @@ impl<T: Send> SourceSplit<T> for ScriptedSplit<T> {
 /// A source made of scripted splits (unbounded unless every split ends).
 pub struct ScriptedSource<T> {
     pub splits: Vec<ScriptedSplit<T>>,
+    /// Splits it gives only to a job that adopts their key groups.
+    pub later: Vec<ScriptedSplit<T>>,
 }
 
 impl<T: Send + 'static> ScriptedSource<T> {
@@ -78,6 +80,7 @@ impl<T: Send + 'static> ScriptedSource<T> {
                     now: None,
                 })
                 .collect(),
+            later: Vec::new(),
         }
     }
 }
@@ -99,6 +102,20 @@ impl<T: Send + 'static> ScriptedSource<T> {
         }
         self
     }
+
+    /// A split of key group `group` with one batch, made only when a running
+    /// job adopts that key group.
+    pub fn with_later_split(mut self, group: u16, batch: Vec<T>) -> Self {
+        self.later.push(ScriptedSplit {
+            batches: VecDeque::from([batch]),
+            offset: 0,
+            end: false,
+            key_group: Some(group),
+            times: VecDeque::new(),
+            now: None,
+        });
+        self
+    }
 }
 
 impl<T: Send + 'static> Source<T> for ScriptedSource<T> {
@@ -107,6 +124,20 @@ impl<T: Send + 'static> Source<T> for ScriptedSource<T> {
             .into_iter()
             .map(|s| Box::new(s) as Box<dyn SourceSplit<T>>)
             .collect())
+    }
+
+    fn adopt_splits(
+        &mut self,
+        key_groups: &std::collections::BTreeSet<u16>,
+    ) -> Result<Vec<Box<dyn SourceSplit<T>>>> {
+        let (taken, kept) = std::mem::take(&mut self.later)
+            .into_iter()
+            .partition(|s| s.key_group.is_some_and(|g| key_groups.contains(&g)));
+        self.later = kept;
+        Ok(taken
+            .into_iter()
+            .map(|s| Box::new(s) as Box<dyn SourceSplit<T>>)
+            .collect::<Vec<_>>())
     }
 }
 
