@@ -1008,7 +1008,15 @@ async fn running_stats_stay_exact_while_the_pipeline_scales_from_one_to_three_pr
 
 /// The `REPORT` file a `strom_pipeline` process wrote at its end, as
 /// `(incarnations, released partitions)`.
-fn pipeline_report(path: &std::path::Path) -> (u32, u32) {
+/// What a pipeline process reported at its end.
+struct PipelineReport {
+    incarnations: u32,
+    rollbacks: u32,
+    released: u32,
+    adopted: u32,
+}
+
+fn pipeline_report(path: &std::path::Path) -> PipelineReport {
     let text = std::fs::read_to_string(path).unwrap();
     let field = |name: &str| -> u32 {
         text.split_whitespace()
@@ -1017,14 +1025,20 @@ fn pipeline_report(path: &std::path::Path) -> (u32, u32) {
             .parse()
             .unwrap()
     };
-    (field("incarnations"), field("released"))
+    PipelineReport {
+        incarnations: field("incarnations"),
+        rollbacks: field("rollbacks"),
+        released: field("released"),
+        adopted: field("adopted"),
+    }
 }
 
 /// Cooperative rebalancing: when a second process joins, the first gives it
 /// half of the partitions at a checkpoint and goes on with the others in the
-/// same incarnation (no restart); the output stays exact.
+/// same incarnation (no restart); when the second leaves, the first takes them
+/// back the same way; the output stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_hands_partitions_to_a_newcomer_and_goes_on_with_the_others() {
+async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_restart() {
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
     let run = Run::new(&bootstrap, "in-place").await;
@@ -1040,23 +1054,38 @@ async fn a_process_hands_partitions_to_a_newcomer_and_goes_on_with_the_others() 
         ]
     };
     let mut first = run.spawn("running-stats", 0, &with_report(0));
-    let feeding = Duration::from_secs(12);
-    let joiner = async {
+    let feeding = Duration::from_secs(15);
+    let joins_and_leaves = async {
         tokio::time::sleep(feeding / 3).await;
-        run.spawn("running-stats", 1, &with_report(1))
+        let mut second = run.spawn("running-stats", 1, &with_report(1));
+        tokio::time::sleep(feeding / 3).await;
+        assert!(terminate(&mut second, Duration::from_secs(60)).success());
     };
-    let ((), mut second) = tokio::join!(run.clicks_paced(input, feeding), joiner);
+    tokio::join!(run.clicks_paced(input, feeding), joins_and_leaves);
     run.wait_for_output(records as i64, Duration::from_secs(300))
         .await;
-    // The first stops before it could get anything back.
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
-    assert!(terminate(&mut second, Duration::from_secs(60)).success());
-    let (incarnations, released) = pipeline_report(&report(0));
-    assert_eq!(incarnations, 1, "the first process never restarted");
+    let first = pipeline_report(&report(0));
+    let second = pipeline_report(&report(1));
+    eprintln!(
+        "first: {} incarnations, {} rollbacks, {} released, {} adopted; second: {} incarnations, {} adopted",
+        first.incarnations,
+        first.rollbacks,
+        first.released,
+        first.adopted,
+        second.incarnations,
+        second.adopted
+    );
+    assert_eq!(first.incarnations, 1, "the first process never restarted");
     assert_eq!(
-        released,
+        first.released,
         PARTITIONS as u32 / 2,
         "it released half its partitions"
+    );
+    assert_eq!(
+        first.adopted,
+        PARTITIONS as u32 / 2,
+        "it took them back when the second left"
     );
     read_back_exact_stats(&run, records, &expected).await;
     let _ = std::fs::remove_dir_all(&reports);

@@ -110,6 +110,20 @@ struct Written {
 }
 
 impl Written {
+    /// An item read back from its changelog: one part.
+    fn read_back(bytes: Vec<u8>) -> Written {
+        let chunks = bytes
+            .len()
+            .div_ceil(CHUNK)
+            .max(1)
+            .min(usize::from(u16::MAX)) as u16;
+        Written {
+            crc: crc32c::crc32c(&bytes),
+            chunks,
+            parts: vec![Bytes::from(bytes)],
+        }
+    }
+
     fn len(&self) -> usize {
         self.parts.iter().map(Bytes::len).sum()
     }
@@ -139,6 +153,41 @@ struct Cache {
     owned: BTreeSet<u16>,
     /// Changelog topics known to exist.
     topics: BTreeSet<String>,
+    /// State of key groups being adopted, read from the changelogs: it joins
+    /// `written` once the checkpoint that adopts them committed.
+    staged: BTreeMap<String, BTreeMap<Item, Written>>,
+}
+
+/// The state of `written` as a checkpoint with id `id`: operators numbered in
+/// uid order, matched to the pipeline's by their uids.
+fn checkpoint_of(
+    written: &BTreeMap<String, BTreeMap<Item, Written>>,
+    id: CheckpointId,
+) -> Checkpoint {
+    let mut cp = Checkpoint {
+        id,
+        ..Default::default()
+    };
+    for (n, (uid, items)) in written.iter().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        let op = OperatorId(n as u32);
+        let mut state = OperatorState::default();
+        for (item, w) in items {
+            match item {
+                Item::KeyGroup(g) => {
+                    state.key_groups.insert(*g, w.to_vec());
+                }
+                Item::Entry(e) => {
+                    state.entries.insert(*e, w.to_vec());
+                }
+            }
+        }
+        cp.operators.insert(op, state);
+        cp.uids.insert(op, uid.clone());
+    }
+    cp
 }
 
 /// The changelogs of one pipeline in this process (see the module doc).
@@ -398,48 +447,71 @@ impl Changelog {
                 if matches!(item, Item::Entry(_)) && target.contains_key(&item) {
                     continue;
                 }
-                let chunks = bytes
-                    .len()
-                    .div_ceil(CHUNK)
-                    .max(1)
-                    .min(usize::from(u16::MAX)) as u16;
-                target.insert(
-                    item,
-                    Written {
-                        crc: crc32c::crc32c(&bytes),
-                        chunks,
-                        parts: vec![Bytes::from(bytes)],
-                    },
-                );
+                target.insert(item, Written::read_back(bytes));
             }
         }
-        let mut cp = Checkpoint {
-            id,
-            ..Default::default()
-        };
-        for (n, (uid, items)) in written.iter().enumerate() {
-            if items.is_empty() {
-                continue;
-            }
-            let op = OperatorId(n as u32);
-            let mut state = OperatorState::default();
-            for (item, w) in items {
-                match item {
-                    Item::KeyGroup(g) => {
-                        state.key_groups.insert(*g, w.to_vec());
-                    }
-                    Item::Entry(e) => {
-                        state.entries.insert(*e, w.to_vec());
-                    }
-                }
-            }
-            cp.operators.insert(op, state);
-            cp.uids.insert(op, uid.clone());
-        }
+        let cp = checkpoint_of(&written, id);
         let mut cache = self.lock();
         cache.written = written;
         cache.owned = owned.clone();
+        cache.staged.clear();
         Ok((cp, started.elapsed(), bytes_read))
+    }
+
+    /// The committed state of the key groups `groups`, which this process takes
+    /// on while its job runs (partition-aligned only), as a checkpoint for
+    /// [`engine::JobController::adopt`]; the cache holds it apart until
+    /// [`Changelog::adopted`].
+    pub(crate) async fn read_adopted(
+        &self,
+        admin: &Admin,
+        uids: &BTreeMap<OperatorId, String>,
+        groups: &BTreeSet<u16>,
+    ) -> Result<(Checkpoint, Duration, usize), ConnectorError> {
+        let started = Instant::now();
+        if !self.aligned {
+            return Err(ConnectorError::Refused(
+                "key groups are not source partitions: no partition's state can be adopted".into(),
+            ));
+        }
+        let app = self.config.application_id().to_string();
+        let partitions: Vec<i32> = groups.iter().map(|g| i32::from(*g)).collect();
+        let mut staged: BTreeMap<String, BTreeMap<Item, Written>> = BTreeMap::new();
+        let mut bytes_read = 0usize;
+        for uid in uids.values() {
+            let topic = topic_for(&app, uid);
+            if !topics::exists(admin, &topic).await? {
+                continue;
+            }
+            let (items, read) = self.read(admin, &topic, &partitions).await?;
+            bytes_read += read;
+            let target = staged.entry(uid.clone()).or_default();
+            for (item, bytes) in items {
+                if !matches!(item, Item::KeyGroup(g) if groups.contains(&g)) {
+                    continue;
+                }
+                target.insert(item, Written::read_back(bytes));
+            }
+        }
+        let cp = checkpoint_of(&staged, CheckpointId(0));
+        self.lock().staged = staged;
+        Ok((cp, started.elapsed(), bytes_read))
+    }
+
+    /// Key groups adopted at a committed checkpoint: this process writes them
+    /// from now on, starting from the state read for them.
+    pub(crate) fn adopted(&self, groups: &BTreeSet<u16>) {
+        let mut cache = self.lock();
+        cache.owned.extend(groups.iter().copied());
+        let staged = std::mem::take(&mut cache.staged);
+        for (uid, items) in staged {
+            let target = cache.written.entry(uid).or_default();
+            for (item, w) in items {
+                if matches!(item, Item::KeyGroup(g) if groups.contains(&g)) {
+                    target.insert(item, w);
+                }
+            }
+        }
     }
 
     /// Every item of `partitions` of `topic`, read with read_committed up to the

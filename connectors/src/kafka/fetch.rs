@@ -9,7 +9,9 @@
 //! member joins while the job goes on with what it holds. Partitions the new
 //! generation revokes go to the runner, which releases them at a checkpoint;
 //! the task polls (and so joins again, handing them on) only once that
-//! checkpoint committed their offsets. Partitions it adds restart the job.
+//! checkpoint committed their offsets. Partitions it adds stay paused and go to
+//! the runner, which adopts them into the running job; the task seeks each to
+//! its committed offset and feeds it once its split exists.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use kafka_wire::client::group::assignor::TopicPartition;
 use kafka_wire::client::group::{GroupConsumer, RebalanceEvent};
 use tokio::sync::{mpsc, watch};
 
+use super::scope::LiveFeed;
 use super::source::Chunk;
 
 /// What the fetch task tells the runner.
@@ -32,6 +35,9 @@ pub(crate) enum FetchEvent {
     /// Cooperative: the new generation revoked these partitions; the task polls
     /// again once the runner resumes it (their offsets committed).
     Revoked(Vec<TopicPartition>),
+    /// Cooperative: the new generation assigned these partitions; they stay
+    /// paused until their splits exist (a [`LiveFeed`] each).
+    Assigned(Vec<TopicPartition>),
     /// The assignment changed inside a poll (partitions revoked or lost before the
     /// job could checkpoint).
     AssignmentChanged(Vec<RebalanceEvent>),
@@ -50,12 +56,21 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
     events: mpsc::UnboundedSender<FetchEvent>,
     mut resume: Option<mpsc::UnboundedReceiver<()>>,
+    mut live: Option<mpsc::UnboundedReceiver<LiveFeed>>,
 ) -> GroupConsumer {
     let cooperative = resume.is_some();
     let mut halted = false;
     loop {
         if *stop.borrow() {
             return group;
+        }
+        while let Some(l) = live.as_mut().and_then(|l| l.try_recv().ok()) {
+            tracing::debug!(partition = ?l.tp, start = l.start, "feeding an adopted partition");
+            let (t, p) = (l.tp.0.as_str(), l.tp.1);
+            group.consumer().seek(t, p, l.start);
+            group.consumer().resume([(t, p)]);
+            feeds.insert(l.tp.clone(), l.tx);
+            status.insert(l.tp, l.status);
         }
         if halted {
             if stop.changed().await.is_err() {
@@ -103,19 +118,29 @@ pub(crate) async fn run(
             continue;
         }
         let mut revoked = Vec::new();
-        let mut added = false;
+        let mut added = Vec::new();
         for c in changes {
             match c {
                 RebalanceEvent::Revoked(tps) => revoked.extend(tps),
-                RebalanceEvent::Assigned(tps) => added |= !tps.is_empty(),
+                RebalanceEvent::Assigned(tps) => added.extend(tps),
                 RebalanceEvent::Lost(_) => {}
             }
         }
-        if added {
-            tracing::info!("partitions added: stopping the job to start it with them");
-            let _ = events.send(FetchEvent::RebalancePending);
-            halted = true;
-            continue;
+        if !added.is_empty() {
+            if live.is_none() {
+                tracing::info!("partitions added: stopping the job to start it with them");
+                let _ = events.send(FetchEvent::RebalancePending);
+                halted = true;
+                continue;
+            }
+            tracing::info!(
+                ?added,
+                "partitions added: adopting them into the running job"
+            );
+            group
+                .consumer()
+                .pause(added.iter().map(|(t, p)| (t.as_str(), *p)));
+            let _ = events.send(FetchEvent::Assigned(added));
         }
         for tp in &revoked {
             feeds.remove(tp);

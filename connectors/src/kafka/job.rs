@@ -79,7 +79,7 @@ use tokio::sync::{mpsc, watch};
 use super::changelog::Changelog;
 use super::config::KafkaConfig;
 use super::fetch::{self, FetchEvent};
-use super::scope::{Claim, Incarnation, KafkaScope, PartitionFeed};
+use super::scope::{Claim, Incarnation, KafkaScope, LiveFeed, PartitionFeed};
 use super::store::{KafkaCheckpointStore, RepartitionPurge, dead_letter_record};
 use super::topics;
 use super::writer::Writer;
@@ -186,6 +186,9 @@ pub struct JobReport {
     /// Partitions a cooperative rebalance took away while the incarnation went
     /// on with the others (released at a checkpoint, no restart).
     pub released: u32,
+    /// Partitions a cooperative rebalance brought that joined the running
+    /// incarnation (adopted at a checkpoint, no restart).
+    pub adopted: u32,
     /// Every restore, in order.
     pub restores: Vec<Restore>,
     /// The last checkpoint committed.
@@ -200,6 +203,7 @@ impl JobReport {
             incarnations: 0,
             rollbacks: 0,
             released: 0,
+            adopted: 0,
             restores: Vec::new(),
             last_checkpoint: CheckpointId(0),
         }
@@ -737,6 +741,20 @@ impl KafkaJob {
                 && group.classic_cooperative();
             let (resume_tx, resume_rx) = mpsc::unbounded_channel();
             let (released_tx, mut released) = mpsc::unbounded_channel();
+            let (live_tx, live_rx) = mpsc::unbounded_channel();
+            incarnation.feed_adopted_to(live_tx);
+            let (adopted_tx, mut adopted) = mpsc::unbounded_channel();
+            // Partitions being adopted (their adoption not committed yet).
+            let mut adopting: BTreeSet<TopicPartition> = BTreeSet::new();
+            let adopt = Adopt {
+                controller: controller.clone(),
+                member: member.clone(),
+                changelog: changelog.clone(),
+                admin: admin.clone(),
+                uids: plan.uids.clone(),
+                incarnation: incarnation.clone(),
+                status: status.clone(),
+            };
             let fetcher = tokio::spawn(fetch::run(
                 group,
                 senders,
@@ -744,6 +762,7 @@ impl KafkaJob {
                 stop_fetch_rx,
                 events_tx,
                 in_place.then_some(resume_rx),
+                in_place.then_some(live_rx),
             ));
             let mut stopping = false;
             let mut stop_requested = *stop_rx.borrow();
@@ -774,6 +793,20 @@ impl KafkaJob {
                             let _ = (&mut wait).await;
                             break Outcome::FetchFailed(e);
                         }
+                        Some(FetchEvent::Assigned(added)) if !stopping => {
+                            adopting.extend(added.iter().cloned());
+                            let adopt = adopt.clone();
+                            let done = adopted_tx.clone();
+                            tokio::spawn(async move {
+                                let r = adopt.run(&added).await;
+                                let _ = done.send((added, r));
+                            });
+                        }
+                        Some(FetchEvent::Revoked(revoked)) if !stopping && revoked.iter().any(|tp| adopting.contains(tp)) => {
+                            tracing::info!(?revoked, "partitions revoked while being adopted: stopping the incarnation with a final checkpoint");
+                            controller.stop();
+                            stopping = true;
+                        }
                         Some(FetchEvent::Revoked(revoked)) if !stopping => {
                             let groups: BTreeSet<u16> = revoked
                                 .iter()
@@ -787,8 +820,47 @@ impl KafkaJob {
                             });
                         }
                         // Stopping: the final checkpoint commits them, and the
-                        // next incarnation settles without them.
-                        Some(FetchEvent::RebalancePending | FetchEvent::Revoked(_)) | None => {}
+                        // next incarnation settles without (or with) them.
+                        Some(FetchEvent::RebalancePending | FetchEvent::Revoked(_) | FetchEvent::Assigned(_)) | None => {}
+                    },
+                    Some((added, r)) = adopted.recv() => {
+                        for tp in &added {
+                            adopting.remove(tp);
+                        }
+                        match r {
+                            Ok(done) => {
+                                tracing::info!(
+                                    checkpoint = done.checkpoint.0,
+                                    partitions = ?added,
+                                    key_groups = done.restore.key_groups,
+                                    bytes_read = done.restore.bytes_read,
+                                    restore_ms = done.restore.duration.as_millis() as u64,
+                                    "partitions adopted at a checkpoint; the others went on"
+                                );
+                                assignment.extend(added.iter().cloned());
+                                status.retain_partitions(&assignment.iter().cloned().collect());
+                                metrics::counter!("strom_partitions_adopted_total")
+                                    .increment(added.len() as u64);
+                                metrics::histogram!("strom_restore_seconds")
+                                    .record(done.restore.duration.as_secs_f64());
+                                report.adopted += u32::try_from(added.len()).unwrap_or(u32::MAX);
+                                report.restores.push(done.restore);
+                            }
+                            Err(AdoptError::Restart(why)) => {
+                                tracing::info!(partitions = ?added, why, "partitions cannot join the running incarnation: stopping it with a final checkpoint to start with them");
+                                if !stopping {
+                                    controller.stop();
+                                    stopping = true;
+                                }
+                            }
+                            Err(AdoptError::Failed(e)) => {
+                                tracing::warn!(error = %e, partitions = ?added, "adopting partitions failed; rolling back");
+                                if !stopping {
+                                    controller.abort();
+                                    stopping = true;
+                                }
+                            }
+                        }
                     },
                     Some((revoked, r)) = released.recv() => match r {
                         Ok(id) => {
@@ -912,6 +984,110 @@ impl KafkaJob {
             }
         }
         Ok(report)
+    }
+}
+
+/// What adopting partitions into a running incarnation needs.
+#[derive(Clone)]
+struct Adopt {
+    controller: engine::JobController,
+    member: kafka_wire::client::group::GroupHandle,
+    changelog: Arc<Changelog>,
+    admin: Admin,
+    uids: BTreeMap<OperatorId, String>,
+    incarnation: Arc<Incarnation>,
+    status: JobStatus,
+}
+
+/// Partitions adopted at a checkpoint.
+struct Adopted {
+    checkpoint: CheckpointId,
+    restore: Restore,
+}
+
+/// Why partitions did not join the running incarnation.
+enum AdoptError {
+    /// They cannot (event time, an operator that cannot load state, no
+    /// committed offset): restart the incarnation with them.
+    Restart(String),
+    /// Reading their state or the adopting checkpoint failed: roll back.
+    Failed(ConnectorError),
+}
+
+impl Adopt {
+    /// Reads the partitions' committed offsets and state, hands their feeds to
+    /// the incarnation and adopts their key groups at the next checkpoint.
+    async fn run(&self, partitions: &[TopicPartition]) -> Result<Adopted, AdoptError> {
+        let committed = self
+            .member
+            .committed(partitions)
+            .await
+            .map_err(|e| AdoptError::Failed(ConnectorError::kafka("committed offsets", e)))?;
+        let mut starts = BTreeMap::new();
+        for tp in partitions {
+            match committed.get(tp) {
+                Some(o) if *o >= 0 => {
+                    starts.insert(tp.clone(), *o);
+                }
+                _ => {
+                    return Err(AdoptError::Restart(format!(
+                        "{}-{} has no committed offset",
+                        tp.0, tp.1
+                    )));
+                }
+            }
+        }
+        let groups: BTreeSet<u16> = partitions
+            .iter()
+            .filter_map(|(_, p)| u16::try_from(*p).ok())
+            .collect();
+        let (state, took, bytes_read) = self
+            .changelog
+            .read_adopted(&self.admin, &self.uids, &groups)
+            .await
+            .map_err(AdoptError::Failed)?;
+        let key_groups = state.operators.values().map(|s| s.key_groups.len()).sum();
+        let feeds = starts
+            .into_iter()
+            .map(|(tp, start)| {
+                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+                let ps = self.status.partition(&tp.0, tp.1);
+                let feed = PartitionFeed {
+                    rx,
+                    start,
+                    end: None,
+                    status: ps.clone(),
+                };
+                let live = LiveFeed {
+                    tp,
+                    start,
+                    tx,
+                    status: ps,
+                };
+                (feed, live)
+            })
+            .collect();
+        self.incarnation.add_feeds(feeds);
+        let checkpoint = match self.controller.adopt(groups, state).await {
+            Ok(id) => id,
+            Err(e @ engine::EngineError::Unsupported(_)) => {
+                return Err(AdoptError::Restart(e.to_string()));
+            }
+            Err(e) if e.class() == ErrorClass::Fatal => {
+                return Err(AdoptError::Failed(e.into()));
+            }
+            // The adopting checkpoint failed (an operator that cannot load the
+            // state fails it, too): the rollback restarts with the partitions.
+            Err(e) => return Err(AdoptError::Restart(e.to_string())),
+        };
+        Ok(Adopted {
+            checkpoint,
+            restore: Restore {
+                duration: took,
+                bytes_read,
+                key_groups,
+            },
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 //!         └─ dead letters waiting for their checkpoint's transaction
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex};
 
@@ -185,6 +185,20 @@ pub(crate) struct Incarnation {
     /// Offsets every checkpoint commits besides the splits' positions (the owner
     /// partition of a pipeline that reads no Kafka topic, which fences it).
     held: BTreeMap<TopicPartition, i64>,
+    /// Partitions being adopted whose splits do not exist yet.
+    adopting: Mutex<HashMap<TopicPartition, LiveFeed>>,
+    /// Where their feeds go once their splits exist (the fetch task).
+    live: Mutex<Option<mpsc::UnboundedSender<LiveFeed>>>,
+}
+
+/// A partition that joins the running job: once its split exists, the fetch
+/// task seeks it to `start` and hands its records to `tx`.
+#[derive(Debug)]
+pub(crate) struct LiveFeed {
+    pub tp: TopicPartition,
+    pub start: i64,
+    pub tx: mpsc::Sender<Chunk>,
+    pub status: Arc<engine::PartitionStatus>,
 }
 
 /// What a process's watermark markers say about it besides the time.
@@ -216,7 +230,45 @@ impl Incarnation {
             claim,
             sink_times: Mutex::new(HashMap::new()),
             held,
+            adopting: Mutex::new(HashMap::new()),
+            live: Mutex::new(None),
         }
+    }
+
+    /// Where the feeds of adopted partitions go once their splits exist.
+    pub(crate) fn feed_adopted_to(&self, live: mpsc::UnboundedSender<LiveFeed>) {
+        *lock(&self.live) = Some(live);
+    }
+
+    /// Feeds of partitions a running job is about to adopt: their splits take
+    /// them with [`Incarnation::take_adopted_feeds`].
+    pub(crate) fn add_feeds(&self, feeds: Vec<(PartitionFeed, LiveFeed)>) {
+        let mut waiting = lock(&self.feeds);
+        let mut adopting = lock(&self.adopting);
+        for (feed, live) in feeds {
+            waiting.insert(live.tp.clone(), feed);
+            adopting.insert(live.tp.clone(), live);
+        }
+    }
+
+    /// The feeds of `topics`' partitions in `groups` (partition numbers) added
+    /// by [`Incarnation::add_feeds`]; the fetch task starts feeding them.
+    pub(crate) fn take_adopted_feeds(
+        &self,
+        topics: &[String],
+        groups: &BTreeSet<u16>,
+    ) -> Vec<(TopicPartition, PartitionFeed)> {
+        let feeds = self.take_feeds_where(|tp| {
+            topics.contains(&tp.0) && u16::try_from(tp.1).is_ok_and(|p| groups.contains(&p))
+        });
+        let live = lock(&self.live).clone();
+        let mut adopting = lock(&self.adopting);
+        for (tp, _) in &feeds {
+            if let (Some(l), Some(tx)) = (adopting.remove(tp), &live) {
+                let _ = tx.send(l);
+            }
+        }
+        feeds
     }
 
     /// Sink subtask `subtask` of `parallelism` writing repartition topic `topic`
@@ -263,12 +315,15 @@ impl Incarnation {
 
     /// The feeds of `topics`' partitions (each can be taken once).
     pub(crate) fn take_feeds(&self, topics: &[String]) -> Vec<(TopicPartition, PartitionFeed)> {
+        self.take_feeds_where(|tp| topics.contains(&tp.0) && !lock(&self.adopting).contains_key(tp))
+    }
+
+    fn take_feeds_where(
+        &self,
+        wanted: impl Fn(&TopicPartition) -> bool,
+    ) -> Vec<(TopicPartition, PartitionFeed)> {
         let mut feeds = lock(&self.feeds);
-        let keys: Vec<TopicPartition> = feeds
-            .keys()
-            .filter(|tp| topics.contains(&tp.0))
-            .cloned()
-            .collect();
+        let keys: Vec<TopicPartition> = feeds.keys().filter(|tp| wanted(tp)).cloned().collect();
         let mut out: Vec<(TopicPartition, PartitionFeed)> = keys
             .into_iter()
             .filter_map(|tp| feeds.remove(&tp).map(|f| (tp, f)))

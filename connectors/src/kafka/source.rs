@@ -14,7 +14,7 @@
 //! state with the partition. Bounded sources stop each partition at the end
 //! offset (last stable offset under read_committed) taken when the job started.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -181,14 +181,38 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
     }
 
     fn create_splits(&mut self) -> engine::Result<Vec<Box<dyn SourceSplit<T>>>> {
-        let incarnation = self.scope.incarnation().ok_or_else(|| {
+        let incarnation = self.running()?;
+        let feeds = incarnation.take_feeds(&self.spec().topics);
+        Ok(self.splits_of(incarnation, feeds))
+    }
+
+    fn adopt_splits(
+        &mut self,
+        key_groups: &BTreeSet<u16>,
+    ) -> engine::Result<Vec<Box<dyn SourceSplit<T>>>> {
+        let incarnation = self.running()?;
+        let feeds = incarnation.take_adopted_feeds(&self.spec().topics, key_groups);
+        Ok(self.splits_of(incarnation, feeds))
+    }
+}
+
+impl<T: Send + 'static> KafkaSource<T> {
+    /// The incarnation this source runs in.
+    fn running(&self) -> engine::Result<Arc<Incarnation>> {
+        self.scope.incarnation().ok_or_else(|| {
             EngineError::InvalidPipeline(
                 "a KafkaSource runs inside KafkaJob::run (it needs the job's group membership)"
                     .into(),
             )
-        })?;
+        })
+    }
+
+    fn splits_of(
+        &self,
+        incarnation: Arc<Incarnation>,
+        feeds: Vec<(TopicPartition, PartitionFeed)>,
+    ) -> Vec<Box<dyn SourceSplit<T>>> {
         let spec = self.spec().clone();
-        let feeds = incarnation.take_feeds(&spec.topics);
         let mut splits: Vec<Box<dyn SourceSplit<T>>> = Vec::with_capacity(feeds.len());
         for (tp, feed) in feeds {
             let mut split = KafkaSplit::new(
@@ -203,7 +227,7 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
             }
             splits.push(Box::new(split));
         }
-        Ok(splits)
+        splits
     }
 }
 

@@ -144,6 +144,11 @@ impl CheckpointStore for KafkaCheckpointStore {
                 // they are another process's.
                 changelog.release(&checkpoint.released);
             }
+            if !checkpoint.adopted.is_empty() {
+                // Their state is the operators' from this checkpoint on: the
+                // next one writes their changes.
+                changelog.adopted(&checkpoint.adopted);
+            }
             purge.committed(&admin, &offsets);
             tracing::debug!(
                 checkpoint = id.0,

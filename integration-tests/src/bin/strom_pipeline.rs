@@ -25,7 +25,7 @@
 //! job's limit of 10 rollbacks, which only a rebalance or a stop resets). It
 //! prints one stderr line per restore and per injected abort, and a summary at
 //! the end, which it also writes to the file `REPORT` when set
-//! (`incarnations=N rollbacks=N released=N`).
+//! (`incarnations=N rollbacks=N released=N adopted=N`).
 //!
 //! Usage: `strom_pipeline PIPELINE`
 
@@ -318,15 +318,20 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "strom_pipeline: ended {:?} after {} incarnations, {} rollbacks, {} partitions released in place, last checkpoint {}",
-        report.end, report.incarnations, report.rollbacks, report.released, report.last_checkpoint
+        "strom_pipeline: ended {:?} after {} incarnations, {} rollbacks, {} partitions released and {} adopted in place, last checkpoint {}",
+        report.end,
+        report.incarnations,
+        report.rollbacks,
+        report.released,
+        report.adopted,
+        report.last_checkpoint
     );
     if let Ok(path) = std::env::var("REPORT") {
         std::fs::write(
             path,
             format!(
-                "incarnations={} rollbacks={} released={}\n",
-                report.incarnations, report.rollbacks, report.released
+                "incarnations={} rollbacks={} released={} adopted={}\n",
+                report.incarnations, report.rollbacks, report.released, report.adopted
             ),
         )?;
     }
