@@ -11,6 +11,7 @@
 //!  │       counts as polling the group, and a rebalance interrupts it)
 //!  │     → define + start the pipeline, fetch task feeding its splits
 //!  │     ├─ cooperative revocation → release them at a checkpoint, go on     │
+//!  │     ├─ cooperative assignment → adopt them at a checkpoint, go on       │
 //!  │     ├─ rebalance pending → stop (final checkpoint commits) ─────────────┐
 //!  │     ├─ failure (aborted / fenced transaction, broker gone) → abort,     │
 //!  │     │    replace the producer if it is fenced and still ours ──────────┤
@@ -42,20 +43,21 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! In an exactly-once job, a cooperative rebalance that only takes partitions
-//! away (partition-aligned state over one input topic, `cooperative-sticky`)
-//! does not restart: the fetch
-//! task joins while the job goes on, and the revoked partitions leave the running
-//! job at a checkpoint that commits their offsets and state
+//! In an exactly-once job, a cooperative rebalance (partition-aligned state over
+//! one input topic, `cooperative-sticky`) does not restart: the fetch task joins
+//! while the job goes on; revoked partitions leave the running job at a
+//! checkpoint that commits their offsets and state
 //! ([`engine::JobController::release`]) before the member joins again to hand
-//! them on.
+//! them on, and assigned ones join it at a checkpoint that loads their state
+//! from the changelogs ([`engine::JobController::adopt`]; not in a job with
+//! event time, whose adopted partitions' records could be late).
 //!
-//! Why a restart for everything else instead of splits that come and go inside
-//! one running job: an incarnation restores exactly the state of the partitions
-//! it owns, and a rollback (an aborted transaction) has to reset every operator's
-//! state and drop the records in flight between tasks anyway; restarting the
-//! tasks does both with one mechanism. The process keeps what it committed last,
-//! so only partitions new to it are read from the changelogs.
+//! Why a restart for everything else (rollbacks, eager rebalances, event-time
+//! jobs): an incarnation restores exactly the state of the partitions it owns,
+//! and a rollback (an aborted transaction) has to reset every operator's state
+//! and drop the records in flight between tasks anyway; restarting the tasks
+//! does both with one mechanism. The process keeps what it committed last, so
+//! only partitions new to it are read from the changelogs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
