@@ -108,4 +108,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         }
         Ok(true)
     }
+
+    fn adopt(&mut self, state: &OperatorState) -> Result<bool> {
+        let Some(m) = &mut self.state else {
+            return Ok(false);
+        };
+        for bytes in state.key_groups.values() {
+            m.restore_group(bytes)?;
+        }
+        Ok(true)
+    }
 }

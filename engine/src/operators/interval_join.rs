@@ -97,17 +97,29 @@ pub(crate) fn restore_sides<K: Key, L: StateValue, R: StateValue>(
     let mut left: KeyGroupedMap<K, L> = KeyGroupedMap::for_init(init);
     let mut right: KeyGroupedMap<K, R> = KeyGroupedMap::for_init(init);
     if let Some(s) = &init.restored {
-        for bytes in s.key_groups.values() {
-            let (l, r) = decode_exact::<(Vec<u8>, Vec<u8>)>(bytes)?;
-            if !l.is_empty() {
-                left.restore_group(&l)?;
-            }
-            if !r.is_empty() {
-                right.restore_group(&r)?;
-            }
-        }
+        load_sides(&mut left, &mut right, s)?;
     }
     Ok((left, right))
+}
+
+/// Loads the key groups of `state` (written by [`snapshot_sides`]) into both
+/// sides' maps; returns the keys loaded on each side.
+pub(crate) fn load_sides<K: Key, L: StateValue, R: StateValue>(
+    left: &mut KeyGroupedMap<K, L>,
+    right: &mut KeyGroupedMap<K, R>,
+    state: &OperatorState,
+) -> Result<(Vec<K>, Vec<K>)> {
+    let (mut lk, mut rk) = (Vec::new(), Vec::new());
+    for bytes in state.key_groups.values() {
+        let (l, r) = decode_exact::<(Vec<u8>, Vec<u8>)>(bytes)?;
+        if !l.is_empty() {
+            lk.extend(left.restore_group_keys(&l)?);
+        }
+        if !r.is_empty() {
+            rk.extend(right.restore_group_keys(&r)?);
+        }
+    }
+    Ok((lk, rk))
 }
 
 /// Both sides' maps as one byte string per key group: (left bytes, right bytes),

@@ -33,7 +33,7 @@ use std::time::Duration;
 use crate::checkpoint::{CheckpointBarrier, OperatorState};
 use crate::error::Result;
 use crate::operators::interval_join::{
-    Either, expire, index, release_sides, restore_sides, snapshot_sides,
+    Either, expire, index, load_sides, release_sides, restore_sides, snapshot_sides,
 };
 use crate::operators::pane_window::KeyFn;
 use crate::operators::{Operator, OperatorInit, Output};
@@ -214,6 +214,26 @@ where
         release_sides(self.left.as_mut(), self.right.as_mut(), key_groups);
         Ok(true)
     }
+
+    fn adopt(&mut self, state: &OperatorState) -> Result<bool> {
+        let (Some(left), Some(right)) = (self.left.as_mut(), self.right.as_mut()) else {
+            return Ok(false);
+        };
+        let (lk, rk) = load_sides(left, right, state)?;
+        if let Some(ttl) = self.ttl {
+            for k in &lk {
+                for (stored, _) in left.get(k).into_iter().flatten() {
+                    index(&mut self.left_expiry, alive_until(Some(ttl), *stored), k);
+                }
+            }
+            for k in &rk {
+                for (stored, _) in right.get(k).into_iter().flatten() {
+                    index(&mut self.right_expiry, alive_until(Some(ttl), *stored), k);
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -358,6 +378,24 @@ mod tests {
         assert_eq!(again.rows(), 2);
         assert_eq!(again.push(r(1, "b1")), pairs(&[("a1", "b1")]));
         assert_eq!(again.push(l(2, "a2")), pairs(&[("a2", "b2")]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adopted_rows_join_later_rows_and_expire_with_their_ttl() {
+        let ttl = Some(Duration::from_secs(10));
+        let mut other = Harness::new(ttl, None);
+        other.push(l(1, "a1"));
+        other.push(r(2, "b2"));
+        let state = other.snapshot();
+        let mut h = Harness::new(ttl, None);
+        h.push(l(3, "a3"));
+        assert!(h.op.adopt(&state).unwrap());
+        assert_eq!(h.rows(), 3, "its own row and the two adopted");
+        assert_eq!(h.push(r(1, "b1")), pairs(&[("a1", "b1")]));
+        assert_eq!(h.push(l(2, "a2")), pairs(&[("a2", "b2")]));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        h.timer();
+        assert_eq!(h.rows(), 0, "adopted rows expire too");
     }
 
     #[tokio::test(start_paused = true)]

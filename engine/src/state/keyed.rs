@@ -245,14 +245,24 @@ impl<K: Key, V: StateCodec> KeyGroupedMap<K, V> {
     }
 
     /// Restores the entries of one key group from [`KeyGroupedMap::snapshot`] bytes.
-    pub fn restore_group(&mut self, mut bytes: &[u8]) -> Result<()> {
+    pub fn restore_group(&mut self, bytes: &[u8]) -> Result<()> {
+        self.restore_group_keys(bytes).map(drop)
+    }
+
+    /// [`KeyGroupedMap::restore_group`], returning the keys restored.
+    pub fn restore_group_keys(&mut self, mut bytes: &[u8]) -> Result<Vec<K>>
+    where
+        K: Clone,
+    {
         let n = u32::decode(&mut bytes)?;
+        let mut keys = Vec::new();
         for _ in 0..n {
             let k = K::decode(&mut bytes)?;
             let v = V::decode(&mut bytes)?;
+            keys.push(k.clone());
             self.insert(k, v);
         }
-        Ok(())
+        Ok(keys)
     }
 }
 
