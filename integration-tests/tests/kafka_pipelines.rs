@@ -1039,9 +1039,21 @@ fn pipeline_report(path: &std::path::Path) -> PipelineReport {
 /// back the same way; the output stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_restart() {
+    hand_partitions_over_and_back("eos").await;
+}
+
+/// The same at-least-once: its offset commits refused while the group
+/// completes a rebalance go again after the join, so nothing restarts and, with
+/// no failure, nothing is read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_hands_partitions_over_and_back_without_a_restart() {
+    hand_partitions_over_and_back("alo").await;
+}
+
+async fn hand_partitions_over_and_back(guarantee: &str) {
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
-    let run = Run::new(&bootstrap, "in-place").await;
+    let run = Run::new(&bootstrap, &format!("in-place-{guarantee}")).await;
     let records = 20_000;
     let (input, expected) = run.stats_records(records, 2_000, 47);
     let reports = std::env::temp_dir().join(format!("strom-in-place-{}", run.app));
@@ -1049,7 +1061,7 @@ async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_
     let report = |i: u32| reports.join(format!("{i}.txt"));
     let with_report = |i: u32| {
         [
-            ("GUARANTEE", "eos".to_string()),
+            ("GUARANTEE", guarantee.to_string()),
             ("REPORT", report(i).display().to_string()),
         ]
     };
@@ -1077,6 +1089,7 @@ async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_
         second.adopted
     );
     assert_eq!(first.incarnations, 1, "the first process never restarted");
+    assert_eq!(first.rollbacks, 0, "nor rolled back");
     assert_eq!(
         first.released,
         PARTITIONS as u32 / 2,

@@ -219,6 +219,15 @@ async fn two_partitions_of_seven(bootstrap: &str, name: &str) -> (String, String
     (input, output, random_topic(&format!("{name}-group")))
 }
 
+/// Polls `a` until it holds both input partitions in a settled group.
+async fn poll_until_both_partitions(a: &mut GroupConsumer) {
+    let start = Instant::now();
+    while a.assignment().len() != 2 || a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "a never got both partitions");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+}
+
 /// Polls `a` until it holds both input partitions in a settled group, then
 /// opens a session on its handle with one record, "kept", in `output`.
 async fn holding_both_partitions(
@@ -226,11 +235,7 @@ async fn holding_both_partitions(
     a: &mut GroupConsumer,
     output: &str,
 ) -> TransactSession {
-    let start = Instant::now();
-    while a.assignment().len() != 2 || a.rebalance_pending() {
-        assert!(start.elapsed() < DEADLINE, "a never got both partitions");
-        a.poll_for(Duration::from_millis(100)).await.unwrap();
-    }
+    poll_until_both_partitions(a).await;
     let mut session = TransactSession::new(
         producer(bootstrap, &random_topic("session-txn")).await,
         Some(a.handle()),
@@ -278,6 +283,58 @@ async fn commit_both_partitions(
         .unwrap();
     assert!(matches!(outcome, EndOutcome::Committed), "{outcome:?}");
     offsets
+}
+
+const COOPERATIVE: [(&str, &str); 1] = [("partition.assignment.strategy", "cooperative-sticky")];
+
+/// A cooperative member of `group` subscribed to `input`, talking to the
+/// broker through `proxy`.
+async fn cooperative_member_through(proxy: &KafkaProxy, group: &str, input: &str) -> GroupConsumer {
+    let mut a = GroupConsumer::new(consumer_config_with(proxy.bootstrap(), group, &COOPERATIVE))
+        .await
+        .unwrap();
+    a.subscribe([input.to_string()]);
+    a
+}
+
+/// Starts a second member (b) of `group` while `proxy` holds JoinGroup answers
+/// for 2 s, and returns once `a` heard of the rebalance and joins in the
+/// background: b is waiting in its JoinGroup, so a's completes the group's next
+/// generation at once, and a does not know it yet.
+async fn join_held_back(
+    bootstrap: &str,
+    proxy: &KafkaProxy,
+    a: &mut GroupConsumer,
+    group: &str,
+    input: &str,
+) -> tokio::task::JoinHandle<GroupConsumer> {
+    let generation = a.generation();
+    proxy.hold_responses(ApiKey::JoinGroup, Duration::from_secs(2));
+    let b = join_until_assigned(consumer_config_with(bootstrap, group, &COOPERATIVE), input);
+    wait_for_rebalance(a).await;
+    a.poll_for(Duration::from_millis(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.generation(), generation, "the answer is held back");
+    b
+}
+
+/// Lets the held-back rebalance complete (a keeps one partition, b gets the
+/// other), checks that the group's committed offsets are `offsets`, and returns b.
+async fn rebalance_completes_with(
+    a: &mut GroupConsumer,
+    b: tokio::task::JoinHandle<GroupConsumer>,
+    input: &str,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> GroupConsumer {
+    let start = Instant::now();
+    while a.assignment().len() != 1 || a.rebalance_pending() {
+        assert!(start.elapsed() < DEADLINE, "the rebalance never completed");
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let b = b.await.unwrap();
+    let all = [input_partition(input), (input.to_string(), 1)];
+    assert_eq!(&b.committed(&all).await.unwrap(), offsets);
+    b
 }
 
 /// Waits until `a`'s heartbeat has heard of a rebalance.
@@ -579,30 +636,11 @@ async fn while_a_rebalance_is_pending_commit_while_member_commits_and_abort_on_r
 async fn offsets_refused_while_the_members_join_completes_go_again_under_the_new_generation() {
     let bootstrap = require_broker!();
     let (input, output, group) = two_partitions_of_seven(&bootstrap, "session-join-race").await;
-    let cooperative = [("partition.assignment.strategy", "cooperative-sticky")];
     let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
-    let mut a = GroupConsumer::new(consumer_config_with(
-        proxy.bootstrap(),
-        &group,
-        &cooperative,
-    ))
-    .await
-    .unwrap();
-    a.subscribe([input.clone()]);
+    let mut a = cooperative_member_through(&proxy, &group, &input).await;
     let mut session = holding_both_partitions(&bootstrap, &mut a, &output).await;
     let generation = a.generation();
-
-    proxy.hold_responses(ApiKey::JoinGroup, Duration::from_secs(2));
-    let b = join_until_assigned(
-        consumer_config_with(&bootstrap, &group, &cooperative),
-        &input,
-    );
-    // a hears of the rebalance and joins in the background; b is waiting in its
-    // JoinGroup, so a's completes the group's next generation at once.
-    wait_for_rebalance(&a).await;
-    a.poll_for(Duration::from_millis(10)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.generation(), generation, "the answer is held back");
+    let b = join_held_back(&bootstrap, &proxy, &mut a, &group, &input).await;
 
     let offsets = commit_both_partitions(&mut session, &input).await;
     assert!(
@@ -610,18 +648,62 @@ async fn offsets_refused_while_the_members_join_completes_go_again_under_the_new
         "committed under the new generation"
     );
     proxy.heal();
-
-    let start = Instant::now();
-    while a.assignment().len() != 1 || a.rebalance_pending() {
-        assert!(start.elapsed() < DEADLINE, "the rebalance never completed");
-        a.poll_for(Duration::from_millis(100)).await.unwrap();
-    }
-    let mut b = b.await.unwrap();
-    let all = [input_partition(&input), (input.clone(), 1)];
-    assert_eq!(b.committed(&all).await.unwrap(), offsets);
+    let mut b = rebalance_completes_with(&mut a, b, &input, &offsets).await;
     let (seen, _) = read_partition(&bootstrap, &output, IsolationLevel::ReadCommitted).await;
     assert_eq!(seen, vec!["kept".to_string()]);
     session.close(Duration::from_secs(5)).await.unwrap();
+    b.poll_for(Duration::from_millis(10)).await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// The same race outside a transaction (at-least-once): a plain OffsetCommit
+/// sent while the member's JoinGroup answer is on its way is refused; sent
+/// through a rebalance it goes again once the member's join has its new
+/// generation, and the offsets of the partitions it held throughout commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_offsets_refused_while_the_members_join_completes_go_again_after_it() {
+    let bootstrap = require_broker!();
+    let (input, _, group) = two_partitions_of_seven(&bootstrap, "commit-join-race").await;
+    let proxy = KafkaProxy::start(&bootstrap).await.unwrap();
+    let mut a = cooperative_member_through(&proxy, &group, &input).await;
+    poll_until_both_partitions(&mut a).await;
+    let generation = a.generation();
+    let b = join_held_back(&bootstrap, &proxy, &mut a, &group, &input).await;
+
+    let offsets = BTreeMap::from([
+        ((input.to_string(), 0), 7_i64),
+        ((input.to_string(), 1), 0_i64),
+    ]);
+    let refused = a.handle().commit_offsets(&offsets).await.unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            Some(ErrorCode::IllegalGeneration | ErrorCode::RebalanceInProgress)
+        ),
+        "{refused}"
+    );
+    let handle = a.handle();
+    let sent = offsets.clone();
+    let commit = tokio::spawn(async move {
+        handle
+            .commit_offsets_through_rebalance(&sent, Duration::from_secs(10))
+            .await
+    });
+    // The member keeps polling, as a job's fetch task does.
+    let start = Instant::now();
+    while !commit.is_finished() {
+        assert!(start.elapsed() < DEADLINE, "the commit never returned");
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+    }
+    let committed = commit.await.unwrap().unwrap();
+    assert_eq!(committed, offsets, "both partitions were held throughout");
+    assert!(
+        a.generation() > generation,
+        "committed under the new generation"
+    );
+    proxy.heal();
+    let mut b = rebalance_completes_with(&mut a, b, &input, &offsets).await;
     b.poll_for(Duration::from_millis(10)).await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();

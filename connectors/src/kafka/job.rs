@@ -43,8 +43,8 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! In an exactly-once job, a cooperative rebalance (partition-aligned state over
-//! one input topic, `cooperative-sticky`) does not restart: the fetch task joins
+//! A cooperative rebalance (partition-aligned state over one input topic,
+//! `cooperative-sticky`) does not restart: the fetch task joins
 //! while the job goes on; revoked partitions leave the running job at a
 //! checkpoint that commits their offsets and state
 //! ([`engine::JobController::release`]) before the member joins again to hand
@@ -730,13 +730,11 @@ impl KafkaJob {
                 // the membership that makes this process the one running the job.
                 group.consumer().pause([(owner.0.as_str(), owner.1)]);
             }
-            // A cooperative rebalance that only takes partitions away releases
-            // them at a checkpoint while the others go on (partition-aligned
-            // state over one input topic: a partition is a key group). Under
-            // exactly-once only: a plain OffsetCommit is refused while the group
-            // completes the rebalance, which would roll an at-least-once job back.
-            let in_place = plan.exactly_once
-                && plan.aligned
+            // A cooperative rebalance moves partitions out of and into the
+            // running job at checkpoints while the others go on
+            // (partition-aligned state over one input topic: a partition is a
+            // key group).
+            let in_place = plan.aligned
                 && !plan.bounded
                 && plan.topics.len() == 1
                 && plan.repartition_topics.is_empty()

@@ -4,13 +4,13 @@
 //! | mode | sinks write | a checkpoint commits |
 //! |---|---|---|
 //! | exactly-once | into the open transaction; after barrier n a sink waits until checkpoint n committed | changelog and dead letters into the transaction, then its offsets (TxnOffsetCommit under the member's generation), then EndTxn |
-//! | at-least-once | with the idempotent producer | sinks flushed at the barrier; changelog and dead letters flushed; then the offsets (OffsetCommit) |
+//! | at-least-once | with the idempotent producer | sinks flushed at the barrier; changelog and dead letters flushed; then the offsets (OffsetCommit; refused while the member's join completes, sent again after it for the partitions it kept) |
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use engine::{CheckpointId, EngineError, ErrorClass};
 use kafka_wire::client::group::GroupHandle;
@@ -22,6 +22,10 @@ use kafka_wire::client::{Producer, ProducerRecord};
 use tokio::sync::watch;
 
 use crate::error::engine_error;
+
+/// How long an at-least-once commit refused during a rebalance waits for the
+/// member's join to complete, in all.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// The outcome of one record sent through the [`Writer`].
 pub(crate) enum Delivery {
@@ -164,7 +168,10 @@ impl Writer {
                     engine_error(format!("checkpoint {checkpoint}: flushing the producer"), e)
                 })?;
                 if let (Some(group), false) = (&self.group, offsets.is_empty()) {
-                    group.commit_offsets(offsets).await.map_err(|e| {
+                    let committed = group
+                        .commit_offsets_through_rebalance(offsets, JOIN_WAIT)
+                        .await;
+                    committed.map_err(|e| {
                         engine_error(format!("checkpoint {checkpoint}: committing offsets"), e)
                     })?;
                 }

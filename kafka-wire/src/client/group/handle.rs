@@ -40,6 +40,10 @@ use crate::client::TopicPartition;
 use crate::error::{Error, Result};
 use crate::error_code::ErrorCode;
 
+/// How often [`GroupHandle::commit_offsets_through_rebalance`] tries again while
+/// no join of its member is in flight.
+const REBALANCE_RETRY: Duration = Duration::from_millis(100);
+
 /// How long a heartbeat asked for by the application waits for the member's
 /// coordinator connection before the member state answers instead.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(1);
@@ -391,6 +395,61 @@ impl GroupHandle {
     /// [`GroupConsumer::commit_offsets`]: super::GroupConsumer::commit_offsets
     pub async fn commit_offsets(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         self.member.commit(offsets).await
+    }
+
+    /// [`GroupHandle::commit_offsets`] for a member that keeps polling in
+    /// another task while the group rebalances (a cooperative member goes on
+    /// with its partitions during the join). The coordinator refuses a commit
+    /// while the group completes a rebalance (REBALANCE_IN_PROGRESS, or
+    /// ILLEGAL_GENERATION before this member has read its new generation): this
+    /// then waits for the member's join, keeps the offsets of the partitions it
+    /// held throughout and commits them under the new generation, for at most
+    /// `wait` in all. Offsets of partitions that moved are dropped: their new
+    /// owner reads them again from the last commit (at-least-once), and
+    /// committing them would move its position. Returns the offsets committed.
+    pub async fn commit_offsets_through_rebalance(
+        &self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        wait: Duration,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let read_under = self.generation();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut offsets = offsets.clone();
+        loop {
+            let error = match self.commit_offsets(&offsets).await {
+                Ok(()) => return Ok(offsets),
+                Err(e) => e,
+            };
+            let rebalancing = matches!(
+                error.code(),
+                Some(ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration)
+            );
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !rebalancing || left.is_zero() {
+                return Err(error);
+            }
+            if self
+                .generation_after(self.generation(), left)
+                .await
+                .is_none()
+            {
+                // No join in flight yet (the next poll starts it), or its
+                // generation is not synced yet.
+                tokio::time::sleep(REBALANCE_RETRY.min(left)).await;
+            }
+            offsets.retain(|tp, _| self.owned_throughout(std::slice::from_ref(tp), read_under));
+            tracing::debug!(
+                group = self.group_id(),
+                from = read_under,
+                to = self.generation(),
+                partitions = offsets.len(),
+                "offsets refused during a rebalance; committing the kept ones again"
+            );
+            metrics::counter!("kafka_consumer_offsets_recommitted_total").increment(1);
+            if offsets.is_empty() {
+                return Ok(offsets);
+            }
+        }
     }
 
     /// The group's committed offsets for `partitions` (absent: none committed),
