@@ -364,8 +364,9 @@ impl Operator<(String, u64)> for KeepsItsState {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_operator_that_cannot_release_its_key_groups_rolls_the_checkpoint_back() {
+/// A running job over partitions 5 and 9 through [`KeepsItsState`], once all
+/// five records went through.
+async fn running_with_an_operator_that_keeps_its_state() -> engine::JobHandle {
     let sink = CollectSink::<(String, u64)>::new();
     let (p, pairs) = pairs_of_partitions_5_and_9(false);
     pairs
@@ -373,6 +374,12 @@ async fn an_operator_that_cannot_release_its_key_groups_rolls_the_checkpoint_bac
         .sink(sink.clone());
     let job = p.start().unwrap();
     wait_for_values(&sink, 5).await;
+    job
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_that_cannot_release_its_key_groups_rolls_the_checkpoint_back() {
+    let job = running_with_an_operator_that_keeps_its_state().await;
     assert!(
         job.controller()
             .release(std::collections::BTreeSet::from([9]))
@@ -596,4 +603,19 @@ async fn a_job_with_event_time_refuses_to_adopt() {
     assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
     job.stop();
     job.wait().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_with_an_operator_that_cannot_adopt_refuses_before_any_checkpoint() {
+    let job = running_with_an_operator_that_keeps_its_state().await;
+    let e = job
+        .controller()
+        .adopt(std::collections::BTreeSet::from([7]), Checkpoint::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("keeps-its-state"), "{e}");
+    // Nothing was triggered: the job goes on and stops cleanly.
+    job.stop();
+    assert!(job.wait().await.unwrap().stopped);
 }

@@ -1008,7 +1008,8 @@ struct Adopted {
 /// Why partitions did not join the running incarnation.
 enum AdoptError {
     /// They cannot (event time, an operator that cannot load state, no
-    /// committed offset): restart the incarnation with them.
+    /// committed offset, an adopting checkpoint that failed): restart the
+    /// incarnation with them.
     Restart(String),
     /// Reading their state or the adopting checkpoint failed: roll back.
     Failed(ConnectorError),

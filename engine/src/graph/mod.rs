@@ -288,6 +288,8 @@ pub(crate) struct BuildCtx {
     /// Counters of the operators of the task being built (its chain), taken by
     /// the next `spawn`.
     members: Vec<Arc<SubtaskStats>>,
+    /// Operators that cannot take on key groups while the job runs.
+    pub(crate) not_adopting: std::collections::BTreeSet<Arc<str>>,
 }
 
 impl BuildCtx {
@@ -658,6 +660,7 @@ impl Pipeline {
             groupers: std::mem::take(&mut g.groupers),
             status: status.clone(),
             members: Vec::new(),
+            not_adopting: Default::default(),
         };
         let terminals = std::mem::take(&mut g.terminals);
         let durable = g.durable.clone();
@@ -677,6 +680,14 @@ impl Pipeline {
                 .map(|t| (t.id, t.is_source)),
             restore.as_ref().map(|c| (c.id, c.epoch)),
         );
+        let adopt_refused = if g_event_time {
+            Some("its sources have event time".to_string())
+        } else if !b.not_adopting.is_empty() {
+            let names: Vec<&str> = b.not_adopting.iter().map(|n| &**n).collect();
+            Some(format!("operator(s) {} cannot", names.join(", ")))
+        } else {
+            None
+        };
         tracing::info!(tasks = tasks.len(), epoch = epoch.0, "starting job");
         status.set_state(crate::runtime::status::JobState::Running);
         Ok(spawn_job(JobSetup {
@@ -696,7 +707,7 @@ impl Pipeline {
             stop_timeout: b.config.close_timeout,
             clock,
             status,
-            event_time: g_event_time,
+            adopt_refused,
         }))
     }
 

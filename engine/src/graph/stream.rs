@@ -124,6 +124,9 @@ impl<T: Send + 'static> DataStream<T> {
                         let next = down(b, sub)?;
                         let init = b.init(id, name.clone(), sub, par);
                         let op = make(b, id, sub);
+                        if !op.can_adopt() {
+                            b.not_adopting.insert(name.clone());
+                        }
                         let stats = b.subtask_stats(id, sub);
                         Ok(Box::new(ChainNode::new(op, init, next, stats)) as BoxNode<T>)
                     }),

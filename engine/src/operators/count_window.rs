@@ -58,6 +58,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         Ok(())
     }
 
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<T>>,

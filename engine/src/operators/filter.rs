@@ -35,6 +35,10 @@ impl<T: Send + 'static, F: Fn(&T) -> bool + Send + Sync + 'static> Operator<T>
 {
     type Out = T;
     #[inline]
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, mut batch: Vec<Record<T>>, out: &mut Output<'_, T>) -> Result<()> {
         let f = &*self.f;
         batch.retain(|r| f(&r.value));

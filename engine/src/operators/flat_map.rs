@@ -39,6 +39,10 @@ where
     F: Fn(T) -> I + Send + Sync + 'static,
 {
     type Out = I::Item;
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<T>>,
@@ -79,6 +83,10 @@ where
     F: Fn(T) -> std::result::Result<I, E> + Send + Sync + 'static,
 {
     type Out = I::Item;
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<T>>,

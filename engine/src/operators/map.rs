@@ -36,6 +36,10 @@ impl<T: Send + 'static, U: Send + 'static, F: Fn(T) -> U + Send + Sync + 'static
 {
     type Out = U;
     #[inline]
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, batch: Vec<Record<T>>, out: &mut Output<'_, U>) -> Result<()> {
         let f = &*self.f;
         // Collecting from `into_iter` reuses the allocation when sizes allow.
@@ -72,6 +76,10 @@ where
     F: Fn(T) -> std::result::Result<U, E> + Send + Sync + 'static,
 {
     type Out = U;
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, batch: Vec<Record<T>>, out: &mut Output<'_, U>) -> Result<()> {
         for r in batch {
             let (ts, pos) = (r.timestamp, r.position);

@@ -217,11 +217,19 @@ pub trait Operator<In>: Send + 'static {
     fn release(&mut self, _key_groups: &BTreeSet<u16>) -> Result<bool> {
         Ok(false)
     }
+    /// Whether this operator can take on key groups while the job runs: it keeps
+    /// no keyed state, or loads it in [`Operator::adopt`]. A job with an
+    /// operator that says no refuses [`crate::JobController::adopt`] before any
+    /// barrier (a Kafka job then restarts with the new partitions). The default
+    /// says no.
+    fn can_adopt(&self) -> bool {
+        false
+    }
     /// Loads the keyed state of key groups this subtask takes on while the job
     /// runs ([`CheckpointBarrier::adopt`]), right after the snapshot of that
     /// checkpoint: `state` holds only those key groups, in the form
     /// [`Operator::snapshot`] writes. Returns whether it did; the default
-    /// returns false, which fails the adoption (the job restarts with them).
+    /// returns false, which fails that checkpoint (a rollback).
     fn adopt(&mut self, _state: &OperatorState) -> Result<bool> {
         Ok(false)
     }

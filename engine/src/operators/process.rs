@@ -346,6 +346,10 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         self.timers.processing.next_time()
     }
 
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, batch: Vec<Record<T>>, out: &mut Output<'_, F::Out>) -> Result<()> {
         let Some(store) = self.store.as_mut() else {
             return Ok(());

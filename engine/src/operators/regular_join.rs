@@ -146,6 +146,10 @@ where
         self.next_expiry()
     }
 
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<Either<A, B>>>,

@@ -110,8 +110,10 @@ impl JobController {
     /// completed, or with its failure; [`Checkpoint::adopted`] carries the key
     /// groups to the durable store. A partition a process gains joins the
     /// running job this way. Refused at once (`Unsupported`) in a job whose
-    /// sources have event time: an adopted partition's watermark would lag the
-    /// job's, and its records would be late here but not in a restarted job.
+    /// sources have event time (an adopted partition's watermark would lag the
+    /// job's, and its records would be late here but not in a restarted job),
+    /// and in one with an operator that cannot load them
+    /// ([`crate::Operator::can_adopt`]).
     ///
     /// [`Checkpoint::adopted`]: crate::Checkpoint::adopted
     pub async fn adopt(
@@ -217,9 +219,9 @@ pub(crate) struct JobSetup {
     pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
     pub(crate) status: JobStatus,
-    /// Whether a source has event time (watermarks): such a job adopts no key
-    /// groups.
-    pub(crate) event_time: bool,
+    /// Why the job cannot take on key groups while it runs, if it cannot: a
+    /// source with event time, or an operator that cannot load them.
+    pub(crate) adopt_refused: Option<String>,
 }
 
 /// Spawns all tasks and the coordinator on the current tokio runtime.
@@ -237,7 +239,7 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         stop_timeout,
         clock,
         status,
-        event_time,
+        adopt_refused,
     } = setup;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let mut controls = Vec::new();
@@ -302,7 +304,7 @@ pub(crate) fn spawn_job(setup: JobSetup) -> JobHandle {
         last_trigger: tokio::time::Instant::now(),
         reshape: None,
         reshaping: BTreeMap::new(),
-        event_time,
+        adopt_refused,
     };
     let done = tokio::spawn(coord.run(events_rx, cmd_rx, interval));
     JobHandle {
@@ -362,7 +364,7 @@ struct Coordinator {
     reshape: Option<Reshape>,
     /// The key groups released and adopted at each triggered checkpoint.
     reshaping: BTreeMap<CheckpointId, (BTreeSet<u16>, BTreeSet<u16>)>,
-    event_time: bool,
+    adopt_refused: Option<String>,
 }
 
 /// Key groups to give up and to take on at the next checkpoint, and who waits
@@ -548,13 +550,13 @@ impl Coordinator {
     }
 
     /// `a` with its state renumbered to this job's operators and cut to its key
-    /// groups; refused in a job with event time.
+    /// groups; refused in a job with event time or with an operator that cannot
+    /// load them.
     fn adoption(&self, a: Adoption) -> Result<Adoption> {
-        if self.event_time {
-            return Err(EngineError::Unsupported(
-                "a job whose sources have event time cannot take on key groups while it runs"
-                    .into(),
-            ));
+        if let Some(why) = &self.adopt_refused {
+            return Err(EngineError::Unsupported(format!(
+                "this job cannot take on key groups while it runs: {why}"
+            )));
         }
         let current: BTreeMap<String, OperatorId> = self
             .uids
