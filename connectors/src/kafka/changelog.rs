@@ -42,6 +42,8 @@ pub(crate) const CHUNK: usize = 512 * 1024;
 const VERSION: u8 = 1;
 /// How long reading a changelog may go without a fetch moving it forward.
 const RESTORE_STALL: Duration = Duration::from_secs(300);
+/// `fetch.max.wait.ms` of the consumer that reads a changelog back.
+const RESTORE_FETCH_WAIT_MS: u64 = 10;
 
 /// One item of an operator's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -548,6 +550,10 @@ impl Changelog {
                 ("group.id", String::new()),
                 ("enable.auto.commit", "false".into()),
                 ("auto.offset.reset", "earliest".into()),
+                // Every partition ends in a transaction marker, which the last
+                // fetch only passes after waiting for more records: a restore
+                // reads what is there and stops.
+                ("fetch.max.wait.ms", RESTORE_FETCH_WAIT_MS.to_string()),
             ])?;
             let mut consumer = Consumer::new(config)
                 .await
