@@ -262,12 +262,14 @@ fn java_read_committed(bootstrap: &str, topic: &str) -> String {
 async fn log_processing_killed_ten_times_still_writes_everything_exactly_once() {
     let bootstrap = require_broker!();
     let Some(pg) = postgres_url() else { return };
-    let job = LogRun::new(&bootstrap, &pg, 300_000).await;
+    // Enough input to outlast ten runs: a restart takes well under a second
+    // now, so every run gets through more of it.
+    let job = LogRun::new(&bootstrap, &pg, 600_000).await;
     let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
     let started = std::time::Instant::now();
     let (mut kills, mut runs) = (0, 0);
-    // Kill a running pipeline at a random moment (0.8-3 s after its start) ten
-    // times; a run that finished before its kill ends the killing early.
+    // Kill a running pipeline at a random moment (0.6-2.2 s after its start)
+    // ten times; a run that finished before its kill ends the killing early.
     let mut finished = false;
     while kills < 10 && runs < 20 {
         runs += 1;
@@ -277,7 +279,7 @@ async fn log_processing_killed_ten_times_still_writes_everything_exactly_once() 
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(800 + next() % 2200);
+        let wait = Duration::from_millis(600 + next() % 1600);
         tokio::time::sleep(wait).await;
         if child.try_wait().unwrap().is_some() {
             finished = true;
