@@ -337,6 +337,14 @@ fn counts_of_partitions_5_and_9(end: bool, sink: CollectSink<(String, u64)>) -> 
     p
 }
 
+/// The key groups operator `op`'s state holds in `cp`.
+fn key_groups_of(cp: &Checkpoint, op: engine::OperatorId) -> Vec<u16> {
+    cp.operators
+        .get(&op)
+        .map(|s| s.key_groups.keys().copied().collect())
+        .unwrap_or_default()
+}
+
 /// Counts records per key group of the source split they came from, and cannot
 /// release any (the default [`Operator::release`]).
 struct KeepsItsState(std::collections::BTreeMap<u16, u64>);
@@ -469,12 +477,7 @@ async fn a_released_key_group_leaves_after_its_checkpoint_and_the_others_go_on()
     let counts = *uids.iter().find(|(_, u)| *u == "counts").unwrap().0;
     let job = p.start().unwrap();
     wait_for_values(&sink, 5).await;
-    let groups = |cp: &Checkpoint| -> Vec<u16> {
-        cp.operators
-            .get(&counts)
-            .map(|s| s.key_groups.keys().copied().collect())
-            .unwrap_or_default()
-    };
+    let groups = |cp: &Checkpoint| key_groups_of(cp, counts);
 
     let released = job
         .controller()
@@ -543,12 +546,7 @@ async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
         .0;
     let job = p.start().unwrap();
     wait_for_values(&sink, 3).await;
-    let groups = |cp: &Checkpoint| -> Vec<u16> {
-        cp.operators
-            .get(&counts)
-            .map(|s| s.key_groups.keys().copied().collect())
-            .unwrap_or_default()
-    };
+    let groups = |cp: &Checkpoint| key_groups_of(cp, counts);
 
     let adopted = job
         .controller()
