@@ -692,20 +692,11 @@ impl KafkaJob {
             let mut senders = HashMap::new();
             let mut partition_status = HashMap::new();
             for tp in &assignment {
-                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
                 let start = starts.get(tp).copied().unwrap_or(0);
                 let end = ends.as_ref().and_then(|e| e.get(tp).copied());
-                let ps = status.partition(&tp.0, tp.1);
-                partition_status.insert(tp.clone(), ps.clone());
-                feeds.insert(
-                    tp.clone(),
-                    PartitionFeed {
-                        rx,
-                        start,
-                        end,
-                        status: ps,
-                    },
-                );
+                let (feed, tx) = PartitionFeed::new(&status, tp, (start, end), FEED_CAPACITY);
+                partition_status.insert(tp.clone(), feed.status.clone());
+                feeds.insert(tp.clone(), feed);
                 senders.insert(tp.clone(), tx);
             }
             let claim = Claim {
@@ -1075,19 +1066,13 @@ impl Adopt {
         let feeds = starts
             .into_iter()
             .map(|(tp, start)| {
-                let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-                let ps = self.status.partition(&tp.0, tp.1);
-                let feed = PartitionFeed {
-                    rx,
-                    start,
-                    end: None,
-                    status: ps.clone(),
-                };
+                let (feed, tx) =
+                    PartitionFeed::new(&self.status, &tp, (start, None), FEED_CAPACITY);
                 let live = LiveFeed {
                     tp,
                     start,
                     tx,
-                    status: ps,
+                    status: feed.status.clone(),
                 };
                 (feed, live)
             })

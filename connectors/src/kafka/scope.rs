@@ -156,6 +156,26 @@ pub(crate) struct PartitionFeed {
     pub status: Arc<engine::PartitionStatus>,
 }
 
+impl PartitionFeed {
+    /// The feed of `tp` from `start` (to `end` when bounded), holding `capacity`
+    /// fetches, with its status in `status`; and the sender the fetch task uses.
+    pub(crate) fn new(
+        status: &engine::JobStatus,
+        tp: &TopicPartition,
+        (start, end): (i64, Option<i64>),
+        capacity: usize,
+    ) -> (PartitionFeed, mpsc::Sender<Chunk>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let feed = PartitionFeed {
+            rx,
+            start,
+            end,
+            status: status.partition(&tp.0, tp.1),
+        };
+        (feed, tx)
+    }
+}
+
 /// A record that did not decode, waiting for its checkpoint's transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct DeadLetterRecord {
