@@ -608,3 +608,93 @@ async fn a_static_member_that_closes_and_leaves_hands_its_partitions_over_at_onc
     })
     .await;
 }
+
+/// A partition a poll reports revoked stays the member's until its next poll:
+/// the broker hands it on only once acknowledged, so offsets committed in
+/// between (what a revocation callback does in the Java client) are where its
+/// next owner starts, and nothing is read twice.
+#[tokio::test]
+async fn a_revoked_partition_moves_only_after_the_next_poll_so_its_offsets_can_be_committed_first()
+{
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let topic = create_random_topic(&c, "g848-ack", 2).await;
+    let group = random_topic("g848-ack-id");
+    produce(&bootstrap, &topic, &values("a", 20), 2).await;
+    let cfg = || config(&bootstrap, &group, &[("enable.auto.commit", "false")]);
+    let mut a = GroupConsumer::new(cfg()).await.unwrap();
+    a.subscribe([topic.clone()]);
+    poll_until_owning(&mut a, 2).await;
+    let start = Instant::now();
+    while a.positions().values().sum::<i64>() < 20 {
+        assert!(start.elapsed() < DEADLINE, "read {:?} of 20", a.positions());
+        a.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    a.take_events();
+
+    let mut b = GroupConsumer::new(cfg()).await.unwrap();
+    b.subscribe([topic.clone()]);
+    let start = Instant::now();
+    let revoked = loop {
+        assert!(start.elapsed() < DEADLINE, "a never gave a partition up");
+        b.poll_for(Duration::from_millis(50)).await.unwrap();
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+        let events = a.take_events();
+        if let Some(RebalanceEvent::Revoked(p)) = events.first() {
+            break p.clone();
+        }
+        assert!(events.is_empty(), "{events:?}");
+    };
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    // a does not poll: b gets nothing for more than two heartbeat intervals.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(11) {
+        assert!(
+            b.poll_for(Duration::from_millis(100))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(b.assignment().is_empty(), "{:?}", b.assignment());
+    }
+    // Still a's: its offsets go under its member epoch.
+    let offsets = BTreeMap::from([(revoked[0].clone(), 10)]);
+    a.commit_offsets(&offsets).await.unwrap();
+
+    // a polls (acknowledging); b takes the partition from the committed offset.
+    let start = Instant::now();
+    while b.assignment() != revoked.as_slice() {
+        assert!(start.elapsed() < DEADLINE, "b never got {revoked:?}");
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+        assert!(
+            b.poll_for(Duration::from_millis(50))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let (t, p) = &revoked[0];
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let ack = producer
+        .send(ProducerRecord::new(t.as_str(), "after").partition(*p))
+        .await
+        .unwrap();
+    ack.await.unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() {
+        assert!(start.elapsed() < DEADLINE, "b read nothing");
+        a.poll_for(Duration::from_millis(50)).await.unwrap();
+        got = b.poll_for(Duration::from_millis(100)).await.unwrap();
+    }
+    let values: Vec<_> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string())
+        .collect();
+    assert_eq!(values, ["after"], "b starts at the offset a committed");
+    assert_eq!(got[0].offset, 10);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

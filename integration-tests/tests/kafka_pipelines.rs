@@ -1039,7 +1039,17 @@ fn pipeline_report(path: &std::path::Path) -> PipelineReport {
 /// back the same way; the output stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_restart() {
-    hand_partitions_over_and_back("eos").await;
+    hand_partitions_over_and_back("eos", None).await;
+}
+
+/// The same under the consumer protocol (KIP-848): the broker revokes and
+/// assigns, the first process acknowledges a revocation only after the
+/// checkpoint that released the partitions. A member learns of its new target
+/// at its next heartbeat (the broker's `group.consumer.heartbeat.interval.ms`,
+/// 5 s by default), so the run is longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_consumer_protocol_partitions_move_over_and_back_without_a_restart() {
+    hand_partitions_over_and_back("eos", Some("group.protocol=consumer")).await;
 }
 
 /// The same at-least-once: its offset commits refused while the group
@@ -1047,26 +1057,32 @@ async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_
 /// no failure, nothing is read twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_hands_partitions_over_and_back_without_a_restart() {
-    hand_partitions_over_and_back("alo").await;
+    hand_partitions_over_and_back("alo", None).await;
 }
 
-async fn hand_partitions_over_and_back(guarantee: &str) {
+async fn hand_partitions_over_and_back(guarantee: &str, kafka_props: Option<&str>) {
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
-    let run = Run::new(&bootstrap, &format!("in-place-{guarantee}")).await;
+    let protocol = if kafka_props.is_some() { "-848" } else { "" };
+    let run = Run::new(&bootstrap, &format!("in-place-{guarantee}{protocol}")).await;
     let records = 20_000;
     let (input, expected) = run.stats_records(records, 2_000, 47);
     let reports = std::env::temp_dir().join(format!("strom-in-place-{}", run.app));
     std::fs::create_dir_all(&reports).unwrap();
     let report = |i: u32| reports.join(format!("{i}.txt"));
     let with_report = |i: u32| {
-        [
+        let mut env = vec![
             ("GUARANTEE", guarantee.to_string()),
             ("REPORT", report(i).display().to_string()),
-        ]
+        ];
+        if let Some(props) = kafka_props {
+            env.push(("KAFKA_PROPS", props.to_string()));
+        }
+        env
     };
     let mut first = run.spawn("running-stats", 0, &with_report(0));
-    let feeding = Duration::from_secs(15);
+    // KIP-848 members learn of a new target at their next heartbeat (5 s).
+    let feeding = Duration::from_secs(if kafka_props.is_some() { 36 } else { 15 });
     let joins_and_leaves = async {
         tokio::time::sleep(feeding / 3).await;
         let mut second = run.spawn("running-stats", 1, &with_report(1));

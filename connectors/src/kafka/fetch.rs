@@ -1,14 +1,16 @@
 //! The fetch task of one incarnation: polls the group consumer and hands each
 //! partition's records to its split's bounded queue.
 //!
-//! A rebalance, eager (or under the consumer protocol): the task stops polling
-//! and tells the runner as soon as one is pending, so the open checkpoint can
-//! commit under the current generation before the partitions move.
+//! A rebalance, eager (or of a job that cannot move partitions in place): the
+//! task stops polling and tells the runner as soon as one is pending, so the
+//! open checkpoint can commit under the current generation before the
+//! partitions move.
 //!
-//! A rebalance, cooperative (classic protocol): the task keeps polling, so the
-//! member joins while the job goes on with what it holds. Partitions the new
-//! generation revokes go to the runner, which releases them at a checkpoint;
-//! the task polls (and so joins again, handing them on) only once that
+//! A rebalance, incremental (classic cooperative, or the consumer protocol): the
+//! task keeps polling, so the member joins while the job goes on with what it
+//! holds. Partitions the new generation (or target assignment) revokes go to
+//! the runner, which releases them at a checkpoint; the task polls (and so
+//! joins again or acknowledges the revocation, handing them on) only once that
 //! checkpoint committed their offsets. Partitions it adds stay paused and go to
 //! the runner, which adopts them into the running job; the task seeks each to
 //! its committed offset and feeds it once its split exists.
@@ -29,13 +31,13 @@ use super::source::Chunk;
 /// What the fetch task tells the runner.
 #[derive(Debug)]
 pub(crate) enum FetchEvent {
-    /// A rebalance is pending (or, cooperative, brought partitions): stop the job
+    /// A rebalance is pending (or, incremental, brought partitions): stop the job
     /// (final checkpoint), then rejoin.
     RebalancePending,
-    /// Cooperative: the new generation revoked these partitions; the task polls
+    /// Incremental: the new generation revoked these partitions; the task polls
     /// again once the runner resumes it (their offsets committed).
     Revoked(Vec<TopicPartition>),
-    /// Cooperative: the new generation assigned these partitions; they stay
+    /// Incremental: the new generation assigned these partitions; they stay
     /// paused until their splits exist (a [`LiveFeed`] each).
     Assigned(Vec<TopicPartition>),
     /// The assignment changed inside a poll (partitions revoked or lost before the

@@ -44,12 +44,13 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! A cooperative rebalance (partition-aligned state over one input topic,
-//! `cooperative-sticky`) does not restart: the fetch task joins
-//! while the job goes on; revoked partitions leave the running job at a
-//! checkpoint that commits their offsets and state
-//! ([`engine::JobController::release`]) before the member joins again to hand
-//! them on, and assigned ones join it at a checkpoint that loads their state
+//! An incremental rebalance (partition-aligned state over one input topic;
+//! `cooperative-sticky`, or `group.protocol=consumer`) does not restart: the
+//! fetch task joins while the job goes on; revoked partitions leave the running
+//! job at a checkpoint that commits their offsets and state
+//! ([`engine::JobController::release`]) before the member joins again
+//! (classic) or acknowledges the revocation (consumer protocol) to hand them
+//! on, and assigned ones join it at a checkpoint that loads their state
 //! from the changelogs ([`engine::JobController::adopt`]; not in a job with
 //! event time, whose adopted partitions' records could be late).
 //!
@@ -753,7 +754,7 @@ impl KafkaJob {
                 && !plan.bounded
                 && plan.topics.len() == 1
                 && plan.repartition_topics.is_empty()
-                && group.classic_cooperative();
+                && group.incremental();
             let (resume_tx, resume_rx) = mpsc::unbounded_channel();
             let (released_tx, mut released) = mpsc::unbounded_channel();
             let (live_tx, live_rx) = mpsc::unbounded_channel();

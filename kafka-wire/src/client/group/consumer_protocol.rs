@@ -15,8 +15,11 @@
 //!
 //!  GroupConsumer::poll_for (mod.rs) reconciles owned with target:
 //!    target ids ──► names (metadata) ──► reconcile(owned, target)
+//!      0. acknowledge what the previous poll revoked: wake the heartbeat task
+//!         (TopicPartitions)
 //!      1. revoke what is no longer assigned: commit (auto-commit), stop fetching,
-//!         event Revoked, wake the heartbeat task: it acknowledges (TopicPartitions)
+//!         event Revoked; the next poll acknowledges it (step 0), so the
+//!         application commits its offsets in between
 //!      2. add what is new: OffsetFetch, assign + seek, event Assigned; acknowledged
 //!         by the next heartbeat
 //! ```
@@ -375,7 +378,7 @@ pub(crate) struct ConsumerMember {
     settings: Settings,
     rebalance_timeout: Duration,
     client: Client,
-    coordinator: tokio::sync::Mutex<Coordinator>,
+    pub(super) coordinator: tokio::sync::Mutex<Coordinator>,
     state: Mutex<ConsumerMemberState>,
     /// Wakes the heartbeat task (subscription changed, partitions released).
     wake: tokio::sync::Notify,
@@ -486,6 +489,17 @@ impl ConsumerMember {
             && ids
                 .iter()
                 .all(|id| s.owned_since.get(id).is_some_and(|since| *since <= epoch))
+    }
+
+    /// Waits (at most `wait`) for a heartbeat in flight, then returns this
+    /// member's identity if its epoch is past `epoch` (and it is still in the
+    /// group). The coordinator moves a member's epoch only in answer to its
+    /// heartbeat, so afterwards the member knows the epoch the coordinator holds.
+    pub async fn epoch_after(&self, epoch: i32, wait: Duration) -> Option<(i32, String)> {
+        let _in_flight_done = tokio::time::timeout(wait, self.coordinator.lock()).await;
+        let s = self.lock();
+        (s.in_group && !s.lost && s.member_epoch > epoch)
+            .then(|| (s.member_epoch, s.member_id.clone()))
     }
 
     /// The application dropped the lost partitions: rejoin now.

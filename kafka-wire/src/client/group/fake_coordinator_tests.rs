@@ -559,3 +559,37 @@ async fn with_the_consumer_protocol_check_membership_passes_while_reconciling_un
     assert_eq!(handle.group_metadata().generation_id, -1);
     assert_eq!(fake.heartbeats.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn with_the_consumer_protocol_generation_after_waits_for_the_heartbeat_in_flight() {
+    let fake = Fake::start_with(Box::new(|_| ErrorCode::NoError), true).await;
+    let config = kip848_config(&fake);
+    let client = Client::connect(config.client.clone()).await.unwrap();
+    let m = Arc::new(ConsumerMember::new(client, &config, "g".into()));
+    let handle = GroupHandle::new(Member::Consumer(m.clone()));
+    m.subscribe(&["t".to_string()]);
+    m.heartbeat().await.unwrap();
+    assert_eq!(handle.generation(), 1);
+    let wait = std::time::Duration::from_secs(5);
+    // Nothing in flight: no later epoch, answered at once.
+    let started = std::time::Instant::now();
+    assert!(handle.generation_after(1, wait).await.is_none());
+    assert!(started.elapsed() < wait);
+    // A heartbeat in flight (it holds the coordinator connection) that moves
+    // the epoch: the answer comes once it has ended.
+    let in_flight = m.coordinator.lock().await;
+    let waiting = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.generation_after(1, wait).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished());
+    m.lock().member_epoch = 2;
+    drop(in_flight);
+    let next = waiting.await.unwrap().expect("the epoch moved");
+    assert_eq!(next.generation_id, 2);
+    assert_eq!(next.member_id, handle.member_id());
+    // Fenced: no identity to send offsets under.
+    m.lock().lost = true;
+    assert!(handle.generation_after(1, wait).await.is_none());
+}

@@ -125,7 +125,7 @@ impl Member {
     ) -> Option<ConsumerGroupMetadata> {
         let identity = match self {
             Member::Classic(m) => m.generation_after(generation, wait).await?,
-            Member::Consumer(_) => return None,
+            Member::Consumer(m) => m.epoch_after(generation, wait).await?,
         };
         Some(self.metadata_as(identity))
     }
@@ -328,14 +328,16 @@ impl GroupHandle {
     }
 
     /// Waits (at most `wait`) for a join in flight to move this member past
-    /// `generation` (classic protocol), and returns its identity then; `None` when
-    /// no join is in flight, the join ended without a later generation, the
-    /// membership was lost, or the wait ran out. With the consumer protocol:
-    /// `None` at once.
+    /// `generation` (classic protocol), or for a heartbeat in flight to end
+    /// (consumer protocol), and returns its identity then; `None` when nothing
+    /// in flight moved it past `generation`, the membership was lost, or the
+    /// wait ran out.
     ///
-    /// For offsets refused with ILLEGAL_GENERATION: the coordinator moves to the
-    /// new generation when the last member has joined, before this member has
-    /// read the answer to its own JoinGroup.
+    /// For offsets refused with ILLEGAL_GENERATION (or STALE_MEMBER_EPOCH): the
+    /// coordinator moves to the new generation when the last member has joined,
+    /// before this member has read the answer to its own JoinGroup; a KIP-848
+    /// coordinator moves the member epoch while answering a heartbeat this
+    /// member has not read yet.
     pub async fn generation_after(
         &self,
         generation: i32,
@@ -401,8 +403,9 @@ impl GroupHandle {
     /// another task while the group rebalances (a cooperative member goes on
     /// with its partitions during the join). The coordinator refuses a commit
     /// while the group completes a rebalance (REBALANCE_IN_PROGRESS, or
-    /// ILLEGAL_GENERATION before this member has read its new generation): this
-    /// then waits for the member's join, keeps the offsets of the partitions it
+    /// ILLEGAL_GENERATION before this member has read its new generation;
+    /// STALE_MEMBER_EPOCH with the consumer protocol): this then waits for the
+    /// member's join or heartbeat in flight, keeps the offsets of the partitions it
     /// held throughout and commits them under the new generation, for at most
     /// `wait` in all. Offsets of partitions that moved are dropped: their new
     /// owner reads them again from the last commit (at-least-once), and
@@ -422,7 +425,11 @@ impl GroupHandle {
             };
             let rebalancing = matches!(
                 error.code(),
-                Some(ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration)
+                Some(
+                    ErrorCode::RebalanceInProgress
+                        | ErrorCode::IllegalGeneration
+                        | ErrorCode::StaleMemberEpoch
+                )
             );
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !rebalancing || left.is_zero() {

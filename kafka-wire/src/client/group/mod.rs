@@ -44,12 +44,19 @@
 //!  heartbeat task ──► ConsumerGroupHeartbeat ──► member epoch, target assignment (topic ids)
 //!  GroupConsumer::poll_for
 //!    ├─ lost (fenced)? ──► events: Lost ──► rejoin with epoch 0
-//!    ├─ target != owned? ──► revoke (commit first with auto-commit) ──► events: Revoked ──► ack
+//!    ├─ revoked at the last poll? ──► ack
+//!    ├─ target != owned? ──► revoke (commit first with auto-commit) ──► events: Revoked
+//!    │                       (acknowledged at the next poll)
 //!    │                       OffsetFetch ──► Consumer::assign + seek ──► events: Assigned ──► ack
 //!    └─ Consumer::poll_for
 //! ```
 //!
-//! The broker assigns and moves only what must move; the member epoch plays the
+//! The broker assigns and moves only what must move, and gives a revoked
+//! partition to its next owner only once this member acknowledged it. That
+//! happens at the poll after the one that reported it `Revoked` (the Java client
+//! acknowledges after its revocation callback), so the application can commit
+//! the partition's offsets, or end the transaction that carries them, before
+//! anyone else reads it. The member epoch plays the
 //! generation's part in commits and [`GroupConsumer::group_metadata`]. Static
 //! members leave with epoch -2 on close. See `consumer_protocol.rs`.
 //!
@@ -172,6 +179,9 @@ pub struct GroupConsumer {
     /// member), with what this member owned when it began: polls fetch on
     /// meanwhile, and the first poll after it finished applies its assignment.
     joining: Option<(Vec<TopicPartition>, JoinTask)>,
+    /// Consumer protocol: partitions were revoked by the last poll and the
+    /// broker has not been told yet; the next poll acknowledges it.
+    revocation_unacknowledged: bool,
     _heartbeat: TaskGuard<()>,
 }
 
@@ -268,6 +278,7 @@ impl GroupConsumer {
             last_commit: Instant::now(),
             last_metadata_check: Instant::now(),
             joining: None,
+            revocation_unacknowledged: false,
             _heartbeat: TaskGuard(heartbeat),
         })
     }
@@ -365,12 +376,15 @@ impl GroupConsumer {
         &mut self.consumer
     }
 
-    /// Whether this member keeps its partitions through a classic rebalance (every
-    /// configured assignor is cooperative) and gives up only what moves.
-    pub fn classic_cooperative(&self) -> bool {
+    /// Whether a rebalance moves only the partitions that change owner while this
+    /// member keeps fetching the others: always with the consumer protocol, and
+    /// with the classic one when every configured assignor is cooperative. Either
+    /// way the partitions a poll reports `Revoked` go to their next owner only
+    /// after the next poll, so their offsets can be committed in between.
+    pub fn incremental(&self) -> bool {
         match &self.member {
             Member::Classic(m) => m.cooperative(),
-            Member::Consumer(_) => false,
+            Member::Consumer(_) => true,
         }
     }
 
@@ -518,7 +532,7 @@ impl GroupConsumer {
     }
 
     /// KIP-848: brings the owned partitions to the broker's target assignment,
-    /// revoking first (acknowledged at once), then adding; see `consumer_protocol.rs`.
+    /// revoking first (acknowledged at the next poll), then adding; see `consumer_protocol.rs`.
     async fn reconcile(&mut self, member: &ConsumerMember) -> Result<()> {
         let (fatal, lost, target, joined) = {
             let s = member.lock();
@@ -529,6 +543,7 @@ impl GroupConsumer {
         }
         if lost {
             // Fenced or expired: another member may own them already; no commit.
+            self.revocation_unacknowledged = false;
             let old = std::mem::take(&mut self.assignment);
             if !old.is_empty() {
                 self.emit(RebalanceEvent::Lost(old));
@@ -536,6 +551,10 @@ impl GroupConsumer {
             }
             member.release_lost();
             return Ok(());
+        }
+        if std::mem::take(&mut self.revocation_unacknowledged) {
+            // The application had a poll's time to commit what it gave up.
+            member.set_owned(&self.assignment);
         }
         let Some(target) = target else {
             return Ok(());
@@ -551,8 +570,10 @@ impl GroupConsumer {
             self.consumer
                 .assign(plan.keep.iter().map(|(t, p)| (t.as_str(), *p)));
             self.assignment = plan.keep.clone();
-            // Acknowledge now: the broker hands them on only after this.
-            member.set_owned(&self.assignment);
+            // The broker hands them on only once acknowledged: at the next poll,
+            // as a classic cooperative member rejoins, so their offsets can be
+            // committed first (outside auto-commit, or in a transaction).
+            self.revocation_unacknowledged = true;
             debug!(
                 group = member.group_id,
                 revoked = plan.revoke.len(),
@@ -560,6 +581,8 @@ impl GroupConsumer {
                 "partitions revoked"
             );
             self.emit(RebalanceEvent::Revoked(plan.revoke));
+            // The broker adds nothing before the acknowledgement.
+            return Ok(());
         }
         if !plan.assign.is_empty() {
             let committed = match member.committed(&plan.assign).await {

@@ -261,7 +261,11 @@ async fn send_offsets(
             Ok(()) => return Ok(member),
             Err(e) => e,
         };
-        if error.code() != Some(ErrorCode::IllegalGeneration) || resends >= MAX_OFFSET_RESENDS {
+        let stale = matches!(
+            error.code(),
+            Some(ErrorCode::IllegalGeneration | ErrorCode::StaleMemberEpoch)
+        );
+        if !stale || resends >= MAX_OFFSET_RESENDS {
             return Err(error);
         }
         let wait = producer.producer_config().max_block.min(JOIN_WAIT);
