@@ -970,6 +970,36 @@ async fn running_stats_are_recomputed_exactly_from_the_input_under_kills() {
     read_back_exact_stats(&run, records, &expected).await;
 }
 
+/// Under the consumer protocol (KIP-848) a SIGKILLed process leaves its static
+/// member in the group until the broker's session timeout
+/// (`group.consumer.session.timeout.ms`, 45 s by default). The process started
+/// again with its instance is refused (UNRELEASED_INSTANCE_ID) and joins again
+/// until the broker releases the instance, then goes on from the last
+/// checkpoint; the running stats come out exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_consumer_protocol_a_killed_process_started_again_waits_for_its_instance() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "eos-848-kill").await;
+    let records = 20_000;
+    let (input, expected) = run.stats_records(records, 2_000, 53);
+    let extra = [
+        ("GUARANTEE", "eos".to_string()),
+        ("KAFKA_PROPS", "group.protocol=consumer".to_string()),
+    ];
+    let started = Instant::now();
+    let mut child = feed_under_kills(&run, "running-stats", &extra, input, 2, 0, 53).await;
+    run.wait_for_output(records as i64, Duration::from_secs(300))
+        .await;
+    eprintln!("all output after {:?}", started.elapsed());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the restarted process kept running"
+    );
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    read_back_exact_stats(&run, records, &expected).await;
+}
+
 /// Scale out and back in while input arrives: one process of the running-stats
 /// pipeline, then two more join (partitions and their state move to them), then
 /// those two stop with SIGTERM (final checkpoint, exit 0) and the first takes

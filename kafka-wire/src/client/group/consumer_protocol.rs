@@ -11,7 +11,11 @@
 //!      ├─ FENCED_MEMBER_EPOCH / UNKNOWN_MEMBER_ID ──► lost; rejoin with epoch 0 once
 //!      │           the application has dropped its partitions (next poll: Lost)
 //!      ├─ NOT_COORDINATOR, COORDINATOR_* ──► find the coordinator again, retry
-//!      └─ UNRELEASED_INSTANCE_ID, GROUP_MAX_SIZE_REACHED, UNSUPPORTED_ASSIGNOR, ... ──► fatal
+//!      ├─ UNRELEASED_INSTANCE_ID on a join ──► join again at the next heartbeat: a
+//!      │           member of this group.instance.id that never left (a killed
+//!      │           process) holds it until its session expires; fatal once
+//!      │           refused for max.poll.interval.ms
+//!      └─ GROUP_MAX_SIZE_REACHED, UNSUPPORTED_ASSIGNOR, ... ──► fatal
 //!
 //!  GroupConsumer::poll_for (mod.rs) reconciles owned with target:
 //!    target ids ──► names (metadata) ──► reconcile(owned, target)
@@ -193,6 +197,9 @@ pub(crate) struct ConsumerMemberState {
     pub joined: bool,
     /// A fatal error: every poll returns it.
     pub fatal: Option<(ErrorCode, String)>,
+    /// Since when joins are refused with UNRELEASED_INSTANCE_ID (another member
+    /// of this `group.instance.id` has not left).
+    unreleased_since: Option<Instant>,
     /// Closed: no more heartbeats.
     pub closed: bool,
 }
@@ -214,6 +221,7 @@ impl ConsumerMemberState {
             lost: false,
             joined: false,
             fatal: None,
+            unreleased_since: None,
             closed: false,
         }
     }
@@ -258,10 +266,15 @@ impl ConsumerMemberState {
         &mut self,
         request: &ConsumerGroupHeartbeatRequest,
         response: &ConsumerGroupHeartbeatResponse,
+        release_wait: Duration,
     ) -> ErrorCode {
         let code = ErrorCode::from_code(response.error_code);
+        let within_release_wait = self
+            .unreleased_since
+            .is_none_or(|since| since.elapsed() < release_wait);
         match code {
             ErrorCode::NoError => {
+                self.unreleased_since = None;
                 if let Some(id) = &response.member_id {
                     self.member_id = id.clone();
                 }
@@ -297,6 +310,14 @@ impl ConsumerMemberState {
                 }
             }
             ErrorCode::FencedMemberEpoch | ErrorCode::UnknownMemberId => self.fence(),
+            ErrorCode::UnreleasedInstanceId
+                if request.member_epoch == JOIN_EPOCH && within_release_wait =>
+            {
+                // A member of this instance that never left (a killed process)
+                // holds it until its session times out: join again then.
+                self.unreleased_since.get_or_insert_with(Instant::now);
+                self.full = true;
+            }
             ErrorCode::UnreleasedInstanceId
             | ErrorCode::GroupMaxSizeReached
             | ErrorCode::UnsupportedAssignor
@@ -344,7 +365,7 @@ impl ConsumerMemberState {
 fn fatal_context(code: ErrorCode, message: &str) -> String {
     let why = match code {
         ErrorCode::UnreleasedInstanceId => {
-            "group.instance.id is still used by another member, which must leave first"
+            "group.instance.id is still used by another member, which has not left for max.poll.interval.ms"
         }
         ErrorCode::GroupMaxSizeReached => "the group has reached group.consumer.max.size",
         ErrorCode::UnsupportedAssignor => {
@@ -641,12 +662,27 @@ impl ConsumerMember {
                 return Err(e);
             }
         };
-        let (code, epoch, member_id, target) = {
+        let (code, epoch, member_id, target, first_unreleased) = {
             let mut s = self.lock();
-            let code = s.apply(&request, &response);
-            (code, s.member_epoch, s.member_id.clone(), s.target.clone())
+            let before = s.unreleased_since.is_none();
+            let code = s.apply(&request, &response, self.rebalance_timeout);
+            let first_unreleased = before && s.unreleased_since.is_some();
+            (
+                code,
+                s.member_epoch,
+                s.member_id.clone(),
+                s.target.clone(),
+                first_unreleased,
+            )
         };
         drop(coordinator);
+        if first_unreleased {
+            warn!(
+                group = self.group_id,
+                instance_id = self.instance_id,
+                "group.instance.id held by a member that has not left (a killed process?); joining again until the broker's session timeout releases it"
+            );
+        }
         match code {
             ErrorCode::NoError => {
                 if request.member_epoch == JOIN_EPOCH {
@@ -839,6 +875,9 @@ mod tests {
         Assignment, TopicPartitions as ResponsePartitions,
     };
 
+    /// How long joins refused with UNRELEASED_INSTANCE_ID are retried.
+    const WAIT: Duration = Duration::from_secs(300);
+
     fn tp(t: &str, p: i32) -> TopicPartition {
         (t.to_string(), p)
     }
@@ -930,7 +969,7 @@ mod tests {
         assert_eq!(join.instance_id.as_deref(), Some("i"));
 
         assert_eq!(
-            s.apply(&join, &ok(3, Some(vec![(t, vec![0, 1])]))),
+            s.apply(&join, &ok(3, Some(vec![(t, vec![0, 1])])), WAIT),
             ErrorCode::NoError
         );
         assert_eq!(s.member_epoch, 3);
@@ -954,7 +993,7 @@ mod tests {
         let acked = ack.topic_partitions.clone().unwrap();
         assert_eq!((acked.len(), acked[0].partitions.clone()), (1, vec![0, 1]));
         assert_eq!(ack.subscribed_topic_names, None);
-        s.apply(&ack, &ok(3, None));
+        s.apply(&ack, &ok(3, None), WAIT);
         assert_eq!(s.request(&settings()).topic_partitions, None);
         assert_eq!(s.target, Some(BTreeSet::from([(t, 0), (t, 1)])), "kept");
     }
@@ -964,7 +1003,7 @@ mod tests {
         let mut s = ConsumerMemberState::new(Duration::from_millis(100));
         s.subscription = vec!["a".into()];
         let join = s.request(&settings());
-        s.apply(&join, &ok(1, Some(Vec::new())));
+        s.apply(&join, &ok(1, Some(Vec::new())), WAIT);
         s.full = true; // what heartbeat() does when the call fails
         let next = s.request(&settings());
         assert_eq!(next.member_epoch, 1);
@@ -979,14 +1018,14 @@ mod tests {
             let mut s = ConsumerMemberState::new(Duration::from_millis(100));
             s.subscription = vec!["a".into()];
             let join = s.request(&settings());
-            s.apply(&join, &ok(4, Some(vec![(t, vec![0])])));
+            s.apply(&join, &ok(4, Some(vec![(t, vec![0])])), WAIT);
             s.owned = BTreeSet::from([(t, 0)]);
             let hb = s.request(&settings());
             let fenced = ConsumerGroupHeartbeatResponse {
                 error_code: code.code(),
                 ..Default::default()
             };
-            assert_eq!(s.apply(&hb, &fenced), code);
+            assert_eq!(s.apply(&hb, &fenced, WAIT), code);
             assert!(s.lost && s.reconciling());
             assert_eq!(s.member_epoch, 0);
             assert!(s.idle(), "waits until the application drops the partitions");
@@ -1009,11 +1048,44 @@ mod tests {
             error_message: Some("nope".into()),
             ..Default::default()
         };
-        assert_eq!(s.apply(&join, &refused), ErrorCode::UnsupportedAssignor);
+        assert_eq!(
+            s.apply(&join, &refused, WAIT),
+            ErrorCode::UnsupportedAssignor
+        );
         let (code, context) = s.fatal.clone().unwrap();
         assert_eq!(code, ErrorCode::UnsupportedAssignor);
         assert!(context.contains("group.remote.assignor") && context.contains("nope"));
         assert!(s.idle());
+    }
+
+    #[test]
+    fn an_unreleased_instance_id_is_joined_again_until_the_wait_runs_out() {
+        let mut s = ConsumerMemberState::new(Duration::from_millis(100));
+        s.subscription = vec!["a".into()];
+        let join = s.request(&settings());
+        let refused = ConsumerGroupHeartbeatResponse {
+            error_code: ErrorCode::UnreleasedInstanceId.code(),
+            ..Default::default()
+        };
+        // A killed process of this instance has not left: join again later.
+        assert_eq!(
+            s.apply(&join, &refused, WAIT),
+            ErrorCode::UnreleasedInstanceId
+        );
+        assert!(s.fatal.is_none() && !s.idle());
+        assert_eq!(s.request(&settings()).member_epoch, JOIN_EPOCH);
+        assert_eq!(s.apply(&join, &ok(5, None), WAIT), ErrorCode::NoError);
+        assert!(s.in_group && s.unreleased_since.is_none());
+        // Refused for longer than the wait: another live member holds it.
+        let mut s = ConsumerMemberState::new(Duration::from_millis(100));
+        s.subscription = vec!["a".into()];
+        let short = Duration::from_millis(20);
+        s.apply(&join, &refused, short);
+        std::thread::sleep(short * 2);
+        s.apply(&join, &refused, short);
+        let (code, context) = s.fatal.clone().unwrap();
+        assert_eq!(code, ErrorCode::UnreleasedInstanceId);
+        assert!(context.contains("has not left"), "{context}");
     }
 
     #[test]
