@@ -1814,6 +1814,10 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
     if let Some(proxy) = &proxy {
         extra.push(("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()));
     }
+    // STROM_TEST_KAFKA_PROPS adds properties (e.g. group.protocol=consumer).
+    if let Ok(props) = std::env::var("STROM_TEST_KAFKA_PROPS") {
+        extra.push(("KAFKA_PROPS", props));
+    }
     let mut children: Vec<Child> = (0..processes)
         .map(|i| run.spawn("running-stats", i, &extra))
         .collect();
