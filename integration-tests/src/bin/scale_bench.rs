@@ -13,7 +13,8 @@
 //!              first output written after it (record timestamp past the kill)
 //! ```
 //!
-//! Usage: `scale_bench [--records N] [--rate N] [--pauses-only] [--results FILE]` with
+//! Usage: `scale_bench [--records N] [--rate N] [--pauses-only] [--kafka-props K=V,..]
+//! [--results FILE]` with
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `scripts/bench-scale` builds it in
 //! release and appends to `bench/RESULTS-pipelines.md`. Needs the
 //! `strom_pipeline` binary next to it.
@@ -50,6 +51,8 @@ struct Setup {
     app: String,
     input: String,
     output: String,
+    /// `KAFKA_PROPS` of the processes.
+    kafka_props: String,
 }
 
 impl Setup {
@@ -91,6 +94,7 @@ impl Setup {
             app: format!("scale-{name}-app-{tag}"),
             input,
             output,
+            kafka_props: String::new(),
         })
     }
 
@@ -127,6 +131,7 @@ impl Setup {
             .env("OUTPUT", &self.output)
             .env("GUARANTEE", "eos")
             .env("CHECKPOINT_MS", "1000")
+            .env("KAFKA_PROPS", &self.kafka_props)
             .env(
                 "RUST_LOG",
                 std::env::var("PIPELINE_LOG").unwrap_or_else(|_| "error".into()),
@@ -288,8 +293,10 @@ fn pause_after(
 }
 
 /// Rebalance pauses (join, leave) and the recovery after a kill, under `rate` records/s.
-async fn pauses(bootstrap: &str, rate: u64) -> Result<Vec<(String, Duration)>> {
-    let setup = Arc::new(Setup::new(bootstrap, "pause").await?);
+async fn pauses(bootstrap: &str, rate: u64, kafka_props: &str) -> Result<Vec<(String, Duration)>> {
+    let mut setup = Setup::new(bootstrap, "pause").await?;
+    setup.kafka_props = kafka_props.to_string();
+    let setup = Arc::new(setup);
     let arrivals: Arrivals = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut first = setup.spawn(0)?;
@@ -360,13 +367,20 @@ async fn pauses(bootstrap: &str, rate: u64) -> Result<Vec<(String, Duration)>> {
     let _ = first.kill();
     let _ = first.wait();
     let mut first = setup.spawn(0)?;
-    tokio::time::sleep(window).await;
+    // KIP-848: the killed static member holds its instance until the broker's
+    // session timeout (45 s by default).
+    let after_kill = if kafka_props.contains("group.protocol=consumer") {
+        Duration::from_secs(75)
+    } else {
+        window
+    };
+    tokio::time::sleep(after_kill).await;
     let recovery = arrivals
         .lock()
         .unwrap()
         .iter()
         .find(|(at, ts, _)| *at > killed && *ts > killed_ms)
-        .map_or(window, |(at, _, _)| *at - killed);
+        .map_or(after_kill, |(at, _, _)| *at - killed);
     out.push((
         "SIGKILL and restart: first output after the kill".to_string(),
         recovery,
@@ -383,6 +397,7 @@ async fn main() -> Result<()> {
     let mut records: u64 = 1_000_000;
     let mut rate: u64 = 20_000;
     let mut pauses_only = false;
+    let mut kafka_props = String::new();
     let mut results = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../bench/RESULTS-pipelines.md"
@@ -395,15 +410,21 @@ async fn main() -> Result<()> {
             "--rate" => rate = value()?.parse()?,
             "--results" => results = PathBuf::from(value()?),
             "--pauses-only" => pauses_only = true,
+            "--kafka-props" => kafka_props = value()?,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
     let bootstrap =
         std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_string());
     let mut text = format!(
-        "\n## {} — scale-out (#16): running stats, exactly-once, 1 s checkpoints, {PARTITIONS} partitions, {KEYS} keys, {} cores\n\n",
+        "\n## {} — scale-out (#16): running stats, exactly-once, 1 s checkpoints, {PARTITIONS} partitions, {KEYS} keys, {} cores{}\n\n",
         chrono_like_now(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if kafka_props.is_empty() {
+            String::new()
+        } else {
+            format!(", `{kafka_props}`")
+        }
     );
     if !pauses_only {
         text.push_str("| processes | records | records/s | CPU s / M records (processes, user+system) |\n|---|---|---|---|\n");
@@ -417,7 +438,7 @@ async fn main() -> Result<()> {
     text.push_str(&format!(
         "\n| event (input {rate} records/s, one process) | time without output |\n|---|---|\n"
     ));
-    for (what, took) in pauses(&bootstrap, rate).await? {
+    for (what, took) in pauses(&bootstrap, rate, &kafka_props).await? {
         let row = format!("| {what} | {} ms |\n", took.as_millis());
         eprint!("{row}");
         text.push_str(&row);
