@@ -88,6 +88,16 @@ impl ErrorCode {
     pub fn into_result(self) -> Result<(), ErrorCode> {
         if self.is_ok() { Ok(()) } else { Err(self) }
     }
+
+    /// Offsets refused because the member's generation (classic) or member
+    /// epoch (KIP-848) they carried is no longer the coordinator's:
+    /// ILLEGAL_GENERATION or STALE_MEMBER_EPOCH.
+    pub fn is_stale_member_identity(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::IllegalGeneration | ErrorCode::StaleMemberEpoch
+        )
+    }
 }
 
 impl From<i16> for ErrorCode {

@@ -423,14 +423,9 @@ impl GroupHandle {
                 Ok(()) => return Ok(offsets),
                 Err(e) => e,
             };
-            let rebalancing = matches!(
-                error.code(),
-                Some(
-                    ErrorCode::RebalanceInProgress
-                        | ErrorCode::IllegalGeneration
-                        | ErrorCode::StaleMemberEpoch
-                )
-            );
+            let rebalancing = error.code().is_some_and(|c| {
+                c == ErrorCode::RebalanceInProgress || c.is_stale_member_identity()
+            });
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !rebalancing || left.is_zero() {
                 return Err(error);

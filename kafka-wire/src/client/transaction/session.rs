@@ -261,10 +261,9 @@ async fn send_offsets(
             Ok(()) => return Ok(member),
             Err(e) => e,
         };
-        let stale = matches!(
-            error.code(),
-            Some(ErrorCode::IllegalGeneration | ErrorCode::StaleMemberEpoch)
-        );
+        let stale = error
+            .code()
+            .is_some_and(ErrorCode::is_stale_member_identity);
         if !stale || resends >= MAX_OFFSET_RESENDS {
             return Err(error);
         }
