@@ -197,7 +197,8 @@ pub struct ConsumerConfig {
     /// the broker sets the interval and this only delays the first heartbeat).
     pub heartbeat_interval: Duration,
     /// `partition.assignment.strategy`, as assignor names (`range`, `roundrobin`,
-    /// `cooperative-sticky`, `exclusive`); classic protocol only.
+    /// `cooperative-sticky`, `cooperative-copartitioned`, `exclusive`); classic
+    /// protocol only.
     pub partition_assignment_strategy: Vec<String>,
     /// `check.crcs`.
     pub check_crcs: bool,
@@ -727,13 +728,14 @@ fn assignor_name(s: &str) -> Result<String> {
         "range" | "RangeAssignor" => "range",
         "roundrobin" | "RoundRobinAssignor" => "roundrobin",
         "cooperative-sticky" | "CooperativeStickyAssignor" => "cooperative-sticky",
+        "cooperative-copartitioned" => "cooperative-copartitioned",
         "sticky" | "StickyAssignor" => "sticky",
         "exclusive" => "exclusive",
         _ => {
             return Err(Props::invalid(
                 "partition.assignment.strategy",
                 s,
-                "range, roundrobin, sticky, cooperative-sticky or exclusive",
+                "range, roundrobin, sticky, cooperative-sticky, cooperative-copartitioned or exclusive",
             ));
         }
     };

@@ -1,8 +1,10 @@
 //! Partition assignors run by the group leader: `range` and `roundrobin`, as the
 //! Java client's RangeAssignor and RoundRobinAssignor define them,
 //! `cooperative-sticky` (balanced and sticky, moving partitions in two rounds,
-//! KIP-429), `exclusive` (every partition to one member, the others stand by),
-//! and the embedded consumer protocol (subscription and assignment bytes).
+//! KIP-429), `cooperative-copartitioned` (the same over partition numbers: one
+//! member gets partition p of every topic), `exclusive` (every partition to one
+//! member, the others stand by), and the embedded consumer protocol
+//! (subscription and assignment bytes).
 //!
 //! ```text
 //!  JoinGroup members (subscriptions) ──► assign(members, partition counts)
@@ -61,6 +63,14 @@ pub enum Assignor {
     /// a new owner only after its old owner has revoked it (`cooperative-sticky`,
     /// KIP-429).
     CooperativeSticky,
+    /// [`Assignor::CooperativeSticky`] over partition numbers: partition p of
+    /// every subscribed topic goes to one member (co-partitioned, as `range`
+    /// gives topics of equal partition counts to members subscribed to the
+    /// same topics), balanced by partition numbers, sticky, and moving a number
+    /// in two rounds (`cooperative-copartitioned`). For state keyed by
+    /// partition number over several topics (a join of co-partitioned topics,
+    /// or an input and its repartition topic).
+    CooperativeCopartitioned,
     /// Every partition to one member, the others none (`exclusive`): the member
     /// that owns partitions now keeps them all, else the first member takes
     /// them; the others stand by until it leaves. Cooperative: a partition owned
@@ -75,13 +85,17 @@ impl Assignor {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
             Assignor::CooperativeSticky => "cooperative-sticky",
+            Assignor::CooperativeCopartitioned => "cooperative-copartitioned",
             Assignor::Exclusive => "exclusive",
         }
     }
 
     /// Whether the assignor uses the cooperative (incremental) rebalance protocol.
     pub fn is_cooperative(self) -> bool {
-        matches!(self, Assignor::CooperativeSticky | Assignor::Exclusive)
+        matches!(
+            self,
+            Assignor::CooperativeSticky | Assignor::CooperativeCopartitioned | Assignor::Exclusive
+        )
     }
 
     /// The assignor with this protocol name, if implemented.
@@ -90,6 +104,7 @@ impl Assignor {
             "range" => Some(Assignor::Range),
             "roundrobin" => Some(Assignor::RoundRobin),
             "cooperative-sticky" => Some(Assignor::CooperativeSticky),
+            "cooperative-copartitioned" => Some(Assignor::CooperativeCopartitioned),
             "exclusive" => Some(Assignor::Exclusive),
             _ => None,
         }
@@ -158,6 +173,9 @@ impl Assignor {
             Assignor::CooperativeSticky => {
                 return cooperative_sticky(&sorted, partitions);
             }
+            Assignor::CooperativeCopartitioned => {
+                return cooperative_copartitioned(&sorted, partitions);
+            }
             Assignor::Exclusive => {
                 let owner = valid_owners(&sorted, partitions);
                 // The member with the most valid claims (the first in order
@@ -212,6 +230,44 @@ fn valid_owners<'a>(
         .collect()
 }
 
+/// The topics some member subscribes to that exist, with their partition counts.
+fn subscribed<'a>(
+    members: &[&'a MemberSubscription],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<&'a String, i32> {
+    members
+        .iter()
+        .flat_map(|m| &m.topics)
+        .filter_map(|t| partitions.get(t).map(|&c| (t, c)))
+        .collect()
+}
+
+/// Every member with nothing assigned yet.
+fn empty_plan(members: &[&MemberSubscription]) -> BTreeMap<String, Vec<TopicPartition>> {
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
+}
+
+/// How many of `total` each member may hold: `total / members`, and one more
+/// for the first `total % members` members by most `claims` (ties in order).
+fn quotas<'a>(
+    members: &[&'a MemberSubscription],
+    total: usize,
+    claims: impl Fn(&MemberSubscription) -> usize,
+) -> BTreeMap<&'a str, usize> {
+    let n = members.len().max(1);
+    let (base, extra) = (total / n, total % n);
+    let mut by_claims: Vec<&&MemberSubscription> = members.iter().collect();
+    by_claims.sort_by_key(|m| std::cmp::Reverse(claims(m)));
+    by_claims
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.member_id.as_str(), base + usize::from(i < extra)))
+        .collect()
+}
+
 /// The cooperative-sticky plan: see [`Assignor::CooperativeSticky`].
 ///
 /// 1. Valid ownership claims: those of the highest generation claimed (older
@@ -227,37 +283,20 @@ fn cooperative_sticky(
     members: &[&MemberSubscription],
     partitions: &BTreeMap<String, i32>,
 ) -> BTreeMap<String, Vec<TopicPartition>> {
-    let mut out: BTreeMap<String, Vec<TopicPartition>> = members
-        .iter()
-        .map(|m| (m.member_id.clone(), Vec::new()))
-        .collect();
+    let mut out = empty_plan(members);
     if members.is_empty() {
         return out;
     }
-    let all: BTreeSet<TopicPartition> = members
-        .iter()
-        .flat_map(|m| &m.topics)
-        .filter_map(|t| partitions.get(t).map(|&c| (t, c)))
+    let all: BTreeSet<TopicPartition> = subscribed(members, partitions)
+        .into_iter()
         .flat_map(|(t, c)| (0..c).map(move |p| (t.clone(), p)))
         .collect();
     // 1. Valid claims.
     let owner = valid_owners(members, partitions);
     // 2. Keep owned partitions up to the quota.
-    let n = members.len();
-    let (base, mut extra) = (all.len() / n, all.len() % n);
-    let mut by_claims: Vec<&&MemberSubscription> = members.iter().collect();
-    by_claims
-        .sort_by_key(|m| std::cmp::Reverse(owner.values().filter(|o| **o == m.member_id).count()));
-    let mut quota: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in &by_claims {
-        let q = if extra > 0 {
-            extra -= 1;
-            base + 1
-        } else {
-            base
-        };
-        quota.insert(&m.member_id, q);
-    }
+    let quota = quotas(members, all.len(), |m| {
+        owner.values().filter(|o| **o == m.member_id).count()
+    });
     let mut assigned: BTreeMap<&str, Vec<TopicPartition>> = BTreeMap::new();
     let mut taken: BTreeSet<TopicPartition> = BTreeSet::new();
     for m in members {
@@ -289,6 +328,100 @@ fn cooperative_sticky(
             match owner.get(&tp) {
                 Some(o) if *o != member => {}
                 _ => entry.push(tp),
+            }
+        }
+        entry.sort();
+    }
+    out
+}
+
+/// The cooperative co-partitioned plan: see [`Assignor::CooperativeCopartitioned`].
+///
+/// A *unit* is a partition number with the partitions of that number of every
+/// subscribed topic. Only members subscribed to every topic of a unit can take
+/// it (a unit no member can take stays unassigned).
+/// 1. Valid ownership claims per partition, as in `cooperative-sticky`; a
+///    member owns a unit when it holds a valid claim on one of its partitions
+///    and nobody else does.
+/// 2. Each member keeps its owned units up to its quota (units / members, the
+///    first `units % members` members with the most units may keep one more).
+/// 3. Every other unit goes to the eligible member with the fewest.
+/// 4. A unit any of whose partitions another member validly owns is left out
+///    of the new owner's assignment this round, whole: its old owners revoke
+///    and rejoin, and the next round assigns it, so no member ever holds part
+///    of a unit because of this assignor.
+fn cooperative_copartitioned(
+    members: &[&MemberSubscription],
+    partitions: &BTreeMap<String, i32>,
+) -> BTreeMap<String, Vec<TopicPartition>> {
+    let mut out = empty_plan(members);
+    if members.is_empty() {
+        return out;
+    }
+    let topics = subscribed(members, partitions);
+    let widest = topics.values().copied().max().unwrap_or(0).max(0);
+    let unit = |p: i32| -> Vec<TopicPartition> {
+        topics
+            .iter()
+            .filter(|(_, c)| p < **c)
+            .map(|(t, _)| ((*t).clone(), p))
+            .collect()
+    };
+    let eligible = |m: &MemberSubscription, p: i32| {
+        topics
+            .iter()
+            .filter(|(_, c)| p < **c)
+            .all(|(t, _)| m.topics.contains(t))
+    };
+    // 1. Valid claims, and the units they make.
+    let owner = valid_owners(members, partitions);
+    let claimants = |p: i32| -> BTreeSet<&str> {
+        unit(p)
+            .iter()
+            .filter_map(|tp| owner.get(tp).copied())
+            .collect()
+    };
+    let unit_owner: BTreeMap<i32, &str> = (0..widest)
+        .filter_map(|p| {
+            let who = claimants(p);
+            let only = who.iter().next().copied()?;
+            (who.len() == 1).then_some((p, only))
+        })
+        .collect();
+    // 2. Keep owned units up to the quota.
+    let quota = quotas(members, widest as usize, |m| {
+        unit_owner.values().filter(|o| **o == m.member_id).count()
+    });
+    let mut assigned: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    let mut taken: BTreeSet<i32> = BTreeSet::new();
+    for m in members {
+        let keep = unit_owner
+            .iter()
+            .filter(|(p, o)| **o == m.member_id && eligible(m, **p))
+            .map(|(p, _)| *p)
+            .take(quota.get(m.member_id.as_str()).copied().unwrap_or(0));
+        for p in keep {
+            taken.insert(p);
+            assigned.entry(&m.member_id).or_default().push(p);
+        }
+    }
+    // 3. The rest to the least loaded eligible member.
+    for p in (0..widest).filter(|p| !taken.contains(p)) {
+        let Some(m) = members
+            .iter()
+            .filter(|m| eligible(m, p))
+            .min_by_key(|m| assigned.get(m.member_id.as_str()).map_or(0, Vec::len))
+        else {
+            continue;
+        };
+        assigned.entry(&m.member_id).or_default().push(p);
+    }
+    // 4. No partition of a unit changes hands in one round.
+    for (member, units) in assigned {
+        let entry = out.entry(member.to_string()).or_default();
+        for p in units {
+            if claimants(p).iter().all(|o| *o == member) {
+                entry.extend(unit(p));
             }
         }
         entry.sort();
@@ -469,6 +602,7 @@ mod tests {
             Assignor::Range,
             Assignor::RoundRobin,
             Assignor::CooperativeSticky,
+            Assignor::CooperativeCopartitioned,
             Assignor::Exclusive,
         ] {
             for n in 1..=8 {
@@ -592,6 +726,148 @@ mod tests {
         assert_eq!(ps(&plan, "b"), vec![0, 1, 2, 3]);
         assert!(Assignor::Exclusive.is_cooperative());
         assert_eq!(Assignor::from_name("exclusive"), Some(Assignor::Exclusive));
+    }
+
+    fn numbers(plan: &BTreeMap<String, Vec<TopicPartition>>, id: &str, topic: &str) -> Vec<i32> {
+        plan[id]
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .map(|(_, p)| *p)
+            .collect()
+    }
+
+    #[test]
+    fn cooperative_copartitioned_gives_one_member_each_number_of_every_topic() {
+        let counts = BTreeMap::from([("t".into(), 6), ("u".into(), 6)]);
+        let members: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|id| member(id, &["t", "u"]))
+            .collect();
+        let plan = Assignor::CooperativeCopartitioned.assign(&members, &counts);
+        for id in ["a", "b", "c"] {
+            assert_eq!(numbers(&plan, id, "t").len(), 2, "{id}");
+            assert_eq!(numbers(&plan, id, "t"), numbers(&plan, id, "u"), "{id}");
+        }
+        assert!(owners(&plan).values().all(|&c| c == 1));
+        assert_eq!(owners(&plan).len(), 12);
+        // A topic with fewer partitions: the higher numbers hold only the wider topic.
+        let counts = BTreeMap::from([("t".into(), 4), ("u".into(), 2)]);
+        let plan = Assignor::CooperativeCopartitioned.assign(&members[..2], &counts);
+        assert_eq!(owners(&plan).len(), 6);
+        for id in ["a", "b"] {
+            let u = numbers(&plan, id, "u");
+            assert!(
+                u.iter().all(|p| numbers(&plan, id, "t").contains(p)),
+                "{id}"
+            );
+        }
+        assert!(Assignor::CooperativeCopartitioned.is_cooperative());
+        assert_eq!(
+            Assignor::from_name("cooperative-copartitioned"),
+            Some(Assignor::CooperativeCopartitioned)
+        );
+    }
+
+    fn owning_both(id: &str, owned: &[i32], generation: i32) -> MemberSubscription {
+        MemberSubscription {
+            owned: owned
+                .iter()
+                .flat_map(|&p| [("t".to_string(), p), ("u".to_string(), p)])
+                .collect(),
+            generation,
+            ..member(id, &["t", "u"])
+        }
+    }
+
+    #[test]
+    fn cooperative_copartitioned_moves_whole_numbers_in_two_rounds() {
+        let counts = BTreeMap::from([("t".to_string(), 4), ("u".to_string(), 4)]);
+        let plan = Assignor::CooperativeCopartitioned.assign(
+            &[owning_both("a", &[0, 1, 2, 3], 3), owning_both("b", &[], 3)],
+            &counts,
+        );
+        // a keeps two numbers of both topics; the others are revoked, not yet given.
+        assert_eq!(numbers(&plan, "a", "t"), vec![0, 1]);
+        assert_eq!(numbers(&plan, "a", "u"), vec![0, 1]);
+        assert!(plan["b"].is_empty());
+        let plan = Assignor::CooperativeCopartitioned.assign(
+            &[owning_both("a", &[0, 1], 4), owning_both("b", &[], 4)],
+            &counts,
+        );
+        assert_eq!(numbers(&plan, "a", "t"), vec![0, 1]);
+        assert_eq!(numbers(&plan, "b", "t"), vec![2, 3]);
+        assert_eq!(numbers(&plan, "b", "u"), vec![2, 3]);
+        // Ownership split by another assignor before: number 0 (t-0 a's, u-0
+        // b's) goes to nobody until both revoked their part.
+        let mut a = owning("a", &[0], 5);
+        a.topics.push("u".into());
+        let mut b = owning("b", &[], 5);
+        b.topics.push("u".into());
+        b.owned = vec![("u".to_string(), 0)];
+        let plan = Assignor::CooperativeCopartitioned.assign(&[a, b], &counts);
+        assert!(owners(&plan).keys().all(|(_, p)| *p != 0), "{plan:?}");
+    }
+
+    /// Members join and leave at random; each round the members own what the
+    /// round before gave them. Every round: no partition held twice or given
+    /// to a member while another held it, every member co-partitioned; two
+    /// rounds after a change, every partition assigned and the numbers
+    /// balanced.
+    #[test]
+    fn cooperative_copartitioned_stays_co_partitioned_and_settles_through_joins_and_leaves() {
+        let counts = BTreeMap::from([("t".to_string(), 8), ("u".to_string(), 8)]);
+        let mut seed: u64 = 0x5eed;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut held: BTreeMap<String, Vec<TopicPartition>> = BTreeMap::new();
+        let mut generation = 0;
+        let mut serial = 0;
+        for change in 0..60 {
+            // Join (up to 5 members), or leave (at least 1 stays).
+            if held.len() < 2 || (held.len() < 5 && next(2) == 0) {
+                serial += 1;
+                held.insert(format!("m{serial}"), Vec::new());
+            } else {
+                let gone = held.keys().nth(next(held.len() as u64) as usize).cloned();
+                held.remove(&gone.unwrap());
+            }
+            for round in 0..2 {
+                let members: Vec<MemberSubscription> = held
+                    .iter()
+                    .map(|(id, owned)| MemberSubscription {
+                        owned: owned.clone(),
+                        generation,
+                        ..member(id, &["t", "u"])
+                    })
+                    .collect();
+                generation += 1;
+                let plan = Assignor::CooperativeCopartitioned.assign(&members, &counts);
+                assert!(
+                    owners(&plan).values().all(|&c| c == 1),
+                    "{change}: {plan:?}"
+                );
+                for (id, tps) in &plan {
+                    for tp in tps {
+                        let other = held.iter().any(|(o, owned)| o != id && owned.contains(tp));
+                        assert!(
+                            !other,
+                            "{change}/{round}: {tp:?} to {id} while another holds it"
+                        );
+                    }
+                    assert_eq!(numbers(&plan, id, "t"), numbers(&plan, id, "u"), "{change}");
+                }
+                held = plan;
+            }
+            let all = owners(&held);
+            assert_eq!(all.len(), 16, "{change}: settled with everything assigned");
+            let sizes: Vec<usize> = held.values().map(Vec::len).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 2, "{change}: balanced by numbers: {sizes:?}");
+        }
     }
 
     #[test]

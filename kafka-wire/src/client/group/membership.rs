@@ -163,7 +163,7 @@ impl Membership {
         if assignors.is_empty() {
             return Err(Error::Config {
                 key: "partition.assignment.strategy".into(),
-                message: "none of the configured assignors is implemented (range, roundrobin, cooperative-sticky)"
+                message: "none of the configured assignors is implemented (range, roundrobin, cooperative-sticky, cooperative-copartitioned, exclusive)"
                     .into(),
             });
         }

@@ -24,7 +24,8 @@
 //!
 //! Rebalances are eager with `range` and `roundrobin`: every member gives up all
 //! its partitions before rejoining, so a partition never has two owners. With
-//! only `cooperative-sticky` configured they are cooperative (KIP-429): members
+//! only cooperative assignors configured (`cooperative-sticky`,
+//! `cooperative-copartitioned`, `exclusive`) they are cooperative (KIP-429): members
 //! keep fetching their partitions through the rebalance, report them in
 //! JoinGroup, give up only those that move (`Revoked`), and rejoin at once so a
 //! second round hands those to their new owners (`Assigned` lists only additions). They happen inside
