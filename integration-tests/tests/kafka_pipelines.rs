@@ -1069,7 +1069,7 @@ fn pipeline_report(path: &std::path::Path) -> PipelineReport {
 /// back the same way; the output stays exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_restart() {
-    hand_partitions_over_and_back("eos", None).await;
+    hand_partitions_over_and_back("running-stats", "eos", None).await;
 }
 
 /// The same under the consumer protocol (KIP-848): the broker revokes and
@@ -1079,7 +1079,7 @@ async fn a_process_hands_partitions_to_a_newcomer_and_takes_them_back_without_a_
 /// 5 s by default), so the run is longer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_consumer_protocol_partitions_move_over_and_back_without_a_restart() {
-    hand_partitions_over_and_back("eos", Some("group.protocol=consumer")).await;
+    hand_partitions_over_and_back("running-stats", "eos", Some("group.protocol=consumer")).await;
 }
 
 /// The same at-least-once: its offset commits refused while the group
@@ -1087,14 +1087,31 @@ async fn under_the_consumer_protocol_partitions_move_over_and_back_without_a_res
 /// no failure, nothing is read twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_hands_partitions_over_and_back_without_a_restart() {
-    hand_partitions_over_and_back("alo", None).await;
+    hand_partitions_over_and_back("running-stats", "alo", None).await;
 }
 
-async fn hand_partitions_over_and_back(guarantee: &str, kafka_props: Option<&str>) {
+/// The same through a repartition topic (state keyed by anything, over two
+/// topics): the `cooperative-copartitioned` assignor moves a partition number
+/// of the input and of the repartition topic together, in two rounds, and the
+/// job releases and adopts both at one checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_repartition_topic_partitions_move_over_and_back_without_a_restart() {
+    hand_partitions_over_and_back("running-stats-repartition", "eos", None).await;
+}
+
+async fn hand_partitions_over_and_back(pipeline: &str, guarantee: &str, kafka_props: Option<&str>) {
     let bootstrap = require_broker!();
     let _one = ONE_AT_A_TIME.lock().await;
     let protocol = if kafka_props.is_some() { "-848" } else { "" };
-    let run = Run::new(&bootstrap, &format!("in-place-{guarantee}{protocol}")).await;
+    let repartition = pipeline.ends_with("repartition");
+    let through = if repartition { "-repartition" } else { "" };
+    let run = Run::new(
+        &bootstrap,
+        &format!("in-place-{guarantee}{protocol}{through}"),
+    )
+    .await;
+    // Each partition number moves with its partition of every topic read.
+    let topics = if repartition { 2 } else { 1 };
     let records = 20_000;
     let (input, expected) = run.stats_records(records, 2_000, 47);
     let reports = std::env::temp_dir().join(format!("strom-in-place-{}", run.app));
@@ -1110,12 +1127,12 @@ async fn hand_partitions_over_and_back(guarantee: &str, kafka_props: Option<&str
         }
         env
     };
-    let mut first = run.spawn("running-stats", 0, &with_report(0));
+    let mut first = run.spawn(pipeline, 0, &with_report(0));
     // KIP-848 members learn of a new target at their next heartbeat (5 s).
     let feeding = Duration::from_secs(if kafka_props.is_some() { 36 } else { 15 });
     let joins_and_leaves = async {
         tokio::time::sleep(feeding / 3).await;
-        let mut second = run.spawn("running-stats", 1, &with_report(1));
+        let mut second = run.spawn(pipeline, 1, &with_report(1));
         tokio::time::sleep(feeding / 3).await;
         assert!(terminate(&mut second, Duration::from_secs(60)).success());
     };
@@ -1138,12 +1155,12 @@ async fn hand_partitions_over_and_back(guarantee: &str, kafka_props: Option<&str
     assert_eq!(first.rollbacks, 0, "nor rolled back");
     assert_eq!(
         first.released,
-        PARTITIONS as u32 / 2,
+        topics * PARTITIONS as u32 / 2,
         "it released half its partitions"
     );
     assert_eq!(
         first.adopted,
-        PARTITIONS as u32 / 2,
+        topics * PARTITIONS as u32 / 2,
         "it took them back when the second left"
     );
     read_back_exact_stats(&run, records, &expected).await;

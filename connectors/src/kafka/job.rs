@@ -44,8 +44,9 @@
 //! transaction at once, so read_committed output does not wait for
 //! `transaction.timeout.ms`.
 //!
-//! An incremental rebalance (partition-aligned state over one input topic;
-//! `cooperative-sticky`, or `group.protocol=consumer`) does not restart: the
+//! An incremental rebalance (partition-aligned state: `cooperative-sticky` over
+//! one input topic, `cooperative-copartitioned` over several, moving partition
+//! p of every topic as one; or `group.protocol=consumer`) does not restart: the
 //! fetch task joins while the job goes on; revoked partitions leave the running
 //! job at a checkpoint that commits their offsets and state
 //! ([`engine::JobController::release`]) before the member joins again
@@ -53,6 +54,9 @@
 //! on, and assigned ones join it at a checkpoint that loads their state
 //! from the changelogs ([`engine::JobController::adopt`]; not in a job with
 //! event time, whose adopted partitions' records could be late).
+//!
+//! A change that would split a partition number between processes restarts
+//! instead.
 //!
 //! Why a restart for everything else (rollbacks, eager rebalances, event-time
 //! jobs): an incarnation restores exactly the state of the partitions it owns,
@@ -624,10 +628,7 @@ impl KafkaJob {
                     None
                 };
                 let owned: BTreeSet<u16> = if plan.aligned {
-                    assignment
-                        .iter()
-                        .filter_map(|(_, p)| u16::try_from(*p).ok())
-                        .collect()
+                    numbers(&assignment)
                 } else {
                     (0..pipeline.max_parallelism).collect()
                 };
@@ -702,12 +703,7 @@ impl KafkaJob {
             }
             let claim = Claim {
                 writer: config.instance_name(),
-                owns: assignment
-                    .iter()
-                    .filter_map(|(_, p)| u16::try_from(*p).ok())
-                    .collect::<BTreeSet<u16>>()
-                    .into_iter()
-                    .collect(),
+                owns: numbers(&assignment).into_iter().collect(),
                 of: u16::try_from(widest).unwrap_or(u16::MAX),
             };
             let incarnation = Arc::new(Incarnation::new(
@@ -748,13 +744,9 @@ impl KafkaJob {
             }
             // A cooperative rebalance moves partitions out of and into the
             // running job at checkpoints while the others go on
-            // (partition-aligned state over one input topic: a partition is a
-            // key group).
-            let in_place = plan.aligned
-                && !plan.bounded
-                && plan.topics.len() == 1
-                && plan.repartition_topics.is_empty()
-                && group.incremental();
+            // (partition-aligned state: a partition number is a key group,
+            // with the partitions of that number of every topic).
+            let in_place = plan.aligned && !plan.bounded && group.incremental();
             let (resume_tx, resume_rx) = mpsc::unbounded_channel();
             let (released_tx, mut released) = mpsc::unbounded_channel();
             let (live_tx, live_rx) = mpsc::unbounded_channel();
@@ -809,6 +801,11 @@ impl KafkaJob {
                             let _ = (&mut wait).await;
                             break Outcome::FetchFailed(e);
                         }
+                        Some(FetchEvent::Assigned(added)) if !stopping && !whole_numbers(&added, &assignment, &all_partitions, true) => {
+                            tracing::info!(?added, "partitions added without the same numbers of every topic: stopping the incarnation with a final checkpoint");
+                            controller.stop();
+                            stopping = true;
+                        }
                         Some(FetchEvent::Assigned(added)) if !stopping => {
                             adopting.extend(added.iter().cloned());
                             let adopt = adopt.clone();
@@ -823,11 +820,13 @@ impl KafkaJob {
                             controller.stop();
                             stopping = true;
                         }
+                        Some(FetchEvent::Revoked(revoked)) if !stopping && !whole_numbers(&revoked, &assignment, &all_partitions, false) => {
+                            tracing::info!(?revoked, "partitions revoked without the same numbers of every topic: stopping the incarnation with a final checkpoint");
+                            controller.stop();
+                            stopping = true;
+                        }
                         Some(FetchEvent::Revoked(revoked)) if !stopping => {
-                            let groups: BTreeSet<u16> = revoked
-                                .iter()
-                                .filter_map(|(_, p)| u16::try_from(*p).ok())
-                                .collect();
+                            let groups = numbers(&revoked);
                             let controller = controller.clone();
                             let done = released_tx.clone();
                             tokio::spawn(async move {
@@ -854,6 +853,7 @@ impl KafkaJob {
                                     "partitions adopted at a checkpoint; the others went on"
                                 );
                                 assignment.extend(added.iter().cloned());
+                                incarnation.claim(&numbers(&added));
                                 status.retain_partitions(&assignment.iter().cloned().collect());
                                 metrics::counter!("strom_partitions_adopted_total")
                                     .increment(added.len() as u64);
@@ -886,6 +886,7 @@ impl KafkaJob {
                                 "partitions released at a checkpoint; the others go on"
                             );
                             assignment.retain(|tp| !revoked.contains(tp));
+                            incarnation.unclaim(&numbers(&revoked));
                             status.retain_partitions(&assignment.iter().cloned().collect());
                             metrics::counter!("strom_partitions_released_total")
                                 .increment(revoked.len() as u64);
@@ -1054,10 +1055,7 @@ impl Adopt {
                 }
             }
         }
-        let groups: BTreeSet<u16> = partitions
-            .iter()
-            .filter_map(|(_, p)| u16::try_from(*p).ok())
-            .collect();
+        let groups = numbers(partitions);
         let (state, took, bytes_read) = self
             .changelog
             .read_adopted(&self.admin, &self.uids, &groups)
@@ -1204,9 +1202,33 @@ fn check_co_partitioned(
         return Ok(());
     }
     Err(ConnectorError::Refused(format!(
-        "the group assigned this process some partition numbers without the same partitions of every topic (missing {}): keyed state spans topics, which then need equal partition counts and partition.assignment.strategy=range (group.remote.assignor=range with group.protocol=consumer), the job's default",
+        "the group assigned this process some partition numbers without the same partitions of every topic (missing {}): keyed state spans topics, which then need equal partition counts and partition.assignment.strategy=cooperative-copartitioned or range (group.remote.assignor=range with group.protocol=consumer), the job's default",
         missing.join(", ")
     )))
+}
+
+/// The partition numbers of `partitions`: the key groups of partition-aligned state.
+fn numbers(partitions: &[TopicPartition]) -> BTreeSet<u16> {
+    partitions
+        .iter()
+        .filter_map(|(_, p)| u16::try_from(*p).ok())
+        .collect()
+}
+
+/// Whether `changed` (partitions revoked from, or with `adding` assigned to, a
+/// process holding `held`) moves whole partition numbers, each a key group
+/// with that number's partition of every topic in `all`: revoked, every held
+/// partition of the number goes; assigned, the process then holds all of it.
+fn whole_numbers(
+    changed: &[TopicPartition],
+    held: &[TopicPartition],
+    all: &BTreeSet<TopicPartition>,
+    adding: bool,
+) -> bool {
+    let numbers: BTreeSet<i32> = changed.iter().map(|(_, p)| *p).collect();
+    all.iter()
+        .filter(|tp| numbers.contains(&tp.1))
+        .all(|tp| changed.contains(tp) || (adding == held.contains(tp)))
 }
 
 /// A pipeline whose state is keyed by hash runs as one process: under
@@ -1245,14 +1267,15 @@ async fn join_group(config: &KafkaConfig, plan: &Plan) -> Result<GroupConsumer, 
     let group_protocol_consumer = config.get("group.protocol") == Some("consumer");
     // State keyed by partition number over several topics (input and
     // repartition topics, or joined inputs) needs each process to own the same
-    // partition numbers of every topic: the range assignors give that to
-    // members subscribed to the same topics of equal partition counts.
+    // partition numbers of every topic: `cooperative-copartitioned`, and the
+    // broker's `range` under KIP-848, give that (incrementally) to members
+    // subscribed to the same topics of equal partition counts.
     let co_partitioned = plan.aligned && plan.topics.len() > 1;
     let assignor = if plan.single() {
         // One process runs the pipeline; the others stand by.
         "exclusive"
     } else if co_partitioned {
-        "range"
+        "cooperative-copartitioned"
     } else {
         "cooperative-sticky"
     };

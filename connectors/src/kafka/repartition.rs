@@ -264,12 +264,17 @@ impl KafkaScope {
             Arc::new(move |v: &T| key_bytes(&sink_key(v))),
         ));
         let source = self.repartition_source(&topic).format(Shared(format));
-        pipeline
-            .source(source, WatermarkStrategy::monotonous())
-            .key_by_partitioned(
-                move |v: &T| key(v),
-                move |k: &K| partition_of(&key_bytes(k), &partitions),
-            )
+        // Event time crosses the topic only when there is some upstream: a
+        // processing-time pipeline stays one, and can move partitions in place.
+        let strategy = if pipeline.has_event_time() {
+            WatermarkStrategy::monotonous()
+        } else {
+            WatermarkStrategy::no_watermarks()
+        };
+        pipeline.source(source, strategy).key_by_partitioned(
+            move |v: &T| key(v),
+            move |k: &K| partition_of(&key_bytes(k), &partitions),
+        )
     }
 }
 

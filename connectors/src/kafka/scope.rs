@@ -199,7 +199,7 @@ pub(crate) struct Incarnation {
     status: engine::JobStatus,
     /// Who this process is to the readers of its repartition topics, and the
     /// input partition numbers it owns.
-    claim: Claim,
+    claim: Mutex<Claim>,
     /// Per repartition topic, what each sink subtask knows of event time.
     sink_times: Mutex<HashMap<String, Vec<SinkTime>>>,
     /// Offsets every checkpoint commits besides the splits' positions (the owner
@@ -247,7 +247,7 @@ impl Incarnation {
             finals: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(Vec::new()),
             status,
-            claim,
+            claim: Mutex::new(claim),
             sink_times: Mutex::new(HashMap::new()),
             held,
             adopting: Mutex::new(HashMap::new()),
@@ -291,6 +291,21 @@ impl Incarnation {
         feeds
     }
 
+    /// The input partition numbers `released` left this incarnation: its next
+    /// markers no longer claim them.
+    pub(crate) fn unclaim(&self, released: &BTreeSet<u16>) {
+        lock(&self.claim).owns.retain(|p| !released.contains(p));
+    }
+
+    /// The input partition numbers `adopted` joined this incarnation: its next
+    /// markers claim them.
+    pub(crate) fn claim(&self, adopted: &BTreeSet<u16>) {
+        let mut claim = lock(&self.claim);
+        claim.owns.extend(adopted);
+        claim.owns.sort_unstable();
+        claim.owns.dedup();
+    }
+
     /// Sink subtask `subtask` of `parallelism` writing repartition topic `topic`
     /// learnt `time`.
     pub(crate) fn sink_time(
@@ -320,16 +335,17 @@ impl Incarnation {
     /// The marker this process writes into `topic` now: `None` while a sink
     /// subtask knows no time yet, or when the process owns no input partition.
     pub(crate) fn marker(&self, topic: &str) -> Option<Marker> {
-        if self.claim.owns.is_empty() {
+        let claim = lock(&self.claim).clone();
+        if claim.owns.is_empty() {
             return None;
         }
         let (watermark, idle) = process_time(lock(&self.sink_times).get(topic)?)?;
         Some(Marker {
-            writer: self.claim.writer.clone(),
+            writer: claim.writer,
             watermark,
             idle,
-            owns: self.claim.owns.clone(),
-            of: self.claim.of,
+            owns: claim.owns,
+            of: claim.of,
         })
     }
 

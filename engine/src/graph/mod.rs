@@ -467,6 +467,12 @@ impl Pipeline {
         Pipeline { graph }
     }
 
+    /// Whether a source defined so far has event time (a watermark strategy
+    /// with watermarks).
+    pub fn has_event_time(&self) -> bool {
+        self.graph.borrow().event_time
+    }
+
     /// The configuration.
     pub fn config(&self) -> PipelineConfig {
         self.graph.borrow().config.clone()

@@ -8,6 +8,7 @@
 //! | `window-count-aligned` | the same | the same with `key_by_source_partition` (several processes) |
 //! | `window-count-repartition` | the same | the same keyed through the repartition topic `{APP}-by-url-repartition` (`KafkaScope::key_by`: several processes) |
 //! | `running-stats` | key `k<n>`, value a decimal integer | per input record, the running `[key, count, min, max, sum]` of its key |
+//! | `running-stats-repartition` | the same | the same keyed through the repartition topic `{APP}-by-key-repartition` (processing time) |
 //! | `sequence` | none: a generator of `COUNT` numbers at `RATE` per second (no Kafka input: one process runs it, the others stand by) | each number, as JSON, keyed by itself (spread over the partitions) |
 //!
 //! Settings come from the environment: `KAFKA_BOOTSTRAP`, `APP`, `INSTANCE`
@@ -249,34 +250,43 @@ async fn main() -> anyhow::Result<()> {
                     ),
                 );
             }
-            "running-stats" => {
-                p.source(
-                    kafka_source().format(Utf8).with_metadata(),
-                    WatermarkStrategy::no_watermarks(),
-                )
-                .try_map_named("parse", |m| {
-                    let key =
-                        String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
-                    m.value.trim().parse::<i64>().map(|v| (key, 1u64, v, v, v))
-                })
-                .key_by_source_partition(|s: &(String, u64, i64, i64, i64)| s.0.clone())
-                .reduce(|a, b| {
-                    (
-                        a.0.clone(),
-                        a.1 + b.1,
-                        a.2.min(b.2),
-                        a.3.max(b.3),
-                        a.4 + b.4,
+            "running-stats" | "running-stats-repartition" => {
+                let parsed = p
+                    .source(
+                        kafka_source().format(Utf8).with_metadata(),
+                        WatermarkStrategy::no_watermarks(),
                     )
-                })
-                .uid("running-stats")
-                .sink(
-                    aborts.wrap(
-                        k.sink(&output)
-                            .key(|s: &(String, u64, i64, i64, i64)| Some(Bytes::from(s.0.clone())))
-                            .delivery(guarantee),
-                    ),
-                );
+                    .try_map_named("parse", |m| {
+                        let key = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default())
+                            .into_owned();
+                        m.value.trim().parse::<i64>().map(|v| (key, 1u64, v, v, v))
+                    });
+                let key = |s: &(String, u64, i64, i64, i64)| s.0.clone();
+                let keyed = if pipeline == "running-stats" {
+                    parsed.key_by_source_partition(key)
+                } else {
+                    k.key_by(parsed, "by-key", key, Json::new())
+                };
+                keyed
+                    .reduce(|a, b| {
+                        (
+                            a.0.clone(),
+                            a.1 + b.1,
+                            a.2.min(b.2),
+                            a.3.max(b.3),
+                            a.4 + b.4,
+                        )
+                    })
+                    .uid("running-stats")
+                    .sink(
+                        aborts.wrap(
+                            k.sink(&output)
+                                .key(|s: &(String, u64, i64, i64, i64)| {
+                                    Some(Bytes::from(s.0.clone()))
+                                })
+                                .delivery(guarantee),
+                        ),
+                    );
             }
             "sequence" => {
                 let count: u64 = env_or("COUNT", "1000")
