@@ -720,6 +720,84 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
 }
 
+/// Two topics of four partitions under `cooperative-copartitioned`: every
+/// member always holds the same partition numbers of both (sampled throughout,
+/// with no partition ever held twice); a joining member takes whole numbers
+/// from the others, who keep the rest.
+#[tokio::test]
+async fn cooperative_copartitioned_keeps_partition_numbers_together_through_joins() {
+    let bootstrap = require_broker!();
+    let c = client(&bootstrap).await;
+    let (t, u) = (
+        random_topic("group-copart-t"),
+        random_topic("group-copart-u"),
+    );
+    Admin::new(c.clone())
+        .create_topics(&[NewTopic::new(&t, 4), NewTopic::new(&u, 4)])
+        .await
+        .unwrap();
+    let group = random_topic("group-id");
+    let shared = new_shared();
+    let cfg = || {
+        config(
+            &bootstrap,
+            &group,
+            &[("partition.assignment.strategy", "cooperative-copartitioned")],
+        )
+    };
+    let all: BTreeSet<(String, i32)> = (0..4)
+        .flat_map(|p| [(t.clone(), p), (u.clone(), p)])
+        .collect();
+    let watcher = OwnerWatcher::start(shared.clone());
+    let sampling = Arc::new(AtomicBool::new(true));
+    let co_partitioned = {
+        let (shared, sampling, t, u) = (shared.clone(), sampling.clone(), t.clone(), u.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Acquire) {
+                for (name, (_, owned, _)) in shared.reports.lock().unwrap().iter() {
+                    let of = |topic: &str| -> BTreeSet<i32> {
+                        owned
+                            .iter()
+                            .filter(|(x, _)| x == topic)
+                            .map(|(_, p)| *p)
+                            .collect()
+                    };
+                    assert_eq!(of(&t), of(&u), "{name} holds {owned:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let topics = [t.as_str(), u.as_str()];
+    let m1 = start_member_of("m1", cfg(), &topics, shared.clone());
+    let m2 = start_member_of("m2", cfg(), &topics, shared.clone());
+    let g1 = wait_balanced_over(&shared, &["m1", "m2"], &all, -1).await;
+    let (a1, a2) = (owned(&shared, "m1"), owned(&shared, "m2"));
+    assert_eq!((a1.len(), a2.len()), (4, 4));
+
+    let m3 = start_member_of("m3", cfg(), &topics, shared.clone());
+    wait_balanced_over(&shared, &["m1", "m2", "m3"], &all, g1).await;
+    let (b1, b2, b3) = (
+        owned(&shared, "m1"),
+        owned(&shared, "m2"),
+        owned(&shared, "m3"),
+    );
+    assert!(
+        b1.is_subset(&a1) && b2.is_subset(&a2),
+        "{a1:?} {b1:?} {a2:?} {b2:?}"
+    );
+    assert_eq!(b3.len(), 2, "one partition number of both topics: {b3:?}");
+
+    let mut events = Vec::new();
+    for m in [m1, m2, m3] {
+        events.extend(m.stop().await);
+    }
+    sampling.store(false, Ordering::Release);
+    co_partitioned.await.unwrap();
+    assert!(watcher.stop().await > 0);
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+}
+
 /// Three members on six partitions, one of them a child process killed with
 /// SIGKILL: it sends no LeaveGroup, so the coordinator rebalances only when its
 /// session times out. The survivors then own every partition, resuming the dead

@@ -1,6 +1,8 @@
 //! The scale-out benchmark of #16: the running-stats pipeline
-//! (`strom_pipeline running-stats`, exactly-once, 1 s checkpoints) as 1, 2 and 3
-//! processes of one group on the same broker.
+//! (`strom_pipeline running-stats`, or with `--pipeline
+//! running-stats-repartition` the same keyed through a repartition topic;
+//! exactly-once, 1 s checkpoints) as 1, 2 and 3 processes of one group on the
+//! same broker.
 //!
 //! ```text
 //!  throughput: preload RECORDS → start N processes → until the group committed
@@ -14,7 +16,7 @@
 //! ```
 //!
 //! Usage: `scale_bench [--records N] [--rate N] [--pauses-only] [--kafka-props K=V,..]
-//! [--results FILE]` with
+//! [--pipeline NAME] [--results FILE]` with
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `scripts/bench-scale` builds it in
 //! release and appends to `bench/RESULTS-pipelines.md`. Needs the
 //! `strom_pipeline` binary next to it.
@@ -53,6 +55,8 @@ struct Setup {
     output: String,
     /// `KAFKA_PROPS` of the processes.
     kafka_props: String,
+    /// The `strom_pipeline` pipeline the processes run.
+    pipeline: String,
 }
 
 impl Setup {
@@ -95,6 +99,7 @@ impl Setup {
             input,
             output,
             kafka_props: String::new(),
+            pipeline: "running-stats".to_string(),
         })
     }
 
@@ -123,7 +128,7 @@ impl Setup {
             .context("no folder")?
             .join("strom_pipeline");
         Ok(Command::new(exe)
-            .arg("running-stats")
+            .arg(&self.pipeline)
             .env("KAFKA_BOOTSTRAP", &self.bootstrap)
             .env("APP", &self.app)
             .env("INSTANCE", instance.to_string())
@@ -207,8 +212,14 @@ fn terminate(child: &mut Child) {
 }
 
 /// Throughput and CPU of `processes` processes over `records` preloaded records.
-async fn throughput(bootstrap: &str, processes: u32, records: u64) -> Result<(f64, f64)> {
-    let setup = Setup::new(bootstrap, &format!("tp{processes}")).await?;
+async fn throughput(
+    bootstrap: &str,
+    processes: u32,
+    records: u64,
+    pipeline: &str,
+) -> Result<(f64, f64)> {
+    let mut setup = Setup::new(bootstrap, &format!("tp{processes}")).await?;
+    setup.pipeline = pipeline.to_string();
     setup.send(0, records).await?;
     let ends = setup.input_ends().await?;
     let started = Instant::now();
@@ -293,9 +304,15 @@ fn pause_after(
 }
 
 /// Rebalance pauses (join, leave) and the recovery after a kill, under `rate` records/s.
-async fn pauses(bootstrap: &str, rate: u64, kafka_props: &str) -> Result<Vec<(String, Duration)>> {
+async fn pauses(
+    bootstrap: &str,
+    rate: u64,
+    kafka_props: &str,
+    pipeline: &str,
+) -> Result<Vec<(String, Duration)>> {
     let mut setup = Setup::new(bootstrap, "pause").await?;
     setup.kafka_props = kafka_props.to_string();
+    setup.pipeline = pipeline.to_string();
     let setup = Arc::new(setup);
     let arrivals: Arrivals = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -398,6 +415,7 @@ async fn main() -> Result<()> {
     let mut rate: u64 = 20_000;
     let mut pauses_only = false;
     let mut kafka_props = String::new();
+    let mut pipeline = "running-stats".to_string();
     let mut results = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../bench/RESULTS-pipelines.md"
@@ -411,13 +429,14 @@ async fn main() -> Result<()> {
             "--results" => results = PathBuf::from(value()?),
             "--pauses-only" => pauses_only = true,
             "--kafka-props" => kafka_props = value()?,
+            "--pipeline" => pipeline = value()?,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
     let bootstrap =
         std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_string());
     let mut text = format!(
-        "\n## {} — scale-out (#16): running stats, exactly-once, 1 s checkpoints, {PARTITIONS} partitions, {KEYS} keys, {} cores{}\n\n",
+        "\n## {} — scale-out (#16): {pipeline}, exactly-once, 1 s checkpoints, {PARTITIONS} partitions, {KEYS} keys, {} cores{}\n\n",
         chrono_like_now(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if kafka_props.is_empty() {
@@ -430,7 +449,7 @@ async fn main() -> Result<()> {
         text.push_str("| processes | records | records/s | CPU s / M records (processes, user+system) |\n|---|---|---|---|\n");
     }
     for n in (1..=3).filter(|_| !pauses_only) {
-        let (per_s, cpu) = throughput(&bootstrap, n, records).await?;
+        let (per_s, cpu) = throughput(&bootstrap, n, records, &pipeline).await?;
         let row = format!("| {n} | {records} | {per_s:.0} | {cpu:.2} |\n");
         eprint!("{row}");
         text.push_str(&row);
@@ -438,7 +457,7 @@ async fn main() -> Result<()> {
     text.push_str(&format!(
         "\n| event (input {rate} records/s, one process) | time without output |\n|---|---|\n"
     ));
-    for (what, took) in pauses(&bootstrap, rate, &kafka_props).await? {
+    for (what, took) in pauses(&bootstrap, rate, &kafka_props, &pipeline).await? {
         let row = format!("| {what} | {} ms |\n", took.as_millis());
         eprint!("{row}");
         text.push_str(&row);

@@ -66,11 +66,22 @@ pub fn start_member(
     topic: &str,
     shared: Arc<Shared>,
 ) -> Member {
+    start_member_of(name, config, &[topic], shared)
+}
+
+/// [`start_member`] subscribed to several topics.
+pub fn start_member_of(
+    name: &str,
+    config: ConsumerConfig,
+    topics: &[&str],
+    shared: Arc<Shared>,
+) -> Member {
     let stop = Arc::new(AtomicBool::new(false));
-    let (name, topic, flag) = (name.to_string(), topic.to_string(), stop.clone());
+    let (name, flag) = (name.to_string(), stop.clone());
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     let task = tokio::spawn(async move {
         let mut c = GroupConsumer::new(config).await.unwrap();
-        c.subscribe([topic]);
+        c.subscribe(topics);
         let mut events = Vec::new();
         let started = Instant::now();
         while !flag.load(Ordering::Acquire) {
@@ -120,8 +131,18 @@ pub async fn wait_balanced(
     partitions: i32,
     after: i32,
 ) -> i32 {
-    let start = Instant::now();
     let all: BTreeSet<(String, i32)> = (0..partitions).map(|p| (topic.to_string(), p)).collect();
+    wait_balanced_over(shared, members, &all, after).await
+}
+
+/// [`wait_balanced`] over the partitions `all` (of any topics).
+pub async fn wait_balanced_over(
+    shared: &Shared,
+    members: &[&str],
+    all: &BTreeSet<(String, i32)>,
+    after: i32,
+) -> i32 {
+    let start = Instant::now();
     let mut last = BTreeMap::new();
     while start.elapsed() < shared.deadline {
         let reports = shared.reports.lock().unwrap().clone();
@@ -132,7 +153,7 @@ pub async fn wait_balanced(
             let owned: Vec<(String, i32)> = reports.values().flat_map(|r| r.1.clone()).collect();
             let unique: BTreeSet<(String, i32)> = owned.iter().cloned().collect();
             let pending = reports.values().any(|r| r.2);
-            if generation > after && !pending && owned.len() == unique.len() && unique == all {
+            if generation > after && !pending && owned.len() == unique.len() && unique == *all {
                 return generation;
             }
         }
