@@ -1831,12 +1831,15 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
     if let Some(proxy) = &proxy {
         extra.push(("KAFKA_BOOTSTRAP", proxy.bootstrap().to_string()));
     }
-    // STROM_TEST_KAFKA_PROPS adds properties (e.g. group.protocol=consumer).
+    // STROM_TEST_KAFKA_PROPS adds properties (e.g. group.protocol=consumer);
+    // STROM_SOAK_PIPELINE=running-stats-repartition keys through a repartition topic.
     if let Ok(props) = std::env::var("STROM_TEST_KAFKA_PROPS") {
         extra.push(("KAFKA_PROPS", props));
     }
+    let pipeline =
+        std::env::var("STROM_SOAK_PIPELINE").unwrap_or_else(|_| "running-stats".to_string());
     let mut children: Vec<Child> = (0..processes)
-        .map(|i| run.spawn("running-stats", i, &extra))
+        .map(|i| run.spawn(&pipeline, i, &extra))
         .collect();
     let feeding = Duration::from_millis(u64::from(faults) * 1_500 + 4_000)
         .max(Duration::from_secs_f64(records as f64 / 20_000.0));
@@ -1877,7 +1880,7 @@ async fn running_stats_stay_exact_under_sigkill_sigterm_and_aborted_transactions
                 tokio::time::sleep(SETTLE_BEFORE_RESPAWN).await;
                 *done.entry("respawn after settling").or_default() += 1;
             }
-            *child = run.spawn("running-stats", i as u32, &extra);
+            *child = run.spawn(&pipeline, i as u32, &extra);
         }
         eprintln!("faults {done:?} in {:?}", started.elapsed());
     };

@@ -1506,4 +1506,29 @@ mod tests {
         assert_eq!(run.record(CheckpointId(3)), 2);
         assert_eq!(run.record(CheckpointId(4)), 1);
     }
+
+    #[test]
+    fn only_whole_partition_numbers_move_in_place() {
+        let tp = |t: &str, p: i32| (t.to_string(), p);
+        let all: BTreeSet<TopicPartition> =
+            (0..4).flat_map(|p| [tp("in", p), tp("r", p)]).collect();
+        let held = vec![tp("in", 0), tp("r", 0), tp("in", 1), tp("r", 1)];
+        // Revoking number 1 of both topics moves it whole; one topic's alone splits it.
+        assert!(whole_numbers(
+            &[tp("in", 1), tp("r", 1)],
+            &held,
+            &all,
+            false
+        ));
+        assert!(!whole_numbers(&[tp("in", 1)], &held, &all, false));
+        // Assigned: number 2 whole, or the rest of a number held in part.
+        assert!(whole_numbers(&[tp("in", 2), tp("r", 2)], &held, &all, true));
+        assert!(!whole_numbers(&[tp("r", 3)], &held, &all, true));
+        let part = vec![tp("in", 3)];
+        assert!(whole_numbers(&[tp("r", 3)], &part, &all, true));
+        // One topic: every partition is a whole number.
+        let one: BTreeSet<TopicPartition> = (0..4).map(|p| tp("in", p)).collect();
+        assert!(whole_numbers(&[tp("in", 3)], &[], &one, true));
+        assert_eq!(numbers(&held), BTreeSet::from([0, 1]));
+    }
 }
