@@ -55,6 +55,28 @@ fn run(mut cmd: Command, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `strom run --instance INSTANCE SQL` with `env`, stdout discarded, stderr piped.
+fn spawn_run(
+    bootstrap: &str,
+    sql: &std::path::Path,
+    instance: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let mut c = strom();
+    c.args([
+        "--bootstrap",
+        bootstrap,
+        "run",
+        "--instance",
+        instance,
+        sql.to_str().unwrap(),
+    ])
+    .envs(env.iter().copied())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    c.spawn().unwrap()
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(random_topic(name));
     std::fs::create_dir_all(&dir).unwrap();
@@ -726,22 +748,17 @@ SELECT country, COUNT(*) FROM clicks WHERE country IS NOT NULL GROUP BY country;
     }
     let app = random_topic("scale-out-app");
     let spawn = |instance: &str| {
-        let mut c = strom();
-        c.args([
-            "--bootstrap",
+        spawn_run(
             &bootstrap,
-            "run",
-            "--instance",
+            &sql,
             instance,
-            sql.to_str().unwrap(),
-        ])
-        .env("CLICK_TOPIC", &clicks_topic)
-        .env("PAGE_TOPIC", &pages_topic)
-        .env("COUNTRY_TOPIC", &totals_topic)
-        .env("APP", &app)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
+            &[
+                ("CLICK_TOPIC", &clicks_topic),
+                ("PAGE_TOPIC", &pages_topic),
+                ("COUNTRY_TOPIC", &totals_topic),
+                ("APP", &app),
+            ],
+        )
     };
     let mut processes = [spawn("0"), spawn("1")];
     let read_windows = || -> Vec<String> {
@@ -792,6 +809,120 @@ SELECT country, COUNT(*) FROM clicks WHERE country IS NOT NULL GROUP BY country;
         *e = (*e).max(v["clicks"].as_u64().unwrap());
     }
     assert_eq!(last, totals);
+}
+
+/// A processing-time GROUP BY on a column that is not the Kafka key, with
+/// `strom.scale.out=true`: a second `strom run` process joins while the input
+/// flows and leaves again. The first hands it half of the partition numbers of
+/// the input and repartition topics at a checkpoint and takes them back the
+/// same way, without a restart; the upserted totals read with read_committed
+/// are the reference's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sql_group_by_moves_partitions_in_place_when_a_process_joins_and_leaves() {
+    let bootstrap = require_broker!();
+    let (clicks_topic, totals_topic) = (random_topic("ip-clicks"), random_topic("ip-totals"));
+    create_topics(&bootstrap, &[(&clicks_topic, 4), (&totals_topic, 4)]).await;
+    let dir = temp_dir("in-place");
+    let sql = dir.join("in-place.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE clicks (user_id BIGINT, country STRING) WITH (
+  'connector' = 'kafka', 'topic' = '${CLICK_TOPIC}', 'format' = 'json',
+  'properties.group.id' = '${APP}', 'scan.startup.mode' = 'earliest-offset',
+  'properties.strom.scale.out' = 'true'
+);
+CREATE TABLE country_totals (country STRING, clicks BIGINT, PRIMARY KEY (country) NOT ENFORCED) WITH (
+  'connector' = 'kafka', 'topic' = '${COUNTRY_TOPIC}', 'format' = 'json',
+  'sink.delivery-guarantee' = 'exactly-once'
+);
+INSERT INTO country_totals SELECT country, COUNT(*) FROM clicks GROUP BY country;
+",
+    )
+    .unwrap();
+    let app = random_topic("in-place-app");
+    let spawn = |instance: &str| {
+        spawn_run(
+            &bootstrap,
+            &sql,
+            instance,
+            &[
+                ("CLICK_TOPIC", &clicks_topic),
+                ("COUNTRY_TOPIC", &totals_topic),
+                ("APP", &app),
+                ("RUST_LOG", "warn,connectors::kafka::job=info"),
+            ],
+        )
+    };
+    let terminate = |p: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &p.id().to_string()])
+            .status();
+        let out = p.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "strom run exited with {}:\n{log}",
+            out.status
+        );
+        log
+    };
+    let producer = Producer::new(ProducerConfig::new(&bootstrap).unwrap())
+        .await
+        .unwrap();
+    let mut next = xorshift(0x01a9_1ace_0000_0001_u64);
+    let countries = ["de", "fr", "us", "nl", "pl", "se"];
+    let mut totals: HashMap<String, u64> = HashMap::new();
+    let mut send_batch = async |n: usize| {
+        let mut pending = Vec::new();
+        for _ in 0..n {
+            let user = next() % 1000;
+            let country = countries[(next() % 6) as usize];
+            *totals.entry(country.to_string()).or_default() += 1;
+            let value = format!(r#"{{"user_id":{user},"country":"{country}"}}"#);
+            let r = ProducerRecord::new(&clicks_topic, value).key(user.to_string());
+            pending.push(producer.send(r).await.unwrap());
+        }
+        for p in pending {
+            p.await.unwrap();
+        }
+    };
+    // 24 batches of 500, one every 500 ms: the second process runs for the
+    // middle third.
+    let first = spawn("0");
+    let mut second = None;
+    for batch in 0..24 {
+        if batch == 8 {
+            second = Some(spawn("1"));
+        }
+        if batch == 16 {
+            terminate(second.take().unwrap());
+        }
+        send_batch(500).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let read_totals = || -> HashMap<String, u64> {
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for line in consume(&bootstrap, &totals_topic).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let e = last
+                .entry(v["country"].as_str().unwrap().to_string())
+                .or_default();
+            *e = (*e).max(v["clicks"].as_u64().unwrap());
+        }
+        last
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut got = read_totals();
+    while got != totals && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        got = read_totals();
+    }
+    let log = terminate(first);
+    assert_eq!(got, totals);
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("state restored"), 1, "one incarnation:\n{log}");
+    assert_eq!(count("partitions released at a checkpoint"), 1, "{log}");
+    assert_eq!(count("partitions adopted at a checkpoint"), 1, "{log}");
 }
 
 /// A HAVING over a GROUP BY into an exactly-once Kafka table and an exactly-once
