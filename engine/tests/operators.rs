@@ -504,6 +504,20 @@ async fn a_released_key_group_leaves_after_its_checkpoint_and_the_others_go_on()
     assert!(job.wait().await.unwrap().stopped);
 }
 
+/// Releases key group 9 of `job` at a checkpoint, stops it and returns that
+/// checkpoint (what another process adopts).
+async fn give_up_9(job: JobHandle) -> Checkpoint {
+    let released = job
+        .controller()
+        .release(std::collections::BTreeSet::from([9]))
+        .await
+        .unwrap();
+    let given = job.checkpoints().get(released).unwrap();
+    job.stop();
+    job.wait().await.unwrap();
+    given
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
     // Another process counted "c" twice in key group 9 and gave it up.
@@ -512,14 +526,7 @@ async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
         .start()
         .unwrap();
     wait_for_values(&sink, 5).await;
-    let released = first
-        .controller()
-        .release(std::collections::BTreeSet::from([9]))
-        .await
-        .unwrap();
-    let given = first.checkpoints().get(released).unwrap();
-    first.stop();
-    first.wait().await.unwrap();
+    let given = give_up_9(first).await;
 
     // This job reads only partition 5, then takes on 9 while it runs.
     let sink = CollectSink::<(String, u64)>::new();
@@ -578,6 +585,68 @@ async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
         "key group 9 is this job's after its checkpoint"
     );
     assert!(cp.adopted.is_empty());
+    job.stop();
+    assert!(job.wait().await.unwrap().stopped);
+}
+
+/// Counts per key over processing-time tumbling windows of an hour, keyed by
+/// source partition: "a" and "b" in key group 5, "c" in 9 (`later`: 9 comes
+/// only as a later split).
+fn windowed_counts(later: bool, sink: CollectSink<(String, u64)>) -> Pipeline {
+    let source = if later {
+        ScriptedSource::new(vec![vec![vec!["a", "b", "a"]]], false)
+            .with_key_groups(&[5])
+            .with_later_split(9, vec!["c", "c"])
+    } else {
+        ScriptedSource::new(vec![vec![vec!["a", "b", "a"]], vec![vec!["c", "c"]]], false)
+            .with_key_groups(&[5, 9])
+    };
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .parallelism(2)
+            .processing_time_start(0)
+            .source_partitioner(|k: &[u8]| if k == b"c" { 9 } else { 5 }),
+    );
+    p.source(source, WatermarkStrategy::no_watermarks())
+        .map(|k: &str| k.to_string())
+        .key_by_source_partition(|k: &String| k.clone())
+        .window(Windows::tumbling(Duration::from_secs(3600)).processing_time())
+        .aggregate(Count)
+        .uid("window-counts")
+        .map(|w| (w.key, w.value))
+        .sink(sink);
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_processing_time_window_adopts_a_key_group_and_counts_on_from_its_state() {
+    // Another process counted "c" twice in the open window and gave key group 9 up.
+    let first = windowed_counts(false, CollectSink::new()).start().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let given = give_up_9(first).await;
+
+    // This job reads key group 5 ("a", "b", "a"), then takes on 9 and its
+    // later split ("c", "c") while the window is open.
+    let sink = CollectSink::<(String, u64)>::new();
+    let job = windowed_counts(true, sink.clone()).start().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    job.controller()
+        .adopt(
+            std::collections::BTreeSet::from([9]),
+            Checkpoint::clone(&given),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        sorted(sink.values()),
+        vec![
+            ("a".to_string(), 2),
+            ("b".to_string(), 1),
+            ("c".to_string(), 4)
+        ],
+        "the window fires once, with the adopted counts of c"
+    );
     job.stop();
     assert!(job.wait().await.unwrap().stopped);
 }

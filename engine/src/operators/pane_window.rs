@@ -36,7 +36,7 @@
 //! # });
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use metrics::Counter;
@@ -129,6 +129,18 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             late_dropped: None,
             init: None,
         }
+    }
+
+    /// Loads the key groups of `state` (each: the end up to which its windows
+    /// fired, and its panes); returns those ends.
+    fn load(&mut self, init: &OperatorInit, state: &OperatorState) -> Result<BTreeMap<u16, i64>> {
+        let mut fired = BTreeMap::new();
+        for (kg, bytes) in &state.key_groups {
+            let (f, panes) = decode_exact::<(i64, Vec<(i64, Vec<u8>)>)>(bytes)?;
+            fired.insert(*kg, f);
+            restore_windows(&mut self.panes, init, panes)?;
+        }
+        Ok(fired)
     }
 
     /// Window result of `key` for the window ending at `end`.
@@ -379,12 +391,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         self.late_dropped = Some(late_dropped_counter(init));
         self.init = Some(init.clone());
         if let Some(state) = &init.restored {
-            let mut fired: BTreeMap<u16, i64> = BTreeMap::new();
-            for (kg, bytes) in &state.key_groups {
-                let (f, panes) = decode_exact::<(i64, Vec<(i64, Vec<u8>)>)>(bytes)?;
-                fired.insert(*kg, f);
-                restore_windows(&mut self.panes, init, panes)?;
-            }
+            let fired = self.load(init, state)?;
             // Key groups may come from processes that had fired windows up to
             // different ends: fire from the earliest, skipping per key group what
             // fired already.
@@ -394,6 +401,42 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
             }
         }
         Ok(())
+    }
+
+    fn can_adopt(&self) -> bool {
+        true
+    }
+
+    /// Adopted key groups that fired less far than this subtask (their windows
+    /// up to its mark are still due) move the mark back to the earliest of
+    /// them; the key groups held here skip what they fired already. Those that
+    /// fired further skip what fired there.
+    fn adopt(&mut self, state: &OperatorState) -> Result<bool> {
+        let Some(init) = self.init.clone() else {
+            return Ok(false);
+        };
+        let held: BTreeSet<u16> = self
+            .panes
+            .values()
+            .flat_map(KeyGroupedMap::non_empty_groups)
+            .collect();
+        let fired = self.load(&init, state)?;
+        let earliest = fired.values().copied().min().unwrap_or(self.fired_until);
+        if earliest < self.fired_until {
+            for g in held.into_iter().filter(|g| !fired.contains_key(g)) {
+                let f = self.kg_fired.entry(g).or_insert(self.fired_until);
+                *f = (*f).max(self.fired_until);
+            }
+            self.fired_until = earliest;
+            // Fire them at the next watermark or timer, even at the same progress.
+            self.pending = true;
+        }
+        for (g, f) in fired {
+            if f > self.fired_until {
+                self.kg_fired.insert(g, f);
+            }
+        }
+        Ok(true)
     }
 
     fn process_batch(
@@ -448,7 +491,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         Ok(state)
     }
 
-    fn release(&mut self, key_groups: &std::collections::BTreeSet<u16>) -> Result<bool> {
+    fn release(&mut self, key_groups: &BTreeSet<u16>) -> Result<bool> {
         for pane in self.panes.values_mut() {
             pane.release(key_groups);
         }
@@ -488,8 +531,8 @@ mod tests {
     use crate::time::clock::Clock;
     use crate::time::window::TimeDomain;
 
-    #[test]
-    fn a_released_key_group_fires_no_window() {
+    /// A count over event-time tumbling windows of 10, and a task context.
+    fn tumbling_count() -> (PaneWindowOperator<u8, u8, Count>, TaskCtx) {
         let mut op: PaneWindowOperator<u8, u8, Count> = PaneWindowOperator::new(
             Arc::new(|k: &u8| *k),
             Arc::new(Count),
@@ -509,7 +552,7 @@ mod tests {
             None,
         ))
         .unwrap();
-        let mut ctx = TaskCtx::new(
+        let ctx = TaskCtx::new(
             TaskId {
                 stage: 0,
                 subtask: 0,
@@ -521,11 +564,23 @@ mod tests {
             None,
             64,
         );
-        // Two keys of different key groups, both in window [0, 10).
+        (op, ctx)
+    }
+
+    /// Two keys of different key groups.
+    fn two_groups() -> (u8, u8) {
         let a = 1u8;
         let b = (2..=255u8)
             .find(|k| key_group_of(k, 128) != key_group_of(&a, 128))
             .unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn a_released_key_group_fires_no_window() {
+        let (mut op, mut ctx) = tumbling_count();
+        // Two keys of different key groups, both in window [0, 10).
+        let (a, b) = two_groups();
         let mut buf = Vec::new();
         let mut out = Output {
             buf: &mut buf,
@@ -539,5 +594,85 @@ mod tests {
         op.on_watermark(100, &mut out).unwrap();
         let fired: Vec<(u8, u64)> = buf.iter().map(|r| (r.value.key, r.value.value)).collect();
         assert_eq!(fired, vec![(a, 1)], "only the kept key group's window");
+    }
+
+    #[test]
+    fn adopted_windows_fire_once_whether_they_fired_less_or_further_than_the_adopter() {
+        let (a, b) = two_groups();
+        let fired = |buf: &mut Vec<Record<crate::Windowed<u8, u64>>>| -> Vec<(u8, i64, u64)> {
+            buf.drain(..)
+                .map(|r| (r.value.key, r.value.window.end, r.value.value))
+                .collect()
+        };
+        // Elsewhere, a's windows fired up to 10: [10, 20) holds two of a, not fired.
+        let (mut there, mut ctx) = tumbling_count();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
+        };
+        let records = vec![Record::new(a, 1), Record::new(a, 11), Record::new(a, 12)];
+        there.process_batch(records, &mut out).unwrap();
+        there.on_watermark(15, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(a, 10, 1)]);
+        let barrier = crate::checkpoint::CheckpointBarrier {
+            id: crate::CheckpointId(1),
+            timestamp: 0,
+            stop: false,
+            release: None,
+            adopt: None,
+        };
+        let state = there.snapshot(&barrier).unwrap();
+
+        // Here, b's windows fired up to 20; a's key group is adopted.
+        let (mut here, mut ctx) = tumbling_count();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
+        };
+        let records = vec![Record::new(b, 1), Record::new(b, 13), Record::new(b, 25)];
+        here.process_batch(records, &mut out).unwrap();
+        here.on_watermark(25, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(b, 10, 1), (b, 20, 1)]);
+        assert!(here.can_adopt());
+        assert!(here.adopt(&state).unwrap());
+        // a's [10, 20) fires at the next watermark; b's does not fire again.
+        here.on_watermark(25, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(a, 20, 2)]);
+        here.on_watermark(40, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(b, 30, 1)]);
+
+        // The other way: the adopted key group fired further (to 20) than the
+        // adopter (to 10), so its [10, 20) stays fired.
+        let (mut behind, mut ctx) = tumbling_count();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
+        };
+        behind
+            .process_batch(vec![Record::new(b, 12)], &mut out)
+            .unwrap();
+        behind.on_watermark(10, &mut out).unwrap();
+        let (mut ahead, mut actx) = tumbling_count();
+        let mut abuf = Vec::new();
+        let mut aout = Output {
+            buf: &mut abuf,
+            ctx: &mut actx,
+            name: "w",
+        };
+        ahead
+            .process_batch(vec![Record::new(a, 14), Record::new(a, 22)], &mut aout)
+            .unwrap();
+        ahead.on_watermark(20, &mut aout).unwrap();
+        assert_eq!(fired(aout.buf), vec![(a, 20, 1)]);
+        let state = ahead.snapshot(&barrier).unwrap();
+        assert!(behind.adopt(&state).unwrap());
+        behind.on_watermark(40, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(b, 20, 1), (a, 30, 1)]);
     }
 }
