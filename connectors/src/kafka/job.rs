@@ -1191,11 +1191,8 @@ fn check_co_partitioned(
     assignment: &[TopicPartition],
     all: &BTreeSet<TopicPartition>,
 ) -> Result<(), ConnectorError> {
-    let numbers: BTreeSet<i32> = assignment.iter().map(|(_, p)| *p).collect();
-    let owned: BTreeSet<&TopicPartition> = assignment.iter().collect();
-    let missing: Vec<String> = all
-        .iter()
-        .filter(|tp| numbers.contains(&tp.1) && !owned.contains(tp))
+    let missing: Vec<String> = splitting(assignment, &[], all, true)
+        .into_iter()
         .map(|(t, p)| format!("{t}-{p}"))
         .collect();
     if missing.is_empty() {
@@ -1225,10 +1222,22 @@ fn whole_numbers(
     all: &BTreeSet<TopicPartition>,
     adding: bool,
 ) -> bool {
+    splitting(changed, held, all, adding).is_empty()
+}
+
+/// The partitions of `all` that keep `changed` from moving whole partition
+/// numbers (see [`whole_numbers`]).
+fn splitting<'a>(
+    changed: &[TopicPartition],
+    held: &[TopicPartition],
+    all: &'a BTreeSet<TopicPartition>,
+    adding: bool,
+) -> Vec<&'a TopicPartition> {
     let numbers: BTreeSet<i32> = changed.iter().map(|(_, p)| *p).collect();
     all.iter()
         .filter(|tp| numbers.contains(&tp.1))
-        .all(|tp| changed.contains(tp) || (adding == held.contains(tp)))
+        .filter(|tp| !changed.contains(tp) && adding != held.contains(tp))
+        .collect()
 }
 
 /// A pipeline whose state is keyed by hash runs as one process: under

@@ -415,15 +415,16 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         let Some(init) = self.init.clone() else {
             return Ok(false);
         };
-        let held: BTreeSet<u16> = self
-            .panes
-            .values()
-            .flat_map(KeyGroupedMap::non_empty_groups)
-            .collect();
         let fired = self.load(&init, state)?;
         let earliest = fired.values().copied().min().unwrap_or(self.fired_until);
         if earliest < self.fired_until {
-            for g in held.into_iter().filter(|g| !fired.contains_key(g)) {
+            let held: BTreeSet<u16> = self
+                .panes
+                .values()
+                .flat_map(KeyGroupedMap::non_empty_groups)
+                .filter(|g| !fired.contains_key(g))
+                .collect();
+            for g in held {
                 let f = self.kg_fired.entry(g).or_insert(self.fired_until);
                 *f = (*f).max(self.fired_until);
             }

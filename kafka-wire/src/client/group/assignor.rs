@@ -119,10 +119,7 @@ impl Assignor {
     ) -> BTreeMap<String, Vec<TopicPartition>> {
         let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
         sorted.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        let mut out: BTreeMap<String, Vec<TopicPartition>> = members
-            .iter()
-            .map(|m| (m.member_id.clone(), Vec::new()))
-            .collect();
+        let mut out = empty_plan(&sorted);
         match self {
             Assignor::Range => {
                 let topics: BTreeSet<&String> = members.iter().flat_map(|m| &m.topics).collect();
