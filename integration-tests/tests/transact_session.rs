@@ -660,7 +660,8 @@ async fn offsets_refused_while_the_members_join_completes_go_again_under_the_new
 /// The same race outside a transaction (at-least-once): a plain OffsetCommit
 /// sent while the member's JoinGroup answer is on its way is refused; sent
 /// through a rebalance it goes again once the member's join has its new
-/// generation, and the offsets of the partitions it held throughout commit.
+/// generation, and the offsets of the partitions it held throughout commit
+/// (the one it keeps always; the one it gives up only while it still holds it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_offsets_refused_while_the_members_join_completes_go_again_after_it() {
     let bootstrap = require_broker!();
@@ -697,13 +698,24 @@ async fn plain_offsets_refused_while_the_members_join_completes_go_again_after_i
         a.poll_for(Duration::from_millis(50)).await.unwrap();
     }
     let committed = commit.await.unwrap().unwrap();
-    assert_eq!(committed, offsets, "both partitions were held throughout");
+    // Partition 0 stays with a. Partition 1 is revoked by the new generation and
+    // held through it: its offset commits if the retry lands before a's
+    // follow-up join gives it to b, and is dropped (not sent) after that.
+    assert_eq!(
+        committed.get(&input_partition(&input)),
+        Some(&7),
+        "{committed:?}"
+    );
+    assert!(
+        committed.iter().all(|(tp, o)| offsets.get(tp) == Some(o)),
+        "{committed:?}"
+    );
     assert!(
         a.generation() > generation,
         "committed under the new generation"
     );
     proxy.heal();
-    let mut b = rebalance_completes_with(&mut a, b, &input, &offsets).await;
+    let mut b = rebalance_completes_with(&mut a, b, &input, &committed).await;
     b.poll_for(Duration::from_millis(10)).await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
