@@ -626,7 +626,7 @@ async fn work_between_polls_keeps_the_membership_and_yields_to_a_rebalance() {
 /// it gave up in the first round when that poll returns, before its next poll
 /// joins the second round that hands them on. With eager rebalancing a member's
 /// report stays stale while it waits in JoinGroup, and others may already report
-/// its old partitions.
+/// its old partitions: [`OwnerWatcher::start_with_eager`] skips those reports.
 struct OwnerWatcher {
     watching: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<usize>,
@@ -634,13 +634,27 @@ struct OwnerWatcher {
 
 impl OwnerWatcher {
     fn start(shared: Arc<Shared>) -> OwnerWatcher {
+        Self::start_with_eager(shared, &[])
+    }
+
+    /// As [`OwnerWatcher::start`], in a group where the members named `eager`
+    /// rebalance eagerly: one whose report is of an older generation than
+    /// another's gave its partitions up before it joined the newer one (the
+    /// generation forms only once it has), and is skipped.
+    fn start_with_eager(shared: Arc<Shared>, eager: &[&str]) -> OwnerWatcher {
+        let eager: BTreeSet<String> = eager.iter().map(|n| n.to_string()).collect();
         let watching = Arc::new(AtomicBool::new(true));
         let flag = watching.clone();
         let task = tokio::spawn(async move {
             let mut samples = 0;
             while flag.load(Ordering::Acquire) {
                 let reports = shared.reports.lock().unwrap().clone();
-                let all: Vec<&(String, i32)> = reports.values().flat_map(|r| &r.1).collect();
+                let newest = reports.values().map(|r| r.0).max().unwrap_or(-1);
+                let all: Vec<&(String, i32)> = reports
+                    .iter()
+                    .filter(|(name, r)| !(eager.contains(*name) && r.0 < newest))
+                    .flat_map(|(_, r)| &r.1)
+                    .collect();
                 let unique: BTreeSet<_> = all.iter().collect();
                 assert_eq!(
                     all.len(),
@@ -720,6 +734,20 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
     assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
 }
 
+/// Two new topics of four partitions each, named after `prefix`.
+async fn two_topics_of_four(bootstrap: &str, prefix: &str) -> (String, String) {
+    let c = client(bootstrap).await;
+    let (t, u) = (
+        random_topic(&format!("{prefix}-t")),
+        random_topic(&format!("{prefix}-u")),
+    );
+    Admin::new(c)
+        .create_topics(&[NewTopic::new(&t, 4), NewTopic::new(&u, 4)])
+        .await
+        .unwrap();
+    (t, u)
+}
+
 /// Two topics of four partitions under `cooperative-copartitioned`: every
 /// member always holds the same partition numbers of both (sampled throughout,
 /// with no partition ever held twice); a joining member takes whole numbers
@@ -727,15 +755,7 @@ async fn cooperative_sticky_moves_only_what_it_must_and_never_double_assigns() {
 #[tokio::test]
 async fn cooperative_copartitioned_keeps_partition_numbers_together_through_joins() {
     let bootstrap = require_broker!();
-    let c = client(&bootstrap).await;
-    let (t, u) = (
-        random_topic("group-copart-t"),
-        random_topic("group-copart-u"),
-    );
-    Admin::new(c.clone())
-        .create_topics(&[NewTopic::new(&t, 4), NewTopic::new(&u, 4)])
-        .await
-        .unwrap();
+    let (t, u) = two_topics_of_four(&bootstrap, "group-copart").await;
     let group = random_topic("group-id");
     let shared = new_shared();
     let cfg = || {
@@ -749,25 +769,7 @@ async fn cooperative_copartitioned_keeps_partition_numbers_together_through_join
         .flat_map(|p| [(t.clone(), p), (u.clone(), p)])
         .collect();
     let watcher = OwnerWatcher::start(shared.clone());
-    let sampling = Arc::new(AtomicBool::new(true));
-    let co_partitioned = {
-        let (shared, sampling, t, u) = (shared.clone(), sampling.clone(), t.clone(), u.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Acquire) {
-                for (name, (_, owned, _)) in shared.reports.lock().unwrap().iter() {
-                    let of = |topic: &str| -> BTreeSet<i32> {
-                        owned
-                            .iter()
-                            .filter(|(x, _)| x == topic)
-                            .map(|(_, p)| *p)
-                            .collect()
-                    };
-                    assert_eq!(of(&t), of(&u), "{name} holds {owned:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
+    let co_partitioned = CoPartitionWatcher::start(shared.clone(), &t, &u);
     let topics = [t.as_str(), u.as_str()];
     let m1 = start_member_of("m1", cfg(), &topics, shared.clone());
     let m2 = start_member_of("m2", cfg(), &topics, shared.clone());
@@ -792,8 +794,123 @@ async fn cooperative_copartitioned_keeps_partition_numbers_together_through_join
     for m in [m1, m2, m3] {
         events.extend(m.stop().await);
     }
-    sampling.store(false, Ordering::Release);
-    co_partitioned.await.unwrap();
+    co_partitioned.stop().await;
+    assert!(watcher.stop().await > 0);
+    assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
+}
+
+/// Samples every 5 ms that each member reports the same partition numbers of
+/// topics `t` and `u`.
+struct CoPartitionWatcher {
+    sampling: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CoPartitionWatcher {
+    fn start(shared: Arc<Shared>, t: &str, u: &str) -> CoPartitionWatcher {
+        let sampling = Arc::new(AtomicBool::new(true));
+        let (flag, t, u) = (sampling.clone(), t.to_string(), u.to_string());
+        let task = tokio::spawn(async move {
+            while flag.load(Ordering::Acquire) {
+                for (name, (_, owned, _)) in shared.reports.lock().unwrap().iter() {
+                    let of = |topic: &str| -> BTreeSet<i32> {
+                        owned
+                            .iter()
+                            .filter(|(x, _)| x == topic)
+                            .map(|(_, p)| *p)
+                            .collect()
+                    };
+                    assert_eq!(of(&t), of(&u), "{name} holds {owned:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        CoPartitionWatcher { sampling, task }
+    }
+
+    async fn stop(self) {
+        self.sampling.store(false, Ordering::Release);
+        self.task.await.unwrap();
+    }
+}
+
+/// A rolling upgrade of a group from `range` (what strom asked for before
+/// `cooperative-copartitioned`) in two bounces. A member with only the new
+/// assignor is refused while `range` members run (INCONSISTENT_GROUP_PROTOCOL,
+/// naming the fallback). Members listing `cooperative-copartitioned,range`
+/// join the `range` group (eagerly), and once every member lists both the
+/// group takes the new one; then members with the new one alone replace them
+/// one by one, and a member joining after that leaves the others a subset of
+/// what they held (cooperative). Throughout, no partition has two owners and
+/// every member holds the same partition numbers of both topics.
+#[tokio::test]
+async fn a_rolling_upgrade_from_range_to_cooperative_copartitioned_takes_two_bounces() {
+    let bootstrap = require_broker!();
+    let (t, u) = two_topics_of_four(&bootstrap, "group-upgrade").await;
+    let group = random_topic("group-id");
+    let shared = new_shared();
+    let cfg = |strategy: &str| {
+        config(
+            &bootstrap,
+            &group,
+            &[("partition.assignment.strategy", strategy)],
+        )
+    };
+    let (old, both, new) = (
+        "range",
+        "cooperative-copartitioned,range",
+        "cooperative-copartitioned",
+    );
+    let all: BTreeSet<(String, i32)> = (0..4)
+        .flat_map(|p| [(t.clone(), p), (u.clone(), p)])
+        .collect();
+    // Members listing `range` rebalance eagerly.
+    let watcher = OwnerWatcher::start_with_eager(shared.clone(), &["a", "b", "a1", "b1"]);
+    let co_partitioned = CoPartitionWatcher::start(shared.clone(), &t, &u);
+    let topics = [t.as_str(), u.as_str()];
+    let mut members = BTreeMap::new();
+    members.insert("a", start_member_of("a", cfg(old), &topics, shared.clone()));
+    members.insert("b", start_member_of("b", cfg(old), &topics, shared.clone()));
+    let mut generation = wait_balanced_over(&shared, &["a", "b"], &all, -1).await;
+
+    let mut refused = GroupConsumer::new(cfg(new)).await.unwrap();
+    refused.subscribe(vec![t.clone(), u.clone()]);
+    let e = refused.poll_for(Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InconsistentGroupProtocol), "{e}");
+    assert!(
+        e.to_string()
+            .contains("partition.assignment.strategy=cooperative-copartitioned,range"),
+        "{e}"
+    );
+    drop(refused);
+
+    // Each step replaces one member; the group settles with the others.
+    let steps = [
+        ("a", "a1", both),
+        ("b", "b1", both),
+        ("a1", "a2", new),
+        ("b1", "b2", new),
+    ];
+    let mut events = Vec::new();
+    for (gone, next, strategy) in steps {
+        events.extend(members.remove(gone).unwrap().stop().await);
+        members.insert(
+            next,
+            start_member_of(next, cfg(strategy), &topics, shared.clone()),
+        );
+        let names: Vec<&str> = members.keys().copied().collect();
+        generation = wait_balanced_over(&shared, &names, &all, generation).await;
+    }
+    let (a2, b2) = (owned(&shared, "a2"), owned(&shared, "b2"));
+    members.insert("c", start_member_of("c", cfg(new), &topics, shared.clone()));
+    wait_balanced_over(&shared, &["a2", "b2", "c"], &all, generation).await;
+    assert!(owned(&shared, "a2").is_subset(&a2) && owned(&shared, "b2").is_subset(&b2));
+    assert_eq!(owned(&shared, "c").len(), 2);
+
+    for (_, m) in members {
+        events.extend(m.stop().await);
+    }
+    co_partitioned.stop().await;
     assert!(watcher.stop().await > 0);
     assert!(!events.iter().any(|e| matches!(e, RebalanceEvent::Lost(_))));
 }

@@ -346,6 +346,18 @@ impl Membership {
                     self.lock().fatal = Some(e.to_string());
                     return Err(e);
                 }
+                ErrorCode::InconsistentGroupProtocol => {
+                    let names: Vec<&str> = self.assignors.iter().map(|a| a.name()).collect();
+                    return Err(Error::broker(
+                        code,
+                        format!(
+                            "JoinGroup (group {}): the group's members support none of this member's assignors ({}), or it is not a consumer group; to change assignors while members run, list the old one after the new (e.g. partition.assignment.strategy={},range) until no member lacks the new one",
+                            self.group_id,
+                            names.join(", "),
+                            names.first().copied().unwrap_or("cooperative-sticky"),
+                        ),
+                    ));
+                }
                 other => return Err(group_error(other, "JoinGroup", &self.group_id)),
             }
             let generation = response.generation_id;
