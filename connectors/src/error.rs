@@ -48,7 +48,7 @@ impl ConnectorError {
 ///
 /// | error | class |
 /// |---|---|
-/// | authorization, unsupported version, invalid config or topic | fatal |
+/// | authorization, unsupported version, invalid config or topic, no assignor shared with the group | fatal |
 /// | fenced producer, failed or abortable transaction, bad fetched data | rollback |
 /// | lost connection, timeout, retriable broker code | retriable |
 pub fn classify(error: &kafka_wire::Error) -> ErrorClass {
@@ -65,6 +65,7 @@ pub fn classify(error: &kafka_wire::Error) -> ErrorClass {
                 | ErrorCode::InvalidTopicException
                 | ErrorCode::UnsupportedForMessageFormat
                 | ErrorCode::InvalidTransactionTimeout
+                | ErrorCode::InconsistentGroupProtocol
         ) {
             return ErrorClass::Fatal;
         }
@@ -110,5 +111,17 @@ mod tests {
         };
         assert_eq!(classify(&tls), ErrorClass::Fatal);
         assert_eq!(classify(&auth), ErrorClass::Fatal);
+    }
+
+    #[test]
+    fn a_group_sharing_no_assignor_fails_the_job() {
+        // Restarting rejoins with the same assignors and is refused again, for
+        // as long as the group's other members run (a rolling upgrade that
+        // changes the assignor needs the old one listed as a fallback).
+        let refused = kafka_wire::Error::broker(
+            ErrorCode::InconsistentGroupProtocol,
+            "JoinGroup (group g)".to_string(),
+        );
+        assert_eq!(classify(&refused), ErrorClass::Fatal);
     }
 }

@@ -518,6 +518,18 @@ async fn give_up_9(job: JobHandle) -> Checkpoint {
     given
 }
 
+/// Has the running `job` take on key group 9 from `given`; returns the
+/// adopting checkpoint.
+async fn take_9(job: &JobHandle, given: &Checkpoint) -> CheckpointId {
+    job.controller()
+        .adopt(
+            std::collections::BTreeSet::from([9]),
+            Checkpoint::clone(given),
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
     // Another process counted "c" twice in key group 9 and gave it up.
@@ -555,14 +567,7 @@ async fn an_adopted_key_group_joins_a_running_job_with_its_state() {
     wait_for_values(&sink, 3).await;
     let groups = |cp: &Checkpoint| key_groups_of(cp, counts);
 
-    let adopted = job
-        .controller()
-        .adopt(
-            std::collections::BTreeSet::from([9]),
-            Checkpoint::clone(&given),
-        )
-        .await
-        .unwrap();
+    let adopted = take_9(&job, &given).await;
     let cp = job.checkpoints().get(adopted).unwrap();
     assert_eq!(
         groups(&cp),
@@ -630,13 +635,7 @@ async fn a_processing_time_window_adopts_a_key_group_and_counts_on_from_its_stat
     let sink = CollectSink::<(String, u64)>::new();
     let job = windowed_counts(true, sink.clone()).start().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    job.controller()
-        .adopt(
-            std::collections::BTreeSet::from([9]),
-            Checkpoint::clone(&given),
-        )
-        .await
-        .unwrap();
+    take_9(&job, &given).await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(
         sorted(sink.values()),
@@ -651,25 +650,119 @@ async fn a_processing_time_window_adopts_a_key_group_and_counts_on_from_its_stat
     assert!(job.wait().await.unwrap().stopped);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_job_with_event_time_refuses_to_adopt() {
-    let source = ScriptedSource::new(vec![vec![vec!["a"]]], false).with_key_groups(&[5]);
-    let p = Pipeline::with_config(PipelineConfig::default().source_partitioner(|_: &[u8]| 5));
+/// A batch of (key, event time) records.
+type TimedBatch = Vec<(&'static str, i64)>;
+
+/// Counts per key over event-time tumbling windows of 10 s, keyed by source
+/// partition: "c" is key group 9, every other key 5. `splits`: per split, its
+/// key group and its batches of (key, event time); `later`: key group 9's
+/// split made when a running job adopts it.
+fn event_time_counts(
+    splits: Vec<(u16, Vec<TimedBatch>)>,
+    later: Option<TimedBatch>,
+    sink: CollectSink<(String, u64)>,
+) -> Pipeline {
+    let groups: Vec<u16> = splits.iter().map(|(g, _)| *g).collect();
+    let mut source = ScriptedSource::new(splits.into_iter().map(|(_, b)| b).collect(), false)
+        .with_key_groups(&groups);
+    if let Some(batch) = later {
+        source = source.with_later_split(9, batch);
+    }
+    let p = Pipeline::with_config(
+        PipelineConfig::default()
+            .parallelism(2)
+            .source_partitioner(|k: &[u8]| if k == b"c" { 9 } else { 5 }),
+    );
     p.source(
         source,
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)),
+        WatermarkStrategy::bounded_out_of_orderness(Duration::ZERO)
+            .with_timestamp(|e: &(&str, i64)| e.1),
     )
-    .map(|k: &str| k.to_string())
-    .sink(CollectSink::new());
-    let job = p.start().unwrap();
-    let e = job
-        .controller()
-        .adopt(std::collections::BTreeSet::from([9]), Checkpoint::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+    .map(|e: (&str, i64)| e.0.to_string())
+    .key_by_source_partition(|k: &String| k.clone())
+    .window(Windows::tumbling(Duration::from_secs(10)))
+    .aggregate(Count)
+    .uid("event-window-counts")
+    .map(|w| (w.key, w.value))
+    .sink(sink);
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_time_window_adopts_a_key_group_whose_partition_is_behind_the_watermark() {
+    // Another process counted "c" twice in [10 s, 20 s) (its watermark, held
+    // back by key group 5, never reached 20 s) and gave key group 9 up.
+    let first = event_time_counts(
+        vec![
+            (5, vec![vec![("a", 1_000)]]),
+            (9, vec![vec![("c", 12_000), ("c", 13_000)]]),
+        ],
+        None,
+        CollectSink::new(),
+    )
+    .start()
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let given = give_up_9(first).await;
+
+    // This job's watermark is at 31 s when it takes key group 9 on, whose
+    // partition is at 13 s: its record at 15 s is not late, and [10 s, 20 s)
+    // fires once the partition catches up (its record at 35 s).
+    let sink = CollectSink::<(String, u64)>::new();
+    let job = event_time_counts(
+        vec![(5, vec![vec![("a", 5_000)], vec![("b", 31_000)]])],
+        Some(vec![("c", 15_000), ("c", 35_000)]),
+        sink.clone(),
+    )
+    .start()
+    .unwrap();
+    wait_for_values(&sink, 1).await;
+    take_9(&job, &given).await;
+    wait_for_values(&sink, 2).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        sorted(sink.values()),
+        vec![("a".to_string(), 1), ("c".to_string(), 3)],
+        "c's window fires once, with the adopted count and the record older than the watermark"
+    );
     job.stop();
-    job.wait().await.unwrap();
+    assert!(job.wait().await.unwrap().stopped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_fed_by_two_event_time_sources_refuses_to_adopt_but_separate_stages_do_not() {
+    let strategy = || WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1));
+    let source =
+        |k: &'static str| ScriptedSource::new(vec![vec![vec![k]]], false).with_key_groups(&[5]);
+    let adopt_9 = |union: bool| async move {
+        let p = Pipeline::with_config(PipelineConfig::default().source_partitioner(|_: &[u8]| 5));
+        let one = p.source(source("a"), strategy());
+        let two = p.source(source("b"), strategy());
+        if union {
+            one.union(two)
+                .map(|k: &str| k.to_string())
+                .sink(CollectSink::new());
+        } else {
+            // Two stages, as on both sides of a repartition topic.
+            one.map(|k: &str| k.to_string()).sink(CollectSink::new());
+            two.map(|k: &str| k.to_string()).sink(CollectSink::new());
+        }
+        let job = p.start().unwrap();
+        let adopted = job
+            .controller()
+            .adopt(std::collections::BTreeSet::from([9]), Checkpoint::default())
+            .await;
+        job.stop();
+        job.wait().await.unwrap();
+        adopted
+    };
+    let e = adopt_9(true).await.unwrap_err();
+    assert!(matches!(e, EngineError::Unsupported(_)), "{e}");
+    assert!(
+        e.to_string().contains("several sources with event time"),
+        "{e}"
+    );
+    adopt_9(false).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

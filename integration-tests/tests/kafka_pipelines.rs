@@ -1114,57 +1114,128 @@ async fn hand_partitions_over_and_back(pipeline: &str, guarantee: &str, kafka_pr
     let topics = if repartition { 2 } else { 1 };
     let records = 20_000;
     let (input, expected) = run.stats_records(records, 2_000, 47);
-    let reports = std::env::temp_dir().join(format!("strom-in-place-{}", run.app));
-    std::fs::create_dir_all(&reports).unwrap();
-    let report = |i: u32| reports.join(format!("{i}.txt"));
-    let with_report = |i: u32| {
-        let mut env = vec![
-            ("GUARANTEE", guarantee.to_string()),
-            ("REPORT", report(i).display().to_string()),
-        ];
-        if let Some(props) = kafka_props {
-            env.push(("KAFKA_PROPS", props.to_string()));
-        }
-        env
-    };
-    let mut first = run.spawn(pipeline, 0, &with_report(0));
+    let mut env = vec![("GUARANTEE", guarantee.to_string())];
+    if let Some(props) = kafka_props {
+        env.push(("KAFKA_PROPS", props.to_string()));
+    }
     // KIP-848 members learn of a new target at their next heartbeat (5 s).
     let feeding = Duration::from_secs(if kafka_props.is_some() { 36 } else { 15 });
-    let joins_and_leaves = async {
-        tokio::time::sleep(feeding / 3).await;
-        let mut second = run.spawn(pipeline, 1, &with_report(1));
-        tokio::time::sleep(feeding / 3).await;
-        assert!(terminate(&mut second, Duration::from_secs(60)).success());
-    };
-    tokio::join!(run.clicks_paced(input, feeding), joins_and_leaves);
+    let handing = HandOver::start(&run, pipeline, env, input, feeding).await;
     run.wait_for_output(records as i64, Duration::from_secs(300))
         .await;
+    let mut first = handing.first;
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
-    let first = pipeline_report(&report(0));
-    let second = pipeline_report(&report(1));
-    eprintln!(
-        "first: {} incarnations, {} rollbacks, {} released, {} adopted; second: {} incarnations, {} adopted",
-        first.incarnations,
-        first.rollbacks,
-        first.released,
-        first.adopted,
-        second.incarnations,
-        second.adopted
-    );
-    assert_eq!(first.incarnations, 1, "the first process never restarted");
-    assert_eq!(first.rollbacks, 0, "nor rolled back");
-    assert_eq!(
-        first.released,
-        topics * PARTITIONS as u32 / 2,
-        "it released half its partitions"
-    );
-    assert_eq!(
-        first.adopted,
-        topics * PARTITIONS as u32 / 2,
-        "it took them back when the second left"
-    );
+    handing.reports.check(topics);
     read_back_exact_stats(&run, records, &expected).await;
-    let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// A first process, and a second that runs for the middle third of the input
+/// (joining, then leaving on SIGTERM); both write their end reports.
+struct HandOver {
+    first: Child,
+    reports: HandOverReports,
+}
+
+impl HandOver {
+    /// Feeds `input` over `feeding` while the second process comes and goes;
+    /// returns once the input is written, the first still running.
+    async fn start(
+        run: &Run,
+        pipeline: &str,
+        env: Vec<(&'static str, String)>,
+        input: Vec<ProducerRecord>,
+        feeding: Duration,
+    ) -> HandOver {
+        let reports = HandOverReports::new(&run.app);
+        let with_report = |i: u32| {
+            let mut env = env.clone();
+            env.push(("REPORT", reports.path(i).display().to_string()));
+            env
+        };
+        let first = run.spawn(pipeline, 0, &with_report(0));
+        let joins_and_leaves = async {
+            tokio::time::sleep(feeding / 3).await;
+            let mut second = run.spawn(pipeline, 1, &with_report(1));
+            tokio::time::sleep(feeding / 3).await;
+            assert!(terminate(&mut second, Duration::from_secs(60)).success());
+        };
+        tokio::join!(run.clicks_paced(input, feeding), joins_and_leaves);
+        HandOver { first, reports }
+    }
+}
+
+/// Where the processes of a [`HandOver`] write their end reports.
+struct HandOverReports {
+    dir: std::path::PathBuf,
+}
+
+impl HandOverReports {
+    fn new(app: &str) -> HandOverReports {
+        let dir = std::env::temp_dir().join(format!("strom-in-place-{app}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        HandOverReports { dir }
+    }
+
+    fn path(&self, i: u32) -> std::path::PathBuf {
+        self.dir.join(format!("{i}.txt"))
+    }
+
+    /// Both processes ended: the first never restarted nor rolled back, and
+    /// moved half of the partitions of each of its `topics` out and back.
+    fn check(&self, topics: u32) {
+        let first = pipeline_report(&self.path(0));
+        let second = pipeline_report(&self.path(1));
+        eprintln!(
+            "first: {} incarnations, {} rollbacks, {} released, {} adopted; second: {} incarnations, {} adopted",
+            first.incarnations,
+            first.rollbacks,
+            first.released,
+            first.adopted,
+            second.incarnations,
+            second.adopted
+        );
+        assert_eq!(first.incarnations, 1, "the first process never restarted");
+        assert_eq!(first.rollbacks, 0, "nor rolled back");
+        assert_eq!(
+            first.released,
+            topics * PARTITIONS as u32 / 2,
+            "it released half its partitions"
+        );
+        assert_eq!(
+            first.adopted,
+            topics * PARTITIONS as u32 / 2,
+            "it took them back when the second left"
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Event time: the hand-over with tumbling windows keyed through a
+/// repartition topic. An adopted input partition is behind the adopter's
+/// watermark: until it catches up, the adopter's markers hold the readers'
+/// watermark, so its records are not late behind the topic. An adopted
+/// repartition partition lags the same way before the windows (they wait, its
+/// records are not late). The windows stay exact without a restart.
+/// `STROM_TEST_HAND_OVER_PIPELINE=window-count-aligned` runs it keyed by
+/// source partition instead (the second path alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_windows_move_partitions_in_place_when_a_process_joins_and_leaves() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "in-place-windows").await;
+    let (input, expected) = run.click_records(30_000, 43);
+    let env = vec![("GUARANTEE", "eos".to_string())];
+    let feeding = Duration::from_secs(15);
+    let pipeline = std::env::var("STROM_TEST_HAND_OVER_PIPELINE")
+        .unwrap_or_else(|_| "window-count-repartition".to_string());
+    let topics = if pipeline.ends_with("repartition") {
+        2
+    } else {
+        1
+    };
+    let mut handing = HandOver::start(&run, &pipeline, env, input, feeding).await;
+    run.finish_windows(&mut handing.first, &expected).await;
+    handing.reports.check(topics);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,14 +52,16 @@
 //! ([`engine::JobController::release`]) before the member joins again
 //! (classic) or acknowledges the revocation (consumer protocol) to hand them
 //! on, and assigned ones join it at a checkpoint that loads their state
-//! from the changelogs ([`engine::JobController::adopt`]; not in a job with
-//! event time, whose adopted partitions' records could be late).
+//! from the changelogs ([`engine::JobController::adopt`]). Under event time
+//! an adopted partition behind the job's watermark lags until it catches up
+//! (its windows wait and its records are not late); through a repartition
+//! topic, the process's markers hold the readers' watermark meanwhile.
 //!
 //! A change that would split a partition number between processes restarts
 //! instead.
 //!
-//! Why a restart for everything else (rollbacks, eager rebalances, event-time
-//! jobs): an incarnation restores exactly the state of the partitions it owns,
+//! Why a restart for everything else (rollbacks, eager rebalances): an
+//! incarnation restores exactly the state of the partitions it owns,
 //! and a rollback (an aborted transaction) has to reset every operator's state
 //! and drop the records in flight between tasks anyway; restarting the tasks
 //! does both with one mechanism. The process keeps what it committed last, so
@@ -1024,9 +1026,9 @@ struct Adopted {
 
 /// Why partitions did not join the running incarnation.
 enum AdoptError {
-    /// They cannot (event time, an operator that cannot load state, no
-    /// committed offset, an adopting checkpoint that failed): restart the
-    /// incarnation with them.
+    /// They cannot (an operator that cannot load state or hold an adopted
+    /// event-time partition back, no committed offset, an adopting checkpoint
+    /// that failed): restart the incarnation with them.
     Restart(String),
     /// Reading their state or the adopting checkpoint failed: roll back.
     Failed(ConnectorError),

@@ -25,13 +25,22 @@
 //! process that owns nothing any more is forgotten), and its watermark is the
 //! minimum over the owners that are not idle, once every partition number has
 //! an owner; idle when every owner is idle.
+//!
+//! A process that takes input partitions on while it runs reads them from
+//! their last checkpoint, behind its own watermark. Until they catch up
+//! ([`engine::Sink::caught_up`]) its markers say [`engine::NO_TIMESTAMP`], which holds
+//! every reader's watermark where it is ([`MarkerHold`]): the partitions'
+//! previous owner claimed them with a watermark no later than theirs at that
+//! checkpoint, so none of their records is late behind the topic.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use bytes::Bytes;
-use engine::{DataStream, Key, KeyedStream, SplitTime, StateCodec, WatermarkStrategy};
+use engine::{
+    CheckpointId, DataStream, Key, KeyedStream, SplitTime, StateCodec, WatermarkStrategy,
+};
 use kafka_wire::client::partitioner::partition_for_key;
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +128,52 @@ pub(crate) fn process_time(subtasks: &[SinkTime]) -> Option<(i64, bool)> {
             let last = subtasks.iter().filter_map(|s| s.watermark).max();
             Some((last.unwrap_or(engine::NO_TIMESTAMP), true))
         }
+    }
+}
+
+/// Input partitions a process took on under event time that have not caught
+/// up with its watermark yet. Their records may be older than that watermark,
+/// so while there are any the process's markers hold the readers' watermark
+/// where it is ([`engine::NO_TIMESTAMP`]: a reader's watermark never goes back).
+///
+/// Every sink subtask hears of every adoption; the first to hear of one adds
+/// its partitions, so a subtask that hears late cannot add back a partition
+/// another subtask already heard catch up.
+#[derive(Debug, Default)]
+pub(crate) struct MarkerHold {
+    /// Adoptions heard of, by their checkpoint (the most recent ones).
+    heard: BTreeSet<CheckpointId>,
+    lagging: BTreeSet<u16>,
+}
+
+/// How many adoptions a [`MarkerHold`] remembers.
+const HEARD_ADOPTIONS: usize = 64;
+
+impl MarkerHold {
+    /// The partitions of the adoption at `checkpoint` start lagging (once per
+    /// adoption, whichever subtask tells first).
+    pub(crate) fn adopted(&mut self, checkpoint: CheckpointId, partitions: &BTreeSet<u16>) {
+        if self.heard.insert(checkpoint) {
+            self.lagging.extend(partitions);
+            while self.heard.len() > HEARD_ADOPTIONS {
+                self.heard.pop_first();
+            }
+        }
+    }
+
+    /// `partition` caught up.
+    pub(crate) fn caught_up(&mut self, partition: u16) {
+        self.lagging.remove(&partition);
+    }
+
+    /// The process gave `partitions` up.
+    pub(crate) fn released(&mut self, partitions: &BTreeSet<u16>) {
+        self.lagging.retain(|p| !partitions.contains(p));
+    }
+
+    /// Whether the process's markers hold the readers' watermark.
+    pub(crate) fn holds(&self) -> bool {
+        !self.lagging.is_empty()
     }
 }
 
@@ -281,6 +336,7 @@ impl KafkaScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::NO_TIMESTAMP;
 
     fn marker(writer: &str, watermark: i64, idle: bool, owns: &[u16], of: u16) -> Marker {
         Marker {
@@ -333,6 +389,36 @@ mod tests {
         // A new process claiming with an older watermark does not move it back.
         c.observe(marker("c", 400, false, &[0, 1], 2));
         assert_eq!(c.time(), SplitTime::Watermark(500));
+    }
+
+    #[test]
+    fn a_held_marker_keeps_the_readers_watermark_where_it_is() {
+        let mut c = MarkerClock::default();
+        c.observe(marker("a", 100, false, &[0], 2));
+        c.observe(marker("b", 500, false, &[1], 2));
+        assert_eq!(c.time(), SplitTime::Watermark(100));
+        // a takes 1 on from b: its markers hold until 1 catches up.
+        c.observe(marker("a", NO_TIMESTAMP, false, &[0, 1], 2));
+        assert_eq!(c.time(), SplitTime::Watermark(100));
+        c.observe(marker("a", 600, false, &[0, 1], 2));
+        assert_eq!(c.time(), SplitTime::Watermark(600));
+    }
+
+    #[test]
+    fn a_hold_lasts_until_every_adopted_partition_caught_up_or_left() {
+        let mut h = MarkerHold::default();
+        assert!(!h.holds());
+        h.adopted(CheckpointId(4), &BTreeSet::from([1, 3]));
+        h.caught_up(1);
+        assert!(h.holds());
+        // Another subtask hears of the same adoption after 1 caught up.
+        h.adopted(CheckpointId(4), &BTreeSet::from([1, 3]));
+        h.released(&BTreeSet::from([3]));
+        assert!(!h.holds(), "1 caught up and 3 left");
+        h.adopted(CheckpointId(6), &BTreeSet::from([2]));
+        assert!(h.holds());
+        h.caught_up(2);
+        assert!(!h.holds());
     }
 
     #[test]

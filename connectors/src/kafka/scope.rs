@@ -21,7 +21,7 @@ use kafka_wire::records::Header;
 use tokio::sync::mpsc;
 
 use super::config::KafkaConfig;
-use super::repartition::{Marker, SinkTime, process_time};
+use super::repartition::{Marker, MarkerHold, SinkTime, process_time};
 use super::sink::{KafkaSink, KeyBytes, SinkSpec};
 use super::source::{Chunk, KafkaSource, SourceSpec};
 use super::writer::Writer;
@@ -202,6 +202,8 @@ pub(crate) struct Incarnation {
     claim: Mutex<Claim>,
     /// Per repartition topic, what each sink subtask knows of event time.
     sink_times: Mutex<HashMap<String, Vec<SinkTime>>>,
+    /// Per repartition topic, the adopted input partitions its markers wait for.
+    holds: Mutex<HashMap<String, MarkerHold>>,
     /// Offsets every checkpoint commits besides the splits' positions (the owner
     /// partition of a pipeline that reads no Kafka topic, which fences it).
     held: BTreeMap<TopicPartition, i64>,
@@ -249,6 +251,7 @@ impl Incarnation {
             status,
             claim: Mutex::new(claim),
             sink_times: Mutex::new(HashMap::new()),
+            holds: Mutex::new(HashMap::new()),
             held,
             adopting: Mutex::new(HashMap::new()),
             live: Mutex::new(None),
@@ -332,14 +335,35 @@ impl Incarnation {
             .unwrap_or_default()
     }
 
+    /// Changes what `topic`'s markers wait for ([`MarkerHold`]).
+    pub(crate) fn hold_markers(&self, topic: &str, change: impl FnOnce(&mut MarkerHold)) {
+        let mut holds = lock(&self.holds);
+        let hold = holds.entry(topic.to_string()).or_default();
+        let held = hold.holds();
+        change(hold);
+        match (held, hold.holds()) {
+            (false, true) => tracing::info!(
+                topic,
+                "adopted partitions are behind the watermark: markers hold the readers' watermark until they catch up"
+            ),
+            (true, false) => tracing::info!(topic, "markers carry the watermark again"),
+            _ => {}
+        }
+    }
+
     /// The marker this process writes into `topic` now: `None` while a sink
     /// subtask knows no time yet, or when the process owns no input partition.
+    /// Its watermark is [`engine::NO_TIMESTAMP`] while adopted input partitions
+    /// catch up.
     pub(crate) fn marker(&self, topic: &str) -> Option<Marker> {
         let claim = lock(&self.claim).clone();
         if claim.owns.is_empty() {
             return None;
         }
-        let (watermark, idle) = process_time(lock(&self.sink_times).get(topic)?)?;
+        let (mut watermark, mut idle) = process_time(lock(&self.sink_times).get(topic)?)?;
+        if lock(&self.holds).get(topic).is_some_and(MarkerHold::holds) {
+            (watermark, idle) = (engine::NO_TIMESTAMP, false);
+        }
         Some(Marker {
             writer: claim.writer,
             watermark,

@@ -6,7 +6,7 @@
 //! checkpoint n's transaction committed. At-least-once: records go out with the
 //! idempotent producer and the barrier waits for their acknowledgements.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use engine::{CheckpointId, EngineError, ErrorClass, NO_TIMESTAMP, Record, Sink, 
 use kafka_wire::client::ProducerRecord;
 use serde::Serialize;
 
-use super::repartition::{MARKER_HEADER, SinkTime, partition_of};
+use super::repartition::{MARKER_HEADER, MarkerHold, SinkTime, partition_of};
 use super::scope::KafkaScope;
 use super::writer::{Delivery, Writer};
 use crate::error::engine_error;
@@ -185,6 +185,17 @@ impl<T: Send + 'static> KafkaSink<T> {
             .map_err(|e| self.fail("sending watermark markers", e))?;
         self.in_flight.extend(sent);
         Ok(())
+    }
+
+    /// A repartition topic's markers must not run ahead of adopted partitions
+    /// ([`MarkerHold`]).
+    fn hold_markers(&self, change: impl FnOnce(&mut MarkerHold)) {
+        if self.repartition.is_none() {
+            return;
+        }
+        if let Some(incarnation) = self.scope.incarnation() {
+            incarnation.hold_markers(&self.topic, change);
+        }
     }
 
     fn report_time(&self, time: SinkTime) {
@@ -358,6 +369,25 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
         if self.in_flight.len() > MAX_IN_FLIGHT {
             self.await_oldest(MAX_IN_FLIGHT / 2).await?;
         }
+        Ok(())
+    }
+
+    fn adopted(
+        &mut self,
+        checkpoint: CheckpointId,
+        key_groups: &BTreeSet<u16>,
+    ) -> engine::Result<()> {
+        self.hold_markers(|h| h.adopted(checkpoint, key_groups));
+        Ok(())
+    }
+
+    fn caught_up(&mut self, key_group: u16) -> engine::Result<()> {
+        self.hold_markers(|h| h.caught_up(key_group));
+        Ok(())
+    }
+
+    fn released(&mut self, key_groups: &BTreeSet<u16>) -> engine::Result<()> {
+        self.hold_markers(|h| h.released(key_groups));
         Ok(())
     }
 

@@ -33,6 +33,7 @@ use crate::error::{DeadLetter, EngineError, ErrorPolicy, Result};
 use crate::io::source::Source;
 use crate::operators::OperatorInit;
 use crate::operators::process::{ErasedSide, SideOutputs};
+use crate::runtime::catch_up::SentWatermarks;
 use crate::runtime::channel::{Outlet, Receiver, Sender, channel};
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::InputGate;
@@ -188,8 +189,8 @@ pub(crate) struct Graph {
     /// Whether some exchange hashes keys into key groups (state then cannot follow
     /// source partitions).
     pub(crate) hash_keyed: bool,
-    /// Whether some source has event time (watermarks).
-    pub(crate) event_time: bool,
+    /// The sources that have event time.
+    pub(crate) event_time_sources: BTreeSet<OperatorId>,
     /// A key-to-key-group function the next keyed operator takes (set by a
     /// source-partitioned keyed stream).
     pub(crate) pending_grouper: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -244,6 +245,23 @@ impl Graph {
         }
         Ok(table)
     }
+    /// For each operator, the sources with event time upstream of it (edges
+    /// run from lower ids to higher ones: an operator is defined after what
+    /// feeds it).
+    fn event_time_from(&self) -> BTreeMap<OperatorId, BTreeSet<OperatorId>> {
+        let mut from: BTreeMap<OperatorId, BTreeSet<OperatorId>> = self
+            .event_time_sources
+            .iter()
+            .map(|s| (*s, BTreeSet::from([*s])))
+            .collect();
+        for (up, down, _) in &self.edges {
+            if let Some(sources) = from.get(up).cloned() {
+                from.entry(*down).or_default().extend(sources);
+            }
+        }
+        from
+    }
+
     /// Records operator `id` for the status, fed by `feeds`.
     pub(crate) fn define(
         &mut self,
@@ -290,6 +308,12 @@ pub(crate) struct BuildCtx {
     members: Vec<Arc<SubtaskStats>>,
     /// Operators that cannot take on key groups while the job runs.
     pub(crate) not_adopting: std::collections::BTreeSet<Arc<str>>,
+    /// Operators and sinks fed by a source with event time that cannot take
+    /// key groups on while the job runs.
+    pub(crate) not_adopting_event_time: std::collections::BTreeSet<Arc<str>>,
+    /// For each operator and sink, the sources with event time it reads from
+    /// (directly or through other operators).
+    pub(crate) event_time_from: BTreeMap<OperatorId, BTreeSet<OperatorId>>,
 }
 
 impl BuildCtx {
@@ -447,7 +471,7 @@ impl Pipeline {
                 kinds: HashMap::new(),
                 uids: HashMap::new(),
                 hash_keyed: false,
-                event_time: false,
+                event_time_sources: BTreeSet::new(),
                 pending_grouper: None,
                 groupers: HashMap::new(),
                 definition_error: None,
@@ -470,7 +494,7 @@ impl Pipeline {
     /// Whether a source defined so far has event time (a watermark strategy
     /// with watermarks).
     pub fn has_event_time(&self) -> bool {
-        self.graph.borrow().event_time
+        !self.graph.borrow().event_time_sources.is_empty()
     }
 
     /// The configuration.
@@ -529,7 +553,9 @@ impl Pipeline {
             let mut g = self.graph.borrow_mut();
             let id = g.next_operator(source.name());
             g.define(id, OperatorKind::Source, par, &[]);
-            g.event_time |= strategy.watermarks;
+            if strategy.watermarks {
+                g.event_time_sources.insert(id);
+            }
             id
         };
         let name: Arc<str> = source.name().into();
@@ -554,6 +580,7 @@ impl Pipeline {
                 }
                 // Kept for splits of key groups adopted while the job runs.
                 let source: AdoptSplits<T> = Arc::new(std::sync::Mutex::new(source));
+                let sent = Arc::new(SentWatermarks::new(par));
                 let stage = b.new_stage();
                 for (sub, splits) in per.into_iter().enumerate() {
                     let stats = b.subtask_stats(id, sub);
@@ -574,6 +601,7 @@ impl Pipeline {
                         stats,
                         source: source.clone(),
                         parallelism: par,
+                        sent: sent.clone(),
                     };
                     b.spawn(stage, sub, &name, true, true, move |env| {
                         Box::pin(run_source_task(spec, chain, env))
@@ -621,7 +649,7 @@ impl Pipeline {
         }
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let uids = g.uid_table()?;
-        let g_event_time = g.event_time;
+        let event_time_from = g.event_time_from();
         let restore = g.restore.take().map(|cp| {
             let current: BTreeMap<String, OperatorId> =
                 uids.iter().map(|(id, uid)| (uid.clone(), *id)).collect();
@@ -667,6 +695,8 @@ impl Pipeline {
             status: status.clone(),
             members: Vec::new(),
             not_adopting: Default::default(),
+            not_adopting_event_time: Default::default(),
+            event_time_from,
         };
         let terminals = std::mem::take(&mut g.terminals);
         let durable = g.durable.clone();
@@ -686,11 +716,24 @@ impl Pipeline {
                 .map(|t| (t.id, t.is_source)),
             restore.as_ref().map(|c| (c.id, c.epoch)),
         );
-        let adopt_refused = if g_event_time {
-            Some("its sources have event time".to_string())
-        } else if !b.not_adopting.is_empty() {
-            let names: Vec<&str> = b.not_adopting.iter().map(|n| &**n).collect();
-            Some(format!("operator(s) {} cannot", names.join(", ")))
+        let list = |names: &std::collections::BTreeSet<Arc<str>>| {
+            names.iter().map(|n| &**n).collect::<Vec<&str>>().join(", ")
+        };
+        let adopt_refused = if !b.not_adopting.is_empty() {
+            Some(format!("operator(s) {} cannot", list(&b.not_adopting)))
+        } else if let Some((op, _)) = b.event_time_from.iter().find(|(_, from)| from.len() > 1) {
+            // Each source tells when its adopted split of a key group caught
+            // up; an operator would not know how many to wait for.
+            let name = b
+                .status
+                .operator_name(*op)
+                .unwrap_or_else(|| format!("operator #{}", op.0));
+            Some(format!("{name} reads from several sources with event time"))
+        } else if !b.not_adopting_event_time.is_empty() {
+            Some(format!(
+                "its sources have event time, and {} cannot hold an adopted partition's records back until it catches up",
+                list(&b.not_adopting_event_time)
+            ))
         } else {
             None
         };

@@ -127,6 +127,9 @@ impl<T: Send + 'static> DataStream<T> {
                         if !op.can_adopt() {
                             b.not_adopting.insert(name.clone());
                         }
+                        if !op.adopts_under_event_time() && b.event_time_from.contains_key(&id) {
+                            b.not_adopting_event_time.insert(name.clone());
+                        }
                         let stats = b.subtask_stats(id, sub);
                         Ok(Box::new(ChainNode::new(op, init, next, stats)) as BoxNode<T>)
                     }),
@@ -517,6 +520,10 @@ impl<T: Send + 'static> DataStream<T> {
             for (j, gate) in gates.into_iter().enumerate() {
                 let sink = make(j);
                 let name = sink.name().to_string();
+                let event_time = b.event_time_from.contains_key(&id);
+                if !sink.adopts_under_event_time() && event_time {
+                    b.not_adopting_event_time.insert(name.as_str().into());
+                }
                 let init = b.init(id, name.as_str().into(), j, par);
                 b.status.name_operator(id, &name);
                 let stats = b.subtask_stats(id, j);
@@ -534,6 +541,7 @@ impl<T: Send + 'static> DataStream<T> {
                             epoch,
                             restored: init.restored,
                             close_timeout,
+                            event_time,
                             stats,
                             status,
                         },

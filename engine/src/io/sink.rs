@@ -9,6 +9,7 @@
 //! A Kafka sink maps pre-commit to flushing the transaction and commit to
 //! committing it; committing a checkpoint with no writes must succeed.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use crate::checkpoint::{CheckpointId, Epoch};
@@ -60,6 +61,33 @@ pub trait Sink<T>: Send + 'static {
     /// repartition topic) records it.
     fn watermark(&mut self, _watermark: i64) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+    /// Whether the job may take on key groups while it runs when its input has
+    /// event time. The default says yes.
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+    /// The job takes on `key_groups` at barrier `checkpoint` (called before
+    /// that checkpoint's [`Sink::pre_commit`]) while the sink's input has event
+    /// time. Until [`Sink::caught_up`] names one of them, records of its
+    /// partitions may be older than the watermark the sink was given: the
+    /// adopted partition catches up from its last checkpoint while the others'
+    /// watermark is held where it was. A sink that carries the watermark on (a
+    /// repartition topic's markers) must not let it run past them meanwhile.
+    /// Every subtask of the sink is told of every adoption.
+    fn adopted(&mut self, _checkpoint: CheckpointId, _key_groups: &BTreeSet<u16>) -> Result<()> {
+        Ok(())
+    }
+    /// An adopted key group's partition caught up with the watermark (see
+    /// [`Sink::adopted`]). Only the subtasks that its source task feeds are
+    /// told.
+    fn caught_up(&mut self, _key_group: u16) -> Result<()> {
+        Ok(())
+    }
+    /// The job gave up `key_groups` at a barrier (called after that
+    /// checkpoint's [`Sink::pre_commit`]); no record of them follows.
+    fn released(&mut self, _key_groups: &BTreeSet<u16>) -> Result<()> {
+        Ok(())
     }
     /// The sink's input became idle (`true`) or active again.
     fn idle(&mut self, _idle: bool) -> impl Future<Output = Result<()>> + Send {

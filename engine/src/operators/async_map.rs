@@ -182,6 +182,7 @@ where
                                 crate::runtime::task::drive_watermark(&mut chain, &mut env.ctx, w).await?;
                             }
                             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
+                            GateEvent::CaughtUp(g) => chain.on_caught_up(g, &mut env.ctx)?,
                             GateEvent::Barrier(b) => {
                                 chain.on_barrier(b.clone(), &mut env.ctx)?;
                                 env.ctx.flush_deferred().await?;

@@ -62,6 +62,10 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         true
     }
 
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<T>>,

@@ -39,6 +39,10 @@ impl<T: Send + 'static, F: Fn(&T) -> bool + Send + Sync + 'static> Operator<T>
         true
     }
 
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, mut batch: Vec<Record<T>>, out: &mut Output<'_, T>) -> Result<()> {
         let f = &*self.f;
         batch.retain(|r| f(&r.value));

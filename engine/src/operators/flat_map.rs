@@ -43,6 +43,10 @@ where
         true
     }
 
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<T>>,
@@ -84,6 +88,10 @@ where
 {
     type Out = I::Item;
     fn can_adopt(&self) -> bool {
+        true
+    }
+
+    fn adopts_under_event_time(&self) -> bool {
         true
     }
 

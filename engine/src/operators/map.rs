@@ -40,6 +40,10 @@ impl<T: Send + 'static, U: Send + 'static, F: Fn(T) -> U + Send + Sync + 'static
         true
     }
 
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
     fn process_batch(&mut self, batch: Vec<Record<T>>, out: &mut Output<'_, U>) -> Result<()> {
         let f = &*self.f;
         // Collecting from `into_iter` reuses the allocation when sizes allow.
@@ -77,6 +81,10 @@ where
 {
     type Out = U;
     fn can_adopt(&self) -> bool {
+        true
+    }
+
+    fn adopts_under_event_time(&self) -> bool {
         true
     }
 

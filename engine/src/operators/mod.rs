@@ -233,6 +233,33 @@ pub trait Operator<In>: Send + 'static {
     fn adopt(&mut self, _state: &OperatorState) -> Result<bool> {
         Ok(false)
     }
+    /// Whether this operator can take on key groups in a job with event time.
+    /// An adopted key group's partition may be behind the job's watermark: its
+    /// source leaves it out of the watermark until it catches up, and then
+    /// calls [`Operator::on_key_group_caught_up`]. Until then the operator must
+    /// judge that key group's records by its own progress, not the watermark
+    /// (a pane window holds its windows back). Operators that ignore event
+    /// time say yes; the default says no.
+    fn adopts_under_event_time(&self) -> bool {
+        false
+    }
+    /// This subtask took on `key_groups` (all of them, with state or not),
+    /// right after [`Operator::adopt`] loaded the state of those that have
+    /// some. Under event time each lags until
+    /// [`Operator::on_key_group_caught_up`].
+    fn key_groups_adopted(&mut self, _key_groups: &BTreeSet<u16>) -> Result<()> {
+        Ok(())
+    }
+    /// The partition of adopted key group `key_group` caught up with the
+    /// watermark (or went idle, or ended); its records are judged by the
+    /// watermark again.
+    fn on_key_group_caught_up(
+        &mut self,
+        _key_group: u16,
+        _out: &mut Output<'_, Self::Out>,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// The checkpoint completed everywhere (commit side effects here).
     fn notify_checkpoint_complete(&mut self, _id: CheckpointId) -> Result<()> {
         Ok(())

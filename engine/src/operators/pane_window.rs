@@ -88,6 +88,13 @@ pub struct PaneWindowOperator<K, T, A: AggregateFunction<T>> {
     /// a source partition that another process had advanced further): their
     /// windows up to that end fired there already.
     kg_fired: BTreeMap<u16, i64>,
+    /// Key groups adopted under event time whose partitions have not caught up
+    /// with the watermark: the end up to which each fired. Their windows wait,
+    /// and their records are judged by that end rather than the watermark.
+    lagging: BTreeMap<u16, i64>,
+    /// Key groups whose panes were all dropped: checkpoints still write their
+    /// fired mark, so a process adopting one knows what fired.
+    emptied: BTreeSet<u16>,
     progress: i64,
     /// `advance` stopped after [`FIRE_BUDGET`] results; more windows are due.
     pending: bool,
@@ -121,6 +128,8 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             panes: BTreeMap::new(),
             fired_until: i64::MIN,
             kg_fired: BTreeMap::new(),
+            lagging: BTreeMap::new(),
+            emptied: BTreeSet::new(),
             progress: i64::MIN,
             pending: false,
             early_every: None,
@@ -140,7 +149,51 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             fired.insert(*kg, f);
             restore_windows(&mut self.panes, init, panes)?;
         }
+        self.emptied.extend(fired.keys());
         Ok(fired)
+    }
+
+    /// The fired mark of `key`'s key group while it lags (see `lagging`).
+    fn lagging_mark(&self, key: &K) -> Option<i64> {
+        if self.lagging.is_empty() {
+            return None;
+        }
+        let init = self.init.as_ref()?;
+        let kg = match init.grouper::<K>() {
+            Some(g) => g(key),
+            None => crate::state::key_group::key_group_of(key, init.max_parallelism),
+        };
+        self.lagging.get(&kg.0).copied()
+    }
+
+    /// Takes on key groups that fired up to the ends in `fired`. Those that
+    /// fired less far than this subtask (their windows up to its mark are
+    /// still due) move the mark back to the earliest of them; the key groups
+    /// held here skip what they fired already. Those that fired further skip
+    /// what fired there.
+    fn take_over(&mut self, fired: BTreeMap<u16, i64>) {
+        let earliest = fired.values().copied().min().unwrap_or(self.fired_until);
+        if earliest < self.fired_until {
+            let held: BTreeSet<u16> = self
+                .panes
+                .values()
+                .flat_map(KeyGroupedMap::non_empty_groups)
+                .filter(|g| !fired.contains_key(g) && !self.lagging.contains_key(g))
+                .collect();
+            for g in held {
+                let f = self.kg_fired.entry(g).or_insert(self.fired_until);
+                *f = (*f).max(self.fired_until);
+            }
+            self.fired_until = earliest;
+            // Fire them at the next watermark or timer, even at the same progress.
+            self.pending = true;
+        }
+        for (g, f) in fired {
+            self.kg_fired.remove(&g);
+            if f > self.fired_until {
+                self.kg_fired.insert(g, f);
+            }
+        }
     }
 
     /// Window result of `key` for the window ending at `end`.
@@ -164,7 +217,9 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         };
         let ts = window.max_timestamp();
         let mut range = self.panes.range(end - self.geo.size + 1..=end);
-        let fired_elsewhere = |kg: KeyGroup| self.kg_fired.get(&kg.0).is_some_and(|f| end <= *f);
+        let fired_elsewhere = |kg: KeyGroup| {
+            self.lagging.contains_key(&kg.0) || self.kg_fired.get(&kg.0).is_some_and(|f| end <= *f)
+        };
         if self.geo.pane == self.geo.size {
             let mut n = 0;
             if let Some((_, pane)) = range.next() {
@@ -221,7 +276,12 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         out: &mut Output<'_, Windowed<K, A::Out>>,
     ) -> Result<()> {
         let pane_end = self.geo.pane_end(r.timestamp);
-        let wm = self.progress;
+        let key = (self.key_fn)(&r.value);
+        // A key group still catching up is as far as its own windows fired.
+        let (wm, fired_until) = match self.lagging_mark(&key) {
+            Some(m) => (m.saturating_sub(1), m),
+            None => (self.progress, self.fired_until),
+        };
         if pane_end - 1 <= wm {
             // Some window of this pane already fired; is any still open?
             let last = self.geo.last_window_end_for_pane(pane_end);
@@ -232,7 +292,6 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
                 return self.late.emit(r, out.ctx);
             }
         }
-        let key = (self.key_fn)(&r.value);
         // Pre-size new panes like the newest one to avoid rehashing while they fill.
         let hint = self.panes.last_key_value().map_or(0, |(_, p)| p.len());
         let (range, max, grouper) = self
@@ -259,7 +318,7 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
         if pane_end - 1 <= wm {
             // Late but allowed: fire the already-fired windows of this pane again.
             let mut e = self.geo.window_end_at_or_after(pane_end);
-            while e <= self.fired_until {
+            while e <= fired_until {
                 // Only windows still within the allowed lateness fire again.
                 let open = (e - 1).saturating_add(self.lateness) > wm;
                 if !open {
@@ -360,11 +419,19 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> FireWindows<Windowed<K,
         }
         let fired_until = self.fired_until;
         self.kg_fired.retain(|_, f| *f > fired_until);
-        // Drop panes whose last window is past the allowed lateness.
+        // Drop panes whose last window is past the allowed lateness (of every
+        // key group: a lagging one is as far as its fired mark).
+        let horizon = self
+            .lagging
+            .values()
+            .map(|m| m.saturating_sub(1))
+            .fold(progress, i64::min);
         while let Some((&end, _)) = self.panes.first_key_value() {
             let last = self.geo.last_window_end_for_pane(end);
-            if (last - 1).saturating_add(self.lateness) <= progress {
-                self.panes.pop_first();
+            if (last - 1).saturating_add(self.lateness) <= horizon {
+                if let Some((_, pane)) = self.panes.pop_first() {
+                    self.emptied.extend(pane.non_empty_groups());
+                }
             } else {
                 break;
             }
@@ -407,37 +474,53 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
         true
     }
 
-    /// Adopted key groups that fired less far than this subtask (their windows
-    /// up to its mark are still due) move the mark back to the earliest of
-    /// them; the key groups held here skip what they fired already. Those that
-    /// fired further skip what fired there.
+    /// Under processing time, takes the adopted key groups on at once (see
+    /// `take_over`). Under event time their partitions may be behind the
+    /// watermark: they lag (their windows wait) until
+    /// [`Operator::on_key_group_caught_up`].
     fn adopt(&mut self, state: &OperatorState) -> Result<bool> {
         let Some(init) = self.init.clone() else {
             return Ok(false);
         };
         let fired = self.load(&init, state)?;
-        let earliest = fired.values().copied().min().unwrap_or(self.fired_until);
-        if earliest < self.fired_until {
-            let held: BTreeSet<u16> = self
-                .panes
-                .values()
-                .flat_map(KeyGroupedMap::non_empty_groups)
-                .filter(|g| !fired.contains_key(g))
-                .collect();
-            for g in held {
-                let f = self.kg_fired.entry(g).or_insert(self.fired_until);
-                *f = (*f).max(self.fired_until);
+        if self.domain == TimeDomain::EventTime {
+            for (g, f) in fired {
+                self.kg_fired.remove(&g);
+                self.lagging.insert(g, f);
             }
-            self.fired_until = earliest;
-            // Fire them at the next watermark or timer, even at the same progress.
-            self.pending = true;
-        }
-        for (g, f) in fired {
-            if f > self.fired_until {
-                self.kg_fired.insert(g, f);
-            }
+        } else {
+            self.take_over(fired);
         }
         Ok(true)
+    }
+
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
+    /// Under event time a key group adopted without state lags too: none of
+    /// its windows fired (or the snapshot would hold its mark).
+    fn key_groups_adopted(&mut self, key_groups: &BTreeSet<u16>) -> Result<()> {
+        if self.domain == TimeDomain::EventTime {
+            for g in key_groups {
+                self.lagging.entry(*g).or_insert(i64::MIN);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the key group on (see `take_over`) and fires its windows that
+    /// the watermark has passed.
+    fn on_key_group_caught_up(
+        &mut self,
+        key_group: u16,
+        out: &mut Output<'_, Self::Out>,
+    ) -> Result<()> {
+        if let Some(f) = self.lagging.remove(&key_group) {
+            self.take_over(BTreeMap::from([(key_group, f)]));
+            windowing::on_watermark(self, self.progress, out);
+        }
+        Ok(())
     }
 
     fn process_batch(
@@ -477,14 +560,22 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
     }
 
     fn snapshot(&mut self, _barrier: &CheckpointBarrier) -> Result<OperatorState> {
-        let per_group = snapshot_windows(&self.panes);
+        let mut per_group = snapshot_windows(&self.panes);
+        // A key group that had windows keeps its fired mark in the checkpoint.
+        self.emptied.retain(|g| !per_group.contains_key(g));
+        for g in self.emptied.iter().chain(self.lagging.keys()) {
+            per_group.entry(*g).or_default();
+        }
         // Per key group: the end up to which its windows fired, and its panes.
         let mut state = OperatorState::default();
         for (kg, v) in per_group {
-            let fired = self
-                .kg_fired
-                .get(&kg)
-                .map_or(self.fired_until, |f| (*f).max(self.fired_until));
+            let fired = match self.lagging.get(&kg) {
+                Some(f) => *f,
+                None => self
+                    .kg_fired
+                    .get(&kg)
+                    .map_or(self.fired_until, |f| (*f).max(self.fired_until)),
+            };
             let mut buf = Vec::new();
             (fired, v).encode(&mut buf);
             state.key_groups.insert(kg, buf);
@@ -497,10 +588,14 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T>
             pane.release(key_groups);
         }
         self.kg_fired.retain(|g, _| !key_groups.contains(g));
+        self.lagging.retain(|g, _| !key_groups.contains(g));
+        self.emptied.retain(|g| !key_groups.contains(g));
         Ok(true)
     }
 
     fn end_of_input(&mut self, out: &mut Output<'_, Self::Out>) -> Result<()> {
+        let lagging = std::mem::take(&mut self.lagging);
+        self.take_over(lagging);
         windowing::end_of_input(self, out);
         Ok(())
     }
@@ -568,6 +663,32 @@ mod tests {
         (op, ctx)
     }
 
+    /// A plain checkpoint barrier.
+    fn barrier() -> crate::checkpoint::CheckpointBarrier {
+        crate::checkpoint::CheckpointBarrier {
+            id: crate::CheckpointId(1),
+            timestamp: 0,
+            stop: false,
+            release: None,
+            adopt: None,
+        }
+    }
+
+    /// Takes the fired results out of `buf` as (key, window end, count).
+    fn fired(buf: &mut Vec<Record<crate::Windowed<u8, u64>>>) -> Vec<(u8, i64, u64)> {
+        buf.drain(..)
+            .map(|r| (r.value.key, r.value.window.end, r.value.value))
+            .collect()
+    }
+
+    /// Key group `kg`'s fired mark and pane count in a snapshot.
+    fn mark_and_panes(state: &crate::checkpoint::OperatorState, kg: u16) -> (i64, usize) {
+        let (mark, panes) =
+            crate::state::codec::decode_exact::<(i64, Vec<(i64, Vec<u8>)>)>(&state.key_groups[&kg])
+                .unwrap();
+        (mark, panes.len())
+    }
+
     /// Two keys of different key groups.
     fn two_groups() -> (u8, u8) {
         let a = 1u8;
@@ -598,13 +719,52 @@ mod tests {
     }
 
     #[test]
-    fn adopted_windows_fire_once_whether_they_fired_less_or_further_than_the_adopter() {
+    fn a_key_group_adopted_without_windows_lags_and_one_whose_windows_all_fired_keeps_its_mark() {
         let (a, b) = two_groups();
-        let fired = |buf: &mut Vec<Record<crate::Windowed<u8, u64>>>| -> Vec<(u8, i64, u64)> {
-            buf.drain(..)
-                .map(|r| (r.value.key, r.value.window.end, r.value.value))
-                .collect()
+        let kg_a = key_group_of(&a, 128).0;
+        let barrier = barrier();
+        // Elsewhere a's only window fired and its pane was dropped: the
+        // snapshot still says how far a's windows fired.
+        let (mut there, mut ctx) = tumbling_count();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
         };
+        there
+            .process_batch(vec![Record::new(a, 3)], &mut out)
+            .unwrap();
+        there.on_watermark(15, &mut out).unwrap();
+        assert_eq!(out.buf.len(), 1);
+        let state = there.snapshot(&barrier).unwrap();
+        assert_eq!(mark_and_panes(&state, kg_a), (10, 0));
+
+        // Here the watermark is at 25 when a is taken on with no window
+        // state: a's record at 16 is not late, and its window fires once a
+        // catches up.
+        let (mut here, mut ctx) = tumbling_count();
+        let mut buf = Vec::new();
+        let mut out = Output {
+            buf: &mut buf,
+            ctx: &mut ctx,
+            name: "w",
+        };
+        here.process_batch(vec![Record::new(b, 21)], &mut out)
+            .unwrap();
+        here.on_watermark(25, &mut out).unwrap();
+        here.key_groups_adopted(&BTreeSet::from([kg_a])).unwrap();
+        here.process_batch(vec![Record::new(a, 16)], &mut out)
+            .unwrap();
+        here.on_watermark(27, &mut out).unwrap();
+        assert!(out.buf.is_empty());
+        here.on_key_group_caught_up(kg_a, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(a, 20, 1)]);
+    }
+
+    #[test]
+    fn adopted_windows_wait_for_their_partition_and_fire_once_whether_they_fired_less_or_further() {
+        let (a, b) = two_groups();
         // Elsewhere, a's windows fired up to 10: [10, 20) holds two of a, not fired.
         let (mut there, mut ctx) = tumbling_count();
         let mut buf = Vec::new();
@@ -617,13 +777,7 @@ mod tests {
         there.process_batch(records, &mut out).unwrap();
         there.on_watermark(15, &mut out).unwrap();
         assert_eq!(fired(out.buf), vec![(a, 10, 1)]);
-        let barrier = crate::checkpoint::CheckpointBarrier {
-            id: crate::CheckpointId(1),
-            timestamp: 0,
-            stop: false,
-            release: None,
-            adopt: None,
-        };
+        let barrier = barrier();
         let state = there.snapshot(&barrier).unwrap();
 
         // Here, b's windows fired up to 20; a's key group is adopted.
@@ -638,13 +792,23 @@ mod tests {
         here.process_batch(records, &mut out).unwrap();
         here.on_watermark(25, &mut out).unwrap();
         assert_eq!(fired(out.buf), vec![(b, 10, 1), (b, 20, 1)]);
-        assert!(here.can_adopt());
+        assert!(here.can_adopt() && here.adopts_under_event_time());
         assert!(here.adopt(&state).unwrap());
-        // a's [10, 20) fires at the next watermark; b's does not fire again.
-        here.on_watermark(25, &mut out).unwrap();
-        assert_eq!(fired(out.buf), vec![(a, 20, 2)]);
+        // a's partition is behind: its windows wait, and its records older
+        // than the watermark count (a's own windows fired only up to 10).
+        here.on_watermark(27, &mut out).unwrap();
+        here.process_batch(vec![Record::new(a, 16), Record::new(a, 21)], &mut out)
+            .unwrap();
+        assert_eq!(fired(out.buf), vec![]);
+        // Caught up: a's [10, 20) fires; b's does not fire again, and a's
+        // [20, 30) waits for the watermark.
+        here.on_key_group_caught_up(key_group_of(&a, 128).0, &mut out)
+            .unwrap();
+        assert_eq!(fired(out.buf), vec![(a, 20, 3)]);
         here.on_watermark(40, &mut out).unwrap();
-        assert_eq!(fired(out.buf), vec![(b, 30, 1)]);
+        let mut last = fired(out.buf);
+        last.sort();
+        assert_eq!(last, vec![(a, 30, 1), (b, 30, 1)]);
 
         // The other way: the adopted key group fired further (to 20) than the
         // adopter (to 10), so its [10, 20) stays fired.
@@ -674,6 +838,12 @@ mod tests {
         let state = ahead.snapshot(&barrier).unwrap();
         assert!(behind.adopt(&state).unwrap());
         behind.on_watermark(40, &mut out).unwrap();
-        assert_eq!(fired(out.buf), vec![(b, 20, 1), (a, 30, 1)]);
+        assert_eq!(fired(out.buf), vec![(b, 20, 1)]);
+        // A checkpoint while a lags keeps a's own mark.
+        let lagging = behind.snapshot(&barrier).unwrap();
+        let kg_a = key_group_of(&a, 128).0;
+        assert_eq!(mark_and_panes(&lagging, kg_a).0, 20);
+        behind.on_key_group_caught_up(kg_a, &mut out).unwrap();
+        assert_eq!(fired(out.buf), vec![(a, 30, 1)]);
     }
 }

@@ -150,6 +150,10 @@ where
         true
     }
 
+    fn adopts_under_event_time(&self) -> bool {
+        true
+    }
+
     fn process_batch(
         &mut self,
         batch: Vec<Record<Either<A, B>>>,

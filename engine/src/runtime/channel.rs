@@ -13,6 +13,9 @@ pub(crate) enum Message<T> {
     Data(Vec<Record<T>>),
     Watermark(i64),
     Idle(bool),
+    /// An adopted key group's partition caught up with the watermark (see
+    /// [`crate::Operator::on_key_group_caught_up`]).
+    CaughtUp(u16),
     Barrier(CheckpointBarrier),
     End,
 }

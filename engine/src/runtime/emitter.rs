@@ -207,6 +207,10 @@ impl<T: Send + 'static> Node<T> for ChannelEmitter<T> {
         self.broadcast(|| Message::Idle(idle), ctx)
     }
 
+    fn on_caught_up(&mut self, key_group: u16, ctx: &mut TaskCtx) -> Result<()> {
+        self.broadcast(|| Message::CaughtUp(key_group), ctx)
+    }
+
     fn on_processing_time(&mut self, _now: i64, _ctx: &mut TaskCtx) -> Result<()> {
         Ok(())
     }
@@ -289,6 +293,12 @@ impl<T: Clone + Send + 'static> Node<T> for Tee<T> {
         self.outputs
             .iter_mut()
             .try_for_each(|o| o.on_idle(idle, ctx))
+    }
+
+    fn on_caught_up(&mut self, key_group: u16, ctx: &mut TaskCtx) -> Result<()> {
+        self.outputs
+            .iter_mut()
+            .try_for_each(|o| o.on_caught_up(key_group, ctx))
     }
 
     fn on_processing_time(&mut self, _now: i64, _ctx: &mut TaskCtx) -> Result<()> {

@@ -21,6 +21,7 @@ pub(crate) enum GateEvent<T> {
     Data(Vec<Record<T>>),
     Watermark(i64),
     Idle(bool),
+    CaughtUp(u16),
     Barrier(CheckpointBarrier),
     End,
     /// An input's channel closed without its end of input: the upstream task
@@ -150,6 +151,7 @@ impl<T> InputGate<T> {
             self.next = (i + 1) % n;
             match msg {
                 Message::Data(b) => return Poll::Ready(GateEvent::Data(b)),
+                Message::CaughtUp(g) => return Poll::Ready(GateEvent::CaughtUp(g)),
                 Message::Watermark(w) => {
                     let o = self.valve.watermark(i, w);
                     self.push_valve(o);

@@ -109,11 +109,17 @@ impl JobController {
     /// ([`crate::Source::adopt_splits`]). Resolves with the checkpoint's id once it
     /// completed, or with its failure; [`Checkpoint::adopted`] carries the key
     /// groups to the durable store. A partition a process gains joins the
-    /// running job this way. Refused at once (`Unsupported`) in a job whose
-    /// sources have event time (an adopted partition's watermark would lag the
-    /// job's, and its records would be late here but not in a restarted job),
-    /// and in one with an operator that cannot load them
-    /// ([`crate::Operator::can_adopt`]).
+    /// running job this way. Under event time an adopted split lags: its task
+    /// holds its watermark, and operators judge that key group's records by
+    /// its own progress, until the split's watermark reaches every watermark
+    /// downstream of its task ([`crate::Operator::on_key_group_caught_up`]). Refused at
+    /// once (`Unsupported`) in a job with an operator that cannot load them
+    /// ([`crate::Operator::can_adopt`]), and in one with event time where an
+    /// operator or sink that reads it cannot hold a lagging key group back
+    /// ([`crate::Operator::adopts_under_event_time`],
+    /// [`crate::Sink::adopts_under_event_time`]) or reads from several
+    /// sources with event time. Sinks fed by event time hear of the adoption
+    /// ([`crate::Sink::adopted`]).
     ///
     /// [`Checkpoint::adopted`]: crate::Checkpoint::adopted
     pub async fn adopt(
@@ -219,8 +225,8 @@ pub(crate) struct JobSetup {
     pub(crate) stop_timeout: Duration,
     pub(crate) clock: Clock,
     pub(crate) status: JobStatus,
-    /// Why the job cannot take on key groups while it runs, if it cannot: a
-    /// source with event time, or an operator that cannot load them.
+    /// Why the job cannot take on key groups while it runs, if it cannot (see
+    /// [`JobController::adopt`]).
     pub(crate) adopt_refused: Option<String>,
 }
 
@@ -550,8 +556,7 @@ impl Coordinator {
     }
 
     /// `a` with its state renumbered to this job's operators and cut to its key
-    /// groups; refused in a job with event time or with an operator that cannot
-    /// load them.
+    /// groups; refused in a job that cannot take them on (`adopt_refused`).
     fn adoption(&self, a: Adoption) -> Result<Adoption> {
         if let Some(why) = &self.adopt_refused {
             return Err(EngineError::Unsupported(format!(

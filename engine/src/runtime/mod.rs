@@ -34,6 +34,7 @@
 //! takes its next input. A slow sink therefore stops the source after at most
 //! `channel_capacity` batches per channel.
 
+pub(crate) mod catch_up;
 pub(crate) mod channel;
 pub(crate) mod context;
 pub(crate) mod emitter;

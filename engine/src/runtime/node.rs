@@ -22,6 +22,7 @@ pub(crate) trait Node<T>: Send {
     /// again with the same watermark, so a large jump never buffers every result.
     fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool>;
     fn on_idle(&mut self, idle: bool, ctx: &mut TaskCtx) -> Result<()>;
+    fn on_caught_up(&mut self, key_group: u16, ctx: &mut TaskCtx) -> Result<()>;
     fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()>;
     fn on_barrier(&mut self, barrier: CheckpointBarrier, ctx: &mut TaskCtx) -> Result<()>;
     fn on_checkpoint_complete(&mut self, id: CheckpointId, ctx: &mut TaskCtx) -> Result<()>;
@@ -144,6 +145,18 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
         self.next.on_idle(idle, ctx)
     }
 
+    fn on_caught_up(&mut self, key_group: u16, ctx: &mut TaskCtx) -> Result<()> {
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        self.op.on_key_group_caught_up(key_group, &mut out)?;
+        self.push_out(ctx)?;
+        self.next.on_caught_up(key_group, ctx)
+    }
+
     fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()> {
         let name = self.name();
         let mut out = Output {
@@ -221,30 +234,42 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
     /// the snapshot of checkpoint `id`; an operator that cannot fails that
     /// checkpoint (a rollback: the job restarts with the key groups instead).
     fn adopt(&mut self, adoption: &Adoption, id: CheckpointId, ctx: &mut TaskCtx) -> Result<()> {
-        let Some(state) = adoption.state.state_for(
-            self.init.id,
-            self.init.key_groups,
-            self.init.subtask,
-            self.init.parallelism,
-        ) else {
-            return Ok(());
-        };
-        if state.key_groups.is_empty() {
-            return Ok(());
+        let range = self.init.key_groups;
+        let mine: std::collections::BTreeSet<u16> = adoption
+            .key_groups
+            .iter()
+            .copied()
+            .filter(|g| range.contains(crate::KeyGroup(*g)))
+            .collect();
+        let state = adoption
+            .state
+            .state_for(
+                self.init.id,
+                range,
+                self.init.subtask,
+                self.init.parallelism,
+            )
+            .filter(|s| !s.key_groups.is_empty());
+        if let Some(state) = state {
+            let loaded = self.op.adopt(&state).map_err(|e| wrap(&self.init, e))?;
+            if !loaded {
+                return Err(EngineError::checkpoint(
+                    id,
+                    format!(
+                        "operator '{}' (subtask {}) cannot take on the keyed state of adopted key groups",
+                        self.init.name, self.init.subtask
+                    ),
+                    None,
+                ));
+            }
+            if let Some(t) = self.op.restored_processing_timer() {
+                ctx.request_processing_timer(t);
+            }
         }
-        let loaded = self.op.adopt(&state).map_err(|e| wrap(&self.init, e))?;
-        if !loaded {
-            return Err(EngineError::checkpoint(
-                id,
-                format!(
-                    "operator '{}' (subtask {}) cannot take on the keyed state of adopted key groups",
-                    self.init.name, self.init.subtask
-                ),
-                None,
-            ));
-        }
-        if let Some(t) = self.op.restored_processing_timer() {
-            ctx.request_processing_timer(t);
+        if !mine.is_empty() {
+            self.op
+                .key_groups_adopted(&mine)
+                .map_err(|e| wrap(&self.init, e))?;
         }
         Ok(())
     }

@@ -562,6 +562,14 @@ impl JobStatus {
         }
     }
 
+    /// An operator's name as the status shows it.
+    pub(crate) fn operator_name(&self, id: OperatorId) -> Option<String> {
+        lock(&self.inner.graph)
+            .operators
+            .get(&id)
+            .map(|op| op.name.clone())
+    }
+
     /// Names an operator (a sink learns its name when built).
     pub(crate) fn name_operator(&self, id: OperatorId, name: &str) {
         if let Some(op) = lock(&self.inner.graph).operators.get_mut(&id) {

@@ -18,6 +18,7 @@ use crate::error::{EngineError, Result};
 use crate::io::sink::{Sink, SinkContext};
 use crate::io::source::{Source, SourceSplit, SplitEvent, SplitTime};
 use crate::record::{NO_TIMESTAMP, Record};
+use crate::runtime::catch_up::SentWatermarks;
 use crate::runtime::context::TaskCtx;
 use crate::runtime::gate::{GateEvent, InputGate};
 use crate::runtime::node::BoxNode;
@@ -187,6 +188,7 @@ pub(crate) async fn run_chain_task<T: Send + 'static>(
             GateEvent::Data(b) => chain.process_batch(b, &mut env.ctx)?,
             GateEvent::Watermark(w) => drive_watermark(&mut chain, &mut env.ctx, w).await?,
             GateEvent::Idle(i) => chain.on_idle(i, &mut env.ctx)?,
+            GateEvent::CaughtUp(g) => chain.on_caught_up(g, &mut env.ctx)?,
             GateEvent::Barrier(b) => {
                 chain.on_barrier(b.clone(), &mut env.ctx)?;
                 env.ctx.flush_deferred().await?;
@@ -218,6 +220,11 @@ struct SplitSlot<T> {
     ended: bool,
     /// Given up at a checkpoint: no longer read, and no longer in checkpoints.
     released: bool,
+    /// Adopted in a job with event time and not caught up yet (see
+    /// [`SplitSlot::catches_up`]): in the valve at minus infinity, holding
+    /// the task's watermark, while operators take its key group's records
+    /// without judging them by the watermark.
+    lagging: bool,
 }
 
 impl<T> SplitSlot<T> {
@@ -255,7 +262,26 @@ impl<T> SplitSlot<T> {
             idle: false,
             ended: false,
             released: false,
+            lagging: false,
         })
+    }
+
+    /// Whether this lagging split's watermark `wm` reached `sent.bound()`: no
+    /// operator that can see its records has a watermark past it (see
+    /// [`SentWatermarks`]). The split then stops lagging. (While it lags it
+    /// holds its task's watermark where it was, so every operator's stays at
+    /// most there until the split joins at `wm`.)
+    fn catches_up(&mut self, wm: i64, sent: Sent<'_>) -> bool {
+        if self.lagging && wm >= sent.bound() {
+            self.lagging = false;
+            tracing::debug!(
+                key_group = self.stamp,
+                watermark = wm,
+                "an adopted partition caught up"
+            );
+            return true;
+        }
+        false
     }
 
     /// Adds this split's part of a checkpoint to `state` (its partition's
@@ -283,8 +309,30 @@ impl<T> SplitSlot<T> {
     }
 
     /// Applies the event time a split read from its data to the valve (input
-    /// `i`) and the partition's status.
-    fn event_time(&mut self, i: usize, time: SplitTime, valve: &mut WatermarkValve) -> ValveOutput {
+    /// `i`) and the partition's status; says whether a lagging split caught up
+    /// (a watermark at its bound, or idle).
+    fn event_time(
+        &mut self,
+        i: usize,
+        time: SplitTime,
+        valve: &mut WatermarkValve,
+        sent: Sent<'_>,
+    ) -> (ValveOutput, bool) {
+        let caught_up = match time {
+            SplitTime::Unknown => false,
+            SplitTime::Idle => std::mem::take(&mut self.lagging),
+            SplitTime::Watermark(w) if self.lagging => {
+                if !self.catches_up(w, sent) {
+                    return (ValveOutput::default(), false);
+                }
+                true
+            }
+            SplitTime::Watermark(_) => false,
+        };
+        (self.apply_time(i, time, valve), caught_up)
+    }
+
+    fn apply_time(&mut self, i: usize, time: SplitTime, valve: &mut WatermarkValve) -> ValveOutput {
         match time {
             SplitTime::Unknown => ValveOutput::default(),
             SplitTime::Idle => {
@@ -336,20 +384,26 @@ struct Adopting<'a, T> {
     /// The source operator's adopted state (its partitions' watermarks).
     restored: Option<&'a OperatorState>,
     out_of_orderness_ms: i64,
+    /// The job has event time: adopted splits lag until they catch up.
+    event_time: bool,
+    /// What the source's tasks sent down.
+    sent: Sent<'a>,
 }
 
 impl<T: Send + 'static> Adopting<'_, T> {
     /// Adds the splits of the adopted key groups this task reads (`group %
     /// parallelism == subtask`) to `slots`, with their partitions' watermarks;
     /// returns how many, and whether the valve turned active (it told the
-    /// chain so).
+    /// chain so), and the watermark the valve moved to, if it did. Under event
+    /// time each starts lagging (see [`SplitSlot::catches_up`]), and one whose
+    /// restored watermark is already there catches up at once.
     fn add_splits(
         &self,
         slots: &mut Vec<SplitSlot<T>>,
         valve: &mut WatermarkValve,
         chain: &mut BoxNode<T>,
         ctx: &mut TaskCtx,
-    ) -> Result<(usize, bool)> {
+    ) -> Result<(usize, bool, Option<i64>)> {
         let name = self.name;
         let mine: BTreeSet<u16> = self
             .key_groups
@@ -358,7 +412,7 @@ impl<T: Send + 'static> Adopting<'_, T> {
             .filter(|g| usize::from(*g) % self.parallelism.max(1) == ctx.subtask)
             .collect();
         if mine.is_empty() {
-            return Ok((0, false));
+            return Ok((0, false, None));
         }
         let splits = self
             .source
@@ -368,6 +422,7 @@ impl<T: Send + 'static> Adopting<'_, T> {
         let now = Instant::now();
         let mut added = 0;
         let mut active = false;
+        let mut watermark = None;
         for split in splits {
             let Some(group) = split.key_group().filter(|g| mine.contains(g)) else {
                 return Err(EngineError::Unsupported(format!(
@@ -378,18 +433,48 @@ impl<T: Send + 'static> Adopting<'_, T> {
             // checkpoint's: only the partition's watermark comes from `restored`.
             let mut slot =
                 SplitSlot::restore(name, group, split, None, self.out_of_orderness_ms, now)?;
-            if let Some(bytes) = self.restored.and_then(|s| s.key_groups.get(&group)) {
-                slot.wm.observe(decode_exact::<i64>(bytes)?);
+            // A split that reads event time from its data (markers) is behind
+            // until they say otherwise; the largest timestamp it read says
+            // nothing of them.
+            let own_time = slot.split.event_time();
+            if own_time.is_none() {
+                if let Some(bytes) = self.restored.and_then(|s| s.key_groups.get(&group)) {
+                    slot.wm.observe(decode_exact::<i64>(bytes)?);
+                }
             }
-            slots.push(slot);
+            // Active at -infinity: the task's watermark stays where it is
+            // until the split reports one.
+            let i = slots.len();
             let o = valve.add_input();
             if o.idle == Some(false) {
                 active = true;
+                self.sent.idle(false);
                 chain.on_idle(false, ctx)?;
             }
+            if self.event_time {
+                slot.lagging = true;
+                let wm = match own_time {
+                    None => slot.wm.current(),
+                    Some(SplitTime::Watermark(w)) => w,
+                    Some(SplitTime::Unknown | SplitTime::Idle) => NO_TIMESTAMP,
+                };
+                if slot.catches_up(wm, self.sent) {
+                    chain.on_caught_up(slot.stamp, ctx)?;
+                    watermark = valve.watermark(i, wm).watermark.or(watermark);
+                } else {
+                    tracing::info!(
+                        source = name,
+                        key_group = group,
+                        watermark = wm,
+                        catch_up_at = self.sent.bound(),
+                        "an adopted partition is behind the watermark: its key group waits until it catches up"
+                    );
+                }
+            }
+            slots.push(slot);
             added += 1;
         }
-        Ok((added, active))
+        Ok((added, active, watermark))
     }
 }
 
@@ -435,17 +520,49 @@ pub(crate) async fn drive_watermark<T>(
     Ok(())
 }
 
-async fn apply_valve<T>(o: ValveOutput, chain: &mut BoxNode<T>, ctx: &mut TaskCtx) -> Result<()> {
+/// Applies a source task's valve output to its chain; a watermark or an
+/// idleness change goes into `sent` (see [`SplitSlot::catches_up`]) before it
+/// goes down.
+async fn apply_valve<T>(
+    o: ValveOutput,
+    chain: &mut BoxNode<T>,
+    ctx: &mut TaskCtx,
+    sent: Sent<'_>,
+) -> Result<()> {
     if o.idle == Some(false) {
+        sent.idle(false);
         chain.on_idle(false, ctx)?;
     }
     if let Some(w) = o.watermark {
+        sent.watermark(w);
         drive_watermark(chain, ctx, w).await?;
     }
     if o.idle == Some(true) {
+        sent.idle(true);
         chain.on_idle(true, ctx)?;
     }
     Ok(())
+}
+
+/// A source task's place in its source's [`SentWatermarks`].
+#[derive(Clone, Copy)]
+struct Sent<'a> {
+    all: &'a SentWatermarks,
+    task: usize,
+}
+
+impl Sent<'_> {
+    fn watermark(self, w: i64) {
+        self.all.sent(self.task, w);
+    }
+
+    fn idle(self, idle: bool) {
+        self.all.idle(self.task, idle);
+    }
+
+    fn bound(self) -> i64 {
+        self.all.bound(self.task)
+    }
 }
 
 /// Configuration of one source subtask.
@@ -464,6 +581,8 @@ pub(crate) struct SourceTask<T> {
     pub(crate) source: AdoptSplits<T>,
     /// How many tasks read the source.
     pub(crate) parallelism: usize,
+    /// What the source's tasks sent down, shared by them.
+    pub(crate) sent: Arc<SentWatermarks>,
 }
 
 /// A source shared by its tasks once its splits are made: each asks it for the
@@ -487,7 +606,12 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
         stats,
         source,
         parallelism,
+        sent: all_sent,
     } = spec;
+    let sent = Sent {
+        all: &all_sent,
+        task: env.ctx.subtask,
+    };
     let now = Instant::now();
     let mut slots: Vec<SplitSlot<T>> = Vec::with_capacity(splits.len());
     for (index, split) in splits {
@@ -513,12 +637,13 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
             .collect();
         for (i, wm) in restored {
             let o = valve.watermark(i, wm);
-            apply_valve(o, &mut chain, &mut env.ctx).await?;
+            apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
         }
     }
     if slots.is_empty() {
         // A task without splits must not hold back the watermark downstream; a
         // bounded source will never get splits, so its task simply ends.
+        sent.idle(true);
         chain.on_idle(true, &mut env.ctx)?;
         if bounded {
             chain.end_of_input(&mut env.ctx)?;
@@ -588,7 +713,7 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                             st.set_idle(true);
                         }
                         let o = valve.idle(i, true);
-                        apply_valve(o, &mut chain, &mut env.ctx).await?;
+                        apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                     }
                 }
             }
@@ -600,12 +725,19 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     parallelism,
                     restored: adoption.state.operators.get(&operator),
                     out_of_orderness_ms: strategy.out_of_orderness_ms,
+                    event_time: strategy.watermarks,
+                    sent,
                 };
-                let (added, active) =
+                let (added, active, watermark) =
                     adopting.add_splits(&mut slots, &mut valve, &mut chain, &mut env.ctx)?;
+                if let Some(w) = watermark {
+                    sent.watermark(w);
+                    drive_watermark(&mut chain, &mut env.ctx, w).await?;
+                }
                 if added > 0 {
                     // A task that had no split to read was idle.
                     if remaining == 0 && !active {
+                        sent.idle(false);
                         chain.on_idle(false, &mut env.ctx)?;
                     }
                     remaining += added;
@@ -683,12 +815,15 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                             let now = Instant::now();
                             for (i, s) in slots.iter_mut().enumerate() {
                                 if !s.idle && !s.ended && s.last_active + d <= now {
+                                    if std::mem::take(&mut s.lagging) {
+                                        chain.on_caught_up(s.stamp, &mut env.ctx)?;
+                                    }
                                     s.idle = true;
                                     if let Some(st) = &s.status {
                                         st.set_idle(true);
                                     }
                                     let o = valve.idle(i, true);
-                                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                                    apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                                 }
                             }
                         }
@@ -713,8 +848,11 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     if !records.is_empty() {
                         chain.process_batch(records, &mut env.ctx)?;
                     }
-                    let o = slot.event_time(i, time, &mut valve);
-                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    let (o, caught_up) = slot.event_time(i, time, &mut valve, sent);
+                    if caught_up {
+                        chain.on_caught_up(slot.stamp, &mut env.ctx)?;
+                    }
+                    apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                     env.ctx.flush_deferred().await?;
                     continue;
                 }
@@ -729,20 +867,29 @@ pub(crate) async fn run_source_task<T: Send + 'static>(
                     }
                 }
                 chain.process_batch(records, &mut env.ctx)?;
-                if strategy.watermarks {
+                if slot.lagging {
+                    if slot.catches_up(wm, sent) {
+                        chain.on_caught_up(slot.stamp, &mut env.ctx)?;
+                        let o = valve.watermark(i, wm);
+                        apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
+                    }
+                } else if strategy.watermarks {
                     let o = valve.watermark(i, wm);
-                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                 } else if was_idle {
                     let o = valve.idle(i, false);
-                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                 }
             }
             Ok(SplitEvent::End) => {
+                if std::mem::take(&mut slots[i].lagging) {
+                    chain.on_caught_up(slots[i].stamp, &mut env.ctx)?;
+                }
                 slots[i].ended = true;
                 remaining -= 1;
                 if remaining > 0 {
                     let o = valve.end(i);
-                    apply_valve(o, &mut chain, &mut env.ctx).await?;
+                    apply_valve(o, &mut chain, &mut env.ctx, sent).await?;
                 }
             }
             Err(e) => return Err(source_error(&name, slots[i].index, e)),
@@ -790,6 +937,9 @@ pub(crate) struct SinkTaskSpec {
     pub(crate) epoch: Epoch,
     pub(crate) restored: Option<OperatorState>,
     pub(crate) close_timeout: std::time::Duration,
+    /// Whether a source with event time feeds the sink (adopted key groups
+    /// then lag until they catch up).
+    pub(crate) event_time: bool,
     pub(crate) stats: Arc<SubtaskStats>,
     pub(crate) status: Arc<SinkStatus>,
 }
@@ -807,6 +957,7 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
         epoch,
         restored,
         close_timeout,
+        event_time,
         stats,
         status,
     } = spec;
@@ -862,9 +1013,18 @@ pub(crate) async fn run_sink_task<T: Send + 'static, S: Sink<T>>(
                     }
                     GateEvent::Watermark(w) => sink.watermark(w).await.map_err(err)?,
                     GateEvent::Idle(i) => sink.idle(i).await.map_err(err)?,
+                    GateEvent::CaughtUp(g) => sink.caught_up(g).map_err(err)?,
                     GateEvent::Barrier(b) => {
+                        // The adopted splits' records come after the barrier;
+                        // what the sink writes at it already waits for them.
+                        if let Some(a) = b.adopt.as_ref().filter(|_| event_time) {
+                            sink.adopted(b.id, &a.key_groups).map_err(err)?;
+                        }
                         let started = std::time::Instant::now();
                         let state = sink.pre_commit(b.id).await.map_err(err)?;
+                        if let Some(released) = &b.release {
+                            sink.released(released).map_err(err)?;
+                        }
                         status.flushed(started.elapsed());
                         // A sink with nothing to finish on restore stores nothing.
                         if !state.is_empty() {
