@@ -129,6 +129,11 @@ struct RunArgs {
     /// `key=value` (repeatable), e.g. `max.partition.fetch.bytes=262144`.
     #[arg(long = "strom-property")]
     strom_properties: Vec<String>,
+    /// Runs of each system × pipeline × guarantee, in rounds (each round runs
+    /// every guarantee and system once, so the guarantees alternate); the
+    /// tables show the run of median records/s and every run's records/s.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
 }
 
 /// The allocator the `strom` binary uses, so the Rust-API child and `strom run`
@@ -756,17 +761,19 @@ fn run(args: &RunArgs) -> Result<()> {
         let mut rows = Vec::new();
         let mut failure = None;
         'matrix: for pipeline in args.pipelines.iter().filter(|p| p.as_str() != "none") {
-            for guarantee in &args.guarantees {
-                for system in &args.systems {
-                    if system == "kstreams" && pipeline == "sliding" && !args.kstreams_sliding {
-                        eprintln!("[engines] kstreams sliding skipped (see README: it drops records after the repartition)");
-                        continue;
-                    }
-                    match driver.measure(system, pipeline, guarantee).await {
-                        Ok(row) => rows.push(row),
-                        Err(e) => {
-                            failure = Some(e);
-                            break 'matrix;
+            for _round in 0..args.repeat.max(1) {
+                for guarantee in &args.guarantees {
+                    for system in &args.systems {
+                        if system == "kstreams" && pipeline == "sliding" && !args.kstreams_sliding {
+                            eprintln!("[engines] kstreams sliding skipped (see README: it drops records after the repartition)");
+                            continue;
+                        }
+                        match driver.measure(system, pipeline, guarantee).await {
+                            Ok(row) => rows.push(row),
+                            Err(e) => {
+                                failure = Some(e);
+                                break 'matrix;
+                            }
                         }
                     }
                 }
@@ -797,6 +804,7 @@ fn run(args: &RunArgs) -> Result<()> {
             flink_state_backend: args.flink_state_backend.clone(),
             broker_measured: broker.is_some(),
             latency_rate: args.latency_rate,
+            repeat: args.repeat.max(1),
         }, &rows, &latencies);
         print!("{md}");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&args.results)?;

@@ -114,6 +114,37 @@ pub struct Header {
     pub broker_measured: bool,
     /// Records/s of the latency runs.
     pub latency_rate: usize,
+    /// Runs of each system × pipeline × guarantee.
+    pub repeat: usize,
+}
+
+/// Per system and guarantee (in the order they first appear): the run of
+/// median records/s, or a failed run if one failed, and every run's records/s.
+fn medians<'r>(rows: &[&'r Row]) -> Vec<(&'r Row, Vec<f64>)> {
+    let mut groups: Vec<Vec<&Row>> = Vec::new();
+    for r in rows {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].system == r.system && g[0].guarantee == r.guarantee)
+        {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut g| {
+            let rates = g.iter().filter(|r| r.ok()).map(|r| r.rate()).collect();
+            let shown = match g.iter().find(|r| !r.ok()) {
+                Some(failed) => failed,
+                None => {
+                    g.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+                    g[(g.len() - 1) / 2]
+                }
+            };
+            (shown, rates)
+        })
+        .collect()
 }
 
 fn f0(v: Option<f64>) -> String {
@@ -137,7 +168,7 @@ pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
         "\n## {} — {} records, {} keys, {} partitions, parallelism {}\n\n\
          Command: `{}`  \nMachine: {}; load average {} before, {} after.  \n\
          Input: `key,event_time_ms,amount` text values over {} s of event time, 5% out of order by up to 20 s; \
-         JVMs with -Xmx{}, Flink state backend {}.{}\n",
+         JVMs with -Xmx{}, Flink state backend {}.{}{}\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         h.records,
         h.keys,
@@ -154,6 +185,15 @@ pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
             ""
         } else {
             " Broker CPU not measured (no local broker process found)."
+        },
+        if h.repeat > 1 {
+            format!(
+                "  \nEach system × pipeline × guarantee ran {} times, in rounds that alternate the guarantees; \
+                 each row is the run of median records/s (the lower middle of an even count), and the ratios are of those rows.",
+                h.repeat
+            )
+        } else {
+            String::new()
         }
     );
     let mut pipelines: Vec<&str> = Vec::new();
@@ -163,14 +203,25 @@ pub fn render(h: &Header, rows: &[Row], latencies: &[Latency]) -> String {
         }
     }
     for pipeline in pipelines {
-        let of: Vec<&Row> = rows.iter().filter(|r| r.pipeline == pipeline).collect();
+        let all: Vec<&Row> = rows.iter().filter(|r| r.pipeline == pipeline).collect();
+        let shown = medians(&all);
+        let runs_column = h.repeat > 1;
         md.push_str(&format!(
-            "\n### {pipeline}\n\n| system | guarantee | records/s | CPU s / M records | records / CPU s | broker CPU s / M | peak RSS MB | first output s | output |\n|---|---|---|---|---|---|---|---|---|\n"
+            "\n### {pipeline}\n\n| system | guarantee | records/s | CPU s / M records | records / CPU s | broker CPU s / M | peak RSS MB | first output s | output |{}\n|---|---|---|---|---|---|---|---|---|{}\n",
+            if runs_column { " records/s of every run |" } else { "" },
+            if runs_column { "---|" } else { "" },
         ));
-        for r in &of {
+        let of: Vec<&Row> = shown.iter().map(|(r, _)| *r).collect();
+        for (r, rates) in &shown {
             let ok = r.ok();
+            let runs = if runs_column {
+                let listed: Vec<String> = rates.iter().map(|v| format!("{v:.0}")).collect();
+                format!(" {} |", listed.join(", "))
+            } else {
+                String::new()
+            };
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{runs}\n",
                 r.system,
                 r.guarantee,
                 if ok {
