@@ -500,9 +500,19 @@ impl Driver {
     }
 
     /// One system × pipeline × guarantee.
-    async fn measure(&self, system: &str, pipeline: &str, guarantee: &str) -> Result<Row> {
+    /// One run; `round` (of `--repeat`) names its own topics, group and state.
+    async fn measure(
+        &self,
+        system: &str,
+        pipeline: &str,
+        guarantee: &str,
+        round: usize,
+    ) -> Result<Row> {
         let (eos, checkpoint_ms) = parse_guarantee(guarantee)?;
-        let name = format!("{system}-{pipeline}-{guarantee}");
+        let name = match round {
+            0 => format!("{system}-{pipeline}-{guarantee}"),
+            r => format!("{system}-{pipeline}-{guarantee}-r{r}"),
+        };
         let prefix = format!("engines-{}-{name}", self.run_id);
         let output = format!("{prefix}-out");
         let app = format!("{prefix}-app");
@@ -761,14 +771,14 @@ fn run(args: &RunArgs) -> Result<()> {
         let mut rows = Vec::new();
         let mut failure = None;
         'matrix: for pipeline in args.pipelines.iter().filter(|p| p.as_str() != "none") {
-            for _round in 0..args.repeat.max(1) {
+            for round in 0..args.repeat.max(1) {
                 for guarantee in &args.guarantees {
                     for system in &args.systems {
                         if system == "kstreams" && pipeline == "sliding" && !args.kstreams_sliding {
                             eprintln!("[engines] kstreams sliding skipped (see README: it drops records after the repartition)");
                             continue;
                         }
-                        match driver.measure(system, pipeline, guarantee).await {
+                        match driver.measure(system, pipeline, guarantee, round).await {
                             Ok(row) => rows.push(row),
                             Err(e) => {
                                 failure = Some(e);
