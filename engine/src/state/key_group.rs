@@ -11,7 +11,7 @@
 //! g --(g * parallelism / max_parallelism)--> subtask
 //! ```
 
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 /// A key group index in `0..max_parallelism`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -193,14 +193,48 @@ impl Hasher for StableHasher {
     }
 }
 
-/// `BuildHasher` for the engine's internal hash maps.
-pub type FastBuildHasher = BuildHasherDefault<StableHasher>;
-/// A `HashMap` using [`StableHasher`].
+/// `BuildHasher` for the engine's internal hash maps: a [`StableHasher`] that
+/// starts from its own seed. A map of one key group holds keys whose
+/// [`stable_hash`] is the same modulo the max parallelism, so with that hash
+/// the keys would share the low bits that pick their bucket and crowd a
+/// fraction of the table.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct FastBuildHasher;
+
+/// The first state of a [`FastBuildHasher`]'s hashers.
+const MAP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl BuildHasher for FastBuildHasher {
+    type Hasher = StableHasher;
+
+    #[inline]
+    fn build_hasher(&self) -> StableHasher {
+        StableHasher { state: MAP_SEED }
+    }
+}
+
+/// A `HashMap` using [`FastBuildHasher`].
 pub type FastMap<K, V> = std::collections::HashMap<K, V, FastBuildHasher>;
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    #[test]
+    fn the_keys_of_one_key_group_spread_over_a_maps_low_bits() {
+        let keys: Vec<u64> = (0..200_000u64)
+            .filter(|k| key_group_of(k, 128) == KeyGroup(5))
+            .collect();
+        assert!(keys.len() > 1000);
+        let low_bits = |hash: &dyn Fn(&u64) -> u64| {
+            let seen: BTreeSet<u64> = keys.iter().map(|k| hash(k) & 127).collect();
+            seen.len()
+        };
+        assert_eq!(low_bits(&|k| stable_hash(k)), 1);
+        assert!(low_bits(&|k| FastBuildHasher.hash_one(k)) > 120);
+    }
 
     #[test]
     fn every_key_group_has_exactly_one_owner() {
