@@ -75,6 +75,24 @@ impl<In: Send + 'static, O: Operator<In>> ChainNode<In, O> {
         self.init.name.clone()
     }
 
+    /// Calls the operator with an output into this node's buffer, then sends
+    /// what it emitted down the chain.
+    #[inline]
+    fn call(
+        &mut self,
+        ctx: &mut TaskCtx,
+        f: impl FnOnce(&mut O, &mut Output<'_, O::Out>) -> Result<()>,
+    ) -> Result<()> {
+        let name = self.name();
+        let mut out = Output {
+            buf: &mut self.buf,
+            ctx,
+            name: &name,
+        };
+        f(&mut self.op, &mut out)?;
+        self.push_out(ctx)
+    }
+
     #[inline]
     fn push_out(&mut self, ctx: &mut TaskCtx) -> Result<()> {
         if self.buf.is_empty() {
@@ -111,26 +129,12 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     fn process_batch(&mut self, batch: Vec<Record<In>>, ctx: &mut TaskCtx) -> Result<()> {
         self.records_in.increment(batch.len() as u64);
         self.stats.add_in(batch.len() as u64);
-        let name = self.name();
-        let mut out = Output {
-            buf: &mut self.buf,
-            ctx,
-            name: &name,
-        };
-        self.op.process_batch(batch, &mut out)?;
-        self.push_out(ctx)
+        self.call(ctx, |op, out| op.process_batch(batch, out))
     }
 
     fn on_watermark(&mut self, wm: i64, ctx: &mut TaskCtx) -> Result<bool> {
         if self.watermark_done != Some(wm) {
-            let name = self.name();
-            let mut out = Output {
-                buf: &mut self.buf,
-                ctx,
-                name: &name,
-            };
-            self.op.on_watermark(wm, &mut out)?;
-            self.push_out(ctx)?;
+            self.call(ctx, |op, out| op.on_watermark(wm, out))?;
             if self.op.watermark_pending() {
                 return Ok(false);
             }
@@ -146,26 +150,12 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     }
 
     fn on_caught_up(&mut self, key_group: u16, ctx: &mut TaskCtx) -> Result<()> {
-        let name = self.name();
-        let mut out = Output {
-            buf: &mut self.buf,
-            ctx,
-            name: &name,
-        };
-        self.op.on_key_group_caught_up(key_group, &mut out)?;
-        self.push_out(ctx)?;
+        self.call(ctx, |op, out| op.on_key_group_caught_up(key_group, out))?;
         self.next.on_caught_up(key_group, ctx)
     }
 
     fn on_processing_time(&mut self, now: i64, ctx: &mut TaskCtx) -> Result<()> {
-        let name = self.name();
-        let mut out = Output {
-            buf: &mut self.buf,
-            ctx,
-            name: &name,
-        };
-        self.op.on_processing_time(now, &mut out)?;
-        self.push_out(ctx)?;
+        self.call(ctx, |op, out| op.on_processing_time(now, out))?;
         self.next.on_processing_time(now, ctx)
     }
 
@@ -211,14 +201,7 @@ impl<In: Send + 'static, O: Operator<In>> Node<In> for ChainNode<In, O> {
     }
 
     fn end_of_input(&mut self, ctx: &mut TaskCtx) -> Result<()> {
-        let name = self.name();
-        let mut out = Output {
-            buf: &mut self.buf,
-            ctx,
-            name: &name,
-        };
-        self.op.end_of_input(&mut out)?;
-        self.push_out(ctx)?;
+        self.call(ctx, |op, out| op.end_of_input(out))?;
         self.sides(|s| s.forward_end(ctx))?;
         self.next.end_of_input(ctx)
     }
