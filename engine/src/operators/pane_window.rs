@@ -159,10 +159,11 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneWindowOperator<K, T
             return None;
         }
         let init = self.init.as_ref()?;
-        let kg = match init.grouper::<K>() {
-            Some(g) => g(key),
-            None => crate::state::key_group::key_group_of(key, init.max_parallelism),
-        };
+        let kg = crate::state::key_group::key_group_by(
+            init.grouper::<K>().as_ref(),
+            key,
+            init.max_parallelism,
+        );
         self.lagging.get(&kg.0).copied()
     }
 

@@ -395,10 +395,7 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         }
         let grouper = self.grouper.clone();
         let max = self.max_parallelism;
-        let group = |k: &K| match &grouper {
-            Some(g) => g(k).0,
-            None => crate::state::key_group::key_group_of(k, max).0,
-        };
+        let group = |k: &K| crate::state::key_group::key_group_by(grouper.as_ref(), k, max).0;
         for (kg, b) in self.timers.event.snapshot_by(group) {
             groups.entry(kg).or_default().1 = b;
         }
@@ -421,10 +418,7 @@ impl<K: Key, T: Send + 'static, F: KeyedProcessFunction<K, T>> Operator<T>
         let grouper = self.grouper.clone();
         let max = self.max_parallelism;
         let keep = |k: &K| {
-            let g = match &grouper {
-                Some(g) => g(k).0,
-                None => crate::state::key_group::key_group_of(k, max).0,
-            };
+            let g = crate::state::key_group::key_group_by(grouper.as_ref(), k, max).0;
             !key_groups.contains(&g)
         };
         self.timers.event.retain_keys(keep);

@@ -100,6 +100,20 @@ pub fn key_group_of<K: Hash + ?Sized>(key: &K, max_parallelism: u16) -> KeyGroup
     key_group_for_hash(stable_hash(key), max_parallelism)
 }
 
+/// The key group of a key: from `grouper` when keys follow source partitions,
+/// else by hash.
+#[inline]
+pub fn key_group_by<K: Hash>(
+    grouper: Option<&KeyGroupFn<K>>,
+    key: &K,
+    max_parallelism: u16,
+) -> KeyGroup {
+    match grouper {
+        Some(g) => g(key),
+        None => key_group_of(key, max_parallelism),
+    }
+}
+
 /// Stable 64-bit hash of a key: same value in every process and run, so key groups
 /// (and therefore snapshots) stay valid across restarts.
 #[inline]

@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 
 use crate::error::Result;
 use crate::state::codec::StateCodec;
-use crate::state::key_group::{FastMap, KeyGroup, KeyGroupFn, KeyGroupRange, key_group_of};
+use crate::state::key_group::{FastMap, KeyGroup, KeyGroupFn, KeyGroupRange, key_group_by};
 
 /// Bounds every key type satisfies: hashable, comparable, cloneable and serializable.
 pub trait Key: Hash + Eq + Clone + Send + Sync + StateCodec + 'static {}
@@ -82,10 +82,7 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
     /// The key group of `key`.
     #[inline]
     pub fn key_group(&self, key: &K) -> KeyGroup {
-        match &self.grouper {
-            Some(g) => g(key),
-            None => key_group_of(key, self.max_parallelism),
-        }
+        key_group_by(self.grouper.as_ref(), key, self.max_parallelism)
     }
 
     #[inline]
@@ -461,10 +458,7 @@ impl<K: Key> KeyedStateStore<K> {
 
     /// The key group of `key`, as the tables group it.
     pub fn key_group(&self, key: &K) -> KeyGroup {
-        match &self.grouper {
-            Some(g) => g(key),
-            None => key_group_of(key, self.max_parallelism),
-        }
+        key_group_by(self.grouper.as_ref(), key, self.max_parallelism)
     }
 
     /// Restores one key group written by [`KeyedStateStore::snapshot`].
@@ -596,6 +590,7 @@ impl<K: Key> KeyedState<'_, K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::key_group::key_group_of;
 
     #[test]
     fn snapshot_per_key_group_restores_into_other_parallelism() {
