@@ -4,22 +4,29 @@
 //! One topic per stateful operator, `{application.id}-{uid}-changelog`, with as
 //! many partitions as the pipeline's widest input topic. A checkpoint writes only
 //! what changed since the last committed one, at key-group granularity: each key
-//! group's snapshot (and each non-keyed entry) is one item, split into chunks of
-//! at most [`CHUNK`] bytes; an item whose bytes did not change is not written, one
-//! that disappeared gets tombstones. Key group `g` goes to partition `g` when key
-//! groups are source partitions (`key_by_source_partition`), else to `g % N`;
-//! entries go to partition 0.
+//! group's snapshot (and each non-keyed entry) is one item, a head record and
+//! its bytes in chunks of at most [`CHUNK`] bytes; an item whose bytes did not
+//! change is not written, one that disappeared gets tombstones. Key group `g`
+//! goes to partition `g` when key groups are source partitions
+//! (`key_by_source_partition`), else to `g % N`; entries go to partition 0.
 //!
 //! ```text
-//! record key:   [1][b'k' | b'e'][id: u32 BE][chunk: u16 BE]      (version 1)
-//! record value: [1][chunks: u16 BE][payload]                      null: deleted
+//! record key:     [1][b'k' | b'e'][id: u32 BE][record: u16 BE]
+//! record 0 value: [2][chunks: u16 BE]          the head; null: deleted
+//! record i value: chunk i of the item's bytes  (1 <= i <= chunks)
 //! ```
+//!
+//! The chunks are slices of the snapshot the operator wrote, not copies of it.
+//! Changelogs written before the head record (value version 1) hold the chunks
+//! at records 0..chunks, each value `[1][chunks: u16 BE][chunk]`; restore reads
+//! both.
 //!
 //! Restore reads a partition from its start to its last stable offset with
 //! read_committed, keeps the newest value per key, and reassembles the items.
-//! The process keeps the state it committed last, so a restart inside the
+//! The process keeps the non-keyed entries it committed last, and with
+//! `strom.state.local.recovery` the key groups too, so a restart inside the
 //! process (rebalance, rollback) reads from Kafka only the partitions it did not
-//! own before.
+//! own before; without it, a restart reads every partition it owns.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -37,9 +44,15 @@ use super::topics;
 use crate::error::ConnectorError;
 use crate::sync::lock;
 
-/// Largest payload of one changelog record.
+/// Largest payload of one changelog record (larger for an item of more than
+/// `u16::MAX - 1` such chunks).
 pub(crate) const CHUNK: usize = 512 * 1024;
-const VERSION: u8 = 1;
+/// The version byte of a record key.
+const KEY_VERSION: u8 = 1;
+/// The version byte of a head record's value.
+const HEAD_VERSION: u8 = 2;
+/// The version byte of every value of an item written before head records.
+const LEGACY_VERSION: u8 = 1;
 /// How long reading a changelog may go without a fetch moving it forward.
 const RESTORE_STALL: Duration = Duration::from_secs(300);
 /// `fetch.max.wait.ms` of the consumer that reads a changelog back.
@@ -64,7 +77,7 @@ impl Item {
 fn record_key(item: Item, chunk: u16) -> Bytes {
     let (tag, id) = item.tag();
     let mut k = Vec::with_capacity(8);
-    k.push(VERSION);
+    k.push(KEY_VERSION);
     k.push(tag);
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(&chunk.to_be_bytes());
@@ -72,7 +85,7 @@ fn record_key(item: Item, chunk: u16) -> Bytes {
 }
 
 fn parse_key(key: &[u8]) -> Option<(Item, u16)> {
-    if key.len() != 8 || key[0] != VERSION {
+    if key.len() != 8 || key[0] != KEY_VERSION {
         return None;
     }
     let id = u32::from_be_bytes([key[2], key[3], key[4], key[5]]);
@@ -105,37 +118,83 @@ pub(crate) fn topic_for(application_id: &str, uid: &str) -> String {
 #[derive(Debug, Clone)]
 struct Written {
     crc: u32,
-    chunks: u16,
-    /// The item's bytes, in parts: the payloads of the changelog records that
-    /// wrote it (sharing their buffers), or one part read back from the topic.
-    parts: Vec<Bytes>,
+    /// Records of the item in its changelog (the head and the chunks).
+    records: u16,
+    len: usize,
+    /// The item's bytes (sharing their buffer with the records that wrote
+    /// them), unless the cache does not keep them.
+    bytes: Option<Bytes>,
 }
 
 impl Written {
-    /// An item read back from its changelog: one part.
-    fn read_back(bytes: Vec<u8>) -> Written {
-        let chunks = bytes
-            .len()
-            .div_ceil(CHUNK)
-            .max(1)
-            .min(usize::from(u16::MAX)) as u16;
+    /// An item read back from its changelog, where it has `records` records.
+    fn read_back(bytes: Vec<u8>, records: u16) -> Written {
         Written {
             crc: crc32c::crc32c(&bytes),
-            chunks,
-            parts: vec![Bytes::from(bytes)],
+            records,
+            len: bytes.len(),
+            bytes: Some(Bytes::from(bytes)),
         }
     }
+}
 
-    fn len(&self) -> usize {
-        self.parts.iter().map(Bytes::len).sum()
+/// The records of an item of `bytes`, head first: the value of each (the
+/// chunks are slices of `bytes`).
+fn item_values(bytes: &Bytes) -> Vec<Bytes> {
+    let most = usize::from(u16::MAX) - 1;
+    let size = CHUNK.max(bytes.len().div_ceil(most));
+    let chunks = bytes.len().div_ceil(size);
+    let mut values = Vec::with_capacity(chunks + 1);
+    let mut head = vec![HEAD_VERSION];
+    head.extend_from_slice(&(chunks as u16).to_be_bytes());
+    values.push(Bytes::from(head));
+    for i in 0..chunks {
+        values.push(bytes.slice(i * size..((i + 1) * size).min(bytes.len())));
     }
+    values
+}
 
-    fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
-        for p in &self.parts {
-            out.extend_from_slice(p);
+/// An item's bytes from its records' values by record number, and how many
+/// records it has; either format of the module doc.
+fn assemble(
+    topic: &str,
+    item: Item,
+    values: &BTreeMap<u16, Bytes>,
+) -> Result<(Vec<u8>, u16), ConnectorError> {
+    let unknown = || {
+        ConnectorError::Refused(format!(
+            "{topic}: changelog record of {item:?} has an unknown format"
+        ))
+    };
+    let missing = |i: u16, n: u16| {
+        ConnectorError::Refused(format!("{topic}: chunk {i} of {n} of {item:?} is missing"))
+    };
+    let first = values.get(&0).ok_or_else(unknown)?;
+    if first.len() < 3 {
+        return Err(unknown());
+    }
+    let n = u16::from_be_bytes([first[1], first[2]]);
+    let mut bytes = Vec::new();
+    match first[0] {
+        HEAD_VERSION if first.len() == 3 && n < u16::MAX => {
+            let total: usize = (1..=n).filter_map(|i| values.get(&i)).map(Bytes::len).sum();
+            bytes.reserve_exact(total);
+            for i in 1..=n {
+                bytes.extend_from_slice(values.get(&i).ok_or_else(|| missing(i, n))?);
+            }
+            Ok((bytes, n + 1))
         }
-        out
+        LEGACY_VERSION => {
+            for i in 0..n {
+                let c = values
+                    .get(&i)
+                    .filter(|c| c.len() >= 3 && c[0] == LEGACY_VERSION)
+                    .ok_or_else(|| missing(i, n))?;
+                bytes.extend_from_slice(&c[3..]);
+            }
+            Ok((bytes, n))
+        }
+        _ => Err(unknown()),
     }
 }
 
@@ -177,12 +236,13 @@ fn checkpoint_of(
         let op = OperatorId(n as u32);
         let mut state = OperatorState::default();
         for (item, w) in items {
+            let Some(bytes) = &w.bytes else { continue };
             match item {
                 Item::KeyGroup(g) => {
-                    state.key_groups.insert(*g, w.to_vec());
+                    state.key_groups.insert(*g, bytes.to_vec());
                 }
                 Item::Entry(e) => {
-                    state.entries.insert(*e, w.to_vec());
+                    state.entries.insert(*e, bytes.to_vec());
                 }
             }
         }
@@ -199,16 +259,43 @@ pub(crate) struct Changelog {
     partitions: i32,
     /// Key groups are source partitions.
     aligned: bool,
+    /// The cache keeps the key groups' bytes (`strom.state.local.recovery`).
+    local_recovery: bool,
     cache: Mutex<Cache>,
 }
 
 impl Changelog {
     pub(crate) fn new(config: KafkaConfig, partitions: i32, aligned: bool) -> Changelog {
         Changelog {
+            local_recovery: config.local_recovery(),
             config,
             partitions: partitions.max(1),
             aligned,
             cache: Mutex::new(Cache::default()),
+        }
+    }
+
+    /// `w` as the cache keeps it: the bytes of an entry always (other
+    /// processes may write entries of the same number), of a key group only
+    /// with local recovery.
+    fn cached(&self, item: Item, mut w: Written) -> Written {
+        if matches!(item, Item::KeyGroup(_)) && !self.local_recovery {
+            w.bytes = None;
+        }
+        w
+    }
+
+    /// Every item of `written` as the cache keeps it.
+    fn cached_all(&self, written: &mut BTreeMap<String, BTreeMap<Item, Written>>) {
+        if self.local_recovery {
+            return;
+        }
+        for items in written.values_mut() {
+            for (item, w) in items.iter_mut() {
+                if matches!(item, Item::KeyGroup(_)) {
+                    w.bytes = None;
+                }
+            }
         }
     }
 
@@ -239,8 +326,9 @@ impl Changelog {
     }
 
     /// The records that bring the changelogs from the last committed checkpoint to
-    /// `cp`, and the cache update to apply once they committed.
-    pub(crate) fn diff(&self, cp: &Checkpoint) -> (Vec<ProducerRecord>, Pending) {
+    /// `cp`, and the cache update to apply once they committed. Takes the state
+    /// out of `cp`: the records and the cache share its bytes.
+    pub(crate) fn diff(&self, cp: &mut Checkpoint) -> (Vec<ProducerRecord>, Pending) {
         let cache = self.lock();
         let app = self.config.application_id();
         let mut records = Vec::new();
@@ -250,11 +338,14 @@ impl Changelog {
             bytes: 0,
         };
         let empty = BTreeMap::new();
-        let no_state = OperatorState::default();
         // An operator whose state became empty is left out of the checkpoint: its
         // items written before must go too.
         for (op, uid) in &cp.uids {
-            let state = cp.operators.get(op).unwrap_or(&no_state);
+            let state = cp
+                .operators
+                .get_mut(op)
+                .map(std::mem::take)
+                .unwrap_or_default();
             if state.is_empty() && !cache.written.contains_key(uid) {
                 continue;
             }
@@ -262,9 +353,9 @@ impl Changelog {
             let before = cache.written.get(uid).unwrap_or(&empty);
             let items = state
                 .key_groups
-                .iter()
-                .map(|(g, b)| (Item::KeyGroup(*g), b))
-                .chain(state.entries.iter().map(|(e, b)| (Item::Entry(*e), b)));
+                .into_iter()
+                .map(|(g, b)| (Item::KeyGroup(g), b))
+                .chain(state.entries.into_iter().map(|(e, b)| (Item::Entry(e), b)));
             let mut now = BTreeSet::new();
             for (item, bytes) in items {
                 if !Self::owns(&cache.owned, self.aligned, item) {
@@ -278,31 +369,19 @@ impl Changelog {
                     continue;
                 }
                 now.insert(item);
-                let crc = crc32c::crc32c(bytes);
+                let crc = crc32c::crc32c(&bytes);
                 let old = before.get(&item);
-                if old.is_some_and(|w| w.crc == crc && w.len() == bytes.len()) {
+                if old.is_some_and(|w| w.crc == crc && w.len == bytes.len()) {
                     continue;
                 }
-                let chunks: Vec<&[u8]> = if bytes.is_empty() {
-                    vec![&[][..]]
-                } else {
-                    bytes.chunks(CHUNK).collect()
-                };
-                let n = chunks.len().min(usize::from(u16::MAX)) as u16;
-                // The cache keeps the records' payloads rather than a copy of
-                // the whole item: one copy of the state less at every checkpoint.
-                let mut parts = Vec::with_capacity(chunks.len());
-                for (i, c) in chunks.iter().enumerate() {
-                    let mut v = Vec::with_capacity(3 + c.len());
-                    v.push(VERSION);
-                    v.extend_from_slice(&n.to_be_bytes());
-                    v.extend_from_slice(c);
+                let bytes = Bytes::from(bytes);
+                let values = item_values(&bytes);
+                let n = values.len() as u16;
+                for (i, v) in values.into_iter().enumerate() {
                     pending.bytes += v.len();
-                    let v = Bytes::from(v);
-                    parts.push(v.slice(3..));
                     records.push(self.record(&topic, item, i as u16, Some(v)));
                 }
-                for i in n..old.map_or(0, |w| w.chunks) {
+                for i in n..old.map_or(0, |w| w.records) {
                     records.push(self.record(&topic, item, i, None));
                 }
                 pending.put.push((
@@ -310,8 +389,9 @@ impl Changelog {
                     item,
                     Written {
                         crc,
-                        chunks: n,
-                        parts,
+                        records: n,
+                        len: bytes.len(),
+                        bytes: Some(bytes),
                     },
                 ));
             }
@@ -319,7 +399,7 @@ impl Changelog {
                 if now.contains(item) || !Self::owns(&cache.owned, self.aligned, *item) {
                     continue;
                 }
-                for i in 0..w.chunks {
+                for i in 0..w.records {
                     records.push(self.record(&topic, *item, i, None));
                 }
                 pending.removed.push((uid.clone(), *item));
@@ -355,6 +435,7 @@ impl Changelog {
     pub(crate) fn committed(&self, pending: Pending) {
         let mut cache = self.lock();
         for (uid, item, w) in pending.put {
+            let w = self.cached(item, w);
             cache.written.entry(uid).or_default().insert(item, w);
         }
         for (uid, item) in pending.removed {
@@ -403,16 +484,16 @@ impl Changelog {
             (cache.owned.clone(), cache.written.clone())
         };
         // Key groups this process no longer owns leave the cache; their state is
-        // another process's now.
+        // another process's now. Those whose bytes it did not keep are read again.
         for items in written.values_mut() {
-            items.retain(|item, _| Self::owns(owned, self.aligned, *item));
+            items.retain(|item, w| Self::owns(owned, self.aligned, *item) && w.bytes.is_some());
         }
         let missing: BTreeSet<u16> = if self.aligned {
             owned.difference(&cached_groups).copied().collect()
         } else {
             BTreeSet::new()
         };
-        let first = cached_groups.is_empty() && written.is_empty();
+        let first = !self.local_recovery || (cached_groups.is_empty() && written.is_empty());
         let mut bytes_read = 0usize;
         for uid in uids.values() {
             let topic = topic_for(&app, uid);
@@ -441,7 +522,7 @@ impl Changelog {
             let (items, read) = self.read(admin, &topic, &partitions).await?;
             bytes_read += read;
             let target = written.entry(uid.clone()).or_default();
-            for (item, bytes) in items {
+            for (item, (bytes, records)) in items {
                 if !Self::owns(owned, self.aligned, item) {
                     continue;
                 }
@@ -449,10 +530,11 @@ impl Changelog {
                 if matches!(item, Item::Entry(_)) && target.contains_key(&item) {
                     continue;
                 }
-                target.insert(item, Written::read_back(bytes));
+                target.insert(item, Written::read_back(bytes, records));
             }
         }
         let cp = checkpoint_of(&written, id);
+        self.cached_all(&mut written);
         let mut cache = self.lock();
         cache.written = written;
         cache.owned = owned.clone();
@@ -488,11 +570,11 @@ impl Changelog {
             let (items, read) = self.read(admin, &topic, &partitions).await?;
             bytes_read += read;
             let target = staged.entry(uid.clone()).or_default();
-            for (item, bytes) in items {
+            for (item, (bytes, records)) in items {
                 if !matches!(item, Item::KeyGroup(g) if groups.contains(&g)) {
                     continue;
                 }
-                target.insert(item, Written::read_back(bytes));
+                target.insert(item, Written::read_back(bytes, records));
             }
         }
         let cp = checkpoint_of(&staged, CheckpointId(0));
@@ -510,7 +592,7 @@ impl Changelog {
             let target = cache.written.entry(uid).or_default();
             for (item, w) in items {
                 if matches!(item, Item::KeyGroup(g) if groups.contains(&g)) {
-                    target.insert(item, w);
+                    target.insert(item, self.cached(item, w));
                 }
             }
         }
@@ -523,7 +605,7 @@ impl Changelog {
         admin: &Admin,
         topic: &str,
         partitions: &[i32],
-    ) -> Result<(BTreeMap<Item, Vec<u8>>, usize), ConnectorError> {
+    ) -> Result<(BTreeMap<Item, (Vec<u8>, u16)>, usize), ConnectorError> {
         let ends = settled_ends(admin, topic, partitions).await?;
         let starts = admin
             .list_offsets(
@@ -605,26 +687,12 @@ impl Changelog {
             }
         }
         let mut items = BTreeMap::new();
-        for (item, chunks) in parts {
-            let Some(first) = chunks.get(&0) else {
+        for (item, values) in parts {
+            if !values.contains_key(&0) {
+                // Chunks whose head was deleted: the item is gone.
                 continue;
-            };
-            if first.len() < 3 || first[0] != VERSION {
-                return Err(ConnectorError::Refused(format!(
-                    "{topic}: changelog record of {item:?} has an unknown format"
-                )));
             }
-            let n = u16::from_be_bytes([first[1], first[2]]);
-            let mut bytes = Vec::new();
-            for i in 0..n {
-                let Some(c) = chunks.get(&i).filter(|c| c.len() >= 3) else {
-                    return Err(ConnectorError::Refused(format!(
-                        "{topic}: chunk {i} of {n} of {item:?} is missing"
-                    )));
-                };
-                bytes.extend_from_slice(&c[3..]);
-            }
-            items.insert(item, bytes);
+            items.insert(item, assemble(topic, item, &values)?);
         }
         Ok((items, bytes_read))
     }
@@ -704,57 +772,130 @@ mod tests {
     #[test]
     fn only_changed_items_are_written_and_vanished_ones_get_tombstones() {
         let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, false);
-        let (records, pending) = c.diff(&checkpoint(&[(1, vec![1; 10]), (6, vec![2; 10])]));
-        assert_eq!(records.len(), 2);
+        let (records, pending) = c.diff(&mut checkpoint(&[(1, vec![1; 10]), (6, vec![2; 10])]));
+        assert_eq!(records.len(), 4, "a head and a chunk each");
         assert_eq!(records[0].topic, "app-window-changelog");
-        assert_eq!(records[1].partition, Some(2), "key group 6 of 4 partitions");
+        assert_eq!(records[3].partition, Some(2), "key group 6 of 4 partitions");
         c.committed(pending);
-        let (records, pending) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
-        assert_eq!(records.len(), 1, "group 1 unchanged, group 6 deleted");
-        assert_eq!(records[0].value, None);
+        let (records, pending) = c.diff(&mut checkpoint(&[(1, vec![1; 10])]));
+        assert_eq!(records.len(), 2, "group 1 unchanged, group 6 deleted");
+        assert!(records.iter().all(|r| r.value.is_none()));
         assert_eq!(
             parse_key(records[0].key.as_deref().unwrap()),
             Some((Item::KeyGroup(6), 0))
         );
         c.committed(pending);
-        let (records, _) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
+        let (records, _) = c.diff(&mut checkpoint(&[(1, vec![1; 10])]));
         assert!(records.is_empty());
     }
 
     #[test]
     fn an_operator_whose_state_emptied_gets_tombstones() {
         let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, false);
-        let (_, pending) = c.diff(&checkpoint(&[(1, vec![1; 10])]));
+        let (_, pending) = c.diff(&mut checkpoint(&[(1, vec![1; 10])]));
         c.committed(pending);
         let mut empty = checkpoint(&[]);
         empty.operators.clear();
-        let (records, _) = c.diff(&empty);
-        assert_eq!(records.len(), 1, "{records:?}");
-        assert_eq!(records[0].value, None);
+        let (records, _) = c.diff(&mut empty);
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert!(records.iter().all(|r| r.value.is_none()));
     }
 
     #[test]
     fn a_large_item_is_chunked_and_shrinking_deletes_the_extra_chunks() {
         let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 1, false);
-        let (records, pending) = c.diff(&checkpoint(&[(0, vec![7; CHUNK * 2 + 1])]));
-        assert_eq!(records.len(), 3);
+        let (records, pending) = c.diff(&mut checkpoint(&[(0, vec![7; CHUNK * 2 + 1])]));
+        assert_eq!(records.len(), 4, "a head and three chunks");
         c.committed(pending);
-        let (records, _) = c.diff(&checkpoint(&[(0, vec![8; 5])]));
-        assert_eq!(records.len(), 3);
-        assert!(records[0].value.is_some());
-        assert!(records[1].value.is_none() && records[2].value.is_none());
+        let (records, _) = c.diff(&mut checkpoint(&[(0, vec![8; 5])]));
+        assert_eq!(records.len(), 4);
+        assert!(records[0].value.is_some() && records[1].value.is_some());
+        assert!(records[2].value.is_none() && records[3].value.is_none());
+    }
+
+    /// The values of `records` by record number, as restore keeps them.
+    fn values(records: &[ProducerRecord]) -> BTreeMap<u16, Bytes> {
+        records
+            .iter()
+            .filter_map(|r| {
+                let (_, i) = parse_key(r.key.as_deref()?)?;
+                Some((i, r.value.clone()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_item_reassembles_from_its_records_and_its_chunks_share_the_snapshot() {
+        let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 1, false);
+        let item: Vec<u8> = (0..CHUNK * 2 + 7).map(|i| (i % 251) as u8).collect();
+        let mut cp = checkpoint(&[(0, item.clone())]);
+        let (records, pending) = c.diff(&mut cp);
+        assert!(cp.operators.values().all(OperatorState::is_empty));
+        let written = &pending.put[0].2;
+        let chunk = records[1].value.as_ref().unwrap();
+        let kept = written.bytes.as_ref().unwrap();
+        assert_eq!(chunk.as_ptr(), kept.as_ptr(), "not a copy");
+        let (bytes, n) = assemble("t", Item::KeyGroup(0), &values(&records)).unwrap();
+        assert_eq!((bytes, n), (item, 4));
+        let (records, _) = c.diff(&mut checkpoint(&[(1, Vec::new())]));
+        let (bytes, n) = assemble("t", Item::KeyGroup(1), &values(&records)).unwrap();
+        assert_eq!((bytes.len(), n), (0, 1), "an empty item is its head");
+    }
+
+    #[test]
+    fn changelogs_written_before_head_records_still_read_back() {
+        let legacy = |n: u16, chunk: &[u8]| {
+            let mut v = vec![LEGACY_VERSION];
+            v.extend_from_slice(&n.to_be_bytes());
+            v.extend_from_slice(chunk);
+            Bytes::from(v)
+        };
+        let values: BTreeMap<u16, Bytes> = [(0, legacy(2, b"abc")), (1, legacy(2, b"de"))].into();
+        let (bytes, n) = assemble("t", Item::Entry(0), &values).unwrap();
+        assert_eq!((bytes.as_slice(), n), (&b"abcde"[..], 2));
+        let torn: BTreeMap<u16, Bytes> = [(0, legacy(2, b"abc"))].into();
+        let e = assemble("t", Item::Entry(0), &torn).unwrap_err();
+        assert!(e.to_string().contains("chunk 1 of 2"), "{e}");
+        let odd: BTreeMap<u16, Bytes> = [(0, Bytes::from_static(&[9, 0, 0]))].into();
+        assert!(assemble("t", Item::Entry(0), &odd).is_err());
+    }
+
+    #[test]
+    fn the_cache_keeps_key_groups_bytes_only_with_local_recovery() {
+        for local in [false, true] {
+            let config = KafkaConfig::new("127.0.0.1:9092", "app")
+                .set("strom.state.local.recovery", local.to_string());
+            let c = Changelog::new(config, 4, false);
+            let mut cp = checkpoint(&[(1, vec![1; 10])]);
+            cp.operators
+                .get_mut(&OperatorId(3))
+                .unwrap()
+                .entries
+                .insert(0, vec![5; 4]);
+            let (_, pending) = c.diff(&mut cp);
+            c.committed(pending);
+            {
+                let cache = c.lock();
+                let items = &cache.written["window"];
+                assert_eq!(items[&Item::KeyGroup(1)].bytes.is_some(), local);
+                assert!(items[&Item::Entry(0)].bytes.is_some(), "entries always");
+            }
+            let (records, _) = c.diff(&mut checkpoint(&[(1, vec![1; 10])]));
+            assert_eq!(records.len(), 2, "only the entry's tombstones: {records:?}");
+            assert!(records.iter().all(|r| r.value.is_none()));
+        }
     }
 
     #[test]
     fn key_groups_of_other_processes_are_never_deleted() {
         let c = Changelog::new(KafkaConfig::new("127.0.0.1:9092", "app"), 4, true);
         c.lock().owned = [0, 1].into();
-        let (_, pending) = c.diff(&checkpoint(&[(0, vec![1]), (1, vec![2])]));
+        let (_, pending) = c.diff(&mut checkpoint(&[(0, vec![1]), (1, vec![2])]));
         c.committed(pending);
         // Partition 1 moved away: the cache is narrowed on the next restore; until
         // then an unowned group is left alone.
         c.lock().owned = [0].into();
-        let (records, _) = c.diff(&checkpoint(&[(0, vec![1])]));
+        let (records, _) = c.diff(&mut checkpoint(&[(0, vec![1])]));
         assert!(records.is_empty(), "{records:?}");
     }
 

@@ -23,6 +23,7 @@ use crate::error::ConnectorError;
 /// | `strom.scale.out` | SQL pipelines key through repartition topics (`KafkaScope::key_by`), so several processes can share them; otherwise keyed exchanges stay in memory and the pipeline runs as one process (more processes stand by) | `false` |
 /// | `strom.repartition.purge.interval.ms` | how often the records of repartition topics that committed checkpoints consumed are deleted (DeleteRecords) | `30000` |
 /// | `strom.setup.timeout.ms` | how long starting the process or an incarnation keeps retrying retriable errors (a broker down, leaders moving) before the job fails, as Kafka Streams' `task.timeout.ms` | `300000` |
+/// | `strom.state.local.recovery` | the process keeps a copy of the keyed state its last checkpoint committed, so a restart inside the process (a rollback, a rebalance that restarts the job) restores its own key groups from memory rather than from the changelog topics; it costs the memory of the encoded state (as Flink's `state.backend.local-recovery`) | `false` |
 /// | `strom.leave.group.on.stop` | on a stop (SIGTERM), the static member leaves the group, so its partitions move to the other processes at once (scale-in); `false` keeps them for `session.timeout.ms`, for a process about to restart | `true` |
 ///
 /// Every other key goes to the consumer and producer as the Java client reads it
@@ -125,7 +126,11 @@ impl KafkaConfig {
                 message: format!("{v:?} is not a number"),
             })?;
         }
-        for key in ["strom.leave.group.on.stop", "strom.scale.out"] {
+        for key in [
+            "strom.leave.group.on.stop",
+            "strom.scale.out",
+            "strom.state.local.recovery",
+        ] {
             if let Some(v) = self.get(key) {
                 v.parse::<bool>().map_err(|_| ConnectorError::Config {
                     key: key.into(),
@@ -169,6 +174,11 @@ impl KafkaConfig {
     /// `strom.leave.group.on.stop` (true when unset).
     pub fn leave_group_on_stop(&self) -> bool {
         self.get("strom.leave.group.on.stop") != Some("false")
+    }
+
+    /// `strom.state.local.recovery` (false when unset).
+    pub fn local_recovery(&self) -> bool {
+        self.get("strom.state.local.recovery") == Some("true")
     }
 
     /// `application.id`.

@@ -107,7 +107,8 @@ impl CheckpointStore for KafkaCheckpointStore {
         Box::pin(async move {
             let id = checkpoint.id;
             let offsets = incarnation.take_positions(id);
-            let (mut records, pending) = changelog.diff(&checkpoint);
+            let mut checkpoint = Arc::unwrap_or_clone(checkpoint);
+            let (mut records, pending) = changelog.diff(&mut checkpoint);
             if !records.is_empty() {
                 let topics: std::collections::BTreeSet<String> =
                     records.iter().map(|r| r.topic.clone()).collect();

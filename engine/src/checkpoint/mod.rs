@@ -213,6 +213,17 @@ impl OperatorState {
 }
 
 impl Checkpoint {
+    /// Bytes of operator state it holds (keyed and non-keyed).
+    pub fn state_bytes(&self) -> usize {
+        self.operators
+            .values()
+            .map(|s| {
+                s.key_groups.values().map(Vec::len).sum::<usize>()
+                    + s.entries.values().map(Vec::len).sum::<usize>()
+            })
+            .sum()
+    }
+
     /// The checkpoint as versioned bytes, operators named by uid.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = vec![FORMAT_VERSION];

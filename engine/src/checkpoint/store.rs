@@ -20,7 +20,9 @@ pub type StoreFuture = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// [`crate::ErrorClass`] says whether rolling back to the last completed checkpoint
 /// can help. No new checkpoint starts while a write is in flight.
 pub trait CheckpointStore: Send + Sync + 'static {
-    /// Makes `checkpoint` durable.
+    /// Makes `checkpoint` durable. The job keeps no other reference to it, so
+    /// the store may take its state out (`Arc::unwrap_or_clone`) rather than
+    /// copy it.
     fn write(&self, checkpoint: Arc<Checkpoint>) -> StoreFuture;
 }
 

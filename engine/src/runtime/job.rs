@@ -333,10 +333,27 @@ enum StopState {
     ShuttingDown,
 }
 
-/// A durable write in flight.
+/// A durable write in flight. The store holds the checkpoint's state alone, so
+/// it can hand the bytes on (a changelog's records) rather than copy them.
 struct Writing {
-    checkpoint: Arc<Checkpoint>,
+    done: Done,
     future: StoreFuture,
+}
+
+/// What completing a checkpoint reports of it once its state went to the store.
+#[derive(Clone, Copy, Debug)]
+struct Done {
+    id: CheckpointId,
+    state_bytes: usize,
+}
+
+impl Done {
+    fn of(cp: &Checkpoint) -> Done {
+        Done {
+            id: cp.id,
+            state_bytes: cp.state_bytes(),
+        }
+    }
 }
 
 /// What decides an early checkpoint (see
@@ -447,31 +464,28 @@ impl Coordinator {
             cp.released = released;
             cp.adopted = adopted;
         }
-        let cp = Arc::new(cp);
+        let done = Done::of(&cp);
         match &self.durable {
             Some(store) => {
-                let future = store.write(cp.clone());
-                self.writing = Some(Writing {
-                    checkpoint: cp,
-                    future,
-                });
+                // A durable store has it; a copy here would double the state held.
+                let future = store.write(Arc::new(cp));
+                self.writing = Some(Writing { done, future });
             }
-            None => self.complete(cp),
+            None => {
+                self.store.add(cp);
+                self.complete(done);
+            }
         }
     }
 
-    fn complete(&mut self, cp: Arc<Checkpoint>) {
-        let id = cp.id;
+    fn complete(&mut self, done: Done) {
+        let id = done.id;
         tracing::info!(
             checkpoint = id.0,
-            operators = cp.operators.len(),
+            state_bytes = done.state_bytes,
             "checkpoint complete"
         );
-        self.status.checkpoint_completed(&cp);
-        // A durable store has it; a copy here would double the state held.
-        if self.durable.is_none() {
-            self.store.add(Checkpoint::clone(&cp));
-        }
+        self.status.checkpoint_completed(id.0, done.state_bytes);
         for (_, _, tx) in &self.controls {
             let _ = tx.send(Control::Complete(id));
         }
@@ -638,9 +652,9 @@ impl Coordinator {
                 written = async { match writing { Some(f) => f.await, None => std::future::pending().await } } => {
                     let Some(w) = self.writing.take() else { continue };
                     match written {
-                        Ok(()) => self.complete(w.checkpoint),
+                        Ok(()) => self.complete(w.done),
                         Err(e) => {
-                            let id = w.checkpoint.id;
+                            let id = w.done.id;
                             tracing::error!(checkpoint = id.0, error = %e, "durable checkpoint write failed");
                             self.status.checkpoint_failed(id.0);
                             self.status.error(format!("checkpoint {} failed: durable write failed: {e}", id.0));
@@ -767,11 +781,11 @@ impl Coordinator {
                             if let Some(w) = self.writing.take() {
                                 // The last task ended while its final checkpoint was
                                 // being written: that write decides the outcome.
-                                let id = w.checkpoint.id;
+                                let id = w.done.id;
                                 w.future.await.map_err(|e| {
                                     EngineError::checkpoint(id, "durable write failed", Some(e))
                                 })?;
-                                self.complete(w.checkpoint);
+                                self.complete(w.done);
                             }
                             let stopped = self.stop != StopState::Running;
                             return Ok(self.result(stopped));

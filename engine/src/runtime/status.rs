@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::checkpoint::{Checkpoint, OperatorId};
+use crate::checkpoint::OperatorId;
 
 /// Checkpoints kept in [`CheckpointsSnapshot::history`].
 pub const CHECKPOINT_HISTORY: usize = 50;
@@ -657,17 +657,8 @@ impl JobStatus {
         }
     }
 
-    /// A checkpoint completed (durably written).
-    pub(crate) fn checkpoint_completed(&self, cp: &Checkpoint) {
-        let size: usize = cp
-            .operators
-            .values()
-            .map(|s| {
-                s.key_groups.values().map(Vec::len).sum::<usize>()
-                    + s.entries.values().map(Vec::len).sum::<usize>()
-            })
-            .sum();
-        let id = cp.id.0;
+    /// Checkpoint `id`, of `size` bytes of state, completed (durably written).
+    pub(crate) fn checkpoint_completed(&self, id: u64, size: usize) {
         let now = now_ms();
         let mut c = lock(&self.inner.checkpoints);
         let (started_at, duration) = match c.started.remove(&id) {
@@ -1113,15 +1104,7 @@ mod tests {
 
         for id in 0..(CHECKPOINT_HISTORY as u64 + 7) {
             s.checkpoint_started(id);
-            let cp = Checkpoint {
-                id: crate::CheckpointId(id),
-                epoch: crate::Epoch(0),
-                operators: BTreeMap::new(),
-                uids: BTreeMap::new(),
-                released: Default::default(),
-                adopted: Default::default(),
-            };
-            s.checkpoint_completed(&cp);
+            s.checkpoint_completed(id, 0);
         }
         let c = s.snapshot().checkpoints;
         assert_eq!(c.history.len(), CHECKPOINT_HISTORY);
