@@ -319,16 +319,18 @@ impl Producer {
                 }
                 return Ok(future);
             };
+            // The waits are boxed: kept inline, their state would make every
+            // call's future kilobytes large, copied on each send.
             match wait {
                 Wait::Metadata => {
-                    let n = self.wait_partition_count(&record.topic, deadline()).await?;
+                    let n = Box::pin(self.wait_partition_count(&record.topic, deadline())).await?;
                     self.shared.lock().add_topic(&record.topic, n);
                 }
                 Wait::Memory => {
-                    let permit = tokio::time::timeout_at(
+                    let permit = Box::pin(tokio::time::timeout_at(
                         deadline().into(),
                         self.shared.memory.acquire_many(size as u32),
-                    )
+                    ))
                     .await
                     .map_err(|_| Error::Timeout {
                         context: "waiting for buffer.memory (max.block.ms)".into(),
