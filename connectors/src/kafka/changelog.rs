@@ -278,24 +278,16 @@ impl Changelog {
     /// `w` as the cache keeps it: the bytes of an entry always (other
     /// processes may write entries of the same number), of a key group only
     /// with local recovery.
-    fn cached(&self, item: Item, mut w: Written) -> Written {
+    fn cached(&self, item: Item, w: &mut Written) {
         if matches!(item, Item::KeyGroup(_)) && !self.local_recovery {
             w.bytes = None;
         }
-        w
     }
 
     /// Every item of `written` as the cache keeps it.
     fn cached_all(&self, written: &mut BTreeMap<String, BTreeMap<Item, Written>>) {
-        if self.local_recovery {
-            return;
-        }
-        for items in written.values_mut() {
-            for (item, w) in items.iter_mut() {
-                if matches!(item, Item::KeyGroup(_)) {
-                    w.bytes = None;
-                }
-            }
+        for (item, w) in written.values_mut().flat_map(|items| items.iter_mut()) {
+            self.cached(*item, w);
         }
     }
 
@@ -434,8 +426,8 @@ impl Changelog {
     /// Applies a committed checkpoint's changes to the cache.
     pub(crate) fn committed(&self, pending: Pending) {
         let mut cache = self.lock();
-        for (uid, item, w) in pending.put {
-            let w = self.cached(item, w);
+        for (uid, item, mut w) in pending.put {
+            self.cached(item, &mut w);
             cache.written.entry(uid).or_default().insert(item, w);
         }
         for (uid, item) in pending.removed {
@@ -590,9 +582,10 @@ impl Changelog {
         let staged = std::mem::take(&mut cache.staged);
         for (uid, items) in staged {
             let target = cache.written.entry(uid).or_default();
-            for (item, w) in items {
+            for (item, mut w) in items {
                 if matches!(item, Item::KeyGroup(g) if groups.contains(&g)) {
-                    target.insert(item, self.cached(item, w));
+                    self.cached(item, &mut w);
+                    target.insert(item, w);
                 }
             }
         }
