@@ -458,8 +458,13 @@ impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> PaneStore<Windowed<K, A
         [a, b, c].into_iter().flatten().min()
     }
 
-    fn fire_at(&mut self, end: i64, out: &mut Output<'_, Windowed<K, A::Out>>) -> usize {
-        self.fire(end, out)
+    fn fire_at(
+        &mut self,
+        end: i64,
+        _budget: usize,
+        out: &mut Output<'_, Windowed<K, A::Out>>,
+    ) -> (usize, bool) {
+        (self.fire(end, out), true)
     }
 
     fn fired_until(&mut self) -> &mut i64 {

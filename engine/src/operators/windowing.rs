@@ -103,8 +103,10 @@ pub(crate) trait PaneStore<O> {
     fn has_data_in(&self, end: i64) -> bool;
     /// The end of the first pane held after `end`, if any.
     fn next_pane_after(&self, end: i64) -> Option<i64>;
-    /// Fires the window ending at `end`; how many results it sent.
-    fn fire_at(&mut self, end: i64, out: &mut Output<'_, O>) -> usize;
+    /// Fires the window ending at `end`, or as much of it as about `budget`
+    /// results allow: how many results it sent, and whether the window fired
+    /// whole (else the next call for `end` goes on where this one stopped).
+    fn fire_at(&mut self, end: i64, budget: usize, out: &mut Output<'_, O>) -> (usize, bool);
     /// The end of the last window fired (every window ending at or before it has).
     fn fired_until(&mut self) -> &mut i64;
 }
@@ -123,9 +125,10 @@ pub(crate) fn begin_advance(last: &mut i64, pending: &mut bool, progress: i64) -
 
 /// Fires, in end order, each window that ends at or before `progress + 1`, ends
 /// after the last one fired and holds a pane, skipping the empty stretches
-/// between panes. Stops after [`FIRE_BUDGET`] results and returns false (call
-/// again with the same progress); once all fired, moves the fired mark to the last
-/// window end at or before `progress + 1` and returns true.
+/// between panes. Stops after about [`FIRE_BUDGET`] results, between windows or
+/// inside one, and returns false (call again with the same progress: it goes on
+/// where it stopped); once all fired, moves the fired mark to the last window end
+/// at or before `progress + 1` and returns true.
 pub(crate) fn fire_due<O>(
     op: &mut impl PaneStore<O>,
     progress: i64,
@@ -143,7 +146,11 @@ pub(crate) fn fire_due<O>(
                     // Let the task send what we have; it calls again with `progress`.
                     return false;
                 }
-                emitted += op.fire_at(e, out);
+                let (n, whole) = op.fire_at(e, FIRE_BUDGET - emitted, out);
+                emitted += n;
+                if !whole {
+                    return false;
+                }
                 let fired = op.fired_until();
                 *fired = (*fired).max(e);
             }

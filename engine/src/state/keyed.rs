@@ -99,6 +99,14 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         &mut self.groups[i]
     }
 
+    /// The map of key group `kg`, if it is in this map's range.
+    pub fn group(&self, kg: KeyGroup) -> Option<&FastMap<K, V>> {
+        let i = kg.0.checked_sub(self.range.start)?;
+        self.groups
+            .get(usize::from(i))
+            .filter(|_| kg.0 < self.range.end)
+    }
+
     /// Value for `key`, if any.
     pub fn get(&self, key: &K) -> Option<&V> {
         self.groups[self.index(self.key_group(key))].get(key)
