@@ -31,7 +31,7 @@ use engine::{
 };
 
 use crate::expr::{arith, cast_value};
-use crate::types::{Change, DataType, Row, Value};
+use crate::types::{Change, DataType, Key, Row, Value};
 
 /// Which aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,9 +389,10 @@ impl RowAggregate {
     }
 
     /// A GROUP BY's output row: `key`, then the results.
-    pub fn result_row(&self, key: &Row, accs: &[Acc]) -> Row {
-        let mut row = key.clone();
-        row.extend(self.results(accs));
+    pub fn result_row(&self, key: &[Value], accs: &[Acc]) -> Row {
+        let mut row = Vec::with_capacity(key.len() + accs.len());
+        row.extend_from_slice(key);
+        row.extend(accs.iter().zip(self.specs.iter()).map(|(a, s)| a.result(s)));
         row
     }
 
@@ -412,7 +413,7 @@ impl RowAggregate {
 pub(crate) struct GroupUpdates {
     agg: RowAggregate,
     before: bool,
-    state: Option<ValueState<(Row, Vec<Acc>)>>,
+    state: Option<ValueState<(Key, Vec<Acc>)>>,
     ttl: Option<StateTtl>,
 }
 
@@ -429,10 +430,10 @@ impl GroupUpdates {
     }
 }
 
-impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
+impl KeyedProcessFunction<Key, (Key, Vec<Acc>)> for GroupUpdates {
     type Out = Change;
 
-    fn open(&mut self, state: &mut StateRegistry<'_, Row>) -> engine::Result<()> {
+    fn open(&mut self, state: &mut StateRegistry<'_, Key>) -> engine::Result<()> {
         self.state = Some(state.value());
         if let Some(t) = self.ttl.as_mut() {
             t.open(state);
@@ -442,8 +443,8 @@ impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
 
     fn process_element(
         &mut self,
-        value: (Row, Vec<Acc>),
-        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+        value: (Key, Vec<Acc>),
+        ctx: &mut ProcessContext<'_, '_, Key, Change>,
     ) -> engine::Result<()> {
         let Some(s) = self.state else {
             return Ok(());
@@ -470,7 +471,7 @@ impl KeyedProcessFunction<Row, (Row, Vec<Acc>)> for GroupUpdates {
         &mut self,
         at: i64,
         domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+        ctx: &mut ProcessContext<'_, '_, Key, Change>,
     ) -> engine::Result<()> {
         if let Some(t) = &self.ttl {
             t.on_timer(at, domain, self.state, ctx);
@@ -514,12 +515,12 @@ impl StateTtl {
 
     /// Declares the last-row state (after the aggregate's own, so a checkpoint
     /// without TTL keeps its layout).
-    fn open(&mut self, state: &mut StateRegistry<'_, Row>) {
+    fn open(&mut self, state: &mut StateRegistry<'_, Key>) {
         self.last = Some(state.value());
     }
 
     /// A row reached the current key: its state lives another TTL.
-    fn touch<O>(&self, ctx: &mut ProcessContext<'_, '_, Row, O>) {
+    fn touch<O>(&self, ctx: &mut ProcessContext<'_, '_, Key, O>) {
         let Some(last) = self.last else {
             return;
         };
@@ -538,7 +539,7 @@ impl StateTtl {
         at: i64,
         domain: TimeDomain,
         state: Option<ValueState<V>>,
-        ctx: &mut ProcessContext<'_, '_, Row, O>,
+        ctx: &mut ProcessContext<'_, '_, Key, O>,
     ) {
         let (Some(last), Some(state)) = (self.last, state) else {
             return;
@@ -609,10 +610,10 @@ impl GroupRetractions {
     }
 }
 
-impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
+impl KeyedProcessFunction<Key, Retraction> for GroupRetractions {
     type Out = Change;
 
-    fn open(&mut self, state: &mut StateRegistry<'_, Row>) -> engine::Result<()> {
+    fn open(&mut self, state: &mut StateRegistry<'_, Key>) -> engine::Result<()> {
         self.state = Some(state.value());
         if let Some(t) = self.ttl.as_mut() {
             t.open(state);
@@ -623,7 +624,7 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
     fn process_element(
         &mut self,
         (key, old, new): Retraction,
-        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+        ctx: &mut ProcessContext<'_, '_, Key, Change>,
     ) -> engine::Result<()> {
         let Some(s) = self.state else {
             return Ok(());
@@ -670,7 +671,7 @@ impl KeyedProcessFunction<Row, Retraction> for GroupRetractions {
         &mut self,
         at: i64,
         domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, '_, Row, Change>,
+        ctx: &mut ProcessContext<'_, '_, Key, Change>,
     ) -> engine::Result<()> {
         if let Some(t) = &self.ttl {
             t.on_timer(at, domain, self.state, ctx);
@@ -837,7 +838,7 @@ mod tests {
             1,
         )
         .flat_map(|v| v)
-        .key_by(|r: &Retraction| r.0.clone())
+        .key_by(|r: &Retraction| Key::of(&r.0))
         .process(GroupRetractions::new(RowAggregate::retracting(specs), None))
         .uid("retractions")
         .sink(sink.clone());
@@ -913,7 +914,7 @@ mod tests {
     /// Ten rows a second (row `i` at `i * 100` ms): key `idle` at rows 0, 1
     /// and 30, key `busy` at every other row (never 300 ms without one), or
     /// no row there when `quiet`.
-    fn ttl_rows(i: u64, quiet: bool) -> Option<(Row, Vec<Acc>)> {
+    fn ttl_rows(i: u64, quiet: bool) -> Option<(Key, Vec<Acc>)> {
         let key = if matches!(i, 0 | 1 | 30) {
             "idle"
         } else if quiet {
@@ -924,7 +925,7 @@ mod tests {
         let agg = count_star();
         let mut accs = agg.create_accs();
         agg.add_row(&mut accs, &[]);
-        Some((vec![Value::String(key.into())], accs))
+        Some((Key::from(vec![Value::String(key.into())]), accs))
     }
 
     fn count_star() -> RowAggregate {
@@ -949,7 +950,7 @@ mod tests {
             1,
         )
         .flat_map(|r| r)
-        .key_by(|r: &(Row, Vec<Acc>)| r.0.clone())
+        .key_by(|r: &(Key, Vec<Acc>)| r.0.clone())
         .process(GroupUpdates::new(
             count_star(),
             false,
@@ -1070,7 +1071,7 @@ mod tests {
             1,
         )
         .flat_map(|v| v)
-        .key_by(|r: &Retraction| r.0.clone())
+        .key_by(|r: &Retraction| Key::of(&r.0))
         .process(GroupRetractions::new(
             RowAggregate::retracting(vec![
                 AggSpec::new(AggKind::Sum, 1, DataType::BigInt, "SUM(v)".into()).expect("valid"),

@@ -45,7 +45,7 @@ use crate::expr::{EvalError, Projection, cast_value};
 use crate::format::RowFormat;
 use crate::parse::{Script, TableDef, parse_script};
 use crate::plan::{ColumnsRead, Node, Plan, WindowSpec, plan_query, table_time};
-use crate::types::{Change, DataType, Row, Schema, Value};
+use crate::types::{Change, DataType, Key, Row, Schema, Value};
 
 /// How a script runs.
 #[derive(Debug, Clone)]
@@ -942,12 +942,13 @@ impl Builder<'_> {
                 let pre = Projection::new(pre);
                 let k = *keys;
                 let rows = input.try_map_named("group-keys", move |row: Row| pre.apply(row));
-                self.key_by(rows, branch, move |r: &Row| r[..k].to_vec())
+                self.key_by(rows, branch, move |r: &Row| Key::of(&r[..k]))
                     .window(windows(*window))
                     .aggregate(RowAggregate::new(aggs.clone()))
                     .uid(&uid)
-                    .map(|w: Windowed<Row, Row>| {
-                        let mut out = w.key;
+                    .map(|w: Windowed<Key, Row>| {
+                        let mut out = Vec::with_capacity(w.key.len() + 3 + w.value.len());
+                        w.key.append_to(&mut out);
                         out.push(Value::Timestamp(w.window.start));
                         out.push(Value::Timestamp(w.window.end));
                         out.push(Value::Timestamp(w.window.end - 1));
@@ -1122,7 +1123,7 @@ impl Builder<'_> {
                         Ok(retractions(old, new, k))
                     },
                 );
-                self.key_by(records, branch, |t: &Retraction| t.0.clone())
+                self.key_by(records, branch, |t: &Retraction| Key::of(&t.0))
                     .process(GroupRetractions::new(
                         RowAggregate::retracting(aggs.clone()),
                         *state_ttl,
@@ -1145,14 +1146,14 @@ impl Builder<'_> {
                 let a1 = agg.clone();
                 let rows = input.try_map_named(
                     "group-keys",
-                    move |row: Row| -> std::result::Result<(Row, Vec<Acc>), EvalError> {
+                    move |row: Row| -> std::result::Result<(Key, Vec<Acc>), EvalError> {
                         let vals = pre.apply(row)?;
                         let mut accs = a1.create_accs();
                         a1.add_row(&mut accs, &vals);
-                        Ok((vals[..k].to_vec(), accs))
+                        Ok((Key::of(&vals[..k]), accs))
                     },
                 );
-                self.key_by(rows, branch, |t: &(Row, Vec<Acc>)| t.0.clone())
+                self.key_by(rows, branch, |t: &(Key, Vec<Acc>)| t.0.clone())
                     .process(GroupUpdates::new(agg, before, *state_ttl))
                     .uid(&uid)
             }
@@ -1299,8 +1300,8 @@ impl Builder<'_> {
         &self,
         stream: DataStream<T>,
         branch: &str,
-        key: impl Fn(&T) -> Row + Send + Sync + 'static,
-    ) -> engine::KeyedStream<Row, T>
+        key: impl Fn(&T) -> Key + Send + Sync + 'static,
+    ) -> engine::KeyedStream<Key, T>
     where
         T: engine::StateCodec + Send + 'static,
     {
@@ -1322,7 +1323,7 @@ impl Builder<'_> {
         stream: DataStream<Row>,
         keys: &[crate::expr::CExpr],
         branch: &str,
-    ) -> (engine::KeyedStream<Row, Row>, usize) {
+    ) -> (engine::KeyedStream<Key, Row>, usize) {
         let columns: Option<Vec<usize>> = keys.iter().map(|k| k.column).collect();
         if let Some(columns) = columns {
             let read = columns.clone();
@@ -1333,11 +1334,14 @@ impl Builder<'_> {
                     Ok((!null).then_some(row))
                 },
             );
-            let keyed = self.key_by(rows, branch, move |row: &Row| {
-                columns
-                    .iter()
-                    .map(|i| row.get(*i).cloned().unwrap_or(Value::Null))
-                    .collect()
+            let keyed = self.key_by(rows, branch, move |row: &Row| match columns[..] {
+                [i] => Key::of(row.get(i..=i).unwrap_or(&[Value::Null])),
+                _ => Key::from(
+                    columns
+                        .iter()
+                        .map(|i| row.get(*i).cloned().unwrap_or(Value::Null))
+                        .collect::<Row>(),
+                ),
             });
             return (keyed, 0);
         }
@@ -1358,7 +1362,7 @@ impl Builder<'_> {
             },
         );
         let keyed = self.key_by(rows, branch, move |row: &Row| {
-            row[row.len().saturating_sub(appended)..].to_vec()
+            Key::of(&row[row.len().saturating_sub(appended)..])
         });
         (keyed, appended)
     }

@@ -415,6 +415,124 @@ impl StateCodec for Value {
 /// A row of values.
 pub type Row = Vec<Value>;
 
+/// The values a GROUP BY or a join keys its state by. A key of one value (the
+/// common case) is held inline, so a state entry's key costs no allocation of
+/// its own and comparing keys reads no other memory.
+///
+/// It hashes, compares and encodes as the [`Row`] of its values does, so key
+/// groups, repartition topics and state written with row keys stay valid.
+///
+/// ```
+/// use sql::types::{Key, Row, Value};
+/// let key = Key::from(vec![Value::BigInt(7)]);
+/// assert_eq!(&*key, &[Value::BigInt(7)][..]);
+/// assert_eq!(key.into_row(), vec![Value::BigInt(7)]);
+/// ```
+#[derive(Clone)]
+pub struct Key(KeyValues);
+
+#[derive(Clone)]
+enum KeyValues {
+    One(Value),
+    Many(Box<[Value]>),
+}
+
+impl Key {
+    /// The key of `values`.
+    pub fn of(values: &[Value]) -> Key {
+        match values {
+            [one] => Key(KeyValues::One(one.clone())),
+            many => Key(KeyValues::Many(many.into())),
+        }
+    }
+
+    /// The key's values as a row.
+    pub fn into_row(self) -> Row {
+        match self.0 {
+            KeyValues::One(v) => vec![v],
+            KeyValues::Many(vs) => vs.into_vec(),
+        }
+    }
+
+    /// Moves the key's values to the end of `row`.
+    pub fn append_to(self, row: &mut Row) {
+        match self.0 {
+            KeyValues::One(v) => row.push(v),
+            KeyValues::Many(vs) => row.extend(vs.into_vec()),
+        }
+    }
+}
+
+impl From<Row> for Key {
+    fn from(mut row: Row) -> Key {
+        if row.len() == 1 {
+            if let Some(v) = row.pop() {
+                return Key(KeyValues::One(v));
+            }
+        }
+        Key(KeyValues::Many(row.into_boxed_slice()))
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [Value];
+    fn deref(&self) -> &[Value] {
+        match &self.0 {
+            KeyValues::One(v) => std::slice::from_ref(v),
+            KeyValues::Many(vs) => vs,
+        }
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl StateCodec for Key {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        // A `Row`'s layout: its length, then the values.
+        (self.len() as u32).encode(buf);
+        Value::encode_all(self, buf)
+    }
+
+    fn decode(buf: &mut &[u8]) -> engine::Result<Self> {
+        Ok(match u32::decode(buf)? {
+            1 => Key(KeyValues::One(Value::decode(buf)?)),
+            n => Key(KeyValues::Many(
+                Value::decode_n(n as usize, buf)?.into_boxed_slice(),
+            )),
+        })
+    }
+}
+
 /// One element of an updating result, whose rows are identified by its upsert
 /// key columns (see [`crate::plan::Plan::upsert_key`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -558,6 +676,33 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_hashes_encodes_and_decodes_as_the_row_of_its_values() {
+        use engine::state::key_group::stable_hash;
+        let rows: [Row; 4] = [
+            vec![],
+            vec![Value::str("k00042")],
+            vec![Value::BigInt(7), Value::Null],
+            vec![Value::Int(1), Value::str("a"), Value::Timestamp(3)],
+        ];
+        for row in rows {
+            let key = Key::from(row.clone());
+            assert_eq!(key, Key::of(&row));
+            assert_eq!(&*key, &row[..]);
+            assert_eq!(stable_hash(&key), stable_hash(&row), "{row:?}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            key.encode(&mut a);
+            row.encode(&mut b);
+            assert_eq!(a, b, "{row:?}");
+            assert_eq!(engine::state::codec::decode_exact::<Key>(&b).unwrap(), key);
+            let mut appended = vec![Value::Null];
+            key.clone().append_to(&mut appended);
+            assert_eq!(appended[1..], row[..]);
+            assert_eq!(key.into_row(), row);
+        }
+        assert!(std::mem::size_of::<Key>() <= std::mem::size_of::<Value>());
+    }
 
     #[test]
     fn numbers_compare_and_hash_across_types() {
