@@ -451,10 +451,8 @@ impl Changelog {
                 .filter(|t| !cache.topics.contains(t))
                 .collect()
         };
-        for topic in wanted {
-            topics::ensure_compacted(admin, &self.config, &topic, self.partitions).await?;
-            self.lock().topics.insert(topic);
-        }
+        topics::ensure_compacted_all(admin, &self.config, &wanted, self.partitions).await?;
+        self.lock().topics.extend(wanted);
         Ok(())
     }
 

@@ -35,13 +35,7 @@ pub(crate) async fn ensure_compacted(
     topic: &str,
     partitions: i32,
 ) -> Result<(), ConnectorError> {
-    let new = NewTopic::new(topic, partitions)
-        .replication_factor(replication(config))
-        .config("cleanup.policy", "compact")
-        // Small segments and a low dirty ratio keep a restore close to the live
-        // state: the cleaner only compacts closed segments.
-        .config("segment.bytes", (64 << 20).to_string())
-        .config("min.cleanable.dirty.ratio", "0.1");
+    let new = compacted(config, topic, partitions);
     if ensure(admin, new, "changelog", "delete it or fix the input").await? {
         return Ok(());
     }
@@ -59,6 +53,47 @@ pub(crate) async fn ensure_compacted(
         )));
     }
     Ok(())
+}
+
+/// [`ensure_compacted`] for several topics: when none exists, they are created
+/// in one request and their leaders awaited together (one after the other, three
+/// took 190 ms of a job's first checkpoint); else each on its own.
+pub(crate) async fn ensure_compacted_all(
+    admin: &Admin,
+    config: &KafkaConfig,
+    topics: &[String],
+    partitions: i32,
+) -> Result<(), ConnectorError> {
+    if topics.len() > 1 {
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| compacted(config, t, partitions))
+            .collect();
+        if admin.create_topics(&new).await.is_ok() {
+            let led = topics.iter().map(|topic| async move {
+                tracing::info!(topic, partitions, "changelog topic created");
+                wait_until_known(admin, topic).await?;
+                wait_until_led(admin, topic, partitions).await;
+                Ok::<(), ConnectorError>(())
+            });
+            return futures::future::join_all(led).await.into_iter().collect();
+        }
+    }
+    for topic in topics {
+        ensure_compacted(admin, config, topic, partitions).await?;
+    }
+    Ok(())
+}
+
+/// A compacted changelog topic.
+fn compacted(config: &KafkaConfig, topic: &str, partitions: i32) -> NewTopic {
+    NewTopic::new(topic, partitions)
+        .replication_factor(replication(config))
+        .config("cleanup.policy", "compact")
+        // Small segments and a low dirty ratio keep a restore close to the live
+        // state: the cleaner only compacts closed segments.
+        .config("segment.bytes", (64 << 20).to_string())
+        .config("min.cleanable.dirty.ratio", "0.1")
 }
 
 /// Creates the repartition topic `topic` with `partitions` partitions, or checks
