@@ -563,15 +563,17 @@ impl StateTtl {
 /// One change of an updating input to a [`GroupRetractions`], for one group
 /// key: the pre-computed row it takes back and the one it adds (both when a
 /// row's old and new versions fall in the same group).
-pub(crate) type Retraction = (Row, Option<Row>, Option<Row>);
+pub(crate) type Retraction = (Key, Option<Row>, Option<Row>);
 
 /// The records of one input change for a GROUP BY over updates (pre-computed
 /// rows, their first `keys` values the group key): one when the old and new
 /// rows fall in the same group, else one per group.
 pub(crate) fn retractions(old: Option<Row>, new: Option<Row>, keys: usize) -> Vec<Retraction> {
-    let key = |r: &Row| r[..keys.min(r.len())].to_vec();
+    let key = |r: &Row| Key::of(&r[..keys.min(r.len())]);
     match (old, new) {
-        (Some(o), Some(n)) if key(&o) == key(&n) => vec![(key(&n), Some(o), Some(n))],
+        (Some(o), Some(n)) if o[..keys.min(o.len())] == n[..keys.min(n.len())] => {
+            vec![(key(&n), Some(o), Some(n))]
+        }
         (old, new) => old
             .map(|o| (key(&o), Some(o), None))
             .into_iter()
@@ -838,7 +840,7 @@ mod tests {
             1,
         )
         .flat_map(|v| v)
-        .key_by(|r: &Retraction| Key::of(&r.0))
+        .key_by(|r: &Retraction| r.0.clone())
         .process(GroupRetractions::new(RowAggregate::retracting(specs), None))
         .uid("retractions")
         .sink(sink.clone());
@@ -1071,7 +1073,7 @@ mod tests {
             1,
         )
         .flat_map(|v| v)
-        .key_by(|r: &Retraction| Key::of(&r.0))
+        .key_by(|r: &Retraction| r.0.clone())
         .process(GroupRetractions::new(
             RowAggregate::retracting(vec![
                 AggSpec::new(AggKind::Sum, 1, DataType::BigInt, "SUM(v)".into()).expect("valid"),

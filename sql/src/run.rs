@@ -1123,7 +1123,7 @@ impl Builder<'_> {
                         Ok(retractions(old, new, k))
                     },
                 );
-                self.key_by(records, branch, |t: &Retraction| Key::of(&t.0))
+                self.key_by(records, branch, |t: &Retraction| t.0.clone())
                     .process(GroupRetractions::new(
                         RowAggregate::retracting(aggs.clone()),
                         *state_ttl,
