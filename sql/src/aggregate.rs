@@ -392,16 +392,17 @@ impl RowAggregate {
     pub fn result_row(&self, key: &[Value], accs: &[Acc]) -> Row {
         let mut row = Vec::with_capacity(key.len() + accs.len());
         row.extend_from_slice(key);
-        row.extend(accs.iter().zip(self.specs.iter()).map(|(a, s)| a.result(s)));
+        row.extend(self.result_values(accs));
         row
     }
 
     /// The results.
     pub fn results(&self, accs: &[Acc]) -> Row {
-        accs.iter()
-            .zip(self.specs.iter())
-            .map(|(a, s)| a.result(s))
-            .collect()
+        self.result_values(accs).collect()
+    }
+
+    fn result_values<'a>(&'a self, accs: &'a [Acc]) -> impl Iterator<Item = Value> + 'a {
+        accs.iter().zip(self.specs.iter()).map(|(a, s)| a.result(s))
     }
 }
 
