@@ -22,6 +22,7 @@ use integration_tests::{
 use kafka_wire::client::admin::{NewTopic, OffsetSpec};
 use kafka_wire::client::config::{ConsumerConfig, IsolationLevel, ProducerConfig};
 use kafka_wire::client::consumer::Consumer;
+use kafka_wire::client::group::GroupConsumer;
 use kafka_wire::client::transaction::admin::TransactionAdmin;
 use kafka_wire::client::{Admin, Client, Producer, ProducerRecord};
 
@@ -1126,6 +1127,72 @@ async fn hand_partitions_over_and_back(pipeline: &str, guarantee: &str, kafka_pr
     let mut first = handing.first;
     assert!(terminate(&mut first, Duration::from_secs(60)).success());
     handing.reports.check(topics);
+    read_back_exact_stats(&run, records, &expected).await;
+}
+
+/// Under the consumer protocol a process can join with no partition (the
+/// broker had not assigned the input yet, or another member holds it all) and
+/// then be given partitions that no checkpoint has committed. It adopts them in
+/// place, starting them per `auto.offset.reset` as a new incarnation would,
+/// without a restart; the output stays exact. Here a plain member of the
+/// pipeline's group holds every partition first, commits nothing and leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_consumer_protocol_partitions_never_committed_are_adopted_without_a_restart() {
+    let bootstrap = require_broker!();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let run = Run::new(&bootstrap, "adopt-fresh-848").await;
+    let records = 4_000;
+    let (input, expected) = run.stats_records(records, 500, 59);
+    let props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), run.bootstrap.clone()),
+        ("group.id".to_string(), run.app.clone()),
+        ("group.protocol".to_string(), "consumer".to_string()),
+        ("enable.auto.commit".to_string(), "false".to_string()),
+    ]);
+    let mut holder = GroupConsumer::new(ConsumerConfig::from_properties(&props).unwrap())
+        .await
+        .unwrap();
+    holder.subscribe([run.input.clone()]);
+    let holds = |holder: &GroupConsumer| holder.assignment().len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while holds(&holder) < PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "the holder never got the input");
+        let _ = holder.poll_batches_for(Duration::from_millis(100)).await;
+    }
+    let reports = HandOverReports::new(&run.app);
+    let env = [
+        ("GUARANTEE", "eos".to_string()),
+        ("KAFKA_PROPS", "group.protocol=consumer".to_string()),
+        ("REPORT", reports.path(0).display().to_string()),
+    ];
+    let mut child = run.spawn("running-stats", 0, &env);
+    // The broker moves half of the input to the process (the holder gives it
+    // up at a heartbeat, 5 s apart), then the holder leaves with the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while holds(&holder) > PARTITIONS as usize / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the process never got a partition"
+        );
+        let _ = holder.poll_batches_for(Duration::from_millis(100)).await;
+    }
+    holder.close_and_leave().await.unwrap();
+    run.send_all(input).await;
+    run.wait_for_output(records as i64, Duration::from_secs(120))
+        .await;
+    assert!(terminate(&mut child, Duration::from_secs(60)).success());
+    let report = pipeline_report(&reports.path(0));
+    eprintln!(
+        "{} incarnations, {} rollbacks, {} adopted",
+        report.incarnations, report.rollbacks, report.adopted
+    );
+    assert_eq!(report.incarnations, 1, "the process never restarted");
+    assert_eq!(report.rollbacks, 0, "nor rolled back");
+    assert!(
+        report.adopted >= PARTITIONS as u32 / 2,
+        "it adopted the partitions the holder left"
+    );
+    let _ = std::fs::remove_dir_all(&reports.dir);
     read_back_exact_stats(&run, records, &expected).await;
 }
 

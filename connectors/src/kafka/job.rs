@@ -764,6 +764,8 @@ impl KafkaJob {
                 uids: plan.uids.clone(),
                 incarnation: incarnation.clone(),
                 status: status.clone(),
+                reset: offset_reset(&config),
+                isolation: isolation(&config),
             };
             let fetcher = tokio::spawn(fetch::run(
                 group,
@@ -1016,6 +1018,10 @@ struct Adopt {
     uids: BTreeMap<OperatorId, String>,
     incarnation: Arc<Incarnation>,
     status: JobStatus,
+    /// Where a partition the group never committed starts (`auto.offset.reset`),
+    /// `None` when it must not start without a committed offset.
+    reset: Option<OffsetSpec>,
+    isolation: IsolationLevel,
 }
 
 /// Partitions adopted at a checkpoint.
@@ -1027,7 +1033,8 @@ struct Adopted {
 /// Why partitions did not join the running incarnation.
 enum AdoptError {
     /// They cannot (an operator that cannot load state or hold an adopted
-    /// event-time partition back, no committed offset, an adopting checkpoint
+    /// event-time partition back, no committed offset under
+    /// `auto.offset.reset=none`, an adopting checkpoint
     /// that failed): restart the incarnation with them.
     Restart(String),
     /// Reading their state or the adopting checkpoint failed: roll back.
@@ -1044,17 +1051,36 @@ impl Adopt {
             .await
             .map_err(|e| AdoptError::Failed(ConnectorError::kafka("committed offsets", e)))?;
         let mut starts = BTreeMap::new();
+        let mut never_committed: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for tp in partitions {
             match committed.get(tp) {
                 Some(o) if *o >= 0 => {
                     starts.insert(tp.clone(), *o);
                 }
-                _ => {
-                    return Err(AdoptError::Restart(format!(
-                        "{}-{} has no committed offset",
-                        tp.0, tp.1
-                    )));
-                }
+                _ => never_committed.entry(&tp.0).or_default().push(tp.1),
+            }
+        }
+        // A partition no checkpoint has committed yet (a process that joined
+        // with none, then was given fresh ones) starts where a new incarnation
+        // would start it, per `auto.offset.reset`.
+        for (topic, parts) in never_committed {
+            let Some(spec) = self.reset else {
+                return Err(AdoptError::Restart(format!(
+                    "{topic} {parts:?} have no committed offset and auto.offset.reset is none"
+                )));
+            };
+            let listed = self
+                .admin
+                .list_offsets(topic, &parts, spec, self.isolation)
+                .await
+                .map_err(|e| {
+                    AdoptError::Failed(ConnectorError::kafka(
+                        format!("reset offsets of {topic}"),
+                        e,
+                    ))
+                })?;
+            for (p, o) in listed {
+                starts.insert((topic.to_string(), p), o.offset);
             }
         }
         let groups = numbers(partitions);
@@ -1476,16 +1502,31 @@ async fn settle(
     }
 }
 
+/// The job's isolation level (`read_committed` unless set otherwise).
+fn isolation(config: &KafkaConfig) -> IsolationLevel {
+    match config.get("isolation.level") {
+        Some("read_uncommitted") => IsolationLevel::ReadUncommitted,
+        _ => IsolationLevel::ReadCommitted,
+    }
+}
+
+/// Where a partition without a committed offset starts: the job's
+/// `auto.offset.reset` (`earliest` unless set), `None` for `none`.
+fn offset_reset(config: &KafkaConfig) -> Option<OffsetSpec> {
+    match config.get("auto.offset.reset") {
+        Some("latest") => Some(OffsetSpec::Latest),
+        Some("none") => None,
+        _ => Some(OffsetSpec::Earliest),
+    }
+}
+
 /// Where each partition ends now (the last stable offset under read_committed).
 async fn end_offsets(
     admin: &Admin,
     assignment: &[TopicPartition],
     config: &KafkaConfig,
 ) -> Result<BTreeMap<TopicPartition, i64>, ConnectorError> {
-    let isolation = match config.get("isolation.level") {
-        Some("read_uncommitted") => IsolationLevel::ReadUncommitted,
-        _ => IsolationLevel::ReadCommitted,
-    };
+    let isolation = isolation(config);
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in assignment {
         by_topic.entry(t.as_str()).or_default().push(*p);
