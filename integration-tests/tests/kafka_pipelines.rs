@@ -1268,10 +1268,13 @@ impl HandOverReports {
             topics * PARTITIONS as u32 / 2,
             "it released half its partitions"
         );
-        assert_eq!(
-            first.adopted,
-            topics * PARTITIONS as u32 / 2,
-            "it took them back when the second left"
+        // Under the consumer protocol the first process can settle before the
+        // broker assigns it the input, and then adopts all of it in place once.
+        let back = topics * PARTITIONS as u32 / 2;
+        assert!(
+            first.adopted == back || first.adopted == back + topics * PARTITIONS as u32,
+            "it took them back when the second left (adopted {})",
+            first.adopted
         );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
