@@ -707,7 +707,7 @@ fn literal(e: &Expr, v: &sqlparser::ast::Value, text: String) -> Result<CExpr> {
                 let digits = n.chars().filter(char::is_ascii_digit).count() as u8;
                 let d = parse_decimal(n, scale).ok_or_else(|| err(e, format!("bad number {n}")))?;
                 CExpr::constant(
-                    Value::Decimal(d, scale),
+                    Value::decimal(d, scale),
                     DataType::Decimal(digits.clamp(1, 38), scale),
                     text,
                 )
@@ -800,7 +800,7 @@ fn negate(v: Value) -> EvalResult {
         Value::Int(i) => Value::Int(i.wrapping_neg()),
         Value::BigInt(i) => Value::BigInt(i.wrapping_neg()),
         Value::Double(d) => Value::Double(-d),
-        Value::Decimal(d, s) => Value::Decimal(-d, s),
+        Value::Decimal(d, s) => Value::decimal(-d.get(), s),
         Value::Interval(i) => Value::Interval(-i),
         _ => Value::Null,
     })
@@ -912,7 +912,7 @@ fn as_decimal(v: &Value) -> Option<(i128, u8)> {
     match v {
         Value::Int(i) => Some((i128::from(*i), 0)),
         Value::BigInt(i) => Some((i128::from(*i), 0)),
-        Value::Decimal(d, s) => Some((*d, *s)),
+        Value::Decimal(d, s) => Some((d.get(), *s)),
         _ => None,
     }
 }
@@ -969,7 +969,7 @@ pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
                         rescale(a, s, sc).ok_or_else(overflow)?,
                         rescale(b, t, sc).ok_or_else(overflow)?,
                     );
-                    Decimal(
+                    Value::decimal(
                         match sym {
                             '+' => a.checked_add(b).ok_or_else(overflow)?,
                             '-' => a.checked_sub(b).ok_or_else(overflow)?,
@@ -982,9 +982,9 @@ pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
                     let p = a.checked_mul(b).ok_or_else(overflow)?;
                     let sc = s + t;
                     if sc > 18 {
-                        Decimal(rescale(p, sc, 18).ok_or_else(overflow)?, 18)
+                        Value::decimal(rescale(p, sc, 18).ok_or_else(overflow)?, 18)
                     } else {
-                        Decimal(p, sc)
+                        Value::decimal(p, sc)
                     }
                 }
                 _ => {
@@ -997,7 +997,7 @@ pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
                     let n = a
                         .checked_mul(10i128.checked_pow(shift).ok_or_else(overflow)?)
                         .ok_or_else(overflow)?;
-                    Decimal(n / b, sc)
+                    Value::decimal(n / b, sc)
                 }
             }
         }
@@ -1042,7 +1042,7 @@ pub fn cast_value(v: Value, to: DataType) -> EvalResult {
                 T::Int => Value::Int(s.parse().map_err(|_| bad())?),
                 T::BigInt => Value::BigInt(s.parse().map_err(|_| bad())?),
                 T::Double => Value::Double(s.parse().map_err(|_| bad())?),
-                T::Decimal(_, sc) => Value::Decimal(parse_decimal(s, sc).ok_or_else(bad)?, sc),
+                T::Decimal(_, sc) => Value::decimal(parse_decimal(s, sc).ok_or_else(bad)?, sc),
                 T::Boolean => match s.to_ascii_lowercase().as_str() {
                     "true" | "t" | "1" | "yes" => Value::Bool(true),
                     "false" | "f" | "0" | "no" => Value::Bool(false),
@@ -1072,9 +1072,11 @@ pub fn cast_value(v: Value, to: DataType) -> EvalResult {
         },
         (v, T::Double) => Value::Double(v.as_f64().ok_or_else(|| fail(&v))?),
         (v, T::Decimal(_, sc)) => match v {
-            Value::Double(d) => Value::Decimal((d * 10f64.powi(i32::from(sc))).round() as i128, sc),
-            Value::Decimal(d, s) => Value::Decimal(rescale(d, s, sc).ok_or_else(|| fail(&v))?, sc),
-            other => Value::Decimal(
+            Value::Double(d) => Value::decimal((d * 10f64.powi(i32::from(sc))).round() as i128, sc),
+            Value::Decimal(d, s) => {
+                Value::decimal(rescale(d.get(), s, sc).ok_or_else(|| fail(&v))?, sc)
+            }
+            other => Value::decimal(
                 rescale(
                     i128::from(other.as_i64().ok_or_else(|| fail(&other))?),
                     0,

@@ -62,7 +62,7 @@ pub fn from_text(s: &str, ty: DataType) -> Result<Value, String> {
         DataType::Int => Value::Int(s.trim().parse().map_err(|_| mismatch())?),
         DataType::BigInt => Value::BigInt(s.trim().parse().map_err(|_| mismatch())?),
         DataType::Double => Value::Double(s.trim().parse().map_err(|_| mismatch())?),
-        DataType::Decimal(_, sc) => Value::Decimal(parse_decimal(s, sc).ok_or_else(mismatch)?, sc),
+        DataType::Decimal(_, sc) => Value::decimal(parse_decimal(s, sc).ok_or_else(mismatch)?, sc),
         DataType::String => Value::str(s),
         DataType::Bytes => Value::Bytes(Arc::from(s.as_bytes())),
         DataType::Timestamp => Value::Timestamp(parse_timestamp(s).ok_or_else(mismatch)?),
@@ -382,7 +382,7 @@ mod tests {
                 Value::Timestamp(1_700_000_000_123),
                 Value::str("/a"),
                 Value::Int(503),
-                Value::Decimal(150, 2)
+                Value::decimal(150, 2)
             ]
         );
         let out = f.serialize(&row).expect("encodes").expect("some");

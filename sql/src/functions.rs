@@ -320,7 +320,7 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
                     Value::Int(i) => Value::Int(i.wrapping_abs()),
                     Value::BigInt(i) => Value::BigInt(i.wrapping_abs()),
                     Value::Double(d) => Value::Double(d.abs()),
-                    Value::Decimal(d, s) => Value::Decimal(d.abs(), *s),
+                    Value::Decimal(d, s) => Value::decimal(d.get().abs(), *s),
                     other => other.clone(),
                 })
             })
@@ -350,9 +350,10 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
                         if drop <= 0 {
                             Value::Decimal(*d, *sc)
                         } else {
+                            let d = d.get();
                             let p = 10i128.pow(drop as u32);
                             let q = (d.abs() + p / 2) / p * p * d.signum();
-                            Value::Decimal(q, *sc)
+                            Value::decimal(q, *sc)
                         }
                     }
                     other => other.clone(),
@@ -367,10 +368,11 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
                 Ok(match &v[0] {
                     Value::Double(d) => Value::Double(if up { d.ceil() } else { d.floor() }),
                     Value::Decimal(d, sc) => {
+                        let d = d.get();
                         let p = 10i128.pow(u32::from(*sc));
                         let f = d.div_euclid(p);
                         let f = if up && d.rem_euclid(p) != 0 { f + 1 } else { f };
-                        Value::Decimal(f * p, *sc)
+                        Value::decimal(f * p, *sc)
                     }
                     other => other.clone(),
                 })

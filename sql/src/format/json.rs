@@ -123,7 +123,7 @@ fn integer(ty: DataType, digits: String, x: f64) -> Result<Value, String> {
     match ty {
         DataType::Double => Ok(Value::Double(x)),
         DataType::Decimal(_, sc) => parse_decimal(&digits, sc)
-            .map(|d| Value::Decimal(d, sc))
+            .map(|d| Value::decimal(d, sc))
             .ok_or(digits),
         DataType::String => Ok(Value::str(&digits)),
         _ => Err(digits),
@@ -176,7 +176,7 @@ impl<'de> Visitor<'de> for ValueOf {
         Ok(match self.0 {
             DataType::Double => Ok(Value::Double(x)),
             DataType::Decimal(_, sc) => parse_decimal(&format!("{x}"), sc)
-                .map(|d| Value::Decimal(d, sc))
+                .map(|d| Value::decimal(d, sc))
                 .ok_or_else(json),
             DataType::String => Ok(Value::str(&json())),
             _ => Err(json()),
@@ -194,7 +194,7 @@ impl<'de> Visitor<'de> for ValueOf {
             DataType::Int => s.trim().parse().ok().map(Value::Int),
             DataType::BigInt => s.trim().parse().ok().map(Value::BigInt),
             DataType::Double => s.trim().parse().ok().map(Value::Double),
-            DataType::Decimal(_, sc) => parse_decimal(s, sc).map(|d| Value::Decimal(d, sc)),
+            DataType::Decimal(_, sc) => parse_decimal(s, sc).map(|d| Value::decimal(d, sc)),
             DataType::Bytes => Some(Value::Bytes(Arc::from(s.as_bytes()))),
             DataType::Timestamp => parse_timestamp(s).map(Value::Timestamp),
             DataType::Interval | DataType::Null => None,
@@ -254,7 +254,7 @@ mod tests {
                         Some(x) if !n.is_i64() && !n.is_u64() => format!("{x}"),
                         _ => n.to_string(),
                     };
-                    Value::Decimal(parse_decimal(&text, sc)?, sc)
+                    Value::decimal(parse_decimal(&text, sc)?, sc)
                 }
                 (J::Number(n), DataType::String) => Value::str(&n.to_string()),
                 (J::String(s), ty) => {
@@ -289,7 +289,7 @@ mod tests {
                 Value::Int(7),
                 Value::BigInt(-9_007_199_254_740_993),
                 Value::Double(2.0),
-                Value::Decimal(150, 2),
+                Value::decimal(150, 2),
                 Value::str("12"),
                 Value::Bytes(Arc::from(&b"ab"[..])),
                 Value::Timestamp(1_700_000_000_123),
@@ -301,7 +301,7 @@ mod tests {
             None,
         )
         .expect("decodes");
-        assert_eq!(row[4], Value::Decimal(100_000, 2));
+        assert_eq!(row[4], Value::decimal(100_000, 2));
         assert_eq!(row[5], Value::str("1e+20"));
         assert_eq!(row[2], Value::Null);
         assert_eq!(row[7], Value::Timestamp(5));
