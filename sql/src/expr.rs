@@ -800,8 +800,13 @@ fn negate(v: Value) -> EvalResult {
         Value::Int(i) => Value::Int(i.wrapping_neg()),
         Value::BigInt(i) => Value::BigInt(i.wrapping_neg()),
         Value::Double(d) => Value::Double(-d),
-        Value::Decimal(d, s) => Value::decimal(-d.get(), s),
-        Value::Interval(i) => Value::Interval(-i),
+        Value::Decimal(d, s) => Value::decimal(
+            d.get()
+                .checked_neg()
+                .ok_or_else(|| EvalError("numeric overflow".into()))?,
+            s,
+        ),
+        Value::Interval(i) => Value::Interval(i.wrapping_neg()),
         _ => Value::Null,
     })
 }
@@ -1093,6 +1098,14 @@ pub fn cast_value(v: Value, to: DataType) -> EvalResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negating_the_lowest_decimal_is_an_overflow_error() {
+        let e = negate(Value::decimal(i128::MIN, 2)).expect_err("overflows");
+        assert_eq!(e.0, "numeric overflow");
+        let back = negate(Value::decimal(i128::MIN + 1, 2)).expect("fits");
+        assert_eq!(back, Value::decimal(i128::MAX, 2));
+    }
 
     #[test]
     fn a_projection_moves_columns_after_computing_from_them() {

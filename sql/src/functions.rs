@@ -320,7 +320,12 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
                     Value::Int(i) => Value::Int(i.wrapping_abs()),
                     Value::BigInt(i) => Value::BigInt(i.wrapping_abs()),
                     Value::Double(d) => Value::Double(d.abs()),
-                    Value::Decimal(d, s) => Value::decimal(d.get().abs(), *s),
+                    Value::Decimal(d, s) => Value::decimal(
+                        d.get()
+                            .checked_abs()
+                            .ok_or_else(|| EvalError("numeric overflow".into()))?,
+                        *s,
+                    ),
                     other => other.clone(),
                 })
             })
