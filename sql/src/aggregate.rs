@@ -570,9 +570,12 @@ pub(crate) type Retraction = (Key, Option<Row>, Option<Row>);
 /// rows, their first `keys` values the group key): one when the old and new
 /// rows fall in the same group, else one per group.
 pub(crate) fn retractions(old: Option<Row>, new: Option<Row>, keys: usize) -> Vec<Retraction> {
-    let key = |r: &Row| Key::of(&r[..keys.min(r.len())]);
+    fn cols(r: &[Value], keys: usize) -> &[Value] {
+        &r[..keys.min(r.len())]
+    }
+    let key = |r: &Row| Key::of(cols(r, keys));
     match (old, new) {
-        (Some(o), Some(n)) if o[..keys.min(o.len())] == n[..keys.min(n.len())] => {
+        (Some(o), Some(n)) if cols(&o, keys) == cols(&n, keys) => {
             vec![(key(&n), Some(o), Some(n))]
         }
         (old, new) => old

@@ -32,6 +32,13 @@ pub struct EvalError(pub String);
 /// Result of evaluating an expression.
 pub type EvalResult = std::result::Result<Value, EvalError>;
 
+impl EvalError {
+    /// A number out of its type's range (decimal arithmetic, negation, `ABS`).
+    pub fn overflow() -> EvalError {
+        EvalError("numeric overflow".into())
+    }
+}
+
 /// The compiled function of an expression.
 pub type EvalFn = Arc<dyn Fn(&[Value]) -> EvalResult + Send + Sync>;
 
@@ -800,12 +807,9 @@ fn negate(v: Value) -> EvalResult {
         Value::Int(i) => Value::Int(i.wrapping_neg()),
         Value::BigInt(i) => Value::BigInt(i.wrapping_neg()),
         Value::Double(d) => Value::Double(-d),
-        Value::Decimal(d, s) => Value::decimal(
-            d.get()
-                .checked_neg()
-                .ok_or_else(|| EvalError("numeric overflow".into()))?,
-            s,
-        ),
+        Value::Decimal(d, s) => {
+            Value::decimal(d.get().checked_neg().ok_or_else(EvalError::overflow)?, s)
+        }
         Value::Interval(i) => Value::Interval(i.wrapping_neg()),
         _ => Value::Null,
     })
@@ -926,7 +930,6 @@ fn as_decimal(v: &Value) -> Option<(i128, u8)> {
 pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
     use Value::*;
     let div0 = || EvalError("division by zero".into());
-    let overflow = || EvalError("numeric overflow".into());
     Ok(match (a, b) {
         (Null, _) | (_, Null) => Null,
         (Timestamp(t), Interval(i)) => Timestamp(if sym == '+' { t + i } else { t - i }),
@@ -964,30 +967,30 @@ pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
         }
         (x, y) => {
             let ((a, s), (b, t)) = (
-                as_decimal(&x).ok_or_else(overflow)?,
-                as_decimal(&y).ok_or_else(overflow)?,
+                as_decimal(&x).ok_or_else(EvalError::overflow)?,
+                as_decimal(&y).ok_or_else(EvalError::overflow)?,
             );
             match sym {
                 '+' | '-' | '%' => {
                     let sc = s.max(t);
                     let (a, b) = (
-                        rescale(a, s, sc).ok_or_else(overflow)?,
-                        rescale(b, t, sc).ok_or_else(overflow)?,
+                        rescale(a, s, sc).ok_or_else(EvalError::overflow)?,
+                        rescale(b, t, sc).ok_or_else(EvalError::overflow)?,
                     );
                     Value::decimal(
                         match sym {
-                            '+' => a.checked_add(b).ok_or_else(overflow)?,
-                            '-' => a.checked_sub(b).ok_or_else(overflow)?,
+                            '+' => a.checked_add(b).ok_or_else(EvalError::overflow)?,
+                            '-' => a.checked_sub(b).ok_or_else(EvalError::overflow)?,
                             _ => a.checked_rem(b).ok_or_else(div0)?,
                         },
                         sc,
                     )
                 }
                 '*' => {
-                    let p = a.checked_mul(b).ok_or_else(overflow)?;
+                    let p = a.checked_mul(b).ok_or_else(EvalError::overflow)?;
                     let sc = s + t;
                     if sc > 18 {
-                        Value::decimal(rescale(p, sc, 18).ok_or_else(overflow)?, 18)
+                        Value::decimal(rescale(p, sc, 18).ok_or_else(EvalError::overflow)?, 18)
                     } else {
                         Value::decimal(p, sc)
                     }
@@ -1000,8 +1003,8 @@ pub fn arith(sym: char, a: Value, b: Value) -> EvalResult {
                     // a/10^s / (b/10^t) at scale sc = a * 10^(sc - s + t) / b
                     let shift = u32::from(sc) + u32::from(t) - u32::from(s);
                     let n = a
-                        .checked_mul(10i128.checked_pow(shift).ok_or_else(overflow)?)
-                        .ok_or_else(overflow)?;
+                        .checked_mul(10i128.checked_pow(shift).ok_or_else(EvalError::overflow)?)
+                        .ok_or_else(EvalError::overflow)?;
                     Value::decimal(n / b, sc)
                 }
             }

@@ -320,12 +320,9 @@ pub fn call(e: &Expr, name: &str, args: Vec<CExpr>, text: String) -> Result<CExp
                     Value::Int(i) => Value::Int(i.wrapping_abs()),
                     Value::BigInt(i) => Value::BigInt(i.wrapping_abs()),
                     Value::Double(d) => Value::Double(d.abs()),
-                    Value::Decimal(d, s) => Value::decimal(
-                        d.get()
-                            .checked_abs()
-                            .ok_or_else(|| EvalError("numeric overflow".into()))?,
-                        *s,
-                    ),
+                    Value::Decimal(d, s) => {
+                        Value::decimal(d.get().checked_abs().ok_or_else(EvalError::overflow)?, *s)
+                    }
                     other => other.clone(),
                 })
             })
