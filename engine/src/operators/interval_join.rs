@@ -66,24 +66,23 @@ fn round_up(at: i64, tick: i64) -> i64 {
 }
 
 /// Drops the entries whose expiry is below `watermark`, visiting only the keys
-/// the index names for the expired times.
+/// the index names for the expired times (one map lookup each).
 pub(crate) fn expire<K: Key, V>(
     map: &mut KeyGroupedMap<K, Vec<(i64, V)>>,
     expiry: &mut BTreeMap<i64, Vec<K>>,
     watermark: i64,
     expires: impl Fn(i64) -> i64,
 ) {
+    let keep = |v: &mut Vec<(i64, V)>| {
+        v.retain(|(ts, _)| expires(*ts) >= watermark);
+        !v.is_empty()
+    };
     while let Some(entry) = expiry.first_entry() {
         if *entry.key() >= watermark {
             break;
         }
         for key in entry.remove() {
-            if let Some(v) = map.get_mut(&key) {
-                v.retain(|(ts, _)| expires(*ts) >= watermark);
-                if v.is_empty() {
-                    map.remove(&key);
-                }
-            }
+            map.update_or_remove(key, keep);
         }
     }
 }
@@ -411,6 +410,48 @@ mod tests {
         want.sort();
         assert_eq!(got.len(), want.len());
         assert_eq!(got, want);
+    }
+
+    /// Whether a watermark expires a few keys or jumps past most of them, every
+    /// entry whose slot passed goes, every entry not yet expired stays, and the
+    /// index keeps only slots still ahead.
+    #[test]
+    fn expiry_drops_the_entries_whose_slot_passed_and_keeps_the_rest() {
+        use super::{KeyGroupedMap, expire, index, round_up};
+        use crate::state::key_group::KeyGroupRange;
+        use std::collections::BTreeMap;
+        let (upper, tick) = (10, 4);
+        let slot = |ts: i64| round_up(ts + upper, tick);
+        // Watermarks that expire a few keys each, then one that jumps past most.
+        for watermarks in [&[5, 9, 14, 30][..], &[5, 200], &[i64::MAX]] {
+            let range = KeyGroupRange::for_subtask(0, 1, 8);
+            let mut map: KeyGroupedMap<u32, Vec<(i64, u32)>> = KeyGroupedMap::new(range, 8);
+            let mut expiry = BTreeMap::new();
+            let mut all = Vec::new();
+            for i in 0..400u32 {
+                let (key, ts) = (i % 97, i64::from(i / 2));
+                index(&mut expiry, slot(ts), &key);
+                map.group_mut(map.key_group(&key))
+                    .entry(key)
+                    .or_default()
+                    .push((ts, i));
+                all.push((key, ts, i));
+            }
+            for &w in watermarks {
+                expire(&mut map, &mut expiry, w, |ts| ts + upper);
+                assert!(expiry.keys().all(|&at| at >= w), "index behind {w}");
+                for &(key, ts, i) in &all {
+                    let held = map.get(&key).is_some_and(|v| v.contains(&(ts, i)));
+                    if slot(ts) < w {
+                        assert!(!held, "{key}@{ts} kept past {w}");
+                    }
+                    if ts + upper >= w {
+                        assert!(held, "{key}@{ts} dropped at {w}");
+                    }
+                }
+                assert!(map.iter().all(|(_, v)| !v.is_empty()));
+            }
+        }
     }
 
     #[test]

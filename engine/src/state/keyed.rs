@@ -170,6 +170,17 @@ impl<K: Hash + Eq, V> KeyGroupedMap<K, V> {
         self.groups.iter_mut().flat_map(|g| g.iter_mut())
     }
 
+    /// Applies `f` to the value of `key`, if any, and removes the key when `f`
+    /// returns false: one lookup where `get_mut` then `remove` take two.
+    pub fn update_or_remove(&mut self, key: K, f: impl FnOnce(&mut V) -> bool) {
+        let kg = self.key_group(&key);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.group_mut(kg).entry(key)
+            && !f(e.get_mut())
+        {
+            e.remove();
+        }
+    }
+
     /// Keeps the entries for which `f` returns true.
     pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
         for g in &mut self.groups {
